@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL and Redis answer on 127.0.0.1, as the tests and the
+# local stack need: starts them when stopped, installs them (Debian) when
+# absent. Commands from ../shared/guide/MACHINE.md. Idempotent and quiet when
+# everything already runs.
+set -euo pipefail
+
+pg_up()    { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; }
+
+install() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "services: $1 is not installed and this is not root; run: sudo apt-get install -y postgresql redis-server" >&2
+    exit 1
+  fi
+  echo "services: installing $1 (apt-get)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null
+}
+
+if ! pg_up; then
+  command -v pg_ctlcluster >/dev/null && ls /etc/postgresql/*/main >/dev/null 2>&1 || install postgresql
+  echo "services: starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  pg_up || { echo "services: PostgreSQL does not answer on 127.0.0.1:5432" >&2; exit 1; }
+  # Trust auth for local connections, as on the reference machine.
+  psql -h 127.0.0.1 -U postgres -c 'select 1' >/dev/null 2>&1 || {
+    echo "services: cannot connect as postgres with trust auth on 127.0.0.1; fix pg_hba.conf" >&2; exit 1; }
+fi
+
+if ! redis_up; then
+  command -v redis-server >/dev/null || install redis-server
+  echo "services: starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 30); do redis_up && break; sleep 0.2; done
+  redis_up || { echo "services: Redis does not answer on 127.0.0.1:6379" >&2; exit 1; }
+fi

@@ -1,0 +1,162 @@
+// Package events builds and receives billfn's CloudEvents 1.0.
+//
+// Events are built with cloudevents/sdk-go v2: id (UUIDv7, time-ordered),
+// source /functions/<name>, type billfn.<aggregate>.<verb>, subject (the
+// aggregate id), time, application/json data and a W3C traceparent
+// extension. On Kafka they travel in structured mode (package outbox).
+//
+// A Receiver accepts deliveries over HTTP in every form the platforms use:
+// binary mode (ce-* headers), structured mode (application/cloudevents+json),
+// batch mode (application/cloudevents-batch+json), and the OpenFaaS
+// kafka-connector / kafka-trigger form (the structured event as the body,
+// with X-Topic). Every delivery must be authenticated (see auth.go); each
+// event is deduplicated by (source, id) in the same transaction as its
+// effect; errors are either retryable (5xx, the trigger retries) or
+// permanent (the event is parked in dead_letters and acknowledged).
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+)
+
+// Event is a CloudEvent.
+type Event = event.Event
+
+// Media types of the CloudEvents JSON format.
+const (
+	ContentTypeStructured = "application/cloudevents+json"
+	ContentTypeBatch      = "application/cloudevents-batch+json"
+)
+
+// The Kafka topics of the architecture, with their partition counts.
+const (
+	TopicUser        = "user-events"
+	TopicBilling     = "billing-events"
+	TopicTransaction = "transaction-events"
+	TopicPayment     = "payment-events"
+)
+
+// Topics maps every topic to its partition count.
+var Topics = map[string]int32{
+	TopicUser:        6,
+	TopicBilling:     12,
+	TopicTransaction: 12,
+	TopicPayment:     6,
+}
+
+// TraceParentExt is the CloudEvents distributed-tracing extension name.
+const TraceParentExt = "traceparent"
+
+// Source is the CloudEvent source of a function.
+func Source(function string) string { return "/functions/" + function }
+
+// Type is a billfn event type: billfn.<aggregate>.<verb>.
+func Type(aggregate, verb string) string { return "billfn." + aggregate + "." + verb }
+
+type traceKey struct{}
+
+// WithTraceParent returns ctx carrying a W3C traceparent, so events built
+// while handling a request or an event continue its trace.
+func WithTraceParent(ctx context.Context, tp string) context.Context {
+	if tp == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, traceKey{}, tp)
+}
+
+// TraceParent returns the traceparent of ctx, or "".
+func TraceParent(ctx context.Context) string {
+	tp, _ := ctx.Value(traceKey{}).(string)
+	return tp
+}
+
+// NewTraceParent starts a new trace: version 00, random trace and span ids, sampled.
+func NewTraceParent() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+}
+
+// New builds an event of typ about subject from function, with data encoded
+// as JSON.
+func New(ctx context.Context, function, typ, subject string, data any) (Event, error) {
+	e := event.New()
+	id, err := uuid.NewV7()
+	if err != nil {
+		return e, err
+	}
+	e.SetID(id.String())
+	e.SetSource(Source(function))
+	e.SetType(typ)
+	if subject != "" {
+		e.SetSubject(subject)
+	}
+	e.SetTime(time.Now().UTC())
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		return e, err
+	}
+	tp := TraceParent(ctx)
+	if tp == "" {
+		tp = NewTraceParent()
+	}
+	e.SetExtension(TraceParentExt, tp)
+	if err := e.Validate(); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// Must is New for events whose data cannot fail to encode.
+func Must(ev Event, err error) Event {
+	if err != nil {
+		panic(err)
+	}
+	return ev
+}
+
+// Decode reads an event's JSON data into v. A decode failure is permanent:
+// the same bytes will never decode.
+func Decode(ev Event, v any) error {
+	if err := json.Unmarshal(ev.Data(), v); err != nil {
+		return Permanent(fmt.Errorf("event %s (%s): data: %w", ev.ID(), ev.Type(), err))
+	}
+	return nil
+}
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return "permanent: " + p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks err as permanent: the event is parked, not retried.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked Permanent, or is a client-side
+// problem (a 4xx *problem.Error, e.g. invalid data in the event).
+func IsPermanent(err error) bool {
+	var p permanentError
+	if errors.As(err, &p) {
+		return true
+	}
+	var s interface{ Status() int }
+	if errors.As(err, &s) {
+		st := s.Status()
+		return st >= 400 && st < 500 && st != 408 && st != 409 && st != 429
+	}
+	return false
+}

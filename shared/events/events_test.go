@@ -1,0 +1,360 @@
+package events_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const secret = "test-secret-test-secret-test-secret-0123"
+
+var key = []byte("event-signing-key-for-tests")
+
+type payment struct {
+	Amount int64 `json:"amount"`
+}
+
+type rig struct {
+	t        *testing.T
+	rc       *events.Receiver
+	srv      *httptest.Server
+	table    string
+	consumer string
+	ticks    int
+}
+
+// newRig serves a receiver whose handler adds each event's amount to a
+// per-test table; "poison" data is a permanent failure, "flaky" a retryable one.
+func newRig(t *testing.T, batch bool) *rig {
+	t.Helper()
+	pool := testenv.Pool(t)
+	g := &rig{t: t, table: "fx_" + strings.ReplaceAll(uuid.NewString()[:8], "-", ""), consumer: "fn-" + uuid.NewString()[:8]}
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE `+g.table+` (event_id text, amount bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: secret, Issuer: "billfn", Audience: "billfn"})
+	apply := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		var p payment
+		if err := events.Decode(ev, &p); err != nil {
+			return err
+		}
+		switch p.Amount {
+		case -1:
+			return events.Permanent(errors.New("poison"))
+		case -2:
+			return errors.New("flaky dependency")
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO `+g.table+` VALUES ($1, $2)`, ev.ID(), p.Amount)
+		return err
+	}
+	g.rc = &events.Receiver{Consumer: g.consumer, Pool: pool, Keys: [][]byte{[]byte("old-key"), key}, Verifier: v,
+		Tick: func(context.Context) error { g.ticks++; return nil }, TickEvery: time.Hour}
+	g.rc.On("billfn.payment.captured", apply)
+	if batch {
+		g.rc.Batch = func(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+			for _, ev := range evs {
+				if err := apply(ctx, tx, ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("POST /{$}", g.rc)
+	g.srv = httptest.NewServer(mux)
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *rig) sum() (n int, total int64) {
+	g.t.Helper()
+	pool := testenv.Pool(g.t)
+	if err := pool.QueryRow(context.Background(), `SELECT count(*), coalesce(sum(amount), 0) FROM `+g.table).Scan(&n, &total); err != nil {
+		g.t.Fatal(err)
+	}
+	return n, total
+}
+
+func newEvent(t *testing.T, amount int64) events.Event {
+	t.Helper()
+	ev, err := events.New(context.Background(), "capture-payment", "billfn.payment.captured", uuid.NewString(), payment{amount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func (g *rig) send(hdr http.Header, body []byte) (int, events.Result) {
+	g.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/", bytes.NewReader(body))
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var res events.Result
+	_ = json.Unmarshal(b, &res)
+	return resp.StatusCode, res
+}
+
+func signed(body []byte, h http.Header) http.Header {
+	h.Set(events.SignatureHeader, events.Sign(key, time.Now(), body))
+	return h
+}
+
+func structured(t *testing.T, ev events.Event) []byte {
+	b, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// One event arrives in each of the four forms a platform may use; it takes
+// effect once and the other three deliveries are acknowledged as duplicates.
+func TestOneEventInEveryDeliveryFormTakesEffectOnce(t *testing.T) {
+	g := newRig(t, false)
+	ev := newEvent(t, 500)
+	s := structured(t, ev)
+
+	// 1. structured mode
+	code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	if code != 200 || res.Processed != 1 {
+		t.Fatalf("structured: %d %+v", code, res)
+	}
+	// 2. binary mode
+	bin := ev.Data()
+	h := http.Header{"Content-Type": {"application/json"}, "Ce-Specversion": {"1.0"}, "Ce-Id": {ev.ID()},
+		"Ce-Source": {ev.Source()}, "Ce-Type": {ev.Type()}}
+	code, res = g.send(signed(bin, h), bin)
+	if code != 200 || res.Duplicates != 1 {
+		t.Fatalf("binary: %d %+v", code, res)
+	}
+	// 3. batch mode
+	batch, _ := json.Marshal([]events.Event{ev})
+	code, res = g.send(signed(batch, http.Header{"Content-Type": {events.ContentTypeBatch}}), batch)
+	if code != 200 || res.Duplicates != 1 {
+		t.Fatalf("batch: %d %+v", code, res)
+	}
+	// 4. kafka-connector form: the structured event as a plain body with X-Topic
+	code, res = g.send(signed(s, http.Header{"Content-Type": {"text/plain"}, "X-Topic": {"payment-events"}}), s)
+	if code != 200 || res.Duplicates != 1 {
+		t.Fatalf("connector form: %d %+v", code, res)
+	}
+	if n, total := g.sum(); n != 1 || total != 500 {
+		t.Fatalf("effects = %d (sum %d), want exactly one of 500", n, total)
+	}
+}
+
+func TestDeliveriesMustBeAuthenticated(t *testing.T) {
+	g := newRig(t, false)
+	ev := newEvent(t, 1)
+	s := structured(t, ev)
+	ct := func() http.Header { return http.Header{"Content-Type": {events.ContentTypeStructured}} }
+	signer := auth.NewHS256Signer(secret, "billfn", "billfn")
+	customer, _ := signer.Sign(uuid.NewString(), auth.RoleCustomer, time.Hour)
+	service, _ := signer.Sign(uuid.NewString(), auth.RoleService, time.Hour)
+
+	cases := []struct {
+		name string
+		hdr  http.Header
+		want int
+	}{
+		{"unsigned", ct(), 401},
+		{"wrong key", func() http.Header {
+			h := ct()
+			h.Set(events.SignatureHeader, events.Sign([]byte("attacker"), time.Now(), s))
+			return h
+		}(), 401},
+		{"stale timestamp", func() http.Header {
+			h := ct()
+			h.Set(events.SignatureHeader, events.Sign(key, time.Now().Add(-10*time.Minute), s))
+			return h
+		}(), 401},
+		{"signature of another body", func() http.Header {
+			h := ct()
+			h.Set(events.SignatureHeader, events.Sign(key, time.Now(), []byte(`{}`)))
+			return h
+		}(), 401},
+		{"malformed header", func() http.Header { h := ct(); h.Set(events.SignatureHeader, "t=abc,v1=zz"); return h }(), 401},
+		{"customer token", func() http.Header { h := ct(); h.Set("Authorization", "Bearer "+customer); return h }(), 401},
+		{"service token", func() http.Header { h := ct(); h.Set("Authorization", "Bearer "+service); return h }(), 200},
+	}
+	for _, c := range cases {
+		if code, _ := g.send(c.hdr, s); code != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, code, c.want)
+		}
+	}
+	if n, _ := g.sum(); n != 1 {
+		t.Fatalf("effects = %d, want 1 (only the service-token delivery)", n)
+	}
+}
+
+func TestSignatureWithARotatedKeyIsAccepted(t *testing.T) {
+	g := newRig(t, false)
+	s := structured(t, newEvent(t, 3))
+	// Both keys are active: the header carries signatures by each.
+	sig := events.Sign([]byte("retired-key"), time.Now(), s) + "," +
+		strings.Split(events.Sign([]byte("old-key"), time.Now(), s), ",")[1]
+	code, _ := g.send(http.Header{"Content-Type": {events.ContentTypeStructured}, events.SignatureHeader: {sig}}, s)
+	if code != 200 {
+		t.Fatalf("status %d, want 200", code)
+	}
+}
+
+func TestPoisonEventIsParkedAndAcknowledged(t *testing.T) {
+	g := newRig(t, false)
+	ev := newEvent(t, -1)
+	s := structured(t, ev)
+	for i := 0; i < 2; i++ {
+		code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+		if code != 200 {
+			t.Fatalf("delivery %d: %d", i, code)
+		}
+		if i == 0 && res.Parked != 1 || i == 1 && res.Duplicates != 1 {
+			t.Fatalf("delivery %d: %+v", i, res)
+		}
+	}
+	var n int
+	var errText string
+	testenv.Pool(t).QueryRow(context.Background(), `SELECT count(*), max(error) FROM dead_letters WHERE consumer = $1 AND event_id = $2`,
+		g.consumer, ev.ID()).Scan(&n, &errText)
+	if n != 1 || !strings.Contains(errText, "poison") {
+		t.Fatalf("dead letters = %d (%q), want 1 with the cause", n, errText)
+	}
+}
+
+func TestUndecodableDataIsParked(t *testing.T) {
+	g := newRig(t, false)
+	ev := newEvent(t, 1)
+	_ = ev.SetData("application/json", map[string]string{"amount": "not a number"})
+	s := structured(t, ev)
+	code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	if code != 200 || res.Parked != 1 {
+		t.Fatalf("got %d %+v", code, res)
+	}
+}
+
+func TestRetryableFailureAnswers503AndLeavesNoTrace(t *testing.T) {
+	g := newRig(t, false)
+	ev := newEvent(t, -2)
+	s := structured(t, ev)
+	code, _ := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	if code != 503 {
+		t.Fatalf("status %d, want 503 so the trigger retries", code)
+	}
+	var n int
+	testenv.Pool(t).QueryRow(context.Background(), `SELECT count(*) FROM processed_events WHERE consumer = $1`, g.consumer).Scan(&n)
+	if n != 0 {
+		t.Fatal("a failed event was marked processed: its retry would be dropped")
+	}
+}
+
+func TestMalformedDeliveriesAre400(t *testing.T) {
+	g := newRig(t, false)
+	for _, body := range []string{`not json`, `{"specversion":"1.0"}`, `[]`} {
+		ct := events.ContentTypeStructured
+		if body == `[]` {
+			ct = events.ContentTypeBatch
+		}
+		b := []byte(body)
+		if code, _ := g.send(signed(b, http.Header{"Content-Type": {ct}}), b); code != 400 {
+			t.Errorf("%s: status %d, want 400", body, code)
+		}
+	}
+}
+
+func TestUnhandledTypesAreIgnored(t *testing.T) {
+	g := newRig(t, false)
+	ev := newEvent(t, 1)
+	ev.SetType("billfn.something.else")
+	s := structured(t, ev)
+	code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	if code != 200 || res.Ignored != 1 {
+		t.Fatalf("got %d %+v", code, res)
+	}
+}
+
+func TestBatchIsAppliedInOneGoAndAPoisonEventIsIsolated(t *testing.T) {
+	g := newRig(t, true)
+	good := []events.Event{newEvent(t, 10), newEvent(t, 20), newEvent(t, 30)}
+	b, _ := json.Marshal(append(good, good[0])) // a duplicate inside the batch too
+	code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+	if code != 200 || res.Processed != 3 || res.Duplicates != 1 {
+		t.Fatalf("batch: %d %+v", code, res)
+	}
+	mixed := []events.Event{newEvent(t, 1), newEvent(t, -1), newEvent(t, 2), good[1]}
+	b, _ = json.Marshal(mixed)
+	code, res = g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+	if code != 200 || res.Processed != 2 || res.Parked != 1 || res.Duplicates != 1 {
+		t.Fatalf("mixed batch: %d %+v", code, res)
+	}
+	if n, total := g.sum(); n != 5 || total != 63 {
+		t.Fatalf("effects = %d (sum %d), want 5 summing to 63", n, total)
+	}
+}
+
+func TestTicksRunUnsignedButRateLimited(t *testing.T) {
+	g := newRig(t, false)
+	code, res := g.send(http.Header{"X-Connector": {"cron-connector"}, "X-Topic": {"cron-function"}}, nil)
+	if code != 200 || !res.Tick || g.ticks != 1 {
+		t.Fatalf("cron-connector tick: %d %+v ticks=%d", code, res, g.ticks)
+	}
+	// A forged or extra tick is harmless and limited.
+	code, _ = g.send(http.Header{"X-Topic": {"cron-function"}}, nil)
+	if code != 429 || g.ticks != 1 {
+		t.Fatalf("second tick: %d ticks=%d, want 429 and no run", code, g.ticks)
+	}
+	// A PingSource event is a tick too (signed here by the trigger).
+	g.rc.TickEvery = time.Nanosecond
+	ping, _ := events.New(context.Background(), "ping", "dev.knative.sources.ping", "", map[string]string{})
+	s := structured(t, ping)
+	code, res = g.send(http.Header{"Content-Type": {events.ContentTypeStructured}}, s)
+	if code != 401 {
+		t.Fatalf("unsigned PingSource-style CloudEvent: %d, want 401 (only connector ticks are unsigned)", code)
+	}
+	code, res = g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	if code != 200 || !res.Tick || g.ticks != 2 {
+		t.Fatalf("signed ping: %d %+v ticks=%d", code, res, g.ticks)
+	}
+}
+
+func TestNewBuildsAValidBillfnEvent(t *testing.T) {
+	ctx := events.WithTraceParent(context.Background(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	ev, err := events.New(ctx, "process-transaction", events.Type("transaction", "posted"), "acct-1", map[string]int{"amount": 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Source() != "/functions/process-transaction" || ev.Type() != "billfn.transaction.posted" || ev.Subject() != "acct-1" ||
+		ev.DataContentType() != "application/json" || ev.Time().IsZero() || len(ev.ID()) != 36 {
+		t.Fatalf("unexpected event: %s", ev)
+	}
+	if tp := ev.Extensions()[events.TraceParentExt]; tp != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
+		t.Fatalf("traceparent = %v", tp)
+	}
+	back, err := events.Unmarshal(structured(t, ev))
+	if err != nil || back.ID() != ev.ID() || string(back.Data()) != `{"amount":5}` {
+		t.Fatalf("round trip: %v %s", err, back.Data())
+	}
+}

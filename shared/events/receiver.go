@@ -1,0 +1,427 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"sync"
+	"time"
+
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// Handler applies one event inside tx. Return Permanent(err) (or a 4xx
+// problem) for an event that can never succeed; any other error is retried.
+type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
+
+// BatchHandler applies many fresh (already deduplicated) events inside one
+// transaction. If it fails permanently the receiver falls back to one
+// transaction per event, so a poison event is parked alone.
+type BatchHandler func(ctx context.Context, tx pgx.Tx, evs []Event) error
+
+// TickTypes are CloudEvent types treated as schedule ticks: billfn's own
+// local schedule trigger and Knative's PingSource.
+var TickTypes = map[string]bool{
+	"billfn.schedule.tick":     true,
+	"dev.knative.sources.ping": true,
+}
+
+// Receiver serves event deliveries for one function (mount it on "POST /{$}").
+type Receiver struct {
+	Consumer  string        // the function's name
+	Pool      *pgxpool.Pool // dedupe, effects and dead letters
+	Keys      [][]byte      // event-signing keys; several during rotation
+	Verifier  *auth.Verifier
+	Tolerance time.Duration    // signature timestamp tolerance (default 5 min)
+	Now       func() time.Time // injectable clock
+
+	// Tick runs on schedule ticks. Ticks may come unsigned (cron-connector,
+	// PingSource), so Tick must only do idempotent work; it is rate limited
+	// to once per TickEvery per process.
+	Tick      func(ctx context.Context) error
+	TickEvery time.Duration
+
+	// Batch, when set, handles deliveries of several events in one
+	// transaction (the fast path for batch mode).
+	Batch BatchHandler
+
+	handlers map[string]Handler
+	tickMu   sync.Mutex
+	lastTick time.Time
+}
+
+// On registers the handler of an event type.
+func (rc *Receiver) On(typ string, h Handler) {
+	if rc.handlers == nil {
+		rc.handlers = map[string]Handler{}
+	}
+	rc.handlers[typ] = h
+}
+
+// Handles reports whether typ has a handler.
+func (rc *Receiver) Handles(typ string) bool {
+	_, ok := rc.handlers[typ]
+	return ok || (rc.Batch != nil && !TickTypes[typ])
+}
+
+var received = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "billfn_events_received_total",
+	Help: "Events received over HTTP by consumer, type and result (processed, duplicate, ignored, parked, failed).",
+}, []string{"consumer", "type", "result"})
+
+var deliveriesRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "billfn_event_deliveries_rejected_total",
+	Help: "Event deliveries refused before parsing, by reason.",
+}, []string{"consumer", "reason"})
+
+// Collectors returns the package's metrics.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{received, deliveriesRejected}
+}
+
+// Result summarises one delivery; it is the response body.
+type Result struct {
+	Processed  int  `json:"processed"`
+	Duplicates int  `json:"duplicates"`
+	Ignored    int  `json:"ignored"`
+	Parked     int  `json:"parked"`
+	Tick       bool `json:"tick,omitempty"`
+}
+
+func (rc *Receiver) now() time.Time {
+	if rc.Now != nil {
+		return rc.Now()
+	}
+	return time.Now()
+}
+
+// ServeHTTP receives one delivery.
+func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if isCronConnector(r, body) {
+		rc.tick(w, r)
+		return
+	}
+	if err := rc.authenticate(r, body); err != nil {
+		deliveriesRejected.WithLabelValues(rc.Consumer, "unauthenticated").Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer realm="billfn"`)
+		problem.Write(w, r, &problem.Error{Code: problem.Unauthorized,
+			Detail: "event deliveries must carry a valid " + SignatureHeader + " or a service-role bearer token", Err: err})
+		return
+	}
+	evs, err := Parse(r, body)
+	if err != nil {
+		deliveriesRejected.WithLabelValues(rc.Consumer, "malformed").Inc()
+		problem.Write(w, r, err)
+		return
+	}
+	if len(evs) == 1 && TickTypes[evs[0].Type()] {
+		rc.tick(w, r)
+		return
+	}
+	ctx := r.Context()
+	if len(evs) == 1 {
+		if tp, ok := evs[0].Extensions()[TraceParentExt].(string); ok {
+			ctx = WithTraceParent(ctx, tp)
+		}
+	}
+	res, err := rc.Deliver(ctx, evs)
+	if err != nil {
+		problem.Write(w, r, &problem.Error{Code: problem.Unavailable,
+			Detail: "the event could not be applied now; retry", RetryAfter: time.Second, Err: err})
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, res)
+}
+
+// isCronConnector recognises the OpenFaaS cron-connector's call: an empty
+// POST with X-Connector: cron-connector or X-Topic: cron-function.
+func isCronConnector(r *http.Request, body []byte) bool {
+	return len(bytes.TrimSpace(body)) == 0 && r.Header.Get("Ce-Specversion") == "" &&
+		(r.Header.Get("X-Connector") == "cron-connector" || r.Header.Get("X-Topic") == "cron-function")
+}
+
+// authenticate accepts a valid signature or a service/admin JWT.
+func (rc *Receiver) authenticate(r *http.Request, body []byte) error {
+	if h := r.Header.Get(SignatureHeader); h != "" {
+		tol := rc.Tolerance
+		if tol == 0 {
+			tol = DefaultTolerance
+		}
+		return VerifySignature(rc.Keys, h, body, rc.now(), tol)
+	}
+	if rc.Verifier != nil && r.Header.Get("Authorization") != "" {
+		p, err := rc.Verifier.FromRequest(r)
+		if err != nil {
+			return err
+		}
+		if !auth.HasRole(p, auth.RoleService, auth.RoleAdmin) {
+			return fmt.Errorf("role %s may not deliver events", p.Role)
+		}
+		return nil
+	}
+	return ErrNoSignature
+}
+
+func (rc *Receiver) tick(w http.ResponseWriter, r *http.Request) {
+	if rc.Tick == nil {
+		httpx.WriteJSON(w, http.StatusOK, Result{Tick: true})
+		return
+	}
+	every := rc.TickEvery
+	if every == 0 {
+		every = time.Second
+	}
+	rc.tickMu.Lock()
+	if !rc.lastTick.IsZero() && rc.now().Sub(rc.lastTick) < every {
+		rc.tickMu.Unlock()
+		problem.Write(w, r, &problem.Error{Code: problem.RateLimited, Detail: "a tick ran moments ago", RetryAfter: every})
+		return
+	}
+	rc.lastTick = rc.now()
+	rc.tickMu.Unlock()
+	if err := rc.Tick(r.Context()); err != nil {
+		problem.Write(w, r, &problem.Error{Code: problem.Unavailable, Detail: "the tick failed; it will run again", Err: err})
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, Result{Tick: true})
+}
+
+// Parse reads the events of a delivery in any supported mode.
+func Parse(r *http.Request, body []byte) ([]Event, error) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var evs []Event
+	switch {
+	case mt == ContentTypeBatch:
+		if err := json.Unmarshal(body, &evs); err != nil {
+			return nil, problem.New(problem.BadRequest, "malformed CloudEvents batch: %v", err)
+		}
+	case r.Header.Get("Ce-Specversion") != "":
+		req := r.Clone(r.Context())
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		ev, err := cehttp.NewEventFromHTTPRequest(req)
+		if err != nil {
+			return nil, problem.New(problem.BadRequest, "malformed binary-mode CloudEvent: %v", err)
+		}
+		evs = []Event{*ev}
+	default:
+		// Structured mode, or the kafka-connector form whose body is the
+		// structured event whatever its Content-Type says.
+		var ev Event
+		if err := json.Unmarshal(body, &ev); err != nil {
+			return nil, problem.New(problem.BadRequest, "the body is not a structured CloudEvent: %v", err)
+		}
+		evs = []Event{ev}
+	}
+	if len(evs) == 0 {
+		return nil, problem.New(problem.BadRequest, "the batch holds no events")
+	}
+	for i := range evs {
+		if err := evs[i].Validate(); err != nil {
+			return nil, problem.New(problem.BadRequest, "event %d is not a valid CloudEvent: %v", i, err)
+		}
+	}
+	return evs, nil
+}
+
+// Deliver applies events: deduplicated, each with its effect, poison parked.
+// A non-nil error means the delivery must be retried.
+func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
+	var res Result
+	handled := evs[:0:0]
+	for _, ev := range evs {
+		if rc.Handles(ev.Type()) {
+			handled = append(handled, ev)
+		} else {
+			res.Ignored++
+			received.WithLabelValues(rc.Consumer, ev.Type(), "ignored").Inc()
+		}
+	}
+	if len(handled) == 0 {
+		return res, nil
+	}
+	if rc.Batch != nil && len(handled) > 1 {
+		n, dups, err := rc.deliverBatch(ctx, handled)
+		if err == nil {
+			res.Processed += n
+			res.Duplicates += dups
+			return res, nil
+		}
+		if !IsPermanent(err) {
+			return res, err
+		}
+		slog.WarnContext(ctx, "batch failed permanently; applying one by one", "consumer", rc.Consumer, "err", err.Error())
+	}
+	for _, ev := range handled {
+		outcome, err := rc.deliverOne(ctx, ev)
+		if err != nil {
+			received.WithLabelValues(rc.Consumer, ev.Type(), "failed").Inc()
+			return res, err
+		}
+		switch outcome {
+		case "processed":
+			res.Processed++
+		case "duplicate":
+			res.Duplicates++
+		case "parked":
+			res.Parked++
+		}
+		received.WithLabelValues(rc.Consumer, ev.Type(), outcome).Inc()
+	}
+	return res, nil
+}
+
+var errDuplicate = errors.New("duplicate")
+
+func (rc *Receiver) deliverOne(ctx context.Context, ev Event) (string, error) {
+	err := postgres.Tx(ctx, rc.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO processed_events (consumer, source, id) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING`, rc.Consumer, ev.Source(), ev.ID())
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errDuplicate
+		}
+		return rc.apply(ctx, tx, ev)
+	})
+	switch {
+	case err == nil:
+		return "processed", nil
+	case errors.Is(err, errDuplicate):
+		return "duplicate", nil
+	case IsPermanent(err):
+		if perr := rc.Park(ctx, ev, err); perr != nil {
+			return "", perr
+		}
+		return "parked", nil
+	}
+	return "", err
+}
+
+func (rc *Receiver) apply(ctx context.Context, tx pgx.Tx, ev Event) error {
+	if h, ok := rc.handlers[ev.Type()]; ok {
+		return h(ctx, tx, ev)
+	}
+	return rc.Batch(ctx, tx, []Event{ev})
+}
+
+func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, dups int, err error) {
+	sources := make([]string, len(evs))
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		sources[i], ids[i] = ev.Source(), ev.ID()
+	}
+	err = postgres.Tx(ctx, rc.Pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `INSERT INTO processed_events (consumer, source, id)
+			SELECT $1, s, i FROM unnest($2::text[], $3::text[]) AS t(s, i)
+			ON CONFLICT DO NOTHING RETURNING source, id`, rc.Consumer, sources, ids)
+		if err != nil {
+			return err
+		}
+		fresh := map[[2]string]bool{}
+		for rows.Next() {
+			var s, i string
+			if err := rows.Scan(&s, &i); err != nil {
+				return err
+			}
+			fresh[[2]string{s, i}] = true
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		todo := make([]Event, 0, len(fresh))
+		for _, ev := range evs {
+			k := [2]string{ev.Source(), ev.ID()}
+			if fresh[k] {
+				todo = append(todo, ev)
+				delete(fresh, k) // the same event twice in one batch counts once
+			}
+		}
+		processed, dups = len(todo), len(evs)-len(todo)
+		if len(todo) == 0 {
+			return nil
+		}
+		return rc.Batch(ctx, tx, todo)
+	})
+	if err == nil {
+		for _, ev := range evs {
+			received.WithLabelValues(rc.Consumer, ev.Type(), "processed").Inc()
+		}
+	}
+	return processed, dups, err
+}
+
+// Park stores a poison event in dead_letters and marks it processed, so a
+// redelivery is acknowledged without running it again.
+func (rc *Receiver) Park(ctx context.Context, ev Event, cause error) error {
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	slog.ErrorContext(ctx, "event parked", "consumer", rc.Consumer, "type", ev.Type(), "id", ev.ID(),
+		"source", ev.Source(), "err", cause.Error())
+	return postgres.Tx(context.WithoutCancel(ctx), rc.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO processed_events (consumer, source, id) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING`, rc.Consumer, ev.Source(), ev.ID()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO dead_letters (consumer, source, event_id, type, event, error)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, source, event_id) DO NOTHING`,
+			rc.Consumer, ev.Source(), ev.ID(), ev.Type(), raw, truncate(cause.Error(), 2000))
+		return err
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Marshal encodes an event in structured mode.
+func Marshal(ev Event) ([]byte, error) { return json.Marshal(ev) }
+
+// Unmarshal decodes a structured-mode event.
+func Unmarshal(b []byte) (Event, error) {
+	var ev Event
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return ev, err
+	}
+	return ev, ev.Validate()
+}
+
+// SignedRequest builds a structured-mode delivery of ev to url, signed with
+// key: what the kafka-trigger sends, handy for tests and tools.
+func SignedRequest(ctx context.Context, url string, key []byte, ev Event) (*http.Request, error) {
+	body, err := Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", ContentTypeStructured)
+	req.Header.Set(SignatureHeader, Sign(key, time.Now(), body))
+	return req, nil
+}

@@ -1,0 +1,85 @@
+package events
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// SignatureHeader carries the deliverer's signature:
+//
+//	X-Billfn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>
+//
+// the same shape as Stripe's webhook signatures. Several v1 values may be
+// present while the signing key rotates; one valid value is enough.
+const SignatureHeader = "X-Billfn-Signature"
+
+// DefaultTolerance is how far a signature's timestamp may be from now.
+const DefaultTolerance = 5 * time.Minute
+
+// Signature errors.
+var (
+	ErrNoSignature      = errors.New("no signature")
+	ErrBadSignature     = errors.New("signature does not match")
+	ErrStaleSignature   = errors.New("signature timestamp outside tolerance")
+	ErrMalformedSigHead = errors.New("malformed signature header")
+)
+
+// Sign returns the header value signing body at t with key.
+func Sign(key []byte, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(key, ts, body))
+}
+
+func mac(key []byte, ts string, body []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// VerifySignature checks header against body with any of keys.
+func VerifySignature(keys [][]byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	if header == "" {
+		return ErrNoSignature
+	}
+	var ts string
+	var sigs [][]byte
+	for _, part := range strings.Split(header, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return ErrMalformedSigHead
+		}
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			b, err := hex.DecodeString(v)
+			if err != nil || len(b) != sha256.Size {
+				return ErrMalformedSigHead
+			}
+			sigs = append(sigs, b)
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || len(sigs) == 0 {
+		return ErrMalformedSigHead
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return ErrStaleSignature
+	}
+	for _, k := range keys {
+		want := mac(k, ts, body)
+		for _, s := range sigs {
+			if hmac.Equal(want, s) {
+				return nil
+			}
+		}
+	}
+	return ErrBadSignature
+}

@@ -1,0 +1,359 @@
+// Package idempotency implements Stripe's Idempotency-Key semantics over
+// Postgres for every write endpoint:
+//
+//   - same key + same request (method, path, body bytes) → the stored
+//     response, with header Idempotent-Replayed: true;
+//   - same key + a different request → 422 idempotency_key_reused;
+//   - same key while the first request still runs → 409
+//     idempotency_key_in_use with Retry-After;
+//   - keys are scoped to the function and the caller (JWT subject) and
+//     expire after 24 hours.
+//
+// Exactly-once needs the response to commit with the effect: a handler calls
+// Complete inside its business transaction, so the stored response and the
+// effect commit or roll back together. Handlers that do not call Complete
+// get their response stored right after they return.
+//
+// Not stored, as with Stripe: responses to requests that never started
+// executing (400 malformed, 413, 415, 422 validation_failed), and 5xx/429/408
+// answers, whose transaction rolled back; the key is released and a retry
+// runs again.
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// Header is the request header carrying the key.
+const Header = "Idempotency-Key"
+
+// ReplayedHeader marks a replayed response.
+const ReplayedHeader = "Idempotent-Replayed"
+
+// TTL is how long a key is remembered.
+const TTL = 24 * time.Hour
+
+// Store keeps keys in the idempotency_keys table.
+type Store struct {
+	pool     *pgxpool.Pool
+	function string
+	// LockTTL is how long an in-flight claim blocks retries before a retry
+	// with the same request may take it over (the first attempt crashed).
+	LockTTL time.Duration
+}
+
+// New returns a store for one function.
+func New(pool *pgxpool.Pool, function string) *Store {
+	return &Store{pool: pool, function: function, LockTTL: time.Minute}
+}
+
+type claim struct {
+	scope, key string
+	completed  bool
+}
+
+type ctxKey struct{}
+
+// Response is what Complete stores.
+type Response struct {
+	Status   int
+	Body     any    // encoded with encoding/json, as httpx.WriteJSON does
+	Location string // optional Location header
+}
+
+// Complete stores resp as the key's response inside tx, so it commits with
+// the handler's effect. It is a no-op when the request carries no key.
+func Complete(ctx context.Context, tx pgx.Tx, resp Response) error {
+	c, ok := ctx.Value(ctxKey{}).(*claim)
+	if !ok {
+		return nil
+	}
+	body, err := json.Marshal(resp.Body)
+	if err != nil {
+		return err
+	}
+	hdr := storedHeaders{ContentType: "application/json", Location: resp.Location}
+	if err := save(ctx, tx, c, resp.Status, hdr, body); err != nil {
+		return err
+	}
+	c.completed = true
+	return nil
+}
+
+// KeyFrom returns the request's key ("" when absent).
+func KeyFrom(ctx context.Context) string {
+	if c, ok := ctx.Value(ctxKey{}).(*claim); ok {
+		return c.key
+	}
+	return ""
+}
+
+type storedHeaders struct {
+	ContentType string `json:"content_type,omitempty"`
+	Location    string `json:"location,omitempty"`
+}
+
+// execer is what pgx.Tx and *pgxpool.Pool have in common.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func save(ctx context.Context, db execer, c *claim, status int, hdr storedHeaders, body []byte) error {
+	h, _ := json.Marshal(hdr)
+	_, err := db.Exec(ctx, `UPDATE idempotency_keys
+		SET state = 'done', response_status = $3, response_headers = $4, response_body = $5, locked_until = NULL
+		WHERE scope = $1 AND key = $2`, c.scope, c.key, status, h, body)
+	return err
+}
+
+// Middleware applies idempotency to the wrapped handler. With required, a
+// request without the header is rejected with 400. It must run after the
+// auth middleware (keys are scoped per caller).
+func (s *Store) Middleware(required bool) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			key := r.Header.Get(Header)
+			if key == "" {
+				if required {
+					problem.Write(w, r, &problem.Error{Code: problem.IdempotencyRequired,
+						Detail: "send an Idempotency-Key header (a UUID is a good key) so a retry cannot apply twice",
+						Errors: []problem.FieldError{problem.Header(Header, "required")}})
+					return
+				}
+				next.ServeHTTP(w, r)
+				return
+			}
+			if err := validKey(key); err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			c := &claim{scope: s.Scope(r.Context()), key: key}
+			sum := Hash(r.Method, r.URL.Path, body)
+			stored, err := s.claim(r.Context(), c, r.Method, r.URL.Path, sum)
+			if err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			if stored != nil {
+				stored.replay(w)
+				return
+			}
+			cw := &captureWriter{ResponseWriter: w}
+			// A handler that fails or panics must not leave the key locked.
+			defer func() {
+				if !cw.finished {
+					s.release(c)
+				}
+			}()
+			next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, c)))
+			s.finish(r.Context(), c, cw)
+			cw.finished = true
+		})
+	}
+}
+
+func validKey(k string) error {
+	if len(k) > 255 {
+		return problem.Invalid(problem.Header(Header, "must be at most 255 characters"))
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return problem.Invalid(problem.Header(Header, "must be printable ASCII without spaces"))
+		}
+	}
+	return nil
+}
+
+// Scope is the key namespace of the caller: function + principal.
+func (s *Store) Scope(ctx context.Context) string {
+	if p, ok := auth.FromContext(ctx); ok {
+		return s.function + ":" + p.Subject
+	}
+	return s.function + ":anonymous"
+}
+
+// Hash fingerprints a request.
+func Hash(method, path string, body []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(method))
+	h.Write([]byte{'\n'})
+	h.Write([]byte(path))
+	h.Write([]byte{'\n'})
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+type storedResponse struct {
+	status int
+	hdr    storedHeaders
+	body   []byte
+}
+
+func (sr *storedResponse) replay(w http.ResponseWriter) {
+	h := w.Header()
+	if sr.hdr.ContentType != "" {
+		h.Set("Content-Type", sr.hdr.ContentType)
+	}
+	if sr.hdr.Location != "" {
+		h.Set("Location", sr.hdr.Location)
+	}
+	h.Set(ReplayedHeader, "true")
+	w.WriteHeader(sr.status)
+	_, _ = w.Write(sr.body)
+}
+
+// claim takes the key for this request, or returns the stored response to
+// replay, or a problem (reused key, in flight).
+func (s *Store) claim(ctx context.Context, c *claim, method, path string, sum []byte) (*storedResponse, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		var won bool
+		err := s.pool.QueryRow(ctx, `
+			INSERT INTO idempotency_keys AS k (scope, key, request_hash, method, path, state, locked_until)
+			VALUES ($1, $2, $3, $4, $5, 'in_flight', now() + $6::interval)
+			ON CONFLICT (scope, key) DO UPDATE
+			SET request_hash = EXCLUDED.request_hash, method = EXCLUDED.method, path = EXCLUDED.path,
+			    state = 'in_flight', locked_until = EXCLUDED.locked_until, created_at = now(),
+			    response_status = NULL, response_headers = NULL, response_body = NULL
+			WHERE k.created_at < now() - $7::interval
+			   OR (k.state = 'in_flight' AND k.locked_until < now() AND k.request_hash = EXCLUDED.request_hash)
+			RETURNING true`,
+			c.scope, c.key, sum, method, path, s.LockTTL, TTL).Scan(&won)
+		if err == nil {
+			return nil, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("idempotency claim: %w", err)
+		}
+		var (
+			hash     []byte
+			state    string
+			status   *int
+			hdrJSON  []byte
+			body     []byte
+			prevPath string
+			prevVerb string
+		)
+		err = s.pool.QueryRow(ctx, `SELECT request_hash, method, path, state, response_status, response_headers, response_body
+			FROM idempotency_keys WHERE scope = $1 AND key = $2`, c.scope, c.key).
+			Scan(&hash, &prevVerb, &prevPath, &state, &status, &hdrJSON, &body)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // released between our two statements: try again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("idempotency lookup: %w", err)
+		}
+		if !bytes.Equal(hash, sum) {
+			return nil, problem.New(problem.IdempotencyKeyReused,
+				"this Idempotency-Key was used for a different request (%s %s); use a new key for a new request", prevVerb, prevPath)
+		}
+		if state == "in_flight" || status == nil {
+			return nil, &problem.Error{Code: problem.IdempotencyInFlight,
+				Detail: "a request with this Idempotency-Key is still being processed; retry shortly", RetryAfter: time.Second}
+		}
+		sr := &storedResponse{status: *status, body: body}
+		_ = json.Unmarshal(hdrJSON, &sr.hdr)
+		return sr, nil
+	}
+	return nil, &problem.Error{Code: problem.IdempotencyInFlight, Detail: "the Idempotency-Key is contended; retry shortly", RetryAfter: time.Second}
+}
+
+// finish stores or releases the key after the handler answered.
+func (s *Store) finish(ctx context.Context, c *claim, cw *captureWriter) {
+	ctx = context.WithoutCancel(ctx)
+	status := cw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	switch {
+	case status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout:
+		s.release(c)
+	case c.completed:
+		// stored in the handler's transaction
+	case notStarted(status, cw.buf.Bytes()):
+		s.release(c)
+	default:
+		hdr := storedHeaders{ContentType: cw.Header().Get("Content-Type"), Location: cw.Header().Get("Location")}
+		if err := save(ctx, s.pool, c, status, hdr, cw.buf.Bytes()); err != nil {
+			s.release(c)
+		}
+	}
+}
+
+func notStarted(status int, body []byte) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		return true
+	case http.StatusUnprocessableEntity:
+		return bytes.Contains(body, []byte(`"code":"`+problem.ValidationFailed+`"`))
+	}
+	return false
+}
+
+func (s *Store) release(c *claim) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND state = 'in_flight'`, c.scope, c.key)
+}
+
+// Sweep deletes expired keys in batches and returns how many it deleted.
+// The schedule tick calls it; it is idempotent.
+func Sweep(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var total int64
+	for {
+		tag, err := pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1::interval LIMIT 5000))`, TTL)
+		if err != nil {
+			return total, err
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 5000 {
+			return total, nil
+		}
+	}
+}
+
+// captureWriter writes through and keeps a copy of the body.
+type captureWriter struct {
+	http.ResponseWriter
+	status   int
+	buf      bytes.Buffer
+	finished bool
+}
+
+func (w *captureWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *captureWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.buf.Write(b)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *captureWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

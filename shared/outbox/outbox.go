@@ -1,0 +1,343 @@
+// Package outbox is the transactional outbox: events are inserted in the
+// same Postgres transaction as the business write, and published to Kafka
+// afterwards, so a Kafka outage delays events but never loses one.
+//
+// Publishing has one code path used two ways. Right after a commit the
+// function calls Kick, and the publisher's goroutine sends the fresh rows
+// (the fast path, a few milliseconds later). A schedule tick calls Sweep,
+// which runs the same pass for whatever the fast path missed (Kafka was
+// down, the process died after commit). A pass locks its rows with
+// FOR UPDATE SKIP LOCKED, so concurrent passes never send a row twice.
+//
+// Records are CloudEvents in structured mode: the value is the JSON
+// envelope, header content-type: application/cloudevents+json, key = the
+// aggregate id that needs ordering. The producer is sarama's idempotent
+// producer (acks=all), so its own retries do not duplicate records.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// Config is the Kafka part of a function's configuration.
+type Config struct {
+	Brokers []string `envconfig:"KAFKA_BROKERS" default:"127.0.0.1:9092"`
+}
+
+// Message is one event bound for a topic.
+type Message struct {
+	Topic string
+	Key   string // the aggregate id; records with one key stay in order
+	Event events.Event
+}
+
+// Add inserts messages into the outbox inside tx, for source (the function).
+func Add(ctx context.Context, tx pgx.Tx, source string, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(msgs))
+	topics := make([]string, len(msgs))
+	keys := make([]string, len(msgs))
+	payloads := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		b, err := events.Marshal(m.Event)
+		if err != nil {
+			return fmt.Errorf("outbox: encode %s: %w", m.Event.Type(), err)
+		}
+		ids[i], topics[i], keys[i], payloads[i] = m.Event.ID(), m.Topic, m.Key, b
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO outbox (source, event_id, topic, key, payload)
+		SELECT $1, e, t, k, p FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS x(e, t, k, p)`,
+		source, ids, topics, keys, payloads)
+	return err
+}
+
+var (
+	published = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "billfn_outbox_published_total", Help: "Outbox events published to Kafka.",
+	}, []string{"source"})
+	publishErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "billfn_outbox_publish_errors_total", Help: "Failed outbox publish passes (Kafka unreachable or refusing).",
+	}, []string{"source"})
+	backlog = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "billfn_outbox_backlog", Help: "Outbox events not yet published, as of the last sweep.",
+	}, []string{"source"})
+)
+
+// Collectors returns the package's metrics.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{published, publishErrors, backlog}
+}
+
+// Publisher sends one function's outbox rows to Kafka.
+type Publisher struct {
+	pool      *pgxpool.Pool
+	source    string
+	brokers   []string
+	BatchSize int
+
+	pass     sync.Mutex // one pass at a time in this process
+	producer sarama.SyncProducer
+
+	kick    chan struct{}
+	done    chan struct{}
+	stop    context.CancelFunc
+	backoff time.Duration
+}
+
+// NewPublisher returns a publisher for source's rows. It connects to Kafka
+// lazily, so a function starts (and accepts writes) while Kafka is down.
+func NewPublisher(pool *pgxpool.Pool, source string, brokers []string) *Publisher {
+	return &Publisher{pool: pool, source: source, brokers: brokers, BatchSize: 500, kick: make(chan struct{}, 1)}
+}
+
+// Start runs the fast-path loop until Close.
+func (p *Publisher) Start(ctx context.Context) {
+	ctx, p.stop = context.WithCancel(context.WithoutCancel(ctx))
+	p.done = make(chan struct{})
+	go p.loop(ctx)
+}
+
+// Kick asks for a pass soon; call it after committing outbox rows. It never blocks.
+func (p *Publisher) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Publisher) loop(ctx context.Context) {
+	defer close(p.done)
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+			if retry != nil {
+				continue // backing off after a failure; the retry timer will run the pass
+			}
+		case <-retry:
+		}
+		retry = nil
+		if _, err := p.Sweep(ctx); err != nil && ctx.Err() == nil {
+			p.backoff = min(max(2*p.backoff, 500*time.Millisecond), 30*time.Second)
+			retry = time.After(p.backoff)
+		} else {
+			p.backoff = 0
+		}
+	}
+}
+
+// Close stops the loop after one last pass and closes the producer.
+func (p *Publisher) Close(ctx context.Context) {
+	if p.stop != nil {
+		p.stop()
+		<-p.done
+	}
+	if _, err := p.Sweep(ctx); err != nil {
+		slog.Warn("outbox: events left for the next sweep", "source", p.source, "err", err.Error())
+	}
+	p.pass.Lock()
+	defer p.pass.Unlock()
+	if p.producer != nil {
+		_ = p.producer.Close()
+		p.producer = nil
+	}
+}
+
+// Sweep publishes every pending row of this function, in batches, and
+// returns how many it sent. It is safe to call from several processes.
+func (p *Publisher) Sweep(ctx context.Context) (int, error) {
+	p.pass.Lock()
+	defer p.pass.Unlock()
+	total := 0
+	for {
+		n, err := p.publishBatch(ctx)
+		total += n
+		if err != nil {
+			publishErrors.WithLabelValues(p.source).Inc()
+			return total, err
+		}
+		if n < p.BatchSize {
+			return total, nil
+		}
+	}
+}
+
+// Backlog counts unpublished rows (and updates the gauge).
+func (p *Publisher) Backlog(ctx context.Context) (int64, error) {
+	var n int64
+	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE source = $1 AND published_at IS NULL`, p.source).Scan(&n)
+	if err == nil {
+		backlog.WithLabelValues(p.source).Set(float64(n))
+	}
+	return n, err
+}
+
+// SweepHandler is an HTTP endpoint a schedule can call.
+func (p *Publisher) SweepHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := p.Sweep(r.Context())
+		if err != nil {
+			problem.Write(w, r, &problem.Error{Code: problem.Unavailable, Detail: "Kafka is not reachable; events wait in the outbox", Err: err})
+			return
+		}
+		left, _ := p.Backlog(r.Context())
+		httpx.WriteJSON(w, http.StatusOK, map[string]int64{"published": int64(n), "backlog": left})
+	})
+}
+
+func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	rows, err := tx.Query(ctx, `SELECT id, topic, key, payload FROM outbox
+		WHERE source = $1 AND published_at IS NULL ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, p.source, p.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	var ids []int64
+	var msgs []*sarama.ProducerMessage
+	for rows.Next() {
+		var (
+			id         int64
+			topic, key string
+			payload    []byte
+		)
+		if err := rows.Scan(&id, &topic, &key, &payload); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+		msgs = append(msgs, &sarama.ProducerMessage{
+			Topic:    topic,
+			Key:      sarama.StringEncoder(key),
+			Value:    sarama.ByteEncoder(payload),
+			Headers:  []sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte(events.ContentTypeStructured)}},
+			Metadata: id,
+		})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, tx.Commit(ctx)
+	}
+	prod, err := p.getProducer()
+	if err != nil {
+		return 0, p.recordFailure(ctx, tx, ids, err)
+	}
+	sent, refused := ids, []int64(nil)
+	var sendErr error
+	if err := prod.SendMessages(msgs); err != nil {
+		var perrs sarama.ProducerErrors
+		if !errors.As(err, &perrs) {
+			p.resetProducer()
+			return 0, p.recordFailure(ctx, tx, ids, err)
+		}
+		failed := make(map[int64]bool, len(perrs))
+		for _, pe := range perrs {
+			failed[pe.Msg.Metadata.(int64)] = true
+		}
+		sent = sent[:0:0]
+		for _, id := range ids {
+			if failed[id] {
+				refused = append(refused, id)
+			} else {
+				sent = append(sent, id)
+			}
+		}
+		p.resetProducer()
+		sendErr = perrs[0].Err
+		slog.Warn("outbox: Kafka refused some events; they stay for the next pass", "source", p.source,
+			"refused", len(perrs), "err", sendErr.Error())
+	}
+	if _, err := tx.Exec(ctx, `UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
+		WHERE id = ANY($1)`, sent); err != nil {
+		return 0, err
+	}
+	if len(refused) > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`,
+			refused, sendErr.Error()); err != nil {
+			return 0, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	published.WithLabelValues(p.source).Add(float64(len(sent)))
+	if len(refused) > 0 {
+		return len(sent), fmt.Errorf("outbox: %d events not accepted by Kafka: %w", len(refused), sendErr)
+	}
+	return len(sent), nil
+}
+
+// recordFailure notes the error on the rows (for operators) and commits.
+func (p *Publisher) recordFailure(ctx context.Context, tx pgx.Tx, ids []int64, cause error) error {
+	_, _ = tx.Exec(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`, ids, cause.Error())
+	_ = tx.Commit(ctx)
+	slog.Warn("outbox: Kafka unavailable; events stay in the outbox", "source", p.source, "pending", len(ids), "err", cause.Error())
+	return cause
+}
+
+func (p *Publisher) getProducer() (sarama.SyncProducer, error) {
+	if p.producer != nil {
+		return p.producer, nil
+	}
+	prod, err := sarama.NewSyncProducer(p.brokers, ProducerConfig())
+	if err != nil {
+		return nil, fmt.Errorf("connect to Kafka %v: %w", p.brokers, err)
+	}
+	p.producer = prod
+	return prod, nil
+}
+
+func (p *Publisher) resetProducer() {
+	if p.producer != nil {
+		_ = p.producer.Close()
+		p.producer = nil
+	}
+}
+
+// ProducerConfig is the sarama configuration of every billfn producer:
+// idempotent (acks=all, one in-flight request per broker), short timeouts so
+// an outage fails a pass quickly instead of stalling it.
+func ProducerConfig() *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = sarama.V3_6_0_0
+	c.ClientID = "billfn"
+	c.Producer.Idempotent = true
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Return.Successes = true
+	c.Producer.Return.Errors = true
+	c.Producer.Retry.Max = 3
+	c.Producer.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.Compression = sarama.CompressionSnappy
+	c.Net.MaxOpenRequests = 1
+	c.Net.DialTimeout = 2 * time.Second
+	c.Net.ReadTimeout = 5 * time.Second
+	c.Net.WriteTimeout = 5 * time.Second
+	c.Metadata.Retry.Max = 1
+	c.Metadata.Retry.Backoff = 100 * time.Millisecond
+	return c
+}

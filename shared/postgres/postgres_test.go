@@ -1,0 +1,205 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func tableExists(t *testing.T, conn *pgx.Conn, name string) bool {
+	t.Helper()
+	var ok bool
+	if err := conn.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func TestMigrationsGoUpDownAndUpAgainOnAnEmptyDatabase(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.FreshDatabase(t, false)
+	m, err := postgres.NewMigrator(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	if err := m.Up(ctx, io.Discard); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	top, err := m.Version(ctx)
+	if err != nil || top < 1 {
+		t.Fatalf("version after up = %d, %v", top, err)
+	}
+	for _, tbl := range []string{"idempotency_keys", "outbox", "processed_events", "dead_letters"} {
+		if !tableExists(t, conn, tbl) {
+			t.Fatalf("after up, table %s is missing", tbl)
+		}
+	}
+	if err := m.DownTo(ctx, 0, io.Discard); err != nil {
+		t.Fatalf("down: %v", err)
+	}
+	var userTables int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'goose_db_version'`).Scan(&userTables); err != nil {
+		t.Fatal(err)
+	}
+	if userTables != 0 {
+		t.Fatalf("after down to 0, %d tables remain: a Down section is incomplete", userTables)
+	}
+	if err := m.Up(ctx, io.Discard); err != nil {
+		t.Fatalf("up again: %v", err)
+	}
+	again, _ := m.Version(ctx)
+	if again != top {
+		t.Fatalf("version after second up = %d, want %d", again, top)
+	}
+}
+
+func TestTxRetriesSerializationFailures(t *testing.T) {
+	pool := testenv.Pool(t)
+	var attempts int
+	err := postgres.Tx(context.Background(), pool, func(tx pgx.Tx) error {
+		attempts++
+		if attempts < 3 {
+			return &pgconn.PgError{Code: "40001", Message: "could not serialize access"}
+		}
+		return nil
+	})
+	if err != nil || attempts != 3 {
+		t.Fatalf("err = %v, attempts = %d; want nil after 3 attempts", err, attempts)
+	}
+}
+
+func TestTxGivesUpAfterMaxAttempts(t *testing.T) {
+	pool := testenv.Pool(t)
+	var attempts int
+	err := postgres.Tx(context.Background(), pool, func(tx pgx.Tx) error {
+		attempts++
+		return &pgconn.PgError{Code: "40P01", Message: "deadlock detected"}
+	})
+	if !postgres.Retryable(err) || attempts != postgres.MaxAttempts {
+		t.Fatalf("err = %v after %d attempts; want the deadlock after %d", err, attempts, postgres.MaxAttempts)
+	}
+}
+
+func TestTxDoesNotRetryOtherErrors(t *testing.T) {
+	pool := testenv.Pool(t)
+	var attempts int
+	boom := errors.New("boom")
+	err := postgres.Tx(context.Background(), pool, func(tx pgx.Tx) error { attempts++; return boom })
+	if !errors.Is(err, boom) || attempts != 1 {
+		t.Fatalf("err = %v, attempts = %d", err, attempts)
+	}
+}
+
+// Two transactions lock two rows in opposite orders: Postgres kills one with
+// a real deadlock (40P01); Tx retries it, so both callers succeed.
+func TestTxSurvivesARealDeadlock(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.Pool(t)
+	if _, err := pool.Exec(ctx, `CREATE TABLE IF NOT EXISTS deadlock_probe (id int PRIMARY KEY, n int NOT NULL);
+		INSERT INTO deadlock_probe VALUES (1, 0), (2, 0) ON CONFLICT DO NOTHING`); err != nil {
+		t.Fatal(err)
+	}
+	var firstLocks sync.WaitGroup
+	firstLocks.Add(2)
+	var deadlocks atomic.Int32
+	run := func(a, b int) error {
+		first := true
+		return postgres.Tx(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `UPDATE deadlock_probe SET n = n + 1 WHERE id = $1`, a); err != nil {
+				return err
+			}
+			if first {
+				first = false
+				firstLocks.Done()
+				firstLocks.Wait() // both hold their first row now
+			}
+			_, err := tx.Exec(ctx, `UPDATE deadlock_probe SET n = n + 1 WHERE id = $1`, b)
+			if postgres.Retryable(err) {
+				deadlocks.Add(1)
+			}
+			return err
+		})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); errs[0] = run(1, 2) }()
+	go func() { defer wg.Done(); errs[1] = run(2, 1) }()
+	wg.Wait()
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatalf("errors: %v, %v", errs[0], errs[1])
+	}
+	if deadlocks.Load() == 0 {
+		t.Fatal("no deadlock happened; the test did not exercise the retry")
+	}
+	var sum int
+	if err := pool.QueryRow(ctx, `SELECT sum(n) FROM deadlock_probe`).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum != 4 {
+		t.Fatalf("sum = %d, want 4: each transaction committed exactly once", sum)
+	}
+}
+
+func TestEnsureDatabaseCreatesAMissingDatabase(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.FreshDatabase(t, false)
+	conn, err := pgx.Connect(ctx, testenv.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	cfg, _ := pgx.ParseConfig(url)
+	if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{cfg.Database}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if err := postgres.EnsureDatabase(ctx, url); err != nil {
+		t.Fatalf("ensure: %v", err)
+	}
+	if err := postgres.EnsureDatabase(ctx, url); err != nil {
+		t.Fatalf("ensure twice: %v", err)
+	}
+	c2, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("database not created: %v", err)
+	}
+	c2.Close(ctx)
+}
+
+func TestUniqueAndCheckViolationsAreClassified(t *testing.T) {
+	ctx := context.Background()
+	pool := testenv.Pool(t)
+	_, err := pool.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, request_hash, method, path, state)
+		VALUES ('t', 'k', '\x00', 'POST', '/', 'in_flight')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, request_hash, method, path, state)
+		VALUES ('t', 'k', '\x00', 'POST', '/', 'in_flight')`)
+	if c, ok := postgres.UniqueViolation(err); !ok || c != "idempotency_keys_pkey" {
+		t.Fatalf("UniqueViolation(%v) = %q, %v", err, c, ok)
+	}
+	_, err = pool.Exec(ctx, `INSERT INTO idempotency_keys (scope, key, request_hash, method, path, state)
+		VALUES ('t', 'k2', '\x00', 'POST', '/', 'bogus')`)
+	if _, ok := postgres.CheckViolation(err); !ok {
+		t.Fatalf("CheckViolation(%v) = false", err)
+	}
+}

@@ -1,0 +1,411 @@
+// Package server is the runtime every billfn function runs in. It speaks the
+// OpenFaaS of-watchdog HTTP contract itself, so no watchdog process sits in
+// front of the function:
+//
+//   - listens on $PORT (default 8080);
+//   - GET /_/health answers 200 while the process is alive and not draining;
+//   - GET /_/ready answers 200 when every dependency check (Postgres, Redis)
+//     passes, 503 otherwise or while draining;
+//   - GET /metrics serves Prometheus metrics: per-route request count and
+//     latency histogram by status, requests in flight, Go runtime and process;
+//   - read_timeout, write_timeout, exec_timeout, max_inflight as the watchdog
+//     names them; MAX_BODY_BYTES caps request bodies;
+//   - X-Request-Id (or the gateway's X-Call-Id) is passed through or made,
+//     echoed on the response and attached to every log line;
+//   - a panic becomes a logged 500 problem;
+//   - SIGTERM drains: readiness fails, in-flight requests finish, closers run.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// Config is the runtime's environment, named as the OpenFaaS watchdog names it.
+type Config struct {
+	Port         int             `envconfig:"PORT" default:"8080"`
+	ReadTimeout  config.Duration `envconfig:"read_timeout" default:"10s"`
+	WriteTimeout config.Duration `envconfig:"write_timeout" default:"15s"`
+	ExecTimeout  config.Duration `envconfig:"exec_timeout" default:"10s"` // deadline of one request's context
+	IdleTimeout  config.Duration `envconfig:"idle_timeout" default:"120s"`
+	DrainTimeout config.Duration `envconfig:"drain_timeout" default:"10s"` // max wait for in-flight requests on SIGTERM
+	MaxInflight  int             `envconfig:"max_inflight" default:"0"`    // 0 = unlimited; above it 429
+	MaxBodyBytes int64           `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+	LogLevel     string          `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+// Check is a readiness check; it returns an error when a dependency is not usable.
+type Check struct {
+	Name string
+	Fn   func(context.Context) error
+}
+
+// App is what a function hands to the runtime.
+type App struct {
+	Name    string       // function name: logs, metrics
+	Handler http.Handler // usually an *http.ServeMux with Go 1.22 patterns
+	Ready   []Check
+	Close   []func(context.Context) // run in order after the listener drained
+}
+
+// Main is a function's whole main: it sets up logging, loads the runtime
+// configuration, calls build to wire the function, serves until SIGTERM or
+// SIGINT, drains, and exits non-zero on any start-up error with a clear
+// message (never a stack trace).
+func Main(name string, build func(ctx context.Context) (App, error)) {
+	var cfg Config
+	err := config.Load(&cfg)
+	SetupLogging(name, cfg.LogLevel)
+	if err != nil {
+		fail(name, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	app, err := build(ctx)
+	if err != nil {
+		fail(name, err)
+	}
+	app.Name = name
+	if err := New(cfg, app).ListenAndServe(ctx); err != nil {
+		fail(name, err)
+	}
+}
+
+func fail(name string, err error) {
+	slog.Error(name+" cannot start", "err", err.Error())
+	fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	os.Exit(1)
+}
+
+// Server is one function's HTTP server.
+type Server struct {
+	cfg      Config
+	app      App
+	handler  http.Handler
+	draining atomic.Bool
+	inflight atomic.Int64
+	metrics  *metrics
+}
+
+// New builds the server; Handler() is usable directly in tests.
+func New(cfg Config, app App) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	s := &Server{cfg: cfg, app: app, metrics: newMetrics(app.Name)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_/health", s.health)
+	mux.HandleFunc("GET /_/ready", s.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", s.instrument(routes(app.Handler)))
+	s.handler = s.recover(s.requestID(mux))
+	return s
+}
+
+// Handler is the full middleware stack with the function's routes.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Registry is the server's Prometheus registry, for a function's own metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// ListenAndServe serves on $PORT until ctx is done, then drains.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(s.cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w (is another process using it? set PORT)", s.cfg.Port, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is done, then drains.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadTimeout:       s.cfg.ReadTimeout.D(),
+		ReadHeaderTimeout: s.cfg.ReadTimeout.D(),
+		WriteTimeout:      s.cfg.WriteTimeout.D(),
+		IdleTimeout:       s.cfg.IdleTimeout.D(),
+		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	slog.Info("listening", "addr", ln.Addr().String(), "function", s.app.Name)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	slog.Info("draining", "inflight", s.inflight.Load())
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout.D())
+	defer cancel()
+	err := srv.Shutdown(dctx)
+	for _, c := range s.app.Close {
+		c(dctx)
+	}
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	slog.Info("stopped")
+	return nil
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		problem.Write(w, r, problem.New(problem.Unavailable, "draining"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("OK"))
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		problem.Write(w, r, problem.New(problem.Unavailable, "draining"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	for _, c := range s.app.Ready {
+		if err := c.Fn(ctx); err != nil {
+			problem.Write(w, r, &problem.Error{Code: problem.Unavailable, Detail: c.Name + " is not reachable", Err: err})
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("OK"))
+}
+
+// routes turns the mux's plain-text 404/405 into problem documents.
+func routes(h http.Handler) http.Handler {
+	mux, ok := h.(*http.ServeMux)
+	if !ok {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			rec := &statusOnly{header: http.Header{}}
+			mux.ServeHTTP(rec, r)
+			if rec.status == http.StatusMethodNotAllowed {
+				w.Header().Set("Allow", rec.header.Get("Allow"))
+				problem.Write(w, r, problem.New(problem.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+				return
+			}
+			if rec.status != http.StatusNotFound && rec.status != 0 {
+				// A redirect (trailing slash, cleaned path): let the mux answer.
+				mux.ServeHTTP(w, r)
+				return
+			}
+			problem.Write(w, r, problem.New(problem.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(code int)        { s.status = code }
+
+func (s *Server) recover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				slog.ErrorContext(r.Context(), "panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()),
+					"method", r.Method, "path", r.URL.Path)
+				s.metrics.panics.Inc()
+				problem.Write(w, r, errors.New("panic in handler"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type reqIDKey struct{}
+
+// RequestID returns the request id of ctx ("" outside a request).
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(reqIDKey{}).(string)
+	return id
+}
+
+// WithRequestID returns ctx carrying id (for work started outside HTTP).
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, reqIDKey{}, id)
+}
+
+var idPrefix = func() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}()
+
+var idSeq atomic.Uint64
+
+// NewRequestID returns a unique, cheap id: a per-process random prefix and a counter.
+func NewRequestID() string {
+	return idPrefix + "-" + strconv.FormatUint(idSeq.Add(1), 36)
+}
+
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 {
+			id = r.Header.Get("X-Call-Id")
+		}
+		if id == "" || len(id) > 128 {
+			id = NewRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		if c := r.Header.Get("X-Call-Id"); c != "" && len(c) <= 128 {
+			w.Header().Set("X-Call-Id", c)
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqIDKey{}, id)))
+	})
+}
+
+// instrument applies max_inflight, the body limit, the exec deadline and
+// records metrics labelled by the matched route pattern.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.inflight.Add(1)
+		defer s.inflight.Add(-1)
+		if s.cfg.MaxInflight > 0 && n > int64(s.cfg.MaxInflight) {
+			problem.Write(w, r, &problem.Error{Code: problem.RateLimited, Detail: "too many requests in flight", RetryAfter: time.Second})
+			s.metrics.observe("overload", r.Method, http.StatusTooManyRequests, 0)
+			return
+		}
+		s.metrics.inflight.Inc()
+		defer s.metrics.inflight.Dec()
+		start := time.Now()
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		if d := s.cfg.ExecTimeout.D(); d > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		elapsed := time.Since(start)
+		s.metrics.observe(route, r.Method, status, elapsed.Seconds())
+		if status >= 500 {
+			slog.WarnContext(r.Context(), "request", "method", r.Method, "route", route, "status", status, "ms", elapsed.Milliseconds())
+		} else if slog.Default().Enabled(r.Context(), slog.LevelDebug) {
+			slog.DebugContext(r.Context(), "request", "method", r.Method, "route", route, "status", status, "ms", elapsed.Milliseconds())
+		}
+	})
+}
+
+// statusWriter records the status and keeps Flush working for streams.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight prometheus.Gauge
+	panics   prometheus.Counter
+}
+
+func newMetrics(function string) *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	labels := prometheus.Labels{"function": function}
+	m := &metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billfn_http_requests_total", Help: "HTTP requests by route pattern, method and status.", ConstLabels: labels,
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "billfn_http_request_duration_seconds", Help: "HTTP request latency by route pattern and status.", ConstLabels: labels,
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "code"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "billfn_http_requests_in_flight", Help: "HTTP requests being served.", ConstLabels: labels,
+		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "billfn_http_panics_total", Help: "Handler panics turned into 500s.", ConstLabels: labels,
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.inflight, m.panics)
+	return m
+}
+
+var codeText [600]string
+
+func init() {
+	for i := range codeText {
+		codeText[i] = strconv.Itoa(i)
+	}
+}
+
+func (m *metrics) observe(route, method string, status int, seconds float64) {
+	code := strconv.Itoa(status)
+	if status >= 0 && status < len(codeText) {
+		code = codeText[status]
+	}
+	m.requests.WithLabelValues(route, method, code).Inc()
+	m.duration.WithLabelValues(route, code).Observe(seconds)
+}

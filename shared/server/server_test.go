@@ -1,0 +1,263 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/redis"
+	"github.com/billfn/billfn/shared/server"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func cfg() server.Config {
+	return server.Config{Port: 0, ReadTimeout: config.Duration(5 * time.Second), WriteTimeout: config.Duration(5 * time.Second),
+		ExecTimeout: config.Duration(5 * time.Second), IdleTimeout: config.Duration(time.Minute),
+		DrainTimeout: config.Duration(5 * time.Second), MaxBodyBytes: 64}
+}
+
+func app(t *testing.T) server.App {
+	pool := testenv.Pool(t)
+	rdb, _ := testenv.Redis(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, 200, map[string]string{"id": r.PathValue("id")})
+	})
+	mux.HandleFunc("POST /things", func(w http.ResponseWriter, r *http.Request) {
+		var v map[string]any
+		if err := httpx.DecodeJSON(r, &v); err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+		w.WriteHeader(201)
+	})
+	mux.HandleFunc("GET /panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		for i := 0; i < 3; i++ {
+			_, _ = w.Write([]byte("chunk\n"))
+			http.NewResponseController(w).Flush()
+		}
+	})
+	return server.App{Name: "test-fn", Handler: mux, Ready: []server.Check{
+		{Name: "postgres", Fn: pool.Ping},
+		{Name: "redis", Fn: func(ctx context.Context) error { return rdb.Ping(ctx).Err() }},
+	}}
+}
+
+func get(t *testing.T, h http.Handler, method, path string, hdr map[string]string, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func code(t *testing.T, rec *httptest.ResponseRecorder) string {
+	var d struct{ Code string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil || rec.Header().Get("Content-Type") != problem.ContentType {
+		t.Fatalf("not a problem: %s %q", rec.Header().Get("Content-Type"), rec.Body)
+	}
+	return d.Code
+}
+
+func TestProbesReportLivenessAndReadinessOfRealDependencies(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	if rec := get(t, h, "GET", "/_/health", nil, ""); rec.Code != 200 {
+		t.Fatalf("health = %d", rec.Code)
+	}
+	if rec := get(t, h, "GET", "/_/ready", nil, ""); rec.Code != 200 {
+		t.Fatalf("ready = %d %s", rec.Code, rec.Body)
+	}
+	// Point the Redis check at a proxy and cut it: not ready, and says why.
+	real, _ := testenv.Redis(t)
+	proxy := testenv.NewProxy(t, real.Options().Addr)
+	rdb, _ := redis.Open("redis://" + proxy.Addr())
+	defer rdb.Close()
+	a := app(t)
+	a.Ready[1].Fn = func(ctx context.Context) error { return rdb.Ping(ctx).Err() }
+	h = server.New(cfg(), a).Handler()
+	if rec := get(t, h, "GET", "/_/ready", nil, ""); rec.Code != 200 {
+		t.Fatalf("ready through proxy = %d", rec.Code)
+	}
+	proxy.Cut()
+	rec := get(t, h, "GET", "/_/ready", nil, "")
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "redis is not reachable") {
+		t.Fatalf("ready with Redis cut = %d %s", rec.Code, rec.Body)
+	}
+	pool, _ := postgres.Open(context.Background(), "postgres://postgres@127.0.0.1:1/x?connect_timeout=1", 1)
+	defer pool.Close()
+	a.Ready = []server.Check{{Name: "postgres", Fn: pool.Ping}}
+	if rec := get(t, server.New(cfg(), a).Handler(), "GET", "/_/ready", nil, ""); rec.Code != 503 {
+		t.Fatalf("ready with Postgres down = %d", rec.Code)
+	}
+}
+
+func TestUnknownRoutesAndMethodsAreProblems(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	rec := get(t, h, "GET", "/nope", nil, "")
+	if rec.Code != 404 || code(t, rec) != "not_found" {
+		t.Fatalf("404: %d %s", rec.Code, rec.Body)
+	}
+	rec = get(t, h, "DELETE", "/things/1", nil, "")
+	if rec.Code != 405 || code(t, rec) != "method_not_allowed" || !strings.Contains(rec.Header().Get("Allow"), "GET") {
+		t.Fatalf("405: %d %s allow=%q", rec.Code, rec.Body, rec.Header().Get("Allow"))
+	}
+}
+
+func TestPanicBecomesA500ProblemAndTheServerGoesOn(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	rec := get(t, h, "GET", "/panic", nil, "")
+	if rec.Code != 500 || code(t, rec) != "internal" || strings.Contains(rec.Body.String(), "boom") {
+		t.Fatalf("panic: %d %s", rec.Code, rec.Body)
+	}
+	if rec := get(t, h, "GET", "/things/1", nil, ""); rec.Code != 200 {
+		t.Fatalf("after panic: %d", rec.Code)
+	}
+}
+
+func TestRequestIDsArePassedThroughOrMade(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	rec := get(t, h, "GET", "/things/1", map[string]string{"X-Request-Id": "abc-123"}, "")
+	if rec.Header().Get("X-Request-Id") != "abc-123" {
+		t.Fatalf("X-Request-Id = %q", rec.Header().Get("X-Request-Id"))
+	}
+	rec = get(t, h, "GET", "/things/1", map[string]string{"X-Call-Id": "gw-call-9"}, "")
+	if rec.Header().Get("X-Request-Id") != "gw-call-9" || rec.Header().Get("X-Call-Id") != "gw-call-9" {
+		t.Fatalf("from X-Call-Id: %q %q", rec.Header().Get("X-Request-Id"), rec.Header().Get("X-Call-Id"))
+	}
+	a := get(t, h, "GET", "/things/1", nil, "").Header().Get("X-Request-Id")
+	b := get(t, h, "GET", "/things/1", nil, "").Header().Get("X-Request-Id")
+	if a == "" || a == b {
+		t.Fatalf("generated ids %q, %q", a, b)
+	}
+	rec = get(t, h, "GET", "/nope", map[string]string{"X-Request-Id": "trace-me"}, "")
+	if !strings.Contains(rec.Body.String(), `"request_id":"trace-me"`) {
+		t.Fatalf("problem lacks the request id: %s", rec.Body)
+	}
+}
+
+func TestBodyLimitIs413(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	rec := get(t, h, "POST", "/things", map[string]string{"Content-Type": "application/json"}, `{"a":"`+strings.Repeat("x", 100)+`"}`)
+	if rec.Code != 413 || code(t, rec) != "payload_too_large" {
+		t.Fatalf("got %d %s", rec.Code, rec.Body)
+	}
+	if rec := get(t, h, "POST", "/things", map[string]string{"Content-Type": "application/json"}, `{"a":1}`); rec.Code != 201 {
+		t.Fatalf("small body: %d", rec.Code)
+	}
+}
+
+func TestMetricsCountRequestsByRoutePattern(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	for i := 0; i < 3; i++ {
+		get(t, h, "GET", "/things/"+string(rune('a'+i)), nil, "")
+	}
+	get(t, h, "GET", "/nope", nil, "")
+	body := get(t, h, "GET", "/metrics", nil, "").Body.String()
+	for _, want := range []string{
+		`billfn_http_requests_total{code="200",function="test-fn",method="GET",route="GET /things/{id}"} 3`,
+		`billfn_http_request_duration_seconds_bucket{code="200",function="test-fn",route="GET /things/{id}",le="+Inf"} 3`,
+		`billfn_http_requests_total{code="404",function="test-fn",method="GET",route="unmatched"} 1`,
+		`billfn_http_requests_in_flight{function="test-fn"} 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestMaxInflightAnswers429(t *testing.T) {
+	c := cfg()
+	c.MaxInflight = 1
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) { close(entered); <-release })
+	h := server.New(c, server.App{Name: "x", Handler: mux}).Handler()
+	go get(t, h, "GET", "/slow", nil, "")
+	<-entered
+	rec := get(t, h, "GET", "/slow", nil, "")
+	close(release)
+	if rec.Code != 429 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("got %d retry-after=%q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
+func TestStreamingResponsesAreFlushed(t *testing.T) {
+	s := httptest.NewServer(server.New(cfg(), app(t)).Handler())
+	defer s.Close()
+	resp, err := http.Get(s.URL + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "chunk\nchunk\nchunk\n" || len(resp.TransferEncoding) == 0 {
+		t.Fatalf("body %q, transfer-encoding %v (want chunked)", b, resp.TransferEncoding)
+	}
+}
+
+// SIGTERM (ctx canceled) drains: readiness fails at once, the in-flight
+// request completes, closers run, Serve returns.
+func TestShutdownDrainsInFlightRequests(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var closed atomic.Bool
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		_, _ = w.Write([]byte("done"))
+	})
+	srv := server.New(cfg(), server.App{Name: "x", Handler: mux, Close: []func(context.Context){func(context.Context) { closed.Store(true) }}})
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	base := "http://" + ln.Addr().String()
+
+	got := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(base + "/slow")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	<-entered
+	cancel()
+	time.Sleep(50 * time.Millisecond)
+	if rec := get(t, srv.Handler(), "GET", "/_/ready", nil, ""); rec.Code != 503 {
+		t.Fatalf("ready while draining = %d", rec.Code)
+	}
+	close(release)
+	if b := <-got; b != "done" {
+		t.Fatalf("in-flight request got %q", b)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if !closed.Load() {
+		t.Fatal("closers did not run")
+	}
+}
