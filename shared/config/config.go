@@ -116,6 +116,12 @@ func loadStruct(s reflect.Value, problems *[]string) error {
 				return err
 			}
 		}
+		if f.Tag.Get("required") == "true" && f.Tag.Get("default") == "" && os.Getenv(key) == "" && os.Getenv(f.Tag.Get("envconfig")) == "" {
+			// envconfig accepts a variable set to ""; for a required value
+			// that is as good as missing.
+			*problems = append(*problems, describe(key, f, errors.New("missing value")))
+			continue
+		}
 		one := reflect.New(reflect.StructOf([]reflect.StructField{{
 			Name: f.Name, Type: f.Type, Tag: f.Tag,
 		}}))

@@ -66,6 +66,8 @@ type App struct {
 	Handler http.Handler // usually an *http.ServeMux with Go 1.22 patterns
 	Ready   []Check
 	Close   []func(context.Context) // run in order after the listener drained
+	// Collectors are extra Prometheus metrics served on /metrics.
+	Collectors []prometheus.Collector
 }
 
 // Main is a function's whole main: it sets up logging, loads the runtime
@@ -113,6 +115,16 @@ func New(cfg Config, app App) *Server {
 		cfg.MaxBodyBytes = 1 << 20
 	}
 	s := &Server{cfg: cfg, app: app, metrics: newMetrics(app.Name)}
+	for _, c := range app.Collectors {
+		// A collector shared by several servers in one process (tests)
+		// is already registered: that is fine.
+		if err := s.metrics.reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(err)
+			}
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_/health", s.health)
 	mux.HandleFunc("GET /_/ready", s.ready)

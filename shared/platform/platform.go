@@ -1,0 +1,161 @@
+// Package platform wires what every function needs from the shared library,
+// so a function's main stays a few lines: configuration, the Postgres pool,
+// Redis, the JWT verifier, the idempotency store, the outbox publisher and
+// an event receiver, plus the readiness checks, metrics and closers the
+// runtime needs.
+//
+//	func main() {
+//		server.Main("process-transaction", func(ctx context.Context) (server.App, error) {
+//			d, err := platform.Open(ctx, "process-transaction")
+//			if err != nil {
+//				return server.App{}, err
+//			}
+//			return d.App(ledger.NewHandler(d)), nil
+//		})
+//	}
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/redis"
+	"github.com/billfn/billfn/shared/server"
+)
+
+// Config is the configuration every function shares.
+type Config struct {
+	Postgres postgres.Config
+	Redis    redis.Config
+	Auth     auth.Config
+	Kafka    outbox.Config
+	// EventKeys verify signed event deliveries: comma-separated, several
+	// during a rotation. The secret file holds the same list.
+	EventKeys string `envconfig:"EVENT_SIGNING_KEYS" secret:"event-signing-key" required:"true"`
+}
+
+// Keys splits EventKeys.
+func (c Config) Keys() [][]byte {
+	var out [][]byte
+	for _, k := range strings.Split(c.EventKeys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			out = append(out, []byte(k))
+		}
+	}
+	return out
+}
+
+// Deps are a function's opened dependencies.
+type Deps struct {
+	Name        string
+	Config      Config
+	Pool        *pgxpool.Pool
+	Redis       *goredis.Client
+	Verifier    *auth.Verifier
+	Idempotency *idempotency.Store
+	Publisher   *outbox.Publisher
+	// Events is a receiver with authentication, dedupe and parking set up;
+	// register handlers with Events.On and set Events.Tick.
+	Events *events.Receiver
+
+	collectors []prometheus.Collector
+	closers    []func(context.Context)
+}
+
+// Open loads Config from the environment and opens everything. Nothing
+// connects yet (pools are lazy), so a function is ready to serve in
+// milliseconds; readiness reports whether Postgres and Redis answer.
+func Open(ctx context.Context, name string) (*Deps, error) {
+	var cfg Config
+	if err := config.Load(&cfg); err != nil {
+		return nil, err
+	}
+	return OpenWith(ctx, name, cfg)
+}
+
+// OpenWith opens the dependencies described by cfg (tests build cfg directly).
+func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
+	d := &Deps{Name: name, Config: cfg}
+	var err error
+	if d.Verifier, err = auth.NewVerifier(cfg.Auth); err != nil {
+		return nil, err
+	}
+	keys := cfg.Keys()
+	if len(keys) == 0 {
+		return nil, errors.New("EVENT_SIGNING_KEYS holds no key")
+	}
+	if d.Pool, err = postgres.Open(ctx, cfg.Postgres.URL, cfg.Postgres.MaxConns); err != nil {
+		return nil, err
+	}
+	if d.Redis, err = redis.Open(cfg.Redis.URL); err != nil {
+		d.Pool.Close()
+		return nil, err
+	}
+	d.Idempotency = idempotency.New(d.Pool, name)
+	d.Publisher = outbox.NewPublisher(d.Pool, name, cfg.Kafka.Brokers)
+	d.Publisher.Start(ctx)
+	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, Keys: keys, Verifier: d.Verifier}
+	d.collectors = append(d.collectors, redis.Collectors()...)
+	d.collectors = append(d.collectors, events.Collectors()...)
+	d.collectors = append(d.collectors, outbox.Collectors()...)
+	d.closers = append(d.closers, d.Publisher.Close, func(context.Context) { d.Redis.Close() }, func(context.Context) { d.Pool.Close() })
+	return d, nil
+}
+
+// Cache returns a named cache on the function's Redis.
+func (d *Deps) Cache(name string) *redis.Cache {
+	return redis.NewCache(d.Redis, d.Config.Redis.Prefix, d.Name+":"+name)
+}
+
+// OnClose adds a closer that runs before the shared ones (pool last).
+func (d *Deps) OnClose(fn func(context.Context)) {
+	d.closers = append([]func(context.Context){fn}, d.closers...)
+}
+
+// Collect adds metrics served on /metrics.
+func (d *Deps) Collect(c ...prometheus.Collector) { d.collectors = append(d.collectors, c...) }
+
+// App builds the runtime's App around handler with the readiness checks,
+// metrics and closers of the dependencies.
+func (d *Deps) App(handler http.Handler) server.App {
+	return server.App{
+		Name:    d.Name,
+		Handler: handler,
+		Ready: []server.Check{
+			{Name: "postgres", Fn: d.Pool.Ping},
+			{Name: "redis", Fn: func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() }},
+		},
+		Close:      d.closers,
+		Collectors: d.collectors,
+	}
+}
+
+// Close releases everything (tests; in production the runtime runs the closers).
+func (d *Deps) Close() {
+	for _, c := range d.closers {
+		c(context.Background())
+	}
+}
+
+// Principal returns the request's authenticated principal; handlers behind
+// Verifier.Middleware always have one.
+func Principal(r *http.Request) auth.Principal {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		panic(fmt.Sprintf("platform: %s %s reached a handler without authentication", r.Method, r.URL.Path))
+	}
+	return p
+}

@@ -1,0 +1,76 @@
+package testenv
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/redis"
+)
+
+// JWTSecret and EventKey are the secrets of test deployments.
+const (
+	JWTSecret = "billfn-test-jwt-secret-0123456789abcdef"
+	EventKey  = "billfn-test-event-signing-key"
+)
+
+// Kit is what a function test needs besides the function's dependencies.
+type Kit struct {
+	Signer  *auth.Signer
+	Kafka   *kfake.Cluster
+	Brokers []string
+}
+
+// Token signs a token for sub with role, valid for an hour.
+func (k *Kit) Token(tb testing.TB, sub string, role auth.Role) string {
+	tb.Helper()
+	tok, err := k.Signer.Sign(sub, role, time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// Authorize sets a bearer token on req.
+func (k *Kit) Authorize(tb testing.TB, req *http.Request, sub string, role auth.Role) {
+	req.Header.Set("Authorization", "Bearer "+k.Token(tb, sub, role))
+}
+
+// SignEvent signs an event delivery body with the test event key.
+func (k *Kit) SignEvent(body []byte) string {
+	return events.Sign([]byte(EventKey), time.Now(), body)
+}
+
+// Platform opens a function's real dependencies for a test: this package's
+// database, Redis under a private prefix, and a fresh in-process Kafka.
+func Platform(tb testing.TB, name string) (*platform.Deps, *Kit) {
+	tb.Helper()
+	url := DatabaseURL(tb)
+	rdb, prefix := Redis(tb)
+	cluster, brokers := Kafka(tb)
+	cfg := platform.Config{
+		Postgres:  postgres.Config{URL: url, MaxConns: 20},
+		Redis:     redis.Config{URL: "redis://" + rdb.Options().Addr + "/0", Prefix: prefix},
+		Auth:      auth.Config{Alg: "HS256", Secret: JWTSecret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second},
+		Kafka:     outbox.Config{Brokers: brokers},
+		EventKeys: EventKey,
+	}
+	d, err := platform.OpenWith(context.Background(), name, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(d.Close)
+	return d, &Kit{Signer: auth.NewHS256Signer(JWTSecret, "billfn", "billfn"), Kafka: cluster, Brokers: brokers}
+}
+
+// NewUser returns a random user id.
+func NewUser() string { return uuid.NewString() }
