@@ -331,12 +331,20 @@ func TestTicksRunUnsignedButRateLimited(t *testing.T) {
 	ping, _ := events.New(context.Background(), "ping", "dev.knative.sources.ping", "", map[string]string{})
 	s := structured(t, ping)
 	code, res = g.send(http.Header{"Content-Type": {events.ContentTypeStructured}}, s)
-	if code != 401 {
-		t.Fatalf("unsigned PingSource-style CloudEvent: %d, want 401 (only connector ticks are unsigned)", code)
-	}
-	code, res = g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 	if code != 200 || !res.Tick || g.ticks != 2 {
-		t.Fatalf("signed ping: %d %+v ticks=%d", code, res, g.ticks)
+		t.Fatalf("unsigned structured PingSource tick: %d %+v ticks=%d", code, res, g.ticks)
+	}
+	code, res = g.send(http.Header{"Ce-Specversion": {"1.0"}, "Ce-Id": {"1"}, "Ce-Source": {"/ping"},
+		"Ce-Type": {"dev.knative.sources.ping"}, "Content-Type": {"application/json"}}, []byte(`{}`))
+	if code != 200 || !res.Tick || g.ticks != 3 {
+		t.Fatalf("unsigned binary PingSource tick: %d %+v ticks=%d", code, res, g.ticks)
+	}
+	// Only ticks pass unsigned: a business event of any other type does not.
+	ev := newEvent(t, 5)
+	ev.SetExtension("note", "tick")
+	b := structured(t, ev)
+	if code, _ := g.send(http.Header{"Content-Type": {events.ContentTypeStructured}}, b); code != 401 {
+		t.Fatalf("unsigned business event mentioning tick: %d, want 401", code)
 	}
 }
 

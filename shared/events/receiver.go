@@ -116,7 +116,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	if isCronConnector(r, body) {
+	if isTick(r, body) {
 		rc.tick(w, r)
 		return
 	}
@@ -131,10 +131,6 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		deliveriesRejected.WithLabelValues(rc.Consumer, "malformed").Inc()
 		problem.Write(w, r, err)
-		return
-	}
-	if len(evs) == 1 && TickTypes[evs[0].Type()] {
-		rc.tick(w, r)
 		return
 	}
 	ctx := r.Context()
@@ -152,11 +148,27 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, res)
 }
 
-// isCronConnector recognises the OpenFaaS cron-connector's call: an empty
-// POST with X-Connector: cron-connector or X-Topic: cron-function.
-func isCronConnector(r *http.Request, body []byte) bool {
-	return len(bytes.TrimSpace(body)) == 0 && r.Header.Get("Ce-Specversion") == "" &&
-		(r.Header.Get("X-Connector") == "cron-connector" || r.Header.Get("X-Topic") == "cron-function")
+// isTick recognises schedule ticks, which platforms send unsigned: the
+// OpenFaaS cron-connector's empty POST (X-Connector: cron-connector or
+// X-Topic: cron-function), and a tick CloudEvent (PingSource, the local
+// schedule trigger) in binary or structured mode. Nothing else is read from
+// an unauthenticated tick, so a forged one can only cause idempotent,
+// rate-limited work.
+func isTick(r *http.Request, body []byte) bool {
+	if len(bytes.TrimSpace(body)) == 0 && r.Header.Get("Ce-Specversion") == "" &&
+		(r.Header.Get("X-Connector") == "cron-connector" || r.Header.Get("X-Topic") == "cron-function") {
+		return true
+	}
+	if t := r.Header.Get("Ce-Type"); t != "" {
+		return TickTypes[t]
+	}
+	if len(body) > 4096 || !bytes.Contains(body, []byte("tick")) && !bytes.Contains(body, []byte("sources.ping")) {
+		return false
+	}
+	var head struct {
+		Type string `json:"type"`
+	}
+	return json.Unmarshal(body, &head) == nil && TickTypes[head.Type]
 }
 
 // authenticate accepts a valid signature or a service/admin JWT.
