@@ -145,13 +145,16 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if _, err := uuid.Parse(claims.Subject); err != nil {
+	id, err := uuid.Parse(claims.Subject)
+	if err != nil {
 		return Principal{}, fmt.Errorf("%w: sub must be a user id (UUID)", ErrInvalid)
 	}
 	if !claims.Role.Valid() {
 		return Principal{}, fmt.Errorf("%w: role %q is not admin, service or customer", ErrInvalid, claims.Role)
 	}
-	p := Principal{Subject: claims.Subject, Role: claims.Role}
+	// uuid.Parse also reads upper case, braces, urn:uuid: and no hyphens;
+	// the canonical form is what owner ids are compared with (CanAccess).
+	p := Principal{Subject: id.String(), Role: claims.Role}
 	v.mu.Lock()
 	if len(v.cache) >= cacheMax {
 		clear(v.cache)

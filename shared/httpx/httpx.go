@@ -93,13 +93,20 @@ func decodeError(err error) error {
 		}
 		return problem.Invalid(problem.Field(path, fmt.Sprintf("must be %s, not %s", jsonKind(typ), typ.Value)))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		// encoding/json quotes the name with strconv.Quote.
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		if u, uerr := strconv.Unquote(name); uerr == nil {
+			name = u
+		}
 		return &problem.Error{Code: problem.BadRequest, Detail: fmt.Sprintf("unknown field %q", name),
-			Errors: []problem.FieldError{problem.Field(name, "unknown field")}}
+			Errors: []problem.FieldError{problem.Field(pointerEscaper.Replace(name), "unknown field")}}
 	}
 	// Errors from a type's UnmarshalJSON (money, dates): the value is wrong.
 	return problem.New(problem.BadRequest, "invalid JSON: %s", err.Error())
 }
+
+// pointerEscaper escapes one JSON Pointer reference token (RFC 6901).
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 func jsonKind(e *json.UnmarshalTypeError) string {
 	switch e.Type.Kind().String() {
@@ -142,6 +149,18 @@ type List[T any] struct {
 	Data       []T    `json:"data"`
 	NextCursor string `json:"next_cursor,omitempty"`
 	HasMore    bool   `json:"has_more"`
+}
+
+// MarshalJSON writes an empty page as "data": [] rather than null.
+func (l List[T]) MarshalJSON() ([]byte, error) {
+	if l.Data == nil {
+		l.Data = []T{}
+	}
+	return json.Marshal(struct {
+		Data       []T    `json:"data"`
+		NextCursor string `json:"next_cursor,omitempty"`
+		HasMore    bool   `json:"has_more"`
+	}{l.Data, l.NextCursor, l.HasMore})
 }
 
 // EncodeCursor makes an opaque cursor from a keyset position.

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -143,7 +144,7 @@ type Error struct {
 	Detail     string
 	Errors     []FieldError
 	Extra      map[string]any // extension members, e.g. {"balance": 100}
-	RetryAfter time.Duration  // sets Retry-After when > 0
+	RetryAfter time.Duration  // sets Retry-After (whole seconds, rounded up) when > 0
 	Err        error          // cause, logged but never shown
 }
 
@@ -179,7 +180,7 @@ func Invalid(fields ...FieldError) *Error {
 func describe(f FieldError) string {
 	name := f.Parameter
 	if f.Pointer != "" {
-		name = f.Pointer[2:]
+		name = strings.TrimPrefix(f.Pointer, "#/")
 	} else if f.Header != "" {
 		name = f.Header
 	}
@@ -327,11 +328,13 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Content-Type", ContentType)
 	h.Set("Cache-Control", "no-store")
 	if pe.RetryAfter > 0 {
-		secs := int(pe.RetryAfter.Round(time.Second) / time.Second)
-		if secs < 1 {
-			secs = 1
+		// Whole seconds, rounded up: a client told to come back sooner
+		// than RetryAfter would only be turned away again.
+		secs := pe.RetryAfter / time.Second
+		if pe.RetryAfter%time.Second != 0 {
+			secs++
 		}
-		h.Set("Retry-After", strconv.Itoa(secs))
+		h.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
 	}
 	if d.Status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
 		h.Set("WWW-Authenticate", `Bearer realm="billfn"`)
