@@ -366,3 +366,65 @@ func TestNewBuildsAValidBillfnEvent(t *testing.T) {
 		t.Fatalf("round trip: %v %s", err, back.Data())
 	}
 }
+
+// A self-handled type runs without a receiver transaction; its handler
+// owns exactly-once (here: a unique event id column), and a permanent error
+// still parks the event.
+func TestSelfHandledEventsRunOutsideTheReceiverTransaction(t *testing.T) {
+	g := newRig(t, false)
+	pool := testenv.Pool(t)
+	var batches int
+	g.rc.OnSelf("billfn.payment.refunded", func(ctx context.Context, ev events.Event) error {
+		var p payment
+		if err := events.Decode(ev, &p); err != nil {
+			return err
+		}
+		if p.Amount < 0 {
+			return events.Permanent(errors.New("negative refund"))
+		}
+		_, err := pool.Exec(ctx, `INSERT INTO `+g.table+` SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM `+g.table+` WHERE event_id = $1)`, ev.ID(), p.Amount)
+		return err
+	})
+	g.rc.SelfBatch = func(ctx context.Context, evs []events.Event) error {
+		batches++
+		for _, ev := range evs {
+			var p payment
+			_ = events.Decode(ev, &p)
+			if p.Amount < 0 {
+				return events.Permanent(errors.New("negative refund in batch"))
+			}
+			if _, err := pool.Exec(ctx, `INSERT INTO `+g.table+` VALUES ($1, $2)`, ev.ID(), p.Amount); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	mk := func(amount int64) events.Event {
+		ev := newEvent(t, amount)
+		ev.SetType("billfn.payment.refunded")
+		return ev
+	}
+	one := mk(7)
+	s := structured(t, one)
+	for i := 0; i < 2; i++ {
+		if code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Processed != 1 {
+			t.Fatalf("delivery %d: %d %+v", i, code, res)
+		}
+	}
+	b, _ := json.Marshal([]events.Event{mk(1), mk(2)})
+	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Processed != 2 || batches != 1 {
+		t.Fatalf("batch: %d %+v batches=%d", code, res, batches)
+	}
+	b, _ = json.Marshal([]events.Event{mk(3), mk(-1)})
+	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Processed != 1 || res.Parked != 1 {
+		t.Fatalf("poison batch: %d %+v", code, res)
+	}
+	if n, total := g.sum(); n != 4 || total != 13 {
+		t.Fatalf("effects = %d (sum %d), want 4 summing to 13 (the redelivery applied once)", n, total)
+	}
+	var inProcessed int
+	pool.QueryRow(context.Background(), `SELECT count(*) FROM processed_events WHERE consumer = $1 AND id = $2`, g.consumer, one.ID()).Scan(&inProcessed)
+	if inProcessed != 0 {
+		t.Fatal("a self-handled event was recorded by the receiver")
+	}
+}

@@ -33,6 +33,16 @@ type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
 // transaction per event, so a poison event is parked alone.
 type BatchHandler func(ctx context.Context, tx pgx.Tx, evs []Event) error
 
+// SelfHandler applies an event whose effect carries its own exactly-once
+// guarantee — typically the event id is the idempotency key of the write —
+// outside any receiver transaction. Use it when the effect is committed
+// elsewhere (a group commit) and holding a connection while waiting would
+// starve the pool. Errors are classified as for Handler.
+type SelfHandler func(ctx context.Context, ev Event) error
+
+// SelfBatchHandler is SelfHandler for a whole batch delivery.
+type SelfBatchHandler func(ctx context.Context, evs []Event) error
+
 // TickTypes are CloudEvent types treated as schedule ticks: billfn's own
 // local schedule trigger and Knative's PingSource.
 var TickTypes = map[string]bool{
@@ -59,7 +69,11 @@ type Receiver struct {
 	// transaction (the fast path for batch mode).
 	Batch BatchHandler
 
+	// SelfBatch, when set, handles batch deliveries of self-handled types.
+	SelfBatch SelfBatchHandler
+
 	handlers map[string]Handler
+	self     map[string]SelfHandler
 	tickMu   sync.Mutex
 	lastTick time.Time
 }
@@ -72,10 +86,21 @@ func (rc *Receiver) On(typ string, h Handler) {
 	rc.handlers[typ] = h
 }
 
+// OnSelf registers a handler that guarantees exactly-once by itself (see
+// SelfHandler); the receiver neither opens a transaction nor records the
+// event in processed_events for it.
+func (rc *Receiver) OnSelf(typ string, h SelfHandler) {
+	if rc.self == nil {
+		rc.self = map[string]SelfHandler{}
+	}
+	rc.self[typ] = h
+}
+
 // Handles reports whether typ has a handler.
 func (rc *Receiver) Handles(typ string) bool {
 	_, ok := rc.handlers[typ]
-	return ok || (rc.Batch != nil && !TickTypes[typ])
+	_, self := rc.self[typ]
+	return ok || self || (rc.Batch != nil && !TickTypes[typ])
 }
 
 var received = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -270,6 +295,22 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 	if len(handled) == 0 {
 		return res, nil
 	}
+	var selfEvs []Event
+	txEvs := handled[:0:0]
+	for _, ev := range handled {
+		if _, ok := rc.self[ev.Type()]; ok {
+			selfEvs = append(selfEvs, ev)
+		} else {
+			txEvs = append(txEvs, ev)
+		}
+	}
+	if err := rc.deliverSelf(ctx, selfEvs, &res); err != nil {
+		return res, err
+	}
+	handled = txEvs
+	if len(handled) == 0 {
+		return res, nil
+	}
 	if rc.Batch != nil && len(handled) > 1 {
 		n, dups, err := rc.deliverBatch(ctx, handled)
 		if err == nil {
@@ -299,6 +340,45 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 		received.WithLabelValues(rc.Consumer, ev.Type(), outcome).Inc()
 	}
 	return res, nil
+}
+
+// deliverSelf runs self-handled events: as one batch when possible, one by
+// one otherwise (and to isolate a poison event).
+func (rc *Receiver) deliverSelf(ctx context.Context, evs []Event, res *Result) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if rc.SelfBatch != nil && len(evs) > 1 {
+		err := rc.SelfBatch(ctx, evs)
+		if err == nil {
+			res.Processed += len(evs)
+			for _, ev := range evs {
+				received.WithLabelValues(rc.Consumer, ev.Type(), "processed").Inc()
+			}
+			return nil
+		}
+		if !IsPermanent(err) {
+			return err
+		}
+	}
+	for _, ev := range evs {
+		err := rc.self[ev.Type()](ctx, ev)
+		switch {
+		case err == nil:
+			res.Processed++
+			received.WithLabelValues(rc.Consumer, ev.Type(), "processed").Inc()
+		case IsPermanent(err):
+			if perr := rc.Park(ctx, ev, err); perr != nil {
+				return perr
+			}
+			res.Parked++
+			received.WithLabelValues(rc.Consumer, ev.Type(), "parked").Inc()
+		default:
+			received.WithLabelValues(rc.Consumer, ev.Type(), "failed").Inc()
+			return err
+		}
+	}
+	return nil
 }
 
 var errDuplicate = errors.New("duplicate")
