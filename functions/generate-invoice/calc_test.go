@@ -54,9 +54,9 @@ func TestComputeTable(t *testing.T) {
 			subtotal: 2100, tax: 420, total: 2520, lineTaxes: [][]int64{{420}}},
 		{name: "fractional quantities round half to even per line",
 			lines: []calcLine{
-				{Quantity: qty("1.5"), UnitAmount: 999}, // 1498.5 -> 1498
-				{Quantity: qty("2.5"), UnitAmount: 3},   // 7.5 -> 8
-				{Quantity: qty("0.5"), UnitAmount: 1},   // 0.5 -> 0
+				{Quantity: qty("1.5"), UnitAmount: 999},            // 1498.5 -> 1498
+				{Quantity: qty("2.5"), UnitAmount: 3},              // 7.5 -> 8
+				{Quantity: qty("0.5"), UnitAmount: 1},              // 0.5 -> 0
 				{Quantity: qty("0.000001"), UnitAmount: 1_500_000}, // 1.5 -> 2
 			},
 			subtotal: 1498 + 8 + 0 + 2, total: 1508},
