@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	mrand "math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/server"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// clock is an injectable time source.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// env is process-transaction served over its real runtime on real services.
+type env struct {
+	t     *testing.T
+	d     *platform.Deps
+	kit   *testenv.Kit
+	s     *service
+	h     http.Handler
+	clock *clock
+	admin string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	d, kit := testenv.Platform(t, "process-transaction")
+	c := &clock{now: time.Now()}
+	s := newService(d, c.Now)
+	s.start()
+	cfg := server.Config{MaxBodyBytes: 1 << 20, ExecTimeout: config.Duration(10 * time.Second)}
+	return &env{t: t, d: d, kit: kit, s: s, h: server.New(cfg, d.App(s.routes())).Handler(), clock: c, admin: uuid.NewString()}
+}
+
+type resp struct {
+	*httptest.ResponseRecorder
+}
+
+func (r resp) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body.Bytes(), v); err != nil {
+		t.Fatalf("decode %s: %v", r.Body, err)
+	}
+}
+
+func (r resp) code() string {
+	var d struct{ Code string }
+	_ = json.Unmarshal(r.Body.Bytes(), &d)
+	return d.Code
+}
+
+// do sends a request as sub with role; hdr is pairs of header name, value.
+func (e *env) do(method, path, sub string, role auth.Role, body any, hdr ...string) resp {
+	e.t.Helper()
+	var rd *bytes.Reader
+	switch b := body.(type) {
+	case nil:
+		rd = bytes.NewReader(nil)
+	case string:
+		rd = bytes.NewReader([]byte(b))
+	default:
+		raw, _ := json.Marshal(b)
+		rd = bytes.NewReader(raw)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if sub != "" {
+		e.kit.Authorize(e.t, req, sub, role)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	return resp{rec}
+}
+
+func key() string { return uuid.NewString() }
+
+// account opens an account for user in currency and returns it.
+func (e *env) account(user, currency string) Account {
+	e.t.Helper()
+	r := e.do("POST", "/accounts", user, auth.RoleCustomer, map[string]any{"currency": currency})
+	if r.Code != 201 {
+		e.t.Fatalf("create account: %d %s", r.Code, r.Body)
+	}
+	var a Account
+	r.json(e.t, &a)
+	return a
+}
+
+// fund moves amount from the currency's external system account to a.
+func (e *env) fund(a Account, amount int64) {
+	e.t.Helper()
+	r := e.do("POST", "/transfers", e.admin, auth.RoleAdmin, map[string]any{
+		"from_account_number": "SYS-EXTERNAL-" + a.Currency, "to_account_id": a.ID, "amount": amount, "currency": a.Currency,
+		"description": "top-up"}, "Idempotency-Key", key())
+	if r.Code != 201 {
+		e.t.Fatalf("fund: %d %s", r.Code, r.Body)
+	}
+}
+
+func (e *env) transfer(user string, from, to Account, amount int64, extra ...string) resp {
+	e.t.Helper()
+	body := map[string]any{"from_account_id": from.ID, "to_account_id": to.ID, "amount": amount, "currency": from.Currency}
+	hdr := append([]string{"Idempotency-Key", key()}, extra...)
+	return e.do("POST", "/transfers", user, auth.RoleCustomer, body, hdr...)
+}
+
+func (e *env) get(id string) Account {
+	e.t.Helper()
+	r := e.do("GET", "/accounts/"+id, e.admin, auth.RoleAdmin, nil)
+	if r.Code != 200 {
+		e.t.Fatalf("get account: %d %s", r.Code, r.Body)
+	}
+	var a Account
+	r.json(e.t, &a)
+	return a
+}
+
+// deliver posts events to the function's event endpoint, signed as the
+// kafka-trigger signs them.
+func (e *env) deliver(evs ...events.Event) resp {
+	e.t.Helper()
+	var body []byte
+	ct := events.ContentTypeStructured
+	if len(evs) == 1 {
+		body, _ = events.Marshal(evs[0])
+	} else {
+		body, _ = json.Marshal(evs)
+		ct = events.ContentTypeBatch
+	}
+	req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set(events.SignatureHeader, e.kit.SignEvent(body))
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	return resp{rec}
+}
+
+// outboxEvents returns the function's outbox events of typ about subject.
+func (e *env) outboxEvents(typ, subject string) []events.Event {
+	e.t.Helper()
+	rows, err := e.d.Pool.Query(context.Background(), `SELECT payload FROM outbox WHERE source = 'process-transaction' ORDER BY id`)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []events.Event
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			e.t.Fatal(err)
+		}
+		ev, err := events.Unmarshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if ev.Type() == typ && (subject == "" || ev.Subject() == subject) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// checkLedger asserts the ledger invariants over the whole database.
+func checkLedger(t *testing.T, d *platform.Deps) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := d.Pool.Query(ctx, `SELECT currency, sum(balance) FROM accounts GROUP BY currency HAVING sum(balance) <> 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var cur string
+		var sum int64
+		_ = rows.Scan(&cur, &sum)
+		t.Errorf("balances in %s sum to %d, want 0", cur, sum)
+	}
+	rows.Close()
+	var n int
+	if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM accounts a LEFT JOIN
+		(SELECT account_id, sum(amount) s FROM postings GROUP BY account_id) p ON p.account_id = a.id
+		WHERE a.balance <> coalesce(p.s, 0)`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d accounts whose balance differs from the sum of their postings", n)
+	}
+	if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM accounts a LEFT JOIN
+		(SELECT from_account_id, sum(amount) s FROM transfers WHERE status = 'held' GROUP BY 1) h ON h.from_account_id = a.id
+		WHERE a.held <> coalesce(h.s, 0)`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d accounts whose held amount differs from their open holds", n)
+	}
+	if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE NOT allow_negative AND balance - held < 0`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d accounts overdrawn", n)
+	}
+	if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT transfer_id FROM postings GROUP BY transfer_id HAVING sum(amount) <> 0) x`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d transfers whose postings do not balance", n)
+	}
+}
+
+func newRand(seed uint64) *mrand.Rand { return mrand.New(mrand.NewPCG(seed, 0x9e3779b97f4a7c15)) }

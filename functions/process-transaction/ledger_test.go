@@ -1,0 +1,696 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+)
+
+func TestAccountsAreCreatedReadAndListedByTheirOwnersOnly(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	a := e.account(alice, "usd")
+	if a.Currency != "USD" || a.UserID != alice || !strings.HasPrefix(a.AccountNumber, "ACC-") || a.Status != "active" || a.Version != 1 {
+		t.Fatalf("created %+v", a)
+	}
+	if r := e.do("GET", "/accounts/"+a.ID, alice, auth.RoleCustomer, nil); r.Code != 200 {
+		t.Fatalf("owner read: %d", r.Code)
+	}
+	if r := e.do("GET", "/accounts/"+a.ID, bob, auth.RoleCustomer, nil); r.Code != 404 || r.code() != "not_found" {
+		t.Fatalf("other customer read: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("GET", "/accounts/"+uuid.NewString(), alice, auth.RoleCustomer, nil); r.Code != 404 {
+		t.Fatalf("missing account: %d", r.Code)
+	}
+	e.account(alice, "EUR")
+	e.account(alice, "JPY")
+	var page struct {
+		Data       []Account `json:"data"`
+		NextCursor string    `json:"next_cursor"`
+		HasMore    bool      `json:"has_more"`
+	}
+	r := e.do("GET", "/accounts?limit=2", alice, auth.RoleCustomer, nil)
+	r.json(t, &page)
+	if len(page.Data) != 2 || !page.HasMore || page.Data[0].Currency != "JPY" {
+		t.Fatalf("first page: %s", r.Body)
+	}
+	r = e.do("GET", "/accounts?limit=2&cursor="+page.NextCursor, alice, auth.RoleCustomer, nil)
+	r.json(t, &page)
+	if len(page.Data) != 1 || page.HasMore || page.Data[0].ID != a.ID {
+		t.Fatalf("second page: %s", r.Body)
+	}
+	r = e.do("GET", "/accounts?user_id="+alice, bob, auth.RoleCustomer, nil)
+	r.json(t, &page)
+	if len(page.Data) != 0 {
+		t.Fatalf("bob listed alice's accounts: %s", r.Body)
+	}
+	r = e.do("GET", "/accounts?user_id="+alice, e.admin, auth.RoleAdmin, nil)
+	r.json(t, &page)
+	if len(page.Data) != 3 {
+		t.Fatalf("admin list: %s", r.Body)
+	}
+}
+
+func TestAccountCreationRejectsBadInput(t *testing.T) {
+	e := newEnv(t)
+	user := uuid.NewString()
+	cases := []struct {
+		name string
+		role auth.Role
+		body any
+		want int
+		code string
+	}{
+		{"unknown currency", auth.RoleCustomer, map[string]any{"currency": "XYZ"}, 422, "validation_failed"},
+		{"customer allows negative", auth.RoleCustomer, map[string]any{"currency": "USD", "allow_negative": true}, 403, "forbidden"},
+		{"customer for someone else", auth.RoleCustomer, map[string]any{"currency": "USD", "user_id": uuid.NewString()}, 403, "forbidden"},
+		{"admin without user_id", auth.RoleAdmin, map[string]any{"currency": "USD"}, 422, "validation_failed"},
+		{"bad number", auth.RoleCustomer, map[string]any{"currency": "USD", "account_number": "x y"}, 422, "validation_failed"},
+		{"reserved number", auth.RoleCustomer, map[string]any{"currency": "USD", "account_number": "SYS-MINE-USD"}, 422, "validation_failed"},
+		{"unknown field", auth.RoleCustomer, map[string]any{"currency": "USD", "balance": 100}, 400, "bad_request"},
+		{"malformed", auth.RoleCustomer, `{"currency":`, 400, "bad_request"},
+	}
+	for _, c := range cases {
+		r := e.do("POST", "/accounts", user, c.role, c.body)
+		if r.Code != c.want || r.code() != c.code {
+			t.Errorf("%s: %d %s, want %d %s", c.name, r.Code, r.Body, c.want, c.code)
+		}
+	}
+	if r := e.do("POST", "/accounts", "", "", map[string]any{"currency": "USD"}); r.Code != 401 || r.Header().Get("WWW-Authenticate") == "" {
+		t.Errorf("no token: %d", r.Code)
+	}
+	taken := e.do("POST", "/accounts", user, auth.RoleCustomer, map[string]any{"currency": "USD", "account_number": "MY-ACCT-0001"})
+	again := e.do("POST", "/accounts", user, auth.RoleCustomer, map[string]any{"currency": "USD", "account_number": "MY-ACCT-0001"})
+	if taken.Code != 201 || again.Code != 422 || !strings.Contains(again.Body.String(), "already taken") {
+		t.Errorf("duplicate number: %d then %d %s", taken.Code, again.Code, again.Body)
+	}
+}
+
+func TestTransferPostsMoneyAndShowsOnlyTheCallersBalances(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(bob, "USD")
+	e.fund(a, 10_000)
+	r := e.transfer(alice, a, b, 2_550)
+	if r.Code != 201 {
+		t.Fatalf("transfer: %d %s", r.Code, r.Body)
+	}
+	var tr Transfer
+	r.json(t, &tr)
+	if tr.Status != "posted" || tr.Amount != 2_550 || tr.PostedAt == nil || *tr.FromBalance != 7_450 || *tr.FromAvailable != 7_450 {
+		t.Fatalf("transfer %s", r.Body)
+	}
+	if tr.ToBalance != nil {
+		t.Fatalf("alice sees bob's balance: %s", r.Body)
+	}
+	if got := e.get(b.ID); got.Balance != 2_550 || got.Version != 2 {
+		t.Fatalf("bob's account %+v", got)
+	}
+	if r := e.do("GET", "/transfers/"+tr.ID, bob, auth.RoleCustomer, nil); r.Code != 200 || !strings.Contains(r.Body.String(), `"to_balance":2550`) ||
+		strings.Contains(r.Body.String(), "from_balance") {
+		t.Fatalf("bob reads the transfer: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("GET", "/transfers/"+tr.ID, uuid.NewString(), auth.RoleCustomer, nil); r.Code != 404 {
+		t.Fatalf("stranger reads the transfer: %d", r.Code)
+	}
+	checkLedger(t, e.d)
+}
+
+func TestEveryRejectionIsA422AndStatefulOnesAreKept(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	eur := e.account(alice, "EUR")
+	e.fund(a, 1_000)
+
+	// insufficient funds: kept as a rejected transfer, no money moved
+	r := e.transfer(alice, a, b, 5_000)
+	if r.Code != 422 || r.code() != "insufficient_funds" {
+		t.Fatalf("insufficient: %d %s", r.Code, r.Body)
+	}
+	var p struct {
+		TransferID string `json:"transfer_id"`
+		Type       string `json:"type"`
+	}
+	r.json(t, &p)
+	if p.Type != "https://billfn.dev/problems/insufficient_funds" {
+		t.Fatalf("type %q", p.Type)
+	}
+	got := e.do("GET", "/transfers/"+p.TransferID, alice, auth.RoleCustomer, nil)
+	if !strings.Contains(got.Body.String(), `"status":"rejected"`) || !strings.Contains(got.Body.String(), `"reject_reason":"insufficient_funds"`) {
+		t.Fatalf("rejected attempt not kept: %s", got.Body)
+	}
+
+	// currency mismatch
+	if r := e.transfer(alice, a, eur, 100); r.Code != 422 || r.code() != "currency_mismatch" {
+		t.Errorf("mismatch: %d %s", r.Code, r.Body)
+	}
+	// same account, zero and negative amounts: decided without any account
+	if r := e.transfer(alice, a, a, 100); r.Code != 422 || r.code() != "same_account" {
+		t.Errorf("same: %d %s", r.Code, r.Body)
+	}
+	for _, amt := range []int64{0, -5} {
+		if r := e.transfer(alice, a, b, amt); r.Code != 422 || r.code() != "amount_invalid" {
+			t.Errorf("amount %d: %d %s", amt, r.Code, r.Body)
+		}
+	}
+	// frozen source: debits refused, credits still arrive
+	if r := e.do("PATCH", "/accounts/"+b.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "frozen"}); r.Code != 200 {
+		t.Fatalf("freeze: %d %s", r.Code, r.Body)
+	}
+	if r := e.transfer(alice, a, b, 100); r.Code != 201 {
+		t.Errorf("credit into frozen: %d %s", r.Code, r.Body)
+	}
+	if r := e.transfer(alice, b, a, 50); r.Code != 422 || r.code() != "account_frozen" {
+		t.Errorf("debit from frozen: %d %s", r.Code, r.Body)
+	}
+	// closed: only an empty account closes; then it refuses credits too
+	c := e.account(alice, "USD")
+	if r := e.do("PATCH", "/accounts/"+a.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "closed"}); r.Code != 409 || r.code() != "account_not_empty" {
+		t.Errorf("close non-empty: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("PATCH", "/accounts/"+c.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "closed"}); r.Code != 200 {
+		t.Fatalf("close: %d %s", r.Code, r.Body)
+	}
+	if r := e.transfer(alice, a, c, 10); r.Code != 422 || r.code() != "account_closed" {
+		t.Errorf("credit into closed: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("PATCH", "/accounts/"+c.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "active"}); r.Code != 409 {
+		t.Errorf("reopen: %d", r.Code)
+	}
+	if r := e.do("PATCH", "/accounts/"+c.ID, alice, auth.RoleCustomer, map[string]any{"status": "active"}); r.Code != 403 {
+		t.Errorf("customer patch: %d", r.Code)
+	}
+	// unknown accounts and missing keys
+	ghost := Account{ID: uuid.NewString(), Currency: "USD"}
+	if r := e.transfer(alice, a, ghost, 10); r.Code != 404 {
+		t.Errorf("to unknown: %d", r.Code)
+	}
+	if r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 1, "currency": "USD"}); r.Code != 400 || r.code() != "idempotency_key_required" {
+		t.Errorf("no key: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"to_account_id": b.ID, "amount": 1,
+		"currency": "usd", "metadata": []int{1}}, "Idempotency-Key", key()); r.Code != 422 || !strings.Contains(r.Body.String(), "#/from_account_id") ||
+		!strings.Contains(r.Body.String(), "#/metadata") {
+		t.Errorf("fields: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 1.5, "currency": "USD"}, "Idempotency-Key", key()); r.Code != 422 || !strings.Contains(r.Body.String(), "#/amount") {
+		t.Errorf("float amount: %d %s", r.Code, r.Body)
+	}
+	checkLedger(t, e.d)
+}
+
+func TestCustomersCannotMoveOrSeeOtherCustomersMoney(t *testing.T) {
+	e := newEnv(t)
+	alice, mallory := uuid.NewString(), uuid.NewString()
+	a, m := e.account(alice, "USD"), e.account(mallory, "USD")
+	e.fund(a, 1_000)
+	if r := e.transfer(mallory, a, m, 500); r.Code != 404 {
+		t.Fatalf("mallory moved alice's money: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("GET", "/accounts/"+a.ID+"/transactions", mallory, auth.RoleCustomer, nil); r.Code != 404 {
+		t.Fatalf("mallory read alice's history: %d", r.Code)
+	}
+	if r := e.do("POST", "/transfers", mallory, auth.RoleCustomer, map[string]any{"from_account_number": "SYS-EXTERNAL-USD",
+		"to_account_id": m.ID, "amount": 1_000_000, "currency": "USD"}, "Idempotency-Key", key()); r.Code != 404 {
+		t.Fatalf("mallory minted money from a system account: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 1_000 {
+		t.Fatalf("alice's balance %d", got.Balance)
+	}
+}
+
+func TestIdempotentTransfersReplayAndRefuseAReusedKey(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000)
+	k := key()
+	body := map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 300, "currency": "USD"}
+	r1 := e.do("POST", "/transfers", alice, auth.RoleCustomer, body, "Idempotency-Key", k)
+	r2 := e.do("POST", "/transfers", alice, auth.RoleCustomer, body, "Idempotency-Key", k)
+	if r1.Code != 201 || r2.Code != 201 || r2.Header().Get("Idempotent-Replayed") != "true" || r1.Body.String() != r2.Body.String() {
+		t.Fatalf("replay: %d %d %q\n%s\n%s", r1.Code, r2.Code, r2.Header().Get("Idempotent-Replayed"), r1.Body, r2.Body)
+	}
+	body["amount"] = 301
+	if r := e.do("POST", "/transfers", alice, auth.RoleCustomer, body, "Idempotency-Key", k); r.Code != 422 || r.code() != "idempotency_key_reused" {
+		t.Fatalf("reused: %d %s", r.Code, r.Body)
+	}
+	// 50 concurrent requests with one key move the money once.
+	k2 := key()
+	body["amount"] = 10
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := e.do("POST", "/transfers", alice, auth.RoleCustomer, body, "Idempotency-Key", k2); r.Code != 201 {
+				t.Errorf("concurrent: %d %s", r.Code, r.Body)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := e.get(a.ID); got.Balance != 1_000-300-10 {
+		t.Fatalf("balance %d, want %d", got.Balance, 1_000-300-10)
+	}
+	checkLedger(t, e.d)
+}
+
+func TestAsyncTransferIsAcceptedThenPostedByItsEvent(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 500)
+	k := key()
+	r := e.transfer(alice, a, b, 200, "Prefer", "respond-async", "Idempotency-Key", k)
+	if r.Code != 202 {
+		t.Fatalf("async: %d %s", r.Code, r.Body)
+	}
+	var tr Transfer
+	r.json(t, &tr)
+	if tr.Status != "pending" || r.Header().Get("Location") != "transfers/"+tr.ID {
+		t.Fatalf("accepted %s location %q", r.Body, r.Header().Get("Location"))
+	}
+	if got := e.get(a.ID); got.Balance != 500 {
+		t.Fatalf("money moved before the event: %d", got.Balance)
+	}
+	evs := e.outboxEvents("billfn.transaction.requested", a.ID)
+	if len(evs) != 1 {
+		t.Fatalf("%d requested events", len(evs))
+	}
+	for i := 0; i < 2; i++ { // at-least-once: the event arrives twice
+		if d := e.deliver(evs[0]); d.Code != 200 {
+			t.Fatalf("deliver: %d %s", d.Code, d.Body)
+		}
+	}
+	r = e.do("GET", "/transfers/"+tr.ID, alice, auth.RoleCustomer, nil)
+	if !strings.Contains(r.Body.String(), `"status":"posted"`) {
+		t.Fatalf("after the event: %s", r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 300 {
+		t.Fatalf("balance %d, want 300 (posted once)", got.Balance)
+	}
+	// The same request again replays the now-posted transfer.
+	r = e.transfer(alice, a, b, 200, "Prefer", "respond-async", "Idempotency-Key", k)
+	if r.Code != 201 || r.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay after posting: %d %s", r.Code, r.Body)
+	}
+	checkLedger(t, e.d)
+}
+
+func TestTransactionRequestedEventsPostOnceAndRejectionsAreOutcomes(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a := e.account(alice, "EUR")
+	ev := events.Must(events.New(context.Background(), "capture-payment", "billfn.transaction.requested", "pay_1",
+		TransferRequest{FromAccountNumber: "SYS-CLEARING-EUR", ToAccountID: a.ID, Amount: 1_234, Currency: "EUR",
+			ReferenceID: "pay_1:payment_capture:1"}))
+	for i := 0; i < 3; i++ {
+		if r := e.deliver(ev); r.Code != 200 {
+			t.Fatalf("delivery %d: %d %s", i, r.Code, r.Body)
+		}
+	}
+	if got := e.get(a.ID); got.Balance != 1_234 {
+		t.Fatalf("balance %d after 3 deliveries, want 1234", got.Balance)
+	}
+	// A batch: one posts, one is rejected (a recorded outcome), one names
+	// a missing account (parked).
+	b := e.account(alice, "EUR")
+	ok := events.Must(events.New(context.Background(), "x", "billfn.transaction.requested", "", TransferRequest{FromAccountID: a.ID, ToAccountID: b.ID, Amount: 34, Currency: "EUR"}))
+	poor := events.Must(events.New(context.Background(), "x", "billfn.transaction.requested", "", TransferRequest{FromAccountID: b.ID, ToAccountID: a.ID, Amount: 1_000_000, Currency: "EUR"}))
+	lost := events.Must(events.New(context.Background(), "x", "billfn.transaction.requested", "", TransferRequest{FromAccountID: uuid.NewString(), ToAccountID: a.ID, Amount: 1, Currency: "EUR"}))
+	r := e.deliver(ok, poor, lost)
+	if r.Code != 200 || !strings.Contains(r.Body.String(), `"parked":1`) {
+		t.Fatalf("batch: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(b.ID); got.Balance != 34 {
+		t.Fatalf("b balance %d", got.Balance)
+	}
+	if n := len(e.outboxEvents("billfn.transaction.rejected", b.ID)); n != 1 {
+		t.Fatalf("%d rejected events for the poor transfer", n)
+	}
+	checkLedger(t, e.d)
+}
+
+func TestBatchAppliesEachItemAndAtomicBatchIsAllOrNothing(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000)
+	item := func(amount int64) map[string]any {
+		return map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": amount, "currency": "USD"}
+	}
+	batch := map[string]any{"transfers": []any{item(100), item(5_000), item(200)}}
+	r := e.do("POST", "/transfers/batch", alice, auth.RoleCustomer, batch, "Idempotency-Key", key())
+	var out struct {
+		Results []struct {
+			Status   int       `json:"status"`
+			Transfer *Transfer `json:"transfer"`
+			Error    *struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		} `json:"results"`
+	}
+	r.json(t, &out)
+	if r.Code != 200 || len(out.Results) != 3 || out.Results[0].Status != 201 || out.Results[1].Error == nil ||
+		out.Results[1].Error.Code != "insufficient_funds" || out.Results[2].Status != 201 {
+		t.Fatalf("batch: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 700 {
+		t.Fatalf("balance %d, want 700", got.Balance)
+	}
+	atomic := map[string]any{"atomic": true, "transfers": []any{item(100), item(5_000)}}
+	r = e.do("POST", "/transfers/batch", alice, auth.RoleCustomer, atomic, "Idempotency-Key", key())
+	if r.Code != 422 || r.code() != "batch_rejected" {
+		t.Fatalf("atomic: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 700 {
+		t.Fatalf("atomic batch moved money: %d", got.Balance)
+	}
+	atomic = map[string]any{"atomic": true, "transfers": []any{item(100), item(600)}}
+	if r = e.do("POST", "/transfers/batch", alice, auth.RoleCustomer, atomic, "Idempotency-Key", key()); r.Code != 200 {
+		t.Fatalf("atomic ok: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 0 {
+		t.Fatalf("balance %d, want 0", got.Balance)
+	}
+	big := make([]any, 1001)
+	for i := range big {
+		big[i] = item(1)
+	}
+	if r := e.do("POST", "/transfers/batch", alice, auth.RoleCustomer, map[string]any{"transfers": big}, "Idempotency-Key", key()); r.Code != 422 {
+		t.Fatalf("1001 items: %d", r.Code)
+	}
+	checkLedger(t, e.d)
+}
+
+func TestHoldCapturePartiallyAndReleaseTheRest(t *testing.T) {
+	e := newEnv(t)
+	alice, shop := uuid.NewString(), uuid.NewString()
+	a, s := e.account(alice, "USD"), e.account(shop, "USD")
+	e.fund(a, 10_000)
+	r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": s.ID,
+		"amount": 4_000, "currency": "USD", "pending": true}, "Idempotency-Key", key())
+	var hold Transfer
+	r.json(t, &hold)
+	if r.Code != 201 || hold.Status != "held" {
+		t.Fatalf("hold: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 10_000 || got.Available != 6_000 || got.Held != 4_000 {
+		t.Fatalf("during hold %+v", got)
+	}
+	if r := e.transfer(alice, a, s, 6_001); r.code() != "insufficient_funds" {
+		t.Fatalf("spend beyond available: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("POST", "/transfers/"+hold.ID+"/capture", alice, auth.RoleCustomer, map[string]any{"amount": 4_001}, "Idempotency-Key", key()); r.Code != 422 || r.code() != "capture_exceeds_hold" {
+		t.Fatalf("over-capture: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("POST", "/transfers/"+hold.ID+"/capture", shop, auth.RoleCustomer, map[string]any{"amount": 1}, "Idempotency-Key", key()); r.Code != 404 {
+		t.Fatalf("payee captures: %d", r.Code)
+	}
+	r = e.do("POST", "/transfers/"+hold.ID+"/capture", alice, auth.RoleCustomer, map[string]any{"amount": 2_500}, "Idempotency-Key", key())
+	if r.Code != 200 || !strings.Contains(r.Body.String(), `"status":"captured"`) || !strings.Contains(r.Body.String(), `"captured_amount":2500`) {
+		t.Fatalf("capture: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 7_500 || got.Available != 7_500 || got.Held != 0 {
+		t.Fatalf("after capture %+v", got)
+	}
+	if got := e.get(s.ID); got.Balance != 2_500 {
+		t.Fatalf("shop %+v", got)
+	}
+	if r := e.do("POST", "/transfers/"+hold.ID+"/void", alice, auth.RoleCustomer, nil, "Idempotency-Key", key()); r.Code != 409 || r.code() != "transfer_not_held" {
+		t.Fatalf("void after capture: %d %s", r.Code, r.Body)
+	}
+	// void releases a second hold entirely
+	r = e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": s.ID,
+		"amount": 1_000, "currency": "USD", "pending": true}, "Idempotency-Key", key())
+	r.json(t, &hold)
+	if r := e.do("POST", "/transfers/"+hold.ID+"/void", alice, auth.RoleCustomer, nil, "Idempotency-Key", key()); r.Code != 200 {
+		t.Fatalf("void: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Available != 7_500 || got.Held != 0 {
+		t.Fatalf("after void %+v", got)
+	}
+	for _, typ := range []string{"billfn.hold.created", "billfn.hold.captured", "billfn.hold.voided"} {
+		if len(e.outboxEvents(typ, a.ID)) == 0 {
+			t.Errorf("no %s event", typ)
+		}
+	}
+	checkLedger(t, e.d)
+}
+
+func TestConcurrentCapturesOfOneHoldCaptureOnce(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000)
+	r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 800, "currency": "USD", "pending": true}, "Idempotency-Key", key())
+	var hold Transfer
+	r.json(t, &hold)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{}
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := e.do("POST", "/transfers/"+hold.ID+"/capture", alice, auth.RoleCustomer, map[string]any{"amount": 800}, "Idempotency-Key", key())
+			mu.Lock()
+			codes[r.Code]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[200] != 1 || codes[409] != 19 {
+		t.Fatalf("statuses %v, want one 200 and nineteen 409", codes)
+	}
+	if got := e.get(b.ID); got.Balance != 800 {
+		t.Fatalf("captured %d, want 800 once", got.Balance)
+	}
+	checkLedger(t, e.d)
+}
+
+func TestExpiredHoldsAreReleasedByTheTick(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "GBP"), e.account(alice, "GBP")
+	e.fund(a, 1_000)
+	expires := e.clock.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 900, "currency": "GBP", "pending": true, "expires_at": expires}, "Idempotency-Key", key())
+	var hold Transfer
+	r.json(t, &hold)
+	if r.Code != 201 || hold.ExpiresAt == nil {
+		t.Fatalf("hold: %d %s", r.Code, r.Body)
+	}
+	if err := e.s.tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get(a.ID); got.Held != 900 {
+		t.Fatalf("released before expiry: %+v", got)
+	}
+	e.clock.Add(2 * time.Hour)
+	if err := e.s.tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get(a.ID); got.Held != 0 || got.Available != 1_000 {
+		t.Fatalf("after expiry %+v", got)
+	}
+	if r := e.do("GET", "/transfers/"+hold.ID, alice, auth.RoleCustomer, nil); !strings.Contains(r.Body.String(), `"status":"expired"`) {
+		t.Fatalf("hold %s", r.Body)
+	}
+	past := e.clock.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	if r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 1, "currency": "GBP", "pending": true, "expires_at": past}, "Idempotency-Key", key()); r.Code != 422 {
+		t.Fatalf("expiry in the past: %d", r.Code)
+	}
+	checkLedger(t, e.d)
+}
+
+func TestHistoryIsKeysetPaginatedNewestFirst(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000)
+	for i := 1; i <= 6; i++ {
+		e.transfer(alice, a, b, int64(i))
+	}
+	e.transfer(alice, a, b, 10_000) // rejected
+	var seen []int64
+	cursor := ""
+	for page := 0; page < 10; page++ {
+		r := e.do("GET", "/accounts/"+a.ID+"/transactions?limit=3&cursor="+cursor, alice, auth.RoleCustomer, nil)
+		var out struct {
+			Data []struct {
+				Direction string `json:"direction"`
+				Amount    int64  `json:"amount"`
+			} `json:"data"`
+			NextCursor string `json:"next_cursor"`
+		}
+		r.json(t, &out)
+		for _, d := range out.Data {
+			seen = append(seen, d.Amount)
+		}
+		if out.NextCursor == "" {
+			break
+		}
+		cursor = out.NextCursor
+	}
+	want := []int64{10_000, 6, 5, 4, 3, 2, 1, 1_000}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Fatalf("history %v, want %v", seen, want)
+	}
+	r := e.do("GET", "/accounts/"+a.ID+"/transactions?status=rejected", alice, auth.RoleCustomer, nil)
+	if strings.Count(r.Body.String(), `"id"`) != 1 || !strings.Contains(r.Body.String(), `"direction":"debit"`) {
+		t.Fatalf("rejected only: %s", r.Body)
+	}
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if r := e.do("GET", "/accounts/"+a.ID+"/transactions?from="+future, alice, auth.RoleCustomer, nil); !strings.Contains(r.Body.String(), `"data":[]`) {
+		t.Fatalf("from the future: %s", r.Body)
+	}
+	for _, q := range []string{"status=nope", "limit=0", "from=yesterday", "cursor=garbage"} {
+		if r := e.do("GET", "/accounts/"+a.ID+"/transactions?"+q, alice, auth.RoleCustomer, nil); r.Code != 422 {
+			t.Errorf("%s: %d", q, r.Code)
+		}
+	}
+}
+
+func TestBalanceReadsAreNeverStaleAfterAWrite(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 100)
+	for i := 0; i < 10; i++ {
+		e.get(a.ID) // warm the cache
+		e.transfer(alice, a, b, 1)
+		if got := e.get(a.ID); got.Balance != int64(99-i) {
+			t.Fatalf("read after write %d: %d", i, got.Balance)
+		}
+	}
+	if hits := e.d.Redis.Exists(context.Background(), e.s.cache.Key(a.ID)).Val(); hits != 1 {
+		t.Fatal("the account is not cached after a read")
+	}
+}
+
+func TestPostedTransfersReachKafkaAsCloudEvents(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 100)
+	r := e.transfer(alice, a, b, 42)
+	var tr Transfer
+	r.json(t, &tr)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kit.Brokers...), kgo.ConsumeTopics(events.TopicTransaction),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		var found bool
+		cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			ev, err := events.Unmarshal(rec.Value)
+			if err == nil && ev.Type() == "billfn.transaction.posted" && strings.Contains(string(ev.Data()), tr.ID) {
+				found = string(rec.Key) == a.ID
+			}
+		})
+		if found {
+			return
+		}
+	}
+	t.Fatal("transaction.posted never reached Kafka")
+}
+
+// The ledger invariant under concurrency: 8 workers × 500 random operations
+// among 20 accounts in two currencies — transfers (many overdrafts), holds,
+// captures and voids — and afterwards every currency sums to zero, no
+// account is overdrawn, postings equal balances, held equals open holds,
+// and the only errors are the expected rejections.
+func TestLedgerInvariantUnderConcurrency(t *testing.T) {
+	e := newEnv(t)
+	user := uuid.NewString()
+	var accts []Account
+	for i := 0; i < 20; i++ {
+		cur := "USD"
+		if i%4 == 3 {
+			cur = "JPY"
+		}
+		a := e.account(user, cur)
+		e.fund(a, 5_000)
+		accts = append(accts, a)
+	}
+	expected := map[string]bool{"insufficient_funds": true, "currency_mismatch": true, "same_account": true,
+		"transfer_not_held": true}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	outcomes := map[string]int{}
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := newRand(seed)
+			var holds []string
+			for i := 0; i < 500; i++ {
+				from, to := accts[rng.IntN(len(accts))], accts[rng.IntN(len(accts))]
+				amount := int64(rng.IntN(3_000) + 1)
+				var r resp
+				switch op := rng.IntN(10); {
+				case op < 6:
+					r = e.transfer(user, from, to, amount)
+				case op < 8:
+					r = e.do("POST", "/transfers", user, auth.RoleCustomer, map[string]any{"from_account_id": from.ID,
+						"to_account_id": to.ID, "amount": amount, "currency": from.Currency, "pending": true}, "Idempotency-Key", key())
+					var h Transfer
+					if r.Code == 201 {
+						r.json(t, &h)
+						holds = append(holds, h.ID)
+					}
+				default:
+					if len(holds) == 0 {
+						continue
+					}
+					h := holds[rng.IntN(len(holds))]
+					if op == 8 {
+						r = e.do("POST", "/transfers/"+h+"/capture", user, auth.RoleCustomer, map[string]any{"amount": 1}, "Idempotency-Key", key())
+					} else {
+						r = e.do("POST", "/transfers/"+h+"/void", user, auth.RoleCustomer, nil, "Idempotency-Key", key())
+					}
+				}
+				result := fmt.Sprint(r.Code)
+				if r.Code >= 400 {
+					result = r.code()
+					if !expected[result] {
+						t.Errorf("unexpected error: %d %s", r.Code, r.Body)
+					}
+				}
+				mu.Lock()
+				outcomes[result]++
+				mu.Unlock()
+			}
+		}(uint64(w))
+	}
+	wg.Wait()
+	t.Logf("outcomes: %v", outcomes)
+	if outcomes["201"] < 1000 || outcomes["insufficient_funds"] == 0 {
+		t.Fatalf("the mix did not exercise the ledger: %v", outcomes)
+	}
+	checkLedger(t, e.d)
+	var min int64
+	if err := e.d.Pool.QueryRow(context.Background(), `SELECT coalesce(min(balance - held), 0) FROM accounts WHERE NOT allow_negative`).Scan(&min); err != nil || min < 0 {
+		t.Fatalf("an account went below zero: %d %v", min, err)
+	}
+}

@@ -1,0 +1,38 @@
+// Command process-transaction is billfn's double-entry ledger function:
+// accounts, transfers, holds and history over HTTP, transfer requests from
+// Kafka, and a group commit that applies many transfers per transaction.
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/server"
+)
+
+// Config is process-transaction's own configuration.
+type Config struct {
+	// GroupWindow lets the committer wait this long for more transfers
+	// before committing a group (0: commit whatever is waiting at once).
+	GroupWindow config.Duration `envconfig:"GROUP_COMMIT_WINDOW" default:"0s"`
+	GroupMax    int             `envconfig:"GROUP_COMMIT_MAX" default:"2000"`
+}
+
+func main() {
+	server.Main("process-transaction", func(ctx context.Context) (server.App, error) {
+		var cfg Config
+		if err := config.Load(&cfg); err != nil {
+			return server.App{}, err
+		}
+		d, err := platform.Open(ctx, "process-transaction")
+		if err != nil {
+			return server.App{}, err
+		}
+		s := newService(d, time.Now)
+		s.commit.window, s.commit.maxOps = cfg.GroupWindow.D(), cfg.GroupMax
+		s.start()
+		return d.App(s.routes()), nil
+	})
+}
