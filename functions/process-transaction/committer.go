@@ -612,9 +612,9 @@ type writes struct {
 	oPayload          [][]byte
 
 	// accounts
-	acctIDs               []string
-	acctBal, acctHeld     []int64
-	acctN                 []int64
+	acctIDs           []string
+	acctBal, acctHeld []int64
+	acctN             []int64
 }
 
 type writeMark struct{ t, u, p, o int }

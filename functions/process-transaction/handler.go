@@ -330,7 +330,9 @@ func (s *service) history(w http.ResponseWriter, r *http.Request) {
 
 // ---- transfers ----
 
-func (s *service) scope(p auth.Principal) string { return s.d.Idempotency.Scope(auth.WithPrincipal(context.Background(), p)) }
+func (s *service) scope(p auth.Principal) string {
+	return s.d.Idempotency.Scope(auth.WithPrincipal(context.Background(), p))
+}
 
 func (s *service) createTransfer(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
@@ -447,8 +449,8 @@ type batchRequest struct {
 }
 
 type batchItem struct {
-	Status   int              `json:"status"`
-	Transfer *Transfer        `json:"transfer,omitempty"`
+	Status   int               `json:"status"`
+	Transfer *Transfer         `json:"transfer,omitempty"`
 	Error    *problem.Document `json:"error,omitempty"`
 }
 

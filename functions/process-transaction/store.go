@@ -181,12 +181,12 @@ func (s *store) transfer(ctx context.Context, q interface {
 
 // historyQuery lists an account's transfers (both sides), newest first.
 type historyQuery struct {
-	account        string
-	from, to       *time.Time
-	status         string
-	afterTime      *time.Time
-	afterID        string
-	limit          int
+	account   string
+	from, to  *time.Time
+	status    string
+	afterTime *time.Time
+	afterID   string
+	limit     int
 }
 
 // history merges two index range scans (from side, to side), each ordered
