@@ -1,0 +1,499 @@
+// Package gateway is billfn's local function gateway. It behaves like the
+// OpenFaaS gateway for everything billfn and its users touch:
+//
+//   - /function/<name>/<path> reverse-proxies to the function over a
+//     keep-alive connection pool: method, path, query, headers, status and
+//     body pass through, streamed (a response without a length is flushed
+//     as it arrives); X-Call-Id, X-Start-Time and X-Duration-Seconds are set
+//     and X-Forwarded-For/-Host added, as OpenFaaS does;
+//   - /async-function/<name>/<path> answers 202 Accepted with X-Call-Id at
+//     once and invokes the function later from an in-memory queue, posting
+//     the result to X-Callback-Url when given (with X-Function-Status,
+//     X-Function-Name, X-Call-Id and X-Duration-Seconds, as the OpenFaaS
+//     queue-worker does);
+//   - /system/functions and /system/function/<name> list the deployed
+//     functions in the OpenFaaS provider's JSON (name, image, replicas,
+//     labels, annotations, envVars, secrets, limits ...);
+//   - /healthz, and /metrics with gateway_function_invocation_total and
+//     gateway_functions_seconds like the OpenFaaS gateway's.
+//
+// Errors are RFC 9457 problem documents: an unknown function is 404, a
+// function that is not running 503 (with Retry-After), a function that
+// failed mid-response 502, one that ran out of time 504.
+//
+// Unlike OpenFaaS the async queue lives in memory: a request accepted but not
+// yet delivered is lost when the gateway stops. That is acceptable for the
+// local stack; in a cluster OpenFaaS's NATS JetStream queue-worker keeps it.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// BadGateway is the problem code of a function that failed before answering.
+const BadGateway problem.Code = "bad_gateway"
+
+func init() {
+	problem.Register(BadGateway, http.StatusBadGateway, "Bad gateway")
+}
+
+// Resources mirror faas-provider's FunctionResources.
+type Resources struct {
+	Memory string `json:"memory,omitempty"`
+	CPU    string `json:"cpu,omitempty"`
+}
+
+// FunctionStatus is one entry of /system/functions, as faas-provider's
+// types.FunctionStatus encodes it.
+type FunctionStatus struct {
+	Name                   string             `json:"name"`
+	Image                  string             `json:"image"`
+	Namespace              string             `json:"namespace,omitempty"`
+	EnvProcess             string             `json:"envProcess,omitempty"`
+	EnvVars                map[string]string  `json:"envVars,omitempty"`
+	Constraints            []string           `json:"constraints,omitempty"`
+	Secrets                []string           `json:"secrets,omitempty"`
+	Labels                 *map[string]string `json:"labels,omitempty"`
+	Annotations            *map[string]string `json:"annotations,omitempty"`
+	Limits                 *Resources         `json:"limits,omitempty"`
+	Requests               *Resources         `json:"requests,omitempty"`
+	ReadOnlyRootFilesystem bool               `json:"readOnlyRootFilesystem,omitempty"`
+	InvocationCount        float64            `json:"invocationCount,omitempty"`
+	Replicas               uint64             `json:"replicas,omitempty"`
+	AvailableReplicas      uint64             `json:"availableReplicas,omitempty"`
+	CreatedAt              time.Time          `json:"createdAt,omitempty"`
+}
+
+// Function is a function the gateway routes to.
+type Function struct {
+	Status FunctionStatus // what /system/functions shows; Status.Name is the route name
+	Addr   string         // host:port the function listens on
+	// State reports the function's replicas (0 or 1 locally), how many are
+	// ready, and when the current one started. Nil means always one ready.
+	State func() (replicas, available uint64, createdAt time.Time)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	Functions []Function
+	// UpstreamTimeout bounds one proxied call (OpenFaaS upstream_timeout).
+	UpstreamTimeout time.Duration
+	// AsyncWorkers invoke queued requests concurrently; AsyncQueue bounds
+	// the queue (503 when full); AsyncMaxBody bounds a queued body.
+	AsyncWorkers int
+	AsyncQueue   int
+	AsyncMaxBody int64
+	// SystemUser and SystemPassword, when set, protect /system/ with basic
+	// auth as the OpenFaaS gateway does.
+	SystemUser, SystemPassword string
+	Logger                     *slog.Logger
+}
+
+type backend struct {
+	fn          Function
+	invocations atomic.Uint64
+}
+
+// Gateway is an http.Handler; Close stops the async workers.
+type Gateway struct {
+	cfg       Config
+	backends  map[string]*backend
+	transport *http.Transport
+	metrics   *metrics
+	log       *slog.Logger
+
+	queue    chan *asyncJob
+	stop     chan struct{}
+	workers  sync.WaitGroup
+	closeOne sync.Once
+}
+
+// New builds a gateway and starts its async workers.
+func New(cfg Config) *Gateway {
+	if cfg.UpstreamTimeout == 0 {
+		cfg.UpstreamTimeout = 60 * time.Second
+	}
+	if cfg.AsyncWorkers == 0 {
+		cfg.AsyncWorkers = 4
+	}
+	if cfg.AsyncQueue == 0 {
+		cfg.AsyncQueue = 1024
+	}
+	if cfg.AsyncMaxBody == 0 {
+		cfg.AsyncMaxBody = 10 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{
+		cfg:      cfg,
+		backends: make(map[string]*backend, len(cfg.Functions)),
+		transport: &http.Transport{
+			Proxy:                 nil, // never route function calls through an HTTP proxy
+			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          0, // no global cap; per host below
+			MaxIdleConnsPerHost:   512,
+			IdleConnTimeout:       90 * time.Second, // below the functions' idle_timeout (120 s)
+			DisableCompression:    true,             // pass Accept-Encoding and bodies through untouched
+			ExpectContinueTimeout: time.Second,
+			WriteBufferSize:       16 << 10,
+			ReadBufferSize:        16 << 10,
+		},
+		metrics: newMetrics(),
+		log:     cfg.Logger,
+		queue:   make(chan *asyncJob, cfg.AsyncQueue),
+		stop:    make(chan struct{}),
+	}
+	for _, f := range cfg.Functions {
+		g.backends[f.Status.Name] = &backend{fn: f}
+	}
+	for i := 0; i < cfg.AsyncWorkers; i++ {
+		g.workers.Add(1)
+		go g.asyncWorker()
+	}
+	return g
+}
+
+// Close stops accepting async work and waits for the workers (bounded by ctx).
+func (g *Gateway) Close(ctx context.Context) {
+	g.closeOne.Do(func() { close(g.stop) })
+	done := make(chan struct{})
+	go func() { g.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	g.transport.CloseIdleConnections()
+}
+
+// Registry returns the gateway's Prometheus registry.
+func (g *Gateway) Registry() *prometheus.Registry { return g.metrics.reg }
+
+// ServeHTTP routes a request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/function/"):
+		g.invoke(w, r, "/function/")
+	case strings.HasPrefix(p, "/async-function/"):
+		g.enqueue(w, r)
+	case p == "/healthz":
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "OK")
+	case p == "/metrics":
+		promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	case p == "/system/functions" || strings.HasPrefix(p, "/system/function/"):
+		g.system(w, r)
+	default:
+		problem.Write(w, r, problem.New(problem.NotFound, "no gateway route for %s; functions are under /function/<name>/", p))
+	}
+}
+
+// route splits /function/<name>/<rest> into the backend and the upstream
+// path (decoded and escaped forms).
+func (g *Gateway) route(r *http.Request, prefix string) (b *backend, name, path, rawPath string) {
+	rest := r.URL.Path[len(prefix):]
+	name, _, _ = strings.Cut(rest, "/")
+	b = g.backends[name]
+	if b == nil {
+		return nil, name, "", ""
+	}
+	cut := len(prefix) + len(name)
+	path = r.URL.Path[cut:]
+	if r.URL.RawPath != "" && len(r.URL.RawPath) >= cut {
+		rawPath = r.URL.RawPath[cut:]
+	}
+	if path == "" {
+		path = "/"
+	}
+	if rawPath == "" || rawPath == path {
+		rawPath = ""
+	}
+	return b, name, path, rawPath
+}
+
+var idPrefix = func() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}()
+
+var idSeq atomic.Uint64
+
+// newCallID returns a unique id: a per-process random prefix and a counter
+// (cheaper than a UUID per request, as unique for a call id).
+func newCallID() string {
+	return idPrefix + "-" + strconv.FormatUint(idSeq.Add(1), 36)
+}
+
+// Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func copyHeader(dst, src http.Header) {
+	for k, vv := range src {
+		if slices.Contains(hopHeaders, k) {
+			continue
+		}
+		dst[k] = vv
+	}
+	for _, c := range src["Connection"] {
+		for _, f := range strings.Split(c, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				dst.Del(f)
+			}
+		}
+	}
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) {
+	start := time.Now()
+	callID := r.Header.Get("X-Call-Id")
+	if callID == "" {
+		callID = newCallID()
+	}
+	startTime := strconv.FormatInt(start.UnixNano(), 10)
+	wh := w.Header()
+	wh["X-Call-Id"] = []string{callID}
+	wh["X-Start-Time"] = []string{startTime}
+
+	b, name, path, rawPath := g.route(r, prefix)
+	if b == nil {
+		g.fail(w, r, callID, problem.New(problem.NotFound, "function %q is not deployed", name))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.UpstreamTimeout)
+	defer cancel()
+
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           &url.URL{Scheme: "http", Host: b.fn.Addr, Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery},
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        make(http.Header, len(r.Header)+5),
+		Body:          r.Body,
+		ContentLength: r.ContentLength,
+		Host:          b.fn.Addr,
+	}
+	if r.ContentLength == 0 {
+		out.Body = nil
+	}
+	copyHeader(out.Header, r.Header)
+	if prior := out.Header["X-Forwarded-For"]; len(prior) > 0 {
+		out.Header["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP(r)}
+	} else {
+		out.Header["X-Forwarded-For"] = []string{clientIP(r)}
+	}
+	if _, ok := out.Header["X-Forwarded-Host"]; !ok && r.Host != "" {
+		out.Header["X-Forwarded-Host"] = []string{r.Host}
+	}
+	out.Header["X-Call-Id"] = []string{callID}
+	out.Header["X-Start-Time"] = []string{startTime}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // do not let the transport add Go's
+	}
+	out = out.WithContext(ctx)
+
+	b.invocations.Add(1)
+	res, err := g.transport.RoundTrip(out)
+	if err != nil {
+		code := g.upstreamError(w, r, callID, name, ctx, err)
+		g.metrics.observe(name, code, time.Since(start))
+		return
+	}
+	defer res.Body.Close()
+	copyHeader(wh, res.Header)
+	wh["X-Duration-Seconds"] = []string{strconv.FormatFloat(time.Since(start).Seconds(), 'f', 6, 64)}
+	w.WriteHeader(res.StatusCode)
+	if r.Method != http.MethodHead {
+		copyBody(w, res.Body, res.ContentLength < 0)
+	}
+	g.metrics.observe(name, res.StatusCode, time.Since(start))
+}
+
+// upstreamError answers a failed round trip and returns the status sent.
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, callID, name string, ctx context.Context, err error) int {
+	if r.Context().Err() != nil {
+		return 499 // the client went away; nobody to answer
+	}
+	var pe *problem.Error
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		pe = &problem.Error{Code: problem.Timeout, Detail: "function " + name + " did not answer within " + g.cfg.UpstreamTimeout.String(), Err: err}
+	case isDialError(err):
+		pe = &problem.Error{Code: problem.Unavailable, Detail: "function " + name + " is not running; retry", RetryAfter: time.Second, Err: err}
+	default:
+		pe = &problem.Error{Code: BadGateway, Detail: "function " + name + " failed before answering", Err: err}
+	}
+	g.fail(w, r, callID, pe)
+	return pe.Status()
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, callID string, err error) {
+	w.Header().Set("X-Request-Id", callID) // so the problem document carries it
+	problem.Write(w, r, err)
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBody streams src to w; flush sends each chunk on at once, for
+// responses without a length (server-sent events, streamed exports).
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var flusher http.Flusher
+	if flush {
+		flusher, _ = w.(http.Flusher)
+	}
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (g *Gateway) system(w http.ResponseWriter, r *http.Request) {
+	if g.cfg.SystemUser != "" {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(g.cfg.SystemUser)) != 1 ||
+			subtle.ConstantTimeCompare([]byte(p), []byte(g.cfg.SystemPassword)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="billfn gateway"`)
+			problem.Write(w, r, problem.New(problem.Unauthorized, "the /system API needs the gateway's basic-auth credentials"))
+			return
+		}
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		problem.Write(w, r, problem.New(problem.MethodNotAllowed, "%s is not allowed on %s (this gateway deploys from stack.yml)", r.Method, r.URL.Path))
+		return
+	}
+	if name, ok := strings.CutPrefix(r.URL.Path, "/system/function/"); ok {
+		b := g.backends[name]
+		if b == nil {
+			problem.Write(w, r, problem.New(problem.NotFound, "function %q is not deployed", name))
+			return
+		}
+		writeJSON(w, b.status())
+		return
+	}
+	out := make([]FunctionStatus, 0, len(g.backends))
+	for _, f := range g.cfg.Functions {
+		out = append(out, g.backends[f.Status.Name].status())
+	}
+	writeJSON(w, out)
+}
+
+func (b *backend) status() FunctionStatus {
+	s := b.fn.Status
+	s.InvocationCount = float64(b.invocations.Load())
+	s.Replicas, s.AvailableReplicas = 1, 1
+	if b.fn.State != nil {
+		s.Replicas, s.AvailableReplicas, s.CreatedAt = b.fn.State()
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		problem.Write(w, nil, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+type metrics struct {
+	reg         *prometheus.Registry
+	invocations *prometheus.CounterVec
+	seconds     *prometheus.HistogramVec
+	async       *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_function_invocation_total", Help: "Function invocations through the gateway by status code.",
+		}, []string{"function_name", "code"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gateway_functions_seconds", Help: "Time to the function's response headers.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"function_name", "code"}),
+		async: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_async_invocations_total", Help: "Queued invocations by outcome (accepted, rejected, delivered, failed).",
+		}, []string{"function_name", "result"}),
+	}
+	m.reg.MustRegister(m.invocations, m.seconds, m.async,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+var codeText [600]string
+
+func init() {
+	for i := range codeText {
+		codeText[i] = strconv.Itoa(i)
+	}
+}
+
+func (m *metrics) observe(name string, status int, d time.Duration) {
+	code := strconv.Itoa(status)
+	if status >= 0 && status < len(codeText) {
+		code = codeText[status]
+	}
+	m.invocations.WithLabelValues(name, code).Inc()
+	m.seconds.WithLabelValues(name, code).Observe(d.Seconds())
+}
