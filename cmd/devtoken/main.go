@@ -19,9 +19,6 @@ import (
 	"github.com/billfn/billfn/shared/config"
 )
 
-// DevSecret is the HS256 secret of the local stack (never use it elsewhere).
-const DevSecret = "billfn-local-development-secret-change-me"
-
 func main() {
 	sub := flag.String("sub", "", "subject: the user id (UUID); random when empty")
 	role := flag.String("role", "customer", "role: admin, service or customer")
@@ -48,7 +45,7 @@ func run(sub string, role auth.Role, ttl time.Duration) error {
 		return err
 	}
 	if cfg.Secret == "" {
-		cfg.Secret = DevSecret
+		cfg.Secret = auth.LocalDevSecret
 	}
 	s, err := auth.SignerFor(cfg)
 	if err != nil {

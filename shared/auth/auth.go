@@ -29,6 +29,11 @@ import (
 	"github.com/billfn/billfn/shared/problem"
 )
 
+// LocalDevSecret is the HS256 secret of the local stack (make run), of
+// cmd/devtoken and of cmd/loadgen when nothing else is configured. It is
+// public by definition: never use it outside a developer's machine.
+const LocalDevSecret = "billfn-local-development-secret-change-me"
+
 // Role is what a principal may do.
 type Role string
 
