@@ -1,0 +1,449 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/IBM/sarama"
+
+	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// consumer is one function's consumer group.
+type consumer struct {
+	t      *Trigger
+	name   string
+	sub    stackfile.Subscription
+	url    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (t *Trigger) startConsumer(parent context.Context, name string, sub stackfile.Subscription) *consumer {
+	ctx, cancel := context.WithCancel(parent)
+	c := &consumer{
+		t: t, name: name, sub: sub, cancel: cancel, done: make(chan struct{}),
+		url: strings.TrimRight(t.cfg.GatewayURL, "/") + "/function/" + name + "/",
+	}
+	go c.run(ctx)
+	return c
+}
+
+func (c *consumer) stop() {
+	c.cancel()
+	<-c.done
+}
+
+func (c *consumer) saramaConfig() *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	cfg.ClientID = "billfn-kafka-trigger"
+	cfg.Consumer.Return.Errors = true
+	cfg.Consumer.Offsets.AutoCommit.Enable = true // commits what was marked: only delivered records
+	cfg.Consumer.Offsets.AutoCommit.Interval = time.Second
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	if c.t.cfg.InitialOffset == "latest" {
+		cfg.Consumer.Offsets.Initial = sarama.OffsetNewest
+	}
+	// A record may be retried for minutes; the group must not give the
+	// partition away meanwhile (heartbeats run on their own goroutine).
+	cfg.Consumer.Group.Rebalance.Timeout = 2 * time.Minute
+	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	cfg.Consumer.Fetch.Default = 1 << 20
+	cfg.Metadata.RefreshFrequency = time.Minute
+	return cfg
+}
+
+// run keeps the group consuming until ctx ends, reconnecting after errors.
+func (c *consumer) run(ctx context.Context) {
+	defer close(c.done)
+	group := c.t.cfg.GroupPrefix + c.name
+	backoff := time.Second
+	for ctx.Err() == nil {
+		cg, err := sarama.NewConsumerGroup(c.t.cfg.Brokers, group, c.saramaConfig())
+		if err != nil {
+			slog.Warn("cannot join the consumer group; retrying", "function", c.name, "group", group,
+				"brokers", strings.Join(c.t.cfg.Brokers, ","), "err", err.Error())
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		go func() {
+			for err := range cg.Errors() {
+				slog.Warn("consumer group error", "function", c.name, "err", err.Error())
+			}
+		}()
+		for ctx.Err() == nil {
+			// Consume returns at every rebalance; call it again.
+			if err := cg.Consume(ctx, c.sub.Topics, &handler{c: c}); err != nil {
+				if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+					break
+				}
+				slog.Warn("consume failed; rejoining", "function", c.name, "err", err.Error())
+				if !sleep(ctx, time.Second) {
+					break
+				}
+			}
+		}
+		_ = cg.Close() // commits the marked offsets
+	}
+}
+
+type handler struct{ c *consumer }
+
+func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim delivers one partition's records in order. An offset is
+// marked (and so committed) only once its record was delivered or
+// dead-lettered; when the session ends first, the record stays uncommitted
+// and is delivered again by whoever owns the partition next.
+func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	c := h.c
+	ctx := sess.Context()
+	lag := c.t.metrics.lag.WithLabelValues(c.name, claim.Topic(), strconv.Itoa(int(claim.Partition())))
+	msgs := claim.Messages()
+	for {
+		var first *sarama.ConsumerMessage
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-msgs:
+			if !ok {
+				return nil
+			}
+			first = m
+		}
+		batch := []*sarama.ConsumerMessage{first}
+	fill:
+		for len(batch) < c.sub.BatchSize {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		for _, group := range splitBatch(batch) {
+			if !c.deliver(ctx, group) {
+				return nil
+			}
+			last := group[len(group)-1]
+			sess.MarkMessage(last, "")
+			lag.Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
+		}
+	}
+}
+
+// splitBatch groups consecutive records that can travel in one CloudEvents
+// batch (structured-mode JSON objects); anything else goes alone.
+func splitBatch(msgs []*sarama.ConsumerMessage) [][]*sarama.ConsumerMessage {
+	if len(msgs) == 1 {
+		return [][]*sarama.ConsumerMessage{msgs}
+	}
+	var out [][]*sarama.ConsumerMessage
+	var cur []*sarama.ConsumerMessage
+	for _, m := range msgs {
+		if binaryMode(m) || !json.Valid(m.Value) || len(bytes.TrimSpace(m.Value)) == 0 || bytes.TrimSpace(m.Value)[0] != '{' {
+			if len(cur) > 0 {
+				out = append(out, cur)
+				cur = nil
+			}
+			out = append(out, []*sarama.ConsumerMessage{m})
+			continue
+		}
+		cur = append(cur, m)
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+func header(m *sarama.ConsumerMessage, key string) (string, bool) {
+	for _, h := range m.Headers {
+		if h != nil && strings.EqualFold(string(h.Key), key) {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// binaryMode reports a binary-mode CloudEvents record (ce_* headers).
+func binaryMode(m *sarama.ConsumerMessage) bool {
+	_, ok := header(m, "ce_specversion")
+	return ok
+}
+
+// outcome is the result of one delivery attempt.
+type outcome struct {
+	status     int           // HTTP status, 0 when no response
+	err        error         // transport error or the problem's detail
+	retryable  bool          // worth another attempt
+	retryAfter time.Duration // the function's Retry-After
+}
+
+func (o outcome) ok() bool { return o.err == nil && o.status >= 200 && o.status < 300 }
+
+func (o outcome) String() string {
+	if o.status == 0 {
+		return o.err.Error()
+	}
+	if o.err != nil {
+		return strconv.Itoa(o.status) + ": " + o.err.Error()
+	}
+	return strconv.Itoa(o.status)
+}
+
+// deliver retries one delivery until it succeeds or is dead-lettered; false
+// means ctx ended first (nothing may be committed).
+func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage) bool {
+	topic := msgs[0].Topic
+	for attempt := 1; ; attempt++ {
+		o := c.post(ctx, msgs)
+		if o.ok() {
+			c.t.metrics.deliveries.WithLabelValues(c.name, topic, "delivered").Add(float64(len(msgs)))
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if !o.retryable || attempt >= c.t.cfg.MaxAttempts {
+			return c.deadLetter(ctx, msgs, o, attempt)
+		}
+		c.t.metrics.deliveries.WithLabelValues(c.name, topic, "retried").Add(float64(len(msgs)))
+		wait := c.backoff(attempt)
+		if o.retryAfter > wait {
+			wait = min(o.retryAfter, c.t.cfg.BackoffMax.D())
+		}
+		slog.Warn("delivery failed; retrying", "function", c.name, "topic", topic, "partition", msgs[0].Partition,
+			"offset", msgs[0].Offset, "records", len(msgs), "attempt", attempt, "in", wait.String(), "err", o.String())
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+// backoff is exponential with full jitter above half the step.
+func (c *consumer) backoff(attempt int) time.Duration {
+	d := c.t.cfg.BackoffBase.D() << min(attempt-1, 20)
+	d = min(d, c.t.cfg.BackoffMax.D())
+	return d/2 + rand.N(d/2+1)
+}
+
+// retryable statuses: the function (or the gateway in front of it) asks
+// for another try. Knative's KafkaSource retries the same set.
+func retryableStatus(s int) bool {
+	switch s {
+	case http.StatusNotFound, http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return s >= 500
+}
+
+// post sends one delivery request.
+func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage) outcome {
+	first := msgs[0]
+	var body []byte
+	h := http.Header{}
+	switch {
+	case len(msgs) > 1:
+		var b bytes.Buffer
+		b.WriteByte('[')
+		for i, m := range msgs {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.Write(m.Value)
+		}
+		b.WriteByte(']')
+		body = b.Bytes()
+		h.Set("Content-Type", events.ContentTypeBatch)
+		h.Set("X-Kafka-Offsets", strconv.FormatInt(first.Offset, 10)+"-"+strconv.FormatInt(msgs[len(msgs)-1].Offset, 10))
+	case binaryMode(first):
+		body = first.Value
+		for _, rh := range first.Headers {
+			if rh == nil {
+				continue
+			}
+			k := strings.ToLower(string(rh.Key))
+			if name, ok := strings.CutPrefix(k, "ce_"); ok {
+				h.Set("Ce-"+name, string(rh.Value))
+			}
+		}
+		if ct, ok := header(first, "content-type"); ok {
+			h.Set("Content-Type", ct)
+		}
+	default:
+		body = first.Value
+		h.Set("Content-Type", events.ContentTypeStructured)
+	}
+	h.Set("X-Topic", first.Topic)
+	h.Set("X-Kafka-Partition", strconv.Itoa(int(first.Partition)))
+	h.Set("X-Kafka-Offset", strconv.FormatInt(first.Offset, 10))
+	if !first.Timestamp.IsZero() {
+		h.Set("X-Kafka-Timestamp", first.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
+	if len(first.Key) > 0 {
+		if printable(first.Key) {
+			h.Set("X-Kafka-Key", string(first.Key))
+		} else {
+			h.Set("X-Kafka-Key", base64.StdEncoding.EncodeToString(first.Key))
+			h.Set("X-Kafka-Key-Encoding", "base64")
+		}
+	}
+	h.Set("X-Connector", "kafka-trigger")
+	h.Set("User-Agent", "billfn-kafka-trigger")
+	h.Set(events.SignatureHeader, events.Sign(c.t.key, time.Now(), body))
+
+	rctx, cancel := context.WithTimeout(ctx, c.t.cfg.DeliveryTimeout.D())
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return outcome{err: err}
+	}
+	req.Header = h
+	start := time.Now()
+	res, err := c.t.client.Do(req)
+	c.t.metrics.seconds.WithLabelValues(c.name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		return outcome{err: err, retryable: true}
+	}
+	defer res.Body.Close()
+	detail, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+	o := outcome{status: res.StatusCode, retryable: retryableStatus(res.StatusCode)}
+	if res.StatusCode >= 300 {
+		o.err = errors.New(problemDetail(detail))
+		if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && secs > 0 {
+			o.retryAfter = time.Duration(secs) * time.Second
+		}
+	}
+	return o
+}
+
+func printable(b []byte) bool {
+	if len(b) > 256 || !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// problemDetail extracts a problem document's detail (or the start of any body).
+func problemDetail(body []byte) string {
+	var p struct {
+		Code   string `json:"code"`
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(body, &p) == nil && (p.Code != "" || p.Detail != "") {
+		return strings.TrimSpace(p.Code + ": " + p.Detail)
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	if s == "" {
+		s = "no body"
+	}
+	return s
+}
+
+// Dead-letter headers added to the original record's.
+const (
+	dlqFunction  = "billfn-dlq-function"
+	dlqTopic     = "billfn-dlq-topic"
+	dlqPartition = "billfn-dlq-partition"
+	dlqOffset    = "billfn-dlq-offset"
+	dlqStatus    = "billfn-dlq-status"
+	dlqError     = "billfn-dlq-error"
+	dlqAttempts  = "billfn-dlq-attempts"
+	dlqTime      = "billfn-dlq-time"
+)
+
+// deadLetter writes the records to the dead-letter topic, retrying until
+// Kafka takes them (a record is only committed once it is safe there).
+func (c *consumer) deadLetter(ctx context.Context, msgs []*sarama.ConsumerMessage, o outcome, attempts int) bool {
+	errText := o.String()
+	if len(errText) > 1000 {
+		errText = errText[:1000]
+	}
+	out := make([]*sarama.ProducerMessage, 0, len(msgs))
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for _, m := range msgs {
+		hs := make([]sarama.RecordHeader, 0, len(m.Headers)+8)
+		for _, h := range m.Headers {
+			if h != nil {
+				hs = append(hs, *h)
+			}
+		}
+		hs = append(hs,
+			sarama.RecordHeader{Key: []byte(dlqFunction), Value: []byte(c.name)},
+			sarama.RecordHeader{Key: []byte(dlqTopic), Value: []byte(m.Topic)},
+			sarama.RecordHeader{Key: []byte(dlqPartition), Value: []byte(strconv.Itoa(int(m.Partition)))},
+			sarama.RecordHeader{Key: []byte(dlqOffset), Value: []byte(strconv.FormatInt(m.Offset, 10))},
+			sarama.RecordHeader{Key: []byte(dlqStatus), Value: []byte(strconv.Itoa(o.status))},
+			sarama.RecordHeader{Key: []byte(dlqError), Value: []byte(errText)},
+			sarama.RecordHeader{Key: []byte(dlqAttempts), Value: []byte(strconv.Itoa(attempts))},
+			sarama.RecordHeader{Key: []byte(dlqTime), Value: []byte(now)},
+		)
+		pm := &sarama.ProducerMessage{Topic: c.t.cfg.DLQTopic, Headers: hs}
+		if m.Key != nil {
+			pm.Key = sarama.ByteEncoder(m.Key)
+		}
+		if m.Value != nil {
+			pm.Value = sarama.ByteEncoder(m.Value)
+		}
+		out = append(out, pm)
+	}
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		p, err := c.t.dlqProducer()
+		if err == nil {
+			err = p.SendMessages(out)
+		}
+		if err == nil {
+			break
+		}
+		slog.Error("cannot write to the dead-letter topic; retrying", "function", c.name, "dlq", c.t.cfg.DLQTopic, "err", err.Error())
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+	c.t.metrics.deliveries.WithLabelValues(c.name, msgs[0].Topic, "dead_lettered").Add(float64(len(msgs)))
+	slog.Error("records dead-lettered", "function", c.name, "topic", msgs[0].Topic, "partition", msgs[0].Partition,
+		"offset", msgs[0].Offset, "records", len(msgs), "attempts", attempts, "dlq", c.t.cfg.DLQTopic, "err", errText)
+	return true
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-tm.C:
+		return true
+	}
+}

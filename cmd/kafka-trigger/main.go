@@ -1,0 +1,155 @@
+// Command kafka-trigger delivers Kafka records to billfn's functions over
+// HTTP, and runs their schedules: the free counterpart of OpenFaaS's
+// kafka-connector (a paid component) plus its cron-connector, and the same
+// binary on a laptop (make run) and in a cluster next to OpenFaaS CE.
+//
+// Which function receives which topics comes from the functions'
+// annotations, as the OpenFaaS connectors read them: "topic" lists Kafka
+// topics (and cron-function for a schedule), "schedule" is the cron
+// expression, "billfn.dev/batch-size" asks for batched deliveries. They are
+// read from the gateway's /system/functions (refreshed every
+// REFRESH_INTERVAL), or from a stack.yml when STACK_FILE is set.
+//
+// For every function there is one sarama consumer group
+// (GROUP_PREFIX<function>). Each record is POSTed to
+// GATEWAY_URL/function/<name>/ — the record value, a structured CloudEvent,
+// as the body with Content-Type application/cloudevents+json (a binary-mode
+// record becomes a binary-mode request), X-Topic, X-Kafka-Key,
+// X-Kafka-Partition and X-Kafka-Offset — and signed with the first
+// event-signing key (X-Billfn-Signature), so the function can tell a real
+// delivery from a forged one, whoever produced the record.
+//
+// Records of one partition are delivered one after another; partitions in
+// parallel. A 2xx commits the offset. 5xx, 404, 408, 409, 425, 429, timeouts
+// and connection errors are retried with exponential backoff (honouring
+// Retry-After); any other 4xx — the function will never accept the record —
+// and MAX_ATTEMPTS failures send the record to DLQ_TOPIC with the error in
+// its headers, then commit. Metrics (deliveries, lag per partition, ticks)
+// are on METRICS_ADDR/metrics.
+//
+// The schedule ticks are the cron-connector's: an empty POST with
+// X-Connector: cron-connector and X-Topic: cron-function. The stock
+// cron-connector only schedules a function whose topic is exactly
+// cron-function, so it cannot serve a function that also reads Kafka; this
+// program schedules those too. SCHEDULE_EVERY replaces every schedule with a
+// fixed period (the local stack ticks every few seconds).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/server"
+)
+
+// Config is the trigger's environment.
+type Config struct {
+	Brokers     []string `envconfig:"KAFKA_BROKERS" default:"127.0.0.1:9092"`
+	GatewayURL  string   `envconfig:"GATEWAY_URL" default:"http://127.0.0.1:8080"`
+	StackFile   string   `envconfig:"STACK_FILE"`
+	SigningKeys string   `envconfig:"EVENT_SIGNING_KEYS" secret:"event-signing-key" required:"true"`
+	// The gateway's basic-auth credentials for /system/functions, as
+	// OpenFaaS mounts them for its connectors.
+	GatewayUser     string `envconfig:"GATEWAY_USER" secret:"basic-auth-user"`
+	GatewayPassword string `envconfig:"GATEWAY_PASSWORD" secret:"basic-auth-password"`
+
+	GroupPrefix     string          `envconfig:"GROUP_PREFIX" default:"kafka-trigger-"`
+	InitialOffset   string          `envconfig:"INITIAL_OFFSET" default:"earliest"`
+	DLQTopic        string          `envconfig:"DLQ_TOPIC" default:"billfn-dlq"`
+	MaxAttempts     int             `envconfig:"MAX_ATTEMPTS" default:"10"`
+	BackoffBase     config.Duration `envconfig:"BACKOFF_BASE" default:"200ms"`
+	BackoffMax      config.Duration `envconfig:"BACKOFF_MAX" default:"30s"`
+	DeliveryTimeout config.Duration `envconfig:"DELIVERY_TIMEOUT" default:"30s"`
+	RefreshInterval config.Duration `envconfig:"REFRESH_INTERVAL" default:"30s"`
+
+	Schedules     bool            `envconfig:"SCHEDULES" default:"true"`
+	ScheduleEvery config.Duration `envconfig:"SCHEDULE_EVERY"`
+
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:":8081"`
+	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+// key is the signing key: the first of the list (during a rotation the
+// functions accept the old and the new one, the trigger signs with the new).
+func (c Config) key() ([]byte, error) {
+	for _, k := range strings.Split(c.SigningKeys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			return []byte(k), nil
+		}
+	}
+	return nil, errors.New("EVENT_SIGNING_KEYS holds no key")
+}
+
+func (c Config) validate() error {
+	var problems []string
+	if len(c.Brokers) == 0 {
+		problems = append(problems, "KAFKA_BROKERS is empty")
+	}
+	if c.StackFile == "" && c.GatewayURL == "" {
+		problems = append(problems, "set GATEWAY_URL (or STACK_FILE)")
+	}
+	if c.MaxAttempts < 1 {
+		problems = append(problems, "MAX_ATTEMPTS must be at least 1")
+	}
+	if c.InitialOffset != "earliest" && c.InitialOffset != "latest" {
+		problems = append(problems, "INITIAL_OFFSET must be earliest or latest")
+	}
+	if c.BackoffBase.D() <= 0 || c.BackoffMax.D() < c.BackoffBase.D() {
+		problems = append(problems, "BACKOFF_BASE must be positive and at most BACKOFF_MAX")
+	}
+	if c.ScheduleEvery.D() != 0 && c.ScheduleEvery.D() < time.Second {
+		problems = append(problems, "SCHEDULE_EVERY must be at least 1s")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("configuration is invalid:\n  - %s", strings.Join(problems, "\n  - "))
+	}
+	return nil
+}
+
+func main() {
+	var cfg Config
+	err := config.Load(&cfg)
+	server.SetupLogging("kafka-trigger", cfg.LogLevel)
+	if err == nil {
+		err = cfg.validate()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kafka-trigger:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	t, err := New(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kafka-trigger:", err)
+		os.Exit(1)
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kafka-trigger: metrics on %s: %v (set METRICS_ADDR)\n", cfg.MetricsAddr, err)
+		os.Exit(1)
+	}
+	srv := &http.Server{Handler: t.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	slog.Info("kafka-trigger started", "brokers", strings.Join(cfg.Brokers, ","), "gateway", cfg.GatewayURL,
+		"stack_file", cfg.StackFile, "metrics", ln.Addr().String())
+	err = t.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kafka-trigger:", err)
+		os.Exit(1)
+	}
+	slog.Info("kafka-trigger stopped")
+}

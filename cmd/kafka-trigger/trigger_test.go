@@ -1,0 +1,593 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/billfn/billfn/cmd/internal/gateway"
+	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/server"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const testDLQ = "billfn-dlq"
+
+// fn is a function under test: its handler and its annotations.
+type fn struct {
+	name        string
+	handler     http.Handler
+	annotations map[string]string
+}
+
+// stack runs the functions with the real function runtime behind a real
+// gateway, and a trigger in front of them reading the gateway's function
+// list, as the local stack and a cluster do.
+type stack struct {
+	brokers []string
+	trigger *Trigger
+	group   string
+}
+
+func startStack(t *testing.T, brokers []string, fns []fn, mod func(*Config)) *stack {
+	t.Helper()
+	var gfns []gateway.Function
+	for _, f := range fns {
+		mux := http.NewServeMux()
+		mux.Handle("/", f.handler)
+		srv := httptest.NewServer(server.New(server.Config{}, server.App{Name: f.name, Handler: mux}).Handler())
+		t.Cleanup(srv.Close)
+		ann := f.annotations
+		gfns = append(gfns, gateway.Function{Status: gateway.FunctionStatus{Name: f.name, Annotations: &ann}, Addr: srv.Listener.Addr().String()})
+	}
+	g := gateway.New(gateway.Config{Functions: gfns})
+	gw := httptest.NewServer(g)
+	t.Cleanup(func() { gw.Close(); g.Close(context.Background()) })
+
+	prefix := fmt.Sprintf("test-%d-", time.Now().UnixNano())
+	cfg := Config{
+		Brokers: brokers, GatewayURL: gw.URL, SigningKeys: testenv.EventKey,
+		GroupPrefix: prefix, InitialOffset: "earliest", DLQTopic: testDLQ,
+		MaxAttempts: 5, BackoffBase: config.Duration(10 * time.Millisecond), BackoffMax: config.Duration(200 * time.Millisecond),
+		DeliveryTimeout: config.Duration(5 * time.Second), RefreshInterval: config.Duration(time.Minute), Schedules: true,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Error("the trigger did not stop")
+		}
+	})
+	return &stack{brokers: brokers, trigger: tr, group: prefix}
+}
+
+func kafka(t *testing.T) []string {
+	_, brokers := testenv.Kafka(t, kfake.SeedTopics(1, testDLQ))
+	return brokers
+}
+
+func produce(t *testing.T, brokers []string, msgs ...*sarama.ProducerMessage) []*sarama.ProducerMessage {
+	t.Helper()
+	p, err := sarama.NewSyncProducer(brokers, outbox.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func structured(t *testing.T, topic, key string, data any) (*sarama.ProducerMessage, events.Event) {
+	t.Helper()
+	ev := events.Must(events.New(context.Background(), "tester", "billfn.test.happened", key, data))
+	body, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No signature, no special header: what kcat or any producer writes.
+	return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(body)}, ev
+}
+
+// committed returns the group's committed offset of topic/0 (-1 when none).
+func committed(t *testing.T, brokers []string, group, topic string, partition int32) int64 {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	admin, err := sarama.NewClusterAdmin(brokers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	res, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: {partition}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := res.GetBlock(topic, partition)
+	if b == nil {
+		return -1
+	}
+	return b.Offset
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// verified wraps a handler so it only sees correctly signed deliveries.
+func verified(t *testing.T, next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := events.VerifySignature([][]byte{[]byte(testenv.EventKey)}, r.Header.Get(events.SignatureHeader), body, time.Now(), time.Minute); err != nil {
+			t.Errorf("delivery not signed: %v", err)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		next(w, r)
+	})
+}
+
+func TestTriggerDeliversAnUnsignedRecordSignedToTheFunctionsReceiver(t *testing.T) {
+	d, kit := testenv.Platform(t, "trigger-test")
+	admin, err := sarama.NewClusterAdmin(kit.Brokers, outbox.ProducerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreateTopic(testDLQ, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+
+	var (
+		mu      sync.Mutex
+		got     []events.Event
+		headers http.Header
+	)
+	d.Events.On("billfn.test.happened", func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		mu.Lock()
+		got = append(got, ev)
+		mu.Unlock()
+		return nil
+	})
+	mux := http.NewServeMux()
+	mux.Handle("POST /{$}", d.Events)
+	fnHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		headers = r.Header.Clone()
+		mu.Unlock()
+		mux.ServeHTTP(w, r)
+	})
+	s := startStack(t, kit.Brokers, []fn{{name: "billing", handler: fnHandler,
+		annotations: map[string]string{"topic": events.TopicBilling}}}, nil)
+
+	msg, ev := structured(t, events.TopicBilling, "acct-1", map[string]int{"amount": 1050})
+	produce(t, kit.Brokers, msg)
+
+	waitFor(t, "the delivery", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	mu.Lock()
+	if got[0].ID() != ev.ID() {
+		t.Errorf("delivered %s, produced %s", got[0].ID(), ev.ID())
+	}
+	want := map[string]string{
+		"X-Topic": events.TopicBilling, "X-Kafka-Key": "acct-1", "X-Kafka-Partition": strconv.Itoa(int(msg.Partition)),
+		"X-Kafka-Offset": strconv.FormatInt(msg.Offset, 10), "Content-Type": events.ContentTypeStructured,
+	}
+	for k, v := range want {
+		if headers.Get(k) != v {
+			t.Errorf("%s = %q, want %q", k, headers.Get(k), v)
+		}
+	}
+	if headers.Get(events.SignatureHeader) == "" {
+		t.Error("no signature")
+	}
+	mu.Unlock()
+	waitFor(t, "the offset commit", 10*time.Second, func() bool {
+		return committed(t, kit.Brokers, s.group+"billing", events.TopicBilling, msg.Partition) == msg.Offset+1
+	})
+}
+
+func TestTriggerDeliversBinaryModeRecordsAsBinaryModeRequests(t *testing.T) {
+	brokers := kafka(t)
+	var got atomic.Value
+	startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			evs, err := events.Parse(r, mustRead(r))
+			if err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			got.Store(evs[0])
+		})}}, nil)
+	produce(t, brokers, &sarama.ProducerMessage{
+		Topic: events.TopicPayment, Key: sarama.StringEncoder("p1"), Value: sarama.StringEncoder(`{"amount":5}`),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte("ce_specversion"), Value: []byte("1.0")}, {Key: []byte("ce_id"), Value: []byte("bin-1")},
+			{Key: []byte("ce_source"), Value: []byte("/kcat")}, {Key: []byte("ce_type"), Value: []byte("billfn.test.binary")},
+			{Key: []byte("content-type"), Value: []byte("application/json")},
+		},
+	})
+	waitFor(t, "the delivery", 15*time.Second, func() bool { return got.Load() != nil })
+	ev := got.Load().(events.Event)
+	if ev.ID() != "bin-1" || ev.Type() != "billfn.test.binary" || string(ev.Data()) != `{"amount":5}` {
+		t.Errorf("got %v", ev)
+	}
+}
+
+func mustRead(r *http.Request) []byte {
+	b, _ := io.ReadAll(r.Body)
+	return b
+}
+
+func TestTriggerKeepsTheOrderOfAPartition(t *testing.T) {
+	brokers := kafka(t)
+	var (
+		mu  sync.Mutex
+		seq []int
+	)
+	startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicTransaction},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			ev, err := events.Unmarshal(mustRead(r))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var d struct{ N int }
+			_ = json.Unmarshal(ev.Data(), &d)
+			if d.N%7 == 3 && r.Header.Get("X-Retry-Seen") == "" {
+				// Some fail once: a retry must not let later records overtake.
+				mu.Lock()
+				failedOnce := slices.Contains(seq, -d.N)
+				if !failedOnce {
+					seq = append(seq, -d.N)
+				}
+				mu.Unlock()
+				if !failedOnce {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+			}
+			mu.Lock()
+			seq = append(seq, d.N)
+			mu.Unlock()
+		})}}, nil)
+	var msgs []*sarama.ProducerMessage
+	for i := 0; i < 40; i++ {
+		m, _ := structured(t, events.TopicTransaction, "same-account", map[string]int{"n": i})
+		msgs = append(msgs, m)
+	}
+	produce(t, brokers, msgs...)
+	waitFor(t, "40 deliveries", 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, v := range seq {
+			if v >= 0 {
+				n++
+			}
+		}
+		return n == 40
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var ok []int
+	for _, v := range seq {
+		if v >= 0 {
+			ok = append(ok, v)
+		}
+	}
+	for i, v := range ok {
+		if v != i {
+			t.Fatalf("delivered out of order: %v", ok)
+		}
+	}
+}
+
+func TestTriggerCommitsOnlyAfterTheFunctionAccepts(t *testing.T) {
+	brokers := kafka(t)
+	var attempts atomic.Int32
+	release := make(chan struct{})
+	s := startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicUser},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			attempts.Add(1)
+			select {
+			case <-release:
+			default:
+				problem.Write(w, r, problem.New(problem.Unavailable, "database down"))
+			}
+		})}}, func(c *Config) { c.MaxAttempts = 1000 })
+	msg, _ := structured(t, events.TopicUser, "u1", map[string]string{})
+	produce(t, brokers, msg)
+	waitFor(t, "three failed attempts", 10*time.Second, func() bool { return attempts.Load() >= 3 })
+	time.Sleep(1500 * time.Millisecond) // longer than the auto-commit interval
+	if off := committed(t, brokers, s.group+"f", events.TopicUser, msg.Partition); off != -1 {
+		t.Fatalf("offset %d committed while the function refused the record", off)
+	}
+	close(release)
+	waitFor(t, "the commit after success", 10*time.Second, func() bool {
+		return committed(t, brokers, s.group+"f", events.TopicUser, msg.Partition) == msg.Offset+1
+	})
+}
+
+// dlqRecords reads everything on the dead-letter topic.
+func dlqRecords(t *testing.T, brokers []string, want int) []*sarama.ConsumerMessage {
+	t.Helper()
+	c, err := sarama.NewConsumer(brokers, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pc, err := c.ConsumePartition(testDLQ, 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var out []*sarama.ConsumerMessage
+	timeout := time.After(15 * time.Second)
+	for len(out) < want {
+		select {
+		case m := <-pc.Messages():
+			out = append(out, m)
+		case <-timeout:
+			t.Fatalf("%d records on %s, want %d", len(out), testDLQ, want)
+		}
+	}
+	return out
+}
+
+func dlqHeader(m *sarama.ConsumerMessage, k string) string {
+	v, _ := header(m, k)
+	return v
+}
+
+func TestTriggerDeadLettersARecordTheFunctionRejectsAtOnce(t *testing.T) {
+	brokers := kafka(t)
+	var attempts atomic.Int32
+	var good atomic.Bool
+	s := startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicBilling},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			ev, _ := events.Unmarshal(mustRead(r))
+			if ev.Subject() == "bad" {
+				attempts.Add(1)
+				problem.Write(w, r, problem.Invalid(problem.Field("amount", "must be positive")))
+				return
+			}
+			good.Store(true)
+		})}}, nil)
+	bad, _ := structured(t, events.TopicBilling, "bad", nil)
+	bad.Partition = 0
+	produce(t, brokers, bad)
+	next, _ := structured(t, events.TopicBilling, "good", nil)
+	produce(t, brokers, next)
+
+	recs := dlqRecords(t, brokers, 1)
+	m := recs[0]
+	if string(m.Key) != "bad" || dlqHeader(m, dlqStatus) != "422" || dlqHeader(m, dlqAttempts) != "1" ||
+		dlqHeader(m, dlqFunction) != "f" || dlqHeader(m, dlqTopic) != events.TopicBilling ||
+		!strings.Contains(dlqHeader(m, dlqError), "amount: must be positive") {
+		t.Errorf("dead letter %s headers %v", m.Key, m.Headers)
+	}
+	if attempts.Load() != 1 {
+		t.Errorf("a 422 was attempted %d times", attempts.Load())
+	}
+	waitFor(t, "the next record", 10*time.Second, good.Load)
+	waitFor(t, "the commit past the dead letter", 10*time.Second, func() bool {
+		return committed(t, brokers, s.group+"f", events.TopicBilling, bad.Partition) > bad.Offset
+	})
+}
+
+func TestTriggerDeadLettersAfterMaxAttempts(t *testing.T) {
+	brokers := kafka(t)
+	var attempts atomic.Int32
+	startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			attempts.Add(1)
+			http.Error(w, "boom", http.StatusInternalServerError)
+		})}}, func(c *Config) { c.MaxAttempts = 3 })
+	msg, _ := structured(t, events.TopicPayment, "p", nil)
+	produce(t, brokers, msg)
+	m := dlqRecords(t, brokers, 1)[0]
+	if dlqHeader(m, dlqAttempts) != "3" || dlqHeader(m, dlqStatus) != "500" || !strings.Contains(dlqHeader(m, dlqError), "boom") {
+		t.Errorf("headers %v", m.Headers)
+	}
+	if string(m.Value) != string(msg.Value.(sarama.ByteEncoder)) {
+		t.Error("the dead letter does not carry the original value")
+	}
+	if n := attempts.Load(); n != 3 {
+		t.Errorf("%d attempts, want 3", n)
+	}
+}
+
+func TestTriggerBatchesRecordsForAFunctionThatAsksForIt(t *testing.T) {
+	brokers := kafka(t)
+	var msgs []*sarama.ProducerMessage
+	for i := 0; i < 25; i++ {
+		m, _ := structured(t, events.TopicBilling, "acct", map[string]int{"n": i})
+		msgs = append(msgs, m)
+	}
+	produce(t, brokers, msgs...) // all there before the trigger starts
+	var (
+		mu       sync.Mutex
+		seq      []int
+		requests int
+		largest  int
+	)
+	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			evs, err := events.Parse(r, mustRead(r))
+			if err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			requests++
+			largest = max(largest, len(evs))
+			if len(evs) > 1 && r.Header.Get("Content-Type") != events.ContentTypeBatch {
+				t.Errorf("a batch of %d with Content-Type %q", len(evs), r.Header.Get("Content-Type"))
+			}
+			for _, ev := range evs {
+				var d struct{ N int }
+				_ = json.Unmarshal(ev.Data(), &d)
+				seq = append(seq, d.N)
+			}
+		})}}, nil)
+	waitFor(t, "25 events", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seq) == 25 })
+	mu.Lock()
+	defer mu.Unlock()
+	for i, v := range seq {
+		if v != i {
+			t.Fatalf("out of order: %v", seq)
+		}
+	}
+	if largest < 2 || largest > 10 || requests >= 25 {
+		t.Errorf("%d requests, largest batch %d: want batches of up to 10", requests, largest)
+	}
+}
+
+func TestTriggerTicksScheduledFunctionsLikeTheCronConnector(t *testing.T) {
+	brokers := kafka(t)
+	ticks := make(chan http.Header, 10)
+	startStack(t, brokers, []fn{{name: "sweeper", annotations: map[string]string{"topic": "cron-function", "schedule": "0 0 1 1 *"},
+		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if len(mustRead(r)) != 0 || r.URL.Path != "/" || r.Method != http.MethodPost {
+				t.Errorf("tick %s %s with a body", r.Method, r.URL.Path)
+			}
+			ticks <- r.Header.Clone()
+		})}}, func(c *Config) { c.ScheduleEvery = config.Duration(time.Second) })
+	select {
+	case h := <-ticks:
+		if h.Get("X-Connector") != "cron-connector" || h.Get("X-Topic") != "cron-function" {
+			t.Errorf("tick headers %v", h)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no tick")
+	}
+}
+
+func TestTriggerFollowsTheFunctionList(t *testing.T) {
+	var list atomic.Value
+	list.Store(`[]`)
+	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, _ := r.BasicAuth(); u != "admin" || p != "secret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, list.Load().(string))
+	}))
+	defer gw.Close()
+	brokers := kafka(t)
+	tr, err := New(Config{Brokers: brokers, GatewayURL: gw.URL, SigningKeys: "k", GatewayUser: "admin", GatewayPassword: "secret",
+		GroupPrefix: "follow-", MaxAttempts: 1, BackoffBase: config.Duration(time.Millisecond), BackoffMax: config.Duration(time.Millisecond),
+		DeliveryTimeout: config.Duration(time.Second), RefreshInterval: config.Duration(100 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = tr.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	consumers := func() string {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		var out []string
+		for n, c := range tr.consumers {
+			out = append(out, n+"="+strings.Join(c.sub.Topics, "+"))
+		}
+		slices.Sort(out)
+		return strings.Join(out, ",")
+	}
+	list.Store(`[{"name":"a","image":"x","annotations":{"topic":"billing-events,cron-function","schedule":"* * * * *"}},
+		{"name":"b","image":"x","annotations":{"topic":"cron-function","schedule":"* * * * *"}}]`)
+	waitFor(t, "consumer a", 5*time.Second, func() bool { return consumers() == "a=billing-events" })
+	list.Store(`[{"name":"a","image":"x","annotations":{"topic":"payment-events"}},{"name":"c","image":"x","annotations":{"topic":"user-events"}}]`)
+	waitFor(t, "consumers a and c", 5*time.Second, func() bool { return consumers() == "a=payment-events,c=user-events" })
+}
+
+func TestTriggerReadsSubscriptionsFromAStackFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stack.yml")
+	if err := os.WriteFile(path, []byte(`version: 1.0
+provider: {name: openfaas, gateway: http://127.0.0.1:8080}
+functions:
+  a: {lang: dockerfile, annotations: {topic: "billing-events,payment-events,cron-function", schedule: "* * * * *"}}
+  b: {lang: dockerfile}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := New(Config{StackFile: path, SigningKeys: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs, err := tr.discover(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := subs["a"]; !slices.Equal(a.Topics, []string{"billing-events", "payment-events"}) || a.Schedule != "* * * * *" {
+		t.Errorf("a: %+v", a)
+	}
+	if b, ok := subs["b"]; !ok || len(b.Topics) != 0 || b.Schedule != "" {
+		t.Errorf("b: %+v", b)
+	}
+}
+
+func TestTriggerConfigRejectsNonsense(t *testing.T) {
+	bad := []Config{
+		{GatewayURL: "http://x", SigningKeys: "k", MaxAttempts: 1, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
+		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: "k", MaxAttempts: 0, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
+		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: "k", MaxAttempts: 1, InitialOffset: "middle", BackoffBase: 1, BackoffMax: 1},
+		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: "k", MaxAttempts: 1, InitialOffset: "earliest", BackoffBase: 2, BackoffMax: 1},
+	}
+	for i, c := range bad {
+		if c.validate() == nil {
+			t.Errorf("config %d accepted", i)
+		}
+	}
+	if _, err := New(Config{SigningKeys: " , "}); err == nil {
+		t.Error("an empty key list was accepted")
+	}
+}
