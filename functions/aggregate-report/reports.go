@@ -1,0 +1,990 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/shared/money"
+)
+
+// Figure is a count and an amount in minor units of the currency beside it.
+type Figure = rollup.Cell
+
+// sumRow is one summed rollup: the shape of every report's raw figures and
+// of the summary's CSV.
+type sumRow struct {
+	Currency string
+	Metric   string
+	Dim      string
+	Count    int64
+	Amount   int64
+}
+
+// sums adds up rollups of [from, to) for a scope: the global rollups (day
+// rows when the range is whole days, hour rows otherwise) or the accounts'
+// day rows.
+func (s *service) sums(ctx context.Context, sc scope, from, to time.Time, currency string, metrics []string) ([]sumRow, error) {
+	var rows pgx.Rows
+	var err error
+	if metrics == nil {
+		metrics = []string{} // NULL would match nothing
+	}
+	if sc.All {
+		grain := "h"
+		if dayAligned(from, to) {
+			grain = "d"
+		}
+		rows, err = s.d.Pool.Query(ctx, `SELECT currency, metric, dim, sum(count)::bigint, sum(amount)::bigint
+			FROM report_rollups
+			WHERE grain = $1 AND bucket >= $2 AND bucket < $3
+			  AND ($4 = '' OR currency = $4) AND (cardinality($5::text[]) = 0 OR metric = ANY($5))
+			GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, grain, from, to, currency, metrics)
+	} else {
+		if len(sc.Accounts) == 0 {
+			return nil, nil
+		}
+		rows, err = s.d.Pool.Query(ctx, `SELECT currency, metric, dim, sum(count)::bigint, sum(amount)::bigint
+			FROM report_account_rollups
+			WHERE account_id = ANY($1::uuid[]) AND day >= $2::date AND day < $3::date
+			  AND ($4 = '' OR currency = $4) AND (cardinality($5::text[]) = 0 OR metric = ANY($5))
+			GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, sc.Accounts, from, to, currency, metrics)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (sumRow, error) {
+		var x sumRow
+		err := r.Scan(&x.Currency, &x.Metric, &x.Dim, &x.Count, &x.Amount)
+		return x, err
+	})
+}
+
+// ---- summary ----
+
+// Summary is the figures of a period, per currency.
+type Summary struct {
+	From       time.Time         `json:"from"`
+	To         time.Time         `json:"to"`
+	Currency   string            `json:"currency,omitempty"`
+	AccountID  string            `json:"account_id,omitempty"`
+	Source     string            `json:"source"` // rollups | snapshot
+	Currencies []CurrencySummary `json:"currencies"`
+}
+
+// CurrencySummary is one currency's figures.
+type CurrencySummary struct {
+	Currency        string            `json:"currency"`
+	Transfers       TransferSummary   `json:"transfers"`
+	Holds           HoldSummary       `json:"holds"`
+	Invoices        InvoiceSummary    `json:"invoices"`
+	Payments        []GatewaySummary  `json:"payments"`
+	Refunds         RefundSummary     `json:"refunds"`
+	Disputes        Figure            `json:"disputes"`
+	MRR             MRRMovements      `json:"mrr_movements"`
+	Subscriptions   SubscriptionCount `json:"subscriptions"`
+	AccountsCreated int64             `json:"accounts_created"`
+}
+
+// TransferSummary counts transfers. For an account scope, posted are the
+// transfers the accounts sent and received those they got.
+type TransferSummary struct {
+	Posted        Figure   `json:"posted"`
+	Received      *Figure  `json:"received,omitempty"`
+	Rejected      Figure   `json:"rejected"`
+	RejectReasons []Reason `json:"reject_reasons"`
+}
+
+// Reason is a reject or decline reason with its count and amount.
+type Reason struct {
+	Code   string `json:"code"`
+	Count  int64  `json:"count"`
+	Amount int64  `json:"amount"`
+}
+
+// HoldSummary counts holds.
+type HoldSummary struct {
+	Created  Figure `json:"created"`
+	Captured Figure `json:"captured"`
+	Voided   Figure `json:"voided"`
+	Expired  Figure `json:"expired"`
+}
+
+// InvoiceSummary counts invoice transitions.
+type InvoiceSummary struct {
+	Created       Figure `json:"created"`
+	Finalized     Figure `json:"finalized"`
+	Paid          Figure `json:"paid"`
+	Voided        Figure `json:"voided"`
+	Overdue       Figure `json:"overdue"`
+	Uncollectible Figure `json:"uncollectible"`
+}
+
+// GatewaySummary is one gateway's payments.
+type GatewaySummary struct {
+	Gateway        string   `json:"gateway"`
+	Created        Figure   `json:"created"`
+	Authorized     Figure   `json:"authorized"`
+	Captured       Figure   `json:"captured"`
+	Succeeded      Figure   `json:"succeeded"`
+	Failed         Figure   `json:"failed"`
+	Canceled       Figure   `json:"canceled"`
+	Refunded       Figure   `json:"refunded"`
+	RefundsFailed  Figure   `json:"refunds_failed"`
+	Disputed       Figure   `json:"disputed"`
+	SuccessRate    Rate     `json:"success_rate"`
+	DeclineReasons []Reason `json:"decline_reasons"`
+}
+
+// Rate is a success rate as the two integers it comes from, plus basis
+// points (1/100 of a percent) rounded half to even; no floats.
+type Rate struct {
+	Successes   int64  `json:"successes"`
+	Attempts    int64  `json:"attempts"`
+	BasisPoints *int64 `json:"basis_points"` // null without attempts
+}
+
+func newRate(successes, attempts int64) Rate {
+	r := Rate{Successes: successes, Attempts: attempts}
+	if attempts > 0 {
+		if bp, err := money.MulDivHalfEven(successes, 10000, attempts); err == nil {
+			r.BasisPoints = &bp
+		}
+	}
+	return r
+}
+
+// RefundSummary counts refunds.
+type RefundSummary struct {
+	Succeeded Figure `json:"succeeded"`
+	Failed    Figure `json:"failed"`
+}
+
+// MRRMovements are the MRR changes of a period.
+type MRRMovements struct {
+	New          Figure `json:"new"`
+	Reactivation Figure `json:"reactivation"`
+	Expansion    Figure `json:"expansion"`
+	Contraction  Figure `json:"contraction"`
+	Churned      Figure `json:"churned"`
+	Net          int64  `json:"net"`
+}
+
+// SubscriptionCount counts subscription lifecycle events.
+type SubscriptionCount struct {
+	Created  int64 `json:"created"`
+	Canceled int64 `json:"canceled"`
+}
+
+// buildSummary turns summed rows into per-currency summaries. It is also
+// how a summary CSV is read back (the CSV holds exactly these rows).
+func buildSummary(rows []sumRow, accountScope bool) []CurrencySummary {
+	byCur := map[string]*CurrencySummary{}
+	gws := map[string]map[string]*GatewaySummary{}
+	get := func(c string) *CurrencySummary {
+		cs := byCur[c]
+		if cs == nil {
+			cs = &CurrencySummary{Currency: c, Payments: []GatewaySummary{}, Transfers: TransferSummary{RejectReasons: []Reason{}}}
+			if accountScope {
+				cs.Transfers.Received = &Figure{}
+			}
+			byCur[c] = cs
+			gws[c] = map[string]*GatewaySummary{}
+		}
+		return cs
+	}
+	gw := func(c, name string) *GatewaySummary {
+		g := gws[c][name]
+		if g == nil {
+			g = &GatewaySummary{Gateway: name, DeclineReasons: []Reason{}}
+			gws[c][name] = g
+		}
+		return g
+	}
+	for _, r := range rows {
+		cs := get(r.Currency)
+		f := Figure{Count: r.Count, Amount: r.Amount}
+		switch r.Metric {
+		case rollup.MTransferPosted:
+			cs.Transfers.Posted = f
+		case rollup.MTransferReceived:
+			if cs.Transfers.Received != nil {
+				*cs.Transfers.Received = f
+			}
+		case rollup.MTransferRejected:
+			cs.Transfers.Rejected.Count += r.Count
+			cs.Transfers.Rejected.Amount += r.Amount
+			cs.Transfers.RejectReasons = append(cs.Transfers.RejectReasons, Reason{r.Dim, r.Count, r.Amount})
+		case rollup.MHoldCreated:
+			cs.Holds.Created = f
+		case rollup.MHoldCaptured:
+			cs.Holds.Captured = f
+		case rollup.MHoldVoided:
+			cs.Holds.Voided = f
+		case rollup.MHoldExpired:
+			cs.Holds.Expired = f
+		case rollup.MInvoiceCreated:
+			cs.Invoices.Created = f
+		case rollup.MInvoiceFinalized:
+			cs.Invoices.Finalized = f
+		case rollup.MInvoicePaid:
+			cs.Invoices.Paid = f
+		case rollup.MInvoiceVoided:
+			cs.Invoices.Voided = f
+		case rollup.MInvoiceOverdue:
+			cs.Invoices.Overdue = f
+		case rollup.MInvoiceUncollectible:
+			cs.Invoices.Uncollectible = f
+		case rollup.MPaymentCreated:
+			gw(r.Currency, r.Dim).Created = f
+		case rollup.MPaymentAuthorized:
+			gw(r.Currency, r.Dim).Authorized = f
+		case rollup.MPaymentCaptured:
+			gw(r.Currency, r.Dim).Captured = f
+		case rollup.MPaymentSucceeded:
+			gw(r.Currency, r.Dim).Succeeded = f
+		case rollup.MPaymentFailed:
+			gw(r.Currency, r.Dim).Failed = f
+		case rollup.MPaymentCanceled:
+			gw(r.Currency, r.Dim).Canceled = f
+		case rollup.MPaymentDecline:
+			name, code, _ := strings.Cut(r.Dim, "|")
+			g := gw(r.Currency, name)
+			g.DeclineReasons = append(g.DeclineReasons, Reason{code, r.Count, r.Amount})
+		case rollup.MRefundSucceeded:
+			cs.Refunds.Succeeded.Count += r.Count
+			cs.Refunds.Succeeded.Amount += r.Amount
+			gw(r.Currency, r.Dim).Refunded = f
+		case rollup.MRefundFailed:
+			cs.Refunds.Failed.Count += r.Count
+			cs.Refunds.Failed.Amount += r.Amount
+			gw(r.Currency, r.Dim).RefundsFailed = f
+		case rollup.MDisputeOpened:
+			cs.Disputes.Count += r.Count
+			cs.Disputes.Amount += r.Amount
+			gw(r.Currency, r.Dim).Disputed = f
+		case rollup.MMRRNew:
+			cs.MRR.New = f
+		case rollup.MMRRReactivation:
+			cs.MRR.Reactivation = f
+		case rollup.MMRRExpansion:
+			cs.MRR.Expansion = f
+		case rollup.MMRRContraction:
+			cs.MRR.Contraction = f
+		case rollup.MMRRChurned:
+			cs.MRR.Churned = f
+		case rollup.MSubscriptionCreated:
+			cs.Subscriptions.Created = r.Count
+		case rollup.MSubscriptionCanceled:
+			cs.Subscriptions.Canceled = r.Count
+		case rollup.MAccountCreated:
+			cs.AccountsCreated = r.Count
+		}
+	}
+	out := make([]CurrencySummary, 0, len(byCur))
+	for _, c := range slices.Sorted(func(yield func(string) bool) {
+		for k := range byCur {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		cs := byCur[c]
+		m := &cs.MRR
+		m.Net = m.New.Amount + m.Reactivation.Amount + m.Expansion.Amount - m.Contraction.Amount - m.Churned.Amount
+		for _, g := range gws[c] {
+			g.SuccessRate = newRate(g.Succeeded.Count, g.Succeeded.Count+g.Failed.Count)
+			slices.SortFunc(g.DeclineReasons, func(a, b Reason) int { return cmp.Compare(a.Code, b.Code) })
+			cs.Payments = append(cs.Payments, *g)
+		}
+		slices.SortFunc(cs.Payments, func(a, b GatewaySummary) int { return cmp.Compare(a.Gateway, b.Gateway) })
+		slices.SortFunc(cs.Transfers.RejectReasons, func(a, b Reason) int { return cmp.Compare(a.Code, b.Code) })
+		out = append(out, *cs)
+	}
+	return out
+}
+
+// summaryRows flattens summaries back into the rows they were built from
+// (the summary CSV).
+func summaryRows(cs []CurrencySummary) []sumRow {
+	var out []sumRow
+	add := func(c, metric, dim string, f Figure) {
+		if f.Count != 0 || f.Amount != 0 {
+			out = append(out, sumRow{c, metric, dim, f.Count, f.Amount})
+		}
+	}
+	for _, s := range cs {
+		c := s.Currency
+		add(c, rollup.MTransferPosted, "", s.Transfers.Posted)
+		if s.Transfers.Received != nil {
+			add(c, rollup.MTransferReceived, "", *s.Transfers.Received)
+		}
+		for _, r := range s.Transfers.RejectReasons {
+			add(c, rollup.MTransferRejected, r.Code, Figure{Count: r.Count, Amount: r.Amount})
+		}
+		add(c, rollup.MHoldCreated, "", s.Holds.Created)
+		add(c, rollup.MHoldCaptured, "", s.Holds.Captured)
+		add(c, rollup.MHoldVoided, "", s.Holds.Voided)
+		add(c, rollup.MHoldExpired, "", s.Holds.Expired)
+		add(c, rollup.MInvoiceCreated, "", s.Invoices.Created)
+		add(c, rollup.MInvoiceFinalized, "", s.Invoices.Finalized)
+		add(c, rollup.MInvoicePaid, "", s.Invoices.Paid)
+		add(c, rollup.MInvoiceVoided, "", s.Invoices.Voided)
+		add(c, rollup.MInvoiceOverdue, "", s.Invoices.Overdue)
+		add(c, rollup.MInvoiceUncollectible, "", s.Invoices.Uncollectible)
+		for _, g := range s.Payments {
+			add(c, rollup.MPaymentCreated, g.Gateway, g.Created)
+			add(c, rollup.MPaymentAuthorized, g.Gateway, g.Authorized)
+			add(c, rollup.MPaymentCaptured, g.Gateway, g.Captured)
+			add(c, rollup.MPaymentSucceeded, g.Gateway, g.Succeeded)
+			add(c, rollup.MPaymentFailed, g.Gateway, g.Failed)
+			add(c, rollup.MPaymentCanceled, g.Gateway, g.Canceled)
+			for _, d := range g.DeclineReasons {
+				add(c, rollup.MPaymentDecline, g.Gateway+"|"+d.Code, Figure{Count: d.Count, Amount: d.Amount})
+			}
+			add(c, rollup.MRefundSucceeded, g.Gateway, g.Refunded)
+			add(c, rollup.MRefundFailed, g.Gateway, g.RefundsFailed)
+			add(c, rollup.MDisputeOpened, g.Gateway, g.Disputed)
+		}
+		add(c, rollup.MMRRNew, "", s.MRR.New)
+		add(c, rollup.MMRRReactivation, "", s.MRR.Reactivation)
+		add(c, rollup.MMRRExpansion, "", s.MRR.Expansion)
+		add(c, rollup.MMRRContraction, "", s.MRR.Contraction)
+		add(c, rollup.MMRRChurned, "", s.MRR.Churned)
+		add(c, rollup.MSubscriptionCreated, "", Figure{Count: s.Subscriptions.Created})
+		add(c, rollup.MSubscriptionCanceled, "", Figure{Count: s.Subscriptions.Canceled})
+		add(c, rollup.MAccountCreated, "", Figure{Count: s.AccountsCreated})
+	}
+	return out
+}
+
+// summary computes a summary (or reads the tick's snapshot of that day).
+func (s *service) summary(ctx context.Context, sc scope, from, to time.Time, currency string) (Summary, error) {
+	out := Summary{From: from, To: to, Currency: currency, Source: "rollups"}
+	if sc.All && dayAligned(from, to) && to.Sub(from) == 24*time.Hour {
+		var snap Summary
+		if ok, err := s.readSnapshot(ctx, "summary", from, &snap); err != nil {
+			return out, err
+		} else if ok {
+			snap.Source, snap.Currency = "snapshot", currency
+			snap.Currencies = filterCurrency(snap.Currencies, currency, func(c CurrencySummary) string { return c.Currency })
+			return snap, nil
+		}
+	}
+	rows, err := s.sums(ctx, sc, from, to, currency, nil)
+	if err != nil {
+		return out, err
+	}
+	out.Currencies = buildSummary(rows, !sc.All)
+	return out, nil
+}
+
+func filterCurrency[T any](list []T, currency string, cur func(T) string) []T {
+	if currency == "" {
+		return list
+	}
+	out := list[:0:0]
+	for _, v := range list {
+		if cur(v) == currency {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// ---- timeseries ----
+
+// Timeseries is one metric over time, per currency, every bucket present.
+type Timeseries struct {
+	Metric      string    `json:"metric"`
+	Dim         string    `json:"dim,omitempty"`
+	Granularity string    `json:"granularity"`
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+	Currency    string    `json:"currency,omitempty"`
+	AccountID   string    `json:"account_id,omitempty"`
+	Series      []Series  `json:"series"`
+}
+
+// Series is one currency's points.
+type Series struct {
+	Currency string  `json:"currency"`
+	Points   []Point `json:"points"`
+}
+
+// Point is one bucket: its start, count and amount.
+type Point struct {
+	Start  time.Time `json:"start"`
+	Count  int64     `json:"count"`
+	Amount int64     `json:"amount"`
+}
+
+// maxPoints bounds a series.
+const maxPoints = 5000
+
+// bucketStarts lists the buckets of [from, to).
+func bucketStarts(granularity string, from, to time.Time) []time.Time {
+	var out []time.Time
+	for t := from; t.Before(to) && len(out) <= maxPoints; {
+		out = append(out, t)
+		switch granularity {
+		case "hour":
+			t = t.Add(time.Hour)
+		case "day":
+			t = t.AddDate(0, 0, 1)
+		default:
+			t = t.AddDate(0, 1, 0)
+		}
+	}
+	return out
+}
+
+func (s *service) timeseries(ctx context.Context, sc scope, ts Timeseries) (Timeseries, error) {
+	var rows pgx.Rows
+	var err error
+	bucket := "bucket"
+	if ts.Granularity == "month" {
+		bucket = "date_trunc('month', bucket AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+	}
+	switch {
+	case sc.All:
+		grain := "d"
+		if ts.Granularity == "hour" {
+			grain = "h"
+		}
+		rows, err = s.d.Pool.Query(ctx, `SELECT currency, `+bucket+` AS b, sum(count)::bigint, sum(amount)::bigint
+			FROM report_rollups
+			WHERE grain = $1 AND metric = $2 AND ($3 = '' OR dim = $3) AND bucket >= $4 AND bucket < $5 AND ($6 = '' OR currency = $6)
+			GROUP BY 1, 2`, grain, ts.Metric, ts.Dim, ts.From, ts.To, ts.Currency)
+	case len(sc.Accounts) == 0:
+		ts.Series = []Series{}
+		return ts, nil
+	default:
+		day := "day::timestamp AT TIME ZONE 'UTC'"
+		if ts.Granularity == "month" {
+			day = "date_trunc('month', day)::timestamp AT TIME ZONE 'UTC'"
+		}
+		rows, err = s.d.Pool.Query(ctx, `SELECT currency, `+day+` AS b, sum(count)::bigint, sum(amount)::bigint
+			FROM report_account_rollups
+			WHERE account_id = ANY($1::uuid[]) AND metric = $2 AND ($3 = '' OR dim = $3)
+			  AND day >= $4::date AND day < $5::date AND ($6 = '' OR currency = $6)
+			GROUP BY 1, 2`, sc.Accounts, ts.Metric, ts.Dim, ts.From, ts.To, ts.Currency)
+	}
+	if err != nil {
+		return ts, err
+	}
+	type key struct {
+		cur string
+		at  int64
+	}
+	vals := map[key]Figure{}
+	curs := map[string]bool{}
+	for rows.Next() {
+		var c string
+		var at time.Time
+		var f Figure
+		if err := rows.Scan(&c, &at, &f.Count, &f.Amount); err != nil {
+			rows.Close()
+			return ts, err
+		}
+		vals[key{c, at.Unix()}] = f
+		curs[c] = true
+	}
+	if err := rows.Err(); err != nil {
+		return ts, err
+	}
+	if ts.Currency != "" {
+		curs[ts.Currency] = true
+	}
+	starts := bucketStarts(ts.Granularity, ts.From, ts.To)
+	ts.Series = []Series{}
+	for _, c := range sortedKeys(curs) {
+		se := Series{Currency: c, Points: make([]Point, len(starts))}
+		for i, t := range starts {
+			f := vals[key{c, t.Unix()}]
+			se.Points[i] = Point{Start: t, Count: f.Count, Amount: f.Amount}
+		}
+		ts.Series = append(ts.Series, se)
+	}
+	return ts, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ---- aging ----
+
+// Aging is accounts receivable as of the end of a day, by days past due.
+type Aging struct {
+	AsOf       string          `json:"as_of"`
+	Currency   string          `json:"currency,omitempty"`
+	AccountID  string          `json:"account_id,omitempty"`
+	Source     string          `json:"source"`
+	Currencies []AgingCurrency `json:"currencies"`
+}
+
+// AgingCurrency is one currency's receivables.
+type AgingCurrency struct {
+	Currency string        `json:"currency"`
+	Buckets  []AgingBucket `json:"buckets"`
+	Total    Figure        `json:"total"`
+}
+
+// AgingBucket is the open invoices of one age bracket.
+type AgingBucket struct {
+	Bucket string `json:"bucket"`
+	Count  int64  `json:"count"`
+	Amount int64  `json:"amount"`
+}
+
+// AgingBuckets are the brackets, by days past the due date.
+var AgingBuckets = []string{"current", "1-30", "31-60", "61-90", "90+"}
+
+func (s *service) aging(ctx context.Context, sc scope, asOf time.Time, currency string) (Aging, error) {
+	out := Aging{AsOf: asOf.Format(time.DateOnly), Currency: currency, Source: "rollups"}
+	if sc.All {
+		var snap Aging
+		if ok, err := s.readSnapshot(ctx, "aging", asOf, &snap); err != nil {
+			return out, err
+		} else if ok {
+			snap.Source, snap.Currency = "snapshot", currency
+			snap.Currencies = filterCurrency(snap.Currencies, currency, func(c AgingCurrency) string { return c.Currency })
+			return snap, nil
+		}
+	}
+	out.Currencies = []AgingCurrency{}
+	if !sc.All && len(sc.Accounts) == 0 {
+		return out, nil
+	}
+	end := asOf.AddDate(0, 0, 1)
+	// An invoice is receivable from its finalization until it is paid,
+	// voided or written off; captures for it reduce what is owed.
+	rows, err := s.d.Pool.Query(ctx, `
+		WITH open AS (
+			SELECT i.currency, i.due_date,
+			       greatest(i.amount_due - coalesce((SELECT sum(p.amount) FROM report_invoice_payments p
+			                 WHERE p.invoice_id = i.invoice_id AND p.at > i.finalized_at AND p.at < $1), 0), 0) AS owed
+			FROM report_invoices i
+			WHERE i.finalized_at < $1 AND (i.closed_at IS NULL OR i.closed_at >= $1)
+			  AND ($3 = '' OR i.currency = $3) AND ($4 OR i.account_id = ANY($5::uuid[]))
+		)
+		SELECT currency,
+		       CASE WHEN due_date IS NULL OR $2::date - due_date <= 0 THEN 'current'
+		            WHEN $2::date - due_date <= 30 THEN '1-30'
+		            WHEN $2::date - due_date <= 60 THEN '31-60'
+		            WHEN $2::date - due_date <= 90 THEN '61-90'
+		            ELSE '90+' END AS bucket,
+		       count(*), sum(owed)::bigint
+		FROM open WHERE owed > 0 GROUP BY 1, 2`, end, asOf, currency, sc.All, accountsOrEmpty(sc))
+	if err != nil {
+		return out, err
+	}
+	type key struct{ cur, bucket string }
+	vals := map[key]Figure{}
+	curs := map[string]bool{}
+	for rows.Next() {
+		var k key
+		var f Figure
+		if err := rows.Scan(&k.cur, &k.bucket, &f.Count, &f.Amount); err != nil {
+			rows.Close()
+			return out, err
+		}
+		vals[k] = f
+		curs[k.cur] = true
+	}
+	if err := rows.Err(); err != nil {
+		return out, err
+	}
+	for _, c := range sortedKeys(curs) {
+		ac := AgingCurrency{Currency: c}
+		for _, b := range AgingBuckets {
+			f := vals[key{c, b}]
+			ac.Buckets = append(ac.Buckets, AgingBucket{b, f.Count, f.Amount})
+			ac.Total.Count += f.Count
+			ac.Total.Amount += f.Amount
+		}
+		out.Currencies = append(out.Currencies, ac)
+	}
+	return out, nil
+}
+
+func accountsOrEmpty(sc scope) []string {
+	if sc.Accounts == nil {
+		return []string{}
+	}
+	return sc.Accounts
+}
+
+// ---- MRR ----
+
+// MRR is a month's recurring revenue movements and the MRR at its end.
+type MRR struct {
+	Month      string        `json:"month"`
+	Currency   string        `json:"currency,omitempty"`
+	AccountID  string        `json:"account_id,omitempty"`
+	Source     string        `json:"source"`
+	Currencies []MRRCurrency `json:"currencies"`
+}
+
+// MRRCurrency is one currency's MRR bridge: opening + new + reactivation +
+// expansion − contraction − churned = closing; ARR = closing × 12.
+type MRRCurrency struct {
+	Currency             string `json:"currency"`
+	Opening              int64  `json:"opening"`
+	New                  int64  `json:"new"`
+	Reactivation         int64  `json:"reactivation"`
+	Expansion            int64  `json:"expansion"`
+	Contraction          int64  `json:"contraction"`
+	Churned              int64  `json:"churned"`
+	Closing              int64  `json:"closing"`
+	ARR                  int64  `json:"arr"`
+	NewSubscriptions     int64  `json:"new_subscriptions"`
+	ChurnedSubscriptions int64  `json:"churned_subscriptions"`
+	ActiveSubscriptions  int64  `json:"active_subscriptions"`
+}
+
+var mrrMetrics = []string{rollup.MMRRNew, rollup.MMRRReactivation, rollup.MMRRExpansion, rollup.MMRRContraction, rollup.MMRRChurned}
+
+func (s *service) mrr(ctx context.Context, sc scope, month time.Time, currency string) (MRR, error) {
+	out := MRR{Month: month.Format("2006-01"), Currency: currency, Source: "rollups", Currencies: []MRRCurrency{}}
+	end := month.AddDate(0, 1, 0)
+	if sc.All {
+		var snap MRR
+		if ok, err := s.readSnapshot(ctx, "mrr", end.AddDate(0, 0, -1), &snap); err != nil {
+			return out, err
+		} else if ok {
+			snap.Source, snap.Currency = "snapshot", currency
+			snap.Currencies = filterCurrency(snap.Currencies, currency, func(c MRRCurrency) string { return c.Currency })
+			return snap, nil
+		}
+	}
+	before, err := s.sums(ctx, sc, beginning, month, currency, mrrMetrics)
+	if err != nil {
+		return out, err
+	}
+	during, err := s.sums(ctx, sc, month, end, currency, mrrMetrics)
+	if err != nil {
+		return out, err
+	}
+	by := map[string]*MRRCurrency{}
+	get := func(c string) *MRRCurrency {
+		if by[c] == nil {
+			by[c] = &MRRCurrency{Currency: c}
+		}
+		return by[c]
+	}
+	for _, r := range before {
+		m := get(r.Currency)
+		switch r.Metric {
+		case rollup.MMRRNew, rollup.MMRRReactivation:
+			m.Opening += r.Amount
+			m.ActiveSubscriptions += r.Count
+		case rollup.MMRRExpansion:
+			m.Opening += r.Amount
+		case rollup.MMRRContraction:
+			m.Opening -= r.Amount
+		case rollup.MMRRChurned:
+			m.Opening -= r.Amount
+			m.ActiveSubscriptions -= r.Count
+		}
+	}
+	for _, r := range during {
+		m := get(r.Currency)
+		switch r.Metric {
+		case rollup.MMRRNew:
+			m.New += r.Amount
+			m.NewSubscriptions += r.Count
+			m.ActiveSubscriptions += r.Count
+		case rollup.MMRRReactivation:
+			m.Reactivation += r.Amount
+			m.NewSubscriptions += r.Count
+			m.ActiveSubscriptions += r.Count
+		case rollup.MMRRExpansion:
+			m.Expansion += r.Amount
+		case rollup.MMRRContraction:
+			m.Contraction += r.Amount
+		case rollup.MMRRChurned:
+			m.Churned += r.Amount
+			m.ChurnedSubscriptions += r.Count
+			m.ActiveSubscriptions -= r.Count
+		}
+	}
+	for _, c := range sortedKeys(by) {
+		m := by[c]
+		m.Closing = m.Opening + m.New + m.Reactivation + m.Expansion - m.Contraction - m.Churned
+		arr, err := money.Mul(m.Closing, 12)
+		if err != nil {
+			return out, err
+		}
+		m.ARR = arr
+		out.Currencies = append(out.Currencies, *m)
+	}
+	return out, nil
+}
+
+// ---- reconciliation ----
+
+// Reconciliation compares, for one day, the cash each gateway captured
+// minus refunded with what the ledger posted for it.
+type Reconciliation struct {
+	Date         string        `json:"date"`
+	Status       string        `json:"status"` // matched | mismatch
+	GraceSeconds int64         `json:"grace_seconds"`
+	AccountID    string        `json:"account_id,omitempty"`
+	Source       string        `json:"source"`
+	Gateways     []ReconTotals `json:"gateways"`
+	Mismatches   []Mismatch    `json:"mismatches"`
+	NextCursor   string        `json:"next_cursor,omitempty"`
+	HasMore      bool          `json:"has_more"`
+}
+
+// ReconTotals is one gateway and currency's day: what it captured and
+// refunded that day, what the ledger posted for it that day.
+type ReconTotals struct {
+	Gateway         string `json:"gateway"`
+	Currency        string `json:"currency"`
+	GatewayCaptured int64  `json:"gateway_captured"`
+	GatewayRefunded int64  `json:"gateway_refunded"`
+	GatewayNet      int64  `json:"gateway_net"`
+	LedgerCaptured  int64  `json:"ledger_captured"`
+	LedgerRefunded  int64  `json:"ledger_refunded"`
+	LedgerNet       int64  `json:"ledger_net"`
+	Difference      int64  `json:"difference"` // gateway_net − ledger_net
+	Mismatches      int64  `json:"mismatches"`
+	Status          string `json:"status"`
+}
+
+// Mismatch is a payment whose gateway and ledger sides disagree, with every
+// id involved.
+type Mismatch struct {
+	PaymentID       string   `json:"payment_id"`
+	Gateway         string   `json:"gateway"`
+	Currency        string   `json:"currency"`
+	GatewayCaptured int64    `json:"gateway_captured"`
+	GatewayRefunded int64    `json:"gateway_refunded"`
+	LedgerCaptured  int64    `json:"ledger_captured"`
+	LedgerRefunded  int64    `json:"ledger_refunded"`
+	Difference      int64    `json:"difference"`
+	Reasons         []string `json:"reasons"`
+	EventIDs        []string `json:"event_ids"`    // gateway-side events (captures, refunds)
+	TransferIDs     []string `json:"transfer_ids"` // ledger transfers
+	RejectedIDs     []string `json:"rejected_transfer_ids"`
+}
+
+func (s *service) reconciliation(ctx context.Context, sc scope, day time.Time) (Reconciliation, error) {
+	out := Reconciliation{Date: day.Format(time.DateOnly), GraceSeconds: int64(s.reconGrace / time.Second),
+		Source: "rollups", Gateways: []ReconTotals{}, Mismatches: []Mismatch{}}
+	if sc.All {
+		var snap Reconciliation
+		if ok, err := s.readSnapshot(ctx, "reconciliation", day, &snap); err != nil {
+			return out, err
+		} else if ok {
+			snap.Source = "snapshot"
+			return snap, nil
+		}
+	}
+	out.Status = "matched"
+	if !sc.All && len(sc.Accounts) == 0 {
+		return out, nil
+	}
+	end := day.AddDate(0, 0, 1)
+	cutoff := end.Add(s.reconGrace)
+	acct := accountsOrEmpty(sc)
+	b := &pgx.Batch{}
+	totals := map[[2]string]*ReconTotals{}
+	tot := func(gw, cur string) *ReconTotals {
+		k := [2]string{gw, cur}
+		if totals[k] == nil {
+			totals[k] = &ReconTotals{Gateway: gw, Currency: cur}
+		}
+		return totals[k]
+	}
+	b.Queue(`SELECT gateway, currency, side, kind, sum(amount)::bigint FROM report_recon
+		WHERE at >= $1 AND at < $2 AND status IN ('succeeded', 'posted') AND ($3 OR account_id = ANY($4::uuid[]))
+		GROUP BY 1, 2, 3, 4`, day, end, sc.All, acct).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var gw, cur, side, kind string
+			var amount int64
+			if err := rows.Scan(&gw, &cur, &side, &kind, &amount); err != nil {
+				return err
+			}
+			t := tot(gw, cur)
+			switch side + "/" + kind {
+			case "gateway/capture":
+				t.GatewayCaptured += amount
+			case "gateway/refund":
+				t.GatewayRefunded += amount
+			case "ledger/capture":
+				t.LedgerCaptured += amount
+			case "ledger/refund":
+				t.LedgerRefunded += amount
+			}
+		}
+		return rows.Err()
+	})
+	// Every payment with activity that day is compared over its whole
+	// history up to the day's end plus the grace period: a difference left
+	// from an earlier day stays visible until it is fixed.
+	b.Queue(`
+		WITH active AS (
+			SELECT DISTINCT payment_id FROM report_recon
+			WHERE at >= $1 AND at < $2 AND ($4 OR account_id = ANY($5::uuid[]))
+		)
+		SELECT r.payment_id, r.currency,
+		       coalesce(min(r.gateway) FILTER (WHERE r.side = 'gateway'), min(r.gateway)),
+		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'capture'), 0)::bigint,
+		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'refund'), 0)::bigint,
+		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'ledger' AND r.kind = 'capture' AND r.status = 'posted'), 0)::bigint,
+		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'ledger' AND r.kind = 'refund' AND r.status = 'posted'), 0)::bigint,
+		       coalesce(array_agg(r.event_id ORDER BY r.at, r.event_id) FILTER (WHERE r.side = 'gateway'), '{}'),
+		       coalesce(array_agg(r.ref ORDER BY r.at, r.ref) FILTER (WHERE r.side = 'ledger' AND r.status = 'posted'), '{}'),
+		       coalesce(array_agg(r.ref ORDER BY r.at, r.ref) FILTER (WHERE r.side = 'ledger' AND r.status = 'rejected'), '{}')
+		FROM report_recon r JOIN active a USING (payment_id)
+		WHERE r.at < $3
+		GROUP BY r.payment_id, r.currency
+		ORDER BY r.payment_id, r.currency`, day, end, cutoff, sc.All, acct).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var m Mismatch
+			if err := rows.Scan(&m.PaymentID, &m.Currency, &m.Gateway, &m.GatewayCaptured, &m.GatewayRefunded,
+				&m.LedgerCaptured, &m.LedgerRefunded, &m.EventIDs, &m.TransferIDs, &m.RejectedIDs); err != nil {
+				return err
+			}
+			m.Difference = (m.GatewayCaptured - m.GatewayRefunded) - (m.LedgerCaptured - m.LedgerRefunded)
+			switch {
+			case m.GatewayCaptured > m.LedgerCaptured:
+				m.Reasons = append(m.Reasons, "capture_not_posted")
+			case m.GatewayCaptured < m.LedgerCaptured:
+				m.Reasons = append(m.Reasons, "capture_posted_in_excess")
+			}
+			switch {
+			case m.GatewayRefunded > m.LedgerRefunded:
+				m.Reasons = append(m.Reasons, "refund_not_posted")
+			case m.GatewayRefunded < m.LedgerRefunded:
+				m.Reasons = append(m.Reasons, "refund_posted_in_excess")
+			}
+			if len(m.Reasons) == 0 {
+				continue
+			}
+			if len(m.RejectedIDs) > 0 {
+				m.Reasons = append(m.Reasons, "ledger_rejected")
+			}
+			if m.PaymentID == "" {
+				m.Reasons = append(m.Reasons, "no_payment_id")
+			}
+			out.Mismatches = append(out.Mismatches, m)
+		}
+		return rows.Err()
+	})
+	if err := s.d.Pool.SendBatch(ctx, b).Close(); err != nil {
+		return out, err
+	}
+	for _, m := range out.Mismatches {
+		tot(m.Gateway, m.Currency).Mismatches++
+	}
+	for _, t := range totals {
+		t.GatewayNet = t.GatewayCaptured - t.GatewayRefunded
+		t.LedgerNet = t.LedgerCaptured - t.LedgerRefunded
+		t.Difference = t.GatewayNet - t.LedgerNet
+		t.Status = "matched"
+		if t.Mismatches > 0 {
+			t.Status = "mismatch"
+			out.Status = "mismatch"
+		}
+		out.Gateways = append(out.Gateways, *t)
+	}
+	slices.SortFunc(out.Gateways, func(a, b ReconTotals) int {
+		return cmp.Or(cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.Currency, b.Currency))
+	})
+	return out, nil
+}
+
+// ---- top accounts ----
+
+// TopAccounts ranks accounts by the volume they sent and received.
+type TopAccounts struct {
+	From       time.Time    `json:"from"`
+	To         time.Time    `json:"to"`
+	Currency   string       `json:"currency"`
+	Data       []TopAccount `json:"data"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+	HasMore    bool         `json:"has_more"`
+}
+
+// TopAccount is one account's posted transfers.
+type TopAccount struct {
+	AccountID string `json:"account_id"`
+	Number    string `json:"number"`
+	Volume    int64  `json:"volume"` // sent + received
+	Sent      Figure `json:"sent"`
+	Received  Figure `json:"received"`
+}
+
+// topCursor is the keyset position: volume descending, account id ascending.
+type topCursor struct {
+	Volume  int64  `json:"v"`
+	Account string `json:"a"`
+}
+
+func (s *service) topAccounts(ctx context.Context, sc scope, from, to time.Time, currency string, limit int,
+	after *topCursor, includeSystem bool) (TopAccounts, error) {
+	out := TopAccounts{From: from, To: to, Currency: currency, Data: []TopAccount{}}
+	if !sc.All && len(sc.Accounts) == 0 {
+		return out, nil
+	}
+	cv, ca := int64(math.MaxInt64), ""
+	if after != nil {
+		cv, ca = after.Volume, after.Account
+	}
+	rows, err := s.d.Pool.Query(ctx, `
+		WITH ranked AS (
+			SELECT account_id,
+			       coalesce(sum(count) FILTER (WHERE metric = 'transfer.posted'), 0)::bigint AS sent_n,
+			       coalesce(sum(amount) FILTER (WHERE metric = 'transfer.posted'), 0)::bigint AS sent,
+			       coalesce(sum(count) FILTER (WHERE metric = 'transfer.received'), 0)::bigint AS recv_n,
+			       coalesce(sum(amount) FILTER (WHERE metric = 'transfer.received'), 0)::bigint AS recv,
+			       sum(amount)::bigint AS volume
+			FROM report_account_rollups
+			WHERE currency = $1 AND metric IN ('transfer.posted', 'transfer.received')
+			  AND day >= $2::date AND day < $3::date AND ($4 OR account_id = ANY($5::uuid[]))
+			GROUP BY account_id
+		)
+		SELECT r.account_id::text, coalesce(a.number, ''), r.volume, r.sent_n, r.sent, r.recv_n, r.recv
+		FROM ranked r LEFT JOIN report_accounts a USING (account_id)
+		WHERE ($6 OR a.number IS NULL OR a.number NOT LIKE 'SYS-%')
+		  AND (r.volume < $8 OR (r.volume = $8 AND r.account_id::text > $7))
+		ORDER BY r.volume DESC, r.account_id
+		LIMIT $9`, currency, from, to, sc.All, accountsOrEmpty(sc), includeSystem, ca, cv, limit+1)
+	if err != nil {
+		return out, err
+	}
+	for rows.Next() {
+		var a TopAccount
+		if err := rows.Scan(&a.AccountID, &a.Number, &a.Volume, &a.Sent.Count, &a.Sent.Amount, &a.Received.Count, &a.Received.Amount); err != nil {
+			rows.Close()
+			return out, err
+		}
+		out.Data = append(out.Data, a)
+	}
+	if err := rows.Err(); err != nil {
+		return out, err
+	}
+	if len(out.Data) > limit {
+		out.Data = out.Data[:limit]
+		last := out.Data[limit-1]
+		out.HasMore = true
+		out.NextCursor = encodeCursor(topCursor{last.Volume, last.AccountID})
+	}
+	return out, nil
+}

@@ -1,0 +1,557 @@
+package rollup
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/billfn/billfn/shared/events"
+)
+
+// LockKey is the advisory lock every writer of the rollups holds for its
+// transaction ("aggrepor"): one writer at a time keeps log order equal to
+// application order, and bulk upserts of shared rows cannot deadlock.
+const LockKey int64 = 0x6167677265706f72
+
+// Lock takes the writers' advisory lock for the rest of tx.
+func Lock(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, LockKey)
+	return err
+}
+
+// Result says what Ingest did.
+type Result struct {
+	Applied    int // events appended to the log and aggregated
+	Duplicates int // already in the log
+	Ignored    int // types the function does not aggregate
+	Days       []time.Time
+}
+
+// Ingest appends evs to the event log and aggregates them, inside tx (the
+// delivery's transaction, in which the receiver deduplicated them). Events
+// already in the log are skipped, so an event is never counted twice even
+// if the receiver's dedupe rows were pruned.
+func Ingest(ctx context.Context, tx pgx.Tx, evs []Event) (Result, error) {
+	var res Result
+	todo := make([]Event, 0, len(evs))
+	for _, ev := range evs {
+		if Consumes(ev.Type) {
+			todo = append(todo, ev)
+		} else {
+			res.Ignored++
+		}
+	}
+	if len(todo) == 0 {
+		return res, nil
+	}
+	if err := Lock(ctx, tx); err != nil {
+		return res, err
+	}
+	fresh, err := appendLog(ctx, tx, todo)
+	if err != nil {
+		return res, err
+	}
+	res.Duplicates = len(todo) - len(fresh)
+	if len(fresh) == 0 {
+		return res, nil
+	}
+	st := NewState()
+	if err := st.load(ctx, tx, needs(fresh)); err != nil {
+		return res, err
+	}
+	eff := NewEffects()
+	agg := Aggregator{State: st, Effects: eff}
+	for _, ev := range fresh {
+		if err := agg.Apply(ev); err != nil {
+			return res, err
+		}
+	}
+	if err := Write(ctx, tx, eff, st, false); err != nil {
+		return res, err
+	}
+	res.Applied = len(fresh)
+	for _, d := range slices.Sorted(maps.Keys(eff.Days)) {
+		res.Days = append(res.Days, time.Unix(d, 0).UTC())
+	}
+	return res, nil
+}
+
+// appendLog inserts events in order and returns those that were new.
+func appendLog(ctx context.Context, tx pgx.Tx, evs []Event) ([]Event, error) {
+	n := len(evs)
+	src, ids, typ, sub := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	times := make([]time.Time, n)
+	data := make([]string, n)
+	for i, ev := range evs {
+		src[i], ids[i], typ[i], sub[i], times[i] = ev.Source, ev.ID, ev.Type, ev.Subject, ev.Time
+		if !json.Valid(ev.Data) {
+			return nil, events.Permanent(fmt.Errorf("%s %s (%s): data is not JSON", ev.Type, ev.ID, ev.Source))
+		}
+		data[i] = string(ev.Data)
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO report_events (source, id, type, time, subject, data)
+		SELECT s, i, t, tm, sb, d::jsonb
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+		     WITH ORDINALITY AS x(s, i, t, tm, sb, d, ord)
+		ORDER BY ord
+		ON CONFLICT (source, id) DO NOTHING
+		RETURNING seq, source, id`, src, ids, typ, times, sub, data)
+	if err != nil {
+		return nil, classify(err)
+	}
+	type key struct{ s, i string }
+	seqs := map[key]int64{}
+	for rows.Next() {
+		var k key
+		var seq int64
+		if err := rows.Scan(&seq, &k.s, &k.i); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		seqs[k] = seq
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err)
+	}
+	fresh := make([]Event, 0, len(seqs))
+	for _, ev := range evs {
+		k := key{ev.Source, ev.ID}
+		if seq, ok := seqs[k]; ok {
+			ev.Seq = seq
+			fresh = append(fresh, ev)
+			delete(seqs, k) // the same event twice in one batch counts once
+		}
+	}
+	return fresh, nil
+}
+
+// classify marks errors that retrying cannot fix as permanent: an amount
+// that overflows a rollup, data Postgres cannot store as jsonb.
+func classify(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code {
+		case "22003", "22P02", "22P05", "22021", "22030", "22032", "22023":
+			return events.Permanent(err)
+		}
+	}
+	return err
+}
+
+// keys are the state rows a batch needs.
+type keys struct {
+	accounts, subscriptions, payments, invoices []string
+	disputeGateways, disputeObjects             []string
+}
+
+// needs lists the state rows the events read, using the same fields as Apply.
+func needs(evs []Event) keys {
+	var k keys
+	seen := map[string]bool{}
+	addTo := func(list *[]string, kind, id string) {
+		if id = canonicalID(id); id != "" && !seen[kind+id] {
+			seen[kind+id] = true
+			*list = append(*list, id)
+		}
+	}
+	for _, ev := range evs {
+		if !kinds[ev.Type] && ev.Type != RefundSucceeded && ev.Type != RefundFailed {
+			continue
+		}
+		var d struct {
+			ID             string  `json:"id"`
+			InvoiceID      *string `json:"invoice_id"`
+			SubscriptionID string  `json:"subscription_id"`
+			PaymentID      *string `json:"payment_id"`
+		}
+		_ = json.Unmarshal(ev.Data, &d) // a bad event fails in Apply
+		switch ev.Type {
+		case AccountCreated, AccountUpdated:
+			id := d.ID
+			if id == "" {
+				id = ev.Subject
+			}
+			addTo(&k.accounts, "a", id)
+		case SubscriptionCreated, SubscriptionUpdated, SubscriptionCanceled:
+			id := d.SubscriptionID
+			if id == "" {
+				id = ev.Subject
+			}
+			addTo(&k.subscriptions, "s", id)
+		case InvoiceCreated, InvoiceFinalized, InvoicePaid, InvoiceVoided, InvoiceOverdue, InvoiceUncollectible:
+			id := str(d.InvoiceID)
+			if id == "" {
+				id = ev.Subject
+			}
+			addTo(&k.invoices, "i", id)
+		case PaymentCreated, PaymentAuthorized, PaymentCaptured, PaymentFailed, PaymentCanceled:
+			id := str(d.PaymentID)
+			if id == "" {
+				id = ev.Subject
+			}
+			addTo(&k.payments, "p", id)
+		case RefundSucceeded, RefundFailed:
+			addTo(&k.payments, "p", str(d.PaymentID))
+		case GatewayUpdated:
+			var g gatewayUpdateData
+			if json.Unmarshal(ev.Data, &g) != nil || (g.ObjectType != "dispute" && g.Status != "disputed") {
+				continue
+			}
+			addTo(&k.payments, "p", str(g.PaymentID))
+			obj := g.GatewayObjectID
+			if g.ObjectType != "dispute" || obj == "" {
+				obj = "payment:" + g.GatewayPaymentID
+				if g.GatewayPaymentID == "" {
+					obj = "payment:" + str(g.PaymentID)
+				}
+			}
+			k.disputeGateways = append(k.disputeGateways, gatewayName(g.Gateway))
+			k.disputeObjects = append(k.disputeObjects, obj)
+		}
+	}
+	return k
+}
+
+// load reads the state rows named by k, in one round trip.
+func (s *State) load(ctx context.Context, tx pgx.Tx, k keys) error {
+	b := &pgx.Batch{}
+	if len(k.accounts) > 0 {
+		b.Queue(`SELECT account_id::text, user_id::text, number, currency, status, updated_at
+			FROM report_accounts WHERE account_id = ANY($1::uuid[])`, k.accounts).Query(func(rows pgx.Rows) error {
+			return scanAccounts(rows, s)
+		})
+	}
+	if len(k.subscriptions) > 0 {
+		b.Queue(`SELECT subscription_id::text, account_id::text, currency, mrr, status, had_mrr, updated_at
+			FROM report_subscriptions WHERE subscription_id = ANY($1::uuid[])`, k.subscriptions).Query(func(rows pgx.Rows) error {
+			return scanSubscriptions(rows, s)
+		})
+	}
+	if len(k.payments) > 0 {
+		b.Queue(`SELECT payment_id::text, account_id::text, gateway, currency
+			FROM report_payments WHERE payment_id = ANY($1::uuid[])`, k.payments).Query(func(rows pgx.Rows) error {
+			return scanPayments(rows, s)
+		})
+	}
+	if len(k.invoices) > 0 {
+		b.Queue(`SELECT invoice_id::text, account_id::text, currency, total, amount_due, due_date, finalized_at, closed_at, status, updated_at
+			FROM report_invoices WHERE invoice_id = ANY($1::uuid[])`, k.invoices).Query(func(rows pgx.Rows) error {
+			return scanInvoices(rows, s)
+		})
+	}
+	if len(k.disputeObjects) > 0 {
+		b.Queue(`SELECT d.gateway, d.object_id, d.payment_id, d.currency, d.amount, d.opened_at
+			FROM report_disputes d JOIN unnest($1::text[], $2::text[]) AS k(g, o) ON d.gateway = k.g AND d.object_id = k.o`,
+			k.disputeGateways, k.disputeObjects).Query(func(rows pgx.Rows) error {
+			return scanDisputes(rows, s)
+		})
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// LoadState reads every state row (a replay compares with it).
+func LoadState(ctx context.Context, tx pgx.Tx) (*State, error) {
+	s := NewState()
+	b := &pgx.Batch{}
+	b.Queue(`SELECT account_id::text, user_id::text, number, currency, status, updated_at FROM report_accounts`).
+		Query(func(rows pgx.Rows) error { return scanAccounts(rows, s) })
+	b.Queue(`SELECT subscription_id::text, account_id::text, currency, mrr, status, had_mrr, updated_at FROM report_subscriptions`).
+		Query(func(rows pgx.Rows) error { return scanSubscriptions(rows, s) })
+	b.Queue(`SELECT payment_id::text, account_id::text, gateway, currency FROM report_payments`).
+		Query(func(rows pgx.Rows) error { return scanPayments(rows, s) })
+	b.Queue(`SELECT invoice_id::text, account_id::text, currency, total, amount_due, due_date, finalized_at, closed_at, status, updated_at
+		FROM report_invoices`).Query(func(rows pgx.Rows) error { return scanInvoices(rows, s) })
+	b.Queue(`SELECT gateway, object_id, payment_id, currency, amount, opened_at FROM report_disputes`).
+		Query(func(rows pgx.Rows) error { return scanDisputes(rows, s) })
+	return s, tx.SendBatch(ctx, b).Close()
+}
+
+func scanAccounts(rows pgx.Rows, s *State) error {
+	for rows.Next() {
+		var id string
+		var a Account
+		if err := rows.Scan(&id, &a.UserID, &a.Number, &a.Currency, &a.Status, &a.UpdatedAt); err != nil {
+			return err
+		}
+		a.UpdatedAt = Micro(a.UpdatedAt)
+		s.Accounts[id] = &a
+	}
+	return rows.Err()
+}
+
+func scanSubscriptions(rows pgx.Rows, s *State) error {
+	for rows.Next() {
+		var id string
+		var v Subscription
+		if err := rows.Scan(&id, &v.AccountID, &v.Currency, &v.MRR, &v.Status, &v.HadMRR, &v.UpdatedAt); err != nil {
+			return err
+		}
+		v.UpdatedAt = Micro(v.UpdatedAt)
+		s.Subscriptions[id] = &v
+	}
+	return rows.Err()
+}
+
+func scanPayments(rows pgx.Rows, s *State) error {
+	for rows.Next() {
+		var id string
+		var p Payment
+		if err := rows.Scan(&id, &p.AccountID, &p.Gateway, &p.Currency); err != nil {
+			return err
+		}
+		s.Payments[id] = &p
+	}
+	return rows.Err()
+}
+
+func scanInvoices(rows pgx.Rows, s *State) error {
+	for rows.Next() {
+		var id string
+		var v Invoice
+		var due, fin, closed *time.Time
+		if err := rows.Scan(&id, &v.AccountID, &v.Currency, &v.Total, &v.AmountDue, &due, &fin, &closed, &v.Status, &v.UpdatedAt); err != nil {
+			return err
+		}
+		if due != nil {
+			v.DueDate = time.Date(due.Year(), due.Month(), due.Day(), 0, 0, 0, 0, time.UTC)
+		}
+		if fin != nil {
+			v.FinalizedAt = Micro(*fin)
+		}
+		if closed != nil {
+			v.ClosedAt = Micro(*closed)
+		}
+		v.UpdatedAt = Micro(v.UpdatedAt)
+		s.Invoices[id] = &v
+	}
+	return rows.Err()
+}
+
+func scanDisputes(rows pgx.Rows, s *State) error {
+	for rows.Next() {
+		var k DisputeKey
+		var d Dispute
+		if err := rows.Scan(&k.Gateway, &k.ObjectID, &d.PaymentID, &d.Currency, &d.Amount, &d.OpenedAt); err != nil {
+			return err
+		}
+		d.OpenedAt = Micro(d.OpenedAt)
+		s.Disputes[k] = &d
+	}
+	return rows.Err()
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// Write stores effects and the dirty state rows in one round trip. Rollups
+// are added to what is there; with all, every state row is written (a
+// rebuild that emptied the state tables), otherwise only dirty ones.
+func Write(ctx context.Context, tx pgx.Tx, eff *Effects, st *State, all bool) error {
+	b := &pgx.Batch{}
+	queueRollups(b, eff)
+	queueRows(b, eff)
+	queueState(b, st, all)
+	if len(eff.Days) > 0 {
+		days := make([]time.Time, 0, len(eff.Days))
+		for _, d := range slices.Sorted(maps.Keys(eff.Days)) {
+			days = append(days, time.Unix(d, 0).UTC())
+		}
+		// New versions for the days whose figures changed (cached reports
+		// of those days are keyed by them), and no snapshot of a day whose
+		// figures changed survives: the tick writes it again.
+		b.Queue(`INSERT INTO report_changes (day, version)
+			SELECT d, nextval('report_change_seq') FROM unnest($1::date[]) AS d
+			ON CONFLICT (day) DO UPDATE SET version = excluded.version`, days)
+		b.Queue(`DELETE FROM report_snapshots WHERE day >= $1::date - 1`, days[0])
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return classify(tx.SendBatch(ctx, b).Close())
+}
+
+func queueRollups(b *pgx.Batch, eff *Effects) {
+	if n := len(eff.Global); n > 0 {
+		ks := slices.SortedFunc(maps.Keys(eff.Global), compareRoll)
+		grain, cur, metric, dim := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		bucket := make([]time.Time, n)
+		count, amount := make([]int64, n), make([]int64, n)
+		for i, k := range ks {
+			c := eff.Global[k]
+			grain[i], bucket[i], cur[i], metric[i], dim[i], count[i], amount[i] =
+				string(k.Grain), time.Unix(k.Bucket, 0).UTC(), k.Currency, k.Metric, k.Dim, c.Count, c.Amount
+		}
+		b.Queue(`INSERT INTO report_rollups AS r (grain, bucket, currency, metric, dim, count, amount)
+			SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
+			ON CONFLICT (grain, bucket, currency, metric, dim)
+			DO UPDATE SET count = r.count + excluded.count, amount = r.amount + excluded.amount`,
+			grain, bucket, cur, metric, dim, count, amount)
+	}
+	if n := len(eff.Accounts); n > 0 {
+		ks := slices.SortedFunc(maps.Keys(eff.Accounts), compareAccount)
+		acct, cur, metric, dim := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		day := make([]time.Time, n)
+		count, amount := make([]int64, n), make([]int64, n)
+		for i, k := range ks {
+			c := eff.Accounts[k]
+			acct[i], day[i], cur[i], metric[i], dim[i], count[i], amount[i] =
+				k.Account, time.Unix(k.Day, 0).UTC(), k.Currency, k.Metric, k.Dim, c.Count, c.Amount
+		}
+		b.Queue(`INSERT INTO report_account_rollups AS r (account_id, day, currency, metric, dim, count, amount)
+			SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
+			ON CONFLICT (account_id, day, currency, metric, dim)
+			DO UPDATE SET count = r.count + excluded.count, amount = r.amount + excluded.amount`,
+			acct, day, cur, metric, dim, count, amount)
+	}
+}
+
+func queueRows(b *pgx.Batch, eff *Effects) {
+	if n := len(eff.Recon); n > 0 {
+		cols := make([][]string, 10)
+		for i := range cols {
+			cols[i] = make([]string, n)
+		}
+		amount := make([]int64, n)
+		at := make([]time.Time, n)
+		for i, r := range eff.Recon {
+			for j, v := range []string{r.Source, r.EventID, r.Side, r.Kind, r.PaymentID, r.AccountID, r.Gateway, r.Currency, r.Status, r.Ref} {
+				cols[j][i] = v
+			}
+			amount[i], at[i] = r.Amount, r.At
+		}
+		b.Queue(`INSERT INTO report_recon (source, event_id, side, kind, payment_id, account_id, gateway, currency, status, ref, amount, at)
+			SELECT s, e, sd, k, p, nullif(a, '')::uuid, g, c, st, rf, am, t
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			            $9::text[], $10::text[], $11::bigint[], $12::timestamptz[]) AS x(s, e, sd, k, p, a, g, c, st, rf, am, t)
+			ON CONFLICT (source, event_id) DO NOTHING`,
+			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], amount, at)
+	}
+	if n := len(eff.InvoicePayments); n > 0 {
+		src, ids, inv := make([]string, n), make([]string, n), make([]string, n)
+		at := make([]time.Time, n)
+		amount := make([]int64, n)
+		for i, p := range eff.InvoicePayments {
+			src[i], ids[i], inv[i], at[i], amount[i] = p.Source, p.EventID, p.InvoiceID, p.At, p.Amount
+		}
+		b.Queue(`INSERT INTO report_invoice_payments (source, event_id, invoice_id, at, amount)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::bigint[])
+			ON CONFLICT (source, event_id) DO NOTHING`, src, ids, inv, at, amount)
+	}
+}
+
+func pick[K comparable](all bool, m map[K]bool, everything []K) []K {
+	if all {
+		return everything
+	}
+	return slices.Collect(maps.Keys(m))
+}
+
+func queueState(b *pgx.Batch, st *State, all bool) {
+	if ids := pick(all, st.dirtyAccounts, slices.Collect(maps.Keys(st.Accounts))); len(ids) > 0 {
+		slices.Sort(ids)
+		n := len(ids)
+		user, number, cur, status := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		at := make([]time.Time, n)
+		for i, id := range ids {
+			a := st.Accounts[id]
+			user[i], number[i], cur[i], status[i], at[i] = a.UserID, a.Number, a.Currency, a.Status, a.UpdatedAt
+		}
+		b.Queue(`INSERT INTO report_accounts (account_id, user_id, number, currency, status, updated_at)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+			ON CONFLICT (account_id) DO UPDATE SET user_id = excluded.user_id, number = excluded.number,
+				currency = excluded.currency, status = excluded.status, updated_at = excluded.updated_at`,
+			ids, user, number, cur, status, at)
+	}
+	if ids := pick(all, st.dirtySubscriptions, slices.Collect(maps.Keys(st.Subscriptions))); len(ids) > 0 {
+		slices.Sort(ids)
+		n := len(ids)
+		acct, cur, status := make([]string, n), make([]string, n), make([]string, n)
+		mrr := make([]int64, n)
+		had := make([]bool, n)
+		at := make([]time.Time, n)
+		for i, id := range ids {
+			s := st.Subscriptions[id]
+			acct[i], cur[i], mrr[i], status[i], had[i], at[i] = s.AccountID, s.Currency, s.MRR, s.Status, s.HadMRR, s.UpdatedAt
+		}
+		b.Queue(`INSERT INTO report_subscriptions (subscription_id, account_id, currency, mrr, status, had_mrr, updated_at)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::boolean[], $7::timestamptz[])
+			ON CONFLICT (subscription_id) DO UPDATE SET account_id = excluded.account_id, currency = excluded.currency,
+				mrr = excluded.mrr, status = excluded.status, had_mrr = excluded.had_mrr, updated_at = excluded.updated_at`,
+			ids, acct, cur, mrr, status, had, at)
+	}
+	if ids := pick(all, st.dirtyPayments, slices.Collect(maps.Keys(st.Payments))); len(ids) > 0 {
+		slices.Sort(ids)
+		n := len(ids)
+		acct, gw, cur := make([]string, n), make([]string, n), make([]string, n)
+		for i, id := range ids {
+			p := st.Payments[id]
+			acct[i], gw[i], cur[i] = p.AccountID, p.Gateway, p.Currency
+		}
+		b.Queue(`INSERT INTO report_payments (payment_id, account_id, gateway, currency)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[])
+			ON CONFLICT (payment_id) DO UPDATE SET account_id = excluded.account_id, gateway = excluded.gateway,
+				currency = excluded.currency`, ids, acct, gw, cur)
+	}
+	if ids := pick(all, st.dirtyInvoices, slices.Collect(maps.Keys(st.Invoices))); len(ids) > 0 {
+		slices.Sort(ids)
+		n := len(ids)
+		acct, cur, status := make([]string, n), make([]string, n), make([]string, n)
+		total, due := make([]int64, n), make([]int64, n)
+		dueDate, fin, closed := make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+		at := make([]time.Time, n)
+		for i, id := range ids {
+			v := st.Invoices[id]
+			acct[i], cur[i], status[i], total[i], due[i], at[i] = v.AccountID, v.Currency, v.Status, v.Total, v.AmountDue, v.UpdatedAt
+			dueDate[i], fin[i], closed[i] = nullTime(v.DueDate), nullTime(v.FinalizedAt), nullTime(v.ClosedAt)
+		}
+		b.Queue(`INSERT INTO report_invoices (invoice_id, account_id, currency, total, amount_due, due_date, finalized_at, closed_at, status, updated_at)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[], $6::date[],
+			                     $7::timestamptz[], $8::timestamptz[], $9::text[], $10::timestamptz[])
+			ON CONFLICT (invoice_id) DO UPDATE SET account_id = excluded.account_id, currency = excluded.currency,
+				total = excluded.total, amount_due = excluded.amount_due, due_date = excluded.due_date,
+				finalized_at = excluded.finalized_at, closed_at = excluded.closed_at, status = excluded.status,
+				updated_at = excluded.updated_at`,
+			ids, acct, cur, total, due, dueDate, fin, closed, status, at)
+	}
+	if ks := pick(all, st.dirtyDisputes, slices.Collect(maps.Keys(st.Disputes))); len(ks) > 0 {
+		slices.SortFunc(ks, func(a, b DisputeKey) int {
+			return cmp.Or(cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.ObjectID, b.ObjectID))
+		})
+		n := len(ks)
+		gw, obj, pay, cur := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		amount := make([]int64, n)
+		at := make([]time.Time, n)
+		for i, k := range ks {
+			d := st.Disputes[k]
+			gw[i], obj[i], pay[i], cur[i], amount[i], at[i] = k.Gateway, k.ObjectID, d.PaymentID, d.Currency, d.Amount, d.OpenedAt
+		}
+		b.Queue(`INSERT INTO report_disputes (gateway, object_id, payment_id, currency, amount, opened_at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[])
+			ON CONFLICT (gateway, object_id) DO NOTHING`, gw, obj, pay, cur, amount, at)
+	}
+}
+
+func compareRoll(a, b RollKey) int {
+	return cmp.Or(cmp.Compare(a.Grain, b.Grain), cmp.Compare(a.Bucket, b.Bucket), cmp.Compare(a.Currency, b.Currency),
+		cmp.Compare(a.Metric, b.Metric), cmp.Compare(a.Dim, b.Dim))
+}
+
+func compareAccount(a, b AccountKey) int {
+	return cmp.Or(cmp.Compare(a.Account, b.Account), cmp.Compare(a.Day, b.Day), cmp.Compare(a.Currency, b.Currency),
+		cmp.Compare(a.Metric, b.Metric), cmp.Compare(a.Dim, b.Dim))
+}
