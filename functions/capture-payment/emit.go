@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/outbox"
+)
+
+const name = "capture-payment"
+
+// Event types capture-payment emits on payment-events.
+const (
+	evCreated    = "billfn.payment.created"
+	evUpdated    = "billfn.payment.updated"
+	evAuthorized = "billfn.payment.authorized"
+	evCaptured   = "billfn.payment.captured"
+	evFailed     = "billfn.payment.failed"
+	evCanceled   = "billfn.payment.canceled"
+	evDisputed   = "billfn.payment.disputed"
+	evRefundOK   = "billfn.refund.succeeded"
+	evRefundFail = "billfn.refund.failed"
+	evTransfer   = "billfn.transaction.requested"
+)
+
+// capturedData is payment.captured: the payment, with amount = this capture.
+type capturedData struct {
+	*Payment
+	Amount        int64 `json:"amount"`
+	PaymentAmount int64 `json:"payment_amount"`
+}
+
+// failedData is payment.failed: the payment and why its attempt failed.
+type failedData struct {
+	*Payment
+	DeclineCode    string `json:"decline_code"`
+	FailureCode    string `json:"failure_code"`
+	FailureReason  string `json:"failure_reason"`
+	FailureMessage string `json:"failure_message"`
+	Attempt        int    `json:"attempt"`
+}
+
+// emitter collects the outbox messages of one transaction.
+type emitter struct {
+	ctx  context.Context
+	msgs []outbox.Message
+	err  error
+}
+
+func (e *emitter) add(typ, subject, topic, key string, data any, id string) {
+	if e.err != nil {
+		return
+	}
+	ev, err := events.New(e.ctx, name, typ, subject, data)
+	if err != nil {
+		e.err = err
+		return
+	}
+	if id != "" {
+		ev.SetID(id)
+	}
+	e.msgs = append(e.msgs, outbox.Message{Topic: topic, Key: key, Event: ev})
+}
+
+// payment adds a payment event (key = the payment id).
+func (e *emitter) payment(typ string, p *Payment, data any) {
+	if data == nil {
+		data = p
+	}
+	e.add(typ, p.ID, events.TopicPayment, p.ID, data, "")
+}
+
+// flush writes the collected messages into the outbox inside tx.
+func (e *emitter) flush(tx pgx.Tx) error {
+	if e.err != nil {
+		return e.err
+	}
+	err := outbox.Add(e.ctx, tx, name, e.msgs...)
+	e.msgs = e.msgs[:0]
+	return err
+}
+
+// changed adds the events and ledger postings of c.
+func (e *emitter) changed(p *Payment, c change) {
+	if c.authorized {
+		e.payment(evAuthorized, p, nil)
+	}
+	if c.captured > 0 {
+		e.payment(evCaptured, p, capturedData{Payment: p, Amount: c.captured, PaymentAmount: p.Amount})
+		e.capturePostings(p, c.captured)
+	}
+	if c.failed {
+		d := failedData{Payment: p, Attempt: p.Attempts}
+		if le := p.LastPaymentError; le != nil {
+			d.DeclineCode, d.FailureCode, d.FailureReason, d.FailureMessage = le.DeclineCode, le.Code, le.Reason, le.Message
+			d.Attempt = le.Attempt
+		}
+		e.payment(evFailed, p, d)
+	}
+	if c.canceled {
+		e.payment(evCanceled, p, nil)
+	}
+	if c.updated && !c.authorized && c.captured == 0 && !c.failed && !c.canceled {
+		e.payment(evUpdated, p, nil)
+	}
+}
+
+// transferRequest is process-transaction's transfer request (the data of
+// billfn.transaction.requested).
+type transferRequest struct {
+	FromAccountID     string            `json:"from_account_id,omitempty"`
+	ToAccountID       string            `json:"to_account_id,omitempty"`
+	FromAccountNumber string            `json:"from_account_number,omitempty"`
+	ToAccountNumber   string            `json:"to_account_number,omitempty"`
+	Amount            int64             `json:"amount"`
+	Currency          string            `json:"currency"`
+	Description       string            `json:"description"`
+	ReferenceID       string            `json:"reference_id"`
+	Metadata          map[string]string `json:"metadata"`
+	Pending           bool              `json:"pending"`
+}
+
+// Posting kinds (metadata.kind), see docs/events.md "Payments in the ledger".
+const (
+	kindCapture    = "payment_capture"
+	kindSettlement = "invoice_settlement"
+	kindRefund     = "refund"
+	kindInvRefund  = "invoice_refund"
+)
+
+// ledgerNS namespaces the deterministic ids of ledger events.
+var ledgerNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/ledger"))
+
+// posting adds one transaction.requested. Its reference is
+// <payment id>:<kind>:<n> and its event id a UUIDv5 of that reference, so
+// whatever retries happen, process-transaction posts it once.
+func (e *emitter) posting(p *Payment, kind string, n int, from, to string, amount int64, refundID string) {
+	ref := p.ID + ":" + kind + ":" + strconv.Itoa(n)
+	tr := transferRequest{Amount: amount, Currency: string(p.Currency), ReferenceID: ref, Description: kind + " of payment " + p.ID,
+		Metadata: map[string]string{"kind": kind, "payment_id": p.ID, "gateway": p.gateway()}}
+	if inv := p.invoiceID(); inv != "" {
+		tr.Metadata["invoice_id"] = inv
+	}
+	if refundID != "" {
+		tr.Metadata["refund_id"] = refundID
+	}
+	clearing, revenue := "SYS-CLEARING-"+string(p.Currency), "SYS-REVENUE-"+string(p.Currency)
+	account := func(role string) (id, number string) {
+		switch role {
+		case "clearing":
+			return "", clearing
+		case "revenue":
+			return "", revenue
+		}
+		return p.AccountID, ""
+	}
+	tr.FromAccountID, tr.FromAccountNumber = account(from)
+	tr.ToAccountID, tr.ToAccountNumber = account(to)
+	e.add(evTransfer, p.ID, events.TopicTransaction, p.ID, tr, uuid.NewSHA1(ledgerNS, []byte(ref)).String())
+}
+
+// capturePostings: clearing → account for the capture, and account →
+// revenue when it pays an invoice. n is the payment's capture count.
+func (e *emitter) capturePostings(p *Payment, amount int64) {
+	e.posting(p, kindCapture, p.captureCount, "clearing", "account", amount, "")
+	if p.InvoiceID != nil {
+		e.posting(p, kindSettlement, p.captureCount, "account", "revenue", amount, "")
+	}
+}
+
+// refundPostings: for an invoice payment revenue → account first, then
+// account → clearing. n is the refund's number on its payment.
+func (e *emitter) refundPostings(p *Payment, r *Refund) {
+	if p.InvoiceID != nil {
+		e.posting(p, kindInvRefund, r.n, "revenue", "account", r.Amount, r.ID)
+	}
+	e.posting(p, kindRefund, r.n, "account", "clearing", r.Amount, r.ID)
+}
+
+// refund adds a refund event (key = the payment id).
+func (e *emitter) refund(typ string, r *Refund) {
+	e.add(typ, r.ID, events.TopicPayment, r.PaymentID, r, "")
+}

@@ -1,0 +1,730 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// A write that calls a gateway runs in three steps: a transaction records
+// the intent (the payment marked with the pending operation, the attempt
+// row), the gateway call happens outside any transaction with an
+// idempotency key derived from the payment, and a second transaction
+// records the answer with its events and the idempotent response. A crash
+// between the steps leaves a marked payment that a retry of the request
+// (whose ids are derived from its Idempotency-Key) or the reconciliation
+// tick completes by repeating the same idempotent gateway call.
+//
+// Event handlers run the same steps inside the receiver's transaction.
+
+var (
+	paymentNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/payment"))
+	refundNS  = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/refund"))
+	invoiceNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/invoice"))
+)
+
+// derivedID is the id of the resource a request creates: the same for a
+// retry with the same Idempotency-Key by the same caller.
+func derivedID(ns uuid.UUID, scope, key string) string {
+	return uuid.NewSHA1(ns, []byte(scope+"\x00"+key)).String()
+}
+
+// createInput is a validated payment creation.
+type createInput struct {
+	ID, AccountID, UserID string
+	InvoiceID             *string
+	Amount                int64
+	Currency              money.Currency
+	PaymentMethod         string // a gateway token or a saved method id
+	CaptureMethod         string
+	Confirm               bool
+	Gateway               string
+	Description           string
+	Metadata              map[string]string
+}
+
+// completer stores the HTTP response in the final business transaction
+// (nil for event-driven work).
+type completer func(ctx context.Context, tx pgx.Tx, status int, body any) error
+
+var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_]{3,255}$`)
+
+// method is a payment method resolved to what a gateway takes.
+type method struct {
+	token   string
+	gateway string // "" when any gateway may take it
+}
+
+// resolveMethod turns a payment_method (a saved method id of the account
+// and owner, or a gateway token) into a token.
+func resolveMethod(ctx context.Context, q db, accountID, userID, given string) (method, error) {
+	if _, err := uuid.Parse(given); err == nil {
+		m, err := getMethod(ctx, q, accountID, given)
+		if errors.Is(err, errNoMethod) || (err == nil && m.UserID != userID) {
+			return method{}, problem.New(codeMethodInvalid, "no saved payment method %s on account %s", given, accountID)
+		}
+		if err != nil {
+			return method{}, err
+		}
+		out := method{token: m.Token}
+		if m.Gateway != nil {
+			out.gateway = *m.Gateway
+		}
+		return out, nil
+	}
+	if !tokenRE.MatchString(given) {
+		return method{}, problem.Invalid(problem.Field("payment_method", "must be a gateway token (pm_…) or a saved payment method id"))
+	}
+	return method{token: given}, nil
+}
+
+// plan returns the gateways to try in order.
+func (s *service) plan(c money.Currency, requested string, m method) ([]string, error) {
+	switch {
+	case requested != "" && m.gateway != "" && requested != m.gateway:
+		return nil, problem.New(codeMethodInvalid, "the saved payment method belongs to gateway %s, not %s", m.gateway, requested)
+	case requested != "":
+		return []string{requested}, nil
+	case m.gateway != "":
+		if s.gateways[m.gateway] == nil {
+			return nil, problem.New(codeMethodInvalid, "the saved payment method's gateway %s is not configured", m.gateway)
+		}
+		return []string{m.gateway}, nil
+	}
+	gws := s.routing.For(c)
+	if len(gws) == 0 {
+		return nil, problem.New(codeNoRoute, "no gateway takes %s (GATEWAY_ROUTES)", c)
+	}
+	return gws, nil
+}
+
+// startAttempt marks p as confirming at gateway with a new attempt.
+func startAttempt(p *Payment, gateway string, now time.Time) Attempt {
+	p.Status = Processing
+	p.Attempts++
+	p.setOp(opConfirm, now)
+	if p.gateway() != gateway {
+		p.Gateway, p.GatewayPaymentID = &gateway, nil
+	}
+	if gateway == gwSandbox && p.GatewayPaymentID == nil {
+		id := sandboxIntentID(p.ID)
+		p.GatewayPaymentID = &id
+	}
+	p.UpdatedAt = now
+	return Attempt{N: p.Attempts, Gateway: gateway, Status: "pending", StartedAt: now}
+}
+
+// create records a payment and, with confirm, charges it.
+func (s *service) create(ctx context.Context, run txRunner, in createInput, done completer) (*Payment, error) {
+	var (
+		p      *Payment
+		m      method
+		plan   []string
+		charge bool
+	)
+	err := run(ctx, func(tx pgx.Tx) error {
+		now := s.now()
+		p = &Payment{ID: in.ID, AccountID: in.AccountID, UserID: in.UserID, InvoiceID: in.InvoiceID, Amount: in.Amount,
+			Currency: in.Currency, Status: RequiresPaymentMethod, CaptureMethod: in.CaptureMethod, Description: in.Description,
+			Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now, requestedGateway: in.Gateway}
+		charge = false
+		var attempt Attempt
+		if in.PaymentMethod != "" {
+			var err error
+			if m, err = resolveMethod(ctx, tx, in.AccountID, in.UserID, in.PaymentMethod); err != nil {
+				return err
+			}
+			if plan, err = s.plan(in.Currency, in.Gateway, m); err != nil {
+				return err
+			}
+			pm := in.PaymentMethod
+			p.PaymentMethod, p.Status = &pm, RequiresConfirmation
+			if in.Confirm {
+				attempt = startAttempt(p, plan[0], now)
+				attempt.PaymentMethod = m.token
+			}
+		}
+		p.finish()
+		inserted, err := insertPayment(ctx, tx, p)
+		if err != nil {
+			return err
+		}
+		if !inserted {
+			// The same request ran before and stopped (a crash): carry on.
+			if p, err = getPayment(ctx, tx, in.ID, true); err != nil {
+				return err
+			}
+			if p.op() == opConfirm {
+				a, err := currentAttempt(ctx, tx, p)
+				if err != nil {
+					return err
+				}
+				m, plan, charge = method{token: a.PaymentMethod}, []string{p.gateway()}, true
+				return nil
+			}
+			return complete(ctx, tx, done, 201, p)
+		}
+		if in.Confirm {
+			if err := insertAttempt(ctx, tx, p.ID, attempt); err != nil {
+				return err
+			}
+		}
+		e := emitter{ctx: ctx}
+		e.payment(evCreated, p, nil)
+		if err := e.flush(tx); err != nil {
+			return err
+		}
+		if !in.Confirm {
+			return complete(ctx, tx, done, 201, p)
+		}
+		charge = true
+		return nil
+	})
+	if err != nil || !charge {
+		return p, err
+	}
+	return s.charge(ctx, run, p, m.token, plan, 201, done)
+}
+
+func complete(ctx context.Context, tx pgx.Tx, done completer, status int, body any) error {
+	if done == nil {
+		return nil
+	}
+	if p, ok := body.(*Payment); ok {
+		p.finish()
+	}
+	return done(ctx, tx, status, body)
+}
+
+func currentAttempt(ctx context.Context, q db, p *Payment) (Attempt, error) {
+	as, err := listAttempts(ctx, q, p.ID)
+	if err != nil {
+		return Attempt{}, err
+	}
+	for _, a := range as {
+		if a.N == p.Attempts {
+			return a, nil
+		}
+	}
+	return Attempt{}, errors.New("payment " + p.ID + " has no attempt " + strconv.Itoa(p.Attempts))
+}
+
+// access decides whether the caller may act on a payment (someone else's
+// answers 404, as a missing one).
+type access func(p *Payment) bool
+
+func anyone(*Payment) bool { return true }
+
+// confirm starts a new attempt of an existing payment.
+func (s *service) confirm(ctx context.Context, run txRunner, id string, can access, given string, done completer) (*Payment, error) {
+	var (
+		p    *Payment
+		m    method
+		plan []string
+	)
+	err := run(ctx, func(tx pgx.Tx) error {
+		var err error
+		if p, err = getPayment(ctx, tx, id, true); err != nil {
+			return err
+		}
+		if !can(p) {
+			return errNotFound
+		}
+		if given == "" {
+			given = p.method()
+		}
+		if err := checkConfirm(p, given); err != nil {
+			return err
+		}
+		if m, err = resolveMethod(ctx, tx, p.AccountID, p.UserID, given); err != nil {
+			return err
+		}
+		if p.Status == RequiresAction {
+			plan = []string{p.gateway()} // the action belongs to that gateway's object
+		} else if plan, err = s.plan(p.Currency, p.requestedGateway, m); err != nil {
+			return err
+		}
+		now := s.now()
+		p.PaymentMethod = &given
+		a := startAttempt(p, plan[0], now)
+		a.PaymentMethod = m.token
+		if err := insertAttempt(ctx, tx, p.ID, a); err != nil {
+			return err
+		}
+		return updatePayment(ctx, tx, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.charge(ctx, run, p, m.token, plan, 200, done)
+}
+
+// charge calls the gateways of plan in order for p's current attempt,
+// failing over on gateway-side errors (never on a decline, never after an
+// unknown outcome), and records the answer.
+func (s *service) charge(ctx context.Context, run txRunner, p *Payment, token string, plan []string, status int, done completer) (*Payment, error) {
+	for i := 0; ; i++ {
+		gw := s.gateways[p.gateway()]
+		var (
+			st  GatewayState
+			err error
+		)
+		if gw == nil {
+			err = &GatewayError{Gateway: p.gateway(), Code: "not_configured", Message: "the gateway is not configured"}
+		} else {
+			req := ChargeRequest{PaymentID: p.ID, Key: gatewayKey(p.ID, "a"+strconv.Itoa(p.Attempts)),
+				GatewayPaymentID: p.gatewayPaymentID(), Amount: p.Amount, Currency: p.Currency, PaymentMethod: token,
+				CaptureMethod: p.CaptureMethod, Description: p.Description}
+			cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
+			st, err = gw.Charge(cctx, req)
+			cancel()
+		}
+		if definite(err) && i+1 < len(plan) {
+			next, ferr := s.failover(ctx, run, p, plan[i+1], token, err)
+			if ferr != nil {
+				return nil, ferr
+			}
+			if next != nil {
+				p = next
+				continue
+			}
+		}
+		return s.finishCharge(ctx, run, p.ID, p.Attempts, st, err, status, done)
+	}
+}
+
+// failover closes the current attempt as a gateway error and opens the
+// next on gateway next. It returns nil when another actor settled the
+// attempt meanwhile.
+func (s *service) failover(ctx context.Context, run txRunner, p *Payment, next, token string, cause error) (*Payment, error) {
+	var out *Payment
+	dctx, cancel := detached(ctx, 10*time.Second)
+	defer cancel()
+	err := run(dctx, func(tx pgx.Tx) error {
+		out = nil
+		q, err := getPayment(dctx, tx, p.ID, true)
+		if err != nil || q.op() != opConfirm || q.Attempts != p.Attempts {
+			return err
+		}
+		now := s.now()
+		if err := finishAttempt(dctx, tx, q.ID, failedAttempt(q, now, cause)); err != nil {
+			return err
+		}
+		slog.WarnContext(ctx, "gateway failed; trying the next", "payment_id", q.ID, "gateway", q.gateway(), "next", next, "err", cause.Error())
+		a := startAttempt(q, next, now)
+		a.PaymentMethod = token
+		if err := insertAttempt(dctx, tx, q.ID, a); err != nil {
+			return err
+		}
+		out = q
+		return updatePayment(dctx, tx, q)
+	})
+	return out, err
+}
+
+func failedAttempt(p *Payment, now time.Time, cause error) Attempt {
+	a := Attempt{N: p.Attempts, Status: "failed", GatewayPaymentID: p.GatewayPaymentID, GatewayError: true, FinishedAt: &now}
+	var ge *GatewayError
+	if errors.As(cause, &ge) {
+		a.FailureCode, a.FailureMessage = &ge.Code, nullable(ge.Message)
+	}
+	reason := "gateway_unavailable"
+	a.FailureReason = &reason
+	return a
+}
+
+// attemptStatus is an attempt's status after a gateway state.
+func attemptStatus(s Status) string {
+	switch s {
+	case Succeeded, RequiresCapture, RequiresAction, Processing, Canceled:
+		return string(s)
+	case RequiresPaymentMethod:
+		return "failed"
+	}
+	return "processing"
+}
+
+// finishCharge records the answer (or the failure) of attempt n.
+func (s *service) finishCharge(ctx context.Context, run txRunner, id string, n int, st GatewayState, callErr error, status int, done completer) (*Payment, error) {
+	var p *Payment
+	dctx, cancel := detached(ctx, 10*time.Second)
+	defer cancel()
+	err := run(dctx, func(tx pgx.Tx) error {
+		var err error
+		if p, err = getPayment(dctx, tx, id, true); err != nil {
+			return err
+		}
+		e := emitter{ctx: dctx}
+		if p.op() == opConfirm && p.Attempts == n { // else settled meanwhile (reconciliation)
+			now := s.now()
+			a := Attempt{N: n, FinishedAt: &now}
+			switch {
+			case callErr == nil:
+				e.changed(p, applyGateway(p, st, true, n, now))
+				a.Status = attemptStatus(st.Status)
+				if st.Status == Processing {
+					a.FinishedAt = nil
+				}
+				if d := st.Decline; d != nil && st.Status == RequiresPaymentMethod {
+					reason := declineReason(d)
+					a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &d.Code, nullable(d.DeclineCode), &reason, nullable(d.Message)
+				}
+			case unknownOutcome(callErr):
+				// The gateway may have acted: the payment stays
+				// processing until reconciliation or a webhook says.
+				slog.WarnContext(ctx, "gateway outcome unknown; the payment stays processing", "payment_id", id,
+					"gateway", p.gateway(), "err", callErr.Error())
+				a.Status, a.FinishedAt = "processing", nil
+			default: // a gateway-side error and no gateway left
+				a = failedAttempt(p, now, callErr)
+				var ge *GatewayError
+				errors.As(callErr, &ge)
+				d := &Decline{Code: ge.Code, DeclineCode: "gateway_unavailable", Message: ge.Message}
+				if ge.Rejected {
+					d.DeclineCode = ""
+				}
+				e.changed(p, applyGateway(p, GatewayState{Status: RequiresPaymentMethod, Decline: d, At: syncTime(now)}, true, n, now))
+				reason := declineReason(d)
+				a.FailureReason = &reason
+			}
+			a.GatewayPaymentID = p.GatewayPaymentID
+			p.setOp("", now)
+			p.UpdatedAt = now
+			if err := finishAttempt(dctx, tx, id, a); err != nil {
+				return err
+			}
+			if err := updatePayment(dctx, tx, p); err != nil {
+				return err
+			}
+		}
+		if err := e.flush(tx); err != nil {
+			return err
+		}
+		return complete(dctx, tx, done, status, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.d.Publisher.Kick()
+	return p, nil
+}
+
+// capture captures amount (0 = all) of an authorization.
+func (s *service) capture(ctx context.Context, id string, can access, amount int64, done completer) (*Payment, error) {
+	var (
+		p   *Payment
+		amt int64
+	)
+	err := s.newTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if p, err = getPayment(ctx, tx, id, true); err != nil {
+			return err
+		}
+		if !can(p) {
+			return errNotFound
+		}
+		if amt, err = checkCapture(p, amount); err != nil {
+			return err
+		}
+		now := s.now()
+		p.setOp(opCapture, now)
+		p.UpdatedAt = now
+		return updatePayment(ctx, tx, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	st, cerr := s.call(ctx, p, func(ctx context.Context, gw Gateway) (GatewayState, error) {
+		return gw.Capture(ctx, CaptureRequest{PaymentID: id, GatewayPaymentID: p.gatewayPaymentID(), Key: gatewayKey(id, "capture"), Amount: amt})
+	})
+	return s.finishOp(ctx, s.newTx, id, opCapture, st, cerr, done)
+}
+
+// call runs one gateway call for p with the gateway timeout.
+func (s *service) call(ctx context.Context, p *Payment, fn func(context.Context, Gateway) (GatewayState, error)) (GatewayState, error) {
+	gw := s.gateways[p.gateway()]
+	if gw == nil {
+		return GatewayState{}, &GatewayError{Gateway: p.gateway(), Code: "not_configured", Message: "the gateway is not configured"}
+	}
+	cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
+	defer cancel()
+	return fn(cctx, gw)
+}
+
+// finishOp records the answer to a capture or cancel.
+func (s *service) finishOp(ctx context.Context, run txRunner, id, op string, st GatewayState, callErr error, done completer) (*Payment, error) {
+	var (
+		p     *Payment
+		opErr error
+	)
+	dctx, cancel := detached(ctx, 10*time.Second)
+	defer cancel()
+	err := run(dctx, func(tx pgx.Tx) error {
+		var err error
+		opErr = nil
+		if p, err = getPayment(dctx, tx, id, true); err != nil {
+			return err
+		}
+		status := 200
+		e := emitter{ctx: dctx}
+		if p.op() == op {
+			now := s.now()
+			switch {
+			case callErr == nil:
+				e.changed(p, applyGateway(p, st, true, p.Attempts, now))
+				p.setOp("", now)
+			case unknownOutcome(callErr):
+				// Reconciliation asks the gateway and clears the mark;
+				// the same key makes a repeated call harmless.
+				slog.WarnContext(ctx, "gateway outcome unknown", "payment_id", id, "operation", op, "err", callErr.Error())
+				status = 202
+			default:
+				p.setOp("", now)
+				opErr = gatewayProblem(callErr)
+			}
+			p.UpdatedAt = now
+			if err := updatePayment(dctx, tx, p); err != nil {
+				return err
+			}
+		}
+		if err := e.flush(tx); err != nil {
+			return err
+		}
+		if opErr != nil {
+			return nil
+		}
+		return complete(dctx, tx, done, status, p)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.d.Publisher.Kick()
+	if opErr != nil {
+		return nil, opErr
+	}
+	p.finish()
+	return p, nil
+}
+
+// gatewayProblem is the answer to an operation a gateway refused or could
+// not take.
+func gatewayProblem(err error) error {
+	var ge *GatewayError
+	if errors.As(err, &ge) && ge.Rejected {
+		return (&problem.Error{Code: codeGatewayRejected, Detail: "the gateway refused: " + ge.Message, Err: err}).
+			With("gateway", ge.Gateway).With("gateway_code", ge.Code)
+	}
+	return &problem.Error{Code: codeGatewayUnavailable, Detail: "the payment gateway could not be reached; retry", RetryAfter: time.Second, Err: err}
+}
+
+// cancel cancels a payment, at the gateway when an object exists there.
+func (s *service) cancel(ctx context.Context, run txRunner, id string, can access, reason string, done completer) (*Payment, error) {
+	var (
+		p     *Payment
+		local bool
+	)
+	err := run(ctx, func(tx pgx.Tx) error {
+		var err error
+		if p, err = getPayment(ctx, tx, id, true); err != nil {
+			return err
+		}
+		if !can(p) {
+			return errNotFound
+		}
+		if err := checkCancel(p); err != nil {
+			return err
+		}
+		now := s.now()
+		p.CancellationReason = nullable(reason)
+		if p.GatewayPaymentID == nil {
+			// Nothing at any gateway: cancel here.
+			local = true
+			e := emitter{ctx: ctx}
+			e.changed(p, applyGateway(p, GatewayState{Status: Canceled, At: syncTime(now)}, true, p.Attempts, now))
+			if err := updatePayment(ctx, tx, p); err != nil {
+				return err
+			}
+			if err := e.flush(tx); err != nil {
+				return err
+			}
+			return complete(ctx, tx, done, 200, p)
+		}
+		p.setOp(opCancel, now)
+		p.UpdatedAt = now
+		return updatePayment(ctx, tx, p)
+	})
+	if err != nil || local {
+		if err == nil {
+			s.d.Publisher.Kick()
+		}
+		return p, err
+	}
+	st, cerr := s.call(ctx, p, func(ctx context.Context, gw Gateway) (GatewayState, error) {
+		return gw.Cancel(ctx, CancelRequest{PaymentID: id, GatewayPaymentID: p.gatewayPaymentID(), Key: gatewayKey(id, "cancel"), Reason: reason})
+	})
+	var ge *GatewayError
+	if errors.As(cerr, &ge) && ge.Rejected && ge.Code == "resource_missing" {
+		// The gateway never saw this payment (its attempt failed before
+		// reaching it): nothing to cancel there.
+		st, cerr = GatewayState{Status: Canceled, At: syncTime(s.now())}, nil
+	}
+	return s.finishOp(ctx, run, id, opCancel, st, cerr, done)
+}
+
+// refund refunds amount (0 = all that is left) of a captured payment.
+func (s *service) refund(ctx context.Context, paymentID, refundID string, can access, amount int64, reason string, done completer) (*Refund, error) {
+	var (
+		p     *Payment
+		r     *Refund
+		final bool
+	)
+	err := s.newTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		final = false
+		if p, err = getPayment(ctx, tx, paymentID, true); err != nil {
+			return err
+		}
+		if !can(p) {
+			return errNotFound
+		}
+		if r, err = getRefund(ctx, tx, refundID, true); err == nil {
+			// The same request ran before and stopped: carry on.
+			if r.Status == "pending" && r.GatewayRefundID == nil {
+				return nil
+			}
+			final = true
+			return complete(ctx, tx, done, 201, r)
+		} else if !errors.Is(err, errNoRefund) {
+			return err
+		}
+		amt, err := checkRefund(p, amount)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		p.refundCount++
+		p.AmountRefundPending += amt
+		p.UpdatedAt = now
+		r = &Refund{ID: refundID, PaymentID: p.ID, n: p.refundCount, AccountID: p.AccountID, UserID: p.UserID,
+			InvoiceID: p.InvoiceID, Amount: amt, Currency: string(p.Currency), Gateway: p.gateway(),
+			GatewayPaymentID: p.GatewayPaymentID, Status: "pending", Reason: reason, CreatedAt: now, UpdatedAt: now}
+		if _, err := insertRefund(ctx, tx, r); err != nil {
+			return err
+		}
+		return updatePayment(ctx, tx, p)
+	})
+	if err != nil || final {
+		return r, err
+	}
+	var (
+		res  RefundResult
+		cerr error
+	)
+	if gw := s.gateways[r.Gateway]; gw == nil {
+		cerr = &GatewayError{Gateway: r.Gateway, Code: "not_configured", Message: "the gateway is not configured"}
+	} else {
+		cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
+		res, cerr = gw.Refund(cctx, RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.gatewayPaymentID(),
+			Key: gatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
+		cancel()
+	}
+	return s.finishRefund(ctx, s.newTx, r.ID, res, cerr, done)
+}
+
+// finishRefund records a gateway's answer to a refund.
+func (s *service) finishRefund(ctx context.Context, run txRunner, id string, res RefundResult, callErr error, done completer) (*Refund, error) {
+	var r *Refund
+	dctx, cancel := detached(ctx, 10*time.Second)
+	defer cancel()
+	err := run(dctx, func(tx pgx.Tx) error {
+		p, rr, err := lockRefund(dctx, tx, id)
+		if err != nil {
+			return err
+		}
+		r = rr
+		e := emitter{ctx: dctx}
+		if r.Status == "pending" {
+			now := s.now()
+			switch {
+			case callErr == nil:
+				r.GatewayRefundID = nullable(res.GatewayRefundID)
+				settleRefund(p, r, res.Status, res.FailureReason, now, &e)
+			case unknownOutcome(callErr):
+				slog.WarnContext(ctx, "gateway outcome unknown; the refund stays pending", "refund_id", id, "err", callErr.Error())
+			default:
+				var ge *GatewayError
+				errors.As(callErr, &ge)
+				reason := "gateway_unavailable"
+				if ge.Rejected {
+					reason = ge.Code
+				}
+				settleRefund(p, r, "failed", reason, now, &e)
+			}
+			r.UpdatedAt = now
+			if err := updateRefund(dctx, tx, r); err != nil {
+				return err
+			}
+			if err := updatePayment(dctx, tx, p); err != nil {
+				return err
+			}
+		}
+		if err := e.flush(tx); err != nil {
+			return err
+		}
+		return complete(dctx, tx, done, 201, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.d.Publisher.Kick()
+	return r, nil
+}
+
+// lockRefund locks a refund and its payment (payment first, as every
+// other writer does).
+func lockRefund(ctx context.Context, tx pgx.Tx, id string) (*Payment, *Refund, error) {
+	var pid string
+	if err := tx.QueryRow(ctx, `SELECT payment_id FROM refunds WHERE id = $1`, id).Scan(&pid); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, nil, errNoRefund
+		}
+		return nil, nil, err
+	}
+	p, err := getPayment(ctx, tx, pid, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := getRefund(ctx, tx, id, true)
+	return p, r, err
+}
+
+// settleRefund applies a refund's new status to it and its payment.
+func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, e *emitter) {
+	switch status {
+	case "succeeded":
+		p.AmountRefundPending -= r.Amount
+		p.AmountRefunded += r.Amount
+		r.Status = "succeeded"
+		e.refundPostings(p, r)
+		e.refund(evRefundOK, r)
+	case "failed", "canceled":
+		p.AmountRefundPending -= r.Amount
+		r.Status = status
+		r.FailureReason = nullable(failure)
+		if r.FailureReason == nil {
+			r.FailureReason = nullable(status)
+		}
+		e.refund(evRefundFail, r)
+	default: // pending or requires_action: a webhook or reconciliation settles it
+	}
+	p.UpdatedAt, r.UpdatedAt = now, now
+}

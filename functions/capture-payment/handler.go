@@ -1,0 +1,552 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// maxAmount bounds an amount in minor units (Stripe's own limit is lower
+// for most currencies; the gateway says so when it is).
+const maxAmount = 999_999_999_999
+
+// httpDone stores the response of the request in the business transaction.
+func httpDone(location string) completer {
+	return func(ctx context.Context, tx pgx.Tx, status int, body any) error {
+		resp := idempotency.Response{Status: status, Body: body}
+		if location != "" && status == http.StatusCreated {
+			resp.Location = location
+		}
+		return idempotency.Complete(ctx, tx, resp)
+	}
+}
+
+// owner is the access rule of the caller: a customer reaches only its own
+// payments; admin and service reach every payment.
+func owner(p auth.Principal) access {
+	return func(pay *Payment) bool { return p.CanAccess(pay.UserID) }
+}
+
+// actingUser is the owner of what the caller creates: the customer itself,
+// or the user_id an admin or service names.
+func actingUser(p auth.Principal, userID string, v *problem.Validator) string {
+	if !p.Privileged() {
+		if userID != "" && userID != p.Subject {
+			v.Check(false, "user_id", "a customer acts only for itself: omit user_id")
+		}
+		return p.Subject
+	}
+	_, err := uuid.Parse(userID)
+	v.Check(err == nil, "user_id", "required for admin and service callers: the user the payment belongs to (a UUID)")
+	return userID
+}
+
+type createRequest struct {
+	AccountID     string            `json:"account_id"`
+	UserID        string            `json:"user_id"`
+	InvoiceID     *string           `json:"invoice_id"`
+	Amount        int64             `json:"amount"`
+	Currency      string            `json:"currency"`
+	PaymentMethod string            `json:"payment_method"`
+	CaptureMethod string            `json:"capture_method"`
+	Confirm       bool              `json:"confirm"`
+	Gateway       string            `json:"gateway"`
+	Description   string            `json:"description"`
+	Metadata      map[string]string `json:"metadata"`
+}
+
+func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	pr := platform.Principal(r)
+	var v problem.Validator
+	_, err := uuid.Parse(req.AccountID)
+	v.Check(err == nil, "account_id", "must be an account id (a UUID)")
+	user := actingUser(pr, req.UserID, &v)
+	if req.InvoiceID != nil {
+		_, err := uuid.Parse(*req.InvoiceID)
+		v.Check(err == nil, "invoice_id", "must be an invoice id (a UUID)")
+	}
+	v.Check(req.Amount > 0 && req.Amount <= maxAmount, "amount", "must be a positive integer of minor units, at most 999999999999")
+	cur, err := money.ParseCurrency(req.Currency)
+	v.Check(err == nil, "currency", "must be an ISO 4217 code")
+	if req.CaptureMethod == "" {
+		req.CaptureMethod = CaptureAutomatic
+	}
+	v.Check(req.CaptureMethod == CaptureAutomatic || req.CaptureMethod == CaptureManual, "capture_method", "must be automatic or manual")
+	if req.Gateway != "" {
+		v.Check(s.gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
+	}
+	v.Check(req.PaymentMethod == "" || tokenRE.MatchString(req.PaymentMethod), "payment_method",
+		"must be a gateway token (pm_…) or a saved payment method id")
+	checkText(&v, req.Description, req.Metadata)
+	if err := v.Err(); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if req.Confirm && req.PaymentMethod == "" {
+		problem.Write(w, r, problem.New(codeMethodRequired, "confirm needs a payment_method"))
+		return
+	}
+	if req.Metadata == nil {
+		req.Metadata = map[string]string{}
+	}
+	in := createInput{ID: derivedID(paymentNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context())),
+		AccountID: req.AccountID, UserID: user, InvoiceID: req.InvoiceID, Amount: req.Amount, Currency: cur,
+		PaymentMethod: req.PaymentMethod, CaptureMethod: req.CaptureMethod, Confirm: req.Confirm, Gateway: req.Gateway,
+		Description: req.Description, Metadata: req.Metadata}
+	p, err := s.create(r.Context(), s.newTx, in, httpDone("/payments/"+in.ID))
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	w.Header().Set("Location", "/payments/"+p.ID)
+	httpx.WriteJSON(w, http.StatusCreated, p)
+}
+
+// checkText applies Stripe's limits to description and metadata.
+func checkText(v *problem.Validator, description string, metadata map[string]string) {
+	v.Check(utf8.RuneCountInString(description) <= 1000, "description", "must be at most 1000 characters")
+	v.Check(len(metadata) <= 50, "metadata", "must have at most 50 keys")
+	for k, val := range metadata {
+		if len(k) == 0 || utf8.RuneCountInString(k) > 40 || utf8.RuneCountInString(val) > 500 {
+			v.Add(problem.Field("metadata", "keys must be 1 to 40 characters, values at most 500"))
+			return
+		}
+	}
+}
+
+// paymentView is GET /payments/{id}: the payment and its attempts.
+type paymentView struct {
+	*Payment
+	AttemptHistory []Attempt `json:"attempt_history"`
+}
+
+func (s *service) getPayment(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil {
+		problem.Write(w, r, errNotFound)
+		return
+	}
+	p, err := getPayment(r.Context(), s.d.Pool, id, false)
+	if err == nil && !owner(platform.Principal(r))(p) {
+		err = errNotFound
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	as, err := listAttempts(r.Context(), s.d.Pool, id)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if as == nil {
+		as = []Attempt{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, paymentView{Payment: p, AttemptHistory: as})
+}
+
+var statuses = map[string]bool{string(RequiresPaymentMethod): true, string(RequiresConfirmation): true,
+	string(RequiresAction): true, string(Processing): true, string(RequiresCapture): true, string(Succeeded): true, string(Canceled): true}
+
+func (s *service) listPayments(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := paymentFilter{AccountID: q.Get("account_id"), InvoiceID: q.Get("invoice_id"), Status: q.Get("status")}
+	var bad []problem.FieldError
+	for _, name := range []string{"account_id", "invoice_id"} {
+		if val := q.Get(name); val != "" {
+			if _, err := uuid.Parse(val); err != nil {
+				bad = append(bad, problem.Param(name, "must be a UUID"))
+			}
+		}
+	}
+	if f.Status != "" && !statuses[f.Status] {
+		bad = append(bad, problem.Param("status", "is not a payment status"))
+	}
+	limit, err := httpx.Limit(r, 20, 100)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if len(bad) > 0 {
+		problem.Write(w, r, problem.Invalid(bad...))
+		return
+	}
+	var after pageKey
+	ok, err := httpx.DecodeCursor(r, &after)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if ok {
+		f.After = &after
+	}
+	f.Limit = limit
+	if pr := platform.Principal(r); !pr.Privileged() {
+		f.UserID = pr.Subject
+	}
+	ps, err := listPayments(r.Context(), s.d.Pool, f)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	out := httpx.List[*Payment]{Data: ps}
+	if len(ps) > limit {
+		out.Data, out.HasMore = ps[:limit], true
+		last := ps[limit-1]
+		out.NextCursor = httpx.EncodeCursor(pageKey{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	if out.Data == nil {
+		out.Data = []*Payment{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// decodeOptional decodes a body that may be empty (Stripe's confirm,
+// capture and cancel take none).
+func decodeOptional(r *http.Request, dst any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if err := httpx.RequireJSON(r); err != nil {
+		return err
+	}
+	return httpx.Unmarshal(body, dst)
+}
+
+// pathPayment validates the {id} of a payment path.
+func pathPayment(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil {
+		return "", errNotFound
+	}
+	return id, nil
+}
+
+func (s *service) confirmPayment(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PaymentMethod string `json:"payment_method"`
+	}
+	id, err := pathPayment(r)
+	if err == nil {
+		err = decodeOptional(r, &req)
+	}
+	if err == nil && req.PaymentMethod != "" && !tokenRE.MatchString(req.PaymentMethod) {
+		err = problem.Invalid(problem.Field("payment_method", "must be a gateway token (pm_…) or a saved payment method id"))
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	p, err := s.confirm(r.Context(), s.newTx, id, owner(platform.Principal(r)), req.PaymentMethod, httpDone(""))
+	s.answer(w, r, p, err, http.StatusOK)
+}
+
+func (s *service) capturePayment(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Amount int64 `json:"amount"`
+	}
+	id, err := pathPayment(r)
+	if err == nil {
+		err = decodeOptional(r, &req)
+	}
+	if err == nil && (req.Amount < 0 || req.Amount > maxAmount) {
+		err = problem.Invalid(problem.Field("amount", "must be a positive integer of minor units (omit it to capture all)"))
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	p, err := s.capture(r.Context(), id, owner(platform.Principal(r)), req.Amount, httpDone(""))
+	s.answer(w, r, p, err, http.StatusOK)
+}
+
+var cancelReasons = map[string]bool{"": true, "duplicate": true, "fraudulent": true, "requested_by_customer": true, "abandoned": true}
+
+func (s *service) cancelPayment(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Reason string `json:"cancellation_reason"`
+	}
+	id, err := pathPayment(r)
+	if err == nil {
+		err = decodeOptional(r, &req)
+	}
+	if err == nil && !cancelReasons[req.Reason] {
+		err = problem.Invalid(problem.Field("cancellation_reason", "must be duplicate, fraudulent, requested_by_customer or abandoned"))
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	p, err := s.cancel(r.Context(), s.newTx, id, owner(platform.Principal(r)), req.Reason, httpDone(""))
+	s.answer(w, r, p, err, http.StatusOK)
+}
+
+// answer writes a payment (202 while its gateway operation's outcome is unknown).
+func (s *service) answer(w http.ResponseWriter, r *http.Request, p *Payment, err error, status int) {
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	if p.op() == opCapture || p.op() == opCancel {
+		status = http.StatusAccepted
+	}
+	p.finish()
+	httpx.WriteJSON(w, status, p)
+}
+
+var refundReasons = map[string]bool{"": true, "duplicate": true, "fraudulent": true, "requested_by_customer": true}
+
+func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Amount int64  `json:"amount"`
+		Reason string `json:"reason"`
+	}
+	id, err := pathPayment(r)
+	if err == nil {
+		err = decodeOptional(r, &req)
+	}
+	if err == nil {
+		var v problem.Validator
+		v.Check(req.Amount >= 0 && req.Amount <= maxAmount, "amount", "must be a positive integer of minor units (omit it to refund all that is left)")
+		v.Check(refundReasons[req.Reason], "reason", "must be duplicate, fraudulent or requested_by_customer")
+		err = v.Err()
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	refundID := derivedID(refundNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
+	rf, err := s.refund(r.Context(), id, refundID, owner(platform.Principal(r)), req.Amount, req.Reason, httpDone("/refunds/"+refundID))
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	w.Header().Set("Location", "/refunds/"+rf.ID)
+	httpx.WriteJSON(w, http.StatusCreated, rf)
+}
+
+func (s *service) getRefund(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil {
+		problem.Write(w, r, errNoRefund)
+		return
+	}
+	rf, err := getRefund(r.Context(), s.d.Pool, id, false)
+	if err == nil && !platform.Principal(r).CanAccess(rf.UserID) {
+		err = errNoRefund
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, rf)
+}
+
+func (s *service) listRefunds(w http.ResponseWriter, r *http.Request) {
+	id, err := pathPayment(r)
+	var p *Payment
+	if err == nil {
+		p, err = getPayment(r.Context(), s.d.Pool, id, false)
+	}
+	if err == nil && !owner(platform.Principal(r))(p) {
+		err = errNotFound
+	}
+	var rs []*Refund
+	if err == nil {
+		rs, err = listRefunds(r.Context(), s.d.Pool, id)
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if rs == nil {
+		rs = []*Refund{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, httpx.List[*Refund]{Data: rs})
+}
+
+type methodRequest struct {
+	UserID   string `json:"user_id"`
+	Token    string `json:"token"`
+	Gateway  string `json:"gateway"`
+	Brand    string `json:"brand"`
+	Last4    string `json:"last4"`
+	ExpMonth *int   `json:"exp_month"`
+	ExpYear  *int   `json:"exp_year"`
+	Default  bool   `json:"default"`
+}
+
+func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
+	account := r.PathValue("id")
+	if _, err := uuid.Parse(account); err != nil {
+		problem.Write(w, r, problem.New(problem.NotFound, "no such account"))
+		return
+	}
+	var req methodRequest
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	var v problem.Validator
+	user := actingUser(platform.Principal(r), req.UserID, &v)
+	v.Check(tokenRE.MatchString(req.Token), "token", "must be a gateway token (pm_…): billfn never stores card numbers")
+	v.Check(req.Gateway == "" || s.gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
+	v.Check(utf8.RuneCountInString(req.Brand) <= 30, "brand", "must be at most 30 characters")
+	v.Check(req.Last4 == "" || (len(req.Last4) == 4 && isDigits(req.Last4)), "last4", "must be the last 4 digits")
+	v.Check(req.ExpMonth == nil || (*req.ExpMonth >= 1 && *req.ExpMonth <= 12), "exp_month", "must be 1 to 12")
+	v.Check(req.ExpYear == nil || (*req.ExpYear >= 2000 && *req.ExpYear <= 2200), "exp_year", "must be a four-digit year")
+	if err := v.Err(); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	id, _ := uuid.NewV7()
+	m := &Method{ID: id.String(), AccountID: account, UserID: user, Gateway: nullable(req.Gateway), Token: req.Token,
+		Brand: req.Brand, Last4: req.Last4, ExpMonth: req.ExpMonth, ExpYear: req.ExpYear, Default: req.Default,
+		CreatedAt: s.now().UTC()}
+	err := s.newTx(r.Context(), func(tx pgx.Tx) error {
+		if err := insertMethod(r.Context(), tx, m); err != nil {
+			return err
+		}
+		return idempotency.Complete(r.Context(), tx, idempotency.Response{Status: http.StatusCreated, Body: m,
+			Location: "/accounts/" + account + "/payment-methods/" + m.ID})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/accounts/"+account+"/payment-methods/"+m.ID)
+	httpx.WriteJSON(w, http.StatusCreated, m)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *service) listMethods(w http.ResponseWriter, r *http.Request) {
+	account := r.PathValue("id")
+	if _, err := uuid.Parse(account); err != nil {
+		problem.Write(w, r, problem.New(problem.NotFound, "no such account"))
+		return
+	}
+	limit, err := httpx.Limit(r, 20, 100)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	var after methodKey
+	ok, err := httpx.DecodeCursor(r, &after)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	var afterp *methodKey
+	if ok {
+		afterp = &after
+	}
+	user := ""
+	if pr := platform.Principal(r); !pr.Privileged() {
+		user = pr.Subject
+	}
+	ms, err := listMethods(r.Context(), s.d.Pool, account, user, afterp, limit)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	out := httpx.List[*Method]{Data: ms}
+	if len(ms) > limit {
+		out.Data, out.HasMore = ms[:limit], true
+		last := ms[limit-1]
+		out.NextCursor = httpx.EncodeCursor(methodKey{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	if out.Data == nil {
+		out.Data = []*Method{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// ownMethod loads the method of the path, 404 unless the caller may see it.
+func (s *service) ownMethod(ctx context.Context, q db, r *http.Request) (*Method, error) {
+	account, id := r.PathValue("id"), r.PathValue("method")
+	if _, err := uuid.Parse(account); err != nil {
+		return nil, errNoMethod
+	}
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, errNoMethod
+	}
+	m, err := getMethod(ctx, q, account, id)
+	if err != nil {
+		return nil, err
+	}
+	if !platform.Principal(r).CanAccess(m.UserID) {
+		return nil, errNoMethod
+	}
+	return m, nil
+}
+
+func (s *service) deleteMethod(w http.ResponseWriter, r *http.Request) {
+	var m *Method
+	err := s.newTx(r.Context(), func(tx pgx.Tx) error {
+		var err error
+		if m, err = s.ownMethod(r.Context(), tx, r); err != nil {
+			return err
+		}
+		if err := deleteMethod(r.Context(), tx, m.ID); err != nil {
+			return err
+		}
+		return idempotency.Complete(r.Context(), tx, idempotency.Response{Status: http.StatusOK,
+			Body: map[string]any{"payment_method_id": m.ID, "deleted": true}})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"payment_method_id": m.ID, "deleted": true})
+}
+
+func (s *service) defaultMethod(w http.ResponseWriter, r *http.Request) {
+	var m *Method
+	err := s.newTx(r.Context(), func(tx pgx.Tx) error {
+		var err error
+		if m, err = s.ownMethod(r.Context(), tx, r); err != nil {
+			return err
+		}
+		if err := setDefaultMethod(r.Context(), tx, m); err != nil {
+			return err
+		}
+		return idempotency.Complete(r.Context(), tx, idempotency.Response{Status: http.StatusOK, Body: m})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, m)
+}

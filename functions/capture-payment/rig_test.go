@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/server"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// clock is an injectable clock that tests move by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Now().UTC()} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// rig is capture-payment served in-process against the real services.
+type rig struct {
+	t       testing.TB
+	s       *service
+	d       *platform.Deps
+	kit     *testenv.Kit
+	h       http.Handler
+	clock   *clock
+	admin   string
+	keySeq  atomic.Int64
+	account string
+}
+
+// testConfig is the configuration the tests start from.
+func testConfig() Config {
+	return Config{
+		Routes:               "*=sandbox",
+		GatewayTimeout:       config.Duration(2 * time.Second),
+		StripeRetries:        0,
+		SandboxWebhookURL:    "http://127.0.0.1:1/unused",
+		SandboxWebhookSecret: "sandbox-test-secret",
+		SandboxWebhooks:      webhooksOff,
+		SandboxSettleDelay:   config.Duration(time.Hour),
+		ReconcileAfter:       config.Duration(30 * time.Second),
+		AuthorizationTTL:     config.Duration(7 * 24 * time.Hour),
+	}
+}
+
+func newRig(t testing.TB, mutate ...func(*Config)) *rig {
+	t.Helper()
+	cfg := testConfig()
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	d, kit := testenv.Platform(t, name)
+	c := newClock()
+	s, err := newService(context.Background(), d, cfg, c.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
+	return &rig{t: t, s: s, d: d, kit: kit, h: h, clock: c, admin: uuid.NewString(), account: uuid.NewString()}
+}
+
+// req is one HTTP call to the function.
+type req struct {
+	method, path string
+	body         any
+	sub          string
+	role         auth.Role
+	key          string // Idempotency-Key; "-" for none
+	raw          []byte
+}
+
+func (g *rig) do(r req) *httptest.ResponseRecorder {
+	g.t.Helper()
+	var body io.Reader
+	switch {
+	case r.raw != nil:
+		body = bytes.NewReader(r.raw)
+	case r.body != nil:
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	}
+	hr := httptest.NewRequest(r.method, r.path, body)
+	if body != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	if r.role == "" {
+		r.role = auth.RoleAdmin
+	}
+	if r.sub == "" {
+		r.sub = g.admin
+	}
+	g.kit.Authorize(g.t, hr, r.sub, r.role)
+	if r.method != http.MethodGet && r.key != "-" {
+		if r.key == "" {
+			r.key = "k-" + uuid.NewString()
+		}
+		hr.Header.Set("Idempotency-Key", r.key)
+	}
+	rec := httptest.NewRecorder()
+	g.h.ServeHTTP(rec, hr)
+	return rec
+}
+
+// decode reads a JSON response into v, failing on an unexpected status.
+func decode[T any](t testing.TB, rec *httptest.ResponseRecorder, status int) T {
+	t.Helper()
+	var v T
+	if rec.Code != status {
+		t.Fatalf("status %d, want %d: %s", rec.Code, status, rec.Body)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
+		t.Fatalf("decode %s: %v", rec.Body, err)
+	}
+	return v
+}
+
+// problemCode asserts a problem answer and returns its code.
+func problemCode(t testing.TB, rec *httptest.ResponseRecorder, status int) string {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status %d, want %d: %s", rec.Code, status, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type %q: %s", ct, rec.Body)
+	}
+	var d struct {
+		Code string `json:"code"`
+	}
+	_ = json.Unmarshal(rec.Body.Bytes(), &d)
+	return d.Code
+}
+
+// pay creates a payment as an admin for the rig's account.
+func (g *rig) pay(amount int64, currency, method, capture string, confirm bool, extra ...func(map[string]any)) Payment {
+	g.t.Helper()
+	body := map[string]any{"account_id": g.account, "user_id": g.admin, "amount": amount, "currency": currency,
+		"payment_method": method, "capture_method": capture, "confirm": confirm}
+	for _, e := range extra {
+		e(body)
+	}
+	return decode[Payment](g.t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
+}
+
+func (g *rig) get(id string) Payment {
+	g.t.Helper()
+	return decode[Payment](g.t, g.do(req{method: "GET", path: "/payments/" + id}), http.StatusOK)
+}
+
+// tick runs the schedule tick now.
+func (g *rig) tick() {
+	g.t.Helper()
+	if err := g.s.tick(context.Background()); err != nil {
+		g.t.Fatalf("tick: %v", err)
+	}
+}
+
+// record is one event read back from Kafka.
+type record struct {
+	Topic, Key string
+	Event      events.Event
+}
+
+// consume reads topic from the start until want records matching keep
+// arrived (or 10 s passed), publishing the outbox first.
+func (g *rig) consume(topic string, want int, keep func(record) bool) []record {
+	g.t.Helper()
+	if _, err := g.d.Publisher.Sweep(context.Background()); err != nil {
+		g.t.Fatalf("outbox sweep: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(g.kit.Brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []record
+	for len(out) < want && ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			ev, err := events.Unmarshal(r.Value)
+			if err != nil {
+				g.t.Errorf("record is not a CloudEvent: %v", err)
+				return
+			}
+			rec := record{Topic: r.Topic, Key: string(r.Key), Event: ev}
+			if keep == nil || keep(rec) {
+				out = append(out, rec)
+			}
+		})
+	}
+	return out
+}
+
+// drain reads everything on topic for a short while (to prove an absence).
+func (g *rig) drain(topic string, keep func(record) bool) []record {
+	g.t.Helper()
+	if _, err := g.d.Publisher.Sweep(context.Background()); err != nil {
+		g.t.Fatalf("outbox sweep: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(g.kit.Brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var out []record
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			ev, err := events.Unmarshal(r.Value)
+			if err == nil && (keep == nil || keep(record{Topic: r.Topic, Key: string(r.Key), Event: ev})) {
+				out = append(out, record{Topic: r.Topic, Key: string(r.Key), Event: ev})
+			}
+		})
+	}
+	return out
+}
+
+// forPayment keeps the records about payment id.
+func forPayment(id string) func(record) bool {
+	return func(r record) bool { return r.Key == id }
+}
+
+// deliver sends an event to the function's receiver, signed as the
+// kafka-trigger signs it.
+func (g *rig) deliver(ev events.Event) *httptest.ResponseRecorder {
+	g.t.Helper()
+	body, err := events.Marshal(ev)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	hr := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+	hr.Header.Set("Content-Type", events.ContentTypeStructured)
+	hr.Header.Set(events.SignatureHeader, g.kit.SignEvent(body))
+	rec := httptest.NewRecorder()
+	g.h.ServeHTTP(rec, hr)
+	return rec
+}
+
+// stripe-mock, started once per test process on free loopback ports and
+// killed with it.
+var stripeMock struct {
+	once sync.Once
+	url  string
+	err  error
+}
+
+// stripeMockURL returns the base URL of a running stripe-mock, building it
+// with go install when absent. It fails the test loudly when it cannot
+// start: the Stripe adapter is never left untested.
+func stripeMockURL(t testing.TB) string {
+	t.Helper()
+	stripeMock.once.Do(func() { stripeMock.url, stripeMock.err = startStripeMock() })
+	if stripeMock.err != nil {
+		t.Fatalf("stripe-mock: %v", stripeMock.err)
+	}
+	return stripeMock.url
+}
+
+func startStripeMock() (string, error) {
+	gopath, err := exec.Command("go", "env", "GOPATH").Output()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(strings.TrimSpace(string(gopath)), "bin", "stripe-mock")
+	if _, err := os.Stat(bin); err != nil {
+		out, err := exec.Command("go", "install", "github.com/stripe/stripe-mock@v0.203.0").CombinedOutput()
+		if err != nil {
+			return "", &startError{"go install github.com/stripe/stripe-mock@v0.203.0: " + err.Error() + "\n" + string(out)}
+		}
+	}
+	cmd := exec.Command(bin, "-http-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sent := false
+		for sc.Scan() {
+			if line := sc.Text(); !sent && strings.HasPrefix(line, "Listening for HTTP at address: ") {
+				found <- strings.TrimPrefix(line, "Listening for HTTP at address: ")
+				sent = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout) // stripe-mock logs every request
+	}()
+	select {
+	case addr := <-found:
+		return "http://" + addr, nil
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		return "", &startError{"stripe-mock did not report its address within 20 s"}
+	}
+}
+
+type startError struct{ msg string }
+
+func (e *startError) Error() string { return e.msg }

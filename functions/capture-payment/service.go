@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/postgres"
+)
+
+// Config is capture-payment's own configuration (besides platform.Config).
+type Config struct {
+	// Routes: "<CURRENCY|*>=<gateway>[,<gateway>…];…" (see parseRoutes).
+	Routes string `envconfig:"GATEWAY_ROUTES" default:"*=sandbox"`
+	// GatewayTimeout bounds one gateway call, retries included.
+	GatewayTimeout config.Duration `envconfig:"GATEWAY_TIMEOUT" default:"8s"`
+
+	StripeKey     string `envconfig:"STRIPE_API_KEY" secret:"stripe-api-key"`
+	StripeBase    string `envconfig:"STRIPE_API_BASE"` // e.g. http://127.0.0.1:12111 (stripe-mock)
+	StripeRetries int64  `envconfig:"STRIPE_MAX_NETWORK_RETRIES" default:"2"`
+
+	SandboxWebhookURL    string          `envconfig:"SANDBOX_WEBHOOK_URL" default:"http://127.0.0.1:8080/function/handle-webhook/sandbox"`
+	SandboxWebhookSecret string          `envconfig:"SANDBOX_WEBHOOK_SECRET" secret:"sandbox-webhook-secret"`
+	SandboxWebhooks      string          `envconfig:"SANDBOX_WEBHOOKS" default:"async"` // off, async, all
+	SandboxSettleDelay   config.Duration `envconfig:"SANDBOX_SETTLE_DELAY" default:"2s"`
+
+	// ReconcileAfter is how long a payment may wait on a gateway before
+	// the tick asks the gateway for the truth.
+	ReconcileAfter config.Duration `envconfig:"RECONCILE_AFTER" default:"30s"`
+	// AuthorizationTTL is how long an uncaptured authorization lives
+	// before the tick cancels it (Stripe: 7 days).
+	AuthorizationTTL config.Duration `envconfig:"AUTHORIZATION_TTL" default:"168h"`
+}
+
+// service is capture-payment.
+type service struct {
+	d        *platform.Deps
+	cfg      Config
+	now      func() time.Time
+	gateways map[string]Gateway
+	routing  routes
+	sandbox  *sandboxGateway
+}
+
+// newService wires the gateways and the event handlers. The sandbox's
+// webhook sender starts here and stops with the function.
+func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() time.Time) (*service, error) {
+	switch cfg.SandboxWebhooks {
+	case webhooksOff, webhooksAsync, webhooksAll:
+	default:
+		return nil, fmt.Errorf("SANDBOX_WEBHOOKS: %q is not off, async or all", cfg.SandboxWebhooks)
+	}
+	if cfg.GatewayTimeout <= 0 {
+		return nil, errors.New("GATEWAY_TIMEOUT must be positive")
+	}
+	// Postgres keeps microseconds: so do we, so an answer and a later read agree.
+	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
+	s := &service{d: d, cfg: cfg, now: clock, gateways: map[string]Gateway{}}
+	s.sandbox = newSandbox(d.Pool, clock, cfg)
+	s.gateways[gwSandbox] = s.sandbox
+	if cfg.StripeKey != "" {
+		s.gateways[gwStripe] = newStripe(cfg.StripeKey, cfg.StripeBase, cfg.StripeRetries, cfg.GatewayTimeout.D(), clock)
+	}
+	known := map[string]bool{}
+	for n := range s.gateways {
+		known[n] = true
+	}
+	var err error
+	if s.routing, err = parseRoutes(cfg.Routes, known); err != nil {
+		if cfg.StripeKey == "" {
+			err = fmt.Errorf("%w (stripe needs STRIPE_API_KEY or the secret file stripe-api-key)", err)
+		}
+		return nil, err
+	}
+	if cfg.SandboxWebhooks != webhooksOff && len(cfg.SandboxWebhookSecret) == 0 {
+		return nil, errors.New("SANDBOX_WEBHOOK_SECRET (or the secret file sandbox-webhook-secret) is required unless SANDBOX_WEBHOOKS=off")
+	}
+	s.sandbox.Start(ctx)
+	d.OnClose(s.sandbox.Close)
+
+	d.Events.On("billfn.payment.gateway_updated", s.onGatewayUpdated)
+	d.Events.On("billfn.invoice.finalized", s.onInvoiceFinalized)
+	d.Events.On("billfn.invoice.payment_retry_requested", s.onPaymentRetry)
+	d.Events.Tick = s.tick
+	return s, nil
+}
+
+// routes is capture-payment's HTTP surface.
+func (s *service) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	authed := s.d.Verifier.Middleware()
+	idem := s.d.Idempotency.Middleware(true)
+	write := func(h http.HandlerFunc) http.Handler { return rejectPAN(authed(idem(h))) }
+	read := func(h http.HandlerFunc) http.Handler { return authed(h) }
+
+	mux.Handle("POST /payments", write(s.createPayment))
+	mux.Handle("GET /payments", read(s.listPayments))
+	mux.Handle("GET /payments/{id}", read(s.getPayment))
+	mux.Handle("POST /payments/{id}/confirm", write(s.confirmPayment))
+	mux.Handle("POST /payments/{id}/capture", write(s.capturePayment))
+	mux.Handle("POST /payments/{id}/cancel", write(s.cancelPayment))
+	mux.Handle("POST /payments/{id}/refunds", write(s.createRefund))
+	mux.Handle("GET /payments/{id}/refunds", read(s.listRefunds))
+	mux.Handle("GET /refunds/{id}", read(s.getRefund))
+	mux.Handle("POST /accounts/{id}/payment-methods", write(s.createMethod))
+	mux.Handle("GET /accounts/{id}/payment-methods", read(s.listMethods))
+	mux.Handle("DELETE /accounts/{id}/payment-methods/{method}", authed(s.d.Idempotency.Middleware(false)(http.HandlerFunc(s.deleteMethod))))
+	mux.Handle("POST /accounts/{id}/payment-methods/{method}/default", write(s.defaultMethod))
+	mux.Handle("POST /{$}", http.HandlerFunc(s.events))
+	return mux
+}
+
+// events receives CloudEvents and ticks, then publishes what they wrote.
+func (s *service) events(w http.ResponseWriter, r *http.Request) {
+	s.d.Events.ServeHTTP(w, r)
+	s.d.Publisher.Kick()
+}
+
+// txRunner runs fn in a transaction: a new one per call (HTTP requests,
+// whose gateway call happens between two transactions) or the caller's
+// (event handlers, which run inside the receiver's transaction).
+type txRunner func(ctx context.Context, fn func(pgx.Tx) error) error
+
+func (s *service) newTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return postgres.Tx(ctx, s.d.Pool, fn)
+}
+
+func inTx(tx pgx.Tx) txRunner {
+	return func(_ context.Context, fn func(pgx.Tx) error) error { return fn(tx) }
+}
+
+// detached is the context of work that must finish once started: a
+// client's disconnect or the request deadline must not turn a gateway call
+// that happened into a lost answer.
+func detached(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}

@@ -1,0 +1,445 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// db is what a pool and a transaction have in common.
+type db interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+const paymentCols = `id, account_id, user_id, invoice_id, amount, currency, status, capture_method, payment_method,
+	gateway, gateway_payment_id, requested_gateway, amount_capturable, amount_captured, amount_refunded,
+	amount_refund_pending, capture_count, refund_count, attempt_count, pending_op, op_started_at, description,
+	metadata, last_error, cancellation_reason, gateway_updated_at, disputed_at, authorized_at, captured_at,
+	canceled_at, created_at, updated_at`
+
+func scanPayment(row pgx.Row) (*Payment, error) {
+	p := &Payment{}
+	var reqGw *string
+	err := row.Scan(&p.ID, &p.AccountID, &p.UserID, &p.InvoiceID, &p.Amount, &p.Currency, &p.Status, &p.CaptureMethod,
+		&p.PaymentMethod, &p.Gateway, &p.GatewayPaymentID, &reqGw, &p.AmountCapturable, &p.AmountCaptured,
+		&p.AmountRefunded, &p.AmountRefundPending, &p.captureCount, &p.refundCount, &p.Attempts, &p.PendingOperation,
+		&p.opStartedAt, &p.Description, &p.Metadata, &p.LastPaymentError, &p.CancellationReason, &p.gatewayUpdatedAt,
+		&p.DisputedAt, &p.AuthorizedAt, &p.CapturedAt, &p.CanceledAt, &p.CreatedAt, &p.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	if reqGw != nil {
+		p.requestedGateway = *reqGw
+	}
+	p.finish()
+	return p, nil
+}
+
+// finish fills the derived members of the API view.
+func (p *Payment) finish() {
+	if p.Metadata == nil {
+		p.Metadata = map[string]string{}
+	}
+	p.NextAction = nil
+	if p.Status == RequiresAction {
+		p.NextAction = &NextAction{Type: "authenticate"}
+	}
+}
+
+var errNotFound = problem.New(problem.NotFound, "no such payment")
+
+// insertPayment inserts p; it reports false when a payment with p's id
+// already exists (a request re-run after a crash).
+func insertPayment(ctx context.Context, q db, p *Payment) (bool, error) {
+	tag, err := q.Exec(ctx, `INSERT INTO payments (`+paymentCols+`)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32)
+		ON CONFLICT (id) DO NOTHING`,
+		p.ID, p.AccountID, p.UserID, p.InvoiceID, p.Amount, p.Currency, p.Status, p.CaptureMethod, p.PaymentMethod,
+		p.Gateway, p.GatewayPaymentID, nullable(p.requestedGateway), p.AmountCapturable, p.AmountCaptured, p.AmountRefunded,
+		p.AmountRefundPending, p.captureCount, p.refundCount, p.Attempts, p.PendingOperation, p.opStartedAt, p.Description,
+		p.Metadata, p.LastPaymentError, p.CancellationReason, p.gatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
+		p.CapturedAt, p.CanceledAt, p.CreatedAt, p.UpdatedAt)
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
+// updatePayment writes every mutable member of p.
+func updatePayment(ctx context.Context, q db, p *Payment) error {
+	_, err := q.Exec(ctx, `UPDATE payments SET status = $2, payment_method = $3, gateway = $4, gateway_payment_id = $5,
+		amount_capturable = $6, amount_captured = $7, amount_refunded = $8, amount_refund_pending = $9,
+		capture_count = $10, refund_count = $11, attempt_count = $12, pending_op = $13, op_started_at = $14,
+		last_error = $15, cancellation_reason = $16, gateway_updated_at = $17, disputed_at = $18,
+		authorized_at = $19, captured_at = $20, canceled_at = $21, updated_at = $22
+		WHERE id = $1`,
+		p.ID, p.Status, p.PaymentMethod, p.Gateway, p.GatewayPaymentID, p.AmountCapturable, p.AmountCaptured,
+		p.AmountRefunded, p.AmountRefundPending, p.captureCount, p.refundCount, p.Attempts, p.PendingOperation,
+		p.opStartedAt, p.LastPaymentError, p.CancellationReason, p.gatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
+		p.CapturedAt, p.CanceledAt, p.UpdatedAt)
+	return err
+}
+
+func getPayment(ctx context.Context, q db, id string, lock bool) (*Payment, error) {
+	sql := `SELECT ` + paymentCols + ` FROM payments WHERE id = $1`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	p, err := scanPayment(q.QueryRow(ctx, sql, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNotFound
+	}
+	return p, err
+}
+
+func paymentByGatewayID(ctx context.Context, q db, gateway, gatewayPaymentID string, lock bool) (*Payment, error) {
+	sql := `SELECT ` + paymentCols + ` FROM payments WHERE gateway = $1 AND gateway_payment_id = $2`
+	if lock {
+		sql += ` FOR UPDATE`
+	}
+	p, err := scanPayment(q.QueryRow(ctx, sql, gateway, gatewayPaymentID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNotFound
+	}
+	return p, err
+}
+
+// paymentFilter selects a page of payments.
+type paymentFilter struct {
+	UserID, AccountID, InvoiceID, Status string
+	Limit                                int
+	After                                *pageKey
+}
+
+// pageKey is the keyset position of a list: newest first.
+type pageKey struct {
+	CreatedAt time.Time `json:"t"`
+	ID        string    `json:"id"`
+}
+
+func listPayments(ctx context.Context, q db, f paymentFilter) ([]*Payment, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if f.UserID != "" {
+		add("user_id = ?", f.UserID)
+	}
+	if f.AccountID != "" {
+		add("account_id = ?", f.AccountID)
+	}
+	if f.InvoiceID != "" {
+		add("invoice_id = ?", f.InvoiceID)
+	}
+	if f.Status != "" {
+		add("status = ?", f.Status)
+	}
+	if f.After != nil {
+		args = append(args, f.After.CreatedAt, f.After.ID)
+		where = append(where, "(created_at, id) < ($"+strconv.Itoa(len(args)-1)+", $"+strconv.Itoa(len(args))+"::uuid)")
+	}
+	sql := `SELECT ` + paymentCols + ` FROM payments`
+	if len(where) > 0 {
+		sql += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, f.Limit+1)
+	sql += ` ORDER BY created_at DESC, id DESC LIMIT $` + strconv.Itoa(len(args))
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Payment
+	for rows.Next() {
+		p, err := scanPayment(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Attempt is one try of one gateway.
+type Attempt struct {
+	N                int        `json:"attempt"`
+	Gateway          string     `json:"gateway"`
+	PaymentMethod    string     `json:"payment_method"`
+	Status           string     `json:"status"`
+	GatewayPaymentID *string    `json:"gateway_payment_id"`
+	FailureCode      *string    `json:"failure_code"`
+	DeclineCode      *string    `json:"decline_code"`
+	FailureReason    *string    `json:"failure_reason"`
+	FailureMessage   *string    `json:"failure_message"`
+	GatewayError     bool       `json:"gateway_error"`
+	StartedAt        time.Time  `json:"started_at"`
+	FinishedAt       *time.Time `json:"finished_at"`
+}
+
+func insertAttempt(ctx context.Context, q db, paymentID string, a Attempt) error {
+	_, err := q.Exec(ctx, `INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, paymentID, a.N, a.Gateway, a.PaymentMethod, a.Status, a.StartedAt)
+	return err
+}
+
+func finishAttempt(ctx context.Context, q db, paymentID string, a Attempt) error {
+	_, err := q.Exec(ctx, `UPDATE payment_attempts SET status = $3, gateway_payment_id = $4, failure_code = $5,
+		decline_code = $6, failure_reason = $7, failure_message = $8, gateway_error = $9, finished_at = $10
+		WHERE payment_id = $1 AND n = $2`, paymentID, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode,
+		a.FailureReason, a.FailureMessage, a.GatewayError, a.FinishedAt)
+	return err
+}
+
+func listAttempts(ctx context.Context, q db, paymentID string) ([]Attempt, error) {
+	rows, err := q.Query(ctx, `SELECT n, gateway, payment_method, status, gateway_payment_id, failure_code, decline_code,
+		failure_reason, failure_message, gateway_error, started_at, finished_at
+		FROM payment_attempts WHERE payment_id = $1 ORDER BY n`, paymentID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Attempt, error) {
+		var a Attempt
+		err := r.Scan(&a.N, &a.Gateway, &a.PaymentMethod, &a.Status, &a.GatewayPaymentID, &a.FailureCode, &a.DeclineCode,
+			&a.FailureReason, &a.FailureMessage, &a.GatewayError, &a.StartedAt, &a.FinishedAt)
+		return a, err
+	})
+}
+
+// Refund is a refund as the API and the refund events show it.
+type Refund struct {
+	ID               string    `json:"refund_id"`
+	PaymentID        string    `json:"payment_id"`
+	AccountID        string    `json:"account_id"`
+	UserID           string    `json:"user_id"`
+	InvoiceID        *string   `json:"invoice_id"`
+	Amount           int64     `json:"amount"`
+	Currency         string    `json:"currency"`
+	Gateway          string    `json:"gateway"`
+	GatewayRefundID  *string   `json:"gateway_refund_id"`
+	GatewayPaymentID *string   `json:"gateway_payment_id"`
+	Status           string    `json:"status"`
+	Reason           string    `json:"reason"`
+	FailureReason    *string   `json:"failure_reason"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
+	n                int       // the payment's n-th refund (ledger reference)
+}
+
+const refundCols = `r.id, r.payment_id, r.n, r.account_id, r.user_id, r.invoice_id, r.amount, r.currency, r.gateway,
+	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.created_at, r.updated_at`
+
+func scanRefund(row pgx.Row) (*Refund, error) {
+	r := &Refund{}
+	err := row.Scan(&r.ID, &r.PaymentID, &r.n, &r.AccountID, &r.UserID, &r.InvoiceID, &r.Amount, &r.Currency, &r.Gateway,
+		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.CreatedAt, &r.UpdatedAt)
+	return r, err
+}
+
+var errNoRefund = problem.New(problem.NotFound, "no such refund")
+
+func getRefund(ctx context.Context, q db, id string, lock bool) (*Refund, error) {
+	sql := `SELECT ` + refundCols + ` FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE r.id = $1`
+	if lock {
+		sql += ` FOR UPDATE OF r`
+	}
+	r, err := scanRefund(q.QueryRow(ctx, sql, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoRefund
+	}
+	return r, err
+}
+
+func refundByGatewayID(ctx context.Context, q db, gateway, gatewayRefundID string) (*Refund, error) {
+	r, err := scanRefund(q.QueryRow(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
+		WHERE r.gateway = $1 AND r.gateway_refund_id = $2 FOR UPDATE OF r`, gateway, gatewayRefundID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoRefund
+	}
+	return r, err
+}
+
+func listRefunds(ctx context.Context, q db, paymentID string) ([]*Refund, error) {
+	rows, err := q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
+		WHERE r.payment_id = $1 ORDER BY r.n`, paymentID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Refund
+	for rows.Next() {
+		r, err := scanRefund(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// insertRefund inserts r; false when it exists (a re-run).
+func insertRefund(ctx context.Context, q db, r *Refund) (bool, error) {
+	tag, err := q.Exec(ctx, `INSERT INTO refunds (id, payment_id, n, account_id, user_id, invoice_id, amount, currency,
+		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT (id) DO NOTHING`,
+		r.ID, r.PaymentID, r.n, r.AccountID, r.UserID, r.InvoiceID, r.Amount, r.Currency, r.Status, r.Reason, r.Gateway,
+		r.GatewayRefundID, r.FailureReason, r.CreatedAt, r.UpdatedAt)
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
+func updateRefund(ctx context.Context, q db, r *Refund) error {
+	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5
+		WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt)
+	return err
+}
+
+// Method is a saved payment method: a gateway token and what the card
+// shows (brand, last 4 digits, expiry), never a card number.
+type Method struct {
+	ID        string    `json:"payment_method_id"`
+	AccountID string    `json:"account_id"`
+	UserID    string    `json:"user_id"`
+	Gateway   *string   `json:"gateway"`
+	Token     string    `json:"token"`
+	Brand     string    `json:"brand"`
+	Last4     string    `json:"last4"`
+	ExpMonth  *int      `json:"exp_month"`
+	ExpYear   *int      `json:"exp_year"`
+	Default   bool      `json:"default"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+const methodCols = `id, account_id, user_id, gateway, token, brand, last4, exp_month, exp_year, is_default, created_at`
+
+func scanMethod(row pgx.Row) (*Method, error) {
+	m := &Method{}
+	err := row.Scan(&m.ID, &m.AccountID, &m.UserID, &m.Gateway, &m.Token, &m.Brand, &m.Last4, &m.ExpMonth, &m.ExpYear,
+		&m.Default, &m.CreatedAt)
+	return m, err
+}
+
+var errNoMethod = problem.New(problem.NotFound, "no such payment method")
+
+func getMethod(ctx context.Context, q db, accountID, id string) (*Method, error) {
+	m, err := scanMethod(q.QueryRow(ctx, `SELECT `+methodCols+` FROM payment_methods WHERE id = $1 AND account_id = $2`, id, accountID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoMethod
+	}
+	return m, err
+}
+
+func defaultMethod(ctx context.Context, q db, accountID string) (*Method, error) {
+	m, err := scanMethod(q.QueryRow(ctx, `SELECT `+methodCols+` FROM payment_methods WHERE account_id = $1 AND is_default`, accountID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, errNoMethod
+	}
+	return m, err
+}
+
+func insertMethod(ctx context.Context, q db, m *Method) error {
+	if m.Default {
+		if _, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = false WHERE account_id = $1 AND is_default`, m.AccountID); err != nil {
+			return err
+		}
+	}
+	_, err := q.Exec(ctx, `INSERT INTO payment_methods (`+methodCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
+		m.ID, m.AccountID, m.UserID, m.Gateway, m.Token, m.Brand, m.Last4, m.ExpMonth, m.ExpYear, m.Default, m.CreatedAt)
+	return err
+}
+
+func setDefaultMethod(ctx context.Context, q db, m *Method) error {
+	if _, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = false WHERE account_id = $1 AND is_default AND id <> $2`,
+		m.AccountID, m.ID); err != nil {
+		return err
+	}
+	_, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = true WHERE id = $1`, m.ID)
+	m.Default = true
+	return err
+}
+
+func deleteMethod(ctx context.Context, q db, id string) error {
+	_, err := q.Exec(ctx, `DELETE FROM payment_methods WHERE id = $1`, id)
+	return err
+}
+
+// methodKey is the keyset position of the methods list (oldest first).
+type methodKey struct {
+	CreatedAt time.Time `json:"t"`
+	ID        string    `json:"id"`
+}
+
+func listMethods(ctx context.Context, q db, accountID, userID string, after *methodKey, limit int) ([]*Method, error) {
+	args := []any{accountID, limit + 1}
+	sql := `SELECT ` + methodCols + ` FROM payment_methods WHERE account_id = $1`
+	if userID != "" {
+		args = append(args, userID)
+		sql += ` AND user_id = $3`
+	}
+	if after != nil {
+		args = append(args, after.CreatedAt, after.ID)
+		sql += ` AND (created_at, id) > ($` + strconv.Itoa(len(args)-1) + `, $` + strconv.Itoa(len(args)) + `::uuid)`
+	}
+	sql += ` ORDER BY created_at, id LIMIT $2`
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Method
+	for rows.Next() {
+		m, err := scanMethod(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// unsettled returns ids of payments waiting on a gateway for longer than
+// since: processing, or with a gateway operation whose answer never came.
+func unsettled(ctx context.Context, q db, before time.Time, limit int) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT id FROM payments
+		WHERE (status = 'processing' OR pending_op IS NOT NULL) AND updated_at < $1
+		ORDER BY updated_at LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// pendingRefunds returns ids of refunds still pending after before.
+func pendingRefunds(ctx context.Context, q db, before time.Time, limit int) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT id FROM refunds WHERE status = 'pending' AND updated_at < $1
+		ORDER BY updated_at LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// expiredAuthorizations returns payments authorized before before and never captured.
+func expiredAuthorizations(ctx context.Context, q db, before time.Time, limit int) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT id FROM payments WHERE status = 'requires_capture' AND authorized_at < $1
+		AND pending_op IS NULL ORDER BY authorized_at LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
