@@ -165,6 +165,15 @@ func (d *decimalText) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// MarshalJSON writes the decimal back as a JSON string (the async path
+// forwards request bodies as event data).
+func (d decimalText) MarshalJSON() ([]byte, error) {
+	if !d.set || d.wrong {
+		return []byte("null"), nil
+	}
+	return json.Marshal(d.s)
+}
+
 // parse returns the scaled value, or a human detail for a validation error.
 func (d decimalText) parse(decimals int) (int64, string) {
 	if d.wrong {

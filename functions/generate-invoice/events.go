@@ -1,0 +1,609 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// Event types generate-invoice emits and consumes (docs/events.md,
+// billing-events section).
+const (
+	typeInvoiceRequested      = "billfn.invoice.requested"
+	typeInvoiceCreated        = "billfn.invoice.created"
+	typeInvoiceFinalized      = "billfn.invoice.finalized"
+	typeInvoicePaid           = "billfn.invoice.paid"
+	typeInvoiceVoided         = "billfn.invoice.voided"
+	typeInvoiceOverdue        = "billfn.invoice.overdue"
+	typeInvoiceUncollectible  = "billfn.invoice.uncollectible"
+	typeInvoiceRetryRequested = "billfn.invoice.payment_retry_requested"
+	typeSubscriptionCreated   = "billfn.subscription.created"
+	typeSubscriptionUpdated   = "billfn.subscription.updated"
+	typeSubscriptionCanceled  = "billfn.subscription.canceled"
+	typeNotification          = "billfn.notification.requested"
+
+	typePaymentCaptured = "billfn.payment.captured"
+	typePaymentFailed   = "billfn.payment.failed"
+	typeRefundSucceeded = "billfn.refund.succeeded"
+)
+
+// invoiceSummary is the data of every invoice event.
+type invoiceSummary struct {
+	InvoiceID        string         `json:"invoice_id"`
+	Number           *string        `json:"number"`
+	AccountID        string         `json:"account_id"`
+	UserID           string         `json:"user_id"`
+	SubscriptionID   *string        `json:"subscription_id"`
+	Currency         money.Currency `json:"currency"`
+	Subtotal         int64          `json:"subtotal"`
+	Discount         int64          `json:"discount"`
+	Tax              int64          `json:"tax"`
+	Total            int64          `json:"total"`
+	AmountPaid       int64          `json:"amount_paid"`
+	AmountDue        int64          `json:"amount_due"`
+	AmountRefunded   int64          `json:"amount_refunded"`
+	Status           string         `json:"status"`
+	Overdue          bool           `json:"overdue"`
+	DueDate          *Date          `json:"due_date"`
+	CollectionMethod string         `json:"collection_method"`
+	BillingReason    string         `json:"billing_reason"`
+	PeriodStart      *time.Time     `json:"period_start"`
+	PeriodEnd        *time.Time     `json:"period_end"`
+	FinalizedAt      *time.Time     `json:"finalized_at"`
+	PaidAt           *time.Time     `json:"paid_at"`
+	Attempt          int            `json:"attempt,omitempty"`
+}
+
+func summarize(inv *Invoice) invoiceSummary {
+	return invoiceSummary{InvoiceID: inv.ID, Number: inv.Number, AccountID: inv.AccountID, UserID: inv.UserID,
+		SubscriptionID: inv.SubscriptionID, Currency: inv.Currency, Subtotal: inv.Subtotal, Discount: inv.Discount,
+		Tax: inv.Tax, Total: inv.Total, AmountPaid: inv.AmountPaid, AmountDue: inv.AmountDue,
+		AmountRefunded: inv.AmountRefunded, Status: inv.Status, Overdue: inv.Overdue, DueDate: inv.DueDate,
+		CollectionMethod: inv.CollectionMethod, BillingReason: inv.BillingReason, PeriodStart: inv.PeriodStart,
+		PeriodEnd: inv.PeriodEnd, FinalizedAt: inv.FinalizedAt, PaidAt: inv.PaidAt}
+}
+
+func (s *service) message(ctx context.Context, typ, subject, key string, data any) outbox.Message {
+	// Our own data always encodes, so an error here is a bug.
+	ev := events.Must(events.New(ctx, functionName, typ, subject, data))
+	return outbox.Message{Topic: events.TopicBilling, Key: key, Event: ev}
+}
+
+func (s *service) invoiceEvent(ctx context.Context, typ string, inv *Invoice, attempt int) outbox.Message {
+	sum := summarize(inv)
+	sum.Attempt = attempt
+	return s.message(ctx, typ, inv.ID, inv.AccountID, sum)
+}
+
+// notificationData asks for a message to the customer.
+type notificationData struct {
+	Kind      string         `json:"kind"`
+	AccountID string         `json:"account_id"`
+	UserID    string         `json:"user_id"`
+	InvoiceID string         `json:"invoice_id"`
+	Number    *string        `json:"number"`
+	AmountDue int64          `json:"amount_due"`
+	Currency  money.Currency `json:"currency"`
+	DueDate   *Date          `json:"due_date"`
+	Email     string         `json:"email,omitempty"`
+}
+
+func (s *service) notification(ctx context.Context, kind string, inv *Invoice) outbox.Message {
+	return s.message(ctx, typeNotification, inv.ID, inv.AccountID, notificationData{Kind: kind,
+		AccountID: inv.AccountID, UserID: inv.UserID, InvoiceID: inv.ID, Number: inv.Number,
+		AmountDue: inv.AmountDue, Currency: inv.Currency, DueDate: inv.DueDate, Email: inv.Customer.Email})
+}
+
+// subscriptionSummary is the data of every subscription event.
+type subscriptionSummary struct {
+	SubscriptionID     string         `json:"subscription_id"`
+	AccountID          string         `json:"account_id"`
+	UserID             string         `json:"user_id"`
+	Status             string         `json:"status"`
+	Plan               Plan           `json:"plan"`
+	MRR                int64          `json:"mrr"`
+	Currency           money.Currency `json:"currency"`
+	CurrentPeriodStart *time.Time     `json:"current_period_start"`
+	CurrentPeriodEnd   *time.Time     `json:"current_period_end"`
+	CancelAt           *time.Time     `json:"cancel_at"`
+	CanceledAt         *time.Time     `json:"canceled_at"`
+}
+
+func (s *service) subscriptionEvent(ctx context.Context, typ string, sub *Subscription) outbox.Message {
+	sub.derive()
+	return s.message(ctx, typ, sub.ID, sub.AccountID, subscriptionSummary{SubscriptionID: sub.ID,
+		AccountID: sub.AccountID, UserID: sub.UserID, Status: sub.Status, Plan: sub.Plan, MRR: sub.MRR,
+		Currency: sub.Plan.Currency, CurrentPeriodStart: sub.CurrentPeriodStart,
+		CurrentPeriodEnd: sub.CurrentPeriodEnd, CancelAt: sub.CancelAt, CanceledAt: sub.CanceledAt})
+}
+
+// ---- events in ----
+
+// onInvoiceRequested creates the invoice a billfn.invoice.requested event
+// asks for, exactly as POST /invoices does.
+func (s *service) onInvoiceRequested(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	return s.applyRequests(ctx, tx, []events.Event{ev})
+}
+
+// onBatch applies a batch delivery in one transaction: invoice requests in
+// bulk (the async path's throughput), payment events one after another,
+// anything else ignored.
+func (s *service) onBatch(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+	var reqs []events.Event
+	for _, ev := range evs {
+		var err error
+		switch ev.Type() {
+		case typeInvoiceRequested:
+			reqs = append(reqs, ev)
+		case typePaymentCaptured:
+			err = s.onPaymentCaptured(ctx, tx, ev)
+		case typePaymentFailed:
+			err = s.onPaymentFailed(ctx, tx, ev)
+		case typeRefundSucceeded:
+			err = s.onRefundSucceeded(ctx, tx, ev)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return s.applyRequests(ctx, tx, reqs)
+}
+
+// applyRequests creates the invoices of requested events. A request that
+// breaks a rule (unknown tax rate, bad field…) is a business outcome, not a
+// poison event: it is recorded as failed, with its problem document, at
+// GET /invoice-requests/{event id}. Only undecodable data is parked.
+func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	now := s.clock()
+	res := s.newResolver(tx, now)
+	var (
+		outs     []requestOutcome
+		invs     []*Invoice
+		finalize []bool
+		idx      []int // outs index of each invoice
+	)
+	for _, ev := range evs {
+		var in createInvoiceIn
+		var d *invoiceDraft
+		err := httpx.Unmarshal(ev.Data(), &in)
+		o := requestOutcome{source: ev.Source(), id: ev.ID(), owner: in.UserID, account: in.AccountID}
+		if err == nil {
+			d, err = s.parseCreate(auth.Principal{Role: auth.RoleService}, &in, "", now)
+		}
+		if err == nil {
+			err = res.draft(ctx, d)
+		}
+		if err != nil {
+			var pe *problem.Error
+			if !errors.As(err, &pe) || pe.Status() >= 500 {
+				return err // the database, not the request: retry
+			}
+			doc, _ := problem.Doc(nil, "", pe)
+			o.problem, _ = json.Marshal(doc)
+			outs = append(outs, o)
+			continue
+		}
+		o.invoiceID = d.inv.ID
+		idx = append(idx, len(outs))
+		outs = append(outs, o)
+		invs = append(invs, d.inv)
+		finalize = append(finalize, d.autoFinalize)
+	}
+	if len(invs) > 0 {
+		msgs, err := s.persistNew(ctx, tx, invs, finalize, now)
+		if err != nil {
+			var pe *problem.Error
+			if errors.As(err, &pe) && pe.Status() < 500 && len(invs) == 1 {
+				// A finalization rule (due date passed): the request failed.
+				doc, _ := problem.Doc(nil, "", pe)
+				outs[idx[0]].problem, _ = json.Marshal(doc)
+				outs[idx[0]].invoiceID = ""
+				return completeRequests(ctx, tx, outs, now)
+			}
+			return err
+		}
+		if err := res.flush(ctx); err != nil {
+			return err
+		}
+		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			return err
+		}
+	}
+	if err := completeRequests(ctx, tx, outs, now); err != nil {
+		return err
+	}
+	s.touched(ctx, nil)
+	return nil
+}
+
+// invalidations collects the cache keys an event delivery changed, so they
+// are dropped after the receiver committed (see eventsHandler).
+type invalidations struct {
+	mu       sync.Mutex
+	invoices []string
+	subs     []string
+}
+
+type invalidationsKey struct{}
+
+// touched drops cached invoices and subscriptions changed by the current
+// transaction: after the delivery's commit when running under
+// eventsHandler, at once otherwise (the caller has committed).
+func (s *service) touched(ctx context.Context, invoiceIDs []string, subIDs ...string) {
+	if c, ok := ctx.Value(invalidationsKey{}).(*invalidations); ok {
+		c.mu.Lock()
+		c.invoices = append(c.invoices, invoiceIDs...)
+		c.subs = append(c.subs, subIDs...)
+		c.mu.Unlock()
+		return
+	}
+	s.invalidate(invoiceIDs, subIDs)
+}
+
+func (s *service) invalidate(invoiceIDs, subIDs []string) {
+	s.d.Publisher.Kick()
+	if len(invoiceIDs) > 0 {
+		s.invCache.Invalidate(context.Background(), invoiceIDs...)
+	}
+	if len(subIDs) > 0 {
+		s.subCache.Invalidate(context.Background(), subIDs...)
+	}
+}
+
+// eventsHandler serves CloudEvents and ticks through the shared receiver,
+// then drops the cache keys the handlers changed: the receiver commits each
+// handler's transaction itself, so only after it returns is a key safe to
+// drop without a reader putting the old row back.
+func (s *service) eventsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &invalidations{}
+		s.d.Events.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), invalidationsKey{}, c)))
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		s.invalidate(c.invoices, c.subs)
+	})
+}
+
+// paymentData is what generate-invoice reads of payment events.
+type paymentData struct {
+	PaymentID      string         `json:"payment_id"`
+	AccountID      string         `json:"account_id"`
+	InvoiceID      *string        `json:"invoice_id"`
+	Amount         int64          `json:"amount"`
+	AmountCaptured int64          `json:"amount_captured"`
+	Currency       money.Currency `json:"currency"`
+	Status         string         `json:"status"`
+	DeclineCode    string         `json:"decline_code"`
+	FailureReason  string         `json:"failure_reason"`
+	Attempt        int            `json:"attempt"`
+	UpdatedAt      *time.Time     `json:"updated_at"`
+}
+
+func decodeLoose(ev events.Event, v any) error {
+	// Producers may add optional fields (docs/events.md), so unknown
+	// members are fine here.
+	return events.Decode(ev, v)
+}
+
+// paymentInvoice loads and locks the invoice a payment event names.
+// ok is false for a payment that is not for an invoice.
+func (s *service) paymentInvoice(ctx context.Context, tx pgx.Tx, ev events.Event, p *paymentData) (*Invoice, bool, error) {
+	if p.InvoiceID == nil || *p.InvoiceID == "" {
+		return nil, false, nil
+	}
+	inv, err := getInvoice(ctx, tx, *p.InvoiceID, true)
+	var pe *problem.Error
+	if errors.As(err, &pe) && pe.Code == problem.NotFound {
+		return nil, false, events.Permanent(fmt.Errorf("%s %s names invoice %s, which does not exist", ev.Type(), ev.ID(), *p.InvoiceID))
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if p.Currency != "" && p.Currency != inv.Currency {
+		return nil, false, events.Permanent(fmt.Errorf("%s %s is in %s, invoice %s in %s", ev.Type(), ev.ID(), p.Currency, inv.ID, inv.Currency))
+	}
+	return inv, true, nil
+}
+
+// onPaymentCaptured adds a capture to the invoice's amount_paid. The
+// payment's cumulative amount_captured is kept per payment and only ever
+// grows, so duplicates and reordered captures change nothing.
+func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	var p paymentData
+	if err := decodeLoose(ev, &p); err != nil {
+		return err
+	}
+	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
+	if err != nil || !ok {
+		return err
+	}
+	captured := max(p.AmountCaptured, p.Amount)
+	if captured <= 0 || p.PaymentID == "" {
+		return events.Permanent(fmt.Errorf("%s %s has no payment_id or captured amount", ev.Type(), ev.ID()))
+	}
+	var before int64
+	err = tx.QueryRow(ctx, `WITH old AS (
+			SELECT amount_captured FROM invoice_payments WHERE invoice_id = $1 AND payment_id = $2 FOR UPDATE)
+		INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, amount_captured, currency)
+		VALUES ($1, $2, 'gateway', $3, $4)
+		ON CONFLICT (invoice_id, payment_id) DO UPDATE SET amount_captured = GREATEST(p.amount_captured, EXCLUDED.amount_captured), updated_at = now()
+		RETURNING COALESCE((SELECT amount_captured FROM old), 0)`, inv.ID, p.PaymentID, captured, string(inv.Currency)).Scan(&before)
+	if err != nil {
+		return err
+	}
+	delta := captured - before
+	if delta <= 0 {
+		return nil // a duplicate or an older capture
+	}
+	now := s.clock()
+	if inv.AmountPaid, err = money.Add(inv.AmountPaid, delta); err != nil {
+		return events.Permanent(err)
+	}
+	at := ev.Time().UTC()
+	if at.IsZero() || at.After(now) {
+		at = now
+	}
+	msgs := s.settle(ctx, inv, at, now)
+	if err := updateInvoice(ctx, tx, inv); err != nil {
+		return err
+	}
+	if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+		return err
+	}
+	s.touched(ctx, []string{inv.ID})
+	return nil
+}
+
+// onPaymentFailed records a failed attempt on an unpaid invoice. A failure
+// that arrives after the invoice was paid changes nothing.
+func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	var p paymentData
+	if err := decodeLoose(ev, &p); err != nil {
+		return err
+	}
+	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
+	if err != nil || !ok {
+		return err
+	}
+	reason := p.FailureReason
+	if p.DeclineCode != "" {
+		reason = p.DeclineCode + ": " + reason
+	}
+	if p.PaymentID != "" {
+		if _, err := tx.Exec(ctx, `INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, currency, failures, last_failure)
+			VALUES ($1, $2, 'gateway', $3, 1, $4)
+			ON CONFLICT (invoice_id, payment_id) DO UPDATE SET failures = p.failures + 1, last_failure = EXCLUDED.last_failure, updated_at = now()`,
+			inv.ID, p.PaymentID, string(inv.Currency), reason); err != nil {
+			return err
+		}
+	}
+	if inv.Status != StatusOpen && inv.Status != StatusUncollectible {
+		return nil // paid, void or draft: never un-paid by a late failure
+	}
+	at := ev.Time().UTC()
+	inv.PaymentFailures++
+	// An older failure arriving late is counted; the newest reason stays.
+	if inv.LastPaymentFailedAt == nil || !at.Before(*inv.LastPaymentFailedAt) {
+		inv.LastPaymentError, inv.LastPaymentFailedAt = ptr(reason), ptr(at)
+	}
+	inv.UpdatedAt = s.clock()
+	if err := updateInvoice(ctx, tx, inv); err != nil {
+		return err
+	}
+	s.touched(ctx, []string{inv.ID})
+	return nil
+}
+
+type refundData struct {
+	RefundID  string         `json:"refund_id"`
+	PaymentID string         `json:"payment_id"`
+	InvoiceID *string        `json:"invoice_id"`
+	Amount    int64          `json:"amount"`
+	Currency  money.Currency `json:"currency"`
+}
+
+// onRefundSucceeded records a refund of an invoice payment, once per
+// refund id. The invoice keeps its status (as in Stripe, a refund does not
+// reopen an invoice); amount_refunded shows it.
+func (s *service) onRefundSucceeded(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	var r refundData
+	if err := decodeLoose(ev, &r); err != nil {
+		return err
+	}
+	p := paymentData{InvoiceID: r.InvoiceID, Currency: r.Currency}
+	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
+	if err != nil || !ok {
+		return err
+	}
+	if r.RefundID == "" || r.Amount <= 0 {
+		return events.Permanent(fmt.Errorf("%s %s has no refund_id or amount", ev.Type(), ev.ID()))
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO invoice_refunds (refund_id, invoice_id, payment_id, amount, currency)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (refund_id) DO NOTHING`, r.RefundID, inv.ID, r.PaymentID, r.Amount, string(inv.Currency))
+	if err != nil || tag.RowsAffected() == 0 {
+		return err
+	}
+	if inv.AmountRefunded, err = money.Add(inv.AmountRefunded, r.Amount); err != nil {
+		return events.Permanent(err)
+	}
+	inv.UpdatedAt = s.clock()
+	if err := updateInvoice(ctx, tx, inv); err != nil {
+		return err
+	}
+	s.touched(ctx, []string{inv.ID})
+	return nil
+}
+
+// ---- the schedule tick ----
+
+// tick runs the periodic work; every step is idempotent and safe to run
+// from several replicas at once (rows are taken FOR UPDATE SKIP LOCKED).
+// A failing step does not stop the others.
+func (s *service) tick(ctx context.Context) error {
+	var errs []error
+	if _, err := s.d.Publisher.Sweep(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("outbox sweep: %w", err))
+	}
+	now := s.clock()
+	steps := []struct {
+		name string
+		fn   func(context.Context, time.Time) (int, error)
+	}{
+		{"recurring billing", s.billDueSubscriptions},
+		{"cancellations", s.cancelDueSubscriptions},
+		{"overdue", s.flagOverdue},
+		{"dunning", s.runDunning},
+	}
+	for _, st := range steps {
+		n, err := st.fn(ctx, now)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", st.name, err))
+			continue
+		}
+		if n > 0 {
+			slog.InfoContext(ctx, "tick", "step", st.name, "rows", n)
+		}
+	}
+	s.d.Publisher.Kick()
+	return errors.Join(errs...)
+}
+
+const sweepBatch = 200
+
+// flagOverdue flags open invoices whose due date has passed (the invoice
+// stays open) and starts their dunning.
+func (s *service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		var ids []string
+		err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+			ids = ids[:0]
+			invs, err := lockInvoices(ctx, tx, `status = 'open' AND NOT overdue AND due_date < $1::date
+				ORDER BY due_date LIMIT `+fmt.Sprint(sweepBatch), utcDate(now))
+			if err != nil {
+				return err
+			}
+			var msgs []outbox.Message
+			for _, inv := range invs {
+				inv.Overdue, inv.OverdueAt, inv.UpdatedAt = true, ptr(now), now
+				inv.NextPaymentAttemptAt = s.nextDunning(inv)
+				if err := updateInvoice(ctx, tx, inv); err != nil {
+					return err
+				}
+				msgs = append(msgs, s.invoiceEvent(ctx, typeInvoiceOverdue, inv, 0), s.notification(ctx, "invoice_overdue", inv))
+				ids = append(ids, inv.ID)
+			}
+			return outbox.Add(ctx, tx, functionName, msgs...)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(ids)
+		s.invalidate(ids, nil)
+		if len(ids) < sweepBatch {
+			return total, nil
+		}
+	}
+}
+
+// dueAt is the instant an invoice becomes overdue: the end of its due date (UTC).
+func dueAt(inv *Invoice) time.Time { return inv.DueDate.AddDate(0, 0, 1) }
+
+// nextDunning is when the next dunning step of an overdue invoice runs:
+// the next retry (automatic collection only), else the uncollectible step.
+func (s *service) nextDunning(inv *Invoice) *time.Time {
+	if inv.DueDate == nil {
+		return nil
+	}
+	base := dueAt(inv)
+	if inv.CollectionMethod == ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
+		return ptr(base.Add(s.cfg.DunningSchedule[inv.DunningAttempts]))
+	}
+	if s.cfg.UncollectibleAfter > 0 {
+		return ptr(base.Add(s.cfg.UncollectibleAfter.D()))
+	}
+	return nil
+}
+
+// runDunning asks capture-payment to retry collection on the schedule,
+// then marks the invoice uncollectible.
+func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		var ids []string
+		err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+			ids = ids[:0]
+			invs, err := lockInvoices(ctx, tx, `next_dunning_at <= $1 AND status = 'open'
+				ORDER BY next_dunning_at LIMIT `+fmt.Sprint(sweepBatch), now)
+			if err != nil {
+				return err
+			}
+			var msgs []outbox.Message
+			for _, inv := range invs {
+				if inv.CollectionMethod == ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
+					inv.DunningAttempts++
+					inv.UpdatedAt = now
+					inv.NextPaymentAttemptAt = s.nextDunning(inv)
+					msgs = append(msgs, s.invoiceEvent(ctx, typeInvoiceRetryRequested, inv, inv.DunningAttempts))
+				} else {
+					m, err := s.markUncollectible(ctx, inv, now)
+					if err != nil {
+						return err
+					}
+					msgs = append(msgs, m...)
+				}
+				if err := updateInvoice(ctx, tx, inv); err != nil {
+					return err
+				}
+				ids = append(ids, inv.ID)
+			}
+			return outbox.Add(ctx, tx, functionName, msgs...)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(ids)
+		s.invalidate(ids, nil)
+		if len(ids) < sweepBatch {
+			return total, nil
+		}
+	}
+}
+
+// lockInvoices selects invoices by a condition, locked, skipping rows
+// another replica's tick holds. Lines are not loaded (the sweeps change
+// only invoice columns).
+func lockInvoices(ctx context.Context, tx pgx.Tx, cond string, arg any) ([]*Invoice, error) {
+	rows, err := tx.Query(ctx, `SELECT `+invoiceCols+` FROM invoices WHERE `+cond+` FOR UPDATE SKIP LOCKED`, arg)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Invoice
+	for rows.Next() {
+		inv, err := scanInvoice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, inv)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,691 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/redis"
+)
+
+// HTTP handlers: decode → authorize → domain code in a transaction →
+// encode. Writes complete their Idempotency-Key in the business
+// transaction and emit their events through the outbox.
+
+// decodeOptional decodes a JSON body when there is one (actions such as
+// /pay take an optional body).
+func decodeOptional(r *http.Request, dst any) error {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return problem.From(err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	if err := httpx.RequireJSON(r); err != nil {
+		return err
+	}
+	return httpx.Unmarshal(b, dst)
+}
+
+// ---- invoices: create ----
+
+func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	var in createInvoiceIn
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	now := s.clock()
+	d, err := s.parseCreate(p, &in, "", now)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	ctx, cancel := dbCtx(r)
+	defer cancel()
+	ctx = eventsCtx(ctx, r)
+	if respondAsync(r) {
+		in.UserID = d.inv.UserID
+		s.createAsync(ctx, w, r, []createInvoiceIn{in}, false, now)
+		return
+	}
+	err = postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		res := s.newResolver(tx, now)
+		if err := res.draft(ctx, d); err != nil {
+			return err
+		}
+		msgs, err := s.persistNew(ctx, tx, []*Invoice{d.inv}, []bool{d.autoFinalize}, now)
+		if err != nil {
+			return err
+		}
+		if err := res.flush(ctx); err != nil {
+			return err
+		}
+		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: d.inv, Location: "/invoices/" + d.inv.ID})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	w.Header().Set("Location", "/invoices/"+d.inv.ID)
+	httpx.WriteJSON(w, http.StatusCreated, d.inv)
+}
+
+type batchIn struct {
+	Invoices []createInvoiceIn `json:"invoices"`
+}
+
+// createInvoiceBatch creates (and, per item, finalizes) up to BatchMax
+// invoices in one transaction: all or nothing, errors point into
+// invoices/<i>/. This is the bulk path for loads (cmd/loadgen).
+func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	var in batchIn
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if len(in.Invoices) == 0 || len(in.Invoices) > s.cfg.BatchMax {
+		problem.Write(w, r, problem.Invalid(problem.Field("invoices", "must hold 1 to "+strconv.Itoa(s.cfg.BatchMax)+" invoices")))
+		return
+	}
+	now := s.clock()
+	drafts := make([]*invoiceDraft, len(in.Invoices))
+	var fields []problem.FieldError
+	var rule error
+	for i := range in.Invoices {
+		d, err := s.parseCreate(p, &in.Invoices[i], "invoices/"+strconv.Itoa(i)+"/", now)
+		if pe, ok := err.(*problem.Error); ok && pe.Code == problem.ValidationFailed {
+			fields = append(fields, pe.Errors...)
+		} else if err != nil && rule == nil {
+			rule = err
+		}
+		drafts[i] = d
+	}
+	if len(fields) > 0 {
+		problem.Write(w, r, problem.Invalid(fields...))
+		return
+	}
+	if rule != nil {
+		problem.Write(w, r, rule)
+		return
+	}
+	ctx, cancel := dbCtx(r)
+	defer cancel()
+	ctx = eventsCtx(ctx, r)
+	if respondAsync(r) {
+		for i, d := range drafts {
+			in.Invoices[i].UserID = d.inv.UserID
+		}
+		s.createAsync(ctx, w, r, in.Invoices, true, now)
+		return
+	}
+	out := make([]invoiceSummary, len(drafts))
+	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		res := s.newResolver(tx, now)
+		invs := make([]*Invoice, len(drafts))
+		final := make([]bool, len(drafts))
+		for i, d := range drafts {
+			if err := res.draft(ctx, d); err != nil {
+				return err
+			}
+			invs[i], final[i] = d.inv, d.autoFinalize
+		}
+		msgs, err := s.persistNew(ctx, tx, invs, final, now)
+		if err != nil {
+			return err
+		}
+		if err := res.flush(ctx); err != nil {
+			return err
+		}
+		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			return err
+		}
+		for i, inv := range invs {
+			out[i] = summarize(inv)
+		}
+		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[invoiceSummary]{Data: out}})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	httpx.WriteJSON(w, http.StatusCreated, httpx.List[invoiceSummary]{Data: out})
+}
+
+// createAsync is the Prefer: respond-async form: each invoice becomes a
+// pending request and a billfn.invoice.requested event (to billing-events);
+// the event comes back through the trigger and does the work exactly as the
+// synchronous path would. 202 + Location of the request.
+func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *http.Request, ins []createInvoiceIn, batch bool, now time.Time) {
+	n := len(ins)
+	ids, owners, accounts := make([]string, n), make([]string, n), make([]string, n)
+	reqs := make([]InvoiceRequest, n)
+	msgs := make([]outbox.Message, n)
+	for i := range ins {
+		ev := events.Must(events.New(ctx, functionName, typeInvoiceRequested, "", ins[i]))
+		ev.SetSubject(ev.ID())
+		ids[i], owners[i], accounts[i] = ev.ID(), ins[i].UserID, strings.ToLower(ins[i].AccountID)
+		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: accounts[i], Event: ev}
+		reqs[i] = InvoiceRequest{Object: "invoice_request", ID: ev.ID(), Status: "pending", AccountID: ptr(accounts[i]),
+			UserID: ptr(owners[i]), CreatedAt: now}
+	}
+	var body any = reqs[0]
+	loc := "/invoice-requests/" + ids[0]
+	if batch {
+		body, loc = httpx.List[InvoiceRequest]{Data: reqs}, ""
+	}
+	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		if err := insertPendingRequests(ctx, tx, events.Source(functionName), ids, owners, accounts, now); err != nil {
+			return err
+		}
+		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusAccepted, Body: body, Location: loc})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	if loc != "" {
+		w.Header().Set("Location", loc)
+	}
+	httpx.WriteJSON(w, http.StatusAccepted, body)
+}
+
+func (s *service) getInvoiceRequest(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	id := r.PathValue("id")
+	req, err := getRequest(r.Context(), s.d.Pool, id)
+	if err == nil && !p.Privileged() && (req.UserID == nil || *req.UserID != p.Subject) {
+		err = notFound("invoice request", id)
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, req)
+}
+
+// ---- invoices: read ----
+
+// cachedInvoice is an invoice as cached in Redis: its owner (to authorize
+// without decoding) and its JSON, served as is.
+type cachedInvoice struct {
+	Owner string          `json:"o"`
+	Body  json.RawMessage `json:"b"`
+}
+
+func (s *service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, error) {
+	if !validUUID(id) {
+		return cachedInvoice{}, notFound("invoice", id)
+	}
+	return redis.GetOrLoad(ctx, s.invCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedInvoice, error) {
+		inv, err := getInvoice(ctx, s.d.Pool, id, false)
+		if err != nil {
+			return cachedInvoice{}, err
+		}
+		b, err := json.Marshal(inv)
+		return cachedInvoice{Owner: inv.UserID, Body: b}, err
+	})
+}
+
+func (s *service) getInvoice(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	id, format := r.PathValue("id"), ""
+	if i := strings.LastIndexByte(id, '.'); i > 0 {
+		id, format = id[:i], id[i+1:]
+	}
+	doc, err := s.invoiceDoc(r.Context(), id)
+	if err == nil && !p.CanAccess(doc.Owner) {
+		err = notFound("invoice", id)
+	}
+	if err == nil && format != "" && format != "pdf" && format != "html" {
+		err = problem.New(problem.NotFound, "invoices render as .pdf or .html")
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if format == "" {
+		w.Header().Set("Cache-Control", "private, no-cache")
+		httpx.WriteRaw(w, http.StatusOK, doc.Body)
+		return
+	}
+	var inv Invoice
+	if err := json.Unmarshal(doc.Body, &inv); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	name := inv.ID
+	if inv.Number != nil {
+		name = *inv.Number
+	}
+	var buf bytes.Buffer
+	if format == "pdf" {
+		err = renderPDF(&buf, &inv)
+		w.Header().Set("Content-Type", "application/pdf")
+	} else {
+		err = renderHTML(&buf, &inv)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	}
+	if err != nil {
+		w.Header().Del("Content-Type")
+		problem.Write(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Disposition", `inline; filename="`+name+`.`+format+`"`)
+	w.Header().Set("Cache-Control", "private, no-cache")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
+}
+
+type idCursor struct {
+	ID string `json:"id"`
+}
+
+func pageCursor(r *http.Request) (string, error) {
+	var c idCursor
+	ok, err := httpx.DecodeCursor(r, &c)
+	if err != nil {
+		return "", err
+	}
+	if ok && !validUUID(c.ID) {
+		return "", problem.Invalid(problem.Param("cursor", "is not a cursor this endpoint returned"))
+	}
+	return c.ID, nil
+}
+
+var invoiceStatuses = map[string]bool{StatusDraft: true, StatusOpen: true, StatusPaid: true, StatusVoid: true, StatusUncollectible: true}
+
+func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	q := r.URL.Query()
+	var v problem.Validator
+	f := invoiceFilter{AccountID: strings.ToLower(q.Get("account_id")), SubscriptionID: strings.ToLower(q.Get("subscription_id")),
+		Status: q.Get("status")}
+	check := func(ok bool, name, detail string) {
+		if !ok {
+			v.Add(problem.Param(name, detail))
+		}
+	}
+	check(f.AccountID == "" || validUUID(f.AccountID), "account_id", "must be a UUID")
+	check(f.SubscriptionID == "" || validUUID(f.SubscriptionID), "subscription_id", "must be a UUID")
+	check(f.Status == "" || invoiceStatuses[f.Status], "status", "must be draft, open, paid, void or uncollectible")
+	if d := q.Get("due_before"); d != "" {
+		t, err := time.Parse(time.DateOnly, d)
+		check(err == nil, "due_before", "must be a date: YYYY-MM-DD")
+		f.DueBefore = &t
+	}
+	if u := strings.ToLower(q.Get("user_id")); u != "" {
+		check(validUUID(u), "user_id", "must be a UUID")
+		f.Owner = u
+	}
+	if !p.Privileged() {
+		check(f.Owner == "" || f.Owner == p.Subject, "user_id", "a customer lists only its own invoices")
+		f.Owner = p.Subject
+	}
+	limit, err := httpx.Limit(r, 20, 100)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := v.Err(); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if f.After, err = pageCursor(r); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	f.Limit = limit + 1
+	invs, err := listInvoices(r.Context(), s.d.Pool, f)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	out := httpx.List[*Invoice]{Data: invs}
+	if len(invs) > limit {
+		out.Data, out.HasMore = invs[:limit], true
+		out.NextCursor = httpx.EncodeCursor(idCursor{ID: invs[limit-1].ID})
+	}
+	if out.Data == nil {
+		out.Data = []*Invoice{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// ---- invoices: changes ----
+
+// mutate runs fn on the locked invoice of the path, after authorization,
+// writes it and its events, and answers 200 with the invoice.
+func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error)) {
+	p := platform.Principal(r)
+	id := r.PathValue("id")
+	ctx, cancel := dbCtx(r)
+	defer cancel()
+	ctx = eventsCtx(ctx, r)
+	now := s.clock()
+	var inv *Invoice
+	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		var err error
+		if inv, err = getInvoice(ctx, tx, id, true); err != nil {
+			return err
+		}
+		if err := authorizeOwner(p.CanAccess(inv.UserID), "invoice", id); err != nil {
+			return err
+		}
+		msgs, err := fn(ctx, tx, p, inv, now)
+		if err != nil {
+			return err
+		}
+		if err := updateInvoice(ctx, tx, inv); err != nil {
+			return err
+		}
+		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusOK, Body: inv})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.invalidate([]string{inv.ID}, nil)
+	httpx.WriteJSON(w, http.StatusOK, inv)
+}
+
+func requireDraft(inv *Invoice) error {
+	if inv.Status != StatusDraft {
+		return problem.New(codeInvoiceNotDraft, "invoice %s is %s; only a draft can be changed", inv.ID, inv.Status)
+	}
+	return nil
+}
+
+func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
+	var in patchInvoiceIn
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
+		if err := requireDraft(inv); err != nil {
+			return nil, err
+		}
+		var v problem.Validator
+		var rule *problem.Error
+		if in.Customer != nil {
+			inv.Customer = parseCustomer(&v, "customer", in.Customer)
+		}
+		if in.Memo != nil {
+			v.Check(textOK(*in.Memo, maxMemo), "memo", "must be at most 5000 characters")
+			inv.Memo = *in.Memo
+		}
+		if in.Metadata != nil {
+			checkMetadata(&v, "metadata", *in.Metadata)
+			inv.Metadata = *in.Metadata
+			if inv.Metadata == nil {
+				inv.Metadata = map[string]string{}
+			}
+		}
+		if in.CollectionMethod != nil {
+			v.Check(*in.CollectionMethod == ChargeAutomatically || *in.CollectionMethod == SendInvoice, "collection_method",
+				"must be charge_automatically or send_invoice")
+			inv.CollectionMethod = *in.CollectionMethod
+		}
+		if in.NumberPrefix != nil {
+			v.Check(validPrefix(*in.NumberPrefix), "number_prefix", "must be 1-10 upper-case letters and digits, starting with a letter")
+			inv.NumberPrefix = *in.NumberPrefix
+		}
+		if in.NetTermsDays.Set || in.DueDate.Set {
+			var net *int
+			var due *string
+			if in.NetTermsDays.Set && !in.NetTermsDays.Null {
+				net = &in.NetTermsDays.V
+			}
+			if in.DueDate.Set && !in.DueDate.Null {
+				due = &in.DueDate.V
+			}
+			if !in.NetTermsDays.Set && net == nil && inv.NetTermsDays != nil && due == nil {
+				net = inv.NetTermsDays
+			}
+			if !in.DueDate.Set && inv.DueDate != nil && net == nil {
+				due = ptr(inv.DueDate.Format(time.DateOnly))
+			}
+			rule = parseTerms(&v, "", net, due, inv, now)
+		}
+		var lines []lineDraft
+		if in.LineItems != nil {
+			v.Check(len(*in.LineItems) <= s.cfg.MaxLines, "line_items", "at most "+strconv.Itoa(s.cfg.MaxLines)+" lines per invoice")
+			for i, li := range *in.LineItems {
+				ld, r := parseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
+				if r != nil && r.Code == problem.Forbidden {
+					return nil, r
+				}
+				if r != nil && rule == nil {
+					rule = r
+				}
+				lines = append(lines, ld)
+			}
+		}
+		var adhoc []Discount
+		if in.Discounts != nil {
+			if !p.Privileged() {
+				return nil, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
+			}
+			v.Check(len(*in.Discounts) <= maxDiscounts, "discounts", "at most 5 invoice discounts")
+			for i, di := range *in.Discounts {
+				d, r := parseDiscount(&v, "discounts/"+strconv.Itoa(i), di, inv.Currency)
+				if r != nil && rule == nil {
+					rule = r
+				}
+				adhoc = append(adhoc, d)
+			}
+		}
+		if in.Coupon.Set && !in.Coupon.Null {
+			v.Check(validCouponID(in.Coupon.V), "coupon", "must be a coupon id")
+		}
+		if err := v.Err(); err != nil {
+			return nil, err
+		}
+		if rule != nil {
+			return nil, rule
+		}
+		res := s.newResolver(tx, now)
+		if in.LineItems != nil {
+			resolved, err := res.lines(ctx, "", lines, 0)
+			if err != nil {
+				return nil, err
+			}
+			inv.Lines = resolved
+		}
+		// Invoice discounts: the ad-hoc ones first, then the coupon.
+		var coupon []Discount
+		for _, d := range inv.Discounts {
+			if d.Coupon != "" {
+				coupon = append(coupon, d)
+			} else if in.Discounts == nil {
+				adhoc = append(adhoc, d)
+			}
+		}
+		if in.Coupon.Set {
+			coupon, inv.Coupon = nil, nil
+			if !in.Coupon.Null {
+				d, err := res.coupon(ctx, "", in.Coupon.V, inv)
+				if err != nil {
+					return nil, err
+				}
+				coupon, inv.Coupon = []Discount{d}, ptr(in.Coupon.V)
+				res.redeem[in.Coupon.V]++
+			}
+		}
+		inv.Discounts = append(adhoc, coupon...)
+		if inv.Discounts == nil {
+			inv.Discounts = []Discount{}
+		}
+		if err := inv.recompute(); err != nil {
+			return nil, err
+		}
+		inv.UpdatedAt = now
+		if err := res.flush(ctx); err != nil {
+			return nil, err
+		}
+		if in.LineItems != nil {
+			if err := replaceLines(ctx, tx, inv); err != nil {
+				return nil, err
+			}
+		} else if err := refreshLines(ctx, tx, inv); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	})
+}
+
+// refreshLines rewrites the computed amounts of a draft's lines (a
+// discount change moves them).
+func refreshLines(ctx context.Context, tx pgx.Tx, inv *Invoice) error {
+	return replaceLines(ctx, tx, inv)
+}
+
+func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
+	var in addLinesIn
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
+		if err := requireDraft(inv); err != nil {
+			return nil, err
+		}
+		var v problem.Validator
+		var rule *problem.Error
+		v.Check(len(in.LineItems) > 0, "line_items", "must hold at least one line")
+		v.Check(len(inv.Lines)+len(in.LineItems) <= s.cfg.MaxLines, "line_items",
+			"the invoice would have more than "+strconv.Itoa(s.cfg.MaxLines)+" lines")
+		var lines []lineDraft
+		for i, li := range in.LineItems {
+			ld, r := parseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
+			if r != nil && r.Code == problem.Forbidden {
+				return nil, r
+			}
+			if r != nil && rule == nil {
+				rule = r
+			}
+			lines = append(lines, ld)
+		}
+		if err := v.Err(); err != nil {
+			return nil, err
+		}
+		if rule != nil {
+			return nil, rule
+		}
+		resolved, err := s.newResolver(tx, now).lines(ctx, "", lines, 0)
+		if err != nil {
+			return nil, err
+		}
+		inv.Lines = append(inv.Lines, resolved...)
+		if err := inv.recompute(); err != nil {
+			return nil, err
+		}
+		inv.UpdatedAt = now
+		return nil, replaceLines(ctx, tx, inv)
+	})
+}
+
+func (s *service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
+		if err := s.checkFinalize(inv, now); err != nil {
+			return nil, err
+		}
+		return s.finalize(ctx, tx, []*Invoice{inv}, now)
+	})
+}
+
+func (s *service) voidInvoice(w http.ResponseWriter, r *http.Request) {
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
+		return s.void(ctx, inv, now)
+	})
+}
+
+func (s *service) markUncollectibleHandler(w http.ResponseWriter, r *http.Request) {
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
+		return s.markUncollectible(ctx, inv, now)
+	})
+}
+
+type payIn struct {
+	Amount    *int64 `json:"amount"`
+	Currency  string `json:"currency"`
+	Reference string `json:"reference"`
+}
+
+// payInvoice records a payment made outside billfn (a bank transfer, a
+// cheque): amount defaults to everything due.
+func (s *service) payInvoice(w http.ResponseWriter, r *http.Request) {
+	var in payIn
+	if err := decodeOptional(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	var v problem.Validator
+	v.Check(in.Amount == nil || *in.Amount > 0, "amount", "must be a positive amount in minor units")
+	v.Check(textOK(in.Reference, maxName), "reference", "must be at most 200 characters")
+	if err := v.Err(); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
+		if inv.Status != StatusOpen && inv.Status != StatusUncollectible {
+			return nil, problem.New(codeInvoiceNotOpen, "invoice %s is %s; only an open or uncollectible invoice can be paid", inv.ID, inv.Status)
+		}
+		if in.Currency != "" {
+			c, err := money.ParseCurrency(in.Currency)
+			if err != nil {
+				return nil, problem.Invalid(problem.Field("currency", "must be an ISO 4217 code"))
+			}
+			if c != inv.Currency {
+				return nil, currencyMismatch("currency", c, inv.Currency)
+			}
+		}
+		amount := inv.AmountDue
+		if in.Amount != nil {
+			amount = *in.Amount
+		}
+		if amount > inv.AmountDue {
+			return nil, (&problem.Error{Code: codeAmountExceedsDue, Detail: "the invoice has " + strconv.FormatInt(inv.AmountDue, 10) + " due",
+				Errors: []problem.FieldError{problem.Field("amount", "must be at most amount_due")}}).With("amount_due", inv.AmountDue)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO invoice_payments (invoice_id, payment_id, kind, amount_captured, currency, reference)
+			VALUES ($1, $2, 'out_of_band', $3, $4, $5)`, inv.ID, "oob_"+newID(), amount, string(inv.Currency), in.Reference); err != nil {
+			return nil, err
+		}
+		inv.AmountPaid += amount // ≤ amount_due ≤ total: no overflow
+		return s.settle(ctx, inv, now, now), nil
+	})
+}

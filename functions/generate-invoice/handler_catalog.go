@@ -1,0 +1,261 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// Tax rates and coupons: the catalogue invoices and subscriptions use.
+// Admins create them; tax rates are immutable once created.
+
+type taxRateIn struct {
+	DisplayName  string            `json:"display_name"`
+	Jurisdiction string            `json:"jurisdiction"`
+	Country      string            `json:"country"`
+	State        string            `json:"state"`
+	Description  string            `json:"description"`
+	Percentage   decimalText       `json:"percentage"`
+	Inclusive    *bool             `json:"inclusive"`
+	Compound     bool              `json:"compound"`
+	Metadata     map[string]string `json:"metadata"`
+}
+
+func (s *service) createTaxRate(w http.ResponseWriter, r *http.Request) {
+	var in taxRateIn
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	var v problem.Validator
+	rate := TaxRate{Object: "tax_rate", ID: newID(), DisplayName: strings.TrimSpace(in.DisplayName),
+		Jurisdiction: in.Jurisdiction, Country: strings.ToUpper(in.Country), State: in.State, Description: in.Description,
+		Compound: in.Compound, Metadata: in.Metadata, CreatedAt: s.clock()}
+	v.Check(rate.DisplayName != "" && textOK(rate.DisplayName, 100), "display_name", "is required, at most 100 characters (e.g. VAT)")
+	v.Check(textOK(in.Jurisdiction, maxName), "jurisdiction", "must be at most 200 characters")
+	v.Check(rate.Country == "" || (len(rate.Country) == 2 && allUpper(rate.Country)), "country", "must be an ISO 3166-1 alpha-2 code")
+	v.Check(textOK(in.State, maxName), "state", "must be at most 200 characters")
+	v.Check(textOK(in.Description, maxDescription), "description", "must be at most 500 characters")
+	if !in.Percentage.set {
+		v.Check(false, "percentage", "is required: a decimal such as \"20\" or \"8.875\"")
+	} else {
+		pct, msg := in.Percentage.parse(percentDecimals)
+		if msg == "" && (pct < 0 || pct > RateDen) {
+			msg = "must be from 0 to 100"
+		}
+		v.Check(msg == "", "percentage", msg)
+		rate.Percentage = Percent(pct)
+	}
+	v.Check(in.Inclusive != nil, "inclusive", "is required: whether prices already include this tax")
+	if in.Inclusive != nil {
+		rate.Inclusive = *in.Inclusive
+	}
+	checkMetadata(&v, "metadata", in.Metadata)
+	if rate.Metadata == nil {
+		rate.Metadata = map[string]string{}
+	}
+	if err := v.Err(); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	ctx, cancel := dbCtx(r)
+	defer cancel()
+	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		if err := insertTaxRate(ctx, tx, rate); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: rate, Location: "/tax-rates/" + rate.ID})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/tax-rates/"+rate.ID)
+	httpx.WriteJSON(w, http.StatusCreated, rate)
+}
+
+func (s *service) getTaxRate(w http.ResponseWriter, r *http.Request) {
+	id := strings.ToLower(r.PathValue("id"))
+	if !validUUID(id) {
+		problem.Write(w, r, notFound("tax rate", id))
+		return
+	}
+	rates, err := s.taxRates(r.Context(), s.d.Pool, []string{id})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	rate, ok := rates[id]
+	if !ok {
+		problem.Write(w, r, notFound("tax rate", id))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, rate)
+}
+
+func (s *service) listTaxRates(w http.ResponseWriter, r *http.Request) {
+	limit, err := httpx.Limit(r, 20, 100)
+	var after string
+	if err == nil {
+		after, err = pageCursor(r)
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	rates, err := listTaxRates(r.Context(), s.d.Pool, after, limit+1)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	out := httpx.List[TaxRate]{Data: rates}
+	if len(rates) > limit {
+		out.Data, out.HasMore = rates[:limit], true
+		out.NextCursor = httpx.EncodeCursor(idCursor{ID: rates[limit-1].ID})
+	}
+	if out.Data == nil {
+		out.Data = []TaxRate{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+type couponIn struct {
+	ID               string            `json:"id"`
+	Name             string            `json:"name"`
+	PercentOff       decimalText       `json:"percent_off"`
+	AmountOff        *int64            `json:"amount_off"`
+	Currency         string            `json:"currency"`
+	Duration         string            `json:"duration"`
+	DurationInMonths *int              `json:"duration_in_months"`
+	MaxRedemptions   *int              `json:"max_redemptions"`
+	RedeemBy         *string           `json:"redeem_by"`
+	Metadata         map[string]string `json:"metadata"`
+}
+
+func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
+	var in couponIn
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	now := s.clock()
+	var v problem.Validator
+	c := Coupon{Object: "coupon", ID: in.ID, Name: in.Name, Duration: in.Duration, DurationInMonths: in.DurationInMonths,
+		MaxRedemptions: in.MaxRedemptions, Metadata: in.Metadata, CreatedAt: now}
+	if c.ID == "" {
+		c.ID = strings.ToUpper(strings.ReplaceAll(uuid.NewString(), "-", "")[:12])
+	}
+	v.Check(validCouponID(c.ID), "id", "must be 1-64 letters, digits, _ or -")
+	v.Check(textOK(c.Name, maxName), "name", "must be at most 200 characters")
+	switch {
+	case in.PercentOff.set == (in.AmountOff != nil):
+		v.Check(false, "percent_off", "give exactly one of percent_off and amount_off")
+	case in.PercentOff.set:
+		pct, msg := in.PercentOff.parse(percentDecimals)
+		if msg == "" && (pct <= 0 || pct > RateDen) {
+			msg = "must be more than 0 and at most 100"
+		}
+		v.Check(msg == "", "percent_off", msg)
+		c.PercentOff = ptr(Percent(pct))
+		v.Check(in.Currency == "", "currency", "applies to amount_off only")
+	default:
+		v.Check(*in.AmountOff > 0, "amount_off", "must be a positive amount in minor units")
+		c.AmountOff = in.AmountOff
+		cur, err := money.ParseCurrency(in.Currency)
+		v.Check(err == nil, "currency", "is required with amount_off: an ISO 4217 code")
+		c.Currency = &cur
+	}
+	if c.Duration == "" {
+		c.Duration = DurationOnce
+	}
+	v.Check(c.Duration == DurationOnce || c.Duration == DurationRepeating || c.Duration == DurationForever, "duration",
+		"must be once, repeating or forever")
+	v.Check((c.Duration == DurationRepeating) == (c.DurationInMonths != nil), "duration_in_months",
+		"is required with duration repeating, and only then")
+	v.Check(c.DurationInMonths == nil || (*c.DurationInMonths >= 1 && *c.DurationInMonths <= 1200), "duration_in_months", "must be from 1 to 1200")
+	v.Check(c.MaxRedemptions == nil || *c.MaxRedemptions > 0, "max_redemptions", "must be positive")
+	if in.RedeemBy != nil {
+		c.RedeemBy = parseTime(&v, "redeem_by", in.RedeemBy)
+		v.Check(c.RedeemBy == nil || c.RedeemBy.After(now), "redeem_by", "must be in the future")
+	}
+	checkMetadata(&v, "metadata", in.Metadata)
+	if c.Metadata == nil {
+		c.Metadata = map[string]string{}
+	}
+	if err := v.Err(); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	c.Valid = true
+	ctx, cancel := dbCtx(r)
+	defer cancel()
+	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		if err := insertCoupon(ctx, tx, c); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: c, Location: "/coupons/" + c.ID})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/coupons/"+c.ID)
+	httpx.WriteJSON(w, http.StatusCreated, c)
+}
+
+func (s *service) getCoupon(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	c, err := getCoupon(r.Context(), s.d.Pool, id, false)
+	if err == errNotFound || (err == nil && !validCouponID(id)) {
+		err = notFound("coupon", id)
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	c.Valid = c.redeemable(s.clock())
+	httpx.WriteJSON(w, http.StatusOK, c)
+}
+
+type couponCursor struct {
+	ID string `json:"id"`
+}
+
+func (s *service) listCoupons(w http.ResponseWriter, r *http.Request) {
+	limit, err := httpx.Limit(r, 20, 100)
+	var cur couponCursor
+	if err == nil {
+		_, err = httpx.DecodeCursor(r, &cur)
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	cs, err := listCoupons(r.Context(), s.d.Pool, cur.ID, limit+1)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	now := s.clock()
+	for i := range cs {
+		cs[i].Valid = cs[i].redeemable(now)
+	}
+	out := httpx.List[Coupon]{Data: cs}
+	if len(cs) > limit {
+		out.Data, out.HasMore = cs[:limit], true
+		out.NextCursor = httpx.EncodeCursor(couponCursor{ID: cs[limit-1].ID})
+	}
+	if out.Data == nil {
+		out.Data = []Coupon{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/redis"
+)
+
+// createSubscription starts a subscription; when its first period has
+// begun (no trial, start not in the future) the first invoice is generated,
+// finalized and announced in the same transaction.
+func (s *service) createSubscription(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	var in createSubIn
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	now := s.clock()
+	sub, err := s.newSubscription(p, &in, now)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	ctx, cancel := dbCtx(r)
+	defer cancel()
+	ctx = eventsCtx(ctx, r)
+	err = postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		if _, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids"); err != nil {
+			return err
+		}
+		if sub.Coupon != nil {
+			if err := s.redeemSubCoupon(ctx, tx, sub, now); err != nil {
+				return err
+			}
+		}
+		if err := insertSub(ctx, tx, sub); err != nil {
+			return err
+		}
+		invMsgs, _, err := s.bill(ctx, tx, sub, now)
+		if err != nil {
+			return err
+		}
+		if err := updateSub(ctx, tx, sub); err != nil {
+			return err
+		}
+		msgs := append([]outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionCreated, sub)}, invMsgs...)
+		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: sub, Location: "/subscriptions/" + sub.ID})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	w.Header().Set("Location", "/subscriptions/"+sub.ID)
+	httpx.WriteJSON(w, http.StatusCreated, sub)
+}
+
+type cachedSub struct {
+	Owner string          `json:"o"`
+	Body  json.RawMessage `json:"b"`
+}
+
+func (s *service) getSubscription(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	id := r.PathValue("id")
+	var doc cachedSub
+	var err error = notFound("subscription", id)
+	if validUUID(id) {
+		doc, err = redis.GetOrLoad(r.Context(), s.subCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedSub, error) {
+			sub, err := getSub(ctx, s.d.Pool, id, false)
+			if err != nil {
+				return cachedSub{}, err
+			}
+			b, err := json.Marshal(sub)
+			return cachedSub{Owner: sub.UserID, Body: b}, err
+		})
+	}
+	if err == nil && !p.CanAccess(doc.Owner) {
+		err = notFound("subscription", id)
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteRaw(w, http.StatusOK, doc.Body)
+}
+
+func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	q := r.URL.Query()
+	var v problem.Validator
+	f := subFilter{AccountID: strings.ToLower(q.Get("account_id")), Status: q.Get("status"), Owner: strings.ToLower(q.Get("user_id"))}
+	if f.AccountID != "" && !validUUID(f.AccountID) {
+		v.Add(problem.Param("account_id", "must be a UUID"))
+	}
+	if f.Status != "" && f.Status != SubActive && f.Status != SubTrialing && f.Status != SubCanceled {
+		v.Add(problem.Param("status", "must be trialing, active or canceled"))
+	}
+	if f.Owner != "" && !validUUID(f.Owner) {
+		v.Add(problem.Param("user_id", "must be a UUID"))
+	}
+	if !p.Privileged() {
+		if f.Owner != "" && f.Owner != p.Subject {
+			v.Add(problem.Param("user_id", "a customer lists only its own subscriptions"))
+		}
+		f.Owner = p.Subject
+	}
+	limit, err := httpx.Limit(r, 20, 100)
+	if err == nil {
+		err = v.Err()
+	}
+	if err == nil {
+		f.After, err = pageCursor(r)
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	f.Limit = limit + 1
+	subs, err := listSubs(r.Context(), s.d.Pool, f)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	out := httpx.List[*Subscription]{Data: subs}
+	if len(subs) > limit {
+		out.Data, out.HasMore = subs[:limit], true
+		out.NextCursor = httpx.EncodeCursor(idCursor{ID: subs[limit-1].ID})
+	}
+	if out.Data == nil {
+		out.Data = []*Subscription{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// mutateSub runs fn on the locked subscription of the path and answers 200.
+func (s *service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *Subscription, now time.Time) ([]outbox.Message, []string, error)) {
+	p := platform.Principal(r)
+	id := r.PathValue("id")
+	ctx, cancel := dbCtx(r)
+	defer cancel()
+	ctx = eventsCtx(ctx, r)
+	now := s.clock()
+	var sub *Subscription
+	var invIDs []string
+	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		var err error
+		if sub, err = getSub(ctx, tx, id, true); err != nil {
+			return err
+		}
+		if err := authorizeOwner(p.CanAccess(sub.UserID), "subscription", id); err != nil {
+			return err
+		}
+		var msgs []outbox.Message
+		if msgs, invIDs, err = fn(ctx, tx, p, sub, now); err != nil {
+			return err
+		}
+		sub.UpdatedAt = now
+		sub.derive()
+		if err := updateSub(ctx, tx, sub); err != nil {
+			return err
+		}
+		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusOK, Body: sub})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.invalidate(invIDs, []string{sub.ID})
+	httpx.WriteJSON(w, http.StatusOK, sub)
+}
+
+func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
+	var in patchSubIn
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	var v problem.Validator
+	var plan Plan
+	if in.Plan != nil {
+		plan = parsePlan(&v, in.Plan)
+	}
+	behavior := in.ProrationBehavior
+	if behavior == "" {
+		behavior = ProrateCreate
+	}
+	v.Check(behavior == ProrateCreate || behavior == ProrateInvoice || behavior == ProrateNone, "proration_behavior",
+		"must be create_prorations, always_invoice or none")
+	var rateIDs []string
+	if in.TaxRateIDs != nil {
+		rateIDs = parseRateIDs(&v, "tax_rate_ids", *in.TaxRateIDs)
+	}
+	if in.CollectionMethod != nil {
+		v.Check(*in.CollectionMethod == ChargeAutomatically || *in.CollectionMethod == SendInvoice, "collection_method",
+			"must be charge_automatically or send_invoice")
+	}
+	if in.NetTermsDays != nil {
+		v.Check(*in.NetTermsDays >= 0 && *in.NetTermsDays <= 365, "net_terms_days", "must be from 0 to 365 days")
+	}
+	var cust Customer
+	if in.Customer != nil {
+		cust = parseCustomer(&v, "customer", in.Customer)
+	}
+	if in.Metadata != nil {
+		checkMetadata(&v, "metadata", *in.Metadata)
+	}
+	if err := v.Err(); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *Subscription, now time.Time) ([]outbox.Message, []string, error) {
+		if sub.Status == SubCanceled {
+			return nil, nil, problem.New(codeSubscriptionEnded, "subscription %s is canceled", sub.ID)
+		}
+		if in.TaxRateIDs != nil {
+			if _, err := s.subRates(ctx, tx, rateIDs, "tax_rate_ids"); err != nil {
+				return nil, nil, err
+			}
+			sub.TaxRateIDs = rateIDs
+		}
+		if in.CollectionMethod != nil {
+			sub.CollectionMethod = *in.CollectionMethod
+		}
+		if in.NetTermsDays != nil {
+			sub.NetTermsDays = *in.NetTermsDays
+		}
+		if in.Customer != nil {
+			sub.Customer = cust
+		}
+		if in.Metadata != nil {
+			sub.Metadata = *in.Metadata
+		}
+		if in.CancelAtPeriodEnd != nil {
+			sub.CancelAt = nil
+			if *in.CancelAtPeriodEnd {
+				sub.CancelAt = sub.CurrentPeriodEnd
+			}
+		}
+		var msgs []outbox.Message
+		var invIDs []string
+		if in.Plan != nil {
+			if plan.Currency != sub.Plan.Currency {
+				return nil, nil, currencyMismatch("plan/currency", plan.Currency, sub.Plan.Currency)
+			}
+			m, ids, err := s.changePlan(ctx, tx, sub, plan, behavior, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
+		}
+		// A plan change that restarted the cycle bills its first period now.
+		m, ids, err := s.bill(ctx, tx, sub, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
+		return append(msgs, s.subscriptionEvent(ctx, typeSubscriptionUpdated, sub)), invIDs, nil
+	})
+}
+
+// cancelSubscription ends a subscription at the end of the current period
+// (default) or now. Canceling now ends billing; it does not refund the
+// current period (refunds belong to capture-payment).
+func (s *service) cancelSubscription(w http.ResponseWriter, r *http.Request) {
+	var in cancelSubIn
+	if err := decodeOptional(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	atEnd := in.AtPeriodEnd == nil || *in.AtPeriodEnd
+	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *Subscription, now time.Time) ([]outbox.Message, []string, error) {
+		if sub.Status == SubCanceled {
+			return nil, nil, problem.New(codeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
+		}
+		// Nothing billed and no trial (a start in the future): ending "at
+		// period end" would bill a period nobody wants, so it ends now.
+		started := sub.PeriodsBilled > 0 || sub.Status == SubTrialing
+		if atEnd && started && sub.CurrentPeriodEnd != nil && sub.CurrentPeriodEnd.After(now) {
+			sub.CancelAt = ptr(*sub.CurrentPeriodEnd)
+			return []outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionUpdated, sub)}, nil, nil
+		}
+		endSubscription(sub, now, now)
+		return []outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionCanceled, sub)}, nil, nil
+	})
+}

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/bojanz/currency"
+	"github.com/go-pdf/fpdf"
+
+	"github.com/billfn/billfn/shared/money"
+)
+
+// Rendering: GET /invoices/{id}.pdf (go-pdf/fpdf) and .html (html/template).
+// Money is formatted from integer minor units: shared/money writes the
+// exact decimal string, bojanz/currency (v1.4.2, CLDR data) adds the
+// symbol and digit grouping of the locale. No float is involved.
+
+var formatters = func() map[[2]int]*currency.Formatter {
+	m := map[[2]int]*currency.Formatter{}
+	for exp := 0; exp <= 4; exp++ {
+		for _, display := range []currency.Display{currency.DisplaySymbol, currency.DisplayCode} {
+			f := currency.NewFormatter(currency.NewLocale("en"))
+			f.MinDigits, f.MaxDigits = uint8(exp), uint8(exp) // ISO 4217 exponents, not CLDR's cash digits
+			f.CurrencyDisplay = display
+			m[[2]int{exp, int(display)}] = f
+		}
+	}
+	return m
+}()
+
+// formatMoney formats minor units of c for people ("$1,234.50", "¥3,000",
+// "BHD 4.125"); byCode uses the ISO code instead of the symbol.
+func formatMoney(amount int64, c money.Currency, byCode bool) string {
+	exp := c.Exponent()
+	display := currency.DisplaySymbol
+	if byCode {
+		display = currency.DisplayCode
+	}
+	f := formatters[[2]int{exp, int(display)}]
+	a, err := currency.NewAmount(money.Format(amount, c), string(c))
+	if f == nil || err != nil {
+		return money.Format(amount, c) + " " + string(c)
+	}
+	return f.Format(a)
+}
+
+// cp1252 maps the Windows-1252 characters outside Latin-1 (the core PDF
+// fonts' encoding); 0xA0–0xFF are Latin-1 itself.
+var cp1252 = map[rune]byte{
+	'€': 0x80, '‚': 0x82, 'ƒ': 0x83, '„': 0x84, '…': 0x85, '†': 0x86, '‡': 0x87, 'ˆ': 0x88, '‰': 0x89,
+	'Š': 0x8A, '‹': 0x8B, 'Œ': 0x8C, 'Ž': 0x8E, '‘': 0x91, '’': 0x92, '“': 0x93, '”': 0x94, '•': 0x95,
+	'–': 0x96, '—': 0x97, '˜': 0x98, '™': 0x99, 'š': 0x9A, '›': 0x9B, 'œ': 0x9C, 'ž': 0x9E, 'Ÿ': 0x9F,
+}
+
+// toCP1252 encodes s for the core fonts; ok is false when a character had
+// to be replaced by '?'.
+func toCP1252(s string) (string, bool) {
+	var b strings.Builder
+	ok := true
+	for _, r := range s {
+		switch {
+		case r < 0x80 || (r >= 0xA0 && r <= 0xFF):
+			b.WriteByte(byte(r))
+		case cp1252[r] != 0:
+			b.WriteByte(cp1252[r])
+		default:
+			b.WriteByte('?')
+			ok = false
+		}
+	}
+	return b.String(), ok
+}
+
+// pdfMoney formats money for the PDF: with the symbol when the core fonts
+// can show it, with the ISO code otherwise (₹, ₩…).
+func pdfMoney(amount int64, c money.Currency) string {
+	if s, ok := toCP1252(formatMoney(amount, c, false)); ok {
+		return s
+	}
+	s, _ := toCP1252(formatMoney(amount, c, true))
+	return s
+}
+
+func pctLabel(t TaxRateSnap) string {
+	s := t.DisplayName
+	if t.Jurisdiction != "" {
+		s += " (" + t.Jurisdiction + ")"
+	}
+	s += " " + t.Percentage.String() + "%"
+	if t.Inclusive {
+		s += " incl."
+	}
+	if t.Compound {
+		s += " compound"
+	}
+	return s
+}
+
+func invoiceTitle(inv *Invoice) string {
+	if inv.Number != nil {
+		return *inv.Number
+	}
+	return "DRAFT"
+}
+
+func issueDate(inv *Invoice) time.Time {
+	if inv.FinalizedAt != nil {
+		return *inv.FinalizedAt
+	}
+	return inv.CreatedAt
+}
+
+func customerLines(c Customer) []string {
+	var out []string
+	add := func(s string) {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	add(c.Name)
+	if a := c.Address; a != nil {
+		add(a.Line1)
+		add(a.Line2)
+		add(strings.TrimSpace(a.PostalCode + " " + a.City))
+		add(strings.TrimSpace(a.State + " " + a.Country))
+	}
+	add(c.Email)
+	if c.TaxID != "" {
+		add("Tax ID " + c.TaxID)
+	}
+	return out
+}
+
+// renderPDF writes an A4 invoice.
+func renderPDF(w io.Writer, inv *Invoice) error {
+	pdf := fpdf.New("P", "mm", "A4", "")
+	pdf.SetCreationDate(issueDate(inv))
+	pdf.SetModificationDate(issueDate(inv))
+	pdf.SetTitle(invoiceTitle(inv), true)
+	pdf.SetAuthor("billfn generate-invoice", true)
+	pdf.SetMargins(15, 15, 15)
+	pdf.SetAutoPageBreak(true, 20)
+	tr := func(s string) string { out, _ := toCP1252(s); return out }
+	m := func(a int64) string { return pdfMoney(a, inv.Currency) }
+	pdf.SetFooterFunc(func() {
+		pdf.SetY(-13)
+		pdf.SetFont("Helvetica", "", 7)
+		pdf.SetTextColor(120, 120, 120)
+		pdf.CellFormat(0, 4, tr(fmt.Sprintf("%s · amounts in %s · page %d/{nb}", invoiceTitle(inv), inv.Currency, pdf.PageNo())), "", 0, "C", false, 0, "")
+	})
+	pdf.AliasNbPages("")
+	pdf.AddPage()
+
+	// Header
+	pdf.SetFont("Helvetica", "B", 22)
+	pdf.SetTextColor(30, 30, 30)
+	pdf.CellFormat(100, 10, "INVOICE", "", 0, "L", false, 0, "")
+	pdf.SetFont("Helvetica", "B", 12)
+	status := strings.ToUpper(inv.Status)
+	if inv.Overdue && inv.Status == StatusOpen {
+		status = "OVERDUE"
+	}
+	pdf.CellFormat(0, 10, tr(status), "", 1, "R", false, 0, "")
+	pdf.SetFont("Helvetica", "", 11)
+	pdf.CellFormat(0, 6, tr(invoiceTitle(inv)), "", 1, "L", false, 0, "")
+	pdf.Ln(4)
+
+	// Bill to / details
+	top := pdf.GetY()
+	pdf.SetFont("Helvetica", "B", 9)
+	pdf.CellFormat(90, 5, "BILL TO", "", 2, "L", false, 0, "")
+	pdf.SetFont("Helvetica", "", 10)
+	for _, l := range customerLines(inv.Customer) {
+		pdf.CellFormat(90, 5, tr(l), "", 2, "L", false, 0, "")
+	}
+	pdf.CellFormat(90, 5, tr("Account "+inv.AccountID), "", 2, "L", false, 0, "")
+	left := pdf.GetY()
+	pdf.SetXY(110, top)
+	details := [][2]string{{"Issued", issueDate(inv).Format("2 January 2006")}}
+	if inv.DueDate != nil {
+		details = append(details, [2]string{"Due", inv.DueDate.Format("2 January 2006")})
+	}
+	if inv.PeriodStart != nil && inv.PeriodEnd != nil {
+		details = append(details, [2]string{"Period", inv.PeriodStart.Format(time.DateOnly) + " to " + inv.PeriodEnd.Format(time.DateOnly)})
+	}
+	details = append(details, [2]string{"Amount due", m(inv.AmountDue)})
+	for _, d := range details {
+		pdf.SetX(110)
+		pdf.SetFont("Helvetica", "B", 9)
+		pdf.CellFormat(28, 6, tr(d[0]), "", 0, "L", false, 0, "")
+		pdf.SetFont("Helvetica", "", 10)
+		pdf.CellFormat(0, 6, tr(d[1]), "", 1, "R", false, 0, "")
+	}
+	pdf.SetY(max(left, pdf.GetY()) + 6)
+
+	// Lines
+	cols := []struct {
+		title string
+		w     float64
+		align string
+	}{{"Description", 74, "L"}, {"Qty", 16, "R"}, {"Unit price", 28, "R"}, {"Discount", 22, "R"}, {"Tax", 20, "R"}, {"Amount", 20, "R"}}
+	pdf.SetFont("Helvetica", "B", 9)
+	pdf.SetFillColor(235, 238, 242)
+	for i, c := range cols {
+		ln := 0
+		if i == len(cols)-1 {
+			ln = 1
+		}
+		pdf.CellFormat(c.w, 7, c.title, "B", ln, c.align, true, 0, "")
+	}
+	pdf.SetFont("Helvetica", "", 9)
+	for _, l := range inv.Lines {
+		desc := pdf.SplitText(tr(l.Description), cols[0].w-2)
+		if len(desc) == 0 {
+			desc = []string{""}
+		}
+		h := 5.0 * float64(len(desc))
+		if pdf.GetY()+h > 270 {
+			pdf.AddPage()
+		}
+		y := pdf.GetY()
+		pdf.MultiCell(cols[0].w, 5, strings.Join(desc, "\n"), "", "L", false)
+		pdf.SetXY(15+cols[0].w, y)
+		vals := []string{l.Quantity.String(), m(l.UnitAmount), m(-l.DiscountAmount), m(l.TaxAmount), m(l.Amount)}
+		if l.DiscountAmount == 0 {
+			vals[2] = "-"
+		}
+		for i, v := range vals {
+			pdf.CellFormat(cols[i+1].w, 5, v, "", 0, cols[i+1].align, false, 0, "")
+		}
+		pdf.SetY(y + h)
+		pdf.SetDrawColor(225, 225, 225)
+		pdf.Line(15, pdf.GetY()+0.5, 195, pdf.GetY()+0.5)
+		pdf.Ln(1.5)
+	}
+	pdf.Ln(3)
+
+	// Totals
+	total := func(label, value string, bold bool) {
+		style := ""
+		if bold {
+			style = "B"
+		}
+		pdf.SetX(105)
+		pdf.SetFont("Helvetica", style, 10)
+		pdf.CellFormat(60, 6, tr(label), "", 0, "L", false, 0, "")
+		pdf.CellFormat(30, 6, value, "", 1, "R", false, 0, "")
+	}
+	total("Subtotal", m(inv.Subtotal), false)
+	for _, d := range inv.Discounts {
+		label := "Discount"
+		if d.Coupon != "" {
+			label += " " + d.Coupon
+		}
+		if d.PercentOff > 0 {
+			label += " (" + d.PercentOff.String() + "%)"
+		}
+		total(label, m(-d.Amount), false)
+	}
+	if lineDisc := inv.Discount - sumDiscounts(inv.Discounts); lineDisc != 0 {
+		total("Line discounts", m(-lineDisc), false)
+	}
+	for _, t := range inv.TaxBreakdown {
+		total(pctLabel(t.TaxRateSnap)+" on "+m(t.TaxableAmount), m(t.Amount), false)
+	}
+	pdf.SetDrawColor(60, 60, 60)
+	pdf.Line(105, pdf.GetY()+1, 195, pdf.GetY()+1)
+	pdf.Ln(2)
+	total("Total", m(inv.Total), true)
+	if inv.AmountPaid > 0 {
+		total("Amount paid", m(-inv.AmountPaid), false)
+	}
+	if inv.AmountRefunded > 0 {
+		total("Amount refunded", m(inv.AmountRefunded), false)
+	}
+	total("Amount due", m(inv.AmountDue), true)
+
+	if inv.Memo != "" {
+		pdf.Ln(8)
+		pdf.SetX(15)
+		pdf.SetFont("Helvetica", "B", 9)
+		pdf.CellFormat(0, 5, "NOTES", "", 1, "L", false, 0, "")
+		pdf.SetFont("Helvetica", "", 9)
+		pdf.MultiCell(0, 5, tr(inv.Memo), "", "L", false)
+	}
+	return pdf.Output(w)
+}
+
+func sumDiscounts(ds []Discount) int64 {
+	var n int64
+	for _, d := range ds {
+		n += d.Amount
+	}
+	return n
+}
+
+var htmlTemplate = template.Must(template.New("invoice").Funcs(template.FuncMap{
+	"money": func(a int64, c money.Currency) string { return formatMoney(a, c, false) },
+	"neg":   func(a int64) int64 { return -a },
+	"date":  func(t time.Time) string { return t.Format("2 January 2006") },
+	"rate":  pctLabel,
+	"lines": customerLines,
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Invoice {{.Title}}</title>
+<style>
+body{font-family:system-ui,Helvetica,Arial,sans-serif;color:#1e1e1e;max-width:820px;margin:32px auto;padding:0 16px}
+h1{font-size:28px;margin:0}.status{float:right;font-weight:bold;letter-spacing:.05em}
+.grid{display:flex;justify-content:space-between;margin:24px 0}.muted{color:#666;font-size:13px}
+table{width:100%;border-collapse:collapse;font-size:14px}th{background:#ebeef2;text-align:left;padding:6px}
+td{padding:6px;border-bottom:1px solid #e1e1e1}.r{text-align:right}.totals{width:50%;margin-left:auto;margin-top:16px}
+.totals td{border:0}.strong td{font-weight:bold;border-top:1px solid #3c3c3c}
+</style></head><body>
+<span class="status">{{.Status}}</span><h1>INVOICE</h1><div>{{.Title}}</div>
+<div class="grid"><div><div class="muted">BILL TO</div>{{range lines .Inv.Customer}}<div>{{.}}</div>{{end}}<div>Account {{.Inv.AccountID}}</div></div>
+<div><div>Issued: {{date .Issued}}</div>{{with .Inv.DueDate}}<div>Due: {{date .Time}}</div>{{end}}
+{{if .Inv.PeriodStart}}<div>Period: {{date .Inv.PeriodStart}} to {{date .Inv.PeriodEnd}}</div>{{end}}
+<div><strong>Amount due: {{money .Inv.AmountDue .Inv.Currency}}</strong></div></div></div>
+<table><thead><tr><th>Description</th><th class="r">Qty</th><th class="r">Unit price</th><th class="r">Discount</th><th class="r">Tax</th><th class="r">Amount</th></tr></thead><tbody>
+{{range .Inv.Lines}}<tr><td>{{.Description}}</td><td class="r">{{.Quantity}}</td><td class="r">{{money .UnitAmount $.Inv.Currency}}</td>
+<td class="r">{{if .DiscountAmount}}{{money (neg .DiscountAmount) $.Inv.Currency}}{{else}}-{{end}}</td><td class="r">{{money .TaxAmount $.Inv.Currency}}</td><td class="r">{{money .Amount $.Inv.Currency}}</td></tr>
+{{end}}</tbody></table>
+<table class="totals"><tr><td>Subtotal</td><td class="r">{{money .Inv.Subtotal .Inv.Currency}}</td></tr>
+{{if .Inv.Discount}}<tr><td>Discounts</td><td class="r">{{money (neg .Inv.Discount) .Inv.Currency}}</td></tr>{{end}}
+{{range .Inv.TaxBreakdown}}<tr><td>{{rate .TaxRateSnap}} on {{money .TaxableAmount $.Inv.Currency}}</td><td class="r">{{money .Amount $.Inv.Currency}}</td></tr>{{end}}
+<tr class="strong"><td>Total</td><td class="r">{{money .Inv.Total .Inv.Currency}}</td></tr>
+{{if .Inv.AmountPaid}}<tr><td>Amount paid</td><td class="r">{{money (neg .Inv.AmountPaid) .Inv.Currency}}</td></tr>{{end}}
+<tr class="strong"><td>Amount due</td><td class="r">{{money .Inv.AmountDue .Inv.Currency}}</td></tr></table>
+{{if .Inv.Memo}}<p class="muted">{{.Inv.Memo}}</p>{{end}}
+</body></html>
+`))
+
+// renderHTML writes the invoice as a self-contained HTML page.
+func renderHTML(w io.Writer, inv *Invoice) error {
+	status := strings.ToUpper(inv.Status)
+	if inv.Overdue && inv.Status == StatusOpen {
+		status = "OVERDUE"
+	}
+	var buf bytes.Buffer
+	err := htmlTemplate.Execute(&buf, map[string]any{"Inv": inv, "Title": invoiceTitle(inv), "Status": status, "Issued": issueDate(inv)})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
+}

@@ -1,0 +1,715 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// The SQL of generate-invoice's own tables (migrations/00020_generate_invoice.sql).
+
+// querier is what pgx.Tx and *pgxpool.Pool have in common.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+var errNotFound = problem.New(problem.NotFound, "no such resource")
+
+func notFound(what, id string) *problem.Error {
+	return problem.New(problem.NotFound, "no %s %s", what, id)
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func jsonText(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // our own types always encode
+	}
+	return string(b)
+}
+
+// ---- invoices ----
+
+const invoiceCols = `id, account_id, owner_user_id, subscription_id, period_start, period_end, billing_reason,
+	number, number_prefix, status, currency, customer, memo, metadata, collection_method, net_terms_days, due_date,
+	coupon_id, discounts, subtotal, discount, tax, tax_exclusive, total_excluding_tax, total, amount_paid,
+	amount_refunded, amount_due, tax_breakdown, line_count, overdue, overdue_at, dunning_attempts, next_dunning_at,
+	payment_failures, last_payment_error, last_payment_failed_at, created_at, updated_at, finalized_at, paid_at,
+	voided_at, marked_uncollectible_at`
+
+func scanInvoice(row pgx.Row) (*Invoice, error) {
+	inv := &Invoice{Object: "invoice"}
+	var (
+		due *time.Time
+		cur string
+	)
+	err := row.Scan(&inv.ID, &inv.AccountID, &inv.UserID, &inv.SubscriptionID, &inv.PeriodStart, &inv.PeriodEnd,
+		&inv.BillingReason, &inv.Number, &inv.NumberPrefix, &inv.Status, &cur, &inv.Customer, &inv.Memo,
+		&inv.Metadata, &inv.CollectionMethod, &inv.NetTermsDays, &due, &inv.Coupon, &inv.Discounts, &inv.Subtotal,
+		&inv.Discount, &inv.Tax, &inv.TaxExclusive, &inv.TotalExcludingTax, &inv.Total, &inv.AmountPaid,
+		&inv.AmountRefunded, &inv.AmountDue, &inv.TaxBreakdown, &inv.LineCount, &inv.Overdue, &inv.OverdueAt,
+		&inv.DunningAttempts, &inv.NextPaymentAttemptAt, &inv.PaymentFailures, &inv.LastPaymentError,
+		&inv.LastPaymentFailedAt, &inv.CreatedAt, &inv.UpdatedAt, &inv.FinalizedAt, &inv.PaidAt, &inv.VoidedAt,
+		&inv.MarkedUncollectibleAt)
+	if err != nil {
+		return nil, err
+	}
+	inv.Currency = money.Currency(cur)
+	inv.TaxInclusive = inv.Tax - inv.TaxExclusive
+	if due != nil {
+		inv.DueDate = &Date{utcDate(*due)}
+	}
+	inv.PeriodStart, inv.PeriodEnd, inv.OverdueAt = utc(inv.PeriodStart), utc(inv.PeriodEnd), utc(inv.OverdueAt)
+	inv.NextPaymentAttemptAt, inv.LastPaymentFailedAt = utc(inv.NextPaymentAttemptAt), utc(inv.LastPaymentFailedAt)
+	inv.CreatedAt, inv.UpdatedAt = inv.CreatedAt.UTC(), inv.UpdatedAt.UTC()
+	inv.FinalizedAt, inv.PaidAt, inv.VoidedAt = utc(inv.FinalizedAt), utc(inv.PaidAt), utc(inv.VoidedAt)
+	inv.MarkedUncollectibleAt = utc(inv.MarkedUncollectibleAt)
+	if inv.Metadata == nil {
+		inv.Metadata = map[string]string{}
+	}
+	if inv.Discounts == nil {
+		inv.Discounts = []Discount{}
+	}
+	if inv.TaxBreakdown == nil {
+		inv.TaxBreakdown = []TaxAmount{}
+	}
+	return inv, nil
+}
+
+// getInvoice loads an invoice with its lines; forUpdate locks the row.
+func getInvoice(ctx context.Context, q querier, id string, forUpdate bool) (*Invoice, error) {
+	if !validUUID(id) {
+		return nil, notFound("invoice", id)
+	}
+	sql := `SELECT ` + invoiceCols + ` FROM invoices WHERE id = $1`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	inv, err := scanInvoice(q.QueryRow(ctx, sql, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("invoice", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	inv.Lines, err = getLines(ctx, q, id)
+	return inv, err
+}
+
+const lineCols = `id, description, quantity_e6, unit_amount, amount, discount_def, discount_amount, taxable_amount,
+	tax_amount, total, taxes, proration, period_start, period_end, metadata`
+
+func getLines(ctx context.Context, q querier, invoiceID string) ([]Line, error) {
+	rows, err := q.Query(ctx, `SELECT `+lineCols+` FROM invoice_line_items WHERE invoice_id = $1 ORDER BY position`, invoiceID)
+	if err != nil {
+		return nil, err
+	}
+	lines, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Line, error) {
+		var l Line
+		err := r.Scan(&l.ID, &l.Description, &l.Quantity, &l.UnitAmount, &l.Amount, &l.Discount, &l.DiscountAmount,
+			&l.TaxableAmount, &l.TaxAmount, &l.Total, &l.Taxes, &l.Proration, &l.PeriodStart, &l.PeriodEnd, &l.Metadata)
+		l.PeriodStart, l.PeriodEnd = utc(l.PeriodStart), utc(l.PeriodEnd)
+		if l.Taxes == nil {
+			l.Taxes = []LineTax{}
+		}
+		if l.Metadata == nil {
+			l.Metadata = map[string]string{}
+		}
+		return l, err
+	})
+	if lines == nil {
+		lines = []Line{}
+	}
+	return lines, err
+}
+
+func dueArg(d *Date) *time.Time {
+	if d == nil {
+		return nil
+	}
+	return &d.Time
+}
+
+// insertInvoices inserts invoices and their lines with one statement each,
+// whatever their number: the batch path's throughput rests on it.
+func insertInvoices(ctx context.Context, tx pgx.Tx, invs []*Invoice) error {
+	if len(invs) == 0 {
+		return nil
+	}
+	n := len(invs)
+	var (
+		ids, accounts, owners, reasons, prefixes, statuses, currencies   = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		customers, memos, metas, methods, discounts, breakdowns          = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		subs, coupons, numbers                                           = make([]*string, n), make([]*string, n), make([]*string, n)
+		pstarts, pends, dues, finalized, paid                            = make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n), make([]*time.Time, n)
+		nets                                                             = make([]*int32, n)
+		subtotal, discount, tax, taxExcl, totalExcl, total, paidAmt, due = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		lineCounts                                                       = make([]int32, n)
+		created                                                          = make([]time.Time, n)
+	)
+	lineTotal := 0
+	for i, inv := range invs {
+		ids[i], accounts[i], owners[i], reasons[i], prefixes[i] = inv.ID, inv.AccountID, inv.UserID, inv.BillingReason, inv.NumberPrefix
+		statuses[i], currencies[i] = inv.Status, string(inv.Currency)
+		customers[i], memos[i], metas[i], methods[i] = jsonText(inv.Customer), inv.Memo, jsonText(inv.Metadata), inv.CollectionMethod
+		discounts[i], breakdowns[i] = jsonText(inv.Discounts), jsonText(inv.TaxBreakdown)
+		subs[i], coupons[i], numbers[i] = inv.SubscriptionID, inv.Coupon, inv.Number
+		pstarts[i], pends[i], dues[i], finalized[i], paid[i] = inv.PeriodStart, inv.PeriodEnd, dueArg(inv.DueDate), inv.FinalizedAt, inv.PaidAt
+		if inv.NetTermsDays != nil {
+			nets[i] = ptr(int32(*inv.NetTermsDays))
+		}
+		subtotal[i], discount[i], tax[i], taxExcl[i], totalExcl[i], total[i] = inv.Subtotal, inv.Discount, inv.Tax, inv.TaxExclusive, inv.TotalExcludingTax, inv.Total
+		paidAmt[i], due[i], lineCounts[i], created[i] = inv.AmountPaid, inv.AmountDue, int32(len(inv.Lines)), inv.CreatedAt
+		lineTotal += len(inv.Lines)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO invoices (id, account_id, owner_user_id, billing_reason, number_prefix, status,
+			currency, customer, memo, metadata, collection_method, discounts, tax_breakdown, subscription_id, coupon_id,
+			number, period_start, period_end, due_date, finalized_at, paid_at, net_terms_days, subtotal, discount, tax,
+			tax_exclusive, total_excluding_tax, total, amount_paid, amount_due, line_count, created_at, updated_at)
+		SELECT id, account, owner, reason, prefix, status, cur, cust::jsonb, memo, meta::jsonb, method, disc::jsonb,
+			bd::jsonb, sub, coupon, num, ps, pe, due, fin, paid, net, st, dc, tx, tex, tet, tot, pa, ad, lc, cr, cr
+		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+			$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::uuid[], $15::text[], $16::text[],
+			$17::timestamptz[], $18::timestamptz[], $19::date[], $20::timestamptz[], $21::timestamptz[], $22::int[],
+			$23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[], $27::bigint[], $28::bigint[], $29::bigint[],
+			$30::bigint[], $31::int[], $32::timestamptz[])
+			AS x(id, account, owner, reason, prefix, status, cur, cust, memo, meta, method, disc, bd, sub, coupon, num,
+				ps, pe, due, fin, paid, net, st, dc, tx, tex, tet, tot, pa, ad, lc, cr)`,
+		ids, accounts, owners, reasons, prefixes, statuses, currencies, customers, memos, metas, methods, discounts,
+		breakdowns, subs, coupons, numbers, pstarts, pends, dues, finalized, paid, nets, subtotal, discount, tax,
+		taxExcl, totalExcl, total, paidAmt, due, lineCounts, created)
+	if err != nil {
+		if c, ok := uniqueViolation(err); ok && c == "invoices_subscription_period_key" {
+			return errPeriodBilled
+		}
+		return err
+	}
+	if lineTotal == 0 {
+		return nil
+	}
+	lines := make([]lineRow, 0, lineTotal)
+	for _, inv := range invs {
+		for i := range inv.Lines {
+			lines = append(lines, lineRow{inv.ID, i, &inv.Lines[i]})
+		}
+	}
+	return insertLines(ctx, tx, lines)
+}
+
+var errPeriodBilled = errors.New("subscription period already invoiced")
+
+func uniqueViolation(err error) (string, bool) {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "23505" {
+		return pg.ConstraintName, true
+	}
+	return "", false
+}
+
+type lineRow struct {
+	invoiceID string
+	position  int
+	l         *Line
+}
+
+func insertLines(ctx context.Context, tx pgx.Tx, rows []lineRow) error {
+	n := len(rows)
+	var (
+		ids, invs, descs, taxes, metas                     = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		discs                                              = make([]*string, n)
+		pos                                                = make([]int32, n)
+		qty, unit, amount, discAmt, taxable, taxAmt, total = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		prorations                                         = make([]bool, n)
+		pstarts, pends                                     = make([]*time.Time, n), make([]*time.Time, n)
+	)
+	for i, r := range rows {
+		l := r.l
+		ids[i], invs[i], descs[i], taxes[i], metas[i] = l.ID, r.invoiceID, l.Description, jsonText(l.Taxes), jsonText(l.Metadata)
+		if l.Discount != nil {
+			discs[i] = ptr(jsonText(l.Discount))
+		}
+		pos[i] = int32(r.position)
+		qty[i], unit[i], amount[i], discAmt[i], taxable[i], taxAmt[i], total[i] = int64(l.Quantity), l.UnitAmount, l.Amount, l.DiscountAmount, l.TaxableAmount, l.TaxAmount, l.Total
+		prorations[i], pstarts[i], pends[i] = l.Proration, l.PeriodStart, l.PeriodEnd
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO invoice_line_items (id, invoice_id, position, description, quantity_e6,
+			unit_amount, amount, discount_def, discount_amount, taxable_amount, tax_amount, total, taxes, proration,
+			period_start, period_end, metadata)
+		SELECT id, inv, pos, descr, qty, unit, amt, disc::jsonb, da, ta, tx, tot, taxes::jsonb, pr, ps, pe, meta::jsonb
+		FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
+			$8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bool[],
+			$15::timestamptz[], $16::timestamptz[], $17::text[])
+			AS x(id, inv, pos, descr, qty, unit, amt, disc, da, ta, tx, tot, taxes, pr, ps, pe, meta)`,
+		ids, invs, pos, descs, qty, unit, amount, discs, discAmt, taxable, taxAmt, total, taxes, prorations,
+		pstarts, pends, metas)
+	return err
+}
+
+// replaceLines rewrites a draft's lines after an edit (line ids are kept).
+func replaceLines(ctx context.Context, tx pgx.Tx, inv *Invoice) error {
+	if _, err := tx.Exec(ctx, `DELETE FROM invoice_line_items WHERE invoice_id = $1`, inv.ID); err != nil {
+		return err
+	}
+	if len(inv.Lines) == 0 {
+		return nil
+	}
+	rows := make([]lineRow, len(inv.Lines))
+	for i := range inv.Lines {
+		rows[i] = lineRow{inv.ID, i, &inv.Lines[i]}
+	}
+	return insertLines(ctx, tx, rows)
+}
+
+// updateInvoice writes every mutable column of inv.
+func updateInvoice(ctx context.Context, tx pgx.Tx, inv *Invoice) error {
+	var net *int32
+	if inv.NetTermsDays != nil {
+		net = ptr(int32(*inv.NetTermsDays))
+	}
+	_, err := tx.Exec(ctx, `UPDATE invoices SET number = $2, number_prefix = $3, status = $4, customer = $5,
+			memo = $6, metadata = $7, collection_method = $8, net_terms_days = $9, due_date = $10, coupon_id = $11,
+			discounts = $12, subtotal = $13, discount = $14, tax = $15, tax_exclusive = $16, total_excluding_tax = $17,
+			total = $18, amount_paid = $19, amount_refunded = $20, amount_due = $21, tax_breakdown = $22,
+			line_count = $23, overdue = $24, overdue_at = $25, dunning_attempts = $26, next_dunning_at = $27,
+			payment_failures = $28, last_payment_error = $29, last_payment_failed_at = $30, updated_at = $31,
+			finalized_at = $32, paid_at = $33, voided_at = $34, marked_uncollectible_at = $35
+		WHERE id = $1`,
+		inv.ID, inv.Number, inv.NumberPrefix, inv.Status, jsonText(inv.Customer), inv.Memo, jsonText(inv.Metadata),
+		inv.CollectionMethod, net, dueArg(inv.DueDate), inv.Coupon, jsonText(inv.Discounts), inv.Subtotal,
+		inv.Discount, inv.Tax, inv.TaxExclusive, inv.TotalExcludingTax, inv.Total, inv.AmountPaid,
+		inv.AmountRefunded, inv.AmountDue, jsonText(inv.TaxBreakdown), inv.LineCount, inv.Overdue, inv.OverdueAt,
+		inv.DunningAttempts, inv.NextPaymentAttemptAt, inv.PaymentFailures, inv.LastPaymentError,
+		inv.LastPaymentFailedAt, inv.UpdatedAt, inv.FinalizedAt, inv.PaidAt, inv.VoidedAt, inv.MarkedUncollectibleAt)
+	return err
+}
+
+// invoiceFilter is a list query.
+type invoiceFilter struct {
+	Owner          string // forced for customers
+	AccountID      string
+	SubscriptionID string
+	Status         string
+	DueBefore      *time.Time
+	After          string // keyset: ids below this one
+	Limit          int
+}
+
+// listInvoices returns a page newest first (UUIDv7 ids are time-ordered),
+// without lines, by keyset on id.
+func listInvoices(ctx context.Context, q querier, f invoiceFilter) ([]*Invoice, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if f.Owner != "" {
+		add("owner_user_id = ?", f.Owner)
+	}
+	if f.AccountID != "" {
+		add("account_id = ?", f.AccountID)
+	}
+	if f.SubscriptionID != "" {
+		add("subscription_id = ?", f.SubscriptionID)
+	}
+	if f.Status != "" {
+		add("status = ?", f.Status)
+	}
+	if f.DueBefore != nil {
+		add("due_date < ?", *f.DueBefore)
+	}
+	if f.After != "" {
+		add("id < ?", f.After)
+	}
+	sql := `SELECT ` + invoiceCols + ` FROM invoices`
+	if len(where) > 0 {
+		sql += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, f.Limit)
+	sql += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Invoice
+	for rows.Next() {
+		inv, err := scanInvoice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, inv)
+	}
+	return out, rows.Err()
+}
+
+// reserveNumbers takes n consecutive numbers of a series inside the
+// finalizing transaction and returns the first. The row stays locked until
+// the transaction ends, so concurrent finalizations queue and a rollback
+// returns the numbers: no duplicate, no gap.
+func reserveNumbers(ctx context.Context, tx pgx.Tx, series string, n int) (int64, error) {
+	var last int64
+	err := tx.QueryRow(ctx, `INSERT INTO invoice_number_sequences AS s (prefix, last_value) VALUES ($1, $2)
+		ON CONFLICT (prefix) DO UPDATE SET last_value = s.last_value + EXCLUDED.last_value
+		RETURNING last_value`, series, n).Scan(&last)
+	return last - int64(n) + 1, err
+}
+
+// formatNumber renders an invoice number: PREFIX-YYYY-000123.
+func formatNumber(prefix string, year int, seq int64) string {
+	s := strconv.FormatInt(seq, 10)
+	if len(s) < 6 {
+		s = strings.Repeat("0", 6-len(s)) + s
+	}
+	return prefix + "-" + strconv.Itoa(year) + "-" + s
+}
+
+func seriesKey(prefix string, year int) string { return prefix + "-" + strconv.Itoa(year) }
+
+// ---- tax rates ----
+
+const taxRateCols = `id, display_name, jurisdiction, country, state, description, percentage_e4, inclusive, compound, metadata, created_at`
+
+func scanTaxRate(row pgx.Row) (TaxRate, error) {
+	r := TaxRate{Object: "tax_rate"}
+	err := row.Scan(&r.ID, &r.DisplayName, &r.Jurisdiction, &r.Country, &r.State, &r.Description, &r.Percentage,
+		&r.Inclusive, &r.Compound, &r.Metadata, &r.CreatedAt)
+	r.CreatedAt = r.CreatedAt.UTC()
+	if r.Metadata == nil {
+		r.Metadata = map[string]string{}
+	}
+	return r, err
+}
+
+func insertTaxRate(ctx context.Context, tx pgx.Tx, r TaxRate) error {
+	_, err := tx.Exec(ctx, `INSERT INTO tax_rates (`+taxRateCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		r.ID, r.DisplayName, r.Jurisdiction, r.Country, r.State, r.Description, int64(r.Percentage), r.Inclusive,
+		r.Compound, jsonText(r.Metadata), r.CreatedAt)
+	return err
+}
+
+func getTaxRates(ctx context.Context, q querier, ids []string) ([]TaxRate, error) {
+	rows, err := q.Query(ctx, `SELECT `+taxRateCols+` FROM tax_rates WHERE id = ANY($1::uuid[])`, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TaxRate, error) { return scanTaxRate(r) })
+}
+
+func listTaxRates(ctx context.Context, q querier, after string, limit int) ([]TaxRate, error) {
+	var rows pgx.Rows
+	var err error
+	if after == "" {
+		rows, err = q.Query(ctx, `SELECT `+taxRateCols+` FROM tax_rates ORDER BY id DESC LIMIT $1`, limit)
+	} else {
+		rows, err = q.Query(ctx, `SELECT `+taxRateCols+` FROM tax_rates WHERE id < $1 ORDER BY id DESC LIMIT $2`, after, limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TaxRate, error) { return scanTaxRate(r) })
+}
+
+// ---- coupons ----
+
+const couponCols = `id, name, percent_off_e4, amount_off, currency, duration, duration_in_months, max_redemptions,
+	times_redeemed, redeem_by, metadata, created_at`
+
+func scanCoupon(row pgx.Row) (Coupon, error) {
+	c := Coupon{Object: "coupon"}
+	var pct *int64
+	var cur *string
+	err := row.Scan(&c.ID, &c.Name, &pct, &c.AmountOff, &cur, &c.Duration, &c.DurationInMonths, &c.MaxRedemptions,
+		&c.TimesRedeemed, &c.RedeemBy, &c.Metadata, &c.CreatedAt)
+	if pct != nil {
+		c.PercentOff = ptr(Percent(*pct))
+	}
+	if cur != nil {
+		c.Currency = ptr(money.Currency(*cur))
+	}
+	c.RedeemBy, c.CreatedAt = utc(c.RedeemBy), c.CreatedAt.UTC()
+	if c.Metadata == nil {
+		c.Metadata = map[string]string{}
+	}
+	return c, err
+}
+
+func insertCoupon(ctx context.Context, tx pgx.Tx, c Coupon) error {
+	var pct *int64
+	if c.PercentOff != nil {
+		pct = ptr(int64(*c.PercentOff))
+	}
+	var cur *string
+	if c.Currency != nil {
+		cur = ptr(string(*c.Currency))
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO coupons (`+couponCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11)`,
+		c.ID, c.Name, pct, c.AmountOff, cur, c.Duration, c.DurationInMonths, c.MaxRedemptions, c.RedeemBy,
+		jsonText(c.Metadata), c.CreatedAt)
+	if name, ok := uniqueViolation(err); ok && name == "coupons_pkey" {
+		return problem.New(codeCouponExists, "coupon %s already exists", c.ID)
+	}
+	return err
+}
+
+func getCoupon(ctx context.Context, q querier, id string, forUpdate bool) (Coupon, error) {
+	sql := `SELECT ` + couponCols + ` FROM coupons WHERE id = $1`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	c, err := scanCoupon(q.QueryRow(ctx, sql, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, errNotFound
+	}
+	return c, err
+}
+
+func listCoupons(ctx context.Context, q querier, after string, limit int) ([]Coupon, error) {
+	rows, err := q.Query(ctx, `SELECT `+couponCols+` FROM coupons WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Coupon, error) { return scanCoupon(r) })
+}
+
+func redeemCoupon(ctx context.Context, tx pgx.Tx, id string) error {
+	_, err := tx.Exec(ctx, `UPDATE coupons SET times_redeemed = times_redeemed + 1 WHERE id = $1`, id)
+	return err
+}
+
+// ---- subscriptions ----
+
+const subCols = `id, account_id, owner_user_id, status, plan_name, plan_amount, currency, interval, interval_count,
+	start_at, trial_end, billing_start, cycle_anchor, anchor_day, periods_billed, next_billing_at,
+	current_period_start, current_period_end, tax_rate_ids, coupon_id, coupon_start, coupon_uses, collection_method,
+	net_terms_days, customer, metadata, pending_lines, cancel_at, canceled_at, latest_invoice_id, created_at, updated_at`
+
+func scanSub(row pgx.Row) (*Subscription, error) {
+	s := &Subscription{}
+	var cur string
+	err := row.Scan(&s.ID, &s.AccountID, &s.UserID, &s.Status, &s.Plan.Name, &s.Plan.Amount, &cur, &s.Plan.Interval,
+		&s.Plan.IntervalCount, &s.Start, &s.TrialEnd, &s.BillingStart, &s.CycleAnchor, &s.AnchorDay,
+		&s.PeriodsBilled, &s.NextBillingAt, &s.CurrentPeriodStart, &s.CurrentPeriodEnd, &s.TaxRateIDs, &s.Coupon,
+		&s.CouponStart, &s.CouponUses, &s.CollectionMethod, &s.NetTermsDays, &s.Customer, &s.Metadata,
+		&s.PendingLines, &s.CancelAt, &s.CanceledAt, &s.LatestInvoiceID, &s.CreatedAt, &s.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	s.Plan.Currency = money.Currency(cur)
+	s.Start, s.BillingStart, s.CycleAnchor = s.Start.UTC(), s.BillingStart.UTC(), s.CycleAnchor.UTC()
+	s.TrialEnd, s.NextBillingAt, s.CouponStart = utc(s.TrialEnd), utc(s.NextBillingAt), utc(s.CouponStart)
+	s.CurrentPeriodStart, s.CurrentPeriodEnd = utc(s.CurrentPeriodStart), utc(s.CurrentPeriodEnd)
+	s.CancelAt, s.CanceledAt = utc(s.CancelAt), utc(s.CanceledAt)
+	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
+	s.derive()
+	return s, nil
+}
+
+func getSub(ctx context.Context, q querier, id string, forUpdate bool) (*Subscription, error) {
+	if !validUUID(id) {
+		return nil, notFound("subscription", id)
+	}
+	sql := `SELECT ` + subCols + ` FROM subscriptions WHERE id = $1`
+	if forUpdate {
+		sql += ` FOR UPDATE`
+	}
+	s, err := scanSub(q.QueryRow(ctx, sql, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("subscription", id)
+	}
+	return s, err
+}
+
+func insertSub(ctx context.Context, tx pgx.Tx, s *Subscription) error {
+	_, err := tx.Exec(ctx, `INSERT INTO subscriptions (`+subCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+			$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
+			$31, $32)`,
+		s.ID, s.AccountID, s.UserID, s.Status, s.Plan.Name, s.Plan.Amount, string(s.Plan.Currency), s.Plan.Interval,
+		s.Plan.IntervalCount, s.Start, s.TrialEnd, s.BillingStart, s.CycleAnchor, s.AnchorDay, s.PeriodsBilled,
+		s.NextBillingAt, s.CurrentPeriodStart, s.CurrentPeriodEnd, s.TaxRateIDs, s.Coupon, s.CouponStart,
+		s.CouponUses, s.CollectionMethod, s.NetTermsDays, jsonText(s.Customer), jsonText(s.Metadata),
+		jsonText(s.PendingLines), s.CancelAt, s.CanceledAt, s.LatestInvoiceID, s.CreatedAt, s.UpdatedAt)
+	return err
+}
+
+func updateSub(ctx context.Context, tx pgx.Tx, s *Subscription) error {
+	_, err := tx.Exec(ctx, `UPDATE subscriptions SET status = $2, plan_name = $3, plan_amount = $4, interval = $5,
+			interval_count = $6, billing_start = $7, cycle_anchor = $8, anchor_day = $9, periods_billed = $10,
+			next_billing_at = $11, current_period_start = $12, current_period_end = $13, tax_rate_ids = $14,
+			coupon_id = $15, coupon_start = $16, coupon_uses = $17, collection_method = $18, net_terms_days = $19,
+			customer = $20, metadata = $21, pending_lines = $22, cancel_at = $23, canceled_at = $24,
+			latest_invoice_id = $25, updated_at = $26
+		WHERE id = $1`,
+		s.ID, s.Status, s.Plan.Name, s.Plan.Amount, s.Plan.Interval, s.Plan.IntervalCount, s.BillingStart,
+		s.CycleAnchor, s.AnchorDay, s.PeriodsBilled, s.NextBillingAt, s.CurrentPeriodStart, s.CurrentPeriodEnd,
+		s.TaxRateIDs, s.Coupon, s.CouponStart, s.CouponUses, s.CollectionMethod, s.NetTermsDays,
+		jsonText(s.Customer), jsonText(s.Metadata), jsonText(s.PendingLines), s.CancelAt, s.CanceledAt,
+		s.LatestInvoiceID, s.UpdatedAt)
+	return err
+}
+
+type subFilter struct {
+	Owner, AccountID, Status, After string
+	Limit                           int
+}
+
+func listSubs(ctx context.Context, q querier, f subFilter) ([]*Subscription, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	if f.Owner != "" {
+		add("owner_user_id = ?", f.Owner)
+	}
+	if f.AccountID != "" {
+		add("account_id = ?", f.AccountID)
+	}
+	if f.Status != "" {
+		add("status = ?", f.Status)
+	}
+	if f.After != "" {
+		add("id < ?", f.After)
+	}
+	sql := `SELECT ` + subCols + ` FROM subscriptions`
+	if len(where) > 0 {
+		sql += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, f.Limit)
+	sql += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Subscription
+	for rows.Next() {
+		s, err := scanSub(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// ---- invoice requests (asynchronous creation) ----
+
+// InvoiceRequest is the state of an asynchronous invoice creation.
+type InvoiceRequest struct {
+	Object      string          `json:"object"`
+	ID          string          `json:"id"`
+	Status      string          `json:"status"`
+	AccountID   *string         `json:"account_id"`
+	UserID      *string         `json:"user_id"`
+	InvoiceID   *string         `json:"invoice_id"`
+	Problem     json.RawMessage `json:"problem,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	CompletedAt *time.Time      `json:"completed_at"`
+}
+
+func getRequest(ctx context.Context, q querier, id string) (*InvoiceRequest, error) {
+	r := &InvoiceRequest{Object: "invoice_request"}
+	var prob []byte
+	err := q.QueryRow(ctx, `SELECT id, status, account_id, owner_user_id, invoice_id, problem, created_at, completed_at
+		FROM invoice_requests WHERE id = $1 ORDER BY created_at LIMIT 1`, id).
+		Scan(&r.ID, &r.Status, &r.AccountID, &r.UserID, &r.InvoiceID, &prob, &r.CreatedAt, &r.CompletedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, notFound("invoice request", id)
+	}
+	r.Problem = prob
+	r.CreatedAt, r.CompletedAt = r.CreatedAt.UTC(), utc(r.CompletedAt)
+	return r, err
+}
+
+// requestOutcome is how one invoice.requested event ended.
+type requestOutcome struct {
+	source, id, owner, account string
+	invoiceID                  string
+	problem                    []byte // nil on success
+}
+
+// completeRequests records outcomes, creating the rows of requests that
+// did not come through POST /invoices (any producer may send the event).
+func completeRequests(ctx context.Context, tx pgx.Tx, outs []requestOutcome, now time.Time) error {
+	if len(outs) == 0 {
+		return nil
+	}
+	n := len(outs)
+	sources, ids, statuses := make([]string, n), make([]string, n), make([]string, n)
+	owners, accounts, invoices, problems := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+	for i, o := range outs {
+		sources[i], ids[i] = o.source, o.id
+		if validUUID(o.owner) {
+			owners[i] = ptr(o.owner)
+		}
+		if validUUID(o.account) {
+			accounts[i] = ptr(o.account)
+		}
+		if o.problem == nil {
+			statuses[i], invoices[i] = "succeeded", ptr(o.invoiceID)
+		} else {
+			statuses[i], problems[i] = "failed", ptr(string(o.problem))
+		}
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO invoice_requests AS r (source, id, owner_user_id, account_id, status,
+			invoice_id, problem, created_at, completed_at)
+		SELECT s, i, o, a, st, inv, p::jsonb, $8, $8
+		FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::text[])
+			AS x(s, i, o, a, st, inv, p)
+		ON CONFLICT (source, id) DO UPDATE SET status = EXCLUDED.status, invoice_id = EXCLUDED.invoice_id,
+			problem = EXCLUDED.problem, completed_at = EXCLUDED.completed_at`,
+		sources, ids, owners, accounts, statuses, invoices, problems, now)
+	return err
+}
+
+func insertPendingRequests(ctx context.Context, tx pgx.Tx, source string, ids []string, owner, account []string, now time.Time) error {
+	_, err := tx.Exec(ctx, `INSERT INTO invoice_requests (source, id, owner_user_id, account_id, status, created_at)
+		SELECT $1, i, o, a, 'pending', $5 FROM unnest($2::text[], $3::uuid[], $4::uuid[]) AS x(i, o, a)`,
+		source, ids, owner, account, now)
+	return err
+}
+
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+

@@ -1,0 +1,532 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// Subscriptions bill in advance: the invoice of a period is generated,
+// finalized and announced when the period starts. docs/generate-invoice.md
+// describes periods, anchors, trials, proration and catch-up.
+
+type planIn struct {
+	Name          string `json:"name"`
+	Amount        *int64 `json:"amount"`
+	Currency      string `json:"currency"`
+	Interval      string `json:"interval"`
+	IntervalCount *int   `json:"interval_count"`
+}
+
+type createSubIn struct {
+	AccountID        string            `json:"account_id"`
+	UserID           string            `json:"user_id"`
+	Plan             *planIn           `json:"plan"`
+	Start            *string           `json:"start"`
+	AnchorDay        *int              `json:"anchor_day"`
+	TrialEnd         *string           `json:"trial_end"`
+	TaxRateIDs       []string          `json:"tax_rate_ids"`
+	Coupon           string            `json:"coupon"`
+	CollectionMethod string            `json:"collection_method"`
+	NetTermsDays     *int              `json:"net_terms_days"`
+	Customer         *customerIn       `json:"customer"`
+	Metadata         map[string]string `json:"metadata"`
+}
+
+// Proration behaviours of a plan change.
+const (
+	ProrateCreate  = "create_prorations" // pending lines on the next invoice
+	ProrateInvoice = "always_invoice"    // an invoice now
+	ProrateNone    = "none"
+)
+
+type patchSubIn struct {
+	Plan              *planIn            `json:"plan"`
+	ProrationBehavior string             `json:"proration_behavior"`
+	TaxRateIDs        *[]string          `json:"tax_rate_ids"`
+	CollectionMethod  *string            `json:"collection_method"`
+	NetTermsDays      *int               `json:"net_terms_days"`
+	Customer          *customerIn        `json:"customer"`
+	Metadata          *map[string]string `json:"metadata"`
+	CancelAtPeriodEnd *bool              `json:"cancel_at_period_end"`
+}
+
+type cancelSubIn struct {
+	AtPeriodEnd *bool `json:"at_period_end"`
+}
+
+var maxIntervalCount = map[string]int{IntervalDay: 365, IntervalWeek: 52, IntervalMonth: 12, IntervalYear: 3}
+
+func parsePlan(v *problem.Validator, in *planIn) Plan {
+	if in == nil {
+		v.Check(false, "plan", "is required: {name, amount, currency, interval, interval_count}")
+		return Plan{}
+	}
+	p := Plan{Name: strings.TrimSpace(in.Name), Interval: in.Interval, IntervalCount: 1}
+	v.Check(p.Name != "" && textOK(p.Name, maxName), "plan/name", "is required, at most 200 characters")
+	if in.Amount == nil || *in.Amount < 0 {
+		v.Check(false, "plan/amount", "is required: the price of one period in minor units, 0 or more")
+	} else {
+		p.Amount = *in.Amount
+	}
+	cur, err := money.ParseCurrency(in.Currency)
+	v.Check(err == nil, "plan/currency", "is required: an ISO 4217 code")
+	p.Currency = cur
+	maxCount, ok := maxIntervalCount[in.Interval]
+	v.Check(ok, "plan/interval", "must be day, week, month or year")
+	if in.IntervalCount != nil {
+		p.IntervalCount = *in.IntervalCount
+		v.Check(!ok || (p.IntervalCount >= 1 && p.IntervalCount <= maxCount), "plan/interval_count",
+			"must be from 1 to "+strconv.Itoa(maxCount)+" for this interval")
+	}
+	return p
+}
+
+func parseTime(v *problem.Validator, path string, s *string) *time.Time {
+	if s == nil {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, *s)
+	if err != nil {
+		v.Check(false, path, "must be an RFC 3339 timestamp")
+		return nil
+	}
+	return ptr(t.UTC())
+}
+
+// subRates resolves a subscription's tax rates to snapshots.
+func (s *service) subRates(ctx context.Context, q querier, ids []string, path string) ([]TaxRateSnap, error) {
+	rates, err := s.taxRates(ctx, q, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TaxRateSnap, 0, len(ids))
+	for j, id := range ids {
+		r, ok := rates[id]
+		if !ok {
+			return nil, &problem.Error{Code: codeTaxRateUnknown, Detail: "no tax rate " + id,
+				Errors: []problem.FieldError{problem.Field(path+"/"+strconv.Itoa(j), "is not a tax rate")}}
+		}
+		if j > 0 && r.Inclusive != out[0].Inclusive {
+			return nil, &problem.Error{Code: codeTaxInclusiveMixed, Detail: "the tax rates must be all inclusive or all exclusive",
+				Errors: []problem.FieldError{problem.Field(path, "mixes inclusive and exclusive rates")}}
+		}
+		out = append(out, r.snap())
+	}
+	return out, nil
+}
+
+func parseRateIDs(v *problem.Validator, path string, in []string) []string {
+	v.Check(len(in) <= maxRatesLine, path, "at most 5 tax rates")
+	seen := map[string]bool{}
+	out := make([]string, 0, len(in))
+	for j, id := range in {
+		id = strings.ToLower(id)
+		v.Check(validUUID(id) && !seen[id], path+"/"+strconv.Itoa(j), "must be a tax rate id, listed once")
+		seen[id] = true
+		out = append(out, id)
+	}
+	return out
+}
+
+// newSubscription validates a creation body into a subscription (not yet
+// billed) and its coupon id.
+func (s *service) newSubscription(p auth.Principal, in *createSubIn, now time.Time) (*Subscription, error) {
+	var v problem.Validator
+	owner, err := ownerFor(p, in.UserID, &v, "")
+	if err != nil {
+		return nil, err
+	}
+	account := strings.ToLower(in.AccountID)
+	v.Check(validUUID(account), "account_id", "is required: the id of the account billed (a UUID)")
+	plan := parsePlan(&v, in.Plan)
+	start := now
+	if t := parseTime(&v, "start", in.Start); t != nil {
+		start = *t
+		v.Check(!start.Before(now.AddDate(-1, 0, 0)), "start", "may be at most one year in the past")
+	}
+	trial := parseTime(&v, "trial_end", in.TrialEnd)
+	v.Check(trial == nil || trial.After(start), "trial_end", "must be after start")
+	anchor := 0
+	if in.AnchorDay != nil {
+		anchor = *in.AnchorDay
+		v.Check(anchor >= 1 && anchor <= 31, "anchor_day", "must be from 1 to 31")
+		v.Check(plan.Interval == IntervalMonth || plan.Interval == IntervalYear, "anchor_day", "applies to month and year intervals only")
+	}
+	sub := &Subscription{Object: "subscription", ID: newID(), AccountID: account, UserID: owner, Plan: plan,
+		Start: start, TrialEnd: trial, CollectionMethod: ChargeAutomatically, Metadata: in.Metadata,
+		PendingLines: []Line{}, CreatedAt: now, UpdatedAt: now}
+	sub.TaxRateIDs = parseRateIDs(&v, "tax_rate_ids", in.TaxRateIDs)
+	if in.CollectionMethod != "" {
+		v.Check(in.CollectionMethod == ChargeAutomatically || in.CollectionMethod == SendInvoice, "collection_method",
+			"must be charge_automatically or send_invoice")
+		sub.CollectionMethod = in.CollectionMethod
+	}
+	if in.NetTermsDays != nil {
+		v.Check(*in.NetTermsDays >= 0 && *in.NetTermsDays <= 365, "net_terms_days", "must be from 0 to 365 days")
+		sub.NetTermsDays = *in.NetTermsDays
+	}
+	sub.Customer = parseCustomer(&v, "customer", in.Customer)
+	checkMetadata(&v, "metadata", in.Metadata)
+	if in.Coupon != "" {
+		v.Check(validCouponID(in.Coupon), "coupon", "must be a coupon id")
+		sub.Coupon = ptr(in.Coupon)
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	sub.BillingStart = start
+	if trial != nil {
+		sub.BillingStart = *trial
+	}
+	c := newCycle(plan.Interval, plan.IntervalCount, anchor, sub.BillingStart)
+	sub.CycleAnchor, sub.AnchorDay = c.Anchor, c.AnchorDay
+	sub.NextBillingAt = ptr(sub.BillingStart)
+	if trial != nil {
+		sub.Status = SubTrialing
+		sub.CurrentPeriodStart, sub.CurrentPeriodEnd = ptr(start), ptr(*trial)
+	} else {
+		sub.Status = SubActive
+		ps, pe, _ := c.period(0)
+		sub.CurrentPeriodStart, sub.CurrentPeriodEnd = &ps, &pe
+	}
+	if sub.Metadata == nil {
+		sub.Metadata = map[string]string{}
+	}
+	sub.derive()
+	return sub, nil
+}
+
+// redeemSubCoupon checks and redeems a subscription's coupon.
+func (s *service) redeemSubCoupon(ctx context.Context, tx pgx.Tx, sub *Subscription, now time.Time) error {
+	res := s.newResolver(tx, now)
+	if _, err := res.coupon(ctx, "", *sub.Coupon, &Invoice{Currency: sub.Plan.Currency}); err != nil {
+		return err
+	}
+	sub.CouponStart, sub.CouponUses = ptr(sub.BillingStart), 0
+	return redeemCoupon(ctx, tx, *sub.Coupon)
+}
+
+// couponFor returns the coupon discount a subscription's invoice for the
+// period starting at ps gets, if any.
+func (s *service) couponFor(ctx context.Context, tx pgx.Tx, sub *Subscription, ps time.Time) (*Discount, error) {
+	if sub.Coupon == nil {
+		return nil, nil
+	}
+	c, err := getCoupon(ctx, tx, *sub.Coupon, false)
+	if err != nil {
+		return nil, err
+	}
+	switch c.Duration {
+	case DurationOnce:
+		if sub.CouponUses > 0 {
+			return nil, nil
+		}
+	case DurationRepeating:
+		if sub.CouponStart == nil || c.DurationInMonths == nil || !ps.Before(sub.CouponStart.AddDate(0, *c.DurationInMonths, 0)) {
+			return nil, nil
+		}
+	}
+	d := c.discount()
+	return &d, nil
+}
+
+func (s *service) subInvoice(sub *Subscription, reason string, now time.Time) *Invoice {
+	return &Invoice{Object: "invoice", ID: newID(), AccountID: sub.AccountID, UserID: sub.UserID,
+		SubscriptionID: ptr(sub.ID), BillingReason: reason, Status: StatusDraft, Currency: sub.Plan.Currency,
+		Customer: sub.Customer, Metadata: map[string]string{}, NumberPrefix: s.cfg.NumberPrefix,
+		CollectionMethod: sub.CollectionMethod, NetTermsDays: ptr(sub.NetTermsDays), Discounts: []Discount{},
+		CreatedAt: now, UpdatedAt: now}
+}
+
+func taxesOf(snaps []TaxRateSnap) []LineTax {
+	out := make([]LineTax, len(snaps))
+	for i, t := range snaps {
+		out[i] = LineTax{TaxRateSnap: t}
+	}
+	return out
+}
+
+// bill generates, finalizes and announces the invoice of every period of
+// sub that has started by now (catch-up included, at most MaxCatchUp
+// periods per call), each exactly once (the unique (subscription_id,
+// period_start) constraint backs the counter). It updates sub in memory;
+// the caller writes it.
+func (s *service) bill(ctx context.Context, tx pgx.Tx, sub *Subscription, now time.Time) ([]outbox.Message, []string, error) {
+	if sub.Status == SubCanceled || sub.NextBillingAt == nil || sub.NextBillingAt.After(now) {
+		return nil, nil, nil
+	}
+	snaps, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids")
+	if err != nil {
+		return nil, nil, err
+	}
+	c := sub.cycle()
+	var invs []*Invoice
+	for n := 0; sub.NextBillingAt != nil && !sub.NextBillingAt.After(now) && n < s.cfg.MaxCatchUp; n++ {
+		k := sub.PeriodsBilled
+		ps, pe, full := c.period(k)
+		if sub.CancelAt != nil && !ps.Before(*sub.CancelAt) {
+			sub.NextBillingAt = nil
+			break
+		}
+		amount, desc := sub.Plan.Amount, sub.Plan.Name
+		if pe.Sub(ps) != full {
+			if amount, err = prorate(amount, pe.Sub(ps), full); err != nil {
+				return nil, nil, overflowProblem()
+			}
+			desc += " (prorated)"
+		}
+		inv := s.subInvoice(sub, ReasonSubscriptionCycle, now)
+		inv.PeriodStart, inv.PeriodEnd = ptr(ps), ptr(pe)
+		inv.Lines = []Line{{ID: newID(), Description: fmt.Sprintf("%s, %s to %s", desc, ps.Format(time.DateOnly), pe.Format(time.DateOnly)),
+			Quantity: QuantityScale, UnitAmount: amount, Taxes: taxesOf(snaps), PeriodStart: ptr(ps), PeriodEnd: ptr(pe),
+			Metadata: map[string]string{}}}
+		d, err := s.couponFor(ctx, tx, sub, ps)
+		if err != nil {
+			return nil, nil, err
+		}
+		if d != nil {
+			inv.Discounts, inv.Coupon = []Discount{*d}, ptr(d.Coupon)
+		}
+		base := len(inv.Lines)
+		inv.Lines = append(inv.Lines, sub.PendingLines...)
+		if err := inv.recompute(); err != nil {
+			var pe *problem.Error
+			if !errors.As(err, &pe) || pe.Code != codeTotalNegative || base == len(inv.Lines) {
+				return nil, nil, err
+			}
+			// The pending credits exceed this period's charge: they wait
+			// for a later invoice.
+			inv.Lines = inv.Lines[:base]
+			if err := inv.recompute(); err != nil {
+				return nil, nil, err
+			}
+		} else {
+			sub.PendingLines = []Line{}
+		}
+		if d != nil {
+			sub.CouponUses++
+		}
+		invs = append(invs, inv)
+		sub.PeriodsBilled++
+		sub.CurrentPeriodStart, sub.CurrentPeriodEnd = ptr(ps), ptr(pe)
+		sub.NextBillingAt = ptr(c.at(k + 1))
+		sub.LatestInvoiceID = ptr(inv.ID)
+		sub.Status = SubActive // a trial ends when its first period is billed
+	}
+	if len(invs) == 0 {
+		return nil, nil, nil
+	}
+	sub.UpdatedAt = now
+	final := make([]bool, len(invs))
+	ids := make([]string, len(invs))
+	for i, inv := range invs {
+		final[i], ids[i] = true, inv.ID
+	}
+	msgs, err := s.persistNew(ctx, tx, invs, final, now)
+	return msgs, ids, err
+}
+
+// billDueSubscriptions is the tick's recurring billing: every due
+// subscription, 50 per transaction, each in a savepoint so one failing
+// subscription does not hold the others back.
+func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	failed := []string{}
+	for {
+		var invIDs, subIDs []string
+		picked := 0
+		err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+			invIDs, subIDs = invIDs[:0], subIDs[:0]
+			rows, err := tx.Query(ctx, `SELECT `+subCols+` FROM subscriptions
+				WHERE status <> 'canceled' AND next_billing_at <= $1 AND id <> ALL($2::uuid[])
+				ORDER BY next_billing_at LIMIT 50 FOR UPDATE SKIP LOCKED`, now, failed)
+			if err != nil {
+				return err
+			}
+			subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Subscription, error) { return scanSub(r) })
+			if err != nil {
+				return err
+			}
+			picked = len(subs)
+			for _, sub := range subs {
+				sp, err := tx.Begin(ctx)
+				if err != nil {
+					return err
+				}
+				msgs, ids, err := s.bill(ctx, sp, sub, now)
+				if err == nil {
+					err = updateSub(ctx, sp, sub)
+				}
+				if err == nil && len(ids) > 0 {
+					msgs = append(msgs, s.subscriptionEvent(ctx, typeSubscriptionUpdated, sub))
+					err = outbox.Add(ctx, sp, functionName, msgs...)
+				}
+				if err == nil {
+					err = sp.Commit(ctx)
+				}
+				if err != nil {
+					_ = sp.Rollback(ctx)
+					var pe *problem.Error
+					if !errors.As(err, &pe) || pe.Status() >= 500 {
+						return err
+					}
+					slog.ErrorContext(ctx, "subscription cannot be billed", "subscription", sub.ID, "err", err.Error())
+					failed = append(failed, sub.ID)
+					continue
+				}
+				invIDs = append(invIDs, ids...)
+				subIDs = append(subIDs, sub.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(invIDs)
+		s.invalidate(nil, subIDs)
+		if picked == 0 {
+			return total, nil
+		}
+	}
+}
+
+// cancelDueSubscriptions ends subscriptions whose cancel_at has come.
+func (s *service) cancelDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
+	var ids []string
+	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		ids = ids[:0]
+		rows, err := tx.Query(ctx, `SELECT `+subCols+` FROM subscriptions
+			WHERE status <> 'canceled' AND cancel_at <= $1 ORDER BY cancel_at LIMIT 500 FOR UPDATE SKIP LOCKED`, now)
+		if err != nil {
+			return err
+		}
+		subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Subscription, error) { return scanSub(r) })
+		if err != nil {
+			return err
+		}
+		var msgs []outbox.Message
+		for _, sub := range subs {
+			endSubscription(sub, *sub.CancelAt, now)
+			if err := updateSub(ctx, tx, sub); err != nil {
+				return err
+			}
+			msgs = append(msgs, s.subscriptionEvent(ctx, typeSubscriptionCanceled, sub))
+			ids = append(ids, sub.ID)
+		}
+		return outbox.Add(ctx, tx, functionName, msgs...)
+	})
+	s.invalidate(nil, ids)
+	return len(ids), err
+}
+
+func endSubscription(sub *Subscription, at, now time.Time) {
+	sub.Status, sub.CanceledAt, sub.NextBillingAt, sub.UpdatedAt = SubCanceled, ptr(at), nil, now
+	sub.PendingLines = []Line{}
+	if sub.CancelAt == nil || sub.CancelAt.After(at) {
+		sub.CancelAt = ptr(at)
+	}
+}
+
+// changePlan applies a plan change at now with proration of the current
+// period. It returns the events of an immediate proration invoice, if any.
+func (s *service) changePlan(ctx context.Context, tx pgx.Tx, sub *Subscription, plan Plan, behavior string, now time.Time) ([]outbox.Message, []string, error) {
+	old := sub.Plan
+	intervalChanged := plan.Interval != old.Interval || plan.IntervalCount != old.IntervalCount
+	sub.Plan = plan
+	if sub.Status == SubTrialing || sub.PeriodsBilled == 0 {
+		// Nothing billed yet: the new plan simply applies from the first period.
+		if intervalChanged {
+			anchor := 0
+			if plan.Interval == IntervalMonth || plan.Interval == IntervalYear {
+				anchor = sub.AnchorDay
+			}
+			c := newCycle(plan.Interval, plan.IntervalCount, anchor, sub.BillingStart)
+			sub.CycleAnchor, sub.AnchorDay = c.Anchor, c.AnchorDay
+			if sub.Status != SubTrialing {
+				ps, pe, _ := c.period(0)
+				sub.CurrentPeriodStart, sub.CurrentPeriodEnd = &ps, &pe
+			}
+		}
+		return nil, nil, nil
+	}
+	var lines []Line
+	if behavior != ProrateNone && sub.CurrentPeriodEnd != nil && now.Before(*sub.CurrentPeriodEnd) {
+		_, _, full := sub.cycleWith(old).period(sub.PeriodsBilled - 1)
+		rem := sub.CurrentPeriodEnd.Sub(now)
+		snaps, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids")
+		if err != nil {
+			return nil, nil, err
+		}
+		credit, err := prorate(old.Amount, rem, full)
+		if err != nil {
+			return nil, nil, overflowProblem()
+		}
+		debit, err := prorate(plan.Amount, rem, full)
+		if err != nil {
+			return nil, nil, overflowProblem()
+		}
+		from, to := now.Format(time.DateOnly), sub.CurrentPeriodEnd.Format(time.DateOnly)
+		mk := func(desc string, amount int64) Line {
+			return Line{ID: newID(), Description: desc, Quantity: QuantityScale, UnitAmount: amount, Taxes: taxesOf(snaps),
+				Proration: true, PeriodStart: ptr(now), PeriodEnd: ptr(*sub.CurrentPeriodEnd), Metadata: map[string]string{}}
+		}
+		if credit > 0 {
+			lines = append(lines, mk(fmt.Sprintf("Unused time on %s, %s to %s", old.Name, from, to), -credit))
+		}
+		if debit > 0 && !intervalChanged {
+			lines = append(lines, mk(fmt.Sprintf("Remaining time on %s, %s to %s", plan.Name, from, to), debit))
+		}
+	}
+	if intervalChanged {
+		// A new interval restarts the cycle now; the new period is billed
+		// at once (bill), with the credit for the unused old period.
+		c := newCycle(plan.Interval, plan.IntervalCount, 0, now)
+		sub.BillingStart, sub.CycleAnchor, sub.AnchorDay, sub.PeriodsBilled = now, c.Anchor, c.AnchorDay, 0
+		sub.NextBillingAt = ptr(now)
+		if sub.CancelAt != nil {
+			sub.CancelAt = nil // the scheduled end belonged to the old cycle
+		}
+		sub.PendingLines = append(sub.PendingLines, lines...)
+		return nil, nil, nil
+	}
+	if behavior == ProrateInvoice && len(lines) > 0 {
+		inv := s.subInvoice(sub, ReasonSubscriptionUpdate, now)
+		inv.Lines = lines
+		err := inv.recompute()
+		var pe *problem.Error
+		if err == nil {
+			msgs, err := s.persistNew(ctx, tx, []*Invoice{inv}, []bool{true}, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			sub.LatestInvoiceID = ptr(inv.ID)
+			return msgs, []string{inv.ID}, nil
+		}
+		if !errors.As(err, &pe) || pe.Code != codeTotalNegative {
+			return nil, nil, err
+		}
+		// A net credit cannot be an invoice of its own: it waits for the next one.
+	}
+	sub.PendingLines = append(sub.PendingLines, lines...)
+	return nil, nil, nil
+}
+
+// cycleWith is the subscription's cycle under another plan (the old one).
+func (s *Subscription) cycleWith(p Plan) cycle {
+	c := s.cycle()
+	c.Interval, c.Count = p.Interval, p.IntervalCount
+	return c
+}
