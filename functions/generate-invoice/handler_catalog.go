@@ -258,4 +258,3 @@ func (s *service) listCoupons(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
-

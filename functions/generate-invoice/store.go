@@ -712,4 +712,3 @@ func validUUID(s string) bool {
 	}
 	return true
 }
-
