@@ -73,6 +73,7 @@ type committer struct {
 	in       chan *unit
 	maxOps   int
 	window   time.Duration
+	workers  int                     // committers sharing the queue; their groups overlap
 	onCommit func(accounts []string) // cache invalidation, outbox kick
 
 	sysMu sync.Mutex
@@ -293,7 +294,9 @@ func (c *committer) tryCommit(ctx context.Context, group []*unit) ([]string, err
 	for _, u := range group {
 		for _, o := range u.ops {
 			if o.complete != "" {
+				// An accepted transfer's event names its accounts by id.
 				completes = append(completes, o.complete)
+				ids = append(ids, o.req.FromAccountID, o.req.ToAccountID)
 				continue
 			}
 			for _, id := range []string{o.req.FromAccountID, o.req.ToAccountID} {
@@ -313,13 +316,17 @@ func (c *committer) tryCommit(ctx context.Context, group []*unit) ([]string, err
 	b.Queue("BEGIN")
 	if len(completes) > 0 {
 		// Accepted transfers name their accounts by id; lock them too.
-		b.Queue(`SELECT `+transferCols+` FROM transfers t WHERE t.id = ANY($1::uuid[]) ORDER BY t.id FOR UPDATE`, completes)
+		b.Queue(`SELECT `+transferCols+` FROM transfers t WHERE t.id = ANY($1::text[]::uuid[]) ORDER BY t.id FOR UPDATE`, completes)
 	}
+	// Plain predicates only: under READ COMMITTED, FOR UPDATE re-checks a
+	// row another transaction changed meanwhile, and that re-check is only
+	// reliable for simple conditions on the row itself (with a semi-join it
+	// can drop the row — seen with concurrent committers). Postgres reads
+	// the two conditions through the primary key and the account_number
+	// index (BitmapOr), and locks in id order.
 	b.Queue(`SELECT id, user_id, account_number, currency, balance, held, allow_negative, status FROM accounts
-		WHERE id = ANY($1::uuid[]) OR account_number = ANY($2::text[])
-		   OR id IN (SELECT from_account_id FROM transfers WHERE id = ANY($3::uuid[]))
-		   OR id IN (SELECT to_account_id FROM transfers WHERE id = ANY($3::uuid[]))
-		ORDER BY id FOR UPDATE`, ids, numbers, completes)
+		WHERE id = ANY($1::text[]::uuid[]) OR account_number = ANY($2::text[])
+		ORDER BY id FOR UPDATE`, ids, numbers)
 	b.Queue(`SELECT `+transferCols+`, t.idem_scope, t.idem_key, t.request_hash FROM transfers t
 		JOIN unnest($1::text[], $2::text[]) AS k(s, k) ON t.idem_scope = k.s AND t.idem_key = k.k`, scopes, keys)
 
@@ -692,7 +699,7 @@ func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn, source string) e
 			pending, expires_at, description, reference_id, metadata, from_balance, from_available, to_balance, to_available,
 			idem_scope, idem_key, request_hash, created_at, posted_at)
 			SELECT id, f, t, a, c, s, r, p, e, d, ref, m::jsonb, fb, fa, tb, ta, sc, k, h, $20, po
-			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::bool[],
+			FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::bool[],
 			            $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::int8[], $15::int8[],
 			            $16::int8[], $17::text[], $18::text[], $19::bytea[], $21::timestamptz[])
 			AS x(id, f, t, a, c, s, r, p, e, d, ref, m, fb, fa, tb, ta, sc, k, h, po)`,
@@ -702,18 +709,18 @@ func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn, source string) e
 	if len(w.uID) > 0 {
 		b.Queue(`UPDATE transfers t SET status = x.s, reject_reason = x.r, posted_at = x.po,
 			from_balance = x.fb, from_available = x.fa, to_balance = x.tb, to_available = x.ta
-			FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])
+			FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])
 			AS x(id, s, r, po, fb, fa, tb, ta) WHERE t.id = x.id`,
 			w.uID, w.uStatus, w.uReason, w.uPosted, w.uFB, w.uFA, w.uTB, w.uTA)
 	}
 	if len(w.pTransfer) > 0 {
 		b.Queue(`INSERT INTO postings (transfer_id, account_id, amount, balance_after, created_at)
-			SELECT t, a, m, ba, $5 FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::int8[]) AS x(t, a, m, ba)`,
+			SELECT t, a, m, ba, $5 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::int8[], $4::int8[]) AS x(t, a, m, ba)`,
 			w.pTransfer, w.pAccount, w.pAmount, w.pAfter, w.now)
 	}
 	if len(w.acctIDs) > 0 {
 		b.Queue(`UPDATE accounts a SET balance = x.b, held = x.h, version = a.version + x.n, updated_at = $5
-			FROM unnest($1::uuid[], $2::int8[], $3::int8[], $4::int8[]) AS x(id, b, h, n) WHERE a.id = x.id`,
+			FROM unnest($1::text[]::uuid[], $2::int8[], $3::int8[], $4::int8[]) AS x(id, b, h, n) WHERE a.id = x.id`,
 			w.acctIDs, w.acctBal, w.acctHeld, w.acctN, w.now)
 	}
 	if len(w.oID) > 0 {

@@ -27,7 +27,10 @@ func (s *service) opFor(ev events.Event) (*op, error) {
 		if !validID(data.TransferID) {
 			return nil, events.Permanent(fmt.Errorf("transfer_id %q is not a UUID", data.TransferID))
 		}
-		return &op{complete: data.TransferID, principal: eventPrincipal}, nil
+		if !validID(data.FromAccountID) || !validID(data.ToAccountID) {
+			return nil, events.Permanent(fmt.Errorf("transfer %s: the event does not name both accounts by id", data.TransferID))
+		}
+		return &op{complete: data.TransferID, req: data.TransferRequest, principal: eventPrincipal}, nil
 	}
 	req := data.TransferRequest
 	if err := req.validate("", s.now()); err != nil {

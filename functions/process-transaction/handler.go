@@ -46,7 +46,9 @@ func newService(d *platform.Deps, now func() time.Time) *service {
 // (a closer), so requests still in flight at SIGTERM get their answer.
 func (s *service) start() {
 	ctx, stop := context.WithCancel(context.Background())
-	go s.commit.run(ctx)
+	for i := 0; i < max(1, s.commit.workers); i++ {
+		go s.commit.run(ctx)
+	}
 	s.d.OnClose(func(context.Context) { stop() })
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
@@ -47,11 +48,16 @@ type env struct {
 	admin string
 }
 
-func newEnv(t *testing.T) *env {
+// newEnv serves the function; committers > 1 runs concurrent group commits
+// (as several replicas of the function would).
+func newEnv(t *testing.T, committers ...int) *env {
 	t.Helper()
 	d, kit := testenv.Platform(t, "process-transaction")
 	c := &clock{now: time.Now()}
 	s := newService(d, c.Now)
+	if len(committers) > 0 {
+		s.commit.workers = committers[0]
+	}
 	s.start()
 	cfg := server.Config{MaxBodyBytes: 1 << 20, ExecTimeout: config.Duration(10 * time.Second)}
 	return &env{t: t, d: d, kit: kit, s: s, h: server.New(cfg, d.App(s.routes())).Handler(), clock: c, admin: uuid.NewString()}
@@ -165,27 +171,33 @@ func (e *env) deliver(evs ...events.Event) resp {
 	return resp{rec}
 }
 
-// outboxEvents returns the function's outbox events of typ about subject.
-func (e *env) outboxEvents(typ, subject string) []events.Event {
+// kafkaEvents waits until Kafka holds want events of typ about subject
+// (the outbox publishes them right after each commit) and returns them.
+func (e *env) kafkaEvents(typ, subject string, want int) []events.Event {
 	e.t.Helper()
-	rows, err := e.d.Pool.Query(context.Background(), `SELECT payload FROM outbox WHERE source = 'process-transaction' ORDER BY id`)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kit.Brokers...), kgo.ConsumeTopics(events.TopicTransaction, events.TopicUser),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer rows.Close()
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	var out []events.Event
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			e.t.Fatal(err)
-		}
-		ev, err := events.Unmarshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if ev.Type() == typ && (subject == "" || ev.Subject() == subject) {
-			out = append(out, ev)
-		}
+	for len(out) < want && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(rec *kgo.Record) {
+			ev, err := events.Unmarshal(rec.Value)
+			if err != nil {
+				e.t.Errorf("record is not a CloudEvent: %v", err)
+				return
+			}
+			if ev.Type() == typ && (subject == "" || ev.Subject() == subject) {
+				out = append(out, ev)
+			}
+		})
+	}
+	if len(out) < want {
+		e.t.Fatalf("%d %s events about %s reached Kafka, want %d", len(out), typ, subject, want)
 	}
 	return out
 }
@@ -227,6 +239,16 @@ func checkLedger(t *testing.T, d *platform.Deps) {
 	}
 	if n != 0 {
 		t.Errorf("%d accounts overdrawn", n)
+	}
+	if err := d.Pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM transfers t WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.from_account_id)
+		                                     OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.to_account_id))
+		+ (SELECT count(*) FROM postings p WHERE NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = p.transfer_id)
+		                                    OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = p.account_id))`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d transfers or postings reference a missing row", n)
 	}
 	if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT transfer_id FROM postings GROUP BY transfer_id HAVING sum(amount) <> 0) x`).Scan(&n); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ type Config struct {
 	// before committing a group (0: commit whatever is waiting at once).
 	GroupWindow config.Duration `envconfig:"GROUP_COMMIT_WINDOW" default:"0s"`
 	GroupMax    int             `envconfig:"GROUP_COMMIT_MAX" default:"2000"`
+	Committers  int             `envconfig:"GROUP_COMMITTERS" default:"1"`
 }
 
 func main() {
@@ -31,7 +32,7 @@ func main() {
 			return server.App{}, err
 		}
 		s := newService(d, time.Now)
-		s.commit.window, s.commit.maxOps = cfg.GroupWindow.D(), cfg.GroupMax
+		s.commit.window, s.commit.maxOps, s.commit.workers = cfg.GroupWindow.D(), cfg.GroupMax, cfg.Committers
 		s.start()
 		return d.App(s.routes()), nil
 	})

@@ -225,7 +225,7 @@ func (s *store) history(ctx context.Context, q historyQuery) ([]*Transfer, error
 // uses, so the two never deadlock) and returns them by id.
 func lockAccounts(ctx context.Context, tx pgx.Tx, ids ...string) (map[string]*acct, error) {
 	rows, err := tx.Query(ctx, `SELECT id, user_id, account_number, currency, balance, held, allow_negative, status
-		FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+		FROM accounts WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +372,7 @@ func (s *store) acceptPending(ctx context.Context, o *op) (t *Transfer, replayed
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT id, user_id, account_number, currency, balance, held, allow_negative, status
-			FROM accounts WHERE id = ANY($1::uuid[]) OR account_number = ANY($2::text[])`,
+			FROM accounts WHERE id = ANY($1::text[]::uuid[]) OR account_number = ANY($2::text[])`,
 			[]string{o.req.FromAccountID, o.req.ToAccountID}, []string{o.req.FromAccountNumber, o.req.ToAccountNumber})
 		if err != nil {
 			return err
