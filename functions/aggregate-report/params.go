@@ -22,12 +22,14 @@ const maxRange = 3660 * 24 * time.Hour
 // one 422 names them all. Unknown parameters are mistakes too: a typo such
 // as "currencty" must not silently widen a report.
 type query struct {
-	v    url.Values
-	errs []problem.FieldError
+	v         url.Values
+	errs      []problem.FieldError
+	malformed error
 }
 
 func newQuery(r *http.Request, allowed ...string) *query {
-	q := &query{v: r.URL.Query()}
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	q := &query{v: v, malformed: err}
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
 		for k := range q.v {
 			if !yield(k) {
@@ -57,6 +59,9 @@ func (q *query) fail(name, detail string) {
 func (q *query) get(name string) string { return strings.TrimSpace(q.v.Get(name)) }
 
 func (q *query) err() error {
+	if q.malformed != nil {
+		return problem.New(problem.BadRequest, "the query string is malformed: %v", q.malformed)
+	}
 	if len(q.errs) == 0 {
 		return nil
 	}

@@ -216,8 +216,8 @@ func account(t testing.TB, at time.Time, accountID, user, number, cur string) ev
 
 type invoiceFields struct {
 	id, account, cur, status, due string
-	total, paid, dueAmount       int64
-	finalizedAt                  *time.Time
+	total, paid, dueAmount        int64
+	finalizedAt                   *time.Time
 }
 
 func invoice(t testing.TB, at time.Time, verb string, f invoiceFields) events.Event {
@@ -232,7 +232,7 @@ func subscription(t testing.TB, at time.Time, verb, subID, accountID, status str
 	return newEvent(t, "generate-invoice", "billfn.subscription."+verb, accountID, at, map[string]any{
 		"subscription_id": subID, "account_id": accountID, "status": status,
 		"plan": map[string]any{"name": "Pro", "amount": mrr, "currency": cur, "interval": "month", "interval_count": 1},
-		"mrr": mrr, "currency": cur, "current_period_start": at, "current_period_end": at.AddDate(0, 1, 0), "canceled_at": nil})
+		"mrr":  mrr, "currency": cur, "current_period_start": at, "current_period_end": at.AddDate(0, 1, 0), "canceled_at": nil})
 }
 
 type paymentFields struct {
