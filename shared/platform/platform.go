@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,6 +113,14 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.collectors = append(d.collectors, events.Collectors()...)
 	d.collectors = append(d.collectors, outbox.Collectors()...)
 	d.closers = append(d.closers, d.Publisher.Close, func(context.Context) { d.Redis.Close() }, func(context.Context) { d.Pool.Close() })
+	// Connect in the background while the server starts listening, so the
+	// platform's first readiness probe finds warm connections.
+	go func() {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = d.Pool.Ping(wctx)
+		_ = d.Redis.Ping(wctx).Err()
+	}()
 	return d, nil
 }
 
