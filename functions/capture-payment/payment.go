@@ -351,9 +351,10 @@ func applyGateway(p *Payment, st GatewayState, answer bool, attempt int, now tim
 	case Processing:
 		switch {
 		case p.Status == Processing:
-			// processing is also our own in-flight marker: the answer
-			// "still processing" is news (the gateway object is known).
-			c.updated = answer
+			// processing is also our own in-flight marker: the answer to
+			// our confirmation "still processing" is news (the gateway
+			// object is known now); a later look-up saying so is not.
+			c.updated = answer && p.op() == opConfirm
 		case rank(p.Status) < rank(Processing):
 			p.Status = Processing
 			c.updated = true

@@ -346,3 +346,5 @@ func startStripeMock() (string, error) {
 type startError struct{ msg string }
 
 func (e *startError) Error() string { return e.msg }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -65,7 +65,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	s.sandbox = newSandbox(d.Pool, clock, cfg)
 	s.gateways[gwSandbox] = s.sandbox
 	if cfg.StripeKey != "" {
-		s.gateways[gwStripe] = newStripe(cfg.StripeKey, cfg.StripeBase, cfg.StripeRetries, cfg.GatewayTimeout.D(), clock)
+		s.gateways[gwStripe] = newStripe(cfg.StripeKey, cfg.StripeBase, cfg.StripeRetries, cfg.GatewayTimeout.D(), clock, nil)
 	}
 	known := map[string]bool{}
 	for n := range s.gateways {

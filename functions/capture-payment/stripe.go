@@ -25,11 +25,13 @@ type stripeGateway struct {
 	now    func() time.Time
 }
 
-func newStripe(key, base string, retries int64, timeout time.Duration, now func() time.Time) *stripeGateway {
+// newStripe builds the adapter; transport is nil but for tests that watch
+// the requests.
+func newStripe(key, base string, retries int64, timeout time.Duration, now func() time.Time, transport http.RoundTripper) *stripeGateway {
 	cfg := &stripe.BackendConfig{
 		// The HTTP timeout bounds one try; the caller's context bounds
 		// the call with its retries.
-		HTTPClient:        &http.Client{Timeout: timeout},
+		HTTPClient:        &http.Client{Timeout: timeout, Transport: transport},
 		MaxNetworkRetries: stripe.Int64(retries),
 		LeveledLogger:     stripeLogger{},
 	}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/events"
+)
+
+// event builds an event from another function.
+func event(t *testing.T, source, typ, subject string, data any) events.Event {
+	t.Helper()
+	ev, err := events.New(context.Background(), source, typ, subject, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func (g *rig) saveMethod(t *testing.T, token string, asDefault bool) Method {
+	t.Helper()
+	return decode[Method](t, g.do(req{method: "POST", path: "/accounts/" + g.account + "/payment-methods",
+		body: map[string]any{"user_id": g.admin, "token": token, "brand": "visa", "last4": "4242", "exp_month": 12,
+			"exp_year": 2030, "default": asDefault}}), http.StatusCreated)
+}
+
+func invoiceFinalized(t *testing.T, account, invoice string, due int64) events.Event {
+	return event(t, "generate-invoice", "billfn.invoice.finalized", invoice, map[string]any{
+		"invoice_id": invoice, "number": "INV-2026-000042", "account_id": account, "currency": "USD", "total": due,
+		"amount_paid": 0, "amount_due": due, "status": "open", "collection_method": "charge_automatically"})
+}
+
+func TestInvoiceFinalizedIsCollectedWithTheDefaultMethodOnce(t *testing.T) {
+	g := newRig(t)
+	g.saveMethod(t, "pm_card_visa", true)
+	invoice := uuid.NewString()
+	ev := invoiceFinalized(t, g.account, invoice, 4200)
+	if rec := g.deliver(ev); rec.Code != 200 {
+		t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
+	}
+	p := g.get(invoicePaymentID(invoice))
+	if p.Status != Succeeded || p.AmountCaptured != 4200 || p.InvoiceID == nil || *p.InvoiceID != invoice || p.UserID != g.admin {
+		t.Fatalf("payment: %+v", p)
+	}
+	// The same event again, and the same invoice in another event: one payment.
+	if rec := g.deliver(ev); rec.Code != 200 || !json.Valid(rec.Body.Bytes()) {
+		t.Fatalf("redelivery: %d %s", rec.Code, rec.Body)
+	}
+	g.deliver(invoiceFinalized(t, g.account, invoice, 4200))
+	ps := postings(t, g.drain(events.TopicTransaction, forPayment(p.ID)))
+	if len(ps) != 2 || ps[0].Data.Metadata["kind"] != kindCapture || ps[1].Data.Metadata["kind"] != kindSettlement {
+		t.Fatalf("postings %+v", ps)
+	}
+	// send_invoice invoices are not collected.
+	other := uuid.NewString()
+	ev = event(t, "generate-invoice", "billfn.invoice.finalized", other, map[string]any{"invoice_id": other,
+		"account_id": g.account, "currency": "USD", "amount_due": 100, "collection_method": "send_invoice"})
+	g.deliver(ev)
+	if rec := g.do(req{method: "GET", path: "/payments/" + invoicePaymentID(other)}); rec.Code != 404 {
+		t.Fatalf("send_invoice was collected: %d", rec.Code)
+	}
+}
+
+func TestDunningRetryIsANewAttemptWithTheNewDefaultMethod(t *testing.T) {
+	g := newRig(t)
+	g.saveMethod(t, "pm_card_chargeDeclinedInsufficientFunds", true)
+	invoice := uuid.NewString()
+	g.deliver(invoiceFinalized(t, g.account, invoice, 990))
+	p := g.get(invoicePaymentID(invoice))
+	if p.Status != RequiresPaymentMethod || p.LastPaymentError.Reason != "insufficient_funds" {
+		t.Fatalf("first attempt: %+v", p)
+	}
+	g.saveMethod(t, "pm_card_visa", true) // the customer updates its card
+	retry := event(t, "generate-invoice", "billfn.invoice.payment_retry_requested", invoice, map[string]any{
+		"invoice_id": invoice, "account_id": g.account, "currency": "USD", "amount_due": 990,
+		"collection_method": "charge_automatically", "attempt": 2})
+	if rec := g.deliver(retry); rec.Code != 200 {
+		t.Fatalf("retry: %d %s", rec.Code, rec.Body)
+	}
+	p = g.get(p.ID)
+	if p.Status != Succeeded || p.Attempts != 2 || p.AmountCaptured != 990 {
+		t.Fatalf("after the retry: %+v", p)
+	}
+	g.deliver(retry) // a duplicate retry does nothing
+	if p2 := g.get(p.ID); p2.Attempts != 2 {
+		t.Fatalf("duplicate retry made attempt %d", p2.Attempts)
+	}
+}
+
+// gatewayUpdated is handle-webhook's normalized event.
+func gatewayUpdated(t *testing.T, p Payment, status string, at time.Time, mutate ...func(map[string]any)) events.Event {
+	data := map[string]any{"gateway": gwSandbox, "gateway_event_id": "evt_" + uuid.NewString()[:8],
+		"gateway_event_type": "payment_intent." + status, "object_type": "payment_intent",
+		"gateway_object_id": *p.GatewayPaymentID, "gateway_payment_id": *p.GatewayPaymentID, "payment_id": p.ID,
+		"status": status, "amount": p.Amount, "amount_capturable": 0, "amount_received": 0, "amount_refunded": 0,
+		"currency": string(p.Currency), "occurred_at": at.UTC().Format(time.RFC3339)}
+	switch status {
+	case "succeeded":
+		data["amount_received"] = p.Amount
+	case "requires_capture":
+		data["amount_capturable"] = p.Amount
+	case "failed":
+		data["failure_code"], data["decline_code"], data["failure_message"] = "card_declined", "insufficient_funds", "declined"
+	}
+	for _, m := range mutate {
+		m(data)
+	}
+	return event(t, "handle-webhook", "billfn.payment.gateway_updated", p.ID, data)
+}
+
+func TestGatewayUpdatesApplyMonotonically(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(2500, "USD", "pm_sandbox_delayed", "automatic", true)
+	if p.Status != Processing || p.PendingOperation != nil {
+		t.Fatalf("delayed: %+v", p)
+	}
+	t0 := time.Now()
+	succeeded := gatewayUpdated(t, p, "succeeded", t0)
+	for _, ev := range []events.Event{
+		succeeded,
+		gatewayUpdated(t, p, "succeeded", t0), // the same news again, new event id
+		gatewayUpdated(t, p, "processing", t0.Add(-time.Minute)), // late
+		gatewayUpdated(t, p, "failed", t0.Add(-time.Minute)),     // late failure
+		gatewayUpdated(t, p, "requires_capture", t0.Add(-2*time.Minute)),
+	} {
+		if rec := g.deliver(ev); rec.Code != 200 {
+			t.Fatalf("delivery %s: %d %s", ev.Type(), rec.Code, rec.Body)
+		}
+	}
+	if rec := g.deliver(succeeded); rec.Code != 200 || !json.Valid(rec.Body.Bytes()) { // a duplicate delivery
+		t.Fatalf("duplicate: %d", rec.Code)
+	}
+	after := g.get(p.ID)
+	if after.Status != Succeeded || after.AmountCaptured != 2500 {
+		t.Fatalf("after updates: %+v", after)
+	}
+	ps := postings(t, g.drain(events.TopicTransaction, forPayment(p.ID)))
+	if len(ps) != 1 {
+		t.Fatalf("%d postings, want 1", len(ps))
+	}
+}
+
+func TestGatewayUpdateOfAFailureReturnsThePaymentForANewAttempt(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(2500, "USD", "pm_sandbox_delayed", "automatic", true)
+	g.deliver(gatewayUpdated(t, p, "failed", time.Now()))
+	after := g.get(p.ID)
+	if after.Status != RequiresPaymentMethod || after.LastPaymentError == nil || after.LastPaymentError.Reason != "insufficient_funds" {
+		t.Fatalf("after failure: %+v", after)
+	}
+	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
+	if got := types(evs); got[len(got)-1] != evFailed {
+		t.Fatalf("events %v", got)
+	}
+}
+
+func TestGatewayRefundsDisputesAndMismatches(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(8000, "USD", "pm_card_visa", "automatic", true, func(b map[string]any) { b["invoice_id"] = uuid.NewString() })
+	// A refund made in the gateway's dashboard: recorded once, posted once.
+	refunded := func() events.Event {
+		return gatewayUpdated(t, p, "refunded", time.Now(), func(d map[string]any) {
+			d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "charge", "charge.refunded", "ch_1"
+			d["amount_refunded"], d["amount_received"] = 3000, 8000
+		})
+	}
+	g.deliver(refunded())
+	g.deliver(refunded())
+	after := g.get(p.ID)
+	if after.AmountRefunded != 3000 {
+		t.Fatalf("refunded %d, want 3000", after.AmountRefunded)
+	}
+	rs := decode[struct{ Data []Refund }](t, g.do(req{method: "GET", path: "/payments/" + p.ID + "/refunds"}), 200)
+	if len(rs.Data) != 1 || rs.Data[0].Reason != "gateway" || rs.Data[0].Amount != 3000 {
+		t.Fatalf("refunds %+v", rs.Data)
+	}
+	kinds := map[string]int{}
+	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
+		kinds[ps.Data.Metadata["kind"]]++
+	}
+	if kinds[kindRefund] != 1 || kinds[kindInvRefund] != 1 || kinds[kindCapture] != 1 || kinds[kindSettlement] != 1 {
+		t.Fatalf("postings by kind %v", kinds)
+	}
+	// A dispute is recorded and announced once.
+	dispute := func() events.Event {
+		return gatewayUpdated(t, p, "disputed", time.Now(), func(d map[string]any) {
+			d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "dispute", "charge.dispute.created", "dp_1"
+		})
+	}
+	g.deliver(dispute())
+	g.deliver(dispute())
+	if after := g.get(p.ID); after.DisputedAt == nil {
+		t.Fatal("dispute not recorded")
+	}
+	n := 0
+	for _, r := range g.drain(events.TopicPayment, forPayment(p.ID)) {
+		if r.Event.Type() == evDisputed {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d dispute events", n)
+	}
+	// News that does not match the payment is parked, not applied.
+	bad := gatewayUpdated(t, p, "succeeded", time.Now(), func(d map[string]any) { d["currency"] = "EUR" })
+	if rec := g.deliver(bad); rec.Code != 200 || !json.Valid(rec.Body.Bytes()) {
+		t.Fatalf("mismatch: %d %s", rec.Code, rec.Body)
+	}
+	unknown := gatewayUpdated(t, p, "succeeded", time.Now(), func(d map[string]any) { d["payment_id"] = uuid.NewString() })
+	if rec := g.deliver(unknown); rec.Code != 200 {
+		t.Fatalf("unknown payment: %d %s", rec.Code, rec.Body)
+	}
+	var parked int
+	_ = g.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE consumer = $1 AND event_id IN ($2, $3)`,
+		name, bad.ID(), unknown.ID()).Scan(&parked)
+	if parked != 2 {
+		t.Fatalf("%d of 2 events parked", parked)
+	}
+}

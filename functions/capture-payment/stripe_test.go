@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v83"
+)
+
+// watch records the requests stripe-go sends (and the answers' headers)
+// on their way to stripe-mock.
+type watch struct {
+	mu   sync.Mutex
+	reqs []seen
+}
+
+type seen struct {
+	method, path string
+	header       http.Header
+	form         url.Values
+	respHeader   http.Header
+	status       int
+}
+
+func (w *watch) RoundTrip(r *http.Request) (*http.Response, error) {
+	s := seen{method: r.Method, path: r.URL.Path, header: r.Header.Clone()}
+	if r.Body != nil {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(strings.NewReader(string(b)))
+		s.form, _ = url.ParseQuery(string(b))
+	}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil {
+		s.respHeader, s.status = resp.Header.Clone(), resp.StatusCode
+	}
+	w.mu.Lock()
+	w.reqs = append(w.reqs, s)
+	w.mu.Unlock()
+	return resp, err
+}
+
+func (w *watch) last(t *testing.T) seen {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.reqs) == 0 {
+		t.Fatal("no request reached stripe-mock")
+	}
+	return w.reqs[len(w.reqs)-1]
+}
+
+// closedPort is an address where nothing listens (connections are refused).
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func TestStripeAdapterAgainstStripeMock(t *testing.T) {
+	base := stripeMockURL(t)
+	w := &watch{}
+	g := newStripe("sk_test_billfn", base, 0, 5*time.Second, time.Now, w)
+	ctx := context.Background()
+	pid := uuid.NewString()
+
+	st, err := g.Charge(ctx, ChargeRequest{PaymentID: pid, Key: gatewayKey(pid, "a1"), Amount: 1050, Currency: "USD",
+		PaymentMethod: "pm_card_visa", CaptureMethod: CaptureManual, Description: "order 7"})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	r := w.last(t)
+	if r.method != "POST" || r.path != "/v1/payment_intents" || r.status != 200 {
+		t.Fatalf("create went to %s %s (%d)", r.method, r.path, r.status)
+	}
+	for k, want := range map[string]string{"amount": "1050", "currency": "usd", "payment_method": "pm_card_visa",
+		"confirm": "true", "capture_method": "manual", "metadata[billfn_payment_id]": pid, "description": "order 7",
+		"automatic_payment_methods[enabled]": "true", "automatic_payment_methods[allow_redirects]": "never"} {
+		if got := r.form.Get(k); got != want {
+			t.Errorf("create sent %s=%q, want %q", k, got, want)
+		}
+	}
+	if got := r.header.Get("Idempotency-Key"); got != gatewayKey(pid, "a1") {
+		t.Fatalf("Idempotency-Key %q", got)
+	}
+	if got := r.respHeader.Get("Idempotency-Key"); got != gatewayKey(pid, "a1") {
+		t.Fatalf("stripe-mock reflected Idempotency-Key %q", got)
+	}
+	// stripe-mock answers its fixture: a PaymentIntent back in
+	// requires_payment_method with a last_payment_error, which after a
+	// confirmation means the attempt failed.
+	if !strings.HasPrefix(st.GatewayPaymentID, "pi_") || st.Status != RequiresPaymentMethod || st.Decline == nil {
+		t.Fatalf("mapped %+v", st)
+	}
+	pi := st.GatewayPaymentID
+
+	if _, err := g.Charge(ctx, ChargeRequest{PaymentID: pid, Key: gatewayKey(pid, "a2"), GatewayPaymentID: pi,
+		Amount: 1050, Currency: "USD", PaymentMethod: "pm_card_mastercard", CaptureMethod: CaptureManual}); err != nil {
+		t.Fatalf("confirm: %v", err)
+	}
+	if r := w.last(t); r.path != "/v1/payment_intents/"+pi+"/confirm" || r.form.Get("payment_method") != "pm_card_mastercard" ||
+		r.header.Get("Idempotency-Key") != gatewayKey(pid, "a2") {
+		t.Fatalf("confirm sent %s %v", r.path, r.form)
+	}
+	if _, err := g.Capture(ctx, CaptureRequest{PaymentID: pid, GatewayPaymentID: pi, Key: gatewayKey(pid, "capture"), Amount: 700}); err != nil {
+		t.Fatalf("capture: %v", err)
+	}
+	if r := w.last(t); r.path != "/v1/payment_intents/"+pi+"/capture" || r.form.Get("amount_to_capture") != "700" {
+		t.Fatalf("capture sent %s %v", r.path, r.form)
+	}
+	if _, err := g.Cancel(ctx, CancelRequest{PaymentID: pid, GatewayPaymentID: pi, Key: gatewayKey(pid, "cancel"), Reason: "duplicate"}); err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	if r := w.last(t); r.path != "/v1/payment_intents/"+pi+"/cancel" || r.form.Get("cancellation_reason") != "duplicate" {
+		t.Fatalf("cancel sent %s %v", r.path, r.form)
+	}
+	if _, err := g.Retrieve(ctx, pi); err != nil {
+		t.Fatalf("retrieve: %v", err)
+	}
+	if r := w.last(t); r.method != "GET" || r.path != "/v1/payment_intents/"+pi {
+		t.Fatalf("retrieve: %s %s", r.method, r.path)
+	}
+	rid := uuid.NewString()
+	res, err := g.Refund(ctx, RefundRequest{PaymentID: pid, RefundID: rid, GatewayPaymentID: pi, Key: gatewayKey(pid, "refund-"+rid),
+		Amount: 300, Currency: "USD", Reason: "requested_by_customer"})
+	if err != nil {
+		t.Fatalf("refund: %v", err)
+	}
+	if r := w.last(t); r.path != "/v1/refunds" || r.form.Get("payment_intent") != pi || r.form.Get("amount") != "300" ||
+		r.form.Get("metadata[billfn_refund_id]") != rid || r.header.Get("Idempotency-Key") != gatewayKey(pid, "refund-"+rid) {
+		t.Fatalf("refund sent %s %v", r.path, r.form)
+	}
+	if !strings.HasPrefix(res.GatewayRefundID, "re_") || res.Status == "" {
+		t.Fatalf("refund answer %+v", res)
+	}
+	if _, err := g.RetrieveRefund(ctx, res.GatewayRefundID); err != nil {
+		t.Fatalf("retrieve refund: %v", err)
+	}
+
+	// A key Stripe refuses: a gateway-side error, so the next gateway may be tried.
+	bad := newStripe("sk_live_wrong", base, 0, 5*time.Second, time.Now, nil)
+	_, err = bad.Retrieve(ctx, pi)
+	var ge *GatewayError
+	if !errors.As(err, &ge) || ge.Unknown || !definite(err) {
+		t.Fatalf("401: %#v", err)
+	}
+	// Nothing listening: definite (nothing was sent).
+	down := newStripe("sk_test_billfn", closedPort(t), 2, 5*time.Second, time.Now, nil)
+	_, err = down.Charge(ctx, ChargeRequest{PaymentID: pid, Key: "k", Amount: 1, Currency: "USD", PaymentMethod: "pm_card_visa", CaptureMethod: "automatic"})
+	if !errors.As(err, &ge) || ge.Unknown || ge.Code != "unavailable" {
+		t.Fatalf("connection refused: %#v", err)
+	}
+}
+
+func TestStripeErrorsAreClassified(t *testing.T) {
+	cases := []struct {
+		err               error
+		unknown, rejected bool
+		code              string
+	}{
+		{&stripe.Error{HTTPStatusCode: 500, Type: stripe.ErrorTypeAPI}, true, false, "api_error"},
+		{&stripe.Error{HTTPStatusCode: 429, Code: stripe.ErrorCodeRateLimit}, false, false, "rate_limit"},
+		{&stripe.Error{HTTPStatusCode: 400, Type: stripe.ErrorTypeInvalidRequest, Code: stripe.ErrorCodeResourceMissing}, false, true, "resource_missing"},
+		{&stripe.Error{HTTPStatusCode: 409, Type: stripe.ErrorTypeIdempotency}, false, true, "idempotency_error"},
+		{context.DeadlineExceeded, true, false, "timeout"},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, false, false, "unavailable"},
+		{&net.OpError{Op: "read", Err: errors.New("connection reset")}, true, false, "network_error"},
+	}
+	for _, c := range cases {
+		var ge *GatewayError
+		if !errors.As(stripeError(c.err), &ge) || ge.Unknown != c.unknown || ge.Rejected != c.rejected || ge.Code != c.code {
+			t.Errorf("%v: got %+v", c.err, ge)
+		}
+	}
+	// A card error is a decline, not an error, with Stripe's codes.
+	g := &stripeGateway{now: time.Now}
+	st, err := g.answer(nil, &stripe.Error{HTTPStatusCode: 402, Type: stripe.ErrorTypeCard, Code: stripe.ErrorCodeCardDeclined,
+		DeclineCode: stripe.DeclineCodeInsufficientFunds, Msg: "Your card has insufficient funds.", PaymentIntent: &stripe.PaymentIntent{ID: "pi_x"}})
+	if err != nil || st.Status != RequiresPaymentMethod || st.GatewayPaymentID != "pi_x" || declineReason(st.Decline) != "insufficient_funds" {
+		t.Fatalf("card error: %+v %v", st, err)
+	}
+	// Every PaymentIntent status maps.
+	for in, want := range map[stripe.PaymentIntentStatus]Status{
+		stripe.PaymentIntentStatusRequiresCapture: RequiresCapture, stripe.PaymentIntentStatusSucceeded: Succeeded,
+		stripe.PaymentIntentStatusProcessing: Processing, stripe.PaymentIntentStatusRequiresAction: RequiresAction,
+		stripe.PaymentIntentStatusCanceled: Canceled, stripe.PaymentIntentStatusRequiresConfirmation: RequiresConfirmation,
+		stripe.PaymentIntentStatusRequiresPaymentMethod: RequiresPaymentMethod,
+	} {
+		if got := stripeState(&stripe.PaymentIntent{ID: "pi_1", Status: in}, time.Now()); got.Status != want {
+			t.Errorf("%s → %s, want %s", in, got.Status, want)
+		}
+	}
+}
+
+func TestStripeThroughTheAPIAgainstStripeMock(t *testing.T) {
+	base := stripeMockURL(t)
+	g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "*=stripe" })
+	p := g.pay(2500, "USD", "pm_card_visa", "automatic", true)
+	if *p.Gateway != gwStripe || !strings.HasPrefix(*p.GatewayPaymentID, "pi_") || p.Attempts != 1 {
+		t.Fatalf("payment %+v", p)
+	}
+	// stripe-mock keeps no state: its fixture says requires_payment_method
+	// with a last_payment_error, which billfn records as a failed attempt.
+	if p.Status != RequiresPaymentMethod || p.LastPaymentError == nil || p.LastPaymentError.Gateway != gwStripe {
+		t.Fatalf("status %s error %+v", p.Status, p.LastPaymentError)
+	}
+	view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
+	if a := view.AttemptHistory; len(a) != 1 || a[0].Gateway != gwStripe || a[0].GatewayPaymentID == nil || a[0].GatewayError {
+		t.Fatalf("attempts %+v", a)
+	}
+}
+
+func TestFailoverBetweenGateways(t *testing.T) {
+	base := stripeMockURL(t)
+	t.Run("stripe down, sandbox takes it", func(t *testing.T) {
+		g := newRig(t, func(c *Config) {
+			c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", closedPort(t), "EUR=stripe,sandbox;*=sandbox"
+		})
+		p := g.pay(1200, "EUR", "pm_card_visa", "automatic", true)
+		view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
+		a := view.AttemptHistory
+		if p.Status != Succeeded || *p.Gateway != gwSandbox || len(a) != 2 ||
+			a[0].Gateway != gwStripe || a[0].Status != "failed" || !a[0].GatewayError ||
+			a[1].Gateway != gwSandbox || a[1].Status != "succeeded" {
+			t.Fatalf("payment %s at %s, attempts %+v", p.Status, *p.Gateway, a)
+		}
+	})
+	t.Run("a refused key fails over too", func(t *testing.T) {
+		g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_live_refused", base, "*=stripe,sandbox" })
+		p := g.pay(1200, "USD", "pm_card_visa", "manual", true)
+		if p.Status != RequiresCapture || *p.Gateway != gwSandbox || p.Attempts != 2 {
+			t.Fatalf("payment %+v", p)
+		}
+	})
+	t.Run("sandbox down, stripe takes it", func(t *testing.T) {
+		g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "USD=sandbox,stripe" })
+		p := g.pay(1300, "USD", "pm_sandbox_unavailable", "automatic", true)
+		view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
+		a := view.AttemptHistory
+		if *p.Gateway != gwStripe || len(a) != 2 || !a[0].GatewayError || a[1].Gateway != gwStripe ||
+			!strings.HasPrefix(*p.GatewayPaymentID, "pi_") {
+			t.Fatalf("payment at %s, attempts %+v", *p.Gateway, a)
+		}
+	})
+	t.Run("never on a decline", func(t *testing.T) {
+		g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "USD=sandbox,stripe" })
+		p := g.pay(1300, "USD", "pm_card_chargeDeclined", "automatic", true)
+		if p.Attempts != 1 || *p.Gateway != gwSandbox || p.Status != RequiresPaymentMethod {
+			t.Fatalf("payment %+v", p)
+		}
+	})
+	t.Run("never after an unknown outcome", func(t *testing.T) {
+		g := newRig(t, shortTimeout, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "USD=sandbox,stripe" })
+		p := g.pay(1300, "USD", "pm_sandbox_timeout", "automatic", true)
+		if p.Attempts != 1 || *p.Gateway != gwSandbox || p.Status != Processing {
+			t.Fatalf("payment %+v", p)
+		}
+	})
+	t.Run("an explicit gateway is not failed over", func(t *testing.T) {
+		g := newRig(t, func(c *Config) {
+			c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", closedPort(t), "*=stripe,sandbox"
+		})
+		p := g.pay(1300, "USD", "pm_card_visa", "automatic", true, func(b map[string]any) { b["gateway"] = "stripe" })
+		if p.Attempts != 1 || p.Status != RequiresPaymentMethod || p.LastPaymentError.Reason != "gateway_unavailable" {
+			t.Fatalf("payment %+v", p)
+		}
+	})
+}
