@@ -117,8 +117,29 @@ func (c *committer) submit(ctx context.Context, u *unit) error {
 	}
 }
 
-// run commits groups until ctx ends.
+// finished is a committed group waiting for its callers to be answered.
+type finished struct {
+	group   []*unit
+	touched []string
+}
+
+// run commits groups until ctx ends. A finisher goroutine invalidates the
+// changed accounts' cache entries and then answers the group's callers, so
+// no caller reads a stale balance after its answer, while the committer
+// already gathers the next group.
 func (c *committer) run(ctx context.Context) {
+	done := make(chan finished, 64)
+	defer close(done)
+	go func() {
+		for f := range done {
+			if c.onCommit != nil && len(f.touched) > 0 {
+				c.onCommit(f.touched)
+			}
+			for _, u := range f.group {
+				close(u.done)
+			}
+		}
+	}()
 	for {
 		var first *unit
 		select {
@@ -148,14 +169,12 @@ func (c *committer) run(ctx context.Context) {
 				}
 			}
 		}
-		c.commit(group, n)
-		for _, u := range group {
-			close(u.done)
-		}
+		done <- finished{group, c.commit(group, n)}
 	}
 }
 
-func (c *committer) commit(group []*unit, n int) {
+// commit applies a group and returns the accounts it changed.
+func (c *committer) commit(group []*unit, n int) (touched []string) {
 	defer func() {
 		// A bug must cost one group its answer, not the process its life.
 		if v := recover(); v != nil {
@@ -171,17 +190,13 @@ func (c *committer) commit(group []*unit, n int) {
 
 	if err := c.ensureSystemAccounts(ctx, group); err != nil {
 		failAll(group, err)
-		return
+		return nil
 	}
 	var err error
 	for attempt := 1; attempt <= postgres.MaxAttempts; attempt++ {
-		var touched []string
 		touched, err = c.tryCommit(ctx, group)
 		if err == nil {
-			if c.onCommit != nil && len(touched) > 0 {
-				c.onCommit(touched)
-			}
-			return
+			return touched
 		}
 		_, dup := postgres.UniqueViolation(err)
 		if !postgres.Retryable(err) && !dup {
@@ -199,6 +214,7 @@ func (c *committer) commit(group []*unit, n int) {
 	slog.Error("group commit failed", "transfers", n, "err", err.Error())
 	failAll(group, &problem.Error{Code: problem.Unavailable, Detail: "the ledger could not commit; retry with the same Idempotency-Key",
 		RetryAfter: time.Second, Err: err})
+	return nil
 }
 
 func failAll(group []*unit, err error) {
