@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL and Redis answer on 127.0.0.1, as the tests and the
 # local stack need: starts them when stopped, installs them (Debian) when
-# absent. Commands from ../shared/guide/MACHINE.md. Idempotent and quiet when
-# everything already runs.
+# absent. Commands from ../shared/guide/MACHINE.md. Also installs Debian's
+# chromium for the dashboard's browser test. Idempotent and quiet when
+# everything is already there.
 set -euo pipefail
 
 pg_up()    { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
@@ -37,4 +38,9 @@ if ! redis_up; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 1 30); do redis_up && break; sleep 0.2; done
   redis_up || { echo "services: Redis does not answer on 127.0.0.1:6379" >&2; exit 1; }
+fi
+
+# The dashboard test drives Debian's chromium (never a browser download).
+if ! command -v chromium >/dev/null; then
+  install chromium
 fi
