@@ -340,19 +340,21 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 		return events.Permanent(fmt.Errorf("%s %s has no payment_id or captured amount", ev.Type(), ev.ID()))
 	}
 	var before int64
-	err = tx.QueryRow(ctx, `WITH old AS (
-			SELECT amount_captured FROM invoice_payments WHERE invoice_id = $1 AND payment_id = $2 FOR UPDATE)
-		INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, amount_captured, currency)
+	err = tx.QueryRow(ctx, `SELECT amount_captured FROM invoice_payments WHERE invoice_id = $1 AND payment_id = $2`,
+		inv.ID, p.PaymentID).Scan(&before)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return err
+	}
+	if captured <= before {
+		return nil // a duplicate or an older capture
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, amount_captured, currency)
 		VALUES ($1, $2, 'gateway', $3, $4)
-		ON CONFLICT (invoice_id, payment_id) DO UPDATE SET amount_captured = GREATEST(p.amount_captured, EXCLUDED.amount_captured), updated_at = now()
-		RETURNING COALESCE((SELECT amount_captured FROM old), 0)`, inv.ID, p.PaymentID, captured, string(inv.Currency)).Scan(&before)
-	if err != nil {
+		ON CONFLICT (invoice_id, payment_id) DO UPDATE SET amount_captured = EXCLUDED.amount_captured, updated_at = now()`,
+		inv.ID, p.PaymentID, captured, string(inv.Currency)); err != nil {
 		return err
 	}
 	delta := captured - before
-	if delta <= 0 {
-		return nil // a duplicate or an older capture
-	}
 	now := s.clock()
 	if inv.AmountPaid, err = money.Add(inv.AmountPaid, delta); err != nil {
 		return events.Permanent(err)

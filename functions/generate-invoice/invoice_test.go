@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -35,4 +36,122 @@ func TestCreateInvoiceComputesTotalsFromTaxRates(t *testing.T) {
 	if evs := types(g.events(inv.ID)); len(evs) != 1 || evs[0] != "invoice.created" {
 		t.Fatalf("events = %v", evs)
 	}
+}
+
+func TestAutoFinalizeAssignsNumberFreezesTotalsAndAnnounces(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	body := invoiceBody(user, uuid.NewString())
+	body["auto_finalize"] = true
+	body["net_terms_days"] = 30
+	rec := g.asAdmin("POST", "/invoices", body)
+	must(t, rec, 201)
+	inv := decode[Invoice](t, rec)
+	want := g.s.cfg.NumberPrefix + "-2026-000001"
+	if inv.Status != StatusOpen || inv.Number == nil || *inv.Number != want || inv.FinalizedAt == nil {
+		t.Fatalf("number %v status %s, want %s open", inv.Number, inv.Status, want)
+	}
+	if inv.DueDate == nil || inv.DueDate.Format("2006-01-02") != "2026-04-09" { // 2026-03-10 + 30 days
+		t.Fatalf("due date = %v", inv.DueDate)
+	}
+	if got := types(g.events(inv.ID)); strings.Join(got, ",") != "invoice.created,invoice.finalized,notification.requested" {
+		t.Fatalf("events = %v", got)
+	}
+	fin := eventData[invoiceSummary](g, inv.ID, typeInvoiceFinalized)
+	if fin.Number == nil || *fin.Number != want || fin.AmountDue != 2100 || fin.Status != StatusOpen || fin.UserID != user ||
+		fin.CollectionMethod != ChargeAutomatically || fin.DueDate == nil {
+		t.Fatalf("finalized event = %+v", fin)
+	}
+	note := eventData[notificationData](g, inv.ID, typeNotification)
+	if note.Kind != "invoice_finalized" || note.Email != "ada@example.com" || note.AmountDue != 2100 || note.Number == nil {
+		t.Fatalf("notification = %+v", note)
+	}
+	// Frozen: a finalized invoice cannot be edited.
+	problemOf(t, g.asAdmin("PATCH", "/invoices/"+inv.ID, map[string]any{"memo": "late"}), 422, "invoice_not_draft")
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/lines", map[string]any{"line_items": []any{
+		map[string]any{"description": "x", "unit_amount": 1}}}), 422, "invoice_not_draft")
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/finalize", nil), 422, "invoice_not_draft")
+}
+
+func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	vat := g.taxRate("VAT", "10", false, false)
+	inv := g.createInvoice(user, nil)
+
+	// PATCH a draft: memo, due date, invoice discount, replacement lines.
+	rec := g.asAdmin("PATCH", "/invoices/"+inv.ID, map[string]any{"memo": "Thanks!", "due_date": "2026-04-01",
+		"discounts":  []any{map[string]any{"percent_off": "10"}},
+		"line_items": []any{map[string]any{"description": "Design", "quantity": 3, "unit_amount": 2000, "tax_rate_ids": []string{vat}}}})
+	must(t, rec, 200)
+	inv = decode[Invoice](t, rec)
+	// 6000 - 10% = 5400, +10% tax = 540
+	if inv.Memo != "Thanks!" || inv.Subtotal != 6000 || inv.Discount != 600 || inv.Tax != 540 || inv.Total != 5940 ||
+		inv.DueDate.Format("2006-01-02") != "2026-04-01" || len(inv.Lines) != 1 {
+		t.Fatalf("patched = %+v", inv)
+	}
+	rec = g.asAdmin("POST", "/invoices/"+inv.ID+"/lines", map[string]any{"line_items": []any{
+		map[string]any{"description": "Support", "unit_amount": 1000}}})
+	must(t, rec, 200)
+	inv = decode[Invoice](t, rec)
+	if len(inv.Lines) != 2 || inv.Subtotal != 7000 || inv.Discount != 700 || inv.Total != 6840 {
+		t.Fatalf("with lines = %+v", inv)
+	}
+	// Customers may not void, pay or mark uncollectible.
+	problemOf(t, g.asCustomer(user, "POST", "/invoices/"+inv.ID+"/void", nil), 403, "forbidden")
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 422, "invoice_not_open")
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", nil), 422, "invoice_not_open")
+
+	// The owner finalizes its own draft.
+	rec = g.asCustomer(user, "POST", "/invoices/"+inv.ID+"/finalize", nil)
+	must(t, rec, 200)
+	inv = decode[Invoice](t, rec)
+	if inv.Status != StatusOpen || inv.Number == nil || inv.DueDate.Format("2006-01-02") != "2026-04-01" {
+		t.Fatalf("finalized = %+v", inv)
+	}
+	// A partial out-of-band payment, then too much, then the rest.
+	rec = g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 840, "reference": "wire 42"})
+	must(t, rec, 200)
+	if p := decode[Invoice](t, rec); p.AmountPaid != 840 || p.AmountDue != 6000 || p.Status != StatusOpen {
+		t.Fatalf("after partial payment = %+v", p)
+	}
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 6001}), 422, "amount_exceeds_due")
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 1, "currency": "EUR"}), 422, "currency_mismatch")
+	rec = g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", nil)
+	must(t, rec, 200)
+	if p := decode[Invoice](t, rec); p.Status != StatusPaid || p.AmountDue != 0 || p.AmountPaid != 6840 || p.PaidAt == nil {
+		t.Fatalf("paid = %+v", p)
+	}
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 422, "invoice_not_open")
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/mark-uncollectible", nil), 422, "invoice_not_open")
+	if got := types(g.events(inv.ID)); strings.Join(got, ",") != "invoice.created,invoice.finalized,notification.requested,invoice.paid" {
+		t.Fatalf("events = %v", got)
+	}
+
+	// Void and uncollectible, from open only; money still pays an
+	// uncollectible invoice.
+	other := g.createInvoice(user, nil)
+	must(t, g.asAdmin("POST", "/invoices/"+other.ID+"/finalize", nil), 200)
+	rec = g.asAdmin("POST", "/invoices/"+other.ID+"/void", nil)
+	must(t, rec, 200)
+	if v := decode[Invoice](t, rec); v.Status != StatusVoid || v.AmountDue != 0 || v.VoidedAt == nil {
+		t.Fatalf("voided = %+v", v)
+	}
+	third := g.createInvoice(user, nil)
+	must(t, g.asAdmin("POST", "/invoices/"+third.ID+"/finalize", nil), 200)
+	rec = g.asAdmin("POST", "/invoices/"+third.ID+"/mark-uncollectible", nil)
+	must(t, rec, 200)
+	if u := decode[Invoice](t, rec); u.Status != StatusUncollectible || u.AmountDue != 2100 {
+		t.Fatalf("uncollectible = %+v", u)
+	}
+	must(t, g.asAdmin("POST", "/invoices/"+third.ID+"/pay", nil), 200)
+	if got := types(g.events(other.ID)); got[len(got)-1] != "invoice.voided" {
+		t.Fatalf("events = %v", got)
+	}
+	if got := types(g.events(third.ID)); strings.Join(got[len(got)-2:], ",") != "invoice.uncollectible,invoice.paid" {
+		t.Fatalf("events = %v", got)
+	}
+	// An empty draft cannot be finalized.
+	empty := g.createInvoice(user, map[string]any{"account_id": uuid.NewString(), "user_id": user, "currency": "EUR"})
+	problemOf(t, g.asAdmin("POST", "/invoices/"+empty.ID+"/finalize", nil), 422, "invoice_empty")
 }

@@ -361,3 +361,5 @@ func (g *rig) invoice(id string) Invoice {
 	must(g.t, rec, 200)
 	return decode[Invoice](g.t, rec)
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

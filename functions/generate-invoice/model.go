@@ -175,6 +175,9 @@ func (inv *Invoice) recompute() error {
 		res.Subtotal, res.Discount, res.Tax, res.TaxExclusive, res.TaxInclusive
 	inv.TotalExcludingTax, inv.Total = res.TotalExcludingTax, res.Total
 	inv.TaxBreakdown = res.Breakdown
+	if inv.TaxBreakdown == nil {
+		inv.TaxBreakdown = []TaxAmount{}
+	}
 	inv.LineCount = len(inv.Lines)
 	inv.AmountDue = max(inv.Total-inv.AmountPaid, 0)
 	return nil
