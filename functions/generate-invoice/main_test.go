@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/server"
@@ -74,6 +75,14 @@ func newRigWith(t testing.TB, cfg Config) *rig {
 	}
 	s := newService(d, cfg, c.Now)
 	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
+	// Tests share the package database and run one after another: a test
+	// leaves no due work behind for the next one's ticks (whose clock may be
+	// years ahead).
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_, _ = d.Pool.Exec(ctx, `UPDATE subscriptions SET status = 'canceled', next_billing_at = NULL WHERE status <> 'canceled'`)
+		_, _ = d.Pool.Exec(ctx, `UPDATE invoices SET status = 'void', next_dunning_at = NULL WHERE status = 'open'`)
+	})
 	return &rig{t: t, d: d, kit: kit, s: s, h: h, clock: c, admin: uuid.NewString()}
 }
 
@@ -363,3 +372,5 @@ func (g *rig) invoice(id string) Invoice {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func configDuration(d time.Duration) config.Duration { return config.Duration(d) }

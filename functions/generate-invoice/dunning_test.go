@@ -1,0 +1,103 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TestOverdueFlagAndDunningSchedule follows an unpaid invoice with the
+// injected clock: overdue the day after its due date (a flag and an event,
+// the invoice stays open), three collection retries at due+1d, +3d, +7d,
+// uncollectible at +14d. Ticks are idempotent: a second tick at the same
+// time does nothing.
+func TestOverdueFlagAndDunningSchedule(t *testing.T) {
+	g := newRig(t)
+	body := invoiceBody(uuid.NewString(), uuid.NewString())
+	body["auto_finalize"], body["net_terms_days"] = true, 5
+	inv := g.createInvoice("", body) // 2026-03-10, due 2026-03-15
+	manual := invoiceBody(uuid.NewString(), uuid.NewString())
+	manual["auto_finalize"], manual["net_terms_days"], manual["collection_method"] = true, 5, SendInvoice
+	sendInv := g.createInvoice("", manual)
+	paidLater := g.createInvoice("", body)
+
+	step := func(at string, wantStatus string, wantOverdue bool, wantAttempts int) {
+		t.Helper()
+		g.clock.Set(day(at))
+		g.tick()
+		g.tick()
+		got := g.invoice(inv.ID)
+		if got.Status != wantStatus || got.Overdue != wantOverdue || got.DunningAttempts != wantAttempts {
+			t.Fatalf("%s: status %s overdue %v attempts %d, want %s %v %d", at, got.Status, got.Overdue, got.DunningAttempts,
+				wantStatus, wantOverdue, wantAttempts)
+		}
+	}
+	step("2026-03-15T23:59:00Z", StatusOpen, false, 0) // still the due date
+	step("2026-03-16T00:00:00Z", StatusOpen, true, 0)
+	if got := g.invoice(inv.ID); got.NextPaymentAttemptAt == nil || !got.NextPaymentAttemptAt.Equal(day("2026-03-17T00:00:00Z")) {
+		t.Fatalf("next dunning at %v", got.NextPaymentAttemptAt)
+	}
+	must(t, g.asAdmin("POST", "/invoices/"+paidLater.ID+"/pay", nil), 200)
+	step("2026-03-17T00:00:00Z", StatusOpen, true, 1)
+	step("2026-03-18T12:00:00Z", StatusOpen, true, 1)
+	step("2026-03-19T00:00:00Z", StatusOpen, true, 2)
+	step("2026-03-23T00:00:00Z", StatusOpen, true, 3)
+	step("2026-03-29T23:00:00Z", StatusOpen, true, 3)
+	step("2026-03-30T00:00:00Z", StatusUncollectible, true, 3)
+
+	want := "invoice.created,invoice.finalized,notification.requested,invoice.overdue,notification.requested," +
+		"invoice.payment_retry_requested,invoice.payment_retry_requested,invoice.payment_retry_requested,invoice.uncollectible"
+	if got := strings.Join(types(g.events(inv.ID)), ","); got != want {
+		t.Fatalf("events:\n got %s\nwant %s", got, want)
+	}
+	retry := eventData[invoiceSummary](g, inv.ID, typeInvoiceRetryRequested)
+	if retry.Attempt != 3 || retry.AmountDue != 2100 || !retry.Overdue {
+		t.Fatalf("last retry = %+v", retry)
+	}
+	overdue := eventData[notificationData](g, inv.ID, typeNotification)
+	if overdue.Kind != "invoice_overdue" {
+		t.Fatalf("last notification = %+v", overdue)
+	}
+	// send_invoice: no automatic retries, but uncollectible all the same.
+	if got := strings.Join(types(g.events(sendInv.ID)), ","); !strings.HasSuffix(got, "invoice.overdue,notification.requested,invoice.uncollectible") {
+		t.Fatalf("send_invoice events: %s", got)
+	}
+	// Paid before its retries: dunning stopped.
+	if got := g.invoice(paidLater.ID); got.Status != StatusPaid || got.DunningAttempts != 0 {
+		t.Fatalf("paid invoice = %s attempts %d", got.Status, got.DunningAttempts)
+	}
+}
+
+func TestDunningScheduleIsConfigurable(t *testing.T) {
+	var d durations
+	if err := d.Decode("12h, 36h,96h"); err != nil || len(d) != 3 || d[1] != 36*time.Hour {
+		t.Fatalf("decode = %v %v", d, err)
+	}
+	for _, bad := range []string{"1d", "24h,12h", "-1h"} {
+		if err := d.Decode(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.DunningSchedule, cfg.UncollectibleAfter = durations{time.Hour}, 0
+	g := newRigWith(t, cfg)
+	body := invoiceBody(uuid.NewString(), uuid.NewString())
+	body["auto_finalize"], body["net_terms_days"] = true, 0
+	inv := g.createInvoice("", body)
+	g.clock.Set(day("2026-03-11T00:00:00Z"))
+	g.tick()
+	g.clock.Set(day("2026-03-11T01:00:00Z"))
+	g.tick()
+	g.clock.Set(day("2027-01-01T00:00:00Z"))
+	g.tick()
+	if got := g.invoice(inv.ID); got.Status != StatusOpen || got.DunningAttempts != 1 || got.NextPaymentAttemptAt != nil {
+		t.Fatalf("with one retry and no uncollectible step: %+v", got)
+	}
+	bad := DefaultConfig()
+	bad.UncollectibleAfter = configDuration(48 * time.Hour)
+	if err := bad.check(); err == nil {
+		t.Fatal("an uncollectible step before the last retry was accepted")
+	}
+}

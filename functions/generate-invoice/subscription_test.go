@@ -1,0 +1,349 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/postgres"
+)
+
+func (g *rig) subscribe(body map[string]any) Subscription {
+	g.t.Helper()
+	rec := g.call(call{method: "POST", path: "/subscriptions", body: body, sub: g.admin, role: auth.RoleService})
+	must(g.t, rec, 201)
+	return decode[Subscription](g.t, rec)
+}
+
+func subBody(user string, plan map[string]any, kv ...any) map[string]any {
+	b := map[string]any{"account_id": uuid.NewString(), "user_id": user, "plan": plan,
+		"customer": map[string]any{"name": "Grace Hopper", "email": "grace@example.com"}}
+	for i := 0; i < len(kv); i += 2 {
+		b[kv[i].(string)] = kv[i+1]
+	}
+	return b
+}
+
+func monthly(amount int64) map[string]any {
+	return map[string]any{"name": "Pro", "amount": amount, "currency": "USD", "interval": "month", "interval_count": 1}
+}
+
+// subInvoices lists a subscription's invoices, oldest first.
+func (g *rig) subInvoices(subID string) []Invoice {
+	g.t.Helper()
+	rec := g.asAdmin("GET", "/invoices?limit=100&subscription_id="+subID, nil)
+	must(g.t, rec, 200)
+	list := decode[struct{ Data []Invoice }](g.t, rec)
+	out := make([]Invoice, 0, len(list.Data))
+	for i := len(list.Data) - 1; i >= 0; i-- {
+		out = append(out, g.invoice(list.Data[i].ID))
+	}
+	return out
+}
+
+func periods(invs []Invoice) string {
+	var s []string
+	for _, inv := range invs {
+		if inv.PeriodStart != nil {
+			s = append(s, inv.PeriodStart.Format("01-02")+".."+inv.PeriodEnd.Format("01-02"))
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+// TestSubscriptionBillsEveryPeriodAcrossMonthEndsInALeapYear: anchored on
+// the 31st, a monthly plan bills Jan 31, Feb 29 (2028 is a leap year),
+// Mar 31, Apr 30 — each period once, however often the tick runs.
+func TestSubscriptionBillsEveryPeriodAcrossMonthEndsInALeapYear(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2028-01-31T10:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(2900)))
+	if sub.Status != SubActive || sub.LatestInvoiceID == nil || sub.MRR != 2900 || sub.AnchorDay != 31 {
+		t.Fatalf("created = %+v", sub)
+	}
+	for _, at := range []string{"2028-02-15T00:00:00Z", "2028-02-29T10:00:00Z", "2028-03-31T09:59:59Z", "2028-03-31T10:00:00Z",
+		"2028-04-30T10:00:00Z", "2028-04-30T10:00:01Z"} {
+		g.clock.Set(day(at))
+		g.tick()
+		g.tick()
+	}
+	invs := g.subInvoices(sub.ID)
+	if got := periods(invs); got != "01-31..02-29 02-29..03-31 03-31..04-30 04-30..05-31" {
+		t.Fatalf("periods = %s", got)
+	}
+	for _, inv := range invs {
+		// (Due at once with net 0, they are dunned as the months pass.)
+		if inv.Status == StatusDraft || inv.Total != 2900 || inv.Number == nil || inv.BillingReason != ReasonSubscriptionCycle ||
+			inv.Lines[0].PeriodStart == nil || inv.DueDate == nil || !inv.DueDate.Equal(utcDate(*inv.FinalizedAt)) {
+			t.Fatalf("invoice = %+v", inv)
+		}
+	}
+	got := decode[Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	if got.PeriodsBilled != 4 || !got.CurrentPeriodStart.Equal(day("2028-04-30T10:00:00Z")) || !got.NextBillingAt.Equal(day("2028-05-31T10:00:00Z")) {
+		t.Fatalf("subscription = %+v", got)
+	}
+	evs := types(g.events(sub.ID))
+	if evs[0] != "subscription.created" || len(evs) != 4 {
+		t.Fatalf("subscription events = %v", evs)
+	}
+	created := eventData[subscriptionSummary](g, sub.ID, typeSubscriptionCreated)
+	if created.MRR != 2900 || created.Plan.Interval != "month" || created.CurrentPeriodEnd == nil {
+		t.Fatalf("created event = %+v", created)
+	}
+}
+
+// TestSubscriptionCatchUpBillsEachMissedPeriodOnce: three months without a
+// tick, then one tick bills the three missed periods, each once.
+func TestSubscriptionCatchUpBillsEachMissedPeriodOnce(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-01-15T08:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(1000)))
+	g.clock.Set(day("2026-04-20T00:00:00Z")) // downtime: no tick since January
+	g.tick()
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	if got := periods(invs); got != "01-15..02-15 02-15..03-15 03-15..04-15 04-15..05-15" {
+		t.Fatalf("periods = %s", got)
+	}
+	numbers := map[string]bool{}
+	for i, inv := range invs {
+		numbers[*inv.Number] = true
+		// Issued on the catch-up day: due then, not months ago.
+		if i > 0 && inv.DueDate.Format(time.DateOnly) != "2026-04-20" {
+			t.Fatalf("due date = %s", inv.DueDate.Format(time.DateOnly))
+		}
+	}
+	if len(numbers) != 4 {
+		t.Fatalf("numbers = %v", numbers)
+	}
+	// The database refuses a second invoice for a billed period.
+	err := postgres.Tx(context.Background(), g.d.Pool, func(tx pgx.Tx) error {
+		inv := g.s.subInvoice(&Subscription{ID: sub.ID, AccountID: sub.AccountID, UserID: sub.UserID, Plan: Plan{Currency: "USD"}, CollectionMethod: ChargeAutomatically},
+			ReasonSubscriptionCycle, g.clock.Now())
+		inv.PeriodStart, inv.PeriodEnd = invs[1].PeriodStart, invs[1].PeriodEnd
+		return insertInvoices(context.Background(), tx, []*Invoice{inv})
+	})
+	if err != errPeriodBilled {
+		t.Fatalf("second invoice for a period: %v", err)
+	}
+}
+
+func TestSubscriptionCatchUpIsBoundedPerRun(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxCatchUp = 2
+	g := newRigWith(t, cfg)
+	g.clock.Set(day("2026-01-01T00:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), map[string]any{"name": "Daily", "amount": 100, "currency": "USD", "interval": "day"}))
+	g.clock.Set(day("2026-01-08T00:00:00Z"))
+	g.tick() // several bounded transactions in one tick
+	if n := len(g.subInvoices(sub.ID)); n != 8 {
+		t.Fatalf("%d invoices, want 8 (Jan 1..8)", n)
+	}
+}
+
+func TestSubscriptionTrialThenFirstInvoice(t *testing.T) {
+	g := newRig(t)
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(4900), "trial_end", "2026-03-24T09:30:00Z"))
+	if sub.Status != SubTrialing || sub.LatestInvoiceID != nil || !sub.CurrentPeriodEnd.Equal(day("2026-03-24T09:30:00Z")) {
+		t.Fatalf("created = %+v", sub)
+	}
+	g.clock.Set(day("2026-03-24T09:29:59Z"))
+	g.tick()
+	if n := len(g.subInvoices(sub.ID)); n != 0 {
+		t.Fatalf("%d invoices during the trial", n)
+	}
+	g.clock.Set(day("2026-03-24T09:30:00Z"))
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	got := decode[Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	if len(invs) != 1 || periods(invs) != "03-24..04-24" || got.Status != SubActive {
+		t.Fatalf("after the trial: %s, status %s", periods(invs), got.Status)
+	}
+	if up := eventData[subscriptionSummary](g, sub.ID, typeSubscriptionUpdated); up.Status != SubActive {
+		t.Fatalf("updated event = %+v", up)
+	}
+}
+
+func TestSubscriptionAnchorDayProratesTheFirstPeriod(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-01-10T00:00:00Z"))
+	vat := g.taxRate("VAT", "20", false, false)
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(3100), "anchor_day", 1, "tax_rate_ids", []string{vat}))
+	inv := g.invoice(*sub.LatestInvoiceID)
+	// 22 of January's 31 days of 31.00, plus 20% VAT
+	if inv.Subtotal != 2200 || inv.Tax != 440 || inv.Total != 2640 || !strings.Contains(inv.Lines[0].Description, "prorated") {
+		t.Fatalf("first invoice = %+v", inv)
+	}
+	g.clock.Set(day("2026-02-01T00:00:00Z"))
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	if periods(invs) != "01-10..02-01 02-01..03-01" || invs[1].Total != 3720 {
+		t.Fatalf("periods %s, second total %d", periods(invs), invs[1].Total)
+	}
+}
+
+func TestPlanChangeProratesTheRestOfThePeriod(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	user := uuid.NewString()
+	sub := g.subscribe(subBody(user, monthly(3000)))
+	// Half of April (30 days) left: credit 1500 for Pro, debit 3000 for Max.
+	g.clock.Set(day("2026-04-16T00:00:00Z"))
+	up := map[string]any{"name": "Max", "amount": 6000, "currency": "USD", "interval": "month"}
+	problemOf(t, g.asCustomer(user, "PATCH", "/subscriptions/"+sub.ID, map[string]any{"plan": up}), 403, "forbidden")
+	rec := g.call(call{method: "PATCH", path: "/subscriptions/" + sub.ID, body: map[string]any{"plan": up}, sub: g.admin, role: auth.RoleAdmin})
+	must(t, rec, 200)
+	got := decode[Subscription](t, rec)
+	if len(got.PendingLines) != 2 || got.PendingLines[0].UnitAmount != -1500 || got.PendingLines[1].UnitAmount != 3000 || got.MRR != 6000 {
+		t.Fatalf("after upgrade = %+v", got)
+	}
+	g.clock.Set(day("2026-05-01T00:00:00Z"))
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	may := invs[len(invs)-1]
+	if may.Total != 6000-1500+3000 || len(may.Lines) != 3 || !may.Lines[1].Proration {
+		t.Fatalf("May invoice = %d with %d lines", may.Total, len(may.Lines))
+	}
+	if s := decode[Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil)); len(s.PendingLines) != 0 {
+		t.Fatalf("pending lines left: %+v", s.PendingLines)
+	}
+
+	// always_invoice: the proration is invoiced at once (May has 31 days;
+	// 10 days left: credit 6000*10/31 = 1935.48 -> 1935, debit 9000*10/31 = 2903.2 -> 2903).
+	g.clock.Set(day("2026-05-22T00:00:00Z"))
+	rec = g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"proration_behavior": "always_invoice",
+		"plan": map[string]any{"name": "Ultra", "amount": 9000, "currency": "USD", "interval": "month"}})
+	must(t, rec, 200)
+	now := decode[Subscription](t, rec)
+	inv := g.invoice(*now.LatestInvoiceID)
+	if inv.BillingReason != ReasonSubscriptionUpdate || inv.Total != 2903-1935 || inv.Status != StatusOpen {
+		t.Fatalf("proration invoice = %s %d %s", inv.BillingReason, inv.Total, inv.Status)
+	}
+	// A downgrade's net credit cannot be an invoice: it waits for the next one.
+	rec = g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"proration_behavior": "always_invoice",
+		"plan": map[string]any{"name": "Lite", "amount": 1000, "currency": "USD", "interval": "month"}})
+	must(t, rec, 200)
+	if s := decode[Subscription](t, rec); len(s.PendingLines) != 2 || *s.LatestInvoiceID != inv.ID {
+		t.Fatalf("after downgrade = %+v", s)
+	}
+	problemOf(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{
+		"plan": map[string]any{"name": "Euro", "amount": 1000, "currency": "EUR", "interval": "month"}}), 422, "currency_mismatch")
+	problemOf(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"tax_rate_ids": []string{uuid.NewString()}}), 422, "tax_rate_unknown")
+}
+
+// TestPlanIntervalChangeRestartsTheCycle: monthly to yearly bills the new
+// year at once, with the credit for the unused month on the same invoice.
+func TestPlanIntervalChangeRestartsTheCycle(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-06-01T00:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(3000)))
+	g.clock.Set(day("2026-06-11T00:00:00Z")) // 20 of June's 30 days unused: credit 2000
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{
+		"plan": map[string]any{"name": "Pro yearly", "amount": 30000, "currency": "USD", "interval": "year"}})
+	must(t, rec, 200)
+	got := decode[Subscription](t, rec)
+	inv := g.invoice(*got.LatestInvoiceID)
+	if inv.Total != 28000 || periods([]Invoice{inv}) != "06-11..06-11" || !got.NextBillingAt.Equal(day("2027-06-11T00:00:00Z")) {
+		t.Fatalf("yearly invoice total %d period %s next %v", inv.Total, periods([]Invoice{inv}), got.NextBillingAt)
+	}
+}
+
+func TestCancelAtPeriodEndOrNow(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	g.clock.Set(day("2026-02-10T00:00:00Z"))
+	sub := g.subscribe(subBody(user, monthly(1000)))
+	problemOf(t, g.asCustomer(uuid.NewString(), "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 404, "not_found")
+	rec := g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil) // at period end by default
+	must(t, rec, 200)
+	got := decode[Subscription](t, rec)
+	if got.Status != SubActive || !got.CancelAtPeriodEnd || !got.CancelAt.Equal(day("2026-03-10T00:00:00Z")) {
+		t.Fatalf("scheduled cancel = %+v", got)
+	}
+	g.clock.Set(day("2026-03-10T00:00:00Z"))
+	g.tick()
+	got = decode[Subscription](t, g.asCustomer(user, "GET", "/subscriptions/"+sub.ID, nil))
+	if got.Status != SubCanceled || got.CanceledAt == nil || len(g.subInvoices(sub.ID)) != 1 {
+		t.Fatalf("after period end = %+v, %d invoices", got, len(g.subInvoices(sub.ID)))
+	}
+	problemOf(t, g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 422, "subscription_canceled")
+	if evs := types(g.events(sub.ID)); evs[len(evs)-1] != "subscription.canceled" {
+		t.Fatalf("events = %v", evs)
+	}
+
+	other := g.subscribe(subBody(user, monthly(1000)))
+	rec = g.asCustomer(user, "POST", "/subscriptions/"+other.ID+"/cancel", map[string]any{"at_period_end": false})
+	must(t, rec, 200)
+	if c := decode[Subscription](t, rec); c.Status != SubCanceled || c.NextBillingAt != nil {
+		t.Fatalf("canceled now = %+v", c)
+	}
+	g.clock.Set(day("2026-06-01T00:00:00Z"))
+	g.tick()
+	if n := len(g.subInvoices(other.ID)); n != 1 {
+		t.Fatalf("%d invoices after canceling", n)
+	}
+	// Customers list only their own subscriptions.
+	list := decode[struct{ Data []Subscription }](t, g.asCustomer(user, "GET", "/subscriptions", nil))
+	if len(list.Data) != 2 {
+		t.Fatalf("customer lists %d subscriptions", len(list.Data))
+	}
+	if list := decode[struct{ Data []Subscription }](t, g.asCustomer(uuid.NewString(), "GET", "/subscriptions", nil)); len(list.Data) != 0 {
+		t.Fatalf("a stranger lists %d subscriptions", len(list.Data))
+	}
+}
+
+func TestSubscriptionCouponRepeatsForItsDuration(t *testing.T) {
+	g := newRig(t)
+	code := "HALF-" + uuid.NewString()[:6]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": code, "percent_off": "50", "duration": "repeating", "duration_in_months": 2}), 201)
+	g.clock.Set(day("2026-01-01T00:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(2000), "coupon", code))
+	for _, at := range []string{"2026-02-01T00:00:00Z", "2026-03-01T00:00:00Z"} {
+		g.clock.Set(day(at))
+		g.tick()
+	}
+	var totals []int64
+	for _, inv := range g.subInvoices(sub.ID) {
+		totals = append(totals, inv.Total)
+	}
+	if fmt.Sprint(totals) != "[1000 1000 2000]" {
+		t.Fatalf("totals = %v", totals)
+	}
+	c := decode[Coupon](t, g.asAdmin("GET", "/coupons/"+code, nil))
+	if c.TimesRedeemed != 1 {
+		t.Fatalf("redeemed %d times", c.TimesRedeemed)
+	}
+}
+
+func TestSubscriptionProblems(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	problemOf(t, g.asCustomer(user, "POST", "/subscriptions", subBody("", monthly(100))), 403, "forbidden")
+	for _, c := range []struct {
+		body    map[string]any
+		code    string
+		pointer string
+	}{
+		{subBody(user, nil), "validation_failed", "plan"},
+		{subBody(user, map[string]any{"name": "X", "amount": 1, "currency": "USD", "interval": "fortnight"}), "validation_failed", "plan/interval"},
+		{subBody(user, map[string]any{"name": "X", "amount": 1, "currency": "USD", "interval": "month", "interval_count": 13}), "validation_failed", "plan/interval_count"},
+		{subBody(user, map[string]any{"name": "X", "amount": 1, "currency": "USD", "interval": "week"}, "anchor_day", 3), "validation_failed", "anchor_day"},
+		{subBody(user, monthly(100), "trial_end", "2026-01-01T00:00:00Z"), "validation_failed", "trial_end"},
+		{subBody(user, monthly(-1)), "validation_failed", "plan/amount"},
+		{subBody(user, monthly(100), "tax_rate_ids", []string{uuid.NewString()}), "tax_rate_unknown", "tax_rate_ids/0"},
+		{subBody(user, monthly(100), "coupon", "NOPE"), "coupon_unknown", "coupon"},
+	} {
+		doc := problemOf(t, g.call(call{method: "POST", path: "/subscriptions", body: c.body, sub: g.admin, role: auth.RoleService}), 422, c.code)
+		if !strings.Contains(fmt.Sprint(doc["errors"]), "#/"+c.pointer) {
+			t.Errorf("%s: errors %v lack #/%s", c.code, doc["errors"], c.pointer)
+		}
+	}
+	problemOf(t, g.asAdmin("GET", "/subscriptions/"+uuid.NewString(), nil), 404, "not_found")
+	problemOf(t, g.asAdmin("GET", "/subscriptions?status=paused", nil), 422, "validation_failed")
+}
