@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/billfn/billfn/cmd/internal/stackfile"
+)
+
+// config is where the local stack puts things; every address is
+// configurable so several stacks (or a test's) can run side by side.
+type config struct {
+	GatewayAddr    string
+	KafkaAddr      string
+	FunctionPort   int // first function's port; the others follow in name order
+	TriggerAddr    string
+	StripeMockAddr string
+	DatabaseURL    string
+	RedisURL       string
+	RunDir         string // absolute
+	StackFile      string // absolute
+	Root           string // the repository: the stack file's directory
+	TickEvery      time.Duration
+	// lookup answers the stack file's substitutions: the stack's own
+	// addresses first, then the environment.
+	lookup stackfile.Lookup
+}
+
+func loadConfig(env func(string) (string, bool)) (config, error) {
+	get := func(k, def string) string {
+		if v, ok := env(k); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	c := config{
+		GatewayAddr:    get("BILLFN_GATEWAY_ADDR", "127.0.0.1:8080"),
+		KafkaAddr:      get("BILLFN_KAFKA_ADDR", "127.0.0.1:9092"),
+		TriggerAddr:    get("BILLFN_TRIGGER_ADDR", "127.0.0.1:8090"),
+		StripeMockAddr: get("STRIPE_MOCK_ADDR", "127.0.0.1:12111"),
+		DatabaseURL:    get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable"),
+		RedisURL:       get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+	}
+	var problems []string
+	port, err := strconv.Atoi(get("BILLFN_FUNCTION_PORT", "8081"))
+	if err != nil || port < 1 || port > 65000 {
+		problems = append(problems, "BILLFN_FUNCTION_PORT must be a port number")
+	}
+	c.FunctionPort = port
+	for k, v := range map[string]string{"BILLFN_GATEWAY_ADDR": c.GatewayAddr, "BILLFN_KAFKA_ADDR": c.KafkaAddr,
+		"BILLFN_TRIGGER_ADDR": c.TriggerAddr, "STRIPE_MOCK_ADDR": c.StripeMockAddr} {
+		if _, p, err := net.SplitHostPort(v); err != nil || p == "" || p == "0" {
+			problems = append(problems, fmt.Sprintf("%s=%q must be host:port", k, v))
+		}
+	}
+	if c.TickEvery, err = time.ParseDuration(get("BILLFN_TICK_EVERY", "5s")); err != nil || c.TickEvery < time.Second {
+		problems = append(problems, "BILLFN_TICK_EVERY must be a duration of at least 1s")
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || u.Scheme == "" {
+		problems = append(problems, "DATABASE_URL must be a postgres:// URL")
+	}
+	if c.StackFile, err = filepath.Abs(get("BILLFN_STACK_FILE", "stack.yml")); err != nil {
+		problems = append(problems, err.Error())
+	}
+	c.Root = filepath.Dir(c.StackFile)
+	run := get("BILLFN_RUN_DIR", filepath.Join(c.Root, ".run"))
+	if c.RunDir, err = filepath.Abs(run); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return c, fmt.Errorf("configuration is invalid:\n  - %s", strings.Join(problems, "\n  - "))
+	}
+	own := map[string]string{
+		"KAFKA_BROKERS": c.KafkaAddr,
+		"GATEWAY_URL":   "http://" + c.GatewayAddr,
+	}
+	// Stripe goes to the local stripe-mock unless the user points it elsewhere.
+	if _, ok := env("STRIPE_API_BASE"); !ok {
+		own["STRIPE_API_BASE"] = "http://" + c.StripeMockAddr
+	}
+	c.lookup = func(k string) (string, bool) {
+		if v, ok := own[k]; ok {
+			return v, true
+		}
+		return env(k)
+	}
+	return c, nil
+}
+
+// functionAddr is the loopback address of the i-th function (name order).
+func (c config) functionAddr(i int) string {
+	return "127.0.0.1:" + strconv.Itoa(c.FunctionPort+i)
+}
+
+// usesStripeMock reports whether a STRIPE_API_BASE value is the local stripe-mock.
+func (c config) usesStripeMock(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil {
+		return false
+	}
+	_, want, _ := net.SplitHostPort(c.StripeMockAddr)
+	host, port := u.Hostname(), u.Port()
+	return port == want && (host == "127.0.0.1" || host == "localhost" || host == "::1")
+}
+
+func (c config) secretsDir() string { return filepath.Join(c.RunDir, "secrets") }
+
+func (c config) binDir() string { return filepath.Join(c.RunDir, "bin") }
+
+// baseEnv is what every child inherits from the stack's own environment:
+// only what a program needs to run, so a function sees the environment
+// stack.yml gives it and nothing of the developer's shell.
+func baseEnv() []string {
+	var out []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "GOCOVERDIR", "BILLFN_STACK_ID"} {
+		if v, ok := os.LookupEnv(k); ok {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,522 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/billfn/billfn/cmd/internal/gateway"
+	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// DLQTopic is where the kafka-trigger parks records no function accepts.
+const DLQTopic = "billfn-dlq"
+
+// stripeMockVersion is installed with go install when stripe-mock is missing.
+const stripeMockVersion = "v0.203.0"
+
+// function is one stack.yml function as the local stack runs it.
+type function struct {
+	name string
+	spec *stackfile.Function
+	addr string
+	proc *proc  // nil when not deployed (no main.go yet, or it did not build)
+	skip string // why it is not deployed
+}
+
+// stack is the running system.
+type stack struct {
+	cfg       config
+	log       *logger
+	st        *stackfile.Stack
+	functions []*function
+	secrets   map[string]string
+
+	kafka   *kfake.Cluster
+	gateway *gateway.Gateway
+	gwSrv   *http.Server
+	trigger *proc
+	stripe  *proc
+}
+
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	if os.Getenv("BILLFN_STACK_ID") == "" {
+		// Every child inherits it: a leftover process is easy to find.
+		_ = os.Setenv("BILLFN_STACK_ID", strconv.Itoa(os.Getpid()))
+	}
+	st, err := stackfile.Load(cfg.StackFile, cfg.lookup)
+	if err != nil {
+		return userErrorf("%v", err)
+	}
+	s := &stack{cfg: cfg, st: st, log: &logger{out: out, width: len("kafka-trigger")}}
+	for i, name := range st.Names() {
+		s.functions = append(s.functions, &function{name: name, spec: st.Functions[name], addr: cfg.functionAddr(i)})
+		s.log.width = max(s.log.width, len(name))
+	}
+	// Make the functions' own JSON log lines and the stack's share a look.
+	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer s.stop()
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	s.banner()
+	<-ctx.Done()
+	s.log.printf("stack", "stopping")
+	return nil
+}
+
+func (s *stack) start(ctx context.Context) error {
+	cfg := s.cfg
+	gwLn, err := listen(cfg.GatewayAddr, "the gateway", "BILLFN_GATEWAY_ADDR")
+	if err != nil {
+		return err
+	}
+	kafkaLn, err := listen(cfg.KafkaAddr, "Kafka", "BILLFN_KAFKA_ADDR")
+	if err != nil {
+		gwLn.Close()
+		return err
+	}
+	closeLns := func() { gwLn.Close(); kafkaLn.Close() }
+	for _, f := range s.functions {
+		if err := free(f.addr, "function "+f.name, "BILLFN_FUNCTION_PORT"); err != nil {
+			closeLns()
+			return err
+		}
+	}
+	if err := free(cfg.TriggerAddr, "the kafka-trigger", "BILLFN_TRIGGER_ADDR"); err != nil {
+		closeLns()
+		return err
+	}
+	if err := s.services(ctx); err != nil {
+		closeLns()
+		return err
+	}
+	if err := s.migrate(ctx); err != nil {
+		closeLns()
+		return err
+	}
+	if err := s.startKafka(kafkaLn); err != nil {
+		gwLn.Close()
+		return err
+	}
+	if s.secrets, err = writeSecrets(cfg.secretsDir(), cfg, s.st); err != nil {
+		gwLn.Close()
+		return err
+	}
+	if err := s.build(ctx); err != nil {
+		gwLn.Close()
+		return err
+	}
+	if err := s.startStripeMock(ctx); err != nil {
+		gwLn.Close()
+		return err
+	}
+	for _, f := range s.functions {
+		if f.proc == nil {
+			continue
+		}
+		if err := f.proc.start(); err != nil {
+			gwLn.Close()
+			return err
+		}
+	}
+	s.startGateway(gwLn)
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for _, f := range s.functions {
+		if f.proc != nil && !f.proc.waitHealthy(wctx) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.printf("stack", "%s is not healthy yet (see its log above); the gateway answers 503 for it until it is", f.name)
+		}
+	}
+	s.trigger = &proc{
+		name: "kafka-trigger", path: filepath.Join(cfg.binDir(), "kafka-trigger"), dir: cfg.Root, log: s.log,
+		health: "http://" + cfg.TriggerAddr + "/healthz",
+		env: append(baseEnv(),
+			"KAFKA_BROKERS="+cfg.KafkaAddr,
+			"GATEWAY_URL=http://"+cfg.GatewayAddr,
+			"SECRETS_DIR="+cfg.secretsDir(),
+			"METRICS_ADDR="+cfg.TriggerAddr,
+			"SCHEDULE_EVERY="+cfg.TickEvery.String(),
+			"DLQ_TOPIC="+DLQTopic,
+			"REFRESH_INTERVAL=10s",
+			"LOG_LEVEL="+logLevel(),
+		),
+	}
+	if err := s.trigger.start(); err != nil {
+		return err
+	}
+	if !s.trigger.waitHealthy(wctx) && ctx.Err() == nil {
+		s.log.printf("stack", "the kafka-trigger is not healthy yet (see its log above)")
+	}
+	return nil
+}
+
+func logLevel() string {
+	if v := os.Getenv("LOG_LEVEL"); v != "" {
+		return v
+	}
+	return "info"
+}
+
+// listen claims addr for one of the stack's own servers, or explains.
+func listen(addr, what, env string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, userErrorf("%s cannot listen on %s: the address is in use (another make run?); stop that process or set %s", what, addr, env)
+		}
+		return nil, userErrorf("%s cannot listen on %s: %v (set %s)", what, addr, err, env)
+	}
+	return ln, nil
+}
+
+// free checks that a child process will be able to listen on addr.
+func free(addr, what, env string) error {
+	ln, err := listen(addr, what, env)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// services makes sure PostgreSQL and Redis answer (starting local ones
+// with .ci/services.sh) and says how to fix it when they do not.
+func (s *stack) services(ctx context.Context) error {
+	script := filepath.Join(s.cfg.Root, ".ci", "services.sh")
+	if _, err := os.Stat(script); err == nil && isLocal(s.cfg.DatabaseURL) {
+		cmd := exec.CommandContext(ctx, script)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		err := cmd.Run()
+		for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			if line != "" {
+				s.log.line("services", line)
+			}
+		}
+		if err != nil {
+			return userErrorf("PostgreSQL or Redis could not be started by %s (see above); start them by hand: %s ; %s",
+				script, testenv.StartPostgres, testenv.StartRedis)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	admin, err := postgres.ReplaceDatabase(s.cfg.DatabaseURL, "postgres")
+	if err != nil {
+		return userErrorf("DATABASE_URL: %v", err)
+	}
+	conn, err := pgx.Connect(cctx, admin)
+	if err != nil {
+		return userErrorf("PostgreSQL is not reachable (DATABASE_URL %s): %v — start it with: %s", redactURL(s.cfg.DatabaseURL), err, testenv.StartPostgres)
+	}
+	conn.Close(cctx)
+	opt, err := goredis.ParseURL(s.cfg.RedisURL)
+	if err != nil {
+		return userErrorf("REDIS_URL: %v", err)
+	}
+	rdb := goredis.NewClient(opt)
+	defer rdb.Close()
+	if err := rdb.Ping(cctx).Err(); err != nil {
+		return userErrorf("Redis is not reachable at %s: %v — start it with: %s", opt.Addr, err, testenv.StartRedis)
+	}
+	return nil
+}
+
+func isLocal(dbURL string) bool {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return false
+	}
+	return cfg.Host == "127.0.0.1" || cfg.Host == "localhost" || cfg.Host == "::1" || strings.HasPrefix(cfg.Host, "/")
+}
+
+func redactURL(u string) string {
+	cfg, err := pgx.ParseConfig(u)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return fmt.Sprintf("%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+}
+
+// migrate creates the database when missing and applies the migrations.
+func (s *stack) migrate(ctx context.Context) error {
+	if err := postgres.EnsureDatabase(ctx, s.cfg.DatabaseURL); err != nil {
+		return userErrorf("cannot create the database of DATABASE_URL %s: %v", redactURL(s.cfg.DatabaseURL), err)
+	}
+	m, err := postgres.NewMigrator(s.cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	w := &lineWriter{log: s.log, name: "migrate"}
+	err = m.Up(ctx, w)
+	w.Flush()
+	if err != nil {
+		return userErrorf("migrations failed: %v", err)
+	}
+	return nil
+}
+
+// lineWriter turns writes into prefixed log lines.
+type lineWriter struct {
+	log  *logger
+	name string
+	buf  bytes.Buffer
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadString('\n')
+		if err != nil {
+			w.buf.WriteString(line)
+			return len(p), nil
+		}
+		w.log.line(w.name, strings.TrimRight(line, "\n"))
+	}
+}
+
+func (w *lineWriter) Flush() {
+	if w.buf.Len() > 0 {
+		w.log.line(w.name, w.buf.String())
+		w.buf.Reset()
+	}
+}
+
+// startKafka runs kfake on the stack's Kafka listener with billfn's topics,
+// persisted in the run directory.
+func (s *stack) startKafka(ln net.Listener) error {
+	dir := filepath.Join(s.cfg.RunDir, "kafka")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		ln.Close()
+		return err
+	}
+	var once sync.Once
+	listenFn := func(network, address string) (net.Listener, error) {
+		var got net.Listener
+		once.Do(func() { got = ln })
+		if got == nil {
+			return nil, errors.New("the stack runs one Kafka broker")
+		}
+		return got, nil
+	}
+	c, err := testenv.NewKafka(kfake.ListenFn(listenFn), kfake.DataDir(dir), kfake.SeedTopics(1, DLQTopic))
+	if err != nil {
+		ln.Close()
+		return userErrorf("cannot start Kafka (kfake) on %s with data in %s: %v (remove %s to start afresh)", s.cfg.KafkaAddr, dir, err, dir)
+	}
+	s.kafka = c
+	s.log.printf("kafka", "kfake listening on %s (data in %s)", strings.Join(c.ListenAddrs(), ","), dir)
+	return nil
+}
+
+// build compiles every function that has a main.go, and the kafka-trigger.
+func (s *stack) build(ctx context.Context) error {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return userErrorf("the go command is not on PATH; the stack builds the functions with it")
+	}
+	var pkgs []string
+	for _, f := range s.functions {
+		dir := filepath.Join(s.cfg.Root, f.spec.Dir())
+		if _, err := os.Stat(filepath.Join(dir, "main.go")); err != nil {
+			f.skip = "functions/" + f.name + " has no main.go yet"
+			continue
+		}
+		pkgs = append(pkgs, "./"+filepath.ToSlash(f.spec.Dir()))
+	}
+	pkgs = append(pkgs, "./cmd/kafka-trigger")
+	if err := os.MkdirAll(s.cfg.binDir(), 0o755); err != nil {
+		return err
+	}
+	s.log.printf("build", "go build %s", strings.Join(pkgs, " "))
+	start := time.Now()
+	if err := s.goBuild(ctx, goBin, pkgs...); err != nil {
+		// Find which ones fail; run the others.
+		for _, p := range pkgs {
+			if err := s.goBuild(ctx, goBin, p); err != nil {
+				if p == "./cmd/kafka-trigger" {
+					return userErrorf("the kafka-trigger does not build (see above)")
+				}
+				for _, f := range s.functions {
+					if "./"+filepath.ToSlash(f.spec.Dir()) == p {
+						f.skip = "it does not build (see the build log above)"
+					}
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	s.log.printf("build", "done in %s", time.Since(start).Round(100*time.Millisecond))
+	for i, f := range s.functions {
+		if f.skip != "" {
+			s.log.printf("stack", "skipping %s: %s", f.name, f.skip)
+			continue
+		}
+		env := baseEnv()
+		keys := make([]string, 0, len(f.spec.Environment))
+		for k := range f.spec.Environment {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			env = append(env, k+"="+f.spec.Environment[k])
+		}
+		env = append(env, "PORT="+strconv.Itoa(s.cfg.FunctionPort+i), "SECRETS_DIR="+s.cfg.secretsDir())
+		f.proc = &proc{
+			name: f.name, path: filepath.Join(s.cfg.binDir(), filepath.Base(f.spec.Dir())), dir: s.cfg.Root,
+			env: env, health: "http://" + f.addr + "/_/health", log: s.log,
+		}
+	}
+	return nil
+}
+
+func (s *stack) goBuild(ctx context.Context, goBin string, pkgs ...string) error {
+	args := append([]string{"build", "-o", s.cfg.binDir() + string(filepath.Separator)}, pkgs...)
+	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd.Dir = s.cfg.Root
+	w := &lineWriter{log: s.log, name: "build"}
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	w.Flush()
+	return err
+}
+
+// startStripeMock runs stripe-mock when a deployed function's
+// STRIPE_API_BASE points at STRIPE_MOCK_ADDR.
+func (s *stack) startStripeMock(ctx context.Context) error {
+	needed := false
+	for _, f := range s.functions {
+		if f.proc != nil && s.cfg.usesStripeMock(f.spec.Environment["STRIPE_API_BASE"]) {
+			needed = true
+		}
+	}
+	if !needed {
+		return nil
+	}
+	if err := free(s.cfg.StripeMockAddr, "stripe-mock", "STRIPE_MOCK_ADDR"); err != nil {
+		return err
+	}
+	bin, err := findStripeMock(ctx, s.log)
+	if err != nil {
+		s.log.printf("stack", "stripe-mock is not available (%v): calls to the Stripe adapter will fail; the sandbox gateway works", err)
+		return nil
+	}
+	// stripe-mock also serves HTTPS (on :12112 unless told otherwise): keep
+	// that on a socket in the run directory, off the network.
+	sock := filepath.Join(s.cfg.RunDir, "stripe-mock-https.sock")
+	_ = os.Remove(sock)
+	s.stripe = &proc{name: "stripe-mock", path: bin, args: []string{"-http-addr", s.cfg.StripeMockAddr, "-https-unix", sock},
+		dir: s.cfg.Root, env: baseEnv(), log: s.log}
+	return s.stripe.start()
+}
+
+func findStripeMock(ctx context.Context, log *logger) (string, error) {
+	if p, err := exec.LookPath("stripe-mock"); err == nil {
+		return p, nil
+	}
+	gobin := os.Getenv("GOBIN")
+	if gobin == "" {
+		out, err := exec.CommandContext(ctx, "go", "env", "GOPATH").Output()
+		if err != nil {
+			return "", err
+		}
+		gobin = filepath.Join(strings.Split(strings.TrimSpace(string(out)), string(os.PathListSeparator))[0], "bin")
+	}
+	bin := filepath.Join(gobin, "stripe-mock")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	log.printf("stack", "installing stripe-mock %s (go install)", stripeMockVersion)
+	cmd := exec.CommandContext(ctx, "go", "install", "github.com/stripe/stripe-mock@"+stripeMockVersion)
+	w := &lineWriter{log: log, name: "build"}
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	w.Flush()
+	if err != nil {
+		return "", fmt.Errorf("go install github.com/stripe/stripe-mock@%s: %w", stripeMockVersion, err)
+	}
+	return bin, nil
+}
+
+// startGateway serves the gateway on its listener.
+func (s *stack) startGateway(ln net.Listener) {
+	var fns []gateway.Function
+	for _, f := range s.functions {
+		if f.proc == nil {
+			continue
+		}
+		spec := f.spec
+		labels, annotations := spec.Labels, spec.Annotations
+		st := gateway.FunctionStatus{
+			Name: f.name, Image: spec.Image, Namespace: "openfaas-fn", EnvVars: spec.Environment,
+			Secrets: spec.Secrets, Labels: &labels, Annotations: &annotations,
+			ReadOnlyRootFilesystem: spec.ReadOnlyRootFilesystem,
+		}
+		if spec.Limits != nil {
+			st.Limits = &gateway.Resources{Memory: spec.Limits.Memory, CPU: spec.Limits.CPU}
+		}
+		if spec.Requests != nil {
+			st.Requests = &gateway.Resources{Memory: spec.Requests.Memory, CPU: spec.Requests.CPU}
+		}
+		fns = append(fns, gateway.Function{Status: st, Addr: f.addr, State: f.proc.state})
+	}
+	s.gateway = gateway.New(gateway.Config{Functions: fns})
+	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	go func() { _ = s.gwSrv.Serve(ln) }()
+	s.log.printf("gateway", "listening on http://%s", s.cfg.GatewayAddr)
+}
+
+// stop takes everything down: the trigger first (no new deliveries), the
+// gateway, the functions (they drain), stripe-mock, then Kafka.
+func (s *stack) stop() {
+	if s.trigger != nil {
+		s.trigger.stop(10 * time.Second)
+	}
+	if s.gwSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.gwSrv.Shutdown(ctx)
+		s.gateway.Close(ctx)
+		cancel()
+	}
+	var wg sync.WaitGroup
+	for _, f := range s.functions {
+		if f.proc != nil && f.proc.done != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); f.proc.stop(15 * time.Second) }()
+		}
+	}
+	if s.stripe != nil && s.stripe.done != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stripe.stop(5 * time.Second) }()
+	}
+	wg.Wait()
+	if s.kafka != nil {
+		s.kafka.Close()
+	}
+	s.log.printf("stack", "stopped")
+}
