@@ -159,6 +159,7 @@ func New(cfg Config) *Gateway {
 			IdleConnTimeout:       90 * time.Second, // below the functions' idle_timeout (120 s)
 			DisableCompression:    true,             // pass Accept-Encoding and bodies through untouched
 			ExpectContinueTimeout: time.Second,
+			ResponseHeaderTimeout: cfg.UpstreamTimeout,
 			WriteBufferSize:       16 << 10,
 			ReadBufferSize:        16 << 10,
 		},
@@ -295,22 +296,18 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 		g.fail(w, r, callID, problem.New(problem.NotFound, "function %q is not deployed", name))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.UpstreamTimeout)
-	defer cancel()
-
-	out := &http.Request{
-		Method:        r.Method,
-		URL:           &url.URL{Scheme: "http", Host: b.fn.Addr, Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery},
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        make(http.Header, len(r.Header)+5),
-		Body:          r.Body,
-		ContentLength: r.ContentLength,
-		Host:          b.fn.Addr,
+	// No per-request timer: the transport's ResponseHeaderTimeout is the
+	// upstream timeout, and a client that goes away cancels r.Context().
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, "", nil)
+	if err != nil {
+		g.fail(w, r, callID, problem.New(problem.BadRequest, "method %q", r.Method))
+		return
 	}
-	if r.ContentLength == 0 {
-		out.Body = nil
+	out.URL = &url.URL{Scheme: "http", Host: b.fn.Addr, Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
+	out.Host = b.fn.Addr
+	out.Header = make(http.Header, len(r.Header)+5)
+	if r.ContentLength != 0 {
+		out.Body, out.ContentLength = r.Body, r.ContentLength
 	}
 	copyHeader(out.Header, r.Header)
 	if prior := out.Header["X-Forwarded-For"]; len(prior) > 0 {
@@ -326,12 +323,11 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{""} // do not let the transport add Go's
 	}
-	out = out.WithContext(ctx)
 
 	b.invocations.Add(1)
 	res, err := g.transport.RoundTrip(out)
 	if err != nil {
-		code := g.upstreamError(w, r, callID, name, ctx, err)
+		code := g.upstreamError(w, r, callID, name, err)
 		g.metrics.observe(name, code, time.Since(start))
 		return
 	}
@@ -346,16 +342,17 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 }
 
 // upstreamError answers a failed round trip and returns the status sent.
-func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, callID, name string, ctx context.Context, err error) int {
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, callID, name string, err error) int {
 	if r.Context().Err() != nil {
 		return 499 // the client went away; nobody to answer
 	}
 	var pe *problem.Error
+	var ne net.Error
 	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		pe = &problem.Error{Code: problem.Timeout, Detail: "function " + name + " did not answer within " + g.cfg.UpstreamTimeout.String(), Err: err}
 	case isDialError(err):
 		pe = &problem.Error{Code: problem.Unavailable, Detail: "function " + name + " is not running; retry", RetryAfter: time.Second, Err: err}
+	case errors.As(err, &ne) && ne.Timeout():
+		pe = &problem.Error{Code: problem.Timeout, Detail: "function " + name + " did not answer within " + g.cfg.UpstreamTimeout.String(), Err: err}
 	default:
 		pe = &problem.Error{Code: BadGateway, Detail: "function " + name + " failed before answering", Err: err}
 	}
@@ -460,6 +457,7 @@ type metrics struct {
 	invocations *prometheus.CounterVec
 	seconds     *prometheus.HistogramVec
 	async       *prometheus.CounterVec
+	cache       sync.Map // metricKey → metricPair: the hot path skips label hashing
 }
 
 func newMetrics() *metrics {
@@ -481,19 +479,24 @@ func newMetrics() *metrics {
 	return m
 }
 
-var codeText [600]string
+type metricKey struct {
+	name   string
+	status int
+}
 
-func init() {
-	for i := range codeText {
-		codeText[i] = strconv.Itoa(i)
-	}
+type metricPair struct {
+	count prometheus.Counter
+	secs  prometheus.Observer
 }
 
 func (m *metrics) observe(name string, status int, d time.Duration) {
-	code := strconv.Itoa(status)
-	if status >= 0 && status < len(codeText) {
-		code = codeText[status]
+	k := metricKey{name, status}
+	v, ok := m.cache.Load(k)
+	if !ok {
+		code := strconv.Itoa(status)
+		v, _ = m.cache.LoadOrStore(k, metricPair{m.invocations.WithLabelValues(name, code), m.seconds.WithLabelValues(name, code)})
 	}
-	m.invocations.WithLabelValues(name, code).Inc()
-	m.seconds.WithLabelValues(name, code).Observe(d.Seconds())
+	p := v.(metricPair)
+	p.count.Inc()
+	p.secs.Observe(d.Seconds())
 }
