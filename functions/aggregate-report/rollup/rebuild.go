@@ -340,6 +340,9 @@ func Check(ctx context.Context, pool *pgxpool.Pool, r Range, batch int, progress
 // The report lists what differed before the rebuild.
 func Rebuild(ctx context.Context, pool *pgxpool.Pool, r Range, batch int, progress Progress) (Report, error) {
 	start := time.Now()
+	if batch <= 0 {
+		batch = DefaultBatch
+	}
 	rep := Report{From: r.From.Format(time.DateOnly), To: r.To.Format(time.DateOnly)}
 	var rp *Replayed
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
