@@ -92,7 +92,7 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 	if req.Gateway != "" {
 		v.Check(s.gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
 	}
-	v.Check(req.PaymentMethod == "" || tokenRE.MatchString(req.PaymentMethod), "payment_method",
+	v.Check(req.PaymentMethod == "" || validMethod(req.PaymentMethod), "payment_method",
 		"must be a gateway token (pm_…) or a saved payment method id")
 	checkText(&v, req.Description, req.Metadata)
 	if err := v.Err(); err != nil {
@@ -118,6 +118,13 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 	s.d.Publisher.Kick()
 	w.Header().Set("Location", "/payments/"+p.ID)
 	httpx.WriteJSON(w, http.StatusCreated, p)
+}
+
+// validMethod says whether s can name a payment method: a gateway token
+// or a saved method id.
+func validMethod(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil || tokenRE.MatchString(s)
 }
 
 // checkText applies Stripe's limits to description and metadata.
@@ -252,7 +259,7 @@ func (s *service) confirmPayment(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = decodeOptional(r, &req)
 	}
-	if err == nil && req.PaymentMethod != "" && !tokenRE.MatchString(req.PaymentMethod) {
+	if err == nil && req.PaymentMethod != "" && !validMethod(req.PaymentMethod) {
 		err = problem.Invalid(problem.Field("payment_method", "must be a gateway token (pm_…) or a saved payment method id"))
 	}
 	if err != nil {

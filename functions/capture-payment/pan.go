@@ -75,10 +75,15 @@ func walkPAN(v any) bool {
 
 // scanPAN looks at every run of digits joined by single separators (a
 // space or a dash). A run glued to a letter or "_" is part of an
-// identifier (a UUID's last group, a token), not a card number.
+// identifier (a token, a hex id), not a card number; so is a separated run
+// with a group longer than 6 digits (cards are written 4-4-4-4, 4-6-5 …;
+// a UUID's groups are 8-4-4-4-12).
 func scanPAN(b []byte) bool {
 	var digits [19]byte
 	n := 0         // digits in the current run
+	group := 0     // digits in the current group
+	longest := 0   // the longest group of the run
+	seps := false  // the run has separators
 	sep := false   // the previous byte was a separator inside the run
 	glued := false // the run follows a letter
 	for i := 0; i <= len(b); i++ {
@@ -88,23 +93,30 @@ func scanPAN(b []byte) bool {
 			if c >= '0' && c <= '9' {
 				if n == 0 {
 					glued = i > 0 && isWord(b[i-1])
+					longest, seps = 0, false
 				}
 				if n < len(digits) {
 					digits[n] = c
 				}
 				n++
+				if sep {
+					group = 0
+				}
+				group++
+				longest = max(longest, group)
 				sep = false
 				continue
 			}
 			if (c == ' ' || c == '-') && n > 0 && !sep {
-				sep = true
+				sep, seps = true, true
 				continue
 			}
 		}
-		if n >= 13 && n <= 19 && !glued && !(!sep && isWord(c)) && luhn(digits[:n]) {
+		identifier := glued || (isWord(c) && (!sep || b[i-1] == '-')) || (seps && longest > 6)
+		if n >= 13 && n <= 19 && !identifier && luhn(digits[:n]) {
 			return true
 		}
-		n, sep = 0, false
+		n, group, sep = 0, 0, false
 	}
 	return false
 }

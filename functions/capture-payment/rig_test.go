@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
@@ -232,7 +234,8 @@ func (g *rig) consume(topic string, want int, keep func(record) bool) []record {
 	return out
 }
 
-// drain reads everything on topic for a short while (to prove an absence).
+// drain reads every record on topic up to its current end (to count, and
+// to prove an absence), publishing the outbox first.
 func (g *rig) drain(topic string, keep func(record) bool) []record {
 	g.t.Helper()
 	if _, err := g.d.Publisher.Sweep(context.Background()); err != nil {
@@ -244,19 +247,56 @@ func (g *rig) drain(topic string, keep func(record) bool) []record {
 		g.t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	ends := endOffsets(ctx, g.t, cl, topic)
 	var out []record
-	for ctx.Err() == nil {
+	for len(ends) > 0 && ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset+1 >= ends[r.Partition] {
+				delete(ends, r.Partition)
+			}
 			ev, err := events.Unmarshal(r.Value)
 			if err == nil && (keep == nil || keep(record{Topic: r.Topic, Key: string(r.Key), Event: ev})) {
 				out = append(out, record{Topic: r.Topic, Key: string(r.Key), Event: ev})
 			}
 		})
 	}
+	if ctx.Err() != nil {
+		g.t.Fatalf("drain %s: partitions %v not read to their end", topic, ends)
+	}
 	return out
+}
+
+// endOffsets returns the end offset of every non-empty partition of topic.
+func endOffsets(ctx context.Context, t testing.TB, cl *kgo.Client, topic string) map[int32]int64 {
+	t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	for p := int32(0); p < events.Topics[topic]; p++ {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = p, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("list offsets: %v", err)
+	}
+	ends := map[int32]int64{}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				t.Fatalf("list offsets %s/%d: %v", topic, rp.Partition, err)
+			}
+			if rp.Offset > 0 {
+				ends[rp.Partition] = rp.Offset
+			}
+		}
+	}
+	return ends
 }
 
 // forPayment keeps the records about payment id.
