@@ -155,3 +155,68 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 	empty := g.createInvoice(user, map[string]any{"account_id": uuid.NewString(), "user_id": user, "currency": "EUR"})
 	problemOf(t, g.asAdmin("POST", "/invoices/"+empty.ID+"/finalize", nil), 422, "invoice_empty")
 }
+
+// TestZeroAndThreeDecimalCurrencies runs JPY (no minor unit) with an
+// inclusive tax and BHD (fils, three decimals) with a compound tax through
+// the API.
+func TestZeroAndThreeDecimalCurrencies(t *testing.T) {
+	g := newRig(t)
+	jct := g.taxRate("JCT", "10", true, false)
+	body := invoiceBody(uuid.NewString(), uuid.NewString(),
+		map[string]any{"description": "Ramen", "quantity": "3", "unit_amount": 1000, "tax_rate_ids": []string{jct}},
+		map[string]any{"description": "Gyoza", "quantity": "1", "unit_amount": 480, "tax_rate_ids": []string{jct}})
+	body["currency"] = "jpy"
+	inv := g.createInvoice("", body)
+	// 3000 incl. -> net 2727, tax 273; 480 incl. -> net 436.36 -> 436, tax 44
+	if inv.Currency != "JPY" || inv.Total != 3480 || inv.Tax != 317 || inv.TaxInclusive != 317 || inv.TotalExcludingTax != 3163 {
+		t.Fatalf("JPY invoice = %s total %d tax %d excl %d", inv.Currency, inv.Total, inv.Tax, inv.TotalExcludingTax)
+	}
+	vat := g.taxRate("VAT", "10", false, false)
+	levy := g.taxRate("Levy", "2.5", false, true)
+	body = invoiceBody(uuid.NewString(), uuid.NewString(),
+		map[string]any{"description": "Pearls", "quantity": "0.75", "unit_amount": 12345, "tax_rate_ids": []string{vat, levy}})
+	body["currency"] = "BHD"
+	inv = g.createInvoice("", body)
+	// 0.75 x 12.345 = 9.25875 -> 9.259 (9258.75 fils, half-even -> 9259);
+	// VAT 925.9 -> 926; levy on 10185: 254.625 -> 255 (half-even on .625 rounds up: not a tie)
+	if inv.Subtotal != 9259 || inv.Tax != 926+255 || inv.Total != 9259+926+255 {
+		t.Fatalf("BHD invoice = subtotal %d tax %d total %d", inv.Subtotal, inv.Tax, inv.Total)
+	}
+	if got := formatMoney(inv.Total, inv.Currency, false); got != "BHD\u00a010.440" {
+		t.Fatalf("formatted = %q", got)
+	}
+}
+
+// TestCachedInvoiceIsDroppedOnEveryChange: a read fills Redis, a write
+// (HTTP or event) drops the key, the next read sees the change.
+func TestCachedInvoiceIsDroppedOnEveryChange(t *testing.T) {
+	g := newRig(t)
+	inv := g.createInvoice(uuid.NewString(), nil)
+	key := g.s.invCache.Key(inv.ID)
+	cached := func() bool {
+		n, err := g.d.Redis.Exists(t.Context(), key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	g.invoice(inv.ID)
+	if !cached() {
+		t.Fatal("a read did not fill the cache")
+	}
+	must(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/finalize", nil), 200)
+	if cached() {
+		t.Fatal("finalize left the cached draft")
+	}
+	if got := g.invoice(inv.ID); got.Status != StatusOpen {
+		t.Fatalf("read after finalize = %s", got.Status)
+	}
+	g.deliver(event(t, "capture-payment", typePaymentCaptured, "p", payment{PaymentID: "p", InvoiceID: &inv.ID,
+		Currency: "USD", Amount: 2100, AmountCaptured: 2100}))
+	if cached() {
+		t.Fatal("a payment event left the cached open invoice")
+	}
+	if got := g.invoice(inv.ID); got.Status != StatusPaid {
+		t.Fatalf("read after payment = %s", got.Status)
+	}
+}
