@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -46,6 +47,11 @@ type Config struct {
 	// EventKeys verify signed event deliveries: comma-separated, several
 	// during a rotation. The secret file holds the same list.
 	EventKeys string `envconfig:"EVENT_SIGNING_KEYS" secret:"event-signing-key" required:"true"`
+	// EventsTrustUnsigned accepts unsigned event deliveries. Only for a
+	// deployment whose event endpoint is cluster-local (the Knative
+	// <name>-events Services fed by KafkaSource and PingSource); never on
+	// an endpoint the public can reach. See docs/platform.md.
+	EventsTrustUnsigned bool `envconfig:"EVENTS_TRUST_UNSIGNED" default:"false"`
 }
 
 // Keys splits EventKeys.
@@ -108,7 +114,10 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.Idempotency = idempotency.New(d.Pool, name)
 	d.Publisher = outbox.NewPublisher(d.Pool, name, cfg.Kafka.Brokers)
 	d.Publisher.Start(ctx)
-	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, Keys: keys, Verifier: d.Verifier}
+	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, Keys: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned}
+	if cfg.EventsTrustUnsigned {
+		slog.Warn("EVENTS_TRUST_UNSIGNED is set: unsigned event deliveries are accepted; this endpoint must be cluster-local", "function", name)
+	}
 	d.collectors = append(d.collectors, redis.Collectors()...)
 	d.collectors = append(d.collectors, events.Collectors()...)
 	d.collectors = append(d.collectors, outbox.Collectors()...)
