@@ -165,9 +165,10 @@ func (s *service) onBatch(ctx context.Context, tx pgx.Tx, evs []events.Event) er
 }
 
 // applyRequests creates the invoices of requested events. A request that
-// breaks a rule (unknown tax rate, bad field…) is a business outcome, not a
-// poison event: it is recorded as failed, with its problem document, at
-// GET /invoice-requests/{event id}. Only undecodable data is parked.
+// cannot be honoured (undecodable or invalid data, an unknown tax rate…) is
+// a business outcome, not a poison event: it is recorded as failed, with
+// its problem document, at GET /invoice-requests/{event id}, so whoever
+// asked can see why. Only a database failure makes the delivery retry.
 func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
 	if len(evs) == 0 {
 		return nil
@@ -297,11 +298,10 @@ type paymentData struct {
 	UpdatedAt      *time.Time     `json:"updated_at"`
 }
 
-func decodeLoose(ev events.Event, v any) error {
-	// Producers may add optional fields (docs/events.md), so unknown
-	// members are fine here.
-	return events.Decode(ev, v)
-}
+// decodeLoose reads another function's event: producers may add optional
+// fields (docs/events.md), so unknown members are fine here, unlike in
+// request bodies.
+func decodeLoose(ev events.Event, v any) error { return events.Decode(ev, v) }
 
 // paymentInvoice loads and locks the invoice a payment event names.
 // ok is false for a payment that is not for an invoice.

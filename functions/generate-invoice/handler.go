@@ -212,6 +212,7 @@ func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *htt
 		return
 	}
 	s.d.Publisher.Kick()
+	w.Header().Set("Preference-Applied", "respond-async")
 	if loc != "" {
 		w.Header().Set("Location", loc)
 	}
@@ -560,17 +561,12 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 			if err := replaceLines(ctx, tx, inv); err != nil {
 				return nil, err
 			}
-		} else if err := refreshLines(ctx, tx, inv); err != nil {
+		} else if err := replaceLines(ctx, tx, inv); err != nil {
+			// A discount change moves the lines' computed amounts too.
 			return nil, err
 		}
 		return nil, nil
 	})
-}
-
-// refreshLines rewrites the computed amounts of a draft's lines (a
-// discount change moves them).
-func refreshLines(ctx context.Context, tx pgx.Tx, inv *Invoice) error {
-	return replaceLines(ctx, tx, inv)
 }
 
 func (s *service) addLines(w http.ResponseWriter, r *http.Request) {

@@ -254,11 +254,14 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 		if in.CancelAtPeriodEnd != nil {
 			sub.CancelAt = nil
 			if *in.CancelAtPeriodEnd {
-				sub.CancelAt = sub.CurrentPeriodEnd
+				scheduleCancel(sub)
 			}
 		}
-		var msgs []outbox.Message
-		var invIDs []string
+		// Periods already due are billed at the plan they ran under.
+		msgs, invIDs, err := s.bill(ctx, tx, sub, now)
+		if err != nil {
+			return nil, nil, err
+		}
 		if in.Plan != nil {
 			if plan.Currency != sub.Plan.Currency {
 				return nil, nil, currencyMismatch("plan/currency", plan.Currency, sub.Plan.Currency)
@@ -293,12 +296,11 @@ func (s *service) cancelSubscription(w http.ResponseWriter, r *http.Request) {
 		if sub.Status == SubCanceled {
 			return nil, nil, problem.New(codeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
 		}
-		// Nothing billed and no trial (a start in the future): ending "at
-		// period end" would bill a period nobody wants, so it ends now.
-		started := sub.PeriodsBilled > 0 || sub.Status == SubTrialing
-		if atEnd && started && sub.CurrentPeriodEnd != nil && sub.CurrentPeriodEnd.After(now) {
-			sub.CancelAt = ptr(*sub.CurrentPeriodEnd)
-			return []outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionUpdated, sub)}, nil, nil
+		if atEnd {
+			scheduleCancel(sub)
+			if sub.CancelAt.After(now) {
+				return []outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionUpdated, sub)}, nil, nil
+			}
 		}
 		endSubscription(sub, now, now)
 		return []outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionCanceled, sub)}, nil, nil

@@ -262,7 +262,8 @@ func (s *service) persistNew(ctx context.Context, tx pgx.Tx, invs []*Invoice, fi
 	return append(msgs, fin...), nil
 }
 
-// authorizeInvoice hides someone else's invoice behind a 404.
+// authorizeOwner hides someone else's resource behind a 404, exactly like
+// a missing one.
 func authorizeOwner(canAccess bool, what, id string) error {
 	if !canAccess {
 		return notFound(what, id)
@@ -270,7 +271,7 @@ func authorizeOwner(canAccess bool, what, id string) error {
 	return nil
 }
 
-// voidInvoice: open → void. Nothing is due any more.
+// void: open → void. Nothing is due any more.
 func (s *service) void(ctx context.Context, inv *Invoice, now time.Time) ([]outbox.Message, error) {
 	if inv.Status != StatusOpen {
 		return nil, problem.New(codeInvoiceNotOpen, "invoice %s is %s; only an open invoice can be voided", inv.ID, inv.Status)

@@ -347,3 +347,50 @@ func TestSubscriptionProblems(t *testing.T) {
 	problemOf(t, g.asAdmin("GET", "/subscriptions/"+uuid.NewString(), nil), 404, "not_found")
 	problemOf(t, g.asAdmin("GET", "/subscriptions?status=paused", nil), 422, "validation_failed")
 }
+
+// TestSubscriptionStartingLaterCanBeCanceledBeforeItBills: nothing is
+// billed for a subscription canceled before its start.
+func TestSubscriptionStartingLaterCanBeCanceledBeforeItBills(t *testing.T) {
+	g := newRig(t)
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(1000), "start", "2026-04-01T00:00:00Z"))
+	if sub.LatestInvoiceID != nil || !sub.NextBillingAt.Equal(day("2026-04-01T00:00:00Z")) {
+		t.Fatalf("future subscription = %+v", sub)
+	}
+	rec := g.asAdmin("POST", "/subscriptions/"+sub.ID+"/cancel", nil)
+	must(t, rec, 200)
+	if c := decode[Subscription](t, rec); !c.CancelAt.Equal(day("2026-04-01T00:00:00Z")) || c.Status != SubActive {
+		t.Fatalf("scheduled = %+v", c)
+	}
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	g.tick()
+	got := decode[Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	if got.Status != SubCanceled || len(g.subInvoices(sub.ID)) != 0 {
+		t.Fatalf("after its start: %s with %d invoices", got.Status, len(g.subInvoices(sub.ID)))
+	}
+}
+
+// TestPlanChangeBillsDuePeriodsAtTheOldPrice: a period that came due
+// before the tick ran is billed at the plan it ran under.
+func TestPlanChangeBillsDuePeriodsAtTheOldPrice(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-01-01T00:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(1000)))
+	g.clock.Set(day("2026-02-01T00:00:00Z")) // due, no tick yet
+	must(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{
+		"plan": map[string]any{"name": "Max", "amount": 5000, "currency": "USD", "interval": "month"}}), 200)
+	var totals []int64
+	for _, inv := range g.subInvoices(sub.ID) {
+		totals = append(totals, inv.Total)
+	}
+	// February at the old price; the change on its first instant prorates
+	// the whole month: -1000 + 5000 pending for March.
+	if fmt.Sprint(totals) != "[1000 1000]" {
+		t.Fatalf("totals = %v", totals)
+	}
+	g.clock.Set(day("2026-03-01T00:00:00Z"))
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	if last := invs[len(invs)-1]; last.Total != 5000-1000+5000 {
+		t.Fatalf("March = %d", last.Total)
+	}
+}

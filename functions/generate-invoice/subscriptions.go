@@ -432,6 +432,16 @@ func (s *service) cancelDueSubscriptions(ctx context.Context, now time.Time) (in
 	return len(ids), err
 }
 
+// scheduleCancel ends the subscription when its current period ends; one
+// that has not billed anything yet ends when it would have started.
+func scheduleCancel(sub *Subscription) {
+	if sub.PeriodsBilled == 0 || sub.CurrentPeriodEnd == nil {
+		sub.CancelAt = ptr(sub.BillingStart)
+		return
+	}
+	sub.CancelAt = ptr(*sub.CurrentPeriodEnd)
+}
+
 func endSubscription(sub *Subscription, at, now time.Time) {
 	sub.Status, sub.CanceledAt, sub.NextBillingAt, sub.UpdatedAt = SubCanceled, ptr(at), nil, now
 	sub.PendingLines = []Line{}

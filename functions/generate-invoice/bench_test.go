@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/postgres"
+)
+
+// Benchmarks over the real database (docs/generate-invoice.md records the
+// figures and the commands). Each invoice has 10 lines with a tax rate and
+// is finalized: numbered, with its created/finalized/notification events
+// in the outbox (published to kfake by the publisher meanwhile).
+
+func tenLines(rate string) []any {
+	lines := make([]any, 10)
+	for i := range lines {
+		lines[i] = map[string]any{"description": "Line item", "quantity": "1.5", "unit_amount": 1999 + i, "tax_rate_ids": []string{rate}}
+	}
+	return lines
+}
+
+func benchBody(rate string) createInvoiceIn {
+	b := invoiceBody(uuid.NewString(), uuid.NewString())
+	b["line_items"] = tenLines(rate)
+	b["auto_finalize"] = true
+	raw, _ := json.Marshal(b)
+	var in createInvoiceIn
+	if err := json.Unmarshal(raw, &in); err != nil {
+		panic(err)
+	}
+	return in
+}
+
+// BenchmarkFinalizeBatch: the batch path's core, one transaction per 500
+// invoices (validate, resolve, compute, number, insert, outbox). One op is
+// one finalized invoice.
+func BenchmarkFinalizeBatch(b *testing.B) {
+	g := newRig(b)
+	rate := g.taxRate("VAT", "20", false, false)
+	const batch = 500
+	ins := make([]createInvoiceIn, batch)
+	for i := range ins {
+		ins[i] = benchBody(rate)
+	}
+	p := auth.Principal{Role: auth.RoleService}
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	for done := 0; done < b.N; done += batch {
+		n := min(batch, b.N-done)
+		now := g.clock.Now()
+		err := postgres.Tx(ctx, g.d.Pool, func(tx pgx.Tx) error {
+			res := g.s.newResolver(tx, now)
+			invs, final := make([]*Invoice, n), make([]bool, n)
+			for i := 0; i < n; i++ {
+				d, err := g.s.parseCreate(p, &ins[i], "", now)
+				if err != nil {
+					return err
+				}
+				if err := res.draft(ctx, d); err != nil {
+					return err
+				}
+				invs[i], final[i] = d.inv, true
+			}
+			msgs, err := g.s.persistNew(ctx, tx, invs, final, now)
+			if err != nil {
+				return err
+			}
+			return outbox.Add(ctx, tx, functionName, msgs...)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		g.d.Publisher.Kick()
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "invoices/s")
+}
+
+// BenchmarkBatchEndpoint: POST /invoices/batch through the whole HTTP
+// stack (JWT, idempotency, JSON), 100 invoices per request. One op is one
+// finalized invoice.
+func BenchmarkBatchEndpoint(b *testing.B) {
+	g := newRig(b)
+	rate := g.taxRate("VAT", "20", false, false)
+	const per = 100
+	items := make([]createInvoiceIn, per)
+	for i := range items {
+		items[i] = benchBody(rate)
+	}
+	body, _ := json.Marshal(map[string]any{"invoices": items})
+	tok := g.kit.Token(b, g.admin, auth.RoleService)
+	b.ResetTimer()
+	start := time.Now()
+	for done := 0; done < b.N; done += per {
+		req := httptest.NewRequest("POST", "/invoices/batch", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Idempotency-Key", uuid.NewString())
+		rec := httptest.NewRecorder()
+		g.h.ServeHTTP(rec, req)
+		if rec.Code != 201 {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "invoices/s")
+}
+
+// BenchmarkAsyncRequestedBatch: the asynchronous path as the trigger
+// drives it, CloudEvents batches of 100 billfn.invoice.requested. One op
+// is one finalized invoice.
+func BenchmarkAsyncRequestedBatch(b *testing.B) {
+	g := newRig(b)
+	rate := g.taxRate("VAT", "20", false, false)
+	const per = 100
+	b.StopTimer()
+	var bodies [][]byte
+	for done := 0; done < b.N; done += per {
+		evs := make([]events.Event, min(per, b.N-done))
+		for i := range evs {
+			in := benchBody(rate)
+			in.UserID = uuid.NewString()
+			evs[i] = event(b, "loadgen", typeInvoiceRequested, "", in)
+		}
+		raw, _ := json.Marshal(evs)
+		bodies = append(bodies, raw)
+	}
+	b.StartTimer()
+	start := time.Now()
+	for _, body := range bodies {
+		req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+		req.Header.Set("Content-Type", events.ContentTypeBatch)
+		req.Header.Set(events.SignatureHeader, g.kit.SignEvent(body))
+		rec := httptest.NewRecorder()
+		g.h.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "invoices/s")
+}
+
+// BenchmarkCreateFinalizeSync: one synchronous POST /invoices with 10
+// lines and auto_finalize, from 1 client and from 4 concurrent clients;
+// reports the latency percentiles a client sees (in-process, no network
+// hop).
+func BenchmarkCreateFinalizeSync(b *testing.B) {
+	for _, clients := range []int{1, 4} {
+		b.Run("clients="+strconv.Itoa(clients), func(b *testing.B) {
+			g := newRig(b)
+			rate := g.taxRate("VAT", "20", false, false)
+			body, _ := json.Marshal(benchBody(rate))
+			tok := g.kit.Token(b, g.admin, auth.RoleService)
+			var mu sync.Mutex
+			var lat []time.Duration
+			var next atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for c := 0; c < clients; c++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var mine []time.Duration
+					for next.Add(1) <= int64(b.N) {
+						req := httptest.NewRequest("POST", "/invoices", bytes.NewReader(body))
+						req.Header.Set("Content-Type", "application/json")
+						req.Header.Set("Authorization", "Bearer "+tok)
+						req.Header.Set("Idempotency-Key", uuid.NewString())
+						rec := httptest.NewRecorder()
+						t0 := time.Now()
+						g.h.ServeHTTP(rec, req)
+						mine = append(mine, time.Since(t0))
+						if rec.Code != 201 {
+							b.Errorf("%d %s", rec.Code, rec.Body)
+							return
+						}
+					}
+					mu.Lock()
+					lat = append(lat, mine...)
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			if len(lat) > 0 {
+				pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+				b.ReportMetric(pct(0.50), "p50-ms")
+				b.ReportMetric(pct(0.99), "p99-ms")
+				b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "invoices/s")
+			}
+		})
+	}
+}
+
+// BenchmarkGetInvoiceCached: GET /invoices/{id} served from Redis.
+func BenchmarkGetInvoiceCached(b *testing.B) {
+	g := newRig(b)
+	inv := g.createInvoice(uuid.NewString(), nil)
+	tok := g.kit.Token(b, g.admin, auth.RoleAdmin)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		req := httptest.NewRequest("GET", "/invoices/"+inv.ID, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		rec := httptest.NewRecorder()
+		g.h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatal(rec.Code)
+		}
+	}
+}
+
+// BenchmarkCompute10Lines: the calculation alone.
+func BenchmarkCompute10Lines(b *testing.B) {
+	vat := rate("vat", "20", false, false)
+	lines := make([]calcLine, 10)
+	for i := range lines {
+		lines[i] = calcLine{Quantity: qty("1.5"), UnitAmount: int64(1999 + i), Taxes: []TaxRateSnap{vat}}
+	}
+	ds := []Discount{{PercentOff: pct("10")}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := compute(lines, ds); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
