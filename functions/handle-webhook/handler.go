@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/sandbox"
+)
+
+// Gateways.
+const (
+	gwStripe  = "stripe"
+	gwSandbox = "sandbox"
+)
+
+// webhooksTotal counts deliveries by gateway and outcome: processed,
+// parked, ignored, duplicate, unparked, and the rejections (the only trace
+// a rejected delivery leaves).
+var webhooksTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "billfn_webhooks_total",
+	Help: "Gateway webhook deliveries by gateway and outcome (processed, parked, ignored, duplicate, unparked, rejected_<code>, rate_limited).",
+}, []string{"gateway", "outcome"})
+
+// bodies recycles request body buffers: the hot path reads every body once.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (s *service) receiveStripe(w http.ResponseWriter, r *http.Request) {
+	s.receive(w, r, gwStripe)
+}
+
+func (s *service) receiveSandbox(w http.ResponseWriter, r *http.Request) {
+	s.receive(w, r, gwSandbox)
+}
+
+// receipts are the answers to a gateway: {"received":true,"status":…}.
+var receipts = map[string][]byte{}
+
+func init() {
+	for _, st := range []string{stProcessed, stParked, stIgnored, stDuplicate} {
+		receipts[st] = []byte(`{"received":true,"status":"` + st + `"}`)
+	}
+}
+
+// receive reads the raw body once (size-limited by the runtime), verifies
+// it before parsing anything, stores it with its normalized event in one
+// transaction, and only then answers 200.
+func (s *service) receive(w http.ResponseWriter, r *http.Request, gateway string) {
+	if (gateway == gwStripe && len(s.stripe) == 0) || (gateway == gwSandbox && len(s.sandbox) == 0) {
+		problem.Write(w, r, &problem.Error{Code: codeNotConfigured, RetryAfter: time.Minute,
+			Detail: "no signing secret is configured for " + gateway + " webhooks (STRIPE_WEBHOOK_SECRET / SANDBOX_WEBHOOK_SECRET)"})
+		return
+	}
+	buf := bodies.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			bodies.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r.Body); err != nil {
+		webhooksTotal.WithLabelValues(gateway, "rejected_read").Inc()
+		problem.Write(w, r, err)
+		return
+	}
+	body := buf.Bytes()
+	now := s.now()
+	tol := s.cfg.Tolerance.D()
+	var err error
+	if gateway == gwStripe {
+		err = verifyStripe(s.stripe, r.Header.Get(StripeSignatureHeader), body, now, tol)
+	} else {
+		err = verifySandbox(s.sandbox, r.Header.Get(sandbox.SignatureHeader), body, now, tol)
+	}
+	if err != nil {
+		s.reject(w, r, gateway, err)
+		return
+	}
+	p, err := parse(body)
+	if err != nil {
+		s.reject(w, r, gateway, err)
+		return
+	}
+	u, handled := normalize(gateway, p)
+	checkPaymentID(&u)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	outcome, err := s.record(ctx, &u, handled, body, now)
+	if err != nil {
+		// Not stored: the gateway retries (never lost).
+		problem.Write(w, r, &problem.Error{Code: problem.Unavailable, Detail: "the webhook could not be stored; retry", RetryAfter: time.Second, Err: err})
+		return
+	}
+	webhooksTotal.WithLabelValues(gateway, outcome).Inc()
+	if outcome == stProcessed {
+		s.d.Publisher.Kick()
+	}
+	httpx.WriteRaw(w, http.StatusOK, receipts[outcome])
+}
+
+// checkPaymentID drops a metadata payment id that is not a UUID (it can
+// name no billfn payment).
+func checkPaymentID(u *update) {
+	if u.PaymentID != nil {
+		if _, err := uuid.Parse(*u.PaymentID); err != nil {
+			u.PaymentID = nil
+		}
+	}
+}
+
+func (s *service) reject(w http.ResponseWriter, r *http.Request, gateway string, err error) {
+	code := "error"
+	var pe *problem.Error
+	if errors.As(err, &pe) {
+		code = string(pe.Code)
+	}
+	webhooksTotal.WithLabelValues(gateway, "rejected_"+code).Inc()
+	if pe != nil && pe.Status() == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Signature realm="billfn-webhooks"`)
+	}
+	problem.Write(w, r, err)
+}
+
+// limiter is a per-source-address rate limit in Redis: a counter per
+// address and second. Redis down lets everything through: a gateway's
+// webhook must never be lost to our cache being away.
+type limiter struct {
+	rdb    *goredis.Client
+	prefix string
+	limit  int
+	now    func() time.Time
+	warned atomic.Int64
+}
+
+func (l *limiter) allow(ctx context.Context, addr string) bool {
+	if l.limit <= 0 {
+		return true
+	}
+	sec := l.now().Unix()
+	key := make([]byte, 0, len(l.prefix)+len(addr)+24)
+	key = append(append(append(key, l.prefix...), addr...), ':')
+	key = strconv.AppendInt(key, sec, 10)
+	k := string(key)
+	var n *goredis.IntCmd
+	_, err := l.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		n = p.Incr(ctx, k)
+		p.ExpireNX(ctx, k, 2*time.Second)
+		return nil
+	})
+	if err != nil {
+		if last := l.warned.Load(); sec-last >= 60 && l.warned.CompareAndSwap(last, sec) {
+			slog.WarnContext(ctx, "rate limit skipped: Redis unavailable", "err", err.Error())
+		}
+		return true
+	}
+	return n.Val() <= int64(l.limit)
+}
+
+// clientAddr is the delivery's source address: X-Forwarded-For's first
+// entry, set by the OpenFaaS gateway, when trusted; the peer otherwise.
+func clientAddr(r *http.Request, trustForwarded bool) string {
+	addr := ""
+	if trustForwarded {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			first, _, _ := strings.Cut(xff, ",")
+			addr = strings.TrimSpace(first)
+		}
+	}
+	if addr == "" {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		addr = host
+	}
+	if len(addr) > 64 {
+		addr = addr[:64]
+	}
+	return addr
+}
+
+// limited applies the rate limit before anything else is read.
+func (s *service) limited(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.limiter.allow(r.Context(), clientAddr(r, s.cfg.TrustForwardedFor)) {
+			gateway := strings.TrimPrefix(r.URL.Path, "/")
+			webhooksTotal.WithLabelValues(gateway, "rate_limited").Inc()
+			problem.Write(w, r, &problem.Error{Code: problem.RateLimited, RetryAfter: time.Second,
+				Detail: "too many webhook deliveries from this address; retry after a second"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+var statuses = map[string]bool{stProcessed: true, stParked: true, stIgnored: true}
+
+// pageCursor is the keyset position of the deliveries list.
+type pageCursor struct {
+	ID string `json:"id"`
+}
+
+func (s *service) listEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := deliveryFilter{Gateway: q.Get("gateway"), Type: q.Get("type"), Status: q.Get("status")}
+	var bad []problem.FieldError
+	if f.Gateway != "" && f.Gateway != gwStripe && f.Gateway != gwSandbox {
+		bad = append(bad, problem.Param("gateway", "must be stripe or sandbox"))
+	}
+	if f.Status != "" && !statuses[f.Status] {
+		bad = append(bad, problem.Param("status", "must be processed, parked or ignored"))
+	}
+	if len(f.Type) > 100 {
+		bad = append(bad, problem.Param("type", "must be at most 100 characters"))
+	}
+	limit, err := httpx.Limit(r, 20, 100)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if len(bad) > 0 {
+		problem.Write(w, r, problem.Invalid(bad...))
+		return
+	}
+	var cur pageCursor
+	ok, err := httpx.DecodeCursor(r, &cur)
+	if err == nil && ok {
+		if _, perr := uuid.Parse(cur.ID); perr != nil {
+			err = problem.Invalid(problem.Param("cursor", "is not a cursor this endpoint returned"))
+		}
+		f.After = cur.ID
+	}
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	f.Limit = limit
+	ds, err := listDeliveries(r.Context(), s.d.Pool, f)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	out := httpx.List[*delivery]{Data: ds}
+	if len(ds) > limit {
+		out.Data, out.HasMore = ds[:limit], true
+		out.NextCursor = httpx.EncodeCursor(pageCursor{ID: ds[limit-1].ID})
+	}
+	if out.Data == nil {
+		out.Data = []*delivery{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func (s *service) getEvent(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil {
+		problem.Write(w, r, errNoDelivery)
+		return
+	}
+	d, err := getDelivery(r.Context(), s.d.Pool, id, false)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, d)
+}
+
+// replay runs the normalization of a stored delivery again and, when its
+// payment is known, emits the result as a new event (capture-payment
+// applies it monotonically, so a replay is always harmless).
+func (s *service) replay(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil {
+		problem.Write(w, r, errNoDelivery)
+		return
+	}
+	var d *delivery
+	emitted := false
+	err := postgres.Tx(r.Context(), s.d.Pool, func(tx pgx.Tx) error {
+		var err error
+		emitted = false
+		if d, err = getDelivery(r.Context(), tx, id, true); err != nil {
+			return err
+		}
+		p, err := parse(d.Body)
+		if err != nil {
+			return err
+		}
+		u, handled := normalize(d.Gateway, p)
+		checkPaymentID(&u)
+		if handled && u.PaymentID == nil && u.GatewayPaymentID != "" {
+			if err := lookupRef(r.Context(), tx, &u); err != nil {
+				return err
+			}
+		}
+		now := s.now()
+		d.Replays++
+		switch {
+		case !handled:
+			d.Status = stIgnored
+		case u.PaymentID == nil:
+			d.Status = stParked
+		default:
+			evID, _ := uuid.NewV7()
+			m, err := updateMessage(r.Context(), &u, evID.String())
+			if err != nil {
+				return err
+			}
+			if err := outbox.Add(r.Context(), tx, name, m); err != nil {
+				return err
+			}
+			d.Status, d.PaymentID, d.ProcessedAt, emitted = stProcessed, u.PaymentID, &now, true
+		}
+		if _, err := tx.Exec(r.Context(), `UPDATE webhook_events SET status = $2, payment_id = $3, processed_at = $4,
+			replays = $5 WHERE id = $1`, d.ID, d.Status, d.PaymentID, d.ProcessedAt, d.Replays); err != nil {
+			return err
+		}
+		return idempotency.Complete(r.Context(), tx, idempotency.Response{Status: http.StatusOK, Body: d})
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if emitted {
+		s.d.Publisher.Kick()
+	}
+	httpx.WriteJSON(w, http.StatusOK, d)
+}
+
+// learnTypes are capture-payment's events that name a payment's gateway
+// object: each teaches the payment map and releases parked webhooks.
+var learnTypes = []string{
+	"billfn.payment.created", "billfn.payment.updated", "billfn.payment.authorized", "billfn.payment.captured",
+	"billfn.payment.failed", "billfn.payment.canceled", "billfn.payment.disputed",
+	"billfn.refund.succeeded", "billfn.refund.failed",
+}
+
+// onPaymentEvent learns payment id ↔ gateway object from capture-payment.
+func (s *service) onPaymentEvent(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	var p struct {
+		PaymentID        string  `json:"payment_id"`
+		Gateway          *string `json:"gateway"`
+		GatewayPaymentID *string `json:"gateway_payment_id"`
+	}
+	if err := events.Decode(ev, &p); err != nil {
+		return err
+	}
+	if p.Gateway == nil || p.GatewayPaymentID == nil || *p.GatewayPaymentID == "" {
+		return nil // not at a gateway yet
+	}
+	if _, err := uuid.Parse(p.PaymentID); err != nil {
+		return events.Permanent(errors.New("event " + ev.ID() + ": payment_id is not a payment id"))
+	}
+	if *p.Gateway != gwStripe && *p.Gateway != gwSandbox {
+		return nil
+	}
+	return s.learn(ctx, tx, *p.Gateway, *p.GatewayPaymentID, p.PaymentID, ev.Type())
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/sandbox"
+)
+
+// update is the data of billfn.payment.gateway_updated: one gateway event,
+// normalized (docs/events.md). It carries the gateway's object state and
+// the gateway's own event time, so capture-payment applies it
+// monotonically whatever the order of arrival.
+type update struct {
+	Gateway          string    `json:"gateway"`
+	GatewayEventID   string    `json:"gateway_event_id"`
+	GatewayEventType string    `json:"gateway_event_type"`
+	ObjectType       string    `json:"object_type"` // payment_intent, charge, refund, dispute
+	GatewayObjectID  string    `json:"gateway_object_id"`
+	GatewayPaymentID string    `json:"gateway_payment_id"`
+	PaymentID        *string   `json:"payment_id"`
+	Status           string    `json:"status"`
+	Amount           int64     `json:"amount"`
+	AmountCapturable int64     `json:"amount_capturable"`
+	AmountReceived   int64     `json:"amount_received"`
+	AmountRefunded   int64     `json:"amount_refunded"`
+	Currency         string    `json:"currency"`
+	FailureCode      *string   `json:"failure_code"`
+	FailureMessage   *string   `json:"failure_message"`
+	DeclineCode      *string   `json:"decline_code"`
+	RefundID         *string   `json:"refund_id"`
+	BillfnRefundID   *string   `json:"billfn_refund_id"`
+	RefundStatus     *string   `json:"refund_status"`
+	RefundAmount     int64     `json:"refund_amount"`
+	Livemode         bool      `json:"livemode"`
+	OccurredAt       time.Time `json:"occurred_at"`
+}
+
+// parsed is a verified webhook body.
+type parsed struct {
+	ev  sandbox.Event
+	obj sandbox.Object
+}
+
+// parse reads a verified body as a Stripe-shaped event.
+func parse(body []byte) (parsed, error) {
+	var p parsed
+	if err := json.Unmarshal(body, &p.ev); err != nil {
+		return p, problem.New(codePayload, "the body is not a JSON event: %v", err)
+	}
+	if p.ev.Object != "event" || p.ev.ID == "" || p.ev.Type == "" || len(p.ev.Data.Object) == 0 {
+		return p, problem.New(codePayload, `the body is not an event: it needs "object":"event", an id, a type and data.object`)
+	}
+	if err := json.Unmarshal(p.ev.Data.Object, &p.obj); err != nil {
+		return p, problem.New(codePayload, "data.object: %v", err)
+	}
+	return p, nil
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// normalize turns a gateway event into an update; handled is false for
+// event types billfn does not act on (stored and acknowledged only).
+func normalize(gateway string, p parsed) (u update, handled bool) {
+	o := p.obj
+	u = update{Gateway: gateway, GatewayEventID: p.ev.ID, GatewayEventType: p.ev.Type, ObjectType: o.Object,
+		GatewayObjectID: o.ID, Amount: o.Amount, Currency: strings.ToUpper(o.Currency), Livemode: p.ev.Livemode,
+		OccurredAt: time.Unix(p.ev.Created, 0).UTC()}
+	if id := o.Metadata[sandbox.MetadataPaymentID]; id != "" {
+		u.PaymentID = &id
+	}
+	switch o.Object {
+	case "payment_intent":
+		u.GatewayPaymentID = o.ID
+		u.AmountCapturable, u.AmountReceived = o.AmountCapturable, o.AmountReceived
+		switch p.ev.Type {
+		case "payment_intent.succeeded":
+			u.Status = "succeeded"
+		case "payment_intent.amount_capturable_updated":
+			u.Status = "requires_capture"
+		case "payment_intent.payment_failed":
+			u.Status = "failed"
+			if e := o.LastPaymentError; e != nil {
+				code := e.Code
+				if code == "" {
+					code = e.Type
+				}
+				u.FailureCode, u.DeclineCode, u.FailureMessage = nonEmpty(code), nonEmpty(e.DeclineCode), nonEmpty(e.Message)
+			}
+		case "payment_intent.canceled":
+			u.Status = "canceled"
+		case "payment_intent.processing":
+			u.Status = "processing"
+		case "payment_intent.requires_action":
+			u.Status = "requires_action"
+		default:
+			return u, false
+		}
+	case "charge":
+		u.GatewayPaymentID = string(o.PaymentIntent)
+		u.AmountReceived, u.AmountRefunded = o.AmountCaptured, o.AmountRefunded
+		if p.ev.Type != "charge.refunded" {
+			return u, false
+		}
+		u.Status = "refunded"
+	case "refund":
+		u.GatewayPaymentID = string(o.PaymentIntent)
+		u.RefundID, u.RefundStatus, u.RefundAmount = nonEmpty(o.ID), nonEmpty(o.Status), o.Amount
+		u.BillfnRefundID = nonEmpty(o.Metadata[sandbox.MetadataRefundID])
+		switch p.ev.Type {
+		case "charge.refund.updated", "refund.created", "refund.updated", "refund.failed":
+		default:
+			return u, false
+		}
+		switch o.Status {
+		case "succeeded":
+			u.Status = "refunded"
+		case "failed", "canceled":
+			u.Status = "failed"
+			u.FailureCode = nonEmpty(o.FailureReason)
+		default:
+			u.Status = "processing"
+		}
+	case "dispute":
+		u.GatewayPaymentID = string(o.PaymentIntent)
+		if p.ev.Type != "charge.dispute.created" {
+			return u, false
+		}
+		u.Status = "disputed"
+	default:
+		return u, false
+	}
+	return u, true
+}

@@ -1,0 +1,529 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v83/webhook"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/sandbox"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+func TestStripeWebhookSignedByStripeGoIsStoredAndEmitted(t *testing.T) {
+	g := newRig(t)
+	pid := uuid.NewString()
+	body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_1A", pid, "succeeded", 1050))
+	if got := outcome(t, g.stripe(body)); got != stProcessed {
+		t.Fatalf("outcome %s", got)
+	}
+	var stored []byte
+	var status string
+	if err := g.d.Pool.QueryRow(context.Background(), `SELECT body, status FROM webhook_events WHERE gateway_event_id = $1`,
+		eventID(body)).Scan(&stored, &status); err != nil {
+		t.Fatal(err)
+	}
+	if string(stored) != string(body) || status != stProcessed {
+		t.Fatalf("stored %q (%s), not the raw body", stored, status)
+	}
+	evs := g.updates(g.kit.Brokers, 1, nil)
+	if len(evs) != 1 {
+		t.Fatalf("%d events", len(evs))
+	}
+	ev := evs[0]
+	var u update
+	_ = json.Unmarshal(ev.Data(), &u)
+	if u.Gateway != gwStripe || u.GatewayEventID != eventID(body) || u.Status != "succeeded" || *u.PaymentID != pid ||
+		u.GatewayPaymentID != "pi_1A" || u.AmountReceived != 1050 || u.Currency != "USD" || u.ObjectType != "payment_intent" {
+		t.Fatalf("normalized %s", ev.Data())
+	}
+	if want := uuid.NewSHA1(updateNS, []byte("stripe:"+eventID(body))).String(); ev.ID() != want || ev.Subject() != pid ||
+		ev.Source() != "/functions/handle-webhook" {
+		t.Fatalf("event id %s subject %s source %s", ev.ID(), ev.Subject(), ev.Source())
+	}
+}
+
+func TestStripeSignatureIsCheckedExactly(t *testing.T) {
+	g := newRig(t, func(c *Config) { c.StripeSecrets = "whsec_old_secret, " + stripeSecret })
+	now := g.clock.Now()
+	body := func() []byte {
+		return stripeEvent("payment_intent.succeeded", paymentIntent("pi_sig", uuid.NewString(), "succeeded", 100))
+	}
+	valid := func(b []byte) string { return signStripe(b, stripeSecret, now) }
+	cases := []struct {
+		name   string
+		header func(b []byte) string
+		tamper bool
+		status int
+		code   string
+	}{
+		{"signed by stripe-go", valid, false, 200, ""},
+		{"signed with the older secret during rotation", func(b []byte) string { return signStripe(b, "whsec_old_secret", now) }, false, 200, ""},
+		{"several v1, one valid", func(b []byte) string {
+			h := valid(b)
+			return h[:strings.Index(h, ",")] + ",v1=" + strings.Repeat("ab", 32) + h[strings.Index(h, ","):] + ",v0=deadbeef"
+		}, false, 200, ""},
+		{"tampered body", valid, true, 401, string(codeSignatureInvalid)},
+		{"wrong secret", func(b []byte) string { return signStripe(b, "whsec_someone_else", now) }, false, 401, string(codeSignatureInvalid)},
+		{"expired timestamp", func(b []byte) string { return signStripe(b, stripeSecret, now.Add(-301*time.Second)) }, false, 401, string(codeTimestamp)},
+		{"future timestamp", func(b []byte) string { return signStripe(b, stripeSecret, now.Add(301*time.Second)) }, false, 401, string(codeTimestamp)},
+		{"missing header", func([]byte) string { return "" }, false, 401, string(codeSignatureMissing)},
+		{"malformed header", func([]byte) string { return "garbage" }, false, 400, string(codeSignatureMalformed)},
+		{"no v1", func([]byte) string { return "t=" + strconv.FormatInt(now.Unix(), 10) }, false, 400, string(codeSignatureMalformed)},
+		{"timestamp not a number", func(b []byte) string {
+			return "t=soon,v1=" + hex.EncodeToString(webhook.ComputeSignature(now, b, stripeSecret))
+		}, false, 400, string(codeSignatureMalformed)},
+		{"v1 not hex", func([]byte) string { return "t=" + strconv.FormatInt(now.Unix(), 10) + ",v1=zz" }, false, 401, string(codeSignatureInvalid)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := body()
+			h := c.header(b)
+			if c.tamper {
+				b = []byte(strings.Replace(string(b), `"amount":100`, `"amount":999`, 1))
+			}
+			before := g.count(`SELECT count(*) FROM webhook_events`)
+			rec := g.post("/stripe", b, map[string]string{StripeSignatureHeader: h})
+			if c.status == 200 {
+				if got := outcome(t, rec); got != stProcessed {
+					t.Fatalf("outcome %s", got)
+				}
+				return
+			}
+			if code := problemCode(t, rec, c.status); code != c.code {
+				t.Fatalf("code %s, want %s", code, c.code)
+			}
+			if after := g.count(`SELECT count(*) FROM webhook_events`); after != before {
+				t.Fatal("a rejected delivery was stored")
+			}
+		})
+	}
+	// Rejections leave a counter, nothing else.
+	rec := g.admin_("GET", "/metrics", nil, "", "")
+	if !strings.Contains(rec.Body.String(), `billfn_webhooks_total{gateway="stripe",outcome="rejected_webhook_signature_invalid"}`) {
+		t.Fatalf("no rejection counter in /metrics")
+	}
+}
+
+func TestSandboxWebhooksAreVerifiedWithTheSharedScheme(t *testing.T) {
+	g := newRig(t, func(c *Config) { c.SandboxSecrets = "sandbox-next," + sandboxSecret })
+	pid := uuid.NewString()
+	body, err := sandbox.NewEvent("evt_sbx_1", "payment_intent.amount_capturable_updated", g.clock.Now(),
+		sandbox.PaymentIntent{ID: "pi_sbx_1", Object: "payment_intent", Amount: 700, AmountCapturable: 700, Currency: "eur",
+			Status: "requires_capture", Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := outcome(t, g.sandbox(body)); got != stProcessed {
+		t.Fatalf("outcome %s", got)
+	}
+	other, _ := sandbox.NewEvent("evt_sbx_2", "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_sbx_1",
+		Object: "payment_intent", Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded",
+		Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
+	rotated := g.post("/sandbox", other, map[string]string{sandbox.SignatureHeader: sandbox.Sign([]byte("sandbox-next"), g.clock.Now(), other)})
+	if got := outcome(t, rotated); got != stProcessed {
+		t.Fatalf("rotated secret: %s", got)
+	}
+	for name, h := range map[string]string{
+		"wrong secret":            sandbox.Sign([]byte("nope"), g.clock.Now(), body),
+		"stale":                   sandbox.Sign([]byte(sandboxSecret), g.clock.Now().Add(-10*time.Minute), body),
+		"stripe's header instead": "",
+	} {
+		hdr := map[string]string{sandbox.SignatureHeader: h}
+		if h == "" {
+			hdr = map[string]string{StripeSignatureHeader: signStripe(body, sandboxSecret, g.clock.Now())}
+		}
+		if rec := g.post("/sandbox", body, hdr); rec.Code != 401 {
+			t.Fatalf("%s: %d %s", name, rec.Code, rec.Body)
+		}
+	}
+	evs := g.updates(g.kit.Brokers, 2, nil)
+	var u update
+	_ = json.Unmarshal(evs[0].Data(), &u)
+	if len(evs) != 2 || u.Gateway != gwSandbox || u.Status != "requires_capture" || u.AmountCapturable != 700 || u.Currency != "EUR" {
+		t.Fatalf("%d events, first %s", len(evs), evs[0].Data())
+	}
+}
+
+func TestRedeliveriesAndConcurrentDuplicatesAreStoredOnce(t *testing.T) {
+	g := newRig(t)
+	body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_dup", uuid.NewString(), "succeeded", 300))
+	if got := outcome(t, g.stripe(body)); got != stProcessed {
+		t.Fatal(got)
+	}
+	if got := outcome(t, g.stripe(body)); got != stDuplicate {
+		t.Fatalf("redelivery: %s", got)
+	}
+	fresh := stripeEvent("payment_intent.succeeded", paymentIntent("pi_dup2", uuid.NewString(), "succeeded", 300))
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		outcomes = map[string]int{}
+	)
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rec := g.stripe(fresh)
+			mu.Lock()
+			defer mu.Unlock()
+			if rec.Code != 200 {
+				outcomes[strconv.Itoa(rec.Code)+rec.Body.String()]++
+				return
+			}
+			var r struct{ Status string }
+			_ = json.Unmarshal(rec.Body.Bytes(), &r)
+			outcomes[r.Status]++
+		}()
+	}
+	wg.Wait()
+	if outcomes[stProcessed] != 1 || outcomes[stDuplicate] != 99 {
+		t.Fatalf("outcomes %v, want one processed and 99 duplicates", outcomes)
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_events WHERE gateway_event_id = $1`, eventID(fresh)); n != 1 {
+		t.Fatalf("%d rows", n)
+	}
+	// One outgoing event: everything published, exactly one record of it.
+	evs := g.updates(g.kit.Brokers, 3, nil)
+	n := 0
+	for _, ev := range evs {
+		var u update
+		_ = json.Unmarshal(ev.Data(), &u)
+		if u.GatewayEventID == eventID(fresh) {
+			n++
+		}
+	}
+	if len(evs) != 2 || n != 1 {
+		t.Fatalf("%d events, %d for the concurrent one", len(evs), n)
+	}
+}
+
+func TestEveryHandledStripeTypeNormalizes(t *testing.T) {
+	g := newRig(t)
+	pid := uuid.NewString()
+	failed := paymentIntent("pi_n", pid, "requires_payment_method", 900)
+	failed["last_payment_error"] = map[string]any{"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds", "message": "Your card has insufficient funds."}
+	cases := []struct {
+		typ    string
+		object map[string]any
+		check  func(u update) bool
+	}{
+		{"payment_intent.succeeded", paymentIntent("pi_n", pid, "succeeded", 900), func(u update) bool { return u.Status == "succeeded" && u.AmountReceived == 900 }},
+		{"payment_intent.payment_failed", failed, func(u update) bool {
+			return u.Status == "failed" && *u.FailureCode == "card_declined" && *u.DeclineCode == "insufficient_funds"
+		}},
+		{"payment_intent.canceled", paymentIntent("pi_n", pid, "canceled", 900), func(u update) bool { return u.Status == "canceled" }},
+		{"payment_intent.amount_capturable_updated", paymentIntent("pi_n", pid, "requires_capture", 900), func(u update) bool {
+			return u.Status == "requires_capture" && u.AmountCapturable == 900
+		}},
+		{"charge.refunded", map[string]any{"id": "ch_n", "object": "charge", "amount": 900, "amount_captured": 900, "amount_refunded": 400,
+			"currency": "usd", "payment_intent": "pi_n", "refunded": false, "status": "succeeded", "metadata": map[string]any{}},
+			func(u update) bool {
+				return u.Status == "refunded" && u.ObjectType == "charge" && u.AmountRefunded == 400 && u.GatewayPaymentID == "pi_n" && *u.PaymentID == pid
+			}},
+		{"charge.refund.updated", map[string]any{"id": "re_n", "object": "refund", "amount": 400, "currency": "usd", "status": "succeeded",
+			"payment_intent": "pi_n", "charge": "ch_n", "metadata": map[string]any{"billfn_payment_id": pid, "billfn_refund_id": "r-1"}},
+			func(u update) bool {
+				return u.Status == "refunded" && *u.RefundID == "re_n" && *u.RefundStatus == "succeeded" && u.RefundAmount == 400 && *u.BillfnRefundID == "r-1"
+			}},
+		{"charge.dispute.created", map[string]any{"id": "dp_n", "object": "dispute", "amount": 900, "currency": "usd", "status": "needs_response",
+			"reason": "fraudulent", "charge": "ch_n", "payment_intent": map[string]any{"id": "pi_n", "object": "payment_intent"}},
+			func(u update) bool {
+				return u.Status == "disputed" && u.ObjectType == "dispute" && u.GatewayPaymentID == "pi_n" && *u.PaymentID == pid
+			}},
+	}
+	for _, c := range cases {
+		body := stripeEvent(c.typ, c.object)
+		if got := outcome(t, g.stripe(body)); got != stProcessed {
+			t.Fatalf("%s: %s", c.typ, got)
+		}
+		evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return u.GatewayEventID == eventID(body) })
+		if len(evs) != 1 {
+			t.Fatalf("%s: no event", c.typ)
+		}
+		var u update
+		_ = json.Unmarshal(evs[0].Data(), &u)
+		if !c.check(u) || u.GatewayEventType != c.typ || u.Gateway != gwStripe || u.OccurredAt.IsZero() {
+			t.Fatalf("%s normalized to %s", c.typ, evs[0].Data())
+		}
+	}
+	// Other types are stored and acknowledged, nothing more.
+	body := stripeEvent("customer.created", map[string]any{"id": "cus_1", "object": "customer"})
+	if got := outcome(t, g.stripe(body)); got != stIgnored {
+		t.Fatalf("customer.created: %s", got)
+	}
+}
+
+func TestUnknownPaymentIsParkedThenMatched(t *testing.T) {
+	g := newRig(t)
+	pid := uuid.NewString()
+	refund := stripeEvent("charge.refunded", map[string]any{"id": "ch_p", "object": "charge", "amount": 500, "amount_captured": 500,
+		"amount_refunded": 500, "currency": "usd", "payment_intent": "pi_parked", "metadata": map[string]any{}})
+	if got := outcome(t, g.stripe(refund)); got != stParked {
+		t.Fatalf("outcome %s", got)
+	}
+	if got := outcome(t, g.stripe(refund)); got != stDuplicate {
+		t.Fatalf("redelivery of a parked event: %s", got)
+	}
+	if n := g.count(`SELECT count(*) FROM outbox WHERE source = $1`, name); n != 0 {
+		t.Fatalf("a parked webhook emitted %d events", n)
+	}
+	// capture-payment says which payment pi_parked is.
+	ev, _ := events.New(context.Background(), "capture-payment", "billfn.payment.captured", pid, map[string]any{
+		"payment_id": pid, "gateway": "stripe", "gateway_payment_id": "pi_parked", "status": "succeeded", "amount": 500, "currency": "USD"})
+	if rec := g.deliver(ev); rec.Code != 200 {
+		t.Fatalf("payment event: %d %s", rec.Code, rec.Body)
+	}
+	evs := g.updates(g.kit.Brokers, 1, nil)
+	var u update
+	_ = json.Unmarshal(evs[0].Data(), &u)
+	if len(evs) != 1 || *u.PaymentID != pid || u.Status != "refunded" || u.GatewayEventID != eventID(refund) {
+		t.Fatalf("unparked %s", evs[0].Data())
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_events WHERE gateway_event_id = $1 AND status = 'processed' AND payment_id = $2`,
+		eventID(refund), pid); n != 1 {
+		t.Fatal("the parked row is not processed")
+	}
+	// Learning from a webhook's own metadata releases parked ones too.
+	pid2 := uuid.NewString()
+	early := stripeEvent("charge.refunded", map[string]any{"id": "ch_q", "object": "charge", "amount": 500, "amount_refunded": 100,
+		"currency": "usd", "payment_intent": "pi_later"})
+	if got := outcome(t, g.stripe(early)); got != stParked {
+		t.Fatal(got)
+	}
+	if got := outcome(t, g.stripe(stripeEvent("payment_intent.succeeded", paymentIntent("pi_later", pid2, "succeeded", 500)))); got != stProcessed {
+		t.Fatal(got)
+	}
+	evs = g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return u.GatewayEventID == eventID(early) })
+	if len(evs) != 1 {
+		t.Fatal("the early refund was not released by the metadata")
+	}
+}
+
+func TestKafkaDownStillAnswers200AndTheOutboxDeliversLater(t *testing.T) {
+	g := newRig(t)
+	port := g.kit.Brokers[0][strings.LastIndex(g.kit.Brokers[0], ":")+1:]
+	g.kit.Kafka.Close()
+	var ids []string
+	for i := 0; i < 5; i++ {
+		body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_k"+strconv.Itoa(i), uuid.NewString(), "succeeded", 100))
+		if got := outcome(t, g.stripe(body)); got != stProcessed {
+			t.Fatalf("with Kafka down: %s", got)
+		}
+		ids = append(ids, eventID(body))
+	}
+	if _, err := g.d.Publisher.Sweep(context.Background()); err == nil {
+		t.Fatal("the sweep published with Kafka down")
+	}
+	if n := g.count(`SELECT count(*) FROM outbox WHERE source = $1`, name); n != 5 {
+		t.Fatalf("%d events wait in the outbox, want 5", n)
+	}
+	p, _ := strconv.Atoi(port)
+	cluster, err := testenv.NewKafka(kfake.Ports(p))
+	if err != nil {
+		t.Fatalf("restart Kafka: %v", err)
+	}
+	defer cluster.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := g.d.Publisher.Sweep(context.Background()); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("sweep after the restart: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	evs := g.updates(cluster.ListenAddrs(), 5, nil)
+	if len(evs) != 5 {
+		t.Fatalf("%d of 5 events delivered after the restart", len(evs))
+	}
+}
+
+func TestRateLimitPerSourceAddress(t *testing.T) {
+	g := newRig(t, func(c *Config) { c.RateLimit = 5 })
+	send := func(xff string) int {
+		body := stripeEvent("payment_intent.processing", paymentIntent("pi_rl", uuid.NewString(), "processing", 100))
+		return g.post("/stripe", body, map[string]string{StripeSignatureHeader: signStripe(body, stripeSecret, g.clock.Now()),
+			"X-Forwarded-For": xff}).Code
+	}
+	for i := 0; i < 5; i++ {
+		if code := send("198.51.100.7, 10.0.0.1"); code != 200 {
+			t.Fatalf("delivery %d: %d", i, code)
+		}
+	}
+	body := stripeEvent("payment_intent.processing", paymentIntent("pi_rl", uuid.NewString(), "processing", 100))
+	rec := g.post("/stripe", body, map[string]string{StripeSignatureHeader: signStripe(body, stripeSecret, g.clock.Now()),
+		"X-Forwarded-For": "198.51.100.7"})
+	if code := problemCode(t, rec, 429); code != "rate_limited" || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("sixth: %s (Retry-After %q)", code, rec.Header().Get("Retry-After"))
+	}
+	if code := send("203.0.113.9"); code != 200 {
+		t.Fatalf("another address: %d", code)
+	}
+	g.clock.Advance(time.Second)
+	if code := send("198.51.100.7"); code != 200 {
+		t.Fatalf("next second: %d", code)
+	}
+	r := httptest.NewRequest("POST", "/stripe", nil)
+	r.RemoteAddr, r.Header["X-Forwarded-For"] = "192.0.2.1:5000", []string{"198.51.100.7, 10.0.0.1"}
+	if got := clientAddr(r, true); got != "198.51.100.7" {
+		t.Fatalf("trusted: %s", got)
+	}
+	if got := clientAddr(r, false); got != "192.0.2.1" {
+		t.Fatalf("untrusted: %s", got)
+	}
+}
+
+func TestOversizeBodyIs413AndNothingIsStored(t *testing.T) {
+	g := newRig(t)
+	body := []byte(`{"id":"evt_big","object":"event","type":"payment_intent.succeeded","data":{"object":{"pad":"` + strings.Repeat("x", 1<<20) + `"}}}`)
+	before := g.count(`SELECT count(*) FROM webhook_events`)
+	if code := problemCode(t, g.stripe(body), 413); code != "payload_too_large" {
+		t.Fatal(code)
+	}
+	if after := g.count(`SELECT count(*) FROM webhook_events`); after != before {
+		t.Fatal("stored")
+	}
+	// Verified but not an event: 400, nothing stored.
+	junk := []byte(`{"hello":"world"}`)
+	if code := problemCode(t, g.stripe(junk), 400); code != string(codePayload) {
+		t.Fatal(code)
+	}
+}
+
+func TestAdminEventsListAndReplay(t *testing.T) {
+	g := newRig(t)
+	var mine []string // gateway event ids, oldest first
+	for i := 0; i < 3; i++ {
+		b := stripeEvent("payment_intent.succeeded", paymentIntent("pi_l"+strconv.Itoa(i), uuid.NewString(), "succeeded", 100))
+		outcome(t, g.stripe(b))
+		mine = append(mine, eventID(b))
+	}
+	parkedBody := stripeEvent("charge.refunded", map[string]any{"id": "ch_r", "object": "charge", "amount": 100, "amount_refunded": 100,
+		"currency": "usd", "payment_intent": "pi_replay"})
+	outcome(t, g.stripe(parkedBody))
+	mine = append(mine, eventID(parkedBody))
+	outcome(t, g.sandbox(stripeEvent("customer.created", map[string]any{"id": "cus_1", "object": "customer"})))
+
+	type page struct {
+		Data       []delivery `json:"data"`
+		NextCursor string     `json:"next_cursor"`
+		HasMore    bool       `json:"has_more"`
+	}
+	// Page through every stripe delivery (other tests share the database):
+	// each exactly once, newest first, so this test's four in reverse order.
+	seen := map[string]bool{}
+	var order []string
+	var parkedID string
+	cursor := ""
+	for i := 0; i < 1000; i++ {
+		path := "/events?gateway=stripe&limit=7"
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		rec := g.admin_("GET", path, nil, auth.RoleAdmin, "")
+		var p page
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &p) != nil {
+			t.Fatalf("list: %d %s", rec.Code, rec.Body)
+		}
+		for _, d := range p.Data {
+			if seen[d.ID] || d.Gateway != gwStripe {
+				t.Fatalf("listed %s twice or of another gateway", d.ID)
+			}
+			seen[d.ID] = true
+			for _, m := range mine {
+				if d.GatewayEventID == m {
+					order = append(order, m)
+					if m == eventID(parkedBody) {
+						parkedID = d.ID
+						if d.Status != stParked {
+							t.Fatalf("status %s", d.Status)
+						}
+					}
+				}
+			}
+		}
+		if !p.HasMore {
+			break
+		}
+		cursor = p.NextCursor
+	}
+	if len(order) != 4 || order[0] != mine[3] || order[3] != mine[0] {
+		t.Fatalf("this test's deliveries listed as %v, want the reverse of %v", order, mine)
+	}
+	var parkedList page
+	_ = json.Unmarshal(g.admin_("GET", "/events?status=parked&type=charge.refunded&limit=100", nil, auth.RoleAdmin, "").Body.Bytes(), &parkedList)
+	found := false
+	for _, d := range parkedList.Data {
+		if d.Status != stParked || d.Type != "charge.refunded" {
+			t.Fatalf("filter let through %+v", d)
+		}
+		found = found || d.ID == parkedID
+	}
+	if !found {
+		t.Fatal("the parked delivery is not in the filtered list")
+	}
+	id := parkedID
+	var one delivery
+	rec := g.admin_("GET", "/events/"+id, nil, auth.RoleAdmin, "")
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &one) != nil || string(one.Body) != string(parkedBody) {
+		t.Fatalf("get: %d %s", rec.Code, rec.Body)
+	}
+	for role, want := range map[auth.Role]int{"": 401, auth.RoleCustomer: 403, auth.RoleService: 403} {
+		if rec := g.admin_("GET", "/events", nil, role, ""); rec.Code != want {
+			t.Fatalf("%q: %d", role, rec.Code)
+		}
+	}
+	// Replay while still unknown: stays parked. Then the map learns it: replay emits.
+	rec = g.admin_("POST", "/events/"+id+"/replay", nil, auth.RoleAdmin, uuid.NewString())
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"status":"parked"`) {
+		t.Fatalf("replay unknown: %d %s", rec.Code, rec.Body)
+	}
+	pid := uuid.NewString()
+	if _, err := g.d.Pool.Exec(context.Background(), `INSERT INTO webhook_payment_refs VALUES ('stripe', 'pi_replay', $1, 'test', now())`, pid); err != nil {
+		t.Fatal(err)
+	}
+	key := uuid.NewString()
+	rec = g.admin_("POST", "/events/"+id+"/replay", nil, auth.RoleAdmin, key)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"status":"processed"`) || !strings.Contains(rec.Body.String(), `"replays":2`) {
+		t.Fatalf("replay known: %d %s", rec.Code, rec.Body)
+	}
+	again := g.admin_("POST", "/events/"+id+"/replay", nil, auth.RoleAdmin, key)
+	if again.Code != 200 || again.Header().Get("Idempotent-Replayed") != "true" || again.Body.String() != rec.Body.String() {
+		t.Fatalf("idempotent replay: %d %s", again.Code, again.Body)
+	}
+	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return *u.PaymentID == pid })
+	if len(evs) != 1 || evs[0].ID() == uuid.NewSHA1(updateNS, []byte("stripe:"+eventID(parkedBody))).String() {
+		t.Fatalf("replayed events %d (a replay is a new event id)", len(evs))
+	}
+	if code := problemCode(t, g.admin_("POST", "/events/"+uuid.NewString()+"/replay", nil, auth.RoleAdmin, uuid.NewString()), 404); code != "not_found" {
+		t.Fatal(code)
+	}
+	if code := problemCode(t, g.admin_("GET", "/events?status=lost", nil, auth.RoleAdmin, ""), 422); code != "validation_failed" {
+		t.Fatal(code)
+	}
+	if code := problemCode(t, g.admin_("POST", "/events/"+id+"/replay", nil, auth.RoleAdmin, ""), 400); code != "idempotency_key_required" {
+		t.Fatal(code)
+	}
+}
+
+func TestUnconfiguredStripeEndpointAsksToRetry(t *testing.T) {
+	g := newRig(t, func(c *Config) { c.StripeSecrets = "" })
+	body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_x", uuid.NewString(), "succeeded", 1))
+	if code := problemCode(t, g.post("/stripe", body, map[string]string{StripeSignatureHeader: signStripe(body, stripeSecret, time.Now())}),
+		http.StatusServiceUnavailable); code != string(codeNotConfigured) {
+		t.Fatal(code)
+	}
+}
