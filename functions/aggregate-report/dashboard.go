@@ -92,9 +92,15 @@ type axisLabel struct {
 }
 
 type gatewayBar struct {
-	Gateway, Y, TextY, Width, Percent, Detail string
-	BasisPoints                               int64
-	HasRate                                   bool
+	Gateway, Y, TextY, DetailY, Width, Percent, Detail string
+	BasisPoints                                        int64
+	HasRate                                            bool
+}
+
+type declineRow struct {
+	Gateway, Code string
+	Count         int64
+	Amount        string
 }
 
 type bar struct {
@@ -117,6 +123,7 @@ type panelsView struct {
 	Revenue, Volume       lineChart
 	Gateways              []gatewayBar
 	GatewaysHeight        int
+	Declines              []declineRow
 	Aging                 []bar
 	AgingTotal            string
 	MRR                   []bar
@@ -269,18 +276,24 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 	}
 
 	for i, g := range cs.Payments {
-		y := 8 + i*34
-		gb := gatewayBar{Gateway: g.Gateway, Y: itoa(int64(y + 12)), TextY: itoa(int64(y + 8)), Percent: fmtRate(g.SuccessRate),
-			Detail: fmt.Sprintf("%d of %d · %s captured", g.SuccessRate.Successes, g.SuccessRate.Attempts, fmtMoney(g.Captured.Amount, c))}
+		y := i * 58
+		gb := gatewayBar{Gateway: g.Gateway, TextY: itoa(int64(y + 16)), Y: itoa(int64(y + 24)), DetailY: itoa(int64(y + 50)),
+			Percent: fmtRate(g.SuccessRate),
+			Detail:  fmt.Sprintf("%d of %d attempts · %s %s captured", g.SuccessRate.Successes, g.SuccessRate.Attempts, fmtMoney(g.Captured.Amount, c), cur)}
 		if g.SuccessRate.BasisPoints != nil {
 			gb.HasRate, gb.BasisPoints = true, *g.SuccessRate.BasisPoints
-			gb.Width = itoa(*g.SuccessRate.BasisPoints * 380 / 10000)
+			gb.Width = itoa(*g.SuccessRate.BasisPoints * 360 / 10000)
 		} else {
 			gb.Width = "0"
 		}
 		v.Gateways = append(v.Gateways, gb)
+		for _, d := range g.DeclineReasons {
+			v.Declines = append(v.Declines, declineRow{Gateway: g.Gateway, Code: d.Code, Count: d.Count, Amount: fmtMoney(d.Amount, c)})
+		}
 	}
-	v.GatewaysHeight = max(40, 12+len(cs.Payments)*34)
+	v.GatewaysHeight = max(58, len(cs.Payments)*58)
+	slices.SortStableFunc(v.Declines, func(a, b declineRow) int { return int(b.Count - a.Count) })
+	v.Declines = v.Declines[:min(4, len(v.Declines))]
 
 	// AR aging bars.
 	var buckets []AgingBucket
@@ -322,8 +335,8 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 		delta int64
 		total bool
 	}{
-		{"Opening", m.Opening, true}, {"New", m.New + m.Reactivation, false}, {"Expansion", m.Expansion, false},
-		{"Contraction", -m.Contraction, false}, {"Churned", -m.Churned, false}, {"Closing", m.Closing, true},
+		{"Opening", m.Opening, true}, {"New", m.New + m.Reactivation, false}, {"Expand", m.Expansion, false},
+		{"Contract", -m.Contraction, false}, {"Churn", -m.Churned, false}, {"Closing", m.Closing, true},
 	}
 	var top int64 = 1
 	run := int64(0)

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/money"
+)
+
+// dashboardSeed is a month of a small business, with known figures.
+type dashboardSeed struct {
+	volume, revenue int64
+	refunds         int64
+	mismatchDay     string
+}
+
+// seedDashboard delivers 2026-02-14..2026-03-14: transfers and paid
+// invoices every day, payments at two gateways (stripe 20 of 30 succeed,
+// sandbox 29 of 30), open invoices in every aging bracket, subscriptions
+// moving MRR in March, captures posted by the ledger except one.
+func seedDashboard(t testing.TB, g *rig) dashboardSeed {
+	var s dashboardSeed
+	start := day("2026-02-14")
+	clearing := "c1ea0000-0000-4000-8000-000000000001"
+	var evs []events.Event
+	evs = append(evs, account(t, start, clearing, "00000000-0000-0000-0000-000000000000", "SYS-CLEARING-USD", "USD"),
+		account(t, start, acctA, userA, "ACC-7F3K-9Q2M", "USD"), account(t, start, acctB, userB, "ACC-2B8D-4R1X", "USD"))
+	for i := 0; i < 29; i++ {
+		d := start.AddDate(0, 0, i)
+		// volume grows through the month with a weekly rhythm
+		for k, share := range []int64{5, 3, 2} {
+			amount := share * (120_000 + int64(i)*9_000 + int64((i*7919)%13)*11_000)
+			if d.Weekday() == time.Saturday || d.Weekday() == time.Sunday {
+				amount = amount * 6 / 10
+			}
+			evs = append(evs, transfer(t, d.Add(time.Duration(9+k*3)*time.Hour), acctA, acctB, amount, "USD", "posted"))
+			s.volume += amount
+		}
+		if i%4 == 0 {
+			evs = append(evs, transfer(t, d.Add(15*time.Hour), acctB, acctA, 25_000, "EUR", "posted"))
+		}
+		inv := id()
+		rev := 180_000 + int64(i)*4_000 + int64((i*31)%7)*15_000
+		evs = append(evs, invoice(t, d.Add(16*time.Hour), "paid", invoiceFields{id: inv, account: acctA, cur: "USD", status: "paid",
+			due: d.Format(time.DateOnly), total: rev, paid: rev, finalizedAt: ptr(d)}))
+		s.revenue += rev
+	}
+	// Payments: 30 at each gateway over the 29 days (the first day has two);
+	// stripe declines every third (20 of 30 succeed), sandbox once (29 of 30).
+	for j := 0; j < 30; j++ {
+		i := j % 29
+		d := start.AddDate(0, 0, i)
+		for _, gw := range []string{"stripe", "sandbox"} {
+			p := id()
+			amount := int64(50_000 + i*1_000)
+			f := paymentFields{id: p, account: acctA, cur: "USD", gateway: gw, amount: amount}
+			at := d.Add(14 * time.Hour)
+			if (gw == "stripe" && j%3 == 2) || (gw == "sandbox" && j == 17) {
+				f.decline = "card_declined"
+				evs = append(evs, payment(t, at, "failed", f))
+				continue
+			}
+			f.captured = amount
+			evs = append(evs, payment(t, at, "captured", f))
+			if gw == "stripe" && j == 25 {
+				s.mismatchDay = d.Format(time.DateOnly) // the ledger never posts this capture
+				continue
+			}
+			evs = append(evs, transfer(t, at.Add(2*time.Second), clearing, acctA, amount, "USD", "posted", withMeta("payment_capture", p, gw)))
+			s.volume += amount
+			if j%9 == 4 {
+				evs = append(evs, refund(t, at.Add(time.Hour), "succeeded", "re_"+p[:6], p, acctA, amount/5, "USD", gw),
+					transfer(t, at.Add(time.Hour+time.Second), acctA, clearing, amount/5, "USD", "posted", withMeta("refund", p, gw)))
+				s.refunds += amount / 5
+				s.volume += amount / 5
+			}
+		}
+	}
+	// open invoices as of 2026-03-14: current 3×1500.00, 1-30 2×4000.00, 31-60 9000.00, 90+ 2500.00
+	for _, o := range []struct {
+		due   string
+		total int64
+	}{{"2026-03-20", 150_000}, {"2026-03-25", 150_000}, {"2026-03-14", 150_000}, {"2026-03-01", 400_000}, {"2026-02-20", 400_000},
+		{"2026-02-01", 900_000}, {"2025-12-01", 250_000}} {
+		fin := day("2025-11-20")
+		evs = append(evs, invoice(t, fin, "finalized", invoiceFields{id: id(), account: acctB, cur: "USD", status: "open", due: o.due,
+			total: o.total, dueAmount: o.total, finalizedAt: &fin}))
+	}
+	// MRR: ten subscriptions at 290.00 from February; in March three new at
+	// 490.00, one upgraded to 990.00 and one canceled.
+	var subs []string
+	for i := 0; i < 10; i++ {
+		sid := id()
+		subs = append(subs, sid)
+		evs = append(evs, subscription(t, start.AddDate(0, 0, i), "created", sid, acctA, "active", 29_000, "USD"))
+	}
+	for i := 0; i < 3; i++ {
+		evs = append(evs, subscription(t, day("2026-03-02").AddDate(0, 0, i*3), "created", id(), acctB, "active", 49_000, "USD"))
+	}
+	evs = append(evs, subscription(t, day("2026-03-05"), "updated", subs[0], acctA, "active", 99_000, "USD"),
+		subscription(t, day("2026-03-09"), "canceled", subs[1], acctA, "canceled", 29_000, "USD"))
+	g.deliverInBatches(evs, 400)
+	return s
+}
+
+const chromiumPath = "/usr/bin/chromium"
+
+// browser starts Debian's chromium headless with a new empty profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("Debian's chromium is needed for the dashboard test and is not installed (%v);\n"+
+			"install it with: apt-get install -y chromium", err)
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true), chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1100),
+	)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	ctx, cancel3 := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancel3)
+	return ctx
+}
+
+// The dashboard, loaded in headless Chromium against a seeded database,
+// draws the seeded figures; the screenshot goes to docs/dashboard.png when
+// UPDATE_SCREENSHOT=1.
+func TestDashboardRendersTheSeededFigures(t *testing.T) {
+	g := newRig(t)
+	g.setNow(at("2026-03-15T08:00:00Z"))
+	seed := seedDashboard(t, g)
+	srv := httptest.NewServer(g.h)
+	defer srv.Close()
+	ctx := browser(t)
+	token := g.kit.Token(t, asAdmin.sub, auth.RoleAdmin)
+
+	// The shell is public and holds no figures: without a token the page asks for one.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1400, 1100), chromedp.Navigate(srv.URL+"/dashboard"),
+		chromedp.WaitVisible(`#login`)); err != nil {
+		t.Fatal(err)
+	}
+	panels, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("panels").innerHTML`))
+	if err != nil || panels != "" {
+		t.Fatalf("figures without a token: %q (%v)", panels, err)
+	}
+	// A bad token is refused and the page says so.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/dashboard?currency=USD#token=not-a-jwt"),
+		chromedp.WaitVisible(`body[data-state="login"]`)); err != nil {
+		t.Fatal(err)
+	}
+
+	url := srv.URL + "/dashboard?from=2026-02-14&to=2026-03-14&currency=USD#token=" + token
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(`body[data-state="ready"]`)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`(() => {
+		const q = s => document.querySelector(s);
+		const text = s => (q(s) || {textContent: "missing"}).textContent.trim();
+		const attr = (s, a) => (q(s) || {getAttribute: () => "missing"}).getAttribute(a);
+		const dots = [...document.querySelectorAll("#chart-revenue circle")];
+		return {
+			hash: location.hash,
+			volume: text('[data-testid="kpi-volume"] .figure'),
+			revenue: text('[data-testid="kpi-revenue"] .figure'),
+			success: text('[data-testid="kpi-success"] .figure'),
+			refunds: text('[data-testid="kpi-refunds"] .figure'),
+			mrr: text('[data-testid="kpi-mrr"] .figure'),
+			mrrNote: text('[data-testid="kpi-mrr"] .note'),
+			ar: text('[data-testid="kpi-ar"] .figure'),
+			stripe: text('[data-testid="success-stripe"]'),
+			sandbox: text('[data-testid="success-sandbox"]'),
+			stripeBar: attr('#chart-gateways rect.bar-ok[data-gateway="stripe"]', "width"),
+			agingLabels: [...document.querySelectorAll('#chart-aging rect')].map(r => r.getAttribute("data-amount")).join(","),
+			mrrClosing: attr('#chart-mrr rect.wf-total:last-of-type', "data-amount"),
+			mrrBars: [...document.querySelectorAll('#chart-mrr rect')].map(r => r.getAttribute("data-amount")).join(","),
+			revenueTotal: attr('#chart-revenue', "data-total"),
+			declines: [...document.querySelectorAll("table.declines tbody tr:first-child td")].slice(0, 3).map(td => td.textContent).join(" "),
+			revenuePoints: String(dots.length),
+			revenueFirst: dots.length ? dots[0].getAttribute("data-value") : "",
+			volumeTotal: attr('#chart-volume', "data-total"),
+			mismatch: attr('[data-testid="recon-2026-03-11"]', "data-status") + "/" + attr('[data-testid="recon-2026-03-11"]', "data-mismatches"),
+			matched: attr('[data-testid="recon-2026-03-12"]', "data-status"),
+			reconRows: String(document.querySelectorAll("#recon tbody tr").length),
+			currencies: [...document.querySelectorAll("#currency option")].map(o => o.value).join(","),
+			from: q("#from").value, to: q("#to").value,
+		};
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	usd := money.Currency("USD")
+	want := map[string]string{
+		"hash":          "", // the token left the address bar at once
+		"volume":        fmtMoney(seed.volume, usd),
+		"revenue":       fmtMoney(seed.revenue, usd),
+		"success":       "81.67%", // (20 + 29) / (30 + 30)
+		"refunds":       fmtMoney(seed.refunds, usd),
+		"mrr":           "4,780.00", // 2,900.00 + 3×490.00 + 700.00 − 290.00
+		"mrrNote":       "ARR 57,360.00 · 12 subscriptions",
+		"ar":            "24,000.00",
+		"stripe":        "66.67%",
+		"sandbox":       "96.67%",
+		"stripeBar":     "240", // 6667 bp of 360 px
+		"agingLabels":   "450000,800000,900000,0,250000",
+		"mrrBars":       "290000,147000,70000,0,-29000,478000",
+		"declines":      "card_declined stripe 10",
+		"revenueTotal":  fmt.Sprint(seed.revenue),
+		"revenuePoints": "29",
+		"revenueFirst":  "180000",
+		"volumeTotal":   fmt.Sprint(seed.volume),
+		"mismatch":      "mismatch/1",
+		"matched":       "matched",
+		"reconRows":     "7",
+		"currencies":    "EUR,USD",
+		"from":          "2026-02-14",
+		"to":            "2026-03-14",
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s = %q, want %q", k, got[k], w)
+		}
+	}
+	if seed.mismatchDay != "2026-03-11" {
+		t.Fatal("the seed lost its planted mismatch")
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "dashboard.png")
+	if os.Getenv("UPDATE_SCREENSHOT") == "1" {
+		out = filepath.Join("..", "..", "docs", "dashboard.png")
+	}
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", out, len(shot))
+
+	// The filters reload the panels: EUR only.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.getElementById("currency").value = "EUR"; document.getElementById("filters").requestSubmit(); 0`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`[data-currency="EUR"]`)); err != nil {
+		t.Fatal(err)
+	}
+	eur, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-testid="kpi-volume"] .figure').textContent + " " + location.search`))
+	if err != nil || eur != "2,000.00 ?from=2026-02-14&to=2026-03-14&currency=EUR" {
+		t.Fatalf("EUR panels: %q (%v)", eur, err)
+	}
+}
+
+// The shell and its assets are public and locked down; the panels need a token.
+func TestDashboardShellIsPublicButItsFiguresAreNot(t *testing.T) {
+	g := newRig(t)
+	for _, path := range []string{"/dashboard", "/dashboard/assets/app.js", "/dashboard/assets/style.css"} {
+		rec := g.request(http.MethodGet, path, anonymous, nil)
+		if rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Security-Policy"), "script-src 'self'") ||
+			rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("%s: %d %v", path, rec.Code, rec.Header())
+		}
+	}
+	rec := g.request(http.MethodGet, "/dashboard/panels", anonymous, nil)
+	if rec.Code != 401 {
+		t.Fatalf("panels without a token: %d", rec.Code)
+	}
+	rec = g.request(http.MethodGet, "/dashboard/panels?currency=USD", asCustomer(userA), nil)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "Figures for 0 account(s)") || !strings.Contains(rec.Header().Get("Content-Type"), "text/html") {
+		t.Fatalf("customer panels: %d %s", rec.Code, rec.Body)
+	}
+}
