@@ -68,21 +68,23 @@ func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		res := s.newResolver(tx, now)
-		if err := res.draft(ctx, d); err != nil {
-			return err
-		}
-		msgs, err := s.persistNew(ctx, tx, []*Invoice{d.inv}, []bool{d.autoFinalize}, now)
-		if err != nil {
-			return err
-		}
-		if err := res.flush(ctx); err != nil {
-			return err
-		}
-		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
-			return err
-		}
-		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: d.inv, Location: "/invoices/" + d.inv.ID})
+		return pipelined(ctx, tx, func(tx pgx.Tx) error {
+			res := s.newResolver(tx, now)
+			if err := res.draft(ctx, d); err != nil {
+				return err
+			}
+			msgs, err := s.persistNew(ctx, tx, []*Invoice{d.inv}, []bool{d.autoFinalize}, now)
+			if err != nil {
+				return err
+			}
+			if err := res.flush(ctx); err != nil {
+				return err
+			}
+			if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+				return err
+			}
+			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: d.inv, Location: "/invoices/" + d.inv.ID})
+		})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -144,29 +146,31 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]invoiceSummary, len(drafts))
 	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		res := s.newResolver(tx, now)
-		invs := make([]*Invoice, len(drafts))
-		final := make([]bool, len(drafts))
-		for i, d := range drafts {
-			if err := res.draft(ctx, d); err != nil {
+		return pipelined(ctx, tx, func(tx pgx.Tx) error {
+			res := s.newResolver(tx, now)
+			invs := make([]*Invoice, len(drafts))
+			final := make([]bool, len(drafts))
+			for i, d := range drafts {
+				if err := res.draft(ctx, d); err != nil {
+					return err
+				}
+				invs[i], final[i] = d.inv, d.autoFinalize
+			}
+			msgs, err := s.persistNew(ctx, tx, invs, final, now)
+			if err != nil {
 				return err
 			}
-			invs[i], final[i] = d.inv, d.autoFinalize
-		}
-		msgs, err := s.persistNew(ctx, tx, invs, final, now)
-		if err != nil {
-			return err
-		}
-		if err := res.flush(ctx); err != nil {
-			return err
-		}
-		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
-			return err
-		}
-		for i, inv := range invs {
-			out[i] = summarize(inv)
-		}
-		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[invoiceSummary]{Data: out}})
+			if err := res.flush(ctx); err != nil {
+				return err
+			}
+			if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+				return err
+			}
+			for i, inv := range invs {
+				out[i] = summarize(inv)
+			}
+			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[invoiceSummary]{Data: out}})
+		})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -402,17 +406,19 @@ func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx con
 		if err := authorizeOwner(p.CanAccess(inv.UserID), "invoice", id); err != nil {
 			return err
 		}
-		msgs, err := fn(ctx, tx, p, inv, now)
-		if err != nil {
-			return err
-		}
-		if err := updateInvoice(ctx, tx, inv); err != nil {
-			return err
-		}
-		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
-			return err
-		}
-		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusOK, Body: inv})
+		return pipelined(ctx, tx, func(tx pgx.Tx) error {
+			msgs, err := fn(ctx, tx, p, inv, now)
+			if err != nil {
+				return err
+			}
+			if err := updateInvoice(ctx, tx, inv); err != nil {
+				return err
+			}
+			if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+				return err
+			}
+			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusOK, Body: inv})
+		})
 	})
 	if err != nil {
 		problem.Write(w, r, err)

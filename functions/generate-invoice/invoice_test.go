@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -218,5 +219,67 @@ func TestCachedInvoiceIsDroppedOnEveryChange(t *testing.T) {
 	}
 	if got := g.invoice(inv.ID); got.Status != StatusPaid {
 		t.Fatalf("read after payment = %s", got.Status)
+	}
+}
+
+func TestFinalizeRefusesADueDateThatHasPassed(t *testing.T) {
+	g := newRig(t)
+	body := invoiceBody(uuid.NewString(), uuid.NewString())
+	body["due_date"] = "2026-03-15"
+	inv := g.createInvoice("", body)
+	g.clock.Set(day("2026-03-16T08:00:00Z"))
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/finalize", nil), 422, "due_date_in_past")
+	// PATCH a new term, then it finalizes: due 7 days after finalization.
+	must(t, g.asAdmin("PATCH", "/invoices/"+inv.ID, map[string]any{"net_terms_days": 7}), 200)
+	rec := g.asAdmin("POST", "/invoices/"+inv.ID+"/finalize", nil)
+	must(t, rec, 200)
+	if got := decode[Invoice](t, rec); got.DueDate.Format("2006-01-02") != "2026-03-23" {
+		t.Fatalf("due = %s", got.DueDate.Format("2006-01-02"))
+	}
+}
+
+func TestPatchAppliesAndRemovesACoupon(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	code := "TEN-" + user[:8]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": code, "amount_off": 1000, "currency": "USD"}), 201)
+	inv := g.createInvoice(user, nil) // 2100
+	rec := g.asCustomer(user, "PATCH", "/invoices/"+inv.ID, map[string]any{"coupon": code})
+	must(t, rec, 200)
+	if got := decode[Invoice](t, rec); got.Total != 1100 || got.Coupon == nil || len(got.Discounts) != 1 || got.Discounts[0].Amount != 1000 {
+		t.Fatalf("with coupon = %+v", got)
+	}
+	problemOf(t, g.asCustomer(user, "PATCH", "/invoices/"+inv.ID, map[string]any{"discounts": []any{}}), 403, "forbidden")
+	rec = g.asCustomer(user, "PATCH", "/invoices/"+inv.ID, map[string]any{"coupon": nil})
+	must(t, rec, 200)
+	if got := decode[Invoice](t, rec); got.Total != 2100 || got.Coupon != nil || len(got.Discounts) != 0 {
+		t.Fatalf("without coupon = %+v", got)
+	}
+}
+
+// TestLargeInvoiceRoundTrips: an invoice with many lines (written with
+// COPY) reads back complete and in order.
+func TestLargeInvoiceRoundTrips(t *testing.T) {
+	g := newRig(t)
+	var lines []map[string]any
+	for i := 0; i < 120; i++ {
+		lines = append(lines, map[string]any{"description": fmt.Sprintf("Item %03d", i), "quantity": "1", "unit_amount": 100 + i,
+			"discount": map[string]any{"amount_off": 1}, "metadata": map[string]any{"sku": fmt.Sprint(i)}})
+	}
+	inv := g.createInvoice(uuid.NewString(), invoiceBody(uuid.NewString(), uuid.NewString(), lines...))
+	got := g.invoice(inv.ID)
+	if len(got.Lines) != 120 || got.Total != inv.Total || got.Total != 120*100+(119*120/2)-120 {
+		t.Fatalf("%d lines, total %d (created %d)", len(got.Lines), got.Total, inv.Total)
+	}
+	for i, l := range got.Lines {
+		if l.Description != fmt.Sprintf("Item %03d", i) || l.Metadata["sku"] != fmt.Sprint(i) || l.Discount == nil || l.Discount.Amount != 1 {
+			t.Fatalf("line %d = %+v", i, l)
+		}
+	}
+	// Replacing them (delete, then COPY) and adding more keeps them all.
+	must(t, g.asAdmin("PATCH", "/invoices/"+inv.ID, map[string]any{"line_items": lines[:60]}), 200)
+	must(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/lines", map[string]any{"line_items": lines[60:]}), 200)
+	if got := g.invoice(inv.ID); len(got.Lines) != 120 || got.Total != inv.Total || got.Lines[119].Description != "Item 119" {
+		t.Fatalf("after replace and add: %d lines, total %d", len(got.Lines), got.Total)
 	}
 }

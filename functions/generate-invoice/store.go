@@ -230,25 +230,55 @@ type lineRow struct {
 	l         *Line
 }
 
+// lineColumns are the columns insertLines copies.
+var lineColumns = []string{"id", "invoice_id", "position", "description", "quantity_e6", "unit_amount", "amount",
+	"discount_def", "discount_amount", "taxable_amount", "tax_amount", "total", "taxes", "proration",
+	"period_start", "period_end", "metadata"}
+
+// copyThreshold is the line count from which insertLines uses COPY: it
+// costs the server about half of INSERT ... unnest per row, but one more
+// round trip, which a single invoice does not win back.
+const copyThreshold = 50
+
+// insertLines writes lines: with COPY for the batch path (ten lines per
+// invoice), with one INSERT otherwise.
 func insertLines(ctx context.Context, tx pgx.Tx, rows []lineRow) error {
-	n := len(rows)
-	var (
-		ids, invs, descs, taxes, metas                     = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		discs                                              = make([]*string, n)
-		pos                                                = make([]int32, n)
-		qty, unit, amount, discAmt, taxable, taxAmt, total = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		prorations                                         = make([]bool, n)
-		pstarts, pends                                     = make([]*time.Time, n), make([]*time.Time, n)
-	)
+	src := make([][]any, len(rows))
 	for i, r := range rows {
 		l := r.l
-		ids[i], invs[i], descs[i], taxes[i], metas[i] = l.ID, r.invoiceID, l.Description, jsonText(l.Taxes), jsonText(l.Metadata)
+		var disc *string
 		if l.Discount != nil {
-			discs[i] = ptr(jsonText(l.Discount))
+			disc = ptr(jsonText(l.Discount))
 		}
-		pos[i] = int32(r.position)
-		qty[i], unit[i], amount[i], discAmt[i], taxable[i], taxAmt[i], total[i] = int64(l.Quantity), l.UnitAmount, l.Amount, l.DiscountAmount, l.TaxableAmount, l.TaxAmount, l.Total
-		prorations[i], pstarts[i], pends[i] = l.Proration, l.PeriodStart, l.PeriodEnd
+		meta := "{}"
+		if len(l.Metadata) > 0 {
+			meta = jsonText(l.Metadata)
+		}
+		src[i] = []any{l.ID, r.invoiceID, int32(r.position), l.Description, int64(l.Quantity), l.UnitAmount, l.Amount,
+			disc, l.DiscountAmount, l.TaxableAmount, l.TaxAmount, l.Total, jsonText(l.Taxes), l.Proration,
+			l.PeriodStart, l.PeriodEnd, meta}
+	}
+	if len(rows) >= copyThreshold {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"invoice_line_items"}, lineColumns, pgx.CopyFromRows(src))
+		return err
+	}
+	// Column-wise arrays for unnest, in lineColumns order.
+	cols := make([]any, len(lineColumns))
+	for c := range lineColumns {
+		switch src[0][c].(type) {
+		case string:
+			cols[c] = column[string](src, c)
+		case *string:
+			cols[c] = column[*string](src, c)
+		case int32:
+			cols[c] = column[int32](src, c)
+		case int64:
+			cols[c] = column[int64](src, c)
+		case bool:
+			cols[c] = column[bool](src, c)
+		case *time.Time:
+			cols[c] = column[*time.Time](src, c)
+		}
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO invoice_line_items (id, invoice_id, position, description, quantity_e6,
 			unit_amount, amount, discount_def, discount_amount, taxable_amount, tax_amount, total, taxes, proration,
@@ -257,10 +287,16 @@ func insertLines(ctx context.Context, tx pgx.Tx, rows []lineRow) error {
 		FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
 			$8::text[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bool[],
 			$15::timestamptz[], $16::timestamptz[], $17::text[])
-			AS x(id, inv, pos, descr, qty, unit, amt, disc, da, ta, tx, tot, taxes, pr, ps, pe, meta)`,
-		ids, invs, pos, descs, qty, unit, amount, discs, discAmt, taxable, taxAmt, total, taxes, prorations,
-		pstarts, pends, metas)
+			AS x(id, inv, pos, descr, qty, unit, amt, disc, da, ta, tx, tot, taxes, pr, ps, pe, meta)`, cols...)
 	return err
+}
+
+func column[T any](rows [][]any, c int) []T {
+	out := make([]T, len(rows))
+	for i, r := range rows {
+		out[i] = r[c].(T)
+	}
+	return out
 }
 
 // replaceLines rewrites a draft's lines after an edit (line ids are kept).
@@ -711,4 +747,67 @@ func validUUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// pipeline is a transaction whose Exec calls are queued and sent together
+// in one round trip by flush: the writes at the end of a request (the
+// invoice, its lines, outbox rows, the idempotency response) cost one
+// round trip instead of four, and the invoice-number row lock taken before
+// them is held that much shorter. A queued statement's error surfaces at
+// the next flush; Exec's result is empty.
+type pipeline struct {
+	pgx.Tx
+	batch pgx.Batch
+}
+
+// Exec queues the statement.
+func (p *pipeline) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	p.batch.Queue(sql, args...)
+	return pgconn.CommandTag{}, nil
+}
+
+// Query, QueryRow and CopyFrom first send what is queued, so every
+// statement runs in the order it was issued.
+func (p *pipeline) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := p.flush(ctx); err != nil {
+		return nil, err
+	}
+	return p.Tx.Query(ctx, sql, args...)
+}
+
+func (p *pipeline) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := p.flush(ctx); err != nil {
+		return errRow{err}
+	}
+	return p.Tx.QueryRow(ctx, sql, args...)
+}
+
+func (p *pipeline) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	if err := p.flush(ctx); err != nil {
+		return 0, err
+	}
+	return p.Tx.CopyFrom(ctx, table, cols, src)
+}
+
+type errRow struct{ err error }
+
+func (e errRow) Scan(...any) error { return e.err }
+
+// flush sends the queued statements.
+func (p *pipeline) flush(ctx context.Context) error {
+	if p.batch.Len() == 0 {
+		return nil
+	}
+	err := p.Tx.SendBatch(ctx, &p.batch).Close()
+	p.batch = pgx.Batch{}
+	return err
+}
+
+// pipelined runs fn on a pipeline over tx and flushes it.
+func pipelined(ctx context.Context, tx pgx.Tx, fn func(tx pgx.Tx) error) error {
+	p := &pipeline{Tx: tx}
+	if err := fn(p); err != nil {
+		return err
+	}
+	return p.flush(ctx)
 }
