@@ -4,10 +4,23 @@ GO    ?= go
 PKGS  ?= ./...
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable
 
+# Images and the local kind cluster (kind-config.yaml).
+REGISTRY         ?= localhost:5001
+TAG              ?= latest
+KIND_CLUSTER     ?= billfn
+KIND_REGISTRY    ?= kind-registry
+KIND_REG_PORT    ?= 5001
+OPENFAAS_URL     ?= http://127.0.0.1:8080
+OPENFAAS_NODEPORT ?= 31112
+KOURIER_NODEPORT ?= 31080
+KNATIVE_VERSION  ?= 1.23.0
+CMD_IMAGES       := kafka-trigger migrate
+SECRETS_ENV      := knative/infra/secrets.env
+
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 services: ## start PostgreSQL and Redis when they are not running (installs them when absent)
 	@.ci/services.sh
@@ -30,6 +43,14 @@ fuzz: services ## run every fuzz target for FUZZTIME each (default 20s)
 	  done; \
 	done
 
+run: services ## the whole system locally: every function, gateway :8080, kfake :9092, kafka-trigger (Ctrl-C stops)
+	@mkdir -p bin
+	$(GO) build -o bin/stack ./cmd/stack
+	bin/stack
+
+e2e: services ## the end-to-end test of the local stack alone (make test runs it too)
+	$(GO) test -race -count=1 -v -run '^TestLocalStackEndToEnd$$' ./cmd/stack
+
 build: ## build every binary into bin/
 	@mkdir -p bin
 	$(GO) build -o bin/ ./cmd/... $$(ls -d ./functions/*/ 2>/dev/null)
@@ -40,7 +61,78 @@ migrate: services ## apply migrations to DATABASE_URL (creates the database)
 token: ## print a dev JWT (ROLE=admin|service|customer, SUB=<uuid>)
 	@$(GO) run ./cmd/devtoken -role $${ROLE:-admin} $${SUB:+-sub $$SUB}
 
-clean: ## remove build output
-	rm -rf bin .run
+images: ## build and push every image to REGISTRY (faas-cli for the functions, docker for kafka-trigger and migrate)
+	REGISTRY=$(REGISTRY) TAG=$(TAG) faas-cli build -f stack.yml
+	REGISTRY=$(REGISTRY) TAG=$(TAG) faas-cli push -f stack.yml
+	@for c in $(CMD_IMAGES); do \
+	  docker build --build-arg DIR=cmd --build-arg FUNCTION=$$c -t $(REGISTRY)/billfn-$$c:$(TAG) . && \
+	  docker push $(REGISTRY)/billfn-$$c:$(TAG) || exit 1; \
+	done
 
-.PHONY: help services fmt-check vet test fuzz build migrate token clean
+kind-up: ## a kind cluster from kind-config.yaml with a local registry on localhost:5001
+	@command -v docker >/dev/null && command -v kind >/dev/null && command -v kubectl >/dev/null || \
+	  { echo "kind-up needs docker, kind and kubectl"; exit 1; }
+	@if [ "$$(docker inspect -f '{{.State.Running}}' $(KIND_REGISTRY) 2>/dev/null)" != true ]; then \
+	  docker run -d --restart=always -p 127.0.0.1:$(KIND_REG_PORT):5000 --network bridge --name $(KIND_REGISTRY) registry:2; fi
+	@kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml
+	@for node in $$(kind get nodes --name $(KIND_CLUSTER)); do \
+	  docker exec $$node mkdir -p /etc/containerd/certs.d/localhost:$(KIND_REG_PORT); \
+	  printf '[host."http://$(KIND_REGISTRY):5000"]\n' | docker exec -i $$node cp /dev/stdin /etc/containerd/certs.d/localhost:$(KIND_REG_PORT)/hosts.toml; \
+	done
+	@docker network connect kind $(KIND_REGISTRY) 2>/dev/null || true
+	@printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: local-registry-hosting\n  namespace: kube-public\ndata:\n  localRegistryHosting.v1: |\n    host: "localhost:$(KIND_REG_PORT)"\n' | kubectl apply -f -
+	@echo "kind cluster $(KIND_CLUSTER) is up; registry localhost:$(KIND_REG_PORT)"
+
+# Strimzi watches namespace billfn, where knative/infra puts Kafka.
+strimzi:
+	kubectl create namespace billfn --dry-run=client -o yaml | kubectl apply -f -
+	kubectl create -f 'https://strimzi.io/install/latest?namespace=billfn' -n billfn 2>/dev/null || \
+	  kubectl replace -f 'https://strimzi.io/install/latest?namespace=billfn' -n billfn
+	kubectl -n billfn rollout status deployment/strimzi-cluster-operator --timeout=300s
+
+deploy-openfaas: strimzi ## OpenFaaS CE + billfn on the kind cluster: infra, secrets, kafka-trigger, faas-cli deploy
+	helm repo add openfaas https://openfaas.github.io/faas-netes/ >/dev/null && helm repo update openfaas >/dev/null
+	kubectl apply -f https://raw.githubusercontent.com/openfaas/faas-netes/master/namespaces.yml
+	helm upgrade --install openfaas openfaas/openfaas --namespace openfaas \
+	  --set functionNamespace=openfaas-fn --set generateBasicAuth=true \
+	  --set serviceType=NodePort --set gateway.nodePort=$(OPENFAAS_NODEPORT)
+	kubectl -n openfaas rollout status deployment/gateway --timeout=300s
+	@grep -v '^#' $(SECRETS_ENV) | while IFS='=' read -r name value; do \
+	  [ -n "$$name" ] || continue; \
+	  kubectl -n openfaas-fn create secret generic "$$name" --from-literal="$$name=$$value" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; \
+	  if [ "$$name" = event-signing-key ]; then \
+	    kubectl -n openfaas create secret generic "$$name" --from-literal="$$name=$$value" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; fi; \
+	done
+	kubectl apply -k knative/openfaas
+	kubectl -n billfn wait kafka/billfn --for=condition=Ready --timeout=600s
+	kubectl -n billfn wait job/billfn-migrate --for=condition=Complete --timeout=300s
+	kubectl -n openfaas get secret basic-auth -o jsonpath='{.data.basic-auth-password}' | base64 -d | \
+	  faas-cli login --username admin --password-stdin --gateway $(OPENFAAS_URL)
+	REGISTRY=$(REGISTRY) TAG=$(TAG) faas-cli deploy -f stack.yml --gateway $(OPENFAAS_URL)
+	@echo "OpenFaaS gateway: $(OPENFAAS_URL)  (faas-cli list; curl $(OPENFAAS_URL)/function/<name>/...)"
+
+deploy-knative: strimzi ## Knative Serving (kourier) + Eventing + KafkaSource on the kind cluster, then kubectl apply -k knative
+	kubectl apply -f https://github.com/knative/serving/releases/download/knative-v$(KNATIVE_VERSION)/serving-crds.yaml
+	kubectl apply -f https://github.com/knative/serving/releases/download/knative-v$(KNATIVE_VERSION)/serving-core.yaml
+	kubectl apply -f https://github.com/knative-extensions/net-kourier/releases/download/knative-v$(KNATIVE_VERSION)/kourier.yaml
+	kubectl patch configmap/config-network -n knative-serving --type merge -p '{"data":{"ingress-class":"kourier.ingress.networking.knative.dev"}}'
+	kubectl patch configmap/config-domain -n knative-serving --type merge -p '{"data":{"127.0.0.1.sslip.io":""}}'
+	kubectl patch configmap/config-deployment -n knative-serving --type merge -p '{"data":{"registries-skipping-tag-resolving":"kind.local,ko.local,dev.local,localhost:$(KIND_REG_PORT)"}}'
+	kubectl patch service/kourier -n kourier-system -p '{"spec":{"type":"NodePort","ports":[{"name":"http2","port":80,"nodePort":$(KOURIER_NODEPORT)}]}}'
+	kubectl apply -f https://github.com/knative/eventing/releases/download/knative-v$(KNATIVE_VERSION)/eventing-crds.yaml
+	kubectl apply -f https://github.com/knative/eventing/releases/download/knative-v$(KNATIVE_VERSION)/eventing-core.yaml
+	kubectl apply -f https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v$(KNATIVE_VERSION)/eventing-kafka-controller.yaml
+	kubectl apply -f https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v$(KNATIVE_VERSION)/eventing-kafka-source.yaml
+	kubectl apply -f https://github.com/knative-extensions/eventing-kafka-broker/releases/download/knative-v$(KNATIVE_VERSION)/eventing-kafka-sink.yaml
+	kubectl -n knative-serving rollout status deployment/controller --timeout=300s
+	kubectl -n knative-eventing rollout status deployment/kafka-controller --timeout=300s
+	kubectl apply -k knative
+	kubectl -n billfn wait kafka/billfn --for=condition=Ready --timeout=600s
+	kubectl -n billfn wait job/billfn-migrate --for=condition=Complete --timeout=300s
+	kubectl -n billfn wait ksvc --all --for=condition=Ready --timeout=300s
+	@echo "Knative: curl http://<name>.billfn.127.0.0.1.sslip.io/...  (kubectl -n billfn get ksvc)"
+
+clean: ## remove build output, the local stack's state (.run) and faas-cli's build/ folder
+	rm -rf bin .run build
+
+.PHONY: help services fmt-check vet test fuzz run e2e build migrate token images kind-up strimzi deploy-openfaas deploy-knative clean
