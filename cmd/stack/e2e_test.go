@@ -351,7 +351,7 @@ func TestLocalStackEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.eventually("the restart", 30*time.Second, func() bool {
-			if !strings.Contains(out.String(), "process-transaction exited (killed by KILLED)") {
+			if !strings.Contains(out.String(), "process-transaction exited (killed by signal 9") {
 				return false
 			}
 			status, a := e.call(http.MethodGet, "/function/process-transaction/accounts/"+accountID, nil)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -266,7 +265,7 @@ func describeExit(ps *os.ProcessState) string {
 		return "unknown"
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return "killed by " + strings.ToUpper(ws.Signal().String())
+		return fmt.Sprintf("killed by signal %d, %s", int(ws.Signal()), ws.Signal())
 	}
 	return fmt.Sprintf("exit code %d", ps.ExitCode())
 }
