@@ -473,7 +473,7 @@ func (s *stack) startGateway(ln net.Listener) {
 		spec := f.spec
 		labels, annotations := spec.Labels, spec.Annotations
 		st := gateway.FunctionStatus{
-			Name: f.name, Image: spec.Image, Namespace: "openfaas-fn", EnvVars: spec.Environment,
+			Name: f.name, Image: spec.Image, Namespace: gateway.Namespace, EnvVars: spec.Environment,
 			Secrets: spec.Secrets, Labels: &labels, Annotations: &annotations,
 			ReadOnlyRootFilesystem: spec.ReadOnlyRootFilesystem,
 		}

@@ -53,6 +53,9 @@ import (
 	"github.com/billfn/billfn/shared/problem"
 )
 
+// Namespace is the one function namespace, as OpenFaaS names it.
+const Namespace = "openfaas-fn"
+
 // BadGateway is the problem code of a function that failed before answering.
 const BadGateway problem.Code = "bad_gateway"
 
@@ -218,11 +221,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) route(r *http.Request, prefix string) (b *backend, name, path, rawPath string) {
 	rest := r.URL.Path[len(prefix):]
 	name, _, _ = strings.Cut(rest, "/")
+	cut := len(prefix) + len(name)
+	// OpenFaaS also routes <name>.<namespace>; there is one namespace here.
+	if fn, ns, ok := strings.Cut(name, "."); ok && ns == Namespace {
+		name = fn
+	}
 	b = g.backends[name]
 	if b == nil {
 		return nil, name, "", ""
 	}
-	cut := len(prefix) + len(name)
 	path = r.URL.Path[cut:]
 	if r.URL.RawPath != "" && len(r.URL.RawPath) >= cut {
 		rawPath = r.URL.RawPath[cut:]

@@ -147,6 +147,22 @@ func TestGatewayKeepsACallersCallID(t *testing.T) {
 	}
 }
 
+func TestGatewayRoutesNameDotNamespaceLikeOpenFaaS(t *testing.T) {
+	addr, _ := function(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.URL.Path) }))
+	gw := gatewayFor(t, Config{Functions: []Function{fn("f", addr)}})
+	for url, want := range map[string]int{"/function/f.openfaas-fn/x": 200, "/function/f.other/x": 404} {
+		res, err := http.Get(gw.URL + url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != want || (want == 200 && string(b) != "/x") {
+			t.Errorf("%s: %d %q", url, res.StatusCode, b)
+		}
+	}
+}
+
 func TestGatewayReusesConnectionsToAFunction(t *testing.T) {
 	addr, conns := function(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }))
 	gw := gatewayFor(t, Config{Functions: []Function{fn("f", addr)}})
