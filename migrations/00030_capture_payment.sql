@@ -24,6 +24,8 @@ CREATE TABLE payments (
     capture_count         int         NOT NULL DEFAULT 0,       -- ledger posting sequence
     refund_count          int         NOT NULL DEFAULT 0,
     attempt_count         int         NOT NULL DEFAULT 0,
+    announced             boolean     NOT NULL DEFAULT true,    -- payment.created emitted (false while a
+                                                                -- creation's first attempt runs)
     pending_op            text,                                 -- capture|cancel while the gateway call runs
     op_started_at         timestamptz,
     description           text        NOT NULL DEFAULT '',

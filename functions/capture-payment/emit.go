@@ -84,8 +84,14 @@ func (e *emitter) flush(tx pgx.Tx) error {
 	return err
 }
 
-// changed adds the events and ledger postings of c.
+// changed adds the events and ledger postings of c, announcing the
+// payment first if its creation has not been yet.
 func (e *emitter) changed(p *Payment, c change) {
+	if !p.announced {
+		p.announced = true
+		e.payment(evCreated, p, nil)
+		c.updated = false // the announcement shows it
+	}
 	if c.authorized {
 		e.payment(evAuthorized, p, nil)
 	}

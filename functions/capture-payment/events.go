@@ -261,7 +261,7 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 	if err != nil {
 		return err
 	}
-	_, err = s.confirm(ctx, inTx(tx), p.ID, anyone, m.ID, nil)
+	_, err = s.confirm(ctx, s.within(tx), p.ID, anyone, m.ID, nil)
 	return err
 }
 
@@ -288,7 +288,7 @@ func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) er
 	in := createInput{ID: invoicePaymentID(inv.InvoiceID), AccountID: inv.AccountID, UserID: m.UserID, InvoiceID: &invoiceID,
 		Amount: inv.AmountDue, Currency: cur, PaymentMethod: m.ID, CaptureMethod: CaptureAutomatic, Confirm: true,
 		Description: "Invoice " + inv.Number, Metadata: map[string]string{"invoice_number": inv.Number}}
-	_, err = s.create(ctx, inTx(tx), in, nil)
+	_, err = s.create(ctx, s.within(tx), in, nil)
 	return err
 }
 
@@ -453,7 +453,7 @@ func (s *service) reconcileRefund(ctx context.Context, id string) error {
 	if unknownOutcome(err) {
 		return err
 	}
-	_, err = s.finishRefund(ctx, s.newTx, id, res, err, nil)
+	_, err = s.finishRefund(ctx, s.fresh(), id, res, err, nil)
 	return err
 }
 
@@ -466,7 +466,7 @@ func (s *service) expire(ctx context.Context) error {
 	}
 	var errs []error
 	for _, id := range ids {
-		_, err := s.cancel(ctx, s.newTx, id, anyone, "expired", nil)
+		_, err := s.cancel(ctx, s.fresh(), id, anyone, "expired", nil)
 		var pe *problem.Error
 		if err != nil && !(errors.As(err, &pe) && pe.Status() < 500) {
 			errs = append(errs, fmt.Errorf("payment %s: %w", id, err))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
@@ -125,72 +126,83 @@ func startAttempt(p *Payment, gateway string, now time.Time) Attempt {
 
 // create records a payment and, with confirm, charges it.
 func (s *service) create(ctx context.Context, run txRunner, in createInput, done completer) (*Payment, error) {
+	now := s.now()
+	p := &Payment{ID: in.ID, AccountID: in.AccountID, UserID: in.UserID, InvoiceID: in.InvoiceID, Amount: in.Amount,
+		Currency: in.Currency, Status: RequiresPaymentMethod, CaptureMethod: in.CaptureMethod, Description: in.Description,
+		Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now, requestedGateway: in.Gateway, announced: true}
 	var (
-		p      *Payment
-		m      method
-		plan   []string
-		charge bool
+		m    method
+		plan []string
+		err  error
 	)
-	err := run(ctx, func(tx pgx.Tx) error {
-		now := s.now()
-		p = &Payment{ID: in.ID, AccountID: in.AccountID, UserID: in.UserID, InvoiceID: in.InvoiceID, Amount: in.Amount,
-			Currency: in.Currency, Status: RequiresPaymentMethod, CaptureMethod: in.CaptureMethod, Description: in.Description,
-			Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now, requestedGateway: in.Gateway}
-		charge = false
-		var attempt Attempt
-		if in.PaymentMethod != "" {
-			var err error
-			if m, err = resolveMethod(ctx, tx, in.AccountID, in.UserID, in.PaymentMethod); err != nil {
-				return err
-			}
-			if plan, err = s.plan(in.Currency, in.Gateway, m); err != nil {
-				return err
-			}
-			pm := in.PaymentMethod
-			p.PaymentMethod, p.Status = &pm, RequiresConfirmation
-			if in.Confirm {
-				attempt = startAttempt(p, plan[0], now)
-				attempt.PaymentMethod = m.token
-			}
+	if in.PaymentMethod != "" {
+		if m, err = resolveMethod(ctx, run.db(), in.AccountID, in.UserID, in.PaymentMethod); err != nil {
+			return nil, err
 		}
-		p.finish()
-		inserted, err := insertPayment(ctx, tx, p)
-		if err != nil {
-			return err
+		if plan, err = s.plan(in.Currency, in.Gateway, m); err != nil {
+			return nil, err
 		}
-		if !inserted {
-			// The same request ran before and stopped (a crash): carry on.
-			if p, err = getPayment(ctx, tx, in.ID, true); err != nil {
+		pm := in.PaymentMethod
+		p.PaymentMethod, p.Status = &pm, RequiresConfirmation
+	}
+	if !in.Confirm {
+		err := run.run(ctx, func(tx pgx.Tx) error {
+			q := *p
+			q.finish()
+			inserted, err := insertPayment(ctx, tx, &q)
+			if err != nil {
 				return err
 			}
-			if p.op() == opConfirm {
-				a, err := currentAttempt(ctx, tx, p)
+			if !inserted { // a re-run: answer what is there
+				existing, err := getPayment(ctx, tx, in.ID, true)
 				if err != nil {
 					return err
 				}
-				m, plan, charge = method{token: a.PaymentMethod}, []string{p.gateway()}, true
+				*p = *existing
+				return complete(ctx, tx, done, 201, p)
+			}
+			*p = q
+			e := emitter{ctx: ctx}
+			e.payment(evCreated, p, nil)
+			if err := e.flush(tx); err != nil {
+				return err
+			}
+			return complete(ctx, tx, done, 201, p)
+		})
+		return p, err
+	}
+	// The intent to charge is recorded before the gateway is called; the
+	// payment is announced (payment.created) with the attempt's outcome.
+	a := startAttempt(p, plan[0], now)
+	a.PaymentMethod = m.token
+	p.announced = false
+	p.finish()
+	inserted, err := insertConfirming(ctx, run.db(), p, a)
+	if err != nil {
+		return nil, err
+	}
+	if !inserted {
+		// The same request ran before and stopped (a crash): carry on.
+		resume := false
+		err := run.run(ctx, func(tx pgx.Tx) error {
+			existing, err := getPayment(ctx, tx, in.ID, true)
+			if err != nil {
+				return err
+			}
+			p, resume = existing, false
+			if p.op() == opConfirm {
+				cur, err := currentAttempt(ctx, tx, p)
+				if err != nil {
+					return err
+				}
+				m, plan, resume = method{token: cur.PaymentMethod}, []string{p.gateway()}, true
 				return nil
 			}
 			return complete(ctx, tx, done, 201, p)
+		})
+		if err != nil || !resume {
+			return p, err
 		}
-		if in.Confirm {
-			if err := insertAttempt(ctx, tx, p.ID, attempt); err != nil {
-				return err
-			}
-		}
-		e := emitter{ctx: ctx}
-		e.payment(evCreated, p, nil)
-		if err := e.flush(tx); err != nil {
-			return err
-		}
-		if !in.Confirm {
-			return complete(ctx, tx, done, 201, p)
-		}
-		charge = true
-		return nil
-	})
-	if err != nil || !charge {
-		return p, err
 	}
 	return s.charge(ctx, run, p, m.token, plan, 201, done)
 }
@@ -220,9 +232,13 @@ func currentAttempt(ctx context.Context, q db, p *Payment) (Attempt, error) {
 
 // access decides whether the caller may act on a payment (someone else's
 // answers 404, as a missing one).
-type access func(p *Payment) bool
+type access struct {
+	user string // "" for admin, service and the function itself
+}
 
-func anyone(*Payment) bool { return true }
+func (a access) ok(p *Payment) bool { return a.user == "" || p.UserID == a.user }
+
+var anyone = access{}
 
 // confirm starts a new attempt of an existing payment.
 func (s *service) confirm(ctx context.Context, run txRunner, id string, can access, given string, done completer) (*Payment, error) {
@@ -231,12 +247,12 @@ func (s *service) confirm(ctx context.Context, run txRunner, id string, can acce
 		m    method
 		plan []string
 	)
-	err := run(ctx, func(tx pgx.Tx) error {
+	err := run.run(ctx, func(tx pgx.Tx) error {
 		var err error
 		if p, err = getPayment(ctx, tx, id, true); err != nil {
 			return err
 		}
-		if !can(p) {
+		if !can.ok(p) {
 			return errNotFound
 		}
 		if given == "" {
@@ -298,7 +314,7 @@ func (s *service) charge(ctx context.Context, run txRunner, p *Payment, token st
 				continue
 			}
 		}
-		return s.finishCharge(ctx, run, p.ID, p.Attempts, st, err, status, done)
+		return s.finishCharge(ctx, run, p, st, err, status, done)
 	}
 }
 
@@ -309,7 +325,7 @@ func (s *service) failover(ctx context.Context, run txRunner, p *Payment, next, 
 	var out *Payment
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
-	err := run(dctx, func(tx pgx.Tx) error {
+	err := run.run(dctx, func(tx pgx.Tx) error {
 		out = nil
 		q, err := getPayment(dctx, tx, p.ID, true)
 		if err != nil || q.op() != opConfirm || q.Attempts != p.Attempts {
@@ -353,100 +369,187 @@ func attemptStatus(s Status) string {
 	return "processing"
 }
 
-// finishCharge records the answer (or the failure) of attempt n.
-func (s *service) finishCharge(ctx context.Context, run txRunner, id string, n int, st GatewayState, callErr error, status int, done completer) (*Payment, error) {
-	var p *Payment
+// finishCharge records the answer (or the failure) of p's current attempt.
+// p is the payment as the flow last wrote it: when nothing else wrote it
+// since, the whole record (payment, attempt, events, response) goes to
+// Postgres as one pipeline; otherwise it is applied to the locked row.
+func (s *service) finishCharge(ctx context.Context, run txRunner, p *Payment, st GatewayState, callErr error, status int, done completer) (*Payment, error) {
+	n := p.Attempts
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
-	err := run(dctx, func(tx pgx.Tx) error {
-		var err error
-		if p, err = getPayment(dctx, tx, id, true); err != nil {
+	if run.pipelined() {
+		q := *p
+		e := emitter{ctx: dctx}
+		a := s.settleCharge(ctx, &q, n, st, callErr, &e)
+		ok, err := s.pipeline(dctx, &q, p.UpdatedAt, a, &e, done, status)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			s.d.Publisher.Kick()
+			return &q, nil
+		}
+	}
+	var out *Payment
+	err := run.run(dctx, func(tx pgx.Tx) error {
+		q, err := getPayment(dctx, tx, p.ID, true)
+		if err != nil {
 			return err
 		}
+		out = q
 		e := emitter{ctx: dctx}
-		if p.op() == opConfirm && p.Attempts == n { // else settled meanwhile (reconciliation)
-			now := s.now()
-			a := Attempt{N: n, FinishedAt: &now}
-			switch {
-			case callErr == nil:
-				e.changed(p, applyGateway(p, st, true, n, now))
-				a.Status = attemptStatus(st.Status)
-				if st.Status == Processing {
-					a.FinishedAt = nil
-				}
-				if d := st.Decline; d != nil && st.Status == RequiresPaymentMethod {
-					reason := declineReason(d)
-					a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &d.Code, nullable(d.DeclineCode), &reason, nullable(d.Message)
-				}
-			case unknownOutcome(callErr):
-				// The gateway may have acted: the payment stays
-				// processing until reconciliation or a webhook says.
-				slog.WarnContext(ctx, "gateway outcome unknown; the payment stays processing", "payment_id", id,
-					"gateway", p.gateway(), "err", callErr.Error())
-				a.Status, a.FinishedAt = "processing", nil
-			default: // a gateway-side error and no gateway left
-				a = failedAttempt(p, now, callErr)
-				var ge *GatewayError
-				errors.As(callErr, &ge)
-				d := &Decline{Code: ge.Code, DeclineCode: "gateway_unavailable", Message: ge.Message}
-				if ge.Rejected {
-					d.DeclineCode = ""
-				}
-				e.changed(p, applyGateway(p, GatewayState{Status: RequiresPaymentMethod, Decline: d, At: syncTime(now)}, true, n, now))
-				reason := declineReason(d)
-				a.FailureReason = &reason
-			}
-			a.GatewayPaymentID = p.GatewayPaymentID
-			p.setOp("", now)
-			p.UpdatedAt = now
-			if err := finishAttempt(dctx, tx, id, a); err != nil {
+		if q.op() == opConfirm && q.Attempts == n { // else settled meanwhile (reconciliation)
+			a := s.settleCharge(ctx, q, n, st, callErr, &e)
+			if err := finishAttempt(dctx, tx, q.ID, a); err != nil {
 				return err
 			}
-			if err := updatePayment(dctx, tx, p); err != nil {
+			if err := updatePayment(dctx, tx, q); err != nil {
 				return err
 			}
 		}
 		if err := e.flush(tx); err != nil {
 			return err
 		}
-		return complete(dctx, tx, done, status, p)
+		return complete(dctx, tx, done, status, q)
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.d.Publisher.Kick()
-	return p, nil
+	return out, nil
+}
+
+// settleCharge applies the outcome of attempt n to p, adds its events to
+// e, and returns the attempt's record.
+func (s *service) settleCharge(ctx context.Context, p *Payment, n int, st GatewayState, callErr error, e *emitter) Attempt {
+	now := s.now()
+	a := Attempt{N: n, FinishedAt: &now}
+	var c change
+	switch {
+	case callErr == nil:
+		c = applyGateway(p, st, true, n, now)
+		a.Status = attemptStatus(st.Status)
+		if st.Status == Processing {
+			a.FinishedAt = nil
+		}
+		if d := st.Decline; d != nil && st.Status == RequiresPaymentMethod {
+			reason := declineReason(d)
+			a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &d.Code, nullable(d.DeclineCode), &reason, nullable(d.Message)
+		}
+	case unknownOutcome(callErr):
+		// The gateway may have acted: the payment stays processing until
+		// reconciliation or a webhook says.
+		slog.WarnContext(ctx, "gateway outcome unknown; the payment stays processing", "payment_id", p.ID,
+			"gateway", p.gateway(), "err", callErr.Error())
+		a.Status, a.FinishedAt = "processing", nil
+	default: // a gateway-side error and no gateway left
+		a = failedAttempt(p, now, callErr)
+		var ge *GatewayError
+		errors.As(callErr, &ge)
+		d := &Decline{Code: ge.Code, DeclineCode: "gateway_unavailable", Message: ge.Message}
+		if ge.Rejected {
+			d.DeclineCode = ""
+		}
+		c = applyGateway(p, GatewayState{Status: RequiresPaymentMethod, Decline: d, At: syncTime(now)}, true, n, now)
+		reason := declineReason(d)
+		a.FailureReason = &reason
+	}
+	a.GatewayPaymentID = p.GatewayPaymentID
+	p.setOp("", now)
+	p.UpdatedAt = now
+	e.changed(p, c)
+	return a
+}
+
+// pipeline writes a flow's finishing record as one pipeline in one
+// implicit transaction: the payment (only if still at version) and its
+// attempt, the outbox events, the idempotent response. It reports false,
+// having written nothing, when the payment moved since.
+func (s *service) pipeline(ctx context.Context, p *Payment, version time.Time, a Attempt, e *emitter, done completer, status int) (bool, error) {
+	b := &pgx.Batch{}
+	guardedUpdate(b, p, version, a)
+	qt := queueTx{b: b}
+	if err := e.flush(qt); err != nil {
+		return false, err
+	}
+	if err := complete(ctx, qt, done, status, p); err != nil {
+		return false, err
+	}
+	br := s.d.Pool.SendBatch(ctx, b)
+	var err error
+	for range b.QueuedQueries {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if staleVersion(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// queueTx queues the statements of shared helpers that write through a
+// transaction's Exec (outbox.Add, idempotency.Complete) into a batch, so
+// they travel with the flow's own statements in one round trip. Only Exec
+// is supported; its result is known once the batch is sent.
+type queueTx struct {
+	pgx.Tx
+	b *pgx.Batch
+}
+
+func (q queueTx) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	q.b.Queue(sql, args...)
+	return pgconn.CommandTag{}, nil
 }
 
 // capture captures amount (0 = all) of an authorization.
 func (s *service) capture(ctx context.Context, id string, can access, amount int64, done completer) (*Payment, error) {
-	var (
-		p   *Payment
-		amt int64
-	)
-	err := s.newTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if p, err = getPayment(ctx, tx, id, true); err != nil {
-			return err
+	// One statement marks the capture, or finds why it cannot be.
+	now := s.now()
+	b := &pgx.Batch{}
+	// Asynchronous for the sandbox (see asyncCommit): a lost mark is
+	// harmless, the capture's key is fixed and the sandbox is in the WAL.
+	b.Queue(`SELECT set_config('synchronous_commit', CASE (SELECT gateway FROM payments WHERE id = $1)
+		WHEN 'sandbox' THEN 'off' ELSE 'on' END, true)`, id)
+	b.Queue(`UPDATE payments SET pending_op = 'capture', op_started_at = $2, updated_at = $2
+		WHERE id = $1 AND status = 'requires_capture' AND pending_op IS NULL AND ($3 = '' OR user_id::text = $3)
+		AND ($4 = 0 OR amount_capturable >= $4) RETURNING `+paymentCols, id, now, can.user, amount)
+	br := s.d.Pool.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var p *Payment
+	if err == nil {
+		p, err = scanPayment(br.QueryRow())
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		cur, err := getPayment(ctx, s.d.Pool, id, false)
+		if err != nil {
+			return nil, err
 		}
-		if !can(p) {
-			return errNotFound
+		if !can.ok(cur) {
+			return nil, errNotFound
 		}
-		if amt, err = checkCapture(p, amount); err != nil {
-			return err
+		if _, err := checkCapture(cur, amount); err != nil {
+			return nil, err
 		}
-		now := s.now()
-		p.setOp(opCapture, now)
-		p.UpdatedAt = now
-		return updatePayment(ctx, tx, p)
-	})
+		return nil, problem.New(codeOpInProgress, "the payment changed while capturing; retry")
+	}
 	if err != nil {
 		return nil, err
+	}
+	amt := amount
+	if amt == 0 {
+		amt = p.AmountCapturable
 	}
 	st, cerr := s.call(ctx, p, func(ctx context.Context, gw Gateway) (GatewayState, error) {
 		return gw.Capture(ctx, CaptureRequest{PaymentID: id, GatewayPaymentID: p.gatewayPaymentID(), Key: gatewayKey(id, "capture"), Amount: amt})
 	})
-	return s.finishOp(ctx, s.newTx, id, opCapture, st, cerr, done)
+	return s.finishOp(ctx, s.fresh(), p, opCapture, st, cerr, done)
 }
 
 // call runs one gateway call for p with the gateway timeout.
@@ -460,39 +563,46 @@ func (s *service) call(ctx context.Context, p *Payment, fn func(context.Context,
 	return fn(cctx, gw)
 }
 
-// finishOp records the answer to a capture or cancel.
-func (s *service) finishOp(ctx context.Context, run txRunner, id, op string, st GatewayState, callErr error, done completer) (*Payment, error) {
-	var (
-		p     *Payment
-		opErr error
-	)
+// finishOp records the answer to a capture or cancel of p (the payment as
+// the flow marked it), pipelined when nothing else wrote it since.
+func (s *service) finishOp(ctx context.Context, run txRunner, p *Payment, op string, st GatewayState, callErr error, done completer) (*Payment, error) {
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
-	err := run(dctx, func(tx pgx.Tx) error {
-		var err error
-		opErr = nil
-		if p, err = getPayment(dctx, tx, id, true); err != nil {
+	if run.pipelined() {
+		q := *p
+		e := emitter{ctx: dctx}
+		status, opErr := s.settleOp(ctx, &q, op, st, callErr, &e)
+		if opErr != nil {
+			done = nil // an error answer is not the operation's result
+		}
+		ok, err := s.pipeline(dctx, &q, p.UpdatedAt, Attempt{}, &e, done, status)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			s.d.Publisher.Kick()
+			if opErr != nil {
+				return nil, opErr
+			}
+			q.finish()
+			return &q, nil
+		}
+	}
+	var (
+		out   *Payment
+		opErr error
+	)
+	err := run.run(dctx, func(tx pgx.Tx) error {
+		q, err := getPayment(dctx, tx, p.ID, true)
+		if err != nil {
 			return err
 		}
+		out, opErr = q, nil
 		status := 200
 		e := emitter{ctx: dctx}
-		if p.op() == op {
-			now := s.now()
-			switch {
-			case callErr == nil:
-				e.changed(p, applyGateway(p, st, true, p.Attempts, now))
-				p.setOp("", now)
-			case unknownOutcome(callErr):
-				// Reconciliation asks the gateway and clears the mark;
-				// the same key makes a repeated call harmless.
-				slog.WarnContext(ctx, "gateway outcome unknown", "payment_id", id, "operation", op, "err", callErr.Error())
-				status = 202
-			default:
-				p.setOp("", now)
-				opErr = gatewayProblem(callErr)
-			}
-			p.UpdatedAt = now
-			if err := updatePayment(dctx, tx, p); err != nil {
+		if q.op() == op {
+			status, opErr = s.settleOp(ctx, q, op, st, callErr, &e)
+			if err := updatePayment(dctx, tx, q); err != nil {
 				return err
 			}
 		}
@@ -502,7 +612,7 @@ func (s *service) finishOp(ctx context.Context, run txRunner, id, op string, st 
 		if opErr != nil {
 			return nil
 		}
-		return complete(dctx, tx, done, status, p)
+		return complete(dctx, tx, done, status, q)
 	})
 	if err != nil {
 		return nil, err
@@ -511,8 +621,28 @@ func (s *service) finishOp(ctx context.Context, run txRunner, id, op string, st 
 	if opErr != nil {
 		return nil, opErr
 	}
-	p.finish()
-	return p, nil
+	out.finish()
+	return out, nil
+}
+
+// settleOp applies the answer to operation op to p and returns the status
+// of the answer, or the error to answer instead.
+func (s *service) settleOp(ctx context.Context, p *Payment, op string, st GatewayState, callErr error, e *emitter) (int, error) {
+	now := s.now()
+	p.UpdatedAt = now
+	switch {
+	case callErr == nil:
+		e.changed(p, applyGateway(p, st, true, p.Attempts, now))
+		p.setOp("", now)
+		return 200, nil
+	case unknownOutcome(callErr):
+		// Reconciliation asks the gateway and clears the mark; the same
+		// key makes a repeated call harmless.
+		slog.WarnContext(ctx, "gateway outcome unknown", "payment_id", p.ID, "operation", op, "err", callErr.Error())
+		return 202, nil
+	}
+	p.setOp("", now)
+	return 0, gatewayProblem(callErr)
 }
 
 // gatewayProblem is the answer to an operation a gateway refused or could
@@ -532,12 +662,12 @@ func (s *service) cancel(ctx context.Context, run txRunner, id string, can acces
 		p     *Payment
 		local bool
 	)
-	err := run(ctx, func(tx pgx.Tx) error {
+	err := run.run(ctx, func(tx pgx.Tx) error {
 		var err error
 		if p, err = getPayment(ctx, tx, id, true); err != nil {
 			return err
 		}
-		if !can(p) {
+		if !can.ok(p) {
 			return errNotFound
 		}
 		if err := checkCancel(p); err != nil {
@@ -577,7 +707,7 @@ func (s *service) cancel(ctx context.Context, run txRunner, id string, can acces
 		// reaching it): nothing to cancel there.
 		st, cerr = GatewayState{Status: Canceled, At: syncTime(s.now())}, nil
 	}
-	return s.finishOp(ctx, run, id, opCancel, st, cerr, done)
+	return s.finishOp(ctx, run, p, opCancel, st, cerr, done)
 }
 
 // refund refunds amount (0 = all that is left) of a captured payment.
@@ -593,7 +723,7 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 		if p, err = getPayment(ctx, tx, paymentID, true); err != nil {
 			return err
 		}
-		if !can(p) {
+		if !can.ok(p) {
 			return errNotFound
 		}
 		if r, err = getRefund(ctx, tx, refundID, true); err == nil {
@@ -637,7 +767,7 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 			Key: gatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
 		cancel()
 	}
-	return s.finishRefund(ctx, s.newTx, r.ID, res, cerr, done)
+	return s.finishRefund(ctx, s.fresh(), r.ID, res, cerr, done)
 }
 
 // finishRefund records a gateway's answer to a refund.
@@ -645,7 +775,7 @@ func (s *service) finishRefund(ctx context.Context, run txRunner, id string, res
 	var r *Refund
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
-	err := run(dctx, func(tx pgx.Tx) error {
+	err := run.run(dctx, func(tx pgx.Tx) error {
 		p, rr, err := lockRefund(dctx, tx, id)
 		if err != nil {
 			return err

@@ -135,6 +135,7 @@ type Payment struct {
 	UpdatedAt           time.Time         `json:"updated_at"`
 
 	requestedGateway string
+	announced        bool // payment.created was emitted
 	captureCount     int
 	refundCount      int
 	opStartedAt      *time.Time

@@ -302,7 +302,7 @@ func (g *sandboxGateway) reconfirm(ctx context.Context, id string, req ChargeReq
 		in       *intent
 		replayed bool
 	)
-	err := postgres.Tx(ctx, g.pool, func(tx pgx.Tx) error {
+	err := g.tx(ctx, func(tx pgx.Tx) error {
 		var err error
 		in, err = scanIntent(tx.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1 FOR UPDATE`, id))
 		if err != nil {
@@ -338,9 +338,20 @@ func (g *sandboxGateway) reconfirm(ctx context.Context, id string, req ChargeReq
 // change, and straight on the pool otherwise (one round trip).
 func (g *sandboxGateway) write(ctx context.Context, async bool, fn func(q db) error) error {
 	if g.owes(async) {
-		return postgres.Tx(ctx, g.pool, func(tx pgx.Tx) error { return fn(tx) })
+		return g.tx(ctx, func(tx pgx.Tx) error { return fn(tx) })
 	}
-	return fn(g.pool)
+	return fn(asyncDB{g.pool})
+}
+
+// tx runs fn in a transaction of the sandbox's books, committed
+// asynchronously (see asyncCommit).
+func (g *sandboxGateway) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return postgres.Tx(ctx, g.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, asyncCommit); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
 }
 
 // storeError turns a failure of the sandbox's own storage into a gateway
@@ -453,7 +464,7 @@ func (g *sandboxGateway) SettleDue(ctx context.Context) (int, error) {
 func (g *sandboxGateway) settle(ctx context.Context, id string) (int, error) {
 	now := g.now()
 	n := 0
-	err := postgres.Tx(ctx, g.pool, func(tx pgx.Tx) error {
+	err := g.tx(ctx, func(tx pgx.Tx) error {
 		n = 0
 		rows, err := tx.Query(ctx, `UPDATE sandbox_intents SET
 			status = CASE capture_method WHEN 'manual' THEN 'requires_capture' ELSE 'succeeded' END,
@@ -491,7 +502,7 @@ func (g *sandboxGateway) Refund(ctx context.Context, req RefundRequest) (RefundR
 	if err := replay(); err == nil {
 		return res, nil
 	}
-	err := postgres.Tx(ctx, g.pool, func(tx pgx.Tx) error {
+	err := g.tx(ctx, func(tx pgx.Tx) error {
 		in, err := scanIntent(tx.QueryRow(ctx, `UPDATE sandbox_intents SET amount_refunded = amount_refunded + $2, updated_at = $3
 			WHERE id = $1 AND status = 'succeeded' AND amount_received - amount_refunded >= $2 RETURNING `+intentCols,
 			req.GatewayPaymentID, req.Amount, now))
@@ -602,7 +613,7 @@ func (g *sandboxGateway) Flush(ctx context.Context) (int, error) {
 func (g *sandboxGateway) flushBatch(ctx context.Context) (int, error) {
 	sent := 0
 	var sendErr error
-	err := postgres.Tx(ctx, g.pool, func(tx pgx.Tx) error {
+	err := g.tx(ctx, func(tx pgx.Tx) error {
 		sent, sendErr = 0, nil
 		rows, err := tx.Query(ctx, `SELECT id, payload FROM sandbox_webhooks WHERE sent_at IS NULL
 			ORDER BY created_at, id LIMIT 50 FOR UPDATE SKIP LOCKED`)
@@ -619,6 +630,15 @@ func (g *sandboxGateway) flushBatch(ctx context.Context) (int, error) {
 		})
 		if err != nil {
 			return err
+		}
+		if len(hooks) > 0 {
+			// The books these webhooks announce were committed
+			// asynchronously: make the WAL durable before telling anyone
+			// (a synchronous commit of a transaction with an id flushes
+			// the WAL up to it).
+			if _, err := g.pool.Exec(ctx, `SELECT txid_current()`); err != nil {
+				return err
+			}
 		}
 		for _, h := range hooks {
 			if sendErr = g.send(ctx, h.payload); sendErr != nil {

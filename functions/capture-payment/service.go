@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/platform"
@@ -122,17 +123,40 @@ func (s *service) events(w http.ResponseWriter, r *http.Request) {
 	s.d.Publisher.Kick()
 }
 
-// txRunner runs fn in a transaction: a new one per call (HTTP requests,
-// whose gateway call happens between two transactions) or the caller's
-// (event handlers, which run inside the receiver's transaction).
-type txRunner func(ctx context.Context, fn func(pgx.Tx) error) error
+// txRunner runs the steps of a flow: each in a new transaction (HTTP
+// requests, whose gateway call happens between two of them), or all in the
+// caller's (event handlers, inside the receiver's transaction).
+type txRunner struct {
+	pool *pgxpool.Pool
+	tx   pgx.Tx
+}
+
+func (s *service) fresh() txRunner { return txRunner{pool: s.d.Pool} }
+
+func (s *service) within(tx pgx.Tx) txRunner { return txRunner{pool: s.d.Pool, tx: tx} }
+
+// run runs fn in the runner's transaction.
+func (r txRunner) run(ctx context.Context, fn func(pgx.Tx) error) error {
+	if r.tx != nil {
+		return fn(r.tx)
+	}
+	return postgres.Tx(ctx, r.pool, fn)
+}
+
+// db is where a single statement runs (atomic on its own).
+func (r txRunner) db() db {
+	if r.tx != nil {
+		return r.tx
+	}
+	return r.pool
+}
+
+// pipelined reports whether a finishing write may go as one pipeline of
+// statements in an implicit transaction (not inside the caller's).
+func (r txRunner) pipelined() bool { return r.tx == nil }
 
 func (s *service) newTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return postgres.Tx(ctx, s.d.Pool, fn)
-}
-
-func inTx(tx pgx.Tx) txRunner {
-	return func(_ context.Context, fn func(pgx.Tx) error) error { return fn(tx) }
 }
 
 // detached is the context of work that must finish once started: a

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -24,7 +25,7 @@ const paymentCols = `id, account_id, user_id, invoice_id, amount, currency, stat
 	gateway, gateway_payment_id, requested_gateway, amount_capturable, amount_captured, amount_refunded,
 	amount_refund_pending, capture_count, refund_count, attempt_count, pending_op, op_started_at, description,
 	metadata, last_error, cancellation_reason, gateway_updated_at, disputed_at, authorized_at, captured_at,
-	canceled_at, created_at, updated_at`
+	canceled_at, created_at, updated_at, announced`
 
 func scanPayment(row pgx.Row) (*Payment, error) {
 	p := &Payment{}
@@ -33,7 +34,7 @@ func scanPayment(row pgx.Row) (*Payment, error) {
 		&p.PaymentMethod, &p.Gateway, &p.GatewayPaymentID, &reqGw, &p.AmountCapturable, &p.AmountCaptured,
 		&p.AmountRefunded, &p.AmountRefundPending, &p.captureCount, &p.refundCount, &p.Attempts, &p.PendingOperation,
 		&p.opStartedAt, &p.Description, &p.Metadata, &p.LastPaymentError, &p.CancellationReason, &p.gatewayUpdatedAt,
-		&p.DisputedAt, &p.AuthorizedAt, &p.CapturedAt, &p.CanceledAt, &p.CreatedAt, &p.UpdatedAt)
+		&p.DisputedAt, &p.AuthorizedAt, &p.CapturedAt, &p.CanceledAt, &p.CreatedAt, &p.UpdatedAt, &p.announced)
 	if err != nil {
 		return nil, err
 	}
@@ -57,33 +58,78 @@ func (p *Payment) finish() {
 
 var errNotFound = problem.New(problem.NotFound, "no such payment")
 
-// insertPayment inserts p; it reports false when a payment with p's id
-// already exists (a request re-run after a crash).
-func insertPayment(ctx context.Context, q db, p *Payment) (bool, error) {
-	tag, err := q.Exec(ctx, `INSERT INTO payments (`+paymentCols+`)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30,$31,$32)
-		ON CONFLICT (id) DO NOTHING`,
-		p.ID, p.AccountID, p.UserID, p.InvoiceID, p.Amount, p.Currency, p.Status, p.CaptureMethod, p.PaymentMethod,
+// paymentValues is the VALUES list of an insert of every payment column.
+const paymentValues = `$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,
+	$27,$28,$29,$30,$31,$32,$33`
+
+func paymentArgs(p *Payment) []any {
+	return []any{p.ID, p.AccountID, p.UserID, p.InvoiceID, p.Amount, p.Currency, p.Status, p.CaptureMethod, p.PaymentMethod,
 		p.Gateway, p.GatewayPaymentID, nullable(p.requestedGateway), p.AmountCapturable, p.AmountCaptured, p.AmountRefunded,
 		p.AmountRefundPending, p.captureCount, p.refundCount, p.Attempts, p.PendingOperation, p.opStartedAt, p.Description,
 		p.Metadata, p.LastPaymentError, p.CancellationReason, p.gatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
-		p.CapturedAt, p.CanceledAt, p.CreatedAt, p.UpdatedAt)
+		p.CapturedAt, p.CanceledAt, p.CreatedAt, p.UpdatedAt, p.announced}
+}
+
+// insertPayment inserts p; it reports false when a payment with p's id
+// already exists (a request re-run after a crash).
+func insertPayment(ctx context.Context, q db, p *Payment) (bool, error) {
+	tag, err := q.Exec(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (`+paymentValues+`) ON CONFLICT (id) DO NOTHING`,
+		paymentArgs(p)...)
 	return err == nil && tag.RowsAffected() == 1, err
+}
+
+// insertConfirming records a new payment and its first attempt in one
+// statement (atomic on its own): the intent to charge, before the gateway
+// is called. It reports false when the payment exists.
+func insertConfirming(ctx context.Context, q db, p *Payment, a Attempt) (bool, error) {
+	args := append(paymentArgs(p), a.N, a.Gateway, a.PaymentMethod, a.StartedAt)
+	if pool, ok := q.(*pgxpool.Pool); ok && a.Gateway == gwSandbox {
+		q = asyncDB{pool} // see asyncCommit
+	}
+	tag, err := q.Exec(ctx, `WITH p AS (
+			INSERT INTO payments (`+paymentCols+`) VALUES (`+paymentValues+`) ON CONFLICT (id) DO NOTHING RETURNING id)
+		INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
+		SELECT id, $34, $35, $36, 'pending', $37 FROM p`, args...)
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
+// updateSet assigns every mutable column from paymentUpdateArgs ($1 = id).
+const updateSet = `status = $2, payment_method = $3, gateway = $4, gateway_payment_id = $5,
+		amount_capturable = $6, amount_captured = $7, amount_refunded = $8, amount_refund_pending = $9,
+		capture_count = $10, refund_count = $11, attempt_count = $12, pending_op = $13, op_started_at = $14,
+		last_error = $15, cancellation_reason = $16, gateway_updated_at = $17, disputed_at = $18,
+		authorized_at = $19, captured_at = $20, canceled_at = $21, updated_at = $22, announced = $23`
+
+func paymentUpdateArgs(p *Payment) []any {
+	return []any{p.ID, p.Status, p.PaymentMethod, p.Gateway, p.GatewayPaymentID, p.AmountCapturable, p.AmountCaptured,
+		p.AmountRefunded, p.AmountRefundPending, p.captureCount, p.refundCount, p.Attempts, p.PendingOperation,
+		p.opStartedAt, p.LastPaymentError, p.CancellationReason, p.gatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
+		p.CapturedAt, p.CanceledAt, p.UpdatedAt, p.announced}
 }
 
 // updatePayment writes every mutable member of p.
 func updatePayment(ctx context.Context, q db, p *Payment) error {
-	_, err := q.Exec(ctx, `UPDATE payments SET status = $2, payment_method = $3, gateway = $4, gateway_payment_id = $5,
-		amount_capturable = $6, amount_captured = $7, amount_refunded = $8, amount_refund_pending = $9,
-		capture_count = $10, refund_count = $11, attempt_count = $12, pending_op = $13, op_started_at = $14,
-		last_error = $15, cancellation_reason = $16, gateway_updated_at = $17, disputed_at = $18,
-		authorized_at = $19, captured_at = $20, canceled_at = $21, updated_at = $22
-		WHERE id = $1`,
-		p.ID, p.Status, p.PaymentMethod, p.Gateway, p.GatewayPaymentID, p.AmountCapturable, p.AmountCaptured,
-		p.AmountRefunded, p.AmountRefundPending, p.captureCount, p.refundCount, p.Attempts, p.PendingOperation,
-		p.opStartedAt, p.LastPaymentError, p.CancellationReason, p.gatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
-		p.CapturedAt, p.CanceledAt, p.UpdatedAt)
+	_, err := q.Exec(ctx, `UPDATE payments SET `+updateSet+` WHERE id = $1`, paymentUpdateArgs(p)...)
 	return err
+}
+
+// guardedUpdate writes p only if the payment is still at version (its
+// updated_at), with attempt a when a.N > 0; otherwise it fails with a
+// division by zero, which aborts the pipeline it is part of.
+func guardedUpdate(b *pgx.Batch, p *Payment, version time.Time, a Attempt) {
+	args := append(paymentUpdateArgs(p), version, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode,
+		a.FailureReason, a.FailureMessage, a.GatewayError, a.FinishedAt)
+	b.Queue(`WITH pay AS (UPDATE payments SET `+updateSet+` WHERE id = $1 AND updated_at = $24 RETURNING 1),
+		att AS (UPDATE payment_attempts SET status = $26, gateway_payment_id = $27, failure_code = $28,
+			decline_code = $29, failure_reason = $30, failure_message = $31, gateway_error = $32, finished_at = $33
+			WHERE payment_id = $1 AND n = $25 AND EXISTS (SELECT 1 FROM pay) RETURNING 1)
+		SELECT 1 / (SELECT count(*)::int FROM pay)`, args...)
+}
+
+// staleVersion reports whether err is guardedUpdate's version check.
+func staleVersion(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "22012"
 }
 
 func getPayment(ctx context.Context, q db, id string, lock bool) (*Payment, error) {
@@ -442,4 +488,69 @@ func nullable(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// asyncCommit makes the current transaction commit without waiting for its
+// WAL to reach the disk. It is used only for writes whose loss in a
+// Postgres crash nothing outside Postgres could notice: the sandbox's own
+// books and the intents recorded before a sandbox call. Postgres writes one
+// WAL stream, so the synchronous commit that ends the flow (and precedes
+// every answer, event and webhook) makes all of them durable as well; a
+// crash before it loses the intent and the sandbox's record together, and
+// the client's retry (same Idempotency-Key) runs the flow again. Writes
+// before a call to a real gateway are never asynchronous.
+const asyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// asyncDB runs each statement as a pipeline [asyncCommit, statement]: one
+// round trip, one implicit transaction committed asynchronously.
+type asyncDB struct{ pool *pgxpool.Pool }
+
+func (a asyncDB) send(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	b.Queue(asyncCommit)
+	b.Queue(sql, args...)
+	br := a.pool.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, err
+	}
+	return br, nil
+}
+
+func (a asyncDB) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	br, err := a.send(ctx, sql, args)
+	if err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+func (a asyncDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	br, err := a.send(ctx, sql, args)
+	return batchRow{br: br, err: err}
+}
+
+// Query is not pipelined (reads need no commit).
+func (a asyncDB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return a.pool.Query(ctx, sql, args...)
+}
+
+type batchRow struct {
+	br  pgx.BatchResults
+	err error
+}
+
+func (r batchRow) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	err := r.br.QueryRow().Scan(dest...)
+	if cerr := r.br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
