@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -242,6 +243,27 @@ func TestPoisonEventIsParkedAndAcknowledged(t *testing.T) {
 		g.consumer, ev.ID()).Scan(&n, &errText)
 	if n != 1 || !strings.Contains(errText, "poison") {
 		t.Fatalf("dead letters = %d (%q), want 1 with the cause", n, errText)
+	}
+}
+
+// A cause whose text is not valid UTF-8, holds a NUL, or is cut in the
+// middle of a character still parks the event (Postgres rejects such text,
+// and an event that cannot be parked would be retried forever).
+func TestParkStoresAnyCauseText(t *testing.T) {
+	g := newRig(t, false)
+	for _, cause := range []string{"bad byte \xff in the data", "nul \x00 byte", "x" + strings.Repeat("é", 1500)} {
+		ev := newEvent(t, 1)
+		if err := g.rc.Park(context.Background(), ev, errors.New(cause)); err != nil {
+			t.Fatalf("Park(%.20q): %v", cause, err)
+		}
+		var stored string
+		if err := testenv.Pool(t).QueryRow(context.Background(), `SELECT error FROM dead_letters WHERE consumer = $1 AND event_id = $2`,
+			g.consumer, ev.ID()).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if !utf8.ValidString(stored) || len(stored) > 2000 || stored[:3] != cause[:3] {
+			t.Fatalf("stored %.40q (%d bytes) for %.40q", stored, len(stored), cause)
+		}
 	}
 }
 
