@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/shared/events"
 )
 
 func (g *rig) check(from, to string) checkResponse {
@@ -104,7 +105,7 @@ func TestRebuildWhileEventsStream(t *testing.T) {
 	evs := w.events(4000, start, 10)
 	g.deliverInBatches(evs[:2000], 200)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		for i := 2000; i < len(evs); i += 100 {
@@ -112,6 +113,19 @@ func TestRebuildWhileEventsStream(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
+	// Transfer-only batches take the writers' lock shared and run side by side.
+	for w := 0; w < 2; w++ {
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				batch := make([]events.Event, 50)
+				for j := range batch {
+					batch[j] = transfer(t, start.Add(time.Duration(i*50+j)*time.Minute), acctA, acctB, int64(1+j), "USD", "posted")
+				}
+				g.deliver(batch...)
+			}
+		}()
+	}
 	r := rollup.Range{From: start, To: start.AddDate(0, 0, 11)}
 	for i := 0; i < 3; i++ {
 		if _, err := rollup.Rebuild(context.Background(), g.d.Pool, r, 300, nil); err != nil {

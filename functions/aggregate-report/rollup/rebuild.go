@@ -333,6 +333,40 @@ func Check(ctx context.Context, pool *pgxpool.Pool, r Range, batch int, progress
 	return rep, err
 }
 
+// quiescentSnapshot runs fn in a read-only repeatable-read transaction
+// whose snapshot was taken while no writer was in flight: the writers'
+// lock is held exclusively (on another connection) while the snapshot is
+// taken, then released at once. So every logged event up to the last one
+// the snapshot sees is in it (no batch with lower log positions commits
+// later), and a rebuild can catch up with "seq > last seen".
+func quiescentSnapshot(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, LockKey); err != nil {
+		return err
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, LockKey); err != nil {
+				conn.Conn().PgConn().Close(context.Background()) // a closed session drops its locks
+			}
+		}
+	}
+	defer unlock()
+	return pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1`); err != nil { // the snapshot is taken here
+			return err
+		}
+		unlock()
+		return fn(tx)
+	})
+}
+
 // Rebuild recomputes the rollups of r (and the whole state) from the log
 // and replaces what streaming wrote. The long replay reads a snapshot
 // without blocking deliveries; the short write takes the writers' lock,
@@ -345,7 +379,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, r Range, batch int, progre
 	}
 	rep := Report{From: r.From.Format(time.DateOnly), To: r.To.Format(time.DateOnly)}
 	var rp *Replayed
-	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := quiescentSnapshot(ctx, pool, func(tx pgx.Tx) error {
 		var err error
 		rp, err = Replay(ctx, tx, r, batch, progress)
 		return err

@@ -3,9 +3,7 @@ package rollup
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -17,14 +15,31 @@ import (
 )
 
 // LockKey is the advisory lock every writer of the rollups holds for its
-// transaction ("aggrepor"): one writer at a time keeps log order equal to
-// application order, and bulk upserts of shared rows cannot deadlock.
+// transaction ("aggrepor"). A batch that reads or writes state holds it
+// exclusively, so state changes happen one batch at a time and log order
+// is their application order. A batch of commutative events only
+// (transfers, holds: additive rollups, no state) holds it shared and runs
+// beside other such batches: the order in which additions land does not
+// change a sum. Rebuilds and snapshot writes hold it exclusively.
 const LockKey int64 = 0x6167677265706f72
 
-// Lock takes the writers' advisory lock for the rest of tx.
+// Lock takes the writers' advisory lock exclusively for the rest of tx.
 func Lock(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, LockKey)
 	return err
+}
+
+// lockShared takes the writers' advisory lock in shared mode for the rest of tx.
+func lockShared(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, LockKey)
+	return err
+}
+
+// commutative types neither read nor write state: their effects are
+// additions (and rows of their own), whatever the order.
+var commutative = map[string]bool{
+	TransferPosted: true, TransferRejected: true,
+	HoldCreated: true, HoldCaptured: true, HoldVoided: true, HoldExpired: true,
 }
 
 // Result says what Ingest did.
@@ -52,7 +67,14 @@ func Ingest(ctx context.Context, tx pgx.Tx, evs []Event) (Result, error) {
 	if len(todo) == 0 {
 		return res, nil
 	}
-	if err := Lock(ctx, tx); err != nil {
+	lock := lockShared
+	for _, ev := range todo {
+		if !commutative[ev.Type] {
+			lock = Lock
+			break
+		}
+	}
+	if err := lock(ctx, tx); err != nil {
 		return res, err
 	}
 	fresh, err := appendLog(ctx, tx, todo)
@@ -91,10 +113,10 @@ func appendLog(ctx context.Context, tx pgx.Tx, evs []Event) ([]Event, error) {
 	times := make([]time.Time, n)
 	data := make([]string, n)
 	for i, ev := range evs {
+		// Postgres checks the data as it stores it as jsonb; data that is
+		// not JSON fails the batch permanently and the receiver then parks
+		// that event alone.
 		src[i], ids[i], typ[i], sub[i], times[i] = ev.Source, ev.ID, ev.Type, ev.Subject, ev.Time
-		if !json.Valid(ev.Data) {
-			return nil, events.Permanent(fmt.Errorf("%s %s (%s): data is not JSON", ev.Type, ev.ID, ev.Source))
-		}
 		data[i] = string(ev.Data)
 	}
 	rows, err := tx.Query(ctx, `INSERT INTO report_events (source, id, type, time, subject, data)
@@ -172,7 +194,7 @@ func needs(evs []Event) keys {
 			SubscriptionID string  `json:"subscription_id"`
 			PaymentID      *string `json:"payment_id"`
 		}
-		_ = json.Unmarshal(ev.Data, &d) // a bad event fails in Apply
+		_ = dataJSON.Unmarshal(ev.Data, &d) // a bad event fails in Apply
 		switch ev.Type {
 		case AccountCreated, AccountUpdated:
 			id := d.ID
@@ -202,7 +224,7 @@ func needs(evs []Event) keys {
 			addTo(&k.payments, "p", str(d.PaymentID))
 		case GatewayUpdated:
 			var g gatewayUpdateData
-			if json.Unmarshal(ev.Data, &g) != nil || (g.ObjectType != "dispute" && g.Status != "disputed") {
+			if dataJSON.Unmarshal(ev.Data, &g) != nil || (g.ObjectType != "dispute" && g.Status != "disputed") {
 				continue
 			}
 			addTo(&k.payments, "p", str(g.PaymentID))
@@ -361,11 +383,18 @@ func nullTime(t time.Time) *time.Time {
 // Write stores effects and the dirty state rows in one round trip. Rollups
 // are added to what is there; with all, every state row is written (a
 // rebuild that emptied the state tables), otherwise only dirty ones.
+//
+// Statement order matters with concurrent batches: every batch writes the
+// tables in this order and each table's rows in key order, so row locks are
+// always taken in one order (no deadlock), and the rows every batch touches
+// (the current hour's global rollups, today's version) come last, held
+// only for the moments before commit.
 func Write(ctx context.Context, tx pgx.Tx, eff *Effects, st *State, all bool) error {
 	b := &pgx.Batch{}
-	queueRollups(b, eff)
+	queueAccountRollups(b, eff)
 	queueRows(b, eff)
 	queueState(b, st, all)
+	queueGlobalRollups(b, eff)
 	if len(eff.Days) > 0 {
 		days := make([]time.Time, 0, len(eff.Days))
 		for _, d := range slices.Sorted(maps.Keys(eff.Days)) {
@@ -385,7 +414,7 @@ func Write(ctx context.Context, tx pgx.Tx, eff *Effects, st *State, all bool) er
 	return classify(tx.SendBatch(ctx, b).Close())
 }
 
-func queueRollups(b *pgx.Batch, eff *Effects) {
+func queueGlobalRollups(b *pgx.Batch, eff *Effects) {
 	if n := len(eff.Global); n > 0 {
 		ks := slices.SortedFunc(maps.Keys(eff.Global), compareRoll)
 		grain, cur, metric, dim := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -402,6 +431,9 @@ func queueRollups(b *pgx.Batch, eff *Effects) {
 			DO UPDATE SET count = r.count + excluded.count, amount = r.amount + excluded.amount`,
 			grain, bucket, cur, metric, dim, count, amount)
 	}
+}
+
+func queueAccountRollups(b *pgx.Batch, eff *Effects) {
 	if n := len(eff.Accounts); n > 0 {
 		ks := slices.SortedFunc(maps.Keys(eff.Accounts), compareAccount)
 		acct, cur, metric, dim := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
