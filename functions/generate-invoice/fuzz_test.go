@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// FuzzCreateInvoiceBody: whatever the body, decoding, validation and the
+// calculation answer with a client problem (4xx) or an invoice — never a
+// panic, never a server error.
+func FuzzCreateInvoiceBody(f *testing.F) {
+	for _, seed := range []string{
+		`{"account_id":"6f1c7e0a-0000-4000-8000-000000000001","user_id":"6f1c7e0a-0000-4000-8000-000000000002","currency":"USD","line_items":[{"description":"x","quantity":"2.5","unit_amount":1050,"discount":{"percent_off":"10"}}],"discounts":[{"amount_off":5}],"auto_finalize":true}`,
+		`{"account_id":"6f1c7e0a-0000-4000-8000-000000000001","user_id":"6f1c7e0a-0000-4000-8000-000000000002","currency":"jpy","line_items":[{"description":"x","quantity":1e308,"unit_amount":9223372036854775807}]}`,
+		`{"currency":"BHD","line_items":[{"description":"","quantity":"-0","unit_amount":-9223372036854775808}],"due_date":"2026-02-30"}`,
+		`{"line_items":[{"quantity":true,"discount":{"percent_off":{},"amount_off":-1}}],"net_terms_days":-1,"due_date":"x"}`,
+		`{"line_items":[{"description":"a","quantity":"999999999.999999","unit_amount":9223372036854775807}],"currency":"USD","account_id":"6f1c7e0a-0000-4000-8000-000000000001","user_id":"6f1c7e0a-0000-4000-8000-000000000002"}`,
+		`[]`, `null`, `{"metadata":{"":"x"}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	s := &service{cfg: DefaultConfig()}
+	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
+	clientErr := func(t *testing.T, err error) {
+		var pe *problem.Error
+		if !errors.As(err, &pe) || pe.Status() < 400 || pe.Status() >= 500 {
+			t.Fatalf("not a client problem: %v", err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var in createInvoiceIn
+		if err := httpx.Unmarshal(body, &in); err != nil {
+			clientErr(t, err)
+			return
+		}
+		for _, p := range []auth.Principal{{Subject: "6f1c7e0a-0000-4000-8000-000000000002", Role: auth.RoleCustomer}, {Role: auth.RoleService}} {
+			d, err := s.parseCreate(p, &in, "", now)
+			if err != nil {
+				clientErr(t, err)
+				continue
+			}
+			for _, l := range d.lines {
+				d.inv.Lines = append(d.inv.Lines, l.line) // taxes need the database; the rest is checked here
+			}
+			if err := d.inv.recompute(); err != nil {
+				clientErr(t, err)
+				continue
+			}
+			if d.inv.Total < 0 || d.inv.AmountDue != d.inv.Total {
+				t.Fatalf("totals: %+v", d.inv)
+			}
+		}
+	})
+}
