@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -62,7 +63,12 @@ type proc struct {
 	stopping  bool
 	stopped   chan struct{} // closed by stop
 	done      chan struct{} // closed when supervision ended
+	gen       atomic.Uint64 // bumped when a process exits or starts
 }
+
+// generation changes whenever the process is replaced, so the gateway
+// drops its pooled connections to the old one.
+func (p *proc) generation() uint64 { return p.gen.Load() }
 
 // state reports replicas (1 while a process runs), available replicas (1
 // while healthy) and when the current process started.
@@ -126,9 +132,11 @@ func (p *proc) launch() error {
 	p.mu.Lock()
 	p.cmd, p.exited, p.healthy, p.startedAt = cmd, exited, false, time.Now()
 	p.mu.Unlock()
+	p.gen.Add(1)
 	go func() {
 		pipes.Wait() // Wait closes the pipes: read them to the end first
 		_ = cmd.Wait()
+		p.gen.Add(1)
 		close(exited)
 	}()
 	if p.health != "" {

@@ -483,7 +483,7 @@ func (s *stack) startGateway(ln net.Listener) {
 		if spec.Requests != nil {
 			st.Requests = &gateway.Resources{Memory: spec.Requests.Memory, CPU: spec.Requests.CPU}
 		}
-		fns = append(fns, gateway.Function{Status: st, Addr: f.addr, State: f.proc.state})
+		fns = append(fns, gateway.Function{Status: st, Addr: f.addr, State: f.proc.state, Generation: f.proc.generation})
 	}
 	s.gateway = gateway.New(gateway.Config{Functions: fns})
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}

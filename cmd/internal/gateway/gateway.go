@@ -97,6 +97,11 @@ type Function struct {
 	// State reports the function's replicas (0 or 1 locally), how many are
 	// ready, and when the current one started. Nil means always one ready.
 	State func() (replicas, available uint64, createdAt time.Time)
+	// Generation changes whenever the function's process is replaced (it
+	// died, it was restarted), so pooled connections to the old one are
+	// dropped instead of failing a call. Nil: connections are only dropped
+	// when they fail or stay idle for a minute.
+	Generation func() uint64
 }
 
 // Config configures a Gateway.
@@ -117,6 +122,7 @@ type Config struct {
 
 type backend struct {
 	fn          Function
+	up          *upstream
 	invocations atomic.Uint64
 }
 
@@ -172,7 +178,10 @@ func New(cfg Config) *Gateway {
 		stop:    make(chan struct{}),
 	}
 	for _, f := range cfg.Functions {
-		g.backends[f.Status.Name] = &backend{fn: f}
+		g.backends[f.Status.Name] = &backend{fn: f, up: &upstream{
+			addr: f.Addr, dialer: &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second},
+			maxIdle: 512, idleFor: time.Minute, headerWait: cfg.UpstreamTimeout, generation: f.Generation,
+		}}
 	}
 	for i := 0; i < cfg.AsyncWorkers; i++ {
 		g.workers.Add(1)
@@ -191,6 +200,9 @@ func (g *Gateway) Close(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	g.transport.CloseIdleConnections()
+	for _, b := range g.backends {
+		b.up.closeIdle()
+	}
 }
 
 // Registry returns the gateway's Prometheus registry.
@@ -313,10 +325,27 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	out.URL = &url.URL{Scheme: "http", Host: b.fn.Addr, Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
 	out.Host = b.fn.Addr
 	out.Header = make(http.Header, len(r.Header)+5)
-	if r.ContentLength != 0 {
+	// A small body of known length is read first, so the call can take the
+	// lean connection pool and be replayed on a fresh connection; larger
+	// or streamed bodies go through http.Transport as they come.
+	var body []byte
+	lean := r.ContentLength >= 0 && r.ContentLength <= maxBuffered
+	if lean && r.ContentLength > 0 {
+		bp := bodyPool.Get().(*[]byte)
+		defer bodyPool.Put(bp)
+		body = (*bp)[:r.ContentLength]
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			g.fail(w, r, callID, problem.New(problem.BadRequest, "the request body ended early: %v", err))
+			return
+		}
+		out.ContentLength = r.ContentLength
+	} else if !lean {
 		out.Body, out.ContentLength = r.Body, r.ContentLength
 	}
 	copyHeader(out.Header, r.Header)
+	if lean {
+		delete(out.Header, "Expect") // the body is already here
+	}
 	if prior := out.Header["X-Forwarded-For"]; len(prior) > 0 {
 		out.Header["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP(r)}
 	} else {
@@ -332,7 +361,12 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	}
 
 	b.invocations.Add(1)
-	res, err := g.transport.RoundTrip(out)
+	var res *http.Response
+	if lean {
+		res, err = b.up.roundTrip(out, body)
+	} else {
+		res, err = g.transport.RoundTrip(out)
+	}
 	if err != nil {
 		code := g.upstreamError(w, r, callID, name, err)
 		g.metrics.observe(name, code, time.Since(start))
@@ -380,7 +414,10 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, callID string, er
 	problem.Write(w, r, err)
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var (
+	bufPool  = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	bodyPool = sync.Pool{New: func() any { b := make([]byte, maxBuffered); return &b }}
+)
 
 // copyBody streams src to w; flush sends each chunk on at once, for
 // responses without a length (server-sent events, streamed exports).

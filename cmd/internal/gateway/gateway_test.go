@@ -132,6 +132,102 @@ func TestGatewayProxiesRequestAndResponseUnchanged(t *testing.T) {
 	}
 }
 
+func TestGatewayStreamsARequestBodyOfUnknownLength(t *testing.T) {
+	addr, _ := function(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = io.WriteString(w, strconv.Itoa(len(b))+" "+strconv.FormatInt(r.ContentLength, 10))
+	}))
+	gw := gatewayFor(t, Config{Functions: []Function{fn("f", addr)}})
+	big := strings.Repeat("x", 3*maxBuffered)
+	for _, c := range []struct {
+		name string
+		body io.Reader
+		want string
+	}{
+		{"chunked", io.MultiReader(strings.NewReader("ab"), strings.NewReader("cd")), "4 -1"},
+		{"larger than the lean path takes", strings.NewReader(big), strconv.Itoa(len(big)) + " " + strconv.Itoa(len(big))},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/function/f/upload", c.body)
+		if c.name == "chunked" {
+			req.ContentLength = -1
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if string(b) != c.want {
+			t.Errorf("%s: the function saw %q, want %q", c.name, b, c.want)
+		}
+	}
+}
+
+// restartable serves h on addr and can be stopped and started again there,
+// as the stack restarts a function on its port.
+type restartable struct {
+	t    *testing.T
+	addr string
+	h    http.Handler
+	srv  *http.Server
+}
+
+func (r *restartable) start() {
+	ln, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.addr = ln.Addr().String()
+	r.srv = &http.Server{Handler: r.h}
+	go func() { _ = r.srv.Serve(ln) }()
+}
+
+func (r *restartable) kill() { _ = r.srv.Close() } // like kill -9: every connection drops
+
+func TestGatewayRecoversPooledConnectionsAfterAFunctionRestart(t *testing.T) {
+	var gen atomic.Uint64
+	f := &restartable{t: t, addr: "127.0.0.1:0", h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+	})}
+	f.start()
+	defer f.kill()
+	gw := gatewayFor(t, Config{Functions: []Function{{Status: FunctionStatus{Name: "f"}, Addr: f.addr, Generation: gen.Load}}})
+	call := func(method string, hdr ...string) int {
+		req, _ := http.NewRequest(method, gw.URL+"/function/f/x", strings.NewReader("{}"))
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	for i := 0; i < 5; i++ {
+		call(http.MethodPost)
+	}
+	// A restart the gateway is told about: no call fails.
+	f.kill()
+	f.start()
+	gen.Add(1)
+	if s := call(http.MethodPost); s != 200 {
+		t.Errorf("POST after a restart: %d", s)
+	}
+	// A restart nobody announced: replayable calls are retried on a fresh connection.
+	f.kill()
+	f.start()
+	if s := call(http.MethodGet); s != 200 {
+		t.Errorf("GET over a stale connection: %d", s)
+	}
+	f.kill()
+	f.start()
+	if s := call(http.MethodPost, "Idempotency-Key", "k"); s != 200 {
+		t.Errorf("POST with Idempotency-Key over a stale connection: %d", s)
+	}
+}
+
 func TestGatewayKeepsACallersCallID(t *testing.T) {
 	addr, _ := function(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	gw := gatewayFor(t, Config{Functions: []Function{fn("f", addr)}})

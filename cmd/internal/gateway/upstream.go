@@ -1,0 +1,209 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// upstream is a lean HTTP/1.1 client to one function: a LIFO pool of
+// keep-alive connections used synchronously by the calling goroutine. On two
+// cores the standard Transport's two helper goroutines per connection (and
+// the hand-offs between them for every call) are a measurable share of the
+// gateway's CPU; this path skips them. It serves requests whose body is
+// known and small (buffered, so a call can be replayed on a fresh
+// connection); anything else goes through http.Transport.
+type upstream struct {
+	addr       string
+	dialer     *net.Dialer
+	maxIdle    int
+	idleFor    time.Duration // an idle connection older than this is not reused
+	headerWait time.Duration // time allowed for the response headers
+	generation func() uint64 // changes when the function's process changes
+
+	mu   sync.Mutex
+	idle []*upConn
+	gen  uint64
+}
+
+type upConn struct {
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time
+}
+
+// maxBuffered is the largest request body the lean path takes.
+const maxBuffered = 64 << 10
+
+func (u *upstream) get(ctx context.Context) (*upConn, bool, error) {
+	u.mu.Lock()
+	if u.generation != nil {
+		if g := u.generation(); g != u.gen {
+			// The process changed: its connections died with the old one.
+			u.closeIdleLocked()
+			u.gen = g
+		}
+	}
+	now := time.Now()
+	for len(u.idle) > 0 {
+		pc := u.idle[len(u.idle)-1]
+		u.idle = u.idle[:len(u.idle)-1]
+		if now.Sub(pc.used) < u.idleFor {
+			u.mu.Unlock()
+			return pc, true, nil
+		}
+		pc.c.Close()
+	}
+	u.mu.Unlock()
+	c, err := u.dialer.DialContext(ctx, "tcp", u.addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}, false, nil
+}
+
+func (u *upstream) put(pc *upConn) {
+	pc.used = time.Now()
+	u.mu.Lock()
+	if len(u.idle) < u.maxIdle {
+		u.idle = append(u.idle, pc)
+		u.mu.Unlock()
+		return
+	}
+	u.mu.Unlock()
+	pc.c.Close()
+}
+
+func (u *upstream) closeIdleLocked() {
+	for _, pc := range u.idle {
+		pc.c.Close()
+	}
+	u.idle = u.idle[:0]
+}
+
+func (u *upstream) closeIdle() {
+	u.mu.Lock()
+	u.closeIdleLocked()
+	u.mu.Unlock()
+}
+
+// replayable mirrors net/http: a request that may be sent again after a
+// reused connection failed before answering.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, k1 := req.Header["Idempotency-Key"]
+	_, k2 := req.Header["X-Idempotency-Key"]
+	return k1 || k2
+}
+
+// staleConn reports an error that a connection the peer had already
+// closed produces on its first use.
+func staleConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// roundTrip sends req (its body is body) and returns the response, whose
+// Body gives the connection back when read to the end or closed.
+func (u *upstream) roundTrip(req *http.Request, body []byte) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		pc, reused, err := u.get(req.Context())
+		if err != nil {
+			return nil, err
+		}
+		if body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		res, err := u.exchange(pc, req)
+		if err == nil {
+			return res, nil
+		}
+		pc.c.Close()
+		if reused && attempt == 0 && staleConn(err) && replayable(req) && req.Context().Err() == nil {
+			u.closeIdle() // the others are likely as dead as this one
+			continue
+		}
+		return nil, err
+	}
+}
+
+func (u *upstream) exchange(pc *upConn, req *http.Request) (*http.Response, error) {
+	if err := req.Write(pc.bw); err != nil {
+		return nil, err
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return nil, err
+	}
+	if u.headerWait > 0 {
+		_ = pc.c.SetReadDeadline(time.Now().Add(u.headerWait))
+	}
+	var res *http.Response
+	for {
+		var err error
+		res, err = http.ReadResponse(pc.br, req)
+		if err != nil {
+			return nil, err
+		}
+		if res.StatusCode >= 200 || res.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+		// 1xx informational: the final response follows.
+	}
+	if u.headerWait > 0 {
+		_ = pc.c.SetReadDeadline(time.Time{})
+	}
+	res.Body = &upBody{rc: res.Body, u: u, pc: pc, reuse: !res.Close,
+		empty: req.Method == http.MethodHead || res.ContentLength == 0 || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified}
+	return res, nil
+}
+
+// upBody returns the connection to the pool once the body was read to its
+// end, and closes it when the body is abandoned.
+type upBody struct {
+	rc    io.ReadCloser
+	u     *upstream
+	pc    *upConn
+	reuse bool
+	empty bool
+	done  bool
+}
+
+func (b *upBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.release(true)
+	} else if err != nil {
+		b.release(false)
+	}
+	return n, err
+}
+
+func (b *upBody) Close() error {
+	if !b.done {
+		b.release(b.empty)
+	}
+	return nil
+}
+
+func (b *upBody) release(complete bool) {
+	b.done = true
+	if complete && b.reuse {
+		b.u.put(b.pc)
+		return
+	}
+	b.pc.c.Close()
+}
