@@ -238,6 +238,12 @@ func TestPaymentFailureIsRecordedOnAnOpenInvoice(t *testing.T) {
 	if res.Processed != 1 || g.invoice(inv.ID).AmountPaid != 0 {
 		t.Fatalf("payment without invoice: %+v", res)
 	}
+	// Money reaching a void invoice is recorded; nothing becomes due again.
+	must(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 200)
+	g.deliver(event(t, "capture-payment", typePaymentCaptured, "p5", payment{PaymentID: "p5", InvoiceID: &inv.ID, Currency: "USD", Amount: 700}))
+	if got := g.invoice(inv.ID); got.Status != StatusVoid || got.AmountDue != 0 || got.AmountPaid != 700 {
+		t.Fatalf("void invoice after a payment = %s due %d paid %d", got.Status, got.AmountDue, got.AmountPaid)
+	}
 	var parked int
 	_ = g.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE consumer = $1 AND source = '/functions/capture-payment'`, functionName).Scan(&parked)
 	if parked < 2 {

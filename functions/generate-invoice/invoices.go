@@ -296,6 +296,9 @@ func (s *service) markUncollectible(ctx context.Context, inv *Invoice, now time.
 // invoice paid when it is covered. A paid invoice never goes back.
 func (s *service) settle(ctx context.Context, inv *Invoice, at, now time.Time) []outbox.Message {
 	inv.UpdatedAt = now
+	if inv.Status == StatusVoid {
+		return nil // money reaching a void invoice is recorded; nothing becomes due
+	}
 	inv.AmountDue = max(inv.Total-inv.AmountPaid, 0)
 	if inv.AmountDue > 0 || (inv.Status != StatusOpen && inv.Status != StatusUncollectible) {
 		return nil
