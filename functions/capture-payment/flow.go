@@ -10,9 +10,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -468,41 +468,18 @@ func (s *service) settleCharge(ctx context.Context, p *Payment, n int, st Gatewa
 func (s *service) pipeline(ctx context.Context, p *Payment, version time.Time, a Attempt, e *emitter, done completer, status int) (bool, error) {
 	b := &pgx.Batch{}
 	guardedUpdate(b, p, version, a)
-	qt := queueTx{b: b}
-	if err := e.flush(qt); err != nil {
+	q := pgbatch.Queue(b)
+	if err := e.flush(q); err != nil {
 		return false, err
 	}
-	if err := complete(ctx, qt, done, status, p); err != nil {
+	if err := complete(ctx, q, done, status, p); err != nil {
 		return false, err
 	}
-	br := s.d.Pool.SendBatch(ctx, b)
-	var err error
-	for range b.QueuedQueries {
-		if _, err = br.Exec(); err != nil {
-			break
-		}
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+	err := pgbatch.Send(ctx, s.d.Pool, b)
 	if staleVersion(err) {
 		return false, nil
 	}
 	return err == nil, err
-}
-
-// queueTx queues the statements of shared helpers that write through a
-// transaction's Exec (outbox.Add, idempotency.Complete) into a batch, so
-// they travel with the flow's own statements in one round trip. Only Exec
-// is supported; its result is known once the batch is sent.
-type queueTx struct {
-	pgx.Tx
-	b *pgx.Batch
-}
-
-func (q queueTx) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	q.b.Queue(sql, args...)
-	return pgconn.CommandTag{}, nil
 }
 
 // capture captures amount (0 = all) of an authorization.

@@ -86,8 +86,10 @@ func (s *service) events(w http.ResponseWriter, r *http.Request) {
 	s.d.Publisher.Kick()
 }
 
-// tick publishes what the fast path missed.
+// tick releases parked deliveries whose payment is known and publishes
+// what the fast path missed.
 func (s *service) tick(ctx context.Context) error {
-	_, err := s.d.Publisher.Sweep(ctx)
-	return err
+	err := s.releaseParked(ctx)
+	_, perr := s.d.Publisher.Sweep(ctx)
+	return errors.Join(err, perr)
 }

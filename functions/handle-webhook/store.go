@@ -4,15 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -48,72 +51,85 @@ func updateMessage(ctx context.Context, u *update, id string) (outbox.Message, e
 }
 
 // record stores one verified webhook and, in the same transaction, its
-// normalized event in the outbox; a redelivery changes nothing.
+// normalized event in the outbox: one pipeline, one round trip, one commit.
+// A redelivery changes nothing.
 func (s *service) record(ctx context.Context, u *update, handled bool, body []byte, now time.Time) (string, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return "", err
 	}
+	if handled && u.PaymentID == nil && u.GatewayPaymentID != "" {
+		if err := lookupRef(ctx, s.d.Pool, u); err != nil {
+			return "", err
+		}
+	}
+	status := stIgnored
+	if handled {
+		status = stParked
+		if u.PaymentID != nil {
+			status = stProcessed
+		}
+	}
+	var processedAt *time.Time
+	if status != stParked {
+		processedAt = &now
+	}
 	learn := handled && u.PaymentID != nil && u.GatewayPaymentID != ""
-	var outcome string
-	err = postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		outcome = ""
-		if handled && u.PaymentID == nil && u.GatewayPaymentID != "" {
-			if err := lookupRef(ctx, tx, u); err != nil {
-				return err
-			}
-		}
-		status := stIgnored
-		if handled {
-			status = stParked
-			if u.PaymentID != nil {
-				status = stProcessed
-			}
-		}
-		var processedAt *time.Time
-		if status != stParked {
-			processedAt = &now
-		}
-		var fresh, learned bool
-		err := tx.QueryRow(ctx, `WITH ins AS (
-				INSERT INTO webhook_events (id, gateway, gateway_event_id, type, status, object_type, gateway_object_id,
-					gateway_payment_id, payment_id, body, occurred_at, received_at, processed_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-				ON CONFLICT (gateway, gateway_event_id) DO NOTHING RETURNING 1),
-			ref AS (
-				INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
-				SELECT $2, $8, $9, 'metadata', $12 WHERE $14 AND EXISTS (SELECT 1 FROM ins)
-				ON CONFLICT DO NOTHING RETURNING 1)
-			SELECT EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM ref)`,
-			id, u.Gateway, u.GatewayEventID, u.GatewayEventType, status, u.ObjectType, u.GatewayObjectID,
-			u.GatewayPaymentID, u.PaymentID, body, u.OccurredAt, now, processedAt, learn).Scan(&fresh, &learned)
+	b := &pgx.Batch{}
+	// The delivery, the payment it teaches (from its metadata), and how
+	// many parked deliveries wait for that payment. A redelivery makes the
+	// first expression divide by zero, which aborts the whole pipeline.
+	b.Queue(`WITH ins AS (
+			INSERT INTO webhook_events (id, gateway, gateway_event_id, type, status, object_type, gateway_object_id,
+				gateway_payment_id, payment_id, body, occurred_at, received_at, processed_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			ON CONFLICT (gateway, gateway_event_id) DO NOTHING RETURNING 1),
+		ref AS (
+			INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
+			SELECT $2, $8, $9, 'metadata', $12 WHERE $14 AND EXISTS (SELECT 1 FROM ins)
+			ON CONFLICT DO NOTHING RETURNING 1)
+		SELECT 1 / (SELECT count(*)::int FROM ins), EXISTS (SELECT 1 FROM ref),
+			(SELECT count(*) FROM webhook_events WHERE $14 AND status = 'parked' AND gateway = $2 AND gateway_payment_id = $8)`,
+		id, u.Gateway, u.GatewayEventID, u.GatewayEventType, status, u.ObjectType, u.GatewayObjectID,
+		u.GatewayPaymentID, u.PaymentID, body, u.OccurredAt, now, processedAt, learn)
+	if status == stProcessed {
+		m, err := updateMessage(ctx, u, "")
 		if err != nil {
-			return err
+			return "", err
 		}
-		if !fresh {
-			outcome = stDuplicate
-			return nil
+		if err := outbox.Add(ctx, pgbatch.Queue(b), name, m); err != nil {
+			return "", err
 		}
-		outcome = status
-		if status == stProcessed {
-			m, err := updateMessage(ctx, u, "")
-			if err != nil {
-				return err
-			}
-			if err := outbox.Add(ctx, tx, name, m); err != nil {
-				return err
-			}
-		}
-		if learned {
+	}
+	var (
+		one     int
+		learned bool
+		parked  int64
+	)
+	err = pgbatch.SendScan(ctx, s.d.Pool, b, &one, &learned, &parked)
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "22012" {
+		return stDuplicate, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if learned && parked > 0 {
+		// Parked deliveries wait for this payment: release them now (the
+		// tick releases them too, should this fail).
+		if err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
 			return s.unpark(ctx, tx, u.Gateway, u.GatewayPaymentID, *u.PaymentID, now)
+		}); err != nil {
+			slog.WarnContext(ctx, "parked webhooks not released yet", "gateway_payment_id", u.GatewayPaymentID, "err", err.Error())
 		}
-		return nil
-	})
-	return outcome, err
+	}
+	return status, nil
 }
 
 // lookupRef fills u's payment id from the learned map.
-func lookupRef(ctx context.Context, q pgx.Tx, u *update) error {
+func lookupRef(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, u *update) error {
 	var pid string
 	err := q.QueryRow(ctx, `SELECT payment_id FROM webhook_payment_refs WHERE gateway = $1 AND gateway_payment_id = $2`,
 		u.Gateway, u.GatewayPaymentID).Scan(&pid)
@@ -124,6 +140,33 @@ func lookupRef(ctx context.Context, q pgx.Tx, u *update) error {
 		u.PaymentID = &pid
 	}
 	return err
+}
+
+// releaseParked emits the parked deliveries whose payment became known
+// without releasing them (the release after learning failed): tick work.
+func (s *service) releaseParked(ctx context.Context) error {
+	rows, err := s.d.Pool.Query(ctx, `SELECT DISTINCT e.gateway, e.gateway_payment_id, r.payment_id::text
+		FROM webhook_events e JOIN webhook_payment_refs r USING (gateway, gateway_payment_id)
+		WHERE e.status = 'parked' LIMIT 100`)
+	if err != nil {
+		return err
+	}
+	type ref struct{ gateway, gpid, pid string }
+	refs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ref, error) {
+		var x ref
+		return x, r.Scan(&x.gateway, &x.gpid, &x.pid)
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+			return s.unpark(ctx, tx, r.gateway, r.gpid, r.pid, s.now())
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // learn records that gatewayPaymentID is paymentID and emits the events

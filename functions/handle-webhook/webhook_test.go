@@ -527,3 +527,27 @@ func TestUnconfiguredStripeEndpointAsksToRetry(t *testing.T) {
 		t.Fatal(code)
 	}
 }
+
+func TestTickReleasesParkedDeliveriesWhosePaymentIsKnown(t *testing.T) {
+	g := newRig(t)
+	body := stripeEvent("charge.refunded", map[string]any{"id": "ch_t", "object": "charge", "amount": 300, "amount_refunded": 300,
+		"currency": "usd", "payment_intent": "pi_tick"})
+	if got := outcome(t, g.stripe(body)); got != stParked {
+		t.Fatal(got)
+	}
+	// The map learned the payment but the release did not happen (a crash).
+	pid := uuid.NewString()
+	if _, err := g.d.Pool.Exec(context.Background(), `INSERT INTO webhook_payment_refs VALUES ('stripe', 'pi_tick', $1, 'test', now())`, pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.s.tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return u.GatewayEventID == eventID(body) })
+	if len(evs) != 1 {
+		t.Fatal("the tick did not release the parked delivery")
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_events WHERE gateway_event_id = $1 AND status = 'processed'`, eventID(body)); n != 1 {
+		t.Fatal("still parked")
+	}
+}
