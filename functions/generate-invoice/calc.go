@@ -120,17 +120,6 @@ func (a *arith) mulDiv(x, num, den int64) int64 {
 	return v
 }
 
-func (a *arith) mul(x, y int64) int64 {
-	if a.err != nil {
-		return 0
-	}
-	v, err := money.Mul(x, y)
-	if err != nil {
-		a.err = err
-	}
-	return v
-}
-
 // Problem codes of the calculation.
 const (
 	codeAmountOverflow = problem.Code("amount_overflow")
