@@ -375,6 +375,10 @@ func attemptStatus(s Status) string {
 // Postgres as one pipeline; otherwise it is applied to the locked row.
 func (s *service) finishCharge(ctx context.Context, run txRunner, p *Payment, st GatewayState, callErr error, status int, done completer) (*Payment, error) {
 	n := p.Attempts
+	if unknownOutcome(callErr) {
+		slog.WarnContext(ctx, "gateway outcome unknown: reconciliation or a webhook will settle the payment",
+			"payment_id", p.ID, "gateway", p.gateway(), "err", callErr.Error())
+	}
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
 	if run.pipelined() {
@@ -421,7 +425,7 @@ func (s *service) finishCharge(ctx context.Context, run txRunner, p *Payment, st
 
 // settleCharge applies the outcome of attempt n to p, adds its events to
 // e, and returns the attempt's record.
-func (s *service) settleCharge(ctx context.Context, p *Payment, n int, st GatewayState, callErr error, e *emitter) Attempt {
+func (s *service) settleCharge(_ context.Context, p *Payment, n int, st GatewayState, callErr error, e *emitter) Attempt {
 	now := s.now()
 	a := Attempt{N: n, FinishedAt: &now}
 	var c change
@@ -439,9 +443,10 @@ func (s *service) settleCharge(ctx context.Context, p *Payment, n int, st Gatewa
 	case unknownOutcome(callErr):
 		// The gateway may have acted: the payment stays processing until
 		// reconciliation or a webhook says.
-		slog.WarnContext(ctx, "gateway outcome unknown; the payment stays processing", "payment_id", p.ID,
-			"gateway", p.gateway(), "err", callErr.Error())
 		a.Status, a.FinishedAt = "processing", nil
+		if p.Status != Processing { // a webhook told the truth meanwhile
+			a.Status, a.FinishedAt = attemptStatus(p.Status), &now
+		}
 	default: // a gateway-side error and no gateway left
 		a = failedAttempt(p, now, callErr)
 		var ge *GatewayError
