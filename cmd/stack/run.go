@@ -517,6 +517,6 @@ func (s *stack) stop() {
 	wg.Wait()
 	if s.kafka != nil {
 		s.kafka.Close()
+		s.log.printf("stack", "stopped")
 	}
-	s.log.printf("stack", "stopped")
 }
