@@ -159,21 +159,22 @@ func (l *limiter) allow(ctx context.Context, addr string) bool {
 	key := make([]byte, 0, len(l.prefix)+len(addr)+24)
 	key = append(append(append(key, l.prefix...), addr...), ':')
 	key = strconv.AppendInt(key, sec, 10)
-	k := string(key)
-	var n *goredis.IntCmd
-	_, err := l.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		n = p.Incr(ctx, k)
-		p.ExpireNX(ctx, k, 2*time.Second)
-		return nil
-	})
+	n, err := countScript.Run(ctx, l.rdb, []string{string(key)}).Int64()
 	if err != nil {
 		if last := l.warned.Load(); sec-last >= 60 && l.warned.CompareAndSwap(last, sec) {
 			slog.WarnContext(ctx, "rate limit skipped: Redis unavailable", "err", err.Error())
 		}
 		return true
 	}
-	return n.Val() <= int64(l.limit)
+	return n <= int64(l.limit)
 }
+
+// countScript counts a delivery in its address's one-second window: one
+// command (EVALSHA), the window expiring on its own.
+var countScript = goredis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
+return n`)
 
 // clientAddr is the delivery's source address: X-Forwarded-For's first
 // entry, set by the OpenFaaS gateway, when trusted; the peer otherwise.

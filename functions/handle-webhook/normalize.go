@@ -38,23 +38,31 @@ type update struct {
 	OccurredAt       time.Time `json:"occurred_at"`
 }
 
-// parsed is a verified webhook body.
+// parsed is a verified webhook body: the envelope of a Stripe-shaped
+// event (sandbox.Event) with its data.object decoded in the same pass.
 type parsed struct {
-	ev  sandbox.Event
+	ev struct {
+		ID       string `json:"id"`
+		Object   string `json:"object"`
+		Type     string `json:"type"`
+		Created  int64  `json:"created"`
+		Livemode bool   `json:"livemode"`
+		Data     struct {
+			Object *sandbox.Object `json:"object"`
+		} `json:"data"`
+	}
 	obj sandbox.Object
 }
 
 // parse reads a verified body as a Stripe-shaped event.
 func parse(body []byte) (parsed, error) {
 	var p parsed
+	p.ev.Data.Object = &p.obj
 	if err := json.Unmarshal(body, &p.ev); err != nil {
 		return p, problem.New(codePayload, "the body is not a JSON event: %v", err)
 	}
-	if p.ev.Object != "event" || p.ev.ID == "" || p.ev.Type == "" || len(p.ev.Data.Object) == 0 {
+	if p.ev.Object != "event" || p.ev.ID == "" || p.ev.Type == "" || p.ev.Data.Object == nil || p.obj.Object == "" {
 		return p, problem.New(codePayload, `the body is not an event: it needs "object":"event", an id, a type and data.object`)
-	}
-	if err := json.Unmarshal(p.ev.Data.Object, &p.obj); err != nil {
-		return p, problem.New(codePayload, "data.object: %v", err)
 	}
 	return p, nil
 }
