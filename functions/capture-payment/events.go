@@ -307,6 +307,10 @@ func (s *service) tick(ctx context.Context) error {
 	if err := s.expire(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("authorization expiry: %w", err))
 	}
+	// The sandbox keeps a week of delivered webhooks, as a gateway's log.
+	if _, err := s.d.Pool.Exec(ctx, `DELETE FROM sandbox_webhooks WHERE sent_at < $1`, s.now().Add(-7*24*time.Hour)); err != nil {
+		errs = append(errs, fmt.Errorf("sandbox webhook log: %w", err))
+	}
 	if _, err := idempotency.Sweep(ctx, s.d.Pool); err != nil {
 		errs = append(errs, fmt.Errorf("idempotency sweep: %w", err))
 	}
