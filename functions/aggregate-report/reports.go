@@ -947,31 +947,49 @@ func (s *service) topAccounts(ctx context.Context, sc scope, from, to time.Time,
 	if after != nil {
 		cv, ca = after.Volume, after.Account
 	}
-	rows, err := s.d.Pool.Query(ctx, `
-		WITH ranked AS (
-			SELECT account_id,
-			       coalesce(sum(count) FILTER (WHERE metric = 'transfer.posted'), 0)::bigint AS sent_n,
-			       coalesce(sum(amount) FILTER (WHERE metric = 'transfer.posted'), 0)::bigint AS sent,
-			       coalesce(sum(count) FILTER (WHERE metric = 'transfer.received'), 0)::bigint AS recv_n,
-			       coalesce(sum(amount) FILTER (WHERE metric = 'transfer.received'), 0)::bigint AS recv,
-			       sum(amount)::bigint AS volume
-			FROM report_account_rollups
-			WHERE currency = $1 AND metric IN ('transfer.posted', 'transfer.received')
-			  AND day >= $2::date AND day < $3::date AND ($4 OR account_id = ANY($5::uuid[]))
-			GROUP BY account_id
-		)
-		SELECT r.account_id::text, coalesce(a.number, ''), r.volume, r.sent_n, r.sent, r.recv_n, r.recv
+	// Rank by volume first (the keyset is volume descending, account id
+	// ascending), then read the sent/received split of the page's accounts.
+	const page = `
+		SELECT r.account_id::text, coalesce(a.number, ''), r.volume
 		FROM ranked r LEFT JOIN report_accounts a USING (account_id)
-		WHERE ($6 OR a.number IS NULL OR a.number NOT LIKE 'SYS-%')
-		  AND (r.volume < $8 OR (r.volume = $8 AND r.account_id::text > $7))
+		WHERE ($1 OR a.number IS NULL OR a.number NOT LIKE 'SYS-%')
+		  AND (r.volume < $3 OR (r.volume = $3 AND r.account_id::text > $2))
 		ORDER BY r.volume DESC, r.account_id
-		LIMIT $9`, currency, from, to, sc.All, accountsOrEmpty(sc), includeSystem, ca, cv, limit+1)
-	if err != nil {
-		return out, err
+		LIMIT $4`
+	var rows pgx.Rows
+	var err error
+	if sc.All {
+		// Everyone's accounts: folded weeks where they are current, days elsewhere.
+		weeks, days, err := s.rankingSources(ctx, from, to)
+		if err != nil {
+			return out, err
+		}
+		rows, err = s.d.Pool.Query(ctx, `
+			WITH src AS (
+				SELECT account_id, sent + recv AS v FROM report_account_weeks WHERE currency = $5 AND week = ANY($6::date[])
+				UNION ALL
+				SELECT account_id, amount FROM report_account_rollups
+				WHERE currency = $5 AND metric IN ('transfer.posted', 'transfer.received') AND day = ANY($7::date[])
+			), ranked AS (SELECT account_id, sum(v)::bigint AS volume FROM src GROUP BY account_id)`+page,
+			includeSystem, ca, cv, limit+1, currency, nonNil(weeks), nonNil(days))
+		if err != nil {
+			return out, err
+		}
+	} else {
+		rows, err = s.d.Pool.Query(ctx, `
+			WITH ranked AS (
+				SELECT account_id, sum(amount)::bigint AS volume FROM report_account_rollups
+				WHERE account_id = ANY($5::uuid[]) AND currency = $6 AND metric IN ('transfer.posted', 'transfer.received')
+				  AND day >= $7::date AND day < $8::date
+				GROUP BY account_id)`+page,
+			includeSystem, ca, cv, limit+1, sc.Accounts, currency, from, to)
+		if err != nil {
+			return out, err
+		}
 	}
 	for rows.Next() {
 		var a TopAccount
-		if err := rows.Scan(&a.AccountID, &a.Number, &a.Volume, &a.Sent.Count, &a.Sent.Amount, &a.Received.Count, &a.Received.Amount); err != nil {
+		if err := rows.Scan(&a.AccountID, &a.Number, &a.Volume); err != nil {
 			rows.Close()
 			return out, err
 		}
@@ -986,5 +1004,45 @@ func (s *service) topAccounts(ctx context.Context, sc scope, from, to time.Time,
 		out.HasMore = true
 		out.NextCursor = encodeCursor(topCursor{last.Volume, last.AccountID})
 	}
-	return out, nil
+	if len(out.Data) == 0 {
+		return out, nil
+	}
+	ids := make([]string, len(out.Data))
+	at := map[string]*TopAccount{}
+	for i := range out.Data {
+		ids[i] = out.Data[i].AccountID
+		at[ids[i]] = &out.Data[i]
+	}
+	rows, err = s.d.Pool.Query(ctx, `
+		SELECT account_id::text,
+		       coalesce(sum(count) FILTER (WHERE metric = 'transfer.posted'), 0)::bigint,
+		       coalesce(sum(amount) FILTER (WHERE metric = 'transfer.posted'), 0)::bigint,
+		       coalesce(sum(count) FILTER (WHERE metric = 'transfer.received'), 0)::bigint,
+		       coalesce(sum(amount) FILTER (WHERE metric = 'transfer.received'), 0)::bigint
+		FROM report_account_rollups
+		WHERE account_id = ANY($1::uuid[]) AND currency = $2 AND metric IN ('transfer.posted', 'transfer.received')
+		  AND day >= $3::date AND day < $4::date
+		GROUP BY account_id`, ids, currency, from, to)
+	if err != nil {
+		return out, err
+	}
+	for rows.Next() {
+		var id string
+		var sent, recv Figure
+		if err := rows.Scan(&id, &sent.Count, &sent.Amount, &recv.Count, &recv.Amount); err != nil {
+			rows.Close()
+			return out, err
+		}
+		if a := at[id]; a != nil {
+			a.Sent, a.Received = sent, recv
+		}
+	}
+	return out, rows.Err()
+}
+
+func nonNil[T any](v []T) []T {
+	if v == nil {
+		return []T{}
+	}
+	return v
 }

@@ -607,3 +607,78 @@ func TestCachedReportIsInvalidatedWhenNewerEventsLand(t *testing.T) {
 		t.Fatalf("no summary key in Redis (%v)", err)
 	}
 }
+
+// Rankings read folded weeks where they are current: the same answer as
+// from the day rollups alone; a late event makes its week fall back to day
+// rows until the tick folds it again.
+func TestTopAccountsFromFoldedWeeksEqualTheDays(t *testing.T) {
+	g := newRig(t)
+	g.d.Events.TickEvery = time.Millisecond
+	g.setNow(at("2026-04-01T09:00:00Z")) // a Wednesday: weeks before Monday 03-30 are closed
+	w := newWorld(t, 5, 30)
+	var evs []events.Event
+	for i := 0; i < 1500; i++ {
+		d := day("2026-02-02").Add(time.Duration(w.rng.Int64N(int64(58 * 24 * time.Hour))))
+		evs = append(evs, transfer(t, d, w.pick(w.accounts), w.pick(w.accounts), 1+w.rng.Int64N(10_000), "USD", "posted"))
+	}
+	g.deliverInBatches(evs, 500)
+	ctx := context.Background()
+	from, to := day("2026-02-02"), day("2026-04-01")
+	// expected: the ranking from the day rollups alone
+	want := func() []TopAccount {
+		rows, err := g.d.Pool.Query(ctx, `SELECT account_id::text, sum(amount)::bigint FROM report_account_rollups
+			WHERE currency = 'USD' AND metric IN ('transfer.posted', 'transfer.received') AND day >= $1 AND day < $2
+			GROUP BY account_id ORDER BY 2 DESC, 1`, from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []TopAccount
+		for rows.Next() {
+			var a TopAccount
+			_ = rows.Scan(&a.AccountID, &a.Volume)
+			out = append(out, a)
+		}
+		return out
+	}
+	rank := func() []TopAccount {
+		top, err := g.svc.topAccounts(ctx, scope{All: true}, from, to, "USD", 100, nil, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return top.Data
+	}
+	same := func(stage string) {
+		got, exp := rank(), want()
+		if len(got) != len(exp) {
+			t.Fatalf("%s: %d accounts ranked, want %d", stage, len(got), len(exp))
+		}
+		for i := range exp {
+			if got[i].AccountID != exp[i].AccountID || got[i].Volume != exp[i].Volume || got[i].Sent.Amount+got[i].Received.Amount != exp[i].Volume {
+				t.Fatalf("%s: rank %d = %+v, want %+v", stage, i, got[i], exp[i])
+			}
+		}
+	}
+	same("before folding")
+	for g.tick() == 200 {
+		if n := g.count(`SELECT count(*) FROM report_week_compactions`); n == 8 {
+			break
+		}
+	}
+	if weeks, days, err := g.svc.rankingSources(ctx, from, to); err != nil || len(weeks) != 8 || len(days) != 2 {
+		t.Fatalf("sources: %d weeks, %d days (%v); want 8 folded weeks and 2 open days", len(weeks), len(days), err)
+	}
+	same("from folded weeks")
+	// A late event for a folded week: that week is read from its days.
+	g.deliver(transfer(t, at("2026-02-10T10:00:00Z"), w.accounts[0], w.accounts[1], 777_777, "USD", "posted"))
+	if weeks, _, _ := g.svc.rankingSources(ctx, from, to); len(weeks) != 7 {
+		t.Fatalf("%d weeks trusted after a late event, want 7", len(weeks))
+	}
+	same("after a late event")
+	if g.tick() != 200 {
+		t.Fatal("tick failed")
+	}
+	if weeks, _, _ := g.svc.rankingSources(ctx, from, to); len(weeks) != 8 {
+		t.Fatalf("%d weeks trusted after the next tick, want 8", len(weeks))
+	}
+	same("after folding again")
+}

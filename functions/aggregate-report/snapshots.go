@@ -39,9 +39,13 @@ type snapshotJob struct {
 // tick runs on schedule ticks: it writes the daily snapshots (summary,
 // aging and reconciliation of each of the last days, MRR of the last
 // complete month) that are missing, so yesterday's report is one indexed
-// read. aggregate-report emits no events, so it has no outbox to sweep.
+// read, and folds closed weeks for rankings (weeks.go). aggregate-report
+// emits no events, so it has no outbox to sweep.
 func (s *service) tick(ctx context.Context) error {
-	_, err := s.writeSnapshots(ctx)
+	if _, err := s.writeSnapshots(ctx); err != nil {
+		return err
+	}
+	_, err := s.compactWeeks(ctx)
 	return err
 }
 
