@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -334,6 +335,43 @@ func TestBatchIsAppliedInOneGoAndAPoisonEventIsIsolated(t *testing.T) {
 	}
 	if n, total := g.sum(); n != 5 || total != 63 {
 		t.Fatalf("effects = %d (sum %d), want 5 summing to 63", n, total)
+	}
+}
+
+// The received-events metric counts a batch's duplicates as duplicates,
+// as it does for single deliveries, not as processed.
+func TestBatchMetricsCountDuplicatesAsDuplicates(t *testing.T) {
+	g := newRig(t, true)
+	a, b, c := newEvent(t, 1), newEvent(t, 2), newEvent(t, 3)
+	for _, batch := range [][]events.Event{{a, b, a}, {a, c}} {
+		body, _ := json.Marshal(batch)
+		if code, _ := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 {
+			t.Fatalf("batch: %d", code)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(events.Collectors()...)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "billfn_events_received_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["consumer"] == g.consumer {
+				got[labels["result"]] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["processed"] != 3 || got["duplicate"] != 2 {
+		t.Fatalf("received events by result = %v, want 3 processed and 2 duplicates", got)
 	}
 }
 

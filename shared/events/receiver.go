@@ -434,6 +434,7 @@ func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, d
 	for i, ev := range evs {
 		sources[i], ids[i] = ev.Source(), ev.ID()
 	}
+	var todo []Event
 	err = postgres.Tx(ctx, rc.Pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `INSERT INTO processed_events (consumer, source, id)
 			SELECT $1, s, i FROM unnest($2::text[], $3::text[]) AS t(s, i)
@@ -452,7 +453,7 @@ func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, d
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		todo := make([]Event, 0, len(fresh))
+		todo = make([]Event, 0, len(fresh))
 		for _, ev := range evs {
 			k := [2]string{ev.Source(), ev.ID()}
 			if fresh[k] {
@@ -467,8 +468,24 @@ func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, d
 		return rc.Batch(ctx, tx, todo)
 	})
 	if err == nil {
-		for _, ev := range evs {
+		// As for single deliveries: applied events count as processed, the
+		// rest of the batch as duplicates.
+		for _, ev := range todo {
 			received.WithLabelValues(rc.Consumer, ev.Type(), "processed").Inc()
+		}
+		if n := len(evs) - len(todo); n > 0 {
+			applied := map[[2]string]int{}
+			for _, ev := range todo {
+				applied[[2]string{ev.Source(), ev.ID()}]++
+			}
+			for _, ev := range evs {
+				k := [2]string{ev.Source(), ev.ID()}
+				if applied[k] > 0 {
+					applied[k]--
+					continue
+				}
+				received.WithLabelValues(rc.Consumer, ev.Type(), "duplicate").Inc()
+			}
 		}
 	}
 	return processed, dups, err
