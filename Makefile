@@ -48,6 +48,9 @@ run: services ## the whole system locally: every function, gateway :8080, kfake 
 	$(GO) build -o bin/stack ./cmd/stack
 	bin/stack
 
+bench: services ## the standard benchmarks + pgbench TPC-B in one run → docs/benchmarks.md (a few minutes)
+	$(GO) run ./cmd/bench
+
 e2e: services ## the end-to-end test of the local stack alone (make test runs it too)
 	$(GO) test -race -count=1 -v -run '^TestLocalStackEndToEnd$$' ./cmd/stack
 
@@ -135,4 +138,4 @@ deploy-knative: strimzi ## Knative Serving (kourier) + Eventing + KafkaSource on
 clean: ## remove build output, the local stack's state (.run) and faas-cli's build/ folder
 	rm -rf bin .run build
 
-.PHONY: help services fmt-check vet test fuzz run e2e build migrate token images kind-up strimzi deploy-openfaas deploy-knative clean
+.PHONY: help services fmt-check vet test fuzz run bench e2e build migrate token images kind-up strimzi deploy-openfaas deploy-knative clean

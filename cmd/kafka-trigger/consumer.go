@@ -142,15 +142,41 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				break fill
 			}
 		}
-		for _, group := range splitBatch(batch) {
+		wanted := batch[:0:0]
+		for _, m := range batch {
+			if c.sub.Wants(eventType(m)) {
+				wanted = append(wanted, m)
+			}
+		}
+		if skipped := len(batch) - len(wanted); skipped > 0 {
+			c.t.metrics.deliveries.WithLabelValues(c.name, claim.Topic(), "filtered").Add(float64(skipped))
+		}
+		for _, group := range splitBatch(wanted) {
 			if !c.deliver(ctx, group) {
 				return nil
 			}
-			last := group[len(group)-1]
-			sess.MarkMessage(last, "")
-			lag.Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
 		}
+		// Every record of the batch is done: delivered, dead-lettered or
+		// not wanted by the function.
+		last := batch[len(batch)-1]
+		sess.MarkMessage(last, "")
+		lag.Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
 	}
+}
+
+// eventType is a record's CloudEvent type: the ce_type header in binary
+// mode, the envelope's "type" in structured mode, "" when it has none.
+func eventType(m *sarama.ConsumerMessage) string {
+	if t, ok := header(m, "ce_type"); ok {
+		return t
+	}
+	var head struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(m.Value, &head) != nil {
+		return ""
+	}
+	return head.Type
 }
 
 // splitBatch groups consecutive records that can travel in one CloudEvents

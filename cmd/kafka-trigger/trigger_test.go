@@ -591,3 +591,52 @@ func TestTriggerConfigRejectsNonsense(t *testing.T) {
 		t.Error("an empty key list was accepted")
 	}
 }
+
+// A function that names the event types it wants gets only those: other
+// records of its topics are skipped (and committed) without a request.
+func TestTriggerDeliversOnlyTheTypesAFunctionAsksFor(t *testing.T) {
+	brokers := kafka(t)
+	var mu sync.Mutex
+	var got []string
+	h := verified(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		ev, err := events.Unmarshal(b)
+		if err != nil {
+			t.Errorf("delivery: %v", err)
+		}
+		mu.Lock()
+		got = append(got, ev.Type())
+		mu.Unlock()
+	})
+	s := startStack(t, brokers, []fn{{name: "picky", handler: h, annotations: map[string]string{
+		"topic": events.TopicTransaction, "billfn.dev/types": "billfn.transaction.requested, billfn.hold.*"}}}, nil)
+	var msgs []*sarama.ProducerMessage
+	for _, typ := range []string{"billfn.transaction.posted", "billfn.transaction.requested", "billfn.transaction.rejected",
+		"billfn.hold.created", "billfn.transaction.posted", "billfn.holding.other"} {
+		m, ev := structured(t, events.TopicTransaction, "acct-1", map[string]string{"t": typ})
+		ev.SetType(typ)
+		body, _ := events.Marshal(ev)
+		m.Value = sarama.ByteEncoder(body)
+		msgs = append(msgs, m)
+	}
+	produce(t, brokers, msgs...)
+	var last int64
+	for _, m := range msgs {
+		if m.Partition == msgs[0].Partition {
+			last = max(last, m.Offset)
+		}
+	}
+	waitFor(t, "the two wanted records", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 2
+	})
+	waitFor(t, "the whole partition to be committed", 10*time.Second, func() bool {
+		return committed(t, brokers, s.group+"picky", events.TopicTransaction, msgs[0].Partition) == last+1
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(got, ",") != "billfn.transaction.requested,billfn.hold.created" {
+		t.Fatalf("delivered %v, want only the requested and the hold", got)
+	}
+}

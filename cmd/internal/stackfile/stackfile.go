@@ -36,6 +36,11 @@ const (
 	// records of one partition as one application/cloudevents-batch+json
 	// request.
 	AnnotationBatch = "billfn.dev/batch-size"
+	// AnnotationTypes lists the CloudEvent types the function wants
+	// (comma-separated; "billfn.invoice.*" matches a prefix). The
+	// kafka-trigger skips other records of its topics without a request,
+	// as a Knative Trigger's type filter would. Absent: every record.
+	AnnotationTypes = "billfn.dev/types"
 )
 
 // ProviderName is the only provider faas-cli accepts.
@@ -171,6 +176,20 @@ type Subscription struct {
 	Topics    []string // Kafka topics, in annotation order
 	Schedule  string   // cron expression; "" when the function has no schedule
 	BatchSize int      // records per delivery; 1 when not batched
+	Types     []string // CloudEvent types delivered (prefix when ending in ".*"); empty: all
+}
+
+// Wants reports whether a record of CloudEvent type typ is delivered.
+func (s Subscription) Wants(typ string) bool {
+	if len(s.Types) == 0 || typ == "" {
+		return true // unfiltered, or a record whose type is unknown: the function decides
+	}
+	for _, t := range s.Types {
+		if t == typ || (strings.HasSuffix(t, ".*") && strings.HasPrefix(typ, t[:len(t)-1])) {
+			return true
+		}
+	}
+	return false
 }
 
 // Subscription reads the function's annotations.
@@ -208,6 +227,15 @@ func ParseSubscription(annotations map[string]string) (Subscription, error) {
 			return sub, fmt.Errorf("annotation %s must be an integer from 1 to 1000, not %q", AnnotationBatch, b)
 		}
 		sub.BatchSize = n
+	}
+	for _, t := range strings.Split(annotations[AnnotationTypes], ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if strings.ContainsAny(t, " \t") || strings.Contains(strings.TrimSuffix(t, ".*"), "*") {
+			return sub, fmt.Errorf("annotation %s: %q is not a CloudEvent type or a prefix ending in .*", AnnotationTypes, t)
+		}
+		sub.Types = append(sub.Types, t)
 	}
 	return sub, nil
 }

@@ -1,0 +1,568 @@
+// Command bench runs billfn's standard benchmarks on this machine and writes
+// the figures to docs/benchmarks.md — make bench.
+//
+// It starts the local stack (cmd/stack) on ports of its own against a fresh
+// database, runs the loadgen scenarios through the gateway (and the key ones
+// straight at the function, to show the gateway's cost), runs pgbench's
+// TPC-B (scale 10, the same client count) against the same PostgreSQL in
+// the same run, measures each function's start-to-ready time and idle RSS
+// as a process, stops everything and writes a markdown report with the
+// ratios and the targets.
+//
+//	go run ./cmd/bench                 # the standard set (a few minutes)
+//	go run ./cmd/bench -quick          # smaller runs, for a smoke test
+//	go run ./cmd/bench -out /tmp/b.md  # write elsewhere
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Ports of the bench stack: away from make run's, so both can run.
+const (
+	gatewayAddr  = "127.0.0.1:28080"
+	kafkaAddr    = "127.0.0.1:28092"
+	triggerAddr  = "127.0.0.1:28090"
+	stripeAddr   = "127.0.0.1:28111"
+	functionBase = 28081
+	database     = "billfn_bench"
+)
+
+var functions = []string{"aggregate-report", "capture-payment", "generate-invoice", "handle-webhook", "process-transaction"}
+
+func functionURL(name string) string {
+	i := sort.SearchStrings(functions, name)
+	return "http://127.0.0.1:" + strconv.Itoa(functionBase+i)
+}
+
+// run is one loadgen invocation of the standard set.
+type run struct {
+	Title   string
+	Args    []string
+	Target  string                   // what the issue asks for, for the report
+	Check   func(r *loadResult) bool // whether the target is met
+	Result  *loadResult
+	Skipped string
+}
+
+type loadResult struct {
+	Scenario    string  `json:"scenario"`
+	Concurrency int     `json:"concurrency"`
+	Operations  int     `json:"operations"`
+	Seconds     float64 `json:"seconds"`
+	OpsPerSec   float64 `json:"ops_per_second"`
+	Units       int     `json:"units_per_operation"`
+	Failed      int64   `json:"failed_operations"`
+	Endpoints   []struct {
+		Endpoint  string      `json:"endpoint"`
+		Requests  int         `json:"requests"`
+		PerSecond float64     `json:"per_second"`
+		P50ms     float64     `json:"p50_ms"`
+		P95ms     float64     `json:"p95_ms"`
+		P99ms     float64     `json:"p99_ms"`
+		Statuses  map[int]int `json:"statuses"`
+		Errors    int         `json:"errors"`
+	} `json:"endpoints"`
+}
+
+// main endpoint: the one with the most requests.
+func (r *loadResult) main() (p50, p95, p99 float64) {
+	best := -1
+	for i, e := range r.Endpoints {
+		if best < 0 || e.Requests > r.Endpoints[best].Requests {
+			best = i
+		}
+	}
+	if best < 0 {
+		return 0, 0, 0
+	}
+	e := r.Endpoints[best]
+	return e.P50ms, e.P95ms, e.P99ms
+}
+
+func main() {
+	out := flag.String("out", "docs/benchmarks.md", "report file")
+	quick := flag.Bool("quick", false, "small runs (a smoke test of the harness)")
+	pgSeconds := flag.Int("pgbench-seconds", 30, "pgbench duration")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench(ctx, *out, *quick, *pgSeconds); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func scale(n int, quick bool) string {
+	if quick {
+		n = max(n/20, 50)
+	}
+	return strconv.Itoa(n)
+}
+
+func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(root, "stack.yml")); err != nil {
+		return errors.New("run bench from the repository root (make bench)")
+	}
+	if err := sh(ctx, root, ".ci/services.sh"); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "billfn-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	step("building the stack and loadgen")
+	for _, p := range []string{"stack", "loadgen"} {
+		if err := sh(ctx, root, "go", "build", "-o", filepath.Join(tmp, p), "./cmd/"+p); err != nil {
+			return err
+		}
+	}
+	if err := sh(ctx, root, "psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS "+database+" WITH (FORCE)"); err != nil {
+		return err
+	}
+	step("starting the stack (gateway " + gatewayAddr + ")")
+	stack, err := startStack(ctx, root, tmp)
+	if err != nil {
+		return err
+	}
+	defer stack.stop()
+
+	gw := "http://" + gatewayAddr + "/function/"
+	runs := []*run{
+		{Title: "health (GET /_/health), direct", Args: []string{"health", "-c", "16", "-n", scale(100000, quick), "-url", functionURL("process-transaction")}},
+		{Title: "health (GET /_/health), through the gateway", Args: []string{"health", "-c", "16", "-n", scale(100000, quick), "-url", gw + "process-transaction"},
+			Target: "≥ 7,500 req/s", Check: func(r *loadResult) bool { return r.OpsPerSec >= 7500 }},
+		{Title: "transfers (sync POST /transfers), direct", Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", functionURL("process-transaction")}},
+		{Title: "transfers (sync POST /transfers), through the gateway", Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", gw + "process-transaction"},
+			Target: "≥ 1.5 × pgbench tps, p99 < 25 ms"},
+		{Title: "batch transfers (POST /transfers/batch, 1000 each)", Args: []string{"batch", "-c", "4", "-n", scale(120, quick), "-batch", "1000", "-url", gw + "process-transaction"},
+			Target: "≥ 10,000 transfers/s", Check: func(r *loadResult) bool { return r.OpsPerSec*float64(r.Units) >= 10000 }},
+	}
+	for _, extra := range moreRuns(gw, quick) {
+		runs = append(runs, extra)
+	}
+	for _, r := range runs {
+		step(r.Title)
+		r.Result, err = loadgen(ctx, tmp, r.Args)
+		if err != nil {
+			r.Skipped = err.Error()
+			fmt.Fprintln(os.Stderr, "  ", err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
+	step(fmt.Sprintf("pgbench TPC-B, scale 10, 16 clients, %d s", pgSeconds))
+	pg, err := pgbench(ctx, root, pgSeconds)
+	if err != nil {
+		return err
+	}
+
+	step("start-to-ready and idle RSS of each function")
+	procs, err := measureFunctions(ctx, stack.marker)
+	if err != nil {
+		return err
+	}
+	stack.stop()
+	report := render(runs, pg, procs, quick)
+	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(report)
+	step("wrote " + out)
+	return nil
+}
+
+func step(s string) { fmt.Fprintf(os.Stderr, "==> %s\n", s) }
+
+func sh(ctx context.Context, dir, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+type stackProc struct {
+	cmd    *exec.Cmd
+	marker string
+	done   chan error
+}
+
+func startStack(ctx context.Context, root, tmp string) (*stackProc, error) {
+	marker := "bench-" + uuid.NewString()
+	cmd := exec.Command(filepath.Join(tmp, "stack"))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(),
+		"BILLFN_GATEWAY_ADDR="+gatewayAddr, "BILLFN_KAFKA_ADDR="+kafkaAddr, "BILLFN_TRIGGER_ADDR="+triggerAddr,
+		"STRIPE_MOCK_ADDR="+stripeAddr, "BILLFN_FUNCTION_PORT="+strconv.Itoa(functionBase),
+		"BILLFN_RUN_DIR="+filepath.Join(tmp, "run"), "BILLFN_STACK_ID="+marker, "LOG_LEVEL=warn",
+		"DATABASE_URL=postgres://postgres@127.0.0.1:5432/"+database+"?sslmode=disable", "REDIS_PREFIX=billfn-bench:")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(tmp, "stack.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &stackProc{cmd: cmd, marker: marker, done: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		closed := false
+		for sc.Scan() {
+			fmt.Fprintln(log, sc.Text())
+			if !closed && strings.Contains(sc.Text(), "Ctrl-C stops everything") {
+				close(ready)
+				closed = true
+			}
+		}
+	}()
+	go func() { s.done <- cmd.Wait() }()
+	select {
+	case <-ready:
+	case err := <-s.done:
+		return nil, fmt.Errorf("the stack exited before it was ready (%v); its log: %s", err, log.Name())
+	case <-time.After(5 * time.Minute):
+		s.stop()
+		return nil, errors.New("the stack was not ready within 5 minutes")
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+	// Every function must answer ready through the gateway.
+	for _, f := range functions {
+		if err := waitReady("http://"+gatewayAddr+"/function/"+f+"/_/ready", time.Minute); err != nil {
+			s.stop()
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *stackProc) stop() {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+	}
+}
+
+func waitReady(url string, within time.Duration) error {
+	c := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if r, err := c.Get(url); err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not ready within %s", url, within)
+}
+
+func loadgen(ctx context.Context, tmp string, args []string) (*loadResult, error) {
+	jsonFile := filepath.Join(tmp, "result.json")
+	_ = os.Remove(jsonFile)
+	full := append([]string{args[0], "-q", "-json", jsonFile}, args[1:]...)
+	cmd := exec.CommandContext(ctx, filepath.Join(tmp, "loadgen"), full...)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, &stderr)
+	runErr := cmd.Run()
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen %s: %v: %s", args[0], runErr, strings.TrimSpace(stderr.String()))
+	}
+	var r loadResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+type pgResult struct {
+	TPS       float64
+	LatencyMs float64
+	Clients   int
+	Seconds   int
+	Version   string
+}
+
+func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
+	const db = "billfn_pgbench"
+	if err := sh(ctx, root, "psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
+		return nil, err
+	}
+	if err := sh(ctx, root, "psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "CREATE DATABASE "+db); err != nil {
+		return nil, err
+	}
+	defer sh(context.Background(), root, "psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+	if err := sh(ctx, root, "pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", "10", "-q", db); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "pgbench", "-h", "127.0.0.1", "-U", "postgres", "-c", "16", "-j", "2", "-T", strconv.Itoa(seconds), db)
+	outb, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("pgbench: %v\n%s", err, outb)
+	}
+	r := &pgResult{Clients: 16, Seconds: seconds}
+	if m := regexp.MustCompile(`tps = ([0-9.]+)`).FindSubmatch(outb); m != nil {
+		r.TPS, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	if m := regexp.MustCompile(`latency average = ([0-9.]+) ms`).FindSubmatch(outb); m != nil {
+		r.LatencyMs, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	if r.TPS == 0 {
+		return nil, fmt.Errorf("pgbench printed no tps:\n%s", outb)
+	}
+	v, _ := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version").Output()
+	r.Version = strings.TrimSpace(string(v))
+	return r, nil
+}
+
+type procFigures struct {
+	Name      string
+	ReadyMs   []float64 // start-to-ready, several launches
+	IdleRSSKB int
+	Err       string
+}
+
+// measureFunctions launches each function binary again, exactly as the
+// stack runs it (its executable and environment, read from /proc), on a free
+// port: the time from exec until /_/ready answers 200, five times, and the
+// resident memory after two idle seconds.
+func measureFunctions(ctx context.Context, marker string) ([]procFigures, error) {
+	running := map[string]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil || !bytes.Contains(env, []byte("BILLFN_STACK_ID="+marker)) {
+			continue
+		}
+		exe, err := os.Readlink("/proc/" + e.Name() + "/exe")
+		if err != nil {
+			continue
+		}
+		running[filepath.Base(exe)] = pid
+	}
+	var out []procFigures
+	for i, f := range functions {
+		fig := procFigures{Name: f}
+		pid, ok := running[f]
+		if !ok {
+			fig.Err = "not running in the stack"
+			out = append(out, fig)
+			continue
+		}
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+		envRaw, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+		port := strconv.Itoa(functionBase + 50 + i)
+		var env []string
+		for _, kv := range bytes.Split(envRaw, []byte{0}) {
+			if len(kv) > 0 && !bytes.HasPrefix(kv, []byte("PORT=")) && !bytes.HasPrefix(kv, []byte("BILLFN_STACK_ID=")) {
+				env = append(env, string(kv))
+			}
+		}
+		env = append(env, "PORT="+port)
+		for k := 0; k < 5; k++ {
+			ms, rss, err := launch(ctx, exe, env, "http://127.0.0.1:"+port+"/_/ready", k == 4)
+			if err != nil {
+				fig.Err = err.Error()
+				break
+			}
+			fig.ReadyMs = append(fig.ReadyMs, ms)
+			if rss > 0 {
+				fig.IdleRSSKB = rss
+			}
+		}
+		out = append(out, fig)
+	}
+	return out, nil
+}
+
+func launch(ctx context.Context, exe string, env []string, ready string, idle bool) (ms float64, rssKB int, err error) {
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = env
+	client := &http.Client{Timeout: 200 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	for time.Since(start) < 10*time.Second {
+		r, err := client.Get(ready)
+		if err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				ms = float64(time.Since(start).Microseconds()) / 1000
+				break
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	if ms == 0 {
+		return 0, 0, errors.New("never ready")
+	}
+	if idle {
+		time.Sleep(2 * time.Second)
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
+		if m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b); m != nil {
+			rssKB, _ = strconv.Atoi(string(m[1]))
+		}
+	}
+	return ms, rssKB, nil
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		if m := regexp.MustCompile(`model name\s*:\s*(.+)`).FindSubmatch(b); m != nil {
+			model = strings.TrimSpace(string(m[1]))
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if m := regexp.MustCompile(`MemTotal:\s+(\d+) kB`).FindSubmatch(b); m != nil {
+			kb, _ := strconv.Atoi(string(m[1]))
+			mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/1024/1024)
+		}
+	}
+	return fmt.Sprintf("%s, %d cores%s, %s", model, runtime.NumCPU(), mem, runtime.Version())
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "✓"
+	}
+	return "✗"
+}
+
+func render(runs []*run, pg *pgResult, procs []procFigures, quick bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` (`go run ./cmd/bench`) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Machine: %s, PostgreSQL %s (fsync on, synchronous_commit on). ", machine(), pg.Version)
+	b.WriteString("Everything shares the same cores: the load generator, the gateway, every function, PostgreSQL, Redis and Kafka (kfake). ")
+	b.WriteString("Each scenario first sets up its data untimed, then runs its operations from the listed number of concurrent clients; latencies are per HTTP request, measured by the client.\n\n")
+	if quick {
+		b.WriteString("**This was a `-quick` run: small samples, not figures of record.**\n\n")
+	}
+	fmt.Fprintf(&b, "pgbench TPC-B (scale 10, %d clients, 2 threads, %d s) on the same PostgreSQL in the same run: **%.0f tps**, %.2f ms average latency.\n\n",
+		pg.Clients, pg.Seconds, pg.TPS, pg.LatencyMs)
+	b.WriteString("| scenario | clients | operations | ops/s | units/s | p50 ms | p95 ms | p99 ms | failed | vs pgbench | target |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	var gwHealth, directHealth *loadResult
+	for _, r := range runs {
+		if r.Result == nil {
+			fmt.Fprintf(&b, "| %s | | | | | | | | | | not run: %s |\n", r.Title, strings.ReplaceAll(r.Skipped, "|", "/"))
+			continue
+		}
+		res := r.Result
+		p50, p95, p99 := res.main()
+		units := res.OpsPerSec * float64(max(res.Units, 1))
+		target := r.Target
+		switch {
+		case strings.HasPrefix(r.Title, "transfers") && strings.Contains(r.Title, "gateway"):
+			target += " " + mark(units >= 1.5*pg.TPS && p99 < 25)
+		case r.Check != nil:
+			target += " " + mark(r.Check(res))
+		}
+		ratio := ""
+		if strings.HasPrefix(r.Title, "transfers") || strings.HasPrefix(r.Title, "batch") {
+			ratio = fmt.Sprintf("%.2f×", units/pg.TPS)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %.2f | %.2f | %.2f | %d | %s | %s |\n",
+			r.Title, res.Concurrency, res.Operations, res.OpsPerSec, units, p50, p95, p99, res.Failed, ratio, target)
+		if strings.HasPrefix(r.Title, "health") {
+			if strings.Contains(r.Title, "gateway") {
+				gwHealth = res
+			} else {
+				directHealth = res
+			}
+		}
+	}
+	if gwHealth != nil && directHealth != nil {
+		g50, _, _ := gwHealth.main()
+		d50, _, _ := directHealth.main()
+		fmt.Fprintf(&b, "\nThe gateway hop at 16 clients: %.2f ms at p50 through the gateway vs %.2f ms direct = **%.2f ms added** (target < 1 ms %s).\n",
+			g50, d50, g50-d50, mark(g50-d50 < 1))
+	}
+	b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches, and the resident memory after two idle seconds.\n\n")
+	b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | idle RSS | targets |\n|---|---:|---|---:|---|\n")
+	for _, p := range procs {
+		if p.Err != "" {
+			fmt.Fprintf(&b, "| %s | | | | %s |\n", p.Name, p.Err)
+			continue
+		}
+		var all []string
+		for _, m := range p.ReadyMs {
+			all = append(all, fmt.Sprintf("%.1f", m))
+		}
+		rss := float64(p.IdleRSSKB) / 1024
+		target := ""
+		if p.Name == "process-transaction" {
+			target = fmt.Sprintf("< 20 ms %s, < 20 MB %s", mark(median(p.ReadyMs) < 20), mark(rss < 20))
+		}
+		fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "), rss, target)
+	}
+	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `make run`.\n")
+	return b.String()
+}
