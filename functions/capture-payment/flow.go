@@ -301,7 +301,9 @@ func (s *service) charge(ctx context.Context, run txRunner, p *Payment, token st
 				GatewayPaymentID: p.gatewayPaymentID(), Amount: p.Amount, Currency: p.Currency, PaymentMethod: token,
 				CaptureMethod: p.CaptureMethod, Description: p.Description}
 			cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
+			t0 := time.Now()
 			st, err = gw.Charge(cctx, req)
+			observeCall(gw.Name(), "charge", t0, st.Status, err)
 			cancel()
 		}
 		if definite(err) && i+1 < len(plan) {
@@ -542,7 +544,10 @@ func (s *service) call(ctx context.Context, p *Payment, fn func(context.Context,
 	}
 	cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
 	defer cancel()
-	return fn(cctx, gw)
+	t0 := time.Now()
+	st, err := fn(cctx, gw)
+	observeCall(gw.Name(), "operation", t0, st.Status, err)
+	return st, err
 }
 
 // finishOp records the answer to a capture or cancel of p (the payment as
@@ -745,8 +750,10 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 		cerr = &GatewayError{Gateway: r.Gateway, Code: "not_configured", Message: "the gateway is not configured"}
 	} else {
 		cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
+		t0 := time.Now()
 		res, cerr = gw.Refund(cctx, RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.gatewayPaymentID(),
 			Key: gatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
+		observeCall(gw.Name(), "refund", t0, "", cerr)
 		cancel()
 	}
 	return s.finishRefund(ctx, s.fresh(), r.ID, res, cerr, done)

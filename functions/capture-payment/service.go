@@ -89,6 +89,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	d.Events.On("billfn.invoice.finalized", s.onInvoiceFinalized)
 	d.Events.On("billfn.invoice.payment_retry_requested", s.onPaymentRetry)
 	d.Events.Tick = s.tick
+	d.Collect(gatewayCalls)
 	return s, nil
 }
 

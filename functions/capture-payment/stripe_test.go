@@ -237,6 +237,13 @@ func TestFailoverBetweenGateways(t *testing.T) {
 			a[1].Gateway != gwSandbox || a[1].Status != "succeeded" {
 			t.Fatalf("payment %s at %s, attempts %+v", p.Status, *p.Gateway, a)
 		}
+		metrics := g.do(req{method: "GET", path: "/metrics"}).Body.String()
+		for _, want := range []string{`billfn_gateway_call_seconds_count{gateway="stripe",operation="charge",result="error"}`,
+			`billfn_gateway_call_seconds_count{gateway="sandbox",operation="charge",result="ok"}`} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
 	})
 	t.Run("a refused key fails over too", func(t *testing.T) {
 		g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_live_refused", base, "*=stripe,sandbox" })
