@@ -4,5 +4,10 @@ package main
 // webhooks, a mixed day); each is skipped in the report when loadgen does
 // not know it yet.
 func moreRuns(gw string, quick bool) []*run {
-	return nil
+	return []*run{
+		{Title: "invoices (sync create+finalize, 10 lines)", Args: []string{"invoices", "-c", "4", "-n", scale(4000, quick), "-url", gw + "generate-invoice"},
+			Target: "p99 < 50 ms", Check: func(r *loadResult) bool { _, _, p99 := r.main(); return p99 < 50 }},
+		{Title: "invoices (POST /invoices/batch, 100 finalized each)", Args: []string{"invoices-batch", "-c", "4", "-n", scale(200, quick), "-batch", "100", "-url", gw + "generate-invoice"},
+			Target: "≥ 1,000 invoices/s", Check: func(r *loadResult) bool { return r.OpsPerSec*float64(r.Units) >= 1000 }},
+	}
 }

@@ -316,7 +316,7 @@ func run(ctx context.Context, sc Scenario, base string, signer *auth.Signer, o O
 	done := min(int(next.Load()), o.N)
 	res := &Result{Scenario: sc.Name, Concurrency: o.Concurrency, Operations: done, Seconds: elapsed.Seconds(),
 		OpsPerSec: float64(done) / elapsed.Seconds(), Failed: failed.Load(), Units: 1}
-	if sc.Name == "batch" {
+	if sc.Name == "batch" || sc.Name == "invoices-batch" {
 		res.Units = o.Batch
 	}
 	stats.mu.Lock()

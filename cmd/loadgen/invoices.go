@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/auth"
+)
+
+// The invoice scenarios create invoices of ten taxed lines and finalize them
+// at once (auto_finalize): one at a time synchronously, or by the hundred
+// through the batch endpoint, as generate-invoice's docs describe.
+func init() {
+	register(Scenario{Name: "invoices", Function: "generate-invoice",
+		Help: "POST /invoices with auto_finalize: synchronous create+finalize of a 10-line invoice", Setup: setupInvoices})
+	register(Scenario{Name: "invoices-batch", Function: "generate-invoice",
+		Help: "POST /invoices/batch: -batch invoices of 10 lines per request, finalized (service role)", Setup: setupInvoiceBatch})
+}
+
+func taxRate(ctx context.Context, c *Client) (string, error) {
+	body := []byte(`{"display_name":"VAT","jurisdiction":"GB","country":"GB","percentage":"20","inclusive":false}`)
+	st, b, err := c.Call(ctx, "setup", "POST", "/tax-rates", c.Token(uuid.NewString(), auth.RoleAdmin), body, "Idempotency-Key", uuid.NewString())
+	if err != nil || st != 201 {
+		return "", fmt.Errorf("POST /tax-rates: %d %s %v", st, b, err)
+	}
+	var tr struct {
+		ID string `json:"id"`
+	}
+	return tr.ID, json.Unmarshal(b, &tr)
+}
+
+func invoiceBody(user, rate string, i int) map[string]any {
+	lines := make([]map[string]any, 10)
+	for k := range lines {
+		lines[k] = map[string]any{"description": fmt.Sprintf("Item %d", k+1), "quantity": "2", "unit_amount": 1250 + k*10,
+			"tax_rate_ids": []string{rate}}
+	}
+	return map[string]any{"account_id": uuid.NewString(), "user_id": user, "currency": "USD",
+		"customer": map[string]any{"name": "Load Test", "email": "load@example.com"},
+		"line_items": lines, "net_terms_days": 30, "auto_finalize": true, "metadata": map[string]any{"n": i}}
+}
+
+func setupInvoices(ctx context.Context, c *Client, o Options) (Step, error) {
+	rate, err := taxRate(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	users := make([]string, 64)
+	for i := range users {
+		users[i] = uuid.NewString()
+		c.Token(users[i], auth.RoleCustomer)
+	}
+	return func(ctx context.Context, c *Client, worker, i int) error {
+		user := users[i%len(users)]
+		body := invoiceBody(user, rate, i)
+		delete(body, "user_id") // a customer invoices itself
+		b, _ := json.Marshal(body)
+		st, out, err := c.Call(ctx, "POST /invoices", "POST", "/invoices", c.Token(user, auth.RoleCustomer), b, "Idempotency-Key", uuid.NewString())
+		if err != nil {
+			return err
+		}
+		if st != 201 {
+			return fmt.Errorf("POST /invoices: %d %.300s", st, out)
+		}
+		return nil
+	}, nil
+}
+
+func setupInvoiceBatch(ctx context.Context, c *Client, o Options) (Step, error) {
+	rate, err := taxRate(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	service := c.Token(uuid.NewString(), auth.RoleService)
+	return func(ctx context.Context, c *Client, worker, i int) error {
+		items := make([]map[string]any, o.Batch)
+		for k := range items {
+			items[k] = invoiceBody(uuid.NewString(), rate, i*o.Batch+k)
+		}
+		b, _ := json.Marshal(map[string]any{"invoices": items})
+		st, out, err := c.Call(ctx, "POST /invoices/batch", "POST", "/invoices/batch", service, b, "Idempotency-Key", uuid.NewString())
+		if err != nil {
+			return err
+		}
+		if st != 201 {
+			return fmt.Errorf("POST /invoices/batch: %d %.300s", st, out)
+		}
+		return nil
+	}, nil
+}
