@@ -53,6 +53,8 @@ type Options struct {
 	N           int
 	Batch       int
 	Accounts    int
+	SecretsDir  string
+	Gateway     string
 }
 
 var scenarios = map[string]Scenario{}
@@ -188,6 +190,7 @@ func main() {
 		jsonOut  = flag.String("json", "", "write the result as JSON to this file")
 		list     = flag.Bool("list", false, "list scenarios")
 		quiet    = flag.Bool("q", false, "no progress bar")
+		secrets  = flag.String("secrets", envOr("SECRETS_DIR", ".run/secrets"), "the local stack's secrets (webhook signing)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: loadgen [flags] <scenario>\n\nscenarios:\n")
@@ -225,7 +228,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	res, err := run(ctx, sc, url, auth.NewHS256Signer(secret, envOr("JWT_ISSUER", "billfn"), envOr("JWT_AUDIENCE", "billfn")),
-		Options{Concurrency: *conc, N: *n, Batch: *batch, Accounts: *accounts}, !*quiet)
+		Options{Concurrency: *conc, N: *n, Batch: *batch, Accounts: *accounts, SecretsDir: *secrets, Gateway: strings.TrimRight(*gateway, "/")}, !*quiet)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
