@@ -1,13 +1,5 @@
-//go:build knativetypes
-
 // This file decodes knative/services.yaml into Knative Serving's own Go
-// types and runs their validation. It needs modules that go.sum does not
-// list yet (k8s.io/api, knative.dev/pkg ... pulled in by knative.dev/serving);
-// after `go get knative.dev/serving/pkg/apis/serving/v1@v0.50.0` run
-//
-//	go test -tags knativetypes ./cmd/internal/deploycheck
-//
-// and drop the build tag.
+// types (knative.dev/serving v0.50.0) and runs their validation.
 package deploycheck
 
 import (
