@@ -64,7 +64,8 @@ func transferBodies(b *testing.B, batches, size, nAccounts int, start time.Time,
 // BenchmarkBatchDelivery measures events aggregated per second through the
 // whole path: HTTP, signature, CloudEvents batch parsing, bulk dedupe, the
 // event log, in-memory aggregation and bulk upserts, four deliveries in
-// flight as the trigger's partitions would have them.
+// flight as the trigger's partitions would have them (BENCH_INFLIGHT
+// changes that).
 func BenchmarkBatchDelivery(b *testing.B) {
 	for _, c := range []struct {
 		name   string
@@ -83,8 +84,12 @@ func BenchmarkBatchDelivery(b *testing.B) {
 			var failed atomic.Int64
 			b.ResetTimer()
 			start := time.Now()
+			inflight := 4
+			if v, err := strconv.Atoi(os.Getenv("BENCH_INFLIGHT")); err == nil && v > 0 {
+				inflight = v
+			}
 			var wg sync.WaitGroup
-			for w := 0; w < 4; w++ {
+			for w := 0; w < inflight; w++ {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()

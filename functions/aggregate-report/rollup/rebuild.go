@@ -3,8 +3,8 @@ package rollup
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -212,47 +212,31 @@ const sampleMax = 20
 
 type comparer struct {
 	rows, n int
-	samples []Difference
-}
-
-func (c *comparer) diff(table, key string, streamed, recomputed any) {
-	c.n++
-	if len(c.samples) < sampleMax {
-		c.samples = append(c.samples, Difference{table, key, fmt.Sprint(streamed), fmt.Sprint(recomputed)})
-	}
+	diffs   []Difference
 }
 
 func compareMaps[K comparable, V comparable](c *comparer, table string, streamed, recomputed map[K]V, keyf func(K) string) {
-	keys := map[K]bool{}
-	for k := range streamed {
-		keys[k] = true
+	differ := func(k K) {
+		var sv, rv any = "missing", "missing"
+		if v, ok := streamed[k]; ok {
+			sv = v
+		}
+		if v, ok := recomputed[k]; ok {
+			rv = v
+		}
+		c.n++
+		c.diffs = append(c.diffs, Difference{table, keyf(k), fmt.Sprint(sv), fmt.Sprint(rv)})
+	}
+	for k, s := range streamed {
+		c.rows++
+		if r, ok := recomputed[k]; !ok || r != s {
+			differ(k)
+		}
 	}
 	for k := range recomputed {
-		keys[k] = true
-	}
-	sorted := slices.SortedFunc(maps.Keys(keys), func(a, b K) int {
-		ka, kb := keyf(a), keyf(b)
-		if ka < kb {
-			return -1
-		}
-		if ka > kb {
-			return 1
-		}
-		return 0
-	})
-	for _, k := range sorted {
-		c.rows++
-		s, sok := streamed[k]
-		r, rok := recomputed[k]
-		if sok != rok || s != r {
-			var sv, rv any = "missing", "missing"
-			if sok {
-				sv = s
-			}
-			if rok {
-				rv = r
-			}
-			c.diff(table, keyf(k), sv, rv)
+		if _, ok := streamed[k]; !ok {
+			c.rows++
+			differ(k)
 		}
 	}
 }
@@ -303,7 +287,13 @@ func Compare(streamed, recomputed *Effects, dbState, replayState *State) (rows, 
 		compareMaps(c, "report_disputes", deref(dbState.Disputes), deref(replayState.Disputes),
 			func(k DisputeKey) string { return k.Gateway + " " + k.ObjectID })
 	}
-	return c.rows, c.n, c.samples
+	slices.SortFunc(c.diffs, func(a, b Difference) int {
+		if a.Table != b.Table {
+			return strings.Compare(a.Table, b.Table)
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return c.rows, c.n, c.diffs[:min(len(c.diffs), sampleMax)]
 }
 
 // Check replays the log for r and compares with what streaming wrote. It
@@ -429,6 +419,13 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, r Range, batch int, progre
 		return Write(ctx, tx, rp.Effects, rp.State, true)
 	})
 	rep.Rebuilt = err == nil
+	if rep.Rebuilt {
+		// Every row was rewritten: until the visibility map is set again
+		// rankings' index-only scans read the heap, and the planner's
+		// statistics are old. Best effort: autovacuum gets there anyway.
+		_, _ = pool.Exec(ctx, `VACUUM (ANALYZE) report_rollups, report_account_rollups, report_recon,
+			report_invoice_payments, report_accounts, report_subscriptions, report_payments, report_invoices, report_disputes`)
+	}
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return rep, err
 }
