@@ -91,6 +91,9 @@ func TestEveryEventTypeLandsInTheDatabase(t *testing.T) {
 		refund(t, h(12), "failed", "re_2", pay, acctA, 100, "USD", "stripe"),
 		dispute(t, h(13), "stripe", "dp_1", pay, 2000, "USD"),
 		dispute(t, h(14), "stripe", "dp_1", pay, 2000, "USD"), // the same dispute again
+		// and capture-payment's report of it
+		newEvent(t, "capture-payment", "billfn.payment.disputed", pay, h(14), map[string]any{"payment_id": pay, "account_id": acctA,
+			"amount": 2000, "amount_captured": 2000, "currency": "USD", "gateway": "stripe", "status": "succeeded", "disputed_at": h(14)}),
 	}
 	res := g.deliver(evs...)
 	if res.Processed != len(evs) || res.Parked != 0 {

@@ -111,6 +111,8 @@ func (a *Aggregator) Apply(ev Event) error {
 		return a.refund(ev)
 	case GatewayUpdated:
 		return a.gatewayUpdate(ev)
+	case PaymentDisputed:
+		return a.paymentDisputed(ev)
 	}
 	return nil
 }
@@ -662,7 +664,22 @@ type gatewayUpdateData struct {
 	Currency         string  `json:"currency"`
 }
 
-// gatewayUpdate counts disputes: each dispute once, at its first sighting.
+// disputeKey names a dispute: by its payment when known (handle-webhook's
+// gateway_updated and capture-payment's payment.disputed both report the
+// same dispute, and each must count once), else by the gateway's objects.
+func disputeKey(gw, objectType, objectID, gatewayPaymentID, paymentID string) DisputeKey {
+	switch {
+	case canonicalID(paymentID) != "":
+		return DisputeKey{gw, "payment:" + canonicalID(paymentID)}
+	case objectType == "dispute" && objectID != "":
+		return DisputeKey{gw, objectID}
+	case gatewayPaymentID != "":
+		return DisputeKey{gw, "gateway_payment:" + gatewayPaymentID}
+	}
+	return DisputeKey{gw, "object:" + objectID}
+}
+
+// gatewayUpdate counts disputes reported by handle-webhook.
 func (a *Aggregator) gatewayUpdate(ev Event) error {
 	var d gatewayUpdateData
 	if err := decode(ev, &d); err != nil {
@@ -679,27 +696,49 @@ func (a *Aggregator) gatewayUpdate(ev Event) error {
 		return err
 	}
 	gw := gatewayName(d.Gateway)
-	obj := d.GatewayObjectID
-	if d.ObjectType != "dispute" || obj == "" {
-		// A payment reported as disputed: the dispute is known by its payment.
-		obj = "payment:" + d.GatewayPaymentID
-		if d.GatewayPaymentID == "" {
-			obj = "payment:" + str(d.PaymentID)
-		}
+	key := disputeKey(gw, d.ObjectType, d.GatewayObjectID, d.GatewayPaymentID, str(d.PaymentID))
+	return a.dispute(ev, key, cur, canonicalID(str(d.PaymentID)), "", d.Amount)
+}
+
+// paymentDisputed counts disputes reported by capture-payment.
+func (a *Aggregator) paymentDisputed(ev Event) error {
+	var d paymentData
+	if err := decode(ev, &d); err != nil {
+		return err
 	}
-	key := DisputeKey{gw, obj}
+	if d.PaymentID == "" {
+		d.PaymentID = ev.Subject
+	}
+	id, err := requireID(ev, "payment_id", d.PaymentID)
+	if err != nil {
+		return err
+	}
+	cur, err := currency(ev, d.Currency)
+	if err != nil {
+		return err
+	}
+	amount := d.AmountCaptured
+	if amount <= 0 {
+		amount = d.Amount
+	}
+	if err := nonNegative(ev, "amount", amount); err != nil {
+		return err
+	}
+	return a.dispute(ev, disputeKey(gatewayName(d.Gateway), "", "", "", id), cur, id, canonicalID(d.AccountID), amount)
+}
+
+// dispute counts a dispute at its first sighting.
+func (a *Aggregator) dispute(ev Event, key DisputeKey, cur, payment, account string, amount int64) error {
 	if a.State.Disputes[key] != nil {
 		return nil
 	}
-	payment := canonicalID(str(d.PaymentID))
-	account := ""
-	if p := a.State.Payments[payment]; p != nil {
+	if p := a.State.Payments[payment]; p != nil && account == "" {
 		account = p.AccountID
 	}
-	if err := a.Effects.add(ev.Time, cur, MDisputeOpened, gw, account, 1, d.Amount, everywhere); err != nil {
+	if err := a.Effects.add(ev.Time, cur, MDisputeOpened, key.Gateway, account, 1, amount, everywhere); err != nil {
 		return permanent(ev, "%v", err)
 	}
-	a.State.Disputes[key] = &Dispute{PaymentID: payment, Currency: cur, Amount: d.Amount, OpenedAt: ev.Time}
+	a.State.Disputes[key] = &Dispute{PaymentID: payment, Currency: cur, Amount: amount, OpenedAt: ev.Time}
 	a.State.dirtyDisputes[key] = true
 	return nil
 }

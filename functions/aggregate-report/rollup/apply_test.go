@@ -124,9 +124,15 @@ func TestEveryEventTypeLandsInItsRollups(t *testing.T) {
 			[]Event{ev(PaymentCreated, t0, pay(1000, 0, nil)),
 				ev(GatewayUpdated, t0, map[string]any{"gateway": "stripe", "object_type": "dispute", "gateway_object_id": "dp_1", "payment_id": pay1, "status": "disputed", "amount": 1000, "currency": "USD"}),
 				ev(GatewayUpdated, t0, map[string]any{"gateway": "stripe", "object_type": "dispute", "gateway_object_id": "dp_1", "payment_id": pay1, "status": "disputed", "amount": 1000, "currency": "USD"}),
-				ev(GatewayUpdated, t0, map[string]any{"gateway": "stripe", "object_type": "payment_intent", "gateway_object_id": "pi_1", "payment_id": pay1, "status": "succeeded", "amount": 1000, "currency": "USD"})},
+				ev(GatewayUpdated, t0, map[string]any{"gateway": "stripe", "object_type": "payment_intent", "gateway_object_id": "pi_1", "payment_id": pay1, "status": "succeeded", "amount": 1000, "currency": "USD"}),
+				// capture-payment's own report of the same dispute
+				ev(PaymentDisputed, t0, pay(1000, 1000, map[string]any{"disputed_at": t0}))},
 			[]string{"acct:0a dispute.opened stripe USD = 1/1000", "acct:0a payment.created stripe USD = 1/1000",
 				"dispute.opened stripe USD = 1/1000", "payment.created stripe USD = 1/1000"}},
+		{"a dispute reported by capture-payment first counts once, with its account",
+			[]Event{ev(PaymentDisputed, t0, pay(1000, 800, map[string]any{"disputed_at": t0, "gateway": "sandbox"})),
+				ev(GatewayUpdated, t0, map[string]any{"gateway": "sandbox", "object_type": "dispute", "gateway_object_id": "dp_7", "payment_id": pay1, "status": "disputed", "amount": 800, "currency": "USD"})},
+			[]string{"acct:0a dispute.opened sandbox USD = 1/800", "dispute.opened sandbox USD = 1/800"}},
 		{"subscriptions: new, expansion, contraction, churn, reactivation",
 			[]Event{
 				ev(SubscriptionCreated, t0, sub(sub1, "active", 2900)),

@@ -83,6 +83,7 @@ const (
 	RefundSucceeded   = "billfn.refund.succeeded"
 	RefundFailed      = "billfn.refund.failed"
 	GatewayUpdated    = "billfn.payment.gateway_updated"
+	PaymentDisputed   = "billfn.payment.disputed"
 )
 
 // kinds says, for each consumed type, whether it changes state (subscriptions,
@@ -97,7 +98,7 @@ var kinds = map[string]bool{
 	InvoiceOverdue: true, InvoiceUncollectible: true,
 	SubscriptionCreated: true, SubscriptionUpdated: true, SubscriptionCanceled: true,
 	PaymentCreated: true, PaymentAuthorized: true, PaymentCaptured: true, PaymentFailed: true, PaymentCanceled: true,
-	GatewayUpdated: true,
+	GatewayUpdated: true, PaymentDisputed: true,
 }
 
 // Consumes reports whether typ is aggregated (and therefore logged).
@@ -142,7 +143,7 @@ const (
 
 	MRefundSucceeded = "refund.succeeded" // dim: gateway
 	MRefundFailed    = "refund.failed"    // dim: gateway
-	MDisputeOpened   = "dispute.opened"   // dim: gateway; each dispute once
+	MDisputeOpened   = "dispute.opened"   // dim: gateway; each disputed payment once
 
 	MMRRNew          = "mrr.new"          // +; count: subscriptions that started paying
 	MMRRReactivation = "mrr.reactivation" // +; count: subscriptions that paid again

@@ -228,15 +228,21 @@ func needs(evs []Event) keys {
 				continue
 			}
 			addTo(&k.payments, "p", str(g.PaymentID))
-			obj := g.GatewayObjectID
-			if g.ObjectType != "dispute" || obj == "" {
-				obj = "payment:" + g.GatewayPaymentID
-				if g.GatewayPaymentID == "" {
-					obj = "payment:" + str(g.PaymentID)
-				}
+			dk := disputeKey(gatewayName(g.Gateway), g.ObjectType, g.GatewayObjectID, g.GatewayPaymentID, str(g.PaymentID))
+			k.disputeGateways = append(k.disputeGateways, dk.Gateway)
+			k.disputeObjects = append(k.disputeObjects, dk.ObjectID)
+		case PaymentDisputed:
+			var p paymentData
+			if dataJSON.Unmarshal(ev.Data, &p) != nil {
+				continue
 			}
-			k.disputeGateways = append(k.disputeGateways, gatewayName(g.Gateway))
-			k.disputeObjects = append(k.disputeObjects, obj)
+			if p.PaymentID == "" {
+				p.PaymentID = ev.Subject
+			}
+			addTo(&k.payments, "p", p.PaymentID)
+			dk := disputeKey(gatewayName(p.Gateway), "", "", "", p.PaymentID)
+			k.disputeGateways = append(k.disputeGateways, dk.Gateway)
+			k.disputeObjects = append(k.disputeObjects, dk.ObjectID)
 		}
 	}
 	return k
