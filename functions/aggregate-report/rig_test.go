@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,7 +212,8 @@ func hold(t testing.TB, at time.Time, typ, from string, amount, captured int64, 
 
 func account(t testing.TB, at time.Time, accountID, user, number, cur string) events.Event {
 	return newEvent(t, "process-transaction", "billfn.account.created", accountID, at, map[string]any{
-		"id": accountID, "user_id": user, "number": number, "currency": cur, "status": "active", "balance": 0})
+		"id": accountID, "user_id": user, "account_number": number, "currency": cur, "status": "active", "balance": 0,
+		"available": 0, "held": 0, "allow_negative": strings.HasPrefix(number, "SYS-"), "version": 1, "created_at": at, "updated_at": at})
 }
 
 type invoiceFields struct {

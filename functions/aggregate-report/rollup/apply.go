@@ -252,11 +252,12 @@ func (a *Aggregator) hold(ev Event) error {
 }
 
 type accountData struct {
-	ID       string `json:"id"`
-	UserID   string `json:"user_id"`
-	Number   string `json:"number"`
-	Currency string `json:"currency"`
-	Status   string `json:"status"`
+	ID            string `json:"id"`
+	UserID        string `json:"user_id"`
+	AccountNumber string `json:"account_number"` // process-transaction's Account
+	Number        string `json:"number"`         // accepted too
+	Currency      string `json:"currency"`
+	Status        string `json:"status"`
 }
 
 func (a *Aggregator) account(ev Event) error {
@@ -290,7 +291,11 @@ func (a *Aggregator) account(ev Event) error {
 	if old != nil && ev.Time.Before(old.UpdatedAt) {
 		return nil // an older version arriving late
 	}
-	s.Accounts[id] = &Account{UserID: user, Number: d.Number, Currency: cur, Status: d.Status, UpdatedAt: ev.Time}
+	number := d.AccountNumber
+	if number == "" {
+		number = d.Number
+	}
+	s.Accounts[id] = &Account{UserID: user, Number: number, Currency: cur, Status: d.Status, UpdatedAt: ev.Time}
 	s.dirtyAccounts[id] = true
 	return nil
 }
