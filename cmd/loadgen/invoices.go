@@ -39,7 +39,7 @@ func invoiceBody(user, rate string, i int) map[string]any {
 			"tax_rate_ids": []string{rate}}
 	}
 	return map[string]any{"account_id": uuid.NewString(), "user_id": user, "currency": "USD",
-		"customer": map[string]any{"name": "Load Test", "email": "load@example.com"},
+		"customer":   map[string]any{"name": "Load Test", "email": "load@example.com"},
 		"line_items": lines, "net_terms_days": 30, "auto_finalize": true, "metadata": map[string]any{"n": fmt.Sprint(i)}}
 }
 
