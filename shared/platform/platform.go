@@ -104,7 +104,7 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("EVENT_SIGNING_KEYS holds no key")
 	}
-	if d.Pool, err = postgres.Open(ctx, cfg.Postgres.URL, cfg.Postgres.MaxConns); err != nil {
+	if d.Pool, err = postgres.OpenWith(ctx, cfg.Postgres); err != nil {
 		return nil, err
 	}
 	if d.Redis, err = redis.Open(cfg.Redis.URL); err != nil {

@@ -203,3 +203,23 @@ func TestUniqueAndCheckViolationsAreClassified(t *testing.T) {
 		t.Fatalf("CheckViolation(%v) = false", err)
 	}
 }
+
+func TestFunctionPoolsPlanWithoutSequentialScansUnlessAsked(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.DatabaseURL(t)
+	for _, c := range []struct {
+		seq  bool
+		want string
+	}{{false, "off"}, {true, "on"}} {
+		pool, err := postgres.OpenWith(ctx, postgres.Config{URL: url, MaxConns: 1, EnableSeqScan: c.seq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = pool.QueryRow(ctx, "SHOW enable_seqscan").Scan(&got)
+		pool.Close()
+		if err != nil || got != c.want {
+			t.Fatalf("EnableSeqScan=%v: enable_seqscan = %q (%v), want %q", c.seq, got, err, c.want)
+		}
+	}
+}
