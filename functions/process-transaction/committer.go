@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -695,15 +694,11 @@ func (w *writes) effects(t *Transfer, source string) {
 }
 
 func (w *writes) event(typ string, t *Transfer, source string) {
-	ev, err := events.New(context.Background(), source, typ, t.FromAccountID, t)
+	id, payload, err := events.Encode(context.Background(), source, typ, t.FromAccountID, t)
 	if err != nil {
 		panic(err) // a Transfer always encodes
 	}
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		panic(err)
-	}
-	w.oID, w.oTopic, w.oKey, w.oPayload = append(w.oID, ev.ID()), append(w.oTopic, events.TopicTransaction),
+	w.oID, w.oTopic, w.oKey, w.oPayload = append(w.oID, id), append(w.oTopic, events.TopicTransaction),
 		append(w.oKey, t.FromAccountID), append(w.oPayload, payload)
 }
 

@@ -36,3 +36,17 @@ func BenchmarkNewAndMarshal(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncode is the same work through Encode.
+func BenchmarkEncode(b *testing.B) {
+	bal := int64(7450)
+	s := sample{"0190a0b0-0000-7000-8000-000000000001", "0190a0b0-0000-7000-8000-000000000002", "0190a0b0-0000-7000-8000-000000000003",
+		2550, "USD", "posted", time.Now(), &bal}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := events.Encode(ctx, "process-transaction", "billfn.transaction.posted", s.From, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -488,3 +488,27 @@ func TestSelfHandledEventsRunOutsideTheReceiverTransaction(t *testing.T) {
 		t.Fatal("a self-handled event was recorded by the receiver")
 	}
 }
+
+// Encode's payload is the structured event New would build: the SDK reads it
+// back with the same attributes and data.
+func TestEncodeMatchesNew(t *testing.T) {
+	ctx := events.WithTraceParent(context.Background(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	data := map[string]any{"amount": 5, "note": "a \"quoted\" <tag> & ünïcode"}
+	id, payload, err := events.Encode(ctx, "process-transaction", "billfn.transaction.posted", "acct-1", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Unmarshal(payload)
+	if err != nil {
+		t.Fatalf("the SDK cannot read Encode's payload: %v", err)
+	}
+	want, _ := events.New(ctx, "process-transaction", "billfn.transaction.posted", "acct-1", data)
+	if ev.ID() != id || ev.Source() != want.Source() || ev.Type() != want.Type() || ev.Subject() != want.Subject() ||
+		ev.DataContentType() != want.DataContentType() || ev.SpecVersion() != want.SpecVersion() ||
+		string(ev.Data()) != string(want.Data()) || ev.Extensions()[events.TraceParentExt] != want.Extensions()[events.TraceParentExt] {
+		t.Fatalf("Encode gave %s\nNew gives %s", ev, want)
+	}
+	if d := time.Since(ev.Time()); d < 0 || d > time.Minute {
+		t.Fatalf("time %v", ev.Time())
+	}
+}

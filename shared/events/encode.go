@@ -1,0 +1,46 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// structured is the JSON envelope of a structured-mode CloudEvent with
+// billfn's attributes.
+type structured struct {
+	SpecVersion     string          `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject,omitempty"`
+	Time            string          `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
+	TraceParent     string          `json:"traceparent"`
+	Data            json.RawMessage `json:"data"`
+}
+
+// Encode builds the same event as New and returns its id and its
+// structured-mode JSON in one step, without the SDK's intermediate
+// representation: half the work on the outbox's hot path. Decoding the
+// payload with the SDK (Unmarshal) gives back the event New would build.
+func Encode(ctx context.Context, function, typ, subject string, data any) (id string, payload []byte, err error) {
+	u, err := uuid.NewV7()
+	if err != nil {
+		return "", nil, err
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return "", nil, err
+	}
+	tp := TraceParent(ctx)
+	if tp == "" {
+		tp = NewTraceParent()
+	}
+	id = u.String()
+	payload, err = json.Marshal(structured{SpecVersion: "1.0", ID: id, Source: Source(function), Type: typ, Subject: subject,
+		Time: time.Now().UTC().Format(time.RFC3339Nano), DataContentType: "application/json", TraceParent: tp, Data: raw})
+	return id, payload, err
+}
