@@ -140,11 +140,44 @@ func TestStackSubscriptionsAreTheEventContract(t *testing.T) {
 		}
 		wantBatch := 1
 		if name == "aggregate-report" {
-			wantBatch = 100
+			wantBatch = 500 // its ingestion target needs batches of 500
 		}
 		if sub.BatchSize != wantBatch {
 			t.Errorf("%s: batch size %d, want %d", name, sub.BatchSize, wantBatch)
 		}
+		// The trigger skips types a function does not list: a handled
+		// type missing here would be an event the function never sees.
+		if got := strings.Join(sub.Types, ","); got != strings.Join(wantTypes[name], ",") {
+			t.Errorf("%s handles %v (docs/events.md), stack.yml lists %v", name, wantTypes[name], sub.Types)
+		}
+	}
+}
+
+// wantTypes is who handles what, from docs/events.md (aggregate-report: all).
+var wantTypes = map[string][]string{
+	"process-transaction": {"billfn.transaction.requested"},
+	"generate-invoice":    {"billfn.invoice.requested", "billfn.payment.captured", "billfn.payment.failed", "billfn.refund.succeeded"},
+	"capture-payment":     {"billfn.invoice.finalized", "billfn.invoice.payment_retry_requested", "billfn.payment.gateway_updated"},
+	"handle-webhook": {"billfn.payment.created", "billfn.payment.updated", "billfn.payment.authorized", "billfn.payment.captured",
+		"billfn.payment.failed", "billfn.payment.canceled", "billfn.payment.disputed", "billfn.refund.succeeded", "billfn.refund.failed"},
+}
+
+func TestSubscriptionWantsOnlyListedTypes(t *testing.T) {
+	sub, err := ParseSubscription(map[string]string{AnnotationTopic: "transaction-events", AnnotationTypes: "billfn.transaction.requested, billfn.hold.*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for typ, want := range map[string]bool{"billfn.transaction.requested": true, "billfn.hold.created": true, "billfn.hold.": true,
+		"billfn.transaction.posted": false, "billfn.holding": false, "": true} {
+		if got := sub.Wants(typ); got != want {
+			t.Errorf("Wants(%q) = %v, want %v", typ, got, want)
+		}
+	}
+	if all, _ := ParseSubscription(map[string]string{AnnotationTopic: "x"}); !all.Wants("anything") {
+		t.Error("a function without billfn.dev/types must get every record")
+	}
+	if _, err := ParseSubscription(map[string]string{AnnotationTypes: "billfn.*.posted"}); err == nil {
+		t.Error("a wildcard in the middle was accepted")
 	}
 }
 
