@@ -19,6 +19,10 @@
 //     logs every process in one stream prefixed by its name, and stops
 //     everything on Ctrl-C.
 //
+// SIGUSR1 stops the Kafka broker and SIGUSR2 starts it again with the same
+// data and address (kill -USR1 <stack pid>): a broker restart, as the fault
+// tests simulate it (docs/reliability.md).
+//
 // Addresses come from the environment (defaults in parentheses):
 // BILLFN_GATEWAY_ADDR (127.0.0.1:8080), BILLFN_KAFKA_ADDR (127.0.0.1:9092),
 // BILLFN_FUNCTION_PORT (8081: the first function's port, the others

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -80,9 +81,63 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 	s.banner()
-	<-ctx.Done()
-	s.log.printf("stack", "stopping")
-	return nil
+	// SIGUSR1 stops the Kafka broker and SIGUSR2 starts it again on the
+	// same address with the same data: what a broker restart looks like to
+	// the functions and the kafka-trigger (the fault tests use it).
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.printf("stack", "stopping")
+			return nil
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				s.stopKafka()
+			} else {
+				s.restartKafka()
+			}
+		}
+	}
+}
+
+// stopKafka closes the broker (SIGUSR1); its data stays in the run directory.
+func (s *stack) stopKafka() {
+	if s.kafka == nil {
+		s.log.printf("kafka", "already stopped")
+		return
+	}
+	s.kafka.Close()
+	s.kafka = nil
+	s.log.printf("kafka", "stopped (SIGUSR1); SIGUSR2 starts it again")
+}
+
+// restartKafka starts the broker again on its address (SIGUSR2), with the
+// records and consumer group offsets it had.
+func (s *stack) restartKafka() {
+	if s.kafka != nil {
+		s.log.printf("kafka", "already running")
+		return
+	}
+	var ln net.Listener
+	var err error
+	// The old listener's port may take a moment to be free again.
+	for i := 0; i < 50; i++ {
+		if ln, err = net.Listen("tcp", s.cfg.KafkaAddr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		s.log.printf("kafka", "cannot listen on %s again: %v", s.cfg.KafkaAddr, err)
+		return
+	}
+	if err := s.startKafka(ln); err != nil {
+		s.log.printf("kafka", "cannot start again: %v", err)
+		return
+	}
+	s.log.printf("kafka", "started again (SIGUSR2)")
 }
 
 func (s *stack) start(ctx context.Context) error {
@@ -517,6 +572,8 @@ func (s *stack) stop() {
 	wg.Wait()
 	if s.kafka != nil {
 		s.kafka.Close()
+	}
+	if s.gwSrv != nil {
 		s.log.printf("stack", "stopped")
 	}
 }
