@@ -1,157 +1,27 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/outbox"
-	"github.com/billfn/billfn/shared/postgres"
-	"github.com/billfn/billfn/shared/testenv"
 )
-
-func TestMain(m *testing.M) { testenv.Main(m) }
-
-// freePorts returns n consecutive free loopback ports.
-func freePorts(t *testing.T, n int) int {
-	t.Helper()
-	for attempt := 0; attempt < 100; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if base+n > 65000 {
-			continue
-		}
-		ok := true
-		var held []net.Listener
-		for i := 0; i < n && ok; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			held = append(held, l)
-		}
-		for _, l := range held {
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free ports")
-	return 0
-}
-
-// syncBuffer collects the stack's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// leftovers lists the processes that carry the stack's marker.
-func leftovers(marker string) []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil {
-			continue
-		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if string(kv) == "BILLFN_STACK_ID="+marker {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
-}
-
-type e2e struct {
-	t       *testing.T
-	gateway string
-	kafka   string
-	token   string
-	out     *syncBuffer
-	client  *http.Client
-}
-
-func (e *e2e) call(method, path string, body any, headers ...string) (int, map[string]any) {
-	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, e.gateway+path, rd)
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	raw, _ := io.ReadAll(res.Body)
-	_ = json.Unmarshal(raw, &out)
-	return res.StatusCode, out
-}
-
-func (e *e2e) eventually(what string, d time.Duration, ok func() bool) {
-	e.t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // TestLocalStackEndToEnd builds and starts the whole local stack on free
 // ports, as make run does, and drives it from outside: an HTTP call through
@@ -159,100 +29,8 @@ func (e *e2e) eventually(what string, d time.Duration, ok func() bool) {
 // reaching its function, a schedule tick's effect, a function killed and
 // restarted, and a stop that leaves no process behind.
 func TestLocalStackEndToEnd(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "functions", "process-transaction", "main.go")); err != nil {
-		t.Fatalf("the end-to-end test drives process-transaction: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "stack")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/stack: %v\n%s", err, out)
-	}
-
-	base := freePorts(t, 9)
-	gatewayAddr := "127.0.0.1:" + strconv.Itoa(base)
-	kafkaAddr := "127.0.0.1:" + strconv.Itoa(base+1)
-	triggerAddr := "127.0.0.1:" + strconv.Itoa(base+2)
-	stripeAddr := "127.0.0.1:" + strconv.Itoa(base+3)
-	functionPort := base + 4
-
-	// A database that does not exist yet: the stack creates and migrates it.
-	dbName := fmt.Sprintf("billfn_test_%d_e2e_%s", os.Getpid(), strings.ReplaceAll(uuid.NewString()[:8], "-", ""))
-	dbURL, err := postgres.ReplaceDatabase(testenv.PostgresURL(), dbName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if conn, err := pgx.Connect(ctx, testenv.PostgresURL()); err == nil {
-			_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{dbName}.Sanitize()+" WITH (FORCE)")
-			conn.Close(ctx)
-		}
-	})
-	rdb, prefix := testenv.Redis(t) // deletes the prefix's keys at the end
-	_ = rdb
-
-	marker := "e2e-" + uuid.NewString()
-	cmd := exec.Command(bin)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(),
-		"BILLFN_GATEWAY_ADDR="+gatewayAddr, "BILLFN_KAFKA_ADDR="+kafkaAddr, "BILLFN_TRIGGER_ADDR="+triggerAddr,
-		"STRIPE_MOCK_ADDR="+stripeAddr, "BILLFN_FUNCTION_PORT="+strconv.Itoa(functionPort),
-		"BILLFN_RUN_DIR="+t.TempDir(), "BILLFN_TICK_EVERY=1s", "BILLFN_STACK_ID="+marker,
-		"DATABASE_URL="+dbURL, "REDIS_URL="+testenv.RedisURL(), "REDIS_PREFIX="+prefix,
-	)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out := &syncBuffer{}
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		once := sync.Once{}
-		for sc.Scan() {
-			fmt.Fprintln(out, sc.Text())
-			if strings.Contains(sc.Text(), "Ctrl-C stops everything") {
-				once.Do(func() { close(ready) })
-			}
-		}
-	}()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		// Whatever survived is a bug; do not let it outlive the test.
-		for _, pid := range leftovers(marker) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			t.Logf("stack output:\n%s", out.String())
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-exited:
-		t.Fatalf("the stack exited before it was ready: %v", err)
-	case <-time.After(4 * time.Minute):
-		t.Fatal("the stack was not ready within 4 minutes")
-	}
-
-	token, err := auth.NewHS256Signer(auth.LocalDevSecret, "billfn", "billfn").Sign(adminSubject, auth.RoleAdmin, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &e2e{t: t, gateway: "http://" + gatewayAddr, kafka: kafkaAddr, token: token, out: out, client: &http.Client{Timeout: 15 * time.Second}}
+	e := startStack(t, stackOptions{createDatabase: true})
+	kafkaAddr, marker, out := e.kafka, e.marker, e.out
 
 	t.Run("the gateway lists the functions with their annotations", func(t *testing.T) {
 		res, err := e.client.Get(e.gateway + "/system/functions")
@@ -360,25 +138,7 @@ func TestLocalStackEndToEnd(t *testing.T) {
 	})
 
 	// Ctrl-C: everything stops, nothing is left behind.
-	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Errorf("the stack exited with %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the stack did not stop within 60 s of SIGINT")
-	}
-	time.Sleep(200 * time.Millisecond)
-	if pids := leftovers(marker); len(pids) > 0 {
-		t.Errorf("processes left behind: %v", pids)
-	}
-	if !strings.Contains(out.String(), "stack") || !strings.Contains(out.String(), "stopped") {
-		t.Errorf("no clean stop in the output")
-	}
+	e.stop()
 }
 
 // TestStackRefusesAPortInUseInOneLine checks the message a developer sees
