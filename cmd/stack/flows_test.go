@@ -265,8 +265,8 @@ func TestFlowWebhookSettlesLater(t *testing.T) {
 
 	type state struct {
 		InvoicePaid, PaymentCaptured, Account, Clearing, Revenue int64
-		Transfers, Webhooks, Postings, Processed                int64
-		Report                                                  string
+		Transfers, Webhooks, Postings, Processed                 int64
+		Report                                                   string
 	}
 	snapshot := func() state {
 		inv := e.req(http.MethodGet, "/function/generate-invoice/invoices/"+invID, nil).body
@@ -553,8 +553,8 @@ func TestFlowAsyncHTTPMatchesSync(t *testing.T) {
 	t.Run("an invoice", func(t *testing.T) {
 		invoiceBody := func(c customer) map[string]any {
 			return map[string]any{"account_id": c.account, "user_id": c.user, "currency": "EUR",
-				"customer":   map[string]any{"name": "Émilie du Châtelet", "email": "emilie@example.com"},
-				"line_items": []any{map[string]any{"description": "Translation of the Principia", "quantity": "2.5", "unit_amount": 4599}},
+				"customer":          map[string]any{"name": "Émilie du Châtelet", "email": "emilie@example.com"},
+				"line_items":        []any{map[string]any{"description": "Translation of the Principia", "quantity": "2.5", "unit_amount": 4599}},
 				"collection_method": "send_invoice", "net_terms_days": 30, "auto_finalize": true, "memo": "same either way"}
 		}
 		invoices := map[string]map[string]any{}
