@@ -216,12 +216,14 @@ func (c *committer) commit(group []*unit, n int) (touched []string) {
 	return nil
 }
 
+// failAll answers every op of a group that did not commit with err. Every
+// outcome is replaced, including those decided inside the transaction that
+// failed: a transfer decided "posted" but never committed must not be
+// answered 201 (its caller retries with the same key instead).
 func failAll(group []*unit, err error) {
 	for _, u := range group {
 		for _, o := range u.ops {
-			if !o.res.done {
-				o.res = outcome{err: err, done: true}
-			}
+			o.res = outcome{err: err, done: true}
 		}
 	}
 }

@@ -688,3 +688,31 @@ func TestLedgerInvariantUnderConcurrency(t *testing.T) {
 		t.Fatalf("an account went below zero: %d %v", min, err)
 	}
 }
+
+// A group whose COMMIT fails for a reason retrying cannot fix must answer
+// every caller with an error: before, the outcomes decided inside the
+// failed transaction were answered as they were (201 "posted"), so the
+// other callers of the group were told their money moved when nothing was
+// written. A description holding U+0000, which Postgres text refuses,
+// makes such a failure (the HTTP decoders now refuse it earlier).
+func TestAGroupThatFailsToCommitAnswersNoCallerPosted(t *testing.T) {
+	e := newEnv(t)
+	admin := auth.Principal{Subject: e.admin, Role: auth.RoleAdmin}
+	acct := e.account(e.admin, "USD").ID
+	good := &op{req: TransferRequest{FromAccountNumber: "SYS-EXTERNAL-USD", ToAccountID: acct, Amount: 100, Currency: "USD"},
+		principal: admin, scope: "test", key: uuid.NewString(), hash: []byte("good"), id: newID()}
+	bad := &op{req: TransferRequest{FromAccountNumber: "SYS-EXTERNAL-USD", ToAccountID: acct, Amount: 100, Currency: "USD",
+		Description: "nul\x00byte"}, principal: admin, scope: "test", key: uuid.NewString(), hash: []byte("bad"), id: newID()}
+	if err := e.s.commit.submit(context.Background(), &unit{ops: []*op{good, bad}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, o := range map[string]*op{"good": good, "bad": bad} {
+		if o.res.err == nil || o.res.transfer != nil {
+			t.Errorf("the %s transfer of a group that did not commit was answered %+v", name, o.res)
+		}
+	}
+	var n int
+	if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM transfers WHERE to_account_id = $1`, acct).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d transfers stored (%v)", n, err)
+	}
+}
