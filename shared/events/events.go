@@ -26,6 +26,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/httpx"
 )
 
 // Event is a CloudEvent.
@@ -126,6 +128,9 @@ func Must(ev Event, err error) Event {
 // Decode reads an event's JSON data into v. A decode failure is permanent:
 // the same bytes will never decode.
 func Decode(ev Event, v any) error {
+	if httpx.HasNULEscape(ev.Data()) {
+		return Permanent(fmt.Errorf("event %s (%s): data: strings may not hold U+0000", ev.ID(), ev.Type()))
+	}
 	if err := json.Unmarshal(ev.Data(), v); err != nil {
 		return Permanent(fmt.Errorf("event %s (%s): data: %w", ev.ID(), ev.Type(), err))
 	}

@@ -512,3 +512,18 @@ func TestEncodeMatchesNew(t *testing.T) {
 		t.Fatalf("time %v", ev.Time())
 	}
 }
+
+// Event data holding U+0000 can never be stored (Postgres text refuses it):
+// Decode parks it as permanent instead of letting the handler fail at the
+// database and the trigger retry it.
+func TestDecodeParksDataHoldingNUL(t *testing.T) {
+	ev := events.Must(events.New(context.Background(), "t", "billfn.test", "s", map[string]any{"description": "a\x00b"}))
+	var v map[string]any
+	if err := events.Decode(ev, &v); !events.IsPermanent(err) {
+		t.Errorf("got %v", err)
+	}
+	ok := events.Must(events.New(context.Background(), "t", "billfn.test", "s", map[string]any{"description": `a\u0000b`}))
+	if err := events.Decode(ok, &v); err != nil || v["description"] != `a\u0000b` {
+		t.Errorf("an escaped backslash: %v %v", err, v)
+	}
+}

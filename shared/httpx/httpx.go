@@ -46,7 +46,7 @@ func RequireJSON(r *http.Request) error {
 // DecodeJSONBody decodes one JSON value from body into dst with the same
 // rules as DecodeJSON, without looking at headers.
 func DecodeJSONBody(body io.Reader, dst any) error {
-	dec := json.NewDecoder(body)
+	dec := json.NewDecoder(&nulGuard{r: body})
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
@@ -199,4 +199,51 @@ func Limit(r *http.Request, def, max int) (int, error) {
 		return 0, problem.Invalid(problem.Param("limit", fmt.Sprintf("must be an integer from 1 to %d", max)))
 	}
 	return n, nil
+}
+
+// HasNULEscape reports whether JSON text holds the escape \u0000 (U+0000
+// inside a string). Postgres text and jsonb cannot store it, so a request
+// carrying one is refused as bad input instead of failing at the database.
+func HasNULEscape(b []byte) bool {
+	var g nulGuard
+	return g.scan(b)
+}
+
+// nulGuard passes a JSON body through and fails the read with a 400
+// problem at the first \u0000 escape (tracked across reads).
+type nulGuard struct {
+	r       io.Reader
+	slash   int // backslashes in a row before the current byte
+	match   int // bytes of "u0000" matched after an odd run of backslashes
+	tripped bool
+}
+
+func (g *nulGuard) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	if g.scan(p[:n]) {
+		return n, problem.New(problem.BadRequest, "strings may not hold U+0000 (\\u0000)")
+	}
+	return n, err
+}
+
+func (g *nulGuard) scan(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case c == '\\':
+			g.slash++
+			g.match = 0
+			continue
+		case g.match == 0 && c == 'u' && g.slash%2 == 1:
+			g.match = 1
+		case g.match > 0 && c == '0':
+			g.match++
+			if g.match == 5 {
+				g.tripped = true
+			}
+		default:
+			g.match = 0
+		}
+		g.slash = 0
+	}
+	return g.tripped
 }

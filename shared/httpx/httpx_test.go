@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -429,5 +430,32 @@ func TestEmptyListEncodesAnEmptyArray(t *testing.T) {
 	b, _ = json.Marshal(List[int]{Data: []int{1}, NextCursor: "c", HasMore: true})
 	if string(b) != `{"data":[1],"next_cursor":"c","has_more":true}` {
 		t.Fatalf("got %s", b)
+	}
+}
+
+// A JSON string holding U+0000 is refused at decoding: Postgres text and
+// jsonb cannot store it, and the functions answered 500 when it reached
+// the database (found by the stack's attack test). An escaped backslash
+// before "u0000" is ordinary text.
+func TestDecodeRefusesNULInStrings(t *testing.T) {
+	for _, body := range []string{`{"a":"x\u0000y"}`, `{"a":{"b":["\u0000"]}}`, `{"a\u0000":1}`, `{"a":"\\\u0000"}`} {
+		var v any
+		err := DecodeJSONBody(iotest.OneByteReader(strings.NewReader(body)), &v)
+		var pe *problem.Error
+		if !errors.As(err, &pe) || pe.Code != problem.BadRequest {
+			t.Errorf("%s: %v", body, err)
+		}
+		if !HasNULEscape([]byte(body)) {
+			t.Errorf("HasNULEscape(%s) = false", body)
+		}
+	}
+	for _, body := range []string{`{"a":"\\u0000"}`, `{"a":"\u0001 u0000"}`, `{"a":"\\\\u0000"}`} {
+		var v map[string]any
+		if err := DecodeJSONBody(iotest.OneByteReader(strings.NewReader(body)), &v); err != nil {
+			t.Errorf("%s: %v", body, err)
+		}
+		if HasNULEscape([]byte(body)) {
+			t.Errorf("HasNULEscape(%s) = true", body)
+		}
 	}
 }
