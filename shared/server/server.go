@@ -29,6 +29,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -325,6 +326,12 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		defer s.metrics.inflight.Dec()
 		start := time.Now()
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+		if strings.ContainsRune(r.URL.Path, 0) || strings.Contains(r.URL.RawQuery, "%00") || strings.ContainsRune(r.URL.RawQuery, 0) {
+			// No id, filter or cursor holds U+0000, and Postgres text cannot.
+			problem.Write(w, r, problem.New(problem.BadRequest, "the URL may not hold U+0000 (%%00)"))
+			s.metrics.observe("unmatched", r.Method, http.StatusBadRequest, 0)
+			return
+		}
 		if d := s.cfg.ExecTimeout.D(); d > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), d)
 			defer cancel()

@@ -261,3 +261,19 @@ func TestShutdownDrainsInFlightRequests(t *testing.T) {
 		t.Fatal("closers did not run")
 	}
 }
+
+// An id, filter or cursor holding U+0000 is a bad request: Postgres text
+// cannot hold it, and the functions answered 500 when it reached a query
+// (found by the stack's attack test).
+func TestAURLHoldingNULIsABadRequest(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	for _, path := range []string{"/things/a%00b", "/things/x?filter=%00", "/things/x?filter=a%00"} {
+		rec := get(t, h, "GET", path, nil, "")
+		if rec.Code != http.StatusBadRequest || code(t, rec) != "bad_request" {
+			t.Errorf("%s: %d %s", path, rec.Code, rec.Body)
+		}
+	}
+	if rec := get(t, h, "GET", "/things/a%2500b", nil, ""); rec.Code != http.StatusOK {
+		t.Errorf("an escaped percent sign is no NUL: %d", rec.Code)
+	}
+}
