@@ -64,6 +64,24 @@ func parse(body []byte) (parsed, error) {
 	if p.ev.Object != "event" || p.ev.ID == "" || p.ev.Type == "" || p.ev.Data.Object == nil || p.obj.Object == "" {
 		return p, problem.New(codePayload, `the body is not an event: it needs "object":"event", an id, a type and data.object`)
 	}
+	// What is stored and matched on goes to Postgres text, which cannot hold
+	// U+0000: such an event is malformed, not a reason to answer 503 (the
+	// gateway would retry it for days).
+	o := p.obj
+	fields := []string{p.ev.ID, p.ev.Type, o.ID, o.Object, o.Currency, o.Status, string(o.PaymentIntent), string(o.Charge),
+		o.Reason, o.FailureCode, o.FailureMessage, o.FailureReason}
+	if o.LastPaymentError != nil {
+		e := o.LastPaymentError
+		fields = append(fields, e.Type, e.Code, e.DeclineCode, e.Message)
+	}
+	for k, v := range o.Metadata {
+		fields = append(fields, k, v)
+	}
+	for _, f := range fields {
+		if strings.ContainsRune(f, 0) {
+			return p, problem.New(codePayload, "the event holds U+0000 in a field billfn reads")
+		}
+	}
 	return p, nil
 }
 

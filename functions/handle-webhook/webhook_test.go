@@ -551,3 +551,22 @@ func TestTickReleasesParkedDeliveriesWhosePaymentIsKnown(t *testing.T) {
 		t.Fatal("still parked")
 	}
 }
+
+// A verified webhook holding U+0000 where billfn reads (an id, the type,
+// metadata) cannot be stored in Postgres text: it is a malformed payload
+// (400), not a 503 the gateway would retry for days (found by the stack's
+// attack test).
+func TestAWebhookHoldingNULIsAMalformedPayload(t *testing.T) {
+	g := newRig(t)
+	for _, ev := range []struct{ id, typ, pid string }{
+		{"evt_nul\x00", "payment_intent.succeeded", uuid.NewString()},
+		{"evt_sbx_nul_2", "payment_intent\x00", uuid.NewString()},
+		{"evt_sbx_nul_3", "payment_intent.succeeded", "\x00"},
+	} {
+		body, _ := sandbox.NewEvent(ev.id, ev.typ, g.clock.Now(), sandbox.PaymentIntent{ID: "pi_sbx_nul", Object: "payment_intent",
+			Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded", Metadata: map[string]string{sandbox.MetadataPaymentID: ev.pid}})
+		if rec := g.sandbox(body); rec.Code != 400 || !strings.Contains(rec.Body.String(), "webhook_payload_invalid") {
+			t.Errorf("%q: %d %s", ev.id, rec.Code, rec.Body)
+		}
+	}
+}
