@@ -214,7 +214,7 @@ func renderPDF(w io.Writer, inv *Invoice) error {
 	}
 	pdf.SetFont("Helvetica", "", 9)
 	for _, l := range inv.Lines {
-		desc := pdf.SplitText(tr(l.Description), cols[0].w-2)
+		desc := splitCP1252(pdf, tr(l.Description), cols[0].w-2)
 		if len(desc) == 0 {
 			desc = []string{""}
 		}
@@ -346,4 +346,25 @@ func renderHTML(w io.Writer, inv *Invoice) error {
 	}
 	_, err = w.Write(buf.Bytes())
 	return err
+}
+
+// splitCP1252 wraps Windows-1252 text (what tr returns) to width w.
+// fpdf's SplitText reads its argument as UTF-8 and looks each rune up in a
+// 256-entry width table, so a single byte above 0x7F (é, ü, €…) became
+// U+FFFD and panicked the handler; here every byte goes in as the rune of
+// the same value and comes back out as that byte.
+func splitCP1252(pdf *fpdf.Fpdf, s string, w float64) []string {
+	rs := make([]rune, len(s))
+	for i := 0; i < len(s); i++ {
+		rs[i] = rune(s[i])
+	}
+	lines := pdf.SplitText(string(rs), w)
+	for i, l := range lines {
+		b := make([]byte, 0, len(l))
+		for _, r := range l {
+			b = append(b, byte(r))
+		}
+		lines[i] = string(b)
+	}
+	return lines
 }

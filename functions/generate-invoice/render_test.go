@@ -144,3 +144,19 @@ func TestInvoiceHTMLEscapesAndFormats(t *testing.T) {
 		t.Fatalf("html:\n%s", html)
 	}
 }
+
+// A line description outside ASCII (é, ü, €, and characters Windows-1252
+// lacks) renders: fpdf's SplitText read the Windows-1252 bytes as UTF-8 and
+// panicked on U+FFFD (found by the stack's attack test, a 500 on .pdf).
+func TestInvoicePDFWrapsDescriptionsOutsideASCII(t *testing.T) {
+	g := newRig(t)
+	inv := renderedInvoice(t, g)
+	inv.Lines[0].Description = "Émilie du Châtelet — ünïcødé 漢字 🚀 €5 " + strings.Repeat("très long ", 20)
+	var buf bytes.Buffer
+	if err := renderPDF(&buf, &inv); err != nil {
+		t.Fatal(err)
+	}
+	if text := pdfText(t, buf.Bytes()); !strings.Contains(text, "milie du Ch") {
+		t.Errorf("the description is missing:\n%s", text)
+	}
+}
