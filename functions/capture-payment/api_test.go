@@ -377,3 +377,26 @@ func TestSavedPaymentMethods(t *testing.T) {
 		t.Fatalf("invalid method: %s", code)
 	}
 }
+
+// An explicit amount of 0 (or less) on a capture or a refund is refused:
+// it was read as "no amount given" and captured or refunded everything
+// (found by the stack's attack test). Omitting the amount still means all.
+func TestZeroCaptureOrRefundAmountIsRefused(t *testing.T) {
+	g := newRig(t)
+	manual := g.pay(9000, "USD", "pm_card_visa", "manual", true)
+	auto := g.pay(9000, "USD", "pm_card_visa", "automatic", true)
+	for _, amt := range []int64{0, -1} {
+		if code := problemCode(t, g.do(req{method: "POST", path: "/payments/" + manual.ID + "/capture", body: map[string]any{"amount": amt}}), 422); code != "validation_failed" {
+			t.Errorf("capture %d: %s", amt, code)
+		}
+		if code := problemCode(t, g.do(req{method: "POST", path: "/payments/" + auto.ID + "/refunds", body: map[string]any{"amount": amt}}), 422); code != "validation_failed" {
+			t.Errorf("refund %d: %s", amt, code)
+		}
+	}
+	if rec := g.do(req{method: "POST", path: "/payments/" + manual.ID + "/capture"}); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"amount_captured":9000`) {
+		t.Errorf("capture without an amount: %d %s", rec.Code, rec.Body)
+	}
+	if rec := g.do(req{method: "POST", path: "/payments/" + auto.ID + "/refunds", body: map[string]any{"amount": nil}}); rec.Code != 201 || !strings.Contains(rec.Body.String(), `"amount":9000`) {
+		t.Errorf("refund with a null amount: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -275,20 +275,20 @@ func (s *service) confirmPayment(w http.ResponseWriter, r *http.Request) {
 
 func (s *service) capturePayment(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Amount int64 `json:"amount"`
+		Amount *int64 `json:"amount"` // absent (or null): everything capturable; 0 is no amount
 	}
 	id, err := pathPayment(r)
 	if err == nil {
 		err = decodeOptional(r, &req)
 	}
-	if err == nil && (req.Amount < 0 || req.Amount > maxAmount) {
+	if err == nil && req.Amount != nil && (*req.Amount <= 0 || *req.Amount > maxAmount) {
 		err = problem.Invalid(problem.Field("amount", "must be a positive integer of minor units (omit it to capture all)"))
 	}
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	p, err := s.capture(r.Context(), id, owner(platform.Principal(r)), req.Amount, httpDone(""))
+	p, err := s.capture(r.Context(), id, owner(platform.Principal(r)), deref(req.Amount), httpDone(""))
 	s.answer(w, r, p, err, http.StatusOK)
 }
 
@@ -331,7 +331,7 @@ var refundReasons = map[string]bool{"": true, "duplicate": true, "fraudulent": t
 
 func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		Amount int64  `json:"amount"`
+		Amount *int64 `json:"amount"` // absent (or null): all that is left; 0 is no amount
 		Reason string `json:"reason"`
 	}
 	id, err := pathPayment(r)
@@ -340,7 +340,8 @@ func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		var v problem.Validator
-		v.Check(req.Amount >= 0 && req.Amount <= maxAmount, "amount", "must be a positive integer of minor units (omit it to refund all that is left)")
+		v.Check(req.Amount == nil || (*req.Amount > 0 && *req.Amount <= maxAmount), "amount",
+			"must be a positive integer of minor units (omit it to refund all that is left)")
 		v.Check(refundReasons[req.Reason], "reason", "must be duplicate, fraudulent or requested_by_customer")
 		err = v.Err()
 	}
@@ -349,7 +350,7 @@ func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refundID := derivedID(refundNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
-	rf, err := s.refund(r.Context(), id, refundID, owner(platform.Principal(r)), req.Amount, req.Reason, httpDone("/refunds/"+refundID))
+	rf, err := s.refund(r.Context(), id, refundID, owner(platform.Principal(r)), deref(req.Amount), req.Reason, httpDone("/refunds/"+refundID))
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -559,4 +560,12 @@ func (s *service) defaultMethod(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, m)
+}
+
+// deref is an optional amount's value, 0 when absent ("all").
+func deref(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
