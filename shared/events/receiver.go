@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -266,9 +267,26 @@ func Parse(r *http.Request, body []byte) ([]Event, error) {
 	case r.Header.Get("Ce-Specversion") != "":
 		req := r.Clone(r.Context())
 		req.Body = io.NopCloser(bytes.NewReader(body))
+		// The SDK indexes past the prefix of a header named just "Ce-" and
+		// reads the first value of every header: both would panic.
+		for k, v := range req.Header {
+			if strings.EqualFold(k, "Ce-") {
+				return nil, problem.New(problem.BadRequest, "malformed binary-mode CloudEvent: a Ce- header without an attribute name")
+			}
+			if len(v) == 0 {
+				delete(req.Header, k)
+			}
+		}
 		ev, err := cehttp.NewEventFromHTTPRequest(req)
 		if err != nil {
 			return nil, problem.New(problem.BadRequest, "malformed binary-mode CloudEvent: %v", err)
+		}
+		// Data declared JSON (or of no declared type, which means JSON) is
+		// written raw when the event is encoded, so it must be JSON: else
+		// the event could not even be parked.
+		if d := ev.Data(); len(d) > 0 && jsonMedia(ev.DataContentType()) && !ev.DataBase64 &&
+			ev.Context.DeprecatedGetDataContentEncoding() != event.Base64 && !json.Valid(d) {
+			return nil, problem.New(problem.BadRequest, "malformed binary-mode CloudEvent: the data is not the JSON its content type says")
 		}
 		evs = []Event{*ev}
 	default:
@@ -289,6 +307,16 @@ func Parse(r *http.Request, body []byte) ([]Event, error) {
 		}
 	}
 	return evs, nil
+}
+
+// jsonMedia reports whether a datacontenttype means JSON data ("" does).
+func jsonMedia(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	switch strings.ToLower(strings.TrimSpace(mt)) {
+	case "", event.ApplicationJSON, event.TextJSON, event.ApplicationCloudEventsJSON, event.ApplicationCloudEventsBatchJSON:
+		return true
+	}
+	return false
 }
 
 // Deliver applies events: deduplicated, each with its effect, poison parked.
