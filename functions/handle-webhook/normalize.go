@@ -54,6 +54,9 @@ type parsed struct {
 	obj sandbox.Object
 }
 
+// maxCreated is 9999-12-31T23:59:59Z, the last second JSON can encode.
+const maxCreated = 253402300799
+
 // parse reads a verified body as a Stripe-shaped event.
 func parse(body []byte) (parsed, error) {
 	var p parsed
@@ -63,6 +66,12 @@ func parse(body []byte) (parsed, error) {
 	}
 	if p.ev.Object != "event" || p.ev.ID == "" || p.ev.Type == "" || p.ev.Data.Object == nil || p.obj.Object == "" {
 		return p, problem.New(codePayload, `the body is not an event: it needs "object":"event", an id, a type and data.object`)
+	}
+	// created becomes occurred_at and the update's occurred_at: a time
+	// JSON (years 0 to 9999) and Postgres can hold, or the delivery could
+	// never be stored and the gateway would retry it for days.
+	if p.ev.Created < 0 || p.ev.Created > maxCreated {
+		return p, problem.New(codePayload, "created %d is not a Unix time from 1970 to 9999", p.ev.Created)
 	}
 	// What is stored and matched on goes to Postgres text, which cannot hold
 	// U+0000: such an event is malformed, not a reason to answer 503 (the
