@@ -29,8 +29,9 @@ fmt-check: ## fail when gofmt would change a file
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
-vet: ## go vet
+vet: ## go vet (also the fault test, which builds only with -tags faults)
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags faults ./cmd/stack
 
 test: services fmt-check vet ## everything CI checks: gofmt, go vet, go test -race against real Postgres, Redis and kfake
 	$(GO) test -race -count=1 $(PKGS)
@@ -51,8 +52,11 @@ run: services ## the whole system locally: every function, gateway :8080, kfake 
 bench: services ## the standard benchmarks + pgbench TPC-B in one run → docs/benchmarks.md (a few minutes)
 	$(GO) run ./cmd/bench
 
-e2e: services ## the end-to-end test of the local stack alone (make test runs it too)
-	$(GO) test -race -count=1 -v -run '^TestLocalStackEndToEnd$$' ./cmd/stack
+e2e: services ## the system tests of the local stack alone: end to end, the four flows, the attacks (make test runs them too)
+	$(GO) test -race -count=1 -v -run '^(TestLocalStackEndToEnd|TestFlow.*|TestAttacks)$$' ./cmd/stack
+
+faults: services ## faults during a mixed load on a local stack (~2 min; not in make test): kill -9, Kafka, Postgres, Redis, events twice
+	$(GO) test -tags faults -race -count=1 -v -timeout 15m -run '^TestFaultsDuringMixedLoad$$' ./cmd/stack
 
 build: ## build every binary into bin/
 	@mkdir -p bin
@@ -138,4 +142,4 @@ deploy-knative: strimzi ## Knative Serving (kourier) + Eventing + KafkaSource on
 clean: ## remove build output, the local stack's state (.run) and faas-cli's build/ folder
 	rm -rf bin .run build
 
-.PHONY: help services fmt-check vet test fuzz run bench e2e build migrate token images kind-up strimzi deploy-openfaas deploy-knative clean
+.PHONY: help services fmt-check vet test fuzz run bench e2e faults build migrate token images kind-up strimzi deploy-openfaas deploy-knative clean
