@@ -22,10 +22,14 @@ func TestContainsPAN(t *testing.T) {
 		`{"amount":4242424242424242}`,
 		`{"metadata":{"378282246310005":"amex as a key"}}`,
 		`{"d":"\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032"}`,
-		`{"d":"6011111111111117"}`,        // Discover, 16
-		`{"d":"4222222222222"}`,           // Visa, 13
-		`{"d":"6205500000000000004"}`,     // 19
-		`{"d":"5555 5555 5555 4444 exp"}`, // Mastercard, spaced
+		`{"d":"6011111111111117"}`,                  // Discover, 16
+		`{"d":"4222222222222"}`,                     // Visa, 13
+		`{"d":"6205500000000000004"}`,               // 19
+		`{"d":"5555 5555 5555 4444 exp"}`,           // Mastercard, spaced
+		`{"d":"card 4242424242424242 please"}`,      // unseparated, among words
+		`{"d":"4242 4242 4242 4242 12/27"}`,         // followed by the expiry
+		`{"d":"ref 1 4000-0566-5566-5556 cvc 123"}`, // among other numbers
+		`{"d":"my card:\n4242424242424242"}`,        // after an escape
 	}
 	no := []string{
 		`{"payment_method":"pm_card_visa"}`,

@@ -37,13 +37,13 @@ func rejectPAN(next http.Handler) http.Handler {
 
 // containsPAN reports whether b holds a card number: 13 to 19 digits that
 // pass the Luhn check, with or without single spaces or dashes between
-// them, anywhere (a JSON string or number). Digits written as \u escapes
-// are decoded first.
+// them, anywhere (a JSON string or number). Strings with escapes (digits
+// written as \u escapes, a number after "\n") are decoded first.
 func containsPAN(b []byte) bool {
 	if scanPAN(b) {
 		return true
 	}
-	if !bytes.Contains(b, []byte(`\u`)) {
+	if !bytes.ContainsRune(b, '\\') {
 		return false
 	}
 	var v any
@@ -73,70 +73,74 @@ func walkPAN(v any) bool {
 	return false
 }
 
-// scanPAN looks at every run of digits joined by single separators (a
-// space or a dash). A run glued to a letter or "_" is part of an
-// identifier (a token, a hex id), not a card number; so is a separated run
-// with a group longer than 6 digits (cards are written 4-4-4-4, 4-6-5 …;
-// a UUID's groups are 8-4-4-4-12).
+// scanPAN looks at every run of digit groups joined by single separators
+// (a space or a dash), and at every stretch of consecutive groups of such
+// a run: a card number may be written among other numbers ("card 4242…
+// 4242 12/27", "ref 1 4242…"). A group glued to a letter or "_" (or to
+// "-" and a letter after it) is part of an identifier (a token, a hex id),
+// not of a card number; a stretch of several groups never has a group
+// longer than 6 digits (cards are written 4-4-4-4, 4-6-5 …; a UUID's
+// groups are 8-4-4-4-12).
 func scanPAN(b []byte) bool {
-	var digits [19]byte
-	n := 0         // digits in the current run
-	group := 0     // digits in the current group
-	longest := 0   // the longest group of the run
-	seps := false  // the run has separators
-	sep := false   // the previous byte was a separator inside the run
-	glued := false // the run follows a letter
-	for i := 0; i <= len(b); i++ {
-		var c byte
-		if i < len(b) {
-			c = b[i]
-			if c >= '0' && c <= '9' {
-				if n == 0 {
-					glued = i > 0 && isWord(b[i-1])
-					longest, seps = 0, false
-				}
-				if n < len(digits) {
-					digits[n] = c
-				}
-				n++
-				if sep {
-					group = 0
-				}
-				group++
-				longest = max(longest, group)
-				sep = false
-				continue
-			}
-			if (c == ' ' || c == '-') && n > 0 && !sep {
-				sep, seps = true, true
-				continue
-			}
+	var groups [19][2]int // the run's last groups, [start, end) in b
+	for i := 0; i < len(b); {
+		if !isDigit(b[i]) {
+			i++
+			continue
 		}
-		identifier := glued || (isWord(c) && (!sep || b[i-1] == '-')) || (seps && longest > 6)
-		if n >= 13 && n <= 19 && !identifier && luhn(digits[:n]) {
-			return true
+		glued := i > 0 && isWord(b[i-1]) // the run's first group belongs to an identifier
+		for n := 0; ; n++ {
+			start := i
+			for i < len(b) && isDigit(b[i]) {
+				i++
+			}
+			groups[n%len(groups)] = [2]int{start, i}
+			last := !(i+1 < len(b) && (b[i] == ' ' || b[i] == '-') && isDigit(b[i+1]))
+			gluedEnd := last && i < len(b) && (isWord(b[i]) || b[i] == '-' && i+1 < len(b) && isWord(b[i+1]))
+			if !gluedEnd && panEndsAt(b, &groups, n, glued) {
+				return true
+			}
+			if last {
+				break
+			}
+			i++ // the separator
 		}
-		n, group, sep = 0, 0, false
 	}
 	return false
 }
 
-func isWord(c byte) bool { return c == '_' || c|0x20 >= 'a' && c|0x20 <= 'z' }
-
-// luhn is the Luhn (mod 10) check.
-func luhn(d []byte) bool {
-	sum := 0
-	double := false
-	for i := len(d) - 1; i >= 0; i-- {
-		x := int(d[i] - '0')
-		if double {
-			x *= 2
-			if x > 9 {
-				x -= 9
-			}
+// panEndsAt reports whether a stretch of the run's groups ending with group
+// n is a card number: 13 to 19 digits, Luhn-valid, computed from the right
+// as the stretch grows to the left.
+func panEndsAt(b []byte, groups *[19][2]int, n int, glued bool) bool {
+	sum, digits, double := 0, 0, false
+	for k := n; k >= 0 && k > n-len(groups); k-- {
+		g := groups[k%len(groups)]
+		size := g[1] - g[0]
+		digits += size
+		if digits > 19 || size > 6 && k < n || k == 0 && glued {
+			return false
 		}
-		sum += x
-		double = !double
+		for j := g[1] - 1; j >= g[0]; j-- {
+			x := int(b[j] - '0')
+			if double {
+				if x *= 2; x > 9 {
+					x -= 9
+				}
+			}
+			sum += x
+			double = !double
+		}
+		if digits >= 13 && sum%10 == 0 {
+			return true
+		}
+		if size > 6 {
+			return false // a long group stands alone
+		}
 	}
-	return sum%10 == 0
+	return false
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isWord(c byte) bool { return c == '_' || c|0x20 >= 'a' && c|0x20 <= 'z' }
