@@ -45,15 +45,27 @@ func owner(p auth.Principal) access {
 // actingUser is the owner of what the caller creates: the customer itself,
 // or the user_id an admin or service names.
 func actingUser(p auth.Principal, userID string, v *problem.Validator) string {
+	id, ok := canonicalID(userID)
 	if !p.Privileged() {
-		if userID != "" && userID != p.Subject {
+		if userID != "" && id != p.Subject {
 			v.Check(false, "user_id", "a customer acts only for itself: omit user_id")
 		}
 		return p.Subject
 	}
-	_, err := uuid.Parse(userID)
-	v.Check(err == nil, "user_id", "required for admin and service callers: the user the payment belongs to (a UUID)")
-	return userID
+	v.Check(ok, "user_id", "required for admin and service callers: the user the payment belongs to (a UUID)")
+	return id
+}
+
+// canonicalID returns the canonical form of a UUID written in any form
+// uuid.Parse reads (upper case, braces, no hyphens, urn:uuid:): Postgres
+// refuses some of them (a 500) and owners are compared in canonical form.
+// ok is false when s is no UUID.
+func canonicalID(s string) (id string, ok bool) {
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return s, false
+	}
+	return u.String(), true
 }
 
 type createRequest struct {
@@ -76,14 +88,35 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	pr := platform.Principal(r)
+	in, err := s.parseCreate(platform.Principal(r), &req)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	in.ID = derivedID(paymentNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
+	p, err := s.create(r.Context(), s.fresh(), in, httpDone("/payments/"+in.ID))
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	w.Header().Set("Location", "/payments/"+p.ID)
+	httpx.WriteJSON(w, http.StatusCreated, p)
+}
+
+// parseCreate checks a create body for the caller pr and returns the
+// payment to create (without its id): its ids are canonical UUIDs, its
+// currency a canonical ISO 4217 code, its capture method set and its
+// metadata not nil. Anything else is a 4xx problem.
+func (s *service) parseCreate(pr auth.Principal, req *createRequest) (createInput, error) {
 	var v problem.Validator
-	_, err := uuid.Parse(req.AccountID)
-	v.Check(err == nil, "account_id", "must be an account id (a UUID)")
+	account, ok := canonicalID(req.AccountID)
+	v.Check(ok, "account_id", "must be an account id (a UUID)")
 	user := actingUser(pr, req.UserID, &v)
 	if req.InvoiceID != nil {
-		_, err := uuid.Parse(*req.InvoiceID)
-		v.Check(err == nil, "invoice_id", "must be an invoice id (a UUID)")
+		invoice, ok := canonicalID(*req.InvoiceID)
+		v.Check(ok, "invoice_id", "must be an invoice id (a UUID)")
+		req.InvoiceID = &invoice
 	}
 	v.Check(req.Amount > 0 && req.Amount <= maxAmount, "amount", "must be a positive integer of minor units, at most 999999999999")
 	cur, err := money.ParseCurrency(req.Currency)
@@ -99,28 +132,20 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 		"must be a gateway token (pm_…) or a saved payment method id")
 	checkText(&v, req.Description, req.Metadata)
 	if err := v.Err(); err != nil {
-		problem.Write(w, r, err)
-		return
+		return createInput{}, err
 	}
 	if req.Confirm && req.PaymentMethod == "" {
-		problem.Write(w, r, problem.New(codeMethodRequired, "confirm needs a payment_method"))
-		return
+		return createInput{}, problem.New(codeMethodRequired, "confirm needs a payment_method")
 	}
 	if req.Metadata == nil {
 		req.Metadata = map[string]string{}
 	}
-	in := createInput{ID: derivedID(paymentNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context())),
-		AccountID: req.AccountID, UserID: user, InvoiceID: req.InvoiceID, Amount: req.Amount, Currency: cur,
-		PaymentMethod: req.PaymentMethod, CaptureMethod: req.CaptureMethod, Confirm: req.Confirm, Gateway: req.Gateway,
-		Description: req.Description, Metadata: req.Metadata}
-	p, err := s.create(r.Context(), s.fresh(), in, httpDone("/payments/"+in.ID))
-	if err != nil {
-		problem.Write(w, r, err)
-		return
+	if id, ok := canonicalID(req.PaymentMethod); ok {
+		req.PaymentMethod = id // a saved method's id
 	}
-	s.d.Publisher.Kick()
-	w.Header().Set("Location", "/payments/"+p.ID)
-	httpx.WriteJSON(w, http.StatusCreated, p)
+	return createInput{AccountID: account, UserID: user, InvoiceID: req.InvoiceID, Amount: req.Amount, Currency: cur,
+		PaymentMethod: req.PaymentMethod, CaptureMethod: req.CaptureMethod, Confirm: req.Confirm, Gateway: req.Gateway,
+		Description: req.Description, Metadata: req.Metadata}, nil
 }
 
 // validMethod says whether s can name a payment method: a gateway token
@@ -412,8 +437,8 @@ type methodRequest struct {
 }
 
 func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
-	account := r.PathValue("id")
-	if _, err := uuid.Parse(account); err != nil {
+	account, ok := canonicalID(r.PathValue("id"))
+	if !ok {
 		problem.Write(w, r, problem.New(problem.NotFound, "no such account"))
 		return
 	}
