@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -30,7 +31,10 @@ func (s *service) opFor(ev events.Event) (*op, error) {
 		if !validID(data.FromAccountID) || !validID(data.ToAccountID) {
 			return nil, events.Permanent(fmt.Errorf("transfer %s: the event does not name both accounts by id", data.TransferID))
 		}
-		return &op{complete: data.TransferID, req: data.TransferRequest, principal: eventPrincipal}, nil
+		// Transfers and accounts are looked up by canonical, lower-case id.
+		req := data.TransferRequest
+		req.FromAccountID, req.ToAccountID = strings.ToLower(req.FromAccountID), strings.ToLower(req.ToAccountID)
+		return &op{complete: strings.ToLower(data.TransferID), req: req, principal: eventPrincipal}, nil
 	}
 	req := data.TransferRequest
 	if err := req.validate("", s.now()); err != nil {

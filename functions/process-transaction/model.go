@@ -179,6 +179,9 @@ func (r *TransferRequest) validate(path string, now time.Time) error {
 		return &problem.Error{Code: AmountInvalid, Detail: "amount must be a positive integer in minor units",
 			Errors: []problem.FieldError{problem.Field(path+"amount", "must be greater than 0")}}
 	}
+	// UUIDs are case-insensitive; accounts are looked up by their
+	// canonical, lower-case id (accountRef let only that form through).
+	r.FromAccountID, r.ToAccountID = strings.ToLower(r.FromAccountID), strings.ToLower(r.ToAccountID)
 	if (r.FromAccountID != "" && r.FromAccountID == r.ToAccountID) ||
 		(r.FromAccountNumber != "" && r.FromAccountNumber == r.ToAccountNumber) {
 		return problem.New(SameAccount, "a transfer needs two different accounts")
