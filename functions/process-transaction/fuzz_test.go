@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+var fuzzNow = time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
+
+// checkValid asserts what validate promises of a request it let through:
+// each side named once, by a canonical (lower-case) id or a well-formed
+// number, two different accounts, a canonical currency, a positive
+// amount, texts and metadata in limits, and an expiry only on a hold in
+// the future.
+func checkValid(t *testing.T, r TransferRequest) {
+	t.Helper()
+	side := func(name, id, number string) {
+		switch {
+		case (id == "") == (number == ""):
+			t.Fatalf("%s named by id %q and number %q", name, id, number)
+		case id != "" && (!validID(id) || id != strings.ToLower(id)):
+			t.Fatalf("%s id %q is not a canonical UUID", name, id)
+		case number != "" && !numberRe.MatchString(number):
+			t.Fatalf("%s number %q", name, number)
+		}
+	}
+	side("from", r.FromAccountID, r.FromAccountNumber)
+	side("to", r.ToAccountID, r.ToAccountNumber)
+	if r.FromAccountID != "" && r.FromAccountID == r.ToAccountID || r.FromAccountNumber != "" && r.FromAccountNumber == r.ToAccountNumber {
+		t.Fatalf("the same account on both sides: %+v", r)
+	}
+	if c, err := money.ParseCurrency(r.Currency); err != nil || string(c) != r.Currency {
+		t.Fatalf("currency %q is not canonical", r.Currency)
+	}
+	if r.Amount <= 0 {
+		t.Fatalf("amount %d", r.Amount)
+	}
+	if utf8.RuneCountInString(r.Description) > maxDescription || utf8.RuneCountInString(r.ReferenceID) > maxReference {
+		t.Fatalf("description or reference too long")
+	}
+	if r.Metadata != nil && (len(r.Metadata) > maxMetadata || !bytes.HasPrefix(bytes.TrimSpace(r.Metadata), []byte("{"))) {
+		t.Fatalf("metadata %q", r.Metadata)
+	}
+	if r.ExpiresAt != nil && (!r.Pending || !r.ExpiresAt.After(fuzzNow)) {
+		t.Fatalf("expires_at %v on pending=%v", r.ExpiresAt, r.Pending)
+	}
+}
+
+// FuzzTransferRequest: a POST /transfers body is decoded and validated as
+// the handler does: a 4xx problem, or a request checkValid accepts.
+func FuzzTransferRequest(f *testing.F) {
+	f.Add([]byte(`{"from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6f1c7e0a-0000-4000-8000-000000000002","amount":1050,"currency":"eur"}`))
+	f.Add([]byte(`{"from_account_number":"SYS-EXTERNAL-USD","to_account_id":"6F1C7E0A-0000-4000-8000-000000000002","amount":1,"currency":"USD","pending":true,"expires_at":"2026-03-11T00:00:00Z","metadata":{"kind":"refund"}}`))
+	f.Add([]byte(`{"from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6F1C7E0A-0000-4000-8000-000000000001","amount":-1,"currency":"XXX","metadata":[]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req TransferRequest
+		err := httpx.Unmarshal(body, &req)
+		if err == nil {
+			err = req.validate("", fuzzNow)
+		}
+		if err != nil {
+			var pe *problem.Error
+			if !errors.As(err, &pe) || pe.Status() < 400 || pe.Status() >= 500 {
+				t.Fatalf("body %q: %v is not a 4xx problem", body, err)
+			}
+			return
+		}
+		checkValid(t, req)
+	})
+}
+
+// FuzzOpFor: the data of a billfn.transaction.requested event is either a
+// permanent error (the event is parked), a transfer accepted earlier to
+// decide, named with both its accounts by canonical id, or a new request
+// checkValid accepts, keyed by the event's source and id.
+func FuzzOpFor(f *testing.F) {
+	f.Add([]byte(`{"from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6f1c7e0a-0000-4000-8000-000000000002","amount":1050,"currency":"EUR"}`))
+	f.Add([]byte(`{"transfer_id":"0190a6f0-0000-7000-8000-000000000001","from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6f1c7e0a-0000-4000-8000-000000000002","amount":0}`))
+	f.Add([]byte(`null`))
+	s := &service{now: func() time.Time { return fuzzNow }}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev := event.New()
+		ev.SetID("0190a6f0-0000-7000-8000-00000000000e")
+		ev.SetSource("/functions/capture-payment")
+		ev.SetType("billfn.transaction.requested")
+		ev.SetDataContentType(event.ApplicationJSON)
+		ev.DataEncoded = data
+		o, err := s.opFor(ev)
+		if err != nil {
+			if !events.IsPermanent(err) {
+				t.Fatalf("data %q: %v is not permanent: the event would be retried forever", data, err)
+			}
+			return
+		}
+		if o.complete != "" {
+			for _, id := range []string{o.complete, o.req.FromAccountID, o.req.ToAccountID} {
+				if !validID(id) || id != strings.ToLower(id) {
+					t.Fatalf("data %q: accepted transfer %q names %q, not a canonical UUID", data, o.complete, id)
+				}
+			}
+			return
+		}
+		checkValid(t, o.req)
+		if o.scope != "event:"+ev.Source() || o.key != ev.ID() || !validID(o.id) || len(o.hash) == 0 {
+			t.Fatalf("data %q: op keyed %q %q, id %q", data, o.scope, o.key, o.id)
+		}
+	})
+}
