@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -37,19 +38,14 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// freePorts returns n consecutive free loopback ports.
+// freePorts returns n consecutive free loopback ports, below the kernel's
+// ephemeral range (net.ipv4.ip_local_port_range, 32768 and up by default),
+// so an outgoing connection of any process cannot take one of them while
+// the stack builds its functions.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for attempt := 0; attempt < 100; attempt++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		if base+n > 65000 {
-			continue
-		}
+	for attempt := 0; attempt < 200; attempt++ {
+		base := 20000 + mrand.IntN(12000-n)
 		ok := true
 		var held []net.Listener
 		for i := 0; i < n && ok; i++ {
@@ -168,13 +164,6 @@ func startStack(t *testing.T, opts stackOptions) *e2e {
 		t.Fatalf("go build ./cmd/stack: %v\n%s", err, out)
 	}
 
-	base := freePorts(t, 9)
-	gatewayAddr := "127.0.0.1:" + strconv.Itoa(base)
-	kafkaAddr := "127.0.0.1:" + strconv.Itoa(base+1)
-	triggerAddr := "127.0.0.1:" + strconv.Itoa(base+2)
-	stripeAddr := "127.0.0.1:" + strconv.Itoa(base+3)
-	functionPort := base + 4
-
 	var dbURL string
 	if opts.createDatabase {
 		// A database that does not exist yet: the stack creates and migrates it.
@@ -203,17 +192,78 @@ func startStack(t *testing.T, opts stackOptions) *e2e {
 		redisURL = replaceHost(t, redisURL, opts.redisAddr)
 	}
 
-	runDir := t.TempDir()
-	marker := "e2e-" + uuid.NewString()
+	signer := auth.NewHS256Signer(auth.LocalDevSecret, "billfn", "billfn")
+	e := &e2e{t: t, root: root, signer: signer, client: &http.Client{Timeout: 30 * time.Second}, dbURL: dbURL, prefix: prefix}
+	t.Cleanup(func() {
+		if e.cmd != nil && !e.stopped {
+			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGINT)
+			select {
+			case <-e.exited:
+			case <-time.After(60 * time.Second):
+				_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+				<-e.exited
+			}
+			e.stopped = true
+		}
+		// Whatever survived is a bug; do not let it outlive the test.
+		if pids := leftovers(e.marker); e.marker != "" && len(pids) > 0 {
+			time.Sleep(500 * time.Millisecond) // children still exiting
+			for _, pid := range leftovers(e.marker) {
+				t.Errorf("process %d outlived the stack", pid)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if e.db != nil {
+			e.db.Close()
+		}
+		if e.out != nil && (t.Failed() || os.Getenv("BILLFN_STACK_LOG") != "") {
+			t.Logf("stack output:\n%s", tail(e.out.String(), 400))
+		}
+	})
+	// The ports are free when chosen, but the stack takes them only after
+	// building the functions: if another process took one meanwhile, the
+	// stack says so in one line and exits; start again on other ports.
+	for attempt := 1; ; attempt++ {
+		if e.launch(bin, stackDB, redisURL, opts.env) {
+			break
+		}
+		if attempt == 3 || !strings.Contains(e.out.String(), "the address is in use") {
+			t.Fatalf("the stack exited before it was ready")
+		}
+		t.Logf("a port was taken while the stack started; starting it again on other ports:\n%s", tail(e.out.String(), 3))
+	}
+	if e.token, err = signer.Sign(adminSubject, auth.RoleAdmin, 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if e.db, err = postgres.Open(context.Background(), dbURL, 4); err != nil {
+		t.Fatal(err)
+	}
+	e.started = time.Since(begin)
+	t.Logf("stack ready in %s (gateway %s, Kafka %s)", e.started.Round(100*time.Millisecond), e.gateway, e.kafka)
+	return e
+}
+
+// launch starts the stack binary on fresh free ports and a fresh run
+// directory and waits until it is ready (true) or has exited (false).
+func (e *e2e) launch(bin, databaseURL, redisURL string, env []string) bool {
+	t := e.t
+	t.Helper()
+	base := freePorts(t, 9)
+	e.gateway = "http://127.0.0.1:" + strconv.Itoa(base)
+	e.kafka = "127.0.0.1:" + strconv.Itoa(base+1)
+	e.trigger = "127.0.0.1:" + strconv.Itoa(base+2)
+	stripeAddr := "127.0.0.1:" + strconv.Itoa(base+3)
+	e.runDir = t.TempDir()
+	e.marker = "e2e-" + uuid.NewString()
 	cmd := exec.Command(bin)
-	cmd.Dir = root
+	cmd.Dir = e.root
 	cmd.Env = append(os.Environ(),
-		"BILLFN_GATEWAY_ADDR="+gatewayAddr, "BILLFN_KAFKA_ADDR="+kafkaAddr, "BILLFN_TRIGGER_ADDR="+triggerAddr,
-		"STRIPE_MOCK_ADDR="+stripeAddr, "BILLFN_FUNCTION_PORT="+strconv.Itoa(functionPort),
-		"BILLFN_RUN_DIR="+runDir, "BILLFN_TICK_EVERY=1s", "BILLFN_STACK_ID="+marker,
-		"DATABASE_URL="+stackDB, "REDIS_URL="+redisURL, "REDIS_PREFIX="+prefix,
+		"BILLFN_GATEWAY_ADDR="+strings.TrimPrefix(e.gateway, "http://"), "BILLFN_KAFKA_ADDR="+e.kafka, "BILLFN_TRIGGER_ADDR="+e.trigger,
+		"STRIPE_MOCK_ADDR="+stripeAddr, "BILLFN_FUNCTION_PORT="+strconv.Itoa(base+4),
+		"BILLFN_RUN_DIR="+e.runDir, "BILLFN_TICK_EVERY=1s", "BILLFN_STACK_ID="+e.marker,
+		"DATABASE_URL="+databaseURL, "REDIS_URL="+redisURL, "REDIS_PREFIX="+e.prefix,
 	)
-	cmd.Env = append(cmd.Env, opts.env...)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out := &syncBuffer{}
 	stdout, _ := cmd.StdoutPipe()
@@ -221,6 +271,7 @@ func startStack(t *testing.T, opts stackOptions) *e2e {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	e.cmd, e.out, e.exited, e.stopped = cmd, out, make(chan error, 1), false
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -234,56 +285,19 @@ func startStack(t *testing.T, opts stackOptions) *e2e {
 		}
 		_, _ = io.Copy(out, stdout)
 	}()
-	signer := auth.NewHS256Signer(auth.LocalDevSecret, "billfn", "billfn")
-	e := &e2e{
-		t: t, root: root, gateway: "http://" + gatewayAddr, kafka: kafkaAddr, trigger: triggerAddr, runDir: runDir,
-		marker: marker, signer: signer, out: out, client: &http.Client{Timeout: 30 * time.Second},
-		dbURL: dbURL, prefix: prefix, cmd: cmd, exited: make(chan error, 1),
-	}
-	go func() { e.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if !e.stopped {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
-			select {
-			case <-e.exited:
-			case <-time.After(60 * time.Second):
-				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-				<-e.exited
-			}
-			e.stopped = true
-		}
-		// Whatever survived is a bug; do not let it outlive the test.
-		if pids := leftovers(marker); len(pids) > 0 {
-			time.Sleep(500 * time.Millisecond) // children still exiting
-			for _, pid := range leftovers(marker) {
-				t.Errorf("process %d outlived the stack", pid)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		if e.db != nil {
-			e.db.Close()
-		}
-		if t.Failed() || os.Getenv("BILLFN_STACK_LOG") != "" {
-			t.Logf("stack output:\n%s", tail(out.String(), 400))
-		}
-	})
+	exited := e.exited
+	go func() { exited <- cmd.Wait() }()
 	select {
 	case <-ready:
+		return true
 	case err := <-e.exited:
 		e.stopped = true
-		t.Fatalf("the stack exited before it was ready: %v", err)
+		fmt.Fprintf(out, "(the stack exited: %v)\n", err)
+		return false
 	case <-time.After(4 * time.Minute):
 		t.Fatal("the stack was not ready within 4 minutes")
+		return false
 	}
-	if e.token, err = signer.Sign(adminSubject, auth.RoleAdmin, 2*time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if e.db, err = postgres.Open(context.Background(), dbURL, 4); err != nil {
-		t.Fatal(err)
-	}
-	e.started = time.Since(begin)
-	t.Logf("stack ready in %s (gateway %s, Kafka %s)", e.started.Round(100*time.Millisecond), e.gateway, kafkaAddr)
-	return e
 }
 
 // tail keeps the last n lines of s.
