@@ -204,9 +204,12 @@ func splitBatch(msgs []*sarama.ConsumerMessage) [][]*sarama.ConsumerMessage {
 	return out
 }
 
+// header is a record header's value: the last of several, as delivery
+// sends them (each one overwrites the one before), so the type the
+// trigger filters on is the type the function receives.
 func header(m *sarama.ConsumerMessage, key string) (string, bool) {
-	for _, h := range m.Headers {
-		if h != nil && strings.EqualFold(string(h.Key), key) {
+	for i := len(m.Headers) - 1; i >= 0; i-- {
+		if h := m.Headers[i]; h != nil && strings.EqualFold(string(h.Key), key) {
 			return string(h.Value), true
 		}
 	}
@@ -285,11 +288,11 @@ func retryableStatus(s int) bool {
 	return s >= 500
 }
 
-// post sends one delivery request.
-func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage) outcome {
+// delivery is the request of a group of records (splitBatch's): a
+// CloudEvents batch, a binary-mode event, or a structured one; unsigned.
+func delivery(msgs []*sarama.ConsumerMessage) (body []byte, h http.Header) {
 	first := msgs[0]
-	var body []byte
-	h := http.Header{}
+	h = http.Header{}
 	switch {
 	case len(msgs) > 1:
 		var b bytes.Buffer
@@ -338,6 +341,12 @@ func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage) out
 	}
 	h.Set("X-Connector", "kafka-trigger")
 	h.Set("User-Agent", "billfn-kafka-trigger")
+	return body, h
+}
+
+// post sends one delivery request.
+func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage) outcome {
+	body, h := delivery(msgs)
 	h.Set(events.SignatureHeader, events.Sign(c.t.key, time.Now(), body))
 
 	rctx, cancel := context.WithTimeout(ctx, c.t.cfg.DeliveryTimeout.D())
