@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/IBM/sarama"
+
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// fuzzRecords makes one to three records of values; those whose bit is
+// set in binary are binary-mode (headers, "key: value" lines, plus
+// ce_specversion when they lack it), the others carry headers only when
+// they name no ce_ attribute.
+func fuzzRecords(values [][]byte, binary uint8, headers string) []*sarama.ConsumerMessage {
+	var hs []*sarama.RecordHeader
+	hasSpec := false
+	for _, line := range strings.Split(headers, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			hs = append(hs, &sarama.RecordHeader{Key: []byte(k), Value: []byte(strings.TrimSpace(v))})
+			hasSpec = hasSpec || strings.EqualFold(k, "ce_specversion")
+		}
+	}
+	if !hasSpec {
+		hs = append(hs, &sarama.RecordHeader{Key: []byte("ce_specversion"), Value: []byte("1.0")})
+	}
+	msgs := make([]*sarama.ConsumerMessage, len(values))
+	for i, v := range values {
+		m := &sarama.ConsumerMessage{Topic: events.TopicPayment, Partition: 3, Offset: int64(100 + i), Key: []byte("k"), Value: v}
+		if binary&(1<<i) != 0 {
+			m.Headers = hs
+		}
+		msgs[i] = m
+	}
+	return msgs
+}
+
+// FuzzDelivery: records of a topic are grouped (splitBatch) and each group
+// is sent as one request (delivery). No record is lost, reordered or sent
+// twice; only structured JSON objects share a batch; and what the function
+// parses from the request is, record for record, the event the trigger
+// filtered on (eventType): a record skipped or sent by its type is the
+// event the function would have seen. Records that are valid structured
+// events always parse.
+func FuzzDelivery(f *testing.F) {
+	ev := `{"specversion":"1.0","id":"%s","source":"/functions/capture-payment","type":"billfn.payment.captured","data":{"amount":1}}`
+	f.Add([]byte(strings.Replace(ev, "%s", "1", 1)), []byte(strings.Replace(ev, "%s", "2", 1)), []byte{}, uint8(0), "")
+	f.Add([]byte(`{"amount":1}`), []byte{}, []byte{}, uint8(1), "ce_id: 1\nce_source: /x\nce_type: billfn.invoice.paid\ncontent-type: application/json")
+	f.Add([]byte(strings.Replace(ev, "%s", "1", 1)), []byte(`not json`), []byte(`[]`), uint8(2), "ce_type: t")
+	f.Fuzz(func(t *testing.T, a, b, c []byte, binary uint8, headers string) {
+		values := [][]byte{a}
+		if len(b) > 0 || len(c) > 0 {
+			values = append(values, b)
+		}
+		if len(c) > 0 {
+			values = append(values, c)
+		}
+		msgs := fuzzRecords(values, binary, headers)
+		groups := splitBatch(msgs)
+		var flat []*sarama.ConsumerMessage
+		for _, g := range groups {
+			if len(g) == 0 {
+				t.Fatal("an empty group")
+			}
+			flat = append(flat, g...)
+			if len(g) > 1 {
+				for _, m := range g {
+					if binaryMode(m) || !bytes.HasPrefix(bytes.TrimSpace(m.Value), []byte("{")) {
+						t.Fatalf("record %q (binary %v) batched with others", m.Value, binaryMode(m))
+					}
+				}
+			}
+		}
+		if len(flat) != len(msgs) {
+			t.Fatalf("%d records grouped as %d", len(msgs), len(flat))
+		}
+		for i := range msgs {
+			if flat[i] != msgs[i] {
+				t.Fatalf("record %d moved", i)
+			}
+		}
+		for _, g := range groups {
+			body, h := delivery(g)
+			r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+			r.Header = h
+			evs, err := events.Parse(r, body)
+			if err != nil {
+				var pe *problem.Error
+				if !errors.As(err, &pe) || pe.Status() != 400 {
+					t.Fatalf("group of %d: %v is not a 400 problem", len(g), err)
+				}
+				valid := !binaryMode(g[0])
+				for _, m := range g {
+					_, uerr := events.Unmarshal(m.Value)
+					valid = valid && uerr == nil
+				}
+				if valid {
+					t.Fatalf("valid structured events %q were refused: %v", body, err)
+				}
+				continue
+			}
+			if len(evs) != len(g) {
+				t.Fatalf("%d records delivered as %d events", len(g), len(evs))
+			}
+			for i, m := range g {
+				// Up to invalid UTF-8, which encoding/json replaces and the
+				// SDK keeps: type filters (YAML) are valid UTF-8, so no
+				// decision changes.
+				if got, filtered := validUTF8(evs[i].Type()), eventType(m); got != filtered {
+					t.Fatalf("record %q (headers %q): the trigger filters on type %q, the function sees %q", m.Value, headers, filtered, got)
+				}
+			}
+		}
+	})
+}
+
+// validUTF8 is s as encoding/json reads it: each invalid byte replaced.
+func validUTF8(s string) string {
+	b, _ := json.Marshal(s)
+	_ = json.Unmarshal(b, &s)
+	return s
+}
