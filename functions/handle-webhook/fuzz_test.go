@@ -63,8 +63,8 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("the update does not encode: %v", err)
 		}
 		if u.PaymentID != nil {
-			if _, err := uuid.Parse(*u.PaymentID); err != nil {
-				t.Fatalf("payment id %q kept", *u.PaymentID)
+			if id, err := uuid.Parse(*u.PaymentID); err != nil || id.String() != *u.PaymentID {
+				t.Fatalf("payment id %q kept: not a canonical UUID (the uuid column, and the payment map, want one)", *u.PaymentID)
 			}
 		}
 		if u.Gateway != gw || u.GatewayEventID == "" || u.GatewayEventID != p.ev.ID || u.GatewayEventType != p.ev.Type {

@@ -118,12 +118,18 @@ func (s *service) receive(w http.ResponseWriter, r *http.Request, gateway string
 }
 
 // checkPaymentID drops a metadata payment id that is not a UUID (it can
-// name no billfn payment).
+// name no billfn payment) and writes one in canonical form: uuid.Parse
+// also reads braces and urn:uuid:, which the uuid column refuses (the
+// delivery could never be stored, a 503 the gateway retries for days).
 func checkPaymentID(u *update) {
 	if u.PaymentID != nil {
-		if _, err := uuid.Parse(*u.PaymentID); err != nil {
+		id, err := uuid.Parse(*u.PaymentID)
+		if err != nil {
 			u.PaymentID = nil
+			return
 		}
+		s := id.String()
+		u.PaymentID = &s
 	}
 }
 
