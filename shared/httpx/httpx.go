@@ -177,6 +177,9 @@ func DecodeCursor(r *http.Request, pos any) (bool, error) {
 		return false, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil && HasNULEscape(b) {
+		err = errors.New("U+0000") // a position goes to SQL as it is: Postgres text refuses it
+	}
 	if err == nil {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
