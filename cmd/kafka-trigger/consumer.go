@@ -129,19 +129,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			}
 			first = m
 		}
-		batch := []*sarama.ConsumerMessage{first}
-	fill:
-		for len(batch) < c.sub.BatchSize {
-			select {
-			case m, ok := <-msgs:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, m)
-			default:
-				break fill
-			}
-		}
+		batch := c.fill(ctx, msgs, first)
 		wanted := batch[:0:0]
 		for _, m := range batch {
 			if c.sub.Wants(eventType(m)) {
@@ -162,6 +150,45 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		sess.MarkMessage(last, "")
 		lag.Set(float64(max(0, claim.HighWaterMarkOffset()-last.Offset-1)))
 	}
+}
+
+// fill completes a batch that starts with first: the records already
+// waiting, up to the batch size, and, when the function asked for a
+// batch-wait, those arriving until that long after first was taken.
+func (c *consumer) fill(ctx context.Context, msgs <-chan *sarama.ConsumerMessage, first *sarama.ConsumerMessage) []*sarama.ConsumerMessage {
+	batch := []*sarama.ConsumerMessage{first}
+	var deadline <-chan time.Time
+	if c.sub.BatchWait > 0 && c.sub.BatchSize > 1 {
+		t := time.NewTimer(c.sub.BatchWait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for len(batch) < c.sub.BatchSize {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+			continue
+		default:
+		}
+		if deadline == nil {
+			return batch
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		case <-deadline:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
 }
 
 // eventType is a record's CloudEvent type: the ce_type header in binary

@@ -165,7 +165,8 @@ func (t *Trigger) reconcile(ctx context.Context, subs map[string]stackfile.Subsc
 	defer t.mu.Unlock()
 	for name, c := range t.consumers {
 		sub, ok := subs[name]
-		if !ok || !slices.Equal(sub.Topics, c.sub.Topics) || sub.BatchSize != c.sub.BatchSize {
+		if !ok || !slices.Equal(sub.Topics, c.sub.Topics) || sub.BatchSize != c.sub.BatchSize ||
+			sub.BatchWait != c.sub.BatchWait || !slices.Equal(sub.Types, c.sub.Types) {
 			c.stop()
 			delete(t.consumers, name)
 			slog.Info("consumer stopped", "function", name)
@@ -181,7 +182,7 @@ func (t *Trigger) reconcile(ctx context.Context, subs map[string]stackfile.Subsc
 		}
 		t.consumers[name] = t.startConsumer(ctx, name, sub)
 		slog.Info("consumer started", "function", name, "topics", strings.Join(sub.Topics, ","),
-			"group", t.cfg.GroupPrefix+name, "batch_size", sub.BatchSize)
+			"group", t.cfg.GroupPrefix+name, "batch_size", sub.BatchSize, "batch_wait", sub.BatchWait.String())
 	}
 	if t.cfg.Schedules {
 		t.sched.reconcile(subs)

@@ -489,6 +489,52 @@ func TestTriggerBatchesRecordsForAFunctionThatAsksForIt(t *testing.T) {
 	}
 }
 
+func TestTriggerWaitsToFillABatchWhenAskedTo(t *testing.T) {
+	brokers := kafka(t)
+	var (
+		mu    sync.Mutex
+		sizes []int
+	)
+	startStack(t, brokers, []fn{{name: "report",
+		annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "50", stackfile.AnnotationBatchWait: "1500ms"},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			evs, err := events.Parse(r, mustRead(r))
+			if err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			mu.Lock()
+			sizes = append(sizes, len(evs))
+			mu.Unlock()
+		})}}, nil)
+	delivered := func() (n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range sizes {
+			n += s
+		}
+		return n
+	}
+	// One record first, so the consumer is live before the trickle starts.
+	m, _ := structured(t, events.TopicBilling, "acct", map[string]int{"n": -1})
+	produce(t, brokers, m)
+	waitFor(t, "the first record", 15*time.Second, func() bool { return delivered() == 1 })
+
+	// Twenty records trickling in, 20 ms apart: without a batch-wait
+	// nearly every one would travel alone.
+	for i := 0; i < 20; i++ {
+		m, _ := structured(t, events.TopicBilling, "acct", map[string]int{"n": i})
+		produce(t, brokers, m)
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, "21 records", 15*time.Second, func() bool { return delivered() == 21 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) > 3 {
+		t.Errorf("the trickle came in %d requests %v: want it gathered into one or two batches", len(sizes)-1, sizes[1:])
+	}
+}
+
 func TestTriggerTicksScheduledFunctionsLikeTheCronConnector(t *testing.T) {
 	brokers := kafka(t)
 	ticks := make(chan http.Header, 10)

@@ -30,7 +30,11 @@ func (s *stack) banner() {
 			trig += fmt.Sprintf(" + ticks every %s", s.cfg.TickEvery)
 		}
 		if sub.BatchSize > 1 {
-			trig += fmt.Sprintf(" (batches of %d)", sub.BatchSize)
+			trig += fmt.Sprintf(" (batches of %d", sub.BatchSize)
+			if sub.BatchWait > 0 {
+				trig += fmt.Sprintf(", waits ≤ %s", sub.BatchWait)
+			}
+			trig += ")"
 		}
 		addr := f.addr
 		if f.proc == nil {

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -118,6 +119,9 @@ func checkStack(t *testing.T, s *Stack) {
 		}
 		if sub.BatchSize < 1 || sub.BatchSize > 1000 {
 			t.Fatalf("function %q: batch size %d", name, sub.BatchSize)
+		}
+		if sub.BatchWait < 0 || sub.BatchWait > 10*time.Second || (sub.BatchWait > 0 && sub.BatchSize == 1) {
+			t.Fatalf("function %q: batch wait %s with batch size %d", name, sub.BatchWait, sub.BatchSize)
 		}
 		for _, topic := range sub.Topics {
 			if topic == "" || topic == CronTopic || topic != strings.TrimSpace(topic) {

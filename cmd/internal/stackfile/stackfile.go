@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -36,6 +37,11 @@ const (
 	// records of one partition as one application/cloudevents-batch+json
 	// request.
 	AnnotationBatch = "billfn.dev/batch-size"
+	// AnnotationBatchWait is how long the kafka-trigger may hold a batch's
+	// first record while waiting for more (a Go duration, at most 10s;
+	// absent or 0: deliver what is already waiting, never wait). It trades
+	// a bounded delay for fewer, larger deliveries when records trickle in.
+	AnnotationBatchWait = "billfn.dev/batch-wait"
 	// AnnotationTypes lists the CloudEvent types the function wants
 	// (comma-separated; "billfn.invoice.*" matches a prefix). The
 	// kafka-trigger skips other records of its topics without a request,
@@ -173,10 +179,11 @@ func (f *Function) Dir() string {
 
 // Subscription is what triggers a function besides HTTP calls.
 type Subscription struct {
-	Topics    []string // Kafka topics, in annotation order
-	Schedule  string   // cron expression; "" when the function has no schedule
-	BatchSize int      // records per delivery; 1 when not batched
-	Types     []string // CloudEvent types delivered (prefix when ending in ".*"); empty: all
+	Topics    []string      // Kafka topics, in annotation order
+	Schedule  string        // cron expression; "" when the function has no schedule
+	BatchSize int           // records per delivery; 1 when not batched
+	BatchWait time.Duration // longest hold of a batch's first record; 0: never wait
+	Types     []string      // CloudEvent types delivered (prefix when ending in ".*"); empty: all
 }
 
 // Wants reports whether a record of CloudEvent type typ is delivered.
@@ -227,6 +234,16 @@ func ParseSubscription(annotations map[string]string) (Subscription, error) {
 			return sub, fmt.Errorf("annotation %s must be an integer from 1 to 1000, not %q", AnnotationBatch, b)
 		}
 		sub.BatchSize = n
+	}
+	if w, ok := annotations[AnnotationBatchWait]; ok {
+		d, err := time.ParseDuration(strings.TrimSpace(w))
+		if err != nil || d < 0 || d > 10*time.Second {
+			return sub, fmt.Errorf("annotation %s must be a duration from 0s to 10s, not %q", AnnotationBatchWait, w)
+		}
+		if d > 0 && sub.BatchSize == 1 {
+			return sub, fmt.Errorf("annotation %s needs %s above 1", AnnotationBatchWait, AnnotationBatch)
+		}
+		sub.BatchWait = d
 	}
 	for _, t := range strings.Split(annotations[AnnotationTypes], ",") {
 		if t = strings.TrimSpace(t); t == "" {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/robfig/cron/v3"
 
@@ -138,12 +139,14 @@ func TestStackSubscriptionsAreTheEventContract(t *testing.T) {
 		} else if _, err := cron.ParseStandard(sub.Schedule); err != nil {
 			t.Errorf("%s: schedule %q: %v", name, sub.Schedule, err)
 		}
-		wantBatch := 1
+		wantBatch, wantWait := 1, time.Duration(0)
 		if name == "aggregate-report" {
-			wantBatch = 500 // its ingestion target needs batches of 500
+			// its ingestion target needs batches of 500, which a trickle
+			// of events only fills when the trigger may wait a little
+			wantBatch, wantWait = 500, time.Second
 		}
-		if sub.BatchSize != wantBatch {
-			t.Errorf("%s: batch size %d, want %d", name, sub.BatchSize, wantBatch)
+		if sub.BatchSize != wantBatch || sub.BatchWait != wantWait {
+			t.Errorf("%s: batch size %d, wait %s; want %d, %s", name, sub.BatchSize, sub.BatchWait, wantBatch, wantWait)
 		}
 		// The trigger skips types a function does not list: a handled
 		// type missing here would be an event the function never sees.
@@ -279,6 +282,9 @@ func TestStackDecodingIsStrict(t *testing.T) {
 		{"schedule without cron-function", "provider: {name: openfaas, gateway: http://x}\nfunctions:\n  a:\n    annotations: {topic: billing-events, schedule: '* * * * *'}\n"},
 		{"cron-function without schedule", "provider: {name: openfaas, gateway: http://x}\nfunctions:\n  a:\n    annotations: {topic: cron-function}\n"},
 		{"batch size not a number", "provider: {name: openfaas, gateway: http://x}\nfunctions:\n  a:\n    annotations: {topic: a, billfn.dev/batch-size: many}\n"},
+		{"batch wait not a duration", "provider: {name: openfaas, gateway: http://x}\nfunctions:\n  a:\n    annotations: {topic: a, billfn.dev/batch-size: '10', billfn.dev/batch-wait: soon}\n"},
+		{"batch wait too long", "provider: {name: openfaas, gateway: http://x}\nfunctions:\n  a:\n    annotations: {topic: a, billfn.dev/batch-size: '10', billfn.dev/batch-wait: 1m}\n"},
+		{"batch wait without batches", "provider: {name: openfaas, gateway: http://x}\nfunctions:\n  a:\n    annotations: {topic: a, billfn.dev/batch-wait: 1s}\n"},
 	}
 	for _, c := range bad {
 		if _, err := Parse([]byte(c.doc), nil); err == nil {
