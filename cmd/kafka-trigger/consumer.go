@@ -129,6 +129,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 			}
 			first = m
 		}
+		// Until it is delivered, the record counts as lag, also while a
+		// batch-wait holds it.
+		lag.Set(float64(max(1, claim.HighWaterMarkOffset()-first.Offset)))
 		batch := c.fill(ctx, msgs, first)
 		wanted := batch[:0:0]
 		for _, m := range batch {

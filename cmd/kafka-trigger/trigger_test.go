@@ -97,6 +97,29 @@ func startStack(t *testing.T, brokers []string, fns []fn, mod func(*Config)) *st
 	return &stack{brokers: brokers, trigger: tr, group: prefix}
 }
 
+// lag sums the trigger's billfn_trigger_consumer_lag gauge of a function.
+func (s *stack) lag(t *testing.T, function string) float64 {
+	t.Helper()
+	mfs, err := s.trigger.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != "billfn_trigger_consumer_lag" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "function" && l.GetValue() == function {
+					sum += m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
 func kafka(t *testing.T) []string {
 	_, brokers := testenv.Kafka(t, kfake.SeedTopics(1, testDLQ))
 	return brokers
@@ -495,8 +518,8 @@ func TestTriggerWaitsToFillABatchWhenAskedTo(t *testing.T) {
 		mu    sync.Mutex
 		sizes []int
 	)
-	startStack(t, brokers, []fn{{name: "report",
-		annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "50", stackfile.AnnotationBatchWait: "1500ms"},
+	st := startStack(t, brokers, []fn{{name: "report",
+		annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "50", stackfile.AnnotationBatchWait: "3s"},
 		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
 			evs, err := events.Parse(r, mustRead(r))
 			if err != nil {
@@ -527,7 +550,15 @@ func TestTriggerWaitsToFillABatchWhenAskedTo(t *testing.T) {
 		produce(t, brokers, m)
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Held for the batch, they are not delivered yet: the lag says so.
+	if n := delivered(); n != 1 {
+		t.Fatalf("%d records delivered while the batch was still filling", n)
+	}
+	if lag := st.lag(t, "report"); lag < 1 {
+		t.Errorf("lag %v while records wait for their batch, want at least 1", lag)
+	}
 	waitFor(t, "21 records", 15*time.Second, func() bool { return delivered() == 21 })
+	waitFor(t, "the lag to drop to 0", 5*time.Second, func() bool { return st.lag(t, "report") == 0 })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(sizes) > 3 {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -361,24 +363,107 @@ var learnTypes = []string{
 	"billfn.refund.succeeded", "billfn.refund.failed",
 }
 
-// onPaymentEvent learns payment id ↔ gateway object from capture-payment.
-func (s *service) onPaymentEvent(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+// paymentRef is what a capture-payment event teaches: which billfn payment
+// a gateway object is. ok is false when the event names no gateway object
+// (yet) or one of a gateway this function does not receive webhooks from.
+type paymentRef struct{ gateway, gatewayPaymentID, paymentID, from string }
+
+func refOf(ev events.Event) (ref paymentRef, ok bool, err error) {
 	var p struct {
 		PaymentID        string  `json:"payment_id"`
 		Gateway          *string `json:"gateway"`
 		GatewayPaymentID *string `json:"gateway_payment_id"`
 	}
 	if err := events.Decode(ev, &p); err != nil {
-		return err
+		return ref, false, err
 	}
 	if p.Gateway == nil || p.GatewayPaymentID == nil || *p.GatewayPaymentID == "" {
-		return nil // not at a gateway yet
+		return ref, false, nil // not at a gateway yet
 	}
 	if _, err := uuid.Parse(p.PaymentID); err != nil {
-		return events.Permanent(errors.New("event " + ev.ID() + ": payment_id is not a payment id"))
+		return ref, false, events.Permanent(errors.New("event " + ev.ID() + ": payment_id is not a payment id"))
 	}
 	if *p.Gateway != gwStripe && *p.Gateway != gwSandbox {
+		return ref, false, nil
+	}
+	return paymentRef{*p.Gateway, *p.GatewayPaymentID, p.PaymentID, ev.Type()}, true, nil
+}
+
+// onPaymentEvent learns payment id ↔ gateway object from capture-payment.
+func (s *service) onPaymentEvent(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	ref, ok, err := refOf(ev)
+	if !ok || err != nil {
+		return err
+	}
+	return s.learn(ctx, tx, ref.gateway, ref.gatewayPaymentID, ref.paymentID, ref.from)
+}
+
+// onPaymentEvents is onPaymentEvent for a batch delivery, in its one
+// transaction: one statement learns every reference, one looks for webhooks
+// parked on the new ones (rare), and only those are unparked one by one.
+// A poison event fails the batch permanently; the receiver then applies
+// the events one by one and parks that one alone.
+func (s *service) onPaymentEvents(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+	var refs []paymentRef
+	for _, ev := range evs {
+		if !slices.Contains(learnTypes, ev.Type()) {
+			continue
+		}
+		ref, ok, err := refOf(ev)
+		if err != nil {
+			return err
+		}
+		if ok {
+			refs = append(refs, ref)
+		}
+	}
+	if len(refs) == 0 {
 		return nil
 	}
-	return s.learn(ctx, tx, *p.Gateway, *p.GatewayPaymentID, p.PaymentID, ev.Type())
+	// One order for every batch: concurrent batches that share a key wait
+	// for each other instead of deadlocking.
+	slices.SortStableFunc(refs, func(a, b paymentRef) int {
+		return cmp.Or(strings.Compare(a.gateway, b.gateway), strings.Compare(a.gatewayPaymentID, b.gatewayPaymentID))
+	})
+	cols := [4][]string{}
+	for _, r := range refs {
+		cols[0], cols[1] = append(cols[0], r.gateway), append(cols[1], r.gatewayPaymentID)
+		cols[2], cols[3] = append(cols[2], r.paymentID), append(cols[3], r.from)
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
+		SELECT g, gp, p::uuid, f, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(g, gp, p, f)
+		ON CONFLICT DO NOTHING RETURNING gateway, gateway_payment_id, payment_id::text`,
+		cols[0], cols[1], cols[2], cols[3], s.now())
+	if err != nil {
+		return err
+	}
+	learned, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (paymentRef, error) {
+		var ref paymentRef
+		return ref, r.Scan(&ref.gateway, &ref.gatewayPaymentID, &ref.paymentID)
+	})
+	if err != nil || len(learned) == 0 {
+		return err
+	}
+	gws, gpids := make([]string, len(learned)), make([]string, len(learned))
+	for i, r := range learned {
+		gws[i], gpids[i] = r.gateway, r.gatewayPaymentID
+	}
+	rows, err = tx.Query(ctx, `SELECT DISTINCT gateway, gateway_payment_id FROM webhook_events
+		WHERE status = 'parked' AND (gateway, gateway_payment_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, gws, gpids)
+	if err != nil {
+		return err
+	}
+	waiting := map[[2]string]bool{} // references with parked webhooks
+	var key [2]string
+	if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error { waiting[key] = true; return nil }); err != nil {
+		return err
+	}
+	for _, r := range learned {
+		if waiting[[2]string{r.gateway, r.gatewayPaymentID}] {
+			if err := s.unpark(ctx, tx, r.gateway, r.gatewayPaymentID, r.paymentID, s.now()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

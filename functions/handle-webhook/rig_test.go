@@ -193,6 +193,22 @@ func (g *rig) deliver(ev events.Event) *httptest.ResponseRecorder {
 	return rec
 }
 
+// deliverBatch sends CloudEvents as one batch request, as the kafka-trigger
+// does for a function annotated with billfn.dev/batch-size.
+func (g *rig) deliverBatch(evs ...events.Event) *httptest.ResponseRecorder {
+	g.t.Helper()
+	body, err := json.Marshal(evs)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+	r.Header.Set("Content-Type", events.ContentTypeBatch)
+	r.Header.Set(events.SignatureHeader, g.kit.SignEvent(body))
+	rec := httptest.NewRecorder()
+	g.h.ServeHTTP(rec, r)
+	return rec
+}
+
 // updates reads the gateway_updated events on payment-events until want
 // arrived (or 10 s), publishing the outbox first.
 func (g *rig) updates(brokers []string, want int, keep func(events.Event, update) bool) []events.Event {

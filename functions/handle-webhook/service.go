@@ -61,6 +61,7 @@ func newService(d *platform.Deps, cfg Config, now func() time.Time) (*service, e
 	for _, typ := range learnTypes {
 		d.Events.On(typ, s.onPaymentEvent)
 	}
+	d.Events.Batch = s.onPaymentEvents
 	d.Events.Tick = s.tick
 	d.Collect(webhooksTotal)
 	return s, nil

@@ -312,6 +312,80 @@ func TestUnknownPaymentIsParkedThenMatched(t *testing.T) {
 	}
 }
 
+func TestABatchOfPaymentEventsLearnsEveryPaymentAndReleasesParkedWebhooks(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	pid1, pid2, pid3 := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	gp1, gp2, gp3 := "pi_b1_"+pid1[:8], "pi_b2_"+pid2[:8], "pi_b3_"+pid3[:8]
+	parked := stripeEvent("charge.refunded", map[string]any{"id": "ch_b2", "object": "charge", "amount": 700, "amount_captured": 700,
+		"amount_refunded": 700, "currency": "usd", "payment_intent": gp2, "metadata": map[string]any{}})
+	if got := outcome(t, g.stripe(parked)); got != stParked {
+		t.Fatalf("outcome %s", got)
+	}
+	pay := func(typ, pid string, fields map[string]any) events.Event {
+		data := map[string]any{"payment_id": pid, "status": "succeeded", "amount": 700, "currency": "USD"}
+		for k, v := range fields {
+			data[k] = v
+		}
+		return events.Must(events.New(ctx, "capture-payment", typ, pid, data))
+	}
+	created1 := pay("billfn.payment.created", pid1, map[string]any{"gateway": "stripe", "gateway_payment_id": gp1})
+	batch := []events.Event{
+		created1,
+		pay("billfn.payment.captured", pid1, map[string]any{"gateway": "stripe", "gateway_payment_id": gp1}), // the same reference again
+		pay("billfn.payment.created", pid3, nil), // not at a gateway yet
+		pay("billfn.payment.captured", pid2, map[string]any{"gateway": "stripe", "gateway_payment_id": gp2}),
+		created1, // the same event twice in one batch
+		pay("billfn.payment.authorized", pid3, map[string]any{"gateway": "sandbox", "gateway_payment_id": gp3}),
+	}
+	if rec := g.deliverBatch(batch...); rec.Code != 200 {
+		t.Fatalf("batch: %d %s", rec.Code, rec.Body)
+	}
+	for gp, pid := range map[string]string{gp1: pid1, gp2: pid2, gp3: pid3} {
+		if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = $1 AND payment_id = $2`, gp, pid); n != 1 {
+			t.Errorf("%s → %s learned %d times", gp, pid, n)
+		}
+	}
+	if n := g.count(`SELECT count(*) FROM processed_events WHERE consumer = $1 AND id = ANY($2)`, name,
+		[]string{batch[0].ID(), batch[1].ID(), batch[2].ID(), batch[3].ID(), batch[5].ID()}); n != 5 {
+		t.Errorf("%d of the batch's 5 distinct events recorded as processed", n)
+	}
+	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return u.GatewayEventID == eventID(parked) })
+	if len(evs) != 1 {
+		t.Fatalf("the webhook parked on %s was released %d times", gp2, len(evs))
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_events WHERE gateway_event_id = $1 AND status = 'processed' AND payment_id = $2`,
+		eventID(parked), pid2); n != 1 {
+		t.Fatal("the parked row is not processed")
+	}
+	// Redelivered, the batch changes nothing.
+	if rec := g.deliverBatch(batch...); rec.Code != 200 {
+		t.Fatalf("redelivery: %d %s", rec.Code, rec.Body)
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = ANY($1)`, []string{gp1, gp2, gp3}); n != 3 {
+		t.Fatalf("%d references after a redelivery", n)
+	}
+
+	// A poison event does not hold back the rest of its batch: it is parked
+	// alone and the others are learned.
+	pid4 := uuid.NewString()
+	gp4 := "pi_b4_" + pid4[:8]
+	poison := events.Must(events.New(ctx, "capture-payment", "billfn.payment.captured", "x", map[string]any{
+		"payment_id": "not-a-uuid", "gateway": "stripe", "gateway_payment_id": "pi_poison"}))
+	if rec := g.deliverBatch(poison, pay("billfn.payment.captured", pid4, map[string]any{"gateway": "stripe", "gateway_payment_id": gp4})); rec.Code != 200 {
+		t.Fatalf("batch with a poison event: %d %s", rec.Code, rec.Body)
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = $1 AND payment_id = $2`, gp4, pid4); n != 1 {
+		t.Error("the good event beside a poison one was not learned")
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = 'pi_poison'`); n != 0 {
+		t.Error("the poison event was learned")
+	}
+	if n := g.count(`SELECT count(*) FROM dead_letters WHERE event_id = $1`, poison.ID()); n != 1 {
+		t.Errorf("the poison event parked %d times", n)
+	}
+}
+
 func TestKafkaDownStillAnswers200AndTheOutboxDeliversLater(t *testing.T) {
 	g := newRig(t)
 	port := g.kit.Brokers[0][strings.LastIndex(g.kit.Brokers[0], ":")+1:]
