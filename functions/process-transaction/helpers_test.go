@@ -39,7 +39,7 @@ func (c *clock) Add(d time.Duration) {
 
 // env is process-transaction served over its real runtime on real services.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	d     *platform.Deps
 	kit   *testenv.Kit
 	s     *service
@@ -50,7 +50,7 @@ type env struct {
 
 // newEnv serves the function; committers > 1 runs concurrent group commits
 // (as several replicas of the function would).
-func newEnv(t *testing.T, committers ...int) *env {
+func newEnv(t testing.TB, committers ...int) *env {
 	t.Helper()
 	d, kit := testenv.Platform(t, "process-transaction")
 	c := &clock{now: time.Now()}
@@ -67,7 +67,7 @@ type resp struct {
 	*httptest.ResponseRecorder
 }
 
-func (r resp) json(t *testing.T, v any) {
+func (r resp) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body.Bytes(), v); err != nil {
 		t.Fatalf("decode %s: %v", r.Body, err)
@@ -203,7 +203,7 @@ func (e *env) kafkaEvents(typ, subject string, want int) []events.Event {
 }
 
 // checkLedger asserts the ledger invariants over the whole database.
-func checkLedger(t *testing.T, d *platform.Deps) {
+func checkLedger(t testing.TB, d *platform.Deps) {
 	t.Helper()
 	ctx := context.Background()
 	rows, err := d.Pool.Query(ctx, `SELECT currency, sum(balance) FROM accounts GROUP BY currency HAVING sum(balance) <> 0`)
