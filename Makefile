@@ -44,7 +44,8 @@ fuzz: services ## run every fuzz target for FUZZTIME each (default 20s)
 	  done; \
 	done
 
-run: services ## the whole system locally: every function, gateway :8080, kfake :9092, kafka-trigger (Ctrl-C stops)
+run: ## the whole system locally: every function, gateway :8080, kfake :9092, kafka-trigger (Ctrl-C stops)
+	@.ci/services.sh --cli
 	@mkdir -p bin
 	$(GO) build -o bin/stack ./cmd/stack
 	bin/stack

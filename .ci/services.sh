@@ -2,8 +2,10 @@
 # Makes sure PostgreSQL and Redis answer on 127.0.0.1, as the tests and the
 # local stack need: starts them when stopped, installs them (Debian) when
 # absent. Commands from ../shared/guide/MACHINE.md. Also installs Debian's
-# chromium for the dashboard's browser test. Idempotent and quiet when
-# everything is already there.
+# chromium for the dashboard's browser test. With --cli (make run) it also
+# installs the command-line tools the README's examples use: uuidgen
+# (uuid-runtime) and kcat. Idempotent and quiet when everything is already
+# there.
 set -euo pipefail
 
 pg_up()    { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
@@ -11,7 +13,7 @@ redis_up() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]; 
 
 install() {
   if [ "$(id -u)" != 0 ]; then
-    echo "services: $1 is not installed and this is not root; run: sudo apt-get install -y postgresql redis-server" >&2
+    echo "services: $1 is not installed and this is not root; run: sudo apt-get install -y $1" >&2
     exit 1
   fi
   echo "services: installing $1 (apt-get)"
@@ -43,4 +45,11 @@ fi
 # The dashboard test drives Debian's chromium (never a browser download).
 if ! command -v chromium >/dev/null; then
   install chromium
+fi
+
+# The README's examples: Idempotency-Key: $(uuidgen), and kcat producing
+# into the local Kafka. Only for make run; the tests need neither.
+if [ "${1:-}" = "--cli" ]; then
+  command -v uuidgen >/dev/null || install uuid-runtime
+  command -v kcat >/dev/null || install kcat
 fi
