@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -170,50 +169,28 @@ type pageKey struct {
 }
 
 func listPayments(ctx context.Context, q db, f paymentFilter) ([]*Payment, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
+	var w postgres.Where
 	if f.UserID != "" {
-		add("user_id = ?", f.UserID)
+		w.And("user_id = ?", f.UserID)
 	}
 	if f.AccountID != "" {
-		add("account_id = ?", f.AccountID)
+		w.And("account_id = ?", f.AccountID)
 	}
 	if f.InvoiceID != "" {
-		add("invoice_id = ?", f.InvoiceID)
+		w.And("invoice_id = ?", f.InvoiceID)
 	}
 	if f.Status != "" {
-		add("status = ?", f.Status)
+		w.And("status = ?", f.Status)
 	}
 	if f.After != nil {
-		args = append(args, f.After.CreatedAt, f.After.ID)
-		where = append(where, "(created_at, id) < ($"+strconv.Itoa(len(args)-1)+", $"+strconv.Itoa(len(args))+"::uuid)")
+		w.And("(created_at, id) < (?, ?::uuid)", f.After.CreatedAt, f.After.ID)
 	}
-	sql := `SELECT ` + paymentCols + ` FROM payments`
-	if len(where) > 0 {
-		sql += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	args = append(args, f.Limit+1)
-	sql += ` ORDER BY created_at DESC, id DESC LIMIT $` + strconv.Itoa(len(args))
-	rows, err := q.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, `SELECT `+paymentCols+` FROM payments`+w.SQL()+
+		` ORDER BY created_at DESC, id DESC LIMIT `+w.Arg(f.Limit+1), w.Args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*Payment
-	for rows.Next() {
-		p, err := scanPayment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Payment, error) { return scanPayment(r) })
 }
 
 // Attempt is one try of one gateway.
@@ -424,31 +401,20 @@ type methodKey struct {
 }
 
 func listMethods(ctx context.Context, q db, accountID, userID string, after *methodKey, limit int) ([]*Method, error) {
-	args := []any{accountID, limit + 1}
-	sql := `SELECT ` + methodCols + ` FROM payment_methods WHERE account_id = $1`
+	var w postgres.Where
+	w.And("account_id = ?", accountID)
 	if userID != "" {
-		args = append(args, userID)
-		sql += ` AND user_id = $3`
+		w.And("user_id = ?", userID)
 	}
 	if after != nil {
-		args = append(args, after.CreatedAt, after.ID)
-		sql += ` AND (created_at, id) > ($` + strconv.Itoa(len(args)-1) + `, $` + strconv.Itoa(len(args)) + `::uuid)`
+		w.And("(created_at, id) > (?, ?::uuid)", after.CreatedAt, after.ID)
 	}
-	sql += ` ORDER BY created_at, id LIMIT $2`
-	rows, err := q.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, `SELECT `+methodCols+` FROM payment_methods`+w.SQL()+
+		` ORDER BY created_at, id LIMIT `+w.Arg(limit+1), w.Args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*Method
-	for rows.Next() {
-		m, err := scanMethod(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Method, error) { return scanMethod(r) })
 }
 
 // unsettled returns ids of payments waiting on a gateway for longer than

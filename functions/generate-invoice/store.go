@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -351,52 +352,30 @@ type invoiceFilter struct {
 // listInvoices returns a page newest first (UUIDv7 ids are time-ordered),
 // without lines, by keyset on id.
 func listInvoices(ctx context.Context, q querier, f invoiceFilter) ([]*Invoice, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
+	var w postgres.Where
 	if f.Owner != "" {
-		add("owner_user_id = ?", f.Owner)
+		w.And("owner_user_id = ?", f.Owner)
 	}
 	if f.AccountID != "" {
-		add("account_id = ?", f.AccountID)
+		w.And("account_id = ?", f.AccountID)
 	}
 	if f.SubscriptionID != "" {
-		add("subscription_id = ?", f.SubscriptionID)
+		w.And("subscription_id = ?", f.SubscriptionID)
 	}
 	if f.Status != "" {
-		add("status = ?", f.Status)
+		w.And("status = ?", f.Status)
 	}
 	if f.DueBefore != nil {
-		add("due_date < ?", *f.DueBefore)
+		w.And("due_date < ?", *f.DueBefore)
 	}
 	if f.After != "" {
-		add("id < ?", f.After)
+		w.And("id < ?", f.After)
 	}
-	sql := `SELECT ` + invoiceCols + ` FROM invoices`
-	if len(where) > 0 {
-		sql += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	args = append(args, f.Limit)
-	sql += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
-	rows, err := q.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, `SELECT `+invoiceCols+` FROM invoices`+w.SQL()+` ORDER BY id DESC LIMIT `+w.Arg(f.Limit), w.Args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*Invoice
-	for rows.Next() {
-		inv, err := scanInvoice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, inv)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Invoice, error) { return scanInvoice(r) })
 }
 
 // reserveNumbers takes n consecutive numbers of a series inside the
@@ -610,46 +589,24 @@ type subFilter struct {
 }
 
 func listSubs(ctx context.Context, q querier, f subFilter) ([]*Subscription, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
+	var w postgres.Where
 	if f.Owner != "" {
-		add("owner_user_id = ?", f.Owner)
+		w.And("owner_user_id = ?", f.Owner)
 	}
 	if f.AccountID != "" {
-		add("account_id = ?", f.AccountID)
+		w.And("account_id = ?", f.AccountID)
 	}
 	if f.Status != "" {
-		add("status = ?", f.Status)
+		w.And("status = ?", f.Status)
 	}
 	if f.After != "" {
-		add("id < ?", f.After)
+		w.And("id < ?", f.After)
 	}
-	sql := `SELECT ` + subCols + ` FROM subscriptions`
-	if len(where) > 0 {
-		sql += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	args = append(args, f.Limit)
-	sql += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
-	rows, err := q.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, `SELECT `+subCols+` FROM subscriptions`+w.SQL()+` ORDER BY id DESC LIMIT `+w.Arg(f.Limit), w.Args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*Subscription
-	for rows.Next() {
-		s, err := scanSub(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Subscription, error) { return scanSub(r) })
 }
 
 // ---- invoice requests (asynchronous creation) ----

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -291,44 +289,22 @@ type deliveryFilter struct {
 func listDeliveries(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, f deliveryFilter) ([]*delivery, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
+	var w postgres.Where
 	if f.Gateway != "" {
-		add("gateway = ?", f.Gateway)
+		w.And("gateway = ?", f.Gateway)
 	}
 	if f.Type != "" {
-		add("type = ?", f.Type)
+		w.And("type = ?", f.Type)
 	}
 	if f.Status != "" {
-		add("status = ?", f.Status)
+		w.And("status = ?", f.Status)
 	}
 	if f.After != "" {
-		add("id < ?::uuid", f.After)
+		w.And("id < ?::uuid", f.After)
 	}
-	sql := `SELECT ` + deliveryCols + ` FROM webhook_events`
-	if len(where) > 0 {
-		sql += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	args = append(args, f.Limit+1)
-	sql += ` ORDER BY id DESC LIMIT $` + strconv.Itoa(len(args))
-	rows, err := q.Query(ctx, sql, args...)
+	rows, err := q.Query(ctx, `SELECT `+deliveryCols+` FROM webhook_events`+w.SQL()+` ORDER BY id DESC LIMIT `+w.Arg(f.Limit+1), w.Args...)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*delivery
-	for rows.Next() {
-		d, err := scanDelivery(rows, false)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*delivery, error) { return scanDelivery(r, false) })
 }
