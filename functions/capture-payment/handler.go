@@ -242,16 +242,7 @@ func (s *service) listPayments(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := httpx.List[*Payment]{Data: ps}
-	if len(ps) > limit {
-		out.Data, out.HasMore = ps[:limit], true
-		last := ps[limit-1]
-		out.NextCursor = httpx.EncodeCursor(pageKey{CreatedAt: last.CreatedAt, ID: last.ID})
-	}
-	if out.Data == nil {
-		out.Data = []*Payment{}
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ps, limit, func(p *Payment) any { return pageKey{CreatedAt: p.CreatedAt, ID: p.ID} }))
 }
 
 // decodeOptional decodes a body that may be empty (Stripe's confirm,
@@ -517,16 +508,7 @@ func (s *service) listMethods(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := httpx.List[*Method]{Data: ms}
-	if len(ms) > limit {
-		out.Data, out.HasMore = ms[:limit], true
-		last := ms[limit-1]
-		out.NextCursor = httpx.EncodeCursor(methodKey{CreatedAt: last.CreatedAt, ID: last.ID})
-	}
-	if out.Data == nil {
-		out.Data = []*Method{}
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ms, limit, func(m *Method) any { return methodKey{CreatedAt: m.CreatedAt, ID: m.ID} }))
 }
 
 // ownMethod loads the method of the path, 404 unless the caller may see it.

@@ -375,15 +375,7 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := httpx.List[*Invoice]{Data: invs}
-	if len(invs) > limit {
-		out.Data, out.HasMore = invs[:limit], true
-		out.NextCursor = httpx.EncodeCursor(idCursor{ID: invs[limit-1].ID})
-	}
-	if out.Data == nil {
-		out.Data = []*Invoice{}
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(invs, limit, func(inv *Invoice) any { return idCursor{ID: inv.ID} }))
 }
 
 // ---- invoices: changes ----

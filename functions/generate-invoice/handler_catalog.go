@@ -116,15 +116,7 @@ func (s *service) listTaxRates(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := httpx.List[TaxRate]{Data: rates}
-	if len(rates) > limit {
-		out.Data, out.HasMore = rates[:limit], true
-		out.NextCursor = httpx.EncodeCursor(idCursor{ID: rates[limit-1].ID})
-	}
-	if out.Data == nil {
-		out.Data = []TaxRate{}
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(rates, limit, func(t TaxRate) any { return idCursor{ID: t.ID} }))
 }
 
 type couponIn struct {
@@ -248,13 +240,5 @@ func (s *service) listCoupons(w http.ResponseWriter, r *http.Request) {
 	for i := range cs {
 		cs[i].Valid = cs[i].redeemable(now)
 	}
-	out := httpx.List[Coupon]{Data: cs}
-	if len(cs) > limit {
-		out.Data, out.HasMore = cs[:limit], true
-		out.NextCursor = httpx.EncodeCursor(couponCursor{ID: cs[limit-1].ID})
-	}
-	if out.Data == nil {
-		out.Data = []Coupon{}
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(cs, limit, func(c Coupon) any { return couponCursor{ID: c.ID} }))
 }

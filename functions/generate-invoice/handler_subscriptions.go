@@ -139,15 +139,7 @@ func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := httpx.List[*Subscription]{Data: subs}
-	if len(subs) > limit {
-		out.Data, out.HasMore = subs[:limit], true
-		out.NextCursor = httpx.EncodeCursor(idCursor{ID: subs[limit-1].ID})
-	}
-	if out.Data == nil {
-		out.Data = []*Subscription{}
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(subs, limit, func(s *Subscription) any { return idCursor{ID: s.ID} }))
 }
 
 // mutateSub runs fn on the locked subscription of the path and answers 200.

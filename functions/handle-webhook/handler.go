@@ -268,15 +268,7 @@ func (s *service) listEvents(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := httpx.List[*delivery]{Data: ds}
-	if len(ds) > limit {
-		out.Data, out.HasMore = ds[:limit], true
-		out.NextCursor = httpx.EncodeCursor(pageCursor{ID: ds[limit-1].ID})
-	}
-	if out.Data == nil {
-		out.Data = []*delivery{}
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ds, limit, func(d *delivery) any { return pageCursor{ID: d.ID} }))
 }
 
 func (s *service) getEvent(w http.ResponseWriter, r *http.Request) {

@@ -212,11 +212,7 @@ func (s *service) listAccounts(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	out := httpx.List[*Account]{Data: page}
-	if len(page) > limit {
-		out.Data, out.HasMore, out.NextCursor = page[:limit], true, httpx.EncodeCursor(page[limit-1].ID)
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(page, limit, func(a *Account) any { return a.ID }))
 }
 
 func (s *service) patchAccount(w http.ResponseWriter, r *http.Request) {

@@ -163,6 +163,17 @@ func (l List[T]) MarshalJSON() ([]byte, error) {
 	}{l.Data, l.NextCursor, l.HasMore})
 }
 
+// Page is the envelope of one page of a keyset list whose query fetched
+// one row more than limit: the first limit rows and, when the extra row
+// came, has_more and the cursor of the last row shown (cursor gives its
+// keyset position).
+func Page[T any](rows []T, limit int, cursor func(last T) any) List[T] {
+	if len(rows) <= limit {
+		return List[T]{Data: rows}
+	}
+	return List[T]{Data: rows[:limit], HasMore: true, NextCursor: EncodeCursor(cursor(rows[limit-1]))}
+}
+
 // EncodeCursor makes an opaque cursor from a keyset position.
 func EncodeCursor(pos any) string {
 	b, _ := json.Marshal(pos)

@@ -320,6 +320,26 @@ func TestListEnvelope(t *testing.T) {
 	}
 }
 
+func TestPageKeepsLimitRowsAndPointsPastTheLastOneShown(t *testing.T) {
+	cursor := func(id string) any { return position{ID: id} }
+	full := Page([]string{"c", "b", "a"}, 2, cursor) // the query asked for 3: there is more
+	if len(full.Data) != 2 || full.Data[1] != "b" || !full.HasMore {
+		t.Fatalf("page %+v", full)
+	}
+	r := requestWithQuery(url.Values{"cursor": {full.NextCursor}})
+	var pos position
+	if ok, err := DecodeCursor(r, &pos); !ok || err != nil || pos.ID != "b" {
+		t.Fatalf("the cursor gives %+v, %v, %v; want the last row shown", pos, ok, err)
+	}
+	last := Page([]string{"a"}, 2, cursor)
+	if len(last.Data) != 1 || last.HasMore || last.NextCursor != "" {
+		t.Fatalf("last page %+v", last)
+	}
+	if b, _ := json.Marshal(Page[string](nil, 2, cursor)); string(b) != `{"data":[],"has_more":false}` {
+		t.Fatalf("empty page %s", b)
+	}
+}
+
 type position struct {
 	CreatedAt int64  `json:"t"`
 	ID        string `json:"id"`
