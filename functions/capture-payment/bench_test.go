@@ -5,40 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/testenv"
 )
-
-// latencies collects per-operation latencies across goroutines.
-type latencies struct {
-	mu  sync.Mutex
-	all []time.Duration
-}
-
-func (l *latencies) add(ds []time.Duration) {
-	l.mu.Lock()
-	l.all = append(l.all, ds...)
-	l.mu.Unlock()
-}
-
-func (l *latencies) report(b *testing.B, elapsed time.Duration, unit string) {
-	if len(l.all) == 0 {
-		return
-	}
-	slices.Sort(l.all)
-	p := func(q float64) float64 { return float64(l.all[int(q*float64(len(l.all)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(float64(len(l.all))/elapsed.Seconds(), unit+"/s")
-	b.ReportMetric(p(0.50), "p50_ms")
-	b.ReportMetric(p(0.90), "p90_ms")
-	b.ReportMetric(p(0.99), "p99_ms")
-	b.ReportMetric(0, "ns/op") // the rate and the percentiles say it; ns/op would mislead under parallelism
-}
 
 // benchPayments drives payments through the real handler, database,
 // sandbox (or stripe-mock) and outbox, 16 clients at a time on 2 cores.
@@ -55,14 +29,14 @@ func benchPayments(b *testing.B, g *rig, capture string, captureCall bool) {
 		g.h.ServeHTTP(rec, r)
 		return rec
 	}
-	var lat, cl latencies
+	var lat, cl testenv.Latencies
 	b.SetParallelism(8) // 8 × GOMAXPROCS(2) = 16 concurrent clients
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
 		mine := make([]time.Duration, 0, 1024)
 		var createLat []time.Duration
-		defer func() { cl.add(createLat) }()
+		defer func() { cl.Add(createLat...) }()
 		for pb.Next() {
 			t0 := time.Now()
 			rec := call("POST", "/payments", body)
@@ -84,14 +58,13 @@ func benchPayments(b *testing.B, g *rig, capture string, captureCall bool) {
 			}
 			mine = append(mine, time.Since(t0))
 		}
-		lat.add(mine)
+		lat.Add(mine...)
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	lat.report(b, elapsed, "payments")
-	if len(cl.all) > 1 {
-		slices.Sort(cl.all)
-		b.Logf("create part: p50 %v p99 %v", cl.all[len(cl.all)/2], cl.all[len(cl.all)*99/100])
+	lat.Report(b, elapsed, "payments")
+	if captureCall {
+		b.Logf("create part: p50 %v p99 %v", cl.Quantile(0.50), cl.Quantile(0.99))
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +19,7 @@ import (
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // Benchmarks over the real database (docs/generate-invoice.md records the
@@ -166,8 +166,7 @@ func BenchmarkCreateFinalizeSync(b *testing.B) {
 			rate := g.taxRate("VAT", "20", false, false)
 			body, _ := json.Marshal(benchBody(rate))
 			tok := g.kit.Token(b, g.admin, auth.RoleService)
-			var mu sync.Mutex
-			var lat []time.Duration
+			var lat testenv.Latencies
 			var next atomic.Int64
 			b.ResetTimer()
 			start := time.Now()
@@ -191,20 +190,11 @@ func BenchmarkCreateFinalizeSync(b *testing.B) {
 							return
 						}
 					}
-					mu.Lock()
-					lat = append(lat, mine...)
-					mu.Unlock()
+					lat.Add(mine...)
 				}()
 			}
 			wg.Wait()
-			elapsed := time.Since(start)
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			if len(lat) > 0 {
-				pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-				b.ReportMetric(pct(0.50), "p50-ms")
-				b.ReportMetric(pct(0.99), "p99-ms")
-				b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "invoices/s")
-			}
+			lat.Report(b, time.Since(start), "invoices")
 		})
 	}
 }

@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // BenchmarkVerifiedWebhooks: distinct Stripe webhooks signed with
@@ -22,10 +22,9 @@ func BenchmarkVerifiedWebhooks(b *testing.B) {
 	g := newRig(b)
 	g.clock.real = true
 	pid := uuid.NewString()
-	var seq atomic.Int64
 	var (
-		mu  sync.Mutex
-		all []time.Duration
+		seq atomic.Int64
+		lat testenv.Latencies
 	)
 	b.SetParallelism(8) // 8 × GOMAXPROCS(2) = 16 senders
 	b.ResetTimer()
@@ -48,20 +47,9 @@ func BenchmarkVerifiedWebhooks(b *testing.B) {
 				return
 			}
 		}
-		mu.Lock()
-		all = append(all, mine...)
-		mu.Unlock()
+		lat.Add(mine...)
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	if len(all) == 0 {
-		return
-	}
-	slices.Sort(all)
-	p := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "webhooks/s")
-	b.ReportMetric(p(0.50), "p50_ms")
-	b.ReportMetric(p(0.90), "p90_ms")
-	b.ReportMetric(p(0.99), "p99_ms")
-	b.ReportMetric(0, "ns/op")
+	lat.Report(b, elapsed, "webhooks")
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // BenchmarkSyncTransfers: synchronous POST /transfers through the whole
@@ -36,8 +35,7 @@ func BenchmarkSyncTransfers(b *testing.B) {
 	}
 	var (
 		next atomic.Int64
-		mu   sync.Mutex
-		all  []time.Duration
+		lat  testenv.Latencies
 	)
 	b.SetParallelism(8)
 	b.ResetTimer()
@@ -65,20 +63,10 @@ func BenchmarkSyncTransfers(b *testing.B) {
 				return
 			}
 		}
-		mu.Lock()
-		all = append(all, mine...)
-		mu.Unlock()
+		lat.Add(mine...)
 	})
 	elapsed := time.Since(start)
 	b.StopTimer()
-	if len(all) == 0 {
-		return
-	}
-	slices.Sort(all)
-	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "transfers/s")
-	b.ReportMetric(pct(0.50), "p50_ms")
-	b.ReportMetric(pct(0.99), "p99_ms")
-	b.ReportMetric(0, "ns/op")
+	lat.Report(b, elapsed, "transfers")
 	checkLedger(b, e.d)
 }
