@@ -95,23 +95,8 @@ func (g *rig) setNow(t time.Time) {
 // as a signed CloudEvents batch.
 func (g *rig) deliver(evs ...events.Event) events.Result {
 	g.t.Helper()
-	var body []byte
-	var err error
-	ct := events.ContentTypeStructured
-	if len(evs) == 1 {
-		body, err = events.Marshal(evs[0])
-	} else {
-		body, err = json.Marshal(evs)
-		ct = events.ContentTypeBatch
-	}
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
-	req.Header.Set("Content-Type", ct)
-	req.Header.Set(events.SignatureHeader, g.kit.SignEvent(body))
 	rec := httptest.NewRecorder()
-	g.h.ServeHTTP(rec, req)
+	g.h.ServeHTTP(rec, g.kit.Delivery(g.t, evs...))
 	if rec.Code != http.StatusOK {
 		g.t.Fatalf("delivery answered %d: %s", rec.Code, rec.Body)
 	}

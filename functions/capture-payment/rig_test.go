@@ -308,15 +308,8 @@ func forPayment(id string) func(record) bool {
 // kafka-trigger signs it.
 func (g *rig) deliver(ev events.Event) *httptest.ResponseRecorder {
 	g.t.Helper()
-	body, err := events.Marshal(ev)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	hr := httptest.NewRequest("POST", "/", bytes.NewReader(body))
-	hr.Header.Set("Content-Type", events.ContentTypeStructured)
-	hr.Header.Set(events.SignatureHeader, g.kit.SignEvent(body))
 	rec := httptest.NewRecorder()
-	g.h.ServeHTTP(rec, hr)
+	g.h.ServeHTTP(rec, g.kit.Delivery(g.t, ev))
 	return rec
 }
 

@@ -326,19 +326,8 @@ func types(evs []events.Event) []string {
 // structured mode) and returns the receiver's result.
 func (g *rig) deliver(evs ...events.Event) events.Result {
 	g.t.Helper()
-	var body []byte
-	ct := events.ContentTypeStructured
-	if len(evs) == 1 {
-		body, _ = events.Marshal(evs[0])
-	} else {
-		body, _ = json.Marshal(evs)
-		ct = events.ContentTypeBatch
-	}
-	req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
-	req.Header.Set("Content-Type", ct)
-	req.Header.Set(events.SignatureHeader, g.kit.SignEvent(body))
 	rec := httptest.NewRecorder()
-	g.h.ServeHTTP(rec, req)
+	g.h.ServeHTTP(rec, g.kit.Delivery(g.t, evs...))
 	must(g.t, rec, 200)
 	return decode[events.Result](g.t, rec)
 }

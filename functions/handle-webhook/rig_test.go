@@ -181,31 +181,13 @@ func (g *rig) admin_(method, path string, body any, role auth.Role, key string) 
 	return rec
 }
 
-// deliver sends a CloudEvent to the receiver, signed as the kafka-trigger signs.
-func (g *rig) deliver(ev events.Event) *httptest.ResponseRecorder {
+// deliver sends CloudEvents to the receiver as the kafka-trigger does:
+// signed, one in structured mode, several as one batch (a function
+// annotated with billfn.dev/batch-size).
+func (g *rig) deliver(evs ...events.Event) *httptest.ResponseRecorder {
 	g.t.Helper()
-	body, _ := events.Marshal(ev)
-	r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
-	r.Header.Set("Content-Type", events.ContentTypeStructured)
-	r.Header.Set(events.SignatureHeader, g.kit.SignEvent(body))
 	rec := httptest.NewRecorder()
-	g.h.ServeHTTP(rec, r)
-	return rec
-}
-
-// deliverBatch sends CloudEvents as one batch request, as the kafka-trigger
-// does for a function annotated with billfn.dev/batch-size.
-func (g *rig) deliverBatch(evs ...events.Event) *httptest.ResponseRecorder {
-	g.t.Helper()
-	body, err := json.Marshal(evs)
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
-	r.Header.Set("Content-Type", events.ContentTypeBatch)
-	r.Header.Set(events.SignatureHeader, g.kit.SignEvent(body))
-	rec := httptest.NewRecorder()
-	g.h.ServeHTTP(rec, r)
+	g.h.ServeHTTP(rec, g.kit.Delivery(g.t, evs...))
 	return rec
 }
 

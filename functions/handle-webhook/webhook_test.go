@@ -338,7 +338,7 @@ func TestABatchOfPaymentEventsLearnsEveryPaymentAndReleasesParkedWebhooks(t *tes
 		created1, // the same event twice in one batch
 		pay("billfn.payment.authorized", pid3, map[string]any{"gateway": "sandbox", "gateway_payment_id": gp3}),
 	}
-	if rec := g.deliverBatch(batch...); rec.Code != 200 {
+	if rec := g.deliver(batch...); rec.Code != 200 {
 		t.Fatalf("batch: %d %s", rec.Code, rec.Body)
 	}
 	for gp, pid := range map[string]string{gp1: pid1, gp2: pid2, gp3: pid3} {
@@ -359,7 +359,7 @@ func TestABatchOfPaymentEventsLearnsEveryPaymentAndReleasesParkedWebhooks(t *tes
 		t.Fatal("the parked row is not processed")
 	}
 	// Redelivered, the batch changes nothing.
-	if rec := g.deliverBatch(batch...); rec.Code != 200 {
+	if rec := g.deliver(batch...); rec.Code != 200 {
 		t.Fatalf("redelivery: %d %s", rec.Code, rec.Body)
 	}
 	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = ANY($1)`, []string{gp1, gp2, gp3}); n != 3 {
@@ -372,7 +372,7 @@ func TestABatchOfPaymentEventsLearnsEveryPaymentAndReleasesParkedWebhooks(t *tes
 	gp4 := "pi_b4_" + pid4[:8]
 	poison := events.Must(events.New(ctx, "capture-payment", "billfn.payment.captured", "x", map[string]any{
 		"payment_id": "not-a-uuid", "gateway": "stripe", "gateway_payment_id": "pi_poison"}))
-	if rec := g.deliverBatch(poison, pay("billfn.payment.captured", pid4, map[string]any{"gateway": "stripe", "gateway_payment_id": gp4})); rec.Code != 200 {
+	if rec := g.deliver(poison, pay("billfn.payment.captured", pid4, map[string]any{"gateway": "stripe", "gateway_payment_id": gp4})); rec.Code != 200 {
 		t.Fatalf("batch with a poison event: %d %s", rec.Code, rec.Body)
 	}
 	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = $1 AND payment_id = $2`, gp4, pid4); n != 1 {

@@ -155,19 +155,8 @@ func (e *env) get(id string) Account {
 // kafka-trigger signs them.
 func (e *env) deliver(evs ...events.Event) resp {
 	e.t.Helper()
-	var body []byte
-	ct := events.ContentTypeStructured
-	if len(evs) == 1 {
-		body, _ = events.Marshal(evs[0])
-	} else {
-		body, _ = json.Marshal(evs)
-		ct = events.ContentTypeBatch
-	}
-	req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
-	req.Header.Set("Content-Type", ct)
-	req.Header.Set(events.SignatureHeader, e.kit.SignEvent(body))
 	rec := httptest.NewRecorder()
-	e.h.ServeHTTP(rec, req)
+	e.h.ServeHTTP(rec, e.kit.Delivery(e.t, evs...))
 	return resp{rec}
 }
 

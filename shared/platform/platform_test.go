@@ -35,12 +35,8 @@ func TestOpenWiresAWorkingFunction(t *testing.T) {
 		t.Fatalf("ready = %d %s", rec.Code, rec.Body)
 	}
 	ev, _ := events.New(context.Background(), "other", "billfn.demo.happened", "x", map[string]int{"n": 1})
-	body, _ := events.Marshal(ev)
-	req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
-	req.Header.Set("Content-Type", events.ContentTypeStructured)
-	req.Header.Set(events.SignatureHeader, kit.SignEvent(body))
 	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	h.ServeHTTP(rec, kit.Delivery(t, ev))
 	if rec.Code != 200 || got != ev.ID() {
 		t.Fatalf("delivery: %d %s (handled %q)", rec.Code, rec.Body, got)
 	}

@@ -1,8 +1,11 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -48,6 +51,31 @@ func (k *Kit) Authorize(tb testing.TB, req *http.Request, sub string, role auth.
 // SignEvent signs an event delivery body with the test event key.
 func (k *Kit) SignEvent(body []byte) string {
 	return events.Sign([]byte(EventKey), time.Now(), body)
+}
+
+// Delivery is the request the kafka-trigger sends a function's receiver
+// for evs: POST / signed with the test event key, one event in structured
+// mode, several as a CloudEvents batch.
+func (k *Kit) Delivery(tb testing.TB, evs ...events.Event) *http.Request {
+	tb.Helper()
+	var (
+		body []byte
+		err  error
+	)
+	ct := events.ContentTypeStructured
+	if len(evs) == 1 {
+		body, err = events.Marshal(evs[0])
+	} else {
+		body, err = json.Marshal(evs)
+		ct = events.ContentTypeBatch
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set(events.SignatureHeader, k.SignEvent(body))
+	return req
 }
 
 // Platform opens a function's real dependencies for a test: this package's
