@@ -275,6 +275,26 @@ type acct struct {
 
 func (a *acct) available() int64 { return a.balance - a.held }
 
+// acctCols are the accounts columns scanAccts reads, in its order.
+const acctCols = `id, user_id, account_number, currency, balance, held, allow_negative, status`
+
+// scanAccts reads rows of acctCols and indexes them by id and by account
+// number; it closes rows.
+func scanAccts(rows pgx.Rows) (byID, byNumber map[string]*acct, err error) {
+	as, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*acct, error) {
+		a := &acct{}
+		return a, r.Scan(&a.id, &a.userID, &a.number, &a.currency, &a.balance, &a.held, &a.allowNegative, &a.status)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	byID, byNumber = make(map[string]*acct, len(as)), make(map[string]*acct, len(as))
+	for _, a := range as {
+		byID[a.id], byNumber[a.number] = a, a
+	}
+	return byID, byNumber, nil
+}
+
 const transferCols = `t.id, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status, t.reject_reason,
 	t.description, t.reference_id, t.metadata, t.pending, t.captured_amount, t.expires_at, t.created_at, t.posted_at,
 	t.from_balance, t.from_available, t.to_balance, t.to_available`
@@ -341,15 +361,14 @@ func (c *committer) tryCommit(ctx context.Context, group []*unit) ([]string, err
 	// can drop the row — seen with concurrent committers). Postgres reads
 	// the two conditions through the primary key and the account_number
 	// index (BitmapOr), and locks in id order.
-	b.Queue(`SELECT id, user_id, account_number, currency, balance, held, allow_negative, status FROM accounts
+	b.Queue(`SELECT `+acctCols+` FROM accounts
 		WHERE id = ANY($1::text[]::uuid[]) OR account_number = ANY($2::text[])
 		ORDER BY id FOR UPDATE`, ids, numbers)
 	b.Queue(`SELECT `+transferCols+`, t.idem_scope, t.idem_key, t.request_hash FROM transfers t
 		JOIN unnest($1::text[], $2::text[]) AS k(s, k) ON t.idem_scope = k.s AND t.idem_key = k.k`, scopes, keys)
 
 	br := conn.SendBatch(ctx, b)
-	accounts := map[string]*acct{}
-	byNumber := map[string]*acct{}
+	var accounts, byNumber map[string]*acct
 	priors := map[idemKey]prior{}
 	accepted := map[string]*Transfer{}
 	err = func() error {
@@ -378,16 +397,7 @@ func (c *committer) tryCommit(ctx context.Context, group []*unit) ([]string, err
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			a := &acct{}
-			if err := rows.Scan(&a.id, &a.userID, &a.number, &a.currency, &a.balance, &a.held, &a.allowNegative, &a.status); err != nil {
-				rows.Close()
-				return err
-			}
-			accounts[a.id], byNumber[a.number] = a, a
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if accounts, byNumber, err = scanAccts(rows); err != nil {
 			return err
 		}
 		rows, err = br.Query()

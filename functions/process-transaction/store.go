@@ -224,21 +224,12 @@ func (s *store) history(ctx context.Context, q historyQuery) ([]*Transfer, error
 // lockAccounts locks accounts in id order (the order the group commit
 // uses, so the two never deadlock) and returns them by id.
 func lockAccounts(ctx context.Context, tx pgx.Tx, ids ...string) (map[string]*acct, error) {
-	rows, err := tx.Query(ctx, `SELECT id, user_id, account_number, currency, balance, held, allow_negative, status
-		FROM accounts WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
+	rows, err := tx.Query(ctx, `SELECT `+acctCols+` FROM accounts WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := map[string]*acct{}
-	for rows.Next() {
-		a := &acct{}
-		if err := rows.Scan(&a.id, &a.userID, &a.number, &a.currency, &a.balance, &a.held, &a.allowNegative, &a.status); err != nil {
-			return nil, err
-		}
-		out[a.id] = a
-	}
-	return out, rows.Err()
+	byID, _, err := scanAccts(rows)
+	return byID, err
 }
 
 func saveAccounts(ctx context.Context, tx pgx.Tx, as ...*acct) error {
@@ -371,23 +362,14 @@ func (s *store) acceptPending(ctx context.Context, o *op) (t *Transfer, replayed
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT id, user_id, account_number, currency, balance, held, allow_negative, status
-			FROM accounts WHERE id = ANY($1::text[]::uuid[]) OR account_number = ANY($2::text[])`,
+		rows, err := tx.Query(ctx, `SELECT `+acctCols+` FROM accounts
+			WHERE id = ANY($1::text[]::uuid[]) OR account_number = ANY($2::text[])`,
 			[]string{o.req.FromAccountID, o.req.ToAccountID}, []string{o.req.FromAccountNumber, o.req.ToAccountNumber})
 		if err != nil {
 			return err
 		}
-		accounts, byNumber := map[string]*acct{}, map[string]*acct{}
-		for rows.Next() {
-			a := &acct{}
-			if err := rows.Scan(&a.id, &a.userID, &a.number, &a.currency, &a.balance, &a.held, &a.allowNegative, &a.status); err != nil {
-				rows.Close()
-				return err
-			}
-			accounts[a.id], byNumber[a.number] = a, a
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		accounts, byNumber, err := scanAccts(rows)
+		if err != nil {
 			return err
 		}
 		from := lookup(o.req.FromAccountID, o.req.FromAccountNumber, accounts, byNumber)
