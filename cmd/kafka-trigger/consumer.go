@@ -161,7 +161,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 func (c *consumer) fill(ctx context.Context, msgs <-chan *sarama.ConsumerMessage, first *sarama.ConsumerMessage) []*sarama.ConsumerMessage {
 	batch := []*sarama.ConsumerMessage{first}
 	var deadline <-chan time.Time
-	if c.sub.BatchWait > 0 && c.sub.BatchSize > 1 {
+	if c.sub.BatchWait > 0 { // stackfile allows a wait only with batches
 		t := time.NewTimer(c.sub.BatchWait)
 		defer t.Stop()
 		deadline = t.C

@@ -383,18 +383,14 @@ func refOf(ev events.Event) (ref paymentRef, ok bool, err error) {
 
 // onPaymentEvent learns payment id ↔ gateway object from capture-payment.
 func (s *service) onPaymentEvent(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	ref, ok, err := refOf(ev)
-	if !ok || err != nil {
-		return err
-	}
-	return s.learn(ctx, tx, ref.gateway, ref.gatewayPaymentID, ref.paymentID, ref.from)
+	return s.onPaymentEvents(ctx, tx, []events.Event{ev})
 }
 
-// onPaymentEvents is onPaymentEvent for a batch delivery, in its one
-// transaction: one statement learns every reference, one looks for webhooks
-// parked on the new ones (rare), and only those are unparked one by one.
-// A poison event fails the batch permanently; the receiver then applies
-// the events one by one and parks that one alone.
+// onPaymentEvents learns from a delivery of capture-payment's events, in
+// its one transaction: one statement learns every reference, one looks for
+// webhooks parked on the new ones (rare), and only those are unparked one
+// by one. A poison event fails a batch permanently; the receiver then
+// applies the events one by one and parks that one alone.
 func (s *service) onPaymentEvents(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
 	var refs []paymentRef
 	for _, ev := range evs {

@@ -167,17 +167,6 @@ func (s *service) releaseParked(ctx context.Context) error {
 	return nil
 }
 
-// learn records that gatewayPaymentID is paymentID and emits the events
-// parked for it.
-func (s *service) learn(ctx context.Context, tx pgx.Tx, gateway, gatewayPaymentID, paymentID, from string) error {
-	tag, err := tx.Exec(ctx, `INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, gateway, gatewayPaymentID, paymentID, from, s.now())
-	if err != nil || tag.RowsAffected() == 0 {
-		return err
-	}
-	return s.unpark(ctx, tx, gateway, gatewayPaymentID, paymentID, s.now())
-}
-
 // unpark normalizes again and emits the webhooks parked for a gateway
 // payment object whose billfn payment is now known.
 func (s *service) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPaymentID, paymentID string, now time.Time) error {
