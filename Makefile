@@ -140,7 +140,7 @@ deploy-knative: strimzi ## Knative Serving (kourier) + Eventing + KafkaSource on
 	kubectl -n billfn wait ksvc --all --for=condition=Ready --timeout=300s
 	@echo "Knative: curl http://<name>.billfn.127.0.0.1.sslip.io/...  (kubectl -n billfn get ksvc)"
 
-clean: ## remove build output, the local stack's state (.run) and faas-cli's build/ folder
-	rm -rf bin .run build
+clean: ## remove build output and the local stack's state (bin/, state in bin/run) and faas-cli's build/ folder
+	rm -rf bin build
 
 .PHONY: help services fmt-check vet test fuzz run bench e2e faults build migrate token images kind-up strimzi deploy-openfaas deploy-knative clean

@@ -190,7 +190,7 @@ func main() {
 		jsonOut  = flag.String("json", "", "write the result as JSON to this file")
 		list     = flag.Bool("list", false, "list scenarios")
 		quiet    = flag.Bool("q", false, "no progress bar")
-		secrets  = flag.String("secrets", envOr("SECRETS_DIR", ".run/secrets"), "the local stack's secrets (webhook signing)")
+		secrets  = flag.String("secrets", envOr("SECRETS_DIR", "bin/run/secrets"), "the local stack's secrets (webhook signing)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: loadgen [flags] <scenario>\n\nscenarios:\n")

@@ -69,7 +69,7 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		problems = append(problems, err.Error())
 	}
 	c.Root = filepath.Dir(c.StackFile)
-	run := get("BILLFN_RUN_DIR", filepath.Join(c.Root, ".run"))
+	run := get("BILLFN_RUN_DIR", filepath.Join(c.Root, "bin", "run"))
 	if c.RunDir, err = filepath.Abs(run); err != nil {
 		problems = append(problems, err.Error())
 	}

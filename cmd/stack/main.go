@@ -5,8 +5,8 @@
 //     database when missing and applies the migrations;
 //   - starts an embedded Kafka broker (kfake) with the architecture's topics
 //     and their partition counts plus the dead-letter topic, persisting in
-//     .run/kafka so a restart of the stack loses no record;
-//   - writes the secrets stack.yml names into .run/secrets (the local JWT
+//     bin/run/kafka so a restart of the stack loses no record;
+//   - writes the secrets stack.yml names into bin/run/secrets (the local JWT
 //     secret is auth.LocalDevSecret, the one cmd/devtoken signs with);
 //   - builds every function (go build) and starts each as its own process on
 //     its own port with the environment and secrets stack.yml gives it,
@@ -29,7 +29,7 @@
 // follow in name order), BILLFN_TRIGGER_ADDR (127.0.0.1:8090, the
 // kafka-trigger's metrics), STRIPE_MOCK_ADDR (127.0.0.1:12111),
 // DATABASE_URL (postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable),
-// REDIS_URL (redis://127.0.0.1:6379/0), BILLFN_RUN_DIR (.run),
+// REDIS_URL (redis://127.0.0.1:6379/0), BILLFN_RUN_DIR (bin/run),
 // BILLFN_STACK_FILE (stack.yml), BILLFN_TICK_EVERY (5s).
 package main
 

@@ -67,7 +67,7 @@ func TestDockerignoreKeepsWhatTheBuildNeeds(t *testing.T) {
 			t.Errorf(".dockerignore drops %s, which the build needs", need)
 		}
 	}
-	for _, local := range []string{".git", ".run", "bin", "build"} {
+	for _, local := range []string{".git", "bin", "build"} {
 		if !ignored[local] {
 			t.Errorf(".dockerignore should drop %s (local state or output)", local)
 		}
