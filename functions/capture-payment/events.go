@@ -17,32 +17,6 @@ import (
 	"github.com/billfn/billfn/shared/problem"
 )
 
-// gatewayUpdate is the data of billfn.payment.gateway_updated (handle-webhook's
-// normalized gateway webhook, docs/events.md).
-type gatewayUpdate struct {
-	Gateway          string    `json:"gateway"`
-	GatewayEventID   string    `json:"gateway_event_id"`
-	GatewayEventType string    `json:"gateway_event_type"`
-	ObjectType       string    `json:"object_type"`
-	GatewayObjectID  string    `json:"gateway_object_id"`
-	GatewayPaymentID string    `json:"gateway_payment_id"`
-	PaymentID        *string   `json:"payment_id"`
-	Status           string    `json:"status"`
-	Amount           int64     `json:"amount"`
-	AmountCapturable int64     `json:"amount_capturable"`
-	AmountReceived   int64     `json:"amount_received"`
-	AmountRefunded   int64     `json:"amount_refunded"`
-	Currency         string    `json:"currency"`
-	FailureCode      *string   `json:"failure_code"`
-	FailureMessage   *string   `json:"failure_message"`
-	DeclineCode      *string   `json:"decline_code"`
-	RefundID         *string   `json:"refund_id"`
-	BillfnRefundID   *string   `json:"billfn_refund_id"`
-	RefundStatus     *string   `json:"refund_status"`
-	RefundAmount     int64     `json:"refund_amount"`
-	OccurredAt       time.Time `json:"occurred_at"`
-}
-
 func str(p *string) string {
 	if p == nil {
 		return ""
@@ -53,7 +27,7 @@ func str(p *string) string {
 // onGatewayUpdated applies a gateway's news about a payment: monotonic, so
 // duplicates and reordered deliveries change nothing.
 func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	var u gatewayUpdate
+	var u events.GatewayUpdate
 	if err := events.Decode(ev, &u); err != nil {
 		return err
 	}
@@ -144,7 +118,7 @@ func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Eve
 
 // applyRefundUpdate settles one of our refunds, or records a refund made
 // at the gateway itself (its dashboard) as an external refund.
-func (s *service) applyRefundUpdate(ctx context.Context, tx pgx.Tx, p *Payment, u gatewayUpdate, eventID string, now time.Time, e *emitter) error {
+func (s *service) applyRefundUpdate(ctx context.Context, tx pgx.Tx, p *Payment, u events.GatewayUpdate, eventID string, now time.Time, e *emitter) error {
 	var r *Refund
 	var err error
 	switch {

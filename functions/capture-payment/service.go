@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/postgres"
 )
@@ -85,7 +86,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	s.sandbox.Start(ctx)
 	d.OnClose(s.sandbox.Close)
 
-	d.Events.On("billfn.payment.gateway_updated", s.onGatewayUpdated)
+	d.Events.On(events.TypeGatewayUpdated, s.onGatewayUpdated)
 	d.Events.On("billfn.invoice.finalized", s.onInvoiceFinalized)
 	d.Events.On("billfn.invoice.payment_retry_requested", s.onPaymentRetry)
 	d.Events.Tick = s.tick

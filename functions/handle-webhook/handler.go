@@ -123,7 +123,7 @@ func (s *service) receive(w http.ResponseWriter, r *http.Request, gateway string
 // name no billfn payment) and writes one in canonical form: uuid.Parse
 // also reads braces and urn:uuid:, which the uuid column refuses (the
 // delivery could never be stored, a 503 the gateway retries for days).
-func checkPaymentID(u *update) {
+func checkPaymentID(u *events.GatewayUpdate) {
 	if u.PaymentID != nil {
 		id, err := uuid.Parse(*u.PaymentID)
 		if err != nil {

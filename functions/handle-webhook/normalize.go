@@ -5,38 +5,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/sandbox"
 )
-
-// update is the data of billfn.payment.gateway_updated: one gateway event,
-// normalized (docs/events.md). It carries the gateway's object state and
-// the gateway's own event time, so capture-payment applies it
-// monotonically whatever the order of arrival.
-type update struct {
-	Gateway          string    `json:"gateway"`
-	GatewayEventID   string    `json:"gateway_event_id"`
-	GatewayEventType string    `json:"gateway_event_type"`
-	ObjectType       string    `json:"object_type"` // payment_intent, charge, refund, dispute
-	GatewayObjectID  string    `json:"gateway_object_id"`
-	GatewayPaymentID string    `json:"gateway_payment_id"`
-	PaymentID        *string   `json:"payment_id"`
-	Status           string    `json:"status"`
-	Amount           int64     `json:"amount"`
-	AmountCapturable int64     `json:"amount_capturable"`
-	AmountReceived   int64     `json:"amount_received"`
-	AmountRefunded   int64     `json:"amount_refunded"`
-	Currency         string    `json:"currency"`
-	FailureCode      *string   `json:"failure_code"`
-	FailureMessage   *string   `json:"failure_message"`
-	DeclineCode      *string   `json:"decline_code"`
-	RefundID         *string   `json:"refund_id"`
-	BillfnRefundID   *string   `json:"billfn_refund_id"`
-	RefundStatus     *string   `json:"refund_status"`
-	RefundAmount     int64     `json:"refund_amount"`
-	Livemode         bool      `json:"livemode"`
-	OccurredAt       time.Time `json:"occurred_at"`
-}
 
 // parsed is a verified webhook body: the envelope of a Stripe-shaped
 // event (sandbox.Event) with its data.object decoded in the same pass.
@@ -103,9 +75,9 @@ func nonEmpty(s string) *string {
 
 // normalize turns a gateway event into an update; handled is false for
 // event types billfn does not act on (stored and acknowledged only).
-func normalize(gateway string, p parsed) (u update, handled bool) {
+func normalize(gateway string, p parsed) (u events.GatewayUpdate, handled bool) {
 	o := p.obj
-	u = update{Gateway: gateway, GatewayEventID: p.ev.ID, GatewayEventType: p.ev.Type, ObjectType: o.Object,
+	u = events.GatewayUpdate{Gateway: gateway, GatewayEventID: p.ev.ID, GatewayEventType: p.ev.Type, ObjectType: o.Object,
 		GatewayObjectID: o.ID, Amount: o.Amount, Currency: strings.ToUpper(o.Currency), Livemode: p.ev.Livemode,
 		OccurredAt: time.Unix(p.ev.Created, 0).UTC()}
 	if id := o.Metadata[sandbox.MetadataPaymentID]; id != "" {

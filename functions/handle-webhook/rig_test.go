@@ -193,7 +193,7 @@ func (g *rig) deliver(evs ...events.Event) *httptest.ResponseRecorder {
 
 // updates reads the gateway_updated events on payment-events until want
 // arrived (or 10 s), publishing the outbox first.
-func (g *rig) updates(brokers []string, want int, keep func(events.Event, update) bool) []events.Event {
+func (g *rig) updates(brokers []string, want int, keep func(events.Event, events.GatewayUpdate) bool) []events.Event {
 	g.t.Helper()
 	if _, err := g.d.Publisher.Sweep(context.Background()); err != nil {
 		g.t.Fatalf("sweep: %v", err)
@@ -210,10 +210,10 @@ func (g *rig) updates(brokers []string, want int, keep func(events.Event, update
 	for len(out) < want && ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			ev, err := events.Unmarshal(r.Value)
-			if err != nil || ev.Type() != typeGatewayUpdated {
+			if err != nil || ev.Type() != events.TypeGatewayUpdated {
 				return
 			}
-			var u update
+			var u events.GatewayUpdate
 			_ = json.Unmarshal(ev.Data(), &u)
 			if string(r.Key) != *u.PaymentID {
 				g.t.Errorf("record key %s, payment %s", r.Key, *u.PaymentID)

@@ -32,12 +32,10 @@ const (
 // twice even if it were emitted twice.
 var updateNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/handle-webhook/gateway_updated"))
 
-const typeGatewayUpdated = "billfn.payment.gateway_updated"
-
 // updateMessage builds the outbox message of u (key and subject = the
 // payment id); id "" derives the CloudEvent id from the gateway event.
-func updateMessage(ctx context.Context, u *update, id string) (outbox.Message, error) {
-	ev, err := events.New(ctx, name, typeGatewayUpdated, *u.PaymentID, u)
+func updateMessage(ctx context.Context, u *events.GatewayUpdate, id string) (outbox.Message, error) {
+	ev, err := events.New(ctx, name, events.TypeGatewayUpdated, *u.PaymentID, u)
 	if err != nil {
 		return outbox.Message{}, err
 	}
@@ -51,7 +49,7 @@ func updateMessage(ctx context.Context, u *update, id string) (outbox.Message, e
 // record stores one verified webhook and, in the same transaction, its
 // normalized event in the outbox: one pipeline, one round trip, one commit.
 // A redelivery changes nothing.
-func (s *service) record(ctx context.Context, u *update, handled bool, body []byte, now time.Time) (string, error) {
+func (s *service) record(ctx context.Context, u *events.GatewayUpdate, handled bool, body []byte, now time.Time) (string, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return "", err
@@ -127,7 +125,7 @@ func (s *service) record(ctx context.Context, u *update, handled bool, body []by
 // lookupRef fills u's payment id from the learned map.
 func lookupRef(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, u *update) error {
+}, u *events.GatewayUpdate) error {
 	var pid string
 	err := q.QueryRow(ctx, `SELECT payment_id FROM webhook_payment_refs WHERE gateway = $1 AND gateway_payment_id = $2`,
 		u.Gateway, u.GatewayPaymentID).Scan(&pid)

@@ -43,7 +43,7 @@ func TestStripeWebhookSignedByStripeGoIsStoredAndEmitted(t *testing.T) {
 		t.Fatalf("%d events", len(evs))
 	}
 	ev := evs[0]
-	var u update
+	var u events.GatewayUpdate
 	_ = json.Unmarshal(ev.Data(), &u)
 	if u.Gateway != gwStripe || u.GatewayEventID != eventID(body) || u.Status != "succeeded" || *u.PaymentID != pid ||
 		u.GatewayPaymentID != "pi_1A" || u.AmountReceived != 1050 || u.Currency != "USD" || u.ObjectType != "payment_intent" {
@@ -150,7 +150,7 @@ func TestSandboxWebhooksAreVerifiedWithTheSharedScheme(t *testing.T) {
 		}
 	}
 	evs := g.updates(g.kit.Brokers, 2, nil)
-	var u update
+	var u events.GatewayUpdate
 	_ = json.Unmarshal(evs[0].Data(), &u)
 	if len(evs) != 2 || u.Gateway != gwSandbox || u.Status != "requires_capture" || u.AmountCapturable != 700 || u.Currency != "EUR" {
 		t.Fatalf("%d events, first %s", len(evs), evs[0].Data())
@@ -199,7 +199,7 @@ func TestRedeliveriesAndConcurrentDuplicatesAreStoredOnce(t *testing.T) {
 	evs := g.updates(g.kit.Brokers, 3, nil)
 	n := 0
 	for _, ev := range evs {
-		var u update
+		var u events.GatewayUpdate
 		_ = json.Unmarshal(ev.Data(), &u)
 		if u.GatewayEventID == eventID(fresh) {
 			n++
@@ -218,29 +218,29 @@ func TestEveryHandledStripeTypeNormalizes(t *testing.T) {
 	cases := []struct {
 		typ    string
 		object map[string]any
-		check  func(u update) bool
+		check  func(u events.GatewayUpdate) bool
 	}{
-		{"payment_intent.succeeded", paymentIntent("pi_n", pid, "succeeded", 900), func(u update) bool { return u.Status == "succeeded" && u.AmountReceived == 900 }},
-		{"payment_intent.payment_failed", failed, func(u update) bool {
+		{"payment_intent.succeeded", paymentIntent("pi_n", pid, "succeeded", 900), func(u events.GatewayUpdate) bool { return u.Status == "succeeded" && u.AmountReceived == 900 }},
+		{"payment_intent.payment_failed", failed, func(u events.GatewayUpdate) bool {
 			return u.Status == "failed" && *u.FailureCode == "card_declined" && *u.DeclineCode == "insufficient_funds"
 		}},
-		{"payment_intent.canceled", paymentIntent("pi_n", pid, "canceled", 900), func(u update) bool { return u.Status == "canceled" }},
-		{"payment_intent.amount_capturable_updated", paymentIntent("pi_n", pid, "requires_capture", 900), func(u update) bool {
+		{"payment_intent.canceled", paymentIntent("pi_n", pid, "canceled", 900), func(u events.GatewayUpdate) bool { return u.Status == "canceled" }},
+		{"payment_intent.amount_capturable_updated", paymentIntent("pi_n", pid, "requires_capture", 900), func(u events.GatewayUpdate) bool {
 			return u.Status == "requires_capture" && u.AmountCapturable == 900
 		}},
 		{"charge.refunded", map[string]any{"id": "ch_n", "object": "charge", "amount": 900, "amount_captured": 900, "amount_refunded": 400,
 			"currency": "usd", "payment_intent": "pi_n", "refunded": false, "status": "succeeded", "metadata": map[string]any{}},
-			func(u update) bool {
+			func(u events.GatewayUpdate) bool {
 				return u.Status == "refunded" && u.ObjectType == "charge" && u.AmountRefunded == 400 && u.GatewayPaymentID == "pi_n" && *u.PaymentID == pid
 			}},
 		{"charge.refund.updated", map[string]any{"id": "re_n", "object": "refund", "amount": 400, "currency": "usd", "status": "succeeded",
 			"payment_intent": "pi_n", "charge": "ch_n", "metadata": map[string]any{"billfn_payment_id": pid, "billfn_refund_id": "r-1"}},
-			func(u update) bool {
+			func(u events.GatewayUpdate) bool {
 				return u.Status == "refunded" && *u.RefundID == "re_n" && *u.RefundStatus == "succeeded" && u.RefundAmount == 400 && *u.BillfnRefundID == "r-1"
 			}},
 		{"charge.dispute.created", map[string]any{"id": "dp_n", "object": "dispute", "amount": 900, "currency": "usd", "status": "needs_response",
 			"reason": "fraudulent", "charge": "ch_n", "payment_intent": map[string]any{"id": "pi_n", "object": "payment_intent"}},
-			func(u update) bool {
+			func(u events.GatewayUpdate) bool {
 				return u.Status == "disputed" && u.ObjectType == "dispute" && u.GatewayPaymentID == "pi_n" && *u.PaymentID == pid
 			}},
 	}
@@ -249,11 +249,11 @@ func TestEveryHandledStripeTypeNormalizes(t *testing.T) {
 		if got := outcome(t, g.stripe(body)); got != stProcessed {
 			t.Fatalf("%s: %s", c.typ, got)
 		}
-		evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return u.GatewayEventID == eventID(body) })
+		evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u events.GatewayUpdate) bool { return u.GatewayEventID == eventID(body) })
 		if len(evs) != 1 {
 			t.Fatalf("%s: no event", c.typ)
 		}
-		var u update
+		var u events.GatewayUpdate
 		_ = json.Unmarshal(evs[0].Data(), &u)
 		if !c.check(u) || u.GatewayEventType != c.typ || u.Gateway != gwStripe || u.OccurredAt.IsZero() {
 			t.Fatalf("%s normalized to %s", c.typ, evs[0].Data())
@@ -287,7 +287,7 @@ func TestUnknownPaymentIsParkedThenMatched(t *testing.T) {
 		t.Fatalf("payment event: %d %s", rec.Code, rec.Body)
 	}
 	evs := g.updates(g.kit.Brokers, 1, nil)
-	var u update
+	var u events.GatewayUpdate
 	_ = json.Unmarshal(evs[0].Data(), &u)
 	if len(evs) != 1 || *u.PaymentID != pid || u.Status != "refunded" || u.GatewayEventID != eventID(refund) {
 		t.Fatalf("unparked %s", evs[0].Data())
@@ -306,7 +306,7 @@ func TestUnknownPaymentIsParkedThenMatched(t *testing.T) {
 	if got := outcome(t, g.stripe(stripeEvent("payment_intent.succeeded", paymentIntent("pi_later", pid2, "succeeded", 500)))); got != stProcessed {
 		t.Fatal(got)
 	}
-	evs = g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return u.GatewayEventID == eventID(early) })
+	evs = g.updates(g.kit.Brokers, 1, func(_ events.Event, u events.GatewayUpdate) bool { return u.GatewayEventID == eventID(early) })
 	if len(evs) != 1 {
 		t.Fatal("the early refund was not released by the metadata")
 	}
@@ -350,7 +350,7 @@ func TestABatchOfPaymentEventsLearnsEveryPaymentAndReleasesParkedWebhooks(t *tes
 		[]string{batch[0].ID(), batch[1].ID(), batch[2].ID(), batch[3].ID(), batch[5].ID()}); n != 5 {
 		t.Errorf("%d of the batch's 5 distinct events recorded as processed", n)
 	}
-	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return u.GatewayEventID == eventID(parked) })
+	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u events.GatewayUpdate) bool { return u.GatewayEventID == eventID(parked) })
 	if len(evs) != 1 {
 		t.Fatalf("the webhook parked on %s was released %d times", gp2, len(evs))
 	}
@@ -578,7 +578,7 @@ func TestAdminEventsListAndReplay(t *testing.T) {
 	if again.Code != 200 || again.Header().Get("Idempotent-Replayed") != "true" || again.Body.String() != rec.Body.String() {
 		t.Fatalf("idempotent replay: %d %s", again.Code, again.Body)
 	}
-	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return *u.PaymentID == pid })
+	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u events.GatewayUpdate) bool { return *u.PaymentID == pid })
 	if len(evs) != 1 || evs[0].ID() == uuid.NewSHA1(updateNS, []byte("stripe:"+eventID(parkedBody))).String() {
 		t.Fatalf("replayed events %d (a replay is a new event id)", len(evs))
 	}
@@ -617,7 +617,7 @@ func TestTickReleasesParkedDeliveriesWhosePaymentIsKnown(t *testing.T) {
 	if err := g.s.tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u update) bool { return u.GatewayEventID == eventID(body) })
+	evs := g.updates(g.kit.Brokers, 1, func(_ events.Event, u events.GatewayUpdate) bool { return u.GatewayEventID == eventID(body) })
 	if len(evs) != 1 {
 		t.Fatal("the tick did not release the parked delivery")
 	}
