@@ -33,26 +33,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// clock is an injectable clock that tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now().UTC()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // rig is capture-payment served in-process against the real services.
 type rig struct {
 	t       testing.TB
@@ -60,7 +40,7 @@ type rig struct {
 	d       *platform.Deps
 	kit     *testenv.Kit
 	h       http.Handler
-	clock   *clock
+	clock   *testenv.Clock
 	admin   string
 	keySeq  atomic.Int64
 	account string
@@ -88,7 +68,7 @@ func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 		m(&cfg)
 	}
 	d, kit := testenv.Platform(t, name)
-	c := newClock()
+	c := testenv.NewClock(time.Now())
 	s, err := newService(context.Background(), d, cfg, c.Now)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,26 +25,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// clock is the injected time of a test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t.UTC()
-	c.mu.Unlock()
-}
-
-func (c *clock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
-
 // rig is one generate-invoice over real Postgres, Redis and kfake.
 type rig struct {
 	t     testing.TB
@@ -53,7 +32,7 @@ type rig struct {
 	kit   *testenv.Kit
 	s     *service
 	h     http.Handler
-	clock *clock
+	clock *testenv.Clock
 	admin string
 
 	consumer  *kgo.Client
@@ -67,7 +46,7 @@ func newRig(t testing.TB) *rig {
 
 func newRigWith(t testing.TB, cfg Config) *rig {
 	d, kit := testenv.Platform(t, functionName)
-	c := &clock{t: time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)}
+	c := testenv.NewClock(time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC))
 	// Every rig numbers its invoices in a series of its own: tests share the
 	// package database.
 	if cfg.NumberPrefix == "INV" {

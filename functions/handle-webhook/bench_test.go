@@ -20,7 +20,7 @@ import (
 // (Postgres), answer. The outbox publishes to kfake meanwhile.
 func BenchmarkVerifiedWebhooks(b *testing.B) {
 	g := newRig(b)
-	g.clock.real = true
+	g.clock.FollowWallClock()
 	pid := uuid.NewString()
 	var (
 		seq atomic.Int64

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,34 +29,13 @@ const (
 	sandboxSecret = "sandbox-test-secret"
 )
 
-type clock struct {
-	mu   sync.Mutex
-	t    time.Time
-	real bool // follow the wall clock (benchmarks: the rate limit's windows move)
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.real {
-		return time.Now()
-	}
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type rig struct {
 	t     testing.TB
 	s     *service
 	d     *platform.Deps
 	kit   *testenv.Kit
 	h     http.Handler
-	clock *clock
+	clock *testenv.Clock
 	admin string
 }
 
@@ -73,7 +51,7 @@ func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 		m(&cfg)
 	}
 	d, kit := testenv.Platform(t, name)
-	c := &clock{t: time.Now().UTC()}
+	c := testenv.NewClock(time.Now())
 	s, err := newService(d, cfg, c.Now)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,19 +23,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// clock is an injectable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // env is process-transaction served over its real runtime on real services.
 type env struct {
 	t     testing.TB
@@ -44,7 +30,7 @@ type env struct {
 	kit   *testenv.Kit
 	s     *service
 	h     http.Handler
-	clock *clock
+	clock *testenv.Clock
 	admin string
 }
 
@@ -53,7 +39,7 @@ type env struct {
 func newEnv(t testing.TB, committers ...int) *env {
 	t.Helper()
 	d, kit := testenv.Platform(t, "process-transaction")
-	c := &clock{now: time.Now()}
+	c := testenv.NewClock(time.Now())
 	s := newService(d, c.Now)
 	if len(committers) > 0 {
 		s.commit.workers = committers[0]

@@ -493,7 +493,7 @@ func TestExpiredHoldsAreReleasedByTheTick(t *testing.T) {
 	if got := e.get(a.ID); got.Held != 900 {
 		t.Fatalf("released before expiry: %+v", got)
 	}
-	e.clock.Add(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	if err := e.s.tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
