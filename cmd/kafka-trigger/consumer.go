@@ -133,10 +133,10 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		// batch-wait holds it.
 		lag.Set(float64(max(1, claim.HighWaterMarkOffset()-first.Offset)))
 		batch := c.fill(ctx, msgs, first)
-		wanted := batch[:0:0]
+		wanted := make([]record, 0, len(batch))
 		for _, m := range batch {
-			if c.sub.Wants(eventType(m)) {
-				wanted = append(wanted, m)
+			if r := inspect(m); c.sub.Wants(r.typ) {
+				wanted = append(wanted, r)
 			}
 		}
 		if skipped := len(batch) - len(wanted); skipped > 0 {
@@ -194,39 +194,55 @@ func (c *consumer) fill(ctx context.Context, msgs <-chan *sarama.ConsumerMessage
 	return batch
 }
 
-// eventType is a record's CloudEvent type: the ce_type header in binary
-// mode, the envelope's "type" in structured mode, "" when it has none.
-func eventType(m *sarama.ConsumerMessage) string {
-	if t, ok := header(m, "ce_type"); ok {
-		return t
+// record is a Kafka record with what the trigger reads of it, read once:
+// its CloudEvent type, which the function's type filter decides on, and
+// whether it may share a CloudEvents batch with others.
+type record struct {
+	*sarama.ConsumerMessage
+	typ       string // the ce_type header, else the envelope's "type"; "" when it has none
+	batchable bool   // a structured-mode JSON object
+}
+
+// inspect reads a record's value at most once: one json.Unmarshal both
+// validates the envelope and finds its type.
+func inspect(m *sarama.ConsumerMessage) record {
+	r := record{ConsumerMessage: m}
+	typ, fromHeader := header(m, "ce_type")
+	binary := binaryMode(m)
+	if binary && fromHeader {
+		r.typ = typ
+		return r
 	}
 	var head struct {
-		Type string `json:"type"`
+		Type json.RawMessage `json:"type"`
 	}
-	if json.Unmarshal(m.Value, &head) != nil {
-		return ""
+	// Unmarshal accepts exactly the valid JSON objects (and null).
+	if json.Unmarshal(m.Value, &head) == nil {
+		v := bytes.TrimSpace(m.Value)
+		r.batchable = !binary && len(v) > 0 && v[0] == '{'
+		if !fromHeader {
+			_ = json.Unmarshal(head.Type, &typ) // a type that is not a string is no type
+		}
 	}
-	return head.Type
+	r.typ = typ
+	return r
 }
 
 // splitBatch groups consecutive records that can travel in one CloudEvents
 // batch (structured-mode JSON objects); anything else goes alone.
-func splitBatch(msgs []*sarama.ConsumerMessage) [][]*sarama.ConsumerMessage {
-	if len(msgs) == 1 {
-		return [][]*sarama.ConsumerMessage{msgs}
-	}
+func splitBatch(recs []record) [][]*sarama.ConsumerMessage {
 	var out [][]*sarama.ConsumerMessage
 	var cur []*sarama.ConsumerMessage
-	for _, m := range msgs {
-		if binaryMode(m) || !json.Valid(m.Value) || len(bytes.TrimSpace(m.Value)) == 0 || bytes.TrimSpace(m.Value)[0] != '{' {
+	for _, r := range recs {
+		if !r.batchable || len(recs) == 1 {
 			if len(cur) > 0 {
 				out = append(out, cur)
 				cur = nil
 			}
-			out = append(out, []*sarama.ConsumerMessage{m})
+			out = append(out, []*sarama.ConsumerMessage{r.ConsumerMessage})
 			continue
 		}
-		cur = append(cur, m)
+		cur = append(cur, r.ConsumerMessage)
 	}
 	if len(cur) > 0 {
 		out = append(out, cur)

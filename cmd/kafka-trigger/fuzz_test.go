@@ -41,11 +41,11 @@ func fuzzRecords(values [][]byte, binary uint8, headers string) []*sarama.Consum
 	return msgs
 }
 
-// FuzzDelivery: records of a topic are grouped (splitBatch) and each group
+// FuzzDelivery: records of a topic are grouped (inspect, splitBatch) and each group
 // is sent as one request (delivery). No record is lost, reordered or sent
 // twice; only structured JSON objects share a batch; and what the function
 // parses from the request is, record for record, the event the trigger
-// filtered on (eventType): a record skipped or sent by its type is the
+// filtered on (inspect): a record skipped or sent by its type is the
 // event the function would have seen. Records that are valid structured
 // events always parse.
 func FuzzDelivery(f *testing.F) {
@@ -62,7 +62,11 @@ func FuzzDelivery(f *testing.F) {
 			values = append(values, c)
 		}
 		msgs := fuzzRecords(values, binary, headers)
-		groups := splitBatch(msgs)
+		recs := make([]record, len(msgs))
+		for i, m := range msgs {
+			recs[i] = inspect(m)
+		}
+		groups := splitBatch(recs)
 		var flat []*sarama.ConsumerMessage
 		for _, g := range groups {
 			if len(g) == 0 {
@@ -112,7 +116,7 @@ func FuzzDelivery(f *testing.F) {
 				// Up to invalid UTF-8, which encoding/json replaces and the
 				// SDK keeps: type filters (YAML) are valid UTF-8, so no
 				// decision changes.
-				if got, filtered := validUTF8(evs[i].Type()), eventType(m); got != filtered {
+				if got, filtered := validUTF8(evs[i].Type()), inspect(m).typ; got != filtered {
 					t.Fatalf("record %q (headers %q): the trigger filters on type %q, the function sees %q", m.Value, headers, filtered, got)
 				}
 			}
