@@ -9,10 +9,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/auth"
 )
+
+// serviceSubject is the subject of the local stack's service token.
+const serviceSubject = "5e7a1ce0-0000-4000-8000-00000000b111"
 
 // localStripeKey is what stripe-mock accepts (any sk_test_ key works).
 const localStripeKey = "sk_test_123"
@@ -45,6 +49,14 @@ func writeSecrets(dir string, cfg config, st *stackfile.Stack) (map[string]strin
 			value = auth.LocalDevSecret
 		case "stripe-api-key":
 			value = localStripeKey
+		case "service-token":
+			// What a function presents to read account and invoice facts
+			// through from another function; minted fresh on every start.
+			tok, err := auth.NewHS256Signer(auth.LocalDevSecret, "billfn", "billfn").Sign(serviceSubject, auth.RoleService, 30*24*time.Hour)
+			if err != nil {
+				return nil, err
+			}
+			value = tok
 		default:
 			b, err := os.ReadFile(path)
 			if err == nil && len(strings.TrimSpace(string(b))) > 0 {

@@ -336,6 +336,11 @@ func TestKnativeServicesMirrorStackYML(t *testing.T) {
 				// Knative routes by Service, not through the OpenFaaS gateway.
 				wantEnv["SANDBOX_WEBHOOK_URL"] = "http://handle-webhook.billfn.svc.cluster.local/sandbox"
 			}
+			for k, fn := range map[string]string{"LEDGER_URL": "process-transaction", "INVOICES_URL": "generate-invoice"} {
+				if _, ok := wantEnv[k]; ok {
+					wantEnv[k] = "http://" + fn + ".billfn.svc.cluster.local"
+				}
+			}
 			if events {
 				wantEnv[trustedEnv] = "true"
 			}
