@@ -66,8 +66,15 @@ build: ## build every binary into bin/
 migrate: services ## apply migrations to DATABASE_URL (creates the database)
 	$(GO) run ./cmd/migrate up
 
-token: ## print a dev JWT (ROLE=admin|service|customer, SUB=<uuid>)
-	@$(GO) run ./cmd/devtoken -role $${ROLE:-admin} $${SUB:+-sub $$SUB}
+token: ## print a dev JWT: the banner's admin, the same each call (ROLE=admin|service|customer, SUB=<uuid> overrides)
+	@run=$${BILLFN_RUN_DIR:-bin/run}; \
+	if [ -z "$$SECRETS_DIR" ] && [ -d "$$run/secrets" ]; then export SECRETS_DIR="$$run/secrets"; fi; \
+	$(GO) run ./cmd/devtoken -role $${ROLE:-admin} $${SUB:+-sub $$SUB}
+
+reset: ## wipe the local stack's state after a y/N prompt (FORCE=1: no prompt): database, Kafka data, secrets, Redis keys, mailboxes
+	@mkdir -p bin
+	@$(GO) build -o bin/stack ./cmd/stack
+	@bin/stack reset $(if $(filter 1 y yes true,$(FORCE)),-force)
 
 images: ## build and push every image to REGISTRY (faas-cli for the functions, docker for kafka-trigger and migrate)
 	REGISTRY=$(REGISTRY) TAG=$(TAG) faas-cli build -f stack.yml
@@ -140,7 +147,10 @@ deploy-knative: strimzi ## Knative Serving (kourier) + Eventing + KafkaSource on
 	kubectl -n billfn wait ksvc --all --for=condition=Ready --timeout=300s
 	@echo "Knative: curl http://<name>.billfn.127.0.0.1.sslip.io/...  (kubectl -n billfn get ksvc)"
 
-clean: ## remove build output and the local stack's state (bin/, state in bin/run) and faas-cli's build/ folder
-	rm -rf bin build
+# clean keeps bin/run's state (Kafka's data, secrets) so it never falls out of
+# step with the database, which clean does not touch: make reset wipes both.
+clean: ## remove build output (bin/ but the local stack's state in bin/run, faas-cli's build/); make reset wipes the state
+	@if [ -d bin ]; then find bin -mindepth 1 -maxdepth 1 ! -name run -exec rm -rf {} +; rm -rf bin/run/bin; fi
+	rm -rf build
 
-.PHONY: help services fmt-check vet test fuzz run bench e2e faults build migrate token images kind-up strimzi deploy-openfaas deploy-knative clean
+.PHONY: help services fmt-check vet test fuzz run bench e2e faults build migrate token reset images kind-up strimzi deploy-openfaas deploy-knative clean

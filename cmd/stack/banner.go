@@ -5,23 +5,31 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
+	"github.com/billfn/billfn/cmd/internal/localdev"
 	"github.com/billfn/billfn/shared/auth"
 )
 
-// adminSubject is the user id of the printed admin token.
-const adminSubject = "00000000-0000-4000-8000-00000000ad01"
+// adminSubject is the user id of the printed admin token: the one make
+// token signs for too, so both name the same caller (idempotency keys are
+// scoped per caller).
+const adminSubject = localdev.AdminSubject
 
-// banner prints what a developer needs to start calling the system.
-func (s *stack) banner() {
+// banner prints what a developer needs to start calling the system; its
+// first line says whether every function is ready (notReady names those
+// whose /_/ready did not answer 200 in time; a later line says when they do).
+func (s *stack) banner(notReady []string) {
 	gw := "http://" + s.cfg.GatewayAddr
 	token, err := s.adminToken()
 	if err != nil {
 		s.log.printf("stack", "cannot sign a dev token: %v", err)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nbillfn is up — gateway %s (Kafka %s, kafka-trigger metrics http://%s/metrics)\n\n", gw, s.cfg.KafkaAddr, s.cfg.TriggerAddr)
+	if len(notReady) == 0 {
+		fmt.Fprintf(&b, "\nbillfn is ready — every function answers /_/ready; gateway %s (Kafka %s, kafka-trigger metrics http://%s/metrics)\n\n", gw, s.cfg.KafkaAddr, s.cfg.TriggerAddr)
+	} else {
+		fmt.Fprintf(&b, "\nbillfn is up but NOT READY: %s (see the log above; the gateway answers 503 for them) — a line says when they are; gateway %s (Kafka %s)\n\n",
+			strings.Join(notReady, ", "), gw, s.cfg.KafkaAddr)
+	}
 	fmt.Fprintf(&b, "  %-20s %-22s %s\n", "function", "address", "triggers")
 	for _, f := range s.functions {
 		sub, _ := f.spec.Subscription()
@@ -43,14 +51,14 @@ func (s *stack) banner() {
 		}
 		fmt.Fprintf(&b, "  %-20s %-22s %s\n", f.name, addr, trig)
 	}
-	fmt.Fprintf(&b, "\nA dev admin token (24 h, sub %s; make token prints others):\n\n  export TOKEN=%s\n", adminSubject, token)
-	fmt.Fprintf(&b, "\nTry:\n\n  curl -s %s/system/functions\n", gw)
+	fmt.Fprintf(&b, "\nThe dev admin token (24 h, sub %s — make token prints the same admin; ROLE=, SUB= for others):\n\n", adminSubject)
+	fmt.Fprintf(&b, "  export TOKEN=%s\n  export GW=%s/function\n", token, gw)
+	if s.deployed("aggregate-report") {
+		fmt.Fprintf(&b, "\nDashboard (signs in with the token in the link's #token= fragment, which never reaches a server log):\n\n  %s/function/aggregate-report/dashboard#token=%s\n", gw, token)
+	}
+	fmt.Fprintf(&b, "\nTry (the README's quick start goes on from here, safe to paste twice):\n\n  curl -s %s/system/functions\n", gw)
 	if s.deployed("process-transaction") {
-		fmt.Fprintf(&b, "  curl -s -X POST %s/function/process-transaction/accounts -H \"Authorization: Bearer $TOKEN\" \\\n"+
-			"       -H 'Content-Type: application/json' -H 'Idempotency-Key: %s' \\\n"+
-			"       -d '{\"currency\":\"USD\",\"user_id\":\"%s\"}'\n", gw, uuid.NewString(), adminSubject)
-		fmt.Fprintf(&b, "  echo '{\"specversion\":\"1.0\",\"id\":\"%s\",\"source\":\"/kcat\",\"type\":\"billfn.transaction.requested\",\"datacontenttype\":\"application/json\",\"data\":{\"from_account_number\":\"SYS-EXTERNAL-USD\",\"to_account_number\":\"SYS-CLEARING-USD\",\"amount\":1050,\"currency\":\"USD\"}}' \\\n"+
-			"    | kcat -P -b %s -t transaction-events -k demo -H content-type=application/cloudevents+json\n", uuid.NewString(), s.cfg.KafkaAddr)
+		fmt.Fprintf(&b, "  curl -s $GW/process-transaction/accounts/SYS-EXTERNAL-USD -H \"Authorization: Bearer $TOKEN\"\n")
 	} else {
 		for _, f := range s.functions {
 			if f.proc != nil {
@@ -59,7 +67,7 @@ func (s *stack) banner() {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "\nCtrl-C stops everything.\n")
+	fmt.Fprintf(&b, "\nmake reset (after Ctrl-C) wipes the local state: database, Kafka data, secrets.\nCtrl-C stops everything.\n")
 	for _, line := range strings.Split(b.String(), "\n") {
 		s.log.line("stack", line)
 	}

@@ -15,9 +15,16 @@
 //   - starts stripe-mock when a function's STRIPE_API_BASE points at it;
 //   - serves the gateway (cmd/internal/gateway) and runs the kafka-trigger,
 //     which also ticks the schedules every BILLFN_TICK_EVERY;
-//   - prints the gateway URL, a dev admin JWT and ready-to-paste commands,
+//   - prints the gateway URL, a dev admin JWT (the subject make token
+//     signs for too) and ready-to-paste commands, then "billfn is ready"
+//     once every function answers its readiness check,
 //     logs every process in one stream prefixed by its name, and stops
 //     everything on Ctrl-C.
+//
+// While it runs, bin/run/stack.pid holds its process id. `stack reset`
+// (make reset) wipes the state it keeps — the database, the Redis keys
+// under REDIS_PREFIX, bin/run with Kafka's data and the generated secrets —
+// after a y/N prompt (-force: none), and refuses while a stack runs.
 //
 // SIGUSR1 stops the Kafka broker and SIGUSR2 starts it again with the same
 // data and address (kill -USR1 <stack pid>): a broker restart, as the fault
@@ -50,7 +57,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, os.Stdout); err != nil {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "reset":
+		// make reset [FORCE=1]: bin/stack reset [-force]
+		force := len(os.Args) > 2 && (os.Args[2] == "-force" || os.Args[2] == "--force")
+		err = reset(ctx, cfg, os.LookupEnv, force, os.Stdin, os.Stdout)
+	case len(os.Args) > 1:
+		err = userErrorf("unknown argument %q: stack runs the local stack; stack reset [-force] wipes its state", os.Args[1])
+	default:
+		err = run(ctx, cfg, os.Stdout)
+	}
+	if err != nil {
 		var ue userError
 		if errors.As(err, &ue) {
 			fmt.Fprintln(os.Stderr, "stack:", ue.msg)

@@ -80,7 +80,21 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if err := s.start(ctx); err != nil {
 		return err
 	}
-	s.banner()
+	defer writePid(cfg)()
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	notReady := s.waitReady(rctx)
+	cancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	s.banner(notReady)
+	if len(notReady) > 0 {
+		go func() {
+			if len(s.waitReady(ctx)) == 0 {
+				s.log.printf("stack", "billfn is ready: every function answers /_/ready")
+			}
+		}()
+	}
 	// SIGUSR1 stops the Kafka broker and SIGUSR2 starts it again on the
 	// same address with the same data: what a broker restart looks like to
 	// the functions and the kafka-trigger (the fault tests use it).
@@ -227,6 +241,37 @@ func (s *stack) start(ctx context.Context) error {
 		s.log.printf("stack", "the kafka-trigger is not healthy yet (see its log above)")
 	}
 	return nil
+}
+
+// waitReady waits until every running function answers GET /_/ready with
+// 200 (its database and Redis checks pass), and returns those that do not
+// by the end of ctx.
+func (s *stack) waitReady(ctx context.Context) []string {
+	client := &http.Client{Timeout: 2 * time.Second}
+	var notReady []string
+	for _, f := range s.functions {
+		if f.proc == nil {
+			continue
+		}
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.addr+"/_/ready", nil)
+			if res, err := client.Do(req); err == nil {
+				res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if ctx.Err() != nil {
+				notReady = append(notReady, f.name)
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return notReady
 }
 
 func logLevel() string {
