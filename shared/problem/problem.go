@@ -51,6 +51,7 @@ const (
 	Internal             Code = "internal"
 	Unavailable          Code = "unavailable" // a dependency is down; retry later
 	Timeout              Code = "timeout"
+	CardNumberRejected   Code = "card_number_rejected" // a card number in a request (see shared/pan)
 )
 
 type spec struct {
@@ -77,6 +78,7 @@ var (
 		Internal:             {http.StatusInternalServerError, "Internal error"},
 		Unavailable:          {http.StatusServiceUnavailable, "Service unavailable"},
 		Timeout:              {http.StatusGatewayTimeout, "Timed out"},
+		CardNumberRejected:   {http.StatusUnprocessableEntity, "Card numbers are not accepted"},
 	}
 )
 
