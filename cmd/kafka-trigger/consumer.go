@@ -74,7 +74,7 @@ func (c *consumer) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		cg, err := sarama.NewConsumerGroup(c.t.cfg.Brokers, group, c.saramaConfig())
 		if err != nil {
-			slog.Warn("cannot join the consumer group; retrying", "function", c.name, "group", group,
+			slog.Warn("cannot join the consumer group; retrying", "target", c.name, "group", group,
 				"brokers", strings.Join(c.t.cfg.Brokers, ","), "err", err.Error())
 			if !sleep(ctx, backoff) {
 				return
@@ -85,7 +85,7 @@ func (c *consumer) run(ctx context.Context) {
 		backoff = time.Second
 		go func() {
 			for err := range cg.Errors() {
-				slog.Warn("consumer group error", "function", c.name, "err", err.Error())
+				slog.Warn("consumer group error", "target", c.name, "err", err.Error())
 			}
 		}()
 		for ctx.Err() == nil {
@@ -94,7 +94,7 @@ func (c *consumer) run(ctx context.Context) {
 				if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
 					break
 				}
-				slog.Warn("consume failed; rejoining", "function", c.name, "err", err.Error())
+				slog.Warn("consume failed; rejoining", "target", c.name, "err", err.Error())
 				if !sleep(ctx, time.Second) {
 					break
 				}
@@ -309,7 +309,7 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage) 
 		if o.retryAfter > wait {
 			wait = min(o.retryAfter, c.t.cfg.BackoffMax.D())
 		}
-		slog.Warn("delivery failed; retrying", "function", c.name, "topic", topic, "partition", msgs[0].Partition,
+		slog.Warn("delivery failed; retrying", "target", c.name, "topic", topic, "partition", msgs[0].Partition,
 			"offset", msgs[0].Offset, "records", len(msgs), "attempt", attempt, "in", wait.String(), "err", o.String())
 		if !sleep(ctx, wait) {
 			return false
@@ -506,13 +506,13 @@ func (c *consumer) deadLetter(ctx context.Context, msgs []*sarama.ConsumerMessag
 		if err == nil {
 			break
 		}
-		slog.Error("cannot write to the dead-letter topic; retrying", "function", c.name, "dlq", c.t.cfg.DLQTopic, "err", err.Error())
+		slog.Error("cannot write to the dead-letter topic; retrying", "target", c.name, "dlq", c.t.cfg.DLQTopic, "err", err.Error())
 		if !sleep(ctx, wait) {
 			return false
 		}
 	}
 	c.t.metrics.deliveries.WithLabelValues(c.name, msgs[0].Topic, "dead_lettered").Add(float64(len(msgs)))
-	slog.Error("records dead-lettered", "function", c.name, "topic", msgs[0].Topic, "partition", msgs[0].Partition,
+	slog.Error("records dead-lettered", "target", c.name, "topic", msgs[0].Topic, "partition", msgs[0].Partition,
 		"offset", msgs[0].Offset, "records", len(msgs), "attempts", attempts, "dlq", c.t.cfg.DLQTopic, "err", errText)
 	return true
 }

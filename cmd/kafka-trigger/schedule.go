@@ -74,11 +74,11 @@ func (s *scheduler) reconcile(subs map[string]stackfile.Subscription) {
 		}
 		id, err := s.cron.AddFunc(spec, func() { s.tick(name) })
 		if err != nil {
-			slog.Warn("invalid schedule; the function is not scheduled", "function", name, "schedule", spec, "err", err.Error())
+			slog.Warn("invalid schedule; the function is not scheduled", "target", name, "schedule", spec, "err", err.Error())
 			continue
 		}
 		s.entries[name] = scheduled{spec: spec, id: id}
-		slog.Info("schedule added", "function", name, "schedule", spec)
+		slog.Info("schedule added", "target", name, "schedule", spec)
 	}
 }
 
@@ -101,7 +101,7 @@ func (s *scheduler) tick(name string) {
 	switch {
 	case err != nil:
 		result = "failed"
-		slog.Warn("tick failed", "function", name, "err", err.Error())
+		slog.Warn("tick failed", "target", name, "err", err.Error())
 	default:
 		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
 		res.Body.Close()
@@ -110,9 +110,9 @@ func (s *scheduler) tick(name string) {
 			result = "rate_limited" // a tick ran moments ago
 		case res.StatusCode >= 300:
 			result = "failed"
-			slog.Warn("tick failed", "function", name, "status", res.StatusCode)
+			slog.Warn("tick failed", "target", name, "status", res.StatusCode)
 		default:
-			slog.Debug("tick", "function", name, "ms", time.Since(start).Milliseconds())
+			slog.Debug("tick", "target", name, "ms", time.Since(start).Milliseconds())
 		}
 	}
 	s.t.metrics.ticks.WithLabelValues(name, result).Inc()

@@ -150,7 +150,7 @@ func (t *Trigger) discover(ctx context.Context) (map[string]stackfile.Subscripti
 		}
 		sub, err := stackfile.ParseSubscription(ann)
 		if err != nil {
-			slog.Warn("ignoring a function with invalid trigger annotations", "function", f.Name, "err", err.Error())
+			slog.Warn("ignoring a function with invalid trigger annotations", "target", f.Name, "err", err.Error())
 			continue
 		}
 		out[f.Name] = sub
@@ -169,7 +169,7 @@ func (t *Trigger) reconcile(ctx context.Context, subs map[string]stackfile.Subsc
 			sub.BatchWait != c.sub.BatchWait || !slices.Equal(sub.Types, c.sub.Types) {
 			c.stop()
 			delete(t.consumers, name)
-			slog.Info("consumer stopped", "function", name)
+			slog.Info("consumer stopped", "target", name)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(subs)) {
@@ -181,7 +181,7 @@ func (t *Trigger) reconcile(ctx context.Context, subs map[string]stackfile.Subsc
 			continue
 		}
 		t.consumers[name] = t.startConsumer(ctx, name, sub)
-		slog.Info("consumer started", "function", name, "topics", strings.Join(sub.Topics, ","),
+		slog.Info("consumer started", "target", name, "topics", strings.Join(sub.Topics, ","),
 			"group", t.cfg.GroupPrefix+name, "batch_size", sub.BatchSize, "batch_wait", sub.BatchWait.String())
 	}
 	if t.cfg.Schedules {

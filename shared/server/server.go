@@ -168,7 +168,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	slog.Info("listening", "addr", ln.Addr().String(), "function", s.app.Name)
+	slog.Info("listening", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
 		return err
