@@ -1,0 +1,416 @@
+package testenv
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/platform"
+)
+
+// Party is one customer of an attack: its bearer token and its own
+// resources.
+type Party struct {
+	// Token is the party's bearer token (a customer's).
+	Token string
+	// Own holds the party's resources, by kind ("account", "payment", …)
+	// or, where a route takes two references of one kind (a transfer's
+	// two accounts), by reference ("to_account_id"), which wins.
+	Own map[string]string
+}
+
+// value is p's resource for reference ref of kind.
+func (p Party) value(ref, kind string) (string, bool) {
+	if v, ok := p.Own[ref]; ok {
+		return v, true
+	}
+	v, ok := p.Own[kind]
+	return v, ok
+}
+
+// Request is the valid part of a route's request that the route table
+// does not describe: the members and parameters besides the references.
+type Request struct {
+	// Query parameters besides the "?name" references.
+	Query url.Values
+	// Body is the JSON body, nil for none. Every reference of the route's
+	// Refs whose member is present (any value, nested as
+	// "transfers/0/from_account_id") is set to the attacker's own
+	// resource; the reference under attack is set to the victim's,
+	// present or not.
+	Body map[string]any
+	// Header is sent as is. Every write gets a fresh Idempotency-Key
+	// unless it sets one.
+	Header http.Header
+}
+
+// Outcome is what an attack on one reference must get instead of 404.
+type Outcome struct {
+	// Status lists the answers the contract defines (403, 422, or 2xx for
+	// a reference that may name someone else's resource, such as the
+	// payee of a transfer).
+	Status []int
+	// VictimChanges allows the victim's state to change: paying into
+	// someone else's account is the point of a transfer.
+	VictimChanges bool
+	// Reveals lists the victim's resources (keys of Victim.Own) a 2xx
+	// answer may hold besides those the request sent: a transfer paid to
+	// an account number names the account it paid.
+	Reveals []string
+}
+
+// Attack describes the generated attack on one function's route table.
+// Only Handler, Attacker, Victim and Snapshot are required.
+type Attack struct {
+	// Handler serves the route table (through the function's runtime, so
+	// the answers are the ones a client gets).
+	Handler http.Handler
+	// Attacker (A) and Victim (B) are two customers. The victim needs a
+	// resource of every kind a Customer route names; the attacker needs
+	// one of every kind a route under attack also takes (the references
+	// not under attack carry the attacker's own values).
+	Attacker, Victim Party
+	// Base returns the valid rest of rt's request when ref is under
+	// attack ("" for the anonymous and wrong-role probes); nil means no
+	// body and no other parameters.
+	Base func(rt platform.Route, ref string) Request
+	// Expect overrides the expected 404 for "PATTERN REF" (for example
+	// "POST /transfers to_account_id").
+	Expect map[string]Outcome
+	// Snapshot returns the victim's state (balances, transfers, holds …);
+	// it must be equal before and after every attack.
+	Snapshot func(tb testing.TB) any
+}
+
+var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
+
+// AttackRoutes attacks every route of a function's route table, so a route
+// added later is attacked without anyone writing a case for it:
+//
+//   - the table itself: every path wildcard ("{id}", not "{$}") has a Refs
+//     entry, every Refs entry names a wildcard the pattern has, and every
+//     Customer route has non-nil Refs (an explicit empty map for a route
+//     that names nothing), so nobody can leave a reference undeclared;
+//   - without a token every route but Public and Delivery ones answers 401;
+//   - with the attacker's customer token, Privileged and Admin routes answer
+//     403;
+//   - on a Customer route, each reference in turn (path, query or body)
+//     carries the victim's resource of its kind while the others carry the
+//     attacker's own: the answer is 404 (or the route's Expect), the
+//     victim's Snapshot is unchanged, and a 2xx body holds none of the
+//     victim's resources but those the request itself sent. A kind the
+//     victim has no resource of fails the test: write the fixture.
+//
+// A function's test builds two customers and hands over its table:
+//
+//	testenv.AttackRoutes(t, s.routeTable(), testenv.Attack{
+//		Handler:  handler,
+//		Attacker: testenv.Party{Token: tokA, Own: map[string]string{"account": acctA, "payment": payA}},
+//		Victim:   testenv.Party{Token: tokB, Own: map[string]string{"account": acctB, "payment": payB}},
+//		Base: func(rt platform.Route, ref string) testenv.Request {
+//			if rt.Pattern == "POST /payments" {
+//				return testenv.Request{Body: map[string]any{"account_id": "", "amount": 100, "currency": "USD"}}
+//			}
+//			return testenv.Request{}
+//		},
+//		Expect:   map[string]testenv.Outcome{"POST /payments/{id}/refunds {id}": {Status: []int{403}}},
+//		Snapshot: func(tb testing.TB) any { return rowsOf(tb, acctB) },
+//	})
+func AttackRoutes(t *testing.T, routes []platform.Route, a Attack) {
+	t.Helper()
+	if a.Handler == nil || a.Snapshot == nil {
+		t.Fatal("testenv.AttackRoutes: Attack needs a Handler and a Snapshot")
+	}
+	for _, rt := range routes {
+		t.Run(rt.Pattern, func(t *testing.T) {
+			if problems := TableProblems(rt); len(problems) > 0 {
+				t.Fatalf("route table entry: %s", strings.Join(problems, "; "))
+			}
+			switch rt.Access {
+			case platform.Public, platform.Delivery:
+				return
+			}
+			t.Run("anonymous", func(t *testing.T) {
+				req, _ := a.request(t, rt, "", "", "")
+				if code, body := a.send(req); code != http.StatusUnauthorized {
+					t.Errorf("without a token: %d, want 401: %s", code, body)
+				}
+			})
+			if rt.Access != platform.Customer {
+				t.Run("customer", func(t *testing.T) {
+					req, _ := a.request(t, rt, "", "", a.Attacker.Token)
+					if code, body := a.send(req); code != http.StatusForbidden {
+						t.Errorf("a customer on a %s route: %d, want 403: %s", rt.Access, code, body)
+					}
+				})
+				return
+			}
+			for _, ref := range slices.Sorted(mapKeys(rt.Refs)) {
+				t.Run(ref, func(t *testing.T) { a.attack(t, rt, ref) })
+			}
+		})
+	}
+	for key := range a.Expect {
+		pattern, ref := splitExpect(key)
+		i := slices.IndexFunc(routes, func(rt platform.Route) bool { return rt.Pattern == pattern })
+		if _, ok := routeAt(routes, i).Refs[ref]; !ok {
+			t.Errorf("Expect[%q]: the route table has no such route and reference; a stale case hides nothing, remove it", key)
+		}
+	}
+}
+
+func routeAt(routes []platform.Route, i int) platform.Route {
+	if i < 0 {
+		return platform.Route{}
+	}
+	return routes[i]
+}
+
+func splitExpect(key string) (pattern, ref string) {
+	i := strings.LastIndexByte(key, ' ')
+	if i < 0 {
+		return key, ""
+	}
+	return key[:i], key[i+1:]
+}
+
+// TableProblems lists what is wrong with one route table entry under the
+// rules AttackRoutes enforces (empty when nothing is): a wildcard without
+// a Refs entry, a Refs entry without its wildcard or without a kind, a
+// Customer route with nil Refs.
+func TableProblems(rt platform.Route) []string {
+	var out []string
+	if rt.Access == platform.Customer && rt.Refs == nil {
+		out = append(out, "a Customer route with nil Refs: declare what it names (map[string]string{} for nothing)")
+	}
+	wild := map[string]bool{}
+	for _, m := range wildcardRe.FindAllStringSubmatch(rt.Path(), -1) {
+		name := strings.TrimSuffix(m[1], "...")
+		if name == "$" {
+			continue
+		}
+		wild[name] = true
+		if _, found := rt.Refs["{"+name+"}"]; !found {
+			out = append(out, fmt.Sprintf("wildcard {%s} has no Refs entry: name the kind of resource it takes", name))
+		}
+	}
+	for _, ref := range slices.Sorted(mapKeys(rt.Refs)) {
+		if rt.Refs[ref] == "" {
+			out = append(out, fmt.Sprintf("Refs[%q] names no kind", ref))
+		}
+		if strings.HasPrefix(ref, "{") && !wild[strings.TrimSuffix(strings.Trim(ref, "{}"), "...")] {
+			out = append(out, fmt.Sprintf("Refs[%q]: the pattern has no such wildcard", ref))
+		}
+	}
+	return out
+}
+
+// attack sends rt with the victim's resource in ref and checks the answer.
+func (a *Attack) attack(t *testing.T, rt platform.Route, ref string) {
+	kind := rt.Refs[ref]
+	victimID, ok := a.Victim.value(ref, kind)
+	if !ok || victimID == "" {
+		t.Fatalf("no victim fixture of kind %q for %s: give the victim one (Victim.Own[%q])", kind, ref, kind)
+	}
+	want := Outcome{Status: []int{http.StatusNotFound}}
+	if o, ok := a.Expect[rt.Pattern+" "+ref]; ok {
+		want = o
+	}
+	before := a.Snapshot(t)
+	req, sent := a.request(t, rt, ref, victimID, a.Attacker.Token)
+	code, body := a.send(req)
+	if !slices.Contains(want.Status, code) {
+		t.Errorf("the victim's %s in %s: %d, want %v: %s", kind, ref, code, want.Status, body)
+	}
+	if !want.VictimChanges {
+		if after := a.Snapshot(t); !reflect.DeepEqual(before, after) {
+			b, _ := json.Marshal(before)
+			f, _ := json.Marshal(after)
+			t.Errorf("the victim's state changed:\nbefore %s\nafter  %s", b, f)
+		}
+	}
+	if code >= 200 && code < 300 {
+		allowed := map[string]bool{}
+		for _, k := range want.Reveals {
+			allowed[a.Victim.Own[k]] = true
+		}
+		reported := map[string]bool{}
+		for _, k := range slices.Sorted(mapKeys(a.Victim.Own)) {
+			v := a.Victim.Own[k]
+			if v == "" || allowed[v] || reported[v] || strings.Contains(sent, v) || !bytes.Contains(body, []byte(v)) {
+				continue
+			}
+			reported[v] = true
+			t.Errorf("a %d body holds the victim's %s %s: %s", code, k, v, body)
+		}
+	}
+}
+
+// request builds rt's request with token ("" for none): the victim's id in
+// ref, the attacker's own resources in the other references. It returns
+// the request and what it sent (path, query and body), for telling an echo
+// from a leak.
+func (a *Attack) request(t *testing.T, rt platform.Route, ref, victimID, token string) (*http.Request, string) {
+	t.Helper()
+	var base Request
+	if a.Base != nil {
+		base = a.Base(rt, ref)
+	}
+	own := func(r string) string {
+		if r == ref {
+			return victimID
+		}
+		v, ok := a.Attacker.value(r, rt.Refs[r])
+		if (!ok || v == "") && ref == "" {
+			return uuid.NewString() // a probe of the access check: any well-formed id
+		}
+		if !ok || v == "" {
+			t.Fatalf("no attacker fixture of kind %q for %s (Attacker.Own[%q])", rt.Refs[r], r, rt.Refs[r])
+		}
+		return v
+	}
+	path := wildcardRe.ReplaceAllStringFunc(rt.Path(), func(w string) string {
+		name := strings.TrimSuffix(strings.Trim(w, "{}"), "...")
+		if name == "$" {
+			return ""
+		}
+		return url.PathEscape(own("{" + name + "}"))
+	})
+	q := url.Values{}
+	for k, vs := range base.Query {
+		q[k] = slices.Clone(vs)
+	}
+	body := clone(base.Body)
+	for r := range rt.Refs {
+		switch {
+		case strings.HasPrefix(r, "{"):
+		case strings.HasPrefix(r, "?"):
+			q.Set(r[1:], own(r))
+		case r == ref || hasMember(body, r):
+			if body == nil {
+				body = map[string]any{}
+			}
+			if err := setMember(body, r, own(r)); err != nil {
+				t.Fatalf("Refs[%q]: %v", r, err)
+			}
+		}
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var raw []byte
+	if body != nil {
+		raw, _ = json.Marshal(body)
+	}
+	req := httptest.NewRequest(rt.Method(), path, bytes.NewReader(raw))
+	for k, vs := range base.Header {
+		req.Header[k] = slices.Clone(vs)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if m := rt.Method(); m != http.MethodGet && m != http.MethodHead && req.Header.Get("Idempotency-Key") == "" {
+		req.Header.Set("Idempotency-Key", uuid.NewString())
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return req, path + string(raw)
+}
+
+func (a *Attack) send(req *http.Request) (int, []byte) {
+	rec := httptest.NewRecorder()
+	a.Handler.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
+}
+
+func mapKeys[V any](m map[string]V) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func clone(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	raw, _ := json.Marshal(m)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
+// hasMember reports whether the slash-separated member path exists in body.
+func hasMember(body map[string]any, path string) bool {
+	var cur any = body
+	for _, part := range strings.Split(path, "/") {
+		switch c := cur.(type) {
+		case map[string]any:
+			v, ok := c[part]
+			if !ok {
+				return false
+			}
+			cur = v
+		case []any:
+			i, err := strconv.Atoi(part)
+			if err != nil || i < 0 || i >= len(c) {
+				return false
+			}
+			cur = c[i]
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// setMember sets the slash-separated member path of body, creating objects
+// on the way (arrays must already hold the index).
+func setMember(body map[string]any, path, v string) error {
+	parts := strings.Split(path, "/")
+	var cur any = body
+	for i, part := range parts {
+		last := i == len(parts)-1
+		switch c := cur.(type) {
+		case map[string]any:
+			if last {
+				c[part] = v
+				return nil
+			}
+			next, ok := c[part]
+			if !ok {
+				next = map[string]any{}
+				c[part] = next
+			}
+			cur = next
+		case []any:
+			n, err := strconv.Atoi(part)
+			if err != nil || n < 0 || n >= len(c) {
+				return fmt.Errorf("the base body has no element %q", strings.Join(parts[:i+1], "/"))
+			}
+			if last {
+				c[n] = v
+				return nil
+			}
+			cur = c[n]
+		default:
+			return fmt.Errorf("the base body's %q is not an object", strings.Join(parts[:i], "/"))
+		}
+	}
+	return nil
+}
