@@ -1,6 +1,7 @@
 package pan
 
 import (
+	"bytes"
 	"encoding/json"
 	"sort"
 	"strconv"
@@ -70,6 +71,23 @@ func (c *Checker) Map(path string, m map[string]string) {
 // in it, however deep.
 func (c *Checker) Value(path string, v any) {
 	c.fields = append(c.fields, find(path, v, nil)...)
+}
+
+// JSON checks a raw JSON member at path (a metadata object kept as
+// json.RawMessage): every string, number and key in it. Text that is not
+// JSON is checked as text.
+func (c *Checker) JSON(path string, raw []byte) {
+	if len(raw) == 0 {
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		c.Text(path, string(raw))
+		return
+	}
+	c.Value(path, v)
 }
 
 // Err is the card_number_rejected problem, or nil when no field held one.

@@ -184,6 +184,9 @@ func TestChecker(t *testing.T) {
 	c.Texts("customer", "name", "Ada", "email", "4242424242424242@example.com")
 	c.Map("metadata", map[string]string{"ok": "1", "ref": "4000-0566-5566-5556", "5555555555554444": "x"})
 	c.Value("extra", map[string]any{"n": json.Number("378282246310005")})
+	c.JSON("raw", []byte(`{"a":[1,{"b":"6011 1111 1111 1117"}]}`))
+	c.JSON("bad", []byte(`{"a":"4242424242424242`))
+	c.JSON("fine", []byte(`{"a":"73625508-2962-4106-a925-e0e02156fa08"}`))
 	var pe *problem.Error
 	if !errors.As(c.Err(), &pe) || pe.Code != problem.CardNumberRejected {
 		t.Fatalf("Err = %v", c.Err())
@@ -192,7 +195,7 @@ func TestChecker(t *testing.T) {
 	for _, f := range pe.Errors {
 		got = append(got, f.Pointer)
 	}
-	want := "#/memo #/customer/email #/metadata #/metadata/ref #/extra/n"
+	want := "#/memo #/customer/email #/metadata #/metadata/ref #/extra/n #/raw/a/1/b #/bad"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("fields %v, want %s", got, want)
 	}
