@@ -69,7 +69,7 @@ func BenchmarkFinalizeBatch(b *testing.B) {
 			res := g.s.newResolver(tx, now)
 			invs, final := make([]*Invoice, n), make([]bool, n)
 			for i := 0; i < n; i++ {
-				d, err := g.s.parseCreate(p, &ins[i], "", now)
+				d, err := g.s.parseCreate(ctx, tx, p, nil, &ins[i], "", now)
 				if err != nil {
 					return err
 				}
@@ -134,7 +134,6 @@ func BenchmarkAsyncRequestedBatch(b *testing.B) {
 		evs := make([]events.Event, min(per, b.N-done))
 		for i := range evs {
 			in := benchBody(rate)
-			in.UserID = uuid.NewString()
 			evs[i] = event(b, "loadgen", typeInvoiceRequested, "", in)
 		}
 		raw, _ := json.Marshal(evs)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
@@ -142,8 +143,16 @@ func (s *service) onInvoiceRequested(ctx context.Context, tx pgx.Tx, ev events.E
 
 // onBatch applies a batch delivery in one transaction: invoice requests in
 // bulk (the async path's throughput), payment events one after another,
-// anything else ignored.
+// anything else ignored. A batch holding account facts (user-events) is
+// handed back before anything is done, marked permanent, so the receiver
+// applies its events one by one through their registered handlers (the
+// read model's own, which this function does not copy).
 func (s *service) onBatch(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+	for _, ev := range evs {
+		if ev.Type() == accounts.TypeCreated || ev.Type() == accounts.TypeUpdated {
+			return events.Permanent(errApplyOneByOne)
+		}
+	}
 	var reqs []events.Event
 	for _, ev := range evs {
 		var err error
@@ -164,17 +173,30 @@ func (s *service) onBatch(ctx context.Context, tx pgx.Tx, evs []events.Event) er
 	return s.applyRequests(ctx, tx, reqs)
 }
 
+var errApplyOneByOne = errors.New("account events in a batch are applied one by one")
+
 // applyRequests creates the invoices of requested events. A request that
 // cannot be honoured (undecodable or invalid data, an unknown tax rate…) is
 // a business outcome, not a poison event: it is recorded as failed, with
 // its problem document, at GET /invoice-requests/{event id}, so whoever
 // asked can see why. Only a database failure makes the delivery retry.
+//
+// The invoice belongs to the account's owner, from the read model (read
+// through for a fresh account), never to the user_id the event states.
+// An outside producer's command that names an unknown account, a user_id
+// or currency that is not the account's, or a frozen or closed account is
+// refused: parked with its reason, nothing written. A request of our own
+// POST /invoices (Prefer: respond-async), already checked when it was
+// accepted and awaited by its client, is recorded as failed instead (its
+// account was frozen in between).
 func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
 	now := s.clock()
 	res := s.newResolver(tx, now)
+	memo := accountMemo{}
+	service := auth.Principal{Role: auth.RoleService}
 	var (
 		outs     []requestOutcome
 		invs     []*Invoice
@@ -185,9 +207,12 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 		var in createInvoiceIn
 		var d *invoiceDraft
 		err := httpx.Unmarshal(ev.Data(), &in)
-		o := requestOutcome{source: ev.Source(), id: ev.ID(), owner: in.UserID, account: in.AccountID}
+		o := requestOutcome{source: ev.Source(), id: ev.ID(), account: in.AccountID}
 		if err == nil {
-			d, err = s.parseCreate(auth.Principal{Role: auth.RoleService}, &in, "", now)
+			d, err = s.parseCreate(ctx, tx, service, memo, &in, "", now)
+		}
+		if d != nil {
+			o.owner = d.inv.UserID // from the account: who may read the request
 		}
 		if err == nil {
 			err = res.draft(ctx, d)
@@ -195,7 +220,10 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 		if err != nil {
 			var pe *problem.Error
 			if !errors.As(err, &pe) || pe.Status() >= 500 {
-				return err // the database, not the request: retry
+				return err // the database or the read-through, not the request: retry
+			}
+			if isAccountRefusal(err) && ev.Source() != events.Source(functionName) {
+				return events.Permanent(fmt.Errorf("%s %s from %s refused: %w", ev.Type(), ev.ID(), ev.Source(), err))
 			}
 			doc, _ := problem.Doc(nil, "", pe)
 			o.problem, _ = json.Marshal(doc)
@@ -564,7 +592,13 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 					inv.DunningAttempts++
 					inv.UpdatedAt = now
 					inv.NextPaymentAttemptAt = s.nextDunning(inv)
-					msgs = append(msgs, s.invoiceEvent(ctx, typeInvoiceRetryRequested, inv, inv.DunningAttempts))
+					// A frozen or closed account is not charged: the
+					// attempt passes without a retry request.
+					if f, err := s.facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
+						s.skipInactive(ctx, "dunning", "invoice", inv.ID, f)
+					} else {
+						msgs = append(msgs, s.invoiceEvent(ctx, typeInvoiceRetryRequested, inv, inv.DunningAttempts))
+					}
 				} else {
 					m, err := s.markUncollectible(ctx, inv, now)
 					if err != nil {

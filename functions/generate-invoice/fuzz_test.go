@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/problem"
@@ -38,8 +41,15 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 			clientErr(t, err)
 			return
 		}
+		// The account facts come from the database; the fuzzer bills one
+		// known account (any other valid id is replaced by it).
+		const account = "6f1c7e0a-0000-4000-8000-000000000001"
+		if validUUID(strings.ToLower(in.AccountID)) {
+			in.AccountID = account
+		}
 		for _, p := range []auth.Principal{{Subject: "6f1c7e0a-0000-4000-8000-000000000002", Role: auth.RoleCustomer}, {Role: auth.RoleService}} {
-			d, err := s.parseCreate(p, &in, "", now)
+			memo := accountMemo{account: {ID: account, UserID: "6f1c7e0a-0000-4000-8000-000000000002", Currency: "USD", Status: accounts.Active}}
+			d, err := s.parseCreate(context.Background(), nil, p, memo, &in, "", now)
 			if err != nil {
 				clientErr(t, err)
 				continue

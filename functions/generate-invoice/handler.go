@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -54,7 +55,7 @@ func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.clock()
-	d, err := s.parseCreate(p, &in, "", now)
+	d, err := s.parseCreate(r.Context(), nil, p, nil, &in, "", now)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -117,9 +118,11 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 	drafts := make([]*invoiceDraft, len(in.Invoices))
 	var fields []problem.FieldError
 	var rule error
+	memo := accountMemo{}
 	for i := range in.Invoices {
-		d, err := s.parseCreate(p, &in.Invoices[i], "invoices/"+strconv.Itoa(i)+"/", now)
-		if pe, ok := err.(*problem.Error); ok && pe.Code == problem.ValidationFailed {
+		d, err := s.parseCreate(r.Context(), nil, p, memo, &in.Invoices[i], "invoices/"+strconv.Itoa(i)+"/", now)
+		var pe *problem.Error
+		if errors.As(err, &pe) && pe.Code == problem.ValidationFailed {
 			fields = append(fields, pe.Errors...)
 		} else if err != nil && rule == nil {
 			rule = err
@@ -364,6 +367,20 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 	if err := v.Err(); err != nil {
 		problem.Write(w, r, err)
 		return
+	}
+	// A customer naming another's account or subscription gets the 404
+	// an unknown one gets, not an empty page.
+	if f.AccountID != "" {
+		if err := s.ownedAccount(r.Context(), p, f.AccountID); err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+	}
+	if f.SubscriptionID != "" && !p.Privileged() {
+		if sub, err := getSub(r.Context(), s.d.Pool, f.SubscriptionID, false); err != nil || !p.CanAccess(sub.UserID) {
+			problem.Write(w, r, notFound("subscription", f.SubscriptionID))
+			return
+		}
 	}
 	if f.After, err = pageCursor(r); err != nil {
 		problem.Write(w, r, err)
@@ -615,6 +632,10 @@ func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
 func (s *service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
 	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
 		if err := s.checkFinalize(inv, now); err != nil {
+			return nil, err
+		}
+		// Finalizing asks capture-payment to charge: not on a frozen or closed account.
+		if err := s.chargeable(ctx, tx, inv.AccountID); err != nil {
 			return nil, err
 		}
 		return s.finalize(ctx, tx, []*Invoice{inv}, now)

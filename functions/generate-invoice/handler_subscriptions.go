@@ -30,7 +30,7 @@ func (s *service) createSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.clock()
-	sub, err := s.newSubscription(p, &in, now)
+	sub, err := s.newSubscription(r.Context(), p, &in, now)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -125,6 +125,9 @@ func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	limit, err := httpx.Limit(r, 20, 100)
 	if err == nil {
 		err = v.Err()
+	}
+	if err == nil && f.AccountID != "" {
+		err = s.ownedAccount(r.Context(), p, f.AccountID)
 	}
 	if err == nil {
 		f.After, err = pageCursor(r)
@@ -224,6 +227,10 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *Subscription, now time.Time) ([]outbox.Message, []string, error) {
 		if sub.Status == SubCanceled {
 			return nil, nil, problem.New(codeSubscriptionEnded, "subscription %s is canceled", sub.ID)
+		}
+		// A change bills due periods and may invoice a proration at once.
+		if err := s.chargeable(ctx, tx, sub.AccountID); err != nil {
+			return nil, nil, err
 		}
 		if in.TaxRateIDs != nil {
 			if _, err := s.subRates(ctx, tx, rateIDs, "tax_rate_ids"); err != nil {

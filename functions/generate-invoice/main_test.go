@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -34,6 +37,9 @@ type rig struct {
 	h     http.Handler
 	clock *testenv.Clock
 	admin string
+	// ledger plays process-transaction's GET /accounts/{id} for the
+	// read-through.
+	ledger *fakeLedger
 
 	consumer  *kgo.Client
 	published []events.Event
@@ -52,6 +58,10 @@ func newRigWith(t testing.TB, cfg Config) *rig {
 	if cfg.NumberPrefix == "INV" {
 		cfg.NumberPrefix = "T" + strings.ToUpper(strings.ReplaceAll(uuid.NewString(), "-", "")[:8])
 	}
+	ledger := newFakeLedger(t)
+	if cfg.Accounts == (accounts.Config{}) {
+		cfg.Accounts = accounts.Config{LedgerURL: ledger.srv.URL, ServiceToken: ledgerToken}
+	}
 	s := newService(d, cfg, c.Now)
 	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
 	// Tests share the package database and run one after another: a test
@@ -62,7 +72,7 @@ func newRigWith(t testing.TB, cfg Config) *rig {
 		_, _ = d.Pool.Exec(ctx, `UPDATE subscriptions SET status = 'canceled', next_billing_at = NULL WHERE status <> 'canceled'`)
 		_, _ = d.Pool.Exec(ctx, `UPDATE invoices SET status = 'void', next_dunning_at = NULL WHERE status = 'open'`)
 	})
-	return &rig{t: t, d: d, kit: kit, s: s, h: h, clock: c, admin: uuid.NewString()}
+	return &rig{t: t, d: d, kit: kit, s: s, h: h, clock: c, admin: uuid.NewString(), ledger: ledger}
 }
 
 type call struct {
@@ -164,8 +174,72 @@ func (g *rig) taxRate(name, pct string, inclusive, compound bool) string {
 	return decode[TaxRate](g.t, rec).ID
 }
 
-// invoiceBody is a typical POST /invoices body for user and account.
+// ledgerAccounts are the accounts the fake process-transaction knows, by
+// id: the tests' accounts. invoiceBody and subBody add theirs (owned by
+// the user they name, in USD) unless the test added the account itself.
+var ledgerAccounts sync.Map // id → accounts.Facts
+
+const ledgerToken = "test-service-token"
+
+// knownAccount makes account (of user, in currency) known to the fake
+// ledger, unless it already is.
+func knownAccount(account, user, currency string) {
+	if user == "" || !validUUID(account) {
+		return
+	}
+	ledgerAccounts.LoadOrStore(account, accounts.Facts{ID: account, UserID: user, Currency: currency, Status: accounts.Active, Version: 1})
+}
+
+// fakeLedger serves GET /accounts/{id} as process-transaction does, for a
+// service token only, and counts the calls.
+type fakeLedger struct {
+	srv   *httptest.Server
+	calls atomic.Int64
+}
+
+func newFakeLedger(t testing.TB) *fakeLedger {
+	l := &fakeLedger{}
+	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l.calls.Add(1)
+		id, ok := strings.CutPrefix(r.URL.Path, "/accounts/")
+		if r.Method != http.MethodGet || !ok || r.Header.Get("Authorization") != "Bearer "+ledgerToken {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		f, ok := ledgerAccounts.Load(id)
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(f)
+	}))
+	t.Cleanup(l.srv.Close)
+	return l
+}
+
+// inCurrency bills body's account in cur: the body names cur and the fake
+// ledger's account (created by invoiceBody for body's user) is in cur.
+func inCurrency(body map[string]any, cur string) map[string]any {
+	body["currency"] = cur
+	account, user := body["account_id"].(string), body["user_id"].(string)
+	ledgerAccounts.Store(account, accounts.Facts{ID: account, UserID: user, Currency: strings.ToUpper(cur), Status: accounts.Active, Version: 1})
+	return body
+}
+
+// account makes a fresh account of user known to the fake ledger (the
+// read model learns it on first use, by the read-through) and returns it.
+func (g *rig) account(user, currency string) string {
+	id := uuid.NewString()
+	knownAccount(id, user, currency)
+	return id
+}
+
+// invoiceBody is a typical POST /invoices body for user and account; the
+// account is known to the fake ledger, owned by user, in USD (unless the
+// test made it known otherwise).
 func invoiceBody(user, account string, lines ...map[string]any) map[string]any {
+	knownAccount(account, user, "USD")
 	if len(lines) == 0 {
 		lines = []map[string]any{{"description": "Consulting", "quantity": "2", "unit_amount": 1050}}
 	}

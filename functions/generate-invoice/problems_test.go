@@ -48,7 +48,10 @@ func TestCreateInvoiceProblems(t *testing.T) {
 		pointer string
 	}{
 		{"missing account and currency", map[string]any{"user_id": user}, auth.RoleAdmin, 422, "validation_failed", "#/account_id"},
-		{"admin without user_id", invoiceBody("", account), auth.RoleAdmin, 422, "validation_failed", "#/user_id"},
+		{"admin names another owner", with("user_id", uuid.NewString()), auth.RoleAdmin, 422, "validation_failed", "#/user_id"},
+		{"admin names a malformed owner", with("user_id", "bob"), auth.RoleAdmin, 422, "validation_failed", "#/user_id"},
+		{"currency other than the account's", with("currency", "EUR"), auth.RoleAdmin, 422, "validation_failed", "#/currency"},
+		{"unknown account", with("account_id", uuid.NewString()), auth.RoleAdmin, 404, "not_found", "#/account_id"},
 		{"unknown currency", with("currency", "XYZ"), auth.RoleAdmin, 422, "validation_failed", "#/currency"},
 		{"quantity with 7 decimals", with("line_items", []any{line("quantity", "0.0000001")}), auth.RoleAdmin, 422, "validation_failed", "#/line_items/0/quantity"},
 		{"quantity as exponent", `{"account_id":"` + account + `","user_id":"` + user + `","currency":"USD","line_items":[{"description":"x","quantity":1e3,"unit_amount":1}]}`, auth.RoleAdmin, 422, "validation_failed", "#/line_items/0/quantity"},
@@ -67,7 +70,7 @@ func TestCreateInvoiceProblems(t *testing.T) {
 		{"unknown coupon", with("coupon", "NOPE"), auth.RoleAdmin, 422, "coupon_unknown", "#/coupon"},
 		{"coupon used up", with("coupon", "ONCE-"+user[:8]), auth.RoleAdmin, 422, "coupon_not_redeemable", "#/coupon"},
 		{"customer sets a discount", with("user_id", nil, "discounts", []any{map[string]any{"percent_off": "50"}}), auth.RoleCustomer, 403, "forbidden", ""},
-		{"customer acts for another user", with("user_id", uuid.NewString()), auth.RoleCustomer, 403, "forbidden", ""},
+		{"customer acts for another user", with("user_id", uuid.NewString()), auth.RoleCustomer, 422, "validation_failed", "#/user_id"},
 		{"unknown field", with("colour", "red"), auth.RoleAdmin, 400, "bad_request", "#/colour"},
 		{"two JSON values", `{} {}`, auth.RoleAdmin, 400, "bad_request", ""},
 		{"net terms and due date", with("net_terms_days", 10, "due_date", "2026-05-01"), auth.RoleAdmin, 422, "validation_failed", "#/due_date"},
@@ -126,7 +129,7 @@ func TestCustomersSeeOnlyTheirOwnInvoices(t *testing.T) {
 	g := newRig(t)
 	alice, bob := uuid.NewString(), uuid.NewString()
 	// A customer creates its own invoice: the owner is its subject.
-	rec := g.asCustomer(alice, "POST", "/invoices", invoiceBody("", uuid.NewString()))
+	rec := g.asCustomer(alice, "POST", "/invoices", invoiceBody("", g.account(alice, "USD")))
 	must(t, rec, 201)
 	mine := decode[Invoice](t, rec)
 	if mine.UserID != alice {

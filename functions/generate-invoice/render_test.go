@@ -133,7 +133,7 @@ func TestInvoiceHTMLEscapesAndFormats(t *testing.T) {
 	g := newRig(t)
 	body := invoiceBody(uuid.NewString(), uuid.NewString(),
 		map[string]any{"description": "<script>alert(1)</script>", "quantity": "3", "unit_amount": 1000})
-	body["currency"] = "JPY"
+	inCurrency(body, "JPY")
 	body["auto_finalize"] = true
 	inv := g.createInvoice("", body)
 	rec := g.asAdmin("GET", "/invoices/"+inv.ID+".html", nil)

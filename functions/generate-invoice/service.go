@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
@@ -102,6 +102,10 @@ type Config struct {
 	// MaxCatchUp caps the periods one subscription bills in one run
 	// (the next tick continues).
 	MaxCatchUp int `envconfig:"SUBSCRIPTION_MAX_CATCH_UP" default:"36"`
+	// Accounts is the read-through to process-transaction for an account
+	// whose billfn.account.created has not arrived yet (LEDGER_URL and the
+	// service-token secret); without a token only events fill the read model.
+	Accounts accounts.Config
 }
 
 // LoadConfig reads Config from the environment.
@@ -153,6 +157,10 @@ type service struct {
 	now      func() time.Time
 	invCache *redis.Cache
 	subCache *redis.Cache
+	// accts is the read model of the accounts billed: who owns each, its
+	// currency and status. Ownership is decided from it, never from the
+	// caller's word.
+	accts *accounts.Directory
 
 	ratesMu sync.RWMutex
 	rates   map[string]TaxRate // immutable rows, cached forever
@@ -161,6 +169,9 @@ type service struct {
 func newService(d *platform.Deps, cfg Config, now func() time.Time) *service {
 	s := &service{d: d, cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
 		rates: map[string]TaxRate{}}
+	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
+	s.accts.Register(d.Events)
+	d.Collect(skippedCharges)
 	d.Events.On(typeInvoiceRequested, s.onInvoiceRequested)
 	d.Events.On(typePaymentCaptured, s.onPaymentCaptured)
 	d.Events.On(typePaymentFailed, s.onPaymentFailed)
@@ -172,41 +183,68 @@ func newService(d *platform.Deps, cfg Config, now func() time.Time) *service {
 
 func (s *service) clock() time.Time { return s.now().UTC() }
 
-func (s *service) routes() *http.ServeMux {
-	mux := http.NewServeMux()
-	authed := s.d.Verifier.Middleware()
-	privileged := s.d.Verifier.Middleware(auth.RoleAdmin, auth.RoleService)
-	admin := s.d.Verifier.Middleware(auth.RoleAdmin)
+func (s *service) routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
+
+// routeTable is generate-invoice's HTTP surface: who may call each route
+// (Mux enforces it), its rate-limit class, and the kind of resource every
+// reference it takes names. TestEveryRouteRefusesAnotherCustomersResources
+// attacks each entry from this table, so a new route cannot be forgotten.
+func (s *service) routeTable() []platform.Route {
 	idem := s.d.Idempotency.Middleware(true)
-	write := func(mw func(http.Handler) http.Handler, h http.HandlerFunc) http.Handler { return mw(idem(h)) }
+	write := func(h http.HandlerFunc) http.Handler { return idem(h) }
+	const (
+		cust, priv, admin = platform.Customer, platform.Privileged, platform.Admin
+		money             = platform.Money
+	)
+	none := map[string]string{}
+	invoiceBody := map[string]string{"account_id": "account", "coupon": "coupon", "line_items/0/tax_rate_ids/0": "tax-rate"}
+	invoice := map[string]string{"{id}": "invoice"}
+	sub := map[string]string{"{id}": "subscription"}
+	return []platform.Route{
+		// Creation may finalize at once (auto_finalize), which charges the
+		// account's saved method: a money route.
+		{Pattern: "POST /invoices", Access: cust, Class: money, Refs: invoiceBody, Handler: write(s.createInvoice)},
+		{Pattern: "POST /invoices/batch", Access: priv, Class: money,
+			Refs:    map[string]string{"invoices/0/account_id": "account", "invoices/0/coupon": "coupon", "invoices/0/line_items/0/tax_rate_ids/0": "tax-rate"},
+			Handler: write(s.createInvoiceBatch)},
+		{Pattern: "GET /invoices", Access: cust,
+			Refs:    map[string]string{"?account_id": "account", "?user_id": "user", "?subscription_id": "subscription"},
+			Handler: http.HandlerFunc(s.listInvoices)},
+		// Also {id}.pdf and {id}.html.
+		{Pattern: "GET /invoices/{id}", Access: cust, Refs: invoice, Handler: http.HandlerFunc(s.getInvoice)},
+		{Pattern: "PATCH /invoices/{id}", Access: cust,
+			Refs: map[string]string{"{id}": "invoice", "coupon": "coupon", "line_items/0/tax_rate_ids/0": "tax-rate"}, Handler: write(s.patchInvoice)},
+		{Pattern: "POST /invoices/{id}/lines", Access: cust,
+			Refs: map[string]string{"{id}": "invoice", "line_items/0/tax_rate_ids/0": "tax-rate"}, Handler: write(s.addLines)},
+		// Finalizing a charge_automatically invoice makes capture-payment charge it.
+		{Pattern: "POST /invoices/{id}/finalize", Access: cust, Class: money, Refs: invoice, Handler: write(s.finalizeInvoice)},
+		{Pattern: "POST /invoices/{id}/void", Access: priv, Refs: invoice, Handler: write(s.voidInvoice)},
+		{Pattern: "POST /invoices/{id}/mark-uncollectible", Access: priv, Refs: invoice, Handler: write(s.markUncollectibleHandler)},
+		{Pattern: "POST /invoices/{id}/pay", Access: priv, Class: money, Refs: invoice, Handler: write(s.payInvoice)},
+		{Pattern: "GET /invoice-requests/{id}", Access: cust, Refs: map[string]string{"{id}": "invoice-request"},
+			Handler: http.HandlerFunc(s.getInvoiceRequest)},
 
-	mux.Handle("POST /invoices", write(authed, s.createInvoice))
-	mux.Handle("POST /invoices/batch", write(privileged, s.createInvoiceBatch))
-	mux.Handle("GET /invoices", authed(http.HandlerFunc(s.listInvoices)))
-	mux.Handle("GET /invoices/{id}", authed(http.HandlerFunc(s.getInvoice))) // also {id}.pdf and {id}.html
-	mux.Handle("PATCH /invoices/{id}", write(authed, s.patchInvoice))
-	mux.Handle("POST /invoices/{id}/lines", write(authed, s.addLines))
-	mux.Handle("POST /invoices/{id}/finalize", write(authed, s.finalizeInvoice))
-	mux.Handle("POST /invoices/{id}/void", write(privileged, s.voidInvoice))
-	mux.Handle("POST /invoices/{id}/mark-uncollectible", write(privileged, s.markUncollectibleHandler))
-	mux.Handle("POST /invoices/{id}/pay", write(privileged, s.payInvoice))
-	mux.Handle("GET /invoice-requests/{id}", authed(http.HandlerFunc(s.getInvoiceRequest)))
+		// A subscription bills (and charges) its first period at once.
+		{Pattern: "POST /subscriptions", Access: priv, Class: money,
+			Refs: map[string]string{"account_id": "account", "coupon": "coupon", "tax_rate_ids/0": "tax-rate"}, Handler: write(s.createSubscription)},
+		{Pattern: "GET /subscriptions", Access: cust, Refs: map[string]string{"?account_id": "account", "?user_id": "user"},
+			Handler: http.HandlerFunc(s.listSubscriptions)},
+		{Pattern: "GET /subscriptions/{id}", Access: cust, Refs: sub, Handler: http.HandlerFunc(s.getSubscription)},
+		// A plan change with always_invoice bills (and charges) at once.
+		{Pattern: "PATCH /subscriptions/{id}", Access: priv, Class: money,
+			Refs: map[string]string{"{id}": "subscription", "tax_rate_ids/0": "tax-rate"}, Handler: write(s.patchSubscription)},
+		{Pattern: "POST /subscriptions/{id}/cancel", Access: cust, Refs: sub, Handler: write(s.cancelSubscription)},
 
-	mux.Handle("POST /subscriptions", write(privileged, s.createSubscription))
-	mux.Handle("GET /subscriptions", authed(http.HandlerFunc(s.listSubscriptions)))
-	mux.Handle("GET /subscriptions/{id}", authed(http.HandlerFunc(s.getSubscription)))
-	mux.Handle("PATCH /subscriptions/{id}", write(privileged, s.patchSubscription))
-	mux.Handle("POST /subscriptions/{id}/cancel", write(authed, s.cancelSubscription))
+		{Pattern: "POST /tax-rates", Access: admin, Refs: none, Handler: write(s.createTaxRate)},
+		{Pattern: "GET /tax-rates", Access: cust, Refs: none, Handler: http.HandlerFunc(s.listTaxRates)},
+		{Pattern: "GET /tax-rates/{id}", Access: cust, Refs: map[string]string{"{id}": "tax-rate"}, Handler: http.HandlerFunc(s.getTaxRate)},
+		{Pattern: "POST /coupons", Access: admin, Refs: none, Handler: write(s.createCoupon)},
+		{Pattern: "GET /coupons", Access: priv, Refs: none, Handler: http.HandlerFunc(s.listCoupons)},
+		{Pattern: "GET /coupons/{id}", Access: cust, Refs: map[string]string{"{id}": "coupon"}, Handler: http.HandlerFunc(s.getCoupon)},
 
-	mux.Handle("POST /tax-rates", write(admin, s.createTaxRate))
-	mux.Handle("GET /tax-rates", authed(http.HandlerFunc(s.listTaxRates)))
-	mux.Handle("GET /tax-rates/{id}", authed(http.HandlerFunc(s.getTaxRate)))
-	mux.Handle("POST /coupons", write(admin, s.createCoupon))
-	mux.Handle("GET /coupons", privileged(http.HandlerFunc(s.listCoupons)))
-	mux.Handle("GET /coupons/{id}", authed(http.HandlerFunc(s.getCoupon)))
-
-	mux.Handle("POST /{$}", s.eventsHandler()) // CloudEvents and schedule ticks
-	return mux
+		// CloudEvents and schedule ticks, authenticated by the receiver.
+		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: none, Handler: s.eventsHandler()},
+	}
 }
 
 // dbCtx detaches database work from the client's connection: a client that
@@ -230,23 +268,6 @@ func respondAsync(r *http.Request) bool {
 		}
 	}
 	return false
-}
-
-// ownerFor decides whose a new resource is: a customer's own; for admin and
-// service callers the user_id they name (required).
-func ownerFor(p auth.Principal, userID string, v *problem.Validator, pointer string) (string, error) {
-	if !p.Privileged() {
-		if userID != "" && !strings.EqualFold(userID, p.Subject) {
-			return "", problem.New(problem.Forbidden, "a customer acts only for itself: omit user_id or send your own")
-		}
-		return p.Subject, nil
-	}
-	if userID == "" {
-		v.Check(false, pointer+"user_id", "is required for admin and service callers: the user the resource belongs to")
-	} else {
-		v.Check(validUUID(userID), pointer+"user_id", "must be a UUID")
-	}
-	return strings.ToLower(userID), nil
 }
 
 // eventsCtx carries the request's trace into events built for it.

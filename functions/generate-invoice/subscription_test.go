@@ -27,6 +27,10 @@ func subBody(user string, plan map[string]any, kv ...any) map[string]any {
 	for i := 0; i < len(kv); i += 2 {
 		b[kv[i].(string)] = kv[i+1]
 	}
+	// The account is known to the fake ledger, owned by user, in the plan's currency.
+	account, _ := b["account_id"].(string)
+	cur, _ := plan["currency"].(string)
+	knownAccount(account, user, strings.ToUpper(cur))
 	return b
 }
 

@@ -143,14 +143,12 @@ func parseRateIDs(v *problem.Validator, path string, in []string) []string {
 
 // newSubscription validates a creation body into a subscription (not yet
 // billed) and its coupon id.
-func (s *service) newSubscription(p auth.Principal, in *createSubIn, now time.Time) (*Subscription, error) {
+// The subscription belongs to the owner of its account (billable).
+func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *createSubIn, now time.Time) (*Subscription, error) {
 	var v problem.Validator
-	owner, err := ownerFor(p, in.UserID, &v, "")
-	if err != nil {
-		return nil, err
-	}
 	account := strings.ToLower(in.AccountID)
 	v.Check(validUUID(account), "account_id", "is required: the id of the account billed (a UUID)")
+	v.Check(in.UserID == "" || validUUID(in.UserID), "user_id", "must be a UUID: the account's owner, or left out")
 	plan := parsePlan(&v, in.Plan)
 	start := now
 	if t := parseTime(&v, "start", in.Start); t != nil {
@@ -165,7 +163,7 @@ func (s *service) newSubscription(p auth.Principal, in *createSubIn, now time.Ti
 		v.Check(anchor >= 1 && anchor <= 31, "anchor_day", "must be from 1 to 31")
 		v.Check(plan.Interval == IntervalMonth || plan.Interval == IntervalYear, "anchor_day", "applies to month and year intervals only")
 	}
-	sub := &Subscription{Object: "subscription", ID: newID(), AccountID: account, UserID: owner, Plan: plan,
+	sub := &Subscription{Object: "subscription", ID: newID(), AccountID: account, Plan: plan,
 		Start: start, TrialEnd: trial, CollectionMethod: ChargeAutomatically, Metadata: in.Metadata,
 		PendingLines: []Line{}, CreatedAt: now, UpdatedAt: now}
 	sub.TaxRateIDs = parseRateIDs(&v, "tax_rate_ids", in.TaxRateIDs)
@@ -187,6 +185,11 @@ func (s *service) newSubscription(p auth.Principal, in *createSubIn, now time.Ti
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	f, err := s.billable(ctx, nil, p, nil, account, in.UserID, string(plan.Currency), "", "plan/currency")
+	if err != nil {
+		return nil, err
+	}
+	sub.UserID = f.UserID
 	sub.BillingStart = start
 	if trial != nil {
 		sub.BillingStart = *trial
@@ -362,6 +365,23 @@ func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 			}
 			picked = len(subs)
 			for _, sub := range subs {
+				// A frozen or closed account is not billed: its periods
+				// wait (next_billing_at stays) and are caught up once the
+				// account is active again. An account nobody knows any
+				// more, or a read-through that is down, waits the same way.
+				if f, err := s.facts(ctx, tx, sub.AccountID); err != nil || f.Active() != nil {
+					var pe *problem.Error
+					if err != nil && !errors.As(err, &pe) {
+						return err
+					}
+					if err != nil {
+						slog.WarnContext(ctx, "subscription's account cannot be looked up: not billed", "subscription", sub.ID, "err", err.Error())
+					} else {
+						s.skipInactive(ctx, "recurring billing", "subscription", sub.ID, f)
+					}
+					failed = append(failed, sub.ID)
+					continue
+				}
 				sp, err := tx.Begin(ctx)
 				if err != nil {
 					return err

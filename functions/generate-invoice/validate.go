@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/mail"
 	"strconv"
@@ -277,19 +278,19 @@ type invoiceDraft struct {
 }
 
 // parseCreate validates a creation body for principal p. now decides
-// whether a due date is in the past.
-func (s *service) parseCreate(p auth.Principal, in *createInvoiceIn, pointer string, now time.Time) (*invoiceDraft, error) {
+// whether a due date is in the past. The invoice belongs to the owner of
+// its account (billable), never to the user_id the body states; a
+// well-formed body naming an account p may not bill is refused before any
+// rule (currencies of lines, due date, coupon, tax rates) is looked at.
+func (s *service) parseCreate(ctx context.Context, q querier, p auth.Principal, memo accountMemo, in *createInvoiceIn, pointer string, now time.Time) (*invoiceDraft, error) {
 	var v problem.Validator
 	var rule *problem.Error
-	owner, err := ownerFor(p, in.UserID, &v, pointer)
-	if err != nil {
-		return nil, err
-	}
 	account := strings.ToLower(in.AccountID)
 	v.Check(validUUID(account), pointer+"account_id", "is required: the id of the account billed (a UUID)")
+	v.Check(in.UserID == "" || validUUID(in.UserID), pointer+"user_id", "must be a UUID: the account's owner, or left out")
 	cur, cerr := money.ParseCurrency(in.Currency)
 	v.Check(cerr == nil, pointer+"currency", "is required: an ISO 4217 code such as USD")
-	inv := &Invoice{Object: "invoice", ID: newID(), AccountID: account, UserID: owner, Status: StatusDraft,
+	inv := &Invoice{Object: "invoice", ID: newID(), AccountID: account, Status: StatusDraft,
 		BillingReason: ReasonManual, Currency: cur, Memo: in.Memo, Metadata: in.Metadata,
 		NumberPrefix: s.cfg.NumberPrefix, CollectionMethod: ChargeAutomatically, Discounts: []Discount{},
 		CreatedAt: now, UpdatedAt: now}
@@ -347,6 +348,11 @@ func (s *service) parseCreate(p auth.Principal, in *createInvoiceIn, pointer str
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	f, err := s.billable(ctx, q, p, memo, account, in.UserID, string(cur), pointer, pointer+"currency")
+	if err != nil {
+		return nil, err
+	}
+	inv.UserID = f.UserID
 	if rule != nil {
 		return nil, rule
 	}
