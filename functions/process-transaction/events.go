@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -62,6 +66,12 @@ func (s *service) onRequested(ctx context.Context, ev events.Event) error {
 func (s *service) onRequestedBatch(ctx context.Context, evs []events.Event) error {
 	u := &unit{}
 	for _, ev := range evs {
+		if ev.Type() != typeRequested {
+			if err := s.onHoldResolve(ctx, ev); err != nil {
+				return err
+			}
+			continue
+		}
 		o, err := s.opFor(ev)
 		if err != nil {
 			return err // permanent: the receiver retries one by one and parks this one
@@ -109,3 +119,71 @@ func (s *service) tick(ctx context.Context) error {
 	_, err = s.d.Publisher.Sweep(ctx)
 	return err
 }
+
+// Hold resolutions requested by events: capture-payment reserves a
+// refund's amount with a hold before it asks the gateway, and resolves the
+// hold by the gateway's answer through its outbox.
+const (
+	typeRequested            = "billfn.transaction.requested"
+	typeHoldCaptureRequested = "billfn.hold.capture_requested"
+	typeHoldVoidRequested    = "billfn.hold.void_requested"
+	// holdResolver is the one source allowed to resolve holds by event.
+	holdResolver = "capture-payment"
+)
+
+// holdResolution is the data of billfn.hold.capture_requested and
+// billfn.hold.void_requested.
+type holdResolution struct {
+	TransferID string `json:"transfer_id"`
+	Amount     int64  `json:"amount"` // capture only; 0 = the whole hold
+}
+
+// onHoldResolve captures or voids a hold. It is idempotent by the hold's
+// state: a hold already resolved the requested way is a duplicate; one
+// resolved otherwise (expired, or the other way) is permanent (parked for
+// an operator: the books and the gateway disagree).
+func (s *service) onHoldResolve(ctx context.Context, ev events.Event) error {
+	if ev.Source() != events.Source(holdResolver) {
+		return events.Permanent(fmt.Errorf("%s from %q: holds are resolved by event only for %s", ev.Type(), ev.Source(), holdResolver))
+	}
+	var d holdResolution
+	if err := events.Decode(ev, &d); err != nil {
+		return err
+	}
+	if !validID(d.TransferID) || d.Amount < 0 {
+		return events.Permanent(fmt.Errorf("%s: transfer_id %q / amount %d", ev.Type(), d.TransferID, d.Amount))
+	}
+	want := TransferCaptured
+	if ev.Type() == typeHoldVoidRequested {
+		want, d.Amount = TransferVoided, 0
+	}
+	var t *Transfer
+	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		var err error
+		if t, err = s.store.transfer(ctx, tx, strings.ToLower(d.TransferID), true); err != nil {
+			return err
+		}
+		if t.Status == want {
+			return errAlreadyResolved
+		}
+		amount := d.Amount
+		if want == TransferCaptured && amount == 0 {
+			amount = t.Amount
+		}
+		return s.store.resolveHold(ctx, tx, t, amount, want, s.now().UTC().Truncate(time.Microsecond))
+	})
+	if errors.Is(err, errAlreadyResolved) {
+		return nil
+	}
+	var pe *problem.Error
+	if errors.As(err, &pe) && pe.Status() < 500 {
+		return events.Permanent(err)
+	}
+	if err != nil {
+		return err
+	}
+	s.changed([]string{t.FromAccountID, t.ToAccountID})
+	return nil
+}
+
+var errAlreadyResolved = errors.New("hold already resolved")
