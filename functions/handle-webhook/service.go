@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/sandbox"
@@ -68,16 +67,22 @@ func newService(d *platform.Deps, cfg Config, now func() time.Time) (*service, e
 }
 
 // routes is handle-webhook's HTTP surface.
-func (s *service) routes() *http.ServeMux {
-	mux := http.NewServeMux()
-	admin := s.d.Verifier.Middleware(auth.RoleAdmin)
-	mux.Handle("POST /stripe", s.limited(http.HandlerFunc(s.receiveStripe)))
-	mux.Handle("POST /sandbox", s.limited(http.HandlerFunc(s.receiveSandbox)))
-	mux.Handle("GET /events", admin(http.HandlerFunc(s.listEvents)))
-	mux.Handle("GET /events/{id}", admin(http.HandlerFunc(s.getEvent)))
-	mux.Handle("POST /events/{id}/replay", admin(s.d.Idempotency.Middleware(true)(http.HandlerFunc(s.replay))))
-	mux.Handle("POST /{$}", http.HandlerFunc(s.events))
-	return mux
+func (s *service) routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
+
+// routeTable is who may call what (docs/handle-webhook.md carries the same
+// table). The gateways' webhooks are public: they prove themselves with
+// their own signature, behind the per-address limiter; the delivery log is
+// the admin's.
+func (s *service) routeTable() []platform.Route {
+	delivery := map[string]string{"{id}": "webhook-delivery"}
+	return []platform.Route{
+		{Pattern: "POST /stripe", Access: platform.Public, Refs: map[string]string{}, Handler: s.limited(http.HandlerFunc(s.receiveStripe))},
+		{Pattern: "POST /sandbox", Access: platform.Public, Refs: map[string]string{}, Handler: s.limited(http.HandlerFunc(s.receiveSandbox))},
+		{Pattern: "GET /events", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(s.listEvents)},
+		{Pattern: "GET /events/{id}", Access: platform.Admin, Refs: delivery, Handler: http.HandlerFunc(s.getEvent)},
+		{Pattern: "POST /events/{id}/replay", Access: platform.Admin, Refs: delivery, Handler: s.d.Idempotency.Middleware(true)(http.HandlerFunc(s.replay))},
+		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: map[string]string{}, Handler: http.HandlerFunc(s.events)},
+	}
 }
 
 // events receives CloudEvents (payment-events, which teach the payment

@@ -36,8 +36,10 @@ func newService(d *platform.Deps, now func() time.Time) *service {
 	s := &service{d: d, now: now, store: &store{pool: d.Pool, source: d.Name}, cache: d.Cache("accounts")}
 	s.commit = newCommitter(d.Pool, d.Name, now, s.changed)
 	d.Collect(groupSize, groupSeconds, groupRetries)
-	d.Events.OnSelf("billfn.transaction.requested", s.onRequested)
+	d.Events.OnSelf(typeRequested, s.onRequested)
 	d.Events.SelfBatch = s.onRequestedBatch
+	d.Events.OnSelf(typeHoldCaptureRequested, s.onHoldResolve)
+	d.Events.OnSelf(typeHoldVoidRequested, s.onHoldResolve)
 	d.Events.Tick = s.tick
 	return s
 }
@@ -59,26 +61,37 @@ func (s *service) changed(accounts []string) {
 	s.d.Publisher.Kick()
 }
 
-func (s *service) routes() *http.ServeMux {
-	mux := http.NewServeMux()
-	authed := s.d.Verifier.Middleware()
-	admin := s.d.Verifier.Middleware(auth.RoleAdmin)
+func (s *service) routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
+
+// routeTable is process-transaction's HTTP surface: who may call what
+// (docs/process-transaction.md carries the same table), the rate-limit
+// class, and the resources each route names, which the attack test
+// substitutes with another customer's.
+func (s *service) routeTable() []platform.Route {
 	idem := s.d.Idempotency.Middleware(false)
 	idemRequired := s.d.Idempotency.Middleware(true)
 	h := func(f http.HandlerFunc) http.Handler { return f }
-
-	mux.Handle("POST /accounts", authed(idem(h(s.createAccount))))
-	mux.Handle("GET /accounts", authed(h(s.listAccounts)))
-	mux.Handle("GET /accounts/{id}", authed(h(s.getAccount)))
-	mux.Handle("PATCH /accounts/{id}", admin(idem(h(s.patchAccount))))
-	mux.Handle("GET /accounts/{id}/transactions", authed(h(s.history)))
-	mux.Handle("POST /transfers", authed(h(s.createTransfer))) // idempotency inside the group commit
-	mux.Handle("POST /transfers/batch", authed(idemRequired(h(s.batch))))
-	mux.Handle("GET /transfers/{id}", authed(h(s.getTransfer)))
-	mux.Handle("POST /transfers/{id}/capture", authed(idemRequired(h(s.capture))))
-	mux.Handle("POST /transfers/{id}/void", authed(idemRequired(h(s.void))))
-	mux.Handle("POST /{$}", s.d.Events)
-	return mux
+	account := map[string]string{"{id}": "account"}
+	transfer := func(prefix string) map[string]string {
+		return map[string]string{
+			prefix + "from_account_id": "account", prefix + "to_account_id": "account",
+			prefix + "from_account_number": "account-number", prefix + "to_account_number": "account-number",
+		}
+	}
+	return []platform.Route{
+		{Pattern: "POST /accounts", Access: platform.Customer, Refs: map[string]string{"user_id": "user"}, Handler: idem(h(s.createAccount))},
+		{Pattern: "GET /accounts", Access: platform.Customer, Refs: map[string]string{"?user_id": "user"}, Handler: h(s.listAccounts)},
+		{Pattern: "GET /accounts/{id}", Access: platform.Customer, Refs: account, Handler: h(s.getAccount)},
+		{Pattern: "PATCH /accounts/{id}", Access: platform.Admin, Refs: account, Handler: idem(h(s.patchAccount))},
+		{Pattern: "GET /accounts/{id}/transactions", Access: platform.Customer, Refs: account, Handler: h(s.history)},
+		// POST /transfers keeps its idempotency inside the group commit.
+		{Pattern: "POST /transfers", Access: platform.Customer, Class: platform.Money, Refs: transfer(""), Handler: h(s.createTransfer)},
+		{Pattern: "POST /transfers/batch", Access: platform.Customer, Class: platform.Money, Refs: transfer("transfers/0/"), Handler: idemRequired(h(s.batch))},
+		{Pattern: "GET /transfers/{id}", Access: platform.Customer, Refs: map[string]string{"{id}": "transfer"}, Handler: h(s.getTransfer)},
+		{Pattern: "POST /transfers/{id}/capture", Access: platform.Customer, Class: platform.Money, Refs: map[string]string{"{id}": "hold"}, Handler: idemRequired(h(s.capture))},
+		{Pattern: "POST /transfers/{id}/void", Access: platform.Customer, Class: platform.Money, Refs: map[string]string{"{id}": "hold"}, Handler: idemRequired(h(s.void))},
+		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: map[string]string{}, Handler: s.d.Events},
+	}
 }
 
 // dbContext detaches database work from the client's connection: a caller

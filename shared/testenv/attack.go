@@ -102,9 +102,11 @@ var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
 //     entry, every Refs entry names a wildcard the pattern has, and every
 //     Customer route has non-nil Refs (an explicit empty map for a route
 //     that names nothing), so nobody can leave a reference undeclared;
-//   - without a token every route but Public and Delivery ones answers 401;
+//   - without a token every route but Public ones answers 401 (a Delivery
+//     route, without a token or a delivery signature) and writes nothing
+//     (the Snapshot is unchanged);
 //   - with the attacker's customer token, Privileged and Admin routes answer
-//     403;
+//     403 and write nothing;
 //   - on a Customer route, each reference in turn (path, query or body)
 //     carries the victim's resource of its kind while the others carry the
 //     attacker's own: the answer is 404 (or the route's Expect), the
@@ -137,22 +139,28 @@ func AttackRoutes(t *testing.T, routes []platform.Route, a Attack) {
 			if problems := TableProblems(rt); len(problems) > 0 {
 				t.Fatalf("route table entry: %s", strings.Join(problems, "; "))
 			}
-			switch rt.Access {
-			case platform.Public, platform.Delivery:
+			if rt.Access == platform.Public {
 				return
 			}
 			t.Run("anonymous", func(t *testing.T) {
+				before := a.Snapshot(t)
 				req, _ := a.request(t, rt, "", "", "")
 				if code, body := a.send(req); code != http.StatusUnauthorized {
-					t.Errorf("without a token: %d, want 401: %s", code, body)
+					t.Errorf("without a token or a signature: %d, want 401: %s", code, body)
 				}
+				a.unchanged(t, before)
 			})
+			if rt.Access == platform.Delivery {
+				return
+			}
 			if rt.Access != platform.Customer {
 				t.Run("customer", func(t *testing.T) {
+					before := a.Snapshot(t)
 					req, _ := a.request(t, rt, "", "", a.Attacker.Token)
 					if code, body := a.send(req); code != http.StatusForbidden {
 						t.Errorf("a customer on a %s route: %d, want 403: %s", rt.Access, code, body)
 					}
+					a.unchanged(t, before)
 				})
 				return
 			}
@@ -234,11 +242,7 @@ func (a *Attack) attack(t *testing.T, rt platform.Route, ref string) {
 		t.Errorf("the victim's %s in %s: %d, want %v: %s", kind, ref, code, want.Status, body)
 	}
 	if !want.VictimChanges {
-		if after := a.Snapshot(t); !reflect.DeepEqual(before, after) {
-			b, _ := json.Marshal(before)
-			f, _ := json.Marshal(after)
-			t.Errorf("the victim's state changed:\nbefore %s\nafter  %s", b, f)
-		}
+		a.unchanged(t, before)
 	}
 	if code >= 200 && code < 300 {
 		allowed := map[string]bool{}
@@ -254,6 +258,16 @@ func (a *Attack) attack(t *testing.T, rt platform.Route, ref string) {
 			reported[v] = true
 			t.Errorf("a %d body holds the victim's %s %s: %s", code, k, v, body)
 		}
+	}
+}
+
+// unchanged fails t when the victim's state is no longer before.
+func (a *Attack) unchanged(t *testing.T, before any) {
+	t.Helper()
+	if after := a.Snapshot(t); !reflect.DeepEqual(before, after) {
+		b, _ := json.Marshal(before)
+		f, _ := json.Marshal(after)
+		t.Errorf("the victim's state changed:\nbefore %s\nafter  %s", b, f)
 	}
 }
 

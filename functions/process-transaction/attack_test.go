@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// ledgerParty is one customer of the attack: two funded accounts, a
+// posted transfer between them and an open hold.
+type ledgerParty struct {
+	user         string
+	main, second Account
+	transfer     string
+	hold         string
+}
+
+func (e *env) ledgerParty() ledgerParty {
+	e.t.Helper()
+	p := ledgerParty{user: uuid.NewString()}
+	p.main, p.second = e.account(p.user, "USD"), e.account(p.user, "USD")
+	e.fund(p.main, 100_000)
+	e.fund(p.second, 100_000)
+	var tr Transfer
+	r := e.transfer(p.user, p.main, p.second, 1_000)
+	if r.Code != 201 {
+		e.t.Fatalf("transfer: %d %s", r.Code, r.Body)
+	}
+	r.json(e.t, &tr)
+	p.transfer = tr.ID
+	r = e.do("POST", "/transfers", p.user, auth.RoleCustomer, map[string]any{"from_account_id": p.main.ID,
+		"to_account_id": p.second.ID, "amount": 2_000, "currency": "USD", "pending": true}, "Idempotency-Key", key())
+	if r.Code != 201 {
+		e.t.Fatalf("hold: %d %s", r.Code, r.Body)
+	}
+	r.json(e.t, &tr)
+	p.hold = tr.ID
+	return p
+}
+
+func (p ledgerParty) own(e *env) testenv.Party {
+	return testenv.Party{Token: e.kit.Token(e.t, p.user, auth.RoleCustomer), Own: map[string]string{
+		"user":                          p.user,
+		"account":                       p.main.ID,
+		"account-number":                p.main.AccountNumber,
+		"to_account_id":                 p.second.ID,
+		"to_account_number":             p.second.AccountNumber,
+		"transfers/0/to_account_id":     p.second.ID,
+		"transfers/0/to_account_number": p.second.AccountNumber,
+		"transfer":                      p.transfer,
+		"hold":                          p.hold,
+	}}
+}
+
+// snapshot is everything of p's the ledger holds: its accounts' balances,
+// holds and statuses, and every transfer touching them.
+func (p ledgerParty) snapshot(tb testing.TB, e *env) any {
+	tb.Helper()
+	ctx := context.Background()
+	rows, _ := e.d.Pool.Query(ctx, `SELECT id::text, balance, held, status, version FROM accounts WHERE user_id = $1 ORDER BY id`, p.user)
+	type acct struct {
+		ID, Status             string
+		Balance, Held, Version int64
+	}
+	accts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (acct, error) {
+		var a acct
+		return a, r.Scan(&a.ID, &a.Balance, &a.Held, &a.Status, &a.Version)
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rows, _ = e.d.Pool.Query(ctx, `SELECT t.id::text, t.status, t.amount, t.captured_amount FROM transfers t
+		WHERE t.from_account_id IN (SELECT id FROM accounts WHERE user_id = $1)
+		   OR t.to_account_id IN (SELECT id FROM accounts WHERE user_id = $1) ORDER BY t.id`, p.user)
+	type transfer struct {
+		ID, Status       string
+		Amount, Captured int64
+	}
+	trs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (transfer, error) {
+		var t transfer
+		return t, r.Scan(&t.ID, &t.Status, &t.Amount, &t.Captured)
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return map[string]any{"accounts": accts, "transfers": trs}
+}
+
+// TestAttackEveryRoute attacks every route of the route table as customer
+// A with customer B's resources (testenv.AttackRoutes): a route added to
+// the table is attacked without anyone writing a case for it.
+func TestAttackEveryRoute(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.ledgerParty(), e.ledgerParty()
+	transfer := func(prefixed string) map[string]any {
+		tr := map[string]any{"amount": 100, "currency": "USD", "description": "attack"}
+		// One reference of each side: an account is named by id or by
+		// number, never both.
+		from, to := "from_account_id", "to_account_id"
+		switch prefixed {
+		case "from_account_number":
+			from = prefixed
+		case "to_account_number":
+			to = prefixed
+		}
+		tr[from], tr[to] = "", ""
+		return tr
+	}
+	testenv.AttackRoutes(t, e.s.routeTable(), testenv.Attack{
+		Handler:  e.h,
+		Attacker: a.own(e),
+		Victim:   b.own(e),
+		Base: func(rt platform.Route, ref string) testenv.Request {
+			switch rt.Pattern {
+			case "POST /accounts":
+				return testenv.Request{Body: map[string]any{"currency": "USD", "user_id": ""}}
+			case "PATCH /accounts/{id}":
+				return testenv.Request{Body: map[string]any{"status": "frozen"}}
+			case "POST /transfers":
+				return testenv.Request{Body: transfer(ref)}
+			case "POST /transfers/batch":
+				ref = strings.TrimPrefix(ref, "transfers/0/")
+				return testenv.Request{Body: map[string]any{"atomic": true, "transfers": []any{transfer(ref)}}}
+			}
+			return testenv.Request{}
+		},
+		Expect: map[string]testenv.Outcome{
+			// A customer opens accounts for itself only.
+			"POST /accounts user_id": {Status: []int{403}},
+			// Someone else's list is an empty list.
+			"GET /accounts ?user_id": {Status: []int{200}},
+			// Paying into someone else's account is what a transfer is for.
+			"POST /transfers to_account_id":                       {Status: []int{201}, VictimChanges: true},
+			"POST /transfers to_account_number":                   {Status: []int{201}, VictimChanges: true, Reveals: []string{"to_account_id"}},
+			"POST /transfers/batch transfers/0/to_account_id":     {Status: []int{200}, VictimChanges: true},
+			"POST /transfers/batch transfers/0/to_account_number": {Status: []int{200}, VictimChanges: true, Reveals: []string{"to_account_id"}},
+			// An atomic batch with an item answered 404 is rejected whole.
+			"POST /transfers/batch transfers/0/from_account_id":     {Status: []int{422}},
+			"POST /transfers/batch transfers/0/from_account_number": {Status: []int{422}},
+		},
+		Snapshot: func(tb testing.TB) any { return b.snapshot(tb, e) },
+	})
+}
