@@ -161,7 +161,9 @@ func TestGatewayUpdateOfAFailureReturnsThePaymentForANewAttempt(t *testing.T) {
 
 func TestGatewayRefundsDisputesAndMismatches(t *testing.T) {
 	g := newRig(t)
-	p := g.pay(8000, "USD", "pm_card_visa", "automatic", true, func(b map[string]any) { b["invoice_id"] = uuid.NewString() })
+	p := g.pay(8000, "USD", "pm_card_visa", "automatic", true, func(b map[string]any) {
+		b["invoice_id"] = g.openInvoice(t, b["account_id"].(string), "USD", 8000)
+	})
 	// A refund made in the gateway's dashboard: recorded once, posted once.
 	refunded := func() events.Event {
 		return gatewayUpdated(t, p, "refunded", time.Now(), func(d map[string]any) {

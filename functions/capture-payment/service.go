@@ -38,6 +38,10 @@ type Config struct {
 	// AuthorizationTTL is how long an uncaptured authorization lives
 	// before the tick cancels it (Stripe: 7 days).
 	AuthorizationTTL config.Duration `envconfig:"AUTHORIZATION_TTL" default:"168h"`
+
+	// Invoices is where the read-through of an invoice the read model does
+	// not know yet asks (generate-invoice, with the service token).
+	Invoices InvoicesConfig
 }
 
 // service is capture-payment.
@@ -48,6 +52,8 @@ type service struct {
 	gateways map[string]Gateway
 	routing  routes
 	sandbox  *sandboxGateway
+	// invoiceSource reads an invoice whose event has not arrived (nil: none).
+	invoiceSource invoiceSource
 }
 
 // newService wires the gateways and the event handlers. The sandbox's
@@ -86,6 +92,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	s.sandbox.Start(ctx)
 	d.OnClose(s.sandbox.Close)
 
+	s.registerInvoices(d.Events, cfg.Invoices)
 	d.Events.On(events.TypeGatewayUpdated, s.onGatewayUpdated)
 	d.Events.On("billfn.invoice.finalized", s.onInvoiceFinalized)
 	d.Events.On("billfn.invoice.payment_retry_requested", s.onPaymentRetry)
