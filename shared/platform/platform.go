@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -31,9 +32,11 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/ratelimit"
 	"github.com/billfn/billfn/shared/redis"
 	"github.com/billfn/billfn/shared/server"
 )
@@ -52,6 +55,13 @@ type Config struct {
 	// <name>-events Services fed by KafkaSource and PingSource); never on
 	// an endpoint the public can reach. See docs/platform.md.
 	EventsTrustUnsigned bool `envconfig:"EVENTS_TRUST_UNSIGNED" default:"false"`
+	// TrustedProxies are the proxies whose X-Forwarded-For entries are
+	// believed when finding a client's address (httpx.ClientIP):
+	// comma-separated CIDRs. Empty means loopback, where the local
+	// gateway runs.
+	TrustedProxies string `envconfig:"TRUSTED_PROXIES" default:"127.0.0.0/8,::1/128"`
+	// RateLimit is the per-caller rate limit of the routes served by Mux.
+	RateLimit RateLimitConfig
 }
 
 // Keys splits EventKeys.
@@ -77,7 +87,10 @@ type Deps struct {
 	// Events is a receiver with authentication, dedupe and parking set up;
 	// register handlers with Events.On and set Events.Tick.
 	Events *events.Receiver
+	// Proxies are the parsed TrustedProxies, for httpx.ClientIP.
+	Proxies []netip.Prefix
 
+	rateLimits *rateLimits
 	collectors []prometheus.Collector
 	closers    []func(context.Context)
 }
@@ -104,10 +117,22 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("EVENT_SIGNING_KEYS holds no key")
 	}
+	proxies := cfg.TrustedProxies
+	if strings.TrimSpace(proxies) == "" {
+		proxies = httpx.DefaultTrustedProxies
+	}
+	if d.Proxies, err = httpx.ParsePrefixes(proxies); err != nil {
+		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
+	}
 	if d.Pool, err = postgres.OpenWith(ctx, cfg.Postgres); err != nil {
 		return nil, err
 	}
 	if d.Redis, err = redis.Open(cfg.Redis.URL); err != nil {
+		d.Pool.Close()
+		return nil, err
+	}
+	if d.rateLimits, err = newRateLimits(d); err != nil {
+		d.Redis.Close()
 		d.Pool.Close()
 		return nil, err
 	}
@@ -121,6 +146,7 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.collectors = append(d.collectors, redis.Collectors()...)
 	d.collectors = append(d.collectors, events.Collectors()...)
 	d.collectors = append(d.collectors, outbox.Collectors()...)
+	d.collectors = append(d.collectors, ratelimit.Collectors()...)
 	d.closers = append(d.closers, d.Publisher.Close, func(context.Context) { d.Redis.Close() }, func(context.Context) { d.Pool.Close() })
 	// Connect in the background while the server starts listening, so the
 	// platform's first readiness probe finds warm connections.
@@ -129,6 +155,9 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 		defer cancel()
 		_ = d.Pool.Ping(wctx)
 		_ = d.Redis.Ping(wctx).Err()
+		if d.rateLimits != nil {
+			_ = d.rateLimits.limiter.Warm(wctx)
+		}
 	}()
 	return d, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/pan"
 )
 
 // Access is who may call a route. A function declares it once, in its
@@ -82,27 +83,37 @@ func (r Route) RateClass() Class {
 }
 
 // Mux serves a route table: every route behind the access its entry
-// declares and the rate limit of its class. It panics on an entry
-// without an access or a handler: a programming error, found at start.
+// declares and the rate limits of its class. A request meets, in order,
+// the per-address bucket (before authentication, so floods of bad tokens
+// are limited too), the access check, then the per-principal bucket of the
+// route's class (see limit). It panics on an entry without an access or a
+// handler: a programming error, found at start.
 func (d *Deps) Mux(routes []Route) *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		if rt.Handler == nil {
 			panic(fmt.Sprintf("platform: route %q has no handler", rt.Pattern))
 		}
-		h := d.limit(rt, rt.Handler)
+		handler := rt.Handler
+		if m := rt.Method(); rt.Access != Public && rt.Access != Delivery && m != http.MethodGet && m != http.MethodHead {
+			// A client's body never brings a card number in: refused before
+			// the handler, its idempotency record or its decoder see it
+			// (shared/pan, docs/security.md "Card numbers").
+			handler = pan.Middleware(handler)
+		}
+		var authn func(http.Handler) http.Handler
 		switch rt.Access {
 		case Public, Delivery:
 		case Customer:
-			h = d.Verifier.Middleware()(h)
+			authn = d.Verifier.Middleware()
 		case Privileged:
-			h = d.Verifier.Middleware(auth.RoleAdmin, auth.RoleService)(h)
+			authn = d.Verifier.Middleware(auth.RoleAdmin, auth.RoleService)
 		case Admin:
-			h = d.Verifier.Middleware(auth.RoleAdmin)(h)
+			authn = d.Verifier.Middleware(auth.RoleAdmin)
 		default:
 			panic(fmt.Sprintf("platform: route %q has no access (%q)", rt.Pattern, rt.Access))
 		}
-		mux.Handle(rt.Pattern, h)
+		mux.Handle(rt.Pattern, d.limit(rt, handler, authn))
 	}
 	return mux
 }
