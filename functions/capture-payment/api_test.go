@@ -207,11 +207,15 @@ func TestProblemAnswers(t *testing.T) {
 		{"invalid fields", func() *httptest.ResponseRecorder {
 			return g.do(req{method: "POST", path: "/payments", body: body("amount", 0, "currency", "XXX", "capture_method", "later")})
 		}, 422, "validation_failed"},
-		{"admin without user_id", func() *httptest.ResponseRecorder {
-			b := body()
-			delete(b, "user_id")
-			return g.do(req{method: "POST", path: "/payments", body: b})
+		{"admin naming another owner than the account's", func() *httptest.ResponseRecorder {
+			return g.do(req{method: "POST", path: "/payments", body: body("user_id", uuid.NewString())})
 		}, 422, "validation_failed"},
+		{"a currency other than the account's", func() *httptest.ResponseRecorder {
+			return g.do(req{method: "POST", path: "/payments", body: body("currency", "EUR")})
+		}, 422, "validation_failed"},
+		{"no such account", func() *httptest.ResponseRecorder {
+			return g.do(req{method: "POST", path: "/payments", body: body("account_id", uuid.NewString())})
+		}, 404, "not_found"},
 		{"no token", func() *httptest.ResponseRecorder {
 			r := httptest.NewRequest("GET", "/payments/"+p.ID, nil)
 			rec := httptest.NewRecorder()
@@ -236,7 +240,7 @@ func TestProblemAnswers(t *testing.T) {
 			return g.do(req{method: "POST", path: "/payments", body: body("payment_method", uuid.NewString())})
 		}, 422, string(codeMethodInvalid)},
 		{"no route for the currency", func() *httptest.ResponseRecorder {
-			return g.do(req{method: "POST", path: "/payments", body: body("currency", "JPY", "payment_method", "pm_card_visa")})
+			return g.do(req{method: "POST", path: "/payments", body: body("account_id", g.accountIn("JPY"), "currency", "JPY", "payment_method", "pm_card_visa")})
 		}, 422, string(codeNoRoute)},
 		{"an unconfigured gateway", func() *httptest.ResponseRecorder {
 			return g.do(req{method: "POST", path: "/payments", body: body("gateway", "stripe")})
@@ -331,7 +335,8 @@ func TestGatewayUnavailableForAnOperationAnswers503(t *testing.T) {
 func TestSavedPaymentMethods(t *testing.T) {
 	g := newRig(t)
 	alice := uuid.NewString()
-	path := "/accounts/" + g.account + "/payment-methods"
+	account := g.newAccount(alice, "USD")
+	path := "/accounts/" + account + "/payment-methods"
 	save := func(token string, def bool) Method {
 		return decode[Method](t, g.do(req{method: "POST", path: path, sub: alice, role: auth.RoleCustomer,
 			body: map[string]any{"token": token, "brand": "visa", "last4": "4242", "exp_month": 1, "exp_year": 2031, "default": def}}), 201)
@@ -349,23 +354,30 @@ func TestSavedPaymentMethods(t *testing.T) {
 	if len(page.Data) != 1 || page.NextCursor == "" {
 		t.Fatalf("page %+v", page)
 	}
-	if other := decode[struct{ Data []Method }](t, g.do(req{method: "GET", path: path, sub: uuid.NewString(), role: auth.RoleCustomer}), 200); len(other.Data) != 0 {
-		t.Fatal("someone else lists alice's methods")
+	if code := problemCode(t, g.do(req{method: "GET", path: path, sub: uuid.NewString(), role: auth.RoleCustomer}), 404); code != "not_found" {
+		t.Fatalf("someone else lists alice's methods: %s", code)
 	}
 	decode[Method](t, g.do(req{method: "POST", path: path + "/" + first.ID + "/default", sub: alice, role: auth.RoleCustomer}), 200)
-	if m, err := defaultMethod(context.Background(), g.d.Pool, g.account); err != nil || m.ID != first.ID {
+	if m, err := defaultMethod(context.Background(), g.d.Pool, account); err != nil || m.ID != first.ID {
 		t.Fatalf("default %v %v", m, err)
 	}
 	// A payment with the saved method's id.
 	p := decode[Payment](t, g.do(req{method: "POST", path: "/payments", sub: alice, role: auth.RoleCustomer,
-		body: map[string]any{"account_id": g.account, "amount": 300, "currency": "USD", "payment_method": second.ID, "confirm": true}}), 201)
+		body: map[string]any{"account_id": account, "amount": 300, "currency": "USD", "payment_method": second.ID, "confirm": true}}), 201)
 	if p.Status != Succeeded || *p.PaymentMethod != second.ID {
 		t.Fatalf("payment with a saved method: %+v", p)
 	}
-	// Someone else's saved method cannot be used, seen or deleted.
+	// Someone else's saved method cannot be used, seen or deleted: not
+	// on alice's account (not bob's: 404), nor on bob's own (not a method
+	// of that account: 422).
 	bob := uuid.NewString()
 	rec := g.do(req{method: "POST", path: "/payments", sub: bob, role: auth.RoleCustomer,
-		body: map[string]any{"account_id": g.account, "amount": 300, "currency": "USD", "payment_method": second.ID, "confirm": true}})
+		body: map[string]any{"account_id": account, "amount": 300, "currency": "USD", "payment_method": second.ID, "confirm": true}})
+	if code := problemCode(t, rec, 404); code != "not_found" {
+		t.Fatalf("bob pays from alice's account: %s", code)
+	}
+	rec = g.do(req{method: "POST", path: "/payments", sub: bob, role: auth.RoleCustomer,
+		body: map[string]any{"account_id": g.newAccount(bob, "USD"), "amount": 300, "currency": "USD", "payment_method": second.ID, "confirm": true}})
 	if code := problemCode(t, rec, 422); code != string(codeMethodInvalid) {
 		t.Fatalf("bob pays with alice's method: %s", code)
 	}

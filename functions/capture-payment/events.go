@@ -197,9 +197,6 @@ func invoicePaymentID(invoiceID string) string {
 // onInvoiceFinalized collects a charge_automatically invoice with the
 // account's default payment method.
 func (s *service) onInvoiceFinalized(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	if err := s.learnInvoice(ctx, tx, ev); err != nil {
-		return err
-	}
 	var inv invoiceSummary
 	if err := events.Decode(ev, &inv); err != nil {
 		return err
@@ -207,26 +204,12 @@ func (s *service) onInvoiceFinalized(ctx context.Context, tx pgx.Tx, ev events.E
 	if inv.CollectionMethod != "charge_automatically" || inv.AmountDue <= 0 {
 		return nil
 	}
-	return notCollected(ctx, inv, s.collect(ctx, tx, inv))
-}
-
-// notCollected turns a refusal of an invoice's automatic collection (the
-// invoice is paid or void already, another payment is in flight) into a
-// logged outcome: retrying the event cannot change it.
-func notCollected(ctx context.Context, inv invoiceSummary, err error) error {
-	if !refused(err) {
-		return err
-	}
-	slog.InfoContext(ctx, "invoice not collected", "invoice_id", inv.InvoiceID, "reason", err.Error())
-	return nil
+	return s.collect(ctx, tx, inv)
 }
 
 // onPaymentRetry is dunning: a new attempt of the invoice's payment with
 // the account's default payment method (perhaps a new one by now).
 func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	if err := s.learnInvoice(ctx, tx, ev); err != nil {
-		return err
-	}
 	var inv invoiceSummary
 	if err := events.Decode(ev, &inv); err != nil {
 		return err
@@ -236,7 +219,7 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 	}
 	p, err := getPayment(ctx, tx, invoicePaymentID(inv.InvoiceID), true)
 	if errors.Is(err, errNotFound) {
-		return notCollected(ctx, inv, s.collect(ctx, tx, inv))
+		return s.collect(ctx, tx, inv)
 	}
 	if err != nil {
 		return err
@@ -244,7 +227,14 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 	if p.Status != RequiresPaymentMethod || p.op() != "" {
 		return nil // paid, in progress, or waiting for an action
 	}
-	m, err := defaultMethod(ctx, tx, inv.AccountID)
+	acct, err := s.collectionAccount(ctx, inv)
+	if err != nil {
+		return err
+	}
+	if acct.Active() != nil {
+		return s.refuseCollection(ctx, tx, p, acct, true)
+	}
+	m, err := defaultMethod(ctx, tx, p.AccountID)
 	if errors.Is(err, errNoMethod) {
 		slog.InfoContext(ctx, "dunning retry without a default payment method", "invoice_id", inv.InvoiceID)
 		return nil
@@ -253,7 +243,7 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 		return err
 	}
 	_, err = s.confirm(ctx, s.within(tx), p.ID, anyone, m.ID, nil)
-	return notCollected(ctx, inv, err)
+	return err
 }
 
 func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) error {
@@ -267,7 +257,24 @@ func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) er
 	if err != nil {
 		return events.Permanent(fmt.Errorf("invoice %s: currency %q: %w", inv.InvoiceID, inv.Currency, err))
 	}
-	m, err := defaultMethod(ctx, tx, inv.AccountID)
+	// The owner is the account's, from the read model: never the event's
+	// word, nor whoever saved the default method.
+	acct, err := s.collectionAccount(ctx, inv)
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(acct.Currency, string(cur)) {
+		return events.Permanent(fmt.Errorf("invoice %s: currency %s is not account %s's (%s)", inv.InvoiceID, cur, acct.ID, acct.Currency))
+	}
+	invoiceID := inv.InvoiceID
+	if acct.Active() != nil {
+		now := s.now()
+		p := &Payment{ID: invoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
+			Amount: inv.AmountDue, Currency: cur, CaptureMethod: CaptureAutomatic, Description: "Invoice " + inv.Number,
+			Metadata: map[string]string{"invoice_number": inv.Number}, CreatedAt: now, UpdatedAt: now}
+		return s.refuseCollection(ctx, tx, p, acct, false)
+	}
+	m, err := defaultMethod(ctx, tx, acct.ID)
 	if errors.Is(err, errNoMethod) {
 		slog.InfoContext(ctx, "invoice not collected: the account has no default payment method", "invoice_id", inv.InvoiceID)
 		return nil
@@ -275,8 +282,7 @@ func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) er
 	if err != nil {
 		return err
 	}
-	invoiceID := inv.InvoiceID
-	in := createInput{ID: invoicePaymentID(inv.InvoiceID), AccountID: inv.AccountID, UserID: m.UserID, InvoiceID: &invoiceID,
+	in := createInput{ID: invoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
 		Amount: inv.AmountDue, Currency: cur, PaymentMethod: m.ID, CaptureMethod: CaptureAutomatic, Confirm: true,
 		Description: "Invoice " + inv.Number, Metadata: map[string]string{"invoice_number": inv.Number}}
 	_, err = s.create(ctx, s.within(tx), in, nil)

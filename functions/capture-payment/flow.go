@@ -70,7 +70,7 @@ type method struct {
 func resolveMethod(ctx context.Context, q db, accountID, userID, given string) (method, error) {
 	if _, err := uuid.Parse(given); err == nil {
 		m, err := getMethod(ctx, q, accountID, given)
-		if errors.Is(err, errNoMethod) || (err == nil && m.UserID != userID) {
+		if errors.Is(err, errNoMethod) || (err == nil && (m.AccountID != accountID || m.UserID != userID)) {
 			return method{}, problem.New(codeMethodInvalid, "no saved payment method %s on account %s", given, accountID)
 		}
 		if err != nil {
@@ -149,9 +149,6 @@ func (s *service) create(ctx context.Context, run txRunner, in createInput, done
 		err := run.run(ctx, func(tx pgx.Tx) error {
 			q := *p
 			q.finish()
-			if err := s.gateInvoice(ctx, tx, &q, true); err != nil {
-				return err
-			}
 			inserted, err := insertPayment(ctx, tx, &q)
 			if err != nil {
 				return err
@@ -180,7 +177,7 @@ func (s *service) create(ctx context.Context, run txRunner, in createInput, done
 	a.PaymentMethod = m.token
 	p.announced = false
 	p.finish()
-	inserted, err := s.insertCharging(ctx, run, p, a)
+	inserted, err := insertConfirming(ctx, run.db(), p, a)
 	if err != nil {
 		return nil, err
 	}
@@ -258,13 +255,13 @@ func (s *service) confirm(ctx context.Context, run txRunner, id string, can acce
 		if !can.ok(p) {
 			return errNotFound
 		}
+		if err := s.chargeable(ctx, p.AccountID); err != nil {
+			return err
+		}
 		if given == "" {
 			given = p.method()
 		}
 		if err := checkConfirm(p, given); err != nil {
-			return err
-		}
-		if err := s.gateInvoice(ctx, tx, p, false); err != nil {
 			return err
 		}
 		if m, err = resolveMethod(ctx, tx, p.AccountID, p.UserID, given); err != nil {

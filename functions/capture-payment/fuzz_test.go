@@ -252,12 +252,11 @@ func FuzzCreatePaymentBody(f *testing.F) {
 				}
 			}
 			canonical("account_id", in.AccountID)
-			canonical("user_id", in.UserID)
+			if in.UserID != "" {
+				canonical("user_id", in.UserID) // only a claim: authorizeAccount compares it with the owner
+			}
 			if in.InvoiceID != nil {
 				canonical("invoice_id", *in.InvoiceID)
-			}
-			if !pr.Privileged() && in.UserID != pr.Subject {
-				t.Fatalf("body %q: a customer creates a payment for %s", body, in.UserID)
 			}
 			if in.Amount <= 0 || in.Amount > maxAmount {
 				t.Fatalf("body %q: amount %d", body, in.Amount)

@@ -42,20 +42,6 @@ func owner(p auth.Principal) access {
 	return access{user: p.Subject}
 }
 
-// actingUser is the owner of what the caller creates: the customer itself,
-// or the user_id an admin or service names.
-func actingUser(p auth.Principal, userID string, v *problem.Validator) string {
-	id, ok := canonicalID(userID)
-	if !p.Privileged() {
-		if userID != "" && id != p.Subject {
-			v.Check(false, "user_id", "a customer acts only for itself: omit user_id")
-		}
-		return p.Subject
-	}
-	v.Check(ok, "user_id", "required for admin and service callers: the user the payment belongs to (a UUID)")
-	return id
-}
-
 // canonicalID returns the canonical form of a UUID written in any form
 // uuid.Parse reads (upper case, braces, no hyphens, urn:uuid:): Postgres
 // refuses some of them (a 500) and owners are compared in canonical form.
@@ -89,6 +75,9 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in, err := s.parseCreate(platform.Principal(r), &req)
+	if err == nil {
+		err = s.authorizeAccount(r.Context(), platform.Principal(r), &in)
+	}
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -105,14 +94,17 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseCreate checks a create body for the caller pr and returns the
-// payment to create (without its id): its ids are canonical UUIDs, its
+// payment to create (without its id, and with the user_id the caller sent,
+// if any: authorizeAccount checks it and sets the owner from the account
+// itself): its ids are canonical UUIDs, its
 // currency a canonical ISO 4217 code, its capture method set and its
 // metadata not nil. Anything else is a 4xx problem.
 func (s *service) parseCreate(pr auth.Principal, req *createRequest) (createInput, error) {
 	var v problem.Validator
 	account, ok := canonicalID(req.AccountID)
 	v.Check(ok, "account_id", "must be an account id (a UUID)")
-	user := actingUser(pr, req.UserID, &v)
+	user, ok := canonicalID(req.UserID)
+	v.Check(ok || req.UserID == "", "user_id", "must be the account owner's id (a UUID), or be left out: the owner comes from the account")
 	if req.InvoiceID != nil {
 		invoice, ok := canonicalID(*req.InvoiceID)
 		v.Check(ok, "invoice_id", "must be an invoice id (a UUID)")
@@ -236,6 +228,13 @@ func (s *service) listPayments(w http.ResponseWriter, r *http.Request) {
 	f.Limit = limit
 	if pr := platform.Principal(r); !pr.Privileged() {
 		f.UserID = pr.Subject
+		if f.AccountID != "" {
+			// Someone else's account is a 404, not an empty page.
+			if _, err := s.accountFor(r.Context(), pr, f.AccountID); err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+		}
 	}
 	ps, err := listPayments(r.Context(), s.d.Pool, f)
 	if err != nil {
@@ -438,8 +437,13 @@ func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
+	acct, err := s.accountFor(r.Context(), platform.Principal(r), account)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
 	var v problem.Validator
-	user := actingUser(platform.Principal(r), req.UserID, &v)
+	acct.CheckUser(&v, "user_id", req.UserID)
 	v.Check(tokenRE.MatchString(req.Token), "token", "must be a gateway token (pm_…): billfn never stores card numbers")
 	v.Check(req.Gateway == "" || s.gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
 	v.Check(utf8.RuneCountInString(req.Brand) <= 30, "brand", "must be at most 30 characters")
@@ -451,10 +455,10 @@ func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := uuid.NewV7()
-	m := &Method{ID: id.String(), AccountID: account, UserID: user, Gateway: nullable(req.Gateway), Token: req.Token,
+	m := &Method{ID: id.String(), AccountID: account, UserID: acct.UserID, Gateway: nullable(req.Gateway), Token: req.Token,
 		Brand: req.Brand, Last4: req.Last4, ExpMonth: req.ExpMonth, ExpYear: req.ExpYear, Default: req.Default,
 		CreatedAt: s.now().UTC()}
-	err := s.newTx(r.Context(), func(tx pgx.Tx) error {
+	err = s.newTx(r.Context(), func(tx pgx.Tx) error {
 		if err := insertMethod(r.Context(), tx, m); err != nil {
 			return err
 		}
@@ -479,9 +483,9 @@ func isDigits(s string) bool {
 }
 
 func (s *service) listMethods(w http.ResponseWriter, r *http.Request) {
-	account := r.PathValue("id")
-	if _, err := uuid.Parse(account); err != nil {
-		problem.Write(w, r, problem.New(problem.NotFound, "no such account"))
+	acct, err := s.accountFor(r.Context(), platform.Principal(r), r.PathValue("id"))
+	if err != nil {
+		problem.Write(w, r, err)
 		return
 	}
 	limit, err := httpx.Limit(r, 20, 100)
@@ -499,11 +503,8 @@ func (s *service) listMethods(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		afterp = &after
 	}
-	user := ""
-	if pr := platform.Principal(r); !pr.Privileged() {
-		user = pr.Subject
-	}
-	ms, err := listMethods(r.Context(), s.d.Pool, account, user, afterp, limit)
+	// Every method of the account is its owner's, whoever saved it.
+	ms, err := listMethods(r.Context(), s.d.Pool, acct.ID, "", afterp, limit)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -511,20 +512,23 @@ func (s *service) listMethods(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ms, limit, func(m *Method) any { return methodKey{CreatedAt: m.CreatedAt, ID: m.ID} }))
 }
 
-// ownMethod loads the method of the path, 404 unless the caller may see it.
+// ownMethod loads the method of the path: 404 unless the caller may access
+// the account of the path (its owner, an admin or a service) and the
+// method belongs to that account.
 func (s *service) ownMethod(ctx context.Context, q db, r *http.Request) (*Method, error) {
-	account, id := r.PathValue("id"), r.PathValue("method")
-	if _, err := uuid.Parse(account); err != nil {
-		return nil, errNoMethod
-	}
-	if _, err := uuid.Parse(id); err != nil {
-		return nil, errNoMethod
-	}
-	m, err := getMethod(ctx, q, account, id)
+	acct, err := s.accountFor(ctx, platform.Principal(r), r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
-	if !platform.Principal(r).CanAccess(m.UserID) {
+	id, ok := canonicalID(r.PathValue("method"))
+	if !ok {
+		return nil, errNoMethod
+	}
+	m, err := getMethod(ctx, q, acct.ID, id)
+	if err != nil {
+		return nil, err
+	}
+	if m.AccountID != acct.ID {
 		return nil, errNoMethod
 	}
 	return m, nil

@@ -45,11 +45,8 @@ func types(recs []record) []string {
 
 func TestAutomaticCaptureOfAnInvoicePostsCaptureAndSettlementOnce(t *testing.T) {
 	g := newRig(t)
-	var invoice string
-	p := g.pay(12000, "eur", "pm_card_visa", "automatic", true, func(b map[string]any) {
-		invoice = g.openInvoice(t, b["account_id"].(string), "EUR", 12000)
-		b["invoice_id"] = invoice
-	})
+	invoice := uuid.NewString()
+	p := g.pay(12000, "eur", "pm_card_visa", "automatic", true, func(b map[string]any) { b["invoice_id"] = invoice })
 	if p.Status != Succeeded || p.AmountCaptured != 12000 || p.AmountCapturable != 0 || p.Currency != "EUR" {
 		t.Fatalf("payment: %+v", p)
 	}
@@ -75,11 +72,11 @@ func TestAutomaticCaptureOfAnInvoicePostsCaptureAndSettlementOnce(t *testing.T) 
 		t.Fatalf("postings %+v", ps)
 	}
 	capture, settle := ps[0].Data, ps[1].Data
-	if capture.FromAccountNumber != "SYS-CLEARING-EUR" || capture.ToAccountID != g.account || capture.Amount != 12000 ||
+	if capture.FromAccountNumber != "SYS-CLEARING-EUR" || capture.ToAccountID != g.accountIn("EUR") || capture.Amount != 12000 ||
 		capture.Metadata["kind"] != kindCapture || capture.ReferenceID != p.ID+":payment_capture:1" || capture.Metadata["invoice_id"] != invoice {
 		t.Fatalf("capture posting %+v", capture)
 	}
-	if settle.FromAccountID != g.account || settle.ToAccountNumber != "SYS-REVENUE-EUR" || settle.Amount != 12000 ||
+	if settle.FromAccountID != g.accountIn("EUR") || settle.ToAccountNumber != "SYS-REVENUE-EUR" || settle.Amount != 12000 ||
 		settle.Metadata["kind"] != kindSettlement || settle.ReferenceID != p.ID+":invoice_settlement:1" {
 		t.Fatalf("settlement posting %+v", settle)
 	}
@@ -248,7 +245,8 @@ func TestAuthenticationRequiredThenConfirmedAgain(t *testing.T) {
 func TestCustomersSeeOnlyTheirOwnPayments(t *testing.T) {
 	g := newRig(t)
 	alice, bob := uuid.NewString(), uuid.NewString()
-	body := map[string]any{"account_id": g.account, "amount": 900, "currency": "USD", "payment_method": "pm_card_visa",
+	account := g.newAccount(alice, "USD")
+	body := map[string]any{"account_id": account, "amount": 900, "currency": "USD", "payment_method": "pm_card_visa",
 		"capture_method": "manual", "confirm": true}
 	p := decode[Payment](t, g.do(req{method: "POST", path: "/payments", body: body, sub: alice, role: auth.RoleCustomer}), 201)
 	if p.UserID != alice {
@@ -265,11 +263,13 @@ func TestCustomersSeeOnlyTheirOwnPayments(t *testing.T) {
 			t.Fatalf("%s %s as someone else: %s", r.method, r.path, code)
 		}
 	}
-	list := decode[struct{ Data []Payment }](t, g.do(req{method: "GET", path: "/payments?account_id=" + g.account, sub: bob, role: auth.RoleCustomer}), 200)
-	if len(list.Data) != 0 {
+	if code := problemCode(t, g.do(req{method: "GET", path: "/payments?account_id=" + account, sub: bob, role: auth.RoleCustomer}), 404); code != "not_found" {
+		t.Fatalf("bob lists the payments of alice's account: %s", code)
+	}
+	if list := decode[struct{ Data []Payment }](t, g.do(req{method: "GET", path: "/payments", sub: bob, role: auth.RoleCustomer}), 200); len(list.Data) != 0 {
 		t.Fatalf("bob lists %d payments of alice", len(list.Data))
 	}
-	list = decode[struct{ Data []Payment }](t, g.do(req{method: "GET", path: "/payments?account_id=" + g.account, sub: alice, role: auth.RoleCustomer}), 200)
+	list := decode[struct{ Data []Payment }](t, g.do(req{method: "GET", path: "/payments?account_id=" + account, sub: alice, role: auth.RoleCustomer}), 200)
 	if len(list.Data) != 1 {
 		t.Fatalf("alice lists %d payments", len(list.Data))
 	}
@@ -281,7 +281,7 @@ func TestCustomersSeeOnlyTheirOwnPayments(t *testing.T) {
 
 func TestListPaymentsPagesWithAKeysetCursor(t *testing.T) {
 	g := newRig(t)
-	invoice := g.openInvoice(t, g.account, "USD", 10000)
+	invoice := uuid.NewString()
 	var ids []string
 	for i := 0; i < 5; i++ {
 		g.clock.Advance(1e6)

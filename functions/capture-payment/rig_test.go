@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -43,7 +44,10 @@ type rig struct {
 	clock   *testenv.Clock
 	admin   string
 	keySeq  atomic.Int64
-	account string
+	account string      // a USD account owned by admin
+	ledger  *testLedger // answers the refunds' holds as process-transaction would
+	// byCurrency are admin's accounts in other currencies (pay makes them).
+	byCurrency map[string]string
 }
 
 // testConfig is the configuration the tests start from.
@@ -67,6 +71,10 @@ func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 	for _, m := range mutate {
 		m(&cfg)
 	}
+	ledger := newTestLedger(t)
+	if cfg.Accounts.LedgerURL == "" {
+		cfg.Accounts.LedgerURL, cfg.Accounts.ServiceToken = ledger.srv.URL, "ledger-test-token"
+	}
 	d, kit := testenv.Platform(t, name)
 	c := testenv.NewClock(time.Now())
 	s, err := newService(context.Background(), d, cfg, c.Now)
@@ -74,7 +82,39 @@ func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 		t.Fatal(err)
 	}
 	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
-	return &rig{t: t, s: s, d: d, kit: kit, h: h, clock: c, admin: uuid.NewString(), account: uuid.NewString()}
+	g := &rig{t: t, s: s, d: d, kit: kit, h: h, clock: c, admin: uuid.NewString(), byCurrency: map[string]string{}, ledger: ledger}
+	g.account = g.newAccount(g.admin, "USD")
+	g.byCurrency["USD"] = g.account
+	return g
+}
+
+// newAccount makes an active account of owner in currency known to the
+// read model (as its billfn.account.created would) and returns its id.
+func (g *rig) newAccount(owner, currency string) string {
+	g.t.Helper()
+	id := uuid.NewString()
+	g.setAccount(accounts.Facts{ID: id, UserID: owner, Currency: currency, Status: accounts.Active, Version: 1})
+	return id
+}
+
+// setAccount stores account facts in the read model.
+func (g *rig) setAccount(f accounts.Facts) {
+	g.t.Helper()
+	if _, err := g.s.accounts.Put(context.Background(), f); err != nil {
+		g.t.Fatalf("account %s: %v", f.ID, err)
+	}
+}
+
+// accountIn is admin's account in currency (the rig's account for USD).
+func (g *rig) accountIn(currency string) string {
+	g.t.Helper()
+	c := strings.ToUpper(currency)
+	if id, ok := g.byCurrency[c]; ok {
+		return id
+	}
+	id := g.newAccount(g.admin, c)
+	g.byCurrency[c] = id
+	return id
 }
 
 // req is one HTTP call to the function.
@@ -154,7 +194,7 @@ func problemCode(t testing.TB, rec *httptest.ResponseRecorder, status int) strin
 // pay creates a payment as an admin for the rig's account.
 func (g *rig) pay(amount int64, currency, method, capture string, confirm bool, extra ...func(map[string]any)) Payment {
 	g.t.Helper()
-	body := map[string]any{"account_id": g.account, "user_id": g.admin, "amount": amount, "currency": currency,
+	body := map[string]any{"account_id": g.accountIn(currency), "amount": amount, "currency": currency,
 		"payment_method": method, "capture_method": capture, "confirm": confirm}
 	for _, e := range extra {
 		e(body)

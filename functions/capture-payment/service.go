@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
@@ -39,9 +40,9 @@ type Config struct {
 	// before the tick cancels it (Stripe: 7 days).
 	AuthorizationTTL config.Duration `envconfig:"AUTHORIZATION_TTL" default:"168h"`
 
-	// Invoices is where the read-through of an invoice the read model does
-	// not know yet asks (generate-invoice, with the service token).
-	Invoices InvoicesConfig
+	// Accounts is where the read-through of an account the read model
+	// does not know yet asks (process-transaction, with a service token).
+	Accounts accounts.Config
 }
 
 // service is capture-payment.
@@ -52,8 +53,10 @@ type service struct {
 	gateways map[string]Gateway
 	routing  routes
 	sandbox  *sandboxGateway
-	// invoiceSource reads an invoice whose event has not arrived (nil: none).
-	invoiceSource invoiceSource
+	// accounts is the read model of the accounts capture-payment charges
+	// and pays into: who owns each, its currency and status. Ownership is
+	// decided from it, never from what the caller says.
+	accounts *accounts.Directory
 }
 
 // newService wires the gateways and the event handlers. The sandbox's
@@ -92,7 +95,8 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	s.sandbox.Start(ctx)
 	d.OnClose(s.sandbox.Close)
 
-	s.registerInvoices(d.Events, cfg.Invoices)
+	s.accounts = accounts.New(d.Pool, "payment_accounts", cfg.Accounts.Source())
+	s.accounts.Register(d.Events)
 	d.Events.On(events.TypeGatewayUpdated, s.onGatewayUpdated)
 	d.Events.On("billfn.invoice.finalized", s.onInvoiceFinalized)
 	d.Events.On("billfn.invoice.payment_retry_requested", s.onPaymentRetry)
@@ -102,28 +106,38 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 }
 
 // routes is capture-payment's HTTP surface.
-func (s *service) routes() *http.ServeMux {
-	mux := http.NewServeMux()
-	authed := s.d.Verifier.Middleware()
-	idem := s.d.Idempotency.Middleware(true)
-	write := func(h http.HandlerFunc) http.Handler { return rejectPAN(authed(idem(h))) }
-	read := func(h http.HandlerFunc) http.Handler { return authed(h) }
+func (s *service) routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
 
-	mux.Handle("POST /payments", write(s.createPayment))
-	mux.Handle("GET /payments", read(s.listPayments))
-	mux.Handle("GET /payments/{id}", read(s.getPayment))
-	mux.Handle("POST /payments/{id}/confirm", write(s.confirmPayment))
-	mux.Handle("POST /payments/{id}/capture", write(s.capturePayment))
-	mux.Handle("POST /payments/{id}/cancel", write(s.cancelPayment))
-	mux.Handle("POST /payments/{id}/refunds", write(s.createRefund))
-	mux.Handle("GET /payments/{id}/refunds", read(s.listRefunds))
-	mux.Handle("GET /refunds/{id}", read(s.getRefund))
-	mux.Handle("POST /accounts/{id}/payment-methods", write(s.createMethod))
-	mux.Handle("GET /accounts/{id}/payment-methods", read(s.listMethods))
-	mux.Handle("DELETE /accounts/{id}/payment-methods/{method}", authed(s.d.Idempotency.Middleware(false)(http.HandlerFunc(s.deleteMethod))))
-	mux.Handle("POST /accounts/{id}/payment-methods/{method}/default", write(s.defaultMethod))
-	mux.Handle("POST /{$}", http.HandlerFunc(s.events))
-	return mux
+// routeTable is every route with who may call it, its rate-limit class and
+// the kind of resource each reference it takes names (the attack test puts
+// another customer's resource of that kind in each).
+func (s *service) routeTable() []platform.Route {
+	idem := s.d.Idempotency.Middleware(true)
+	write := func(h http.HandlerFunc) http.Handler { return rejectPAN(idem(h)) }
+	payment := map[string]string{"{id}": "payment"}
+	account := map[string]string{"{id}": "account"}
+	method := map[string]string{"{id}": "account", "{method}": "payment-method"}
+	return []platform.Route{
+		{Pattern: "POST /payments", Access: platform.Customer, Class: platform.Money, Handler: write(s.createPayment),
+			Refs: map[string]string{"account_id": "account", "payment_method": "payment-method", "invoice_id": "invoice"}},
+		{Pattern: "GET /payments", Access: platform.Customer, Handler: http.HandlerFunc(s.listPayments),
+			Refs: map[string]string{"?account_id": "account"}},
+		{Pattern: "GET /payments/{id}", Access: platform.Customer, Handler: http.HandlerFunc(s.getPayment), Refs: payment},
+		{Pattern: "POST /payments/{id}/confirm", Access: platform.Customer, Class: platform.Money, Handler: write(s.confirmPayment),
+			Refs: map[string]string{"{id}": "payment", "payment_method": "payment-method"}},
+		{Pattern: "POST /payments/{id}/capture", Access: platform.Customer, Class: platform.Money, Handler: write(s.capturePayment), Refs: payment},
+		{Pattern: "POST /payments/{id}/cancel", Access: platform.Customer, Class: platform.Write, Handler: write(s.cancelPayment), Refs: payment},
+		{Pattern: "POST /payments/{id}/refunds", Access: platform.Privileged, Class: platform.Money, Handler: write(s.createRefund), Refs: payment},
+		{Pattern: "GET /payments/{id}/refunds", Access: platform.Customer, Handler: http.HandlerFunc(s.listRefunds), Refs: payment},
+		{Pattern: "GET /refunds/{id}", Access: platform.Customer, Handler: http.HandlerFunc(s.getRefund), Refs: map[string]string{"{id}": "refund"}},
+		{Pattern: "POST /accounts/{id}/payment-methods", Access: platform.Customer, Class: platform.Write, Handler: write(s.createMethod), Refs: account},
+		{Pattern: "GET /accounts/{id}/payment-methods", Access: platform.Customer, Handler: http.HandlerFunc(s.listMethods), Refs: account},
+		{Pattern: "DELETE /accounts/{id}/payment-methods/{method}", Access: platform.Customer, Class: platform.Write,
+			Handler: s.d.Idempotency.Middleware(false)(http.HandlerFunc(s.deleteMethod)), Refs: method},
+		{Pattern: "POST /accounts/{id}/payment-methods/{method}/default", Access: platform.Customer, Class: platform.Write,
+			Handler: write(s.defaultMethod), Refs: method},
+		{Pattern: "POST /{$}", Access: platform.Delivery, Handler: http.HandlerFunc(s.events), Refs: map[string]string{}},
+	}
 }
 
 // events receives CloudEvents and ticks, then publishes what they wrote.
