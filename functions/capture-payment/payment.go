@@ -72,7 +72,7 @@ const (
 	codeGatewayUnavailable problem.Code = "gateway_unavailable"
 	codeGatewayRejected    problem.Code = "gateway_rejected"
 	codeNoRoute            problem.Code = "currency_not_supported"
-	codeCardNumber         problem.Code = "card_number_rejected"
+	codeCardNumber                      = problem.CardNumberRejected // shared/pan's
 )
 
 func init() {
@@ -85,7 +85,6 @@ func init() {
 	problem.Register(codeGatewayUnavailable, http.StatusServiceUnavailable, "The payment gateway is unavailable")
 	problem.Register(codeGatewayRejected, http.StatusConflict, "The payment gateway refused the operation")
 	problem.Register(codeNoRoute, http.StatusUnprocessableEntity, "No gateway is configured for this currency")
-	problem.Register(codeCardNumber, http.StatusUnprocessableEntity, "Card numbers are not accepted")
 }
 
 // PaymentError describes why the last attempt failed.
