@@ -125,7 +125,7 @@ var deliveriesRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 // Collectors returns the package's metrics.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{received, deliveriesRejected}
+	return []prometheus.Collector{received, deliveriesRejected, unexpected}
 }
 
 // Result summarises one delivery; it is the response body.
@@ -168,7 +168,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	ctx := r.Context()
+	ctx := WithTopic(r.Context(), r.Header.Get("X-Topic"))
 	if len(evs) == 1 {
 		if tp, ok := evs[0].Extensions()[TraceParentExt].(string); ok {
 			ctx = WithTraceParent(ctx, tp)
@@ -325,11 +325,28 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 	var res Result
 	handled := evs[:0:0]
 	for _, ev := range evs {
-		if rc.Handles(ev.Type()) {
-			handled = append(handled, ev)
-		} else {
+		_, known := ContractTopic(ev.Type())
+		switch {
+		case misplaced(ctx, ev):
+			// The contract puts this type on another topic: a producer
+			// that may not write it there, or a mistake; never applied.
 			res.Ignored++
-			received.WithLabelValues(rc.Consumer, ev.Type(), "ignored").Inc()
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
+			rc.noteUnexpected(ctx, ev, ReasonWrongTopic)
+		case rc.Handles(ev.Type()):
+			if !known && rc.typeLabel(ev.Type()) == OtherType {
+				// A catch-all batch handler takes it; still worth a trace.
+				rc.noteUnexpected(ctx, ev, ReasonUnknownType)
+			}
+			handled = append(handled, ev)
+		default:
+			res.Ignored++
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
+			reason := ReasonUnhandled
+			if !known {
+				reason = ReasonUnknownType
+			}
+			rc.noteUnexpected(ctx, ev, reason)
 		}
 	}
 	if len(handled) == 0 {
@@ -366,7 +383,7 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 	for _, ev := range handled {
 		outcome, err := rc.deliverOne(ctx, ev)
 		if err != nil {
-			received.WithLabelValues(rc.Consumer, ev.Type(), "failed").Inc()
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "failed").Inc()
 			return res, err
 		}
 		switch outcome {
@@ -377,7 +394,7 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 		case "parked":
 			res.Parked++
 		}
-		received.WithLabelValues(rc.Consumer, ev.Type(), outcome).Inc()
+		received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), outcome).Inc()
 	}
 	return res, nil
 }
@@ -393,7 +410,7 @@ func (rc *Receiver) deliverSelf(ctx context.Context, evs []Event, res *Result) e
 		if err == nil {
 			res.Processed += len(evs)
 			for _, ev := range evs {
-				received.WithLabelValues(rc.Consumer, ev.Type(), "processed").Inc()
+				received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "processed").Inc()
 			}
 			return nil
 		}
@@ -406,15 +423,15 @@ func (rc *Receiver) deliverSelf(ctx context.Context, evs []Event, res *Result) e
 		switch {
 		case err == nil:
 			res.Processed++
-			received.WithLabelValues(rc.Consumer, ev.Type(), "processed").Inc()
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "processed").Inc()
 		case IsPermanent(err):
 			if perr := rc.Park(ctx, ev, err); perr != nil {
 				return perr
 			}
 			res.Parked++
-			received.WithLabelValues(rc.Consumer, ev.Type(), "parked").Inc()
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "parked").Inc()
 		default:
-			received.WithLabelValues(rc.Consumer, ev.Type(), "failed").Inc()
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "failed").Inc()
 			return err
 		}
 	}
@@ -499,7 +516,7 @@ func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, d
 		// As for single deliveries: applied events count as processed, the
 		// rest of the batch as duplicates.
 		for _, ev := range todo {
-			received.WithLabelValues(rc.Consumer, ev.Type(), "processed").Inc()
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "processed").Inc()
 		}
 		if n := len(evs) - len(todo); n > 0 {
 			applied := map[[2]string]int{}
@@ -512,7 +529,7 @@ func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, d
 					applied[k]--
 					continue
 				}
-				received.WithLabelValues(rc.Consumer, ev.Type(), "duplicate").Inc()
+				received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "duplicate").Inc()
 			}
 		}
 	}
