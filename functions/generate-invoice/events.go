@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
@@ -332,7 +333,9 @@ type paymentData struct {
 func decodeLoose(ev events.Event, v any) error { return events.Decode(ev, v) }
 
 // paymentInvoice loads and locks the invoice a payment event names.
-// ok is false for a payment that is not for an invoice.
+// ok is false for a payment that is not for an invoice. An invoice that
+// does not exist makes the event malformed: it is parked with the reason,
+// counted and logged. The currency is the caller's to compare.
 func (s *service) paymentInvoice(ctx context.Context, tx pgx.Tx, ev events.Event, p *paymentData) (*Invoice, bool, error) {
 	if p.InvoiceID == nil || *p.InvoiceID == "" {
 		return nil, false, nil
@@ -340,20 +343,67 @@ func (s *service) paymentInvoice(ctx context.Context, tx pgx.Tx, ev events.Event
 	inv, err := getInvoice(ctx, tx, *p.InvoiceID, true)
 	var pe *problem.Error
 	if errors.As(err, &pe) && pe.Code == problem.NotFound {
+		paymentAnomalies.WithLabelValues(ev.Type(), "invoice_not_found").Inc()
 		return nil, false, events.Permanent(fmt.Errorf("%s %s names invoice %s, which does not exist", ev.Type(), ev.ID(), *p.InvoiceID))
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	if p.Currency != "" && p.Currency != inv.Currency {
-		return nil, false, events.Permanent(fmt.Errorf("%s %s is in %s, invoice %s in %s", ev.Type(), ev.ID(), p.Currency, inv.ID, inv.Currency))
-	}
 	return inv, true, nil
 }
 
-// onPaymentCaptured adds a capture to the invoice's amount_paid. The
-// payment's cumulative amount_captured is kept per payment and only ever
-// grows, so duplicates and reordered captures change nothing.
+// paymentAnomalies counts payment events that could not apply to their
+// invoice as they are: money the invoice did not need (unapplied, by
+// reason), a currency that is not the invoice's, an invoice that does not
+// exist. Each is also logged at warn and, for money, announced as
+// billfn.payment.unapplied: none is dropped silently.
+var paymentAnomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "generate_invoice_payment_anomalies_total",
+	Help: "Payment events that did not apply to their invoice as they are, by event type and reason (invoice_paid, invoice_void, overpayment, currency_mismatch, invoice_not_found).",
+}, []string{"type", "reason"})
+
+// typePaymentUnapplied announces money of a payment its invoice did not
+// need; capture-payment reverses its settlement, so the money stays on the
+// customer's account as a credit (docs/events.md).
+const typePaymentUnapplied = "billfn.payment.unapplied"
+
+// unappliedData is billfn.payment.unapplied.
+type unappliedData struct {
+	PaymentID         string         `json:"payment_id"`
+	InvoiceID         string         `json:"invoice_id"`
+	AccountID         string         `json:"account_id"`
+	UserID            string         `json:"user_id"`
+	Amount            int64          `json:"amount"`
+	Currency          money.Currency `json:"currency"`
+	Reason            string         `json:"reason"`
+	InvoiceStatus     string         `json:"invoice_status"`
+	InvoiceTotal      int64          `json:"invoice_total"`
+	InvoiceAmountPaid int64          `json:"invoice_amount_paid"`
+	InvoiceCurrency   money.Currency `json:"invoice_currency"`
+}
+
+// unapplied records that amount of payment p reached inv without being
+// needed: counted, logged at warn, announced.
+func (s *service) unapplied(ctx context.Context, inv *Invoice, p *paymentData, amount int64, cur money.Currency, reason string) outbox.Message {
+	paymentAnomalies.WithLabelValues(typePaymentCaptured, reason).Inc()
+	account := p.AccountID
+	if account == "" {
+		account = inv.AccountID
+	}
+	slog.WarnContext(ctx, "payment not applied to its invoice: credited to the account", "payment_id", p.PaymentID,
+		"invoice_id", inv.ID, "invoice_status", inv.Status, "account_id", account, "amount", amount, "currency", string(cur), "reason", reason)
+	return s.message(ctx, typePaymentUnapplied, p.PaymentID, inv.AccountID, unappliedData{PaymentID: p.PaymentID, InvoiceID: inv.ID,
+		AccountID: account, UserID: inv.UserID, Amount: amount, Currency: cur, Reason: reason, InvoiceStatus: inv.Status,
+		InvoiceTotal: inv.Total, InvoiceAmountPaid: inv.AmountPaid, InvoiceCurrency: inv.Currency})
+}
+
+// onPaymentCaptured adds a capture to the invoice's amount_paid, never
+// beyond its total. The payment's cumulative amount_captured is kept per
+// payment and only ever grows, so duplicates and reordered captures change
+// nothing. Money the invoice does not need (it is paid or void already,
+// the capture exceeds what is due, or it is in another currency) is
+// recorded with the payment, left out of amount_paid, and announced as
+// billfn.payment.unapplied.
 func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Event) error {
 	var p paymentData
 	if err := decodeLoose(ev, &p); err != nil {
@@ -367,6 +417,10 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 	if captured <= 0 || p.PaymentID == "" {
 		return events.Permanent(fmt.Errorf("%s %s has no payment_id or captured amount", ev.Type(), ev.ID()))
 	}
+	cur := p.Currency
+	if cur == "" {
+		cur = inv.Currency
+	}
 	var before int64
 	err = tx.QueryRow(ctx, `SELECT amount_captured FROM invoice_payments WHERE invoice_id = $1 AND payment_id = $2`,
 		inv.ID, p.PaymentID).Scan(&before)
@@ -379,21 +433,40 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 	if _, err := tx.Exec(ctx, `INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, amount_captured, currency)
 		VALUES ($1, $2, 'gateway', $3, $4)
 		ON CONFLICT (invoice_id, payment_id) DO UPDATE SET amount_captured = EXCLUDED.amount_captured, updated_at = now()`,
-		inv.ID, p.PaymentID, captured, string(inv.Currency)); err != nil {
+		inv.ID, p.PaymentID, captured, string(cur)); err != nil {
 		return err
 	}
 	delta := captured - before
-	now := s.clock()
-	if inv.AmountPaid, err = money.Add(inv.AmountPaid, delta); err != nil {
-		return events.Permanent(err)
+	var applied int64
+	reason := ""
+	switch {
+	case cur != inv.Currency:
+		reason = "currency_mismatch"
+	case inv.Status == StatusVoid:
+		reason = "invoice_void"
+	case inv.Status == StatusPaid:
+		reason = "invoice_paid"
+	default:
+		applied = min(delta, max(inv.Total-inv.AmountPaid, 0))
+		if applied < delta {
+			reason = "overpayment"
+		}
 	}
-	at := ev.Time().UTC()
-	if at.IsZero() || at.After(now) {
-		at = now
+	var msgs []outbox.Message
+	if applied > 0 {
+		now := s.clock()
+		inv.AmountPaid += applied // ≤ total: no overflow
+		at := ev.Time().UTC()
+		if at.IsZero() || at.After(now) {
+			at = now
+		}
+		msgs = s.settle(ctx, inv, at, now)
+		if err := updateInvoice(ctx, tx, inv); err != nil {
+			return err
+		}
 	}
-	msgs := s.settle(ctx, inv, at, now)
-	if err := updateInvoice(ctx, tx, inv); err != nil {
-		return err
+	if rest := delta - applied; rest > 0 {
+		msgs = append(msgs, s.unapplied(ctx, inv, &p, rest, cur, reason))
 	}
 	if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
 		return err
@@ -412,6 +485,9 @@ func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Even
 	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
 	if err != nil || !ok {
 		return err
+	}
+	if p.Currency != "" && p.Currency != inv.Currency {
+		return mismatch(ctx, ev, inv, p.PaymentID, p.Currency)
 	}
 	reason := p.FailureReason
 	if p.DeclineCode != "" {
@@ -442,6 +518,15 @@ func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Even
 	return nil
 }
 
+// mismatch acknowledges a payment event in another currency than its
+// invoice's (it cannot change the invoice), counted and logged at warn.
+func mismatch(ctx context.Context, ev events.Event, inv *Invoice, paymentID string, cur money.Currency) error {
+	paymentAnomalies.WithLabelValues(ev.Type(), "currency_mismatch").Inc()
+	slog.WarnContext(ctx, "payment event in another currency than its invoice: not applied", "type", ev.Type(), "id", ev.ID(),
+		"payment_id", paymentID, "invoice_id", inv.ID, "currency", string(cur), "invoice_currency", string(inv.Currency))
+	return nil
+}
+
 type refundData struct {
 	RefundID  string         `json:"refund_id"`
 	PaymentID string         `json:"payment_id"`
@@ -462,6 +547,9 @@ func (s *service) onRefundSucceeded(ctx context.Context, tx pgx.Tx, ev events.Ev
 	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
 	if err != nil || !ok {
 		return err
+	}
+	if r.Currency != "" && r.Currency != inv.Currency {
+		return mismatch(ctx, ev, inv, r.PaymentID, r.Currency)
 	}
 	if r.RefundID == "" || r.Amount <= 0 {
 		return events.Permanent(fmt.Errorf("%s %s has no refund_id or amount", ev.Type(), ev.ID()))

@@ -171,7 +171,7 @@ func newService(d *platform.Deps, cfg Config, now func() time.Time) *service {
 		rates: map[string]TaxRate{}}
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
-	d.Collect(skippedCharges)
+	d.Collect(skippedCharges, paymentAnomalies)
 	d.Events.On(typeInvoiceRequested, s.onInvoiceRequested)
 	d.Events.On(typePaymentCaptured, s.onPaymentCaptured)
 	d.Events.On(typePaymentFailed, s.onPaymentFailed)
