@@ -67,10 +67,19 @@ func (c *Checker) Map(path string, m map[string]string) {
 	}
 }
 
-// Value checks a decoded JSON value at path: every string, number and key
-// in it, however deep.
+// Value checks a value at path: every string, number and key in it,
+// however deep. A decoded JSON value is walked as it is; anything else (a
+// request struct) is walked as its JSON, so the pointers follow its json
+// tags and a field added to the struct later is checked too.
 func (c *Checker) Value(path string, v any) {
-	c.fields = append(c.fields, find(path, v, nil)...)
+	switch v.(type) {
+	case nil, string, json.Number, float64, bool, map[string]any, []any:
+		c.fields = append(c.fields, find(path, v, nil)...)
+	default:
+		if b, err := json.Marshal(v); err == nil {
+			c.JSON(path, b)
+		}
+	}
 }
 
 // JSON checks a raw JSON member at path (a metadata object kept as

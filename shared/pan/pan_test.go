@@ -186,6 +186,10 @@ func TestChecker(t *testing.T) {
 	c.Value("extra", map[string]any{"n": json.Number("378282246310005")})
 	c.JSON("raw", []byte(`{"a":[1,{"b":"6011 1111 1111 1117"}]}`))
 	c.JSON("bad", []byte(`{"a":"4242424242424242`))
+	c.Value("in", struct {
+		Memo  string               `json:"memo"`
+		Lines []struct{ D string } `json:"lines"`
+	}{Memo: "ok", Lines: []struct{ D string }{{"x"}, {"4242 4242 4242 4242"}}})
 	c.JSON("fine", []byte(`{"a":"73625508-2962-4106-a925-e0e02156fa08"}`))
 	var pe *problem.Error
 	if !errors.As(c.Err(), &pe) || pe.Code != problem.CardNumberRejected {
@@ -195,7 +199,7 @@ func TestChecker(t *testing.T) {
 	for _, f := range pe.Errors {
 		got = append(got, f.Pointer)
 	}
-	want := "#/memo #/customer/email #/metadata #/metadata/ref #/extra/n #/raw/a/1/b #/bad"
+	want := "#/memo #/customer/email #/metadata #/metadata/ref #/extra/n #/raw/a/1/b #/bad #/in/lines/1/D"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("fields %v, want %s", got, want)
 	}
