@@ -6,8 +6,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -184,33 +184,25 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
 return n`)
 
-// clientAddr is the delivery's source address: X-Forwarded-For's first
-// entry, set by the OpenFaaS gateway, when trusted; the peer otherwise.
-func clientAddr(r *http.Request, trustForwarded bool) string {
-	addr := ""
-	if trustForwarded {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			addr = strings.TrimSpace(first)
-		}
+// clientAddr is the delivery's source address: httpx.ClientIP, which
+// believes X-Forwarded-For only as far as the trusted proxies appended it
+// (the OpenFaaS gateway, the local gateway on loopback), never the
+// leftmost entry a sender can write; the peer when trustForwarded is off.
+func clientAddr(r *http.Request, trusted []netip.Prefix, trustForwarded bool) string {
+	if !trustForwarded {
+		trusted = nil
 	}
-	if addr == "" {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			host = r.RemoteAddr
-		}
-		addr = host
+	a := httpx.ClientIP(r, trusted)
+	if !a.IsValid() {
+		return "unknown"
 	}
-	if len(addr) > 64 {
-		addr = addr[:64]
-	}
-	return addr
+	return a.String()
 }
 
 // limited applies the rate limit before anything else is read.
 func (s *service) limited(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.limiter.allow(r.Context(), clientAddr(r, s.cfg.TrustForwardedFor)) {
+		if !s.limiter.allow(r.Context(), clientAddr(r, s.d.Proxies, s.cfg.TrustForwardedFor)) {
 			gateway := strings.TrimPrefix(r.URL.Path, "/")
 			webhooksTotal.WithLabelValues(gateway, "rate_limited").Inc()
 			problem.Write(w, r, &problem.Error{Code: problem.RateLimited, RetryAfter: time.Second,

@@ -26,9 +26,9 @@ type Config struct {
 	// RateLimit is the deliveries a source address may make per second
 	// (0: no limit). Sized far above a gateway's burst.
 	RateLimit int `envconfig:"WEBHOOK_RATE_LIMIT" default:"5000"`
-	// TrustForwardedFor takes the client address from X-Forwarded-For's
-	// first entry, which the OpenFaaS gateway sets; turn it off when the
-	// function is reachable without the gateway.
+	// TrustForwardedFor takes the client address from X-Forwarded-For as
+	// far as the trusted proxies (TRUSTED_PROXIES) appended it; off, the
+	// peer address is the client.
 	TrustForwardedFor bool `envconfig:"WEBHOOK_TRUST_FORWARDED_FOR" default:"true"`
 }
 

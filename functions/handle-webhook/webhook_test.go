@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/sandbox"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -427,36 +430,60 @@ func TestKafkaDownStillAnswers200AndTheOutboxDeliversLater(t *testing.T) {
 
 func TestRateLimitPerSourceAddress(t *testing.T) {
 	g := newRig(t, func(c *Config) { c.RateLimit = 5 })
-	send := func(xff string) int {
+	// send delivers from peer (127.0.0.1 is the gateway, a trusted proxy)
+	// with X-Forwarded-For xff.
+	send := func(peer, xff string) *httptest.ResponseRecorder {
 		body := stripeEvent("payment_intent.processing", paymentIntent("pi_rl", uuid.NewString(), "processing", 100))
-		return g.post("/stripe", body, map[string]string{StripeSignatureHeader: signStripe(body, stripeSecret, g.clock.Now()),
-			"X-Forwarded-For": xff}).Code
+		r := httptest.NewRequest("POST", "/stripe", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json; charset=utf-8")
+		r.Header.Set(StripeSignatureHeader, signStripe(body, stripeSecret, g.clock.Now()))
+		r.RemoteAddr = peer
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		rec := httptest.NewRecorder()
+		g.h.ServeHTTP(rec, r)
+		return rec
 	}
+	const gw = "127.0.0.1:40000"
 	for i := 0; i < 5; i++ {
-		if code := send("198.51.100.7, 10.0.0.1"); code != 200 {
-			t.Fatalf("delivery %d: %d", i, code)
+		// The sender writes a different leftmost entry each time: the
+		// gateway's appended address is what counts.
+		if rec := send(gw, fmt.Sprintf("203.0.113.%d, 198.51.100.7", i)); rec.Code != 200 {
+			t.Fatalf("delivery %d: %d %s", i, rec.Code, rec.Body)
 		}
 	}
-	body := stripeEvent("payment_intent.processing", paymentIntent("pi_rl", uuid.NewString(), "processing", 100))
-	rec := g.post("/stripe", body, map[string]string{StripeSignatureHeader: signStripe(body, stripeSecret, g.clock.Now()),
-		"X-Forwarded-For": "198.51.100.7"})
+	rec := send(gw, "198.51.100.7")
 	if code := problemCode(t, rec, 429); code != "rate_limited" || rec.Header().Get("Retry-After") != "1" {
 		t.Fatalf("sixth: %s (Retry-After %q)", code, rec.Header().Get("Retry-After"))
 	}
-	if code := send("203.0.113.9"); code != 200 {
-		t.Fatalf("another address: %d", code)
+	if rec := send(gw, "10.9.9.9, 198.51.100.7"); rec.Code != 429 {
+		t.Fatalf("a spoofed leftmost entry dodged the limit: %d", rec.Code)
+	}
+	// Straight to the function, X-Forwarded-For is not believed at all.
+	if rec := send("198.51.100.7:5000", "203.0.113.99"); rec.Code != 429 {
+		t.Fatalf("a direct sender's X-Forwarded-For dodged the limit: %d", rec.Code)
+	}
+	if rec := send(gw, "203.0.113.9"); rec.Code != 200 {
+		t.Fatalf("another address: %d", rec.Code)
 	}
 	g.clock.Advance(time.Second)
-	if code := send("198.51.100.7"); code != 200 {
-		t.Fatalf("next second: %d", code)
+	if rec := send(gw, "198.51.100.7"); rec.Code != 200 {
+		t.Fatalf("next second: %d", rec.Code)
 	}
+
+	trusted, _ := httpx.ParsePrefixes(httpx.DefaultTrustedProxies)
 	r := httptest.NewRequest("POST", "/stripe", nil)
-	r.RemoteAddr, r.Header["X-Forwarded-For"] = "192.0.2.1:5000", []string{"198.51.100.7, 10.0.0.1"}
-	if got := clientAddr(r, true); got != "198.51.100.7" {
-		t.Fatalf("trusted: %s", got)
+	r.RemoteAddr, r.Header["X-Forwarded-For"] = "127.0.0.1:5000", []string{"198.51.100.7, 192.0.2.1"}
+	if got := clientAddr(r, trusted, true); got != "192.0.2.1" {
+		t.Fatalf("through the gateway: %s", got)
 	}
-	if got := clientAddr(r, false); got != "192.0.2.1" {
-		t.Fatalf("untrusted: %s", got)
+	if got := clientAddr(r, trusted, false); got != "127.0.0.1" {
+		t.Fatalf("WEBHOOK_TRUST_FORWARDED_FOR off: %s", got)
+	}
+	r.RemoteAddr = "192.0.2.1:5000"
+	if got := clientAddr(r, trusted, true); got != "192.0.2.1" {
+		t.Fatalf("direct: %s", got)
 	}
 }
 
