@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
-	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/problem"
@@ -54,29 +53,38 @@ func newService(d *platform.Deps, now func() time.Time) *service {
 	return s
 }
 
-func (s *service) routes() *http.ServeMux {
-	mux := http.NewServeMux()
-	authed := s.d.Verifier.Middleware()
-	admin := s.d.Verifier.Middleware(auth.RoleAdmin)
-	reports := map[string]http.HandlerFunc{
-		"summary":        s.getSummary,
-		"timeseries":     s.getTimeseries,
-		"aging":          s.getAging,
-		"mrr":            s.getMRR,
-		"reconciliation": s.getReconciliation,
-		"top-accounts":   s.getTopAccounts,
+func (s *service) routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
+
+// routeTable is who may call what (docs/aggregate-report.md carries the
+// same table). A customer's reports cover its own accounts; account_id
+// narrows them to one it owns (someone else's is a 404).
+func (s *service) routeTable() []platform.Route {
+	account := map[string]string{"?account_id": "account"}
+	var routes []platform.Route
+	for _, r := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{
+		{"summary", s.getSummary},
+		{"timeseries", s.getTimeseries},
+		{"aging", s.getAging},
+		{"mrr", s.getMRR},
+		{"reconciliation", s.getReconciliation},
+		{"top-accounts", s.getTopAccounts},
+	} {
+		routes = append(routes,
+			platform.Route{Pattern: "GET /reports/" + r.name, Access: platform.Customer, Refs: account, Handler: r.h},
+			platform.Route{Pattern: "GET /reports/" + r.name + ".csv", Access: platform.Customer, Refs: account, Handler: r.h})
 	}
-	for name, h := range reports {
-		mux.Handle("GET /reports/"+name, authed(h))
-		mux.Handle("GET /reports/"+name+".csv", authed(h))
-	}
-	mux.HandleFunc("GET /dashboard", s.dashboardPage)
-	mux.HandleFunc("GET /dashboard/assets/{file}", s.dashboardAsset)
-	mux.Handle("GET /dashboard/panels", authed(http.HandlerFunc(s.dashboardPanels)))
-	mux.Handle("POST /admin/rebuild", admin(http.HandlerFunc(s.postRebuild)))
-	mux.Handle("GET /admin/check", admin(http.HandlerFunc(s.getCheck)))
-	mux.Handle("POST /{$}", s.d.Events)
-	return mux
+	return append(routes,
+		// The page and its assets hold no data; the panels they fetch do.
+		platform.Route{Pattern: "GET /dashboard", Access: platform.Public, Refs: map[string]string{}, Handler: http.HandlerFunc(s.dashboardPage)},
+		platform.Route{Pattern: "GET /dashboard/assets/{file}", Access: platform.Public, Refs: map[string]string{"{file}": "asset"}, Handler: http.HandlerFunc(s.dashboardAsset)},
+		platform.Route{Pattern: "GET /dashboard/panels", Access: platform.Customer, Refs: account, Handler: http.HandlerFunc(s.dashboardPanels)},
+		platform.Route{Pattern: "POST /admin/rebuild", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(s.postRebuild)},
+		platform.Route{Pattern: "GET /admin/check", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(s.getCheck)},
+		platform.Route{Pattern: "POST /{$}", Access: platform.Delivery, Refs: map[string]string{}, Handler: s.d.Events},
+	)
 }
 
 // onEvents is the receiver's batch handler: every delivery, one event or

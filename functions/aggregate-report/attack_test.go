@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// TestAttackEveryRoute runs the generated attack over the route table
+// (testenv.AttackRoutes): customer A asks every report and the dashboard
+// panels for customer B's account, and no answer may hold B's figures.
+func TestAttackEveryRoute(t *testing.T) {
+	g := newRig(t)
+	d := day("2026-03-10")
+	userA, userB, acctA, acctB, ext := id(), id(), id(), id(), id()
+	g.deliver(
+		account(t, d, ext, id(), "SYS-EXTERNAL-USD", "USD"),
+		account(t, d, acctA, userA, "ACC-ATTACKER", "USD"),
+		account(t, d, acctB, userB, "ACC-VICTIM", "USD"),
+		transfer(t, d.Add(time.Hour), ext, acctA, 5_000, "USD", "posted"),
+		transfer(t, d.Add(time.Hour), ext, acctB, 7_000, "USD", "posted"),
+		transfer(t, d.Add(2*time.Hour), acctB, ext, 1_000, "USD", "posted"),
+	)
+	party := func(user, acct string) testenv.Party {
+		return testenv.Party{Token: g.kit.Token(t, user, auth.RoleCustomer), Own: map[string]string{"user": user, "account": acct}}
+	}
+	// Each report's other parameters, valid, so that only the account
+	// decides the answer.
+	params := map[string]url.Values{
+		"summary":        {"from": {"2026-03-01"}, "to": {"2026-03-31"}},
+		"timeseries":     {"metric": {"revenue"}, "from": {"2026-03-01"}, "to": {"2026-03-31"}},
+		"aging":          {"as_of": {"2026-03-15"}},
+		"mrr":            {"month": {"2026-03"}},
+		"reconciliation": {"date": {"2026-03-10"}},
+		"top-accounts":   {"currency": {"USD"}, "from": {"2026-03-01"}, "to": {"2026-03-31"}},
+		"panels":         {"from": {"2026-03-01"}, "to": {"2026-03-31"}},
+	}
+	testenv.AttackRoutes(t, g.svc.routeTable(), testenv.Attack{
+		Handler:  g.h,
+		Attacker: party(userA, acctA),
+		Victim:   party(userB, acctB),
+		Base: func(rt platform.Route, ref string) testenv.Request {
+			name := strings.TrimSuffix(rt.Path()[strings.LastIndexByte(rt.Path(), '/')+1:], ".csv")
+			return testenv.Request{Query: params[name]}
+		},
+		Snapshot: func(tb testing.TB) any {
+			rows, _ := g.d.Pool.Query(context.Background(), `SELECT day::text || ':' || currency || ':' || metric || ':' || dim || ':' || amount
+				FROM report_account_rollups WHERE account_id = $1 ORDER BY 1`, acctB)
+			figures, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return figures
+		},
+	})
+	// A's own reports do answer (the attack above is not a 404 for every
+	// request), and never with B's account.
+	for name, q := range params {
+		path := "/reports/" + name
+		if name == "panels" {
+			path = "/dashboard/panels"
+		}
+		rec := g.request("GET", path+"?"+q.Encode(), asCustomer(userA), nil)
+		if rec.Code != 200 || strings.Contains(rec.Body.String(), acctB) {
+			t.Errorf("A's own %s: %d %s", name, rec.Code, rec.Body)
+		}
+	}
+}
