@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/pan"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -150,6 +151,15 @@ const (
 // "transfers/3/"). Rules that need no account — a non-positive amount, the
 // same account on both sides — are reported as their rejection codes.
 func (r *TransferRequest) validate(path string, now time.Time) error {
+	// A card number in a free-text field is refused first, so no other
+	// message quotes it; an event's request is checked here too.
+	var c pan.Checker
+	c.Texts(strings.TrimSuffix(path, "/"), "description", r.Description, "reference_id", r.ReferenceID,
+		"from_account_number", r.FromAccountNumber, "to_account_number", r.ToAccountNumber)
+	c.JSON(path+"metadata", r.Metadata)
+	if err := c.Err(); err != nil {
+		return err
+	}
 	var v problem.Validator
 	v.Add(accountRef(path+"from_account", r.FromAccountID, r.FromAccountNumber)...)
 	v.Add(accountRef(path+"to_account", r.ToAccountID, r.ToAccountNumber)...)
