@@ -197,6 +197,9 @@ func invoicePaymentID(invoiceID string) string {
 // onInvoiceFinalized collects a charge_automatically invoice with the
 // account's default payment method.
 func (s *service) onInvoiceFinalized(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	if err := s.learnInvoice(ctx, tx, ev); err != nil {
+		return err
+	}
 	var inv invoiceSummary
 	if err := events.Decode(ev, &inv); err != nil {
 		return err
@@ -204,12 +207,26 @@ func (s *service) onInvoiceFinalized(ctx context.Context, tx pgx.Tx, ev events.E
 	if inv.CollectionMethod != "charge_automatically" || inv.AmountDue <= 0 {
 		return nil
 	}
-	return s.collect(ctx, tx, inv)
+	return notCollected(ctx, inv, s.collect(ctx, tx, inv))
+}
+
+// notCollected turns a refusal of an invoice's automatic collection (the
+// invoice is paid or void already, another payment is in flight) into a
+// logged outcome: retrying the event cannot change it.
+func notCollected(ctx context.Context, inv invoiceSummary, err error) error {
+	if !refused(err) {
+		return err
+	}
+	slog.InfoContext(ctx, "invoice not collected", "invoice_id", inv.InvoiceID, "reason", err.Error())
+	return nil
 }
 
 // onPaymentRetry is dunning: a new attempt of the invoice's payment with
 // the account's default payment method (perhaps a new one by now).
 func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	if err := s.learnInvoice(ctx, tx, ev); err != nil {
+		return err
+	}
 	var inv invoiceSummary
 	if err := events.Decode(ev, &inv); err != nil {
 		return err
@@ -219,7 +236,7 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 	}
 	p, err := getPayment(ctx, tx, invoicePaymentID(inv.InvoiceID), true)
 	if errors.Is(err, errNotFound) {
-		return s.collect(ctx, tx, inv)
+		return notCollected(ctx, inv, s.collect(ctx, tx, inv))
 	}
 	if err != nil {
 		return err
@@ -243,7 +260,7 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 		return err
 	}
 	_, err = s.confirm(ctx, s.within(tx), p.ID, anyone, m.ID, nil)
-	return err
+	return notCollected(ctx, inv, err)
 }
 
 func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) error {

@@ -149,6 +149,9 @@ func (s *service) create(ctx context.Context, run txRunner, in createInput, done
 		err := run.run(ctx, func(tx pgx.Tx) error {
 			q := *p
 			q.finish()
+			if err := s.gateInvoice(ctx, tx, &q, true); err != nil {
+				return err
+			}
 			inserted, err := insertPayment(ctx, tx, &q)
 			if err != nil {
 				return err
@@ -177,7 +180,7 @@ func (s *service) create(ctx context.Context, run txRunner, in createInput, done
 	a.PaymentMethod = m.token
 	p.announced = false
 	p.finish()
-	inserted, err := insertConfirming(ctx, run.db(), p, a)
+	inserted, err := s.insertCharging(ctx, run, p, a)
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +265,9 @@ func (s *service) confirm(ctx context.Context, run txRunner, id string, can acce
 			given = p.method()
 		}
 		if err := checkConfirm(p, given); err != nil {
+			return err
+		}
+		if err := s.gateInvoice(ctx, tx, p, false); err != nil {
 			return err
 		}
 		if m, err = resolveMethod(ctx, tx, p.AccountID, p.UserID, given); err != nil {

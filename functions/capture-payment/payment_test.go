@@ -45,8 +45,11 @@ func types(recs []record) []string {
 
 func TestAutomaticCaptureOfAnInvoicePostsCaptureAndSettlementOnce(t *testing.T) {
 	g := newRig(t)
-	invoice := uuid.NewString()
-	p := g.pay(12000, "eur", "pm_card_visa", "automatic", true, func(b map[string]any) { b["invoice_id"] = invoice })
+	var invoice string
+	p := g.pay(12000, "eur", "pm_card_visa", "automatic", true, func(b map[string]any) {
+		invoice = g.openInvoice(t, b["account_id"].(string), "EUR", 12000)
+		b["invoice_id"] = invoice
+	})
 	if p.Status != Succeeded || p.AmountCaptured != 12000 || p.AmountCapturable != 0 || p.Currency != "EUR" {
 		t.Fatalf("payment: %+v", p)
 	}
@@ -281,7 +284,7 @@ func TestCustomersSeeOnlyTheirOwnPayments(t *testing.T) {
 
 func TestListPaymentsPagesWithAKeysetCursor(t *testing.T) {
 	g := newRig(t)
-	invoice := uuid.NewString()
+	invoice := g.openInvoice(t, g.account, "USD", 10000)
 	var ids []string
 	for i := 0; i < 5; i++ {
 		g.clock.Advance(1e6)

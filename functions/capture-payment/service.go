@@ -43,6 +43,10 @@ type Config struct {
 	// Accounts is where the read-through of an account the read model
 	// does not know yet asks (process-transaction, with a service token).
 	Accounts accounts.Config
+
+	// Invoices is where the read-through of an invoice the read model does
+	// not know yet asks (generate-invoice, with the service token).
+	Invoices InvoicesConfig
 }
 
 // service is capture-payment.
@@ -57,6 +61,8 @@ type service struct {
 	// and pays into: who owns each, its currency and status. Ownership is
 	// decided from it, never from what the caller says.
 	accounts *accounts.Directory
+	// invoiceSource reads an invoice whose event has not arrived (nil: none).
+	invoiceSource invoiceSource
 }
 
 // newService wires the gateways and the event handlers. The sandbox's
@@ -97,6 +103,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 
 	s.accounts = accounts.New(d.Pool, "payment_accounts", cfg.Accounts.Source())
 	s.accounts.Register(d.Events)
+	s.registerInvoices(d.Events, cfg.Invoices)
 	d.Events.On(events.TypeGatewayUpdated, s.onGatewayUpdated)
 	d.Events.On("billfn.invoice.finalized", s.onInvoiceFinalized)
 	d.Events.On("billfn.invoice.payment_retry_requested", s.onPaymentRetry)
