@@ -751,6 +751,11 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 	if err != nil || final {
 		return r, err
 	}
+	if r.LedgerHoldID == nil {
+		if err := s.reserveRefund(ctx, p, r); err != nil {
+			return nil, err
+		}
+	}
 	var (
 		res  RefundResult
 		cerr error
@@ -766,6 +771,43 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 		cancel()
 	}
 	return s.finishRefund(ctx, s.fresh(), r.ID, res, cerr, done)
+}
+
+// reserveRefund reserves r's amount in the ledger before the gateway is
+// asked (see ledger.go). A refusal removes the pending refund, so a
+// refused request leaves nothing behind; an unreachable ledger leaves it
+// pending, and a retry with the same Idempotency-Key carries on.
+func (s *service) reserveRefund(ctx context.Context, p *Payment, r *Refund) error {
+	dctx, cancel := detached(ctx, 10*time.Second)
+	defer cancel()
+	hold, rerr := s.reserve(dctx, p, r)
+	var pe *problem.Error
+	if rerr != nil && (!errors.As(rerr, &pe) || pe.Status() >= 500) {
+		return rerr
+	}
+	err := s.newTx(dctx, func(tx pgx.Tx) error {
+		pp, rr, err := lockRefund(dctx, tx, r.ID)
+		if err != nil {
+			return err
+		}
+		if rerr != nil {
+			if rr.Status == "pending" && rr.GatewayRefundID == nil && rr.LedgerHoldID == nil {
+				pp.AmountRefundPending -= rr.Amount
+				if err := deleteRefund(dctx, tx, rr.ID); err != nil {
+					return err
+				}
+				return updatePayment(dctx, tx, pp)
+			}
+			return nil
+		}
+		rr.LedgerHoldID = &hold
+		r.LedgerHoldID = &hold
+		return updateRefund(dctx, tx, rr)
+	})
+	if err != nil {
+		return err
+	}
+	return rerr
 }
 
 // finishRefund records a gateway's answer to a refund.
@@ -842,7 +884,11 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 		p.AmountRefundPending -= r.Amount
 		p.AmountRefunded += r.Amount
 		r.Status = "succeeded"
-		e.refundPostings(p, r)
+		if r.LedgerHoldID != nil {
+			e.resolveHold(p, r, true)
+		} else {
+			e.refundPostings(p, r) // a refund the gateway reported on its own
+		}
 		e.refund(evRefundOK, r)
 	case "failed", "canceled":
 		p.AmountRefundPending -= r.Amount
@@ -851,6 +897,7 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 		if r.FailureReason == nil {
 			r.FailureReason = nullable(status)
 		}
+		e.resolveHold(p, r, false)
 		e.refund(evRefundFail, r)
 	default: // pending or requires_action: a webhook or reconciliation settles it
 	}

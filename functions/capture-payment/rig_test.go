@@ -44,7 +44,8 @@ type rig struct {
 	clock   *testenv.Clock
 	admin   string
 	keySeq  atomic.Int64
-	account string // a USD account owned by admin
+	account string      // a USD account owned by admin
+	ledger  *testLedger // answers the refunds' holds as process-transaction would
 	// byCurrency are admin's accounts in other currencies (pay makes them).
 	byCurrency map[string]string
 }
@@ -70,6 +71,10 @@ func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 	for _, m := range mutate {
 		m(&cfg)
 	}
+	ledger := newTestLedger(t)
+	if cfg.Accounts.LedgerURL == "" {
+		cfg.Accounts.LedgerURL, cfg.Accounts.ServiceToken = ledger.srv.URL, "ledger-test-token"
+	}
 	d, kit := testenv.Platform(t, name)
 	c := testenv.NewClock(time.Now())
 	s, err := newService(context.Background(), d, cfg, c.Now)
@@ -77,7 +82,7 @@ func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 		t.Fatal(err)
 	}
 	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
-	g := &rig{t: t, s: s, d: d, kit: kit, h: h, clock: c, admin: uuid.NewString(), byCurrency: map[string]string{}}
+	g := &rig{t: t, s: s, d: d, kit: kit, h: h, clock: c, admin: uuid.NewString(), byCurrency: map[string]string{}, ledger: ledger}
 	g.account = g.newAccount(g.admin, "USD")
 	g.byCurrency["USD"] = g.account
 	return g

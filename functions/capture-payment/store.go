@@ -240,31 +240,35 @@ func listAttempts(ctx context.Context, q db, paymentID string) ([]Attempt, error
 
 // Refund is a refund as the API and the refund events show it.
 type Refund struct {
-	ID               string    `json:"refund_id"`
-	PaymentID        string    `json:"payment_id"`
-	AccountID        string    `json:"account_id"`
-	UserID           string    `json:"user_id"`
-	InvoiceID        *string   `json:"invoice_id"`
-	Amount           int64     `json:"amount"`
-	Currency         string    `json:"currency"`
-	Gateway          string    `json:"gateway"`
-	GatewayRefundID  *string   `json:"gateway_refund_id"`
-	GatewayPaymentID *string   `json:"gateway_payment_id"`
-	Status           string    `json:"status"`
-	Reason           string    `json:"reason"`
-	FailureReason    *string   `json:"failure_reason"`
-	CreatedAt        time.Time `json:"created_at"`
-	UpdatedAt        time.Time `json:"updated_at"`
-	n                int       // the payment's n-th refund (ledger reference)
+	ID               string  `json:"refund_id"`
+	PaymentID        string  `json:"payment_id"`
+	AccountID        string  `json:"account_id"`
+	UserID           string  `json:"user_id"`
+	InvoiceID        *string `json:"invoice_id"`
+	Amount           int64   `json:"amount"`
+	Currency         string  `json:"currency"`
+	Gateway          string  `json:"gateway"`
+	GatewayRefundID  *string `json:"gateway_refund_id"`
+	GatewayPaymentID *string `json:"gateway_payment_id"`
+	Status           string  `json:"status"`
+	Reason           string  `json:"reason"`
+	FailureReason    *string `json:"failure_reason"`
+	// LedgerHoldID is the hold that reserves the refund's amount in the
+	// ledger before the gateway is asked (nil for a refund the gateway
+	// reported on its own, e.g. one made in Stripe's dashboard).
+	LedgerHoldID *string   `json:"ledger_hold_id"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	n            int       // the payment's n-th refund (ledger reference)
 }
 
 const refundCols = `r.id, r.payment_id, r.n, r.account_id, r.user_id, r.invoice_id, r.amount, r.currency, r.gateway,
-	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.created_at, r.updated_at`
+	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.ledger_hold_id, r.created_at, r.updated_at`
 
 func scanRefund(row pgx.Row) (*Refund, error) {
 	r := &Refund{}
 	err := row.Scan(&r.ID, &r.PaymentID, &r.n, &r.AccountID, &r.UserID, &r.InvoiceID, &r.Amount, &r.Currency, &r.Gateway,
-		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.CreatedAt, &r.UpdatedAt)
+		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.LedgerHoldID, &r.CreatedAt, &r.UpdatedAt)
 	return r, err
 }
 
@@ -320,8 +324,15 @@ func insertRefund(ctx context.Context, q db, r *Refund) (bool, error) {
 }
 
 func updateRefund(ctx context.Context, q db, r *Refund) error {
-	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5
-		WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt)
+	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5,
+		ledger_hold_id = $6 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt, r.LedgerHoldID)
+	return err
+}
+
+// deleteRefund removes a refund that never reached the gateway (its
+// reservation was refused): a refused refund leaves nothing behind.
+func deleteRefund(ctx context.Context, q db, id string) error {
+	_, err := q.Exec(ctx, `DELETE FROM refunds WHERE id = $1 AND gateway_refund_id IS NULL AND ledger_hold_id IS NULL`, id)
 	return err
 }
 

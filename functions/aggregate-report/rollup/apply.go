@@ -251,6 +251,11 @@ func (a *Aggregator) hold(ev Event) error {
 	if err := a.Effects.add(ev.Time, cur, metric, "", canonicalID(d.FromAccountID), 1, amount, everywhere); err != nil {
 		return permanent(ev, "%v", err)
 	}
+	if ev.Type == HoldCaptured && amount > 0 {
+		// A refund is a hold placed before the gateway is asked and
+		// captured after it answered: the capture is its ledger side.
+		a.ledgerRecon(ev, d, cur, amount, "posted")
+	}
 	return nil
 }
 

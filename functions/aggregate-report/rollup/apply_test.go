@@ -234,6 +234,9 @@ func TestReconciliationRowsComeFromCapturesRefundsAndTheirPostings(t *testing.T)
 		ev(TransferPosted, t0, map[string]any{"id": "t-set", "from_account_id": acct, "to_account_id": bcct, "amount": 1000, "currency": "USD", "metadata": md("invoice_settlement")}),
 		ev(RefundSucceeded, t0, map[string]any{"refund_id": "re_1", "payment_id": pay1, "account_id": acct, "amount": 300, "currency": "USD", "gateway": "stripe"}),
 		ev(TransferRejected, t0, map[string]any{"id": "t-ref", "from_account_id": acct, "to_account_id": bcct, "amount": 300, "currency": "USD", "reject_reason": "account_frozen", "metadata": md("refund")}),
+		// A refund reserved with a hold: its capture is the ledger side.
+		ev(HoldCaptured, t0, map[string]any{"id": "h-ref", "from_account_id": acct, "to_account_id": bcct, "amount": 200, "captured_amount": 200, "currency": "USD", "metadata": md("refund")}),
+		ev(HoldVoided, t0, map[string]any{"id": "h-voi", "from_account_id": acct, "to_account_id": bcct, "amount": 100, "captured_amount": 0, "currency": "USD", "metadata": md("refund")}),
 	} {
 		if err := a.Apply(e); err != nil {
 			t.Fatal(err)
@@ -244,7 +247,7 @@ func TestReconciliationRowsComeFromCapturesRefundsAndTheirPostings(t *testing.T)
 		got = append(got, fmt.Sprintf("%s %s %s %s %d %s %s", r.Side, r.Kind, r.Gateway, r.PaymentID[:2], r.Amount, r.Status, r.Ref[:min(5, len(r.Ref))]))
 	}
 	want := []string{"gateway capture stripe 0e 1000 succeeded e-", "ledger capture stripe 0e 1000 posted t-cap",
-		"gateway refund stripe 0e 300 succeeded re_1", "ledger refund stripe 0e 300 rejected t-ref"}
+		"gateway refund stripe 0e 300 succeeded re_1", "ledger refund stripe 0e 300 rejected t-ref", "ledger refund stripe 0e 200 posted h-ref"}
 	for i := range want {
 		want[i] = strings.TrimSpace(want[i])
 		if i < len(got) && strings.HasPrefix(got[i], want[i]) {

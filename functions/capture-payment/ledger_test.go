@@ -1,0 +1,187 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// testLedger answers process-transaction's POST /transfers for holds, as
+// far as a refund's reservation needs it: an account holds what funds
+// says (unlimited when absent), an Idempotency-Key replays its first
+// answer. The real process-transaction is another binary; the system
+// tests in cmd/stack run the refund against it.
+type testLedger struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	funds map[string]int64 // account id → what it can still hold
+	holds []holdRequest    // every hold placed, in order
+	byKey map[string][]byte
+	calls int
+}
+
+func newTestLedger(t testing.TB) *testLedger {
+	l := &testLedger{funds: map[string]int64{}, byKey: map[string][]byte{}}
+	l.srv = httptest.NewServer(http.HandlerFunc(l.serve))
+	t.Cleanup(l.srv.Close)
+	return l
+}
+
+func (l *testLedger) serve(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	if r.Method != http.MethodPost || r.URL.Path != "/transfers" || r.Header.Get("Authorization") != "Bearer ledger-test-token" {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	answer := func(status int, body []byte) {
+		l.byKey[key] = append([]byte{byte(status >> 8), byte(status)}, body...)
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+	}
+	if prev, ok := l.byKey[key]; ok {
+		w.WriteHeader(int(prev[0])<<8 | int(prev[1]))
+		_, _ = w.Write(prev[2:])
+		return
+	}
+	var h holdRequest
+	if err := json.NewDecoder(r.Body).Decode(&h); err != nil || !h.Pending || h.Amount <= 0 {
+		answer(http.StatusUnprocessableEntity, []byte(`{"code":"validation_failed"}`))
+		return
+	}
+	if left, limited := l.funds[h.FromAccountID]; limited && h.FromAccountID != "" {
+		if h.Amount > left {
+			answer(http.StatusUnprocessableEntity, []byte(`{"code":"insufficient_funds","detail":"insufficient funds"}`))
+			return
+		}
+		l.funds[h.FromAccountID] = left - h.Amount
+	}
+	l.holds = append(l.holds, h)
+	body, _ := json.Marshal(map[string]any{"id": uuid.NewString(), "status": "held", "amount": h.Amount})
+	answer(http.StatusCreated, body)
+}
+
+func (l *testLedger) state() (holds []holdRequest, calls int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]holdRequest(nil), l.holds...), l.calls
+}
+
+// holdEvents are the hold resolutions capture-payment asked for about p.
+func (g *rig) holdEvents(t *testing.T, p string, want int) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, r := range g.consume(events.TopicTransaction, want, func(r record) bool {
+		return r.Key == p && (r.Event.Type() == evHoldCapture || r.Event.Type() == evHoldVoid)
+	}) {
+		out[r.Event.Type()]++
+	}
+	return out
+}
+
+func TestRefundIsReservedInTheLedgerBeforeTheGatewayAndCapturedAfter(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+	r := decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}}), 201)
+	if r.Status != "succeeded" || r.LedgerHoldID == nil {
+		t.Fatalf("refund %+v: want succeeded with its ledger hold", r)
+	}
+	holds, _ := g.ledger.state()
+	if len(holds) != 1 || holds[0].FromAccountID != g.account || holds[0].ToAccountNumber != "SYS-CLEARING-USD" ||
+		holds[0].Amount != 2000 || holds[0].Metadata["kind"] != kindRefund || holds[0].Metadata["refund_id"] != r.ID {
+		t.Fatalf("holds %+v: want one hold of 2000 from the account to clearing", holds)
+	}
+	if got := g.holdEvents(t, p.ID, 1); got[evHoldCapture] != 1 || got[evHoldVoid] != 0 {
+		t.Fatalf("hold resolutions %v: want one capture", got)
+	}
+	// The refund's own postings are the hold: no second movement by event.
+	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
+		if ps.Data.Metadata["kind"] == kindRefund {
+			t.Fatalf("a refund posting besides the hold: %+v", ps)
+		}
+	}
+}
+
+func TestRefundTheLedgerCannotCoverIsRefusedWithoutAskingTheGateway(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+	// The customer spent the money: the account holds 1000 only.
+	g.ledger.mu.Lock()
+	g.ledger.funds[g.account] = 1000
+	g.ledger.mu.Unlock()
+	before := g.sandboxRefunds(t)
+	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}})
+	if code := problemCode(t, rec, 422); code != string(codeInsufficientFunds) {
+		t.Fatalf("refund beyond the ledger: %s", code)
+	}
+	if after := g.sandboxRefunds(t); after != before {
+		t.Fatalf("the gateway was asked to refund (%d refunds, %d before)", after, before)
+	}
+	var n int
+	if err := g.d.Pool.QueryRow(t.Context(), `SELECT count(*) FROM refunds WHERE payment_id = $1`, p.ID).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("refund rows after a refused refund: %d, %v", n, err)
+	}
+	if got := g.get(p.ID); got.AmountRefundPending != 0 || got.AmountRefunded != 0 {
+		t.Fatalf("payment after a refused refund: %+v", got)
+	}
+	// What the account does hold can still be refunded.
+	r := decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1000}}), 201)
+	if r.Status != "succeeded" {
+		t.Fatalf("a covered refund: %+v", r)
+	}
+}
+
+func TestRefundTheGatewayRefusesVoidsItsHold(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+	// The sandbox refuses refunds of this payment (charge_not_refundable).
+	if _, err := g.d.Pool.Exec(t.Context(), `UPDATE sandbox_intents SET status = 'canceled' WHERE payment_id = $1`, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}})
+	var r Refund
+	_ = json.Unmarshal(rec.Body.Bytes(), &r)
+	if r.Status != "failed" && rec.Code < 400 {
+		t.Fatalf("a refused refund: %d %s", rec.Code, rec.Body)
+	}
+	if got := g.holdEvents(t, p.ID, 1); got[evHoldVoid] != 1 || got[evHoldCapture] != 0 {
+		t.Fatalf("hold resolutions %v: want one void, no capture", got)
+	}
+	if got := g.get(p.ID); got.AmountRefunded != 0 || got.AmountRefundPending != 0 {
+		t.Fatalf("payment after a failed refund: %+v", got)
+	}
+}
+
+func TestRefundIsTheMerchantsAct(t *testing.T) {
+	g := newRig(t)
+	cust := uuid.NewString()
+	acct := g.newAccount(cust, "USD")
+	p := decode[Payment](t, g.do(req{method: "POST", path: "/payments", sub: cust, role: auth.RoleCustomer,
+		body: map[string]any{"account_id": acct, "amount": 3000, "currency": "USD", "payment_method": "pm_card_visa", "confirm": true}}), 201)
+	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", sub: cust, role: auth.RoleCustomer, body: map[string]any{"amount": 3000}})
+	if code := problemCode(t, rec, 403); code != "forbidden" {
+		t.Fatalf("a customer's refund: %s", code)
+	}
+	if holds, _ := g.ledger.state(); len(holds) != 0 {
+		t.Fatalf("a refused refund placed holds: %+v", holds)
+	}
+}
+
+// sandboxRefunds counts the refunds the sandbox gateway has made.
+func (g *rig) sandboxRefunds(t *testing.T) int {
+	t.Helper()
+	var n int
+	if err := g.d.Pool.QueryRow(t.Context(), `SELECT count(*) FROM sandbox_refunds`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

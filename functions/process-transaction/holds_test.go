@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// A refund's hold is resolved by capture-payment through its outbox: the
+// resolution is applied once, however often it is delivered, and only
+// from capture-payment.
+func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
+	e := newEnv(t)
+	payer := uuid.NewString()
+	a := e.account(payer, "USD")
+	e.fund(a, 10_000)
+	hold := func(amount int64) Transfer {
+		r := e.do("POST", "/transfers", uuid.NewString(), auth.RoleService, map[string]any{"from_account_id": a.ID,
+			"to_account_number": "SYS-CLEARING-USD", "amount": amount, "currency": "USD", "pending": true,
+			"metadata": map[string]string{"kind": "refund"}}, "Idempotency-Key", key())
+		var t0 Transfer
+		r.json(t, &t0)
+		if r.Code != 201 || t0.Status != TransferHeld {
+			t.Fatalf("hold: %d %s", r.Code, r.Body)
+		}
+		return t0
+	}
+	resolve := func(source, typ, id string, amount int64) events.Event {
+		ev, err := events.New(context.Background(), source, typ, id, holdResolution{TransferID: id, Amount: amount})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev
+	}
+
+	// A forged capture (another source) is parked: nothing moves.
+	h1 := hold(3_000)
+	if r := e.deliver(resolve("generate-invoice", typeHoldCaptureRequested, h1.ID, 0)); r.Code >= 300 {
+		t.Fatalf("forged capture delivery: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 10_000 || got.Held != 3_000 {
+		t.Fatalf("after a forged capture %+v", got)
+	}
+
+	// capture-payment's capture, delivered twice (two event ids), moves it once.
+	capture := resolve(holdResolver, typeHoldCaptureRequested, h1.ID, 0)
+	for i := 0; i < 2; i++ {
+		if r := e.deliver(capture); r.Code >= 300 {
+			t.Fatalf("capture delivery %d: %d %s", i, r.Code, r.Body)
+		}
+	}
+	if r := e.deliver(resolve(holdResolver, typeHoldCaptureRequested, h1.ID, 0)); r.Code >= 300 {
+		t.Fatalf("a second capture request: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 7_000 || got.Held != 0 || got.Available != 7_000 {
+		t.Fatalf("after the capture %+v", got)
+	}
+
+	// A void releases a hold; voiding it again changes nothing.
+	h2 := hold(2_000)
+	for i := 0; i < 2; i++ {
+		if r := e.deliver(resolve(holdResolver, typeHoldVoidRequested, h2.ID, 0)); r.Code >= 300 {
+			t.Fatalf("void delivery %d: %d %s", i, r.Code, r.Body)
+		}
+	}
+	if got := e.get(a.ID); got.Balance != 7_000 || got.Held != 0 {
+		t.Fatalf("after the void %+v", got)
+	}
+	var parked int
+	if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE type = $1`, typeHoldCaptureRequested).Scan(&parked); err != nil {
+		t.Fatal(err)
+	}
+	if parked != 1 {
+		t.Fatalf("%d hold events parked, want 1 (the forged one)", parked)
+	}
+	checkLedger(t, e.d)
+}
