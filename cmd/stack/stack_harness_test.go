@@ -126,6 +126,8 @@ type stackOptions struct {
 type e2e struct {
 	t       *testing.T
 	root    string
+	bin     string // the stack binary startStack built
+	env     []string
 	gateway string // http://host:port
 	kafka   string // host:port
 	trigger string // host:port of the kafka-trigger's metrics
@@ -193,7 +195,7 @@ func startStack(t *testing.T, opts stackOptions) *e2e {
 	}
 
 	signer := auth.NewHS256Signer(auth.LocalDevSecret, "billfn", "billfn")
-	e := &e2e{t: t, root: root, signer: signer, client: &http.Client{Timeout: 30 * time.Second}, dbURL: dbURL, prefix: prefix}
+	e := &e2e{t: t, root: root, bin: bin, signer: signer, client: &http.Client{Timeout: 30 * time.Second}, dbURL: dbURL, prefix: prefix}
 	t.Cleanup(func() {
 		if e.cmd != nil && !e.stopped {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGINT)
@@ -264,6 +266,7 @@ func (e *e2e) launch(bin, databaseURL, redisURL string, env []string) bool {
 		"DATABASE_URL="+databaseURL, "REDIS_URL="+redisURL, "REDIS_PREFIX="+e.prefix,
 	)
 	cmd.Env = append(cmd.Env, env...)
+	e.env = cmd.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out := &syncBuffer{}
 	stdout, _ := cmd.StdoutPipe()
