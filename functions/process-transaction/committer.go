@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -506,8 +507,7 @@ func (c *committer) decide(o *op, accounts, byNumber map[string]*acct, priors ma
 	k := idemKey{o.scope, o.key}
 	if p, ok := priors[k]; ok {
 		if string(p.hash) != string(o.hash) {
-			o.res = outcome{err: problem.New(problem.IdempotencyKeyReused,
-				"this Idempotency-Key was used for a different transfer; use a new key for a new request"), done: true}
+			o.res = outcome{err: reusedKey(o), done: true}
 			return
 		}
 		t := *p.t
@@ -763,4 +763,15 @@ func requestHash(parts ...[]byte) []byte {
 		h.Write([]byte{0})
 	}
 	return h.Sum(nil)
+}
+
+// reusedKey is the problem of a key already used for another transfer: an
+// HTTP caller's Idempotency-Key, or for an event its id (scope
+// "event:<source>"), which the message must name as such.
+func reusedKey(o *op) error {
+	if src, ok := strings.CutPrefix(o.scope, "event:"); ok {
+		return problem.New(problem.IdempotencyKeyReused,
+			"event id %q from source %q was already used for a different transfer; a new event needs a new id", o.key, src)
+	}
+	return problem.New(problem.IdempotencyKeyReused, "this Idempotency-Key was used for a different transfer; use a new key for a new request")
 }
