@@ -30,6 +30,9 @@ func fuzzPAN(seed []byte, n uint8) []byte {
 		}
 		d[i] = '0' + x
 	}
+	if d[0] == '0' {
+		d[0] = '1' // no card number starts with 0
+	}
 	sum := 0
 	for i := len(d) - 2; i >= 0; i-- { // the check digit's neighbour is doubled
 		x := int(d[i] - '0')

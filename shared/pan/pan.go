@@ -33,7 +33,10 @@ import (
 //   - a stretch of several groups has no group longer than 6 digits
 //     (cards are written 4-4-4-4, 4-6-5, 4-4-4-4-3; a UUID's groups are
 //     8-4-4-4-12, so a UUID never matches);
-//   - a run of more than 19 digits with no separator is not a card number.
+//   - a run of more than 19 digits with no separator is not a card number;
+//   - a number starting with 0 is not a card number: no card network
+//     issues one (the first digit is the major industry identifier, 1-9),
+//     and zeros are what placeholders are made of ("0000 0000 0000 00").
 func Contains(s string) bool {
 	var (
 		digits []byte        // the current run's digit values
@@ -115,7 +118,7 @@ func endsWithPAN(digits []byte, groups [][2]int, glued bool) bool {
 			sum += x
 			double = !double
 		}
-		if count >= 13 && sum%10 == 0 {
+		if count >= 13 && sum%10 == 0 && digits[g[0]] != 0 {
 			return true
 		}
 		if size > 6 {

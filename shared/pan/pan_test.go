@@ -76,6 +76,9 @@ func TestContains(t *testing.T) {
 		"4242\n4242\n4242\n4242",       // one per line: a list
 		"192.168.100.200",
 		"v1.2.3",
+		"IBAN GB00 BILL 0000 0000 0000 00", // zeros: a placeholder, and no card starts with 0
+		"0000 0000 0000 0000",
+		"0424242424242424",
 	}
 	for _, s := range yes {
 		if !Contains(s) {
