@@ -26,7 +26,7 @@ import (
 // (see gateInvoice), under a lock on the invoice's row, so at most one
 // payment per invoice is in flight. Money that lands on an invoice anyway
 // (a late webhook, a race with generate-invoice's POST /invoices/{id}/pay)
-// is found by generate-invoice, which emits billfn.payment.unapplied; the
+// is found by generate-invoice, which emits billfn.invoice.payment_unapplied; the
 // settlement of that part is then reversed (onPaymentUnapplied) and the
 // money stays on the customer's account as a credit.
 
@@ -44,7 +44,7 @@ const (
 	evInvoiceRetry         = "billfn.invoice.payment_retry_requested"
 	// evUnapplied: generate-invoice found money of a payment the invoice
 	// did not need (see docs/events.md).
-	evUnapplied = "billfn.payment.unapplied"
+	evUnapplied = "billfn.invoice.payment_unapplied"
 )
 
 // Invoice statuses, as generate-invoice defines them.
@@ -364,7 +364,7 @@ func refused(err error) bool {
 	return errors.As(err, &pe) && pe.Status() < 500
 }
 
-// unappliedData is billfn.payment.unapplied, as generate-invoice emits it.
+// unappliedData is billfn.invoice.payment_unapplied, as generate-invoice emits it.
 type unappliedData struct {
 	PaymentID string `json:"payment_id"`
 	InvoiceID string `json:"invoice_id"`

@@ -356,7 +356,7 @@ func (s *service) paymentInvoice(ctx context.Context, tx pgx.Tx, ev events.Event
 // invoice as they are: money the invoice did not need (unapplied, by
 // reason), a currency that is not the invoice's, an invoice that does not
 // exist. Each is also logged at warn and, for money, announced as
-// billfn.payment.unapplied: none is dropped silently.
+// billfn.invoice.payment_unapplied: none is dropped silently.
 var paymentAnomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "generate_invoice_payment_anomalies_total",
 	Help: "Payment events that did not apply to their invoice as they are, by event type and reason (invoice_paid, invoice_void, overpayment, currency_mismatch, invoice_not_found).",
@@ -365,9 +365,9 @@ var paymentAnomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
 // typePaymentUnapplied announces money of a payment its invoice did not
 // need; capture-payment reverses its settlement, so the money stays on the
 // customer's account as a credit (docs/events.md).
-const typePaymentUnapplied = "billfn.payment.unapplied"
+const typePaymentUnapplied = "billfn.invoice.payment_unapplied"
 
-// unappliedData is billfn.payment.unapplied.
+// unappliedData is billfn.invoice.payment_unapplied.
 type unappliedData struct {
 	PaymentID         string         `json:"payment_id"`
 	InvoiceID         string         `json:"invoice_id"`
@@ -403,7 +403,7 @@ func (s *service) unapplied(ctx context.Context, inv *Invoice, p *paymentData, a
 // nothing. Money the invoice does not need (it is paid or void already,
 // the capture exceeds what is due, or it is in another currency) is
 // recorded with the payment, left out of amount_paid, and announced as
-// billfn.payment.unapplied.
+// billfn.invoice.payment_unapplied.
 func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Event) error {
 	var p paymentData
 	if err := decodeLoose(ev, &p); err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/billfn/billfn/shared/events"
 )
 
-// unappliedOf describes the billfn.payment.unapplied events about payment
+// unappliedOf describes the billfn.invoice.payment_unapplied events about payment
 // id as "<amount> <currency> <reason>" (joined by "; "), "" when none.
 func unappliedOf(t *testing.T, g *rig, id string) string {
 	t.Helper()
