@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -29,6 +30,12 @@ import (
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
 )
+
+// AnnotationLocalTick is added to a scheduled function's annotations in
+// the local gateway's /system/functions: the period its schedule actually
+// ticks at on this machine (BILLFN_TICK_EVERY), beside the cluster's cron
+// expression, which the schedule annotation keeps.
+const AnnotationLocalTick = "billfn.dev/local-tick-every"
 
 // DLQTopic is where the kafka-trigger parks records no function accepts.
 const DLQTopic = "billfn-dlq"
@@ -571,7 +578,12 @@ func (s *stack) startGateway(ln net.Listener) {
 			continue
 		}
 		spec := f.spec
-		labels, annotations := spec.Labels, spec.Annotations
+		labels, annotations := spec.Labels, maps.Clone(spec.Annotations)
+		// The schedule annotation stays the cluster's (what faas-cli
+		// deployed); what runs here is a tick every BILLFN_TICK_EVERY.
+		if _, ok := annotations[stackfile.AnnotationSchedule]; ok {
+			annotations[AnnotationLocalTick] = s.cfg.TickEvery.String()
+		}
 		st := gateway.FunctionStatus{
 			Name: f.name, Image: spec.Image, Namespace: gateway.Namespace, EnvVars: spec.Environment,
 			Secrets: spec.Secrets, Labels: &labels, Annotations: &annotations,
