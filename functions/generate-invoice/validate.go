@@ -14,6 +14,7 @@ import (
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/pan"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -283,6 +284,14 @@ type invoiceDraft struct {
 // well-formed body naming an account p may not bill is refused before any
 // rule (currencies of lines, due date, coupon, tax rates) is looked at.
 func (s *service) parseCreate(ctx context.Context, q querier, p auth.Principal, memo accountMemo, in *createInvoiceIn, pointer string, now time.Time) (*invoiceDraft, error) {
+	// No card number in any of its texts (memo, customer, lines, metadata…),
+	// whether the body came over HTTP or in a billfn.invoice.requested event;
+	// checked first, so no other message quotes one.
+	var c pan.Checker
+	c.Value(strings.TrimSuffix(pointer, "/"), in)
+	if err := c.Err(); err != nil {
+		return nil, err
+	}
 	var v problem.Validator
 	var rule *problem.Error
 	account := strings.ToLower(in.AccountID)
