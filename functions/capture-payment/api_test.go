@@ -14,56 +14,6 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 )
 
-func TestContainsPAN(t *testing.T) {
-	yes := []string{
-		`{"payment_method":"4242424242424242"}`,
-		`{"description":"card 4242 4242 4242 4242 please"}`,
-		`{"metadata":{"x":"4000-0566-5566-5556"}}`,
-		`{"amount":4242424242424242}`,
-		`{"metadata":{"378282246310005":"amex as a key"}}`,
-		`{"d":"\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032\u0034\u0032"}`,
-		`{"d":"6011111111111117"}`,                  // Discover, 16
-		`{"d":"4222222222222"}`,                     // Visa, 13
-		`{"d":"6205500000000000004"}`,               // 19
-		`{"d":"5555 5555 5555 4444 exp"}`,           // Mastercard, spaced
-		`{"d":"card 4242424242424242 please"}`,      // unseparated, among words
-		`{"d":"4242 4242 4242 4242 12/27"}`,         // followed by the expiry
-		`{"d":"ref 1 4000-0566-5566-5556 cvc 123"}`, // among other numbers
-		`{"d":"my card:\n4242424242424242"}`,        // after an escape
-	}
-	no := []string{
-		`{"payment_method":"pm_card_visa"}`,
-		`{"amount":1050,"currency":"USD"}`,
-		`{"account_id":"123e4567-e89b-12d3-a456-426614174000"}`,
-		`{"id":"550e8400-e29b-41d4-a716-446655440000"}`,
-		`{"id":"73625508-2962-4106-a925-e0e02156fa08"}`,    // digit groups, Luhn-valid
-		`{"id":"12345678-1234-1234-1234-123456789012"}`,    // all digits
-		`{"d":"4242424242424241"}`,                         // fails Luhn
-		`{"d":"424242424242"}`,                             // 12 digits
-		`{"d":"42424242424242424242"}`,                     // 20 digits
-		`{"d":"2026-11-23T12:00:00Z"}`,                     // a time
-		`{"d":"pm_4242424242424242"}`,                      // part of an identifier
-		`{"d":"ch_1234567890123452x"}`,                     // idem
-		`{"phone":"+1 415-555-0100","zip":"94107","n":42}`, // short numbers
-	}
-	for _, s := range yes {
-		if !containsPAN([]byte(s)) {
-			t.Errorf("missed a card number in %s", s)
-		}
-	}
-	for _, s := range no {
-		if containsPAN([]byte(s)) {
-			t.Errorf("false card number in %s", s)
-		}
-	}
-	// Random UUIDs never look like card numbers.
-	for i := 0; i < 20000; i++ {
-		if s := `{"id":"` + uuid.NewString() + `"}`; containsPAN([]byte(s)) {
-			t.Fatalf("false card number in %s", s)
-		}
-	}
-}
-
 func TestCardNumbersAreRejectedAndNeverLogged(t *testing.T) {
 	var logs bytes.Buffer
 	prev := slog.Default()

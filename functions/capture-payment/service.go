@@ -120,7 +120,7 @@ func (s *service) routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
 // another customer's resource of that kind in each).
 func (s *service) routeTable() []platform.Route {
 	idem := s.d.Idempotency.Middleware(true)
-	write := func(h http.HandlerFunc) http.Handler { return rejectPAN(idem(h)) }
+	write := func(h http.HandlerFunc) http.Handler { return idem(h) } // Mux refuses card numbers before (shared/pan)
 	payment := map[string]string{"{id}": "payment"}
 	account := map[string]string{"{id}": "account"}
 	method := map[string]string{"{id}": "account", "{method}": "payment-method"}
