@@ -736,13 +736,17 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 		if err != nil {
 			return err
 		}
+		src, err := holdSource(ctx, tx, p, amt)
+		if err != nil {
+			return err
+		}
 		now := s.now()
 		p.refundCount++
 		p.AmountRefundPending += amt
 		p.UpdatedAt = now
 		r = &Refund{ID: refundID, PaymentID: p.ID, n: p.refundCount, AccountID: p.AccountID, UserID: p.UserID,
 			InvoiceID: p.InvoiceID, Amount: amt, Currency: string(p.Currency), Gateway: p.gateway(),
-			GatewayPaymentID: p.GatewayPaymentID, Status: "pending", Reason: reason, CreatedAt: now, UpdatedAt: now}
+			GatewayPaymentID: p.GatewayPaymentID, Status: "pending", Reason: reason, CreatedAt: now, UpdatedAt: now, HoldSource: &src}
 		if _, err := insertRefund(ctx, tx, r); err != nil {
 			return err
 		}

@@ -405,6 +405,9 @@ func (s *service) onPaymentUnapplied(ctx context.Context, tx pgx.Tx, ev events.E
 	amount := min(u.Amount, p.AmountCaptured)
 	slog.WarnContext(ctx, "payment not needed by its invoice: credited to the account", "payment_id", p.ID,
 		"invoice_id", p.invoiceID(), "account_id", p.AccountID, "amount", amount, "currency", string(p.Currency), "reason", u.Reason)
+	if err := setUnapplied(ctx, tx, p.ID, amount); err != nil {
+		return err
+	}
 	e := emitter{ctx: ctx}
 	e.posting(p, kindUnapplied, 1, "revenue", "account", amount, "")
 	return e.flush(tx)

@@ -293,4 +293,31 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 	if balance["SYS-CLEARING-USD"] != -2900 || balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 2900 {
 		t.Fatalf("balances %v: want clearing -2900 (the capture), revenue 0, the account +2900", balance)
 	}
+	// Refunding the double charge takes the credit back from the account,
+	// not from revenue, which never kept it.
+	r := decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2900}}), 201)
+	holds, _ := g.ledger.state()
+	if r.Status != "succeeded" || len(holds) != 1 || holds[0].FromAccountID != g.account || holds[0].FromAccountNumber != "" {
+		t.Fatalf("refund %+v, holds %+v: want one hold on the account", r, holds)
+	}
+}
+
+func TestARefundStraddlingCreditAndRevenueIsRefused(t *testing.T) {
+	g := newRig(t)
+	inv := g.openInvoice(t, g.account, "USD", 2000)
+	p := decode[Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
+	// Say generate-invoice credited 500 of it (an overpayment it learnt of).
+	if rec := g.deliver(event(t, "generate-invoice", evUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+		"account_id": g.account, "amount": 500, "currency": "USD", "reason": "overpayment"})); rec.Code != 200 {
+		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
+	}
+	if code := problemCode(t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 800}}), 409); code != "conflict" {
+		t.Fatalf("a refund across the credit and revenue: %s", code)
+	}
+	decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 500}}), 201)
+	decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1500}}), 201)
+	holds, _ := g.ledger.state()
+	if len(holds) != 2 || holds[0].FromAccountID != g.account || holds[1].FromAccountNumber != "SYS-REVENUE-USD" {
+		t.Fatalf("holds %+v: want 500 from the account, then 1500 from revenue", holds)
+	}
 }

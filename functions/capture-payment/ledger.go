@@ -51,8 +51,8 @@ const (
 )
 
 // refundHold is the ledger side of a refund: from the payment's account
-// (for an invoice payment, from SYS-REVENUE, which received the
-// settlement) to SYS-CLEARING, held.
+// (for the part of an invoice payment its invoice kept, from SYS-REVENUE,
+// which received the settlement; see holdSource) to SYS-CLEARING, held.
 func refundHold(p *Payment, r *Refund) transferRequest {
 	ref := p.ID + ":" + kindRefund + ":" + strconv.Itoa(r.n)
 	tr := transferRequest{Amount: r.Amount, Currency: string(p.Currency), ReferenceID: ref, Pending: true,
@@ -60,6 +60,8 @@ func refundHold(p *Payment, r *Refund) transferRequest {
 		Metadata:    map[string]string{"kind": kindRefund, "payment_id": p.ID, "gateway": p.gateway(), "refund_id": r.ID}}
 	if inv := p.invoiceID(); inv != "" {
 		tr.Metadata["invoice_id"] = inv
+	}
+	if r.HoldSource != nil && *r.HoldSource == "revenue" {
 		tr.FromAccountNumber = "SYS-REVENUE-" + string(p.Currency)
 	} else {
 		tr.FromAccountID = p.AccountID

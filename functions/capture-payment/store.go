@@ -256,19 +256,22 @@ type Refund struct {
 	// LedgerHoldID is the hold that reserves the refund's amount in the
 	// ledger before the gateway is asked (nil for a refund the gateway
 	// reported on its own, e.g. one made in Stripe's dashboard).
-	LedgerHoldID *string   `json:"ledger_hold_id"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
-	n            int       // the payment's n-th refund (ledger reference)
+	LedgerHoldID *string `json:"ledger_hold_id"`
+	// HoldSource is what the hold draws on: "account" (the payment's
+	// account) or "revenue" (SYS-REVENUE, for what an invoice kept).
+	HoldSource *string   `json:"-"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	n          int       // the payment's n-th refund (ledger reference)
 }
 
 const refundCols = `r.id, r.payment_id, r.n, r.account_id, r.user_id, r.invoice_id, r.amount, r.currency, r.gateway,
-	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.ledger_hold_id, r.created_at, r.updated_at`
+	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.ledger_hold_id, r.hold_source, r.created_at, r.updated_at`
 
 func scanRefund(row pgx.Row) (*Refund, error) {
 	r := &Refund{}
 	err := row.Scan(&r.ID, &r.PaymentID, &r.n, &r.AccountID, &r.UserID, &r.InvoiceID, &r.Amount, &r.Currency, &r.Gateway,
-		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.LedgerHoldID, &r.CreatedAt, &r.UpdatedAt)
+		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.LedgerHoldID, &r.HoldSource, &r.CreatedAt, &r.UpdatedAt)
 	return r, err
 }
 
@@ -316,16 +319,51 @@ func listRefunds(ctx context.Context, q db, paymentID string) ([]*Refund, error)
 // insertRefund inserts r; false when it exists (a re-run).
 func insertRefund(ctx context.Context, q db, r *Refund) (bool, error) {
 	tag, err := q.Exec(ctx, `INSERT INTO refunds (id, payment_id, n, account_id, user_id, invoice_id, amount, currency,
-		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT (id) DO NOTHING`,
+		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at, hold_source)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT (id) DO NOTHING`,
 		r.ID, r.PaymentID, r.n, r.AccountID, r.UserID, r.InvoiceID, r.Amount, r.Currency, r.Status, r.Reason, r.Gateway,
-		r.GatewayRefundID, r.FailureReason, r.CreatedAt, r.UpdatedAt)
+		r.GatewayRefundID, r.FailureReason, r.CreatedAt, r.UpdatedAt, r.HoldSource)
 	return err == nil && tag.RowsAffected() == 1, err
 }
 
 func updateRefund(ctx context.Context, q db, r *Refund) error {
 	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5,
 		ledger_hold_id = $6 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt, r.LedgerHoldID)
+	return err
+}
+
+// holdSource decides what a new refund of amount on payment p draws on
+// in the ledger. A payment without an invoice stays in its account. For an
+// invoice payment, the part its invoice did not need was credited to the
+// account (amount_unapplied), the rest went to revenue; a refund takes
+// the credited part first, from the account, then the rest from revenue.
+// One refund draws on one of them: a refund that would straddle both is
+// refused, naming the amount that can be refunded from the account alone.
+func holdSource(ctx context.Context, q db, p *Payment, amount int64) (string, error) {
+	if p.InvoiceID == nil {
+		return "account", nil
+	}
+	var unapplied, fromAccount int64
+	if err := q.QueryRow(ctx, `SELECT amount_unapplied,
+		(SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = $1 AND hold_source = 'account' AND status IN ('pending', 'succeeded'))
+		FROM payments WHERE id = $1`, p.ID).Scan(&unapplied, &fromAccount); err != nil {
+		return "", err
+	}
+	credit := max(unapplied-fromAccount, 0)
+	switch {
+	case credit == 0:
+		return "revenue", nil
+	case amount <= credit:
+		return "account", nil
+	}
+	return "", problem.New(problem.Conflict, "%d of this payment was credited to the account (its invoice did not need it): refund that part on its own first", credit).
+		With("amount_credited", credit)
+}
+
+// setUnapplied records the part of an invoice payment its invoice did not
+// need (it never shrinks: generate-invoice reports a payment once).
+func setUnapplied(ctx context.Context, q db, paymentID string, amount int64) error {
+	_, err := q.Exec(ctx, `UPDATE payments SET amount_unapplied = greatest(amount_unapplied, $2) WHERE id = $1`, paymentID, amount)
 	return err
 }
 
