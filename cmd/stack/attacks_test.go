@@ -153,7 +153,7 @@ func TestAttacks(t *testing.T) {
 			{"GET", cp + "/payments/" + v.authorized, nil, notFound},
 			{"POST", cp + "/payments/" + v.authorized + "/capture", map[string]any{"amount": 100}, notFound},
 			{"POST", cp + "/payments/" + v.authorized + "/cancel", map[string]any{}, notFound},
-			{"POST", cp + "/payments/" + v.captured + "/refunds", map[string]any{"amount": 100}, notFound},
+			{"POST", cp + "/payments/" + v.captured + "/refunds", map[string]any{"amount": 100}, adminOnly}, // refunds are the merchant's (issue 14)
 			{"GET", cp + "/payments/" + v.captured + "/refunds", nil, notFound},
 			{"GET", cp + "/accounts/" + b.account + "/payment-methods", nil, []int{http.StatusNotFound, http.StatusOK}},
 			{"DELETE", cp + "/accounts/" + b.account + "/payment-methods/" + v.method, nil, notFound},
@@ -192,6 +192,94 @@ func TestAttacks(t *testing.T) {
 		}
 		if after := v.state(e); after != before {
 			t.Errorf("B's resources changed:\nbefore %+v\nafter  %+v", before, after)
+		}
+	})
+
+	// The four flaws of issue 14, each tried as the attacker would. They
+	// must fail to work: refused, and nothing of B's touched.
+	t.Run("issue 14: an invoice on another's account cannot charge their saved card", func(t *testing.T) {
+		e.defaultMethod(b, "pm_card_visa") // what auto-collection would charge
+		payments := func() int64 { return e.scalar(`SELECT count(*) FROM payments WHERE account_id::text = $1`, b.account) }
+		invoices := func() int64 { return e.scalar(`SELECT count(*) FROM invoices WHERE account_id::text = $1`, b.account) }
+		p0, i0, bal0 := payments(), invoices(), e.balance(b.account)
+		r := e.req(http.MethodPost, "/function/generate-invoice/invoices", map[string]any{
+			"account_id": b.account, "currency": "USD", "auto_finalize": true,
+			"line_items": []any{map[string]any{"description": "nothing at all", "unit_amount": 99_999_999}}},
+			"Authorization", "Bearer "+a.token, "Idempotency-Key", uuid.NewString())
+		if r.status != http.StatusNotFound {
+			t.Errorf("A invoicing B's account: %s, want 404", r)
+		}
+		e.quiesce(60 * time.Second) // an invoice accepted would be collected by now
+		if p, i, bal := payments(), invoices(), e.balance(b.account); p != p0 || i != i0 || bal != bal0 {
+			t.Errorf("B was invoiced or charged: payments %d → %d, invoices %d → %d, balance %d → %d", p0, p, i0, i, bal0, bal)
+		}
+	})
+
+	t.Run("issue 14: a customer cannot replace another's default payment method", func(t *testing.T) {
+		def := func() string {
+			var id string
+			_ = e.db.QueryRow(context.Background(), `SELECT coalesce(max(id::text), '') FROM payment_methods WHERE account_id::text = $1 AND is_default`, b.account).Scan(&id)
+			return id
+		}
+		count := func() int64 {
+			return e.scalar(`SELECT count(*) FROM payment_methods WHERE account_id::text = $1`, b.account)
+		}
+		d0, n0 := def(), count()
+		r := e.req(http.MethodPost, "/function/capture-payment/accounts/"+b.account+"/payment-methods",
+			map[string]any{"token": "pm_card_chargeDeclinedInsufficientFunds", "default": true},
+			"Authorization", "Bearer "+a.token, "Idempotency-Key", uuid.NewString())
+		if r.status != http.StatusNotFound {
+			t.Errorf("A saving a method on B's account: %s, want 404", r)
+		}
+		if d, n := def(), count(); d != d0 || n != n0 {
+			t.Errorf("B's payment methods changed: default %q → %q, count %d → %d", d0, d, n0, n)
+		}
+	})
+
+	t.Run("issue 14: a customer cannot pay into or charge for another's account", func(t *testing.T) {
+		payments := func() int64 { return e.scalar(`SELECT count(*) FROM payments WHERE account_id::text = $1`, b.account) }
+		p0, bal0 := payments(), e.balance(b.account)
+		for _, body := range []map[string]any{
+			{"account_id": b.account, "amount": 100, "currency": "USD", "payment_method": "pm_card_visa", "confirm": true},
+			{"account_id": b.account, "amount": 100, "currency": "USD", "payment_method": "pm_card_visa", "capture_method": "manual", "confirm": true},
+			{"account_id": b.account, "amount": 100, "currency": "USD"},
+		} {
+			r := e.req(http.MethodPost, "/function/capture-payment/payments", body,
+				"Authorization", "Bearer "+a.token, "Idempotency-Key", uuid.NewString())
+			if r.status != http.StatusNotFound {
+				t.Errorf("A paying for B's account %v: %s, want 404", body, r)
+			}
+		}
+		e.quiesce(60 * time.Second)
+		if p, bal := payments(), e.balance(b.account); p != p0 || bal != bal0 {
+			t.Errorf("B's account took a payment: payments %d → %d, balance %d → %d", p0, p, bal0, bal)
+		}
+	})
+
+	t.Run("issue 14: a customer cannot refund, even its own payment", func(t *testing.T) {
+		// A customer of its own, so A's balance stays what the later
+		// subtests expect.
+		c := e.newCustomer("USD")
+		r := e.req(http.MethodPost, "/function/capture-payment/payments", map[string]any{"account_id": c.account, "amount": 2_000,
+			"currency": "USD", "payment_method": "pm_card_visa", "confirm": true},
+			"Authorization", "Bearer "+c.token, "Idempotency-Key", uuid.NewString())
+		if r.status != http.StatusCreated || str(r.body, "status") != "succeeded" {
+			t.Fatalf("the customer's own card payment: %s", r)
+		}
+		paid := str(r.body, "payment_id")
+		e.quiesce(60 * time.Second) // the payment posted to the customer's account
+		bal := e.balance(c.account)
+		r = e.req(http.MethodPost, "/function/capture-payment/payments/"+paid+"/refunds", map[string]any{"amount": 2_000},
+			"Authorization", "Bearer "+c.token, "Idempotency-Key", uuid.NewString())
+		if r.status != http.StatusForbidden {
+			t.Errorf("a customer refunding its own payment: %s, want 403 (refunds are the merchant's)", r)
+		}
+		e.quiesce(60 * time.Second)
+		if n := e.scalar(`SELECT count(*) FROM refunds WHERE payment_id::text = $1`, paid); n != 0 {
+			t.Errorf("%d refunds were created", n)
+		}
+		if got := e.balance(c.account); got != bal {
+			t.Errorf("the customer's balance %d → %d", bal, got)
 		}
 	})
 
