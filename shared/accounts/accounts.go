@@ -16,7 +16,6 @@ package accounts
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,6 +30,7 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/readthrough"
 )
 
 // Event types that carry account facts, and their only allowed source.
@@ -251,14 +251,6 @@ func (d *Directory) For(ctx context.Context, p auth.Principal, id string) (Facts
 
 func notFound() error { return problem.New(problem.NotFound, "no such account") }
 
-// HTTPSource reads an account from process-transaction's
-// GET {BaseURL}/accounts/{id} with a service token.
-type HTTPSource struct {
-	BaseURL string // e.g. http://gateway.openfaas:8080/function/process-transaction
-	Token   string // a service-role JWT
-	Client  *http.Client
-}
-
 // Config configures the read-through: where process-transaction answers
 // and the service token to ask it with (a secret file, never an
 // environment copy in production).
@@ -273,38 +265,22 @@ func (cfg Config) Source() Source {
 	if cfg.LedgerURL == "" || cfg.ServiceToken == "" {
 		return nil
 	}
-	return &HTTPSource{BaseURL: cfg.LedgerURL, Token: cfg.ServiceToken}
+	return httpSource{readthrough.New(cfg.LedgerURL, cfg.ServiceToken)}
 }
 
+// httpSource reads an account from process-transaction's
+// GET {LEDGER_URL}/accounts/{id} with the service token.
+type httpSource struct{ c *readthrough.Client }
+
 // Account implements Source.
-func (h *HTTPSource) Account(ctx context.Context, id string) (Facts, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(h.BaseURL, "/")+"/accounts/"+id, nil)
-	if err != nil {
-		return Facts{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+h.Token)
-	req.Header.Set("Accept", "application/json")
-	c := h.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return Facts{}, err
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return Facts{}, ErrUnknown
-	default:
-		return Facts{}, fmt.Errorf("GET /accounts/%s: %s", id, resp.Status)
-	}
+func (h httpSource) Account(ctx context.Context, id string) (Facts, error) {
 	var f Facts
-	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&f); err != nil {
-		return Facts{}, fmt.Errorf("GET /accounts/%s: %w", id, err)
+	err := h.c.Get(ctx, "accounts", id, &f)
+	if errors.Is(err, readthrough.ErrUnknown) {
+		return Facts{}, ErrUnknown
+	}
+	if err != nil {
+		return Facts{}, err
 	}
 	return f, f.validate()
 }
