@@ -111,8 +111,8 @@ func TestStackSubscriptionsAreTheEventContract(t *testing.T) {
 	// docs/events.md: who consumes what.
 	want := map[string][]string{
 		"process-transaction": {events.TopicTransaction},
-		"generate-invoice":    {events.TopicBilling, events.TopicPayment},
-		"capture-payment":     {events.TopicBilling, events.TopicPayment},
+		"generate-invoice":    {events.TopicUser, events.TopicBilling, events.TopicPayment},
+		"capture-payment":     {events.TopicUser, events.TopicBilling, events.TopicPayment},
 		"handle-webhook":      {events.TopicPayment},
 		"aggregate-report":    {events.TopicUser, events.TopicBilling, events.TopicTransaction, events.TopicPayment},
 	}
@@ -163,9 +163,12 @@ func TestStackSubscriptionsAreTheEventContract(t *testing.T) {
 
 // wantTypes is who handles what, from docs/events.md (aggregate-report: all).
 var wantTypes = map[string][]string{
-	"process-transaction": {"billfn.transaction.requested"},
-	"generate-invoice":    {"billfn.invoice.requested", "billfn.payment.captured", "billfn.payment.failed", "billfn.refund.succeeded"},
-	"capture-payment":     {"billfn.invoice.finalized", "billfn.invoice.payment_retry_requested", "billfn.payment.gateway_updated"},
+	"process-transaction": {"billfn.transaction.requested", "billfn.hold.capture_requested", "billfn.hold.void_requested"},
+	"generate-invoice": {"billfn.account.created", "billfn.account.updated",
+		"billfn.invoice.requested", "billfn.payment.captured", "billfn.payment.failed", "billfn.refund.succeeded"},
+	"capture-payment": {"billfn.account.created", "billfn.account.updated", "billfn.invoice.created", "billfn.invoice.finalized",
+		"billfn.invoice.overdue", "billfn.invoice.paid", "billfn.invoice.voided", "billfn.invoice.uncollectible",
+		"billfn.invoice.payment_retry_requested", "billfn.invoice.payment_unapplied", "billfn.payment.gateway_updated"},
 	"handle-webhook": {"billfn.payment.created", "billfn.payment.updated", "billfn.payment.authorized", "billfn.payment.captured",
 		"billfn.payment.failed", "billfn.payment.canceled", "billfn.payment.disputed", "billfn.refund.succeeded", "billfn.refund.failed"},
 }
