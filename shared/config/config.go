@@ -5,7 +5,9 @@
 // (OpenFaaS mounts secrets at /var/openfaas/secrets/<name>; Knative and plain
 // Kubernetes can mount a Secret volume at the same path), falling back to its
 // environment variable when the file does not exist. Surrounding whitespace
-// in a secret file is trimmed.
+// in a secret file is trimmed. A secret's value is kept in the struct only:
+// Load never copies anything into the process environment, where
+// /proc/<pid>/environ and every child process would see it.
 //
 // Load checks every field before failing, so one start-up error names every
 // missing or invalid variable at once.
@@ -52,6 +54,11 @@ func Secret(name, env string) (value string, ok bool, err error) {
 	v, ok := os.LookupEnv(env)
 	return v, ok, nil
 }
+
+// unsetVariable names the variable envconfig is pointed at when a value was
+// already read elsewhere (a secret file, a lower-case variable); nothing sets
+// it, so envconfig falls back to the value handed over as the default.
+const unsetVariable = "_BILLFN_CONFIG_VALUE_IN_MEMORY_"
 
 // Load fills spec (a pointer to a struct) from the environment. Variable
 // names are envconfig's: the `envconfig` tag, or the upper-cased field name,
@@ -109,21 +116,27 @@ func loadStruct(s reflect.Value, problems *[]string) error {
 		} else if key != envKey {
 			val, ok = os.LookupEnv(key)
 		}
+		present := os.Getenv(envKey)
 		if ok {
-			// Hand the value to envconfig through the environment so
-			// decoding and validation stay in one place.
-			if err := os.Setenv(envKey, val); err != nil {
-				return err
-			}
+			present = val
 		}
-		if f.Tag.Get("required") == "true" && f.Tag.Get("default") == "" && os.Getenv(key) == "" && os.Getenv(f.Tag.Get("envconfig")) == "" {
+		if f.Tag.Get("required") == "true" && f.Tag.Get("default") == "" && present == "" {
 			// envconfig accepts a variable set to ""; for a required value
 			// that is as good as missing.
 			*problems = append(*problems, describe(key, f, errors.New("missing value")))
 			continue
 		}
+		tag := f.Tag
+		if ok {
+			// The value came from a secret file (or a lower-case variable):
+			// hand it to envconfig in memory, as the default of a field
+			// whose variable is never set, so decoding and validation stay
+			// in envconfig and the value never enters the process
+			// environment (/proc/<pid>/environ, child processes).
+			tag = reflect.StructTag(fmt.Sprintf(`envconfig:%q default:%q`, unsetVariable, val))
+		}
 		one := reflect.New(reflect.StructOf([]reflect.StructField{{
-			Name: f.Name, Type: f.Type, Tag: f.Tag,
+			Name: f.Name, Type: f.Type, Tag: tag,
 		}}))
 		if err := envconfig.Process("", one.Interface()); err != nil {
 			*problems = append(*problems, describe(key, f, err))

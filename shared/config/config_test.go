@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -474,5 +475,49 @@ func TestLoadFillsTheAuthConfigFromASecretFile(t *testing.T) {
 	}
 	if _, err := auth.NewVerifier(cfg); err != nil {
 		t.Fatalf("NewVerifier on the loaded config: %v", err)
+	}
+}
+
+// Issue 15, item 3: a secret read from a file stays in the struct; it is
+// never copied into the process environment, where /proc/<pid>/environ and
+// every child process would see it.
+func TestLoadKeepsFileSecretsOutOfTheEnvironment(t *testing.T) {
+	unsetenv(t, "DB_PASSWORD", "DB_POOL")
+	secretsDir(t, map[string]string{"db-password": "file-only-s3cr3t\n", "db-pool": "16"})
+	var s secretSpec
+	if err := Load(&s); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if s.Password != "file-only-s3cr3t" || s.Pool != 16 {
+		t.Fatalf("Load filled %+v, want the secret files' values", s)
+	}
+	for _, k := range []string{"DB_PASSWORD", "DB_POOL"} {
+		if v, ok := os.LookupEnv(k); ok {
+			t.Errorf("after Load, %s is in the environment (%q)", k, v)
+		}
+	}
+	out, err := exec.Command("env").Output()
+	if err != nil {
+		t.Fatalf("env: %v", err)
+	}
+	if strings.Contains(string(out), "file-only-s3cr3t") {
+		t.Fatal("a child process sees the secret in its environment")
+	}
+}
+
+// A lower-case variable (the watchdog's read_timeout) is read as written and
+// not copied to its upper-case name either.
+func TestLoadDoesNotCopyALowerCaseVariableToItsUpperCaseName(t *testing.T) {
+	unsetenv(t, "READ_TIMEOUT", "MAX_INFLIGHT", "read_timeout", "max_inflight")
+	t.Setenv("read_timeout", "30")
+	var s watchdogSpec
+	if err := Load(&s); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if s.ReadTimeout.D() != 30*time.Second {
+		t.Fatalf("ReadTimeout = %v, want 30s", s.ReadTimeout.D())
+	}
+	if v, ok := os.LookupEnv("READ_TIMEOUT"); ok {
+		t.Fatalf("after Load, READ_TIMEOUT is in the environment (%q)", v)
 	}
 }
