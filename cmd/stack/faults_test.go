@@ -42,6 +42,7 @@ type load struct {
 	refused   map[string]bool  // Idempotency-Key → refused as insufficient funds (kept as rejected)
 	async     map[string]int64 // transfer id → amount of a 202 pending transfer
 	payments  map[string]int64 // payment id → amount of a 201 succeeded payment
+	refunds   map[string]int64 // refund id → amount of a 201 refund (succeeded or pending at the gateway)
 	invoices  map[string]int64 // invoice id → total of a 201 finalized invoice (auto-collected)
 	statuses  map[int]int      // final status → count
 }
@@ -85,7 +86,7 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 	})
 	testStart := time.Now()
 	l := &load{e: e, transfers: map[string]int64{}, refused: map[string]bool{}, async: map[string]int64{},
-		payments: map[string]int64{}, invoices: map[string]int64{}, statuses: map[int]int{}}
+		payments: map[string]int64{}, refunds: map[string]int64{}, invoices: map[string]int64{}, statuses: map[int]int{}}
 
 	// Customers: funded accounts that pay each other, and payers whose
 	// invoices are collected automatically with a saved card.
@@ -243,6 +244,7 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 	check("every 202 transfer decided exactly once", l.asyncDecided())
 	check("every 201 payment captured and posted to the ledger exactly once", l.paymentsOnce())
 	check("every invoice paid by one payment, captured and settled exactly once", l.invoicesOnce())
+	check("every 201 refund refunded at the gateway once, its ledger hold captured", l.refundsOnce())
 	check("every outbox event published (outbox empty)", func() []string {
 		if n := e.scalar(`SELECT count(*) FROM outbox`); n != 0 {
 			return []string{fmt.Sprintf("%d rows left", n)}
@@ -330,7 +332,7 @@ func (l *load) step(rng *rand.Rand, custs, payers []customer) {
 				l.async[str(r.body, "id")] = amount
 			}
 		})
-	case n < 85: // a card payment into a customer's account
+	case n < 80: // a card payment into a customer's account
 		c := custs[rng.IntN(len(custs))]
 		amount := int64(100 + rng.IntN(5000))
 		r, ok := l.attempt(http.MethodPost, "/function/capture-payment/payments", map[string]any{
@@ -338,6 +340,26 @@ func (l *load) step(rng *rand.Rand, custs, payers []customer) {
 		l.record(r, ok, func() {
 			if r.status == http.StatusCreated {
 				l.payments[str(r.body, "payment_id")] = amount
+			}
+		})
+	case n < 85: // the merchant refunds part of a card payment: the ledger must hold it first
+		l.mu.Lock()
+		var pid string
+		var amt int64
+		for id, a := range l.payments { // a random one: map order
+			pid, amt = id, a
+			break
+		}
+		l.mu.Unlock()
+		if pid == "" {
+			return
+		}
+		amount := 1 + int64(rng.IntN(int(max(amt/4, 1))))
+		r, ok := l.attempt(http.MethodPost, "/function/capture-payment/payments/"+pid+"/refunds", map[string]any{
+			"amount": amount, "reason": "requested_by_customer"})
+		l.record(r, ok, func() {
+			if r.status == http.StatusCreated {
+				l.refunds[str(r.body, "refund_id")] = amount
 			}
 		})
 	default: // an invoice collected automatically
@@ -455,6 +477,33 @@ func (l *load) paymentsOnce() []string {
 	return bad
 }
 
+// refundsOnce: each 201 refund succeeded for its amount, the gateway made
+// it once, and the hold that reserved it in the ledger was captured for
+// exactly that amount (no refund without its ledger side).
+func (l *load) refundsOnce() []string {
+	e := l.e
+	var bad []string
+	ids := make([]string, 0, len(l.refunds))
+	var sum int64
+	for id, amt := range l.refunds {
+		ids, sum = append(ids, id), sum+amt
+	}
+	if n := e.scalar(`SELECT count(*) FROM refunds WHERE id::text = ANY($1) AND status = 'succeeded'`, ids); n != int64(len(ids)) {
+		bad = append(bad, fmt.Sprintf("%d of %d accepted refunds succeeded", n, len(ids)))
+	}
+	if got := e.scalar(`SELECT coalesce(sum(amount), 0) FROM refunds WHERE id::text = ANY($1)`, ids); got != sum {
+		bad = append(bad, fmt.Sprintf("refunded %d, answered %d", got, sum))
+	}
+	if n := e.scalar(`SELECT count(*) FROM sandbox_refunds s JOIN refunds r ON s.id = r.gateway_refund_id WHERE r.id::text = ANY($1)`, ids); n != int64(len(ids)) {
+		bad = append(bad, fmt.Sprintf("%d gateway refunds for %d refunds", n, len(ids)))
+	}
+	if n := e.scalar(`SELECT count(*) FROM refunds r JOIN transfers t ON t.id = r.ledger_hold_id
+		WHERE r.id::text = ANY($1) AND t.status = 'captured' AND t.captured_amount = r.amount`, ids); n != int64(len(ids)) {
+		bad = append(bad, fmt.Sprintf("%d captured ledger holds for %d refunds", n, len(ids)))
+	}
+	return bad
+}
+
 // invoicesOnce: each invoice is paid, by one succeeded payment, captured
 // and settled in the ledger once each.
 func (l *load) invoicesOnce() []string {
@@ -483,11 +532,17 @@ func (l *load) totals(funded int64) []string {
 	e := l.e
 	var bad []string
 	captured := e.scalar(`SELECT coalesce(sum(amount_captured), 0) FROM payments WHERE currency = 'USD'`)
+	refunded := e.scalar(`SELECT coalesce(sum(amount), 0) FROM refunds WHERE status = 'succeeded' AND currency = 'USD'`)
+	gatewayRefunded := e.scalar(`SELECT coalesce(sum(amount), 0) FROM sandbox_refunds WHERE status = 'succeeded'`)
+	if refunded != gatewayRefunded {
+		bad = append(bad, fmt.Sprintf("capture-payment refunded %d, the gateway %d", refunded, gatewayRefunded))
+	}
 	paid := e.scalar(`SELECT coalesce(sum(total), 0) FROM invoices WHERE status = 'paid' AND currency = 'USD'`)
 	paidN := e.scalar(`SELECT count(*) FROM invoices WHERE status = 'paid' AND currency = 'USD'`)
 	sys := e.systemBalances()
-	if -sys["SYS-CLEARING-USD"] != captured {
-		bad = append(bad, fmt.Sprintf("clearing holds %d, capture-payment captured %d", -sys["SYS-CLEARING-USD"], captured))
+	// Clearing is what the gateway owes billfn: its captures minus its refunds, to the unit.
+	if -sys["SYS-CLEARING-USD"] != captured-refunded {
+		bad = append(bad, fmt.Sprintf("clearing holds %d, capture-payment captured %d and refunded %d", -sys["SYS-CLEARING-USD"], captured, refunded))
 	}
 	if sys["SYS-REVENUE-USD"] != paid {
 		bad = append(bad, fmt.Sprintf("revenue holds %d, generate-invoice's paid invoices total %d", sys["SYS-REVENUE-USD"], paid))

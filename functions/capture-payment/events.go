@@ -465,6 +465,17 @@ func (s *service) reconcileRefund(ctx context.Context, id string) error {
 		if perr != nil {
 			return perr
 		}
+		if r.LedgerHoldID == nil {
+			// Its request stopped before the ledger answered: the ledger
+			// goes first here too (a refusal removes the refund).
+			if err := s.reserveRefund(ctx, p, r); err != nil {
+				var pe *problem.Error
+				if errors.As(err, &pe) && pe.Status() < 500 {
+					return nil
+				}
+				return err
+			}
+		}
 		res, err = gw.Refund(cctx, RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.gatewayPaymentID(),
 			Key: gatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
 	}

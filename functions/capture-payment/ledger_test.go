@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -25,6 +26,7 @@ type testLedger struct {
 	holds []holdRequest    // every hold placed, in order
 	byKey map[string][]byte
 	calls int
+	down  bool // answer 503, as an unreachable process-transaction would
 }
 
 func newTestLedger(t testing.TB) *testLedger {
@@ -38,6 +40,10 @@ func (l *testLedger) serve(w http.ResponseWriter, r *http.Request) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls++
+	if l.down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/transfers" || r.Header.Get("Authorization") != "Bearer ledger-test-token" {
 		w.WriteHeader(http.StatusNotFound)
 		return
@@ -184,4 +190,43 @@ func (g *rig) sandboxRefunds(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// A refund whose request stopped before the ledger answered is finished by
+// the reconciliation tick, ledger first: never refunded at the gateway
+// without its hold (found by the fault test: a refund posted twice).
+func TestAPendingRefundWithoutItsHoldIsReservedBeforeTheTickRefundsIt(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+	g.ledger.mu.Lock()
+	g.ledger.down = true
+	g.ledger.mu.Unlock()
+	before := g.sandboxRefunds(t)
+	if rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1500}}); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("refund while the ledger is down: %d %s", rec.Code, rec.Body)
+	}
+	g.clock.Advance(time.Minute)
+	if err := g.s.tick(t.Context()); err == nil { // the ledger is still down: nothing is refunded
+		t.Fatal("the tick reported success with the refund's reservation unreachable")
+	}
+	if after := g.sandboxRefunds(t); after != before {
+		t.Fatalf("the tick refunded at the gateway without a hold")
+	}
+	g.ledger.mu.Lock()
+	g.ledger.down = false
+	g.ledger.mu.Unlock()
+	g.clock.Advance(time.Minute)
+	g.tick()
+	holds, _ := g.ledger.state()
+	if len(holds) != 1 || g.sandboxRefunds(t) != before+1 {
+		t.Fatalf("after the tick: holds %+v, gateway refunds %d (before %d)", holds, g.sandboxRefunds(t), before)
+	}
+	if got := g.holdEvents(t, p.ID, 1); got[evHoldCapture] != 1 {
+		t.Fatalf("hold resolutions %v", got)
+	}
+	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
+		if ps.Data.Metadata["kind"] == kindRefund {
+			t.Fatalf("a refund posting besides the hold: %+v", ps)
+		}
+	}
 }
