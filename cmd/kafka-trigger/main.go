@@ -37,7 +37,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -49,6 +48,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/server"
 )
 
@@ -81,13 +81,14 @@ type Config struct {
 
 // key is the signing key: the first of the list (during a rotation the
 // functions accept the old and the new one, the trigger signs with the new).
+// Every key of the list must be at least events.MinKeyLen bytes, as the
+// functions require.
 func (c Config) key() ([]byte, error) {
-	for _, k := range strings.Split(c.SigningKeys, ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			return []byte(k), nil
-		}
+	keys, err := events.ParseKeys(c.SigningKeys, "EVENT_SIGNING_KEYS")
+	if err != nil {
+		return nil, err
 	}
-	return nil, errors.New("EVENT_SIGNING_KEYS holds no key")
+	return keys[0], nil
 }
 
 func (c Config) validate() error {

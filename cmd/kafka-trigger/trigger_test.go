@@ -598,7 +598,7 @@ func TestTriggerFollowsTheFunctionList(t *testing.T) {
 	}))
 	defer gw.Close()
 	brokers := kafka(t)
-	tr, err := New(Config{Brokers: brokers, GatewayURL: gw.URL, SigningKeys: "k", GatewayUser: "admin", GatewayPassword: "secret",
+	tr, err := New(Config{Brokers: brokers, GatewayURL: gw.URL, SigningKeys: testenv.EventKey, GatewayUser: "admin", GatewayPassword: "secret",
 		GroupPrefix: "follow-", MaxAttempts: 1, BackoffBase: config.Duration(time.Millisecond), BackoffMax: config.Duration(time.Millisecond),
 		DeliveryTimeout: config.Duration(time.Second), RefreshInterval: config.Duration(100 * time.Millisecond)})
 	if err != nil {
@@ -636,7 +636,7 @@ functions:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := New(Config{StackFile: path, SigningKeys: "k"})
+	tr, err := New(Config{StackFile: path, SigningKeys: testenv.EventKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,10 +654,10 @@ functions:
 
 func TestTriggerConfigRejectsNonsense(t *testing.T) {
 	bad := []Config{
-		{GatewayURL: "http://x", SigningKeys: "k", MaxAttempts: 1, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
-		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: "k", MaxAttempts: 0, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
-		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: "k", MaxAttempts: 1, InitialOffset: "middle", BackoffBase: 1, BackoffMax: 1},
-		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: "k", MaxAttempts: 1, InitialOffset: "earliest", BackoffBase: 2, BackoffMax: 1},
+		{GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: 1, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
+		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: 0, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
+		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: 1, InitialOffset: "middle", BackoffBase: 1, BackoffMax: 1},
+		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: 1, InitialOffset: "earliest", BackoffBase: 2, BackoffMax: 1},
 	}
 	for i, c := range bad {
 		if c.validate() == nil {
@@ -666,6 +666,24 @@ func TestTriggerConfigRejectsNonsense(t *testing.T) {
 	}
 	if _, err := New(Config{SigningKeys: " , "}); err == nil {
 		t.Error("an empty key list was accepted")
+	}
+}
+
+// Issue 15, item 4: the trigger refuses to start with a signing key shorter
+// than 32 bytes, naming EVENT_SIGNING_KEYS.
+func TestTriggerRefusesAWeakSigningKey(t *testing.T) {
+	for name, keys := range map[string]string{
+		"one key of 31 bytes":       strings.Repeat("k", 31),
+		"a one-letter key":          "k",
+		"a short old key":           testenv.EventKey + ",old-short-key",
+		"a short new key before it": "new-short-key," + testenv.EventKey,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(Config{StackFile: "stack.yml", SigningKeys: keys})
+			if err == nil || !strings.Contains(err.Error(), "EVENT_SIGNING_KEYS") {
+				t.Fatalf("New = %v, want an error naming EVENT_SIGNING_KEYS", err)
+			}
+		})
 	}
 }
 

@@ -3,8 +3,10 @@
 // The algorithm is pinned by configuration (HS256 with a shared secret by
 // default; RS256 or EdDSA with a public key), so "alg":"none" and HS/RS key
 // confusion are rejected before any key is used. exp is required; iss and
-// aud must match. The subject is the user id (a UUID); the "role" claim is
-// one of admin, service or customer.
+// aud must match and must be configured (an empty JWT_ISSUER or
+// JWT_AUDIENCE is refused, not read as "any"); keys below MinHS256SecretLen
+// bytes or MinRSABits bits are refused. The subject is the user id (a
+// UUID); the "role" claim is one of admin, service or customer.
 //
 // Authorization rules are small: admin and service act for anyone, a
 // customer only for itself. A customer asking for someone else's resource
@@ -33,6 +35,12 @@ import (
 // cmd/devtoken and of cmd/loadgen when nothing else is configured. It is
 // public by definition: never use it outside a developer's machine.
 const LocalDevSecret = "billfn-local-development-secret-change-me"
+
+// Minimum key sizes NewVerifier accepts.
+const (
+	MinHS256SecretLen = 32   // bytes of JWT_SECRET
+	MinRSABits        = 2048 // bits of an RS256 JWT_PUBLIC_KEY
+)
 
 // Role is what a principal may do.
 type Role string
@@ -102,12 +110,16 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	var err error
 	switch cfg.Alg {
 	case "HS256":
-		if len(cfg.Secret) < 32 {
-			return nil, errors.New("auth: JWT_SECRET must be at least 32 bytes for HS256")
+		if len(cfg.Secret) < MinHS256SecretLen {
+			return nil, fmt.Errorf("auth: JWT_SECRET must be at least %d bytes for HS256", MinHS256SecretLen)
 		}
 		v.key = []byte(cfg.Secret)
 	case "RS256":
-		v.key, err = jwt.ParseRSAPublicKeyFromPEM([]byte(cfg.PublicKey))
+		var k *rsa.PublicKey
+		if k, err = jwt.ParseRSAPublicKeyFromPEM([]byte(cfg.PublicKey)); err == nil && k.N.BitLen() < MinRSABits {
+			return nil, fmt.Errorf("auth: JWT_PUBLIC_KEY is a %d-bit RSA key; RS256 needs at least %d bits", k.N.BitLen(), MinRSABits)
+		}
+		v.key = k
 	case "EdDSA":
 		v.key, err = jwt.ParseEdPublicKeyFromPEM([]byte(cfg.PublicKey))
 	default:
@@ -116,6 +128,14 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: JWT_PUBLIC_KEY: %w", err)
 	}
+	// An empty iss or aud would turn its check off: a token minted for
+	// another service or by another issuer would pass. Both are required.
+	if strings.TrimSpace(cfg.Issuer) == "" {
+		return nil, errors.New("auth: JWT_ISSUER must not be empty (tokens' iss is always checked)")
+	}
+	if strings.TrimSpace(cfg.Audience) == "" {
+		return nil, errors.New("auth: JWT_AUDIENCE must not be empty (tokens' aud is always checked)")
+	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{cfg.Alg}),
 		jwt.WithExpirationRequired(),
@@ -123,12 +143,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 	}
-	if cfg.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
-	}
-	if cfg.Audience != "" {
-		opts = append(opts, jwt.WithAudience(cfg.Audience))
-	}
+	opts = append(opts, jwt.WithIssuer(cfg.Issuer), jwt.WithAudience(cfg.Audience))
 	v.parser = jwt.NewParser(opts...)
 	return v, nil
 }

@@ -664,3 +664,49 @@ func TestPrincipalTravelsInTheContext(t *testing.T) {
 		t.Fatalf("FromContext = %+v, %v; want %+v", got, ok, want)
 	}
 }
+
+// rsaPEMOfSize is the PEM public key of a fresh RSA key of bits bits.
+func rsaPEMOfSize(t *testing.T, bits int) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// Issue 15, item 4: weak keys and an empty iss or aud are refused at
+// start-up, each with an error naming the variable to fix.
+func TestNewVerifierRefusesWeakKeysAndEmptyClaimsChecks(t *testing.T) {
+	with := func(c Config, f func(*Config)) Config { f(&c); return c }
+	tests := []struct {
+		name, cfgVar string
+		cfg          Config
+	}{
+		{"HS256 secret of 31 bytes", "JWT_SECRET", with(hsConfig(), func(c *Config) { c.Secret = strings.Repeat("s", 31) })},
+		{"RS256 key of 1024 bits", "JWT_PUBLIC_KEY", with(rsConfig(), func(c *Config) { c.PublicKey = rsaPEMOfSize(t, 1024) })},
+		{"RS256 key of 2040 bits", "JWT_PUBLIC_KEY", with(rsConfig(), func(c *Config) { c.PublicKey = rsaPEMOfSize(t, 2040) })},
+		{"HS256 with an empty issuer", "JWT_ISSUER", with(hsConfig(), func(c *Config) { c.Issuer = "" })},
+		{"HS256 with an empty audience", "JWT_AUDIENCE", with(hsConfig(), func(c *Config) { c.Audience = "" })},
+		{"RS256 with an empty issuer", "JWT_ISSUER", with(rsConfig(), func(c *Config) { c.Issuer = "  " })},
+		{"EdDSA with an empty audience", "JWT_AUDIENCE", with(edConfig(), func(c *Config) { c.Audience = "" })},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := NewVerifier(tc.cfg)
+			if err == nil || v != nil {
+				t.Fatalf("NewVerifier returned a verifier (%t) and no error; want an error", v != nil)
+			}
+			if !strings.Contains(err.Error(), tc.cfgVar) {
+				t.Fatalf("error %q does not name %s", err, tc.cfgVar)
+			}
+		})
+	}
+	if _, err := NewVerifier(with(rsConfig(), func(c *Config) { c.PublicKey = rsaPEMOfSize(t, 2048) })); err != nil {
+		t.Fatalf("a 2048-bit RSA key was refused: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -82,4 +83,30 @@ func VerifySignature(keys [][]byte, header string, body []byte, now time.Time, t
 		}
 	}
 	return ErrBadSignature
+}
+
+// MinKeyLen is the shortest signing key accepted, in bytes: an HMAC-SHA256
+// key shorter than the hash's 32 bytes is weaker than the MAC.
+const MinKeyLen = 32
+
+// ParseKeys splits a comma-separated list of signing keys (several during a
+// rotation; the first is the one to sign with), trimming spaces. It refuses
+// an empty list and any key shorter than MinKeyLen bytes, with an error
+// that names variable (the setting that holds the list) but not the key.
+func ParseKeys(list, variable string) ([][]byte, error) {
+	var keys [][]byte
+	for i, k := range strings.Split(list, ",") {
+		k = strings.TrimSpace(k)
+		if k == "" {
+			continue
+		}
+		if len(k) < MinKeyLen {
+			return nil, fmt.Errorf("%s: key #%d is %d bytes; every signing key must be at least %d bytes (e.g. openssl rand -hex 32)", variable, i+1, len(k), MinKeyLen)
+		}
+		keys = append(keys, []byte(k))
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no key", variable)
+	}
+	return keys, nil
 }

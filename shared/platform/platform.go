@@ -17,7 +17,6 @@ package platform
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -64,7 +63,8 @@ type Config struct {
 	RateLimit RateLimitConfig
 }
 
-// Keys splits EventKeys.
+// Keys splits EventKeys. OpenWith checks them with events.ParseKeys, which
+// refuses a key shorter than events.MinKeyLen bytes.
 func (c Config) Keys() [][]byte {
 	var out [][]byte
 	for _, k := range strings.Split(c.EventKeys, ",") {
@@ -113,9 +113,9 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	if d.Verifier, err = auth.NewVerifier(cfg.Auth); err != nil {
 		return nil, err
 	}
-	keys := cfg.Keys()
-	if len(keys) == 0 {
-		return nil, errors.New("EVENT_SIGNING_KEYS holds no key")
+	keys, err := events.ParseKeys(cfg.EventKeys, "EVENT_SIGNING_KEYS")
+	if err != nil {
+		return nil, err
 	}
 	proxies := cfg.TrustedProxies
 	if strings.TrimSpace(proxies) == "" {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
@@ -60,5 +62,44 @@ func TestOpenNamesEveryMissingVariable(t *testing.T) {
 		if !bytes.Contains([]byte(err.Error()), []byte(want)) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}
+	}
+}
+
+// Issue 15, item 4: a function refuses to start with a weak event signing
+// key or an empty iss/aud check, naming the variable to fix.
+func TestOpenRefusesWeakKeys(t *testing.T) {
+	good := func() platform.Config {
+		return platform.Config{
+			Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+			EventKeys: testenv.EventKey,
+		}
+	}
+	tests := []struct {
+		name, variable string
+		mutate         func(*platform.Config)
+	}{
+		{"an event key of 31 bytes", "EVENT_SIGNING_KEYS", func(c *platform.Config) { c.EventKeys = strings.Repeat("k", 31) }},
+		{"a short second key during a rotation", "EVENT_SIGNING_KEYS", func(c *platform.Config) { c.EventKeys = testenv.EventKey + ",tiny-key-value" }},
+		{"no event key at all", "EVENT_SIGNING_KEYS", func(c *platform.Config) { c.EventKeys = " , " }},
+		{"a JWT secret of 31 bytes", "JWT_SECRET", func(c *platform.Config) { c.Auth.Secret = strings.Repeat("s", 31) }},
+		{"an empty JWT issuer", "JWT_ISSUER", func(c *platform.Config) { c.Auth.Issuer = "" }},
+		{"an empty JWT audience", "JWT_AUDIENCE", func(c *platform.Config) { c.Auth.Audience = "" }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good()
+			tc.mutate(&cfg)
+			d, err := platform.OpenWith(context.Background(), "demo", cfg)
+			if err == nil {
+				d.Close()
+				t.Fatal("OpenWith succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.variable) {
+				t.Fatalf("error %q does not name %s", err, tc.variable)
+			}
+			if strings.Contains(err.Error(), "tiny-key-value") || strings.Contains(err.Error(), strings.Repeat("k", 31)) {
+				t.Fatalf("error %q shows the key", err)
+			}
+		})
 	}
 }

@@ -20,10 +20,11 @@ import (
 	"github.com/billfn/billfn/shared/redis"
 )
 
-// JWTSecret and EventKey are the secrets of test deployments.
+// JWTSecret and EventKey are the secrets of test deployments; each meets
+// its minimum length (auth.MinHS256SecretLen, events.MinKeyLen: 32 bytes).
 const (
 	JWTSecret = "billfn-test-jwt-secret-0123456789abcdef"
-	EventKey  = "billfn-test-event-signing-key"
+	EventKey  = "billfn-test-event-signing-key-0123456789"
 )
 
 // Kit is what a function test needs besides the function's dependencies.
