@@ -28,10 +28,12 @@
 // are on METRICS_ADDR/metrics.
 //
 // The schedule ticks are the cron-connector's: an empty POST with
-// X-Connector: cron-connector and X-Topic: cron-function. The stock
-// cron-connector only schedules a function whose topic is exactly
-// cron-function, so it cannot serve a function that also reads Kafka; this
-// program schedules those too. SCHEDULE_EVERY replaces every schedule with a
+// X-Connector: cron-connector and X-Topic: cron-function, signed with the
+// delivery key like every delivery (the functions refuse an unsigned tick
+// with 401, so the stock cron-connector, which cannot sign, does not drive
+// them). The stock cron-connector only schedules a function whose topic is
+// exactly cron-function, so it cannot serve a function that also reads
+// Kafka; this program schedules those too. SCHEDULE_EVERY replaces every schedule with a
 // fixed period (the local stack ticks every few seconds).
 package main
 

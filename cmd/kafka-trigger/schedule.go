@@ -12,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/events"
 )
 
 // scheduler ticks functions on their schedules, as the OpenFaaS
@@ -82,7 +83,7 @@ func (s *scheduler) reconcile(subs map[string]stackfile.Subscription) {
 	}
 }
 
-// tick POSTs one cron-connector tick. Ticks are not retried: the next one
+// tick POSTs one cron-connector tick, signed as deliveries are. Ticks are not retried: the next one
 // comes soon and the work is idempotent.
 func (s *scheduler) tick(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.t.cfg.DeliveryTimeout.D())
@@ -95,6 +96,9 @@ func (s *scheduler) tick(name string) {
 	req.Header.Set("X-Connector", "cron-connector")
 	req.Header.Set("X-Topic", stackfile.CronTopic)
 	req.Header.Set("User-Agent", "billfn-kafka-trigger")
+	// A tick is a delivery like any other: signed (over its empty body)
+	// with the delivery key, or the function refuses it with 401.
+	req.Header.Set(events.SignatureHeader, events.Sign(s.t.key, time.Now(), nil))
 	start := time.Now()
 	res, err := s.t.client.Do(req)
 	result := "ok"
@@ -107,7 +111,7 @@ func (s *scheduler) tick(name string) {
 		res.Body.Close()
 		switch {
 		case res.StatusCode == http.StatusTooManyRequests:
-			result = "rate_limited" // a tick ran moments ago
+			result = "rate_limited" // a gateway's limit; a function answers 200 to a tick it skips
 		case res.StatusCode >= 300:
 			result = "failed"
 			slog.Warn("tick failed", "target", name, "status", res.StatusCode)

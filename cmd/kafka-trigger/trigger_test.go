@@ -581,6 +581,11 @@ func TestTriggerTicksScheduledFunctionsLikeTheCronConnector(t *testing.T) {
 		if h.Get("X-Connector") != "cron-connector" || h.Get("X-Topic") != "cron-function" {
 			t.Errorf("tick headers %v", h)
 		}
+		// Issue 15, item 6: ticks are signed like deliveries (over the
+		// empty body), or the functions refuse them with 401.
+		if err := events.VerifySignature([][]byte{[]byte(testenv.EventKey)}, h.Get(events.SignatureHeader), nil, time.Now(), time.Minute); err != nil {
+			t.Errorf("the tick is not signed with the delivery key: %v (headers %v)", err, h)
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no tick")
 	}

@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
-	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
 
 func (g *rig) tick() int {
 	g.t.Helper()
-	rec := g.request(http.MethodPost, "/", anonymous, nil, "X-Connector", "cron-connector")
+	rec := httptest.NewRecorder()
+	g.h.ServeHTTP(rec, g.kit.Tick())
 	return rec.Code
 }
 

@@ -385,14 +385,12 @@ func (g *rig) deliver(evs ...events.Event) events.Result {
 	return decode[events.Result](g.t, rec)
 }
 
-// tick runs the schedule tick as the cron-connector sends it.
+// tick runs the schedule tick as the kafka-trigger sends it (signed).
 func (g *rig) tick() {
 	g.t.Helper()
 	g.s.d.Events.TickEvery = time.Nanosecond
-	req := httptest.NewRequest("POST", "/", nil)
-	req.Header.Set("X-Connector", "cron-connector")
 	rec := httptest.NewRecorder()
-	g.h.ServeHTTP(rec, req)
+	g.h.ServeHTTP(rec, g.kit.Tick())
 	must(g.t, rec, 200)
 }
 

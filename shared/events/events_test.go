@@ -375,36 +375,102 @@ func TestBatchMetricsCountDuplicatesAsDuplicates(t *testing.T) {
 	}
 }
 
-func TestTicksRunUnsignedButRateLimited(t *testing.T) {
+// Issue 15, item 6: a schedule tick is a delivery like any other. A tick
+// header or type alone (cron-connector, Ce-Type) without a signature or a
+// service token is refused with 401 and runs nothing.
+func TestUnsignedTicksAreRefused(t *testing.T) {
 	g := newRig(t, false)
-	code, res := g.send(http.Header{"X-Connector": {"cron-connector"}, "X-Topic": {"cron-function"}}, nil)
-	if code != 200 || !res.Tick || g.ticks != 1 {
-		t.Fatalf("cron-connector tick: %d %+v ticks=%d", code, res, g.ticks)
+	g.rc.TickEvery = time.Nanosecond
+	ping, _ := events.New(context.Background(), "ping", "dev.knative.sources.ping", "", map[string]string{})
+	tick, _ := events.New(context.Background(), "kafka-trigger", "billfn.schedule.tick", "", map[string]string{})
+	customer, _ := auth.NewHS256Signer(secret, "billfn", "billfn").Sign(uuid.NewString(), auth.RoleCustomer, time.Hour)
+	cases := []struct {
+		name string
+		hdr  http.Header
+		body []byte
+	}{
+		{"cron-connector headers", http.Header{"X-Connector": {"cron-connector"}, "X-Topic": {"cron-function"}}, nil},
+		{"X-Topic cron-function", http.Header{"X-Topic": {"cron-function"}}, nil},
+		{"Ce-Type billfn.schedule.tick alone", http.Header{"Ce-Type": {"billfn.schedule.tick"}}, nil},
+		{"Ce-Type of a PingSource alone", http.Header{"Ce-Type": {"dev.knative.sources.ping"}}, []byte(`{}`)},
+		{"binary PingSource", http.Header{"Ce-Specversion": {"1.0"}, "Ce-Id": {"1"}, "Ce-Source": {"/ping"},
+			"Ce-Type": {"dev.knative.sources.ping"}, "Content-Type": {"application/json"}}, []byte(`{}`)},
+		{"structured PingSource", http.Header{"Content-Type": {events.ContentTypeStructured}}, structured(t, ping)},
+		{"structured local tick", http.Header{"Content-Type": {events.ContentTypeStructured}}, structured(t, tick)},
+		{"wrong key", http.Header{"X-Connector": {"cron-connector"},
+			events.SignatureHeader: {events.Sign([]byte("attacker-key-attacker-key-attacker-key"), time.Now(), nil)}}, nil},
+		{"customer token", http.Header{"X-Connector": {"cron-connector"}, "Authorization": {"Bearer " + customer}}, nil},
 	}
-	// A forged or extra tick is harmless and limited.
-	code, _ = g.send(http.Header{"X-Topic": {"cron-function"}}, nil)
-	if code != 429 || g.ticks != 1 {
-		t.Fatalf("second tick: %d ticks=%d, want 429 and no run", code, g.ticks)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _ := g.send(tc.hdr, tc.body)
+			if code != 401 || g.ticks != 0 {
+				t.Fatalf("unsigned tick: %d, ticks=%d; want 401 and no tick", code, g.ticks)
+			}
+		})
 	}
-	// A PingSource event is a tick too (signed here by the trigger).
+}
+
+// A signed tick (the kafka-trigger's) or one carrying a service token runs;
+// another within TickEvery does nothing and still answers 200 (a 429 would
+// make a trigger retry), so a flood of valid ticks cannot drive the tick's
+// work (capture-payment's calls to the payment gateway) faster.
+func TestSignedTicksRunAtMostOncePerInterval(t *testing.T) {
+	g := newRig(t, false)
+	cron := func() http.Header {
+		return http.Header{"X-Connector": {"cron-connector"}, "X-Topic": {"cron-function"}}
+	}
+	code, res := g.send(signed(nil, cron()), nil)
+	if code != 200 || !res.Tick || res.Skipped || g.ticks != 1 {
+		t.Fatalf("signed cron tick: %d %+v ticks=%d", code, res, g.ticks)
+	}
+	for i := 0; i < 20; i++ {
+		code, res = g.send(signed(nil, cron()), nil)
+		if code != 200 || !res.Tick || !res.Skipped || g.ticks != 1 {
+			t.Fatalf("signed tick %d within the interval: %d %+v ticks=%d, want 200, skipped, no run", i, code, res, g.ticks)
+		}
+	}
 	g.rc.TickEvery = time.Nanosecond
 	ping, _ := events.New(context.Background(), "ping", "dev.knative.sources.ping", "", map[string]string{})
 	s := structured(t, ping)
-	code, res = g.send(http.Header{"Content-Type": {events.ContentTypeStructured}}, s)
+	code, res = g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 	if code != 200 || !res.Tick || g.ticks != 2 {
-		t.Fatalf("unsigned structured PingSource tick: %d %+v ticks=%d", code, res, g.ticks)
+		t.Fatalf("signed structured PingSource tick: %d %+v ticks=%d", code, res, g.ticks)
 	}
-	code, res = g.send(http.Header{"Ce-Specversion": {"1.0"}, "Ce-Id": {"1"}, "Ce-Source": {"/ping"},
-		"Ce-Type": {"dev.knative.sources.ping"}, "Content-Type": {"application/json"}}, []byte(`{}`))
+	service, _ := auth.NewHS256Signer(secret, "billfn", "billfn").Sign(uuid.NewString(), auth.RoleService, time.Hour)
+	h := cron()
+	h.Set("Authorization", "Bearer "+service)
+	code, res = g.send(h, nil)
 	if code != 200 || !res.Tick || g.ticks != 3 {
-		t.Fatalf("unsigned binary PingSource tick: %d %+v ticks=%d", code, res, g.ticks)
+		t.Fatalf("tick with a service token: %d %+v ticks=%d", code, res, g.ticks)
 	}
-	// Only ticks pass unsigned: a business event of any other type does not.
+	// A signed business event mentioning "tick" is not a tick.
 	ev := newEvent(t, 5)
 	ev.SetExtension("note", "tick")
 	b := structured(t, ev)
-	if code, _ := g.send(http.Header{"Content-Type": {events.ContentTypeStructured}}, b); code != 401 {
-		t.Fatalf("unsigned business event mentioning tick: %d, want 401", code)
+	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeStructured}}), b); code != 200 || res.Tick || g.ticks != 3 {
+		t.Fatalf("signed business event mentioning tick: %d %+v ticks=%d", code, res, g.ticks)
+	}
+}
+
+// EVENTS_TRUST_UNSIGNED (the cluster-local Knative endpoint PingSource
+// delivers to) still takes unsigned ticks, rate limited the same way.
+func TestTrustUnsignedTakesUnsignedTicks(t *testing.T) {
+	g := newRig(t, false)
+	g.rc.TrustUnsigned = true
+	hdr := http.Header{"Ce-Specversion": {"1.0"}, "Ce-Id": {"1"}, "Ce-Source": {"/ping"},
+		"Ce-Type": {"dev.knative.sources.ping"}, "Content-Type": {"application/json"}}
+	if code, res := g.send(hdr, []byte(`{}`)); code != 200 || !res.Tick || g.ticks != 1 {
+		t.Fatalf("unsigned PingSource tick on a trusted endpoint: %d %+v ticks=%d", code, res, g.ticks)
+	}
+	if code, res := g.send(hdr, []byte(`{}`)); code != 200 || !res.Skipped || g.ticks != 1 {
+		t.Fatalf("second tick within the interval: %d %+v ticks=%d", code, res, g.ticks)
+	}
+	// A signature that is present is still checked.
+	bad := http.Header{"X-Connector": {"cron-connector"},
+		events.SignatureHeader: {events.Sign([]byte("attacker-key-attacker-key-attacker-key"), time.Now(), nil)}}
+	if code, _ := g.send(bad, nil); code != 401 {
+		t.Fatalf("tick with a bad signature on a trusted endpoint: %d, want 401", code)
 	}
 }
 

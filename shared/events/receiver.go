@@ -69,9 +69,13 @@ type Receiver struct {
 	TrustUnsigned bool
 	Now           func() time.Time // injectable clock
 
-	// Tick runs on schedule ticks. Ticks may come unsigned (cron-connector,
-	// PingSource), so Tick must only do idempotent work; it is rate limited
-	// to once per TickEvery per process.
+	// Tick runs on schedule ticks, which are authenticated like any other
+	// delivery (signed by the kafka-trigger, a service token, or unsigned
+	// only with TrustUnsigned). Tick must only do idempotent work. It runs
+	// at most once per TickEvery (default 1s) per process: a tick within
+	// TickEvery of the previous one does nothing and answers 200, so a
+	// flood of valid ticks cannot drive the tick's work (capture-payment's
+	// reconciliation calls to the payment gateway) any faster.
 	Tick      func(ctx context.Context) error
 	TickEvery time.Duration
 
@@ -123,9 +127,14 @@ var deliveriesRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Event deliveries refused before parsing, by reason.",
 }, []string{"consumer", "reason"})
 
+var ticksSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "billfn_ticks_skipped_total",
+	Help: "Authenticated schedule ticks that did nothing because one ran less than the minimum interval before.",
+}, []string{"consumer"})
+
 // Collectors returns the package's metrics.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{received, deliveriesRejected, unexpected}
+	return []prometheus.Collector{received, deliveriesRejected, unexpected, ticksSkipped}
 }
 
 // Result summarises one delivery; it is the response body.
@@ -135,6 +144,9 @@ type Result struct {
 	Ignored    int  `json:"ignored"`
 	Parked     int  `json:"parked"`
 	Tick       bool `json:"tick,omitempty"`
+	// Skipped: the tick came within TickEvery of the previous one and
+	// did nothing.
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 func (rc *Receiver) now() time.Time {
@@ -151,15 +163,17 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	if isTick(r, body) {
-		rc.tick(w, r)
-		return
-	}
+	// Ticks are deliveries too: authenticated before anything else, so a
+	// tick header or type alone runs nothing.
 	if err := rc.authenticate(r, body); err != nil {
 		deliveriesRejected.WithLabelValues(rc.Consumer, "unauthenticated").Inc()
 		w.Header().Set("WWW-Authenticate", `Bearer realm="billfn"`)
 		problem.Write(w, r, &problem.Error{Code: problem.Unauthorized,
-			Detail: "event deliveries must carry a valid " + SignatureHeader + " or a service-role bearer token", Err: err})
+			Detail: "event deliveries (schedule ticks too) must carry a valid " + SignatureHeader + " or a service-role bearer token", Err: err})
+		return
+	}
+	if isTick(r, body) {
+		rc.tick(w, r)
 		return
 	}
 	evs, err := Parse(r, body)
@@ -183,12 +197,13 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, res)
 }
 
-// isTick recognises schedule ticks, which platforms send unsigned: the
+// isTick recognises schedule ticks among authenticated deliveries: the
 // OpenFaaS cron-connector's empty POST (X-Connector: cron-connector or
-// X-Topic: cron-function), and a tick CloudEvent (PingSource, the local
-// schedule trigger) in binary or structured mode. Nothing else is read from
-// an unauthenticated tick, so a forged one can only cause idempotent,
-// rate-limited work.
+// X-Topic: cron-function), as the kafka-trigger's scheduler sends it signed,
+// and a tick CloudEvent (PingSource, the local schedule trigger) in binary or
+// structured mode. ServeHTTP authenticates the delivery first: only a signed
+// tick, one with a service token, or an unsigned one on an EVENTS_TRUST_UNSIGNED
+// (cluster-local) endpoint runs.
 func isTick(r *http.Request, body []byte) bool {
 	if len(bytes.TrimSpace(body)) == 0 && r.Header.Get("Ce-Specversion") == "" &&
 		(r.Header.Get("X-Connector") == "cron-connector" || r.Header.Get("X-Topic") == "cron-function") {
@@ -243,7 +258,10 @@ func (rc *Receiver) tick(w http.ResponseWriter, r *http.Request) {
 	rc.tickMu.Lock()
 	if !rc.lastTick.IsZero() && rc.now().Sub(rc.lastTick) < every {
 		rc.tickMu.Unlock()
-		problem.Write(w, r, &problem.Error{Code: problem.RateLimited, Detail: "a tick ran moments ago", RetryAfter: every})
+		// A tick ran moments ago: this one does nothing. 200, not 429, so
+		// no trigger retries it and a flood of ticks costs no more work.
+		ticksSkipped.WithLabelValues(rc.Consumer).Inc()
+		httpx.WriteJSON(w, http.StatusOK, Result{Tick: true, Skipped: true})
 		return
 	}
 	rc.lastTick = rc.now()

@@ -54,6 +54,12 @@ type Config struct {
 	// <name>-events Services fed by KafkaSource and PingSource); never on
 	// an endpoint the public can reach. See docs/platform.md.
 	EventsTrustUnsigned bool `envconfig:"EVENTS_TRUST_UNSIGNED" default:"false"`
+	// TickMinInterval is the least time between two runs of the
+	// function's schedule tick in one instance: an authenticated tick that
+	// comes sooner does nothing and answers 200, so a flood of ticks cannot
+	// drive the tick's work (capture-payment's reconciliation calls to the
+	// payment gateway) faster. A function may ask for a longer interval.
+	TickMinInterval config.Duration `envconfig:"TICK_MIN_INTERVAL" default:"1s"`
 	// TrustedProxies are the proxies whose X-Forwarded-For entries are
 	// believed when finding a client's address (httpx.ClientIP):
 	// comma-separated CIDRs. Empty means loopback, where the local
@@ -139,7 +145,8 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.Idempotency = idempotency.New(d.Pool, name)
 	d.Publisher = outbox.NewPublisher(d.Pool, name, cfg.Kafka.Brokers)
 	d.Publisher.Start(ctx)
-	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, Keys: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned}
+	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, Keys: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned,
+		TickEvery: cfg.TickMinInterval.D()}
 	if cfg.EventsTrustUnsigned {
 		slog.Warn("EVENTS_TRUST_UNSIGNED is set: unsigned event deliveries are accepted; this endpoint must be cluster-local", "function", name)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -101,5 +102,25 @@ func TestOpenRefusesWeakKeys(t *testing.T) {
 				t.Fatalf("error %q shows the key", err)
 			}
 		})
+	}
+}
+
+// TICK_MIN_INTERVAL sets how often a function instance's tick may run.
+func TestOpenSetsTheTickMinimumInterval(t *testing.T) {
+	cfg := platform.Config{
+		Auth:            auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+		EventKeys:       testenv.EventKey,
+		TickMinInterval: config.Duration(3 * time.Second),
+	}
+	cfg.Postgres.URL = testenv.DatabaseURL(t)
+	rdb, prefix := testenv.Redis(t)
+	cfg.Redis.URL, cfg.Redis.Prefix = "redis://"+rdb.Options().Addr+"/0", prefix
+	d, err := platform.OpenWith(context.Background(), "demo", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Events.TickEvery != 3*time.Second {
+		t.Fatalf("Events.TickEvery = %v, want 3s from TICK_MIN_INTERVAL", d.Events.TickEvery)
 	}
 }

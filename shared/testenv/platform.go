@@ -54,6 +54,17 @@ func (k *Kit) SignEvent(body []byte) string {
 	return events.Sign([]byte(EventKey), time.Now(), body)
 }
 
+// Tick is the schedule tick the kafka-trigger sends a function's receiver:
+// the cron-connector's empty POST /, signed with the test event key (an
+// unsigned tick is refused with 401).
+func (k *Kit) Tick() *http.Request {
+	req := httptest.NewRequest(http.MethodPost, "/", nil)
+	req.Header.Set("X-Connector", "cron-connector")
+	req.Header.Set("X-Topic", "cron-function")
+	req.Header.Set(events.SignatureHeader, k.SignEvent(nil))
+	return req
+}
+
 // Delivery is the request the kafka-trigger sends a function's receiver
 // for evs: POST / signed with the test event key, one event in structured
 // mode, several as a CloudEvents batch.
