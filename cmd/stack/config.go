@@ -6,10 +6,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/billfn/billfn/cmd/internal/gateway"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 )
 
@@ -27,6 +29,12 @@ type config struct {
 	StackFile      string // absolute
 	Root           string // the repository: the stack file's directory
 	TickEvery      time.Duration
+	// CallbackAllowedHosts are the non-public hosts an /async-function/
+	// X-Callback-Url may name: the gateway's own address (a callback into
+	// the stack's own functions, as OpenFaaS users do) plus
+	// CALLBACK_ALLOWED_HOSTS. Everything else on loopback (the functions'
+	// own ports, Postgres, Redis) or in private networks is refused.
+	CallbackAllowedHosts []string
 	// lookup answers the stack file's substitutions: the stack's own
 	// addresses first, then the environment.
 	lookup stackfile.Lookup
@@ -61,6 +69,19 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	}
 	if c.TickEvery, err = time.ParseDuration(get("BILLFN_TICK_EVERY", "5s")); err != nil || c.TickEvery < time.Second {
 		problems = append(problems, "BILLFN_TICK_EVERY must be a duration of at least 1s")
+	}
+	if hosts, err := gateway.ParseCallbackHosts(get("CALLBACK_ALLOWED_HOSTS", "")); err != nil {
+		problems = append(problems, "CALLBACK_ALLOWED_HOSTS: "+err.Error())
+	} else if h, p, err := net.SplitHostPort(c.GatewayAddr); err == nil {
+		own := []string{c.GatewayAddr}
+		if ip := net.ParseIP(h); h == "" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified()) {
+			own = append(own, net.JoinHostPort("127.0.0.1", p), net.JoinHostPort("localhost", p))
+		}
+		for _, a := range append(own, hosts...) {
+			if !slices.Contains(c.CallbackAllowedHosts, a) {
+				c.CallbackAllowedHosts = append(c.CallbackAllowedHosts, a)
+			}
+		}
 	}
 	if u, err := url.Parse(c.DatabaseURL); err != nil || u.Scheme == "" {
 		problems = append(problems, "DATABASE_URL must be a postgres:// URL")

@@ -453,8 +453,6 @@ func readTopic(t *testing.T, brokers, topic string, d time.Duration, keep func(m
 // through the gateway's /async-function/ (with a callback) and with
 // Prefer: respond-async end in the same state.
 func TestFlowAsyncHTTPMatchesSync(t *testing.T) {
-	e := startStack(t, stackOptions{})
-
 	// The callback the gateway POSTs an /async-function/ result to.
 	var mu sync.Mutex
 	callbacks := map[string]response{} // X-Call-Id → the function's answer
@@ -468,6 +466,8 @@ func TestFlowAsyncHTTPMatchesSync(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer cb.Close()
+	// It listens on loopback: the gateway calls it back only when listed.
+	e := startStack(t, stackOptions{env: []string{"CALLBACK_ALLOWED_HOSTS=" + cb.Listener.Addr().String()}})
 	callback := func(id string) (response, bool) {
 		mu.Lock()
 		defer mu.Unlock()

@@ -597,7 +597,7 @@ func (s *stack) startGateway(ln net.Listener) {
 		}
 		fns = append(fns, gateway.Function{Status: st, Addr: f.addr, State: f.proc.state, Generation: f.proc.generation})
 	}
-	s.gateway = gateway.New(gateway.Config{Functions: fns})
+	s.gateway = gateway.New(gateway.Config{Functions: fns, CallbackAllowedHosts: s.cfg.CallbackAllowedHosts})
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	go func() { _ = s.gwSrv.Serve(ln) }()
 	s.log.printf("gateway", "listening on http://%s", s.cfg.GatewayAddr)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -49,9 +50,15 @@ func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request) {
 	var callback *url.URL
 	if v := r.Header.Get("X-Callback-Url"); v != "" {
 		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			g.fail(w, r, callID, &problem.Error{Code: problem.BadRequest, Detail: "X-Callback-Url must be an absolute http(s) URL",
-				Errors: []problem.FieldError{problem.Header("X-Callback-Url", "not an absolute http(s) URL")}})
+		if err == nil {
+			err = g.checkCallback(r.Context(), u)
+		} else {
+			err = errors.New("not an absolute http(s) URL")
+		}
+		if err != nil {
+			g.fail(w, r, callID, &problem.Error{Code: problem.BadRequest,
+				Detail: "X-Callback-Url must be an absolute http(s) URL to a public host, or to one in CALLBACK_ALLOWED_HOSTS",
+				Errors: []problem.FieldError{problem.Header("X-Callback-Url", err.Error())}})
 			return
 		}
 		callback = u
@@ -134,7 +141,7 @@ func (g *Gateway) runJob(job *asyncJob) {
 	if job.callback == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), callbackTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, job.callback.String(), bytes.NewReader(body))
 	if err != nil {
@@ -145,7 +152,7 @@ func (g *Gateway) runJob(job *asyncJob) {
 	req.Header.Set("X-Function-Status", strconv.Itoa(status))
 	req.Header.Set("X-Function-Name", job.name)
 	req.Header.Set("X-Call-Id", job.callID)
-	res, err := http.DefaultClient.Do(req)
+	res, err := g.callbackClient.Do(req)
 	if err != nil {
 		g.log.Warn("async callback failed", "function", job.name, "call_id", job.callID, "callback", job.callback.Redacted(), "err", err.Error())
 		return

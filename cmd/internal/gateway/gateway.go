@@ -10,7 +10,8 @@
 //     once and invokes the function later from an in-memory queue, posting
 //     the result to X-Callback-Url when given (with X-Function-Status,
 //     X-Function-Name, X-Call-Id and X-Duration-Seconds, as the OpenFaaS
-//     queue-worker does);
+//     queue-worker does) — only to a public host or one on
+//     Config.CallbackAllowedHosts, without following redirects (callback.go);
 //   - /system/functions and /system/function/<name> list the deployed
 //     functions in the OpenFaaS provider's JSON (name, image, replicas,
 //     labels, annotations, envVars, secrets, limits ...);
@@ -37,6 +38,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -114,6 +116,11 @@ type Config struct {
 	AsyncWorkers int
 	AsyncQueue   int
 	AsyncMaxBody int64
+	// CallbackAllowedHosts are the hosts an /async-function/ call's
+	// X-Callback-Url may name although they are not public (loopback,
+	// private, link-local, ...): "host" (any port) or "host:port". Nothing
+	// else but a public address is ever called back (see callback.go).
+	CallbackAllowedHosts []string
 	// SystemUser and SystemPassword, when set, protect /system/ with basic
 	// auth as the OpenFaaS gateway does.
 	SystemUser, SystemPassword string
@@ -134,8 +141,14 @@ type Gateway struct {
 	metrics   *metrics
 	log       *slog.Logger
 
-	queue    chan *asyncJob
-	stop     chan struct{}
+	queue chan *asyncJob
+	stop  chan struct{}
+
+	callbackHosts  allowlist
+	callbackClient *http.Client
+	// lookup resolves a callback's host (net.DefaultResolver; tests replace it).
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+
 	workers  sync.WaitGroup
 	closeOne sync.Once
 }
@@ -176,6 +189,11 @@ func New(cfg Config) *Gateway {
 		log:     cfg.Logger,
 		queue:   make(chan *asyncJob, cfg.AsyncQueue),
 		stop:    make(chan struct{}),
+	}
+	g.callbackHosts = newAllowlist(cfg.CallbackAllowedHosts)
+	g.callbackClient = g.newCallbackClient()
+	g.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}
 	for _, f := range cfg.Functions {
 		g.backends[f.Status.Name] = &backend{fn: f, up: &upstream{

@@ -459,7 +459,8 @@ func TestGatewayAsyncAccepts202AndPostsTheResultToTheCallback(t *testing.T) {
 		got <- callback{r.Header.Clone(), string(b)}
 	}))
 	defer cb.Close()
-	gw := gatewayFor(t, Config{Functions: []Function{fn("f", addr)}})
+	// The callback listens on loopback: only allowed when listed.
+	gw := gatewayFor(t, Config{Functions: []Function{fn("f", addr)}, CallbackAllowedHosts: []string{cb.Listener.Addr().String()}})
 
 	req, _ := http.NewRequest(http.MethodPost, gw.URL+"/async-function/f/invoices", strings.NewReader("hello"))
 	req.Header.Set("X-Callback-Url", cb.URL+"/done")
