@@ -2,17 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 func (g *rig) deliverAccount(t *testing.T, source, typ string, f accounts.Facts) {
@@ -101,48 +100,33 @@ func TestAccountReadModelFollowsTheAccountEvents(t *testing.T) {
 
 // fakeLedger stands in for process-transaction's GET /accounts/{id}.
 type fakeLedger struct {
-	srv   *httptest.Server
-	known map[string]accounts.Facts
-	asked atomic.Int64
-	down  atomic.Bool
+	*testenv.Owner
+	known sync.Map // account id → accounts.Facts
 }
 
 func newFakeLedger(t *testing.T, token string) *fakeLedger {
-	l := &fakeLedger{known: map[string]accounts.Facts{}}
-	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.asked.Add(1)
-		if r.Header.Get("Authorization") != "Bearer "+token {
-			http.Error(w, "no", http.StatusUnauthorized)
-			return
+	l := &fakeLedger{}
+	l.Owner = testenv.NewOwner(t, token, func(collection, id string) (any, bool) {
+		if collection != "accounts" {
+			return nil, false
 		}
-		if l.down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		f, ok := l.known[strings.TrimPrefix(r.URL.Path, "/accounts/")]
-		if r.Method != http.MethodGet || !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(f)
-	}))
-	t.Cleanup(l.srv.Close)
+		return l.known.Load(id)
+	})
 	return l
 }
 
 func TestAnAccountWhoseEventHasNotArrivedIsReadThrough(t *testing.T) {
 	const token = "service-token-for-tests"
 	ledger := newFakeLedger(t, token)
-	g := newRig(t, func(c *Config) { c.Accounts.LedgerURL, c.Accounts.ServiceToken = ledger.srv.URL, token })
+	g := newRig(t, func(c *Config) { c.Accounts.LedgerURL, c.Accounts.ServiceToken = ledger.URL, token })
 	owner := uuid.NewString()
 	f := accounts.Facts{ID: uuid.NewString(), UserID: owner, Currency: "USD", Status: accounts.Active, Version: 1}
-	ledger.known[f.ID] = f
+	ledger.known.Store(f.ID, f)
 
 	// A fresh account is never refused; it is asked for once.
 	decode[Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
 	decode[Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
-	if n := ledger.asked.Load(); n != 1 {
+	if n := ledger.Calls(); n != 1 {
 		t.Fatalf("process-transaction asked %d times, want once", n)
 	}
 	if got, ok := g.facts(t, f.ID); !ok || got != f {
@@ -150,13 +134,13 @@ func TestAnAccountWhoseEventHasNotArrivedIsReadThrough(t *testing.T) {
 	}
 	// Someone else's fresh account is a 404 like any other.
 	g2 := accounts.Facts{ID: uuid.NewString(), UserID: uuid.NewString(), Currency: "USD", Status: accounts.Active, Version: 1}
-	ledger.known[g2.ID] = g2
+	ledger.known.Store(g2.ID, g2)
 	problemCode(t, g.createAs(owner, g2.ID), http.StatusNotFound)
 	// Nobody's account: 404; the ledger unreachable: 503, nothing stored.
 	problemCode(t, g.createAs(owner, uuid.NewString()), http.StatusNotFound)
-	ledger.down.Store(true)
+	ledger.SetDown(true)
 	g3 := accounts.Facts{ID: uuid.NewString(), UserID: owner, Currency: "USD", Status: accounts.Active, Version: 1}
-	ledger.known[g3.ID] = g3
+	ledger.known.Store(g3.ID, g3)
 	if rec := g.createAs(owner, g3.ID); rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("ledger down: %d %s", rec.Code, rec.Body)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,7 +59,7 @@ func newRigWith(t testing.TB, cfg Config) *rig {
 	}
 	ledger := newFakeLedger(t)
 	if cfg.Accounts == (accounts.Config{}) {
-		cfg.Accounts = accounts.Config{LedgerURL: ledger.srv.URL, ServiceToken: ledgerToken}
+		cfg.Accounts = accounts.Config{LedgerURL: ledger.URL, ServiceToken: ledgerToken}
 	}
 	s := newService(d, cfg, c.Now)
 	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
@@ -192,30 +191,15 @@ func knownAccount(account, user, currency string) {
 
 // fakeLedger serves GET /accounts/{id} as process-transaction does, for a
 // service token only, and counts the calls.
-type fakeLedger struct {
-	srv   *httptest.Server
-	calls atomic.Int64
-}
+type fakeLedger = testenv.Owner
 
 func newFakeLedger(t testing.TB) *fakeLedger {
-	l := &fakeLedger{}
-	l.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l.calls.Add(1)
-		id, ok := strings.CutPrefix(r.URL.Path, "/accounts/")
-		if r.Method != http.MethodGet || !ok || r.Header.Get("Authorization") != "Bearer "+ledgerToken {
-			http.Error(w, "no", http.StatusForbidden)
-			return
+	return testenv.NewOwner(t, ledgerToken, func(collection, id string) (any, bool) {
+		if collection != "accounts" {
+			return nil, false
 		}
-		f, ok := ledgerAccounts.Load(id)
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(f)
-	}))
-	t.Cleanup(l.srv.Close)
-	return l
+		return ledgerAccounts.Load(id)
+	})
 }
 
 // inCurrency bills body's account in cur: the body names cur and the fake
