@@ -136,6 +136,35 @@ func (w *world) events(n int, start time.Time, days int) []events.Event {
 	return out
 }
 
+// unapplied returns generate-invoice's billfn.invoice.payment_unapplied for
+// every fifth payment captured in evs (money its invoice did not need),
+// moments after its capture. It draws nothing from the world's random
+// numbers, so the events of a seed stay what they were.
+func (w *world) unapplied(evs []events.Event) []events.Event {
+	if len(w.invoices) == 0 {
+		return nil
+	}
+	reasons := []string{"invoice_paid", "invoice_void", "overpayment", "currency_mismatch"}
+	var out []events.Event
+	n := 0
+	for _, ev := range evs {
+		if ev.Type() != "billfn.payment.captured" {
+			continue
+		}
+		if n++; n%5 != 0 {
+			continue
+		}
+		p := ev.Subject()
+		cur := "USD"
+		if n%20 == 0 {
+			cur = "EUR"
+		}
+		out = append(out, unapplied(w.t, "generate-invoice", ev.Time().Add(2*time.Second), p, w.invoices[n%len(w.invoices)],
+			w.payAcct[p], int64(100+n), cur, reasons[n/5%len(reasons)]))
+	}
+	return out
+}
+
 // shuffled returns evs in random order, some delivered twice.
 func (w *world) shuffled(evs []events.Event) []events.Event {
 	out := append([]events.Event(nil), evs...)

@@ -301,20 +301,33 @@ func (s *service) getReconciliation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rep.AccountID = q.get("account_id")
+	rep.withUnappliedLists() // an entry cached before the lists existed
 	if asCSV {
 		// The CSV holds every mismatch (it streams; no pages).
+		// The columns after rejected_transfer_ids came with unapplied money
+		// (added, never renamed): rows "unapplied" (one per payment_unapplied,
+		// its reason in reasons, its event in event_ids) and
+		// "unapplied_total" (per currency).
 		streamCSV(w, "reconciliation-"+rep.Date, []string{"row", "gateway", "currency", "payment_id", "gateway_captured",
 			"gateway_refunded", "ledger_captured", "ledger_refunded", "difference", "status", "reasons", "event_ids",
-			"transfer_ids", "rejected_transfer_ids"}, func(emit func(...string)) {
+			"transfer_ids", "rejected_transfer_ids", "invoice_id", "account_id", "count", "amount"}, func(emit func(...string)) {
 			for _, g := range rep.Gateways {
 				emit("gateway", csvCell(g.Gateway), g.Currency, "", itoa(g.GatewayCaptured), itoa(g.GatewayRefunded),
-					itoa(g.LedgerCaptured), itoa(g.LedgerRefunded), itoa(g.Difference), g.Status, "", "", "", "")
+					itoa(g.LedgerCaptured), itoa(g.LedgerRefunded), itoa(g.Difference), g.Status, "", "", "", "", "", "", "", "")
 			}
 			for _, m := range rep.Mismatches {
 				emit("mismatch", csvCell(m.Gateway), m.Currency, csvCell(m.PaymentID), itoa(m.GatewayCaptured),
 					itoa(m.GatewayRefunded), itoa(m.LedgerCaptured), itoa(m.LedgerRefunded), itoa(m.Difference), "mismatch",
 					strings.Join(m.Reasons, " "), csvCell(strings.Join(m.EventIDs, " ")), csvCell(strings.Join(m.TransferIDs, " ")),
-					csvCell(strings.Join(m.RejectedIDs, " ")))
+					csvCell(strings.Join(m.RejectedIDs, " ")), "", "", "", "")
+			}
+			for _, u := range rep.Unapplied {
+				emit("unapplied", csvCell(u.Gateway), u.Currency, csvCell(u.PaymentID), "", "", "", "", "", "credited",
+					csvCell(u.Reason), csvCell(u.EventID), "", "", csvCell(u.InvoiceID), csvCell(u.AccountID), "1", itoa(u.Amount))
+			}
+			for _, t := range rep.UnappliedTotals {
+				emit("unapplied_total", "", t.Currency, "", "", "", "", "", "", "credited", "", "", "", "", "", "",
+					itoa(t.Count), itoa(t.Amount))
 			}
 		})
 		return

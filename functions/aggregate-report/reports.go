@@ -87,6 +87,7 @@ type CurrencySummary struct {
 	Payments        []GatewaySummary  `json:"payments"`
 	Refunds         RefundSummary     `json:"refunds"`
 	Disputes        Figure            `json:"disputes"`
+	Unapplied       UnappliedSummary  `json:"unapplied"`
 	MRR             MRRMovements      `json:"mrr_movements"`
 	Subscriptions   SubscriptionCount `json:"subscriptions"`
 	AccountsCreated int64             `json:"accounts_created"`
@@ -166,6 +167,14 @@ type RefundSummary struct {
 	Failed    Figure `json:"failed"`
 }
 
+// UnappliedSummary is money payments brought that their invoices did not
+// need, credited to the customers' accounts, in total and by reason.
+type UnappliedSummary struct {
+	Count   int64    `json:"count"`
+	Amount  int64    `json:"amount"`
+	Reasons []Reason `json:"reasons"`
+}
+
 // MRRMovements are the MRR changes of a period.
 type MRRMovements struct {
 	New          Figure `json:"new"`
@@ -190,7 +199,8 @@ func buildSummary(rows []sumRow, accountScope bool) []CurrencySummary {
 	get := func(c string) *CurrencySummary {
 		cs := byCur[c]
 		if cs == nil {
-			cs = &CurrencySummary{Currency: c, Payments: []GatewaySummary{}, Transfers: TransferSummary{RejectReasons: []Reason{}}}
+			cs = &CurrencySummary{Currency: c, Payments: []GatewaySummary{}, Transfers: TransferSummary{RejectReasons: []Reason{}},
+				Unapplied: UnappliedSummary{Reasons: []Reason{}}}
 			if accountScope {
 				cs.Transfers.Received = &Figure{}
 			}
@@ -269,6 +279,10 @@ func buildSummary(rows []sumRow, accountScope bool) []CurrencySummary {
 			cs.Disputes.Count += r.Count
 			cs.Disputes.Amount += r.Amount
 			gw(r.Currency, r.Dim).Disputed = f
+		case rollup.MPaymentUnapplied:
+			cs.Unapplied.Count += r.Count
+			cs.Unapplied.Amount += r.Amount
+			cs.Unapplied.Reasons = append(cs.Unapplied.Reasons, Reason{r.Dim, r.Count, r.Amount})
 		case rollup.MMRRNew:
 			cs.MRR.New = f
 		case rollup.MMRRReactivation:
@@ -305,6 +319,7 @@ func buildSummary(rows []sumRow, accountScope bool) []CurrencySummary {
 		}
 		slices.SortFunc(cs.Payments, func(a, b GatewaySummary) int { return cmp.Compare(a.Gateway, b.Gateway) })
 		slices.SortFunc(cs.Transfers.RejectReasons, func(a, b Reason) int { return cmp.Compare(a.Code, b.Code) })
+		slices.SortFunc(cs.Unapplied.Reasons, func(a, b Reason) int { return cmp.Compare(a.Code, b.Code) })
 		out = append(out, *cs)
 	}
 	return out
@@ -352,6 +367,9 @@ func summaryRows(cs []CurrencySummary) []sumRow {
 			add(c, rollup.MRefundFailed, g.Gateway, g.RefundsFailed)
 			add(c, rollup.MDisputeOpened, g.Gateway, g.Disputed)
 		}
+		for _, r := range s.Unapplied.Reasons {
+			add(c, rollup.MPaymentUnapplied, r.Code, Figure{Count: r.Count, Amount: r.Amount})
+		}
 		add(c, rollup.MMRRNew, "", s.MRR.New)
 		add(c, rollup.MMRRReactivation, "", s.MRR.Reactivation)
 		add(c, rollup.MMRRExpansion, "", s.MRR.Expansion)
@@ -374,6 +392,11 @@ func (s *service) summary(ctx context.Context, sc scope, from, to time.Time, cur
 		} else if ok {
 			snap.Source, snap.Currency = "snapshot", currency
 			snap.Currencies = filterCurrency(snap.Currencies, currency, func(c CurrencySummary) string { return c.Currency })
+			for i := range snap.Currencies { // a snapshot written before unapplied money was reported
+				if snap.Currencies[i].Unapplied.Reasons == nil {
+					snap.Currencies[i].Unapplied.Reasons = []Reason{}
+				}
+			}
 			return snap, nil
 		}
 	}
@@ -748,6 +771,45 @@ type Reconciliation struct {
 	Mismatches   []Mismatch    `json:"mismatches"`
 	NextCursor   string        `json:"next_cursor,omitempty"`
 	HasMore      bool          `json:"has_more"`
+	// Money payments brought that their invoices did not need, reported
+	// that day and credited to the customers' accounts (inside billfn,
+	// revenue → account): listed, never a mismatch. Every one of the day,
+	// on every page.
+	Unapplied       []Unapplied      `json:"unapplied"`
+	UnappliedTotals []UnappliedTotal `json:"unapplied_totals"`
+}
+
+// Unapplied is one billfn.invoice.payment_unapplied: money credited to the
+// account instead of its invoice.
+type Unapplied struct {
+	PaymentID     string    `json:"payment_id"`
+	InvoiceID     string    `json:"invoice_id"`
+	AccountID     string    `json:"account_id"`
+	Gateway       string    `json:"gateway"` // the payment's, "" when unknown
+	Currency      string    `json:"currency"`
+	Amount        int64     `json:"amount"`
+	Reason        string    `json:"reason"` // invoice_paid | invoice_void | overpayment | currency_mismatch
+	InvoiceStatus string    `json:"invoice_status"`
+	EventID       string    `json:"event_id"`
+	At            time.Time `json:"at"`
+}
+
+// UnappliedTotal is one currency's money credited instead of applied that day.
+type UnappliedTotal struct {
+	Currency string `json:"currency"`
+	Count    int64  `json:"count"`
+	Amount   int64  `json:"amount"`
+}
+
+// withUnappliedLists makes a reconciliation's lists non-null (a snapshot
+// written before they existed has none).
+func (r *Reconciliation) withUnappliedLists() {
+	if r.Unapplied == nil {
+		r.Unapplied = []Unapplied{}
+	}
+	if r.UnappliedTotals == nil {
+		r.UnappliedTotals = []UnappliedTotal{}
+	}
 }
 
 // ReconTotals is one gateway and currency's day: what it captured and
@@ -786,12 +848,14 @@ type Mismatch struct {
 func (s *service) reconciliation(ctx context.Context, sc scope, day time.Time) (Reconciliation, error) {
 	out := Reconciliation{Date: day.Format(time.DateOnly), GraceSeconds: int64(s.reconGrace / time.Second),
 		Source: "rollups", Gateways: []ReconTotals{}, Mismatches: []Mismatch{}}
+	out.withUnappliedLists()
 	if sc.All {
 		var snap Reconciliation
 		if ok, err := s.readSnapshot(ctx, "reconciliation", day, &snap); err != nil {
 			return out, err
 		} else if ok {
 			snap.Source = "snapshot"
+			snap.withUnappliedLists()
 			return snap, nil
 		}
 	}
@@ -887,8 +951,40 @@ func (s *service) reconciliation(ctx context.Context, sc scope, day time.Time) (
 		}
 		return rows.Err()
 	})
+	// Money credited instead of applied: the day's own events. It moved
+	// inside billfn (revenue → the account), not at a gateway, so it takes
+	// no part in the comparison above.
+	b.Queue(`SELECT u.payment_id::text, u.invoice_id::text, u.account_id::text, coalesce(p.gateway, ''), u.currency,
+			u.amount, u.reason, u.invoice_status, u.event_id, u.at
+		FROM report_unapplied u LEFT JOIN report_payments p USING (payment_id)
+		WHERE u.at >= $1 AND u.at < $2 AND ($3 OR u.account_id = ANY($4::uuid[]))
+		ORDER BY u.at, u.payment_id, u.event_id`, day, end, sc.All, acct).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var u Unapplied
+			if err := rows.Scan(&u.PaymentID, &u.InvoiceID, &u.AccountID, &u.Gateway, &u.Currency, &u.Amount, &u.Reason,
+				&u.InvoiceStatus, &u.EventID, &u.At); err != nil {
+				return err
+			}
+			u.At = u.At.UTC()
+			out.Unapplied = append(out.Unapplied, u)
+		}
+		return rows.Err()
+	})
 	if err := s.d.Pool.SendBatch(ctx, b).Close(); err != nil {
 		return out, err
+	}
+	byCur := map[string]*UnappliedTotal{}
+	for _, u := range out.Unapplied {
+		t := byCur[u.Currency]
+		if t == nil {
+			t = &UnappliedTotal{Currency: u.Currency}
+			byCur[u.Currency] = t
+		}
+		t.Count++
+		t.Amount += u.Amount
+	}
+	for _, c := range sortedKeys(byCur) {
+		out.UnappliedTotals = append(out.UnappliedTotals, *byCur[c])
 	}
 	for _, m := range out.Mismatches {
 		tot(m.Gateway, m.Currency).Mismatches++

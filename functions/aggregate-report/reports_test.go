@@ -682,3 +682,138 @@ func TestTopAccountsFromFoldedWeeksEqualTheDays(t *testing.T) {
 	}
 	same("after folding again")
 }
+
+// Money a payment brought that its invoice did not need is credited to the
+// account: the reconciliation lists it (JSON and CSV) with totals per
+// currency and stays matched, since the cash at the gateway was posted;
+// the summary counts it by reason; a customer sees its own; anyone but
+// generate-invoice saying so is parked; the rebuild agrees.
+func TestUnappliedMoneyShowsInTheReconciliationWithoutAMismatch(t *testing.T) {
+	g := newRig(t)
+	g.setNow(day("2026-03-20"))
+	d := day("2026-03-10")
+	pay, payEUR, inv, revenue := id(), id(), id(), id()
+	res := g.deliver(
+		account(t, d, acctA, userA, "ACC-A", "USD"),
+		account(t, d, acctB, userB, "ACC-B", "EUR"),
+		// 1500 captured for a 1000 invoice and posted; 500 of it was not needed
+		payment(t, d.Add(9*time.Hour), "captured", paymentFields{id: pay, account: acctA, invoice: inv, cur: "USD", gateway: "stripe", amount: 1500, captured: 1500}),
+		transfer(t, d.Add(9*time.Hour+time.Second), g.clearingID(), acctA, 1500, "USD", "posted", withMeta("payment_capture", pay, "stripe")),
+		transfer(t, d.Add(9*time.Hour+2*time.Second), acctA, revenue, 1500, "USD", "posted", withMeta("invoice_settlement", pay, "stripe")),
+		unapplied(t, "generate-invoice", d.Add(9*time.Hour+3*time.Second), pay, inv, acctA, 500, "USD", "overpayment"),
+		transfer(t, d.Add(9*time.Hour+4*time.Second), revenue, acctA, 500, "USD", "posted", withMeta("invoice_unapplied", pay, "stripe")),
+		// a payment in another currency than its invoice: all of it credited
+		payment(t, d.Add(10*time.Hour), "captured", paymentFields{id: payEUR, account: acctB, invoice: inv, cur: "EUR", gateway: "sandbox", amount: 300, captured: 300}),
+		transfer(t, d.Add(10*time.Hour+time.Second), g.clearingID(), acctB, 300, "EUR", "posted", withMeta("payment_capture", payEUR, "sandbox")),
+		unapplied(t, "generate-invoice", d.Add(10*time.Hour+3*time.Second), payEUR, inv, acctB, 300, "EUR", "currency_mismatch"),
+		// the next day's does not belong to this day
+		unapplied(t, "generate-invoice", d.Add(30*time.Hour), id(), inv, acctA, 70, "USD", "invoice_void"),
+		// not generate-invoice's word: parked, never counted
+		unapplied(t, "capture-payment", d.Add(11*time.Hour), pay, inv, acctA, 999, "USD", "overpayment"),
+	)
+	if res.Parked != 1 || res.Processed != 11 {
+		t.Fatalf("delivery %+v, want the forged event parked", res)
+	}
+	if n := g.count(`SELECT count(*) FROM report_events WHERE type = 'billfn.invoice.payment_unapplied'`); n != 3 {
+		t.Fatalf("log holds %d unapplied events, want 3", n)
+	}
+
+	var rec Reconciliation
+	g.getJSON("/reports/reconciliation?date=2026-03-10", asAdmin, &rec)
+	if rec.Status != "matched" || len(rec.Mismatches) != 0 {
+		t.Fatalf("unapplied money made a mismatch: %+v", rec)
+	}
+	for _, gw := range rec.Gateways {
+		if gw.Difference != 0 || gw.Status != "matched" {
+			t.Fatalf("gateway totals %+v", gw)
+		}
+	}
+	if len(rec.Unapplied) != 2 {
+		t.Fatalf("unapplied %+v", rec.Unapplied)
+	}
+	u := rec.Unapplied[0]
+	if u.PaymentID != pay || u.InvoiceID != inv || u.AccountID != acctA || u.Gateway != "stripe" || u.Currency != "USD" ||
+		u.Amount != 500 || u.Reason != "overpayment" || u.InvoiceStatus != "paid" || u.EventID == "" || !u.At.Equal(d.Add(9*time.Hour+3*time.Second)) {
+		t.Fatalf("first unapplied %+v", u)
+	}
+	if u = rec.Unapplied[1]; u.PaymentID != payEUR || u.AccountID != acctB || u.Currency != "EUR" || u.Amount != 300 || u.Reason != "currency_mismatch" {
+		t.Fatalf("second unapplied %+v", u)
+	}
+	if !slices.Equal(rec.UnappliedTotals, []UnappliedTotal{{"EUR", 1, 300}, {"USD", 1, 500}}) {
+		t.Fatalf("unapplied totals %+v", rec.UnappliedTotals)
+	}
+
+	// CSV: the old columns where they were, the new ones after them.
+	resp := g.request(http.MethodGet, "/reports/reconciliation.csv?date=2026-03-10", asAdmin, nil)
+	recs := readCSV(t, resp.Body.String())
+	if !slices.Equal(recs[0], []string{"row", "gateway", "currency", "payment_id", "gateway_captured", "gateway_refunded",
+		"ledger_captured", "ledger_refunded", "difference", "status", "reasons", "event_ids", "transfer_ids",
+		"rejected_transfer_ids", "invoice_id", "account_id", "count", "amount"}) {
+		t.Fatalf("reconciliation CSV header %v", recs[0])
+	}
+	var kinds []string
+	for _, r := range recs[1:] {
+		kinds = append(kinds, r[0]+" "+r[9])
+	}
+	if !slices.Equal(kinds, []string{"gateway matched", "gateway matched", "unapplied credited", "unapplied credited",
+		"unapplied_total credited", "unapplied_total credited"}) {
+		t.Fatalf("reconciliation CSV rows %v", recs)
+	}
+	if r := recs[3]; r[1] != "stripe" || r[2] != "USD" || r[3] != pay || r[10] != "overpayment" || r[11] != rec.Unapplied[0].EventID ||
+		r[14] != inv || r[15] != acctA || r[16] != "1" || num(t, r[17]) != 500 {
+		t.Fatalf("unapplied CSV row %v", r)
+	}
+	if r := recs[5]; r[2] != "EUR" || num(t, r[16]) != 1 || num(t, r[17]) != 300 {
+		t.Fatalf("unapplied total CSV row %v", r)
+	}
+
+	// The summary counts it by reason, per currency.
+	var sum Summary
+	g.getJSON("/reports/summary?from=2026-03-10&to=2026-03-12", asAdmin, &sum)
+	byCur := map[string]UnappliedSummary{}
+	for _, c := range sum.Currencies {
+		byCur[c.Currency] = c.Unapplied
+	}
+	if u := byCur["USD"]; u.Count != 2 || u.Amount != 570 || !slices.Equal(u.Reasons, []Reason{{"invoice_void", 1, 70}, {"overpayment", 1, 500}}) {
+		t.Fatalf("USD unapplied in the summary %+v", u)
+	}
+	if u := byCur["EUR"]; u.Count != 1 || u.Amount != 300 {
+		t.Fatalf("EUR unapplied in the summary %+v", u)
+	}
+
+	// A customer sees its own accounts' only.
+	g.getJSON("/reports/reconciliation?date=2026-03-10", asCustomer(userB), &rec)
+	if len(rec.Unapplied) != 1 || rec.Unapplied[0].AccountID != acctB || len(rec.UnappliedTotals) != 1 {
+		t.Fatalf("customer B's reconciliation %+v", rec)
+	}
+	g.getJSON("/reports/summary?from=2026-03-10&to=2026-03-12&currency=USD", asCustomer(userB), &sum)
+	for _, c := range sum.Currencies {
+		if c.Unapplied.Count != 0 {
+			t.Fatalf("customer B sees A's unapplied money: %+v", c.Unapplied)
+		}
+	}
+
+	// The rebuild from the log gives the same figures and rows.
+	if c := g.check("2026-03-01", "2026-04-01"); !c.Equal || c.Differences != 0 {
+		t.Fatalf("check %+v", c)
+	}
+	if _, err := g.d.Pool.Exec(context.Background(), `UPDATE report_unapplied SET amount = amount + 1 WHERE payment_id = $1`, pay); err != nil {
+		t.Fatal(err)
+	}
+	if c := g.check("2026-03-01", "2026-04-01"); c.Equal || c.Differences != 1 || c.Samples[0].Table != "report_unapplied" {
+		t.Fatalf("tampered unapplied row not found: %+v", c)
+	}
+	if rep, err := rollup.Rebuild(context.Background(), g.d.Pool, rollup.Range{From: day("2026-03-01"), To: day("2026-04-01")}, 0, nil); err != nil || rep.Differences != 1 {
+		t.Fatalf("rebuild %+v %v", rep, err)
+	}
+	if c := g.check("2026-03-01", "2026-04-01"); !c.Equal {
+		t.Fatalf("after rebuild %+v", c)
+	}
+	g.getJSON("/reports/reconciliation?date=2026-03-10", asAdmin, &rec)
+	if len(rec.Unapplied) != 2 || rec.Unapplied[0].Amount != 500 || rec.Status != "matched" {
+		t.Fatalf("after rebuild %+v", rec)
+	}
+}
+
+// clearingID is a system clearing account for postings.
+func (g *rig) clearingID() string { return "c1ea0000-0000-4000-8000-000000000001" }

@@ -273,3 +273,12 @@ func at(s string) time.Time {
 	}
 	return t
 }
+
+// unapplied is generate-invoice's billfn.invoice.payment_unapplied: money of
+// a payment its invoice did not need, credited to the account.
+func unapplied(t testing.TB, source string, at time.Time, paymentID, invoiceID, accountID string, amount int64, cur, reason string) events.Event {
+	return newEvent(t, source, "billfn.invoice.payment_unapplied", paymentID, at, map[string]any{
+		"payment_id": paymentID, "invoice_id": invoiceID, "account_id": accountID, "user_id": userA, "amount": amount,
+		"currency": cur, "reason": reason, "invoice_status": "paid", "invoice_total": 5000, "invoice_amount_paid": 5000,
+		"invoice_currency": "USD"})
+}

@@ -116,6 +116,8 @@ func (a *Aggregator) Apply(ev Event) error {
 		return a.gatewayUpdate(ev)
 	case PaymentDisputed:
 		return a.paymentDisputed(ev)
+	case PaymentUnapplied:
+		return a.unapplied(ev)
 	}
 	return nil
 }
@@ -753,5 +755,69 @@ func (a *Aggregator) dispute(ev Event, key DisputeKey, cur, payment, account str
 	}
 	a.State.Disputes[key] = &Dispute{PaymentID: payment, Currency: cur, Amount: amount, OpenedAt: ev.Time}
 	a.State.dirtyDisputes[key] = true
+	return nil
+}
+
+type unappliedData struct {
+	PaymentID     string `json:"payment_id"`
+	InvoiceID     string `json:"invoice_id"`
+	AccountID     string `json:"account_id"`
+	UserID        string `json:"user_id"`
+	Amount        int64  `json:"amount"`
+	Currency      string `json:"currency"`
+	Reason        string `json:"reason"`
+	InvoiceStatus string `json:"invoice_status"`
+}
+
+// unapplied counts money a payment brought that its invoice did not need,
+// by reason, for the account it was credited to, and keeps a row of it for
+// the reconciliation. Only generate-invoice decides what an invoice needs:
+// the same type from any other source is refused (parked), never counted.
+func (a *Aggregator) unapplied(ev Event) error {
+	if ev.Source != UnappliedSource {
+		return permanent(ev, "only %s reports unapplied payments", UnappliedSource)
+	}
+	var d unappliedData
+	if err := decode(ev, &d); err != nil {
+		return err
+	}
+	if d.PaymentID == "" {
+		d.PaymentID = ev.Subject
+	}
+	payment, err := requireID(ev, "payment_id", d.PaymentID)
+	if err != nil {
+		return err
+	}
+	invoice, err := requireID(ev, "invoice_id", d.InvoiceID)
+	if err != nil {
+		return err
+	}
+	account, err := requireID(ev, "account_id", d.AccountID)
+	if err != nil {
+		return err
+	}
+	cur, err := currency(ev, d.Currency)
+	if err != nil {
+		return err
+	}
+	if err := nonNegative(ev, "amount", d.Amount); err != nil {
+		return err
+	}
+	// A reason this version does not know yet is still money: counted
+	// under its own name.
+	reason := strings.TrimSpace(strings.ToLower(d.Reason))
+	if reason == "" {
+		reason = "unknown"
+	}
+	if err := a.Effects.add(ev.Time, cur, MPaymentUnapplied, reason, account, 1, d.Amount, everywhere); err != nil {
+		return permanent(ev, "%v", err)
+	}
+	if a.Effects.Keep == nil || a.Effects.Keep(ev.Time) {
+		a.Effects.Unapplied = append(a.Effects.Unapplied, UnappliedRow{
+			Source: ev.Source, EventID: ev.ID, PaymentID: payment, InvoiceID: invoice, AccountID: account,
+			UserID: canonicalID(d.UserID), Currency: cur, Amount: d.Amount, Reason: reason,
+			InvoiceStatus: d.InvoiceStatus, At: ev.Time,
+		})
+	}
 	return nil
 }

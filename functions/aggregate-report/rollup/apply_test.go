@@ -199,6 +199,10 @@ func TestBadEventsArePermanentFailures(t *testing.T) {
 		"subscription negative":    ev(SubscriptionCreated, t0, map[string]any{"subscription_id": sub1, "account_id": acct, "mrr": -5, "currency": "USD", "status": "active"}),
 		"account without owner":    ev(AccountCreated, t0, map[string]any{"id": acct, "currency": "USD"}),
 		"payment without currency": ev(PaymentCaptured, t0, map[string]any{"payment_id": pay1, "account_id": acct, "amount": 1}),
+		"unapplied, forged source": unappliedEv("/functions/capture-payment", t0, pay1, acct, 500, "USD", "overpayment"),
+		"unapplied, no account":    unappliedEv(UnappliedSource, t0, pay1, "", 500, "USD", "overpayment"),
+		"unapplied, negative":      unappliedEv(UnappliedSource, t0, pay1, acct, -500, "USD", "overpayment"),
+		"unapplied, bad currency":  unappliedEv(UnappliedSource, t0, pay1, acct, 500, "DOGE", "overpayment"),
 	}
 	for name, e := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -278,5 +282,61 @@ func TestRangedEffectsKeepOnlyTheirRange(t *testing.T) {
 	want := []string{"acct:0a transfer.posted  USD = 1/5", "acct:0b transfer.received  USD = 1/5", "transfer.posted  USD = 1/5"}
 	if strings.Join(got, "|") != strings.Join(want, "|") || len(e.Days) != 1 {
 		t.Fatalf("got %q (days %v), want %q", got, e.Days, want)
+	}
+}
+
+// unappliedEv is generate-invoice's billfn.invoice.payment_unapplied.
+func unappliedEv(source string, at time.Time, payment, account string, amount int64, cur, reason string) Event {
+	e := ev(PaymentUnapplied, at, map[string]any{"payment_id": payment, "invoice_id": inv1, "account_id": account,
+		"user_id": user, "amount": amount, "currency": cur, "reason": reason, "invoice_status": "paid",
+		"invoice_total": 12000, "invoice_amount_paid": 12000, "invoice_currency": "USD"})
+	e.Source, e.Subject = source, payment
+	return e
+}
+
+// Money a payment brought that its invoice did not need is a figure of its
+// own, by reason and per account credited, with a row for the
+// reconciliation; only generate-invoice may report it.
+func TestUnappliedPaymentsCountByReasonFromGenerateInvoiceOnly(t *testing.T) {
+	pay2 := "0e000000-0000-4000-8000-000000000002"
+	a := Aggregator{State: NewState(), Effects: NewEffects()}
+	noID := unappliedEv(UnappliedSource, t0, pay2, bcct, 300, "eur", "currency_mismatch")
+	noID.Data = []byte(strings.Replace(string(noID.Data), `"payment_id":"`+pay2+`",`, "", 1)) // the subject names it
+	for _, e := range []Event{
+		unappliedEv(UnappliedSource, t0, pay1, acct, 500, "USD", "overpayment"),
+		unappliedEv(UnappliedSource, t0.Add(time.Minute), pay1, acct, 1200, "USD", "invoice_paid"),
+		noID,
+	} {
+		if err := a.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"acct:0a payment.unapplied invoice_paid USD = 1/1200", "acct:0a payment.unapplied overpayment USD = 1/500",
+		"acct:0b payment.unapplied currency_mismatch EUR = 1/300",
+		"payment.unapplied currency_mismatch EUR = 1/300", "payment.unapplied invoice_paid USD = 1/1200", "payment.unapplied overpayment USD = 1/500"}
+	if got := rendered(a.Effects); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("rollups:\n got  %q\n want %q", got, want)
+	}
+	var rows []string
+	for _, u := range a.Effects.Unapplied {
+		rows = append(rows, fmt.Sprintf("%s %s %s %s %s %d %s %s", u.PaymentID[:4], u.InvoiceID[:2], u.AccountID[:2], u.UserID[:2],
+			u.Currency, u.Amount, u.Reason, u.InvoiceStatus))
+	}
+	wantRows := []string{"0e00 01 0a 0c USD 500 overpayment paid", "0e00 01 0a 0c USD 1200 invoice_paid paid",
+		"0e00 01 0b 0c EUR 300 currency_mismatch paid"}
+	if strings.Join(rows, "\n") != strings.Join(wantRows, "\n") || a.Effects.Unapplied[2].PaymentID != pay2 {
+		t.Fatalf("unapplied rows:\n got  %q\n want %q", rows, wantRows)
+	}
+	if len(a.Effects.Recon) != 0 || len(a.Effects.Days) != 1 {
+		t.Fatalf("no gateway or ledger cash moved: recon %v, days %v", a.Effects.Recon, a.Effects.Days)
+	}
+
+	// Anyone else saying so is refused, permanently (parked), and counts nothing.
+	for _, src := range []string{"/functions/capture-payment", "/functions/generate-invoice/", "generate-invoice", ""} {
+		b := Aggregator{State: NewState(), Effects: NewEffects()}
+		err := b.Apply(unappliedEv(src, t0, pay1, acct, 500, "USD", "overpayment"))
+		if err == nil || !events.IsPermanent(err) || len(b.Effects.Global) != 0 || len(b.Effects.Unapplied) != 0 {
+			t.Fatalf("forged source %q: %v, effects %v %v", src, err, b.Effects.Global, b.Effects.Unapplied)
+		}
 	}
 }

@@ -182,6 +182,20 @@ func LoadRange(ctx context.Context, tx pgx.Tx, r Range) (*Effects, error) {
 		}
 		return rows.Err()
 	})
+	b.Queue(`SELECT source, event_id, payment_id::text, invoice_id::text, account_id::text, user_id, currency, amount,
+			reason, invoice_status, at
+		FROM report_unapplied WHERE at >= $1 AND at < $2`, r.From, r.To).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var u UnappliedRow
+			if err := rows.Scan(&u.Source, &u.EventID, &u.PaymentID, &u.InvoiceID, &u.AccountID, &u.UserID, &u.Currency,
+				&u.Amount, &u.Reason, &u.InvoiceStatus, &u.At); err != nil {
+				return err
+			}
+			u.At = Micro(u.At)
+			eff.Unapplied = append(eff.Unapplied, u)
+		}
+		return rows.Err()
+	})
 	return eff, tx.SendBatch(ctx, b).Close()
 }
 
@@ -277,6 +291,16 @@ func Compare(streamed, recomputed *Effects, dbState, replayState *State) (rows, 
 		return m
 	}
 	compareMaps(c, "report_invoice_payments", payments(streamed.InvoicePayments), payments(recomputed.InvoicePayments),
+		func(k string) string { return k })
+	unapplied := func(rows []UnappliedRow) map[string]UnappliedRow {
+		m := make(map[string]UnappliedRow, len(rows))
+		for _, u := range rows {
+			u.At = u.At.UTC()
+			m[u.Source+" "+u.EventID] = u
+		}
+		return m
+	}
+	compareMaps(c, "report_unapplied", unapplied(streamed.Unapplied), unapplied(recomputed.Unapplied),
 		func(k string) string { return k })
 	if dbState != nil && replayState != nil {
 		id := func(k string) string { return k }
@@ -406,6 +430,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, r Range, batch int, progre
 		b.Queue(`DELETE FROM report_account_rollups WHERE day >= $1::date AND day < $2::date`, r.From, r.To)
 		b.Queue(`DELETE FROM report_recon WHERE at >= $1 AND at < $2`, r.From, r.To)
 		b.Queue(`DELETE FROM report_invoice_payments WHERE at >= $1 AND at < $2`, r.From, r.To)
+		b.Queue(`DELETE FROM report_unapplied WHERE at >= $1 AND at < $2`, r.From, r.To)
 		for _, t := range []string{"report_accounts", "report_subscriptions", "report_payments", "report_invoices", "report_disputes"} {
 			b.Queue(`DELETE FROM ` + t)
 		}
@@ -424,7 +449,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, r Range, batch int, progre
 		// rankings' index-only scans read the heap, and the planner's
 		// statistics are old. Best effort: autovacuum gets there anyway.
 		_, _ = pool.Exec(ctx, `VACUUM (ANALYZE) report_rollups, report_account_rollups, report_recon,
-			report_invoice_payments, report_accounts, report_subscriptions, report_payments, report_invoices, report_disputes`)
+			report_invoice_payments, report_unapplied, report_accounts, report_subscriptions, report_payments, report_invoices, report_disputes`)
 	}
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return rep, err

@@ -84,7 +84,16 @@ const (
 	RefundFailed      = "billfn.refund.failed"
 	GatewayUpdated    = "billfn.payment.gateway_updated"
 	PaymentDisputed   = "billfn.payment.disputed"
+
+	// PaymentUnapplied is money of a payment its invoice did not need
+	// (paid or void already, an overpayment, another currency), which
+	// capture-payment credits to the customer's account. Only
+	// generate-invoice may say so (UnappliedSource).
+	PaymentUnapplied = "billfn.invoice.payment_unapplied"
 )
+
+// UnappliedSource is the only source PaymentUnapplied is accepted from.
+const UnappliedSource = "/functions/generate-invoice"
 
 // kinds says, for each consumed type, whether it changes state (subscriptions,
 // invoices, payments, disputes, accounts). A replay of a date range must
@@ -99,6 +108,9 @@ var kinds = map[string]bool{
 	SubscriptionCreated: true, SubscriptionUpdated: true, SubscriptionCanceled: true,
 	PaymentCreated: true, PaymentAuthorized: true, PaymentCaptured: true, PaymentFailed: true, PaymentCanceled: true,
 	GatewayUpdated: true, PaymentDisputed: true,
+	// Additions and a row of its own, no state: a ranged replay needs it
+	// only inside the range.
+	PaymentUnapplied: false,
 }
 
 // Consumes reports whether typ is aggregated (and therefore logged).
@@ -145,6 +157,8 @@ const (
 	MRefundFailed    = "refund.failed"    // dim: gateway
 	MDisputeOpened   = "dispute.opened"   // dim: gateway; each disputed payment once
 
+	MPaymentUnapplied = "payment.unapplied" // dim: reason; money credited to the account instead of its invoice
+
 	MMRRNew          = "mrr.new"          // +; count: subscriptions that started paying
 	MMRRReactivation = "mrr.reactivation" // +; count: subscriptions that paid again
 	MMRRExpansion    = "mrr.expansion"    // +
@@ -162,7 +176,7 @@ var Metrics = []string{
 	MHoldCreated, MHoldCaptured, MHoldVoided, MHoldExpired,
 	MInvoiceCreated, MInvoiceFinalized, MInvoicePaid, MInvoiceVoided, MInvoiceOverdue, MInvoiceUncollectible,
 	MPaymentCreated, MPaymentAuthorized, MPaymentCaptured, MPaymentSucceeded, MPaymentFailed, MPaymentCanceled, MPaymentDecline,
-	MRefundSucceeded, MRefundFailed, MDisputeOpened,
+	MRefundSucceeded, MRefundFailed, MDisputeOpened, MPaymentUnapplied,
 	MMRRNew, MMRRReactivation, MMRRExpansion, MMRRContraction, MMRRChurned,
 	MSubscriptionCreated, MSubscriptionCanceled, MAccountCreated,
 }
@@ -237,12 +251,28 @@ type InvoicePayment struct {
 	Amount          int64
 }
 
+// UnappliedRow is money of a payment its invoice did not need, credited to
+// the account (billfn.invoice.payment_unapplied).
+type UnappliedRow struct {
+	Source, EventID string
+	PaymentID       string
+	InvoiceID       string
+	AccountID       string // the account credited
+	UserID          string // "" when not given
+	Currency        string
+	Amount          int64
+	Reason          string
+	InvoiceStatus   string
+	At              time.Time
+}
+
 // Effects are the additive results of applying events.
 type Effects struct {
 	Global          map[RollKey]Cell
 	Accounts        map[AccountKey]Cell
 	Recon           []ReconRow
 	InvoicePayments []InvoicePayment
+	Unapplied       []UnappliedRow
 	Days            map[int64]bool // days (unix second of 00:00 UTC) whose figures changed
 
 	// Keep, when set, drops effects whose time it rejects (a ranged replay).

@@ -40,6 +40,7 @@ func lockShared(ctx context.Context, tx pgx.Tx) error {
 var commutative = map[string]bool{
 	TransferPosted: true, TransferRejected: true,
 	HoldCreated: true, HoldCaptured: true, HoldVoided: true, HoldExpired: true,
+	PaymentUnapplied: true,
 }
 
 // Result says what Ingest did.
@@ -489,6 +490,27 @@ func queueRows(b *pgx.Batch, eff *Effects) {
 		b.Queue(`INSERT INTO report_invoice_payments (source, event_id, invoice_id, at, amount)
 			SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::bigint[])
 			ON CONFLICT (source, event_id) DO NOTHING`, src, ids, inv, at, amount)
+	}
+	if n := len(eff.Unapplied); n > 0 {
+		cols := make([][]string, 9)
+		for i := range cols {
+			cols[i] = make([]string, n)
+		}
+		amount := make([]int64, n)
+		at := make([]time.Time, n)
+		for i, u := range eff.Unapplied {
+			for j, v := range []string{u.Source, u.EventID, u.PaymentID, u.InvoiceID, u.AccountID, u.UserID, u.Currency,
+				u.Reason, u.InvoiceStatus} {
+				cols[j][i] = v
+			}
+			amount[i], at[i] = u.Amount, u.At
+		}
+		b.Queue(`INSERT INTO report_unapplied (source, event_id, payment_id, invoice_id, account_id, user_id, currency,
+				reason, invoice_status, amount, at)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::text[],
+			                     $8::text[], $9::text[], $10::bigint[], $11::timestamptz[])
+			ON CONFLICT (source, event_id) DO NOTHING`,
+			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], amount, at)
 	}
 }
 
