@@ -15,7 +15,12 @@ OPENFAAS_NODEPORT ?= 31112
 KOURIER_NODEPORT ?= 31080
 KNATIVE_VERSION  ?= 1.23.0
 CMD_IMAGES       := kafka-trigger migrate
-SECRETS_ENV      := knative/infra/secrets.env
+# The cluster's secrets: knative/infra/secrets.env is only the template
+# (placeholders); make deploy-secrets generates the values into the
+# untracked DEPLOY_SECRETS (one file per secret) and the JWT private key
+# beside it, which is never applied to the cluster.
+SECRETS_TEMPLATE := knative/infra/secrets.env
+DEPLOY_SECRETS   := bin/deploy/secrets
 
 .DEFAULT_GOAL := help
 
@@ -105,18 +110,29 @@ strimzi:
 	  kubectl replace -f 'https://strimzi.io/install/latest?namespace=billfn' -n billfn
 	kubectl -n billfn rollout status deployment/strimzi-cluster-operator --timeout=300s
 
-deploy-openfaas: strimzi ## OpenFaaS CE + billfn on the kind cluster: infra, secrets, kafka-trigger, faas-cli deploy
+deploy-secrets: ## generate the cluster's secrets into bin/deploy/secrets (untracked; kept across runs): Ed25519 key pair, random keys, a service token
+	@$(GO) run ./cmd/devtoken -cluster-secrets $(DEPLOY_SECRETS) -template $(SECRETS_TEMPLATE)
+	@# Refuse to deploy a placeholder (<...>) or an empty value.
+	@for name in $$(grep -v '^#' $(SECRETS_TEMPLATE) | cut -d= -f1); do \
+	  f=$(DEPLOY_SECRETS)/$$name; \
+	  if [ ! -s "$$f" ] || grep -q '<[^<>]*>' "$$f"; then echo "refusing to deploy: $$f is missing or still a placeholder"; exit 1; fi; \
+	done
+	@kubectl create namespace billfn --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+	@kubectl -n billfn create secret generic billfn-secrets --from-file=$(DEPLOY_SECRETS) --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+	@echo "billfn-secrets applied from $(DEPLOY_SECRETS); tokens for the cluster: SECRETS_DIR=bin/deploy make -s token"
+
+deploy-openfaas: strimzi deploy-secrets ## OpenFaaS CE + billfn on the kind cluster: infra, secrets, kafka-trigger, faas-cli deploy
 	helm repo add openfaas https://openfaas.github.io/faas-netes/ >/dev/null && helm repo update openfaas >/dev/null
 	kubectl apply -f https://raw.githubusercontent.com/openfaas/faas-netes/master/namespaces.yml
 	helm upgrade --install openfaas openfaas/openfaas --namespace openfaas \
 	  --set functionNamespace=openfaas-fn --set generateBasicAuth=true \
 	  --set serviceType=NodePort --set gateway.nodePort=$(OPENFAAS_NODEPORT)
 	kubectl -n openfaas rollout status deployment/gateway --timeout=300s
-	@grep -v '^#' $(SECRETS_ENV) | while IFS='=' read -r name value; do \
-	  [ -n "$$name" ] || continue; \
-	  kubectl -n openfaas-fn create secret generic "$$name" --from-literal="$$name=$$value" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; \
+	@for f in $(DEPLOY_SECRETS)/*; do \
+	  name=$$(basename $$f); \
+	  kubectl -n openfaas-fn create secret generic "$$name" --from-file="$$name=$$f" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; \
 	  if [ "$$name" = event-signing-key ]; then \
-	    kubectl -n openfaas create secret generic "$$name" --from-literal="$$name=$$value" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; fi; \
+	    kubectl -n openfaas create secret generic "$$name" --from-file="$$name=$$f" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; fi; \
 	done
 	kubectl apply -k knative/openfaas
 	kubectl -n billfn wait kafka/billfn --for=condition=Ready --timeout=600s
@@ -126,7 +142,7 @@ deploy-openfaas: strimzi ## OpenFaaS CE + billfn on the kind cluster: infra, sec
 	REGISTRY=$(REGISTRY) TAG=$(TAG) faas-cli deploy -f stack.yml --gateway $(OPENFAAS_URL)
 	@echo "OpenFaaS gateway: $(OPENFAAS_URL)  (faas-cli list; curl $(OPENFAAS_URL)/function/<name>/...)"
 
-deploy-knative: strimzi ## Knative Serving (kourier) + Eventing + KafkaSource on the kind cluster, then kubectl apply -k knative
+deploy-knative: strimzi deploy-secrets ## Knative Serving (kourier) + Eventing + KafkaSource on the kind cluster, then kubectl apply -k knative
 	kubectl apply -f https://github.com/knative/serving/releases/download/knative-v$(KNATIVE_VERSION)/serving-crds.yaml
 	kubectl apply -f https://github.com/knative/serving/releases/download/knative-v$(KNATIVE_VERSION)/serving-core.yaml
 	kubectl apply -f https://github.com/knative-extensions/net-kourier/releases/download/knative-v$(KNATIVE_VERSION)/kourier.yaml
@@ -153,4 +169,4 @@ clean: ## remove build output (bin/ but the local stack's state in bin/run, faas
 	@if [ -d bin ]; then find bin -mindepth 1 -maxdepth 1 ! -name run -exec rm -rf {} +; rm -rf bin/run/bin; fi
 	rm -rf build
 
-.PHONY: help services fmt-check vet test fuzz run bench e2e faults build migrate token reset images kind-up strimzi deploy-openfaas deploy-knative clean
+.PHONY: help services fmt-check vet test fuzz run bench e2e faults build migrate token reset images kind-up strimzi deploy-secrets deploy-openfaas deploy-knative clean

@@ -313,6 +313,9 @@ func loadgen(ctx context.Context, tmp string, args []string) (*loadResult, error
 	_ = os.Remove(jsonFile)
 	full := append([]string{args[0], "-q", "-json", jsonFile}, args[1:]...)
 	cmd := exec.CommandContext(ctx, filepath.Join(tmp, "loadgen"), full...)
+	// The stack's secrets: loadgen signs its tokens with the stack's
+	// jwt-private-key (a -secrets flag in args still wins).
+	cmd.Env = append(os.Environ(), "SECRETS_DIR="+filepath.Join(tmp, "run", "secrets"))
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, &stderr)
 	runErr := cmd.Run()

@@ -8,16 +8,29 @@
 // Idempotency-Key retried by hand after re-exporting the token still
 // replays (keys are scoped to the function and the token's subject).
 //
-// It signs with the same configuration the functions verify with (JWT_SECRET
-// or the jwt-secret file under SECRETS_DIR, JWT_ISSUER, JWT_AUDIENCE); make
-// token points SECRETS_DIR at the local stack's bin/run/secrets when it
-// exists. Without any, it uses the local stack's development secret.
+// It signs with the private key of the key pair the functions verify with
+// (EdDSA by default: the jwt-private-key file under SECRETS_DIR, PEM
+// PKCS#8; JWT_ISSUER, JWT_AUDIENCE); make token points SECRETS_DIR at the
+// local stack's bin/run/secrets, where make run generates the pair on its
+// first start. HS256 (JWT_ALG=HS256 with JWT_SECRET or a jwt-secret file)
+// is for a single-tenant development setup only. Without a key it fails
+// and says where one comes from.
+//
+// With -cluster-secrets DIR it generates a cluster's secrets instead (make
+// deploy-openfaas and deploy-knative run it): one file per name of the
+// template knative/infra/secrets.env, with a fresh Ed25519 key pair (the
+// private key goes to -private-key, outside DIR, and is never deployed),
+// random keys, passwords and webhook secrets (kept across runs) and a
+// service token signed with the private key; it refuses to leave a
+// placeholder.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -31,7 +44,22 @@ func main() {
 	sub := flag.String("sub", "", "subject: the user id (UUID); default: the role's fixed dev subject (admin: the banner's)")
 	role := flag.String("role", "admin", "role: admin, service or customer")
 	ttl := flag.Duration("ttl", 24*time.Hour, "validity")
+	cluster := flag.String("cluster-secrets", "", "generate a cluster's secrets into this directory instead of printing a token")
+	template := flag.String("template", "knative/infra/secrets.env", "with -cluster-secrets: the secrets template")
+	privKey := flag.String("private-key", "", "with -cluster-secrets: where the JWT private key is kept (default: jwt-private-key beside the directory)")
 	flag.Parse()
+	if *cluster != "" {
+		if *privKey == "" {
+			*privKey = filepath.Join(filepath.Dir(filepath.Clean(*cluster)), "jwt-private-key")
+		}
+		names, err := clusterSecrets(*cluster, *privKey, *template)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "devtoken:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "devtoken: %d secrets in %s (%s); the JWT private key is %s\n", len(names), *cluster, strings.Join(names, ", "), *privKey)
+		return
+	}
 	tok, err := mint(*sub, auth.Role(*role), *ttl)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devtoken:", err)
@@ -51,12 +79,12 @@ func mint(sub string, role auth.Role, ttl time.Duration) (string, error) {
 	if _, err := uuid.Parse(sub); err != nil {
 		return "", fmt.Errorf("-sub must be a UUID: %v", err)
 	}
-	var cfg auth.Config
+	var cfg auth.SignerConfig
 	if err := config.Load(&cfg); err != nil {
 		return "", err
 	}
-	if cfg.Secret == "" {
-		cfg.Secret = auth.LocalDevSecret
+	if cfg.Alg != "HS256" && strings.TrimSpace(cfg.PrivateKey) == "" {
+		return "", fmt.Errorf("no JWT private key: start the local stack once (make run writes bin/run/secrets/jwt-private-key), or point SECRETS_DIR at a directory holding jwt-private-key (bin/deploy for a cluster make deploy-* set up)")
 	}
 	s, err := auth.SignerFor(cfg)
 	if err != nil {

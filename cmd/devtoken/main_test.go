@@ -12,9 +12,39 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 )
 
-func verify(t *testing.T, secret, tok string) auth.Principal {
+// keyDir writes a fresh Ed25519 key pair as the local stack does
+// (bin/run/secrets/jwt-private-key and jwt-public-key) and returns the
+// directory and the public key.
+func keyDir(t *testing.T, dir string) string {
 	t.Helper()
-	v, err := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: secret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second})
+	priv, pub, err := auth.GenerateEd25519PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "jwt-private-key"), []byte(priv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "jwt-public-key"), []byte(pub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+// unsetJWT removes the JWT_* variables for the test (an empty one would be
+// read as set: JWT_ALG="" is no algorithm).
+func unsetJWT(t *testing.T) {
+	for _, k := range []string{"JWT_ALG", "JWT_SECRET", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+}
+
+func verify(t *testing.T, publicKey, tok string) auth.Principal {
+	t.Helper()
+	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: publicKey, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,15 +58,17 @@ func verify(t *testing.T, secret, tok string) auth.Principal {
 // Every call names the same admin, the banner's: an Idempotency-Key
 // retried after re-exporting the token still replays.
 func TestTokenTwiceIsTheSameAdmin(t *testing.T) {
-	t.Setenv("SECRETS_DIR", t.TempDir())
-	t.Setenv("JWT_SECRET", "")
+	dir := t.TempDir()
+	pub := keyDir(t, dir)
+	t.Setenv("SECRETS_DIR", dir)
+	unsetJWT(t)
 	var subs []string
 	for range 2 {
 		tok, err := mint("", auth.RoleAdmin, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := verify(t, auth.LocalDevSecret, tok)
+		p := verify(t, pub, tok)
 		if p.Role != auth.RoleAdmin {
 			t.Errorf("role %s", p.Role)
 		}
@@ -49,7 +81,7 @@ func TestTokenTwiceIsTheSameAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := verify(t, auth.LocalDevSecret, tok); p.Subject != "6f1c7e0a-0000-4000-8000-000000000001" || p.Role != auth.RoleCustomer {
+	if p := verify(t, pub, tok); p.Subject != "6f1c7e0a-0000-4000-8000-000000000001" || p.Role != auth.RoleCustomer {
 		t.Errorf("-sub did not override: %+v", p)
 	}
 	if _, err := mint("not-a-uuid", auth.RoleAdmin, time.Hour); err == nil {
@@ -57,33 +89,109 @@ func TestTokenTwiceIsTheSameAdmin(t *testing.T) {
 	}
 }
 
-// make token signs with the running stack's secret (bin/run/secrets), so
-// the stack accepts what it prints; twice, the same subject.
+// Without a private key there is no token: no public fallback secret.
+func TestNoKeyNoToken(t *testing.T) {
+	t.Setenv("SECRETS_DIR", t.TempDir())
+	unsetJWT(t)
+	if tok, err := mint("", auth.RoleAdmin, time.Hour); err == nil {
+		t.Fatalf("minted %s without any key", tok)
+	}
+}
+
+// make token signs with the running stack's private key (bin/run/secrets),
+// so the stack accepts what it prints; twice, the same subject.
 func TestMakeTokenUsesTheStacksSecretAndOneSubject(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Fatal("make is not installed")
 	}
 	root, _ := filepath.Abs("../..")
 	run := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(run, "secrets"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	secret := strings.Repeat("s", 40)
-	if err := os.WriteFile(filepath.Join(run, "secrets", "jwt-secret"), []byte(secret), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	pub := keyDir(t, filepath.Join(run, "secrets"))
 	var subs []string
 	for range 2 {
 		cmd := exec.Command("make", "-s", "token")
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "BILLFN_RUN_DIR="+run, "JWT_SECRET=", "SECRETS_DIR=", "SUB=", "ROLE=")
+		unsetJWT(t)
+		cmd.Env = append(os.Environ(), "BILLFN_RUN_DIR="+run, "SECRETS_DIR=", "SUB=", "ROLE=")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("make token: %v\n%s", err, out)
 		}
-		subs = append(subs, verify(t, secret, strings.TrimSpace(string(out))).Subject)
+		subs = append(subs, verify(t, pub, strings.TrimSpace(string(out))).Subject)
 	}
 	if subs[0] != subs[1] || subs[0] != localdev.AdminSubject {
 		t.Errorf("make token twice: %v, want %s twice", subs, localdev.AdminSubject)
+	}
+}
+
+// The cluster's secrets come from the template with nothing left a
+// placeholder: the functions' public key verifies the service token, the
+// private key stays outside the directory that is deployed, and a second
+// run keeps the generated values.
+func TestClusterSecretsFromTheTemplate(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	base := t.TempDir()
+	dir, priv := filepath.Join(base, "secrets"), filepath.Join(base, "jwt-private-key")
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	names, err := clusterSecrets(dir, priv, filepath.Join(root, "knative/infra/secrets.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != len(names) {
+		t.Errorf("%d files for %d secrets", len(entries), len(names))
+	}
+	for _, n := range names {
+		if n == "jwt-private-key" || n == "jwt-secret" {
+			t.Errorf("the deployed secrets hold %s", n)
+		}
+		v := read(n)
+		if strings.ContainsAny(v, "<>") || strings.TrimSpace(v) == "" {
+			t.Errorf("%s = %q: a placeholder is left", n, v)
+		}
+		if fi, _ := os.Stat(filepath.Join(dir, n)); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", n, fi.Mode().Perm())
+		}
+	}
+	if fi, err := os.Stat(priv); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key: %v, %v", fi, err)
+	}
+	p := verify(t, read("jwt-public-key"), read("service-token"))
+	if p.Role != auth.RoleService {
+		t.Errorf("service token role %s", p.Role)
+	}
+	if !strings.Contains(read("database-url"), ":"+read("postgres-password")+"@postgres.billfn.svc.cluster.local:5432/") {
+		t.Errorf("database-url %q does not use the generated postgres-password", read("database-url"))
+	}
+	if len(read("event-signing-key")) < 32 {
+		t.Error("event-signing-key is shorter than 32 bytes")
+	}
+	first := map[string]string{}
+	for _, n := range names {
+		first[n] = read(n)
+	}
+	if _, err := clusterSecrets(dir, priv, filepath.Join(root, "knative/infra/secrets.env")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if n != "service-token" && read(n) != first[n] {
+			t.Errorf("%s changed on the second run", n)
+		}
+	}
+	// A template that names a secret nothing generates is refused.
+	bad := filepath.Join(base, "bad.env")
+	os.WriteFile(bad, []byte("database-url=postgres://billfn:<nope-password>@db/billfn\n"), 0o600)
+	if _, err := clusterSecrets(filepath.Join(base, "bad"), priv, bad); err == nil {
+		t.Error("an unresolved placeholder was accepted")
+	}
+	os.WriteFile(bad, []byte("jwt-private-key=<the private key>\n"), 0o600)
+	if _, err := clusterSecrets(filepath.Join(base, "bad"), priv, bad); err == nil {
+		t.Error("a template handing the cluster the private key was accepted")
 	}
 }

@@ -8,8 +8,9 @@
 // By default it talks to the local stack's gateway
 // (http://127.0.0.1:8080/function/<name>); -url overrides the base URL of
 // the scenario's function (e.g. the function's own port, to measure without
-// the gateway). It signs its JWTs with JWT_SECRET, or the local stack's
-// development secret. Each scenario first sets up what it needs (accounts,
+// the gateway). It signs its JWTs with the local stack's private key
+// (jwt-private-key under -secrets, default bin/run/secrets; JWT_ALG=HS256
+// with JWT_SECRET for a single-tenant HS256 setup). Each scenario first sets up what it needs (accounts,
 // funding), untimed, then runs -n operations from -c concurrent workers.
 // -json writes the result for make bench.
 package main
@@ -33,6 +34,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
 )
 
 // Scenario is one kind of load.
@@ -217,9 +219,10 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	secret := os.Getenv("JWT_SECRET")
-	if secret == "" {
-		secret = auth.LocalDevSecret
+	signer, err := loadSigner(*secrets)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
 	}
 	url := *base
 	if url == "" {
@@ -227,7 +230,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := run(ctx, sc, url, auth.NewHS256Signer(secret, envOr("JWT_ISSUER", "billfn"), envOr("JWT_AUDIENCE", "billfn")),
+	res, err := run(ctx, sc, url, signer,
 		Options{Concurrency: *conc, N: *n, Batch: *batch, Accounts: *accounts, SecretsDir: *secrets, Gateway: strings.TrimRight(*gateway, "/")}, !*quiet)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -363,4 +366,20 @@ func report(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "%-28s %9d %9.0f %8.2f %8.2f %8.2f %8.2f %7d  %s\n", e.Endpoint, e.Requests, e.PerSecond,
 			e.P50ms, e.P95ms, e.P99ms, e.MaxMs, e.Errors, strings.Join(parts, " "))
 	}
+}
+
+// loadSigner signs as the local stack's issuer: the jwt-private-key in dir
+// (EdDSA), or what JWT_ALG, JWT_SECRET and JWT_PRIVATE_KEY say.
+func loadSigner(dir string) (*auth.Signer, error) {
+	if err := os.Setenv(config.SecretsDirEnv, dir); err != nil {
+		return nil, err
+	}
+	var cfg auth.SignerConfig
+	if err := config.Load(&cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Alg != "HS256" && strings.TrimSpace(cfg.PrivateKey) == "" {
+		return nil, fmt.Errorf("no jwt-private-key in %s: start the local stack (make run) or pass -secrets", dir)
+	}
+	return auth.SignerFor(cfg)
 }

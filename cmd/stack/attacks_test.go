@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -14,6 +15,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -68,25 +71,50 @@ func TestAttacks(t *testing.T) {
 			}
 			return s
 		}
-		secret := []byte(auth.LocalDevSecret)
-		valid := sign(jwt.SigningMethodHS256, secret, claims(nil))
+		// The stack signs with its Ed25519 private key; the functions hold
+		// only the public key.
+		priv, err := auth.ParsePrivateKeyPEM([]byte(e.secret("jwt-private-key")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, other, _ := ed25519.GenerateKey(rand.Reader)
+		valid := sign(jwt.SigningMethodEdDSA, priv, claims(nil))
 		parts := strings.Split(valid, ".")
 		forged := map[string]string{
 			"alg none":                      sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(nil)),
 			"alg None":                      rawJWT(`{"alg":"None","typ":"JWT"}`, claims(nil), ""),
 			"alg none, signature kept":      rawJWT(`{"alg":"none","typ":"JWT"}`, claims(nil), parts[2]),
 			"RS256 with the attacker's key": sign(jwt.SigningMethodRS256, key, claims(nil)),
+			"EdDSA with another key":        sign(jwt.SigningMethodEdDSA, other, claims(nil)),
 			// key confusion: an HMAC made with a public key as the secret
 			"HS256 keyed with an RSA public key": sign(jwt.SigningMethodHS256, []byte(fmt.Sprint(key.PublicKey.N)), claims(nil)),
-			"HS512 with the real secret":         sign(jwt.SigningMethodHS512, secret, claims(nil)),
-			"HS256 with another secret":          sign(jwt.SigningMethodHS256, []byte(strings.Repeat("x", 40)), claims(nil)),
-			"expired":                            sign(jwt.SigningMethodHS256, secret, claims(func(c *jwt.MapClaims) { (*c)["exp"] = now.Add(-2 * time.Minute).Unix() })),
-			"without exp":                        sign(jwt.SigningMethodHS256, secret, claims(func(c *jwt.MapClaims) { delete(*c, "exp") })),
-			"issued in the future":               sign(jwt.SigningMethodHS256, secret, claims(func(c *jwt.MapClaims) { (*c)["iat"] = now.Add(time.Hour).Unix() })),
-			"wrong audience":                     sign(jwt.SigningMethodHS256, secret, claims(func(c *jwt.MapClaims) { (*c)["aud"] = "someone-else" })),
-			"wrong issuer":                       sign(jwt.SigningMethodHS256, secret, claims(func(c *jwt.MapClaims) { (*c)["iss"] = "evil" })),
-			"payload swapped":                    parts[0] + "." + rawPart(claims(func(c *jwt.MapClaims) { (*c)["sub"] = b.user })) + "." + parts[2],
-			"garbage":                            "not.a.jwt",
+			// The local stack's JWT secret used to be this public constant.
+			"HS256 with the old public dev secret": sign(jwt.SigningMethodHS256, []byte("billfn-local-development-secret-change-me"), claims(nil)),
+			"HS256 with another secret":            sign(jwt.SigningMethodHS256, []byte(strings.Repeat("x", 40)), claims(nil)),
+			"expired":                              sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["exp"] = now.Add(-2 * time.Minute).Unix() })),
+			"without exp":                          sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { delete(*c, "exp") })),
+			"issued in the future":                 sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["iat"] = now.Add(time.Hour).Unix() })),
+			"wrong audience":                       sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["aud"] = "someone-else" })),
+			"wrong issuer":                         sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["iss"] = "evil" })),
+			"payload swapped":                      parts[0] + "." + rawPart(claims(func(c *jwt.MapClaims) { (*c)["sub"] = b.user })) + "." + parts[2],
+			"garbage":                              "not.a.jwt",
+		}
+		// The banner's token (export TOKEN=…) is signed with the same key.
+		banner := regexp.MustCompile(`export TOKEN=(\S+)`).FindStringSubmatch(e.out.String())
+		if banner == nil {
+			t.Fatal("the banner prints no export TOKEN=")
+		}
+		controls := map[string]string{"a token signed with the stack's key": valid, "the banner's token": banner[1]}
+		// A token signed with any secret a function holds opens nothing: a
+		// compromised function cannot mint tokens for the others.
+		held, err := os.ReadDir(filepath.Join(e.runDir, "secrets", functionsSubdir))
+		if err != nil || len(held) == 0 {
+			t.Fatalf("the functions' secrets: %v", err)
+		}
+		for _, f := range held {
+			v := e.secret(filepath.Join(functionsSubdir, f.Name()))
+			forged["HS256 keyed with the functions' "+f.Name()] = sign(jwt.SigningMethodHS256, []byte(v), claims(nil))
+			forged["HS512 keyed with the functions' "+f.Name()] = sign(jwt.SigningMethodHS512, []byte(v), claims(nil))
 		}
 		endpoints := map[string]string{
 			"process-transaction": "/function/process-transaction/accounts/" + b.account,
@@ -96,8 +124,10 @@ func TestAttacks(t *testing.T) {
 			"aggregate-report":    "/function/aggregate-report/reports/summary",
 		}
 		for _, f := range fnNames {
-			if r := e.req(http.MethodGet, endpoints[f], nil, "Authorization", "Bearer "+valid); r.status != http.StatusOK {
-				t.Fatalf("control: a valid token on %s got %s", f, r)
+			for what, tok := range controls {
+				if r := e.req(http.MethodGet, endpoints[f], nil, "Authorization", "Bearer "+tok); r.status != http.StatusOK {
+					t.Fatalf("control: %s on %s got %s", what, f, r)
+				}
 			}
 			for name, tok := range forged {
 				r := e.req(http.MethodGet, endpoints[f], nil, "Authorization", "Bearer "+tok)

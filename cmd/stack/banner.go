@@ -83,7 +83,7 @@ func (s *stack) deployed(name string) bool {
 }
 
 // adminToken signs a 24-hour admin token the functions accept: the local
-// JWT secret, with the issuer and audience stack.yml gives them.
+// stack's Ed25519 private key (bin/run/secrets/jwt-private-key), with the issuer and audience stack.yml gives them.
 func (s *stack) adminToken() (string, error) {
 	iss, aud := "billfn", "billfn"
 	for _, name := range s.st.Names() {
@@ -96,5 +96,9 @@ func (s *stack) adminToken() (string, error) {
 		}
 		break
 	}
-	return auth.NewHS256Signer(s.secrets["jwt-secret"], iss, aud).Sign(adminSubject, auth.RoleAdmin, 24*time.Hour)
+	signer, err := auth.SignerFor(auth.SignerConfig{Alg: "EdDSA", PrivateKey: s.secrets[jwtPrivateKey], Issuer: iss, Audience: aud})
+	if err != nil {
+		return "", err
+	}
+	return signer.Sign(adminSubject, auth.RoleAdmin, 24*time.Hour)
 }

@@ -132,6 +132,10 @@ func (c config) usesStripeMock(base string) bool {
 
 func (c config) secretsDir() string { return filepath.Join(c.RunDir, "secrets") }
 
+// functionSecretsDir is the SECRETS_DIR of every function and of the
+// kafka-trigger: the secrets stack.yml declares, never the JWT private key.
+func (c config) functionSecretsDir() string { return filepath.Join(c.secretsDir(), functionsSubdir) }
+
 func (c config) binDir() string { return filepath.Join(c.RunDir, "bin") }
 
 // baseEnv is what every child inherits from the stack's own environment:

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -190,25 +193,119 @@ func TestStackWritesEverySecretStackYMLNames(t *testing.T) {
 			}
 		}
 	}
-	if first["jwt-secret"] != auth.LocalDevSecret {
-		t.Error("the local JWT secret is not the one cmd/devtoken signs with")
-	}
 	if first["database-url"] != cfg.DatabaseURL || first["stripe-api-key"] != localStripeKey {
 		t.Errorf("got %v", first)
 	}
 	if !strings.HasPrefix(first["stripe-webhook-secret"], "whsec_") {
 		t.Errorf("stripe-webhook-secret %q", first["stripe-webhook-secret"])
 	}
+	if _, ok := first["jwt-secret"]; ok {
+		t.Error("the stack still writes an HS256 jwt-secret")
+	}
+	// The key pair: the service token verifies with the public key the
+	// functions get.
+	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: first[jwtPublicKey], Issuer: "billfn", Audience: "billfn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := v.Verify(first["service-token"]); err != nil || p.Role != auth.RoleService {
+		t.Errorf("service token: %+v, %v", p, err)
+	}
 	second, err := writeSecrets(dir, cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second["event-signing-key"] != first["event-signing-key"] || second["sandbox-webhook-secret"] != first["sandbox-webhook-secret"] {
-		t.Error("generated secrets changed across restarts")
+	for _, name := range []string{"event-signing-key", "sandbox-webhook-secret", jwtPrivateKey, jwtPublicKey} {
+		if second[name] != first[name] {
+			t.Errorf("generated secret %s changed across restarts", name)
+		}
 	}
-	fi, err := os.Stat(filepath.Join(dir, "jwt-secret"))
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("secret file mode %v", fi.Mode())
+	for _, name := range []string{jwtPrivateKey, "event-signing-key"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, %v", name, fi.Mode(), err)
+		}
+	}
+	if !strings.Contains(first[jwtPrivateKey], "BEGIN PRIVATE KEY") || !strings.Contains(first[jwtPublicKey], "BEGIN PUBLIC KEY") {
+		t.Errorf("the key pair is not PEM PKCS#8 / PKIX")
+	}
+}
+
+// The functions and the kafka-trigger get a secrets directory of their own
+// (SECRETS_DIR): what stack.yml declares for them, never the private key
+// that signs the stack's tokens.
+func TestFunctionsGetNoPrivateKey(t *testing.T) {
+	cfg, err := loadConfig(func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RunDir = t.TempDir()
+	cfg.StackFile = filepath.Join("..", "..", "stack.yml")
+	st, err := stackfile.Load(cfg.StackFile, cfg.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an older stack left in its secrets directory does not leak in.
+	if err := os.MkdirAll(cfg.functionSecretsDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(cfg.functionSecretsDir(), "jwt-secret"), []byte("old"), 0o600)
+	os.WriteFile(filepath.Join(cfg.functionSecretsDir(), jwtPrivateKey), []byte("old"), 0o600)
+	all, err := writeSecrets(cfg.secretsDir(), cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"event-signing-key": true, jwtPublicKey: true}
+	for _, name := range st.Names() {
+		for _, sec := range st.Functions[name].Secrets {
+			want[sec] = true
+		}
+	}
+	entries, err := os.ReadDir(cfg.functionSecretsDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range entries {
+		got[e.Name()] = true
+		b, _ := os.ReadFile(filepath.Join(cfg.functionSecretsDir(), e.Name()))
+		if !want[e.Name()] {
+			t.Errorf("the functions' secrets hold %s, which stack.yml does not give them", e.Name())
+		}
+		if strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), strings.TrimSpace(all[jwtPrivateKey])) {
+			t.Errorf("the functions' %s holds the private key", e.Name())
+		}
+		if string(b) != all[e.Name()] {
+			t.Errorf("the functions' %s differs from the stack's", e.Name())
+		}
+	}
+	for name := range want {
+		if !got[name] {
+			t.Errorf("the functions' secrets lack %s", name)
+		}
+	}
+	// Every child is pointed at that directory, none at the issuer's.
+	b, err := os.ReadFile("run.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := regexp.MustCompile(`"SECRETS_DIR="\+([a-zA-Z.]+)\(\)`).FindAllStringSubmatch(string(b), -1)
+	if len(sets) < 2 {
+		t.Errorf("run.go sets SECRETS_DIR %d times; want the functions' and the kafka-trigger's", len(sets))
+	}
+	for _, m := range sets {
+		if !strings.HasSuffix(m[1], ".functionSecretsDir") {
+			t.Errorf("run.go hands a child SECRETS_DIR=%s(), not functionSecretsDir()", m[1])
+		}
+	}
+	// A stack.yml that gives a function the private key does not start.
+	bad := *st
+	bad.Functions = maps.Clone(st.Functions)
+	f := *bad.Functions["aggregate-report"]
+	f.Secrets = append(slices.Clone(f.Secrets), jwtPrivateKey)
+	bad.Functions["aggregate-report"] = &f
+	if _, err := writeSecrets(t.TempDir(), cfg, &bad); err == nil {
+		t.Error("a function was given jwt-private-key")
 	}
 }
 

@@ -6,8 +6,12 @@
 //   - starts an embedded Kafka broker (kfake) with the architecture's topics
 //     and their partition counts plus the dead-letter topic, persisting in
 //     bin/run/kafka so a restart of the stack loses no record;
-//   - writes the secrets stack.yml names into bin/run/secrets (the local JWT
-//     secret is auth.LocalDevSecret, the one cmd/devtoken signs with);
+//   - writes the secrets stack.yml names into bin/run/secrets, with an
+//     Ed25519 key pair generated on the first start and kept (jwt-private-key,
+//     which signs the banner's token, the service token and make token's;
+//     jwt-public-key, which the functions verify with); the functions and the
+//     kafka-trigger get bin/run/secrets/functions, which holds the declared
+//     secrets and never the private key;
 //   - builds every function (go build) and starts each as its own process on
 //     its own port with the environment and secrets stack.yml gives it,
 //     restarting one that dies; a function folder without main.go yet is

@@ -233,7 +233,7 @@ func (s *stack) start(ctx context.Context) error {
 		env: append(baseEnv(),
 			"KAFKA_BROKERS="+cfg.KafkaAddr,
 			"GATEWAY_URL=http://"+cfg.GatewayAddr,
-			"SECRETS_DIR="+cfg.secretsDir(),
+			"SECRETS_DIR="+cfg.functionSecretsDir(),
 			"METRICS_ADDR="+cfg.TriggerAddr,
 			"SCHEDULE_EVERY="+cfg.TickEvery.String(),
 			"DLQ_TOPIC="+DLQTopic,
@@ -493,7 +493,7 @@ func (s *stack) build(ctx context.Context) error {
 		for _, k := range keys {
 			env = append(env, k+"="+f.spec.Environment[k])
 		}
-		env = append(env, "PORT="+strconv.Itoa(s.cfg.FunctionPort+i), "SECRETS_DIR="+s.cfg.secretsDir())
+		env = append(env, "PORT="+strconv.Itoa(s.cfg.FunctionPort+i), "SECRETS_DIR="+s.cfg.functionSecretsDir())
 		f.proc = &proc{
 			name: f.name, path: filepath.Join(s.cfg.binDir(), filepath.Base(f.spec.Dir())), dir: s.cfg.Root,
 			env: env, health: "http://" + f.addr + "/_/health", log: s.log,

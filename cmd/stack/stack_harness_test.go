@@ -194,8 +194,7 @@ func startStack(t *testing.T, opts stackOptions) *e2e {
 		redisURL = replaceHost(t, redisURL, opts.redisAddr)
 	}
 
-	signer := auth.NewHS256Signer(auth.LocalDevSecret, "billfn", "billfn")
-	e := &e2e{t: t, root: root, bin: bin, signer: signer, client: &http.Client{Timeout: 30 * time.Second}, dbURL: dbURL, prefix: prefix}
+	e := &e2e{t: t, root: root, bin: bin, client: &http.Client{Timeout: 30 * time.Second}, dbURL: dbURL, prefix: prefix}
 	t.Cleanup(func() {
 		if e.cmd != nil && !e.stopped {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGINT)
@@ -234,7 +233,7 @@ func startStack(t *testing.T, opts stackOptions) *e2e {
 		}
 		t.Logf("a port was taken while the stack started; starting it again on other ports:\n%s", tail(e.out.String(), 3))
 	}
-	if e.token, err = signer.Sign(adminSubject, auth.RoleAdmin, 2*time.Hour); err != nil {
+	if e.token, err = e.signer.Sign(adminSubject, auth.RoleAdmin, 2*time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if e.db, err = postgres.Open(context.Background(), dbURL, 4); err != nil {
@@ -292,6 +291,7 @@ func (e *e2e) launch(bin, databaseURL, redisURL string, env []string) bool {
 	go func() { exited <- cmd.Wait() }()
 	select {
 	case <-ready:
+		e.signer = e.stackSigner()
 		return true
 	case err := <-e.exited:
 		e.stopped = true
@@ -374,6 +374,17 @@ func (e *e2e) secret(name string) string {
 		e.t.Fatal(err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// stackSigner signs as the stack does: with the Ed25519 private key it
+// generated in its run directory on its first start.
+func (e *e2e) stackSigner() *auth.Signer {
+	e.t.Helper()
+	s, err := auth.SignerFor(auth.SignerConfig{Alg: "EdDSA", PrivateKey: e.secret("jwt-private-key"), Issuer: "billfn", Audience: "billfn"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
 }
 
 // tokenFor signs a JWT for sub with role (valid two hours).

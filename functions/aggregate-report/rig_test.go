@@ -60,7 +60,7 @@ func rigOn(t testing.TB, url string) *rig {
 	cfg := platform.Config{
 		Postgres:  postgres.Config{URL: url, MaxConns: 20},
 		Redis:     redis.Config{URL: "redis://" + rdb.Options().Addr + "/0", Prefix: prefix},
-		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second},
+		Auth:      testenv.AuthConfig(),
 		Kafka:     outbox.Config{Brokers: brokers},
 		EventKeys: testenv.EventKey,
 	}
@@ -69,7 +69,7 @@ func rigOn(t testing.TB, url string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	return finish(t, d, &testenv.Kit{Signer: auth.NewHS256Signer(testenv.JWTSecret, "billfn", "billfn"), Brokers: brokers})
+	return finish(t, d, &testenv.Kit{Signer: testenv.NewSigner(), Brokers: brokers})
 }
 
 func finish(t testing.TB, d *platform.Deps, kit *testenv.Kit) *rig {

@@ -48,7 +48,7 @@ func startHandleWebhook(t *testing.T, port int, brokers []string, sandboxSecret 
 		"REDIS_URL="+testenv.RedisURL(),
 		"REDIS_PREFIX=billfn-test:e2e:"+strconv.Itoa(port)+":",
 		"KAFKA_BROKERS="+strings.Join(brokers, ","),
-		"JWT_SECRET="+testenv.JWTSecret,
+		"JWT_PUBLIC_KEY="+testenv.JWTPublicKey,
 		"EVENT_SIGNING_KEYS="+testenv.EventKey,
 		"SANDBOX_WEBHOOK_SECRET="+sandboxSecret,
 		"STRIPE_WEBHOOK_SECRET=whsec_e2e",

@@ -1,8 +1,13 @@
 // Package auth verifies the bearer JWTs every function accepts.
 //
-// The algorithm is pinned by configuration (HS256 with a shared secret by
-// default; RS256 or EdDSA with a public key), so "alg":"none" and HS/RS key
-// confusion are rejected before any key is used. exp is required; iss and
+// The algorithm is pinned by configuration (EdDSA with a public key by
+// default, or RS256 with a public key; HS256 with a shared secret only when
+// JWT_ALG=HS256 is set explicitly, for a single-tenant development setup),
+// so "alg":"none" and HS/asymmetric key confusion are rejected before any
+// key is used. A function holds only the public key (secret
+// jwt-public-key): the private key (jwt-private-key, SignerConfig) lives
+// only where tokens are issued, so a compromised function cannot mint
+// tokens for the others. exp is required; iss and
 // aud must match and must be configured (an empty JWT_ISSUER or
 // JWT_AUDIENCE is refused, not read as "any"); keys below MinHS256SecretLen
 // bytes or MinRSABits bits are refused. The subject is the user id (a
@@ -17,7 +22,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,11 +38,6 @@ import (
 
 	"github.com/billfn/billfn/shared/problem"
 )
-
-// LocalDevSecret is the HS256 secret of the local stack (make run), of
-// cmd/devtoken and of cmd/loadgen when nothing else is configured. It is
-// public by definition: never use it outside a developer's machine.
-const LocalDevSecret = "billfn-local-development-secret-change-me"
 
 // Minimum key sizes NewVerifier accepts.
 const (
@@ -55,10 +58,11 @@ const (
 // Valid reports whether r is one of the three roles.
 func (r Role) Valid() bool { return r == RoleAdmin || r == RoleService || r == RoleCustomer }
 
-// Config selects the algorithm and keys. Secrets may come from files (see
-// package config).
+// Config selects the algorithm and keys a verifier uses. Secrets may come
+// from files (see package config). It holds no private key: that is
+// SignerConfig's, loaded only by token issuers.
 type Config struct {
-	Alg       string        `envconfig:"JWT_ALG" default:"HS256"`
+	Alg       string        `envconfig:"JWT_ALG" default:"EdDSA"`
 	Secret    string        `envconfig:"JWT_SECRET" secret:"jwt-secret"`         // HS256
 	PublicKey string        `envconfig:"JWT_PUBLIC_KEY" secret:"jwt-public-key"` // PEM, RS256/EdDSA
 	Issuer    string        `envconfig:"JWT_ISSUER" default:"billfn"`
@@ -281,12 +285,90 @@ func NewSigner(key crypto.Signer, issuer, audience string) (*Signer, error) {
 	return nil, fmt.Errorf("auth: unsupported key type %T", key)
 }
 
-// SignerFor returns the HS256 signer matching a verifier config.
-func SignerFor(cfg Config) (*Signer, error) {
-	if cfg.Alg != "HS256" {
-		return nil, errors.New("auth: only HS256 tokens can be minted from the shared configuration")
+// SignerConfig is what an issuer of tokens loads (cmd/devtoken, the local
+// stack, the load generator), never a function: the private key of EdDSA or
+// RS256 (secret jwt-private-key, PEM PKCS#8), or the HS256 secret when
+// JWT_ALG=HS256 is set explicitly.
+type SignerConfig struct {
+	Alg        string `envconfig:"JWT_ALG" default:"EdDSA"`
+	Secret     string `envconfig:"JWT_SECRET" secret:"jwt-secret"`           // HS256
+	PrivateKey string `envconfig:"JWT_PRIVATE_KEY" secret:"jwt-private-key"` // PEM PKCS#8, RS256/EdDSA
+	Issuer     string `envconfig:"JWT_ISSUER" default:"billfn"`
+	Audience   string `envconfig:"JWT_AUDIENCE" default:"billfn"`
+}
+
+// SignerFor returns the signer cfg describes: its private key for EdDSA or
+// RS256 (of the algorithm cfg names), its secret for HS256.
+func SignerFor(cfg SignerConfig) (*Signer, error) {
+	switch cfg.Alg {
+	case "HS256":
+		if len(cfg.Secret) < MinHS256SecretLen {
+			return nil, fmt.Errorf("auth: JWT_SECRET must be at least %d bytes for HS256", MinHS256SecretLen)
+		}
+		return NewHS256Signer(cfg.Secret, cfg.Issuer, cfg.Audience), nil
+	case "EdDSA", "RS256":
+		if strings.TrimSpace(cfg.PrivateKey) == "" {
+			return nil, fmt.Errorf("auth: %s needs a private key (secret jwt-private-key or JWT_PRIVATE_KEY)", cfg.Alg)
+		}
+		key, err := ParsePrivateKeyPEM([]byte(cfg.PrivateKey))
+		if err != nil {
+			return nil, err
+		}
+		s, err := NewSigner(key, cfg.Issuer, cfg.Audience)
+		if err != nil {
+			return nil, err
+		}
+		if s.method.Alg() != cfg.Alg {
+			return nil, fmt.Errorf("auth: jwt-private-key is a %s key, JWT_ALG is %s", s.method.Alg(), cfg.Alg)
+		}
+		return s, nil
 	}
-	return NewHS256Signer(cfg.Secret, cfg.Issuer, cfg.Audience), nil
+	return nil, fmt.Errorf("auth: JWT_ALG %q is not one of HS256, RS256, EdDSA", cfg.Alg)
+}
+
+// ParsePrivateKeyPEM reads a PEM private key: PKCS#8 (Ed25519 or RSA), or
+// PKCS#1 RSA.
+func ParsePrivateKeyPEM(b []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("auth: jwt-private-key is not PEM")
+	}
+	if k, err := x509.ParsePKCS8PrivateKey(block.Bytes); err == nil {
+		if s, ok := k.(crypto.Signer); ok {
+			return s, nil
+		}
+		return nil, fmt.Errorf("auth: jwt-private-key: unsupported key type %T", k)
+	}
+	k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("auth: jwt-private-key is neither PKCS#8 nor PKCS#1: %w", err)
+	}
+	return k, nil
+}
+
+// GenerateEd25519PEM makes a fresh Ed25519 key pair for EdDSA tokens: the
+// private key as PEM PKCS#8 (jwt-private-key, for the issuer only) and the
+// public key as PEM PKIX (jwt-public-key, for every verifier).
+func GenerateEd25519PEM() (privatePEM, publicPEM string, err error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	return Ed25519PEM(priv, pub)
+}
+
+// Ed25519PEM encodes a key pair as GenerateEd25519PEM does.
+func Ed25519PEM(priv ed25519.PrivateKey, pub ed25519.PublicKey) (privatePEM, publicPEM string, err error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return "", "", err
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})), nil
 }
 
 // Sign issues a token for subject with role, valid for ttl.

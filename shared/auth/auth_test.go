@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -464,19 +465,41 @@ func TestSignWithoutAudienceOmitsTheClaim(t *testing.T) {
 }
 
 func TestSignerForAndNewSignerAcceptOnlySupportedKeys(t *testing.T) {
-	if _, err := SignerFor(rsConfig()); err == nil {
-		t.Fatal("SignerFor(RS256) succeeded; only HS256 can be minted from the config")
-	}
-	s, err := SignerFor(hsConfig())
+	edPriv, edPub, err := GenerateEd25519PEM()
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := s.Sign(userID, RoleCustomer, time.Minute)
-	if err != nil {
-		t.Fatal(err)
+	hs := SignerConfig{Alg: "HS256", Secret: testSecret, Issuer: "billfn", Audience: "billfn"}
+	ed := SignerConfig{Alg: "EdDSA", PrivateKey: edPriv, Issuer: "billfn", Audience: "billfn"}
+	for _, tc := range []struct {
+		cfg SignerConfig
+		ver Config
+	}{
+		{hs, hsConfig()},
+		{ed, func() Config { c := edConfig(); c.PublicKey = edPub; return c }()},
+	} {
+		s, err := SignerFor(tc.cfg)
+		if err != nil {
+			t.Fatalf("SignerFor(%s): %v", tc.cfg.Alg, err)
+		}
+		tok, err := s.Sign(userID, RoleCustomer, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newVerifier(t, tc.ver).Verify(tok); err != nil {
+			t.Fatalf("%s token from SignerFor rejected by the matching verifier: %v", tc.cfg.Alg, err)
+		}
 	}
-	if _, err := newVerifier(t, hsConfig()).Verify(tok); err != nil {
-		t.Fatalf("token from SignerFor rejected by the matching verifier: %v", err)
+	for name, bad := range map[string]SignerConfig{
+		"EdDSA without a private key":     {Alg: "EdDSA", Issuer: "billfn", Audience: "billfn"},
+		"EdDSA with a public key":         {Alg: "EdDSA", PrivateKey: edPub, Issuer: "billfn", Audience: "billfn"},
+		"RS256 with an Ed25519 key":       {Alg: "RS256", PrivateKey: edPriv, Issuer: "billfn", Audience: "billfn"},
+		"HS256 with a 31-byte secret":     {Alg: "HS256", Secret: strings.Repeat("s", 31), Issuer: "billfn", Audience: "billfn"},
+		"an algorithm billfn does not do": {Alg: "ES256", PrivateKey: edPriv, Issuer: "billfn", Audience: "billfn"},
+	} {
+		if _, err := SignerFor(bad); err == nil {
+			t.Errorf("SignerFor accepted %s", name)
+		}
 	}
 	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -708,5 +731,83 @@ func TestNewVerifierRefusesWeakKeysAndEmptyClaimsChecks(t *testing.T) {
 	}
 	if _, err := NewVerifier(with(rsConfig(), func(c *Config) { c.PublicKey = rsaPEMOfSize(t, 2048) })); err != nil {
 		t.Fatalf("a 2048-bit RSA key was refused: %v", err)
+	}
+}
+
+// EdDSA is what a function verifies with when JWT_ALG is not set; HS256 only
+// when configured explicitly.
+func TestDefaultAlgorithmIsEdDSA(t *testing.T) {
+	f, ok := reflect.TypeOf(Config{}).FieldByName("Alg")
+	if !ok || f.Tag.Get("default") != "EdDSA" {
+		t.Fatalf("Config.Alg defaults to %q, want EdDSA", f.Tag.Get("default"))
+	}
+	f, _ = reflect.TypeOf(SignerConfig{}).FieldByName("Alg")
+	if f.Tag.Get("default") != "EdDSA" {
+		t.Fatalf("SignerConfig.Alg defaults to %q, want EdDSA", f.Tag.Get("default"))
+	}
+	if _, ok := reflect.TypeOf(Config{}).FieldByName("PrivateKey"); ok {
+		t.Fatal("the verifier's Config has a private key field: functions would load it")
+	}
+}
+
+// Algorithm confusion: an HS256 token whose HMAC key is the verifier's own
+// public key (the PEM every function holds, as bytes) is refused by an
+// EdDSA verifier, and so is an EdDSA token signed with another Ed25519 key.
+func TestEdDSAVerifierRefusesAlgConfusionAndForeignKeys(t *testing.T) {
+	v := newVerifier(t, edConfig())
+	v.SetClock(time.Now)
+	claims := func() Claims {
+		n := time.Now()
+		return Claims{Role: RoleAdmin, RegisteredClaims: jwt.RegisteredClaims{Subject: userID, Issuer: "billfn",
+			Audience: jwt.ClaimStrings{"billfn"}, IssuedAt: jwt.NewNumericDate(n), ExpiresAt: jwt.NewNumericDate(n.Add(time.Minute))}}
+	}
+	for _, key := range []string{edPEM(), strings.TrimSpace(edPEM()), testSecret} {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims()).SignedString([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertRejected(t, v, tok)
+	}
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims()).SignedString(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertRejected(t, v, tok)
+	// The same claims with the right key pass: the refusals above are the key's.
+	tok, err = jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims()).SignedString(edKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("a token signed with the right key was refused: %v", err)
+	}
+}
+
+// The PEM GenerateEd25519PEM writes reads back, trimmed as secret files are.
+func TestGeneratedEd25519PEMRoundTrips(t *testing.T) {
+	priv, pub, err := GenerateEd25519PEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(priv, "BEGIN PRIVATE KEY") || !strings.Contains(pub, "BEGIN PUBLIC KEY") {
+		t.Fatalf("unexpected PEM:\n%s\n%s", priv, pub)
+	}
+	s, err := SignerFor(SignerConfig{Alg: "EdDSA", PrivateKey: strings.TrimSpace(priv), Issuer: "billfn", Audience: "billfn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Sign(userID, RoleService, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := baseConf
+	c.Alg, c.PublicKey = "EdDSA", strings.TrimSpace(pub)
+	if _, err := NewVerifier(c); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := NewVerifier(c)
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("verify: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -22,10 +23,40 @@ import (
 
 // JWTSecret and EventKey are the secrets of test deployments; each meets
 // its minimum length (auth.MinHS256SecretLen, events.MinKeyLen: 32 bytes).
+// JWTSecret serves only the tests of the opt-in HS256 configuration.
 const (
 	JWTSecret = "billfn-test-jwt-secret-0123456789abcdef"
 	EventKey  = "billfn-test-event-signing-key-0123456789"
 )
+
+// The Ed25519 key pair of test deployments (EdDSA, the default): the
+// functions under test verify with JWTPublicKey (PEM PKIX), Kit signs with
+// JWTPrivateKey. Derived from a fixed seed, so a function started as a
+// separate process in a test verifies the same tokens.
+var (
+	JWTPrivateKey = ed25519.NewKeyFromSeed([]byte("billfn-test-ed25519-seed-0123456"))
+	JWTPublicKey  = func() string {
+		_, pub, err := auth.Ed25519PEM(JWTPrivateKey, JWTPrivateKey.Public().(ed25519.PublicKey))
+		if err != nil {
+			panic(err)
+		}
+		return pub
+	}()
+)
+
+// AuthConfig is the verifier configuration of test deployments.
+func AuthConfig() auth.Config {
+	return auth.Config{Alg: "EdDSA", PublicKey: JWTPublicKey, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second}
+}
+
+// NewSigner signs tokens AuthConfig's verifiers accept.
+func NewSigner() *auth.Signer {
+	s, err := auth.NewSigner(JWTPrivateKey, "billfn", "billfn")
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
 
 // Kit is what a function test needs besides the function's dependencies.
 type Kit struct {
@@ -100,7 +131,7 @@ func Platform(tb testing.TB, name string) (*platform.Deps, *Kit) {
 	cfg := platform.Config{
 		Postgres:  postgres.Config{URL: url, MaxConns: 20},
 		Redis:     redis.Config{URL: "redis://" + rdb.Options().Addr + "/0", Prefix: prefix},
-		Auth:      auth.Config{Alg: "HS256", Secret: JWTSecret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second},
+		Auth:      AuthConfig(),
 		Kafka:     outbox.Config{Brokers: brokers},
 		EventKeys: EventKey,
 	}
@@ -109,7 +140,7 @@ func Platform(tb testing.TB, name string) (*platform.Deps, *Kit) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(d.Close)
-	return d, &Kit{Signer: auth.NewHS256Signer(JWTSecret, "billfn", "billfn"), Kafka: cluster, Brokers: brokers}
+	return d, &Kit{Signer: NewSigner(), Kafka: cluster, Brokers: brokers}
 }
 
 // NewUser returns a random user id.

@@ -2,6 +2,7 @@ package deploycheck
 
 import (
 	"bufio"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -557,18 +558,75 @@ func TestSecretsTemplateHoldsEverySecretStackYMLDeclares(t *testing.T) {
 	for _, name := range st.Names() {
 		for _, sec := range st.Functions[name].Secrets {
 			if env[sec] == "" {
-				t.Errorf("%s declares secret %s, knative/infra/secrets.env has no value for it", name, sec)
+				t.Errorf("%s declares secret %s, knative/infra/secrets.env has no entry for it", name, sec)
 			}
 		}
 	}
-	if len(env["jwt-secret"]) < 32 {
-		t.Error("jwt-secret must be at least 32 bytes for HS256")
+	// The functions verify tokens with a public key: the cluster gets
+	// jwt-public-key, never the private key nor an HS256 secret.
+	if env["jwt-public-key"] == "" {
+		t.Error("knative/infra/secrets.env has no jwt-public-key")
 	}
-	if !strings.Contains(env["database-url"], ":"+env["postgres-password"]+"@postgres.billfn.svc.cluster.local:5432/") {
+	for _, never := range []string{"jwt-private-key", "jwt-secret"} {
+		if _, ok := env[never]; ok {
+			t.Errorf("knative/infra/secrets.env lists %s: the cluster must hold only the public key", never)
+		}
+	}
+	if !strings.Contains(env["database-url"], ":<postgres-password>@postgres.billfn.svc.cluster.local:5432/") {
 		t.Error("database-url does not use postgres-password and the postgres Service")
 	}
 	if !strings.HasPrefix(env["redis-url"], "redis://redis.billfn.svc.cluster.local:6379/") {
 		t.Errorf("redis-url %q is not the redis Service", env["redis-url"])
+	}
+}
+
+// The committed template holds no usable value: every secret is a
+// placeholder (<...>) that make deploy-secrets generates, or a text whose
+// credential is one (the database URL's password). Only values that are no
+// credential at all (the password-less in-cluster Redis URL) are literal.
+func TestSecretsTemplateHoldsOnlyPlaceholders(t *testing.T) {
+	noCredential := map[string]bool{"redis-url": true}
+	whole := regexp.MustCompile(`^<[^<>]+>$`)
+	for name, v := range envFile(t, "knative/infra/secrets.env") {
+		switch {
+		case whole.MatchString(v):
+		case noCredential[name]:
+			if strings.Contains(v, "@") {
+				t.Errorf("%s = %q carries credentials", name, v)
+			}
+		case name == "database-url":
+			u, err := url.Parse(strings.ReplaceAll(v, "<postgres-password>", "PLACEHOLDER"))
+			if err != nil {
+				t.Errorf("database-url: %v", err)
+				continue
+			}
+			if p, _ := u.User.Password(); p != "PLACEHOLDER" {
+				t.Errorf("database-url's password is %q, not the <postgres-password> placeholder", p)
+			}
+		default:
+			t.Errorf("%s = %q is not a <placeholder>: the template must hold no usable value", name, v)
+		}
+		for _, leak := range []string{"-----BEGIN", "eyJ", "change-me", "sk_live_", "billfn-kind-"} {
+			if strings.Contains(v, leak) {
+				t.Errorf("%s holds %q: a real value in the committed template", name, leak)
+			}
+		}
+	}
+	// No kustomization turns the template into a Secret: the deploy
+	// targets apply bin/deploy/secrets instead, and refuse placeholders.
+	for _, dir := range []string{"knative", "knative/infra", "knative/openfaas"} {
+		if strings.Contains(read(t, dir+"/kustomization.yaml"), "secretGenerator") {
+			t.Errorf("%s/kustomization.yaml generates a Secret: it would apply the template's placeholders", dir)
+		}
+	}
+	mk := read(t, "Makefile")
+	for _, want := range []string{"deploy-secrets", "bin/deploy/secrets", "-cluster-secrets", "placeholder"} {
+		if !strings.Contains(mk, want) {
+			t.Errorf("the Makefile has no %q: make deploy-* must generate the secrets and refuse placeholders", want)
+		}
+	}
+	if strings.Contains(mk, "--from-literal") || strings.Contains(mk, "--from-env-file=$(SECRETS_TEMPLATE)") {
+		t.Error("the Makefile applies the template itself")
 	}
 }
 
@@ -601,6 +659,9 @@ func TestKustomizationsListEveryManifest(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(root, dir, n, "kustomization.yaml")); err == nil && !listed[n] {
 				continue // a kustomization of its own (knative/openfaas), checked in this loop too
+			}
+			if dir == "knative/infra" && n == "secrets.env" {
+				continue // the secrets template, read by make deploy-secrets, never applied
 			}
 			if !listed[n] {
 				t.Errorf("%s/%s is not in its kustomization, so kubectl apply -k skips it", dir, n)

@@ -377,7 +377,7 @@ func TestGatewayListsFunctionsLikeOpenFaaS(t *testing.T) {
 			Name: "generate-invoice", Image: "localhost:5001/billfn-generate-invoice:latest", Namespace: "openfaas-fn",
 			Annotations: &map[string]string{"topic": "billing-events,cron-function", "schedule": "* * * * *"},
 			Labels:      &map[string]string{"app.kubernetes.io/part-of": "billfn"},
-			EnvVars:     map[string]string{"JWT_ALG": "HS256"}, Secrets: []string{"jwt-secret"},
+			EnvVars:     map[string]string{"JWT_ALG": "EdDSA"}, Secrets: []string{"jwt-public-key"},
 			ReadOnlyRootFilesystem: true,
 		},
 		Addr:  "127.0.0.1:1",
