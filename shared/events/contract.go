@@ -2,6 +2,8 @@ package events
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 
@@ -61,7 +63,8 @@ var unexpected = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "billfn_events_unexpected_total",
 	Help: "Events delivered to a consumer that it did not apply, by consumer, type (\"other\" for a type the contract does not know) " +
 		"and reason: unknown_type (not in the contract, no handler), unhandled (in the contract, no handler here), " +
-		"wrong_topic (read from a topic the contract does not put the type on).",
+		"wrong_topic (read from a topic the contract does not put the type on), " +
+		"foreign_source (a fact from a source other than its owner: parked).",
 }, []string{"consumer", "type", "reason"})
 
 // Unexpected reasons.
@@ -69,6 +72,9 @@ const (
 	ReasonUnknownType = "unknown_type"
 	ReasonUnhandled   = "unhandled"
 	ReasonWrongTopic  = "wrong_topic"
+	// ReasonForeignSource: a fact from a source that may not emit it
+	// (AllowedSource); parked in dead_letters, never applied.
+	ReasonForeignSource = "foreign_source"
 )
 
 type topicKey struct{}
@@ -106,4 +112,115 @@ func (rc *Receiver) noteUnexpected(ctx context.Context, ev Event, reason string)
 	unexpected.WithLabelValues(rc.Consumer, label, reason).Inc()
 	slog.DebugContext(ctx, "event not applied", "consumer", rc.Consumer, "reason", reason, "type", truncate(ev.Type(), 200),
 		"event_id", truncate(ev.ID(), 200), "source", truncate(ev.Source(), 200), "topic", topicOf(ctx))
+}
+
+// Who may emit each type (docs/events.md, "Who may emit each type").
+//
+// A fact — something that happened to an aggregate — has exactly one
+// owner, the function that keeps that aggregate: consumers accept it only
+// from Source(owner). emitters names the owner by aggregate, with the
+// exceptions of an aggregate (a type another function emits) by exact type;
+// an exact type wins. Commands (asking for something to be done) are open
+// to any source: integrators produce them, and so do functions
+// (capture-payment and process-transaction itself request transfers,
+// generate-invoice turns POST /invoices into billfn.invoice.requested). Who
+// may write a command is decided by the broker's ACLs on its topic, not
+// here.
+var emitters = map[string]string{
+	"account":      "process-transaction",
+	"transaction":  "process-transaction",
+	"hold":         "process-transaction",
+	"invoice":      "generate-invoice",
+	"subscription": "generate-invoice",
+	"notification": "generate-invoice",
+	"payment":      "capture-payment",
+	"refund":       "capture-payment",
+
+	// Exceptions: refund holds are resolved by capture-payment, gateway
+	// updates come from handle-webhook.
+	"billfn.hold.capture_requested":  "capture-payment",
+	"billfn.hold.void_requested":     "capture-payment",
+	"billfn.payment.gateway_updated": "handle-webhook",
+}
+
+// commands are the types any source may emit (see emitters). Only these:
+// other types ending in "requested" (billfn.hold.capture_requested,
+// billfn.invoice.payment_retry_requested, billfn.notification.requested)
+// are facts of their owner.
+var commands = map[string]bool{
+	"billfn.transaction.requested": true,
+	"billfn.invoice.requested":     true,
+}
+
+// contractTypes is every type docs/events.md names, for the tests and the
+// documentation check; the rules above cover other verbs of the same
+// aggregates too.
+var contractTypes = []string{
+	"billfn.account.created", "billfn.account.updated",
+	"billfn.transaction.requested", "billfn.transaction.posted", "billfn.transaction.rejected",
+	"billfn.hold.created", "billfn.hold.captured", "billfn.hold.voided", "billfn.hold.expired",
+	"billfn.hold.capture_requested", "billfn.hold.void_requested",
+	"billfn.invoice.requested", "billfn.invoice.created", "billfn.invoice.finalized", "billfn.invoice.paid",
+	"billfn.invoice.voided", "billfn.invoice.overdue", "billfn.invoice.uncollectible",
+	"billfn.invoice.payment_retry_requested", "billfn.invoice.payment_unapplied",
+	"billfn.subscription.created", "billfn.subscription.updated", "billfn.subscription.canceled",
+	"billfn.notification.requested",
+	"billfn.payment.created", "billfn.payment.updated", "billfn.payment.authorized", "billfn.payment.captured",
+	"billfn.payment.failed", "billfn.payment.canceled", "billfn.payment.disputed",
+	"billfn.refund.succeeded", "billfn.refund.failed",
+	"billfn.payment.gateway_updated",
+}
+
+// Functions are billfn's functions, the only sources of facts.
+var Functions = []string{"process-transaction", "capture-payment", "generate-invoice", "handle-webhook", "aggregate-report"}
+
+// ContractTypes returns every event type docs/events.md names.
+func ContractTypes() []string { return append([]string(nil), contractTypes...) }
+
+// IsCommand reports whether typ is a command any source may emit.
+func IsCommand(typ string) bool { return commands[typ] }
+
+// Emitter is the function that owns the fact type typ: the only one allowed
+// to emit it. false for a command and for a type the contract does not
+// know.
+func Emitter(typ string) (function string, ok bool) {
+	if commands[typ] {
+		return "", false
+	}
+	if _, known := ContractTopic(typ); !known {
+		return "", false
+	}
+	if f, ok := emitters[typ]; ok {
+		return f, true
+	}
+	agg, _, _ := strings.Cut(strings.TrimPrefix(typ, "billfn."), ".")
+	f, ok := emitters[agg]
+	return f, ok
+}
+
+// AllowedSource reports whether an event of typ from source may be
+// accepted: always for a command, for a fact only from Source of its owner
+// (Emitter), never for a type the contract does not know (the receiver
+// leaves those to its unexpected-event path).
+func AllowedSource(typ, source string) bool {
+	if commands[typ] {
+		return true
+	}
+	owner, ok := Emitter(typ)
+	return ok && source == Source(owner)
+}
+
+// ErrForeignSource is the cause of an event parked because its source may
+// not emit its type.
+var ErrForeignSource = errors.New("a fact only from its owner")
+
+// foreign returns why the receiver must refuse ev: a fact of a known type
+// from a source other than its owner; nil otherwise.
+func foreign(ev Event) error {
+	owner, ok := Emitter(ev.Type())
+	if !ok || ev.Source() == Source(owner) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s from %q refused: only %s (%s) may emit it",
+		ErrForeignSource, truncate(ev.Type(), 200), truncate(ev.Source(), 200), owner, Source(owner))
 }

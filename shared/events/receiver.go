@@ -344,6 +344,20 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 	handled := evs[:0:0]
 	for _, ev := range evs {
 		_, known := ContractTopic(ev.Type())
+		if cause := foreign(ev); cause != nil {
+			// A fact from a source that may not emit it (a forgery, or a
+			// producer writing what is not its own): parked before any
+			// handler runs, alone, so the rest of a batch still applies.
+			// A retry cannot fix it: acknowledged, left for an operator.
+			if err := rc.Park(ctx, ev, cause); err != nil {
+				received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "failed").Inc()
+				return res, err
+			}
+			res.Parked++
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "parked").Inc()
+			rc.noteUnexpected(ctx, ev, ReasonForeignSource)
+			continue
+		}
 		switch {
 		case misplaced(ctx, ev):
 			// The contract puts this type on another topic: a producer
