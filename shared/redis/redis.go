@@ -142,6 +142,10 @@ end
 redis.call('DEL', KEYS[3])
 return 1`)
 
+// lockTTL bounds how long one process may hold a key's fill lock, and so how
+// long others wait for its result.
+const lockTTL = 2 * time.Second
+
 // fill loads and stores one key, letting only one process load at a time.
 func fill[T any](ctx context.Context, c *Cache, full string, ttl time.Duration, load func(context.Context) (T, error)) (T, error) {
 	lock, genKey := full+":lock", full+":gen"
@@ -154,7 +158,7 @@ func fill[T any](ctx context.Context, c *Cache, full string, ttl time.Duration, 
 	// key once more in case another process filled it meanwhile.
 	_, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		gen = p.Get(ctx, genKey)
-		locked = p.SetNX(ctx, lock, 1, 2*time.Second)
+		locked = p.SetNX(ctx, lock, 1, lockTTL)
 		again = p.Get(ctx, full)
 		return nil
 	})
@@ -170,13 +174,16 @@ func fill[T any](ctx context.Context, c *Cache, full string, ttl time.Duration, 
 	}
 	if !locked.Val() {
 		// Another process is loading: wait for its result while it holds
-		// the lock (bounded), then load ourselves.
-		deadline := time.Now().Add(200 * time.Millisecond)
+		// the lock (never longer than the lock lives), then load ourselves.
+		deadline := time.Now().Add(lockTTL)
 		for time.Now().Before(deadline) {
 			time.Sleep(2 * time.Millisecond)
 			var val *goredis.StringCmd
 			var held *goredis.IntCmd
-			if _, err := c.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			// MULTI/EXEC: the value and the lock are seen at one instant, so
+			// a fill that stores and unlocks between the two reads cannot
+			// look like a loader that gave up.
+			if _, err := c.rdb.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 				val = p.Get(ctx, full)
 				held = p.Exists(ctx, lock)
 				return nil
