@@ -105,6 +105,14 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	if _, ok := env("STRIPE_API_BASE"); !ok {
 		own["STRIPE_API_BASE"] = "http://" + c.StripeMockAddr
 	}
+	// The local stack keeps the sandbox on (pm_card_visa and friends): it
+	// is the one place where SANDBOX_ENABLED=true is set for the user, who
+	// may still route elsewhere with GATEWAY_ROUTES.
+	for k, v := range map[string]string{"GATEWAY_ROUTES": "*=sandbox", "SANDBOX_ENABLED": "true"} {
+		if _, ok := env(k); !ok {
+			own[k] = v
+		}
+	}
 	c.lookup = func(k string) (string, bool) {
 		if v, ok := own[k]; ok {
 			return v, true

@@ -321,7 +321,7 @@ func TestStackConfigSubstitutesItsOwnAddresses(t *testing.T) {
 	}
 	cp := st.Functions["capture-payment"].Environment
 	if cp["KAFKA_BROKERS"] != "127.0.0.1:1234" || cp["SANDBOX_WEBHOOK_URL"] != "http://127.0.0.1:4321/function/handle-webhook/sandbox" ||
-		!cfg.usesStripeMock(cp["STRIPE_API_BASE"]) {
+		!cfg.usesStripeMock(cp["STRIPE_API_BASE"]) || cp["GATEWAY_ROUTES"] != "*=sandbox" || cp["SANDBOX_ENABLED"] != "true" {
 		t.Errorf("capture-payment environment %v", cp)
 	}
 	for _, bad := range []map[string]string{{"BILLFN_FUNCTION_PORT": "x"}, {"BILLFN_GATEWAY_ADDR": "8080"}, {"BILLFN_TICK_EVERY": "10ms"}} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/sandbox"
 	"github.com/billfn/billfn/shared/server"
 )
 
@@ -16,6 +17,10 @@ func main() {
 	server.Main(name, func(ctx context.Context) (server.App, error) {
 		var cfg Config
 		if err := config.Load(&cfg); err != nil {
+			return server.App{}, err
+		}
+		// A route to the sandbox needs SANDBOX_ENABLED=true: never by default on a cluster.
+		if err := sandbox.RequireEnabled(cfg.Routes); err != nil {
 			return server.App{}, err
 		}
 		d, err := platform.Open(ctx, name)
