@@ -11,7 +11,7 @@ import (
 )
 
 // adminTimeout bounds a rebuild or check run over HTTP; long ranges belong
-// to the command (go run ./cmd/report rebuild), which has no deadline.
+// to the command (go run ./functions/aggregate-report rebuild), which has no deadline.
 const adminTimeout = 5 * time.Minute
 
 // checkResponse is a report plus the verdict.

@@ -1,10 +1,14 @@
 // Command aggregate-report is billfn's analytics function: it aggregates the
 // events of every topic into rollups, serves reports (JSON or CSV), a
 // dashboard, reconciliation and rebuilds. See docs/aggregate-report.md.
+//
+// Without arguments it serves; "aggregate-report rebuild|check …" is the
+// report command instead (command.go).
 package main
 
 import (
 	"context"
+	"os"
 	"time"
 
 	"github.com/billfn/billfn/shared/platform"
@@ -12,6 +16,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		runCommand()
+	}
 	server.Main("aggregate-report", func(ctx context.Context) (server.App, error) {
 		d, err := platform.Open(ctx, "aggregate-report")
 		if err != nil {

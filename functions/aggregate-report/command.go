@@ -1,8 +1,9 @@
-// Command report recomputes aggregate-report's rollups from its event log
-// and checks them against what streaming wrote.
+// The report command: the aggregate-report binary, given arguments,
+// recomputes its rollups from its event log and checks them against what
+// streaming wrote, instead of serving.
 //
-//	go run ./cmd/report rebuild [--from 2026-01-01] [--to 2026-02-01]   recompute and replace the rollups of [from, to)
-//	go run ./cmd/report check   [--from 2026-01-01] [--to 2026-02-01]   compare streamed and recomputed rollups; exit 1 if they differ
+//	go run ./functions/aggregate-report rebuild [--from 2026-01-01] [--to 2026-02-01]   recompute and replace the rollups of [from, to)
+//	go run ./functions/aggregate-report check   [--from 2026-01-01] [--to 2026-02-01]   compare streamed and recomputed rollups; exit 1 if they differ
 //
 // Dates are UTC days, to exclusive; without them the whole log is used.
 // The database is DATABASE_URL (or the secret file database-url), by
@@ -13,7 +14,9 @@
 // "From the source tables" means from report_events, the log of every
 // event aggregate-report consumed, written in the same transaction as the
 // rollups: a function reads only its own tables, so the log is the source
-// (docs/aggregate-report.md).
+// (docs/aggregate-report.md). It lives in the function's binary, not in
+// cmd/, because only aggregate-report may read its own tables and
+// package: cmd/ imports no function.
 package main
 
 import (
@@ -36,24 +39,26 @@ import (
 
 const defaultURL = "postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable"
 
-func main() {
+// runCommand runs the report command with os.Args and exits with its status.
+func runCommand() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := command(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-const usage = `usage: report rebuild|check [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--batch N] [--json] [--no-progress]`
+const usage = `usage: aggregate-report rebuild|check [--from YYYY-MM-DD] [--to YYYY-MM-DD] [--batch N] [--json] [--no-progress]
+(without arguments, aggregate-report serves)`
 
-// run is the whole command; it returns the exit status: 0 success (check:
-// equal), 1 failure (check: differences), 2 usage.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// command is the whole report command; it returns the exit status: 0
+// success (check: equal), 1 failure (check: differences), 2 usage.
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || (args[0] != "rebuild" && args[0] != "check") {
 		fmt.Fprintln(stderr, usage)
 		return 2
 	}
 	cmd := args[0]
-	fs := flag.NewFlagSet("report "+cmd, flag.ContinueOnError)
+	fs := flag.NewFlagSet("aggregate-report "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	from := fs.String("from", "", "first day (UTC, YYYY-MM-DD); default: the log's first day")
 	to := fs.String("to", "", "day after the last (exclusive); default: the day after the log's last day")

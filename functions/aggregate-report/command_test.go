@@ -17,11 +17,9 @@ import (
 	"github.com/billfn/billfn/shared/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
-
-// seed streams events into a fresh database through the function's bulk
+// seedLog streams events into a fresh database through the function's bulk
 // path (rollup.Ingest, as a batch delivery does) and points the command at it.
-func seed(t *testing.T) string {
+func seedLog(t *testing.T) string {
 	t.Helper()
 	url := testenv.FreshDatabase(t, true)
 	t.Setenv("DATABASE_URL", url)
@@ -59,12 +57,12 @@ func seed(t *testing.T) string {
 
 func runCmd(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb)
+	code := command(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
 func TestCheckAgreesThenFindsTamperingAndRebuildFixesIt(t *testing.T) {
-	url := seed(t)
+	url := seedLog(t)
 	code, out, errs := runCmd("check")
 	if code != 0 || !strings.Contains(out, "agree exactly") || !strings.Contains(out, "2040 events replayed") {
 		t.Fatalf("check: %d\n%s\n%s", code, out, errs)
@@ -109,7 +107,7 @@ func TestCheckAgreesThenFindsTamperingAndRebuildFixesIt(t *testing.T) {
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
-	seed(t)
+	seedLog(t)
 	for _, args := range [][]string{{}, {"frobnicate"}, {"check", "--from", "yesterday"}, {"rebuild", "--from", "2026-02-02", "--to", "2026-02-01"},
 		{"check", "extra"}, {"check", "--batch", "0"}, {"check", "--colour"}} {
 		if code, _, _ := runCmd(args...); code != 2 {
