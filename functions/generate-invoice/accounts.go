@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/problem"
@@ -82,7 +84,7 @@ func (s *service) billable(ctx context.Context, q querier, p auth.Principal, mem
 
 // factsFor is Directory.For read through q first (see billable).
 func (s *service) factsFor(ctx context.Context, q querier, p auth.Principal, id string) (accounts.Facts, error) {
-	if q != nil && validUUID(id) {
+	if q != nil && invoicing.ValidUUID(id) {
 		f, ok, err := s.accts.Get(ctx, q, id)
 		if err != nil {
 			return f, err
@@ -134,4 +136,25 @@ var skippedCharges = prometheus.NewCounterVec(prometheus.CounterOpts{
 func (s *service) skipInactive(ctx context.Context, step, what, id string, f accounts.Facts) {
 	skippedCharges.WithLabelValues(step, f.Status).Inc()
 	slog.WarnContext(ctx, "account not active: skipped", "step", step, what, id, "account", f.ID, "status", f.Status)
+}
+
+// parseCreate validates a creation body for principal p (see the domain's
+// parseCreate). The invoice belongs to the owner of its account
+// (billable), never to the user_id the body states; a well-formed body
+// naming an account p may not bill is refused before any rule (currencies
+// of lines, due date, coupon, tax rates) is looked at.
+func (s *service) parseCreate(ctx context.Context, q querier, p auth.Principal, memo accountMemo, in *invoicing.CreateInvoiceIn, pointer string, now time.Time) (*invoicing.InvoiceDraft, error) {
+	d, rule, err := invoicing.ParseCreate(p, in, pointer, now, s.cfg.NumberPrefix, s.cfg.MaxLines)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.billable(ctx, q, p, memo, d.Inv.AccountID, in.UserID, string(d.Inv.Currency), pointer, pointer+"currency")
+	if err != nil {
+		return nil, err
+	}
+	d.Inv.UserID = f.UserID
+	if rule != nil {
+		return nil, rule
+	}
+	return d, nil
 }

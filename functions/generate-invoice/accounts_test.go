@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -93,7 +94,7 @@ func TestFreshAccountIsReadThrough(t *testing.T) {
 	problemOf(t, g.asCustomer(user, "POST", "/invoices", invoiceBody("", uuid.NewString())), 404, "not_found")
 	problemOf(t, g.asAdmin("POST", "/invoices", invoiceBody("", uuid.NewString())), 404, "not_found")
 	// The owner comes from the account: an admin need not name it.
-	inv := decode[Invoice](t, g.asAdmin("POST", "/invoices", invoiceBody("", account)))
+	inv := decode[invoicing.Invoice](t, g.asAdmin("POST", "/invoices", invoiceBody("", account)))
 	if inv.UserID != user {
 		t.Fatalf("owner = %s, want the account's %s", inv.UserID, user)
 	}
@@ -116,7 +117,7 @@ func TestInvoiceRequestedTakesTheOwnerFromTheAccount(t *testing.T) {
 		"frozen account":  invoiceBody("", frozen),
 	}
 	for name, body := range cases {
-		ev := event(t, "integrator", typeInvoiceRequested, "", body)
+		ev := event(t, "integrator", invoicing.TypeInvoiceRequested, "", body)
 		if res := g.deliver(ev); res.Parked != 1 {
 			t.Fatalf("%s: %+v", name, res)
 		}
@@ -126,7 +127,7 @@ func TestInvoiceRequestedTakesTheOwnerFromTheAccount(t *testing.T) {
 	if err := g.d.Pool.QueryRow(t.Context(), `SELECT count(*) FROM invoices WHERE account_id = ANY($1::uuid[])`, []string{account, frozen}).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d invoices written (%v)", n, err)
 	}
-	ok := event(t, "integrator", typeInvoiceRequested, "", invoiceBody("", account))
+	ok := event(t, "integrator", invoicing.TypeInvoiceRequested, "", invoiceBody("", account))
 	if res := g.deliver(ok); res.Processed != 1 {
 		t.Fatalf("ok = %+v", res)
 	}
@@ -143,7 +144,7 @@ func TestFrozenAccountIsNotChargedOrBilled(t *testing.T) {
 	g := newRig(t)
 	user := uuid.NewString()
 	account := g.account(user, "USD")
-	draft := decode[Invoice](t, g.asCustomer(user, "POST", "/invoices", invoiceBody("", account)))
+	draft := decode[invoicing.Invoice](t, g.asCustomer(user, "POST", "/invoices", invoiceBody("", account)))
 	sub := g.subscribe(map[string]any{"account_id": account, "plan": monthly(1000)})
 	if sub.UserID != user {
 		t.Fatalf("subscription owner = %s, want %s", sub.UserID, user)

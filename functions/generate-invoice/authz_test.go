@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/platform"
 )
@@ -58,7 +59,7 @@ func TestEveryRouteRefusesAnotherCustomersResources(t *testing.T) {
 	type own struct{ account, invoice, sub, request string }
 	fixtures := func(user string) own {
 		o := own{account: g.account(user, "USD")}
-		o.invoice = decode[Invoice](t, g.asCustomer(user, "POST", "/invoices", invoiceBody("", o.account))).ID
+		o.invoice = decode[invoicing.Invoice](t, g.asCustomer(user, "POST", "/invoices", invoiceBody("", o.account))).ID
 		o.sub = g.subscribe(map[string]any{"account_id": o.account, "plan": monthly(1000)}).ID
 		rec := g.call(call{method: "POST", path: "/invoices", body: invoiceBody("", o.account), sub: user, role: auth.RoleCustomer,
 			header: http.Header{"Prefer": {"respond-async"}}})

@@ -15,9 +15,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -35,12 +35,12 @@ func tenLines(rate string) []any {
 	return lines
 }
 
-func benchBody(rate string) createInvoiceIn {
+func benchBody(rate string) invoicing.CreateInvoiceIn {
 	b := invoiceBody(uuid.NewString(), uuid.NewString())
 	b["line_items"] = tenLines(rate)
 	b["auto_finalize"] = true
 	raw, _ := json.Marshal(b)
-	var in createInvoiceIn
+	var in invoicing.CreateInvoiceIn
 	if err := json.Unmarshal(raw, &in); err != nil {
 		panic(err)
 	}
@@ -54,7 +54,7 @@ func BenchmarkFinalizeBatch(b *testing.B) {
 	g := newRig(b)
 	rate := g.taxRate("VAT", "20", false, false)
 	const batch = 500
-	ins := make([]createInvoiceIn, batch)
+	ins := make([]invoicing.CreateInvoiceIn, batch)
 	for i := range ins {
 		ins[i] = benchBody(rate)
 	}
@@ -67,7 +67,7 @@ func BenchmarkFinalizeBatch(b *testing.B) {
 		now := g.clock.Now()
 		err := postgres.Tx(ctx, g.d.Pool, func(tx pgx.Tx) error {
 			res := g.s.newResolver(tx, now)
-			invs, final := make([]*Invoice, n), make([]bool, n)
+			invs, final := make([]*invoicing.Invoice, n), make([]bool, n)
 			for i := 0; i < n; i++ {
 				d, err := g.s.parseCreate(ctx, tx, p, nil, &ins[i], "", now)
 				if err != nil {
@@ -76,13 +76,13 @@ func BenchmarkFinalizeBatch(b *testing.B) {
 				if err := res.draft(ctx, d); err != nil {
 					return err
 				}
-				invs[i], final[i] = d.inv, true
+				invs[i], final[i] = d.Inv, true
 			}
 			msgs, err := g.s.persistNew(ctx, tx, invs, final, now)
 			if err != nil {
 				return err
 			}
-			return outbox.Add(ctx, tx, functionName, msgs...)
+			return g.s.emit(ctx, tx, msgs)
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -99,7 +99,7 @@ func BenchmarkBatchEndpoint(b *testing.B) {
 	g := newRig(b)
 	rate := g.taxRate("VAT", "20", false, false)
 	const per = 100
-	items := make([]createInvoiceIn, per)
+	items := make([]invoicing.CreateInvoiceIn, per)
 	for i := range items {
 		items[i] = benchBody(rate)
 	}
@@ -134,7 +134,7 @@ func BenchmarkAsyncRequestedBatch(b *testing.B) {
 		evs := make([]events.Event, min(per, b.N-done))
 		for i := range evs {
 			in := benchBody(rate)
-			evs[i] = event(b, "loadgen", typeInvoiceRequested, "", in)
+			evs[i] = event(b, "loadgen", invoicing.TypeInvoiceRequested, "", in)
 		}
 		raw, _ := json.Marshal(evs)
 		bodies = append(bodies, raw)
@@ -212,22 +212,6 @@ func BenchmarkGetInvoiceCached(b *testing.B) {
 		g.h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {
 			b.Fatal(rec.Code)
-		}
-	}
-}
-
-// BenchmarkCompute10Lines: the calculation alone.
-func BenchmarkCompute10Lines(b *testing.B) {
-	vat := rate("vat", "20", false, false)
-	lines := make([]calcLine, 10)
-	for i := range lines {
-		lines[i] = calcLine{Quantity: qty("1.5"), UnitAmount: int64(1999 + i), Taxes: []TaxRateSnap{vat}}
-	}
-	ds := []Discount{{PercentOff: pct("10")}}
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		if _, err := compute(lines, ds); err != nil {
-			b.Fatal(err)
 		}
 	}
 }

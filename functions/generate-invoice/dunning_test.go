@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 )
 
 // TestOverdueFlagAndDunningSchedule follows an unpaid invoice with the
@@ -19,7 +21,7 @@ func TestOverdueFlagAndDunningSchedule(t *testing.T) {
 	body["auto_finalize"], body["net_terms_days"] = true, 5
 	inv := g.createInvoice("", body) // 2026-03-10, due 2026-03-15
 	manual := invoiceBody(uuid.NewString(), uuid.NewString())
-	manual["auto_finalize"], manual["net_terms_days"], manual["collection_method"] = true, 5, SendInvoice
+	manual["auto_finalize"], manual["net_terms_days"], manual["collection_method"] = true, 5, invoicing.SendInvoice
 	sendInv := g.createInvoice("", manual)
 	paidLater := g.createInvoice("", body)
 
@@ -34,29 +36,29 @@ func TestOverdueFlagAndDunningSchedule(t *testing.T) {
 				wantStatus, wantOverdue, wantAttempts)
 		}
 	}
-	step("2026-03-15T23:59:00Z", StatusOpen, false, 0) // still the due date
-	step("2026-03-16T00:00:00Z", StatusOpen, true, 0)
+	step("2026-03-15T23:59:00Z", invoicing.StatusOpen, false, 0) // still the due date
+	step("2026-03-16T00:00:00Z", invoicing.StatusOpen, true, 0)
 	if got := g.invoice(inv.ID); got.NextPaymentAttemptAt == nil || !got.NextPaymentAttemptAt.Equal(day("2026-03-17T00:00:00Z")) {
 		t.Fatalf("next dunning at %v", got.NextPaymentAttemptAt)
 	}
 	must(t, g.asAdmin("POST", "/invoices/"+paidLater.ID+"/pay", nil), 200)
-	step("2026-03-17T00:00:00Z", StatusOpen, true, 1)
-	step("2026-03-18T12:00:00Z", StatusOpen, true, 1)
-	step("2026-03-19T00:00:00Z", StatusOpen, true, 2)
-	step("2026-03-23T00:00:00Z", StatusOpen, true, 3)
-	step("2026-03-29T23:00:00Z", StatusOpen, true, 3)
-	step("2026-03-30T00:00:00Z", StatusUncollectible, true, 3)
+	step("2026-03-17T00:00:00Z", invoicing.StatusOpen, true, 1)
+	step("2026-03-18T12:00:00Z", invoicing.StatusOpen, true, 1)
+	step("2026-03-19T00:00:00Z", invoicing.StatusOpen, true, 2)
+	step("2026-03-23T00:00:00Z", invoicing.StatusOpen, true, 3)
+	step("2026-03-29T23:00:00Z", invoicing.StatusOpen, true, 3)
+	step("2026-03-30T00:00:00Z", invoicing.StatusUncollectible, true, 3)
 
 	want := "invoice.created,invoice.finalized,notification.requested,invoice.overdue,notification.requested," +
 		"invoice.payment_retry_requested,invoice.payment_retry_requested,invoice.payment_retry_requested,invoice.uncollectible"
 	if got := strings.Join(types(g.events(inv.ID)), ","); got != want {
 		t.Fatalf("events:\n got %s\nwant %s", got, want)
 	}
-	retry := eventData[invoiceSummary](g, inv.ID, typeInvoiceRetryRequested)
+	retry := eventData[invoicing.InvoiceSummary](g, inv.ID, invoicing.TypeInvoiceRetryRequested)
 	if retry.Attempt != 3 || retry.AmountDue != 2100 || !retry.Overdue {
 		t.Fatalf("last retry = %+v", retry)
 	}
-	overdue := eventData[notificationData](g, inv.ID, typeNotification)
+	overdue := eventData[invoicing.NotificationData](g, inv.ID, invoicing.TypeNotification)
 	if overdue.Kind != "invoice_overdue" {
 		t.Fatalf("last notification = %+v", overdue)
 	}
@@ -65,7 +67,7 @@ func TestOverdueFlagAndDunningSchedule(t *testing.T) {
 		t.Fatalf("send_invoice events: %s", got)
 	}
 	// Paid before its retries: dunning stopped.
-	if got := g.invoice(paidLater.ID); got.Status != StatusPaid || got.DunningAttempts != 0 {
+	if got := g.invoice(paidLater.ID); got.Status != invoicing.StatusPaid || got.DunningAttempts != 0 {
 		t.Fatalf("paid invoice = %s attempts %d", got.Status, got.DunningAttempts)
 	}
 }
@@ -92,7 +94,7 @@ func TestDunningScheduleIsConfigurable(t *testing.T) {
 	g.tick()
 	g.clock.Set(day("2027-01-01T00:00:00Z"))
 	g.tick()
-	if got := g.invoice(inv.ID); got.Status != StatusOpen || got.DunningAttempts != 1 || got.NextPaymentAttemptAt != nil {
+	if got := g.invoice(inv.ID); got.Status != invoicing.StatusOpen || got.DunningAttempts != 1 || got.NextPaymentAttemptAt != nil {
 		t.Fatalf("with one retry and no uncollectible step: %+v", got)
 	}
 	bad := DefaultConfig()

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -23,115 +24,15 @@ import (
 	"github.com/billfn/billfn/shared/problem"
 )
 
-// Event types generate-invoice emits and consumes (docs/events.md,
-// billing-events section).
-const (
-	typeInvoiceRequested      = "billfn.invoice.requested"
-	typeInvoiceCreated        = "billfn.invoice.created"
-	typeInvoiceFinalized      = "billfn.invoice.finalized"
-	typeInvoicePaid           = "billfn.invoice.paid"
-	typeInvoiceVoided         = "billfn.invoice.voided"
-	typeInvoiceOverdue        = "billfn.invoice.overdue"
-	typeInvoiceUncollectible  = "billfn.invoice.uncollectible"
-	typeInvoiceRetryRequested = "billfn.invoice.payment_retry_requested"
-	typeSubscriptionCreated   = "billfn.subscription.created"
-	typeSubscriptionUpdated   = "billfn.subscription.updated"
-	typeSubscriptionCanceled  = "billfn.subscription.canceled"
-	typeNotification          = "billfn.notification.requested"
-
-	typePaymentCaptured = "billfn.payment.captured"
-	typePaymentFailed   = "billfn.payment.failed"
-	typeRefundSucceeded = "billfn.refund.succeeded"
-)
-
-// invoiceSummary is the data of every invoice event.
-type invoiceSummary struct {
-	InvoiceID        string         `json:"invoice_id"`
-	Number           *string        `json:"number"`
-	AccountID        string         `json:"account_id"`
-	UserID           string         `json:"user_id"`
-	SubscriptionID   *string        `json:"subscription_id"`
-	Currency         money.Currency `json:"currency"`
-	Subtotal         int64          `json:"subtotal"`
-	Discount         int64          `json:"discount"`
-	Tax              int64          `json:"tax"`
-	Total            int64          `json:"total"`
-	AmountPaid       int64          `json:"amount_paid"`
-	AmountDue        int64          `json:"amount_due"`
-	AmountRefunded   int64          `json:"amount_refunded"`
-	Status           string         `json:"status"`
-	Overdue          bool           `json:"overdue"`
-	DueDate          *Date          `json:"due_date"`
-	CollectionMethod string         `json:"collection_method"`
-	BillingReason    string         `json:"billing_reason"`
-	PeriodStart      *time.Time     `json:"period_start"`
-	PeriodEnd        *time.Time     `json:"period_end"`
-	FinalizedAt      *time.Time     `json:"finalized_at"`
-	PaidAt           *time.Time     `json:"paid_at"`
-	Attempt          int            `json:"attempt,omitempty"`
-}
-
-func summarize(inv *Invoice) invoiceSummary {
-	return invoiceSummary{InvoiceID: inv.ID, Number: inv.Number, AccountID: inv.AccountID, UserID: inv.UserID,
-		SubscriptionID: inv.SubscriptionID, Currency: inv.Currency, Subtotal: inv.Subtotal, Discount: inv.Discount,
-		Tax: inv.Tax, Total: inv.Total, AmountPaid: inv.AmountPaid, AmountDue: inv.AmountDue,
-		AmountRefunded: inv.AmountRefunded, Status: inv.Status, Overdue: inv.Overdue, DueDate: inv.DueDate,
-		CollectionMethod: inv.CollectionMethod, BillingReason: inv.BillingReason, PeriodStart: inv.PeriodStart,
-		PeriodEnd: inv.PeriodEnd, FinalizedAt: inv.FinalizedAt, PaidAt: inv.PaidAt}
-}
-
-func (s *service) message(ctx context.Context, typ, subject, key string, data any) outbox.Message {
-	// Our own data always encodes, so an error here is a bug.
-	ev := events.Must(events.New(ctx, functionName, typ, subject, data))
-	return outbox.Message{Topic: events.TopicBilling, Key: key, Event: ev}
-}
-
-func (s *service) invoiceEvent(ctx context.Context, typ string, inv *Invoice, attempt int) outbox.Message {
-	sum := summarize(inv)
-	sum.Attempt = attempt
-	return s.message(ctx, typ, inv.ID, inv.AccountID, sum)
-}
-
-// notificationData asks for a message to the customer.
-type notificationData struct {
-	Kind      string         `json:"kind"`
-	AccountID string         `json:"account_id"`
-	UserID    string         `json:"user_id"`
-	InvoiceID string         `json:"invoice_id"`
-	Number    *string        `json:"number"`
-	AmountDue int64          `json:"amount_due"`
-	Currency  money.Currency `json:"currency"`
-	DueDate   *Date          `json:"due_date"`
-	Email     string         `json:"email,omitempty"`
-}
-
-func (s *service) notification(ctx context.Context, kind string, inv *Invoice) outbox.Message {
-	return s.message(ctx, typeNotification, inv.ID, inv.AccountID, notificationData{Kind: kind,
-		AccountID: inv.AccountID, UserID: inv.UserID, InvoiceID: inv.ID, Number: inv.Number,
-		AmountDue: inv.AmountDue, Currency: inv.Currency, DueDate: inv.DueDate, Email: inv.Customer.Email})
-}
-
-// subscriptionSummary is the data of every subscription event.
-type subscriptionSummary struct {
-	SubscriptionID     string         `json:"subscription_id"`
-	AccountID          string         `json:"account_id"`
-	UserID             string         `json:"user_id"`
-	Status             string         `json:"status"`
-	Plan               Plan           `json:"plan"`
-	MRR                int64          `json:"mrr"`
-	Currency           money.Currency `json:"currency"`
-	CurrentPeriodStart *time.Time     `json:"current_period_start"`
-	CurrentPeriodEnd   *time.Time     `json:"current_period_end"`
-	CancelAt           *time.Time     `json:"cancel_at"`
-	CanceledAt         *time.Time     `json:"canceled_at"`
-}
-
-func (s *service) subscriptionEvent(ctx context.Context, typ string, sub *Subscription) outbox.Message {
-	sub.derive()
-	return s.message(ctx, typ, sub.ID, sub.AccountID, subscriptionSummary{SubscriptionID: sub.ID,
-		AccountID: sub.AccountID, UserID: sub.UserID, Status: sub.Status, Plan: sub.Plan, MRR: sub.MRR,
-		Currency: sub.Plan.Currency, CurrentPeriodStart: sub.CurrentPeriodStart,
-		CurrentPeriodEnd: sub.CurrentPeriodEnd, CancelAt: sub.CancelAt, CanceledAt: sub.CanceledAt})
+// emit adds the events to the outbox in tx.
+func (s *service) emit(ctx context.Context, tx pgx.Tx, evs []invoicing.Event) error {
+	msgs := make([]outbox.Message, len(evs))
+	for i, e := range evs {
+		// Our own data always encodes, so an error here is a bug.
+		ev := events.Must(events.New(ctx, functionName, e.Type, e.Subject, e.Data))
+		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: e.Key, Event: ev}
+	}
+	return outbox.Add(ctx, tx, functionName, msgs...)
 }
 
 // ---- events in ----
@@ -158,13 +59,13 @@ func (s *service) onBatch(ctx context.Context, tx pgx.Tx, evs []events.Event) er
 	for _, ev := range evs {
 		var err error
 		switch ev.Type() {
-		case typeInvoiceRequested:
+		case invoicing.TypeInvoiceRequested:
 			reqs = append(reqs, ev)
-		case typePaymentCaptured:
+		case invoicing.TypePaymentCaptured:
 			err = s.onPaymentCaptured(ctx, tx, ev)
-		case typePaymentFailed:
+		case invoicing.TypePaymentFailed:
 			err = s.onPaymentFailed(ctx, tx, ev)
-		case typeRefundSucceeded:
+		case invoicing.TypeRefundSucceeded:
 			err = s.onRefundSucceeded(ctx, tx, ev)
 		}
 		if err != nil {
@@ -200,20 +101,20 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 	service := auth.Principal{Role: auth.RoleService}
 	var (
 		outs     []requestOutcome
-		invs     []*Invoice
+		invs     []*invoicing.Invoice
 		finalize []bool
 		idx      []int // outs index of each invoice
 	)
 	for _, ev := range evs {
-		var in createInvoiceIn
-		var d *invoiceDraft
+		var in invoicing.CreateInvoiceIn
+		var d *invoicing.InvoiceDraft
 		err := httpx.Unmarshal(ev.Data(), &in)
 		o := requestOutcome{source: ev.Source(), id: ev.ID(), account: in.AccountID}
 		if err == nil {
 			d, err = s.parseCreate(ctx, tx, service, memo, &in, "", now)
 		}
 		if d != nil {
-			o.owner = d.inv.UserID // from the account: who may read the request
+			o.owner = d.Inv.UserID // from the account: who may read the request
 		}
 		if err == nil {
 			err = res.draft(ctx, d)
@@ -231,11 +132,11 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 			outs = append(outs, o)
 			continue
 		}
-		o.invoiceID = d.inv.ID
+		o.invoiceID = d.Inv.ID
 		idx = append(idx, len(outs))
 		outs = append(outs, o)
-		invs = append(invs, d.inv)
-		finalize = append(finalize, d.autoFinalize)
+		invs = append(invs, d.Inv)
+		finalize = append(finalize, d.AutoFinalize)
 	}
 	if len(invs) > 0 {
 		msgs, err := s.persistNew(ctx, tx, invs, finalize, now)
@@ -253,7 +154,7 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 		if err := res.flush(ctx); err != nil {
 			return err
 		}
-		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+		if err := s.emit(ctx, tx, msgs); err != nil {
 			return err
 		}
 	}
@@ -312,21 +213,6 @@ func (s *service) eventsHandler() http.Handler {
 	})
 }
 
-// paymentData is what generate-invoice reads of payment events.
-type paymentData struct {
-	PaymentID      string         `json:"payment_id"`
-	AccountID      string         `json:"account_id"`
-	InvoiceID      *string        `json:"invoice_id"`
-	Amount         int64          `json:"amount"`
-	AmountCaptured int64          `json:"amount_captured"`
-	Currency       money.Currency `json:"currency"`
-	Status         string         `json:"status"`
-	DeclineCode    string         `json:"decline_code"`
-	FailureReason  string         `json:"failure_reason"`
-	Attempt        int            `json:"attempt"`
-	UpdatedAt      *time.Time     `json:"updated_at"`
-}
-
 // decodeLoose reads another function's event: producers may add optional
 // fields (docs/events.md), so unknown members are fine here, unlike in
 // request bodies.
@@ -336,7 +222,7 @@ func decodeLoose(ev events.Event, v any) error { return events.Decode(ev, v) }
 // ok is false for a payment that is not for an invoice. An invoice that
 // does not exist makes the event malformed: it is parked with the reason,
 // counted and logged. The currency is the caller's to compare.
-func (s *service) paymentInvoice(ctx context.Context, tx pgx.Tx, ev events.Event, p *paymentData) (*Invoice, bool, error) {
+func (s *service) paymentInvoice(ctx context.Context, tx pgx.Tx, ev events.Event, p *invoicing.PaymentData) (*invoicing.Invoice, bool, error) {
 	if p.InvoiceID == nil || *p.InvoiceID == "" {
 		return nil, false, nil
 	}
@@ -362,37 +248,17 @@ var paymentAnomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Payment events that did not apply to their invoice as they are, by event type and reason (invoice_paid, invoice_void, overpayment, currency_mismatch, invoice_not_found).",
 }, []string{"type", "reason"})
 
-// typePaymentUnapplied announces money of a payment its invoice did not
-// need; capture-payment reverses its settlement, so the money stays on the
-// customer's account as a credit (docs/events.md).
-const typePaymentUnapplied = "billfn.invoice.payment_unapplied"
-
-// unappliedData is billfn.invoice.payment_unapplied.
-type unappliedData struct {
-	PaymentID         string         `json:"payment_id"`
-	InvoiceID         string         `json:"invoice_id"`
-	AccountID         string         `json:"account_id"`
-	UserID            string         `json:"user_id"`
-	Amount            int64          `json:"amount"`
-	Currency          money.Currency `json:"currency"`
-	Reason            string         `json:"reason"`
-	InvoiceStatus     string         `json:"invoice_status"`
-	InvoiceTotal      int64          `json:"invoice_total"`
-	InvoiceAmountPaid int64          `json:"invoice_amount_paid"`
-	InvoiceCurrency   money.Currency `json:"invoice_currency"`
-}
-
 // unapplied records that amount of payment p reached inv without being
 // needed: counted, logged at warn, announced.
-func (s *service) unapplied(ctx context.Context, inv *Invoice, p *paymentData, amount int64, cur money.Currency, reason string) outbox.Message {
-	paymentAnomalies.WithLabelValues(typePaymentCaptured, reason).Inc()
+func (s *service) unapplied(ctx context.Context, inv *invoicing.Invoice, p *invoicing.PaymentData, amount int64, cur money.Currency, reason string) invoicing.Event {
+	paymentAnomalies.WithLabelValues(invoicing.TypePaymentCaptured, reason).Inc()
 	account := p.AccountID
 	if account == "" {
 		account = inv.AccountID
 	}
 	slog.WarnContext(ctx, "payment not applied to its invoice: credited to the account", "payment_id", p.PaymentID,
 		"invoice_id", inv.ID, "invoice_status", inv.Status, "account_id", account, "amount", amount, "currency", string(cur), "reason", reason)
-	return s.message(ctx, typePaymentUnapplied, p.PaymentID, inv.AccountID, unappliedData{PaymentID: p.PaymentID, InvoiceID: inv.ID,
+	return invoicing.NewEvent(invoicing.TypePaymentUnapplied, p.PaymentID, inv.AccountID, invoicing.UnappliedData{PaymentID: p.PaymentID, InvoiceID: inv.ID,
 		AccountID: account, UserID: inv.UserID, Amount: amount, Currency: cur, Reason: reason, InvoiceStatus: inv.Status,
 		InvoiceTotal: inv.Total, InvoiceAmountPaid: inv.AmountPaid, InvoiceCurrency: inv.Currency})
 }
@@ -405,7 +271,7 @@ func (s *service) unapplied(ctx context.Context, inv *Invoice, p *paymentData, a
 // recorded with the payment, left out of amount_paid, and announced as
 // billfn.invoice.payment_unapplied.
 func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	var p paymentData
+	var p invoicing.PaymentData
 	if err := decodeLoose(ev, &p); err != nil {
 		return err
 	}
@@ -442,9 +308,9 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 	switch {
 	case cur != inv.Currency:
 		reason = "currency_mismatch"
-	case inv.Status == StatusVoid:
+	case inv.Status == invoicing.StatusVoid:
 		reason = "invoice_void"
-	case inv.Status == StatusPaid:
+	case inv.Status == invoicing.StatusPaid:
 		reason = "invoice_paid"
 	default:
 		applied = min(delta, max(inv.Total-inv.AmountPaid, 0))
@@ -452,7 +318,7 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 			reason = "overpayment"
 		}
 	}
-	var msgs []outbox.Message
+	var msgs []invoicing.Event
 	if applied > 0 {
 		now := s.clock()
 		inv.AmountPaid += applied // ≤ total: no overflow
@@ -460,7 +326,7 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 		if at.IsZero() || at.After(now) {
 			at = now
 		}
-		msgs = s.settle(ctx, inv, at, now)
+		msgs = invoicing.Settle(inv, at, now)
 		if err := updateInvoice(ctx, tx, inv); err != nil {
 			return err
 		}
@@ -468,7 +334,7 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 	if rest := delta - applied; rest > 0 {
 		msgs = append(msgs, s.unapplied(ctx, inv, &p, rest, cur, reason))
 	}
-	if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+	if err := s.emit(ctx, tx, msgs); err != nil {
 		return err
 	}
 	s.touched(ctx, []string{inv.ID})
@@ -478,7 +344,7 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 // onPaymentFailed records a failed attempt on an unpaid invoice. A failure
 // that arrives after the invoice was paid changes nothing.
 func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	var p paymentData
+	var p invoicing.PaymentData
 	if err := decodeLoose(ev, &p); err != nil {
 		return err
 	}
@@ -501,7 +367,7 @@ func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Even
 			return err
 		}
 	}
-	if inv.Status != StatusOpen && inv.Status != StatusUncollectible {
+	if inv.Status != invoicing.StatusOpen && inv.Status != invoicing.StatusUncollectible {
 		return nil // paid, void or draft: never un-paid by a late failure
 	}
 	at := ev.Time().UTC()
@@ -520,30 +386,22 @@ func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Even
 
 // mismatch acknowledges a payment event in another currency than its
 // invoice's (it cannot change the invoice), counted and logged at warn.
-func mismatch(ctx context.Context, ev events.Event, inv *Invoice, paymentID string, cur money.Currency) error {
+func mismatch(ctx context.Context, ev events.Event, inv *invoicing.Invoice, paymentID string, cur money.Currency) error {
 	paymentAnomalies.WithLabelValues(ev.Type(), "currency_mismatch").Inc()
 	slog.WarnContext(ctx, "payment event in another currency than its invoice: not applied", "type", ev.Type(), "id", ev.ID(),
 		"payment_id", paymentID, "invoice_id", inv.ID, "currency", string(cur), "invoice_currency", string(inv.Currency))
 	return nil
 }
 
-type refundData struct {
-	RefundID  string         `json:"refund_id"`
-	PaymentID string         `json:"payment_id"`
-	InvoiceID *string        `json:"invoice_id"`
-	Amount    int64          `json:"amount"`
-	Currency  money.Currency `json:"currency"`
-}
-
 // onRefundSucceeded records a refund of an invoice payment, once per
 // refund id. The invoice keeps its status (as in Stripe, a refund does not
 // reopen an invoice); amount_refunded shows it.
 func (s *service) onRefundSucceeded(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	var r refundData
+	var r invoicing.RefundData
 	if err := decodeLoose(ev, &r); err != nil {
 		return err
 	}
-	p := paymentData{InvoiceID: r.InvoiceID, Currency: r.Currency}
+	p := invoicing.PaymentData{InvoiceID: r.InvoiceID, Currency: r.Currency}
 	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
 	if err != nil || !ok {
 		return err
@@ -615,21 +473,21 @@ func (s *service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
 		err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
 			ids = ids[:0]
 			invs, err := lockInvoices(ctx, tx, `status = 'open' AND NOT overdue AND due_date < $1::date
-				ORDER BY due_date LIMIT `+fmt.Sprint(sweepBatch), utcDate(now))
+				ORDER BY due_date LIMIT `+fmt.Sprint(sweepBatch), invoicing.UTCDate(now))
 			if err != nil {
 				return err
 			}
-			var msgs []outbox.Message
+			var msgs []invoicing.Event
 			for _, inv := range invs {
 				inv.Overdue, inv.OverdueAt, inv.UpdatedAt = true, ptr(now), now
 				inv.NextPaymentAttemptAt = s.nextDunning(inv)
 				if err := updateInvoice(ctx, tx, inv); err != nil {
 					return err
 				}
-				msgs = append(msgs, s.invoiceEvent(ctx, typeInvoiceOverdue, inv, 0), s.notification(ctx, "invoice_overdue", inv))
+				msgs = append(msgs, invoicing.InvoiceEvent(invoicing.TypeInvoiceOverdue, inv, 0), invoicing.Notification("invoice_overdue", inv))
 				ids = append(ids, inv.ID)
 			}
-			return outbox.Add(ctx, tx, functionName, msgs...)
+			return s.emit(ctx, tx, msgs)
 		})
 		if err != nil {
 			return total, err
@@ -643,16 +501,16 @@ func (s *service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
 }
 
 // dueAt is the instant an invoice becomes overdue: the end of its due date (UTC).
-func dueAt(inv *Invoice) time.Time { return inv.DueDate.AddDate(0, 0, 1) }
+func dueAt(inv *invoicing.Invoice) time.Time { return inv.DueDate.AddDate(0, 0, 1) }
 
 // nextDunning is when the next dunning step of an overdue invoice runs:
 // the next retry (automatic collection only), else the uncollectible step.
-func (s *service) nextDunning(inv *Invoice) *time.Time {
+func (s *service) nextDunning(inv *invoicing.Invoice) *time.Time {
 	if inv.DueDate == nil {
 		return nil
 	}
 	base := dueAt(inv)
-	if inv.CollectionMethod == ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
+	if inv.CollectionMethod == invoicing.ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
 		return ptr(base.Add(s.cfg.DunningSchedule[inv.DunningAttempts]))
 	}
 	if s.cfg.UncollectibleAfter > 0 {
@@ -674,9 +532,9 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 			if err != nil {
 				return err
 			}
-			var msgs []outbox.Message
+			var msgs []invoicing.Event
 			for _, inv := range invs {
-				if inv.CollectionMethod == ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
+				if inv.CollectionMethod == invoicing.ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
 					inv.DunningAttempts++
 					inv.UpdatedAt = now
 					inv.NextPaymentAttemptAt = s.nextDunning(inv)
@@ -685,10 +543,10 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 					if f, err := s.facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
 						s.skipInactive(ctx, "dunning", "invoice", inv.ID, f)
 					} else {
-						msgs = append(msgs, s.invoiceEvent(ctx, typeInvoiceRetryRequested, inv, inv.DunningAttempts))
+						msgs = append(msgs, invoicing.InvoiceEvent(invoicing.TypeInvoiceRetryRequested, inv, inv.DunningAttempts))
 					}
 				} else {
-					m, err := s.markUncollectible(ctx, inv, now)
+					m, err := invoicing.MarkUncollectible(inv, now)
 					if err != nil {
 						return err
 					}
@@ -699,7 +557,7 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 				}
 				ids = append(ids, inv.ID)
 			}
-			return outbox.Add(ctx, tx, functionName, msgs...)
+			return s.emit(ctx, tx, msgs)
 		})
 		if err != nil {
 			return total, err
@@ -715,13 +573,13 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 // lockInvoices selects invoices by a condition, locked, skipping rows
 // another replica's tick holds. Lines are not loaded (the sweeps change
 // only invoice columns).
-func lockInvoices(ctx context.Context, tx pgx.Tx, cond string, arg any) ([]*Invoice, error) {
+func lockInvoices(ctx context.Context, tx pgx.Tx, cond string, arg any) ([]*invoicing.Invoice, error) {
 	rows, err := tx.Query(ctx, `SELECT `+invoiceCols+` FROM invoices WHERE `+cond+` FOR UPDATE SKIP LOCKED`, arg)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*Invoice
+	var out []*invoicing.Invoice
 	for rows.Next() {
 		inv, err := scanInvoice(rows)
 		if err != nil {

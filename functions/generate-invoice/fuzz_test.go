@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
@@ -36,7 +37,7 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var in createInvoiceIn
+		var in invoicing.CreateInvoiceIn
 		if err := httpx.Unmarshal(body, &in); err != nil {
 			clientErr(t, err)
 			return
@@ -44,7 +45,7 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 		// The account facts come from the database; the fuzzer bills one
 		// known account (any other valid id is replaced by it).
 		const account = "6f1c7e0a-0000-4000-8000-000000000001"
-		if validUUID(strings.ToLower(in.AccountID)) {
+		if invoicing.ValidUUID(strings.ToLower(in.AccountID)) {
 			in.AccountID = account
 		}
 		for _, p := range []auth.Principal{{Subject: "6f1c7e0a-0000-4000-8000-000000000002", Role: auth.RoleCustomer}, {Role: auth.RoleService}} {
@@ -54,15 +55,15 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 				clientErr(t, err)
 				continue
 			}
-			for _, l := range d.lines {
-				d.inv.Lines = append(d.inv.Lines, l.line) // taxes need the database; the rest is checked here
+			for _, l := range d.Lines {
+				d.Inv.Lines = append(d.Inv.Lines, l.Line) // taxes need the database; the rest is checked here
 			}
-			if err := d.inv.recompute(); err != nil {
+			if err := d.Inv.Recompute(); err != nil {
 				clientErr(t, err)
 				continue
 			}
-			if d.inv.Total < 0 || d.inv.AmountDue != d.inv.Total {
-				t.Fatalf("totals: %+v", d.inv)
+			if d.Inv.Total < 0 || d.Inv.AmountDue != d.Inv.Total {
+				t.Fatalf("totals: %+v", d.Inv)
 			}
 		}
 	})

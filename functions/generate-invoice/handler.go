@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
@@ -49,7 +50,7 @@ func decodeOptional(r *http.Request, dst any) error {
 
 func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
-	var in createInvoiceIn
+	var in invoicing.CreateInvoiceIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
 		return
@@ -64,8 +65,8 @@ func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
 	if respondAsync(r) {
-		in.UserID = d.inv.UserID
-		s.createAsync(ctx, w, r, []createInvoiceIn{in}, false, now)
+		in.UserID = d.Inv.UserID
+		s.createAsync(ctx, w, r, []invoicing.CreateInvoiceIn{in}, false, now)
 		return
 	}
 	err = postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
@@ -74,17 +75,17 @@ func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
 			if err := res.draft(ctx, d); err != nil {
 				return err
 			}
-			msgs, err := s.persistNew(ctx, tx, []*Invoice{d.inv}, []bool{d.autoFinalize}, now)
+			msgs, err := s.persistNew(ctx, tx, []*invoicing.Invoice{d.Inv}, []bool{d.AutoFinalize}, now)
 			if err != nil {
 				return err
 			}
 			if err := res.flush(ctx); err != nil {
 				return err
 			}
-			if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			if err := s.emit(ctx, tx, msgs); err != nil {
 				return err
 			}
-			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: d.inv, Location: "/invoices/" + d.inv.ID})
+			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: d.Inv, Location: "/invoices/" + d.Inv.ID})
 		})
 	})
 	if err != nil {
@@ -92,12 +93,12 @@ func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.d.Publisher.Kick()
-	w.Header().Set("Location", "/invoices/"+d.inv.ID)
-	httpx.WriteJSON(w, http.StatusCreated, d.inv)
+	w.Header().Set("Location", "/invoices/"+d.Inv.ID)
+	httpx.WriteJSON(w, http.StatusCreated, d.Inv)
 }
 
 type batchIn struct {
-	Invoices []createInvoiceIn `json:"invoices"`
+	Invoices []invoicing.CreateInvoiceIn `json:"invoices"`
 }
 
 // createInvoiceBatch creates (and, per item, finalizes) up to BatchMax
@@ -115,7 +116,7 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.clock()
-	drafts := make([]*invoiceDraft, len(in.Invoices))
+	drafts := make([]*invoicing.InvoiceDraft, len(in.Invoices))
 	var fields []problem.FieldError
 	var rule error
 	memo := accountMemo{}
@@ -142,22 +143,22 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 	ctx = eventsCtx(ctx, r)
 	if respondAsync(r) {
 		for i, d := range drafts {
-			in.Invoices[i].UserID = d.inv.UserID
+			in.Invoices[i].UserID = d.Inv.UserID
 		}
 		s.createAsync(ctx, w, r, in.Invoices, true, now)
 		return
 	}
-	out := make([]invoiceSummary, len(drafts))
+	out := make([]invoicing.InvoiceSummary, len(drafts))
 	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
 		return pipelined(ctx, tx, func(tx pgx.Tx) error {
 			res := s.newResolver(tx, now)
-			invs := make([]*Invoice, len(drafts))
+			invs := make([]*invoicing.Invoice, len(drafts))
 			final := make([]bool, len(drafts))
 			for i, d := range drafts {
 				if err := res.draft(ctx, d); err != nil {
 					return err
 				}
-				invs[i], final[i] = d.inv, d.autoFinalize
+				invs[i], final[i] = d.Inv, d.AutoFinalize
 			}
 			msgs, err := s.persistNew(ctx, tx, invs, final, now)
 			if err != nil {
@@ -166,13 +167,13 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 			if err := res.flush(ctx); err != nil {
 				return err
 			}
-			if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			if err := s.emit(ctx, tx, msgs); err != nil {
 				return err
 			}
 			for i, inv := range invs {
-				out[i] = summarize(inv)
+				out[i] = invoicing.Summarize(inv)
 			}
-			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[invoiceSummary]{Data: out}})
+			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[invoicing.InvoiceSummary]{Data: out}})
 		})
 	})
 	if err != nil {
@@ -180,20 +181,20 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.d.Publisher.Kick()
-	httpx.WriteJSON(w, http.StatusCreated, httpx.List[invoiceSummary]{Data: out})
+	httpx.WriteJSON(w, http.StatusCreated, httpx.List[invoicing.InvoiceSummary]{Data: out})
 }
 
 // createAsync is the Prefer: respond-async form: each invoice becomes a
 // pending request and a billfn.invoice.requested event (to billing-events);
 // the event comes back through the trigger and does the work exactly as the
 // synchronous path would. 202 + Location of the request.
-func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *http.Request, ins []createInvoiceIn, batch bool, now time.Time) {
+func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *http.Request, ins []invoicing.CreateInvoiceIn, batch bool, now time.Time) {
 	n := len(ins)
 	ids, owners, accounts := make([]string, n), make([]string, n), make([]string, n)
 	reqs := make([]InvoiceRequest, n)
 	msgs := make([]outbox.Message, n)
 	for i := range ins {
-		ev := events.Must(events.New(ctx, functionName, typeInvoiceRequested, "", ins[i]))
+		ev := events.Must(events.New(ctx, functionName, invoicing.TypeInvoiceRequested, "", ins[i]))
 		ev.SetSubject(ev.ID())
 		ids[i], owners[i], accounts[i] = ev.ID(), ins[i].UserID, strings.ToLower(ins[i].AccountID)
 		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: accounts[i], Event: ev}
@@ -250,7 +251,7 @@ type cachedInvoice struct {
 }
 
 func (s *service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, error) {
-	if !validUUID(id) {
+	if !invoicing.ValidUUID(id) {
 		return cachedInvoice{}, notFound("invoice", id)
 	}
 	return redis.GetOrLoad(ctx, s.invCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedInvoice, error) {
@@ -285,7 +286,7 @@ func (s *service) getInvoice(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteRaw(w, http.StatusOK, doc.Body)
 		return
 	}
-	var inv Invoice
+	var inv invoicing.Invoice
 	if err := json.Unmarshal(doc.Body, &inv); err != nil {
 		problem.Write(w, r, err)
 		return
@@ -324,13 +325,13 @@ func pageCursor(r *http.Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if ok && !validUUID(c.ID) {
+	if ok && !invoicing.ValidUUID(c.ID) {
 		return "", problem.Invalid(problem.Param("cursor", "is not a cursor this endpoint returned"))
 	}
 	return c.ID, nil
 }
 
-var invoiceStatuses = map[string]bool{StatusDraft: true, StatusOpen: true, StatusPaid: true, StatusVoid: true, StatusUncollectible: true}
+var invoiceStatuses = map[string]bool{invoicing.StatusDraft: true, invoicing.StatusOpen: true, invoicing.StatusPaid: true, invoicing.StatusVoid: true, invoicing.StatusUncollectible: true}
 
 func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
@@ -343,8 +344,8 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 			v.Add(problem.Param(name, detail))
 		}
 	}
-	check(f.AccountID == "" || validUUID(f.AccountID), "account_id", "must be a UUID")
-	check(f.SubscriptionID == "" || validUUID(f.SubscriptionID), "subscription_id", "must be a UUID")
+	check(f.AccountID == "" || invoicing.ValidUUID(f.AccountID), "account_id", "must be a UUID")
+	check(f.SubscriptionID == "" || invoicing.ValidUUID(f.SubscriptionID), "subscription_id", "must be a UUID")
 	check(f.Status == "" || invoiceStatuses[f.Status], "status", "must be draft, open, paid, void or uncollectible")
 	if d := q.Get("due_before"); d != "" {
 		t, err := time.Parse(time.DateOnly, d)
@@ -352,7 +353,7 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 		f.DueBefore = &t
 	}
 	if u := strings.ToLower(q.Get("user_id")); u != "" {
-		check(validUUID(u), "user_id", "must be a UUID")
+		check(invoicing.ValidUUID(u), "user_id", "must be a UUID")
 		f.Owner = u
 	}
 	if !p.Privileged() {
@@ -392,21 +393,21 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(invs, limit, func(inv *Invoice) any { return idCursor{ID: inv.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(invs, limit, func(inv *invoicing.Invoice) any { return idCursor{ID: inv.ID} }))
 }
 
 // ---- invoices: changes ----
 
 // mutate runs fn on the locked invoice of the path, after authorization,
 // writes it and its events, and answers 200 with the invoice.
-func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error)) {
+func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error)) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	ctx, cancel := dbCtx(r)
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
 	now := s.clock()
-	var inv *Invoice
+	var inv *invoicing.Invoice
 	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
 		var err error
 		if inv, err = getInvoice(ctx, tx, id, true); err != nil {
@@ -423,7 +424,7 @@ func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx con
 			if err := updateInvoice(ctx, tx, inv); err != nil {
 				return err
 			}
-			if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+			if err := s.emit(ctx, tx, msgs); err != nil {
 				return err
 			}
 			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusOK, Body: inv})
@@ -437,46 +438,39 @@ func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx con
 	httpx.WriteJSON(w, http.StatusOK, inv)
 }
 
-func requireDraft(inv *Invoice) error {
-	if inv.Status != StatusDraft {
-		return problem.New(codeInvoiceNotDraft, "invoice %s is %s; only a draft can be changed", inv.ID, inv.Status)
-	}
-	return nil
-}
-
 func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
-	var in patchInvoiceIn
+	var in invoicing.PatchInvoiceIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
-		if err := requireDraft(inv); err != nil {
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+		if err := invoicing.RequireDraft(inv); err != nil {
 			return nil, err
 		}
 		var v problem.Validator
 		var rule *problem.Error
 		if in.Customer != nil {
-			inv.Customer = parseCustomer(&v, "customer", in.Customer)
+			inv.Customer = invoicing.ParseCustomer(&v, "customer", in.Customer)
 		}
 		if in.Memo != nil {
-			v.Check(textOK(*in.Memo, maxMemo), "memo", "must be at most 5000 characters")
+			v.Check(invoicing.TextOK(*in.Memo, invoicing.MaxMemo), "memo", "must be at most 5000 characters")
 			inv.Memo = *in.Memo
 		}
 		if in.Metadata != nil {
-			checkMetadata(&v, "metadata", *in.Metadata)
+			invoicing.CheckMetadata(&v, "metadata", *in.Metadata)
 			inv.Metadata = *in.Metadata
 			if inv.Metadata == nil {
 				inv.Metadata = map[string]string{}
 			}
 		}
 		if in.CollectionMethod != nil {
-			v.Check(*in.CollectionMethod == ChargeAutomatically || *in.CollectionMethod == SendInvoice, "collection_method",
+			v.Check(*in.CollectionMethod == invoicing.ChargeAutomatically || *in.CollectionMethod == invoicing.SendInvoice, "collection_method",
 				"must be charge_automatically or send_invoice")
 			inv.CollectionMethod = *in.CollectionMethod
 		}
 		if in.NumberPrefix != nil {
-			v.Check(validPrefix(*in.NumberPrefix), "number_prefix", "must be 1-10 upper-case letters and digits, starting with a letter")
+			v.Check(invoicing.ValidPrefix(*in.NumberPrefix), "number_prefix", "must be 1-10 upper-case letters and digits, starting with a letter")
 			inv.NumberPrefix = *in.NumberPrefix
 		}
 		if in.NetTermsDays.Set || in.DueDate.Set {
@@ -494,13 +488,13 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 			if !in.DueDate.Set && inv.DueDate != nil && net == nil {
 				due = ptr(inv.DueDate.Format(time.DateOnly))
 			}
-			rule = parseTerms(&v, "", net, due, inv, now)
+			rule = invoicing.ParseTerms(&v, "", net, due, inv, now)
 		}
-		var lines []lineDraft
+		var lines []invoicing.LineDraft
 		if in.LineItems != nil {
 			v.Check(len(*in.LineItems) <= s.cfg.MaxLines, "line_items", "at most "+strconv.Itoa(s.cfg.MaxLines)+" lines per invoice")
 			for i, li := range *in.LineItems {
-				ld, r := parseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
+				ld, r := invoicing.ParseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
 				if r != nil && r.Code == problem.Forbidden {
 					return nil, r
 				}
@@ -510,14 +504,14 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 				lines = append(lines, ld)
 			}
 		}
-		var adhoc []Discount
+		var adhoc []invoicing.Discount
 		if in.Discounts != nil {
 			if !p.Privileged() {
 				return nil, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
 			}
-			v.Check(len(*in.Discounts) <= maxDiscounts, "discounts", "at most 5 invoice discounts")
+			v.Check(len(*in.Discounts) <= invoicing.MaxDiscounts, "discounts", "at most 5 invoice discounts")
 			for i, di := range *in.Discounts {
-				d, r := parseDiscount(&v, "discounts/"+strconv.Itoa(i), di, inv.Currency)
+				d, r := invoicing.ParseDiscount(&v, "discounts/"+strconv.Itoa(i), di, inv.Currency)
 				if r != nil && rule == nil {
 					rule = r
 				}
@@ -525,7 +519,7 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if in.Coupon.Set && !in.Coupon.Null {
-			v.Check(validCouponID(in.Coupon.V), "coupon", "must be a coupon id")
+			v.Check(invoicing.ValidCouponID(in.Coupon.V), "coupon", "must be a coupon id")
 		}
 		if err := v.Err(); err != nil {
 			return nil, err
@@ -542,7 +536,7 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 			inv.Lines = resolved
 		}
 		// Invoice discounts: the ad-hoc ones first, then the coupon.
-		var coupon []Discount
+		var coupon []invoicing.Discount
 		for _, d := range inv.Discounts {
 			if d.Coupon != "" {
 				coupon = append(coupon, d)
@@ -557,15 +551,15 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 				if err != nil {
 					return nil, err
 				}
-				coupon, inv.Coupon = []Discount{d}, ptr(in.Coupon.V)
+				coupon, inv.Coupon = []invoicing.Discount{d}, ptr(in.Coupon.V)
 				res.redeem[in.Coupon.V]++
 			}
 		}
 		inv.Discounts = append(adhoc, coupon...)
 		if inv.Discounts == nil {
-			inv.Discounts = []Discount{}
+			inv.Discounts = []invoicing.Discount{}
 		}
-		if err := inv.recompute(); err != nil {
+		if err := inv.Recompute(); err != nil {
 			return nil, err
 		}
 		inv.UpdatedAt = now
@@ -585,13 +579,13 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
-	var in addLinesIn
+	var in invoicing.AddLinesIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
-		if err := requireDraft(inv); err != nil {
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+		if err := invoicing.RequireDraft(inv); err != nil {
 			return nil, err
 		}
 		var v problem.Validator
@@ -599,9 +593,9 @@ func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
 		v.Check(len(in.LineItems) > 0, "line_items", "must hold at least one line")
 		v.Check(len(inv.Lines)+len(in.LineItems) <= s.cfg.MaxLines, "line_items",
 			"the invoice would have more than "+strconv.Itoa(s.cfg.MaxLines)+" lines")
-		var lines []lineDraft
+		var lines []invoicing.LineDraft
 		for i, li := range in.LineItems {
-			ld, r := parseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
+			ld, r := invoicing.ParseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
 			if r != nil && r.Code == problem.Forbidden {
 				return nil, r
 			}
@@ -621,7 +615,7 @@ func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		inv.Lines = append(inv.Lines, resolved...)
-		if err := inv.recompute(); err != nil {
+		if err := inv.Recompute(); err != nil {
 			return nil, err
 		}
 		inv.UpdatedAt = now
@@ -630,27 +624,27 @@ func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
-		if err := s.checkFinalize(inv, now); err != nil {
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+		if err := invoicing.CheckFinalize(inv, now, s.cfg.DefaultNetDays); err != nil {
 			return nil, err
 		}
 		// Finalizing asks capture-payment to charge: not on a frozen or closed account.
 		if err := s.chargeable(ctx, tx, inv.AccountID); err != nil {
 			return nil, err
 		}
-		return s.finalize(ctx, tx, []*Invoice{inv}, now)
+		return invoicing.Finalize(ctx, txNumbers{tx}, []*invoicing.Invoice{inv}, now)
 	})
 }
 
 func (s *service) voidInvoice(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
-		return s.void(ctx, inv, now)
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+		return invoicing.Void(inv, now)
 	})
 }
 
 func (s *service) markUncollectibleHandler(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
-		return s.markUncollectible(ctx, inv, now)
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+		return invoicing.MarkUncollectible(inv, now)
 	})
 }
 
@@ -670,14 +664,14 @@ func (s *service) payInvoice(w http.ResponseWriter, r *http.Request) {
 	}
 	var v problem.Validator
 	v.Check(in.Amount == nil || *in.Amount > 0, "amount", "must be a positive amount in minor units")
-	v.Check(textOK(in.Reference, maxName), "reference", "must be at most 200 characters")
+	v.Check(invoicing.TextOK(in.Reference, invoicing.MaxName), "reference", "must be at most 200 characters")
 	if err := v.Err(); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *Invoice, now time.Time) ([]outbox.Message, error) {
-		if inv.Status != StatusOpen && inv.Status != StatusUncollectible {
-			return nil, problem.New(codeInvoiceNotOpen, "invoice %s is %s; only an open or uncollectible invoice can be paid", inv.ID, inv.Status)
+	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+		if inv.Status != invoicing.StatusOpen && inv.Status != invoicing.StatusUncollectible {
+			return nil, problem.New(invoicing.CodeInvoiceNotOpen, "invoice %s is %s; only an open or uncollectible invoice can be paid", inv.ID, inv.Status)
 		}
 		if in.Currency != "" {
 			c, err := money.ParseCurrency(in.Currency)
@@ -685,7 +679,7 @@ func (s *service) payInvoice(w http.ResponseWriter, r *http.Request) {
 				return nil, problem.Invalid(problem.Field("currency", "must be an ISO 4217 code"))
 			}
 			if c != inv.Currency {
-				return nil, currencyMismatch("currency", c, inv.Currency)
+				return nil, invoicing.CurrencyMismatch("currency", c, inv.Currency)
 			}
 		}
 		amount := inv.AmountDue
@@ -693,14 +687,14 @@ func (s *service) payInvoice(w http.ResponseWriter, r *http.Request) {
 			amount = *in.Amount
 		}
 		if amount > inv.AmountDue {
-			return nil, (&problem.Error{Code: codeAmountExceedsDue, Detail: "the invoice has " + strconv.FormatInt(inv.AmountDue, 10) + " due",
+			return nil, (&problem.Error{Code: invoicing.CodeAmountExceedsDue, Detail: "the invoice has " + strconv.FormatInt(inv.AmountDue, 10) + " due",
 				Errors: []problem.FieldError{problem.Field("amount", "must be at most amount_due")}}).With("amount_due", inv.AmountDue)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO invoice_payments (invoice_id, payment_id, kind, amount_captured, currency, reference)
-			VALUES ($1, $2, 'out_of_band', $3, $4, $5)`, inv.ID, "oob_"+newID(), amount, string(inv.Currency), in.Reference); err != nil {
+			VALUES ($1, $2, 'out_of_band', $3, $4, $5)`, inv.ID, "oob_"+invoicing.NewID(), amount, string(inv.Currency), in.Reference); err != nil {
 			return nil, err
 		}
 		inv.AmountPaid += amount // ≤ amount_due ≤ total: no overflow
-		return s.settle(ctx, inv, now, now), nil
+		return invoicing.Settle(inv, now, now), nil
 	})
 }

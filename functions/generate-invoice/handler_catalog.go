@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/money"
@@ -18,15 +19,15 @@ import (
 // Admins create them; tax rates are immutable once created.
 
 type taxRateIn struct {
-	DisplayName  string            `json:"display_name"`
-	Jurisdiction string            `json:"jurisdiction"`
-	Country      string            `json:"country"`
-	State        string            `json:"state"`
-	Description  string            `json:"description"`
-	Percentage   decimalText       `json:"percentage"`
-	Inclusive    *bool             `json:"inclusive"`
-	Compound     bool              `json:"compound"`
-	Metadata     map[string]string `json:"metadata"`
+	DisplayName  string                `json:"display_name"`
+	Jurisdiction string                `json:"jurisdiction"`
+	Country      string                `json:"country"`
+	State        string                `json:"state"`
+	Description  string                `json:"description"`
+	Percentage   invoicing.DecimalText `json:"percentage"`
+	Inclusive    *bool                 `json:"inclusive"`
+	Compound     bool                  `json:"compound"`
+	Metadata     map[string]string     `json:"metadata"`
 }
 
 func (s *service) createTaxRate(w http.ResponseWriter, r *http.Request) {
@@ -36,29 +37,29 @@ func (s *service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var v problem.Validator
-	rate := TaxRate{Object: "tax_rate", ID: newID(), DisplayName: strings.TrimSpace(in.DisplayName),
+	rate := invoicing.TaxRate{Object: "tax_rate", ID: invoicing.NewID(), DisplayName: strings.TrimSpace(in.DisplayName),
 		Jurisdiction: in.Jurisdiction, Country: strings.ToUpper(in.Country), State: in.State, Description: in.Description,
 		Compound: in.Compound, Metadata: in.Metadata, CreatedAt: s.clock()}
-	v.Check(rate.DisplayName != "" && textOK(rate.DisplayName, 100), "display_name", "is required, at most 100 characters (e.g. VAT)")
-	v.Check(textOK(in.Jurisdiction, maxName), "jurisdiction", "must be at most 200 characters")
-	v.Check(rate.Country == "" || (len(rate.Country) == 2 && allUpper(rate.Country)), "country", "must be an ISO 3166-1 alpha-2 code")
-	v.Check(textOK(in.State, maxName), "state", "must be at most 200 characters")
-	v.Check(textOK(in.Description, maxDescription), "description", "must be at most 500 characters")
-	if !in.Percentage.set {
+	v.Check(rate.DisplayName != "" && invoicing.TextOK(rate.DisplayName, 100), "display_name", "is required, at most 100 characters (e.g. VAT)")
+	v.Check(invoicing.TextOK(in.Jurisdiction, invoicing.MaxName), "jurisdiction", "must be at most 200 characters")
+	v.Check(rate.Country == "" || (len(rate.Country) == 2 && invoicing.AllUpper(rate.Country)), "country", "must be an ISO 3166-1 alpha-2 code")
+	v.Check(invoicing.TextOK(in.State, invoicing.MaxName), "state", "must be at most 200 characters")
+	v.Check(invoicing.TextOK(in.Description, invoicing.MaxDescription), "description", "must be at most 500 characters")
+	if !in.Percentage.Set {
 		v.Check(false, "percentage", "is required: a decimal such as \"20\" or \"8.875\"")
 	} else {
-		pct, msg := in.Percentage.parse(percentDecimals)
-		if msg == "" && (pct < 0 || pct > RateDen) {
+		pct, msg := in.Percentage.Parse(invoicing.PercentDecimals)
+		if msg == "" && (pct < 0 || pct > invoicing.RateDen) {
 			msg = "must be from 0 to 100"
 		}
 		v.Check(msg == "", "percentage", msg)
-		rate.Percentage = Percent(pct)
+		rate.Percentage = invoicing.Percent(pct)
 	}
 	v.Check(in.Inclusive != nil, "inclusive", "is required: whether prices already include this tax")
 	if in.Inclusive != nil {
 		rate.Inclusive = *in.Inclusive
 	}
-	checkMetadata(&v, "metadata", in.Metadata)
+	invoicing.CheckMetadata(&v, "metadata", in.Metadata)
 	if rate.Metadata == nil {
 		rate.Metadata = map[string]string{}
 	}
@@ -84,7 +85,7 @@ func (s *service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 
 func (s *service) getTaxRate(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("id"))
-	if !validUUID(id) {
+	if !invoicing.ValidUUID(id) {
 		problem.Write(w, r, notFound("tax rate", id))
 		return
 	}
@@ -116,20 +117,20 @@ func (s *service) listTaxRates(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(rates, limit, func(t TaxRate) any { return idCursor{ID: t.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(rates, limit, func(t invoicing.TaxRate) any { return idCursor{ID: t.ID} }))
 }
 
 type couponIn struct {
-	ID               string            `json:"id"`
-	Name             string            `json:"name"`
-	PercentOff       decimalText       `json:"percent_off"`
-	AmountOff        *int64            `json:"amount_off"`
-	Currency         string            `json:"currency"`
-	Duration         string            `json:"duration"`
-	DurationInMonths *int              `json:"duration_in_months"`
-	MaxRedemptions   *int              `json:"max_redemptions"`
-	RedeemBy         *string           `json:"redeem_by"`
-	Metadata         map[string]string `json:"metadata"`
+	ID               string                `json:"id"`
+	Name             string                `json:"name"`
+	PercentOff       invoicing.DecimalText `json:"percent_off"`
+	AmountOff        *int64                `json:"amount_off"`
+	Currency         string                `json:"currency"`
+	Duration         string                `json:"duration"`
+	DurationInMonths *int                  `json:"duration_in_months"`
+	MaxRedemptions   *int                  `json:"max_redemptions"`
+	RedeemBy         *string               `json:"redeem_by"`
+	Metadata         map[string]string     `json:"metadata"`
 }
 
 func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
@@ -140,23 +141,23 @@ func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock()
 	var v problem.Validator
-	c := Coupon{Object: "coupon", ID: in.ID, Name: in.Name, Duration: in.Duration, DurationInMonths: in.DurationInMonths,
+	c := invoicing.Coupon{Object: "coupon", ID: in.ID, Name: in.Name, Duration: in.Duration, DurationInMonths: in.DurationInMonths,
 		MaxRedemptions: in.MaxRedemptions, Metadata: in.Metadata, CreatedAt: now}
 	if c.ID == "" {
 		c.ID = strings.ToUpper(strings.ReplaceAll(uuid.NewString(), "-", "")[:12])
 	}
-	v.Check(validCouponID(c.ID), "id", "must be 1-64 letters, digits, _ or -")
-	v.Check(textOK(c.Name, maxName), "name", "must be at most 200 characters")
+	v.Check(invoicing.ValidCouponID(c.ID), "id", "must be 1-64 letters, digits, _ or -")
+	v.Check(invoicing.TextOK(c.Name, invoicing.MaxName), "name", "must be at most 200 characters")
 	switch {
-	case in.PercentOff.set == (in.AmountOff != nil):
+	case in.PercentOff.Set == (in.AmountOff != nil):
 		v.Check(false, "percent_off", "give exactly one of percent_off and amount_off")
-	case in.PercentOff.set:
-		pct, msg := in.PercentOff.parse(percentDecimals)
-		if msg == "" && (pct <= 0 || pct > RateDen) {
+	case in.PercentOff.Set:
+		pct, msg := in.PercentOff.Parse(invoicing.PercentDecimals)
+		if msg == "" && (pct <= 0 || pct > invoicing.RateDen) {
 			msg = "must be more than 0 and at most 100"
 		}
 		v.Check(msg == "", "percent_off", msg)
-		c.PercentOff = ptr(Percent(pct))
+		c.PercentOff = ptr(invoicing.Percent(pct))
 		v.Check(in.Currency == "", "currency", "applies to amount_off only")
 	default:
 		v.Check(*in.AmountOff > 0, "amount_off", "must be a positive amount in minor units")
@@ -166,11 +167,11 @@ func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
 		c.Currency = &cur
 	}
 	if c.Duration == "" {
-		c.Duration = DurationOnce
+		c.Duration = invoicing.DurationOnce
 	}
-	v.Check(c.Duration == DurationOnce || c.Duration == DurationRepeating || c.Duration == DurationForever, "duration",
+	v.Check(c.Duration == invoicing.DurationOnce || c.Duration == invoicing.DurationRepeating || c.Duration == invoicing.DurationForever, "duration",
 		"must be once, repeating or forever")
-	v.Check((c.Duration == DurationRepeating) == (c.DurationInMonths != nil), "duration_in_months",
+	v.Check((c.Duration == invoicing.DurationRepeating) == (c.DurationInMonths != nil), "duration_in_months",
 		"is required with duration repeating, and only then")
 	v.Check(c.DurationInMonths == nil || (*c.DurationInMonths >= 1 && *c.DurationInMonths <= 1200), "duration_in_months", "must be from 1 to 1200")
 	v.Check(c.MaxRedemptions == nil || *c.MaxRedemptions > 0, "max_redemptions", "must be positive")
@@ -178,7 +179,7 @@ func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
 		c.RedeemBy = parseTime(&v, "redeem_by", in.RedeemBy)
 		v.Check(c.RedeemBy == nil || c.RedeemBy.After(now), "redeem_by", "must be in the future")
 	}
-	checkMetadata(&v, "metadata", in.Metadata)
+	invoicing.CheckMetadata(&v, "metadata", in.Metadata)
 	if c.Metadata == nil {
 		c.Metadata = map[string]string{}
 	}
@@ -206,14 +207,14 @@ func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
 func (s *service) getCoupon(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	c, err := getCoupon(r.Context(), s.d.Pool, id, false)
-	if err == errNotFound || (err == nil && !validCouponID(id)) {
+	if err == errNotFound || (err == nil && !invoicing.ValidCouponID(id)) {
 		err = notFound("coupon", id)
 	}
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	c.Valid = c.redeemable(s.clock())
+	c.Valid = c.Redeemable(s.clock())
 	httpx.WriteJSON(w, http.StatusOK, c)
 }
 
@@ -238,7 +239,7 @@ func (s *service) listCoupons(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.clock()
 	for i := range cs {
-		cs[i].Valid = cs[i].redeemable(now)
+		cs[i].Valid = cs[i].Redeemable(now)
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(cs, limit, func(c Coupon) any { return couponCursor{ID: c.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(cs, limit, func(c invoicing.Coupon) any { return couponCursor{ID: c.ID} }))
 }

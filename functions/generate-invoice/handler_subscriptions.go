@@ -9,10 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
-	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
@@ -57,8 +57,8 @@ func (s *service) createSubscription(w http.ResponseWriter, r *http.Request) {
 		if err := updateSub(ctx, tx, sub); err != nil {
 			return err
 		}
-		msgs := append([]outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionCreated, sub)}, invMsgs...)
-		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+		msgs := append([]invoicing.Event{invoicing.SubscriptionEvent(invoicing.TypeSubscriptionCreated, sub)}, invMsgs...)
+		if err := s.emit(ctx, tx, msgs); err != nil {
 			return err
 		}
 		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: sub, Location: "/subscriptions/" + sub.ID})
@@ -82,7 +82,7 @@ func (s *service) getSubscription(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var doc cachedSub
 	var err error = notFound("subscription", id)
-	if validUUID(id) {
+	if invoicing.ValidUUID(id) {
 		doc, err = redis.GetOrLoad(r.Context(), s.subCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedSub, error) {
 			sub, err := getSub(ctx, s.d.Pool, id, false)
 			if err != nil {
@@ -107,13 +107,13 @@ func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var v problem.Validator
 	f := subFilter{AccountID: strings.ToLower(q.Get("account_id")), Status: q.Get("status"), Owner: strings.ToLower(q.Get("user_id"))}
-	if f.AccountID != "" && !validUUID(f.AccountID) {
+	if f.AccountID != "" && !invoicing.ValidUUID(f.AccountID) {
 		v.Add(problem.Param("account_id", "must be a UUID"))
 	}
-	if f.Status != "" && f.Status != SubActive && f.Status != SubTrialing && f.Status != SubCanceled {
+	if f.Status != "" && f.Status != invoicing.SubActive && f.Status != invoicing.SubTrialing && f.Status != invoicing.SubCanceled {
 		v.Add(problem.Param("status", "must be trialing, active or canceled"))
 	}
-	if f.Owner != "" && !validUUID(f.Owner) {
+	if f.Owner != "" && !invoicing.ValidUUID(f.Owner) {
 		v.Add(problem.Param("user_id", "must be a UUID"))
 	}
 	if !p.Privileged() {
@@ -142,18 +142,18 @@ func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(subs, limit, func(s *Subscription) any { return idCursor{ID: s.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(subs, limit, func(s *invoicing.Subscription) any { return idCursor{ID: s.ID} }))
 }
 
 // mutateSub runs fn on the locked subscription of the path and answers 200.
-func (s *service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *Subscription, now time.Time) ([]outbox.Message, []string, error)) {
+func (s *service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error)) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	ctx, cancel := dbCtx(r)
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
 	now := s.clock()
-	var sub *Subscription
+	var sub *invoicing.Subscription
 	var invIDs []string
 	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
 		var err error
@@ -163,16 +163,16 @@ func (s *service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx 
 		if err := authorizeOwner(p.CanAccess(sub.UserID), "subscription", id); err != nil {
 			return err
 		}
-		var msgs []outbox.Message
+		var msgs []invoicing.Event
 		if msgs, invIDs, err = fn(ctx, tx, p, sub, now); err != nil {
 			return err
 		}
 		sub.UpdatedAt = now
-		sub.derive()
+		sub.Derive()
 		if err := updateSub(ctx, tx, sub); err != nil {
 			return err
 		}
-		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+		if err := s.emit(ctx, tx, msgs); err != nil {
 			return err
 		}
 		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusOK, Body: sub})
@@ -192,7 +192,7 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var v problem.Validator
-	var plan Plan
+	var plan invoicing.Plan
 	if in.Plan != nil {
 		plan = parsePlan(&v, in.Plan)
 	}
@@ -207,26 +207,26 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 		rateIDs = parseRateIDs(&v, "tax_rate_ids", *in.TaxRateIDs)
 	}
 	if in.CollectionMethod != nil {
-		v.Check(*in.CollectionMethod == ChargeAutomatically || *in.CollectionMethod == SendInvoice, "collection_method",
+		v.Check(*in.CollectionMethod == invoicing.ChargeAutomatically || *in.CollectionMethod == invoicing.SendInvoice, "collection_method",
 			"must be charge_automatically or send_invoice")
 	}
 	if in.NetTermsDays != nil {
 		v.Check(*in.NetTermsDays >= 0 && *in.NetTermsDays <= 365, "net_terms_days", "must be from 0 to 365 days")
 	}
-	var cust Customer
+	var cust invoicing.Customer
 	if in.Customer != nil {
-		cust = parseCustomer(&v, "customer", in.Customer)
+		cust = invoicing.ParseCustomer(&v, "customer", in.Customer)
 	}
 	if in.Metadata != nil {
-		checkMetadata(&v, "metadata", *in.Metadata)
+		invoicing.CheckMetadata(&v, "metadata", *in.Metadata)
 	}
 	if err := v.Err(); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *Subscription, now time.Time) ([]outbox.Message, []string, error) {
-		if sub.Status == SubCanceled {
-			return nil, nil, problem.New(codeSubscriptionEnded, "subscription %s is canceled", sub.ID)
+	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+		if sub.Status == invoicing.SubCanceled {
+			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is canceled", sub.ID)
 		}
 		// A change bills due periods and may invoice a proration at once.
 		if err := s.chargeable(ctx, tx, sub.AccountID); err != nil {
@@ -253,7 +253,7 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 		if in.CancelAtPeriodEnd != nil {
 			sub.CancelAt = nil
 			if *in.CancelAtPeriodEnd {
-				scheduleCancel(sub)
+				invoicing.ScheduleCancel(sub)
 			}
 		}
 		// Periods already due are billed at the plan they ran under.
@@ -263,7 +263,7 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 		}
 		if in.Plan != nil {
 			if plan.Currency != sub.Plan.Currency {
-				return nil, nil, currencyMismatch("plan/currency", plan.Currency, sub.Plan.Currency)
+				return nil, nil, invoicing.CurrencyMismatch("plan/currency", plan.Currency, sub.Plan.Currency)
 			}
 			m, ids, err := s.changePlan(ctx, tx, sub, plan, behavior, now)
 			if err != nil {
@@ -277,7 +277,7 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 			return nil, nil, err
 		}
 		msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
-		return append(msgs, s.subscriptionEvent(ctx, typeSubscriptionUpdated, sub)), invIDs, nil
+		return append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionUpdated, sub)), invIDs, nil
 	})
 }
 
@@ -291,17 +291,17 @@ func (s *service) cancelSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	atEnd := in.AtPeriodEnd == nil || *in.AtPeriodEnd
-	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *Subscription, now time.Time) ([]outbox.Message, []string, error) {
-		if sub.Status == SubCanceled {
-			return nil, nil, problem.New(codeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
+	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+		if sub.Status == invoicing.SubCanceled {
+			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
 		}
 		if atEnd {
-			scheduleCancel(sub)
+			invoicing.ScheduleCancel(sub)
 			if sub.CancelAt.After(now) {
-				return []outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionUpdated, sub)}, nil, nil
+				return []invoicing.Event{invoicing.SubscriptionEvent(invoicing.TypeSubscriptionUpdated, sub)}, nil, nil
 			}
 		}
-		endSubscription(sub, now, now)
-		return []outbox.Message{s.subscriptionEvent(ctx, typeSubscriptionCanceled, sub)}, nil, nil
+		invoicing.EndSubscription(sub, now, now)
+		return []invoicing.Event{invoicing.SubscriptionEvent(invoicing.TypeSubscriptionCanceled, sub)}, nil, nil
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 )
 
 func TestCreateInvoiceComputesTotalsFromTaxRates(t *testing.T) {
@@ -19,9 +21,9 @@ func TestCreateInvoiceComputesTotalsFromTaxRates(t *testing.T) {
 	body["net_terms_days"] = 14
 	rec := g.asAdmin("POST", "/invoices", body)
 	must(t, rec, 201)
-	inv := decode[Invoice](t, rec)
+	inv := decode[invoicing.Invoice](t, rec)
 	// 2100 + 1498 (1498.5 half-even) = 3598; VAT 420 + 299.6 -> 300 = 720
-	if inv.Status != StatusDraft || inv.Number != nil || inv.Subtotal != 3598 || inv.Tax != 720 || inv.Total != 4318 || inv.AmountDue != 4318 {
+	if inv.Status != invoicing.StatusDraft || inv.Number != nil || inv.Subtotal != 3598 || inv.Tax != 720 || inv.Total != 4318 || inv.AmountDue != 4318 {
 		t.Fatalf("invoice = %+v", inv)
 	}
 	if rec.Header().Get("Location") != "/invoices/"+inv.ID || inv.UserID != user || inv.AccountID != account {
@@ -47,9 +49,9 @@ func TestAutoFinalizeAssignsNumberFreezesTotalsAndAnnounces(t *testing.T) {
 	body["net_terms_days"] = 30
 	rec := g.asAdmin("POST", "/invoices", body)
 	must(t, rec, 201)
-	inv := decode[Invoice](t, rec)
+	inv := decode[invoicing.Invoice](t, rec)
 	want := g.s.cfg.NumberPrefix + "-2026-000001"
-	if inv.Status != StatusOpen || inv.Number == nil || *inv.Number != want || inv.FinalizedAt == nil {
+	if inv.Status != invoicing.StatusOpen || inv.Number == nil || *inv.Number != want || inv.FinalizedAt == nil {
 		t.Fatalf("number %v status %s, want %s open", inv.Number, inv.Status, want)
 	}
 	if inv.DueDate == nil || inv.DueDate.Format("2006-01-02") != "2026-04-09" { // 2026-03-10 + 30 days
@@ -58,12 +60,12 @@ func TestAutoFinalizeAssignsNumberFreezesTotalsAndAnnounces(t *testing.T) {
 	if got := types(g.events(inv.ID)); strings.Join(got, ",") != "invoice.created,invoice.finalized,notification.requested" {
 		t.Fatalf("events = %v", got)
 	}
-	fin := eventData[invoiceSummary](g, inv.ID, typeInvoiceFinalized)
-	if fin.Number == nil || *fin.Number != want || fin.AmountDue != 2100 || fin.Status != StatusOpen || fin.UserID != user ||
-		fin.CollectionMethod != ChargeAutomatically || fin.DueDate == nil {
+	fin := eventData[invoicing.InvoiceSummary](g, inv.ID, invoicing.TypeInvoiceFinalized)
+	if fin.Number == nil || *fin.Number != want || fin.AmountDue != 2100 || fin.Status != invoicing.StatusOpen || fin.UserID != user ||
+		fin.CollectionMethod != invoicing.ChargeAutomatically || fin.DueDate == nil {
 		t.Fatalf("finalized event = %+v", fin)
 	}
-	note := eventData[notificationData](g, inv.ID, typeNotification)
+	note := eventData[invoicing.NotificationData](g, inv.ID, invoicing.TypeNotification)
 	if note.Kind != "invoice_finalized" || note.Email != "ada@example.com" || note.AmountDue != 2100 || note.Number == nil {
 		t.Fatalf("notification = %+v", note)
 	}
@@ -85,7 +87,7 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 		"discounts":  []any{map[string]any{"percent_off": "10"}},
 		"line_items": []any{map[string]any{"description": "Design", "quantity": 3, "unit_amount": 2000, "tax_rate_ids": []string{vat}}}})
 	must(t, rec, 200)
-	inv = decode[Invoice](t, rec)
+	inv = decode[invoicing.Invoice](t, rec)
 	// 6000 - 10% = 5400, +10% tax = 540
 	if inv.Memo != "Thanks!" || inv.Subtotal != 6000 || inv.Discount != 600 || inv.Tax != 540 || inv.Total != 5940 ||
 		inv.DueDate.Format("2006-01-02") != "2026-04-01" || len(inv.Lines) != 1 {
@@ -94,7 +96,7 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 	rec = g.asAdmin("POST", "/invoices/"+inv.ID+"/lines", map[string]any{"line_items": []any{
 		map[string]any{"description": "Support", "unit_amount": 1000}}})
 	must(t, rec, 200)
-	inv = decode[Invoice](t, rec)
+	inv = decode[invoicing.Invoice](t, rec)
 	if len(inv.Lines) != 2 || inv.Subtotal != 7000 || inv.Discount != 700 || inv.Total != 6840 {
 		t.Fatalf("with lines = %+v", inv)
 	}
@@ -106,21 +108,21 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 	// The owner finalizes its own draft.
 	rec = g.asCustomer(user, "POST", "/invoices/"+inv.ID+"/finalize", nil)
 	must(t, rec, 200)
-	inv = decode[Invoice](t, rec)
-	if inv.Status != StatusOpen || inv.Number == nil || inv.DueDate.Format("2006-01-02") != "2026-04-01" {
+	inv = decode[invoicing.Invoice](t, rec)
+	if inv.Status != invoicing.StatusOpen || inv.Number == nil || inv.DueDate.Format("2006-01-02") != "2026-04-01" {
 		t.Fatalf("finalized = %+v", inv)
 	}
 	// A partial out-of-band payment, then too much, then the rest.
 	rec = g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 840, "reference": "wire 42"})
 	must(t, rec, 200)
-	if p := decode[Invoice](t, rec); p.AmountPaid != 840 || p.AmountDue != 6000 || p.Status != StatusOpen {
+	if p := decode[invoicing.Invoice](t, rec); p.AmountPaid != 840 || p.AmountDue != 6000 || p.Status != invoicing.StatusOpen {
 		t.Fatalf("after partial payment = %+v", p)
 	}
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 6001}), 422, "amount_exceeds_due")
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 1, "currency": "EUR"}), 422, "currency_mismatch")
 	rec = g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", nil)
 	must(t, rec, 200)
-	if p := decode[Invoice](t, rec); p.Status != StatusPaid || p.AmountDue != 0 || p.AmountPaid != 6840 || p.PaidAt == nil {
+	if p := decode[invoicing.Invoice](t, rec); p.Status != invoicing.StatusPaid || p.AmountDue != 0 || p.AmountPaid != 6840 || p.PaidAt == nil {
 		t.Fatalf("paid = %+v", p)
 	}
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 422, "invoice_not_open")
@@ -135,14 +137,14 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 	must(t, g.asAdmin("POST", "/invoices/"+other.ID+"/finalize", nil), 200)
 	rec = g.asAdmin("POST", "/invoices/"+other.ID+"/void", nil)
 	must(t, rec, 200)
-	if v := decode[Invoice](t, rec); v.Status != StatusVoid || v.AmountDue != 0 || v.VoidedAt == nil {
+	if v := decode[invoicing.Invoice](t, rec); v.Status != invoicing.StatusVoid || v.AmountDue != 0 || v.VoidedAt == nil {
 		t.Fatalf("voided = %+v", v)
 	}
 	third := g.createInvoice(user, nil)
 	must(t, g.asAdmin("POST", "/invoices/"+third.ID+"/finalize", nil), 200)
 	rec = g.asAdmin("POST", "/invoices/"+third.ID+"/mark-uncollectible", nil)
 	must(t, rec, 200)
-	if u := decode[Invoice](t, rec); u.Status != StatusUncollectible || u.AmountDue != 2100 {
+	if u := decode[invoicing.Invoice](t, rec); u.Status != invoicing.StatusUncollectible || u.AmountDue != 2100 {
 		t.Fatalf("uncollectible = %+v", u)
 	}
 	must(t, g.asAdmin("POST", "/invoices/"+third.ID+"/pay", nil), 200)
@@ -209,15 +211,15 @@ func TestCachedInvoiceIsDroppedOnEveryChange(t *testing.T) {
 	if cached() {
 		t.Fatal("finalize left the cached draft")
 	}
-	if got := g.invoice(inv.ID); got.Status != StatusOpen {
+	if got := g.invoice(inv.ID); got.Status != invoicing.StatusOpen {
 		t.Fatalf("read after finalize = %s", got.Status)
 	}
-	g.deliver(event(t, "capture-payment", typePaymentCaptured, "p", payment{PaymentID: "p", InvoiceID: &inv.ID,
+	g.deliver(event(t, "capture-payment", invoicing.TypePaymentCaptured, "p", payment{PaymentID: "p", InvoiceID: &inv.ID,
 		Currency: "USD", Amount: 2100, AmountCaptured: 2100}))
 	if cached() {
 		t.Fatal("a payment event left the cached open invoice")
 	}
-	if got := g.invoice(inv.ID); got.Status != StatusPaid {
+	if got := g.invoice(inv.ID); got.Status != invoicing.StatusPaid {
 		t.Fatalf("read after payment = %s", got.Status)
 	}
 }
@@ -233,7 +235,7 @@ func TestFinalizeRefusesADueDateThatHasPassed(t *testing.T) {
 	must(t, g.asAdmin("PATCH", "/invoices/"+inv.ID, map[string]any{"net_terms_days": 7}), 200)
 	rec := g.asAdmin("POST", "/invoices/"+inv.ID+"/finalize", nil)
 	must(t, rec, 200)
-	if got := decode[Invoice](t, rec); got.DueDate.Format("2006-01-02") != "2026-03-23" {
+	if got := decode[invoicing.Invoice](t, rec); got.DueDate.Format("2006-01-02") != "2026-03-23" {
 		t.Fatalf("due = %s", got.DueDate.Format("2006-01-02"))
 	}
 }
@@ -246,13 +248,13 @@ func TestPatchAppliesAndRemovesACoupon(t *testing.T) {
 	inv := g.createInvoice(user, nil) // 2100
 	rec := g.asCustomer(user, "PATCH", "/invoices/"+inv.ID, map[string]any{"coupon": code})
 	must(t, rec, 200)
-	if got := decode[Invoice](t, rec); got.Total != 1100 || got.Coupon == nil || len(got.Discounts) != 1 || got.Discounts[0].Amount != 1000 {
+	if got := decode[invoicing.Invoice](t, rec); got.Total != 1100 || got.Coupon == nil || len(got.Discounts) != 1 || got.Discounts[0].Amount != 1000 {
 		t.Fatalf("with coupon = %+v", got)
 	}
 	problemOf(t, g.asCustomer(user, "PATCH", "/invoices/"+inv.ID, map[string]any{"discounts": []any{}}), 403, "forbidden")
 	rec = g.asCustomer(user, "PATCH", "/invoices/"+inv.ID, map[string]any{"coupon": nil})
 	must(t, rec, 200)
-	if got := decode[Invoice](t, rec); got.Total != 2100 || got.Coupon != nil || len(got.Discounts) != 0 {
+	if got := decode[invoicing.Invoice](t, rec); got.Total != 2100 || got.Coupon != nil || len(got.Discounts) != 0 {
 		t.Fatalf("without coupon = %+v", got)
 	}
 }

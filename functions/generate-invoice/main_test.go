@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
@@ -170,7 +171,7 @@ func (g *rig) taxRate(name, pct string, inclusive, compound bool) string {
 	rec := g.asAdmin("POST", "/tax-rates", map[string]any{"display_name": name, "percentage": pct,
 		"inclusive": inclusive, "compound": compound, "jurisdiction": "Testland"})
 	must(g.t, rec, 201)
-	return decode[TaxRate](g.t, rec).ID
+	return decode[invoicing.TaxRate](g.t, rec).ID
 }
 
 // ledgerAccounts are the accounts the fake process-transaction knows, by
@@ -183,7 +184,7 @@ const ledgerToken = "test-service-token"
 // knownAccount makes account (of user, in currency) known to the fake
 // ledger, unless it already is.
 func knownAccount(account, user, currency string) {
-	if user == "" || !validUUID(account) {
+	if user == "" || !invoicing.ValidUUID(account) {
 		return
 	}
 	ledgerAccounts.LoadOrStore(account, accounts.Facts{ID: account, UserID: user, Currency: currency, Status: accounts.Active, Version: 1})
@@ -237,14 +238,14 @@ func invoiceBody(user, account string, lines ...map[string]any) map[string]any {
 }
 
 // createInvoice creates an invoice for user as an admin and returns it.
-func (g *rig) createInvoice(user string, body map[string]any) Invoice {
+func (g *rig) createInvoice(user string, body map[string]any) invoicing.Invoice {
 	g.t.Helper()
 	if body == nil {
 		body = invoiceBody(user, uuid.NewString())
 	}
 	rec := g.asAdmin("POST", "/invoices", body)
 	must(g.t, rec, 201)
-	return decode[Invoice](g.t, rec)
+	return decode[invoicing.Invoice](g.t, rec)
 }
 
 // events returns the events generate-invoice published to Kafka (kfake)
@@ -388,13 +389,25 @@ func event(t testing.TB, source, typ, subject string, data any) events.Event {
 	return ev
 }
 
-func (g *rig) invoice(id string) Invoice {
+func (g *rig) invoice(id string) invoicing.Invoice {
 	g.t.Helper()
 	rec := g.asAdmin("GET", "/invoices/"+id, nil)
 	must(g.t, rec, 200)
-	return decode[Invoice](g.t, rec)
+	return decode[invoicing.Invoice](g.t, rec)
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func configDuration(d time.Duration) config.Duration { return config.Duration(d) }
+
+// day parses an RFC 3339 instant or a date, in UTC.
+func day(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		t, err = time.Parse("2006-01-02", s)
+		if err != nil {
+			panic(err)
+		}
+	}
+	return t.UTC()
+}

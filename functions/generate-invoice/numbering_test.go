@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -34,7 +35,7 @@ func TestConcurrentFinalizationsNeitherDuplicateNorSkip(t *testing.T) {
 				errs <- fmt.Sprintf("%d %s", rec.Code, rec.Body)
 				return
 			}
-			var inv Invoice
+			var inv invoicing.Invoice
 			if err := jsonUnmarshal(rec.Body.Bytes(), &inv); err != nil || inv.Number == nil {
 				errs <- rec.Body.String()
 				return
@@ -49,7 +50,7 @@ func TestConcurrentFinalizationsNeitherDuplicateNorSkip(t *testing.T) {
 	}
 	sort.Strings(numbers)
 	for i, got := range numbers {
-		if want := formatNumber(g.s.cfg.NumberPrefix, 2026, int64(i+1)); got != want {
+		if want := invoicing.FormatNumber(g.s.cfg.NumberPrefix, 2026, int64(i+1)); got != want {
 			t.Fatalf("number %d = %s, want %s (all: %v)", i, got, want, numbers)
 		}
 	}
@@ -69,20 +70,20 @@ func TestRolledBackFinalizationReturnsItsNumber(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := g.s.checkFinalize(inv, g.clock.Now()); err != nil {
+	if err := invoicing.CheckFinalize(inv, g.clock.Now(), g.s.cfg.DefaultNetDays); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.s.finalize(ctx, tx, []*Invoice{inv}, g.clock.Now()); err != nil {
+	if _, err := invoicing.Finalize(ctx, txNumbers{tx}, []*invoicing.Invoice{inv}, g.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if want := formatNumber(g.s.cfg.NumberPrefix, 2026, 1); *inv.Number != want {
+	if want := invoicing.FormatNumber(g.s.cfg.NumberPrefix, 2026, 1); *inv.Number != want {
 		t.Fatalf("number = %s", *inv.Number)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
 	must(t, g.asAdmin("POST", "/invoices/"+a.ID+"/finalize", nil), 200)
-	if got := g.invoice(a.ID); *got.Number != formatNumber(g.s.cfg.NumberPrefix, 2026, 1) {
+	if got := g.invoice(a.ID); *got.Number != invoicing.FormatNumber(g.s.cfg.NumberPrefix, 2026, 1) {
 		t.Fatalf("after a rollback the number is %s, want the same first number", *got.Number)
 	}
 }
@@ -95,13 +96,13 @@ func TestNumberSeriesAreGapFreeAcrossBatchesAndYears(t *testing.T) {
 	var firsts []int64
 	err := postgres.Tx(ctx, g.d.Pool, func(tx pgx.Tx) error {
 		for _, n := range []int{3, 1, 5} {
-			first, err := reserveNumbers(ctx, tx, "GAP-2026", n)
+			first, err := txNumbers{tx}.ReserveNumbers(ctx, "GAP-2026", n)
 			if err != nil {
 				return err
 			}
 			firsts = append(firsts, first)
 		}
-		next, err := reserveNumbers(ctx, tx, "GAP-2027", 1)
+		next, err := txNumbers{tx}.ReserveNumbers(ctx, "GAP-2027", 1)
 		firsts = append(firsts, next)
 		return err
 	})
@@ -111,10 +112,10 @@ func TestNumberSeriesAreGapFreeAcrossBatchesAndYears(t *testing.T) {
 	if fmt.Sprint(firsts) != "[1 4 5 1]" {
 		t.Fatalf("first numbers = %v", firsts)
 	}
-	if s := formatNumber("INV", 2026, 123); s != "INV-2026-000123" {
+	if s := invoicing.FormatNumber("INV", 2026, 123); s != "INV-2026-000123" {
 		t.Fatalf("format = %s", s)
 	}
-	if s := formatNumber("INV", 2026, 1234567); s != "INV-2026-1234567" {
+	if s := invoicing.FormatNumber("INV", 2026, 1234567); s != "INV-2026-1234567" {
 		t.Fatalf("format = %s", s)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 )
 
@@ -80,8 +81,8 @@ func TestCardNumbersAreRefusedInEveryFreeTextField(t *testing.T) {
 func TestParseCreateRefusesCardNumbers(t *testing.T) {
 	g := newRig(t)
 	user := uuid.NewString()
-	in := createInvoiceIn{AccountID: uuid.NewString(), Currency: "USD", Memo: "4242 4242 4242 4242",
-		LineItems: []lineIn{{Description: "x"}}}
+	in := invoicing.CreateInvoiceIn{AccountID: uuid.NewString(), Currency: "USD", Memo: "4242 4242 4242 4242",
+		LineItems: []invoicing.LineIn{{Description: "x"}}}
 	knownAccount(in.AccountID, user, "USD")
 	_, err := g.s.parseCreate(context.Background(), nil, auth.Principal{Subject: g.admin, Role: auth.RoleAdmin}, nil, &in, "invoices/3/", g.clock.Now())
 	if err == nil || !strings.Contains(err.Error(), "card_number_rejected") {

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/events"
 )
 
@@ -17,10 +18,10 @@ func unappliedOf(t *testing.T, g *rig, id string) string {
 	t.Helper()
 	out := ""
 	for _, ev := range g.events(id) {
-		if ev.Type() != typePaymentUnapplied {
+		if ev.Type() != invoicing.TypePaymentUnapplied {
 			continue
 		}
-		var u unappliedData
+		var u invoicing.UnappliedData
 		if err := json.Unmarshal(ev.Data(), &u); err != nil {
 			t.Fatal(err)
 		}
@@ -38,23 +39,23 @@ func TestMoneyAnInvoiceDoesNotNeedIsAnnouncedNeverPaidTwice(t *testing.T) {
 	body["auto_finalize"] = true
 	inv := g.createInvoice("", body) // total 2100
 	capture := func(pid string, amount int64) events.Result {
-		return g.deliver(event(t, "capture-payment", typePaymentCaptured, pid, payment{PaymentID: pid, AccountID: inv.AccountID,
+		return g.deliver(event(t, "capture-payment", invoicing.TypePaymentCaptured, pid, payment{PaymentID: pid, AccountID: inv.AccountID,
 			InvoiceID: &inv.ID, Currency: "USD", Amount: amount, AmountCaptured: amount, Status: "succeeded"}))
 	}
-	before := testutil.ToFloat64(paymentAnomalies.WithLabelValues(typePaymentCaptured, "overpayment"))
+	before := testutil.ToFloat64(paymentAnomalies.WithLabelValues(invoicing.TypePaymentCaptured, "overpayment"))
 	// 1000 applies; of the next 2000 only the 1100 still due does.
 	a, b, c := "pay_"+uuid.NewString(), "pay_"+uuid.NewString(), "pay_"+uuid.NewString()
 	capture(a, 1000)
 	capture(b, 2000)
 	capture(b, 2000) // a redelivery under another event id changes nothing
 	got := g.invoice(inv.ID)
-	if got.Status != StatusPaid || got.AmountPaid != 2100 || got.AmountDue != 0 {
+	if got.Status != invoicing.StatusPaid || got.AmountPaid != 2100 || got.AmountDue != 0 {
 		t.Fatalf("invoice %s paid %d due %d, want paid 2100 0", got.Status, got.AmountPaid, got.AmountDue)
 	}
 	if u := unappliedOf(t, g, b); u != "900 USD overpayment" {
 		t.Fatalf("unapplied of the overpayment: %q", u)
 	}
-	if n := testutil.ToFloat64(paymentAnomalies.WithLabelValues(typePaymentCaptured, "overpayment")) - before; n != 1 {
+	if n := testutil.ToFloat64(paymentAnomalies.WithLabelValues(invoicing.TypePaymentCaptured, "overpayment")) - before; n != 1 {
 		t.Fatalf("overpayments counted %v times, want 1", n)
 	}
 	// A late success on the paid invoice: all of it is unapplied, not parked.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 )
 
@@ -131,7 +132,7 @@ func TestCustomersSeeOnlyTheirOwnInvoices(t *testing.T) {
 	// A customer creates its own invoice: the owner is its subject.
 	rec := g.asCustomer(alice, "POST", "/invoices", invoiceBody("", g.account(alice, "USD")))
 	must(t, rec, 201)
-	mine := decode[Invoice](t, rec)
+	mine := decode[invoicing.Invoice](t, rec)
 	if mine.UserID != alice {
 		t.Fatalf("owner = %s, want %s", mine.UserID, alice)
 	}
@@ -142,7 +143,7 @@ func TestCustomersSeeOnlyTheirOwnInvoices(t *testing.T) {
 	problemOf(t, g.asCustomer(alice, "PATCH", "/invoices/"+theirs.ID, map[string]any{"memo": "mine now"}), 404, "not_found")
 	problemOf(t, g.asCustomer(alice, "POST", "/invoices/"+theirs.ID+"/finalize", nil), 404, "not_found")
 	must(t, g.asCustomer(alice, "GET", "/invoices/"+mine.ID, nil), 200)
-	list := decode[struct{ Data []Invoice }](t, g.asCustomer(alice, "GET", "/invoices", nil))
+	list := decode[struct{ Data []invoicing.Invoice }](t, g.asCustomer(alice, "GET", "/invoices", nil))
 	for _, inv := range list.Data {
 		if inv.UserID != alice {
 			t.Fatalf("alice lists %s's invoice %s", inv.UserID, inv.ID)
@@ -153,7 +154,7 @@ func TestCustomersSeeOnlyTheirOwnInvoices(t *testing.T) {
 	}
 	problemOf(t, g.asCustomer(alice, "GET", "/invoices?user_id="+bob, nil), 422, "validation_failed")
 	// Admins see anyone's, and filter by user.
-	all := decode[struct{ Data []Invoice }](t, g.asAdmin("GET", "/invoices?user_id="+bob, nil))
+	all := decode[struct{ Data []invoicing.Invoice }](t, g.asAdmin("GET", "/invoices?user_id="+bob, nil))
 	if len(all.Data) != 1 || all.Data[0].ID != theirs.ID {
 		t.Fatalf("admin list for bob = %+v", all.Data)
 	}
@@ -181,9 +182,9 @@ func TestListInvoicesPagesByKeysetWithFilters(t *testing.T) {
 			path += "&cursor=" + cursor
 		}
 		page := decode[struct {
-			Data       []Invoice `json:"data"`
-			NextCursor string    `json:"next_cursor"`
-			HasMore    bool      `json:"has_more"`
+			Data       []invoicing.Invoice `json:"data"`
+			NextCursor string              `json:"next_cursor"`
+			HasMore    bool                `json:"has_more"`
 		}](t, g.asAdmin("GET", path, nil))
 		pages++
 		for _, inv := range page.Data {
@@ -200,12 +201,12 @@ func TestListInvoicesPagesByKeysetWithFilters(t *testing.T) {
 	if pages != 3 || len(seen) != 5 {
 		t.Fatalf("%d pages, %d invoices", pages, len(seen))
 	}
-	open := decode[struct{ Data []Invoice }](t, g.asAdmin("GET", "/invoices?status=open&account_id="+account, nil))
+	open := decode[struct{ Data []invoicing.Invoice }](t, g.asAdmin("GET", "/invoices?status=open&account_id="+account, nil))
 	if len(open.Data) != 3 || open.Data[0].ID != ids[4] {
 		t.Fatalf("open invoices = %d, newest first %v", len(open.Data), open.Data)
 	}
 	// due_before 2026-03-25: due 03-10 (0 days) and 03-30 (20 days) -> only the first.
-	due := decode[struct{ Data []Invoice }](t, g.asAdmin("GET", "/invoices?due_before=2026-03-25&account_id="+account, nil))
+	due := decode[struct{ Data []invoicing.Invoice }](t, g.asAdmin("GET", "/invoices?due_before=2026-03-25&account_id="+account, nil))
 	if len(due.Data) != 1 || due.Data[0].ID != ids[0] {
 		t.Fatalf("due before = %+v", due.Data)
 	}
@@ -222,14 +223,14 @@ func TestIdempotencyKeyReplaysTheCreatedInvoice(t *testing.T) {
 	must(t, first, 201)
 	again := g.call(call{method: "POST", path: "/invoices", body: body, sub: g.admin, role: auth.RoleAdmin, key: "create-1"})
 	must(t, again, 201)
-	if again.Header().Get("Idempotent-Replayed") != "true" || decode[Invoice](t, again).ID != decode[Invoice](t, first).ID {
+	if again.Header().Get("Idempotent-Replayed") != "true" || decode[invoicing.Invoice](t, again).ID != decode[invoicing.Invoice](t, first).ID {
 		t.Fatalf("replay: %s %s", again.Header(), again.Body)
 	}
 	body["memo"] = "different"
 	problemOf(t, g.call(call{method: "POST", path: "/invoices", body: body, sub: g.admin, role: auth.RoleAdmin, key: "create-1"}),
 		422, "idempotency_key_reused")
 	// One invoice, one number.
-	if evs := g.events(decode[Invoice](t, first).ID); len(evs) != 3 {
+	if evs := g.events(decode[invoicing.Invoice](t, first).ID); len(evs) != 3 {
 		t.Fatalf("events = %v", types(evs))
 	}
 }
@@ -240,7 +241,7 @@ func TestCatalogueEndpoints(t *testing.T) {
 	id := g.taxRate("QST", "9.975", false, true)
 	rec := g.asCustomer(customer, "GET", "/tax-rates/"+id, nil)
 	must(t, rec, 200)
-	if r := decode[TaxRate](t, rec); r.Percentage.String() != "9.975" || !r.Compound || r.Jurisdiction != "Testland" {
+	if r := decode[invoicing.TaxRate](t, rec); r.Percentage.String() != "9.975" || !r.Compound || r.Jurisdiction != "Testland" {
 		t.Fatalf("tax rate = %+v", r)
 	}
 	problemOf(t, g.asAdmin("GET", "/tax-rates/"+uuid.NewString(), nil), 404, "not_found")
@@ -256,10 +257,10 @@ func TestCatalogueEndpoints(t *testing.T) {
 		g.taxRate(fmt.Sprintf("R%d", i), "5", true, false)
 	}
 	page := decode[struct {
-		Data       []TaxRate `json:"data"`
-		NextCursor string    `json:"next_cursor"`
+		Data       []invoicing.TaxRate `json:"data"`
+		NextCursor string              `json:"next_cursor"`
 	}](t, g.asAdmin("GET", "/tax-rates?limit=2", nil))
-	next := decode[struct{ Data []TaxRate }](t, g.asAdmin("GET", "/tax-rates?limit=2&cursor="+page.NextCursor, nil))
+	next := decode[struct{ Data []invoicing.TaxRate }](t, g.asAdmin("GET", "/tax-rates?limit=2&cursor="+page.NextCursor, nil))
 	if len(page.Data) != 2 || len(next.Data) == 0 || next.Data[0].ID == page.Data[1].ID {
 		t.Fatalf("tax rate pages: %d then %d", len(page.Data), len(next.Data))
 	}
@@ -271,7 +272,7 @@ func TestCatalogueEndpoints(t *testing.T) {
 	problemOf(t, g.asAdmin("POST", "/coupons", map[string]any{"id": code, "percent_off": "5"}), 422, "coupon_exists")
 	rec = g.asCustomer(customer, "GET", "/coupons/"+code, nil)
 	must(t, rec, 200)
-	if c := decode[Coupon](t, rec); !c.Valid || c.PercentOff == nil || c.PercentOff.String() != "25" || *c.DurationInMonths != 3 {
+	if c := decode[invoicing.Coupon](t, rec); !c.Valid || c.PercentOff == nil || c.PercentOff.String() != "25" || *c.DurationInMonths != 3 {
 		t.Fatalf("coupon = %+v", c)
 	}
 	problemOf(t, g.asCustomer(customer, "GET", "/coupons", nil), 403, "forbidden")

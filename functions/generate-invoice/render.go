@@ -11,6 +11,7 @@ import (
 	"github.com/bojanz/currency"
 	"github.com/go-pdf/fpdf"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/money"
 )
 
@@ -85,7 +86,7 @@ func pdfMoney(amount int64, c money.Currency) string {
 	return s
 }
 
-func pctLabel(t TaxRateSnap) string {
+func pctLabel(t invoicing.TaxRateSnap) string {
 	s := t.DisplayName
 	if t.Jurisdiction != "" {
 		s += " (" + t.Jurisdiction + ")"
@@ -100,21 +101,21 @@ func pctLabel(t TaxRateSnap) string {
 	return s
 }
 
-func invoiceTitle(inv *Invoice) string {
+func invoiceTitle(inv *invoicing.Invoice) string {
 	if inv.Number != nil {
 		return *inv.Number
 	}
 	return "DRAFT"
 }
 
-func issueDate(inv *Invoice) time.Time {
+func issueDate(inv *invoicing.Invoice) time.Time {
 	if inv.FinalizedAt != nil {
 		return *inv.FinalizedAt
 	}
 	return inv.CreatedAt
 }
 
-func customerLines(c Customer) []string {
+func customerLines(c invoicing.Customer) []string {
 	var out []string
 	add := func(s string) {
 		if s = strings.TrimSpace(s); s != "" {
@@ -136,7 +137,7 @@ func customerLines(c Customer) []string {
 }
 
 // renderPDF writes an A4 invoice.
-func renderPDF(w io.Writer, inv *Invoice) error {
+func renderPDF(w io.Writer, inv *invoicing.Invoice) error {
 	pdf := fpdf.New("P", "mm", "A4", "")
 	pdf.SetCreationDate(issueDate(inv))
 	pdf.SetModificationDate(issueDate(inv))
@@ -161,7 +162,7 @@ func renderPDF(w io.Writer, inv *Invoice) error {
 	pdf.CellFormat(100, 10, "INVOICE", "", 0, "L", false, 0, "")
 	pdf.SetFont("Helvetica", "B", 12)
 	status := strings.ToUpper(inv.Status)
-	if inv.Overdue && inv.Status == StatusOpen {
+	if inv.Overdue && inv.Status == invoicing.StatusOpen {
 		status = "OVERDUE"
 	}
 	pdf.CellFormat(0, 10, tr(status), "", 1, "R", false, 0, "")
@@ -290,7 +291,7 @@ func renderPDF(w io.Writer, inv *Invoice) error {
 	return pdf.Output(w)
 }
 
-func sumDiscounts(ds []Discount) int64 {
+func sumDiscounts(ds []invoicing.Discount) int64 {
 	var n int64
 	for _, d := range ds {
 		n += d.Amount
@@ -334,9 +335,9 @@ td{padding:6px;border-bottom:1px solid #e1e1e1}.r{text-align:right}.totals{width
 `))
 
 // renderHTML writes the invoice as a self-contained HTML page.
-func renderHTML(w io.Writer, inv *Invoice) error {
+func renderHTML(w io.Writer, inv *invoicing.Invoice) error {
 	status := strings.ToUpper(inv.Status)
-	if inv.Overdue && inv.Status == StatusOpen {
+	if inv.Overdue && inv.Status == invoicing.StatusOpen {
 		status = "OVERDUE"
 	}
 	var buf bytes.Buffer

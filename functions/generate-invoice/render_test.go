@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/money"
 )
 
@@ -73,7 +74,7 @@ func pdfText(t *testing.T, pdf []byte) string {
 	return text.String()
 }
 
-func renderedInvoice(t *testing.T, g *rig) Invoice {
+func renderedInvoice(t *testing.T, g *rig) invoicing.Invoice {
 	vat := g.taxRate("VAT", "20", false, false)
 	body := invoiceBody(uuid.NewString(), uuid.NewString(),
 		map[string]any{"description": "Analytical engine consulting, on site in London (3 days)", "quantity": "3", "unit_amount": 120000, "tax_rate_ids": []string{vat}},

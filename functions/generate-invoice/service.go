@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -18,41 +19,25 @@ import (
 
 const functionName = "generate-invoice"
 
-// Problem codes of generate-invoice (docs/generate-invoice.md lists them).
-const (
-	codeInvoiceNotDraft     = problem.Code("invoice_not_draft")
-	codeInvoiceNotOpen      = problem.Code("invoice_not_open")
-	codeInvoiceEmpty        = problem.Code("invoice_empty")
-	codeCurrencyMismatch    = problem.Code("currency_mismatch")
-	codeTaxRateUnknown      = problem.Code("tax_rate_unknown")
-	codeTaxInclusiveMixed   = problem.Code("tax_inclusive_mixed")
-	codeCouponUnknown       = problem.Code("coupon_unknown")
-	codeCouponNotRedeemable = problem.Code("coupon_not_redeemable")
-	codeCouponExists        = problem.Code("coupon_exists")
-	codeDueDateInPast       = problem.Code("due_date_in_past")
-	codeAmountExceedsDue    = problem.Code("amount_exceeds_due")
-	codeSubscriptionEnded   = problem.Code("subscription_canceled")
-)
-
 func init() {
 	for _, c := range []struct {
 		code  problem.Code
 		title string
 	}{
-		{codeInvoiceNotDraft, "Only a draft invoice can be changed"},
-		{codeInvoiceNotOpen, "The invoice is not open"},
-		{codeInvoiceEmpty, "The invoice has no line items"},
-		{codeCurrencyMismatch, "Currency mismatch"},
-		{codeTaxRateUnknown, "Unknown tax rate"},
-		{codeTaxInclusiveMixed, "Inclusive and exclusive tax rates on one line"},
-		{codeCouponUnknown, "Unknown coupon"},
-		{codeCouponNotRedeemable, "The coupon cannot be redeemed"},
-		{codeCouponExists, "The coupon already exists"},
-		{codeDueDateInPast, "The due date is in the past"},
-		{codeAmountOverflow, "Amount overflow"},
-		{codeTotalNegative, "The invoice total would be negative"},
-		{codeAmountExceedsDue, "The amount exceeds the amount due"},
-		{codeSubscriptionEnded, "The subscription is canceled"},
+		{invoicing.CodeInvoiceNotDraft, "Only a draft invoice can be changed"},
+		{invoicing.CodeInvoiceNotOpen, "The invoice is not open"},
+		{invoicing.CodeInvoiceEmpty, "The invoice has no line items"},
+		{invoicing.CodeCurrencyMismatch, "Currency mismatch"},
+		{invoicing.CodeTaxRateUnknown, "Unknown tax rate"},
+		{invoicing.CodeTaxInclusiveMixed, "Inclusive and exclusive tax rates on one line"},
+		{invoicing.CodeCouponUnknown, "Unknown coupon"},
+		{invoicing.CodeCouponNotRedeemable, "The coupon cannot be redeemed"},
+		{invoicing.CodeCouponExists, "The coupon already exists"},
+		{invoicing.CodeDueDateInPast, "The due date is in the past"},
+		{invoicing.CodeAmountOverflow, "Amount overflow"},
+		{invoicing.CodeTotalNegative, "The invoice total would be negative"},
+		{invoicing.CodeAmountExceedsDue, "The amount exceeds the amount due"},
+		{invoicing.CodeSubscriptionEnded, "The subscription is canceled"},
 	} {
 		problem.Register(c.code, http.StatusUnprocessableEntity, c.title)
 	}
@@ -118,7 +103,7 @@ func LoadConfig() (Config, error) {
 }
 
 func (c Config) check() error {
-	if !validPrefix(c.NumberPrefix) {
+	if !invoicing.ValidPrefix(c.NumberPrefix) {
 		return fmt.Errorf("INVOICE_NUMBER_PREFIX %q must be 1-10 upper-case letters and digits, starting with a letter", c.NumberPrefix)
 	}
 	if c.DefaultNetDays < 0 || c.DefaultNetDays > 365 || c.MaxLines < 1 || c.BatchMax < 1 || c.MaxCatchUp < 1 {
@@ -138,18 +123,6 @@ func DefaultConfig() Config {
 		MaxCatchUp: 36}
 }
 
-func validPrefix(p string) bool {
-	if len(p) < 1 || len(p) > 10 || p[0] < 'A' || p[0] > 'Z' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if !(p[i] >= 'A' && p[i] <= 'Z' || p[i] >= '0' && p[i] <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // service is generate-invoice: its HTTP surface, event handlers and tick.
 type service struct {
 	d        *platform.Deps
@@ -163,19 +136,19 @@ type service struct {
 	accts *accounts.Directory
 
 	ratesMu sync.RWMutex
-	rates   map[string]TaxRate // immutable rows, cached forever
+	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
 }
 
 func newService(d *platform.Deps, cfg Config, now func() time.Time) *service {
 	s := &service{d: d, cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
-		rates: map[string]TaxRate{}}
+		rates: map[string]invoicing.TaxRate{}}
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
 	d.Collect(skippedCharges, paymentAnomalies)
-	d.Events.On(typeInvoiceRequested, s.onInvoiceRequested)
-	d.Events.On(typePaymentCaptured, s.onPaymentCaptured)
-	d.Events.On(typePaymentFailed, s.onPaymentFailed)
-	d.Events.On(typeRefundSucceeded, s.onRefundSucceeded)
+	d.Events.On(invoicing.TypeInvoiceRequested, s.onInvoiceRequested)
+	d.Events.On(invoicing.TypePaymentCaptured, s.onPaymentCaptured)
+	d.Events.On(invoicing.TypePaymentFailed, s.onPaymentFailed)
+	d.Events.On(invoicing.TypeRefundSucceeded, s.onRefundSucceeded)
 	d.Events.Batch = s.onBatch
 	d.Events.Tick = s.tick
 	return s

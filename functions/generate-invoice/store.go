@@ -4,13 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
@@ -56,8 +55,8 @@ const invoiceCols = `id, account_id, owner_user_id, subscription_id, period_star
 	payment_failures, last_payment_error, last_payment_failed_at, created_at, updated_at, finalized_at, paid_at,
 	voided_at, marked_uncollectible_at`
 
-func scanInvoice(row pgx.Row) (*Invoice, error) {
-	inv := &Invoice{Object: "invoice"}
+func scanInvoice(row pgx.Row) (*invoicing.Invoice, error) {
+	inv := &invoicing.Invoice{Object: "invoice"}
 	var (
 		due *time.Time
 		cur string
@@ -76,7 +75,7 @@ func scanInvoice(row pgx.Row) (*Invoice, error) {
 	inv.Currency = money.Currency(cur)
 	inv.TaxInclusive = inv.Tax - inv.TaxExclusive
 	if due != nil {
-		inv.DueDate = &Date{utcDate(*due)}
+		inv.DueDate = &invoicing.Date{Time: invoicing.UTCDate(*due)}
 	}
 	inv.PeriodStart, inv.PeriodEnd, inv.OverdueAt = utc(inv.PeriodStart), utc(inv.PeriodEnd), utc(inv.OverdueAt)
 	inv.NextPaymentAttemptAt, inv.LastPaymentFailedAt = utc(inv.NextPaymentAttemptAt), utc(inv.LastPaymentFailedAt)
@@ -87,17 +86,17 @@ func scanInvoice(row pgx.Row) (*Invoice, error) {
 		inv.Metadata = map[string]string{}
 	}
 	if inv.Discounts == nil {
-		inv.Discounts = []Discount{}
+		inv.Discounts = []invoicing.Discount{}
 	}
 	if inv.TaxBreakdown == nil {
-		inv.TaxBreakdown = []TaxAmount{}
+		inv.TaxBreakdown = []invoicing.TaxAmount{}
 	}
 	return inv, nil
 }
 
 // getInvoice loads an invoice with its lines; forUpdate locks the row.
-func getInvoice(ctx context.Context, q querier, id string, forUpdate bool) (*Invoice, error) {
-	if !validUUID(id) {
+func getInvoice(ctx context.Context, q querier, id string, forUpdate bool) (*invoicing.Invoice, error) {
+	if !invoicing.ValidUUID(id) {
 		return nil, notFound("invoice", id)
 	}
 	sql := `SELECT ` + invoiceCols + ` FROM invoices WHERE id = $1`
@@ -118,18 +117,18 @@ func getInvoice(ctx context.Context, q querier, id string, forUpdate bool) (*Inv
 const lineCols = `id, description, quantity_e6, unit_amount, amount, discount_def, discount_amount, taxable_amount,
 	tax_amount, total, taxes, proration, period_start, period_end, metadata`
 
-func getLines(ctx context.Context, q querier, invoiceID string) ([]Line, error) {
+func getLines(ctx context.Context, q querier, invoiceID string) ([]invoicing.Line, error) {
 	rows, err := q.Query(ctx, `SELECT `+lineCols+` FROM invoice_line_items WHERE invoice_id = $1 ORDER BY position`, invoiceID)
 	if err != nil {
 		return nil, err
 	}
-	lines, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Line, error) {
-		var l Line
+	lines, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.Line, error) {
+		var l invoicing.Line
 		err := r.Scan(&l.ID, &l.Description, &l.Quantity, &l.UnitAmount, &l.Amount, &l.Discount, &l.DiscountAmount,
 			&l.TaxableAmount, &l.TaxAmount, &l.Total, &l.Taxes, &l.Proration, &l.PeriodStart, &l.PeriodEnd, &l.Metadata)
 		l.PeriodStart, l.PeriodEnd = utc(l.PeriodStart), utc(l.PeriodEnd)
 		if l.Taxes == nil {
-			l.Taxes = []LineTax{}
+			l.Taxes = []invoicing.LineTax{}
 		}
 		if l.Metadata == nil {
 			l.Metadata = map[string]string{}
@@ -137,12 +136,12 @@ func getLines(ctx context.Context, q querier, invoiceID string) ([]Line, error) 
 		return l, err
 	})
 	if lines == nil {
-		lines = []Line{}
+		lines = []invoicing.Line{}
 	}
 	return lines, err
 }
 
-func dueArg(d *Date) *time.Time {
+func dueArg(d *invoicing.Date) *time.Time {
 	if d == nil {
 		return nil
 	}
@@ -151,7 +150,7 @@ func dueArg(d *Date) *time.Time {
 
 // insertInvoices inserts invoices and their lines with one statement each,
 // whatever their number: the batch path's throughput rests on it.
-func insertInvoices(ctx context.Context, tx pgx.Tx, invs []*Invoice) error {
+func insertInvoices(ctx context.Context, tx pgx.Tx, invs []*invoicing.Invoice) error {
 	if len(invs) == 0 {
 		return nil
 	}
@@ -228,7 +227,7 @@ func uniqueViolation(err error) (string, bool) {
 type lineRow struct {
 	invoiceID string
 	position  int
-	l         *Line
+	l         *invoicing.Line
 }
 
 // lineColumns are the columns insertLines copies.
@@ -301,7 +300,7 @@ func column[T any](rows [][]any, c int) []T {
 }
 
 // replaceLines rewrites a draft's lines after an edit (line ids are kept).
-func replaceLines(ctx context.Context, tx pgx.Tx, inv *Invoice) error {
+func replaceLines(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM invoice_line_items WHERE invoice_id = $1`, inv.ID); err != nil {
 		return err
 	}
@@ -316,7 +315,7 @@ func replaceLines(ctx context.Context, tx pgx.Tx, inv *Invoice) error {
 }
 
 // updateInvoice writes every mutable column of inv.
-func updateInvoice(ctx context.Context, tx pgx.Tx, inv *Invoice) error {
+func updateInvoice(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error {
 	var net *int32
 	if inv.NetTermsDays != nil {
 		net = ptr(int32(*inv.NetTermsDays))
@@ -351,7 +350,7 @@ type invoiceFilter struct {
 
 // listInvoices returns a page newest first (UUIDv7 ids are time-ordered),
 // without lines, by keyset on id.
-func listInvoices(ctx context.Context, q querier, f invoiceFilter) ([]*Invoice, error) {
+func listInvoices(ctx context.Context, q querier, f invoiceFilter) ([]*invoicing.Invoice, error) {
 	var w postgres.Where
 	if f.Owner != "" {
 		w.And("owner_user_id = ?", f.Owner)
@@ -375,38 +374,29 @@ func listInvoices(ctx context.Context, q querier, f invoiceFilter) ([]*Invoice, 
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Invoice, error) { return scanInvoice(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Invoice, error) { return scanInvoice(r) })
 }
 
-// reserveNumbers takes n consecutive numbers of a series inside the
+// ReserveNumbers takes n consecutive numbers of a series inside the
 // finalizing transaction and returns the first. The row stays locked until
 // the transaction ends, so concurrent finalizations queue and a rollback
 // returns the numbers: no duplicate, no gap.
-func reserveNumbers(ctx context.Context, tx pgx.Tx, series string, n int) (int64, error) {
+func (t txNumbers) ReserveNumbers(ctx context.Context, series string, n int) (int64, error) {
 	var last int64
-	err := tx.QueryRow(ctx, `INSERT INTO invoice_number_sequences AS s (prefix, last_value) VALUES ($1, $2)
+	err := t.tx.QueryRow(ctx, `INSERT INTO invoice_number_sequences AS s (prefix, last_value) VALUES ($1, $2)
 		ON CONFLICT (prefix) DO UPDATE SET last_value = s.last_value + EXCLUDED.last_value
 		RETURNING last_value`, series, n).Scan(&last)
 	return last - int64(n) + 1, err
 }
 
-// formatNumber renders an invoice number: PREFIX-YYYY-000123.
-func formatNumber(prefix string, year int, seq int64) string {
-	s := strconv.FormatInt(seq, 10)
-	if len(s) < 6 {
-		s = strings.Repeat("0", 6-len(s)) + s
-	}
-	return prefix + "-" + strconv.Itoa(year) + "-" + s
-}
-
-func seriesKey(prefix string, year int) string { return prefix + "-" + strconv.Itoa(year) }
+type txNumbers struct{ tx pgx.Tx }
 
 // ---- tax rates ----
 
 const taxRateCols = `id, display_name, jurisdiction, country, state, description, percentage_e4, inclusive, compound, metadata, created_at`
 
-func scanTaxRate(row pgx.Row) (TaxRate, error) {
-	r := TaxRate{Object: "tax_rate"}
+func scanTaxRate(row pgx.Row) (invoicing.TaxRate, error) {
+	r := invoicing.TaxRate{Object: "tax_rate"}
 	err := row.Scan(&r.ID, &r.DisplayName, &r.Jurisdiction, &r.Country, &r.State, &r.Description, &r.Percentage,
 		&r.Inclusive, &r.Compound, &r.Metadata, &r.CreatedAt)
 	r.CreatedAt = r.CreatedAt.UTC()
@@ -416,22 +406,22 @@ func scanTaxRate(row pgx.Row) (TaxRate, error) {
 	return r, err
 }
 
-func insertTaxRate(ctx context.Context, tx pgx.Tx, r TaxRate) error {
+func insertTaxRate(ctx context.Context, tx pgx.Tx, r invoicing.TaxRate) error {
 	_, err := tx.Exec(ctx, `INSERT INTO tax_rates (`+taxRateCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		r.ID, r.DisplayName, r.Jurisdiction, r.Country, r.State, r.Description, int64(r.Percentage), r.Inclusive,
 		r.Compound, jsonText(r.Metadata), r.CreatedAt)
 	return err
 }
 
-func getTaxRates(ctx context.Context, q querier, ids []string) ([]TaxRate, error) {
+func getTaxRates(ctx context.Context, q querier, ids []string) ([]invoicing.TaxRate, error) {
 	rows, err := q.Query(ctx, `SELECT `+taxRateCols+` FROM tax_rates WHERE id = ANY($1::uuid[])`, ids)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TaxRate, error) { return scanTaxRate(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.TaxRate, error) { return scanTaxRate(r) })
 }
 
-func listTaxRates(ctx context.Context, q querier, after string, limit int) ([]TaxRate, error) {
+func listTaxRates(ctx context.Context, q querier, after string, limit int) ([]invoicing.TaxRate, error) {
 	var rows pgx.Rows
 	var err error
 	if after == "" {
@@ -442,7 +432,7 @@ func listTaxRates(ctx context.Context, q querier, after string, limit int) ([]Ta
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (TaxRate, error) { return scanTaxRate(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.TaxRate, error) { return scanTaxRate(r) })
 }
 
 // ---- coupons ----
@@ -450,14 +440,14 @@ func listTaxRates(ctx context.Context, q querier, after string, limit int) ([]Ta
 const couponCols = `id, name, percent_off_e4, amount_off, currency, duration, duration_in_months, max_redemptions,
 	times_redeemed, redeem_by, metadata, created_at`
 
-func scanCoupon(row pgx.Row) (Coupon, error) {
-	c := Coupon{Object: "coupon"}
+func scanCoupon(row pgx.Row) (invoicing.Coupon, error) {
+	c := invoicing.Coupon{Object: "coupon"}
 	var pct *int64
 	var cur *string
 	err := row.Scan(&c.ID, &c.Name, &pct, &c.AmountOff, &cur, &c.Duration, &c.DurationInMonths, &c.MaxRedemptions,
 		&c.TimesRedeemed, &c.RedeemBy, &c.Metadata, &c.CreatedAt)
 	if pct != nil {
-		c.PercentOff = ptr(Percent(*pct))
+		c.PercentOff = ptr(invoicing.Percent(*pct))
 	}
 	if cur != nil {
 		c.Currency = ptr(money.Currency(*cur))
@@ -469,7 +459,7 @@ func scanCoupon(row pgx.Row) (Coupon, error) {
 	return c, err
 }
 
-func insertCoupon(ctx context.Context, tx pgx.Tx, c Coupon) error {
+func insertCoupon(ctx context.Context, tx pgx.Tx, c invoicing.Coupon) error {
 	var pct *int64
 	if c.PercentOff != nil {
 		pct = ptr(int64(*c.PercentOff))
@@ -482,12 +472,12 @@ func insertCoupon(ctx context.Context, tx pgx.Tx, c Coupon) error {
 		c.ID, c.Name, pct, c.AmountOff, cur, c.Duration, c.DurationInMonths, c.MaxRedemptions, c.RedeemBy,
 		jsonText(c.Metadata), c.CreatedAt)
 	if name, ok := uniqueViolation(err); ok && name == "coupons_pkey" {
-		return problem.New(codeCouponExists, "coupon %s already exists", c.ID)
+		return problem.New(invoicing.CodeCouponExists, "coupon %s already exists", c.ID)
 	}
 	return err
 }
 
-func getCoupon(ctx context.Context, q querier, id string, forUpdate bool) (Coupon, error) {
+func getCoupon(ctx context.Context, q querier, id string, forUpdate bool) (invoicing.Coupon, error) {
 	sql := `SELECT ` + couponCols + ` FROM coupons WHERE id = $1`
 	if forUpdate {
 		sql += ` FOR UPDATE`
@@ -499,12 +489,12 @@ func getCoupon(ctx context.Context, q querier, id string, forUpdate bool) (Coupo
 	return c, err
 }
 
-func listCoupons(ctx context.Context, q querier, after string, limit int) ([]Coupon, error) {
+func listCoupons(ctx context.Context, q querier, after string, limit int) ([]invoicing.Coupon, error) {
 	rows, err := q.Query(ctx, `SELECT `+couponCols+` FROM coupons WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Coupon, error) { return scanCoupon(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.Coupon, error) { return scanCoupon(r) })
 }
 
 func redeemCoupon(ctx context.Context, tx pgx.Tx, id string) error {
@@ -519,8 +509,8 @@ const subCols = `id, account_id, owner_user_id, status, plan_name, plan_amount, 
 	current_period_start, current_period_end, tax_rate_ids, coupon_id, coupon_start, coupon_uses, collection_method,
 	net_terms_days, customer, metadata, pending_lines, cancel_at, canceled_at, latest_invoice_id, created_at, updated_at`
 
-func scanSub(row pgx.Row) (*Subscription, error) {
-	s := &Subscription{}
+func scanSub(row pgx.Row) (*invoicing.Subscription, error) {
+	s := &invoicing.Subscription{}
 	var cur string
 	err := row.Scan(&s.ID, &s.AccountID, &s.UserID, &s.Status, &s.Plan.Name, &s.Plan.Amount, &cur, &s.Plan.Interval,
 		&s.Plan.IntervalCount, &s.Start, &s.TrialEnd, &s.BillingStart, &s.CycleAnchor, &s.AnchorDay,
@@ -536,12 +526,12 @@ func scanSub(row pgx.Row) (*Subscription, error) {
 	s.CurrentPeriodStart, s.CurrentPeriodEnd = utc(s.CurrentPeriodStart), utc(s.CurrentPeriodEnd)
 	s.CancelAt, s.CanceledAt = utc(s.CancelAt), utc(s.CanceledAt)
 	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
-	s.derive()
+	s.Derive()
 	return s, nil
 }
 
-func getSub(ctx context.Context, q querier, id string, forUpdate bool) (*Subscription, error) {
-	if !validUUID(id) {
+func getSub(ctx context.Context, q querier, id string, forUpdate bool) (*invoicing.Subscription, error) {
+	if !invoicing.ValidUUID(id) {
 		return nil, notFound("subscription", id)
 	}
 	sql := `SELECT ` + subCols + ` FROM subscriptions WHERE id = $1`
@@ -555,7 +545,7 @@ func getSub(ctx context.Context, q querier, id string, forUpdate bool) (*Subscri
 	return s, err
 }
 
-func insertSub(ctx context.Context, tx pgx.Tx, s *Subscription) error {
+func insertSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error {
 	_, err := tx.Exec(ctx, `INSERT INTO subscriptions (`+subCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
 			$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
 			$31, $32)`,
@@ -567,7 +557,7 @@ func insertSub(ctx context.Context, tx pgx.Tx, s *Subscription) error {
 	return err
 }
 
-func updateSub(ctx context.Context, tx pgx.Tx, s *Subscription) error {
+func updateSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error {
 	_, err := tx.Exec(ctx, `UPDATE subscriptions SET status = $2, plan_name = $3, plan_amount = $4, interval = $5,
 			interval_count = $6, billing_start = $7, cycle_anchor = $8, anchor_day = $9, periods_billed = $10,
 			next_billing_at = $11, current_period_start = $12, current_period_end = $13, tax_rate_ids = $14,
@@ -588,7 +578,7 @@ type subFilter struct {
 	Limit                           int
 }
 
-func listSubs(ctx context.Context, q querier, f subFilter) ([]*Subscription, error) {
+func listSubs(ctx context.Context, q querier, f subFilter) ([]*invoicing.Subscription, error) {
 	var w postgres.Where
 	if f.Owner != "" {
 		w.And("owner_user_id = ?", f.Owner)
@@ -606,7 +596,7 @@ func listSubs(ctx context.Context, q querier, f subFilter) ([]*Subscription, err
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Subscription, error) { return scanSub(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Subscription, error) { return scanSub(r) })
 }
 
 // ---- invoice requests (asynchronous creation) ----
@@ -656,10 +646,10 @@ func completeRequests(ctx context.Context, tx pgx.Tx, outs []requestOutcome, now
 	owners, accounts, invoices, problems := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	for i, o := range outs {
 		sources[i], ids[i] = o.source, o.id
-		if validUUID(o.owner) {
+		if invoicing.ValidUUID(o.owner) {
 			owners[i] = ptr(o.owner)
 		}
-		if validUUID(o.account) {
+		if invoicing.ValidUUID(o.account) {
 			accounts[i] = ptr(o.account)
 		}
 		if o.problem == nil {
@@ -684,26 +674,6 @@ func insertPendingRequests(ctx context.Context, tx pgx.Tx, source string, ids []
 		SELECT $1, i, o, a, 'pending', $5 FROM unnest($2::text[], $3::uuid[], $4::uuid[]) AS x(i, o, a)`,
 		source, ids, owner, account, now)
 	return err
-}
-
-func validUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // pipeline is a transaction whose Exec calls are queued and sent together

@@ -10,15 +10,16 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
-func (g *rig) subscribe(body map[string]any) Subscription {
+func (g *rig) subscribe(body map[string]any) invoicing.Subscription {
 	g.t.Helper()
 	rec := g.call(call{method: "POST", path: "/subscriptions", body: body, sub: g.admin, role: auth.RoleService})
 	must(g.t, rec, 201)
-	return decode[Subscription](g.t, rec)
+	return decode[invoicing.Subscription](g.t, rec)
 }
 
 func subBody(user string, plan map[string]any, kv ...any) map[string]any {
@@ -39,19 +40,19 @@ func monthly(amount int64) map[string]any {
 }
 
 // subInvoices lists a subscription's invoices, oldest first.
-func (g *rig) subInvoices(subID string) []Invoice {
+func (g *rig) subInvoices(subID string) []invoicing.Invoice {
 	g.t.Helper()
 	rec := g.asAdmin("GET", "/invoices?limit=100&subscription_id="+subID, nil)
 	must(g.t, rec, 200)
-	list := decode[struct{ Data []Invoice }](g.t, rec)
-	out := make([]Invoice, 0, len(list.Data))
+	list := decode[struct{ Data []invoicing.Invoice }](g.t, rec)
+	out := make([]invoicing.Invoice, 0, len(list.Data))
 	for i := len(list.Data) - 1; i >= 0; i-- {
 		out = append(out, g.invoice(list.Data[i].ID))
 	}
 	return out
 }
 
-func periods(invs []Invoice) string {
+func periods(invs []invoicing.Invoice) string {
 	var s []string
 	for _, inv := range invs {
 		if inv.PeriodStart != nil {
@@ -68,7 +69,7 @@ func TestSubscriptionBillsEveryPeriodAcrossMonthEndsInALeapYear(t *testing.T) {
 	g := newRig(t)
 	g.clock.Set(day("2028-01-31T10:00:00Z"))
 	sub := g.subscribe(subBody(uuid.NewString(), monthly(2900)))
-	if sub.Status != SubActive || sub.LatestInvoiceID == nil || sub.MRR != 2900 || sub.AnchorDay != 31 {
+	if sub.Status != invoicing.SubActive || sub.LatestInvoiceID == nil || sub.MRR != 2900 || sub.AnchorDay != 31 {
 		t.Fatalf("created = %+v", sub)
 	}
 	for _, at := range []string{"2028-02-15T00:00:00Z", "2028-02-29T10:00:00Z", "2028-03-31T09:59:59Z", "2028-03-31T10:00:00Z",
@@ -83,12 +84,12 @@ func TestSubscriptionBillsEveryPeriodAcrossMonthEndsInALeapYear(t *testing.T) {
 	}
 	for _, inv := range invs {
 		// (Due at once with net 0, they are dunned as the months pass.)
-		if inv.Status == StatusDraft || inv.Total != 2900 || inv.Number == nil || inv.BillingReason != ReasonSubscriptionCycle ||
-			inv.Lines[0].PeriodStart == nil || inv.DueDate == nil || !inv.DueDate.Equal(utcDate(*inv.FinalizedAt)) {
+		if inv.Status == invoicing.StatusDraft || inv.Total != 2900 || inv.Number == nil || inv.BillingReason != invoicing.ReasonSubscriptionCycle ||
+			inv.Lines[0].PeriodStart == nil || inv.DueDate == nil || !inv.DueDate.Equal(invoicing.UTCDate(*inv.FinalizedAt)) {
 			t.Fatalf("invoice = %+v", inv)
 		}
 	}
-	got := decode[Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	got := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
 	if got.PeriodsBilled != 4 || !got.CurrentPeriodStart.Equal(day("2028-04-30T10:00:00Z")) || !got.NextBillingAt.Equal(day("2028-05-31T10:00:00Z")) {
 		t.Fatalf("subscription = %+v", got)
 	}
@@ -96,7 +97,7 @@ func TestSubscriptionBillsEveryPeriodAcrossMonthEndsInALeapYear(t *testing.T) {
 	if evs[0] != "subscription.created" || len(evs) != 4 {
 		t.Fatalf("subscription events = %v", evs)
 	}
-	created := eventData[subscriptionSummary](g, sub.ID, typeSubscriptionCreated)
+	created := eventData[invoicing.SubscriptionSummary](g, sub.ID, invoicing.TypeSubscriptionCreated)
 	if created.MRR != 2900 || created.Plan.Interval != "month" || created.CurrentPeriodEnd == nil {
 		t.Fatalf("created event = %+v", created)
 	}
@@ -128,10 +129,10 @@ func TestSubscriptionCatchUpBillsEachMissedPeriodOnce(t *testing.T) {
 	}
 	// The database refuses a second invoice for a billed period.
 	err := postgres.Tx(context.Background(), g.d.Pool, func(tx pgx.Tx) error {
-		inv := g.s.subInvoice(&Subscription{ID: sub.ID, AccountID: sub.AccountID, UserID: sub.UserID, Plan: Plan{Currency: "USD"}, CollectionMethod: ChargeAutomatically},
-			ReasonSubscriptionCycle, g.clock.Now())
+		inv := g.s.subInvoice(&invoicing.Subscription{ID: sub.ID, AccountID: sub.AccountID, UserID: sub.UserID, Plan: invoicing.Plan{Currency: "USD"}, CollectionMethod: invoicing.ChargeAutomatically},
+			invoicing.ReasonSubscriptionCycle, g.clock.Now())
 		inv.PeriodStart, inv.PeriodEnd = invs[1].PeriodStart, invs[1].PeriodEnd
-		return insertInvoices(context.Background(), tx, []*Invoice{inv})
+		return insertInvoices(context.Background(), tx, []*invoicing.Invoice{inv})
 	})
 	if err != errPeriodBilled {
 		t.Fatalf("second invoice for a period: %v", err)
@@ -154,7 +155,7 @@ func TestSubscriptionCatchUpIsBoundedPerRun(t *testing.T) {
 func TestSubscriptionTrialThenFirstInvoice(t *testing.T) {
 	g := newRig(t)
 	sub := g.subscribe(subBody(uuid.NewString(), monthly(4900), "trial_end", "2026-03-24T09:30:00Z"))
-	if sub.Status != SubTrialing || sub.LatestInvoiceID != nil || !sub.CurrentPeriodEnd.Equal(day("2026-03-24T09:30:00Z")) {
+	if sub.Status != invoicing.SubTrialing || sub.LatestInvoiceID != nil || !sub.CurrentPeriodEnd.Equal(day("2026-03-24T09:30:00Z")) {
 		t.Fatalf("created = %+v", sub)
 	}
 	g.clock.Set(day("2026-03-24T09:29:59Z"))
@@ -165,11 +166,11 @@ func TestSubscriptionTrialThenFirstInvoice(t *testing.T) {
 	g.clock.Set(day("2026-03-24T09:30:00Z"))
 	g.tick()
 	invs := g.subInvoices(sub.ID)
-	got := decode[Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
-	if len(invs) != 1 || periods(invs) != "03-24..04-24" || got.Status != SubActive {
+	got := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	if len(invs) != 1 || periods(invs) != "03-24..04-24" || got.Status != invoicing.SubActive {
 		t.Fatalf("after the trial: %s, status %s", periods(invs), got.Status)
 	}
-	if up := eventData[subscriptionSummary](g, sub.ID, typeSubscriptionUpdated); up.Status != SubActive {
+	if up := eventData[invoicing.SubscriptionSummary](g, sub.ID, invoicing.TypeSubscriptionUpdated); up.Status != invoicing.SubActive {
 		t.Fatalf("updated event = %+v", up)
 	}
 }
@@ -203,7 +204,7 @@ func TestPlanChangeProratesTheRestOfThePeriod(t *testing.T) {
 	problemOf(t, g.asCustomer(user, "PATCH", "/subscriptions/"+sub.ID, map[string]any{"plan": up}), 403, "forbidden")
 	rec := g.call(call{method: "PATCH", path: "/subscriptions/" + sub.ID, body: map[string]any{"plan": up}, sub: g.admin, role: auth.RoleAdmin})
 	must(t, rec, 200)
-	got := decode[Subscription](t, rec)
+	got := decode[invoicing.Subscription](t, rec)
 	if len(got.PendingLines) != 2 || got.PendingLines[0].UnitAmount != -1500 || got.PendingLines[1].UnitAmount != 3000 || got.MRR != 6000 {
 		t.Fatalf("after upgrade = %+v", got)
 	}
@@ -214,7 +215,7 @@ func TestPlanChangeProratesTheRestOfThePeriod(t *testing.T) {
 	if may.Total != 6000-1500+3000 || len(may.Lines) != 3 || !may.Lines[1].Proration {
 		t.Fatalf("May invoice = %d with %d lines", may.Total, len(may.Lines))
 	}
-	if s := decode[Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil)); len(s.PendingLines) != 0 {
+	if s := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil)); len(s.PendingLines) != 0 {
 		t.Fatalf("pending lines left: %+v", s.PendingLines)
 	}
 
@@ -224,16 +225,16 @@ func TestPlanChangeProratesTheRestOfThePeriod(t *testing.T) {
 	rec = g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"proration_behavior": "always_invoice",
 		"plan": map[string]any{"name": "Ultra", "amount": 9000, "currency": "USD", "interval": "month"}})
 	must(t, rec, 200)
-	now := decode[Subscription](t, rec)
+	now := decode[invoicing.Subscription](t, rec)
 	inv := g.invoice(*now.LatestInvoiceID)
-	if inv.BillingReason != ReasonSubscriptionUpdate || inv.Total != 2903-1935 || inv.Status != StatusOpen {
+	if inv.BillingReason != invoicing.ReasonSubscriptionUpdate || inv.Total != 2903-1935 || inv.Status != invoicing.StatusOpen {
 		t.Fatalf("proration invoice = %s %d %s", inv.BillingReason, inv.Total, inv.Status)
 	}
 	// A downgrade's net credit cannot be an invoice: it waits for the next one.
 	rec = g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"proration_behavior": "always_invoice",
 		"plan": map[string]any{"name": "Lite", "amount": 1000, "currency": "USD", "interval": "month"}})
 	must(t, rec, 200)
-	if s := decode[Subscription](t, rec); len(s.PendingLines) != 2 || *s.LatestInvoiceID != inv.ID {
+	if s := decode[invoicing.Subscription](t, rec); len(s.PendingLines) != 2 || *s.LatestInvoiceID != inv.ID {
 		t.Fatalf("after downgrade = %+v", s)
 	}
 	problemOf(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{
@@ -251,10 +252,10 @@ func TestPlanIntervalChangeRestartsTheCycle(t *testing.T) {
 	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{
 		"plan": map[string]any{"name": "Pro yearly", "amount": 30000, "currency": "USD", "interval": "year"}})
 	must(t, rec, 200)
-	got := decode[Subscription](t, rec)
+	got := decode[invoicing.Subscription](t, rec)
 	inv := g.invoice(*got.LatestInvoiceID)
-	if inv.Total != 28000 || periods([]Invoice{inv}) != "06-11..06-11" || !got.NextBillingAt.Equal(day("2027-06-11T00:00:00Z")) {
-		t.Fatalf("yearly invoice total %d period %s next %v", inv.Total, periods([]Invoice{inv}), got.NextBillingAt)
+	if inv.Total != 28000 || periods([]invoicing.Invoice{inv}) != "06-11..06-11" || !got.NextBillingAt.Equal(day("2027-06-11T00:00:00Z")) {
+		t.Fatalf("yearly invoice total %d period %s next %v", inv.Total, periods([]invoicing.Invoice{inv}), got.NextBillingAt)
 	}
 }
 
@@ -266,14 +267,14 @@ func TestCancelAtPeriodEndOrNow(t *testing.T) {
 	problemOf(t, g.asCustomer(uuid.NewString(), "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 404, "not_found")
 	rec := g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil) // at period end by default
 	must(t, rec, 200)
-	got := decode[Subscription](t, rec)
-	if got.Status != SubActive || !got.CancelAtPeriodEnd || !got.CancelAt.Equal(day("2026-03-10T00:00:00Z")) {
+	got := decode[invoicing.Subscription](t, rec)
+	if got.Status != invoicing.SubActive || !got.CancelAtPeriodEnd || !got.CancelAt.Equal(day("2026-03-10T00:00:00Z")) {
 		t.Fatalf("scheduled cancel = %+v", got)
 	}
 	g.clock.Set(day("2026-03-10T00:00:00Z"))
 	g.tick()
-	got = decode[Subscription](t, g.asCustomer(user, "GET", "/subscriptions/"+sub.ID, nil))
-	if got.Status != SubCanceled || got.CanceledAt == nil || len(g.subInvoices(sub.ID)) != 1 {
+	got = decode[invoicing.Subscription](t, g.asCustomer(user, "GET", "/subscriptions/"+sub.ID, nil))
+	if got.Status != invoicing.SubCanceled || got.CanceledAt == nil || len(g.subInvoices(sub.ID)) != 1 {
 		t.Fatalf("after period end = %+v, %d invoices", got, len(g.subInvoices(sub.ID)))
 	}
 	problemOf(t, g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 422, "subscription_canceled")
@@ -284,7 +285,7 @@ func TestCancelAtPeriodEndOrNow(t *testing.T) {
 	other := g.subscribe(subBody(user, monthly(1000)))
 	rec = g.asCustomer(user, "POST", "/subscriptions/"+other.ID+"/cancel", map[string]any{"at_period_end": false})
 	must(t, rec, 200)
-	if c := decode[Subscription](t, rec); c.Status != SubCanceled || c.NextBillingAt != nil {
+	if c := decode[invoicing.Subscription](t, rec); c.Status != invoicing.SubCanceled || c.NextBillingAt != nil {
 		t.Fatalf("canceled now = %+v", c)
 	}
 	g.clock.Set(day("2026-06-01T00:00:00Z"))
@@ -293,11 +294,11 @@ func TestCancelAtPeriodEndOrNow(t *testing.T) {
 		t.Fatalf("%d invoices after canceling", n)
 	}
 	// Customers list only their own subscriptions.
-	list := decode[struct{ Data []Subscription }](t, g.asCustomer(user, "GET", "/subscriptions", nil))
+	list := decode[struct{ Data []invoicing.Subscription }](t, g.asCustomer(user, "GET", "/subscriptions", nil))
 	if len(list.Data) != 2 {
 		t.Fatalf("customer lists %d subscriptions", len(list.Data))
 	}
-	if list := decode[struct{ Data []Subscription }](t, g.asCustomer(uuid.NewString(), "GET", "/subscriptions", nil)); len(list.Data) != 0 {
+	if list := decode[struct{ Data []invoicing.Subscription }](t, g.asCustomer(uuid.NewString(), "GET", "/subscriptions", nil)); len(list.Data) != 0 {
 		t.Fatalf("a stranger lists %d subscriptions", len(list.Data))
 	}
 }
@@ -319,7 +320,7 @@ func TestSubscriptionCouponRepeatsForItsDuration(t *testing.T) {
 	if fmt.Sprint(totals) != "[1000 1000 2000]" {
 		t.Fatalf("totals = %v", totals)
 	}
-	c := decode[Coupon](t, g.asAdmin("GET", "/coupons/"+code, nil))
+	c := decode[invoicing.Coupon](t, g.asAdmin("GET", "/coupons/"+code, nil))
 	if c.TimesRedeemed != 1 {
 		t.Fatalf("redeemed %d times", c.TimesRedeemed)
 	}
@@ -362,13 +363,13 @@ func TestSubscriptionStartingLaterCanBeCanceledBeforeItBills(t *testing.T) {
 	}
 	rec := g.asAdmin("POST", "/subscriptions/"+sub.ID+"/cancel", nil)
 	must(t, rec, 200)
-	if c := decode[Subscription](t, rec); !c.CancelAt.Equal(day("2026-04-01T00:00:00Z")) || c.Status != SubActive {
+	if c := decode[invoicing.Subscription](t, rec); !c.CancelAt.Equal(day("2026-04-01T00:00:00Z")) || c.Status != invoicing.SubActive {
 		t.Fatalf("scheduled = %+v", c)
 	}
 	g.clock.Set(day("2026-04-01T00:00:00Z"))
 	g.tick()
-	got := decode[Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
-	if got.Status != SubCanceled || len(g.subInvoices(sub.ID)) != 0 {
+	got := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	if got.Status != invoicing.SubCanceled || len(g.subInvoices(sub.ID)) != 0 {
 		t.Fatalf("after its start: %s with %d invoices", got.Status, len(g.subInvoices(sub.ID)))
 	}
 }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -31,18 +31,18 @@ type planIn struct {
 }
 
 type createSubIn struct {
-	AccountID        string            `json:"account_id"`
-	UserID           string            `json:"user_id"`
-	Plan             *planIn           `json:"plan"`
-	Start            *string           `json:"start"`
-	AnchorDay        *int              `json:"anchor_day"`
-	TrialEnd         *string           `json:"trial_end"`
-	TaxRateIDs       []string          `json:"tax_rate_ids"`
-	Coupon           string            `json:"coupon"`
-	CollectionMethod string            `json:"collection_method"`
-	NetTermsDays     *int              `json:"net_terms_days"`
-	Customer         *customerIn       `json:"customer"`
-	Metadata         map[string]string `json:"metadata"`
+	AccountID        string                `json:"account_id"`
+	UserID           string                `json:"user_id"`
+	Plan             *planIn               `json:"plan"`
+	Start            *string               `json:"start"`
+	AnchorDay        *int                  `json:"anchor_day"`
+	TrialEnd         *string               `json:"trial_end"`
+	TaxRateIDs       []string              `json:"tax_rate_ids"`
+	Coupon           string                `json:"coupon"`
+	CollectionMethod string                `json:"collection_method"`
+	NetTermsDays     *int                  `json:"net_terms_days"`
+	Customer         *invoicing.CustomerIn `json:"customer"`
+	Metadata         map[string]string     `json:"metadata"`
 }
 
 // Proration behaviours of a plan change.
@@ -53,29 +53,29 @@ const (
 )
 
 type patchSubIn struct {
-	Plan              *planIn            `json:"plan"`
-	ProrationBehavior string             `json:"proration_behavior"`
-	TaxRateIDs        *[]string          `json:"tax_rate_ids"`
-	CollectionMethod  *string            `json:"collection_method"`
-	NetTermsDays      *int               `json:"net_terms_days"`
-	Customer          *customerIn        `json:"customer"`
-	Metadata          *map[string]string `json:"metadata"`
-	CancelAtPeriodEnd *bool              `json:"cancel_at_period_end"`
+	Plan              *planIn               `json:"plan"`
+	ProrationBehavior string                `json:"proration_behavior"`
+	TaxRateIDs        *[]string             `json:"tax_rate_ids"`
+	CollectionMethod  *string               `json:"collection_method"`
+	NetTermsDays      *int                  `json:"net_terms_days"`
+	Customer          *invoicing.CustomerIn `json:"customer"`
+	Metadata          *map[string]string    `json:"metadata"`
+	CancelAtPeriodEnd *bool                 `json:"cancel_at_period_end"`
 }
 
 type cancelSubIn struct {
 	AtPeriodEnd *bool `json:"at_period_end"`
 }
 
-var maxIntervalCount = map[string]int{IntervalDay: 365, IntervalWeek: 52, IntervalMonth: 12, IntervalYear: 3}
+var maxIntervalCount = map[string]int{invoicing.IntervalDay: 365, invoicing.IntervalWeek: 52, invoicing.IntervalMonth: 12, invoicing.IntervalYear: 3}
 
-func parsePlan(v *problem.Validator, in *planIn) Plan {
+func parsePlan(v *problem.Validator, in *planIn) invoicing.Plan {
 	if in == nil {
 		v.Check(false, "plan", "is required: {name, amount, currency, interval, interval_count}")
-		return Plan{}
+		return invoicing.Plan{}
 	}
-	p := Plan{Name: strings.TrimSpace(in.Name), Interval: in.Interval, IntervalCount: 1}
-	v.Check(p.Name != "" && textOK(p.Name, maxName), "plan/name", "is required, at most 200 characters")
+	p := invoicing.Plan{Name: strings.TrimSpace(in.Name), Interval: in.Interval, IntervalCount: 1}
+	v.Check(p.Name != "" && invoicing.TextOK(p.Name, invoicing.MaxName), "plan/name", "is required, at most 200 characters")
 	if in.Amount == nil || *in.Amount < 0 {
 		v.Check(false, "plan/amount", "is required: the price of one period in minor units, 0 or more")
 	} else {
@@ -107,34 +107,34 @@ func parseTime(v *problem.Validator, path string, s *string) *time.Time {
 }
 
 // subRates resolves a subscription's tax rates to snapshots.
-func (s *service) subRates(ctx context.Context, q querier, ids []string, path string) ([]TaxRateSnap, error) {
+func (s *service) subRates(ctx context.Context, q querier, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
 	rates, err := s.taxRates(ctx, q, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]TaxRateSnap, 0, len(ids))
+	out := make([]invoicing.TaxRateSnap, 0, len(ids))
 	for j, id := range ids {
 		r, ok := rates[id]
 		if !ok {
-			return nil, &problem.Error{Code: codeTaxRateUnknown, Detail: "no tax rate " + id,
+			return nil, &problem.Error{Code: invoicing.CodeTaxRateUnknown, Detail: "no tax rate " + id,
 				Errors: []problem.FieldError{problem.Field(path+"/"+strconv.Itoa(j), "is not a tax rate")}}
 		}
 		if j > 0 && r.Inclusive != out[0].Inclusive {
-			return nil, &problem.Error{Code: codeTaxInclusiveMixed, Detail: "the tax rates must be all inclusive or all exclusive",
+			return nil, &problem.Error{Code: invoicing.CodeTaxInclusiveMixed, Detail: "the tax rates must be all inclusive or all exclusive",
 				Errors: []problem.FieldError{problem.Field(path, "mixes inclusive and exclusive rates")}}
 		}
-		out = append(out, r.snap())
+		out = append(out, r.Snap())
 	}
 	return out, nil
 }
 
 func parseRateIDs(v *problem.Validator, path string, in []string) []string {
-	v.Check(len(in) <= maxRatesLine, path, "at most 5 tax rates")
+	v.Check(len(in) <= invoicing.MaxRatesLine, path, "at most 5 tax rates")
 	seen := map[string]bool{}
 	out := make([]string, 0, len(in))
 	for j, id := range in {
 		id = strings.ToLower(id)
-		v.Check(validUUID(id) && !seen[id], path+"/"+strconv.Itoa(j), "must be a tax rate id, listed once")
+		v.Check(invoicing.ValidUUID(id) && !seen[id], path+"/"+strconv.Itoa(j), "must be a tax rate id, listed once")
 		seen[id] = true
 		out = append(out, id)
 	}
@@ -144,11 +144,11 @@ func parseRateIDs(v *problem.Validator, path string, in []string) []string {
 // newSubscription validates a creation body into a subscription (not yet
 // billed) and its coupon id.
 // The subscription belongs to the owner of its account (billable).
-func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *createSubIn, now time.Time) (*Subscription, error) {
+func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *createSubIn, now time.Time) (*invoicing.Subscription, error) {
 	var v problem.Validator
 	account := strings.ToLower(in.AccountID)
-	v.Check(validUUID(account), "account_id", "is required: the id of the account billed (a UUID)")
-	v.Check(in.UserID == "" || validUUID(in.UserID), "user_id", "must be a UUID: the account's owner, or left out")
+	v.Check(invoicing.ValidUUID(account), "account_id", "is required: the id of the account billed (a UUID)")
+	v.Check(in.UserID == "" || invoicing.ValidUUID(in.UserID), "user_id", "must be a UUID: the account's owner, or left out")
 	plan := parsePlan(&v, in.Plan)
 	start := now
 	if t := parseTime(&v, "start", in.Start); t != nil {
@@ -161,14 +161,14 @@ func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 	if in.AnchorDay != nil {
 		anchor = *in.AnchorDay
 		v.Check(anchor >= 1 && anchor <= 31, "anchor_day", "must be from 1 to 31")
-		v.Check(plan.Interval == IntervalMonth || plan.Interval == IntervalYear, "anchor_day", "applies to month and year intervals only")
+		v.Check(plan.Interval == invoicing.IntervalMonth || plan.Interval == invoicing.IntervalYear, "anchor_day", "applies to month and year intervals only")
 	}
-	sub := &Subscription{Object: "subscription", ID: newID(), AccountID: account, Plan: plan,
-		Start: start, TrialEnd: trial, CollectionMethod: ChargeAutomatically, Metadata: in.Metadata,
-		PendingLines: []Line{}, CreatedAt: now, UpdatedAt: now}
+	sub := &invoicing.Subscription{Object: "subscription", ID: invoicing.NewID(), AccountID: account, Plan: plan,
+		Start: start, TrialEnd: trial, CollectionMethod: invoicing.ChargeAutomatically, Metadata: in.Metadata,
+		PendingLines: []invoicing.Line{}, CreatedAt: now, UpdatedAt: now}
 	sub.TaxRateIDs = parseRateIDs(&v, "tax_rate_ids", in.TaxRateIDs)
 	if in.CollectionMethod != "" {
-		v.Check(in.CollectionMethod == ChargeAutomatically || in.CollectionMethod == SendInvoice, "collection_method",
+		v.Check(in.CollectionMethod == invoicing.ChargeAutomatically || in.CollectionMethod == invoicing.SendInvoice, "collection_method",
 			"must be charge_automatically or send_invoice")
 		sub.CollectionMethod = in.CollectionMethod
 	}
@@ -176,10 +176,10 @@ func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 		v.Check(*in.NetTermsDays >= 0 && *in.NetTermsDays <= 365, "net_terms_days", "must be from 0 to 365 days")
 		sub.NetTermsDays = *in.NetTermsDays
 	}
-	sub.Customer = parseCustomer(&v, "customer", in.Customer)
-	checkMetadata(&v, "metadata", in.Metadata)
+	sub.Customer = invoicing.ParseCustomer(&v, "customer", in.Customer)
+	invoicing.CheckMetadata(&v, "metadata", in.Metadata)
 	if in.Coupon != "" {
-		v.Check(validCouponID(in.Coupon), "coupon", "must be a coupon id")
+		v.Check(invoicing.ValidCouponID(in.Coupon), "coupon", "must be a coupon id")
 		sub.Coupon = ptr(in.Coupon)
 	}
 	if err := v.Err(); err != nil {
@@ -194,28 +194,28 @@ func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 	if trial != nil {
 		sub.BillingStart = *trial
 	}
-	c := newCycle(plan.Interval, plan.IntervalCount, anchor, sub.BillingStart)
+	c := invoicing.NewCycle(plan.Interval, plan.IntervalCount, anchor, sub.BillingStart)
 	sub.CycleAnchor, sub.AnchorDay = c.Anchor, c.AnchorDay
 	sub.NextBillingAt = ptr(sub.BillingStart)
 	if trial != nil {
-		sub.Status = SubTrialing
+		sub.Status = invoicing.SubTrialing
 		sub.CurrentPeriodStart, sub.CurrentPeriodEnd = ptr(start), ptr(*trial)
 	} else {
-		sub.Status = SubActive
-		ps, pe, _ := c.period(0)
+		sub.Status = invoicing.SubActive
+		ps, pe, _ := c.Period(0)
 		sub.CurrentPeriodStart, sub.CurrentPeriodEnd = &ps, &pe
 	}
 	if sub.Metadata == nil {
 		sub.Metadata = map[string]string{}
 	}
-	sub.derive()
+	sub.Derive()
 	return sub, nil
 }
 
 // redeemSubCoupon checks and redeems a subscription's coupon.
-func (s *service) redeemSubCoupon(ctx context.Context, tx pgx.Tx, sub *Subscription, now time.Time) error {
+func (s *service) redeemSubCoupon(ctx context.Context, tx pgx.Tx, sub *invoicing.Subscription, now time.Time) error {
 	res := s.newResolver(tx, now)
-	if _, err := res.coupon(ctx, "", *sub.Coupon, &Invoice{Currency: sub.Plan.Currency}); err != nil {
+	if _, err := res.coupon(ctx, "", *sub.Coupon, &invoicing.Invoice{Currency: sub.Plan.Currency}); err != nil {
 		return err
 	}
 	sub.CouponStart, sub.CouponUses = ptr(sub.BillingStart), 0
@@ -224,7 +224,7 @@ func (s *service) redeemSubCoupon(ctx context.Context, tx pgx.Tx, sub *Subscript
 
 // couponFor returns the coupon discount a subscription's invoice for the
 // period starting at ps gets, if any.
-func (s *service) couponFor(ctx context.Context, tx pgx.Tx, sub *Subscription, ps time.Time) (*Discount, error) {
+func (s *service) couponFor(ctx context.Context, tx pgx.Tx, sub *invoicing.Subscription, ps time.Time) (*invoicing.Discount, error) {
 	if sub.Coupon == nil {
 		return nil, nil
 	}
@@ -233,33 +233,25 @@ func (s *service) couponFor(ctx context.Context, tx pgx.Tx, sub *Subscription, p
 		return nil, err
 	}
 	switch c.Duration {
-	case DurationOnce:
+	case invoicing.DurationOnce:
 		if sub.CouponUses > 0 {
 			return nil, nil
 		}
-	case DurationRepeating:
+	case invoicing.DurationRepeating:
 		if sub.CouponStart == nil || c.DurationInMonths == nil || !ps.Before(sub.CouponStart.AddDate(0, *c.DurationInMonths, 0)) {
 			return nil, nil
 		}
 	}
-	d := c.discount()
+	d := c.Discount()
 	return &d, nil
 }
 
-func (s *service) subInvoice(sub *Subscription, reason string, now time.Time) *Invoice {
-	return &Invoice{Object: "invoice", ID: newID(), AccountID: sub.AccountID, UserID: sub.UserID,
-		SubscriptionID: ptr(sub.ID), BillingReason: reason, Status: StatusDraft, Currency: sub.Plan.Currency,
+func (s *service) subInvoice(sub *invoicing.Subscription, reason string, now time.Time) *invoicing.Invoice {
+	return &invoicing.Invoice{Object: "invoice", ID: invoicing.NewID(), AccountID: sub.AccountID, UserID: sub.UserID,
+		SubscriptionID: ptr(sub.ID), BillingReason: reason, Status: invoicing.StatusDraft, Currency: sub.Plan.Currency,
 		Customer: sub.Customer, Metadata: map[string]string{}, NumberPrefix: s.cfg.NumberPrefix,
-		CollectionMethod: sub.CollectionMethod, NetTermsDays: ptr(sub.NetTermsDays), Discounts: []Discount{},
+		CollectionMethod: sub.CollectionMethod, NetTermsDays: ptr(sub.NetTermsDays), Discounts: []invoicing.Discount{},
 		CreatedAt: now, UpdatedAt: now}
-}
-
-func taxesOf(snaps []TaxRateSnap) []LineTax {
-	out := make([]LineTax, len(snaps))
-	for i, t := range snaps {
-		out[i] = LineTax{TaxRateSnap: t}
-	}
-	return out
 }
 
 // bill generates, finalizes and announces the invoice of every period of
@@ -267,57 +259,57 @@ func taxesOf(snaps []TaxRateSnap) []LineTax {
 // periods per call), each exactly once (the unique (subscription_id,
 // period_start) constraint backs the counter). It updates sub in memory;
 // the caller writes it.
-func (s *service) bill(ctx context.Context, tx pgx.Tx, sub *Subscription, now time.Time) ([]outbox.Message, []string, error) {
-	if sub.Status == SubCanceled || sub.NextBillingAt == nil || sub.NextBillingAt.After(now) {
+func (s *service) bill(ctx context.Context, tx pgx.Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+	if sub.Status == invoicing.SubCanceled || sub.NextBillingAt == nil || sub.NextBillingAt.After(now) {
 		return nil, nil, nil
 	}
 	snaps, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids")
 	if err != nil {
 		return nil, nil, err
 	}
-	c := sub.cycle()
-	var invs []*Invoice
+	c := sub.Cycle()
+	var invs []*invoicing.Invoice
 	for n := 0; sub.NextBillingAt != nil && !sub.NextBillingAt.After(now) && n < s.cfg.MaxCatchUp; n++ {
 		k := sub.PeriodsBilled
-		ps, pe, full := c.period(k)
+		ps, pe, full := c.Period(k)
 		if sub.CancelAt != nil && !ps.Before(*sub.CancelAt) {
 			sub.NextBillingAt = nil
 			break
 		}
 		amount, desc := sub.Plan.Amount, sub.Plan.Name
 		if pe.Sub(ps) != full {
-			if amount, err = prorate(amount, pe.Sub(ps), full); err != nil {
-				return nil, nil, overflowProblem()
+			if amount, err = invoicing.Prorate(amount, pe.Sub(ps), full); err != nil {
+				return nil, nil, invoicing.OverflowProblem()
 			}
 			desc += " (prorated)"
 		}
-		inv := s.subInvoice(sub, ReasonSubscriptionCycle, now)
+		inv := s.subInvoice(sub, invoicing.ReasonSubscriptionCycle, now)
 		inv.PeriodStart, inv.PeriodEnd = ptr(ps), ptr(pe)
-		inv.Lines = []Line{{ID: newID(), Description: fmt.Sprintf("%s, %s to %s", desc, ps.Format(time.DateOnly), pe.Format(time.DateOnly)),
-			Quantity: QuantityScale, UnitAmount: amount, Taxes: taxesOf(snaps), PeriodStart: ptr(ps), PeriodEnd: ptr(pe),
+		inv.Lines = []invoicing.Line{{ID: invoicing.NewID(), Description: fmt.Sprintf("%s, %s to %s", desc, ps.Format(time.DateOnly), pe.Format(time.DateOnly)),
+			Quantity: invoicing.QuantityScale, UnitAmount: amount, Taxes: invoicing.TaxesOf(snaps), PeriodStart: ptr(ps), PeriodEnd: ptr(pe),
 			Metadata: map[string]string{}}}
 		d, err := s.couponFor(ctx, tx, sub, ps)
 		if err != nil {
 			return nil, nil, err
 		}
 		if d != nil {
-			inv.Discounts, inv.Coupon = []Discount{*d}, ptr(d.Coupon)
+			inv.Discounts, inv.Coupon = []invoicing.Discount{*d}, ptr(d.Coupon)
 		}
 		base := len(inv.Lines)
 		inv.Lines = append(inv.Lines, sub.PendingLines...)
-		if err := inv.recompute(); err != nil {
+		if err := inv.Recompute(); err != nil {
 			var pe *problem.Error
-			if !errors.As(err, &pe) || pe.Code != codeTotalNegative || base == len(inv.Lines) {
+			if !errors.As(err, &pe) || pe.Code != invoicing.CodeTotalNegative || base == len(inv.Lines) {
 				return nil, nil, err
 			}
 			// The pending credits exceed this period's charge: they wait
 			// for a later invoice.
 			inv.Lines = inv.Lines[:base]
-			if err := inv.recompute(); err != nil {
+			if err := inv.Recompute(); err != nil {
 				return nil, nil, err
 			}
 		} else {
-			sub.PendingLines = []Line{}
+			sub.PendingLines = []invoicing.Line{}
 		}
 		if d != nil {
 			sub.CouponUses++
@@ -325,9 +317,9 @@ func (s *service) bill(ctx context.Context, tx pgx.Tx, sub *Subscription, now ti
 		invs = append(invs, inv)
 		sub.PeriodsBilled++
 		sub.CurrentPeriodStart, sub.CurrentPeriodEnd = ptr(ps), ptr(pe)
-		sub.NextBillingAt = ptr(c.at(k + 1))
+		sub.NextBillingAt = ptr(c.At(k + 1))
 		sub.LatestInvoiceID = ptr(inv.ID)
-		sub.Status = SubActive // a trial ends when its first period is billed
+		sub.Status = invoicing.SubActive // a trial ends when its first period is billed
 	}
 	if len(invs) == 0 {
 		return nil, nil, nil
@@ -359,7 +351,7 @@ func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 			if err != nil {
 				return err
 			}
-			subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Subscription, error) { return scanSub(r) })
+			subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Subscription, error) { return scanSub(r) })
 			if err != nil {
 				return err
 			}
@@ -391,8 +383,8 @@ func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 					err = updateSub(ctx, sp, sub)
 				}
 				if err == nil && len(ids) > 0 {
-					msgs = append(msgs, s.subscriptionEvent(ctx, typeSubscriptionUpdated, sub))
-					err = outbox.Add(ctx, sp, functionName, msgs...)
+					msgs = append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionUpdated, sub))
+					err = s.emit(ctx, sp, msgs)
 				}
 				if err == nil {
 					err = sp.Commit(ctx)
@@ -433,84 +425,66 @@ func (s *service) cancelDueSubscriptions(ctx context.Context, now time.Time) (in
 		if err != nil {
 			return err
 		}
-		subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Subscription, error) { return scanSub(r) })
+		subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Subscription, error) { return scanSub(r) })
 		if err != nil {
 			return err
 		}
-		var msgs []outbox.Message
+		var msgs []invoicing.Event
 		for _, sub := range subs {
-			endSubscription(sub, *sub.CancelAt, now)
+			invoicing.EndSubscription(sub, *sub.CancelAt, now)
 			if err := updateSub(ctx, tx, sub); err != nil {
 				return err
 			}
-			msgs = append(msgs, s.subscriptionEvent(ctx, typeSubscriptionCanceled, sub))
+			msgs = append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionCanceled, sub))
 			ids = append(ids, sub.ID)
 		}
-		return outbox.Add(ctx, tx, functionName, msgs...)
+		return s.emit(ctx, tx, msgs)
 	})
 	s.invalidate(nil, ids)
 	return len(ids), err
 }
 
-// scheduleCancel ends the subscription when its current period ends; one
-// that has not billed anything yet ends when it would have started.
-func scheduleCancel(sub *Subscription) {
-	if sub.PeriodsBilled == 0 || sub.CurrentPeriodEnd == nil {
-		sub.CancelAt = ptr(sub.BillingStart)
-		return
-	}
-	sub.CancelAt = ptr(*sub.CurrentPeriodEnd)
-}
-
-func endSubscription(sub *Subscription, at, now time.Time) {
-	sub.Status, sub.CanceledAt, sub.NextBillingAt, sub.UpdatedAt = SubCanceled, ptr(at), nil, now
-	sub.PendingLines = []Line{}
-	if sub.CancelAt == nil || sub.CancelAt.After(at) {
-		sub.CancelAt = ptr(at)
-	}
-}
-
 // changePlan applies a plan change at now with proration of the current
 // period. It returns the events of an immediate proration invoice, if any.
-func (s *service) changePlan(ctx context.Context, tx pgx.Tx, sub *Subscription, plan Plan, behavior string, now time.Time) ([]outbox.Message, []string, error) {
+func (s *service) changePlan(ctx context.Context, tx pgx.Tx, sub *invoicing.Subscription, plan invoicing.Plan, behavior string, now time.Time) ([]invoicing.Event, []string, error) {
 	old := sub.Plan
 	intervalChanged := plan.Interval != old.Interval || plan.IntervalCount != old.IntervalCount
 	sub.Plan = plan
-	if sub.Status == SubTrialing || sub.PeriodsBilled == 0 {
+	if sub.Status == invoicing.SubTrialing || sub.PeriodsBilled == 0 {
 		// Nothing billed yet: the new plan simply applies from the first period.
 		if intervalChanged {
 			anchor := 0
-			if plan.Interval == IntervalMonth || plan.Interval == IntervalYear {
+			if plan.Interval == invoicing.IntervalMonth || plan.Interval == invoicing.IntervalYear {
 				anchor = sub.AnchorDay
 			}
-			c := newCycle(plan.Interval, plan.IntervalCount, anchor, sub.BillingStart)
+			c := invoicing.NewCycle(plan.Interval, plan.IntervalCount, anchor, sub.BillingStart)
 			sub.CycleAnchor, sub.AnchorDay = c.Anchor, c.AnchorDay
-			if sub.Status != SubTrialing {
-				ps, pe, _ := c.period(0)
+			if sub.Status != invoicing.SubTrialing {
+				ps, pe, _ := c.Period(0)
 				sub.CurrentPeriodStart, sub.CurrentPeriodEnd = &ps, &pe
 			}
 		}
 		return nil, nil, nil
 	}
-	var lines []Line
+	var lines []invoicing.Line
 	if behavior != ProrateNone && sub.CurrentPeriodEnd != nil && now.Before(*sub.CurrentPeriodEnd) {
-		_, _, full := sub.cycleWith(old).period(sub.PeriodsBilled - 1)
+		_, _, full := sub.CycleWith(old).Period(sub.PeriodsBilled - 1)
 		rem := sub.CurrentPeriodEnd.Sub(now)
 		snaps, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids")
 		if err != nil {
 			return nil, nil, err
 		}
-		credit, err := prorate(old.Amount, rem, full)
+		credit, err := invoicing.Prorate(old.Amount, rem, full)
 		if err != nil {
-			return nil, nil, overflowProblem()
+			return nil, nil, invoicing.OverflowProblem()
 		}
-		debit, err := prorate(plan.Amount, rem, full)
+		debit, err := invoicing.Prorate(plan.Amount, rem, full)
 		if err != nil {
-			return nil, nil, overflowProblem()
+			return nil, nil, invoicing.OverflowProblem()
 		}
 		from, to := now.Format(time.DateOnly), sub.CurrentPeriodEnd.Format(time.DateOnly)
-		mk := func(desc string, amount int64) Line {
-			return Line{ID: newID(), Description: desc, Quantity: QuantityScale, UnitAmount: amount, Taxes: taxesOf(snaps),
+		mk := func(desc string, amount int64) invoicing.Line {
+			return invoicing.Line{ID: invoicing.NewID(), Description: desc, Quantity: invoicing.QuantityScale, UnitAmount: amount, Taxes: invoicing.TaxesOf(snaps),
 				Proration: true, PeriodStart: ptr(now), PeriodEnd: ptr(*sub.CurrentPeriodEnd), Metadata: map[string]string{}}
 		}
 		if credit > 0 {
@@ -523,7 +497,7 @@ func (s *service) changePlan(ctx context.Context, tx pgx.Tx, sub *Subscription, 
 	if intervalChanged {
 		// A new interval restarts the cycle now; the new period is billed
 		// at once (bill), with the credit for the unused old period.
-		c := newCycle(plan.Interval, plan.IntervalCount, 0, now)
+		c := invoicing.NewCycle(plan.Interval, plan.IntervalCount, 0, now)
 		sub.BillingStart, sub.CycleAnchor, sub.AnchorDay, sub.PeriodsBilled = now, c.Anchor, c.AnchorDay, 0
 		sub.NextBillingAt = ptr(now)
 		if sub.CancelAt != nil {
@@ -533,30 +507,23 @@ func (s *service) changePlan(ctx context.Context, tx pgx.Tx, sub *Subscription, 
 		return nil, nil, nil
 	}
 	if behavior == ProrateInvoice && len(lines) > 0 {
-		inv := s.subInvoice(sub, ReasonSubscriptionUpdate, now)
+		inv := s.subInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
 		inv.Lines = lines
-		err := inv.recompute()
+		err := inv.Recompute()
 		var pe *problem.Error
 		if err == nil {
-			msgs, err := s.persistNew(ctx, tx, []*Invoice{inv}, []bool{true}, now)
+			msgs, err := s.persistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now)
 			if err != nil {
 				return nil, nil, err
 			}
 			sub.LatestInvoiceID = ptr(inv.ID)
 			return msgs, []string{inv.ID}, nil
 		}
-		if !errors.As(err, &pe) || pe.Code != codeTotalNegative {
+		if !errors.As(err, &pe) || pe.Code != invoicing.CodeTotalNegative {
 			return nil, nil, err
 		}
 		// A net credit cannot be an invoice of its own: it waits for the next one.
 	}
 	sub.PendingLines = append(sub.PendingLines, lines...)
 	return nil, nil, nil
-}
-
-// cycleWith is the subscription's cycle under another plan (the old one).
-func (s *Subscription) cycleWith(p Plan) cycle {
-	c := s.cycle()
-	c.Interval, c.Count = p.Interval, p.IntervalCount
-	return c
 }

@@ -1,8 +1,7 @@
-package main
+package invoicing
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/mail"
 	"strconv"
@@ -32,7 +31,7 @@ type addressIn struct {
 	Country    string `json:"country"`
 }
 
-type customerIn struct {
+type CustomerIn struct {
 	Name    string     `json:"name"`
 	Email   string     `json:"email"`
 	Phone   string     `json:"phone"`
@@ -41,15 +40,15 @@ type customerIn struct {
 }
 
 type discountIn struct {
-	PercentOff  decimalText `json:"percent_off"`
+	PercentOff  DecimalText `json:"percent_off"`
 	AmountOff   *int64      `json:"amount_off"`
 	Currency    string      `json:"currency"`
 	Description string      `json:"description"`
 }
 
-type lineIn struct {
+type LineIn struct {
 	Description string            `json:"description"`
-	Quantity    decimalText       `json:"quantity"`
+	Quantity    DecimalText       `json:"quantity"`
 	UnitAmount  *int64            `json:"unit_amount"`
 	Currency    string            `json:"currency"`
 	TaxRateIDs  []string          `json:"tax_rate_ids"`
@@ -57,14 +56,14 @@ type lineIn struct {
 	Metadata    map[string]string `json:"metadata"`
 }
 
-// createInvoiceIn is the POST /invoices body and the data of
+// CreateInvoiceIn is the POST /invoices body and the data of
 // billfn.invoice.requested.
-type createInvoiceIn struct {
+type CreateInvoiceIn struct {
 	AccountID        string            `json:"account_id"`
 	UserID           string            `json:"user_id"`
 	Currency         string            `json:"currency"`
-	Customer         *customerIn       `json:"customer"`
-	LineItems        []lineIn          `json:"line_items"`
+	Customer         *CustomerIn       `json:"customer"`
+	LineItems        []LineIn          `json:"line_items"`
 	Discounts        []discountIn      `json:"discounts"`
 	Coupon           string            `json:"coupon"`
 	NetTermsDays     *int              `json:"net_terms_days"`
@@ -92,10 +91,10 @@ func (o *optional[T]) UnmarshalJSON(b []byte) error {
 	return json.Unmarshal(b, &o.V)
 }
 
-// patchInvoiceIn is the PATCH /invoices/{id} body; absent members are kept.
-type patchInvoiceIn struct {
-	Customer         *customerIn        `json:"customer"`
-	LineItems        *[]lineIn          `json:"line_items"`
+// PatchInvoiceIn is the PATCH /invoices/{id} body; absent members are kept.
+type PatchInvoiceIn struct {
+	Customer         *CustomerIn        `json:"customer"`
+	LineItems        *[]LineIn          `json:"line_items"`
 	Discounts        *[]discountIn      `json:"discounts"`
 	Coupon           optional[string]   `json:"coupon"`
 	NetTermsDays     optional[int]      `json:"net_terms_days"`
@@ -106,61 +105,61 @@ type patchInvoiceIn struct {
 	NumberPrefix     *string            `json:"number_prefix"`
 }
 
-type addLinesIn struct {
-	LineItems []lineIn `json:"line_items"`
+type AddLinesIn struct {
+	LineItems []LineIn `json:"line_items"`
 }
 
 // Limits of free text.
 const (
-	maxDescription = 500
-	maxMemo        = 5000
-	maxName        = 200
+	MaxDescription = 500
+	MaxMemo        = 5000
+	MaxName        = 200
 	maxMetaKeys    = 50
 	maxMetaKey     = 40
 	maxMetaValue   = 500
-	maxRatesLine   = 5
-	maxDiscounts   = 5
+	MaxRatesLine   = 5
+	MaxDiscounts   = 5
 	maxQuantity    = 1_000_000_000 * QuantityScale
 )
 
-func textOK(s string, max int) bool { return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max }
+func TextOK(s string, max int) bool { return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max }
 
-func checkMetadata(v *problem.Validator, path string, m map[string]string) {
+func CheckMetadata(v *problem.Validator, path string, m map[string]string) {
 	if len(m) > maxMetaKeys {
 		v.Check(false, path, "may hold at most "+strconv.Itoa(maxMetaKeys)+" keys")
 		return
 	}
 	for k, val := range m {
-		v.Check(k != "" && textOK(k, maxMetaKey), path, "keys must be 1-"+strconv.Itoa(maxMetaKey)+" characters")
-		v.Check(textOK(val, maxMetaValue), path+"/"+k, "must be at most "+strconv.Itoa(maxMetaValue)+" characters")
+		v.Check(k != "" && TextOK(k, maxMetaKey), path, "keys must be 1-"+strconv.Itoa(maxMetaKey)+" characters")
+		v.Check(TextOK(val, maxMetaValue), path+"/"+k, "must be at most "+strconv.Itoa(maxMetaValue)+" characters")
 	}
 }
 
-func parseCustomer(v *problem.Validator, path string, in *customerIn) Customer {
+func ParseCustomer(v *problem.Validator, path string, in *CustomerIn) Customer {
 	if in == nil {
 		return Customer{}
 	}
 	c := Customer{Name: strings.TrimSpace(in.Name), Email: strings.TrimSpace(in.Email), Phone: in.Phone, TaxID: in.TaxID}
-	v.Check(textOK(c.Name, maxName), path+"/name", "must be at most 200 characters")
+	v.Check(TextOK(c.Name, MaxName), path+"/name", "must be at most 200 characters")
 	if c.Email != "" {
 		a, err := mail.ParseAddress(c.Email)
 		v.Check(err == nil && a.Address == c.Email && len(c.Email) <= 254, path+"/email", "must be an e-mail address")
 	}
-	v.Check(textOK(c.Phone, 40), path+"/phone", "must be at most 40 characters")
-	v.Check(textOK(c.TaxID, 64), path+"/tax_id", "must be at most 64 characters")
+	v.Check(TextOK(c.Phone, 40), path+"/phone", "must be at most 40 characters")
+	v.Check(TextOK(c.TaxID, 64), path+"/tax_id", "must be at most 64 characters")
 	if a := in.Address; a != nil {
 		c.Address = &Address{Line1: a.Line1, Line2: a.Line2, City: a.City, PostalCode: a.PostalCode, State: a.State,
 			Country: strings.ToUpper(a.Country)}
 		for name, val := range map[string]string{"line1": a.Line1, "line2": a.Line2, "city": a.City, "postal_code": a.PostalCode, "state": a.State} {
-			v.Check(textOK(val, maxName), path+"/address/"+name, "must be at most 200 characters")
+			v.Check(TextOK(val, MaxName), path+"/address/"+name, "must be at most 200 characters")
 		}
-		v.Check(c.Address.Country == "" || (len(c.Address.Country) == 2 && allUpper(c.Address.Country)), path+"/address/country",
+		v.Check(c.Address.Country == "" || (len(c.Address.Country) == 2 && AllUpper(c.Address.Country)), path+"/address/country",
 			"must be an ISO 3166-1 alpha-2 code")
 	}
 	return c
 }
 
-func allUpper(s string) bool {
+func AllUpper(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 'A' || s[i] > 'Z' {
 			return false
@@ -169,16 +168,16 @@ func allUpper(s string) bool {
 	return true
 }
 
-// parseDiscount validates one discount; currency mismatches are returned
+// ParseDiscount validates one discount; currency mismatches are returned
 // separately (they are a rule of their own, not a malformed field).
-func parseDiscount(v *problem.Validator, path string, in discountIn, cur money.Currency) (Discount, *problem.Error) {
+func ParseDiscount(v *problem.Validator, path string, in discountIn, cur money.Currency) (Discount, *problem.Error) {
 	d := Discount{Description: in.Description}
-	v.Check(textOK(in.Description, maxDescription), path+"/description", "must be at most 500 characters")
+	v.Check(TextOK(in.Description, MaxDescription), path+"/description", "must be at most 500 characters")
 	switch {
-	case in.PercentOff.set && in.AmountOff != nil:
+	case in.PercentOff.Set && in.AmountOff != nil:
 		v.Check(false, path, "give percent_off or amount_off, not both")
-	case in.PercentOff.set:
-		p, msg := in.PercentOff.parse(percentDecimals)
+	case in.PercentOff.Set:
+		p, msg := in.PercentOff.Parse(PercentDecimals)
 		if msg == "" && (p <= 0 || p > RateDen) {
 			msg = "must be more than 0 and at most 100"
 		}
@@ -195,32 +194,32 @@ func parseDiscount(v *problem.Validator, path string, in discountIn, cur money.C
 		if err != nil {
 			v.Check(false, path+"/currency", "must be an ISO 4217 code")
 		} else if c != cur {
-			return d, currencyMismatch(path+"/currency", c, cur)
+			return d, CurrencyMismatch(path+"/currency", c, cur)
 		}
 	}
 	return d, nil
 }
 
-func currencyMismatch(path string, got, want money.Currency) *problem.Error {
-	return &problem.Error{Code: codeCurrencyMismatch,
+func CurrencyMismatch(path string, got, want money.Currency) *problem.Error {
+	return &problem.Error{Code: CodeCurrencyMismatch,
 		Detail: "the amount is in " + string(got) + " but the invoice is in " + string(want),
 		Errors: []problem.FieldError{problem.Field(path, "must be "+string(want))}}
 }
 
-// lineDraft is a validated line waiting for its tax rates.
-type lineDraft struct {
-	line   Line
-	taxIDs []string
+// LineDraft is a validated line waiting for its tax rates.
+type LineDraft struct {
+	Line   Line
+	TaxIDs []string
 }
 
-func parseLine(v *problem.Validator, path string, in lineIn, cur money.Currency, mayDiscount bool) (lineDraft, *problem.Error) {
+func ParseLine(v *problem.Validator, path string, in LineIn, cur money.Currency, mayDiscount bool) (LineDraft, *problem.Error) {
 	var rule *problem.Error
 	desc := strings.TrimSpace(in.Description)
-	v.Check(desc != "" && textOK(desc, maxDescription), path+"/description", "is required, at most 500 characters")
+	v.Check(desc != "" && TextOK(desc, MaxDescription), path+"/description", "is required, at most 500 characters")
 	q := int64(QuantityScale)
-	if in.Quantity.set {
+	if in.Quantity.Set {
 		var msg string
-		q, msg = in.Quantity.parse(quantityDecimals)
+		q, msg = in.Quantity.Parse(quantityDecimals)
 		if msg == "" && (q <= 0 || q > maxQuantity) {
 			msg = "must be more than 0 and at most 1000000000"
 		}
@@ -237,139 +236,132 @@ func parseLine(v *problem.Validator, path string, in lineIn, cur money.Currency,
 		if err != nil {
 			v.Check(false, path+"/currency", "must be an ISO 4217 code")
 		} else if c != cur {
-			rule = currencyMismatch(path+"/currency", c, cur)
+			rule = CurrencyMismatch(path+"/currency", c, cur)
 		}
 	}
-	v.Check(len(in.TaxRateIDs) <= maxRatesLine, path+"/tax_rate_ids", "at most 5 tax rates per line")
+	v.Check(len(in.TaxRateIDs) <= MaxRatesLine, path+"/tax_rate_ids", "at most 5 tax rates per line")
 	seen := map[string]bool{}
 	ids := make([]string, 0, len(in.TaxRateIDs))
 	for j, id := range in.TaxRateIDs {
 		id = strings.ToLower(id)
-		v.Check(validUUID(id), path+"/tax_rate_ids/"+strconv.Itoa(j), "must be a tax rate id")
+		v.Check(ValidUUID(id), path+"/tax_rate_ids/"+strconv.Itoa(j), "must be a tax rate id")
 		v.Check(!seen[id], path+"/tax_rate_ids/"+strconv.Itoa(j), "is listed twice")
 		seen[id] = true
 		ids = append(ids, id)
 	}
-	l := Line{ID: newID(), Description: desc, Quantity: Quantity(q), UnitAmount: unit, Metadata: in.Metadata, Taxes: []LineTax{}}
+	l := Line{ID: NewID(), Description: desc, Quantity: Quantity(q), UnitAmount: unit, Metadata: in.Metadata, Taxes: []LineTax{}}
 	if l.Metadata == nil {
 		l.Metadata = map[string]string{}
 	}
-	checkMetadata(v, path+"/metadata", in.Metadata)
+	CheckMetadata(v, path+"/metadata", in.Metadata)
 	if in.Discount != nil {
 		if !mayDiscount {
-			return lineDraft{}, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
+			return LineDraft{}, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
 		}
-		d, r := parseDiscount(v, path+"/discount", *in.Discount, cur)
+		d, r := ParseDiscount(v, path+"/discount", *in.Discount, cur)
 		if r != nil && rule == nil {
 			rule = r
 		}
 		v.Check(unit > 0, path+"/discount", "applies only to a line with a positive unit_amount")
 		l.Discount = &d
 	}
-	return lineDraft{line: l, taxIDs: ids}, rule
+	return LineDraft{Line: l, TaxIDs: ids}, rule
 }
 
-// invoiceDraft is a validated creation request.
-type invoiceDraft struct {
-	inv          *Invoice
-	lines        []lineDraft
-	coupon       string
-	autoFinalize bool
-	pointer      string // "" or "invoices/3/" in a batch
+// InvoiceDraft is a validated creation request.
+type InvoiceDraft struct {
+	Inv          *Invoice
+	Lines        []LineDraft
+	Coupon       string
+	AutoFinalize bool
+	Pointer      string // "" or "invoices/3/" in a batch
 }
 
-// parseCreate validates a creation body for principal p. now decides
-// whether a due date is in the past. The invoice belongs to the owner of
-// its account (billable), never to the user_id the body states; a
-// well-formed body naming an account p may not bill is refused before any
-// rule (currencies of lines, due date, coupon, tax rates) is looked at.
-func (s *service) parseCreate(ctx context.Context, q querier, p auth.Principal, memo accountMemo, in *createInvoiceIn, pointer string, now time.Time) (*invoiceDraft, error) {
+// ParseCreate validates a creation body for principal p. now decides
+// whether a due date is in the past. It returns the draft (without its
+// owner) and, apart, the first rule the body breaks (currencies of lines,
+// due date): the caller checks the account first, so a well-formed body
+// naming an account p may not bill is refused before any rule is looked
+// at.
+func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time.Time, numberPrefix string, maxLines int) (*InvoiceDraft, *problem.Error, error) {
 	// No card number in any of its texts (memo, customer, lines, metadata…),
 	// whether the body came over HTTP or in a billfn.invoice.requested event;
 	// checked first, so no other message quotes one.
 	var c pan.Checker
 	c.Value(strings.TrimSuffix(pointer, "/"), in)
 	if err := c.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var v problem.Validator
 	var rule *problem.Error
 	account := strings.ToLower(in.AccountID)
-	v.Check(validUUID(account), pointer+"account_id", "is required: the id of the account billed (a UUID)")
-	v.Check(in.UserID == "" || validUUID(in.UserID), pointer+"user_id", "must be a UUID: the account's owner, or left out")
+	v.Check(ValidUUID(account), pointer+"account_id", "is required: the id of the account billed (a UUID)")
+	v.Check(in.UserID == "" || ValidUUID(in.UserID), pointer+"user_id", "must be a UUID: the account's owner, or left out")
 	cur, cerr := money.ParseCurrency(in.Currency)
 	v.Check(cerr == nil, pointer+"currency", "is required: an ISO 4217 code such as USD")
-	inv := &Invoice{Object: "invoice", ID: newID(), AccountID: account, Status: StatusDraft,
+	inv := &Invoice{Object: "invoice", ID: NewID(), AccountID: account, Status: StatusDraft,
 		BillingReason: ReasonManual, Currency: cur, Memo: in.Memo, Metadata: in.Metadata,
-		NumberPrefix: s.cfg.NumberPrefix, CollectionMethod: ChargeAutomatically, Discounts: []Discount{},
+		NumberPrefix: numberPrefix, CollectionMethod: ChargeAutomatically, Discounts: []Discount{},
 		CreatedAt: now, UpdatedAt: now}
-	inv.Customer = parseCustomer(&v, pointer+"customer", in.Customer)
-	v.Check(textOK(in.Memo, maxMemo), pointer+"memo", "must be at most 5000 characters")
+	inv.Customer = ParseCustomer(&v, pointer+"customer", in.Customer)
+	v.Check(TextOK(in.Memo, MaxMemo), pointer+"memo", "must be at most 5000 characters")
 	if inv.Metadata == nil {
 		inv.Metadata = map[string]string{}
 	}
-	checkMetadata(&v, pointer+"metadata", in.Metadata)
+	CheckMetadata(&v, pointer+"metadata", in.Metadata)
 	if in.CollectionMethod != "" {
 		v.Check(in.CollectionMethod == ChargeAutomatically || in.CollectionMethod == SendInvoice,
 			pointer+"collection_method", "must be charge_automatically or send_invoice")
 		inv.CollectionMethod = in.CollectionMethod
 	}
 	if in.NumberPrefix != "" {
-		v.Check(validPrefix(in.NumberPrefix), pointer+"number_prefix", "must be 1-10 upper-case letters and digits, starting with a letter")
+		v.Check(ValidPrefix(in.NumberPrefix), pointer+"number_prefix", "must be 1-10 upper-case letters and digits, starting with a letter")
 		inv.NumberPrefix = in.NumberPrefix
 	}
-	if r := parseTerms(&v, pointer, in.NetTermsDays, in.DueDate, inv, now); r != nil {
+	if r := ParseTerms(&v, pointer, in.NetTermsDays, in.DueDate, inv, now); r != nil {
 		rule = r
 	}
-	if len(in.LineItems) > s.cfg.MaxLines {
-		v.Check(false, pointer+"line_items", "at most "+strconv.Itoa(s.cfg.MaxLines)+" lines per invoice")
+	if len(in.LineItems) > maxLines {
+		v.Check(false, pointer+"line_items", "at most "+strconv.Itoa(maxLines)+" lines per invoice")
 	}
-	d := &invoiceDraft{inv: inv, coupon: in.Coupon, autoFinalize: in.AutoFinalize, pointer: pointer}
+	d := &InvoiceDraft{Inv: inv, Coupon: in.Coupon, AutoFinalize: in.AutoFinalize, Pointer: pointer}
 	if in.AutoFinalize && len(in.LineItems) == 0 {
 		v.Check(false, pointer+"line_items", "an invoice finalized at once needs at least one line")
 	}
 	for i, li := range in.LineItems {
-		ld, r := parseLine(&v, pointer+"line_items/"+strconv.Itoa(i), li, cur, p.Privileged())
+		ld, r := ParseLine(&v, pointer+"line_items/"+strconv.Itoa(i), li, cur, p.Privileged())
 		if r != nil {
 			if r.Code == problem.Forbidden {
-				return nil, r
+				return nil, nil, r
 			}
 			if rule == nil {
 				rule = r
 			}
 		}
-		d.lines = append(d.lines, ld)
+		d.Lines = append(d.Lines, ld)
 	}
 	if len(in.Discounts) > 0 && !p.Privileged() {
-		return nil, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
+		return nil, nil, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
 	}
-	v.Check(len(in.Discounts) <= maxDiscounts, pointer+"discounts", "at most 5 invoice discounts")
+	v.Check(len(in.Discounts) <= MaxDiscounts, pointer+"discounts", "at most 5 invoice discounts")
 	for i, di := range in.Discounts {
-		dd, r := parseDiscount(&v, pointer+"discounts/"+strconv.Itoa(i), di, cur)
+		dd, r := ParseDiscount(&v, pointer+"discounts/"+strconv.Itoa(i), di, cur)
 		if r != nil && rule == nil {
 			rule = r
 		}
 		inv.Discounts = append(inv.Discounts, dd)
 	}
 	if in.Coupon != "" {
-		v.Check(validCouponID(in.Coupon), pointer+"coupon", "must be a coupon id")
+		v.Check(ValidCouponID(in.Coupon), pointer+"coupon", "must be a coupon id")
 	}
 	if err := v.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	f, err := s.billable(ctx, q, p, memo, account, in.UserID, string(cur), pointer, pointer+"currency")
-	if err != nil {
-		return nil, err
-	}
-	inv.UserID = f.UserID
-	if rule != nil {
-		return nil, rule
-	}
-	return d, nil
+	return d, rule, nil
 }
 
-// parseTerms applies net_terms_days / due_date to inv.
-func parseTerms(v *problem.Validator, pointer string, net *int, due *string, inv *Invoice, now time.Time) *problem.Error {
+// ParseTerms applies net_terms_days / due_date to inv.
+func ParseTerms(v *problem.Validator, pointer string, net *int, due *string, inv *Invoice, now time.Time) *problem.Error {
 	if net != nil && due != nil {
 		v.Check(false, pointer+"due_date", "give net_terms_days or due_date, not both")
 		return nil
@@ -385,8 +377,8 @@ func parseTerms(v *problem.Validator, pointer string, net *int, due *string, inv
 			v.Check(false, pointer+"due_date", "must be a date: YYYY-MM-DD")
 			return nil
 		}
-		if t.Before(utcDate(now)) {
-			return &problem.Error{Code: codeDueDateInPast, Detail: "due_date " + *due + " is before today (" + now.Format(time.DateOnly) + " UTC)",
+		if t.Before(UTCDate(now)) {
+			return &problem.Error{Code: CodeDueDateInPast, Detail: "due_date " + *due + " is before today (" + now.Format(time.DateOnly) + " UTC)",
 				Errors: []problem.FieldError{problem.Field(pointer+"due_date", "must be today or later")}}
 		}
 		inv.DueDate = &Date{t}
@@ -394,7 +386,7 @@ func parseTerms(v *problem.Validator, pointer string, net *int, due *string, inv
 	return nil
 }
 
-func validCouponID(id string) bool {
+func ValidCouponID(id string) bool {
 	if len(id) < 1 || len(id) > 64 {
 		return false
 	}
@@ -407,5 +399,39 @@ func validCouponID(id string) bool {
 	return true
 }
 
-// newID returns a UUIDv7: time-ordered, so keyset pages by id are newest first.
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
+// NewID returns a UUIDv7: time-ordered, so keyset pages by id are newest first.
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// ValidPrefix reports whether p is an invoice number prefix: 1-10
+// upper-case letters and digits, starting with a letter.
+func ValidPrefix(p string) bool {
+	if len(p) < 1 || len(p) > 10 || p[0] < 'A' || p[0] > 'Z' {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if !(p[i] >= 'A' && p[i] <= 'Z' || p[i] >= '0' && p[i] <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func ValidUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,4 +1,4 @@
-package main
+package invoicing
 
 import (
 	"time"
@@ -52,8 +52,8 @@ func (d *Date) UnmarshalJSON(b []byte) error {
 	return err
 }
 
-// utcDate is the calendar date of t in UTC, at midnight.
-func utcDate(t time.Time) time.Time {
+// UTCDate is the calendar date of t in UTC, at midnight.
+func UTCDate(t time.Time) time.Time {
 	y, m, dd := t.UTC().Date()
 	return time.Date(y, m, dd, 0, 0, 0, 0, time.UTC)
 }
@@ -146,10 +146,10 @@ type Invoice struct {
 	OverdueAt             *time.Time        `json:"overdue_at"`
 }
 
-// recompute recalculates every line and the totals from the lines' inputs
+// Recompute recalculates every line and the totals from the lines' inputs
 // and the invoice discounts. Only drafts are recomputed; finalizing
 // freezes the amounts.
-func (inv *Invoice) recompute() error {
+func (inv *Invoice) Recompute() error {
 	in := make([]calcLine, len(inv.Lines))
 	for i, l := range inv.Lines {
 		snaps := make([]TaxRateSnap, len(l.Taxes))
@@ -200,7 +200,7 @@ type TaxRate struct {
 	CreatedAt    time.Time         `json:"created_at"`
 }
 
-func (r TaxRate) snap() TaxRateSnap {
+func (r TaxRate) Snap() TaxRateSnap {
 	return TaxRateSnap{TaxRateID: r.ID, DisplayName: r.DisplayName, Jurisdiction: r.Jurisdiction,
 		Percentage: r.Percentage, Inclusive: r.Inclusive, Compound: r.Compound}
 }
@@ -230,13 +230,13 @@ type Coupon struct {
 	CreatedAt        time.Time         `json:"created_at"`
 }
 
-// redeemable reports whether the coupon can be applied at now.
-func (c Coupon) redeemable(now time.Time) bool {
+// Redeemable reports whether the coupon can be applied at now.
+func (c Coupon) Redeemable(now time.Time) bool {
 	return (c.RedeemBy == nil || now.Before(*c.RedeemBy)) &&
 		(c.MaxRedemptions == nil || c.TimesRedeemed < *c.MaxRedemptions)
 }
 
-func (c Coupon) discount() Discount {
+func (c Coupon) Discount() Discount {
 	d := Discount{Coupon: c.ID, Description: c.Name}
 	if c.PercentOff != nil {
 		d.PercentOff = *c.PercentOff
@@ -291,14 +291,14 @@ type Subscription struct {
 	UpdatedAt          time.Time         `json:"updated_at"`
 }
 
-func (s *Subscription) cycle() cycle {
-	c := cycle{Interval: s.Plan.Interval, Count: s.Plan.IntervalCount, AnchorDay: s.AnchorDay,
+func (s *Subscription) Cycle() Cycle {
+	c := Cycle{Interval: s.Plan.Interval, Count: s.Plan.IntervalCount, AnchorDay: s.AnchorDay,
 		Start: s.BillingStart.UTC(), Anchor: s.CycleAnchor.UTC()}
 	return c
 }
 
-// derive fills the computed fields.
-func (s *Subscription) derive() {
+// Derive fills the computed fields.
+func (s *Subscription) Derive() {
 	s.Object = "subscription"
 	s.Currency = s.Plan.Currency
 	s.MRR = mrr(s.Plan.Amount, s.Plan.Interval, s.Plan.IntervalCount)
@@ -313,5 +313,3 @@ func (s *Subscription) derive() {
 		s.Metadata = map[string]string{}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

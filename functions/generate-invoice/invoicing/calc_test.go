@@ -1,4 +1,4 @@
-package main
+package invoicing
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 )
 
 func rate(id string, pct string, inclusive, compound bool) TaxRateSnap {
-	p, err := parseScaled(pct, percentDecimals)
+	p, err := parseScaled(pct, PercentDecimals)
 	if err != nil {
 		panic(err)
 	}
@@ -26,7 +26,7 @@ func qty(s string) Quantity {
 }
 
 func pct(s string) Percent {
-	v, err := parseScaled(s, percentDecimals)
+	v, err := parseScaled(s, PercentDecimals)
 	if err != nil {
 		panic(err)
 	}
@@ -145,7 +145,7 @@ func TestComputeTable(t *testing.T) {
 func TestComputeRejectsNegativeTotal(t *testing.T) {
 	_, err := compute([]calcLine{{Quantity: qty("1"), UnitAmount: -1}}, nil)
 	var pe *problem.Error
-	if !errors.As(err, &pe) || pe.Code != codeTotalNegative {
+	if !errors.As(err, &pe) || pe.Code != CodeTotalNegative {
 		t.Fatalf("err = %v, want invoice_total_negative", err)
 	}
 }
@@ -158,7 +158,7 @@ func TestComputeReportsOverflow(t *testing.T) {
 	} {
 		_, err := compute(lines, nil)
 		var pe *problem.Error
-		if !errors.As(err, &pe) || pe.Code != codeAmountOverflow {
+		if !errors.As(err, &pe) || pe.Code != CodeAmountOverflow {
 			t.Fatalf("err = %v, want amount_overflow", err)
 		}
 	}
@@ -305,7 +305,7 @@ func TestComputeProperties(t *testing.T) {
 		res, err := compute(lines, ds)
 		if err != nil {
 			var pe *problem.Error
-			if errors.As(err, &pe) && pe.Code == codeTotalNegative {
+			if errors.As(err, &pe) && pe.Code == CodeTotalNegative {
 				continue
 			}
 			t.Fatalf("invoice %d: %v", i, err)
@@ -349,5 +349,21 @@ func TestParseScaled(t *testing.T) {
 	}
 	if s := Percent(88_750).String(); s != "8.875" {
 		t.Errorf("Percent.String = %q", s)
+	}
+}
+
+// BenchmarkCompute10Lines: the calculation alone.
+func BenchmarkCompute10Lines(b *testing.B) {
+	vat := rate("vat", "20", false, false)
+	lines := make([]calcLine, 10)
+	for i := range lines {
+		lines[i] = calcLine{Quantity: qty("1.5"), UnitAmount: int64(1999 + i), Taxes: []TaxRateSnap{vat}}
+	}
+	ds := []Discount{{PercentOff: pct("10")}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := compute(lines, ds); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package invoicing
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ const (
 	// PercentScale: percentages have at most 4 decimals (8.875% = 88_750),
 	// so a rate as a fraction is Percent / RateDen.
 	PercentScale    = 10_000
-	percentDecimals = 4
+	PercentDecimals = 4
 	// RateDen turns a Percent into a fraction: 100% = 1_000_000.
 	RateDen = 100 * PercentScale
 )
@@ -105,7 +105,7 @@ func formatScaled(v int64, decimals int) string {
 func (q Quantity) String() string { return formatScaled(int64(q), quantityDecimals) }
 
 // String formats the percentage without a sign ("20", "8.875").
-func (p Percent) String() string { return formatScaled(int64(p), percentDecimals) }
+func (p Percent) String() string { return formatScaled(int64(p), PercentDecimals) }
 
 // MarshalJSON writes the quantity as a JSON string, so no client reads it
 // as a float.
@@ -123,59 +123,59 @@ func (q *Quantity) UnmarshalJSON(b []byte) error {
 
 // UnmarshalJSON reads what MarshalJSON wrote (stored snapshots).
 func (p *Percent) UnmarshalJSON(b []byte) error {
-	v, err := parseJSONDecimal(b, percentDecimals)
+	v, err := parseJSONDecimal(b, PercentDecimals)
 	*p = Percent(v)
 	return err
 }
 
 func parseJSONDecimal(b []byte, decimals int) (int64, error) {
-	var d decimalText
+	var d DecimalText
 	if err := d.UnmarshalJSON(b); err != nil {
 		return 0, err
 	}
 	return parseScaled(d.s, decimals)
 }
 
-// decimalText keeps a request's decimal as written (a JSON number literal or
+// DecimalText keeps a request's decimal as written (a JSON number literal or
 // a string), so that validation, not decoding, reports a bad value with the
 // field's pointer. JSON numbers never go through float64.
-type decimalText struct {
+type DecimalText struct {
 	s     string
-	set   bool // present and not null
+	Set   bool // present and not null
 	wrong bool // present but neither a number nor a string
 }
 
 // UnmarshalJSON never fails on a well-formed JSON value.
-func (d *decimalText) UnmarshalJSON(b []byte) error {
+func (d *DecimalText) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	switch {
 	case string(b) == "null":
-		*d = decimalText{}
+		*d = DecimalText{}
 	case len(b) > 0 && b[0] == '"':
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
-		*d = decimalText{s: strings.TrimSpace(s), set: true}
+		*d = DecimalText{s: strings.TrimSpace(s), Set: true}
 	case len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')):
-		*d = decimalText{s: string(b), set: true}
+		*d = DecimalText{s: string(b), Set: true}
 	default:
-		*d = decimalText{set: true, wrong: true}
+		*d = DecimalText{Set: true, wrong: true}
 	}
 	return nil
 }
 
 // MarshalJSON writes the decimal back as a JSON string (the async path
 // forwards request bodies as event data).
-func (d decimalText) MarshalJSON() ([]byte, error) {
-	if !d.set || d.wrong {
+func (d DecimalText) MarshalJSON() ([]byte, error) {
+	if !d.Set || d.wrong {
 		return []byte("null"), nil
 	}
 	return json.Marshal(d.s)
 }
 
-// parse returns the scaled value, or a human detail for a validation error.
-func (d decimalText) parse(decimals int) (int64, string) {
+// Parse returns the scaled value, or a human detail for a validation error.
+func (d DecimalText) Parse(decimals int) (int64, string) {
 	if d.wrong {
 		return 0, "must be a decimal number or a string holding one"
 	}

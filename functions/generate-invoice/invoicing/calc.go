@@ -1,4 +1,4 @@
-package main
+package invoicing
 
 import (
 	"math/bits"
@@ -122,12 +122,12 @@ func (a *arith) mulDiv(x, num, den int64) int64 {
 
 // Problem codes of the calculation.
 const (
-	codeAmountOverflow = problem.Code("amount_overflow")
-	codeTotalNegative  = problem.Code("invoice_total_negative")
+	CodeAmountOverflow = problem.Code("amount_overflow")
+	CodeTotalNegative  = problem.Code("invoice_total_negative")
 )
 
-func overflowProblem() *problem.Error {
-	return problem.New(codeAmountOverflow, "an amount of this invoice does not fit in 64-bit minor units")
+func OverflowProblem() *problem.Error {
+	return problem.New(CodeAmountOverflow, "an amount of this invoice does not fit in 64-bit minor units")
 }
 
 // compute calculates every line and the invoice totals.
@@ -204,10 +204,10 @@ func compute(lines []calcLine, discounts []Discount) (calcResult, error) {
 	}
 	res.Breakdown = breakdown(&a, res.Lines)
 	if a.err != nil {
-		return calcResult{}, overflowProblem()
+		return calcResult{}, OverflowProblem()
 	}
 	if res.Total < 0 {
-		return calcResult{}, problem.New(codeTotalNegative,
+		return calcResult{}, problem.New(CodeTotalNegative,
 			"the invoice total would be %d; credits may not exceed charges", res.Total)
 	}
 	return res, nil

@@ -1,4 +1,4 @@
-package main
+package invoicing
 
 import (
 	"time"
@@ -19,8 +19,8 @@ const (
 	IntervalYear  = "year"
 )
 
-// cycle describes a subscription's billing periods.
-type cycle struct {
+// Cycle describes a subscription's billing periods.
+type Cycle struct {
 	Interval  string
 	Count     int
 	AnchorDay int       // 1–31, month and year intervals
@@ -28,11 +28,11 @@ type cycle struct {
 	Anchor    time.Time // the boundary the cycle is aligned on (boundary 0)
 }
 
-// newCycle builds the cycle of a plan billed from start. anchorDay 0 means
+// NewCycle builds the cycle of a plan billed from start. anchorDay 0 means
 // start's own day (no partial first period).
-func newCycle(interval string, count, anchorDay int, start time.Time) cycle {
+func NewCycle(interval string, count, anchorDay int, start time.Time) Cycle {
 	start = start.UTC()
-	c := cycle{Interval: interval, Count: count, Start: start, Anchor: start, AnchorDay: start.Day()}
+	c := Cycle{Interval: interval, Count: count, Start: start, Anchor: start, AnchorDay: start.Day()}
 	if interval != IntervalMonth && interval != IntervalYear {
 		return c
 	}
@@ -58,7 +58,7 @@ func floorDiv(a, b int) int {
 }
 
 // boundary returns the n-th boundary of the cycle (n may be negative).
-func (c cycle) boundary(n int) time.Time {
+func (c Cycle) boundary(n int) time.Time {
 	a := c.Anchor
 	switch c.Interval {
 	case IntervalDay:
@@ -79,10 +79,10 @@ func (c cycle) boundary(n int) time.Time {
 	return time.Date(ty, tm, min(c.AnchorDay, daysIn(ty, tm)), h, mi, s, a.Nanosecond(), time.UTC)
 }
 
-// at returns L_k, the start of billing period k (k ≥ 0). When the anchor
+// At returns L_k, the start of billing period k (k ≥ 0). When the anchor
 // differs from the start, period 0 is a partial period from the start to
 // the first boundary after it.
-func (c cycle) at(k int) time.Time {
+func (c Cycle) At(k int) time.Time {
 	switch {
 	case k == 0:
 		return c.Start
@@ -95,10 +95,10 @@ func (c cycle) at(k int) time.Time {
 	}
 }
 
-// period returns billing period k: its bounds, and the length of a full
+// Period returns billing period k: its bounds, and the length of a full
 // period there (which differs from end−start only for a partial period 0).
-func (c cycle) period(k int) (start, end time.Time, full time.Duration) {
-	start, end = c.at(k), c.at(k+1)
+func (c Cycle) Period(k int) (start, end time.Time, full time.Duration) {
+	start, end = c.At(k), c.At(k+1)
 	full = end.Sub(start)
 	if k == 0 && !c.Anchor.Equal(c.Start) {
 		if c.Anchor.After(c.Start) {
@@ -110,8 +110,8 @@ func (c cycle) period(k int) (start, end time.Time, full time.Duration) {
 	return start, end, full
 }
 
-// prorate returns amount × part / full, half-even, on whole seconds.
-func prorate(amount int64, part, full time.Duration) (int64, error) {
+// Prorate returns amount × part / full, half-even, on whole seconds.
+func Prorate(amount int64, part, full time.Duration) (int64, error) {
 	ps, fs := int64(part/time.Second), int64(full/time.Second)
 	if fs <= 0 || ps >= fs {
 		return amount, nil

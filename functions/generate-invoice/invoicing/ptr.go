@@ -1,0 +1,3 @@
+package invoicing
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,3 @@
+package main
+
+func ptr[T any](v T) *T { return &v }
