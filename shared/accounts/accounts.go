@@ -18,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -48,12 +47,8 @@ const (
 )
 
 // NotActive is the problem code for a frozen or closed account asked to
-// be invoiced or charged.
-const NotActive problem.Code = "account_not_active"
-
-func init() {
-	problem.Register(NotActive, http.StatusConflict, "Account not active")
-}
+// be invoiced or charged (a shared code: 409 in every function).
+const NotActive = problem.AccountNotActive
 
 // Facts are what a function knows of an account.
 type Facts struct {

@@ -77,7 +77,7 @@ func TestReadModelKeepsTheNewestVersionOfEachAccount(t *testing.T) {
 	if got.Status != Frozen || got.Version != 2 {
 		t.Fatalf("after a late account.created: %+v, want frozen v2", got)
 	}
-	if err := got.Active(); code(err) != NotActive || code(err).Status() != http.StatusConflict {
+	if err := got.Active(); code(err) != NotActive || problem.Common[NotActive].Status != http.StatusConflict {
 		t.Fatalf("a frozen account: %v, want 409 account_not_active", err)
 	}
 }

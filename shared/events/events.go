@@ -27,7 +27,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/problem"
 )
 
 // Event is a CloudEvent.
@@ -152,16 +154,25 @@ func Permanent(err error) error {
 }
 
 // IsPermanent reports whether err was marked Permanent, or is a client-side
-// problem (a 4xx *problem.Error, e.g. invalid data in the event).
-func IsPermanent(err error) bool {
+// problem (a 4xx *problem.Error, e.g. invalid data in the event), by the
+// shared codes alone. A function's own codes are known only to its
+// problem.Statuses table: use IsPermanentIn with a context that carries it.
+func IsPermanent(err error) bool { return IsPermanentIn(context.Background(), err) }
+
+// IsPermanentIn reports whether err was marked Permanent, or is a
+// client-side problem by the problem.Statuses table installed in ctx (the
+// function's, put there by Statuses.Middleware in front of its routes): a
+// 4xx other than 408, 409 and 429, which a retry may cure.
+func IsPermanentIn(ctx context.Context, err error) bool {
 	var p permanentError
 	if errors.As(err, &p) {
 		return true
 	}
-	var s interface{ Status() int }
-	if errors.As(err, &s) {
-		st := s.Status()
-		return st >= 400 && st < 500 && st != 408 && st != 409 && st != 429
+	st := 0
+	if apperr.CodeOf(err) != "" {
+		st = problem.StatusOf(ctx, err)
+	} else if s := (interface{ Status() int })(nil); errors.As(err, &s) {
+		st = s.Status()
 	}
-	return false
+	return st >= 400 && st < 500 && st != 408 && st != 409 && st != 429
 }

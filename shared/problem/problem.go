@@ -1,13 +1,18 @@
 // Package problem turns errors into RFC 9457 problem documents
 // (application/problem+json).
 //
-// Every error a client can see has a stable Code. One table maps each code to
-// an HTTP status and a title; the document's "type" is BaseURI + code, so
-// clients can switch on either "type" or "code". Functions register their own
-// codes (insufficient_funds, invoice_not_draft, ...) with Register at init.
+// Errors are *apperr.Error values (shared/apperr, which knows nothing of
+// HTTP): a stable Code, a detail, the offending fields. This package maps a
+// code to an HTTP status and a title: the codes every function shares
+// (validation_failed, not_found, conflict, rate_limited, ...) by its own
+// table, and a function's own codes (insufficient_funds, invoice_not_draft,
+// ...) by the one Statuses table its api package declares and installs
+// with Statuses.Middleware (or writes with Statuses.Write). The document's
+// "type" is BaseURI + code, so clients can switch on either "type" or
+// "code".
 //
-// Anything that is not a *Error is an internal error: it is logged with the
-// request id and the client sees a 500 with no internals.
+// Anything that is not an *apperr.Error is an internal error: it is logged
+// with the request id and the client sees a 500 with no internals.
 package problem
 
 import (
@@ -19,9 +24,11 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/internal/legacystatus"
 )
 
 // BaseURI prefixes every problem type.
@@ -30,195 +37,210 @@ const BaseURI = "https://billfn.dev/problems/"
 // ContentType is the media type of a problem document.
 const ContentType = "application/problem+json"
 
-// Code is a stable, machine-readable error code.
-type Code string
+// Code is a stable, machine-readable error code (apperr.Code).
+type Code = apperr.Code
 
-// Codes shared by every function.
+// Error is an error a client may see (apperr.Error).
+type Error = apperr.Error
+
+// FieldError names one offending input (apperr.FieldError).
+type FieldError = apperr.FieldError
+
+// Validator collects field errors (apperr.Validator).
+type Validator = apperr.Validator
+
+// The codes every function shares, as declared in shared/apperr.
 const (
-	BadRequest           Code = "bad_request"            // malformed JSON, bad query syntax
-	ValidationFailed     Code = "validation_failed"      // well-formed but invalid fields
-	UnsupportedMedia     Code = "unsupported_media_type" // wrong Content-Type
-	PayloadTooLarge      Code = "payload_too_large"      // body over the limit
-	Unauthorized         Code = "unauthorized"           // no or bad credentials
-	Forbidden            Code = "forbidden"              // authenticated, not allowed
-	NotFound             Code = "not_found"              // no such resource (or not yours)
-	MethodNotAllowed     Code = "method_not_allowed"     // route exists, method does not
-	Conflict             Code = "conflict"               // state does not allow the operation
-	IdempotencyKeyReused Code = "idempotency_key_reused" // same key, different request
-	IdempotencyInFlight  Code = "idempotency_key_in_use" // same key, request still running
-	IdempotencyRequired  Code = "idempotency_key_required"
-	RateLimited          Code = "rate_limited"
-	Internal             Code = "internal"
-	Unavailable          Code = "unavailable" // a dependency is down; retry later
-	Timeout              Code = "timeout"
-	CardNumberRejected   Code = "card_number_rejected" // a card number in a request (see shared/pan)
+	BadRequest           = apperr.BadRequest
+	ValidationFailed     = apperr.ValidationFailed
+	UnsupportedMedia     = apperr.UnsupportedMedia
+	PayloadTooLarge      = apperr.PayloadTooLarge
+	Unauthorized         = apperr.Unauthorized
+	Forbidden            = apperr.Forbidden
+	NotFound             = apperr.NotFound
+	MethodNotAllowed     = apperr.MethodNotAllowed
+	NotAcceptable        = apperr.NotAcceptable
+	Conflict             = apperr.Conflict
+	IdempotencyKeyReused = apperr.IdempotencyKeyReused
+	IdempotencyInFlight  = apperr.IdempotencyInFlight
+	IdempotencyRequired  = apperr.IdempotencyRequired
+	RateLimited          = apperr.RateLimited
+	Internal             = apperr.Internal
+	Unavailable          = apperr.Unavailable
+	Timeout              = apperr.Timeout
+	BadGateway           = apperr.BadGateway
+	CardNumberRejected   = apperr.CardNumberRejected
+	AccountNotActive     = apperr.AccountNotActive
 )
 
-type spec struct {
-	status int
-	title  string
-}
-
+// Constructors, as in shared/apperr (kept here so a handler needs one import).
 var (
-	mu       sync.RWMutex
-	registry = map[Code]spec{
-		BadRequest:           {http.StatusBadRequest, "Bad request"},
-		ValidationFailed:     {http.StatusUnprocessableEntity, "Validation failed"},
-		UnsupportedMedia:     {http.StatusUnsupportedMediaType, "Unsupported media type"},
-		PayloadTooLarge:      {http.StatusRequestEntityTooLarge, "Payload too large"},
-		Unauthorized:         {http.StatusUnauthorized, "Unauthorized"},
-		Forbidden:            {http.StatusForbidden, "Forbidden"},
-		NotFound:             {http.StatusNotFound, "Not found"},
-		MethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
-		Conflict:             {http.StatusConflict, "Conflict"},
-		IdempotencyKeyReused: {http.StatusUnprocessableEntity, "Idempotency key reused with a different request"},
-		IdempotencyInFlight:  {http.StatusConflict, "A request with this idempotency key is in progress"},
-		IdempotencyRequired:  {http.StatusBadRequest, "Idempotency-Key header required"},
-		RateLimited:          {http.StatusTooManyRequests, "Too many requests"},
-		Internal:             {http.StatusInternalServerError, "Internal error"},
-		Unavailable:          {http.StatusServiceUnavailable, "Service unavailable"},
-		Timeout:              {http.StatusGatewayTimeout, "Timed out"},
-		CardNumberRejected:   {http.StatusUnprocessableEntity, "Card numbers are not accepted"},
-	}
+	New     = apperr.New
+	Invalid = apperr.Invalid
+	Field   = apperr.Field
+	Param   = apperr.Param
+	Header  = apperr.Header
 )
 
-// Register adds a code to the table. It panics on a duplicate with a
-// different status, which is a programming error caught at start.
-func Register(code Code, status int, title string) {
-	mu.Lock()
-	defer mu.Unlock()
-	if s, ok := registry[code]; ok && (s.status != status || s.title != title) {
-		panic(fmt.Sprintf("problem: code %q registered twice", code))
-	}
-	registry[code] = spec{status, title}
+// Mapping is how one code is shown over HTTP: its status and the title of
+// its problem type (http.StatusText(Status) when empty).
+type Mapping struct {
+	Status int
+	Title  string
 }
 
-// Status returns the HTTP status of a code (500 for an unknown code).
-func (c Code) Status() int { return lookup(c).status }
+// Statuses is a table from codes to HTTP. Each function's api package
+// declares one for its own codes, e.g.
+//
+//	var Statuses = problem.Statuses{
+//		ledger.InsufficientFunds: {http.StatusUnprocessableEntity, "Insufficient funds"},
+//		ledger.TransferNotHeld:   {http.StatusConflict, "Transfer is not an open hold"},
+//	}
+//
+// and serves its routes behind Statuses.Middleware. The shared codes are
+// always mapped by Common and cannot be mapped differently.
+type Statuses map[Code]Mapping
 
-// Type returns the problem type URI of a code.
-func (c Code) Type() string { return BaseURI + string(c) }
+// Common maps the codes every function shares. It is not to be modified.
+var Common = Statuses{
+	BadRequest:           {http.StatusBadRequest, "Bad request"},
+	ValidationFailed:     {http.StatusUnprocessableEntity, "Validation failed"},
+	UnsupportedMedia:     {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	PayloadTooLarge:      {http.StatusRequestEntityTooLarge, "Payload too large"},
+	Unauthorized:         {http.StatusUnauthorized, "Unauthorized"},
+	Forbidden:            {http.StatusForbidden, "Forbidden"},
+	NotFound:             {http.StatusNotFound, "Not found"},
+	MethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
+	NotAcceptable:        {http.StatusNotAcceptable, "Not acceptable"},
+	Conflict:             {http.StatusConflict, "Conflict"},
+	IdempotencyKeyReused: {http.StatusUnprocessableEntity, "Idempotency key reused with a different request"},
+	IdempotencyInFlight:  {http.StatusConflict, "A request with this idempotency key is in progress"},
+	IdempotencyRequired:  {http.StatusBadRequest, "Idempotency-Key header required"},
+	RateLimited:          {http.StatusTooManyRequests, "Too many requests"},
+	Internal:             {http.StatusInternalServerError, "Internal error"},
+	Unavailable:          {http.StatusServiceUnavailable, "Service unavailable"},
+	Timeout:              {http.StatusGatewayTimeout, "Timed out"},
+	BadGateway:           {http.StatusBadGateway, "Bad gateway"},
+	CardNumberRejected:   {http.StatusUnprocessableEntity, "Card numbers are not accepted"},
+	AccountNotActive:     {http.StatusConflict, "Account not active"},
+}
 
-func lookup(c Code) spec {
-	mu.RLock()
-	s, ok := registry[c]
-	mu.RUnlock()
-	if !ok {
-		return spec{http.StatusInternalServerError, string(c)}
+// Check reports a row of s that maps a shared code differently from
+// Common, or a status that is not an error status: programming errors.
+func (s Statuses) Check() error {
+	for c, m := range s {
+		if m.Status < 400 || m.Status > 599 {
+			return fmt.Errorf("problem: code %q maps to %d, not an error status", c, m.Status)
+		}
+		if cm, ok := Common[c]; ok && cm.Status != m.Status {
+			return fmt.Errorf("problem: code %q is shared (%d) and cannot map to %d", c, cm.Status, m.Status)
+		}
 	}
+	return nil
+}
+
+// lookup finds a code: in Common, then in s, then in the deprecated
+// registry; an unknown code is an internal error.
+func (s Statuses) lookup(c Code) Mapping {
+	if m, ok := Common[c]; ok {
+		return m
+	}
+	if m, ok := s[c]; ok {
+		if m.Title == "" {
+			m.Title = http.StatusText(m.Status)
+		}
+		return m
+	}
+	mu.RLock()
+	m, ok := registry[c]
+	mu.RUnlock()
+	if ok {
+		return m
+	}
+	return Mapping{http.StatusInternalServerError, string(c)}
+}
+
+// Status is the HTTP status err is shown with (see From and lookup).
+func (s Statuses) Status(err error) int { return s.lookup(From(err).Code).Status }
+
+// Write answers the request with the problem document for err, mapped by s.
+func (s Statuses) Write(w http.ResponseWriter, r *http.Request, err error) {
+	serve(s, w, r, err)
+}
+
+type statusesKey struct{}
+
+// WithStatuses returns a context whose problem writes use s.
+func WithStatuses(ctx context.Context, s Statuses) context.Context {
+	return context.WithValue(ctx, statusesKey{}, s)
+}
+
+// StatusesFrom returns the table installed in ctx (nil: the shared codes only).
+func StatusesFrom(ctx context.Context) Statuses {
+	s, _ := ctx.Value(statusesKey{}).(Statuses)
 	return s
 }
 
-// Codes lists every registered code with its status, sorted, for docs and tests.
+// Middleware serves next with s installed in every request's context, so
+// problem.Write, StatusOf and the event receiver map the function's codes
+// by s. It panics when s.Check fails: a programming error, found at start.
+func (s Statuses) Middleware(next http.Handler) http.Handler {
+	if err := s.Check(); err != nil {
+		panic(err.Error())
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(WithStatuses(r.Context(), s)))
+	})
+}
+
+// StatusOf is the HTTP status of err by the table installed in ctx.
+func StatusOf(ctx context.Context, err error) int { return StatusesFrom(ctx).Status(err) }
+
+// TypeOf is the problem type URI of a code.
+func TypeOf(c Code) string { return BaseURI + string(c) }
+
+// The deprecated global registry, kept while callers of Register remain.
+var (
+	mu       sync.RWMutex
+	registry = map[Code]Mapping{}
+)
+
+func init() {
+	legacystatus.Of = func(code string) int { return Statuses(nil).lookup(Code(code)).Status }
+}
+
+// Register adds a code to the global table. It panics on a duplicate with
+// a different status, which is a programming error caught at start.
+//
+// Deprecated: declare the function's codes in its api package's Statuses
+// table instead; Register goes away once no caller remains.
+func Register(code Code, status int, title string) {
+	mu.Lock()
+	defer mu.Unlock()
+	if m, ok := Common[code]; ok && (m.Status != status || m.Title != title) {
+		panic(fmt.Sprintf("problem: code %q registered twice", code))
+	}
+	if m, ok := registry[code]; ok && (m.Status != status || m.Title != title) {
+		panic(fmt.Sprintf("problem: code %q registered twice", code))
+	}
+	if _, ok := Common[code]; !ok {
+		registry[code] = Mapping{status, title}
+	}
+}
+
+// Codes lists the shared codes and those of the deprecated registry with
+// their statuses, for docs and tests.
 func Codes() map[Code]int {
 	mu.RLock()
 	defer mu.RUnlock()
-	out := make(map[Code]int, len(registry))
-	for c, s := range registry {
-		out[c] = s.status
+	out := make(map[Code]int, len(Common)+len(registry))
+	for c, m := range registry {
+		out[c] = m.Status
+	}
+	for c, m := range Common {
+		out[c] = m.Status
 	}
 	return out
-}
-
-// FieldError names one offending input. Exactly one of Pointer (a JSON
-// pointer into the body, "#/amount"), Parameter (a query or path parameter)
-// or Header is set.
-type FieldError struct {
-	Pointer   string `json:"pointer,omitempty"`
-	Parameter string `json:"parameter,omitempty"`
-	Header    string `json:"header,omitempty"`
-	Detail    string `json:"detail"`
-}
-
-// Field is a FieldError for a body member; path segments are joined with "/",
-// e.g. Field("line_items/0/quantity", "must be positive").
-func Field(path, detail string) FieldError { return FieldError{Pointer: "#/" + path, Detail: detail} }
-
-// Param is a FieldError for a query or path parameter.
-func Param(name, detail string) FieldError { return FieldError{Parameter: name, Detail: detail} }
-
-// Header is a FieldError for a request header.
-func Header(name, detail string) FieldError { return FieldError{Header: name, Detail: detail} }
-
-// Error is an error a client may see.
-type Error struct {
-	Code       Code
-	Detail     string
-	Errors     []FieldError
-	Extra      map[string]any // extension members, e.g. {"balance": 100}
-	RetryAfter time.Duration  // sets Retry-After (whole seconds, rounded up) when > 0
-	Err        error          // cause, logged but never shown
-}
-
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return string(e.Code) + ": " + e.Detail + ": " + e.Err.Error()
-	}
-	return string(e.Code) + ": " + e.Detail
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-// Status is the HTTP status the error maps to.
-func (e *Error) Status() int { return e.Code.Status() }
-
-// New makes an Error with a formatted detail.
-func New(code Code, format string, args ...any) *Error {
-	if len(args) > 0 {
-		format = fmt.Sprintf(format, args...)
-	}
-	return &Error{Code: code, Detail: format}
-}
-
-// Invalid is a validation_failed error listing the offending fields.
-func Invalid(fields ...FieldError) *Error {
-	detail := "the request has invalid fields"
-	if len(fields) == 1 {
-		detail = describe(fields[0])
-	}
-	return &Error{Code: ValidationFailed, Detail: detail, Errors: fields}
-}
-
-func describe(f FieldError) string {
-	name := f.Parameter
-	if f.Pointer != "" {
-		name = strings.TrimPrefix(f.Pointer, "#/")
-	} else if f.Header != "" {
-		name = f.Header
-	}
-	return name + ": " + f.Detail
-}
-
-// With returns a copy of e with an extension member set.
-func (e *Error) With(key string, value any) *Error {
-	c := *e
-	c.Extra = make(map[string]any, len(e.Extra)+1)
-	for k, v := range e.Extra {
-		c.Extra[k] = v
-	}
-	c.Extra[key] = value
-	return &c
-}
-
-// Validator collects field errors; Err returns nil when there are none.
-type Validator struct{ fields []FieldError }
-
-// Check records a field error when ok is false.
-func (v *Validator) Check(ok bool, path, detail string) {
-	if !ok {
-		v.fields = append(v.fields, Field(path, detail))
-	}
-}
-
-// Add records field errors.
-func (v *Validator) Add(f ...FieldError) { v.fields = append(v.fields, f...) }
-
-// Err is a validation_failed *Error, or nil.
-func (v *Validator) Err() error {
-	if len(v.fields) == 0 {
-		return nil
-	}
-	return Invalid(v.fields...)
 }
 
 // Document is the JSON body of a problem response.
@@ -282,14 +304,24 @@ func From(err error) *Error {
 	return &Error{Code: Internal, Detail: "an internal error occurred; it has been logged", Err: err}
 }
 
-// Doc builds the document for err as served for request r.
+// Doc builds the document for err as served for request r, mapped by the
+// table installed in r's context (the shared codes only when r is nil).
 func Doc(r *http.Request, requestID string, err error) (Document, *Error) {
+	var s Statuses
+	if r != nil {
+		s = StatusesFrom(r.Context())
+	}
+	return s.Doc(r, requestID, err)
+}
+
+// Doc builds the document for err as served for request r, mapped by s.
+func (s Statuses) Doc(r *http.Request, requestID string, err error) (Document, *Error) {
 	pe := From(err)
-	s := lookup(pe.Code)
+	m := s.lookup(pe.Code)
 	d := Document{
-		Type:      pe.Code.Type(),
-		Title:     s.title,
-		Status:    s.status,
+		Type:      TypeOf(pe.Code),
+		Title:     m.Title,
+		Status:    m.Status,
 		Detail:    pe.Detail,
 		Code:      pe.Code,
 		RequestID: requestID,
@@ -302,11 +334,20 @@ func Doc(r *http.Request, requestID string, err error) (Document, *Error) {
 	return d, pe
 }
 
-// Write answers the request with the problem document for err. Server-side
+// Write answers the request with the problem document for err, mapped by
+// the table installed in r's context (Statuses.Middleware). Server-side
 // errors (5xx) are logged with their cause; the client never sees the cause.
 func Write(w http.ResponseWriter, r *http.Request, err error) {
+	var s Statuses
+	if r != nil {
+		s = StatusesFrom(r.Context())
+	}
+	serve(s, w, r, err)
+}
+
+func serve(s Statuses, w http.ResponseWriter, r *http.Request, err error) {
 	reqID := w.Header().Get("X-Request-Id")
-	d, pe := Doc(r, reqID, err)
+	d, pe := s.Doc(r, reqID, err)
 	if d.Status >= 500 {
 		attrs := []any{"code", pe.Code, "request_id", reqID}
 		if r != nil {
@@ -323,7 +364,7 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	body, merr := json.Marshal(d)
 	if merr != nil {
-		body = []byte(`{"type":"` + Internal.Type() + `","title":"Internal error","status":500,"code":"internal"}`)
+		body = []byte(`{"type":"` + TypeOf(Internal) + `","title":"Internal error","status":500,"code":"internal"}`)
 		d.Status = http.StatusInternalServerError
 	}
 	h := w.Header()

@@ -59,11 +59,7 @@ import (
 const Namespace = "openfaas-fn"
 
 // BadGateway is the problem code of a function that failed before answering.
-const BadGateway problem.Code = "bad_gateway"
-
-func init() {
-	problem.Register(BadGateway, http.StatusBadGateway, "Bad gateway")
-}
+const BadGateway = problem.BadGateway
 
 // Resources mirror faas-provider's FunctionResources.
 type Resources struct {
