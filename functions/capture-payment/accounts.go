@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -76,15 +77,15 @@ func (s *service) collectionAccount(ctx context.Context, inv invoiceSummary) (ac
 // account_not_active, and payment.failed tells generate-invoice why (its
 // dunning counts it as a failed attempt). p is inserted when new (its id
 // is derived from the invoice), or updated when it exists.
-func (s *service) refuseCollection(ctx context.Context, tx pgx.Tx, p *Payment, f accounts.Facts, exists bool) error {
+func (s *service) refuseCollection(ctx context.Context, tx pgx.Tx, p *payments.Payment, f accounts.Facts, exists bool) error {
 	now := s.now()
-	p.Status, p.UpdatedAt = RequiresPaymentMethod, now
-	p.LastPaymentError = &PaymentError{Code: string(accounts.NotActive), Reason: string(accounts.NotActive),
-		Message: "account " + f.ID + " is " + f.Status + ": it cannot be charged", Attempt: p.Attempts, Gateway: p.gateway()}
-	p.finish()
+	p.Status, p.UpdatedAt = payments.RequiresPaymentMethod, now
+	p.LastPaymentError = &payments.PaymentError{Code: string(accounts.NotActive), Reason: string(accounts.NotActive),
+		Message: "account " + f.ID + " is " + f.Status + ": it cannot be charged", Attempt: p.Attempts, Gateway: p.GatewayName()}
+	p.Finish()
 	e := emitter{ctx: ctx}
 	if !exists {
-		p.announced = true
+		p.Announced = true
 		inserted, err := insertPayment(ctx, tx, p)
 		if err != nil || !inserted {
 			return err // a redelivery: refused once already
@@ -93,8 +94,8 @@ func (s *service) refuseCollection(ctx context.Context, tx pgx.Tx, p *Payment, f
 	} else if err := updatePayment(ctx, tx, p); err != nil {
 		return err
 	}
-	e.changed(p, change{failed: true})
-	slog.InfoContext(ctx, "invoice not collected: the account is not active", "invoice_id", str(p.InvoiceID),
+	e.changed(p, payments.Change{Failed: true})
+	slog.InfoContext(ctx, "invoice not collected: the account is not active", "invoice_id", payments.Str(p.InvoiceID),
 		"account_id", f.ID, "status", f.Status)
 	return e.flush(tx)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/testenv"
@@ -47,7 +48,7 @@ func TestAccountReadModelFollowsTheAccountEvents(t *testing.T) {
 	if got, ok := g.facts(t, f.ID); !ok || got != f {
 		t.Fatalf("after created: %+v %v", got, ok)
 	}
-	p := decode[Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
+	p := decode[payments.Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
 	if p.UserID != owner {
 		t.Fatalf("owner %s", p.UserID)
 	}
@@ -64,7 +65,7 @@ func TestAccountReadModelFollowsTheAccountEvents(t *testing.T) {
 	if code := problemCode(t, rec, http.StatusConflict); code != string(accounts.NotActive) {
 		t.Fatalf("confirm on a frozen account: %s", code)
 	}
-	if got := g.get(p.ID); got.Status != RequiresConfirmation || got.Attempts != 0 {
+	if got := g.get(p.ID); got.Status != payments.RequiresConfirmation || got.Attempts != 0 {
 		t.Fatalf("the refused confirm wrote: %+v", got)
 	}
 
@@ -74,7 +75,7 @@ func TestAccountReadModelFollowsTheAccountEvents(t *testing.T) {
 		t.Fatalf("out of order: %+v", got)
 	}
 
-	// Account facts from anyone else are parked, never applied.
+	// Account facts from Anyone else are parked, never applied.
 	forged := frozen
 	forged.UserID, forged.Status, forged.Version = uuid.NewString(), accounts.Active, 9
 	g.deliverAccount(t, "generate-invoice", accounts.TypeUpdated, forged)
@@ -95,7 +96,7 @@ func TestAccountReadModelFollowsTheAccountEvents(t *testing.T) {
 	open := f
 	open.Version = 4
 	g.deliverAccount(t, "process-transaction", accounts.TypeUpdated, open)
-	decode[Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
+	decode[payments.Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
 }
 
 // fakeLedger stands in for process-transaction's GET /accounts/{id}.
@@ -124,8 +125,8 @@ func TestAnAccountWhoseEventHasNotArrivedIsReadThrough(t *testing.T) {
 	ledger.known.Store(f.ID, f)
 
 	// A fresh account is never refused; it is asked for once.
-	decode[Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
-	decode[Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
+	decode[payments.Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
+	decode[payments.Payment](t, g.createAs(owner, f.ID), http.StatusCreated)
 	if n := ledger.Calls(); n != 1 {
 		t.Fatalf("process-transaction asked %d times, want once", n)
 	}
@@ -160,7 +161,7 @@ func TestAnInactiveAccountsInvoiceIsAFailedCollectionNotACharge(t *testing.T) {
 		t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
 	}
 	p := g.get(invoicePaymentID(invoice))
-	if p.Status != RequiresPaymentMethod || p.Attempts != 0 || p.AmountCaptured != 0 || p.LastPaymentError == nil ||
+	if p.Status != payments.RequiresPaymentMethod || p.Attempts != 0 || p.AmountCaptured != 0 || p.LastPaymentError == nil ||
 		p.LastPaymentError.Code != string(accounts.NotActive) || p.UserID != g.admin {
 		t.Fatalf("payment: %+v %+v", p, p.LastPaymentError)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 )
 
@@ -34,7 +35,7 @@ func TestCardNumbersAreRejectedAndNeverLogged(t *testing.T) {
 		for _, b := range bodies {
 			key := "pan-" + uuid.NewString()
 			rec := g.do(req{method: "POST", path: b.path, raw: []byte(strings.Replace(b.body, "%s", pan, 1)), key: key})
-			if code := problemCode(t, rec, 422); code != string(codeCardNumber) {
+			if code := problemCode(t, rec, 422); code != string(payments.CodeCardNumber) {
 				t.Fatalf("%s: %s", b.path, code)
 			}
 			digits := strings.NewReplacer(" ", "", "-", "").Replace(pan)
@@ -185,13 +186,13 @@ func TestProblemAnswers(t *testing.T) {
 		}, 400, "idempotency_key_required"},
 		{"confirm without a method", func() *httptest.ResponseRecorder {
 			return g.do(req{method: "POST", path: "/payments", body: body("confirm", true)})
-		}, 422, string(codeMethodRequired)},
+		}, 422, string(payments.CodeMethodRequired)},
 		{"no such saved method", func() *httptest.ResponseRecorder {
 			return g.do(req{method: "POST", path: "/payments", body: body("payment_method", uuid.NewString())})
-		}, 422, string(codeMethodInvalid)},
+		}, 422, string(payments.CodeMethodInvalid)},
 		{"no route for the currency", func() *httptest.ResponseRecorder {
 			return g.do(req{method: "POST", path: "/payments", body: body("account_id", g.accountIn("JPY"), "currency", "JPY", "payment_method", "pm_card_visa")})
-		}, 422, string(codeNoRoute)},
+		}, 422, string(payments.CodeNoRoute)},
 		{"an unconfigured gateway", func() *httptest.ResponseRecorder {
 			return g.do(req{method: "POST", path: "/payments", body: body("gateway", "stripe")})
 		}, 422, "validation_failed"},
@@ -200,7 +201,7 @@ func TestProblemAnswers(t *testing.T) {
 		{"bad status filter", func() *httptest.ResponseRecorder { return g.do(req{method: "GET", path: "/payments?status=paid"}) }, 422, "validation_failed"},
 		{"refund of nothing captured", func() *httptest.ResponseRecorder {
 			return g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds"})
-		}, 409, string(codeInvalidState)},
+		}, 409, string(payments.CodeInvalidState)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -216,7 +217,7 @@ func TestProblemAnswers(t *testing.T) {
 		done := make(chan int)
 		go func() { done <- g.do(req{method: "POST", path: "/payments", body: b, key: key}).Code }()
 		// Wait until the first request is waiting on the gateway.
-		id := derivedID(paymentNS, name+":"+g.admin, key)
+		id := payments.DerivedID(payments.PaymentNS, name+":"+g.admin, key)
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
 			if r := g.do(req{method: "GET", path: "/payments/" + id}); r.Code == 200 {
@@ -247,7 +248,7 @@ func TestProblemAnswers(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		if code := problemCode(t, rec, 409); code != string(codeOpInProgress) && code != string(codeInvalidState) {
+		if code := problemCode(t, rec, 409); code != string(payments.CodeOpInProgress) && code != string(payments.CodeInvalidState) {
 			t.Fatalf("cancel during confirmation: %s", code)
 		}
 		<-done
@@ -259,10 +260,10 @@ func TestProblemAnswers(t *testing.T) {
 		if _, err := g.d.Pool.Exec(context.Background(), `UPDATE sandbox_intents SET status = 'canceled' WHERE id = $1`, *q.GatewayPaymentID); err != nil {
 			t.Fatal(err)
 		}
-		if code := problemCode(t, g.do(req{method: "POST", path: "/payments/" + q.ID + "/capture"}), 409); code != string(codeGatewayRejected) {
+		if code := problemCode(t, g.do(req{method: "POST", path: "/payments/" + q.ID + "/capture"}), 409); code != string(payments.CodeGatewayRejected) {
 			t.Fatalf("capture refused by the gateway: %s", code)
 		}
-		if got := g.get(q.ID); got.Status != RequiresCapture || got.PendingOperation != nil {
+		if got := g.get(q.ID); got.Status != payments.RequiresCapture || got.PendingOperation != nil {
 			t.Fatalf("after the refusal: %+v", got)
 		}
 	})
@@ -271,13 +272,13 @@ func TestProblemAnswers(t *testing.T) {
 func TestGatewayUnavailableForAnOperationAnswers503(t *testing.T) {
 	base := stripeMockURL(t)
 	g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "*=stripe" })
-	p := g.pay(1000, "USD", "pm_card_visa", "automatic", true)                                        // at stripe-mock: back in requires_payment_method
-	g.s.gateways[gwStripe] = newStripe("sk_test_billfn", closedPort(t), 0, time.Second, g.s.now, nil) // Stripe goes away
+	p := g.pay(1000, "USD", "pm_card_visa", "automatic", true)                                                      // at stripe-mock: back in requires_payment_method
+	g.s.gateways[payments.GatewayStripe] = newStripe("sk_test_billfn", closedPort(t), 0, time.Second, g.s.now, nil) // Stripe goes away
 	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/cancel"})
-	if code := problemCode(t, rec, 503); code != string(codeGatewayUnavailable) || rec.Header().Get("Retry-After") == "" {
+	if code := problemCode(t, rec, 503); code != string(payments.CodeGatewayUnavailable) || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("cancel with Stripe down: %s", code)
 	}
-	if got := g.get(p.ID); got.Status != RequiresPaymentMethod || got.PendingOperation != nil {
+	if got := g.get(p.ID); got.Status != payments.RequiresPaymentMethod || got.PendingOperation != nil {
 		t.Fatalf("after: %+v", got)
 	}
 }
@@ -287,18 +288,18 @@ func TestSavedPaymentMethods(t *testing.T) {
 	alice := uuid.NewString()
 	account := g.newAccount(alice, "USD")
 	path := "/accounts/" + account + "/payment-methods"
-	save := func(token string, def bool) Method {
-		return decode[Method](t, g.do(req{method: "POST", path: path, sub: alice, role: auth.RoleCustomer,
+	save := func(token string, def bool) payments.Method {
+		return decode[payments.Method](t, g.do(req{method: "POST", path: path, sub: alice, role: auth.RoleCustomer,
 			body: map[string]any{"token": token, "brand": "visa", "last4": "4242", "exp_month": 1, "exp_year": 2031, "default": def}}), 201)
 	}
 	first := save("pm_card_visa", true)
 	second := save("pm_card_mastercard", true)
-	list := decode[struct{ Data []Method }](t, g.do(req{method: "GET", path: path, sub: alice, role: auth.RoleCustomer}), 200)
+	list := decode[struct{ Data []payments.Method }](t, g.do(req{method: "GET", path: path, sub: alice, role: auth.RoleCustomer}), 200)
 	if len(list.Data) != 2 || list.Data[0].Default || !list.Data[1].Default {
 		t.Fatalf("one default, the newest: %+v", list.Data)
 	}
 	page := decode[struct {
-		Data       []Method
+		Data       []payments.Method
 		NextCursor string `json:"next_cursor"`
 	}](t, g.do(req{method: "GET", path: path + "?limit=1", sub: alice, role: auth.RoleCustomer}), 200)
 	if len(page.Data) != 1 || page.NextCursor == "" {
@@ -307,14 +308,14 @@ func TestSavedPaymentMethods(t *testing.T) {
 	if code := problemCode(t, g.do(req{method: "GET", path: path, sub: uuid.NewString(), role: auth.RoleCustomer}), 404); code != "not_found" {
 		t.Fatalf("someone else lists alice's methods: %s", code)
 	}
-	decode[Method](t, g.do(req{method: "POST", path: path + "/" + first.ID + "/default", sub: alice, role: auth.RoleCustomer}), 200)
+	decode[payments.Method](t, g.do(req{method: "POST", path: path + "/" + first.ID + "/default", sub: alice, role: auth.RoleCustomer}), 200)
 	if m, err := defaultMethod(context.Background(), g.d.Pool, account); err != nil || m.ID != first.ID {
 		t.Fatalf("default %v %v", m, err)
 	}
 	// A payment with the saved method's id.
-	p := decode[Payment](t, g.do(req{method: "POST", path: "/payments", sub: alice, role: auth.RoleCustomer,
+	p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: alice, role: auth.RoleCustomer,
 		body: map[string]any{"account_id": account, "amount": 300, "currency": "USD", "payment_method": second.ID, "confirm": true}}), 201)
-	if p.Status != Succeeded || *p.PaymentMethod != second.ID {
+	if p.Status != payments.Succeeded || *p.PaymentMethod != second.ID {
 		t.Fatalf("payment with a saved method: %+v", p)
 	}
 	// Someone else's saved method cannot be used, seen or deleted: not
@@ -328,7 +329,7 @@ func TestSavedPaymentMethods(t *testing.T) {
 	}
 	rec = g.do(req{method: "POST", path: "/payments", sub: bob, role: auth.RoleCustomer,
 		body: map[string]any{"account_id": g.newAccount(bob, "USD"), "amount": 300, "currency": "USD", "payment_method": second.ID, "confirm": true}})
-	if code := problemCode(t, rec, 422); code != string(codeMethodInvalid) {
+	if code := problemCode(t, rec, 422); code != string(payments.CodeMethodInvalid) {
 		t.Fatalf("bob pays with alice's method: %s", code)
 	}
 	if code := problemCode(t, g.do(req{method: "DELETE", path: path + "/" + second.ID, sub: bob, role: auth.RoleCustomer}), 404); code != "not_found" {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/testenv"
@@ -23,25 +24,25 @@ type customers struct {
 func (g *rig) twoCustomers(t *testing.T) customers {
 	t.Helper()
 	c := customers{alice: uuid.NewString(), bob: uuid.NewString()}
-	own := func(user string, paymentStatus func(acct, method string) Payment) map[string]string {
+	own := func(user string, paymentStatus func(acct, method string) payments.Payment) map[string]string {
 		acct := g.newAccount(user, "USD")
-		m := decode[Method](t, g.do(req{method: "POST", path: "/accounts/" + acct + "/payment-methods", sub: user, role: auth.RoleCustomer,
+		m := decode[payments.Method](t, g.do(req{method: "POST", path: "/accounts/" + acct + "/payment-methods", sub: user, role: auth.RoleCustomer,
 			body: map[string]any{"token": "pm_card_visa", "brand": "visa", "last4": "4242", "default": true}}), http.StatusCreated)
 		p := paymentStatus(acct, m.ID)
-		paid := decode[Payment](t, g.do(req{method: "POST", path: "/payments", sub: user, role: auth.RoleCustomer,
+		paid := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: user, role: auth.RoleCustomer,
 			body: map[string]any{"account_id": acct, "amount": 700, "currency": "USD", "payment_method": m.ID, "confirm": true}}), http.StatusCreated)
 		return map[string]string{"account": acct, "payment-method": m.ID, "payment": p.ID, "refund": g.refundRow(t, paid),
 			"invoice": g.openInvoice(t, acct, "USD", 10_000)}
 	}
 	// Alice's payment waits for its confirmation (so a confirm naming
 	// Bob's method reaches the method check); Bob's is authorized, so a
-	// capture or cancel that got through would change it.
-	c.aliceOwn = own(c.alice, func(acct, _ string) Payment {
-		return decode[Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.alice, role: auth.RoleCustomer,
+	// capture or cancel that got through would Change it.
+	c.aliceOwn = own(c.alice, func(acct, _ string) payments.Payment {
+		return decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.alice, role: auth.RoleCustomer,
 			body: map[string]any{"account_id": acct, "amount": 500, "currency": "USD", "payment_method": "pm_card_visa"}}), http.StatusCreated)
 	})
-	c.bobOwn = own(c.bob, func(acct, method string) Payment {
-		return decode[Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.bob, role: auth.RoleCustomer,
+	c.bobOwn = own(c.bob, func(acct, method string) payments.Payment {
+		return decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.bob, role: auth.RoleCustomer,
 			body: map[string]any{"account_id": acct, "amount": 500, "currency": "USD", "payment_method": method,
 				"capture_method": "manual", "confirm": true}}), http.StatusCreated)
 	})
@@ -50,7 +51,7 @@ func (g *rig) twoCustomers(t *testing.T) customers {
 
 // refundRow records a succeeded refund of p directly (the refund flow is
 // not what the attack is about; its route is Privileged).
-func (g *rig) refundRow(t *testing.T, p Payment) string {
+func (g *rig) refundRow(t *testing.T, p payments.Payment) string {
 	t.Helper()
 	id := uuid.NewString()
 	if _, err := g.d.Pool.Exec(context.Background(), `INSERT INTO refunds (id, payment_id, n, account_id, user_id, amount, currency,
@@ -137,12 +138,12 @@ func TestACustomerCannotSetAnotherCustomersDefaultMethod(t *testing.T) {
 		sub: c.alice, role: auth.RoleCustomer})
 	problemCode(t, rec, http.StatusNotFound)
 	// An admin saving one for bob needs no user_id; the owner is bob.
-	m := decode[Method](t, g.do(req{method: "POST", path: "/accounts/" + bobAccount + "/payment-methods",
+	m := decode[payments.Method](t, g.do(req{method: "POST", path: "/accounts/" + bobAccount + "/payment-methods",
 		body: map[string]any{"token": "pm_card_mastercard"}}), http.StatusCreated)
 	if m.UserID != c.bob {
 		t.Fatalf("method owner %s, want the account's owner %s", m.UserID, c.bob)
 	}
-	list := decode[struct{ Data []Method }](t, g.do(req{method: "GET", path: "/accounts/" + bobAccount + "/payment-methods",
+	list := decode[struct{ Data []payments.Method }](t, g.do(req{method: "GET", path: "/accounts/" + bobAccount + "/payment-methods",
 		sub: c.bob, role: auth.RoleCustomer}), http.StatusOK)
 	if len(list.Data) != 2 {
 		t.Fatalf("bob sees %d methods of his account, want 2", len(list.Data))
@@ -175,7 +176,7 @@ func TestACustomerCannotPayIntoOrChargeAnotherCustomersAccount(t *testing.T) {
 
 	// Admin and service callers send no user_id: the owner is the account's.
 	for _, role := range []auth.Role{auth.RoleAdmin, auth.RoleService} {
-		p := decode[Payment](t, g.do(req{method: "POST", path: "/payments", sub: uuid.NewString(), role: role,
+		p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: uuid.NewString(), role: role,
 			body: map[string]any{"account_id": bobAccount, "amount": 100, "currency": "USD"}}), http.StatusCreated)
 		if p.UserID != c.bob {
 			t.Fatalf("%s: owner %s, want the account's %s", role, p.UserID, c.bob)

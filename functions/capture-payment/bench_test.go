@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -71,13 +72,13 @@ func benchPayments(b *testing.B, g *rig, capture string, captureCall bool) {
 // BenchmarkSandboxCreateCapturedPayment: POST /payments with confirm and
 // automatic capture, one request per payment created and captured.
 func BenchmarkSandboxCreateCapturedPayment(b *testing.B) {
-	benchPayments(b, newRig(b), CaptureAutomatic, false)
+	benchPayments(b, newRig(b), payments.CaptureAutomatic, false)
 }
 
 // BenchmarkSandboxCreateThenCapture: an authorization, then POST
 // /payments/{id}/capture: two requests per payment.
 func BenchmarkSandboxCreateThenCapture(b *testing.B) {
-	benchPayments(b, newRig(b), CaptureManual, true)
+	benchPayments(b, newRig(b), payments.CaptureManual, true)
 }
 
 // BenchmarkStripeMockCreatePayment: POST /payments with confirm through
@@ -87,5 +88,5 @@ func BenchmarkSandboxCreateThenCapture(b *testing.B) {
 func BenchmarkStripeMockCreatePayment(b *testing.B) {
 	base := stripeMockURL(b)
 	g := newRig(b, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_bench", base, "*=stripe" })
-	benchPayments(b, g, CaptureAutomatic, false)
+	benchPayments(b, g, payments.CaptureAutomatic, false)
 }

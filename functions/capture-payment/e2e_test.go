@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -104,7 +105,7 @@ func TestEndToEndSandboxWebhookThroughHandleWebhookSettlesThePayment(t *testing.
 	hw := startHandleWebhook(t, port, g.kit.Brokers, secret)
 
 	p := g.pay(4321, "USD", "pm_sandbox_delayed", "automatic", true)
-	if p.Status != Processing {
+	if p.Status != payments.Processing {
 		t.Fatalf("delayed payment: %s", p.Status)
 	}
 	g.clock.Advance(6 * time.Second)
@@ -114,7 +115,7 @@ func TestEndToEndSandboxWebhookThroughHandleWebhookSettlesThePayment(t *testing.
 	if unsent != 0 {
 		t.Fatalf("%d sandbox webhooks not delivered to handle-webhook", unsent)
 	}
-	if got := g.get(p.ID); got.Status != Processing {
+	if got := g.get(p.ID); got.Status != payments.Processing {
 		t.Fatalf("settled before the event came back: %s", got.Status)
 	}
 
@@ -128,7 +129,7 @@ func TestEndToEndSandboxWebhookThroughHandleWebhookSettlesThePayment(t *testing.
 		t.Fatalf("delivery to capture-payment: %d %s", rec.Code, rec.Body)
 	}
 	got := g.get(p.ID)
-	if got.Status != Succeeded || got.AmountCaptured != 4321 {
+	if got.Status != payments.Succeeded || got.AmountCaptured != 4321 {
 		t.Fatalf("after the gateway's webhook: %+v", got)
 	}
 	if rec := g.deliver(updates[0].Event); rec.Code != 200 { // the trigger redelivers

@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/outbox"
 )
@@ -29,14 +30,14 @@ const (
 
 // capturedData is payment.captured: the payment, with amount = this capture.
 type capturedData struct {
-	*Payment
+	*payments.Payment
 	Amount        int64 `json:"amount"`
 	PaymentAmount int64 `json:"payment_amount"`
 }
 
 // failedData is payment.failed: the payment and why its attempt failed.
 type failedData struct {
-	*Payment
+	*payments.Payment
 	DeclineCode    string `json:"decline_code"`
 	FailureCode    string `json:"failure_code"`
 	FailureReason  string `json:"failure_reason"`
@@ -67,7 +68,7 @@ func (e *emitter) add(typ, subject, topic, key string, data any, id string) {
 }
 
 // payment adds a payment event (key = the payment id).
-func (e *emitter) payment(typ string, p *Payment, data any) {
+func (e *emitter) payment(typ string, p *payments.Payment, data any) {
 	if data == nil {
 		data = p
 	}
@@ -86,20 +87,20 @@ func (e *emitter) flush(tx pgx.Tx) error {
 
 // changed adds the events and ledger postings of c, announcing the
 // payment first if its creation has not been yet.
-func (e *emitter) changed(p *Payment, c change) {
-	if !p.announced {
-		p.announced = true
+func (e *emitter) changed(p *payments.Payment, c payments.Change) {
+	if !p.Announced {
+		p.Announced = true
 		e.payment(evCreated, p, nil)
-		c.updated = false // the announcement shows it
+		c.Updated = false // the announcement shows it
 	}
-	if c.authorized {
+	if c.Authorized {
 		e.payment(evAuthorized, p, nil)
 	}
-	if c.captured > 0 {
-		e.payment(evCaptured, p, capturedData{Payment: p, Amount: c.captured, PaymentAmount: p.Amount})
-		e.capturePostings(p, c.captured)
+	if c.Captured > 0 {
+		e.payment(evCaptured, p, capturedData{Payment: p, Amount: c.Captured, PaymentAmount: p.Amount})
+		e.capturePostings(p, c.Captured)
 	}
-	if c.failed {
+	if c.Failed {
 		d := failedData{Payment: p, Attempt: p.Attempts}
 		if le := p.LastPaymentError; le != nil {
 			d.DeclineCode, d.FailureCode, d.FailureReason, d.FailureMessage = le.DeclineCode, le.Code, le.Reason, le.Message
@@ -107,10 +108,10 @@ func (e *emitter) changed(p *Payment, c change) {
 		}
 		e.payment(evFailed, p, d)
 	}
-	if c.canceled {
+	if c.Canceled {
 		e.payment(evCanceled, p, nil)
 	}
-	if c.updated && !c.authorized && c.captured == 0 && !c.failed && !c.canceled {
+	if c.Updated && !c.Authorized && c.Captured == 0 && !c.Failed && !c.Canceled {
 		e.payment(evUpdated, p, nil)
 	}
 }
@@ -144,11 +145,11 @@ var ledgerNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/captur
 // posting adds one transaction.requested. Its reference is
 // <payment id>:<kind>:<n> and its event id a UUIDv5 of that reference, so
 // whatever retries happen, process-transaction posts it once.
-func (e *emitter) posting(p *Payment, kind string, n int, from, to string, amount int64, refundID string) {
+func (e *emitter) posting(p *payments.Payment, kind string, n int, from, to string, amount int64, refundID string) {
 	ref := p.ID + ":" + kind + ":" + strconv.Itoa(n)
 	tr := transferRequest{Amount: amount, Currency: string(p.Currency), ReferenceID: ref, Description: kind + " of payment " + p.ID,
-		Metadata: map[string]string{"kind": kind, "payment_id": p.ID, "gateway": p.gateway()}}
-	if inv := p.invoiceID(); inv != "" {
+		Metadata: map[string]string{"kind": kind, "payment_id": p.ID, "gateway": p.GatewayName()}}
+	if inv := p.Invoice(); inv != "" {
 		tr.Metadata["invoice_id"] = inv
 	}
 	if refundID != "" {
@@ -171,23 +172,23 @@ func (e *emitter) posting(p *Payment, kind string, n int, from, to string, amoun
 
 // capturePostings: clearing → account for the capture, and account →
 // revenue when it pays an invoice. n is the payment's capture count.
-func (e *emitter) capturePostings(p *Payment, amount int64) {
-	e.posting(p, kindCapture, p.captureCount, "clearing", "account", amount, "")
+func (e *emitter) capturePostings(p *payments.Payment, amount int64) {
+	e.posting(p, kindCapture, p.CaptureCount, "clearing", "account", amount, "")
 	if p.InvoiceID != nil {
-		e.posting(p, kindSettlement, p.captureCount, "account", "revenue", amount, "")
+		e.posting(p, kindSettlement, p.CaptureCount, "account", "revenue", amount, "")
 	}
 }
 
 // refundPostings: for an invoice payment revenue → account first, then
 // account → clearing. n is the refund's number on its payment.
-func (e *emitter) refundPostings(p *Payment, r *Refund) {
+func (e *emitter) refundPostings(p *payments.Payment, r *payments.Refund) {
 	if p.InvoiceID != nil {
-		e.posting(p, kindInvRefund, r.n, "revenue", "account", r.Amount, r.ID)
+		e.posting(p, kindInvRefund, r.N, "revenue", "account", r.Amount, r.ID)
 	}
-	e.posting(p, kindRefund, r.n, "account", "clearing", r.Amount, r.ID)
+	e.posting(p, kindRefund, r.N, "account", "clearing", r.Amount, r.ID)
 }
 
 // refund adds a refund event (key = the payment id).
-func (e *emitter) refund(typ string, r *Refund) {
+func (e *emitter) refund(typ string, r *payments.Refund) {
 	e.add(typ, r.ID, events.TopicPayment, r.PaymentID, r, "")
 }

@@ -11,32 +11,26 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
 )
 
-func str(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
 // onGatewayUpdated applies a gateway's news about a payment: monotonic, so
-// duplicates and reordered deliveries change nothing.
+// duplicates and reordered deliveries Change nothing.
 func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Event) error {
 	var u events.GatewayUpdate
 	if err := events.Decode(ev, &u); err != nil {
 		return err
 	}
 	var (
-		p   *Payment
+		p   *payments.Payment
 		err error
 	)
 	switch {
-	case str(u.PaymentID) != "":
+	case payments.Str(u.PaymentID) != "":
 		if _, perr := uuid.Parse(*u.PaymentID); perr != nil {
 			return events.Permanent(fmt.Errorf("gateway_updated %s: payment_id %q is not a payment id", ev.ID(), *u.PaymentID))
 		}
@@ -46,13 +40,13 @@ func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Eve
 	default:
 		return events.Permanent(fmt.Errorf("gateway_updated %s names no payment", ev.ID()))
 	}
-	if errors.Is(err, errNotFound) {
-		return events.Permanent(fmt.Errorf("gateway_updated %s: no payment %s / %s %s", ev.ID(), str(u.PaymentID), u.Gateway, u.GatewayPaymentID))
+	if errors.Is(err, payments.ErrNotFound) {
+		return events.Permanent(fmt.Errorf("gateway_updated %s: no payment %s / %s %s", ev.ID(), payments.Str(u.PaymentID), u.Gateway, u.GatewayPaymentID))
 	}
 	if err != nil {
 		return err
 	}
-	if p.gateway() != u.Gateway || (p.GatewayPaymentID != nil && u.GatewayPaymentID != "" && *p.GatewayPaymentID != u.GatewayPaymentID) {
+	if p.GatewayName() != u.Gateway || (p.GatewayPaymentID != nil && u.GatewayPaymentID != "" && *p.GatewayPaymentID != u.GatewayPaymentID) {
 		// About another attempt's object (a gateway failed over from).
 		slog.InfoContext(ctx, "gateway update for an object the payment no longer uses", "payment_id", p.ID,
 			"gateway", u.Gateway, "object", u.GatewayPaymentID)
@@ -68,25 +62,25 @@ func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Eve
 		if u.Amount != 0 && u.Amount != p.Amount {
 			return events.Permanent(fmt.Errorf("gateway_updated %s: amount %d does not match payment %s (%d)", ev.ID(), u.Amount, p.ID, p.Amount))
 		}
-		st := GatewayState{GatewayPaymentID: u.GatewayPaymentID, AmountCapturable: u.AmountCapturable,
+		st := payments.GatewayState{GatewayPaymentID: u.GatewayPaymentID, AmountCapturable: u.AmountCapturable,
 			AmountReceived: u.AmountReceived, At: u.OccurredAt}
 		switch u.Status {
 		case "failed":
-			st.Status = RequiresPaymentMethod
-			st.Decline = &Decline{Code: str(u.FailureCode), DeclineCode: str(u.DeclineCode), Message: str(u.FailureMessage)}
+			st.Status = payments.RequiresPaymentMethod
+			st.Decline = &payments.Decline{Code: payments.Str(u.FailureCode), DeclineCode: payments.Str(u.DeclineCode), Message: payments.Str(u.FailureMessage)}
 		case "requires_capture", "processing", "requires_action", "succeeded", "canceled":
-			st.Status = Status(u.Status)
+			st.Status = payments.Status(u.Status)
 		default:
 			return nil
 		}
-		c := applyGateway(p, st, false, p.Attempts, now)
-		if !c.any() {
+		c := payments.ApplyGateway(p, st, false, p.Attempts, now)
+		if !c.Any() {
 			return nil
 		}
-		if p.Status != Processing && p.Attempts > 0 {
-			a := Attempt{N: p.Attempts, Status: attemptStatus(p.Status), GatewayPaymentID: p.GatewayPaymentID, FinishedAt: &now}
-			if le := p.LastPaymentError; c.failed && le != nil {
-				a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &le.Code, nullable(le.DeclineCode), &le.Reason, nullable(le.Message)
+		if p.Status != payments.Processing && p.Attempts > 0 {
+			a := payments.Attempt{N: p.Attempts, Status: payments.AttemptStatus(p.Status), GatewayPaymentID: p.GatewayPaymentID, FinishedAt: &now}
+			if le := p.LastPaymentError; c.Failed && le != nil {
+				a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &le.Code, payments.Nullable(le.DeclineCode), &le.Reason, payments.Nullable(le.Message)
 			}
 			if _, err := tx.Exec(ctx, `UPDATE payment_attempts SET status = $3, gateway_payment_id = $4, failure_code = $5,
 				decline_code = $6, failure_reason = $7, failure_message = $8, finished_at = $9
@@ -118,21 +112,21 @@ func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Eve
 
 // applyRefundUpdate settles one of our refunds, or records a refund made
 // at the gateway itself (its dashboard) as an external refund.
-func (s *service) applyRefundUpdate(ctx context.Context, tx pgx.Tx, p *Payment, u events.GatewayUpdate, eventID string, now time.Time, e *emitter) error {
-	var r *Refund
+func (s *service) applyRefundUpdate(ctx context.Context, tx pgx.Tx, p *payments.Payment, u events.GatewayUpdate, eventID string, now time.Time, e *emitter) error {
+	var r *payments.Refund
 	var err error
 	switch {
-	case str(u.RefundID) != "":
+	case payments.Str(u.RefundID) != "":
 		r, err = refundByGatewayID(ctx, tx, u.Gateway, *u.RefundID)
-		if errors.Is(err, errNoRefund) && str(u.BillfnRefundID) != "" {
+		if errors.Is(err, payments.ErrNoRefund) && payments.Str(u.BillfnRefundID) != "" {
 			r, err = getRefund(ctx, tx, *u.BillfnRefundID, true)
 		}
-	case str(u.BillfnRefundID) != "":
+	case payments.Str(u.BillfnRefundID) != "":
 		r, err = getRefund(ctx, tx, *u.BillfnRefundID, true)
 	default:
-		err = errNoRefund
+		err = payments.ErrNoRefund
 	}
-	if err != nil && !errors.Is(err, errNoRefund) {
+	if err != nil && !errors.Is(err, payments.ErrNoRefund) {
 		return err
 	}
 	if r != nil {
@@ -142,32 +136,32 @@ func (s *service) applyRefundUpdate(ctx context.Context, tx pgx.Tx, p *Payment, 
 		if r.GatewayRefundID == nil {
 			r.GatewayRefundID = u.RefundID
 		}
-		status := str(u.RefundStatus)
+		status := payments.Str(u.RefundStatus)
 		if status == "" && u.Status == "refunded" {
 			status = "succeeded"
 		}
-		settleRefund(p, r, status, str(u.FailureCode), now, e)
+		settleRefund(p, r, status, payments.Str(u.FailureCode), now, e)
 		return updateRefund(ctx, tx, r)
 	}
 	// Not ours: a refund made at the gateway. What it refunded beyond what
 	// billfn knows of is recorded once (later deliveries find no excess).
-	if u.Status != "refunded" && str(u.RefundStatus) != "succeeded" {
+	if u.Status != "refunded" && payments.Str(u.RefundStatus) != "succeeded" {
 		return nil
 	}
 	total := u.AmountRefunded
 	if total == 0 {
 		total = p.AmountRefunded + p.AmountRefundPending + u.RefundAmount
 	}
-	excess := min(total-p.AmountRefunded-p.AmountRefundPending, p.refundable())
+	excess := min(total-p.AmountRefunded-p.AmountRefundPending, p.Refundable())
 	if excess <= 0 {
 		return nil
 	}
-	p.refundCount++
+	p.RefundCount++
 	p.AmountRefunded += excess
 	p.UpdatedAt = now
-	r = &Refund{ID: uuid.NewSHA1(refundNS, []byte(u.Gateway+":"+eventID)).String(), PaymentID: p.ID, n: p.refundCount,
+	r = &payments.Refund{ID: uuid.NewSHA1(payments.RefundNS, []byte(u.Gateway+":"+eventID)).String(), PaymentID: p.ID, N: p.RefundCount,
 		AccountID: p.AccountID, UserID: p.UserID, InvoiceID: p.InvoiceID, Amount: excess, Currency: string(p.Currency),
-		Gateway: p.gateway(), GatewayRefundID: u.RefundID, GatewayPaymentID: p.GatewayPaymentID, Status: "succeeded",
+		Gateway: p.GatewayName(), GatewayRefundID: u.RefundID, GatewayPaymentID: p.GatewayPaymentID, Status: "succeeded",
 		Reason: "gateway", CreatedAt: now, UpdatedAt: now}
 	if _, err := insertRefund(ctx, tx, r); err != nil {
 		return err
@@ -191,7 +185,7 @@ type invoiceSummary struct {
 // invoicePaymentID is the id of the auto-collection payment of an invoice:
 // one per invoice, whatever the redeliveries.
 func invoicePaymentID(invoiceID string) string {
-	return uuid.NewSHA1(invoiceNS, []byte(invoiceID)).String()
+	return uuid.NewSHA1(payments.InvoiceNS, []byte(invoiceID)).String()
 }
 
 // onInvoiceFinalized collects a charge_automatically invoice with the
@@ -212,7 +206,7 @@ func (s *service) onInvoiceFinalized(ctx context.Context, tx pgx.Tx, ev events.E
 
 // notCollected turns a refusal of an invoice's automatic collection (the
 // invoice is paid or void already, another payment is in flight) into a
-// logged outcome: retrying the event cannot change it.
+// logged outcome: retrying the event cannot Change it.
 func notCollected(ctx context.Context, inv invoiceSummary, err error) error {
 	if !refused(err) {
 		return err
@@ -235,13 +229,13 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 		return nil
 	}
 	p, err := getPayment(ctx, tx, invoicePaymentID(inv.InvoiceID), true)
-	if errors.Is(err, errNotFound) {
+	if errors.Is(err, payments.ErrNotFound) {
 		return notCollected(ctx, inv, s.collect(ctx, tx, inv))
 	}
 	if err != nil {
 		return err
 	}
-	if p.Status != RequiresPaymentMethod || p.op() != "" {
+	if p.Status != payments.RequiresPaymentMethod || p.Op() != "" {
 		return nil // paid, in progress, or waiting for an action
 	}
 	acct, err := s.collectionAccount(ctx, inv)
@@ -252,14 +246,14 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 		return s.refuseCollection(ctx, tx, p, acct, true)
 	}
 	m, err := defaultMethod(ctx, tx, p.AccountID)
-	if errors.Is(err, errNoMethod) {
+	if errors.Is(err, payments.ErrNoMethod) {
 		slog.InfoContext(ctx, "dunning retry without a default payment method", "invoice_id", inv.InvoiceID)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	_, err = s.confirm(ctx, s.within(tx), p.ID, anyone, m.ID, nil)
+	_, err = s.confirm(ctx, s.within(tx), p.ID, payments.Anyone, m.ID, nil)
 	return notCollected(ctx, inv, err)
 }
 
@@ -286,13 +280,13 @@ func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) er
 	invoiceID := inv.InvoiceID
 	if acct.Active() != nil {
 		now := s.now()
-		p := &Payment{ID: invoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
-			Amount: inv.AmountDue, Currency: cur, CaptureMethod: CaptureAutomatic, Description: "Invoice " + inv.Number,
+		p := &payments.Payment{ID: invoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
+			Amount: inv.AmountDue, Currency: cur, CaptureMethod: payments.CaptureAutomatic, Description: "Invoice " + inv.Number,
 			Metadata: map[string]string{"invoice_number": inv.Number}, CreatedAt: now, UpdatedAt: now}
 		return s.refuseCollection(ctx, tx, p, acct, false)
 	}
 	m, err := defaultMethod(ctx, tx, acct.ID)
-	if errors.Is(err, errNoMethod) {
+	if errors.Is(err, payments.ErrNoMethod) {
 		slog.InfoContext(ctx, "invoice not collected: the account has no default payment method", "invoice_id", inv.InvoiceID)
 		return nil
 	}
@@ -300,7 +294,7 @@ func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) er
 		return err
 	}
 	in := createInput{ID: invoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
-		Amount: inv.AmountDue, Currency: cur, PaymentMethod: m.ID, CaptureMethod: CaptureAutomatic, Confirm: true,
+		Amount: inv.AmountDue, Currency: cur, PaymentMethod: m.ID, CaptureMethod: payments.CaptureAutomatic, Confirm: true,
 		Description: "Invoice " + inv.Number, Metadata: map[string]string{"invoice_number": inv.Number}}
 	_, err = s.create(ctx, s.within(tx), in, nil)
 	return err
@@ -367,36 +361,36 @@ func (s *service) reconcilePayment(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	op := p.op()
+	op := p.Op()
 	var (
-		st   GatewayState
+		st   payments.GatewayState
 		cerr error
 	)
-	ask := p.Status == Processing || op != ""
+	ask := p.Status == payments.Processing || op != ""
 	if ask {
-		st, cerr = s.call(ctx, p, func(cctx context.Context, gw Gateway) (GatewayState, error) {
+		st, cerr = s.call(ctx, p, func(cctx context.Context, gw payments.Gateway) (payments.GatewayState, error) {
 			if p.GatewayPaymentID != nil {
 				st, err := gw.Retrieve(cctx, *p.GatewayPaymentID)
-				var ge *GatewayError
-				if !(errors.As(err, &ge) && ge.Code == "resource_missing" && op == opConfirm) {
+				var ge *payments.GatewayError
+				if !(errors.As(err, &ge) && ge.Code == "resource_missing" && op == payments.OpConfirm) {
 					return st, err
 				}
 			}
-			if op != opConfirm && p.Status != Processing {
-				return GatewayState{}, &GatewayError{Gateway: gw.Name(), Code: "resource_missing", Rejected: true}
+			if op != payments.OpConfirm && p.Status != payments.Processing {
+				return payments.GatewayState{}, &payments.GatewayError{Gateway: gw.Name(), Code: "resource_missing", Rejected: true}
 			}
 			// The object's id never came back: repeat the original call
 			// with its key; the gateway answers it (again) once.
 			a, err := currentAttempt(ctx, s.d.Pool, p)
 			if err != nil {
-				return GatewayState{}, err
+				return payments.GatewayState{}, err
 			}
-			return gw.Charge(cctx, ChargeRequest{PaymentID: p.ID, Key: gatewayKey(p.ID, "a"+fmt.Sprint(p.Attempts)),
-				GatewayPaymentID: p.gatewayPaymentID(), Amount: p.Amount, Currency: p.Currency, PaymentMethod: a.PaymentMethod,
+			return gw.Charge(cctx, payments.ChargeRequest{PaymentID: p.ID, Key: payments.GatewayKey(p.ID, "a"+fmt.Sprint(p.Attempts)),
+				GatewayPaymentID: p.GatewayObject(), Amount: p.Amount, Currency: p.Currency, PaymentMethod: a.PaymentMethod,
 				CaptureMethod: p.CaptureMethod, Description: p.Description})
 		})
 	}
-	var ge *GatewayError
+	var ge *payments.GatewayError
 	missing := errors.As(cerr, &ge) && ge.Code == "resource_missing"
 	if cerr != nil && !missing {
 		return cerr // try again at the next tick
@@ -412,14 +406,14 @@ func (s *service) reconcilePayment(ctx context.Context, id string) error {
 		now := s.now()
 		e := emitter{ctx: ctx}
 		if cerr == nil {
-			e.changed(q, applyGateway(q, st, true, q.Attempts, now))
-			if op == opConfirm || q.Status != Processing {
-				a := Attempt{N: q.Attempts, Status: attemptStatus(q.Status), GatewayPaymentID: q.GatewayPaymentID, FinishedAt: &now}
-				if q.Status == Processing {
+			e.changed(q, payments.ApplyGateway(q, st, true, q.Attempts, now))
+			if op == payments.OpConfirm || q.Status != payments.Processing {
+				a := payments.Attempt{N: q.Attempts, Status: payments.AttemptStatus(q.Status), GatewayPaymentID: q.GatewayPaymentID, FinishedAt: &now}
+				if q.Status == payments.Processing {
 					a.FinishedAt = nil
 				}
-				if le := q.LastPaymentError; q.Status == RequiresPaymentMethod && le != nil {
-					a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &le.Code, nullable(le.DeclineCode), &le.Reason, nullable(le.Message)
+				if le := q.LastPaymentError; q.Status == payments.RequiresPaymentMethod && le != nil {
+					a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &le.Code, payments.Nullable(le.DeclineCode), &le.Reason, payments.Nullable(le.Message)
 				}
 				if q.Attempts > 0 {
 					if err := finishAttempt(ctx, tx, q.ID, a); err != nil {
@@ -428,12 +422,12 @@ func (s *service) reconcilePayment(ctx context.Context, id string) error {
 				}
 			}
 		}
-		if missing && q.Status == Processing && op == "" {
+		if missing && q.Status == payments.Processing && op == "" {
 			// Not at the gateway at all: the attempt failed before it.
-			e.changed(q, applyGateway(q, GatewayState{Status: RequiresPaymentMethod, At: syncTime(now),
-				Decline: &Decline{Code: "resource_missing", Message: "the gateway has no such payment"}}, true, q.Attempts, now))
+			e.changed(q, payments.ApplyGateway(q, payments.GatewayState{Status: payments.RequiresPaymentMethod, At: payments.SyncTime(now),
+				Decline: &payments.Decline{Code: "resource_missing", Message: "the gateway has no such payment"}}, true, q.Attempts, now))
 		}
-		q.setOp("", now)
+		q.SetOp("", now)
 		q.UpdatedAt = now
 		if err := updatePayment(ctx, tx, q); err != nil {
 			return err
@@ -457,7 +451,7 @@ func (s *service) reconcileRefund(ctx context.Context, id string) error {
 	}
 	cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
 	defer cancel()
-	var res RefundResult
+	var res payments.RefundResult
 	if r.GatewayRefundID != nil {
 		res, err = gw.RetrieveRefund(cctx, *r.GatewayRefundID)
 	} else {
@@ -476,10 +470,10 @@ func (s *service) reconcileRefund(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		res, err = gw.Refund(cctx, RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.gatewayPaymentID(),
-			Key: gatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
+		res, err = gw.Refund(cctx, payments.RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.GatewayObject(),
+			Key: payments.GatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
 	}
-	if unknownOutcome(err) {
+	if payments.UnknownOutcome(err) {
 		return err
 	}
 	_, err = s.finishRefund(ctx, s.fresh(), id, res, err, nil)
@@ -495,7 +489,7 @@ func (s *service) expire(ctx context.Context) error {
 	}
 	var errs []error
 	for _, id := range ids {
-		_, err := s.cancel(ctx, s.fresh(), id, anyone, "expired", nil)
+		_, err := s.cancel(ctx, s.fresh(), id, payments.Anyone, "expired", nil)
 		var pe *problem.Error
 		if err != nil && !(errors.As(err, &pe) && pe.Status() < 500) {
 			errs = append(errs, fmt.Errorf("payment %s: %w", id, err))

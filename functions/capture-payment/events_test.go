@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
 )
 
@@ -22,9 +23,9 @@ func event(t *testing.T, source, typ, subject string, data any) events.Event {
 	return ev
 }
 
-func (g *rig) saveMethod(t *testing.T, token string, asDefault bool) Method {
+func (g *rig) saveMethod(t *testing.T, token string, asDefault bool) payments.Method {
 	t.Helper()
-	return decode[Method](t, g.do(req{method: "POST", path: "/accounts/" + g.account + "/payment-methods",
+	return decode[payments.Method](t, g.do(req{method: "POST", path: "/accounts/" + g.account + "/payment-methods",
 		body: map[string]any{"user_id": g.admin, "token": token, "brand": "visa", "last4": "4242", "exp_month": 12,
 			"exp_year": 2030, "default": asDefault}}), http.StatusCreated)
 }
@@ -44,7 +45,7 @@ func TestInvoiceFinalizedIsCollectedWithTheDefaultMethodOnce(t *testing.T) {
 		t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
 	}
 	p := g.get(invoicePaymentID(invoice))
-	if p.Status != Succeeded || p.AmountCaptured != 4200 || p.InvoiceID == nil || *p.InvoiceID != invoice || p.UserID != g.admin {
+	if p.Status != payments.Succeeded || p.AmountCaptured != 4200 || p.InvoiceID == nil || *p.InvoiceID != invoice || p.UserID != g.admin {
 		t.Fatalf("payment: %+v", p)
 	}
 	// The same event again, and the same invoice in another event: one payment.
@@ -72,7 +73,7 @@ func TestDunningRetryIsANewAttemptWithTheNewDefaultMethod(t *testing.T) {
 	invoice := uuid.NewString()
 	g.deliver(invoiceFinalized(t, g.account, invoice, 990))
 	p := g.get(invoicePaymentID(invoice))
-	if p.Status != RequiresPaymentMethod || p.LastPaymentError.Reason != "insufficient_funds" {
+	if p.Status != payments.RequiresPaymentMethod || p.LastPaymentError.Reason != "insufficient_funds" {
 		t.Fatalf("first attempt: %+v", p)
 	}
 	g.saveMethod(t, "pm_card_visa", true) // the customer updates its card
@@ -83,7 +84,7 @@ func TestDunningRetryIsANewAttemptWithTheNewDefaultMethod(t *testing.T) {
 		t.Fatalf("retry: %d %s", rec.Code, rec.Body)
 	}
 	p = g.get(p.ID)
-	if p.Status != Succeeded || p.Attempts != 2 || p.AmountCaptured != 990 {
+	if p.Status != payments.Succeeded || p.Attempts != 2 || p.AmountCaptured != 990 {
 		t.Fatalf("after the retry: %+v", p)
 	}
 	g.deliver(retry) // a duplicate retry does nothing
@@ -93,8 +94,8 @@ func TestDunningRetryIsANewAttemptWithTheNewDefaultMethod(t *testing.T) {
 }
 
 // gatewayUpdated is handle-webhook's normalized event.
-func gatewayUpdated(t *testing.T, p Payment, status string, at time.Time, mutate ...func(map[string]any)) events.Event {
-	data := map[string]any{"gateway": gwSandbox, "gateway_event_id": "evt_" + uuid.NewString()[:8],
+func gatewayUpdated(t *testing.T, p payments.Payment, status string, at time.Time, mutate ...func(map[string]any)) events.Event {
+	data := map[string]any{"gateway": payments.GatewaySandbox, "gateway_event_id": "evt_" + uuid.NewString()[:8],
 		"gateway_event_type": "payment_intent." + status, "object_type": "payment_intent",
 		"gateway_object_id": *p.GatewayPaymentID, "gateway_payment_id": *p.GatewayPaymentID, "payment_id": p.ID,
 		"status": status, "amount": p.Amount, "amount_capturable": 0, "amount_received": 0, "amount_refunded": 0,
@@ -116,7 +117,7 @@ func gatewayUpdated(t *testing.T, p Payment, status string, at time.Time, mutate
 func TestGatewayUpdatesApplyMonotonically(t *testing.T) {
 	g := newRig(t)
 	p := g.pay(2500, "USD", "pm_sandbox_delayed", "automatic", true)
-	if p.Status != Processing || p.PendingOperation != nil {
+	if p.Status != payments.Processing || p.PendingOperation != nil {
 		t.Fatalf("delayed: %+v", p)
 	}
 	t0 := time.Now()
@@ -136,7 +137,7 @@ func TestGatewayUpdatesApplyMonotonically(t *testing.T) {
 		t.Fatalf("duplicate: %d", rec.Code)
 	}
 	after := g.get(p.ID)
-	if after.Status != Succeeded || after.AmountCaptured != 2500 {
+	if after.Status != payments.Succeeded || after.AmountCaptured != 2500 {
 		t.Fatalf("after updates: %+v", after)
 	}
 	ps := postings(t, g.drain(events.TopicTransaction, forPayment(p.ID)))
@@ -150,7 +151,7 @@ func TestGatewayUpdateOfAFailureReturnsThePaymentForANewAttempt(t *testing.T) {
 	p := g.pay(2500, "USD", "pm_sandbox_delayed", "automatic", true)
 	g.deliver(gatewayUpdated(t, p, "failed", time.Now()))
 	after := g.get(p.ID)
-	if after.Status != RequiresPaymentMethod || after.LastPaymentError == nil || after.LastPaymentError.Reason != "insufficient_funds" {
+	if after.Status != payments.RequiresPaymentMethod || after.LastPaymentError == nil || after.LastPaymentError.Reason != "insufficient_funds" {
 		t.Fatalf("after failure: %+v", after)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
@@ -177,7 +178,7 @@ func TestGatewayRefundsDisputesAndMismatches(t *testing.T) {
 	if after.AmountRefunded != 3000 {
 		t.Fatalf("refunded %d, want 3000", after.AmountRefunded)
 	}
-	rs := decode[struct{ Data []Refund }](t, g.do(req{method: "GET", path: "/payments/" + p.ID + "/refunds"}), 200)
+	rs := decode[struct{ Data []payments.Refund }](t, g.do(req{method: "GET", path: "/payments/" + p.ID + "/refunds"}), 200)
 	if len(rs.Data) != 1 || rs.Data[0].Reason != "gateway" || rs.Data[0].Amount != 3000 {
 		t.Fatalf("refunds %+v", rs.Data)
 	}

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/problem"
@@ -26,18 +26,6 @@ import (
 // tick completes by repeating the same idempotent gateway call.
 //
 // Event handlers run the same steps inside the receiver's transaction.
-
-var (
-	paymentNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/payment"))
-	refundNS  = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/refund"))
-	invoiceNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/invoice"))
-)
-
-// derivedID is the id of the resource a request creates: the same for a
-// retry with the same Idempotency-Key by the same caller.
-func derivedID(ns uuid.UUID, scope, key string) string {
-	return uuid.NewSHA1(ns, []byte(scope+"\x00"+key)).String()
-}
 
 // createInput is a validated payment creation.
 type createInput struct {
@@ -57,8 +45,6 @@ type createInput struct {
 // (nil for event-driven work).
 type completer func(ctx context.Context, tx pgx.Tx, status int, body any) error
 
-var tokenRE = regexp.MustCompile(`^[A-Za-z0-9_]{3,255}$`)
-
 // method is a payment method resolved to what a gateway takes.
 type method struct {
 	token   string
@@ -70,8 +56,8 @@ type method struct {
 func resolveMethod(ctx context.Context, q db, accountID, userID, given string) (method, error) {
 	if _, err := uuid.Parse(given); err == nil {
 		m, err := getMethod(ctx, q, accountID, given)
-		if errors.Is(err, errNoMethod) || (err == nil && (m.AccountID != accountID || m.UserID != userID)) {
-			return method{}, problem.New(codeMethodInvalid, "no saved payment method %s on account %s", given, accountID)
+		if errors.Is(err, payments.ErrNoMethod) || (err == nil && (m.AccountID != accountID || m.UserID != userID)) {
+			return method{}, problem.New(payments.CodeMethodInvalid, "no saved payment method %s on account %s", given, accountID)
 		}
 		if err != nil {
 			return method{}, err
@@ -82,7 +68,7 @@ func resolveMethod(ctx context.Context, q db, accountID, userID, given string) (
 		}
 		return out, nil
 	}
-	if !tokenRE.MatchString(given) {
+	if !payments.TokenRE.MatchString(given) {
 		return method{}, problem.Invalid(problem.Field("payment_method", "must be a gateway token (pm_…) or a saved payment method id"))
 	}
 	return method{token: given}, nil
@@ -92,44 +78,28 @@ func resolveMethod(ctx context.Context, q db, accountID, userID, given string) (
 func (s *service) plan(c money.Currency, requested string, m method) ([]string, error) {
 	switch {
 	case requested != "" && m.gateway != "" && requested != m.gateway:
-		return nil, problem.New(codeMethodInvalid, "the saved payment method belongs to gateway %s, not %s", m.gateway, requested)
+		return nil, problem.New(payments.CodeMethodInvalid, "the saved payment method belongs to gateway %s, not %s", m.gateway, requested)
 	case requested != "":
 		return []string{requested}, nil
 	case m.gateway != "":
 		if s.gateways[m.gateway] == nil {
-			return nil, problem.New(codeMethodInvalid, "the saved payment method's gateway %s is not configured", m.gateway)
+			return nil, problem.New(payments.CodeMethodInvalid, "the saved payment method's gateway %s is not configured", m.gateway)
 		}
 		return []string{m.gateway}, nil
 	}
 	gws := s.routing.For(c)
 	if len(gws) == 0 {
-		return nil, problem.New(codeNoRoute, "no gateway takes %s (GATEWAY_ROUTES)", c)
+		return nil, problem.New(payments.CodeNoRoute, "no gateway takes %s (GATEWAY_ROUTES)", c)
 	}
 	return gws, nil
 }
 
-// startAttempt marks p as confirming at gateway with a new attempt.
-func startAttempt(p *Payment, gateway string, now time.Time) Attempt {
-	p.Status = Processing
-	p.Attempts++
-	p.setOp(opConfirm, now)
-	if p.gateway() != gateway {
-		p.Gateway, p.GatewayPaymentID = &gateway, nil
-	}
-	if gateway == gwSandbox && p.GatewayPaymentID == nil {
-		id := sandboxIntentID(p.ID)
-		p.GatewayPaymentID = &id
-	}
-	p.UpdatedAt = now
-	return Attempt{N: p.Attempts, Gateway: gateway, Status: "pending", StartedAt: now}
-}
-
 // create records a payment and, with confirm, charges it.
-func (s *service) create(ctx context.Context, run txRunner, in createInput, done completer) (*Payment, error) {
+func (s *service) create(ctx context.Context, run txRunner, in createInput, done completer) (*payments.Payment, error) {
 	now := s.now()
-	p := &Payment{ID: in.ID, AccountID: in.AccountID, UserID: in.UserID, InvoiceID: in.InvoiceID, Amount: in.Amount,
-		Currency: in.Currency, Status: RequiresPaymentMethod, CaptureMethod: in.CaptureMethod, Description: in.Description,
-		Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now, requestedGateway: in.Gateway, announced: true}
+	p := &payments.Payment{ID: in.ID, AccountID: in.AccountID, UserID: in.UserID, InvoiceID: in.InvoiceID, Amount: in.Amount,
+		Currency: in.Currency, Status: payments.RequiresPaymentMethod, CaptureMethod: in.CaptureMethod, Description: in.Description,
+		Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now, RequestedGateway: in.Gateway, Announced: true}
 	var (
 		m    method
 		plan []string
@@ -143,12 +113,12 @@ func (s *service) create(ctx context.Context, run txRunner, in createInput, done
 			return nil, err
 		}
 		pm := in.PaymentMethod
-		p.PaymentMethod, p.Status = &pm, RequiresConfirmation
+		p.PaymentMethod, p.Status = &pm, payments.RequiresConfirmation
 	}
 	if !in.Confirm {
 		err := run.run(ctx, func(tx pgx.Tx) error {
 			q := *p
-			q.finish()
+			q.Finish()
 			if err := s.gateInvoice(ctx, tx, &q, true); err != nil {
 				return err
 			}
@@ -176,10 +146,10 @@ func (s *service) create(ctx context.Context, run txRunner, in createInput, done
 	}
 	// The intent to charge is recorded before the gateway is called; the
 	// payment is announced (payment.created) with the attempt's outcome.
-	a := startAttempt(p, plan[0], now)
+	a := payments.StartAttempt(p, plan[0], now)
 	a.PaymentMethod = m.token
-	p.announced = false
-	p.finish()
+	p.Announced = false
+	p.Finish()
 	inserted, err := s.insertCharging(ctx, run, p, a)
 	if err != nil {
 		return nil, err
@@ -193,12 +163,12 @@ func (s *service) create(ctx context.Context, run txRunner, in createInput, done
 				return err
 			}
 			p, resume = existing, false
-			if p.op() == opConfirm {
+			if p.Op() == payments.OpConfirm {
 				cur, err := currentAttempt(ctx, tx, p)
 				if err != nil {
 					return err
 				}
-				m, plan, resume = method{token: cur.PaymentMethod}, []string{p.gateway()}, true
+				m, plan, resume = method{token: cur.PaymentMethod}, []string{p.GatewayName()}, true
 				return nil
 			}
 			return complete(ctx, tx, done, 201, p)
@@ -214,39 +184,29 @@ func complete(ctx context.Context, tx pgx.Tx, done completer, status int, body a
 	if done == nil {
 		return nil
 	}
-	if p, ok := body.(*Payment); ok {
-		p.finish()
+	if p, ok := body.(*payments.Payment); ok {
+		p.Finish()
 	}
 	return done(ctx, tx, status, body)
 }
 
-func currentAttempt(ctx context.Context, q db, p *Payment) (Attempt, error) {
+func currentAttempt(ctx context.Context, q db, p *payments.Payment) (payments.Attempt, error) {
 	as, err := listAttempts(ctx, q, p.ID)
 	if err != nil {
-		return Attempt{}, err
+		return payments.Attempt{}, err
 	}
 	for _, a := range as {
 		if a.N == p.Attempts {
 			return a, nil
 		}
 	}
-	return Attempt{}, errors.New("payment " + p.ID + " has no attempt " + strconv.Itoa(p.Attempts))
+	return payments.Attempt{}, errors.New("payment " + p.ID + " has no attempt " + strconv.Itoa(p.Attempts))
 }
-
-// access decides whether the caller may act on a payment (someone else's
-// answers 404, as a missing one).
-type access struct {
-	user string // "" for admin, service and the function itself
-}
-
-func (a access) ok(p *Payment) bool { return a.user == "" || p.UserID == a.user }
-
-var anyone = access{}
 
 // confirm starts a new attempt of an existing payment.
-func (s *service) confirm(ctx context.Context, run txRunner, id string, can access, given string, done completer) (*Payment, error) {
+func (s *service) confirm(ctx context.Context, run txRunner, id string, can payments.Access, given string, done completer) (*payments.Payment, error) {
 	var (
-		p    *Payment
+		p    *payments.Payment
 		m    method
 		plan []string
 	)
@@ -255,16 +215,16 @@ func (s *service) confirm(ctx context.Context, run txRunner, id string, can acce
 		if p, err = getPayment(ctx, tx, id, true); err != nil {
 			return err
 		}
-		if !can.ok(p) {
-			return errNotFound
+		if !can.Allows(p) {
+			return payments.ErrNotFound
 		}
 		if err := s.chargeable(ctx, p.AccountID); err != nil {
 			return err
 		}
 		if given == "" {
-			given = p.method()
+			given = p.Method()
 		}
-		if err := checkConfirm(p, given); err != nil {
+		if err := payments.CheckConfirm(p, given); err != nil {
 			return err
 		}
 		if err := s.gateInvoice(ctx, tx, p, false); err != nil {
@@ -273,14 +233,14 @@ func (s *service) confirm(ctx context.Context, run txRunner, id string, can acce
 		if m, err = resolveMethod(ctx, tx, p.AccountID, p.UserID, given); err != nil {
 			return err
 		}
-		if p.Status == RequiresAction {
-			plan = []string{p.gateway()} // the action belongs to that gateway's object
-		} else if plan, err = s.plan(p.Currency, p.requestedGateway, m); err != nil {
+		if p.Status == payments.RequiresAction {
+			plan = []string{p.GatewayName()} // the action belongs to that gateway's object
+		} else if plan, err = s.plan(p.Currency, p.RequestedGateway, m); err != nil {
 			return err
 		}
 		now := s.now()
 		p.PaymentMethod = &given
-		a := startAttempt(p, plan[0], now)
+		a := payments.StartAttempt(p, plan[0], now)
 		a.PaymentMethod = m.token
 		if err := insertAttempt(ctx, tx, p.ID, a); err != nil {
 			return err
@@ -296,18 +256,18 @@ func (s *service) confirm(ctx context.Context, run txRunner, id string, can acce
 // charge calls the gateways of plan in order for p's current attempt,
 // failing over on gateway-side errors (never on a decline, never after an
 // unknown outcome), and records the answer.
-func (s *service) charge(ctx context.Context, run txRunner, p *Payment, token string, plan []string, status int, done completer) (*Payment, error) {
+func (s *service) charge(ctx context.Context, run txRunner, p *payments.Payment, token string, plan []string, status int, done completer) (*payments.Payment, error) {
 	for i := 0; ; i++ {
-		gw := s.gateways[p.gateway()]
+		gw := s.gateways[p.GatewayName()]
 		var (
-			st  GatewayState
+			st  payments.GatewayState
 			err error
 		)
 		if gw == nil {
-			err = &GatewayError{Gateway: p.gateway(), Code: "not_configured", Message: "the gateway is not configured"}
+			err = &payments.GatewayError{Gateway: p.GatewayName(), Code: "not_configured", Message: "the gateway is not configured"}
 		} else {
-			req := ChargeRequest{PaymentID: p.ID, Key: gatewayKey(p.ID, "a"+strconv.Itoa(p.Attempts)),
-				GatewayPaymentID: p.gatewayPaymentID(), Amount: p.Amount, Currency: p.Currency, PaymentMethod: token,
+			req := payments.ChargeRequest{PaymentID: p.ID, Key: payments.GatewayKey(p.ID, "a"+strconv.Itoa(p.Attempts)),
+				GatewayPaymentID: p.GatewayObject(), Amount: p.Amount, Currency: p.Currency, PaymentMethod: token,
 				CaptureMethod: p.CaptureMethod, Description: p.Description}
 			cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
 			t0 := time.Now()
@@ -315,7 +275,7 @@ func (s *service) charge(ctx context.Context, run txRunner, p *Payment, token st
 			observeCall(gw.Name(), "charge", t0, st.Status, err)
 			cancel()
 		}
-		if definite(err) && i+1 < len(plan) {
+		if payments.Definite(err) && i+1 < len(plan) {
 			next, ferr := s.failover(ctx, run, p, plan[i+1], token, err)
 			if ferr != nil {
 				return nil, ferr
@@ -332,22 +292,22 @@ func (s *service) charge(ctx context.Context, run txRunner, p *Payment, token st
 // failover closes the current attempt as a gateway error and opens the
 // next on gateway next. It returns nil when another actor settled the
 // attempt meanwhile.
-func (s *service) failover(ctx context.Context, run txRunner, p *Payment, next, token string, cause error) (*Payment, error) {
-	var out *Payment
+func (s *service) failover(ctx context.Context, run txRunner, p *payments.Payment, next, token string, cause error) (*payments.Payment, error) {
+	var out *payments.Payment
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
 	err := run.run(dctx, func(tx pgx.Tx) error {
 		out = nil
 		q, err := getPayment(dctx, tx, p.ID, true)
-		if err != nil || q.op() != opConfirm || q.Attempts != p.Attempts {
+		if err != nil || q.Op() != payments.OpConfirm || q.Attempts != p.Attempts {
 			return err
 		}
 		now := s.now()
-		if err := finishAttempt(dctx, tx, q.ID, failedAttempt(q, now, cause)); err != nil {
+		if err := finishAttempt(dctx, tx, q.ID, payments.FailedAttempt(q, now, cause)); err != nil {
 			return err
 		}
-		slog.WarnContext(ctx, "gateway failed; trying the next", "payment_id", q.ID, "gateway", q.gateway(), "next", next, "err", cause.Error())
-		a := startAttempt(q, next, now)
+		slog.WarnContext(ctx, "gateway failed; trying the next", "payment_id", q.ID, "gateway", q.GatewayName(), "next", next, "err", cause.Error())
+		a := payments.StartAttempt(q, next, now)
 		a.PaymentMethod = token
 		if err := insertAttempt(dctx, tx, q.ID, a); err != nil {
 			return err
@@ -358,37 +318,15 @@ func (s *service) failover(ctx context.Context, run txRunner, p *Payment, next, 
 	return out, err
 }
 
-func failedAttempt(p *Payment, now time.Time, cause error) Attempt {
-	a := Attempt{N: p.Attempts, Status: "failed", GatewayPaymentID: p.GatewayPaymentID, GatewayError: true, FinishedAt: &now}
-	var ge *GatewayError
-	if errors.As(cause, &ge) {
-		a.FailureCode, a.FailureMessage = &ge.Code, nullable(ge.Message)
-	}
-	reason := "gateway_unavailable"
-	a.FailureReason = &reason
-	return a
-}
-
-// attemptStatus is an attempt's status after a gateway state.
-func attemptStatus(s Status) string {
-	switch s {
-	case Succeeded, RequiresCapture, RequiresAction, Processing, Canceled:
-		return string(s)
-	case RequiresPaymentMethod:
-		return "failed"
-	}
-	return "processing"
-}
-
 // finishCharge records the answer (or the failure) of p's current attempt.
 // p is the payment as the flow last wrote it: when nothing else wrote it
 // since, the whole record (payment, attempt, events, response) goes to
 // Postgres as one pipeline; otherwise it is applied to the locked row.
-func (s *service) finishCharge(ctx context.Context, run txRunner, p *Payment, st GatewayState, callErr error, status int, done completer) (*Payment, error) {
+func (s *service) finishCharge(ctx context.Context, run txRunner, p *payments.Payment, st payments.GatewayState, callErr error, status int, done completer) (*payments.Payment, error) {
 	n := p.Attempts
-	if unknownOutcome(callErr) {
+	if payments.UnknownOutcome(callErr) {
 		slog.WarnContext(ctx, "gateway outcome unknown: reconciliation or a webhook will settle the payment",
-			"payment_id", p.ID, "gateway", p.gateway(), "err", callErr.Error())
+			"payment_id", p.ID, "gateway", p.GatewayName(), "err", callErr.Error())
 	}
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
@@ -405,7 +343,7 @@ func (s *service) finishCharge(ctx context.Context, run txRunner, p *Payment, st
 			return &q, nil
 		}
 	}
-	var out *Payment
+	var out *payments.Payment
 	err := run.run(dctx, func(tx pgx.Tx) error {
 		q, err := getPayment(dctx, tx, p.ID, true)
 		if err != nil {
@@ -413,7 +351,7 @@ func (s *service) finishCharge(ctx context.Context, run txRunner, p *Payment, st
 		}
 		out = q
 		e := emitter{ctx: dctx}
-		if q.op() == opConfirm && q.Attempts == n { // else settled meanwhile (reconciliation)
+		if q.Op() == payments.OpConfirm && q.Attempts == n { // else settled meanwhile (reconciliation)
 			a := s.settleCharge(ctx, q, n, st, callErr, &e)
 			if err := finishAttempt(dctx, tx, q.ID, a); err != nil {
 				return err
@@ -436,42 +374,42 @@ func (s *service) finishCharge(ctx context.Context, run txRunner, p *Payment, st
 
 // settleCharge applies the outcome of attempt n to p, adds its events to
 // e, and returns the attempt's record.
-func (s *service) settleCharge(_ context.Context, p *Payment, n int, st GatewayState, callErr error, e *emitter) Attempt {
+func (s *service) settleCharge(_ context.Context, p *payments.Payment, n int, st payments.GatewayState, callErr error, e *emitter) payments.Attempt {
 	now := s.now()
-	a := Attempt{N: n, FinishedAt: &now}
-	var c change
+	a := payments.Attempt{N: n, FinishedAt: &now}
+	var c payments.Change
 	switch {
 	case callErr == nil:
-		c = applyGateway(p, st, true, n, now)
-		a.Status = attemptStatus(st.Status)
-		if st.Status == Processing {
+		c = payments.ApplyGateway(p, st, true, n, now)
+		a.Status = payments.AttemptStatus(st.Status)
+		if st.Status == payments.Processing {
 			a.FinishedAt = nil
 		}
-		if d := st.Decline; d != nil && st.Status == RequiresPaymentMethod {
-			reason := declineReason(d)
-			a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &d.Code, nullable(d.DeclineCode), &reason, nullable(d.Message)
+		if d := st.Decline; d != nil && st.Status == payments.RequiresPaymentMethod {
+			reason := payments.DeclineReason(d)
+			a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &d.Code, payments.Nullable(d.DeclineCode), &reason, payments.Nullable(d.Message)
 		}
-	case unknownOutcome(callErr):
+	case payments.UnknownOutcome(callErr):
 		// The gateway may have acted: the payment stays processing until
 		// reconciliation or a webhook says.
 		a.Status, a.FinishedAt = "processing", nil
-		if p.Status != Processing { // a webhook told the truth meanwhile
-			a.Status, a.FinishedAt = attemptStatus(p.Status), &now
+		if p.Status != payments.Processing { // a webhook told the truth meanwhile
+			a.Status, a.FinishedAt = payments.AttemptStatus(p.Status), &now
 		}
 	default: // a gateway-side error and no gateway left
-		a = failedAttempt(p, now, callErr)
-		var ge *GatewayError
+		a = payments.FailedAttempt(p, now, callErr)
+		var ge *payments.GatewayError
 		errors.As(callErr, &ge)
-		d := &Decline{Code: ge.Code, DeclineCode: "gateway_unavailable", Message: ge.Message}
+		d := &payments.Decline{Code: ge.Code, DeclineCode: "gateway_unavailable", Message: ge.Message}
 		if ge.Rejected {
 			d.DeclineCode = ""
 		}
-		c = applyGateway(p, GatewayState{Status: RequiresPaymentMethod, Decline: d, At: syncTime(now)}, true, n, now)
-		reason := declineReason(d)
+		c = payments.ApplyGateway(p, payments.GatewayState{Status: payments.RequiresPaymentMethod, Decline: d, At: payments.SyncTime(now)}, true, n, now)
+		reason := payments.DeclineReason(d)
 		a.FailureReason = &reason
 	}
 	a.GatewayPaymentID = p.GatewayPaymentID
-	p.setOp("", now)
+	p.SetOp("", now)
 	p.UpdatedAt = now
 	e.changed(p, c)
 	return a
@@ -481,7 +419,7 @@ func (s *service) settleCharge(_ context.Context, p *Payment, n int, st GatewayS
 // implicit transaction: the payment (only if still at version) and its
 // attempt, the outbox events, the idempotent response. It reports false,
 // having written nothing, when the payment moved since.
-func (s *service) pipeline(ctx context.Context, p *Payment, version time.Time, a Attempt, e *emitter, done completer, status int) (bool, error) {
+func (s *service) pipeline(ctx context.Context, p *payments.Payment, version time.Time, a payments.Attempt, e *emitter, done completer, status int) (bool, error) {
 	b := &pgx.Batch{}
 	guardedUpdate(b, p, version, a)
 	q := pgbatch.Queue(b)
@@ -499,7 +437,7 @@ func (s *service) pipeline(ctx context.Context, p *Payment, version time.Time, a
 }
 
 // capture captures amount (0 = all) of an authorization.
-func (s *service) capture(ctx context.Context, id string, can access, amount int64, done completer) (*Payment, error) {
+func (s *service) capture(ctx context.Context, id string, can payments.Access, amount int64, done completer) (*payments.Payment, error) {
 	// One statement marks the capture, or finds why it cannot be.
 	now := s.now()
 	b := &pgx.Batch{}
@@ -509,10 +447,10 @@ func (s *service) capture(ctx context.Context, id string, can access, amount int
 		WHEN 'sandbox' THEN 'off' ELSE 'on' END, true)`, id)
 	b.Queue(`UPDATE payments SET pending_op = 'capture', op_started_at = $2, updated_at = $2
 		WHERE id = $1 AND status = 'requires_capture' AND pending_op IS NULL AND ($3 = '' OR user_id::text = $3)
-		AND ($4 = 0 OR amount_capturable >= $4) RETURNING `+paymentCols, id, now, can.user, amount)
+		AND ($4 = 0 OR amount_capturable >= $4) RETURNING `+paymentCols, id, now, can.User, amount)
 	br := s.d.Pool.SendBatch(ctx, b)
 	_, err := br.Exec()
-	var p *Payment
+	var p *payments.Payment
 	if err == nil {
 		p, err = scanPayment(br.QueryRow())
 	}
@@ -524,13 +462,13 @@ func (s *service) capture(ctx context.Context, id string, can access, amount int
 		if err != nil {
 			return nil, err
 		}
-		if !can.ok(cur) {
-			return nil, errNotFound
+		if !can.Allows(cur) {
+			return nil, payments.ErrNotFound
 		}
-		if _, err := checkCapture(cur, amount); err != nil {
+		if _, err := payments.CheckCapture(cur, amount); err != nil {
 			return nil, err
 		}
-		return nil, problem.New(codeOpInProgress, "the payment changed while capturing; retry")
+		return nil, problem.New(payments.CodeOpInProgress, "the payment changed while capturing; retry")
 	}
 	if err != nil {
 		return nil, err
@@ -539,17 +477,17 @@ func (s *service) capture(ctx context.Context, id string, can access, amount int
 	if amt == 0 {
 		amt = p.AmountCapturable
 	}
-	st, cerr := s.call(ctx, p, func(ctx context.Context, gw Gateway) (GatewayState, error) {
-		return gw.Capture(ctx, CaptureRequest{PaymentID: id, GatewayPaymentID: p.gatewayPaymentID(), Key: gatewayKey(id, "capture"), Amount: amt})
+	st, cerr := s.call(ctx, p, func(ctx context.Context, gw payments.Gateway) (payments.GatewayState, error) {
+		return gw.Capture(ctx, payments.CaptureRequest{PaymentID: id, GatewayPaymentID: p.GatewayObject(), Key: payments.GatewayKey(id, "capture"), Amount: amt})
 	})
-	return s.finishOp(ctx, s.fresh(), p, opCapture, st, cerr, done)
+	return s.finishOp(ctx, s.fresh(), p, payments.OpCapture, st, cerr, done)
 }
 
 // call runs one gateway call for p with the gateway timeout.
-func (s *service) call(ctx context.Context, p *Payment, fn func(context.Context, Gateway) (GatewayState, error)) (GatewayState, error) {
-	gw := s.gateways[p.gateway()]
+func (s *service) call(ctx context.Context, p *payments.Payment, fn func(context.Context, payments.Gateway) (payments.GatewayState, error)) (payments.GatewayState, error) {
+	gw := s.gateways[p.GatewayName()]
 	if gw == nil {
-		return GatewayState{}, &GatewayError{Gateway: p.gateway(), Code: "not_configured", Message: "the gateway is not configured"}
+		return payments.GatewayState{}, &payments.GatewayError{Gateway: p.GatewayName(), Code: "not_configured", Message: "the gateway is not configured"}
 	}
 	cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
 	defer cancel()
@@ -561,7 +499,7 @@ func (s *service) call(ctx context.Context, p *Payment, fn func(context.Context,
 
 // finishOp records the answer to a capture or cancel of p (the payment as
 // the flow marked it), pipelined when nothing else wrote it since.
-func (s *service) finishOp(ctx context.Context, run txRunner, p *Payment, op string, st GatewayState, callErr error, done completer) (*Payment, error) {
+func (s *service) finishOp(ctx context.Context, run txRunner, p *payments.Payment, op string, st payments.GatewayState, callErr error, done completer) (*payments.Payment, error) {
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
 	if run.pipelined() {
@@ -571,7 +509,7 @@ func (s *service) finishOp(ctx context.Context, run txRunner, p *Payment, op str
 		if opErr != nil {
 			done = nil // an error answer is not the operation's result
 		}
-		ok, err := s.pipeline(dctx, &q, p.UpdatedAt, Attempt{}, &e, done, status)
+		ok, err := s.pipeline(dctx, &q, p.UpdatedAt, payments.Attempt{}, &e, done, status)
 		if err != nil {
 			return nil, err
 		}
@@ -580,12 +518,12 @@ func (s *service) finishOp(ctx context.Context, run txRunner, p *Payment, op str
 			if opErr != nil {
 				return nil, opErr
 			}
-			q.finish()
+			q.Finish()
 			return &q, nil
 		}
 	}
 	var (
-		out   *Payment
+		out   *payments.Payment
 		opErr error
 	)
 	err := run.run(dctx, func(tx pgx.Tx) error {
@@ -596,7 +534,7 @@ func (s *service) finishOp(ctx context.Context, run txRunner, p *Payment, op str
 		out, opErr = q, nil
 		status := 200
 		e := emitter{ctx: dctx}
-		if q.op() == op {
+		if q.Op() == op {
 			status, opErr = s.settleOp(ctx, q, op, st, callErr, &e)
 			if err := updatePayment(dctx, tx, q); err != nil {
 				return err
@@ -617,45 +555,45 @@ func (s *service) finishOp(ctx context.Context, run txRunner, p *Payment, op str
 	if opErr != nil {
 		return nil, opErr
 	}
-	out.finish()
+	out.Finish()
 	return out, nil
 }
 
 // settleOp applies the answer to operation op to p and returns the status
 // of the answer, or the error to answer instead.
-func (s *service) settleOp(ctx context.Context, p *Payment, op string, st GatewayState, callErr error, e *emitter) (int, error) {
+func (s *service) settleOp(ctx context.Context, p *payments.Payment, op string, st payments.GatewayState, callErr error, e *emitter) (int, error) {
 	now := s.now()
 	p.UpdatedAt = now
 	switch {
 	case callErr == nil:
-		e.changed(p, applyGateway(p, st, true, p.Attempts, now))
-		p.setOp("", now)
+		e.changed(p, payments.ApplyGateway(p, st, true, p.Attempts, now))
+		p.SetOp("", now)
 		return 200, nil
-	case unknownOutcome(callErr):
+	case payments.UnknownOutcome(callErr):
 		// Reconciliation asks the gateway and clears the mark; the same
 		// key makes a repeated call harmless.
 		slog.WarnContext(ctx, "gateway outcome unknown", "payment_id", p.ID, "operation", op, "err", callErr.Error())
 		return 202, nil
 	}
-	p.setOp("", now)
+	p.SetOp("", now)
 	return 0, gatewayProblem(callErr)
 }
 
 // gatewayProblem is the answer to an operation a gateway refused or could
 // not take.
 func gatewayProblem(err error) error {
-	var ge *GatewayError
+	var ge *payments.GatewayError
 	if errors.As(err, &ge) && ge.Rejected {
-		return (&problem.Error{Code: codeGatewayRejected, Detail: "the gateway refused: " + ge.Message, Err: err}).
+		return (&problem.Error{Code: payments.CodeGatewayRejected, Detail: "the gateway refused: " + ge.Message, Err: err}).
 			With("gateway", ge.Gateway).With("gateway_code", ge.Code)
 	}
-	return &problem.Error{Code: codeGatewayUnavailable, Detail: "the payment gateway could not be reached; retry", RetryAfter: time.Second, Err: err}
+	return &problem.Error{Code: payments.CodeGatewayUnavailable, Detail: "the payment gateway could not be reached; retry", RetryAfter: time.Second, Err: err}
 }
 
 // cancel cancels a payment, at the gateway when an object exists there.
-func (s *service) cancel(ctx context.Context, run txRunner, id string, can access, reason string, done completer) (*Payment, error) {
+func (s *service) cancel(ctx context.Context, run txRunner, id string, can payments.Access, reason string, done completer) (*payments.Payment, error) {
 	var (
-		p     *Payment
+		p     *payments.Payment
 		local bool
 	)
 	err := run.run(ctx, func(tx pgx.Tx) error {
@@ -663,19 +601,19 @@ func (s *service) cancel(ctx context.Context, run txRunner, id string, can acces
 		if p, err = getPayment(ctx, tx, id, true); err != nil {
 			return err
 		}
-		if !can.ok(p) {
-			return errNotFound
+		if !can.Allows(p) {
+			return payments.ErrNotFound
 		}
-		if err := checkCancel(p); err != nil {
+		if err := payments.CheckCancel(p); err != nil {
 			return err
 		}
 		now := s.now()
-		p.CancellationReason = nullable(reason)
+		p.CancellationReason = payments.Nullable(reason)
 		if p.GatewayPaymentID == nil {
 			// Nothing at any gateway: cancel here.
 			local = true
 			e := emitter{ctx: ctx}
-			e.changed(p, applyGateway(p, GatewayState{Status: Canceled, At: syncTime(now)}, true, p.Attempts, now))
+			e.changed(p, payments.ApplyGateway(p, payments.GatewayState{Status: payments.Canceled, At: payments.SyncTime(now)}, true, p.Attempts, now))
 			if err := updatePayment(ctx, tx, p); err != nil {
 				return err
 			}
@@ -684,7 +622,7 @@ func (s *service) cancel(ctx context.Context, run txRunner, id string, can acces
 			}
 			return complete(ctx, tx, done, 200, p)
 		}
-		p.setOp(opCancel, now)
+		p.SetOp(payments.OpCancel, now)
 		p.UpdatedAt = now
 		return updatePayment(ctx, tx, p)
 	})
@@ -694,23 +632,23 @@ func (s *service) cancel(ctx context.Context, run txRunner, id string, can acces
 		}
 		return p, err
 	}
-	st, cerr := s.call(ctx, p, func(ctx context.Context, gw Gateway) (GatewayState, error) {
-		return gw.Cancel(ctx, CancelRequest{PaymentID: id, GatewayPaymentID: p.gatewayPaymentID(), Key: gatewayKey(id, "cancel"), Reason: reason})
+	st, cerr := s.call(ctx, p, func(ctx context.Context, gw payments.Gateway) (payments.GatewayState, error) {
+		return gw.Cancel(ctx, payments.CancelRequest{PaymentID: id, GatewayPaymentID: p.GatewayObject(), Key: payments.GatewayKey(id, "cancel"), Reason: reason})
 	})
-	var ge *GatewayError
+	var ge *payments.GatewayError
 	if errors.As(cerr, &ge) && ge.Rejected && ge.Code == "resource_missing" {
 		// The gateway never saw this payment (its attempt failed before
 		// reaching it): nothing to cancel there.
-		st, cerr = GatewayState{Status: Canceled, At: syncTime(s.now())}, nil
+		st, cerr = payments.GatewayState{Status: payments.Canceled, At: payments.SyncTime(s.now())}, nil
 	}
-	return s.finishOp(ctx, run, p, opCancel, st, cerr, done)
+	return s.finishOp(ctx, run, p, payments.OpCancel, st, cerr, done)
 }
 
 // refund refunds amount (0 = all that is left) of a captured payment.
-func (s *service) refund(ctx context.Context, paymentID, refundID string, can access, amount int64, reason string, done completer) (*Refund, error) {
+func (s *service) refund(ctx context.Context, paymentID, refundID string, can payments.Access, amount int64, reason string, done completer) (*payments.Refund, error) {
 	var (
-		p     *Payment
-		r     *Refund
+		p     *payments.Payment
+		r     *payments.Refund
 		final bool
 	)
 	err := s.newTx(ctx, func(tx pgx.Tx) error {
@@ -719,8 +657,8 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 		if p, err = getPayment(ctx, tx, paymentID, true); err != nil {
 			return err
 		}
-		if !can.ok(p) {
-			return errNotFound
+		if !can.Allows(p) {
+			return payments.ErrNotFound
 		}
 		if r, err = getRefund(ctx, tx, refundID, true); err == nil {
 			// The same request ran before and stopped: carry on.
@@ -729,10 +667,10 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 			}
 			final = true
 			return complete(ctx, tx, done, 201, r)
-		} else if !errors.Is(err, errNoRefund) {
+		} else if !errors.Is(err, payments.ErrNoRefund) {
 			return err
 		}
-		amt, err := checkRefund(p, amount)
+		amt, err := payments.CheckRefund(p, amount)
 		if err != nil {
 			return err
 		}
@@ -741,11 +679,11 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 			return err
 		}
 		now := s.now()
-		p.refundCount++
+		p.RefundCount++
 		p.AmountRefundPending += amt
 		p.UpdatedAt = now
-		r = &Refund{ID: refundID, PaymentID: p.ID, n: p.refundCount, AccountID: p.AccountID, UserID: p.UserID,
-			InvoiceID: p.InvoiceID, Amount: amt, Currency: string(p.Currency), Gateway: p.gateway(),
+		r = &payments.Refund{ID: refundID, PaymentID: p.ID, N: p.RefundCount, AccountID: p.AccountID, UserID: p.UserID,
+			InvoiceID: p.InvoiceID, Amount: amt, Currency: string(p.Currency), Gateway: p.GatewayName(),
 			GatewayPaymentID: p.GatewayPaymentID, Status: "pending", Reason: reason, CreatedAt: now, UpdatedAt: now, HoldSource: &src}
 		if _, err := insertRefund(ctx, tx, r); err != nil {
 			return err
@@ -761,16 +699,16 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 		}
 	}
 	var (
-		res  RefundResult
+		res  payments.RefundResult
 		cerr error
 	)
 	if gw := s.gateways[r.Gateway]; gw == nil {
-		cerr = &GatewayError{Gateway: r.Gateway, Code: "not_configured", Message: "the gateway is not configured"}
+		cerr = &payments.GatewayError{Gateway: r.Gateway, Code: "not_configured", Message: "the gateway is not configured"}
 	} else {
 		cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
 		t0 := time.Now()
-		res, cerr = gw.Refund(cctx, RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.gatewayPaymentID(),
-			Key: gatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
+		res, cerr = gw.Refund(cctx, payments.RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.GatewayObject(),
+			Key: payments.GatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
 		observeCall(gw.Name(), "refund", t0, "", cerr)
 		cancel()
 	}
@@ -781,7 +719,7 @@ func (s *service) refund(ctx context.Context, paymentID, refundID string, can ac
 // asked (see ledger.go). A refusal removes the pending refund, so a
 // refused request leaves nothing behind; an unreachable ledger leaves it
 // pending, and a retry with the same Idempotency-Key carries on.
-func (s *service) reserveRefund(ctx context.Context, p *Payment, r *Refund) error {
+func (s *service) reserveRefund(ctx context.Context, p *payments.Payment, r *payments.Refund) error {
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
 	hold, rerr := s.reserve(dctx, p, r)
@@ -815,8 +753,8 @@ func (s *service) reserveRefund(ctx context.Context, p *Payment, r *Refund) erro
 }
 
 // finishRefund records a gateway's answer to a refund.
-func (s *service) finishRefund(ctx context.Context, run txRunner, id string, res RefundResult, callErr error, done completer) (*Refund, error) {
-	var r *Refund
+func (s *service) finishRefund(ctx context.Context, run txRunner, id string, res payments.RefundResult, callErr error, done completer) (*payments.Refund, error) {
+	var r *payments.Refund
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
 	err := run.run(dctx, func(tx pgx.Tx) error {
@@ -830,12 +768,12 @@ func (s *service) finishRefund(ctx context.Context, run txRunner, id string, res
 			now := s.now()
 			switch {
 			case callErr == nil:
-				r.GatewayRefundID = nullable(res.GatewayRefundID)
+				r.GatewayRefundID = payments.Nullable(res.GatewayRefundID)
 				settleRefund(p, r, res.Status, res.FailureReason, now, &e)
-			case unknownOutcome(callErr):
+			case payments.UnknownOutcome(callErr):
 				slog.WarnContext(ctx, "gateway outcome unknown; the refund stays pending", "refund_id", id, "err", callErr.Error())
 			default:
-				var ge *GatewayError
+				var ge *payments.GatewayError
 				errors.As(callErr, &ge)
 				reason := "gateway_unavailable"
 				if ge.Rejected {
@@ -865,11 +803,11 @@ func (s *service) finishRefund(ctx context.Context, run txRunner, id string, res
 
 // lockRefund locks a refund and its payment (payment first, as every
 // other writer does).
-func lockRefund(ctx context.Context, tx pgx.Tx, id string) (*Payment, *Refund, error) {
+func lockRefund(ctx context.Context, tx pgx.Tx, id string) (*payments.Payment, *payments.Refund, error) {
 	var pid string
 	if err := tx.QueryRow(ctx, `SELECT payment_id FROM refunds WHERE id = $1`, id).Scan(&pid); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, nil, errNoRefund
+			return nil, nil, payments.ErrNoRefund
 		}
 		return nil, nil, err
 	}
@@ -882,7 +820,7 @@ func lockRefund(ctx context.Context, tx pgx.Tx, id string) (*Payment, *Refund, e
 }
 
 // settleRefund applies a refund's new status to it and its payment.
-func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, e *emitter) {
+func settleRefund(p *payments.Payment, r *payments.Refund, status, failure string, now time.Time, e *emitter) {
 	switch status {
 	case "succeeded":
 		p.AmountRefundPending -= r.Amount
@@ -897,9 +835,9 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 	case "failed", "canceled":
 		p.AmountRefundPending -= r.Amount
 		r.Status = status
-		r.FailureReason = nullable(failure)
+		r.FailureReason = payments.Nullable(failure)
 		if r.FailureReason == nil {
-			r.FailureReason = nullable(status)
+			r.FailureReason = payments.Nullable(status)
 		}
 		e.resolveHold(p, r, false)
 		e.refund(evRefundFail, r)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/money"
@@ -14,7 +15,7 @@ import (
 )
 
 // stubGateway is a configured gateway that is never called.
-type stubGateway struct{ Gateway }
+type stubGateway struct{ payments.Gateway }
 
 // FuzzCreatePaymentBody: a POST /payments body is decoded and checked as
 // createPayment does, for a customer and for a service. It is either a 4xx
@@ -26,7 +27,7 @@ func FuzzCreatePaymentBody(f *testing.F) {
 	f.Add([]byte(`{"account_id":"6f1c7e0a-0000-4000-8000-000000000001","user_id":"8f14e45f-ceea-467a-9575-6b9d1b2ce1a7","amount":1050,"currency":"usd","payment_method":"pm_card_visa","confirm":true}`))
 	f.Add([]byte(`{"account_id":"{6F1C7E0A-0000-4000-8000-000000000001}","amount":1,"currency":"JPY","capture_method":"manual","invoice_id":"urn:uuid:6f1c7e0a-0000-4000-8000-000000000009"}`))
 	f.Add([]byte(`{"amount":999999999999999,"currency":"XXX","metadata":{"":"x"}}`))
-	s := &service{gateways: map[string]Gateway{gwSandbox: stubGateway{}, gwStripe: stubGateway{}}}
+	s := &service{gateways: map[string]payments.Gateway{payments.GatewaySandbox: stubGateway{}, payments.GatewayStripe: stubGateway{}}}
 	customer := auth.Principal{Subject: "8f14e45f-ceea-467a-9575-6b9d1b2ce1a7", Role: auth.RoleCustomer}
 	service := auth.Principal{Subject: "c9f0f895-fb98-4b91-a0e9-2f5e4e3a2b1c", Role: auth.RoleService}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -62,13 +63,13 @@ func FuzzCreatePaymentBody(f *testing.F) {
 			if c, err := money.ParseCurrency(string(in.Currency)); err != nil || c != in.Currency || !in.Currency.Valid() {
 				t.Fatalf("body %q: currency %q", body, in.Currency)
 			}
-			if in.CaptureMethod != CaptureAutomatic && in.CaptureMethod != CaptureManual {
+			if in.CaptureMethod != payments.CaptureAutomatic && in.CaptureMethod != payments.CaptureManual {
 				t.Fatalf("body %q: capture method %q", body, in.CaptureMethod)
 			}
 			if in.PaymentMethod != "" {
 				if _, err := uuid.Parse(in.PaymentMethod); err == nil {
 					canonical("payment_method", in.PaymentMethod)
-				} else if !tokenRE.MatchString(in.PaymentMethod) {
+				} else if !payments.TokenRE.MatchString(in.PaymentMethod) {
 					t.Fatalf("body %q: payment method %q", body, in.PaymentMethod)
 				}
 			} else if in.Confirm {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
@@ -35,11 +36,11 @@ func httpDone(location string) completer {
 
 // owner is the access rule of the caller: a customer reaches only its own
 // payments; admin and service reach every payment.
-func owner(p auth.Principal) access {
+func owner(p auth.Principal) payments.Access {
 	if p.Privileged() {
-		return anyone
+		return payments.Anyone
 	}
-	return access{user: p.Subject}
+	return payments.Access{User: p.Subject}
 }
 
 // canonicalID returns the canonical form of a UUID written in any form
@@ -82,7 +83,7 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	in.ID = derivedID(paymentNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
+	in.ID = payments.DerivedID(payments.PaymentNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
 	p, err := s.create(r.Context(), s.fresh(), in, httpDone("/payments/"+in.ID))
 	if err != nil {
 		problem.Write(w, r, err)
@@ -114,9 +115,9 @@ func (s *service) parseCreate(pr auth.Principal, req *createRequest) (createInpu
 	cur, err := money.ParseCurrency(req.Currency)
 	v.Check(err == nil, "currency", "must be an ISO 4217 code")
 	if req.CaptureMethod == "" {
-		req.CaptureMethod = CaptureAutomatic
+		req.CaptureMethod = payments.CaptureAutomatic
 	}
-	v.Check(req.CaptureMethod == CaptureAutomatic || req.CaptureMethod == CaptureManual, "capture_method", "must be automatic or manual")
+	v.Check(req.CaptureMethod == payments.CaptureAutomatic || req.CaptureMethod == payments.CaptureManual, "capture_method", "must be automatic or manual")
 	if req.Gateway != "" {
 		v.Check(s.gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
 	}
@@ -127,7 +128,7 @@ func (s *service) parseCreate(pr auth.Principal, req *createRequest) (createInpu
 		return createInput{}, err
 	}
 	if req.Confirm && req.PaymentMethod == "" {
-		return createInput{}, problem.New(codeMethodRequired, "confirm needs a payment_method")
+		return createInput{}, problem.New(payments.CodeMethodRequired, "confirm needs a payment_method")
 	}
 	if req.Metadata == nil {
 		req.Metadata = map[string]string{}
@@ -144,7 +145,7 @@ func (s *service) parseCreate(pr auth.Principal, req *createRequest) (createInpu
 // or a saved method id.
 func validMethod(s string) bool {
 	_, err := uuid.Parse(s)
-	return err == nil || tokenRE.MatchString(s)
+	return err == nil || payments.TokenRE.MatchString(s)
 }
 
 // checkText applies Stripe's limits to description and metadata.
@@ -161,19 +162,19 @@ func checkText(v *problem.Validator, description string, metadata map[string]str
 
 // paymentView is GET /payments/{id}: the payment and its attempts.
 type paymentView struct {
-	*Payment
-	AttemptHistory []Attempt `json:"attempt_history"`
+	*payments.Payment
+	AttemptHistory []payments.Attempt `json:"attempt_history"`
 }
 
 func (s *service) getPayment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := uuid.Parse(id); err != nil {
-		problem.Write(w, r, errNotFound)
+		problem.Write(w, r, payments.ErrNotFound)
 		return
 	}
 	p, err := getPayment(r.Context(), s.d.Pool, id, false)
-	if err == nil && !owner(platform.Principal(r)).ok(p) {
-		err = errNotFound
+	if err == nil && !owner(platform.Principal(r)).Allows(p) {
+		err = payments.ErrNotFound
 	}
 	if err != nil {
 		problem.Write(w, r, err)
@@ -185,13 +186,13 @@ func (s *service) getPayment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if as == nil {
-		as = []Attempt{}
+		as = []payments.Attempt{}
 	}
 	httpx.WriteJSON(w, http.StatusOK, paymentView{Payment: p, AttemptHistory: as})
 }
 
-var statuses = map[string]bool{string(RequiresPaymentMethod): true, string(RequiresConfirmation): true,
-	string(RequiresAction): true, string(Processing): true, string(RequiresCapture): true, string(Succeeded): true, string(Canceled): true}
+var statuses = map[string]bool{string(payments.RequiresPaymentMethod): true, string(payments.RequiresConfirmation): true,
+	string(payments.RequiresAction): true, string(payments.Processing): true, string(payments.RequiresCapture): true, string(payments.Succeeded): true, string(payments.Canceled): true}
 
 func (s *service) listPayments(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -241,7 +242,7 @@ func (s *service) listPayments(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ps, limit, func(p *Payment) any { return pageKey{CreatedAt: p.CreatedAt, ID: p.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ps, limit, func(p *payments.Payment) any { return pageKey{CreatedAt: p.CreatedAt, ID: p.ID} }))
 }
 
 // decodeOptional decodes a body that may be empty (Stripe's confirm,
@@ -264,7 +265,7 @@ func decodeOptional(r *http.Request, dst any) error {
 func pathPayment(r *http.Request) (string, error) {
 	id := r.PathValue("id")
 	if _, err := uuid.Parse(id); err != nil {
-		return "", errNotFound
+		return "", payments.ErrNotFound
 	}
 	return id, nil
 }
@@ -329,16 +330,16 @@ func (s *service) cancelPayment(w http.ResponseWriter, r *http.Request) {
 }
 
 // answer writes a payment (202 while its gateway operation's outcome is unknown).
-func (s *service) answer(w http.ResponseWriter, r *http.Request, p *Payment, err error, status int) {
+func (s *service) answer(w http.ResponseWriter, r *http.Request, p *payments.Payment, err error, status int) {
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
 	s.d.Publisher.Kick()
-	if p.op() == opCapture || p.op() == opCancel {
+	if p.Op() == payments.OpCapture || p.Op() == payments.OpCancel {
 		status = http.StatusAccepted
 	}
-	p.finish()
+	p.Finish()
 	httpx.WriteJSON(w, status, p)
 }
 
@@ -364,7 +365,7 @@ func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	refundID := derivedID(refundNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
+	refundID := payments.DerivedID(payments.RefundNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
 	rf, err := s.refund(r.Context(), id, refundID, owner(platform.Principal(r)), deref(req.Amount), req.Reason, httpDone("/refunds/"+refundID))
 	if err != nil {
 		problem.Write(w, r, err)
@@ -378,12 +379,12 @@ func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
 func (s *service) getRefund(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := uuid.Parse(id); err != nil {
-		problem.Write(w, r, errNoRefund)
+		problem.Write(w, r, payments.ErrNoRefund)
 		return
 	}
 	rf, err := getRefund(r.Context(), s.d.Pool, id, false)
 	if err == nil && !platform.Principal(r).CanAccess(rf.UserID) {
-		err = errNoRefund
+		err = payments.ErrNoRefund
 	}
 	if err != nil {
 		problem.Write(w, r, err)
@@ -394,14 +395,14 @@ func (s *service) getRefund(w http.ResponseWriter, r *http.Request) {
 
 func (s *service) listRefunds(w http.ResponseWriter, r *http.Request) {
 	id, err := pathPayment(r)
-	var p *Payment
+	var p *payments.Payment
 	if err == nil {
 		p, err = getPayment(r.Context(), s.d.Pool, id, false)
 	}
-	if err == nil && !owner(platform.Principal(r)).ok(p) {
-		err = errNotFound
+	if err == nil && !owner(platform.Principal(r)).Allows(p) {
+		err = payments.ErrNotFound
 	}
-	var rs []*Refund
+	var rs []*payments.Refund
 	if err == nil {
 		rs, err = listRefunds(r.Context(), s.d.Pool, id)
 	}
@@ -410,9 +411,9 @@ func (s *service) listRefunds(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rs == nil {
-		rs = []*Refund{}
+		rs = []*payments.Refund{}
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.List[*Refund]{Data: rs})
+	httpx.WriteJSON(w, http.StatusOK, httpx.List[*payments.Refund]{Data: rs})
 }
 
 type methodRequest struct {
@@ -444,7 +445,7 @@ func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
 	}
 	var v problem.Validator
 	acct.CheckUser(&v, "user_id", req.UserID)
-	v.Check(tokenRE.MatchString(req.Token), "token", "must be a gateway token (pm_…): billfn never stores card numbers")
+	v.Check(payments.TokenRE.MatchString(req.Token), "token", "must be a gateway token (pm_…): billfn never stores card numbers")
 	v.Check(req.Gateway == "" || s.gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
 	v.Check(utf8.RuneCountInString(req.Brand) <= 30, "brand", "must be at most 30 characters")
 	v.Check(req.Last4 == "" || (len(req.Last4) == 4 && isDigits(req.Last4)), "last4", "must be the last 4 digits")
@@ -455,7 +456,7 @@ func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := uuid.NewV7()
-	m := &Method{ID: id.String(), AccountID: account, UserID: acct.UserID, Gateway: nullable(req.Gateway), Token: req.Token,
+	m := &payments.Method{ID: id.String(), AccountID: account, UserID: acct.UserID, Gateway: payments.Nullable(req.Gateway), Token: req.Token,
 		Brand: req.Brand, Last4: req.Last4, ExpMonth: req.ExpMonth, ExpYear: req.ExpYear, Default: req.Default,
 		CreatedAt: s.now().UTC()}
 	err = s.newTx(r.Context(), func(tx pgx.Tx) error {
@@ -509,33 +510,33 @@ func (s *service) listMethods(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ms, limit, func(m *Method) any { return methodKey{CreatedAt: m.CreatedAt, ID: m.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ms, limit, func(m *payments.Method) any { return methodKey{CreatedAt: m.CreatedAt, ID: m.ID} }))
 }
 
 // ownMethod loads the method of the path: 404 unless the caller may access
 // the account of the path (its owner, an admin or a service) and the
 // method belongs to that account.
-func (s *service) ownMethod(ctx context.Context, q db, r *http.Request) (*Method, error) {
+func (s *service) ownMethod(ctx context.Context, q db, r *http.Request) (*payments.Method, error) {
 	acct, err := s.accountFor(ctx, platform.Principal(r), r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
 	id, ok := canonicalID(r.PathValue("method"))
 	if !ok {
-		return nil, errNoMethod
+		return nil, payments.ErrNoMethod
 	}
 	m, err := getMethod(ctx, q, acct.ID, id)
 	if err != nil {
 		return nil, err
 	}
 	if m.AccountID != acct.ID {
-		return nil, errNoMethod
+		return nil, payments.ErrNoMethod
 	}
 	return m, nil
 }
 
 func (s *service) deleteMethod(w http.ResponseWriter, r *http.Request) {
-	var m *Method
+	var m *payments.Method
 	err := s.newTx(r.Context(), func(tx pgx.Tx) error {
 		var err error
 		if m, err = s.ownMethod(r.Context(), tx, r); err != nil {
@@ -555,7 +556,7 @@ func (s *service) deleteMethod(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) defaultMethod(w http.ResponseWriter, r *http.Request) {
-	var m *Method
+	var m *payments.Method
 	err := s.newTx(r.Context(), func(tx pgx.Tx) error {
 		var err error
 		if m, err = s.ownMethod(r.Context(), tx, r); err != nil {

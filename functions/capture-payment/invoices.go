@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
@@ -226,7 +227,7 @@ func putInvoice(ctx context.Context, q db, f invoiceFacts, source string) (bool,
 		WHERE i.status_rank < EXCLUDED.status_rank
 			OR (i.status_rank = EXCLUDED.status_rank AND i.status = EXCLUDED.status AND i.amount_paid < EXCLUDED.amount_paid)
 			OR (i.status = 'draft' AND EXCLUDED.status = 'draft')
-		RETURNING true`, f.ID, f.AccountID, nullable(f.UserID), f.Currency, f.Total, f.AmountPaid, f.AmountDue,
+		RETURNING true`, f.ID, f.AccountID, payments.Nullable(f.UserID), f.Currency, f.Total, f.AmountPaid, f.AmountDue,
 		f.Status, invoiceRank(f.Status), source).Scan(&stored)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
@@ -244,7 +245,7 @@ func lockInvoice(ctx context.Context, tx pgx.Tx, id string) (f invoiceFacts, ok 
 	if errors.Is(err, pgx.ErrNoRows) {
 		return invoiceFacts{}, false, nil
 	}
-	f.InvoiceID, f.UserID = f.ID, str(user)
+	f.InvoiceID, f.UserID = f.ID, payments.Str(user)
 	return f, err == nil, err
 }
 
@@ -310,7 +311,7 @@ func loadOfInvoice(ctx context.Context, tx pgx.Tx, invoiceID, except string) (in
 // invoice_not_payable when nothing remains). What remains counts
 // capture-payment's own captures, which generate-invoice may not have
 // reported yet, as well as the invoice's amount_paid.
-func (s *service) gateInvoice(ctx context.Context, tx pgx.Tx, p *Payment, creating bool) error {
+func (s *service) gateInvoice(ctx context.Context, tx pgx.Tx, p *payments.Payment, creating bool) error {
 	if p.InvoiceID == nil {
 		return nil
 	}
@@ -391,7 +392,7 @@ func (s *service) onPaymentUnapplied(ctx context.Context, tx pgx.Tx, ev events.E
 		return events.Permanent(fmt.Errorf("%s %s: no payment id or amount", ev.Type(), ev.ID()))
 	}
 	p, err := getPayment(ctx, tx, u.PaymentID, true)
-	if errors.Is(err, errNotFound) {
+	if errors.Is(err, payments.ErrNotFound) {
 		// Not one of ours (generate-invoice reports every payment source).
 		return nil
 	}
@@ -404,7 +405,7 @@ func (s *service) onPaymentUnapplied(ctx context.Context, tx pgx.Tx, ev events.E
 	// Never more than this payment settled.
 	amount := min(u.Amount, p.AmountCaptured)
 	slog.WarnContext(ctx, "payment not needed by its invoice: credited to the account", "payment_id", p.ID,
-		"invoice_id", p.invoiceID(), "account_id", p.AccountID, "amount", amount, "currency", string(p.Currency), "reason", u.Reason)
+		"invoice_id", p.Invoice(), "account_id", p.AccountID, "amount", amount, "currency", string(p.Currency), "reason", u.Reason)
 	if err := setUnapplied(ctx, tx, p.ID, amount); err != nil {
 		return err
 	}
@@ -419,7 +420,7 @@ const kindUnapplied = "invoice_unapplied"
 // insertCharging records a new payment and its first attempt before the
 // gateway is called (insertConfirming); a payment for an invoice first
 // passes gateInvoice in the same transaction, under the invoice's lock.
-func (s *service) insertCharging(ctx context.Context, run txRunner, p *Payment, a Attempt) (bool, error) {
+func (s *service) insertCharging(ctx context.Context, run txRunner, p *payments.Payment, a payments.Attempt) (bool, error) {
 	if p.InvoiceID == nil {
 		return insertConfirming(ctx, run.db(), p, a)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
 )
 
@@ -80,8 +81,8 @@ func fieldNamed(d map[string]any, field string) bool {
 func TestAPaidInvoiceCannotBePaidAgain(t *testing.T) {
 	g := newRig(t)
 	inv := g.openInvoice(t, g.account, "USD", 2900)
-	p := decode[Payment](t, g.payInvoice(g.account, inv, 2900, "USD"), http.StatusCreated)
-	if p.Status != Succeeded || p.AmountCaptured != 2900 {
+	p := decode[payments.Payment](t, g.payInvoice(g.account, inv, 2900, "USD"), http.StatusCreated)
+	if p.Status != payments.Succeeded || p.AmountCaptured != 2900 {
 		t.Fatalf("first payment: %+v", p)
 	}
 	// The same command again with a fresh key, before generate-invoice has
@@ -137,12 +138,12 @@ func TestInvoicePaymentsAreRefusedBeforeTheGateway(t *testing.T) {
 		}
 	}
 	// Partial payments add up to the total, and no further.
-	decode[Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
+	decode[payments.Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
 	d = problemDoc(t, g.payInvoice(g.account, inv, 1000, "USD"), 422)
 	if d["code"] != string(codeExceedsInvoiceDue) || d["amount_remaining"] != float64(900) {
 		t.Fatalf("beyond the rest: %v", d)
 	}
-	decode[Payment](t, g.payInvoice(g.account, inv, 900, "USD"), http.StatusCreated)
+	decode[payments.Payment](t, g.payInvoice(g.account, inv, 900, "USD"), http.StatusCreated)
 }
 
 func TestConcurrentPaymentsOfOneInvoiceChargeOnce(t *testing.T) {
@@ -208,7 +209,7 @@ func TestInvoiceFactsAreMonotonicAndOnlyFromGenerateInvoice(t *testing.T) {
 		Scan(&status, &paid); err != nil || status != "paid" || paid != 1000 {
 		t.Fatalf("facts: %s %d %v", status, paid, err)
 	}
-	// Invoice facts from anyone else are parked, never applied.
+	// Invoice facts from Anyone else are parked, never applied.
 	forged := event(t, "handle-webhook", "billfn.invoice.voided", inv, map[string]any{"invoice_id": uuid.NewString(),
 		"account_id": g.account, "currency": "USD", "total": 1, "status": "void"})
 	if rec := g.deliver(forged); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"parked":1`) {
@@ -234,7 +235,7 @@ func TestAnInvoiceWhoseEventHasNotArrivedIsReadThrough(t *testing.T) {
 		c.Invoices = InvoicesConfig{InvoicesURL: srv.URL + "/function/generate-invoice", ServiceToken: "svc-token"}
 	})
 	account = g.account
-	decode[Payment](t, g.payInvoice(g.account, inv, 700, "USD"), http.StatusCreated)
+	decode[payments.Payment](t, g.payInvoice(g.account, inv, 700, "USD"), http.StatusCreated)
 	d := problemDoc(t, g.payInvoice(g.account, inv, 600, "USD"), 422)
 	if d["amount_remaining"] != float64(500) || asked != 1 {
 		t.Fatalf("second payment: %v; generate-invoice asked %d times, want once", d, asked)
@@ -253,14 +254,14 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 	// paid another way (generate-invoice's POST /invoices/{id}/pay)…
 	body := map[string]any{"account_id": g.account, "user_id": g.admin, "invoice_id": inv, "amount": 2900, "currency": "USD",
 		"payment_method": "pm_card_visa", "capture_method": "manual", "confirm": true}
-	late := decode[Payment](t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
+	late := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
 	if code := problemCode(t, g.payInvoice(g.account, inv, 2900, "USD"), 409); code != string(codeInvoiceInProgress) {
 		t.Fatalf("second payment while one is in flight: %s", code)
 	}
 	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
 	// …then the money arrives anyway.
-	p := decode[Payment](t, g.do(req{method: "POST", path: "/payments/" + late.ID + "/capture"}), http.StatusOK)
-	if p.Status != Succeeded || p.AmountCaptured != 2900 {
+	p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + late.ID + "/capture"}), http.StatusOK)
+	if p.Status != payments.Succeeded || p.AmountCaptured != 2900 {
 		t.Fatalf("capture: %+v", p)
 	}
 	// generate-invoice finds the invoice did not need it and says so.
@@ -271,7 +272,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 			t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
 		}
 	}
-	// From anyone else it is parked.
+	// From Anyone else it is parked.
 	forged := event(t, "handle-webhook", evUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
 	if rec := g.deliver(forged); !strings.Contains(rec.Body.String(), `"parked":1`) {
@@ -295,7 +296,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 	}
 	// Refunding the double charge takes the credit back from the account,
 	// not from revenue, which never kept it.
-	r := decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2900}}), 201)
+	r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2900}}), 201)
 	holds, _ := g.ledger.state()
 	if r.Status != "succeeded" || len(holds) != 1 || holds[0].FromAccountID != g.account || holds[0].FromAccountNumber != "" {
 		t.Fatalf("refund %+v, holds %+v: want one hold on the account", r, holds)
@@ -305,7 +306,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 func TestARefundStraddlingCreditAndRevenueIsRefused(t *testing.T) {
 	g := newRig(t)
 	inv := g.openInvoice(t, g.account, "USD", 2000)
-	p := decode[Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
+	p := decode[payments.Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
 	// Say generate-invoice credited 500 of it (an overpayment it learnt of).
 	if rec := g.deliver(event(t, "generate-invoice", evUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 500, "currency": "USD", "reason": "overpayment"})); rec.Code != 200 {
@@ -314,8 +315,8 @@ func TestARefundStraddlingCreditAndRevenueIsRefused(t *testing.T) {
 	if code := problemCode(t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 800}}), 409); code != "conflict" {
 		t.Fatalf("a refund across the credit and revenue: %s", code)
 	}
-	decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 500}}), 201)
-	decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1500}}), 201)
+	decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 500}}), 201)
+	decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1500}}), 201)
 	holds, _ := g.ledger.state()
 	if len(holds) != 2 || holds[0].FromAccountID != g.account || holds[1].FromAccountNumber != "SYS-REVENUE-USD" {
 		t.Fatalf("holds %+v: want 500 from the account, then 1500 from revenue", holds)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -53,12 +54,12 @@ const (
 // refundHold is the ledger side of a refund: from the payment's account
 // (for the part of an invoice payment its invoice kept, from SYS-REVENUE,
 // which received the settlement; see holdSource) to SYS-CLEARING, held.
-func refundHold(p *Payment, r *Refund) transferRequest {
-	ref := p.ID + ":" + kindRefund + ":" + strconv.Itoa(r.n)
+func refundHold(p *payments.Payment, r *payments.Refund) transferRequest {
+	ref := p.ID + ":" + kindRefund + ":" + strconv.Itoa(r.N)
 	tr := transferRequest{Amount: r.Amount, Currency: string(p.Currency), ReferenceID: ref, Pending: true,
 		Description: kindRefund + " of payment " + p.ID,
-		Metadata:    map[string]string{"kind": kindRefund, "payment_id": p.ID, "gateway": p.gateway(), "refund_id": r.ID}}
-	if inv := p.invoiceID(); inv != "" {
+		Metadata:    map[string]string{"kind": kindRefund, "payment_id": p.ID, "gateway": p.GatewayName(), "refund_id": r.ID}}
+	if inv := p.Invoice(); inv != "" {
 		tr.Metadata["invoice_id"] = inv
 	}
 	if r.HoldSource != nil && *r.HoldSource == "revenue" {
@@ -81,7 +82,7 @@ type holdRequest struct {
 // refund_not_reservable with the ledger's reason); anything else is an
 // error the caller answers with a 503 and the client retries with the
 // same Idempotency-Key.
-func (s *service) reserve(ctx context.Context, p *Payment, r *Refund) (string, error) {
+func (s *service) reserve(ctx context.Context, p *payments.Payment, r *payments.Refund) (string, error) {
 	base, token := s.cfg.Accounts.LedgerURL, s.cfg.Accounts.ServiceToken
 	if base == "" || token == "" {
 		return "", unavailable(fmt.Errorf("no LEDGER_URL or service token: refunds cannot be reserved"))
@@ -140,7 +141,7 @@ func unavailable(cause error) error {
 
 // resolveHold adds the event that captures (ok) or voids the refund's
 // hold; its id is derived from the hold, so it is resolved once.
-func (e *emitter) resolveHold(p *Payment, r *Refund, ok bool) {
+func (e *emitter) resolveHold(p *payments.Payment, r *payments.Refund, ok bool) {
 	if r.LedgerHoldID == nil {
 		return
 	}

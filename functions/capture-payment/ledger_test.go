@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 )
@@ -97,7 +98,7 @@ func (g *rig) holdEvents(t *testing.T, p string, want int) map[string]int {
 func TestRefundIsReservedInTheLedgerBeforeTheGatewayAndCapturedAfter(t *testing.T) {
 	g := newRig(t)
 	p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
-	r := decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}}), 201)
+	r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}}), 201)
 	if r.Status != "succeeded" || r.LedgerHoldID == nil {
 		t.Fatalf("refund %+v: want succeeded with its ledger hold", r)
 	}
@@ -140,7 +141,7 @@ func TestRefundTheLedgerCannotCoverIsRefusedWithoutAskingTheGateway(t *testing.T
 		t.Fatalf("payment after a refused refund: %+v", got)
 	}
 	// What the account does hold can still be refunded.
-	r := decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1000}}), 201)
+	r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1000}}), 201)
 	if r.Status != "succeeded" {
 		t.Fatalf("a covered refund: %+v", r)
 	}
@@ -154,7 +155,7 @@ func TestRefundTheGatewayRefusesVoidsItsHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}})
-	var r Refund
+	var r payments.Refund
 	_ = json.Unmarshal(rec.Body.Bytes(), &r)
 	if r.Status != "failed" && rec.Code < 400 {
 		t.Fatalf("a refused refund: %d %s", rec.Code, rec.Body)
@@ -171,7 +172,7 @@ func TestRefundIsTheMerchantsAct(t *testing.T) {
 	g := newRig(t)
 	cust := uuid.NewString()
 	acct := g.newAccount(cust, "USD")
-	p := decode[Payment](t, g.do(req{method: "POST", path: "/payments", sub: cust, role: auth.RoleCustomer,
+	p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: cust, role: auth.RoleCustomer,
 		body: map[string]any{"account_id": acct, "amount": 3000, "currency": "USD", "payment_method": "pm_card_visa", "confirm": true}}), 201)
 	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", sub: cust, role: auth.RoleCustomer, body: map[string]any{"amount": 3000}})
 	if code := problemCode(t, rec, 403); code != "forbidden" {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 )
 
 // TestEveryWriteRouteRefusesCardNumbers: a card number in a free-text
@@ -43,7 +45,7 @@ func TestEveryWriteRouteRefusesCardNumbers(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			before := count()
 			rec := g.do(req{method: "POST", path: c.path, body: c.body})
-			if code := problemCode(t, rec, 422); code != string(codeCardNumber) {
+			if code := problemCode(t, rec, 422); code != string(payments.CodeCardNumber) {
 				t.Fatalf("%s", code)
 			}
 			for _, frag := range []string{"822463", "８２２４６３", "٨٢٢٤٦٣"} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 )
@@ -50,10 +51,10 @@ func TestAutomaticCaptureOfAnInvoicePostsCaptureAndSettlementOnce(t *testing.T) 
 		invoice = g.openInvoice(t, b["account_id"].(string), "EUR", 12000)
 		b["invoice_id"] = invoice
 	})
-	if p.Status != Succeeded || p.AmountCaptured != 12000 || p.AmountCapturable != 0 || p.Currency != "EUR" {
+	if p.Status != payments.Succeeded || p.AmountCaptured != 12000 || p.AmountCapturable != 0 || p.Currency != "EUR" {
 		t.Fatalf("payment: %+v", p)
 	}
-	if *p.Gateway != gwSandbox || *p.GatewayPaymentID != sandboxIntentID(p.ID) {
+	if *p.Gateway != payments.GatewaySandbox || *p.GatewayPaymentID != payments.SandboxObjectID(p.ID) {
 		t.Fatalf("gateway %s %s", *p.Gateway, *p.GatewayPaymentID)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
@@ -97,36 +98,36 @@ func TestAutomaticCaptureOfAnInvoicePostsCaptureAndSettlementOnce(t *testing.T) 
 func TestPartialCaptureThenRefundsUpToTheLimit(t *testing.T) {
 	g := newRig(t)
 	p := g.pay(10000, "USD", "pm_card_visa", "manual", true)
-	if p.Status != RequiresCapture || p.AmountCapturable != 10000 || p.AuthorizedAt == nil {
+	if p.Status != payments.RequiresCapture || p.AmountCapturable != 10000 || p.AuthorizedAt == nil {
 		t.Fatalf("authorized: %+v", p)
 	}
 	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture", body: map[string]any{"amount": 10001}})
-	if code := problemCode(t, rec, 422); code != string(codeExceedsCapturable) {
+	if code := problemCode(t, rec, 422); code != string(payments.CodeExceedsCapturable) {
 		t.Fatalf("over-capture: %s", code)
 	}
-	p = decode[Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture", body: map[string]any{"amount": 6000}}), 200)
-	if p.Status != Succeeded || p.AmountCaptured != 6000 || p.AmountCapturable != 0 {
+	p = decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture", body: map[string]any{"amount": 6000}}), 200)
+	if p.Status != payments.Succeeded || p.AmountCaptured != 6000 || p.AmountCapturable != 0 {
 		t.Fatalf("partial capture: %+v (the rest must be released)", p)
 	}
 	for i, amt := range []int64{2500, 2500, 1000} {
-		r := decode[Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": amt}}), 201)
+		r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": amt}}), 201)
 		if r.Status != "succeeded" || r.Amount != amt || r.GatewayRefundID == nil {
 			t.Fatalf("refund %d: %+v", i, r)
 		}
-		got := decode[Refund](t, g.do(req{method: "GET", path: "/refunds/" + r.ID}), 200)
+		got := decode[payments.Refund](t, g.do(req{method: "GET", path: "/refunds/" + r.ID}), 200)
 		if got.ID != r.ID || got.Status != "succeeded" {
 			t.Fatalf("GET refund: %+v", got)
 		}
 	}
 	rec = g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1}})
-	if code := problemCode(t, rec, 422); code != string(codeExceedsRefundable) {
+	if code := problemCode(t, rec, 422); code != string(payments.CodeExceedsRefundable) {
 		t.Fatalf("one more refund: %s", code)
 	}
 	after := g.get(p.ID)
-	if after.AmountRefunded != 6000 || after.AmountRefundPending != 0 || after.Status != Succeeded {
+	if after.AmountRefunded != 6000 || after.AmountRefundPending != 0 || after.Status != payments.Succeeded {
 		t.Fatalf("after refunds: %+v", after)
 	}
-	list := decode[struct{ Data []Refund }](t, g.do(req{method: "GET", path: "/payments/" + p.ID + "/refunds"}), 200)
+	list := decode[struct{ Data []payments.Refund }](t, g.do(req{method: "GET", path: "/payments/" + p.ID + "/refunds"}), 200)
 	if len(list.Data) != 3 {
 		t.Fatalf("refund list %+v", list)
 	}
@@ -178,7 +179,7 @@ func TestTwentyConcurrentCapturesCaptureOnce(t *testing.T) {
 		t.Fatalf("answers %v, want one 200 and 19 409", codes)
 	}
 	after := g.get(p.ID)
-	if after.AmountCaptured != 5000 || after.Status != Succeeded {
+	if after.AmountCaptured != 5000 || after.Status != payments.Succeeded {
 		t.Fatalf("after: %+v", after)
 	}
 	ps := postings(t, g.drain(events.TopicTransaction, forPayment(p.ID)))
@@ -208,8 +209,8 @@ func TestDeclinesAreRecordedPerAttemptWithANormalizedReason(t *testing.T) {
 		t.Run(c.token, func(t *testing.T) {
 			p := g.pay(700, "USD", c.token, "automatic", true)
 			e := p.LastPaymentError
-			if p.Status != RequiresPaymentMethod || e == nil || e.Code != c.code || e.DeclineCode != c.decline ||
-				e.Reason != c.reason || e.Attempt != 1 || e.Gateway != gwSandbox {
+			if p.Status != payments.RequiresPaymentMethod || e == nil || e.Code != c.code || e.DeclineCode != c.decline ||
+				e.Reason != c.reason || e.Attempt != 1 || e.Gateway != payments.GatewaySandbox {
 				t.Fatalf("payment %s, error %+v", p.Status, e)
 			}
 			view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
@@ -228,16 +229,16 @@ func TestDeclinesAreRecordedPerAttemptWithANormalizedReason(t *testing.T) {
 				t.Fatalf("events %v", types(evs))
 			}
 			_ = json.Unmarshal(evs[1].Event.Data(), &f)
-			if f.DeclineCode != c.decline || f.FailureReason != c.reason || f.Attempt != 1 || f.Status != string(RequiresPaymentMethod) {
+			if f.DeclineCode != c.decline || f.FailureReason != c.reason || f.Attempt != 1 || f.Status != string(payments.RequiresPaymentMethod) {
 				t.Fatalf("payment.failed data %s", evs[1].Event.Data())
 			}
 		})
 	}
 	// A declined payment takes a new attempt with another method.
 	p := g.pay(700, "USD", "pm_card_chargeDeclinedInsufficientFunds", "automatic", true)
-	p = decode[Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/confirm",
+	p = decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/confirm",
 		body: map[string]any{"payment_method": "pm_card_mastercard"}}), 200)
-	if p.Status != Succeeded || p.Attempts != 2 || p.LastPaymentError != nil || p.AmountCaptured != 700 {
+	if p.Status != payments.Succeeded || p.Attempts != 2 || p.LastPaymentError != nil || p.AmountCaptured != 700 {
 		t.Fatalf("second attempt: %+v", p)
 	}
 }
@@ -245,11 +246,11 @@ func TestDeclinesAreRecordedPerAttemptWithANormalizedReason(t *testing.T) {
 func TestAuthenticationRequiredThenConfirmedAgain(t *testing.T) {
 	g := newRig(t)
 	p := g.pay(3000, "GBP", "pm_card_authenticationRequired", "automatic", true)
-	if p.Status != RequiresAction || p.NextAction == nil || p.NextAction.Type != "authenticate" {
+	if p.Status != payments.RequiresAction || p.NextAction == nil || p.NextAction.Type != "authenticate" {
 		t.Fatalf("want requires_action with next_action: %+v", p)
 	}
-	p = decode[Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/confirm"}), 200)
-	if p.Status != Succeeded || p.NextAction != nil || p.AmountCaptured != 3000 {
+	p = decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/confirm"}), 200)
+	if p.Status != payments.Succeeded || p.NextAction != nil || p.AmountCaptured != 3000 {
 		t.Fatalf("after authentication: %+v", p)
 	}
 }
@@ -260,7 +261,7 @@ func TestCustomersSeeOnlyTheirOwnPayments(t *testing.T) {
 	account := g.newAccount(alice, "USD")
 	body := map[string]any{"account_id": account, "amount": 900, "currency": "USD", "payment_method": "pm_card_visa",
 		"capture_method": "manual", "confirm": true}
-	p := decode[Payment](t, g.do(req{method: "POST", path: "/payments", body: body, sub: alice, role: auth.RoleCustomer}), 201)
+	p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", body: body, sub: alice, role: auth.RoleCustomer}), 201)
 	if p.UserID != alice {
 		t.Fatalf("owner %s, want the customer %s", p.UserID, alice)
 	}
@@ -278,10 +279,10 @@ func TestCustomersSeeOnlyTheirOwnPayments(t *testing.T) {
 	if code := problemCode(t, g.do(req{method: "GET", path: "/payments?account_id=" + account, sub: bob, role: auth.RoleCustomer}), 404); code != "not_found" {
 		t.Fatalf("bob lists the payments of alice's account: %s", code)
 	}
-	if list := decode[struct{ Data []Payment }](t, g.do(req{method: "GET", path: "/payments", sub: bob, role: auth.RoleCustomer}), 200); len(list.Data) != 0 {
+	if list := decode[struct{ Data []payments.Payment }](t, g.do(req{method: "GET", path: "/payments", sub: bob, role: auth.RoleCustomer}), 200); len(list.Data) != 0 {
 		t.Fatalf("bob lists %d payments of alice", len(list.Data))
 	}
-	list := decode[struct{ Data []Payment }](t, g.do(req{method: "GET", path: "/payments?account_id=" + account, sub: alice, role: auth.RoleCustomer}), 200)
+	list := decode[struct{ Data []payments.Payment }](t, g.do(req{method: "GET", path: "/payments?account_id=" + account, sub: alice, role: auth.RoleCustomer}), 200)
 	if len(list.Data) != 1 {
 		t.Fatalf("alice lists %d payments", len(list.Data))
 	}
@@ -309,9 +310,9 @@ func TestListPaymentsPagesWithAKeysetCursor(t *testing.T) {
 			path += "&cursor=" + cursor
 		}
 		l := decode[struct {
-			Data       []Payment `json:"data"`
-			NextCursor string    `json:"next_cursor"`
-			HasMore    bool      `json:"has_more"`
+			Data       []payments.Payment `json:"data"`
+			NextCursor string             `json:"next_cursor"`
+			HasMore    bool               `json:"has_more"`
 		}](t, g.do(req{method: "GET", path: path}), 200)
 		for _, p := range l.Data {
 			seen = append(seen, p.ID)

@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
@@ -192,19 +193,19 @@ func problemCode(t testing.TB, rec *httptest.ResponseRecorder, status int) strin
 }
 
 // pay creates a payment as an admin for the rig's account.
-func (g *rig) pay(amount int64, currency, method, capture string, confirm bool, extra ...func(map[string]any)) Payment {
+func (g *rig) pay(amount int64, currency, method, capture string, confirm bool, extra ...func(map[string]any)) payments.Payment {
 	g.t.Helper()
 	body := map[string]any{"account_id": g.accountIn(currency), "amount": amount, "currency": currency,
 		"payment_method": method, "capture_method": capture, "confirm": confirm}
 	for _, e := range extra {
 		e(body)
 	}
-	return decode[Payment](g.t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
+	return decode[payments.Payment](g.t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
 }
 
-func (g *rig) get(id string) Payment {
+func (g *rig) get(id string) payments.Payment {
 	g.t.Helper()
-	return decode[Payment](g.t, g.do(req{method: "GET", path: "/payments/" + id}), http.StatusOK)
+	return decode[payments.Payment](g.t, g.do(req{method: "GET", path: "/payments/" + id}), http.StatusOK)
 }
 
 // tick runs the schedule tick now.

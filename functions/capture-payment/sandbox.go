@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/sandbox"
 )
@@ -60,7 +61,7 @@ func newSandbox(pool *pgxpool.Pool, now func() time.Time, cfg Config) *sandboxGa
 		client: &http.Client{Timeout: 5 * time.Second}, kick: make(chan struct{}, 1)}
 }
 
-func (g *sandboxGateway) Name() string { return gwSandbox }
+func (g *sandboxGateway) Name() string { return payments.GatewaySandbox }
 
 // outcome kinds of a test payment method.
 const (
@@ -136,19 +137,13 @@ func scanIntent(row pgx.Row) (*intent, error) {
 	return in, err
 }
 
-// sandboxIntentID is the sandbox's object id of a payment: deterministic, so
-// the id is known before the first call and a retry finds the same object.
-func sandboxIntentID(paymentID string) string {
-	return "pi_sbx_" + strings.ReplaceAll(paymentID, "-", "")
-}
-
 // succeed applies a successful authorization.
 func (in *intent) succeed() {
 	in.LastError = nil
-	if in.CaptureMethod == CaptureManual {
-		in.Status, in.AmountCapturable = string(RequiresCapture), in.Amount
+	if in.CaptureMethod == payments.CaptureManual {
+		in.Status, in.AmountCapturable = string(payments.RequiresCapture), in.Amount
 	} else {
-		in.Status, in.AmountReceived, in.AmountCapturable = string(Succeeded), in.Amount, 0
+		in.Status, in.AmountReceived, in.AmountCapturable = string(payments.Succeeded), in.Amount, 0
 	}
 }
 
@@ -159,16 +154,16 @@ func (in *intent) confirm(out outcome, now time.Time, delay time.Duration) {
 	case outSuccess, outTimeout:
 		in.succeed()
 	case outAction:
-		if in.Status == string(RequiresAction) {
+		if in.Status == string(payments.RequiresAction) {
 			in.succeed() // confirmed again: the customer authenticated
 		} else {
-			in.Status, in.LastError = string(RequiresAction), nil
+			in.Status, in.LastError = string(payments.RequiresAction), nil
 		}
 	case outDelayed:
 		at := now.Add(delay)
-		in.Status, in.LastError, in.SettleAt = string(Processing), nil, &at
+		in.Status, in.LastError, in.SettleAt = string(payments.Processing), nil, &at
 	case outDecline:
-		in.Status = string(RequiresPaymentMethod)
+		in.Status = string(payments.RequiresPaymentMethod)
 		in.LastError = &sandbox.PaymentError{Type: "card_error", Code: out.code, DeclineCode: out.declineCode, Message: out.message}
 		if out.code == "resource_missing" {
 			in.LastError.Type = "invalid_request_error"
@@ -177,27 +172,27 @@ func (in *intent) confirm(out outcome, now time.Time, delay time.Duration) {
 	in.UpdatedAt = now
 }
 
-func (in *intent) state() GatewayState {
-	st := GatewayState{GatewayPaymentID: in.ID, Status: Status(in.Status), AmountCapturable: in.AmountCapturable,
-		AmountReceived: in.AmountReceived, At: syncTime(in.UpdatedAt)}
-	if in.Status == string(RequiresPaymentMethod) && in.LastError != nil {
-		st.Decline = &Decline{Code: in.LastError.Code, DeclineCode: in.LastError.DeclineCode, Message: in.LastError.Message}
+func (in *intent) state() payments.GatewayState {
+	st := payments.GatewayState{GatewayPaymentID: in.ID, Status: payments.Status(in.Status), AmountCapturable: in.AmountCapturable,
+		AmountReceived: in.AmountReceived, At: payments.SyncTime(in.UpdatedAt)}
+	if in.Status == string(payments.RequiresPaymentMethod) && in.LastError != nil {
+		st.Decline = &payments.Decline{Code: in.LastError.Code, DeclineCode: in.LastError.DeclineCode, Message: in.LastError.Message}
 	}
 	return st
 }
 
 // webhookType is the Stripe event type announcing in's state.
 func (in *intent) webhookType() string {
-	switch Status(in.Status) {
-	case Succeeded:
+	switch payments.Status(in.Status) {
+	case payments.Succeeded:
 		return "payment_intent.succeeded"
-	case RequiresCapture:
+	case payments.RequiresCapture:
 		return "payment_intent.amount_capturable_updated"
-	case RequiresPaymentMethod:
+	case payments.RequiresPaymentMethod:
 		return "payment_intent.payment_failed"
-	case Canceled:
+	case payments.Canceled:
 		return "payment_intent.canceled"
-	case RequiresAction:
+	case payments.RequiresAction:
 		return "payment_intent.requires_action"
 	}
 	return "payment_intent.processing"
@@ -210,14 +205,14 @@ func (in *intent) object() sandbox.PaymentIntent {
 		Created: in.CreatedAt.Unix()}
 }
 
-// owes reports whether a state change must be announced by webhook: always
+// owes reports whether a state Change must be announced by webhook: always
 // in mode all; in mode async only what the caller could not see (a call
 // that never answered, a delayed settlement).
 func (g *sandboxGateway) owes(async bool) bool {
 	return g.mode == webhooksAll || (async && g.mode == webhooksAsync)
 }
 
-// enqueue stores a webhook the sandbox owes, in the transaction of the change.
+// enqueue stores a webhook the sandbox owes, in the transaction of the Change.
 func (g *sandboxGateway) enqueue(ctx context.Context, q db, typ string, at time.Time, object any) error {
 	id := "evt_sbx_" + randomHex(12)
 	body, err := sandbox.NewEvent(id, typ, at, object)
@@ -237,18 +232,18 @@ func randomHex(n int) string {
 var errReplay = errors.New("replay")
 
 // Charge creates and confirms a sandbox intent, or confirms it again.
-func (g *sandboxGateway) Charge(ctx context.Context, req ChargeRequest) (GatewayState, error) {
+func (g *sandboxGateway) Charge(ctx context.Context, req payments.ChargeRequest) (payments.GatewayState, error) {
 	out := sandboxOutcome(req.PaymentMethod)
 	if out.kind == outUnavailable {
-		return GatewayState{}, &GatewayError{Gateway: gwSandbox, Code: "unavailable", Message: "the sandbox gateway is down (pm_sandbox_unavailable)"}
+		return payments.GatewayState{}, &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "unavailable", Message: "the sandbox gateway is down (pm_sandbox_unavailable)"}
 	}
 	id := req.GatewayPaymentID
 	if id == "" {
-		id = sandboxIntentID(req.PaymentID)
+		id = payments.SandboxObjectID(req.PaymentID)
 	}
 	now := g.now()
 	in := &intent{ID: id, PaymentID: req.PaymentID, Amount: req.Amount, Currency: strings.ToLower(string(req.Currency)),
-		CaptureMethod: req.CaptureMethod, PaymentMethod: req.PaymentMethod, Status: string(RequiresConfirmation),
+		CaptureMethod: req.CaptureMethod, PaymentMethod: req.PaymentMethod, Status: string(payments.RequiresConfirmation),
 		ConfirmKey: req.Key, CreatedAt: now}
 	in.confirm(out, now, g.settleDelay)
 	async := out.kind == outTimeout
@@ -273,12 +268,12 @@ func (g *sandboxGateway) Charge(ctx context.Context, req ChargeRequest) (Gateway
 		in, replayed, err = g.reconfirm(ctx, id, req, out, now)
 	}
 	if err != nil {
-		return GatewayState{}, g.storeError(err)
+		return payments.GatewayState{}, g.storeError(err)
 	}
 	if !replayed && g.owes(async) {
 		g.Kick()
 	}
-	if !replayed && out.kind == outDelayed && in.Status == string(Processing) {
+	if !replayed && out.kind == outDelayed && in.Status == string(payments.Processing) {
 		time.AfterFunc(g.settleDelay, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -289,7 +284,7 @@ func (g *sandboxGateway) Charge(ctx context.Context, req ChargeRequest) (Gateway
 	}
 	if !replayed && out.kind == outTimeout {
 		<-ctx.Done() // the gateway never answers
-		return GatewayState{}, &GatewayError{Gateway: gwSandbox, Code: "timeout", Unknown: true,
+		return payments.GatewayState{}, &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "timeout", Unknown: true,
 			Message: "no answer from the sandbox (pm_sandbox_timeout)", Err: ctx.Err()}
 	}
 	return in.state(), nil
@@ -297,7 +292,7 @@ func (g *sandboxGateway) Charge(ctx context.Context, req ChargeRequest) (Gateway
 
 // reconfirm confirms an existing intent again, or replays the answer to
 // the same key.
-func (g *sandboxGateway) reconfirm(ctx context.Context, id string, req ChargeRequest, out outcome, now time.Time) (*intent, bool, error) {
+func (g *sandboxGateway) reconfirm(ctx context.Context, id string, req payments.ChargeRequest, out outcome, now time.Time) (*intent, bool, error) {
 	var (
 		in       *intent
 		replayed bool
@@ -312,10 +307,10 @@ func (g *sandboxGateway) reconfirm(ctx context.Context, id string, req ChargeReq
 			replayed = true
 			return nil
 		}
-		switch Status(in.Status) {
-		case RequiresPaymentMethod, RequiresConfirmation, RequiresAction:
+		switch payments.Status(in.Status) {
+		case payments.RequiresPaymentMethod, payments.RequiresConfirmation, payments.RequiresAction:
 		default:
-			return &GatewayError{Gateway: gwSandbox, Code: "payment_intent_unexpected_state", Rejected: true,
+			return &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "payment_intent_unexpected_state", Rejected: true,
 				Message: "a payment intent in status " + in.Status + " cannot be confirmed"}
 		}
 		in.PaymentMethod, in.ConfirmKey = req.PaymentMethod, req.Key
@@ -335,7 +330,7 @@ func (g *sandboxGateway) reconfirm(ctx context.Context, id string, req ChargeReq
 }
 
 // write runs fn in a transaction when a webhook must commit with the
-// change, and straight on the pool otherwise (one round trip).
+// Change, and straight on the pool otherwise (one round trip).
 func (g *sandboxGateway) write(ctx context.Context, async bool, fn func(q db) error) error {
 	if g.owes(async) {
 		return g.tx(ctx, func(tx pgx.Tx) error { return fn(tx) })
@@ -357,18 +352,18 @@ func (g *sandboxGateway) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 // storeError turns a failure of the sandbox's own storage into a gateway
 // error: the sandbox "is down", the call did nothing.
 func (g *sandboxGateway) storeError(err error) error {
-	var ge *GatewayError
+	var ge *payments.GatewayError
 	if errors.As(err, &ge) {
 		return err
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
-		return &GatewayError{Gateway: gwSandbox, Code: "resource_missing", Rejected: true, Message: "no such payment intent"}
+		return &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "resource_missing", Rejected: true, Message: "no such payment intent"}
 	}
-	return &GatewayError{Gateway: gwSandbox, Code: "unavailable", Err: err}
+	return &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "unavailable", Err: err}
 }
 
 // Capture captures amount of a requires_capture intent.
-func (g *sandboxGateway) Capture(ctx context.Context, req CaptureRequest) (GatewayState, error) {
+func (g *sandboxGateway) Capture(ctx context.Context, req payments.CaptureRequest) (payments.GatewayState, error) {
 	now := g.now()
 	var in *intent
 	err := g.write(ctx, false, func(q db) error {
@@ -382,17 +377,17 @@ func (g *sandboxGateway) Capture(ctx context.Context, req CaptureRequest) (Gatew
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return g.replayOr(ctx, req.GatewayPaymentID, Succeeded, "captured")
+		return g.replayOr(ctx, req.GatewayPaymentID, payments.Succeeded, "captured")
 	}
 	if err != nil {
-		return GatewayState{}, g.storeError(err)
+		return payments.GatewayState{}, g.storeError(err)
 	}
 	g.kickIfOwed(false)
 	return in.state(), nil
 }
 
 // Cancel cancels an intent that has not succeeded.
-func (g *sandboxGateway) Cancel(ctx context.Context, req CancelRequest) (GatewayState, error) {
+func (g *sandboxGateway) Cancel(ctx context.Context, req payments.CancelRequest) (payments.GatewayState, error) {
 	now := g.now()
 	var in *intent
 	err := g.write(ctx, false, func(q db) error {
@@ -407,10 +402,10 @@ func (g *sandboxGateway) Cancel(ctx context.Context, req CancelRequest) (Gateway
 		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return g.replayOr(ctx, req.GatewayPaymentID, Canceled, "canceled")
+		return g.replayOr(ctx, req.GatewayPaymentID, payments.Canceled, "canceled")
 	}
 	if err != nil {
-		return GatewayState{}, g.storeError(err)
+		return payments.GatewayState{}, g.storeError(err)
 	}
 	g.kickIfOwed(false)
 	return in.state(), nil
@@ -419,15 +414,15 @@ func (g *sandboxGateway) Cancel(ctx context.Context, req CancelRequest) (Gateway
 // replayOr answers a capture or cancel that found the intent in another
 // state: the same answer when it is already in the target state (a
 // replay), a rejection otherwise.
-func (g *sandboxGateway) replayOr(ctx context.Context, id string, want Status, verb string) (GatewayState, error) {
+func (g *sandboxGateway) replayOr(ctx context.Context, id string, want payments.Status, verb string) (payments.GatewayState, error) {
 	in, err := scanIntent(g.pool.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1`, id))
 	if err != nil {
-		return GatewayState{}, g.storeError(err)
+		return payments.GatewayState{}, g.storeError(err)
 	}
-	if Status(in.Status) == want {
+	if payments.Status(in.Status) == want {
 		return in.state(), nil
 	}
-	return GatewayState{}, &GatewayError{Gateway: gwSandbox, Code: "payment_intent_unexpected_state", Rejected: true,
+	return payments.GatewayState{}, &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "payment_intent_unexpected_state", Rejected: true,
 		Message: "a payment intent in status " + in.Status + " cannot be " + verb}
 }
 
@@ -438,18 +433,18 @@ func (g *sandboxGateway) kickIfOwed(async bool) {
 }
 
 // Retrieve returns an intent's state, settling a delayed one that is due.
-func (g *sandboxGateway) Retrieve(ctx context.Context, id string) (GatewayState, error) {
+func (g *sandboxGateway) Retrieve(ctx context.Context, id string) (payments.GatewayState, error) {
 	in, err := scanIntent(g.pool.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1`, id))
 	if err != nil {
-		return GatewayState{}, g.storeError(err)
+		return payments.GatewayState{}, g.storeError(err)
 	}
 	if in.SettleAt != nil && !in.SettleAt.After(g.now()) {
 		if _, err := g.settle(ctx, id); err != nil {
-			return GatewayState{}, g.storeError(err)
+			return payments.GatewayState{}, g.storeError(err)
 		}
 		g.kickIfOwed(true)
 		if in, err = scanIntent(g.pool.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1`, id)); err != nil {
-			return GatewayState{}, g.storeError(err)
+			return payments.GatewayState{}, g.storeError(err)
 		}
 	}
 	return in.state(), nil
@@ -493,9 +488,9 @@ func (g *sandboxGateway) settle(ctx context.Context, id string) (int, error) {
 }
 
 // Refund refunds part of a succeeded intent, once per key.
-func (g *sandboxGateway) Refund(ctx context.Context, req RefundRequest) (RefundResult, error) {
+func (g *sandboxGateway) Refund(ctx context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
 	now := g.now()
-	res := RefundResult{GatewayRefundID: "re_sbx_" + strings.ReplaceAll(req.RefundID, "-", ""), Status: "succeeded"}
+	res := payments.RefundResult{GatewayRefundID: "re_sbx_" + strings.ReplaceAll(req.RefundID, "-", ""), Status: "succeeded"}
 	replay := func() error {
 		return g.pool.QueryRow(ctx, `SELECT id, status FROM sandbox_refunds WHERE key = $1`, req.Key).Scan(&res.GatewayRefundID, &res.Status)
 	}
@@ -507,7 +502,7 @@ func (g *sandboxGateway) Refund(ctx context.Context, req RefundRequest) (RefundR
 			WHERE id = $1 AND status = 'succeeded' AND amount_received - amount_refunded >= $2 RETURNING `+intentCols,
 			req.GatewayPaymentID, req.Amount, now))
 		if errors.Is(err, pgx.ErrNoRows) {
-			return &GatewayError{Gateway: gwSandbox, Code: "charge_not_refundable", Rejected: true,
+			return &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "charge_not_refundable", Rejected: true,
 				Message: "no succeeded payment intent " + req.GatewayPaymentID + " with that much left to refund"}
 		}
 		if err != nil {
@@ -529,15 +524,15 @@ func (g *sandboxGateway) Refund(ctx context.Context, req RefundRequest) (RefundR
 		err = replay() // the same key, concurrently: its refund won
 	}
 	if err != nil {
-		return RefundResult{}, g.storeError(err)
+		return payments.RefundResult{}, g.storeError(err)
 	}
 	g.kickIfOwed(false)
 	return res, nil
 }
 
 // RetrieveRefund returns a refund's state.
-func (g *sandboxGateway) RetrieveRefund(ctx context.Context, id string) (RefundResult, error) {
-	res := RefundResult{GatewayRefundID: id}
+func (g *sandboxGateway) RetrieveRefund(ctx context.Context, id string) (payments.RefundResult, error) {
+	res := payments.RefundResult{GatewayRefundID: id}
 	err := g.pool.QueryRow(ctx, `SELECT status FROM sandbox_refunds WHERE id = $1`, id).Scan(&res.Status)
 	if err != nil {
 		return res, g.storeError(err)
@@ -633,7 +628,7 @@ func (g *sandboxGateway) flushBatch(ctx context.Context) (int, error) {
 		}
 		if len(hooks) > 0 {
 			// The books these webhooks announce were committed
-			// asynchronously: make the WAL durable before telling anyone
+			// asynchronously: make the WAL durable before telling Anyone
 			// (a synchronous commit of a transaction with an id flushes
 			// the WAL up to it).
 			if _, err := g.pool.Exec(ctx, `SELECT txid_current()`); err != nil {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 )
@@ -21,7 +22,7 @@ func TestSandboxTimeoutLeavesProcessingThenReconciliationSettlesOnce(t *testing.
 			if waited := time.Since(start); waited < 300*time.Millisecond {
 				t.Fatalf("answered after %v: the sandbox should never answer", waited)
 			}
-			if p.Status != Processing || p.PendingOperation != nil || p.AmountCaptured != 0 {
+			if p.Status != payments.Processing || p.PendingOperation != nil || p.AmountCaptured != 0 {
 				t.Fatalf("after the timeout: %+v", p)
 			}
 			view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
@@ -29,18 +30,18 @@ func TestSandboxTimeoutLeavesProcessingThenReconciliationSettlesOnce(t *testing.
 				t.Fatalf("attempt %+v", a)
 			}
 			g.tick() // too early: nothing
-			if got := g.get(p.ID); got.Status != Processing {
+			if got := g.get(p.ID); got.Status != payments.Processing {
 				t.Fatalf("reconciled before RECONCILE_AFTER: %s", got.Status)
 			}
 			g.clock.Advance(g.s.cfg.ReconcileAfter.D() + time.Second)
 			g.tick()
 			got := g.get(p.ID)
-			want := map[string]Status{"automatic": Succeeded, "manual": RequiresCapture}[capture]
+			want := map[string]payments.Status{"automatic": payments.Succeeded, "manual": payments.RequiresCapture}[capture]
 			if got.Status != want {
 				t.Fatalf("after reconciliation: %s, want %s", got.Status, want)
 			}
 			if capture == "manual" {
-				got = decode[Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture"}), 200)
+				got = decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture"}), 200)
 			}
 			g.clock.Advance(g.s.cfg.ReconcileAfter.D() + time.Second)
 			g.tick()
@@ -58,19 +59,19 @@ func TestSandboxTimeoutLeavesProcessingThenReconciliationSettlesOnce(t *testing.
 func TestSandboxDelayedSettlesLaterAndReconciliationFindsIt(t *testing.T) {
 	g := newRig(t)
 	p := g.pay(1999, "EUR", "pm_sandbox_delayed", "automatic", true)
-	if p.Status != Processing || *p.GatewayPaymentID == "" {
+	if p.Status != payments.Processing || *p.GatewayPaymentID == "" {
 		t.Fatalf("delayed: %+v", p)
 	}
 	// Not due yet: the gateway still says processing.
 	g.clock.Advance(g.s.cfg.ReconcileAfter.D() + time.Second)
 	g.tick()
-	if got := g.get(p.ID); got.Status != Processing {
+	if got := g.get(p.ID); got.Status != payments.Processing {
 		t.Fatalf("settled early: %s", got.Status)
 	}
 	g.clock.Advance(g.s.cfg.SandboxSettleDelay.D())
 	g.tick()
 	got := g.get(p.ID)
-	if got.Status != Succeeded || got.AmountCaptured != 1999 {
+	if got.Status != payments.Succeeded || got.AmountCaptured != 1999 {
 		t.Fatalf("after settlement: %+v", got)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
@@ -95,19 +96,19 @@ func TestReconciliationFinishesAnOperationWhoseAnswerWasLost(t *testing.T) {
 	// The capture reached the gateway, then the process died before
 	// recording it: the gateway captured, the payment is still marked.
 	ctx := context.Background()
-	if _, err := g.s.sandbox.Capture(ctx, CaptureRequest{GatewayPaymentID: *p.GatewayPaymentID, Key: gatewayKey(p.ID, "capture"), Amount: 600}); err != nil {
+	if _, err := g.s.sandbox.Capture(ctx, payments.CaptureRequest{GatewayPaymentID: *p.GatewayPaymentID, Key: payments.GatewayKey(p.ID, "capture"), Amount: 600}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.d.Pool.Exec(ctx, `UPDATE payments SET pending_op = 'capture', op_started_at = $2 WHERE id = $1`, p.ID, g.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if code := problemCode(t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture"}), 409); code != string(codeOpInProgress) {
+	if code := problemCode(t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture"}), 409); code != string(payments.CodeOpInProgress) {
 		t.Fatalf("capture while one waits: %s", code)
 	}
 	g.clock.Advance(g.s.cfg.ReconcileAfter.D() + time.Second)
 	g.tick()
 	got := g.get(p.ID)
-	if got.Status != Succeeded || got.AmountCaptured != 600 || got.PendingOperation != nil {
+	if got.Status != payments.Succeeded || got.AmountCaptured != 600 || got.PendingOperation != nil {
 		t.Fatalf("after reconciliation: %+v", got)
 	}
 	if n := len(postings(t, g.drain(events.TopicTransaction, forPayment(p.ID)))); n != 1 {
@@ -120,13 +121,13 @@ func TestStaleAuthorizationsExpire(t *testing.T) {
 	p := g.pay(700, "USD", "pm_card_visa", "manual", true)
 	g.clock.Advance(g.s.cfg.AuthorizationTTL.D() - time.Hour)
 	g.tick()
-	if got := g.get(p.ID); got.Status != RequiresCapture {
+	if got := g.get(p.ID); got.Status != payments.RequiresCapture {
 		t.Fatalf("expired early: %s", got.Status)
 	}
 	g.clock.Advance(2 * time.Hour)
 	g.tick()
 	got := g.get(p.ID)
-	if got.Status != Canceled || got.CancellationReason == nil || *got.CancellationReason != "expired" || got.AmountCapturable != 0 {
+	if got.Status != payments.Canceled || got.CancellationReason == nil || *got.CancellationReason != "expired" || got.AmountCapturable != 0 {
 		t.Fatalf("after expiry: %+v", got)
 	}
 	var status string
@@ -144,7 +145,7 @@ func TestSandboxUnavailableIsAGatewayErrorNotADecline(t *testing.T) {
 	g := newRig(t)
 	p := g.pay(500, "USD", "pm_sandbox_unavailable", "automatic", true)
 	e := p.LastPaymentError
-	if p.Status != RequiresPaymentMethod || e == nil || e.Reason != "gateway_unavailable" {
+	if p.Status != payments.RequiresPaymentMethod || e == nil || e.Reason != "gateway_unavailable" {
 		t.Fatalf("payment %+v", p)
 	}
 	view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), http.StatusOK)
@@ -152,7 +153,7 @@ func TestSandboxUnavailableIsAGatewayErrorNotADecline(t *testing.T) {
 		t.Fatalf("attempts %+v", a)
 	}
 	// Nothing reached the gateway, so a cancel is local.
-	if got := decode[Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/cancel"}), 200); got.Status != Canceled {
+	if got := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/cancel"}), 200); got.Status != payments.Canceled {
 		t.Fatalf("cancel: %s", got.Status)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -19,7 +20,7 @@ import (
 
 // Config is capture-payment's own configuration (besides platform.Config).
 type Config struct {
-	// Routes: "<CURRENCY|*>=<gateway>[,<gateway>…];…" (see parseRoutes).
+	// Routes: "<CURRENCY|*>=<gateway>[,<gateway>…];…" (see ParseRoutes).
 	Routes string `envconfig:"GATEWAY_ROUTES" default:"*=sandbox"`
 	// GatewayTimeout bounds one gateway call, retries included.
 	GatewayTimeout config.Duration `envconfig:"GATEWAY_TIMEOUT" default:"8s"`
@@ -54,8 +55,8 @@ type service struct {
 	d        *platform.Deps
 	cfg      Config
 	now      func() time.Time
-	gateways map[string]Gateway
-	routing  routes
+	gateways map[string]payments.Gateway
+	routing  payments.Routes
 	sandbox  *sandboxGateway
 	// accounts is the read model of the accounts capture-payment charges
 	// and pays into: who owns each, its currency and status. Ownership is
@@ -78,18 +79,18 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	}
 	// Postgres keeps microseconds: so do we, so an answer and a later read agree.
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
-	s := &service{d: d, cfg: cfg, now: clock, gateways: map[string]Gateway{}}
+	s := &service{d: d, cfg: cfg, now: clock, gateways: map[string]payments.Gateway{}}
 	s.sandbox = newSandbox(d.Pool, clock, cfg)
-	s.gateways[gwSandbox] = s.sandbox
+	s.gateways[payments.GatewaySandbox] = s.sandbox
 	if cfg.StripeKey != "" {
-		s.gateways[gwStripe] = newStripe(cfg.StripeKey, cfg.StripeBase, cfg.StripeRetries, cfg.GatewayTimeout.D(), clock, nil)
+		s.gateways[payments.GatewayStripe] = newStripe(cfg.StripeKey, cfg.StripeBase, cfg.StripeRetries, cfg.GatewayTimeout.D(), clock, nil)
 	}
 	known := map[string]bool{}
 	for n := range s.gateways {
 		known[n] = true
 	}
 	var err error
-	if s.routing, err = parseRoutes(cfg.Routes, known); err != nil {
+	if s.routing, err = payments.ParseRoutes(cfg.Routes, known); err != nil {
 		if cfg.StripeKey == "" {
 			err = fmt.Errorf("%w (stripe needs STRIPE_API_KEY or the secret file stripe-api-key)", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -26,52 +27,39 @@ const paymentCols = `id, account_id, user_id, invoice_id, amount, currency, stat
 	metadata, last_error, cancellation_reason, gateway_updated_at, disputed_at, authorized_at, captured_at,
 	canceled_at, created_at, updated_at, announced`
 
-func scanPayment(row pgx.Row) (*Payment, error) {
-	p := &Payment{}
+func scanPayment(row pgx.Row) (*payments.Payment, error) {
+	p := &payments.Payment{}
 	var reqGw *string
 	err := row.Scan(&p.ID, &p.AccountID, &p.UserID, &p.InvoiceID, &p.Amount, &p.Currency, &p.Status, &p.CaptureMethod,
 		&p.PaymentMethod, &p.Gateway, &p.GatewayPaymentID, &reqGw, &p.AmountCapturable, &p.AmountCaptured,
-		&p.AmountRefunded, &p.AmountRefundPending, &p.captureCount, &p.refundCount, &p.Attempts, &p.PendingOperation,
-		&p.opStartedAt, &p.Description, &p.Metadata, &p.LastPaymentError, &p.CancellationReason, &p.gatewayUpdatedAt,
-		&p.DisputedAt, &p.AuthorizedAt, &p.CapturedAt, &p.CanceledAt, &p.CreatedAt, &p.UpdatedAt, &p.announced)
+		&p.AmountRefunded, &p.AmountRefundPending, &p.CaptureCount, &p.RefundCount, &p.Attempts, &p.PendingOperation,
+		&p.OpStartedAt, &p.Description, &p.Metadata, &p.LastPaymentError, &p.CancellationReason, &p.GatewayUpdatedAt,
+		&p.DisputedAt, &p.AuthorizedAt, &p.CapturedAt, &p.CanceledAt, &p.CreatedAt, &p.UpdatedAt, &p.Announced)
 	if err != nil {
 		return nil, err
 	}
 	if reqGw != nil {
-		p.requestedGateway = *reqGw
+		p.RequestedGateway = *reqGw
 	}
-	p.finish()
+	p.Finish()
 	return p, nil
 }
-
-// finish fills the derived members of the API view.
-func (p *Payment) finish() {
-	if p.Metadata == nil {
-		p.Metadata = map[string]string{}
-	}
-	p.NextAction = nil
-	if p.Status == RequiresAction {
-		p.NextAction = &NextAction{Type: "authenticate"}
-	}
-}
-
-var errNotFound = problem.New(problem.NotFound, "no such payment")
 
 // paymentValues is the VALUES list of an insert of every payment column.
 const paymentValues = `$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,
 	$27,$28,$29,$30,$31,$32,$33`
 
-func paymentArgs(p *Payment) []any {
+func paymentArgs(p *payments.Payment) []any {
 	return []any{p.ID, p.AccountID, p.UserID, p.InvoiceID, p.Amount, p.Currency, p.Status, p.CaptureMethod, p.PaymentMethod,
-		p.Gateway, p.GatewayPaymentID, nullable(p.requestedGateway), p.AmountCapturable, p.AmountCaptured, p.AmountRefunded,
-		p.AmountRefundPending, p.captureCount, p.refundCount, p.Attempts, p.PendingOperation, p.opStartedAt, p.Description,
-		p.Metadata, p.LastPaymentError, p.CancellationReason, p.gatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
-		p.CapturedAt, p.CanceledAt, p.CreatedAt, p.UpdatedAt, p.announced}
+		p.Gateway, p.GatewayPaymentID, payments.Nullable(p.RequestedGateway), p.AmountCapturable, p.AmountCaptured, p.AmountRefunded,
+		p.AmountRefundPending, p.CaptureCount, p.RefundCount, p.Attempts, p.PendingOperation, p.OpStartedAt, p.Description,
+		p.Metadata, p.LastPaymentError, p.CancellationReason, p.GatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
+		p.CapturedAt, p.CanceledAt, p.CreatedAt, p.UpdatedAt, p.Announced}
 }
 
 // insertPayment inserts p; it reports false when a payment with p's id
 // already exists (a request re-run after a crash).
-func insertPayment(ctx context.Context, q db, p *Payment) (bool, error) {
+func insertPayment(ctx context.Context, q db, p *payments.Payment) (bool, error) {
 	tag, err := q.Exec(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (`+paymentValues+`) ON CONFLICT (id) DO NOTHING`,
 		paymentArgs(p)...)
 	return err == nil && tag.RowsAffected() == 1, err
@@ -80,9 +68,9 @@ func insertPayment(ctx context.Context, q db, p *Payment) (bool, error) {
 // insertConfirming records a new payment and its first attempt in one
 // statement (atomic on its own): the intent to charge, before the gateway
 // is called. It reports false when the payment exists.
-func insertConfirming(ctx context.Context, q db, p *Payment, a Attempt) (bool, error) {
+func insertConfirming(ctx context.Context, q db, p *payments.Payment, a payments.Attempt) (bool, error) {
 	args := append(paymentArgs(p), a.N, a.Gateway, a.PaymentMethod, a.StartedAt)
-	if pool, ok := q.(*pgxpool.Pool); ok && a.Gateway == gwSandbox {
+	if pool, ok := q.(*pgxpool.Pool); ok && a.Gateway == payments.GatewaySandbox {
 		q = asyncDB{pool} // see asyncCommit
 	}
 	tag, err := q.Exec(ctx, `WITH p AS (
@@ -99,15 +87,15 @@ const updateSet = `status = $2, payment_method = $3, gateway = $4, gateway_payme
 		last_error = $15, cancellation_reason = $16, gateway_updated_at = $17, disputed_at = $18,
 		authorized_at = $19, captured_at = $20, canceled_at = $21, updated_at = $22, announced = $23`
 
-func paymentUpdateArgs(p *Payment) []any {
+func paymentUpdateArgs(p *payments.Payment) []any {
 	return []any{p.ID, p.Status, p.PaymentMethod, p.Gateway, p.GatewayPaymentID, p.AmountCapturable, p.AmountCaptured,
-		p.AmountRefunded, p.AmountRefundPending, p.captureCount, p.refundCount, p.Attempts, p.PendingOperation,
-		p.opStartedAt, p.LastPaymentError, p.CancellationReason, p.gatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
-		p.CapturedAt, p.CanceledAt, p.UpdatedAt, p.announced}
+		p.AmountRefunded, p.AmountRefundPending, p.CaptureCount, p.RefundCount, p.Attempts, p.PendingOperation,
+		p.OpStartedAt, p.LastPaymentError, p.CancellationReason, p.GatewayUpdatedAt, p.DisputedAt, p.AuthorizedAt,
+		p.CapturedAt, p.CanceledAt, p.UpdatedAt, p.Announced}
 }
 
 // updatePayment writes every mutable member of p.
-func updatePayment(ctx context.Context, q db, p *Payment) error {
+func updatePayment(ctx context.Context, q db, p *payments.Payment) error {
 	_, err := q.Exec(ctx, `UPDATE payments SET `+updateSet+` WHERE id = $1`, paymentUpdateArgs(p)...)
 	return err
 }
@@ -115,7 +103,7 @@ func updatePayment(ctx context.Context, q db, p *Payment) error {
 // guardedUpdate writes p only if the payment is still at version (its
 // updated_at), with attempt a when a.N > 0; otherwise it fails with a
 // division by zero, which aborts the pipeline it is part of.
-func guardedUpdate(b *pgx.Batch, p *Payment, version time.Time, a Attempt) {
+func guardedUpdate(b *pgx.Batch, p *payments.Payment, version time.Time, a payments.Attempt) {
 	args := append(paymentUpdateArgs(p), version, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode,
 		a.FailureReason, a.FailureMessage, a.GatewayError, a.FinishedAt)
 	b.Queue(`WITH pay AS (UPDATE payments SET `+updateSet+` WHERE id = $1 AND updated_at = $24 RETURNING 1),
@@ -131,26 +119,26 @@ func staleVersion(err error) bool {
 	return errors.As(err, &pg) && pg.Code == "22012"
 }
 
-func getPayment(ctx context.Context, q db, id string, lock bool) (*Payment, error) {
+func getPayment(ctx context.Context, q db, id string, lock bool) (*payments.Payment, error) {
 	sql := `SELECT ` + paymentCols + ` FROM payments WHERE id = $1`
 	if lock {
 		sql += ` FOR UPDATE`
 	}
 	p, err := scanPayment(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNotFound
+		return nil, payments.ErrNotFound
 	}
 	return p, err
 }
 
-func paymentByGatewayID(ctx context.Context, q db, gateway, gatewayPaymentID string, lock bool) (*Payment, error) {
+func paymentByGatewayID(ctx context.Context, q db, gateway, gatewayPaymentID string, lock bool) (*payments.Payment, error) {
 	sql := `SELECT ` + paymentCols + ` FROM payments WHERE gateway = $1 AND gateway_payment_id = $2`
 	if lock {
 		sql += ` FOR UPDATE`
 	}
 	p, err := scanPayment(q.QueryRow(ctx, sql, gateway, gatewayPaymentID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNotFound
+		return nil, payments.ErrNotFound
 	}
 	return p, err
 }
@@ -168,7 +156,7 @@ type pageKey struct {
 	ID        string    `json:"id"`
 }
 
-func listPayments(ctx context.Context, q db, f paymentFilter) ([]*Payment, error) {
+func listPayments(ctx context.Context, q db, f paymentFilter) ([]*payments.Payment, error) {
 	var w postgres.Where
 	if f.UserID != "" {
 		w.And("user_id = ?", f.UserID)
@@ -190,32 +178,16 @@ func listPayments(ctx context.Context, q db, f paymentFilter) ([]*Payment, error
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Payment, error) { return scanPayment(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*payments.Payment, error) { return scanPayment(r) })
 }
 
-// Attempt is one try of one gateway.
-type Attempt struct {
-	N                int        `json:"attempt"`
-	Gateway          string     `json:"gateway"`
-	PaymentMethod    string     `json:"payment_method"`
-	Status           string     `json:"status"`
-	GatewayPaymentID *string    `json:"gateway_payment_id"`
-	FailureCode      *string    `json:"failure_code"`
-	DeclineCode      *string    `json:"decline_code"`
-	FailureReason    *string    `json:"failure_reason"`
-	FailureMessage   *string    `json:"failure_message"`
-	GatewayError     bool       `json:"gateway_error"`
-	StartedAt        time.Time  `json:"started_at"`
-	FinishedAt       *time.Time `json:"finished_at"`
-}
-
-func insertAttempt(ctx context.Context, q db, paymentID string, a Attempt) error {
+func insertAttempt(ctx context.Context, q db, paymentID string, a payments.Attempt) error {
 	_, err := q.Exec(ctx, `INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, paymentID, a.N, a.Gateway, a.PaymentMethod, a.Status, a.StartedAt)
 	return err
 }
 
-func finishAttempt(ctx context.Context, q db, paymentID string, a Attempt) error {
+func finishAttempt(ctx context.Context, q db, paymentID string, a payments.Attempt) error {
 	_, err := q.Exec(ctx, `UPDATE payment_attempts SET status = $3, gateway_payment_id = $4, failure_code = $5,
 		decline_code = $6, failure_reason = $7, failure_message = $8, gateway_error = $9, finished_at = $10
 		WHERE payment_id = $1 AND n = $2`, paymentID, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode,
@@ -223,89 +195,60 @@ func finishAttempt(ctx context.Context, q db, paymentID string, a Attempt) error
 	return err
 }
 
-func listAttempts(ctx context.Context, q db, paymentID string) ([]Attempt, error) {
+func listAttempts(ctx context.Context, q db, paymentID string) ([]payments.Attempt, error) {
 	rows, err := q.Query(ctx, `SELECT n, gateway, payment_method, status, gateway_payment_id, failure_code, decline_code,
 		failure_reason, failure_message, gateway_error, started_at, finished_at
 		FROM payment_attempts WHERE payment_id = $1 ORDER BY n`, paymentID)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Attempt, error) {
-		var a Attempt
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (payments.Attempt, error) {
+		var a payments.Attempt
 		err := r.Scan(&a.N, &a.Gateway, &a.PaymentMethod, &a.Status, &a.GatewayPaymentID, &a.FailureCode, &a.DeclineCode,
 			&a.FailureReason, &a.FailureMessage, &a.GatewayError, &a.StartedAt, &a.FinishedAt)
 		return a, err
 	})
 }
 
-// Refund is a refund as the API and the refund events show it.
-type Refund struct {
-	ID               string  `json:"refund_id"`
-	PaymentID        string  `json:"payment_id"`
-	AccountID        string  `json:"account_id"`
-	UserID           string  `json:"user_id"`
-	InvoiceID        *string `json:"invoice_id"`
-	Amount           int64   `json:"amount"`
-	Currency         string  `json:"currency"`
-	Gateway          string  `json:"gateway"`
-	GatewayRefundID  *string `json:"gateway_refund_id"`
-	GatewayPaymentID *string `json:"gateway_payment_id"`
-	Status           string  `json:"status"`
-	Reason           string  `json:"reason"`
-	FailureReason    *string `json:"failure_reason"`
-	// LedgerHoldID is the hold that reserves the refund's amount in the
-	// ledger before the gateway is asked (nil for a refund the gateway
-	// reported on its own, e.g. one made in Stripe's dashboard).
-	LedgerHoldID *string `json:"ledger_hold_id"`
-	// HoldSource is what the hold draws on: "account" (the payment's
-	// account) or "revenue" (SYS-REVENUE, for what an invoice kept).
-	HoldSource *string   `json:"-"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
-	n          int       // the payment's n-th refund (ledger reference)
-}
-
-const refundCols = `r.id, r.payment_id, r.n, r.account_id, r.user_id, r.invoice_id, r.amount, r.currency, r.gateway,
+const refundCols = `r.id, r.payment_id, r.N, r.account_id, r.user_id, r.invoice_id, r.amount, r.currency, r.gateway,
 	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.ledger_hold_id, r.hold_source, r.created_at, r.updated_at`
 
-func scanRefund(row pgx.Row) (*Refund, error) {
-	r := &Refund{}
-	err := row.Scan(&r.ID, &r.PaymentID, &r.n, &r.AccountID, &r.UserID, &r.InvoiceID, &r.Amount, &r.Currency, &r.Gateway,
+func scanRefund(row pgx.Row) (*payments.Refund, error) {
+	r := &payments.Refund{}
+	err := row.Scan(&r.ID, &r.PaymentID, &r.N, &r.AccountID, &r.UserID, &r.InvoiceID, &r.Amount, &r.Currency, &r.Gateway,
 		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.LedgerHoldID, &r.HoldSource, &r.CreatedAt, &r.UpdatedAt)
 	return r, err
 }
 
-var errNoRefund = problem.New(problem.NotFound, "no such refund")
-
-func getRefund(ctx context.Context, q db, id string, lock bool) (*Refund, error) {
+func getRefund(ctx context.Context, q db, id string, lock bool) (*payments.Refund, error) {
 	sql := `SELECT ` + refundCols + ` FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE r.id = $1`
 	if lock {
 		sql += ` FOR UPDATE OF r`
 	}
 	r, err := scanRefund(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNoRefund
+		return nil, payments.ErrNoRefund
 	}
 	return r, err
 }
 
-func refundByGatewayID(ctx context.Context, q db, gateway, gatewayRefundID string) (*Refund, error) {
+func refundByGatewayID(ctx context.Context, q db, gateway, gatewayRefundID string) (*payments.Refund, error) {
 	r, err := scanRefund(q.QueryRow(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
 		WHERE r.gateway = $1 AND r.gateway_refund_id = $2 FOR UPDATE OF r`, gateway, gatewayRefundID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNoRefund
+		return nil, payments.ErrNoRefund
 	}
 	return r, err
 }
 
-func listRefunds(ctx context.Context, q db, paymentID string) ([]*Refund, error) {
+func listRefunds(ctx context.Context, q db, paymentID string) ([]*payments.Refund, error) {
 	rows, err := q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
-		WHERE r.payment_id = $1 ORDER BY r.n`, paymentID)
+		WHERE r.payment_id = $1 ORDER BY r.N`, paymentID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*Refund
+	var out []*payments.Refund
 	for rows.Next() {
 		r, err := scanRefund(rows)
 		if err != nil {
@@ -317,16 +260,16 @@ func listRefunds(ctx context.Context, q db, paymentID string) ([]*Refund, error)
 }
 
 // insertRefund inserts r; false when it exists (a re-run).
-func insertRefund(ctx context.Context, q db, r *Refund) (bool, error) {
+func insertRefund(ctx context.Context, q db, r *payments.Refund) (bool, error) {
 	tag, err := q.Exec(ctx, `INSERT INTO refunds (id, payment_id, n, account_id, user_id, invoice_id, amount, currency,
 		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at, hold_source)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT (id) DO NOTHING`,
-		r.ID, r.PaymentID, r.n, r.AccountID, r.UserID, r.InvoiceID, r.Amount, r.Currency, r.Status, r.Reason, r.Gateway,
+		r.ID, r.PaymentID, r.N, r.AccountID, r.UserID, r.InvoiceID, r.Amount, r.Currency, r.Status, r.Reason, r.Gateway,
 		r.GatewayRefundID, r.FailureReason, r.CreatedAt, r.UpdatedAt, r.HoldSource)
 	return err == nil && tag.RowsAffected() == 1, err
 }
 
-func updateRefund(ctx context.Context, q db, r *Refund) error {
+func updateRefund(ctx context.Context, q db, r *payments.Refund) error {
 	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5,
 		ledger_hold_id = $6 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt, r.LedgerHoldID)
 	return err
@@ -339,7 +282,7 @@ func updateRefund(ctx context.Context, q db, r *Refund) error {
 // the credited part first, from the account, then the rest from revenue.
 // One refund draws on one of them: a refund that would straddle both is
 // refused, naming the amount that can be refunded from the account alone.
-func holdSource(ctx context.Context, q db, p *Payment, amount int64) (string, error) {
+func holdSource(ctx context.Context, q db, p *payments.Payment, amount int64) (string, error) {
 	if p.InvoiceID == nil {
 		return "account", nil
 	}
@@ -374,50 +317,32 @@ func deleteRefund(ctx context.Context, q db, id string) error {
 	return err
 }
 
-// Method is a saved payment method: a gateway token and what the card
-// shows (brand, last 4 digits, expiry), never a card number.
-type Method struct {
-	ID        string    `json:"payment_method_id"`
-	AccountID string    `json:"account_id"`
-	UserID    string    `json:"user_id"`
-	Gateway   *string   `json:"gateway"`
-	Token     string    `json:"token"`
-	Brand     string    `json:"brand"`
-	Last4     string    `json:"last4"`
-	ExpMonth  *int      `json:"exp_month"`
-	ExpYear   *int      `json:"exp_year"`
-	Default   bool      `json:"default"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
 const methodCols = `id, account_id, user_id, gateway, token, brand, last4, exp_month, exp_year, is_default, created_at`
 
-func scanMethod(row pgx.Row) (*Method, error) {
-	m := &Method{}
+func scanMethod(row pgx.Row) (*payments.Method, error) {
+	m := &payments.Method{}
 	err := row.Scan(&m.ID, &m.AccountID, &m.UserID, &m.Gateway, &m.Token, &m.Brand, &m.Last4, &m.ExpMonth, &m.ExpYear,
 		&m.Default, &m.CreatedAt)
 	return m, err
 }
 
-var errNoMethod = problem.New(problem.NotFound, "no such payment method")
-
-func getMethod(ctx context.Context, q db, accountID, id string) (*Method, error) {
+func getMethod(ctx context.Context, q db, accountID, id string) (*payments.Method, error) {
 	m, err := scanMethod(q.QueryRow(ctx, `SELECT `+methodCols+` FROM payment_methods WHERE id = $1 AND account_id = $2`, id, accountID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNoMethod
+		return nil, payments.ErrNoMethod
 	}
 	return m, err
 }
 
-func defaultMethod(ctx context.Context, q db, accountID string) (*Method, error) {
+func defaultMethod(ctx context.Context, q db, accountID string) (*payments.Method, error) {
 	m, err := scanMethod(q.QueryRow(ctx, `SELECT `+methodCols+` FROM payment_methods WHERE account_id = $1 AND is_default`, accountID))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNoMethod
+		return nil, payments.ErrNoMethod
 	}
 	return m, err
 }
 
-func insertMethod(ctx context.Context, q db, m *Method) error {
+func insertMethod(ctx context.Context, q db, m *payments.Method) error {
 	if m.Default {
 		if _, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = false WHERE account_id = $1 AND is_default`, m.AccountID); err != nil {
 			return err
@@ -428,7 +353,7 @@ func insertMethod(ctx context.Context, q db, m *Method) error {
 	return err
 }
 
-func setDefaultMethod(ctx context.Context, q db, m *Method) error {
+func setDefaultMethod(ctx context.Context, q db, m *payments.Method) error {
 	if _, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = false WHERE account_id = $1 AND is_default AND id <> $2`,
 		m.AccountID, m.ID); err != nil {
 		return err
@@ -449,7 +374,7 @@ type methodKey struct {
 	ID        string    `json:"id"`
 }
 
-func listMethods(ctx context.Context, q db, accountID, userID string, after *methodKey, limit int) ([]*Method, error) {
+func listMethods(ctx context.Context, q db, accountID, userID string, after *methodKey, limit int) ([]*payments.Method, error) {
 	var w postgres.Where
 	w.And("account_id = ?", accountID)
 	if userID != "" {
@@ -463,7 +388,7 @@ func listMethods(ctx context.Context, q db, accountID, userID string, after *met
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*Method, error) { return scanMethod(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*payments.Method, error) { return scanMethod(r) })
 }
 
 // unsettled returns ids of payments waiting on a gateway for longer than
@@ -496,13 +421,6 @@ func expiredAuthorizations(ctx context.Context, q db, before time.Time, limit in
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }
 
 // asyncCommit makes the current transaction commit without waiting for its

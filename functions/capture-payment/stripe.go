@@ -12,6 +12,7 @@ import (
 
 	"github.com/stripe/stripe-go/v83"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/sandbox"
 )
 
@@ -41,11 +42,11 @@ func newStripe(key, base string, retries int64, timeout time.Duration, now func(
 	return &stripeGateway{client: stripe.NewClient(key, stripe.WithBackends(stripe.NewBackendsWithConfig(cfg))), now: now}
 }
 
-func (g *stripeGateway) Name() string { return gwStripe }
+func (g *stripeGateway) Name() string { return payments.GatewayStripe }
 
 // Charge creates a PaymentIntent with confirm=true, or confirms an existing
 // one again with a new payment method.
-func (g *stripeGateway) Charge(ctx context.Context, req ChargeRequest) (GatewayState, error) {
+func (g *stripeGateway) Charge(ctx context.Context, req payments.ChargeRequest) (payments.GatewayState, error) {
 	var (
 		pi  *stripe.PaymentIntent
 		err error
@@ -76,7 +77,7 @@ func (g *stripeGateway) Charge(ctx context.Context, req ChargeRequest) (GatewayS
 }
 
 // Capture captures amount_to_capture; Stripe releases the rest.
-func (g *stripeGateway) Capture(ctx context.Context, req CaptureRequest) (GatewayState, error) {
+func (g *stripeGateway) Capture(ctx context.Context, req payments.CaptureRequest) (payments.GatewayState, error) {
 	p := &stripe.PaymentIntentCaptureParams{AmountToCapture: stripe.Int64(req.Amount)}
 	p.SetIdempotencyKey(req.Key)
 	pi, err := g.client.V1PaymentIntents.Capture(ctx, req.GatewayPaymentID, p)
@@ -87,7 +88,7 @@ func (g *stripeGateway) Capture(ctx context.Context, req CaptureRequest) (Gatewa
 var stripeCancelReasons = map[string]bool{"duplicate": true, "fraudulent": true, "requested_by_customer": true, "abandoned": true}
 
 // Cancel cancels a PaymentIntent.
-func (g *stripeGateway) Cancel(ctx context.Context, req CancelRequest) (GatewayState, error) {
+func (g *stripeGateway) Cancel(ctx context.Context, req payments.CancelRequest) (payments.GatewayState, error) {
 	p := &stripe.PaymentIntentCancelParams{}
 	if stripeCancelReasons[req.Reason] {
 		p.CancellationReason = stripe.String(req.Reason)
@@ -98,7 +99,7 @@ func (g *stripeGateway) Cancel(ctx context.Context, req CancelRequest) (GatewayS
 }
 
 // Retrieve reads a PaymentIntent.
-func (g *stripeGateway) Retrieve(ctx context.Context, id string) (GatewayState, error) {
+func (g *stripeGateway) Retrieve(ctx context.Context, id string) (payments.GatewayState, error) {
 	pi, err := g.client.V1PaymentIntents.Retrieve(ctx, id, &stripe.PaymentIntentRetrieveParams{})
 	return g.answer(pi, err)
 }
@@ -107,7 +108,7 @@ func (g *stripeGateway) Retrieve(ctx context.Context, id string) (GatewayState, 
 var stripeRefundReasons = map[string]bool{"duplicate": true, "fraudulent": true, "requested_by_customer": true}
 
 // Refund creates a Refund of the PaymentIntent.
-func (g *stripeGateway) Refund(ctx context.Context, req RefundRequest) (RefundResult, error) {
+func (g *stripeGateway) Refund(ctx context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
 	p := &stripe.RefundCreateParams{
 		PaymentIntent: stripe.String(req.GatewayPaymentID),
 		Amount:        stripe.Int64(req.Amount),
@@ -122,49 +123,49 @@ func (g *stripeGateway) Refund(ctx context.Context, req RefundRequest) (RefundRe
 }
 
 // RetrieveRefund reads a Refund.
-func (g *stripeGateway) RetrieveRefund(ctx context.Context, id string) (RefundResult, error) {
+func (g *stripeGateway) RetrieveRefund(ctx context.Context, id string) (payments.RefundResult, error) {
 	r, err := g.client.V1Refunds.Retrieve(ctx, id, &stripe.RefundRetrieveParams{})
 	return refundAnswer(r, err)
 }
 
-func refundAnswer(r *stripe.Refund, err error) (RefundResult, error) {
+func refundAnswer(r *stripe.Refund, err error) (payments.RefundResult, error) {
 	if err != nil {
-		return RefundResult{}, stripeError(err)
+		return payments.RefundResult{}, stripeError(err)
 	}
-	return RefundResult{GatewayRefundID: r.ID, Status: string(r.Status), FailureReason: string(r.FailureReason)}, nil
+	return payments.RefundResult{GatewayRefundID: r.ID, Status: string(r.Status), FailureReason: string(r.FailureReason)}, nil
 }
 
 // answer maps a PaymentIntent (or the error of the call) to a state. A card
 // error is a decline: Stripe returns the PaymentIntent, back in
 // requires_payment_method, inside the error.
-func (g *stripeGateway) answer(pi *stripe.PaymentIntent, err error) (GatewayState, error) {
+func (g *stripeGateway) answer(pi *stripe.PaymentIntent, err error) (payments.GatewayState, error) {
 	if err != nil {
 		var se *stripe.Error
 		if errors.As(err, &se) && se.Type == stripe.ErrorTypeCard {
-			st := GatewayState{Status: RequiresPaymentMethod, At: syncTime(g.now()),
-				Decline: &Decline{Code: string(se.Code), DeclineCode: string(se.DeclineCode), Message: se.Msg}}
+			st := payments.GatewayState{Status: payments.RequiresPaymentMethod, At: payments.SyncTime(g.now()),
+				Decline: &payments.Decline{Code: string(se.Code), DeclineCode: string(se.DeclineCode), Message: se.Msg}}
 			if se.PaymentIntent != nil {
 				st.GatewayPaymentID = se.PaymentIntent.ID
 			}
 			return st, nil
 		}
-		return GatewayState{}, stripeError(err)
+		return payments.GatewayState{}, stripeError(err)
 	}
 	return stripeState(pi, g.now()), nil
 }
 
 // stripeState maps a PaymentIntent to a gateway state.
-func stripeState(pi *stripe.PaymentIntent, now time.Time) GatewayState {
-	st := GatewayState{GatewayPaymentID: pi.ID, AmountCapturable: pi.AmountCapturable, AmountReceived: pi.AmountReceived,
-		At: syncTime(now)}
+func stripeState(pi *stripe.PaymentIntent, now time.Time) payments.GatewayState {
+	st := payments.GatewayState{GatewayPaymentID: pi.ID, AmountCapturable: pi.AmountCapturable, AmountReceived: pi.AmountReceived,
+		At: payments.SyncTime(now)}
 	switch pi.Status {
 	case stripe.PaymentIntentStatusRequiresPaymentMethod:
 		// After a confirmation this means the attempt failed;
 		// last_payment_error says why.
-		st.Status = RequiresPaymentMethod
-		d := &Decline{Code: "payment_failed"}
+		st.Status = payments.RequiresPaymentMethod
+		d := &payments.Decline{Code: "payment_failed"}
 		if e := pi.LastPaymentError; e != nil {
-			d = &Decline{Code: string(e.Code), DeclineCode: string(e.DeclineCode), Message: e.Msg}
+			d = &payments.Decline{Code: string(e.Code), DeclineCode: string(e.DeclineCode), Message: e.Msg}
 			if d.Code == "" {
 				d.Code = string(e.Type)
 			}
@@ -174,19 +175,19 @@ func stripeState(pi *stripe.PaymentIntent, now time.Time) GatewayState {
 		}
 		st.Decline = d
 	case stripe.PaymentIntentStatusRequiresConfirmation:
-		st.Status = RequiresConfirmation
+		st.Status = payments.RequiresConfirmation
 	case stripe.PaymentIntentStatusRequiresAction:
-		st.Status = RequiresAction
+		st.Status = payments.RequiresAction
 	case stripe.PaymentIntentStatusProcessing:
-		st.Status = Processing
+		st.Status = payments.Processing
 	case stripe.PaymentIntentStatusRequiresCapture:
-		st.Status = RequiresCapture
+		st.Status = payments.RequiresCapture
 	case stripe.PaymentIntentStatusSucceeded:
-		st.Status = Succeeded
+		st.Status = payments.Succeeded
 	case stripe.PaymentIntentStatusCanceled:
-		st.Status = Canceled
+		st.Status = payments.Canceled
 	default:
-		st.Status = Processing
+		st.Status = payments.Processing
 	}
 	return st
 }
@@ -194,7 +195,7 @@ func stripeState(pi *stripe.PaymentIntent, now time.Time) GatewayState {
 // stripeError classifies a failed call: whether Stripe certainly did
 // nothing (the next gateway may be tried) or may have acted.
 func stripeError(err error) error {
-	ge := &GatewayError{Gateway: gwStripe, Err: err}
+	ge := &payments.GatewayError{Gateway: payments.GatewayStripe, Err: err}
 	var se *stripe.Error
 	var ne net.Error
 	var oe *net.OpError

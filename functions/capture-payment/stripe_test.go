@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v83"
 )
@@ -77,8 +78,8 @@ func TestStripeAdapterAgainstStripeMock(t *testing.T) {
 	ctx := context.Background()
 	pid := uuid.NewString()
 
-	st, err := g.Charge(ctx, ChargeRequest{PaymentID: pid, Key: gatewayKey(pid, "a1"), Amount: 1050, Currency: "USD",
-		PaymentMethod: "pm_card_visa", CaptureMethod: CaptureManual, Description: "order 7"})
+	st, err := g.Charge(ctx, payments.ChargeRequest{PaymentID: pid, Key: payments.GatewayKey(pid, "a1"), Amount: 1050, Currency: "USD",
+		PaymentMethod: "pm_card_visa", CaptureMethod: payments.CaptureManual, Description: "order 7"})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -93,35 +94,35 @@ func TestStripeAdapterAgainstStripeMock(t *testing.T) {
 			t.Errorf("create sent %s=%q, want %q", k, got, want)
 		}
 	}
-	if got := r.header.Get("Idempotency-Key"); got != gatewayKey(pid, "a1") {
+	if got := r.header.Get("Idempotency-Key"); got != payments.GatewayKey(pid, "a1") {
 		t.Fatalf("Idempotency-Key %q", got)
 	}
-	if got := r.respHeader.Get("Idempotency-Key"); got != gatewayKey(pid, "a1") {
+	if got := r.respHeader.Get("Idempotency-Key"); got != payments.GatewayKey(pid, "a1") {
 		t.Fatalf("stripe-mock reflected Idempotency-Key %q", got)
 	}
 	// stripe-mock answers its fixture: a PaymentIntent back in
 	// requires_payment_method with a last_payment_error, which after a
 	// confirmation means the attempt failed.
-	if !strings.HasPrefix(st.GatewayPaymentID, "pi_") || st.Status != RequiresPaymentMethod || st.Decline == nil {
+	if !strings.HasPrefix(st.GatewayPaymentID, "pi_") || st.Status != payments.RequiresPaymentMethod || st.Decline == nil {
 		t.Fatalf("mapped %+v", st)
 	}
 	pi := st.GatewayPaymentID
 
-	if _, err := g.Charge(ctx, ChargeRequest{PaymentID: pid, Key: gatewayKey(pid, "a2"), GatewayPaymentID: pi,
-		Amount: 1050, Currency: "USD", PaymentMethod: "pm_card_mastercard", CaptureMethod: CaptureManual}); err != nil {
+	if _, err := g.Charge(ctx, payments.ChargeRequest{PaymentID: pid, Key: payments.GatewayKey(pid, "a2"), GatewayPaymentID: pi,
+		Amount: 1050, Currency: "USD", PaymentMethod: "pm_card_mastercard", CaptureMethod: payments.CaptureManual}); err != nil {
 		t.Fatalf("confirm: %v", err)
 	}
 	if r := w.last(t); r.path != "/v1/payment_intents/"+pi+"/confirm" || r.form.Get("payment_method") != "pm_card_mastercard" ||
-		r.header.Get("Idempotency-Key") != gatewayKey(pid, "a2") {
+		r.header.Get("Idempotency-Key") != payments.GatewayKey(pid, "a2") {
 		t.Fatalf("confirm sent %s %v", r.path, r.form)
 	}
-	if _, err := g.Capture(ctx, CaptureRequest{PaymentID: pid, GatewayPaymentID: pi, Key: gatewayKey(pid, "capture"), Amount: 700}); err != nil {
+	if _, err := g.Capture(ctx, payments.CaptureRequest{PaymentID: pid, GatewayPaymentID: pi, Key: payments.GatewayKey(pid, "capture"), Amount: 700}); err != nil {
 		t.Fatalf("capture: %v", err)
 	}
 	if r := w.last(t); r.path != "/v1/payment_intents/"+pi+"/capture" || r.form.Get("amount_to_capture") != "700" {
 		t.Fatalf("capture sent %s %v", r.path, r.form)
 	}
-	if _, err := g.Cancel(ctx, CancelRequest{PaymentID: pid, GatewayPaymentID: pi, Key: gatewayKey(pid, "cancel"), Reason: "duplicate"}); err != nil {
+	if _, err := g.Cancel(ctx, payments.CancelRequest{PaymentID: pid, GatewayPaymentID: pi, Key: payments.GatewayKey(pid, "cancel"), Reason: "duplicate"}); err != nil {
 		t.Fatalf("cancel: %v", err)
 	}
 	if r := w.last(t); r.path != "/v1/payment_intents/"+pi+"/cancel" || r.form.Get("cancellation_reason") != "duplicate" {
@@ -134,13 +135,13 @@ func TestStripeAdapterAgainstStripeMock(t *testing.T) {
 		t.Fatalf("retrieve: %s %s", r.method, r.path)
 	}
 	rid := uuid.NewString()
-	res, err := g.Refund(ctx, RefundRequest{PaymentID: pid, RefundID: rid, GatewayPaymentID: pi, Key: gatewayKey(pid, "refund-"+rid),
+	res, err := g.Refund(ctx, payments.RefundRequest{PaymentID: pid, RefundID: rid, GatewayPaymentID: pi, Key: payments.GatewayKey(pid, "refund-"+rid),
 		Amount: 300, Currency: "USD", Reason: "requested_by_customer"})
 	if err != nil {
 		t.Fatalf("refund: %v", err)
 	}
 	if r := w.last(t); r.path != "/v1/refunds" || r.form.Get("payment_intent") != pi || r.form.Get("amount") != "300" ||
-		r.form.Get("metadata[billfn_refund_id]") != rid || r.header.Get("Idempotency-Key") != gatewayKey(pid, "refund-"+rid) {
+		r.form.Get("metadata[billfn_refund_id]") != rid || r.header.Get("Idempotency-Key") != payments.GatewayKey(pid, "refund-"+rid) {
 		t.Fatalf("refund sent %s %v", r.path, r.form)
 	}
 	if !strings.HasPrefix(res.GatewayRefundID, "re_") || res.Status == "" {
@@ -153,13 +154,13 @@ func TestStripeAdapterAgainstStripeMock(t *testing.T) {
 	// A key Stripe refuses: a gateway-side error, so the next gateway may be tried.
 	bad := newStripe("sk_live_wrong", base, 0, 5*time.Second, time.Now, nil)
 	_, err = bad.Retrieve(ctx, pi)
-	var ge *GatewayError
-	if !errors.As(err, &ge) || ge.Unknown || !definite(err) {
+	var ge *payments.GatewayError
+	if !errors.As(err, &ge) || ge.Unknown || !payments.Definite(err) {
 		t.Fatalf("401: %#v", err)
 	}
 	// Nothing listening: definite (nothing was sent).
 	down := newStripe("sk_test_billfn", closedPort(t), 2, 5*time.Second, time.Now, nil)
-	_, err = down.Charge(ctx, ChargeRequest{PaymentID: pid, Key: "k", Amount: 1, Currency: "USD", PaymentMethod: "pm_card_visa", CaptureMethod: "automatic"})
+	_, err = down.Charge(ctx, payments.ChargeRequest{PaymentID: pid, Key: "k", Amount: 1, Currency: "USD", PaymentMethod: "pm_card_visa", CaptureMethod: "automatic"})
 	if !errors.As(err, &ge) || ge.Unknown || ge.Code != "unavailable" {
 		t.Fatalf("connection refused: %#v", err)
 	}
@@ -180,7 +181,7 @@ func TestStripeErrorsAreClassified(t *testing.T) {
 		{&net.OpError{Op: "read", Err: errors.New("connection reset")}, true, false, "network_error"},
 	}
 	for _, c := range cases {
-		var ge *GatewayError
+		var ge *payments.GatewayError
 		if !errors.As(stripeError(c.err), &ge) || ge.Unknown != c.unknown || ge.Rejected != c.rejected || ge.Code != c.code {
 			t.Errorf("%v: got %+v", c.err, ge)
 		}
@@ -189,15 +190,15 @@ func TestStripeErrorsAreClassified(t *testing.T) {
 	g := &stripeGateway{now: time.Now}
 	st, err := g.answer(nil, &stripe.Error{HTTPStatusCode: 402, Type: stripe.ErrorTypeCard, Code: stripe.ErrorCodeCardDeclined,
 		DeclineCode: stripe.DeclineCodeInsufficientFunds, Msg: "Your card has insufficient funds.", PaymentIntent: &stripe.PaymentIntent{ID: "pi_x"}})
-	if err != nil || st.Status != RequiresPaymentMethod || st.GatewayPaymentID != "pi_x" || declineReason(st.Decline) != "insufficient_funds" {
+	if err != nil || st.Status != payments.RequiresPaymentMethod || st.GatewayPaymentID != "pi_x" || payments.DeclineReason(st.Decline) != "insufficient_funds" {
 		t.Fatalf("card error: %+v %v", st, err)
 	}
 	// Every PaymentIntent status maps.
-	for in, want := range map[stripe.PaymentIntentStatus]Status{
-		stripe.PaymentIntentStatusRequiresCapture: RequiresCapture, stripe.PaymentIntentStatusSucceeded: Succeeded,
-		stripe.PaymentIntentStatusProcessing: Processing, stripe.PaymentIntentStatusRequiresAction: RequiresAction,
-		stripe.PaymentIntentStatusCanceled: Canceled, stripe.PaymentIntentStatusRequiresConfirmation: RequiresConfirmation,
-		stripe.PaymentIntentStatusRequiresPaymentMethod: RequiresPaymentMethod,
+	for in, want := range map[stripe.PaymentIntentStatus]payments.Status{
+		stripe.PaymentIntentStatusRequiresCapture: payments.RequiresCapture, stripe.PaymentIntentStatusSucceeded: payments.Succeeded,
+		stripe.PaymentIntentStatusProcessing: payments.Processing, stripe.PaymentIntentStatusRequiresAction: payments.RequiresAction,
+		stripe.PaymentIntentStatusCanceled: payments.Canceled, stripe.PaymentIntentStatusRequiresConfirmation: payments.RequiresConfirmation,
+		stripe.PaymentIntentStatusRequiresPaymentMethod: payments.RequiresPaymentMethod,
 	} {
 		if got := stripeState(&stripe.PaymentIntent{ID: "pi_1", Status: in}, time.Now()); got.Status != want {
 			t.Errorf("%s → %s, want %s", in, got.Status, want)
@@ -209,16 +210,16 @@ func TestStripeThroughTheAPIAgainstStripeMock(t *testing.T) {
 	base := stripeMockURL(t)
 	g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "*=stripe" })
 	p := g.pay(2500, "USD", "pm_card_visa", "automatic", true)
-	if *p.Gateway != gwStripe || !strings.HasPrefix(*p.GatewayPaymentID, "pi_") || p.Attempts != 1 {
+	if *p.Gateway != payments.GatewayStripe || !strings.HasPrefix(*p.GatewayPaymentID, "pi_") || p.Attempts != 1 {
 		t.Fatalf("payment %+v", p)
 	}
 	// stripe-mock keeps no state: its fixture says requires_payment_method
 	// with a last_payment_error, which billfn records as a failed attempt.
-	if p.Status != RequiresPaymentMethod || p.LastPaymentError == nil || p.LastPaymentError.Gateway != gwStripe {
+	if p.Status != payments.RequiresPaymentMethod || p.LastPaymentError == nil || p.LastPaymentError.Gateway != payments.GatewayStripe {
 		t.Fatalf("status %s error %+v", p.Status, p.LastPaymentError)
 	}
 	view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
-	if a := view.AttemptHistory; len(a) != 1 || a[0].Gateway != gwStripe || a[0].GatewayPaymentID == nil || a[0].GatewayError {
+	if a := view.AttemptHistory; len(a) != 1 || a[0].Gateway != payments.GatewayStripe || a[0].GatewayPaymentID == nil || a[0].GatewayError {
 		t.Fatalf("attempts %+v", a)
 	}
 }
@@ -232,9 +233,9 @@ func TestFailoverBetweenGateways(t *testing.T) {
 		p := g.pay(1200, "EUR", "pm_card_visa", "automatic", true)
 		view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
 		a := view.AttemptHistory
-		if p.Status != Succeeded || *p.Gateway != gwSandbox || len(a) != 2 ||
-			a[0].Gateway != gwStripe || a[0].Status != "failed" || !a[0].GatewayError ||
-			a[1].Gateway != gwSandbox || a[1].Status != "succeeded" {
+		if p.Status != payments.Succeeded || *p.Gateway != payments.GatewaySandbox || len(a) != 2 ||
+			a[0].Gateway != payments.GatewayStripe || a[0].Status != "failed" || !a[0].GatewayError ||
+			a[1].Gateway != payments.GatewaySandbox || a[1].Status != "succeeded" {
 			t.Fatalf("payment %s at %s, attempts %+v", p.Status, *p.Gateway, a)
 		}
 		metrics := g.do(req{method: "GET", path: "/metrics"}).Body.String()
@@ -248,7 +249,7 @@ func TestFailoverBetweenGateways(t *testing.T) {
 	t.Run("a refused key fails over too", func(t *testing.T) {
 		g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_live_refused", base, "*=stripe,sandbox" })
 		p := g.pay(1200, "USD", "pm_card_visa", "manual", true)
-		if p.Status != RequiresCapture || *p.Gateway != gwSandbox || p.Attempts != 2 {
+		if p.Status != payments.RequiresCapture || *p.Gateway != payments.GatewaySandbox || p.Attempts != 2 {
 			t.Fatalf("payment %+v", p)
 		}
 	})
@@ -257,7 +258,7 @@ func TestFailoverBetweenGateways(t *testing.T) {
 		p := g.pay(1300, "USD", "pm_sandbox_unavailable", "automatic", true)
 		view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
 		a := view.AttemptHistory
-		if *p.Gateway != gwStripe || len(a) != 2 || !a[0].GatewayError || a[1].Gateway != gwStripe ||
+		if *p.Gateway != payments.GatewayStripe || len(a) != 2 || !a[0].GatewayError || a[1].Gateway != payments.GatewayStripe ||
 			!strings.HasPrefix(*p.GatewayPaymentID, "pi_") {
 			t.Fatalf("payment at %s, attempts %+v", *p.Gateway, a)
 		}
@@ -265,14 +266,14 @@ func TestFailoverBetweenGateways(t *testing.T) {
 	t.Run("never on a decline", func(t *testing.T) {
 		g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "USD=sandbox,stripe" })
 		p := g.pay(1300, "USD", "pm_card_chargeDeclined", "automatic", true)
-		if p.Attempts != 1 || *p.Gateway != gwSandbox || p.Status != RequiresPaymentMethod {
+		if p.Attempts != 1 || *p.Gateway != payments.GatewaySandbox || p.Status != payments.RequiresPaymentMethod {
 			t.Fatalf("payment %+v", p)
 		}
 	})
 	t.Run("never after an unknown outcome", func(t *testing.T) {
 		g := newRig(t, shortTimeout, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "USD=sandbox,stripe" })
 		p := g.pay(1300, "USD", "pm_sandbox_timeout", "automatic", true)
-		if p.Attempts != 1 || *p.Gateway != gwSandbox || p.Status != Processing {
+		if p.Attempts != 1 || *p.Gateway != payments.GatewaySandbox || p.Status != payments.Processing {
 			t.Fatalf("payment %+v", p)
 		}
 	})
@@ -281,7 +282,7 @@ func TestFailoverBetweenGateways(t *testing.T) {
 			c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", closedPort(t), "*=stripe,sandbox"
 		})
 		p := g.pay(1300, "USD", "pm_card_visa", "automatic", true, func(b map[string]any) { b["gateway"] = "stripe" })
-		if p.Attempts != 1 || p.Status != RequiresPaymentMethod || p.LastPaymentError.Reason != "gateway_unavailable" {
+		if p.Attempts != 1 || p.Status != payments.RequiresPaymentMethod || p.LastPaymentError.Reason != "gateway_unavailable" {
 			t.Fatalf("payment %+v", p)
 		}
 	})

@@ -1,4 +1,4 @@
-package main
+package payments
 
 import (
 	"context"
@@ -7,33 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/billfn/billfn/shared/money"
 )
-
-// gatewayCalls times gateway calls by gateway, operation and result:
-// ok, declined (a charge the gateway answered with a failed attempt),
-// unknown (no answer: timeout, 5xx), error (the gateway certainly did
-// nothing: failover material).
-var gatewayCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-	Name:    "billfn_gateway_call_seconds",
-	Help:    "Payment gateway calls by gateway, operation (charge, operation, refund) and result (ok, declined, unknown, error).",
-	Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-}, []string{"gateway", "operation", "result"})
-
-func observeCall(gateway, op string, start time.Time, st Status, err error) {
-	result := "ok"
-	switch {
-	case unknownOutcome(err):
-		result = "unknown"
-	case err != nil:
-		result = "error"
-	case st == RequiresPaymentMethod:
-		result = "declined"
-	}
-	gatewayCalls.WithLabelValues(gateway, op, result).Observe(time.Since(start).Seconds())
-}
 
 // Gateway is a payment gateway: Stripe or the built-in sandbox. Every call
 // carries an idempotency key derived from the payment id (and attempt, or
@@ -120,36 +95,36 @@ func (e *GatewayError) Error() string {
 
 func (e *GatewayError) Unwrap() error { return e.Err }
 
-// definite reports whether err is a gateway failure after which the
+// Definite reports whether err is a gateway failure after which the
 // gateway certainly did nothing: the next gateway may be tried.
-func definite(err error) bool {
+func Definite(err error) bool {
 	var ge *GatewayError
 	return errors.As(err, &ge) && !ge.Unknown
 }
 
-// unknownOutcome reports whether err leaves the outcome of a call unknown.
-func unknownOutcome(err error) bool {
+// UnknownOutcome reports whether err leaves the outcome of a call unknown.
+func UnknownOutcome(err error) bool {
 	var ge *GatewayError
 	return err != nil && (!errors.As(err, &ge) || ge.Unknown)
 }
 
 // Gateway names.
 const (
-	gwStripe  = "stripe"
-	gwSandbox = "sandbox"
+	GatewayStripe  = "stripe"
+	GatewaySandbox = "sandbox"
 )
 
-// routes maps a currency to the gateways that take it, in priority order;
+// Routes maps a currency to the gateways that take it, in priority order;
 // "*" is every other currency.
-type routes map[string][]string
+type Routes map[string][]string
 
-// parseRoutes reads GATEWAY_ROUTES: entries separated by ";", each
+// ParseRoutes reads GATEWAY_ROUTES: entries separated by ";", each
 // "<CURRENCY or *>=<gateway>[,<gateway>…]", gateways in priority order, for
 // example "EUR=stripe,sandbox;USD=stripe;*=sandbox". Currency codes are
 // case-insensitive; a currency without an entry uses "*"; without "*" it has
 // no route.
-func parseRoutes(s string, known map[string]bool) (routes, error) {
-	r := routes{}
+func ParseRoutes(s string, known map[string]bool) (Routes, error) {
+	r := Routes{}
 	for _, entry := range strings.Split(s, ";") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
@@ -193,7 +168,7 @@ func parseRoutes(s string, known map[string]bool) (routes, error) {
 
 func names(m map[string]bool) string {
 	var out []string
-	for _, n := range []string{gwStripe, gwSandbox} {
+	for _, n := range []string{GatewayStripe, GatewaySandbox} {
 		if m[n] {
 			out = append(out, n)
 		}
@@ -202,16 +177,22 @@ func names(m map[string]bool) string {
 }
 
 // For returns the gateways of currency c in priority order.
-func (r routes) For(c money.Currency) []string {
+func (r Routes) For(c money.Currency) []string {
 	if g, ok := r[string(c)]; ok {
 		return g
 	}
 	return r["*"]
 }
 
-// gatewayKey derives the idempotency key of a gateway call.
-func gatewayKey(paymentID, op string) string { return "billfn-" + paymentID + "-" + op }
+// GatewayKey derives the idempotency key of a gateway call.
+func GatewayKey(paymentID, op string) string { return "billfn-" + paymentID + "-" + op }
 
-// syncTime is the time of a gateway's synchronous answer, at the one-second
+// SyncTime is the time of a gateway's synchronous answer, at the one-second
 // resolution of gateways' event times so the two compare fairly.
-func syncTime(now time.Time) time.Time { return now.Truncate(time.Second) }
+func SyncTime(now time.Time) time.Time { return now.Truncate(time.Second) }
+
+// SandboxObjectID is the sandbox's object id of a payment: deterministic, so
+// the id is known before the first call and a retry finds the same object.
+func SandboxObjectID(paymentID string) string {
+	return "pi_sbx_" + strings.ReplaceAll(paymentID, "-", "")
+}

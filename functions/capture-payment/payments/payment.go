@@ -1,7 +1,6 @@
-package main
+package payments
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/billfn/billfn/shared/money"
@@ -45,7 +44,7 @@ func rank(s Status) int {
 	return -1
 }
 
-func (s Status) terminal() bool { return s == Succeeded || s == Canceled }
+func (s Status) Terminal() bool { return s == Succeeded || s == Canceled }
 
 // Capture methods.
 const (
@@ -56,42 +55,16 @@ const (
 // Pending gateway operations (payments.pending_op): set in the transaction
 // before a gateway call, cleared by its answer (or by reconciliation).
 const (
-	opConfirm = "confirm"
-	opCapture = "capture"
-	opCancel  = "cancel"
+	OpConfirm = "confirm"
+	OpCapture = "capture"
+	OpCancel  = "cancel"
 )
-
-// Problem codes of capture-payment.
-const (
-	codeInvalidState       problem.Code = "payment_invalid_state"
-	codeOpInProgress       problem.Code = "payment_operation_in_progress"
-	codeExceedsCapturable  problem.Code = "amount_exceeds_capturable"
-	codeExceedsRefundable  problem.Code = "amount_exceeds_refundable"
-	codeMethodRequired     problem.Code = "payment_method_required"
-	codeMethodInvalid      problem.Code = "payment_method_invalid"
-	codeGatewayUnavailable problem.Code = "gateway_unavailable"
-	codeGatewayRejected    problem.Code = "gateway_rejected"
-	codeNoRoute            problem.Code = "currency_not_supported"
-	codeCardNumber                      = problem.CardNumberRejected // shared/pan's
-)
-
-func init() {
-	problem.Register(codeInvalidState, http.StatusConflict, "The payment's state does not allow this operation")
-	problem.Register(codeOpInProgress, http.StatusConflict, "Another operation on this payment is in progress")
-	problem.Register(codeExceedsCapturable, http.StatusUnprocessableEntity, "Amount exceeds the capturable amount")
-	problem.Register(codeExceedsRefundable, http.StatusUnprocessableEntity, "Amount exceeds the refundable amount")
-	problem.Register(codeMethodRequired, http.StatusUnprocessableEntity, "A payment method is required")
-	problem.Register(codeMethodInvalid, http.StatusUnprocessableEntity, "The payment method cannot be used")
-	problem.Register(codeGatewayUnavailable, http.StatusServiceUnavailable, "The payment gateway is unavailable")
-	problem.Register(codeGatewayRejected, http.StatusConflict, "The payment gateway refused the operation")
-	problem.Register(codeNoRoute, http.StatusUnprocessableEntity, "No gateway is configured for this currency")
-}
 
 // PaymentError describes why the last attempt failed.
 type PaymentError struct {
 	Code        string `json:"code"`                   // the gateway's code (card_declined, expired_card, …)
 	DeclineCode string `json:"decline_code,omitempty"` // the issuer's decline code, when the gateway gave one
-	Reason      string `json:"reason"`                 // normalized reason (see declineReason)
+	Reason      string `json:"reason"`                 // normalized reason (see DeclineReason)
 	Message     string `json:"message,omitempty"`
 	Attempt     int    `json:"attempt"`
 	Gateway     string `json:"gateway"`
@@ -133,80 +106,86 @@ type Payment struct {
 	CreatedAt           time.Time         `json:"created_at"`
 	UpdatedAt           time.Time         `json:"updated_at"`
 
-	requestedGateway string
-	announced        bool // payment.created was emitted
-	captureCount     int
-	refundCount      int
-	opStartedAt      *time.Time
-	gatewayUpdatedAt *time.Time
+	RequestedGateway string     `json:"-"`
+	Announced        bool       `json:"-"` // payment.created was emitted
+	CaptureCount     int        `json:"-"`
+	RefundCount      int        `json:"-"`
+	OpStartedAt      *time.Time `json:"-"`
+	GatewayUpdatedAt *time.Time `json:"-"`
 }
 
-func (p *Payment) op() string {
+// Op is the pending gateway operation ("" when none).
+func (p *Payment) Op() string {
 	if p.PendingOperation == nil {
 		return ""
 	}
 	return *p.PendingOperation
 }
 
-func (p *Payment) setOp(op string, now time.Time) {
+// SetOp marks (or with "" clears) the pending gateway operation.
+func (p *Payment) SetOp(op string, now time.Time) {
 	if op == "" {
-		p.PendingOperation, p.opStartedAt = nil, nil
+		p.PendingOperation, p.OpStartedAt = nil, nil
 		return
 	}
-	p.PendingOperation, p.opStartedAt = &op, &now
+	p.PendingOperation, p.OpStartedAt = &op, &now
 }
 
-func (p *Payment) gateway() string {
+// GatewayName is the gateway of the current attempt ("" before one).
+func (p *Payment) GatewayName() string {
 	if p.Gateway == nil {
 		return ""
 	}
 	return *p.Gateway
 }
 
-func (p *Payment) gatewayPaymentID() string {
+// GatewayObject is the gateway's id of the payment object ("" when unknown).
+func (p *Payment) GatewayObject() string {
 	if p.GatewayPaymentID == nil {
 		return ""
 	}
 	return *p.GatewayPaymentID
 }
 
-func (p *Payment) invoiceID() string {
+// Invoice is the id of the invoice p pays ("" when none).
+func (p *Payment) Invoice() string {
 	if p.InvoiceID == nil {
 		return ""
 	}
 	return *p.InvoiceID
 }
 
-func (p *Payment) method() string {
+// Method is the payment method p was given ("" when none).
+func (p *Payment) Method() string {
 	if p.PaymentMethod == nil {
 		return ""
 	}
 	return *p.PaymentMethod
 }
 
-// refundable is what refunds may still take.
-func (p *Payment) refundable() int64 {
+// Refundable is what refunds may still take.
+func (p *Payment) Refundable() int64 {
 	return p.AmountCaptured - p.AmountRefunded - p.AmountRefundPending
 }
 
 func invalidState(p *Payment, action string) error {
-	return problem.New(codeInvalidState, "a payment in status %s cannot be %s", p.Status, action).With("status", string(p.Status))
+	return problem.New(CodeInvalidState, "a payment in status %s cannot be %s", p.Status, action).With("status", string(p.Status))
 }
 
 func inProgress(p *Payment) error {
-	return (&problem.Error{Code: codeOpInProgress, RetryAfter: time.Second,
-		Detail: "a " + p.op() + " of this payment is waiting for the gateway; retry shortly"}).With("pending_operation", p.op())
+	return (&problem.Error{Code: CodeOpInProgress, RetryAfter: time.Second,
+		Detail: "a " + p.Op() + " of this payment is waiting for the gateway; retry shortly"}).With("pending_operation", p.Op())
 }
 
-// checkConfirm says whether p may be confirmed (with method, when given).
-func checkConfirm(p *Payment, method string) error {
-	if p.op() != "" {
+// CheckConfirm says whether p may be confirmed (with method, when given).
+func CheckConfirm(p *Payment, method string) error {
+	if p.Op() != "" {
 		return inProgress(p)
 	}
 	switch p.Status {
 	case RequiresPaymentMethod:
 		if method == "" {
-			return problem.New(codeMethodRequired, "the payment has no usable payment method: send payment_method")
+			return problem.New(CodeMethodRequired, "the payment has no usable payment method: send payment_method")
 		}
 	case RequiresConfirmation, RequiresAction:
 	default:
@@ -215,10 +194,10 @@ func checkConfirm(p *Payment, method string) error {
 	return nil
 }
 
-// checkCapture returns the amount to capture: all that is capturable unless
+// CheckCapture returns the amount to capture: all that is capturable unless
 // amount (>0) asks for less; the rest is released.
-func checkCapture(p *Payment, amount int64) (int64, error) {
-	if p.op() != "" {
+func CheckCapture(p *Payment, amount int64) (int64, error) {
+	if p.Op() != "" {
 		return 0, inProgress(p)
 	}
 	if p.Status != RequiresCapture {
@@ -228,16 +207,16 @@ func checkCapture(p *Payment, amount int64) (int64, error) {
 		return p.AmountCapturable, nil
 	}
 	if amount > p.AmountCapturable {
-		return 0, problem.New(codeExceedsCapturable, "amount %d exceeds the capturable %d", amount, p.AmountCapturable).
+		return 0, problem.New(CodeExceedsCapturable, "amount %d exceeds the capturable %d", amount, p.AmountCapturable).
 			With("amount_capturable", p.AmountCapturable)
 	}
 	return amount, nil
 }
 
-// checkCancel says whether p may be canceled (Stripe: from every state
+// CheckCancel says whether p may be canceled (Stripe: from every state
 // before processing, and from requires_capture, which releases the hold).
-func checkCancel(p *Payment) error {
-	if p.op() != "" {
+func CheckCancel(p *Payment) error {
+	if p.Op() != "" {
 		return inProgress(p)
 	}
 	switch p.Status {
@@ -247,18 +226,18 @@ func checkCancel(p *Payment) error {
 	return invalidState(p, "canceled")
 }
 
-// checkRefund returns the amount to refund: all that is refundable unless
+// CheckRefund returns the amount to refund: all that is refundable unless
 // amount (>0) asks for less.
-func checkRefund(p *Payment, amount int64) (int64, error) {
+func CheckRefund(p *Payment, amount int64) (int64, error) {
 	if p.AmountCaptured == 0 {
 		return 0, invalidState(p, "refunded")
 	}
-	left := p.refundable()
+	left := p.Refundable()
 	if amount == 0 {
 		amount = left
 	}
 	if left == 0 || amount > left {
-		return 0, problem.New(codeExceedsRefundable, "amount %d exceeds the refundable %d", amount, left).
+		return 0, problem.New(CodeExceedsRefundable, "amount %d exceeds the refundable %d", amount, left).
 			With("amount_refundable", left)
 	}
 	return amount, nil
@@ -282,33 +261,33 @@ type Decline struct {
 	Message     string
 }
 
-// change is what applying a gateway state did, for the events and postings.
-type change struct {
-	authorized bool
-	captured   int64 // amount captured by this change
-	failed     bool
-	canceled   bool
-	updated    bool // another visible change (processing, requires_action)
+// Change is what applying a gateway state did, for the events and postings.
+type Change struct {
+	Authorized bool
+	Captured   int64 // amount captured by this Change
+	Failed     bool
+	Canceled   bool
+	Updated    bool // another visible Change (processing, requires_action)
 }
 
-func (c change) any() bool {
-	return c.authorized || c.captured > 0 || c.failed || c.canceled || c.updated
+func (c Change) Any() bool {
+	return c.Authorized || c.Captured > 0 || c.Failed || c.Canceled || c.Updated
 }
 
-// applyGateway moves p according to a gateway state. answer is true when st
+// ApplyGateway moves p according to a gateway state. answer is true when st
 // answers the operation p is marked as waiting for: that answer is
 // authoritative for the attempt. Otherwise st comes from a webhook or a
 // later look-up and only moves p forward, so duplicates, late and reordered
-// deliveries change nothing.
-func applyGateway(p *Payment, st GatewayState, answer bool, attempt int, now time.Time) change {
-	var c change
-	if p.Status.terminal() {
+// deliveries Change nothing.
+func ApplyGateway(p *Payment, st GatewayState, answer bool, attempt int, now time.Time) Change {
+	var c Change
+	if p.Status.Terminal() {
 		return c
 	}
-	stale := p.gatewayUpdatedAt != nil && st.At.Before(*p.gatewayUpdatedAt)
+	stale := p.GatewayUpdatedAt != nil && st.At.Before(*p.GatewayUpdatedAt)
 	// While our own call is in flight only its answer may fail the attempt
 	// or ask for an action; a webhook may still move the payment forward.
-	mine := answer || (p.op() == "" && !stale)
+	mine := answer || (p.Op() == "" && !stale)
 	switch st.Status {
 	case Succeeded:
 		received := st.AmountReceived
@@ -320,9 +299,9 @@ func applyGateway(p *Payment, st GatewayState, answer bool, attempt int, now tim
 		}
 		received = min(received, p.Amount)
 		if received > p.AmountCaptured {
-			c.captured = received - p.AmountCaptured
+			c.Captured = received - p.AmountCaptured
 			p.AmountCaptured = received
-			p.captureCount++
+			p.CaptureCount++
 		}
 		p.Status, p.AmountCapturable, p.LastPaymentError = Succeeded, 0, nil
 		p.CapturedAt = &now
@@ -339,7 +318,7 @@ func applyGateway(p *Payment, st GatewayState, answer bool, attempt int, now tim
 		}
 		p.Status, p.AmountCapturable, p.LastPaymentError = RequiresCapture, capturable, nil
 		p.AuthorizedAt = &now
-		c.authorized = true
+		c.Authorized = true
 	case Canceled:
 		p.Status, p.AmountCapturable = Canceled, 0
 		p.CanceledAt = &now
@@ -347,17 +326,17 @@ func applyGateway(p *Payment, st GatewayState, answer bool, attempt int, now tim
 			r := "gateway"
 			p.CancellationReason = &r
 		}
-		c.canceled = true
+		c.Canceled = true
 	case Processing:
 		switch {
 		case p.Status == Processing:
 			// processing is also our own in-flight marker: the answer to
 			// our confirmation "still processing" is news (the gateway
 			// object is known now); a later look-up saying so is not.
-			c.updated = answer && p.op() == opConfirm
+			c.Updated = answer && p.Op() == OpConfirm
 		case rank(p.Status) < rank(Processing):
 			p.Status = Processing
-			c.updated = true
+			c.Updated = true
 		default:
 			return c
 		}
@@ -366,7 +345,7 @@ func applyGateway(p *Payment, st GatewayState, answer bool, attempt int, now tim
 			return c
 		}
 		p.Status = RequiresAction
-		c.updated = true
+		c.Updated = true
 	case RequiresPaymentMethod:
 		if !mine || !(p.Status == Processing || p.Status == RequiresAction || p.Status == RequiresConfirmation) {
 			return c
@@ -376,9 +355,9 @@ func applyGateway(p *Payment, st GatewayState, answer bool, attempt int, now tim
 		if d == nil {
 			d = &Decline{Code: "payment_failed"}
 		}
-		p.LastPaymentError = &PaymentError{Code: d.Code, DeclineCode: d.DeclineCode, Reason: declineReason(d),
-			Message: d.Message, Attempt: attempt, Gateway: p.gateway()}
-		c.failed = true
+		p.LastPaymentError = &PaymentError{Code: d.Code, DeclineCode: d.DeclineCode, Reason: DeclineReason(d),
+			Message: d.Message, Attempt: attempt, Gateway: p.GatewayName()}
+		c.Failed = true
 	default:
 		return c
 	}
@@ -386,16 +365,16 @@ func applyGateway(p *Payment, st GatewayState, answer bool, attempt int, now tim
 		id := st.GatewayPaymentID
 		p.GatewayPaymentID = &id
 	}
-	if p.gatewayUpdatedAt == nil || st.At.After(*p.gatewayUpdatedAt) {
+	if p.GatewayUpdatedAt == nil || st.At.After(*p.GatewayUpdatedAt) {
 		at := st.At
-		p.gatewayUpdatedAt = &at
+		p.GatewayUpdatedAt = &at
 	}
 	p.UpdatedAt = now
 	return c
 }
 
-// declineReason normalizes a gateway's decline into billfn's reasons.
-func declineReason(d *Decline) string {
+// DeclineReason normalizes a gateway's decline into billfn's reasons.
+func DeclineReason(d *Decline) string {
 	code := d.DeclineCode
 	if code == "" {
 		code = d.Code
@@ -425,4 +404,15 @@ func declineReason(d *Decline) string {
 		return "invalid_payment_method"
 	}
 	return "generic_decline"
+}
+
+// Finish fills the derived members of the API view.
+func (p *Payment) Finish() {
+	if p.Metadata == nil {
+		p.Metadata = map[string]string{}
+	}
+	p.NextAction = nil
+	if p.Status == RequiresAction {
+		p.NextAction = &NextAction{Type: "authenticate"}
+	}
 }
