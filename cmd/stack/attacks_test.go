@@ -33,23 +33,54 @@ import (
 // fnNames are the five functions.
 var fnNames = []string{"process-transaction", "generate-invoice", "capture-payment", "handle-webhook", "aggregate-report"}
 
+// TestAttacks starts one stack and runs every attack class against it, one
+// subtest per class, each class its own function below (go test -run
+// 'TestAttacks/Webhooks' runs one class). A stack takes about a minute to
+// build and start and belongs to the test that started it, so the classes
+// share one, as they did when they were one function. Afterwards runs last:
+// it checks what every class before it may have broken.
 func TestAttacks(t *testing.T) {
-	e := startStack(t, stackOptions{env: []string{"LOG_LEVEL=debug"}})
-	pids := map[string]int{}
+	s := &attackScene{e: startStack(t, stackOptions{env: []string{"LOG_LEVEL=debug"}})}
+	s.pids = map[string]int{}
 	for _, f := range fnNames {
-		if pids[f] = e.pidOf(f); pids[f] == 0 {
+		if s.pids[f] = s.e.pidOf(f); s.pids[f] == 0 {
 			t.Fatalf("no %s process", f)
 		}
 	}
 
 	// The victim B owns one of everything; the attacker A is a customer too.
-	a, b := e.newCustomer("USD"), e.newCustomer("USD")
-	e.fund(a, 10_000, "USD")
-	e.fund(b, 50_000, "USD")
-	third := e.newCustomer("USD")
-	v := victimOf(t, e, b, third)
-	before := v.state(e)
+	e := s.e
+	s.a, s.b = e.newCustomer("USD"), e.newCustomer("USD")
+	e.fund(s.a, 10_000, "USD")
+	e.fund(s.b, 50_000, "USD")
+	s.third = e.newCustomer("USD")
+	s.v = victimOf(t, e, s.b, s.third)
+	s.before = s.v.state(e)
 
+	t.Run("Tokens", func(t *testing.T) { attacksTokens(t, s) })
+	t.Run("Ownership", func(t *testing.T) { attacksOwnership(t, s) })
+	t.Run("ForgedEvents", func(t *testing.T) { attacksForgedEvents(t, s) })
+	t.Run("Webhooks", func(t *testing.T) { attacksWebhooks(t, s) })
+	t.Run("HostileInput", func(t *testing.T) { attacksHostileInput(t, s) })
+	t.Run("CardNumbers", func(t *testing.T) { attacksCardNumbers(t, s) })
+	t.Run("Afterwards", func(t *testing.T) { attacksAfterwards(t, s) })
+}
+
+// attackScene is what every attack class shares: the stack, the attacker
+// A, the victim B (who owns one of everything) and a third customer, B's
+// resources as they were before any attack, and each function's pid.
+type attackScene struct {
+	e      *e2e
+	a, b   customer
+	third  customer
+	v      victim
+	before victimState
+	pids   map[string]int
+}
+
+// attacksTokens: forged or tampered credentials are refused by every function.
+func attacksTokens(t *testing.T, s *attackScene) {
+	e, a, b, v := s.e, s.a, s.b, s.v
 	t.Run("forged JWTs are refused by every function", func(t *testing.T) {
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
@@ -146,7 +177,11 @@ func TestAttacks(t *testing.T) {
 			}
 		}
 	})
+}
 
+// attacksOwnership: a customer reaches none of another's resources, and issue 14's four flaws stay shut.
+func attacksOwnership(t *testing.T, s *attackScene) {
+	e, a, b, v, before := s.e, s.a, s.b, s.v, s.before
 	t.Run("a customer cannot read or move another's resources by id", func(t *testing.T) {
 		tok := "Bearer " + a.token
 		type attempt struct {
@@ -312,7 +347,11 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("the customer's balance %d → %d", bal, got)
 		}
 	})
+}
 
+// attacksForgedEvents: CloudEvent deliveries that are unsigned or forged change nothing.
+func attacksForgedEvents(t *testing.T, s *attackScene) {
+	e, a, b, v, before := s.e, s.a, s.b, s.v, s.before
 	t.Run("unsigned or forged CloudEvent deliveries are refused by every function", func(t *testing.T) {
 		signingKey := []byte(strings.Split(e.secret("event-signing-key"), ",")[0])
 		evs := map[string]events.Event{
@@ -391,7 +430,11 @@ func TestAttacks(t *testing.T) {
 		e.req(http.MethodPost, "/function/process-transaction/transfers", map[string]any{ // back to 10 000
 			"from_account_id": a.account, "to_account_number": "SYS-EXTERNAL-USD", "amount": 1, "currency": "USD"}, "Idempotency-Key", uuid.NewString())
 	})
+}
 
+// attacksWebhooks: forged and replayed gateway webhooks change nothing.
+func attacksWebhooks(t *testing.T, s *attackScene) {
+	e, a, v, before := s.e, s.a, s.v, s.before
 	t.Run("forged and replayed webhooks change nothing", func(t *testing.T) {
 		secret := []byte(e.secret("sandbox-webhook-secret"))
 		// A forged "succeeded" for B's authorized (uncaptured) payment.
@@ -479,7 +522,11 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("B's resources changed:\nbefore %+v\nafter  %+v", before, after)
 		}
 	})
+}
 
+// attacksHostileInput: oversized, deeply nested, SQL-laden and out-of-range input is refused, never a 5xx.
+func attacksHostileInput(t *testing.T, s *attackScene) {
+	e, a, b, third, v, before := s.e, s.a, s.b, s.third, s.v, s.before
 	t.Run("oversized bodies answer 413 and deep nesting 400, the functions live on", func(t *testing.T) {
 		big := []byte(`{"description":"` + strings.Repeat("a", 1<<20) + `"}`)
 		deepArr := []byte(strings.Repeat("[", 100_000))
@@ -715,7 +762,11 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("B's resources changed:\nbefore %+v\nafter  %+v", before, after)
 		}
 	})
+}
 
+// attacksCardNumbers: card numbers are refused and never logged.
+func attacksCardNumbers(t *testing.T, s *attackScene) {
+	e, a := s.e, s.a
 	t.Run("a card number in a payment body is refused and never logged", func(t *testing.T) {
 		pans := []string{"4242424242424242", "4242 4242 4242 4242", "4242-4242-4242-4242", "5555555555554444", "378282246310005", "4000056655665556"}
 		var bodies []string
@@ -760,7 +811,11 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("the stack's output was not captured at debug level")
 		}
 	})
+}
 
+// attacksAfterwards: after every class: no function died, the ledger holds, the victim is untouched.
+func attacksAfterwards(t *testing.T, s *attackScene) {
+	e, v, before, pids := s.e, s.v, s.before, s.pids
 	t.Run("afterwards: no function died, the ledger holds", func(t *testing.T) {
 		for _, f := range fnNames {
 			if p := e.pidOf(f); p != pids[f] {
