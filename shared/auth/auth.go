@@ -13,6 +13,17 @@
 // bytes or MinRSABits bits are refused. The subject is the user id (a
 // UUID); the "role" claim is one of admin, service or customer.
 //
+// With JWT_JWKS_URL the verifier takes its keys from an identity
+// provider's JWK Set (Keycloak, Dex, Auth0, ...) instead: a token must name
+// its key (kid), the key's type decides the algorithm (RSA: RS/PS, EC: ES,
+// OKP: EdDSA; never a symmetric key, so an HS256 token can never be checked
+// against a public key), a kid the verifier does not know makes it fetch
+// the set again (at most once per JWT_JWKS_MIN_REFRESH, without waiting),
+// and the set is fetched every JWT_JWKS_REFRESH, so a key the provider
+// removed stops verifying. A key read from a secret file (jwt-public-key,
+// jwt-secret) is read again when the file changes (config.WatchSecret), so
+// a rotation needs no restart.
+//
 // Authorization rules are small: admin and service act for anyone, a
 // customer only for itself. A customer asking for someone else's resource
 // gets 404, exactly like a resource that does not exist, so ids leak nothing.
@@ -21,6 +32,7 @@ package auth
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
@@ -28,14 +40,21 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	"golang.org/x/time/rate"
 
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -68,6 +87,22 @@ type Config struct {
 	Issuer    string        `envconfig:"JWT_ISSUER" default:"billfn"`
 	Audience  string        `envconfig:"JWT_AUDIENCE" default:"billfn"`
 	Leeway    time.Duration `envconfig:"JWT_LEEWAY" default:"30s"`
+	// JWKSURL, when set, is the identity provider's JWK Set (for example
+	// Keycloak's https://<host>/realms/<realm>/protocol/openid-connect/certs):
+	// keys by kid, instead of JWT_PUBLIC_KEY. https, or http to a loopback
+	// or cluster-local (*.svc, *.svc.cluster.local) host.
+	JWKSURL string `envconfig:"JWT_JWKS_URL"`
+	// JWKSRefresh is how often the JWK Set is fetched again: the longest a
+	// key the provider removed keeps verifying.
+	JWKSRefresh time.Duration `envconfig:"JWT_JWKS_REFRESH" default:"10m"`
+	// JWKSMinRefresh is the least time between two fetches caused by a
+	// token naming an unknown kid (a new key after a rotation); more such
+	// tokens in between are refused at once, so forged kids cannot make
+	// the verifier hammer the provider or wait.
+	JWKSMinRefresh time.Duration `envconfig:"JWT_JWKS_MIN_REFRESH" default:"30s"`
+	// ReloadEvery is how often the key files (jwt-public-key, jwt-secret)
+	// are looked at for a rotation.
+	ReloadEvery time.Duration `envconfig:"SECRETS_RELOAD_EVERY" default:"2s"`
 }
 
 // Claims are the JWT claims billfn reads.
@@ -91,46 +126,98 @@ func (p Principal) CanAccess(userID string) bool { return p.Privileged() || p.Su
 // Verifier checks tokens. It is safe for concurrent use.
 type Verifier struct {
 	parser *jwt.Parser
-	key    any
+	alg    string
+	key    atomic.Pointer[keyHolder] // the static key (JWT_PUBLIC_KEY or JWT_SECRET)
+	gen    atomic.Uint64             // bumped when the key file changes: cached tokens of the old key are checked again
+	watch  *config.Watched           // the key's secret file, when it came from one
+	jwks   keyfunc.Keyfunc           // JWT_JWKS_URL's keys, when set
+	stop   context.CancelFunc
 	now    func() time.Time
 
 	mu    sync.Mutex
 	cache map[string]cached // verified tokens, so a hot client costs one map lookup
 }
 
+type keyHolder struct{ key any }
+
 type cached struct {
 	p   Principal
 	exp time.Time
+	gen uint64
+	kid string // JWKS: the key must still be in the set
 }
+
+// jwksAlgs are the algorithms a JWK Set's keys may verify: asymmetric only.
+var jwksAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
 const cacheMax = 4096
 
 // ErrInvalid is returned for any token that does not verify.
 var ErrInvalid = errors.New("invalid token")
 
-// NewVerifier builds a verifier from cfg; a missing key is an error.
-func NewVerifier(cfg Config) (*Verifier, error) {
-	v := &Verifier{now: time.Now, cache: make(map[string]cached)}
-	var err error
-	switch cfg.Alg {
+// parseKey reads the static key of alg: the HS256 secret or a PEM public key.
+func parseKey(alg, value string) (any, error) {
+	switch alg {
 	case "HS256":
-		if len(cfg.Secret) < MinHS256SecretLen {
+		if len(value) < MinHS256SecretLen {
 			return nil, fmt.Errorf("auth: JWT_SECRET must be at least %d bytes for HS256", MinHS256SecretLen)
 		}
-		v.key = []byte(cfg.Secret)
+		return []byte(value), nil
 	case "RS256":
-		var k *rsa.PublicKey
-		if k, err = jwt.ParseRSAPublicKeyFromPEM([]byte(cfg.PublicKey)); err == nil && k.N.BitLen() < MinRSABits {
+		k, err := jwt.ParseRSAPublicKeyFromPEM([]byte(value))
+		if err != nil {
+			return nil, fmt.Errorf("auth: JWT_PUBLIC_KEY: %w", err)
+		}
+		if k.N.BitLen() < MinRSABits {
 			return nil, fmt.Errorf("auth: JWT_PUBLIC_KEY is a %d-bit RSA key; RS256 needs at least %d bits", k.N.BitLen(), MinRSABits)
 		}
-		v.key = k
+		return k, nil
 	case "EdDSA":
-		v.key, err = jwt.ParseEdPublicKeyFromPEM([]byte(cfg.PublicKey))
-	default:
-		return nil, fmt.Errorf("auth: JWT_ALG %q is not one of HS256, RS256, EdDSA", cfg.Alg)
+		k, err := jwt.ParseEdPublicKeyFromPEM([]byte(value))
+		if err != nil {
+			return nil, fmt.Errorf("auth: JWT_PUBLIC_KEY: %w", err)
+		}
+		return k, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("auth: JWT_PUBLIC_KEY: %w", err)
+	return nil, fmt.Errorf("auth: JWT_ALG %q is not one of HS256, RS256, EdDSA", alg)
+}
+
+// NewVerifier builds a verifier from cfg; a missing key is an error. With
+// JWT_JWKS_URL it fetches the provider's keys once before it returns (a
+// provider that does not answer yet is asked again on the first token).
+// Close stops its background work.
+func NewVerifier(cfg Config) (*Verifier, error) {
+	v := &Verifier{now: time.Now, cache: make(map[string]cached), alg: cfg.Alg, stop: func() {}}
+	methods := []string{cfg.Alg}
+	if cfg.JWKSURL != "" {
+		if cfg.Alg == "HS256" {
+			return nil, errors.New("auth: JWT_JWKS_URL verifies with the provider's public keys; it cannot be combined with JWT_ALG=HS256")
+		}
+		methods = jwksAlgs
+	} else {
+		secret, value := "jwt-public-key", cfg.PublicKey
+		if cfg.Alg == "HS256" {
+			secret, value = "jwt-secret", cfg.Secret
+		}
+		k, err := parseKey(cfg.Alg, value)
+		if err != nil {
+			return nil, err
+		}
+		v.key.Store(&keyHolder{k})
+		// A key from a secret file follows the file: a rotation needs no
+		// restart; a new value that does not parse leaves the old in force.
+		v.watch, err = config.WatchSecret(secret, cfg.ReloadEvery, func(value string) error {
+			k, err := parseKey(cfg.Alg, value)
+			if err != nil {
+				return err
+			}
+			v.key.Store(&keyHolder{k})
+			v.gen.Add(1)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	// An empty iss or aud would turn its check off: a token minted for
 	// another service or by another issuer would pass. Both are required.
@@ -141,7 +228,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		return nil, errors.New("auth: JWT_AUDIENCE must not be empty (tokens' aud is always checked)")
 	}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{cfg.Alg}),
+		jwt.WithValidMethods(methods),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(cfg.Leeway),
@@ -149,7 +236,118 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	opts = append(opts, jwt.WithIssuer(cfg.Issuer), jwt.WithAudience(cfg.Audience))
 	v.parser = jwt.NewParser(opts...)
+	if cfg.JWKSURL != "" {
+		if err := v.openJWKS(cfg); err != nil {
+			return nil, err
+		}
+	}
 	return v, nil
+}
+
+// openJWKS starts the JWK Set client of cfg.JWKSURL (MicahParks/keyfunc).
+func (v *Verifier) openJWKS(cfg Config) error {
+	u, err := url.Parse(cfg.JWKSURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("auth: JWT_JWKS_URL %q is not an http(s) URL", cfg.JWKSURL)
+	}
+	if u.Scheme == "http" && !localHost(u.Hostname()) {
+		return fmt.Errorf("auth: JWT_JWKS_URL %q must be https (http only to a loopback or cluster-local host): whoever can change the keys in transit can mint tokens", cfg.JWKSURL)
+	}
+	refresh, minRefresh := cfg.JWKSRefresh, cfg.JWKSMinRefresh
+	if refresh <= 0 {
+		refresh = 10 * time.Minute
+	}
+	if minRefresh <= 0 {
+		minRefresh = 30 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	noFirstErr := true
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
+		Client:      &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		HTTPTimeout: 10 * time.Second,
+		// Started without the provider is not fatal: a token with an
+		// unknown kid fetches the set again.
+		NoErrorReturnFirstHTTPReq: &noFirstErr,
+		RefreshInterval:           refresh,
+		RefreshUnknownKID:         rate.NewLimiter(rate.Every(minRefresh), 1),
+		// Longer than the fetch, shorter than minRefresh: when the limiter
+		// has no token, Wait refuses at once instead of holding the request.
+		RateLimitWaitMax: min(minRefresh/2, 10*time.Second) + time.Second,
+		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+			return func(_ context.Context, err error) {
+				slog.Warn("cannot fetch the JWK Set; the keys in force stay", "url", u, "err", err)
+			}
+		},
+	})
+	if err != nil {
+		cancel()
+		return fmt.Errorf("auth: JWT_JWKS_URL: %w", err)
+	}
+	v.jwks, v.stop = kf, cancel
+	return nil
+}
+
+// localHost reports whether host is loopback or cluster-local, where http
+// to the identity provider does not cross an untrusted network.
+func localHost(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	return host == "localhost" || strings.HasSuffix(host, ".svc") || strings.HasSuffix(host, ".svc.cluster.local")
+}
+
+// Close stops the verifier's background work (the JWK Set refresh).
+func (v *Verifier) Close() { v.stop() }
+
+// keyFor is the jwt.Keyfunc: the static key, or the JWK Set's key of the
+// token's kid, whose type must fit the token's algorithm.
+func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	if v.jwks == nil {
+		return v.key.Load().key, nil
+	}
+	if kid, _ := t.Header["kid"].(string); kid == "" {
+		return nil, errors.New("the token names no key (kid)")
+	}
+	k, err := v.jwks.Keyfunc(t)
+	if err != nil {
+		return nil, err
+	}
+	alg := t.Method.Alg()
+	switch key := k.(type) {
+	case *rsa.PublicKey:
+		if !strings.HasPrefix(alg, "RS") && !strings.HasPrefix(alg, "PS") {
+			return nil, fmt.Errorf("an RSA key does not verify %s", alg)
+		}
+		if key.N.BitLen() < MinRSABits {
+			return nil, fmt.Errorf("the JWK Set's RSA key has %d bits; at least %d are needed", key.N.BitLen(), MinRSABits)
+		}
+	case *ecdsa.PublicKey:
+		if !strings.HasPrefix(alg, "ES") {
+			return nil, fmt.Errorf("an EC key does not verify %s", alg)
+		}
+	case ed25519.PublicKey:
+		if alg != "EdDSA" {
+			return nil, fmt.Errorf("an Ed25519 key does not verify %s", alg)
+		}
+	default:
+		return nil, fmt.Errorf("a %T key in the JWK Set verifies nothing here", k)
+	}
+	return k, nil
+}
+
+// stillValid reports whether a cached verification still holds: the key
+// file has not changed since, and a JWK Set key is still in the set.
+func (v *Verifier) stillValid(c cached, now time.Time) bool {
+	if !now.Before(c.exp) || c.gen != v.gen.Load() {
+		return false
+	}
+	if v.jwks != nil {
+		if _, err := v.jwks.Storage().KeyRead(context.Background(), c.kid); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // SetClock replaces the verifier's clock (tests).
@@ -157,15 +355,17 @@ func (v *Verifier) SetClock(now func() time.Time) { v.now = now }
 
 // Verify checks a raw token and returns its principal.
 func (v *Verifier) Verify(token string) (Principal, error) {
+	v.watch.Check()
 	now := v.now()
+	gen := v.gen.Load()
 	v.mu.Lock()
 	c, ok := v.cache[token]
 	v.mu.Unlock()
-	if ok && now.Before(c.exp) {
+	if ok && v.stillValid(c, now) {
 		return c.p, nil
 	}
 	var claims Claims
-	_, err := v.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.key, nil })
+	tok, err := v.parser.ParseWithClaims(token, &claims, v.keyFor)
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -183,7 +383,8 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if len(v.cache) >= cacheMax {
 		clear(v.cache)
 	}
-	v.cache[token] = cached{p: p, exp: claims.ExpiresAt.Time}
+	kid, _ := tok.Header["kid"].(string)
+	v.cache[token] = cached{p: p, exp: claims.ExpiresAt.Time, gen: gen, kid: kid}
 	v.mu.Unlock()
 	return p, nil
 }

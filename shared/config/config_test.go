@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/billfn/billfn/shared/auth"
 )
 
 // unsetenv removes variables for the duration of the test; t.Setenv records
@@ -459,44 +457,6 @@ func TestLoadDecodesATextUnmarshalerStructFromOneVariable(t *testing.T) {
 	err := Load(&s)
 	if err == nil || !strings.Contains(err.Error(), `SINCE: invalid value "yesterday"`) {
 		t.Fatalf("Load error = %v, want SINCE named as invalid", err)
-	}
-}
-
-func TestLoadFillsTheAuthConfigFromASecretFile(t *testing.T) {
-	unsetenv(t, "JWT_ALG", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_LEEWAY")
-	_, pub, err := auth.GenerateEd25519PEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretsDir(t, map[string]string{"jwt-public-key": pub})
-	var cfg auth.Config
-	if err := Load(&cfg); err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	// EdDSA is the default: the public key file is all a function needs.
-	if cfg.Alg != "EdDSA" || cfg.PublicKey != strings.TrimSpace(pub) || cfg.Secret != "" ||
-		cfg.Issuer != "billfn" || cfg.Audience != "billfn" || cfg.Leeway != 30*time.Second {
-		t.Fatalf("Load filled %+v", cfg)
-	}
-	if _, err := auth.NewVerifier(cfg); err != nil {
-		t.Fatalf("NewVerifier on the loaded config: %v", err)
-	}
-}
-
-// HS256 stays available, opt-in: JWT_ALG=HS256 and the jwt-secret file.
-func TestLoadFillsAnExplicitHS256ConfigFromASecretFile(t *testing.T) {
-	unsetenv(t, "JWT_ALG", "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_LEEWAY")
-	t.Setenv("JWT_ALG", "HS256")
-	secretsDir(t, map[string]string{"jwt-secret": "0123456789abcdef0123456789abcdef\n"})
-	var cfg auth.Config
-	if err := Load(&cfg); err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	if cfg.Alg != "HS256" || cfg.Secret != "0123456789abcdef0123456789abcdef" || cfg.PublicKey != "" {
-		t.Fatalf("Load filled %+v", cfg)
-	}
-	if _, err := auth.NewVerifier(cfg); err != nil {
-		t.Fatalf("NewVerifier on the loaded config: %v", err)
 	}
 }
 

@@ -58,6 +58,7 @@ type Receiver struct {
 	Consumer  string        // the function's name
 	Pool      *pgxpool.Pool // dedupe, effects and dead letters
 	Keys      [][]byte      // event-signing keys; several during rotation
+	KeyRing   *KeyRing      // when set, the keys in force instead of Keys (reloaded from their file)
 	Verifier  *auth.Verifier
 	Tolerance time.Duration // signature timestamp tolerance (default 5 min)
 
@@ -228,7 +229,11 @@ func (rc *Receiver) authenticate(r *http.Request, body []byte) error {
 		if tol == 0 {
 			tol = DefaultTolerance
 		}
-		return VerifySignature(rc.Keys, h, body, rc.now(), tol)
+		keys := rc.Keys
+		if rc.KeyRing != nil {
+			keys = rc.KeyRing.Keys()
+		}
+		return VerifySignature(keys, h, body, rc.now(), tol)
 	}
 	if rc.Verifier != nil && r.Header.Get("Authorization") != "" {
 		p, err := rc.Verifier.FromRequest(r)
@@ -407,7 +412,7 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 			res.Duplicates += dups
 			return res, nil
 		}
-		if !IsPermanentIn(ctx, err) {
+		if !IsPermanent(err) {
 			return res, err
 		}
 		slog.WarnContext(ctx, "batch failed permanently; applying one by one", "consumer", rc.Consumer, "err", err.Error())
@@ -446,7 +451,7 @@ func (rc *Receiver) deliverSelf(ctx context.Context, evs []Event, res *Result) e
 			}
 			return nil
 		}
-		if !IsPermanentIn(ctx, err) {
+		if !IsPermanent(err) {
 			return err
 		}
 	}
@@ -456,7 +461,7 @@ func (rc *Receiver) deliverSelf(ctx context.Context, evs []Event, res *Result) e
 		case err == nil:
 			res.Processed++
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "processed").Inc()
-		case IsPermanentIn(ctx, err):
+		case IsPermanent(err):
 			if perr := rc.Park(ctx, ev, err); perr != nil {
 				return perr
 			}
@@ -489,7 +494,7 @@ func (rc *Receiver) deliverOne(ctx context.Context, ev Event) (string, error) {
 		return "processed", nil
 	case errors.Is(err, errDuplicate):
 		return "duplicate", nil
-	case IsPermanentIn(ctx, err):
+	case IsPermanent(err):
 		if perr := rc.Park(ctx, ev, err); perr != nil {
 			return "", perr
 		}

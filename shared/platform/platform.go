@@ -119,7 +119,9 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	if d.Verifier, err = auth.NewVerifier(cfg.Auth); err != nil {
 		return nil, err
 	}
-	keys, err := events.ParseKeys(cfg.EventKeys, "EVENT_SIGNING_KEYS")
+	// The delivery-signing keys follow their secret file: a rotation
+	// (new,old then new) needs no restart.
+	keys, err := events.WatchKeys(cfg.EventKeys, "EVENT_SIGNING_KEYS", "event-signing-key", cfg.Auth.ReloadEvery)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +147,7 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.Idempotency = idempotency.New(d.Pool, name)
 	d.Publisher = outbox.NewPublisher(d.Pool, name, cfg.Kafka.Brokers)
 	d.Publisher.Start(ctx)
-	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, Keys: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned,
+	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, KeyRing: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned,
 		TickEvery: cfg.TickMinInterval.D()}
 	if cfg.EventsTrustUnsigned {
 		slog.Warn("EVENTS_TRUST_UNSIGNED is set: unsigned event deliveries are accepted; this endpoint must be cluster-local", "function", name)
