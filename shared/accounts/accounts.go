@@ -34,8 +34,8 @@ import (
 
 // Event types that carry account facts, and their only allowed source.
 const (
-	TypeCreated = "billfn.account.created"
-	TypeUpdated = "billfn.account.updated"
+	TypeCreated = events.TypeAccountCreated
+	TypeUpdated = events.TypeAccountUpdated
 	Owner       = "process-transaction"
 )
 

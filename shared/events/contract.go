@@ -23,10 +23,13 @@ var contractTopics = map[string]string{
 	"refund":       TopicPayment,
 }
 
-// ContractTopic is the topic the contract puts events of typ on; false for
-// a type the contract does not know (not billfn.<aggregate>.<verb> of a
-// known aggregate).
+// ContractTopic is the topic the contract puts events of typ on: its row's
+// (Contract), else its aggregate's; false for a type the contract does not
+// know (not billfn.<aggregate>.<verb> of a known aggregate).
 func ContractTopic(typ string) (string, bool) {
+	if s, ok := specs[typ]; ok {
+		return s.Topic, true
+	}
 	rest, ok := strings.CutPrefix(typ, "billfn.")
 	if !ok {
 		return "", false
@@ -118,10 +121,10 @@ func (rc *Receiver) noteUnexpected(ctx context.Context, ev Event, reason string)
 //
 // A fact — something that happened to an aggregate — has exactly one
 // owner, the function that keeps that aggregate: consumers accept it only
-// from Source(owner). emitters names the owner by aggregate, with the
-// exceptions of an aggregate (a type another function emits) by exact type;
-// an exact type wins. Commands (asking for something to be done) are open
-// to any source: integrators produce them, and so do functions
+// from Source(owner). The contract's rows (Contract) name the owner of
+// each type, or none for a command; emitters names the owner of other
+// verbs of an aggregate. Commands (asking for something to be done) are
+// open to any source: integrators produce them, and so do functions
 // (capture-payment and process-transaction itself request transfers,
 // generate-invoice turns POST /invoices into billfn.invoice.requested). Who
 // may write a command is decided by the broker's ACLs on its topic, not
@@ -135,63 +138,38 @@ var emitters = map[string]string{
 	"notification": "generate-invoice",
 	"payment":      "capture-payment",
 	"refund":       "capture-payment",
-
-	// Exceptions: refund holds are resolved by capture-payment, gateway
-	// updates come from handle-webhook.
-	"billfn.hold.capture_requested":  "capture-payment",
-	"billfn.hold.void_requested":     "capture-payment",
-	"billfn.payment.gateway_updated": "handle-webhook",
-}
-
-// commands are the types any source may emit (see emitters). Only these:
-// other types ending in "requested" (billfn.hold.capture_requested,
-// billfn.invoice.payment_retry_requested, billfn.notification.requested)
-// are facts of their owner.
-var commands = map[string]bool{
-	"billfn.transaction.requested": true,
-	"billfn.invoice.requested":     true,
-}
-
-// contractTypes is every type docs/events.md names, for the tests and the
-// documentation check; the rules above cover other verbs of the same
-// aggregates too.
-var contractTypes = []string{
-	"billfn.account.created", "billfn.account.updated",
-	"billfn.transaction.requested", "billfn.transaction.posted", "billfn.transaction.rejected",
-	"billfn.hold.created", "billfn.hold.captured", "billfn.hold.voided", "billfn.hold.expired",
-	"billfn.hold.capture_requested", "billfn.hold.void_requested",
-	"billfn.invoice.requested", "billfn.invoice.created", "billfn.invoice.finalized", "billfn.invoice.paid",
-	"billfn.invoice.voided", "billfn.invoice.overdue", "billfn.invoice.uncollectible",
-	"billfn.invoice.payment_retry_requested", "billfn.invoice.payment_unapplied",
-	"billfn.subscription.created", "billfn.subscription.updated", "billfn.subscription.canceled",
-	"billfn.notification.requested",
-	"billfn.payment.created", "billfn.payment.updated", "billfn.payment.authorized", "billfn.payment.captured",
-	"billfn.payment.failed", "billfn.payment.canceled", "billfn.payment.disputed",
-	"billfn.refund.succeeded", "billfn.refund.failed",
-	"billfn.payment.gateway_updated",
 }
 
 // Functions are billfn's functions, the only sources of facts.
 var Functions = []string{"process-transaction", "capture-payment", "generate-invoice", "handle-webhook", "aggregate-report"}
 
 // ContractTypes returns every event type docs/events.md names.
-func ContractTypes() []string { return append([]string(nil), contractTypes...) }
+func ContractTypes() []string {
+	out := make([]string, len(contract))
+	for i, s := range contract {
+		out[i] = s.Type
+	}
+	return out
+}
 
-// IsCommand reports whether typ is a command any source may emit.
-func IsCommand(typ string) bool { return commands[typ] }
+// IsCommand reports whether typ is a command any source may emit. Only
+// the contract's commands: other types ending in "requested"
+// (billfn.hold.capture_requested, billfn.invoice.payment_retry_requested,
+// billfn.notification.requested) are facts of their owner.
+func IsCommand(typ string) bool {
+	s, ok := specs[typ]
+	return ok && s.Command()
+}
 
 // Emitter is the function that owns the fact type typ: the only one allowed
 // to emit it. false for a command and for a type the contract does not
 // know.
 func Emitter(typ string) (function string, ok bool) {
-	if commands[typ] {
-		return "", false
+	if s, ok := specs[typ]; ok {
+		return s.Emitter, !s.Command()
 	}
 	if _, known := ContractTopic(typ); !known {
 		return "", false
-	}
-	if f, ok := emitters[typ]; ok {
-		return f, true
 	}
 	agg, _, _ := strings.Cut(strings.TrimPrefix(typ, "billfn."), ".")
 	f, ok := emitters[agg]
@@ -203,7 +181,7 @@ func Emitter(typ string) (function string, ok bool) {
 // (Emitter), never for a type the contract does not know (the receiver
 // leaves those to its unexpected-event path).
 func AllowedSource(typ, source string) bool {
-	if commands[typ] {
+	if IsCommand(typ) {
 		return true
 	}
 	owner, ok := Emitter(typ)
