@@ -113,7 +113,7 @@ func TestAttackEveryRoute(t *testing.T) {
 		tr[from], tr[to] = "", ""
 		return tr
 	}
-	testenv.AttackRoutes(t, e.s.routeTable(), testenv.Attack{
+	testenv.AttackRoutes(t, e.s.Routes(), testenv.Attack{
 		Handler:  e.h,
 		Attacker: a.own(e),
 		Victim:   b.own(e),

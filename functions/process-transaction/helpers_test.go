@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/billfn/billfn/functions/process-transaction/api"
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -23,12 +25,19 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// The ledger's resources, as these black-box tests read them.
+type (
+	Account         = ledger.Account
+	Transfer        = ledger.Transfer
+	TransferRequest = ledger.TransferRequest
+)
+
 // env is process-transaction served over its real runtime on real services.
 type env struct {
 	t     testing.TB
 	d     *platform.Deps
 	kit   *testenv.Kit
-	s     *service
+	s     *api.Service
 	h     http.Handler
 	clock *testenv.Clock
 	admin string
@@ -40,13 +49,13 @@ func newEnv(t testing.TB, committers ...int) *env {
 	t.Helper()
 	d, kit := testenv.Platform(t, "process-transaction")
 	c := testenv.NewClock(time.Now())
-	s := newService(d, c.Now)
+	s := api.New(d, c.Now)
 	if len(committers) > 0 {
-		s.commit.workers = committers[0]
+		s.Committer().Workers = committers[0]
 	}
-	s.start()
+	s.Start()
 	cfg := server.Config{MaxBodyBytes: 1 << 20, ExecTimeout: config.Duration(10 * time.Second)}
-	return &env{t: t, d: d, kit: kit, s: s, h: server.New(cfg, d.App(s.routes())).Handler(), clock: c, admin: uuid.NewString()}
+	return &env{t: t, d: d, kit: kit, s: s, h: server.New(cfg, d.App(s.Handler())).Handler(), clock: c, admin: uuid.NewString()}
 }
 
 type resp struct {

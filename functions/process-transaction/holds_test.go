@@ -2,12 +2,21 @@ package main
 
 import (
 	"context"
+	"math"
 	"testing"
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/process-transaction/api"
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+)
+
+// Hold resolutions capture-payment requests by event.
+const (
+	typeHoldCaptureRequested = "billfn.hold.capture_requested"
+	typeHoldVoidRequested    = "billfn.hold.void_requested"
 )
 
 // A refund's hold is resolved by capture-payment through its outbox: the
@@ -24,13 +33,13 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 			"metadata": map[string]string{"kind": "refund"}}, "Idempotency-Key", key())
 		var t0 Transfer
 		r.json(t, &t0)
-		if r.Code != 201 || t0.Status != TransferHeld {
+		if r.Code != 201 || t0.Status != ledger.TransferHeld {
 			t.Fatalf("hold: %d %s", r.Code, r.Body)
 		}
 		return t0
 	}
 	resolve := func(source, typ, id string, amount int64) events.Event {
-		ev, err := events.New(context.Background(), source, typ, id, holdResolution{TransferID: id, Amount: amount})
+		ev, err := events.New(context.Background(), source, typ, id, ledger.HoldResolution{TransferID: id, Amount: amount})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,13 +56,13 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 	}
 
 	// capture-payment's capture, delivered twice (two event ids), moves it once.
-	capture := resolve(holdResolver, typeHoldCaptureRequested, h1.ID, 0)
+	capture := resolve(api.HoldResolver, typeHoldCaptureRequested, h1.ID, 0)
 	for i := 0; i < 2; i++ {
 		if r := e.deliver(capture); r.Code >= 300 {
 			t.Fatalf("capture delivery %d: %d %s", i, r.Code, r.Body)
 		}
 	}
-	if r := e.deliver(resolve(holdResolver, typeHoldCaptureRequested, h1.ID, 0)); r.Code >= 300 {
+	if r := e.deliver(resolve(api.HoldResolver, typeHoldCaptureRequested, h1.ID, 0)); r.Code >= 300 {
 		t.Fatalf("a second capture request: %d %s", r.Code, r.Body)
 	}
 	if got := e.get(a.ID); got.Balance != 7_000 || got.Held != 0 || got.Available != 7_000 {
@@ -63,7 +72,7 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 	// A void releases a hold; voiding it again changes nothing.
 	h2 := hold(2_000)
 	for i := 0; i < 2; i++ {
-		if r := e.deliver(resolve(holdResolver, typeHoldVoidRequested, h2.ID, 0)); r.Code >= 300 {
+		if r := e.deliver(resolve(api.HoldResolver, typeHoldVoidRequested, h2.ID, 0)); r.Code >= 300 {
 			t.Fatalf("void delivery %d: %d %s", i, r.Code, r.Body)
 		}
 	}
@@ -76,6 +85,46 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 	}
 	if parked != 1 {
 		t.Fatalf("%d hold events parked, want 1 (the forged one)", parked)
+	}
+	checkLedger(t, e.d)
+}
+
+// A capture moves money by the same posting rule as a transfer: a credit
+// that would overflow the destination's balance is refused as
+// amount_invalid and nothing moves. Hold resolution did its own arithmetic
+// without the overflow-safe money helpers, so such a capture wrapped the
+// balance around to a large negative number while the same amount sent as
+// a transfer was refused.
+func TestCaptureThatWouldOverflowABalanceIsRefusedLikeATransfer(t *testing.T) {
+	e := newEnv(t)
+	alice, rich := uuid.NewString(), uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(rich, "USD")
+	e.fund(a, 1_000)
+	// From another system account than fund's: SYS-EXTERNAL-USD cannot go
+	// below math.MinInt64 either.
+	if r := e.do("POST", "/transfers", e.admin, auth.RoleAdmin, map[string]any{"from_account_number": "SYS-CLEARING-USD",
+		"to_account_id": b.ID, "amount": int64(math.MaxInt64 - 50), "currency": "USD"}, "Idempotency-Key", key()); r.Code != 201 {
+		t.Fatalf("fund near the limit: %d %s", r.Code, r.Body)
+	}
+	if r := e.transfer(alice, a, b, 100); r.Code != 422 || r.code() != "amount_invalid" {
+		t.Fatalf("a transfer overflowing the destination: %d %s", r.Code, r.Body)
+	}
+	r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 100, "currency": "USD", "pending": true}, "Idempotency-Key", key())
+	var hold Transfer
+	r.json(t, &hold)
+	if r.Code != 201 || hold.Status != ledger.TransferHeld {
+		t.Fatalf("hold: %d %s", r.Code, r.Body)
+	}
+	r = e.do("POST", "/transfers/"+hold.ID+"/capture", alice, auth.RoleCustomer, nil, "Idempotency-Key", key())
+	if r.Code != 422 || r.code() != "amount_invalid" {
+		t.Fatalf("a capture overflowing the destination: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(b.ID); got.Balance != math.MaxInt64-50 {
+		t.Fatalf("destination balance %d, want %d", got.Balance, int64(math.MaxInt64-50))
+	}
+	if got := e.get(a.ID); got.Balance != 1_000 || got.Held != 100 {
+		t.Fatalf("source after the refused capture %+v", got)
 	}
 	checkLedger(t, e.d)
 }

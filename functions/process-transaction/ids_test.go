@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/auth"
 )
 
@@ -25,7 +26,7 @@ func TestAccountIDsInUpperCaseNameTheSameAccounts(t *testing.T) {
 	}
 	r = e.do("POST", "/transfers", u, auth.RoleCustomer, map[string]any{"from_account_id": a.ID,
 		"to_account_id": strings.ToUpper(a.ID), "amount": 5, "currency": "EUR"}, "Idempotency-Key", key())
-	if r.Code != 422 || r.code() != string(SameAccount) {
+	if r.Code != 422 || r.code() != string(ledger.SameAccount) {
 		t.Fatalf("one account in two cases: %d %s", r.Code, r.Body)
 	}
 	if got := e.get(b.ID); got.Balance != 5 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 )
@@ -487,14 +488,14 @@ func TestExpiredHoldsAreReleasedByTheTick(t *testing.T) {
 	if r.Code != 201 || hold.ExpiresAt == nil {
 		t.Fatalf("hold: %d %s", r.Code, r.Body)
 	}
-	if err := e.s.tick(context.Background()); err != nil {
+	if err := e.s.Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.get(a.ID); got.Held != 900 {
 		t.Fatalf("released before expiry: %+v", got)
 	}
 	e.clock.Advance(2 * time.Hour)
-	if err := e.s.tick(context.Background()); err != nil {
+	if err := e.s.Tick(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.get(a.ID); got.Held != 0 || got.Available != 1_000 {
@@ -571,7 +572,7 @@ func TestBalanceReadsAreNeverStaleAfterAWrite(t *testing.T) {
 			t.Fatalf("read after write %d: %d", i, got.Balance)
 		}
 	}
-	if hits := e.d.Redis.Exists(context.Background(), e.s.cache.Key(a.ID)).Val(); hits != 1 {
+	if hits := e.d.Redis.Exists(context.Background(), e.s.Cache().Key(a.ID)).Val(); hits != 1 {
 		t.Fatal("the account is not cached after a read")
 	}
 }
@@ -699,16 +700,16 @@ func TestAGroupThatFailsToCommitAnswersNoCallerPosted(t *testing.T) {
 	e := newEnv(t)
 	admin := auth.Principal{Subject: e.admin, Role: auth.RoleAdmin}
 	acct := e.account(e.admin, "USD").ID
-	good := &op{req: TransferRequest{FromAccountNumber: "SYS-EXTERNAL-USD", ToAccountID: acct, Amount: 100, Currency: "USD"},
-		principal: admin, scope: "test", key: uuid.NewString(), hash: []byte("good"), id: newID()}
-	bad := &op{req: TransferRequest{FromAccountNumber: "SYS-EXTERNAL-USD", ToAccountID: acct, Amount: 100, Currency: "USD",
-		Description: "nul\x00byte"}, principal: admin, scope: "test", key: uuid.NewString(), hash: []byte("bad"), id: newID()}
-	if err := e.s.commit.submit(context.Background(), &unit{ops: []*op{good, bad}}); err != nil {
+	good := &ledger.Op{Req: TransferRequest{FromAccountNumber: "SYS-EXTERNAL-USD", ToAccountID: acct, Amount: 100, Currency: "USD"},
+		Caller: admin, Scope: "test", Key: uuid.NewString(), Hash: []byte("good"), ID: ledger.NewID()}
+	bad := &ledger.Op{Req: TransferRequest{FromAccountNumber: "SYS-EXTERNAL-USD", ToAccountID: acct, Amount: 100, Currency: "USD",
+		Description: "nul\x00byte"}, Caller: admin, Scope: "test", Key: uuid.NewString(), Hash: []byte("bad"), ID: ledger.NewID()}
+	if err := e.s.Committer().Submit(context.Background(), &ledger.Unit{Ops: []*ledger.Op{good, bad}}); err != nil {
 		t.Fatal(err)
 	}
-	for name, o := range map[string]*op{"good": good, "bad": bad} {
-		if o.res.err == nil || o.res.transfer != nil {
-			t.Errorf("the %s transfer of a group that did not commit was answered %+v", name, o.res)
+	for name, o := range map[string]*ledger.Op{"good": good, "bad": bad} {
+		if o.Res.Err == nil || o.Res.Transfer != nil {
+			t.Errorf("the %s transfer of a group that did not commit was answered %+v", name, o.Res)
 		}
 	}
 	var n int

@@ -1,12 +1,18 @@
 // Command process-transaction is billfn's double-entry ledger function:
 // accounts, transfers, holds and history over HTTP, transfer requests from
 // Kafka, and a group commit that applies many transfers per transaction.
+//
+// Inside: ledger/ holds the rules (the posting rule, holds, errors with
+// stable codes), store/ all SQL and the group commit, api/ the routes,
+// HTTP and event handlers and the code → status table. This file only
+// wires them.
 package main
 
 import (
 	"context"
 	"time"
 
+	"github.com/billfn/billfn/functions/process-transaction/api"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/server"
@@ -31,9 +37,10 @@ func main() {
 		if err != nil {
 			return server.App{}, err
 		}
-		s := newService(d, time.Now)
-		s.commit.window, s.commit.maxOps, s.commit.workers = cfg.GroupWindow.D(), cfg.GroupMax, cfg.Committers
-		s.start()
-		return d.App(s.routes()), nil
+		s := api.New(d, time.Now)
+		c := s.Committer()
+		c.Window, c.MaxOps, c.Workers = cfg.GroupWindow.D(), cfg.GroupMax, cfg.Committers
+		s.Start()
+		return d.App(s.Handler()), nil
 	})
 }

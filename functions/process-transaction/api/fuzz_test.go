@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/money"
@@ -23,15 +24,15 @@ var fuzzNow = time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
 // number, two different accounts, a canonical currency, a positive
 // amount, texts and metadata in limits, and an expiry only on a hold in
 // the future.
-func checkValid(t *testing.T, r TransferRequest) {
+func checkValid(t *testing.T, r ledger.TransferRequest) {
 	t.Helper()
 	side := func(name, id, number string) {
 		switch {
 		case (id == "") == (number == ""):
 			t.Fatalf("%s named by id %q and number %q", name, id, number)
-		case id != "" && (!validID(id) || id != strings.ToLower(id)):
+		case id != "" && (!ledger.ValidID(id) || id != strings.ToLower(id)):
 			t.Fatalf("%s id %q is not a canonical UUID", name, id)
-		case number != "" && !numberRe.MatchString(number):
+		case number != "" && !ledger.ValidNumber(number):
 			t.Fatalf("%s number %q", name, number)
 		}
 	}
@@ -46,10 +47,10 @@ func checkValid(t *testing.T, r TransferRequest) {
 	if r.Amount <= 0 {
 		t.Fatalf("amount %d", r.Amount)
 	}
-	if utf8.RuneCountInString(r.Description) > maxDescription || utf8.RuneCountInString(r.ReferenceID) > maxReference {
+	if utf8.RuneCountInString(r.Description) > ledger.MaxDescription || utf8.RuneCountInString(r.ReferenceID) > ledger.MaxReference {
 		t.Fatalf("description or reference too long")
 	}
-	if r.Metadata != nil && (len(r.Metadata) > maxMetadata || !bytes.HasPrefix(bytes.TrimSpace(r.Metadata), []byte("{"))) {
+	if r.Metadata != nil && (len(r.Metadata) > ledger.MaxMetadata || !bytes.HasPrefix(bytes.TrimSpace(r.Metadata), []byte("{"))) {
 		t.Fatalf("metadata %q", r.Metadata)
 	}
 	if r.ExpiresAt != nil && (!r.Pending || !r.ExpiresAt.After(fuzzNow)) {
@@ -60,14 +61,15 @@ func checkValid(t *testing.T, r TransferRequest) {
 // FuzzTransferRequest: a POST /transfers body is decoded and validated as
 // the handler does: a 4xx problem, or a request checkValid accepts.
 func FuzzTransferRequest(f *testing.F) {
+	registerCodes() // the statuses of the ledger's codes, as New has them
 	f.Add([]byte(`{"from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6f1c7e0a-0000-4000-8000-000000000002","amount":1050,"currency":"eur"}`))
 	f.Add([]byte(`{"from_account_number":"SYS-EXTERNAL-USD","to_account_id":"6F1C7E0A-0000-4000-8000-000000000002","amount":1,"currency":"USD","pending":true,"expires_at":"2026-03-11T00:00:00Z","metadata":{"kind":"refund"}}`))
 	f.Add([]byte(`{"from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6F1C7E0A-0000-4000-8000-000000000001","amount":-1,"currency":"XXX","metadata":[]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req TransferRequest
+		var req ledger.TransferRequest
 		err := httpx.Unmarshal(body, &req)
 		if err == nil {
-			err = req.validate("", fuzzNow)
+			err = req.Validate("", fuzzNow)
 		}
 		if err != nil {
 			var pe *problem.Error
@@ -88,7 +90,7 @@ func FuzzOpFor(f *testing.F) {
 	f.Add([]byte(`{"from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6f1c7e0a-0000-4000-8000-000000000002","amount":1050,"currency":"EUR"}`))
 	f.Add([]byte(`{"transfer_id":"0190a6f0-0000-7000-8000-000000000001","from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6f1c7e0a-0000-4000-8000-000000000002","amount":0}`))
 	f.Add([]byte(`null`))
-	s := &service{now: func() time.Time { return fuzzNow }}
+	s := &Service{now: func() time.Time { return fuzzNow }}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev := event.New()
 		ev.SetID("0190a6f0-0000-7000-8000-00000000000e")
@@ -103,17 +105,17 @@ func FuzzOpFor(f *testing.F) {
 			}
 			return
 		}
-		if o.complete != "" {
-			for _, id := range []string{o.complete, o.req.FromAccountID, o.req.ToAccountID} {
-				if !validID(id) || id != strings.ToLower(id) {
-					t.Fatalf("data %q: accepted transfer %q names %q, not a canonical UUID", data, o.complete, id)
+		if o.Complete != "" {
+			for _, id := range []string{o.Complete, o.Req.FromAccountID, o.Req.ToAccountID} {
+				if !ledger.ValidID(id) || id != strings.ToLower(id) {
+					t.Fatalf("data %q: accepted transfer %q names %q, not a canonical UUID", data, o.Complete, id)
 				}
 			}
 			return
 		}
-		checkValid(t, o.req)
-		if o.scope != "event:"+ev.Source() || o.key != ev.ID() || !validID(o.id) || len(o.hash) == 0 {
-			t.Fatalf("data %q: op keyed %q %q, id %q", data, o.scope, o.key, o.id)
+		checkValid(t, o.Req)
+		if o.Scope != "event:"+ev.Source() || o.Key != ev.ID() || !ledger.ValidID(o.ID) || len(o.Hash) == 0 {
+			t.Fatalf("data %q: op keyed %q %q, id %q", data, o.Scope, o.Key, o.ID)
 		}
 	})
 }

@@ -1,0 +1,275 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
+	"github.com/billfn/billfn/functions/process-transaction/store"
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+func (s *Service) scope(p auth.Principal) string {
+	return s.d.Idempotency.Scope(auth.WithPrincipal(context.Background(), p))
+}
+
+// requestHash fingerprints a transfer request for idempotency.
+func requestHash(parts ...[]byte) []byte {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write(p)
+		h.Write([]byte{0})
+	}
+	return h.Sum(nil)
+}
+
+func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	key := r.Header.Get(idempotency.Header)
+	if key == "" {
+		problem.Write(w, r, &problem.Error{Code: problem.IdempotencyRequired,
+			Detail: "send an Idempotency-Key header (a UUID is a good key) so a retry cannot move money twice",
+			Errors: []problem.FieldError{problem.Header(idempotency.Header, "required")}})
+		return
+	}
+	if len(key) > 255 {
+		problem.Write(w, r, problem.Invalid(problem.Header(idempotency.Header, "must be at most 255 characters")))
+		return
+	}
+	if err := httpx.RequireJSON(r); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	var req ledger.TransferRequest
+	if err := httpx.Unmarshal(body, &req); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := req.Validate("", s.now()); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	o := &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: key, Hash: idempotency.Hash(r.Method, "/transfers", body), ID: ledger.NewID()}
+	if strings.Contains(r.Header.Get("Prefer"), "respond-async") {
+		s.accept(w, r, p, o)
+		return
+	}
+	if err := s.commit.Submit(r.Context(), &ledger.Unit{Ops: []*ledger.Op{o}}); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	answer(w, r, p, o.Res, http.StatusCreated)
+}
+
+// answer renders one op's outcome.
+func answer(w http.ResponseWriter, r *http.Request, p auth.Principal, res ledger.Outcome, status int) {
+	if res.Replayed {
+		w.Header().Set(idempotency.ReplayedHeader, "true")
+	}
+	if res.Err != nil {
+		problem.Write(w, r, res.Err)
+		return
+	}
+	t := res.Transfer.ForCaller(p.CanAccess)
+	w.Header().Set("Location", "transfers/"+t.ID)
+	if t.Status == ledger.TransferPending {
+		status = http.StatusAccepted
+	}
+	httpx.WriteJSON(w, status, t)
+}
+
+// accept stores a transfer as pending and answers 202; the
+// billfn.transaction.requested event it emits decides it through the same
+// group commit as the synchronous path.
+func (s *Service) accept(w http.ResponseWriter, r *http.Request, p auth.Principal, o *ledger.Op) {
+	ctx, cancel := dbContext(r)
+	defer cancel()
+	if err := s.commit.EnsureSystemAccounts(ctx, &ledger.Unit{Ops: []*ledger.Op{o}}); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	t, replayed, err := s.store.AcceptPending(ctx, o, s.now().UTC().Truncate(time.Microsecond))
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.d.Publisher.Kick()
+	res := ledger.Outcome{Transfer: t, Replayed: replayed}
+	if t.Status == ledger.TransferRejected {
+		res.Err = ledger.Rejection(t)
+	}
+	answer(w, r, p, res, http.StatusCreated)
+}
+
+func (s *Service) getTransfer(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	t, err := s.visibleTransfer(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, t.ForCaller(p.CanAccess))
+}
+
+// visibleTransfer loads a transfer the caller is a party to, or 404.
+func (s *Service) visibleTransfer(ctx context.Context, p auth.Principal, id string) (*ledger.Transfer, error) {
+	if !ledger.ValidID(id) {
+		return nil, ledger.ErrNotFound("transfer")
+	}
+	t, err := s.store.Transfer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !t.VisibleTo(p) {
+		return nil, ledger.ErrNotFound("transfer")
+	}
+	return t, nil
+}
+
+// batchRequest is POST /transfers/batch.
+type batchRequest struct {
+	Transfers []ledger.TransferRequest `json:"transfers"`
+	Atomic    bool                     `json:"atomic"`
+}
+
+type batchItem struct {
+	Status   int               `json:"status"`
+	Transfer *ledger.Transfer  `json:"transfer,omitempty"`
+	Error    *problem.Document `json:"error,omitempty"`
+}
+
+const maxBatch = 1000
+
+// batch applies up to 1000 transfers in one group commit. Each item gets its
+// own result; with "atomic": true any rejection rejects them all and nothing
+// is written. The batch is idempotent as a whole (Idempotency-Key).
+func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
+	p := platform.Principal(r)
+	var in batchRequest
+	if err := httpx.DecodeJSON(r, &in); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if len(in.Transfers) == 0 || len(in.Transfers) > maxBatch {
+		problem.Write(w, r, problem.Invalid(problem.Field("transfers", fmt.Sprintf("must hold 1 to %d transfers", maxBatch))))
+		return
+	}
+	now := s.now()
+	var v problem.Validator
+	u := &ledger.Unit{Atomic: in.Atomic}
+	key := r.Header.Get(idempotency.Header)
+	for i := range in.Transfers {
+		req := in.Transfers[i]
+		if err := req.Validate(fmt.Sprintf("transfers/%d/", i), now); err != nil {
+			var pe *problem.Error
+			if errors.As(err, &pe) && len(pe.Errors) > 0 {
+				v.Add(pe.Errors...)
+			} else {
+				v.Add(problem.Field(fmt.Sprintf("transfers/%d", i), err.Error()))
+			}
+			continue
+		}
+		item, _ := json.Marshal(req)
+		u.Ops = append(u.Ops, &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: fmt.Sprintf("%s#%d", key, i),
+			Hash: requestHash([]byte("batch-item"), item), ID: ledger.NewID()})
+	}
+	if err := v.Err(); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := s.commit.Submit(r.Context(), u); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	items := make([]batchItem, len(u.Ops))
+	failed := false
+	for i, o := range u.Ops {
+		if o.Res.Err != nil {
+			failed = true
+			d, pe := problem.Doc(nil, "", o.Res.Err)
+			if pe.Status() >= 500 {
+				problem.Write(w, r, o.Res.Err) // the whole group failed: retry the batch
+				return
+			}
+			items[i] = batchItem{Status: d.Status, Error: &d, Transfer: o.Res.Transfer}
+			continue
+		}
+		t := o.Res.Transfer.ForCaller(p.CanAccess)
+		items[i] = batchItem{Status: http.StatusCreated, Transfer: &t}
+	}
+	if in.Atomic && failed {
+		problem.Write(w, r, problem.New(ledger.BatchRejected, "a transfer of the atomic batch was rejected; nothing was applied").With("results", items))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"results": items})
+}
+
+type captureRequest struct {
+	Amount *int64 `json:"amount"`
+}
+
+func (s *Service) capture(w http.ResponseWriter, r *http.Request) {
+	var in captureRequest
+	if r.ContentLength != 0 {
+		if err := httpx.DecodeJSON(r, &in); err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+	}
+	if in.Amount != nil && *in.Amount <= 0 {
+		problem.Write(w, r, ledger.ErrAmountInvalid("amount"))
+		return
+	}
+	s.resolve(w, r, func(t *ledger.Transfer) store.Resolution {
+		if in.Amount == nil {
+			return store.Resolution{Amount: t.Amount, Status: ledger.TransferCaptured}
+		}
+		return store.Resolution{Amount: *in.Amount, Status: ledger.TransferCaptured}
+	})
+}
+
+func (s *Service) void(w http.ResponseWriter, r *http.Request) {
+	s.resolve(w, r, func(*ledger.Transfer) store.Resolution { return store.Resolution{Status: ledger.TransferVoided} })
+}
+
+// resolve captures or voids a hold the caller owns.
+func (s *Service) resolve(w http.ResponseWriter, r *http.Request, how func(*ledger.Transfer) store.Resolution) {
+	p := platform.Principal(r)
+	id := r.PathValue("id")
+	if !ledger.ValidID(id) {
+		problem.Write(w, r, ledger.ErrNotFound("transfer"))
+		return
+	}
+	ctx, cancel := dbContext(r)
+	defer cancel()
+	t, err := s.store.UpdateHold(ctx, id, s.now().UTC().Truncate(time.Microsecond), func(t *ledger.Transfer) (store.Resolution, error) {
+		if !p.CanAccess(t.FromUser) {
+			return store.Resolution{}, ledger.ErrNotFound("transfer")
+		}
+		return how(t), nil
+	}, func(t *ledger.Transfer) idempotency.Response {
+		return idempotency.Response{Status: http.StatusOK, Body: t.ForCaller(p.CanAccess)}
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.changed([]string{t.FromAccountID, t.ToAccountID})
+	httpx.WriteJSON(w, http.StatusOK, t.ForCaller(p.CanAccess))
+}

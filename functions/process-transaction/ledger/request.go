@@ -1,0 +1,159 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/pan"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// TransferRequest is the body of POST /transfers and the data of
+// billfn.transaction.requested. An account is named by id or by number.
+type TransferRequest struct {
+	FromAccountID     string          `json:"from_account_id,omitempty"`
+	ToAccountID       string          `json:"to_account_id,omitempty"`
+	FromAccountNumber string          `json:"from_account_number,omitempty"`
+	ToAccountNumber   string          `json:"to_account_number,omitempty"`
+	Amount            int64           `json:"amount"`
+	Currency          string          `json:"currency"`
+	Description       string          `json:"description,omitempty"`
+	ReferenceID       string          `json:"reference_id,omitempty"`
+	Metadata          json.RawMessage `json:"metadata,omitempty"`
+	Pending           bool            `json:"pending,omitempty"`
+	ExpiresAt         *time.Time      `json:"expires_at,omitempty"`
+}
+
+var (
+	numberRe = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{3,33}$`)
+	systemRe = regexp.MustCompile(`^SYS-(EXTERNAL|CLEARING|REVENUE)-([A-Z]{3})$`)
+)
+
+// Limits of a transfer's free-text fields and metadata.
+const (
+	MaxDescription = 500
+	MaxReference   = 200
+	MaxMetadata    = 8 << 10
+)
+
+// Validate checks the request's shape (path prefixes field pointers, e.g.
+// "transfers/3/"). Rules that need no account — a non-positive amount, the
+// same account on both sides — are reported as their rejection codes.
+func (r *TransferRequest) Validate(path string, now time.Time) error {
+	// A card number in a free-text field is refused first, so no other
+	// message quotes it; an event's request is checked here too.
+	var c pan.Checker
+	c.Texts(strings.TrimSuffix(path, "/"), "description", r.Description, "reference_id", r.ReferenceID,
+		"from_account_number", r.FromAccountNumber, "to_account_number", r.ToAccountNumber)
+	c.JSON(path+"metadata", r.Metadata)
+	if err := c.Err(); err != nil {
+		return err
+	}
+	var v problem.Validator
+	v.Add(accountRef(path+"from_account", r.FromAccountID, r.FromAccountNumber)...)
+	v.Add(accountRef(path+"to_account", r.ToAccountID, r.ToAccountNumber)...)
+	cur, err := money.ParseCurrency(r.Currency)
+	if err != nil {
+		v.Add(problem.Field(path+"currency", "must be an ISO 4217 currency code such as USD"))
+	} else {
+		r.Currency = string(cur)
+	}
+	v.Check(utf8.RuneCountInString(r.Description) <= MaxDescription, path+"description", "must be at most 500 characters")
+	v.Check(utf8.RuneCountInString(r.ReferenceID) <= MaxReference, path+"reference_id", "must be at most 200 characters")
+	if len(r.Metadata) > 0 && !bytes.Equal(r.Metadata, []byte("null")) {
+		trimmed := bytes.TrimSpace(r.Metadata)
+		v.Check(len(trimmed) > 0 && trimmed[0] == '{', path+"metadata", "must be a JSON object")
+		v.Check(len(r.Metadata) <= MaxMetadata, path+"metadata", "must be at most 8 KiB")
+	} else {
+		r.Metadata = nil
+	}
+	if r.ExpiresAt != nil {
+		v.Check(r.Pending, path+"expires_at", "only a hold (\"pending\": true) can expire")
+		v.Check(r.ExpiresAt.After(now), path+"expires_at", "must be in the future")
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	if r.Amount <= 0 {
+		return ErrAmountInvalid(path + "amount")
+	}
+	// UUIDs are case-insensitive; accounts are looked up by their
+	// canonical, lower-case id (accountRef let only that form through).
+	r.FromAccountID, r.ToAccountID = strings.ToLower(r.FromAccountID), strings.ToLower(r.ToAccountID)
+	if (r.FromAccountID != "" && r.FromAccountID == r.ToAccountID) ||
+		(r.FromAccountNumber != "" && r.FromAccountNumber == r.ToAccountNumber) {
+		return errSameAccount()
+	}
+	return nil
+}
+
+func accountRef(name, id, number string) []problem.FieldError {
+	switch {
+	case id == "" && number == "":
+		return []problem.FieldError{problem.Field(name+"_id", "required (or "+name+"_number)")}
+	case id != "" && number != "":
+		return []problem.FieldError{problem.Field(name+"_number", "give either "+name+"_id or "+name+"_number, not both")}
+	case id != "":
+		if !ValidID(id) {
+			return []problem.FieldError{problem.Field(name+"_id", "must be a UUID")}
+		}
+	case !ValidNumber(number):
+		return []problem.FieldError{problem.Field(name+"_number", "must be 4-34 characters of A-Z, 0-9 and '-'")}
+	}
+	return nil
+}
+
+// ValidID reports whether id is a UUID in its 36-character form.
+func ValidID(id string) bool { _, err := uuid.Parse(id); return err == nil && len(id) == 36 }
+
+// ValidNumber reports whether n is a well-formed account number.
+func ValidNumber(n string) bool { return numberRe.MatchString(n) }
+
+// IsSystemNumber reports whether n names a system account
+// (SYS-<ROLE>-<CUR>), and its currency.
+func IsSystemNumber(n string) (currency string, ok bool) {
+	m := systemRe.FindStringSubmatch(n)
+	if m == nil {
+		return "", false
+	}
+	if _, err := money.ParseCurrency(m[2]); err != nil {
+		return "", false
+	}
+	return m[2], true
+}
+
+// NewID is a new transfer or account id (a UUIDv7: ids sort by time).
+func NewID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		panic(err)
+	}
+	return id.String()
+}
+
+// crockford is Crockford's base32 alphabet: no I, L, O, U to misread.
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewAccountNumber makes a readable number like ACC-7F3K-9Q2M (40 random bits).
+func NewAccountNumber() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	out := []byte("ACC-XXXX-XXXX")
+	j := 4
+	for i := 0; i < 8; i++ {
+		if j == 8 {
+			j++
+		}
+		out[j] = crockford[b[i]&31]
+		j++
+	}
+	return string(out)
+}

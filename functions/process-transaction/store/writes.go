@@ -1,0 +1,140 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// writes is the group commit's ledger.Sink: it accumulates the group's rows
+// as column arrays for unnest.
+type writes struct {
+	now    time.Time
+	source string
+
+	// new transfers
+	tID, tFrom, tTo, tCur, tStatus, tDesc, tRef, tScope, tKey []string
+	tAmount                                                   []int64
+	tReason, tMeta                                            []*string
+	tPending                                                  []bool
+	tExpires, tPosted                                         []*time.Time
+	tFB, tFA, tTB, tTA                                        []int64
+	tHash                                                     [][]byte
+
+	// decided accepted transfers
+	uID, uStatus       []string
+	uReason            []*string
+	uPosted            []*time.Time
+	uFB, uFA, uTB, uTA []int64
+
+	// postings
+	pTransfer, pAccount []string
+	pAmount, pAfter     []int64
+
+	// outbox
+	oID, oTopic, oKey []string
+	oPayload          [][]byte
+
+	// accounts
+	acctIDs           []string
+	acctBal, acctHeld []int64
+	acctN             []int64
+}
+
+// Mark implements ledger.Sink: the returned undo drops everything written
+// after it (an atomic unit that failed).
+func (w *writes) Mark() func() {
+	t, u, p, o := len(w.tID), len(w.uID), len(w.pTransfer), len(w.oID)
+	return func() {
+		w.tID, w.tFrom, w.tTo, w.tCur, w.tStatus = w.tID[:t], w.tFrom[:t], w.tTo[:t], w.tCur[:t], w.tStatus[:t]
+		w.tDesc, w.tRef, w.tScope, w.tKey = w.tDesc[:t], w.tRef[:t], w.tScope[:t], w.tKey[:t]
+		w.tAmount, w.tReason, w.tMeta, w.tPending = w.tAmount[:t], w.tReason[:t], w.tMeta[:t], w.tPending[:t]
+		w.tExpires, w.tPosted, w.tHash = w.tExpires[:t], w.tPosted[:t], w.tHash[:t]
+		w.tFB, w.tFA, w.tTB, w.tTA = w.tFB[:t], w.tFA[:t], w.tTB[:t], w.tTA[:t]
+		w.uID, w.uStatus, w.uReason, w.uPosted = w.uID[:u], w.uStatus[:u], w.uReason[:u], w.uPosted[:u]
+		w.uFB, w.uFA, w.uTB, w.uTA = w.uFB[:u], w.uFA[:u], w.uTB[:u], w.uTA[:u]
+		w.pTransfer, w.pAccount, w.pAmount, w.pAfter = w.pTransfer[:p], w.pAccount[:p], w.pAmount[:p], w.pAfter[:p]
+		w.oID, w.oTopic, w.oKey, w.oPayload = w.oID[:o], w.oTopic[:o], w.oKey[:o], w.oPayload[:o]
+	}
+}
+
+// Insert implements ledger.Sink: a new transfer, its postings and event.
+func (w *writes) Insert(t *ledger.Transfer, o *ledger.Op) {
+	w.tID, w.tFrom, w.tTo = append(w.tID, t.ID), append(w.tFrom, t.FromAccountID), append(w.tTo, t.ToAccountID)
+	w.tCur, w.tStatus = append(w.tCur, t.Currency), append(w.tStatus, t.Status)
+	w.tDesc, w.tRef = append(w.tDesc, t.Description), append(w.tRef, t.ReferenceID)
+	w.tScope, w.tKey, w.tHash = append(w.tScope, o.Scope), append(w.tKey, o.Key), append(w.tHash, o.Hash)
+	w.tAmount, w.tReason, w.tMeta = append(w.tAmount, t.Amount), append(w.tReason, t.RejectReason), append(w.tMeta, nullText(t.Metadata))
+	w.tPending, w.tExpires, w.tPosted = append(w.tPending, t.Pending), append(w.tExpires, t.ExpiresAt), append(w.tPosted, t.PostedAt)
+	w.tFB, w.tFA, w.tTB, w.tTA = append(w.tFB, *t.FromBalance), append(w.tFA, *t.FromAvailable), append(w.tTB, *t.ToBalance), append(w.tTA, *t.ToAvailable)
+	w.effects(t)
+}
+
+// Update implements ledger.Sink: a transfer accepted earlier, decided now.
+func (w *writes) Update(t *ledger.Transfer) {
+	w.uID, w.uStatus, w.uReason, w.uPosted = append(w.uID, t.ID), append(w.uStatus, t.Status), append(w.uReason, t.RejectReason), append(w.uPosted, t.PostedAt)
+	w.uFB, w.uFA, w.uTB, w.uTA = append(w.uFB, *t.FromBalance), append(w.uFA, *t.FromAvailable), append(w.uTB, *t.ToBalance), append(w.uTA, *t.ToAvailable)
+	w.effects(t)
+}
+
+// effects adds the postings and the event of a decided transfer.
+func (w *writes) effects(t *ledger.Transfer) {
+	if t.Status == ledger.TransferPosted {
+		w.pTransfer = append(w.pTransfer, t.ID, t.ID)
+		w.pAccount = append(w.pAccount, t.FromAccountID, t.ToAccountID)
+		w.pAmount = append(w.pAmount, -t.Amount, t.Amount)
+		w.pAfter = append(w.pAfter, *t.FromBalance, *t.ToBalance)
+	}
+	id, payload, err := events.Encode(context.Background(), w.source, transferEventType(t), t.FromAccountID, t)
+	if err != nil {
+		panic(err) // a Transfer always encodes
+	}
+	w.oID, w.oTopic, w.oKey, w.oPayload = append(w.oID, id), append(w.oTopic, events.TopicTransaction),
+		append(w.oKey, t.FromAccountID), append(w.oPayload, payload)
+}
+
+// flush writes the group and commits, in one round trip.
+func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn) error {
+	b := &pgx.Batch{}
+	if len(w.tID) > 0 {
+		b.Queue(`INSERT INTO transfers (id, from_account_id, to_account_id, amount, currency, status, reject_reason,
+			pending, expires_at, description, reference_id, metadata, from_balance, from_available, to_balance, to_available,
+			idem_scope, idem_key, request_hash, created_at, posted_at)
+			SELECT id, f, t, a, c, s, r, p, e, d, ref, m::jsonb, fb, fa, tb, ta, sc, k, h, $20, po
+			FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::bool[],
+			            $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::int8[], $15::int8[],
+			            $16::int8[], $17::text[], $18::text[], $19::bytea[], $21::timestamptz[])
+			AS x(id, f, t, a, c, s, r, p, e, d, ref, m, fb, fa, tb, ta, sc, k, h, po)`,
+			w.tID, w.tFrom, w.tTo, w.tAmount, w.tCur, w.tStatus, w.tReason, w.tPending, w.tExpires, w.tDesc, w.tRef,
+			w.tMeta, w.tFB, w.tFA, w.tTB, w.tTA, w.tScope, w.tKey, w.tHash, w.now, w.tPosted)
+	}
+	if len(w.uID) > 0 {
+		b.Queue(`UPDATE transfers t SET status = x.s, reject_reason = x.r, posted_at = x.po,
+			from_balance = x.fb, from_available = x.fa, to_balance = x.tb, to_available = x.ta
+			FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])
+			AS x(id, s, r, po, fb, fa, tb, ta) WHERE t.id = x.id`,
+			w.uID, w.uStatus, w.uReason, w.uPosted, w.uFB, w.uFA, w.uTB, w.uTA)
+	}
+	if len(w.pTransfer) > 0 {
+		b.Queue(`INSERT INTO postings (transfer_id, account_id, amount, balance_after, created_at)
+			SELECT t, a, m, ba, $5 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::int8[], $4::int8[]) AS x(t, a, m, ba)`,
+			w.pTransfer, w.pAccount, w.pAmount, w.pAfter, w.now)
+	}
+	if len(w.acctIDs) > 0 {
+		b.Queue(`UPDATE accounts a SET balance = x.b, held = x.h, version = a.version + x.n, updated_at = $5
+			FROM unnest($1::text[]::uuid[], $2::int8[], $3::int8[], $4::int8[]) AS x(id, b, h, n) WHERE a.id = x.id`,
+			w.acctIDs, w.acctBal, w.acctHeld, w.acctN, w.now)
+	}
+	if len(w.oID) > 0 {
+		b.Queue(`INSERT INTO outbox (source, event_id, topic, key, payload)
+			SELECT $1, e, t, k, p FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS x(e, t, k, p)`,
+			w.source, w.oID, w.oTopic, w.oKey, w.oPayload)
+	}
+	b.Queue("COMMIT")
+	return conn.SendBatch(ctx, b).Close()
+}
