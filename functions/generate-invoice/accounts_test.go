@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -131,7 +132,7 @@ func TestInvoiceRequestedTakesTheOwnerFromTheAccount(t *testing.T) {
 	if res := g.deliver(ok); res.Processed != 1 {
 		t.Fatalf("ok = %+v", res)
 	}
-	req := decode[InvoiceRequest](t, g.asCustomer(user, "GET", "/invoice-requests/"+ok.ID(), nil))
+	req := decode[store.InvoiceRequest](t, g.asCustomer(user, "GET", "/invoice-requests/"+ok.ID(), nil))
 	if req.Status != "succeeded" || req.UserID == nil || *req.UserID != user {
 		t.Fatalf("request = %+v", req)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/platform"
 )
@@ -64,7 +65,7 @@ func TestEveryRouteRefusesAnotherCustomersResources(t *testing.T) {
 		rec := g.call(call{method: "POST", path: "/invoices", body: invoiceBody("", o.account), sub: user, role: auth.RoleCustomer,
 			header: http.Header{"Prefer": {"respond-async"}}})
 		must(t, rec, 202)
-		o.request = decode[InvoiceRequest](t, rec).ID
+		o.request = decode[store.InvoiceRequest](t, rec).ID
 		return o
 	}
 	a, b := fixtures(alice), fixtures(bob)

@@ -13,12 +13,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -65,7 +64,7 @@ func BenchmarkFinalizeBatch(b *testing.B) {
 	for done := 0; done < b.N; done += batch {
 		n := min(batch, b.N-done)
 		now := g.clock.Now()
-		err := postgres.Tx(ctx, g.d.Pool, func(tx pgx.Tx) error {
+		err := g.s.st.InTx(ctx, func(tx *store.Tx) error {
 			res := g.s.newResolver(tx, now)
 			invs, final := make([]*invoicing.Invoice, n), make([]bool, n)
 			for i := 0; i < n; i++ {
@@ -82,7 +81,7 @@ func BenchmarkFinalizeBatch(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			return g.s.emit(ctx, tx, msgs)
+			return tx.Emit(ctx, msgs)
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -10,36 +10,23 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/outbox"
-	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
-
-// emit adds the events to the outbox in tx.
-func (s *service) emit(ctx context.Context, tx pgx.Tx, evs []invoicing.Event) error {
-	msgs := make([]outbox.Message, len(evs))
-	for i, e := range evs {
-		// Our own data always encodes, so an error here is a bug.
-		ev := events.Must(events.New(ctx, functionName, e.Type, e.Subject, e.Data))
-		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: e.Key, Event: ev}
-	}
-	return outbox.Add(ctx, tx, functionName, msgs...)
-}
 
 // ---- events in ----
 
 // onInvoiceRequested creates the invoice a billfn.invoice.requested event
 // asks for, exactly as POST /invoices does.
-func (s *service) onInvoiceRequested(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+func (s *service) onInvoiceRequested(ctx context.Context, tx *store.Tx, ev events.Event) error {
 	return s.applyRequests(ctx, tx, []events.Event{ev})
 }
 
@@ -49,7 +36,7 @@ func (s *service) onInvoiceRequested(ctx context.Context, tx pgx.Tx, ev events.E
 // handed back before anything is done, marked permanent, so the receiver
 // applies its events one by one through their registered handlers (the
 // read model's own, which this function does not copy).
-func (s *service) onBatch(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+func (s *service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event) error {
 	for _, ev := range evs {
 		if ev.Type() == accounts.TypeCreated || ev.Type() == accounts.TypeUpdated {
 			return events.Permanent(errApplyOneByOne)
@@ -91,7 +78,7 @@ var errApplyOneByOne = errors.New("account events in a batch are applied one by 
 // POST /invoices (Prefer: respond-async), already checked when it was
 // accepted and awaited by its client, is recorded as failed instead (its
 // account was frozen in between).
-func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+func (s *service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -100,7 +87,7 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 	memo := accountMemo{}
 	service := auth.Principal{Role: auth.RoleService}
 	var (
-		outs     []requestOutcome
+		outs     []store.RequestOutcome
 		invs     []*invoicing.Invoice
 		finalize []bool
 		idx      []int // outs index of each invoice
@@ -109,12 +96,12 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 		var in invoicing.CreateInvoiceIn
 		var d *invoicing.InvoiceDraft
 		err := httpx.Unmarshal(ev.Data(), &in)
-		o := requestOutcome{source: ev.Source(), id: ev.ID(), account: in.AccountID}
+		o := store.RequestOutcome{Source: ev.Source(), ID: ev.ID(), Account: in.AccountID}
 		if err == nil {
 			d, err = s.parseCreate(ctx, tx, service, memo, &in, "", now)
 		}
 		if d != nil {
-			o.owner = d.Inv.UserID // from the account: who may read the request
+			o.Owner = d.Inv.UserID // from the account: who may read the request
 		}
 		if err == nil {
 			err = res.draft(ctx, d)
@@ -128,11 +115,11 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 				return events.Permanent(fmt.Errorf("%s %s from %s refused: %w", ev.Type(), ev.ID(), ev.Source(), err))
 			}
 			doc, _ := problem.Doc(nil, "", pe)
-			o.problem, _ = json.Marshal(doc)
+			o.Problem, _ = json.Marshal(doc)
 			outs = append(outs, o)
 			continue
 		}
-		o.invoiceID = d.Inv.ID
+		o.InvoiceID = d.Inv.ID
 		idx = append(idx, len(outs))
 		outs = append(outs, o)
 		invs = append(invs, d.Inv)
@@ -145,20 +132,20 @@ func (s *service) applyRequests(ctx context.Context, tx pgx.Tx, evs []events.Eve
 			if errors.As(err, &pe) && pe.Status() < 500 && len(invs) == 1 {
 				// A finalization rule (due date passed): the request failed.
 				doc, _ := problem.Doc(nil, "", pe)
-				outs[idx[0]].problem, _ = json.Marshal(doc)
-				outs[idx[0]].invoiceID = ""
-				return completeRequests(ctx, tx, outs, now)
+				outs[idx[0]].Problem, _ = json.Marshal(doc)
+				outs[idx[0]].InvoiceID = ""
+				return store.CompleteRequests(ctx, tx, outs, now)
 			}
 			return err
 		}
 		if err := res.flush(ctx); err != nil {
 			return err
 		}
-		if err := s.emit(ctx, tx, msgs); err != nil {
+		if err := tx.Emit(ctx, msgs); err != nil {
 			return err
 		}
 	}
-	if err := completeRequests(ctx, tx, outs, now); err != nil {
+	if err := store.CompleteRequests(ctx, tx, outs, now); err != nil {
 		return err
 	}
 	s.touched(ctx, nil)
@@ -222,11 +209,11 @@ func decodeLoose(ev events.Event, v any) error { return events.Decode(ev, v) }
 // ok is false for a payment that is not for an invoice. An invoice that
 // does not exist makes the event malformed: it is parked with the reason,
 // counted and logged. The currency is the caller's to compare.
-func (s *service) paymentInvoice(ctx context.Context, tx pgx.Tx, ev events.Event, p *invoicing.PaymentData) (*invoicing.Invoice, bool, error) {
+func (s *service) paymentInvoice(ctx context.Context, tx *store.Tx, ev events.Event, p *invoicing.PaymentData) (*invoicing.Invoice, bool, error) {
 	if p.InvoiceID == nil || *p.InvoiceID == "" {
 		return nil, false, nil
 	}
-	inv, err := getInvoice(ctx, tx, *p.InvoiceID, true)
+	inv, err := store.GetInvoice(ctx, tx, *p.InvoiceID, true)
 	var pe *problem.Error
 	if errors.As(err, &pe) && pe.Code == problem.NotFound {
 		paymentAnomalies.WithLabelValues(ev.Type(), "invoice_not_found").Inc()
@@ -270,7 +257,7 @@ func (s *service) unapplied(ctx context.Context, inv *invoicing.Invoice, p *invo
 // the capture exceeds what is due, or it is in another currency) is
 // recorded with the payment, left out of amount_paid, and announced as
 // billfn.invoice.payment_unapplied.
-func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+func (s *service) onPaymentCaptured(ctx context.Context, tx *store.Tx, ev events.Event) error {
 	var p invoicing.PaymentData
 	if err := decodeLoose(ev, &p); err != nil {
 		return err
@@ -287,19 +274,14 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 	if cur == "" {
 		cur = inv.Currency
 	}
-	var before int64
-	err = tx.QueryRow(ctx, `SELECT amount_captured FROM invoice_payments WHERE invoice_id = $1 AND payment_id = $2`,
-		inv.ID, p.PaymentID).Scan(&before)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	before, err := tx.CapturedSoFar(ctx, inv.ID, p.PaymentID)
+	if err != nil {
 		return err
 	}
 	if captured <= before {
 		return nil // a duplicate or an older capture
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, amount_captured, currency)
-		VALUES ($1, $2, 'gateway', $3, $4)
-		ON CONFLICT (invoice_id, payment_id) DO UPDATE SET amount_captured = EXCLUDED.amount_captured, updated_at = now()`,
-		inv.ID, p.PaymentID, captured, string(cur)); err != nil {
+	if err := tx.RecordCapture(ctx, inv.ID, p.PaymentID, captured, string(cur)); err != nil {
 		return err
 	}
 	delta := captured - before
@@ -327,14 +309,14 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 			at = now
 		}
 		msgs = invoicing.Settle(inv, at, now)
-		if err := updateInvoice(ctx, tx, inv); err != nil {
+		if err := store.SaveInvoice(ctx, tx, inv); err != nil {
 			return err
 		}
 	}
 	if rest := delta - applied; rest > 0 {
 		msgs = append(msgs, s.unapplied(ctx, inv, &p, rest, cur, reason))
 	}
-	if err := s.emit(ctx, tx, msgs); err != nil {
+	if err := tx.Emit(ctx, msgs); err != nil {
 		return err
 	}
 	s.touched(ctx, []string{inv.ID})
@@ -343,7 +325,7 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx pgx.Tx, ev events.Ev
 
 // onPaymentFailed records a failed attempt on an unpaid invoice. A failure
 // that arrives after the invoice was paid changes nothing.
-func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+func (s *service) onPaymentFailed(ctx context.Context, tx *store.Tx, ev events.Event) error {
 	var p invoicing.PaymentData
 	if err := decodeLoose(ev, &p); err != nil {
 		return err
@@ -360,10 +342,7 @@ func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Even
 		reason = p.DeclineCode + ": " + reason
 	}
 	if p.PaymentID != "" {
-		if _, err := tx.Exec(ctx, `INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, currency, failures, last_failure)
-			VALUES ($1, $2, 'gateway', $3, 1, $4)
-			ON CONFLICT (invoice_id, payment_id) DO UPDATE SET failures = p.failures + 1, last_failure = EXCLUDED.last_failure, updated_at = now()`,
-			inv.ID, p.PaymentID, string(inv.Currency), reason); err != nil {
+		if err := tx.RecordFailure(ctx, inv.ID, p.PaymentID, string(inv.Currency), reason); err != nil {
 			return err
 		}
 	}
@@ -377,7 +356,7 @@ func (s *service) onPaymentFailed(ctx context.Context, tx pgx.Tx, ev events.Even
 		inv.LastPaymentError, inv.LastPaymentFailedAt = ptr(reason), ptr(at)
 	}
 	inv.UpdatedAt = s.clock()
-	if err := updateInvoice(ctx, tx, inv); err != nil {
+	if err := store.SaveInvoice(ctx, tx, inv); err != nil {
 		return err
 	}
 	s.touched(ctx, []string{inv.ID})
@@ -396,7 +375,7 @@ func mismatch(ctx context.Context, ev events.Event, inv *invoicing.Invoice, paym
 // onRefundSucceeded records a refund of an invoice payment, once per
 // refund id. The invoice keeps its status (as in Stripe, a refund does not
 // reopen an invoice); amount_refunded shows it.
-func (s *service) onRefundSucceeded(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+func (s *service) onRefundSucceeded(ctx context.Context, tx *store.Tx, ev events.Event) error {
 	var r invoicing.RefundData
 	if err := decodeLoose(ev, &r); err != nil {
 		return err
@@ -412,16 +391,15 @@ func (s *service) onRefundSucceeded(ctx context.Context, tx pgx.Tx, ev events.Ev
 	if r.RefundID == "" || r.Amount <= 0 {
 		return events.Permanent(fmt.Errorf("%s %s has no refund_id or amount", ev.Type(), ev.ID()))
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO invoice_refunds (refund_id, invoice_id, payment_id, amount, currency)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (refund_id) DO NOTHING`, r.RefundID, inv.ID, r.PaymentID, r.Amount, string(inv.Currency))
-	if err != nil || tag.RowsAffected() == 0 {
+	fresh, err := tx.RecordRefund(ctx, r.RefundID, inv.ID, r.PaymentID, r.Amount, string(inv.Currency))
+	if err != nil || !fresh {
 		return err
 	}
 	if inv.AmountRefunded, err = money.Add(inv.AmountRefunded, r.Amount); err != nil {
 		return events.Permanent(err)
 	}
 	inv.UpdatedAt = s.clock()
-	if err := updateInvoice(ctx, tx, inv); err != nil {
+	if err := store.SaveInvoice(ctx, tx, inv); err != nil {
 		return err
 	}
 	s.touched(ctx, []string{inv.ID})
@@ -470,10 +448,9 @@ func (s *service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	for {
 		var ids []string
-		err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		err := s.st.InTx(ctx, func(tx *store.Tx) error {
 			ids = ids[:0]
-			invs, err := lockInvoices(ctx, tx, `status = 'open' AND NOT overdue AND due_date < $1::date
-				ORDER BY due_date LIMIT `+fmt.Sprint(sweepBatch), invoicing.UTCDate(now))
+			invs, err := tx.LockOverdue(ctx, invoicing.UTCDate(now), sweepBatch)
 			if err != nil {
 				return err
 			}
@@ -481,13 +458,13 @@ func (s *service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
 			for _, inv := range invs {
 				inv.Overdue, inv.OverdueAt, inv.UpdatedAt = true, ptr(now), now
 				inv.NextPaymentAttemptAt = s.nextDunning(inv)
-				if err := updateInvoice(ctx, tx, inv); err != nil {
+				if err := store.SaveInvoice(ctx, tx, inv); err != nil {
 					return err
 				}
 				msgs = append(msgs, invoicing.InvoiceEvent(invoicing.TypeInvoiceOverdue, inv, 0), invoicing.Notification("invoice_overdue", inv))
 				ids = append(ids, inv.ID)
 			}
-			return s.emit(ctx, tx, msgs)
+			return tx.Emit(ctx, msgs)
 		})
 		if err != nil {
 			return total, err
@@ -525,10 +502,9 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	for {
 		var ids []string
-		err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		err := s.st.InTx(ctx, func(tx *store.Tx) error {
 			ids = ids[:0]
-			invs, err := lockInvoices(ctx, tx, `next_dunning_at <= $1 AND status = 'open'
-				ORDER BY next_dunning_at LIMIT `+fmt.Sprint(sweepBatch), now)
+			invs, err := tx.LockDunningDue(ctx, now, sweepBatch)
 			if err != nil {
 				return err
 			}
@@ -552,12 +528,12 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 					}
 					msgs = append(msgs, m...)
 				}
-				if err := updateInvoice(ctx, tx, inv); err != nil {
+				if err := store.SaveInvoice(ctx, tx, inv); err != nil {
 					return err
 				}
 				ids = append(ids, inv.ID)
 			}
-			return s.emit(ctx, tx, msgs)
+			return tx.Emit(ctx, msgs)
 		})
 		if err != nil {
 			return total, err
@@ -568,24 +544,4 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 			return total, nil
 		}
 	}
-}
-
-// lockInvoices selects invoices by a condition, locked, skipping rows
-// another replica's tick holds. Lines are not loaded (the sweeps change
-// only invoice columns).
-func lockInvoices(ctx context.Context, tx pgx.Tx, cond string, arg any) ([]*invoicing.Invoice, error) {
-	rows, err := tx.Query(ctx, `SELECT `+invoiceCols+` FROM invoices WHERE `+cond+` FOR UPDATE SKIP LOCKED`, arg)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*invoicing.Invoice
-	for rows.Next() {
-		inv, err := scanInvoice(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, inv)
-	}
-	return out, rows.Err()
 }

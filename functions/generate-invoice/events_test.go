@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 )
@@ -23,11 +24,11 @@ func TestRespondAsyncCreatesThroughTheRequestedEvent(t *testing.T) {
 	rec := g.call(call{method: "POST", path: "/invoices", body: body, sub: user, role: auth.RoleCustomer,
 		header: http.Header{"Prefer": {"respond-async"}}})
 	must(t, rec, 202)
-	req := decode[InvoiceRequest](t, rec)
+	req := decode[store.InvoiceRequest](t, rec)
 	if rec.Header().Get("Location") != "/invoice-requests/"+req.ID || req.Status != "pending" {
 		t.Fatalf("202: %s %+v", rec.Header().Get("Location"), req)
 	}
-	got := decode[InvoiceRequest](t, g.asCustomer(user, "GET", "/invoice-requests/"+req.ID, nil))
+	got := decode[store.InvoiceRequest](t, g.asCustomer(user, "GET", "/invoice-requests/"+req.ID, nil))
 	if got.Status != "pending" || got.InvoiceID != nil {
 		t.Fatalf("request before delivery = %+v", got)
 	}
@@ -41,7 +42,7 @@ func TestRespondAsyncCreatesThroughTheRequestedEvent(t *testing.T) {
 	if res := g.deliver(evs[0]); res.Processed != 1 {
 		t.Fatalf("delivery = %+v", res)
 	}
-	got = decode[InvoiceRequest](t, g.asCustomer(user, "GET", "/invoice-requests/"+req.ID, nil))
+	got = decode[store.InvoiceRequest](t, g.asCustomer(user, "GET", "/invoice-requests/"+req.ID, nil))
 	if got.Status != "succeeded" || got.InvoiceID == nil {
 		t.Fatalf("request after delivery = %+v", got)
 	}
@@ -82,7 +83,7 @@ func TestInvoiceRequestedEventsFromAnyProducerSucceedOrFailVisibly(t *testing.T)
 		code   string
 	}{{ok1, "succeeded", ""}, {ok2, "succeeded", ""}, {badEv, "failed", "tax_rate_unknown"},
 		{noUser, "succeeded", ""}, {garbage, "failed", "bad_request"}} {
-		r := decode[InvoiceRequest](t, g.asAdmin("GET", "/invoice-requests/"+c.ev.ID(), nil))
+		r := decode[store.InvoiceRequest](t, g.asAdmin("GET", "/invoice-requests/"+c.ev.ID(), nil))
 		if r.Status != c.status || (c.code != "" && !strings.Contains(string(r.Problem), `"code":"`+c.code+`"`)) {
 			t.Fatalf("request %s = %+v %s, want %s %s", c.ev.ID(), r, r.Problem, c.status, c.code)
 		}
@@ -139,7 +140,7 @@ func TestBatchEndpointIsAllOrNothingAndNumbersConsecutively(t *testing.T) {
 	rec = g.call(call{method: "POST", path: "/invoices/batch", body: mk(3), sub: g.admin, role: auth.RoleService,
 		header: http.Header{"Prefer": {"respond-async, wait=0"}}})
 	must(t, rec, 202)
-	reqs := decode[struct{ Data []InvoiceRequest }](t, rec)
+	reqs := decode[struct{ Data []store.InvoiceRequest }](t, rec)
 	if len(reqs.Data) != 3 {
 		t.Fatalf("async batch = %s", rec.Body)
 	}

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
@@ -21,7 +20,6 @@ import (
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/platform"
-	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
 )
@@ -69,24 +67,22 @@ func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
 		s.createAsync(ctx, w, r, []invoicing.CreateInvoiceIn{in}, false, now)
 		return
 	}
-	err = postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		return pipelined(ctx, tx, func(tx pgx.Tx) error {
-			res := s.newResolver(tx, now)
-			if err := res.draft(ctx, d); err != nil {
-				return err
-			}
-			msgs, err := s.persistNew(ctx, tx, []*invoicing.Invoice{d.Inv}, []bool{d.AutoFinalize}, now)
-			if err != nil {
-				return err
-			}
-			if err := res.flush(ctx); err != nil {
-				return err
-			}
-			if err := s.emit(ctx, tx, msgs); err != nil {
-				return err
-			}
-			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: d.Inv, Location: "/invoices/" + d.Inv.ID})
-		})
+	err = s.st.Pipelined(ctx, func(tx *store.Tx) error {
+		res := s.newResolver(tx, now)
+		if err := res.draft(ctx, d); err != nil {
+			return err
+		}
+		msgs, err := s.persistNew(ctx, tx, []*invoicing.Invoice{d.Inv}, []bool{d.AutoFinalize}, now)
+		if err != nil {
+			return err
+		}
+		if err := res.flush(ctx); err != nil {
+			return err
+		}
+		if err := tx.Emit(ctx, msgs); err != nil {
+			return err
+		}
+		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: d.Inv, Location: "/invoices/" + d.Inv.ID})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -149,32 +145,30 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]invoicing.InvoiceSummary, len(drafts))
-	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		return pipelined(ctx, tx, func(tx pgx.Tx) error {
-			res := s.newResolver(tx, now)
-			invs := make([]*invoicing.Invoice, len(drafts))
-			final := make([]bool, len(drafts))
-			for i, d := range drafts {
-				if err := res.draft(ctx, d); err != nil {
-					return err
-				}
-				invs[i], final[i] = d.Inv, d.AutoFinalize
-			}
-			msgs, err := s.persistNew(ctx, tx, invs, final, now)
-			if err != nil {
+	err := s.st.Pipelined(ctx, func(tx *store.Tx) error {
+		res := s.newResolver(tx, now)
+		invs := make([]*invoicing.Invoice, len(drafts))
+		final := make([]bool, len(drafts))
+		for i, d := range drafts {
+			if err := res.draft(ctx, d); err != nil {
 				return err
 			}
-			if err := res.flush(ctx); err != nil {
-				return err
-			}
-			if err := s.emit(ctx, tx, msgs); err != nil {
-				return err
-			}
-			for i, inv := range invs {
-				out[i] = invoicing.Summarize(inv)
-			}
-			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[invoicing.InvoiceSummary]{Data: out}})
-		})
+			invs[i], final[i] = d.Inv, d.AutoFinalize
+		}
+		msgs, err := s.persistNew(ctx, tx, invs, final, now)
+		if err != nil {
+			return err
+		}
+		if err := res.flush(ctx); err != nil {
+			return err
+		}
+		if err := tx.Emit(ctx, msgs); err != nil {
+			return err
+		}
+		for i, inv := range invs {
+			out[i] = invoicing.Summarize(inv)
+		}
+		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[invoicing.InvoiceSummary]{Data: out}})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -191,29 +185,29 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *http.Request, ins []invoicing.CreateInvoiceIn, batch bool, now time.Time) {
 	n := len(ins)
 	ids, owners, accounts := make([]string, n), make([]string, n), make([]string, n)
-	reqs := make([]InvoiceRequest, n)
+	reqs := make([]store.InvoiceRequest, n)
 	msgs := make([]outbox.Message, n)
 	for i := range ins {
 		ev := events.Must(events.New(ctx, functionName, invoicing.TypeInvoiceRequested, "", ins[i]))
 		ev.SetSubject(ev.ID())
 		ids[i], owners[i], accounts[i] = ev.ID(), ins[i].UserID, strings.ToLower(ins[i].AccountID)
 		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: accounts[i], Event: ev}
-		reqs[i] = InvoiceRequest{Object: "invoice_request", ID: ev.ID(), Status: "pending", AccountID: ptr(accounts[i]),
+		reqs[i] = store.InvoiceRequest{Object: "invoice_request", ID: ev.ID(), Status: "pending", AccountID: ptr(accounts[i]),
 			UserID: ptr(owners[i]), CreatedAt: now}
 	}
 	var body any = reqs[0]
 	loc := "/invoice-requests/" + ids[0]
 	if batch {
-		body, loc = httpx.List[InvoiceRequest]{Data: reqs}, ""
+		body, loc = httpx.List[store.InvoiceRequest]{Data: reqs}, ""
 	}
-	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		if err := insertPendingRequests(ctx, tx, events.Source(functionName), ids, owners, accounts, now); err != nil {
+	err := s.st.InTx(ctx, func(tx *store.Tx) error {
+		if err := store.InsertPendingRequests(ctx, tx, events.Source(functionName), ids, owners, accounts, now); err != nil {
 			return err
 		}
-		if err := outbox.Add(ctx, tx, functionName, msgs...); err != nil {
+		if err := tx.Send(ctx, msgs...); err != nil {
 			return err
 		}
-		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusAccepted, Body: body, Location: loc})
+		return tx.Complete(ctx, idempotency.Response{Status: http.StatusAccepted, Body: body, Location: loc})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -230,9 +224,9 @@ func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *htt
 func (s *service) getInvoiceRequest(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
-	req, err := getRequest(r.Context(), s.d.Pool, id)
+	req, err := store.GetRequest(r.Context(), s.d.Pool, id)
 	if err == nil && !p.Privileged() && (req.UserID == nil || *req.UserID != p.Subject) {
-		err = notFound("invoice request", id)
+		err = invoicing.NotFound("invoice request", id)
 	}
 	if err != nil {
 		problem.Write(w, r, err)
@@ -252,10 +246,10 @@ type cachedInvoice struct {
 
 func (s *service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, error) {
 	if !invoicing.ValidUUID(id) {
-		return cachedInvoice{}, notFound("invoice", id)
+		return cachedInvoice{}, invoicing.NotFound("invoice", id)
 	}
 	return redis.GetOrLoad(ctx, s.invCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedInvoice, error) {
-		inv, err := getInvoice(ctx, s.d.Pool, id, false)
+		inv, err := store.GetInvoice(ctx, s.d.Pool, id, false)
 		if err != nil {
 			return cachedInvoice{}, err
 		}
@@ -272,7 +266,7 @@ func (s *service) getInvoice(w http.ResponseWriter, r *http.Request) {
 	}
 	doc, err := s.invoiceDoc(r.Context(), id)
 	if err == nil && !p.CanAccess(doc.Owner) {
-		err = notFound("invoice", id)
+		err = invoicing.NotFound("invoice", id)
 	}
 	if err == nil && format != "" && format != "pdf" && format != "html" {
 		err = problem.New(problem.NotFound, "invoices render as .pdf or .html")
@@ -337,7 +331,7 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	q := r.URL.Query()
 	var v problem.Validator
-	f := invoiceFilter{AccountID: strings.ToLower(q.Get("account_id")), SubscriptionID: strings.ToLower(q.Get("subscription_id")),
+	f := store.InvoiceFilter{AccountID: strings.ToLower(q.Get("account_id")), SubscriptionID: strings.ToLower(q.Get("subscription_id")),
 		Status: q.Get("status")}
 	check := func(ok bool, name, detail string) {
 		if !ok {
@@ -378,8 +372,8 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if f.SubscriptionID != "" && !p.Privileged() {
-		if sub, err := getSub(r.Context(), s.d.Pool, f.SubscriptionID, false); err != nil || !p.CanAccess(sub.UserID) {
-			problem.Write(w, r, notFound("subscription", f.SubscriptionID))
+		if sub, err := store.GetSub(r.Context(), s.d.Pool, f.SubscriptionID, false); err != nil || !p.CanAccess(sub.UserID) {
+			problem.Write(w, r, invoicing.NotFound("subscription", f.SubscriptionID))
 			return
 		}
 	}
@@ -388,7 +382,7 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Limit = limit + 1
-	invs, err := listInvoices(r.Context(), s.d.Pool, f)
+	invs, err := store.ListInvoices(r.Context(), s.d.Pool, f)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -400,35 +394,22 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 
 // mutate runs fn on the locked invoice of the path, after authorization,
 // writes it and its events, and answers 200 with the invoice.
-func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error)) {
+func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error)) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	ctx, cancel := dbCtx(r)
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
 	now := s.clock()
-	var inv *invoicing.Invoice
-	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		var err error
-		if inv, err = getInvoice(ctx, tx, id, true); err != nil {
-			return err
-		}
+	inv, err := s.st.UpdateInvoice(ctx, id, func(tx *store.Tx, inv *invoicing.Invoice) ([]invoicing.Event, error) {
 		if err := authorizeOwner(p.CanAccess(inv.UserID), "invoice", id); err != nil {
-			return err
+			return nil, err
 		}
-		return pipelined(ctx, tx, func(tx pgx.Tx) error {
-			msgs, err := fn(ctx, tx, p, inv, now)
-			if err != nil {
-				return err
-			}
-			if err := updateInvoice(ctx, tx, inv); err != nil {
-				return err
-			}
-			if err := s.emit(ctx, tx, msgs); err != nil {
-				return err
-			}
-			return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusOK, Body: inv})
-		})
+		evs, err := fn(ctx, tx, p, inv, now)
+		if err != nil {
+			return nil, err
+		}
+		return evs, tx.Complete(ctx, idempotency.Response{Status: http.StatusOK, Body: inv})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -444,7 +425,7 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		if err := invoicing.RequireDraft(inv); err != nil {
 			return nil, err
 		}
@@ -567,10 +548,10 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		if in.LineItems != nil {
-			if err := replaceLines(ctx, tx, inv); err != nil {
+			if err := store.ReplaceLines(ctx, tx, inv); err != nil {
 				return nil, err
 			}
-		} else if err := replaceLines(ctx, tx, inv); err != nil {
+		} else if err := store.ReplaceLines(ctx, tx, inv); err != nil {
 			// A discount change moves the lines' computed amounts too.
 			return nil, err
 		}
@@ -584,7 +565,7 @@ func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		if err := invoicing.RequireDraft(inv); err != nil {
 			return nil, err
 		}
@@ -619,12 +600,12 @@ func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		inv.UpdatedAt = now
-		return nil, replaceLines(ctx, tx, inv)
+		return nil, store.ReplaceLines(ctx, tx, inv)
 	})
 }
 
 func (s *service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		if err := invoicing.CheckFinalize(inv, now, s.cfg.DefaultNetDays); err != nil {
 			return nil, err
 		}
@@ -632,18 +613,18 @@ func (s *service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
 		if err := s.chargeable(ctx, tx, inv.AccountID); err != nil {
 			return nil, err
 		}
-		return invoicing.Finalize(ctx, txNumbers{tx}, []*invoicing.Invoice{inv}, now)
+		return invoicing.Finalize(ctx, tx, []*invoicing.Invoice{inv}, now)
 	})
 }
 
 func (s *service) voidInvoice(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		return invoicing.Void(inv, now)
 	})
 }
 
 func (s *service) markUncollectibleHandler(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		return invoicing.MarkUncollectible(inv, now)
 	})
 }
@@ -669,7 +650,7 @@ func (s *service) payInvoice(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutate(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
+	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		if inv.Status != invoicing.StatusOpen && inv.Status != invoicing.StatusUncollectible {
 			return nil, problem.New(invoicing.CodeInvoiceNotOpen, "invoice %s is %s; only an open or uncollectible invoice can be paid", inv.ID, inv.Status)
 		}
@@ -690,8 +671,7 @@ func (s *service) payInvoice(w http.ResponseWriter, r *http.Request) {
 			return nil, (&problem.Error{Code: invoicing.CodeAmountExceedsDue, Detail: "the invoice has " + strconv.FormatInt(inv.AmountDue, 10) + " due",
 				Errors: []problem.FieldError{problem.Field("amount", "must be at most amount_due")}}).With("amount_due", inv.AmountDue)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO invoice_payments (invoice_id, payment_id, kind, amount_captured, currency, reference)
-			VALUES ($1, $2, 'out_of_band', $3, $4, $5)`, inv.ID, "oob_"+invoicing.NewID(), amount, string(inv.Currency), in.Reference); err != nil {
+		if err := tx.RecordOutOfBandPayment(ctx, inv.ID, "oob_"+invoicing.NewID(), amount, string(inv.Currency), in.Reference); err != nil {
 			return nil, err
 		}
 		inv.AmountPaid += amount // ≤ amount_due ≤ total: no overflow

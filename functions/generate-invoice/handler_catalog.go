@@ -5,13 +5,12 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -69,11 +68,11 @@ func (s *service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := dbCtx(r)
 	defer cancel()
-	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		if err := insertTaxRate(ctx, tx, rate); err != nil {
+	err := s.st.InTx(ctx, func(tx *store.Tx) error {
+		if err := store.InsertTaxRate(ctx, tx, rate); err != nil {
 			return err
 		}
-		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: rate, Location: "/tax-rates/" + rate.ID})
+		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: rate, Location: "/tax-rates/" + rate.ID})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -86,7 +85,7 @@ func (s *service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 func (s *service) getTaxRate(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("id"))
 	if !invoicing.ValidUUID(id) {
-		problem.Write(w, r, notFound("tax rate", id))
+		problem.Write(w, r, invoicing.NotFound("tax rate", id))
 		return
 	}
 	rates, err := s.taxRates(r.Context(), s.d.Pool, []string{id})
@@ -96,7 +95,7 @@ func (s *service) getTaxRate(w http.ResponseWriter, r *http.Request) {
 	}
 	rate, ok := rates[id]
 	if !ok {
-		problem.Write(w, r, notFound("tax rate", id))
+		problem.Write(w, r, invoicing.NotFound("tax rate", id))
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, rate)
@@ -112,7 +111,7 @@ func (s *service) listTaxRates(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	rates, err := listTaxRates(r.Context(), s.d.Pool, after, limit+1)
+	rates, err := store.ListTaxRates(r.Context(), s.d.Pool, after, limit+1)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -190,11 +189,11 @@ func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
 	c.Valid = true
 	ctx, cancel := dbCtx(r)
 	defer cancel()
-	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		if err := insertCoupon(ctx, tx, c); err != nil {
+	err := s.st.InTx(ctx, func(tx *store.Tx) error {
+		if err := store.InsertCoupon(ctx, tx, c); err != nil {
 			return err
 		}
-		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: c, Location: "/coupons/" + c.ID})
+		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: c, Location: "/coupons/" + c.ID})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -206,9 +205,9 @@ func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
 
 func (s *service) getCoupon(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	c, err := getCoupon(r.Context(), s.d.Pool, id, false)
-	if err == errNotFound || (err == nil && !invoicing.ValidCouponID(id)) {
-		err = notFound("coupon", id)
+	c, err := store.GetCoupon(r.Context(), s.d.Pool, id, false)
+	if err == store.ErrNotFound || (err == nil && !invoicing.ValidCouponID(id)) {
+		err = invoicing.NotFound("coupon", id)
 	}
 	if err != nil {
 		problem.Write(w, r, err)
@@ -232,7 +231,7 @@ func (s *service) listCoupons(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	cs, err := listCoupons(r.Context(), s.d.Pool, cur.ID, limit+1)
+	cs, err := store.ListCoupons(r.Context(), s.d.Pool, cur.ID, limit+1)
 	if err != nil {
 		problem.Write(w, r, err)
 		return

@@ -7,14 +7,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/platform"
-	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
 )
@@ -38,7 +36,7 @@ func (s *service) createSubscription(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := dbCtx(r)
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
-	err = postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+	err = s.st.InTx(ctx, func(tx *store.Tx) error {
 		if _, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids"); err != nil {
 			return err
 		}
@@ -47,21 +45,21 @@ func (s *service) createSubscription(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 		}
-		if err := insertSub(ctx, tx, sub); err != nil {
+		if err := store.InsertSub(ctx, tx, sub); err != nil {
 			return err
 		}
 		invMsgs, _, err := s.bill(ctx, tx, sub, now)
 		if err != nil {
 			return err
 		}
-		if err := updateSub(ctx, tx, sub); err != nil {
+		if err := store.SaveSub(ctx, tx, sub); err != nil {
 			return err
 		}
 		msgs := append([]invoicing.Event{invoicing.SubscriptionEvent(invoicing.TypeSubscriptionCreated, sub)}, invMsgs...)
-		if err := s.emit(ctx, tx, msgs); err != nil {
+		if err := tx.Emit(ctx, msgs); err != nil {
 			return err
 		}
-		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusCreated, Body: sub, Location: "/subscriptions/" + sub.ID})
+		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: sub, Location: "/subscriptions/" + sub.ID})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -81,10 +79,10 @@ func (s *service) getSubscription(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	var doc cachedSub
-	var err error = notFound("subscription", id)
+	var err error = invoicing.NotFound("subscription", id)
 	if invoicing.ValidUUID(id) {
 		doc, err = redis.GetOrLoad(r.Context(), s.subCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedSub, error) {
-			sub, err := getSub(ctx, s.d.Pool, id, false)
+			sub, err := store.GetSub(ctx, s.d.Pool, id, false)
 			if err != nil {
 				return cachedSub{}, err
 			}
@@ -93,7 +91,7 @@ func (s *service) getSubscription(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if err == nil && !p.CanAccess(doc.Owner) {
-		err = notFound("subscription", id)
+		err = invoicing.NotFound("subscription", id)
 	}
 	if err != nil {
 		problem.Write(w, r, err)
@@ -106,7 +104,7 @@ func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	q := r.URL.Query()
 	var v problem.Validator
-	f := subFilter{AccountID: strings.ToLower(q.Get("account_id")), Status: q.Get("status"), Owner: strings.ToLower(q.Get("user_id"))}
+	f := store.SubFilter{AccountID: strings.ToLower(q.Get("account_id")), Status: q.Get("status"), Owner: strings.ToLower(q.Get("user_id"))}
 	if f.AccountID != "" && !invoicing.ValidUUID(f.AccountID) {
 		v.Add(problem.Param("account_id", "must be a UUID"))
 	}
@@ -137,7 +135,7 @@ func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Limit = limit + 1
-	subs, err := listSubs(r.Context(), s.d.Pool, f)
+	subs, err := store.ListSubs(r.Context(), s.d.Pool, f)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -146,36 +144,26 @@ func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 }
 
 // mutateSub runs fn on the locked subscription of the path and answers 200.
-func (s *service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error)) {
+func (s *service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error)) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	ctx, cancel := dbCtx(r)
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
 	now := s.clock()
-	var sub *invoicing.Subscription
 	var invIDs []string
-	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
-		var err error
-		if sub, err = getSub(ctx, tx, id, true); err != nil {
-			return err
-		}
+	sub, err := s.st.UpdateSubscription(ctx, id, func(tx *store.Tx, sub *invoicing.Subscription) ([]invoicing.Event, error) {
 		if err := authorizeOwner(p.CanAccess(sub.UserID), "subscription", id); err != nil {
-			return err
+			return nil, err
 		}
-		var msgs []invoicing.Event
-		if msgs, invIDs, err = fn(ctx, tx, p, sub, now); err != nil {
-			return err
+		msgs, ids, err := fn(ctx, tx, p, sub, now)
+		if err != nil {
+			return nil, err
 		}
+		invIDs = ids
 		sub.UpdatedAt = now
 		sub.Derive()
-		if err := updateSub(ctx, tx, sub); err != nil {
-			return err
-		}
-		if err := s.emit(ctx, tx, msgs); err != nil {
-			return err
-		}
-		return idempotency.Complete(ctx, tx, idempotency.Response{Status: http.StatusOK, Body: sub})
+		return msgs, tx.Complete(ctx, idempotency.Response{Status: http.StatusOK, Body: sub})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -224,7 +212,7 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+	s.mutateSub(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
 		if sub.Status == invoicing.SubCanceled {
 			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is canceled", sub.ID)
 		}
@@ -291,7 +279,7 @@ func (s *service) cancelSubscription(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	atEnd := in.AtPeriodEnd == nil || *in.AtPeriodEnd
-	s.mutateSub(w, r, func(ctx context.Context, tx pgx.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+	s.mutateSub(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
 		if sub.Status == invoicing.SubCanceled {
 			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
 		}

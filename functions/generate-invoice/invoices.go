@@ -5,9 +5,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -19,7 +18,7 @@ import (
 
 // taxRates returns the rates of ids from the in-process cache or the
 // database. Rates are immutable, so a cached rate is never stale.
-func (s *service) taxRates(ctx context.Context, q querier, ids []string) (map[string]invoicing.TaxRate, error) {
+func (s *service) taxRates(ctx context.Context, q store.Querier, ids []string) (map[string]invoicing.TaxRate, error) {
 	out := make(map[string]invoicing.TaxRate, len(ids))
 	var missing []string
 	s.ratesMu.RLock()
@@ -34,7 +33,7 @@ func (s *service) taxRates(ctx context.Context, q querier, ids []string) (map[st
 	if len(missing) == 0 {
 		return out, nil
 	}
-	rows, err := getTaxRates(ctx, q, missing)
+	rows, err := store.GetTaxRates(ctx, q, missing)
 	if err != nil {
 		return nil, err
 	}
@@ -53,13 +52,13 @@ func (s *service) taxRates(ctx context.Context, q querier, ids []string) (map[st
 // coupons it locked and the redemptions it owes.
 type resolver struct {
 	s       *service
-	tx      pgx.Tx
+	tx      *store.Tx
 	now     time.Time
 	coupons map[string]*invoicing.Coupon
 	redeem  map[string]int
 }
 
-func (s *service) newResolver(tx pgx.Tx, now time.Time) *resolver {
+func (s *service) newResolver(tx *store.Tx, now time.Time) *resolver {
 	return &resolver{s: s, tx: tx, now: now, coupons: map[string]*invoicing.Coupon{}, redeem: map[string]int{}}
 }
 
@@ -101,8 +100,8 @@ func (r *resolver) lines(ctx context.Context, pointer string, drafts []invoicing
 func (r *resolver) coupon(ctx context.Context, pointer, id string, inv *invoicing.Invoice) (invoicing.Discount, error) {
 	c, ok := r.coupons[id]
 	if !ok {
-		got, err := getCoupon(ctx, r.tx, id, true)
-		if err == errNotFound {
+		got, err := store.GetCoupon(ctx, r.tx, id, true)
+		if err == store.ErrNotFound {
 			return invoicing.Discount{}, &problem.Error{Code: invoicing.CodeCouponUnknown, Detail: "no coupon " + id,
 				Errors: []problem.FieldError{problem.Field(pointer+"coupon", "is not a coupon")}}
 		}
@@ -161,7 +160,7 @@ func (r *resolver) draft(ctx context.Context, d *invoicing.InvoiceDraft) error {
 // flush writes the coupon redemptions counted so far.
 func (r *resolver) flush(ctx context.Context) error {
 	for id, n := range r.redeem {
-		if _, err := r.tx.Exec(ctx, `UPDATE coupons SET times_redeemed = times_redeemed + $2 WHERE id = $1`, id, n); err != nil {
+		if err := r.tx.RedeemCoupon(ctx, id, n); err != nil {
 			return err
 		}
 	}
@@ -171,7 +170,7 @@ func (r *resolver) flush(ctx context.Context) error {
 
 // persistNew inserts resolved invoices, finalizing those marked, with
 // their events (created, then finalized…).
-func (s *service) persistNew(ctx context.Context, tx pgx.Tx, invs []*invoicing.Invoice, final []bool, now time.Time) ([]invoicing.Event, error) {
+func (s *service) persistNew(ctx context.Context, tx *store.Tx, invs []*invoicing.Invoice, final []bool, now time.Time) ([]invoicing.Event, error) {
 	var toFinal []*invoicing.Invoice
 	for i, inv := range invs {
 		if final[i] {
@@ -186,11 +185,11 @@ func (s *service) persistNew(ctx context.Context, tx pgx.Tx, invs []*invoicing.I
 		// "created" describes the invoice as created: a draft.
 		msgs = append(msgs, invoicing.InvoiceEvent(invoicing.TypeInvoiceCreated, inv, 0))
 	}
-	fin, err := invoicing.Finalize(ctx, txNumbers{tx}, toFinal, now)
+	fin, err := invoicing.Finalize(ctx, tx, toFinal, now)
 	if err != nil {
 		return nil, err
 	}
-	if err := insertInvoices(ctx, tx, invs); err != nil {
+	if err := store.InsertInvoices(ctx, tx, invs); err != nil {
 		return nil, err
 	}
 	return append(msgs, fin...), nil
@@ -200,7 +199,7 @@ func (s *service) persistNew(ctx context.Context, tx pgx.Tx, invs []*invoicing.I
 // a missing one.
 func authorizeOwner(canAccess bool, what, id string) error {
 	if !canAccess {
-		return notFound(what, id)
+		return invoicing.NotFound(what, id)
 	}
 	return nil
 }

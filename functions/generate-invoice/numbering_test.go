@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -66,14 +67,14 @@ func TestRolledBackFinalizationReturnsItsNumber(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := getInvoice(ctx, tx, a.ID, true)
+	inv, err := store.GetInvoice(ctx, tx, a.ID, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := invoicing.CheckFinalize(inv, g.clock.Now(), g.s.cfg.DefaultNetDays); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := invoicing.Finalize(ctx, txNumbers{tx}, []*invoicing.Invoice{inv}, g.clock.Now()); err != nil {
+	if _, err := invoicing.Finalize(ctx, &store.Tx{Tx: tx}, []*invoicing.Invoice{inv}, g.clock.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if want := invoicing.FormatNumber(g.s.cfg.NumberPrefix, 2026, 1); *inv.Number != want {
@@ -96,13 +97,13 @@ func TestNumberSeriesAreGapFreeAcrossBatchesAndYears(t *testing.T) {
 	var firsts []int64
 	err := postgres.Tx(ctx, g.d.Pool, func(tx pgx.Tx) error {
 		for _, n := range []int{3, 1, 5} {
-			first, err := txNumbers{tx}.ReserveNumbers(ctx, "GAP-2026", n)
+			first, err := (&store.Tx{Tx: tx}).ReserveNumbers(ctx, "GAP-2026", n)
 			if err != nil {
 				return err
 			}
 			firsts = append(firsts, first)
 		}
-		next, err := txNumbers{tx}.ReserveNumbers(ctx, "GAP-2027", 1)
+		next, err := (&store.Tx{Tx: tx}).ReserveNumbers(ctx, "GAP-2027", 1)
 		firsts = append(firsts, next)
 		return err
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -126,6 +127,7 @@ func DefaultConfig() Config {
 // service is generate-invoice: its HTTP surface, event handlers and tick.
 type service struct {
 	d        *platform.Deps
+	st       *store.Store
 	cfg      Config
 	now      func() time.Time
 	invCache *redis.Cache
@@ -140,16 +142,16 @@ type service struct {
 }
 
 func newService(d *platform.Deps, cfg Config, now func() time.Time) *service {
-	s := &service{d: d, cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
+	s := &service{d: d, st: store.New(d.Pool, functionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
 		rates: map[string]invoicing.TaxRate{}}
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
 	d.Collect(skippedCharges, paymentAnomalies)
-	d.Events.On(invoicing.TypeInvoiceRequested, s.onInvoiceRequested)
-	d.Events.On(invoicing.TypePaymentCaptured, s.onPaymentCaptured)
-	d.Events.On(invoicing.TypePaymentFailed, s.onPaymentFailed)
-	d.Events.On(invoicing.TypeRefundSucceeded, s.onRefundSucceeded)
-	d.Events.Batch = s.onBatch
+	d.Events.On(invoicing.TypeInvoiceRequested, s.st.Handler(s.onInvoiceRequested))
+	d.Events.On(invoicing.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))
+	d.Events.On(invoicing.TypePaymentFailed, s.st.Handler(s.onPaymentFailed))
+	d.Events.On(invoicing.TypeRefundSucceeded, s.st.Handler(s.onRefundSucceeded))
+	d.Events.Batch = s.st.BatchHandler(s.onBatch)
 	d.Events.Tick = s.tick
 	return s
 }

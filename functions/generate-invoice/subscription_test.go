@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/postgres"
 )
@@ -132,9 +133,9 @@ func TestSubscriptionCatchUpBillsEachMissedPeriodOnce(t *testing.T) {
 		inv := g.s.subInvoice(&invoicing.Subscription{ID: sub.ID, AccountID: sub.AccountID, UserID: sub.UserID, Plan: invoicing.Plan{Currency: "USD"}, CollectionMethod: invoicing.ChargeAutomatically},
 			invoicing.ReasonSubscriptionCycle, g.clock.Now())
 		inv.PeriodStart, inv.PeriodEnd = invs[1].PeriodStart, invs[1].PeriodEnd
-		return insertInvoices(context.Background(), tx, []*invoicing.Invoice{inv})
+		return store.InsertInvoices(context.Background(), tx, []*invoicing.Invoice{inv})
 	})
-	if err != errPeriodBilled {
+	if err != store.ErrPeriodBilled {
 		t.Fatalf("second invoice for a period: %v", err)
 	}
 }

@@ -9,12 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -107,7 +105,7 @@ func parseTime(v *problem.Validator, path string, s *string) *time.Time {
 }
 
 // subRates resolves a subscription's tax rates to snapshots.
-func (s *service) subRates(ctx context.Context, q querier, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
+func (s *service) subRates(ctx context.Context, q store.Querier, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
 	rates, err := s.taxRates(ctx, q, ids)
 	if err != nil {
 		return nil, err
@@ -213,22 +211,22 @@ func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 }
 
 // redeemSubCoupon checks and redeems a subscription's coupon.
-func (s *service) redeemSubCoupon(ctx context.Context, tx pgx.Tx, sub *invoicing.Subscription, now time.Time) error {
+func (s *service) redeemSubCoupon(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) error {
 	res := s.newResolver(tx, now)
 	if _, err := res.coupon(ctx, "", *sub.Coupon, &invoicing.Invoice{Currency: sub.Plan.Currency}); err != nil {
 		return err
 	}
 	sub.CouponStart, sub.CouponUses = ptr(sub.BillingStart), 0
-	return redeemCoupon(ctx, tx, *sub.Coupon)
+	return store.RedeemCoupon(ctx, tx, *sub.Coupon)
 }
 
 // couponFor returns the coupon discount a subscription's invoice for the
 // period starting at ps gets, if any.
-func (s *service) couponFor(ctx context.Context, tx pgx.Tx, sub *invoicing.Subscription, ps time.Time) (*invoicing.Discount, error) {
+func (s *service) couponFor(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, ps time.Time) (*invoicing.Discount, error) {
 	if sub.Coupon == nil {
 		return nil, nil
 	}
-	c, err := getCoupon(ctx, tx, *sub.Coupon, false)
+	c, err := store.GetCoupon(ctx, tx, *sub.Coupon, false)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +257,7 @@ func (s *service) subInvoice(sub *invoicing.Subscription, reason string, now tim
 // periods per call), each exactly once (the unique (subscription_id,
 // period_start) constraint backs the counter). It updates sub in memory;
 // the caller writes it.
-func (s *service) bill(ctx context.Context, tx pgx.Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+func (s *service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
 	if sub.Status == invoicing.SubCanceled || sub.NextBillingAt == nil || sub.NextBillingAt.After(now) {
 		return nil, nil, nil
 	}
@@ -343,15 +341,9 @@ func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 	for {
 		var invIDs, subIDs []string
 		picked := 0
-		err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		err := s.st.InTx(ctx, func(tx *store.Tx) error {
 			invIDs, subIDs = invIDs[:0], subIDs[:0]
-			rows, err := tx.Query(ctx, `SELECT `+subCols+` FROM subscriptions
-				WHERE status <> 'canceled' AND next_billing_at <= $1 AND id <> ALL($2::uuid[])
-				ORDER BY next_billing_at LIMIT 50 FOR UPDATE SKIP LOCKED`, now, failed)
-			if err != nil {
-				return err
-			}
-			subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Subscription, error) { return scanSub(r) })
+			subs, err := tx.LockBillable(ctx, now, failed, 50)
 			if err != nil {
 				return err
 			}
@@ -374,23 +366,21 @@ func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 					failed = append(failed, sub.ID)
 					continue
 				}
-				sp, err := tx.Begin(ctx)
-				if err != nil {
+				var ids []string
+				err := tx.Savepoint(ctx, func(sp *store.Tx) error {
+					var msgs []invoicing.Event
+					var err error
+					msgs, ids, err = s.bill(ctx, sp, sub, now)
+					if err == nil {
+						err = store.SaveSub(ctx, sp, sub)
+					}
+					if err == nil && len(ids) > 0 {
+						msgs = append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionUpdated, sub))
+						err = sp.Emit(ctx, msgs)
+					}
 					return err
-				}
-				msgs, ids, err := s.bill(ctx, sp, sub, now)
-				if err == nil {
-					err = updateSub(ctx, sp, sub)
-				}
-				if err == nil && len(ids) > 0 {
-					msgs = append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionUpdated, sub))
-					err = s.emit(ctx, sp, msgs)
-				}
-				if err == nil {
-					err = sp.Commit(ctx)
-				}
+				})
 				if err != nil {
-					_ = sp.Rollback(ctx)
 					var pe *problem.Error
 					if !errors.As(err, &pe) || pe.Status() >= 500 {
 						return err
@@ -418,27 +408,22 @@ func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 // cancelDueSubscriptions ends subscriptions whose cancel_at has come.
 func (s *service) cancelDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
 	var ids []string
-	err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+	err := s.st.InTx(ctx, func(tx *store.Tx) error {
 		ids = ids[:0]
-		rows, err := tx.Query(ctx, `SELECT `+subCols+` FROM subscriptions
-			WHERE status <> 'canceled' AND cancel_at <= $1 ORDER BY cancel_at LIMIT 500 FOR UPDATE SKIP LOCKED`, now)
-		if err != nil {
-			return err
-		}
-		subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Subscription, error) { return scanSub(r) })
+		subs, err := tx.LockCancelDue(ctx, now, 500)
 		if err != nil {
 			return err
 		}
 		var msgs []invoicing.Event
 		for _, sub := range subs {
 			invoicing.EndSubscription(sub, *sub.CancelAt, now)
-			if err := updateSub(ctx, tx, sub); err != nil {
+			if err := store.SaveSub(ctx, tx, sub); err != nil {
 				return err
 			}
 			msgs = append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionCanceled, sub))
 			ids = append(ids, sub.ID)
 		}
-		return s.emit(ctx, tx, msgs)
+		return tx.Emit(ctx, msgs)
 	})
 	s.invalidate(nil, ids)
 	return len(ids), err
@@ -446,7 +431,7 @@ func (s *service) cancelDueSubscriptions(ctx context.Context, now time.Time) (in
 
 // changePlan applies a plan change at now with proration of the current
 // period. It returns the events of an immediate proration invoice, if any.
-func (s *service) changePlan(ctx context.Context, tx pgx.Tx, sub *invoicing.Subscription, plan invoicing.Plan, behavior string, now time.Time) ([]invoicing.Event, []string, error) {
+func (s *service) changePlan(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, plan invoicing.Plan, behavior string, now time.Time) ([]invoicing.Event, []string, error) {
 	old := sub.Plan
 	intervalChanged := plan.Interval != old.Interval || plan.IntervalCount != old.IntervalCount
 	sub.Plan = plan

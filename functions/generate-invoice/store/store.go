@@ -1,4 +1,8 @@
-package main
+// Package store holds all of generate-invoice's SQL: its own tables
+// (migrations/00020_generate_invoice.sql) read and written as the domain
+// types of package invoicing, the outbox and idempotent responses written
+// in the same transactions, and the sweeps of the schedule tick.
+package store
 
 import (
 	"context"
@@ -15,20 +19,15 @@ import (
 	"github.com/billfn/billfn/shared/problem"
 )
 
-// The SQL of generate-invoice's own tables (migrations/00020_generate_invoice.sql).
-
-// querier is what pgx.Tx and *pgxpool.Pool have in common.
-type querier interface {
+// Querier is what pgx.Tx and *pgxpool.Pool have in common.
+type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-var errNotFound = problem.New(problem.NotFound, "no such resource")
-
-func notFound(what, id string) *problem.Error {
-	return problem.New(problem.NotFound, "no %s %s", what, id)
-}
+// ErrNotFound is what a lookup of a coupon that does not exist returns.
+var ErrNotFound = problem.New(problem.NotFound, "no such resource")
 
 func utc(t *time.Time) *time.Time {
 	if t == nil {
@@ -94,10 +93,10 @@ func scanInvoice(row pgx.Row) (*invoicing.Invoice, error) {
 	return inv, nil
 }
 
-// getInvoice loads an invoice with its lines; forUpdate locks the row.
-func getInvoice(ctx context.Context, q querier, id string, forUpdate bool) (*invoicing.Invoice, error) {
+// GetInvoice loads an invoice with its lines; forUpdate locks the row.
+func GetInvoice(ctx context.Context, q Querier, id string, forUpdate bool) (*invoicing.Invoice, error) {
 	if !invoicing.ValidUUID(id) {
-		return nil, notFound("invoice", id)
+		return nil, invoicing.NotFound("invoice", id)
 	}
 	sql := `SELECT ` + invoiceCols + ` FROM invoices WHERE id = $1`
 	if forUpdate {
@@ -105,7 +104,7 @@ func getInvoice(ctx context.Context, q querier, id string, forUpdate bool) (*inv
 	}
 	inv, err := scanInvoice(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound("invoice", id)
+		return nil, invoicing.NotFound("invoice", id)
 	}
 	if err != nil {
 		return nil, err
@@ -117,7 +116,7 @@ func getInvoice(ctx context.Context, q querier, id string, forUpdate bool) (*inv
 const lineCols = `id, description, quantity_e6, unit_amount, amount, discount_def, discount_amount, taxable_amount,
 	tax_amount, total, taxes, proration, period_start, period_end, metadata`
 
-func getLines(ctx context.Context, q querier, invoiceID string) ([]invoicing.Line, error) {
+func getLines(ctx context.Context, q Querier, invoiceID string) ([]invoicing.Line, error) {
 	rows, err := q.Query(ctx, `SELECT `+lineCols+` FROM invoice_line_items WHERE invoice_id = $1 ORDER BY position`, invoiceID)
 	if err != nil {
 		return nil, err
@@ -148,9 +147,9 @@ func dueArg(d *invoicing.Date) *time.Time {
 	return &d.Time
 }
 
-// insertInvoices inserts invoices and their lines with one statement each,
+// InsertInvoices inserts invoices and their lines with one statement each,
 // whatever their number: the batch path's throughput rests on it.
-func insertInvoices(ctx context.Context, tx pgx.Tx, invs []*invoicing.Invoice) error {
+func InsertInvoices(ctx context.Context, tx pgx.Tx, invs []*invoicing.Invoice) error {
 	if len(invs) == 0 {
 		return nil
 	}
@@ -198,7 +197,7 @@ func insertInvoices(ctx context.Context, tx pgx.Tx, invs []*invoicing.Invoice) e
 		taxExcl, totalExcl, total, paidAmt, due, lineCounts, created)
 	if err != nil {
 		if c, ok := uniqueViolation(err); ok && c == "invoices_subscription_period_key" {
-			return errPeriodBilled
+			return ErrPeriodBilled
 		}
 		return err
 	}
@@ -214,7 +213,7 @@ func insertInvoices(ctx context.Context, tx pgx.Tx, invs []*invoicing.Invoice) e
 	return insertLines(ctx, tx, lines)
 }
 
-var errPeriodBilled = errors.New("subscription period already invoiced")
+var ErrPeriodBilled = errors.New("subscription period already invoiced")
 
 func uniqueViolation(err error) (string, bool) {
 	var pg *pgconn.PgError
@@ -299,8 +298,8 @@ func column[T any](rows [][]any, c int) []T {
 	return out
 }
 
-// replaceLines rewrites a draft's lines after an edit (line ids are kept).
-func replaceLines(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error {
+// ReplaceLines rewrites a draft's lines after an edit (line ids are kept).
+func ReplaceLines(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error {
 	if _, err := tx.Exec(ctx, `DELETE FROM invoice_line_items WHERE invoice_id = $1`, inv.ID); err != nil {
 		return err
 	}
@@ -315,7 +314,7 @@ func replaceLines(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error 
 }
 
 // updateInvoice writes every mutable column of inv.
-func updateInvoice(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error {
+func SaveInvoice(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error {
 	var net *int32
 	if inv.NetTermsDays != nil {
 		net = ptr(int32(*inv.NetTermsDays))
@@ -337,8 +336,8 @@ func updateInvoice(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error
 	return err
 }
 
-// invoiceFilter is a list query.
-type invoiceFilter struct {
+// InvoiceFilter is a list query.
+type InvoiceFilter struct {
 	Owner          string // forced for customers
 	AccountID      string
 	SubscriptionID string
@@ -348,9 +347,9 @@ type invoiceFilter struct {
 	Limit          int
 }
 
-// listInvoices returns a page newest first (UUIDv7 ids are time-ordered),
+// ListInvoices returns a page newest first (UUIDv7 ids are time-ordered),
 // without lines, by keyset on id.
-func listInvoices(ctx context.Context, q querier, f invoiceFilter) ([]*invoicing.Invoice, error) {
+func ListInvoices(ctx context.Context, q Querier, f InvoiceFilter) ([]*invoicing.Invoice, error) {
 	var w postgres.Where
 	if f.Owner != "" {
 		w.And("owner_user_id = ?", f.Owner)
@@ -381,15 +380,13 @@ func listInvoices(ctx context.Context, q querier, f invoiceFilter) ([]*invoicing
 // finalizing transaction and returns the first. The row stays locked until
 // the transaction ends, so concurrent finalizations queue and a rollback
 // returns the numbers: no duplicate, no gap.
-func (t txNumbers) ReserveNumbers(ctx context.Context, series string, n int) (int64, error) {
+func (tx *Tx) ReserveNumbers(ctx context.Context, series string, n int) (int64, error) {
 	var last int64
-	err := t.tx.QueryRow(ctx, `INSERT INTO invoice_number_sequences AS s (prefix, last_value) VALUES ($1, $2)
+	err := tx.QueryRow(ctx, `INSERT INTO invoice_number_sequences AS s (prefix, last_value) VALUES ($1, $2)
 		ON CONFLICT (prefix) DO UPDATE SET last_value = s.last_value + EXCLUDED.last_value
 		RETURNING last_value`, series, n).Scan(&last)
 	return last - int64(n) + 1, err
 }
-
-type txNumbers struct{ tx pgx.Tx }
 
 // ---- tax rates ----
 
@@ -406,14 +403,14 @@ func scanTaxRate(row pgx.Row) (invoicing.TaxRate, error) {
 	return r, err
 }
 
-func insertTaxRate(ctx context.Context, tx pgx.Tx, r invoicing.TaxRate) error {
+func InsertTaxRate(ctx context.Context, tx pgx.Tx, r invoicing.TaxRate) error {
 	_, err := tx.Exec(ctx, `INSERT INTO tax_rates (`+taxRateCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		r.ID, r.DisplayName, r.Jurisdiction, r.Country, r.State, r.Description, int64(r.Percentage), r.Inclusive,
 		r.Compound, jsonText(r.Metadata), r.CreatedAt)
 	return err
 }
 
-func getTaxRates(ctx context.Context, q querier, ids []string) ([]invoicing.TaxRate, error) {
+func GetTaxRates(ctx context.Context, q Querier, ids []string) ([]invoicing.TaxRate, error) {
 	rows, err := q.Query(ctx, `SELECT `+taxRateCols+` FROM tax_rates WHERE id = ANY($1::uuid[])`, ids)
 	if err != nil {
 		return nil, err
@@ -421,7 +418,7 @@ func getTaxRates(ctx context.Context, q querier, ids []string) ([]invoicing.TaxR
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.TaxRate, error) { return scanTaxRate(r) })
 }
 
-func listTaxRates(ctx context.Context, q querier, after string, limit int) ([]invoicing.TaxRate, error) {
+func ListTaxRates(ctx context.Context, q Querier, after string, limit int) ([]invoicing.TaxRate, error) {
 	var rows pgx.Rows
 	var err error
 	if after == "" {
@@ -459,7 +456,7 @@ func scanCoupon(row pgx.Row) (invoicing.Coupon, error) {
 	return c, err
 }
 
-func insertCoupon(ctx context.Context, tx pgx.Tx, c invoicing.Coupon) error {
+func InsertCoupon(ctx context.Context, tx pgx.Tx, c invoicing.Coupon) error {
 	var pct *int64
 	if c.PercentOff != nil {
 		pct = ptr(int64(*c.PercentOff))
@@ -477,19 +474,19 @@ func insertCoupon(ctx context.Context, tx pgx.Tx, c invoicing.Coupon) error {
 	return err
 }
 
-func getCoupon(ctx context.Context, q querier, id string, forUpdate bool) (invoicing.Coupon, error) {
+func GetCoupon(ctx context.Context, q Querier, id string, forUpdate bool) (invoicing.Coupon, error) {
 	sql := `SELECT ` + couponCols + ` FROM coupons WHERE id = $1`
 	if forUpdate {
 		sql += ` FOR UPDATE`
 	}
 	c, err := scanCoupon(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return c, errNotFound
+		return c, ErrNotFound
 	}
 	return c, err
 }
 
-func listCoupons(ctx context.Context, q querier, after string, limit int) ([]invoicing.Coupon, error) {
+func ListCoupons(ctx context.Context, q Querier, after string, limit int) ([]invoicing.Coupon, error) {
 	rows, err := q.Query(ctx, `SELECT `+couponCols+` FROM coupons WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, err
@@ -497,7 +494,7 @@ func listCoupons(ctx context.Context, q querier, after string, limit int) ([]inv
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.Coupon, error) { return scanCoupon(r) })
 }
 
-func redeemCoupon(ctx context.Context, tx pgx.Tx, id string) error {
+func RedeemCoupon(ctx context.Context, tx pgx.Tx, id string) error {
 	_, err := tx.Exec(ctx, `UPDATE coupons SET times_redeemed = times_redeemed + 1 WHERE id = $1`, id)
 	return err
 }
@@ -530,9 +527,9 @@ func scanSub(row pgx.Row) (*invoicing.Subscription, error) {
 	return s, nil
 }
 
-func getSub(ctx context.Context, q querier, id string, forUpdate bool) (*invoicing.Subscription, error) {
+func GetSub(ctx context.Context, q Querier, id string, forUpdate bool) (*invoicing.Subscription, error) {
 	if !invoicing.ValidUUID(id) {
-		return nil, notFound("subscription", id)
+		return nil, invoicing.NotFound("subscription", id)
 	}
 	sql := `SELECT ` + subCols + ` FROM subscriptions WHERE id = $1`
 	if forUpdate {
@@ -540,12 +537,12 @@ func getSub(ctx context.Context, q querier, id string, forUpdate bool) (*invoici
 	}
 	s, err := scanSub(q.QueryRow(ctx, sql, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound("subscription", id)
+		return nil, invoicing.NotFound("subscription", id)
 	}
 	return s, err
 }
 
-func insertSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error {
+func InsertSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error {
 	_, err := tx.Exec(ctx, `INSERT INTO subscriptions (`+subCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
 			$10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30,
 			$31, $32)`,
@@ -557,7 +554,7 @@ func insertSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error 
 	return err
 }
 
-func updateSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error {
+func SaveSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error {
 	_, err := tx.Exec(ctx, `UPDATE subscriptions SET status = $2, plan_name = $3, plan_amount = $4, interval = $5,
 			interval_count = $6, billing_start = $7, cycle_anchor = $8, anchor_day = $9, periods_billed = $10,
 			next_billing_at = $11, current_period_start = $12, current_period_end = $13, tax_rate_ids = $14,
@@ -573,12 +570,12 @@ func updateSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error 
 	return err
 }
 
-type subFilter struct {
+type SubFilter struct {
 	Owner, AccountID, Status, After string
 	Limit                           int
 }
 
-func listSubs(ctx context.Context, q querier, f subFilter) ([]*invoicing.Subscription, error) {
+func ListSubs(ctx context.Context, q Querier, f SubFilter) ([]*invoicing.Subscription, error) {
 	var w postgres.Where
 	if f.Owner != "" {
 		w.And("owner_user_id = ?", f.Owner)
@@ -614,30 +611,30 @@ type InvoiceRequest struct {
 	CompletedAt *time.Time      `json:"completed_at"`
 }
 
-func getRequest(ctx context.Context, q querier, id string) (*InvoiceRequest, error) {
+func GetRequest(ctx context.Context, q Querier, id string) (*InvoiceRequest, error) {
 	r := &InvoiceRequest{Object: "invoice_request"}
 	var prob []byte
 	err := q.QueryRow(ctx, `SELECT id, status, account_id, owner_user_id, invoice_id, problem, created_at, completed_at
 		FROM invoice_requests WHERE id = $1 ORDER BY created_at LIMIT 1`, id).
 		Scan(&r.ID, &r.Status, &r.AccountID, &r.UserID, &r.InvoiceID, &prob, &r.CreatedAt, &r.CompletedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, notFound("invoice request", id)
+		return nil, invoicing.NotFound("invoice request", id)
 	}
 	r.Problem = prob
 	r.CreatedAt, r.CompletedAt = r.CreatedAt.UTC(), utc(r.CompletedAt)
 	return r, err
 }
 
-// requestOutcome is how one invoice.requested event ended.
-type requestOutcome struct {
-	source, id, owner, account string
-	invoiceID                  string
-	problem                    []byte // nil on success
+// RequestOutcome is how one invoice.requested event ended.
+type RequestOutcome struct {
+	Source, ID, Owner, Account string
+	InvoiceID                  string
+	Problem                    []byte // nil on success
 }
 
-// completeRequests records outcomes, creating the rows of requests that
+// CompleteRequests records outcomes, creating the rows of requests that
 // did not come through POST /invoices (any producer may send the event).
-func completeRequests(ctx context.Context, tx pgx.Tx, outs []requestOutcome, now time.Time) error {
+func CompleteRequests(ctx context.Context, tx pgx.Tx, outs []RequestOutcome, now time.Time) error {
 	if len(outs) == 0 {
 		return nil
 	}
@@ -645,17 +642,17 @@ func completeRequests(ctx context.Context, tx pgx.Tx, outs []requestOutcome, now
 	sources, ids, statuses := make([]string, n), make([]string, n), make([]string, n)
 	owners, accounts, invoices, problems := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	for i, o := range outs {
-		sources[i], ids[i] = o.source, o.id
-		if invoicing.ValidUUID(o.owner) {
-			owners[i] = ptr(o.owner)
+		sources[i], ids[i] = o.Source, o.ID
+		if invoicing.ValidUUID(o.Owner) {
+			owners[i] = ptr(o.Owner)
 		}
-		if invoicing.ValidUUID(o.account) {
-			accounts[i] = ptr(o.account)
+		if invoicing.ValidUUID(o.Account) {
+			accounts[i] = ptr(o.Account)
 		}
-		if o.problem == nil {
-			statuses[i], invoices[i] = "succeeded", ptr(o.invoiceID)
+		if o.Problem == nil {
+			statuses[i], invoices[i] = "succeeded", ptr(o.InvoiceID)
 		} else {
-			statuses[i], problems[i] = "failed", ptr(string(o.problem))
+			statuses[i], problems[i] = "failed", ptr(string(o.Problem))
 		}
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO invoice_requests AS r (source, id, owner_user_id, account_id, status,
@@ -669,7 +666,7 @@ func completeRequests(ctx context.Context, tx pgx.Tx, outs []requestOutcome, now
 	return err
 }
 
-func insertPendingRequests(ctx context.Context, tx pgx.Tx, source string, ids []string, owner, account []string, now time.Time) error {
+func InsertPendingRequests(ctx context.Context, tx pgx.Tx, source string, ids []string, owner, account []string, now time.Time) error {
 	_, err := tx.Exec(ctx, `INSERT INTO invoice_requests (source, id, owner_user_id, account_id, status, created_at)
 		SELECT $1, i, o, a, 'pending', $5 FROM unnest($2::text[], $3::uuid[], $4::uuid[]) AS x(i, o, a)`,
 		source, ids, owner, account, now)

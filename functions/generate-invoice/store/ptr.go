@@ -1,0 +1,3 @@
+package store
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/postgres"
+)
+
+// Store keeps generate-invoice's tables: invoices and their lines,
+// subscriptions, the catalogue, invoice requests and the payments applied
+// to invoices. Its transactions write the outbox and the idempotent
+// response of the change they make.
+type Store struct {
+	pool   *pgxpool.Pool
+	source string // the function whose events the outbox holds
+}
+
+// New returns the store over pool; source names the emitting function.
+func New(pool *pgxpool.Pool, source string) *Store { return &Store{pool: pool, source: source} }
+
+// Tx is one transaction over generate-invoice's tables: every read and
+// write of a use case goes through it, and its events and idempotent
+// response are written in it.
+type Tx struct {
+	pgx.Tx
+	source string
+}
+
+// InTx runs fn in a transaction, committed when fn returns nil.
+func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
+	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error { return fn(&Tx{tx, s.source}) })
+}
+
+// Pipelined is InTx whose writes are queued and sent in one round trip
+// (see pipeline): for the create and change paths.
+func (s *Store) Pipelined(ctx context.Context, fn func(*Tx) error) error {
+	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		return pipelined(ctx, tx, func(tx pgx.Tx) error { return fn(&Tx{tx, s.source}) })
+	})
+}
+
+// UpdateInvoice locks invoice id and hands it to fn, which changes it
+// (and may read or write more through tx), then writes it and the events
+// fn returns, in one transaction. The writes after the lock are pipelined.
+// An unknown id is a not_found problem.
+func (s *Store) UpdateInvoice(ctx context.Context, id string, fn func(tx *Tx, inv *invoicing.Invoice) ([]invoicing.Event, error)) (*invoicing.Invoice, error) {
+	var inv *invoicing.Invoice
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		if inv, err = GetInvoice(ctx, tx, id, true); err != nil {
+			return err
+		}
+		return pipelined(ctx, tx.Tx, func(p pgx.Tx) error {
+			tx := &Tx{p, s.source}
+			evs, err := fn(tx, inv)
+			if err != nil {
+				return err
+			}
+			if err := SaveInvoice(ctx, tx, inv); err != nil {
+				return err
+			}
+			return tx.Emit(ctx, evs)
+		})
+	})
+	return inv, err
+}
+
+// UpdateSubscription locks subscription id and hands it to fn, which
+// changes it, then writes it and the events fn returns, in one transaction.
+func (s *Store) UpdateSubscription(ctx context.Context, id string, fn func(tx *Tx, sub *invoicing.Subscription) ([]invoicing.Event, error)) (*invoicing.Subscription, error) {
+	var sub *invoicing.Subscription
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		if sub, err = GetSub(ctx, tx, id, true); err != nil {
+			return err
+		}
+		evs, err := fn(tx, sub)
+		if err != nil {
+			return err
+		}
+		if err := SaveSub(ctx, tx, sub); err != nil {
+			return err
+		}
+		return tx.Emit(ctx, evs)
+	})
+	return sub, err
+}
+
+// Savepoint runs fn in a savepoint: when fn fails, what it wrote is
+// undone and the transaction goes on.
+func (tx *Tx) Savepoint(ctx context.Context, fn func(*Tx) error) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(&Tx{sp, tx.source}); err != nil {
+		_ = sp.Rollback(ctx)
+		return err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		_ = sp.Rollback(ctx)
+		return err
+	}
+	return nil
+}
+
+// Emit writes events to the outbox in the transaction.
+func (tx *Tx) Emit(ctx context.Context, evs []invoicing.Event) error {
+	msgs := make([]outbox.Message, len(evs))
+	for i, e := range evs {
+		// Our own data always encodes, so an error here is a bug.
+		ev := events.Must(events.New(ctx, tx.source, e.Type, e.Subject, e.Data))
+		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: e.Key, Event: ev}
+	}
+	return outbox.Add(ctx, tx, tx.source, msgs...)
+}
+
+// Send writes ready-made outbox messages in the transaction.
+func (tx *Tx) Send(ctx context.Context, msgs ...outbox.Message) error {
+	return outbox.Add(ctx, tx, tx.source, msgs...)
+}
+
+// Complete stores the response of the request's Idempotency-Key in the
+// transaction (nothing without a key).
+func (tx *Tx) Complete(ctx context.Context, resp idempotency.Response) error {
+	return idempotency.Complete(ctx, tx, resp)
+}
+
+// Handler adapts an event handler over a Tx to the receiver's.
+func (s *Store) Handler(fn func(context.Context, *Tx, events.Event) error) events.Handler {
+	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error { return fn(ctx, &Tx{tx, s.source}, ev) }
+}
+
+// BatchHandler adapts a batch handler over a Tx to the receiver's.
+func (s *Store) BatchHandler(fn func(context.Context, *Tx, []events.Event) error) events.BatchHandler {
+	return func(ctx context.Context, tx pgx.Tx, evs []events.Event) error { return fn(ctx, &Tx{tx, s.source}, evs) }
+}
+
+// ---- payments applied to invoices ----
+
+// CapturedSoFar is what a payment captured for an invoice so far (0 for
+// a payment not seen yet).
+func (tx *Tx) CapturedSoFar(ctx context.Context, invoiceID, paymentID string) (int64, error) {
+	var before int64
+	err := tx.QueryRow(ctx, `SELECT amount_captured FROM invoice_payments WHERE invoice_id = $1 AND payment_id = $2`,
+		invoiceID, paymentID).Scan(&before)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return before, err
+}
+
+// RecordCapture records a payment's cumulative captured amount.
+func (tx *Tx) RecordCapture(ctx context.Context, invoiceID, paymentID string, captured int64, cur string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, amount_captured, currency)
+		VALUES ($1, $2, 'gateway', $3, $4)
+		ON CONFLICT (invoice_id, payment_id) DO UPDATE SET amount_captured = EXCLUDED.amount_captured, updated_at = now()`,
+		invoiceID, paymentID, captured, cur)
+	return err
+}
+
+// RecordFailure counts a failed attempt of a payment for an invoice.
+func (tx *Tx) RecordFailure(ctx context.Context, invoiceID, paymentID, cur, reason string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO invoice_payments AS p (invoice_id, payment_id, kind, currency, failures, last_failure)
+			VALUES ($1, $2, 'gateway', $3, 1, $4)
+			ON CONFLICT (invoice_id, payment_id) DO UPDATE SET failures = p.failures + 1, last_failure = EXCLUDED.last_failure, updated_at = now()`,
+		invoiceID, paymentID, cur, reason)
+	return err
+}
+
+// RecordRefund records a refund once per refund id; false for one seen before.
+func (tx *Tx) RecordRefund(ctx context.Context, refundID, invoiceID, paymentID string, amount int64, cur string) (bool, error) {
+	tag, err := tx.Exec(ctx, `INSERT INTO invoice_refunds (refund_id, invoice_id, payment_id, amount, currency)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (refund_id) DO NOTHING`, refundID, invoiceID, paymentID, amount, cur)
+	return err == nil && tag.RowsAffected() > 0, err
+}
+
+// RecordOutOfBandPayment records a payment made outside billfn.
+func (tx *Tx) RecordOutOfBandPayment(ctx context.Context, invoiceID, paymentID string, amount int64, cur, reference string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO invoice_payments (invoice_id, payment_id, kind, amount_captured, currency, reference)
+			VALUES ($1, $2, 'out_of_band', $3, $4, $5)`, invoiceID, paymentID, amount, cur, reference)
+	return err
+}
+
+// RedeemCoupon counts n more redemptions of a coupon.
+func (tx *Tx) RedeemCoupon(ctx context.Context, id string, n int) error {
+	_, err := tx.Exec(ctx, `UPDATE coupons SET times_redeemed = times_redeemed + $2 WHERE id = $1`, id, n)
+	return err
+}
+
+// ---- the sweeps of the tick ----
+
+// LockOverdue locks up to limit open invoices not yet flagged whose due
+// date is before today, skipping rows another replica holds.
+func (tx *Tx) LockOverdue(ctx context.Context, today time.Time, limit int) ([]*invoicing.Invoice, error) {
+	return lockInvoices(ctx, tx, `status = 'open' AND NOT overdue AND due_date < $1::date ORDER BY due_date LIMIT $2`, today, limit)
+}
+
+// LockDunningDue locks up to limit open invoices whose next dunning step is due.
+func (tx *Tx) LockDunningDue(ctx context.Context, now time.Time, limit int) ([]*invoicing.Invoice, error) {
+	return lockInvoices(ctx, tx, `next_dunning_at <= $1 AND status = 'open' ORDER BY next_dunning_at LIMIT $2`, now, limit)
+}
+
+// lockInvoices selects invoices by a condition, locked, skipping rows
+// another replica's tick holds. Lines are not loaded (the sweeps change
+// only invoice columns).
+func lockInvoices(ctx context.Context, tx *Tx, cond string, args ...any) ([]*invoicing.Invoice, error) {
+	rows, err := tx.Query(ctx, `SELECT `+invoiceCols+` FROM invoices WHERE `+cond+` FOR UPDATE SKIP LOCKED`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*invoicing.Invoice
+	for rows.Next() {
+		inv, err := scanInvoice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, inv)
+	}
+	return out, rows.Err()
+}
+
+// LockBillable locks up to limit subscriptions due for billing at now,
+// but those of skip.
+func (tx *Tx) LockBillable(ctx context.Context, now time.Time, skip []string, limit int) ([]*invoicing.Subscription, error) {
+	rows, err := tx.Query(ctx, `SELECT `+subCols+` FROM subscriptions
+				WHERE status <> 'canceled' AND next_billing_at <= $1 AND id <> ALL($2::uuid[])
+				ORDER BY next_billing_at LIMIT $3 FOR UPDATE SKIP LOCKED`, now, skip, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Subscription, error) { return scanSub(r) })
+}
+
+// LockCancelDue locks up to limit subscriptions whose cancel_at has come.
+func (tx *Tx) LockCancelDue(ctx context.Context, now time.Time, limit int) ([]*invoicing.Subscription, error) {
+	rows, err := tx.Query(ctx, `SELECT `+subCols+` FROM subscriptions
+			WHERE status <> 'canceled' AND cancel_at <= $1 ORDER BY cancel_at LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Subscription, error) { return scanSub(r) })
+}
