@@ -46,7 +46,7 @@ func TestAttackEveryRoute(t *testing.T) {
 	if err := r.d.Pool.QueryRow(context.Background(), `SELECT id::text FROM webhook_events LIMIT 1`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}
-	testenv.AttackRoutes(t, r.s.routeTable(), testenv.Attack{
+	testenv.AttackRoutes(t, r.s.RouteTable(), testenv.Attack{
 		Handler:  r.h,
 		Attacker: testenv.Party{Token: r.kit.Token(t, uuid.NewString(), auth.RoleCustomer), Own: map[string]string{"webhook-delivery": stored}},
 		Victim:   testenv.Party{Token: r.kit.Token(t, uuid.NewString(), auth.RoleCustomer), Own: map[string]string{}},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -36,7 +37,7 @@ func BenchmarkVerifiedWebhooks(b *testing.B) {
 			body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_bench_"+strconv.FormatInt(n, 10), pid, "succeeded", 1000+n))
 			r := httptest.NewRequest("POST", "/stripe", bytes.NewReader(body))
 			r.Header.Set("Content-Type", "application/json; charset=utf-8")
-			r.Header.Set(StripeSignatureHeader, signStripe(body, stripeSecret, g.clock.Now()))
+			r.Header.Set(webhooks.StripeSignatureHeader, signStripe(body, stripeSecret, g.clock.Now()))
 			r.RemoteAddr = "192.0.2.10:443"
 			rec := httptest.NewRecorder()
 			t0 := time.Now()

@@ -13,6 +13,8 @@ import (
 	"github.com/stripe/stripe-go/v83/webhook"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/billfn/billfn/functions/handle-webhook/api"
+	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -29,9 +31,13 @@ const (
 	sandboxSecret = "sandbox-test-secret"
 )
 
+// updateNS is the namespace of the normalized events' ids, as published:
+// one gateway event is always the same CloudEvent id downstream.
+var updateNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/handle-webhook/gateway_updated"))
+
 type rig struct {
 	t     testing.TB
-	s     *service
+	s     *api.API
 	d     *platform.Deps
 	kit   *testenv.Kit
 	h     http.Handler
@@ -39,24 +45,24 @@ type rig struct {
 	admin string
 }
 
-func testConfig() Config {
-	return Config{StripeSecrets: stripeSecret, SandboxSecrets: sandboxSecret, Tolerance: config.Duration(300 * time.Second),
+func testConfig() api.Config {
+	return api.Config{StripeSecrets: stripeSecret, SandboxSecrets: sandboxSecret, Tolerance: config.Duration(300 * time.Second),
 		RateLimit: 5000, TrustForwardedFor: true}
 }
 
-func newRig(t testing.TB, mutate ...func(*Config)) *rig {
+func newRig(t testing.TB, mutate ...func(*api.Config)) *rig {
 	t.Helper()
 	cfg := testConfig()
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	d, kit := testenv.Platform(t, name)
+	d, kit := testenv.Platform(t, webhooks.Name)
 	c := testenv.NewClock(time.Now())
-	s, err := newService(d, cfg, c.Now)
+	s, err := api.New(d, cfg, c.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
+	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.Routes())).Handler()
 	return &rig{t: t, s: s, d: d, kit: kit, h: h, clock: c, admin: uuid.NewString()}
 }
 
@@ -103,7 +109,7 @@ func (g *rig) post(path string, body []byte, header map[string]string) *httptest
 }
 
 func (g *rig) stripe(body []byte) *httptest.ResponseRecorder {
-	return g.post("/stripe", body, map[string]string{StripeSignatureHeader: signStripe(body, stripeSecret, g.clock.Now())})
+	return g.post("/stripe", body, map[string]string{webhooks.StripeSignatureHeader: signStripe(body, stripeSecret, g.clock.Now())})
 }
 
 func (g *rig) sandbox(body []byte) *httptest.ResponseRecorder {

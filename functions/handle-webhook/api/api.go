@@ -1,4 +1,9 @@
-package main
+// Package api is handle-webhook's HTTP side: the route table, the gateway
+// endpoints (rate limit, signature, store, receipt), the admin's delivery
+// log, the event handlers that learn the payment map, and the one table
+// from the function's error codes to HTTP statuses (errors.go). The rules
+// are package webhooks', the SQL package store's.
+package api
 
 import (
 	"context"
@@ -7,12 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/billfn/billfn/functions/handle-webhook/store"
+	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/sandbox"
 )
-
-const name = "handle-webhook"
 
 // Config is handle-webhook's own configuration (besides platform.Config).
 type Config struct {
@@ -32,17 +37,20 @@ type Config struct {
 	TrustForwardedFor bool `envconfig:"WEBHOOK_TRUST_FORWARDED_FOR" default:"true"`
 }
 
-// service is handle-webhook.
-type service struct {
+// API is handle-webhook's handlers over its store.
+type API struct {
 	d       *platform.Deps
 	cfg     Config
 	now     func() time.Time
 	stripe  []string
 	sandbox [][]byte
 	limiter *limiter
+	store   *store.Store
 }
 
-func newService(d *platform.Deps, cfg Config, now func() time.Time) (*service, error) {
+// New builds the handlers and registers the event handlers and the tick
+// with d.Events.
+func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	if cfg.Tolerance <= 0 {
 		return nil, errors.New("WEBHOOK_TOLERANCE must be positive")
 	}
@@ -50,52 +58,53 @@ func newService(d *platform.Deps, cfg Config, now func() time.Time) (*service, e
 		return nil, errors.New("WEBHOOK_RATE_LIMIT must be 0 (off) or positive")
 	}
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
-	s := &service{d: d, cfg: cfg, now: clock, sandbox: sandbox.Secrets(cfg.SandboxSecrets)}
+	a := &API{d: d, cfg: cfg, now: clock, sandbox: sandbox.Secrets(cfg.SandboxSecrets), store: store.New(d.Pool, clock)}
+	a.store.Unparked = func(gateway string, n int) { webhooksTotal.WithLabelValues(gateway, "unparked").Add(float64(n)) }
 	for _, k := range strings.Split(cfg.StripeSecrets, ",") {
 		if k = strings.TrimSpace(k); k != "" {
-			s.stripe = append(s.stripe, k)
+			a.stripe = append(a.stripe, k)
 		}
 	}
-	s.limiter = &limiter{rdb: d.Redis, prefix: d.Config.Redis.Prefix + name + ":rl:", limit: cfg.RateLimit, now: clock}
-	for _, typ := range learnTypes {
-		d.Events.On(typ, s.onPaymentEvent)
+	a.limiter = &limiter{rdb: d.Redis, prefix: d.Config.Redis.Prefix + webhooks.Name + ":rl:", limit: cfg.RateLimit, now: clock}
+	for _, typ := range webhooks.LearnTypes {
+		d.Events.On(typ, a.onPaymentEvent)
 	}
-	d.Events.Batch = s.onPaymentEvents
-	d.Events.Tick = s.tick
+	d.Events.Batch = a.onPaymentEvents
+	d.Events.Tick = a.Tick
 	d.Collect(webhooksTotal)
-	return s, nil
+	return a, nil
 }
 
-// routes is handle-webhook's HTTP surface.
-func (s *service) routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
+// Routes is handle-webhook's HTTP surface, its problems mapped by Statuses.
+func (a *API) Routes() http.Handler { return Statuses.Middleware(a.d.Mux(a.RouteTable())) }
 
-// routeTable is who may call what (docs/handle-webhook.md carries the same
+// RouteTable is who may call what (docs/handle-webhook.md carries the same
 // table). The gateways' webhooks are public: they prove themselves with
 // their own signature, behind the per-address limiter; the delivery log is
 // the admin's.
-func (s *service) routeTable() []platform.Route {
+func (a *API) RouteTable() []platform.Route {
 	delivery := map[string]string{"{id}": "webhook-delivery"}
 	return []platform.Route{
-		{Pattern: "POST /stripe", Access: platform.Public, Refs: map[string]string{}, Handler: s.limited(http.HandlerFunc(s.receiveStripe))},
-		{Pattern: "POST /sandbox", Access: platform.Public, Refs: map[string]string{}, Handler: s.limited(http.HandlerFunc(s.receiveSandbox))},
-		{Pattern: "GET /events", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(s.listEvents)},
-		{Pattern: "GET /events/{id}", Access: platform.Admin, Refs: delivery, Handler: http.HandlerFunc(s.getEvent)},
-		{Pattern: "POST /events/{id}/replay", Access: platform.Admin, Refs: delivery, Handler: s.d.Idempotency.Middleware(true)(http.HandlerFunc(s.replay))},
-		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: map[string]string{}, Handler: http.HandlerFunc(s.events)},
+		{Pattern: "POST /stripe", Access: platform.Public, Refs: map[string]string{}, Handler: a.limited(http.HandlerFunc(a.receiveStripe))},
+		{Pattern: "POST /sandbox", Access: platform.Public, Refs: map[string]string{}, Handler: a.limited(http.HandlerFunc(a.receiveSandbox))},
+		{Pattern: "GET /events", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(a.listEvents)},
+		{Pattern: "GET /events/{id}", Access: platform.Admin, Refs: delivery, Handler: http.HandlerFunc(a.getEvent)},
+		{Pattern: "POST /events/{id}/replay", Access: platform.Admin, Refs: delivery, Handler: a.d.Idempotency.Middleware(true)(http.HandlerFunc(a.replay))},
+		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: map[string]string{}, Handler: http.HandlerFunc(a.events)},
 	}
 }
 
 // events receives CloudEvents (payment-events, which teach the payment
 // map) and ticks, then publishes what they wrote.
-func (s *service) events(w http.ResponseWriter, r *http.Request) {
-	s.d.Events.ServeHTTP(w, r)
-	s.d.Publisher.Kick()
+func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	a.d.Events.ServeHTTP(w, r)
+	a.d.Publisher.Kick()
 }
 
-// tick releases parked deliveries whose payment is known and publishes
+// Tick releases parked deliveries whose payment is known and publishes
 // what the fast path missed.
-func (s *service) tick(ctx context.Context) error {
-	err := s.releaseParked(ctx)
-	_, perr := s.d.Publisher.Sweep(ctx)
+func (a *API) Tick(ctx context.Context) error {
+	err := a.store.ReleaseParked(ctx)
+	_, perr := a.d.Publisher.Sweep(ctx)
 	return errors.Join(err, perr)
 }

@@ -1,80 +1,81 @@
-package main
+// Package store is all of handle-webhook's SQL: the deliveries
+// (webhook_events), the payment map learned from capture-payment's events
+// and from metadata (webhook_payment_refs), and the outbox writes of the
+// normalized events, each in the transaction of the change it announces.
+// The rules (what a delivery becomes, what an event teaches) are package
+// webhooks'.
+package store
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
-	"github.com/billfn/billfn/shared/problem"
 )
 
-// Delivery statuses (webhook_events.status), and "duplicate" for a
-// redelivery (nothing stored).
-const (
-	stProcessed = "processed" // normalized and emitted
-	stParked    = "parked"    // about a payment not known yet: emitted when it is
-	stIgnored   = "ignored"   // a type billfn does not act on: stored and acknowledged
-	stDuplicate = "duplicate"
-)
+// Store keeps deliveries and the payment map in Postgres.
+type Store struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+	// Unparked, when set, is told how many parked deliveries of a gateway
+	// were released (a metric).
+	Unparked func(gateway string, n int)
+}
 
-// updateNS namespaces the ids of normalized events: one gateway event
-// always becomes the same CloudEvent id, so nothing downstream applies it
-// twice even if it were emitted twice.
-var updateNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/handle-webhook/gateway_updated"))
+// New is a store on pool; now is the clock of processed_at and learned refs.
+func New(pool *pgxpool.Pool, now func() time.Time) *Store {
+	return &Store{pool: pool, now: now}
+}
 
-// updateMessage builds the outbox message of u (key and subject = the
-// payment id); id "" derives the CloudEvent id from the gateway event.
+// updateMessage is the outbox message of u (key = the payment id).
 func updateMessage(ctx context.Context, u *events.GatewayUpdate, id string) (outbox.Message, error) {
-	ev, err := events.New(ctx, name, events.TypeGatewayUpdated, *u.PaymentID, u)
+	ev, err := webhooks.UpdateEvent(ctx, u, id)
 	if err != nil {
 		return outbox.Message{}, err
 	}
-	if id == "" {
-		id = uuid.NewSHA1(updateNS, []byte(u.Gateway+":"+u.GatewayEventID)).String()
-	}
-	ev.SetID(id)
 	return outbox.Message{Topic: events.TopicPayment, Key: *u.PaymentID, Event: ev}, nil
 }
 
-// record stores one verified webhook and, in the same transaction, its
+// Record stores one verified webhook and, in the same transaction, its
 // normalized event in the outbox: one pipeline, one round trip, one commit.
-// A redelivery changes nothing.
-func (s *service) record(ctx context.Context, u *events.GatewayUpdate, handled bool, body []byte, now time.Time) (string, error) {
+// It answers the delivery's status (webhooks.StatusOf), or
+// webhooks.Duplicate for a redelivery, which changes nothing.
+func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled bool, body []byte, now time.Time) (string, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return "", err
 	}
 	if handled && u.PaymentID == nil && u.GatewayPaymentID != "" {
-		if err := lookupRef(ctx, s.d.Pool, u); err != nil {
+		if err := lookupRef(ctx, s.pool, u); err != nil {
 			return "", err
 		}
 	}
-	status := stIgnored
-	if handled {
-		status = stParked
-		if u.PaymentID != nil {
-			status = stProcessed
-		}
-	}
+	status := webhooks.StatusOf(u, handled)
 	var processedAt *time.Time
-	if status != stParked {
+	if status != webhooks.Parked {
 		processedAt = &now
 	}
 	learn := handled && u.PaymentID != nil && u.GatewayPaymentID != ""
 	b := &pgx.Batch{}
 	// The delivery, the payment it teaches (from its metadata), and how
 	// many parked deliveries wait for that payment. A redelivery makes the
-	// first expression divide by zero, which aborts the whole pipeline.
+	// first expression divide by zero, which aborts the whole pipeline
+	// (the outbox row queued after it included).
 	b.Queue(`WITH ins AS (
 			INSERT INTO webhook_events (id, gateway, gateway_event_id, type, status, object_type, gateway_object_id,
 				gateway_payment_id, payment_id, body, occurred_at, received_at, processed_at)
@@ -88,12 +89,12 @@ func (s *service) record(ctx context.Context, u *events.GatewayUpdate, handled b
 			(SELECT count(*) FROM webhook_events WHERE $14 AND status = 'parked' AND gateway = $2 AND gateway_payment_id = $8)`,
 		id, u.Gateway, u.GatewayEventID, u.GatewayEventType, status, u.ObjectType, u.GatewayObjectID,
 		u.GatewayPaymentID, u.PaymentID, body, u.OccurredAt, now, processedAt, learn)
-	if status == stProcessed {
+	if status == webhooks.Processed {
 		m, err := updateMessage(ctx, u, "")
 		if err != nil {
 			return "", err
 		}
-		if err := outbox.Add(ctx, pgbatch.Queue(b), name, m); err != nil {
+		if err := outbox.Add(ctx, pgbatch.Queue(b), webhooks.Name, m); err != nil {
 			return "", err
 		}
 	}
@@ -102,10 +103,9 @@ func (s *service) record(ctx context.Context, u *events.GatewayUpdate, handled b
 		learned bool
 		parked  int64
 	)
-	err = pgbatch.SendScan(ctx, s.d.Pool, b, &one, &learned, &parked)
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == "22012" {
-		return stDuplicate, nil
+	err = pgbatch.SendScan(ctx, s.pool, b, &one, &learned, &parked)
+	if isDivisionByZero(err) {
+		return webhooks.Duplicate, nil
 	}
 	if err != nil {
 		return "", err
@@ -113,13 +113,19 @@ func (s *service) record(ctx context.Context, u *events.GatewayUpdate, handled b
 	if learned && parked > 0 {
 		// Parked deliveries wait for this payment: release them now (the
 		// tick releases them too, should this fail).
-		if err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		if err := postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 			return s.unpark(ctx, tx, u.Gateway, u.GatewayPaymentID, *u.PaymentID, now)
 		}); err != nil {
 			slog.WarnContext(ctx, "parked webhooks not released yet", "gateway_payment_id", u.GatewayPaymentID, "err", err.Error())
 		}
 	}
 	return status, nil
+}
+
+// isDivisionByZero is the redelivery signal of Record's pipeline.
+func isDivisionByZero(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "22012"
 }
 
 // lookupRef fills u's payment id from the learned map.
@@ -138,10 +144,10 @@ func lookupRef(ctx context.Context, q interface {
 	return err
 }
 
-// releaseParked emits the parked deliveries whose payment became known
+// ReleaseParked emits the parked deliveries whose payment became known
 // without releasing them (the release after learning failed): tick work.
-func (s *service) releaseParked(ctx context.Context) error {
-	rows, err := s.d.Pool.Query(ctx, `SELECT DISTINCT e.gateway, e.gateway_payment_id, r.payment_id::text
+func (s *Store) ReleaseParked(ctx context.Context) error {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT e.gateway, e.gateway_payment_id, r.payment_id::text
 		FROM webhook_events e JOIN webhook_payment_refs r USING (gateway, gateway_payment_id)
 		WHERE e.status = 'parked' LIMIT 100`)
 	if err != nil {
@@ -156,7 +162,7 @@ func (s *service) releaseParked(ctx context.Context) error {
 		return err
 	}
 	for _, r := range refs {
-		if err := postgres.Tx(ctx, s.d.Pool, func(tx pgx.Tx) error {
+		if err := postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 			return s.unpark(ctx, tx, r.gateway, r.gpid, r.pid, s.now())
 		}); err != nil {
 			return err
@@ -167,7 +173,7 @@ func (s *service) releaseParked(ctx context.Context) error {
 
 // unpark normalizes again and emits the webhooks parked for a gateway
 // payment object whose billfn payment is now known.
-func (s *service) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPaymentID, paymentID string, now time.Time) error {
+func (s *Store) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPaymentID, paymentID string, now time.Time) error {
 	rows, err := tx.Query(ctx, `SELECT id, body FROM webhook_events
 		WHERE status = 'parked' AND gateway = $1 AND gateway_payment_id = $2 ORDER BY id FOR UPDATE`, gateway, gatewayPaymentID)
 	if err != nil {
@@ -187,11 +193,11 @@ func (s *service) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPayment
 	var msgs []outbox.Message
 	ids := make([]string, 0, len(parked))
 	for _, p := range parked {
-		pr, err := parse(p.body)
+		pr, err := webhooks.Parse(p.body)
 		if err != nil {
 			continue // verified when it came; cannot happen
 		}
-		u, handled := normalize(gateway, pr)
+		u, handled := webhooks.Normalize(gateway, pr)
 		if !handled {
 			continue
 		}
@@ -203,38 +209,124 @@ func (s *service) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPayment
 		msgs = append(msgs, m)
 		ids = append(ids, p.id)
 	}
-	if err := outbox.Add(ctx, tx, name, msgs...); err != nil {
+	if err := outbox.Add(ctx, tx, webhooks.Name, msgs...); err != nil {
 		return err
 	}
-	webhooksTotal.WithLabelValues(gateway, "unparked").Add(float64(len(ids)))
+	if s.Unparked != nil {
+		s.Unparked(gateway, len(ids))
+	}
 	_, err = tx.Exec(ctx, `UPDATE webhook_events SET status = 'processed', payment_id = $2, processed_at = $3
 		WHERE id = ANY($1::uuid[])`, ids, paymentID, now)
 	return err
 }
 
-// delivery is a stored webhook as the admin API shows it.
-type delivery struct {
-	ID               string          `json:"id"`
-	Gateway          string          `json:"gateway"`
-	GatewayEventID   string          `json:"gateway_event_id"`
-	Type             string          `json:"type"`
-	Status           string          `json:"status"`
-	ObjectType       string          `json:"object_type"`
-	GatewayObjectID  string          `json:"gateway_object_id"`
-	GatewayPaymentID string          `json:"gateway_payment_id"`
-	PaymentID        *string         `json:"payment_id"`
-	OccurredAt       time.Time       `json:"occurred_at"`
-	ReceivedAt       time.Time       `json:"received_at"`
-	ProcessedAt      *time.Time      `json:"processed_at"`
-	Replays          int             `json:"replays"`
-	Body             json.RawMessage `json:"body,omitempty"`
+// Learn records, in the delivery's transaction tx, the payment references
+// capture-payment's events taught: one statement learns every reference,
+// one looks for webhooks parked on the new ones (rare), and only those are
+// released one by one.
+func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	// One order for every batch: concurrent batches that share a key wait
+	// for each other instead of deadlocking.
+	slices.SortStableFunc(refs, func(a, b webhooks.PaymentRef) int {
+		return cmp.Or(strings.Compare(a.Gateway, b.Gateway), strings.Compare(a.GatewayPaymentID, b.GatewayPaymentID))
+	})
+	cols := [4][]string{}
+	for _, r := range refs {
+		cols[0], cols[1] = append(cols[0], r.Gateway), append(cols[1], r.GatewayPaymentID)
+		cols[2], cols[3] = append(cols[2], r.PaymentID), append(cols[3], r.From)
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
+		SELECT g, gp, p::uuid, f, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(g, gp, p, f)
+		ON CONFLICT DO NOTHING RETURNING gateway, gateway_payment_id, payment_id::text`,
+		cols[0], cols[1], cols[2], cols[3], s.now())
+	if err != nil {
+		return err
+	}
+	learned, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.PaymentRef, error) {
+		var ref webhooks.PaymentRef
+		return ref, r.Scan(&ref.Gateway, &ref.GatewayPaymentID, &ref.PaymentID)
+	})
+	if err != nil || len(learned) == 0 {
+		return err
+	}
+	gws, gpids := make([]string, len(learned)), make([]string, len(learned))
+	for i, r := range learned {
+		gws[i], gpids[i] = r.Gateway, r.GatewayPaymentID
+	}
+	rows, err = tx.Query(ctx, `SELECT DISTINCT gateway, gateway_payment_id FROM webhook_events
+		WHERE status = 'parked' AND (gateway, gateway_payment_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, gws, gpids)
+	if err != nil {
+		return err
+	}
+	waiting := map[[2]string]bool{} // references with parked webhooks
+	var key [2]string
+	if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error { waiting[key] = true; return nil }); err != nil {
+		return err
+	}
+	for _, r := range learned {
+		if waiting[[2]string{r.Gateway, r.GatewayPaymentID}] {
+			if err := s.unpark(ctx, tx, r.Gateway, r.GatewayPaymentID, r.PaymentID, s.now()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Replay runs the normalization of stored delivery id again, under its
+// row lock, and, when its payment is known, emits the result as a new
+// event (capture-payment applies it monotonically, so a replay is always
+// harmless). answer is the idempotent response stored with the change, in
+// the same transaction. emitted says whether an event was written.
+func (s *Store) Replay(ctx context.Context, id string, answer func(*webhooks.Delivery) idempotency.Response) (d *webhooks.Delivery, emitted bool, err error) {
+	err = postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		emitted = false
+		if d, err = get(ctx, tx, id, true); err != nil {
+			return err
+		}
+		p, err := webhooks.Parse(d.Body)
+		if err != nil {
+			return err
+		}
+		u, handled := webhooks.Normalize(d.Gateway, p)
+		webhooks.CheckPaymentID(&u)
+		if handled && u.PaymentID == nil && u.GatewayPaymentID != "" {
+			if err := lookupRef(ctx, tx, &u); err != nil {
+				return err
+			}
+		}
+		now := s.now()
+		d.Replays++
+		d.Status = webhooks.StatusOf(&u, handled)
+		if d.Status == webhooks.Processed {
+			evID, _ := uuid.NewV7()
+			m, err := updateMessage(ctx, &u, evID.String())
+			if err != nil {
+				return err
+			}
+			if err := outbox.Add(ctx, tx, webhooks.Name, m); err != nil {
+				return err
+			}
+			d.PaymentID, d.ProcessedAt, emitted = u.PaymentID, &now, true
+		}
+		if _, err := tx.Exec(ctx, `UPDATE webhook_events SET status = $2, payment_id = $3, processed_at = $4,
+			replays = $5 WHERE id = $1`, d.ID, d.Status, d.PaymentID, d.ProcessedAt, d.Replays); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, answer(d))
+	})
+	return d, emitted, err
 }
 
 const deliveryCols = `id, gateway, gateway_event_id, type, status, object_type, gateway_object_id, gateway_payment_id,
 	payment_id, occurred_at, received_at, processed_at, replays`
 
-func scanDelivery(row pgx.Row, withBody bool) (*delivery, error) {
-	d := &delivery{}
+func scanDelivery(row pgx.Row, withBody bool) (*webhooks.Delivery, error) {
+	d := &webhooks.Delivery{}
 	dest := []any{&d.ID, &d.Gateway, &d.GatewayEventID, &d.Type, &d.Status, &d.ObjectType, &d.GatewayObjectID,
 		&d.GatewayPaymentID, &d.PaymentID, &d.OccurredAt, &d.ReceivedAt, &d.ProcessedAt, &d.Replays}
 	var body []byte
@@ -250,32 +342,28 @@ func scanDelivery(row pgx.Row, withBody bool) (*delivery, error) {
 	return d, nil
 }
 
-var errNoDelivery = problem.New(problem.NotFound, "no such webhook delivery")
+// Get is delivery id with its body (webhooks.ErrNoDelivery when none).
+func (s *Store) Get(ctx context.Context, id string) (*webhooks.Delivery, error) {
+	return get(ctx, s.pool, id, false)
+}
 
-func getDelivery(ctx context.Context, q interface {
+func get(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, id string, lock bool) (*delivery, error) {
+}, id string, lock bool) (*webhooks.Delivery, error) {
 	sql := `SELECT ` + deliveryCols + `, body FROM webhook_events WHERE id = $1`
 	if lock {
 		sql += ` FOR UPDATE`
 	}
 	d, err := scanDelivery(q.QueryRow(ctx, sql, id), true)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, errNoDelivery
+		return nil, webhooks.ErrNoDelivery
 	}
 	return d, err
 }
 
-// deliveryFilter selects a page of deliveries, newest first.
-type deliveryFilter struct {
-	Gateway, Type, Status string
-	After                 string // the last id of the previous page
-	Limit                 int
-}
-
-func listDeliveries(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, f deliveryFilter) ([]*delivery, error) {
+// List is a page of deliveries (f.Limit+1 rows, to tell whether there is
+// a next page), newest first, without their bodies.
+func (s *Store) List(ctx context.Context, f webhooks.Filter) ([]*webhooks.Delivery, error) {
 	var w postgres.Where
 	if f.Gateway != "" {
 		w.And("gateway = ?", f.Gateway)
@@ -289,9 +377,9 @@ func listDeliveries(ctx context.Context, q interface {
 	if f.After != "" {
 		w.And("id < ?::uuid", f.After)
 	}
-	rows, err := q.Query(ctx, `SELECT `+deliveryCols+` FROM webhook_events`+w.SQL()+` ORDER BY id DESC LIMIT `+w.Arg(f.Limit+1), w.Args...)
+	rows, err := s.pool.Query(ctx, `SELECT `+deliveryCols+` FROM webhook_events`+w.SQL()+` ORDER BY id DESC LIMIT `+w.Arg(f.Limit+1), w.Args...)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*delivery, error) { return scanDelivery(r, false) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*webhooks.Delivery, error) { return scanDelivery(r, false) })
 }

@@ -1,18 +1,20 @@
-package main
+package webhooks
 
 import (
 	"encoding/json"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/sandbox"
 )
 
-// parsed is a verified webhook body: the envelope of a Stripe-shaped
+// Parsed is a verified webhook body: the envelope of a Stripe-shaped
 // event (sandbox.Event) with its data.object decoded in the same pass.
-type parsed struct {
+type Parsed struct {
 	ev struct {
 		ID       string `json:"id"`
 		Object   string `json:"object"`
@@ -29,21 +31,21 @@ type parsed struct {
 // maxCreated is 9999-12-31T23:59:59Z, the last second JSON can encode.
 const maxCreated = 253402300799
 
-// parse reads a verified body as a Stripe-shaped event.
-func parse(body []byte) (parsed, error) {
-	var p parsed
+// Parse reads a verified body as a Stripe-shaped event.
+func Parse(body []byte) (Parsed, error) {
+	var p Parsed
 	p.ev.Data.Object = &p.obj
 	if err := json.Unmarshal(body, &p.ev); err != nil {
-		return p, problem.New(codePayload, "the body is not a JSON event: %v", err)
+		return p, apperr.New(CodePayload, "the body is not a JSON event: %v", err)
 	}
 	if p.ev.Object != "event" || p.ev.ID == "" || p.ev.Type == "" || p.ev.Data.Object == nil || p.obj.Object == "" {
-		return p, problem.New(codePayload, `the body is not an event: it needs "object":"event", an id, a type and data.object`)
+		return p, apperr.New(CodePayload, `the body is not an event: it needs "object":"event", an id, a type and data.object`)
 	}
 	// created becomes occurred_at and the update's occurred_at: a time
 	// JSON (years 0 to 9999) and Postgres can hold, or the delivery could
 	// never be stored and the gateway would retry it for days.
 	if p.ev.Created < 0 || p.ev.Created > maxCreated {
-		return p, problem.New(codePayload, "created %d is not a Unix time from 1970 to 9999", p.ev.Created)
+		return p, apperr.New(CodePayload, "created %d is not a Unix time from 1970 to 9999", p.ev.Created)
 	}
 	// What is stored and matched on goes to Postgres text, which cannot hold
 	// U+0000: such an event is malformed, not a reason to answer 503 (the
@@ -60,7 +62,7 @@ func parse(body []byte) (parsed, error) {
 	}
 	for _, f := range fields {
 		if strings.ContainsRune(f, 0) {
-			return p, problem.New(codePayload, "the event holds U+0000 in a field billfn reads")
+			return p, apperr.New(CodePayload, "the event holds U+0000 in a field billfn reads")
 		}
 	}
 	return p, nil
@@ -73,9 +75,9 @@ func nonEmpty(s string) *string {
 	return &s
 }
 
-// normalize turns a gateway event into an update; handled is false for
+// Normalize turns a gateway event into an update; handled is false for
 // event types billfn does not act on (stored and acknowledged only).
-func normalize(gateway string, p parsed) (u events.GatewayUpdate, handled bool) {
+func Normalize(gateway string, p Parsed) (u events.GatewayUpdate, handled bool) {
 	o := p.obj
 	u = events.GatewayUpdate{Gateway: gateway, GatewayEventID: p.ev.ID, GatewayEventType: p.ev.Type, ObjectType: o.Object,
 		GatewayObjectID: o.ID, Amount: o.Amount, Currency: strings.ToUpper(o.Currency), Livemode: p.ev.Livemode,
@@ -145,4 +147,20 @@ func normalize(gateway string, p parsed) (u events.GatewayUpdate, handled bool) 
 		return u, false
 	}
 	return u, true
+}
+
+// CheckPaymentID drops a metadata payment id that is not a UUID (it can
+// name no billfn payment) and writes one in canonical form: uuid.Parse
+// also reads braces and urn:uuid:, which the uuid column refuses (the
+// delivery could never be stored, a 503 the gateway retries for days).
+func CheckPaymentID(u *events.GatewayUpdate) {
+	if u.PaymentID != nil {
+		id, err := uuid.Parse(*u.PaymentID)
+		if err != nil {
+			u.PaymentID = nil
+			return
+		}
+		s := id.String()
+		u.PaymentID = &s
+	}
 }

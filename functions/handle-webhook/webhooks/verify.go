@@ -1,55 +1,35 @@
-package main
+package webhooks
 
 import (
 	"errors"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/stripe/stripe-go/v83/webhook"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/problem"
 )
-
-// Problem codes of handle-webhook.
-const (
-	codeSignatureMissing   problem.Code = "webhook_signature_missing"
-	codeSignatureMalformed problem.Code = "webhook_signature_malformed"
-	codeSignatureInvalid   problem.Code = "webhook_signature_invalid"
-	codeTimestamp          problem.Code = "webhook_timestamp_outside_tolerance"
-	codePayload            problem.Code = "webhook_payload_invalid"
-	codeNotConfigured      problem.Code = "webhook_not_configured"
-)
-
-func init() {
-	problem.Register(codeSignatureMissing, http.StatusUnauthorized, "Webhook signature missing")
-	problem.Register(codeSignatureMalformed, http.StatusBadRequest, "Webhook signature header malformed")
-	problem.Register(codeSignatureInvalid, http.StatusUnauthorized, "Webhook signature invalid")
-	problem.Register(codeTimestamp, http.StatusUnauthorized, "Webhook timestamp outside tolerance")
-	problem.Register(codePayload, http.StatusBadRequest, "Webhook payload invalid")
-	problem.Register(codeNotConfigured, http.StatusServiceUnavailable, "Webhook endpoint not configured")
-}
 
 // StripeSignatureHeader is Stripe's signature header.
 const StripeSignatureHeader = "Stripe-Signature"
 
-// verifyStripe checks a Stripe-Signature header exactly as Stripe
+// VerifyStripe checks a Stripe-Signature header exactly as Stripe
 // specifies, with stripe-go's webhook package on the raw body: HMAC-SHA256
 // of "<t>.<body>", every v1 value compared in constant time, any of the
 // endpoint's active secrets. The timestamp is checked first against the
 // injected clock in both directions (stripe-go only rejects old ones).
-func verifyStripe(secrets []string, header string, body []byte, now time.Time, tolerance time.Duration) error {
+func VerifyStripe(secrets []string, header string, body []byte, now time.Time, tolerance time.Duration) error {
 	if header == "" {
-		return problem.New(codeSignatureMissing, "the request has no %s header", StripeSignatureHeader)
+		return apperr.New(CodeSignatureMissing, "the request has no %s header", StripeSignatureHeader)
 	}
 	t, ok := signatureTime(header)
 	if !ok {
-		return problem.New(codeSignatureMalformed, "%s must be t=<unix seconds>,v1=<hex signature>[,v1=…]", StripeSignatureHeader)
+		return apperr.New(CodeSignatureMalformed, "%s must be t=<unix seconds>,v1=<hex signature>[,v1=…]", StripeSignatureHeader)
 	}
 	if d := now.Sub(t); d > tolerance || d < -tolerance {
-		return problem.New(codeTimestamp, "the signature's timestamp is %s from now; the tolerance is %s", d.Round(time.Second), tolerance)
+		return apperr.New(CodeTimestamp, "the signature's timestamp is %s from now; the tolerance is %s", d.Round(time.Second), tolerance)
 	}
 	var last error
 	for _, secret := range secrets {
@@ -61,11 +41,11 @@ func verifyStripe(secrets []string, header string, body []byte, now time.Time, t
 	}
 	switch {
 	case errors.Is(last, webhook.ErrNotSigned):
-		return problem.New(codeSignatureMissing, "the request has no %s header", StripeSignatureHeader)
+		return apperr.New(CodeSignatureMissing, "the request has no %s header", StripeSignatureHeader)
 	case errors.Is(last, webhook.ErrInvalidHeader):
-		return problem.New(codeSignatureMalformed, "%s is malformed", StripeSignatureHeader)
+		return apperr.New(CodeSignatureMalformed, "%s is malformed", StripeSignatureHeader)
 	}
-	return problem.New(codeSignatureInvalid, "no v1 signature matches the body with an active secret")
+	return apperr.New(CodeSignatureInvalid, "no v1 signature matches the body with an active secret")
 }
 
 // signatureTime reads t= of a "t=…,v1=…" header; false when the header is
@@ -97,19 +77,19 @@ func signatureTime(header string) (time.Time, bool) {
 	return time.Unix(t, 0), hasT && hasSig
 }
 
-// verifySandbox checks the sandbox gateway's Billfn-Sandbox-Signature
+// VerifySandbox checks the sandbox gateway's Billfn-Sandbox-Signature
 // (the same scheme, billfn's shared events.VerifySignature).
-func verifySandbox(secrets [][]byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+func VerifySandbox(secrets [][]byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
 	err := events.VerifySignature(secrets, header, body, now, tolerance)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, events.ErrNoSignature):
-		return problem.New(codeSignatureMissing, "the request has no Billfn-Sandbox-Signature header")
+		return apperr.New(CodeSignatureMissing, "the request has no Billfn-Sandbox-Signature header")
 	case errors.Is(err, events.ErrMalformedSigHead):
-		return problem.New(codeSignatureMalformed, "Billfn-Sandbox-Signature must be t=<unix seconds>,v1=<hex signature>")
+		return apperr.New(CodeSignatureMalformed, "Billfn-Sandbox-Signature must be t=<unix seconds>,v1=<hex signature>")
 	case errors.Is(err, events.ErrStaleSignature):
-		return problem.New(codeTimestamp, "the signature's timestamp is outside the tolerance of %s", tolerance)
+		return apperr.New(CodeTimestamp, "the signature's timestamp is outside the tolerance of %s", tolerance)
 	}
-	return problem.New(codeSignatureInvalid, "no v1 signature matches the body with an active secret")
+	return apperr.New(CodeSignatureInvalid, "no v1 signature matches the body with an active secret")
 }
