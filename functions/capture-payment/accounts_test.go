@@ -160,13 +160,13 @@ func TestAnInactiveAccountsInvoiceIsAFailedCollectionNotACharge(t *testing.T) {
 	if rec := g.deliver(invoiceFinalized(t, g.account, invoice, 4200)); rec.Code != 200 {
 		t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
 	}
-	p := g.get(invoicePaymentID(invoice))
+	p := g.get(payments.InvoicePaymentID(invoice))
 	if p.Status != payments.RequiresPaymentMethod || p.Attempts != 0 || p.AmountCaptured != 0 || p.LastPaymentError == nil ||
 		p.LastPaymentError.Code != string(accounts.NotActive) || p.UserID != g.admin {
 		t.Fatalf("payment: %+v %+v", p, p.LastPaymentError)
 	}
 	evs := g.consume("payment-events", 2, forPayment(p.ID))
-	if got := types(evs); len(got) != 2 || got[0] != evCreated || got[1] != evFailed {
+	if got := types(evs); len(got) != 2 || got[0] != payments.EventCreated || got[1] != payments.EventFailed {
 		t.Fatalf("events %v", got)
 	}
 }

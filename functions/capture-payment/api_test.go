@@ -11,7 +11,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/gateway"
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/functions/capture-payment/store"
 	"github.com/billfn/billfn/shared/auth"
 )
 
@@ -272,8 +274,8 @@ func TestProblemAnswers(t *testing.T) {
 func TestGatewayUnavailableForAnOperationAnswers503(t *testing.T) {
 	base := stripeMockURL(t)
 	g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "*=stripe" })
-	p := g.pay(1000, "USD", "pm_card_visa", "automatic", true)                                                      // at stripe-mock: back in requires_payment_method
-	g.s.gateways[payments.GatewayStripe] = newStripe("sk_test_billfn", closedPort(t), 0, time.Second, g.s.now, nil) // Stripe goes away
+	p := g.pay(1000, "USD", "pm_card_visa", "automatic", true)                                                                      // at stripe-mock: back in requires_payment_method
+	g.s.svc.Gateways[payments.GatewayStripe] = gateway.NewStripe("sk_test_billfn", closedPort(t), 0, time.Second, g.s.svc.Now, nil) // Stripe goes away
 	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/cancel"})
 	if code := problemCode(t, rec, 503); code != string(payments.CodeGatewayUnavailable) || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("cancel with Stripe down: %s", code)
@@ -309,7 +311,7 @@ func TestSavedPaymentMethods(t *testing.T) {
 		t.Fatalf("someone else lists alice's methods: %s", code)
 	}
 	decode[payments.Method](t, g.do(req{method: "POST", path: path + "/" + first.ID + "/default", sub: alice, role: auth.RoleCustomer}), 200)
-	if m, err := defaultMethod(context.Background(), g.d.Pool, account); err != nil || m.ID != first.ID {
+	if m, err := store.New(g.d.Pool, name).Fresh().DB().DefaultMethod(context.Background(), account); err != nil || m.ID != first.ID {
 		t.Fatalf("default %v %v", m, err)
 	}
 	// A payment with the saved method's id.

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/functions/capture-payment/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/testenv"
@@ -89,7 +90,7 @@ func (g *rig) ownedRows(tb testing.TB, user, account string) any {
 func TestEveryRouteRefusesAnotherCustomersResources(t *testing.T) {
 	g := newRig(t)
 	c := g.twoCustomers(t)
-	testenv.AttackRoutes(t, g.s.routeTable(), testenv.Attack{
+	testenv.AttackRoutes(t, g.s.api.Routes(), testenv.Attack{
 		Handler:  g.h,
 		Attacker: testenv.Party{Token: g.kit.Token(t, c.alice, auth.RoleCustomer), Own: c.aliceOwn},
 		Victim:   testenv.Party{Token: g.kit.Token(t, c.bob, auth.RoleCustomer), Own: c.bobOwn},
@@ -129,7 +130,7 @@ func TestACustomerCannotSetAnotherCustomersDefaultMethod(t *testing.T) {
 	if code := problemCode(t, rec, http.StatusNotFound); code != "not_found" {
 		t.Fatalf("alice saves a method on bob's account: %s", code)
 	}
-	if m, err := defaultMethod(context.Background(), g.d.Pool, bobAccount); err != nil || m.ID != c.bobOwn["payment-method"] {
+	if m, err := store.New(g.d.Pool, name).Fresh().DB().DefaultMethod(context.Background(), bobAccount); err != nil || m.ID != c.bobOwn["payment-method"] {
 		t.Fatalf("bob's default: %+v %v", m, err)
 	}
 	assertSame(t, before, g.ownedRows(t, c.bob, bobAccount))

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/capture-payment/gateway"
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
@@ -97,7 +98,7 @@ func TestEndToEndSandboxWebhookThroughHandleWebhookSettlesThePayment(t *testing.
 	const secret = "sandbox-e2e-secret"
 	port := freePort(t)
 	g := newRig(t, func(c *Config) {
-		c.SandboxWebhooks, c.SandboxWebhookSecret = webhooksAsync, secret
+		c.SandboxWebhooks, c.SandboxWebhookSecret = gateway.WebhooksAsync, secret
 		c.SandboxWebhookURL = "http://127.0.0.1:" + strconv.Itoa(port) + "/sandbox"
 		c.SandboxSettleDelay = config.Duration(5 * time.Second)
 		c.ReconcileAfter = config.Duration(time.Hour) // the webhook, not reconciliation, settles it

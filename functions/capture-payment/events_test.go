@@ -44,7 +44,7 @@ func TestInvoiceFinalizedIsCollectedWithTheDefaultMethodOnce(t *testing.T) {
 	if rec := g.deliver(ev); rec.Code != 200 {
 		t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
 	}
-	p := g.get(invoicePaymentID(invoice))
+	p := g.get(payments.InvoicePaymentID(invoice))
 	if p.Status != payments.Succeeded || p.AmountCaptured != 4200 || p.InvoiceID == nil || *p.InvoiceID != invoice || p.UserID != g.admin {
 		t.Fatalf("payment: %+v", p)
 	}
@@ -54,7 +54,7 @@ func TestInvoiceFinalizedIsCollectedWithTheDefaultMethodOnce(t *testing.T) {
 	}
 	g.deliver(invoiceFinalized(t, g.account, invoice, 4200))
 	ps := postings(t, g.drain(events.TopicTransaction, forPayment(p.ID)))
-	if len(ps) != 2 || ps[0].Data.Metadata["kind"] != kindCapture || ps[1].Data.Metadata["kind"] != kindSettlement {
+	if len(ps) != 2 || ps[0].Data.Metadata["kind"] != payments.KindCapture || ps[1].Data.Metadata["kind"] != payments.KindSettlement {
 		t.Fatalf("postings %+v", ps)
 	}
 	// send_invoice invoices are not collected.
@@ -62,7 +62,7 @@ func TestInvoiceFinalizedIsCollectedWithTheDefaultMethodOnce(t *testing.T) {
 	ev = event(t, "generate-invoice", "billfn.invoice.finalized", other, map[string]any{"invoice_id": other,
 		"account_id": g.account, "currency": "USD", "amount_due": 100, "collection_method": "send_invoice"})
 	g.deliver(ev)
-	if rec := g.do(req{method: "GET", path: "/payments/" + invoicePaymentID(other)}); rec.Code != 404 {
+	if rec := g.do(req{method: "GET", path: "/payments/" + payments.InvoicePaymentID(other)}); rec.Code != 404 {
 		t.Fatalf("send_invoice was collected: %d", rec.Code)
 	}
 }
@@ -72,7 +72,7 @@ func TestDunningRetryIsANewAttemptWithTheNewDefaultMethod(t *testing.T) {
 	g.saveMethod(t, "pm_card_chargeDeclinedInsufficientFunds", true)
 	invoice := uuid.NewString()
 	g.deliver(invoiceFinalized(t, g.account, invoice, 990))
-	p := g.get(invoicePaymentID(invoice))
+	p := g.get(payments.InvoicePaymentID(invoice))
 	if p.Status != payments.RequiresPaymentMethod || p.LastPaymentError.Reason != "insufficient_funds" {
 		t.Fatalf("first attempt: %+v", p)
 	}
@@ -155,7 +155,7 @@ func TestGatewayUpdateOfAFailureReturnsThePaymentForANewAttempt(t *testing.T) {
 		t.Fatalf("after failure: %+v", after)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
-	if got := types(evs); got[len(got)-1] != evFailed {
+	if got := types(evs); got[len(got)-1] != payments.EventFailed {
 		t.Fatalf("events %v", got)
 	}
 }
@@ -186,7 +186,7 @@ func TestGatewayRefundsDisputesAndMismatches(t *testing.T) {
 	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
 		kinds[ps.Data.Metadata["kind"]]++
 	}
-	if kinds[kindRefund] != 1 || kinds[kindInvRefund] != 1 || kinds[kindCapture] != 1 || kinds[kindSettlement] != 1 {
+	if kinds[payments.KindRefund] != 1 || kinds[payments.KindInvRefund] != 1 || kinds[payments.KindCapture] != 1 || kinds[payments.KindSettlement] != 1 {
 		t.Fatalf("postings by kind %v", kinds)
 	}
 	// A dispute is recorded and announced once.
@@ -202,7 +202,7 @@ func TestGatewayRefundsDisputesAndMismatches(t *testing.T) {
 	}
 	n := 0
 	for _, r := range g.drain(events.TopicPayment, forPayment(p.ID)) {
-		if r.Event.Type() == evDisputed {
+		if r.Event.Type() == payments.EventDisputed {
 			n++
 		}
 	}

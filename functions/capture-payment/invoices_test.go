@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/functions/capture-payment/remote"
 	"github.com/billfn/billfn/shared/events"
 )
 
@@ -88,13 +89,13 @@ func TestAPaidInvoiceCannotBePaidAgain(t *testing.T) {
 	// The same command again with a fresh key, before generate-invoice has
 	// said the invoice is paid: capture-payment's own capture covers it.
 	d := problemDoc(t, g.payInvoice(g.account, inv, 2900, "USD"), http.StatusConflict)
-	if d["code"] != string(codeInvoiceNotPayable) || d["amount_remaining"] != float64(0) {
+	if d["code"] != string(payments.CodeInvoiceNotPayable) || d["amount_remaining"] != float64(0) {
 		t.Fatalf("second payment: %v", d)
 	}
 	// And once billfn.invoice.paid has arrived: refused naming the status.
 	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
 	d = problemDoc(t, g.payInvoice(g.account, inv, 100, "USD"), http.StatusConflict)
-	if d["code"] != string(codeInvoiceNotPayable) || d["status"] != "paid" || !strings.Contains(d["detail"].(string), "paid") {
+	if d["code"] != string(payments.CodeInvoiceNotPayable) || d["status"] != "paid" || !strings.Contains(d["detail"].(string), "paid") {
 		t.Fatalf("payment of a paid invoice: %v", d)
 	}
 	if ps, as := g.charges(t, inv); ps != 1 || as != 1 {
@@ -116,7 +117,7 @@ func TestInvoicePaymentsAreRefusedBeforeTheGateway(t *testing.T) {
 	}{
 		{"another currency", g.account, inv, 2900, "EUR", 422, "", "currency"},
 		{"another account's invoice", g.account, othersInvoice, 2900, "USD", 422, "", "account_id"},
-		{"more than is due", g.account, inv, 2901, "USD", 422, string(codeExceedsInvoiceDue), "amount"},
+		{"more than is due", g.account, inv, 2901, "USD", 422, string(payments.CodeExceedsInvoiceDue), "amount"},
 		{"an invoice nobody knows", g.account, uuid.NewString(), 100, "USD", 422, "", "invoice_id"},
 	}
 	for _, c := range cases {
@@ -129,7 +130,7 @@ func TestInvoicePaymentsAreRefusedBeforeTheGateway(t *testing.T) {
 	void := g.openInvoice(t, g.account, "USD", 500)
 	g.deliver(invoiceEvent(t, "billfn.invoice.voided", void, g.account, "USD", "void", 500, 0))
 	d := problemDoc(t, g.payInvoice(g.account, void, 500, "USD"), http.StatusConflict)
-	if d["code"] != string(codeInvoiceNotPayable) || d["status"] != "void" {
+	if d["code"] != string(payments.CodeInvoiceNotPayable) || d["status"] != "void" {
 		t.Fatalf("void invoice: %v", d)
 	}
 	for _, id := range []string{inv, void, othersInvoice} {
@@ -140,7 +141,7 @@ func TestInvoicePaymentsAreRefusedBeforeTheGateway(t *testing.T) {
 	// Partial payments add up to the total, and no further.
 	decode[payments.Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
 	d = problemDoc(t, g.payInvoice(g.account, inv, 1000, "USD"), 422)
-	if d["code"] != string(codeExceedsInvoiceDue) || d["amount_remaining"] != float64(900) {
+	if d["code"] != string(payments.CodeExceedsInvoiceDue) || d["amount_remaining"] != float64(900) {
 		t.Fatalf("beyond the rest: %v", d)
 	}
 	decode[payments.Payment](t, g.payInvoice(g.account, inv, 900, "USD"), http.StatusCreated)
@@ -172,11 +173,11 @@ func TestConcurrentPaymentsOfOneInvoiceChargeOnce(t *testing.T) {
 			var d map[string]any
 			_ = json.Unmarshal(rec.Body.Bytes(), &d)
 			switch d["code"] {
-			case string(codeInvoiceInProgress):
+			case string(payments.CodeInvoiceInProgress):
 				if rec.Header().Get("Retry-After") == "" {
 					t.Fatalf("in progress without Retry-After: %s", rec.Body)
 				}
-			case string(codeInvoiceNotPayable):
+			case string(payments.CodeInvoiceNotPayable):
 			default:
 				t.Fatalf("409 %s", rec.Body)
 			}
@@ -232,7 +233,7 @@ func TestAnInvoiceWhoseEventHasNotArrivedIsReadThrough(t *testing.T) {
 	}))
 	defer srv.Close()
 	g := newRig(t, func(c *Config) {
-		c.Invoices = InvoicesConfig{InvoicesURL: srv.URL + "/function/generate-invoice", ServiceToken: "svc-token"}
+		c.Invoices = remote.InvoicesConfig{InvoicesURL: srv.URL + "/function/generate-invoice", ServiceToken: "svc-token"}
 	})
 	account = g.account
 	decode[payments.Payment](t, g.payInvoice(g.account, inv, 700, "USD"), http.StatusCreated)
@@ -255,7 +256,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 	body := map[string]any{"account_id": g.account, "user_id": g.admin, "invoice_id": inv, "amount": 2900, "currency": "USD",
 		"payment_method": "pm_card_visa", "capture_method": "manual", "confirm": true}
 	late := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
-	if code := problemCode(t, g.payInvoice(g.account, inv, 2900, "USD"), 409); code != string(codeInvoiceInProgress) {
+	if code := problemCode(t, g.payInvoice(g.account, inv, 2900, "USD"), 409); code != string(payments.CodeInvoiceInProgress) {
 		t.Fatalf("second payment while one is in flight: %s", code)
 	}
 	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
@@ -265,7 +266,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 		t.Fatalf("capture: %+v", p)
 	}
 	// generate-invoice finds the invoice did not need it and says so.
-	unapplied := event(t, "generate-invoice", evUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+	unapplied := event(t, "generate-invoice", payments.EventUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
 	for i := 0; i < 2; i++ { // a redelivery posts nothing more
 		if rec := g.deliver(unapplied); rec.Code != 200 {
@@ -273,7 +274,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 		}
 	}
 	// From Anyone else it is parked.
-	forged := event(t, "handle-webhook", evUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+	forged := event(t, "handle-webhook", payments.EventUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
 	if rec := g.deliver(forged); !strings.Contains(rec.Body.String(), `"parked":1`) {
 		t.Fatalf("forged unapplied: %s", rec.Body)
@@ -288,7 +289,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 		balance[to] += ps.Data.Amount
 		kinds[ps.Data.Metadata["kind"]]++
 	}
-	if kinds[kindCapture] != 1 || kinds[kindSettlement] != 1 || kinds[kindUnapplied] != 1 {
+	if kinds[payments.KindCapture] != 1 || kinds[payments.KindSettlement] != 1 || kinds[payments.KindUnapplied] != 1 {
 		t.Fatalf("postings by kind %v", kinds)
 	}
 	if balance["SYS-CLEARING-USD"] != -2900 || balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 2900 {
@@ -308,7 +309,7 @@ func TestARefundStraddlingCreditAndRevenueIsRefused(t *testing.T) {
 	inv := g.openInvoice(t, g.account, "USD", 2000)
 	p := decode[payments.Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
 	// Say generate-invoice credited 500 of it (an overpayment it learnt of).
-	if rec := g.deliver(event(t, "generate-invoice", evUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+	if rec := g.deliver(event(t, "generate-invoice", payments.EventUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 500, "currency": "USD", "reason": "overpayment"})); rec.Code != 200 {
 		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
 	}

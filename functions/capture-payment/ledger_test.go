@@ -24,7 +24,7 @@ type testLedger struct {
 	srv   *httptest.Server
 	mu    sync.Mutex
 	funds map[string]int64 // account id → what it can still hold
-	holds []holdRequest    // every hold placed, in order
+	holds []payments.Hold  // every hold placed, in order
 	byKey map[string][]byte
 	calls int
 	down  bool // answer 503, as an unreachable process-transaction would
@@ -60,7 +60,7 @@ func (l *testLedger) serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(prev[2:])
 		return
 	}
-	var h holdRequest
+	var h payments.Hold
 	if err := json.NewDecoder(r.Body).Decode(&h); err != nil || !h.Pending || h.Amount <= 0 {
 		answer(http.StatusUnprocessableEntity, []byte(`{"code":"validation_failed"}`))
 		return
@@ -77,10 +77,10 @@ func (l *testLedger) serve(w http.ResponseWriter, r *http.Request) {
 	answer(http.StatusCreated, body)
 }
 
-func (l *testLedger) state() (holds []holdRequest, calls int) {
+func (l *testLedger) state() (holds []payments.Hold, calls int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]holdRequest(nil), l.holds...), l.calls
+	return append([]payments.Hold(nil), l.holds...), l.calls
 }
 
 // holdEvents are the hold resolutions capture-payment asked for about p.
@@ -88,7 +88,7 @@ func (g *rig) holdEvents(t *testing.T, p string, want int) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, r := range g.consume(events.TopicTransaction, want, func(r record) bool {
-		return r.Key == p && (r.Event.Type() == evHoldCapture || r.Event.Type() == evHoldVoid)
+		return r.Key == p && (r.Event.Type() == payments.EventHoldCapture || r.Event.Type() == payments.EventHoldVoid)
 	}) {
 		out[r.Event.Type()]++
 	}
@@ -104,15 +104,15 @@ func TestRefundIsReservedInTheLedgerBeforeTheGatewayAndCapturedAfter(t *testing.
 	}
 	holds, _ := g.ledger.state()
 	if len(holds) != 1 || holds[0].FromAccountID != g.account || holds[0].ToAccountNumber != "SYS-CLEARING-USD" ||
-		holds[0].Amount != 2000 || holds[0].Metadata["kind"] != kindRefund || holds[0].Metadata["refund_id"] != r.ID {
+		holds[0].Amount != 2000 || holds[0].Metadata["kind"] != payments.KindRefund || holds[0].Metadata["refund_id"] != r.ID {
 		t.Fatalf("holds %+v: want one hold of 2000 from the account to clearing", holds)
 	}
-	if got := g.holdEvents(t, p.ID, 1); got[evHoldCapture] != 1 || got[evHoldVoid] != 0 {
+	if got := g.holdEvents(t, p.ID, 1); got[payments.EventHoldCapture] != 1 || got[payments.EventHoldVoid] != 0 {
 		t.Fatalf("hold resolutions %v: want one capture", got)
 	}
 	// The refund's own postings are the hold: no second movement by event.
 	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
-		if ps.Data.Metadata["kind"] == kindRefund {
+		if ps.Data.Metadata["kind"] == payments.KindRefund {
 			t.Fatalf("a refund posting besides the hold: %+v", ps)
 		}
 	}
@@ -127,7 +127,7 @@ func TestRefundTheLedgerCannotCoverIsRefusedWithoutAskingTheGateway(t *testing.T
 	g.ledger.mu.Unlock()
 	before := g.sandboxRefunds(t)
 	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}})
-	if code := problemCode(t, rec, 422); code != string(codeInsufficientFunds) {
+	if code := problemCode(t, rec, 422); code != string(payments.CodeInsufficientFunds) {
 		t.Fatalf("refund beyond the ledger: %s", code)
 	}
 	if after := g.sandboxRefunds(t); after != before {
@@ -160,7 +160,7 @@ func TestRefundTheGatewayRefusesVoidsItsHold(t *testing.T) {
 	if r.Status != "failed" && rec.Code < 400 {
 		t.Fatalf("a refused refund: %d %s", rec.Code, rec.Body)
 	}
-	if got := g.holdEvents(t, p.ID, 1); got[evHoldVoid] != 1 || got[evHoldCapture] != 0 {
+	if got := g.holdEvents(t, p.ID, 1); got[payments.EventHoldVoid] != 1 || got[payments.EventHoldCapture] != 0 {
 		t.Fatalf("hold resolutions %v: want one void, no capture", got)
 	}
 	if got := g.get(p.ID); got.AmountRefunded != 0 || got.AmountRefundPending != 0 {
@@ -207,7 +207,7 @@ func TestAPendingRefundWithoutItsHoldIsReservedBeforeTheTickRefundsIt(t *testing
 		t.Fatalf("refund while the ledger is down: %d %s", rec.Code, rec.Body)
 	}
 	g.clock.Advance(time.Minute)
-	if err := g.s.tick(t.Context()); err == nil { // the ledger is still down: nothing is refunded
+	if err := g.s.api.Tick(t.Context()); err == nil { // the ledger is still down: nothing is refunded
 		t.Fatal("the tick reported success with the refund's reservation unreachable")
 	}
 	if after := g.sandboxRefunds(t); after != before {
@@ -222,11 +222,11 @@ func TestAPendingRefundWithoutItsHoldIsReservedBeforeTheTickRefundsIt(t *testing
 	if len(holds) != 1 || g.sandboxRefunds(t) != before+1 {
 		t.Fatalf("after the tick: holds %+v, gateway refunds %d (before %d)", holds, g.sandboxRefunds(t), before)
 	}
-	if got := g.holdEvents(t, p.ID, 1); got[evHoldCapture] != 1 {
+	if got := g.holdEvents(t, p.ID, 1); got[payments.EventHoldCapture] != 1 {
 		t.Fatalf("hold resolutions %v", got)
 	}
 	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
-		if ps.Data.Metadata["kind"] == kindRefund {
+		if ps.Data.Metadata["kind"] == payments.KindRefund {
 			t.Fatalf("a refund posting besides the hold: %+v", ps)
 		}
 	}

@@ -13,6 +13,9 @@ import (
 	"github.com/billfn/billfn/shared/server"
 )
 
+// name is the function's name: its events' source, its metrics' and logs' label.
+const name = "capture-payment"
+
 func main() {
 	server.Main(name, func(ctx context.Context) (server.App, error) {
 		var cfg Config
@@ -32,6 +35,6 @@ func main() {
 			d.Close()
 			return server.App{}, err
 		}
-		return d.App(s.routes()), nil
+		return d.App(s.api.Handler()), nil
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/capture-payment/api"
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -17,17 +18,17 @@ import (
 // ledger decodes the transaction.requested records of a payment.
 type posting struct {
 	ID   string
-	Data transferRequest
+	Data payments.TransferRequest
 }
 
 func postings(t *testing.T, recs []record) []posting {
 	t.Helper()
 	var out []posting
 	for _, r := range recs {
-		if r.Event.Type() != evTransfer {
+		if r.Event.Type() != payments.EventTransfer {
 			continue
 		}
-		var tr transferRequest
+		var tr payments.TransferRequest
 		if err := json.Unmarshal(r.Event.Data(), &tr); err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +59,7 @@ func TestAutomaticCaptureOfAnInvoicePostsCaptureAndSettlementOnce(t *testing.T) 
 		t.Fatalf("gateway %s %s", *p.Gateway, *p.GatewayPaymentID)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
-	if got := types(evs); len(got) != 2 || got[0] != evCreated || got[1] != evCaptured {
+	if got := types(evs); len(got) != 2 || got[0] != payments.EventCreated || got[1] != payments.EventCaptured {
 		t.Fatalf("payment events %v", got)
 	}
 	var captured struct {
@@ -77,14 +78,14 @@ func TestAutomaticCaptureOfAnInvoicePostsCaptureAndSettlementOnce(t *testing.T) 
 	}
 	capture, settle := ps[0].Data, ps[1].Data
 	if capture.FromAccountNumber != "SYS-CLEARING-EUR" || capture.ToAccountID != g.accountIn("EUR") || capture.Amount != 12000 ||
-		capture.Metadata["kind"] != kindCapture || capture.ReferenceID != p.ID+":payment_capture:1" || capture.Metadata["invoice_id"] != invoice {
+		capture.Metadata["kind"] != payments.KindCapture || capture.ReferenceID != p.ID+":payment_capture:1" || capture.Metadata["invoice_id"] != invoice {
 		t.Fatalf("capture posting %+v", capture)
 	}
 	if settle.FromAccountID != g.accountIn("EUR") || settle.ToAccountNumber != "SYS-REVENUE-EUR" || settle.Amount != 12000 ||
-		settle.Metadata["kind"] != kindSettlement || settle.ReferenceID != p.ID+":invoice_settlement:1" {
+		settle.Metadata["kind"] != payments.KindSettlement || settle.ReferenceID != p.ID+":invoice_settlement:1" {
 		t.Fatalf("settlement posting %+v", settle)
 	}
-	if want := uuid.NewSHA1(ledgerNS, []byte(capture.ReferenceID)).String(); ps[0].ID != want {
+	if want := uuid.NewSHA1(payments.LedgerNS, []byte(capture.ReferenceID)).String(); ps[0].ID != want {
 		t.Fatalf("posting id %s is not derived from its reference (%s)", ps[0].ID, want)
 	}
 	// A reconciliation pass and a duplicate gateway answer post nothing more.
@@ -134,7 +135,7 @@ func TestPartialCaptureThenRefundsUpToTheLimit(t *testing.T) {
 	// The capture is posted by event; each refund is a ledger hold placed
 	// before the gateway was asked, captured by event after it answered.
 	ps := postings(t, g.consume(events.TopicTransaction, 1, forPayment(p.ID)))
-	if len(ps) != 1 || ps[0].Data.Metadata["kind"] != kindCapture {
+	if len(ps) != 1 || ps[0].Data.Metadata["kind"] != payments.KindCapture {
 		t.Fatalf("postings: %+v", ps)
 	}
 	holds, _ := g.ledger.state()
@@ -147,10 +148,10 @@ func TestPartialCaptureThenRefundsUpToTheLimit(t *testing.T) {
 			t.Fatalf("refund hold %d: %+v", i, h)
 		}
 	}
-	if got := g.holdEvents(t, p.ID, 3); got[evHoldCapture] != 3 {
+	if got := g.holdEvents(t, p.ID, 3); got[payments.EventHoldCapture] != 3 {
 		t.Fatalf("hold captures: %v", got)
 	}
-	refunds := g.consume(events.TopicPayment, 3, func(r record) bool { return r.Key == p.ID && r.Event.Type() == evRefundOK })
+	refunds := g.consume(events.TopicPayment, 3, func(r record) bool { return r.Key == p.ID && r.Event.Type() == payments.EventRefundOK })
 	if len(refunds) != 3 {
 		t.Fatalf("refund events: %d", len(refunds))
 	}
@@ -213,7 +214,7 @@ func TestDeclinesAreRecordedPerAttemptWithANormalizedReason(t *testing.T) {
 				e.Reason != c.reason || e.Attempt != 1 || e.Gateway != payments.GatewaySandbox {
 				t.Fatalf("payment %s, error %+v", p.Status, e)
 			}
-			view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
+			view := decode[api.PaymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
 			if len(view.AttemptHistory) != 1 || view.AttemptHistory[0].Status != "failed" ||
 				*view.AttemptHistory[0].FailureReason != c.reason || view.AttemptHistory[0].GatewayError {
 				t.Fatalf("attempts %+v", view.AttemptHistory)
@@ -225,7 +226,7 @@ func TestDeclinesAreRecordedPerAttemptWithANormalizedReason(t *testing.T) {
 				Attempt       int    `json:"attempt"`
 				Status        string `json:"status"`
 			}
-			if len(evs) != 2 || evs[1].Event.Type() != evFailed {
+			if len(evs) != 2 || evs[1].Event.Type() != payments.EventFailed {
 				t.Fatalf("events %v", types(evs))
 			}
 			_ = json.Unmarshal(evs[1].Event.Data(), &f)

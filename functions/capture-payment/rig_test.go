@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/billfn/billfn/functions/capture-payment/gateway"
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
@@ -59,7 +60,7 @@ func testConfig() Config {
 		StripeRetries:        0,
 		SandboxWebhookURL:    "http://127.0.0.1:1/unused",
 		SandboxWebhookSecret: "sandbox-test-secret",
-		SandboxWebhooks:      webhooksOff,
+		SandboxWebhooks:      gateway.WebhooksOff,
 		SandboxSettleDelay:   config.Duration(time.Hour),
 		ReconcileAfter:       config.Duration(30 * time.Second),
 		AuthorizationTTL:     config.Duration(7 * 24 * time.Hour),
@@ -82,7 +83,7 @@ func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
+	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.api.Handler())).Handler()
 	g := &rig{t: t, s: s, d: d, kit: kit, h: h, clock: c, admin: uuid.NewString(), byCurrency: map[string]string{}, ledger: ledger}
 	g.account = g.newAccount(g.admin, "USD")
 	g.byCurrency["USD"] = g.account
@@ -211,7 +212,7 @@ func (g *rig) get(id string) payments.Payment {
 // tick runs the schedule tick now.
 func (g *rig) tick() {
 	g.t.Helper()
-	if err := g.s.tick(context.Background()); err != nil {
+	if err := g.s.api.Tick(context.Background()); err != nil {
 		g.t.Fatalf("tick: %v", err)
 	}
 }

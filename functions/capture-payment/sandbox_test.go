@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/capture-payment/api"
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -25,7 +26,7 @@ func TestSandboxTimeoutLeavesProcessingThenReconciliationSettlesOnce(t *testing.
 			if p.Status != payments.Processing || p.PendingOperation != nil || p.AmountCaptured != 0 {
 				t.Fatalf("after the timeout: %+v", p)
 			}
-			view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
+			view := decode[api.PaymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
 			if a := view.AttemptHistory; len(a) != 1 || a[0].Status != "processing" || a[0].FinishedAt != nil {
 				t.Fatalf("attempt %+v", a)
 			}
@@ -75,7 +76,7 @@ func TestSandboxDelayedSettlesLaterAndReconciliationFindsIt(t *testing.T) {
 		t.Fatalf("after settlement: %+v", got)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
-	if got := types(evs); len(got) != 2 || got[0] != evCreated || got[1] != evCaptured {
+	if got := types(evs); len(got) != 2 || got[0] != payments.EventCreated || got[1] != payments.EventCaptured {
 		t.Fatalf("events %v", got)
 	}
 	// payment.created tells handle-webhook the gateway object of the
@@ -136,7 +137,7 @@ func TestStaleAuthorizationsExpire(t *testing.T) {
 		t.Fatalf("the gateway still holds the authorization: %s", status)
 	}
 	evs := g.consume(events.TopicPayment, 3, forPayment(p.ID))
-	if got := types(evs); got[len(got)-1] != evCanceled {
+	if got := types(evs); got[len(got)-1] != payments.EventCanceled {
 		t.Fatalf("events %v", got)
 	}
 }
@@ -148,7 +149,7 @@ func TestSandboxUnavailableIsAGatewayErrorNotADecline(t *testing.T) {
 	if p.Status != payments.RequiresPaymentMethod || e == nil || e.Reason != "gateway_unavailable" {
 		t.Fatalf("payment %+v", p)
 	}
-	view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), http.StatusOK)
+	view := decode[api.PaymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), http.StatusOK)
 	if a := view.AttemptHistory; len(a) != 1 || !a[0].GatewayError {
 		t.Fatalf("attempts %+v", a)
 	}

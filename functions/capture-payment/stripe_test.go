@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/capture-payment/api"
+	"github.com/billfn/billfn/functions/capture-payment/gateway"
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/google/uuid"
-	"github.com/stripe/stripe-go/v83"
 )
 
 // watch records the requests stripe-go sends (and the answers' headers)
@@ -74,7 +75,7 @@ func closedPort(t *testing.T) string {
 func TestStripeAdapterAgainstStripeMock(t *testing.T) {
 	base := stripeMockURL(t)
 	w := &watch{}
-	g := newStripe("sk_test_billfn", base, 0, 5*time.Second, time.Now, w)
+	g := gateway.NewStripe("sk_test_billfn", base, 0, 5*time.Second, time.Now, w)
 	ctx := context.Background()
 	pid := uuid.NewString()
 
@@ -152,57 +153,17 @@ func TestStripeAdapterAgainstStripeMock(t *testing.T) {
 	}
 
 	// A key Stripe refuses: a gateway-side error, so the next gateway may be tried.
-	bad := newStripe("sk_live_wrong", base, 0, 5*time.Second, time.Now, nil)
+	bad := gateway.NewStripe("sk_live_wrong", base, 0, 5*time.Second, time.Now, nil)
 	_, err = bad.Retrieve(ctx, pi)
 	var ge *payments.GatewayError
 	if !errors.As(err, &ge) || ge.Unknown || !payments.Definite(err) {
 		t.Fatalf("401: %#v", err)
 	}
 	// Nothing listening: definite (nothing was sent).
-	down := newStripe("sk_test_billfn", closedPort(t), 2, 5*time.Second, time.Now, nil)
+	down := gateway.NewStripe("sk_test_billfn", closedPort(t), 2, 5*time.Second, time.Now, nil)
 	_, err = down.Charge(ctx, payments.ChargeRequest{PaymentID: pid, Key: "k", Amount: 1, Currency: "USD", PaymentMethod: "pm_card_visa", CaptureMethod: "automatic"})
 	if !errors.As(err, &ge) || ge.Unknown || ge.Code != "unavailable" {
 		t.Fatalf("connection refused: %#v", err)
-	}
-}
-
-func TestStripeErrorsAreClassified(t *testing.T) {
-	cases := []struct {
-		err               error
-		unknown, rejected bool
-		code              string
-	}{
-		{&stripe.Error{HTTPStatusCode: 500, Type: stripe.ErrorTypeAPI}, true, false, "api_error"},
-		{&stripe.Error{HTTPStatusCode: 429, Code: stripe.ErrorCodeRateLimit}, false, false, "rate_limit"},
-		{&stripe.Error{HTTPStatusCode: 400, Type: stripe.ErrorTypeInvalidRequest, Code: stripe.ErrorCodeResourceMissing}, false, true, "resource_missing"},
-		{&stripe.Error{HTTPStatusCode: 409, Type: stripe.ErrorTypeIdempotency}, false, true, "idempotency_error"},
-		{context.DeadlineExceeded, true, false, "timeout"},
-		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, false, false, "unavailable"},
-		{&net.OpError{Op: "read", Err: errors.New("connection reset")}, true, false, "network_error"},
-	}
-	for _, c := range cases {
-		var ge *payments.GatewayError
-		if !errors.As(stripeError(c.err), &ge) || ge.Unknown != c.unknown || ge.Rejected != c.rejected || ge.Code != c.code {
-			t.Errorf("%v: got %+v", c.err, ge)
-		}
-	}
-	// A card error is a decline, not an error, with Stripe's codes.
-	g := &stripeGateway{now: time.Now}
-	st, err := g.answer(nil, &stripe.Error{HTTPStatusCode: 402, Type: stripe.ErrorTypeCard, Code: stripe.ErrorCodeCardDeclined,
-		DeclineCode: stripe.DeclineCodeInsufficientFunds, Msg: "Your card has insufficient funds.", PaymentIntent: &stripe.PaymentIntent{ID: "pi_x"}})
-	if err != nil || st.Status != payments.RequiresPaymentMethod || st.GatewayPaymentID != "pi_x" || payments.DeclineReason(st.Decline) != "insufficient_funds" {
-		t.Fatalf("card error: %+v %v", st, err)
-	}
-	// Every PaymentIntent status maps.
-	for in, want := range map[stripe.PaymentIntentStatus]payments.Status{
-		stripe.PaymentIntentStatusRequiresCapture: payments.RequiresCapture, stripe.PaymentIntentStatusSucceeded: payments.Succeeded,
-		stripe.PaymentIntentStatusProcessing: payments.Processing, stripe.PaymentIntentStatusRequiresAction: payments.RequiresAction,
-		stripe.PaymentIntentStatusCanceled: payments.Canceled, stripe.PaymentIntentStatusRequiresConfirmation: payments.RequiresConfirmation,
-		stripe.PaymentIntentStatusRequiresPaymentMethod: payments.RequiresPaymentMethod,
-	} {
-		if got := stripeState(&stripe.PaymentIntent{ID: "pi_1", Status: in}, time.Now()); got.Status != want {
-			t.Errorf("%s → %s, want %s", in, got.Status, want)
-		}
 	}
 }
 
@@ -218,7 +179,7 @@ func TestStripeThroughTheAPIAgainstStripeMock(t *testing.T) {
 	if p.Status != payments.RequiresPaymentMethod || p.LastPaymentError == nil || p.LastPaymentError.Gateway != payments.GatewayStripe {
 		t.Fatalf("status %s error %+v", p.Status, p.LastPaymentError)
 	}
-	view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
+	view := decode[api.PaymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
 	if a := view.AttemptHistory; len(a) != 1 || a[0].Gateway != payments.GatewayStripe || a[0].GatewayPaymentID == nil || a[0].GatewayError {
 		t.Fatalf("attempts %+v", a)
 	}
@@ -231,7 +192,7 @@ func TestFailoverBetweenGateways(t *testing.T) {
 			c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", closedPort(t), "EUR=stripe,sandbox;*=sandbox"
 		})
 		p := g.pay(1200, "EUR", "pm_card_visa", "automatic", true)
-		view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
+		view := decode[api.PaymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
 		a := view.AttemptHistory
 		if p.Status != payments.Succeeded || *p.Gateway != payments.GatewaySandbox || len(a) != 2 ||
 			a[0].Gateway != payments.GatewayStripe || a[0].Status != "failed" || !a[0].GatewayError ||
@@ -256,7 +217,7 @@ func TestFailoverBetweenGateways(t *testing.T) {
 	t.Run("sandbox down, stripe takes it", func(t *testing.T) {
 		g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "USD=sandbox,stripe" })
 		p := g.pay(1300, "USD", "pm_sandbox_unavailable", "automatic", true)
-		view := decode[paymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
+		view := decode[api.PaymentView](t, g.do(req{method: "GET", path: "/payments/" + p.ID}), 200)
 		a := view.AttemptHistory
 		if *p.Gateway != payments.GatewayStripe || len(a) != 2 || !a[0].GatewayError || a[1].Gateway != payments.GatewayStripe ||
 			!strings.HasPrefix(*p.GatewayPaymentID, "pi_") {

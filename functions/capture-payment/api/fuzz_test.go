@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"errors"
@@ -27,14 +27,14 @@ func FuzzCreatePaymentBody(f *testing.F) {
 	f.Add([]byte(`{"account_id":"6f1c7e0a-0000-4000-8000-000000000001","user_id":"8f14e45f-ceea-467a-9575-6b9d1b2ce1a7","amount":1050,"currency":"usd","payment_method":"pm_card_visa","confirm":true}`))
 	f.Add([]byte(`{"account_id":"{6F1C7E0A-0000-4000-8000-000000000001}","amount":1,"currency":"JPY","capture_method":"manual","invoice_id":"urn:uuid:6f1c7e0a-0000-4000-8000-000000000009"}`))
 	f.Add([]byte(`{"amount":999999999999999,"currency":"XXX","metadata":{"":"x"}}`))
-	s := &service{gateways: map[string]payments.Gateway{payments.GatewaySandbox: stubGateway{}, payments.GatewayStripe: stubGateway{}}}
+	s := &API{svc: &payments.Service{Gateways: map[string]payments.Gateway{payments.GatewaySandbox: stubGateway{}, payments.GatewayStripe: stubGateway{}}}}
 	customer := auth.Principal{Subject: "8f14e45f-ceea-467a-9575-6b9d1b2ce1a7", Role: auth.RoleCustomer}
 	service := auth.Principal{Subject: "c9f0f895-fb98-4b91-a0e9-2f5e4e3a2b1c", Role: auth.RoleService}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, pr := range []auth.Principal{customer, service} {
 			var req createRequest
 			err := httpx.Unmarshal(body, &req)
-			var in createInput
+			var in payments.CreateInput
 			if err == nil {
 				in, err = s.parseCreate(pr, &req)
 			}
@@ -75,7 +75,7 @@ func FuzzCreatePaymentBody(f *testing.F) {
 			} else if in.Confirm {
 				t.Fatalf("body %q: confirm without a payment method", body)
 			}
-			if in.Gateway != "" && s.gateways[in.Gateway] == nil {
+			if in.Gateway != "" && s.svc.Gateways[in.Gateway] == nil {
 				t.Fatalf("body %q: gateway %q", body, in.Gateway)
 			}
 			if utf8.RuneCountInString(in.Description) > 1000 || len(in.Metadata) > 50 || in.Metadata == nil {

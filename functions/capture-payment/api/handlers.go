@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
@@ -23,15 +22,27 @@ import (
 // for most currencies; the gateway says so when it is).
 const maxAmount = 999_999_999_999
 
-// httpDone stores the response of the request in the business transaction.
-func httpDone(location string) completer {
-	return func(ctx context.Context, tx pgx.Tx, status int, body any) error {
-		resp := idempotency.Response{Status: status, Body: body}
-		if location != "" && status == http.StatusCreated {
+// answer is the idempotent answer of a request: its outcome's status and
+// body, with location for a creation.
+func answer(location string) payments.Answer {
+	return func(o payments.Outcome, body any) any {
+		resp := idempotency.Response{Status: status(o), Body: body}
+		if location != "" && resp.Status == http.StatusCreated {
 			resp.Location = location
 		}
-		return idempotency.Complete(ctx, tx, resp)
+		return resp
 	}
+}
+
+// status is the HTTP status of an outcome.
+func status(o payments.Outcome) int {
+	switch o {
+	case payments.Created:
+		return http.StatusCreated
+	case payments.Pending:
+		return http.StatusAccepted
+	}
+	return http.StatusOK
 }
 
 // owner is the access rule of the caller: a customer reaches only its own
@@ -69,7 +80,7 @@ type createRequest struct {
 	Metadata      map[string]string `json:"metadata"`
 }
 
-func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
+func (s *API) createPayment(w http.ResponseWriter, r *http.Request) {
 	var req createRequest
 	if err := httpx.DecodeJSON(r, &req); err != nil {
 		problem.Write(w, r, err)
@@ -77,14 +88,14 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 	}
 	in, err := s.parseCreate(platform.Principal(r), &req)
 	if err == nil {
-		err = s.authorizeAccount(r.Context(), platform.Principal(r), &in)
+		err = s.svc.AuthorizeAccount(r.Context(), platform.Principal(r), &in)
 	}
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
 	in.ID = payments.DerivedID(payments.PaymentNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
-	p, err := s.create(r.Context(), s.fresh(), in, httpDone("/payments/"+in.ID))
+	p, err := s.svc.Create(r.Context(), s.store.Fresh(), in, answer("/payments/"+in.ID))
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -100,7 +111,7 @@ func (s *service) createPayment(w http.ResponseWriter, r *http.Request) {
 // itself): its ids are canonical UUIDs, its
 // currency a canonical ISO 4217 code, its capture method set and its
 // metadata not nil. Anything else is a 4xx problem.
-func (s *service) parseCreate(pr auth.Principal, req *createRequest) (createInput, error) {
+func (s *API) parseCreate(pr auth.Principal, req *createRequest) (payments.CreateInput, error) {
 	var v problem.Validator
 	account, ok := canonicalID(req.AccountID)
 	v.Check(ok, "account_id", "must be an account id (a UUID)")
@@ -119,16 +130,16 @@ func (s *service) parseCreate(pr auth.Principal, req *createRequest) (createInpu
 	}
 	v.Check(req.CaptureMethod == payments.CaptureAutomatic || req.CaptureMethod == payments.CaptureManual, "capture_method", "must be automatic or manual")
 	if req.Gateway != "" {
-		v.Check(s.gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
+		v.Check(s.svc.Gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
 	}
 	v.Check(req.PaymentMethod == "" || validMethod(req.PaymentMethod), "payment_method",
 		"must be a gateway token (pm_…) or a saved payment method id")
 	checkText(&v, req.Description, req.Metadata)
 	if err := v.Err(); err != nil {
-		return createInput{}, err
+		return payments.CreateInput{}, err
 	}
 	if req.Confirm && req.PaymentMethod == "" {
-		return createInput{}, problem.New(payments.CodeMethodRequired, "confirm needs a payment_method")
+		return payments.CreateInput{}, problem.New(payments.CodeMethodRequired, "confirm needs a payment_method")
 	}
 	if req.Metadata == nil {
 		req.Metadata = map[string]string{}
@@ -136,7 +147,7 @@ func (s *service) parseCreate(pr auth.Principal, req *createRequest) (createInpu
 	if id, ok := canonicalID(req.PaymentMethod); ok {
 		req.PaymentMethod = id // a saved method's id
 	}
-	return createInput{AccountID: account, UserID: user, InvoiceID: req.InvoiceID, Amount: req.Amount, Currency: cur,
+	return payments.CreateInput{AccountID: account, UserID: user, InvoiceID: req.InvoiceID, Amount: req.Amount, Currency: cur,
 		PaymentMethod: req.PaymentMethod, CaptureMethod: req.CaptureMethod, Confirm: req.Confirm, Gateway: req.Gateway,
 		Description: req.Description, Metadata: req.Metadata}, nil
 }
@@ -160,19 +171,19 @@ func checkText(v *problem.Validator, description string, metadata map[string]str
 	}
 }
 
-// paymentView is GET /payments/{id}: the payment and its attempts.
-type paymentView struct {
+// PaymentView is GET /payments/{id}: the payment and its attempts.
+type PaymentView struct {
 	*payments.Payment
 	AttemptHistory []payments.Attempt `json:"attempt_history"`
 }
 
-func (s *service) getPayment(w http.ResponseWriter, r *http.Request) {
+func (s *API) getPayment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := uuid.Parse(id); err != nil {
 		problem.Write(w, r, payments.ErrNotFound)
 		return
 	}
-	p, err := getPayment(r.Context(), s.d.Pool, id, false)
+	p, err := s.db().Payment(r.Context(), id, false)
 	if err == nil && !owner(platform.Principal(r)).Allows(p) {
 		err = payments.ErrNotFound
 	}
@@ -180,7 +191,7 @@ func (s *service) getPayment(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	as, err := listAttempts(r.Context(), s.d.Pool, id)
+	as, err := s.db().Attempts(r.Context(), id)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -188,15 +199,15 @@ func (s *service) getPayment(w http.ResponseWriter, r *http.Request) {
 	if as == nil {
 		as = []payments.Attempt{}
 	}
-	httpx.WriteJSON(w, http.StatusOK, paymentView{Payment: p, AttemptHistory: as})
+	httpx.WriteJSON(w, http.StatusOK, PaymentView{Payment: p, AttemptHistory: as})
 }
 
 var statuses = map[string]bool{string(payments.RequiresPaymentMethod): true, string(payments.RequiresConfirmation): true,
 	string(payments.RequiresAction): true, string(payments.Processing): true, string(payments.RequiresCapture): true, string(payments.Succeeded): true, string(payments.Canceled): true}
 
-func (s *service) listPayments(w http.ResponseWriter, r *http.Request) {
+func (s *API) listPayments(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := paymentFilter{AccountID: q.Get("account_id"), InvoiceID: q.Get("invoice_id"), Status: q.Get("status")}
+	f := payments.PaymentFilter{AccountID: q.Get("account_id"), InvoiceID: q.Get("invoice_id"), Status: q.Get("status")}
 	var bad []problem.FieldError
 	for _, name := range []string{"account_id", "invoice_id"} {
 		if val := q.Get(name); val != "" {
@@ -217,7 +228,7 @@ func (s *service) listPayments(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Invalid(bad...))
 		return
 	}
-	var after pageKey
+	var after payments.PageKey
 	ok, err := httpx.DecodeCursor(r, &after)
 	if err != nil {
 		problem.Write(w, r, err)
@@ -231,18 +242,18 @@ func (s *service) listPayments(w http.ResponseWriter, r *http.Request) {
 		f.UserID = pr.Subject
 		if f.AccountID != "" {
 			// Someone else's account is a 404, not an empty page.
-			if _, err := s.accountFor(r.Context(), pr, f.AccountID); err != nil {
+			if _, err := s.svc.AccountFor(r.Context(), pr, f.AccountID); err != nil {
 				problem.Write(w, r, err)
 				return
 			}
 		}
 	}
-	ps, err := listPayments(r.Context(), s.d.Pool, f)
+	ps, err := s.db().Payments(r.Context(), f)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ps, limit, func(p *payments.Payment) any { return pageKey{CreatedAt: p.CreatedAt, ID: p.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ps, limit, func(p *payments.Payment) any { return payments.PageKey{CreatedAt: p.CreatedAt, ID: p.ID} }))
 }
 
 // decodeOptional decodes a body that may be empty (Stripe's confirm,
@@ -270,7 +281,7 @@ func pathPayment(r *http.Request) (string, error) {
 	return id, nil
 }
 
-func (s *service) confirmPayment(w http.ResponseWriter, r *http.Request) {
+func (s *API) confirmPayment(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		PaymentMethod string `json:"payment_method"`
 	}
@@ -285,11 +296,11 @@ func (s *service) confirmPayment(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	p, err := s.confirm(r.Context(), s.fresh(), id, owner(platform.Principal(r)), req.PaymentMethod, httpDone(""))
-	s.answer(w, r, p, err, http.StatusOK)
+	p, err := s.svc.Confirm(r.Context(), s.store.Fresh(), id, owner(platform.Principal(r)), req.PaymentMethod, answer(""))
+	s.writePayment(w, r, p, err, http.StatusOK)
 }
 
-func (s *service) capturePayment(w http.ResponseWriter, r *http.Request) {
+func (s *API) capturePayment(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Amount *int64 `json:"amount"` // absent (or null): everything capturable; 0 is no amount
 	}
@@ -304,13 +315,13 @@ func (s *service) capturePayment(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	p, err := s.capture(r.Context(), id, owner(platform.Principal(r)), deref(req.Amount), httpDone(""))
-	s.answer(w, r, p, err, http.StatusOK)
+	p, err := s.svc.Capture(r.Context(), id, owner(platform.Principal(r)), deref(req.Amount), answer(""))
+	s.writePayment(w, r, p, err, http.StatusOK)
 }
 
 var cancelReasons = map[string]bool{"": true, "duplicate": true, "fraudulent": true, "requested_by_customer": true, "abandoned": true}
 
-func (s *service) cancelPayment(w http.ResponseWriter, r *http.Request) {
+func (s *API) cancelPayment(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Reason string `json:"cancellation_reason"`
 	}
@@ -325,12 +336,12 @@ func (s *service) cancelPayment(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	p, err := s.cancel(r.Context(), s.fresh(), id, owner(platform.Principal(r)), req.Reason, httpDone(""))
-	s.answer(w, r, p, err, http.StatusOK)
+	p, err := s.svc.Cancel(r.Context(), s.store.Fresh(), id, owner(platform.Principal(r)), req.Reason, answer(""))
+	s.writePayment(w, r, p, err, http.StatusOK)
 }
 
-// answer writes a payment (202 while its gateway operation's outcome is unknown).
-func (s *service) answer(w http.ResponseWriter, r *http.Request, p *payments.Payment, err error, status int) {
+// writePayment writes a payment (202 while its gateway operation's outcome is unknown).
+func (s *API) writePayment(w http.ResponseWriter, r *http.Request, p *payments.Payment, err error, status int) {
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -345,7 +356,7 @@ func (s *service) answer(w http.ResponseWriter, r *http.Request, p *payments.Pay
 
 var refundReasons = map[string]bool{"": true, "duplicate": true, "fraudulent": true, "requested_by_customer": true}
 
-func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
+func (s *API) createRefund(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Amount *int64 `json:"amount"` // absent (or null): all that is left; 0 is no amount
 		Reason string `json:"reason"`
@@ -366,7 +377,7 @@ func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refundID := payments.DerivedID(payments.RefundNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
-	rf, err := s.refund(r.Context(), id, refundID, owner(platform.Principal(r)), deref(req.Amount), req.Reason, httpDone("/refunds/"+refundID))
+	rf, err := s.svc.Refund(r.Context(), id, refundID, owner(platform.Principal(r)), deref(req.Amount), req.Reason, answer("/refunds/"+refundID))
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -376,13 +387,13 @@ func (s *service) createRefund(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, rf)
 }
 
-func (s *service) getRefund(w http.ResponseWriter, r *http.Request) {
+func (s *API) getRefund(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := uuid.Parse(id); err != nil {
 		problem.Write(w, r, payments.ErrNoRefund)
 		return
 	}
-	rf, err := getRefund(r.Context(), s.d.Pool, id, false)
+	rf, err := s.db().Refund(r.Context(), id, false)
 	if err == nil && !platform.Principal(r).CanAccess(rf.UserID) {
 		err = payments.ErrNoRefund
 	}
@@ -393,18 +404,18 @@ func (s *service) getRefund(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, rf)
 }
 
-func (s *service) listRefunds(w http.ResponseWriter, r *http.Request) {
+func (s *API) listRefunds(w http.ResponseWriter, r *http.Request) {
 	id, err := pathPayment(r)
 	var p *payments.Payment
 	if err == nil {
-		p, err = getPayment(r.Context(), s.d.Pool, id, false)
+		p, err = s.db().Payment(r.Context(), id, false)
 	}
 	if err == nil && !owner(platform.Principal(r)).Allows(p) {
 		err = payments.ErrNotFound
 	}
 	var rs []*payments.Refund
 	if err == nil {
-		rs, err = listRefunds(r.Context(), s.d.Pool, id)
+		rs, err = s.db().Refunds(r.Context(), id)
 	}
 	if err != nil {
 		problem.Write(w, r, err)
@@ -427,7 +438,7 @@ type methodRequest struct {
 	Default  bool   `json:"default"`
 }
 
-func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
+func (s *API) createMethod(w http.ResponseWriter, r *http.Request) {
 	account, ok := canonicalID(r.PathValue("id"))
 	if !ok {
 		problem.Write(w, r, problem.New(problem.NotFound, "no such account"))
@@ -438,7 +449,7 @@ func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	acct, err := s.accountFor(r.Context(), platform.Principal(r), account)
+	acct, err := s.svc.AccountFor(r.Context(), platform.Principal(r), account)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -446,7 +457,7 @@ func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
 	var v problem.Validator
 	acct.CheckUser(&v, "user_id", req.UserID)
 	v.Check(payments.TokenRE.MatchString(req.Token), "token", "must be a gateway token (pm_…): billfn never stores card numbers")
-	v.Check(req.Gateway == "" || s.gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
+	v.Check(req.Gateway == "" || s.svc.Gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
 	v.Check(utf8.RuneCountInString(req.Brand) <= 30, "brand", "must be at most 30 characters")
 	v.Check(req.Last4 == "" || (len(req.Last4) == 4 && isDigits(req.Last4)), "last4", "must be the last 4 digits")
 	v.Check(req.ExpMonth == nil || (*req.ExpMonth >= 1 && *req.ExpMonth <= 12), "exp_month", "must be 1 to 12")
@@ -458,12 +469,12 @@ func (s *service) createMethod(w http.ResponseWriter, r *http.Request) {
 	id, _ := uuid.NewV7()
 	m := &payments.Method{ID: id.String(), AccountID: account, UserID: acct.UserID, Gateway: payments.Nullable(req.Gateway), Token: req.Token,
 		Brand: req.Brand, Last4: req.Last4, ExpMonth: req.ExpMonth, ExpYear: req.ExpYear, Default: req.Default,
-		CreatedAt: s.now().UTC()}
-	err = s.newTx(r.Context(), func(tx pgx.Tx) error {
-		if err := insertMethod(r.Context(), tx, m); err != nil {
+		CreatedAt: s.svc.Now().UTC()}
+	err = s.store.Fresh().Run(r.Context(), func(tx payments.Tx) error {
+		if err := tx.InsertMethod(r.Context(), m); err != nil {
 			return err
 		}
-		return idempotency.Complete(r.Context(), tx, idempotency.Response{Status: http.StatusCreated, Body: m,
+		return tx.Record(r.Context(), idempotency.Response{Status: http.StatusCreated, Body: m,
 			Location: "/accounts/" + account + "/payment-methods/" + m.ID})
 	})
 	if err != nil {
@@ -483,8 +494,8 @@ func isDigits(s string) bool {
 	return true
 }
 
-func (s *service) listMethods(w http.ResponseWriter, r *http.Request) {
-	acct, err := s.accountFor(r.Context(), platform.Principal(r), r.PathValue("id"))
+func (s *API) listMethods(w http.ResponseWriter, r *http.Request) {
+	acct, err := s.svc.AccountFor(r.Context(), platform.Principal(r), r.PathValue("id"))
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -494,30 +505,30 @@ func (s *service) listMethods(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	var after methodKey
+	var after payments.MethodKey
 	ok, err := httpx.DecodeCursor(r, &after)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	var afterp *methodKey
+	var afterp *payments.MethodKey
 	if ok {
 		afterp = &after
 	}
 	// Every method of the account is its owner's, whoever saved it.
-	ms, err := listMethods(r.Context(), s.d.Pool, acct.ID, "", afterp, limit)
+	ms, err := s.db().Methods(r.Context(), acct.ID, "", afterp, limit)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ms, limit, func(m *payments.Method) any { return methodKey{CreatedAt: m.CreatedAt, ID: m.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ms, limit, func(m *payments.Method) any { return payments.MethodKey{CreatedAt: m.CreatedAt, ID: m.ID} }))
 }
 
 // ownMethod loads the method of the path: 404 unless the caller may access
 // the account of the path (its owner, an admin or a service) and the
 // method belongs to that account.
-func (s *service) ownMethod(ctx context.Context, q db, r *http.Request) (*payments.Method, error) {
-	acct, err := s.accountFor(ctx, platform.Principal(r), r.PathValue("id"))
+func (s *API) ownMethod(ctx context.Context, q payments.Tx, r *http.Request) (*payments.Method, error) {
+	acct, err := s.svc.AccountFor(ctx, platform.Principal(r), r.PathValue("id"))
 	if err != nil {
 		return nil, err
 	}
@@ -525,7 +536,7 @@ func (s *service) ownMethod(ctx context.Context, q db, r *http.Request) (*paymen
 	if !ok {
 		return nil, payments.ErrNoMethod
 	}
-	m, err := getMethod(ctx, q, acct.ID, id)
+	m, err := q.Method(ctx, acct.ID, id)
 	if err != nil {
 		return nil, err
 	}
@@ -535,17 +546,17 @@ func (s *service) ownMethod(ctx context.Context, q db, r *http.Request) (*paymen
 	return m, nil
 }
 
-func (s *service) deleteMethod(w http.ResponseWriter, r *http.Request) {
+func (s *API) deleteMethod(w http.ResponseWriter, r *http.Request) {
 	var m *payments.Method
-	err := s.newTx(r.Context(), func(tx pgx.Tx) error {
+	err := s.store.Fresh().Run(r.Context(), func(tx payments.Tx) error {
 		var err error
 		if m, err = s.ownMethod(r.Context(), tx, r); err != nil {
 			return err
 		}
-		if err := deleteMethod(r.Context(), tx, m.ID); err != nil {
+		if err := tx.DeleteMethod(r.Context(), m.ID); err != nil {
 			return err
 		}
-		return idempotency.Complete(r.Context(), tx, idempotency.Response{Status: http.StatusOK,
+		return tx.Record(r.Context(), idempotency.Response{Status: http.StatusOK,
 			Body: map[string]any{"payment_method_id": m.ID, "deleted": true}})
 	})
 	if err != nil {
@@ -555,17 +566,17 @@ func (s *service) deleteMethod(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"payment_method_id": m.ID, "deleted": true})
 }
 
-func (s *service) defaultMethod(w http.ResponseWriter, r *http.Request) {
+func (s *API) defaultMethod(w http.ResponseWriter, r *http.Request) {
 	var m *payments.Method
-	err := s.newTx(r.Context(), func(tx pgx.Tx) error {
+	err := s.store.Fresh().Run(r.Context(), func(tx payments.Tx) error {
 		var err error
 		if m, err = s.ownMethod(r.Context(), tx, r); err != nil {
 			return err
 		}
-		if err := setDefaultMethod(r.Context(), tx, m); err != nil {
+		if err := tx.SetDefaultMethod(r.Context(), m); err != nil {
 			return err
 		}
-		return idempotency.Complete(r.Context(), tx, idempotency.Response{Status: http.StatusOK, Body: m})
+		return tx.Record(r.Context(), idempotency.Response{Status: http.StatusOK, Body: m})
 	})
 	if err != nil {
 		problem.Write(w, r, err)

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"time"
@@ -7,17 +7,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// gatewayCalls times gateway calls by gateway, operation and result:
+// Calls times gateway calls by gateway, operation and result:
 // ok, declined (a charge the gateway answered with a failed attempt),
 // unknown (no answer: timeout, 5xx), error (the gateway certainly did
 // nothing: failover material).
-var gatewayCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+var Calls = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 	Name:    "billfn_gateway_call_seconds",
 	Help:    "Payment gateway calls by gateway, operation (charge, operation, refund) and result (ok, declined, unknown, error).",
 	Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 }, []string{"gateway", "operation", "result"})
 
-func observeCall(gateway, op string, start time.Time, st payments.Status, err error) {
+// Observe times one gateway call of operation op (charge, operation,
+// refund) that started at start.
+func Observe(gateway, op string, start time.Time, st payments.Status, err error) {
 	result := "ok"
 	switch {
 	case payments.UnknownOutcome(err):
@@ -27,5 +29,5 @@ func observeCall(gateway, op string, start time.Time, st payments.Status, err er
 	case st == payments.RequiresPaymentMethod:
 		result = "declined"
 	}
-	gatewayCalls.WithLabelValues(gateway, op, result).Observe(time.Since(start).Seconds())
+	Calls.WithLabelValues(gateway, op, result).Observe(time.Since(start).Seconds())
 }

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -18,11 +18,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/functions/capture-payment/store"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/sandbox"
 )
 
-// sandboxGateway is the built-in gateway for local use and demos. It takes
+// Sandbox is the built-in gateway for local use and demos. It takes
 // Stripe's documented test PaymentMethod ids with Stripe's outcomes, plus
 // pm_sandbox_timeout (records the charge, never answers),
 // pm_sandbox_delayed (answers processing, settles SANDBOX_SETTLE_DELAY later
@@ -33,7 +34,7 @@ import (
 // so reconciliation can ask it for the truth and every call is idempotent
 // by its key. Webhooks it owes go to SANDBOX_WEBHOOK_URL (handle-webhook's
 // /sandbox), signed with SANDBOX_WEBHOOK_SECRET, with retries.
-type sandboxGateway struct {
+type Sandbox struct {
 	pool        *pgxpool.Pool
 	now         func() time.Time
 	settleDelay time.Duration
@@ -50,18 +51,27 @@ type sandboxGateway struct {
 
 // Webhook modes.
 const (
-	webhooksOff   = "off"
-	webhooksAsync = "async"
-	webhooksAll   = "all"
+	WebhooksOff   = "off"
+	WebhooksAsync = "async"
+	WebhooksAll   = "all"
 )
 
-func newSandbox(pool *pgxpool.Pool, now func() time.Time, cfg Config) *sandboxGateway {
-	return &sandboxGateway{pool: pool, now: now, settleDelay: cfg.SandboxSettleDelay.D(), webhookURL: cfg.SandboxWebhookURL,
-		secrets: sandbox.Secrets(cfg.SandboxWebhookSecret), mode: cfg.SandboxWebhooks,
+// SandboxConfig configures the sandbox gateway.
+type SandboxConfig struct {
+	SettleDelay   time.Duration
+	WebhookURL    string
+	WebhookSecret string
+	Webhooks      string // off, async, all
+}
+
+// NewSandbox returns the sandbox gateway keeping its books in pool.
+func NewSandbox(pool *pgxpool.Pool, now func() time.Time, cfg SandboxConfig) *Sandbox {
+	return &Sandbox{pool: pool, now: now, settleDelay: cfg.SettleDelay, webhookURL: cfg.WebhookURL,
+		secrets: sandbox.Secrets(cfg.WebhookSecret), mode: cfg.Webhooks,
 		client: &http.Client{Timeout: 5 * time.Second}, kick: make(chan struct{}, 1)}
 }
 
-func (g *sandboxGateway) Name() string { return payments.GatewaySandbox }
+func (g *Sandbox) Name() string { return payments.GatewaySandbox }
 
 // outcome kinds of a test payment method.
 const (
@@ -208,12 +218,12 @@ func (in *intent) object() sandbox.PaymentIntent {
 // owes reports whether a state Change must be announced by webhook: always
 // in mode all; in mode async only what the caller could not see (a call
 // that never answered, a delayed settlement).
-func (g *sandboxGateway) owes(async bool) bool {
-	return g.mode == webhooksAll || (async && g.mode == webhooksAsync)
+func (g *Sandbox) owes(async bool) bool {
+	return g.mode == WebhooksAll || (async && g.mode == WebhooksAsync)
 }
 
 // enqueue stores a webhook the sandbox owes, in the transaction of the Change.
-func (g *sandboxGateway) enqueue(ctx context.Context, q db, typ string, at time.Time, object any) error {
+func (g *Sandbox) enqueue(ctx context.Context, q store.DB, typ string, at time.Time, object any) error {
 	id := "evt_sbx_" + randomHex(12)
 	body, err := sandbox.NewEvent(id, typ, at, object)
 	if err != nil {
@@ -232,7 +242,7 @@ func randomHex(n int) string {
 var errReplay = errors.New("replay")
 
 // Charge creates and confirms a sandbox intent, or confirms it again.
-func (g *sandboxGateway) Charge(ctx context.Context, req payments.ChargeRequest) (payments.GatewayState, error) {
+func (g *Sandbox) Charge(ctx context.Context, req payments.ChargeRequest) (payments.GatewayState, error) {
 	out := sandboxOutcome(req.PaymentMethod)
 	if out.kind == outUnavailable {
 		return payments.GatewayState{}, &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "unavailable", Message: "the sandbox gateway is down (pm_sandbox_unavailable)"}
@@ -248,7 +258,7 @@ func (g *sandboxGateway) Charge(ctx context.Context, req payments.ChargeRequest)
 	in.confirm(out, now, g.settleDelay)
 	async := out.kind == outTimeout
 	replayed := false
-	err := g.write(ctx, async, func(q db) error {
+	err := g.write(ctx, async, func(q store.DB) error {
 		tag, err := q.Exec(ctx, `INSERT INTO sandbox_intents (`+intentCols+`)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT (id) DO NOTHING`,
 			in.ID, in.PaymentID, in.Amount, in.Currency, in.CaptureMethod, in.PaymentMethod, in.Status, in.AmountCapturable,
@@ -292,7 +302,7 @@ func (g *sandboxGateway) Charge(ctx context.Context, req payments.ChargeRequest)
 
 // reconfirm confirms an existing intent again, or replays the answer to
 // the same key.
-func (g *sandboxGateway) reconfirm(ctx context.Context, id string, req payments.ChargeRequest, out outcome, now time.Time) (*intent, bool, error) {
+func (g *Sandbox) reconfirm(ctx context.Context, id string, req payments.ChargeRequest, out outcome, now time.Time) (*intent, bool, error) {
 	var (
 		in       *intent
 		replayed bool
@@ -331,18 +341,18 @@ func (g *sandboxGateway) reconfirm(ctx context.Context, id string, req payments.
 
 // write runs fn in a transaction when a webhook must commit with the
 // Change, and straight on the pool otherwise (one round trip).
-func (g *sandboxGateway) write(ctx context.Context, async bool, fn func(q db) error) error {
+func (g *Sandbox) write(ctx context.Context, async bool, fn func(q store.DB) error) error {
 	if g.owes(async) {
 		return g.tx(ctx, func(tx pgx.Tx) error { return fn(tx) })
 	}
-	return fn(asyncDB{g.pool})
+	return fn(store.Async(g.pool))
 }
 
 // tx runs fn in a transaction of the sandbox's books, committed
 // asynchronously (see asyncCommit).
-func (g *sandboxGateway) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+func (g *Sandbox) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return postgres.Tx(ctx, g.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, asyncCommit); err != nil {
+		if _, err := tx.Exec(ctx, store.AsyncCommit); err != nil {
 			return err
 		}
 		return fn(tx)
@@ -351,7 +361,7 @@ func (g *sandboxGateway) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 
 // storeError turns a failure of the sandbox's own storage into a gateway
 // error: the sandbox "is down", the call did nothing.
-func (g *sandboxGateway) storeError(err error) error {
+func (g *Sandbox) storeError(err error) error {
 	var ge *payments.GatewayError
 	if errors.As(err, &ge) {
 		return err
@@ -363,10 +373,10 @@ func (g *sandboxGateway) storeError(err error) error {
 }
 
 // Capture captures amount of a requires_capture intent.
-func (g *sandboxGateway) Capture(ctx context.Context, req payments.CaptureRequest) (payments.GatewayState, error) {
+func (g *Sandbox) Capture(ctx context.Context, req payments.CaptureRequest) (payments.GatewayState, error) {
 	now := g.now()
 	var in *intent
-	err := g.write(ctx, false, func(q db) error {
+	err := g.write(ctx, false, func(q store.DB) error {
 		var err error
 		in, err = scanIntent(q.QueryRow(ctx, `UPDATE sandbox_intents SET status = 'succeeded', amount_received = $2,
 			amount_capturable = 0, updated_at = $3 WHERE id = $1 AND status = 'requires_capture' AND amount_capturable >= $2
@@ -387,10 +397,10 @@ func (g *sandboxGateway) Capture(ctx context.Context, req payments.CaptureReques
 }
 
 // Cancel cancels an intent that has not succeeded.
-func (g *sandboxGateway) Cancel(ctx context.Context, req payments.CancelRequest) (payments.GatewayState, error) {
+func (g *Sandbox) Cancel(ctx context.Context, req payments.CancelRequest) (payments.GatewayState, error) {
 	now := g.now()
 	var in *intent
-	err := g.write(ctx, false, func(q db) error {
+	err := g.write(ctx, false, func(q store.DB) error {
 		var err error
 		in, err = scanIntent(q.QueryRow(ctx, `UPDATE sandbox_intents SET status = 'canceled', amount_capturable = 0,
 			settle_at = NULL, updated_at = $2 WHERE id = $1
@@ -414,7 +424,7 @@ func (g *sandboxGateway) Cancel(ctx context.Context, req payments.CancelRequest)
 // replayOr answers a capture or cancel that found the intent in another
 // state: the same answer when it is already in the target state (a
 // replay), a rejection otherwise.
-func (g *sandboxGateway) replayOr(ctx context.Context, id string, want payments.Status, verb string) (payments.GatewayState, error) {
+func (g *Sandbox) replayOr(ctx context.Context, id string, want payments.Status, verb string) (payments.GatewayState, error) {
 	in, err := scanIntent(g.pool.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1`, id))
 	if err != nil {
 		return payments.GatewayState{}, g.storeError(err)
@@ -426,14 +436,14 @@ func (g *sandboxGateway) replayOr(ctx context.Context, id string, want payments.
 		Message: "a payment intent in status " + in.Status + " cannot be " + verb}
 }
 
-func (g *sandboxGateway) kickIfOwed(async bool) {
+func (g *Sandbox) kickIfOwed(async bool) {
 	if g.owes(async) {
 		g.Kick()
 	}
 }
 
 // Retrieve returns an intent's state, settling a delayed one that is due.
-func (g *sandboxGateway) Retrieve(ctx context.Context, id string) (payments.GatewayState, error) {
+func (g *Sandbox) Retrieve(ctx context.Context, id string) (payments.GatewayState, error) {
 	in, err := scanIntent(g.pool.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1`, id))
 	if err != nil {
 		return payments.GatewayState{}, g.storeError(err)
@@ -452,11 +462,11 @@ func (g *sandboxGateway) Retrieve(ctx context.Context, id string) (payments.Gate
 
 // SettleDue settles every delayed intent whose time has come and queues
 // their webhooks; the schedule tick and a timer call it.
-func (g *sandboxGateway) SettleDue(ctx context.Context) (int, error) {
+func (g *Sandbox) SettleDue(ctx context.Context) (int, error) {
 	return g.settle(ctx, "")
 }
 
-func (g *sandboxGateway) settle(ctx context.Context, id string) (int, error) {
+func (g *Sandbox) settle(ctx context.Context, id string) (int, error) {
 	now := g.now()
 	n := 0
 	err := g.tx(ctx, func(tx pgx.Tx) error {
@@ -488,7 +498,7 @@ func (g *sandboxGateway) settle(ctx context.Context, id string) (int, error) {
 }
 
 // Refund refunds part of a succeeded intent, once per key.
-func (g *sandboxGateway) Refund(ctx context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
+func (g *Sandbox) Refund(ctx context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
 	now := g.now()
 	res := payments.RefundResult{GatewayRefundID: "re_sbx_" + strings.ReplaceAll(req.RefundID, "-", ""), Status: "succeeded"}
 	replay := func() error {
@@ -531,7 +541,7 @@ func (g *sandboxGateway) Refund(ctx context.Context, req payments.RefundRequest)
 }
 
 // RetrieveRefund returns a refund's state.
-func (g *sandboxGateway) RetrieveRefund(ctx context.Context, id string) (payments.RefundResult, error) {
+func (g *Sandbox) RetrieveRefund(ctx context.Context, id string) (payments.RefundResult, error) {
 	res := payments.RefundResult{GatewayRefundID: id}
 	err := g.pool.QueryRow(ctx, `SELECT status FROM sandbox_refunds WHERE id = $1`, id).Scan(&res.Status)
 	if err != nil {
@@ -542,7 +552,7 @@ func (g *sandboxGateway) RetrieveRefund(ctx context.Context, id string) (payment
 
 // Start runs the webhook sender until Close: a pass after every Kick, and
 // retries with backoff while handle-webhook cannot be reached.
-func (g *sandboxGateway) Start(ctx context.Context) {
+func (g *Sandbox) Start(ctx context.Context) {
 	ctx, g.stop = context.WithCancel(context.WithoutCancel(ctx))
 	g.done = make(chan struct{})
 	go func() {
@@ -571,7 +581,7 @@ func (g *sandboxGateway) Start(ctx context.Context) {
 }
 
 // Close stops the sender.
-func (g *sandboxGateway) Close(context.Context) {
+func (g *Sandbox) Close(context.Context) {
 	if g.stop != nil {
 		g.stop()
 		<-g.done
@@ -579,7 +589,7 @@ func (g *sandboxGateway) Close(context.Context) {
 }
 
 // Kick asks for a webhook pass soon; it never blocks.
-func (g *sandboxGateway) Kick() {
+func (g *Sandbox) Kick() {
 	select {
 	case g.kick <- struct{}{}:
 	default:
@@ -589,8 +599,8 @@ func (g *sandboxGateway) Kick() {
 // Flush sends the webhooks the sandbox owes, oldest first, and returns how
 // many were delivered. It stops at the first failure (handle-webhook is
 // down or refusing); the rest wait for the next pass.
-func (g *sandboxGateway) Flush(ctx context.Context) (int, error) {
-	if g.mode == webhooksOff {
+func (g *Sandbox) Flush(ctx context.Context) (int, error) {
+	if g.mode == WebhooksOff {
 		return 0, nil
 	}
 	g.flushMu.Lock()
@@ -605,7 +615,7 @@ func (g *sandboxGateway) Flush(ctx context.Context) (int, error) {
 	}
 }
 
-func (g *sandboxGateway) flushBatch(ctx context.Context) (int, error) {
+func (g *Sandbox) flushBatch(ctx context.Context) (int, error) {
 	sent := 0
 	var sendErr error
 	err := g.tx(ctx, func(tx pgx.Tx) error {
@@ -659,7 +669,7 @@ func (g *sandboxGateway) flushBatch(ctx context.Context) (int, error) {
 }
 
 // send POSTs one signed webhook; any 2xx is a delivery.
-func (g *sandboxGateway) send(ctx context.Context, body []byte) error {
+func (g *Sandbox) send(ctx context.Context, body []byte) error {
 	if len(g.secrets) == 0 {
 		return errors.New("SANDBOX_WEBHOOK_SECRET is not set: the sandbox cannot sign webhooks")
 	}
@@ -680,4 +690,11 @@ func (g *sandboxGateway) send(ctx context.Context, body []byte) error {
 		return fmt.Errorf("handle-webhook answered %s", resp.Status)
 	}
 	return nil
+}
+
+// Prune forgets the webhooks delivered before before (the sandbox keeps
+// them as a gateway's log).
+func (g *Sandbox) Prune(ctx context.Context, before time.Time) error {
+	_, err := g.pool.Exec(ctx, `DELETE FROM sandbox_webhooks WHERE sent_at < $1`, before)
+	return err
 }

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -16,19 +16,19 @@ import (
 	"github.com/billfn/billfn/shared/sandbox"
 )
 
-// stripeGateway is Stripe's PaymentIntents and Refunds through stripe-go.
+// Stripe is Stripe's PaymentIntents and Refunds through stripe-go.
 // Every call sends an idempotency key derived from our payment id (and the
 // attempt, or the refund id), so stripe-go's own retries and our
 // reconciliation repeat a call safely. STRIPE_API_BASE points it at
 // stripe-mock (tests and the local stack).
-type stripeGateway struct {
+type Stripe struct {
 	client *stripe.Client
 	now    func() time.Time
 }
 
-// newStripe builds the adapter; transport is nil but for tests that watch
+// NewStripe builds the adapter; transport is nil but for tests that watch
 // the requests.
-func newStripe(key, base string, retries int64, timeout time.Duration, now func() time.Time, transport http.RoundTripper) *stripeGateway {
+func NewStripe(key, base string, retries int64, timeout time.Duration, now func() time.Time, transport http.RoundTripper) *Stripe {
 	cfg := &stripe.BackendConfig{
 		// The HTTP timeout bounds one try; the caller's context bounds
 		// the call with its retries.
@@ -39,14 +39,14 @@ func newStripe(key, base string, retries int64, timeout time.Duration, now func(
 	if base != "" {
 		cfg.URL = stripe.String(base)
 	}
-	return &stripeGateway{client: stripe.NewClient(key, stripe.WithBackends(stripe.NewBackendsWithConfig(cfg))), now: now}
+	return &Stripe{client: stripe.NewClient(key, stripe.WithBackends(stripe.NewBackendsWithConfig(cfg))), now: now}
 }
 
-func (g *stripeGateway) Name() string { return payments.GatewayStripe }
+func (g *Stripe) Name() string { return payments.GatewayStripe }
 
 // Charge creates a PaymentIntent with confirm=true, or confirms an existing
 // one again with a new payment method.
-func (g *stripeGateway) Charge(ctx context.Context, req payments.ChargeRequest) (payments.GatewayState, error) {
+func (g *Stripe) Charge(ctx context.Context, req payments.ChargeRequest) (payments.GatewayState, error) {
 	var (
 		pi  *stripe.PaymentIntent
 		err error
@@ -77,7 +77,7 @@ func (g *stripeGateway) Charge(ctx context.Context, req payments.ChargeRequest) 
 }
 
 // Capture captures amount_to_capture; Stripe releases the rest.
-func (g *stripeGateway) Capture(ctx context.Context, req payments.CaptureRequest) (payments.GatewayState, error) {
+func (g *Stripe) Capture(ctx context.Context, req payments.CaptureRequest) (payments.GatewayState, error) {
 	p := &stripe.PaymentIntentCaptureParams{AmountToCapture: stripe.Int64(req.Amount)}
 	p.SetIdempotencyKey(req.Key)
 	pi, err := g.client.V1PaymentIntents.Capture(ctx, req.GatewayPaymentID, p)
@@ -88,7 +88,7 @@ func (g *stripeGateway) Capture(ctx context.Context, req payments.CaptureRequest
 var stripeCancelReasons = map[string]bool{"duplicate": true, "fraudulent": true, "requested_by_customer": true, "abandoned": true}
 
 // Cancel cancels a PaymentIntent.
-func (g *stripeGateway) Cancel(ctx context.Context, req payments.CancelRequest) (payments.GatewayState, error) {
+func (g *Stripe) Cancel(ctx context.Context, req payments.CancelRequest) (payments.GatewayState, error) {
 	p := &stripe.PaymentIntentCancelParams{}
 	if stripeCancelReasons[req.Reason] {
 		p.CancellationReason = stripe.String(req.Reason)
@@ -99,7 +99,7 @@ func (g *stripeGateway) Cancel(ctx context.Context, req payments.CancelRequest) 
 }
 
 // Retrieve reads a PaymentIntent.
-func (g *stripeGateway) Retrieve(ctx context.Context, id string) (payments.GatewayState, error) {
+func (g *Stripe) Retrieve(ctx context.Context, id string) (payments.GatewayState, error) {
 	pi, err := g.client.V1PaymentIntents.Retrieve(ctx, id, &stripe.PaymentIntentRetrieveParams{})
 	return g.answer(pi, err)
 }
@@ -108,7 +108,7 @@ func (g *stripeGateway) Retrieve(ctx context.Context, id string) (payments.Gatew
 var stripeRefundReasons = map[string]bool{"duplicate": true, "fraudulent": true, "requested_by_customer": true}
 
 // Refund creates a Refund of the PaymentIntent.
-func (g *stripeGateway) Refund(ctx context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
+func (g *Stripe) Refund(ctx context.Context, req payments.RefundRequest) (payments.RefundResult, error) {
 	p := &stripe.RefundCreateParams{
 		PaymentIntent: stripe.String(req.GatewayPaymentID),
 		Amount:        stripe.Int64(req.Amount),
@@ -123,7 +123,7 @@ func (g *stripeGateway) Refund(ctx context.Context, req payments.RefundRequest) 
 }
 
 // RetrieveRefund reads a Refund.
-func (g *stripeGateway) RetrieveRefund(ctx context.Context, id string) (payments.RefundResult, error) {
+func (g *Stripe) RetrieveRefund(ctx context.Context, id string) (payments.RefundResult, error) {
 	r, err := g.client.V1Refunds.Retrieve(ctx, id, &stripe.RefundRetrieveParams{})
 	return refundAnswer(r, err)
 }
@@ -138,7 +138,7 @@ func refundAnswer(r *stripe.Refund, err error) (payments.RefundResult, error) {
 // answer maps a PaymentIntent (or the error of the call) to a state. A card
 // error is a decline: Stripe returns the PaymentIntent, back in
 // requires_payment_method, inside the error.
-func (g *stripeGateway) answer(pi *stripe.PaymentIntent, err error) (payments.GatewayState, error) {
+func (g *Stripe) answer(pi *stripe.PaymentIntent, err error) (payments.GatewayState, error) {
 	if err != nil {
 		var se *stripe.Error
 		if errors.As(err, &se) && se.Type == stripe.ErrorTypeCard {

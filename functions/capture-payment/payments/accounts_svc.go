@@ -1,4 +1,4 @@
-package main
+package payments
 
 import (
 	"context"
@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -19,14 +16,14 @@ import (
 // accounts (shared/accounts, table payment_accounts), never by the caller:
 // the owner of a payment or a saved payment method is its account's owner.
 
-// authorizeAccount decides whether pr may charge or pay into the account
+// AuthorizeAccount decides whether pr may charge or pay into the account
 // of in, and makes the account's owner the payment's owner. A customer
 // naming an account it does not own gets a 404, as for one that does not
 // exist; a user_id that is not the owner, or a currency that is not the
 // account's, is a 422 naming the field; a frozen or closed account is a
 // 409 account_not_active.
-func (s *service) authorizeAccount(ctx context.Context, pr auth.Principal, in *createInput) error {
-	f, err := s.accounts.For(ctx, pr, in.AccountID)
+func (s *Service) AuthorizeAccount(ctx context.Context, pr auth.Principal, in *CreateInput) error {
+	f, err := s.Accounts.For(ctx, pr, in.AccountID)
 	if err != nil {
 		return err
 	}
@@ -43,16 +40,16 @@ func (s *service) authorizeAccount(ctx context.Context, pr auth.Principal, in *c
 	return nil
 }
 
-// accountFor returns the facts of the account of an /accounts/{id}/… path
+// AccountFor returns the facts of the account of an /accounts/{id}/… path
 // for pr: a 404 for a malformed id, an unknown account, or one pr does not
 // own.
-func (s *service) accountFor(ctx context.Context, pr auth.Principal, id string) (accounts.Facts, error) {
-	return s.accounts.For(ctx, pr, id)
+func (s *Service) AccountFor(ctx context.Context, pr auth.Principal, id string) (accounts.Facts, error) {
+	return s.Accounts.For(ctx, pr, id)
 }
 
 // chargeable is nil when the account may be charged or paid into now.
-func (s *service) chargeable(ctx context.Context, accountID string) error {
-	f, err := s.accounts.Lookup(ctx, accountID)
+func (s *Service) chargeable(ctx context.Context, accountID string) error {
+	f, err := s.Accounts.Lookup(ctx, accountID)
 	if err != nil {
 		return err
 	}
@@ -62,8 +59,8 @@ func (s *service) chargeable(ctx context.Context, accountID string) error {
 // collectionAccount returns the facts of the account an invoice asks to
 // collect from. An account nobody knows can never be collected from (the
 // event is parked); one that cannot be looked up now is retried.
-func (s *service) collectionAccount(ctx context.Context, inv invoiceSummary) (accounts.Facts, error) {
-	f, err := s.accounts.Lookup(ctx, inv.AccountID)
+func (s *Service) collectionAccount(ctx context.Context, inv invoiceSummary) (accounts.Facts, error) {
+	f, err := s.Accounts.Lookup(ctx, inv.AccountID)
 	var pe *problem.Error
 	if errors.As(err, &pe) && pe.Code == problem.NotFound {
 		return accounts.Facts{}, events.Permanent(fmt.Errorf("invoice %s: no account %s", inv.InvoiceID, inv.AccountID))
@@ -77,25 +74,25 @@ func (s *service) collectionAccount(ctx context.Context, inv invoiceSummary) (ac
 // account_not_active, and payment.failed tells generate-invoice why (its
 // dunning counts it as a failed attempt). p is inserted when new (its id
 // is derived from the invoice), or updated when it exists.
-func (s *service) refuseCollection(ctx context.Context, tx pgx.Tx, p *payments.Payment, f accounts.Facts, exists bool) error {
+func (s *Service) refuseCollection(ctx context.Context, tx Tx, p *Payment, f accounts.Facts, exists bool) error {
 	now := s.now()
-	p.Status, p.UpdatedAt = payments.RequiresPaymentMethod, now
-	p.LastPaymentError = &payments.PaymentError{Code: string(accounts.NotActive), Reason: string(accounts.NotActive),
+	p.Status, p.UpdatedAt = RequiresPaymentMethod, now
+	p.LastPaymentError = &PaymentError{Code: string(accounts.NotActive), Reason: string(accounts.NotActive),
 		Message: "account " + f.ID + " is " + f.Status + ": it cannot be charged", Attempt: p.Attempts, Gateway: p.GatewayName()}
 	p.Finish()
 	e := emitter{ctx: ctx}
 	if !exists {
 		p.Announced = true
-		inserted, err := insertPayment(ctx, tx, p)
+		inserted, err := tx.InsertPayment(ctx, p)
 		if err != nil || !inserted {
 			return err // a redelivery: refused once already
 		}
-		e.payment(evCreated, p, nil)
-	} else if err := updatePayment(ctx, tx, p); err != nil {
+		e.payment(EventCreated, p, nil)
+	} else if err := tx.UpdatePayment(ctx, p); err != nil {
 		return err
 	}
-	e.changed(p, payments.Change{Failed: true})
-	slog.InfoContext(ctx, "invoice not collected: the account is not active", "invoice_id", payments.Str(p.InvoiceID),
+	e.changed(p, Change{Failed: true})
+	slog.InfoContext(ctx, "invoice not collected: the account is not active", "invoice_id", Str(p.InvoiceID),
 		"account_id", f.ID, "status", f.Status)
 	return e.flush(tx)
 }

@@ -1,43 +1,38 @@
-package main
+package payments
 
 import (
 	"context"
 	"strconv"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
-	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/outbox"
 )
-
-const name = "capture-payment"
 
 // Event types capture-payment emits on payment-events.
 const (
-	evCreated    = "billfn.payment.created"
-	evUpdated    = "billfn.payment.updated"
-	evAuthorized = "billfn.payment.authorized"
-	evCaptured   = "billfn.payment.captured"
-	evFailed     = "billfn.payment.failed"
-	evCanceled   = "billfn.payment.canceled"
-	evDisputed   = "billfn.payment.disputed"
-	evRefundOK   = "billfn.refund.succeeded"
-	evRefundFail = "billfn.refund.failed"
-	evTransfer   = "billfn.transaction.requested"
+	EventCreated    = "billfn.payment.created"
+	EventUpdated    = "billfn.payment.updated"
+	EventAuthorized = "billfn.payment.authorized"
+	EventCaptured   = "billfn.payment.captured"
+	EventFailed     = "billfn.payment.failed"
+	EventCanceled   = "billfn.payment.canceled"
+	EventDisputed   = "billfn.payment.disputed"
+	EventRefundOK   = "billfn.refund.succeeded"
+	EventRefundFail = "billfn.refund.failed"
+	EventTransfer   = "billfn.transaction.requested"
 )
 
 // capturedData is payment.captured: the payment, with amount = this capture.
 type capturedData struct {
-	*payments.Payment
+	*Payment
 	Amount        int64 `json:"amount"`
 	PaymentAmount int64 `json:"payment_amount"`
 }
 
 // failedData is payment.failed: the payment and why its attempt failed.
 type failedData struct {
-	*payments.Payment
+	*Payment
 	DeclineCode    string `json:"decline_code"`
 	FailureCode    string `json:"failure_code"`
 	FailureReason  string `json:"failure_reason"`
@@ -48,7 +43,7 @@ type failedData struct {
 // emitter collects the outbox messages of one transaction.
 type emitter struct {
 	ctx  context.Context
-	msgs []outbox.Message
+	msgs []Message
 	err  error
 }
 
@@ -56,7 +51,7 @@ func (e *emitter) add(typ, subject, topic, key string, data any, id string) {
 	if e.err != nil {
 		return
 	}
-	ev, err := events.New(e.ctx, name, typ, subject, data)
+	ev, err := events.New(e.ctx, source, typ, subject, data)
 	if err != nil {
 		e.err = err
 		return
@@ -64,11 +59,11 @@ func (e *emitter) add(typ, subject, topic, key string, data any, id string) {
 	if id != "" {
 		ev.SetID(id)
 	}
-	e.msgs = append(e.msgs, outbox.Message{Topic: topic, Key: key, Event: ev})
+	e.msgs = append(e.msgs, Message{Topic: topic, Key: key, Event: ev})
 }
 
 // payment adds a payment event (key = the payment id).
-func (e *emitter) payment(typ string, p *payments.Payment, data any) {
+func (e *emitter) payment(typ string, p *Payment, data any) {
 	if data == nil {
 		data = p
 	}
@@ -76,28 +71,28 @@ func (e *emitter) payment(typ string, p *payments.Payment, data any) {
 }
 
 // flush writes the collected messages into the outbox inside tx.
-func (e *emitter) flush(tx pgx.Tx) error {
+func (e *emitter) flush(tx Tx) error {
 	if e.err != nil {
 		return e.err
 	}
-	err := outbox.Add(e.ctx, tx, name, e.msgs...)
+	err := tx.Emit(e.ctx, e.msgs)
 	e.msgs = e.msgs[:0]
 	return err
 }
 
 // changed adds the events and ledger postings of c, announcing the
 // payment first if its creation has not been yet.
-func (e *emitter) changed(p *payments.Payment, c payments.Change) {
+func (e *emitter) changed(p *Payment, c Change) {
 	if !p.Announced {
 		p.Announced = true
-		e.payment(evCreated, p, nil)
+		e.payment(EventCreated, p, nil)
 		c.Updated = false // the announcement shows it
 	}
 	if c.Authorized {
-		e.payment(evAuthorized, p, nil)
+		e.payment(EventAuthorized, p, nil)
 	}
 	if c.Captured > 0 {
-		e.payment(evCaptured, p, capturedData{Payment: p, Amount: c.Captured, PaymentAmount: p.Amount})
+		e.payment(EventCaptured, p, capturedData{Payment: p, Amount: c.Captured, PaymentAmount: p.Amount})
 		e.capturePostings(p, c.Captured)
 	}
 	if c.Failed {
@@ -106,19 +101,19 @@ func (e *emitter) changed(p *payments.Payment, c payments.Change) {
 			d.DeclineCode, d.FailureCode, d.FailureReason, d.FailureMessage = le.DeclineCode, le.Code, le.Reason, le.Message
 			d.Attempt = le.Attempt
 		}
-		e.payment(evFailed, p, d)
+		e.payment(EventFailed, p, d)
 	}
 	if c.Canceled {
-		e.payment(evCanceled, p, nil)
+		e.payment(EventCanceled, p, nil)
 	}
 	if c.Updated && !c.Authorized && c.Captured == 0 && !c.Failed && !c.Canceled {
-		e.payment(evUpdated, p, nil)
+		e.payment(EventUpdated, p, nil)
 	}
 }
 
-// transferRequest is process-transaction's transfer request (the data of
+// TransferRequest is process-transaction's transfer request (the data of
 // billfn.transaction.requested).
-type transferRequest struct {
+type TransferRequest struct {
 	FromAccountID     string            `json:"from_account_id,omitempty"`
 	ToAccountID       string            `json:"to_account_id,omitempty"`
 	FromAccountNumber string            `json:"from_account_number,omitempty"`
@@ -133,21 +128,21 @@ type transferRequest struct {
 
 // Posting kinds (metadata.kind), see docs/events.md "Payments in the ledger".
 const (
-	kindCapture    = "payment_capture"
-	kindSettlement = "invoice_settlement"
-	kindRefund     = "refund"
-	kindInvRefund  = "invoice_refund"
+	KindCapture    = "payment_capture"
+	KindSettlement = "invoice_settlement"
+	KindRefund     = "refund"
+	KindInvRefund  = "invoice_refund"
 )
 
-// ledgerNS namespaces the deterministic ids of ledger events.
-var ledgerNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/ledger"))
+// LedgerNS namespaces the deterministic ids of ledger events.
+var LedgerNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/capture-payment/ledger"))
 
 // posting adds one transaction.requested. Its reference is
 // <payment id>:<kind>:<n> and its event id a UUIDv5 of that reference, so
 // whatever retries happen, process-transaction posts it once.
-func (e *emitter) posting(p *payments.Payment, kind string, n int, from, to string, amount int64, refundID string) {
+func (e *emitter) posting(p *Payment, kind string, n int, from, to string, amount int64, refundID string) {
 	ref := p.ID + ":" + kind + ":" + strconv.Itoa(n)
-	tr := transferRequest{Amount: amount, Currency: string(p.Currency), ReferenceID: ref, Description: kind + " of payment " + p.ID,
+	tr := TransferRequest{Amount: amount, Currency: string(p.Currency), ReferenceID: ref, Description: kind + " of payment " + p.ID,
 		Metadata: map[string]string{"kind": kind, "payment_id": p.ID, "gateway": p.GatewayName()}}
 	if inv := p.Invoice(); inv != "" {
 		tr.Metadata["invoice_id"] = inv
@@ -167,28 +162,28 @@ func (e *emitter) posting(p *payments.Payment, kind string, n int, from, to stri
 	}
 	tr.FromAccountID, tr.FromAccountNumber = account(from)
 	tr.ToAccountID, tr.ToAccountNumber = account(to)
-	e.add(evTransfer, p.ID, events.TopicTransaction, p.ID, tr, uuid.NewSHA1(ledgerNS, []byte(ref)).String())
+	e.add(EventTransfer, p.ID, events.TopicTransaction, p.ID, tr, uuid.NewSHA1(LedgerNS, []byte(ref)).String())
 }
 
 // capturePostings: clearing → account for the capture, and account →
 // revenue when it pays an invoice. n is the payment's capture count.
-func (e *emitter) capturePostings(p *payments.Payment, amount int64) {
-	e.posting(p, kindCapture, p.CaptureCount, "clearing", "account", amount, "")
+func (e *emitter) capturePostings(p *Payment, amount int64) {
+	e.posting(p, KindCapture, p.CaptureCount, "clearing", "account", amount, "")
 	if p.InvoiceID != nil {
-		e.posting(p, kindSettlement, p.CaptureCount, "account", "revenue", amount, "")
+		e.posting(p, KindSettlement, p.CaptureCount, "account", "revenue", amount, "")
 	}
 }
 
 // refundPostings: for an invoice payment revenue → account first, then
 // account → clearing. n is the refund's number on its payment.
-func (e *emitter) refundPostings(p *payments.Payment, r *payments.Refund) {
+func (e *emitter) refundPostings(p *Payment, r *Refund) {
 	if p.InvoiceID != nil {
-		e.posting(p, kindInvRefund, r.N, "revenue", "account", r.Amount, r.ID)
+		e.posting(p, KindInvRefund, r.N, "revenue", "account", r.Amount, r.ID)
 	}
-	e.posting(p, kindRefund, r.N, "account", "clearing", r.Amount, r.ID)
+	e.posting(p, KindRefund, r.N, "account", "clearing", r.Amount, r.ID)
 }
 
-// refund adds a refund event (key = the payment id).
-func (e *emitter) refund(typ string, r *payments.Refund) {
+// Refund adds a refund event (key = the payment id).
+func (e *emitter) refund(typ string, r *Refund) {
 	e.add(typ, r.ID, events.TopicPayment, r.PaymentID, r, "")
 }

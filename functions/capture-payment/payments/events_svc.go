@@ -1,4 +1,4 @@
-package main
+package payments
 
 import (
 	"context"
@@ -9,39 +9,37 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
-	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
 )
 
-// onGatewayUpdated applies a gateway's news about a payment: monotonic, so
+// OnGatewayUpdated applies a gateway's news about a payment: monotonic, so
 // duplicates and reordered deliveries Change nothing.
-func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+func (s *Service) OnGatewayUpdated(ctx context.Context, run Runner, ev events.Event) error {
+	tx := run.DB()
 	var u events.GatewayUpdate
 	if err := events.Decode(ev, &u); err != nil {
 		return err
 	}
 	var (
-		p   *payments.Payment
+		p   *Payment
 		err error
 	)
 	switch {
-	case payments.Str(u.PaymentID) != "":
+	case Str(u.PaymentID) != "":
 		if _, perr := uuid.Parse(*u.PaymentID); perr != nil {
 			return events.Permanent(fmt.Errorf("gateway_updated %s: payment_id %q is not a payment id", ev.ID(), *u.PaymentID))
 		}
-		p, err = getPayment(ctx, tx, *u.PaymentID, true)
+		p, err = tx.Payment(ctx, *u.PaymentID, true)
 	case u.GatewayPaymentID != "":
-		p, err = paymentByGatewayID(ctx, tx, u.Gateway, u.GatewayPaymentID, true)
+		p, err = tx.PaymentByGatewayID(ctx, u.Gateway, u.GatewayPaymentID, true)
 	default:
 		return events.Permanent(fmt.Errorf("gateway_updated %s names no payment", ev.ID()))
 	}
-	if errors.Is(err, payments.ErrNotFound) {
-		return events.Permanent(fmt.Errorf("gateway_updated %s: no payment %s / %s %s", ev.ID(), payments.Str(u.PaymentID), u.Gateway, u.GatewayPaymentID))
+	if errors.Is(err, ErrNotFound) {
+		return events.Permanent(fmt.Errorf("gateway_updated %s: no payment %s / %s %s", ev.ID(), Str(u.PaymentID), u.Gateway, u.GatewayPaymentID))
 	}
 	if err != nil {
 		return err
@@ -62,30 +60,27 @@ func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Eve
 		if u.Amount != 0 && u.Amount != p.Amount {
 			return events.Permanent(fmt.Errorf("gateway_updated %s: amount %d does not match payment %s (%d)", ev.ID(), u.Amount, p.ID, p.Amount))
 		}
-		st := payments.GatewayState{GatewayPaymentID: u.GatewayPaymentID, AmountCapturable: u.AmountCapturable,
+		st := GatewayState{GatewayPaymentID: u.GatewayPaymentID, AmountCapturable: u.AmountCapturable,
 			AmountReceived: u.AmountReceived, At: u.OccurredAt}
 		switch u.Status {
 		case "failed":
-			st.Status = payments.RequiresPaymentMethod
-			st.Decline = &payments.Decline{Code: payments.Str(u.FailureCode), DeclineCode: payments.Str(u.DeclineCode), Message: payments.Str(u.FailureMessage)}
+			st.Status = RequiresPaymentMethod
+			st.Decline = &Decline{Code: Str(u.FailureCode), DeclineCode: Str(u.DeclineCode), Message: Str(u.FailureMessage)}
 		case "requires_capture", "processing", "requires_action", "succeeded", "canceled":
-			st.Status = payments.Status(u.Status)
+			st.Status = Status(u.Status)
 		default:
 			return nil
 		}
-		c := payments.ApplyGateway(p, st, false, p.Attempts, now)
+		c := ApplyGateway(p, st, false, p.Attempts, now)
 		if !c.Any() {
 			return nil
 		}
-		if p.Status != payments.Processing && p.Attempts > 0 {
-			a := payments.Attempt{N: p.Attempts, Status: payments.AttemptStatus(p.Status), GatewayPaymentID: p.GatewayPaymentID, FinishedAt: &now}
+		if p.Status != Processing && p.Attempts > 0 {
+			a := Attempt{N: p.Attempts, Status: AttemptStatus(p.Status), GatewayPaymentID: p.GatewayPaymentID, FinishedAt: &now}
 			if le := p.LastPaymentError; c.Failed && le != nil {
-				a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &le.Code, payments.Nullable(le.DeclineCode), &le.Reason, payments.Nullable(le.Message)
+				a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &le.Code, Nullable(le.DeclineCode), &le.Reason, Nullable(le.Message)
 			}
-			if _, err := tx.Exec(ctx, `UPDATE payment_attempts SET status = $3, gateway_payment_id = $4, failure_code = $5,
-				decline_code = $6, failure_reason = $7, failure_message = $8, finished_at = $9
-				WHERE payment_id = $1 AND n = $2 AND status IN ('pending', 'processing', 'requires_action', 'requires_capture')`,
-				p.ID, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage, a.FinishedAt); err != nil {
+			if err := tx.SettleOpenAttempt(ctx, p.ID, a); err != nil {
 				return err
 			}
 		}
@@ -100,11 +95,11 @@ func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Eve
 		}
 		at := u.OccurredAt
 		p.DisputedAt, p.UpdatedAt = &at, now
-		e.payment(evDisputed, p, nil)
+		e.payment(EventDisputed, p, nil)
 	default:
 		return nil
 	}
-	if err := updatePayment(ctx, tx, p); err != nil {
+	if err := tx.UpdatePayment(ctx, p); err != nil {
 		return err
 	}
 	return e.flush(tx)
@@ -112,21 +107,21 @@ func (s *service) onGatewayUpdated(ctx context.Context, tx pgx.Tx, ev events.Eve
 
 // applyRefundUpdate settles one of our refunds, or records a refund made
 // at the gateway itself (its dashboard) as an external refund.
-func (s *service) applyRefundUpdate(ctx context.Context, tx pgx.Tx, p *payments.Payment, u events.GatewayUpdate, eventID string, now time.Time, e *emitter) error {
-	var r *payments.Refund
+func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u events.GatewayUpdate, eventID string, now time.Time, e *emitter) error {
+	var r *Refund
 	var err error
 	switch {
-	case payments.Str(u.RefundID) != "":
-		r, err = refundByGatewayID(ctx, tx, u.Gateway, *u.RefundID)
-		if errors.Is(err, payments.ErrNoRefund) && payments.Str(u.BillfnRefundID) != "" {
-			r, err = getRefund(ctx, tx, *u.BillfnRefundID, true)
+	case Str(u.RefundID) != "":
+		r, err = tx.RefundByGatewayID(ctx, u.Gateway, *u.RefundID)
+		if errors.Is(err, ErrNoRefund) && Str(u.BillfnRefundID) != "" {
+			r, err = tx.Refund(ctx, *u.BillfnRefundID, true)
 		}
-	case payments.Str(u.BillfnRefundID) != "":
-		r, err = getRefund(ctx, tx, *u.BillfnRefundID, true)
+	case Str(u.BillfnRefundID) != "":
+		r, err = tx.Refund(ctx, *u.BillfnRefundID, true)
 	default:
-		err = payments.ErrNoRefund
+		err = ErrNoRefund
 	}
-	if err != nil && !errors.Is(err, payments.ErrNoRefund) {
+	if err != nil && !errors.Is(err, ErrNoRefund) {
 		return err
 	}
 	if r != nil {
@@ -136,16 +131,16 @@ func (s *service) applyRefundUpdate(ctx context.Context, tx pgx.Tx, p *payments.
 		if r.GatewayRefundID == nil {
 			r.GatewayRefundID = u.RefundID
 		}
-		status := payments.Str(u.RefundStatus)
+		status := Str(u.RefundStatus)
 		if status == "" && u.Status == "refunded" {
 			status = "succeeded"
 		}
-		settleRefund(p, r, status, payments.Str(u.FailureCode), now, e)
-		return updateRefund(ctx, tx, r)
+		settleRefund(p, r, status, Str(u.FailureCode), now, e)
+		return tx.UpdateRefund(ctx, r)
 	}
 	// Not ours: a refund made at the gateway. What it refunded beyond what
 	// billfn knows of is recorded once (later deliveries find no excess).
-	if u.Status != "refunded" && payments.Str(u.RefundStatus) != "succeeded" {
+	if u.Status != "refunded" && Str(u.RefundStatus) != "succeeded" {
 		return nil
 	}
 	total := u.AmountRefunded
@@ -159,15 +154,15 @@ func (s *service) applyRefundUpdate(ctx context.Context, tx pgx.Tx, p *payments.
 	p.RefundCount++
 	p.AmountRefunded += excess
 	p.UpdatedAt = now
-	r = &payments.Refund{ID: uuid.NewSHA1(payments.RefundNS, []byte(u.Gateway+":"+eventID)).String(), PaymentID: p.ID, N: p.RefundCount,
+	r = &Refund{ID: uuid.NewSHA1(RefundNS, []byte(u.Gateway+":"+eventID)).String(), PaymentID: p.ID, N: p.RefundCount,
 		AccountID: p.AccountID, UserID: p.UserID, InvoiceID: p.InvoiceID, Amount: excess, Currency: string(p.Currency),
 		Gateway: p.GatewayName(), GatewayRefundID: u.RefundID, GatewayPaymentID: p.GatewayPaymentID, Status: "succeeded",
 		Reason: "gateway", CreatedAt: now, UpdatedAt: now}
-	if _, err := insertRefund(ctx, tx, r); err != nil {
+	if _, err := tx.InsertRefund(ctx, r); err != nil {
 		return err
 	}
 	e.refundPostings(p, r)
-	e.refund(evRefundOK, r)
+	e.refund(EventRefundOK, r)
 	return nil
 }
 
@@ -182,15 +177,16 @@ type invoiceSummary struct {
 	Attempt          int    `json:"attempt"`
 }
 
-// invoicePaymentID is the id of the auto-collection payment of an invoice:
+// InvoicePaymentID is the id of the auto-collection payment of an invoice:
 // one per invoice, whatever the redeliveries.
-func invoicePaymentID(invoiceID string) string {
-	return uuid.NewSHA1(payments.InvoiceNS, []byte(invoiceID)).String()
+func InvoicePaymentID(invoiceID string) string {
+	return uuid.NewSHA1(InvoiceNS, []byte(invoiceID)).String()
 }
 
-// onInvoiceFinalized collects a charge_automatically invoice with the
+// OnInvoiceFinalized collects a charge_automatically invoice with the
 // account's default payment method.
-func (s *service) onInvoiceFinalized(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+func (s *Service) OnInvoiceFinalized(ctx context.Context, run Runner, ev events.Event) error {
+	tx := run.DB()
 	if err := s.learnInvoice(ctx, tx, ev); err != nil {
 		return err
 	}
@@ -201,7 +197,7 @@ func (s *service) onInvoiceFinalized(ctx context.Context, tx pgx.Tx, ev events.E
 	if inv.CollectionMethod != "charge_automatically" || inv.AmountDue <= 0 {
 		return nil
 	}
-	return notCollected(ctx, inv, s.collect(ctx, tx, inv))
+	return notCollected(ctx, inv, s.collect(ctx, run, inv))
 }
 
 // notCollected turns a refusal of an invoice's automatic collection (the
@@ -215,9 +211,10 @@ func notCollected(ctx context.Context, inv invoiceSummary, err error) error {
 	return nil
 }
 
-// onPaymentRetry is dunning: a new attempt of the invoice's payment with
+// OnPaymentRetry is dunning: a new attempt of the invoice's payment with
 // the account's default payment method (perhaps a new one by now).
-func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+func (s *Service) OnPaymentRetry(ctx context.Context, run Runner, ev events.Event) error {
+	tx := run.DB()
 	if err := s.learnInvoice(ctx, tx, ev); err != nil {
 		return err
 	}
@@ -228,14 +225,14 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 	if inv.AmountDue <= 0 {
 		return nil
 	}
-	p, err := getPayment(ctx, tx, invoicePaymentID(inv.InvoiceID), true)
-	if errors.Is(err, payments.ErrNotFound) {
-		return notCollected(ctx, inv, s.collect(ctx, tx, inv))
+	p, err := tx.Payment(ctx, InvoicePaymentID(inv.InvoiceID), true)
+	if errors.Is(err, ErrNotFound) {
+		return notCollected(ctx, inv, s.collect(ctx, run, inv))
 	}
 	if err != nil {
 		return err
 	}
-	if p.Status != payments.RequiresPaymentMethod || p.Op() != "" {
+	if p.Status != RequiresPaymentMethod || p.Op() != "" {
 		return nil // paid, in progress, or waiting for an action
 	}
 	acct, err := s.collectionAccount(ctx, inv)
@@ -245,19 +242,20 @@ func (s *service) onPaymentRetry(ctx context.Context, tx pgx.Tx, ev events.Event
 	if acct.Active() != nil {
 		return s.refuseCollection(ctx, tx, p, acct, true)
 	}
-	m, err := defaultMethod(ctx, tx, p.AccountID)
-	if errors.Is(err, payments.ErrNoMethod) {
+	m, err := tx.DefaultMethod(ctx, p.AccountID)
+	if errors.Is(err, ErrNoMethod) {
 		slog.InfoContext(ctx, "dunning retry without a default payment method", "invoice_id", inv.InvoiceID)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	_, err = s.confirm(ctx, s.within(tx), p.ID, payments.Anyone, m.ID, nil)
+	_, err = s.Confirm(ctx, run, p.ID, Anyone, m.ID, nil)
 	return notCollected(ctx, inv, err)
 }
 
-func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) error {
+func (s *Service) collect(ctx context.Context, run Runner, inv invoiceSummary) error {
+	tx := run.DB()
 	if _, err := uuid.Parse(inv.InvoiceID); err != nil {
 		return events.Permanent(fmt.Errorf("invoice %q: not an invoice id", inv.InvoiceID))
 	}
@@ -280,61 +278,33 @@ func (s *service) collect(ctx context.Context, tx pgx.Tx, inv invoiceSummary) er
 	invoiceID := inv.InvoiceID
 	if acct.Active() != nil {
 		now := s.now()
-		p := &payments.Payment{ID: invoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
-			Amount: inv.AmountDue, Currency: cur, CaptureMethod: payments.CaptureAutomatic, Description: "Invoice " + inv.Number,
+		p := &Payment{ID: InvoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
+			Amount: inv.AmountDue, Currency: cur, CaptureMethod: CaptureAutomatic, Description: "Invoice " + inv.Number,
 			Metadata: map[string]string{"invoice_number": inv.Number}, CreatedAt: now, UpdatedAt: now}
 		return s.refuseCollection(ctx, tx, p, acct, false)
 	}
-	m, err := defaultMethod(ctx, tx, acct.ID)
-	if errors.Is(err, payments.ErrNoMethod) {
+	m, err := tx.DefaultMethod(ctx, acct.ID)
+	if errors.Is(err, ErrNoMethod) {
 		slog.InfoContext(ctx, "invoice not collected: the account has no default payment method", "invoice_id", inv.InvoiceID)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	in := createInput{ID: invoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
-		Amount: inv.AmountDue, Currency: cur, PaymentMethod: m.ID, CaptureMethod: payments.CaptureAutomatic, Confirm: true,
+	in := CreateInput{ID: InvoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
+		Amount: inv.AmountDue, Currency: cur, PaymentMethod: m.ID, CaptureMethod: CaptureAutomatic, Confirm: true,
 		Description: "Invoice " + inv.Number, Metadata: map[string]string{"invoice_number": inv.Number}}
-	_, err = s.create(ctx, s.within(tx), in, nil)
+	_, err = s.Create(ctx, run, in, nil)
 	return err
 }
 
-// tick is the schedule's periodic work; every part is idempotent.
-func (s *service) tick(ctx context.Context) error {
-	var errs []error
-	if _, err := s.sandbox.SettleDue(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("sandbox settlement: %w", err))
-	}
-	if _, err := s.sandbox.Flush(ctx); err != nil {
-		slog.WarnContext(ctx, "sandbox webhooks wait for handle-webhook", "err", err.Error())
-	}
-	if err := s.reconcile(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("reconciliation: %w", err))
-	}
-	if err := s.expire(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("authorization expiry: %w", err))
-	}
-	// The sandbox keeps a week of delivered webhooks, as a gateway's log.
-	if _, err := s.d.Pool.Exec(ctx, `DELETE FROM sandbox_webhooks WHERE sent_at < $1`, s.now().Add(-7*24*time.Hour)); err != nil {
-		errs = append(errs, fmt.Errorf("sandbox webhook log: %w", err))
-	}
-	if _, err := idempotency.Sweep(ctx, s.d.Pool); err != nil {
-		errs = append(errs, fmt.Errorf("idempotency sweep: %w", err))
-	}
-	if _, err := s.d.Publisher.Sweep(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("outbox sweep: %w", err))
-	}
-	return errors.Join(errs...)
-}
-
-// reconcile asks the gateways for the truth about payments and refunds
+// Reconcile asks the gateways for the truth about payments and refunds
 // that waited longer than RECONCILE_AFTER, and settles them. Repeating a
 // call uses the original idempotency key, so it never charges, captures or
 // refunds twice.
-func (s *service) reconcile(ctx context.Context) error {
-	before := s.now().Add(-s.cfg.ReconcileAfter.D())
-	ids, err := unsettled(ctx, s.d.Pool, before, 100)
+func (s *Service) Reconcile(ctx context.Context) error {
+	before := s.now().Add(-s.ReconcileAfter)
+	ids, err := s.Store.Unsettled(ctx, before, 100)
 	if err != nil {
 		return err
 	}
@@ -344,7 +314,7 @@ func (s *service) reconcile(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("payment %s: %w", id, err))
 		}
 	}
-	rids, err := pendingRefunds(ctx, s.d.Pool, before, 100)
+	rids, err := s.Store.PendingRefunds(ctx, before, 100)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -356,47 +326,47 @@ func (s *service) reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (s *service) reconcilePayment(ctx context.Context, id string) error {
-	p, err := getPayment(ctx, s.d.Pool, id, false)
+func (s *Service) reconcilePayment(ctx context.Context, id string) error {
+	p, err := s.db().Payment(ctx, id, false)
 	if err != nil {
 		return err
 	}
 	op := p.Op()
 	var (
-		st   payments.GatewayState
+		st   GatewayState
 		cerr error
 	)
-	ask := p.Status == payments.Processing || op != ""
+	ask := p.Status == Processing || op != ""
 	if ask {
-		st, cerr = s.call(ctx, p, func(cctx context.Context, gw payments.Gateway) (payments.GatewayState, error) {
+		st, cerr = s.call(ctx, p, func(cctx context.Context, gw Gateway) (GatewayState, error) {
 			if p.GatewayPaymentID != nil {
 				st, err := gw.Retrieve(cctx, *p.GatewayPaymentID)
-				var ge *payments.GatewayError
-				if !(errors.As(err, &ge) && ge.Code == "resource_missing" && op == payments.OpConfirm) {
+				var ge *GatewayError
+				if !(errors.As(err, &ge) && ge.Code == "resource_missing" && op == OpConfirm) {
 					return st, err
 				}
 			}
-			if op != payments.OpConfirm && p.Status != payments.Processing {
-				return payments.GatewayState{}, &payments.GatewayError{Gateway: gw.Name(), Code: "resource_missing", Rejected: true}
+			if op != OpConfirm && p.Status != Processing {
+				return GatewayState{}, &GatewayError{Gateway: gw.Name(), Code: "resource_missing", Rejected: true}
 			}
 			// The object's id never came back: repeat the original call
 			// with its key; the gateway answers it (again) once.
-			a, err := currentAttempt(ctx, s.d.Pool, p)
+			a, err := s.db().CurrentAttempt(ctx, p)
 			if err != nil {
-				return payments.GatewayState{}, err
+				return GatewayState{}, err
 			}
-			return gw.Charge(cctx, payments.ChargeRequest{PaymentID: p.ID, Key: payments.GatewayKey(p.ID, "a"+fmt.Sprint(p.Attempts)),
+			return gw.Charge(cctx, ChargeRequest{PaymentID: p.ID, Key: GatewayKey(p.ID, "a"+fmt.Sprint(p.Attempts)),
 				GatewayPaymentID: p.GatewayObject(), Amount: p.Amount, Currency: p.Currency, PaymentMethod: a.PaymentMethod,
 				CaptureMethod: p.CaptureMethod, Description: p.Description})
 		})
 	}
-	var ge *payments.GatewayError
+	var ge *GatewayError
 	missing := errors.As(cerr, &ge) && ge.Code == "resource_missing"
 	if cerr != nil && !missing {
 		return cerr // try again at the next tick
 	}
-	err = s.newTx(ctx, func(tx pgx.Tx) error {
-		q, err := getPayment(ctx, tx, id, true)
+	err = s.Store.Fresh().Run(ctx, func(tx Tx) error {
+		q, err := tx.Payment(ctx, id, true)
 		if err != nil {
 			return err
 		}
@@ -406,56 +376,56 @@ func (s *service) reconcilePayment(ctx context.Context, id string) error {
 		now := s.now()
 		e := emitter{ctx: ctx}
 		if cerr == nil {
-			e.changed(q, payments.ApplyGateway(q, st, true, q.Attempts, now))
-			if op == payments.OpConfirm || q.Status != payments.Processing {
-				a := payments.Attempt{N: q.Attempts, Status: payments.AttemptStatus(q.Status), GatewayPaymentID: q.GatewayPaymentID, FinishedAt: &now}
-				if q.Status == payments.Processing {
+			e.changed(q, ApplyGateway(q, st, true, q.Attempts, now))
+			if op == OpConfirm || q.Status != Processing {
+				a := Attempt{N: q.Attempts, Status: AttemptStatus(q.Status), GatewayPaymentID: q.GatewayPaymentID, FinishedAt: &now}
+				if q.Status == Processing {
 					a.FinishedAt = nil
 				}
-				if le := q.LastPaymentError; q.Status == payments.RequiresPaymentMethod && le != nil {
-					a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &le.Code, payments.Nullable(le.DeclineCode), &le.Reason, payments.Nullable(le.Message)
+				if le := q.LastPaymentError; q.Status == RequiresPaymentMethod && le != nil {
+					a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage = &le.Code, Nullable(le.DeclineCode), &le.Reason, Nullable(le.Message)
 				}
 				if q.Attempts > 0 {
-					if err := finishAttempt(ctx, tx, q.ID, a); err != nil {
+					if err := tx.FinishAttempt(ctx, q.ID, a); err != nil {
 						return err
 					}
 				}
 			}
 		}
-		if missing && q.Status == payments.Processing && op == "" {
+		if missing && q.Status == Processing && op == "" {
 			// Not at the gateway at all: the attempt failed before it.
-			e.changed(q, payments.ApplyGateway(q, payments.GatewayState{Status: payments.RequiresPaymentMethod, At: payments.SyncTime(now),
-				Decline: &payments.Decline{Code: "resource_missing", Message: "the gateway has no such payment"}}, true, q.Attempts, now))
+			e.changed(q, ApplyGateway(q, GatewayState{Status: RequiresPaymentMethod, At: SyncTime(now),
+				Decline: &Decline{Code: "resource_missing", Message: "the gateway has no such payment"}}, true, q.Attempts, now))
 		}
 		q.SetOp("", now)
 		q.UpdatedAt = now
-		if err := updatePayment(ctx, tx, q); err != nil {
+		if err := tx.UpdatePayment(ctx, q); err != nil {
 			return err
 		}
 		return e.flush(tx)
 	})
 	if err == nil {
-		s.d.Publisher.Kick()
+		s.kick()
 	}
 	return err
 }
 
-func (s *service) reconcileRefund(ctx context.Context, id string) error {
-	r, err := getRefund(ctx, s.d.Pool, id, false)
+func (s *Service) reconcileRefund(ctx context.Context, id string) error {
+	r, err := s.db().Refund(ctx, id, false)
 	if err != nil {
 		return err
 	}
-	gw := s.gateways[r.Gateway]
+	gw := s.Gateways[r.Gateway]
 	if gw == nil {
 		return fmt.Errorf("gateway %s is not configured", r.Gateway)
 	}
-	cctx, cancel := detached(ctx, s.cfg.GatewayTimeout.D())
+	cctx, cancel := detached(ctx, s.GatewayTimeout)
 	defer cancel()
-	var res payments.RefundResult
+	var res RefundResult
 	if r.GatewayRefundID != nil {
 		res, err = gw.RetrieveRefund(cctx, *r.GatewayRefundID)
 	} else {
-		p, perr := getPayment(ctx, s.d.Pool, r.PaymentID, false)
+		p, perr := s.db().Payment(ctx, r.PaymentID, false)
 		if perr != nil {
 			return perr
 		}
@@ -470,26 +440,26 @@ func (s *service) reconcileRefund(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		res, err = gw.Refund(cctx, payments.RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.GatewayObject(),
-			Key: payments.GatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
+		res, err = gw.Refund(cctx, RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.GatewayObject(),
+			Key: GatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
 	}
-	if payments.UnknownOutcome(err) {
+	if UnknownOutcome(err) {
 		return err
 	}
-	_, err = s.finishRefund(ctx, s.fresh(), id, res, err, nil)
+	_, err = s.finishRefund(ctx, s.Store.Fresh(), id, res, err, nil)
 	return err
 }
 
-// expire cancels authorizations older than AUTHORIZATION_TTL, releasing
+// Expire cancels authorizations older than AUTHORIZATION_TTL, releasing
 // the hold (Stripe cancels uncaptured PaymentIntents after 7 days).
-func (s *service) expire(ctx context.Context) error {
-	ids, err := expiredAuthorizations(ctx, s.d.Pool, s.now().Add(-s.cfg.AuthorizationTTL.D()), 100)
+func (s *Service) Expire(ctx context.Context) error {
+	ids, err := s.Store.ExpiredAuthorizations(ctx, s.now().Add(-s.AuthorizationTTL), 100)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, id := range ids {
-		_, err := s.cancel(ctx, s.fresh(), id, payments.Anyone, "expired", nil)
+		_, err := s.Cancel(ctx, s.Store.Fresh(), id, Anyone, "expired", nil)
 		var pe *problem.Error
 		if err != nil && !(errors.As(err, &pe) && pe.Status() < 500) {
 			errs = append(errs, fmt.Errorf("payment %s: %w", id, err))

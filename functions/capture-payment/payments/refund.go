@@ -1,6 +1,11 @@
 package payments
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/billfn/billfn/shared/problem"
+)
 
 // Refund is a refund as the API and the refund events show it.
 type Refund struct {
@@ -27,4 +32,30 @@ type Refund struct {
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	N          int       `json:"-"` // the payment's n-th refund (ledger reference)
+}
+
+// HoldSource decides what a new refund of amount on payment p draws on
+// in the ledger. A payment without an invoice stays in its account. For an
+// invoice payment, the part its invoice did not need was credited to the
+// account (amount_unapplied), the rest went to revenue; a refund takes
+// the credited part first, from the account, then the rest from revenue.
+// One refund draws on one of them: a refund that would straddle both is
+// refused, naming the amount that can be refunded from the account alone.
+func HoldSource(ctx context.Context, tx Tx, p *Payment, amount int64) (string, error) {
+	if p.InvoiceID == nil {
+		return "account", nil
+	}
+	unapplied, fromAccount, err := tx.Credit(ctx, p.ID)
+	if err != nil {
+		return "", err
+	}
+	credit := max(unapplied-fromAccount, 0)
+	switch {
+	case credit == 0:
+		return "revenue", nil
+	case amount <= credit:
+		return "account", nil
+	}
+	return "", problem.New(problem.Conflict, "%d of this payment was credited to the account (its invoice did not need it): refund that part on its own first", credit).
+		With("amount_credited", credit)
 }

@@ -1,8 +1,9 @@
-package main
+package store
 
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/postgres"
-	"github.com/billfn/billfn/shared/problem"
 )
+
+// DB is what a pool and a transaction have in common.
+type DB = db
 
 // db is what a pool and a transaction have in common.
 type db interface {
@@ -57,18 +60,20 @@ func paymentArgs(p *payments.Payment) []any {
 		p.CapturedAt, p.CanceledAt, p.CreatedAt, p.UpdatedAt, p.Announced}
 }
 
-// insertPayment inserts p; it reports false when a payment with p's id
+// InsertPayment inserts p; it reports false when a payment with p's id
 // already exists (a request re-run after a crash).
-func insertPayment(ctx context.Context, q db, p *payments.Payment) (bool, error) {
+func (t Tx) InsertPayment(ctx context.Context, p *payments.Payment) (bool, error) {
+	q := t.q
 	tag, err := q.Exec(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (`+paymentValues+`) ON CONFLICT (id) DO NOTHING`,
 		paymentArgs(p)...)
 	return err == nil && tag.RowsAffected() == 1, err
 }
 
-// insertConfirming records a new payment and its first attempt in one
+// InsertConfirming records a new payment and its first attempt in one
 // statement (atomic on its own): the intent to charge, before the gateway
 // is called. It reports false when the payment exists.
-func insertConfirming(ctx context.Context, q db, p *payments.Payment, a payments.Attempt) (bool, error) {
+func (t Tx) InsertConfirming(ctx context.Context, p *payments.Payment, a payments.Attempt) (bool, error) {
+	q := t.q
 	args := append(paymentArgs(p), a.N, a.Gateway, a.PaymentMethod, a.StartedAt)
 	if pool, ok := q.(*pgxpool.Pool); ok && a.Gateway == payments.GatewaySandbox {
 		q = asyncDB{pool} // see asyncCommit
@@ -94,8 +99,9 @@ func paymentUpdateArgs(p *payments.Payment) []any {
 		p.CapturedAt, p.CanceledAt, p.UpdatedAt, p.Announced}
 }
 
-// updatePayment writes every mutable member of p.
-func updatePayment(ctx context.Context, q db, p *payments.Payment) error {
+// UpdatePayment writes every mutable member of p.
+func (t Tx) UpdatePayment(ctx context.Context, p *payments.Payment) error {
+	q := t.q
 	_, err := q.Exec(ctx, `UPDATE payments SET `+updateSet+` WHERE id = $1`, paymentUpdateArgs(p)...)
 	return err
 }
@@ -119,7 +125,8 @@ func staleVersion(err error) bool {
 	return errors.As(err, &pg) && pg.Code == "22012"
 }
 
-func getPayment(ctx context.Context, q db, id string, lock bool) (*payments.Payment, error) {
+func (t Tx) Payment(ctx context.Context, id string, lock bool) (*payments.Payment, error) {
+	q := t.q
 	sql := `SELECT ` + paymentCols + ` FROM payments WHERE id = $1`
 	if lock {
 		sql += ` FOR UPDATE`
@@ -131,7 +138,8 @@ func getPayment(ctx context.Context, q db, id string, lock bool) (*payments.Paym
 	return p, err
 }
 
-func paymentByGatewayID(ctx context.Context, q db, gateway, gatewayPaymentID string, lock bool) (*payments.Payment, error) {
+func (t Tx) PaymentByGatewayID(ctx context.Context, gateway, gatewayPaymentID string, lock bool) (*payments.Payment, error) {
+	q := t.q
 	sql := `SELECT ` + paymentCols + ` FROM payments WHERE gateway = $1 AND gateway_payment_id = $2`
 	if lock {
 		sql += ` FOR UPDATE`
@@ -143,20 +151,8 @@ func paymentByGatewayID(ctx context.Context, q db, gateway, gatewayPaymentID str
 	return p, err
 }
 
-// paymentFilter selects a page of payments.
-type paymentFilter struct {
-	UserID, AccountID, InvoiceID, Status string
-	Limit                                int
-	After                                *pageKey
-}
-
-// pageKey is the keyset position of a list: newest first.
-type pageKey struct {
-	CreatedAt time.Time `json:"t"`
-	ID        string    `json:"id"`
-}
-
-func listPayments(ctx context.Context, q db, f paymentFilter) ([]*payments.Payment, error) {
+func (t Tx) Payments(ctx context.Context, f payments.PaymentFilter) ([]*payments.Payment, error) {
+	q := t.q
 	var w postgres.Where
 	if f.UserID != "" {
 		w.And("user_id = ?", f.UserID)
@@ -181,13 +177,15 @@ func listPayments(ctx context.Context, q db, f paymentFilter) ([]*payments.Payme
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*payments.Payment, error) { return scanPayment(r) })
 }
 
-func insertAttempt(ctx context.Context, q db, paymentID string, a payments.Attempt) error {
+func (t Tx) InsertAttempt(ctx context.Context, paymentID string, a payments.Attempt) error {
+	q := t.q
 	_, err := q.Exec(ctx, `INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, paymentID, a.N, a.Gateway, a.PaymentMethod, a.Status, a.StartedAt)
 	return err
 }
 
-func finishAttempt(ctx context.Context, q db, paymentID string, a payments.Attempt) error {
+func (t Tx) FinishAttempt(ctx context.Context, paymentID string, a payments.Attempt) error {
+	q := t.q
 	_, err := q.Exec(ctx, `UPDATE payment_attempts SET status = $3, gateway_payment_id = $4, failure_code = $5,
 		decline_code = $6, failure_reason = $7, failure_message = $8, gateway_error = $9, finished_at = $10
 		WHERE payment_id = $1 AND n = $2`, paymentID, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode,
@@ -195,7 +193,8 @@ func finishAttempt(ctx context.Context, q db, paymentID string, a payments.Attem
 	return err
 }
 
-func listAttempts(ctx context.Context, q db, paymentID string) ([]payments.Attempt, error) {
+func (t Tx) Attempts(ctx context.Context, paymentID string) ([]payments.Attempt, error) {
+	q := t.q
 	rows, err := q.Query(ctx, `SELECT n, gateway, payment_method, status, gateway_payment_id, failure_code, decline_code,
 		failure_reason, failure_message, gateway_error, started_at, finished_at
 		FROM payment_attempts WHERE payment_id = $1 ORDER BY n`, paymentID)
@@ -220,7 +219,8 @@ func scanRefund(row pgx.Row) (*payments.Refund, error) {
 	return r, err
 }
 
-func getRefund(ctx context.Context, q db, id string, lock bool) (*payments.Refund, error) {
+func (t Tx) Refund(ctx context.Context, id string, lock bool) (*payments.Refund, error) {
+	q := t.q
 	sql := `SELECT ` + refundCols + ` FROM refunds r JOIN payments p ON p.id = r.payment_id WHERE r.id = $1`
 	if lock {
 		sql += ` FOR UPDATE OF r`
@@ -232,7 +232,8 @@ func getRefund(ctx context.Context, q db, id string, lock bool) (*payments.Refun
 	return r, err
 }
 
-func refundByGatewayID(ctx context.Context, q db, gateway, gatewayRefundID string) (*payments.Refund, error) {
+func (t Tx) RefundByGatewayID(ctx context.Context, gateway, gatewayRefundID string) (*payments.Refund, error) {
+	q := t.q
 	r, err := scanRefund(q.QueryRow(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
 		WHERE r.gateway = $1 AND r.gateway_refund_id = $2 FOR UPDATE OF r`, gateway, gatewayRefundID))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -241,7 +242,8 @@ func refundByGatewayID(ctx context.Context, q db, gateway, gatewayRefundID strin
 	return r, err
 }
 
-func listRefunds(ctx context.Context, q db, paymentID string) ([]*payments.Refund, error) {
+func (t Tx) Refunds(ctx context.Context, paymentID string) ([]*payments.Refund, error) {
+	q := t.q
 	rows, err := q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
 		WHERE r.payment_id = $1 ORDER BY r.N`, paymentID)
 	if err != nil {
@@ -259,8 +261,9 @@ func listRefunds(ctx context.Context, q db, paymentID string) ([]*payments.Refun
 	return out, rows.Err()
 }
 
-// insertRefund inserts r; false when it exists (a re-run).
-func insertRefund(ctx context.Context, q db, r *payments.Refund) (bool, error) {
+// InsertRefund inserts r; false when it exists (a re-run).
+func (t Tx) InsertRefund(ctx context.Context, r *payments.Refund) (bool, error) {
+	q := t.q
 	tag, err := q.Exec(ctx, `INSERT INTO refunds (id, payment_id, n, account_id, user_id, invoice_id, amount, currency,
 		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at, hold_source)
 		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT (id) DO NOTHING`,
@@ -269,50 +272,35 @@ func insertRefund(ctx context.Context, q db, r *payments.Refund) (bool, error) {
 	return err == nil && tag.RowsAffected() == 1, err
 }
 
-func updateRefund(ctx context.Context, q db, r *payments.Refund) error {
+func (t Tx) UpdateRefund(ctx context.Context, r *payments.Refund) error {
+	q := t.q
 	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5,
 		ledger_hold_id = $6 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt, r.LedgerHoldID)
 	return err
 }
 
-// holdSource decides what a new refund of amount on payment p draws on
-// in the ledger. A payment without an invoice stays in its account. For an
-// invoice payment, the part its invoice did not need was credited to the
-// account (amount_unapplied), the rest went to revenue; a refund takes
-// the credited part first, from the account, then the rest from revenue.
-// One refund draws on one of them: a refund that would straddle both is
-// refused, naming the amount that can be refunded from the account alone.
-func holdSource(ctx context.Context, q db, p *payments.Payment, amount int64) (string, error) {
-	if p.InvoiceID == nil {
-		return "account", nil
-	}
-	var unapplied, fromAccount int64
-	if err := q.QueryRow(ctx, `SELECT amount_unapplied,
+// Credit returns what of invoice payment paymentID was credited to its
+// account (amount_unapplied) and what refunds took from the account so far
+// (pending or succeeded); payments.HoldSource decides from them.
+func (t Tx) Credit(ctx context.Context, paymentID string) (unapplied, fromAccount int64, err error) {
+	err = t.q.QueryRow(ctx, `SELECT amount_unapplied,
 		(SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = $1 AND hold_source = 'account' AND status IN ('pending', 'succeeded'))
-		FROM payments WHERE id = $1`, p.ID).Scan(&unapplied, &fromAccount); err != nil {
-		return "", err
-	}
-	credit := max(unapplied-fromAccount, 0)
-	switch {
-	case credit == 0:
-		return "revenue", nil
-	case amount <= credit:
-		return "account", nil
-	}
-	return "", problem.New(problem.Conflict, "%d of this payment was credited to the account (its invoice did not need it): refund that part on its own first", credit).
-		With("amount_credited", credit)
+		FROM payments WHERE id = $1`, paymentID).Scan(&unapplied, &fromAccount)
+	return unapplied, fromAccount, err
 }
 
-// setUnapplied records the part of an invoice payment its invoice did not
+// SetUnapplied records the part of an invoice payment its invoice did not
 // need (it never shrinks: generate-invoice reports a payment once).
-func setUnapplied(ctx context.Context, q db, paymentID string, amount int64) error {
+func (t Tx) SetUnapplied(ctx context.Context, paymentID string, amount int64) error {
+	q := t.q
 	_, err := q.Exec(ctx, `UPDATE payments SET amount_unapplied = greatest(amount_unapplied, $2) WHERE id = $1`, paymentID, amount)
 	return err
 }
 
-// deleteRefund removes a refund that never reached the gateway (its
+// DeleteRefund removes a refund that never reached the gateway (its
 // reservation was refused): a refused refund leaves nothing behind.
-func deleteRefund(ctx context.Context, q db, id string) error {
+func (t Tx) DeleteRefund(ctx context.Context, id string) error {
+	q := t.q
 	_, err := q.Exec(ctx, `DELETE FROM refunds WHERE id = $1 AND gateway_refund_id IS NULL AND ledger_hold_id IS NULL`, id)
 	return err
 }
@@ -326,7 +314,8 @@ func scanMethod(row pgx.Row) (*payments.Method, error) {
 	return m, err
 }
 
-func getMethod(ctx context.Context, q db, accountID, id string) (*payments.Method, error) {
+func (t Tx) Method(ctx context.Context, accountID, id string) (*payments.Method, error) {
+	q := t.q
 	m, err := scanMethod(q.QueryRow(ctx, `SELECT `+methodCols+` FROM payment_methods WHERE id = $1 AND account_id = $2`, id, accountID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, payments.ErrNoMethod
@@ -334,7 +323,8 @@ func getMethod(ctx context.Context, q db, accountID, id string) (*payments.Metho
 	return m, err
 }
 
-func defaultMethod(ctx context.Context, q db, accountID string) (*payments.Method, error) {
+func (t Tx) DefaultMethod(ctx context.Context, accountID string) (*payments.Method, error) {
+	q := t.q
 	m, err := scanMethod(q.QueryRow(ctx, `SELECT `+methodCols+` FROM payment_methods WHERE account_id = $1 AND is_default`, accountID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, payments.ErrNoMethod
@@ -342,7 +332,8 @@ func defaultMethod(ctx context.Context, q db, accountID string) (*payments.Metho
 	return m, err
 }
 
-func insertMethod(ctx context.Context, q db, m *payments.Method) error {
+func (t Tx) InsertMethod(ctx context.Context, m *payments.Method) error {
+	q := t.q
 	if m.Default {
 		if _, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = false WHERE account_id = $1 AND is_default`, m.AccountID); err != nil {
 			return err
@@ -353,7 +344,8 @@ func insertMethod(ctx context.Context, q db, m *payments.Method) error {
 	return err
 }
 
-func setDefaultMethod(ctx context.Context, q db, m *payments.Method) error {
+func (t Tx) SetDefaultMethod(ctx context.Context, m *payments.Method) error {
+	q := t.q
 	if _, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = false WHERE account_id = $1 AND is_default AND id <> $2`,
 		m.AccountID, m.ID); err != nil {
 		return err
@@ -363,18 +355,14 @@ func setDefaultMethod(ctx context.Context, q db, m *payments.Method) error {
 	return err
 }
 
-func deleteMethod(ctx context.Context, q db, id string) error {
+func (t Tx) DeleteMethod(ctx context.Context, id string) error {
+	q := t.q
 	_, err := q.Exec(ctx, `DELETE FROM payment_methods WHERE id = $1`, id)
 	return err
 }
 
-// methodKey is the keyset position of the methods list (oldest first).
-type methodKey struct {
-	CreatedAt time.Time `json:"t"`
-	ID        string    `json:"id"`
-}
-
-func listMethods(ctx context.Context, q db, accountID, userID string, after *methodKey, limit int) ([]*payments.Method, error) {
+func (t Tx) Methods(ctx context.Context, accountID, userID string, after *payments.MethodKey, limit int) ([]*payments.Method, error) {
+	q := t.q
 	var w postgres.Where
 	w.And("account_id = ?", accountID)
 	if userID != "" {
@@ -391,9 +379,10 @@ func listMethods(ctx context.Context, q db, accountID, userID string, after *met
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*payments.Method, error) { return scanMethod(r) })
 }
 
-// unsettled returns ids of payments waiting on a gateway for longer than
+// Unsettled returns ids of payments waiting on a gateway for longer than
 // since: processing, or with a gateway operation whose answer never came.
-func unsettled(ctx context.Context, q db, before time.Time, limit int) ([]string, error) {
+func (t Tx) Unsettled(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	q := t.q
 	rows, err := q.Query(ctx, `SELECT id FROM payments
 		WHERE (status = 'processing' OR pending_op IS NOT NULL) AND updated_at < $1
 		ORDER BY updated_at LIMIT $2`, before, limit)
@@ -403,8 +392,9 @@ func unsettled(ctx context.Context, q db, before time.Time, limit int) ([]string
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// pendingRefunds returns ids of refunds still pending after before.
-func pendingRefunds(ctx context.Context, q db, before time.Time, limit int) ([]string, error) {
+// PendingRefunds returns ids of refunds still pending after before.
+func (t Tx) PendingRefunds(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	q := t.q
 	rows, err := q.Query(ctx, `SELECT id FROM refunds WHERE status = 'pending' AND updated_at < $1
 		ORDER BY updated_at LIMIT $2`, before, limit)
 	if err != nil {
@@ -413,8 +403,9 @@ func pendingRefunds(ctx context.Context, q db, before time.Time, limit int) ([]s
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// expiredAuthorizations returns payments authorized before before and never captured.
-func expiredAuthorizations(ctx context.Context, q db, before time.Time, limit int) ([]string, error) {
+// ExpiredAuthorizations returns payments authorized before before and never captured.
+func (t Tx) ExpiredAuthorizations(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	q := t.q
 	rows, err := q.Query(ctx, `SELECT id FROM payments WHERE status = 'requires_capture' AND authorized_at < $1
 		AND pending_op IS NULL ORDER BY authorized_at LIMIT $2`, before, limit)
 	if err != nil {
@@ -433,6 +424,13 @@ func expiredAuthorizations(ctx context.Context, q db, before time.Time, limit in
 // the client's retry (same Idempotency-Key) runs the flow again. Writes
 // before a call to a real gateway are never asynchronous.
 const asyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// Async returns pool as a DB whose every statement commits asynchronously
+// (see asyncCommit): the sandbox's books use it.
+func Async(pool *pgxpool.Pool) DB { return asyncDB{pool} }
+
+// AsyncCommit is asyncCommit, for the sandbox's transactions.
+const AsyncCommit = asyncCommit
 
 // asyncDB runs each statement as a pipeline [asyncCommit, statement]: one
 // round trip, one implicit transaction committed asynchronously.
@@ -486,4 +484,118 @@ func (r batchRow) Scan(dest ...any) error {
 		err = cerr
 	}
 	return err
+}
+
+// PutInvoice stores f unless what is stored is as far along: a higher
+// status rank wins; within a rank (and the same status) a higher
+// amount_paid. It reports whether f was stored.
+func (t Tx) PutInvoice(ctx context.Context, f payments.InvoiceFacts, source string) (bool, error) {
+	q := t.q
+	var stored bool
+	err := q.QueryRow(ctx, `INSERT INTO payment_invoices AS i (id, account_id, user_id, currency, total, amount_paid,
+			amount_due, status, status_rank, source, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
+		ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, user_id = coalesce(EXCLUDED.user_id, i.user_id),
+			currency = EXCLUDED.currency, total = EXCLUDED.total, amount_paid = greatest(i.amount_paid, EXCLUDED.amount_paid),
+			amount_due = EXCLUDED.amount_due, status = EXCLUDED.status, status_rank = EXCLUDED.status_rank,
+			source = EXCLUDED.source, updated_at = now()
+		WHERE i.status_rank < EXCLUDED.status_rank
+			OR (i.status_rank = EXCLUDED.status_rank AND i.status = EXCLUDED.status AND i.amount_paid < EXCLUDED.amount_paid)
+			OR (i.status = 'draft' AND EXCLUDED.status = 'draft')
+		RETURNING true`, f.ID, f.AccountID, payments.Nullable(f.UserID), f.Currency, f.Total, f.AmountPaid, f.AmountDue,
+		f.Status, payments.InvoiceRank(f.Status), source).Scan(&stored)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return stored, err
+}
+
+// LockInvoice reads and locks the facts of invoice id; ok is false when
+// the read model does not know it.
+func (t Tx) LockInvoice(ctx context.Context, id string) (f payments.InvoiceFacts, ok bool, err error) {
+	tx := t.q
+	var user *string
+	err = tx.QueryRow(ctx, `SELECT id, account_id, user_id, currency, total, amount_paid, amount_due, status
+		FROM payment_invoices WHERE id = $1 FOR UPDATE`, id).
+		Scan(&f.ID, &f.AccountID, &user, &f.Currency, &f.Total, &f.AmountPaid, &f.AmountDue, &f.Status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payments.InvoiceFacts{}, false, nil
+	}
+	f.InvoiceID, f.UserID = f.ID, payments.Str(user)
+	return f, err == nil, err
+}
+
+func (t Tx) InvoiceLoad(ctx context.Context, invoiceID, except string) (payments.InvoiceLoad, error) {
+	tx := t.q
+	var l payments.InvoiceLoad
+	err := tx.QueryRow(ctx, `SELECT coalesce(sum(amount_captured), 0)::bigint,
+			count(*) FILTER (WHERE status IN ('processing', 'requires_action', 'requires_capture') OR pending_op = 'confirm')
+		FROM payments WHERE invoice_id = $1 AND id <> $2`, invoiceID, except).Scan(&l.Captured, &l.InFlight)
+	return l, err
+}
+
+func (t Tx) CurrentAttempt(ctx context.Context, p *payments.Payment) (payments.Attempt, error) {
+	q := t.q
+	as, err := Tx{q: q}.Attempts(ctx, p.ID)
+	if err != nil {
+		return payments.Attempt{}, err
+	}
+	for _, a := range as {
+		if a.N == p.Attempts {
+			return a, nil
+		}
+	}
+	return payments.Attempt{}, errors.New("payment " + p.ID + " has no attempt " + strconv.Itoa(p.Attempts))
+}
+
+// LockRefund locks a refund and its payment (payment first, as every
+// other writer does).
+func (t Tx) LockRefund(ctx context.Context, id string) (*payments.Payment, *payments.Refund, error) {
+	tx := t.q
+	var pid string
+	if err := tx.QueryRow(ctx, `SELECT payment_id FROM refunds WHERE id = $1`, id).Scan(&pid); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, nil, payments.ErrNoRefund
+		}
+		return nil, nil, err
+	}
+	p, err := Tx{q: tx}.Payment(ctx, pid, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := Tx{q: tx}.Refund(ctx, id, true)
+	return p, r, err
+}
+
+// SettleOpenAttempt finishes attempt a of paymentID if it is still open
+// (a gateway's news never reopens a finished attempt).
+func (t Tx) SettleOpenAttempt(ctx context.Context, paymentID string, a payments.Attempt) error {
+	_, err := t.q.Exec(ctx, `UPDATE payment_attempts SET status = $3, gateway_payment_id = $4, failure_code = $5,
+		decline_code = $6, failure_reason = $7, failure_message = $8, finished_at = $9
+		WHERE payment_id = $1 AND n = $2 AND status IN ('pending', 'processing', 'requires_action', 'requires_capture')`,
+		paymentID, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode, a.FailureReason, a.FailureMessage, a.FinishedAt)
+	return err
+}
+
+// PaymentExists reports whether payment id exists.
+func (t Tx) PaymentExists(ctx context.Context, id string) (bool, error) {
+	var exists bool
+	err := t.q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM payments WHERE id = $1)`, id).Scan(&exists)
+	return exists, err
+}
+
+// Unsettled returns ids of payments waiting on a gateway for longer than
+// before: processing, or with a gateway operation whose answer never came.
+func (s *Store) Unsettled(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	return s.tx(s.pool).Unsettled(ctx, before, limit)
+}
+
+// PendingRefunds returns ids of refunds still pending after before.
+func (s *Store) PendingRefunds(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	return s.tx(s.pool).PendingRefunds(ctx, before, limit)
+}
+
+// ExpiredAuthorizations returns payments authorized before before and never captured.
+func (s *Store) ExpiredAuthorizations(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	return s.tx(s.pool).ExpiredAuthorizations(ctx, before, limit)
 }

@@ -1,0 +1,117 @@
+package payments
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/billfn/billfn/shared/events"
+)
+
+// Tx is what the use cases need from the store inside one transaction (or
+// on the pool, where each statement is atomic on its own). The store
+// package implements it; every SQL statement lives there.
+type Tx interface {
+	Payment(ctx context.Context, id string, lock bool) (*Payment, error)
+	PaymentByGatewayID(ctx context.Context, gateway, gatewayPaymentID string, lock bool) (*Payment, error)
+	Payments(ctx context.Context, f PaymentFilter) ([]*Payment, error)
+	// InsertPayment reports false when a payment with p's id exists.
+	InsertPayment(ctx context.Context, p *Payment) (bool, error)
+	// InsertConfirming records a new payment and its first attempt at
+	// once; false when the payment exists.
+	InsertConfirming(ctx context.Context, p *Payment, a Attempt) (bool, error)
+	UpdatePayment(ctx context.Context, p *Payment) error
+
+	InsertAttempt(ctx context.Context, paymentID string, a Attempt) error
+	FinishAttempt(ctx context.Context, paymentID string, a Attempt) error
+	// SettleOpenAttempt finishes attempt a if it is still open (pending,
+	// processing, requires_action or requires_capture).
+	SettleOpenAttempt(ctx context.Context, paymentID string, a Attempt) error
+	Attempts(ctx context.Context, paymentID string) ([]Attempt, error)
+	CurrentAttempt(ctx context.Context, p *Payment) (Attempt, error)
+
+	Refund(ctx context.Context, id string, lock bool) (*Refund, error)
+	RefundByGatewayID(ctx context.Context, gateway, gatewayRefundID string) (*Refund, error)
+	Refunds(ctx context.Context, paymentID string) ([]*Refund, error)
+	// LockRefund locks a refund and its payment (payment first).
+	LockRefund(ctx context.Context, id string) (*Payment, *Refund, error)
+	InsertRefund(ctx context.Context, r *Refund) (bool, error)
+	UpdateRefund(ctx context.Context, r *Refund) error
+	DeleteRefund(ctx context.Context, id string) error
+	// Credit is what of an invoice payment was credited to its account and
+	// what refunds took from the account so far.
+	Credit(ctx context.Context, paymentID string) (unapplied, fromAccount int64, err error)
+	SetUnapplied(ctx context.Context, paymentID string, amount int64) error
+
+	Method(ctx context.Context, accountID, id string) (*Method, error)
+	DefaultMethod(ctx context.Context, accountID string) (*Method, error)
+	Methods(ctx context.Context, accountID, userID string, after *MethodKey, limit int) ([]*Method, error)
+	InsertMethod(ctx context.Context, m *Method) error
+	SetDefaultMethod(ctx context.Context, m *Method) error
+	DeleteMethod(ctx context.Context, id string) error
+
+	PutInvoice(ctx context.Context, f InvoiceFacts, source string) (bool, error)
+	LockInvoice(ctx context.Context, id string) (f InvoiceFacts, ok bool, err error)
+	InvoiceLoad(ctx context.Context, invoiceID, except string) (InvoiceLoad, error)
+	PaymentExists(ctx context.Context, id string) (bool, error)
+
+	// Emit writes events into the outbox of the transaction.
+	Emit(ctx context.Context, msgs []Message) error
+	// Record stores the answer of the request in the transaction (what
+	// Answer made of its outcome).
+	Record(ctx context.Context, answer any) error
+}
+
+// Runner runs the steps of a flow: each in a new transaction (an HTTP
+// request, whose gateway call happens between two of them), or all in
+// the caller's (an event handler, inside the receiver's transaction).
+type Runner interface {
+	Run(ctx context.Context, fn func(Tx) error) error
+	// DB is where a single statement runs (atomic on its own).
+	DB() Tx
+	// Pipelined reports whether a finishing write may go as one pipeline
+	// in an implicit transaction (Store.Pipeline).
+	Pipelined() bool
+}
+
+// Store is the store outside any transaction.
+type Store interface {
+	Fresh() Runner
+	// Pipeline writes p (only if still at version) with attempt a, msgs
+	// and the answer at once; false, having written nothing, when p moved.
+	Pipeline(ctx context.Context, p *Payment, version time.Time, a Attempt, msgs []Message, answer any) (bool, error)
+	// MarkCapture marks a payment capturing in one statement, or fails
+	// with ErrNotMarked.
+	MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64) (*Payment, error)
+	Unsettled(ctx context.Context, before time.Time, limit int) ([]string, error)
+	PendingRefunds(ctx context.Context, before time.Time, limit int) ([]string, error)
+	ExpiredAuthorizations(ctx context.Context, before time.Time, limit int) ([]string, error)
+}
+
+// ErrNotMarked is MarkCapture's answer for a payment it could not mark.
+var ErrNotMarked = errors.New("payment not marked")
+
+// Message is one event for the outbox.
+type Message struct {
+	Topic, Key string
+	Event      events.Event
+}
+
+// Outcome is how a request ended, for the answer the api gives.
+type Outcome int
+
+// The outcomes of a request.
+const (
+	// Created: a new payment or refund.
+	Created Outcome = iota + 1
+	// Done: the operation happened.
+	Done
+	// Pending: the gateway's answer is unknown yet; reconciliation or a
+	// webhook settles it.
+	Pending
+)
+
+// Answer turns a request's outcome and result into what the store records
+// as its answer in the same transaction (nil: nothing to record, for
+// event-driven work).
+type Answer func(o Outcome, body any) any

@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/pgbatch"
+	"github.com/billfn/billfn/shared/postgres"
+)
+
+// Store is capture-payment's Postgres: payments, attempts, refunds, saved
+// methods, the invoice read model, the outbox and the idempotent answers.
+type Store struct {
+	pool *pgxpool.Pool
+	// source is the function's name, the source of the events it writes.
+	source string
+}
+
+// New returns the store of pool; source names the events it writes.
+func New(pool *pgxpool.Pool, source string) *Store { return &Store{pool: pool, source: source} }
+
+// Tx is the store inside one transaction, or on the pool, where each
+// statement is atomic on its own. It implements payments.Tx.
+type Tx struct {
+	q      db
+	pool   *pgxpool.Pool
+	source string
+}
+
+// runner runs the steps of a flow: each in a new transaction (HTTP
+// requests, whose gateway call happens between two of them), or all in the
+// caller's (event handlers, inside the receiver's transaction).
+type runner struct {
+	s  *Store
+	tx pgx.Tx
+}
+
+// Fresh runs each step in a transaction of its own.
+func (s *Store) Fresh() payments.Runner { return runner{s: s} }
+
+// Within runs every step in tx (an event handler's transaction).
+func (s *Store) Within(tx pgx.Tx) payments.Runner { return runner{s: s, tx: tx} }
+
+// Run runs fn in the runner's transaction.
+func (r runner) Run(ctx context.Context, fn func(payments.Tx) error) error {
+	if r.tx != nil {
+		return fn(r.s.tx(r.tx))
+	}
+	return postgres.Tx(ctx, r.s.pool, func(tx pgx.Tx) error { return fn(r.s.tx(tx)) })
+}
+
+// DB is where a single statement runs (atomic on its own).
+func (r runner) DB() payments.Tx {
+	if r.tx != nil {
+		return r.s.tx(r.tx)
+	}
+	return r.s.tx(r.s.pool)
+}
+
+// Pipelined reports whether a finishing write may go as one pipeline of
+// statements in an implicit transaction (not inside the caller's).
+func (r runner) Pipelined() bool { return r.tx == nil }
+
+func (s *Store) tx(q db) Tx { return Tx{q: q, pool: s.pool, source: s.source} }
+
+// Handler adapts an event handler on the domain's transaction to the
+// receiver's.
+func (s *Store) Handler(fn func(ctx context.Context, run payments.Runner, ev events.Event) error) events.Handler {
+	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error { return fn(ctx, s.Within(tx), ev) }
+}
+
+// Emit writes msgs into the outbox, in the transaction.
+func (t Tx) Emit(ctx context.Context, msgs []payments.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	tx, ok := t.q.(pgx.Tx)
+	if !ok {
+		return errors.New("store: events are written only inside a transaction")
+	}
+	out := make([]outbox.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = outbox.Message{Topic: m.Topic, Key: m.Key, Event: m.Event}
+	}
+	return outbox.Add(ctx, tx, t.source, out...)
+}
+
+// Record stores the answer of the request in the transaction: answer is
+// the api's idempotency.Response (nil: nothing to store).
+func (t Tx) Record(ctx context.Context, answer any) error {
+	if answer == nil {
+		return nil
+	}
+	resp, ok := answer.(idempotency.Response)
+	if !ok {
+		return fmt.Errorf("store: cannot record a %T as a request's answer", answer)
+	}
+	tx, ok := t.q.(pgx.Tx)
+	if !ok {
+		return errors.New("store: an answer is recorded only inside a transaction")
+	}
+	return idempotency.Complete(ctx, tx, resp)
+}
+
+// Pipeline writes a flow's finishing record as one pipeline in one
+// implicit transaction: the payment (only if still at version) and its
+// attempt, the outbox events, the request's answer. It reports false,
+// having written nothing, when the payment moved since.
+func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.Time, a payments.Attempt, msgs []payments.Message, answer any) (bool, error) {
+	b := &pgx.Batch{}
+	guardedUpdate(b, p, version, a)
+	t := s.tx(pgbatch.Queue(b))
+	if err := t.Emit(ctx, msgs); err != nil {
+		return false, err
+	}
+	if err := t.Record(ctx, answer); err != nil {
+		return false, err
+	}
+	err := pgbatch.Send(ctx, s.pool, b)
+	if staleVersion(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// MarkCapture marks payment id as capturing amount (0: all capturable) in
+// one statement, if it is in requires_capture with no pending operation,
+// is user's ("" for anyone), and can capture amount. It returns the marked
+// payment, or payments.ErrNotMarked when it could not be marked.
+func (s *Store) MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64) (*payments.Payment, error) {
+	b := &pgx.Batch{}
+	// Asynchronous for the sandbox (see asyncCommit): a lost mark is
+	// harmless, the capture's key is fixed and the sandbox is in the WAL.
+	b.Queue(`SELECT set_config('synchronous_commit', CASE (SELECT gateway FROM payments WHERE id = $1)
+		WHEN 'sandbox' THEN 'off' ELSE 'on' END, true)`, id)
+	b.Queue(`UPDATE payments SET pending_op = 'capture', op_started_at = $2, updated_at = $2
+		WHERE id = $1 AND status = 'requires_capture' AND pending_op IS NULL AND ($3 = '' OR user_id::text = $3)
+		AND ($4 = 0 OR amount_capturable >= $4) RETURNING `+paymentCols, id, now, user, amount)
+	br := s.pool.SendBatch(ctx, b)
+	_, err := br.Exec()
+	var p *payments.Payment
+	if err == nil {
+		p, err = scanPayment(br.QueryRow())
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, payments.ErrNotMarked
+	}
+	return p, err
+}
