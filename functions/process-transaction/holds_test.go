@@ -13,12 +13,6 @@ import (
 	"github.com/billfn/billfn/shared/events"
 )
 
-// Hold resolutions capture-payment requests by event.
-const (
-	typeHoldCaptureRequested = "billfn.hold.capture_requested"
-	typeHoldVoidRequested    = "billfn.hold.void_requested"
-)
-
 // A refund's hold is resolved by capture-payment through its outbox: the
 // resolution is applied once, however often it is delivered, and only
 // from capture-payment.
@@ -39,7 +33,7 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 		return t0
 	}
 	resolve := func(source, typ, id string, amount int64) events.Event {
-		ev, err := events.New(context.Background(), source, typ, id, ledger.HoldResolution{TransferID: id, Amount: amount})
+		ev, err := events.New(context.Background(), source, typ, id, events.HoldResolution{TransferID: id, Amount: amount})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +42,7 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 
 	// A forged capture (another source) is parked: nothing moves.
 	h1 := hold(3_000)
-	if r := e.deliver(resolve("generate-invoice", typeHoldCaptureRequested, h1.ID, 0)); r.Code >= 300 {
+	if r := e.deliver(resolve("generate-invoice", events.TypeHoldCaptureRequested, h1.ID, 0)); r.Code >= 300 {
 		t.Fatalf("forged capture delivery: %d %s", r.Code, r.Body)
 	}
 	if got := e.get(a.ID); got.Balance != 10_000 || got.Held != 3_000 {
@@ -56,13 +50,13 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 	}
 
 	// capture-payment's capture, delivered twice (two event ids), moves it once.
-	capture := resolve(api.HoldResolver, typeHoldCaptureRequested, h1.ID, 0)
+	capture := resolve(api.HoldResolver, events.TypeHoldCaptureRequested, h1.ID, 0)
 	for i := 0; i < 2; i++ {
 		if r := e.deliver(capture); r.Code >= 300 {
 			t.Fatalf("capture delivery %d: %d %s", i, r.Code, r.Body)
 		}
 	}
-	if r := e.deliver(resolve(api.HoldResolver, typeHoldCaptureRequested, h1.ID, 0)); r.Code >= 300 {
+	if r := e.deliver(resolve(api.HoldResolver, events.TypeHoldCaptureRequested, h1.ID, 0)); r.Code >= 300 {
 		t.Fatalf("a second capture request: %d %s", r.Code, r.Body)
 	}
 	if got := e.get(a.ID); got.Balance != 7_000 || got.Held != 0 || got.Available != 7_000 {
@@ -72,7 +66,7 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 	// A void releases a hold; voiding it again changes nothing.
 	h2 := hold(2_000)
 	for i := 0; i < 2; i++ {
-		if r := e.deliver(resolve(api.HoldResolver, typeHoldVoidRequested, h2.ID, 0)); r.Code >= 300 {
+		if r := e.deliver(resolve(api.HoldResolver, events.TypeHoldVoidRequested, h2.ID, 0)); r.Code >= 300 {
 			t.Fatalf("void delivery %d: %d %s", i, r.Code, r.Body)
 		}
 	}
@@ -80,7 +74,7 @@ func TestRefundHoldIsResolvedByEventFromCapturePaymentOnly(t *testing.T) {
 		t.Fatalf("after the void %+v", got)
 	}
 	var parked int
-	if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE type = $1`, typeHoldCaptureRequested).Scan(&parked); err != nil {
+	if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE type = $1`, events.TypeHoldCaptureRequested).Scan(&parked); err != nil {
 		t.Fatal(err)
 	}
 	if parked != 1 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/process-transaction/store"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/redis"
 )
@@ -26,14 +27,13 @@ type Service struct {
 // New wires the service on d and subscribes its event handlers; now is its
 // clock (injectable for hold expiry).
 func New(d *platform.Deps, now func() time.Time) *Service {
-	registerCodes()
 	s := &Service{d: d, now: now, store: store.New(d.Pool, d.Name), cache: d.Cache("accounts")}
 	s.commit = store.NewCommitter(d.Pool, d.Name, now, s.changed)
 	d.Collect(store.Collectors()...)
-	d.Events.OnSelf(typeRequested, s.onRequested)
+	d.Events.OnSelf(events.TypeTransactionRequested, s.onRequested)
 	d.Events.SelfBatch = s.onRequestedBatch
-	d.Events.OnSelf(typeHoldCaptureRequested, s.onHoldResolve)
-	d.Events.OnSelf(typeHoldVoidRequested, s.onHoldResolve)
+	d.Events.OnSelf(events.TypeHoldCaptureRequested, s.onHoldResolve)
+	d.Events.OnSelf(events.TypeHoldVoidRequested, s.onHoldResolve)
 	d.Events.Tick = s.Tick
 	return s
 }
@@ -61,8 +61,9 @@ func (s *Service) changed(accounts []string) {
 	s.d.Publisher.Kick()
 }
 
-// Handler serves the route table behind the platform's access checks.
-func (s *Service) Handler() *http.ServeMux { return s.d.Mux(s.Routes()) }
+// Handler serves the route table behind the platform's access checks, with
+// the function's code → status table (Statuses) installed.
+func (s *Service) Handler() http.Handler { return Statuses.Middleware(s.d.Mux(s.Routes())) }
 
 // Routes is process-transaction's HTTP surface: who may call what
 // (docs/process-transaction.md carries the same table), the rate-limit

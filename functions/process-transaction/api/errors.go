@@ -2,38 +2,23 @@ package api
 
 import (
 	"net/http"
-	"sync"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/problem"
 )
 
-// statuses is this function's one table from the ledger's error codes to
-// HTTP statuses (the codes every function shares are shared/problem's).
-var statuses = map[problem.Code]struct {
-	status int
-	title  string
-}{
-	ledger.InsufficientFunds: {http.StatusUnprocessableEntity, "Insufficient funds"},
-	ledger.AccountFrozen:     {http.StatusUnprocessableEntity, "Account frozen"},
-	ledger.AccountClosed:     {http.StatusUnprocessableEntity, "Account closed"},
-	ledger.CurrencyMismatch:  {http.StatusUnprocessableEntity, "Currency mismatch"},
-	ledger.SameAccount:       {http.StatusUnprocessableEntity, "Same account"},
-	ledger.AmountInvalid:     {http.StatusUnprocessableEntity, "Invalid amount"},
-	ledger.AccountNotEmpty:   {http.StatusConflict, "Account not empty"},
-	ledger.TransferNotHeld:   {http.StatusConflict, "Transfer is not an open hold"},
-	ledger.CaptureExceeds:    {http.StatusUnprocessableEntity, "Capture exceeds the hold"},
-	ledger.BatchRejected:     {http.StatusUnprocessableEntity, "Atomic batch rejected"},
-}
-
-var registerOnce sync.Once
-
-// registerCodes hands the table to shared/problem, which still keeps one
-// process-wide registry.
-func registerCodes() {
-	registerOnce.Do(func() {
-		for code, s := range statuses {
-			problem.Register(code, s.status, s.title)
-		}
-	})
+// Statuses is this function's one table from the ledger's error codes to
+// HTTP statuses (the codes every function shares are problem.Common's).
+// Handler installs it in front of every route, the event receiver's too.
+var Statuses = problem.Statuses{
+	ledger.InsufficientFunds: {Status: http.StatusUnprocessableEntity, Title: "Insufficient funds"},
+	ledger.AccountFrozen:     {Status: http.StatusUnprocessableEntity, Title: "Account frozen"},
+	ledger.AccountClosed:     {Status: http.StatusUnprocessableEntity, Title: "Account closed"},
+	ledger.CurrencyMismatch:  {Status: http.StatusUnprocessableEntity, Title: "Currency mismatch"},
+	ledger.SameAccount:       {Status: http.StatusUnprocessableEntity, Title: "Same account"},
+	ledger.AmountInvalid:     {Status: http.StatusUnprocessableEntity, Title: "Invalid amount"},
+	ledger.AccountNotEmpty:   {Status: http.StatusConflict, Title: "Account not empty"},
+	ledger.TransferNotHeld:   {Status: http.StatusConflict, Title: "Transfer is not an open hold"},
+	ledger.CaptureExceeds:    {Status: http.StatusUnprocessableEntity, Title: "Capture exceeds the hold"},
+	ledger.BatchRejected:     {Status: http.StatusUnprocessableEntity, Title: "Atomic batch rejected"},
 }

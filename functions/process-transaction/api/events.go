@@ -16,17 +16,11 @@ import (
 	"github.com/billfn/billfn/shared/problem"
 )
 
-// Events this function applies.
-const (
-	typeRequested            = "billfn.transaction.requested"
-	typeHoldCaptureRequested = "billfn.hold.capture_requested"
-	typeHoldVoidRequested    = "billfn.hold.void_requested"
-	// HoldResolver is the one source allowed to resolve holds by event:
-	// capture-payment reserves a refund's amount with a hold before it asks
-	// the gateway, and resolves the hold by the gateway's answer through
-	// its outbox.
-	HoldResolver = "capture-payment"
-)
+// HoldResolver is the one source allowed to resolve holds by event:
+// capture-payment reserves a refund's amount with a hold before it asks
+// the gateway, and resolves the hold by the gateway's answer through
+// its outbox.
+const HoldResolver = "capture-payment"
 
 // eventCaller is who an event-requested transfer acts as: a trusted
 // deliverer (Kafka ACLs guard who may produce), so any account may be named.
@@ -35,7 +29,7 @@ var eventCaller = auth.Principal{Subject: ledger.SystemUser, Role: auth.RoleServ
 // opFor turns a billfn.transaction.requested event into an op. Its
 // idempotency key is the event's (source, id): a redelivery replays.
 func (s *Service) opFor(ev events.Event) (*ledger.Op, error) {
-	var data ledger.Requested
+	var data events.TransactionRequested
 	if err := events.Decode(ev, &data); err != nil {
 		return nil, err
 	}
@@ -47,11 +41,11 @@ func (s *Service) opFor(ev events.Event) (*ledger.Op, error) {
 			return nil, events.Permanent(fmt.Errorf("transfer %s: the event does not name both accounts by id", data.TransferID))
 		}
 		// Transfers and accounts are looked up by canonical, lower-case id.
-		req := data.TransferRequest
+		req := ledger.TransferRequest(data.TransferRequest)
 		req.FromAccountID, req.ToAccountID = strings.ToLower(req.FromAccountID), strings.ToLower(req.ToAccountID)
 		return &ledger.Op{Complete: strings.ToLower(data.TransferID), Req: req, Caller: eventCaller}, nil
 	}
-	req := data.TransferRequest
+	req := ledger.TransferRequest(data.TransferRequest)
 	if err := req.Validate("", s.now()); err != nil {
 		return nil, events.Permanent(err)
 	}
@@ -77,7 +71,7 @@ func (s *Service) onRequested(ctx context.Context, ev events.Event) error {
 func (s *Service) onRequestedBatch(ctx context.Context, evs []events.Event) error {
 	u := &ledger.Unit{}
 	for _, ev := range evs {
-		if ev.Type() != typeRequested {
+		if ev.Type() != events.TypeTransactionRequested {
 			if err := s.onHoldResolve(ctx, ev); err != nil {
 				return err
 			}
@@ -95,7 +89,7 @@ func (s *Service) onRequestedBatch(ctx context.Context, evs []events.Event) erro
 	var permanent error
 	for _, o := range u.Ops {
 		if err := classify(o.Res.Err); err != nil {
-			if !events.IsPermanent(err) {
+			if !events.IsPermanentIn(problem.WithStatuses(ctx, Statuses), err) {
 				return err
 			}
 			permanent = err
@@ -107,7 +101,7 @@ func (s *Service) onRequestedBatch(ctx context.Context, evs []events.Event) erro
 // classify turns an op's outcome into the event handler's answer: a
 // rejection was decided and recorded (nil); an accepted transfer that does
 // not exist is permanent; other problems are permanent (4xx: parked) or
-// retryable (5xx), as events.IsPermanent classifies them.
+// retryable (5xx), as events.IsPermanentIn classifies them by Statuses.
 func classify(err error) error {
 	switch {
 	case ledger.IsRejection(err):
@@ -142,7 +136,7 @@ func (s *Service) onHoldResolve(ctx context.Context, ev events.Event) error {
 	if ev.Source() != events.Source(HoldResolver) {
 		return events.Permanent(fmt.Errorf("%s from %q: holds are resolved by event only for %s", ev.Type(), ev.Source(), HoldResolver))
 	}
-	var d ledger.HoldResolution
+	var d events.HoldResolution
 	if err := events.Decode(ev, &d); err != nil {
 		return err
 	}
@@ -150,7 +144,7 @@ func (s *Service) onHoldResolve(ctx context.Context, ev events.Event) error {
 		return events.Permanent(fmt.Errorf("%s: transfer_id %q / amount %d", ev.Type(), d.TransferID, d.Amount))
 	}
 	want := ledger.TransferCaptured
-	if ev.Type() == typeHoldVoidRequested {
+	if ev.Type() == events.TypeHoldVoidRequested {
 		want, d.Amount = ledger.TransferVoided, 0
 	}
 	t, err := s.store.UpdateHold(ctx, strings.ToLower(d.TransferID), s.now().UTC().Truncate(time.Microsecond),
@@ -167,11 +161,10 @@ func (s *Service) onHoldResolve(ctx context.Context, ev events.Event) error {
 	if errors.Is(err, ledger.ErrAlreadyResolved) {
 		return nil
 	}
-	var pe *problem.Error
-	if errors.As(err, &pe) && pe.Status() < 500 {
-		return events.Permanent(err)
-	}
 	if err != nil {
+		if Statuses.Status(err) < 500 {
+			return events.Permanent(err) // a rule said no: retrying changes nothing
+		}
 		return err
 	}
 	s.changed([]string{t.FromAccountID, t.ToAccountID})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/functions/process-transaction/store"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
@@ -177,7 +178,7 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 	for i := range in.Transfers {
 		req := in.Transfers[i]
 		if err := req.Validate(fmt.Sprintf("transfers/%d/", i), now); err != nil {
-			var pe *problem.Error
+			var pe *apperr.Error
 			if errors.As(err, &pe) && len(pe.Errors) > 0 {
 				v.Add(pe.Errors...)
 			} else {
@@ -202,8 +203,8 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 	for i, o := range u.Ops {
 		if o.Res.Err != nil {
 			failed = true
-			d, pe := problem.Doc(nil, "", o.Res.Err)
-			if pe.Status() >= 500 {
+			d, _ := Statuses.Doc(nil, "", o.Res.Err)
+			if d.Status >= 500 {
 				problem.Write(w, r, o.Res.Err) // the whole group failed: retry the batch
 				return
 			}

@@ -3,6 +3,8 @@ package ledger
 import (
 	"fmt"
 	"time"
+
+	"github.com/billfn/billfn/shared/events"
 )
 
 // Op is one transfer to decide.
@@ -84,9 +86,9 @@ func lookup(id, number string, books, byNumber map[string]*Book) *Book {
 
 // NewTransfer is the transfer o asks for between from and to, not decided yet.
 func NewTransfer(o *Op, from, to *Book, now time.Time) *Transfer {
-	return &Transfer{ID: o.ID, FromAccountID: from.ID, ToAccountID: to.ID, Amount: o.Req.Amount, Currency: o.Req.Currency,
-		Description: o.Req.Description, ReferenceID: o.Req.ReferenceID, Metadata: o.Req.Metadata,
-		Pending: o.Req.Pending, ExpiresAt: o.Req.ExpiresAt, CreatedAt: now, FromUser: from.UserID, ToUser: to.UserID}
+	return &Transfer{Transfer: events.Transfer{ID: o.ID, FromAccountID: from.ID, ToAccountID: to.ID, Amount: o.Req.Amount,
+		Currency: o.Req.Currency, Description: o.Req.Description, ReferenceID: o.Req.ReferenceID, Metadata: o.Req.Metadata,
+		Pending: o.Req.Pending, ExpiresAt: o.Req.ExpiresAt, CreatedAt: now}, FromUser: from.UserID, ToUser: to.UserID}
 }
 
 // Sink receives a group's decisions; the store turns them into rows.

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/apperr"
 )
 
 // Codes of the ledger's own errors. A transfer that breaks a rule answers
@@ -14,16 +14,16 @@ import (
 // state are stored as rejected transfers (with the code as the reason)
 // for audit. The api package maps each code to its HTTP status.
 const (
-	InsufficientFunds problem.Code = "insufficient_funds"
-	AccountFrozen     problem.Code = "account_frozen"
-	AccountClosed     problem.Code = "account_closed"
-	CurrencyMismatch  problem.Code = "currency_mismatch"
-	SameAccount       problem.Code = "same_account"
-	AmountInvalid     problem.Code = "amount_invalid"
-	AccountNotEmpty   problem.Code = "account_not_empty"
-	TransferNotHeld   problem.Code = "transfer_not_held"
-	CaptureExceeds    problem.Code = "capture_exceeds_hold"
-	BatchRejected     problem.Code = "batch_rejected"
+	InsufficientFunds apperr.Code = "insufficient_funds"
+	AccountFrozen     apperr.Code = "account_frozen"
+	AccountClosed     apperr.Code = "account_closed"
+	CurrencyMismatch  apperr.Code = "currency_mismatch"
+	SameAccount       apperr.Code = "same_account"
+	AmountInvalid     apperr.Code = "amount_invalid"
+	AccountNotEmpty   apperr.Code = "account_not_empty"
+	TransferNotHeld   apperr.Code = "transfer_not_held"
+	CaptureExceeds    apperr.Code = "capture_exceeds_hold"
+	BatchRejected     apperr.Code = "batch_rejected"
 )
 
 // ErrAlreadyResolved: a hold is already in the state a resolution asks for
@@ -33,13 +33,26 @@ var ErrAlreadyResolved = errors.New("hold already resolved")
 // ErrNoSuchTransfer: an accepted transfer named by an event does not exist.
 var ErrNoSuchTransfer = errors.New("no such transfer")
 
-func reason(c problem.Code) *string { s := string(c); return &s }
+func reason(c apperr.Code) *string { s := string(c); return &s }
+
+// Rejected is the error of a transfer a rule rejected: unlike a request
+// refused before anything was stored, the attempt is kept, as TransferID.
+type Rejected struct {
+	Coded      *apperr.Error // the reason's code, with transfer_id for the problem document
+	TransferID string
+}
+
+func (r *Rejected) Error() string { return r.Coded.Error() }
+
+// Unwrap exposes the coded error: errors.As finds it, and problem
+// documents show it with its transfer_id.
+func (r *Rejected) Unwrap() error { return r.Coded }
 
 // Rejection is the error a rejected transfer answers: its reason's code,
 // and the id the attempt is kept under (transfer_id).
 func Rejection(t *Transfer) error {
-	code := problem.Code(*t.RejectReason)
-	detail := map[problem.Code]string{
+	code := apperr.Code(*t.RejectReason)
+	detail := map[apperr.Code]string{
 		InsufficientFunds: "the source account's available balance is lower than the amount",
 		AccountFrozen:     "the source account is frozen",
 		AccountClosed:     "an account of the transfer is closed",
@@ -49,14 +62,15 @@ func Rejection(t *Transfer) error {
 	if detail == "" {
 		detail = strings.ReplaceAll(string(code), "_", " ")
 	}
-	return problem.New(code, "%s; the attempt is kept as transfer %s", detail, t.ID).With("transfer_id", t.ID)
+	e := apperr.New(code, "%s; the attempt is kept as transfer %s", detail, t.ID).With("transfer_id", t.ID)
+	return &Rejected{Coded: e, TransferID: t.ID}
 }
 
 // IsRejection reports whether err is a decided rejection (the transfer is
 // stored), as opposed to a request refused before anything was stored.
 func IsRejection(err error) bool {
-	var pe *problem.Error
-	return errors.As(err, &pe) && pe.Extra["transfer_id"] != nil
+	var r *Rejected
+	return errors.As(err, &r)
 }
 
 // ReusedKey is the error of an idempotency key already used for another
@@ -64,57 +78,57 @@ func IsRejection(err error) bool {
 // "event:<source>"), which the message must name as such.
 func ReusedKey(scope, key string) error {
 	if src, ok := strings.CutPrefix(scope, "event:"); ok {
-		return problem.New(problem.IdempotencyKeyReused,
+		return apperr.New(apperr.IdempotencyKeyReused,
 			"event id %q from source %q was already used for a different transfer; a new event needs a new id", key, src)
 	}
-	return problem.New(problem.IdempotencyKeyReused, "this Idempotency-Key was used for a different transfer; use a new key for a new request")
+	return apperr.New(apperr.IdempotencyKeyReused, "this Idempotency-Key was used for a different transfer; use a new key for a new request")
 }
 
 // KeyInFlight: another request with the same key is being stored.
 func KeyInFlight() error {
-	return &problem.Error{Code: problem.IdempotencyInFlight, Detail: "a request with this Idempotency-Key is being processed; retry shortly",
+	return &apperr.Error{Code: apperr.IdempotencyInFlight, Detail: "a request with this Idempotency-Key is being processed; retry shortly",
 		RetryAfter: time.Second}
 }
 
-func errNoSource() error      { return problem.New(problem.NotFound, "no such source account") }
-func errNoDestination() error { return problem.New(problem.NotFound, "no such destination account") }
+func errNoSource() error      { return apperr.New(apperr.NotFound, "no such source account") }
+func errNoDestination() error { return apperr.New(apperr.NotFound, "no such destination account") }
 func errSameAccount() error {
-	return problem.New(SameAccount, "a transfer needs two different accounts")
+	return apperr.New(SameAccount, "a transfer needs two different accounts")
 }
-func errReopen() error { return problem.New(problem.Conflict, "a closed account cannot be reopened") }
+func errReopen() error { return apperr.New(apperr.Conflict, "a closed account cannot be reopened") }
 
 func errNotEmpty(balance, held int64) error {
-	return problem.New(AccountNotEmpty, "the account still holds %d (and %d in open holds); move it out before closing", balance, held).
+	return apperr.New(AccountNotEmpty, "the account still holds %d (and %d in open holds); move it out before closing", balance, held).
 		With("balance", balance).With("held", held)
 }
 
 func errNotHeld(t *Transfer) error {
-	return problem.New(TransferNotHeld, "transfer %s is %s, not an open hold", t.ID, t.Status).With("status", t.Status)
+	return apperr.New(TransferNotHeld, "transfer %s is %s, not an open hold", t.ID, t.Status).With("status", t.Status)
 }
 
 func errCaptureExceeds(amount, held int64) error {
-	return problem.New(CaptureExceeds, "capture of %d exceeds the hold of %d", amount, held).With("held", held)
+	return apperr.New(CaptureExceeds, "capture of %d exceeds the hold of %d", amount, held).With("held", held)
 }
 
 // ErrAmountInvalid is the problem of a non-positive amount (field names the
 // offending member, e.g. "amount" or "transfers/3/amount").
 func ErrAmountInvalid(field string) error {
-	return &problem.Error{Code: AmountInvalid, Detail: "amount must be a positive integer in minor units",
-		Errors: []problem.FieldError{problem.Field(field, "must be greater than 0")}}
+	return &apperr.Error{Code: AmountInvalid, Detail: "amount must be a positive integer in minor units",
+		Errors: []apperr.FieldError{apperr.Field(field, "must be greater than 0")}}
 }
 
 func errOverflow() error {
-	return problem.New(AmountInvalid, "the amount would overflow an account's balance")
+	return apperr.New(AmountInvalid, "the amount would overflow an account's balance")
 }
 
 func errBatchItem() error {
-	return problem.New(BatchRejected, "not applied: another transfer of this atomic batch was rejected")
+	return apperr.New(BatchRejected, "not applied: another transfer of this atomic batch was rejected")
 }
 
 func errBatchRejection(t *Transfer) error {
-	return problem.New(problem.Code(*t.RejectReason), "%s", fmt.Sprintf("%s (nothing of the atomic batch was applied)", *t.RejectReason))
+	return apperr.New(apperr.Code(*t.RejectReason), "%s", fmt.Sprintf("%s (nothing of the atomic batch was applied)", *t.RejectReason))
 }
 
 // ErrNotFound is the problem of a resource that does not exist or that the
 // caller may not see (the two answer alike).
-func ErrNotFound(what string) error { return problem.New(problem.NotFound, "no such %s", what) }
+func ErrNotFound(what string) error { return apperr.New(apperr.NotFound, "no such %s", what) }

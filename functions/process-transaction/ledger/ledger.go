@@ -9,8 +9,7 @@
 package ledger
 
 import (
-	"encoding/json"
-	"time"
+	"github.com/billfn/billfn/shared/events"
 )
 
 // Account statuses.
@@ -45,22 +44,9 @@ type Caller interface {
 	Privileged() bool
 }
 
-// Account is an account as the API shows it.
-type Account struct {
-	ID            string          `json:"id"`
-	UserID        string          `json:"user_id"`
-	AccountNumber string          `json:"account_number"`
-	Currency      string          `json:"currency"`
-	Balance       int64           `json:"balance"`   // posted: credits − debits
-	Available     int64           `json:"available"` // balance − held
-	Held          int64           `json:"held"`      // open holds
-	AllowNegative bool            `json:"allow_negative"`
-	Status        string          `json:"status"`
-	Version       int64           `json:"version"`
-	Metadata      json.RawMessage `json:"metadata,omitempty"`
-	CreatedAt     time.Time       `json:"created_at"`
-	UpdatedAt     time.Time       `json:"updated_at"`
-}
+// Account is an account as the API and its events show it
+// (billfn.account.created/updated carry it as events.Account).
+type Account events.Account
 
 // SetStatus changes an account's status (an admin's decision). Closing
 // needs a zero balance and no open hold; a closed account stays closed. It
@@ -79,29 +65,12 @@ func (a *Account) SetStatus(status string) (changed bool, err error) {
 	return true, nil
 }
 
-// Transfer is a transfer as the API and the events show it.
+// Transfer is a transfer as the API shows it: the events' Transfer (the
+// data of billfn.transaction.* and billfn.hold.*) and the owners of its
+// two accounts, which decide what a caller may see of it.
 type Transfer struct {
-	ID             string          `json:"id"`
-	FromAccountID  string          `json:"from_account_id"`
-	ToAccountID    string          `json:"to_account_id"`
-	Amount         int64           `json:"amount"`
-	Currency       string          `json:"currency"`
-	Status         string          `json:"status"`
-	RejectReason   *string         `json:"reject_reason"`
-	Description    string          `json:"description"`
-	ReferenceID    string          `json:"reference_id"`
-	Metadata       json.RawMessage `json:"metadata,omitempty"`
-	Pending        bool            `json:"pending"`
-	CapturedAmount int64           `json:"captured_amount"`
-	ExpiresAt      *time.Time      `json:"expires_at"`
-	CreatedAt      time.Time       `json:"created_at"`
-	PostedAt       *time.Time      `json:"posted_at"`
-	FromBalance    *int64          `json:"from_balance,omitempty"`
-	FromAvailable  *int64          `json:"from_available,omitempty"`
-	ToBalance      *int64          `json:"to_balance,omitempty"`
-	ToAvailable    *int64          `json:"to_available,omitempty"`
+	events.Transfer
 
-	// Owners of the two accounts, for rendering per caller; never shown.
 	FromUser string `json:"-"`
 	ToUser   string `json:"-"`
 }
@@ -125,18 +94,4 @@ func (t *Transfer) VisibleTo(c Caller) bool { return c.CanAccess(t.FromUser) || 
 func (t *Transfer) snapshot(from, to *Book) {
 	fb, fa, tb, ta := from.Balance, from.Available(), to.Balance, to.Available()
 	t.FromBalance, t.FromAvailable, t.ToBalance, t.ToAvailable = &fb, &fa, &tb, &ta
-}
-
-// Requested is the data of billfn.transaction.requested: a transfer
-// request, and for a transfer accepted with 202 the id that decides it.
-type Requested struct {
-	TransferRequest
-	TransferID string `json:"transfer_id,omitempty"`
-}
-
-// HoldResolution is the data of billfn.hold.capture_requested and
-// billfn.hold.void_requested.
-type HoldResolution struct {
-	TransferID string `json:"transfer_id"`
-	Amount     int64  `json:"amount"` // capture only; 0 = the whole hold
 }

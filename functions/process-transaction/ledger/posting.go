@@ -3,8 +3,8 @@ package ledger
 import (
 	"time"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // Book is an account's balances while a decision runs: the store loads
@@ -64,7 +64,7 @@ func release(from *Book, amount int64) error {
 // reason, posting time and the balances after it. A rejection is an
 // outcome stored with the transfer, not an error.
 func Apply(t *Transfer, from, to *Book, now time.Time) {
-	reject := func(code problem.Code) { t.Status, t.RejectReason = TransferRejected, reason(code) }
+	reject := func(code apperr.Code) { t.Status, t.RejectReason = TransferRejected, reason(code) }
 	switch {
 	case t.Currency != from.Currency || t.Currency != to.Currency:
 		reject(CurrencyMismatch)
@@ -102,9 +102,9 @@ func ResolveHold(t *Transfer, from, to *Book, amount int64, status string, now t
 	case status == TransferCaptured && amount <= 0:
 		return ErrAmountInvalid("amount")
 	case status != TransferCaptured && (amount != 0 || (status != TransferVoided && status != TransferExpired)):
-		return problem.New(problem.Internal, "a hold cannot become %s with %d captured", status, amount)
+		return apperr.New(apperr.Internal, "a hold cannot become %s with %d captured", status, amount)
 	case amount > 0 && to.Status == StatusClosed:
-		return problem.New(AccountClosed, "the destination account is closed")
+		return apperr.New(AccountClosed, "the destination account is closed")
 	}
 	f, d := *from, *to
 	if err := release(&f, t.Amount); err != nil {

@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/events"
 )
 
 var now = time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
 
-func code(err error) problem.Code {
-	var pe *problem.Error
+func code(err error) apperr.Code {
+	var pe *apperr.Error
 	if errors.As(err, &pe) {
 		return pe.Code
 	}
@@ -30,7 +31,7 @@ func TestApplyDecidesByTheRulesInOrder(t *testing.T) {
 		amount      int64
 		pending     bool
 		want        string
-		reason      problem.Code
+		reason      apperr.Code
 		fromBalance int64
 		fromHeld    int64
 		toBalance   int64
@@ -49,7 +50,7 @@ func TestApplyDecidesByTheRulesInOrder(t *testing.T) {
 	}
 	for _, c := range cases {
 		from, to := c.from, c.to
-		tr := &Transfer{ID: "t", Amount: c.amount, Currency: "USD", Pending: c.pending}
+		tr := &Transfer{Transfer: events.Transfer{ID: "t", Amount: c.amount, Currency: "USD", Pending: c.pending}}
 		Apply(tr, &from, &to, now)
 		got := ""
 		if tr.RejectReason != nil {
@@ -82,14 +83,14 @@ func TestCaptureAndTransferObeyTheSamePostingRule(t *testing.T) {
 			for _, amount := range []int64{1, 10, math.MaxInt64} {
 				from, to := book("a", fb, 0), book("b", tb, 0)
 				from.AllowNegative, to.AllowNegative = true, true
-				tr := &Transfer{ID: "t", Amount: amount, Currency: "USD"}
+				tr := &Transfer{Transfer: events.Transfer{ID: "t", Amount: amount, Currency: "USD"}}
 				Apply(tr, from, to, now)
 				transferRefused := tr.Status == TransferRejected && *tr.RejectReason == string(AmountInvalid)
 
 				// The same amount captured from a hold on the same balances.
 				hf, ht := book("a", fb, amount), book("b", tb, 0)
 				hf.AllowNegative, ht.AllowNegative = true, true
-				hold := &Transfer{ID: "h", Amount: amount, Currency: "USD", Status: TransferHeld, Pending: true}
+				hold := &Transfer{Transfer: events.Transfer{ID: "h", Amount: amount, Currency: "USD", Status: TransferHeld, Pending: true}}
 				err := ResolveHold(hold, hf, ht, amount, TransferCaptured, now)
 				captureRefused := code(err) == AmountInvalid
 				if err != nil && !captureRefused {
@@ -111,7 +112,7 @@ func TestCaptureAndTransferObeyTheSamePostingRule(t *testing.T) {
 
 func TestHoldsAreCapturedPartlyVoidedOrExpiredOnce(t *testing.T) {
 	from, to := book("a", 1_000, 400), book("b", 0, 0)
-	hold := &Transfer{ID: "h", Amount: 400, Currency: "USD", Status: TransferHeld, Pending: true}
+	hold := &Transfer{Transfer: events.Transfer{ID: "h", Amount: 400, Currency: "USD", Status: TransferHeld, Pending: true}}
 	if err := ResolveHold(hold, from, to, 401, TransferCaptured, now); code(err) != CaptureExceeds {
 		t.Fatalf("over-capture: %v", err)
 	}
@@ -129,7 +130,7 @@ func TestHoldsAreCapturedPartlyVoidedOrExpiredOnce(t *testing.T) {
 	}
 	for _, status := range []string{TransferVoided, TransferExpired} {
 		from, to := book("a", 1_000, 400), book("b", 0, 0)
-		hold := &Transfer{ID: "h", Amount: 400, Currency: "USD", Status: TransferHeld, Pending: true}
+		hold := &Transfer{Transfer: events.Transfer{ID: "h", Amount: 400, Currency: "USD", Status: TransferHeld, Pending: true}}
 		if err := ResolveHold(hold, from, to, 0, status, now); err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +141,7 @@ func TestHoldsAreCapturedPartlyVoidedOrExpiredOnce(t *testing.T) {
 	closed := book("b", 0, 0)
 	closed.Status = StatusClosed
 	from = book("a", 1_000, 400)
-	hold = &Transfer{ID: "h", Amount: 400, Currency: "USD", Status: TransferHeld, Pending: true}
+	hold = &Transfer{Transfer: events.Transfer{ID: "h", Amount: 400, Currency: "USD", Status: TransferHeld, Pending: true}}
 	if err := ResolveHold(hold, from, closed, 400, TransferCaptured, now); code(err) != AccountClosed || from.Held != 400 {
 		t.Errorf("capture into a closed account: %v, held %d", err, from.Held)
 	}
@@ -168,7 +169,7 @@ func TestClosingNeedsAnEmptyAccountAndIsFinal(t *testing.T) {
 	if changed, err := a.SetStatus(StatusClosed); changed || err != nil {
 		t.Fatalf("close again: %v %v", changed, err)
 	}
-	if _, err := a.SetStatus(StatusActive); code(err) != problem.Conflict || a.Status != StatusClosed {
+	if _, err := a.SetStatus(StatusActive); code(err) != apperr.Conflict || a.Status != StatusClosed {
 		t.Fatalf("reopen: %v", err)
 	}
 }

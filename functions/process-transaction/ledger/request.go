@@ -3,7 +3,6 @@ package ledger
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/json"
 	"regexp"
 	"strings"
 	"time"
@@ -11,26 +10,15 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/pan"
-	"github.com/billfn/billfn/shared/problem"
 )
 
-// TransferRequest is the body of POST /transfers and the data of
-// billfn.transaction.requested. An account is named by id or by number.
-type TransferRequest struct {
-	FromAccountID     string          `json:"from_account_id,omitempty"`
-	ToAccountID       string          `json:"to_account_id,omitempty"`
-	FromAccountNumber string          `json:"from_account_number,omitempty"`
-	ToAccountNumber   string          `json:"to_account_number,omitempty"`
-	Amount            int64           `json:"amount"`
-	Currency          string          `json:"currency"`
-	Description       string          `json:"description,omitempty"`
-	ReferenceID       string          `json:"reference_id,omitempty"`
-	Metadata          json.RawMessage `json:"metadata,omitempty"`
-	Pending           bool            `json:"pending,omitempty"`
-	ExpiresAt         *time.Time      `json:"expires_at,omitempty"`
-}
+// TransferRequest is the body of POST /transfers and the request in
+// billfn.transaction.requested (events.TransferRequest, with its rules).
+type TransferRequest events.TransferRequest
 
 var (
 	numberRe = regexp.MustCompile(`^[A-Z0-9][A-Z0-9-]{3,33}$`)
@@ -57,12 +45,12 @@ func (r *TransferRequest) Validate(path string, now time.Time) error {
 	if err := c.Err(); err != nil {
 		return err
 	}
-	var v problem.Validator
+	var v apperr.Validator
 	v.Add(accountRef(path+"from_account", r.FromAccountID, r.FromAccountNumber)...)
 	v.Add(accountRef(path+"to_account", r.ToAccountID, r.ToAccountNumber)...)
 	cur, err := money.ParseCurrency(r.Currency)
 	if err != nil {
-		v.Add(problem.Field(path+"currency", "must be an ISO 4217 currency code such as USD"))
+		v.Add(apperr.Field(path+"currency", "must be an ISO 4217 currency code such as USD"))
 	} else {
 		r.Currency = string(cur)
 	}
@@ -95,18 +83,18 @@ func (r *TransferRequest) Validate(path string, now time.Time) error {
 	return nil
 }
 
-func accountRef(name, id, number string) []problem.FieldError {
+func accountRef(name, id, number string) []apperr.FieldError {
 	switch {
 	case id == "" && number == "":
-		return []problem.FieldError{problem.Field(name+"_id", "required (or "+name+"_number)")}
+		return []apperr.FieldError{apperr.Field(name+"_id", "required (or "+name+"_number)")}
 	case id != "" && number != "":
-		return []problem.FieldError{problem.Field(name+"_number", "give either "+name+"_id or "+name+"_number, not both")}
+		return []apperr.FieldError{apperr.Field(name+"_number", "give either "+name+"_id or "+name+"_number, not both")}
 	case id != "":
 		if !ValidID(id) {
-			return []problem.FieldError{problem.Field(name+"_id", "must be a UUID")}
+			return []apperr.FieldError{apperr.Field(name+"_id", "must be a UUID")}
 		}
 	case !ValidNumber(number):
-		return []problem.FieldError{problem.Field(name+"_number", "must be 4-34 characters of A-Z, 0-9 and '-'")}
+		return []apperr.FieldError{apperr.Field(name+"_number", "must be 4-34 characters of A-Z, 0-9 and '-'")}
 	}
 	return nil
 }

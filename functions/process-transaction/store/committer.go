@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/postgres"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // The Committer applies many transfers in ONE database transaction (group
@@ -195,7 +195,7 @@ func (c *Committer) commit(group []*queued, n int) (touched []string) {
 		}
 	}
 	slog.Error("group commit failed", "transfers", n, "err", err.Error())
-	failAll(group, &problem.Error{Code: problem.Unavailable, Detail: "the ledger could not commit; retry with the same Idempotency-Key",
+	failAll(group, &apperr.Error{Code: apperr.Unavailable, Detail: "the ledger could not commit; retry with the same Idempotency-Key",
 		RetryAfter: time.Second, Err: err})
 	return nil
 }

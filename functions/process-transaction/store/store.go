@@ -14,11 +14,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // Store reads and writes process-transaction's tables outside the group
@@ -31,24 +31,21 @@ type Store struct {
 // New is a store writing its events as source.
 func New(pool *pgxpool.Pool, source string) *Store { return &Store{pool: pool, source: source} }
 
-// Event types this function emits.
-const (
-	typeAccountCreated = "billfn.account.created"
-	typeAccountUpdated = "billfn.account.updated"
-	typeRequested      = "billfn.transaction.requested"
-)
-
 // transferEventType is the event a decided transfer announces.
 func transferEventType(t *ledger.Transfer) string {
 	switch t.Status {
 	case ledger.TransferPosted:
-		return "billfn.transaction.posted"
+		return events.TypeTransactionPosted
 	case ledger.TransferRejected:
-		return "billfn.transaction.rejected"
+		return events.TypeTransactionRejected
 	case ledger.TransferHeld:
-		return "billfn.hold.created"
+		return events.TypeHoldCreated
+	case ledger.TransferCaptured:
+		return events.TypeHoldCaptured
+	case ledger.TransferVoided:
+		return events.TypeHoldVoided
 	}
-	return "billfn.hold." + t.Status // captured, voided, expired
+	return events.TypeHoldExpired
 }
 
 const accountCols = `id, user_id, account_number, currency, balance, balance - held, held, allow_negative, status, version,
@@ -109,7 +106,7 @@ func nullText(b []byte) *string {
 }
 
 func accountEvent(ctx context.Context, source, typ string, a *ledger.Account) outbox.Message {
-	ev := events.Must(events.New(ctx, source, typ, a.ID, a))
+	ev := events.Must(events.New(ctx, source, typ, a.ID, events.Account(*a)))
 	return outbox.Message{Topic: events.TopicUser, Key: a.ID, Event: ev}
 }
 
@@ -145,7 +142,7 @@ func (s *Store) CreateAccount(ctx context.Context, a *ledger.Account, reply func
 					return rerr
 				}
 				if !generated || attempt > 5 {
-					return problem.Invalid(problem.Field("account_number", "is already taken"))
+					return apperr.Invalid(apperr.Field("account_number", "is already taken"))
 				}
 				continue
 			}
@@ -153,7 +150,7 @@ func (s *Store) CreateAccount(ctx context.Context, a *ledger.Account, reply func
 				return err
 			}
 			*a = *created
-			if err := outbox.Add(ctx, tx, s.source, accountEvent(ctx, s.source, typeAccountCreated, a)); err != nil {
+			if err := outbox.Add(ctx, tx, s.source, accountEvent(ctx, s.source, events.TypeAccountCreated, a)); err != nil {
 				return err
 			}
 			r := reply(a)
@@ -199,7 +196,7 @@ func (s *Store) UpdateAccount(ctx context.Context, id string, update func(*ledge
 				WHERE id = $1 RETURNING `+accountCols, id, a.Status)); err != nil {
 				return err
 			}
-			if err := outbox.Add(ctx, tx, s.source, accountEvent(ctx, s.source, typeAccountUpdated, a)); err != nil {
+			if err := outbox.Add(ctx, tx, s.source, accountEvent(ctx, s.source, events.TypeAccountUpdated, a)); err != nil {
 				return err
 			}
 		}
@@ -348,7 +345,7 @@ func (s *Store) resolveHold(ctx context.Context, tx pgx.Tx, t *ledger.Transfer, 
 		t.ID, t.Status, t.CapturedAmount, t.PostedAt, *t.FromBalance, *t.FromAvailable, *t.ToBalance, *t.ToAvailable); err != nil {
 		return err
 	}
-	ev := events.Must(events.New(ctx, s.source, transferEventType(t), t.FromAccountID, t))
+	ev := events.Must(events.New(ctx, s.source, transferEventType(t), t.FromAccountID, t.Transfer))
 	return outbox.Add(ctx, tx, s.source, outbox.Message{Topic: events.TopicTransaction, Key: t.FromAccountID, Event: ev})
 }
 
@@ -465,7 +462,8 @@ func (s *Store) AcceptPending(ctx context.Context, o *ledger.Op, now time.Time) 
 		}
 		req := o.Req
 		req.FromAccountID, req.FromAccountNumber, req.ToAccountID, req.ToAccountNumber = from.ID, "", to.ID, ""
-		ev := events.Must(events.New(ctx, s.source, typeRequested, from.ID, ledger.Requested{TransferRequest: req, TransferID: t.ID}))
+		ev := events.Must(events.New(ctx, s.source, events.TypeTransactionRequested, from.ID,
+			events.TransactionRequested{TransferRequest: events.TransferRequest(req), TransferID: t.ID}))
 		return outbox.Add(ctx, tx, s.source, outbox.Message{Topic: events.TopicTransaction, Key: from.ID, Event: ev})
 	})
 	return t, replayed, err

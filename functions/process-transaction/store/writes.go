@@ -90,7 +90,7 @@ func (w *writes) effects(t *ledger.Transfer) {
 		w.pAmount = append(w.pAmount, -t.Amount, t.Amount)
 		w.pAfter = append(w.pAfter, *t.FromBalance, *t.ToBalance)
 	}
-	id, payload, err := events.Encode(context.Background(), w.source, transferEventType(t), t.FromAccountID, t)
+	id, payload, err := events.Encode(context.Background(), w.source, transferEventType(t), t.FromAccountID, t.Transfer)
 	if err != nil {
 		panic(err) // a Transfer always encodes
 	}
