@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // rollupRows renders the database's day rollups of one day, and the
@@ -168,10 +169,13 @@ func TestDuplicatesCountOnce(t *testing.T) {
 	if r := g.deliver(ev, other, other); r.Processed != 1 || r.Duplicates != 2 {
 		t.Fatalf("batch with duplicates %+v", r)
 	}
-	// Binary mode, as Knative's KafkaSource delivers.
+	// Binary mode, as Knative's KafkaSource delivers, with the producer's
+	// origin proof in ce- headers.
+	testenv.SignOrigin(&ev)
 	req := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(ev.Data()))
 	for k, v := range map[string]string{"Ce-Specversion": "1.0", "Ce-Id": ev.ID(), "Ce-Source": ev.Source(), "Ce-Type": ev.Type(),
-		"Ce-Time": ev.Time().Format(time.RFC3339Nano), "Content-Type": "application/json"} {
+		"Ce-Time": ev.Time().Format(time.RFC3339Nano), "Content-Type": "application/json", "Ce-Subject": ev.Subject(),
+		"Ce-Originsig": fmt.Sprint(ev.Extensions()[events.OriginSigExt]), "Ce-Originkid": fmt.Sprint(ev.Extensions()[events.OriginKidExt])} {
 		req.Header.Set(k, v)
 	}
 	req.Header.Set(events.SignatureHeader, g.kit.SignEvent(ev.Data()))
@@ -298,7 +302,9 @@ func TestUnconsumedTypesAreAcknowledgedNotLogged(t *testing.T) {
 // Deliveries must be authenticated: an unsigned one is refused.
 func TestUnsignedDeliveryIsRefused(t *testing.T) {
 	g := newRig(t)
-	body, _ := events.Marshal(transfer(t, day("2026-03-05"), acctA, acctB, 1, "USD", "posted"))
+	ev := transfer(t, day("2026-03-05"), acctA, acctB, 1, "USD", "posted")
+	testenv.SignOrigin(&ev) // its producer's proof: what is missing here is the delivery's
+	body, _ := events.Marshal(ev)
 	rec := g.request(http.MethodPost, "/", anonymous, body, "Content-Type", events.ContentTypeStructured)
 	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), `"code":"unauthorized"`) {
 		t.Fatalf("unsigned delivery: %d %s", rec.Code, rec.Body)

@@ -63,13 +63,15 @@ func rigOn(t testing.TB, url string) *rig {
 		Auth:      testenv.AuthConfig(),
 		Kafka:     outbox.Config{Brokers: brokers},
 		EventKeys: testenv.EventKey,
+		// Issue 15: the function's origin key and every trusted source's.
+		OriginPublicKeys: testenv.OriginPublicKeys(), OriginPrivateKey: testenv.OriginKeyPEM("aggregate-report"),
 	}
 	d, err := platform.OpenWith(context.Background(), "aggregate-report", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	return finish(t, d, &testenv.Kit{Signer: testenv.NewSigner(), Brokers: brokers})
+	return finish(t, d, &testenv.Kit{Signer: testenv.NewSigner(), Brokers: brokers, Origins: d.Events.Origins})
 }
 
 func finish(t testing.TB, d *platform.Deps, kit *testenv.Kit) *rig {

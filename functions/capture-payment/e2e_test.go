@@ -39,6 +39,7 @@ func freePort(t *testing.T) int {
 func startHandleWebhook(t *testing.T, port int, brokers []string, sandboxSecret string) string {
 	t.Helper()
 	dir := t.TempDir()
+	testenv.WriteOriginSecrets(t, dir, "handle-webhook")
 	bin := filepath.Join(dir, "handle-webhook")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/billfn/billfn/functions/handle-webhook").CombinedOutput(); err != nil {
 		t.Fatalf("build handle-webhook: %v\n%s", err, out)

@@ -8,20 +8,21 @@ import (
 	"context"
 	"time"
 
+	"github.com/billfn/billfn/functions/generate-invoice/api"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/server"
 )
 
 func main() {
-	server.Main(functionName, func(ctx context.Context) (server.App, error) {
-		cfg, err := LoadConfig()
+	server.Main(api.FunctionName, func(ctx context.Context) (server.App, error) {
+		cfg, err := api.LoadConfig()
 		if err != nil {
 			return server.App{}, err
 		}
-		d, err := platform.Open(ctx, functionName)
+		d, err := platform.Open(ctx, api.FunctionName)
 		if err != nil {
 			return server.App{}, err
 		}
-		return d.App(newService(d, cfg, time.Now).routes()), nil
+		return d.App(api.New(d, cfg, time.Now).Routes()), nil
 	})
 }

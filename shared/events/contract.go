@@ -67,7 +67,8 @@ var unexpected = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Events delivered to a consumer that it did not apply, by consumer, type (\"other\" for a type the contract does not know) " +
 		"and reason: unknown_type (not in the contract, no handler), unhandled (in the contract, no handler here), " +
 		"wrong_topic (read from a topic the contract does not put the type on), " +
-		"foreign_source (a fact from a source other than its owner: parked).",
+		"foreign_source (a fact from a source other than its owner: parked), " +
+		"origin_missing (no origin proof: parked), origin_invalid (an origin proof that does not verify with a key of the source the event claims: parked).",
 }, []string{"consumer", "type", "reason"})
 
 // Unexpected reasons.
@@ -78,6 +79,12 @@ const (
 	// ReasonForeignSource: a fact from a source that may not emit it
 	// (AllowedSource); parked in dead_letters, never applied.
 	ReasonForeignSource = "foreign_source"
+	// ReasonNoOrigin: an event without an origin proof (origin.go);
+	// parked, never applied.
+	ReasonNoOrigin = "origin_missing"
+	// ReasonBadOrigin: an origin proof that is malformed, names a key its
+	// source does not hold, or does not match the event; parked.
+	ReasonBadOrigin = "origin_invalid"
 )
 
 type topicKey struct{}

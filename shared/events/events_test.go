@@ -66,7 +66,9 @@ func newRig(t *testing.T, batch bool) *rig {
 		return err
 	}
 	g.rc = &events.Receiver{Consumer: g.consumer, Pool: pool, Keys: [][]byte{[]byte("old-key"), key}, Verifier: v,
-		Tick: func(context.Context) error { g.ticks++; return nil }, TickEvery: time.Hour}
+		Tick: func(context.Context) error { g.ticks++; return nil }, TickEvery: time.Hour,
+		// The origin proofs have their own tests (origin_test.go, originRig).
+		SkipOriginCheck: true}
 	g.rc.On("billfn.payment.captured", apply)
 	if batch {
 		g.rc.Batch = func(ctx context.Context, tx pgx.Tx, evs []events.Event) error {

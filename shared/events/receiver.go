@@ -70,6 +70,16 @@ type Receiver struct {
 	TrustUnsigned bool
 	Now           func() time.Time // injectable clock
 
+	// Origins are the public keys of the sources this consumer trusts
+	// (origin.go): every event must carry its producer's origin proof,
+	// verified with a key of the source it claims, else it is parked in
+	// dead_letters and acknowledged, never applied. nil trusts no source:
+	// every event is parked.
+	Origins *OriginKeys
+	// SkipOriginCheck turns the origin check off. Only for tests of other
+	// parts of the receiver; platform.OpenWith never sets it.
+	SkipOriginCheck bool
+
 	// Tick runs on schedule ticks, which are authenticated like any other
 	// delivery (signed by the kafka-trigger, a service token, or unsigned
 	// only with TrustUnsigned). Tick must only do idempotent work. It runs
@@ -349,6 +359,25 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 	handled := evs[:0:0]
 	for _, ev := range evs {
 		_, known := ContractTopic(ev.Type())
+		if cause := rc.unproven(ev); cause != nil {
+			// No valid proof of who wrote it: anyone able to write the
+			// topic may have. Parked, never applied, acknowledged (a retry
+			// brings the same bytes). Not marked processed: the (source,
+			// id) it claims may be a real producer's, whose genuine event
+			// must still apply when it comes.
+			if err := rc.park(ctx, ev, cause, false); err != nil {
+				received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "failed").Inc()
+				return res, err
+			}
+			res.Parked++
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "parked").Inc()
+			reason := ReasonBadOrigin
+			if errors.Is(cause, ErrNoOrigin) {
+				reason = ReasonNoOrigin
+			}
+			rc.noteUnexpected(ctx, ev, reason)
+			continue
+		}
 		if cause := foreign(ev); cause != nil {
 			// A fact from a source that may not emit it (a forgery, or a
 			// producer writing what is not its own): parked before any
@@ -576,6 +605,21 @@ func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, d
 // Park stores a poison event in dead_letters and marks it processed, so a
 // redelivery is acknowledged without running it again.
 func (rc *Receiver) Park(ctx context.Context, ev Event, cause error) error {
+	return rc.park(ctx, ev, cause, true)
+}
+
+// unproven returns why ev's origin cannot be trusted, nil when its proof
+// verifies with a key of its source.
+func (rc *Receiver) unproven(ev Event) error {
+	if rc.SkipOriginCheck {
+		return nil
+	}
+	return rc.Origins.Verify(ev)
+}
+
+// park stores ev in dead_letters; markProcessed also records its (source,
+// id) as processed, so a redelivery is acknowledged without running it.
+func (rc *Receiver) park(ctx context.Context, ev Event, cause error, markProcessed bool) error {
 	raw, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -583,9 +627,11 @@ func (rc *Receiver) Park(ctx context.Context, ev Event, cause error) error {
 	slog.ErrorContext(ctx, "event parked", "consumer", rc.Consumer, "type", ev.Type(), "id", ev.ID(),
 		"source", ev.Source(), "err", cause.Error())
 	return postgres.Tx(context.WithoutCancel(ctx), rc.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO processed_events (consumer, source, id) VALUES ($1, $2, $3)
+		if markProcessed {
+			if _, err := tx.Exec(ctx, `INSERT INTO processed_events (consumer, source, id) VALUES ($1, $2, $3)
 			ON CONFLICT DO NOTHING`, rc.Consumer, ev.Source(), ev.ID()); err != nil {
-			return err
+				return err
+			}
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO dead_letters (consumer, source, event_id, type, event, error)
 			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, source, event_id) DO NOTHING`,

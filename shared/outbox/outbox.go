@@ -92,7 +92,7 @@ var (
 
 // Collectors returns the package's metrics.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{published, publishErrors, backlog}
+	return []prometheus.Collector{published, publishErrors, backlog, unsignable}
 }
 
 // Publisher sends one function's outbox rows to Kafka.
@@ -105,6 +105,12 @@ type Publisher struct {
 	// commits, so one pass (one Postgres transaction, one Kafka request)
 	// carries the events of many. The original design's producer linger.
 	Linger time.Duration
+
+	// Signer adds the function's origin proof (events.OriginSigner) to
+	// each event as it is relayed to Kafka, so rows written before the
+	// function had a key are signed too. Only events whose source is the
+	// publisher's own are signed; nil relays the rows as they are.
+	Signer *events.OriginSigner
 
 	pass     sync.Mutex // one pass at a time in this process
 	producer sarama.SyncProducer
@@ -248,6 +254,9 @@ func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
 			rows.Close()
 			return 0, err
 		}
+		if p.Signer != nil {
+			payload = p.sign(payload)
+		}
 		ids = append(ids, id)
 		msgs = append(msgs, &sarama.ProducerMessage{
 			Topic:    topic,
@@ -310,6 +319,32 @@ func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
 		return len(sent), fmt.Errorf("outbox: %d events not accepted by Kafka: %w", len(refused), sendErr)
 	}
 	return len(sent), nil
+}
+
+var unsignable = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "billfn_outbox_unsigned_total",
+	Help: "Outbox events relayed without an origin proof: not a CloudEvent, or of a source other than the publisher's (consumers park them).",
+}, []string{"source"})
+
+// sign returns payload with the publisher's origin proof. An event it may
+// not sign (another source's, or not an event at all) goes as it is,
+// counted and logged: consumers park it, and it does not hold up the
+// rows behind it.
+func (p *Publisher) sign(payload []byte) []byte {
+	ev, err := events.Unmarshal(payload)
+	if err == nil && ev.Source() != events.Source(p.source) {
+		err = fmt.Errorf("its source %q is not %s", ev.Source(), events.Source(p.source))
+	}
+	if err == nil {
+		p.Signer.Sign(&ev)
+		var b []byte
+		if b, err = events.Marshal(ev); err == nil {
+			return b
+		}
+	}
+	unsignable.WithLabelValues(p.source).Inc()
+	slog.Warn("outbox: event relayed without an origin proof; consumers will park it", "source", p.source, "err", err.Error())
+	return payload
 }
 
 // recordFailure notes the error on the rows (for operators) and commits.

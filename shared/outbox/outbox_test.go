@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -204,4 +205,59 @@ func TestConcurrentSweepsNeverSendARowTwice(t *testing.T) {
 	a.Close(context.Background())
 	b.Close(context.Background())
 	checkRecords(t, consume(t, brokers, events.TopicTransaction, len(ids)), ids)
+}
+
+// Issue 15: every event relayed carries the function's origin proof, rows
+// written before it had a key too; an event of another source in its
+// outbox is relayed without a proof (consumers park it) and holds up
+// nothing behind it.
+func TestRelayedEventsCarryTheFunctionsOriginProof(t *testing.T) {
+	pool := testenv.Pool(t)
+	_, brokers := testenv.Kafka(t)
+	source := "fn-" + uuid.NewString()[:8]
+	ids := write(t, pool, source, 5) // written unsigned, as before the keys
+	if err := postgres.Tx(context.Background(), pool, func(tx pgx.Tx) error {
+		ev, err := events.New(context.Background(), "capture-payment", "billfn.payment.captured", "acct-x", map[string]int{"n": 1})
+		if err != nil {
+			return err
+		}
+		ids = append(ids, ev.ID())
+		return outbox.Add(context.Background(), tx, source, outbox.Message{Topic: events.TopicTransaction, Key: "acct-x", Event: ev})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, write(t, pool, source, 5)...)
+	pub := outbox.NewPublisher(pool, source, brokers)
+	pub.Signer = testenv.OriginSigner(events.Source(source))
+	if n, err := pub.Sweep(context.Background()); err != nil || n != len(ids) {
+		t.Fatalf("sweep: %d %v, want %d", n, err, len(ids))
+	}
+	pub.Close(context.Background())
+	recs := consume(t, brokers, events.TopicTransaction, len(ids))
+	checkRecords(t, recs, ids)
+	keys := testenv.OriginKeys()
+	keys.Add(events.Source(source), pub.Signer.Public())
+	signed, foreign := 0, 0
+	for _, r := range recs {
+		ev, err := events.Unmarshal(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = keys.Verify(ev)
+		switch ev.Source() {
+		case events.Source(source):
+			if err != nil {
+				t.Errorf("the function's own event %s: %v", ev.ID(), err)
+			}
+			signed++
+		default:
+			if !errors.Is(err, events.ErrNoOrigin) {
+				t.Errorf("another source's event in its outbox: %v, want it relayed without a proof", err)
+			}
+			foreign++
+		}
+	}
+	if signed != 10 || foreign != 1 {
+		t.Fatalf("%d signed, %d foreign; want 10 and 1", signed, foreign)
+	}
 }

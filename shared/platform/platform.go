@@ -21,6 +21,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -54,6 +56,16 @@ type Config struct {
 	// <name>-events Services fed by KafkaSource and PingSource); never on
 	// an endpoint the public can reach. See docs/platform.md.
 	EventsTrustUnsigned bool `envconfig:"EVENTS_TRUST_UNSIGNED" default:"false"`
+	// OriginPublicKeys are the public keys of every source whose events
+	// the function accepts (events.ParseOriginKeys: "<source> <base64
+	// Ed25519 key>" lines, several per source during a rotation). Public,
+	// but mounted beside the secrets so one file serves every function.
+	OriginPublicKeys string `envconfig:"EVENT_ORIGIN_PUBLIC_KEYS" secret:"origin-public-keys" required:"true"`
+	// OriginPrivateKey is the function's own origin key (PEM PKCS#8
+	// Ed25519), which signs every event it publishes. Open reads it from
+	// the secret file origin-key-<function> only, never from the
+	// environment.
+	OriginPrivateKey string `ignored:"true"`
 	// TickMinInterval is the least time between two runs of the
 	// function's schedule tick in one instance: an authenticated tick that
 	// comes sooner does nothing and answers 200, so a flood of ticks cannot
@@ -80,6 +92,10 @@ func (c Config) Keys() [][]byte {
 	}
 	return out
 }
+
+// OriginKeySecret names the secret file holding function's private origin
+// key: one per function, so a function is given only its own.
+func OriginKeySecret(function string) string { return "origin-key-" + function }
 
 // Deps are a function's opened dependencies.
 type Deps struct {
@@ -109,6 +125,11 @@ func Open(ctx context.Context, name string) (*Deps, error) {
 	if err := config.Load(&cfg); err != nil {
 		return nil, err
 	}
+	key, err := os.ReadFile(filepath.Join(config.SecretsDir(), OriginKeySecret(name)))
+	if err != nil {
+		return nil, fmt.Errorf("the origin key that signs %s's events: %w", name, err)
+	}
+	cfg.OriginPrivateKey = string(key)
 	return OpenWith(ctx, name, cfg)
 }
 
@@ -124,6 +145,18 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	keys, err := events.WatchKeys(cfg.EventKeys, "EVENT_SIGNING_KEYS", "event-signing-key", cfg.Auth.ReloadEvery)
 	if err != nil {
 		return nil, err
+	}
+	origins, err := events.ParseOriginKeys(cfg.OriginPublicKeys, "EVENT_ORIGIN_PUBLIC_KEYS (origin-public-keys)")
+	if err != nil {
+		return nil, err
+	}
+	signer, err := events.ParseOriginSigner([]byte(cfg.OriginPrivateKey))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", OriginKeySecret(name), err)
+	}
+	if !origins.Holds(events.Source(name), signer.Public()) {
+		// Its events would all be parked: say so at start, not later.
+		return nil, fmt.Errorf("%s: its public key is not among the origin-public-keys of %s", OriginKeySecret(name), events.Source(name))
 	}
 	proxies := cfg.TrustedProxies
 	if strings.TrimSpace(proxies) == "" {
@@ -146,9 +179,10 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	}
 	d.Idempotency = idempotency.New(d.Pool, name)
 	d.Publisher = outbox.NewPublisher(d.Pool, name, cfg.Kafka.Brokers)
+	d.Publisher.Signer = signer
 	d.Publisher.Start(ctx)
 	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, KeyRing: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned,
-		TickEvery: cfg.TickMinInterval.D()}
+		TickEvery: cfg.TickMinInterval.D(), Origins: origins}
 	if cfg.EventsTrustUnsigned {
 		slog.Warn("EVENTS_TRUST_UNSIGNED is set: unsigned event deliveries are accepted; this endpoint must be cluster-local", "function", name)
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +74,7 @@ func TestOpenRefusesWeakKeys(t *testing.T) {
 	good := func() platform.Config {
 		return platform.Config{
 			Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
-			EventKeys: testenv.EventKey,
+			EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 		}
 	}
 	tests := []struct {
@@ -108,8 +110,8 @@ func TestOpenRefusesWeakKeys(t *testing.T) {
 // TICK_MIN_INTERVAL sets how often a function instance's tick may run.
 func TestOpenSetsTheTickMinimumInterval(t *testing.T) {
 	cfg := platform.Config{
-		Auth:            auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
-		EventKeys:       testenv.EventKey,
+		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+		EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 		TickMinInterval: config.Duration(3 * time.Second),
 	}
 	cfg.Postgres.URL = testenv.DatabaseURL(t)
@@ -122,5 +124,73 @@ func TestOpenSetsTheTickMinimumInterval(t *testing.T) {
 	defer d.Close()
 	if d.Events.TickEvery != 3*time.Second {
 		t.Fatalf("Events.TickEvery = %v, want 3s from TICK_MIN_INTERVAL", d.Events.TickEvery)
+	}
+}
+
+// Issue 15: a function signs what it publishes with its own origin key and
+// trusts only the origin public keys it is given. It refuses to start
+// without them, or with a private key the public keys do not hold for its
+// source (its every event would be parked); and its receiver parks an
+// event without a proof.
+func TestOpenNeedsItsOwnOriginKey(t *testing.T) {
+	good := func() platform.Config {
+		c := platform.Config{
+			Auth:             auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+			EventKeys:        testenv.EventKey,
+			OriginPublicKeys: testenv.OriginPublicKeys("demo"),
+			OriginPrivateKey: testenv.OriginKeyPEM("demo"),
+		}
+		c.Postgres.URL = testenv.DatabaseURL(t)
+		rdb, prefix := testenv.Redis(t)
+		c.Redis.URL, c.Redis.Prefix = "redis://"+rdb.Options().Addr+"/0", prefix
+		return c
+	}
+	for name, mutate := range map[string]func(*platform.Config){
+		"no origin public keys":          func(c *platform.Config) { c.OriginPublicKeys = "" },
+		"no private key":                 func(c *platform.Config) { c.OriginPrivateKey = "" },
+		"another function's private key": func(c *platform.Config) { c.OriginPrivateKey = testenv.OriginKeyPEM("capture-payment") },
+		"a private key that is not a key": func(c *platform.Config) {
+			c.OriginPrivateKey = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+		},
+		"public keys without its own key":  func(c *platform.Config) { c.OriginPublicKeys = testenv.OriginPublicKeys() },
+		"public keys that are not Ed25519": func(c *platform.Config) { c.OriginPublicKeys = "/functions/demo c2hvcnQ=" },
+	} {
+		cfg := good()
+		mutate(&cfg)
+		if d, err := platform.OpenWith(context.Background(), "demo", cfg); err == nil {
+			d.Close()
+			t.Errorf("%s: OpenWith succeeded", name)
+		}
+	}
+	// Open reads the private key from the secret file origin-key-<name>.
+	dir := t.TempDir()
+	t.Setenv(config.SecretsDirEnv, dir)
+	t.Setenv("DATABASE_URL", testenv.DatabaseURL(t))
+	t.Setenv("EVENT_SIGNING_KEYS", testenv.EventKey)
+	t.Setenv("JWT_ALG", "HS256")
+	t.Setenv("JWT_SECRET", testenv.JWTSecret)
+	t.Setenv("EVENT_ORIGIN_PUBLIC_KEYS", strings.ReplaceAll(testenv.OriginPublicKeys("demo"), "\n", ";"))
+	if _, err := platform.Open(context.Background(), "demo"); err == nil || !strings.Contains(err.Error(), "origin-key-demo") {
+		t.Fatalf("Open without origin-key-demo: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, platform.OriginKeySecret("demo")), []byte(testenv.OriginKeyPEM("demo")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := platform.Open(context.Background(), "demo")
+	if err != nil {
+		t.Fatalf("Open with origin-key-demo: %v", err)
+	}
+	defer d.Close()
+	if d.Publisher.Signer == nil || d.Publisher.Signer.KeyID() != testenv.OriginSigner(events.Source("demo")).KeyID() {
+		t.Fatal("the publisher does not sign with the function's key")
+	}
+	d.Events.On("billfn.demo.happened", func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		t.Error("an unsigned event ran")
+		return nil
+	})
+	ev, _ := events.New(context.Background(), "other", "billfn.demo.happened", "x", map[string]int{"n": 1})
+	res, err := d.Events.Deliver(context.Background(), []events.Event{ev})
+	if err != nil || res.Parked != 1 {
+		t.Fatalf("an unsigned event: %+v %v, want parked", res, err)
 	}
 }

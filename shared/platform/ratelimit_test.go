@@ -32,7 +32,7 @@ func limited(t *testing.T, mode, redisURL string) (*platform.Deps, http.Handler,
 		Redis:     redis.Config{URL: redisURL, Prefix: prefix},
 		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second},
 		Kafka:     outbox.Config{Brokers: brokers},
-		EventKeys: testenv.EventKey,
+		EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 		RateLimit: platform.RateLimitConfig{Mode: mode, Read: "1/m:3", Write: "1/m:3", Money: "1/m:2", Address: "1/m:6", ServiceFactor: 2},
 	}
 	d, err := platform.OpenWith(context.Background(), "demo", cfg)
@@ -238,7 +238,7 @@ func TestRateLimitConfigIsChecked(t *testing.T) {
 			Postgres:  postgres.Config{URL: testenv.DatabaseURL(t), MaxConns: 2},
 			Redis:     redis.Config{URL: "redis://" + rdb.Options().Addr + "/0", Prefix: prefix},
 			Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
-			EventKeys: testenv.EventKey,
+			EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 			RateLimit: rl,
 		}
 		if d, err := platform.OpenWith(context.Background(), "demo", cfg); err == nil {
@@ -246,7 +246,7 @@ func TestRateLimitConfigIsChecked(t *testing.T) {
 			t.Fatalf("%+v opened", rl)
 		}
 	}
-	cfg := platform.Config{EventKeys: testenv.EventKey, TrustedProxies: "10.0.0.0/99",
+	cfg := platform.Config{EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"), TrustedProxies: "10.0.0.0/99",
 		Auth: auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"}}
 	if d, err := platform.OpenWith(context.Background(), "demo", cfg); err == nil {
 		d.Close()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -63,6 +64,9 @@ type Kit struct {
 	Signer  *auth.Signer
 	Kafka   *kfake.Cluster
 	Brokers []string
+	// Origins are the origin keys the function under test trusts (its
+	// receiver's), which Delivery extends with a test's own sources.
+	Origins *events.OriginKeys
 }
 
 // Token signs a token for sub with role, valid for an hour.
@@ -98,9 +102,26 @@ func (k *Kit) Tick() *http.Request {
 
 // Delivery is the request the kafka-trigger sends a function's receiver
 // for evs: POST / signed with the test event key, one event in structured
-// mode, several as a CloudEvents batch.
+// mode, several as a CloudEvents batch. Each event without an origin proof
+// gets the one of its source's test key (OriginSigner), as its producer
+// would sign it; a source the deployment does not know yet (a test's
+// stand-in for an integrator, "/kcat") is first trusted with its test key,
+// as an operator adds an integrator's key. An event that already carries a
+// proof (a test's forgery) goes as it is.
 func (k *Kit) Delivery(tb testing.TB, evs ...events.Event) *http.Request {
 	tb.Helper()
+	evs = slices.Clone(evs)
+	for i := range evs {
+		if _, signed := evs[i].Extensions()[events.OriginSigExt]; signed {
+			continue
+		}
+		evs[i] = evs[i].Clone()
+		s := OriginSigner(evs[i].Source())
+		if k.Origins != nil && !k.Origins.Knows(evs[i].Source()) {
+			k.Origins.Add(evs[i].Source(), s.Public())
+		}
+		s.Sign(&evs[i])
+	}
 	var (
 		body []byte
 		err  error
@@ -134,13 +155,17 @@ func Platform(tb testing.TB, name string) (*platform.Deps, *Kit) {
 		Auth:      AuthConfig(),
 		Kafka:     outbox.Config{Brokers: brokers},
 		EventKeys: EventKey,
+		// Every function and the test integrator are trusted sources;
+		// the function signs what it publishes with its own test key.
+		OriginPublicKeys: OriginPublicKeys(name),
+		OriginPrivateKey: OriginKeyPEM(name),
 	}
 	d, err := platform.OpenWith(context.Background(), name, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(d.Close)
-	return d, &Kit{Signer: NewSigner(), Kafka: cluster, Brokers: brokers}
+	return d, &Kit{Signer: NewSigner(), Kafka: cluster, Brokers: brokers, Origins: d.Events.Origins}
 }
 
 // NewUser returns a random user id.

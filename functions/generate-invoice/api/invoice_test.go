@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/render"
 )
 
 func TestCreateInvoiceComputesTotalsFromTaxRates(t *testing.T) {
@@ -185,7 +186,7 @@ func TestZeroAndThreeDecimalCurrencies(t *testing.T) {
 	if inv.Subtotal != 9259 || inv.Tax != 926+255 || inv.Total != 9259+926+255 {
 		t.Fatalf("BHD invoice = subtotal %d tax %d total %d", inv.Subtotal, inv.Tax, inv.Total)
 	}
-	if got := formatMoney(inv.Total, inv.Currency, false); got != "BHD\u00a010.440" {
+	if got := render.FormatMoney(inv.Total, inv.Currency, false); got != "BHD\u00a010.440" {
 		t.Fatalf("formatted = %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"context"
@@ -250,7 +250,7 @@ func TestPaymentFailureIsRecordedOnAnOpenInvoice(t *testing.T) {
 		t.Fatalf("void invoice after a payment = %s due %d paid %d", got.Status, got.AmountDue, got.AmountPaid)
 	}
 	var parked int
-	_ = g.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE consumer = $1 AND source = '/functions/capture-payment'`, functionName).Scan(&parked)
+	_ = g.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE consumer = $1 AND source = '/functions/capture-payment'`, FunctionName).Scan(&parked)
 	if parked < 1 {
 		t.Fatalf("%d dead letters", parked)
 	}

@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/render"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -188,7 +189,7 @@ func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *htt
 	reqs := make([]store.InvoiceRequest, n)
 	msgs := make([]outbox.Message, n)
 	for i := range ins {
-		ev := events.Must(events.New(ctx, functionName, invoicing.TypeInvoiceRequested, "", ins[i]))
+		ev := events.Must(events.New(ctx, FunctionName, invoicing.TypeInvoiceRequested, "", ins[i]))
 		ev.SetSubject(ev.ID())
 		ids[i], owners[i], accounts[i] = ev.ID(), ins[i].UserID, strings.ToLower(ins[i].AccountID)
 		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: accounts[i], Event: ev}
@@ -201,7 +202,7 @@ func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *htt
 		body, loc = httpx.List[store.InvoiceRequest]{Data: reqs}, ""
 	}
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
-		if err := store.InsertPendingRequests(ctx, tx, events.Source(functionName), ids, owners, accounts, now); err != nil {
+		if err := store.InsertPendingRequests(ctx, tx, events.Source(FunctionName), ids, owners, accounts, now); err != nil {
 			return err
 		}
 		if err := tx.Send(ctx, msgs...); err != nil {
@@ -291,10 +292,10 @@ func (s *service) getInvoice(w http.ResponseWriter, r *http.Request) {
 	}
 	var buf bytes.Buffer
 	if format == "pdf" {
-		err = renderPDF(&buf, &inv)
+		err = render.PDF(&buf, &inv)
 		w.Header().Set("Content-Type", "application/pdf")
 	} else {
-		err = renderHTML(&buf, &inv)
+		err = render.HTML(&buf, &inv)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	}

@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"context"
@@ -111,7 +111,7 @@ func (s *service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.
 			if !errors.As(err, &pe) || pe.Status() >= 500 {
 				return err // the database or the read-through, not the request: retry
 			}
-			if isAccountRefusal(err) && ev.Source() != events.Source(functionName) {
+			if isAccountRefusal(err) && ev.Source() != events.Source(FunctionName) {
 				return events.Permanent(fmt.Errorf("%s %s from %s refused: %w", ev.Type(), ev.ID(), ev.Source(), err))
 			}
 			doc, _ := problem.Doc(nil, "", pe)

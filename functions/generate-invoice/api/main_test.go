@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"bytes"
@@ -51,7 +51,7 @@ func newRig(t testing.TB) *rig {
 }
 
 func newRigWith(t testing.TB, cfg Config) *rig {
-	d, kit := testenv.Platform(t, functionName)
+	d, kit := testenv.Platform(t, FunctionName)
 	c := testenv.NewClock(time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC))
 	// Every rig numbers its invoices in a series of its own: tests share the
 	// package database.
@@ -62,8 +62,8 @@ func newRigWith(t testing.TB, cfg Config) *rig {
 	if cfg.Accounts == (accounts.Config{}) {
 		cfg.Accounts = accounts.Config{LedgerURL: ledger.URL, ServiceToken: ledgerToken}
 	}
-	s := newService(d, cfg, c.Now)
-	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.routes())).Handler()
+	s := New(d, cfg, c.Now)
+	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.Routes())).Handler()
 	// Tests share the package database and run one after another: a test
 	// leaves no due work behind for the next one's ticks (whose clock may be
 	// years ahead).

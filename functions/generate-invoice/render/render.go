@@ -1,4 +1,6 @@
-package main
+// Package render draws an invoice as a PDF (go-pdf/fpdf) and as HTML
+// (html/template), from the invoice as the API returns it.
+package render
 
 import (
 	"bytes"
@@ -33,9 +35,9 @@ var formatters = func() map[[2]int]*currency.Formatter {
 	return m
 }()
 
-// formatMoney formats minor units of c for people ("$1,234.50", "¥3,000",
+// FormatMoney formats minor units of c for people ("$1,234.50", "¥3,000",
 // "BHD 4.125"); byCode uses the ISO code instead of the symbol.
-func formatMoney(amount int64, c money.Currency, byCode bool) string {
+func FormatMoney(amount int64, c money.Currency, byCode bool) string {
 	exp := c.Exponent()
 	display := currency.DisplaySymbol
 	if byCode {
@@ -76,13 +78,13 @@ func toCP1252(s string) (string, bool) {
 	return b.String(), ok
 }
 
-// pdfMoney formats money for the PDF: with the symbol when the core fonts
+// PdfMoney formats money for the PDF: with the symbol when the core fonts
 // can show it, with the ISO code otherwise (₹, ₩…).
-func pdfMoney(amount int64, c money.Currency) string {
-	if s, ok := toCP1252(formatMoney(amount, c, false)); ok {
+func PdfMoney(amount int64, c money.Currency) string {
+	if s, ok := toCP1252(FormatMoney(amount, c, false)); ok {
 		return s
 	}
-	s, _ := toCP1252(formatMoney(amount, c, true))
+	s, _ := toCP1252(FormatMoney(amount, c, true))
 	return s
 }
 
@@ -137,7 +139,7 @@ func customerLines(c invoicing.Customer) []string {
 }
 
 // renderPDF writes an A4 invoice.
-func renderPDF(w io.Writer, inv *invoicing.Invoice) error {
+func PDF(w io.Writer, inv *invoicing.Invoice) error {
 	pdf := fpdf.New("P", "mm", "A4", "")
 	pdf.SetCreationDate(issueDate(inv))
 	pdf.SetModificationDate(issueDate(inv))
@@ -146,7 +148,7 @@ func renderPDF(w io.Writer, inv *invoicing.Invoice) error {
 	pdf.SetMargins(15, 15, 15)
 	pdf.SetAutoPageBreak(true, 20)
 	tr := func(s string) string { out, _ := toCP1252(s); return out }
-	m := func(a int64) string { return pdfMoney(a, inv.Currency) }
+	m := func(a int64) string { return PdfMoney(a, inv.Currency) }
 	pdf.SetFooterFunc(func() {
 		pdf.SetY(-13)
 		pdf.SetFont("Helvetica", "", 7)
@@ -300,7 +302,7 @@ func sumDiscounts(ds []invoicing.Discount) int64 {
 }
 
 var htmlTemplate = template.Must(template.New("invoice").Funcs(template.FuncMap{
-	"money": func(a int64, c money.Currency) string { return formatMoney(a, c, false) },
+	"money": func(a int64, c money.Currency) string { return FormatMoney(a, c, false) },
 	"neg":   func(a int64) int64 { return -a },
 	"date":  func(t time.Time) string { return t.Format("2 January 2006") },
 	"rate":  pctLabel,
@@ -335,7 +337,7 @@ td{padding:6px;border-bottom:1px solid #e1e1e1}.r{text-align:right}.totals{width
 `))
 
 // renderHTML writes the invoice as a self-contained HTML page.
-func renderHTML(w io.Writer, inv *invoicing.Invoice) error {
+func HTML(w io.Writer, inv *invoicing.Invoice) error {
 	status := strings.ToUpper(inv.Status)
 	if inv.Overdue && inv.Status == invoicing.StatusOpen {
 		status = "OVERDUE"

@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/render"
 	"github.com/billfn/billfn/shared/money"
 )
 
@@ -30,10 +31,10 @@ func TestFormatMoneyPerCurrency(t *testing.T) {
 		{123456, "INR", "₹1,234.56", "INR\xa01,234.56"}, // no ₹ in the core fonts: the code
 		{7, "CLF", "CLF\u00a00.0007", "CLF\xa00.0007"},
 	} {
-		if got := formatMoney(c.amount, c.cur, false); got != c.want {
+		if got := render.FormatMoney(c.amount, c.cur, false); got != c.want {
 			t.Errorf("formatMoney(%d %s) = %q, want %q", c.amount, c.cur, got, c.want)
 		}
-		if got := pdfMoney(c.amount, c.cur); got != c.pdf {
+		if got := render.PdfMoney(c.amount, c.cur); got != c.pdf {
 			t.Errorf("pdfMoney(%d %s) = %q, want %q", c.amount, c.cur, got, c.pdf)
 		}
 	}
@@ -116,7 +117,7 @@ func TestInvoicePDFShowsNumberAndFormattedTotals(t *testing.T) {
 		example := g.invoice(inv.ID)
 		example.Number = ptr("INV-2026-000123")
 		var buf bytes.Buffer
-		if err := renderPDF(&buf, &example); err != nil {
+		if err := render.PDF(&buf, &example); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
@@ -154,7 +155,7 @@ func TestInvoicePDFWrapsDescriptionsOutsideASCII(t *testing.T) {
 	inv := renderedInvoice(t, g)
 	inv.Lines[0].Description = "Émilie du Châtelet — ünïcødé 漢字 🚀 €5 " + strings.Repeat("très long ", 20)
 	var buf bytes.Buffer
-	if err := renderPDF(&buf, &inv); err != nil {
+	if err := render.PDF(&buf, &inv); err != nil {
 		t.Fatal(err)
 	}
 	if text := pdfText(t, buf.Bytes()); !strings.Contains(text, "milie du Ch") {

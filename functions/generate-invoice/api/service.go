@@ -1,4 +1,8 @@
-package main
+// Package api is generate-invoice's surface: the route table and its thin
+// HTTP handlers, the CloudEvents handlers beside them and the schedule tick,
+// all working through the domain (package invoicing) and the store
+// (package store).
+package api
 
 import (
 	"context"
@@ -18,7 +22,7 @@ import (
 	"github.com/billfn/billfn/shared/redis"
 )
 
-const functionName = "generate-invoice"
+const FunctionName = "generate-invoice"
 
 func init() {
 	for _, c := range []struct {
@@ -141,8 +145,8 @@ type service struct {
 	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
 }
 
-func newService(d *platform.Deps, cfg Config, now func() time.Time) *service {
-	s := &service{d: d, st: store.New(d.Pool, functionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
+func New(d *platform.Deps, cfg Config, now func() time.Time) *service {
+	s := &service{d: d, st: store.New(d.Pool, FunctionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
 		rates: map[string]invoicing.TaxRate{}}
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
@@ -158,7 +162,7 @@ func newService(d *platform.Deps, cfg Config, now func() time.Time) *service {
 
 func (s *service) clock() time.Time { return s.now().UTC() }
 
-func (s *service) routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
+func (s *service) Routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
 
 // routeTable is generate-invoice's HTTP surface: who may call each route
 // (Mux enforces it), its rate-limit class, and the kind of resource every

@@ -1,3 +1,3 @@
-package main
+package api
 
 func ptr[T any](v T) *T { return &v }

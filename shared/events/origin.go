@@ -1,0 +1,337 @@
+package events
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/types"
+)
+
+// Origin proofs: who wrote an event (docs/security.md "Who signs what").
+//
+// The delivery signature (SignatureHeader) proves that the kafka-trigger
+// delivered an event; it says nothing about who produced it, and every
+// principal that may write a topic could write any source into it. So each
+// event also carries the Ed25519 signature of its producer, in two
+// CloudEvents extension attributes:
+//
+//	originkid  the key id: the first 8 bytes of SHA-256 of the 32-byte
+//	           public key, in lower-case hex (16 characters)
+//	originsig  the Ed25519 signature of OriginBytes(ev), base64url without
+//	           padding (86 characters)
+//
+// A function signs with its own private key (the outbox does, as it relays
+// the function's rows to Kafka); an outside integrator signs its commands
+// with its own (cmd/sign-event). Consumers hold only public keys, by source
+// (OriginKeys): an event verifies only with a key of the source it claims,
+// and AllowedSource then decides whether that source may emit its type, so
+// a key can neither sign for another source nor make its source emit
+// another's facts.
+const (
+	OriginSigExt = "originsig"
+	OriginKidExt = "originkid"
+)
+
+// originVersion starts the signed bytes: a new encoding gets a new tag,
+// so a signature can never be read under another encoding.
+const originVersion = "billfn-origin-v1\n"
+
+// OriginBytes is the canonical encoding an origin proof signs: the tag
+// line "billfn-origin-v1\n", then for each attribute, in this order,
+//
+//	id, source, type, time, datacontenttype, subject, data
+//
+// its name, a space, the byte length of its value in decimal, "\n", the
+// value's bytes and "\n". time is the event's time in UTC formatted as
+// RFC 3339 with nanoseconds and no trailing zeros (Go's time.RFC3339Nano,
+// "2026-12-02T23:48:57.123Z"), so any equivalent spelling of the same
+// instant signs the same. data is the event's data bytes: for JSON data
+// (datacontenttype absent or a JSON media type, not data_base64) the JSON
+// value in compact form — insignificant whitespace removed, and <, >, &,
+// U+2028, U+2029 inside strings written as \u003c, \u003e, \u0026,
+// \u2028, \u2029 (Go's json.Compact then json.HTMLEscape: exactly what
+// encoding/json and the CloudEvents SDK write when they re-encode an event,
+// so a relay that re-encodes does not break the proof; members keep their
+// order and numbers their spelling); for other data the bytes themselves
+// (decoded, for data_base64). An absent attribute has the empty value. The
+// lengths make the encoding unambiguous whatever the values hold.
+// Extensions (traceparent, the proof itself) are not signed.
+func OriginBytes(ev Event) []byte {
+	var t string
+	if !ev.Time().IsZero() {
+		t = ev.Time().UTC().Format(time.RFC3339Nano)
+	}
+	data := ev.Data()
+	if len(data) > 0 && !ev.DataBase64 && jsonMedia(ev.DataContentType()) {
+		data = canonicalJSON(data)
+	}
+	var b bytes.Buffer
+	b.Grow(len(originVersion) + 160 + len(ev.ID()) + len(ev.Source()) + len(ev.Type()) + len(ev.Subject()) + len(data))
+	b.WriteString(originVersion)
+	field := func(name string, v []byte) {
+		b.WriteString(name)
+		b.WriteByte(' ')
+		b.WriteString(strconv.Itoa(len(v)))
+		b.WriteByte('\n')
+		b.Write(v)
+		b.WriteByte('\n')
+	}
+	field("id", []byte(ev.ID()))
+	field("source", []byte(ev.Source()))
+	field("type", []byte(ev.Type()))
+	field("time", []byte(t))
+	field("datacontenttype", []byte(ev.DataContentType()))
+	field("subject", []byte(ev.Subject()))
+	field("data", data)
+	return b.Bytes()
+}
+
+// canonicalJSON is data compact and HTML-escaped (see OriginBytes); data
+// that is not JSON stays as it is.
+func canonicalJSON(data []byte) []byte {
+	var c bytes.Buffer
+	if err := json.Compact(&c, data); err != nil {
+		return data
+	}
+	var h bytes.Buffer
+	json.HTMLEscape(&h, c.Bytes())
+	return h.Bytes()
+}
+
+// KeyID is the originkid of a public key.
+func KeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return hex.EncodeToString(sum[:8])
+}
+
+// OriginSigner signs events as one principal.
+type OriginSigner struct {
+	key ed25519.PrivateKey
+	kid string
+}
+
+// NewOriginSigner returns a signer with key.
+func NewOriginSigner(key ed25519.PrivateKey) *OriginSigner {
+	return &OriginSigner{key: key, kid: KeyID(key.Public().(ed25519.PublicKey))}
+}
+
+// ParseOriginSigner reads a private key file: PEM PKCS#8 Ed25519 (what
+// `openssl genpkey -algorithm ed25519` writes and cmd/stack and make
+// deploy-secrets generate).
+func ParseOriginSigner(pemBytes []byte) (*OriginSigner, error) {
+	blk, _ := pem.Decode(bytes.TrimSpace(pemBytes))
+	if blk == nil {
+		return nil, errors.New("origin key: not PEM")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("origin key: %w", err)
+	}
+	ek, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("origin key: %T is not an Ed25519 key", k)
+	}
+	return NewOriginSigner(ek), nil
+}
+
+// GenerateOriginKey returns a fresh Ed25519 private key as PEM PKCS#8 and
+// its public key as a line of an OriginKeys file for source.
+func GenerateOriginKey(source string) (privatePEM, publicLine string, err error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	privatePEM, err = OriginKeyPEM(priv)
+	if err != nil {
+		return "", "", err
+	}
+	return privatePEM, NewOriginSigner(priv).PublicLine(source), nil
+}
+
+// OriginKeyPEM encodes a private key as PEM PKCS#8.
+func OriginKeyPEM(priv ed25519.PrivateKey) (string, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), nil
+}
+
+// KeyID is the id of the signer's key (originkid).
+func (s *OriginSigner) KeyID() string { return s.kid }
+
+// Public is the signer's public key.
+func (s *OriginSigner) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
+
+// PublicLine is the line of an OriginKeys file trusting this signer for
+// source: "<source> <base64 public key>".
+func (s *OriginSigner) PublicLine(source string) string {
+	return source + " " + base64.StdEncoding.EncodeToString(s.Public())
+}
+
+// Sign sets ev's origin proof (replacing any earlier one).
+func (s *OriginSigner) Sign(ev *Event) {
+	sig := ed25519.Sign(s.key, OriginBytes(*ev))
+	ev.SetExtension(OriginKidExt, s.kid)
+	ev.SetExtension(OriginSigExt, base64.RawURLEncoding.EncodeToString(sig))
+}
+
+// Origin verification errors; each wraps one of these.
+var (
+	// ErrNoOrigin: the event carries no origin proof.
+	ErrNoOrigin = errors.New("no origin proof")
+	// ErrBadOrigin: the proof is malformed, names a key its source does
+	// not hold, or does not match the event.
+	ErrBadOrigin = errors.New("origin proof invalid")
+)
+
+// OriginKeys are the public keys consumers verify origin proofs with, by
+// source; several per source while a key rotates. Safe for concurrent use;
+// Replace swaps the whole set (a reloaded file).
+type OriginKeys struct {
+	mu   sync.RWMutex
+	keys map[string]map[string]ed25519.PublicKey // source -> kid -> key
+}
+
+// ParseOriginKeys reads an OriginKeys file: one key per line,
+//
+//	<source> <base64 of the 32-byte Ed25519 public key>
+//
+// for example "/functions/capture-payment 3u0V…=". Blank lines and lines
+// starting with # are ignored; ";" also separates entries, so the list
+// fits in one environment variable. A source may have several lines (a key
+// rotation). name says where the text came from, for errors.
+func ParseOriginKeys(text, name string) (*OriginKeys, error) {
+	ks := &OriginKeys{keys: map[string]map[string]ed25519.PublicKey{}}
+	for i, line := range strings.FieldsFunc(text, func(r rune) bool { return r == '\n' || r == ';' }) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("%s: entry %d: want \"<source> <base64 Ed25519 public key>\", got %d fields", name, i+1, len(f))
+		}
+		raw, err := base64.StdEncoding.DecodeString(f[1])
+		if err != nil {
+			raw, err = base64.RawURLEncoding.DecodeString(f[1])
+		}
+		if err != nil || len(raw) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("%s: entry %d (%s): not a base64 Ed25519 public key of %d bytes", name, i+1, f[0], ed25519.PublicKeySize)
+		}
+		ks.add(f[0], ed25519.PublicKey(raw))
+	}
+	if len(ks.keys) == 0 {
+		return nil, fmt.Errorf("%s: no origin public keys", name)
+	}
+	return ks, nil
+}
+
+func (ks *OriginKeys) add(source string, pub ed25519.PublicKey) {
+	if ks.keys == nil {
+		ks.keys = map[string]map[string]ed25519.PublicKey{}
+	}
+	m := ks.keys[source]
+	if m == nil {
+		m = map[string]ed25519.PublicKey{}
+		ks.keys[source] = m
+	}
+	m[KeyID(pub)] = pub
+}
+
+// Add trusts pub for source, beside the keys it already has.
+func (ks *OriginKeys) Add(source string, pub ed25519.PublicKey) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.add(source, pub)
+}
+
+// Replace makes ks hold exactly the keys of other (a reloaded file).
+func (ks *OriginKeys) Replace(other *OriginKeys) {
+	other.mu.RLock()
+	m := other.keys
+	other.mu.RUnlock()
+	ks.mu.Lock()
+	ks.keys = m
+	ks.mu.Unlock()
+}
+
+// Sources lists the sources ks holds keys for, sorted.
+func (ks *OriginKeys) Sources() []string {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	out := make([]string, 0, len(ks.keys))
+	for s := range ks.keys {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Knows reports whether ks holds any key of source.
+func (ks *OriginKeys) Knows(source string) bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	return len(ks.keys[source]) > 0
+}
+
+// Holds reports whether pub is one of source's keys.
+func (ks *OriginKeys) Holds(source string, pub ed25519.PublicKey) bool {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	k, ok := ks.keys[source][KeyID(pub)]
+	return ok && k.Equal(pub)
+}
+
+func (ks *OriginKeys) lookup(source, kid string) (ed25519.PublicKey, bool) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	k, ok := ks.keys[source][kid]
+	return k, ok
+}
+
+// Verify checks ev's origin proof: a signature over OriginBytes(ev) by the
+// key originkid names, which must be one of the keys of ev's source. It
+// wraps ErrNoOrigin or ErrBadOrigin. A nil OriginKeys trusts no source.
+func (ks *OriginKeys) Verify(ev Event) error {
+	exts := ev.Extensions()
+	sigV, hasSig := exts[OriginSigExt]
+	kidV, hasKid := exts[OriginKidExt]
+	if !hasSig && !hasKid {
+		return fmt.Errorf("%w: the event has no %s/%s attributes", ErrNoOrigin, OriginSigExt, OriginKidExt)
+	}
+	sigS, err1 := types.ToString(sigV)
+	kid, err2 := types.ToString(kidV)
+	if !hasSig || !hasKid || err1 != nil || err2 != nil {
+		return fmt.Errorf("%w: %s and %s must both be strings", ErrBadOrigin, OriginSigExt, OriginKidExt)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sigS, "="))
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: %s is not a base64url Ed25519 signature", ErrBadOrigin, OriginSigExt)
+	}
+	if ks == nil {
+		return fmt.Errorf("%w: this consumer trusts no origin keys", ErrBadOrigin)
+	}
+	pub, ok := ks.lookup(ev.Source(), kid)
+	if !ok {
+		return fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(ev.Source(), 200))
+	}
+	if !ed25519.Verify(pub, OriginBytes(ev), sig) {
+		return fmt.Errorf("%w: the signature of key %s does not match the event (altered, or signed for other content)", ErrBadOrigin, kid)
+	}
+	return nil
+}
