@@ -22,12 +22,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/readthrough"
 )
@@ -76,8 +76,8 @@ func (f Facts) CheckUser(v *problem.Validator, field, userID string) {
 	if userID == "" {
 		return
 	}
-	u, err := uuid.Parse(userID)
-	v.Check(err == nil && u.String() == f.UserID, field, "must be the account's owner, or be left out (the owner comes from the account)")
+	u, ok := ids.Canonical(userID)
+	v.Check(ok && u == f.UserID, field, "must be the account's owner, or be left out (the owner comes from the account)")
 }
 
 // CheckCurrency checks that cur (an ISO 4217 code) is the account's currency.
@@ -139,18 +139,18 @@ func (d *Directory) apply(ctx context.Context, tx pgx.Tx, ev events.Event) error
 }
 
 func (f *Facts) validate() error {
-	id, err := uuid.Parse(f.ID)
-	if err != nil {
+	id, ok := ids.Canonical(f.ID)
+	if !ok {
 		return fmt.Errorf("account id %q is not a UUID", f.ID)
 	}
-	user, err := uuid.Parse(f.UserID)
-	if err != nil {
+	user, ok := ids.Canonical(f.UserID)
+	if !ok {
 		return fmt.Errorf("account %s: user_id %q is not a UUID", f.ID, f.UserID)
 	}
 	if f.Currency == "" || f.Status == "" {
 		return fmt.Errorf("account %s: currency and status are required", f.ID)
 	}
-	f.ID, f.UserID, f.Currency = id.String(), user.String(), strings.ToUpper(f.Currency)
+	f.ID, f.UserID, f.Currency = id, user, strings.ToUpper(f.Currency)
 	return nil
 }
 
@@ -200,11 +200,10 @@ func (d *Directory) Get(ctx context.Context, q execer, id string) (f Facts, ok b
 // account nobody knows, is a 404 problem; a source that cannot answer is a
 // 503 (the client may retry), never a guess.
 func (d *Directory) Lookup(ctx context.Context, id string) (Facts, error) {
-	u, err := uuid.Parse(id)
-	if err != nil {
+	id, ok := ids.Canonical(id)
+	if !ok {
 		return Facts{}, notFound()
 	}
-	id = u.String()
 	f, ok, err := d.Get(ctx, nil, id)
 	if err != nil || ok {
 		return f, err

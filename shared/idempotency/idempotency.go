@@ -36,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -280,7 +281,9 @@ func (s *Store) claim(ctx context.Context, c *claim, method, path string, sum []
 
 // finish stores or releases the key after the handler answered.
 func (s *Store) finish(ctx context.Context, c *claim, cw *captureWriter) {
-	ctx = context.WithoutCancel(ctx)
+	// The answer is given: storing it must complete even if the client left.
+	ctx, cancel := postgres.Detached(ctx)
+	defer cancel()
 	status := cw.status
 	if status == 0 {
 		status = http.StatusOK

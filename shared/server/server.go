@@ -18,8 +18,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +38,7 @@ import (
 
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/requestid"
 )
 
 // Config is the runtime's environment, named as the OpenFaaS watchdog names it.
@@ -268,46 +267,22 @@ func (s *Server) recover(next http.Handler) http.Handler {
 	})
 }
 
-type reqIDKey struct{}
-
 // RequestID returns the request id of ctx ("" outside a request).
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(reqIDKey{}).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return requestid.From(ctx) }
 
 // WithRequestID returns ctx carrying id (for work started outside HTTP).
-func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, reqIDKey{}, id)
-}
+func WithRequestID(ctx context.Context, id string) context.Context { return requestid.With(ctx, id) }
 
-var idPrefix = func() string {
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}()
-
-var idSeq atomic.Uint64
-
-// NewRequestID returns a unique, cheap id: a per-process random prefix and a counter.
-func NewRequestID() string {
-	return idPrefix + "-" + strconv.FormatUint(idSeq.Add(1), 36)
-}
-
+// requestID keeps the caller's X-Request-Id (or the gateway's X-Call-Id)
+// when usable, else makes one (shared/requestid), and answers with it.
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if id == "" || len(id) > 128 {
-			id = r.Header.Get("X-Call-Id")
-		}
-		if id == "" || len(id) > 128 {
-			id = NewRequestID()
-		}
-		w.Header().Set("X-Request-Id", id)
-		if c := r.Header.Get("X-Call-Id"); c != "" && len(c) <= 128 {
+		id := requestid.FirstUsable(r.Header.Get(requestid.Header), r.Header.Get("X-Call-Id"))
+		w.Header().Set(requestid.Header, id)
+		if c := r.Header.Get("X-Call-Id"); requestid.Usable(c) {
 			w.Header().Set("X-Call-Id", c)
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), reqIDKey{}, id)))
+		next.ServeHTTP(w, r.WithContext(requestid.With(r.Context(), id)))
 	})
 }
 

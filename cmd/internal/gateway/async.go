@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/requestid"
 )
 
 // asyncJob is one queued invocation.
@@ -35,10 +36,7 @@ const (
 )
 
 func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request) {
-	callID := r.Header.Get("X-Call-Id")
-	if callID == "" {
-		callID = newCallID()
-	}
+	callID := requestid.FirstUsable(r.Header.Get("X-Call-Id"))
 	start := time.Now()
 	w.Header().Set("X-Call-Id", callID)
 	w.Header().Set("X-Start-Time", strconv.FormatInt(start.UnixNano(), 10))

@@ -29,9 +29,7 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -53,6 +51,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/requestid"
 )
 
 // Namespace is the one function namespace, as OpenFaaS names it.
@@ -269,20 +268,6 @@ func (g *Gateway) route(r *http.Request, prefix string) (b *backend, name, path,
 	return b, name, path, rawPath
 }
 
-var idPrefix = func() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}()
-
-var idSeq atomic.Uint64
-
-// newCallID returns a unique id: a per-process random prefix and a counter
-// (cheaper than a UUID per request, as unique for a call id).
-func newCallID() string {
-	return idPrefix + "-" + strconv.FormatUint(idSeq.Add(1), 36)
-}
-
 // Hop-by-hop headers (RFC 9110 7.6.1) are not forwarded.
 var hopHeaders = []string{
 	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
@@ -315,10 +300,8 @@ func clientIP(r *http.Request) string {
 
 func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) {
 	start := time.Now()
-	callID := r.Header.Get("X-Call-Id")
-	if callID == "" {
-		callID = newCallID()
-	}
+	// The call id is the request id the functions keep (shared/requestid).
+	callID := requestid.FirstUsable(r.Header.Get("X-Call-Id"))
 	startTime := strconv.FormatInt(start.UnixNano(), 10)
 	wh := w.Header()
 	wh["X-Call-Id"] = []string{callID}
@@ -424,7 +407,7 @@ func isDialError(err error) bool {
 }
 
 func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, callID string, err error) {
-	w.Header().Set("X-Request-Id", callID) // so the problem document carries it
+	w.Header().Set(requestid.Header, callID) // so the problem document carries it
 	problem.Write(w, r, err)
 }
 
