@@ -34,11 +34,20 @@ fmt-check: ## fail when gofmt would change a file
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
+tidy-check: ## fail when go mod tidy would change go.mod or go.sum (go mod tidy -diff; offline once the module cache holds the module graph)
+	@out=$$($(GO) mod tidy -diff 2>&1); rc=$$?; \
+	if [ $$rc -ne 0 ]; then \
+	  echo "$$out"; \
+	  if printf '%s\n' "$$out" | grep -q '^diff '; then echo "go.mod/go.sum are not tidy: run go mod tidy and commit both"; \
+	  else echo "tidy-check could not run go mod tidy (offline with modules missing from the cache?); run it once online"; fi; \
+	  exit 1; \
+	fi
+
 vet: ## go vet (also the fault test, which builds only with -tags faults)
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags faults ./cmd/stack
 
-test: services fmt-check vet ## everything CI checks: gofmt, go vet, go test -race against real Postgres, Redis and kfake
+test: services fmt-check tidy-check vet ## everything CI checks: gofmt, go mod tidy, go vet, go test -race against real Postgres, Redis and kfake
 	$(GO) test -race -count=1 $(PKGS)
 
 fuzz: services ## run every fuzz target for FUZZTIME each (default 20s)
@@ -169,4 +178,4 @@ clean: ## remove build output (bin/ but the local stack's state in bin/run, faas
 	@if [ -d bin ]; then find bin -mindepth 1 -maxdepth 1 ! -name run -exec rm -rf {} +; rm -rf bin/run/bin; fi
 	rm -rf build
 
-.PHONY: help services fmt-check vet test fuzz run bench e2e faults build migrate token reset images kind-up strimzi deploy-secrets deploy-openfaas deploy-knative clean
+.PHONY: help services fmt-check tidy-check vet test fuzz run bench e2e faults build migrate token reset images kind-up strimzi deploy-secrets deploy-openfaas deploy-knative clean

@@ -4,13 +4,18 @@
 // an event receiver, plus the readiness checks, metrics and closers the
 // runtime needs.
 //
+// process-transaction's main, for instance (its package api holds the
+// route table, the handlers and the code → status table):
+//
 //	func main() {
 //		server.Main("process-transaction", func(ctx context.Context) (server.App, error) {
 //			d, err := platform.Open(ctx, "process-transaction")
 //			if err != nil {
 //				return server.App{}, err
 //			}
-//			return d.App(ledger.NewHandler(d)), nil
+//			s := api.New(d, time.Now)
+//			s.Start()
+//			return d.App(s.Handler()), nil
 //		})
 //	}
 package platform
