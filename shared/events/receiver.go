@@ -441,7 +441,7 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 			res.Duplicates += dups
 			return res, nil
 		}
-		if !IsPermanent(err) {
+		if !IsPermanentIn(ctx, err) {
 			return res, err
 		}
 		slog.WarnContext(ctx, "batch failed permanently; applying one by one", "consumer", rc.Consumer, "err", err.Error())
@@ -480,7 +480,7 @@ func (rc *Receiver) deliverSelf(ctx context.Context, evs []Event, res *Result) e
 			}
 			return nil
 		}
-		if !IsPermanent(err) {
+		if !IsPermanentIn(ctx, err) {
 			return err
 		}
 	}
@@ -490,7 +490,7 @@ func (rc *Receiver) deliverSelf(ctx context.Context, evs []Event, res *Result) e
 		case err == nil:
 			res.Processed++
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "processed").Inc()
-		case IsPermanent(err):
+		case IsPermanentIn(ctx, err):
 			if perr := rc.Park(ctx, ev, err); perr != nil {
 				return perr
 			}
@@ -523,7 +523,7 @@ func (rc *Receiver) deliverOne(ctx context.Context, ev Event) (string, error) {
 		return "processed", nil
 	case errors.Is(err, errDuplicate):
 		return "duplicate", nil
-	case IsPermanent(err):
+	case IsPermanentIn(ctx, err):
 		if perr := rc.Park(ctx, ev, err); perr != nil {
 			return "", perr
 		}
