@@ -93,8 +93,8 @@ type Mapping struct {
 // declares one for its own codes, e.g.
 //
 //	var Statuses = problem.Statuses{
-//		ledger.InsufficientFunds: {http.StatusUnprocessableEntity, "Insufficient funds"},
-//		ledger.TransferNotHeld:   {http.StatusConflict, "Transfer is not an open hold"},
+//		ledger.InsufficientFunds: {Status: http.StatusUnprocessableEntity, Title: "Insufficient funds"},
+//		ledger.TransferNotHeld:   {Status: http.StatusConflict, Title: "Transfer is not an open hold"},
 //	}
 //
 // and serves its routes behind Statuses.Middleware. The shared codes are
