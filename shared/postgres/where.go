@@ -43,6 +43,19 @@ func (w *Where) And(cond string, args ...any) {
 	w.conds = append(w.conds, b.String())
 }
 
+// Filter adds "column = value" when value is set (not empty): the
+// optional equality filters of a list read one line each,
+//
+//	w.Filter("account_id", f.AccountID)
+//	w.Filter("status", f.Status)
+//
+// column is the program's SQL, never input.
+func (w *Where) Filter(column, value string) {
+	if value != "" {
+		w.And(column+" = ?", value)
+	}
+}
+
 // Arg adds an argument used outside the conditions (a LIMIT) and returns
 // its placeholder.
 func (w *Where) Arg(v any) string {

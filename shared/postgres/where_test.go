@@ -79,3 +79,17 @@ func TestWhereQueriesPostgresWithValuesAsArguments(t *testing.T) {
 		t.Errorf("a status holding SQL matched %v, want only row 4", got)
 	}
 }
+
+func TestWhereFilterSkipsWhatIsNotSet(t *testing.T) {
+	var w postgres.Where
+	w.Filter("account_id", "")
+	w.Filter("status", "open")
+	w.Filter("gateway", "")
+	w.Filter("type", "refund")
+	if got, want := w.SQL(), " WHERE status = $1 AND type = $2"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if len(w.Args) != 2 || w.Args[0] != "open" || w.Args[1] != "refund" {
+		t.Fatalf("args %v", w.Args)
+	}
+}
