@@ -128,6 +128,10 @@ deploy-secrets: ## generate the cluster's secrets into bin/deploy/secrets (untra
 	done
 	@kubectl create namespace billfn --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 	@kubectl -n billfn create secret generic billfn-secrets --from-file=$(DEPLOY_SECRETS) --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+	@# The KafkaSources and the KafkaSink log in as the kafka-trigger principal (kafka-acls.yaml).
+	@d=bin/deploy/kafka-delivery; mkdir -p $$d && printf SASL_PLAINTEXT >$$d/protocol && printf SCRAM-SHA-512 >$$d/sasl.mechanism && \
+	  printf kafka-trigger >$$d/user && cp $(DEPLOY_SECRETS)/kafka-password-kafka-trigger $$d/password && \
+	  kubectl -n billfn create secret generic billfn-kafka-delivery --from-file=$$d --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 	@echo "billfn-secrets applied from $(DEPLOY_SECRETS); tokens for the cluster: SECRETS_DIR=bin/deploy make -s token"
 
 deploy-openfaas: strimzi deploy-secrets ## OpenFaaS CE + billfn on the kind cluster: infra, secrets, kafka-trigger, faas-cli deploy
@@ -140,7 +144,7 @@ deploy-openfaas: strimzi deploy-secrets ## OpenFaaS CE + billfn on the kind clus
 	@for f in $(DEPLOY_SECRETS)/*; do \
 	  name=$$(basename $$f); \
 	  kubectl -n openfaas-fn create secret generic "$$name" --from-file="$$name=$$f" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; \
-	  if [ "$$name" = event-signing-key ]; then \
+	  if [ "$$name" = event-signing-key ] || [ "$$name" = kafka-password-kafka-trigger ]; then \
 	    kubectl -n openfaas create secret generic "$$name" --from-file="$$name=$$f" --dry-run=client -o yaml | kubectl apply -f - >/dev/null; fi; \
 	done
 	kubectl apply -k knative/openfaas

@@ -63,6 +63,9 @@ func (c *consumer) saramaConfig() *sarama.Config {
 	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	cfg.Consumer.Fetch.Default = 1 << 20
 	cfg.Metadata.RefreshFrequency = time.Minute
+	// The trigger's own principal (kafka-acls.yaml): READ on the topics
+	// and on its groups; validate checked the settings at start.
+	_ = c.t.cfg.SASL.Apply(cfg)
 	return cfg
 }
 

@@ -49,17 +49,24 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/kafkaauth"
 	"github.com/billfn/billfn/shared/server"
 )
 
 // Config is the trigger's environment.
 type Config struct {
-	Brokers     []string `envconfig:"KAFKA_BROKERS" default:"127.0.0.1:9092"`
-	GatewayURL  string   `envconfig:"GATEWAY_URL" default:"http://127.0.0.1:8080"`
-	StackFile   string   `envconfig:"STACK_FILE"`
-	SigningKeys string   `envconfig:"EVENT_SIGNING_KEYS" secret:"event-signing-key" required:"true"`
+	Brokers []string `envconfig:"KAFKA_BROKERS" default:"127.0.0.1:9092"`
+	// SASL: the trigger's Kafka principal (KAFKA_SASL_MECHANISM,
+	// KAFKA_USERNAME, the password from the secret file
+	// kafka-password-<username>); no SASL when unset.
+	SASL        kafkaauth.Config
+	GatewayURL  string `envconfig:"GATEWAY_URL" default:"http://127.0.0.1:8080"`
+	StackFile   string `envconfig:"STACK_FILE"`
+	SigningKeys string `envconfig:"EVENT_SIGNING_KEYS" secret:"event-signing-key" required:"true"`
 	// The gateway's basic-auth credentials for /system/functions, as
 	// OpenFaaS mounts them for its connectors.
 	GatewayUser     string `envconfig:"GATEWAY_USER" secret:"basic-auth-user"`
@@ -98,6 +105,9 @@ func (c Config) validate() error {
 	if len(c.Brokers) == 0 {
 		problems = append(problems, "KAFKA_BROKERS is empty")
 	}
+	if err := c.SASL.Apply(sarama.NewConfig()); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if c.StackFile == "" && c.GatewayURL == "" {
 		problems = append(problems, "set GATEWAY_URL (or STACK_FILE)")
 	}
@@ -123,6 +133,9 @@ func main() {
 	var cfg Config
 	err := config.Load(&cfg)
 	server.SetupLogging("kafka-trigger", cfg.LogLevel)
+	if err == nil {
+		err = cfg.SASL.Load()
+	}
 	if err == nil {
 		err = cfg.validate()
 	}

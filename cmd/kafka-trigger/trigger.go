@@ -218,6 +218,9 @@ func (t *Trigger) dlqProducer() (sarama.SyncProducer, error) {
 	}
 	cfg := outbox.ProducerConfig()
 	cfg.ClientID = "billfn-kafka-trigger-dlq"
+	if err := t.cfg.SASL.Apply(cfg); err != nil {
+		return nil, err
+	}
 	p, err := sarama.NewSyncProducer(t.cfg.Brokers, cfg)
 	if err != nil {
 		return nil, err

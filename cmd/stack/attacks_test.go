@@ -138,14 +138,22 @@ func attacksTokens(t *testing.T, s *attackScene) {
 		controls := map[string]string{"a token signed with the stack's key": valid, "the banner's token": banner[1]}
 		// A token signed with any secret a function holds opens nothing: a
 		// compromised function cannot mint tokens for the others.
-		held, err := os.ReadDir(filepath.Join(e.runDir, "secrets", functionsSubdir))
+		// (one directory per function and the kafka-trigger)
+		procs, err := os.ReadDir(filepath.Join(e.runDir, "secrets", functionsSubdir))
+		var held []string
+		for _, p := range procs {
+			files, _ := os.ReadDir(filepath.Join(e.runDir, "secrets", functionsSubdir, p.Name()))
+			for _, f := range files {
+				held = append(held, filepath.Join(functionsSubdir, p.Name(), f.Name()))
+			}
+		}
 		if err != nil || len(held) == 0 {
 			t.Fatalf("the functions' secrets: %v", err)
 		}
-		for _, f := range held {
-			v := e.secret(filepath.Join(functionsSubdir, f.Name()))
-			forged["HS256 keyed with the functions' "+f.Name()] = sign(jwt.SigningMethodHS256, []byte(v), claims(nil))
-			forged["HS512 keyed with the functions' "+f.Name()] = sign(jwt.SigningMethodHS512, []byte(v), claims(nil))
+		for _, name := range held {
+			v := e.secret(name)
+			forged["HS256 keyed with the functions' "+name] = sign(jwt.SigningMethodHS256, []byte(v), claims(nil))
+			forged["HS512 keyed with the functions' "+name] = sign(jwt.SigningMethodHS512, []byte(v), claims(nil))
 		}
 		endpoints := map[string]string{
 			"process-transaction": "/function/process-transaction/accounts/" + b.account,

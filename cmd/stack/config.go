@@ -140,9 +140,12 @@ func (c config) usesStripeMock(base string) bool {
 
 func (c config) secretsDir() string { return filepath.Join(c.RunDir, "secrets") }
 
-// functionSecretsDir is the SECRETS_DIR of every function and of the
-// kafka-trigger: the secrets stack.yml declares, never the JWT private key.
-func (c config) functionSecretsDir() string { return filepath.Join(c.secretsDir(), functionsSubdir) }
+// functionSecretsDir is the SECRETS_DIR of the function or the
+// kafka-trigger proc: the secrets stack.yml declares, never the JWT private
+// key, and of the Kafka passwords only its own.
+func (c config) functionSecretsDir(proc string) string {
+	return filepath.Join(c.secretsDir(), functionsSubdir, proc)
+}
 
 func (c config) binDir() string { return filepath.Join(c.RunDir, "bin") }
 

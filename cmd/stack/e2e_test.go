@@ -20,6 +20,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/cmd/internal/kafkaacl"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -74,7 +75,12 @@ func TestLocalStackEndToEnd(t *testing.T) {
 			"reference_id": "e2e-top-up",
 		}))
 		body, _ := events.Marshal(ev)
-		p, err := sarama.NewSyncProducer([]string{kafkaAddr}, outbox.ProducerConfig())
+		// as the integrator: the principal allowed to request transfers
+		pcfg := outbox.ProducerConfig()
+		if err := e.kafkaAs(kafkaacl.Integrator).Apply(pcfg); err != nil {
+			t.Fatal(err)
+		}
+		p, err := sarama.NewSyncProducer([]string{kafkaAddr}, pcfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +239,7 @@ func TestStackWritesEverySecretStackYMLNames(t *testing.T) {
 
 // The functions and the kafka-trigger get a secrets directory of their own
 // (SECRETS_DIR): what stack.yml declares for them, never the private key
-// that signs the stack's tokens.
+// that signs the stack's tokens, and of the Kafka passwords only their own.
 func TestFunctionsGetNoPrivateKey(t *testing.T) {
 	cfg, err := loadConfig(func(string) (string, bool) { return "", false })
 	if err != nil {
@@ -246,50 +252,66 @@ func TestFunctionsGetNoPrivateKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What an older stack left in its secrets directory does not leak in.
-	if err := os.MkdirAll(cfg.functionSecretsDir(), 0o700); err != nil {
+	old := filepath.Join(cfg.secretsDir(), functionsSubdir)
+	if err := os.MkdirAll(old, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(cfg.functionSecretsDir(), "jwt-secret"), []byte("old"), 0o600)
-	os.WriteFile(filepath.Join(cfg.functionSecretsDir(), jwtPrivateKey), []byte("old"), 0o600)
+	os.WriteFile(filepath.Join(old, "jwt-secret"), []byte("old"), 0o600)
+	os.WriteFile(filepath.Join(old, jwtPrivateKey), []byte("old"), 0o600)
 	all, err := writeSecrets(cfg.secretsDir(), cfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"event-signing-key": true, jwtPublicKey: true}
+	common := map[string]bool{"event-signing-key": true, jwtPublicKey: true}
 	for _, name := range st.Names() {
 		for _, sec := range st.Functions[name].Secrets {
-			want[sec] = true
+			if !isKafkaPassword(sec) {
+				common[sec] = true
+			}
 		}
 	}
-	entries, err := os.ReadDir(cfg.functionSecretsDir())
+	top, err := os.ReadDir(old)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
-	for _, e := range entries {
-		got[e.Name()] = true
-		b, _ := os.ReadFile(filepath.Join(cfg.functionSecretsDir(), e.Name()))
-		if !want[e.Name()] {
-			t.Errorf("the functions' secrets hold %s, which stack.yml does not give them", e.Name())
-		}
-		if strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), strings.TrimSpace(all[jwtPrivateKey])) {
-			t.Errorf("the functions' %s holds the private key", e.Name())
-		}
-		if string(b) != all[e.Name()] {
-			t.Errorf("the functions' %s differs from the stack's", e.Name())
+	for _, e := range top {
+		if !e.IsDir() || !slices.Contains(processNames(st), e.Name()) {
+			t.Errorf("%s holds %s, no process's directory", old, e.Name())
 		}
 	}
-	for name := range want {
-		if !got[name] {
-			t.Errorf("the functions' secrets lack %s", name)
+	for _, proc := range processNames(st) {
+		want := maps.Clone(common)
+		want["kafka-password-"+proc] = true // its own, and no other
+		entries, err := os.ReadDir(cfg.functionSecretsDir(proc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, e := range entries {
+			got[e.Name()] = true
+			b, _ := os.ReadFile(filepath.Join(cfg.functionSecretsDir(proc), e.Name()))
+			if !want[e.Name()] {
+				t.Errorf("%s's secrets hold %s, which stack.yml does not give it", proc, e.Name())
+			}
+			if strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), strings.TrimSpace(all[jwtPrivateKey])) {
+				t.Errorf("%s's %s holds the private key", proc, e.Name())
+			}
+			if string(b) != all[e.Name()] {
+				t.Errorf("%s's %s differs from the stack's", proc, e.Name())
+			}
+		}
+		for name := range want {
+			if !got[name] {
+				t.Errorf("%s's secrets lack %s", proc, name)
+			}
 		}
 	}
-	// Every child is pointed at that directory, none at the issuer's.
+	// Every child is pointed at its own directory, none at the issuer's.
 	b, err := os.ReadFile("run.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sets := regexp.MustCompile(`"SECRETS_DIR="\+([a-zA-Z.]+)\(\)`).FindAllStringSubmatch(string(b), -1)
+	sets := regexp.MustCompile(`"SECRETS_DIR="\+([a-zA-Z.]+)\([a-zA-Z.]+\)`).FindAllStringSubmatch(string(b), -1)
 	if len(sets) < 2 {
 		t.Errorf("run.go sets SECRETS_DIR %d times; want the functions' and the kafka-trigger's", len(sets))
 	}

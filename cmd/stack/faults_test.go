@@ -580,7 +580,7 @@ func replayAllEvents(t *testing.T, e *e2e) int {
 	for topic := range events.Topics {
 		topics = append(topics, topic)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka), e.kafkaLogin(kafkaSuperuser), kgo.ConsumeTopics(topics...), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if err != nil {
 		t.Fatal(err)

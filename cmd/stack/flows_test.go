@@ -341,12 +341,12 @@ func TestFlowKafkaProducedTransfer(t *testing.T) {
 	}
 
 	t.Run("the transfer posts", func(t *testing.T) {
-		produce(t, producer, e.kafka, events.TopicTransaction, c.account, value)
+		produce(t, producer, e.integratorProperties(), events.TopicTransaction, c.account, value)
 		e.eventually("the balance to show the transfer", 60*time.Second, func() bool { return e.balance(c.account) == amount })
 	})
 
 	t.Run("transaction.posted appears on transaction-events", func(t *testing.T) {
-		posted := readTopic(t, e.kafka, events.TopicTransaction, 30*time.Second, func(ev map[string]any) bool {
+		posted := readTopic(t, e, events.TopicTransaction, 30*time.Second, func(ev map[string]any) bool {
 			d, _ := ev["data"].(map[string]any)
 			return str(ev, "type") == "billfn.transaction.posted" && str(d, "reference_id") == data["reference_id"]
 		})
@@ -374,7 +374,7 @@ func TestFlowKafkaProducedTransfer(t *testing.T) {
 	t.Run("the same record produced again moves nothing", func(t *testing.T) {
 		e.quiesce(30 * time.Second)
 		seen := delivered()
-		produce(t, producer, e.kafka, events.TopicTransaction, c.account, value)
+		produce(t, producer, e.integratorProperties(), events.TopicTransaction, c.account, value)
 		e.eventually("the kafka-trigger to deliver the copy", 60*time.Second, func() bool { return delivered() > seen })
 		e.quiesce(30 * time.Second)
 		if b := e.balance(c.account); b != amount {
@@ -407,10 +407,11 @@ func buildProducer(t *testing.T, root string) string {
 	return bin
 }
 
-// produce writes one structured CloudEvent record with the outside client.
-func produce(t *testing.T, producer, brokers, topic, key string, value []byte) {
+// produce writes one structured CloudEvent record with the outside client,
+// logged in with the librdkafka properties file props (as kcat -F).
+func produce(t *testing.T, producer, props, topic, key string, value []byte) {
 	t.Helper()
-	cmd := exec.Command(producer, "-b", brokers, "-t", topic, "-k", key, "-H", "content-type="+events.ContentTypeStructured)
+	cmd := exec.Command(producer, "-F", props, "-t", topic, "-k", key, "-H", "content-type="+events.ContentTypeStructured)
 	cmd.Stdin = bytes.NewReader(value)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -421,9 +422,10 @@ func produce(t *testing.T, producer, brokers, topic, key string, value []byte) {
 // readTopic reads a topic from its beginning until it has been idle for a
 // moment after reaching its end, and returns the structured CloudEvents for
 // which keep is true.
-func readTopic(t *testing.T, brokers, topic string, d time.Duration, keep func(map[string]any) bool) []map[string]any {
+func readTopic(t *testing.T, e *e2e, topic string, d time.Duration, keep func(map[string]any) bool) []map[string]any {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kafka), e.kafkaLogin(kafkaSuperuser), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/billfn/billfn/cmd/internal/gateway"
+	"github.com/billfn/billfn/cmd/internal/kafkaacl"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
@@ -191,11 +192,16 @@ func (s *stack) start(ctx context.Context) error {
 		closeLns()
 		return err
 	}
+	// The secrets first: the broker's users and their passwords are in them.
+	if s.secrets, err = writeSecrets(cfg.secretsDir(), cfg, s.st); err != nil {
+		closeLns()
+		return err
+	}
 	if err := s.startKafka(kafkaLn); err != nil {
 		gwLn.Close()
 		return err
 	}
-	if s.secrets, err = writeSecrets(cfg.secretsDir(), cfg, s.st); err != nil {
+	if _, err := s.writeIntegratorProperties(); err != nil {
 		gwLn.Close()
 		return err
 	}
@@ -233,7 +239,7 @@ func (s *stack) start(ctx context.Context) error {
 		env: append(baseEnv(),
 			"KAFKA_BROKERS="+cfg.KafkaAddr,
 			"GATEWAY_URL=http://"+cfg.GatewayAddr,
-			"SECRETS_DIR="+cfg.functionSecretsDir(),
+			"SECRETS_DIR="+cfg.functionSecretsDir(kafkaacl.Trigger),
 			"METRICS_ADDR="+cfg.TriggerAddr,
 			"SCHEDULE_EVERY="+cfg.TickEvery.String(),
 			"DLQ_TOPIC="+DLQTopic,
@@ -241,6 +247,7 @@ func (s *stack) start(ctx context.Context) error {
 			"LOG_LEVEL="+logLevel(),
 		),
 	}
+	s.trigger.env = append(s.trigger.env, kafkaEnv(kafkaacl.Trigger)...)
 	if err := s.trigger.start(); err != nil {
 		return err
 	}
@@ -413,10 +420,19 @@ func (w *lineWriter) Flush() {
 }
 
 // startKafka runs kfake on the stack's Kafka listener with billfn's topics,
-// persisted in the run directory.
+// persisted in the run directory, with SASL and the ACLs of kafka-acls.yaml
+// (kafka.go).
 func (s *stack) startKafka(ln net.Listener) error {
 	dir := filepath.Join(s.cfg.RunDir, "kafka")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		ln.Close()
+		return err
+	}
+	auth, err := s.kafkaOpts()
+	if err == nil {
+		err = forgetKafkaAuth(dir)
+	}
+	if err != nil {
 		ln.Close()
 		return err
 	}
@@ -429,13 +445,20 @@ func (s *stack) startKafka(ln net.Listener) error {
 		}
 		return got, nil
 	}
-	c, err := testenv.NewKafka(kfake.ListenFn(listenFn), kfake.DataDir(dir), kfake.SeedTopics(1, DLQTopic))
+	opts := append([]kfake.Opt{kfake.ListenFn(listenFn), kfake.DataDir(dir), kfake.SeedTopics(1, DLQTopic)}, auth...)
+	c, err := testenv.NewKafka(opts...)
 	if err != nil {
 		ln.Close()
 		return userErrorf("cannot start Kafka (kfake) on %s with data in %s: %v (remove %s to start afresh)", s.cfg.KafkaAddr, dir, err, dir)
 	}
 	s.kafka = c
-	s.log.printf("kafka", "kfake listening on %s (data in %s)", strings.Join(c.ListenAddrs(), ","), dir)
+	if err := s.applyACLs(context.Background()); err != nil {
+		c.Close()
+		s.kafka = nil
+		return err
+	}
+	s.log.printf("kafka", "kfake listening on %s (data in %s), SASL/%s and the ACLs of %s on", strings.Join(c.ListenAddrs(), ","), dir,
+		kafkaacl.Mechanism, kafkaacl.File)
 	return nil
 }
 
@@ -493,7 +516,7 @@ func (s *stack) build(ctx context.Context) error {
 		for _, k := range keys {
 			env = append(env, k+"="+f.spec.Environment[k])
 		}
-		env = append(env, "PORT="+strconv.Itoa(s.cfg.FunctionPort+i), "SECRETS_DIR="+s.cfg.functionSecretsDir())
+		env = append(env, "PORT="+strconv.Itoa(s.cfg.FunctionPort+i), "SECRETS_DIR="+s.cfg.functionSecretsDir(f.name))
 		f.proc = &proc{
 			name: f.name, path: filepath.Join(s.cfg.binDir(), filepath.Base(f.spec.Dir())), dir: s.cfg.Root,
 			env: env, health: "http://" + f.addr + "/_/health", log: s.log,

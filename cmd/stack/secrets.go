@@ -31,9 +31,11 @@ const (
 	jwtPublicKey  = "jwt-public-key"
 )
 
-// functionsSubdir is the directory under the secrets directory the stack
-// hands its functions and the kafka-trigger as SECRETS_DIR: the secrets
-// stack.yml declares, without the JWT private key.
+// functionsSubdir is the directory under the secrets directory that holds
+// one directory per function and one for the kafka-trigger, each the
+// SECRETS_DIR of that process (functionSecretsDir): the secrets stack.yml
+// declares, without the JWT private key, and of the Kafka passwords only
+// the process's own (kafka.go).
 const functionsSubdir = "functions"
 
 // writeSecrets writes every secret stack.yml names into dir, as OpenFaaS
@@ -41,9 +43,10 @@ const functionsSubdir = "functions"
 // signs the stack's tokens: the connection URLs follow the stack's
 // configuration on every start; generated ones (the Ed25519 key pair,
 // signing and webhook keys) are kept across restarts so the values stay
-// valid for whatever already holds them. The secrets the functions may see
-// are copied into dir/functions (the SECRETS_DIR of every function and of
-// the kafka-trigger), which holds no private key.
+// valid for whatever already holds them. The secrets a function or the
+// kafka-trigger may see are copied into dir/functions/<name> (its
+// SECRETS_DIR), which holds no private key and no other process's Kafka
+// password.
 func writeSecrets(dir string, cfg config, st *stackfile.Stack) (map[string]string, error) {
 	if err := os.MkdirAll(filepath.Join(dir, functionsSubdir), 0o700); err != nil {
 		return nil, err
@@ -52,6 +55,11 @@ func writeSecrets(dir string, cfg config, st *stackfile.Stack) (map[string]strin
 	for _, f := range st.Functions {
 		names = append(names, f.Secrets...)
 	}
+	kafkaNames, err := kafkaPasswordNames(cfg)
+	if err != nil {
+		return nil, err
+	}
+	names = append(names, kafkaNames...)
 	slices.Sort(names)
 	names = slices.Compact(names)
 	if slices.Contains(names, jwtPrivateKey) {
@@ -103,7 +111,7 @@ func writeSecrets(dir string, cfg config, st *stackfile.Stack) (map[string]strin
 		}
 		out[name] = value
 	}
-	if err := writeFunctionSecrets(filepath.Join(dir, functionsSubdir), names, out); err != nil {
+	if err := writeProcessSecrets(filepath.Join(dir, functionsSubdir), processNames(st), names, out); err != nil {
 		return nil, err
 	}
 	return out, nil

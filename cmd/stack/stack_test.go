@@ -19,9 +19,8 @@ import (
 // A broker restart (Ctrl-C, make run again) must lose no record: kfake
 // keeps its log in the run directory.
 func TestStackKafkaKeepsRecordsAcrossRestarts(t *testing.T) {
-	runDir := t.TempDir()
-	addr := "127.0.0.1:" + strconv.Itoa(freePorts(t, 1))
-	s := &stack{cfg: config{RunDir: runDir, KafkaAddr: addr}, log: &logger{out: &bytes.Buffer{}, width: 5}}
+	s := kafkaStack(t)
+	addr := s.cfg.KafkaAddr
 	start := func() {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -32,7 +31,11 @@ func TestStackKafkaKeepsRecordsAcrossRestarts(t *testing.T) {
 		}
 	}
 	start()
-	p, err := sarama.NewSyncProducer([]string{addr}, outbox.ProducerConfig())
+	pcfg := outbox.ProducerConfig()
+	if err := s.as("generate-invoice").Apply(pcfg); err != nil {
+		t.Fatal(err)
+	}
+	p, err := sarama.NewSyncProducer([]string{addr}, pcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +48,11 @@ func TestStackKafkaKeepsRecordsAcrossRestarts(t *testing.T) {
 
 	start() // the same data directory, the topics already there
 	defer s.kafka.Close()
-	c, err := sarama.NewConsumer([]string{addr}, sarama.NewConfig())
+	ccfg := sarama.NewConfig()
+	if err := s.as(kafkaSuperuser).Apply(ccfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := sarama.NewConsumer([]string{addr}, ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}

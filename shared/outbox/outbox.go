@@ -34,12 +34,16 @@ import (
 
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/kafkaauth"
 	"github.com/billfn/billfn/shared/problem"
 )
 
 // Config is the Kafka part of a function's configuration.
 type Config struct {
 	Brokers []string `envconfig:"KAFKA_BROKERS" default:"127.0.0.1:9092"`
+	// SASL is how the publisher authenticates (KAFKA_SASL_MECHANISM,
+	// KAFKA_USERNAME, the password from its secret file); none when unset.
+	SASL kafkaauth.Config
 }
 
 // Message is one event bound for a topic.
@@ -111,6 +115,10 @@ type Publisher struct {
 	// function had a key are signed too. Only events whose source is the
 	// publisher's own are signed; nil relays the rows as they are.
 	Signer *events.OriginSigner
+
+	// Auth is the publisher's Kafka principal (set before Start); the
+	// zero value connects without SASL.
+	Auth kafkaauth.Config
 
 	pass     sync.Mutex // one pass at a time in this process
 	producer sarama.SyncProducer
@@ -359,7 +367,11 @@ func (p *Publisher) getProducer() (sarama.SyncProducer, error) {
 	if p.producer != nil {
 		return p.producer, nil
 	}
-	prod, err := sarama.NewSyncProducer(p.brokers, ProducerConfig())
+	cfg := ProducerConfig()
+	if err := p.Auth.Apply(cfg); err != nil {
+		return nil, err
+	}
+	prod, err := sarama.NewSyncProducer(p.brokers, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Kafka %v: %w", p.brokers, err)
 	}

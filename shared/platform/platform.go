@@ -163,6 +163,9 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 		// Its events would all be parked: say so at start, not later.
 		return nil, fmt.Errorf("%s: its public key is not among the origin-public-keys of %s", OriginKeySecret(name), events.Source(name))
 	}
+	if err := cfg.Kafka.SASL.Load(); err != nil {
+		return nil, err
+	}
 	proxies := cfg.TrustedProxies
 	if strings.TrimSpace(proxies) == "" {
 		proxies = httpx.DefaultTrustedProxies
@@ -185,6 +188,7 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.Idempotency = idempotency.New(d.Pool, name)
 	d.Publisher = outbox.NewPublisher(d.Pool, name, cfg.Kafka.Brokers)
 	d.Publisher.Signer = signer
+	d.Publisher.Auth = cfg.Kafka.SASL
 	d.Publisher.Start(ctx)
 	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, KeyRing: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned,
 		TickEvery: cfg.TickMinInterval.D(), Origins: origins}

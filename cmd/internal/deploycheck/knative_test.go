@@ -154,6 +154,7 @@ type kafkaSource struct {
 			DeadLetterSink *destination `json:"deadLetterSink,omitempty"`
 			Timeout        string       `json:"timeout,omitempty"`
 		} `json:"delivery,omitempty"`
+		Net         *kafkaNet   `json:"net,omitempty"`
 		Sink        destination `json:"sink"`
 		CEOverrides *struct {
 			Extensions map[string]string `json:"extensions,omitempty"`
@@ -183,6 +184,13 @@ type kafkaSink struct {
 		ReplicationFactor *int16   `json:"replicationFactor,omitempty"`
 		BootstrapServers  []string `json:"bootstrapServers"`
 		ContentMode       string   `json:"contentMode,omitempty"`
+		Auth              *struct {
+			Secret struct {
+				Ref struct {
+					Name string `json:"name"`
+				} `json:"ref"`
+			} `json:"secret"`
+		} `json:"auth,omitempty"`
 	} `json:"spec"`
 }
 
@@ -740,7 +748,7 @@ func TestKafkaTriggerDeploymentFitsOpenFaaS(t *testing.T) {
 		}
 	}
 	slices.Sort(files)
-	if !slices.Equal(files, []string{"basic-auth-password", "basic-auth-user", "event-signing-key"}) {
+	if !slices.Equal(files, []string{"basic-auth-password", "basic-auth-user", "event-signing-key", "kafka-password-kafka-trigger"}) {
 		t.Errorf("kafka-trigger secret files %v", files)
 	}
 	if c.Image != "localhost:5001/billfn-kafka-trigger:latest" {

@@ -2,7 +2,11 @@
 // writes one record, read from standard input, with franz-go's kgo (not the
 // sarama the functions and the kafka-trigger use), as kcat would:
 //
-//	produce -b 127.0.0.1:9092 -t transaction-events -k <key> -H content-type=application/cloudevents+json < event.json
+//	produce -F bin/run/integrator.properties -t transaction-events -k <key> -H content-type=application/cloudevents+json < event.json
+//
+// -F reads librdkafka properties as kcat does (bootstrap.servers,
+// security.protocol, sasl.mechanisms SCRAM-SHA-512, sasl.username,
+// sasl.password); -b names the brokers of a broker without SASL.
 package main
 
 import (
@@ -15,7 +19,48 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
+
+// properties reads a librdkafka properties file into client options.
+func properties(path string) ([]kgo.Opt, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s: %q is not key=value", path, line)
+		}
+		p[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	var opts []kgo.Opt
+	if bs := p["bootstrap.servers"]; bs != "" {
+		opts = append(opts, kgo.SeedBrokers(strings.Split(bs, ",")...))
+	}
+	switch proto := p["security.protocol"]; proto {
+	case "", "PLAINTEXT":
+	case "SASL_PLAINTEXT":
+		auth := scram.Auth{User: p["sasl.username"], Pass: p["sasl.password"]}
+		switch p["sasl.mechanisms"] {
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(auth.AsSha512Mechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(auth.AsSha256Mechanism()))
+		default:
+			return nil, fmt.Errorf("%s: sasl.mechanisms %q not supported", path, p["sasl.mechanisms"])
+		}
+	default:
+		return nil, fmt.Errorf("%s: security.protocol %q not supported", path, proto)
+	}
+	return opts, nil
+}
 
 type headers []kgo.RecordHeader
 
@@ -32,6 +77,7 @@ func (h *headers) Set(v string) error {
 
 func main() {
 	brokers := flag.String("b", "127.0.0.1:9092", "bootstrap brokers, comma-separated")
+	props := flag.String("F", "", "librdkafka properties file (kcat -F)")
 	topic := flag.String("t", "", "topic")
 	key := flag.String("k", "", "record key")
 	var hdrs headers
@@ -42,7 +88,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "produce: need -t and a value on stdin", err)
 		os.Exit(2)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(*brokers, ",")...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	opts := []kgo.Opt{kgo.SeedBrokers(strings.Split(*brokers, ",")...), kgo.RequiredAcks(kgo.AllISRAcks())}
+	if *props != "" {
+		more, err := properties(*props)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "produce:", err)
+			os.Exit(2)
+		}
+		opts = append(opts, more...)
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "produce:", err)
 		os.Exit(1)

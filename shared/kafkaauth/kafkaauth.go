@@ -1,0 +1,124 @@
+// Package kafkaauth is how billfn's Kafka clients (the outbox publisher of
+// every function, the kafka-trigger) authenticate to the broker: SASL
+// SCRAM-SHA-512 as the process's own principal (kafka-acls.yaml), with the
+// password read from a secret file, never from the environment.
+//
+// With no KAFKA_SASL_MECHANISM the client connects without SASL, so a plain
+// broker (a test's kfake, a developer's own Kafka) still works.
+package kafkaauth
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/IBM/sarama"
+	"github.com/xdg-go/scram"
+
+	"github.com/billfn/billfn/shared/config"
+)
+
+// Mechanisms supported by Apply.
+const (
+	ScramSHA512 = "SCRAM-SHA-512"
+	ScramSHA256 = "SCRAM-SHA-256"
+)
+
+// Config is the Kafka authentication part of a process's configuration.
+type Config struct {
+	// Mechanism is the SASL mechanism: SCRAM-SHA-512 (or SCRAM-SHA-256);
+	// empty connects without SASL.
+	Mechanism string `envconfig:"KAFKA_SASL_MECHANISM"`
+	// Username is the process's Kafka principal.
+	Username string `envconfig:"KAFKA_USERNAME"`
+	// Password is read by Load from the secret file
+	// kafka-password-<Username> (SecretName), which holds one principal's
+	// password, so a platform that names mounted files after secrets
+	// (OpenFaaS) gives each process only its own.
+	Password string `ignored:"true"`
+}
+
+// SecretName is the secret file that holds username's password.
+func SecretName(username string) string { return "kafka-password-" + username }
+
+// PasswordEnv is the environment fallback of the password (tests, a
+// developer's shell); the platforms use the secret file.
+const PasswordEnv = "KAFKA_PASSWORD"
+
+// Load fills c.Password from the secret file of c.Username (see
+// shared/config.Secret) and checks the settings: a mechanism needs a
+// username and a password.
+func (c *Config) Load() error {
+	if c.Mechanism == "" {
+		return nil
+	}
+	m := strings.ToUpper(strings.TrimSpace(c.Mechanism))
+	if m != ScramSHA512 && m != ScramSHA256 {
+		return fmt.Errorf("KAFKA_SASL_MECHANISM=%q: want %s or %s (or empty: no SASL)", c.Mechanism, ScramSHA512, ScramSHA256)
+	}
+	c.Mechanism = m
+	if c.Username == "" {
+		return fmt.Errorf("KAFKA_SASL_MECHANISM is %s but KAFKA_USERNAME is empty", m)
+	}
+	if c.Password == "" {
+		v, ok, err := config.Secret(SecretName(c.Username), PasswordEnv)
+		if err != nil {
+			return err
+		}
+		if !ok || v == "" {
+			return fmt.Errorf("KAFKA_USERNAME=%s: no password (secret file %s/%s, or %s)", c.Username,
+				config.SecretsDir(), SecretName(c.Username), PasswordEnv)
+		}
+		c.Password = v
+	}
+	return nil
+}
+
+// Enabled reports whether the client authenticates.
+func (c Config) Enabled() bool { return c.Mechanism != "" }
+
+// Apply sets sarama's SASL settings from c (nothing when c is not
+// Enabled). Call Load first.
+func (c Config) Apply(sc *sarama.Config) error {
+	if !c.Enabled() {
+		return nil
+	}
+	if c.Username == "" || c.Password == "" {
+		return fmt.Errorf("kafka SASL %s: username and password are required", c.Mechanism)
+	}
+	sc.Net.SASL.Enable = true
+	sc.Net.SASL.Handshake = true
+	sc.Net.SASL.Version = sarama.SASLHandshakeV1
+	sc.Net.SASL.User = c.Username
+	sc.Net.SASL.Password = c.Password
+	switch c.Mechanism {
+	case ScramSHA512:
+		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
+		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+	case ScramSHA256:
+		sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
+		sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
+	default:
+		return fmt.Errorf("kafka SASL mechanism %q is not supported", c.Mechanism)
+	}
+	return nil
+}
+
+// scramClient is sarama's SCRAMClient on xdg-go/scram, as sarama's own
+// examples do it.
+type scramClient struct {
+	hash scram.HashGeneratorFcn
+	conv *scram.ClientConversation
+}
+
+func (s *scramClient) Begin(user, pass, authzID string) error {
+	c, err := s.hash.NewClient(user, pass, authzID)
+	if err != nil {
+		return err
+	}
+	s.conv = c.NewConversation()
+	return nil
+}
+
+func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
+
+func (s *scramClient) Done() bool { return s.conv.Done() }
