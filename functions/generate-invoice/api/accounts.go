@@ -51,7 +51,7 @@ type accountMemo map[string]accounts.Facts
 //
 // q, when not nil, is the transaction the caller holds: the read model is
 // read through it, so a delivery does not wait for a second connection.
-func (s *service) billable(ctx context.Context, q store.Querier, p auth.Principal, memo accountMemo, id, userID, currency, pointer, curField string) (accounts.Facts, error) {
+func (s *Service) billable(ctx context.Context, q store.Querier, p auth.Principal, memo accountMemo, id, userID, currency, pointer, curField string) (accounts.Facts, error) {
 	f, ok := memo[id]
 	if ok && !p.CanAccess(f.UserID) {
 		ok = false // never for another caller's memo; For answers 404
@@ -84,7 +84,7 @@ func (s *service) billable(ctx context.Context, q store.Querier, p auth.Principa
 }
 
 // factsFor is Directory.For read through q first (see billable).
-func (s *service) factsFor(ctx context.Context, q store.Querier, p auth.Principal, id string) (accounts.Facts, error) {
+func (s *Service) factsFor(ctx context.Context, q store.Querier, p auth.Principal, id string) (accounts.Facts, error) {
 	if q != nil && invoicing.ValidUUID(id) {
 		f, ok, err := s.accts.Get(ctx, q, id)
 		if err != nil {
@@ -102,14 +102,14 @@ func (s *service) factsFor(ctx context.Context, q store.Querier, p auth.Principa
 
 // facts returns the facts of an account the function already bills
 // (read through q, the caller's transaction).
-func (s *service) facts(ctx context.Context, q store.Querier, id string) (accounts.Facts, error) {
+func (s *Service) facts(ctx context.Context, q store.Querier, id string) (accounts.Facts, error) {
 	return s.factsFor(ctx, q, auth.Principal{Role: auth.RoleService}, id)
 }
 
 // chargeable checks, at finalize or charge time, that the account of an
 // existing invoice or subscription is still active: 409
 // account_not_active otherwise.
-func (s *service) chargeable(ctx context.Context, q store.Querier, accountID string) error {
+func (s *Service) chargeable(ctx context.Context, q store.Querier, accountID string) error {
 	f, err := s.facts(ctx, q, accountID)
 	if err != nil {
 		return err
@@ -119,7 +119,7 @@ func (s *service) chargeable(ctx context.Context, q store.Querier, accountID str
 
 // ownedAccount checks a customer's ?account_id filter: 404 for an account
 // it does not own (or that does not exist), as for any other resource.
-func (s *service) ownedAccount(ctx context.Context, p auth.Principal, id string) error {
+func (s *Service) ownedAccount(ctx context.Context, p auth.Principal, id string) error {
 	if p.Privileged() {
 		return nil
 	}
@@ -134,7 +134,7 @@ var skippedCharges = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Recurring billing runs and dunning retries skipped because the account is frozen or closed, by step and account status.",
 }, []string{"step", "status"})
 
-func (s *service) skipInactive(ctx context.Context, step, what, id string, f accounts.Facts) {
+func (s *Service) skipInactive(ctx context.Context, step, what, id string, f accounts.Facts) {
 	skippedCharges.WithLabelValues(step, f.Status).Inc()
 	slog.WarnContext(ctx, "account not active: skipped", "step", step, what, id, "account", f.ID, "status", f.Status)
 }
@@ -144,7 +144,7 @@ func (s *service) skipInactive(ctx context.Context, step, what, id string, f acc
 // (billable), never to the user_id the body states; a well-formed body
 // naming an account p may not bill is refused before any rule (currencies
 // of lines, due date, coupon, tax rates) is looked at.
-func (s *service) parseCreate(ctx context.Context, q store.Querier, p auth.Principal, memo accountMemo, in *invoicing.CreateInvoiceIn, pointer string, now time.Time) (*invoicing.InvoiceDraft, error) {
+func (s *Service) parseCreate(ctx context.Context, q store.Querier, p auth.Principal, memo accountMemo, in *invoicing.CreateInvoiceIn, pointer string, now time.Time) (*invoicing.InvoiceDraft, error) {
 	d, rule, err := invoicing.ParseCreate(p, in, pointer, now, s.cfg.NumberPrefix, s.cfg.MaxLines)
 	if err != nil {
 		return nil, err

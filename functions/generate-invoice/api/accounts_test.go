@@ -118,7 +118,7 @@ func TestInvoiceRequestedTakesTheOwnerFromTheAccount(t *testing.T) {
 		"frozen account":  invoiceBody("", frozen),
 	}
 	for name, body := range cases {
-		ev := event(t, "integrator", invoicing.TypeInvoiceRequested, "", body)
+		ev := event(t, "integrator", events.TypeInvoiceRequested, "", body)
 		if res := g.deliver(ev); res.Parked != 1 {
 			t.Fatalf("%s: %+v", name, res)
 		}
@@ -128,7 +128,7 @@ func TestInvoiceRequestedTakesTheOwnerFromTheAccount(t *testing.T) {
 	if err := g.d.Pool.QueryRow(t.Context(), `SELECT count(*) FROM invoices WHERE account_id = ANY($1::uuid[])`, []string{account, frozen}).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d invoices written (%v)", n, err)
 	}
-	ok := event(t, "integrator", invoicing.TypeInvoiceRequested, "", invoiceBody("", account))
+	ok := event(t, "integrator", events.TypeInvoiceRequested, "", invoiceBody("", account))
 	if res := g.deliver(ok); res.Processed != 1 {
 		t.Fatalf("ok = %+v", res)
 	}

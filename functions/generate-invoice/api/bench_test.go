@@ -133,7 +133,7 @@ func BenchmarkAsyncRequestedBatch(b *testing.B) {
 		evs := make([]events.Event, min(per, b.N-done))
 		for i := range evs {
 			in := benchBody(rate)
-			evs[i] = event(b, "loadgen", invoicing.TypeInvoiceRequested, "", in)
+			evs[i] = event(b, "loadgen", events.TypeInvoiceRequested, "", in)
 		}
 		raw, _ := json.Marshal(evs)
 		bodies = append(bodies, raw)

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/events"
 )
 
 // TestOverdueFlagAndDunningSchedule follows an unpaid invoice with the
@@ -54,11 +55,11 @@ func TestOverdueFlagAndDunningSchedule(t *testing.T) {
 	if got := strings.Join(types(g.events(inv.ID)), ","); got != want {
 		t.Fatalf("events:\n got %s\nwant %s", got, want)
 	}
-	retry := eventData[invoicing.InvoiceSummary](g, inv.ID, invoicing.TypeInvoiceRetryRequested)
+	retry := eventData[events.Invoice](g, inv.ID, events.TypeInvoicePaymentRetryRequested)
 	if retry.Attempt != 3 || retry.AmountDue != 2100 || !retry.Overdue {
 		t.Fatalf("last retry = %+v", retry)
 	}
-	overdue := eventData[invoicing.NotificationData](g, inv.ID, invoicing.TypeNotification)
+	overdue := eventData[events.NotificationRequested](g, inv.ID, events.TypeNotificationRequested)
 	if overdue.Kind != "invoice_overdue" {
 		t.Fatalf("last notification = %+v", overdue)
 	}

@@ -26,7 +26,7 @@ import (
 
 // onInvoiceRequested creates the invoice a billfn.invoice.requested event
 // asks for, exactly as POST /invoices does.
-func (s *service) onInvoiceRequested(ctx context.Context, tx *store.Tx, ev events.Event) error {
+func (s *Service) onInvoiceRequested(ctx context.Context, tx *store.Tx, ev events.Event) error {
 	return s.applyRequests(ctx, tx, []events.Event{ev})
 }
 
@@ -36,7 +36,7 @@ func (s *service) onInvoiceRequested(ctx context.Context, tx *store.Tx, ev event
 // handed back before anything is done, marked permanent, so the receiver
 // applies its events one by one through their registered handlers (the
 // read model's own, which this function does not copy).
-func (s *service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event) error {
+func (s *Service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event) error {
 	for _, ev := range evs {
 		if ev.Type() == accounts.TypeCreated || ev.Type() == accounts.TypeUpdated {
 			return events.Permanent(errApplyOneByOne)
@@ -46,13 +46,13 @@ func (s *service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event)
 	for _, ev := range evs {
 		var err error
 		switch ev.Type() {
-		case invoicing.TypeInvoiceRequested:
+		case events.TypeInvoiceRequested:
 			reqs = append(reqs, ev)
-		case invoicing.TypePaymentCaptured:
+		case events.TypePaymentCaptured:
 			err = s.onPaymentCaptured(ctx, tx, ev)
-		case invoicing.TypePaymentFailed:
+		case events.TypePaymentFailed:
 			err = s.onPaymentFailed(ctx, tx, ev)
-		case invoicing.TypeRefundSucceeded:
+		case events.TypeRefundSucceeded:
 			err = s.onRefundSucceeded(ctx, tx, ev)
 		}
 		if err != nil {
@@ -78,7 +78,7 @@ var errApplyOneByOne = errors.New("account events in a batch are applied one by 
 // POST /invoices (Prefer: respond-async), already checked when it was
 // accepted and awaited by its client, is recorded as failed instead (its
 // account was frozen in between).
-func (s *service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.Event) error {
+func (s *Service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -108,13 +108,13 @@ func (s *service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.
 		}
 		if err != nil {
 			var pe *problem.Error
-			if !errors.As(err, &pe) || pe.Status() >= 500 {
+			if !errors.As(err, &pe) || Statuses.Status(err) >= 500 {
 				return err // the database or the read-through, not the request: retry
 			}
 			if isAccountRefusal(err) && ev.Source() != events.Source(FunctionName) {
 				return events.Permanent(fmt.Errorf("%s %s from %s refused: %w", ev.Type(), ev.ID(), ev.Source(), err))
 			}
-			doc, _ := problem.Doc(nil, "", pe)
+			doc, _ := Statuses.Doc(nil, "", pe)
 			o.Problem, _ = json.Marshal(doc)
 			outs = append(outs, o)
 			continue
@@ -129,9 +129,9 @@ func (s *service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.
 		msgs, err := s.persistNew(ctx, tx, invs, finalize, now)
 		if err != nil {
 			var pe *problem.Error
-			if errors.As(err, &pe) && pe.Status() < 500 && len(invs) == 1 {
+			if errors.As(err, &pe) && Statuses.Status(err) < 500 && len(invs) == 1 {
 				// A finalization rule (due date passed): the request failed.
-				doc, _ := problem.Doc(nil, "", pe)
+				doc, _ := Statuses.Doc(nil, "", pe)
 				outs[idx[0]].Problem, _ = json.Marshal(doc)
 				outs[idx[0]].InvoiceID = ""
 				return store.CompleteRequests(ctx, tx, outs, now)
@@ -165,7 +165,7 @@ type invalidationsKey struct{}
 // touched drops cached invoices and subscriptions changed by the current
 // transaction: after the delivery's commit when running under
 // eventsHandler, at once otherwise (the caller has committed).
-func (s *service) touched(ctx context.Context, invoiceIDs []string, subIDs ...string) {
+func (s *Service) touched(ctx context.Context, invoiceIDs []string, subIDs ...string) {
 	if c, ok := ctx.Value(invalidationsKey{}).(*invalidations); ok {
 		c.mu.Lock()
 		c.invoices = append(c.invoices, invoiceIDs...)
@@ -176,7 +176,7 @@ func (s *service) touched(ctx context.Context, invoiceIDs []string, subIDs ...st
 	s.invalidate(invoiceIDs, subIDs)
 }
 
-func (s *service) invalidate(invoiceIDs, subIDs []string) {
+func (s *Service) invalidate(invoiceIDs, subIDs []string) {
 	s.d.Publisher.Kick()
 	if len(invoiceIDs) > 0 {
 		s.invCache.Invalidate(context.Background(), invoiceIDs...)
@@ -190,7 +190,7 @@ func (s *service) invalidate(invoiceIDs, subIDs []string) {
 // then drops the cache keys the handlers changed: the receiver commits each
 // handler's transaction itself, so only after it returns is a key safe to
 // drop without a reader putting the old row back.
-func (s *service) eventsHandler() http.Handler {
+func (s *Service) eventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &invalidations{}
 		s.d.Events.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), invalidationsKey{}, c)))
@@ -209,15 +209,15 @@ func decodeLoose(ev events.Event, v any) error { return events.Decode(ev, v) }
 // ok is false for a payment that is not for an invoice. An invoice that
 // does not exist makes the event malformed: it is parked with the reason,
 // counted and logged. The currency is the caller's to compare.
-func (s *service) paymentInvoice(ctx context.Context, tx *store.Tx, ev events.Event, p *invoicing.PaymentData) (*invoicing.Invoice, bool, error) {
-	if p.InvoiceID == nil || *p.InvoiceID == "" {
+func (s *Service) paymentInvoice(ctx context.Context, tx *store.Tx, ev events.Event, invoiceID *string) (*invoicing.Invoice, bool, error) {
+	if invoiceID == nil || *invoiceID == "" {
 		return nil, false, nil
 	}
-	inv, err := store.GetInvoice(ctx, tx, *p.InvoiceID, true)
+	inv, err := store.GetInvoice(ctx, tx, *invoiceID, true)
 	var pe *problem.Error
 	if errors.As(err, &pe) && pe.Code == problem.NotFound {
 		paymentAnomalies.WithLabelValues(ev.Type(), "invoice_not_found").Inc()
-		return nil, false, events.Permanent(fmt.Errorf("%s %s names invoice %s, which does not exist", ev.Type(), ev.ID(), *p.InvoiceID))
+		return nil, false, events.Permanent(fmt.Errorf("%s %s names invoice %s, which does not exist", ev.Type(), ev.ID(), *invoiceID))
 	}
 	if err != nil {
 		return nil, false, err
@@ -237,17 +237,17 @@ var paymentAnomalies = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 // unapplied records that amount of payment p reached inv without being
 // needed: counted, logged at warn, announced.
-func (s *service) unapplied(ctx context.Context, inv *invoicing.Invoice, p *invoicing.PaymentData, amount int64, cur money.Currency, reason string) invoicing.Event {
-	paymentAnomalies.WithLabelValues(invoicing.TypePaymentCaptured, reason).Inc()
+func (s *Service) unapplied(ctx context.Context, inv *invoicing.Invoice, p *events.PaymentCaptured, amount int64, cur money.Currency, reason string) invoicing.Event {
+	paymentAnomalies.WithLabelValues(events.TypePaymentCaptured, reason).Inc()
 	account := p.AccountID
 	if account == "" {
 		account = inv.AccountID
 	}
 	slog.WarnContext(ctx, "payment not applied to its invoice: credited to the account", "payment_id", p.PaymentID,
 		"invoice_id", inv.ID, "invoice_status", inv.Status, "account_id", account, "amount", amount, "currency", string(cur), "reason", reason)
-	return invoicing.NewEvent(invoicing.TypePaymentUnapplied, p.PaymentID, inv.AccountID, invoicing.UnappliedData{PaymentID: p.PaymentID, InvoiceID: inv.ID,
-		AccountID: account, UserID: inv.UserID, Amount: amount, Currency: cur, Reason: reason, InvoiceStatus: inv.Status,
-		InvoiceTotal: inv.Total, InvoiceAmountPaid: inv.AmountPaid, InvoiceCurrency: inv.Currency})
+	return invoicing.NewEvent(events.TypeInvoicePaymentUnapplied, p.PaymentID, inv.AccountID, events.PaymentUnapplied{PaymentID: p.PaymentID, InvoiceID: inv.ID,
+		AccountID: account, UserID: inv.UserID, Amount: amount, Currency: string(cur), Reason: reason, InvoiceStatus: inv.Status,
+		InvoiceTotal: inv.Total, InvoiceAmountPaid: inv.AmountPaid, InvoiceCurrency: string(inv.Currency)})
 }
 
 // onPaymentCaptured adds a capture to the invoice's amount_paid, never
@@ -257,12 +257,12 @@ func (s *service) unapplied(ctx context.Context, inv *invoicing.Invoice, p *invo
 // the capture exceeds what is due, or it is in another currency) is
 // recorded with the payment, left out of amount_paid, and announced as
 // billfn.invoice.payment_unapplied.
-func (s *service) onPaymentCaptured(ctx context.Context, tx *store.Tx, ev events.Event) error {
-	var p invoicing.PaymentData
+func (s *Service) onPaymentCaptured(ctx context.Context, tx *store.Tx, ev events.Event) error {
+	var p events.PaymentCaptured
 	if err := decodeLoose(ev, &p); err != nil {
 		return err
 	}
-	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
+	inv, ok, err := s.paymentInvoice(ctx, tx, ev, p.InvoiceID)
 	if err != nil || !ok {
 		return err
 	}
@@ -270,7 +270,7 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx *store.Tx, ev events
 	if captured <= 0 || p.PaymentID == "" {
 		return events.Permanent(fmt.Errorf("%s %s has no payment_id or captured amount", ev.Type(), ev.ID()))
 	}
-	cur := p.Currency
+	cur := money.Currency(p.Currency)
 	if cur == "" {
 		cur = inv.Currency
 	}
@@ -325,17 +325,17 @@ func (s *service) onPaymentCaptured(ctx context.Context, tx *store.Tx, ev events
 
 // onPaymentFailed records a failed attempt on an unpaid invoice. A failure
 // that arrives after the invoice was paid changes nothing.
-func (s *service) onPaymentFailed(ctx context.Context, tx *store.Tx, ev events.Event) error {
-	var p invoicing.PaymentData
+func (s *Service) onPaymentFailed(ctx context.Context, tx *store.Tx, ev events.Event) error {
+	var p events.PaymentFailed
 	if err := decodeLoose(ev, &p); err != nil {
 		return err
 	}
-	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
+	inv, ok, err := s.paymentInvoice(ctx, tx, ev, p.InvoiceID)
 	if err != nil || !ok {
 		return err
 	}
-	if p.Currency != "" && p.Currency != inv.Currency {
-		return mismatch(ctx, ev, inv, p.PaymentID, p.Currency)
+	if cur := money.Currency(p.Currency); cur != "" && cur != inv.Currency {
+		return mismatch(ctx, ev, inv, p.PaymentID, cur)
 	}
 	reason := p.FailureReason
 	if p.DeclineCode != "" {
@@ -375,18 +375,17 @@ func mismatch(ctx context.Context, ev events.Event, inv *invoicing.Invoice, paym
 // onRefundSucceeded records a refund of an invoice payment, once per
 // refund id. The invoice keeps its status (as in Stripe, a refund does not
 // reopen an invoice); amount_refunded shows it.
-func (s *service) onRefundSucceeded(ctx context.Context, tx *store.Tx, ev events.Event) error {
-	var r invoicing.RefundData
+func (s *Service) onRefundSucceeded(ctx context.Context, tx *store.Tx, ev events.Event) error {
+	var r events.Refund
 	if err := decodeLoose(ev, &r); err != nil {
 		return err
 	}
-	p := invoicing.PaymentData{InvoiceID: r.InvoiceID, Currency: r.Currency}
-	inv, ok, err := s.paymentInvoice(ctx, tx, ev, &p)
+	inv, ok, err := s.paymentInvoice(ctx, tx, ev, r.InvoiceID)
 	if err != nil || !ok {
 		return err
 	}
-	if r.Currency != "" && r.Currency != inv.Currency {
-		return mismatch(ctx, ev, inv, r.PaymentID, r.Currency)
+	if cur := money.Currency(r.Currency); cur != "" && cur != inv.Currency {
+		return mismatch(ctx, ev, inv, r.PaymentID, cur)
 	}
 	if r.RefundID == "" || r.Amount <= 0 {
 		return events.Permanent(fmt.Errorf("%s %s has no refund_id or amount", ev.Type(), ev.ID()))
@@ -411,7 +410,7 @@ func (s *service) onRefundSucceeded(ctx context.Context, tx *store.Tx, ev events
 // tick runs the periodic work; every step is idempotent and safe to run
 // from several replicas at once (rows are taken FOR UPDATE SKIP LOCKED).
 // A failing step does not stop the others.
-func (s *service) tick(ctx context.Context) error {
+func (s *Service) tick(ctx context.Context) error {
 	var errs []error
 	if _, err := s.d.Publisher.Sweep(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("outbox sweep: %w", err))
@@ -444,7 +443,7 @@ const sweepBatch = 200
 
 // flagOverdue flags open invoices whose due date has passed (the invoice
 // stays open) and starts their dunning.
-func (s *service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
+func (s *Service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	for {
 		var ids []string
@@ -461,7 +460,7 @@ func (s *service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
 				if err := store.SaveInvoice(ctx, tx, inv); err != nil {
 					return err
 				}
-				msgs = append(msgs, invoicing.InvoiceEvent(invoicing.TypeInvoiceOverdue, inv, 0), invoicing.Notification("invoice_overdue", inv))
+				msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoiceOverdue, inv, 0), invoicing.Notification("invoice_overdue", inv))
 				ids = append(ids, inv.ID)
 			}
 			return tx.Emit(ctx, msgs)
@@ -482,7 +481,7 @@ func dueAt(inv *invoicing.Invoice) time.Time { return inv.DueDate.AddDate(0, 0, 
 
 // nextDunning is when the next dunning step of an overdue invoice runs:
 // the next retry (automatic collection only), else the uncollectible step.
-func (s *service) nextDunning(inv *invoicing.Invoice) *time.Time {
+func (s *Service) nextDunning(inv *invoicing.Invoice) *time.Time {
 	if inv.DueDate == nil {
 		return nil
 	}
@@ -498,7 +497,7 @@ func (s *service) nextDunning(inv *invoicing.Invoice) *time.Time {
 
 // runDunning asks capture-payment to retry collection on the schedule,
 // then marks the invoice uncollectible.
-func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
+func (s *Service) runDunning(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	for {
 		var ids []string
@@ -519,7 +518,7 @@ func (s *service) runDunning(ctx context.Context, now time.Time) (int, error) {
 					if f, err := s.facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
 						s.skipInactive(ctx, "dunning", "invoice", inv.ID, f)
 					} else {
-						msgs = append(msgs, invoicing.InvoiceEvent(invoicing.TypeInvoiceRetryRequested, inv, inv.DunningAttempts))
+						msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoicePaymentRetryRequested, inv, inv.DunningAttempts))
 					}
 				} else {
 					m, err := invoicing.MarkUncollectible(inv, now)

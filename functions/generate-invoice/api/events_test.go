@@ -36,7 +36,7 @@ func TestRespondAsyncCreatesThroughTheRequestedEvent(t *testing.T) {
 
 	// The event is on billing-events; the trigger brings it back.
 	evs := g.events(req.ID)
-	if len(evs) != 1 || evs[0].Type() != invoicing.TypeInvoiceRequested || evs[0].ID() != req.ID {
+	if len(evs) != 1 || evs[0].Type() != events.TypeInvoiceRequested || evs[0].ID() != req.ID {
 		t.Fatalf("requested events = %v", types(evs))
 	}
 	if res := g.deliver(evs[0]); res.Processed != 1 {
@@ -64,13 +64,13 @@ func TestRespondAsyncCreatesThroughTheRequestedEvent(t *testing.T) {
 func TestInvoiceRequestedEventsFromAnyProducerSucceedOrFailVisibly(t *testing.T) {
 	g := newRig(t)
 	user, account := uuid.NewString(), uuid.NewString()
-	ok1 := event(t, "other-service", invoicing.TypeInvoiceRequested, "", invoiceBody(user, account))
-	ok2 := event(t, "other-service", invoicing.TypeInvoiceRequested, "", invoiceBody(user, account))
+	ok1 := event(t, "other-service", events.TypeInvoiceRequested, "", invoiceBody(user, account))
+	ok2 := event(t, "other-service", events.TypeInvoiceRequested, "", invoiceBody(user, account))
 	bad := invoiceBody(user, account)
 	bad["line_items"] = []any{map[string]any{"description": "x", "unit_amount": 1, "tax_rate_ids": []string{uuid.NewString()}}}
-	badEv := event(t, "other-service", invoicing.TypeInvoiceRequested, "", bad)
-	noUser := event(t, "other-service", invoicing.TypeInvoiceRequested, "", invoiceBody("", account))
-	garbage := event(t, "other-service", invoicing.TypeInvoiceRequested, "", map[string]any{"account_id": account, "colour": 3})
+	badEv := event(t, "other-service", events.TypeInvoiceRequested, "", bad)
+	noUser := event(t, "other-service", events.TypeInvoiceRequested, "", invoiceBody("", account))
+	garbage := event(t, "other-service", events.TypeInvoiceRequested, "", map[string]any{"account_id": account, "colour": 3})
 	// A batch delivery is applied in one transaction; failures are
 	// recorded per request and do not hold the others back.
 	res := g.deliver(ok1, ok2, badEv, noUser, garbage)
@@ -122,7 +122,7 @@ func TestBatchEndpointIsAllOrNothingAndNumbersConsecutively(t *testing.T) {
 
 	rec := g.asAdmin("POST", "/invoices/batch", mk(20))
 	must(t, rec, 201)
-	out := decode[struct{ Data []invoicing.InvoiceSummary }](t, rec)
+	out := decode[struct{ Data []events.Invoice }](t, rec)
 	if len(out.Data) != 20 {
 		t.Fatalf("%d invoices", len(out.Data))
 	}
@@ -186,11 +186,11 @@ func TestPaymentEventsAreIdempotentAndOrderTolerant(t *testing.T) {
 			return event(t, "capture-payment", typ, pid, p)
 		}
 		story := []events.Event{
-			mk(invoicing.TypePaymentCaptured, payment{Amount: 1000, AmountCaptured: 1000, Status: "requires_capture"}),
-			mk(invoicing.TypePaymentCaptured, payment{Amount: 1100, AmountCaptured: 2100, Status: "succeeded"}),
-			mk(invoicing.TypePaymentCaptured, payment{Amount: 1100, AmountCaptured: 2100, Status: "succeeded"}), // same capture, new event id
-			mk(invoicing.TypePaymentFailed, payment{DeclineCode: "card_declined", FailureReason: "insufficient funds", Attempt: 1}),
-			event(t, "capture-payment", invoicing.TypeRefundSucceeded, pid, map[string]any{"refund_id": "re_" + pid, "payment_id": pid,
+			mk(events.TypePaymentCaptured, payment{Amount: 1000, AmountCaptured: 1000, Status: "requires_capture"}),
+			mk(events.TypePaymentCaptured, payment{Amount: 1100, AmountCaptured: 2100, Status: "succeeded"}),
+			mk(events.TypePaymentCaptured, payment{Amount: 1100, AmountCaptured: 2100, Status: "succeeded"}), // same capture, new event id
+			mk(events.TypePaymentFailed, payment{DeclineCode: "card_declined", FailureReason: "insufficient funds", Attempt: 1}),
+			event(t, "capture-payment", events.TypeRefundSucceeded, pid, map[string]any{"refund_id": "re_" + pid, "payment_id": pid,
 				"invoice_id": inv.ID, "amount": 300, "currency": "USD", "account_id": inv.AccountID}),
 		}
 		for round := 0; round < 2; round++ {
@@ -204,7 +204,7 @@ func TestPaymentEventsAreIdempotentAndOrderTolerant(t *testing.T) {
 		}
 		paid := 0
 		for _, ev := range g.events(inv.ID) {
-			if ev.Type() == invoicing.TypeInvoicePaid {
+			if ev.Type() == events.TypeInvoicePaid {
 				paid++
 			}
 		}
@@ -219,7 +219,7 @@ func TestPaymentFailureIsRecordedOnAnOpenInvoice(t *testing.T) {
 	body := invoiceBody(uuid.NewString(), uuid.NewString())
 	body["auto_finalize"] = true
 	inv := g.createInvoice("", body)
-	g.deliver(event(t, "capture-payment", invoicing.TypePaymentFailed, "p1", payment{PaymentID: "p1", InvoiceID: &inv.ID,
+	g.deliver(event(t, "capture-payment", events.TypePaymentFailed, "p1", payment{PaymentID: "p1", InvoiceID: &inv.ID,
 		Currency: "USD", DeclineCode: "card_declined", FailureReason: "do not honor"}))
 	got := g.invoice(inv.ID)
 	if got.Status != invoicing.StatusOpen || got.PaymentFailures != 1 || got.LastPaymentError == nil || *got.LastPaymentError != "card_declined: do not honor" {
@@ -227,25 +227,25 @@ func TestPaymentFailureIsRecordedOnAnOpenInvoice(t *testing.T) {
 	}
 	// Events that can never apply are parked, not retried.
 	other := uuid.NewString()
-	res := g.deliver(event(t, "capture-payment", invoicing.TypePaymentCaptured, "p2", payment{PaymentID: "p2", InvoiceID: &other, Currency: "USD", Amount: 5}))
+	res := g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, "p2", payment{PaymentID: "p2", InvoiceID: &other, Currency: "USD", Amount: 5}))
 	if res.Parked != 1 {
 		t.Fatalf("unknown invoice: %+v", res)
 	}
 	// Money in another currency is not parked: recorded, announced as
 	// unapplied (capture-payment credits it to the account).
-	res = g.deliver(event(t, "capture-payment", invoicing.TypePaymentCaptured, "p3", payment{PaymentID: "p3", InvoiceID: &inv.ID, Currency: "EUR", Amount: 5}))
+	res = g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, "p3", payment{PaymentID: "p3", InvoiceID: &inv.ID, Currency: "EUR", Amount: 5}))
 	if res.Processed != 1 || res.Parked != 0 || g.invoice(inv.ID).AmountPaid != 0 || unappliedOf(t, g, "p3") != "5 EUR currency_mismatch" {
 		t.Fatalf("currency mismatch: %+v", res)
 	}
 	// A payment not for an invoice is none of generate-invoice's business.
-	res = g.deliver(event(t, "capture-payment", invoicing.TypePaymentCaptured, "p4", payment{PaymentID: "p4", Currency: "USD", Amount: 5}))
+	res = g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, "p4", payment{PaymentID: "p4", Currency: "USD", Amount: 5}))
 	if res.Processed != 1 || g.invoice(inv.ID).AmountPaid != 0 {
 		t.Fatalf("payment without invoice: %+v", res)
 	}
 	// Money reaching a void invoice is recorded and announced as
 	// unapplied; nothing becomes due or paid.
 	must(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 200)
-	g.deliver(event(t, "capture-payment", invoicing.TypePaymentCaptured, "p5", payment{PaymentID: "p5", InvoiceID: &inv.ID, Currency: "USD", Amount: 700}))
+	g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, "p5", payment{PaymentID: "p5", InvoiceID: &inv.ID, Currency: "USD", Amount: 700}))
 	if got := g.invoice(inv.ID); got.Status != invoicing.StatusVoid || got.AmountDue != 0 || got.AmountPaid != 0 || unappliedOf(t, g, "p5") != "700 USD invoice_void" {
 		t.Fatalf("void invoice after a payment = %s due %d paid %d", got.Status, got.AmountDue, got.AmountPaid)
 	}

@@ -28,11 +28,11 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	s := &service{cfg: DefaultConfig()}
+	s := &Service{cfg: DefaultConfig()}
 	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
 	clientErr := func(t *testing.T, err error) {
 		var pe *problem.Error
-		if !errors.As(err, &pe) || pe.Status() < 400 || pe.Status() >= 500 {
+		if !errors.As(err, &pe) || pe.Status() < 400 || Statuses.Status(err) >= 500 {
 			t.Fatalf("not a client problem: %v", err)
 		}
 	}

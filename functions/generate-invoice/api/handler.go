@@ -47,7 +47,7 @@ func decodeOptional(r *http.Request, dst any) error {
 
 // ---- invoices: create ----
 
-func (s *service) createInvoice(w http.ResponseWriter, r *http.Request) {
+func (s *Service) createInvoice(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	var in invoicing.CreateInvoiceIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
@@ -101,7 +101,7 @@ type batchIn struct {
 // createInvoiceBatch creates (and, per item, finalizes) up to BatchMax
 // invoices in one transaction: all or nothing, errors point into
 // invoices/<i>/. This is the bulk path for loads (cmd/loadgen).
-func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
+func (s *Service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	var in batchIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
@@ -145,7 +145,7 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 		s.createAsync(ctx, w, r, in.Invoices, true, now)
 		return
 	}
-	out := make([]invoicing.InvoiceSummary, len(drafts))
+	out := make([]events.Invoice, len(drafts))
 	err := s.st.Pipelined(ctx, func(tx *store.Tx) error {
 		res := s.newResolver(tx, now)
 		invs := make([]*invoicing.Invoice, len(drafts))
@@ -169,27 +169,27 @@ func (s *service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 		for i, inv := range invs {
 			out[i] = invoicing.Summarize(inv)
 		}
-		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[invoicing.InvoiceSummary]{Data: out}})
+		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[events.Invoice]{Data: out}})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
 	s.d.Publisher.Kick()
-	httpx.WriteJSON(w, http.StatusCreated, httpx.List[invoicing.InvoiceSummary]{Data: out})
+	httpx.WriteJSON(w, http.StatusCreated, httpx.List[events.Invoice]{Data: out})
 }
 
 // createAsync is the Prefer: respond-async form: each invoice becomes a
 // pending request and a billfn.invoice.requested event (to billing-events);
 // the event comes back through the trigger and does the work exactly as the
 // synchronous path would. 202 + Location of the request.
-func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *http.Request, ins []invoicing.CreateInvoiceIn, batch bool, now time.Time) {
+func (s *Service) createAsync(ctx context.Context, w http.ResponseWriter, r *http.Request, ins []invoicing.CreateInvoiceIn, batch bool, now time.Time) {
 	n := len(ins)
 	ids, owners, accounts := make([]string, n), make([]string, n), make([]string, n)
 	reqs := make([]store.InvoiceRequest, n)
 	msgs := make([]outbox.Message, n)
 	for i := range ins {
-		ev := events.Must(events.New(ctx, FunctionName, invoicing.TypeInvoiceRequested, "", ins[i]))
+		ev := events.Must(events.New(ctx, FunctionName, events.TypeInvoiceRequested, "", ins[i]))
 		ev.SetSubject(ev.ID())
 		ids[i], owners[i], accounts[i] = ev.ID(), ins[i].UserID, strings.ToLower(ins[i].AccountID)
 		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: accounts[i], Event: ev}
@@ -222,7 +222,7 @@ func (s *service) createAsync(ctx context.Context, w http.ResponseWriter, r *htt
 	httpx.WriteJSON(w, http.StatusAccepted, body)
 }
 
-func (s *service) getInvoiceRequest(w http.ResponseWriter, r *http.Request) {
+func (s *Service) getInvoiceRequest(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	req, err := store.GetRequest(r.Context(), s.d.Pool, id)
@@ -245,7 +245,7 @@ type cachedInvoice struct {
 	Body  json.RawMessage `json:"b"`
 }
 
-func (s *service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, error) {
+func (s *Service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, error) {
 	if !invoicing.ValidUUID(id) {
 		return cachedInvoice{}, invoicing.NotFound("invoice", id)
 	}
@@ -259,7 +259,7 @@ func (s *service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, err
 	})
 }
 
-func (s *service) getInvoice(w http.ResponseWriter, r *http.Request) {
+func (s *Service) getInvoice(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	id, format := r.PathValue("id"), ""
 	if i := strings.LastIndexByte(id, '.'); i > 0 {
@@ -328,7 +328,7 @@ func pageCursor(r *http.Request) (string, error) {
 
 var invoiceStatuses = map[string]bool{invoicing.StatusDraft: true, invoicing.StatusOpen: true, invoicing.StatusPaid: true, invoicing.StatusVoid: true, invoicing.StatusUncollectible: true}
 
-func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
+func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	q := r.URL.Query()
 	var v problem.Validator
@@ -395,7 +395,7 @@ func (s *service) listInvoices(w http.ResponseWriter, r *http.Request) {
 
 // mutate runs fn on the locked invoice of the path, after authorization,
 // writes it and its events, and answers 200 with the invoice.
-func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error)) {
+func (s *Service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error)) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	ctx, cancel := dbCtx(r)
@@ -420,7 +420,7 @@ func (s *service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx con
 	httpx.WriteJSON(w, http.StatusOK, inv)
 }
 
-func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
+func (s *Service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 	var in invoicing.PatchInvoiceIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
@@ -560,7 +560,7 @@ func (s *service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
+func (s *Service) addLines(w http.ResponseWriter, r *http.Request) {
 	var in invoicing.AddLinesIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
@@ -605,7 +605,7 @@ func (s *service) addLines(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
+func (s *Service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
 	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		if err := invoicing.CheckFinalize(inv, now, s.cfg.DefaultNetDays); err != nil {
 			return nil, err
@@ -618,13 +618,13 @@ func (s *service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *service) voidInvoice(w http.ResponseWriter, r *http.Request) {
+func (s *Service) voidInvoice(w http.ResponseWriter, r *http.Request) {
 	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		return invoicing.Void(inv, now)
 	})
 }
 
-func (s *service) markUncollectibleHandler(w http.ResponseWriter, r *http.Request) {
+func (s *Service) markUncollectibleHandler(w http.ResponseWriter, r *http.Request) {
 	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		return invoicing.MarkUncollectible(inv, now)
 	})
@@ -638,7 +638,7 @@ type payIn struct {
 
 // payInvoice records a payment made outside billfn (a bank transfer, a
 // cheque): amount defaults to everything due.
-func (s *service) payInvoice(w http.ResponseWriter, r *http.Request) {
+func (s *Service) payInvoice(w http.ResponseWriter, r *http.Request) {
 	var in payIn
 	if err := decodeOptional(r, &in); err != nil {
 		problem.Write(w, r, err)

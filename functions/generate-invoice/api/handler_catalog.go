@@ -29,7 +29,7 @@ type taxRateIn struct {
 	Metadata     map[string]string     `json:"metadata"`
 }
 
-func (s *service) createTaxRate(w http.ResponseWriter, r *http.Request) {
+func (s *Service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 	var in taxRateIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
@@ -82,7 +82,7 @@ func (s *service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, rate)
 }
 
-func (s *service) getTaxRate(w http.ResponseWriter, r *http.Request) {
+func (s *Service) getTaxRate(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("id"))
 	if !invoicing.ValidUUID(id) {
 		problem.Write(w, r, invoicing.NotFound("tax rate", id))
@@ -101,7 +101,7 @@ func (s *service) getTaxRate(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, rate)
 }
 
-func (s *service) listTaxRates(w http.ResponseWriter, r *http.Request) {
+func (s *Service) listTaxRates(w http.ResponseWriter, r *http.Request) {
 	limit, err := httpx.Limit(r, 20, 100)
 	var after string
 	if err == nil {
@@ -132,7 +132,7 @@ type couponIn struct {
 	Metadata         map[string]string     `json:"metadata"`
 }
 
-func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
+func (s *Service) createCoupon(w http.ResponseWriter, r *http.Request) {
 	var in couponIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
@@ -203,7 +203,7 @@ func (s *service) createCoupon(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, c)
 }
 
-func (s *service) getCoupon(w http.ResponseWriter, r *http.Request) {
+func (s *Service) getCoupon(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	c, err := store.GetCoupon(r.Context(), s.d.Pool, id, false)
 	if err == store.ErrNotFound || (err == nil && !invoicing.ValidCouponID(id)) {
@@ -221,7 +221,7 @@ type couponCursor struct {
 	ID string `json:"id"`
 }
 
-func (s *service) listCoupons(w http.ResponseWriter, r *http.Request) {
+func (s *Service) listCoupons(w http.ResponseWriter, r *http.Request) {
 	limit, err := httpx.Limit(r, 20, 100)
 	var cur couponCursor
 	if err == nil {

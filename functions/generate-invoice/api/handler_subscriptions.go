@@ -10,6 +10,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/platform"
@@ -20,7 +21,7 @@ import (
 // createSubscription starts a subscription; when its first period has
 // begun (no trial, start not in the future) the first invoice is generated,
 // finalized and announced in the same transaction.
-func (s *service) createSubscription(w http.ResponseWriter, r *http.Request) {
+func (s *Service) createSubscription(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	var in createSubIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
@@ -55,7 +56,7 @@ func (s *service) createSubscription(w http.ResponseWriter, r *http.Request) {
 		if err := store.SaveSub(ctx, tx, sub); err != nil {
 			return err
 		}
-		msgs := append([]invoicing.Event{invoicing.SubscriptionEvent(invoicing.TypeSubscriptionCreated, sub)}, invMsgs...)
+		msgs := append([]invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionCreated, sub)}, invMsgs...)
 		if err := tx.Emit(ctx, msgs); err != nil {
 			return err
 		}
@@ -75,7 +76,7 @@ type cachedSub struct {
 	Body  json.RawMessage `json:"b"`
 }
 
-func (s *service) getSubscription(w http.ResponseWriter, r *http.Request) {
+func (s *Service) getSubscription(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	var doc cachedSub
@@ -100,7 +101,7 @@ func (s *service) getSubscription(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteRaw(w, http.StatusOK, doc.Body)
 }
 
-func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
+func (s *Service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	q := r.URL.Query()
 	var v problem.Validator
@@ -144,7 +145,7 @@ func (s *service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 }
 
 // mutateSub runs fn on the locked subscription of the path and answers 200.
-func (s *service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error)) {
+func (s *Service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error)) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
 	ctx, cancel := dbCtx(r)
@@ -173,7 +174,7 @@ func (s *service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx 
 	httpx.WriteJSON(w, http.StatusOK, sub)
 }
 
-func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
+func (s *Service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 	var in patchSubIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
@@ -265,14 +266,14 @@ func (s *service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 			return nil, nil, err
 		}
 		msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
-		return append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionUpdated, sub)), invIDs, nil
+		return append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)), invIDs, nil
 	})
 }
 
 // cancelSubscription ends a subscription at the end of the current period
 // (default) or now. Canceling now ends billing; it does not refund the
 // current period (refunds belong to capture-payment).
-func (s *service) cancelSubscription(w http.ResponseWriter, r *http.Request) {
+func (s *Service) cancelSubscription(w http.ResponseWriter, r *http.Request) {
 	var in cancelSubIn
 	if err := decodeOptional(r, &in); err != nil {
 		problem.Write(w, r, err)
@@ -286,10 +287,10 @@ func (s *service) cancelSubscription(w http.ResponseWriter, r *http.Request) {
 		if atEnd {
 			invoicing.ScheduleCancel(sub)
 			if sub.CancelAt.After(now) {
-				return []invoicing.Event{invoicing.SubscriptionEvent(invoicing.TypeSubscriptionUpdated, sub)}, nil, nil
+				return []invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)}, nil, nil
 			}
 		}
 		invoicing.EndSubscription(sub, now, now)
-		return []invoicing.Event{invoicing.SubscriptionEvent(invoicing.TypeSubscriptionCanceled, sub)}, nil, nil
+		return []invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub)}, nil, nil
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/render"
+	"github.com/billfn/billfn/shared/events"
 )
 
 func TestCreateInvoiceComputesTotalsFromTaxRates(t *testing.T) {
@@ -61,12 +62,12 @@ func TestAutoFinalizeAssignsNumberFreezesTotalsAndAnnounces(t *testing.T) {
 	if got := types(g.events(inv.ID)); strings.Join(got, ",") != "invoice.created,invoice.finalized,notification.requested" {
 		t.Fatalf("events = %v", got)
 	}
-	fin := eventData[invoicing.InvoiceSummary](g, inv.ID, invoicing.TypeInvoiceFinalized)
+	fin := eventData[events.Invoice](g, inv.ID, events.TypeInvoiceFinalized)
 	if fin.Number == nil || *fin.Number != want || fin.AmountDue != 2100 || fin.Status != invoicing.StatusOpen || fin.UserID != user ||
 		fin.CollectionMethod != invoicing.ChargeAutomatically || fin.DueDate == nil {
 		t.Fatalf("finalized event = %+v", fin)
 	}
-	note := eventData[invoicing.NotificationData](g, inv.ID, invoicing.TypeNotification)
+	note := eventData[events.NotificationRequested](g, inv.ID, events.TypeNotificationRequested)
 	if note.Kind != "invoice_finalized" || note.Email != "ada@example.com" || note.AmountDue != 2100 || note.Number == nil {
 		t.Fatalf("notification = %+v", note)
 	}
@@ -215,7 +216,7 @@ func TestCachedInvoiceIsDroppedOnEveryChange(t *testing.T) {
 	if got := g.invoice(inv.ID); got.Status != invoicing.StatusOpen {
 		t.Fatalf("read after finalize = %s", got.Status)
 	}
-	g.deliver(event(t, "capture-payment", invoicing.TypePaymentCaptured, "p", payment{PaymentID: "p", InvoiceID: &inv.ID,
+	g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, "p", payment{PaymentID: "p", InvoiceID: &inv.ID,
 		Currency: "USD", Amount: 2100, AmountCaptured: 2100}))
 	if cached() {
 		t.Fatal("a payment event left the cached open invoice")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -18,7 +19,7 @@ import (
 
 // taxRates returns the rates of ids from the in-process cache or the
 // database. Rates are immutable, so a cached rate is never stale.
-func (s *service) taxRates(ctx context.Context, q store.Querier, ids []string) (map[string]invoicing.TaxRate, error) {
+func (s *Service) taxRates(ctx context.Context, q store.Querier, ids []string) (map[string]invoicing.TaxRate, error) {
 	out := make(map[string]invoicing.TaxRate, len(ids))
 	var missing []string
 	s.ratesMu.RLock()
@@ -51,14 +52,14 @@ func (s *service) taxRates(ctx context.Context, q store.Querier, ids []string) (
 // resolver turns drafts into invoices inside one transaction, keeping the
 // coupons it locked and the redemptions it owes.
 type resolver struct {
-	s       *service
+	s       *Service
 	tx      *store.Tx
 	now     time.Time
 	coupons map[string]*invoicing.Coupon
 	redeem  map[string]int
 }
 
-func (s *service) newResolver(tx *store.Tx, now time.Time) *resolver {
+func (s *Service) newResolver(tx *store.Tx, now time.Time) *resolver {
 	return &resolver{s: s, tx: tx, now: now, coupons: map[string]*invoicing.Coupon{}, redeem: map[string]int{}}
 }
 
@@ -170,7 +171,7 @@ func (r *resolver) flush(ctx context.Context) error {
 
 // persistNew inserts resolved invoices, finalizing those marked, with
 // their events (created, then finalized…).
-func (s *service) persistNew(ctx context.Context, tx *store.Tx, invs []*invoicing.Invoice, final []bool, now time.Time) ([]invoicing.Event, error) {
+func (s *Service) persistNew(ctx context.Context, tx *store.Tx, invs []*invoicing.Invoice, final []bool, now time.Time) ([]invoicing.Event, error) {
 	var toFinal []*invoicing.Invoice
 	for i, inv := range invs {
 		if final[i] {
@@ -183,7 +184,7 @@ func (s *service) persistNew(ctx context.Context, tx *store.Tx, invs []*invoicin
 	msgs := make([]invoicing.Event, 0, 3*len(invs))
 	for _, inv := range invs {
 		// "created" describes the invoice as created: a draft.
-		msgs = append(msgs, invoicing.InvoiceEvent(invoicing.TypeInvoiceCreated, inv, 0))
+		msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoiceCreated, inv, 0))
 	}
 	fin, err := invoicing.Finalize(ctx, tx, toFinal, now)
 	if err != nil {

@@ -33,7 +33,7 @@ type rig struct {
 	t     testing.TB
 	d     *platform.Deps
 	kit   *testenv.Kit
-	s     *service
+	s     *Service
 	h     http.Handler
 	clock *testenv.Clock
 	admin string

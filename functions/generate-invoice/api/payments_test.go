@@ -18,10 +18,10 @@ func unappliedOf(t *testing.T, g *rig, id string) string {
 	t.Helper()
 	out := ""
 	for _, ev := range g.events(id) {
-		if ev.Type() != invoicing.TypePaymentUnapplied {
+		if ev.Type() != events.TypeInvoicePaymentUnapplied {
 			continue
 		}
-		var u invoicing.UnappliedData
+		var u events.PaymentUnapplied
 		if err := json.Unmarshal(ev.Data(), &u); err != nil {
 			t.Fatal(err)
 		}
@@ -39,10 +39,10 @@ func TestMoneyAnInvoiceDoesNotNeedIsAnnouncedNeverPaidTwice(t *testing.T) {
 	body["auto_finalize"] = true
 	inv := g.createInvoice("", body) // total 2100
 	capture := func(pid string, amount int64) events.Result {
-		return g.deliver(event(t, "capture-payment", invoicing.TypePaymentCaptured, pid, payment{PaymentID: pid, AccountID: inv.AccountID,
+		return g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, pid, payment{PaymentID: pid, AccountID: inv.AccountID,
 			InvoiceID: &inv.ID, Currency: "USD", Amount: amount, AmountCaptured: amount, Status: "succeeded"}))
 	}
-	before := testutil.ToFloat64(paymentAnomalies.WithLabelValues(invoicing.TypePaymentCaptured, "overpayment"))
+	before := testutil.ToFloat64(paymentAnomalies.WithLabelValues(events.TypePaymentCaptured, "overpayment"))
 	// 1000 applies; of the next 2000 only the 1100 still due does.
 	a, b, c := "pay_"+uuid.NewString(), "pay_"+uuid.NewString(), "pay_"+uuid.NewString()
 	capture(a, 1000)
@@ -55,7 +55,7 @@ func TestMoneyAnInvoiceDoesNotNeedIsAnnouncedNeverPaidTwice(t *testing.T) {
 	if u := unappliedOf(t, g, b); u != "900 USD overpayment" {
 		t.Fatalf("unapplied of the overpayment: %q", u)
 	}
-	if n := testutil.ToFloat64(paymentAnomalies.WithLabelValues(invoicing.TypePaymentCaptured, "overpayment")) - before; n != 1 {
+	if n := testutil.ToFloat64(paymentAnomalies.WithLabelValues(events.TypePaymentCaptured, "overpayment")) - before; n != 1 {
 		t.Fatalf("overpayments counted %v times, want 1", n)
 	}
 	// A late success on the paid invoice: all of it is unapplied, not parked.

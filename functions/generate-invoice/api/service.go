@@ -18,35 +18,10 @@ import (
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
-	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
 )
 
 const FunctionName = "generate-invoice"
-
-func init() {
-	for _, c := range []struct {
-		code  problem.Code
-		title string
-	}{
-		{invoicing.CodeInvoiceNotDraft, "Only a draft invoice can be changed"},
-		{invoicing.CodeInvoiceNotOpen, "The invoice is not open"},
-		{invoicing.CodeInvoiceEmpty, "The invoice has no line items"},
-		{invoicing.CodeCurrencyMismatch, "Currency mismatch"},
-		{invoicing.CodeTaxRateUnknown, "Unknown tax rate"},
-		{invoicing.CodeTaxInclusiveMixed, "Inclusive and exclusive tax rates on one line"},
-		{invoicing.CodeCouponUnknown, "Unknown coupon"},
-		{invoicing.CodeCouponNotRedeemable, "The coupon cannot be redeemed"},
-		{invoicing.CodeCouponExists, "The coupon already exists"},
-		{invoicing.CodeDueDateInPast, "The due date is in the past"},
-		{invoicing.CodeAmountOverflow, "Amount overflow"},
-		{invoicing.CodeTotalNegative, "The invoice total would be negative"},
-		{invoicing.CodeAmountExceedsDue, "The amount exceeds the amount due"},
-		{invoicing.CodeSubscriptionEnded, "The subscription is canceled"},
-	} {
-		problem.Register(c.code, http.StatusUnprocessableEntity, c.title)
-	}
-}
 
 // durations is a comma-separated list of durations ("24h,72h,168h").
 type durations []time.Duration
@@ -128,8 +103,8 @@ func DefaultConfig() Config {
 		MaxCatchUp: 36}
 }
 
-// service is generate-invoice: its HTTP surface, event handlers and tick.
-type service struct {
+// Service is generate-invoice: its HTTP surface, event handlers and tick.
+type Service struct {
 	d        *platform.Deps
 	st       *store.Store
 	cfg      Config
@@ -145,30 +120,40 @@ type service struct {
 	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
 }
 
-func New(d *platform.Deps, cfg Config, now func() time.Time) *service {
-	s := &service{d: d, st: store.New(d.Pool, FunctionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
+func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
+	s := &Service{d: d, st: store.New(d.Pool, FunctionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
 		rates: map[string]invoicing.TaxRate{}}
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
 	d.Collect(skippedCharges, paymentAnomalies)
-	d.Events.On(invoicing.TypeInvoiceRequested, s.st.Handler(s.onInvoiceRequested))
-	d.Events.On(invoicing.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))
-	d.Events.On(invoicing.TypePaymentFailed, s.st.Handler(s.onPaymentFailed))
-	d.Events.On(invoicing.TypeRefundSucceeded, s.st.Handler(s.onRefundSucceeded))
+	d.Events.On(events.TypeInvoiceRequested, s.st.Handler(s.onInvoiceRequested))
+	d.Events.On(events.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))
+	d.Events.On(events.TypePaymentFailed, s.st.Handler(s.onPaymentFailed))
+	d.Events.On(events.TypeRefundSucceeded, s.st.Handler(s.onRefundSucceeded))
 	d.Events.Batch = s.st.BatchHandler(s.onBatch)
 	d.Events.Tick = s.tick
 	return s
 }
 
-func (s *service) clock() time.Time { return s.now().UTC() }
+func (s *Service) clock() time.Time { return s.now().UTC() }
 
-func (s *service) Routes() *http.ServeMux { return s.d.Mux(s.routeTable()) }
+// Routes is generate-invoice's HTTP surface. Each route's problems are
+// mapped by Statuses (event deliveries included: their handlers' errors
+// are classified by the same table); the mux stays the server's, which
+// answers unknown routes and methods with problems too.
+func (s *Service) Routes() *http.ServeMux {
+	rt := s.routeTable()
+	for i := range rt {
+		rt[i].Handler = Statuses.Middleware(rt[i].Handler)
+	}
+	return s.d.Mux(rt)
+}
 
 // routeTable is generate-invoice's HTTP surface: who may call each route
 // (Mux enforces it), its rate-limit class, and the kind of resource every
 // reference it takes names. TestEveryRouteRefusesAnotherCustomersResources
 // attacks each entry from this table, so a new route cannot be forgotten.
-func (s *service) routeTable() []platform.Route {
+func (s *Service) routeTable() []platform.Route {
 	idem := s.d.Idempotency.Middleware(true)
 	write := func(h http.HandlerFunc) http.Handler { return idem(h) }
 	const (

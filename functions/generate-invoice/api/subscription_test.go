@@ -13,6 +13,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -98,7 +99,7 @@ func TestSubscriptionBillsEveryPeriodAcrossMonthEndsInALeapYear(t *testing.T) {
 	if evs[0] != "subscription.created" || len(evs) != 4 {
 		t.Fatalf("subscription events = %v", evs)
 	}
-	created := eventData[invoicing.SubscriptionSummary](g, sub.ID, invoicing.TypeSubscriptionCreated)
+	created := eventData[events.Subscription](g, sub.ID, events.TypeSubscriptionCreated)
 	if created.MRR != 2900 || created.Plan.Interval != "month" || created.CurrentPeriodEnd == nil {
 		t.Fatalf("created event = %+v", created)
 	}
@@ -171,7 +172,7 @@ func TestSubscriptionTrialThenFirstInvoice(t *testing.T) {
 	if len(invs) != 1 || periods(invs) != "03-24..04-24" || got.Status != invoicing.SubActive {
 		t.Fatalf("after the trial: %s, status %s", periods(invs), got.Status)
 	}
-	if up := eventData[invoicing.SubscriptionSummary](g, sub.ID, invoicing.TypeSubscriptionUpdated); up.Status != invoicing.SubActive {
+	if up := eventData[events.Subscription](g, sub.ID, events.TypeSubscriptionUpdated); up.Status != invoicing.SubActive {
 		t.Fatalf("updated event = %+v", up)
 	}
 }

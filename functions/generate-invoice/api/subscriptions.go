@@ -12,6 +12,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -105,7 +106,7 @@ func parseTime(v *problem.Validator, path string, s *string) *time.Time {
 }
 
 // subRates resolves a subscription's tax rates to snapshots.
-func (s *service) subRates(ctx context.Context, q store.Querier, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
+func (s *Service) subRates(ctx context.Context, q store.Querier, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
 	rates, err := s.taxRates(ctx, q, ids)
 	if err != nil {
 		return nil, err
@@ -142,7 +143,7 @@ func parseRateIDs(v *problem.Validator, path string, in []string) []string {
 // newSubscription validates a creation body into a subscription (not yet
 // billed) and its coupon id.
 // The subscription belongs to the owner of its account (billable).
-func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *createSubIn, now time.Time) (*invoicing.Subscription, error) {
+func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *createSubIn, now time.Time) (*invoicing.Subscription, error) {
 	var v problem.Validator
 	account := strings.ToLower(in.AccountID)
 	v.Check(invoicing.ValidUUID(account), "account_id", "is required: the id of the account billed (a UUID)")
@@ -211,7 +212,7 @@ func (s *service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 }
 
 // redeemSubCoupon checks and redeems a subscription's coupon.
-func (s *service) redeemSubCoupon(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) error {
+func (s *Service) redeemSubCoupon(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) error {
 	res := s.newResolver(tx, now)
 	if _, err := res.coupon(ctx, "", *sub.Coupon, &invoicing.Invoice{Currency: sub.Plan.Currency}); err != nil {
 		return err
@@ -222,7 +223,7 @@ func (s *service) redeemSubCoupon(ctx context.Context, tx *store.Tx, sub *invoic
 
 // couponFor returns the coupon discount a subscription's invoice for the
 // period starting at ps gets, if any.
-func (s *service) couponFor(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, ps time.Time) (*invoicing.Discount, error) {
+func (s *Service) couponFor(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, ps time.Time) (*invoicing.Discount, error) {
 	if sub.Coupon == nil {
 		return nil, nil
 	}
@@ -244,7 +245,7 @@ func (s *service) couponFor(ctx context.Context, tx *store.Tx, sub *invoicing.Su
 	return &d, nil
 }
 
-func (s *service) subInvoice(sub *invoicing.Subscription, reason string, now time.Time) *invoicing.Invoice {
+func (s *Service) subInvoice(sub *invoicing.Subscription, reason string, now time.Time) *invoicing.Invoice {
 	return &invoicing.Invoice{Object: "invoice", ID: invoicing.NewID(), AccountID: sub.AccountID, UserID: sub.UserID,
 		SubscriptionID: ptr(sub.ID), BillingReason: reason, Status: invoicing.StatusDraft, Currency: sub.Plan.Currency,
 		Customer: sub.Customer, Metadata: map[string]string{}, NumberPrefix: s.cfg.NumberPrefix,
@@ -257,7 +258,7 @@ func (s *service) subInvoice(sub *invoicing.Subscription, reason string, now tim
 // periods per call), each exactly once (the unique (subscription_id,
 // period_start) constraint backs the counter). It updates sub in memory;
 // the caller writes it.
-func (s *service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+func (s *Service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
 	if sub.Status == invoicing.SubCanceled || sub.NextBillingAt == nil || sub.NextBillingAt.After(now) {
 		return nil, nil, nil
 	}
@@ -335,7 +336,7 @@ func (s *service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscri
 // billDueSubscriptions is the tick's recurring billing: every due
 // subscription, 50 per transaction, each in a savepoint so one failing
 // subscription does not hold the others back.
-func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
+func (s *Service) billDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	failed := []string{}
 	for {
@@ -375,14 +376,14 @@ func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 						err = store.SaveSub(ctx, sp, sub)
 					}
 					if err == nil && len(ids) > 0 {
-						msgs = append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionUpdated, sub))
+						msgs = append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub))
 						err = sp.Emit(ctx, msgs)
 					}
 					return err
 				})
 				if err != nil {
 					var pe *problem.Error
-					if !errors.As(err, &pe) || pe.Status() >= 500 {
+					if !errors.As(err, &pe) || Statuses.Status(err) >= 500 {
 						return err
 					}
 					slog.ErrorContext(ctx, "subscription cannot be billed", "subscription", sub.ID, "err", err.Error())
@@ -406,7 +407,7 @@ func (s *service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 }
 
 // cancelDueSubscriptions ends subscriptions whose cancel_at has come.
-func (s *service) cancelDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
+func (s *Service) cancelDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
 	var ids []string
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
 		ids = ids[:0]
@@ -420,7 +421,7 @@ func (s *service) cancelDueSubscriptions(ctx context.Context, now time.Time) (in
 			if err := store.SaveSub(ctx, tx, sub); err != nil {
 				return err
 			}
-			msgs = append(msgs, invoicing.SubscriptionEvent(invoicing.TypeSubscriptionCanceled, sub))
+			msgs = append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub))
 			ids = append(ids, sub.ID)
 		}
 		return tx.Emit(ctx, msgs)
@@ -431,7 +432,7 @@ func (s *service) cancelDueSubscriptions(ctx context.Context, now time.Time) (in
 
 // changePlan applies a plan change at now with proration of the current
 // period. It returns the events of an immediate proration invoice, if any.
-func (s *service) changePlan(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, plan invoicing.Plan, behavior string, now time.Time) ([]invoicing.Event, []string, error) {
+func (s *Service) changePlan(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, plan invoicing.Plan, behavior string, now time.Time) ([]invoicing.Event, []string, error) {
 	old := sub.Plan
 	intervalChanged := plan.Interval != old.Interval || plan.IntervalCount != old.IntervalCount
 	sub.Plan = plan

@@ -4,8 +4,8 @@ import (
 	"math/bits"
 	"sort"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // The calculation of an invoice, in the invoice currency's minor units with
@@ -122,12 +122,12 @@ func (a *arith) mulDiv(x, num, den int64) int64 {
 
 // Problem codes of the calculation.
 const (
-	CodeAmountOverflow = problem.Code("amount_overflow")
-	CodeTotalNegative  = problem.Code("invoice_total_negative")
+	CodeAmountOverflow = apperr.Code("amount_overflow")
+	CodeTotalNegative  = apperr.Code("invoice_total_negative")
 )
 
-func OverflowProblem() *problem.Error {
-	return problem.New(CodeAmountOverflow, "an amount of this invoice does not fit in 64-bit minor units")
+func OverflowProblem() *apperr.Error {
+	return apperr.New(CodeAmountOverflow, "an amount of this invoice does not fit in 64-bit minor units")
 }
 
 // compute calculates every line and the invoice totals.
@@ -207,7 +207,7 @@ func compute(lines []calcLine, discounts []Discount) (calcResult, error) {
 		return calcResult{}, OverflowProblem()
 	}
 	if res.Total < 0 {
-		return calcResult{}, problem.New(CodeTotalNegative,
+		return calcResult{}, apperr.New(CodeTotalNegative,
 			"the invoice total would be %d; credits may not exceed charges", res.Total)
 	}
 	return res, nil

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/apperr"
 )
 
 func rate(id string, pct string, inclusive, compound bool) TaxRateSnap {
@@ -144,7 +144,7 @@ func TestComputeTable(t *testing.T) {
 
 func TestComputeRejectsNegativeTotal(t *testing.T) {
 	_, err := compute([]calcLine{{Quantity: qty("1"), UnitAmount: -1}}, nil)
-	var pe *problem.Error
+	var pe *apperr.Error
 	if !errors.As(err, &pe) || pe.Code != CodeTotalNegative {
 		t.Fatalf("err = %v, want invoice_total_negative", err)
 	}
@@ -157,7 +157,7 @@ func TestComputeReportsOverflow(t *testing.T) {
 		{{Quantity: qty("1"), UnitAmount: math.MaxInt64 - 10, Taxes: []TaxRateSnap{rate("v", "20", false, false)}}},
 	} {
 		_, err := compute(lines, nil)
-		var pe *problem.Error
+		var pe *apperr.Error
 		if !errors.As(err, &pe) || pe.Code != CodeAmountOverflow {
 			t.Fatalf("err = %v, want amount_overflow", err)
 		}
@@ -304,7 +304,7 @@ func TestComputeProperties(t *testing.T) {
 		lines, ds := randomInvoice(r)
 		res, err := compute(lines, ds)
 		if err != nil {
-			var pe *problem.Error
+			var pe *apperr.Error
 			if errors.As(err, &pe) && pe.Code == CodeTotalNegative {
 				continue
 			}

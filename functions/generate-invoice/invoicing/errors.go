@@ -1,19 +1,19 @@
 package invoicing
 
-import "github.com/billfn/billfn/shared/problem"
+import "github.com/billfn/billfn/shared/apperr"
 
 // Problem codes of generate-invoice (docs/generate-invoice.md lists them).
 const (
-	CodeInvoiceNotDraft     = problem.Code("invoice_not_draft")
-	CodeInvoiceNotOpen      = problem.Code("invoice_not_open")
-	CodeInvoiceEmpty        = problem.Code("invoice_empty")
-	CodeCurrencyMismatch    = problem.Code("currency_mismatch")
-	CodeTaxRateUnknown      = problem.Code("tax_rate_unknown")
-	CodeTaxInclusiveMixed   = problem.Code("tax_inclusive_mixed")
-	CodeCouponUnknown       = problem.Code("coupon_unknown")
-	CodeCouponNotRedeemable = problem.Code("coupon_not_redeemable")
-	CodeCouponExists        = problem.Code("coupon_exists")
-	CodeDueDateInPast       = problem.Code("due_date_in_past")
-	CodeAmountExceedsDue    = problem.Code("amount_exceeds_due")
-	CodeSubscriptionEnded   = problem.Code("subscription_canceled")
+	CodeInvoiceNotDraft     = apperr.Code("invoice_not_draft")
+	CodeInvoiceNotOpen      = apperr.Code("invoice_not_open")
+	CodeInvoiceEmpty        = apperr.Code("invoice_empty")
+	CodeCurrencyMismatch    = apperr.Code("currency_mismatch")
+	CodeTaxRateUnknown      = apperr.Code("tax_rate_unknown")
+	CodeTaxInclusiveMixed   = apperr.Code("tax_inclusive_mixed")
+	CodeCouponUnknown       = apperr.Code("coupon_unknown")
+	CodeCouponNotRedeemable = apperr.Code("coupon_not_redeemable")
+	CodeCouponExists        = apperr.Code("coupon_exists")
+	CodeDueDateInPast       = apperr.Code("due_date_in_past")
+	CodeAmountExceedsDue    = apperr.Code("amount_exceeds_due")
+	CodeSubscriptionEnded   = apperr.Code("subscription_canceled")
 )

@@ -7,25 +7,26 @@ import (
 	"strings"
 	"time"
 
-	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/events"
 )
 
 // CheckFinalize validates a draft for finalization at now and fixes its
 // due date. It changes nothing else.
 func CheckFinalize(inv *Invoice, now time.Time, defaultNetDays int) error {
 	if inv.Status != StatusDraft {
-		return problem.New(CodeInvoiceNotDraft, "invoice %s is %s; only a draft can be finalized", inv.ID, inv.Status)
+		return apperr.New(CodeInvoiceNotDraft, "invoice %s is %s; only a draft can be finalized", inv.ID, inv.Status)
 	}
 	if len(inv.Lines) == 0 {
-		return problem.New(CodeInvoiceEmpty, "invoice %s has no line items; add lines before finalizing", inv.ID)
+		return apperr.New(CodeInvoiceEmpty, "invoice %s has no line items; add lines before finalizing", inv.ID)
 	}
 	today := UTCDate(now)
 	switch {
 	case inv.DueDate != nil:
 		if inv.DueDate.Before(today) {
-			return &problem.Error{Code: CodeDueDateInPast,
+			return &apperr.Error{Code: CodeDueDateInPast,
 				Detail: "the invoice's due_date " + inv.DueDate.Format(time.DateOnly) + " has passed; PATCH a new one first",
-				Errors: []problem.FieldError{problem.Field("due_date", "must be today or later")}}
+				Errors: []apperr.FieldError{apperr.Field("due_date", "must be today or later")}}
 		}
 	case inv.NetTermsDays != nil:
 		inv.DueDate = &Date{today.AddDate(0, 0, *inv.NetTermsDays)}
@@ -71,11 +72,11 @@ func Finalize(ctx context.Context, numbers Numberer, invs []*Invoice, now time.T
 		inv.FinalizedAt = ptr(now)
 		inv.UpdatedAt = now
 		inv.AmountDue = max(inv.Total-inv.AmountPaid, 0)
-		msgs = append(msgs, InvoiceEvent(TypeInvoiceFinalized, inv, 0), Notification("invoice_finalized", inv))
+		msgs = append(msgs, InvoiceEvent(events.TypeInvoiceFinalized, inv, 0), Notification("invoice_finalized", inv))
 		if inv.AmountDue == 0 {
 			// Nothing to collect (a 100% discount, a free plan): paid at once.
 			inv.Status, inv.PaidAt = StatusPaid, ptr(now)
-			msgs = append(msgs, InvoiceEvent(TypeInvoicePaid, inv, 0))
+			msgs = append(msgs, InvoiceEvent(events.TypeInvoicePaid, inv, 0))
 		}
 	}
 	return msgs, nil
@@ -84,22 +85,22 @@ func Finalize(ctx context.Context, numbers Numberer, invs []*Invoice, now time.T
 // Void: open → void. Nothing is due any more.
 func Void(inv *Invoice, now time.Time) ([]Event, error) {
 	if inv.Status != StatusOpen {
-		return nil, problem.New(CodeInvoiceNotOpen, "invoice %s is %s; only an open invoice can be voided", inv.ID, inv.Status)
+		return nil, apperr.New(CodeInvoiceNotOpen, "invoice %s is %s; only an open invoice can be voided", inv.ID, inv.Status)
 	}
 	inv.Status, inv.VoidedAt, inv.UpdatedAt, inv.AmountDue = StatusVoid, ptr(now), now, 0
 	inv.NextPaymentAttemptAt = nil
-	return []Event{InvoiceEvent(typeInvoiceVoided, inv, 0)}, nil
+	return []Event{InvoiceEvent(events.TypeInvoiceVoided, inv, 0)}, nil
 }
 
 // MarkUncollectible: open → uncollectible. The amount stays due: money
 // that still arrives pays the invoice.
 func MarkUncollectible(inv *Invoice, now time.Time) ([]Event, error) {
 	if inv.Status != StatusOpen {
-		return nil, problem.New(CodeInvoiceNotOpen, "invoice %s is %s; only an open invoice can be marked uncollectible", inv.ID, inv.Status)
+		return nil, apperr.New(CodeInvoiceNotOpen, "invoice %s is %s; only an open invoice can be marked uncollectible", inv.ID, inv.Status)
 	}
 	inv.Status, inv.MarkedUncollectibleAt, inv.UpdatedAt = StatusUncollectible, ptr(now), now
 	inv.NextPaymentAttemptAt = nil
-	return []Event{InvoiceEvent(typeInvoiceUncollectible, inv, 0)}, nil
+	return []Event{InvoiceEvent(events.TypeInvoiceUncollectible, inv, 0)}, nil
 }
 
 // Settle recomputes amount_due after amount_paid changed and marks the
@@ -114,7 +115,7 @@ func Settle(inv *Invoice, at, now time.Time) []Event {
 		return nil
 	}
 	inv.Status, inv.PaidAt, inv.NextPaymentAttemptAt = StatusPaid, ptr(at), nil
-	return []Event{InvoiceEvent(TypeInvoicePaid, inv, 0)}
+	return []Event{InvoiceEvent(events.TypeInvoicePaid, inv, 0)}
 }
 
 // FormatNumber renders an invoice number: PREFIX-YYYY-000123.
@@ -130,7 +131,7 @@ func seriesKey(prefix string, year int) string { return prefix + "-" + strconv.I
 
 func RequireDraft(inv *Invoice) error {
 	if inv.Status != StatusDraft {
-		return problem.New(CodeInvoiceNotDraft, "invoice %s is %s; only a draft can be changed", inv.ID, inv.Status)
+		return apperr.New(CodeInvoiceNotDraft, "invoice %s is %s; only a draft can be changed", inv.ID, inv.Status)
 	}
 	return nil
 }

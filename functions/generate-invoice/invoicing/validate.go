@@ -11,10 +11,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/pan"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // Request bodies and their validation: plain rules, no SQL. A body is
@@ -124,7 +124,7 @@ const (
 
 func TextOK(s string, max int) bool { return utf8.ValidString(s) && utf8.RuneCountInString(s) <= max }
 
-func CheckMetadata(v *problem.Validator, path string, m map[string]string) {
+func CheckMetadata(v *apperr.Validator, path string, m map[string]string) {
 	if len(m) > maxMetaKeys {
 		v.Check(false, path, "may hold at most "+strconv.Itoa(maxMetaKeys)+" keys")
 		return
@@ -135,7 +135,7 @@ func CheckMetadata(v *problem.Validator, path string, m map[string]string) {
 	}
 }
 
-func ParseCustomer(v *problem.Validator, path string, in *CustomerIn) Customer {
+func ParseCustomer(v *apperr.Validator, path string, in *CustomerIn) Customer {
 	if in == nil {
 		return Customer{}
 	}
@@ -170,7 +170,7 @@ func AllUpper(s string) bool {
 
 // ParseDiscount validates one discount; currency mismatches are returned
 // separately (they are a rule of their own, not a malformed field).
-func ParseDiscount(v *problem.Validator, path string, in discountIn, cur money.Currency) (Discount, *problem.Error) {
+func ParseDiscount(v *apperr.Validator, path string, in discountIn, cur money.Currency) (Discount, *apperr.Error) {
 	d := Discount{Description: in.Description}
 	v.Check(TextOK(in.Description, MaxDescription), path+"/description", "must be at most 500 characters")
 	switch {
@@ -200,10 +200,10 @@ func ParseDiscount(v *problem.Validator, path string, in discountIn, cur money.C
 	return d, nil
 }
 
-func CurrencyMismatch(path string, got, want money.Currency) *problem.Error {
-	return &problem.Error{Code: CodeCurrencyMismatch,
+func CurrencyMismatch(path string, got, want money.Currency) *apperr.Error {
+	return &apperr.Error{Code: CodeCurrencyMismatch,
 		Detail: "the amount is in " + string(got) + " but the invoice is in " + string(want),
-		Errors: []problem.FieldError{problem.Field(path, "must be "+string(want))}}
+		Errors: []apperr.FieldError{apperr.Field(path, "must be "+string(want))}}
 }
 
 // LineDraft is a validated line waiting for its tax rates.
@@ -212,8 +212,8 @@ type LineDraft struct {
 	TaxIDs []string
 }
 
-func ParseLine(v *problem.Validator, path string, in LineIn, cur money.Currency, mayDiscount bool) (LineDraft, *problem.Error) {
-	var rule *problem.Error
+func ParseLine(v *apperr.Validator, path string, in LineIn, cur money.Currency, mayDiscount bool) (LineDraft, *apperr.Error) {
+	var rule *apperr.Error
 	desc := strings.TrimSpace(in.Description)
 	v.Check(desc != "" && TextOK(desc, MaxDescription), path+"/description", "is required, at most 500 characters")
 	q := int64(QuantityScale)
@@ -256,7 +256,7 @@ func ParseLine(v *problem.Validator, path string, in LineIn, cur money.Currency,
 	CheckMetadata(v, path+"/metadata", in.Metadata)
 	if in.Discount != nil {
 		if !mayDiscount {
-			return LineDraft{}, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
+			return LineDraft{}, apperr.New(apperr.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
 		}
 		d, r := ParseDiscount(v, path+"/discount", *in.Discount, cur)
 		if r != nil && rule == nil {
@@ -283,7 +283,7 @@ type InvoiceDraft struct {
 // due date): the caller checks the account first, so a well-formed body
 // naming an account p may not bill is refused before any rule is looked
 // at.
-func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time.Time, numberPrefix string, maxLines int) (*InvoiceDraft, *problem.Error, error) {
+func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time.Time, numberPrefix string, maxLines int) (*InvoiceDraft, *apperr.Error, error) {
 	// No card number in any of its texts (memo, customer, lines, metadata…),
 	// whether the body came over HTTP or in a billfn.invoice.requested event;
 	// checked first, so no other message quotes one.
@@ -292,8 +292,8 @@ func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time
 	if err := c.Err(); err != nil {
 		return nil, nil, err
 	}
-	var v problem.Validator
-	var rule *problem.Error
+	var v apperr.Validator
+	var rule *apperr.Error
 	account := strings.ToLower(in.AccountID)
 	v.Check(ValidUUID(account), pointer+"account_id", "is required: the id of the account billed (a UUID)")
 	v.Check(in.UserID == "" || ValidUUID(in.UserID), pointer+"user_id", "must be a UUID: the account's owner, or left out")
@@ -331,7 +331,7 @@ func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time
 	for i, li := range in.LineItems {
 		ld, r := ParseLine(&v, pointer+"line_items/"+strconv.Itoa(i), li, cur, p.Privileged())
 		if r != nil {
-			if r.Code == problem.Forbidden {
+			if r.Code == apperr.Forbidden {
 				return nil, nil, r
 			}
 			if rule == nil {
@@ -341,7 +341,7 @@ func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time
 		d.Lines = append(d.Lines, ld)
 	}
 	if len(in.Discounts) > 0 && !p.Privileged() {
-		return nil, nil, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
+		return nil, nil, apperr.New(apperr.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
 	}
 	v.Check(len(in.Discounts) <= MaxDiscounts, pointer+"discounts", "at most 5 invoice discounts")
 	for i, di := range in.Discounts {
@@ -361,7 +361,7 @@ func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time
 }
 
 // ParseTerms applies net_terms_days / due_date to inv.
-func ParseTerms(v *problem.Validator, pointer string, net *int, due *string, inv *Invoice, now time.Time) *problem.Error {
+func ParseTerms(v *apperr.Validator, pointer string, net *int, due *string, inv *Invoice, now time.Time) *apperr.Error {
 	if net != nil && due != nil {
 		v.Check(false, pointer+"due_date", "give net_terms_days or due_date, not both")
 		return nil
@@ -378,8 +378,8 @@ func ParseTerms(v *problem.Validator, pointer string, net *int, due *string, inv
 			return nil
 		}
 		if t.Before(UTCDate(now)) {
-			return &problem.Error{Code: CodeDueDateInPast, Detail: "due_date " + *due + " is before today (" + now.Format(time.DateOnly) + " UTC)",
-				Errors: []problem.FieldError{problem.Field(pointer+"due_date", "must be today or later")}}
+			return &apperr.Error{Code: CodeDueDateInPast, Detail: "due_date " + *due + " is before today (" + now.Format(time.DateOnly) + " UTC)",
+				Errors: []apperr.FieldError{apperr.Field(pointer+"due_date", "must be today or later")}}
 		}
 		inv.DueDate = &Date{t}
 	}

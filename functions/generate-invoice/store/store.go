@@ -14,9 +14,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/postgres"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // Querier is what pgx.Tx and *pgxpool.Pool have in common.
@@ -27,7 +27,7 @@ type Querier interface {
 }
 
 // ErrNotFound is what a lookup of a coupon that does not exist returns.
-var ErrNotFound = problem.New(problem.NotFound, "no such resource")
+var ErrNotFound = apperr.New(apperr.NotFound, "no such resource")
 
 func utc(t *time.Time) *time.Time {
 	if t == nil {
@@ -469,7 +469,7 @@ func InsertCoupon(ctx context.Context, tx pgx.Tx, c invoicing.Coupon) error {
 		c.ID, c.Name, pct, c.AmountOff, cur, c.Duration, c.DurationInMonths, c.MaxRedemptions, c.RedeemBy,
 		jsonText(c.Metadata), c.CreatedAt)
 	if name, ok := uniqueViolation(err); ok && name == "coupons_pkey" {
-		return problem.New(invoicing.CodeCouponExists, "coupon %s already exists", c.ID)
+		return apperr.New(invoicing.CodeCouponExists, "coupon %s already exists", c.ID)
 	}
 	return err
 }
