@@ -43,7 +43,7 @@ func TestAttackEveryRoute(t *testing.T) {
 		"top-accounts":   {"currency": {"USD"}, "from": {"2026-03-01"}, "to": {"2026-03-31"}},
 		"panels":         {"from": {"2026-03-01"}, "to": {"2026-03-31"}},
 	}
-	testenv.AttackRoutes(t, g.svc.routeTable(), testenv.Attack{
+	testenv.AttackRoutes(t, g.svc.RouteTable(), testenv.Attack{
 		Handler:  g.h,
 		Attacker: party(userA, acctA),
 		Victim:   party(userB, acctB),

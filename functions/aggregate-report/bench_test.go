@@ -249,7 +249,7 @@ func BenchmarkReports(b *testing.B) {
 	// The tick folds closed weeks every minute; do what it would have done
 	// (but write no snapshots: "uncached" below means computed from rollups).
 	for {
-		n, err := g.svc.compactWeeks(context.Background())
+		n, err := g.svc.Store.CompactWeeks(context.Background())
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/billfn/billfn/functions/aggregate-report/api"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/money"
@@ -207,10 +208,10 @@ func TestDashboardRendersTheSeededFigures(t *testing.T) {
 	usd := money.Currency("USD")
 	want := map[string]string{
 		"hash":          "", // the token left the address bar at once
-		"volume":        fmtMoney(seed.volume, usd),
-		"revenue":       fmtMoney(seed.revenue, usd),
+		"volume":        api.FormatMoney(seed.volume, usd),
+		"revenue":       api.FormatMoney(seed.revenue, usd),
 		"success":       "81.67%", // (20 + 29) / (30 + 30)
-		"refunds":       fmtMoney(seed.refunds, usd),
+		"refunds":       api.FormatMoney(seed.refunds, usd),
 		"mrr":           "4,780.00", // 2,900.00 + 3×490.00 + 700.00 − 290.00
 		"mrrNote":       "ARR 57,360.00 · 12 subscriptions",
 		"ar":            "24,000.00",

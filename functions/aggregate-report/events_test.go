@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -214,10 +215,10 @@ func TestReorderedDeliveriesGiveTheSameFigures(t *testing.T) {
 	reversed := slices.Clone(evs)
 	slices.Reverse(reversed)
 	type figures struct {
-		Summary Summary
-		MRR     MRR
-		Aging   Aging
-		Recon   Reconciliation
+		Summary store.Summary
+		MRR     store.MRR
+		Aging   store.Aging
+		Recon   store.Reconciliation
 	}
 	collect := func(order []events.Event, oneByOne bool) figures {
 		g := newRig(t)
@@ -250,9 +251,9 @@ func TestReorderedDeliveriesGiveTheSameFigures(t *testing.T) {
 		inOrder.MRR.Currencies[0].ActiveSubscriptions != back.MRR.Currencies[0].ActiveSubscriptions {
 		t.Fatalf("MRR differs: %+v vs %+v", inOrder.MRR, back.MRR)
 	}
-	for _, s := range []*Summary{&inOrder.Summary, &back.Summary} {
-		s.Currencies[0].MRR = MRRMovements{}
-		s.Currencies[0].Subscriptions = SubscriptionCount{}
+	for _, s := range []*store.Summary{&inOrder.Summary, &back.Summary} {
+		s.Currencies[0].MRR = store.MRRMovements{}
+		s.Currencies[0].Subscriptions = store.SubscriptionCount{}
 	}
 	for name, pair := range map[string][2]any{
 		"summary": {inOrder.Summary, back.Summary}, "aging": {inOrder.Aging, back.Aging}, "recon": {inOrder.Recon, back.Recon},

@@ -43,7 +43,7 @@ var triggerMetrics = map[string]bool{"billfn_trigger_consumer_lag": true, "billf
 // runtime's own and those of the collectors the platform registers.
 func exposedMetrics(t *testing.T, g *rig) map[string]bool {
 	names := map[string]bool{}
-	app := g.d.App(g.svc.routes())
+	app := g.d.App(g.svc.Routes())
 	srv := server.New(server.Config{}, app)
 	rec := httpGet(srv, "/reports/summary") // creates the request series
 	if rec != http.StatusUnauthorized {

@@ -3,7 +3,10 @@
 // dashboard, reconciliation and rebuilds. See docs/aggregate-report.md.
 //
 // Without arguments it serves; "aggregate-report rebuild|check …" is the
-// report command instead (command.go).
+// report command instead (command.go). Inside: package rollup is the
+// domain (pure Apply of events to rollups, Replay/Check), package store the
+// report queries, snapshots and compaction, package api the routes, the
+// dashboard and the event handler; this file only wires them.
 package main
 
 import (
@@ -11,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/billfn/billfn/functions/aggregate-report/api"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/server"
 )
@@ -24,6 +28,6 @@ func main() {
 		if err != nil {
 			return server.App{}, err
 		}
-		return d.App(newService(d, time.Now).routes()), nil
+		return d.App(api.New(d, time.Now).Routes()), nil
 	})
 }

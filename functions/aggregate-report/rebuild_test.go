@@ -9,13 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/aggregate-report/api"
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/events"
 )
 
-func (g *rig) check(from, to string) checkResponse {
+func (g *rig) check(from, to string) api.CheckResponse {
 	g.t.Helper()
-	var c checkResponse
+	var c api.CheckResponse
 	g.getJSON("/admin/check?from="+from+"&to="+to, asAdmin, &c)
 	return c
 }
@@ -74,7 +76,7 @@ func TestRebuildEqualsStreamed(t *testing.T) {
 
 	// Rebuild (admin endpoint), then streamed equals recomputed again and the
 	// reports show the true figures.
-	var before Summary
+	var before store.Summary
 	g.getJSON("/reports/summary?from=2026-02-01&to=2026-03-05", asAdmin, &before)
 	rec := g.request(http.MethodPost, "/admin/rebuild", asAdmin, []byte(`{"from":"2026-02-01","to":"2026-03-05"}`),
 		"Content-Type", "application/json")
@@ -85,7 +87,7 @@ func TestRebuildEqualsStreamed(t *testing.T) {
 	if c = g.check("2026-02-01", "2026-03-05"); !c.Equal {
 		t.Fatalf("after rebuild: %+v", c)
 	}
-	var after Summary
+	var after store.Summary
 	g.getJSON("/reports/summary?from=2026-02-01&to=2026-03-05", asAdmin, &after)
 	if before.Currencies[0].Transfers.Posted.Amount != after.Currencies[0].Transfers.Posted.Amount+1 {
 		t.Fatalf("the cached tampered figure survived the rebuild: %d then %d",
@@ -138,7 +140,7 @@ func TestRebuildWhileEventsStream(t *testing.T) {
 	if c := g.check("2026-02-01", "2026-02-12"); !c.Equal || c.Events != int64(g.count(`SELECT count(*) FROM report_events`)) {
 		t.Fatalf("after rebuilds during streaming: %+v", c)
 	}
-	var s Summary
+	var s store.Summary
 	g.getJSON("/reports/summary?from=2026-02-01&to=2026-02-12", asAdmin, &s)
 	var posted int64
 	for _, c := range s.Currencies {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/events"
 )
 
@@ -46,7 +47,7 @@ func TestAgingBucketsReceivablesAsOfAnyDate(t *testing.T) {
 		invoice(t, day("2026-03-05"), "paid", invoiceFields{id: invPaid, account: acctA, cur: "USD", status: "paid", due: "2026-03-01", total: 800, paid: 800}),
 		invoice(t, day("2026-04-12"), "uncollectible", invoiceFields{id: inv91, account: acctA, cur: "USD", status: "uncollectible", due: "2026-01-09", total: 700, dueAmount: 700}),
 	)
-	var a Aging
+	var a store.Aging
 	g.getJSON("/reports/aging?as_of="+asOf, asAdmin, &a)
 	if len(a.Currencies) != 1 {
 		t.Fatalf("aging %+v", a)
@@ -57,7 +58,7 @@ func TestAgingBucketsReceivablesAsOfAnyDate(t *testing.T) {
 	}
 	// partial: 1000 − 250 = 750, 40 days late → 31-60
 	want := map[string]string{"current": "2/300", "1-30": "2/700", "31-60": "2/1250", "61-90": "1/600", "90+": "1/700"}
-	if !reflect.DeepEqual(got, want) || a.Currencies[0].Total != (Figure{Count: 8, Amount: 3550}) {
+	if !reflect.DeepEqual(got, want) || a.Currencies[0].Total != (store.Figure{Count: 8, Amount: 3550}) {
 		t.Fatalf("aging as of %s: %v total %v, want %v", asOf, got, a.Currencies[0].Total, want)
 	}
 	// As of the end of 2026-02-01 the paid invoice was still open, the
@@ -96,21 +97,21 @@ func TestMRRBridgeAcrossMonths(t *testing.T) {
 		subscription(t, day("2026-02-20"), "canceled", s1, acctA, "canceled", 4900, "USD"), // churn 4900
 		subscription(t, day("2026-02-01"), "created", id(), acctA, "active", 1000, "EUR"),
 	)
-	var jan, feb MRR
+	var jan, feb store.MRR
 	g.getJSON("/reports/mrr?month=2026-01", asAdmin, &jan)
 	g.getJSON("/reports/mrr?month=2026-02&currency=usd", asAdmin, &feb)
-	want := MRRCurrency{Currency: "USD", Opening: 0, New: 12800, Closing: 12800, ARR: 153600, NewSubscriptions: 2, ActiveSubscriptions: 2}
+	want := store.MRRCurrency{Currency: "USD", Opening: 0, New: 12800, Closing: 12800, ARR: 153600, NewSubscriptions: 2, ActiveSubscriptions: 2}
 	if len(jan.Currencies) != 1 || jan.Currencies[0] != want {
 		t.Fatalf("January %+v, want %+v", jan.Currencies, want)
 	}
-	want = MRRCurrency{Currency: "USD", Opening: 12800, New: 4900, Expansion: 2000, Contraction: 2000, Churned: 4900,
+	want = store.MRRCurrency{Currency: "USD", Opening: 12800, New: 4900, Expansion: 2000, Contraction: 2000, Churned: 4900,
 		Closing: 12800, ARR: 153600, NewSubscriptions: 1, ChurnedSubscriptions: 1, ActiveSubscriptions: 2}
 	if len(feb.Currencies) != 1 || feb.Currencies[0] != want {
 		t.Fatalf("February USD %+v, want %+v", feb.Currencies, want)
 	}
 	// A customer sees the MRR of its own accounts only.
 	g.deliver(account(t, day("2026-01-01"), acctB, userB, "ACC-B", "USD"))
-	var mine MRR
+	var mine store.MRR
 	g.getJSON("/reports/mrr?month=2026-02", asCustomer(userB), &mine)
 	if len(mine.Currencies) != 1 || mine.Currencies[0].Closing != 7900+4900 || mine.Currencies[0].Contraction != 2000 {
 		t.Fatalf("customer B's MRR %+v", mine.Currencies)
@@ -151,12 +152,12 @@ func TestReconciliationFindsAPlantedMismatch(t *testing.T) {
 		// internal settlement moves no gateway cash and is ignored
 		transfer(t, d.Add(9*time.Hour), acctA, acctB, 1000, "USD", "posted", withMeta("invoice_settlement", ok1, "stripe")),
 	)
-	var rec Reconciliation
+	var rec store.Reconciliation
 	g.getJSON("/reports/reconciliation?date=2026-03-10", asAdmin, &rec)
 	if rec.Status != "mismatch" || len(rec.Mismatches) != 2 {
 		t.Fatalf("reconciliation %s with %d mismatches: %+v", rec.Status, len(rec.Mismatches), rec.Mismatches)
 	}
-	byID := map[string]Mismatch{}
+	byID := map[string]store.Mismatch{}
 	for _, m := range rec.Mismatches {
 		byID[m.PaymentID] = m
 	}
@@ -170,7 +171,7 @@ func TestReconciliationFindsAPlantedMismatch(t *testing.T) {
 		!slices.Equal(m.TransferIDs, []string{shortPost.Subject()}) || m.Gateway != "stripe" {
 		t.Fatalf("short posting: %+v", m)
 	}
-	gw := map[string]ReconTotals{}
+	gw := map[string]store.ReconTotals{}
 	for _, x := range rec.Gateways {
 		gw[x.Gateway] = x
 	}
@@ -189,7 +190,7 @@ func TestReconciliationFindsAPlantedMismatch(t *testing.T) {
 	}
 	// Pages of one.
 	g.deliver(capture(id(), d.Add(16*time.Hour), 5, "stripe"))
-	var page Reconciliation
+	var page store.Reconciliation
 	g.getJSON("/reports/reconciliation?date=2026-03-10&limit=1", asAdmin, &page)
 	if !page.HasMore || len(page.Mismatches) != 1 {
 		t.Fatalf("first page %+v", page)
@@ -219,7 +220,7 @@ func TestTopAccountsRankAndPaginate(t *testing.T) {
 	// ties are broken by account id
 	evs = append(evs, transfer(t, d.Add(time.Hour), accts[0], accts[1], 0, "USD", "posted"))
 	g.deliver(evs...)
-	var page TopAccounts
+	var page store.TopAccounts
 	var order []string
 	cursor := ""
 	for i := 0; i < 10; i++ {
@@ -241,11 +242,11 @@ func TestTopAccountsRankAndPaginate(t *testing.T) {
 		t.Fatalf("ranking %v, want %v", order, want)
 	}
 	g.getJSON("/reports/top-accounts?currency=USD&from=2026-03-01&to=2026-03-03&limit=1&include_system=true", asAdmin, &page)
-	if page.Data[0].Number != "SYS-CLEARING-USD" || page.Data[0].Sent != (Figure{Count: 10, Amount: 15000}) || page.Data[0].Volume != 15000 {
+	if page.Data[0].Number != "SYS-CLEARING-USD" || page.Data[0].Sent != (store.Figure{Count: 10, Amount: 15000}) || page.Data[0].Volume != 15000 {
 		t.Fatalf("with system accounts: %+v", page.Data)
 	}
 	g.getJSON("/reports/top-accounts?currency=USD&from=2026-03-02&to=2026-03-03&limit=1", asAdmin, &page)
-	if page.Data[0].AccountID != accts[4] || page.Data[0].Received != (Figure{Count: 1, Amount: 2000}) {
+	if page.Data[0].AccountID != accts[4] || page.Data[0].Received != (store.Figure{Count: 1, Amount: 2000}) {
 		t.Fatalf("second day only: %+v", page.Data)
 	}
 }
@@ -259,12 +260,12 @@ func TestTimeseriesBucketsAgreeAcrossGranularities(t *testing.T) {
 		transfer(t, at("2026-02-01T05:10:00Z"), acctA, acctB, 300, "EUR", "posted"),
 		transfer(t, at("2026-03-15T12:00:00Z"), acctA, acctB, 400, "USD", "posted"),
 	)
-	var hour, daily, monthly Timeseries
+	var hour, daily, monthly store.Timeseries
 	g.getJSON("/reports/timeseries?metric=transfer.posted&granularity=hour&from=2026-01-31T22:00:00Z&to=2026-02-01T02:00:00Z&currency=USD", asAdmin, &hour)
 	if len(hour.Series) != 1 || len(hour.Series[0].Points) != 4 {
 		t.Fatalf("hourly %+v", hour)
 	}
-	amounts := func(ps []Point) (out []int64) {
+	amounts := func(ps []store.Point) (out []int64) {
 		for _, p := range ps {
 			out = append(out, p.Amount)
 		}
@@ -339,7 +340,7 @@ func TestCSVRoundTripsEveryReport(t *testing.T) {
 	}
 
 	// summary: .csv path and Accept: text/csv give the same rows
-	var sum Summary
+	var sum store.Summary
 	g.getJSON("/reports/summary?from=2026-03-10&to=2026-03-11", asAdmin, &sum)
 	body := get("/reports/summary.csv?from=2026-03-10&to=2026-03-11")
 	if other := get("/reports/summary?from=2026-03-10&to=2026-03-11", "Accept", "text/csv"); other != body {
@@ -349,18 +350,18 @@ func TestCSVRoundTripsEveryReport(t *testing.T) {
 	if !slices.Equal(recs[0], []string{"currency", "metric", "dimension", "count", "amount"}) {
 		t.Fatalf("summary header %v", recs[0])
 	}
-	var rows []sumRow
+	var rows []store.SumRow
 	for _, r := range recs[1:] {
-		rows = append(rows, sumRow{r[0], r[1], r[2], num(t, r[3]), num(t, r[4])})
+		rows = append(rows, store.SumRow{Currency: r[0], Metric: r[1], Dim: r[2], Count: num(t, r[3]), Amount: num(t, r[4])})
 	}
-	if back := buildSummary(rows, false); !reflect.DeepEqual(back, sum.Currencies) {
+	if back := store.BuildSummary(rows, false); !reflect.DeepEqual(back, sum.Currencies) {
 		a, _ := json.Marshal(back)
 		b, _ := json.Marshal(sum.Currencies)
 		t.Fatalf("summary CSV does not round-trip:\n csv  %s\n json %s", a, b)
 	}
 
 	// timeseries
-	var ts Timeseries
+	var ts store.Timeseries
 	g.getJSON("/reports/timeseries?metric=transfer.posted&granularity=hour&from=2026-03-10T00:00:00Z&to=2026-03-10T03:00:00Z", asAdmin, &ts)
 	recs = readCSV(t, get("/reports/timeseries.csv?metric=transfer.posted&granularity=hour&from=2026-03-10T00:00:00Z&to=2026-03-10T03:00:00Z"))
 	i := 1
@@ -378,7 +379,7 @@ func TestCSVRoundTripsEveryReport(t *testing.T) {
 	}
 
 	// aging
-	var ag Aging
+	var ag store.Aging
 	g.getJSON("/reports/aging?as_of=2026-03-20", asAdmin, &ag)
 	recs = readCSV(t, get("/reports/aging.csv?as_of=2026-03-20"))
 	if len(recs) != 6 || recs[2][1] != "1-30" || num(t, recs[2][3]) != ag.Currencies[0].Buckets[1].Amount || num(t, recs[2][3]) != 5000 {
@@ -386,7 +387,7 @@ func TestCSVRoundTripsEveryReport(t *testing.T) {
 	}
 
 	// MRR
-	var mrr MRR
+	var mrr store.MRR
 	g.getJSON("/reports/mrr?month=2026-03", asAdmin, &mrr)
 	recs = readCSV(t, get("/reports/mrr.csv?month=2026-03"))
 	m := mrr.Currencies[0]
@@ -395,7 +396,7 @@ func TestCSVRoundTripsEveryReport(t *testing.T) {
 	}
 
 	// reconciliation: the capture has no posting
-	var rec Reconciliation
+	var rec store.Reconciliation
 	g.getJSON("/reports/reconciliation?date=2026-03-10", asAdmin, &rec)
 	recs = readCSV(t, get("/reports/reconciliation.csv?date=2026-03-10"))
 	if len(recs) != 3 || recs[1][0] != "gateway" || recs[2][0] != "mismatch" || recs[2][3] != pay ||
@@ -404,7 +405,7 @@ func TestCSVRoundTripsEveryReport(t *testing.T) {
 	}
 
 	// top accounts, and a formula in a text cell is neutralised
-	var top TopAccounts
+	var top store.TopAccounts
 	g.getJSON("/reports/top-accounts?currency=USD&from=2026-03-10&to=2026-03-11&limit=5", asAdmin, &top)
 	recs = readCSV(t, get("/reports/top-accounts.csv?currency=USD&from=2026-03-10&to=2026-03-11&limit=5"))
 	if len(recs) != len(top.Data)+1 || recs[1][1] != top.Data[0].AccountID || num(t, recs[1][3]) != top.Data[0].Volume || recs[1][8] != "10.50" {
@@ -510,20 +511,20 @@ func TestCustomersSeeOnlyTheirOwnAccounts(t *testing.T) {
 	if rec := g.request(http.MethodGet, q, anonymous, nil); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") == "" {
 		t.Fatalf("no token: %d", rec.Code)
 	}
-	var s Summary
+	var s store.Summary
 	for _, who := range []caller{asAdmin, asService} {
 		g.getJSON(q, who, &s)
-		if p := s.Currencies[0].Transfers.Posted; p != (Figure{Count: 3, Amount: 1350}) || s.Currencies[0].Transfers.Received != nil {
+		if p := s.Currencies[0].Transfers.Posted; p != (store.Figure{Count: 3, Amount: 1350}) || s.Currencies[0].Transfers.Received != nil {
 			t.Fatalf("%s sees %+v", who.role, s.Currencies[0].Transfers)
 		}
 	}
 	g.getJSON(q, asCustomer(userA), &s)
 	tr := s.Currencies[0].Transfers
-	if tr.Posted != (Figure{Count: 2, Amount: 1050}) || *tr.Received != (Figure{Count: 2, Amount: 350}) {
+	if tr.Posted != (store.Figure{Count: 2, Amount: 1050}) || *tr.Received != (store.Figure{Count: 2, Amount: 350}) {
 		t.Fatalf("user A sees %+v %+v", tr.Posted, *tr.Received)
 	}
 	g.getJSON(q+"&account_id="+acctC, asCustomer(userA), &s)
-	if tr := s.Currencies[0].Transfers; tr.Posted.Count != 0 || *tr.Received != (Figure{Count: 2, Amount: 350}) || s.AccountID != acctC {
+	if tr := s.Currencies[0].Transfers; tr.Posted.Count != 0 || *tr.Received != (store.Figure{Count: 2, Amount: 350}) || s.AccountID != acctC {
 		t.Fatalf("user A's account C: %+v", tr)
 	}
 	for _, path := range []string{q + "&account_id=" + acctB, "/reports/aging?account_id=" + acctB,
@@ -539,7 +540,7 @@ func TestCustomersSeeOnlyTheirOwnAccounts(t *testing.T) {
 	if s.Currencies[0].Transfers.Posted.Amount != 300 {
 		t.Fatalf("admin on account B %+v", s.Currencies[0].Transfers)
 	}
-	var top TopAccounts
+	var top store.TopAccounts
 	g.getJSON("/reports/top-accounts?currency=USD&from=2026-03-10&to=2026-03-11", asCustomer(userA), &top)
 	if len(top.Data) != 2 || top.Data[0].AccountID != acctA {
 		t.Fatalf("user A's top accounts %+v", top.Data)
@@ -582,7 +583,7 @@ func TestCachedReportIsInvalidatedWhenNewerEventsLand(t *testing.T) {
 		}
 		return 0
 	}
-	var s Summary
+	var s store.Summary
 	g.getJSON(q, asAdmin, &s)
 	before := hits()
 	g.getJSON(q, asAdmin, &s)
@@ -625,23 +626,23 @@ func TestTopAccountsFromFoldedWeeksEqualTheDays(t *testing.T) {
 	ctx := context.Background()
 	from, to := day("2026-02-02"), day("2026-04-01")
 	// expected: the ranking from the day rollups alone
-	want := func() []TopAccount {
+	want := func() []store.TopAccount {
 		rows, err := g.d.Pool.Query(ctx, `SELECT account_id::text, sum(amount)::bigint FROM report_account_rollups
 			WHERE currency = 'USD' AND metric IN ('transfer.posted', 'transfer.received') AND day >= $1 AND day < $2
 			GROUP BY account_id ORDER BY 2 DESC, 1`, from, to)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []TopAccount
+		var out []store.TopAccount
 		for rows.Next() {
-			var a TopAccount
+			var a store.TopAccount
 			_ = rows.Scan(&a.AccountID, &a.Volume)
 			out = append(out, a)
 		}
 		return out
 	}
-	rank := func() []TopAccount {
-		top, err := g.svc.topAccounts(ctx, scope{All: true}, from, to, "USD", 100, nil, true)
+	rank := func() []store.TopAccount {
+		top, err := g.svc.Store.TopAccounts(ctx, store.Scope{All: true}, from, to, "USD", 100, nil, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -664,20 +665,20 @@ func TestTopAccountsFromFoldedWeeksEqualTheDays(t *testing.T) {
 			break
 		}
 	}
-	if weeks, days, err := g.svc.rankingSources(ctx, from, to); err != nil || len(weeks) != 8 || len(days) != 2 {
+	if weeks, days, err := g.svc.Store.RankingSources(ctx, from, to); err != nil || len(weeks) != 8 || len(days) != 2 {
 		t.Fatalf("sources: %d weeks, %d days (%v); want 8 folded weeks and 2 open days", len(weeks), len(days), err)
 	}
 	same("from folded weeks")
 	// A late event for a folded week: that week is read from its days.
 	g.deliver(transfer(t, at("2026-02-10T10:00:00Z"), w.accounts[0], w.accounts[1], 777_777, "USD", "posted"))
-	if weeks, _, _ := g.svc.rankingSources(ctx, from, to); len(weeks) != 7 {
+	if weeks, _, _ := g.svc.Store.RankingSources(ctx, from, to); len(weeks) != 7 {
 		t.Fatalf("%d weeks trusted after a late event, want 7", len(weeks))
 	}
 	same("after a late event")
 	if g.tick() != 200 {
 		t.Fatal("tick failed")
 	}
-	if weeks, _, _ := g.svc.rankingSources(ctx, from, to); len(weeks) != 8 {
+	if weeks, _, _ := g.svc.Store.RankingSources(ctx, from, to); len(weeks) != 8 {
 		t.Fatalf("%d weeks trusted after the next tick, want 8", len(weeks))
 	}
 	same("after folding again")
@@ -718,7 +719,7 @@ func TestUnappliedMoneyShowsInTheReconciliationWithoutAMismatch(t *testing.T) {
 		t.Fatalf("log holds %d unapplied events, want 3", n)
 	}
 
-	var rec Reconciliation
+	var rec store.Reconciliation
 	g.getJSON("/reports/reconciliation?date=2026-03-10", asAdmin, &rec)
 	if rec.Status != "matched" || len(rec.Mismatches) != 0 {
 		t.Fatalf("unapplied money made a mismatch: %+v", rec)
@@ -739,7 +740,7 @@ func TestUnappliedMoneyShowsInTheReconciliationWithoutAMismatch(t *testing.T) {
 	if u = rec.Unapplied[1]; u.PaymentID != payEUR || u.AccountID != acctB || u.Currency != "EUR" || u.Amount != 300 || u.Reason != "currency_mismatch" {
 		t.Fatalf("second unapplied %+v", u)
 	}
-	if !slices.Equal(rec.UnappliedTotals, []UnappliedTotal{{"EUR", 1, 300}, {"USD", 1, 500}}) {
+	if !slices.Equal(rec.UnappliedTotals, []store.UnappliedTotal{{Currency: "EUR", Count: 1, Amount: 300}, {Currency: "USD", Count: 1, Amount: 500}}) {
 		t.Fatalf("unapplied totals %+v", rec.UnappliedTotals)
 	}
 
@@ -768,13 +769,13 @@ func TestUnappliedMoneyShowsInTheReconciliationWithoutAMismatch(t *testing.T) {
 	}
 
 	// The summary counts it by reason, per currency.
-	var sum Summary
+	var sum store.Summary
 	g.getJSON("/reports/summary?from=2026-03-10&to=2026-03-12", asAdmin, &sum)
-	byCur := map[string]UnappliedSummary{}
+	byCur := map[string]store.UnappliedSummary{}
 	for _, c := range sum.Currencies {
 		byCur[c.Currency] = c.Unapplied
 	}
-	if u := byCur["USD"]; u.Count != 2 || u.Amount != 570 || !slices.Equal(u.Reasons, []Reason{{"invoice_void", 1, 70}, {"overpayment", 1, 500}}) {
+	if u := byCur["USD"]; u.Count != 2 || u.Amount != 570 || !slices.Equal(u.Reasons, []store.Reason{{Code: "invoice_void", Count: 1, Amount: 70}, {Code: "overpayment", Count: 1, Amount: 500}}) {
 		t.Fatalf("USD unapplied in the summary %+v", u)
 	}
 	if u := byCur["EUR"]; u.Count != 1 || u.Amount != 300 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/aggregate-report/api"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/outbox"
@@ -31,7 +32,7 @@ type rig struct {
 	t   testing.TB
 	d   *platform.Deps
 	kit *testenv.Kit
-	svc *service
+	svc *api.API
 	h   http.Handler
 
 	mu  sync.Mutex
@@ -76,8 +77,8 @@ func rigOn(t testing.TB, url string) *rig {
 
 func finish(t testing.TB, d *platform.Deps, kit *testenv.Kit) *rig {
 	g := &rig{t: t, d: d, kit: kit, now: time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)}
-	g.svc = newService(d, g.clock)
-	g.h = server.New(server.Config{MaxBodyBytes: 8 << 20}, d.App(g.svc.routes())).Handler()
+	g.svc = api.New(d, g.clock)
+	g.h = server.New(server.Config{MaxBodyBytes: 8 << 20}, d.App(g.svc.Routes())).Handler()
 	return g
 }
 

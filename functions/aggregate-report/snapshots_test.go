@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 )
 
 func (g *rig) tick() int {
@@ -48,7 +50,7 @@ func TestTickWritesDailySnapshotsThatLateEventsInvalidate(t *testing.T) {
 		t.Fatal("no MRR snapshot for February (filed under its last day)")
 	}
 
-	var s Summary
+	var s store.Summary
 	g.getJSON("/reports/summary?from=2026-03-14&to=2026-03-15", asAdmin, &s)
 	if s.Source != "snapshot" || len(s.Currencies) != 2 || s.Currencies[1].Transfers.Posted.Amount != 1000 {
 		t.Fatalf("yesterday's summary: %+v", s)
@@ -57,17 +59,17 @@ func TestTickWritesDailySnapshotsThatLateEventsInvalidate(t *testing.T) {
 	if s.Source != "snapshot" || len(s.Currencies) != 1 || s.Currencies[0].Currency != "EUR" {
 		t.Fatalf("yesterday's EUR summary: %+v", s)
 	}
-	var rec Reconciliation
+	var rec store.Reconciliation
 	g.getJSON("/reports/reconciliation", asAdmin, &rec) // default: yesterday
 	if rec.Source != "snapshot" || rec.Date != "2026-03-14" || len(rec.Mismatches) != 1 || rec.Mismatches[0].PaymentID != pay {
 		t.Fatalf("yesterday's reconciliation: %+v", rec)
 	}
-	var a Aging
+	var a store.Aging
 	g.getJSON("/reports/aging?as_of=2026-03-14", asAdmin, &a)
 	if a.Source != "snapshot" || a.Currencies[0].Total.Amount != 400 {
 		t.Fatalf("aging snapshot: %+v", a)
 	}
-	var m MRR
+	var m store.MRR
 	g.getJSON("/reports/mrr?month=2026-02", asAdmin, &m)
 	if m.Source != "snapshot" || m.Currencies[0].Closing != 2900 {
 		t.Fatalf("MRR snapshot: %+v", m)
@@ -115,19 +117,19 @@ func TestSnapshotIsNotStoredWhenItsDaysChangedMeanwhile(t *testing.T) {
 	g := newRig(t)
 	d := day("2026-03-14")
 	g.deliver(transfer(t, d.Add(time.Hour), acctA, acctB, 1, "USD", "posted"))
-	job := snapshotJob{kind: "summary", day: d, from: d, to: d.AddDate(0, 0, 1), compute: func(ctx context.Context) (any, error) {
-		s, err := g.svc.summary(ctx, scope{All: true}, d, d.AddDate(0, 0, 1), "")
+	job := store.SnapshotJob{Kind: "summary", Day: d, From: d, To: d.AddDate(0, 0, 1), Compute: func(ctx context.Context) (any, error) {
+		s, err := g.svc.Store.Summary(ctx, store.Scope{All: true}, d, d.AddDate(0, 0, 1), "")
 		g.deliver(transfer(t, d.Add(2*time.Hour), acctA, acctB, 1, "USD", "posted"))
 		return s, err
 	}}
-	stored, err := g.svc.writeSnapshot(context.Background(), job)
+	stored, err := g.svc.Store.WriteSnapshot(context.Background(), job)
 	if err != nil || stored {
 		t.Fatalf("stored=%v err=%v, want not stored", stored, err)
 	}
-	job.compute = func(ctx context.Context) (any, error) {
-		return g.svc.summary(ctx, scope{All: true}, d, d.AddDate(0, 0, 1), "")
+	job.Compute = func(ctx context.Context) (any, error) {
+		return g.svc.Store.Summary(ctx, store.Scope{All: true}, d, d.AddDate(0, 0, 1), "")
 	}
-	if stored, err = g.svc.writeSnapshot(context.Background(), job); err != nil || !stored {
+	if stored, err = g.svc.Store.WriteSnapshot(context.Background(), job); err != nil || !stored {
 		t.Fatalf("stored=%v err=%v on a quiet day", stored, err)
 	}
 }

@@ -290,6 +290,11 @@ func DayStart(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 }
 
+// DayAligned reports whether both ends are midnights (UTC).
+func DayAligned(from, to time.Time) bool {
+	return DayStart(from).Equal(from) && DayStart(to).Equal(to)
+}
+
 type scope int
 
 const (

@@ -1,4 +1,4 @@
-package main
+package store
 
 import (
 	"cmp"
@@ -17,9 +17,9 @@ import (
 // Figure is a count and an amount in minor units of the currency beside it.
 type Figure = rollup.Cell
 
-// sumRow is one summed rollup: the shape of every report's raw figures and
+// SumRow is one summed rollup: the shape of every report's raw figures and
 // of the summary's CSV.
-type sumRow struct {
+type SumRow struct {
 	Currency string
 	Metric   string
 	Dim      string
@@ -27,10 +27,10 @@ type sumRow struct {
 	Amount   int64
 }
 
-// sums adds up rollups of [from, to) for a scope: the global rollups (day
+// sums adds up rollups of [from, to) for a Scope: the global rollups (day
 // rows when the range is whole days, hour rows otherwise) or the accounts'
 // day rows.
-func (s *service) sums(ctx context.Context, sc scope, from, to time.Time, currency string, metrics []string) ([]sumRow, error) {
+func (s *Store) sums(ctx context.Context, sc Scope, from, to time.Time, currency string, metrics []string) ([]SumRow, error) {
 	var rows pgx.Rows
 	var err error
 	if metrics == nil {
@@ -38,10 +38,10 @@ func (s *service) sums(ctx context.Context, sc scope, from, to time.Time, curren
 	}
 	if sc.All {
 		grain := "h"
-		if dayAligned(from, to) {
+		if rollup.DayAligned(from, to) {
 			grain = "d"
 		}
-		rows, err = s.d.Pool.Query(ctx, `SELECT currency, metric, dim, sum(count)::bigint, sum(amount)::bigint
+		rows, err = s.Pool.Query(ctx, `SELECT currency, metric, dim, sum(count)::bigint, sum(amount)::bigint
 			FROM report_rollups
 			WHERE grain = $1 AND bucket >= $2 AND bucket < $3
 			  AND ($4 = '' OR currency = $4) AND (cardinality($5::text[]) = 0 OR metric = ANY($5))
@@ -50,7 +50,7 @@ func (s *service) sums(ctx context.Context, sc scope, from, to time.Time, curren
 		if len(sc.Accounts) == 0 {
 			return nil, nil
 		}
-		rows, err = s.d.Pool.Query(ctx, `SELECT currency, metric, dim, sum(count)::bigint, sum(amount)::bigint
+		rows, err = s.Pool.Query(ctx, `SELECT currency, metric, dim, sum(count)::bigint, sum(amount)::bigint
 			FROM report_account_rollups
 			WHERE account_id = ANY($1::uuid[]) AND day >= $2::date AND day < $3::date
 			  AND ($4 = '' OR currency = $4) AND (cardinality($5::text[]) = 0 OR metric = ANY($5))
@@ -59,8 +59,8 @@ func (s *service) sums(ctx context.Context, sc scope, from, to time.Time, curren
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (sumRow, error) {
-		var x sumRow
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SumRow, error) {
+		var x SumRow
 		err := r.Scan(&x.Currency, &x.Metric, &x.Dim, &x.Count, &x.Amount)
 		return x, err
 	})
@@ -93,7 +93,7 @@ type CurrencySummary struct {
 	AccountsCreated int64             `json:"accounts_created"`
 }
 
-// TransferSummary counts transfers. For an account scope, posted are the
+// TransferSummary counts transfers. For an account Scope, posted are the
 // transfers the accounts sent and received those they got.
 type TransferSummary struct {
 	Posted        Figure   `json:"posted"`
@@ -151,7 +151,7 @@ type Rate struct {
 	BasisPoints *int64 `json:"basis_points"` // null without attempts
 }
 
-func newRate(successes, attempts int64) Rate {
+func NewRate(successes, attempts int64) Rate {
 	r := Rate{Successes: successes, Attempts: attempts}
 	if attempts > 0 {
 		if bp, err := money.MulDivHalfEven(successes, 10000, attempts); err == nil {
@@ -191,9 +191,9 @@ type SubscriptionCount struct {
 	Canceled int64 `json:"canceled"`
 }
 
-// buildSummary turns summed rows into per-currency summaries. It is also
+// BuildSummary turns summed rows into per-currency summaries. It is also
 // how a summary CSV is read back (the CSV holds exactly these rows).
-func buildSummary(rows []sumRow, accountScope bool) []CurrencySummary {
+func BuildSummary(rows []SumRow, accountScope bool) []CurrencySummary {
 	byCur := map[string]*CurrencySummary{}
 	gws := map[string]map[string]*GatewaySummary{}
 	get := func(c string) *CurrencySummary {
@@ -313,7 +313,7 @@ func buildSummary(rows []sumRow, accountScope bool) []CurrencySummary {
 		m := &cs.MRR
 		m.Net = m.New.Amount + m.Reactivation.Amount + m.Expansion.Amount - m.Contraction.Amount - m.Churned.Amount
 		for _, g := range gws[c] {
-			g.SuccessRate = newRate(g.Succeeded.Count, g.Succeeded.Count+g.Failed.Count)
+			g.SuccessRate = NewRate(g.Succeeded.Count, g.Succeeded.Count+g.Failed.Count)
 			slices.SortFunc(g.DeclineReasons, func(a, b Reason) int { return cmp.Compare(a.Code, b.Code) })
 			cs.Payments = append(cs.Payments, *g)
 		}
@@ -325,13 +325,13 @@ func buildSummary(rows []sumRow, accountScope bool) []CurrencySummary {
 	return out
 }
 
-// summaryRows flattens summaries back into the rows they were built from
+// SummaryRows flattens summaries back into the rows they were built from
 // (the summary CSV).
-func summaryRows(cs []CurrencySummary) []sumRow {
-	var out []sumRow
+func SummaryRows(cs []CurrencySummary) []SumRow {
+	var out []SumRow
 	add := func(c, metric, dim string, f Figure) {
 		if f.Count != 0 || f.Amount != 0 {
-			out = append(out, sumRow{c, metric, dim, f.Count, f.Amount})
+			out = append(out, SumRow{c, metric, dim, f.Count, f.Amount})
 		}
 	}
 	for _, s := range cs {
@@ -382,10 +382,10 @@ func summaryRows(cs []CurrencySummary) []sumRow {
 	return out
 }
 
-// summary computes a summary (or reads the tick's snapshot of that day).
-func (s *service) summary(ctx context.Context, sc scope, from, to time.Time, currency string) (Summary, error) {
+// Summary computes a summary (or reads the tick's snapshot of that day).
+func (s *Store) Summary(ctx context.Context, sc Scope, from, to time.Time, currency string) (Summary, error) {
 	out := Summary{From: from, To: to, Currency: currency, Source: "rollups"}
-	if sc.All && dayAligned(from, to) && to.Sub(from) == 24*time.Hour {
+	if sc.All && rollup.DayAligned(from, to) && to.Sub(from) == 24*time.Hour {
 		var snap Summary
 		if ok, err := s.readSnapshot(ctx, "summary", from, &snap); err != nil {
 			return out, err
@@ -404,7 +404,7 @@ func (s *service) summary(ctx context.Context, sc scope, from, to time.Time, cur
 	if err != nil {
 		return out, err
 	}
-	out.Currencies = buildSummary(rows, !sc.All)
+	out.Currencies = BuildSummary(rows, !sc.All)
 	return out, nil
 }
 
@@ -448,13 +448,13 @@ type Point struct {
 	Amount int64     `json:"amount"`
 }
 
-// maxPoints bounds a series.
-const maxPoints = 5000
+// MaxPoints bounds a series.
+const MaxPoints = 5000
 
-// bucketStarts lists the buckets of [from, to).
-func bucketStarts(granularity string, from, to time.Time) []time.Time {
+// BucketStarts lists the buckets of [from, to).
+func BucketStarts(granularity string, from, to time.Time) []time.Time {
 	var out []time.Time
-	for t := from; t.Before(to) && len(out) <= maxPoints; {
+	for t := from; t.Before(to) && len(out) <= MaxPoints; {
 		out = append(out, t)
 		switch granularity {
 		case "hour":
@@ -468,7 +468,7 @@ func bucketStarts(granularity string, from, to time.Time) []time.Time {
 	return out
 }
 
-func (s *service) timeseries(ctx context.Context, sc scope, ts Timeseries) (Timeseries, error) {
+func (s *Store) Timeseries(ctx context.Context, sc Scope, ts Timeseries) (Timeseries, error) {
 	var rows pgx.Rows
 	var err error
 	bucket := "bucket"
@@ -481,7 +481,7 @@ func (s *service) timeseries(ctx context.Context, sc scope, ts Timeseries) (Time
 		if ts.Granularity == "hour" {
 			grain = "h"
 		}
-		rows, err = s.d.Pool.Query(ctx, `SELECT currency, `+bucket+` AS b, sum(count)::bigint, sum(amount)::bigint
+		rows, err = s.Pool.Query(ctx, `SELECT currency, `+bucket+` AS b, sum(count)::bigint, sum(amount)::bigint
 			FROM report_rollups
 			WHERE grain = $1 AND metric = $2 AND ($3 = '' OR dim = $3) AND bucket >= $4 AND bucket < $5 AND ($6 = '' OR currency = $6)
 			GROUP BY 1, 2`, grain, ts.Metric, ts.Dim, ts.From, ts.To, ts.Currency)
@@ -493,7 +493,7 @@ func (s *service) timeseries(ctx context.Context, sc scope, ts Timeseries) (Time
 		if ts.Granularity == "month" {
 			day = "date_trunc('month', day)::timestamp AT TIME ZONE 'UTC'"
 		}
-		rows, err = s.d.Pool.Query(ctx, `SELECT currency, `+day+` AS b, sum(count)::bigint, sum(amount)::bigint
+		rows, err = s.Pool.Query(ctx, `SELECT currency, `+day+` AS b, sum(count)::bigint, sum(amount)::bigint
 			FROM report_account_rollups
 			WHERE account_id = ANY($1::uuid[]) AND metric = $2 AND ($3 = '' OR dim = $3)
 			  AND day >= $4::date AND day < $5::date AND ($6 = '' OR currency = $6)
@@ -525,7 +525,7 @@ func (s *service) timeseries(ctx context.Context, sc scope, ts Timeseries) (Time
 	if ts.Currency != "" {
 		curs[ts.Currency] = true
 	}
-	starts := bucketStarts(ts.Granularity, ts.From, ts.To)
+	starts := BucketStarts(ts.Granularity, ts.From, ts.To)
 	ts.Series = []Series{}
 	for _, c := range sortedKeys(curs) {
 		se := Series{Currency: c, Points: make([]Point, len(starts))}
@@ -575,7 +575,7 @@ type AgingBucket struct {
 // AgingBuckets are the brackets, by days past the due date.
 var AgingBuckets = []string{"current", "1-30", "31-60", "61-90", "90+"}
 
-func (s *service) aging(ctx context.Context, sc scope, asOf time.Time, currency string) (Aging, error) {
+func (s *Store) Aging(ctx context.Context, sc Scope, asOf time.Time, currency string) (Aging, error) {
 	out := Aging{AsOf: asOf.Format(time.DateOnly), Currency: currency, Source: "rollups"}
 	if sc.All {
 		var snap Aging
@@ -594,7 +594,7 @@ func (s *service) aging(ctx context.Context, sc scope, asOf time.Time, currency 
 	end := asOf.AddDate(0, 0, 1)
 	// An invoice is receivable from its finalization until it is paid,
 	// voided or written off; captures for it reduce what is owed.
-	rows, err := s.d.Pool.Query(ctx, `
+	rows, err := s.Pool.Query(ctx, `
 		WITH open AS (
 			SELECT i.currency, i.due_date,
 			       greatest(i.amount_due - coalesce((SELECT sum(p.amount) FROM report_invoice_payments p
@@ -643,7 +643,7 @@ func (s *service) aging(ctx context.Context, sc scope, asOf time.Time, currency 
 	return out, nil
 }
 
-func accountsOrEmpty(sc scope) []string {
+func accountsOrEmpty(sc Scope) []string {
 	if sc.Accounts == nil {
 		return []string{}
 	}
@@ -680,7 +680,7 @@ type MRRCurrency struct {
 
 var mrrMetrics = []string{rollup.MMRRNew, rollup.MMRRReactivation, rollup.MMRRExpansion, rollup.MMRRContraction, rollup.MMRRChurned}
 
-func (s *service) mrr(ctx context.Context, sc scope, month time.Time, currency string) (MRR, error) {
+func (s *Store) MRR(ctx context.Context, sc Scope, month time.Time, currency string) (MRR, error) {
 	out := MRR{Month: month.Format("2006-01"), Currency: currency, Source: "rollups", Currencies: []MRRCurrency{}}
 	end := month.AddDate(0, 1, 0)
 	if sc.All {
@@ -693,7 +693,7 @@ func (s *service) mrr(ctx context.Context, sc scope, month time.Time, currency s
 			return snap, nil
 		}
 	}
-	before, err := s.sums(ctx, sc, beginning, month, currency, mrrMetrics)
+	before, err := s.sums(ctx, sc, Beginning, month, currency, mrrMetrics)
 	if err != nil {
 		return out, err
 	}
@@ -801,9 +801,9 @@ type UnappliedTotal struct {
 	Amount   int64  `json:"amount"`
 }
 
-// withUnappliedLists makes a reconciliation's lists non-null (a snapshot
+// WithUnappliedLists makes a reconciliation's lists non-null (a snapshot
 // written before they existed has none).
-func (r *Reconciliation) withUnappliedLists() {
+func (r *Reconciliation) WithUnappliedLists() {
 	if r.Unapplied == nil {
 		r.Unapplied = []Unapplied{}
 	}
@@ -845,17 +845,17 @@ type Mismatch struct {
 	RejectedIDs     []string `json:"rejected_transfer_ids"`
 }
 
-func (s *service) reconciliation(ctx context.Context, sc scope, day time.Time) (Reconciliation, error) {
-	out := Reconciliation{Date: day.Format(time.DateOnly), GraceSeconds: int64(s.reconGrace / time.Second),
+func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Reconciliation, error) {
+	out := Reconciliation{Date: day.Format(time.DateOnly), GraceSeconds: int64(s.ReconGrace / time.Second),
 		Source: "rollups", Gateways: []ReconTotals{}, Mismatches: []Mismatch{}}
-	out.withUnappliedLists()
+	out.WithUnappliedLists()
 	if sc.All {
 		var snap Reconciliation
 		if ok, err := s.readSnapshot(ctx, "reconciliation", day, &snap); err != nil {
 			return out, err
 		} else if ok {
 			snap.Source = "snapshot"
-			snap.withUnappliedLists()
+			snap.WithUnappliedLists()
 			return snap, nil
 		}
 	}
@@ -864,7 +864,7 @@ func (s *service) reconciliation(ctx context.Context, sc scope, day time.Time) (
 		return out, nil
 	}
 	end := day.AddDate(0, 0, 1)
-	cutoff := end.Add(s.reconGrace)
+	cutoff := end.Add(s.ReconGrace)
 	acct := accountsOrEmpty(sc)
 	b := &pgx.Batch{}
 	totals := map[[2]string]*ReconTotals{}
@@ -970,7 +970,7 @@ func (s *service) reconciliation(ctx context.Context, sc scope, day time.Time) (
 		}
 		return rows.Err()
 	})
-	if err := s.d.Pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := s.Pool.SendBatch(ctx, b).Close(); err != nil {
 		return out, err
 	}
 	byCur := map[string]*UnappliedTotal{}
@@ -1027,14 +1027,14 @@ type TopAccount struct {
 	Received  Figure `json:"received"`
 }
 
-// topCursor is the keyset position: volume descending, account id ascending.
-type topCursor struct {
+// TopCursor is the keyset position: volume descending, account id ascending.
+type TopCursor struct {
 	Volume  int64  `json:"v"`
 	Account string `json:"a"`
 }
 
-func (s *service) topAccounts(ctx context.Context, sc scope, from, to time.Time, currency string, limit int,
-	after *topCursor, includeSystem bool) (TopAccounts, error) {
+func (s *Store) TopAccounts(ctx context.Context, sc Scope, from, to time.Time, currency string, limit int,
+	after *TopCursor, includeSystem bool) (TopAccounts, error) {
 	out := TopAccounts{From: from, To: to, Currency: currency, Data: []TopAccount{}}
 	if !sc.All && len(sc.Accounts) == 0 {
 		return out, nil
@@ -1056,11 +1056,11 @@ func (s *service) topAccounts(ctx context.Context, sc scope, from, to time.Time,
 	var err error
 	if sc.All {
 		// Everyone's accounts: folded weeks where they are current, days elsewhere.
-		weeks, days, err := s.rankingSources(ctx, from, to)
+		weeks, days, err := s.RankingSources(ctx, from, to)
 		if err != nil {
 			return out, err
 		}
-		rows, err = s.d.Pool.Query(ctx, `
+		rows, err = s.Pool.Query(ctx, `
 			WITH src AS (
 				SELECT account_id, sent + recv AS v FROM report_account_weeks WHERE currency = $5 AND week = ANY($6::date[])
 				UNION ALL
@@ -1072,7 +1072,7 @@ func (s *service) topAccounts(ctx context.Context, sc scope, from, to time.Time,
 			return out, err
 		}
 	} else {
-		rows, err = s.d.Pool.Query(ctx, `
+		rows, err = s.Pool.Query(ctx, `
 			WITH ranked AS (
 				SELECT account_id, sum(amount)::bigint AS volume FROM report_account_rollups
 				WHERE account_id = ANY($5::uuid[]) AND currency = $6 AND metric IN ('transfer.posted', 'transfer.received')
@@ -1098,7 +1098,7 @@ func (s *service) topAccounts(ctx context.Context, sc scope, from, to time.Time,
 		out.Data = out.Data[:limit]
 		last := out.Data[limit-1]
 		out.HasMore = true
-		out.NextCursor = encodeCursor(topCursor{last.Volume, last.AccountID})
+		out.NextCursor = encodeCursor(TopCursor{last.Volume, last.AccountID})
 	}
 	if len(out.Data) == 0 {
 		return out, nil
@@ -1109,7 +1109,7 @@ func (s *service) topAccounts(ctx context.Context, sc scope, from, to time.Time,
 		ids[i] = out.Data[i].AccountID
 		at[ids[i]] = &out.Data[i]
 	}
-	rows, err = s.d.Pool.Query(ctx, `
+	rows, err = s.Pool.Query(ctx, `
 		SELECT account_id::text,
 		       coalesce(sum(count) FILTER (WHERE metric = 'transfer.posted'), 0)::bigint,
 		       coalesce(sum(amount) FILTER (WHERE metric = 'transfer.posted'), 0)::bigint,

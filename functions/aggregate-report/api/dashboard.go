@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/shared/money"
@@ -40,7 +42,7 @@ func securityHeaders(h http.Header) {
 	h.Set("Referrer-Policy", "no-referrer")
 }
 
-func (s *service) dashboardPage(w http.ResponseWriter, r *http.Request) {
+func (s *API) dashboardPage(w http.ResponseWriter, r *http.Request) {
 	b, _ := dashboardFS.ReadFile("dashboard/index.html")
 	securityHeaders(w.Header())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -50,7 +52,7 @@ func (s *service) dashboardPage(w http.ResponseWriter, r *http.Request) {
 
 var assetTypes = map[string]string{"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
 
-func (s *service) dashboardAsset(w http.ResponseWriter, r *http.Request) {
+func (s *API) dashboardAsset(w http.ResponseWriter, r *http.Request) {
 	name := path.Base(r.PathValue("file"))
 	ct, ok := assetTypes[name]
 	if !ok {
@@ -134,7 +136,7 @@ type panelsView struct {
 
 // dashboardPanels renders the panels for from..to (dates, both inclusive,
 // as a person picks them) in one currency.
-func (s *service) dashboardPanels(w http.ResponseWriter, r *http.Request) {
+func (s *API) dashboardPanels(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, "from", "to", "currency", "account_id")
 	today := rollup.DayStart(s.now())
 	from, fok := q.date("from")
@@ -176,7 +178,7 @@ func (s *service) dashboardPanels(w http.ResponseWriter, r *http.Request) {
 }
 
 // panels gathers every figure through the same cached reports the API serves.
-func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur string) (panelsView, error) {
+func (s *API) panels(ctx context.Context, sc store.Scope, from, to time.Time, cur string) (panelsView, error) {
 	v := panelsView{From: from.Format(time.DateOnly), To: to.Format(time.DateOnly),
 		ToInclusive: to.AddDate(0, 0, -1).Format(time.DateOnly), Generated: s.now().UTC().Format("2006-01-02 15:04 UTC")}
 	v.Scope = "all accounts"
@@ -184,7 +186,7 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 		v.Scope = fmt.Sprintf("%d account(s)", len(sc.Accounts))
 	}
 	sum, err := cached(ctx, s, sc, "summary|"+rfc(from)+"|"+rfc(to)+"|", from, to,
-		func(ctx context.Context) (Summary, error) { return s.summary(ctx, sc, from, to, "") })
+		func(ctx context.Context) (store.Summary, error) { return s.Store.Summary(ctx, sc, from, to, "") })
 	if err != nil {
 		return v, err
 	}
@@ -210,7 +212,7 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 		slices.Sort(curs)
 	}
 	v.Currency, v.Currencies = cur, strings.Join(curs, ",")
-	var cs CurrencySummary
+	var cs store.CurrencySummary
 	for _, c := range sum.Currencies {
 		if c.Currency == cur {
 			cs = c
@@ -218,10 +220,10 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 	}
 	c := money.Currency(cur)
 
-	series := func(metric string) (Timeseries, error) {
-		ts := Timeseries{Metric: metric, Granularity: "day", From: from, To: to, Currency: cur}
+	series := func(metric string) (store.Timeseries, error) {
+		ts := store.Timeseries{Metric: metric, Granularity: "day", From: from, To: to, Currency: cur}
 		key := "timeseries|" + metric + "||day|" + rfc(from) + "|" + rfc(to) + "|" + cur
-		return cached(ctx, s, sc, key, from, to, func(ctx context.Context) (Timeseries, error) { return s.timeseries(ctx, sc, ts) })
+		return cached(ctx, s, sc, key, from, to, func(ctx context.Context) (store.Timeseries, error) { return s.Store.Timeseries(ctx, sc, ts) })
 	}
 	rev, err := series(rollup.MInvoicePaid)
 	if err != nil {
@@ -235,18 +237,18 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 	v.Volume = newLineChart("chart-volume", "Transfer volume (posted)", "vol", vol, c)
 
 	last := to.AddDate(0, 0, -1)
-	aging, err := cached(ctx, s, sc, "aging|"+last.Format(time.DateOnly)+"|"+cur, beginning, to,
-		func(ctx context.Context) (Aging, error) { return s.aging(ctx, sc, last, cur) })
+	aging, err := cached(ctx, s, sc, "aging|"+last.Format(time.DateOnly)+"|"+cur, store.Beginning, to,
+		func(ctx context.Context) (store.Aging, error) { return s.Store.Aging(ctx, sc, last, cur) })
 	if err != nil {
 		return v, err
 	}
 	month := last.AddDate(0, 0, 1-last.Day())
-	mrr, err := cached(ctx, s, sc, "mrr|"+month.Format("2006-01")+"|"+cur, beginning, month.AddDate(0, 1, 0),
-		func(ctx context.Context) (MRR, error) { return s.mrr(ctx, sc, month, cur) })
+	mrr, err := cached(ctx, s, sc, "mrr|"+month.Format("2006-01")+"|"+cur, store.Beginning, month.AddDate(0, 1, 0),
+		func(ctx context.Context) (store.MRR, error) { return s.Store.MRR(ctx, sc, month, cur) })
 	if err != nil {
 		return v, err
 	}
-	var m MRRCurrency
+	var m store.MRRCurrency
 	for _, x := range mrr.Currencies {
 		if x.Currency == cur {
 			m = x
@@ -259,27 +261,27 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 		succ += g.SuccessRate.Successes
 		att += g.SuccessRate.Attempts
 	}
-	rate := newRate(succ, att)
-	var agingTotal Figure
+	rate := store.NewRate(succ, att)
+	var agingTotal store.Figure
 	for _, a := range aging.Currencies {
 		if a.Currency == cur {
 			agingTotal = a.Total
 		}
 	}
 	v.KPIs = []kpi{
-		{"kpi-volume", "Transfer volume", fmtMoney(cs.Transfers.Posted.Amount, c), cur, plural(cs.Transfers.Posted.Count, "transfer")},
-		{"kpi-revenue", "Revenue", fmtMoney(cs.Invoices.Paid.Amount, c), cur, plural(cs.Invoices.Paid.Count, "invoice") + " paid"},
+		{"kpi-volume", "Transfer volume", FormatMoney(cs.Transfers.Posted.Amount, c), cur, plural(cs.Transfers.Posted.Count, "transfer")},
+		{"kpi-revenue", "Revenue", FormatMoney(cs.Invoices.Paid.Amount, c), cur, plural(cs.Invoices.Paid.Count, "invoice") + " paid"},
 		{"kpi-success", "Payment success", fmtRate(rate), "", fmt.Sprintf("%d of %d attempts", succ, att)},
-		{"kpi-refunds", "Refunds", fmtMoney(cs.Refunds.Succeeded.Amount, c), cur, plural(cs.Refunds.Succeeded.Count, "refund") + ", " + plural(cs.Disputes.Count, "dispute")},
-		{"kpi-mrr", "MRR " + mrr.Month, fmtMoney(m.Closing, c), cur, "ARR " + fmtMoney(m.ARR, c) + " · " + plural(m.ActiveSubscriptions, "subscription")},
-		{"kpi-ar", "Receivables", fmtMoney(agingTotal.Amount, c), cur, plural(agingTotal.Count, "open invoice") + " on " + v.ToInclusive},
+		{"kpi-refunds", "Refunds", FormatMoney(cs.Refunds.Succeeded.Amount, c), cur, plural(cs.Refunds.Succeeded.Count, "refund") + ", " + plural(cs.Disputes.Count, "dispute")},
+		{"kpi-mrr", "MRR " + mrr.Month, FormatMoney(m.Closing, c), cur, "ARR " + FormatMoney(m.ARR, c) + " · " + plural(m.ActiveSubscriptions, "subscription")},
+		{"kpi-ar", "Receivables", FormatMoney(agingTotal.Amount, c), cur, plural(agingTotal.Count, "open invoice") + " on " + v.ToInclusive},
 	}
 
 	for i, g := range cs.Payments {
 		y := i * 58
 		gb := gatewayBar{Gateway: g.Gateway, TextY: itoa(int64(y + 16)), Y: itoa(int64(y + 24)), DetailY: itoa(int64(y + 50)),
 			Percent: fmtRate(g.SuccessRate),
-			Detail:  fmt.Sprintf("%d of %d attempts · %s %s captured", g.SuccessRate.Successes, g.SuccessRate.Attempts, fmtMoney(g.Captured.Amount, c), cur)}
+			Detail:  fmt.Sprintf("%d of %d attempts · %s %s captured", g.SuccessRate.Successes, g.SuccessRate.Attempts, FormatMoney(g.Captured.Amount, c), cur)}
 		if g.SuccessRate.BasisPoints != nil {
 			gb.HasRate, gb.BasisPoints = true, *g.SuccessRate.BasisPoints
 			gb.Width = itoa(*g.SuccessRate.BasisPoints * 360 / 10000)
@@ -288,7 +290,7 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 		}
 		v.Gateways = append(v.Gateways, gb)
 		for _, d := range g.DeclineReasons {
-			v.Declines = append(v.Declines, declineRow{Gateway: g.Gateway, Code: d.Code, Count: d.Count, Amount: fmtMoney(d.Amount, c)})
+			v.Declines = append(v.Declines, declineRow{Gateway: g.Gateway, Code: d.Code, Count: d.Count, Amount: FormatMoney(d.Amount, c)})
 		}
 	}
 	v.GatewaysHeight = max(58, len(cs.Payments)*58)
@@ -296,15 +298,15 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 	v.Declines = v.Declines[:min(4, len(v.Declines))]
 
 	// AR aging bars.
-	var buckets []AgingBucket
+	var buckets []store.AgingBucket
 	for _, a := range aging.Currencies {
 		if a.Currency == cur {
 			buckets = a.Buckets
 		}
 	}
 	if buckets == nil {
-		for _, b := range AgingBuckets {
-			buckets = append(buckets, AgingBucket{Bucket: b})
+		for _, b := range store.AgingBuckets {
+			buckets = append(buckets, store.AgingBucket{Bucket: b})
 		}
 	}
 	var maxA int64 = 1
@@ -327,7 +329,7 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 			X: itoa(int64(x)), W: "52", Y: itoa(150 - h), H: itoa(h), LabelX: itoa(int64(x + 26)), ValueY: itoa(144 - h),
 			Value: fmtShort(b.Amount, c), Amount: b.Amount, Count: b.Count})
 	}
-	v.AgingTotal = fmtMoney(agingTotal.Amount, c) + " " + cur
+	v.AgingTotal = FormatMoney(agingTotal.Amount, c) + " " + cur
 
 	// MRR bridge (waterfall).
 	steps := []struct {
@@ -376,8 +378,8 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 	// Reconciliation of the last days of the range (up to seven).
 	for d := last; !d.Before(from) && !d.Before(last.AddDate(0, 0, -6)); d = d.AddDate(0, 0, -1) {
 		day := d
-		rec, err := cached(ctx, s, sc, "reconciliation|"+day.Format(time.DateOnly), beginning, day.AddDate(0, 0, 2),
-			func(ctx context.Context) (Reconciliation, error) { return s.reconciliation(ctx, sc, day) })
+		rec, err := cached(ctx, s, sc, "reconciliation|"+day.Format(time.DateOnly), store.Beginning, day.AddDate(0, 0, 2),
+			func(ctx context.Context) (store.Reconciliation, error) { return s.Store.Reconciliation(ctx, sc, day) })
 		if err != nil {
 			return v, err
 		}
@@ -392,7 +394,7 @@ func (s *service) panels(ctx context.Context, sc scope, from, to time.Time, cur 
 		if len(rec.Gateways) == 0 && len(rec.Mismatches) == 0 {
 			row.Status = "none"
 		}
-		row.GatewayNet, row.LedgerNet, row.Difference = fmtMoney(gn, c), fmtMoney(ln, c), fmtMoney(gn-ln, c)
+		row.GatewayNet, row.LedgerNet, row.Difference = FormatMoney(gn, c), FormatMoney(ln, c), FormatMoney(gn-ln, c)
 		row.Mismatches = len(rec.Mismatches)
 		for i, mm := range rec.Mismatches {
 			if i == 3 {
@@ -413,9 +415,9 @@ func agingLabel(b string) string {
 	return b + " days"
 }
 
-func newLineChart(id, title, class string, ts Timeseries, c money.Currency) lineChart {
+func newLineChart(id, title, class string, ts store.Timeseries, c money.Currency) lineChart {
 	ch := lineChart{ID: id, Title: title, Class: class}
-	var pts []Point
+	var pts []store.Point
 	if len(ts.Series) > 0 {
 		pts = ts.Series[0].Points
 	}
@@ -425,7 +427,7 @@ func newLineChart(id, title, class string, ts Timeseries, c money.Currency) line
 		maxV = max(maxV, p.Amount)
 		ch.Total += p.Amount
 	}
-	ch.TotalLabel = fmtMoney(ch.Total, c)
+	ch.TotalLabel = FormatMoney(ch.Total, c)
 	ch.Empty = ch.Total == 0
 	scaleMax := niceCeil(maxV)
 	ch.MaxLabel = fmtShort(scaleMax, c)
@@ -452,7 +454,7 @@ func newLineChart(id, title, class string, ts Timeseries, c money.Currency) line
 			fmt.Fprintf(&area, " L%s,%s", xs, ys)
 		}
 		ch.Points = append(ch.Points, chartPoint{X: xs, Y: ys, Value: p.Amount,
-			Label: p.Start.Format("Jan 2") + ": " + fmtMoney(p.Amount, c) + " " + string(c)})
+			Label: p.Start.Format("Jan 2") + ": " + FormatMoney(p.Amount, c) + " " + string(c)})
 		if i == len(pts)-1 {
 			fmt.Fprintf(&area, " L%s,%.1f Z", xs, bottom)
 		}
@@ -490,8 +492,8 @@ func niceCeil(v int64) int64 {
 	return v
 }
 
-// fmtMoney formats minor units exactly, with thousands separators.
-func fmtMoney(minor int64, c money.Currency) string {
+// FormatMoney formats minor units exactly, with thousands separators.
+func FormatMoney(minor int64, c money.Currency) string {
 	s := money.Format(minor, c)
 	neg := strings.HasPrefix(s, "-")
 	s = strings.TrimPrefix(s, "-")
@@ -544,7 +546,7 @@ func fmtShort(minor int64, c money.Currency) string {
 }
 
 // fmtRate formats basis points as a percentage with two decimals.
-func fmtRate(r Rate) string {
+func fmtRate(r store.Rate) string {
 	if r.BasisPoints == nil {
 		return "—"
 	}

@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
@@ -21,8 +22,8 @@ func dayCover(from, to time.Time) (time.Time, time.Time) {
 
 // prepare runs what every report does first: choose the representation,
 // read the parameters (via parse, which must not touch the database),
-// then resolve the caller's scope.
-func (s *service) prepare(w http.ResponseWriter, r *http.Request, q *query, parse func()) (asCSV bool, sc scope, ok bool) {
+// then resolve the caller's Scope.
+func (s *API) prepare(w http.ResponseWriter, r *http.Request, q *query, parse func()) (asCSV bool, sc store.Scope, ok bool) {
 	asCSV, err := wantsCSV(r)
 	if err == nil {
 		parse()
@@ -77,7 +78,7 @@ func streamCSV(w http.ResponseWriter, name string, header []string, rows func(em
 
 // ---- GET /reports/summary ----
 
-func (s *service) getSummary(w http.ResponseWriter, r *http.Request) {
+func (s *API) getSummary(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, "from", "to", "currency", "account_id")
 	var from, to time.Time
 	var cur string
@@ -96,7 +97,7 @@ func (s *service) getSummary(w http.ResponseWriter, r *http.Request) {
 	}
 	vf, vt := dayCover(from, to)
 	rep, err := cached(r.Context(), s, sc, "summary|"+rfc(from)+"|"+rfc(to)+"|"+cur, vf, vt,
-		func(ctx context.Context) (Summary, error) { return s.summary(ctx, sc, from, to, cur) })
+		func(ctx context.Context) (store.Summary, error) { return s.Store.Summary(ctx, sc, from, to, cur) })
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -108,7 +109,7 @@ func (s *service) getSummary(w http.ResponseWriter, r *http.Request) {
 	}
 	streamCSV(w, "summary-"+from.Format("20060102T15")+"-"+to.Format("20060102T15"),
 		[]string{"currency", "metric", "dimension", "count", "amount"}, func(emit func(...string)) {
-			for _, x := range summaryRows(rep.Currencies) {
+			for _, x := range store.SummaryRows(rep.Currencies) {
 				emit(x.Currency, x.Metric, csvCell(x.Dim), itoa(x.Count), itoa(x.Amount))
 			}
 		})
@@ -116,9 +117,9 @@ func (s *service) getSummary(w http.ResponseWriter, r *http.Request) {
 
 // ---- GET /reports/timeseries ----
 
-func (s *service) getTimeseries(w http.ResponseWriter, r *http.Request) {
+func (s *API) getTimeseries(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, "metric", "dim", "granularity", "from", "to", "currency", "account_id")
-	ts := Timeseries{}
+	ts := store.Timeseries{}
 	asCSV, sc, ok := s.prepare(w, r, q, func() {
 		ts.Metric, ts.Dim, ts.Granularity = q.get("metric"), q.get("dim"), q.get("granularity")
 		switch {
@@ -149,13 +150,13 @@ func (s *service) getTimeseries(w http.ResponseWriter, r *http.Request) {
 			if !fok {
 				ts.From = ts.To.AddDate(-1, 0, 0)
 			}
-			if len(q.errs) == 0 && (ts.From.Day() != 1 || ts.To.Day() != 1 || !dayAligned(ts.From, ts.To) || !ts.From.Before(ts.To)) {
+			if len(q.errs) == 0 && (ts.From.Day() != 1 || ts.To.Day() != 1 || !rollup.DayAligned(ts.From, ts.To) || !ts.From.Before(ts.To)) {
 				q.fail("from", "from and to must be first days of months (2026-01-01) for monthly buckets, from before to")
 			}
 		default:
 			q.fail("granularity", "must be hour, day or month")
 		}
-		if len(q.errs) == 0 && len(bucketStarts(ts.Granularity, ts.From, ts.To)) > maxPoints {
+		if len(q.errs) == 0 && len(store.BucketStarts(ts.Granularity, ts.From, ts.To)) > store.MaxPoints {
 			q.fail("from", "the range holds more than 5000 buckets; choose a coarser granularity")
 		}
 	})
@@ -169,8 +170,8 @@ func (s *service) getTimeseries(w http.ResponseWriter, r *http.Request) {
 	}
 	vf, vt := dayCover(ts.From, ts.To)
 	key := "timeseries|" + ts.Metric + "|" + ts.Dim + "|" + ts.Granularity + "|" + rfc(ts.From) + "|" + rfc(ts.To) + "|" + ts.Currency
-	rep, err := cached(r.Context(), s, sc, key, vf, vt, func(ctx context.Context) (Timeseries, error) {
-		return s.timeseries(ctx, sc, ts)
+	rep, err := cached(r.Context(), s, sc, key, vf, vt, func(ctx context.Context) (store.Timeseries, error) {
+		return s.Store.Timeseries(ctx, sc, ts)
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -193,7 +194,7 @@ func (s *service) getTimeseries(w http.ResponseWriter, r *http.Request) {
 
 // ---- GET /reports/aging ----
 
-func (s *service) getAging(w http.ResponseWriter, r *http.Request) {
+func (s *API) getAging(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, "as_of", "currency", "account_id")
 	var asOf time.Time
 	var cur string
@@ -207,8 +208,8 @@ func (s *service) getAging(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, err := cached(r.Context(), s, sc, "aging|"+asOf.Format(time.DateOnly)+"|"+cur, beginning, asOf.AddDate(0, 0, 1),
-		func(ctx context.Context) (Aging, error) { return s.aging(ctx, sc, asOf, cur) })
+	rep, err := cached(r.Context(), s, sc, "aging|"+asOf.Format(time.DateOnly)+"|"+cur, store.Beginning, asOf.AddDate(0, 0, 1),
+		func(ctx context.Context) (store.Aging, error) { return s.Store.Aging(ctx, sc, asOf, cur) })
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -229,7 +230,7 @@ func (s *service) getAging(w http.ResponseWriter, r *http.Request) {
 
 // ---- GET /reports/mrr ----
 
-func (s *service) getMRR(w http.ResponseWriter, r *http.Request) {
+func (s *API) getMRR(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, "month", "currency", "account_id")
 	var month time.Time
 	var cur string
@@ -244,8 +245,8 @@ func (s *service) getMRR(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rep, err := cached(r.Context(), s, sc, "mrr|"+month.Format("2006-01")+"|"+cur, beginning, month.AddDate(0, 1, 0),
-		func(ctx context.Context) (MRR, error) { return s.mrr(ctx, sc, month, cur) })
+	rep, err := cached(r.Context(), s, sc, "mrr|"+month.Format("2006-01")+"|"+cur, store.Beginning, month.AddDate(0, 1, 0),
+		func(ctx context.Context) (store.MRR, error) { return s.Store.MRR(ctx, sc, month, cur) })
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -273,7 +274,7 @@ type reconCursor struct {
 	Currency string `json:"c"`
 }
 
-func (s *service) getReconciliation(w http.ResponseWriter, r *http.Request) {
+func (s *API) getReconciliation(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, "date", "limit", "cursor", "account_id")
 	var day time.Time
 	var limit int
@@ -294,14 +295,14 @@ func (s *service) getReconciliation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The day's figures depend on postings up to the grace period after it.
-	rep, err := cached(r.Context(), s, sc, "reconciliation|"+day.Format(time.DateOnly), beginning, day.AddDate(0, 0, 2),
-		func(ctx context.Context) (Reconciliation, error) { return s.reconciliation(ctx, sc, day) })
+	rep, err := cached(r.Context(), s, sc, "reconciliation|"+day.Format(time.DateOnly), store.Beginning, day.AddDate(0, 0, 2),
+		func(ctx context.Context) (store.Reconciliation, error) { return s.Store.Reconciliation(ctx, sc, day) })
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
 	rep.AccountID = q.get("account_id")
-	rep.withUnappliedLists() // an entry cached before the lists existed
+	rep.WithUnappliedLists() // an entry cached before the lists existed
 	if asCSV {
 		// The CSV holds every mismatch (it streams; no pages).
 		// The columns after rejected_transfer_ids came with unapplied money
@@ -334,7 +335,7 @@ func (s *service) getReconciliation(w http.ResponseWriter, r *http.Request) {
 	}
 	page := rep.Mismatches
 	if hasCursor {
-		i, _ := slices.BinarySearchFunc(page, after, func(m Mismatch, c reconCursor) int {
+		i, _ := slices.BinarySearchFunc(page, after, func(m store.Mismatch, c reconCursor) int {
 			return strings.Compare(m.PaymentID+"\x00"+m.Currency, c.Payment+"\x00"+c.Currency)
 		})
 		for i < len(page) && page[i].PaymentID == after.Payment && page[i].Currency == after.Currency {
@@ -355,12 +356,12 @@ func encodeCursor(pos any) string { return httpx.EncodeCursor(pos) }
 
 // ---- GET /reports/top-accounts ----
 
-func (s *service) getTopAccounts(w http.ResponseWriter, r *http.Request) {
+func (s *API) getTopAccounts(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, "from", "to", "currency", "limit", "cursor", "include_system", "account_id")
 	var from, to time.Time
 	var cur string
 	var limit int
-	var after topCursor
+	var after store.TopCursor
 	var hasCursor, system bool
 	asCSV, sc, ok := s.prepare(w, r, q, func() {
 		cur = q.currency(true)
@@ -379,13 +380,13 @@ func (s *service) getTopAccounts(w http.ResponseWriter, r *http.Request) {
 	if asCSV && q.get("limit") == "" {
 		limit = 1000
 	}
-	var pos *topCursor
+	var pos *store.TopCursor
 	if hasCursor {
 		pos = &after
 	}
 	key := "top|" + rfc(from) + "|" + rfc(to) + "|" + cur + "|" + itoa(int64(limit)) + "|" + q.get("cursor") + "|" + q.get("include_system")
-	rep, err := cached(r.Context(), s, sc, key, from, to, func(ctx context.Context) (TopAccounts, error) {
-		return s.topAccounts(ctx, sc, from, to, cur, limit, pos, system)
+	rep, err := cached(r.Context(), s, sc, key, from, to, func(ctx context.Context) (store.TopAccounts, error) {
+		return s.Store.TopAccounts(ctx, sc, from, to, cur, limit, pos, system)
 	})
 	if err != nil {
 		problem.Write(w, r, err)

@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"context"
@@ -14,15 +14,15 @@ import (
 // to the command (go run ./functions/aggregate-report rebuild), which has no deadline.
 const adminTimeout = 5 * time.Minute
 
-// checkResponse is a report plus the verdict.
-type checkResponse struct {
+// CheckResponse is a report plus the verdict.
+type CheckResponse struct {
 	rollup.Report
 	Equal bool `json:"equal"`
 }
 
 // rangeOf reads a rebuild range: dates, to exclusive; the whole log when
 // both are empty.
-func (s *service) rangeOf(ctx context.Context, from, to string) (rollup.Range, error) {
+func (s *API) rangeOf(ctx context.Context, from, to string) (rollup.Range, error) {
 	full, err := rollup.FullRange(ctx, s.d.Pool, s.now())
 	if err != nil {
 		return rollup.Range{}, err
@@ -55,7 +55,7 @@ type rebuildRequest struct {
 
 // postRebuild recomputes the rollups of a range from the event log (admin).
 // It is naturally idempotent: running it twice writes the same rows.
-func (s *service) postRebuild(w http.ResponseWriter, r *http.Request) {
+func (s *API) postRebuild(w http.ResponseWriter, r *http.Request) {
 	var req rebuildRequest
 	if r.ContentLength != 0 {
 		if err := httpx.DecodeJSON(r, &req); err != nil {
@@ -80,7 +80,7 @@ func (s *service) postRebuild(w http.ResponseWriter, r *http.Request) {
 
 // getCheck compares the streamed rollups of a range with a recomputation
 // (admin); equal is false when they differ, with samples of the rows.
-func (s *service) getCheck(w http.ResponseWriter, r *http.Request) {
+func (s *API) getCheck(w http.ResponseWriter, r *http.Request) {
 	q := newQuery(r, "from", "to")
 	if err := q.err(); err != nil {
 		problem.Write(w, r, err)
@@ -104,5 +104,5 @@ func (s *service) getCheck(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	writeJSON(w, checkResponse{rep, rep.Equal()})
+	writeJSON(w, CheckResponse{rep, rep.Equal()})
 }

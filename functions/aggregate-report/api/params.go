@@ -1,4 +1,4 @@
-package main
+package api
 
 import (
 	"fmt"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -161,13 +162,8 @@ func (q *query) span(now time.Time, unit, def time.Duration) (from, to time.Time
 	return f, t
 }
 
-// dayAligned reports whether both ends are midnights.
-func dayAligned(from, to time.Time) bool {
-	return rollup.DayStart(from).Equal(from) && rollup.DayStart(to).Equal(to)
-}
-
 func (q *query) requireDays(from, to time.Time, why string) {
-	if len(q.errs) == 0 && !dayAligned(from, to) {
+	if len(q.errs) == 0 && !rollup.DayAligned(from, to) {
 		q.fail("from", "from and to must be dates: "+why)
 	}
 }
@@ -231,7 +227,7 @@ func wantsCSV(r *http.Request) (bool, error) {
 	}
 	switch {
 	case best == "" || bestQ <= 0:
-		return false, problem.New(codeNotAcceptable, "reports are served as application/json or text/csv")
+		return false, problem.New(apperr.NotAcceptable, "reports are served as application/json or text/csv")
 	case best == "text/csv" || best == "text/*":
 		return true, nil
 	}

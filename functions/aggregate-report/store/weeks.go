@@ -1,4 +1,4 @@
-package main
+package store
 
 import (
 	"context"
@@ -24,11 +24,11 @@ func weekStart(t time.Time) time.Time {
 // backfill or a rebuild) is folded over the following ticks.
 const compactionsPerTick = 4
 
-// compactWeeks folds the closed weeks whose rows are missing or stale,
+// CompactWeeks folds the closed weeks whose rows are missing or stale,
 // newest first, and returns how many it folded.
-func (s *service) compactWeeks(ctx context.Context) (int, error) {
-	thisWeek := weekStart(s.now())
-	rows, err := s.d.Pool.Query(ctx, `
+func (s *Store) CompactWeeks(ctx context.Context) (int, error) {
+	thisWeek := weekStart(s.Now())
+	rows, err := s.Pool.Query(ctx, `
 		SELECT w.week FROM (
 			SELECT date_trunc('week', day)::date AS week, max(version) AS version
 			FROM report_changes WHERE day < $1::date GROUP BY 1) w
@@ -53,8 +53,8 @@ func (s *service) compactWeeks(ctx context.Context) (int, error) {
 // compactWeek folds one week in a repeatable-read transaction, so the
 // version it records and the rows it sums come from one snapshot. Writers
 // never touch the week tables, so this cannot conflict with them.
-func (s *service) compactWeek(ctx context.Context, week time.Time) error {
-	return pgx.BeginTxFunc(ctx, s.d.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+func (s *Store) compactWeek(ctx context.Context, week time.Time) error {
+	return pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(`DELETE FROM report_account_weeks WHERE week = $1::date`, week)
 		b.Queue(`INSERT INTO report_account_weeks (currency, week, account_id, sent_count, sent, recv_count, recv)
@@ -75,10 +75,10 @@ func (s *service) compactWeek(ctx context.Context, week time.Time) error {
 	})
 }
 
-// rankingSources splits [from, to) into the closed weeks whose folded rows
+// RankingSources splits [from, to) into the closed weeks whose folded rows
 // are current and the days to read from the day rollups.
-func (s *service) rankingSources(ctx context.Context, from, to time.Time) (weeks, days []time.Time, err error) {
-	thisWeek := weekStart(s.now())
+func (s *Store) RankingSources(ctx context.Context, from, to time.Time) (weeks, days []time.Time, err error) {
+	thisWeek := weekStart(s.Now())
 	var candidates []time.Time
 	first := weekStart(from)
 	if first.Before(from) {
@@ -89,7 +89,7 @@ func (s *service) rankingSources(ctx context.Context, from, to time.Time) (weeks
 	}
 	usable := map[int64]bool{}
 	if len(candidates) > 0 {
-		rows, err := s.d.Pool.Query(ctx, `
+		rows, err := s.Pool.Query(ctx, `
 			SELECT c.week FROM report_week_compactions c JOIN unnest($1::date[]) AS w(week) USING (week)
 			WHERE c.version = (SELECT coalesce(max(version), 0) FROM report_changes WHERE day >= c.week AND day < c.week + 7)`,
 			candidates)
