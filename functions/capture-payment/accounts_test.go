@@ -75,7 +75,7 @@ func TestAccountReadModelFollowsTheAccountEvents(t *testing.T) {
 		t.Fatalf("out of order: %+v", got)
 	}
 
-	// Account facts from Anyone else are parked, never applied.
+	// Account facts from anyone else are parked, never applied.
 	forged := frozen
 	forged.UserID, forged.Status, forged.Version = uuid.NewString(), accounts.Active, 9
 	g.deliverAccount(t, "generate-invoice", accounts.TypeUpdated, forged)

@@ -37,7 +37,7 @@ func (g *rig) twoCustomers(t *testing.T) customers {
 	}
 	// Alice's payment waits for its confirmation (so a confirm naming
 	// Bob's method reaches the method check); Bob's is authorized, so a
-	// capture or cancel that got through would Change it.
+	// capture or cancel that got through would change it.
 	c.aliceOwn = own(c.alice, func(acct, _ string) payments.Payment {
 		return decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.alice, role: auth.RoleCustomer,
 			body: map[string]any{"account_id": acct, "amount": 500, "currency": "USD", "payment_method": "pm_card_visa"}}), http.StatusCreated)

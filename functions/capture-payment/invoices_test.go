@@ -210,7 +210,7 @@ func TestInvoiceFactsAreMonotonicAndOnlyFromGenerateInvoice(t *testing.T) {
 		Scan(&status, &paid); err != nil || status != "paid" || paid != 1000 {
 		t.Fatalf("facts: %s %d %v", status, paid, err)
 	}
-	// Invoice facts from Anyone else are parked, never applied.
+	// Invoice facts from anyone else are parked, never applied.
 	forged := event(t, "handle-webhook", "billfn.invoice.voided", inv, map[string]any{"invoice_id": uuid.NewString(),
 		"account_id": g.account, "currency": "USD", "total": 1, "status": "void"})
 	if rec := g.deliver(forged); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"parked":1`) {
@@ -273,7 +273,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 			t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
 		}
 	}
-	// From Anyone else it is parked.
+	// From anyone else it is parked.
 	forged := event(t, "handle-webhook", payments.EventUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
 	if rec := g.deliver(forged); !strings.Contains(rec.Body.String(), `"parked":1`) {

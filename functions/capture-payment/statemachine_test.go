@@ -33,7 +33,7 @@ func (g *rig) start(t *testing.T, status payments.Status) payments.Payment {
 
 // TestStateMachineOperations is the table of every API operation from every
 // state: legal transitions land in the state Stripe's PaymentIntents would,
-// illegal ones answer 409 and Change nothing.
+// illegal ones answer 409 and change nothing.
 func TestStateMachineOperations(t *testing.T) {
 	g := newRig(t)
 	type op struct {

@@ -24,12 +24,22 @@ type API struct {
 // d's receiver.
 func New(d *platform.Deps, svc *payments.Service, st *store.Store, sandbox Sandbox) *API {
 	s := &API{d: d, svc: svc, store: st, sandbox: sandbox}
+	svc.Refused = refused
 	s.register(d.Events)
 	return s
 }
 
-// Handler is the function's mux.
-func (s *API) Handler() *http.ServeMux { return s.d.Mux(s.Routes()) }
+// Handler is the function's mux, each route with the function's code →
+// status table (Statuses) installed. The table goes inside the mux, per
+// route: the server recognises the *http.ServeMux to answer 404/405 with
+// problem documents and to label requests by route.
+func (s *API) Handler() *http.ServeMux {
+	routes := s.Routes()
+	for i := range routes {
+		routes[i].Handler = Statuses.Middleware(routes[i].Handler)
+	}
+	return s.d.Mux(routes)
+}
 
 // db is where a single read runs outside any transaction.
 func (s *API) db() payments.Tx { return s.store.Fresh().DB() }

@@ -7,28 +7,27 @@ import (
 	"github.com/billfn/billfn/shared/problem"
 )
 
-// init registers capture-payment's problem codes with their HTTP statuses:
-// the one table from the domain's codes to statuses.
-func init() {
-	problem.Register(payments.CodeInvalidState, http.StatusConflict, "The payment's state does not allow this operation")
-	problem.Register(payments.CodeOpInProgress, http.StatusConflict, "Another operation on this payment is in progress")
-	problem.Register(payments.CodeExceedsCapturable, http.StatusUnprocessableEntity, "Amount exceeds the capturable amount")
-	problem.Register(payments.CodeExceedsRefundable, http.StatusUnprocessableEntity, "Amount exceeds the refundable amount")
-	problem.Register(payments.CodeMethodRequired, http.StatusUnprocessableEntity, "A payment method is required")
-	problem.Register(payments.CodeMethodInvalid, http.StatusUnprocessableEntity, "The payment method cannot be used")
-	problem.Register(payments.CodeGatewayUnavailable, http.StatusServiceUnavailable, "The payment gateway is unavailable")
-	problem.Register(payments.CodeGatewayRejected, http.StatusConflict, "The payment gateway refused the operation")
-	problem.Register(payments.CodeNoRoute, http.StatusUnprocessableEntity, "No gateway is configured for this currency")
+// Statuses is capture-payment's one table from the domain's error codes to
+// HTTP statuses (the codes every function shares are problem.Common's).
+// Handler installs it in front of every route, the event receiver's too.
+var Statuses = problem.Statuses{
+	payments.CodeInvalidState:        {Status: http.StatusConflict, Title: "The payment's state does not allow this operation"},
+	payments.CodeOpInProgress:        {Status: http.StatusConflict, Title: "Another operation on this payment is in progress"},
+	payments.CodeExceedsCapturable:   {Status: http.StatusUnprocessableEntity, Title: "Amount exceeds the capturable amount"},
+	payments.CodeExceedsRefundable:   {Status: http.StatusUnprocessableEntity, Title: "Amount exceeds the refundable amount"},
+	payments.CodeMethodRequired:      {Status: http.StatusUnprocessableEntity, Title: "A payment method is required"},
+	payments.CodeMethodInvalid:       {Status: http.StatusUnprocessableEntity, Title: "The payment method cannot be used"},
+	payments.CodeGatewayUnavailable:  {Status: http.StatusServiceUnavailable, Title: "The payment gateway is unavailable"},
+	payments.CodeGatewayRejected:     {Status: http.StatusConflict, Title: "The payment gateway refused the operation"},
+	payments.CodeNoRoute:             {Status: http.StatusUnprocessableEntity, Title: "No gateway is configured for this currency"},
+	payments.CodeInvoiceNotPayable:   {Status: http.StatusConflict, Title: "The invoice cannot be paid"},
+	payments.CodeInvoiceInProgress:   {Status: http.StatusConflict, Title: "Another payment of this invoice is in progress"},
+	payments.CodeExceedsInvoiceDue:   {Status: http.StatusUnprocessableEntity, Title: "Amount exceeds what remains to pay on the invoice"},
+	payments.CodeInvoiceLookupFailed: {Status: http.StatusServiceUnavailable, Title: "The invoice could not be looked up"},
+	payments.CodeInsufficientFunds:   {Status: http.StatusUnprocessableEntity, Title: "Insufficient funds"},
+	payments.CodeRefundNotReservable: {Status: http.StatusConflict, Title: "Refund cannot be reserved in the ledger"},
 }
 
-func init() {
-	problem.Register(payments.CodeInvoiceNotPayable, http.StatusConflict, "The invoice cannot be paid")
-	problem.Register(payments.CodeInvoiceInProgress, http.StatusConflict, "Another payment of this invoice is in progress")
-	problem.Register(payments.CodeExceedsInvoiceDue, http.StatusUnprocessableEntity, "Amount exceeds what remains to pay on the invoice")
-	problem.Register(payments.CodeInvoiceLookupFailed, http.StatusServiceUnavailable, "The invoice could not be looked up")
-}
-
-func init() {
-	problem.Register(payments.CodeInsufficientFunds, http.StatusUnprocessableEntity, "Insufficient funds")
-	problem.Register(payments.CodeRefundNotReservable, http.StatusConflict, "Refund cannot be reserved in the ledger")
-}
+// refused reports whether err refuses a request (a 4xx by Statuses) rather
+// than failing it.
+func refused(err error) bool { return Statuses.Status(err) < 500 }

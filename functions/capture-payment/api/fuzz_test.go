@@ -40,7 +40,7 @@ func FuzzCreatePaymentBody(f *testing.F) {
 			}
 			if err != nil {
 				var pe *problem.Error
-				if !errors.As(err, &pe) || pe.Status() < 400 || pe.Status() >= 500 {
+				if !errors.As(err, &pe) || Statuses.Status(err) < 400 || Statuses.Status(err) >= 500 {
 					t.Fatalf("body %q: %v is not a 4xx problem", body, err)
 				}
 				continue

@@ -215,14 +215,14 @@ func (in *intent) object() sandbox.PaymentIntent {
 		Created: in.CreatedAt.Unix()}
 }
 
-// owes reports whether a state Change must be announced by webhook: always
+// owes reports whether a state change must be announced by webhook: always
 // in mode all; in mode async only what the caller could not see (a call
 // that never answered, a delayed settlement).
 func (g *Sandbox) owes(async bool) bool {
 	return g.mode == WebhooksAll || (async && g.mode == WebhooksAsync)
 }
 
-// enqueue stores a webhook the sandbox owes, in the transaction of the Change.
+// enqueue stores a webhook the sandbox owes, in the transaction of the change.
 func (g *Sandbox) enqueue(ctx context.Context, q store.DB, typ string, at time.Time, object any) error {
 	id := "evt_sbx_" + randomHex(12)
 	body, err := sandbox.NewEvent(id, typ, at, object)
@@ -340,7 +340,7 @@ func (g *Sandbox) reconfirm(ctx context.Context, id string, req payments.ChargeR
 }
 
 // write runs fn in a transaction when a webhook must commit with the
-// Change, and straight on the pool otherwise (one round trip).
+// change, and straight on the pool otherwise (one round trip).
 func (g *Sandbox) write(ctx context.Context, async bool, fn func(q store.DB) error) error {
 	if g.owes(async) {
 		return g.tx(ctx, func(tx pgx.Tx) error { return fn(tx) })
@@ -638,7 +638,7 @@ func (g *Sandbox) flushBatch(ctx context.Context) (int, error) {
 		}
 		if len(hooks) > 0 {
 			// The books these webhooks announce were committed
-			// asynchronously: make the WAL durable before telling Anyone
+			// asynchronously: make the WAL durable before telling anyone
 			// (a synchronous commit of a transaction with an id flushes
 			// the WAL up to it).
 			if _, err := g.pool.Exec(ctx, `SELECT txid_current()`); err != nil {

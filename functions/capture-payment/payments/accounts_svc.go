@@ -7,9 +7,9 @@ import (
 	"log/slog"
 
 	"github.com/billfn/billfn/shared/accounts"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // Who owns an account is decided by capture-payment's read model of
@@ -27,7 +27,7 @@ func (s *Service) AuthorizeAccount(ctx context.Context, pr auth.Principal, in *C
 	if err != nil {
 		return err
 	}
-	var v problem.Validator
+	var v apperr.Validator
 	f.CheckUser(&v, "user_id", in.UserID)
 	f.CheckCurrency(&v, "currency", string(in.Currency))
 	if err := v.Err(); err != nil {
@@ -61,8 +61,8 @@ func (s *Service) chargeable(ctx context.Context, accountID string) error {
 // event is parked); one that cannot be looked up now is retried.
 func (s *Service) collectionAccount(ctx context.Context, inv invoiceSummary) (accounts.Facts, error) {
 	f, err := s.Accounts.Lookup(ctx, inv.AccountID)
-	var pe *problem.Error
-	if errors.As(err, &pe) && pe.Code == problem.NotFound {
+	var pe *apperr.Error
+	if errors.As(err, &pe) && pe.Code == apperr.NotFound {
 		return accounts.Facts{}, events.Permanent(fmt.Errorf("invoice %s: no account %s", inv.InvoiceID, inv.AccountID))
 	}
 	return f, err

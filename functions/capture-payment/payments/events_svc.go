@@ -12,11 +12,10 @@ import (
 
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // OnGatewayUpdated applies a gateway's news about a payment: monotonic, so
-// duplicates and reordered deliveries Change nothing.
+// duplicates and reordered deliveries change nothing.
 func (s *Service) OnGatewayUpdated(ctx context.Context, run Runner, ev events.Event) error {
 	tx := run.DB()
 	var u events.GatewayUpdate
@@ -197,14 +196,14 @@ func (s *Service) OnInvoiceFinalized(ctx context.Context, run Runner, ev events.
 	if inv.CollectionMethod != "charge_automatically" || inv.AmountDue <= 0 {
 		return nil
 	}
-	return notCollected(ctx, inv, s.collect(ctx, run, inv))
+	return s.notCollected(ctx, inv, s.collect(ctx, run, inv))
 }
 
 // notCollected turns a refusal of an invoice's automatic collection (the
 // invoice is paid or void already, another payment is in flight) into a
-// logged outcome: retrying the event cannot Change it.
-func notCollected(ctx context.Context, inv invoiceSummary, err error) error {
-	if !refused(err) {
+// logged outcome: retrying the event cannot change it.
+func (s *Service) notCollected(ctx context.Context, inv invoiceSummary, err error) error {
+	if !s.refused(err) {
 		return err
 	}
 	slog.InfoContext(ctx, "invoice not collected", "invoice_id", inv.InvoiceID, "reason", err.Error())
@@ -227,7 +226,7 @@ func (s *Service) OnPaymentRetry(ctx context.Context, run Runner, ev events.Even
 	}
 	p, err := tx.Payment(ctx, InvoicePaymentID(inv.InvoiceID), true)
 	if errors.Is(err, ErrNotFound) {
-		return notCollected(ctx, inv, s.collect(ctx, run, inv))
+		return s.notCollected(ctx, inv, s.collect(ctx, run, inv))
 	}
 	if err != nil {
 		return err
@@ -251,7 +250,7 @@ func (s *Service) OnPaymentRetry(ctx context.Context, run Runner, ev events.Even
 		return err
 	}
 	_, err = s.Confirm(ctx, run, p.ID, Anyone, m.ID, nil)
-	return notCollected(ctx, inv, err)
+	return s.notCollected(ctx, inv, err)
 }
 
 func (s *Service) collect(ctx context.Context, run Runner, inv invoiceSummary) error {
@@ -433,8 +432,7 @@ func (s *Service) reconcileRefund(ctx context.Context, id string) error {
 			// Its request stopped before the ledger answered: the ledger
 			// goes first here too (a refusal removes the refund).
 			if err := s.reserveRefund(ctx, p, r); err != nil {
-				var pe *problem.Error
-				if errors.As(err, &pe) && pe.Status() < 500 {
+				if s.refused(err) {
 					return nil
 				}
 				return err
@@ -460,8 +458,7 @@ func (s *Service) Expire(ctx context.Context) error {
 	var errs []error
 	for _, id := range ids {
 		_, err := s.Cancel(ctx, s.Store.Fresh(), id, Anyone, "expired", nil)
-		var pe *problem.Error
-		if err != nil && !(errors.As(err, &pe) && pe.Status() < 500) {
+		if err != nil && !s.refused(err) {
 			errs = append(errs, fmt.Errorf("payment %s: %w", id, err))
 		}
 	}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // A write that calls a gateway runs in three steps: a transaction records
@@ -50,7 +50,7 @@ func resolveMethod(ctx context.Context, q Tx, accountID, userID, given string) (
 	if _, err := uuid.Parse(given); err == nil {
 		m, err := q.Method(ctx, accountID, given)
 		if errors.Is(err, ErrNoMethod) || (err == nil && (m.AccountID != accountID || m.UserID != userID)) {
-			return method{}, problem.New(CodeMethodInvalid, "no saved payment method %s on account %s", given, accountID)
+			return method{}, apperr.New(CodeMethodInvalid, "no saved payment method %s on account %s", given, accountID)
 		}
 		if err != nil {
 			return method{}, err
@@ -62,7 +62,7 @@ func resolveMethod(ctx context.Context, q Tx, accountID, userID, given string) (
 		return out, nil
 	}
 	if !TokenRE.MatchString(given) {
-		return method{}, problem.Invalid(problem.Field("payment_method", "must be a gateway token (pm_…) or a saved payment method id"))
+		return method{}, apperr.Invalid(apperr.Field("payment_method", "must be a gateway token (pm_…) or a saved payment method id"))
 	}
 	return method{token: given}, nil
 }
@@ -71,18 +71,18 @@ func resolveMethod(ctx context.Context, q Tx, accountID, userID, given string) (
 func (s *Service) plan(c money.Currency, requested string, m method) ([]string, error) {
 	switch {
 	case requested != "" && m.gateway != "" && requested != m.gateway:
-		return nil, problem.New(CodeMethodInvalid, "the saved payment method belongs to gateway %s, not %s", m.gateway, requested)
+		return nil, apperr.New(CodeMethodInvalid, "the saved payment method belongs to gateway %s, not %s", m.gateway, requested)
 	case requested != "":
 		return []string{requested}, nil
 	case m.gateway != "":
 		if s.Gateways[m.gateway] == nil {
-			return nil, problem.New(CodeMethodInvalid, "the saved payment method's gateway %s is not configured", m.gateway)
+			return nil, apperr.New(CodeMethodInvalid, "the saved payment method's gateway %s is not configured", m.gateway)
 		}
 		return []string{m.gateway}, nil
 	}
 	gws := s.Routing.For(c)
 	if len(gws) == 0 {
-		return nil, problem.New(CodeNoRoute, "no gateway takes %s (GATEWAY_ROUTES)", c)
+		return nil, apperr.New(CodeNoRoute, "no gateway takes %s (GATEWAY_ROUTES)", c)
 	}
 	return gws, nil
 }
@@ -427,7 +427,7 @@ func (s *Service) Capture(ctx context.Context, id string, can Access, amount int
 		if _, err := CheckCapture(cur, amount); err != nil {
 			return nil, err
 		}
-		return nil, problem.New(CodeOpInProgress, "the payment changed while capturing; retry")
+		return nil, apperr.New(CodeOpInProgress, "the payment changed while capturing; retry")
 	}
 	if err != nil {
 		return nil, err
@@ -543,10 +543,10 @@ func (s *Service) settleOp(ctx context.Context, p *Payment, op string, st Gatewa
 func gatewayProblem(err error) error {
 	var ge *GatewayError
 	if errors.As(err, &ge) && ge.Rejected {
-		return (&problem.Error{Code: CodeGatewayRejected, Detail: "the gateway refused: " + ge.Message, Err: err}).
+		return (&apperr.Error{Code: CodeGatewayRejected, Detail: "the gateway refused: " + ge.Message, Err: err}).
 			With("gateway", ge.Gateway).With("gateway_code", ge.Code)
 	}
-	return &problem.Error{Code: CodeGatewayUnavailable, Detail: "the payment gateway could not be reached; retry", RetryAfter: time.Second, Err: err}
+	return &apperr.Error{Code: CodeGatewayUnavailable, Detail: "the payment gateway could not be reached; retry", RetryAfter: time.Second, Err: err}
 }
 
 // Cancel cancels a payment, at the gateway when an object exists there.
@@ -682,8 +682,7 @@ func (s *Service) reserveRefund(ctx context.Context, p *Payment, r *Refund) erro
 	dctx, cancel := detached(ctx, 10*time.Second)
 	defer cancel()
 	hold, rerr := s.Ledger.Reserve(dctx, Hold{TransferRequest: refundHold(p, r), ExpiresAt: s.now().Add(refundHoldTTL).UTC(), RefundID: r.ID})
-	var pe *problem.Error
-	if rerr != nil && (!errors.As(rerr, &pe) || pe.Status() >= 500) {
+	if rerr != nil && !s.refused(rerr) {
 		return rerr
 	}
 	err := s.Store.Fresh().Run(dctx, func(tx Tx) error {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/readthrough"
 )
 
@@ -55,10 +55,10 @@ const (
 
 // Problem codes of invoice
 const (
-	CodeInvoiceNotPayable   problem.Code = "invoice_not_payable"
-	CodeInvoiceInProgress   problem.Code = "invoice_payment_in_progress"
-	CodeExceedsInvoiceDue   problem.Code = "amount_exceeds_invoice_remaining"
-	CodeInvoiceLookupFailed problem.Code = "invoice_unavailable"
+	CodeInvoiceNotPayable   apperr.Code = "invoice_not_payable"
+	CodeInvoiceInProgress   apperr.Code = "invoice_payment_in_progress"
+	CodeExceedsInvoiceDue   apperr.Code = "amount_exceeds_invoice_remaining"
+	CodeInvoiceLookupFailed apperr.Code = "invoice_unavailable"
 )
 
 // OnInvoiceFacts applies an invoice event to the read model.
@@ -97,7 +97,7 @@ func (s *Service) invoiceFor(ctx context.Context, tx Tx, id string) (InvoiceFact
 	if err != nil || ok {
 		return f, err
 	}
-	noSuch := problem.Invalid(problem.Field("invoice_id", "no such invoice"))
+	noSuch := apperr.Invalid(apperr.Field("invoice_id", "no such invoice"))
 	if s.Invoices == nil {
 		return InvoiceFacts{}, noSuch
 	}
@@ -112,7 +112,7 @@ func (s *Service) invoiceFor(ctx context.Context, tx Tx, id string) (InvoiceFact
 		err = fmt.Errorf("generate-invoice answered for invoice %s, not %s", f.ID, id)
 	}
 	if err != nil {
-		return InvoiceFacts{}, &problem.Error{Code: CodeInvoiceLookupFailed, RetryAfter: time.Second,
+		return InvoiceFacts{}, &apperr.Error{Code: CodeInvoiceLookupFailed, RetryAfter: time.Second,
 			Detail: "the invoice could not be looked up; retry later", Err: err}
 	}
 	if _, err := tx.PutInvoice(ctx, f, "read_through"); err != nil {
@@ -151,10 +151,10 @@ func (s *Service) gateInvoice(ctx context.Context, tx Tx, p *Payment, creating b
 		return err
 	}
 	if !payable(f.Status) {
-		return problem.New(CodeInvoiceNotPayable, "invoice %s is %s: only an open or uncollectible invoice can be paid", f.ID, f.Status).
+		return apperr.New(CodeInvoiceNotPayable, "invoice %s is %s: only an open or uncollectible invoice can be paid", f.ID, f.Status).
 			With("invoice_id", f.ID).With("status", f.Status)
 	}
-	var v problem.Validator
+	var v apperr.Validator
 	v.Check(f.AccountID == p.AccountID, "account_id", "must be the invoice's account, "+f.AccountID)
 	v.Check(strings.EqualFold(f.Currency, string(p.Currency)), "currency", "must be the invoice's currency, "+f.Currency)
 	if err := v.Err(); err != nil {
@@ -165,29 +165,28 @@ func (s *Service) gateInvoice(ctx context.Context, tx Tx, p *Payment, creating b
 		return err
 	}
 	if l.InFlight > 0 {
-		return (&problem.Error{Code: CodeInvoiceInProgress, RetryAfter: 2 * time.Second,
+		return (&apperr.Error{Code: CodeInvoiceInProgress, RetryAfter: 2 * time.Second,
 			Detail: "another payment of invoice " + f.ID + " is in progress; retry when it has finished"}).With("invoice_id", f.ID)
 	}
 	paid := max(f.AmountPaid, l.Captured)
 	remaining := f.Total - paid
 	if remaining <= 0 {
-		return problem.New(CodeInvoiceNotPayable, "invoice %s has nothing left to pay: %d of its %d %s is paid", f.ID, paid, f.Total, f.Currency).
+		return apperr.New(CodeInvoiceNotPayable, "invoice %s has nothing left to pay: %d of its %d %s is paid", f.ID, paid, f.Total, f.Currency).
 			With("invoice_id", f.ID).With("status", f.Status).With("amount_remaining", 0)
 	}
 	if p.Amount > remaining {
-		return (&problem.Error{Code: CodeExceedsInvoiceDue, Detail: fmt.Sprintf("invoice %s has %d %s left to pay", f.ID, remaining, f.Currency),
-			Errors: []problem.FieldError{problem.Field("amount", fmt.Sprintf("must be at most %d, what remains to pay on the invoice", remaining))}}).
+		return (&apperr.Error{Code: CodeExceedsInvoiceDue, Detail: fmt.Sprintf("invoice %s has %d %s left to pay", f.ID, remaining, f.Currency),
+			Errors: []apperr.FieldError{apperr.Field("amount", fmt.Sprintf("must be at most %d, what remains to pay on the invoice", remaining))}}).
 			With("invoice_id", f.ID).With("amount_remaining", remaining)
 	}
 	return nil
 }
 
 // refused reports whether err is the answer "this payment cannot be made"
-// (a 4xx problem): for event-driven collection it is an outcome, not a
-// poison event.
-func refused(err error) bool {
-	var pe *problem.Error
-	return errors.As(err, &pe) && pe.Status() < 500
+// (a refusal, which the api answers with a 4xx): for event-driven
+// collection it is an outcome, not a poison event.
+func (s *Service) refused(err error) bool {
+	return err != nil && s.Refused != nil && s.Refused(err)
 }
 
 // unappliedData is billfn.invoice.payment_unapplied, as generate-invoice emits it.

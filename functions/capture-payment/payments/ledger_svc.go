@@ -6,8 +6,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // A refund is the merchant's act and the ledger goes first: before the
@@ -20,11 +20,11 @@ import (
 // it (the money leaves the account for SYS-CLEARING), failure voids it.
 
 // CodeInsufficientFunds refuses a refund the ledger cannot cover.
-const CodeInsufficientFunds problem.Code = "insufficient_funds"
+const CodeInsufficientFunds apperr.Code = "insufficient_funds"
 
 // CodeRefundNotReservable refuses a refund the ledger refused for another
 // reason (a frozen or closed account, for instance).
-const CodeRefundNotReservable problem.Code = "refund_not_reservable"
+const CodeRefundNotReservable apperr.Code = "refund_not_reservable"
 
 // refundHoldTTL bounds a reservation whose refund never reaches the
 // gateway (the client gave up after a failure): the hold expires and the

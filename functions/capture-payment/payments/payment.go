@@ -3,8 +3,8 @@ package payments
 import (
 	"time"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // Status is a payment's state, with Stripe PaymentIntent semantics.
@@ -169,11 +169,11 @@ func (p *Payment) Refundable() int64 {
 }
 
 func invalidState(p *Payment, action string) error {
-	return problem.New(CodeInvalidState, "a payment in status %s cannot be %s", p.Status, action).With("status", string(p.Status))
+	return apperr.New(CodeInvalidState, "a payment in status %s cannot be %s", p.Status, action).With("status", string(p.Status))
 }
 
 func inProgress(p *Payment) error {
-	return (&problem.Error{Code: CodeOpInProgress, RetryAfter: time.Second,
+	return (&apperr.Error{Code: CodeOpInProgress, RetryAfter: time.Second,
 		Detail: "a " + p.Op() + " of this payment is waiting for the gateway; retry shortly"}).With("pending_operation", p.Op())
 }
 
@@ -185,7 +185,7 @@ func CheckConfirm(p *Payment, method string) error {
 	switch p.Status {
 	case RequiresPaymentMethod:
 		if method == "" {
-			return problem.New(CodeMethodRequired, "the payment has no usable payment method: send payment_method")
+			return apperr.New(CodeMethodRequired, "the payment has no usable payment method: send payment_method")
 		}
 	case RequiresConfirmation, RequiresAction:
 	default:
@@ -207,7 +207,7 @@ func CheckCapture(p *Payment, amount int64) (int64, error) {
 		return p.AmountCapturable, nil
 	}
 	if amount > p.AmountCapturable {
-		return 0, problem.New(CodeExceedsCapturable, "amount %d exceeds the capturable %d", amount, p.AmountCapturable).
+		return 0, apperr.New(CodeExceedsCapturable, "amount %d exceeds the capturable %d", amount, p.AmountCapturable).
 			With("amount_capturable", p.AmountCapturable)
 	}
 	return amount, nil
@@ -237,7 +237,7 @@ func CheckRefund(p *Payment, amount int64) (int64, error) {
 		amount = left
 	}
 	if left == 0 || amount > left {
-		return 0, problem.New(CodeExceedsRefundable, "amount %d exceeds the refundable %d", amount, left).
+		return 0, apperr.New(CodeExceedsRefundable, "amount %d exceeds the refundable %d", amount, left).
 			With("amount_refundable", left)
 	}
 	return amount, nil
@@ -264,10 +264,10 @@ type Decline struct {
 // Change is what applying a gateway state did, for the events and postings.
 type Change struct {
 	Authorized bool
-	Captured   int64 // amount captured by this Change
+	Captured   int64 // amount captured by this change
 	Failed     bool
 	Canceled   bool
-	Updated    bool // another visible Change (processing, requires_action)
+	Updated    bool // another visible change (processing, requires_action)
 }
 
 func (c Change) Any() bool {
@@ -278,7 +278,7 @@ func (c Change) Any() bool {
 // answers the operation p is marked as waiting for: that answer is
 // authoritative for the attempt. Otherwise st comes from a webhook or a
 // later look-up and only moves p forward, so duplicates, late and reordered
-// deliveries Change nothing.
+// deliveries change nothing.
 func ApplyGateway(p *Payment, st GatewayState, answer bool, attempt int, now time.Time) Change {
 	var c Change
 	if p.Status.Terminal() {

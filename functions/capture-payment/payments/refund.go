@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/apperr"
 )
 
 // Refund is a refund as the API and the refund events show it.
@@ -56,6 +56,6 @@ func HoldSource(ctx context.Context, tx Tx, p *Payment, amount int64) (string, e
 	case amount <= credit:
 		return "account", nil
 	}
-	return "", problem.New(problem.Conflict, "%d of this payment was credited to the account (its invoice did not need it): refund that part on its own first", credit).
+	return "", apperr.New(apperr.Conflict, "%d of this payment was credited to the account (its invoice did not need it): refund that part on its own first", credit).
 		With("amount_credited", credit)
 }

@@ -37,6 +37,10 @@ type Service struct {
 	AuthorizationTTL time.Duration
 	// Kick tells the outbox publisher that events were written (nil: none).
 	Kick func()
+	// Refused reports whether err refuses the request (the api's table
+	// maps its code to a 4xx) rather than failing it: collection takes a
+	// refusal as an outcome, and a refused reservation removes its refund.
+	Refused func(error) bool
 	// Observe times a gateway call (nil: not timed).
 	Observe func(gateway, op string, start time.Time, st Status, err error)
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/readthrough"
 )
 
@@ -94,18 +94,18 @@ func (l Ledger) Reserve(ctx context.Context, h payments.Hold) (string, error) {
 		}
 		return out.ID, nil
 	case out.Code == string(payments.CodeInsufficientFunds):
-		return "", problem.New(payments.CodeInsufficientFunds, "the ledger no longer holds %d %s for this refund; nothing was refunded", h.Amount, h.Currency).
+		return "", apperr.New(payments.CodeInsufficientFunds, "the ledger no longer holds %d %s for this refund; nothing was refunded", h.Amount, h.Currency).
 			With("amount", h.Amount)
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests &&
 		resp.StatusCode != http.StatusConflict && resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden:
-		return "", problem.New(payments.CodeRefundNotReservable, "the ledger refused the refund's reservation (%s): %s", out.Code, out.Detail).
+		return "", apperr.New(payments.CodeRefundNotReservable, "the ledger refused the refund's reservation (%s): %s", out.Code, out.Detail).
 			With("ledger_code", out.Code)
 	}
 	return "", unavailable(fmt.Errorf("POST /transfers: %s: %s", resp.Status, raw))
 }
 
 func unavailable(cause error) error {
-	pe := problem.New(problem.Unavailable, "the ledger could not be reached to reserve the refund; retry with the same Idempotency-Key")
+	pe := apperr.New(apperr.Unavailable, "the ledger could not be reached to reserve the refund; retry with the same Idempotency-Key")
 	pe.Err, pe.RetryAfter = cause, time.Second
 	return pe
 }
