@@ -25,6 +25,7 @@ import (
 // or with Stripe routes only, the function starts.
 func TestRefusesToStartWithASandboxRouteUnlessSandboxEnabled(t *testing.T) {
 	dir := t.TempDir()
+	testenv.WriteOriginSecrets(t, dir, "capture-payment") // its origin key and the public keys (issue 15)
 	bin := filepath.Join(dir, "capture-payment")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
