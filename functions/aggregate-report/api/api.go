@@ -11,12 +11,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
@@ -98,18 +98,18 @@ func (s *API) scopeOf(r *http.Request, account string) (store.Scope, error) {
 	p := platform.Principal(r)
 	ctx := r.Context()
 	if account != "" {
-		id, err := uuid.Parse(account)
-		if err != nil {
+		id, ok := ids.Canonical(account)
+		if !ok {
 			return store.Scope{}, problem.Invalid(problem.Param("account_id", "must be an account id (UUID)"))
 		}
-		owner, err := s.Store.AccountOwner(ctx, id.String())
+		owner, err := s.Store.AccountOwner(ctx, id)
 		if errors.Is(err, store.ErrNoAccount) || (err == nil && !p.CanAccess(owner)) {
 			return store.Scope{}, problem.New(problem.NotFound, "no account %s", id)
 		}
 		if err != nil {
 			return store.Scope{}, err
 		}
-		return store.Scope{Accounts: []string{id.String()}}, nil
+		return store.Scope{Accounts: []string{id}}, nil
 	}
 	if p.Privileged() {
 		return store.Scope{All: true}, nil

@@ -3,20 +3,15 @@ package api
 import (
 	"net/http"
 
-	"github.com/google/uuid"
-
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/ids"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
 var listable = map[string]bool{webhooks.Processed: true, webhooks.Parked: true, webhooks.Ignored: true}
-
-// pageCursor is the keyset position of the deliveries list.
-type pageCursor struct {
-	ID string `json:"id"`
-}
 
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -31,7 +26,7 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 	if len(f.Type) > 100 {
 		bad = append(bad, problem.Param("type", "must be at most 100 characters"))
 	}
-	limit, err := httpx.Limit(r, 20, 100)
+	limit, after, err := httpx.PagingByID(r, 20, 100)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -40,30 +35,18 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Invalid(bad...))
 		return
 	}
-	var cur pageCursor
-	ok, err := httpx.DecodeCursor(r, &cur)
-	if err == nil && ok {
-		if _, perr := uuid.Parse(cur.ID); perr != nil {
-			err = problem.Invalid(problem.Param("cursor", "is not a cursor this endpoint returned"))
-		}
-		f.After = cur.ID
-	}
-	if err != nil {
-		problem.Write(w, r, err)
-		return
-	}
-	f.Limit = limit
+	f.Limit, f.After = limit, after
 	ds, err := a.store.List(r.Context(), f)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ds, limit, func(d *webhooks.Delivery) any { return pageCursor{ID: d.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ds, limit, func(d *webhooks.Delivery) any { return httpx.IDCursor{ID: d.ID} }))
 }
 
 func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
+	id, ok := ids.Canonical(r.PathValue("id"))
+	if !ok {
 		problem.Write(w, r, webhooks.ErrNoDelivery)
 		return
 	}
@@ -78,12 +61,16 @@ func (a *API) getEvent(w http.ResponseWriter, r *http.Request) {
 // replay runs the normalization of a stored delivery again and, when its
 // payment is known, emits the result as a new event (store.Replay).
 func (a *API) replay(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
+	id, ok := ids.Canonical(r.PathValue("id"))
+	if !ok {
 		problem.Write(w, r, webhooks.ErrNoDelivery)
 		return
 	}
-	d, emitted, err := a.store.Replay(r.Context(), id, func(d *webhooks.Delivery) idempotency.Response {
+	// The replay commits once started, whoever goes away: the same
+	// Idempotency-Key then finds its result.
+	ctx, cancel := postgres.Detached(r.Context())
+	defer cancel()
+	d, emitted, err := a.store.Replay(ctx, id, func(d *webhooks.Delivery) idempotency.Response {
 		return idempotency.Response{Status: http.StatusOK, Body: d}
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/sandbox"
 )
@@ -91,7 +92,7 @@ func (a *API) receive(w http.ResponseWriter, r *http.Request, gateway string) {
 	}
 	u, handled := webhooks.Normalize(gateway, p)
 	webhooks.CheckPaymentID(&u)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	outcome, err := a.store.Record(ctx, &u, handled, body, now)
 	if err != nil {

@@ -365,15 +365,9 @@ func get(ctx context.Context, q interface {
 // a next page), newest first, without their bodies.
 func (s *Store) List(ctx context.Context, f webhooks.Filter) ([]*webhooks.Delivery, error) {
 	var w postgres.Where
-	if f.Gateway != "" {
-		w.And("gateway = ?", f.Gateway)
-	}
-	if f.Type != "" {
-		w.And("type = ?", f.Type)
-	}
-	if f.Status != "" {
-		w.And("status = ?", f.Status)
-	}
+	w.Filter("gateway", f.Gateway)
+	w.Filter("type", f.Type)
+	w.Filter("status", f.Status)
 	if f.After != "" {
 		w.And("id < ?::uuid", f.After)
 	}

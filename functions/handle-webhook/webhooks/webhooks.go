@@ -18,6 +18,7 @@ import (
 
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 )
 
 // Name is the function's name: its events' source and its outbox's owner.
@@ -136,11 +137,12 @@ func RefOf(ev events.Event) (ref PaymentRef, ok bool, err error) {
 	if p.Gateway == nil || p.GatewayPaymentID == nil || *p.GatewayPaymentID == "" {
 		return ref, false, nil // not at a gateway yet
 	}
-	if _, err := uuid.Parse(p.PaymentID); err != nil {
+	pid, valid := ids.Canonical(p.PaymentID)
+	if !valid {
 		return ref, false, events.Permanent(errors.New("event " + ev.ID() + ": payment_id is not a payment id"))
 	}
 	if *p.Gateway != Stripe && *p.Gateway != Sandbox {
 		return ref, false, nil
 	}
-	return PaymentRef{*p.Gateway, *p.GatewayPaymentID, p.PaymentID, ev.Type()}, true, nil
+	return PaymentRef{*p.Gateway, *p.GatewayPaymentID, pid, ev.Type()}, true, nil
 }
