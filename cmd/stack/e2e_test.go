@@ -37,7 +37,9 @@ func TestLocalStackEndToEnd(t *testing.T) {
 	kafkaAddr, marker, out := e.kafka, e.marker, e.out
 
 	t.Run("the gateway lists the functions with their annotations", func(t *testing.T) {
-		res, err := e.client.Get(e.gateway + "/system/functions")
+		req, _ := http.NewRequest(http.MethodGet, e.gateway+"/system/functions", nil)
+		req.SetBasicAuth(e.secret(basicAuthUser), e.secret(basicAuthPassword))
+		res, err := e.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

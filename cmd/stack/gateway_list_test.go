@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ func TestSystemFunctionsShowsTheLocalTickPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{cfg: config{TickEvery: 3 * time.Second}, st: st, log: &logger{out: &bytes.Buffer{}, width: 5}}
+	s := &stack{cfg: config{TickEvery: 3 * time.Second}, st: st, log: &logger{out: &bytes.Buffer{}, width: 5},
+		secrets: map[string]string{basicAuthUser: "admin", basicAuthPassword: "the-gateway-password"}}
 	for _, name := range st.Names() {
 		s.functions = append(s.functions, &function{name: name, spec: st.Functions[name], addr: "127.0.0.1:1", proc: &proc{name: name}})
 	}
@@ -29,7 +31,18 @@ func TestSystemFunctionsShowsTheLocalTickPeriod(t *testing.T) {
 	}
 	s.startGateway(ln)
 	defer s.gwSrv.Close()
+	// OpenFaaS's /system API needs the gateway's basic-auth credentials.
 	res, err := http.Get("http://" + ln.Addr().String() + "/system/functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Basic realm=") {
+		t.Fatalf("without credentials: %d, WWW-Authenticate %q; want 401 with a Basic challenge", res.StatusCode, res.Header.Get("WWW-Authenticate"))
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/system/functions", nil)
+	req.SetBasicAuth("admin", "the-gateway-password")
+	res, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -197,6 +197,14 @@ func (s *stack) start(ctx context.Context) error {
 		closeLns()
 		return err
 	}
+	// The gateway's /system credentials: the stack's (banner, gateway) and
+	// the kafka-trigger's, which lists the functions there; no function's.
+	user, password, err := gatewayCredentials(cfg.secretsDir(), cfg.functionSecretsDir(kafkaacl.Trigger))
+	if err != nil {
+		closeLns()
+		return err
+	}
+	s.secrets[basicAuthUser], s.secrets[basicAuthPassword] = user, password
 	if err := s.startKafka(kafkaLn); err != nil {
 		gwLn.Close()
 		return err
@@ -620,7 +628,8 @@ func (s *stack) startGateway(ln net.Listener) {
 		}
 		fns = append(fns, gateway.Function{Status: st, Addr: f.addr, State: f.proc.state, Generation: f.proc.generation})
 	}
-	s.gateway = gateway.New(gateway.Config{Functions: fns, CallbackAllowedHosts: s.cfg.CallbackAllowedHosts})
+	s.gateway = gateway.New(gateway.Config{Functions: fns, CallbackAllowedHosts: s.cfg.CallbackAllowedHosts,
+		SystemUser: s.secrets[basicAuthUser], SystemPassword: s.secrets[basicAuthPassword]})
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	go func() { _ = s.gwSrv.Serve(ln) }()
 	s.log.printf("gateway", "listening on http://%s", s.cfg.GatewayAddr)

@@ -12,8 +12,9 @@
 //     X-Function-Name, X-Call-Id and X-Duration-Seconds, as the OpenFaaS
 //     queue-worker does) — only to a public host or one on
 //     Config.CallbackAllowedHosts, without following redirects (callback.go);
-//   - /system/functions and /system/function/<name> list the deployed
-//     functions in the OpenFaaS provider's JSON (name, image, replicas,
+//   - /system/functions and /system/function/<name>, behind basic auth
+//     (Config.SystemUser, SystemPassword) like every /system/ path, list
+//     the deployed functions in the OpenFaaS provider's JSON (name, image, replicas,
 //     labels, annotations, envVars, secrets, limits ...);
 //   - /healthz, and /metrics with gateway_function_invocation_total and
 //     gateway_functions_seconds like the OpenFaaS gateway's.
@@ -29,6 +30,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -116,8 +118,9 @@ type Config struct {
 	// private, link-local, ...): "host" (any port) or "host:port". Nothing
 	// else but a public address is ever called back (see callback.go).
 	CallbackAllowedHosts []string
-	// SystemUser and SystemPassword, when set, protect /system/ with basic
-	// auth as the OpenFaaS gateway does.
+	// SystemUser and SystemPassword protect /system/ with basic auth as
+	// the OpenFaaS gateway does (secrets basic-auth-user and
+	// basic-auth-password); without them /system/ is closed to everyone.
 	SystemUser, SystemPassword string
 	Logger                     *slog.Logger
 }
@@ -234,7 +237,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "OK")
 	case p == "/metrics":
 		promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
-	case p == "/system/functions" || strings.HasPrefix(p, "/system/function/"):
+	case p == "/system" || strings.HasPrefix(p, "/system/"):
 		g.system(w, r)
 	default:
 		problem.Write(w, r, problem.New(problem.NotFound, "no gateway route for %s; functions are under /function/<name>/", p))
@@ -443,14 +446,14 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool) {
 }
 
 func (g *Gateway) system(w http.ResponseWriter, r *http.Request) {
-	if g.cfg.SystemUser != "" {
-		u, p, ok := r.BasicAuth()
-		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(g.cfg.SystemUser)) != 1 ||
-			subtle.ConstantTimeCompare([]byte(p), []byte(g.cfg.SystemPassword)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Basic realm="billfn gateway"`)
-			problem.Write(w, r, problem.New(problem.Unauthorized, "the /system API needs the gateway's basic-auth credentials"))
-			return
-		}
+	if !g.systemAuthorized(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="billfn gateway", charset="UTF-8"`)
+		problem.Write(w, r, problem.New(problem.Unauthorized, "the /system API needs the gateway's basic-auth credentials (bin/run/secrets/basic-auth-user and basic-auth-password; make run prints them)"))
+		return
+	}
+	if r.URL.Path != "/system/functions" && !strings.HasPrefix(r.URL.Path, "/system/function/") {
+		problem.Write(w, r, problem.New(problem.NotFound, "no gateway route for %s", r.URL.Path))
+		return
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
@@ -471,6 +474,20 @@ func (g *Gateway) system(w http.ResponseWriter, r *http.Request) {
 		out = append(out, g.backends[f.Status.Name].status())
 	}
 	writeJSON(w, out)
+}
+
+// systemAuthorized reports whether r carries the gateway's basic-auth
+// credentials. Both are compared in constant time over their SHA-256, so
+// neither their content nor their length shows in the timing; a gateway
+// without credentials authorizes nobody.
+func (g *Gateway) systemAuthorized(r *http.Request) bool {
+	u, p, ok := r.BasicAuth()
+	if !ok || g.cfg.SystemUser == "" || g.cfg.SystemPassword == "" {
+		return false
+	}
+	hu, wu := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(g.cfg.SystemUser))
+	hp, wp := sha256.Sum256([]byte(p)), sha256.Sum256([]byte(g.cfg.SystemPassword))
+	return subtle.ConstantTimeCompare(hu[:], wu[:])&subtle.ConstantTimeCompare(hp[:], wp[:]) == 1
 }
 
 func (b *backend) status() FunctionStatus {

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// The /system API (the OpenFaaS provider API faas-cli talks to) needs the
+// gateway's basic-auth credentials, as OpenFaaS's does: every path under
+// /system/, known or not, answers 401 with a Basic challenge without them,
+// and a gateway configured without credentials opens it to nobody.
+func TestSystemAPINeedsBasicAuth(t *testing.T) {
+	f := Function{Status: FunctionStatus{Name: "generate-invoice", Namespace: Namespace}, Addr: "127.0.0.1:1"}
+	gw := gatewayFor(t, Config{Functions: []Function{f}, SystemUser: "admin", SystemPassword: "s3cret-password"})
+	call := func(base, path, user, pass string, auth bool) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if auth {
+			req.SetBasicAuth(user, pass)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	for _, path := range []string{"/system/functions", "/system/function/generate-invoice", "/system/info", "/system/namespaces", "/system/function/nope"} {
+		for name, c := range map[string]struct {
+			user, pass string
+			auth       bool
+		}{
+			"no credentials": {},
+			"wrong password": {"admin", "s3cret-passwore", true},
+			"wrong user":     {"admiN", "s3cret-password", true},
+			"empty":          {"", "", true},
+			"password only":  {"", "s3cret-password", true},
+		} {
+			res := call(gw.URL, path, c.user, c.pass, c.auth)
+			d := readProblem(t, res)
+			if res.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s, %s: %d %+v, want 401", path, name, res.StatusCode, d)
+			}
+			if ch := res.Header.Get("WWW-Authenticate"); !strings.HasPrefix(ch, `Basic realm="`) {
+				t.Errorf("%s, %s: WWW-Authenticate %q, want a Basic challenge", path, name, ch)
+			}
+		}
+	}
+	res := call(gw.URL, "/system/functions", "admin", "s3cret-password", true)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("with the credentials: %d", res.StatusCode)
+	}
+	res = call(gw.URL, "/system/info", "admin", "s3cret-password", true)
+	if d := readProblem(t, res); res.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown /system path with the credentials: %d %+v, want 404", res.StatusCode, d)
+	}
+
+	// Without configured credentials nothing opens /system.
+	open := gatewayFor(t, Config{Functions: []Function{f}})
+	for _, c := range [][2]string{{"", ""}, {"admin", ""}} {
+		res := call(open.URL, "/system/functions", c[0], c[1], true)
+		if readProblem(t, res); res.StatusCode != http.StatusUnauthorized {
+			t.Errorf("a gateway without credentials, basic auth %q: %d, want 401", c, res.StatusCode)
+		}
+	}
+	res = call(open.URL, "/system/functions", "", "", false)
+	if readProblem(t, res); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a gateway without credentials, no auth: %d, want 401", res.StatusCode)
+	}
+	// The functions themselves are not behind the gateway's basic auth.
+	res = call(gw.URL, "/function/generate-invoice/_/health", "", "", false)
+	res.Body.Close()
+	if res.StatusCode == http.StatusUnauthorized {
+		t.Error("/function/ asks for the gateway's credentials")
+	}
+}
