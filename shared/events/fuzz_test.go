@@ -78,7 +78,7 @@ func FuzzParse(f *testing.F) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %v (%T) is not a *problem.Error", err, err)
 			}
-			if s := pe.Status(); s < 400 || s >= 500 {
+			if s := problem.Common.Status(pe); s < 400 || s >= 500 {
 				t.Fatalf("status %d for a malformed delivery, want 4xx: %v", s, err)
 			}
 			if evs != nil {

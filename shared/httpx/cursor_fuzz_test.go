@@ -35,7 +35,7 @@ func FuzzDecodeCursor(f *testing.F) {
 		switch {
 		case err != nil:
 			var pe *problem.Error
-			if !errors.As(err, &pe) || pe.Status() < 400 || pe.Status() >= 500 || ok {
+			if !errors.As(err, &pe) || problem.Common.Status(pe) < 400 || problem.Common.Status(pe) >= 500 || ok {
 				t.Fatalf("cursor %q: %v (ok %v), want a 4xx problem", cursor, err, ok)
 			}
 		case !ok && cursor != "":

@@ -44,7 +44,7 @@ func FuzzDecodeJSON(f *testing.F) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("body %q: error %v (%T) is not a *problem.Error", body, err, err)
 			}
-			if s := problem.From(err).Status(); s < 400 || s >= 500 {
+			if s := problem.Common.Status(err); s < 400 || s >= 500 {
 				t.Fatalf("body %q: status %d (%s), want a 4xx", body, s, pe.Code)
 			}
 			return

@@ -95,8 +95,8 @@ func TestDecodeJSONRejectsOtherContentTypesWith415(t *testing.T) {
 		var p payment
 		err := DecodeJSON(jsonRequest(`{"amount":1}`, ct), &p)
 		pe := asProblem(t, err)
-		if pe.Code != problem.UnsupportedMedia || pe.Status() != http.StatusUnsupportedMediaType {
-			t.Fatalf("Content-Type %q: got %s/%d, want unsupported_media_type/415", ct, pe.Code, pe.Status())
+		if pe.Code != problem.UnsupportedMedia || problem.Common.Status(pe) != http.StatusUnsupportedMediaType {
+			t.Fatalf("Content-Type %q: got %s/%d, want unsupported_media_type/415", ct, pe.Code, problem.Common.Status(pe))
 		}
 		if p.Amount != 0 {
 			t.Fatalf("Content-Type %q: the body was decoded anyway", ct)
@@ -139,8 +139,8 @@ func TestDecodeJSONTurnsClientMistakesIntoProblems(t *testing.T) {
 			var p payment
 			err := DecodeJSON(jsonRequest(tt.body, "application/json"), &p)
 			pe := asProblem(t, err)
-			if pe.Code != tt.code || pe.Status() != tt.status {
-				t.Fatalf("body %q: got %s/%d (%q), want %s/%d", tt.body, pe.Code, pe.Status(), pe.Detail, tt.code, tt.status)
+			if pe.Code != tt.code || problem.Common.Status(pe) != tt.status {
+				t.Fatalf("body %q: got %s/%d (%q), want %s/%d", tt.body, pe.Code, problem.Common.Status(pe), pe.Detail, tt.code, tt.status)
 			}
 			if tt.pointer == "" {
 				if len(pe.Errors) != 0 {
@@ -195,8 +195,8 @@ func TestDecodeJSONReportsAnOversizeBodyAs413(t *testing.T) {
 			r.Body = http.MaxBytesReader(rec, r.Body, tt.limit)
 			var p payment
 			pe := asProblem(t, DecodeJSON(r, &p))
-			if pe.Code != problem.PayloadTooLarge || pe.Status() != http.StatusRequestEntityTooLarge {
-				t.Fatalf("got %s/%d (%q), want payload_too_large/413", pe.Code, pe.Status(), pe.Detail)
+			if pe.Code != problem.PayloadTooLarge || problem.Common.Status(pe) != http.StatusRequestEntityTooLarge {
+				t.Fatalf("got %s/%d (%q), want payload_too_large/413", pe.Code, problem.Common.Status(pe), pe.Detail)
 			}
 			if !strings.Contains(pe.Detail, "64 bytes") {
 				t.Fatalf("detail %q does not state the limit", pe.Detail)
@@ -396,8 +396,8 @@ func TestGarbageCursorIsAValidationProblem(t *testing.T) {
 			t.Fatalf("cursor %q was accepted", c)
 		}
 		pe := asProblem(t, err)
-		if pe.Code != problem.ValidationFailed || pe.Status() != 422 {
-			t.Fatalf("cursor %q: %s/%d, want validation_failed/422", c, pe.Code, pe.Status())
+		if pe.Code != problem.ValidationFailed || problem.Common.Status(pe) != 422 {
+			t.Fatalf("cursor %q: %s/%d, want validation_failed/422", c, pe.Code, problem.Common.Status(pe))
 		}
 		if len(pe.Errors) != 1 || pe.Errors[0].Parameter != "cursor" || pe.Errors[0].Pointer != "" {
 			t.Fatalf("cursor %q: errors %+v, want the cursor parameter named", c, pe.Errors)

@@ -147,7 +147,7 @@ func TestCheckBody(t *testing.T) {
 	for _, c := range yes {
 		err := CheckBody([]byte(c.body))
 		var pe *problem.Error
-		if !errors.As(err, &pe) || pe.Code != problem.CardNumberRejected || pe.Status() != http.StatusUnprocessableEntity {
+		if !errors.As(err, &pe) || pe.Code != problem.CardNumberRejected || problem.Common.Status(pe) != http.StatusUnprocessableEntity {
 			t.Errorf("%s: %v", c.body, err)
 			continue
 		}

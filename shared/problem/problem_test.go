@@ -362,8 +362,8 @@ func TestFromMapsContextErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		pe := From(tt.err)
-		if pe.Code != tt.code || pe.Status() != tt.status {
-			t.Fatalf("From(%v) = %s/%d, want %s/%d", tt.err, pe.Code, pe.Status(), tt.code, tt.status)
+		if pe.Code != tt.code || Common.Status(pe) != tt.status {
+			t.Fatalf("From(%v) = %s/%d, want %s/%d", tt.err, pe.Code, Common.Status(pe), tt.code, tt.status)
 		}
 		if !errors.Is(pe, tt.err) {
 			t.Fatalf("From(%v) dropped the cause", tt.err)
@@ -384,8 +384,8 @@ func TestFromMapsAnOversizeBodyTo413(t *testing.T) {
 		t.Fatalf("setup: ReadAll error = %v, want *http.MaxBytesError", readErr)
 	}
 	pe := From(fmt.Errorf("read body: %w", readErr))
-	if pe.Code != PayloadTooLarge || pe.Status() != 413 || !strings.Contains(pe.Detail, "10 bytes") {
-		t.Fatalf("From(MaxBytesError) = %s/%d %q", pe.Code, pe.Status(), pe.Detail)
+	if pe.Code != PayloadTooLarge || Common.Status(pe) != 413 || !strings.Contains(pe.Detail, "10 bytes") {
+		t.Fatalf("From(MaxBytesError) = %s/%d %q", pe.Code, Common.Status(pe), pe.Detail)
 	}
 	res := write(t, "/p", "", readErr)
 	if res.rec.Code != 413 || res.body["code"] != "payload_too_large" {
