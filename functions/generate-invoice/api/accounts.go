@@ -12,6 +12,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -85,7 +86,7 @@ func (s *Service) billable(ctx context.Context, q store.Querier, p auth.Principa
 
 // factsFor is Directory.For read through q first (see billable).
 func (s *Service) factsFor(ctx context.Context, q store.Querier, p auth.Principal, id string) (accounts.Facts, error) {
-	if q != nil && invoicing.ValidUUID(id) {
+	if q != nil && ids.Valid(id) {
 		f, ok, err := s.accts.Get(ctx, q, id)
 		if err != nil {
 			return f, err

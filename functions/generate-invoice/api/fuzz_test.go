@@ -11,6 +11,7 @@ import (
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -45,7 +46,7 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 		// The account facts come from the database; the fuzzer bills one
 		// known account (any other valid id is replaced by it).
 		const account = "6f1c7e0a-0000-4000-8000-000000000001"
-		if invoicing.ValidUUID(strings.ToLower(in.AccountID)) {
+		if ids.Valid(strings.ToLower(in.AccountID)) {
 			in.AccountID = account
 		}
 		for _, p := range []auth.Principal{{Subject: "6f1c7e0a-0000-4000-8000-000000000002", Role: auth.RoleCustomer}, {Role: auth.RoleService}} {

@@ -18,9 +18,11 @@ import (
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
 )
@@ -60,10 +62,10 @@ func (s *Service) createInvoice(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	ctx, cancel := dbCtx(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
-	if respondAsync(r) {
+	if httpx.RespondAsync(r) {
 		in.UserID = d.Inv.UserID
 		s.createAsync(ctx, w, r, []invoicing.CreateInvoiceIn{in}, false, now)
 		return
@@ -135,10 +137,10 @@ func (s *Service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, rule)
 		return
 	}
-	ctx, cancel := dbCtx(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
-	if respondAsync(r) {
+	if httpx.RespondAsync(r) {
 		for i, d := range drafts {
 			in.Invoices[i].UserID = d.Inv.UserID
 		}
@@ -215,7 +217,7 @@ func (s *Service) createAsync(ctx context.Context, w http.ResponseWriter, r *htt
 		return
 	}
 	s.d.Publisher.Kick()
-	w.Header().Set("Preference-Applied", "respond-async")
+	httpx.PreferenceApplied(w, "respond-async")
 	if loc != "" {
 		w.Header().Set("Location", loc)
 	}
@@ -246,7 +248,7 @@ type cachedInvoice struct {
 }
 
 func (s *Service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, error) {
-	if !invoicing.ValidUUID(id) {
+	if !ids.Valid(id) {
 		return cachedInvoice{}, invoicing.NotFound("invoice", id)
 	}
 	return redis.GetOrLoad(ctx, s.invCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedInvoice, error) {
@@ -310,22 +312,6 @@ func (s *Service) getInvoice(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-type idCursor struct {
-	ID string `json:"id"`
-}
-
-func pageCursor(r *http.Request) (string, error) {
-	var c idCursor
-	ok, err := httpx.DecodeCursor(r, &c)
-	if err != nil {
-		return "", err
-	}
-	if ok && !invoicing.ValidUUID(c.ID) {
-		return "", problem.Invalid(problem.Param("cursor", "is not a cursor this endpoint returned"))
-	}
-	return c.ID, nil
-}
-
 var invoiceStatuses = map[string]bool{invoicing.StatusDraft: true, invoicing.StatusOpen: true, invoicing.StatusPaid: true, invoicing.StatusVoid: true, invoicing.StatusUncollectible: true}
 
 func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
@@ -339,8 +325,8 @@ func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 			v.Add(problem.Param(name, detail))
 		}
 	}
-	check(f.AccountID == "" || invoicing.ValidUUID(f.AccountID), "account_id", "must be a UUID")
-	check(f.SubscriptionID == "" || invoicing.ValidUUID(f.SubscriptionID), "subscription_id", "must be a UUID")
+	check(f.AccountID == "" || ids.Valid(f.AccountID), "account_id", "must be a UUID")
+	check(f.SubscriptionID == "" || ids.Valid(f.SubscriptionID), "subscription_id", "must be a UUID")
 	check(f.Status == "" || invoiceStatuses[f.Status], "status", "must be draft, open, paid, void or uncollectible")
 	if d := q.Get("due_before"); d != "" {
 		t, err := time.Parse(time.DateOnly, d)
@@ -348,18 +334,19 @@ func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 		f.DueBefore = &t
 	}
 	if u := strings.ToLower(q.Get("user_id")); u != "" {
-		check(invoicing.ValidUUID(u), "user_id", "must be a UUID")
+		check(ids.Valid(u), "user_id", "must be a UUID")
 		f.Owner = u
 	}
 	if !p.Privileged() {
 		check(f.Owner == "" || f.Owner == p.Subject, "user_id", "a customer lists only its own invoices")
 		f.Owner = p.Subject
 	}
-	limit, err := httpx.Limit(r, 20, 100)
+	limit, after, err := httpx.PagingByID(r, 20, 100)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
+	f.After = after
 	if err := v.Err(); err != nil {
 		problem.Write(w, r, err)
 		return
@@ -378,17 +365,13 @@ func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if f.After, err = pageCursor(r); err != nil {
-		problem.Write(w, r, err)
-		return
-	}
 	f.Limit = limit + 1
 	invs, err := store.ListInvoices(r.Context(), s.d.Pool, f)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(invs, limit, func(inv *invoicing.Invoice) any { return idCursor{ID: inv.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(invs, limit, func(inv *invoicing.Invoice) any { return httpx.IDCursor{ID: inv.ID} }))
 }
 
 // ---- invoices: changes ----
@@ -398,7 +381,7 @@ func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 func (s *Service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error)) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
-	ctx, cancel := dbCtx(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
 	now := s.clock()
@@ -672,7 +655,7 @@ func (s *Service) payInvoice(w http.ResponseWriter, r *http.Request) {
 			return nil, (&problem.Error{Code: invoicing.CodeAmountExceedsDue, Detail: "the invoice has " + strconv.FormatInt(inv.AmountDue, 10) + " due",
 				Errors: []problem.FieldError{problem.Field("amount", "must be at most amount_due")}}).With("amount_due", inv.AmountDue)
 		}
-		if err := tx.RecordOutOfBandPayment(ctx, inv.ID, "oob_"+invoicing.NewID(), amount, string(inv.Currency), in.Reference); err != nil {
+		if err := tx.RecordOutOfBandPayment(ctx, inv.ID, "oob_"+ids.New(), amount, string(inv.Currency), in.Reference); err != nil {
 			return nil, err
 		}
 		inv.AmountPaid += amount // ≤ amount_due ≤ total: no overflow

@@ -10,7 +10,9 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -36,7 +38,7 @@ func (s *Service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var v problem.Validator
-	rate := invoicing.TaxRate{Object: "tax_rate", ID: invoicing.NewID(), DisplayName: strings.TrimSpace(in.DisplayName),
+	rate := invoicing.TaxRate{Object: "tax_rate", ID: ids.New(), DisplayName: strings.TrimSpace(in.DisplayName),
 		Jurisdiction: in.Jurisdiction, Country: strings.ToUpper(in.Country), State: in.State, Description: in.Description,
 		Compound: in.Compound, Metadata: in.Metadata, CreatedAt: s.clock()}
 	v.Check(rate.DisplayName != "" && invoicing.TextOK(rate.DisplayName, 100), "display_name", "is required, at most 100 characters (e.g. VAT)")
@@ -66,7 +68,7 @@ func (s *Service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	ctx, cancel := dbCtx(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
 		if err := store.InsertTaxRate(ctx, tx, rate); err != nil {
@@ -84,7 +86,7 @@ func (s *Service) createTaxRate(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) getTaxRate(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("id"))
-	if !invoicing.ValidUUID(id) {
+	if !ids.Valid(id) {
 		problem.Write(w, r, invoicing.NotFound("tax rate", id))
 		return
 	}
@@ -102,11 +104,7 @@ func (s *Service) getTaxRate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) listTaxRates(w http.ResponseWriter, r *http.Request) {
-	limit, err := httpx.Limit(r, 20, 100)
-	var after string
-	if err == nil {
-		after, err = pageCursor(r)
-	}
+	limit, after, err := httpx.PagingByID(r, 20, 100)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -116,7 +114,7 @@ func (s *Service) listTaxRates(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(rates, limit, func(t invoicing.TaxRate) any { return idCursor{ID: t.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(rates, limit, func(t invoicing.TaxRate) any { return httpx.IDCursor{ID: t.ID} }))
 }
 
 type couponIn struct {
@@ -187,7 +185,7 @@ func (s *Service) createCoupon(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Valid = true
-	ctx, cancel := dbCtx(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
 		if err := store.InsertCoupon(ctx, tx, c); err != nil {
@@ -222,11 +220,8 @@ type couponCursor struct {
 }
 
 func (s *Service) listCoupons(w http.ResponseWriter, r *http.Request) {
-	limit, err := httpx.Limit(r, 20, 100)
 	var cur couponCursor
-	if err == nil {
-		_, err = httpx.DecodeCursor(r, &cur)
-	}
+	limit, _, err := httpx.Paging(r, 20, 100, &cur)
 	if err != nil {
 		problem.Write(w, r, err)
 		return

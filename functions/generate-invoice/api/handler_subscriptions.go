@@ -13,7 +13,9 @@ import (
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
 )
@@ -34,7 +36,7 @@ func (s *Service) createSubscription(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	ctx, cancel := dbCtx(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
@@ -81,7 +83,7 @@ func (s *Service) getSubscription(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var doc cachedSub
 	var err error = invoicing.NotFound("subscription", id)
-	if invoicing.ValidUUID(id) {
+	if ids.Valid(id) {
 		doc, err = redis.GetOrLoad(r.Context(), s.subCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedSub, error) {
 			sub, err := store.GetSub(ctx, s.d.Pool, id, false)
 			if err != nil {
@@ -106,13 +108,13 @@ func (s *Service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var v problem.Validator
 	f := store.SubFilter{AccountID: strings.ToLower(q.Get("account_id")), Status: q.Get("status"), Owner: strings.ToLower(q.Get("user_id"))}
-	if f.AccountID != "" && !invoicing.ValidUUID(f.AccountID) {
+	if f.AccountID != "" && !ids.Valid(f.AccountID) {
 		v.Add(problem.Param("account_id", "must be a UUID"))
 	}
 	if f.Status != "" && f.Status != invoicing.SubActive && f.Status != invoicing.SubTrialing && f.Status != invoicing.SubCanceled {
 		v.Add(problem.Param("status", "must be trialing, active or canceled"))
 	}
-	if f.Owner != "" && !invoicing.ValidUUID(f.Owner) {
+	if f.Owner != "" && !ids.Valid(f.Owner) {
 		v.Add(problem.Param("user_id", "must be a UUID"))
 	}
 	if !p.Privileged() {
@@ -121,16 +123,14 @@ func (s *Service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Owner = p.Subject
 	}
-	limit, err := httpx.Limit(r, 20, 100)
+	limit, after, err := httpx.PagingByID(r, 20, 100)
 	if err == nil {
 		err = v.Err()
 	}
 	if err == nil && f.AccountID != "" {
 		err = s.ownedAccount(r.Context(), p, f.AccountID)
 	}
-	if err == nil {
-		f.After, err = pageCursor(r)
-	}
+	f.After = after
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -141,14 +141,14 @@ func (s *Service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(subs, limit, func(s *invoicing.Subscription) any { return idCursor{ID: s.ID} }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(subs, limit, func(s *invoicing.Subscription) any { return httpx.IDCursor{ID: s.ID} }))
 }
 
 // mutateSub runs fn on the locked subscription of the path and answers 200.
 func (s *Service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error)) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
-	ctx, cancel := dbCtx(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
 	now := s.clock()

@@ -21,6 +21,7 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/server"
 	"github.com/billfn/billfn/shared/testenv"
@@ -184,7 +185,7 @@ const ledgerToken = "test-service-token"
 // knownAccount makes account (of user, in currency) known to the fake
 // ledger, unless it already is.
 func knownAccount(account, user, currency string) {
-	if user == "" || !invoicing.ValidUUID(account) {
+	if user == "" || !ids.Valid(account) {
 		return
 	}
 	ledgerAccounts.LoadOrStore(account, accounts.Facts{ID: account, UserID: user, Currency: currency, Status: accounts.Active, Version: 1})

@@ -211,29 +211,6 @@ func (s *Service) routeTable() []platform.Route {
 	}
 }
 
-// dbCtx detaches database work from the client's connection: a client that
-// disconnects must not turn a committed write into an error (the replay
-// with the same Idempotency-Key returns the committed result).
-func dbCtx(r *http.Request) (context.Context, context.CancelFunc) {
-	ctx := context.WithoutCancel(r.Context())
-	if dl, ok := r.Context().Deadline(); ok {
-		return context.WithDeadline(ctx, dl.Add(2*time.Second))
-	}
-	return context.WithTimeout(ctx, 15*time.Second)
-}
-
-// respondAsync reports whether the client asked for the asynchronous form.
-func respondAsync(r *http.Request) bool {
-	for _, v := range r.Header.Values("Prefer") {
-		for _, tok := range strings.FieldsFunc(v, func(c rune) bool { return c == ',' || c == ';' || c == ' ' }) {
-			if strings.EqualFold(tok, "respond-async") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // eventsCtx carries the request's trace into events built for it.
 func eventsCtx(ctx context.Context, r *http.Request) context.Context {
 	if tp := r.Header.Get("Traceparent"); tp != "" {

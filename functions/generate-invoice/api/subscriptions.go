@@ -13,6 +13,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -133,7 +134,7 @@ func parseRateIDs(v *problem.Validator, path string, in []string) []string {
 	out := make([]string, 0, len(in))
 	for j, id := range in {
 		id = strings.ToLower(id)
-		v.Check(invoicing.ValidUUID(id) && !seen[id], path+"/"+strconv.Itoa(j), "must be a tax rate id, listed once")
+		v.Check(ids.Valid(id) && !seen[id], path+"/"+strconv.Itoa(j), "must be a tax rate id, listed once")
 		seen[id] = true
 		out = append(out, id)
 	}
@@ -146,8 +147,8 @@ func parseRateIDs(v *problem.Validator, path string, in []string) []string {
 func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *createSubIn, now time.Time) (*invoicing.Subscription, error) {
 	var v problem.Validator
 	account := strings.ToLower(in.AccountID)
-	v.Check(invoicing.ValidUUID(account), "account_id", "is required: the id of the account billed (a UUID)")
-	v.Check(in.UserID == "" || invoicing.ValidUUID(in.UserID), "user_id", "must be a UUID: the account's owner, or left out")
+	v.Check(ids.Valid(account), "account_id", "is required: the id of the account billed (a UUID)")
+	v.Check(in.UserID == "" || ids.Valid(in.UserID), "user_id", "must be a UUID: the account's owner, or left out")
 	plan := parsePlan(&v, in.Plan)
 	start := now
 	if t := parseTime(&v, "start", in.Start); t != nil {
@@ -162,7 +163,7 @@ func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 		v.Check(anchor >= 1 && anchor <= 31, "anchor_day", "must be from 1 to 31")
 		v.Check(plan.Interval == invoicing.IntervalMonth || plan.Interval == invoicing.IntervalYear, "anchor_day", "applies to month and year intervals only")
 	}
-	sub := &invoicing.Subscription{Object: "subscription", ID: invoicing.NewID(), AccountID: account, Plan: plan,
+	sub := &invoicing.Subscription{Object: "subscription", ID: ids.New(), AccountID: account, Plan: plan,
 		Start: start, TrialEnd: trial, CollectionMethod: invoicing.ChargeAutomatically, Metadata: in.Metadata,
 		PendingLines: []invoicing.Line{}, CreatedAt: now, UpdatedAt: now}
 	sub.TaxRateIDs = parseRateIDs(&v, "tax_rate_ids", in.TaxRateIDs)
@@ -246,7 +247,7 @@ func (s *Service) couponFor(ctx context.Context, tx *store.Tx, sub *invoicing.Su
 }
 
 func (s *Service) subInvoice(sub *invoicing.Subscription, reason string, now time.Time) *invoicing.Invoice {
-	return &invoicing.Invoice{Object: "invoice", ID: invoicing.NewID(), AccountID: sub.AccountID, UserID: sub.UserID,
+	return &invoicing.Invoice{Object: "invoice", ID: ids.New(), AccountID: sub.AccountID, UserID: sub.UserID,
 		SubscriptionID: ptr(sub.ID), BillingReason: reason, Status: invoicing.StatusDraft, Currency: sub.Plan.Currency,
 		Customer: sub.Customer, Metadata: map[string]string{}, NumberPrefix: s.cfg.NumberPrefix,
 		CollectionMethod: sub.CollectionMethod, NetTermsDays: ptr(sub.NetTermsDays), Discounts: []invoicing.Discount{},
@@ -284,7 +285,7 @@ func (s *Service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscri
 		}
 		inv := s.subInvoice(sub, invoicing.ReasonSubscriptionCycle, now)
 		inv.PeriodStart, inv.PeriodEnd = ptr(ps), ptr(pe)
-		inv.Lines = []invoicing.Line{{ID: invoicing.NewID(), Description: fmt.Sprintf("%s, %s to %s", desc, ps.Format(time.DateOnly), pe.Format(time.DateOnly)),
+		inv.Lines = []invoicing.Line{{ID: ids.New(), Description: fmt.Sprintf("%s, %s to %s", desc, ps.Format(time.DateOnly), pe.Format(time.DateOnly)),
 			Quantity: invoicing.QuantityScale, UnitAmount: amount, Taxes: invoicing.TaxesOf(snaps), PeriodStart: ptr(ps), PeriodEnd: ptr(pe),
 			Metadata: map[string]string{}}}
 		d, err := s.couponFor(ctx, tx, sub, ps)
@@ -470,7 +471,7 @@ func (s *Service) changePlan(ctx context.Context, tx *store.Tx, sub *invoicing.S
 		}
 		from, to := now.Format(time.DateOnly), sub.CurrentPeriodEnd.Format(time.DateOnly)
 		mk := func(desc string, amount int64) invoicing.Line {
-			return invoicing.Line{ID: invoicing.NewID(), Description: desc, Quantity: invoicing.QuantityScale, UnitAmount: amount, Taxes: invoicing.TaxesOf(snaps),
+			return invoicing.Line{ID: ids.New(), Description: desc, Quantity: invoicing.QuantityScale, UnitAmount: amount, Taxes: invoicing.TaxesOf(snaps),
 				Proration: true, PeriodStart: ptr(now), PeriodEnd: ptr(*sub.CurrentPeriodEnd), Metadata: map[string]string{}}
 		}
 		if credit > 0 {

@@ -9,10 +9,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/pan"
 )
@@ -241,15 +240,15 @@ func ParseLine(v *apperr.Validator, path string, in LineIn, cur money.Currency, 
 	}
 	v.Check(len(in.TaxRateIDs) <= MaxRatesLine, path+"/tax_rate_ids", "at most 5 tax rates per line")
 	seen := map[string]bool{}
-	ids := make([]string, 0, len(in.TaxRateIDs))
+	rateIDs := make([]string, 0, len(in.TaxRateIDs))
 	for j, id := range in.TaxRateIDs {
 		id = strings.ToLower(id)
-		v.Check(ValidUUID(id), path+"/tax_rate_ids/"+strconv.Itoa(j), "must be a tax rate id")
+		v.Check(ids.Valid(id), path+"/tax_rate_ids/"+strconv.Itoa(j), "must be a tax rate id")
 		v.Check(!seen[id], path+"/tax_rate_ids/"+strconv.Itoa(j), "is listed twice")
 		seen[id] = true
-		ids = append(ids, id)
+		rateIDs = append(rateIDs, id)
 	}
-	l := Line{ID: NewID(), Description: desc, Quantity: Quantity(q), UnitAmount: unit, Metadata: in.Metadata, Taxes: []LineTax{}}
+	l := Line{ID: ids.New(), Description: desc, Quantity: Quantity(q), UnitAmount: unit, Metadata: in.Metadata, Taxes: []LineTax{}}
 	if l.Metadata == nil {
 		l.Metadata = map[string]string{}
 	}
@@ -265,7 +264,7 @@ func ParseLine(v *apperr.Validator, path string, in LineIn, cur money.Currency, 
 		v.Check(unit > 0, path+"/discount", "applies only to a line with a positive unit_amount")
 		l.Discount = &d
 	}
-	return LineDraft{Line: l, TaxIDs: ids}, rule
+	return LineDraft{Line: l, TaxIDs: rateIDs}, rule
 }
 
 // InvoiceDraft is a validated creation request.
@@ -295,11 +294,11 @@ func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time
 	var v apperr.Validator
 	var rule *apperr.Error
 	account := strings.ToLower(in.AccountID)
-	v.Check(ValidUUID(account), pointer+"account_id", "is required: the id of the account billed (a UUID)")
-	v.Check(in.UserID == "" || ValidUUID(in.UserID), pointer+"user_id", "must be a UUID: the account's owner, or left out")
+	v.Check(ids.Valid(account), pointer+"account_id", "is required: the id of the account billed (a UUID)")
+	v.Check(in.UserID == "" || ids.Valid(in.UserID), pointer+"user_id", "must be a UUID: the account's owner, or left out")
 	cur, cerr := money.ParseCurrency(in.Currency)
 	v.Check(cerr == nil, pointer+"currency", "is required: an ISO 4217 code such as USD")
-	inv := &Invoice{Object: "invoice", ID: NewID(), AccountID: account, Status: StatusDraft,
+	inv := &Invoice{Object: "invoice", ID: ids.New(), AccountID: account, Status: StatusDraft,
 		BillingReason: ReasonManual, Currency: cur, Memo: in.Memo, Metadata: in.Metadata,
 		NumberPrefix: numberPrefix, CollectionMethod: ChargeAutomatically, Discounts: []Discount{},
 		CreatedAt: now, UpdatedAt: now}
@@ -399,9 +398,6 @@ func ValidCouponID(id string) bool {
 	return true
 }
 
-// NewID returns a UUIDv7: time-ordered, so keyset pages by id are newest first.
-func NewID() string { return uuid.Must(uuid.NewV7()).String() }
-
 // ValidPrefix reports whether p is an invoice number prefix: 1-10
 // upper-case letters and digits, starting with a letter.
 func ValidPrefix(p string) bool {
@@ -411,26 +407,6 @@ func ValidPrefix(p string) bool {
 	for i := 0; i < len(p); i++ {
 		if !(p[i] >= 'A' && p[i] <= 'Z' || p[i] >= '0' && p[i] <= '9') {
 			return false
-		}
-	}
-	return true
-}
-
-func ValidUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < 36; i++ {
-		c := s[i]
-		switch i {
-		case 8, 13, 18, 23:
-			if c != '-' {
-				return false
-			}
-		default:
-			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
-				return false
-			}
 		}
 	}
 	return true

@@ -15,6 +15,7 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/postgres"
 )
@@ -95,7 +96,7 @@ func scanInvoice(row pgx.Row) (*invoicing.Invoice, error) {
 
 // GetInvoice loads an invoice with its lines; forUpdate locks the row.
 func GetInvoice(ctx context.Context, q Querier, id string, forUpdate bool) (*invoicing.Invoice, error) {
-	if !invoicing.ValidUUID(id) {
+	if !ids.Valid(id) {
 		return nil, invoicing.NotFound("invoice", id)
 	}
 	sql := `SELECT ` + invoiceCols + ` FROM invoices WHERE id = $1`
@@ -528,7 +529,7 @@ func scanSub(row pgx.Row) (*invoicing.Subscription, error) {
 }
 
 func GetSub(ctx context.Context, q Querier, id string, forUpdate bool) (*invoicing.Subscription, error) {
-	if !invoicing.ValidUUID(id) {
+	if !ids.Valid(id) {
 		return nil, invoicing.NotFound("subscription", id)
 	}
 	sql := `SELECT ` + subCols + ` FROM subscriptions WHERE id = $1`
@@ -639,14 +640,14 @@ func CompleteRequests(ctx context.Context, tx pgx.Tx, outs []RequestOutcome, now
 		return nil
 	}
 	n := len(outs)
-	sources, ids, statuses := make([]string, n), make([]string, n), make([]string, n)
+	sources, reqIDs, statuses := make([]string, n), make([]string, n), make([]string, n)
 	owners, accounts, invoices, problems := make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
 	for i, o := range outs {
-		sources[i], ids[i] = o.Source, o.ID
-		if invoicing.ValidUUID(o.Owner) {
+		sources[i], reqIDs[i] = o.Source, o.ID
+		if ids.Valid(o.Owner) {
 			owners[i] = ptr(o.Owner)
 		}
-		if invoicing.ValidUUID(o.Account) {
+		if ids.Valid(o.Account) {
 			accounts[i] = ptr(o.Account)
 		}
 		if o.Problem == nil {
@@ -662,7 +663,7 @@ func CompleteRequests(ctx context.Context, tx pgx.Tx, outs []RequestOutcome, now
 			AS x(s, i, o, a, st, inv, p)
 		ON CONFLICT (source, id) DO UPDATE SET status = EXCLUDED.status, invoice_id = EXCLUDED.invoice_id,
 			problem = EXCLUDED.problem, completed_at = EXCLUDED.completed_at`,
-		sources, ids, owners, accounts, statuses, invoices, problems, now)
+		sources, reqIDs, owners, accounts, statuses, invoices, problems, now)
 	return err
 }
 
