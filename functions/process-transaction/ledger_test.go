@@ -13,6 +13,7 @@ import (
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 )
 
 func TestAccountsAreCreatedReadAndListedByTheirOwnersOnly(t *testing.T) {
@@ -701,9 +702,9 @@ func TestAGroupThatFailsToCommitAnswersNoCallerPosted(t *testing.T) {
 	admin := auth.Principal{Subject: e.admin, Role: auth.RoleAdmin}
 	acct := e.account(e.admin, "USD").ID
 	good := &ledger.Op{Req: TransferRequest{FromAccountNumber: "SYS-EXTERNAL-USD", ToAccountID: acct, Amount: 100, Currency: "USD"},
-		Caller: admin, Scope: "test", Key: uuid.NewString(), Hash: []byte("good"), ID: ledger.NewID()}
+		Caller: admin, Scope: "test", Key: uuid.NewString(), Hash: []byte("good"), ID: ids.New()}
 	bad := &ledger.Op{Req: TransferRequest{FromAccountNumber: "SYS-EXTERNAL-USD", ToAccountID: acct, Amount: 100, Currency: "USD",
-		Description: "nul\x00byte"}, Caller: admin, Scope: "test", Key: uuid.NewString(), Hash: []byte("bad"), ID: ledger.NewID()}
+		Description: "nul\x00byte"}, Caller: admin, Scope: "test", Key: uuid.NewString(), Hash: []byte("bad"), ID: ids.New()}
 	if err := e.s.Committer().Submit(context.Background(), &ledger.Unit{Ops: []*ledger.Op{good, bad}}); err != nil {
 		t.Fatal(err)
 	}

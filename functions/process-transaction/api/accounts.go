@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -10,11 +11,14 @@ import (
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/functions/process-transaction/store"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
 )
@@ -42,7 +46,7 @@ func (s *Service) createAccount(w http.ResponseWriter, r *http.Request) {
 		v.Add(problem.Field("user_id", "required when acting for another user"))
 	case in.UserID == "":
 		in.UserID = p.Subject
-	case !ledger.ValidID(in.UserID):
+	case !ids.Valid(in.UserID):
 		v.Add(problem.Field("user_id", "must be a UUID"))
 	}
 	if in.AccountNumber != "" {
@@ -66,9 +70,9 @@ func (s *Service) createAccount(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.New(problem.Forbidden, "only an admin may allow a negative balance"))
 		return
 	}
-	a := &ledger.Account{ID: ledger.NewID(), UserID: in.UserID, AccountNumber: in.AccountNumber, Currency: string(cur),
+	a := &ledger.Account{ID: ids.New(), UserID: in.UserID, AccountNumber: in.AccountNumber, Currency: string(cur),
 		AllowNegative: in.AllowNegative, Metadata: in.Metadata}
-	ctx, cancel := dbContext(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	err = s.store.CreateAccount(ctx, a, func(a *ledger.Account) idempotency.Response {
 		return idempotency.Response{Status: http.StatusCreated, Body: a, Location: "accounts/" + a.ID}
@@ -84,7 +88,7 @@ func (s *Service) createAccount(w http.ResponseWriter, r *http.Request) {
 
 // loadAccount returns an account the caller may see (cached), or 404.
 func (s *Service) loadAccount(ctx context.Context, p auth.Principal, id string) (*ledger.Account, error) {
-	if !ledger.ValidID(id) {
+	if !ids.Valid(id) {
 		return nil, ledger.ErrNotFound("account")
 	}
 	a, err := redis.GetOrLoad(ctx, s.cache, id, 5*time.Minute, func(ctx context.Context) (*ledger.Account, error) {
@@ -111,7 +115,7 @@ func (s *Service) getAccount(w http.ResponseWriter, r *http.Request) {
 func (s *Service) listAccounts(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	userID := r.URL.Query().Get("user_id")
-	if userID != "" && !ledger.ValidID(userID) {
+	if userID != "" && !ids.Valid(userID) {
 		problem.Write(w, r, problem.Invalid(problem.Param("user_id", "must be a UUID")))
 		return
 	}
@@ -122,14 +126,9 @@ func (s *Service) listAccounts(w http.ResponseWriter, r *http.Request) {
 		}
 		userID = p.Subject
 	}
-	limit, err := httpx.Limit(r, 20, 100)
+	limit, after, err := httpx.PagingByID(r, 20, 100)
 	if err != nil {
 		problem.Write(w, r, err)
-		return
-	}
-	var after string
-	if _, err := httpx.DecodeCursor(r, &after); err != nil || (after != "" && !ledger.ValidID(after)) {
-		problem.Write(w, r, problem.Invalid(problem.Param("cursor", "is not a cursor this endpoint returned")))
 		return
 	}
 	page, err := s.store.Accounts(r.Context(), userID, after, limit+1)
@@ -137,7 +136,7 @@ func (s *Service) listAccounts(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, httpx.Page(page, limit, func(a *ledger.Account) any { return a.ID }))
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(page, limit, func(a *ledger.Account) any { return httpx.IDCursor{ID: a.ID} }))
 }
 
 func (s *Service) patchAccount(w http.ResponseWriter, r *http.Request) {
@@ -153,11 +152,11 @@ func (s *Service) patchAccount(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, problem.Invalid(problem.Field("status", "must be active, frozen or closed")))
 		return
 	}
-	if !ledger.ValidID(id) {
+	if !ids.Valid(id) {
 		problem.Write(w, r, ledger.ErrNotFound("account"))
 		return
 	}
-	ctx, cancel := dbContext(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	a, err := s.store.UpdateAccount(ctx, id, func(a *ledger.Account) (bool, error) { return a.SetStatus(in.Status) },
 		func(a *ledger.Account) idempotency.Response {
@@ -199,21 +198,22 @@ func (s *Service) history(w http.ResponseWriter, r *http.Request) {
 	if q.Status != "" && !slices.Contains(ledger.TransferStatuses, q.Status) {
 		v.Add(problem.Param("status", "must be one of pending, posted, rejected, held, captured, voided, expired"))
 	}
-	if q.Limit, err = httpx.Limit(r, 50, 500); err != nil {
-		v.Add(problem.Param("limit", "must be an integer from 1 to 500"))
-	}
 	var c historyCursor
-	if ok, err := httpx.DecodeCursor(r, &c); err != nil || (ok && !ledger.ValidID(c.ID)) {
+	var pe *apperr.Error
+	limit, ok, err := httpx.Paging(r, 50, 500, &c)
+	switch id, valid := ids.Canonical(c.ID); {
+	case errors.As(err, &pe):
+		v.Add(pe.Errors...)
+	case ok && !valid:
 		v.Add(problem.Param("cursor", "is not a cursor this endpoint returned"))
-	} else if ok {
-		q.AfterTime, q.AfterID = &c.T, c.ID
+	case ok:
+		q.AfterTime, q.AfterID = &c.T, id
 	}
 	if err := v.Err(); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	limit := q.Limit
-	q.Limit++
+	q.Limit = limit + 1
 	page, err := s.store.History(r.Context(), q)
 	if err != nil {
 		problem.Write(w, r, err)

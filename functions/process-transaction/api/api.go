@@ -96,9 +96,3 @@ func (s *Service) Routes() []platform.Route {
 		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: map[string]string{}, Handler: s.d.Events},
 	}
 }
-
-// dbContext detaches database work from the client's connection: a caller
-// that hangs up must not turn a committed write into an error.
-func dbContext(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
-}

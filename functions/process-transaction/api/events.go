@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
@@ -13,6 +12,7 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -34,23 +34,26 @@ func (s *Service) opFor(ev events.Event) (*ledger.Op, error) {
 		return nil, err
 	}
 	if data.TransferID != "" {
-		if !ledger.ValidID(data.TransferID) {
+		// Transfers and accounts are looked up by canonical, lower-case id.
+		id, ok := ids.Canonical(data.TransferID)
+		if !ok {
 			return nil, events.Permanent(fmt.Errorf("transfer_id %q is not a UUID", data.TransferID))
 		}
-		if !ledger.ValidID(data.FromAccountID) || !ledger.ValidID(data.ToAccountID) {
+		req := ledger.TransferRequest(data.TransferRequest)
+		from, okFrom := ids.Canonical(req.FromAccountID)
+		to, okTo := ids.Canonical(req.ToAccountID)
+		if !okFrom || !okTo {
 			return nil, events.Permanent(fmt.Errorf("transfer %s: the event does not name both accounts by id", data.TransferID))
 		}
-		// Transfers and accounts are looked up by canonical, lower-case id.
-		req := ledger.TransferRequest(data.TransferRequest)
-		req.FromAccountID, req.ToAccountID = strings.ToLower(req.FromAccountID), strings.ToLower(req.ToAccountID)
-		return &ledger.Op{Complete: strings.ToLower(data.TransferID), Req: req, Caller: eventCaller}, nil
+		req.FromAccountID, req.ToAccountID = from, to
+		return &ledger.Op{Complete: id, Req: req, Caller: eventCaller}, nil
 	}
 	req := ledger.TransferRequest(data.TransferRequest)
 	if err := req.Validate("", s.now()); err != nil {
 		return nil, events.Permanent(err)
 	}
 	return &ledger.Op{Req: req, Caller: eventCaller, Scope: "event:" + ev.Source(), Key: ev.ID(),
-		Hash: requestHash([]byte(ev.Type()), ev.Data()), ID: ledger.NewID()}, nil
+		Hash: requestHash([]byte(ev.Type()), ev.Data()), ID: ids.New()}, nil
 }
 
 // onRequested applies one billfn.transaction.requested event. A transfer a
@@ -140,14 +143,15 @@ func (s *Service) onHoldResolve(ctx context.Context, ev events.Event) error {
 	if err := events.Decode(ev, &d); err != nil {
 		return err
 	}
-	if !ledger.ValidID(d.TransferID) || d.Amount < 0 {
+	id, ok := ids.Canonical(d.TransferID)
+	if !ok || d.Amount < 0 {
 		return events.Permanent(fmt.Errorf("%s: transfer_id %q / amount %d", ev.Type(), d.TransferID, d.Amount))
 	}
 	want := ledger.TransferCaptured
 	if ev.Type() == events.TypeHoldVoidRequested {
 		want, d.Amount = ledger.TransferVoided, 0
 	}
-	t, err := s.store.UpdateHold(ctx, strings.ToLower(d.TransferID), s.now().UTC().Truncate(time.Microsecond),
+	t, err := s.store.UpdateHold(ctx, id, s.now().UTC().Truncate(time.Microsecond),
 		func(t *ledger.Transfer) (store.Resolution, error) {
 			if t.Status == want {
 				return store.Resolution{}, ledger.ErrAlreadyResolved

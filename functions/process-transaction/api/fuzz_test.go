@@ -13,6 +13,7 @@ import (
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -30,7 +31,7 @@ func checkValid(t *testing.T, r ledger.TransferRequest) {
 		switch {
 		case (id == "") == (number == ""):
 			t.Fatalf("%s named by id %q and number %q", name, id, number)
-		case id != "" && (!ledger.ValidID(id) || id != strings.ToLower(id)):
+		case id != "" && (!ids.Valid(id) || id != strings.ToLower(id)):
 			t.Fatalf("%s id %q is not a canonical UUID", name, id)
 		case number != "" && !ledger.ValidNumber(number):
 			t.Fatalf("%s number %q", name, number)
@@ -106,14 +107,14 @@ func FuzzOpFor(f *testing.F) {
 		}
 		if o.Complete != "" {
 			for _, id := range []string{o.Complete, o.Req.FromAccountID, o.Req.ToAccountID} {
-				if !ledger.ValidID(id) || id != strings.ToLower(id) {
+				if !ids.Valid(id) || id != strings.ToLower(id) {
 					t.Fatalf("data %q: accepted transfer %q names %q, not a canonical UUID", data, o.Complete, id)
 				}
 			}
 			return
 		}
 		checkValid(t, o.Req)
-		if o.Scope != "event:"+ev.Source() || o.Key != ev.ID() || !ledger.ValidID(o.ID) || len(o.Hash) == 0 {
+		if o.Scope != "event:"+ev.Source() || o.Key != ev.ID() || !ids.Valid(o.ID) || len(o.Hash) == 0 {
 			t.Fatalf("data %q: op keyed %q %q, id %q", data, o.Scope, o.Key, o.ID)
 		}
 	})

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
@@ -17,7 +16,9 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -66,8 +67,8 @@ func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	o := &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: key, Hash: idempotency.Hash(r.Method, "/transfers", body), ID: ledger.NewID()}
-	if strings.Contains(r.Header.Get("Prefer"), "respond-async") {
+	o := &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: key, Hash: idempotency.Hash(r.Method, "/transfers", body), ID: ids.New()}
+	if httpx.RespondAsync(r) {
 		s.accept(w, r, p, o)
 		return
 	}
@@ -99,7 +100,7 @@ func answer(w http.ResponseWriter, r *http.Request, p auth.Principal, res ledger
 // billfn.transaction.requested event it emits decides it through the same
 // group commit as the synchronous path.
 func (s *Service) accept(w http.ResponseWriter, r *http.Request, p auth.Principal, o *ledger.Op) {
-	ctx, cancel := dbContext(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	if err := s.commit.EnsureSystemAccounts(ctx, &ledger.Unit{Ops: []*ledger.Op{o}}); err != nil {
 		problem.Write(w, r, err)
@@ -112,6 +113,9 @@ func (s *Service) accept(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	s.d.Publisher.Kick()
 	res := ledger.Outcome{Transfer: t, Replayed: replayed}
+	if t.Status == ledger.TransferPending {
+		httpx.PreferenceApplied(w, "respond-async")
+	}
 	if t.Status == ledger.TransferRejected {
 		res.Err = ledger.Rejection(t)
 	}
@@ -130,7 +134,7 @@ func (s *Service) getTransfer(w http.ResponseWriter, r *http.Request) {
 
 // visibleTransfer loads a transfer the caller is a party to, or 404.
 func (s *Service) visibleTransfer(ctx context.Context, p auth.Principal, id string) (*ledger.Transfer, error) {
-	if !ledger.ValidID(id) {
+	if !ids.Valid(id) {
 		return nil, ledger.ErrNotFound("transfer")
 	}
 	t, err := s.store.Transfer(ctx, id)
@@ -188,7 +192,7 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 		}
 		item, _ := json.Marshal(req)
 		u.Ops = append(u.Ops, &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: fmt.Sprintf("%s#%d", key, i),
-			Hash: requestHash([]byte("batch-item"), item), ID: ledger.NewID()})
+			Hash: requestHash([]byte("batch-item"), item), ID: ids.New()})
 	}
 	if err := v.Err(); err != nil {
 		problem.Write(w, r, err)
@@ -253,11 +257,11 @@ func (s *Service) void(w http.ResponseWriter, r *http.Request) {
 func (s *Service) resolve(w http.ResponseWriter, r *http.Request, how func(*ledger.Transfer) store.Resolution) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
-	if !ledger.ValidID(id) {
+	if !ids.Valid(id) {
 		problem.Write(w, r, ledger.ErrNotFound("transfer"))
 		return
 	}
-	ctx, cancel := dbContext(r)
+	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	t, err := s.store.UpdateHold(ctx, id, s.now().UTC().Truncate(time.Microsecond), func(t *ledger.Transfer) (store.Resolution, error) {
 		if !p.CanAccess(t.FromUser) {

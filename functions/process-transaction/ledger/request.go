@@ -8,10 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/pan"
 )
@@ -73,9 +72,10 @@ func (r *TransferRequest) Validate(path string, now time.Time) error {
 	if r.Amount <= 0 {
 		return ErrAmountInvalid(path + "amount")
 	}
-	// UUIDs are case-insensitive; accounts are looked up by their
-	// canonical, lower-case id (accountRef let only that form through).
-	r.FromAccountID, r.ToAccountID = strings.ToLower(r.FromAccountID), strings.ToLower(r.ToAccountID)
+	// Ids are case-insensitive; accounts are looked up by their canonical,
+	// lower-case id (accountRef let only ids through).
+	r.FromAccountID, _ = ids.Canonical(r.FromAccountID)
+	r.ToAccountID, _ = ids.Canonical(r.ToAccountID)
 	if (r.FromAccountID != "" && r.FromAccountID == r.ToAccountID) ||
 		(r.FromAccountNumber != "" && r.FromAccountNumber == r.ToAccountNumber) {
 		return errSameAccount()
@@ -90,7 +90,7 @@ func accountRef(name, id, number string) []apperr.FieldError {
 	case id != "" && number != "":
 		return []apperr.FieldError{apperr.Field(name+"_number", "give either "+name+"_id or "+name+"_number, not both")}
 	case id != "":
-		if !ValidID(id) {
+		if !ids.Valid(id) {
 			return []apperr.FieldError{apperr.Field(name+"_id", "must be a UUID")}
 		}
 	case !ValidNumber(number):
@@ -98,9 +98,6 @@ func accountRef(name, id, number string) []apperr.FieldError {
 	}
 	return nil
 }
-
-// ValidID reports whether id is a UUID in its 36-character form.
-func ValidID(id string) bool { _, err := uuid.Parse(id); return err == nil && len(id) == 36 }
 
 // ValidNumber reports whether n is a well-formed account number.
 func ValidNumber(n string) bool { return numberRe.MatchString(n) }
@@ -116,15 +113,6 @@ func IsSystemNumber(n string) (currency string, ok bool) {
 		return "", false
 	}
 	return m[2], true
-}
-
-// NewID is a new transfer or account id (a UUIDv7: ids sort by time).
-func NewID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		panic(err)
-	}
-	return id.String()
 }
 
 // crockford is Crockford's base32 alphabet: no I, L, O, U to misread.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -237,7 +238,7 @@ func (c *Committer) EnsureSystemAccounts(ctx context.Context, units ...*ledger.U
 	for _, n := range missing {
 		cur, _ := ledger.IsSystemNumber(n)
 		if _, err := c.pool.Exec(ctx, `INSERT INTO accounts (id, user_id, account_number, currency, allow_negative)
-			VALUES ($1, $2, $3, $4, true) ON CONFLICT (account_number) DO NOTHING`, ledger.NewID(), ledger.SystemUser, n, cur); err != nil {
+			VALUES ($1, $2, $3, $4, true) ON CONFLICT (account_number) DO NOTHING`, ids.New(), ledger.SystemUser, n, cur); err != nil {
 			return err
 		}
 	}
