@@ -339,7 +339,7 @@ func attacksOwnership(t *testing.T, s *attackScene) {
 		if r.status != http.StatusCreated || str(r.body, "status") != "succeeded" {
 			t.Fatalf("the customer's own card payment: %s", r)
 		}
-		paid := str(r.body, "payment_id")
+		paid := str(r.body, "id")
 		e.quiesce(60 * time.Second) // the payment posted to the customer's account
 		bal := e.balance(c.account)
 		r = e.req(http.MethodPost, "/function/capture-payment/payments/"+paid+"/refunds", map[string]any{"amount": 2_000},
@@ -487,7 +487,7 @@ func attacksWebhooks(t *testing.T, s *attackScene) {
 		if r.status != http.StatusCreated {
 			t.Fatalf("delayed payment: %s", r)
 		}
-		pid, gw := str(r.body, "payment_id"), str(r.body, "gateway_payment_id")
+		pid, gw := str(r.body, "id"), str(r.body, "gateway_payment_id")
 		e.eventually("the sandbox's webhook to settle the payment", 60*time.Second, func() bool {
 			return str(e.req(http.MethodGet, "/function/capture-payment/payments/"+pid, nil).body, "status") == "succeeded"
 		})
@@ -653,7 +653,7 @@ func attacksHostileInput(t *testing.T, s *attackScene) {
 				"Idempotency-Key", uuid.NewString())
 			check("POST /payments", r)
 			if r.status == http.StatusCreated {
-				got := e.req(http.MethodGet, "/function/capture-payment/payments/"+str(r.body, "payment_id"), nil).body
+				got := e.req(http.MethodGet, "/function/capture-payment/payments/"+str(r.body, "id"), nil).body
 				if md, _ := got["metadata"].(map[string]any); str(got, "description") != m || str(md, "note") != m {
 					t.Errorf("payment %q did not round-trip: %v", m, got)
 				}
@@ -925,19 +925,19 @@ func victimOf(t *testing.T, e *e2e, b, third customer) victim {
 	if r.status != http.StatusCreated || str(r.body, "status") != "requires_capture" {
 		t.Fatalf("B's authorization: %s", r)
 	}
-	v.authorized, v.authorizedGW = str(r.body, "payment_id"), str(r.body, "gateway_payment_id")
+	v.authorized, v.authorizedGW = str(r.body, "id"), str(r.body, "gateway_payment_id")
 	r = e.req(http.MethodPost, "/function/capture-payment/payments", map[string]any{"account_id": b.account, "user_id": b.user, "amount": 3000,
 		"currency": "USD", "payment_method": "pm_card_visa", "confirm": true}, "Idempotency-Key", uuid.NewString())
 	if r.status != http.StatusCreated || str(r.body, "status") != "succeeded" {
 		t.Fatalf("B's payment: %s", r)
 	}
-	v.captured = str(r.body, "payment_id")
+	v.captured = str(r.body, "id")
 	r = e.req(http.MethodPost, "/function/capture-payment/accounts/"+b.account+"/payment-methods", map[string]any{"user_id": b.user,
 		"token": "pm_card_mastercard", "brand": "mastercard", "last4": "4444"}, "Idempotency-Key", uuid.NewString())
 	if r.status != http.StatusCreated {
 		t.Fatalf("B's payment method: %s", r)
 	}
-	v.method = str(r.body, "payment_method_id")
+	v.method = str(r.body, "id")
 	e.quiesce(60 * time.Second) // B's ledger postings and events settled
 	return v
 }

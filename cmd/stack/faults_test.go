@@ -339,7 +339,7 @@ func (l *load) step(rng *rand.Rand, custs, payers []customer) {
 			"account_id": c.account, "user_id": c.user, "amount": amount, "currency": "USD", "payment_method": "pm_card_visa", "confirm": true})
 		l.record(r, ok, func() {
 			if r.status == http.StatusCreated {
-				l.payments[str(r.body, "payment_id")] = amount
+				l.payments[str(r.body, "id")] = amount
 			}
 		})
 	case n < 85: // the merchant refunds part of a card payment: the ledger must hold it first
@@ -359,7 +359,7 @@ func (l *load) step(rng *rand.Rand, custs, payers []customer) {
 			"amount": amount, "reason": "requested_by_customer"})
 		l.record(r, ok, func() {
 			if r.status == http.StatusCreated {
-				l.refunds[str(r.body, "refund_id")] = amount
+				l.refunds[str(r.body, "id")] = amount
 			}
 		})
 	default: // an invoice collected automatically

@@ -107,7 +107,7 @@ func TestFlowInvoiceToCash(t *testing.T) {
 	if payment == nil {
 		t.FailNow()
 	}
-	pid := str(payment, "payment_id")
+	pid := str(payment, "id")
 
 	e.quiesce(60 * time.Second)
 
@@ -216,7 +216,7 @@ func TestFlowWebhookSettlesLater(t *testing.T) {
 		if len(data) != 1 {
 			t.Fatalf("payments of the invoice: %s", r)
 		}
-		pid := str(data[0].(map[string]any), "payment_id")
+		pid := str(data[0].(map[string]any), "id")
 		payment = e.req(http.MethodGet, "/function/capture-payment/payments/"+pid, nil).body
 		if str(payment, "status") != "succeeded" || num(payment, "amount_captured") != amount {
 			t.Errorf("payment %v", payment)
@@ -230,7 +230,7 @@ func TestFlowWebhookSettlesLater(t *testing.T) {
 	if payment == nil {
 		t.FailNow()
 	}
-	pid, gwPayment := str(payment, "payment_id"), str(payment, "gateway_payment_id")
+	pid, gwPayment := str(payment, "id"), str(payment, "gateway_payment_id")
 
 	var delivery map[string]any
 	var deliveryBody json.RawMessage // the webhook's body as the gateway sent it

@@ -26,7 +26,7 @@ func TestFlowRefundsNeverOutrunTheLedger(t *testing.T) {
 		if r.status != http.StatusCreated || str(r.body, "status") != "succeeded" {
 			t.Fatalf("top-up by card: %s", r)
 		}
-		return str(r.body, "payment_id")
+		return str(r.body, "id")
 	}
 	refund := func(payment string, amount int64) response {
 		t.Helper()
@@ -91,7 +91,7 @@ func TestFlowRefundsNeverOutrunTheLedger(t *testing.T) {
 			}
 			data, _ := e.req(http.MethodGet, "/function/capture-payment/payments?invoice_id="+inv, nil).body["data"].([]any)
 			if len(data) == 1 {
-				payment = str(data[0].(map[string]any), "payment_id")
+				payment = str(data[0].(map[string]any), "id")
 			}
 			return payment != ""
 		})

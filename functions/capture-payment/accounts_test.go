@@ -12,6 +12,7 @@ import (
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -166,7 +167,7 @@ func TestAnInactiveAccountsInvoiceIsAFailedCollectionNotACharge(t *testing.T) {
 		t.Fatalf("payment: %+v %+v", p, p.LastPaymentError)
 	}
 	evs := g.consume("payment-events", 2, forPayment(p.ID))
-	if got := types(evs); len(got) != 2 || got[0] != payments.EventCreated || got[1] != payments.EventFailed {
+	if got := types(evs); len(got) != 2 || got[0] != events.TypePaymentCreated || got[1] != events.TypePaymentFailed {
 		t.Fatalf("events %v", got)
 	}
 }

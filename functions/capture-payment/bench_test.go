@@ -48,7 +48,7 @@ func benchPayments(b *testing.B, g *rig, capture string, captureCall bool) {
 			if captureCall {
 				createLat = append(createLat, time.Since(t0))
 				var p struct {
-					ID     string `json:"payment_id"`
+					ID     string `json:"id"`
 					Status string `json:"status"`
 				}
 				_ = json.Unmarshal(rec.Body.Bytes(), &p)

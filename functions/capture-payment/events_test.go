@@ -31,7 +31,7 @@ func (g *rig) saveMethod(t *testing.T, token string, asDefault bool) payments.Me
 }
 
 func invoiceFinalized(t *testing.T, account, invoice string, due int64) events.Event {
-	return event(t, "generate-invoice", "billfn.invoice.finalized", invoice, map[string]any{
+	return event(t, "generate-invoice", events.TypeInvoiceFinalized, invoice, map[string]any{
 		"invoice_id": invoice, "number": "INV-2026-000042", "account_id": account, "currency": "USD", "total": due,
 		"amount_paid": 0, "amount_due": due, "status": "open", "collection_method": "charge_automatically"})
 }
@@ -59,7 +59,7 @@ func TestInvoiceFinalizedIsCollectedWithTheDefaultMethodOnce(t *testing.T) {
 	}
 	// send_invoice invoices are not collected.
 	other := uuid.NewString()
-	ev = event(t, "generate-invoice", "billfn.invoice.finalized", other, map[string]any{"invoice_id": other,
+	ev = event(t, "generate-invoice", events.TypeInvoiceFinalized, other, map[string]any{"invoice_id": other,
 		"account_id": g.account, "currency": "USD", "amount_due": 100, "collection_method": "send_invoice"})
 	g.deliver(ev)
 	if rec := g.do(req{method: "GET", path: "/payments/" + payments.InvoicePaymentID(other)}); rec.Code != 404 {
@@ -77,7 +77,7 @@ func TestDunningRetryIsANewAttemptWithTheNewDefaultMethod(t *testing.T) {
 		t.Fatalf("first attempt: %+v", p)
 	}
 	g.saveMethod(t, "pm_card_visa", true) // the customer updates its card
-	retry := event(t, "generate-invoice", "billfn.invoice.payment_retry_requested", invoice, map[string]any{
+	retry := event(t, "generate-invoice", events.TypeInvoicePaymentRetryRequested, invoice, map[string]any{
 		"invoice_id": invoice, "account_id": g.account, "currency": "USD", "amount_due": 990,
 		"collection_method": "charge_automatically", "attempt": 2})
 	if rec := g.deliver(retry); rec.Code != 200 {
@@ -155,7 +155,7 @@ func TestGatewayUpdateOfAFailureReturnsThePaymentForANewAttempt(t *testing.T) {
 		t.Fatalf("after failure: %+v", after)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
-	if got := types(evs); got[len(got)-1] != payments.EventFailed {
+	if got := types(evs); got[len(got)-1] != events.TypePaymentFailed {
 		t.Fatalf("events %v", got)
 	}
 }
@@ -202,7 +202,7 @@ func TestGatewayRefundsDisputesAndMismatches(t *testing.T) {
 	}
 	n := 0
 	for _, r := range g.drain(events.TopicPayment, forPayment(p.ID)) {
-		if r.Event.Type() == payments.EventDisputed {
+		if r.Event.Type() == events.TypePaymentDisputed {
 			n++
 		}
 	}

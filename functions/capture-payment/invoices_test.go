@@ -30,7 +30,7 @@ func invoiceEvent(t *testing.T, typ, invoice, account, currency, status string, 
 func (g *rig) openInvoice(t *testing.T, account, currency string, total int64) string {
 	t.Helper()
 	id := uuid.NewString()
-	if rec := g.deliver(invoiceEvent(t, "billfn.invoice.finalized", id, account, currency, "open", total, 0)); rec.Code != 200 {
+	if rec := g.deliver(invoiceEvent(t, events.TypeInvoiceFinalized, id, account, currency, "open", total, 0)); rec.Code != 200 {
 		t.Fatalf("finalized: %d %s", rec.Code, rec.Body)
 	}
 	return id
@@ -203,7 +203,7 @@ func TestInvoiceFactsAreMonotonicAndOnlyFromGenerateInvoice(t *testing.T) {
 	inv := uuid.NewString()
 	// Reordered: paid arrives before finalized; finalized changes nothing.
 	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 1000, 1000))
-	g.deliver(invoiceEvent(t, "billfn.invoice.finalized", inv, g.account, "USD", "open", 1000, 0))
+	g.deliver(invoiceEvent(t, events.TypeInvoiceFinalized, inv, g.account, "USD", "open", 1000, 0))
 	var status string
 	var paid int64
 	if err := g.d.Pool.QueryRow(context.Background(), `SELECT status, amount_paid FROM payment_invoices WHERE id = $1`, inv).
@@ -266,7 +266,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 		t.Fatalf("capture: %+v", p)
 	}
 	// generate-invoice finds the invoice did not need it and says so.
-	unapplied := event(t, "generate-invoice", payments.EventUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+	unapplied := event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
 	for i := 0; i < 2; i++ { // a redelivery posts nothing more
 		if rec := g.deliver(unapplied); rec.Code != 200 {
@@ -274,7 +274,7 @@ func TestALateSuccessOnAPaidInvoiceIsCreditedAndReconciles(t *testing.T) {
 		}
 	}
 	// From anyone else it is parked.
-	forged := event(t, "handle-webhook", payments.EventUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+	forged := event(t, "handle-webhook", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
 	if rec := g.deliver(forged); !strings.Contains(rec.Body.String(), `"parked":1`) {
 		t.Fatalf("forged unapplied: %s", rec.Body)
@@ -309,7 +309,7 @@ func TestARefundStraddlingCreditAndRevenueIsRefused(t *testing.T) {
 	inv := g.openInvoice(t, g.account, "USD", 2000)
 	p := decode[payments.Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
 	// Say generate-invoice credited 500 of it (an overpayment it learnt of).
-	if rec := g.deliver(event(t, "generate-invoice", payments.EventUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+	if rec := g.deliver(event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 500, "currency": "USD", "reason": "overpayment"})); rec.Code != 200 {
 		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
 	}

@@ -88,7 +88,7 @@ func (g *rig) holdEvents(t *testing.T, p string, want int) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, r := range g.consume(events.TopicTransaction, want, func(r record) bool {
-		return r.Key == p && (r.Event.Type() == payments.EventHoldCapture || r.Event.Type() == payments.EventHoldVoid)
+		return r.Key == p && (r.Event.Type() == events.TypeHoldCaptureRequested || r.Event.Type() == events.TypeHoldVoidRequested)
 	}) {
 		out[r.Event.Type()]++
 	}
@@ -107,7 +107,7 @@ func TestRefundIsReservedInTheLedgerBeforeTheGatewayAndCapturedAfter(t *testing.
 		holds[0].Amount != 2000 || holds[0].Metadata["kind"] != payments.KindRefund || holds[0].Metadata["refund_id"] != r.ID {
 		t.Fatalf("holds %+v: want one hold of 2000 from the account to clearing", holds)
 	}
-	if got := g.holdEvents(t, p.ID, 1); got[payments.EventHoldCapture] != 1 || got[payments.EventHoldVoid] != 0 {
+	if got := g.holdEvents(t, p.ID, 1); got[events.TypeHoldCaptureRequested] != 1 || got[events.TypeHoldVoidRequested] != 0 {
 		t.Fatalf("hold resolutions %v: want one capture", got)
 	}
 	// The refund's own postings are the hold: no second movement by event.
@@ -160,7 +160,7 @@ func TestRefundTheGatewayRefusesVoidsItsHold(t *testing.T) {
 	if r.Status != "failed" && rec.Code < 400 {
 		t.Fatalf("a refused refund: %d %s", rec.Code, rec.Body)
 	}
-	if got := g.holdEvents(t, p.ID, 1); got[payments.EventHoldVoid] != 1 || got[payments.EventHoldCapture] != 0 {
+	if got := g.holdEvents(t, p.ID, 1); got[events.TypeHoldVoidRequested] != 1 || got[events.TypeHoldCaptureRequested] != 0 {
 		t.Fatalf("hold resolutions %v: want one void, no capture", got)
 	}
 	if got := g.get(p.ID); got.AmountRefunded != 0 || got.AmountRefundPending != 0 {
@@ -222,7 +222,7 @@ func TestAPendingRefundWithoutItsHoldIsReservedBeforeTheTickRefundsIt(t *testing
 	if len(holds) != 1 || g.sandboxRefunds(t) != before+1 {
 		t.Fatalf("after the tick: holds %+v, gateway refunds %d (before %d)", holds, g.sandboxRefunds(t), before)
 	}
-	if got := g.holdEvents(t, p.ID, 1); got[payments.EventHoldCapture] != 1 {
+	if got := g.holdEvents(t, p.ID, 1); got[events.TypeHoldCaptureRequested] != 1 {
 		t.Fatalf("hold resolutions %v", got)
 	}
 	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {

@@ -25,7 +25,7 @@ func postings(t *testing.T, recs []record) []posting {
 	t.Helper()
 	var out []posting
 	for _, r := range recs {
-		if r.Event.Type() != payments.EventTransfer {
+		if r.Event.Type() != events.TypeTransactionRequested {
 			continue
 		}
 		var tr payments.TransferRequest
@@ -59,7 +59,7 @@ func TestAutomaticCaptureOfAnInvoicePostsCaptureAndSettlementOnce(t *testing.T) 
 		t.Fatalf("gateway %s %s", *p.Gateway, *p.GatewayPaymentID)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
-	if got := types(evs); len(got) != 2 || got[0] != payments.EventCreated || got[1] != payments.EventCaptured {
+	if got := types(evs); len(got) != 2 || got[0] != events.TypePaymentCreated || got[1] != events.TypePaymentCaptured {
 		t.Fatalf("payment events %v", got)
 	}
 	var captured struct {
@@ -148,10 +148,10 @@ func TestPartialCaptureThenRefundsUpToTheLimit(t *testing.T) {
 			t.Fatalf("refund hold %d: %+v", i, h)
 		}
 	}
-	if got := g.holdEvents(t, p.ID, 3); got[payments.EventHoldCapture] != 3 {
+	if got := g.holdEvents(t, p.ID, 3); got[events.TypeHoldCaptureRequested] != 3 {
 		t.Fatalf("hold captures: %v", got)
 	}
-	refunds := g.consume(events.TopicPayment, 3, func(r record) bool { return r.Key == p.ID && r.Event.Type() == payments.EventRefundOK })
+	refunds := g.consume(events.TopicPayment, 3, func(r record) bool { return r.Key == p.ID && r.Event.Type() == events.TypeRefundSucceeded })
 	if len(refunds) != 3 {
 		t.Fatalf("refund events: %d", len(refunds))
 	}
@@ -226,7 +226,7 @@ func TestDeclinesAreRecordedPerAttemptWithANormalizedReason(t *testing.T) {
 				Attempt       int    `json:"attempt"`
 				Status        string `json:"status"`
 			}
-			if len(evs) != 2 || evs[1].Event.Type() != payments.EventFailed {
+			if len(evs) != 2 || evs[1].Event.Type() != events.TypePaymentFailed {
 				t.Fatalf("events %v", types(evs))
 			}
 			_ = json.Unmarshal(evs[1].Event.Data(), &f)

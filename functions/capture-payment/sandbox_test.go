@@ -76,7 +76,7 @@ func TestSandboxDelayedSettlesLaterAndReconciliationFindsIt(t *testing.T) {
 		t.Fatalf("after settlement: %+v", got)
 	}
 	evs := g.consume(events.TopicPayment, 2, forPayment(p.ID))
-	if got := types(evs); len(got) != 2 || got[0] != payments.EventCreated || got[1] != payments.EventCaptured {
+	if got := types(evs); len(got) != 2 || got[0] != events.TypePaymentCreated || got[1] != events.TypePaymentCaptured {
 		t.Fatalf("events %v", got)
 	}
 	// payment.created tells handle-webhook the gateway object of the
@@ -137,7 +137,7 @@ func TestStaleAuthorizationsExpire(t *testing.T) {
 		t.Fatalf("the gateway still holds the authorization: %s", status)
 	}
 	evs := g.consume(events.TopicPayment, 3, forPayment(p.ID))
-	if got := types(evs); got[len(got)-1] != payments.EventCanceled {
+	if got := types(evs); got[len(got)-1] != events.TypePaymentCanceled {
 		t.Fatalf("events %v", got)
 	}
 }

@@ -26,13 +26,13 @@ type Sandbox interface {
 // generate-invoice reports (the account read model registers itself).
 func (s *API) register(rc *events.Receiver) {
 	rc.On(events.TypeGatewayUpdated, s.store.Handler(s.svc.OnGatewayUpdated))
-	rc.On("billfn.invoice.finalized", s.store.Handler(s.svc.OnInvoiceFinalized))
-	rc.On("billfn.invoice.payment_retry_requested", s.store.Handler(s.svc.OnPaymentRetry))
-	for _, typ := range []string{"billfn.invoice.created", "billfn.invoice.paid", "billfn.invoice.voided",
-		"billfn.invoice.uncollectible", "billfn.invoice.overdue"} {
+	rc.On(events.TypeInvoiceFinalized, s.store.Handler(s.svc.OnInvoiceFinalized))
+	rc.On(events.TypeInvoicePaymentRetryRequested, s.store.Handler(s.svc.OnPaymentRetry))
+	for _, typ := range []string{events.TypeInvoiceCreated, events.TypeInvoicePaid, events.TypeInvoiceVoided,
+		events.TypeInvoiceUncollectible, events.TypeInvoiceOverdue} {
 		rc.On(typ, s.store.Handler(s.svc.OnInvoiceFacts))
 	}
-	rc.On("billfn.invoice.payment_unapplied", s.store.Handler(s.svc.OnPaymentUnapplied))
+	rc.On(events.TypeInvoicePaymentUnapplied, s.store.Handler(s.svc.OnPaymentUnapplied))
 	rc.Tick = s.Tick
 }
 

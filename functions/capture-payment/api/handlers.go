@@ -557,13 +557,13 @@ func (s *API) deleteMethod(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		return tx.Record(r.Context(), idempotency.Response{Status: http.StatusOK,
-			Body: map[string]any{"payment_method_id": m.ID, "deleted": true}})
+			Body: map[string]any{"id": m.ID, "deleted": true}})
 	})
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"payment_method_id": m.ID, "deleted": true})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"id": m.ID, "deleted": true})
 }
 
 func (s *API) defaultMethod(w http.ResponseWriter, r *http.Request) {

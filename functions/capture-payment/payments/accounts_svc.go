@@ -87,7 +87,7 @@ func (s *Service) refuseCollection(ctx context.Context, tx Tx, p *Payment, f acc
 		if err != nil || !inserted {
 			return err // a redelivery: refused once already
 		}
-		e.payment(EventCreated, p, nil)
+		e.payment(events.TypePaymentCreated, p, nil)
 	} else if err := tx.UpdatePayment(ctx, p); err != nil {
 		return err
 	}

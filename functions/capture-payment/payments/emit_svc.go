@@ -9,35 +9,33 @@ import (
 	"github.com/billfn/billfn/shared/events"
 )
 
-// Event types capture-payment emits on payment-events.
-const (
-	EventCreated    = "billfn.payment.created"
-	EventUpdated    = "billfn.payment.updated"
-	EventAuthorized = "billfn.payment.authorized"
-	EventCaptured   = "billfn.payment.captured"
-	EventFailed     = "billfn.payment.failed"
-	EventCanceled   = "billfn.payment.canceled"
-	EventDisputed   = "billfn.payment.disputed"
-	EventRefundOK   = "billfn.refund.succeeded"
-	EventRefundFail = "billfn.refund.failed"
-	EventTransfer   = "billfn.transaction.requested"
-)
-
-// capturedData is payment.captured: the payment, with amount = this capture.
-type capturedData struct {
-	*Payment
-	Amount        int64 `json:"amount"`
-	PaymentAmount int64 `json:"payment_amount"`
+// eventPayment is p as the payment events carry it (events.Payment, where
+// the payment's own id is payment_id, as every id in an event is named).
+func eventPayment(p *Payment) events.Payment {
+	out := events.Payment{PaymentID: p.ID, AccountID: p.AccountID, UserID: p.UserID, InvoiceID: p.InvoiceID,
+		Amount: p.Amount, Currency: string(p.Currency), Status: string(p.Status), Gateway: p.Gateway,
+		GatewayPaymentID: p.GatewayPaymentID, CaptureMethod: p.CaptureMethod, PaymentMethod: p.PaymentMethod,
+		AmountCapturable: p.AmountCapturable, AmountCaptured: p.AmountCaptured, AmountRefunded: p.AmountRefunded,
+		AmountRefundPending: p.AmountRefundPending, Attempts: p.Attempts, PendingOperation: p.PendingOperation,
+		Description: p.Description, Metadata: p.Metadata, CancellationReason: p.CancellationReason,
+		DisputedAt: p.DisputedAt, AuthorizedAt: p.AuthorizedAt, CapturedAt: p.CapturedAt, CanceledAt: p.CanceledAt,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+	if le := p.LastPaymentError; le != nil {
+		out.LastPaymentError = &events.PaymentError{Code: le.Code, DeclineCode: le.DeclineCode, Reason: le.Reason,
+			Message: le.Message, Attempt: le.Attempt, Gateway: le.Gateway}
+	}
+	if p.NextAction != nil {
+		out.NextAction = &events.NextAction{Type: p.NextAction.Type}
+	}
+	return out
 }
 
-// failedData is payment.failed: the payment and why its attempt failed.
-type failedData struct {
-	*Payment
-	DeclineCode    string `json:"decline_code"`
-	FailureCode    string `json:"failure_code"`
-	FailureReason  string `json:"failure_reason"`
-	FailureMessage string `json:"failure_message"`
-	Attempt        int    `json:"attempt"`
+// eventRefund is r as the refund events carry it (events.Refund).
+func eventRefund(r *Refund) events.Refund {
+	return events.Refund{RefundID: r.ID, PaymentID: r.PaymentID, AccountID: r.AccountID, UserID: r.UserID,
+		InvoiceID: r.InvoiceID, Amount: r.Amount, Currency: r.Currency, Gateway: r.Gateway,
+		GatewayRefundID: r.GatewayRefundID, GatewayPaymentID: r.GatewayPaymentID, Status: r.Status, Reason: r.Reason,
+		FailureReason: r.FailureReason, LedgerHoldID: r.LedgerHoldID, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 }
 
 // emitter collects the outbox messages of one transaction.
@@ -65,7 +63,7 @@ func (e *emitter) add(typ, subject, topic, key string, data any, id string) {
 // payment adds a payment event (key = the payment id).
 func (e *emitter) payment(typ string, p *Payment, data any) {
 	if data == nil {
-		data = p
+		data = eventPayment(p)
 	}
 	e.add(typ, p.ID, events.TopicPayment, p.ID, data, "")
 }
@@ -85,29 +83,29 @@ func (e *emitter) flush(tx Tx) error {
 func (e *emitter) changed(p *Payment, c Change) {
 	if !p.Announced {
 		p.Announced = true
-		e.payment(EventCreated, p, nil)
+		e.payment(events.TypePaymentCreated, p, nil)
 		c.Updated = false // the announcement shows it
 	}
 	if c.Authorized {
-		e.payment(EventAuthorized, p, nil)
+		e.payment(events.TypePaymentAuthorized, p, nil)
 	}
 	if c.Captured > 0 {
-		e.payment(EventCaptured, p, capturedData{Payment: p, Amount: c.Captured, PaymentAmount: p.Amount})
+		e.payment(events.TypePaymentCaptured, p, events.PaymentCaptured{Payment: eventPayment(p), Amount: c.Captured, PaymentAmount: p.Amount})
 		e.capturePostings(p, c.Captured)
 	}
 	if c.Failed {
-		d := failedData{Payment: p, Attempt: p.Attempts}
+		d := events.PaymentFailed{Payment: eventPayment(p), Attempt: p.Attempts}
 		if le := p.LastPaymentError; le != nil {
 			d.DeclineCode, d.FailureCode, d.FailureReason, d.FailureMessage = le.DeclineCode, le.Code, le.Reason, le.Message
 			d.Attempt = le.Attempt
 		}
-		e.payment(EventFailed, p, d)
+		e.payment(events.TypePaymentFailed, p, d)
 	}
 	if c.Canceled {
-		e.payment(EventCanceled, p, nil)
+		e.payment(events.TypePaymentCanceled, p, nil)
 	}
 	if c.Updated && !c.Authorized && c.Captured == 0 && !c.Failed && !c.Canceled {
-		e.payment(EventUpdated, p, nil)
+		e.payment(events.TypePaymentUpdated, p, nil)
 	}
 }
 
@@ -162,7 +160,7 @@ func (e *emitter) posting(p *Payment, kind string, n int, from, to string, amoun
 	}
 	tr.FromAccountID, tr.FromAccountNumber = account(from)
 	tr.ToAccountID, tr.ToAccountNumber = account(to)
-	e.add(EventTransfer, p.ID, events.TopicTransaction, p.ID, tr, uuid.NewSHA1(LedgerNS, []byte(ref)).String())
+	e.add(events.TypeTransactionRequested, p.ID, events.TopicTransaction, p.ID, tr, uuid.NewSHA1(LedgerNS, []byte(ref)).String())
 }
 
 // capturePostings: clearing → account for the capture, and account →
@@ -185,5 +183,5 @@ func (e *emitter) refundPostings(p *Payment, r *Refund) {
 
 // Refund adds a refund event (key = the payment id).
 func (e *emitter) refund(typ string, r *Refund) {
-	e.add(typ, r.ID, events.TopicPayment, r.PaymentID, r, "")
+	e.add(typ, r.ID, events.TopicPayment, r.PaymentID, eventRefund(r), "")
 }

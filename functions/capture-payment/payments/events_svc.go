@@ -94,7 +94,7 @@ func (s *Service) OnGatewayUpdated(ctx context.Context, run Runner, ev events.Ev
 		}
 		at := u.OccurredAt
 		p.DisputedAt, p.UpdatedAt = &at, now
-		e.payment(EventDisputed, p, nil)
+		e.payment(events.TypePaymentDisputed, p, nil)
 	default:
 		return nil
 	}
@@ -161,7 +161,7 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 		return err
 	}
 	e.refundPostings(p, r)
-	e.refund(EventRefundOK, r)
+	e.refund(events.TypeRefundSucceeded, r)
 	return nil
 }
 

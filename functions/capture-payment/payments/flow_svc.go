@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/money"
 )
 
@@ -129,7 +130,7 @@ func (s *Service) Create(ctx context.Context, run Runner, in CreateInput, done A
 			}
 			*p = q
 			e := emitter{ctx: ctx}
-			e.payment(EventCreated, p, nil)
+			e.payment(events.TypePaymentCreated, p, nil)
 			if err := e.flush(tx); err != nil {
 				return err
 			}
@@ -771,7 +772,7 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 		} else {
 			e.refundPostings(p, r) // a refund the gateway reported on its own
 		}
-		e.refund(EventRefundOK, r)
+		e.refund(events.TypeRefundSucceeded, r)
 	case "failed", "canceled":
 		p.AmountRefundPending -= r.Amount
 		r.Status = status
@@ -780,7 +781,7 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 			r.FailureReason = Nullable(status)
 		}
 		e.resolveHold(p, r, false)
-		e.refund(EventRefundFail, r)
+		e.refund(events.TypeRefundFailed, r)
 	default: // pending or requires_action: a webhook or reconciliation settles it
 	}
 	p.UpdatedAt, r.UpdatedAt = now, now

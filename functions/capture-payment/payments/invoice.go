@@ -3,13 +3,14 @@ package payments
 import (
 	"fmt"
 
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/google/uuid"
 )
 
 // impliedStatus is the status each invoice event type describes.
-var impliedStatus = map[string]string{EventInvoiceCreated: invDraft, EventInvoiceFinalized: invOpen, EventInvoiceOverdue: invOpen,
-	EventInvoiceRetry: invOpen, EventInvoicePaid: invPaid, EventInvoiceVoided: invVoid, EventInvoiceUncollectible: invUncollectible}
+var impliedStatus = map[string]string{events.TypeInvoiceCreated: invDraft, events.TypeInvoiceFinalized: invOpen, events.TypeInvoiceOverdue: invOpen,
+	events.TypeInvoicePaymentRetryRequested: invOpen, events.TypeInvoicePaid: invPaid, events.TypeInvoiceVoided: invVoid, events.TypeInvoiceUncollectible: invUncollectible}
 
 // InvoiceRank orders the statuses: a status never moves backwards. paid
 // and void are both final; the first one learnt stays.

@@ -30,20 +30,6 @@ import (
 // invoiceOwner is the only source invoice facts are accepted from.
 const invoiceOwner = "generate-invoice"
 
-// Event types of generate-invoice that carry invoice facts.
-const (
-	EventInvoiceCreated       = "billfn.invoice.created"
-	EventInvoiceFinalized     = "billfn.invoice.finalized"
-	EventInvoicePaid          = "billfn.invoice.paid"
-	EventInvoiceVoided        = "billfn.invoice.voided"
-	EventInvoiceUncollectible = "billfn.invoice.uncollectible"
-	EventInvoiceOverdue       = "billfn.invoice.overdue"
-	EventInvoiceRetry         = "billfn.invoice.payment_retry_requested"
-	// EventUnapplied: generate-invoice found money of a payment the invoice
-	// did not need (see docs/events.md).
-	EventUnapplied = "billfn.invoice.payment_unapplied"
-)
-
 // Invoice statuses, as generate-invoice defines them.
 const (
 	invDraft         = "draft"

@@ -32,12 +32,6 @@ const CodeRefundNotReservable apperr.Code = "refund_not_reservable"
 // process-transaction for an operator.
 const refundHoldTTL = 24 * time.Hour
 
-// Hold resolutions, consumed by process-transaction.
-const (
-	EventHoldCapture = "billfn.hold.capture_requested"
-	EventHoldVoid    = "billfn.hold.void_requested"
-)
-
 // refundHold is the ledger side of a refund: from the payment's account
 // (for the part of an invoice payment its invoice kept, from SYS-REVENUE,
 // which received the settlement; see holdSource) to SYS-CLEARING, held.
@@ -73,9 +67,9 @@ func (e *emitter) resolveHold(p *Payment, r *Refund, ok bool) {
 	if r.LedgerHoldID == nil {
 		return
 	}
-	typ, what := EventHoldVoid, "void"
+	typ, what := events.TypeHoldVoidRequested, "void"
 	if ok {
-		typ, what = EventHoldCapture, "capture"
+		typ, what = events.TypeHoldCaptureRequested, "capture"
 	}
 	id := uuid.NewSHA1(LedgerNS, []byte("hold:"+*r.LedgerHoldID+":"+what)).String()
 	e.add(typ, r.ID, events.TopicTransaction, p.ID, map[string]any{"transfer_id": *r.LedgerHoldID, "amount": r.Amount}, id)

@@ -5,7 +5,7 @@ import "time"
 // Method is a saved payment method: a gateway token and what the card
 // shows (brand, last 4 digits, expiry), never a card number.
 type Method struct {
-	ID        string    `json:"payment_method_id"`
+	ID        string    `json:"id"`
 	AccountID string    `json:"account_id"`
 	UserID    string    `json:"user_id"`
 	Gateway   *string   `json:"gateway"`

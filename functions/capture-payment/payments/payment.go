@@ -77,7 +77,7 @@ type NextAction struct {
 
 // Payment is a payment as the API and the payment events show it.
 type Payment struct {
-	ID                  string            `json:"payment_id"`
+	ID                  string            `json:"id"`
 	AccountID           string            `json:"account_id"`
 	UserID              string            `json:"user_id"`
 	InvoiceID           *string           `json:"invoice_id"`

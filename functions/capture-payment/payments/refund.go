@@ -9,7 +9,7 @@ import (
 
 // Refund is a refund as the API and the refund events show it.
 type Refund struct {
-	ID               string  `json:"refund_id"`
+	ID               string  `json:"id"`
 	PaymentID        string  `json:"payment_id"`
 	AccountID        string  `json:"account_id"`
 	UserID           string  `json:"user_id"`
