@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 )
 
 // ClusterServiceSubject is the subject of the cluster's service token.
@@ -93,6 +94,12 @@ func clusterSecrets(dir, privPath, template string) ([]string, error) {
 		}
 		var v string
 		switch {
+		case e.name == originPublicKeys:
+			continue // from the origin keys, below
+		case strings.HasPrefix(e.name, originKeyPrefix):
+			if v, err = originKey(filepath.Join(dir, e.name)); err != nil {
+				return nil, err
+			}
 		case e.name == "jwt-public-key":
 			v = pubPEM
 		case e.name == "service-token":
@@ -118,6 +125,9 @@ func clusterSecrets(dir, privPath, template string) ([]string, error) {
 			}
 		}
 		values[e.name] = v
+	}
+	if err := originPublic(entries, values, filepath.Join(filepath.Dir(privPath), originKeyPrefix+"integrator")); err != nil {
+		return nil, err
 	}
 	for _, e := range entries {
 		if isPlaceholder(e.value) {
@@ -148,6 +158,69 @@ func clusterSecrets(dir, privPath, template string) ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+// The origin keys (docs/security.md "Origin proofs"): origin-key-<function>
+// per function, deployed to that function only, and origin-public-keys with
+// every function's public key and the integrator's, whose private key is
+// kept beside the JWT private key and never deployed.
+const (
+	originKeyPrefix  = "origin-key-"
+	originPublicKeys = "origin-public-keys"
+)
+
+// originKey returns the origin private key kept at path (an earlier run's),
+// or a fresh one (PEM PKCS#8 Ed25519).
+func originKey(path string) (string, error) {
+	if v, err := kept(path); err != nil || v != "" {
+		if _, perr := events.ParseOriginSigner([]byte(v)); err == nil && perr == nil {
+			return v + "\n", nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	priv, _, err := events.GenerateOriginKey("")
+	return priv, err
+}
+
+// originPublic fills values[origin-public-keys], when the template asks for
+// it, with the public key of every origin-key-<function> in values and of
+// the integrator's key at integratorPath (kept there, or made).
+func originPublic(entries []templateEntry, values map[string]string, integratorPath string) error {
+	asked := false
+	for _, e := range entries {
+		asked = asked || e.name == originPublicKeys
+	}
+	if !asked {
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("# billfn's origin public keys, one per line: source, then the base64 Ed25519 public key\n")
+	for _, e := range entries {
+		if !strings.HasPrefix(e.name, originKeyPrefix) {
+			continue
+		}
+		s, err := events.ParseOriginSigner([]byte(values[e.name]))
+		if err != nil {
+			return fmt.Errorf("%s: %w", e.name, err)
+		}
+		b.WriteString(s.PublicLine(events.Source(strings.TrimPrefix(e.name, originKeyPrefix))) + "\n")
+	}
+	integ, err := originKey(integratorPath)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(integratorPath, []byte(integ), 0o600); err != nil {
+		return err
+	}
+	s, err := events.ParseOriginSigner([]byte(integ))
+	if err != nil {
+		return err
+	}
+	b.WriteString(s.PublicLine("/integrators/default") + "\n")
+	values[originPublicKeys] = b.String()
+	return nil
 }
 
 // isPlaceholder reports whether a template value is one placeholder.

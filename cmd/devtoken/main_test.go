@@ -10,6 +10,7 @@ import (
 
 	"github.com/billfn/billfn/cmd/internal/localdev"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 )
 
 // keyDir writes a fresh Ed25519 key pair as the local stack does
@@ -171,6 +172,29 @@ func TestClusterSecretsFromTheTemplate(t *testing.T) {
 	}
 	if len(read("event-signing-key")) < 32 {
 		t.Error("event-signing-key is shorter than 32 bytes")
+	}
+	// Origin keys: each function's private key, deployed; every public
+	// key, the integrator's too, in origin-public-keys; the integrator's
+	// private key beside the JWT key, never in the deployed directory.
+	ks, err := events.ParseOriginKeys(read("origin-public-keys"), "origin-public-keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range events.Functions {
+		s, err := events.ParseOriginSigner([]byte(read("origin-key-" + f)))
+		if err != nil || !ks.Holds(events.Source(f), s.Public()) {
+			t.Errorf("origin-key-%s: %v, or its public key is not %s's in origin-public-keys", f, err, events.Source(f))
+		}
+	}
+	integ, err := os.ReadFile(filepath.Join(base, "origin-key-integrator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := events.ParseOriginSigner(integ); err != nil || !ks.Holds("/integrators/default", s.Public()) {
+		t.Errorf("the integrator's key: %v, or not in origin-public-keys", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "origin-key-integrator")); err == nil {
+		t.Error("the integrator's private key is among the deployed secrets")
 	}
 	first := map[string]string{}
 	for _, n := range names {

@@ -60,6 +60,7 @@ func TestAttacks(t *testing.T) {
 	t.Run("Tokens", func(t *testing.T) { attacksTokens(t, s) })
 	t.Run("Ownership", func(t *testing.T) { attacksOwnership(t, s) })
 	t.Run("ForgedEvents", func(t *testing.T) { attacksForgedEvents(t, s) })
+	t.Run("ForgedOrigins", func(t *testing.T) { attacksForgedOrigins(t, s) }) // attacks_origin_test.go
 	t.Run("Webhooks", func(t *testing.T) { attacksWebhooks(t, s) })
 	t.Run("HostileInput", func(t *testing.T) { attacksHostileInput(t, s) })
 	t.Run("CardNumbers", func(t *testing.T) { attacksCardNumbers(t, s) })
@@ -427,8 +428,9 @@ func attacksForgedEvents(t *testing.T, s *attackScene) {
 			t.Errorf("B's resources changed:\nbefore %+v\nafter  %+v", before, after)
 		}
 		// Control: the same kind of delivery signed with the real key is applied.
-		ctl := mustEvent(t, "billfn.transaction.requested", a.account, map[string]any{
-			"from_account_number": "SYS-EXTERNAL-USD", "to_account_id": a.account, "amount": 1, "currency": "USD"})
+		// It carries the integrator's origin proof, as every event must.
+		ctl := e.asIntegrator(t, mustEvent(t, "billfn.transaction.requested", a.account, map[string]any{
+			"from_account_number": "SYS-EXTERNAL-USD", "to_account_id": a.account, "amount": 1, "currency": "USD"}))
 		body, _ := events.Marshal(ctl)
 		r := e.req(http.MethodPost, "/function/process-transaction/", body, "Authorization", "",
 			"Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.Sign(signingKey, time.Now(), body))

@@ -25,6 +25,7 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/platform"
 )
 
 // TestLocalStackEndToEnd builds and starts the whole local stack on free
@@ -76,7 +77,7 @@ func TestLocalStackEndToEnd(t *testing.T) {
 			"from_account_number": "SYS-EXTERNAL-USD", "to_account_id": accountID, "amount": 1050, "currency": "USD",
 			"reference_id": "e2e-top-up",
 		}))
-		body, _ := events.Marshal(ev)
+		body, _ := events.Marshal(e.asIntegrator(t, ev))
 		// as the integrator: the principal allowed to request transfers
 		pcfg := outbox.ProducerConfig()
 		if err := e.kafkaAs(kafkaacl.Integrator).Apply(pcfg); err != nil {
@@ -264,10 +265,10 @@ func TestFunctionsGetNoPrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	common := map[string]bool{"event-signing-key": true, jwtPublicKey: true}
+	common := map[string]bool{"event-signing-key": true, jwtPublicKey: true, originPublicKeysSecret: true}
 	for _, name := range st.Names() {
 		for _, sec := range st.Functions[name].Secrets {
-			if !isKafkaPassword(sec) {
+			if !isKafkaPassword(sec) && !isOriginKey(sec) {
 				common[sec] = true
 			}
 		}
@@ -284,6 +285,9 @@ func TestFunctionsGetNoPrivateKey(t *testing.T) {
 	for _, proc := range processNames(st) {
 		want := maps.Clone(common)
 		want["kafka-password-"+proc] = true // its own, and no other
+		if slices.Contains(st.Names(), proc) {
+			want[platform.OriginKeySecret(proc)] = true // its own origin key, and no other (not the integrator's)
+		}
 		entries, err := os.ReadDir(cfg.functionSecretsDir(proc))
 		if err != nil {
 			t.Fatal(err)
@@ -295,7 +299,7 @@ func TestFunctionsGetNoPrivateKey(t *testing.T) {
 			if !want[e.Name()] {
 				t.Errorf("%s's secrets hold %s, which stack.yml does not give it", proc, e.Name())
 			}
-			if strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), strings.TrimSpace(all[jwtPrivateKey])) {
+			if (strings.Contains(string(b), "PRIVATE KEY") && e.Name() != platform.OriginKeySecret(proc)) || strings.Contains(string(b), strings.TrimSpace(all[jwtPrivateKey])) {
 				t.Errorf("%s's %s holds the private key", proc, e.Name())
 			}
 			if string(b) != all[e.Name()] {

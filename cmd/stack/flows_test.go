@@ -333,7 +333,13 @@ func TestFlowKafkaProducedTransfer(t *testing.T) {
 		"data": map[string]any{"from_account_number": "SYS-EXTERNAL-USD", "to_account_id": c.account, "amount": amount,
 			"currency": "USD", "reference_id": "outside-" + uuid.NewString()[:8], "description": "produced by an outside client"},
 	}
-	value, _ := json.Marshal(ev)
+	raw, _ := json.Marshal(ev)
+	// The integrator's: its source and origin proof (go run ./cmd/sign-event).
+	parsed, err := events.Unmarshal(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, _ := events.Marshal(e.asIntegrator(t, parsed))
 	data := ev["data"].(map[string]any)
 	delivered := func() float64 {
 		return metric(t, "http://"+e.trigger+"/metrics", "billfn_trigger_deliveries_total",

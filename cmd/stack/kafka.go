@@ -17,6 +17,7 @@ import (
 
 	"github.com/billfn/billfn/cmd/internal/kafkaacl"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/platform"
 )
 
 // The local broker enforces kafka-acls.yaml as the cluster does: kfake with
@@ -85,7 +86,7 @@ func writeProcessSecrets(fdir string, procs, names []string, values map[string]s
 	for _, proc := range procs {
 		var own []string
 		for _, n := range names {
-			if !isKafkaPassword(n) || n == kafkaacl.PasswordSecret(proc) {
+			if (!isKafkaPassword(n) || n == kafkaacl.PasswordSecret(proc)) && (!isOriginKey(n) || n == platform.OriginKeySecret(proc)) {
 				own = append(own, n)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/platform"
 )
 
 // serviceSubject is the subject of the local stack's service token.
@@ -75,9 +76,27 @@ func writeSecrets(dir string, cfg config, st *stackfile.Stack) (map[string]strin
 	if err != nil {
 		return nil, err
 	}
+	// The origin keys (origin.go): each function's private key and the
+	// public keys file, handed out below like any secret; the
+	// integrator's stays here.
+	origin, err := originKeys(dir, st.Names())
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range st.Names() {
+		names = append(names, platform.OriginKeySecret(f))
+	}
+	names = append(names, originPublicKeysSecret)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	out[integratorOriginKey] = origin[integratorOriginKey]
 	for _, name := range names {
 		path := filepath.Join(dir, name)
 		var value string
+		if v, ok := origin[name]; ok {
+			out[name] = v // kept in dir by originKeys
+			continue
+		}
 		switch name {
 		case jwtPublicKey:
 			value = pub

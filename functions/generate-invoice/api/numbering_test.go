@@ -2,17 +2,16 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
-	"github.com/billfn/billfn/shared/postgres"
 )
 
 // TestConcurrentFinalizationsNeitherDuplicateNorSkip finalizes 50 drafts
@@ -63,24 +62,24 @@ func TestRolledBackFinalizationReturnsItsNumber(t *testing.T) {
 	g := newRig(t)
 	a := g.createInvoice(uuid.NewString(), nil)
 	ctx := context.Background()
-	tx, err := g.d.Pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inv, err := store.GetInvoice(ctx, tx, a.ID, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := invoicing.CheckFinalize(inv, g.clock.Now(), g.s.cfg.DefaultNetDays); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := invoicing.Finalize(ctx, &store.Tx{Tx: tx}, []*invoicing.Invoice{inv}, g.clock.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if want := invoicing.FormatNumber(g.s.cfg.NumberPrefix, 2026, 1); *inv.Number != want {
-		t.Fatalf("number = %s", *inv.Number)
-	}
-	if err := tx.Rollback(ctx); err != nil {
+	errRollback := errors.New("roll back")
+	err := g.s.st.InTx(ctx, func(tx *store.Tx) error {
+		inv, err := store.GetInvoice(ctx, tx, a.ID, true)
+		if err != nil {
+			return err
+		}
+		if err := invoicing.CheckFinalize(inv, g.clock.Now(), g.s.cfg.DefaultNetDays); err != nil {
+			return err
+		}
+		if _, err := invoicing.Finalize(ctx, tx, []*invoicing.Invoice{inv}, g.clock.Now()); err != nil {
+			return err
+		}
+		if want := invoicing.FormatNumber(g.s.cfg.NumberPrefix, 2026, 1); *inv.Number != want {
+			t.Errorf("number = %s", *inv.Number)
+		}
+		return errRollback
+	})
+	if err != errRollback {
 		t.Fatal(err)
 	}
 	must(t, g.asAdmin("POST", "/invoices/"+a.ID+"/finalize", nil), 200)
@@ -95,15 +94,15 @@ func TestNumberSeriesAreGapFreeAcrossBatchesAndYears(t *testing.T) {
 	g := newRig(t)
 	ctx := context.Background()
 	var firsts []int64
-	err := postgres.Tx(ctx, g.d.Pool, func(tx pgx.Tx) error {
+	err := g.s.st.InTx(ctx, func(tx *store.Tx) error {
 		for _, n := range []int{3, 1, 5} {
-			first, err := (&store.Tx{Tx: tx}).ReserveNumbers(ctx, "GAP-2026", n)
+			first, err := tx.ReserveNumbers(ctx, "GAP-2026", n)
 			if err != nil {
 				return err
 			}
 			firsts = append(firsts, first)
 		}
-		next, err := (&store.Tx{Tx: tx}).ReserveNumbers(ctx, "GAP-2027", 1)
+		next, err := tx.ReserveNumbers(ctx, "GAP-2027", 1)
 		firsts = append(firsts, next)
 		return err
 	})

@@ -8,13 +8,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/postgres"
 )
 
 func (g *rig) subscribe(body map[string]any) invoicing.Subscription {
@@ -130,7 +128,7 @@ func TestSubscriptionCatchUpBillsEachMissedPeriodOnce(t *testing.T) {
 		t.Fatalf("numbers = %v", numbers)
 	}
 	// The database refuses a second invoice for a billed period.
-	err := postgres.Tx(context.Background(), g.d.Pool, func(tx pgx.Tx) error {
+	err := g.s.st.InTx(context.Background(), func(tx *store.Tx) error {
 		inv := g.s.subInvoice(&invoicing.Subscription{ID: sub.ID, AccountID: sub.AccountID, UserID: sub.UserID, Plan: invoicing.Plan{Currency: "USD"}, CollectionMethod: invoicing.ChargeAutomatically},
 			invoicing.ReasonSubscriptionCycle, g.clock.Now())
 		inv.PeriodStart, inv.PeriodEnd = invs[1].PeriodStart, invs[1].PeriodEnd
