@@ -52,44 +52,45 @@ func FromCloudEvent(ev events.Event, now time.Time) Event {
 // Micro normalises t to what Postgres stores: UTC, microseconds.
 func Micro(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// The event types the aggregator consumes (docs/events.md).
+// The event types the aggregator consumes: the shared contract's names
+// (shared/events, docs/events.md), under the names the rules use.
 const (
-	TransferPosted   = "billfn.transaction.posted"
-	TransferRejected = "billfn.transaction.rejected"
-	HoldCreated      = "billfn.hold.created"
-	HoldCaptured     = "billfn.hold.captured"
-	HoldVoided       = "billfn.hold.voided"
-	HoldExpired      = "billfn.hold.expired"
+	TransferPosted   = events.TypeTransactionPosted
+	TransferRejected = events.TypeTransactionRejected
+	HoldCreated      = events.TypeHoldCreated
+	HoldCaptured     = events.TypeHoldCaptured
+	HoldVoided       = events.TypeHoldVoided
+	HoldExpired      = events.TypeHoldExpired
 
-	AccountCreated = "billfn.account.created"
-	AccountUpdated = "billfn.account.updated"
+	AccountCreated = events.TypeAccountCreated
+	AccountUpdated = events.TypeAccountUpdated
 
-	InvoiceCreated       = "billfn.invoice.created"
-	InvoiceFinalized     = "billfn.invoice.finalized"
-	InvoicePaid          = "billfn.invoice.paid"
-	InvoiceVoided        = "billfn.invoice.voided"
-	InvoiceOverdue       = "billfn.invoice.overdue"
-	InvoiceUncollectible = "billfn.invoice.uncollectible"
+	InvoiceCreated       = events.TypeInvoiceCreated
+	InvoiceFinalized     = events.TypeInvoiceFinalized
+	InvoicePaid          = events.TypeInvoicePaid
+	InvoiceVoided        = events.TypeInvoiceVoided
+	InvoiceOverdue       = events.TypeInvoiceOverdue
+	InvoiceUncollectible = events.TypeInvoiceUncollectible
 
-	SubscriptionCreated  = "billfn.subscription.created"
-	SubscriptionUpdated  = "billfn.subscription.updated"
-	SubscriptionCanceled = "billfn.subscription.canceled"
+	SubscriptionCreated  = events.TypeSubscriptionCreated
+	SubscriptionUpdated  = events.TypeSubscriptionUpdated
+	SubscriptionCanceled = events.TypeSubscriptionCanceled
 
-	PaymentCreated    = "billfn.payment.created"
-	PaymentAuthorized = "billfn.payment.authorized"
-	PaymentCaptured   = "billfn.payment.captured"
-	PaymentFailed     = "billfn.payment.failed"
-	PaymentCanceled   = "billfn.payment.canceled"
-	RefundSucceeded   = "billfn.refund.succeeded"
-	RefundFailed      = "billfn.refund.failed"
-	GatewayUpdated    = "billfn.payment.gateway_updated"
-	PaymentDisputed   = "billfn.payment.disputed"
+	PaymentCreated    = events.TypePaymentCreated
+	PaymentAuthorized = events.TypePaymentAuthorized
+	PaymentCaptured   = events.TypePaymentCaptured
+	PaymentFailed     = events.TypePaymentFailed
+	PaymentCanceled   = events.TypePaymentCanceled
+	RefundSucceeded   = events.TypeRefundSucceeded
+	RefundFailed      = events.TypeRefundFailed
+	GatewayUpdated    = events.TypeGatewayUpdated
+	PaymentDisputed   = events.TypePaymentDisputed
 
 	// PaymentUnapplied is money of a payment its invoice did not need
 	// (paid or void already, an overpayment, another currency), which
 	// capture-payment credits to the customer's account. Only
 	// generate-invoice may say so (UnappliedSource).
-	PaymentUnapplied = "billfn.invoice.payment_unapplied"
+	PaymentUnapplied = events.TypeInvoicePaymentUnapplied
 )
 
 // UnappliedSource is the only source PaymentUnapplied is accepted from.

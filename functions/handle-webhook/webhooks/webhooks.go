@@ -113,16 +113,18 @@ func UpdateEvent(ctx context.Context, u *events.GatewayUpdate, id string) (event
 // LearnTypes are capture-payment's events that name a payment's gateway
 // object: each teaches the payment map and releases parked webhooks.
 var LearnTypes = []string{
-	"billfn.payment.created", "billfn.payment.updated", "billfn.payment.authorized", "billfn.payment.captured",
-	"billfn.payment.failed", "billfn.payment.canceled", "billfn.payment.disputed",
-	"billfn.refund.succeeded", "billfn.refund.failed",
+	events.TypePaymentCreated, events.TypePaymentUpdated, events.TypePaymentAuthorized, events.TypePaymentCaptured,
+	events.TypePaymentFailed, events.TypePaymentCanceled, events.TypePaymentDisputed,
+	events.TypeRefundSucceeded, events.TypeRefundFailed,
 }
 
 // PaymentRef is what a capture-payment event teaches: which billfn payment
 // a gateway object is, and the event type it was learned from.
 type PaymentRef struct{ Gateway, GatewayPaymentID, PaymentID, From string }
 
-// RefOf reads the reference an event teaches. ok is false when the event
+// RefOf reads the reference an event teaches: the three fields that
+// events.Payment and events.Refund share (the gateway is a pointer on one
+// and not the other, so a projection reads both). ok is false when the event
 // names no gateway object (yet) or one of a gateway this function does not
 // receive webhooks from; a payment id that is not one is permanent.
 func RefOf(ev events.Event) (ref PaymentRef, ok bool, err error) {
