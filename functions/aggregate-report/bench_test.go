@@ -51,6 +51,7 @@ func transferBodies(b *testing.B, batches, size, nAccounts int, start time.Time,
 				at = start.Add(time.Duration(rng.Int64N(int64(spread))))
 			}
 			evs[j] = transfer(b, at, accts[rng.IntN(nAccounts)], accts[rng.IntN(nAccounts)], 100+rng.Int64N(100_000), "USD", "posted")
+			testenv.SignOrigin(&evs[j]) // its producer's origin proof, or the receiver parks it
 		}
 		body, err := json.Marshal(evs)
 		if err != nil {

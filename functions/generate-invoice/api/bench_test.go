@@ -134,6 +134,10 @@ func BenchmarkAsyncRequestedBatch(b *testing.B) {
 		for i := range evs {
 			in := benchBody(rate)
 			evs[i] = event(b, "loadgen", events.TypeInvoiceRequested, "", in)
+			// The load generator's origin proof, its key trusted as an
+			// integrator's, or the receiver parks the request.
+			g.kit.Origins.Add(evs[i].Source(), testenv.OriginSigner(evs[i].Source()).Public())
+			testenv.SignOrigin(&evs[i])
 		}
 		raw, _ := json.Marshal(evs)
 		bodies = append(bodies, raw)
