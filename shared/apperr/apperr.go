@@ -97,12 +97,13 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Status is the HTTP status of the error's code in the shared table or
-// the deprecated problem.Register registry (500 for any other code).
+// Status is the HTTP status of the error's code if it is a shared code
+// (problem.Common), 500 for any other: a function's own codes are known
+// only to its problem.Statuses.
 //
-// Deprecated: a function's codes are mapped by its api package's
-// problem.Statuses; use Statuses.Status(err) or problem.StatusOf(ctx, err).
-// This stays until no caller remains.
+// Deprecated: use the function's Statuses.Status(err),
+// problem.StatusOf(ctx, err), or problem.Common.Status(err) for the shared
+// codes. This stays until no caller remains.
 func (e *Error) Status() int { return legacystatus.Of(string(e.Code)) }
 
 // New makes an Error with a detail, formatted when args are given.

@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/billfn/billfn/shared/apperr"
@@ -139,8 +138,8 @@ func (s Statuses) Check() error {
 	return nil
 }
 
-// lookup finds a code: in Common, then in s, then in the deprecated
-// registry; an unknown code is an internal error.
+// lookup finds a code: in Common, then in s; an unknown code is an
+// internal error.
 func (s Statuses) lookup(c Code) Mapping {
 	if m, ok := Common[c]; ok {
 		return m
@@ -149,12 +148,6 @@ func (s Statuses) lookup(c Code) Mapping {
 		if m.Title == "" {
 			m.Title = http.StatusText(m.Status)
 		}
-		return m
-	}
-	mu.RLock()
-	m, ok := registry[c]
-	mu.RUnlock()
-	if ok {
 		return m
 	}
 	return Mapping{http.StatusInternalServerError, string(c)}
@@ -199,48 +192,8 @@ func StatusOf(ctx context.Context, err error) int { return StatusesFrom(ctx).Sta
 // TypeOf is the problem type URI of a code.
 func TypeOf(c Code) string { return BaseURI + string(c) }
 
-// The deprecated global registry, kept while callers of Register remain.
-var (
-	mu       sync.RWMutex
-	registry = map[Code]Mapping{}
-)
-
 func init() {
 	legacystatus.Of = func(code string) int { return Statuses(nil).lookup(Code(code)).Status }
-}
-
-// Register adds a code to the global table. It panics on a duplicate with
-// a different status, which is a programming error caught at start.
-//
-// Deprecated: declare the function's codes in its api package's Statuses
-// table instead; Register goes away once no caller remains.
-func Register(code Code, status int, title string) {
-	mu.Lock()
-	defer mu.Unlock()
-	if m, ok := Common[code]; ok && (m.Status != status || m.Title != title) {
-		panic(fmt.Sprintf("problem: code %q registered twice", code))
-	}
-	if m, ok := registry[code]; ok && (m.Status != status || m.Title != title) {
-		panic(fmt.Sprintf("problem: code %q registered twice", code))
-	}
-	if _, ok := Common[code]; !ok {
-		registry[code] = Mapping{status, title}
-	}
-}
-
-// Codes lists the shared codes and those of the deprecated registry with
-// their statuses, for docs and tests.
-func Codes() map[Code]int {
-	mu.RLock()
-	defer mu.RUnlock()
-	out := make(map[Code]int, len(Common)+len(registry))
-	for c, m := range registry {
-		out[c] = m.Status
-	}
-	for c, m := range Common {
-		out[c] = m.Status
-	}
-	return out
 }
 
 // Document is the JSON body of a problem response.

@@ -113,10 +113,9 @@ func TestWriteTakesStatusAndTypeFromTheCodeTable(t *testing.T) {
 		Unavailable:          503,
 		Timeout:              504,
 	}
-	codes := Codes()
 	for code, status := range want {
-		if codes[code] != status {
-			t.Fatalf("Codes()[%s] = %d, want %d", code, codes[code], status)
+		if Common[code].Status != status {
+			t.Fatalf("Common[%s] = %d, want %d", code, Common[code].Status, status)
 		}
 		if got := Statuses(nil).Status(New(code, "d")); got != status {
 			t.Fatalf("Status(%s) = %d, want %d", code, got, status)
@@ -426,19 +425,6 @@ func TestNewFormatsOnlyWithArguments(t *testing.T) {
 	}
 }
 
-func TestRegisterAddsACode(t *testing.T) {
-	const code Code = "test_insufficient_funds"
-	Register(code, http.StatusPaymentRequired, "Insufficient funds")
-	Register(code, http.StatusPaymentRequired, "Insufficient funds") // same again is fine
-	if New(code, "d").Status() != 402 || Codes()[code] != 402 {
-		t.Fatalf("registered code has status %d (Codes %d), want 402", New(code, "d").Status(), Codes()[code])
-	}
-	res := write(t, "/v1/payments", "", New(code, "balance 0.00 USD"))
-	if res.rec.Code != 402 || res.body["title"] != "Insufficient funds" || res.body["type"] != BaseURI+"test_insufficient_funds" {
-		t.Fatalf("registered code served as %d %s", res.rec.Code, res.raw)
-	}
-}
-
 func mustPanic(t *testing.T, what string, fn func()) {
 	t.Helper()
 	defer func() {
@@ -447,14 +433,6 @@ func mustPanic(t *testing.T, what string, fn func()) {
 		}
 	}()
 	fn()
-}
-
-func TestRegisterPanicsOnAConflictingDuplicate(t *testing.T) {
-	mustPanic(t, "re-registering not_found as 400", func() { Register(NotFound, http.StatusBadRequest, "Not found") })
-	mustPanic(t, "re-registering not_found with another title", func() { Register(NotFound, http.StatusNotFound, "Missing") })
-	if got := New(NotFound, "d").Status(); got != 404 {
-		t.Fatalf("a rejected Register changed not_found to %d", got)
-	}
 }
 
 func TestValidatorCollectsEveryFailedCheck(t *testing.T) {
