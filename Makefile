@@ -48,7 +48,7 @@ vet: ## go vet (also the fault test, which builds only with -tags faults)
 	$(GO) vet -tags faults ./cmd/stack
 
 test: services fmt-check tidy-check vet ## everything CI checks: gofmt, go mod tidy, go vet, go test -race against real Postgres, Redis and kfake
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 fuzz: services ## run every fuzz target for FUZZTIME each (default 20s)
 	@grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do \

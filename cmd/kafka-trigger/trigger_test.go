@@ -62,13 +62,16 @@ func startStack(t *testing.T, brokers []string, fns []fn, mod func(*Config)) *st
 		ann := f.annotations
 		gfns = append(gfns, gateway.Function{Status: gateway.FunctionStatus{Name: f.name, Annotations: &ann}, Addr: srv.Listener.Addr().String()})
 	}
-	g := gateway.New(gateway.Config{Functions: gfns})
+	// The gateway's /system API needs basic auth, as the local stack's
+	// and OpenFaaS's do; the trigger reads it with the same credentials.
+	g := gateway.New(gateway.Config{Functions: gfns, SystemUser: "admin", SystemPassword: "trigger-test-password"})
 	gw := httptest.NewServer(g)
 	t.Cleanup(func() { gw.Close(); g.Close(context.Background()) })
 
 	prefix := fmt.Sprintf("test-%d-", time.Now().UnixNano())
 	cfg := Config{
 		Brokers: brokers, GatewayURL: gw.URL, SigningKeys: testenv.EventKey,
+		GatewayUser: "admin", GatewayPassword: "trigger-test-password",
 		GroupPrefix: prefix, InitialOffset: "earliest", DLQTopic: testDLQ,
 		MaxAttempts: 5, BackoffBase: config.Duration(10 * time.Millisecond), BackoffMax: config.Duration(200 * time.Millisecond),
 		DeliveryTimeout: config.Duration(5 * time.Second), RefreshInterval: config.Duration(time.Minute), Schedules: true,
@@ -141,11 +144,15 @@ func produce(t *testing.T, brokers []string, msgs ...*sarama.ProducerMessage) []
 func structured(t *testing.T, topic, key string, data any) (*sarama.ProducerMessage, events.Event) {
 	t.Helper()
 	ev := events.Must(events.New(context.Background(), "tester", "billfn.test.happened", key, data))
+	// The producer's origin proof, as every producer adds it; the trigger
+	// neither needs nor checks it, the function's receiver does.
+	testenv.SignOrigin(&ev)
 	body, err := events.Marshal(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// No signature, no special header: what kcat or any producer writes.
+	// No delivery signature, no special header: what kcat or any producer
+	// writes.
 	return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(body)}, ev
 }
 
@@ -197,6 +204,9 @@ func verified(t *testing.T, next http.HandlerFunc) http.Handler {
 
 func TestTriggerDeliversAnUnsignedRecordSignedToTheFunctionsReceiver(t *testing.T) {
 	d, kit := testenv.Platform(t, "trigger-test")
+	// The receiver trusts the test producer's origin key, as an operator
+	// adds an integrator's.
+	kit.Origins.Add(events.Source("tester"), testenv.OriginSigner(events.Source("tester")).Public())
 	admin, err := sarama.NewClusterAdmin(kit.Brokers, outbox.ProducerConfig())
 	if err != nil {
 		t.Fatal(err)
