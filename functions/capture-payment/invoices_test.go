@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -245,6 +246,50 @@ func TestAnInvoiceWhoseEventHasNotArrivedIsReadThrough(t *testing.T) {
 	d = problemDoc(t, g.payInvoice(g.account, uuid.NewString(), 100, "USD"), 422)
 	if !fieldNamed(d, "invoice_id") {
 		t.Fatalf("unknown invoice: %v", d)
+	}
+}
+
+// The README creates, finalizes and pays an invoice in three commands: the
+// read model may know the invoice only as the draft its created event
+// said. A draft is asked about again before it is refused.
+func TestADraftIsAskedAboutAgainBeforeItIsRefused(t *testing.T) {
+	inv := uuid.NewString()
+	var asked int
+	status := "open"
+	var account string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer svc-token" || r.URL.Path != "/function/generate-invoice/invoices/"+inv {
+			http.NotFound(w, r)
+			return
+		}
+		asked++
+		_ = json.NewEncoder(w).Encode(map[string]any{"object": "invoice", "id": inv, "account_id": account,
+			"currency": "USD", "total": 1200, "amount_paid": 0, "amount_due": 1200, "status": status})
+	}))
+	defer srv.Close()
+	g := newRig(t, func(c *Config) {
+		c.Invoices = remote.InvoicesConfig{InvoicesURL: srv.URL + "/function/generate-invoice", ServiceToken: "svc-token"}
+	})
+	account = g.account
+	if rec := g.deliver(invoiceEvent(t, events.TypeInvoiceCreated, inv, g.account, "USD", "draft", 1200, 0)); rec.Code != 200 {
+		t.Fatalf("created: %d %s", rec.Code, rec.Body)
+	}
+	// Still a draft at its owner: refused, naming the status.
+	status = "draft"
+	d := problemDoc(t, g.payInvoice(g.account, inv, 1200, "USD"), http.StatusConflict)
+	if d["code"] != string(payments.CodeInvoiceNotPayable) || !strings.Contains(fmt.Sprint(d["detail"]), "draft") || asked != 1 {
+		t.Fatalf("a draft at its owner: %v (asked %d)", d, asked)
+	}
+	// Finalized a moment ago, its event not here yet: paid.
+	status = "open"
+	p := decode[payments.Payment](t, g.payInvoice(g.account, inv, 1200, "USD"), http.StatusCreated)
+	if p.Status != payments.Succeeded || asked != 2 {
+		t.Fatalf("payment of a just-finalized invoice: %+v (asked %d)", p, asked)
+	}
+	// Known as open now: nobody is asked again.
+	problemDoc(t, g.payInvoice(g.account, inv, 100, "USD"), http.StatusConflict)
+	if asked != 2 {
+		t.Fatalf("generate-invoice asked %d times, want 2", asked)
 	}
 }
 

@@ -77,10 +77,34 @@ func (s *Service) learnInvoice(ctx context.Context, tx Tx, ev events.Event) erro
 }
 
 // invoiceFor locks the facts of invoice id in tx, reading them through
-// from generate-invoice when the read model does not know the invoice yet.
+// from generate-invoice when the read model does not know the invoice yet,
+// or knows it only as a draft: a draft is never payable, and the
+// billfn.invoice.finalized event of an invoice finalized a moment ago may
+// still be on its way (create, finalize and pay in a row, as the README
+// does), so the owner is asked before a draft is refused.
 func (s *Service) invoiceFor(ctx context.Context, tx Tx, id string) (InvoiceFacts, error) {
 	f, ok, err := tx.LockInvoice(ctx, id)
-	if err != nil || ok {
+	if err != nil {
+		return f, err
+	}
+	if ok {
+		if f.Status != invDraft || s.Invoices == nil {
+			return f, nil
+		}
+		fresh, err := s.Invoices.Invoice(ctx, id)
+		if err == nil {
+			err = fresh.validate()
+		}
+		if err != nil || fresh.ID != id {
+			// The stored draft stands: refused as not payable, which
+			// is what the owner said last.
+			slog.DebugContext(ctx, "draft invoice not read through", "invoice_id", id, "err", err)
+			return f, nil
+		}
+		if _, err := tx.PutInvoice(ctx, fresh, "read_through"); err != nil {
+			return InvoiceFacts{}, err
+		}
+		f, _, err = tx.LockInvoice(ctx, id)
 		return f, err
 	}
 	noSuch := apperr.Invalid(apperr.Field("invoice_id", "no such invoice"))
