@@ -48,7 +48,7 @@ func limited(t *testing.T, mode, redisURL string) (*platform.Deps, http.Handler,
 		{Pattern: "GET /admin", Access: platform.Privileged, Handler: ok},
 		{Pattern: "GET /public", Access: platform.Public, Handler: ok},
 		{Pattern: "POST /{$}", Access: platform.Delivery, Handler: ok},
-	})
+	}, nil)
 	s := auth.NewHS256Signer(testenv.JWTSecret, "billfn", "billfn")
 	if down {
 		return d, mux, s

@@ -7,6 +7,7 @@ import (
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/pan"
+	"github.com/billfn/billfn/shared/problem"
 )
 
 // Access is who may call a route. A function declares it once, in its
@@ -88,7 +89,13 @@ func (r Route) RateClass() Class {
 // are limited too), the access check, then the per-principal bucket of the
 // route's class (see limit). It panics on an entry without an access or a
 // handler: a programming error, found at start.
-func (d *Deps) Mux(routes []Route) *http.ServeMux {
+//
+// statuses is the function's code → status table (nil: the shared codes
+// only). It is installed around each route, inside the mux, so every
+// problem a route writes is mapped by it while the server still sees the
+// *http.ServeMux: unknown routes and wrong methods are answered with
+// problem documents and requests are labelled by their route pattern.
+func (d *Deps) Mux(routes []Route, statuses problem.Statuses) *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, rt := range routes {
 		if rt.Handler == nil {
@@ -113,7 +120,7 @@ func (d *Deps) Mux(routes []Route) *http.ServeMux {
 		default:
 			panic(fmt.Sprintf("platform: route %q has no access (%q)", rt.Pattern, rt.Access))
 		}
-		mux.Handle(rt.Pattern, d.limit(rt, handler, authn))
+		mux.Handle(rt.Pattern, statuses.Middleware(d.limit(rt, handler, authn)))
 	}
 	return mux
 }

@@ -45,7 +45,7 @@ func New(d *platform.Deps, now func() time.Time) *API {
 }
 
 // Routes is aggregate-report's HTTP surface.
-func (s *API) Routes() *http.ServeMux { return s.d.Mux(s.RouteTable()) }
+func (s *API) Routes() *http.ServeMux { return s.d.Mux(s.RouteTable(), nil) }
 
 // RouteTable is who may call what (docs/aggregate-report.md carries the
 // same table). A customer's reports cover its own accounts; account_id

@@ -30,16 +30,8 @@ func New(d *platform.Deps, svc *payments.Service, st *store.Store, sandbox Sandb
 }
 
 // Handler is the function's mux, each route with the function's code →
-// status table (Statuses) installed. The table goes inside the mux, per
-// route: the server recognises the *http.ServeMux to answer 404/405 with
-// problem documents and to label requests by route.
-func (s *API) Handler() *http.ServeMux {
-	routes := s.Routes()
-	for i := range routes {
-		routes[i].Handler = Statuses.Middleware(routes[i].Handler)
-	}
-	return s.d.Mux(routes)
-}
+// status table (Statuses) installed (platform.Deps.Mux).
+func (s *API) Handler() *http.ServeMux { return s.d.Mux(s.Routes(), Statuses) }
 
 // db is where a single read runs outside any transaction.
 func (s *API) db() payments.Tx { return s.store.Fresh().DB() }

@@ -141,13 +141,7 @@ func (s *Service) clock() time.Time { return s.now().UTC() }
 // mapped by Statuses (event deliveries included: their handlers' errors
 // are classified by the same table); the mux stays the server's, which
 // answers unknown routes and methods with problems too.
-func (s *Service) Routes() *http.ServeMux {
-	rt := s.routeTable()
-	for i := range rt {
-		rt[i].Handler = Statuses.Middleware(rt[i].Handler)
-	}
-	return s.d.Mux(rt)
-}
+func (s *Service) Routes() *http.ServeMux { return s.d.Mux(s.routeTable(), Statuses) }
 
 // routeTable is generate-invoice's HTTP surface: who may call each route
 // (Mux enforces it), its rate-limit class, and the kind of resource every

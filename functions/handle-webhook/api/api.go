@@ -76,7 +76,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 }
 
 // Routes is handle-webhook's HTTP surface, its problems mapped by Statuses.
-func (a *API) Routes() http.Handler { return Statuses.Middleware(a.d.Mux(a.RouteTable())) }
+func (a *API) Routes() *http.ServeMux { return a.d.Mux(a.RouteTable(), Statuses) }
 
 // RouteTable is who may call what (docs/handle-webhook.md carries the same
 // table). The gateways' webhooks are public: they prove themselves with

@@ -62,8 +62,8 @@ func (s *Service) changed(accounts []string) {
 }
 
 // Handler serves the route table behind the platform's access checks, with
-// the function's code → status table (Statuses) installed.
-func (s *Service) Handler() http.Handler { return Statuses.Middleware(s.d.Mux(s.Routes())) }
+// the function's code → status table (Statuses) installed in each route.
+func (s *Service) Handler() *http.ServeMux { return s.d.Mux(s.Routes(), Statuses) }
 
 // Routes is process-transaction's HTTP surface: who may call what
 // (docs/process-transaction.md carries the same table), the rate-limit
