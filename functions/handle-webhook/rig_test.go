@@ -63,6 +63,16 @@ func newRig(t testing.TB, mutate ...func(*api.Config)) *rig {
 		t.Fatal(err)
 	}
 	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(s.Routes())).Handler()
+	// The test's broker goes with the test: what it left unpublished in
+	// the package's shared outbox (published rows are deleted) would
+	// otherwise be swept into the next test's broker and read there as
+	// that test's events (a full run saw 5 gateway updates where a test
+	// made 2).
+	t.Cleanup(func() {
+		if _, err := d.Pool.Exec(context.Background(), `DELETE FROM outbox`); err != nil {
+			t.Errorf("clearing the outbox: %v", err)
+		}
+	})
 	return &rig{t: t, s: s, d: d, kit: kit, h: h, clock: c, admin: uuid.NewString()}
 }
 

@@ -123,9 +123,9 @@ func TestStripeSignatureIsCheckedExactly(t *testing.T) {
 
 func TestSandboxWebhooksAreVerifiedWithTheSharedScheme(t *testing.T) {
 	g := newRig(t, func(c *api.Config) { c.SandboxSecrets = "sandbox-next," + sandboxSecret })
-	pid := uuid.NewString()
-	body, err := sandbox.NewEvent("evt_sbx_1", "payment_intent.amount_capturable_updated", g.clock.Now(),
-		sandbox.PaymentIntent{ID: "pi_sbx_1", Object: "payment_intent", Amount: 700, AmountCapturable: 700, Currency: "eur",
+	pid, n := uuid.NewString(), uuid.NewString()[:8]
+	body, err := sandbox.NewEvent("evt_sbx_1"+n, "payment_intent.amount_capturable_updated", g.clock.Now(),
+		sandbox.PaymentIntent{ID: "pi_sbx_1" + n, Object: "payment_intent", Amount: 700, AmountCapturable: 700, Currency: "eur",
 			Status: "requires_capture", Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func TestSandboxWebhooksAreVerifiedWithTheSharedScheme(t *testing.T) {
 	if got := outcome(t, g.sandbox(body)); got != webhooks.Processed {
 		t.Fatalf("outcome %s", got)
 	}
-	other, _ := sandbox.NewEvent("evt_sbx_2", "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_sbx_1",
+	other, _ := sandbox.NewEvent("evt_sbx_2"+n, "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_sbx_1" + n,
 		Object: "payment_intent", Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded",
 		Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
 	rotated := g.post("/sandbox", other, map[string]string{sandbox.SignatureHeader: sandbox.Sign([]byte("sandbox-next"), g.clock.Now(), other)})
