@@ -35,6 +35,9 @@ type config struct {
 	// CALLBACK_ALLOWED_HOSTS. Everything else on loopback (the functions'
 	// own ports, Postgres, Redis) or in private networks is refused.
 	CallbackAllowedHosts []string
+	// CallbackPublicHosts (CALLBACK_PUBLIC_HOSTS=true) also allows
+	// callbacks to hosts that resolve only to public addresses.
+	CallbackPublicHosts bool
 	// lookup answers the stack file's substitutions: the stack's own
 	// addresses first, then the environment.
 	lookup stackfile.Lookup
@@ -69,6 +72,9 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	}
 	if c.TickEvery, err = time.ParseDuration(get("BILLFN_TICK_EVERY", "5s")); err != nil || c.TickEvery < time.Second {
 		problems = append(problems, "BILLFN_TICK_EVERY must be a duration of at least 1s")
+	}
+	if c.CallbackPublicHosts, err = strconv.ParseBool(get("CALLBACK_PUBLIC_HOSTS", "false")); err != nil {
+		problems = append(problems, "CALLBACK_PUBLIC_HOSTS must be true or false")
 	}
 	if hosts, err := gateway.ParseCallbackHosts(get("CALLBACK_ALLOWED_HOSTS", "")); err != nil {
 		problems = append(problems, "CALLBACK_ALLOWED_HOSTS: "+err.Error())

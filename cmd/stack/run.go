@@ -628,7 +628,7 @@ func (s *stack) startGateway(ln net.Listener) {
 		}
 		fns = append(fns, gateway.Function{Status: st, Addr: f.addr, State: f.proc.state, Generation: f.proc.generation})
 	}
-	s.gateway = gateway.New(gateway.Config{Functions: fns, CallbackAllowedHosts: s.cfg.CallbackAllowedHosts,
+	s.gateway = gateway.New(gateway.Config{Functions: fns, CallbackAllowedHosts: s.cfg.CallbackAllowedHosts, CallbackPublicHosts: s.cfg.CallbackPublicHosts,
 		SystemUser: s.secrets[basicAuthUser], SystemPassword: s.secrets[basicAuthPassword]})
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	go func() { _ = s.gwSrv.Serve(ln) }()

@@ -15,11 +15,14 @@ import (
 
 // Callbacks (X-Callback-Url of /async-function/) are requests the gateway
 // makes on a caller's behalf from inside the network it runs in, so they
-// go only to public addresses, or to a host named in the allowlist
-// (Config.CallbackAllowedHosts, CALLBACK_ALLOWED_HOSTS in the local stack):
+// go only to a host named in the allowlist (Config.CallbackAllowedHosts,
+// CALLBACK_ALLOWED_HOSTS in the local stack, which always holds the
+// gateway's own address) and, only when Config.CallbackPublicHosts is set
+// (CALLBACK_PUBLIC_HOSTS=true), to hosts that resolve only to public
+// addresses:
 //
-//   - at accept time the URL must be http(s) and its host, unless allowed,
-//     must resolve only to public addresses (else 400 naming the header);
+//   - at accept time the URL must be http(s) and its host allowed, or
+//     public when public hosts are on (else 400 naming the header);
 //   - at dial time the host is resolved again and checked, and the dialer's
 //     Control function refuses a non-public address actually connected to,
 //     so a name that resolves elsewhere by then (DNS rebinding) gets nowhere;
@@ -152,6 +155,9 @@ func (g *Gateway) checkCallback(ctx context.Context, u *url.URL) error {
 	if g.callbackHosts.allows(u.Hostname(), defaultPort(u)) {
 		return nil
 	}
+	if !g.cfg.CallbackPublicHosts {
+		return errors.New("the host is not in CALLBACK_ALLOWED_HOSTS (other public hosts only with CALLBACK_PUBLIC_HOSTS=true)")
+	}
 	addrs, err := g.resolve(ctx, u.Hostname())
 	if err != nil {
 		return errors.New("the host cannot be resolved")
@@ -173,6 +179,9 @@ func (g *Gateway) dialCallback(ctx context.Context, network, addr string) (net.C
 	}
 	if g.callbackHosts.allows(host, port) {
 		return (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext(ctx, network, addr)
+	}
+	if !g.cfg.CallbackPublicHosts {
+		return nil, fmt.Errorf("%w: %s is not in CALLBACK_ALLOWED_HOSTS", errCallbackAddress, host)
 	}
 	addrs, err := g.resolve(ctx, host)
 	if err != nil {

@@ -126,6 +126,39 @@ func TestAsyncCallbackToAPrivateAddressIsRefusedAtAcceptTime(t *testing.T) {
 	}
 }
 
+// Only the allowlist by default: a host that resolves to a public address
+// is refused unless CALLBACK_PUBLIC_HOSTS is on, and nothing is looked up.
+func TestAsyncCallbackOffTheAllowlistIsRefusedByDefault(t *testing.T) {
+	fnSrv, invoked := counter(t, nil)
+	for _, public := range []bool{false, true} {
+		g := New(Config{Functions: []Function{fn("f", hostOf(fnSrv))}, CallbackPublicHosts: public})
+		loopbackOnly(t, g)
+		var lookups atomic.Int64
+		g.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			if lookups.Add(1) > 1 { // at dial time: this test sends nothing out
+				return nil, errors.New("test: no callback leaves this machine")
+			}
+			return []netip.Addr{netip.MustParseAddr("203.0.113.7")}, nil
+		}
+		gw := serve(t, g)
+		res := asyncCall(t, gw, "https://rebind.example/done")
+		if public {
+			res.Body.Close()
+			if res.StatusCode != http.StatusAccepted || lookups.Load() == 0 {
+				t.Fatalf("public hosts on: got %d after %d lookups, want 202 after a lookup", res.StatusCode, lookups.Load())
+			}
+			continue
+		}
+		d := readProblem(t, res)
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(d.Detail, "CALLBACK_ALLOWED_HOSTS") || lookups.Load() != 0 {
+			t.Fatalf("default: got %d %+v after %d lookups, want 400 naming CALLBACK_ALLOWED_HOSTS and no lookup", res.StatusCode, d, lookups.Load())
+		}
+		if invoked.Load() != 0 {
+			t.Fatalf("a refused call ran the function")
+		}
+	}
+}
+
 func TestAsyncCallbackToAnAllowedHostIsPosted(t *testing.T) {
 	fnSrv, _ := counter(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "result") })
 	got := make(chan string, 1)
@@ -187,7 +220,7 @@ func TestAsyncCallbackIsCheckedAgainAtDialTime(t *testing.T) {
 	cb, called := counter(t, nil)
 	_, port, _ := net.SplitHostPort(hostOf(cb))
 	var lookups atomic.Int64
-	g := New(Config{Functions: []Function{fn("f", hostOf(fnSrv))}})
+	g := New(Config{Functions: []Function{fn("f", hostOf(fnSrv))}, CallbackPublicHosts: true})
 	loopbackOnly(t, g)
 	g.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
 		if host != "rebind.example" {

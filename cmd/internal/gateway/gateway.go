@@ -116,8 +116,13 @@ type Config struct {
 	// CallbackAllowedHosts are the hosts an /async-function/ call's
 	// X-Callback-Url may name although they are not public (loopback,
 	// private, link-local, ...): "host" (any port) or "host:port". Nothing
-	// else but a public address is ever called back (see callback.go).
+	// else is ever called back, and a public address only when
+	// CallbackPublicHosts is set (see callback.go).
 	CallbackAllowedHosts []string
+	// CallbackPublicHosts lets a callback go to any host that resolves
+	// only to public addresses as well as to the allowlist
+	// (CALLBACK_PUBLIC_HOSTS=true). Off by default: only the allowlist.
+	CallbackPublicHosts bool
 	// SystemUser and SystemPassword protect /system/ with basic auth as
 	// the OpenFaaS gateway does (secrets basic-auth-user and
 	// basic-auth-password); without them /system/ is closed to everyone.
