@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/billfn/billfn/shared/config"
 )
 
 // Origin proofs: who wrote an event (docs/security.md "Who signs what").
@@ -203,8 +205,35 @@ var (
 // source; several per source while a key rotates. Safe for concurrent use;
 // Replace swaps the whole set (a reloaded file).
 type OriginKeys struct {
-	mu   sync.RWMutex
-	keys map[string]map[string]ed25519.PublicKey // source -> kid -> key
+	mu    sync.RWMutex
+	keys  map[string]map[string]ed25519.PublicKey // source -> kid -> key
+	watch *config.Watched                         // the secret file, when the keys follow one
+}
+
+// WatchOriginKeys parses text (ParseOriginKeys; name says where it came
+// from) and, when the secret file <SecretsDir>/<secret> exists, reads it
+// again whenever it changes, at most every every (<= 0:
+// config.DefaultReloadEvery): a key added for a new integrator or a
+// rotated function key is trusted without a restart, a removed one no
+// longer is. A changed file that does not parse leaves the keys in force.
+func WatchOriginKeys(text, name, secret string, every time.Duration) (*OriginKeys, error) {
+	ks, err := ParseOriginKeys(text, name)
+	if err != nil {
+		return nil, err
+	}
+	w, err := config.WatchSecret(secret, every, func(value string) error {
+		next, err := ParseOriginKeys(value, "secret file "+secret)
+		if err != nil {
+			return err
+		}
+		ks.Replace(next)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ks.watch = w
+	return ks, nil
 }
 
 // ParseOriginKeys reads an OriginKeys file: one key per line,
@@ -326,6 +355,7 @@ func (ks *OriginKeys) Verify(ev Event) error {
 	if ks == nil {
 		return fmt.Errorf("%w: this consumer trusts no origin keys", ErrBadOrigin)
 	}
+	ks.watch.Check()
 	pub, ok := ks.lookup(ev.Source(), kid)
 	if !ok {
 		return fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(ev.Source(), 200))

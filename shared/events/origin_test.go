@@ -1,12 +1,15 @@
 package events_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -343,5 +347,55 @@ func TestParseOriginKeysRefusesWhatIsNotAKey(t *testing.T) {
 	var none *events.OriginKeys
 	if err := none.Verify(signedAs(capturePayment, paymentFact(t, capturePayment, 1))); !errors.Is(err, events.ErrBadOrigin) {
 		t.Errorf("nil keys: %v", err)
+	}
+}
+
+// The origin public keys follow their secret file: a key added to the
+// file is trusted at the next look without a restart, a removed key no
+// longer is, and a file that does not parse leaves the keys in force.
+func TestOriginKeysFollowTheirSecretFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.SecretsDirEnv, dir)
+	fn := events.NewOriginSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize)))
+	integrator := events.NewOriginSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, ed25519.SeedSize)))
+	write := func(text string) {
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "origin-public-keys")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // past the watch interval
+	}
+	first := fn.PublicLine("/functions/capture-payment") + "\n"
+	write(first)
+	ks, err := events.WatchOriginKeys(first, "test", "origin-public-keys", time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(s *events.OriginSigner, source string) events.Event {
+		ev := events.Must(events.New(context.Background(), "x", events.TypeTransactionRequested, "k", map[string]int{"amount": 1}))
+		ev.SetSource(source)
+		s.Sign(&ev)
+		return ev
+	}
+	if err := ks.Verify(signed(integrator, "/integrators/acme")); err == nil {
+		t.Fatal("an unknown integrator's event verified")
+	}
+	write(first + integrator.PublicLine("/integrators/acme") + "\n")
+	if err := ks.Verify(signed(integrator, "/integrators/acme")); err != nil {
+		t.Fatalf("the integrator added to the file: %v", err)
+	}
+	write("not a key file")
+	if err := ks.Verify(signed(integrator, "/integrators/acme")); err != nil {
+		t.Fatalf("a file that does not parse replaced the keys: %v", err)
+	}
+	write(first)
+	if err := ks.Verify(signed(integrator, "/integrators/acme")); !errors.Is(err, events.ErrBadOrigin) {
+		t.Fatalf("the integrator removed from the file: %v, want ErrBadOrigin", err)
+	}
+	if err := ks.Verify(signed(fn, "/functions/capture-payment")); err != nil {
+		t.Fatalf("the function's key: %v", err)
 	}
 }

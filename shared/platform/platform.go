@@ -151,7 +151,9 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	if err != nil {
 		return nil, err
 	}
-	origins, err := events.ParseOriginKeys(cfg.OriginPublicKeys, "EVENT_ORIGIN_PUBLIC_KEYS (origin-public-keys)")
+	// The origin public keys follow their secret file too: a new
+	// integrator's key or a rotated function key needs no restart.
+	origins, err := events.WatchOriginKeys(cfg.OriginPublicKeys, "EVENT_ORIGIN_PUBLIC_KEYS (origin-public-keys)", "origin-public-keys", cfg.Auth.ReloadEvery)
 	if err != nil {
 		return nil, err
 	}
