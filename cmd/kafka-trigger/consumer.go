@@ -396,7 +396,7 @@ func delivery(msgs []*sarama.ConsumerMessage) (body []byte, h http.Header) {
 // post sends one delivery request.
 func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage) outcome {
 	body, h := delivery(msgs)
-	h.Set(events.SignatureHeader, events.Sign(c.t.key, time.Now(), body))
+	h.Set(events.SignatureHeader, events.Sign(c.t.key(), time.Now(), body))
 
 	rctx, cancel := context.WithTimeout(ctx, c.t.cfg.DeliveryTimeout.D())
 	defer cancel()

@@ -88,16 +88,14 @@ type Config struct {
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
 }
 
-// key is the signing key: the first of the list (during a rotation the
-// functions accept the old and the new one, the trigger signs with the new).
-// Every key of the list must be at least events.MinKeyLen bytes, as the
-// functions require.
-func (c Config) key() ([]byte, error) {
-	keys, err := events.ParseKeys(c.SigningKeys, "EVENT_SIGNING_KEYS")
-	if err != nil {
-		return nil, err
-	}
-	return keys[0], nil
+// keys are the delivery-signing keys; the trigger signs with the first
+// (during a rotation the functions accept the old and the new one, the
+// trigger signs with the new). Every key of the list must be at least
+// events.MinKeyLen bytes, as the functions require. They follow their
+// secret file, event-signing-key, as the functions' do: a rotation needs
+// no restart.
+func (c Config) keys() (*events.KeyRing, error) {
+	return events.WatchKeys(c.SigningKeys, "EVENT_SIGNING_KEYS", "event-signing-key", 0)
 }
 
 func (c Config) validate() error {

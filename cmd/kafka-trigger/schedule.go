@@ -98,7 +98,7 @@ func (s *scheduler) tick(name string) {
 	req.Header.Set("User-Agent", "billfn-kafka-trigger")
 	// A tick is a delivery like any other: signed (over its empty body)
 	// with the delivery key, or the function refuses it with 401.
-	req.Header.Set(events.SignatureHeader, events.Sign(s.t.key, time.Now(), nil))
+	req.Header.Set(events.SignatureHeader, events.Sign(s.t.key(), time.Now(), nil))
 	start := time.Now()
 	res, err := s.t.client.Do(req)
 	result := "ok"

@@ -21,13 +21,14 @@ import (
 
 	"github.com/billfn/billfn/cmd/internal/gateway"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/outbox"
 )
 
 // Trigger runs one consumer group per subscribed function and the schedules.
 type Trigger struct {
 	cfg     Config
-	key     []byte
+	keys    *events.KeyRing
 	client  *http.Client
 	metrics *metrics
 
@@ -39,15 +40,18 @@ type Trigger struct {
 	dlq   sarama.SyncProducer
 }
 
+// key is the key deliveries are signed with now.
+func (t *Trigger) key() []byte { return t.keys.Keys()[0] }
+
 // New builds a trigger; Run starts it.
 func New(cfg Config) (*Trigger, error) {
-	key, err := cfg.key()
+	keys, err := cfg.keys()
 	if err != nil {
 		return nil, err
 	}
 	t := &Trigger{
-		cfg: cfg,
-		key: key,
+		cfg:  cfg,
+		keys: keys,
 		client: &http.Client{
 			Transport: &http.Transport{
 				Proxy:               http.ProxyFromEnvironment,
