@@ -72,7 +72,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	}
 	// Postgres keeps microseconds: so do we, so an answer and a later read agree.
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
-	sandbox := gateway.NewSandbox(d.Pool, clock, gateway.SandboxConfig{SettleDelay: cfg.SandboxSettleDelay.D(),
+	sandbox := gateway.NewSandbox(store.NewSandboxBooks(d.Pool), clock, gateway.SandboxConfig{SettleDelay: cfg.SandboxSettleDelay.D(),
 		WebhookURL: cfg.SandboxWebhookURL, WebhookSecret: cfg.SandboxWebhookSecret, Webhooks: cfg.SandboxWebhooks})
 	gateways := map[string]payments.Gateway{payments.GatewaySandbox: sandbox}
 	if cfg.StripeKey != "" {

@@ -12,13 +12,15 @@
 //	_ = idempotency.Complete(ctx, q, resp)           // queued, not run
 //	err := pgbatch.Send(ctx, pool, b)                // one round trip
 //
-// A statement that fails (for example a guard written to divide by zero
-// when its row moved) aborts the whole pipeline, so a guard makes the
-// write conditional.
+// A statement that fails aborts the whole pipeline. A write that must
+// happen only if a first statement found its row as expected (a version
+// check, an insert that may be a duplicate) is SendGuarded: the guard's
+// row decides, in Go, whether the rest is written.
 package pgbatch
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,4 +69,68 @@ func SendScan(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch, dest ...any
 		err = cerr
 	}
 	return err
+}
+
+// Guard is the first statement of a guarded write: its row is scanned into
+// Dest, then Proceed decides from it whether the rest is written.
+type Guard struct {
+	SQL     string
+	Args    []any
+	Dest    []any
+	Proceed func() bool
+}
+
+// SendGuarded runs g and, when g.Proceed says so, the statements of rest,
+// as one transaction: BEGIN and g in one pipelined round trip, then rest
+// and COMMIT in a second (or ROLLBACK when g says no). It reports whether
+// rest was committed; when it is false and err is nil, nothing g wrote is
+// kept either. With an empty rest, g runs alone as one statement (atomic
+// on its own, one round trip) and what it wrote stays.
+func SendGuarded(ctx context.Context, pool *pgxpool.Pool, g Guard, rest *pgx.Batch) (bool, error) {
+	if rest == nil || rest.Len() == 0 {
+		if err := pool.QueryRow(ctx, g.SQL, g.Args...).Scan(g.Dest...); err != nil {
+			return false, err
+		}
+		return g.Proceed(), nil
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Release()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(g.SQL, g.Args...)
+	br := conn.SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(g.Dest...)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		rollback(conn)
+		return false, err
+	}
+	if !g.Proceed() {
+		rollback(conn)
+		return false, nil
+	}
+	rest.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, rest).Close(); err != nil {
+		rollback(conn)
+		return false, err
+	}
+	return true, nil
+}
+
+// rollback ends the connection's transaction; a connection in an unknown
+// state is closed rather than reused.
+func rollback(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		_ = conn.Conn().Close(ctx)
+	}
 }

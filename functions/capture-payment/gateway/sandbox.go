@@ -14,12 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/functions/capture-payment/store"
-	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/sandbox"
 )
 
@@ -30,12 +26,12 @@ import (
 // and says so with a signed webhook) and pm_sandbox_unavailable (the gateway
 // is down: a gateway-side error, for failover demos).
 //
-// It keeps its own books in the sandbox_* tables, as a real gateway would,
+// It keeps its own books (Books: the sandbox_* tables), as a real gateway would,
 // so reconciliation can ask it for the truth and every call is idempotent
 // by its key. Webhooks it owes go to SANDBOX_WEBHOOK_URL (handle-webhook's
 // /sandbox), signed with SANDBOX_WEBHOOK_SECRET, with retries.
 type Sandbox struct {
-	pool        *pgxpool.Pool
+	books       Books
 	now         func() time.Time
 	settleDelay time.Duration
 	webhookURL  string
@@ -64,9 +60,25 @@ type SandboxConfig struct {
 	Webhooks      string // off, async, all
 }
 
-// NewSandbox returns the sandbox gateway keeping its books in pool.
-func NewSandbox(pool *pgxpool.Pool, now func() time.Time, cfg SandboxConfig) *Sandbox {
-	return &Sandbox{pool: pool, now: now, settleDelay: cfg.SettleDelay, webhookURL: cfg.WebhookURL,
+// Books is where the sandbox keeps its books (store.SandboxBooks). A
+// store.Hook given to a write tells it the webhook the change owes.
+type Books interface {
+	InsertIntent(ctx context.Context, in *intent, hook store.Hook) (bool, error)
+	UpdateIntent(ctx context.Context, id string, hook store.Hook, fn func(*intent) (bool, error)) (*intent, error)
+	CaptureIntent(ctx context.Context, id string, amount int64, now time.Time, hook store.Hook) (*intent, error)
+	CancelIntent(ctx context.Context, id string, now time.Time, hook store.Hook) (*intent, error)
+	Intent(ctx context.Context, id string) (*intent, error)
+	SettleIntents(ctx context.Context, id string, now time.Time, hook store.Hook) ([]*intent, error)
+	RefundIntent(ctx context.Context, r store.SandboxRefund, hook store.Hook) (*intent, error)
+	RefundByKey(ctx context.Context, key string) (id, status string, err error)
+	RefundStatus(ctx context.Context, id string) (string, error)
+	SendWebhooks(ctx context.Context, max int, now func() time.Time, send func(payload []byte) error) (sent int, sendErr, err error)
+	PruneWebhooks(ctx context.Context, before time.Time) error
+}
+
+// NewSandbox returns the sandbox gateway keeping its books in books.
+func NewSandbox(books Books, now func() time.Time, cfg SandboxConfig) *Sandbox {
+	return &Sandbox{books: books, now: now, settleDelay: cfg.SettleDelay, webhookURL: cfg.WebhookURL,
 		secrets: sandbox.Secrets(cfg.WebhookSecret), mode: cfg.Webhooks,
 		client: &http.Client{Timeout: 5 * time.Second}, kick: make(chan struct{}, 1)}
 }
@@ -126,29 +138,11 @@ func sandboxOutcome(token string) outcome {
 	return decline("resource_missing", "", "No such PaymentMethod: '"+token+"'")
 }
 
-// intent is a row of sandbox_intents.
-type intent struct {
-	ID, PaymentID, Currency, CaptureMethod, PaymentMethod, Status string
-	Amount, AmountCapturable, AmountReceived, AmountRefunded      int64
-	LastError                                                     *sandbox.PaymentError
-	ConfirmKey                                                    string
-	SettleAt                                                      *time.Time
-	CreatedAt, UpdatedAt                                          time.Time
-}
-
-const intentCols = `id, payment_id, amount, currency, capture_method, payment_method, status, amount_capturable,
-	amount_received, amount_refunded, last_error, confirm_key, settle_at, created_at, updated_at`
-
-func scanIntent(row pgx.Row) (*intent, error) {
-	in := &intent{}
-	err := row.Scan(&in.ID, &in.PaymentID, &in.Amount, &in.Currency, &in.CaptureMethod, &in.PaymentMethod, &in.Status,
-		&in.AmountCapturable, &in.AmountReceived, &in.AmountRefunded, &in.LastError, &in.ConfirmKey, &in.SettleAt,
-		&in.CreatedAt, &in.UpdatedAt)
-	return in, err
-}
+// intent is a row of the sandbox's books.
+type intent = store.SandboxIntent
 
 // succeed applies a successful authorization.
-func (in *intent) succeed() {
+func succeed(in *intent) {
 	in.LastError = nil
 	if in.CaptureMethod == payments.CaptureManual {
 		in.Status, in.AmountCapturable = string(payments.RequiresCapture), in.Amount
@@ -158,14 +152,14 @@ func (in *intent) succeed() {
 }
 
 // confirm applies the outcome of a confirmation.
-func (in *intent) confirm(out outcome, now time.Time, delay time.Duration) {
+func confirm(in *intent, out outcome, now time.Time, delay time.Duration) {
 	in.SettleAt = nil
 	switch out.kind {
 	case outSuccess, outTimeout:
-		in.succeed()
+		succeed(in)
 	case outAction:
 		if in.Status == string(payments.RequiresAction) {
-			in.succeed() // confirmed again: the customer authenticated
+			succeed(in) // confirmed again: the customer authenticated
 		} else {
 			in.Status, in.LastError = string(payments.RequiresAction), nil
 		}
@@ -182,7 +176,7 @@ func (in *intent) confirm(out outcome, now time.Time, delay time.Duration) {
 	in.UpdatedAt = now
 }
 
-func (in *intent) state() payments.GatewayState {
+func state(in *intent) payments.GatewayState {
 	st := payments.GatewayState{GatewayPaymentID: in.ID, Status: payments.Status(in.Status), AmountCapturable: in.AmountCapturable,
 		AmountReceived: in.AmountReceived, At: payments.SyncTime(in.UpdatedAt)}
 	if in.Status == string(payments.RequiresPaymentMethod) && in.LastError != nil {
@@ -192,7 +186,7 @@ func (in *intent) state() payments.GatewayState {
 }
 
 // webhookType is the Stripe event type announcing in's state.
-func (in *intent) webhookType() string {
+func webhookType(in *intent) string {
 	switch payments.Status(in.Status) {
 	case payments.Succeeded:
 		return "payment_intent.succeeded"
@@ -208,7 +202,7 @@ func (in *intent) webhookType() string {
 	return "payment_intent.processing"
 }
 
-func (in *intent) object() sandbox.PaymentIntent {
+func object(in *intent) sandbox.PaymentIntent {
 	return sandbox.PaymentIntent{ID: in.ID, Object: "payment_intent", Amount: in.Amount, AmountCapturable: in.AmountCapturable,
 		AmountReceived: in.AmountReceived, Currency: in.Currency, Status: in.Status, CaptureMethod: in.CaptureMethod,
 		Metadata: map[string]string{sandbox.MetadataPaymentID: in.PaymentID}, LastPaymentError: in.LastError,
@@ -222,15 +216,25 @@ func (g *Sandbox) owes(async bool) bool {
 	return g.mode == WebhooksAll || (async && g.mode == WebhooksAsync)
 }
 
-// enqueue stores a webhook the sandbox owes, in the transaction of the change.
-func (g *Sandbox) enqueue(ctx context.Context, q store.DB, typ string, at time.Time, object any) error {
+// hook is the store.Hook of a change: nil when no webhook is owed (see
+// owes), else one announcing the intent's new state.
+func (g *Sandbox) hook(async bool, now time.Time) store.Hook {
+	if !g.owes(async) {
+		return nil
+	}
+	return func(in *intent) (*store.SandboxWebhook, error) {
+		return newWebhook(webhookType(in), now, object(in))
+	}
+}
+
+// newWebhook is a webhook of type typ about object.
+func newWebhook(typ string, at time.Time, object any) (*store.SandboxWebhook, error) {
 	id := "evt_sbx_" + randomHex(12)
 	body, err := sandbox.NewEvent(id, typ, at, object)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = q.Exec(ctx, `INSERT INTO sandbox_webhooks (id, type, payload, created_at) VALUES ($1, $2, $3, $4)`, id, typ, body, at)
-	return err
+	return &store.SandboxWebhook{ID: id, Type: typ, Payload: body, At: at}, nil
 }
 
 func randomHex(n int) string {
@@ -238,8 +242,6 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-var errReplay = errors.New("replay")
 
 // Charge creates and confirms a sandbox intent, or confirms it again.
 func (g *Sandbox) Charge(ctx context.Context, req payments.ChargeRequest) (payments.GatewayState, error) {
@@ -255,26 +257,11 @@ func (g *Sandbox) Charge(ctx context.Context, req payments.ChargeRequest) (payme
 	in := &intent{ID: id, PaymentID: req.PaymentID, Amount: req.Amount, Currency: strings.ToLower(string(req.Currency)),
 		CaptureMethod: req.CaptureMethod, PaymentMethod: req.PaymentMethod, Status: string(payments.RequiresConfirmation),
 		ConfirmKey: req.Key, CreatedAt: now}
-	in.confirm(out, now, g.settleDelay)
+	confirm(in, out, now, g.settleDelay)
 	async := out.kind == outTimeout
 	replayed := false
-	err := g.write(ctx, async, func(q store.DB) error {
-		tag, err := q.Exec(ctx, `INSERT INTO sandbox_intents (`+intentCols+`)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT (id) DO NOTHING`,
-			in.ID, in.PaymentID, in.Amount, in.Currency, in.CaptureMethod, in.PaymentMethod, in.Status, in.AmountCapturable,
-			in.AmountReceived, in.AmountRefunded, in.LastError, in.ConfirmKey, in.SettleAt, in.CreatedAt, in.UpdatedAt)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return errReplay // exists: confirm it again, or replay
-		}
-		if g.owes(async) {
-			return g.enqueue(ctx, q, in.webhookType(), now, in.object())
-		}
-		return nil
-	})
-	if errors.Is(err, errReplay) {
+	inserted, err := g.books.InsertIntent(ctx, in, g.hook(async, now))
+	if err == nil && !inserted { // exists: confirm it again, or replay
 		in, replayed, err = g.reconfirm(ctx, id, req, out, now)
 	}
 	if err != nil {
@@ -297,66 +284,29 @@ func (g *Sandbox) Charge(ctx context.Context, req payments.ChargeRequest) (payme
 		return payments.GatewayState{}, &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "timeout", Unknown: true,
 			Message: "no answer from the sandbox (pm_sandbox_timeout)", Err: ctx.Err()}
 	}
-	return in.state(), nil
+	return state(in), nil
 }
 
 // reconfirm confirms an existing intent again, or replays the answer to
 // the same key.
 func (g *Sandbox) reconfirm(ctx context.Context, id string, req payments.ChargeRequest, out outcome, now time.Time) (*intent, bool, error) {
-	var (
-		in       *intent
-		replayed bool
-	)
-	err := g.tx(ctx, func(tx pgx.Tx) error {
-		var err error
-		in, err = scanIntent(tx.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1 FOR UPDATE`, id))
-		if err != nil {
-			return err
-		}
+	replayed := false
+	in, err := g.books.UpdateIntent(ctx, id, g.hook(out.kind == outTimeout, now), func(in *intent) (bool, error) {
 		if in.ConfirmKey == req.Key {
 			replayed = true
-			return nil
+			return false, nil
 		}
 		switch payments.Status(in.Status) {
 		case payments.RequiresPaymentMethod, payments.RequiresConfirmation, payments.RequiresAction:
 		default:
-			return &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "payment_intent_unexpected_state", Rejected: true,
+			return false, &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "payment_intent_unexpected_state", Rejected: true,
 				Message: "a payment intent in status " + in.Status + " cannot be confirmed"}
 		}
 		in.PaymentMethod, in.ConfirmKey = req.PaymentMethod, req.Key
-		in.confirm(out, now, g.settleDelay)
-		if _, err := tx.Exec(ctx, `UPDATE sandbox_intents SET payment_method = $2, status = $3, amount_capturable = $4,
-			amount_received = $5, last_error = $6, confirm_key = $7, settle_at = $8, updated_at = $9 WHERE id = $1`,
-			in.ID, in.PaymentMethod, in.Status, in.AmountCapturable, in.AmountReceived, in.LastError, in.ConfirmKey,
-			in.SettleAt, in.UpdatedAt); err != nil {
-			return err
-		}
-		if g.owes(out.kind == outTimeout) {
-			return g.enqueue(ctx, tx, in.webhookType(), now, in.object())
-		}
-		return nil
+		confirm(in, out, now, g.settleDelay)
+		return true, nil
 	})
 	return in, replayed, err
-}
-
-// write runs fn in a transaction when a webhook must commit with the
-// change, and straight on the pool otherwise (one round trip).
-func (g *Sandbox) write(ctx context.Context, async bool, fn func(q store.DB) error) error {
-	if g.owes(async) {
-		return g.tx(ctx, func(tx pgx.Tx) error { return fn(tx) })
-	}
-	return fn(store.Async(g.pool))
-}
-
-// tx runs fn in a transaction of the sandbox's books, committed
-// asynchronously (see asyncCommit).
-func (g *Sandbox) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return postgres.Tx(ctx, g.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, store.AsyncCommit); err != nil {
-			return err
-		}
-		return fn(tx)
-	})
 }
 
 // storeError turns a failure of the sandbox's own storage into a gateway
@@ -366,7 +316,7 @@ func (g *Sandbox) storeError(err error) error {
 	if errors.As(err, &ge) {
 		return err
 	}
-	if errors.Is(err, pgx.ErrNoRows) {
+	if errors.Is(err, store.ErrNoIntent) {
 		return &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "resource_missing", Rejected: true, Message: "no such payment intent"}
 	}
 	return &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "unavailable", Err: err}
@@ -375,62 +325,41 @@ func (g *Sandbox) storeError(err error) error {
 // Capture captures amount of a requires_capture intent.
 func (g *Sandbox) Capture(ctx context.Context, req payments.CaptureRequest) (payments.GatewayState, error) {
 	now := g.now()
-	var in *intent
-	err := g.write(ctx, false, func(q store.DB) error {
-		var err error
-		in, err = scanIntent(q.QueryRow(ctx, `UPDATE sandbox_intents SET status = 'succeeded', amount_received = $2,
-			amount_capturable = 0, updated_at = $3 WHERE id = $1 AND status = 'requires_capture' AND amount_capturable >= $2
-			RETURNING `+intentCols, req.GatewayPaymentID, req.Amount, now))
-		if err == nil && g.owes(false) {
-			return g.enqueue(ctx, q, in.webhookType(), now, in.object())
-		}
-		return err
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
+	in, err := g.books.CaptureIntent(ctx, req.GatewayPaymentID, req.Amount, now, g.hook(false, now))
+	if errors.Is(err, store.ErrNoIntent) {
 		return g.replayOr(ctx, req.GatewayPaymentID, payments.Succeeded, "captured")
 	}
 	if err != nil {
 		return payments.GatewayState{}, g.storeError(err)
 	}
 	g.kickIfOwed(false)
-	return in.state(), nil
+	return state(in), nil
 }
 
 // Cancel cancels an intent that has not succeeded.
 func (g *Sandbox) Cancel(ctx context.Context, req payments.CancelRequest) (payments.GatewayState, error) {
 	now := g.now()
-	var in *intent
-	err := g.write(ctx, false, func(q store.DB) error {
-		var err error
-		in, err = scanIntent(q.QueryRow(ctx, `UPDATE sandbox_intents SET status = 'canceled', amount_capturable = 0,
-			settle_at = NULL, updated_at = $2 WHERE id = $1
-			AND status IN ('requires_payment_method', 'requires_confirmation', 'requires_action', 'requires_capture')
-			RETURNING `+intentCols, req.GatewayPaymentID, now))
-		if err == nil && g.owes(false) {
-			return g.enqueue(ctx, q, in.webhookType(), now, in.object())
-		}
-		return err
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
+	in, err := g.books.CancelIntent(ctx, req.GatewayPaymentID, now, g.hook(false, now))
+	if errors.Is(err, store.ErrNoIntent) {
 		return g.replayOr(ctx, req.GatewayPaymentID, payments.Canceled, "canceled")
 	}
 	if err != nil {
 		return payments.GatewayState{}, g.storeError(err)
 	}
 	g.kickIfOwed(false)
-	return in.state(), nil
+	return state(in), nil
 }
 
 // replayOr answers a capture or cancel that found the intent in another
 // state: the same answer when it is already in the target state (a
 // replay), a rejection otherwise.
 func (g *Sandbox) replayOr(ctx context.Context, id string, want payments.Status, verb string) (payments.GatewayState, error) {
-	in, err := scanIntent(g.pool.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1`, id))
+	in, err := g.books.Intent(ctx, id)
 	if err != nil {
 		return payments.GatewayState{}, g.storeError(err)
 	}
 	if payments.Status(in.Status) == want {
-		return in.state(), nil
+		return state(in), nil
 	}
 	return payments.GatewayState{}, &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "payment_intent_unexpected_state", Rejected: true,
 		Message: "a payment intent in status " + in.Status + " cannot be " + verb}
@@ -444,7 +373,7 @@ func (g *Sandbox) kickIfOwed(async bool) {
 
 // Retrieve returns an intent's state, settling a delayed one that is due.
 func (g *Sandbox) Retrieve(ctx context.Context, id string) (payments.GatewayState, error) {
-	in, err := scanIntent(g.pool.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1`, id))
+	in, err := g.books.Intent(ctx, id)
 	if err != nil {
 		return payments.GatewayState{}, g.storeError(err)
 	}
@@ -453,11 +382,11 @@ func (g *Sandbox) Retrieve(ctx context.Context, id string) (payments.GatewayStat
 			return payments.GatewayState{}, g.storeError(err)
 		}
 		g.kickIfOwed(true)
-		if in, err = scanIntent(g.pool.QueryRow(ctx, `SELECT `+intentCols+` FROM sandbox_intents WHERE id = $1`, id)); err != nil {
+		if in, err = g.books.Intent(ctx, id); err != nil {
 			return payments.GatewayState{}, g.storeError(err)
 		}
 	}
-	return in.state(), nil
+	return state(in), nil
 }
 
 // SettleDue settles every delayed intent whose time has come and queues
@@ -468,33 +397,8 @@ func (g *Sandbox) SettleDue(ctx context.Context) (int, error) {
 
 func (g *Sandbox) settle(ctx context.Context, id string) (int, error) {
 	now := g.now()
-	n := 0
-	err := g.tx(ctx, func(tx pgx.Tx) error {
-		n = 0
-		rows, err := tx.Query(ctx, `UPDATE sandbox_intents SET
-			status = CASE capture_method WHEN 'manual' THEN 'requires_capture' ELSE 'succeeded' END,
-			amount_capturable = CASE capture_method WHEN 'manual' THEN amount ELSE 0 END,
-			amount_received = CASE capture_method WHEN 'manual' THEN 0 ELSE amount END,
-			settle_at = NULL, updated_at = $1
-			WHERE settle_at <= $1 AND status = 'processing' AND ($2 = '' OR id = $2) RETURNING `+intentCols, now, id)
-		if err != nil {
-			return err
-		}
-		settled, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*intent, error) { return scanIntent(r) })
-		if err != nil {
-			return err
-		}
-		for _, in := range settled {
-			if g.owes(true) {
-				if err := g.enqueue(ctx, tx, in.webhookType(), now, in.object()); err != nil {
-					return err
-				}
-			}
-		}
-		n = len(settled)
-		return nil
-	})
-	return n, err
+	settled, err := g.books.SettleIntents(ctx, id, now, g.hook(true, now))
+	return len(settled), err
 }
 
 // Refund refunds part of a succeeded intent, once per key.
@@ -502,35 +406,31 @@ func (g *Sandbox) Refund(ctx context.Context, req payments.RefundRequest) (payme
 	now := g.now()
 	res := payments.RefundResult{GatewayRefundID: "re_sbx_" + strings.ReplaceAll(req.RefundID, "-", ""), Status: "succeeded"}
 	replay := func() error {
-		return g.pool.QueryRow(ctx, `SELECT id, status FROM sandbox_refunds WHERE key = $1`, req.Key).Scan(&res.GatewayRefundID, &res.Status)
+		id, status, err := g.books.RefundByKey(ctx, req.Key)
+		if err == nil {
+			res.GatewayRefundID, res.Status = id, status
+		}
+		return err
 	}
 	if err := replay(); err == nil {
 		return res, nil
 	}
-	err := g.tx(ctx, func(tx pgx.Tx) error {
-		in, err := scanIntent(tx.QueryRow(ctx, `UPDATE sandbox_intents SET amount_refunded = amount_refunded + $2, updated_at = $3
-			WHERE id = $1 AND status = 'succeeded' AND amount_received - amount_refunded >= $2 RETURNING `+intentCols,
-			req.GatewayPaymentID, req.Amount, now))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "charge_not_refundable", Rejected: true,
-				Message: "no succeeded payment intent " + req.GatewayPaymentID + " with that much left to refund"}
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO sandbox_refunds (id, intent_id, key, amount, status, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6)`, res.GatewayRefundID, in.ID, req.Key, req.Amount, res.Status, now); err != nil {
-			return err
-		}
-		if g.owes(false) {
-			return g.enqueue(ctx, tx, "charge.refund.updated", now, sandbox.Refund{ID: res.GatewayRefundID, Object: "refund",
+	var hook store.Hook
+	if g.owes(false) {
+		hook = func(in *intent) (*store.SandboxWebhook, error) {
+			return newWebhook("charge.refund.updated", now, sandbox.Refund{ID: res.GatewayRefundID, Object: "refund",
 				Amount: req.Amount, Currency: in.Currency, Status: res.Status, PaymentIntent: in.ID, Reason: req.Reason,
 				Metadata: map[string]string{sandbox.MetadataPaymentID: in.PaymentID, sandbox.MetadataRefundID: req.RefundID},
 				Created:  now.Unix()})
 		}
-		return nil
-	})
-	if _, dup := postgres.UniqueViolation(err); dup {
+	}
+	_, err := g.books.RefundIntent(ctx, store.SandboxRefund{ID: res.GatewayRefundID, IntentID: req.GatewayPaymentID, Key: req.Key,
+		Amount: req.Amount, Status: res.Status, CreatedAt: now}, hook)
+	switch {
+	case errors.Is(err, store.ErrNoIntent):
+		err = &payments.GatewayError{Gateway: payments.GatewaySandbox, Code: "charge_not_refundable", Rejected: true,
+			Message: "no succeeded payment intent " + req.GatewayPaymentID + " with that much left to refund"}
+	case errors.Is(err, store.ErrRefundKey):
 		err = replay() // the same key, concurrently: its refund won
 	}
 	if err != nil {
@@ -543,10 +443,11 @@ func (g *Sandbox) Refund(ctx context.Context, req payments.RefundRequest) (payme
 // RetrieveRefund returns a refund's state.
 func (g *Sandbox) RetrieveRefund(ctx context.Context, id string) (payments.RefundResult, error) {
 	res := payments.RefundResult{GatewayRefundID: id}
-	err := g.pool.QueryRow(ctx, `SELECT status FROM sandbox_refunds WHERE id = $1`, id).Scan(&res.Status)
+	status, err := g.books.RefundStatus(ctx, id)
 	if err != nil {
 		return res, g.storeError(err)
 	}
+	res.Status = status
 	return res, nil
 }
 
@@ -616,49 +517,7 @@ func (g *Sandbox) Flush(ctx context.Context) (int, error) {
 }
 
 func (g *Sandbox) flushBatch(ctx context.Context) (int, error) {
-	sent := 0
-	var sendErr error
-	err := g.tx(ctx, func(tx pgx.Tx) error {
-		sent, sendErr = 0, nil
-		rows, err := tx.Query(ctx, `SELECT id, payload FROM sandbox_webhooks WHERE sent_at IS NULL
-			ORDER BY created_at, id LIMIT 50 FOR UPDATE SKIP LOCKED`)
-		if err != nil {
-			return err
-		}
-		type hook struct {
-			id      string
-			payload []byte
-		}
-		hooks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (hook, error) {
-			var h hook
-			return h, r.Scan(&h.id, &h.payload)
-		})
-		if err != nil {
-			return err
-		}
-		if len(hooks) > 0 {
-			// The books these webhooks announce were committed
-			// asynchronously: make the WAL durable before telling anyone
-			// (a synchronous commit of a transaction with an id flushes
-			// the WAL up to it).
-			if _, err := g.pool.Exec(ctx, `SELECT txid_current()`); err != nil {
-				return err
-			}
-		}
-		for _, h := range hooks {
-			if sendErr = g.send(ctx, h.payload); sendErr != nil {
-				_, err := tx.Exec(ctx, `UPDATE sandbox_webhooks SET attempts = attempts + 1, last_error = $2 WHERE id = $1`,
-					h.id, sendErr.Error())
-				return err
-			}
-			if _, err := tx.Exec(ctx, `UPDATE sandbox_webhooks SET sent_at = $2, attempts = attempts + 1, last_error = NULL
-				WHERE id = $1`, h.id, g.now()); err != nil {
-				return err
-			}
-			sent++
-		}
-		return nil
-	})
+	sent, sendErr, err := g.books.SendWebhooks(ctx, 50, g.now, func(payload []byte) error { return g.send(ctx, payload) })
 	if err == nil {
 		err = sendErr
 	}
@@ -695,6 +554,5 @@ func (g *Sandbox) send(ctx context.Context, body []byte) error {
 // Prune forgets the webhooks delivered before before (the sandbox keeps
 // them as a gateway's log).
 func (g *Sandbox) Prune(ctx context.Context, before time.Time) error {
-	_, err := g.pool.Exec(ctx, `DELETE FROM sandbox_webhooks WHERE sent_at < $1`, before)
-	return err
+	return g.books.PruneWebhooks(ctx, before)
 }

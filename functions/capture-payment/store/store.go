@@ -14,9 +14,6 @@ import (
 	"github.com/billfn/billfn/shared/postgres"
 )
 
-// DB is what a pool and a transaction have in common.
-type DB = db
-
 // db is what a pool and a transaction have in common.
 type db interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
@@ -106,23 +103,17 @@ func (t Tx) UpdatePayment(ctx context.Context, p *payments.Payment) error {
 	return err
 }
 
-// guardedUpdate writes p only if the payment is still at version (its
-// updated_at), with attempt a when a.N > 0; otherwise it fails with a
-// division by zero, which aborts the pipeline it is part of.
-func guardedUpdate(b *pgx.Batch, p *payments.Payment, version time.Time, a payments.Attempt) {
+// guardedUpdate is the statement that writes p only if the payment is
+// still at version (its updated_at), with attempt a when a.N > 0; its row
+// is the number of payments it wrote (0: the payment moved since).
+func guardedUpdate(p *payments.Payment, version time.Time, a payments.Attempt) (string, []any) {
 	args := append(paymentUpdateArgs(p), version, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode,
 		a.FailureReason, a.FailureMessage, a.GatewayError, a.FinishedAt)
-	b.Queue(`WITH pay AS (UPDATE payments SET `+updateSet+` WHERE id = $1 AND updated_at = $24 RETURNING 1),
+	return `WITH pay AS (UPDATE payments SET ` + updateSet + ` WHERE id = $1 AND updated_at = $24 RETURNING 1),
 		att AS (UPDATE payment_attempts SET status = $26, gateway_payment_id = $27, failure_code = $28,
 			decline_code = $29, failure_reason = $30, failure_message = $31, gateway_error = $32, finished_at = $33
 			WHERE payment_id = $1 AND n = $25 AND EXISTS (SELECT 1 FROM pay) RETURNING 1)
-		SELECT 1 / (SELECT count(*)::int FROM pay)`, args...)
-}
-
-// staleVersion reports whether err is guardedUpdate's version check.
-func staleVersion(err error) bool {
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "22012"
+		SELECT count(*)::int FROM pay`, args
 }
 
 func (t Tx) Payment(ctx context.Context, id string, lock bool) (*payments.Payment, error) {
@@ -424,13 +415,6 @@ func (t Tx) ExpiredAuthorizations(ctx context.Context, before time.Time, limit i
 // the client's retry (same Idempotency-Key) runs the flow again. Writes
 // before a call to a real gateway are never asynchronous.
 const asyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
-
-// Async returns pool as a DB whose every statement commits asynchronously
-// (see asyncCommit): the sandbox's books use it.
-func Async(pool *pgxpool.Pool) DB { return asyncDB{pool} }
-
-// AsyncCommit is asyncCommit, for the sandbox's transactions.
-const AsyncCommit = asyncCommit
 
 // asyncDB runs each statement as a pipeline [asyncCommit, statement]: one
 // round trip, one implicit transaction committed asynchronously.

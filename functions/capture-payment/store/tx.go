@@ -111,25 +111,24 @@ func (t Tx) Record(ctx context.Context, answer any) error {
 	return idempotency.Complete(ctx, tx, resp)
 }
 
-// Pipeline writes a flow's finishing record as one pipeline in one
-// implicit transaction: the payment (only if still at version) and its
-// attempt, the outbox events, the request's answer. It reports false,
-// having written nothing, when the payment moved since.
+// Pipeline writes a flow's finishing record as one transaction in two
+// pipelined round trips: the payment (only if still at version) and its
+// attempt; then, if the payment was written, the outbox events and the
+// request's answer, and the commit. It reports false, having written
+// nothing, when the payment moved since.
 func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.Time, a payments.Attempt, msgs []payments.Message, answer any) (bool, error) {
-	b := &pgx.Batch{}
-	guardedUpdate(b, p, version, a)
-	t := s.tx(pgbatch.Queue(b))
+	rest := &pgx.Batch{}
+	t := s.tx(pgbatch.Queue(rest))
 	if err := t.Emit(ctx, msgs); err != nil {
 		return false, err
 	}
 	if err := t.Record(ctx, answer); err != nil {
 		return false, err
 	}
-	err := pgbatch.Send(ctx, s.pool, b)
-	if staleVersion(err) {
-		return false, nil
-	}
-	return err == nil, err
+	sql, args := guardedUpdate(p, version, a)
+	var written int
+	return pgbatch.SendGuarded(ctx, s.pool, pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&written},
+		Proceed: func() bool { return written == 1 }}, rest)
 }
 
 // MarkCapture marks payment id as capturing amount (0: all capturable) in

@@ -17,7 +17,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
@@ -52,7 +51,8 @@ func updateMessage(ctx context.Context, u *events.GatewayUpdate, id string) (out
 }
 
 // Record stores one verified webhook and, in the same transaction, its
-// normalized event in the outbox: one pipeline, one round trip, one commit.
+// normalized event in the outbox (pgbatch.SendGuarded: two pipelined round
+// trips, one commit; one statement when there is no event).
 // It answers the delivery's status (webhooks.StatusOf), or
 // webhooks.Duplicate for a redelivery, which changes nothing.
 func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled bool, body []byte, now time.Time) (string, error) {
@@ -71,12 +71,16 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 		processedAt = &now
 	}
 	learn := handled && u.PaymentID != nil && u.GatewayPaymentID != ""
-	b := &pgx.Batch{}
 	// The delivery, the payment it teaches (from its metadata), and how
-	// many parked deliveries wait for that payment. A redelivery makes the
-	// first expression divide by zero, which aborts the whole pipeline
-	// (the outbox row queued after it included).
-	b.Queue(`WITH ins AS (
+	// many parked deliveries wait for that payment. The guard's first
+	// column counts the deliveries it inserted: 0 is a redelivery, and
+	// then nothing is written (the outbox row queued after it included).
+	var (
+		inserted int
+		learned  bool
+		parked   int64
+	)
+	guard := pgbatch.Guard{SQL: `WITH ins AS (
 			INSERT INTO webhook_events (id, gateway, gateway_event_id, type, status, object_type, gateway_object_id,
 				gateway_payment_id, payment_id, body, occurred_at, received_at, processed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
@@ -85,30 +89,29 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 			INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
 			SELECT $2, $8, $9, 'metadata', $12 WHERE $14 AND EXISTS (SELECT 1 FROM ins)
 			ON CONFLICT DO NOTHING RETURNING 1)
-		SELECT 1 / (SELECT count(*)::int FROM ins), EXISTS (SELECT 1 FROM ref),
+		SELECT (SELECT count(*)::int FROM ins), EXISTS (SELECT 1 FROM ref),
 			(SELECT count(*) FROM webhook_events WHERE $14 AND status = 'parked' AND gateway = $2 AND gateway_payment_id = $8)`,
-		id, u.Gateway, u.GatewayEventID, u.GatewayEventType, status, u.ObjectType, u.GatewayObjectID,
-		u.GatewayPaymentID, u.PaymentID, body, u.OccurredAt, now, processedAt, learn)
+		Args: []any{id, u.Gateway, u.GatewayEventID, u.GatewayEventType, status, u.ObjectType, u.GatewayObjectID,
+			u.GatewayPaymentID, u.PaymentID, body, u.OccurredAt, now, processedAt, learn},
+		Dest:    []any{&inserted, &learned, &parked},
+		Proceed: func() bool { return inserted == 1 },
+	}
+	rest := &pgx.Batch{}
 	if status == webhooks.Processed {
 		m, err := updateMessage(ctx, u, "")
 		if err != nil {
 			return "", err
 		}
-		if err := outbox.Add(ctx, pgbatch.Queue(b), webhooks.Name, m); err != nil {
+		if err := outbox.Add(ctx, pgbatch.Queue(rest), webhooks.Name, m); err != nil {
 			return "", err
 		}
 	}
-	var (
-		one     int
-		learned bool
-		parked  int64
-	)
-	err = pgbatch.SendScan(ctx, s.pool, b, &one, &learned, &parked)
-	if isDivisionByZero(err) {
-		return webhooks.Duplicate, nil
-	}
+	ok, err := pgbatch.SendGuarded(ctx, s.pool, guard, rest)
 	if err != nil {
 		return "", err
+	}
+	if !ok {
+		return webhooks.Duplicate, nil
 	}
 	if learned && parked > 0 {
 		// Parked deliveries wait for this payment: release them now (the
@@ -120,12 +123,6 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 		}
 	}
 	return status, nil
-}
-
-// isDivisionByZero is the redelivery signal of Record's pipeline.
-func isDivisionByZero(err error) bool {
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "22012"
 }
 
 // lookupRef fills u's payment id from the learned map.
