@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
@@ -150,7 +151,7 @@ func seedMillion(b *testing.B, g *rig) (accounts, users []string) {
 	}
 	flush := func(evs []rollup.Event) {
 		err := pgx.BeginTxFunc(ctx, g.d.Pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			_, err := rollup.Ingest(ctx, tx, evs)
+			_, err := store.Ingest(ctx, tx, evs)
 			return err
 		})
 		if err != nil {

@@ -33,6 +33,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/postgres"
 )
@@ -87,7 +88,7 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer pool.Close()
 
-	r, err := rollup.FullRange(ctx, pool, time.Now())
+	r, err := store.FullRange(ctx, pool, time.Now())
 	if err != nil {
 		fmt.Fprintln(stderr, "report: read the event log:", err)
 		return 1
@@ -125,9 +126,9 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var rep rollup.Report
 	if cmd == "rebuild" {
-		rep, err = rollup.Rebuild(ctx, pool, r, *batch, progress)
+		rep, err = store.Rebuild(ctx, pool, r, *batch, progress)
 	} else {
-		rep, err = rollup.Check(ctx, pool, r, *batch, progress)
+		rep, err = store.Check(ctx, pool, r, *batch, progress)
 	}
 	if bar != nil {
 		_ = bar.Finish()

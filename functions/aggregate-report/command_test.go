@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
@@ -45,7 +46,7 @@ func seedLog(t *testing.T) string {
 	}
 	for i := 0; i < len(evs); i += 500 {
 		err := pgx.BeginTxFunc(context.Background(), pool, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			_, err := rollup.Ingest(context.Background(), tx, evs[i:min(i+500, len(evs))])
+			_, err := store.Ingest(context.Background(), tx, evs[i:min(i+500, len(evs))])
 			return err
 		})
 		if err != nil {

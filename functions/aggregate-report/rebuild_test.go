@@ -132,7 +132,7 @@ func TestRebuildWhileEventsStream(t *testing.T) {
 	}
 	r := rollup.Range{From: start, To: start.AddDate(0, 0, 11)}
 	for i := 0; i < 3; i++ {
-		if _, err := rollup.Rebuild(context.Background(), g.d.Pool, r, 300, nil); err != nil {
+		if _, err := store.Rebuild(context.Background(), g.d.Pool, r, 300, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

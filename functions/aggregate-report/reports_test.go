@@ -804,7 +804,7 @@ func TestUnappliedMoneyShowsInTheReconciliationWithoutAMismatch(t *testing.T) {
 	if c := g.check("2026-03-01", "2026-04-01"); c.Equal || c.Differences != 1 || c.Samples[0].Table != "report_unapplied" {
 		t.Fatalf("tampered unapplied row not found: %+v", c)
 	}
-	if rep, err := rollup.Rebuild(context.Background(), g.d.Pool, rollup.Range{From: day("2026-03-01"), To: day("2026-04-01")}, 0, nil); err != nil || rep.Differences != 1 {
+	if rep, err := store.Rebuild(context.Background(), g.d.Pool, rollup.Range{From: day("2026-03-01"), To: day("2026-04-01")}, 0, nil); err != nil || rep.Differences != 1 {
 		t.Fatalf("rebuild %+v %v", rep, err)
 	}
 	if c := g.check("2026-03-01", "2026-04-01"); !c.Equal {

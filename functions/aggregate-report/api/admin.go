@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -23,7 +24,7 @@ type CheckResponse struct {
 // rangeOf reads a rebuild range: dates, to exclusive; the whole log when
 // both are empty.
 func (s *API) rangeOf(ctx context.Context, from, to string) (rollup.Range, error) {
-	full, err := rollup.FullRange(ctx, s.d.Pool, s.now())
+	full, err := store.FullRange(ctx, s.d.Pool, s.now())
 	if err != nil {
 		return rollup.Range{}, err
 	}
@@ -70,7 +71,7 @@ func (s *API) postRebuild(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	rep, err := rollup.Rebuild(ctx, s.d.Pool, rng, 0, nil)
+	rep, err := store.Rebuild(ctx, s.d.Pool, rng, 0, nil)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -99,7 +100,7 @@ func (s *API) getCheck(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	rep, err := rollup.Check(ctx, s.d.Pool, rng, 0, nil)
+	rep, err := store.Check(ctx, s.d.Pool, rng, 0, nil)
 	if err != nil {
 		problem.Write(w, r, err)
 		return

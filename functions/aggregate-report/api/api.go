@@ -2,7 +2,7 @@
 // handlers (JSON and CSV), the dashboard and its assets, the admin's
 // rebuild and check, the event handler that feeds the rollups and the
 // tick that keeps snapshots. The rules are package rollup's; the SQL is
-// package store's (report queries) and rollup's store (the rollups).
+// package store's (report queries, the rollups, replay and rebuild).
 package api
 
 import (
@@ -10,8 +10,6 @@ import (
 	"errors"
 	"net/http"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/functions/aggregate-report/store"
@@ -38,7 +36,7 @@ type API struct {
 // with d.Events.
 func New(d *platform.Deps, now func() time.Time) *API {
 	s := &API{d: d, now: now, cache: d.Cache("reports"), cacheTTL: 10 * time.Minute, Store: store.New(d.Pool, now)}
-	d.Events.Batch = s.onEvents
+	d.Events.Batch = store.Batch(s.onEvents)
 	d.Events.Tick = s.tick
 	d.Events.TickEvery = 5 * time.Second
 	return s
@@ -81,13 +79,13 @@ func (s *API) RouteTable() []platform.Route {
 
 // onEvents is the receiver's batch handler: every delivery, one event or
 // many, lands here already deduplicated, inside its transaction.
-func (s *API) onEvents(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+func (s *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) error {
 	now := s.now()
 	in := make([]rollup.Event, len(evs))
 	for i, ev := range evs {
 		in[i] = rollup.FromCloudEvent(ev, now)
 	}
-	_, err := rollup.Ingest(ctx, tx, in)
+	_, err := tx.Ingest(ctx, in)
 	return err
 }
 

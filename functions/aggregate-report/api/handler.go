@@ -285,11 +285,7 @@ func (s *API) getReconciliation(w http.ResponseWriter, r *http.Request) {
 		if day, given = q.date("date"); !given {
 			day = rollup.DayStart(s.now()).AddDate(0, 0, -1)
 		}
-		limit = q.limit(100, 1000)
-		var err error
-		if hasCursor, err = httpx.DecodeCursor(r, &after); err != nil {
-			q.fail("cursor", "is not a cursor this endpoint returned")
-		}
+		limit, hasCursor = q.paging(r, 100, 1000, &after)
 	})
 	if !ok {
 		return
@@ -367,12 +363,8 @@ func (s *API) getTopAccounts(w http.ResponseWriter, r *http.Request) {
 		cur = q.currency(true)
 		from, to = q.span(s.now(), 24*time.Hour, 30*24*time.Hour)
 		q.requireDays(from, to, "account figures are kept per day")
-		limit = q.limit(10, 1000)
+		limit, hasCursor = q.paging(r, 10, 1000, &after)
 		system = q.boolean("include_system")
-		var err error
-		if hasCursor, err = httpx.DecodeCursor(r, &after); err != nil {
-			q.fail("cursor", "is not a cursor this endpoint returned")
-		}
 	})
 	if !ok {
 		return

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -168,18 +168,18 @@ func (q *query) requireDays(from, to time.Time, why string) {
 	}
 }
 
-// limit reads "limit" (def when absent, 1..max).
-func (q *query) limit(def, maxN int) int {
-	s := q.get("limit")
-	if s == "" {
-		return def
+// paging reads "limit" (def when absent, 1..max) and "cursor" (decoded
+// into pos; after reports whether one was given) by the shared rule,
+// httpx.Paging; their mistakes join the others.
+func (q *query) paging(r *http.Request, def, maxN int, pos any) (limit int, after bool) {
+	limit, after, err := httpx.Paging(r, def, maxN, pos)
+	if err != nil {
+		for _, e := range problem.From(err).Errors {
+			q.fail(e.Parameter, e.Detail)
+		}
+		return def, false
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > maxN {
-		q.fail("limit", fmt.Sprintf("must be an integer from 1 to %d", maxN))
-		return def
-	}
-	return n
+	return limit, after
 }
 
 func (q *query) boolean(name string) bool {

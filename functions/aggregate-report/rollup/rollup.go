@@ -4,12 +4,14 @@
 // each subscription, open invoices, disputes seen) and per-event
 // reconciliation rows.
 //
-// The same code runs two ways. Streaming (Ingest) applies a batch of fresh
-// events inside the delivery's transaction: it appends them to the event
-// log report_events, loads the state rows they touch, applies them in memory
-// and writes the differences in bulk. Rebuilding (Replay, Check, Rebuild)
-// replays report_events in log order into empty state and compares or
-// replaces what streaming wrote. Because both paths are one function of the
+// The same code runs two ways, both driven by package store (the SQL).
+// Streaming (store.Ingest) applies a batch of fresh events inside the
+// delivery's transaction: it appends them to the event log report_events,
+// loads the state rows they touch (Needs), applies them in memory
+// (Aggregator.Apply) and writes the differences in bulk (State.Changed).
+// Rebuilding (store.Replay, Check, Rebuild) replays report_events in log
+// order into empty state (Replayed.Apply) and compares (Compare) or
+// replaces what streaming wrote. This package holds no SQL. Because both paths are one function of the
 // log in one order, streamed and recomputed rollups agree exactly, and any
 // difference is a defect worth reporting.
 //

@@ -118,7 +118,7 @@ func (s *Store) WriteSnapshot(ctx context.Context, j SnapshotJob) (bool, error) 
 	}
 	stored := false
 	err = postgres.Tx(ctx, s.Pool, func(tx pgx.Tx) error {
-		if err := rollup.Lock(ctx, tx); err != nil {
+		if err := Lock(ctx, tx); err != nil {
 			return err
 		}
 		var now int64

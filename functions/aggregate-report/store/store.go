@@ -1,11 +1,12 @@
-// Package store is all of aggregate-report's SQL outside the rollup
-// engine: the report queries over the rollups (summary, time series,
-// aging, MRR, reconciliation, top accounts) and the read models they
-// return, the daily snapshots, the weekly compaction for rankings, the
-// account read model that scopes a customer, and the data version that
-// keys the cache. The rollups themselves are written and replayed by
-// package rollup, the domain (pure Apply, its own store.go for the rollup
-// tables, Replay/Check); package api serves both.
+// Package store is all of aggregate-report's SQL: the rollup engine's
+// tables (rollups.go: the event log, the rollups and the state rows, written
+// by Ingest in the delivery's transaction; rebuild.go: Replay, Check and
+// Rebuild over the log), the report queries over the rollups (summary,
+// time series, aging, MRR, reconciliation, top accounts) and the read
+// models they return, the daily snapshots, the weekly compaction for
+// rankings, the account read model that scopes a customer, and the data
+// version that keys the cache. The rules are package rollup's (pure Apply,
+// Replayed, Compare); package api serves both.
 package store
 
 import (
