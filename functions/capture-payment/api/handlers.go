@@ -7,12 +7,11 @@ import (
 	"net/http"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/problem"
@@ -54,16 +53,14 @@ func owner(p auth.Principal) payments.Access {
 	return payments.Access{User: p.Subject}
 }
 
-// canonicalID returns the canonical form of a UUID written in any form
-// uuid.Parse reads (upper case, braces, no hyphens, urn:uuid:): Postgres
-// refuses some of them (a 500) and owners are compared in canonical form.
-// ok is false when s is no UUID.
+// canonicalID returns an id (shared/ids: upper case is read) in its
+// canonical form, which owners are compared in; ok is false when s is no
+// id.
 func canonicalID(s string) (id string, ok bool) {
-	u, err := uuid.Parse(s)
-	if err != nil {
+	if id, ok = ids.Canonical(s); !ok {
 		return s, false
 	}
-	return u.String(), true
+	return id, true
 }
 
 type createRequest struct {
@@ -155,8 +152,7 @@ func (s *API) parseCreate(pr auth.Principal, req *createRequest) (payments.Creat
 // validMethod says whether s can name a payment method: a gateway token
 // or a saved method id.
 func validMethod(s string) bool {
-	_, err := uuid.Parse(s)
-	return err == nil || payments.TokenRE.MatchString(s)
+	return ids.Valid(s) || payments.TokenRE.MatchString(s)
 }
 
 // checkText applies Stripe's limits to description and metadata.
@@ -179,7 +175,7 @@ type PaymentView struct {
 
 func (s *API) getPayment(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
+	if !ids.Valid(id) {
 		problem.Write(w, r, payments.ErrNotFound)
 		return
 	}
@@ -211,7 +207,7 @@ func (s *API) listPayments(w http.ResponseWriter, r *http.Request) {
 	var bad []problem.FieldError
 	for _, name := range []string{"account_id", "invoice_id"} {
 		if val := q.Get(name); val != "" {
-			if _, err := uuid.Parse(val); err != nil {
+			if !ids.Valid(val) {
 				bad = append(bad, problem.Param(name, "must be a UUID"))
 			}
 		}
@@ -219,19 +215,13 @@ func (s *API) listPayments(w http.ResponseWriter, r *http.Request) {
 	if f.Status != "" && !statuses[f.Status] {
 		bad = append(bad, problem.Param("status", "is not a payment status"))
 	}
-	limit, err := httpx.Limit(r, 20, 100)
+	var after payments.PageKey
+	limit, ok, err := httpx.Paging(r, 20, 100, &after)
 	if err != nil {
-		problem.Write(w, r, err)
-		return
+		bad = append(bad, problem.From(err).Errors...)
 	}
 	if len(bad) > 0 {
 		problem.Write(w, r, problem.Invalid(bad...))
-		return
-	}
-	var after payments.PageKey
-	ok, err := httpx.DecodeCursor(r, &after)
-	if err != nil {
-		problem.Write(w, r, err)
 		return
 	}
 	if ok {
@@ -275,7 +265,7 @@ func decodeOptional(r *http.Request, dst any) error {
 // pathPayment validates the {id} of a payment path.
 func pathPayment(r *http.Request) (string, error) {
 	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
+	if !ids.Valid(id) {
 		return "", payments.ErrNotFound
 	}
 	return id, nil
@@ -389,7 +379,7 @@ func (s *API) createRefund(w http.ResponseWriter, r *http.Request) {
 
 func (s *API) getRefund(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
+	if !ids.Valid(id) {
 		problem.Write(w, r, payments.ErrNoRefund)
 		return
 	}
@@ -466,8 +456,7 @@ func (s *API) createMethod(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	id, _ := uuid.NewV7()
-	m := &payments.Method{ID: id.String(), AccountID: account, UserID: acct.UserID, Gateway: payments.Nullable(req.Gateway), Token: req.Token,
+	m := &payments.Method{ID: ids.New(), AccountID: account, UserID: acct.UserID, Gateway: payments.Nullable(req.Gateway), Token: req.Token,
 		Brand: req.Brand, Last4: req.Last4, ExpMonth: req.ExpMonth, ExpYear: req.ExpYear, Default: req.Default,
 		CreatedAt: s.svc.Now().UTC()}
 	err = s.store.Fresh().Run(r.Context(), func(tx payments.Tx) error {
@@ -500,13 +489,8 @@ func (s *API) listMethods(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	limit, err := httpx.Limit(r, 20, 100)
-	if err != nil {
-		problem.Write(w, r, err)
-		return
-	}
 	var after payments.MethodKey
-	ok, err := httpx.DecodeCursor(r, &after)
+	limit, ok, err := httpx.Paging(r, 20, 100, &after)
 	if err != nil {
 		problem.Write(w, r, err)
 		return

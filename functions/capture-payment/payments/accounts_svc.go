@@ -59,7 +59,7 @@ func (s *Service) chargeable(ctx context.Context, accountID string) error {
 // collectionAccount returns the facts of the account an invoice asks to
 // collect from. An account nobody knows can never be collected from (the
 // event is parked); one that cannot be looked up now is retried.
-func (s *Service) collectionAccount(ctx context.Context, inv invoiceSummary) (accounts.Facts, error) {
+func (s *Service) collectionAccount(ctx context.Context, inv events.Invoice) (accounts.Facts, error) {
 	f, err := s.Accounts.Lookup(ctx, inv.AccountID)
 	var pe *apperr.Error
 	if errors.As(err, &pe) && pe.Code == apperr.NotFound {

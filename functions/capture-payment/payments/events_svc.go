@@ -11,7 +11,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/postgres"
 )
 
 // OnGatewayUpdated applies a gateway's news about a payment: monotonic, so
@@ -28,7 +30,7 @@ func (s *Service) OnGatewayUpdated(ctx context.Context, run Runner, ev events.Ev
 	)
 	switch {
 	case Str(u.PaymentID) != "":
-		if _, perr := uuid.Parse(*u.PaymentID); perr != nil {
+		if !ids.Valid(*u.PaymentID) {
 			return events.Permanent(fmt.Errorf("gateway_updated %s: payment_id %q is not a payment id", ev.ID(), *u.PaymentID))
 		}
 		p, err = tx.Payment(ctx, *u.PaymentID, true)
@@ -165,17 +167,6 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	return nil
 }
 
-// invoiceSummary is generate-invoice's invoice summary (billing-events).
-type invoiceSummary struct {
-	InvoiceID        string `json:"invoice_id"`
-	Number           string `json:"number"`
-	AccountID        string `json:"account_id"`
-	Currency         string `json:"currency"`
-	AmountDue        int64  `json:"amount_due"`
-	CollectionMethod string `json:"collection_method"`
-	Attempt          int    `json:"attempt"`
-}
-
 // InvoicePaymentID is the id of the auto-collection payment of an invoice:
 // one per invoice, whatever the redeliveries.
 func InvoicePaymentID(invoiceID string) string {
@@ -189,7 +180,7 @@ func (s *Service) OnInvoiceFinalized(ctx context.Context, run Runner, ev events.
 	if err := s.learnInvoice(ctx, tx, ev); err != nil {
 		return err
 	}
-	var inv invoiceSummary
+	var inv events.Invoice
 	if err := events.Decode(ev, &inv); err != nil {
 		return err
 	}
@@ -202,7 +193,7 @@ func (s *Service) OnInvoiceFinalized(ctx context.Context, run Runner, ev events.
 // notCollected turns a refusal of an invoice's automatic collection (the
 // invoice is paid or void already, another payment is in flight) into a
 // logged outcome: retrying the event cannot change it.
-func (s *Service) notCollected(ctx context.Context, inv invoiceSummary, err error) error {
+func (s *Service) notCollected(ctx context.Context, inv events.Invoice, err error) error {
 	if !s.refused(err) {
 		return err
 	}
@@ -217,7 +208,7 @@ func (s *Service) OnPaymentRetry(ctx context.Context, run Runner, ev events.Even
 	if err := s.learnInvoice(ctx, tx, ev); err != nil {
 		return err
 	}
-	var inv invoiceSummary
+	var inv events.Invoice
 	if err := events.Decode(ev, &inv); err != nil {
 		return err
 	}
@@ -253,12 +244,12 @@ func (s *Service) OnPaymentRetry(ctx context.Context, run Runner, ev events.Even
 	return s.notCollected(ctx, inv, err)
 }
 
-func (s *Service) collect(ctx context.Context, run Runner, inv invoiceSummary) error {
+func (s *Service) collect(ctx context.Context, run Runner, inv events.Invoice) error {
 	tx := run.DB()
-	if _, err := uuid.Parse(inv.InvoiceID); err != nil {
+	if !ids.Valid(inv.InvoiceID) {
 		return events.Permanent(fmt.Errorf("invoice %q: not an invoice id", inv.InvoiceID))
 	}
-	if _, err := uuid.Parse(inv.AccountID); err != nil {
+	if !ids.Valid(inv.AccountID) {
 		return events.Permanent(fmt.Errorf("invoice %s: account %q is not an account id", inv.InvoiceID, inv.AccountID))
 	}
 	cur, err := money.ParseCurrency(inv.Currency)
@@ -278,8 +269,8 @@ func (s *Service) collect(ctx context.Context, run Runner, inv invoiceSummary) e
 	if acct.Active() != nil {
 		now := s.now()
 		p := &Payment{ID: InvoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
-			Amount: inv.AmountDue, Currency: cur, CaptureMethod: CaptureAutomatic, Description: "Invoice " + inv.Number,
-			Metadata: map[string]string{"invoice_number": inv.Number}, CreatedAt: now, UpdatedAt: now}
+			Amount: inv.AmountDue, Currency: cur, CaptureMethod: CaptureAutomatic, Description: "Invoice " + Str(inv.Number),
+			Metadata: map[string]string{"invoice_number": Str(inv.Number)}, CreatedAt: now, UpdatedAt: now}
 		return s.refuseCollection(ctx, tx, p, acct, false)
 	}
 	m, err := tx.DefaultMethod(ctx, acct.ID)
@@ -292,7 +283,7 @@ func (s *Service) collect(ctx context.Context, run Runner, inv invoiceSummary) e
 	}
 	in := CreateInput{ID: InvoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
 		Amount: inv.AmountDue, Currency: cur, PaymentMethod: m.ID, CaptureMethod: CaptureAutomatic, Confirm: true,
-		Description: "Invoice " + inv.Number, Metadata: map[string]string{"invoice_number": inv.Number}}
+		Description: "Invoice " + Str(inv.Number), Metadata: map[string]string{"invoice_number": Str(inv.Number)}}
 	_, err = s.Create(ctx, run, in, nil)
 	return err
 }
@@ -418,7 +409,7 @@ func (s *Service) reconcileRefund(ctx context.Context, id string) error {
 	if gw == nil {
 		return fmt.Errorf("gateway %s is not configured", r.Gateway)
 	}
-	cctx, cancel := detached(ctx, s.GatewayTimeout)
+	cctx, cancel := postgres.DetachedFor(ctx, s.GatewayTimeout)
 	defer cancel()
 	var res RefundResult
 	if r.GatewayRefundID != nil {

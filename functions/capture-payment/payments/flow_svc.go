@@ -7,11 +7,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/postgres"
 )
 
 // A write that calls a gateway runs in three steps: a transaction records
@@ -48,7 +48,7 @@ type method struct {
 // resolveMethod turns a payment_method (a saved method id of the account
 // and owner, or a gateway token) into a token.
 func resolveMethod(ctx context.Context, q Tx, accountID, userID, given string) (method, error) {
-	if _, err := uuid.Parse(given); err == nil {
+	if ids.Valid(given) {
 		m, err := q.Method(ctx, accountID, given)
 		if errors.Is(err, ErrNoMethod) || (err == nil && (m.AccountID != accountID || m.UserID != userID)) {
 			return method{}, apperr.New(CodeMethodInvalid, "no saved payment method %s on account %s", given, accountID)
@@ -250,7 +250,7 @@ func (s *Service) charge(ctx context.Context, run Runner, p *Payment, token stri
 			req := ChargeRequest{PaymentID: p.ID, Key: GatewayKey(p.ID, "a"+strconv.Itoa(p.Attempts)),
 				GatewayPaymentID: p.GatewayObject(), Amount: p.Amount, Currency: p.Currency, PaymentMethod: token,
 				CaptureMethod: p.CaptureMethod, Description: p.Description}
-			cctx, cancel := detached(ctx, s.GatewayTimeout)
+			cctx, cancel := postgres.DetachedFor(ctx, s.GatewayTimeout)
 			t0 := time.Now()
 			st, err = gw.Charge(cctx, req)
 			s.observe(gw.Name(), "charge", t0, st.Status, err)
@@ -275,7 +275,7 @@ func (s *Service) charge(ctx context.Context, run Runner, p *Payment, token stri
 // attempt meanwhile.
 func (s *Service) failover(ctx context.Context, run Runner, p *Payment, next, token string, cause error) (*Payment, error) {
 	var out *Payment
-	dctx, cancel := detached(ctx, 10*time.Second)
+	dctx, cancel := postgres.Detached(ctx)
 	defer cancel()
 	err := run.Run(dctx, func(tx Tx) error {
 		out = nil
@@ -309,7 +309,7 @@ func (s *Service) finishCharge(ctx context.Context, run Runner, p *Payment, st G
 		slog.WarnContext(ctx, "gateway outcome unknown: reconciliation or a webhook will settle the payment",
 			"payment_id", p.ID, "gateway", p.GatewayName(), "err", callErr.Error())
 	}
-	dctx, cancel := detached(ctx, 10*time.Second)
+	dctx, cancel := postgres.Detached(ctx)
 	defer cancel()
 	if run.Pipelined() {
 		q := *p
@@ -449,7 +449,7 @@ func (s *Service) call(ctx context.Context, p *Payment, fn func(context.Context,
 	if gw == nil {
 		return GatewayState{}, &GatewayError{Gateway: p.GatewayName(), Code: "not_configured", Message: "the gateway is not configured"}
 	}
-	cctx, cancel := detached(ctx, s.GatewayTimeout)
+	cctx, cancel := postgres.DetachedFor(ctx, s.GatewayTimeout)
 	defer cancel()
 	t0 := time.Now()
 	st, err := fn(cctx, gw)
@@ -460,7 +460,7 @@ func (s *Service) call(ctx context.Context, p *Payment, fn func(context.Context,
 // finishOp records the answer to a capture or cancel of p (the payment as
 // the flow marked it), pipelined when nothing else wrote it since.
 func (s *Service) finishOp(ctx context.Context, run Runner, p *Payment, op string, st GatewayState, callErr error, done Answer) (*Payment, error) {
-	dctx, cancel := detached(ctx, 10*time.Second)
+	dctx, cancel := postgres.Detached(ctx)
 	defer cancel()
 	if run.Pipelined() {
 		q := *p
@@ -665,7 +665,7 @@ func (s *Service) Refund(ctx context.Context, paymentID, refundID string, can Ac
 	if gw := s.Gateways[r.Gateway]; gw == nil {
 		cerr = &GatewayError{Gateway: r.Gateway, Code: "not_configured", Message: "the gateway is not configured"}
 	} else {
-		cctx, cancel := detached(ctx, s.GatewayTimeout)
+		cctx, cancel := postgres.DetachedFor(ctx, s.GatewayTimeout)
 		t0 := time.Now()
 		res, cerr = gw.Refund(cctx, RefundRequest{PaymentID: p.ID, RefundID: r.ID, GatewayPaymentID: p.GatewayObject(),
 			Key: GatewayKey(p.ID, "refund-"+r.ID), Amount: r.Amount, Currency: p.Currency, Reason: r.Reason})
@@ -680,7 +680,7 @@ func (s *Service) Refund(ctx context.Context, paymentID, refundID string, can Ac
 // refused request leaves nothing behind; an unreachable ledger leaves it
 // pending, and a retry with the same Idempotency-Key carries on.
 func (s *Service) reserveRefund(ctx context.Context, p *Payment, r *Refund) error {
-	dctx, cancel := detached(ctx, 10*time.Second)
+	dctx, cancel := postgres.Detached(ctx)
 	defer cancel()
 	hold, rerr := s.Ledger.Reserve(dctx, Hold{TransferRequest: refundHold(p, r), ExpiresAt: s.now().Add(refundHoldTTL).UTC(), RefundID: r.ID})
 	if rerr != nil && !s.refused(rerr) {
@@ -714,7 +714,7 @@ func (s *Service) reserveRefund(ctx context.Context, p *Payment, r *Refund) erro
 // finishRefund records a gateway's answer to a refund.
 func (s *Service) finishRefund(ctx context.Context, run Runner, id string, res RefundResult, callErr error, done Answer) (*Refund, error) {
 	var r *Refund
-	dctx, cancel := detached(ctx, 10*time.Second)
+	dctx, cancel := postgres.Detached(ctx)
 	defer cancel()
 	err := run.Run(dctx, func(tx Tx) error {
 		p, rr, err := tx.LockRefund(dctx, id)

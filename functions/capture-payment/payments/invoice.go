@@ -4,8 +4,8 @@ import (
 	"fmt"
 
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/google/uuid"
 )
 
 // impliedStatus is the status each invoice event type describes.
@@ -50,12 +50,12 @@ func (f *InvoiceFacts) validate() error {
 	if f.ID == "" {
 		f.ID = f.InvoiceID
 	}
-	id, err := uuid.Parse(f.ID)
-	if err != nil {
+	id, ok := ids.Canonical(f.ID)
+	if !ok {
 		return fmt.Errorf("invoice id %q is not a UUID", f.ID)
 	}
-	acct, err := uuid.Parse(f.AccountID)
-	if err != nil {
+	acct, ok := ids.Canonical(f.AccountID)
+	if !ok {
 		return fmt.Errorf("invoice %s: account_id %q is not a UUID", f.ID, f.AccountID)
 	}
 	cur, err := money.ParseCurrency(f.Currency)
@@ -68,12 +68,8 @@ func (f *InvoiceFacts) validate() error {
 	if f.Total < 0 || f.AmountPaid < 0 || f.AmountDue < 0 {
 		return fmt.Errorf("invoice %s: negative amounts", f.ID)
 	}
-	if u, err := uuid.Parse(f.UserID); err == nil {
-		f.UserID = u.String()
-	} else {
-		f.UserID = ""
-	}
-	f.ID, f.InvoiceID, f.AccountID, f.Currency = id.String(), id.String(), acct.String(), string(cur)
+	f.UserID, _ = ids.Canonical(f.UserID) // "" when it is none
+	f.ID, f.InvoiceID, f.AccountID, f.Currency = id, id, acct, string(cur)
 	return nil
 }
 

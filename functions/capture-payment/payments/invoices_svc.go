@@ -8,10 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/readthrough"
 )
 
@@ -199,16 +198,6 @@ func (s *Service) refused(err error) bool {
 	return err != nil && s.Refused != nil && s.Refused(err)
 }
 
-// unappliedData is billfn.invoice.payment_unapplied, as generate-invoice emits it.
-type unappliedData struct {
-	PaymentID string `json:"payment_id"`
-	InvoiceID string `json:"invoice_id"`
-	AccountID string `json:"account_id"`
-	Amount    int64  `json:"amount"`
-	Currency  string `json:"currency"`
-	Reason    string `json:"reason"`
-}
-
 // OnPaymentUnapplied reverses the settlement of the part of a payment its
 // invoice did not need: SYS-REVENUE → the payment's account (kind
 // invoice_unapplied), so revenue keeps only what the invoice was owed and
@@ -219,11 +208,11 @@ func (s *Service) OnPaymentUnapplied(ctx context.Context, run Runner, ev events.
 	if ev.Source() != events.Source(invoiceOwner) {
 		return events.Permanent(fmt.Errorf("%s from %q: accepted only from %s", ev.Type(), ev.Source(), invoiceOwner))
 	}
-	var u unappliedData
+	var u events.PaymentUnapplied
 	if err := events.Decode(ev, &u); err != nil {
 		return err
 	}
-	if _, err := uuid.Parse(u.PaymentID); err != nil || u.Amount <= 0 {
+	if !ids.Valid(u.PaymentID) || u.Amount <= 0 {
 		return events.Permanent(fmt.Errorf("%s %s: no payment id or amount", ev.Type(), ev.ID()))
 	}
 	p, err := tx.Payment(ctx, u.PaymentID, true)

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/readthrough"
 )
 
@@ -89,7 +88,7 @@ func (l Ledger) Reserve(ctx context.Context, h payments.Hold) (string, error) {
 	_ = json.Unmarshal(raw, &out)
 	switch {
 	case resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK:
-		if _, err := uuid.Parse(out.ID); err != nil || out.Status != "held" {
+		if !ids.Valid(out.ID) || out.Status != "held" {
 			return "", unavailable(fmt.Errorf("POST /transfers answered %s with %s", resp.Status, raw))
 		}
 		return out.ID, nil
