@@ -96,7 +96,7 @@ func FuzzDelivery(f *testing.F) {
 			evs, err := events.Parse(r, body)
 			if err != nil {
 				var pe *problem.Error
-				if !errors.As(err, &pe) || pe.Status() != 400 {
+				if !errors.As(err, &pe) || problem.Common.Status(pe) != 400 {
 					t.Fatalf("group of %d: %v is not a 400 problem", len(g), err)
 				}
 				valid := !binaryMode(g[0])

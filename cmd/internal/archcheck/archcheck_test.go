@@ -109,18 +109,6 @@ var adapters = map[string]string{
 // because their function's reshaping (issue 16) has not reached them. Each
 // entry is one known exception; anything not listed fails. Empty it.
 var pending = map[string]string{
-	// its event handler takes pgx.Tx; the store should adapt it (as generate-invoice does)
-	"in functions/, only store packages import pgx (SQL has one home): functions/aggregate-report/api imports github.com/jackc/pgx/v5": "reshape pending (issue 16)",
-	// rollup still holds its rebuild SQL; it belongs in aggregate-report/store
-	"in functions/, only store packages import pgx (SQL has one home): functions/aggregate-report/rollup imports github.com/jackc/pgx/v5": "reshape pending (issue 16)",
-	// rollup still holds its rebuild SQL; it belongs in aggregate-report/store
-	"in functions/, only store packages import pgx (SQL has one home): functions/aggregate-report/rollup imports github.com/jackc/pgx/v5/pgconn": "reshape pending (issue 16)",
-	// rollup still holds its rebuild SQL; it belongs in aggregate-report/store
-	"in functions/, only store packages import pgx (SQL has one home): functions/aggregate-report/rollup imports github.com/jackc/pgx/v5/pgxpool": "reshape pending (issue 16)",
-	// the sandbox gateway keeps its intents in Postgres; that SQL belongs in a store
-	"in functions/, only store packages import pgx (SQL has one home): functions/capture-payment/gateway imports github.com/jackc/pgx/v5": "reshape pending (issue 16)",
-	// the sandbox gateway keeps its intents in Postgres; that SQL belongs in a store
-	"in functions/, only store packages import pgx (SQL has one home): functions/capture-payment/gateway imports github.com/jackc/pgx/v5/pgxpool": "reshape pending (issue 16)",
 	// its event handlers take pgx.Tx; the store should adapt them
 	"in functions/, only store packages import pgx (SQL has one home): functions/handle-webhook/api imports github.com/jackc/pgx/v5": "reshape pending (issue 16)",
 }

@@ -403,7 +403,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, callID, 
 		pe = &problem.Error{Code: BadGateway, Detail: "function " + name + " failed before answering", Err: err}
 	}
 	g.fail(w, r, callID, pe)
-	return pe.Status()
+	return problem.Common.Status(pe)
 }
 
 func isDialError(err error) bool {
