@@ -158,6 +158,22 @@ func LoadRange(ctx context.Context, tx pgx.Tx, r rollup.Range) (*rollup.Effects,
 	return eff, tx.SendBatch(ctx, b).Close()
 }
 
+// compare fills rep with the differences between replay rp and what
+// streaming wrote for r (its rollups and rows, and the whole state).
+func compare(ctx context.Context, tx pgx.Tx, r rollup.Range, rp *rollup.Replayed, rep *rollup.Report) error {
+	streamed, err := LoadRange(ctx, tx, r)
+	if err != nil {
+		return err
+	}
+	st, err := LoadState(ctx, tx)
+	if err != nil {
+		return err
+	}
+	rep.Events = rp.Events
+	rep.Rows, rep.Differences, rep.Samples = rollup.Compare(streamed, rp.Effects, st, rp.State)
+	return nil
+}
+
 // Check replays the log for r and compares with what streaming wrote. It
 // reads one snapshot (repeatable read), in which the log and the rollups
 // are consistent because they commit together; it locks nothing.
@@ -169,17 +185,7 @@ func Check(ctx context.Context, pool *pgxpool.Pool, r rollup.Range, batch int, p
 		if err != nil {
 			return err
 		}
-		streamed, err := LoadRange(ctx, tx, r)
-		if err != nil {
-			return err
-		}
-		st, err := LoadState(ctx, tx)
-		if err != nil {
-			return err
-		}
-		rep.Events = rp.Events
-		rep.Rows, rep.Differences, rep.Samples = rollup.Compare(streamed, rp.Effects, st, rp.State)
-		return nil
+		return compare(ctx, tx, r, rp, &rep)
 	})
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return rep, err
@@ -253,16 +259,9 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, r rollup.Range, batch int,
 				break
 			}
 		}
-		streamed, err := LoadRange(ctx, tx, r)
-		if err != nil {
+		if err := compare(ctx, tx, r, rp, &rep); err != nil {
 			return err
 		}
-		st, err := LoadState(ctx, tx)
-		if err != nil {
-			return err
-		}
-		rep.Events = rp.Events
-		rep.Rows, rep.Differences, rep.Samples = rollup.Compare(streamed, rp.Effects, st, rp.State)
 		b := &pgx.Batch{}
 		b.Queue(`DELETE FROM report_rollups WHERE bucket >= $1 AND bucket < $2`, r.From, r.To)
 		b.Queue(`DELETE FROM report_account_rollups WHERE day >= $1::date AND day < $2::date`, r.From, r.To)
