@@ -8,6 +8,7 @@
 package mailpit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -179,4 +180,26 @@ func (c Client) Part(ctx context.Context, id, partID string) ([]byte, error) {
 func (c Client) Ready(ctx context.Context) error {
 	var info map[string]any
 	return c.get(ctx, "/api/v1/info", &info)
+}
+
+// Chaos makes Mailpit's SMTP answer every recipient (RCPT TO) with code
+// (a 4xx or 5xx) when probability is 100, or accept them again with 0. It
+// needs a Mailpit started with --enable-chaos (testenv's is).
+func (c Client) Chaos(ctx context.Context, code, probability int) error {
+	body, _ := json.Marshal(map[string]any{"Recipient": map[string]int{"ErrorCode": code, "Probability": probability}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.Base+"/api/v1/chaos", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("mailpit PUT /api/v1/chaos: %s: %.200s", resp.Status, b)
+	}
+	return nil
 }

@@ -49,7 +49,8 @@ func StartMailpit(tb testing.TB) *Mailpit {
 	}
 	smtp, ui := freeAddr(tb), freeAddr(tb)
 	m := &Mailpit{Client: mailpit.Client{Base: "http://" + ui}, SMTPAddr: smtp, tb: tb, bin: mailpitBin,
-		args: mailpit.Args(smtp, ui, filepath.Join(tb.TempDir(), "mailpit.db"))}
+		// Chaos lets a test make the server answer 4xx or 5xx (Client.Chaos).
+		args: append(mailpit.Args(smtp, ui, filepath.Join(tb.TempDir(), "mailpit.db")), "--enable-chaos")}
 	tb.Cleanup(m.Stop)
 	m.Start()
 	return m

@@ -328,3 +328,54 @@ func TestNotificationsListIsKeysetPaged(t *testing.T) {
 		}
 	}
 }
+
+// A permanent answer (550) parks the email as failed with the server's
+// answer; a temporary one (451) queues it again; an admin resends the
+// failed one once the server accepts again.
+func TestPermanentSMTPFailureParksTheEmailForAResend(t *testing.T) {
+	g, mp := mailRig(t)
+	addr := "lin-" + uuid.NewString()[:8] + "@example.com"
+	body := invoiceBody(uuid.NewString(), uuid.NewString())
+	body["auto_finalize"] = true
+	body["customer"].(map[string]any)["email"] = addr
+	inv := g.createInvoice("", body)
+	if err := mp.Chaos(t.Context(), 550, 100); err != nil {
+		t.Fatal(err)
+	}
+	g.deliver(g.notificationEvents(inv.ID, "")...)
+	g.tick()
+	n := g.notifications("invoice_id=" + inv.ID)[0]
+	if n.Status != notify.Failed || n.SMTPCode == nil || *n.SMTPCode != 550 || n.Reason == nil || *n.Reason != notify.ReasonPermanent ||
+		n.NextAttemptAt != nil || n.Attempts != 1 {
+		t.Fatalf("after a 550: %+v", n)
+	}
+	g.clock.Advance(time.Hour)
+	g.tick()
+	if again := g.notifications("invoice_id=" + inv.ID)[0]; again.Attempts != 1 {
+		t.Fatalf("a parked email was tried again: %+v", again)
+	}
+
+	// A 451 is temporary: the resend is queued again, then delivered.
+	if err := mp.Chaos(t.Context(), 451, 100); err != nil {
+		t.Fatal(err)
+	}
+	rec := g.asAdmin("POST", "/notifications/"+n.ID+"/resend", nil)
+	must(t, rec, 202)
+	r := decode[notify.Notification](t, rec)
+	g.tick()
+	got := decode[notify.Notification](t, g.asAdmin("GET", "/notifications/"+r.ID, nil))
+	if got.Status != notify.Queued || got.SMTPCode == nil || *got.SMTPCode != 451 || got.Attempts != 1 {
+		t.Fatalf("resend after a 451: %+v", got)
+	}
+	if err := mp.Chaos(t.Context(), 451, 0); err != nil {
+		t.Fatal(err)
+	}
+	g.clock.Advance(time.Minute)
+	g.tick()
+	if got := decode[notify.Notification](t, g.asAdmin("GET", "/notifications/"+r.ID, nil)); got.Status != notify.Sent || got.Attempts != 2 {
+		t.Fatalf("resend once the server accepts: %+v", got)
+	}
+	if got := inbox(t, mp, addr); len(got) != 1 {
+		t.Fatalf("%d emails, want the resent one", len(got))
+	}
+}
