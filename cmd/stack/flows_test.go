@@ -198,7 +198,7 @@ func TestFlowInvoiceToCash(t *testing.T) {
 				switch {
 				case strings.HasPrefix(m.Subject, "Receipt for invoice "+number):
 					receipts = append(receipts, m)
-				case strings.HasPrefix(m.Subject, "Invoice "+number):
+				case strings.HasPrefix(m.Subject, "Your subscription renewed: invoice "+number):
 					invoiceMail = append(invoiceMail, m)
 				}
 			}

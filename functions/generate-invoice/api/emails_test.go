@@ -379,3 +379,33 @@ func TestPermanentSMTPFailureParksTheEmailForAResend(t *testing.T) {
 		t.Fatalf("%d emails, want the resent one", len(got))
 	}
 }
+
+// A failed payment of an open invoice tells the customer why and what to
+// do; the invoice stays due.
+func TestFailedPaymentTellsTheCustomerWhatToDo(t *testing.T) {
+	g, mp := mailRig(t)
+	addr := "joan-" + uuid.NewString()[:8] + "@example.com"
+	body := invoiceBody(uuid.NewString(), uuid.NewString())
+	body["auto_finalize"] = true
+	body["customer"].(map[string]any)["email"] = addr
+	inv := g.createInvoice("", body)
+	g.deliver(event(t, "capture-payment", events.TypePaymentFailed, "p1", payment{PaymentID: "p1", InvoiceID: &inv.ID,
+		Currency: "USD", DeclineCode: "card_declined", FailureReason: "insufficient funds"}))
+	notices := g.notificationEvents(inv.ID, events.NotifyPaymentFailed)
+	if len(notices) != 1 {
+		t.Fatalf("%d payment_failed notices", len(notices))
+	}
+	g.deliver(notices...)
+	g.tick()
+	got := inbox(t, mp, addr)
+	if len(got) != 1 || !strings.HasPrefix(got[0].Subject, "Payment failed for invoice "+*inv.Number) || !strings.Contains(got[0].Subject, "$21.00") {
+		t.Fatalf("emails: %+v", got)
+	}
+	msg, err := mp.Message(t.Context(), got[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg.Text, "insufficient funds") || !strings.Contains(msg.Text, "What you can do") || !strings.Contains(msg.HTML, "What you can do") {
+		t.Fatalf("notice:\n%s", msg.Text)
+	}
+}

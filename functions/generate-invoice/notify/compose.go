@@ -81,7 +81,7 @@ type view struct {
 	Attempt                         int
 	Lines                           []viewLine
 	Memo                            string
-	Attached, NothingDue            bool
+	Attached, NothingDue, Renewal   bool
 	Period                          string
 }
 
@@ -96,6 +96,9 @@ func Subject(kind string, inv *invoicing.Invoice, req events.NotificationRequest
 	case events.NotifyInvoiceFinalized:
 		if inv.Status == invoicing.StatusPaid || req.AmountDue == 0 {
 			return fmt.Sprintf("Invoice %s from %s (nothing to pay)", num, company)
+		}
+		if inv.BillingReason == invoicing.ReasonSubscriptionCycle {
+			return fmt.Sprintf("Your subscription renewed: invoice %s, %s due %s", num, due, dueDate(req))
 		}
 		return fmt.Sprintf("Invoice %s from %s: %s due %s", num, company, due, dueDate(req))
 	case events.NotifyInvoicePaid:
@@ -145,7 +148,7 @@ func Compose(n *Notification, inv *invoicing.Invoice, from Sender) (*Email, erro
 		AmountDue:  render.FormatMoneyIn(req.AmountDue, inv.Currency, loc, false),
 		AmountPaid: render.FormatMoneyIn(max(req.AmountPaid, inv.AmountPaid), inv.Currency, loc, false),
 		DueDate:    dueDate(req), Reason: req.Reason, Attempt: req.Attempt, Memo: inv.Memo, Attached: attaches(n.Kind),
-		NothingDue: req.AmountDue == 0}
+		NothingDue: req.AmountDue == 0, Renewal: inv.BillingReason == invoicing.ReasonSubscriptionCycle}
 	if inv.FinalizedAt != nil {
 		v.IssueDate = inv.FinalizedAt.UTC().Format(time.DateOnly)
 	}
