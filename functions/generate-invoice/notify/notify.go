@@ -28,10 +28,11 @@ const (
 
 // Reasons a notification is suppressed or failed.
 const (
-	ReasonNoEmail     = "no_email"     // the invoice's customer has no email address
-	ReasonUnknownKind = "unknown_kind" // a kind this version cannot write
-	ReasonPermanent   = "smtp_permanent_failure"
-	ReasonRejected    = "message_rejected" // the message could not be built (an address the server would refuse)
+	ReasonNoEmail          = "no_email"               // the invoice's customer has no email address
+	ReasonUnknownKind      = "unknown_kind"           // a kind this version cannot write
+	ReasonPermanent        = "smtp_permanent_failure" // a 5xx answer
+	ReasonRetriesExhausted = "smtp_retries_exhausted" // EMAIL_MAX_ATTEMPTS temporary failures
+	ReasonRejected         = "message_rejected"       // the email could not be composed or built (an address the server would refuse)
 )
 
 // Kinds this version writes (events.Notify…).
@@ -149,8 +150,11 @@ func (n *Notification) Record(o Outcome, sent bool, now time.Time, maxAttempts i
 		n.Status, n.NextAttemptAt = Queued, &next
 	default:
 		reason := ReasonPermanent
-		if o.Temporary {
-			reason = "smtp_retries_exhausted"
+		switch {
+		case o.Temporary:
+			reason = ReasonRetriesExhausted
+		case o.Code == 0:
+			reason = ReasonRejected // never reached a server: it could not be built
 		}
 		n.Status, n.NextAttemptAt, n.Reason = Failed, nil, &reason
 	}

@@ -56,7 +56,7 @@ func TestRecordRetriesTemporaryAndParksPermanent(t *testing.T) {
 	}
 	n.Attempts = 3
 	n.Record(Outcome{Code: 451, Temporary: true}, false, now, 3)
-	if n.Status != Failed || *n.Reason != "smtp_retries_exhausted" || n.NextAttemptAt != nil {
+	if n.Status != Failed || *n.Reason != ReasonRetriesExhausted || n.NextAttemptAt != nil {
 		t.Fatalf("after the last 451: %+v", n)
 	}
 	m := New("id2", "src", "ev2", req, "a@example.com", "acme.example", now)
