@@ -116,6 +116,12 @@ func clusterSecrets(dir, privPath, template string) ([]string, error) {
 			if v = os.Getenv("STRIPE_API_KEY"); v == "" {
 				v = "sk_test_stripe_mock"
 			}
+		case e.name == "smtp-url":
+			// generate-invoice's SMTP server: SMTP_URL, else a Mailpit in
+			// the namespace (emails stay queued until one answers).
+			if v = os.Getenv("SMTP_URL"); v == "" {
+				v = "smtp://mailpit.billfn.svc.cluster.local:1025?starttls=none"
+			}
 		default:
 			if v, err = kept(filepath.Join(dir, e.name)); err != nil {
 				return nil, err

@@ -23,12 +23,16 @@ type config struct {
 	FunctionPort   int // first function's port; the others follow in name order
 	TriggerAddr    string
 	StripeMockAddr string
-	DatabaseURL    string
-	RedisURL       string
-	RunDir         string // absolute
-	StackFile      string // absolute
-	Root           string // the repository: the stack file's directory
-	TickEvery      time.Duration
+	// Mailpit catches every email the functions send (SMTP) and shows them
+	// in its web UI, which also serves its REST API.
+	MailpitSMTPAddr string
+	MailpitUIAddr   string
+	DatabaseURL     string
+	RedisURL        string
+	RunDir          string // absolute
+	StackFile       string // absolute
+	Root            string // the repository: the stack file's directory
+	TickEvery       time.Duration
 	// CallbackAllowedHosts are the non-public hosts an /async-function/
 	// X-Callback-Url may name: the gateway's own address (a callback into
 	// the stack's own functions, as OpenFaaS users do) plus
@@ -51,12 +55,14 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		return def
 	}
 	c := config{
-		GatewayAddr:    get("BILLFN_GATEWAY_ADDR", "127.0.0.1:8080"),
-		KafkaAddr:      get("BILLFN_KAFKA_ADDR", "127.0.0.1:9092"),
-		TriggerAddr:    get("BILLFN_TRIGGER_ADDR", "127.0.0.1:8090"),
-		StripeMockAddr: get("STRIPE_MOCK_ADDR", "127.0.0.1:12111"),
-		DatabaseURL:    get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable"),
-		RedisURL:       get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		GatewayAddr:     get("BILLFN_GATEWAY_ADDR", "127.0.0.1:8080"),
+		KafkaAddr:       get("BILLFN_KAFKA_ADDR", "127.0.0.1:9092"),
+		TriggerAddr:     get("BILLFN_TRIGGER_ADDR", "127.0.0.1:8090"),
+		StripeMockAddr:  get("STRIPE_MOCK_ADDR", "127.0.0.1:12111"),
+		MailpitSMTPAddr: get("MAILPIT_SMTP_ADDR", "127.0.0.1:1025"),
+		MailpitUIAddr:   get("MAILPIT_UI_ADDR", "127.0.0.1:8025"),
+		DatabaseURL:     get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable"),
+		RedisURL:        get("REDIS_URL", "redis://127.0.0.1:6379/0"),
 	}
 	var problems []string
 	port, err := strconv.Atoi(get("BILLFN_FUNCTION_PORT", "8081"))
@@ -65,7 +71,8 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	}
 	c.FunctionPort = port
 	for k, v := range map[string]string{"BILLFN_GATEWAY_ADDR": c.GatewayAddr, "BILLFN_KAFKA_ADDR": c.KafkaAddr,
-		"BILLFN_TRIGGER_ADDR": c.TriggerAddr, "STRIPE_MOCK_ADDR": c.StripeMockAddr} {
+		"BILLFN_TRIGGER_ADDR": c.TriggerAddr, "STRIPE_MOCK_ADDR": c.StripeMockAddr,
+		"MAILPIT_SMTP_ADDR": c.MailpitSMTPAddr, "MAILPIT_UI_ADDR": c.MailpitUIAddr} {
 		if _, p, err := net.SplitHostPort(v); err != nil || p == "" || p == "0" {
 			problems = append(problems, fmt.Sprintf("%s=%q must be host:port", k, v))
 		}
@@ -143,6 +150,9 @@ func (c config) usesStripeMock(base string) bool {
 	host, port := u.Hostname(), u.Port()
 	return port == want && (host == "127.0.0.1" || host == "localhost" || host == "::1")
 }
+
+// smtpURL is the SMTP_URL of the stack's Mailpit (loopback, no TLS).
+func (c config) smtpURL() string { return "smtp://" + c.MailpitSMTPAddr + "?starttls=none" }
 
 func (c config) secretsDir() string { return filepath.Join(c.RunDir, "secrets") }
 

@@ -202,7 +202,7 @@ func TestStackWritesEverySecretStackYMLNames(t *testing.T) {
 			}
 		}
 	}
-	if first["database-url"] != cfg.DatabaseURL || first["stripe-api-key"] != localStripeKey {
+	if first["database-url"] != cfg.DatabaseURL || first["stripe-api-key"] != localStripeKey || first["smtp-url"] != "smtp://"+cfg.MailpitSMTPAddr+"?starttls=none" {
 		t.Errorf("got %v", first)
 	}
 	if !strings.HasPrefix(first["stripe-webhook-secret"], "whsec_") {

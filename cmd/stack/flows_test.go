@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/mailpit"
 	"github.com/billfn/billfn/shared/sandbox"
 )
 
@@ -35,13 +36,14 @@ func TestFlowInvoiceToCash(t *testing.T) {
 	const price = 2900
 	c := e.newCustomer("USD")
 	e.defaultMethod(c, "pm_card_visa")
+	email := "grace-" + c.user[:8] + "@example.com"
 
 	// A daily plan whose first period starts a few seconds from now: nothing
 	// is billed at creation, the tick bills it when it comes due.
 	start := time.Now().Add(3 * time.Second).UTC().Truncate(time.Second)
 	r := e.req(http.MethodPost, "/function/generate-invoice/subscriptions", map[string]any{
 		"account_id": c.account, "user_id": c.user,
-		"customer":          map[string]any{"name": "Grace Hopper", "email": "grace@example.com"},
+		"customer":          map[string]any{"name": "Grace Hopper", "email": email},
 		"plan":              map[string]any{"name": "Pro", "amount": price, "currency": "USD", "interval": "day", "interval_count": 1},
 		"start":             start.Format(time.RFC3339),
 		"collection_method": "charge_automatically",
@@ -176,6 +178,37 @@ func TestFlowInvoiceToCash(t *testing.T) {
 		}
 		if chk := e.reportCheck(); chk["equal"] != true {
 			t.Errorf("the report's rollups differ from a replay of its log: %v", chk)
+		}
+	})
+
+	t.Run("the customer has the invoice and the receipt in the stack's Mailpit, once each", func(t *testing.T) {
+		mp := mailpit.Client{Base: e.mailpit}
+		number := str(invoice, "number")
+		var invoiceMail, receipts []mailpit.Summary
+		e.eventually("the invoice email and the receipt in Mailpit", 60*time.Second, func() bool {
+			ms, err := mp.Messages(t.Context(), "")
+			if err != nil {
+				t.Fatalf("Mailpit's API: %v", err)
+			}
+			invoiceMail, receipts = nil, nil
+			for _, m := range ms {
+				if len(m.To) != 1 || m.To[0].Address != email {
+					continue
+				}
+				switch {
+				case strings.HasPrefix(m.Subject, "Receipt for invoice "+number):
+					receipts = append(receipts, m)
+				case strings.HasPrefix(m.Subject, "Your subscription renewed: invoice "+number):
+					invoiceMail = append(invoiceMail, m)
+				}
+			}
+			return len(receipts) > 0 && len(invoiceMail) > 0
+		})
+		if len(receipts) != 1 || len(invoiceMail) != 1 {
+			t.Fatalf("%d receipts and %d invoice emails to %s, want one each", len(receipts), len(invoiceMail), email)
+		}
+		if !strings.Contains(receipts[0].Subject, "$29.00") || invoiceMail[0].Attachments != 1 {
+			t.Errorf("receipt %q; invoice email %q with %d attachments", receipts[0].Subject, invoiceMail[0].Subject, invoiceMail[0].Attachments)
 		}
 	})
 

@@ -16,7 +16,10 @@
 //     its own port with the environment and secrets stack.yml gives it,
 //     restarting one that dies; a function folder without main.go yet is
 //     reported and skipped;
-//   - starts stripe-mock when a function's STRIPE_API_BASE points at it;
+//   - starts stripe-mock when a function's STRIPE_API_BASE points at it,
+//     and Mailpit (go install github.com/axllent/mailpit@v1.33.1 when
+//     missing) when a function sends email (its secrets hold smtp-url,
+//     which points at it): the banner prints its web UI's URL;
 //   - serves the gateway (cmd/internal/gateway) and runs the kafka-trigger,
 //     which also ticks the schedules every BILLFN_TICK_EVERY;
 //   - prints the gateway URL, a dev admin JWT (the subject make token
@@ -39,6 +42,7 @@
 // BILLFN_FUNCTION_PORT (8081: the first function's port, the others
 // follow in name order), BILLFN_TRIGGER_ADDR (127.0.0.1:8090, the
 // kafka-trigger's metrics), STRIPE_MOCK_ADDR (127.0.0.1:12111),
+// MAILPIT_SMTP_ADDR (127.0.0.1:1025), MAILPIT_UI_ADDR (127.0.0.1:8025),
 // DATABASE_URL (postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable),
 // REDIS_URL (redis://127.0.0.1:6379/0), BILLFN_RUN_DIR (bin/run),
 // BILLFN_STACK_FILE (stack.yml), BILLFN_TICK_EVERY (5s).

@@ -28,6 +28,7 @@ import (
 	"github.com/billfn/billfn/cmd/internal/gateway"
 	"github.com/billfn/billfn/cmd/internal/kafkaacl"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/mailpit"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -66,6 +67,7 @@ type stack struct {
 	gwSrv   *http.Server
 	trigger *proc
 	stripe  *proc
+	mailpit *proc
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
@@ -218,6 +220,10 @@ func (s *stack) start(ctx context.Context) error {
 		return err
 	}
 	if err := s.startStripeMock(ctx); err != nil {
+		gwLn.Close()
+		return err
+	}
+	if err := s.startMailpit(ctx); err != nil {
 		gwLn.Close()
 		return err
 	}
@@ -544,6 +550,40 @@ func (s *stack) goBuild(ctx context.Context, goBin string, pkgs ...string) error
 	return err
 }
 
+// startMailpit runs Mailpit (SMTP on MAILPIT_SMTP_ADDR, its UI and API on
+// MAILPIT_UI_ADDR, its messages in the run directory) when a deployed
+// function sends email (its secrets hold smtp-url). It is installed with
+// go install when missing; when it cannot be, the stack still runs and the
+// emails wait, queued, in their function's delivery log.
+func (s *stack) startMailpit(ctx context.Context) error {
+	needed := false
+	for _, f := range s.functions {
+		if f.proc != nil && slices.Contains(f.spec.Secrets, "smtp-url") {
+			needed = true
+		}
+	}
+	if !needed {
+		return nil
+	}
+	if err := free(s.cfg.MailpitSMTPAddr, "Mailpit's SMTP", "MAILPIT_SMTP_ADDR"); err != nil {
+		return err
+	}
+	if err := free(s.cfg.MailpitUIAddr, "Mailpit's web UI", "MAILPIT_UI_ADDR"); err != nil {
+		return err
+	}
+	w := &lineWriter{log: s.log, name: "build"}
+	bin, err := mailpit.Find(ctx, w)
+	w.Flush()
+	if err != nil {
+		s.log.printf("stack", "Mailpit is not available (%v): emails stay queued in generate-invoice's delivery log", err)
+		return nil
+	}
+	s.mailpit = &proc{name: "mailpit", path: bin,
+		args: mailpit.Args(s.cfg.MailpitSMTPAddr, s.cfg.MailpitUIAddr, filepath.Join(s.cfg.RunDir, "mailpit.db")),
+		dir:  s.cfg.Root, env: baseEnv(), log: s.log, health: "http://" + s.cfg.MailpitUIAddr + "/api/v1/info"}
+	return s.mailpit.start()
+}
+
 // startStripeMock runs stripe-mock when a deployed function's
 // STRIPE_API_BASE points at STRIPE_MOCK_ADDR.
 func (s *stack) startStripeMock(ctx context.Context) error {
@@ -636,7 +676,7 @@ func (s *stack) startGateway(ln net.Listener) {
 }
 
 // stop takes everything down: the trigger first (no new deliveries), the
-// gateway, the functions (they drain), stripe-mock, then Kafka.
+// gateway, the functions (they drain), stripe-mock and Mailpit, then Kafka.
 func (s *stack) stop() {
 	if s.trigger != nil {
 		s.trigger.stop(10 * time.Second)
@@ -657,6 +697,10 @@ func (s *stack) stop() {
 	if s.stripe != nil && s.stripe.done != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.stripe.stop(5 * time.Second) }()
+	}
+	if s.mailpit != nil && s.mailpit.done != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.mailpit.stop(5 * time.Second) }()
 	}
 	wg.Wait()
 	if s.kafka != nil {

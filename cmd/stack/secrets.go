@@ -106,6 +106,9 @@ func writeSecrets(dir string, cfg config, st *stackfile.Stack) (map[string]strin
 			value = cfg.RedisURL
 		case "stripe-api-key":
 			value = localStripeKey
+		case "smtp-url":
+			// The stack's Mailpit: every email lands in its web UI.
+			value = cfg.smtpURL()
 		case "service-token":
 			// What a function presents to read account and invoice facts
 			// through from another function; minted fresh on every start.

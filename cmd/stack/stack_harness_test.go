@@ -131,6 +131,7 @@ type e2e struct {
 	gateway string // http://host:port
 	kafka   string // host:port
 	trigger string // host:port of the kafka-trigger's metrics
+	mailpit string // http://host:port of the stack's Mailpit (its UI and API)
 	runDir  string
 	marker  string
 	token   string // an admin JWT
@@ -249,11 +250,12 @@ func startStack(t *testing.T, opts stackOptions) *e2e {
 func (e *e2e) launch(bin, databaseURL, redisURL string, env []string) bool {
 	t := e.t
 	t.Helper()
-	base := freePorts(t, 9)
+	base := freePorts(t, 11)
 	e.gateway = "http://127.0.0.1:" + strconv.Itoa(base)
 	e.kafka = "127.0.0.1:" + strconv.Itoa(base+1)
 	e.trigger = "127.0.0.1:" + strconv.Itoa(base+2)
 	stripeAddr := "127.0.0.1:" + strconv.Itoa(base+3)
+	e.mailpit = "http://127.0.0.1:" + strconv.Itoa(base+10)
 	e.runDir = t.TempDir()
 	e.marker = "e2e-" + uuid.NewString()
 	cmd := exec.Command(bin)
@@ -261,6 +263,7 @@ func (e *e2e) launch(bin, databaseURL, redisURL string, env []string) bool {
 	cmd.Env = append(os.Environ(),
 		"BILLFN_GATEWAY_ADDR="+strings.TrimPrefix(e.gateway, "http://"), "BILLFN_KAFKA_ADDR="+e.kafka, "BILLFN_TRIGGER_ADDR="+e.trigger,
 		"STRIPE_MOCK_ADDR="+stripeAddr, "BILLFN_FUNCTION_PORT="+strconv.Itoa(base+4),
+		"MAILPIT_SMTP_ADDR=127.0.0.1:"+strconv.Itoa(base+9), "MAILPIT_UI_ADDR="+strings.TrimPrefix(e.mailpit, "http://"),
 		"BILLFN_RUN_DIR="+e.runDir, "BILLFN_TICK_EVERY=1s", "BILLFN_STACK_ID="+e.marker,
 		"DATABASE_URL="+databaseURL, "REDIS_URL="+redisURL, "REDIS_PREFIX="+e.prefix,
 	)

@@ -23,6 +23,12 @@ func main() {
 		if err != nil {
 			return server.App{}, err
 		}
-		return d.App(api.New(d, cfg, time.Now).Routes()), nil
+		s := api.New(d, cfg, time.Now)
+		// The customer's emails go out in the background (woken when one
+		// is queued, every 30 s for retries); it stops with the server.
+		sendCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		d.OnClose(func(context.Context) { stop() })
+		s.StartSender(sendCtx, 30*time.Second)
+		return d.App(s.Routes()), nil
 	})
 }

@@ -285,7 +285,7 @@ type Plan struct {
 // NotificationRequested is the data of billfn.notification.requested: a
 // message to the customer about an invoice.
 type NotificationRequested struct {
-	Kind      string  `json:"kind"` // invoice_finalized, invoice_overdue
+	Kind      string  `json:"kind"` // invoice_finalized, invoice_paid, payment_failed, invoice_overdue, invoice_reminder
 	AccountID string  `json:"account_id"`
 	UserID    string  `json:"user_id"`
 	InvoiceID string  `json:"invoice_id"`
@@ -294,7 +294,22 @@ type NotificationRequested struct {
 	Currency  string  `json:"currency"`
 	DueDate   *string `json:"due_date"` // YYYY-MM-DD
 	Email     string  `json:"email,omitempty"`
+	// AmountPaid is what the invoice has received (invoice_paid: its total).
+	AmountPaid int64 `json:"amount_paid,omitempty"`
+	// Attempt is the dunning step of an invoice_reminder (1, 2, …).
+	Attempt int `json:"attempt,omitempty"`
+	// Reason is why a payment failed (payment_failed): decline code and reason.
+	Reason string `json:"reason,omitempty"`
 }
+
+// Notification kinds (NotificationRequested.Kind).
+const (
+	NotifyInvoiceFinalized = "invoice_finalized"
+	NotifyInvoicePaid      = "invoice_paid"
+	NotifyPaymentFailed    = "payment_failed"
+	NotifyInvoiceOverdue   = "invoice_overdue"
+	NotifyInvoiceReminder  = "invoice_reminder"
+)
 
 // Payment is a payment as capture-payment keeps it: the data of
 // billfn.payment.created, updated, authorized, canceled and disputed, and

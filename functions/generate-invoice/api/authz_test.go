@@ -76,6 +76,9 @@ func TestEveryRouteRefusesAnotherCustomersResources(t *testing.T) {
 		"subscription":    {a.sub, b.sub, notFound},
 		"invoice-request": {a.request, b.request, notFound},
 		"user":            {alice, bob, []int{422}},
+		// The delivery log is admin-only: a customer gets 403 before any
+		// notification is looked up.
+		"notification": {uuid.NewString(), uuid.NewString(), notFound},
 		// Tax rates and coupons are the merchant's catalog, owned by nobody.
 		"tax-rate": {rate, rate, nil},
 		"coupon":   {coupon, coupon, nil},

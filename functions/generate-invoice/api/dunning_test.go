@@ -51,7 +51,8 @@ func TestOverdueFlagAndDunningSchedule(t *testing.T) {
 	step("2026-03-30T00:00:00Z", invoicing.StatusUncollectible, true, 3)
 
 	want := "invoice.created,invoice.finalized,notification.requested,invoice.overdue,notification.requested," +
-		"invoice.payment_retry_requested,invoice.payment_retry_requested,invoice.payment_retry_requested,invoice.uncollectible"
+		"invoice.payment_retry_requested,notification.requested,invoice.payment_retry_requested,notification.requested," +
+		"invoice.payment_retry_requested,notification.requested,invoice.uncollectible"
 	if got := strings.Join(types(g.events(inv.ID)), ","); got != want {
 		t.Fatalf("events:\n got %s\nwant %s", got, want)
 	}
@@ -59,9 +60,9 @@ func TestOverdueFlagAndDunningSchedule(t *testing.T) {
 	if retry.Attempt != 3 || retry.AmountDue != 2100 || !retry.Overdue {
 		t.Fatalf("last retry = %+v", retry)
 	}
-	overdue := eventData[events.NotificationRequested](g, inv.ID, events.TypeNotificationRequested)
-	if overdue.Kind != "invoice_overdue" {
-		t.Fatalf("last notification = %+v", overdue)
+	reminder := eventData[events.NotificationRequested](g, inv.ID, events.TypeNotificationRequested)
+	if reminder.Kind != events.NotifyInvoiceReminder || reminder.Attempt != 3 || reminder.AmountDue != 2100 {
+		t.Fatalf("last notification = %+v", reminder)
 	}
 	// send_invoice: no automatic retries, but uncollectible all the same.
 	if got := strings.Join(types(g.events(sendInv.ID)), ","); !strings.HasSuffix(got, "invoice.overdue,notification.requested,invoice.uncollectible") {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/notify"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -25,4 +26,5 @@ var Statuses = problem.Statuses{
 	invoicing.CodeTotalNegative:       {Status: http.StatusUnprocessableEntity, Title: "The invoice total would be negative"},
 	invoicing.CodeAmountExceedsDue:    {Status: http.StatusUnprocessableEntity, Title: "The amount exceeds the amount due"},
 	invoicing.CodeSubscriptionEnded:   {Status: http.StatusUnprocessableEntity, Title: "The subscription is canceled"},
+	notify.CodeNotResendable:          {Status: http.StatusUnprocessableEntity, Title: "The notification cannot be sent again"},
 }

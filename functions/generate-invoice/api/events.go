@@ -54,6 +54,8 @@ func (s *Service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event)
 			err = s.onPaymentFailed(ctx, tx, ev)
 		case events.TypeRefundSucceeded:
 			err = s.onRefundSucceeded(ctx, tx, ev)
+		case events.TypeNotificationRequested:
+			err = s.onNotificationRequested(ctx, tx, ev)
 		}
 		if err != nil {
 			return err
@@ -158,6 +160,7 @@ type invalidations struct {
 	mu       sync.Mutex
 	invoices []string
 	subs     []string
+	mail     bool // an email was queued: wake the sender
 }
 
 type invalidationsKey struct{}
@@ -197,6 +200,9 @@ func (s *Service) eventsHandler() http.Handler {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		s.invalidate(c.invoices, c.subs)
+		if c.mail {
+			s.mail.kick()
+		}
 	})
 }
 
@@ -359,8 +365,23 @@ func (s *Service) onPaymentFailed(ctx context.Context, tx *store.Tx, ev events.E
 	if err := store.SaveInvoice(ctx, tx, inv); err != nil {
 		return err
 	}
+	// The customer hears of it (what failed, what to do) once per failure event.
+	if err := tx.Emit(ctx, []invoicing.Event{invoicing.PaymentFailedNotice(inv, failureText(&p))}); err != nil {
+		return err
+	}
 	s.touched(ctx, []string{inv.ID})
 	return nil
+}
+
+// failureText is a failure as the customer may read it: the gateway's
+// message for people when it has one, else its reason.
+func failureText(p *events.PaymentFailed) string {
+	for _, t := range []string{p.FailureMessage, p.FailureReason, p.DeclineCode} {
+		if t != "" {
+			return t
+		}
+	}
+	return "the payment was declined"
 }
 
 // mismatch acknowledges a payment event in another currency than its
@@ -424,6 +445,7 @@ func (s *Service) tick(ctx context.Context) error {
 		{"cancellations", s.cancelDueSubscriptions},
 		{"overdue", s.flagOverdue},
 		{"dunning", s.runDunning},
+		{"emails", func(ctx context.Context, _ time.Time) (int, error) { return s.SendDue(ctx) }},
 	}
 	for _, st := range steps {
 		n, err := st.fn(ctx, now)
@@ -460,7 +482,7 @@ func (s *Service) flagOverdue(ctx context.Context, now time.Time) (int, error) {
 				if err := store.SaveInvoice(ctx, tx, inv); err != nil {
 					return err
 				}
-				msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoiceOverdue, inv, 0), invoicing.Notification("invoice_overdue", inv))
+				msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoiceOverdue, inv, 0), invoicing.Notification(events.NotifyInvoiceOverdue, inv))
 				ids = append(ids, inv.ID)
 			}
 			return tx.Emit(ctx, msgs)
@@ -520,6 +542,8 @@ func (s *Service) runDunning(ctx context.Context, now time.Time) (int, error) {
 					} else {
 						msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoicePaymentRetryRequested, inv, inv.DunningAttempts))
 					}
+					// The customer is reminded at each step of the schedule.
+					msgs = append(msgs, invoicing.Reminder(inv, inv.DunningAttempts))
 				} else {
 					m, err := invoicing.MarkUncollectible(inv, now)
 					if err != nil {

@@ -129,7 +129,7 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 	}
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 422, "invoice_not_open")
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/mark-uncollectible", nil), 422, "invoice_not_open")
-	if got := types(g.events(inv.ID)); strings.Join(got, ",") != "invoice.created,invoice.finalized,notification.requested,invoice.paid" {
+	if got := types(g.events(inv.ID)); strings.Join(got, ",") != "invoice.created,invoice.finalized,notification.requested,invoice.paid,notification.requested" {
 		t.Fatalf("events = %v", got)
 	}
 
@@ -153,7 +153,7 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 	if got := types(g.events(other.ID)); got[len(got)-1] != "invoice.voided" {
 		t.Fatalf("events = %v", got)
 	}
-	if got := types(g.events(third.ID)); strings.Join(got[len(got)-2:], ",") != "invoice.uncollectible,invoice.paid" {
+	if got := types(g.events(third.ID)); strings.Join(got[len(got)-3:], ",") != "invoice.uncollectible,invoice.paid,notification.requested" {
 		t.Fatalf("events = %v", got)
 	}
 	// An empty draft cannot be finalized.

@@ -71,6 +71,8 @@ type Config struct {
 	// whose billfn.account.created has not arrived yet (LEDGER_URL and the
 	// service-token secret); without a token only events fill the read model.
 	Accounts accounts.Config
+	// Email is how the customer's emails go out (SMTP_URL, EMAIL_FROM).
+	Email EmailConfig
 }
 
 // LoadConfig reads Config from the environment.
@@ -92,7 +94,7 @@ func (c Config) check() error {
 	if n := len(c.DunningSchedule); n > 0 && c.UncollectibleAfter > 0 && c.UncollectibleAfter.D() <= c.DunningSchedule[n-1] {
 		return fmt.Errorf("DUNNING_UNCOLLECTIBLE_AFTER must come after the last retry of DUNNING_RETRY_SCHEDULE")
 	}
-	return nil
+	return c.Email.check()
 }
 
 // DefaultConfig is the configuration with every default (tests).
@@ -100,7 +102,7 @@ func DefaultConfig() Config {
 	return Config{NumberPrefix: "INV", DefaultNetDays: 30, MaxLines: 250, BatchMax: 500,
 		CacheTTL:        config.Duration(5 * time.Minute),
 		DunningSchedule: durations{24 * time.Hour, 72 * time.Hour, 168 * time.Hour}, UncollectibleAfter: config.Duration(336 * time.Hour),
-		MaxCatchUp: 36}
+		MaxCatchUp: 36, Email: EmailConfig{From: "billfn billing <billing@billfn.local>", MaxAttempts: 20}}
 }
 
 // Service is generate-invoice: its HTTP surface, event handlers and tick.
@@ -115,6 +117,8 @@ type Service struct {
 	// currency and status. Ownership is decided from it, never from the
 	// caller's word.
 	accts *accounts.Directory
+	// mail sends the customer's emails from the delivery log.
+	mail *mailer
 
 	ratesMu sync.RWMutex
 	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
@@ -122,10 +126,11 @@ type Service struct {
 
 func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 	s := &Service{d: d, st: store.New(d.Pool, FunctionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
-		rates: map[string]invoicing.TaxRate{}}
+		rates: map[string]invoicing.TaxRate{}, mail: newMailer(cfg.Email)}
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
-	d.Collect(skippedCharges, paymentAnomalies)
+	d.Collect(skippedCharges, paymentAnomalies, emailsSent)
+	d.Events.On(events.TypeNotificationRequested, s.st.Handler(s.onNotificationRequested))
 	d.Events.On(events.TypeInvoiceRequested, s.st.Handler(s.onInvoiceRequested))
 	d.Events.On(events.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))
 	d.Events.On(events.TypePaymentFailed, s.st.Handler(s.onPaymentFailed))
@@ -199,6 +204,15 @@ func (s *Service) routeTable() []platform.Route {
 		{Pattern: "POST /coupons", Access: admin, Refs: none, Handler: write(s.createCoupon)},
 		{Pattern: "GET /coupons", Access: priv, Refs: none, Handler: http.HandlerFunc(s.listCoupons)},
 		{Pattern: "GET /coupons/{id}", Access: cust, Refs: map[string]string{"{id}": "coupon"}, Handler: http.HandlerFunc(s.getCoupon)},
+
+		// The delivery log of the customer's emails (admin: it shows every
+		// customer's addresses).
+		{Pattern: "GET /notifications", Access: admin, Refs: map[string]string{"?invoice_id": "invoice"},
+			Handler: http.HandlerFunc(s.listNotifications)},
+		{Pattern: "GET /notifications/{id}", Access: admin, Refs: map[string]string{"{id}": "notification"},
+			Handler: http.HandlerFunc(s.getNotification)},
+		{Pattern: "POST /notifications/{id}/resend", Access: admin, Refs: map[string]string{"{id}": "notification"},
+			Handler: write(s.resendNotification)},
 
 		// CloudEvents and schedule ticks, authenticated by the receiver.
 		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: none, Handler: s.eventsHandler()},

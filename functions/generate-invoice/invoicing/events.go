@@ -42,11 +42,28 @@ func InvoiceEvent(typ string, inv *Invoice, attempt int) Event {
 	return NewEvent(typ, inv.ID, inv.AccountID, sum)
 }
 
-// Notification asks for a message to the customer about inv.
+// Notification asks for a message to the customer about inv (kind:
+// events.Notify…). generate-invoice consumes it itself: it becomes one
+// email to the invoice's customer.
 func Notification(kind string, inv *Invoice) Event {
+	return notification(kind, inv, 0, "")
+}
+
+// Reminder asks for dunning reminder attempt about overdue inv.
+func Reminder(inv *Invoice, attempt int) Event {
+	return notification(events.NotifyInvoiceReminder, inv, attempt, "")
+}
+
+// PaymentFailedNotice tells the customer a payment of inv failed, and why.
+func PaymentFailedNotice(inv *Invoice, reason string) Event {
+	return notification(events.NotifyPaymentFailed, inv, 0, reason)
+}
+
+func notification(kind string, inv *Invoice, attempt int, reason string) Event {
 	return NewEvent(events.TypeNotificationRequested, inv.ID, inv.AccountID, events.NotificationRequested{Kind: kind,
 		AccountID: inv.AccountID, UserID: inv.UserID, InvoiceID: inv.ID, Number: inv.Number,
-		AmountDue: inv.AmountDue, Currency: string(inv.Currency), DueDate: dateText(inv.DueDate), Email: inv.Customer.Email})
+		AmountDue: inv.AmountDue, Currency: string(inv.Currency), DueDate: dateText(inv.DueDate), Email: inv.Customer.Email,
+		AmountPaid: inv.AmountPaid, Attempt: attempt, Reason: reason})
 }
 
 // SubscriptionEvent is a subscription fact of type typ about sub.

@@ -75,6 +75,9 @@ type Customer struct {
 	Phone   string   `json:"phone,omitempty"`
 	TaxID   string   `json:"tax_id,omitempty"`
 	Address *Address `json:"address,omitempty"`
+	// Locale is how the customer's emails write amounts and dates (a BCP
+	// 47 tag such as "de-DE"; empty: "en").
+	Locale string `json:"locale,omitempty"`
 }
 
 // Line is an invoice line item with its computed amounts.

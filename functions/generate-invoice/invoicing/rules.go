@@ -72,7 +72,7 @@ func Finalize(ctx context.Context, numbers Numberer, invs []*Invoice, now time.T
 		inv.FinalizedAt = ptr(now)
 		inv.UpdatedAt = now
 		inv.AmountDue = max(inv.Total-inv.AmountPaid, 0)
-		msgs = append(msgs, InvoiceEvent(events.TypeInvoiceFinalized, inv, 0), Notification("invoice_finalized", inv))
+		msgs = append(msgs, InvoiceEvent(events.TypeInvoiceFinalized, inv, 0), Notification(events.NotifyInvoiceFinalized, inv))
 		if inv.AmountDue == 0 {
 			// Nothing to collect (a 100% discount, a free plan): paid at once.
 			inv.Status, inv.PaidAt = StatusPaid, ptr(now)
@@ -115,7 +115,8 @@ func Settle(inv *Invoice, at, now time.Time) []Event {
 		return nil
 	}
 	inv.Status, inv.PaidAt, inv.NextPaymentAttemptAt = StatusPaid, ptr(at), nil
-	return []Event{InvoiceEvent(events.TypeInvoicePaid, inv, 0)}
+	// The receipt goes to the customer with the paid fact.
+	return []Event{InvoiceEvent(events.TypeInvoicePaid, inv, 0), Notification(events.NotifyInvoicePaid, inv)}
 }
 
 // FormatNumber renders an invoice number: PREFIX-YYYY-000123.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/mail"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type CustomerIn struct {
 	Phone   string     `json:"phone"`
 	TaxID   string     `json:"tax_id"`
 	Address *addressIn `json:"address"`
+	Locale  string     `json:"locale"`
 }
 
 type discountIn struct {
@@ -146,6 +148,8 @@ func ParseCustomer(v *apperr.Validator, path string, in *CustomerIn) Customer {
 	}
 	v.Check(TextOK(c.Phone, 40), path+"/phone", "must be at most 40 characters")
 	v.Check(TextOK(c.TaxID, 64), path+"/tax_id", "must be at most 64 characters")
+	c.Locale = strings.ReplaceAll(strings.TrimSpace(in.Locale), "_", "-")
+	v.Check(c.Locale == "" || localeTag.MatchString(c.Locale), path+"/locale", `must be a BCP 47 language tag such as "en-US" or "de-DE"`)
 	if a := in.Address; a != nil {
 		c.Address = &Address{Line1: a.Line1, Line2: a.Line2, City: a.City, PostalCode: a.PostalCode, State: a.State,
 			Country: strings.ToUpper(a.Country)}
@@ -157,6 +161,10 @@ func ParseCustomer(v *apperr.Validator, path string, in *CustomerIn) Customer {
 	}
 	return c
 }
+
+// localeTag is a language with an optional script and region ("de",
+// "de-CH", "sr-Latn-RS", "es-419").
+var localeTag = regexp.MustCompile(`^[A-Za-z]{2,3}(-[A-Za-z]{4})?(-([A-Za-z]{2}|[0-9]{3}))?$`)
 
 func AllUpper(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bojanz/currency"
@@ -22,33 +23,50 @@ import (
 // exact decimal string, bojanz/currency (v1.4.2, CLDR data) adds the
 // symbol and digit grouping of the locale. No float is involved.
 
-var formatters = func() map[[2]int]*currency.Formatter {
-	m := map[[2]int]*currency.Formatter{}
-	for exp := 0; exp <= 4; exp++ {
-		for _, display := range []currency.Display{currency.DisplaySymbol, currency.DisplayCode} {
-			f := currency.NewFormatter(currency.NewLocale("en"))
-			f.MinDigits, f.MaxDigits = uint8(exp), uint8(exp) // ISO 4217 exponents, not CLDR's cash digits
-			f.CurrencyDisplay = display
-			m[[2]int{exp, int(display)}] = f
-		}
+// formatters holds one formatter per locale, ISO exponent and display
+// (symbol or code), built on first use: a formatter is safe to share.
+var formatters sync.Map // formatterKey → *currency.Formatter
+
+type formatterKey struct {
+	locale  string
+	exp     int
+	display currency.Display
+}
+
+func formatter(locale string, exp int, display currency.Display) *currency.Formatter {
+	k := formatterKey{locale, exp, display}
+	if f, ok := formatters.Load(k); ok {
+		return f.(*currency.Formatter)
 	}
-	return m
-}()
+	f := currency.NewFormatter(currency.NewLocale(locale))
+	f.MinDigits, f.MaxDigits = uint8(exp), uint8(exp) // ISO 4217 exponents, not CLDR's cash digits
+	f.CurrencyDisplay = display
+	v, _ := formatters.LoadOrStore(k, f)
+	return v.(*currency.Formatter)
+}
 
 // FormatMoney formats minor units of c for people ("$1,234.50", "¥3,000",
 // "BHD 4.125"); byCode uses the ISO code instead of the symbol.
 func FormatMoney(amount int64, c money.Currency, byCode bool) string {
-	exp := c.Exponent()
+	return FormatMoneyIn(amount, c, "en", byCode)
+}
+
+// FormatMoneyIn is FormatMoney in the conventions of locale (a BCP 47
+// tag: "de-DE" writes "1.234,50 €"); an unknown or empty locale is "en".
+func FormatMoneyIn(amount int64, c money.Currency, locale string, byCode bool) string {
+	if locale == "" {
+		locale = "en"
+	}
 	display := currency.DisplaySymbol
 	if byCode {
 		display = currency.DisplayCode
 	}
-	f := formatters[[2]int{exp, int(display)}]
+	exp := c.Exponent()
 	a, err := currency.NewAmount(money.Format(amount, c), string(c))
-	if f == nil || err != nil {
+	if exp < 0 || exp > 4 || err != nil {
 		return money.Format(amount, c) + " " + string(c)
 	}
-	return f.Format(a)
+	return formatter(locale, exp, display).Format(a)
 }
 
 // cp1252 maps the Windows-1252 characters outside Latin-1 (the core PDF

@@ -1,0 +1,205 @@
+// Package mailpit finds (or installs) Mailpit, the SMTP server with a web
+// UI and a REST API that catches every email the local stack and the tests
+// send, and reads what arrived through that API.
+//
+// Mailpit is a program, not a library of billfn: it is built outside
+// billfn's go.mod, with `go install github.com/axllent/mailpit@Version`
+// when it is missing (as cmd/stack does for stripe-mock).
+package mailpit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Version is the Mailpit billfn runs.
+const Version = "v1.33.1"
+
+// Find returns the path of a mailpit executable: on PATH, in GOBIN (or
+// GOPATH/bin), else installed there now with go install (its output goes
+// to log). The error says what failed; callers never skip on it.
+func Find(ctx context.Context, log io.Writer) (string, error) {
+	if p, err := exec.LookPath("mailpit"); err == nil {
+		return p, nil
+	}
+	gobin := os.Getenv("GOBIN")
+	if gobin == "" {
+		out, err := exec.CommandContext(ctx, "go", "env", "GOPATH").Output()
+		if err != nil {
+			return "", fmt.Errorf("go env GOPATH: %w", err)
+		}
+		gobin = filepath.Join(strings.Split(strings.TrimSpace(string(out)), string(os.PathListSeparator))[0], "bin")
+	}
+	bin := filepath.Join(gobin, "mailpit")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	fmt.Fprintf(log, "installing mailpit %s (go install github.com/axllent/mailpit@%s)\n", Version, Version)
+	cmd := exec.CommandContext(ctx, "go", "install", "github.com/axllent/mailpit@"+Version)
+	// Outside any module: Mailpit's dependencies are not billfn's.
+	cmd.Dir = os.TempDir()
+	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go install github.com/axllent/mailpit@%s: %w", Version, err)
+	}
+	return bin, nil
+}
+
+// Args are the arguments that run Mailpit with SMTP on smtpAddr (any
+// credentials accepted, no TLS: it is loopback only), its UI and API on
+// uiAddr, and its messages in database (a file, so a restart keeps them).
+func Args(smtpAddr, uiAddr, database string) []string {
+	return []string{"--smtp", smtpAddr, "--listen", uiAddr, "--database", database,
+		"--smtp-auth-accept-any", "--smtp-auth-allow-insecure", "--disable-version-check", "--quiet",
+		"--max", "5000"}
+}
+
+// Client reads Mailpit's REST API (https://mailpit.axllent.org/docs/api-v1/).
+type Client struct {
+	Base string // http://127.0.0.1:8025
+	HTTP *http.Client
+}
+
+func (c Client) http() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{Timeout: 10 * time.Second}
+}
+
+// Address is a sender or recipient.
+type Address struct {
+	Name    string `json:"Name"`
+	Address string `json:"Address"`
+}
+
+// Summary is a message in a list.
+type Summary struct {
+	ID          string    `json:"ID"`
+	MessageID   string    `json:"MessageID"`
+	From        Address   `json:"From"`
+	To          []Address `json:"To"`
+	Subject     string    `json:"Subject"`
+	Created     time.Time `json:"Created"`
+	Size        int       `json:"Size"`
+	Attachments int       `json:"Attachments"`
+	Snippet     string    `json:"Snippet"`
+}
+
+// Attachment is a part of a message.
+type Attachment struct {
+	PartID      string `json:"PartID"`
+	FileName    string `json:"FileName"`
+	ContentType string `json:"ContentType"`
+	Size        int    `json:"Size"`
+}
+
+// Message is one message in full.
+type Message struct {
+	ID          string       `json:"ID"`
+	MessageID   string       `json:"MessageID"`
+	From        Address      `json:"From"`
+	To          []Address    `json:"To"`
+	Subject     string       `json:"Subject"`
+	Text        string       `json:"Text"`
+	HTML        string       `json:"HTML"`
+	Attachments []Attachment `json:"Attachments"`
+}
+
+func (c Client) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("mailpit GET %s: %s: %.200s", path, resp.Status, body)
+	}
+	if b, ok := v.(*[]byte); ok {
+		*b = body
+		return nil
+	}
+	return json.Unmarshal(body, v)
+}
+
+// Messages lists the newest messages (up to 1000), newest first; query,
+// when set, is Mailpit's search ("to:ada@example.com subject:INV-…").
+func (c Client) Messages(ctx context.Context, query string) ([]Summary, error) {
+	var page struct {
+		Messages []Summary `json:"messages"`
+	}
+	path := "/api/v1/messages?limit=1000"
+	if query != "" {
+		path = "/api/v1/search?limit=1000&query=" + url.QueryEscape(query)
+	}
+	err := c.get(ctx, path, &page)
+	return page.Messages, err
+}
+
+// Message reads one message: headers, text and HTML parts, attachments.
+func (c Client) Message(ctx context.Context, id string) (Message, error) {
+	var m Message
+	err := c.get(ctx, "/api/v1/message/"+url.PathEscape(id), &m)
+	return m, err
+}
+
+// Headers reads a message's headers.
+func (c Client) Headers(ctx context.Context, id string) (map[string][]string, error) {
+	var h map[string][]string
+	err := c.get(ctx, "/api/v1/message/"+url.PathEscape(id)+"/headers", &h)
+	return h, err
+}
+
+// Part reads an attachment of a message.
+func (c Client) Part(ctx context.Context, id, partID string) ([]byte, error) {
+	var b []byte
+	err := c.get(ctx, "/api/v1/message/"+url.PathEscape(id)+"/part/"+url.PathEscape(partID), &b)
+	return b, err
+}
+
+// Ready reports whether Mailpit's API answers.
+func (c Client) Ready(ctx context.Context) error {
+	var info map[string]any
+	return c.get(ctx, "/api/v1/info", &info)
+}
+
+// Chaos makes Mailpit's SMTP answer every recipient (RCPT TO) with code
+// (a 4xx or 5xx) when probability is 100, or accept them again with 0. It
+// needs a Mailpit started with --enable-chaos (testenv's is).
+func (c Client) Chaos(ctx context.Context, code, probability int) error {
+	body, _ := json.Marshal(map[string]any{"Recipient": map[string]int{"ErrorCode": code, "Probability": probability}})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.Base+"/api/v1/chaos", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("mailpit PUT /api/v1/chaos: %s: %.200s", resp.Status, b)
+	}
+	return nil
+}
