@@ -52,6 +52,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/billfn/billfn/shared/egress"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/requestid"
 )
@@ -147,7 +148,7 @@ type Gateway struct {
 	queue chan *asyncJob
 	stop  chan struct{}
 
-	callbackHosts  allowlist
+	callbackGuard  *egress.Guard
 	callbackClient *http.Client
 	// lookup resolves a callback's host (net.DefaultResolver; tests replace it).
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
@@ -193,7 +194,7 @@ func New(cfg Config) *Gateway {
 		queue:   make(chan *asyncJob, cfg.AsyncQueue),
 		stop:    make(chan struct{}),
 	}
-	g.callbackHosts = newAllowlist(cfg.CallbackAllowedHosts)
+	g.callbackGuard = g.newCallbackGuard(cfg.CallbackAllowedHosts)
 	g.callbackClient = g.newCallbackClient()
 	g.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
