@@ -9,14 +9,18 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
 // deliveries is what handle-webhook holds: every stored webhook, its
-// status and replay count.
+// status and replay count, the merchant's endpoints and their deliveries.
 func (g *rig) deliveries(tb testing.TB) any {
 	tb.Helper()
-	rows, err := g.d.Pool.Query(context.Background(), `SELECT id::text || ':' || status || ':' || replays FROM webhook_events ORDER BY id`)
+	rows, err := g.d.Pool.Query(context.Background(), `SELECT id::text || ':' || status || ':' || replays FROM webhook_events
+		UNION ALL SELECT id::text || ':' || url || ':' || events::text || ':' || disabled || ':' || secret || ':' || updated_at FROM webhook_endpoints
+		UNION ALL SELECT id::text || ':' || status || ':' || attempts || ':' || coalesce(next_attempt_at::text, '') FROM webhook_deliveries
+		ORDER BY 1`)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -46,9 +50,18 @@ func TestAttackEveryRoute(t *testing.T) {
 	if err := r.d.Pool.QueryRow(context.Background(), `SELECT id::text FROM webhook_events LIMIT 1`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}
+	// An endpoint of the merchant's and a delivery to it.
+	rc := newReceiver(t, nil)
+	e := r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	var out string
+	if err := r.d.Pool.QueryRow(context.Background(), `SELECT id::text FROM webhook_deliveries LIMIT 1`).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
 	testenv.AttackRoutes(t, r.s.RouteTable(), testenv.Attack{
-		Handler:  r.h,
-		Attacker: testenv.Party{Token: r.kit.Token(t, uuid.NewString(), auth.RoleCustomer), Own: map[string]string{"webhook-delivery": stored}},
+		Handler: r.h,
+		Attacker: testenv.Party{Token: r.kit.Token(t, uuid.NewString(), auth.RoleCustomer), Own: map[string]string{
+			"webhook-delivery": stored, "webhook-endpoint": e.ID, "webhook-endpoint-delivery": out}},
 		Victim:   testenv.Party{Token: r.kit.Token(t, uuid.NewString(), auth.RoleCustomer), Own: map[string]string{}},
 		Snapshot: r.deliveries,
 	})

@@ -35,6 +35,7 @@ func main() {
 			d.Close()
 			return server.App{}, err
 		}
+		a.Start() // the outgoing webhooks' sender
 		return d.App(a.Routes()), nil
 	})
 }

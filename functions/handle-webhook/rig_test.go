@@ -47,7 +47,7 @@ type rig struct {
 
 func testConfig() api.Config {
 	return api.Config{StripeSecrets: stripeSecret, SandboxSecrets: sandboxSecret, Tolerance: config.Duration(300 * time.Second),
-		RateLimit: 5000, TrustForwardedFor: true}
+		RateLimit: 5000, TrustForwardedFor: true, SendTimeout: config.Duration(5 * time.Second), AllowedHosts: "127.0.0.1"}
 }
 
 func newRig(t testing.TB, mutate ...func(*api.Config)) *rig {
@@ -164,6 +164,9 @@ func (g *rig) admin_(method, path string, body any, role auth.Role, key string) 
 		rd = bytes.NewReader(nil)
 	}
 	r := httptest.NewRequest(method, path, rd)
+	if body != nil {
+		r.Header.Set("Content-Type", "application/json")
+	}
 	if role != "" {
 		g.kit.Authorize(g.t, r, g.admin, role)
 	}

@@ -8,13 +8,16 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
 	"github.com/billfn/billfn/functions/handle-webhook/store"
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/egress"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/sandbox"
 )
@@ -35,6 +38,13 @@ type Config struct {
 	// far as the trusted proxies (TRUSTED_PROXIES) appended it; off, the
 	// peer address is the client.
 	TrustForwardedFor bool `envconfig:"WEBHOOK_TRUST_FORWARDED_FOR" default:"true"`
+
+	// AllowedHosts are the hosts (or host:port) outgoing webhooks may
+	// reach although they are not public addresses (loopback, private,
+	// link-local): comma-separated; make run allows loopback.
+	AllowedHosts string `envconfig:"WEBHOOK_ALLOWED_HOSTS"`
+	// SendTimeout bounds one attempt to deliver to an endpoint.
+	SendTimeout config.Duration `envconfig:"WEBHOOK_SEND_TIMEOUT" default:"15s"`
 }
 
 // API is handle-webhook's handlers over its store.
@@ -46,6 +56,9 @@ type API struct {
 	sandbox [][]byte
 	limiter *limiter
 	store   *store.Store
+	guard   *egress.Guard
+	client  *http.Client
+	wake    chan struct{}
 }
 
 // New builds the handlers and registers the event handlers and the tick
@@ -57,8 +70,18 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	if cfg.RateLimit < 0 {
 		return nil, errors.New("WEBHOOK_RATE_LIMIT must be 0 (off) or positive")
 	}
+	if cfg.SendTimeout <= 0 {
+		return nil, errors.New("WEBHOOK_SEND_TIMEOUT must be positive")
+	}
+	hosts, err := egress.ParseHosts(cfg.AllowedHosts)
+	if err != nil {
+		return nil, fmt.Errorf("WEBHOOK_ALLOWED_HOSTS: %w", err)
+	}
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
 	a := &API{d: d, cfg: cfg, now: clock, sandbox: sandbox.Secrets(cfg.SandboxSecrets), store: store.New(d.Pool, clock)}
+	a.guard = egress.NewGuard(hosts, "WEBHOOK_ALLOWED_HOSTS")
+	a.client = a.guard.Client(time.Duration(cfg.SendTimeout))
+	a.wake = make(chan struct{}, 1)
 	a.store.Unparked = func(gateway string, n int) { webhooksTotal.WithLabelValues(gateway, "unparked").Add(float64(n)) }
 	for _, k := range strings.Split(cfg.StripeSecrets, ",") {
 		if k = strings.TrimSpace(k); k != "" {
@@ -66,12 +89,12 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 		}
 	}
 	a.limiter = &limiter{rdb: d.Redis, prefix: d.Config.Redis.Prefix + webhooks.Name + ":rl:", limit: cfg.RateLimit, now: clock}
-	for _, typ := range webhooks.LearnTypes {
-		d.Events.On(typ, a.onPaymentEvent)
+	for _, typ := range append(outgoing.Deliverable(), webhooks.LearnTypes...) {
+		d.Events.On(typ, a.onEvent)
 	}
-	d.Events.Batch = a.onPaymentEvents
+	d.Events.Batch = a.onEvents
 	d.Events.Tick = a.Tick
-	d.Collect(webhooksTotal)
+	d.Collect(webhooksTotal, outgoingTotal, endpointsDisabled)
 	return a, nil
 }
 
@@ -84,12 +107,24 @@ func (a *API) Routes() *http.ServeMux { return a.d.Mux(a.RouteTable(), Statuses)
 // the admin's.
 func (a *API) RouteTable() []platform.Route {
 	delivery := map[string]string{"{id}": "webhook-delivery"}
+	endpoint := map[string]string{"{id}": "webhook-endpoint"}
+	outDelivery := map[string]string{"{id}": "webhook-endpoint-delivery"}
 	return []platform.Route{
 		{Pattern: "POST /stripe", Access: platform.Public, Refs: map[string]string{}, Handler: a.limited(http.HandlerFunc(a.receiveStripe))},
 		{Pattern: "POST /sandbox", Access: platform.Public, Refs: map[string]string{}, Handler: a.limited(http.HandlerFunc(a.receiveSandbox))},
 		{Pattern: "GET /events", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(a.listEvents)},
 		{Pattern: "GET /events/{id}", Access: platform.Admin, Refs: delivery, Handler: http.HandlerFunc(a.getEvent)},
 		{Pattern: "POST /events/{id}/replay", Access: platform.Admin, Refs: delivery, Handler: a.d.Idempotency.Middleware(true)(http.HandlerFunc(a.replay))},
+		{Pattern: "POST /endpoints", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(a.createEndpoint)},
+		{Pattern: "GET /endpoints", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(a.listEndpoints)},
+		{Pattern: "GET /endpoints/{id}", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.getEndpoint)},
+		{Pattern: "PATCH /endpoints/{id}", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.updateEndpoint)},
+		{Pattern: "DELETE /endpoints/{id}", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.deleteEndpoint)},
+		{Pattern: "POST /endpoints/{id}/rotate-secret", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.rotateSecret)},
+		{Pattern: "POST /endpoints/{id}/test", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.testEndpoint)},
+		{Pattern: "GET /endpoints/{id}/deliveries", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.listDeliveries)},
+		{Pattern: "GET /deliveries/{id}", Access: platform.Admin, Refs: outDelivery, Handler: http.HandlerFunc(a.getDelivery)},
+		{Pattern: "POST /deliveries/{id}/retry", Access: platform.Admin, Refs: outDelivery, Handler: http.HandlerFunc(a.retryDelivery)},
 		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: map[string]string{}, Handler: http.HandlerFunc(a.events)},
 	}
 }
@@ -99,12 +134,28 @@ func (a *API) RouteTable() []platform.Route {
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	a.d.Events.ServeHTTP(w, r)
 	a.d.Publisher.Kick()
+	a.kick()
 }
 
-// Tick releases parked deliveries whose payment is known and publishes
-// what the fast path missed.
+// Tick releases parked deliveries whose payment is known, publishes
+// what the fast path missed and wakes the webhook sender.
 func (a *API) Tick(ctx context.Context) error {
 	err := a.store.ReleaseParked(ctx)
 	_, perr := a.d.Publisher.Sweep(ctx)
+	a.kick()
 	return errors.Join(err, perr)
+}
+
+// Start runs the outgoing webhooks' sender until the function stops.
+func (a *API) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.RunSender(ctx)
+	}()
+	a.d.OnClose(func(context.Context) {
+		cancel()
+		<-done
+	})
 }

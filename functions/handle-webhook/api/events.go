@@ -10,16 +10,21 @@ import (
 	"github.com/billfn/billfn/shared/events"
 )
 
-// onPaymentEvent learns payment id ↔ gateway object from capture-payment.
-func (a *API) onPaymentEvent(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	return a.onPaymentEvents(ctx, tx, []events.Event{ev})
+// onEvent applies one event (onEvents).
+func (a *API) onEvent(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+	return a.onEvents(ctx, tx, []events.Event{ev})
 }
 
-// onPaymentEvents learns from a delivery of capture-payment's events, in
-// its one transaction (store.Learn). A poison event fails a batch
-// permanently; the receiver then applies the events one by one and parks
-// that one alone.
-func (a *API) onPaymentEvents(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+// onEvents applies a delivery of events in the receiver's one transaction
+// (which records them processed): the merchant's endpoints get one
+// delivery per event they subscribed to (store.Enqueue), and
+// capture-payment's events teach the payment map (store.Learn). A poison
+// event fails a batch permanently; the receiver then applies the events
+// one by one and parks that one alone.
+func (a *API) onEvents(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
+	if _, err := a.store.Enqueue(ctx, tx, evs); err != nil {
+		return err
+	}
 	var refs []webhooks.PaymentRef
 	for _, ev := range evs {
 		if !slices.Contains(webhooks.LearnTypes, ev.Type()) {

@@ -1,0 +1,263 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
+	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
+	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/ids"
+	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
+)
+
+// The merchant's endpoints and their delivery logs (admin routes).
+
+// checkURL is the SSRF rule on an endpoint's url (shared/egress): public
+// addresses only, unless WEBHOOK_ALLOWED_HOSTS names the host.
+func (a *API) checkURL(ctx context.Context, raw *string) error {
+	if raw == nil {
+		return nil
+	}
+	u, err := url.Parse(*raw)
+	if err != nil {
+		return apperr.Invalid(apperr.Field("url", "is not a URL"))
+	}
+	if err := a.guard.Check(ctx, u); err != nil {
+		return apperr.Invalid(apperr.Field("url", err.Error()))
+	}
+	return nil
+}
+
+func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request) {
+	var req outgoing.EndpointRequest
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := req.Validate(true); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := a.checkURL(r.Context(), req.URL); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	now := a.now()
+	e := &outgoing.Endpoint{ID: ids.New(), CreatedAt: now}
+	req.Apply(e, now)
+	e.SetSecrets(outgoing.NewSecret(), "")
+	e.Secret = e.CurrentSecret() // shown once, here
+	ctx, cancel := postgres.Detached(r.Context())
+	defer cancel()
+	if err := a.store.CreateEndpoint(ctx, e); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/endpoints/"+e.ID)
+	httpx.WriteJSON(w, http.StatusCreated, e)
+}
+
+func (a *API) listEndpoints(w http.ResponseWriter, r *http.Request) {
+	limit, after, err := httpx.PagingByID(r, 20, 100)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	es, err := a.store.Endpoints(r.Context(), limit, after)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(es, limit, func(e *outgoing.Endpoint) any { return httpx.IDCursor{ID: e.ID} }))
+}
+
+// endpointID is the path's endpoint id; a malformed one names none.
+func endpointID(r *http.Request) (string, error) {
+	id, ok := ids.Canonical(r.PathValue("id"))
+	if !ok {
+		return "", outgoing.ErrNoEndpoint
+	}
+	return id, nil
+}
+
+func (a *API) getEndpoint(w http.ResponseWriter, r *http.Request) {
+	id, err := endpointID(r)
+	if err == nil {
+		var e *outgoing.Endpoint
+		if e, err = a.store.Endpoint(r.Context(), id); err == nil {
+			httpx.WriteJSON(w, http.StatusOK, e)
+			return
+		}
+	}
+	problem.Write(w, r, err)
+}
+
+func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request) {
+	id, err := endpointID(r)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	var req outgoing.EndpointRequest
+	if err := httpx.DecodeJSON(r, &req); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := req.Validate(false); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if err := a.checkURL(r.Context(), req.URL); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	ctx, cancel := postgres.Detached(r.Context())
+	defer cancel()
+	e, err := a.store.UpdateEndpoint(ctx, id, func(e *outgoing.Endpoint) error {
+		req.Apply(e, a.now())
+		return nil
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if !e.Disabled {
+		a.kick() // pending deliveries held while it was disabled go now
+	}
+	httpx.WriteJSON(w, http.StatusOK, e)
+}
+
+func (a *API) deleteEndpoint(w http.ResponseWriter, r *http.Request) {
+	id, err := endpointID(r)
+	if err == nil {
+		ctx, cancel := postgres.Detached(r.Context())
+		defer cancel()
+		if err = a.store.DeleteEndpoint(ctx, id); err == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	problem.Write(w, r, err)
+}
+
+// rotateSecret gives the endpoint a new secret, shown once; the old one
+// still signs for outgoing.RotationOverlap.
+func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) {
+	id, err := endpointID(r)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	ctx, cancel := postgres.Detached(r.Context())
+	defer cancel()
+	e, err := a.store.UpdateEndpoint(ctx, id, func(e *outgoing.Endpoint) error {
+		e.Rotate(a.now())
+		return nil
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, e)
+}
+
+// testEndpoint queues a billfn.webhook.test event for the endpoint, sent
+// in its turn like any delivery: 202 with the delivery to follow.
+func (a *API) testEndpoint(w http.ResponseWriter, r *http.Request) {
+	id, err := endpointID(r)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	ctx, cancel := postgres.Detached(r.Context())
+	defer cancel()
+	if _, err := a.store.Endpoint(ctx, id); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	ev, err := events.New(ctx, webhooks.Name, outgoing.TestType, id, map[string]any{
+		"endpoint_id": id, "message": "a test event from billfn: your endpoint receives and verifies webhooks",
+	})
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	ev.SetTime(a.now())
+	d, err := a.store.EnqueueTest(ctx, id, ev)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	a.kick()
+	w.Header().Set("Location", "/deliveries/"+d.ID)
+	httpx.WriteJSON(w, http.StatusAccepted, d)
+}
+
+var deliveryStatuses = map[string]bool{outgoing.Pending: true, outgoing.Succeeded: true, outgoing.Failed: true}
+
+func (a *API) listDeliveries(w http.ResponseWriter, r *http.Request) {
+	id, err := endpointID(r)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	f := outgoing.Filter{EndpointID: id, Status: r.URL.Query().Get("status")}
+	limit, after, err := httpx.PagingByID(r, 20, 100)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if f.Status != "" && !deliveryStatuses[f.Status] {
+		problem.Write(w, r, problem.Invalid(problem.Param("status", "must be pending, succeeded or failed")))
+		return
+	}
+	if _, err := a.store.Endpoint(r.Context(), id); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	f.Limit, f.After = limit, after
+	ds, err := a.store.Deliveries(r.Context(), f)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, httpx.Page(ds, limit, func(d *outgoing.Delivery) any { return httpx.IDCursor{ID: d.ID} }))
+}
+
+func (a *API) getDelivery(w http.ResponseWriter, r *http.Request) {
+	id, ok := ids.Canonical(r.PathValue("id"))
+	if !ok {
+		problem.Write(w, r, outgoing.ErrNoDelivery)
+		return
+	}
+	d, err := a.store.Delivery(r.Context(), id)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, d)
+}
+
+// retryDelivery makes a delivery pending again, due now (202: it is sent
+// in its turn).
+func (a *API) retryDelivery(w http.ResponseWriter, r *http.Request) {
+	id, ok := ids.Canonical(r.PathValue("id"))
+	if !ok {
+		problem.Write(w, r, outgoing.ErrNoDelivery)
+		return
+	}
+	ctx, cancel := postgres.Detached(r.Context())
+	defer cancel()
+	d, err := a.store.Retry(ctx, id)
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	a.kick()
+	httpx.WriteJSON(w, http.StatusAccepted, d)
+}

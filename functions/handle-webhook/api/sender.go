@@ -1,0 +1,160 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
+	"github.com/billfn/billfn/functions/handle-webhook/store"
+)
+
+// The sender: posts each due delivery to its endpoint, signed as Standard
+// Webhooks says, one delivery in flight per endpoint (store.Claim), and
+// records the outcome (outgoing.Record: the next retry, or the endpoint
+// disabled when the schedule is spent).
+
+const (
+	// maxResponse is how much of an endpoint's answer is read; the rest is
+	// dropped (the status code decides).
+	maxResponse = 64 << 10
+	// keptResponse is how much of it the delivery log keeps.
+	keptResponse = 1 << 10
+	// claimBatch is how many endpoints one round sends to at once.
+	claimBatch = 32
+)
+
+var (
+	outgoingTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "billfn_webhook_deliveries_total",
+		Help: "Attempts to deliver events to merchants' webhook endpoints, by outcome (succeeded, retrying, failed).",
+	}, []string{"outcome"})
+	endpointsDisabled = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "billfn_webhook_endpoints_disabled_total",
+		Help: "Webhook endpoints disabled after their retry schedule was spent.",
+	})
+)
+
+// kick wakes the sender loop (when it runs).
+func (a *API) kick() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SendDue sends every delivery due at the clock's now, round after round
+// (an endpoint's next delivery is due as soon as the one before it
+// succeeded), until none is due; it answers how many attempts it made.
+func (a *API) SendDue(ctx context.Context) (int, error) {
+	total := 0
+	for ctx.Err() == nil {
+		now := a.now()
+		claims, err := a.store.Claim(ctx, now, now.Add(time.Duration(a.cfg.SendTimeout)+time.Minute), claimBatch)
+		if err != nil || len(claims) == 0 {
+			return total, err
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(claims))
+		for i, c := range claims {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = a.send(ctx, c)
+			}()
+		}
+		wg.Wait()
+		total += len(claims)
+		if err := errors.Join(errs...); err != nil {
+			return total, err
+		}
+	}
+	return total, ctx.Err()
+}
+
+// send makes one attempt of c and records it.
+func (a *API) send(ctx context.Context, c store.Claim) error {
+	d := c.Delivery
+	o := a.post(ctx, c.Endpoint, d)
+	now := a.now()
+	disable := outgoing.Record(d, o, now)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := a.store.Finish(rctx, d, disable); err != nil {
+		return err
+	}
+	switch {
+	case d.Status == outgoing.Succeeded:
+		outgoingTotal.WithLabelValues("succeeded").Inc()
+	case disable != nil:
+		outgoingTotal.WithLabelValues("failed").Inc()
+		endpointsDisabled.Inc()
+		slog.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", d.EndpointID, "url", c.Endpoint.URL, "reason", *disable)
+	default:
+		outgoingTotal.WithLabelValues("retrying").Inc()
+		slog.InfoContext(ctx, "webhook delivery failed; will retry", "endpoint_id", d.EndpointID, "delivery_id", d.ID,
+			"attempts", d.Attempts, "next_attempt_at", d.NextAttemptAt, "outcome", o.Describe())
+	}
+	return nil
+}
+
+// post sends d to e: the CloudEvent JSON with webhook-id (the delivery's
+// id, the same on every attempt), webhook-timestamp and webhook-signature
+// (one v1 per active secret).
+func (a *API) post(ctx context.Context, e *outgoing.Endpoint, d *outgoing.Delivery) outgoing.Outcome {
+	ts := a.now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(d.Payload))
+	if err != nil {
+		return outgoing.Outcome{Err: "request: " + err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	req.Header.Set("User-Agent", "billfn-webhooks/1")
+	req.Header.Set("webhook-id", d.ID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
+	req.Header.Set("webhook-signature", outgoing.Sign(e.Secrets(ts), d.ID, ts, d.Payload))
+	start := time.Now()
+	res, err := a.client.Do(req)
+	if err != nil {
+		return outgoing.Outcome{Latency: time.Since(start), Err: err.Error()}
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(res.Body, maxResponse))
+	if len(body) > keptResponse {
+		body = body[:keptResponse]
+	}
+	body = bytes.ReplaceAll(body, []byte{0}, nil) // text in Postgres holds no NUL
+	for len(body) > 0 && !utf8.Valid(body) {
+		body = body[:len(body)-1]
+	}
+	return outgoing.Outcome{Status: res.StatusCode, Body: string(body), Latency: time.Since(start)}
+}
+
+// RunSender sends deliveries until ctx ends: when events brought new ones
+// (kick), when the earliest retry is due, and at least every minute.
+func (a *API) RunSender(ctx context.Context) {
+	for ctx.Err() == nil {
+		if _, err := a.SendDue(ctx); err != nil && ctx.Err() == nil {
+			slog.WarnContext(ctx, "webhook sender", "err", err.Error())
+		}
+		wait := time.Minute
+		if next, ok, err := a.store.NextDue(ctx); err == nil && ok {
+			wait = min(wait, max(next.Sub(a.now()), 100*time.Millisecond))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-a.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}

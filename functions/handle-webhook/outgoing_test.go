@@ -1,0 +1,532 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/functions/handle-webhook/api"
+	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// received is one request the merchant's receiver got.
+type received struct {
+	id, timestamp, signature string
+	body                     []byte
+	event                    struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	}
+}
+
+// receiver is the merchant's endpoint: it records every request and
+// answers what answer says (200 when nil).
+type receiver struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    []received
+	answer func(n int) int // the status of the n-th request (1-based)
+}
+
+func newReceiver(t *testing.T, answer func(n int) int) *receiver {
+	// The package's tests share one database (not in parallel): each
+	// starts and ends without endpoints.
+	clear := func() {
+		if _, err := testenv.Pool(t).Exec(context.Background(), `DELETE FROM webhook_endpoints`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clear()
+	t.Cleanup(clear)
+	rc := &receiver{answer: answer}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		g := received{id: r.Header.Get("webhook-id"), timestamp: r.Header.Get("webhook-timestamp"),
+			signature: r.Header.Get("webhook-signature"), body: body}
+		_ = json.Unmarshal(body, &g.event)
+		rc.mu.Lock()
+		rc.got = append(rc.got, g)
+		n := len(rc.got)
+		rc.mu.Unlock()
+		status := 200
+		if rc.answer != nil {
+			status = rc.answer(n)
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(`{"ok":` + strconv.FormatBool(status < 300) + `}`))
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) requests() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.got...)
+}
+
+// verifySignature checks a request as the Standard Webhooks specification
+// says (standardwebhooks.com), written here from the spec rather than with
+// billfn's signer: the signed content is "<webhook-id>.<webhook-timestamp>.<body>",
+// HMAC-SHA256 keyed by the base64-decoded part of the secret after
+// "whsec_", base64; webhook-signature is a space-delimited list of
+// "v1,<signature>", one matching is enough; the timestamp is within five
+// minutes of now.
+func verifySignature(secret string, g received, now time.Time) error {
+	if g.id == "" || g.timestamp == "" || g.signature == "" {
+		return errors.New("a webhook-* header is missing")
+	}
+	ts, err := strconv.ParseInt(g.timestamp, 10, 64)
+	if err != nil {
+		return errors.New("webhook-timestamp is not a number")
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > 5*time.Minute || d < -5*time.Minute {
+		return errors.New("webhook-timestamp outside the tolerance")
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return err
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(g.id + "." + g.timestamp + "." + string(g.body)))
+	want := mac.Sum(nil)
+	for _, part := range strings.Split(g.signature, " ") {
+		version, sig, ok := strings.Cut(part, ",")
+		if !ok || version != "v1" {
+			continue
+		}
+		got, err := base64.StdEncoding.DecodeString(sig)
+		if err == nil && hmac.Equal(got, want) {
+			return nil
+		}
+	}
+	return errors.New("no v1 signature matches")
+}
+
+// endpoint creates an endpoint through the API and answers it with its secret.
+func (g *rig) endpoint(url string, types ...string) outgoing.Endpoint {
+	g.t.Helper()
+	rec := g.admin_("POST", "/endpoints", map[string]any{"url": url, "events": types, "description": "test"}, auth.RoleAdmin, "")
+	if rec.Code != http.StatusCreated {
+		g.t.Fatalf("create endpoint: %d %s", rec.Code, rec.Body)
+	}
+	var e outgoing.Endpoint
+	if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
+		g.t.Fatal(err)
+	}
+	return e
+}
+
+// send runs the sender at the clock's now.
+func (g *rig) send() int {
+	g.t.Helper()
+	n, err := g.s.SendDue(context.Background())
+	if err != nil {
+		g.t.Fatalf("send: %v", err)
+	}
+	return n
+}
+
+// fact is an event of typ from its owner, as the kafka-trigger delivers it.
+func fact(t *testing.T, typ string) events.Event {
+	t.Helper()
+	spec, ok := events.SpecOf(typ)
+	if !ok {
+		t.Fatalf("%s is not in the contract", typ)
+	}
+	id := uuid.NewString()
+	return events.Must(events.New(context.Background(), spec.Emitter, typ, id, map[string]any{"id": id}))
+}
+
+func (g *rig) deliverOK(evs ...events.Event) {
+	g.t.Helper()
+	if rec := g.deliver(evs...); rec.Code != http.StatusOK {
+		g.t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func (g *rig) getJSON(path string, v any) {
+	g.t.Helper()
+	rec := g.admin_("GET", path, nil, auth.RoleAdmin, "")
+	if rec.Code != http.StatusOK {
+		g.t.Fatalf("GET %s: %d %s", path, rec.Code, rec.Body)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+func TestEndpointCreatedWithASecretShownOnce(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, nil)
+	e := r.endpoint(rc.srv.URL+"/hooks", "billfn.invoice.*", "billfn.payment.captured", "billfn.invoice.*")
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(e.Secret, "whsec_"))
+	if !strings.HasPrefix(e.Secret, "whsec_") || err != nil || len(key) < 24 {
+		t.Fatalf("secret %q: want whsec_ and 24+ random bytes in base64", e.Secret)
+	}
+	if strings.Join(e.Events, ",") != "billfn.invoice.*,billfn.payment.captured" || e.Disabled {
+		t.Fatalf("endpoint %+v", e)
+	}
+	rec := r.admin_("GET", "/endpoints/"+e.ID, nil, auth.RoleAdmin, "")
+	if rec.Code != 200 || strings.Contains(rec.Body.String(), e.Secret) || strings.Contains(rec.Body.String(), `"secret"`) {
+		t.Fatalf("GET shows the secret or fails: %d %s", rec.Code, rec.Body)
+	}
+	var list struct {
+		Data []outgoing.Endpoint `json:"data"`
+	}
+	r.getJSON("/endpoints", &list)
+	if len(list.Data) != 1 || list.Data[0].ID != e.ID || list.Data[0].Secret != "" {
+		t.Fatalf("list %+v", list)
+	}
+	rec = r.admin_("PATCH", "/endpoints/"+e.ID, map[string]any{"events": []string{"billfn.refund.*"}, "description": "refunds"}, auth.RoleAdmin, "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"events":["billfn.refund.*"]`) || !strings.Contains(rec.Body.String(), `"url":"`+rc.srv.URL+`/hooks"`) {
+		t.Fatalf("PATCH: %d %s", rec.Code, rec.Body)
+	}
+	if rec := r.admin_("DELETE", "/endpoints/"+e.ID, nil, auth.RoleAdmin, ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", rec.Code, rec.Body)
+	}
+	if rec := r.admin_("GET", "/endpoints/"+e.ID, nil, auth.RoleAdmin, ""); rec.Code != http.StatusNotFound {
+		t.Fatalf("GET after DELETE: %d", rec.Code)
+	}
+}
+
+// fieldOf is the pointer of the first field error of a 422.
+func fieldOf(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	if rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("status %d, want 422: %s", rec.Code, rec.Body)
+	}
+	var d struct {
+		Code   string `json:"code"`
+		Errors []struct {
+			Pointer string `json:"pointer"`
+		} `json:"errors"`
+	}
+	_ = json.Unmarshal(rec.Body.Bytes(), &d)
+	if d.Code != "validation_failed" || len(d.Errors) == 0 {
+		t.Fatalf("problem %s", rec.Body)
+	}
+	return d.Errors[0].Pointer
+}
+
+func TestEndpointValidationNamesTheField(t *testing.T) {
+	r := newRig(t, func(c *api.Config) { c.AllowedHosts = "" })
+	for _, c := range []struct {
+		body  map[string]any
+		field string
+	}{
+		{map[string]any{"url": "https://hooks.example.com/x", "events": []string{"billfn.invoice.exploded"}}, "#/events/0"},
+		{map[string]any{"url": "https://hooks.example.com/x", "events": []string{"billfn.invoice.paid", "billfn.nothing.*"}}, "#/events/1"},
+		// commands are not news for a merchant
+		{map[string]any{"url": "https://hooks.example.com/x", "events": []string{"billfn.transaction.requested"}}, "#/events/0"},
+		{map[string]any{"url": "https://hooks.example.com/x", "events": []string{}}, "#/events"},
+		{map[string]any{"url": "ftp://hooks.example.com/x", "events": []string{"billfn.invoice.paid"}}, "#/url"},
+		{map[string]any{"url": "https://user:pw@hooks.example.com/x", "events": []string{"billfn.invoice.paid"}}, "#/url"},
+		{map[string]any{"events": []string{"billfn.invoice.paid"}}, "#/url"},
+		// private, loopback and link-local addresses, not allowed here
+		{map[string]any{"url": "http://127.0.0.1:9/x", "events": []string{"billfn.invoice.paid"}}, "#/url"},
+		{map[string]any{"url": "http://[::1]/x", "events": []string{"billfn.invoice.paid"}}, "#/url"},
+		{map[string]any{"url": "http://10.1.2.3/x", "events": []string{"billfn.invoice.paid"}}, "#/url"},
+		{map[string]any{"url": "http://169.254.169.254/latest/meta-data", "events": []string{"billfn.invoice.paid"}}, "#/url"},
+		{map[string]any{"url": "http://localhost:8080/x", "events": []string{"billfn.invoice.paid"}}, "#/url"},
+	} {
+		if got := fieldOf(t, r.admin_("POST", "/endpoints", c.body, auth.RoleAdmin, "")); got != c.field {
+			t.Errorf("%v: field %s, want %s", c.body, got, c.field)
+		}
+	}
+	if n := r.count(`SELECT count(*) FROM webhook_endpoints`); n != 0 {
+		t.Fatalf("%d endpoints stored from refused requests", n)
+	}
+}
+
+// An endpoint gets the events of the types it subscribed to, each posted
+// as the CloudEvent JSON and signed as Standard Webhooks says.
+func TestEndpointReceivesSubscribedTypesOnlySigned(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, nil)
+	e := r.endpoint(rc.srv.URL, "billfn.invoice.*", "billfn.refund.succeeded")
+	paid, captured, finalized, refund := fact(t, events.TypeInvoicePaid), fact(t, events.TypePaymentCaptured),
+		fact(t, events.TypeInvoiceFinalized), fact(t, events.TypeRefundSucceeded)
+	r.deliverOK(paid, captured, finalized)
+	r.deliverOK(refund)
+	r.send()
+	got := rc.requests()
+	var types []string
+	for _, g := range got {
+		if err := verifySignature(e.Secret, g, r.clock.Now()); err != nil {
+			t.Errorf("%s: %v (signature %q)", g.event.Type, err, g.signature)
+		}
+		types = append(types, g.event.Type)
+	}
+	if strings.Join(types, ",") != strings.Join([]string{events.TypeInvoicePaid, events.TypeInvoiceFinalized, events.TypeRefundSucceeded}, ",") {
+		t.Fatalf("received %v, want the invoice events and the refund in order", types)
+	}
+	if got[0].event.ID != paid.ID() || strings.Contains(string(got[0].body), events.OriginSigExt) {
+		t.Fatalf("body %s", got[0].body)
+	}
+	var log struct {
+		Data []outgoing.Delivery `json:"data"`
+	}
+	r.getJSON("/endpoints/"+e.ID+"/deliveries", &log)
+	if len(log.Data) != 3 || log.Data[0].Status != outgoing.Succeeded || *log.Data[0].ResponseStatus != 200 || log.Data[0].Attempts != 1 ||
+		log.Data[0].LatencyMS == nil || log.Data[0].ID != got[2].id {
+		t.Fatalf("delivery log %+v", log.Data)
+	}
+}
+
+// A 500 is retried on the schedule (5 s, then 5 min, then 30 min…), with
+// the same webhook-id every time, and holds the endpoint's later
+// deliveries until it succeeds.
+func TestEndpointRetriedWithBackoffAndTheSameID(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, func(n int) int {
+		if n <= 3 {
+			return 500
+		}
+		return 200
+	})
+	e := r.endpoint(rc.srv.URL, "billfn.invoice.*")
+	first, second := fact(t, events.TypeInvoicePaid), fact(t, events.TypeInvoiceVoided)
+	r.deliverOK(first)
+	if n := r.send(); n != 1 {
+		t.Fatalf("first round: %d attempts", n)
+	}
+	r.deliverOK(second)
+	steps := []struct {
+		advance time.Duration
+		want    int // requests received so far
+	}{
+		{0, 1}, {4 * time.Second, 1}, {time.Second, 2}, {4 * time.Minute, 2}, {time.Minute, 3},
+		{29 * time.Minute, 3}, {time.Minute, 5}, // the fourth attempt succeeds; the second event follows at once
+	}
+	for i, s := range steps {
+		r.clock.Advance(s.advance)
+		r.send()
+		if got := len(rc.requests()); got != s.want {
+			t.Fatalf("step %d (+%s): %d requests, want %d", i, s.advance, got, s.want)
+		}
+	}
+	got := rc.requests()
+	for i := range 4 {
+		if got[i].id != got[0].id || got[i].event.ID != first.ID() {
+			t.Fatalf("attempt %d: webhook-id %s event %s, want %s %s", i+1, got[i].id, got[i].event.ID, got[0].id, first.ID())
+		}
+		if err := verifySignature(e.Secret, got[i], r.clock.Now()); i == 3 && err != nil {
+			t.Fatalf("last attempt: %v", err)
+		}
+	}
+	if got[4].event.ID != second.ID() || got[4].id == got[0].id {
+		t.Fatalf("the held delivery: %+v", got[4])
+	}
+	var d outgoing.Delivery
+	r.getJSON("/deliveries/"+got[0].id, &d)
+	if d.Status != outgoing.Succeeded || d.Attempts != 4 || *d.ResponseStatus != 200 || d.EndpointID != e.ID {
+		t.Fatalf("delivery %+v", d)
+	}
+}
+
+// After the whole schedule (about three days) fails, the delivery is
+// failed and the endpoint disabled with the reason; it gets no new
+// deliveries until re-enabled.
+func TestEndpointDisabledAfterTheRetryWindow(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, func(int) int { return 503 })
+	e := r.endpoint(rc.srv.URL, "billfn.payment.*")
+	r.deliverOK(fact(t, events.TypePaymentFailed))
+	r.send()
+	for _, wait := range outgoing.Schedule {
+		r.clock.Advance(wait)
+		r.send()
+	}
+	if w := outgoing.Window(); w < 60*time.Hour || w > 80*time.Hour {
+		t.Fatalf("the retry window is %s, want about three days", w)
+	}
+	got := rc.requests()
+	if len(got) != len(outgoing.Schedule)+1 {
+		t.Fatalf("%d attempts, want %d", len(got), len(outgoing.Schedule)+1)
+	}
+	var ep outgoing.Endpoint
+	r.getJSON("/endpoints/"+e.ID, &ep)
+	if !ep.Disabled || ep.DisabledReason == nil || !strings.Contains(*ep.DisabledReason, "HTTP 503") {
+		t.Fatalf("endpoint %+v", ep)
+	}
+	var d outgoing.Delivery
+	r.getJSON("/deliveries/"+got[0].id, &d)
+	if d.Status != outgoing.Failed || d.Attempts != len(got) || d.NextAttemptAt != nil {
+		t.Fatalf("delivery %+v", d)
+	}
+	r.clock.Advance(30 * 24 * time.Hour)
+	r.deliverOK(fact(t, events.TypePaymentCaptured))
+	r.send()
+	if n := len(rc.requests()); n != len(got) {
+		t.Fatalf("a disabled endpoint got %d more requests", n-len(got))
+	}
+	// Re-enabled and the delivery retried by hand: it goes again, same id.
+	rc.answer = nil
+	if rec := r.admin_("PATCH", "/endpoints/"+e.ID, map[string]any{"disabled": false}, auth.RoleAdmin, ""); rec.Code != 200 {
+		t.Fatalf("enable: %d %s", rec.Code, rec.Body)
+	}
+	if rec := r.admin_("POST", "/deliveries/"+got[0].id+"/retry", nil, auth.RoleAdmin, ""); rec.Code != http.StatusAccepted {
+		t.Fatalf("retry: %d %s", rec.Code, rec.Body)
+	}
+	r.send()
+	again := rc.requests()
+	if len(again) != len(got)+1 || again[len(got)].id != got[0].id {
+		t.Fatalf("after the retry: %d requests, last id %s", len(again), again[len(again)-1].id)
+	}
+}
+
+// During the 24 hours after a rotation every delivery carries a signature
+// with the new secret and one with the old; then only the new.
+func TestEndpointSecretRotationSignsWithBothFor24Hours(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, nil)
+	e := r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	rec := r.admin_("POST", "/endpoints/"+e.ID+"/rotate-secret", nil, auth.RoleAdmin, "")
+	var rotated outgoing.Endpoint
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &rotated) != nil || rotated.Secret == "" || rotated.Secret == e.Secret {
+		t.Fatalf("rotate: %d %s", rec.Code, rec.Body)
+	}
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	r.send()
+	r.clock.Advance(outgoing.RotationOverlap + time.Second)
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	r.send()
+	got := rc.requests()
+	if len(got) != 2 {
+		t.Fatalf("%d requests", len(got))
+	}
+	during, after := got[0], got[1]
+	if strings.Count(during.signature, "v1,") != 2 {
+		t.Fatalf("during the overlap: %q, want two v1 signatures", during.signature)
+	}
+	overlapNow := r.clock.Now().Add(-outgoing.RotationOverlap - time.Second)
+	for _, s := range []string{e.Secret, rotated.Secret} {
+		if err := verifySignature(s, during, overlapNow); err != nil {
+			t.Errorf("during the overlap: %v", err)
+		}
+	}
+	if err := verifySignature(rotated.Secret, after, r.clock.Now()); err != nil {
+		t.Errorf("after the overlap, the new secret: %v", err)
+	}
+	if err := verifySignature(e.Secret, after, r.clock.Now()); err == nil || strings.Count(after.signature, "v1,") != 1 {
+		t.Errorf("after the overlap the old secret still signs: %q", after.signature)
+	}
+}
+
+// A private address is refused when the endpoint is created, and again
+// when a delivery dials it (an address that changed since: DNS
+// rebinding, or an allowlist since narrowed).
+func TestEndpointPrivateAddressesRefusedAtCreateAndAtDial(t *testing.T) {
+	open := newRig(t) // allows 127.0.0.1
+	rc := newReceiver(t, nil)
+	e := open.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+
+	strict := newRig(t, func(c *api.Config) { c.AllowedHosts = "" })
+	if f := fieldOf(t, strict.admin_("POST", "/endpoints", map[string]any{"url": rc.srv.URL, "events": []string{events.TypeInvoicePaid}}, auth.RoleAdmin, "")); f != "#/url" {
+		t.Fatalf("field %s", f)
+	}
+	// The endpoint accepted under the other configuration, now sent by a
+	// function that does not allow loopback.
+	if _, err := strict.d.Pool.Exec(context.Background(), `INSERT INTO webhook_endpoints (id, url, events, secret, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, now(), now())`, uuid.NewString(), rc.srv.URL, []string{events.TypeInvoicePaid}, e.Secret); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := strict.d.Pool.Exec(context.Background(), `DELETE FROM webhook_endpoints WHERE id = $1`, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	strict.deliverOK(fact(t, events.TypeInvoicePaid))
+	strict.send()
+	if n := len(rc.requests()); n != 0 {
+		t.Fatalf("the loopback receiver got %d requests", n)
+	}
+	var id string
+	if err := strict.d.Pool.QueryRow(context.Background(), `SELECT id::text FROM webhook_endpoints`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	var log struct {
+		Data []outgoing.Delivery `json:"data"`
+	}
+	strict.getJSON("/endpoints/"+id+"/deliveries", &log)
+	if len(log.Data) != 1 || log.Data[0].Status != outgoing.Pending || log.Data[0].Error == nil ||
+		!strings.Contains(*log.Data[0].Error, "not public") || log.Data[0].ResponseStatus != nil {
+		t.Fatalf("delivery log %+v", log.Data)
+	}
+}
+
+// A redirect is the answer, never followed: the delivery failed.
+func TestEndpointRedirectsAreNotFollowed(t *testing.T) {
+	r := newRig(t)
+	elsewhere := newReceiver(t, nil)
+	rc := newReceiver(t, func(int) int { return 307 })
+	rc.srv.Config.Handler = http.RedirectHandler(elsewhere.srv.URL, http.StatusTemporaryRedirect)
+	r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	r.send()
+	if n := len(elsewhere.requests()); n != 0 {
+		t.Fatalf("the redirect was followed (%d requests)", n)
+	}
+	if n := r.count(`SELECT count(*) FROM webhook_deliveries WHERE status = 'pending' AND response_status = 307 AND attempts = 1`); n != 1 {
+		t.Fatalf("%d deliveries pending after a 307", n)
+	}
+}
+
+// A redelivered event (the trigger retries, a batch repeats it) gives one
+// delivery per endpoint, sent once.
+func TestRedeliveredEventDeliversNothingTwice(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, nil)
+	other := newReceiver(t, nil)
+	r.endpoint(rc.srv.URL, "billfn.invoice.*")
+	r.endpoint(other.srv.URL, events.TypeInvoicePaid)
+	ev := fact(t, events.TypeInvoicePaid)
+	r.deliverOK(ev)
+	r.deliverOK(ev)
+	r.deliverOK(ev, ev, fact(t, events.TypeInvoiceVoided))
+	r.send()
+	r.deliverOK(ev)
+	r.send()
+	if n := r.count(`SELECT count(*) FROM webhook_deliveries WHERE event_id = $1`, ev.ID()); n != 2 {
+		t.Fatalf("%d deliveries of one event to two endpoints", n)
+	}
+	if a, b := len(rc.requests()), len(other.requests()); a != 2 || b != 1 {
+		t.Fatalf("requests: %d and %d, want 2 (paid, voided) and 1 (paid)", a, b)
+	}
+}
+
+// POST /endpoints/{id}/test sends a billfn.webhook.test event, logged like
+// any delivery.
+func TestEndpointTestEvent(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, nil)
+	e := r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	rec := r.admin_("POST", "/endpoints/"+e.ID+"/test", nil, auth.RoleAdmin, "")
+	var d outgoing.Delivery
+	if rec.Code != http.StatusAccepted || json.Unmarshal(rec.Body.Bytes(), &d) != nil || d.Status != outgoing.Pending {
+		t.Fatalf("test: %d %s", rec.Code, rec.Body)
+	}
+	r.send()
+	got := rc.requests()
+	if len(got) != 1 || got[0].event.Type != outgoing.TestType || got[0].id != d.ID || verifySignature(e.Secret, got[0], r.clock.Now()) != nil {
+		t.Fatalf("received %+v", got)
+	}
+	if rec := r.admin_("POST", "/endpoints/"+uuid.NewString()+"/test", nil, auth.RoleAdmin, ""); rec.Code != http.StatusNotFound {
+		t.Fatalf("test of no endpoint: %d", rec.Code)
+	}
+}

@@ -1,0 +1,350 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/postgres"
+)
+
+// The outgoing webhooks' SQL: the merchant's endpoints
+// (webhook_endpoints) and one delivery per event per endpoint
+// (webhook_deliveries), written in the transaction that applies the event.
+
+const endpointCols = `id, url, events, description, disabled, disabled_reason, secret, coalesce(previous_secret, ''),
+	previous_secret_expires_at, created_at, updated_at`
+
+func scanEndpoint(row pgx.Row) (*outgoing.Endpoint, error) {
+	e := &outgoing.Endpoint{}
+	var cur, prev string
+	if err := row.Scan(&e.ID, &e.URL, &e.Events, &e.Description, &e.Disabled, &e.DisabledReason, &cur, &prev,
+		&e.PreviousSecretEnds, &e.CreatedAt, &e.UpdatedAt); err != nil {
+		return nil, err
+	}
+	e.SetSecrets(cur, prev)
+	return e, nil
+}
+
+// CreateEndpoint stores a new endpoint e (its id, secret and times set).
+func (s *Store) CreateEndpoint(ctx context.Context, e *outgoing.Endpoint) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, events, description, secret, disabled, disabled_reason,
+		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		e.ID, e.URL, e.Events, e.Description, e.CurrentSecret(), e.Disabled, e.DisabledReason, e.CreatedAt, e.UpdatedAt)
+	return err
+}
+
+// Endpoint is endpoint id (outgoing.ErrNoEndpoint when none).
+func (s *Store) Endpoint(ctx context.Context, id string) (*outgoing.Endpoint, error) {
+	e, err := scanEndpoint(s.pool.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, outgoing.ErrNoEndpoint
+	}
+	return e, err
+}
+
+// Endpoints is a page of endpoints (limit+1 rows), newest first.
+func (s *Store) Endpoints(ctx context.Context, limit int, after string) ([]*outgoing.Endpoint, error) {
+	var w postgres.Where
+	if after != "" {
+		w.And("id < ?::uuid", after)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints`+w.SQL()+` ORDER BY id DESC LIMIT `+w.Arg(limit+1), w.Args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*outgoing.Endpoint, error) { return scanEndpoint(r) })
+}
+
+// UpdateEndpoint locks endpoint id, lets change alter it and saves it, in
+// one transaction.
+func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outgoing.Endpoint) error) (*outgoing.Endpoint, error) {
+	var e *outgoing.Endpoint
+	err := postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		e, err = scanEndpoint(tx.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = $1 FOR UPDATE`, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return outgoing.ErrNoEndpoint
+		}
+		if err != nil {
+			return err
+		}
+		if err := change(e); err != nil {
+			return err
+		}
+		prev := &e.PreviousSecretEnds
+		var previous *string
+		if p := e.PreviousSecret(); p != "" {
+			previous = &p
+		}
+		_, err = tx.Exec(ctx, `UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, disabled = $5,
+			disabled_reason = $6, secret = $7, previous_secret = $8, previous_secret_expires_at = $9, updated_at = $10
+			WHERE id = $1`, e.ID, e.URL, e.Events, e.Description, e.Disabled, e.DisabledReason, e.CurrentSecret(),
+			previous, *prev, e.UpdatedAt)
+		return err
+	})
+	return e, err
+}
+
+// DeleteEndpoint deletes endpoint id and its delivery log.
+func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1`, id)
+	if err == nil && tag.RowsAffected() == 0 {
+		return outgoing.ErrNoEndpoint
+	}
+	return err
+}
+
+// Enqueue writes, in tx (the receiver's transaction, which records the
+// events as processed), one pending delivery per event per enabled
+// endpoint that subscribed to its type: at most one per (endpoint, event)
+// whatever the redeliveries. It answers how many it wrote.
+func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, evs []events.Event) (int, error) {
+	var wanted []events.Event
+	for _, ev := range evs {
+		if outgoing.IsDeliverable(ev.Type()) {
+			wanted = append(wanted, ev)
+		}
+	}
+	if len(wanted) == 0 {
+		return 0, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT id::text, events FROM webhook_endpoints WHERE NOT disabled`)
+	if err != nil {
+		return 0, err
+	}
+	type sub struct {
+		id     string
+		events []string
+	}
+	subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sub, error) {
+		var x sub
+		return x, r.Scan(&x.id, &x.events)
+	})
+	if err != nil || len(subs) == 0 {
+		return 0, err
+	}
+	now := s.now()
+	var cols struct {
+		ids, endpoints, sources, eventIDs, types []string
+		payloads                                 [][]byte
+	}
+	for _, ev := range wanted {
+		var payload []byte
+		for _, e := range subs {
+			if !outgoing.Matches(e.events, ev.Type()) {
+				continue
+			}
+			if payload == nil {
+				if payload, err = Payload(ev); err != nil {
+					return 0, err
+				}
+			}
+			id, err := uuid.NewV7()
+			if err != nil {
+				return 0, err
+			}
+			cols.ids, cols.endpoints = append(cols.ids, id.String()), append(cols.endpoints, e.id)
+			cols.sources, cols.eventIDs = append(cols.sources, ev.Source()), append(cols.eventIDs, ev.ID())
+			cols.types, cols.payloads = append(cols.types, ev.Type()), append(cols.payloads, payload)
+		}
+	}
+	if len(cols.ids) == 0 {
+		return 0, nil
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_source, event_id, event_type, payload,
+			status, next_attempt_at, created_at)
+		SELECT i::uuid, e::uuid, s, ev, t, p, 'pending', $7, $7
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) AS x(i, e, s, ev, t, p)
+		ON CONFLICT (endpoint_id, event_source, event_id) DO NOTHING`,
+		cols.ids, cols.endpoints, cols.sources, cols.eventIDs, cols.types, cols.payloads, now)
+	return int(tag.RowsAffected()), err
+}
+
+// Payload is the CloudEvent JSON an endpoint receives for ev: the event
+// as it travelled, without billfn's internal origin proof.
+func Payload(ev events.Event) ([]byte, error) {
+	c := ev.Clone()
+	c.SetExtension(events.OriginSigExt, nil)
+	c.SetExtension(events.OriginKidExt, nil)
+	return events.Marshal(c)
+}
+
+// EnqueueTest writes a delivery of the test event ev to endpoint id, sent
+// in its turn whatever the endpoint subscribed to.
+func (s *Store) EnqueueTest(ctx context.Context, endpointID string, ev events.Event) (*outgoing.Delivery, error) {
+	payload, err := Payload(ev)
+	if err != nil {
+		return nil, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	_, err = s.pool.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_source, event_id, event_type, payload,
+		status, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)`,
+		id, endpointID, ev.Source(), ev.ID(), ev.Type(), payload, now)
+	var pg interface{ SQLState() string }
+	if errors.As(err, &pg) && pg.SQLState() == "23503" { // the endpoint went away
+		return nil, outgoing.ErrNoEndpoint
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.Delivery(ctx, id.String())
+}
+
+// Claim is a delivery leased for sending, with what sending needs.
+type Claim struct {
+	Delivery *outgoing.Delivery
+	Endpoint *outgoing.Endpoint
+}
+
+// Claim leases, until `until`, up to limit enabled endpoints whose oldest
+// pending delivery is due at now, and answers those deliveries: one
+// delivery in flight per endpoint, the oldest first, so an endpoint gets
+// its events in order and a failing one holds those after it. A lease
+// another sender holds is left alone; an expired one (a sender that died)
+// is taken over, and that delivery is sent again with the same id.
+func (s *Store) Claim(ctx context.Context, now, until time.Time, limit int) ([]Claim, error) {
+	rows, err := s.pool.Query(ctx, `WITH heads AS (
+			SELECT DISTINCT ON (endpoint_id) id, endpoint_id, next_attempt_at FROM webhook_deliveries
+			WHERE status = 'pending' ORDER BY endpoint_id, id),
+		due AS (
+			SELECT h.id, h.endpoint_id FROM heads h JOIN webhook_endpoints e ON e.id = h.endpoint_id
+			WHERE NOT e.disabled AND h.next_attempt_at <= $1 AND (e.lease_until IS NULL OR e.lease_until <= $1)
+			ORDER BY h.next_attempt_at LIMIT $3),
+		leased AS (
+			UPDATE webhook_endpoints e SET lease_until = $2 FROM due
+			WHERE e.id = due.endpoint_id AND NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until <= $1)
+			RETURNING due.id AS delivery_id, e.id, e.url, e.events, e.description, e.disabled, e.disabled_reason, e.secret,
+				coalesce(e.previous_secret, '') AS previous_secret, e.previous_secret_expires_at, e.created_at, e.updated_at)
+		SELECT `+prefixed("d.", deliveryOutCols)+`, d.payload, `+prefixed("l.", endpointColNames)+`
+		FROM leased l JOIN webhook_deliveries d ON d.id = l.delivery_id`, now, until, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
+		d := &outgoing.Delivery{}
+		e := &outgoing.Endpoint{}
+		var cur, prev string
+		dest := append(deliveryDest(d), &d.Payload, &e.ID, &e.URL, &e.Events, &e.Description, &e.Disabled, &e.DisabledReason,
+			&cur, &prev, &e.PreviousSecretEnds, &e.CreatedAt, &e.UpdatedAt)
+		if err := r.Scan(dest...); err != nil {
+			return Claim{}, err
+		}
+		e.SetSecrets(cur, prev)
+		return Claim{Delivery: d, Endpoint: e}, nil
+	})
+}
+
+// Finish records the outcome of the attempt of d claimed by Claim (d as
+// the domain updated it: outgoing.Record) and releases the endpoint's
+// lease; disable, when set, disables the endpoint with that reason (the
+// schedule is spent), in the same transaction.
+func (s *Store) Finish(ctx context.Context, d *outgoing.Delivery, disable *string) error {
+	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
+			last_attempt_at = $5, response_status = $6, response_body = $7, latency_ms = $8, error = $9
+			WHERE id = $1 AND status = 'pending'`, d.ID, d.Status, d.Attempts, d.NextAttemptAt, d.LastAttemptAt,
+			d.ResponseStatus, d.ResponseBody, d.LatencyMS, d.Error); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET lease_until = NULL,
+			disabled = disabled OR $2, disabled_reason = CASE WHEN $2 THEN $3 ELSE disabled_reason END,
+			updated_at = CASE WHEN $2 THEN $4 ELSE updated_at END WHERE id = $1`,
+			d.EndpointID, disable != nil, disable, s.now())
+		return err
+	})
+}
+
+// NextDue is when the earliest pending delivery of an enabled endpoint is
+// due (false when none is pending).
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var t *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT min(d.next_attempt_at) FROM webhook_deliveries d
+		JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.status = 'pending' AND NOT e.disabled`).Scan(&t)
+	if err != nil || t == nil {
+		return time.Time{}, false, err
+	}
+	return *t, true, nil
+}
+
+const deliveryOutCols = `id, endpoint_id, event_id, event_type, status, attempts, next_attempt_at, last_attempt_at,
+	response_status, response_body, latency_ms, error, created_at`
+
+const endpointColNames = `id, url, events, description, disabled, disabled_reason, secret, previous_secret,
+	previous_secret_expires_at, created_at, updated_at`
+
+// prefixed qualifies each column of a list with p.
+func prefixed(p, cols string) string {
+	out := []byte{}
+	start := true
+	for i := 0; i < len(cols); i++ {
+		c := cols[i]
+		if start && c != ' ' && c != '\t' && c != '\n' {
+			out = append(out, p...)
+			start = false
+		}
+		out = append(out, c)
+		if c == ',' {
+			start = true
+		}
+	}
+	return string(out)
+}
+
+func deliveryDest(d *outgoing.Delivery) []any {
+	return []any{&d.ID, &d.EndpointID, &d.EventID, &d.EventType, &d.Status, &d.Attempts, &d.NextAttemptAt, &d.LastAttemptAt,
+		&d.ResponseStatus, &d.ResponseBody, &d.LatencyMS, &d.Error, &d.CreatedAt}
+}
+
+// Delivery is outgoing delivery id (outgoing.ErrNoDelivery when none).
+func (s *Store) Delivery(ctx context.Context, id string) (*outgoing.Delivery, error) {
+	d := &outgoing.Delivery{}
+	err := s.pool.QueryRow(ctx, `SELECT `+deliveryOutCols+` FROM webhook_deliveries WHERE id = $1`, id).Scan(deliveryDest(d)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, outgoing.ErrNoDelivery
+	}
+	return d, err
+}
+
+// Deliveries is a page of an endpoint's delivery log (f.Limit+1 rows),
+// newest first.
+func (s *Store) Deliveries(ctx context.Context, f outgoing.Filter) ([]*outgoing.Delivery, error) {
+	var w postgres.Where
+	w.And("endpoint_id = ?::uuid", f.EndpointID)
+	w.Filter("status", f.Status)
+	if f.After != "" {
+		w.And("id < ?::uuid", f.After)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+deliveryOutCols+` FROM webhook_deliveries`+w.SQL()+` ORDER BY id DESC LIMIT `+w.Arg(f.Limit+1), w.Args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*outgoing.Delivery, error) {
+		d := &outgoing.Delivery{}
+		return d, r.Scan(deliveryDest(d)...)
+	})
+}
+
+// Retry makes delivery id pending again, due now, with a fresh schedule
+// (its attempts counted from zero again): it is sent in its turn, once its
+// endpoint is enabled.
+func (s *Store) Retry(ctx context.Context, id string) (*outgoing.Delivery, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, attempts = 0
+		WHERE id = $1`, id, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if tag.RowsAffected() == 0 {
+		return nil, outgoing.ErrNoDelivery
+	}
+	return s.Delivery(ctx, id)
+}
