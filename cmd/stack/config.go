@@ -121,7 +121,10 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	// The local stack keeps the sandbox on (pm_card_visa and friends): it
 	// is the one place where SANDBOX_ENABLED=true is set for the user, who
 	// may still route elsewhere with GATEWAY_ROUTES.
-	for k, v := range map[string]string{"GATEWAY_ROUTES": "*=sandbox", "SANDBOX_ENABLED": "true"} {
+	// Outgoing webhooks may reach a receiver on this machine (loopback);
+	// other private addresses stay refused.
+	for k, v := range map[string]string{"GATEWAY_ROUTES": "*=sandbox", "SANDBOX_ENABLED": "true",
+		"WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost,::1"} {
 		if _, ok := env(k); !ok {
 			own[k] = v
 		}

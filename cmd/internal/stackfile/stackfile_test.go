@@ -113,7 +113,7 @@ func TestStackSubscriptionsAreTheEventContract(t *testing.T) {
 		"process-transaction": {events.TopicTransaction},
 		"generate-invoice":    {events.TopicUser, events.TopicBilling, events.TopicPayment},
 		"capture-payment":     {events.TopicUser, events.TopicBilling, events.TopicPayment},
-		"handle-webhook":      {events.TopicPayment},
+		"handle-webhook":      {events.TopicUser, events.TopicBilling, events.TopicTransaction, events.TopicPayment},
 		"aggregate-report":    {events.TopicUser, events.TopicBilling, events.TopicTransaction, events.TopicPayment},
 	}
 	s := loadRepoStack(t)
@@ -169,8 +169,14 @@ var wantTypes = map[string][]string{
 	"capture-payment": {"billfn.account.created", "billfn.account.updated", "billfn.invoice.created", "billfn.invoice.finalized",
 		"billfn.invoice.overdue", "billfn.invoice.paid", "billfn.invoice.voided", "billfn.invoice.uncollectible",
 		"billfn.invoice.payment_retry_requested", "billfn.invoice.payment_unapplied", "billfn.payment.gateway_updated"},
+	// the payment events that teach its payment map, and every fact a
+	// merchant's webhook endpoint may subscribe to (outgoing webhooks)
 	"handle-webhook": {"billfn.payment.created", "billfn.payment.updated", "billfn.payment.authorized", "billfn.payment.captured",
-		"billfn.payment.failed", "billfn.payment.canceled", "billfn.payment.disputed", "billfn.refund.succeeded", "billfn.refund.failed"},
+		"billfn.payment.failed", "billfn.payment.canceled", "billfn.payment.disputed", "billfn.refund.*",
+		"billfn.invoice.created", "billfn.invoice.finalized", "billfn.invoice.paid", "billfn.invoice.voided", "billfn.invoice.overdue",
+		"billfn.invoice.uncollectible", "billfn.invoice.payment_retry_requested", "billfn.invoice.payment_unapplied",
+		"billfn.subscription.*", "billfn.notification.*", "billfn.transaction.posted", "billfn.transaction.rejected",
+		"billfn.hold.*", "billfn.account.*"},
 }
 
 func TestSubscriptionWantsOnlyListedTypes(t *testing.T) {
