@@ -1,0 +1,82 @@
+package egress
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"sync/atomic"
+	"testing"
+)
+
+func TestPublicAddr(t *testing.T) {
+	for a, want := range map[string]bool{
+		"203.0.113.7": true, "2001:db8::1": true, "8.8.8.8": true,
+		"127.0.0.1": false, "::1": false, "169.254.169.254": false, "10.1.2.3": false, "172.16.0.1": false,
+		"192.168.1.1": false, "fd00::1": false, "fe80::1": false, "0.0.0.0": false, "0.1.2.3": false, "::": false,
+		"224.0.0.1": false, "::ffff:10.0.0.1": false, "::ffff:127.0.0.1": false,
+	} {
+		if got := PublicAddr(netip.MustParseAddr(a)); got != want {
+			t.Errorf("PublicAddr(%s) = %v", a, got)
+		}
+	}
+}
+
+func TestCheckRefusesWhatIsNotPublicOrListed(t *testing.T) {
+	g := NewGuard([]string{"hooks.internal", "127.0.0.1:9999"}, "X_ALLOWED")
+	g.Lookup = func(_ context.Context, host string) ([]netip.Addr, error) {
+		switch host {
+		case "public.example":
+			return []netip.Addr{netip.MustParseAddr("203.0.113.7")}, nil
+		case "sneaky.example":
+			return []netip.Addr{netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("10.0.0.1")}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	for raw, ok := range map[string]bool{
+		"https://public.example/x": true, "http://hooks.internal:8080/x": true, "http://127.0.0.1:9999/x": true,
+		"http://127.0.0.1:9998/x": false, "https://sneaky.example/x": false, "https://nowhere.example/": false,
+		"ftp://public.example/": false, "https://user:pw@public.example/": false, "http://[::1]/": false,
+		"http://169.254.169.254/latest": false,
+	} {
+		u, _ := url.Parse(raw)
+		if err := g.Check(context.Background(), u); (err == nil) != ok {
+			t.Errorf("Check(%s) = %v", raw, err)
+		}
+	}
+	g.ListedOnly = " (public hosts are off)"
+	u, _ := url.Parse("https://public.example/x")
+	if err := g.Check(context.Background(), u); err == nil {
+		t.Error("ListedOnly let a public host through")
+	}
+}
+
+// The client through the guard reaches neither an unlisted loopback
+// server nor, by a redirect, anywhere else.
+func TestClientRefusesLoopbackAndRedirects(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, "http://169.254.169.254/", http.StatusFound)
+	}))
+	defer srv.Close()
+	res, err := NewGuard(nil, "X_ALLOWED").Client(5e9).Get(srv.URL)
+	if err == nil {
+		res.Body.Close()
+		t.Fatal("reached a loopback server")
+	}
+	if !errors.Is(err, ErrNotPublic) || hits.Load() != 0 {
+		t.Fatalf("err %v, hits %d", err, hits.Load())
+	}
+	u, _ := url.Parse(srv.URL)
+	res, err = NewGuard([]string{u.Host}, "X_ALLOWED").Client(5e9).Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusFound || hits.Load() != 1 {
+		t.Fatalf("status %d, hits %d: the redirect must be the answer", res.StatusCode, hits.Load())
+	}
+}
