@@ -7,12 +7,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,10 +42,20 @@ func TestFlowInvoiceToCash(t *testing.T) {
 	e.defaultMethod(c, "pm_card_visa")
 	email := "grace-" + c.user[:8] + "@example.com"
 
+	// The merchant's own endpoint (issue 18), on loopback, which make run
+	// allows: it is to receive the invoice events, signed.
+	hooks := newHookReceiver(t)
+	r := e.req(http.MethodPost, "/function/handle-webhook/endpoints", map[string]any{
+		"url": hooks.srv.URL + "/billfn", "events": []string{"billfn.invoice.*"}, "description": "flow"})
+	if r.status != http.StatusCreated || !strings.HasPrefix(str(r.body, "secret"), "whsec_") {
+		t.Fatalf("register the merchant's endpoint: %s", r)
+	}
+	hookSecret := str(r.body, "secret")
+
 	// A daily plan whose first period starts a few seconds from now: nothing
 	// is billed at creation, the tick bills it when it comes due.
 	start := time.Now().Add(3 * time.Second).UTC().Truncate(time.Second)
-	r := e.req(http.MethodPost, "/function/generate-invoice/subscriptions", map[string]any{
+	r = e.req(http.MethodPost, "/function/generate-invoice/subscriptions", map[string]any{
 		"account_id": c.account, "user_id": c.user,
 		"customer":          map[string]any{"name": "Grace Hopper", "email": email},
 		"plan":              map[string]any{"name": "Pro", "amount": price, "currency": "USD", "interval": "day", "interval_count": 1},
@@ -212,9 +226,97 @@ func TestFlowInvoiceToCash(t *testing.T) {
 		}
 	})
 
+	t.Run("the merchant's endpoint holds billfn.invoice.paid, signed", func(t *testing.T) {
+		e.eventually("billfn.invoice.paid at the merchant's endpoint", 60*time.Second, func() bool {
+			return hooks.has(events.TypeInvoicePaid, invID)
+		})
+		for _, h := range hooks.all() {
+			if err := verifyStandardWebhook(hookSecret, h); err != nil {
+				t.Errorf("%s: %v", h.typ, err)
+			}
+		}
+	})
+
 	if dl := e.deadLetters(); len(dl) > 0 {
 		t.Errorf("events parked: %v", dl)
 	}
+}
+
+// hook is one request a merchant's endpoint received.
+type hook struct {
+	id, timestamp, signature, typ, invoiceID string
+	body                                     []byte
+}
+
+// hookReceiver is a merchant's webhook endpoint in the test.
+type hookReceiver struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []hook
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	h := &hookReceiver{}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var ev struct {
+			Type string `json:"type"`
+			Data struct {
+				InvoiceID string `json:"invoice_id"`
+			} `json:"data"`
+		}
+		_ = json.Unmarshal(body, &ev)
+		h.mu.Lock()
+		h.got = append(h.got, hook{id: r.Header.Get("webhook-id"), timestamp: r.Header.Get("webhook-timestamp"),
+			signature: r.Header.Get("webhook-signature"), typ: ev.Type, invoiceID: ev.Data.InvoiceID, body: body})
+		h.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hookReceiver) all() []hook {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]hook(nil), h.got...)
+}
+
+func (h *hookReceiver) has(typ, invoiceID string) bool {
+	for _, g := range h.all() {
+		if g.typ == typ && g.invoiceID == invoiceID {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyStandardWebhook checks a request as standardwebhooks.com says:
+// a v1 entry of webhook-signature is base64 HMAC-SHA256 of
+// "<webhook-id>.<webhook-timestamp>.<body>" keyed by the base64-decoded
+// secret after "whsec_", and the timestamp is within five minutes.
+func verifyStandardWebhook(secret string, h hook) error {
+	ts, err := strconv.ParseInt(h.timestamp, 10, 64)
+	if err != nil || h.id == "" {
+		return fmt.Errorf("webhook-id %q, webhook-timestamp %q", h.id, h.timestamp)
+	}
+	if d := time.Since(time.Unix(ts, 0)); d > 5*time.Minute || d < -5*time.Minute {
+		return fmt.Errorf("timestamp %s away", d)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		return err
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(h.id + "." + h.timestamp + "."))
+	mac.Write(h.body)
+	want := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	for _, e := range strings.Fields(h.signature) {
+		if v, sig, _ := strings.Cut(e, ","); v == "v1" && hmac.Equal([]byte(sig), []byte(want)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no v1 signature matches: %q", h.signature)
 }
 
 // TestFlowWebhookSettlesLater: a payment the gateway settles later → a
