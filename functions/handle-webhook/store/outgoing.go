@@ -213,11 +213,9 @@ type Claim struct {
 // another sender holds is left alone; an expired one (a sender that died)
 // is taken over, and that delivery is sent again with the same id.
 func (s *Store) Claim(ctx context.Context, now, until time.Time, limit int) ([]Claim, error) {
-	rows, err := s.pool.Query(ctx, `WITH heads AS (
-			SELECT DISTINCT ON (endpoint_id) id, endpoint_id, next_attempt_at FROM webhook_deliveries
-			WHERE status = 'pending' ORDER BY endpoint_id, id),
-		due AS (
-			SELECT h.id, h.endpoint_id FROM heads h JOIN webhook_endpoints e ON e.id = h.endpoint_id
+	rows, err := s.pool.Query(ctx, `WITH due AS (
+			SELECT h.id, e.id AS endpoint_id FROM webhook_endpoints e
+			CROSS JOIN LATERAL (`+headOf+`) h
 			WHERE NOT e.disabled AND h.next_attempt_at <= $1 AND (e.lease_until IS NULL OR e.lease_until <= $1)
 			ORDER BY h.next_attempt_at LIMIT $3),
 		leased AS (
@@ -264,12 +262,18 @@ func (s *Store) Finish(ctx context.Context, d *outgoing.Delivery, disable *strin
 	})
 }
 
-// NextDue is when the earliest pending delivery of an enabled endpoint is
-// due (false when none is pending).
+// headOf is the oldest pending delivery of endpoint e: the one it is
+// sent next (one index lookup per endpoint, whatever the backlog).
+const headOf = `SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+	WHERE d.endpoint_id = e.id AND d.status = 'pending' ORDER BY d.id LIMIT 1`
+
+// NextDue is when the next delivery of an enabled endpoint is due — its
+// oldest pending one, not before another sender's lease ends (false when
+// none is pending).
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	var t *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT min(d.next_attempt_at) FROM webhook_deliveries d
-		JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.status = 'pending' AND NOT e.disabled`).Scan(&t)
+	err := s.pool.QueryRow(ctx, `SELECT min(greatest(h.next_attempt_at, e.lease_until)) FROM webhook_endpoints e
+		CROSS JOIN LATERAL (`+headOf+`) h WHERE NOT e.disabled`).Scan(&t)
 	if err != nil || t == nil {
 		return time.Time{}, false, err
 	}
