@@ -16,6 +16,9 @@ CREATE TABLE webhook_endpoints (
     created_at                 timestamptz NOT NULL,
     updated_at                 timestamptz NOT NULL
 );
+-- the sender's and the enqueue's walk over the enabled endpoints (the
+-- functions run with enable_seqscan off: no plan may need a full scan)
+CREATE INDEX webhook_endpoints_enabled_idx ON webhook_endpoints (id) WHERE NOT disabled;
 
 CREATE TABLE webhook_deliveries (
     id              uuid        PRIMARY KEY,                      -- UUIDv7, the webhook-id; per endpoint, the order of sending

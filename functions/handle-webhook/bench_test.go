@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -53,4 +56,57 @@ func BenchmarkVerifiedWebhooks(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	lat.Report(b, elapsed, "webhooks")
+}
+
+// BenchmarkOutgoingDeliveries: b.N events already queued for each of the
+// endpoints (one receiver on loopback that answers 204), then the sender
+// delivers them all, signed, in order per endpoint; deliveries/s counts
+// every endpoint's.
+func BenchmarkOutgoingDeliveries(b *testing.B) {
+	for _, endpoints := range []int{1, 8} {
+		b.Run("endpoints="+strconv.Itoa(endpoints), func(b *testing.B) {
+			g := newRig(b)
+			g.clock.FollowWallClock()
+			if _, err := g.d.Pool.Exec(context.Background(), `DELETE FROM webhook_endpoints`); err != nil {
+				b.Fatal(err)
+			}
+			var got atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got.Add(1)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			defer srv.Close()
+			for range endpoints {
+				rec := g.admin_("POST", "/endpoints", map[string]any{"url": srv.URL, "events": []string{"billfn.invoice.*"}}, auth.RoleAdmin, "")
+				if rec.Code != http.StatusCreated {
+					b.Fatalf("endpoint: %d %s", rec.Code, rec.Body)
+				}
+			}
+			b.StopTimer()
+			for i := 0; i < b.N; i += 100 {
+				evs := make([]events.Event, 0, 100)
+				for j := i; j < min(i+100, b.N); j++ {
+					id := uuid.NewString()
+					evs = append(evs, events.Must(events.New(context.Background(), "generate-invoice", events.TypeInvoicePaid, id, map[string]any{"invoice_id": id})))
+				}
+				if rec := g.deliver(evs...); rec.Code != http.StatusOK {
+					b.Fatalf("deliver: %d %s", rec.Code, rec.Body)
+				}
+			}
+			b.StartTimer()
+			start := time.Now()
+			if _, err := g.s.SendDue(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if n := got.Load(); n != int64(b.N*endpoints) {
+				b.Fatalf("%d requests, want %d", n, b.N*endpoints)
+			}
+			b.ReportMetric(float64(b.N*endpoints)/elapsed.Seconds(), "deliveries/s")
+			if _, err := g.d.Pool.Exec(context.Background(), `DELETE FROM webhook_endpoints`); err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
 }
