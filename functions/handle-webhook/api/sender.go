@@ -31,6 +31,9 @@ const (
 	keptResponse = 1 << 10
 	// claimBatch is how many endpoints one round sends to at once.
 	claimBatch = 32
+	// perEndpoint is how many deliveries of an endpoint one round sends
+	// (in order, one after the other, recorded in one transaction).
+	perEndpoint = 50
 )
 
 var (
@@ -59,21 +62,25 @@ func (a *API) SendDue(ctx context.Context) (int, error) {
 	total := 0
 	for ctx.Err() == nil {
 		now := a.now()
-		claims, err := a.store.Claim(ctx, now, now.Add(time.Duration(a.cfg.SendTimeout)+time.Minute), claimBatch)
+		lease := time.Duration(a.cfg.SendTimeout)*perEndpoint + time.Minute
+		claims, err := a.store.Claim(ctx, now, now.Add(lease), claimBatch, perEndpoint)
 		if err != nil || len(claims) == 0 {
 			return total, err
 		}
 		var wg sync.WaitGroup
 		errs := make([]error, len(claims))
+		sent := make([]int, len(claims))
 		for i, c := range claims {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = a.send(ctx, c)
+				sent[i], errs[i] = a.send(ctx, c)
 			}()
 		}
 		wg.Wait()
-		total += len(claims)
+		for _, n := range sent {
+			total += n
+		}
 		if err := errors.Join(errs...); err != nil {
 			return total, err
 		}
@@ -81,30 +88,38 @@ func (a *API) SendDue(ctx context.Context) (int, error) {
 	return total, ctx.Err()
 }
 
-// send makes one attempt of c and records it.
-func (a *API) send(ctx context.Context, c store.Claim) error {
-	d := c.Delivery
-	o := a.post(ctx, c.Endpoint, d)
-	now := a.now()
-	disable := outgoing.Record(d, o, now)
+// send attempts c's deliveries in order, stopping at the first that
+// fails (it holds the rest), and records them in one transaction.
+func (a *API) send(ctx context.Context, c store.Claim) (int, error) {
+	var (
+		done    []*outgoing.Delivery
+		disable *string
+	)
+	for _, d := range c.Deliveries {
+		if ctx.Err() != nil {
+			break
+		}
+		o := a.post(ctx, c.Endpoint, d)
+		disable = outgoing.Record(d, o, a.now())
+		done = append(done, d)
+		if d.Status == outgoing.Succeeded {
+			outgoingTotal.WithLabelValues("succeeded").Inc()
+			continue
+		}
+		if disable != nil {
+			outgoingTotal.WithLabelValues("failed").Inc()
+			endpointsDisabled.Inc()
+			slog.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", d.EndpointID, "url", c.Endpoint.URL, "reason", *disable)
+		} else {
+			outgoingTotal.WithLabelValues("retrying").Inc()
+			slog.InfoContext(ctx, "webhook delivery failed; will retry", "endpoint_id", d.EndpointID, "delivery_id", d.ID,
+				"attempts", d.Attempts, "next_attempt_at", d.NextAttemptAt, "outcome", o.Describe())
+		}
+		break
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := a.store.Finish(rctx, d, disable); err != nil {
-		return err
-	}
-	switch {
-	case d.Status == outgoing.Succeeded:
-		outgoingTotal.WithLabelValues("succeeded").Inc()
-	case disable != nil:
-		outgoingTotal.WithLabelValues("failed").Inc()
-		endpointsDisabled.Inc()
-		slog.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", d.EndpointID, "url", c.Endpoint.URL, "reason", *disable)
-	default:
-		outgoingTotal.WithLabelValues("retrying").Inc()
-		slog.InfoContext(ctx, "webhook delivery failed; will retry", "endpoint_id", d.EndpointID, "delivery_id", d.ID,
-			"attempts", d.Attempts, "next_attempt_at", d.NextAttemptAt, "outcome", o.Describe())
-	}
-	return nil
+	return len(done), a.store.Finish(rctx, c.Endpoint.ID, done, disable)
 }
 
 // post sends d to e: the CloudEvent JSON with webhook-id (the delivery's

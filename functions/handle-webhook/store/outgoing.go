@@ -200,65 +200,92 @@ func (s *Store) EnqueueTest(ctx context.Context, endpointID string, ev events.Ev
 	return s.Delivery(ctx, id.String())
 }
 
-// Claim is a delivery leased for sending, with what sending needs.
+// Claim is an endpoint leased for sending, with its next deliveries in
+// order (the oldest pending first).
 type Claim struct {
-	Delivery *outgoing.Delivery
-	Endpoint *outgoing.Endpoint
+	Endpoint   *outgoing.Endpoint
+	Deliveries []*outgoing.Delivery
 }
 
 // Claim leases, until `until`, up to limit enabled endpoints whose oldest
-// pending delivery is due at now, and answers those deliveries: one
-// delivery in flight per endpoint, the oldest first, so an endpoint gets
-// its events in order and a failing one holds those after it. A lease
-// another sender holds is left alone; an expired one (a sender that died)
-// is taken over, and that delivery is sent again with the same id.
-func (s *Store) Claim(ctx context.Context, now, until time.Time, limit int) ([]Claim, error) {
+// pending delivery is due at now, and answers, for each, up to perEndpoint
+// of its pending deliveries in order, as far as they are due: one sender
+// at a time per endpoint, the oldest first, so an endpoint gets its events
+// in order and a failing one holds those after it. A lease another sender
+// holds is left alone; an expired one (a sender that died) is taken over,
+// and its deliveries are sent again with the same ids.
+func (s *Store) Claim(ctx context.Context, now, until time.Time, limit, perEndpoint int) ([]Claim, error) {
 	rows, err := s.pool.Query(ctx, `WITH due AS (
-			SELECT h.id, e.id AS endpoint_id FROM webhook_endpoints e
+			SELECT e.id FROM webhook_endpoints e
 			CROSS JOIN LATERAL (`+headOf+`) h
 			WHERE NOT e.disabled AND h.next_attempt_at <= $1 AND (e.lease_until IS NULL OR e.lease_until <= $1)
 			ORDER BY h.next_attempt_at LIMIT $3),
 		leased AS (
 			UPDATE webhook_endpoints e SET lease_until = $2 FROM due
-			WHERE e.id = due.endpoint_id AND NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until <= $1)
-			RETURNING due.id AS delivery_id, e.id, e.url, e.events, e.description, e.disabled, e.disabled_reason, e.secret,
+			WHERE e.id = due.id AND NOT e.disabled AND (e.lease_until IS NULL OR e.lease_until <= $1)
+			RETURNING e.id, e.url, e.events, e.description, e.disabled, e.disabled_reason, e.secret,
 				coalesce(e.previous_secret, '') AS previous_secret, e.previous_secret_expires_at, e.created_at, e.updated_at)
 		SELECT `+prefixed("d.", deliveryOutCols)+`, d.payload, `+prefixed("l.", endpointColNames)+`
-		FROM leased l JOIN webhook_deliveries d ON d.id = l.delivery_id`, now, until, limit)
+		FROM leased l CROSS JOIN LATERAL (
+			SELECT * FROM webhook_deliveries d WHERE d.endpoint_id = l.id AND d.status = 'pending' ORDER BY d.id LIMIT $4) d
+		ORDER BY l.id, d.id`, now, until, limit, perEndpoint)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Claim, error) {
+	type row struct {
+		d *outgoing.Delivery
+		e *outgoing.Endpoint
+	}
+	flat, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 		d := &outgoing.Delivery{}
 		e := &outgoing.Endpoint{}
 		var cur, prev string
 		dest := append(deliveryDest(d), &d.Payload, &e.ID, &e.URL, &e.Events, &e.Description, &e.Disabled, &e.DisabledReason,
 			&cur, &prev, &e.PreviousSecretEnds, &e.CreatedAt, &e.UpdatedAt)
 		if err := r.Scan(dest...); err != nil {
-			return Claim{}, err
+			return row{}, err
 		}
 		e.SetSecrets(cur, prev)
-		return Claim{Delivery: d, Endpoint: e}, nil
+		return row{d, e}, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Claim
+	stopped := false // the current endpoint's next delivery is not due
+	for _, x := range flat {
+		if len(out) == 0 || out[len(out)-1].Endpoint.ID != x.e.ID {
+			out = append(out, Claim{Endpoint: x.e})
+			stopped = false
+		}
+		c := &out[len(out)-1]
+		if stopped || x.d.NextAttemptAt == nil || x.d.NextAttemptAt.After(now) {
+			stopped = true // in order: nothing after a delivery that is not due
+			continue
+		}
+		c.Deliveries = append(c.Deliveries, x.d)
+	}
+	return out, nil
 }
 
-// Finish records the outcome of the attempt of d claimed by Claim (d as
-// the domain updated it: outgoing.Record) and releases the endpoint's
-// lease; disable, when set, disables the endpoint with that reason (the
-// schedule is spent), in the same transaction.
-func (s *Store) Finish(ctx context.Context, d *outgoing.Delivery, disable *string) error {
+// Finish records the attempts of a claim's deliveries (each as the domain
+// updated it: outgoing.Record) and releases the endpoint's lease; disable,
+// when set, disables the endpoint with that reason (a schedule is spent),
+// in the same transaction.
+func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.Delivery, disable *string) error {
 	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
-			last_attempt_at = $5, response_status = $6, response_body = $7, latency_ms = $8, error = $9
-			WHERE id = $1 AND status = 'pending'`, d.ID, d.Status, d.Attempts, d.NextAttemptAt, d.LastAttemptAt,
-			d.ResponseStatus, d.ResponseBody, d.LatencyMS, d.Error); err != nil {
-			return err
+		b := &pgx.Batch{}
+		for _, d := range ds {
+			b.Queue(`UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
+				last_attempt_at = $5, response_status = $6, response_body = $7, latency_ms = $8, error = $9
+				WHERE id = $1 AND status = 'pending'`, d.ID, d.Status, d.Attempts, d.NextAttemptAt, d.LastAttemptAt,
+				d.ResponseStatus, d.ResponseBody, d.LatencyMS, d.Error)
 		}
-		_, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET lease_until = NULL,
+		b.Queue(`UPDATE webhook_endpoints SET lease_until = NULL,
 			disabled = disabled OR $2, disabled_reason = CASE WHEN $2 THEN $3 ELSE disabled_reason END,
 			updated_at = CASE WHEN $2 THEN $4 ELSE updated_at END WHERE id = $1`,
-			d.EndpointID, disable != nil, disable, s.now())
-		return err
+			endpointID, disable != nil, disable, s.now())
+		return tx.SendBatch(ctx, b).Close()
 	})
 }
 
