@@ -90,9 +90,9 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	}
 	a.limiter = &limiter{rdb: d.Redis, prefix: d.Config.Redis.Prefix + webhooks.Name + ":rl:", limit: cfg.RateLimit, now: clock}
 	for _, typ := range append(outgoing.Deliverable(), webhooks.LearnTypes...) {
-		d.Events.On(typ, a.onEvent)
+		d.Events.On(typ, a.store.Handler(a.onEvent))
 	}
-	d.Events.Batch = a.onEvents
+	d.Events.Batch = a.store.Batch(a.onEvents)
 	d.Events.Tick = a.Tick
 	d.Collect(webhooksTotal, outgoingTotal, endpointsDisabled)
 	return a, nil

@@ -4,14 +4,13 @@ import (
 	"context"
 	"slices"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/billfn/billfn/functions/handle-webhook/store"
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/events"
 )
 
 // onEvent applies one event (onEvents).
-func (a *API) onEvent(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+func (a *API) onEvent(ctx context.Context, tx store.Tx, ev events.Event) error {
 	return a.onEvents(ctx, tx, []events.Event{ev})
 }
 
@@ -21,8 +20,8 @@ func (a *API) onEvent(ctx context.Context, tx pgx.Tx, ev events.Event) error {
 // capture-payment's events teach the payment map (store.Learn). A poison
 // event fails a batch permanently; the receiver then applies the events
 // one by one and parks that one alone.
-func (a *API) onEvents(ctx context.Context, tx pgx.Tx, evs []events.Event) error {
-	if _, err := a.store.Enqueue(ctx, tx, evs); err != nil {
+func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) error {
+	if _, err := tx.Enqueue(ctx, evs); err != nil {
 		return err
 	}
 	var refs []webhooks.PaymentRef
@@ -38,5 +37,5 @@ func (a *API) onEvents(ctx context.Context, tx pgx.Tx, evs []events.Event) error
 			refs = append(refs, ref)
 		}
 	}
-	return a.store.Learn(ctx, tx, refs)
+	return tx.Learn(ctx, refs)
 }

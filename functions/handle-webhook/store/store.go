@@ -374,3 +374,30 @@ func (s *Store) List(ctx context.Context, f webhooks.Filter) ([]*webhooks.Delive
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*webhooks.Delivery, error) { return scanDelivery(r, false) })
 }
+
+// Tx is a delivery's transaction as the event handlers see it: what they
+// may do there (Enqueue, Learn), without SQL.
+type Tx struct {
+	s  *Store
+	tx pgx.Tx
+}
+
+// Enqueue is Store.Enqueue in the delivery's transaction.
+func (t Tx) Enqueue(ctx context.Context, evs []events.Event) (int, error) {
+	return t.s.Enqueue(ctx, t.tx, evs)
+}
+
+// Learn is Store.Learn in the delivery's transaction.
+func (t Tx) Learn(ctx context.Context, refs []webhooks.PaymentRef) error {
+	return t.s.Learn(ctx, t.tx, refs)
+}
+
+// Handler adapts an event handler on a Tx to the receiver's.
+func (s *Store) Handler(fn func(ctx context.Context, tx Tx, ev events.Event) error) events.Handler {
+	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error { return fn(ctx, Tx{s, tx}, ev) }
+}
+
+// Batch adapts a batch handler on a Tx to the receiver's.
+func (s *Store) Batch(fn func(ctx context.Context, tx Tx, evs []events.Event) error) events.BatchHandler {
+	return func(ctx context.Context, tx pgx.Tx, evs []events.Event) error { return fn(ctx, Tx{s, tx}, evs) }
+}
