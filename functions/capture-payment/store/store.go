@@ -145,18 +145,10 @@ func (t Tx) PaymentByGatewayID(ctx context.Context, gateway, gatewayPaymentID st
 func (t Tx) Payments(ctx context.Context, f payments.PaymentFilter) ([]*payments.Payment, error) {
 	q := t.q
 	var w postgres.Where
-	if f.UserID != "" {
-		w.And("user_id = ?", f.UserID)
-	}
-	if f.AccountID != "" {
-		w.And("account_id = ?", f.AccountID)
-	}
-	if f.InvoiceID != "" {
-		w.And("invoice_id = ?", f.InvoiceID)
-	}
-	if f.Status != "" {
-		w.And("status = ?", f.Status)
-	}
+	w.Filter("user_id", f.UserID)
+	w.Filter("account_id", f.AccountID)
+	w.Filter("invoice_id", f.InvoiceID)
+	w.Filter("status", f.Status)
 	if f.After != nil {
 		w.And("(created_at, id) < (?, ?::uuid)", f.After.CreatedAt, f.After.ID)
 	}
