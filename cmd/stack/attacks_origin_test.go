@@ -114,6 +114,12 @@ func attacksForgedOrigins(t *testing.T, s *attackScene) {
 				t.Errorf("%s: recorded as processed by %d consumers", name, n)
 			}
 		}
+		// Several consumers read transaction-events (handle-webhook too, for
+		// the merchants' endpoints): the loop above ends at the first one
+		// that parked it, so wait for aggregate-report's own.
+		e.eventually("aggregate-report to park the forged posted transfer", 60*time.Second, func() bool {
+			return e.scalar(`SELECT count(*) FROM dead_letters WHERE consumer = 'aggregate-report' AND event_id = $1`, posted.ID()) > 0
+		})
 		if n := e.scalar(`SELECT count(*) FROM dead_letters WHERE consumer = 'aggregate-report' AND event_id = $1`, posted.ID()); n != 1 {
 			t.Errorf("aggregate-report parked the forged posted transfer %d times, want once", n)
 		}
