@@ -109,7 +109,6 @@ func (g *Gateway) asyncWorker() {
 // function's own error; unlike the CE one it retries while the function is
 // unavailable, since a function being restarted is routine locally.
 func (g *Gateway) runJob(job *asyncJob) {
-	b := g.backends[job.name]
 	var (
 		status int
 		header http.Header
@@ -122,6 +121,11 @@ func (g *Gateway) runJob(job *asyncJob) {
 				return
 			case <-time.After(asyncBackoff << (attempt - 1)):
 			}
+		}
+		b := g.backend(job.name)
+		if b == nil {
+			status, header, body = http.StatusNotFound, nil, nil
+			break
 		}
 		status, header, body = g.callOnce(b, job)
 		if status != http.StatusTooManyRequests && status != http.StatusBadGateway &&
@@ -164,7 +168,14 @@ func (g *Gateway) runJob(job *asyncJob) {
 func (g *Gateway) callOnce(b *backend, job *asyncJob) (int, http.Header, []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.UpstreamTimeout)
 	defer cancel()
-	u := &url.URL{Scheme: "http", Host: b.fn.Addr, Path: job.path, RawPath: job.rawPath, RawQuery: job.query}
+	r := g.replicaFor(ctx, b)
+	if r == nil {
+		g.metrics.observe(job.name, http.StatusServiceUnavailable, 0)
+		return http.StatusServiceUnavailable, nil, nil
+	}
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
+	u := &url.URL{Scheme: "http", Host: r.up.addr, Path: job.path, RawPath: job.rawPath, RawQuery: job.query}
 	req, err := http.NewRequestWithContext(ctx, job.method, u.String(), bytes.NewReader(job.body))
 	if err != nil {
 		return http.StatusBadRequest, nil, nil
