@@ -68,7 +68,7 @@ type proc struct {
 	// after it exited (the provider republishes the replica set).
 	onChange func()
 	// sink gets every output line as well (the /system/logs book).
-	sink func(string)
+	sink  func(string)
 	ready atomic.Bool // healthy, read without the lock by the gateway
 
 	mu        sync.Mutex
