@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -59,6 +60,8 @@ type stack struct {
 	homes map[string]string    // stack.yml function → its first replica's address
 	secMu sync.Mutex           // the secret store (bin/run/secrets) and the functions' folders
 	book  *logBook
+	db    *pgxpool.Pool // the gateway's async queue
+	queue *pgQueue
 
 	kafka   *kfake.Cluster
 	gateway *gateway.Gateway
@@ -251,6 +254,18 @@ func (s *stack) start(ctx context.Context) error {
 	if err := s.writeEnvFile(); err != nil {
 		gwLn.Close()
 		return err
+	}
+	if s.db, err = postgres.Open(ctx, cfg.DatabaseURL, 4); err != nil {
+		gwLn.Close()
+		return userErrorf("the gateway's async queue: %v", err)
+	}
+	var waiting int64
+	if s.queue, waiting, err = newPGQueue(ctx, s.db); err != nil {
+		gwLn.Close()
+		return userErrorf("the gateway's async queue: %v", err)
+	}
+	if waiting > 0 {
+		s.log.printf("gateway", "%d /async-function calls accepted before the last stop are still to deliver; delivering them", waiting)
 	}
 	s.startGateway(gwLn)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -657,13 +672,18 @@ func findStripeMock(ctx context.Context, log *logger) (string, error) {
 // startGateway serves the gateway on its listener, with the deployed
 // functions and the stack as its provider.
 func (s *stack) startGateway(ln net.Listener) {
-	s.gateway = gateway.New(gateway.Config{CallbackAllowedHosts: s.cfg.CallbackAllowedHosts, CallbackPublicHosts: s.cfg.CallbackPublicHosts, Provider: s,
-		SystemUser: s.secrets[basicAuthUser], SystemPassword: s.secrets[basicAuthPassword]})
+	cfg := gateway.Config{CallbackAllowedHosts: s.cfg.CallbackAllowedHosts, CallbackPublicHosts: s.cfg.CallbackPublicHosts, Provider: s,
+		SystemUser: s.secrets[basicAuthUser], SystemPassword: s.secrets[basicAuthPassword]}
+	if s.queue != nil {
+		cfg.Queue = s.queue
+	}
+	s.gateway = gateway.New(cfg)
 	for _, f := range s.functions {
 		if f.deployed() {
 			s.register(f)
 		}
 	}
+	s.gateway.StartQueue()
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	go func() { _ = s.gwSrv.Serve(ln) }()
 	s.log.printf("gateway", "listening on http://%s", s.cfg.GatewayAddr)
@@ -705,6 +725,9 @@ func (s *stack) stop() {
 		go func() { defer wg.Done(); s.mailpit.stop(5 * time.Second) }()
 	}
 	wg.Wait()
+	if s.db != nil {
+		s.db.Close()
+	}
 	if s.kafka != nil {
 		s.kafka.Close()
 	}

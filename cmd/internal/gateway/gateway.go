@@ -127,6 +127,9 @@ type Config struct {
 	// only to public addresses as well as to the allowlist
 	// (CALLBACK_PUBLIC_HOSTS=true). Off by default: only the allowlist.
 	CallbackPublicHosts bool
+	// Queue keeps /async-function calls durably (nil: in memory, lost
+	// when the gateway stops).
+	Queue Queue
 	// Provider deploys, updates, scales and removes functions and keeps
 	// the secrets and logs (the /system API's writes); nil: /system is
 	// read-only.
@@ -159,6 +162,11 @@ type Gateway struct {
 	log       *slog.Logger
 
 	queue chan *asyncJob
+	wake  chan struct{} // a call was put in the durable queue
+	// started is closed by StartQueue: the durable queue's workers wait for
+	// it, so calls left from before a restart find their functions.
+	started   chan struct{}
+	startOnce sync.Once
 	stop  chan struct{}
 
 	callbackGuard  *egress.Guard
@@ -207,6 +215,8 @@ func New(cfg Config) *Gateway {
 		metrics: newMetrics(),
 		log:     cfg.Logger,
 		queue:   make(chan *asyncJob, cfg.AsyncQueue),
+		wake:    make(chan struct{}, 1),
+		started: make(chan struct{}),
 		stop:    make(chan struct{}),
 	}
 	g.callbackGuard = g.newCallbackGuard(cfg.CallbackAllowedHosts)
@@ -225,6 +235,10 @@ func New(cfg Config) *Gateway {
 	}
 	return g
 }
+
+// StartQueue lets the workers of the durable queue (Config.Queue) begin,
+// once the provider has Put its functions.
+func (g *Gateway) StartQueue() { g.startOnce.Do(func() { close(g.started) }) }
 
 // Close stops accepting async work and waits for the workers (bounded by ctx).
 func (g *Gateway) Close(ctx context.Context) {
