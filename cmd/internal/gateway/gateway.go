@@ -167,7 +167,7 @@ type Gateway struct {
 	// it, so calls left from before a restart find their functions.
 	started   chan struct{}
 	startOnce sync.Once
-	stop  chan struct{}
+	stop      chan struct{}
 
 	callbackGuard  *egress.Guard
 	callbackClient *http.Client
