@@ -397,3 +397,43 @@ func TestOpenFaaSAPISecretsLogsAndInfo(t *testing.T) {
 }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// A function labelled com.openfaas.scale.zero=true stops once idle for its
+// zero-duration; the next call waits while it starts again (a cold start)
+// and is answered.
+func TestScaleToZeroAndWake(t *testing.T) {
+	e := startStack(t, stackOptions{})
+	base, status := e.functionStatus("process-transaction")
+	if status != http.StatusOK {
+		t.Fatalf("GET /system/function/process-transaction: %d", status)
+	}
+	labels := map[string]string{"com.openfaas.scale.zero": "true", "com.openfaas.scale.zero-duration": "2s"}
+	if r := e.sys(http.MethodPost, "/system/functions", map[string]any{"service": "pt-zero", "image": base.Image,
+		"envVars": base.EnvVars, "secrets": base.Secrets, "labels": map[string]string{"com.openfaas.scale.zero-duration": "soon", "com.openfaas.scale.zero": "true"}}); r.status != http.StatusBadRequest {
+		t.Errorf("an unreadable zero-duration: %s, want 400", r)
+	}
+	if r := e.sys(http.MethodPost, "/system/functions", map[string]any{"service": "pt-zero", "image": base.Image,
+		"envVars": base.EnvVars, "secrets": base.Secrets, "labels": labels}); r.status != http.StatusAccepted {
+		t.Fatalf("POST /system/functions: %s", r)
+	}
+	e.eventually("pt-zero scaled to zero when idle", 60*time.Second, func() bool {
+		st, _ := e.functionStatus("pt-zero")
+		return st.Replicas == 0 && len(e.processesOf("pt-zero")) == 0
+	})
+	for round := 1; round <= 2; round++ {
+		start := time.Now()
+		if r := e.req(http.MethodGet, "/function/pt-zero/_/ready", nil); r.status != http.StatusOK {
+			t.Fatalf("a call to pt-zero at zero: %s", r)
+		}
+		t.Logf("cold start %d: first response after %s", round, time.Since(start).Round(time.Millisecond))
+		if st, _ := e.functionStatus("pt-zero"); st.Replicas != 1 {
+			t.Errorf("after the wake: %d replicas, want 1", st.Replicas)
+		}
+		e.eventually("pt-zero idle again", 60*time.Second, func() bool {
+			st, _ := e.functionStatus("pt-zero")
+			return st.Replicas == 0 && len(e.processesOf("pt-zero")) == 0
+		})
+	}
+	// Scaled to 0 by hand, a function without the label stays there:
+	// its calls wait, then 503 (not run here: it takes the hold time).
+}

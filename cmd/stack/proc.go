@@ -197,12 +197,15 @@ func (p *proc) launch() error {
 // watchHealth marks the process healthy once its health URL answers 200.
 func (p *proc) watchHealth(cmd *exec.Cmd, exited chan struct{}, health string) {
 	client := &http.Client{Timeout: time.Second}
+	// Often at first (a cold start waits on it), then every 50 ms.
+	pause := 2 * time.Millisecond
 	for {
 		select {
 		case <-exited:
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 50*time.Millisecond)
 		res, err := client.Get(health)
 		if err != nil {
 			continue

@@ -36,6 +36,11 @@ const (
 	labelScaleMax = "com.openfaas.scale.max"
 	// defaultScaleMax is OpenFaaS's default com.openfaas.scale.max.
 	defaultScaleMax = 20
+	// labelScaleZero lets an idle function scale to zero after
+	// labelScaleZeroDuration (default 15m, OpenFaaS's).
+	labelScaleZero         = "com.openfaas.scale.zero"
+	labelScaleZeroDuration = "com.openfaas.scale.zero-duration"
+	defaultZeroDuration    = 15 * time.Minute
 )
 
 // function is one function as the local stack runs it: a stack.yml one
@@ -57,6 +62,8 @@ type function struct {
 	desired   uint64
 	minR      uint64
 	maxR      uint64
+	zero      time.Duration // idle time after which it scales to zero; 0: never
+	scaledAt  time.Time     // last scale up (a wake counts)
 	createdAt time.Time
 	seq       int   // replicas started so far (instance names)
 	homeBy    *proc // the replica on home
@@ -146,6 +153,7 @@ type plan struct {
 	src        *stackfile.Function
 	env        []string
 	minR, maxR uint64
+	zero       time.Duration
 }
 
 func badRequest(format string, args ...any) error {
@@ -220,6 +228,22 @@ func (s *stack) check(d gateway.FunctionDeployment) (*plan, error) {
 				return nil, badRequest("label %s must be a whole number, not %q", k, v)
 			}
 			*dst = n
+		}
+	}
+	if v, ok := labels[labelScaleZero]; ok {
+		on, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return nil, badRequest("label %s must be true or false, not %q", labelScaleZero, v)
+		}
+		if on {
+			p.zero = defaultZeroDuration
+			if v, ok := labels[labelScaleZeroDuration]; ok {
+				d, err := time.ParseDuration(strings.TrimSpace(v))
+				if err != nil || d < time.Second {
+					return nil, badRequest("label %s must be a duration of at least 1s such as 15m, not %q", labelScaleZeroDuration, v)
+				}
+				p.zero = d
+			}
 		}
 	}
 	if p.maxR < 1 || p.minR > p.maxR {
@@ -369,8 +393,9 @@ func (s *stack) rollout(f *function, p *plan, bin string) {
 	}
 	n = min(max(n, p.minR), p.maxR)
 	dep := p.dep
-	f.dep, f.env, f.bin, f.minR, f.maxR, f.desired = &dep, p.env, bin, p.minR, p.maxR, n
+	f.dep, f.env, f.bin, f.minR, f.maxR, f.desired, f.zero = &dep, p.env, bin, p.minR, p.maxR, n, p.zero
 	f.createdAt = time.Now().UTC()
+	f.scaledAt = time.Now()
 	if f.rs == nil {
 		f.rs = gateway.NewReplicaSet()
 	}
@@ -551,6 +576,9 @@ func (s *stack) scaleLocked(f *function, n uint64) error {
 		return badRequest("%d replicas is below the function's %s (%d)", n, labelScaleMin, f.minR)
 	}
 	f.desired = n
+	if n > 0 {
+		f.scaledAt = time.Now()
+	}
 	have := uint64(len(f.replicas))
 	var drop []*proc
 	if n < have {
@@ -567,6 +595,68 @@ func (s *stack) scaleLocked(f *function, n uint64) error {
 	}
 	s.log.printf("stack", "%s scaled to %d replicas", f.name, n)
 	return nil
+}
+
+// Wake implements gateway.Waker: a function that scaled to zero because
+// it was idle (com.openfaas.scale.zero) starts again with its minimum of
+// replicas when a call comes. One scaled to 0 by hand stays there.
+func (s *stack) Wake(name string) {
+	f := s.fn(name)
+	if f == nil {
+		return
+	}
+	f.op.Lock()
+	defer f.op.Unlock()
+	f.mu.Lock()
+	wake := f.dep != nil && f.desired == 0 && f.zero > 0
+	n := max(f.minR, 1)
+	f.mu.Unlock()
+	if wake {
+		s.log.printf("stack", "%s: a call while scaled to zero; starting %d replica(s)", name, n)
+		_ = s.scaleLocked(f, n)
+	}
+}
+
+// idler scales to zero every function with com.openfaas.scale.zero=true
+// that took no call for its zero-duration, until ctx ends.
+func (s *stack) idler(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+		s.mu.Lock()
+		fns := slices.Collect(maps.Values(s.fns))
+		s.mu.Unlock()
+		for _, f := range fns {
+			f.mu.Lock()
+			rs, zero, desired, since := f.rs, f.zero, f.desired, f.scaledAt
+			f.mu.Unlock()
+			if rs == nil || zero == 0 || desired == 0 || rs.InFlight() > 0 {
+				continue
+			}
+			if last := rs.LastUsed(); last.After(since) {
+				since = last
+			}
+			if time.Since(since) < zero || !f.op.TryLock() {
+				continue
+			}
+			// Again under the lock: a wake or a call may have come meanwhile.
+			f.mu.Lock()
+			since = f.scaledAt
+			still := f.desired > 0
+			f.mu.Unlock()
+			if last := rs.LastUsed(); last.After(since) {
+				since = last
+			}
+			if still && time.Since(since) >= zero && rs.InFlight() == 0 {
+				s.log.printf("stack", "%s: idle for %s; scaling to zero", f.name, zero)
+				_ = s.scaleLocked(f, 0)
+			}
+			f.op.Unlock()
+		}
+	}
 }
 
 // mountSecrets makes the function's secrets folder hold exactly names,

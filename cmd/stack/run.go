@@ -268,6 +268,7 @@ func (s *stack) start(ctx context.Context) error {
 		s.log.printf("gateway", "%d /async-function calls accepted before the last stop are still to deliver; delivering them", waiting)
 	}
 	s.startGateway(gwLn)
+	go s.idler(ctx)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for _, f := range s.functions {

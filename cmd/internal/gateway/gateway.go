@@ -309,6 +309,11 @@ func (g *Gateway) replicaFor(ctx context.Context, b *backend) *replica {
 	if r := b.rs.pick(nil); r != nil {
 		return r
 	}
+	if b.rs.Len() == 0 {
+		if w, ok := g.cfg.Provider.(Waker); ok {
+			go w.Wake(b.fn.Status.Name) // a cold start: the call waits for it below
+		}
+	}
 	if b.rs.Len() > 0 || g.cfg.Provider != nil {
 		hctx, cancel := context.WithTimeout(ctx, g.cfg.HoldFor)
 		r := b.rs.await(hctx)

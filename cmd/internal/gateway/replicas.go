@@ -29,6 +29,16 @@ type ReplicaSet struct {
 	changed chan struct{} // closed (and replaced) on every Set and Poke
 	next    atomic.Uint64
 	wait    time.Duration // the upstream's header timeout (the gateway sets it)
+	lastUse atomic.Int64  // Unix nanoseconds of the last call sent to a replica
+}
+
+// LastUsed is when the gateway last sent a call to one of the replicas
+// (zero: never).
+func (rs *ReplicaSet) LastUsed() time.Time {
+	if n := rs.lastUse.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // replica is immutable once published; a Set that keeps a replica makes
@@ -139,6 +149,7 @@ func (rs *ReplicaSet) pick(skip *replica) *replica {
 	n := len(reps)
 	if n == 1 {
 		if r := reps[0]; r != skip && r.ready() {
+			rs.lastUse.Store(time.Now().UnixNano())
 			return r
 		}
 		return nil
@@ -157,6 +168,9 @@ func (rs *ReplicaSet) pick(skip *replica) *replica {
 		if f := r.inflight.Load(); best == nil || f < least {
 			best, least = r, f
 		}
+	}
+	if best != nil {
+		rs.lastUse.Store(time.Now().UnixNano())
 	}
 	return best
 }

@@ -121,6 +121,12 @@ type Provider interface {
 	Info() ProviderInfo
 }
 
+// Waker is a Provider that starts a function scaled to zero when a call
+// for it comes (the gateway then holds the call until a replica is ready).
+type Waker interface {
+	Wake(name string)
+}
+
 // nameRE is a valid function or secret name: a DNS-1123 label, as
 // faas-netes requires of a service name.
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
