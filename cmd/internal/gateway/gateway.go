@@ -7,25 +7,27 @@
 //     as it arrives); X-Call-Id, X-Start-Time and X-Duration-Seconds are set
 //     and X-Forwarded-For/-Host added, as OpenFaaS does;
 //   - /async-function/<name>/<path> answers 202 Accepted with X-Call-Id at
-//     once and invokes the function later from an in-memory queue, posting
+//     once and invokes the function later from a queue (Config.Queue, which
+//     cmd/stack keeps in Postgres so a crash loses nothing; in memory
+//     without one), posting
 //     the result to X-Callback-Url when given (with X-Function-Status,
 //     X-Function-Name, X-Call-Id and X-Duration-Seconds, as the OpenFaaS
 //     queue-worker does) — only to a public host or one on
 //     Config.CallbackAllowedHosts, without following redirects (callback.go);
-//   - /system/functions and /system/function/<name>, behind basic auth
-//     (Config.SystemUser, SystemPassword) like every /system/ path, list
-//     the deployed functions in the OpenFaaS provider's JSON (name, image, replicas,
-//     labels, annotations, envVars, secrets, limits ...);
+//   - /system/*, behind basic auth (Config.SystemUser, SystemPassword), is
+//     the OpenFaaS provider API (system.go) in faas-provider's JSON: list,
+//     deploy, update, remove and scale functions, secrets, logs, info,
+//     namespaces — the writes through Config.Provider;
+//   - each function has a ReplicaSet (replicas.go): a call goes to the
+//     ready replica with the fewest calls in flight, waits up to
+//     Config.HoldFor when none is ready, and wakes a function scaled to
+//     zero (Waker);
 //   - /healthz, and /metrics with gateway_function_invocation_total and
 //     gateway_functions_seconds like the OpenFaaS gateway's.
 //
 // Errors are RFC 9457 problem documents: an unknown function is 404, a
 // function that is not running 503 (with Retry-After), a function that
 // failed mid-response 502, one that ran out of time 504.
-//
-// Unlike OpenFaaS the async queue lives in memory: a request accepted but not
-// yet delivered is lost when the gateway stops. That is acceptable for the
-// local stack; in a cluster OpenFaaS's NATS JetStream queue-worker keeps it.
 package gateway
 
 import (
