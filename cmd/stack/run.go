@@ -587,7 +587,7 @@ func (s *stack) goBuild(ctx context.Context, goBin string, pkgs ...string) error
 func (s *stack) startMailpit(ctx context.Context) error {
 	needed := false
 	for _, f := range s.functions {
-		if f.proc != nil && slices.Contains(f.spec.Secrets, "smtp-url") {
+		if f.skip == "" && slices.Contains(f.spec.Secrets, "smtp-url") {
 			needed = true
 		}
 	}
