@@ -88,21 +88,6 @@ type proc struct {
 // drops its pooled connections to the old one.
 func (p *proc) generation() uint64 { return p.gen.Load() }
 
-// state reports replicas (1 while a process runs), available replicas (1
-// while healthy) and when the current process started.
-func (p *proc) state() (uint64, uint64, time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var replicas, available uint64
-	if p.cmd != nil {
-		replicas = 1
-	}
-	if p.healthy {
-		available = 1
-	}
-	return replicas, available, p.startedAt
-}
-
 func (p *proc) pid() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
