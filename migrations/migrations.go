@@ -9,6 +9,7 @@
 //	00030-00039  capture-payment
 //	00040-00049  handle-webhook
 //	00050-00059  aggregate-report
+//	00090-00099  the local stack's gateway (async queue)
 package migrations
 
 import "embed"

@@ -44,8 +44,8 @@ func (s *stack) banner(notReady []string) {
 			}
 			trig += ")"
 		}
-		addr := f.addr
-		if f.proc == nil {
+		addr := strings.Join(f.addrs(), ",")
+		if !f.deployed() {
 			addr = "not running: " + f.skip
 			trig = ""
 		}
@@ -66,12 +66,14 @@ func (s *stack) banner(notReady []string) {
 		fmt.Fprintf(&b, "  curl -s $GW/process-transaction/accounts/SYS-EXTERNAL-USD -H \"Authorization: Bearer $TOKEN\"\n")
 	} else {
 		for _, f := range s.functions {
-			if f.proc != nil {
+			if f.deployed() {
 				fmt.Fprintf(&b, "  curl -s %s/function/%s/_/ready\n", gw, f.name)
 				break
 			}
 		}
 	}
+	fmt.Fprintf(&b, "\nfaas-cli works against this gateway (docs/platform.md, \"faas-cli against make run\"):\n\n  echo -n '%s' | faas-cli login -g %s -u %s --password-stdin\n  set -a; . %s; set +a; faas-cli deploy -f stack.yml -g %s\n  faas-cli list -v -g %s\n",
+		s.secrets[basicAuthPassword], gw, s.secrets[basicAuthUser], s.cfg.envFile(), gw, gw)
 	fmt.Fprintf(&b, "\nmake reset (after Ctrl-C) wipes the local state: database, Kafka data, secrets.\nCtrl-C stops everything.\n")
 	for _, line := range strings.Split(b.String(), "\n") {
 		s.log.line("stack", line)
@@ -81,7 +83,7 @@ func (s *stack) banner(notReady []string) {
 func (s *stack) deployed(name string) bool {
 	for _, f := range s.functions {
 		if f.name == name {
-			return f.proc != nil
+			return f.deployed()
 		}
 	}
 	return false

@@ -180,3 +180,8 @@ func baseEnv() []string {
 	}
 	return out
 }
+
+// envFile holds the substitutions the stack made in stack.yml, for
+// faas-cli: sourced before faas-cli deploy -f stack.yml, they make it send
+// the local addresses instead of the cluster's defaults.
+func (c config) envFile() string { return filepath.Join(c.RunDir, "stack.env") }

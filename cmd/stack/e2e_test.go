@@ -313,17 +313,21 @@ func TestFunctionsGetNoPrivateKey(t *testing.T) {
 		}
 	}
 	// Every child is pointed at its own directory, none at the issuer's.
-	b, err := os.ReadFile("run.go")
-	if err != nil {
-		t.Fatal(err)
+	var b []byte
+	for _, src := range []string{"run.go", "provider.go"} {
+		part, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, part...)
 	}
 	sets := regexp.MustCompile(`"SECRETS_DIR="\+([a-zA-Z.]+)\([a-zA-Z.]+\)`).FindAllStringSubmatch(string(b), -1)
 	if len(sets) < 2 {
-		t.Errorf("run.go sets SECRETS_DIR %d times; want the functions' and the kafka-trigger's", len(sets))
+		t.Errorf("run.go and provider.go set SECRETS_DIR %d times; want the functions' and the kafka-trigger's", len(sets))
 	}
 	for _, m := range sets {
 		if !strings.HasSuffix(m[1], ".functionSecretsDir") {
-			t.Errorf("run.go hands a child SECRETS_DIR=%s(), not functionSecretsDir()", m[1])
+			t.Errorf("the stack hands a child SECRETS_DIR=%s(), not functionSecretsDir()", m[1])
 		}
 	}
 	// A stack.yml that gives a function the private key does not start.

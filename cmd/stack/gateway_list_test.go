@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/cmd/internal/gateway"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 )
 
@@ -20,10 +21,11 @@ func TestSystemFunctionsShowsTheLocalTickPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{cfg: config{TickEvery: 3 * time.Second}, st: st, log: &logger{out: &bytes.Buffer{}, width: 5},
-		secrets: map[string]string{basicAuthUser: "admin", basicAuthPassword: "the-gateway-password"}}
-	for _, name := range st.Names() {
-		s.functions = append(s.functions, &function{name: name, spec: st.Functions[name], addr: "127.0.0.1:1", proc: &proc{name: name}})
+	s := newStack(config{TickEvery: 3 * time.Second}, st, &bytes.Buffer{})
+	s.secrets = map[string]string{basicAuthUser: "admin", basicAuthPassword: "the-gateway-password"}
+	for _, f := range s.functions {
+		d := deploymentOf(f.name, f.spec)
+		f.dep, f.rs = &d, gateway.NewReplicaSet()
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

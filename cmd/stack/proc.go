@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -32,13 +34,17 @@ func (l *logger) printf(name, format string, args ...any) {
 	l.line(name, fmt.Sprintf(format, args...))
 }
 
-// pipe copies r to the log line by line under name.
-func (l *logger) pipe(name string, r io.Reader, done *sync.WaitGroup) {
+// pipe copies r to the log line by line under name, and hands each line
+// to sink when there is one (the /system/logs book).
+func (l *logger) pipe(name string, r io.Reader, done *sync.WaitGroup, sink func(string)) {
 	defer done.Done()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		l.line(name, sc.Text())
+		if sink != nil {
+			sink(sc.Text())
+		}
 	}
 }
 
@@ -53,8 +59,20 @@ type proc struct {
 	dir    string
 	health string // URL answering 200 when the process is up; "" = none
 	log    *logger
+	// addrFn, when set, chooses the address of each launch: the process
+	// gets its port as PORT and is healthy once healthPath answers 200
+	// there (a function replica).
+	addrFn     func(p *proc) (string, error)
+	healthPath string
+	// onChange runs after a launch, when the process became healthy and
+	// after it exited (the provider republishes the replica set).
+	onChange func()
+	// sink gets every output line as well (the /system/logs book).
+	sink  func(string)
+	ready atomic.Bool // healthy, read without the lock by the gateway
 
 	mu        sync.Mutex
+	addr      string // of the current launch (addrFn)
 	cmd       *exec.Cmd
 	exited    chan struct{} // closed when the current cmd has exited
 	healthy   bool
@@ -69,21 +87,6 @@ type proc struct {
 // generation changes whenever the process is replaced, so the gateway
 // drops its pooled connections to the old one.
 func (p *proc) generation() uint64 { return p.gen.Load() }
-
-// state reports replicas (1 while a process runs), available replicas (1
-// while healthy) and when the current process started.
-func (p *proc) state() (uint64, uint64, time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var replicas, available uint64
-	if p.cmd != nil {
-		replicas = 1
-	}
-	if p.healthy {
-		available = 1
-	}
-	return replicas, available, p.startedAt
-}
 
 func (p *proc) pid() int {
 	p.mu.Lock()
@@ -106,9 +109,33 @@ func (p *proc) start() error {
 	return nil
 }
 
+// currentAddr is where the process listens (addrFn's choice).
+func (p *proc) currentAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr
+}
+
+func (p *proc) changed() {
+	if p.onChange != nil {
+		p.onChange()
+	}
+}
+
 func (p *proc) launch() error {
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Env = p.env
+	health := p.health
+	var addr string
+	if p.addrFn != nil {
+		var err error
+		if addr, err = p.addrFn(p); err != nil {
+			return err
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		cmd.Env = append(slices.Clip(p.env), "PORT="+port)
+		health = "http://" + addr + p.healthPath
+	}
 	cmd.Dir = p.dir
 	// Its own process group, so a terminal's Ctrl-C reaches only the stack,
 	// which stops the children in order; and killed if the stack dies.
@@ -126,45 +153,60 @@ func (p *proc) launch() error {
 	}
 	var pipes sync.WaitGroup
 	pipes.Add(2)
-	go p.log.pipe(p.name, stdout, &pipes)
-	go p.log.pipe(p.name, stderr, &pipes)
+	go p.log.pipe(p.name, stdout, &pipes, p.sink)
+	go p.log.pipe(p.name, stderr, &pipes, p.sink)
 	exited := make(chan struct{})
 	p.mu.Lock()
 	p.cmd, p.exited, p.healthy, p.startedAt = cmd, exited, false, time.Now()
+	if addr != "" {
+		p.addr = addr
+	}
 	p.mu.Unlock()
+	p.ready.Store(false)
 	p.gen.Add(1)
 	go func() {
 		pipes.Wait() // Wait closes the pipes: read them to the end first
 		_ = cmd.Wait()
+		p.ready.Store(false)
 		p.gen.Add(1)
 		close(exited)
+		p.changed()
 	}()
-	if p.health != "" {
-		go p.watchHealth(cmd, exited)
+	if health != "" {
+		go p.watchHealth(cmd, exited, health)
 	}
+	p.changed()
 	return nil
 }
 
 // watchHealth marks the process healthy once its health URL answers 200.
-func (p *proc) watchHealth(cmd *exec.Cmd, exited chan struct{}) {
+func (p *proc) watchHealth(cmd *exec.Cmd, exited chan struct{}, health string) {
 	client := &http.Client{Timeout: time.Second}
+	// Often at first (a cold start waits on it), then every 50 ms.
+	pause := 2 * time.Millisecond
 	for {
 		select {
 		case <-exited:
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(pause):
 		}
-		res, err := client.Get(p.health)
+		pause = min(2*pause, 50*time.Millisecond)
+		res, err := client.Get(health)
 		if err != nil {
 			continue
 		}
 		res.Body.Close()
 		if res.StatusCode == http.StatusOK {
 			p.mu.Lock()
-			if p.cmd == cmd {
+			current := p.cmd == cmd
+			if current {
 				p.healthy = true
+				p.ready.Store(true)
 			}
 			p.mu.Unlock()
+			if current {
+				p.changed()
+			}
 			return
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/mailpit"
 	"github.com/billfn/billfn/shared/postgres"
+	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -45,22 +47,21 @@ const DLQTopic = "billfn-dlq"
 // stripeMockVersion is installed with go install when stripe-mock is missing.
 const stripeMockVersion = "v0.203.0"
 
-// function is one stack.yml function as the local stack runs it.
-type function struct {
-	name string
-	spec *stackfile.Function
-	addr string
-	proc *proc  // nil when not deployed (no main.go yet, or it did not build)
-	skip string // why it is not deployed
-}
-
 // stack is the running system.
 type stack struct {
 	cfg       config
 	log       *logger
 	st        *stackfile.Stack
-	functions []*function
+	functions []*function // stack.yml's, in name order
 	secrets   map[string]string
+
+	mu    sync.Mutex
+	fns   map[string]*function // every function, stack.yml's and the API's
+	homes map[string]string    // stack.yml function → its first replica's address
+	secMu sync.Mutex           // the secret store (bin/run/secrets) and the functions' folders
+	book  *logBook
+	db    *pgxpool.Pool // the gateway's async queue
+	queue *pgQueue
 
 	kafka   *kfake.Cluster
 	gateway *gateway.Gateway
@@ -68,6 +69,20 @@ type stack struct {
 	trigger *proc
 	stripe  *proc
 	mailpit *proc
+}
+
+// newStack lays out the stack of st: each stack.yml function with its home
+// address, nothing started.
+func newStack(cfg config, st *stackfile.Stack, out io.Writer) *stack {
+	s := &stack{cfg: cfg, st: st, log: &logger{out: out, width: len("kafka-trigger")},
+		fns: map[string]*function{}, homes: map[string]string{}, book: newLogBook(5000)}
+	for i, name := range st.Names() {
+		f := &function{name: name, spec: st.Functions[name], home: cfg.functionAddr(i)}
+		s.functions = append(s.functions, f)
+		s.fns[name], s.homes[name] = f, f.home
+		s.log.width = max(s.log.width, len(name)+3)
+	}
+	return s
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
@@ -79,11 +94,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if err != nil {
 		return userErrorf("%v", err)
 	}
-	s := &stack{cfg: cfg, st: st, log: &logger{out: out, width: len("kafka-trigger")}}
-	for i, name := range st.Names() {
-		s.functions = append(s.functions, &function{name: name, spec: st.Functions[name], addr: cfg.functionAddr(i)})
-		s.log.width = max(s.log.width, len(name))
-	}
+	s := newStack(cfg, st, out)
 	// Make the functions' own JSON log lines and the stack's share a look.
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer s.stop()
@@ -177,7 +188,7 @@ func (s *stack) start(ctx context.Context) error {
 	}
 	closeLns := func() { gwLn.Close(); kafkaLn.Close() }
 	for _, f := range s.functions {
-		if err := free(f.addr, "function "+f.name, "BILLFN_FUNCTION_PORT"); err != nil {
+		if err := free(f.home, "function "+f.name, "BILLFN_FUNCTION_PORT"); err != nil {
 			closeLns()
 			return err
 		}
@@ -228,23 +239,52 @@ func (s *stack) start(ctx context.Context) error {
 		return err
 	}
 	for _, f := range s.functions {
-		if f.proc == nil {
+		if f.skip != "" {
 			continue
 		}
-		if err := f.proc.start(); err != nil {
+		p, err := s.check(deploymentOf(f.name, f.spec))
+		if err != nil {
 			gwLn.Close()
-			return err
+			return userErrorf("stack.yml, function %s: %s", f.name, problem.From(err).Detail)
 		}
+		f.op.Lock()
+		s.rollout(f, p, filepath.Join(cfg.binDir(), f.name))
+		f.op.Unlock()
+	}
+	if err := s.writeEnvFile(); err != nil {
+		gwLn.Close()
+		return err
+	}
+	if s.db, err = postgres.Open(ctx, cfg.DatabaseURL, 4); err != nil {
+		gwLn.Close()
+		return userErrorf("the gateway's async queue: %v", err)
+	}
+	var waiting int64
+	if s.queue, waiting, err = newPGQueue(ctx, s.db); err != nil {
+		gwLn.Close()
+		return userErrorf("the gateway's async queue: %v", err)
+	}
+	if waiting > 0 {
+		s.log.printf("gateway", "%d /async-function calls accepted before the last stop are still to deliver; delivering them", waiting)
 	}
 	s.startGateway(gwLn)
+	go s.idler(ctx)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for _, f := range s.functions {
-		if f.proc != nil && !f.proc.waitHealthy(wctx) {
-			if ctx.Err() != nil {
-				return nil
+		if !f.deployed() {
+			continue
+		}
+		f.mu.Lock()
+		reps := slices.Clone(f.replicas)
+		f.mu.Unlock()
+		for _, p := range reps {
+			if !p.waitHealthy(wctx) {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.log.printf("stack", "%s is not healthy yet (see its log above); the gateway holds its calls, then answers 503, until it is", f.name)
 			}
-			s.log.printf("stack", "%s is not healthy yet (see its log above); the gateway answers 503 for it until it is", f.name)
 		}
 	}
 	s.trigger = &proc{
@@ -278,11 +318,15 @@ func (s *stack) waitReady(ctx context.Context) []string {
 	client := &http.Client{Timeout: 2 * time.Second}
 	var notReady []string
 	for _, f := range s.functions {
-		if f.proc == nil {
+		if !f.deployed() {
 			continue
 		}
 		for {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+f.addr+"/_/ready", nil)
+			addrs := f.addrs()
+			if len(addrs) == 0 {
+				break
+			}
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addrs[0]+"/_/ready", nil)
 			if res, err := client.Do(req); err == nil {
 				res.Body.Close()
 				if res.StatusCode == http.StatusOK {
@@ -516,24 +560,9 @@ func (s *stack) build(ctx context.Context) error {
 		}
 	}
 	s.log.printf("build", "done in %s", time.Since(start).Round(100*time.Millisecond))
-	for i, f := range s.functions {
+	for _, f := range s.functions {
 		if f.skip != "" {
 			s.log.printf("stack", "skipping %s: %s", f.name, f.skip)
-			continue
-		}
-		env := baseEnv()
-		keys := make([]string, 0, len(f.spec.Environment))
-		for k := range f.spec.Environment {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			env = append(env, k+"="+f.spec.Environment[k])
-		}
-		env = append(env, "PORT="+strconv.Itoa(s.cfg.FunctionPort+i), "SECRETS_DIR="+s.cfg.functionSecretsDir(f.name))
-		f.proc = &proc{
-			name: f.name, path: filepath.Join(s.cfg.binDir(), filepath.Base(f.spec.Dir())), dir: s.cfg.Root,
-			env: env, health: "http://" + f.addr + "/_/health", log: s.log,
 		}
 	}
 	return nil
@@ -558,7 +587,7 @@ func (s *stack) goBuild(ctx context.Context, goBin string, pkgs ...string) error
 func (s *stack) startMailpit(ctx context.Context) error {
 	needed := false
 	for _, f := range s.functions {
-		if f.proc != nil && slices.Contains(f.spec.Secrets, "smtp-url") {
+		if f.skip == "" && slices.Contains(f.spec.Secrets, "smtp-url") {
 			needed = true
 		}
 	}
@@ -589,7 +618,7 @@ func (s *stack) startMailpit(ctx context.Context) error {
 func (s *stack) startStripeMock(ctx context.Context) error {
 	needed := false
 	for _, f := range s.functions {
-		if f.proc != nil && s.cfg.usesStripeMock(f.spec.Environment["STRIPE_API_BASE"]) {
+		if f.skip == "" && s.cfg.usesStripeMock(f.spec.Environment["STRIPE_API_BASE"]) {
 			needed = true
 		}
 	}
@@ -641,35 +670,21 @@ func findStripeMock(ctx context.Context, log *logger) (string, error) {
 	return bin, nil
 }
 
-// startGateway serves the gateway on its listener.
+// startGateway serves the gateway on its listener, with the deployed
+// functions and the stack as its provider.
 func (s *stack) startGateway(ln net.Listener) {
-	var fns []gateway.Function
-	for _, f := range s.functions {
-		if f.proc == nil {
-			continue
-		}
-		spec := f.spec
-		labels, annotations := spec.Labels, maps.Clone(spec.Annotations)
-		// The schedule annotation stays the cluster's (what faas-cli
-		// deployed); what runs here is a tick every BILLFN_TICK_EVERY.
-		if _, ok := annotations[stackfile.AnnotationSchedule]; ok {
-			annotations[AnnotationLocalTick] = s.cfg.TickEvery.String()
-		}
-		st := gateway.FunctionStatus{
-			Name: f.name, Image: spec.Image, Namespace: gateway.Namespace, EnvVars: spec.Environment,
-			Secrets: spec.Secrets, Labels: &labels, Annotations: &annotations,
-			ReadOnlyRootFilesystem: spec.ReadOnlyRootFilesystem,
-		}
-		if spec.Limits != nil {
-			st.Limits = &gateway.Resources{Memory: spec.Limits.Memory, CPU: spec.Limits.CPU}
-		}
-		if spec.Requests != nil {
-			st.Requests = &gateway.Resources{Memory: spec.Requests.Memory, CPU: spec.Requests.CPU}
-		}
-		fns = append(fns, gateway.Function{Status: st, Addr: f.addr, State: f.proc.state, Generation: f.proc.generation})
+	cfg := gateway.Config{CallbackAllowedHosts: s.cfg.CallbackAllowedHosts, CallbackPublicHosts: s.cfg.CallbackPublicHosts, Provider: s,
+		SystemUser: s.secrets[basicAuthUser], SystemPassword: s.secrets[basicAuthPassword]}
+	if s.queue != nil {
+		cfg.Queue = s.queue
 	}
-	s.gateway = gateway.New(gateway.Config{Functions: fns, CallbackAllowedHosts: s.cfg.CallbackAllowedHosts, CallbackPublicHosts: s.cfg.CallbackPublicHosts,
-		SystemUser: s.secrets[basicAuthUser], SystemPassword: s.secrets[basicAuthPassword]})
+	s.gateway = gateway.New(cfg)
+	for _, f := range s.functions {
+		if f.deployed() {
+			s.register(f)
+		}
+	}
+	s.gateway.StartQueue()
 	s.gwSrv = &http.Server{Handler: s.gateway, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	go func() { _ = s.gwSrv.Serve(ln) }()
 	s.log.printf("gateway", "listening on http://%s", s.cfg.GatewayAddr)
@@ -688,10 +703,18 @@ func (s *stack) stop() {
 		cancel()
 	}
 	var wg sync.WaitGroup
-	for _, f := range s.functions {
-		if f.proc != nil && f.proc.done != nil {
-			wg.Add(1)
-			go func() { defer wg.Done(); f.proc.stop(15 * time.Second) }()
+	s.mu.Lock()
+	fns := slices.Collect(maps.Values(s.fns))
+	s.mu.Unlock()
+	for _, f := range fns {
+		f.mu.Lock()
+		reps := append(slices.Clone(f.replicas), f.retiring...)
+		f.mu.Unlock()
+		for _, p := range reps {
+			if p.done != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); p.stop(15 * time.Second) }()
+			}
 		}
 	}
 	if s.stripe != nil && s.stripe.done != nil {
@@ -703,6 +726,9 @@ func (s *stack) stop() {
 		go func() { defer wg.Done(); s.mailpit.stop(5 * time.Second) }()
 	}
 	wg.Wait()
+	if s.db != nil {
+		s.db.Close()
+	}
 	if s.kafka != nil {
 		s.kafka.Close()
 	}

@@ -26,7 +26,40 @@ type asyncJob struct {
 	callback *url.URL
 	callID   string
 	accepted time.Time
+	id       int64 // in the durable queue; 0 in memory
 }
+
+// Queue keeps accepted /async-function calls until they are delivered, so
+// they survive a crash of the gateway (cmd/stack keeps them in Postgres).
+// Without one (Config.Queue nil) the queue is in memory.
+type Queue interface {
+	// Put stores a call before the gateway answers 202.
+	Put(ctx context.Context, c QueuedCall) error
+	// Claim leases up to n calls that are due (never leased, or whose
+	// lease ran out) for lease, oldest first.
+	Claim(ctx context.Context, n int, lease time.Duration) ([]QueuedCall, error)
+	// Done forgets a call that was delivered (or failed for good).
+	Done(ctx context.Context, id int64) error
+}
+
+// QueuedCall is one accepted call as a Queue keeps it.
+type QueuedCall struct {
+	ID       int64 // the queue's
+	CallID   string
+	Function string
+	Method   string
+	Path     string
+	RawPath  string
+	Query    string
+	Header   http.Header
+	Body     []byte
+	Callback string // "" when none
+	Accepted time.Time
+}
+
+// asyncLease is how long a claimed call stays with the gateway that
+// claimed it: longer than every attempt, pause and callback together.
+const asyncLease = 10 * time.Minute
 
 // Attempts of a queued invocation that found the function unavailable
 // (not running, 429, 502, 503, 504), with a doubling pause from asyncBackoff.
@@ -82,6 +115,26 @@ func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
+	if q := g.cfg.Queue; q != nil {
+		c := QueuedCall{CallID: callID, Function: name, Method: r.Method, Path: path, RawPath: rawPath,
+			Query: r.URL.RawQuery, Header: h, Body: body, Accepted: start}
+		if callback != nil {
+			c.Callback = callback.String()
+		}
+		if err := q.Put(r.Context(), c); err != nil {
+			g.metrics.async.WithLabelValues(name, "rejected").Inc()
+			g.log.Warn("async queue", "err", err.Error())
+			g.fail(w, r, callID, &problem.Error{Code: problem.Unavailable, Detail: "the async queue cannot take the call now; retry", RetryAfter: time.Second, Err: err})
+			return
+		}
+		g.metrics.async.WithLabelValues(name, "accepted").Inc()
+		w.WriteHeader(http.StatusAccepted)
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
 	select {
 	case g.queue <- job:
 		g.metrics.async.WithLabelValues(name, "accepted").Inc()
@@ -94,6 +147,10 @@ func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) asyncWorker() {
 	defer g.workers.Done()
+	if g.cfg.Queue != nil {
+		g.durableWorker()
+		return
+	}
 	for {
 		select {
 		case <-g.stop:
@@ -104,12 +161,54 @@ func (g *Gateway) asyncWorker() {
 	}
 }
 
+// durableWorker delivers the calls of the durable queue: those accepted
+// since, and those an earlier gateway accepted and did not deliver.
+func (g *Gateway) durableWorker() {
+	select {
+	case <-g.started:
+	case <-g.stop:
+		return
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		calls, err := g.cfg.Queue.Claim(ctx, 1, asyncLease)
+		cancel()
+		if err != nil {
+			g.log.Warn("async queue: claim", "err", err.Error())
+		}
+		for _, c := range calls {
+			job := &asyncJob{id: c.ID, name: c.Function, method: c.Method, path: c.Path, rawPath: c.RawPath, query: c.Query,
+				header: c.Header, body: c.Body, callID: c.CallID, accepted: c.Accepted}
+			if c.Callback != "" {
+				job.callback, _ = url.Parse(c.Callback)
+			}
+			if !g.runJob(job) {
+				return // stopping: the call stays queued for the next gateway
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := g.cfg.Queue.Done(ctx, c.ID); err != nil {
+				g.log.Warn("async queue: done", "call_id", c.CallID, "err", err.Error())
+			}
+			cancel()
+		}
+		if len(calls) > 0 {
+			continue
+		}
+		select {
+		case <-g.stop:
+			return
+		case <-g.wake:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // runJob invokes the function for a queued request and posts the result to
 // the callback URL. Like the OpenFaaS queue-worker it does not retry a
 // function's own error; unlike the CE one it retries while the function is
 // unavailable, since a function being restarted is routine locally.
-func (g *Gateway) runJob(job *asyncJob) {
-	b := g.backends[job.name]
+// It reports false when the gateway stopped before the call was done.
+func (g *Gateway) runJob(job *asyncJob) bool {
 	var (
 		status int
 		header http.Header
@@ -119,9 +218,14 @@ func (g *Gateway) runJob(job *asyncJob) {
 		if attempt > 0 {
 			select {
 			case <-g.stop:
-				return
+				return false
 			case <-time.After(asyncBackoff << (attempt - 1)):
 			}
+		}
+		b := g.backend(job.name)
+		if b == nil {
+			status, header, body = http.StatusNotFound, nil, nil
+			break
 		}
 		status, header, body = g.callOnce(b, job)
 		if status != http.StatusTooManyRequests && status != http.StatusBadGateway &&
@@ -137,13 +241,13 @@ func (g *Gateway) runJob(job *asyncJob) {
 	took := time.Since(job.accepted)
 	g.log.Info("async invocation", "function", job.name, "call_id", job.callID, "status", status, "seconds", took.Seconds())
 	if job.callback == nil {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), callbackTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, job.callback.String(), bytes.NewReader(body))
 	if err != nil {
-		return
+		return true
 	}
 	copyHeader(req.Header, header)
 	req.Header.Set("X-Duration-Seconds", strconv.FormatFloat(took.Seconds(), 'f', 6, 64))
@@ -153,10 +257,11 @@ func (g *Gateway) runJob(job *asyncJob) {
 	res, err := g.callbackClient.Do(req)
 	if err != nil {
 		g.log.Warn("async callback failed", "function", job.name, "call_id", job.callID, "callback", job.callback.Redacted(), "err", err.Error())
-		return
+		return true
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
+	return true
 }
 
 // callOnce performs one invocation and reads the whole response. A
@@ -164,7 +269,14 @@ func (g *Gateway) runJob(job *asyncJob) {
 func (g *Gateway) callOnce(b *backend, job *asyncJob) (int, http.Header, []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.UpstreamTimeout)
 	defer cancel()
-	u := &url.URL{Scheme: "http", Host: b.fn.Addr, Path: job.path, RawPath: job.rawPath, RawQuery: job.query}
+	r := g.replicaFor(ctx, b)
+	if r == nil {
+		g.metrics.observe(job.name, http.StatusServiceUnavailable, 0)
+		return http.StatusServiceUnavailable, nil, nil
+	}
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
+	u := &url.URL{Scheme: "http", Host: r.up.addr, Path: job.path, RawPath: job.rawPath, RawQuery: job.query}
 	req, err := http.NewRequestWithContext(ctx, job.method, u.String(), bytes.NewReader(job.body))
 	if err != nil {
 		return http.StatusBadRequest, nil, nil

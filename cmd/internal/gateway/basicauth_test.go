@@ -51,7 +51,7 @@ func TestSystemAPINeedsBasicAuth(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("with the credentials: %d", res.StatusCode)
 	}
-	res = call(gw.URL, "/system/info", "admin", "s3cret-password", true)
+	res = call(gw.URL, "/system/nope", "admin", "s3cret-password", true)
 	if d := readProblem(t, res); res.StatusCode != http.StatusNotFound {
 		t.Errorf("an unknown /system path with the credentials: %d %+v, want 404", res.StatusCode, d)
 	}

@@ -7,25 +7,27 @@
 //     as it arrives); X-Call-Id, X-Start-Time and X-Duration-Seconds are set
 //     and X-Forwarded-For/-Host added, as OpenFaaS does;
 //   - /async-function/<name>/<path> answers 202 Accepted with X-Call-Id at
-//     once and invokes the function later from an in-memory queue, posting
+//     once and invokes the function later from a queue (Config.Queue, which
+//     cmd/stack keeps in Postgres so a crash loses nothing; in memory
+//     without one), posting
 //     the result to X-Callback-Url when given (with X-Function-Status,
 //     X-Function-Name, X-Call-Id and X-Duration-Seconds, as the OpenFaaS
 //     queue-worker does) — only to a public host or one on
 //     Config.CallbackAllowedHosts, without following redirects (callback.go);
-//   - /system/functions and /system/function/<name>, behind basic auth
-//     (Config.SystemUser, SystemPassword) like every /system/ path, list
-//     the deployed functions in the OpenFaaS provider's JSON (name, image, replicas,
-//     labels, annotations, envVars, secrets, limits ...);
+//   - /system/*, behind basic auth (Config.SystemUser, SystemPassword), is
+//     the OpenFaaS provider API (system.go) in faas-provider's JSON: list,
+//     deploy, update, remove and scale functions, secrets, logs, info,
+//     namespaces — the writes through Config.Provider;
+//   - each function has a ReplicaSet (replicas.go): a call goes to the
+//     ready replica with the fewest calls in flight, waits up to
+//     Config.HoldFor when none is ready, and wakes a function scaled to
+//     zero (Waker);
 //   - /healthz, and /metrics with gateway_function_invocation_total and
 //     gateway_functions_seconds like the OpenFaaS gateway's.
 //
 // Errors are RFC 9457 problem documents: an unknown function is 404, a
 // function that is not running 503 (with Retry-After), a function that
 // failed mid-response 502, one that ran out of time 504.
-//
-// Unlike OpenFaaS the async queue lives in memory: a request accepted but not
-// yet delivered is lost when the gateway stops. That is acceptable for the
-// local stack; in a cluster OpenFaaS's NATS JetStream queue-worker keeps it.
 package gateway
 
 import (
@@ -93,11 +95,14 @@ type FunctionStatus struct {
 // Function is a function the gateway routes to.
 type Function struct {
 	Status FunctionStatus // what /system/functions shows; Status.Name is the route name
-	Addr   string         // host:port the function listens on
-	// State reports the function's replicas (0 or 1 locally), how many are
-	// ready, and when the current one started. Nil means always one ready.
+	// Replicas are the function's processes (a provider's); nil: one
+	// replica at Addr, always taken as ready.
+	Replicas *ReplicaSet
+	Addr     string // host:port of the single replica when Replicas is nil
+	// State reports the function's replicas (desired), how many are
+	// ready, and when the function was deployed. Nil means always one ready.
 	State func() (replicas, available uint64, createdAt time.Time)
-	// Generation changes whenever the function's process is replaced (it
+	// Generation changes whenever the process at Addr is replaced (it
 	// died, it was restarted), so pooled connections to the old one are
 	// dropped instead of failing a call. Nil: connections are only dropped
 	// when they fail or stay idle for a minute.
@@ -124,6 +129,18 @@ type Config struct {
 	// only to public addresses as well as to the allowlist
 	// (CALLBACK_PUBLIC_HOSTS=true). Off by default: only the allowlist.
 	CallbackPublicHosts bool
+	// Queue keeps /async-function calls durably (nil: in memory, lost
+	// when the gateway stops).
+	Queue Queue
+	// Provider deploys, updates, scales and removes functions and keeps
+	// the secrets and logs (the /system API's writes); nil: /system is
+	// read-only.
+	Provider Provider
+	// HoldFor is how long a call waits for a ready replica when the
+	// function has none (it is starting, restarting or being replaced)
+	// before the gateway tries one anyway (503 when it is not listening).
+	// Default 30 s.
+	HoldFor time.Duration
 	// SystemUser and SystemPassword protect /system/ with basic auth as
 	// the OpenFaaS gateway does (secrets basic-auth-user and
 	// basic-auth-password); without them /system/ is closed to everyone.
@@ -133,20 +150,26 @@ type Config struct {
 
 type backend struct {
 	fn          Function
-	up          *upstream
-	invocations atomic.Uint64
+	rs          *ReplicaSet
+	invocations *atomic.Uint64
 }
 
 // Gateway is an http.Handler; Close stops the async workers.
 type Gateway struct {
 	cfg       Config
-	backends  map[string]*backend
+	regMu     sync.Mutex                          // serializes Put and Remove
+	backends  atomic.Pointer[map[string]*backend] // copied on write
 	transport *http.Transport
 	metrics   *metrics
 	log       *slog.Logger
 
 	queue chan *asyncJob
-	stop  chan struct{}
+	wake  chan struct{} // a call was put in the durable queue
+	// started is closed by StartQueue: the durable queue's workers wait for
+	// it, so calls left from before a restart find their functions.
+	started   chan struct{}
+	startOnce sync.Once
+	stop      chan struct{}
 
 	callbackGuard  *egress.Guard
 	callbackClient *http.Client
@@ -174,9 +197,11 @@ func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.HoldFor == 0 {
+		cfg.HoldFor = 30 * time.Second
+	}
 	g := &Gateway{
-		cfg:      cfg,
-		backends: make(map[string]*backend, len(cfg.Functions)),
+		cfg: cfg,
 		transport: &http.Transport{
 			Proxy:                 nil, // never route function calls through an HTTP proxy
 			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -192,6 +217,8 @@ func New(cfg Config) *Gateway {
 		metrics: newMetrics(),
 		log:     cfg.Logger,
 		queue:   make(chan *asyncJob, cfg.AsyncQueue),
+		wake:    make(chan struct{}, 1),
+		started: make(chan struct{}),
 		stop:    make(chan struct{}),
 	}
 	g.callbackGuard = g.newCallbackGuard(cfg.CallbackAllowedHosts)
@@ -199,11 +226,10 @@ func New(cfg Config) *Gateway {
 	g.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}
+	empty := map[string]*backend{}
+	g.backends.Store(&empty)
 	for _, f := range cfg.Functions {
-		g.backends[f.Status.Name] = &backend{fn: f, up: &upstream{
-			addr: f.Addr, dialer: &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second},
-			maxIdle: 512, idleFor: time.Minute, headerWait: cfg.UpstreamTimeout, generation: f.Generation,
-		}}
+		g.Put(f)
 	}
 	for i := 0; i < cfg.AsyncWorkers; i++ {
 		g.workers.Add(1)
@@ -211,6 +237,10 @@ func New(cfg Config) *Gateway {
 	}
 	return g
 }
+
+// StartQueue lets the workers of the durable queue (Config.Queue) begin,
+// once the provider has Put its functions.
+func (g *Gateway) StartQueue() { g.startOnce.Do(func() { close(g.started) }) }
 
 // Close stops accepting async work and waits for the workers (bounded by ctx).
 func (g *Gateway) Close(ctx context.Context) {
@@ -222,9 +252,79 @@ func (g *Gateway) Close(ctx context.Context) {
 	case <-ctx.Done():
 	}
 	g.transport.CloseIdleConnections()
-	for _, b := range g.backends {
-		b.up.closeIdle()
+	for _, b := range *g.backends.Load() {
+		b.rs.closeIdle()
 	}
+}
+
+// Put adds a function or replaces one of the same name (its invocation
+// count carries over).
+func (g *Gateway) Put(f Function) {
+	rs := f.Replicas
+	if rs == nil {
+		rs = NewReplicaSet(Endpoint{Addr: f.Addr, Generation: f.Generation})
+	}
+	rs.setWait(g.cfg.UpstreamTimeout)
+	g.regMu.Lock()
+	defer g.regMu.Unlock()
+	old := *g.backends.Load()
+	next := make(map[string]*backend, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	b := &backend{fn: f, rs: rs, invocations: new(atomic.Uint64)}
+	if o := old[f.Status.Name]; o != nil {
+		b.invocations = o.invocations
+		if o.rs != rs {
+			defer o.rs.closeIdle()
+		}
+	}
+	next[f.Status.Name] = b
+	g.backends.Store(&next)
+}
+
+// Remove takes a function off the gateway: calls to it are 404 from now.
+func (g *Gateway) Remove(name string) {
+	g.regMu.Lock()
+	defer g.regMu.Unlock()
+	old := *g.backends.Load()
+	o := old[name]
+	if o == nil {
+		return
+	}
+	next := make(map[string]*backend, len(old))
+	for k, v := range old {
+		if k != name {
+			next[k] = v
+		}
+	}
+	g.backends.Store(&next)
+	o.rs.closeIdle()
+}
+
+func (g *Gateway) backend(name string) *backend { return (*g.backends.Load())[name] }
+
+// replicaFor picks the replica a call goes to: the ready one with the
+// fewest calls in flight; when none is ready, it waits up to HoldFor (or
+// ctx) for one, then takes any. Nil: the function has no replica at all.
+func (g *Gateway) replicaFor(ctx context.Context, b *backend) *replica {
+	if r := b.rs.pick(nil); r != nil {
+		return r
+	}
+	if b.rs.Len() == 0 {
+		if w, ok := g.cfg.Provider.(Waker); ok {
+			go w.Wake(b.fn.Status.Name) // a cold start: the call waits for it below
+		}
+	}
+	if b.rs.Len() > 0 || g.cfg.Provider != nil {
+		hctx, cancel := context.WithTimeout(ctx, g.cfg.HoldFor)
+		r := b.rs.await(hctx)
+		cancel()
+		if r != nil {
+			return r
+		}
+	}
+	return b.rs.any()
 }
 
 // Registry returns the gateway's Prometheus registry.
@@ -260,7 +360,7 @@ func (g *Gateway) route(r *http.Request, prefix string) (b *backend, name, path,
 	if fn, ns, ok := strings.Cut(name, "."); ok && ns == Namespace {
 		name = fn
 	}
-	b = g.backends[name]
+	b = g.backend(name)
 	if b == nil {
 		return nil, name, "", ""
 	}
@@ -321,6 +421,16 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 		g.fail(w, r, callID, problem.New(problem.NotFound, "function %q is not deployed", name))
 		return
 	}
+	rep := g.replicaFor(r.Context(), b)
+	if rep == nil {
+		if r.Context().Err() == nil {
+			g.fail(w, r, callID, &problem.Error{Code: problem.Unavailable, Detail: "function " + name + " has no replicas (scaled to 0); retry", RetryAfter: time.Second})
+			g.metrics.observe(name, http.StatusServiceUnavailable, time.Since(start))
+		}
+		return
+	}
+	rep.inflight.Add(1)
+	defer func() { rep.inflight.Add(-1) }()
 	// No per-request timer: the transport's ResponseHeaderTimeout is the
 	// upstream timeout, and a client that goes away cancels r.Context().
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, "", nil)
@@ -328,8 +438,8 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 		g.fail(w, r, callID, problem.New(problem.BadRequest, "method %q", r.Method))
 		return
 	}
-	out.URL = &url.URL{Scheme: "http", Host: b.fn.Addr, Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
-	out.Host = b.fn.Addr
+	out.URL = &url.URL{Scheme: "http", Host: rep.up.addr, Path: path, RawPath: rawPath, RawQuery: r.URL.RawQuery}
+	out.Host = rep.up.addr
 	out.Header = make(http.Header, len(r.Header)+5)
 	// A small body of known length is read first, so the call can take the
 	// lean connection pool and be replayed on a fresh connection; larger
@@ -369,7 +479,20 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	b.invocations.Add(1)
 	var res *http.Response
 	if lean {
-		res, err = b.up.roundTrip(out, body)
+		res, err = rep.up.roundTrip(out, body)
+		// A replica that refused the connection never saw the call: another
+		// ready one takes it, whatever the method.
+		for tries := 0; err != nil && isDialError(err) && tries < 3 && r.Context().Err() == nil; tries++ {
+			next := b.rs.pick(rep)
+			if next == nil {
+				break
+			}
+			next.inflight.Add(1)
+			rep.inflight.Add(-1)
+			rep = next
+			out.URL.Host, out.Host = rep.up.addr, rep.up.addr
+			res, err = rep.up.roundTrip(out, body)
+		}
 	} else {
 		res, err = g.transport.RoundTrip(out)
 	}
@@ -451,37 +574,6 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool) {
 	}
 }
 
-func (g *Gateway) system(w http.ResponseWriter, r *http.Request) {
-	if !g.systemAuthorized(r) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="billfn gateway", charset="UTF-8"`)
-		problem.Write(w, r, problem.New(problem.Unauthorized, "the /system API needs the gateway's basic-auth credentials (bin/run/secrets/basic-auth-user and basic-auth-password; make run prints them)"))
-		return
-	}
-	if r.URL.Path != "/system/functions" && !strings.HasPrefix(r.URL.Path, "/system/function/") {
-		problem.Write(w, r, problem.New(problem.NotFound, "no gateway route for %s", r.URL.Path))
-		return
-	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		problem.Write(w, r, problem.New(problem.MethodNotAllowed, "%s is not allowed on %s (this gateway deploys from stack.yml)", r.Method, r.URL.Path))
-		return
-	}
-	if name, ok := strings.CutPrefix(r.URL.Path, "/system/function/"); ok {
-		b := g.backends[name]
-		if b == nil {
-			problem.Write(w, r, problem.New(problem.NotFound, "function %q is not deployed", name))
-			return
-		}
-		writeJSON(w, b.status())
-		return
-	}
-	out := make([]FunctionStatus, 0, len(g.backends))
-	for _, f := range g.cfg.Functions {
-		out = append(out, g.backends[f.Status.Name].status())
-	}
-	writeJSON(w, out)
-}
-
 // systemAuthorized reports whether r carries the gateway's basic-auth
 // credentials. Both are compared in constant time over their SHA-256, so
 // neither their content nor their length shows in the timing; a gateway
@@ -494,16 +586,6 @@ func (g *Gateway) systemAuthorized(r *http.Request) bool {
 	hu, wu := sha256.Sum256([]byte(u)), sha256.Sum256([]byte(g.cfg.SystemUser))
 	hp, wp := sha256.Sum256([]byte(p)), sha256.Sum256([]byte(g.cfg.SystemPassword))
 	return subtle.ConstantTimeCompare(hu[:], wu[:])&subtle.ConstantTimeCompare(hp[:], wp[:]) == 1
-}
-
-func (b *backend) status() FunctionStatus {
-	s := b.fn.Status
-	s.InvocationCount = float64(b.invocations.Load())
-	s.Replicas, s.AvailableReplicas = 1, 1
-	if b.fn.State != nil {
-		s.Replicas, s.AvailableReplicas, s.CreatedAt = b.fn.State()
-	}
-	return s
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
