@@ -154,19 +154,21 @@ func newDatabase(migrated bool) (string, error) {
 	defer conn.Close(ctx)
 	dropAbandoned(ctx, conn)
 	name := fmt.Sprintf("billfn_test_%d_%s", os.Getpid(), randHex(4))
-	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
-	if migrated {
-		tmpl, err := template(ctx, conn, base)
-		if err != nil {
-			return "", err
-		}
-		stmt += " TEMPLATE " + pgx.Identifier{tmpl}.Sanitize()
-	}
 	for attempt := 0; ; attempt++ {
+		stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+		if migrated {
+			tmpl, err := template(ctx, conn, base)
+			if err != nil {
+				return "", err
+			}
+			stmt += " TEMPLATE " + pgx.Identifier{tmpl}.Sanitize()
+		}
 		_, err = conn.Exec(ctx, stmt)
 		var pg *pgconn.PgError
-		// 55006: the template is briefly in use by another CREATE DATABASE.
-		if err == nil || attempt == 20 || !errors.As(err, &pg) || pg.Code != "55006" {
+		// 55006: the template is briefly in use by another CREATE DATABASE;
+		// 3D000: another checkout's tests (other migrations) dropped it
+		// as old just now, so it is built again.
+		if err == nil || attempt == 20 || !errors.As(err, &pg) || (pg.Code != "55006" && pg.Code != "3D000") {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -200,8 +202,10 @@ func template(ctx context.Context, conn *pgx.Conn, base string) (string, error) 
 	if exists {
 		return name, nil
 	}
-	// Templates of older migration sets are of no use any more.
-	rows, _ := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'billfn\\_tmpl\\_%'")
+	// Templates of older migration sets are of little use: keep the few
+	// newest (another checkout or branch on this machine may be testing
+	// with one of them right now) and drop the rest.
+	rows, _ := conn.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'billfn\\_tmpl\\_%' ORDER BY oid DESC OFFSET 4")
 	old, _ := pgx.CollectRows(rows, pgx.RowTo[string])
 	for _, o := range old {
 		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{o}.Sanitize()+" WITH (FORCE)")
