@@ -16,9 +16,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // consumer is one function's consumer group.
@@ -145,8 +149,17 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		if skipped := len(batch) - len(wanted); skipped > 0 {
 			c.t.metrics.deliveries.WithLabelValues(c.name, claim.Topic(), "filtered").Add(float64(skipped))
 		}
+		var parents map[*sarama.ConsumerMessage]trace.SpanContext
+		if telemetry.Enabled() {
+			parents = make(map[*sarama.ConsumerMessage]trace.SpanContext, len(wanted))
+			for _, r := range wanted {
+				if r.parent.IsValid() {
+					parents[r.ConsumerMessage] = r.parent
+				}
+			}
+		}
 		for _, group := range splitBatch(wanted) {
-			if !c.deliver(ctx, group) {
+			if !c.deliver(ctx, group, parents) {
 				return nil
 			}
 		}
@@ -204,6 +217,9 @@ type record struct {
 	*sarama.ConsumerMessage
 	typ       string // the ce_type header, else the envelope's "type"; "" when it has none
 	batchable bool   // a structured-mode JSON object
+	// parent is the event's trace context (its traceparent and tracestate
+	// extensions), read only when tracing is on.
+	parent trace.SpanContext
 }
 
 // inspect reads a record's value at most once: one json.Unmarshal both
@@ -212,12 +228,20 @@ func inspect(m *sarama.ConsumerMessage) record {
 	r := record{ConsumerMessage: m}
 	typ, fromHeader := header(m, "ce_type")
 	binary := binaryMode(m)
+	traced := telemetry.Enabled()
 	if binary && fromHeader {
 		r.typ = typ
+		if traced {
+			tp, _ := header(m, "ce_traceparent")
+			ts, _ := header(m, "ce_tracestate")
+			r.parent, _ = telemetry.ParseParent(tp, ts)
+		}
 		return r
 	}
 	var head struct {
-		Type json.RawMessage `json:"type"`
+		Type        json.RawMessage `json:"type"`
+		TraceParent json.RawMessage `json:"traceparent"`
+		TraceState  json.RawMessage `json:"tracestate"`
 	}
 	// Unmarshal accepts exactly the valid JSON objects (and null).
 	if json.Unmarshal(m.Value, &head) == nil {
@@ -225,6 +249,12 @@ func inspect(m *sarama.ConsumerMessage) record {
 		r.batchable = !binary && len(v) > 0 && v[0] == '{'
 		if !fromHeader {
 			_ = json.Unmarshal(head.Type, &typ) // a type that is not a string is no type
+		}
+		if traced && len(head.TraceParent) > 0 {
+			var tp, ts string
+			_ = json.Unmarshal(head.TraceParent, &tp)
+			_ = json.Unmarshal(head.TraceState, &ts)
+			r.parent, _ = telemetry.ParseParent(tp, ts)
 		}
 	}
 	r.typ = typ
@@ -292,11 +322,29 @@ func (o outcome) String() string {
 }
 
 // deliver retries one delivery until it succeeds or is dead-lettered; false
-// means ctx ended first (nothing may be committed).
-func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage) bool {
+// means ctx ended first (nothing may be committed). With tracing on the
+// delivery (all its attempts) is a span: the child of the event's
+// traceparent for one event, a root linking every event's trace for a
+// batch; the request carries its traceparent to the function.
+func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, parents map[*sarama.ConsumerMessage]trace.SpanContext) (ok bool) {
 	topic := msgs[0].Topic
+	if parents != nil {
+		var span trace.Span
+		ctx, span = c.span(ctx, msgs, parents)
+		defer func() {
+			if !ok {
+				span.SetStatus(codes.Error, "not delivered")
+			}
+			span.End()
+		}()
+	}
 	for attempt := 1; ; attempt++ {
 		o := c.post(ctx, msgs)
+		if !o.ok() {
+			if span := trace.SpanFromContext(ctx); span.IsRecording() {
+				span.AddEvent("attempt failed", trace.WithAttributes(attribute.Int("attempt", attempt), attribute.String("error", o.String())))
+			}
+		}
 		if o.ok() {
 			c.t.metrics.deliveries.WithLabelValues(c.name, topic, "delivered").Add(float64(len(msgs)))
 			return true
@@ -318,6 +366,28 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage) 
 			return false
 		}
 	}
+}
+
+// span starts the delivery's span (see deliver).
+func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, parents map[*sarama.ConsumerMessage]trace.SpanContext) (context.Context, trace.Span) {
+	first := msgs[0]
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", first.Topic),
+		attribute.Int("messaging.destination.partition.id", int(first.Partition)), attribute.Int64("messaging.kafka.offset", first.Offset),
+		attribute.Int("messaging.batch.message_count", len(msgs)), attribute.String("billfn.target", c.name))}
+	if len(msgs) == 1 {
+		if sc, ok := parents[first]; ok {
+			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+		}
+	} else {
+		opts = append(opts, trace.WithNewRoot())
+		for _, m := range msgs {
+			if sc, ok := parents[m]; ok {
+				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+			}
+		}
+	}
+	return telemetry.Tracer().Start(ctx, "deliver "+c.name, opts...)
 }
 
 // backoff is exponential with full jitter above half the step.
@@ -405,6 +475,7 @@ func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage) out
 		return outcome{err: err}
 	}
 	req.Header = h
+	telemetry.Inject(ctx, req.Header)
 	start := time.Now()
 	res, err := c.t.client.Do(req)
 	c.t.metrics.seconds.WithLabelValues(c.name).Observe(time.Since(start).Seconds())

@@ -55,6 +55,7 @@ import (
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/kafkaauth"
 	"github.com/billfn/billfn/shared/server"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // Config is the trigger's environment.
@@ -143,6 +144,16 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	shutdown, err := telemetry.Setup(ctx, "kafka-trigger")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kafka-trigger: tracing (OTEL_* environment):", err)
+		os.Exit(1)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}()
 	t, err := New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kafka-trigger:", err)

@@ -33,6 +33,12 @@ type config struct {
 	StackFile       string // absolute
 	Root            string // the repository: the stack file's directory
 	TickEvery       time.Duration
+	// OTLPEndpoint is where the stack's processes (the gateway, every
+	// function, the kafka-trigger) send their spans, over OTLP/HTTP:
+	// OTEL_EXPORTER_OTLP_ENDPOINT, else BILLFN_OTLP_ENDPOINT, else
+	// http://127.0.0.1:4318, make observe's Jaeger. Spans are dropped
+	// quietly while nothing listens there. "none" turns tracing off.
+	OTLPEndpoint string
 	// CallbackAllowedHosts are the non-public hosts an /async-function/
 	// X-Callback-Url may name: the gateway's own address (a callback into
 	// the stack's own functions, as OpenFaaS users do) plus
@@ -45,6 +51,25 @@ type config struct {
 	// lookup answers the stack file's substitutions: the stack's own
 	// addresses first, then the environment.
 	lookup stackfile.Lookup
+	env    func(string) (string, bool)
+}
+
+// otelEnv is the tracing environment of the process named service: the
+// stack's OTLP endpoint and the user's sampler and resource settings.
+func (c config) otelEnv(service string) []string {
+	if c.OTLPEndpoint == "none" {
+		return []string{"OTEL_TRACES_EXPORTER=none"}
+	}
+	out := []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + c.OTLPEndpoint, "OTEL_SERVICE_NAME=" + service}
+	for _, k := range []string{"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_HEADERS"} {
+		if c.env == nil {
+			break
+		}
+		if v, ok := c.env(k); ok {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
 }
 
 func loadConfig(env func(string) (string, bool)) (config, error) {
@@ -64,6 +89,8 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		DatabaseURL:     get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable"),
 		RedisURL:        get("REDIS_URL", "redis://127.0.0.1:6379/0"),
 	}
+	c.OTLPEndpoint = get("OTEL_EXPORTER_OTLP_ENDPOINT", get("BILLFN_OTLP_ENDPOINT", "http://127.0.0.1:4318"))
+	c.env = env
 	var problems []string
 	port, err := strconv.Atoi(get("BILLFN_FUNCTION_PORT", "8081"))
 	if err != nil || port < 1 || port > 65000 {

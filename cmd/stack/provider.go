@@ -280,6 +280,12 @@ func (s *stack) check(d gateway.FunctionDeployment) (*plan, error) {
 		}
 	}
 	env = append(env, "SECRETS_DIR="+s.cfg.functionSecretsDir(d.Service))
+	// Tracing to the stack's collector, unless the deployment names its own.
+	for _, kv := range s.cfg.otelEnv(d.Service) {
+		if k, _, _ := strings.Cut(kv, "="); d.EnvVars[k] == "" {
+			env = append(env, kv)
+		}
+	}
 	p.env = env
 	return p, nil
 }

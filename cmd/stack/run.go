@@ -32,6 +32,7 @@ import (
 	"github.com/billfn/billfn/shared/mailpit"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/telemetry"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -97,11 +98,22 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	s := newStack(cfg, st, out)
 	// Make the functions' own JSON log lines and the stack's share a look.
 	slog.SetDefault(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// The gateway runs in this process: its spans start the traces.
+	shutdown, err := telemetry.SetupEndpoint(ctx, "gateway", cfg.OTLPEndpoint)
+	if err != nil {
+		return userErrorf("tracing: %v (BILLFN_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT)", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = shutdown(sctx)
+	}()
 	defer s.stop()
 	if err := s.start(ctx); err != nil {
 		return err
 	}
 	defer writePid(cfg)()
+	go s.followTargets(ctx)
 	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	notReady := s.waitReady(rctx)
 	cancel()
@@ -302,6 +314,7 @@ func (s *stack) start(ctx context.Context) error {
 		),
 	}
 	s.trigger.env = append(s.trigger.env, kafkaEnv(kafkaacl.Trigger)...)
+	s.trigger.env = append(s.trigger.env, cfg.otelEnv("kafka-trigger")...)
 	if err := s.trigger.start(); err != nil {
 		return err
 	}

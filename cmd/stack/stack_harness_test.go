@@ -266,6 +266,8 @@ func (e *e2e) launch(bin, databaseURL, redisURL string, env []string) bool {
 		"MAILPIT_SMTP_ADDR=127.0.0.1:"+strconv.Itoa(base+9), "MAILPIT_UI_ADDR="+strings.TrimPrefix(e.mailpit, "http://"),
 		"BILLFN_RUN_DIR="+e.runDir, "BILLFN_TICK_EVERY=1s", "BILLFN_STACK_ID="+e.marker,
 		"DATABASE_URL="+databaseURL, "REDIS_URL="+redisURL, "REDIS_PREFIX="+e.prefix,
+		// No tracing unless the test asks (its env names a private Jaeger).
+		"BILLFN_OTLP_ENDPOINT=none",
 	)
 	cmd.Env = append(cmd.Env, env...)
 	e.env = cmd.Env

@@ -19,6 +19,7 @@ type structured struct {
 	Time            string          `json:"time"`
 	DataContentType string          `json:"datacontenttype"`
 	TraceParent     string          `json:"traceparent"`
+	TraceState      string          `json:"tracestate,omitempty"`
 	Data            json.RawMessage `json:"data"`
 }
 
@@ -41,6 +42,7 @@ func Encode(ctx context.Context, function, typ, subject string, data any) (id st
 	}
 	id = u.String()
 	payload, err = json.Marshal(structured{SpecVersion: "1.0", ID: id, Source: Source(function), Type: typ, Subject: subject,
-		Time: time.Now().UTC().Format(time.RFC3339Nano), DataContentType: "application/json", TraceParent: tp, Data: raw})
+		Time: time.Now().UTC().Format(time.RFC3339Nano), DataContentType: "application/json", TraceParent: tp,
+		TraceState: TraceState(ctx), Data: raw})
 	return id, payload, err
 }

@@ -26,10 +26,12 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // Event is a CloudEvent.
@@ -57,8 +59,14 @@ var Topics = map[string]int32{
 	TopicPayment:     6,
 }
 
-// TraceParentExt is the CloudEvents distributed-tracing extension name.
-const TraceParentExt = "traceparent"
+// The CloudEvents distributed-tracing extension: the W3C trace context of
+// the work that produced the event, so the consumer's work continues the
+// producer's trace across Kafka. Not covered by the origin proof
+// (OriginBytes): a relay may rewrite it without breaking the signature.
+const (
+	TraceParentExt = "traceparent"
+	TraceStateExt  = "tracestate"
+)
 
 // Source is the CloudEvent source of a function.
 func Source(function string) string { return "/functions/" + function }
@@ -69,18 +77,50 @@ func Type(aggregate, verb string) string { return "billfn." + aggregate + "." + 
 type traceKey struct{}
 
 // WithTraceParent returns ctx carrying a W3C traceparent, so events built
-// while handling a request or an event continue its trace.
+// while handling a request or an event continue its trace (and spans
+// started under ctx are its children).
 func WithTraceParent(ctx context.Context, tp string) context.Context {
 	if tp == "" {
 		return ctx
 	}
+	if c := telemetry.FromParent(ctx, tp, ""); c != ctx {
+		return c
+	}
 	return context.WithValue(ctx, traceKey{}, tp)
 }
 
-// TraceParent returns the traceparent of ctx, or "".
+// TraceParent returns the traceparent of ctx — its current span's, else
+// one set by WithTraceParent — or "".
 func TraceParent(ctx context.Context) string {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		return telemetry.FormatParent(sc)
+	}
 	tp, _ := ctx.Value(traceKey{}).(string)
 	return tp
+}
+
+// TraceState returns the W3C tracestate of ctx's span, or "".
+func TraceState(ctx context.Context) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if sc.TraceState().Len() == 0 {
+		return ""
+	}
+	return sc.TraceState().String()
+}
+
+// ContextOf returns ctx continuing ev's trace: a remote parent from its
+// traceparent and tracestate extensions; ctx when it carries none.
+func ContextOf(ctx context.Context, ev Event) context.Context {
+	tp, ts := TraceOf(ev)
+	return telemetry.FromParent(ctx, tp, ts)
+}
+
+// TraceOf returns ev's traceparent and tracestate extensions ("" when absent).
+func TraceOf(ev Event) (tp, ts string) {
+	exts := ev.Extensions()
+	tp, _ = exts[TraceParentExt].(string)
+	ts, _ = exts[TraceStateExt].(string)
+	return tp, ts
 }
 
 // NewTraceParent starts a new trace: version 00, random trace and span ids, sampled.
@@ -113,6 +153,9 @@ func New(ctx context.Context, function, typ, subject string, data any) (Event, e
 		tp = NewTraceParent()
 	}
 	e.SetExtension(TraceParentExt, tp)
+	if ts := TraceState(ctx); ts != "" {
+		e.SetExtension(TraceStateExt, ts)
+	}
 	if err := e.Validate(); err != nil {
 		return e, err
 	}

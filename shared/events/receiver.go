@@ -20,11 +20,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // Handler applies one event inside tx. Return Permanent(err) (or a 4xx
@@ -193,19 +196,53 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	ctx := WithTopic(r.Context(), r.Header.Get("X-Topic"))
-	if len(evs) == 1 {
-		if tp, ok := evs[0].Extensions()[TraceParentExt].(string); ok {
-			ctx = WithTraceParent(ctx, tp)
-		}
-	}
+	ctx, span := rc.traced(WithTopic(r.Context(), r.Header.Get("X-Topic")), evs)
 	res, err := rc.Deliver(ctx, evs)
+	if span != nil {
+		telemetry.Fail(span, err)
+		span.SetAttributes(attribute.Int("billfn.events.processed", res.Processed), attribute.Int("billfn.events.duplicates", res.Duplicates),
+			attribute.Int("billfn.events.parked", res.Parked))
+		span.End()
+	}
 	if err != nil {
 		problem.Write(w, r, &problem.Error{Code: problem.Unavailable,
 			Detail: "the event could not be applied now; retry", RetryAfter: time.Second, Err: err})
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, res)
+}
+
+// traced continues the producers' traces for a delivery. One event: its
+// work is a child of the delivery request's span (the kafka-trigger's
+// delivery, itself a child of the event's traceparent), or of the event's
+// traceparent when the request carried none; a span of its own when
+// tracing is on. A batch: one span linking every event's trace.
+func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, trace.Span) {
+	parent := trace.SpanContextFromContext(ctx)
+	if len(evs) == 1 && !parent.IsValid() {
+		ctx = ContextOf(ctx, evs[0]) // logs and the events it emits keep the producer's trace
+	}
+	if !telemetry.Enabled() {
+		return ctx, nil
+	}
+	name := "process " + evs[0].Type()
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.consumer.group.name", rc.Consumer), attribute.Int("messaging.batch.message_count", len(evs)))}
+	if len(evs) > 1 {
+		name = "process batch"
+	}
+	for _, ev := range evs {
+		tp, ts := TraceOf(ev)
+		if sc, ok := telemetry.ParseParent(tp, ts); ok && (len(evs) > 1 || sc.TraceID() != parent.TraceID()) {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc,
+				Attributes: []attribute.KeyValue{attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_type", ev.Type())}}))
+		}
+	}
+	if len(evs) == 1 {
+		opts = append(opts, trace.WithAttributes(attribute.String("cloudevents.event_id", evs[0].ID()),
+			attribute.String("cloudevents.event_source", evs[0].Source()), attribute.String("cloudevents.event_type", evs[0].Type())))
+	}
+	return telemetry.Tracer().Start(ctx, name, opts...)
 }
 
 // isTick recognises schedule ticks among authenticated deliveries: the

@@ -62,6 +62,7 @@ func open(ctx context.Context, url string, maxConns int32, seqScan bool) (*pgxpo
 	if !seqScan {
 		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
 	}
+	cfg.ConnConfig.Tracer = queryTracer{} // spans of sampled requests only (tracer.go)
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 

@@ -19,6 +19,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // ErrUnknown is returned for a resource the owner does not know (404).
@@ -58,7 +60,7 @@ func (c *Client) Get(ctx context.Context, collection, id string, dst any) error 
 	req.Header.Set("Accept", "application/json")
 	hc := c.HTTP
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = tracedClient
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -77,3 +79,7 @@ func (c *Client) Get(ctx context.Context, collection, id string, dst any) error 
 	}
 	return nil
 }
+
+// tracedClient is http.DefaultClient whose calls are spans of the caller's
+// trace and carry its traceparent to the function read.
+var tracedClient = &http.Client{Transport: telemetry.Transport(nil)}

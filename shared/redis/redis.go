@@ -49,7 +49,9 @@ func Open(url string) (*goredis.Client, error) {
 	opt.WriteTimeout = 250 * time.Millisecond
 	opt.MaxRetries = 1
 	opt.ContextTimeoutEnabled = true
-	return goredis.NewClient(opt), nil
+	c := goredis.NewClient(opt)
+	c.AddHook(tracingHook{}) // spans of sampled requests only (tracing.go)
+	return c, nil
 }
 
 var cacheRequests = prometheus.NewCounterVec(prometheus.CounterOpts{

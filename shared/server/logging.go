@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // FunctionKey is the log attribute naming the process that wrote the line.
@@ -17,7 +19,8 @@ const (
 )
 
 // SetupLogging makes the default logger write JSON lines to stderr with the
-// function name and, inside a request, its request id.
+// function name and, inside a request or delivery, its request id and the
+// trace_id and span_id of its trace.
 func SetupLogging(function, level string) {
 	slog.SetDefault(slog.New(NewLogHandler(os.Stderr, function, level)))
 }
@@ -61,6 +64,11 @@ func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
+	}
+	// Inside a traced request or delivery: the ids that find the line's
+	// trace in Jaeger (and the trace's lines in the logs).
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -35,10 +35,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/requestid"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // Config is the runtime's environment, named as the OpenFaaS watchdog names it.
@@ -89,12 +93,20 @@ func Main(name string, build func(ctx context.Context) (App, error)) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	shutdown, err := telemetry.Setup(ctx, name)
+	if err != nil {
+		fail(name, fmt.Errorf("tracing (OTEL_* environment): %w", err))
+	}
 	app, err := build(ctx)
 	if err != nil {
 		fail(name, err)
 	}
 	app.Name = name
-	if err := New(cfg, app).ListenAndServe(ctx); err != nil {
+	err = New(cfg, app).ListenAndServe(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	_ = shutdown(sctx) // the last spans
+	cancel()
+	if err != nil {
 		fail(name, err)
 	}
 }
@@ -307,6 +319,15 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			s.metrics.observe("unmatched", r.Method, http.StatusBadRequest, 0)
 			return
 		}
+		// The caller's trace continues here (W3C traceparent); the span is
+		// named by the route pattern once the mux has matched it.
+		var span trace.Span
+		if ctx := telemetry.Extract(r.Context(), r.Header); telemetry.Enabled() {
+			ctx, span = telemetry.Tracer().Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+			r = r.WithContext(ctx)
+		} else if ctx != r.Context() {
+			r = r.WithContext(ctx)
+		}
 		if d := s.cfg.ExecTimeout.D(); d > 0 {
 			ctx, cancel := context.WithTimeout(r.Context(), d)
 			defer cancel()
@@ -323,6 +344,9 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			status = http.StatusOK
 		}
 		elapsed := time.Since(start)
+		if span != nil {
+			endSpan(span, r, route, status)
+		}
 		s.metrics.observe(route, r.Method, status, elapsed.Seconds())
 		if status >= 500 {
 			slog.WarnContext(r.Context(), "request", "method", r.Method, "route", route, "status", status, "ms", elapsed.Milliseconds())
@@ -330,6 +354,24 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			slog.DebugContext(r.Context(), "request", "method", r.Method, "route", route, "status", status, "ms", elapsed.Milliseconds())
 		}
 	})
+}
+
+func endSpan(span trace.Span, r *http.Request, route string, status int) {
+	if span.IsRecording() {
+		// r.Pattern is "POST /payments" (method and path) when the route
+		// names its method.
+		name := route
+		if !strings.HasPrefix(route, r.Method+" ") {
+			name = r.Method + " " + route
+		}
+		span.SetName(name)
+		span.SetAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route),
+			attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+	}
+	span.End()
 }
 
 // statusWriter records the status and keeps Flush working for streams.

@@ -53,10 +53,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/billfn/billfn/shared/egress"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/requestid"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // Namespace is the one function namespace, as OpenFaaS names it.
@@ -475,6 +479,24 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{""} // do not let the transport add Go's
 	}
+	// The gateway starts the trace (or continues the caller's): the
+	// function's request is the child of the gateway's span. Without
+	// tracing the caller's traceparent passes through as any header.
+	if telemetry.Enabled() {
+		ctx, span := telemetry.Tracer().Start(telemetry.Extract(r.Context(), r.Header), r.Method+" /function/"+name,
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("http.request.method", r.Method),
+				attribute.String("faas.invoked_name", name), attribute.String("url.path", r.URL.Path)))
+		telemetry.Inject(ctx, out.Header)
+		sw := &spanWriter{ResponseWriter: w}
+		w = sw
+		defer func() {
+			span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+			if sw.status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(sw.status))
+			}
+			span.End()
+		}()
+	}
 
 	b.invocations.Add(1)
 	var res *http.Response
@@ -510,6 +532,35 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	}
 	g.metrics.observe(name, res.StatusCode, time.Since(start))
 }
+
+// spanWriter records the status the gateway answered, for its span.
+type spanWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *spanWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *spanWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *spanWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *spanWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // upstreamError answers a failed round trip and returns the status sent.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, callID, name string, err error) int {

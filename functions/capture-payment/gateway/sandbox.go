@@ -17,6 +17,7 @@ import (
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/functions/capture-payment/store"
 	"github.com/billfn/billfn/shared/sandbox"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // Sandbox is the built-in gateway for local use and demos. It takes
@@ -80,7 +81,7 @@ type Books interface {
 func NewSandbox(books Books, now func() time.Time, cfg SandboxConfig) *Sandbox {
 	return &Sandbox{books: books, now: now, settleDelay: cfg.SettleDelay, webhookURL: cfg.WebhookURL,
 		secrets: sandbox.Secrets(cfg.WebhookSecret), mode: cfg.Webhooks,
-		client: &http.Client{Timeout: 5 * time.Second}, kick: make(chan struct{}, 1)}
+		client: &http.Client{Timeout: 5 * time.Second, Transport: telemetry.Transport(nil)}, kick: make(chan struct{}, 1)}
 }
 
 func (g *Sandbox) Name() string { return payments.GatewaySandbox }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/sandbox"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // Stripe is Stripe's PaymentIntents and Refunds through stripe-go.
@@ -32,7 +33,8 @@ func NewStripe(key, base string, retries int64, timeout time.Duration, now func(
 	cfg := &stripe.BackendConfig{
 		// The HTTP timeout bounds one try; the caller's context bounds
 		// the call with its retries.
-		HTTPClient:        &http.Client{Timeout: timeout, Transport: transport},
+		// Each call to Stripe is a client span of the payment's trace.
+		HTTPClient:        &http.Client{Timeout: timeout, Transport: telemetry.Transport(transport)},
 		MaxNetworkRetries: stripe.Int64(retries),
 		LeveledLogger:     stripeLogger{},
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/readthrough"
+	"github.com/billfn/billfn/shared/telemetry"
 )
 
 // InvoicesConfig configures the read-through of invoices: where
@@ -70,7 +71,7 @@ func (l Ledger) Reserve(ctx context.Context, h payments.Hold) (string, error) {
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", "refund-hold:"+h.RefundID)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := tracedClient.Do(req)
 	if err != nil {
 		return "", unavailable(err)
 	}
@@ -108,3 +109,6 @@ func unavailable(cause error) error {
 	pe.Err, pe.RetryAfter = cause, time.Second
 	return pe
 }
+
+// tracedClient carries the payment's trace to process-transaction.
+var tracedClient = &http.Client{Transport: telemetry.Transport(nil)}

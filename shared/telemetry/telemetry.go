@@ -1,0 +1,267 @@
+// Package telemetry is billfn's distributed tracing: OpenTelemetry with
+// W3C Trace Context (traceparent, tracestate) between processes, spans
+// exported over OTLP/HTTP.
+//
+// Setup reads the standard OpenTelemetry environment:
+//
+//	OTEL_EXPORTER_OTLP_ENDPOINT         the collector, e.g. http://127.0.0.1:4318
+//	OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  the same for traces only (full URL, …/v1/traces)
+//	OTEL_TRACES_EXPORTER                "none" turns export off
+//	OTEL_SDK_DISABLED                   "true" turns the SDK off
+//	OTEL_TRACES_SAMPLER(_ARG)           e.g. parentbased_traceidratio and 0.1
+//	OTEL_SERVICE_NAME                   overrides the function's name
+//	OTEL_RESOURCE_ATTRIBUTES            extra resource attributes
+//
+// With no endpoint configured no SDK is installed: nothing is recorded nor
+// exported, and a trace context that arrives is still passed on (logs keep
+// its trace_id, events carry it), at the cost of parsing one header.
+// Export failures (the collector is down) are dropped quietly: the
+// batch processor's queue is bounded and the exporter gives up after a
+// few seconds, so a missing collector never slows a request.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Instrumentation is the tracer name of billfn's own spans.
+const Instrumentation = "github.com/billfn/billfn"
+
+// Propagator is W3C Trace Context: traceparent and tracestate.
+var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
+
+var enabled atomic.Bool
+
+// Enabled reports whether spans are recorded at all (an SDK is installed).
+// Instrumentation that would allocate for nothing checks it first.
+func Enabled() bool { return enabled.Load() }
+
+// Tracer is billfn's tracer from the installed provider.
+func Tracer() trace.Tracer { return otel.Tracer(Instrumentation) }
+
+// Configured reports whether the environment asks for export: an OTLP
+// endpoint is set and neither OTEL_SDK_DISABLED nor OTEL_TRACES_EXPORTER=none
+// says otherwise.
+func Configured() bool {
+	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
+		return false
+	}
+	if e := strings.ToLower(os.Getenv("OTEL_TRACES_EXPORTER")); e == "none" {
+		return false
+	}
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+}
+
+var setupOnce sync.Mutex
+
+// Setup installs the W3C propagator and, when Configured, a tracer
+// provider exporting service's spans over OTLP/HTTP (sampler from
+// OTEL_TRACES_SAMPLER, default parentbased_always_on). The returned
+// function flushes and stops it; call it before the process exits.
+func Setup(ctx context.Context, service string) (shutdown func(context.Context) error, err error) {
+	return SetupEndpoint(ctx, service, "")
+}
+
+// SetupEndpoint is Setup exporting to endpoint (an OTLP/HTTP base URL such
+// as http://127.0.0.1:4318) instead of the environment's; "" reads the
+// environment, "none" installs no SDK.
+func SetupEndpoint(ctx context.Context, service, endpoint string) (shutdown func(context.Context) error, err error) {
+	setupOnce.Lock()
+	defer setupOnce.Unlock()
+	otel.SetTextMapPropagator(Propagator)
+	if endpoint == "none" || endpoint == "" && !Configured() {
+		return func(context.Context) error { return nil }, nil
+	}
+	opts := []otlptracehttp.Option{otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
+		Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 2 * time.Second, MaxElapsedTime: 5 * time.Second,
+	}), otlptracehttp.WithTimeout(5 * time.Second)}
+	if endpoint != "" {
+		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimRight(endpoint, "/")+"/v1/traces"))
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resource.New(ctx,
+		resource.WithAttributes(attribute.String("service.name", service)),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES win
+		resource.WithProcessPID(), resource.WithHost())
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+		return nil, err
+	}
+	// No WithSampler: the SDK takes OTEL_TRACES_SAMPLER(_ARG) itself.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	otel.SetTracerProvider(tp)
+	otel.SetErrorHandler(quietErrors{})
+	enabled.Store(true)
+	return func(ctx context.Context) error {
+		enabled.Store(false)
+		return tp.Shutdown(ctx)
+	}, nil
+}
+
+// quietErrors logs the first export failure and then one every ten
+// minutes: a collector that is not running (make observe not started) is
+// normal on a laptop and must not flood the logs.
+type quietErrors struct{}
+
+var lastErrorLog atomic.Int64
+
+func (quietErrors) Handle(err error) {
+	now := time.Now().UnixNano()
+	last := lastErrorLog.Load()
+	if last != 0 && now-last < int64(10*time.Minute) {
+		return
+	}
+	if lastErrorLog.CompareAndSwap(last, now) {
+		slog.Info("trace export failing; spans are dropped until the collector answers", "err", err.Error())
+	}
+}
+
+// Extract returns ctx carrying the remote span context of h's traceparent,
+// or ctx itself when h has none (no allocation then).
+func Extract(ctx context.Context, h http.Header) context.Context {
+	if len(h["Traceparent"]) == 0 {
+		return ctx
+	}
+	return Propagator.Extract(ctx, propagation.HeaderCarrier(h))
+}
+
+// Inject writes the span context of ctx into h as traceparent/tracestate.
+func Inject(ctx context.Context, h http.Header) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
+	Propagator.Inject(ctx, propagation.HeaderCarrier(h))
+}
+
+// FromParent returns ctx carrying the remote span context of a traceparent
+// (and tracestate) string, as an event's extensions hold them; ctx when tp
+// is empty or malformed.
+func FromParent(ctx context.Context, tp, ts string) context.Context {
+	sc, ok := ParseParent(tp, ts)
+	if !ok {
+		return ctx
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc)
+}
+
+// ParseParent parses a traceparent (and tracestate).
+func ParseParent(tp, ts string) (trace.SpanContext, bool) {
+	if tp == "" {
+		return trace.SpanContext{}, false
+	}
+	c := mapCarrier{"traceparent": tp}
+	if ts != "" {
+		c["tracestate"] = ts
+	}
+	sc := trace.SpanContextFromContext(Propagator.Extract(context.Background(), c))
+	return sc, sc.IsValid()
+}
+
+// Parent formats the span context of ctx as traceparent and tracestate;
+// "" when ctx holds none.
+func Parent(ctx context.Context) (tp, ts string) {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return "", ""
+	}
+	return FormatParent(sc), sc.TraceState().String()
+}
+
+// FormatParent is the traceparent of sc.
+func FormatParent(sc trace.SpanContext) string {
+	tid, sid := sc.TraceID(), sc.SpanID()
+	var b [55]byte
+	const hex = "0123456789abcdef"
+	b[0], b[1], b[2] = '0', '0', '-'
+	for i, v := range tid {
+		b[3+2*i], b[4+2*i] = hex[v>>4], hex[v&0xf]
+	}
+	b[35] = '-'
+	for i, v := range sid {
+		b[36+2*i], b[37+2*i] = hex[v>>4], hex[v&0xf]
+	}
+	b[52] = '-'
+	f := sc.TraceFlags()
+	b[53], b[54] = hex[f>>4], hex[f&0xf]
+	return string(b[:])
+}
+
+type mapCarrier map[string]string
+
+func (m mapCarrier) Get(k string) string { return m[k] }
+func (m mapCarrier) Set(k, v string)     { m[k] = v }
+func (m mapCarrier) Keys() []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Fail marks span as failed with err (nil: nothing).
+func Fail(span trace.Span, err error) {
+	if err == nil || !span.IsRecording() {
+		return
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+}
+
+// Transport wraps base (nil: http.DefaultTransport) so every request is a
+// client span, child of the request context's span, and carries its
+// traceparent. A request whose context is not being recorded only gets
+// the header (when it has a trace context).
+func Transport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return transport{base}
+}
+
+type transport struct{ base http.RoundTripper }
+
+func (t transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		if trace.SpanContextFromContext(ctx).IsValid() && r.Header.Get("Traceparent") == "" {
+			r = r.Clone(ctx)
+			Inject(ctx, r.Header)
+		}
+		return t.base.RoundTrip(r)
+	}
+	ctx, span := Tracer().Start(ctx, r.Method+" "+r.URL.Host, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method),
+			attribute.String("server.address", r.URL.Host), attribute.String("url.path", r.URL.Path)))
+	defer span.End()
+	r = r.Clone(ctx)
+	Inject(ctx, r.Header)
+	res, err := t.base.RoundTrip(r)
+	if err != nil {
+		Fail(span, err)
+		return res, err
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", res.StatusCode))
+	if res.StatusCode >= 500 {
+		span.SetStatus(codes.Error, res.Status)
+	}
+	return res, nil
+}
