@@ -265,3 +265,15 @@ func (t transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return res, nil
 }
+
+// Install makes tp the tracer provider and turns the instrumentation on,
+// as Setup does with its exporter (tests install an SDK provider with an
+// in-memory recorder). The returned function turns it off again.
+func Install(tp trace.TracerProvider) (restore func()) {
+	setupOnce.Lock()
+	defer setupOnce.Unlock()
+	otel.SetTextMapPropagator(Propagator)
+	otel.SetTracerProvider(tp)
+	enabled.Store(true)
+	return func() { enabled.Store(false) }
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// consumers are the functions that consume a captured payment's events.
+var consumers = []string{"process-transaction", "generate-invoice", "aggregate-report", "handle-webhook"}
+
+// TestTraceOfAPaymentCrossesKafka (issue 19): one POST /payments with
+// confirm=true, sent with a traceparent of the test's own, makes one trace
+// in a real Jaeger holding spans of the gateway, capture-payment, the
+// kafka-trigger and at least three consumer functions; a delivery span of
+// the kafka-trigger is the child of a capture-payment span (the event's
+// traceparent, across Kafka) and a consumer's span the child of that
+// delivery; a consumer's log line carries the producer's trace_id.
+func TestTraceOfAPaymentCrossesKafka(t *testing.T) {
+	j := testenv.StartJaeger(t)
+	e := startStack(t, stackOptions{env: []string{"BILLFN_OTLP_ENDPOINT=" + j.OTLP, "LOG_LEVEL=debug"}})
+	c := e.newCustomer("USD")
+	r := e.req(http.MethodPost, "/function/generate-invoice/invoices", map[string]any{
+		"account_id": c.account, "currency": "USD", "collection_method": "send_invoice", "net_terms_days": 30,
+		"customer":      map[string]any{"name": "Grace Hopper", "email": "grace@example.com"},
+		"line_items":    []any{map[string]any{"description": "Compiler time", "quantity": "1", "unit_amount": 2_900}},
+		"auto_finalize": true,
+	}, "Idempotency-Key", uuid.NewString())
+	if r.status != http.StatusCreated {
+		t.Fatalf("invoice: %s", r)
+	}
+	var tid [16]byte
+	var sid [8]byte
+	_, _ = rand.Read(tid[:])
+	_, _ = rand.Read(sid[:])
+	traceID := hex.EncodeToString(tid[:])
+	p := e.req(http.MethodPost, "/function/capture-payment/payments", map[string]any{
+		"account_id": c.account, "invoice_id": str(r.body, "id"), "amount": 2_900, "currency": "USD",
+		"payment_method": "pm_card_visa", "confirm": true},
+		"Authorization", "Bearer "+c.token, "Idempotency-Key", uuid.NewString(),
+		"Traceparent", "00-"+traceID+"-"+hex.EncodeToString(sid[:])+"-01")
+	if p.status != http.StatusCreated {
+		t.Fatalf("payment: %s", p)
+	}
+
+	var spans []testenv.JaegerSpan
+	var why string
+	e.eventually("the payment's trace in Jaeger", 90*time.Second, func() bool {
+		var err error
+		if spans, err = j.Trace(traceID); err != nil {
+			t.Fatal(err)
+		}
+		why = traceComplete(spans)
+		return why == ""
+	})
+	if why != "" {
+		t.Fatalf("trace %s: %s", traceID, why)
+	}
+
+	// The consumer's log line (LOG_LEVEL=debug: every request is logged)
+	// names the producer's trace.
+	e.eventually("a consumer's log line with the payment's trace_id", 30*time.Second, func() bool {
+		for _, line := range strings.Split(e.out.String(), "\n") {
+			if !strings.Contains(line, `"trace_id":"`+traceID+`"`) {
+				continue
+			}
+			for _, fn := range consumers {
+				if strings.Contains(line, `"function":"`+fn+`"`) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
+// traceComplete says what the trace still lacks ("" when nothing).
+func traceComplete(spans []testenv.JaegerSpan) string {
+	if len(spans) == 0 {
+		return "no spans yet"
+	}
+	byID := map[string]testenv.JaegerSpan{}
+	services := map[string]bool{}
+	for _, s := range spans {
+		byID[s.SpanID] = s
+		services[s.Service] = true
+	}
+	for _, want := range []string{"gateway", "capture-payment", "kafka-trigger"} {
+		if !services[want] {
+			return fmt.Sprintf("no span of %s (services %v)", want, keys(services))
+		}
+	}
+	// Across Kafka: capture-payment span → kafka-trigger delivery →
+	// (the gateway's span of the delivery request) → the consumer's span.
+	reached := map[string]bool{}
+	for _, c := range spans {
+		if !slices.Contains(consumers, c.Service) {
+			continue
+		}
+		p, ok := byID[c.Parent()]
+		if ok && p.Service == "gateway" {
+			p, ok = byID[p.Parent()]
+		}
+		if ok && p.Service == "kafka-trigger" && strings.HasPrefix(p.OperationName, "deliver ") &&
+			byID[p.Parent()].Service == "capture-payment" {
+			reached[c.Service] = true
+		}
+	}
+	if len(reached) < 3 {
+		return fmt.Sprintf("consumers reached from capture-payment through a kafka-trigger delivery: %v, want at least 3 (services %v)",
+			keys(reached), keys(services))
+	}
+	return ""
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,167 @@
+package events_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/telemetry"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// recorder turns tracing on for the test with every span kept in memory.
+func recorder(t *testing.T) *tracetest.SpanRecorder {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	restore := telemetry.Install(tp)
+	t.Cleanup(func() { restore(); _ = tp.Shutdown(context.Background()) })
+	return rec
+}
+
+// The producer's span context goes into the event (Encode, New), through the
+// outbox row unchanged, and the consumer's handler runs in a span of the
+// same trace whose parent is the producer's span: with the delivery's
+// traceparent header absent (the receiver falls back to the event's), and
+// the origin proof still verifies (traceparent is not signed).
+func TestTraceContextFlowsFromProducerThroughOutboxAndEventToConsumer(t *testing.T) {
+	rec := recorder(t)
+	ctx, producer := telemetry.Tracer().Start(context.Background(), "POST /payments")
+	psc := producer.SpanContext()
+
+	id, payload, err := events.Encode(ctx, "capture-payment", "billfn.payment.captured", uuid.NewString(), payment{Amount: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Unmarshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp, _ := events.TraceOf(ev); tp != telemetry.FormatParent(psc) {
+		t.Fatalf("event %s: traceparent %q, want the producer's %q", id, tp, telemetry.FormatParent(psc))
+	}
+	built, err := events.New(ctx, "capture-payment", "billfn.payment.captured", uuid.NewString(), payment{Amount: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp, _ := events.TraceOf(built); tp != telemetry.FormatParent(psc) {
+		t.Fatalf("events.New: traceparent %q, want %q", tp, telemetry.FormatParent(psc))
+	}
+	producer.End()
+
+	// Through the outbox table: the row's payload keeps the trace context.
+	var row []byte
+	err = pgxTx(t, func(tx pgx.Tx) error {
+		if err := outbox.Add(context.Background(), tx, "capture-payment", outbox.Message{Topic: events.TopicPayment, Key: "k", Event: ev}); err != nil {
+			return err
+		}
+		return tx.QueryRow(context.Background(), `SELECT payload FROM outbox WHERE event_id = $1`, ev.ID()).Scan(&row)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relayed, err := events.Unmarshal(row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer := testenv.OriginSigner(events.Source("capture-payment"))
+	signer.Sign(&relayed)
+	keys := testenv.OriginKeys()
+	keys.Add(events.Source("capture-payment"), signer.Public())
+	if err := keys.Verify(relayed); err != nil {
+		t.Fatalf("origin proof of a traced event: %v", err)
+	}
+
+	// The consumer: its handler's context is a child of the producer's span.
+	g := newRig(t, false)
+	var seen trace.SpanContext
+	var parent trace.SpanContext
+	g.rc.On("billfn.payment.captured", func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
+		seen = trace.SpanContextFromContext(ctx)
+		return nil
+	})
+	if code, _ := g.send(signed(structured(t, relayed), http.Header{"Content-Type": {events.ContentTypeStructured}}), structured(t, relayed)); code != 200 {
+		t.Fatalf("delivery: %d", code)
+	}
+	if seen.TraceID() != psc.TraceID() {
+		t.Fatalf("consumer trace %s, want the producer's %s", seen.TraceID(), psc.TraceID())
+	}
+	for _, s := range rec.Ended() {
+		if s.SpanContext().SpanID() == seen.SpanID() {
+			parent = s.Parent()
+			if s.Name() != "process billfn.payment.captured" || s.SpanKind() != trace.SpanKindConsumer {
+				t.Errorf("consumer span %q kind %v", s.Name(), s.SpanKind())
+			}
+		}
+	}
+	if parent.SpanID() != psc.SpanID() {
+		t.Fatalf("the consumer span's parent is %s, want the producer's span %s", parent.SpanID(), psc.SpanID())
+	}
+}
+
+// A batch delivery is one span that links every event's trace.
+func TestBatchDeliveryIsOneSpanLinkingEveryEventsTrace(t *testing.T) {
+	rec := recorder(t)
+	var want []trace.SpanContext
+	var evs []events.Event
+	for i := range 3 {
+		ctx, s := telemetry.Tracer().Start(context.Background(), "producer")
+		ev, err := events.New(ctx, "capture-payment", "billfn.payment.captured", uuid.NewString(), payment{Amount: int64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.End()
+		want, evs = append(want, s.SpanContext()), append(evs, ev)
+	}
+	g := newRig(t, true)
+	body := batchBody(t, evs)
+	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 3 {
+		t.Fatalf("batch: %d %+v", code, res)
+	}
+	var batch sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "process batch" {
+			batch = s
+		}
+	}
+	if batch == nil {
+		t.Fatal("no process batch span")
+	}
+	linked := map[trace.SpanID]bool{}
+	for _, l := range batch.Links() {
+		linked[l.SpanContext.SpanID()] = true
+	}
+	for i, sc := range want {
+		if !linked[sc.SpanID()] {
+			t.Errorf("event %d's producer span %s is not linked from the batch span", i, sc.SpanID())
+		}
+	}
+}
+
+func pgxTx(t *testing.T, fn func(pgx.Tx) error) error {
+	pool := testenv.Pool(t)
+	tx, err := pool.Begin(context.Background())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	return fn(tx)
+}
+
+func batchBody(t *testing.T, evs []events.Event) []byte {
+	b := []byte{'['}
+	for i, ev := range evs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, structured(t, ev)...)
+	}
+	return append(b, ']')
+}
