@@ -64,6 +64,11 @@ run: ## the whole system locally: every function, gateway :8080, kfake :9092, ka
 	$(GO) build -o bin/stack ./cmd/stack
 	bin/stack
 
+observe: ## Jaeger (UI http://127.0.0.1:16686, OTLP :4317/:4318) and Prometheus (http://127.0.0.1:9090) beside make run, in a second terminal (Ctrl-C stops them)
+	@mkdir -p bin
+	$(GO) build -o bin/stack ./cmd/stack
+	bin/stack observe
+
 bench: services ## the standard benchmarks + pgbench TPC-B in one run → docs/benchmarks.md (a few minutes)
 	$(GO) run ./cmd/bench
 
@@ -182,4 +187,4 @@ clean: ## remove build output (bin/ but the local stack's state in bin/run, faas
 	@if [ -d bin ]; then find bin -mindepth 1 -maxdepth 1 ! -name run -exec rm -rf {} +; rm -rf bin/run/bin; fi
 	rm -rf build
 
-.PHONY: help services fmt-check tidy-check vet test fuzz run bench e2e faults build migrate token reset images kind-up strimzi deploy-secrets deploy-openfaas deploy-knative clean
+.PHONY: help services fmt-check tidy-check vet test fuzz run observe bench e2e faults build migrate token reset images kind-up strimzi deploy-secrets deploy-openfaas deploy-knative clean
