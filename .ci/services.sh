@@ -2,7 +2,7 @@
 # Makes sure PostgreSQL and Redis answer on 127.0.0.1, as the tests and the
 # local stack need: starts them when stopped, installs them (Debian) when
 # absent. Commands from ../shared/guide/MACHINE.md. Also installs Debian's
-# chromium for the dashboard's browser test. With --cli (make run) it also
+# chromium for the dashboard's browser test and prometheus for promtool. With --cli (make run) it also
 # installs the command-line tools the README's examples use: uuidgen
 # (uuid-runtime) and kcat. Idempotent and quiet when everything is already
 # there.
@@ -45,6 +45,12 @@ fi
 # The dashboard test drives Debian's chromium (never a browser download).
 if ! command -v chromium >/dev/null; then
   install chromium
+fi
+
+# promtool checks the alerting rules (observe/alerts.yml) in make test; the
+# same package is make observe's Prometheus.
+if ! command -v promtool >/dev/null; then
+  install prometheus
 fi
 
 # The README's examples: Idempotency-Key: $(uuidgen), and kcat producing
