@@ -141,4 +141,3 @@ func findPrometheus(ctx context.Context, log *logger) (string, error) {
 	_ = exec.CommandContext(ctx, "service", "prometheus", "stop").Run()
 	return exec.LookPath("prometheus")
 }
-
