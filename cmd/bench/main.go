@@ -17,6 +17,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -230,6 +231,10 @@ func startStack(ctx context.Context, root, tmp string) (*stackProc, error) {
 		// address: the per-caller rate limits are off for the measurement
 		// (stack.yml substitutes RATE_LIMIT).
 		"RATE_LIMIT=off",
+		// The standard numbers are without tracing (make run exports to
+		// make observe's Jaeger by default); BENCH_OTLP_ENDPOINT measures
+		// with it (docs/observability.md).
+		"BILLFN_OTLP_ENDPOINT="+cmp.Or(os.Getenv("BENCH_OTLP_ENDPOINT"), "none"),
 		"DATABASE_URL=postgres://postgres@127.0.0.1:5432/"+database+"?sslmode=disable", "REDIS_PREFIX=billfn-bench:")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()

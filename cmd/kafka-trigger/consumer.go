@@ -330,12 +330,15 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 	topic := msgs[0].Topic
 	if parents != nil {
 		var span trace.Span
-		ctx, span = c.span(ctx, msgs, parents)
+		var each []trace.Span
+		ctx, span, each = c.span(ctx, msgs, parents)
 		defer func() {
-			if !ok {
-				span.SetStatus(codes.Error, "not delivered")
+			for _, s := range append(each, span) {
+				if !ok {
+					s.SetStatus(codes.Error, "not delivered")
+				}
+				s.End()
 			}
-			span.End()
 		}()
 	}
 	for attempt := 1; ; attempt++ {
@@ -368,8 +371,11 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 	}
 }
 
-// span starts the delivery's span (see deliver).
-func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, parents map[*sarama.ConsumerMessage]trace.SpanContext) (context.Context, trace.Span) {
+// span starts the delivery's span (see deliver). For a batch it also
+// starts, in each record's trace, a delivery span of that record (child
+// of its event's traceparent, linked to the batch's), so every producer's
+// trace shows its event's delivery.
+func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, parents map[*sarama.ConsumerMessage]trace.SpanContext) (context.Context, trace.Span, []trace.Span) {
 	first := msgs[0]
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
 		attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", first.Topic),
@@ -379,15 +385,28 @@ func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, par
 		if sc, ok := parents[first]; ok {
 			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 		}
-	} else {
-		opts = append(opts, trace.WithNewRoot())
-		for _, m := range msgs {
-			if sc, ok := parents[m]; ok {
-				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
-			}
+		ctx, span := telemetry.Tracer().Start(ctx, "deliver "+c.name, opts...)
+		return ctx, span, nil
+	}
+	opts = append(opts, trace.WithNewRoot())
+	for _, m := range msgs {
+		if sc, ok := parents[m]; ok {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 	}
-	return telemetry.Tracer().Start(ctx, "deliver "+c.name, opts...)
+	ctx, span := telemetry.Tracer().Start(ctx, "deliver "+c.name, opts...)
+	batch := trace.Link{SpanContext: span.SpanContext()}
+	var each []trace.Span
+	for _, m := range msgs {
+		if sc, ok := parents[m]; ok && sc.IsSampled() {
+			_, s := telemetry.Tracer().Start(trace.ContextWithRemoteSpanContext(ctx, sc), "deliver "+c.name,
+				trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(batch), trace.WithAttributes(
+					attribute.String("messaging.destination.name", m.Topic), attribute.Int("messaging.destination.partition.id", int(m.Partition)),
+					attribute.Int64("messaging.kafka.offset", m.Offset), attribute.String("billfn.target", c.name)))
+			each = append(each, s)
+		}
+	}
+	return ctx, span, each
 }
 
 // backoff is exponential with full jitter above half the step.

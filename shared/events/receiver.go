@@ -196,12 +196,16 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	ctx, span := rc.traced(WithTopic(r.Context(), r.Header.Get("X-Topic")), evs)
+	ctx, span, each := rc.traced(WithTopic(r.Context(), r.Header.Get("X-Topic")), evs)
 	res, err := rc.Deliver(ctx, evs)
 	if span != nil {
 		telemetry.Fail(span, err)
 		span.SetAttributes(attribute.Int("billfn.events.processed", res.Processed), attribute.Int("billfn.events.duplicates", res.Duplicates),
 			attribute.Int("billfn.events.parked", res.Parked))
+		for _, s := range each {
+			telemetry.Fail(s, err)
+			s.End()
+		}
 		span.End()
 	}
 	if err != nil {
@@ -216,14 +220,17 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // work is a child of the delivery request's span (the kafka-trigger's
 // delivery, itself a child of the event's traceparent), or of the event's
 // traceparent when the request carried none; a span of its own when
-// tracing is on. A batch: one span linking every event's trace.
-func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, trace.Span) {
+// tracing is on. A batch: one span linking every event's trace, and in
+// each event's trace a span of its own (each, child of the event's
+// traceparent, linked to the batch span), so every producer's trace shows
+// the consumers of its events whether they were batched or not.
+func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, trace.Span, []trace.Span) {
 	parent := trace.SpanContextFromContext(ctx)
 	if len(evs) == 1 && !parent.IsValid() {
 		ctx = ContextOf(ctx, evs[0]) // logs and the events it emits keep the producer's trace
 	}
 	if !telemetry.Enabled() {
-		return ctx, nil
+		return ctx, nil, nil
 	}
 	name := "process " + evs[0].Type()
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
@@ -241,8 +248,25 @@ func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, t
 	if len(evs) == 1 {
 		opts = append(opts, trace.WithAttributes(attribute.String("cloudevents.event_id", evs[0].ID()),
 			attribute.String("cloudevents.event_source", evs[0].Source()), attribute.String("cloudevents.event_type", evs[0].Type())))
+		ctx, span := telemetry.Tracer().Start(ctx, name, opts...)
+		return ctx, span, nil
 	}
-	return telemetry.Tracer().Start(ctx, name, opts...)
+	ctx, span := telemetry.Tracer().Start(ctx, name, opts...)
+	batch := trace.Link{SpanContext: span.SpanContext()}
+	var each []trace.Span
+	for _, ev := range evs {
+		tp, ts := TraceOf(ev)
+		sc, ok := telemetry.ParseParent(tp, ts)
+		if !ok || !sc.IsSampled() {
+			continue
+		}
+		_, s := telemetry.Tracer().Start(trace.ContextWithRemoteSpanContext(ctx, sc), "process "+ev.Type(),
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(batch),
+			trace.WithAttributes(attribute.String("messaging.consumer.group.name", rc.Consumer),
+				attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_type", ev.Type())))
+		each = append(each, s)
+	}
+	return ctx, span, each
 }
 
 // isTick recognises schedule ticks among authenticated deliveries: the

@@ -106,7 +106,8 @@ func TestTraceContextFlowsFromProducerThroughOutboxAndEventToConsumer(t *testing
 	}
 }
 
-// A batch delivery is one span that links every event's trace.
+// A batch delivery is one span that links every event's trace, and each
+// event's trace gets a "process" span of its own, child of its producer.
 func TestBatchDeliveryIsOneSpanLinkingEveryEventsTrace(t *testing.T) {
 	rec := recorder(t)
 	var want []trace.SpanContext
@@ -138,9 +139,18 @@ func TestBatchDeliveryIsOneSpanLinkingEveryEventsTrace(t *testing.T) {
 	for _, l := range batch.Links() {
 		linked[l.SpanContext.SpanID()] = true
 	}
+	children := map[trace.SpanID]bool{}
+	for _, s := range rec.Ended() {
+		if s.Name() == "process billfn.payment.captured" {
+			children[s.Parent().SpanID()] = true
+		}
+	}
 	for i, sc := range want {
 		if !linked[sc.SpanID()] {
 			t.Errorf("event %d's producer span %s is not linked from the batch span", i, sc.SpanID())
+		}
+		if !children[sc.SpanID()] {
+			t.Errorf("event %d's trace has no process span under its producer %s", i, sc.SpanID())
 		}
 	}
 }
