@@ -87,11 +87,11 @@ func observe(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	fmt.Fprintf(out, `
   Jaeger      http://%s   traces of the local stack (service = function name)
-  Prometheus  http://%s    targets: http://%s/targets
+  Prometheus  http://%s    Status → Targets: the gateway, every function, the kafka-trigger
   OTLP        http://%s (HTTP), %s (gRPC): make run's processes export here
 
   Run make run in another terminal (before or after this); Ctrl-C stops Jaeger and Prometheus.
-`, observeJaegerUI, observePrometheus, observePrometheus, observeOTLPHTTP, observeOTLPGRPC)
+`, observeJaegerUI, observePrometheus, observeOTLPHTTP, observeOTLPGRPC)
 	<-ctx.Done()
 	log.printf("observe", "stopping")
 	return nil
