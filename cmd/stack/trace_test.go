@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -38,40 +39,17 @@ func TestTraceOfAPaymentCrossesKafka(t *testing.T) {
 	if r.status != http.StatusCreated {
 		t.Fatalf("invoice: %s", r)
 	}
-	var tid [16]byte
-	var sid [8]byte
-	_, _ = rand.Read(tid[:])
-	_, _ = rand.Read(sid[:])
-	traceID := hex.EncodeToString(tid[:])
+	tp, traceID, _ := newParent()
 	p := e.req(http.MethodPost, "/function/capture-payment/payments", map[string]any{
 		"account_id": c.account, "invoice_id": str(r.body, "id"), "amount": 2_900, "currency": "USD",
 		"payment_method": "pm_card_visa", "confirm": true},
 		"Authorization", "Bearer "+c.token, "Idempotency-Key", uuid.NewString(),
-		"Traceparent", "00-"+traceID+"-"+hex.EncodeToString(sid[:])+"-01")
+		"Traceparent", tp)
 	if p.status != http.StatusCreated {
 		t.Fatalf("payment: %s", p)
 	}
 
-	// Polled until complete: spans reach Jaeger in batches, the
-	// consumers' after the kafka-trigger's deliveries.
-	var why string
-	for deadline := time.Now().Add(90 * time.Second); ; {
-		spans, err := j.Trace(traceID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if why = traceComplete(spans); why == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			services, _ := j.Services()
-			for _, s := range spans {
-				t.Logf("span %s %s %q parent %s", s.Service, s.SpanID, s.OperationName, s.Parent())
-			}
-			t.Fatalf("trace %s after 90s: %s (Jaeger knows the services %v)", traceID, why, services)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitTrace(t, j, traceID, traceComplete)
 
 	// The consumer's log line (LOG_LEVEL=debug: every request is logged)
 	// names the producer's trace.
@@ -87,6 +65,87 @@ func TestTraceOfAPaymentCrossesKafka(t *testing.T) {
 			}
 		}
 		return false
+	})
+}
+
+// waitTrace polls Jaeger until complete says nothing is missing from the
+// trace (spans arrive in batches, the consumers' after the deliveries').
+func waitTrace(t *testing.T, j *testenv.Jaeger, traceID string, complete func([]testenv.JaegerSpan) string) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		spans, err := j.Trace(traceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		why := complete(spans)
+		if why == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			services, _ := j.Services()
+			for _, s := range spans {
+				t.Logf("span %s %s %q parent %s", s.Service, s.SpanID, s.OperationName, s.Parent())
+			}
+			t.Fatalf("trace %s after 90s: %s (Jaeger knows the services %v)", traceID, why, services)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// newParent is a fresh sampled traceparent and its trace and span ids.
+func newParent() (tp, traceID, spanID string) {
+	var tid [16]byte
+	var sid [8]byte
+	_, _ = rand.Read(tid[:])
+	_, _ = rand.Read(sid[:])
+	traceID, spanID = hex.EncodeToString(tid[:]), hex.EncodeToString(sid[:])
+	return "00-" + traceID + "-" + spanID + "-01", traceID, spanID
+}
+
+// TestTraceOfAKafkaProducedTransferRequest (issue 19): an integrator's
+// billfn.transaction.requested, produced straight into Kafka with a
+// traceparent of its own, is delivered and applied in that trace: a
+// kafka-trigger delivery span child of the producer's span, and
+// process-transaction's work below it.
+func TestTraceOfAKafkaProducedTransferRequest(t *testing.T) {
+	j := testenv.StartJaeger(t)
+	e := startStack(t, stackOptions{env: []string{"BILLFN_OTLP_ENDPOINT=" + j.OTLP}})
+	c := e.newCustomer("USD")
+	tp, traceID, producer := newParent()
+	ev := mustEvent(t, "billfn.transaction.requested", c.account, map[string]any{
+		"from_account_number": "SYS-EXTERNAL-USD", "to_account_id": c.account, "amount": 7, "currency": "USD"})
+	ev.SetExtension(events.TraceParentExt, tp)
+	ev = e.asIntegrator(t, ev) // signed after: traceparent is not part of the proof either way
+	start := e.balance(c.account)
+	e.produceAs(t, "integrator", events.TopicTransaction, c.account, ev)
+	e.eventually("the integrator's transfer to post", 60*time.Second, func() bool { return e.balance(c.account) == start+7 })
+	waitTrace(t, j, traceID, func(spans []testenv.JaegerSpan) string {
+		byID := map[string]testenv.JaegerSpan{}
+		for _, s := range spans {
+			byID[s.SpanID] = s
+		}
+		delivered := false
+		for _, s := range spans {
+			if s.Service == "kafka-trigger" && s.OperationName == "deliver process-transaction" && s.Parent() == producer {
+				delivered = true
+			}
+		}
+		if !delivered {
+			return "no kafka-trigger delivery to process-transaction as the child of the producer's span"
+		}
+		for _, s := range spans {
+			if s.Service != "process-transaction" {
+				continue
+			}
+			p := byID[s.Parent()]
+			if p.Service == "gateway" {
+				p = byID[p.Parent()]
+			}
+			if p.Service == "kafka-trigger" && p.Parent() == producer || s.Parent() == producer {
+				return ""
+			}
+		}
+		return "no process-transaction span below the delivery"
 	})
 }
 
