@@ -47,7 +47,10 @@ vet: ## go vet (also the fault test, which builds only with -tags faults)
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags faults ./cmd/stack
 
-test: services fmt-check tidy-check vet ## everything CI checks: gofmt, go mod tidy, go vet, go test -race against real Postgres, Redis and kfake
+tools: ## find or build stripe-mock, Mailpit and Jaeger at their pinned versions, outside billfn's go.mod (minutes the first time)
+	$(GO) run ./cmd/stack tools
+
+test: services tools fmt-check tidy-check vet ## everything CI checks: gofmt, go mod tidy, go vet, go test -race against real Postgres, Redis and kfake
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 fuzz: services ## run every fuzz target for FUZZTIME each (default 20s)
@@ -187,4 +190,4 @@ clean: ## remove build output (bin/ but the local stack's state in bin/run, faas
 	@if [ -d bin ]; then find bin -mindepth 1 -maxdepth 1 ! -name run -exec rm -rf {} +; rm -rf bin/run/bin; fi
 	rm -rf build
 
-.PHONY: help services fmt-check tidy-check vet test fuzz run observe bench e2e faults build migrate token reset images kind-up strimzi deploy-secrets deploy-openfaas deploy-knative clean
+.PHONY: help services fmt-check tidy-check vet tools test fuzz run observe bench e2e faults build migrate token reset images kind-up strimzi deploy-secrets deploy-openfaas deploy-knative clean

@@ -70,11 +70,14 @@ func main() {
 		// make reset [FORCE=1]: bin/stack reset [-force]
 		force := len(os.Args) > 2 && (os.Args[2] == "-force" || os.Args[2] == "--force")
 		err = reset(ctx, cfg, os.LookupEnv, force, os.Stdin, os.Stdout)
+	case len(os.Args) > 1 && os.Args[1] == "tools":
+		// make tools: stripe-mock, Mailpit and Jaeger found or built.
+		err = tools(ctx, os.Stdout)
 	case len(os.Args) > 1 && os.Args[1] == "observe":
 		// make observe: Jaeger and Prometheus beside the stack.
 		err = observe(ctx, cfg, os.Stdout)
 	case len(os.Args) > 1:
-		err = userErrorf("unknown argument %q: stack runs the local stack; stack reset [-force] wipes its state; stack observe runs Jaeger and Prometheus", os.Args[1])
+		err = userErrorf("unknown argument %q: stack runs the local stack; stack reset [-force] wipes its state; stack observe runs Jaeger and Prometheus; stack tools builds the programs they use", os.Args[1])
 	default:
 		err = run(ctx, cfg, os.Stdout)
 	}
