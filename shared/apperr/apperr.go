@@ -25,8 +25,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/billfn/billfn/shared/internal/legacystatus"
 )
 
 // Code is a stable, machine-readable error code. Clients switch on it; it
@@ -96,15 +94,6 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// Status is the HTTP status of the error's code if it is a shared code
-// (problem.Common), 500 for any other: a function's own codes are known
-// only to its problem.Statuses.
-//
-// Deprecated: use the function's Statuses.Status(err),
-// problem.StatusOf(ctx, err), or problem.Common.Status(err) for the shared
-// codes. This stays until no caller remains.
-func (e *Error) Status() int { return legacystatus.Of(string(e.Code)) }
 
 // New makes an Error with a detail, formatted when args are given.
 func New(code Code, format string, args ...any) *Error {

@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/apperr"
-	"github.com/billfn/billfn/shared/internal/legacystatus"
 )
 
 // BaseURI prefixes every problem type.
@@ -191,10 +190,6 @@ func StatusOf(ctx context.Context, err error) int { return StatusesFrom(ctx).Sta
 
 // TypeOf is the problem type URI of a code.
 func TypeOf(c Code) string { return BaseURI + string(c) }
-
-func init() {
-	legacystatus.Of = func(code string) int { return Statuses(nil).lookup(Code(code)).Status }
-}
 
 // Document is the JSON body of a problem response.
 type Document struct {

@@ -33,7 +33,7 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
 	clientErr := func(t *testing.T, err error) {
 		var pe *problem.Error
-		if !errors.As(err, &pe) || pe.Status() < 400 || Statuses.Status(err) >= 500 {
+		if st := Statuses.Status(err); !errors.As(err, &pe) || st < 400 || st >= 500 {
 			t.Fatalf("not a client problem: %v", err)
 		}
 	}
