@@ -65,19 +65,19 @@ func BenchmarkFinalizeBatch(b *testing.B) {
 		n := min(batch, b.N-done)
 		now := g.clock.Now()
 		err := g.s.st.InTx(ctx, func(tx *store.Tx) error {
-			res := g.s.newResolver(tx, now)
+			res := g.s.b.NewResolver(tx, now)
 			invs, final := make([]*invoicing.Invoice, n), make([]bool, n)
 			for i := 0; i < n; i++ {
-				d, err := g.s.parseCreate(ctx, tx, p, nil, &ins[i], "", now)
+				d, err := g.s.b.ParseCreate(ctx, tx, p, nil, &ins[i], "", now)
 				if err != nil {
 					return err
 				}
-				if err := res.draft(ctx, d); err != nil {
+				if err := res.Draft(ctx, d); err != nil {
 					return err
 				}
 				invs[i], final[i] = d.Inv, true
 			}
-			msgs, err := g.s.persistNew(ctx, tx, invs, final, now)
+			msgs, err := g.s.b.PersistNew(ctx, tx, invs, final, now)
 			if err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/accounts"
@@ -85,8 +86,8 @@ func (s *Service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.
 		return nil
 	}
 	now := s.clock()
-	res := s.newResolver(tx, now)
-	memo := accountMemo{}
+	res := s.b.NewResolver(tx, now)
+	memo := billing.AccountMemo{}
 	service := auth.Principal{Role: auth.RoleService}
 	var (
 		outs     []store.RequestOutcome
@@ -100,20 +101,20 @@ func (s *Service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.
 		err := httpx.Unmarshal(ev.Data(), &in)
 		o := store.RequestOutcome{Source: ev.Source(), ID: ev.ID(), Account: in.AccountID}
 		if err == nil {
-			d, err = s.parseCreate(ctx, tx, service, memo, &in, "", now)
+			d, err = s.b.ParseCreate(ctx, tx, service, memo, &in, "", now)
 		}
 		if d != nil {
 			o.Owner = d.Inv.UserID // from the account: who may read the request
 		}
 		if err == nil {
-			err = res.draft(ctx, d)
+			err = res.Draft(ctx, d)
 		}
 		if err != nil {
 			var pe *problem.Error
 			if !errors.As(err, &pe) || Statuses.Status(err) >= 500 {
 				return err // the database or the read-through, not the request: retry
 			}
-			if isAccountRefusal(err) && ev.Source() != events.Source(FunctionName) {
+			if billing.IsAccountRefusal(err) && ev.Source() != events.Source(FunctionName) {
 				return events.Permanent(fmt.Errorf("%s %s from %s refused: %w", ev.Type(), ev.ID(), ev.Source(), err))
 			}
 			doc, _ := Statuses.Doc(nil, "", pe)
@@ -128,7 +129,7 @@ func (s *Service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.
 		finalize = append(finalize, d.AutoFinalize)
 	}
 	if len(invs) > 0 {
-		msgs, err := s.persistNew(ctx, tx, invs, finalize, now)
+		msgs, err := s.b.PersistNew(ctx, tx, invs, finalize, now)
 		if err != nil {
 			var pe *problem.Error
 			if errors.As(err, &pe) && Statuses.Status(err) < 500 && len(invs) == 1 {
@@ -140,7 +141,7 @@ func (s *Service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.
 			}
 			return err
 		}
-		if err := res.flush(ctx); err != nil {
+		if err := res.Flush(ctx); err != nil {
 			return err
 		}
 		if err := tx.Emit(ctx, msgs); err != nil {
@@ -537,8 +538,8 @@ func (s *Service) runDunning(ctx context.Context, now time.Time) (int, error) {
 					inv.NextPaymentAttemptAt = s.nextDunning(inv)
 					// A frozen or closed account is not charged: the
 					// attempt passes without a retry request.
-					if f, err := s.facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
-						s.skipInactive(ctx, "dunning", "invoice", inv.ID, f)
+					if f, err := s.b.Facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
+						s.b.SkipInactive(ctx, "dunning", "invoice", inv.ID, f)
 					} else {
 						msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoicePaymentRetryRequested, inv, inv.DunningAttempts))
 					}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
@@ -29,7 +30,7 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	s := &Service{cfg: DefaultConfig()}
+	s := billing.New(nil, nil, DefaultConfig().billing(), time.Now)
 	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
 	clientErr := func(t *testing.T, err error) {
 		var pe *problem.Error
@@ -50,8 +51,8 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 			in.AccountID = account
 		}
 		for _, p := range []auth.Principal{{Subject: "6f1c7e0a-0000-4000-8000-000000000002", Role: auth.RoleCustomer}, {Role: auth.RoleService}} {
-			memo := accountMemo{account: {ID: account, UserID: "6f1c7e0a-0000-4000-8000-000000000002", Currency: "USD", Status: accounts.Active}}
-			d, err := s.parseCreate(context.Background(), nil, p, memo, &in, "", now)
+			memo := billing.AccountMemo{account: {ID: account, UserID: "6f1c7e0a-0000-4000-8000-000000000002", Currency: "USD", Status: accounts.Active}}
+			d, err := s.ParseCreate(context.Background(), nil, p, memo, &in, "", now)
 			if err != nil {
 				clientErr(t, err)
 				continue

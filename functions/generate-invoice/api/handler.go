@@ -4,13 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/render"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
@@ -19,7 +18,6 @@ import (
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/ids"
-	"github.com/billfn/billfn/shared/money"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/postgres"
@@ -56,8 +54,8 @@ func (s *Service) createInvoice(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	now := s.clock()
-	d, err := s.parseCreate(r.Context(), nil, p, nil, &in, "", now)
+	now := s.b.Clock()
+	d, err := s.b.ParseCreate(r.Context(), nil, p, nil, &in, "", now)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -70,23 +68,7 @@ func (s *Service) createInvoice(w http.ResponseWriter, r *http.Request) {
 		s.createAsync(ctx, w, r, []invoicing.CreateInvoiceIn{in}, false, now)
 		return
 	}
-	err = s.st.Pipelined(ctx, func(tx *store.Tx) error {
-		res := s.newResolver(tx, now)
-		if err := res.draft(ctx, d); err != nil {
-			return err
-		}
-		msgs, err := s.persistNew(ctx, tx, []*invoicing.Invoice{d.Inv}, []bool{d.AutoFinalize}, now)
-		if err != nil {
-			return err
-		}
-		if err := res.flush(ctx); err != nil {
-			return err
-		}
-		if err := tx.Emit(ctx, msgs); err != nil {
-			return err
-		}
-		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: d.Inv, Location: "/invoices/" + d.Inv.ID})
-	})
+	err = s.b.CreateInvoice(ctx, d, now, answer(http.StatusCreated, "/invoices/"+d.Inv.ID))
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -110,31 +92,10 @@ func (s *Service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	if len(in.Invoices) == 0 || len(in.Invoices) > s.cfg.BatchMax {
-		problem.Write(w, r, problem.Invalid(problem.Field("invoices", "must hold 1 to "+strconv.Itoa(s.cfg.BatchMax)+" invoices")))
-		return
-	}
-	now := s.clock()
-	drafts := make([]*invoicing.InvoiceDraft, len(in.Invoices))
-	var fields []problem.FieldError
-	var rule error
-	memo := accountMemo{}
-	for i := range in.Invoices {
-		d, err := s.parseCreate(r.Context(), nil, p, memo, &in.Invoices[i], "invoices/"+strconv.Itoa(i)+"/", now)
-		var pe *problem.Error
-		if errors.As(err, &pe) && pe.Code == problem.ValidationFailed {
-			fields = append(fields, pe.Errors...)
-		} else if err != nil && rule == nil {
-			rule = err
-		}
-		drafts[i] = d
-	}
-	if len(fields) > 0 {
-		problem.Write(w, r, problem.Invalid(fields...))
-		return
-	}
-	if rule != nil {
-		problem.Write(w, r, rule)
+	now := s.b.Clock()
+	drafts, err := s.b.ParseBatch(r.Context(), p, in.Invoices, now)
+	if err != nil {
+		problem.Write(w, r, err)
 		return
 	}
 	ctx, cancel := postgres.Detached(r.Context())
@@ -147,31 +108,8 @@ func (s *Service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 		s.createAsync(ctx, w, r, in.Invoices, true, now)
 		return
 	}
-	out := make([]events.Invoice, len(drafts))
-	err := s.st.Pipelined(ctx, func(tx *store.Tx) error {
-		res := s.newResolver(tx, now)
-		invs := make([]*invoicing.Invoice, len(drafts))
-		final := make([]bool, len(drafts))
-		for i, d := range drafts {
-			if err := res.draft(ctx, d); err != nil {
-				return err
-			}
-			invs[i], final[i] = d.Inv, d.AutoFinalize
-		}
-		msgs, err := s.persistNew(ctx, tx, invs, final, now)
-		if err != nil {
-			return err
-		}
-		if err := res.flush(ctx); err != nil {
-			return err
-		}
-		if err := tx.Emit(ctx, msgs); err != nil {
-			return err
-		}
-		for i, inv := range invs {
-			out[i] = invoicing.Summarize(inv)
-		}
-		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: httpx.List[events.Invoice]{Data: out}})
+	out, err := s.b.CreateInvoices(ctx, drafts, now, func(body any) any {
+		return idempotency.Response{Status: http.StatusCreated, Body: httpx.List[events.Invoice]{Data: body.([]events.Invoice)}}
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -354,7 +292,7 @@ func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 	// A customer naming another's account or subscription gets the 404
 	// an unknown one gets, not an empty page.
 	if f.AccountID != "" {
-		if err := s.ownedAccount(r.Context(), p, f.AccountID); err != nil {
+		if err := s.b.OwnedAccount(r.Context(), p, f.AccountID); err != nil {
 			problem.Write(w, r, err)
 			return
 		}
@@ -376,25 +314,20 @@ func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 
 // ---- invoices: changes ----
 
-// mutate runs fn on the locked invoice of the path, after authorization,
-// writes it and its events, and answers 200 with the invoice.
-func (s *Service) mutate(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error)) {
-	p := platform.Principal(r)
-	id := r.PathValue("id")
+// answer is the idempotent answer of a request: status and the use
+// case's result, with location when given.
+func answer(status int, location string) billing.Answer {
+	return func(body any) any { return idempotency.Response{Status: status, Body: body, Location: location} }
+}
+
+// change runs a change of the invoice of the path and answers 200 with
+// the invoice (recorded as the request's answer in the change's
+// transaction).
+func (s *Service) change(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, p auth.Principal, id string, done billing.Answer) (*invoicing.Invoice, error)) {
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
-	now := s.clock()
-	inv, err := s.st.UpdateInvoice(ctx, id, func(tx *store.Tx, inv *invoicing.Invoice) ([]invoicing.Event, error) {
-		if err := authorizeOwner(p.CanAccess(inv.UserID), "invoice", id); err != nil {
-			return nil, err
-		}
-		evs, err := fn(ctx, tx, p, inv, now)
-		if err != nil {
-			return nil, err
-		}
-		return evs, tx.Complete(ctx, idempotency.Response{Status: http.StatusOK, Body: inv})
-	})
+	inv, err := fn(ctx, platform.Principal(r), r.PathValue("id"), answer(http.StatusOK, ""))
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -409,137 +342,8 @@ func (s *Service) patchInvoice(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
-		if err := invoicing.RequireDraft(inv); err != nil {
-			return nil, err
-		}
-		var v problem.Validator
-		var rule *problem.Error
-		if in.Customer != nil {
-			inv.Customer = invoicing.ParseCustomer(&v, "customer", in.Customer)
-		}
-		if in.Memo != nil {
-			v.Check(invoicing.TextOK(*in.Memo, invoicing.MaxMemo), "memo", "must be at most 5000 characters")
-			inv.Memo = *in.Memo
-		}
-		if in.Metadata != nil {
-			invoicing.CheckMetadata(&v, "metadata", *in.Metadata)
-			inv.Metadata = *in.Metadata
-			if inv.Metadata == nil {
-				inv.Metadata = map[string]string{}
-			}
-		}
-		if in.CollectionMethod != nil {
-			v.Check(*in.CollectionMethod == invoicing.ChargeAutomatically || *in.CollectionMethod == invoicing.SendInvoice, "collection_method",
-				"must be charge_automatically or send_invoice")
-			inv.CollectionMethod = *in.CollectionMethod
-		}
-		if in.NumberPrefix != nil {
-			v.Check(invoicing.ValidPrefix(*in.NumberPrefix), "number_prefix", "must be 1-10 upper-case letters and digits, starting with a letter")
-			inv.NumberPrefix = *in.NumberPrefix
-		}
-		if in.NetTermsDays.Set || in.DueDate.Set {
-			var net *int
-			var due *string
-			if in.NetTermsDays.Set && !in.NetTermsDays.Null {
-				net = &in.NetTermsDays.V
-			}
-			if in.DueDate.Set && !in.DueDate.Null {
-				due = &in.DueDate.V
-			}
-			if !in.NetTermsDays.Set && net == nil && inv.NetTermsDays != nil && due == nil {
-				net = inv.NetTermsDays
-			}
-			if !in.DueDate.Set && inv.DueDate != nil && net == nil {
-				due = ptr(inv.DueDate.Format(time.DateOnly))
-			}
-			rule = invoicing.ParseTerms(&v, "", net, due, inv, now)
-		}
-		var lines []invoicing.LineDraft
-		if in.LineItems != nil {
-			v.Check(len(*in.LineItems) <= s.cfg.MaxLines, "line_items", "at most "+strconv.Itoa(s.cfg.MaxLines)+" lines per invoice")
-			for i, li := range *in.LineItems {
-				ld, r := invoicing.ParseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
-				if r != nil && r.Code == problem.Forbidden {
-					return nil, r
-				}
-				if r != nil && rule == nil {
-					rule = r
-				}
-				lines = append(lines, ld)
-			}
-		}
-		var adhoc []invoicing.Discount
-		if in.Discounts != nil {
-			if !p.Privileged() {
-				return nil, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
-			}
-			v.Check(len(*in.Discounts) <= invoicing.MaxDiscounts, "discounts", "at most 5 invoice discounts")
-			for i, di := range *in.Discounts {
-				d, r := invoicing.ParseDiscount(&v, "discounts/"+strconv.Itoa(i), di, inv.Currency)
-				if r != nil && rule == nil {
-					rule = r
-				}
-				adhoc = append(adhoc, d)
-			}
-		}
-		if in.Coupon.Set && !in.Coupon.Null {
-			v.Check(invoicing.ValidCouponID(in.Coupon.V), "coupon", "must be a coupon id")
-		}
-		if err := v.Err(); err != nil {
-			return nil, err
-		}
-		if rule != nil {
-			return nil, rule
-		}
-		res := s.newResolver(tx, now)
-		if in.LineItems != nil {
-			resolved, err := res.lines(ctx, "", lines, 0)
-			if err != nil {
-				return nil, err
-			}
-			inv.Lines = resolved
-		}
-		// Invoice discounts: the ad-hoc ones first, then the coupon.
-		var coupon []invoicing.Discount
-		for _, d := range inv.Discounts {
-			if d.Coupon != "" {
-				coupon = append(coupon, d)
-			} else if in.Discounts == nil {
-				adhoc = append(adhoc, d)
-			}
-		}
-		if in.Coupon.Set {
-			coupon, inv.Coupon = nil, nil
-			if !in.Coupon.Null {
-				d, err := res.coupon(ctx, "", in.Coupon.V, inv)
-				if err != nil {
-					return nil, err
-				}
-				coupon, inv.Coupon = []invoicing.Discount{d}, ptr(in.Coupon.V)
-				res.redeem[in.Coupon.V]++
-			}
-		}
-		inv.Discounts = append(adhoc, coupon...)
-		if inv.Discounts == nil {
-			inv.Discounts = []invoicing.Discount{}
-		}
-		if err := inv.Recompute(); err != nil {
-			return nil, err
-		}
-		inv.UpdatedAt = now
-		if err := res.flush(ctx); err != nil {
-			return nil, err
-		}
-		if in.LineItems != nil {
-			if err := store.ReplaceLines(ctx, tx, inv); err != nil {
-				return nil, err
-			}
-		} else if err := store.ReplaceLines(ctx, tx, inv); err != nil {
-			// A discount change moves the lines' computed amounts too.
-			return nil, err
-		}
-		return nil, nil
+	s.change(w, r, func(ctx context.Context, p auth.Principal, id string, done billing.Answer) (*invoicing.Invoice, error) {
+		return s.b.PatchInvoice(ctx, p, id, &in, done)
 	})
 }
 
@@ -549,116 +353,32 @@ func (s *Service) addLines(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
-		if err := invoicing.RequireDraft(inv); err != nil {
-			return nil, err
-		}
-		var v problem.Validator
-		var rule *problem.Error
-		v.Check(len(in.LineItems) > 0, "line_items", "must hold at least one line")
-		v.Check(len(inv.Lines)+len(in.LineItems) <= s.cfg.MaxLines, "line_items",
-			"the invoice would have more than "+strconv.Itoa(s.cfg.MaxLines)+" lines")
-		var lines []invoicing.LineDraft
-		for i, li := range in.LineItems {
-			ld, r := invoicing.ParseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
-			if r != nil && r.Code == problem.Forbidden {
-				return nil, r
-			}
-			if r != nil && rule == nil {
-				rule = r
-			}
-			lines = append(lines, ld)
-		}
-		if err := v.Err(); err != nil {
-			return nil, err
-		}
-		if rule != nil {
-			return nil, rule
-		}
-		resolved, err := s.newResolver(tx, now).lines(ctx, "", lines, 0)
-		if err != nil {
-			return nil, err
-		}
-		inv.Lines = append(inv.Lines, resolved...)
-		if err := inv.Recompute(); err != nil {
-			return nil, err
-		}
-		inv.UpdatedAt = now
-		return nil, store.ReplaceLines(ctx, tx, inv)
+	s.change(w, r, func(ctx context.Context, p auth.Principal, id string, done billing.Answer) (*invoicing.Invoice, error) {
+		return s.b.AddLines(ctx, p, id, &in, done)
 	})
 }
 
 func (s *Service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
-		if err := invoicing.CheckFinalize(inv, now, s.cfg.DefaultNetDays); err != nil {
-			return nil, err
-		}
-		// Finalizing asks capture-payment to charge: not on a frozen or closed account.
-		if err := s.chargeable(ctx, tx, inv.AccountID); err != nil {
-			return nil, err
-		}
-		return invoicing.Finalize(ctx, tx, []*invoicing.Invoice{inv}, now)
-	})
+	s.change(w, r, s.b.FinalizeInvoice)
 }
 
 func (s *Service) voidInvoice(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
-		return invoicing.Void(inv, now)
-	})
+	s.change(w, r, s.b.VoidInvoice)
 }
 
 func (s *Service) markUncollectibleHandler(w http.ResponseWriter, r *http.Request) {
-	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
-		return invoicing.MarkUncollectible(inv, now)
-	})
-}
-
-type payIn struct {
-	Amount    *int64 `json:"amount"`
-	Currency  string `json:"currency"`
-	Reference string `json:"reference"`
+	s.change(w, r, s.b.MarkUncollectible)
 }
 
 // payInvoice records a payment made outside billfn (a bank transfer, a
 // cheque): amount defaults to everything due.
 func (s *Service) payInvoice(w http.ResponseWriter, r *http.Request) {
-	var in payIn
+	var in billing.PayIn
 	if err := decodeOptional(r, &in); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	var v problem.Validator
-	v.Check(in.Amount == nil || *in.Amount > 0, "amount", "must be a positive amount in minor units")
-	v.Check(invoicing.TextOK(in.Reference, invoicing.MaxName), "reference", "must be at most 200 characters")
-	if err := v.Err(); err != nil {
-		problem.Write(w, r, err)
-		return
-	}
-	s.mutate(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
-		if inv.Status != invoicing.StatusOpen && inv.Status != invoicing.StatusUncollectible {
-			return nil, problem.New(invoicing.CodeInvoiceNotOpen, "invoice %s is %s; only an open or uncollectible invoice can be paid", inv.ID, inv.Status)
-		}
-		if in.Currency != "" {
-			c, err := money.ParseCurrency(in.Currency)
-			if err != nil {
-				return nil, problem.Invalid(problem.Field("currency", "must be an ISO 4217 code"))
-			}
-			if c != inv.Currency {
-				return nil, invoicing.CurrencyMismatch("currency", c, inv.Currency)
-			}
-		}
-		amount := inv.AmountDue
-		if in.Amount != nil {
-			amount = *in.Amount
-		}
-		if amount > inv.AmountDue {
-			return nil, (&problem.Error{Code: invoicing.CodeAmountExceedsDue, Detail: "the invoice has " + strconv.FormatInt(inv.AmountDue, 10) + " due",
-				Errors: []problem.FieldError{problem.Field("amount", "must be at most amount_due")}}).With("amount_due", inv.AmountDue)
-		}
-		if err := tx.RecordOutOfBandPayment(ctx, inv.ID, "oob_"+ids.New(), amount, string(inv.Currency), in.Reference); err != nil {
-			return nil, err
-		}
-		inv.AmountPaid += amount // ≤ amount_due ≤ total: no overflow
-		return invoicing.Settle(inv, now, now), nil
+	s.change(w, r, func(ctx context.Context, p auth.Principal, id string, done billing.Answer) (*invoicing.Invoice, error) {
+		return s.b.PayInvoice(ctx, p, id, in, done)
 	})
 }

@@ -90,7 +90,7 @@ func (s *Service) getTaxRate(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, invoicing.NotFound("tax rate", id))
 		return
 	}
-	rates, err := s.taxRates(r.Context(), s.d.Pool, []string{id})
+	rates, err := s.b.TaxRates(r.Context(), nil, []string{id})
 	if err != nil {
 		problem.Write(w, r, err)
 		return

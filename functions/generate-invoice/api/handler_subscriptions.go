@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
@@ -128,7 +129,7 @@ func (s *Service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 		err = v.Err()
 	}
 	if err == nil && f.AccountID != "" {
-		err = s.ownedAccount(r.Context(), p, f.AccountID)
+		err = s.b.OwnedAccount(r.Context(), p, f.AccountID)
 	}
 	f.After = after
 	if err != nil {
@@ -154,7 +155,7 @@ func (s *Service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx 
 	now := s.clock()
 	var invIDs []string
 	sub, err := s.st.UpdateSubscription(ctx, id, func(tx *store.Tx, sub *invoicing.Subscription) ([]invoicing.Event, error) {
-		if err := authorizeOwner(p.CanAccess(sub.UserID), "subscription", id); err != nil {
+		if err := billing.AuthorizeOwner(p.CanAccess(sub.UserID), "subscription", id); err != nil {
 			return nil, err
 		}
 		msgs, ids, err := fn(ctx, tx, p, sub, now)
@@ -218,7 +219,7 @@ func (s *Service) patchSubscription(w http.ResponseWriter, r *http.Request) {
 			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is canceled", sub.ID)
 		}
 		// A change bills due periods and may invoice a proration at once.
-		if err := s.chargeable(ctx, tx, sub.AccountID); err != nil {
+		if err := s.b.Chargeable(ctx, tx, sub.AccountID); err != nil {
 			return nil, nil, err
 		}
 		if in.TaxRateIDs != nil {

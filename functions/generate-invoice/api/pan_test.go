@@ -77,15 +77,15 @@ func TestCardNumbersAreRefusedInEveryFreeTextField(t *testing.T) {
 }
 
 // TestParseCreateRefusesCardNumbers: billfn.invoice.requested
-// goes through the same check as POST /invoices (parseCreate).
+// goes through the same check as POST /invoices (billing.Service.ParseCreate).
 func TestParseCreateRefusesCardNumbers(t *testing.T) {
 	g := newRig(t)
 	user := uuid.NewString()
 	in := invoicing.CreateInvoiceIn{AccountID: uuid.NewString(), Currency: "USD", Memo: "4242 4242 4242 4242",
 		LineItems: []invoicing.LineIn{{Description: "x"}}}
 	knownAccount(in.AccountID, user, "USD")
-	_, err := g.s.parseCreate(context.Background(), nil, auth.Principal{Subject: g.admin, Role: auth.RoleAdmin}, nil, &in, "invoices/3/", g.clock.Now())
+	_, err := g.s.b.ParseCreate(context.Background(), nil, auth.Principal{Subject: g.admin, Role: auth.RoleAdmin}, nil, &in, "invoices/3/", g.clock.Now())
 	if err == nil || !strings.Contains(err.Error(), "card_number_rejected") {
-		t.Fatalf("parseCreate: %v", err)
+		t.Fatalf("ParseCreate: %v", err)
 	}
 }

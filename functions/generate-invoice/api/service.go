@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/accounts"
@@ -97,6 +97,11 @@ func (c Config) check() error {
 	return c.Email.check()
 }
 
+// billing is what the use cases need of c.
+func (c Config) billing() billing.Config {
+	return billing.Config{NumberPrefix: c.NumberPrefix, DefaultNetDays: c.DefaultNetDays, MaxLines: c.MaxLines, BatchMax: c.BatchMax}
+}
+
 // DefaultConfig is the configuration with every default (tests).
 func DefaultConfig() Config {
 	return Config{NumberPrefix: "INV", DefaultNetDays: 30, MaxLines: 250, BatchMax: 500,
@@ -109,6 +114,7 @@ func DefaultConfig() Config {
 type Service struct {
 	d        *platform.Deps
 	st       *store.Store
+	b        *billing.Service // the use cases
 	cfg      Config
 	now      func() time.Time
 	invCache *redis.Cache
@@ -119,17 +125,16 @@ type Service struct {
 	accts *accounts.Directory
 	// mail sends the customer's emails from the delivery log.
 	mail *mailer
-
-	ratesMu sync.RWMutex
-	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
 }
 
 func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 	s := &Service{d: d, st: store.New(d.Pool, FunctionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
-		rates: map[string]invoicing.TaxRate{}, mail: newMailer(cfg.Email)}
+		mail: newMailer(cfg.Email)}
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
-	d.Collect(skippedCharges, paymentAnomalies, emailsSent)
+	s.st.ReadAccounts(s.accts)
+	s.b = billing.New(s.st.Billing(), s.accts, cfg.billing(), now)
+	d.Collect(billing.SkippedCharges, paymentAnomalies, emailsSent)
 	d.Events.On(events.TypeNotificationRequested, s.st.Handler(s.onNotificationRequested))
 	d.Events.On(events.TypeInvoiceRequested, s.st.Handler(s.onInvoiceRequested))
 	d.Events.On(events.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))

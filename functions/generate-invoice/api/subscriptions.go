@@ -107,8 +107,8 @@ func parseTime(v *problem.Validator, path string, s *string) *time.Time {
 }
 
 // subRates resolves a subscription's tax rates to snapshots.
-func (s *Service) subRates(ctx context.Context, q store.Querier, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
-	rates, err := s.taxRates(ctx, q, ids)
+func (s *Service) subRates(ctx context.Context, q *store.Tx, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
+	rates, err := s.b.TaxRates(ctx, q, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +185,7 @@ func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	f, err := s.billable(ctx, nil, p, nil, account, in.UserID, string(plan.Currency), "", "plan/currency")
+	f, err := s.b.Billable(ctx, nil, p, nil, account, in.UserID, string(plan.Currency), "", "plan/currency")
 	if err != nil {
 		return nil, err
 	}
@@ -214,8 +214,8 @@ func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 
 // redeemSubCoupon checks and redeems a subscription's coupon.
 func (s *Service) redeemSubCoupon(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) error {
-	res := s.newResolver(tx, now)
-	if _, err := res.coupon(ctx, "", *sub.Coupon, &invoicing.Invoice{Currency: sub.Plan.Currency}); err != nil {
+	res := s.b.NewResolver(tx, now)
+	if _, err := res.Coupon(ctx, "", *sub.Coupon, &invoicing.Invoice{Currency: sub.Plan.Currency}); err != nil {
 		return err
 	}
 	sub.CouponStart, sub.CouponUses = ptr(sub.BillingStart), 0
@@ -330,7 +330,7 @@ func (s *Service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscri
 	for i, inv := range invs {
 		final[i], ids[i] = true, inv.ID
 	}
-	msgs, err := s.persistNew(ctx, tx, invs, final, now)
+	msgs, err := s.b.PersistNew(ctx, tx, invs, final, now)
 	return msgs, ids, err
 }
 
@@ -355,7 +355,7 @@ func (s *Service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 				// wait (next_billing_at stays) and are caught up once the
 				// account is active again. An account nobody knows any
 				// more, or a read-through that is down, waits the same way.
-				if f, err := s.facts(ctx, tx, sub.AccountID); err != nil || f.Active() != nil {
+				if f, err := s.b.Facts(ctx, tx, sub.AccountID); err != nil || f.Active() != nil {
 					var pe *problem.Error
 					if err != nil && !errors.As(err, &pe) {
 						return err
@@ -363,7 +363,7 @@ func (s *Service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 					if err != nil {
 						slog.WarnContext(ctx, "subscription's account cannot be looked up: not billed", "subscription", sub.ID, "err", err.Error())
 					} else {
-						s.skipInactive(ctx, "recurring billing", "subscription", sub.ID, f)
+						s.b.SkipInactive(ctx, "recurring billing", "subscription", sub.ID, f)
 					}
 					failed = append(failed, sub.ID)
 					continue
@@ -499,7 +499,7 @@ func (s *Service) changePlan(ctx context.Context, tx *store.Tx, sub *invoicing.S
 		err := inv.Recompute()
 		var pe *problem.Error
 		if err == nil {
-			msgs, err := s.persistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now)
+			msgs, err := s.b.PersistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now)
 			if err != nil {
 				return nil, nil, err
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/outbox"
@@ -22,6 +23,7 @@ import (
 type Store struct {
 	pool   *pgxpool.Pool
 	source string // the function whose events the outbox holds
+	accts  *accounts.Directory
 }
 
 // New returns the store over pool; source names the emitting function.
@@ -33,18 +35,26 @@ func New(pool *pgxpool.Pool, source string) *Store { return &Store{pool: pool, s
 type Tx struct {
 	pgx.Tx
 	source string
+	accts  *accounts.Directory
 }
+
+// tx wraps a pgx transaction of s.
+func (s *Store) tx(tx pgx.Tx) *Tx { return &Tx{tx, s.source, s.accts} }
+
+// ReadAccounts makes the store read the accounts billed from d, the read
+// model of its table (Tx.Account).
+func (s *Store) ReadAccounts(d *accounts.Directory) { s.accts = d }
 
 // InTx runs fn in a transaction, committed when fn returns nil.
 func (s *Store) InTx(ctx context.Context, fn func(*Tx) error) error {
-	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error { return fn(&Tx{tx, s.source}) })
+	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error { return fn(s.tx(tx)) })
 }
 
 // Pipelined is InTx whose writes are queued and sent in one round trip
 // (see pipeline): for the create and change paths.
 func (s *Store) Pipelined(ctx context.Context, fn func(*Tx) error) error {
 	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
-		return pipelined(ctx, tx, func(tx pgx.Tx) error { return fn(&Tx{tx, s.source}) })
+		return pipelined(ctx, tx, func(tx pgx.Tx) error { return fn(s.tx(tx)) })
 	})
 }
 
@@ -60,7 +70,7 @@ func (s *Store) UpdateInvoice(ctx context.Context, id string, fn func(tx *Tx, in
 			return err
 		}
 		return pipelined(ctx, tx.Tx, func(p pgx.Tx) error {
-			tx := &Tx{p, s.source}
+			tx := s.tx(p)
 			evs, err := fn(tx, inv)
 			if err != nil {
 				return err
@@ -102,7 +112,7 @@ func (tx *Tx) Savepoint(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(&Tx{sp, tx.source}); err != nil {
+	if err := fn(&Tx{sp, tx.source, tx.accts}); err != nil {
 		_ = sp.Rollback(ctx)
 		return err
 	}
@@ -137,12 +147,12 @@ func (tx *Tx) Complete(ctx context.Context, resp idempotency.Response) error {
 
 // Handler adapts an event handler over a Tx to the receiver's.
 func (s *Store) Handler(fn func(context.Context, *Tx, events.Event) error) events.Handler {
-	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error { return fn(ctx, &Tx{tx, s.source}, ev) }
+	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error { return fn(ctx, s.tx(tx), ev) }
 }
 
 // BatchHandler adapts a batch handler over a Tx to the receiver's.
 func (s *Store) BatchHandler(fn func(context.Context, *Tx, []events.Event) error) events.BatchHandler {
-	return func(ctx context.Context, tx pgx.Tx, evs []events.Event) error { return fn(ctx, &Tx{tx, s.source}, evs) }
+	return func(ctx context.Context, tx pgx.Tx, evs []events.Event) error { return fn(ctx, s.tx(tx), evs) }
 }
 
 // ---- payments applied to invoices ----

@@ -1,4 +1,4 @@
-package api
+package billing
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
-	"github.com/billfn/billfn/functions/generate-invoice/store"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -17,9 +17,10 @@ import (
 // the outbox messages its change emits; the caller adds them in the same
 // transaction.
 
-// taxRates returns the rates of ids from the in-process cache or the
-// database. Rates are immutable, so a cached rate is never stale.
-func (s *Service) taxRates(ctx context.Context, q store.Querier, ids []string) (map[string]invoicing.TaxRate, error) {
+// TaxRates returns the rates of ids from the in-process cache or the
+// store, read in tx (nil: outside a transaction). Rates are immutable, so
+// a cached rate is never stale.
+func (s *Service) TaxRates(ctx context.Context, tx Tx, ids []string) (map[string]invoicing.TaxRate, error) {
 	out := make(map[string]invoicing.TaxRate, len(ids))
 	var missing []string
 	s.ratesMu.RLock()
@@ -34,7 +35,13 @@ func (s *Service) taxRates(ctx context.Context, q store.Querier, ids []string) (
 	if len(missing) == 0 {
 		return out, nil
 	}
-	rows, err := store.GetTaxRates(ctx, q, missing)
+	var rows []invoicing.TaxRate
+	var err error
+	if tx != nil {
+		rows, err = tx.TaxRates(ctx, missing)
+	} else {
+		rows, err = s.store.TaxRates(ctx, missing)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -49,27 +56,28 @@ func (s *Service) taxRates(ctx context.Context, q store.Querier, ids []string) (
 	return out, nil
 }
 
-// resolver turns drafts into invoices inside one transaction, keeping the
+// Resolver turns drafts into invoices inside one transaction, keeping the
 // coupons it locked and the redemptions it owes.
-type resolver struct {
+type Resolver struct {
 	s       *Service
-	tx      *store.Tx
+	tx      Tx
 	now     time.Time
 	coupons map[string]*invoicing.Coupon
 	redeem  map[string]int
 }
 
-func (s *Service) newResolver(tx *store.Tx, now time.Time) *resolver {
-	return &resolver{s: s, tx: tx, now: now, coupons: map[string]*invoicing.Coupon{}, redeem: map[string]int{}}
+// NewResolver starts resolving drafts in tx at now.
+func (s *Service) NewResolver(tx Tx, now time.Time) *Resolver {
+	return &Resolver{s: s, tx: tx, now: now, coupons: map[string]*invoicing.Coupon{}, redeem: map[string]int{}}
 }
 
-// lines resolves the tax rates of line drafts.
-func (r *resolver) lines(ctx context.Context, pointer string, drafts []invoicing.LineDraft, firstIndex int) ([]invoicing.Line, error) {
+// Lines resolves the tax rates of line drafts.
+func (r *Resolver) Lines(ctx context.Context, pointer string, drafts []invoicing.LineDraft, firstIndex int) ([]invoicing.Line, error) {
 	var ids []string
 	for _, d := range drafts {
 		ids = append(ids, d.TaxIDs...)
 	}
-	rates, err := r.s.taxRates(ctx, r.tx, ids)
+	rates, err := r.s.TaxRates(ctx, r.tx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -96,13 +104,13 @@ func (r *resolver) lines(ctx context.Context, pointer string, drafts []invoicing
 	return out, nil
 }
 
-// coupon locks and checks a coupon for an invoice in cur; the redemption
+// Coupon locks and checks a coupon for an invoice in cur; the redemption
 // is counted when the resolver's work is kept (flush).
-func (r *resolver) coupon(ctx context.Context, pointer, id string, inv *invoicing.Invoice) (invoicing.Discount, error) {
+func (r *Resolver) Coupon(ctx context.Context, pointer, id string, inv *invoicing.Invoice) (invoicing.Discount, error) {
 	c, ok := r.coupons[id]
 	if !ok {
-		got, err := store.GetCoupon(ctx, r.tx, id, true)
-		if err == store.ErrNotFound {
+		got, err := r.tx.Coupon(ctx, id, true)
+		if apperr.CodeOf(err) == apperr.NotFound {
 			return invoicing.Discount{}, &problem.Error{Code: invoicing.CodeCouponUnknown, Detail: "no coupon " + id,
 				Errors: []problem.FieldError{problem.Field(pointer+"coupon", "is not a coupon")}}
 		}
@@ -125,10 +133,10 @@ func (r *resolver) coupon(ctx context.Context, pointer, id string, inv *invoicin
 	return c.Discount(), nil
 }
 
-// draft resolves a creation draft into d.inv (lines, coupon, totals).
-func (r *resolver) draft(ctx context.Context, d *invoicing.InvoiceDraft) error {
+// Draft resolves a creation draft into d.Inv (lines, coupon, totals).
+func (r *Resolver) Draft(ctx context.Context, d *invoicing.InvoiceDraft) error {
 	inv := d.Inv
-	lines, err := r.lines(ctx, d.Pointer, d.Lines, 0)
+	lines, err := r.Lines(ctx, d.Pointer, d.Lines, 0)
 	if err != nil {
 		return err
 	}
@@ -141,7 +149,7 @@ func (r *resolver) draft(ctx context.Context, d *invoicing.InvoiceDraft) error {
 		}
 	}
 	if d.Coupon != "" {
-		cd, err := r.coupon(ctx, d.Pointer, d.Coupon, inv)
+		cd, err := r.Coupon(ctx, d.Pointer, d.Coupon, inv)
 		if err != nil {
 			return err
 		}
@@ -158,8 +166,11 @@ func (r *resolver) draft(ctx context.Context, d *invoicing.InvoiceDraft) error {
 	return nil
 }
 
-// flush writes the coupon redemptions counted so far.
-func (r *resolver) flush(ctx context.Context) error {
+// Redeem counts a redemption of coupon id, written by Flush.
+func (r *Resolver) Redeem(id string) { r.redeem[id]++ }
+
+// Flush writes the coupon redemptions counted so far.
+func (r *Resolver) Flush(ctx context.Context) error {
 	for id, n := range r.redeem {
 		if err := r.tx.RedeemCoupon(ctx, id, n); err != nil {
 			return err
@@ -169,9 +180,9 @@ func (r *resolver) flush(ctx context.Context) error {
 	return nil
 }
 
-// persistNew inserts resolved invoices, finalizing those marked, with
+// PersistNew inserts resolved invoices, finalizing those marked, with
 // their events (created, then finalized…).
-func (s *Service) persistNew(ctx context.Context, tx *store.Tx, invs []*invoicing.Invoice, final []bool, now time.Time) ([]invoicing.Event, error) {
+func (s *Service) PersistNew(ctx context.Context, tx Tx, invs []*invoicing.Invoice, final []bool, now time.Time) ([]invoicing.Event, error) {
 	var toFinal []*invoicing.Invoice
 	for i, inv := range invs {
 		if final[i] {
@@ -190,15 +201,15 @@ func (s *Service) persistNew(ctx context.Context, tx *store.Tx, invs []*invoicin
 	if err != nil {
 		return nil, err
 	}
-	if err := store.InsertInvoices(ctx, tx, invs); err != nil {
+	if err := tx.InsertInvoices(ctx, invs); err != nil {
 		return nil, err
 	}
 	return append(msgs, fin...), nil
 }
 
-// authorizeOwner hides someone else's resource behind a 404, exactly like
+// AuthorizeOwner hides someone else's resource behind a 404, exactly like
 // a missing one.
-func authorizeOwner(canAccess bool, what, id string) error {
+func AuthorizeOwner(canAccess bool, what, id string) error {
 	if !canAccess {
 		return invoicing.NotFound(what, id)
 	}

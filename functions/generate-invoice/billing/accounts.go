@@ -1,4 +1,4 @@
-package api
+package billing
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
-	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/ids"
@@ -17,7 +16,7 @@ import (
 )
 
 // Who an invoice, an invoice request or a subscription belongs to is the
-// owner of its account, as the read model (s.accts) knows it: learnt from
+// owner of its account, as the read model (the Accounts port) knows it: learnt from
 // billfn.account.created/updated, read through from process-transaction
 // for an account whose event has not arrived yet. The caller's word
 // (user_id) is at most checked against it.
@@ -31,14 +30,14 @@ type accountRefusal struct{ err error }
 func (e accountRefusal) Error() string { return e.err.Error() }
 func (e accountRefusal) Unwrap() error { return e.err }
 
-func isAccountRefusal(err error) bool {
+func IsAccountRefusal(err error) bool {
 	var r accountRefusal
 	return errors.As(err, &r)
 }
 
-// accountMemo remembers the facts already looked up for one request or
+// AccountMemo remembers the facts already looked up for one request or
 // one delivery (a batch of 500 invoices names the same account 500 times).
-type accountMemo map[string]accounts.Facts
+type AccountMemo map[string]accounts.Facts
 
 // billable returns the facts of the account a new invoice or subscription
 // names, for caller p:
@@ -52,7 +51,7 @@ type accountMemo map[string]accounts.Facts
 //
 // q, when not nil, is the transaction the caller holds: the read model is
 // read through it, so a delivery does not wait for a second connection.
-func (s *Service) billable(ctx context.Context, q store.Querier, p auth.Principal, memo accountMemo, id, userID, currency, pointer, curField string) (accounts.Facts, error) {
+func (s *Service) Billable(ctx context.Context, q Tx, p auth.Principal, memo AccountMemo, id, userID, currency, pointer, curField string) (accounts.Facts, error) {
 	f, ok := memo[id]
 	if ok && !p.CanAccess(f.UserID) {
 		ok = false // never for another caller's memo; For answers 404
@@ -85,9 +84,9 @@ func (s *Service) billable(ctx context.Context, q store.Querier, p auth.Principa
 }
 
 // factsFor is Directory.For read through q first (see billable).
-func (s *Service) factsFor(ctx context.Context, q store.Querier, p auth.Principal, id string) (accounts.Facts, error) {
+func (s *Service) factsFor(ctx context.Context, q Tx, p auth.Principal, id string) (accounts.Facts, error) {
 	if q != nil && ids.Valid(id) {
-		f, ok, err := s.accts.Get(ctx, q, id)
+		f, ok, err := q.Account(ctx, id)
 		if err != nil {
 			return f, err
 		}
@@ -103,15 +102,15 @@ func (s *Service) factsFor(ctx context.Context, q store.Querier, p auth.Principa
 
 // facts returns the facts of an account the function already bills
 // (read through q, the caller's transaction).
-func (s *Service) facts(ctx context.Context, q store.Querier, id string) (accounts.Facts, error) {
+func (s *Service) Facts(ctx context.Context, q Tx, id string) (accounts.Facts, error) {
 	return s.factsFor(ctx, q, auth.Principal{Role: auth.RoleService}, id)
 }
 
 // chargeable checks, at finalize or charge time, that the account of an
 // existing invoice or subscription is still active: 409
 // account_not_active otherwise.
-func (s *Service) chargeable(ctx context.Context, q store.Querier, accountID string) error {
-	f, err := s.facts(ctx, q, accountID)
+func (s *Service) Chargeable(ctx context.Context, q Tx, accountID string) error {
+	f, err := s.Facts(ctx, q, accountID)
 	if err != nil {
 		return err
 	}
@@ -120,7 +119,7 @@ func (s *Service) chargeable(ctx context.Context, q store.Querier, accountID str
 
 // ownedAccount checks a customer's ?account_id filter: 404 for an account
 // it does not own (or that does not exist), as for any other resource.
-func (s *Service) ownedAccount(ctx context.Context, p auth.Principal, id string) error {
+func (s *Service) OwnedAccount(ctx context.Context, p auth.Principal, id string) error {
 	if p.Privileged() {
 		return nil
 	}
@@ -128,15 +127,16 @@ func (s *Service) ownedAccount(ctx context.Context, p auth.Principal, id string)
 	return err
 }
 
-// skippedCharges counts charges and billing periods held back because the
-// account is not active (frozen or closed).
-var skippedCharges = prometheus.NewCounterVec(prometheus.CounterOpts{
+// SkippedCharges counts charges and billing periods held back because
+// the account is not active (registered by the api with the function's
+// metrics).
+var SkippedCharges = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "generate_invoice_inactive_account_skips_total",
 	Help: "Recurring billing runs and dunning retries skipped because the account is frozen or closed, by step and account status.",
 }, []string{"step", "status"})
 
-func (s *Service) skipInactive(ctx context.Context, step, what, id string, f accounts.Facts) {
-	skippedCharges.WithLabelValues(step, f.Status).Inc()
+func (s *Service) SkipInactive(ctx context.Context, step, what, id string, f accounts.Facts) {
+	SkippedCharges.WithLabelValues(step, f.Status).Inc()
 	slog.WarnContext(ctx, "account not active: skipped", "step", step, what, id, "account", f.ID, "status", f.Status)
 }
 
@@ -145,12 +145,12 @@ func (s *Service) skipInactive(ctx context.Context, step, what, id string, f acc
 // (billable), never to the user_id the body states; a well-formed body
 // naming an account p may not bill is refused before any rule (currencies
 // of lines, due date, coupon, tax rates) is looked at.
-func (s *Service) parseCreate(ctx context.Context, q store.Querier, p auth.Principal, memo accountMemo, in *invoicing.CreateInvoiceIn, pointer string, now time.Time) (*invoicing.InvoiceDraft, error) {
+func (s *Service) ParseCreate(ctx context.Context, q Tx, p auth.Principal, memo AccountMemo, in *invoicing.CreateInvoiceIn, pointer string, now time.Time) (*invoicing.InvoiceDraft, error) {
 	d, rule, err := invoicing.ParseCreate(p, in, pointer, now, s.cfg.NumberPrefix, s.cfg.MaxLines)
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.billable(ctx, q, p, memo, d.Inv.AccountID, in.UserID, string(d.Inv.Currency), pointer, pointer+"currency")
+	f, err := s.Billable(ctx, q, p, memo, d.Inv.AccountID, in.UserID, string(d.Inv.Currency), pointer, pointer+"currency")
 	if err != nil {
 		return nil, err
 	}

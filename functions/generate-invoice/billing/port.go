@@ -1,0 +1,67 @@
+package billing
+
+import (
+	"context"
+
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/accounts"
+	"github.com/billfn/billfn/shared/auth"
+)
+
+// Tx is what the use cases need from the store inside one transaction.
+// Package store implements it; every SQL statement lives there.
+type Tx interface {
+	// ReserveNumbers reserves n consecutive invoice numbers of a series.
+	invoicing.Numberer
+	// InsertInvoices writes new invoices and their lines.
+	InsertInvoices(ctx context.Context, invs []*invoicing.Invoice) error
+	// ReplaceLines rewrites the lines of an invoice.
+	ReplaceLines(ctx context.Context, inv *invoicing.Invoice) error
+	// TaxRates returns the rates of ids that exist.
+	TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error)
+	// Coupon returns coupon id (locked when lock is set), a not_found
+	// error when there is none.
+	Coupon(ctx context.Context, id string, lock bool) (invoicing.Coupon, error)
+	// RedeemCoupon counts n more redemptions of a coupon.
+	RedeemCoupon(ctx context.Context, id string, n int) error
+	// RecordOutOfBandPayment records a payment made outside billfn.
+	RecordOutOfBandPayment(ctx context.Context, invoiceID, paymentID string, amount int64, cur, reference string) error
+	// Account reads the read model of the accounts billed in the
+	// transaction; ok is false for an account it does not hold (yet).
+	Account(ctx context.Context, id string) (f accounts.Facts, ok bool, err error)
+	// Emit writes events into the outbox of the transaction.
+	Emit(ctx context.Context, evs []invoicing.Event) error
+	// Record stores the answer of the request in the transaction (what
+	// the caller's Answer made of the result; nil: nothing).
+	Record(ctx context.Context, answer any) error
+}
+
+// Store is the store outside any transaction.
+type Store interface {
+	// Pipelined runs fn in a transaction whose writes go in one round trip.
+	Pipelined(ctx context.Context, fn func(Tx) error) error
+	// UpdateInvoice locks invoice id and hands it to fn, then writes it and
+	// the events fn returns, in one transaction; an unknown id is not_found.
+	UpdateInvoice(ctx context.Context, id string, fn func(tx Tx, inv *invoicing.Invoice) ([]invoicing.Event, error)) (*invoicing.Invoice, error)
+	// TaxRates returns the rates of ids that exist, outside a transaction.
+	TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error)
+}
+
+// Accounts is the read model of the accounts billed (shared/accounts'
+// Directory): For answers a 404 problem for an account p may not see and
+// reads through to process-transaction for one not learnt yet.
+type Accounts interface {
+	For(ctx context.Context, p auth.Principal, id string) (accounts.Facts, error)
+}
+
+// Answer turns a use case's result into what the store records as the
+// request's idempotent answer in the same transaction (nil Answer:
+// nothing to record, for event-driven work).
+type Answer func(body any) any
+
+func complete(ctx context.Context, tx Tx, done Answer, body any) error {
+	if done == nil {
+		return nil
+	}
+	return tx.Record(ctx, done(body))
+}

@@ -1,0 +1,3 @@
+package billing
+
+func ptr[T any](v T) *T { return &v }

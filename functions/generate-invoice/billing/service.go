@@ -1,0 +1,41 @@
+package billing
+
+import (
+	"sync"
+	"time"
+
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+)
+
+// Config is what the use cases need of generate-invoice's configuration.
+type Config struct {
+	// NumberPrefix is the default invoice number prefix.
+	NumberPrefix string
+	// DefaultNetDays is the payment term of an invoice that names neither
+	// net_terms_days nor due_date.
+	DefaultNetDays int
+	// MaxLines caps the lines of one invoice.
+	MaxLines int
+	// BatchMax caps the invoices of one batch.
+	BatchMax int
+}
+
+// Service is generate-invoice's use cases over its store.
+type Service struct {
+	store Store
+	accts Accounts
+	cfg   Config
+	now   func() time.Time
+
+	ratesMu sync.RWMutex
+	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
+}
+
+// New returns the use cases over st, with accts the read model of the
+// accounts billed and now the clock.
+func New(st Store, accts Accounts, cfg Config, now func() time.Time) *Service {
+	return &Service{store: st, accts: accts, cfg: cfg, now: now, rates: map[string]invoicing.TaxRate{}}
+}
+
+// Clock is the use cases' time (UTC).
+func (s *Service) Clock() time.Time { return s.now().UTC() }

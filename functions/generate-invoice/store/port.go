@@ -1,0 +1,78 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/accounts"
+	"github.com/billfn/billfn/shared/idempotency"
+)
+
+// The ports of the use cases (package billing): *Tx is a billing.Tx, and
+// Billing adapts the store to billing.Store.
+
+var _ billing.Tx = (*Tx)(nil)
+
+// InsertInvoices writes new invoices and their lines.
+func (tx *Tx) InsertInvoices(ctx context.Context, invs []*invoicing.Invoice) error {
+	return InsertInvoices(ctx, tx, invs)
+}
+
+// ReplaceLines rewrites the lines of an invoice.
+func (tx *Tx) ReplaceLines(ctx context.Context, inv *invoicing.Invoice) error {
+	return ReplaceLines(ctx, tx, inv)
+}
+
+// TaxRates returns the rates of ids that exist.
+func (tx *Tx) TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error) {
+	return GetTaxRates(ctx, tx, ids)
+}
+
+// Coupon returns coupon id, locked when lock is set (ErrNotFound).
+func (tx *Tx) Coupon(ctx context.Context, id string, lock bool) (invoicing.Coupon, error) {
+	return GetCoupon(ctx, tx, id, lock)
+}
+
+// Account reads the accounts' read model in the transaction.
+func (tx *Tx) Account(ctx context.Context, id string) (accounts.Facts, bool, error) {
+	if tx.accts == nil {
+		return accounts.Facts{}, false, nil
+	}
+	return tx.accts.Get(ctx, tx, id)
+}
+
+// Record stores a request's answer, an idempotency.Response, in the
+// transaction (nothing without an Idempotency-Key).
+func (tx *Tx) Record(ctx context.Context, answer any) error {
+	if answer == nil {
+		return nil
+	}
+	resp, ok := answer.(idempotency.Response)
+	if !ok {
+		return fmt.Errorf("store: cannot record a %T as a request's answer", answer)
+	}
+	return tx.Complete(ctx, resp)
+}
+
+// Billing is the store as the use cases see it (billing.Store).
+func (s *Store) Billing() billing.Store { return port{s} }
+
+type port struct{ s *Store }
+
+func (p port) Pipelined(ctx context.Context, fn func(billing.Tx) error) error {
+	return p.s.Pipelined(ctx, func(tx *Tx) error { return fn(tx) })
+}
+
+func (p port) UpdateInvoice(ctx context.Context, id string, fn func(billing.Tx, *invoicing.Invoice) ([]invoicing.Event, error)) (*invoicing.Invoice, error) {
+	return p.s.UpdateInvoice(ctx, id, func(tx *Tx, inv *invoicing.Invoice) ([]invoicing.Event, error) { return fn(tx, inv) })
+}
+
+func (p port) TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error) {
+	return GetTaxRates(ctx, p.s.pool, ids)
+}
+
+var _ pgx.Tx = (*Tx)(nil)
