@@ -442,8 +442,8 @@ func (s *Service) tick(ctx context.Context) error {
 		name string
 		fn   func(context.Context, time.Time) (int, error)
 	}{
-		{"recurring billing", s.billDueSubscriptions},
-		{"cancellations", s.cancelDueSubscriptions},
+		{"recurring billing", s.b.BillDueSubscriptions},
+		{"cancellations", s.b.CancelDueSubscriptions},
 		{"overdue", s.flagOverdue},
 		{"dunning", s.runDunning},
 		{"emails", func(ctx context.Context, _ time.Time) (int, error) { return s.SendDue(ctx) }},

@@ -173,7 +173,7 @@ func (s *Service) createCoupon(w http.ResponseWriter, r *http.Request) {
 	v.Check(c.DurationInMonths == nil || (*c.DurationInMonths >= 1 && *c.DurationInMonths <= 1200), "duration_in_months", "must be from 1 to 1200")
 	v.Check(c.MaxRedemptions == nil || *c.MaxRedemptions > 0, "max_redemptions", "must be positive")
 	if in.RedeemBy != nil {
-		c.RedeemBy = parseTime(&v, "redeem_by", in.RedeemBy)
+		c.RedeemBy = invoicing.ParseTime(&v, "redeem_by", in.RedeemBy)
 		v.Check(c.RedeemBy == nil || c.RedeemBy.After(now), "redeem_by", "must be in the future")
 	}
 	invoicing.CheckMetadata(&v, "metadata", in.Metadata)

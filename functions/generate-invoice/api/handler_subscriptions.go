@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
-	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/ids"
@@ -21,49 +19,19 @@ import (
 	"github.com/billfn/billfn/shared/redis"
 )
 
-// createSubscription starts a subscription; when its first period has
-// begun (no trial, start not in the future) the first invoice is generated,
-// finalized and announced in the same transaction.
+// createSubscription starts a subscription (billing.CreateSubscription).
 func (s *Service) createSubscription(w http.ResponseWriter, r *http.Request) {
-	p := platform.Principal(r)
-	var in createSubIn
+	var in billing.CreateSubscriptionIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
-		problem.Write(w, r, err)
-		return
-	}
-	now := s.clock()
-	sub, err := s.newSubscription(r.Context(), p, &in, now)
-	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
-	err = s.st.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids"); err != nil {
-			return err
-		}
-		if sub.Coupon != nil {
-			if err := s.redeemSubCoupon(ctx, tx, sub, now); err != nil {
-				return err
-			}
-		}
-		if err := store.InsertSub(ctx, tx, sub); err != nil {
-			return err
-		}
-		invMsgs, _, err := s.bill(ctx, tx, sub, now)
-		if err != nil {
-			return err
-		}
-		if err := store.SaveSub(ctx, tx, sub); err != nil {
-			return err
-		}
-		msgs := append([]invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionCreated, sub)}, invMsgs...)
-		if err := tx.Emit(ctx, msgs); err != nil {
-			return err
-		}
-		return tx.Complete(ctx, idempotency.Response{Status: http.StatusCreated, Body: sub, Location: "/subscriptions/" + sub.ID})
+	sub, err := s.b.CreateSubscription(ctx, platform.Principal(r), &in, func(body any) any {
+		sub := body.(*invoicing.Subscription)
+		return idempotency.Response{Status: http.StatusCreated, Body: sub, Location: "/subscriptions/" + sub.ID}
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -145,28 +113,14 @@ func (s *Service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, httpx.Page(subs, limit, func(s *invoicing.Subscription) any { return httpx.IDCursor{ID: s.ID} }))
 }
 
-// mutateSub runs fn on the locked subscription of the path and answers 200.
-func (s *Service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error)) {
-	p := platform.Principal(r)
-	id := r.PathValue("id")
+// changeSub runs a change of the subscription of the path and answers
+// 200 with the subscription (recorded as the request's answer in the
+// change's transaction).
+func (s *Service) changeSub(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, p auth.Principal, id string, done billing.Answer) (*invoicing.Subscription, []string, error)) {
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	ctx = eventsCtx(ctx, r)
-	now := s.clock()
-	var invIDs []string
-	sub, err := s.st.UpdateSubscription(ctx, id, func(tx *store.Tx, sub *invoicing.Subscription) ([]invoicing.Event, error) {
-		if err := billing.AuthorizeOwner(p.CanAccess(sub.UserID), "subscription", id); err != nil {
-			return nil, err
-		}
-		msgs, ids, err := fn(ctx, tx, p, sub, now)
-		if err != nil {
-			return nil, err
-		}
-		invIDs = ids
-		sub.UpdatedAt = now
-		sub.Derive()
-		return msgs, tx.Complete(ctx, idempotency.Response{Status: http.StatusOK, Body: sub})
-	})
+	sub, invIDs, err := fn(ctx, platform.Principal(r), r.PathValue("id"), answer(http.StatusOK, ""))
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -176,122 +130,25 @@ func (s *Service) mutateSub(w http.ResponseWriter, r *http.Request, fn func(ctx 
 }
 
 func (s *Service) patchSubscription(w http.ResponseWriter, r *http.Request) {
-	var in patchSubIn
+	var in billing.PatchSubscriptionIn
 	if err := httpx.DecodeJSON(r, &in); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	var v problem.Validator
-	var plan invoicing.Plan
-	if in.Plan != nil {
-		plan = parsePlan(&v, in.Plan)
-	}
-	behavior := in.ProrationBehavior
-	if behavior == "" {
-		behavior = ProrateCreate
-	}
-	v.Check(behavior == ProrateCreate || behavior == ProrateInvoice || behavior == ProrateNone, "proration_behavior",
-		"must be create_prorations, always_invoice or none")
-	var rateIDs []string
-	if in.TaxRateIDs != nil {
-		rateIDs = parseRateIDs(&v, "tax_rate_ids", *in.TaxRateIDs)
-	}
-	if in.CollectionMethod != nil {
-		v.Check(*in.CollectionMethod == invoicing.ChargeAutomatically || *in.CollectionMethod == invoicing.SendInvoice, "collection_method",
-			"must be charge_automatically or send_invoice")
-	}
-	if in.NetTermsDays != nil {
-		v.Check(*in.NetTermsDays >= 0 && *in.NetTermsDays <= 365, "net_terms_days", "must be from 0 to 365 days")
-	}
-	var cust invoicing.Customer
-	if in.Customer != nil {
-		cust = invoicing.ParseCustomer(&v, "customer", in.Customer)
-	}
-	if in.Metadata != nil {
-		invoicing.CheckMetadata(&v, "metadata", *in.Metadata)
-	}
-	if err := v.Err(); err != nil {
-		problem.Write(w, r, err)
-		return
-	}
-	s.mutateSub(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
-		if sub.Status == invoicing.SubCanceled {
-			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is canceled", sub.ID)
-		}
-		// A change bills due periods and may invoice a proration at once.
-		if err := s.b.Chargeable(ctx, tx, sub.AccountID); err != nil {
-			return nil, nil, err
-		}
-		if in.TaxRateIDs != nil {
-			if _, err := s.subRates(ctx, tx, rateIDs, "tax_rate_ids"); err != nil {
-				return nil, nil, err
-			}
-			sub.TaxRateIDs = rateIDs
-		}
-		if in.CollectionMethod != nil {
-			sub.CollectionMethod = *in.CollectionMethod
-		}
-		if in.NetTermsDays != nil {
-			sub.NetTermsDays = *in.NetTermsDays
-		}
-		if in.Customer != nil {
-			sub.Customer = cust
-		}
-		if in.Metadata != nil {
-			sub.Metadata = *in.Metadata
-		}
-		if in.CancelAtPeriodEnd != nil {
-			sub.CancelAt = nil
-			if *in.CancelAtPeriodEnd {
-				invoicing.ScheduleCancel(sub)
-			}
-		}
-		// Periods already due are billed at the plan they ran under.
-		msgs, invIDs, err := s.bill(ctx, tx, sub, now)
-		if err != nil {
-			return nil, nil, err
-		}
-		if in.Plan != nil {
-			if plan.Currency != sub.Plan.Currency {
-				return nil, nil, invoicing.CurrencyMismatch("plan/currency", plan.Currency, sub.Plan.Currency)
-			}
-			m, ids, err := s.changePlan(ctx, tx, sub, plan, behavior, now)
-			if err != nil {
-				return nil, nil, err
-			}
-			msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
-		}
-		// A plan change that restarted the cycle bills its first period now.
-		m, ids, err := s.bill(ctx, tx, sub, now)
-		if err != nil {
-			return nil, nil, err
-		}
-		msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
-		return append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)), invIDs, nil
+	s.changeSub(w, r, func(ctx context.Context, p auth.Principal, id string, done billing.Answer) (*invoicing.Subscription, []string, error) {
+		return s.b.PatchSubscription(ctx, p, id, &in, done)
 	})
 }
 
 // cancelSubscription ends a subscription at the end of the current period
-// (default) or now. Canceling now ends billing; it does not refund the
-// current period (refunds belong to capture-payment).
+// (default) or now (billing.CancelSubscription).
 func (s *Service) cancelSubscription(w http.ResponseWriter, r *http.Request) {
-	var in cancelSubIn
+	var in billing.CancelSubscriptionIn
 	if err := decodeOptional(r, &in); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	atEnd := in.AtPeriodEnd == nil || *in.AtPeriodEnd
-	s.mutateSub(w, r, func(ctx context.Context, tx *store.Tx, p auth.Principal, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
-		if sub.Status == invoicing.SubCanceled {
-			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
-		}
-		if atEnd {
-			invoicing.ScheduleCancel(sub)
-			if sub.CancelAt.After(now) {
-				return []invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)}, nil, nil
-			}
-		}
-		invoicing.EndSubscription(sub, now, now)
-		return []invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub)}, nil, nil
+	s.changeSub(w, r, func(ctx context.Context, p auth.Principal, id string, done billing.Answer) (*invoicing.Subscription, []string, error) {
+		return s.b.CancelSubscription(ctx, p, id, &in, done)
 	})
 }

@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
 )
 
@@ -99,7 +101,7 @@ func (c Config) check() error {
 
 // billing is what the use cases need of c.
 func (c Config) billing() billing.Config {
-	return billing.Config{NumberPrefix: c.NumberPrefix, DefaultNetDays: c.DefaultNetDays, MaxLines: c.MaxLines, BatchMax: c.BatchMax}
+	return billing.Config{NumberPrefix: c.NumberPrefix, DefaultNetDays: c.DefaultNetDays, MaxLines: c.MaxLines, BatchMax: c.BatchMax, MaxCatchUp: c.MaxCatchUp}
 }
 
 // DefaultConfig is the configuration with every default (tests).
@@ -134,6 +136,11 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 	s.accts.Register(d.Events)
 	s.st.ReadAccounts(s.accts)
 	s.b = billing.New(s.st.Billing(), s.accts, cfg.billing(), now)
+	s.b.Refused = func(err error) bool {
+		var pe *problem.Error
+		return errors.As(err, &pe) && Statuses.Status(err) < 500
+	}
+	s.b.Changed = s.invalidate
 	d.Collect(billing.SkippedCharges, paymentAnomalies, emailsSent)
 	d.Events.On(events.TypeNotificationRequested, s.st.Handler(s.onNotificationRequested))
 	d.Events.On(events.TypeInvoiceRequested, s.st.Handler(s.onInvoiceRequested))

@@ -129,7 +129,7 @@ func TestSubscriptionCatchUpBillsEachMissedPeriodOnce(t *testing.T) {
 	}
 	// The database refuses a second invoice for a billed period.
 	err := g.s.st.InTx(context.Background(), func(tx *store.Tx) error {
-		inv := g.s.subInvoice(&invoicing.Subscription{ID: sub.ID, AccountID: sub.AccountID, UserID: sub.UserID, Plan: invoicing.Plan{Currency: "USD"}, CollectionMethod: invoicing.ChargeAutomatically},
+		inv := g.s.b.SubscriptionInvoice(&invoicing.Subscription{ID: sub.ID, AccountID: sub.AccountID, UserID: sub.UserID, Plan: invoicing.Plan{Currency: "USD"}, CollectionMethod: invoicing.ChargeAutomatically},
 			invoicing.ReasonSubscriptionCycle, g.clock.Now())
 		inv.PeriodStart, inv.PeriodEnd = invs[1].PeriodStart, invs[1].PeriodEnd
 		return store.InsertInvoices(context.Background(), tx, []*invoicing.Invoice{inv})

@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
@@ -29,6 +30,18 @@ type Tx interface {
 	// Account reads the read model of the accounts billed in the
 	// transaction; ok is false for an account it does not hold (yet).
 	Account(ctx context.Context, id string) (f accounts.Facts, ok bool, err error)
+	// InsertSub writes a new subscription; SaveSub writes a changed one.
+	InsertSub(ctx context.Context, sub *invoicing.Subscription) error
+	SaveSub(ctx context.Context, sub *invoicing.Subscription) error
+	// LockBillable locks up to limit subscriptions due for billing at
+	// now, but those of skip (rows another transaction holds are skipped).
+	LockBillable(ctx context.Context, now time.Time, skip []string, limit int) ([]*invoicing.Subscription, error)
+	// LockCancelDue locks up to limit subscriptions whose cancel_at has come.
+	LockCancelDue(ctx context.Context, now time.Time, limit int) ([]*invoicing.Subscription, error)
+	// Savepoint runs fn in a savepoint: when fn fails, what it wrote is
+	// undone and the transaction goes on.
+	Savepoint(ctx context.Context, fn func(Tx) error) error
+
 	// Emit writes events into the outbox of the transaction.
 	Emit(ctx context.Context, evs []invoicing.Event) error
 	// Record stores the answer of the request in the transaction (what
@@ -38,11 +51,15 @@ type Tx interface {
 
 // Store is the store outside any transaction.
 type Store interface {
+	// InTx runs fn in a transaction, committed when fn returns nil.
+	InTx(ctx context.Context, fn func(Tx) error) error
 	// Pipelined runs fn in a transaction whose writes go in one round trip.
 	Pipelined(ctx context.Context, fn func(Tx) error) error
 	// UpdateInvoice locks invoice id and hands it to fn, then writes it and
 	// the events fn returns, in one transaction; an unknown id is not_found.
 	UpdateInvoice(ctx context.Context, id string, fn func(tx Tx, inv *invoicing.Invoice) ([]invoicing.Event, error)) (*invoicing.Invoice, error)
+	// UpdateSubscription is UpdateInvoice for subscription id.
+	UpdateSubscription(ctx context.Context, id string, fn func(tx Tx, sub *invoicing.Subscription) ([]invoicing.Event, error)) (*invoicing.Subscription, error)
 	// TaxRates returns the rates of ids that exist, outside a transaction.
 	TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error)
 }

@@ -18,6 +18,8 @@ type Config struct {
 	MaxLines int
 	// BatchMax caps the invoices of one batch.
 	BatchMax int
+	// MaxCatchUp caps the periods one subscription bills in one run.
+	MaxCatchUp int
 }
 
 // Service is generate-invoice's use cases over its store.
@@ -26,6 +28,14 @@ type Service struct {
 	accts Accounts
 	cfg   Config
 	now   func() time.Time
+
+	// Refused reports whether err refuses the work (the api's table maps
+	// its code to a 4xx) rather than failing it: a sweep skips a refused
+	// item and goes on, and retries on a failure.
+	Refused func(error) bool
+	// Changed is told of invoices and subscriptions changed by a committed
+	// sweep (the api drops them from its caches; nil: nothing).
+	Changed func(invoiceIDs, subIDs []string)
 
 	ratesMu sync.RWMutex
 	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
@@ -39,3 +49,11 @@ func New(st Store, accts Accounts, cfg Config, now func() time.Time) *Service {
 
 // Clock is the use cases' time (UTC).
 func (s *Service) Clock() time.Time { return s.now().UTC() }
+
+func (s *Service) refused(err error) bool { return s.Refused != nil && s.Refused(err) }
+
+func (s *Service) changed(invoiceIDs, subIDs []string) {
+	if s.Changed != nil {
+		s.Changed(invoiceIDs, subIDs)
+	}
+}

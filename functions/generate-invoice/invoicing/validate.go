@@ -419,3 +419,17 @@ func ValidPrefix(p string) bool {
 	}
 	return true
 }
+
+// ParseTime checks an optional RFC 3339 timestamp at path (UTC; nil when
+// absent or bad).
+func ParseTime(v *apperr.Validator, path string, s *string) *time.Time {
+	if s == nil {
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339, *s)
+	if err != nil {
+		v.Check(false, path, "must be an RFC 3339 timestamp")
+		return nil
+	}
+	return ptr(t.UTC())
+}

@@ -37,6 +37,16 @@ func (tx *Tx) Coupon(ctx context.Context, id string, lock bool) (invoicing.Coupo
 	return GetCoupon(ctx, tx, id, lock)
 }
 
+// InsertSub writes a new subscription.
+func (tx *Tx) InsertSub(ctx context.Context, sub *invoicing.Subscription) error {
+	return InsertSub(ctx, tx, sub)
+}
+
+// SaveSub writes a changed subscription.
+func (tx *Tx) SaveSub(ctx context.Context, sub *invoicing.Subscription) error {
+	return SaveSub(ctx, tx, sub)
+}
+
 // Account reads the accounts' read model in the transaction.
 func (tx *Tx) Account(ctx context.Context, id string) (accounts.Facts, bool, error) {
 	if tx.accts == nil {
@@ -62,6 +72,14 @@ func (tx *Tx) Record(ctx context.Context, answer any) error {
 func (s *Store) Billing() billing.Store { return port{s} }
 
 type port struct{ s *Store }
+
+func (p port) InTx(ctx context.Context, fn func(billing.Tx) error) error {
+	return p.s.InTx(ctx, func(tx *Tx) error { return fn(tx) })
+}
+
+func (p port) UpdateSubscription(ctx context.Context, id string, fn func(billing.Tx, *invoicing.Subscription) ([]invoicing.Event, error)) (*invoicing.Subscription, error) {
+	return p.s.UpdateSubscription(ctx, id, func(tx *Tx, sub *invoicing.Subscription) ([]invoicing.Event, error) { return fn(tx, sub) })
+}
 
 func (p port) Pipelined(ctx context.Context, fn func(billing.Tx) error) error {
 	return p.s.Pipelined(ctx, func(tx *Tx) error { return fn(tx) })

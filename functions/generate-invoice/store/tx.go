@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/events"
@@ -107,7 +108,7 @@ func (s *Store) UpdateSubscription(ctx context.Context, id string, fn func(tx *T
 
 // Savepoint runs fn in a savepoint: when fn fails, what it wrote is
 // undone and the transaction goes on.
-func (tx *Tx) Savepoint(ctx context.Context, fn func(*Tx) error) error {
+func (tx *Tx) Savepoint(ctx context.Context, fn func(billing.Tx) error) error {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return err

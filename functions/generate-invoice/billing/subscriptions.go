@@ -1,4 +1,4 @@
-package api
+package billing
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
-	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
@@ -22,7 +21,8 @@ import (
 // finalized and announced when the period starts. docs/generate-invoice.md
 // describes periods, anchors, trials, proration and catch-up.
 
-type planIn struct {
+// PlanIn is the plan of a subscription as callers send it.
+type PlanIn struct {
 	Name          string `json:"name"`
 	Amount        *int64 `json:"amount"`
 	Currency      string `json:"currency"`
@@ -30,10 +30,11 @@ type planIn struct {
 	IntervalCount *int   `json:"interval_count"`
 }
 
-type createSubIn struct {
+// CreateSubscriptionIn is the body of POST /subscriptions.
+type CreateSubscriptionIn struct {
 	AccountID        string                `json:"account_id"`
 	UserID           string                `json:"user_id"`
-	Plan             *planIn               `json:"plan"`
+	Plan             *PlanIn               `json:"plan"`
 	Start            *string               `json:"start"`
 	AnchorDay        *int                  `json:"anchor_day"`
 	TrialEnd         *string               `json:"trial_end"`
@@ -52,8 +53,9 @@ const (
 	ProrateNone    = "none"
 )
 
-type patchSubIn struct {
-	Plan              *planIn               `json:"plan"`
+// PatchSubscriptionIn is the body of PATCH /subscriptions/{id}.
+type PatchSubscriptionIn struct {
+	Plan              *PlanIn               `json:"plan"`
 	ProrationBehavior string                `json:"proration_behavior"`
 	TaxRateIDs        *[]string             `json:"tax_rate_ids"`
 	CollectionMethod  *string               `json:"collection_method"`
@@ -63,13 +65,14 @@ type patchSubIn struct {
 	CancelAtPeriodEnd *bool                 `json:"cancel_at_period_end"`
 }
 
-type cancelSubIn struct {
+// CancelSubscriptionIn is the body of POST /subscriptions/{id}/cancel.
+type CancelSubscriptionIn struct {
 	AtPeriodEnd *bool `json:"at_period_end"`
 }
 
 var maxIntervalCount = map[string]int{invoicing.IntervalDay: 365, invoicing.IntervalWeek: 52, invoicing.IntervalMonth: 12, invoicing.IntervalYear: 3}
 
-func parsePlan(v *problem.Validator, in *planIn) invoicing.Plan {
+func parsePlan(v *problem.Validator, in *PlanIn) invoicing.Plan {
 	if in == nil {
 		v.Check(false, "plan", "is required: {name, amount, currency, interval, interval_count}")
 		return invoicing.Plan{}
@@ -94,21 +97,9 @@ func parsePlan(v *problem.Validator, in *planIn) invoicing.Plan {
 	return p
 }
 
-func parseTime(v *problem.Validator, path string, s *string) *time.Time {
-	if s == nil {
-		return nil
-	}
-	t, err := time.Parse(time.RFC3339, *s)
-	if err != nil {
-		v.Check(false, path, "must be an RFC 3339 timestamp")
-		return nil
-	}
-	return ptr(t.UTC())
-}
-
 // subRates resolves a subscription's tax rates to snapshots.
-func (s *Service) subRates(ctx context.Context, q *store.Tx, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
-	rates, err := s.b.TaxRates(ctx, q, ids)
+func (s *Service) subRates(ctx context.Context, q Tx, ids []string, path string) ([]invoicing.TaxRateSnap, error) {
+	rates, err := s.TaxRates(ctx, q, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -144,18 +135,18 @@ func parseRateIDs(v *problem.Validator, path string, in []string) []string {
 // newSubscription validates a creation body into a subscription (not yet
 // billed) and its coupon id.
 // The subscription belongs to the owner of its account (billable).
-func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *createSubIn, now time.Time) (*invoicing.Subscription, error) {
+func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *CreateSubscriptionIn, now time.Time) (*invoicing.Subscription, error) {
 	var v problem.Validator
 	account := strings.ToLower(in.AccountID)
 	v.Check(ids.Valid(account), "account_id", "is required: the id of the account billed (a UUID)")
 	v.Check(in.UserID == "" || ids.Valid(in.UserID), "user_id", "must be a UUID: the account's owner, or left out")
 	plan := parsePlan(&v, in.Plan)
 	start := now
-	if t := parseTime(&v, "start", in.Start); t != nil {
+	if t := invoicing.ParseTime(&v, "start", in.Start); t != nil {
 		start = *t
 		v.Check(!start.Before(now.AddDate(-1, 0, 0)), "start", "may be at most one year in the past")
 	}
-	trial := parseTime(&v, "trial_end", in.TrialEnd)
+	trial := invoicing.ParseTime(&v, "trial_end", in.TrialEnd)
 	v.Check(trial == nil || trial.After(start), "trial_end", "must be after start")
 	anchor := 0
 	if in.AnchorDay != nil {
@@ -185,7 +176,7 @@ func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	f, err := s.b.Billable(ctx, nil, p, nil, account, in.UserID, string(plan.Currency), "", "plan/currency")
+	f, err := s.Billable(ctx, nil, p, nil, account, in.UserID, string(plan.Currency), "", "plan/currency")
 	if err != nil {
 		return nil, err
 	}
@@ -213,22 +204,22 @@ func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *cre
 }
 
 // redeemSubCoupon checks and redeems a subscription's coupon.
-func (s *Service) redeemSubCoupon(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) error {
-	res := s.b.NewResolver(tx, now)
+func (s *Service) redeemSubCoupon(ctx context.Context, tx Tx, sub *invoicing.Subscription, now time.Time) error {
+	res := s.NewResolver(tx, now)
 	if _, err := res.Coupon(ctx, "", *sub.Coupon, &invoicing.Invoice{Currency: sub.Plan.Currency}); err != nil {
 		return err
 	}
 	sub.CouponStart, sub.CouponUses = ptr(sub.BillingStart), 0
-	return store.RedeemCoupon(ctx, tx, *sub.Coupon)
+	return tx.RedeemCoupon(ctx, *sub.Coupon, 1)
 }
 
 // couponFor returns the coupon discount a subscription's invoice for the
 // period starting at ps gets, if any.
-func (s *Service) couponFor(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, ps time.Time) (*invoicing.Discount, error) {
+func (s *Service) couponFor(ctx context.Context, tx Tx, sub *invoicing.Subscription, ps time.Time) (*invoicing.Discount, error) {
 	if sub.Coupon == nil {
 		return nil, nil
 	}
-	c, err := store.GetCoupon(ctx, tx, *sub.Coupon, false)
+	c, err := tx.Coupon(ctx, *sub.Coupon, false)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +237,8 @@ func (s *Service) couponFor(ctx context.Context, tx *store.Tx, sub *invoicing.Su
 	return &d, nil
 }
 
-func (s *Service) subInvoice(sub *invoicing.Subscription, reason string, now time.Time) *invoicing.Invoice {
+// SubscriptionInvoice is a new draft invoice of sub, for reason, without lines.
+func (s *Service) SubscriptionInvoice(sub *invoicing.Subscription, reason string, now time.Time) *invoicing.Invoice {
 	return &invoicing.Invoice{Object: "invoice", ID: ids.New(), AccountID: sub.AccountID, UserID: sub.UserID,
 		SubscriptionID: ptr(sub.ID), BillingReason: reason, Status: invoicing.StatusDraft, Currency: sub.Plan.Currency,
 		Customer: sub.Customer, Metadata: map[string]string{}, NumberPrefix: s.cfg.NumberPrefix,
@@ -259,7 +251,7 @@ func (s *Service) subInvoice(sub *invoicing.Subscription, reason string, now tim
 // periods per call), each exactly once (the unique (subscription_id,
 // period_start) constraint backs the counter). It updates sub in memory;
 // the caller writes it.
-func (s *Service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+func (s *Service) bill(ctx context.Context, tx Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
 	if sub.Status == invoicing.SubCanceled || sub.NextBillingAt == nil || sub.NextBillingAt.After(now) {
 		return nil, nil, nil
 	}
@@ -283,7 +275,7 @@ func (s *Service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscri
 			}
 			desc += " (prorated)"
 		}
-		inv := s.subInvoice(sub, invoicing.ReasonSubscriptionCycle, now)
+		inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionCycle, now)
 		inv.PeriodStart, inv.PeriodEnd = ptr(ps), ptr(pe)
 		inv.Lines = []invoicing.Line{{ID: ids.New(), Description: fmt.Sprintf("%s, %s to %s", desc, ps.Format(time.DateOnly), pe.Format(time.DateOnly)),
 			Quantity: invoicing.QuantityScale, UnitAmount: amount, Taxes: invoicing.TaxesOf(snaps), PeriodStart: ptr(ps), PeriodEnd: ptr(pe),
@@ -330,20 +322,20 @@ func (s *Service) bill(ctx context.Context, tx *store.Tx, sub *invoicing.Subscri
 	for i, inv := range invs {
 		final[i], ids[i] = true, inv.ID
 	}
-	msgs, err := s.b.PersistNew(ctx, tx, invs, final, now)
+	msgs, err := s.PersistNew(ctx, tx, invs, final, now)
 	return msgs, ids, err
 }
 
-// billDueSubscriptions is the tick's recurring billing: every due
+// BillDueSubscriptions is the tick's recurring billing: every due
 // subscription, 50 per transaction, each in a savepoint so one failing
 // subscription does not hold the others back.
-func (s *Service) billDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
+func (s *Service) BillDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
 	total := 0
 	failed := []string{}
 	for {
 		var invIDs, subIDs []string
 		picked := 0
-		err := s.st.InTx(ctx, func(tx *store.Tx) error {
+		err := s.store.InTx(ctx, func(tx Tx) error {
 			invIDs, subIDs = invIDs[:0], subIDs[:0]
 			subs, err := tx.LockBillable(ctx, now, failed, 50)
 			if err != nil {
@@ -355,7 +347,7 @@ func (s *Service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 				// wait (next_billing_at stays) and are caught up once the
 				// account is active again. An account nobody knows any
 				// more, or a read-through that is down, waits the same way.
-				if f, err := s.b.Facts(ctx, tx, sub.AccountID); err != nil || f.Active() != nil {
+				if f, err := s.Facts(ctx, tx, sub.AccountID); err != nil || f.Active() != nil {
 					var pe *problem.Error
 					if err != nil && !errors.As(err, &pe) {
 						return err
@@ -363,18 +355,18 @@ func (s *Service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 					if err != nil {
 						slog.WarnContext(ctx, "subscription's account cannot be looked up: not billed", "subscription", sub.ID, "err", err.Error())
 					} else {
-						s.b.SkipInactive(ctx, "recurring billing", "subscription", sub.ID, f)
+						s.SkipInactive(ctx, "recurring billing", "subscription", sub.ID, f)
 					}
 					failed = append(failed, sub.ID)
 					continue
 				}
 				var ids []string
-				err := tx.Savepoint(ctx, func(sp *store.Tx) error {
+				err := tx.Savepoint(ctx, func(sp Tx) error {
 					var msgs []invoicing.Event
 					var err error
 					msgs, ids, err = s.bill(ctx, sp, sub, now)
 					if err == nil {
-						err = store.SaveSub(ctx, sp, sub)
+						err = sp.SaveSub(ctx, sub)
 					}
 					if err == nil && len(ids) > 0 {
 						msgs = append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub))
@@ -383,8 +375,7 @@ func (s *Service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 					return err
 				})
 				if err != nil {
-					var pe *problem.Error
-					if !errors.As(err, &pe) || Statuses.Status(err) >= 500 {
+					if !s.refused(err) {
 						return err
 					}
 					slog.ErrorContext(ctx, "subscription cannot be billed", "subscription", sub.ID, "err", err.Error())
@@ -400,17 +391,17 @@ func (s *Service) billDueSubscriptions(ctx context.Context, now time.Time) (int,
 			return total, err
 		}
 		total += len(invIDs)
-		s.invalidate(nil, subIDs)
+		s.changed(nil, subIDs)
 		if picked == 0 {
 			return total, nil
 		}
 	}
 }
 
-// cancelDueSubscriptions ends subscriptions whose cancel_at has come.
-func (s *Service) cancelDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
+// CancelDueSubscriptions ends subscriptions whose cancel_at has come.
+func (s *Service) CancelDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
 	var ids []string
-	err := s.st.InTx(ctx, func(tx *store.Tx) error {
+	err := s.store.InTx(ctx, func(tx Tx) error {
 		ids = ids[:0]
 		subs, err := tx.LockCancelDue(ctx, now, 500)
 		if err != nil {
@@ -419,7 +410,7 @@ func (s *Service) cancelDueSubscriptions(ctx context.Context, now time.Time) (in
 		var msgs []invoicing.Event
 		for _, sub := range subs {
 			invoicing.EndSubscription(sub, *sub.CancelAt, now)
-			if err := store.SaveSub(ctx, tx, sub); err != nil {
+			if err := tx.SaveSub(ctx, sub); err != nil {
 				return err
 			}
 			msgs = append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub))
@@ -427,13 +418,13 @@ func (s *Service) cancelDueSubscriptions(ctx context.Context, now time.Time) (in
 		}
 		return tx.Emit(ctx, msgs)
 	})
-	s.invalidate(nil, ids)
+	s.changed(nil, ids)
 	return len(ids), err
 }
 
 // changePlan applies a plan change at now with proration of the current
 // period. It returns the events of an immediate proration invoice, if any.
-func (s *Service) changePlan(ctx context.Context, tx *store.Tx, sub *invoicing.Subscription, plan invoicing.Plan, behavior string, now time.Time) ([]invoicing.Event, []string, error) {
+func (s *Service) changePlan(ctx context.Context, tx Tx, sub *invoicing.Subscription, plan invoicing.Plan, behavior string, now time.Time) ([]invoicing.Event, []string, error) {
 	old := sub.Plan
 	intervalChanged := plan.Interval != old.Interval || plan.IntervalCount != old.IntervalCount
 	sub.Plan = plan
@@ -494,12 +485,12 @@ func (s *Service) changePlan(ctx context.Context, tx *store.Tx, sub *invoicing.S
 		return nil, nil, nil
 	}
 	if behavior == ProrateInvoice && len(lines) > 0 {
-		inv := s.subInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
+		inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
 		inv.Lines = lines
 		err := inv.Recompute()
 		var pe *problem.Error
 		if err == nil {
-			msgs, err := s.b.PersistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now)
+			msgs, err := s.PersistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now)
 			if err != nil {
 				return nil, nil, err
 			}
