@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/events"
 )
@@ -42,7 +43,7 @@ func TestMoneyAnInvoiceDoesNotNeedIsAnnouncedNeverPaidTwice(t *testing.T) {
 		return g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, pid, payment{PaymentID: pid, AccountID: inv.AccountID,
 			InvoiceID: &inv.ID, Currency: "USD", Amount: amount, AmountCaptured: amount, Status: "succeeded"}))
 	}
-	before := testutil.ToFloat64(paymentAnomalies.WithLabelValues(events.TypePaymentCaptured, "overpayment"))
+	before := testutil.ToFloat64(billing.PaymentAnomalies.WithLabelValues(events.TypePaymentCaptured, "overpayment"))
 	// 1000 applies; of the next 2000 only the 1100 still due does.
 	a, b, c := "pay_"+uuid.NewString(), "pay_"+uuid.NewString(), "pay_"+uuid.NewString()
 	capture(a, 1000)
@@ -55,7 +56,7 @@ func TestMoneyAnInvoiceDoesNotNeedIsAnnouncedNeverPaidTwice(t *testing.T) {
 	if u := unappliedOf(t, g, b); u != "900 USD overpayment" {
 		t.Fatalf("unapplied of the overpayment: %q", u)
 	}
-	if n := testutil.ToFloat64(paymentAnomalies.WithLabelValues(events.TypePaymentCaptured, "overpayment")) - before; n != 1 {
+	if n := testutil.ToFloat64(billing.PaymentAnomalies.WithLabelValues(events.TypePaymentCaptured, "overpayment")) - before; n != 1 {
 		t.Fatalf("overpayments counted %v times, want 1", n)
 	}
 	// A late success on the paid invoice: all of it is unapplied, not parked.

@@ -6,6 +6,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -101,7 +102,8 @@ func (c Config) check() error {
 
 // billing is what the use cases need of c.
 func (c Config) billing() billing.Config {
-	return billing.Config{NumberPrefix: c.NumberPrefix, DefaultNetDays: c.DefaultNetDays, MaxLines: c.MaxLines, BatchMax: c.BatchMax, MaxCatchUp: c.MaxCatchUp}
+	return billing.Config{NumberPrefix: c.NumberPrefix, DefaultNetDays: c.DefaultNetDays, MaxLines: c.MaxLines, BatchMax: c.BatchMax, MaxCatchUp: c.MaxCatchUp,
+		DunningSchedule: c.DunningSchedule, UncollectibleAfter: c.UncollectibleAfter.D()}
 }
 
 // DefaultConfig is the configuration with every default (tests).
@@ -141,7 +143,15 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 		return errors.As(err, &pe) && Statuses.Status(err) < 500
 	}
 	s.b.Changed = s.invalidate
-	d.Collect(billing.SkippedCharges, paymentAnomalies, emailsSent)
+	s.b.Touched = func(ctx context.Context, invoiceIDs []string) { s.touched(ctx, invoiceIDs) }
+	s.b.Describe = func(err error) []byte {
+		var pe *problem.Error
+		errors.As(err, &pe)
+		doc, _ := Statuses.Doc(nil, "", pe)
+		b, _ := json.Marshal(doc)
+		return b
+	}
+	d.Collect(billing.SkippedCharges, billing.PaymentAnomalies, emailsSent)
 	d.Events.On(events.TypeNotificationRequested, s.st.Handler(s.onNotificationRequested))
 	d.Events.On(events.TypeInvoiceRequested, s.st.Handler(s.onInvoiceRequested))
 	d.Events.On(events.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))

@@ -14,6 +14,11 @@ import (
 type Tx interface {
 	// ReserveNumbers reserves n consecutive invoice numbers of a series.
 	invoicing.Numberer
+	// Invoice reads invoice id (locked when lock is set), a not_found
+	// error when there is none.
+	Invoice(ctx context.Context, id string, lock bool) (*invoicing.Invoice, error)
+	// SaveInvoice writes a changed invoice (not its lines).
+	SaveInvoice(ctx context.Context, inv *invoicing.Invoice) error
 	// InsertInvoices writes new invoices and their lines.
 	InsertInvoices(ctx context.Context, invs []*invoicing.Invoice) error
 	// ReplaceLines rewrites the lines of an invoice.
@@ -27,6 +32,23 @@ type Tx interface {
 	RedeemCoupon(ctx context.Context, id string, n int) error
 	// RecordOutOfBandPayment records a payment made outside billfn.
 	RecordOutOfBandPayment(ctx context.Context, invoiceID, paymentID string, amount int64, cur, reference string) error
+	// CapturedSoFar is what a payment captured for an invoice so far (0
+	// for a payment not seen yet); RecordCapture records its new
+	// cumulative amount.
+	CapturedSoFar(ctx context.Context, invoiceID, paymentID string) (int64, error)
+	RecordCapture(ctx context.Context, invoiceID, paymentID string, captured int64, cur string) error
+	// RecordFailure counts a failed attempt of a payment for an invoice.
+	RecordFailure(ctx context.Context, invoiceID, paymentID, cur, reason string) error
+	// RecordRefund records a refund once per refund id; false for one
+	// seen before.
+	RecordRefund(ctx context.Context, refundID, invoiceID, paymentID string, amount int64, cur string) (bool, error)
+	// LockOverdue locks up to limit open invoices due before today, not
+	// yet flagged overdue; LockDunningDue those whose next dunning step
+	// is due at now.
+	LockOverdue(ctx context.Context, today time.Time, limit int) ([]*invoicing.Invoice, error)
+	LockDunningDue(ctx context.Context, now time.Time, limit int) ([]*invoicing.Invoice, error)
+	// CompleteRequests records how invoice requests ended.
+	CompleteRequests(ctx context.Context, outs []RequestOutcome, now time.Time) error
 	// Account reads the read model of the accounts billed in the
 	// transaction; ok is false for an account it does not hold (yet).
 	Account(ctx context.Context, id string) (f accounts.Facts, ok bool, err error)

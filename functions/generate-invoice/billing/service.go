@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -20,6 +21,11 @@ type Config struct {
 	BatchMax int
 	// MaxCatchUp caps the periods one subscription bills in one run.
 	MaxCatchUp int
+	// DunningSchedule: retries of collection, counted from the due date.
+	DunningSchedule []time.Duration
+	// UncollectibleAfter: when an unpaid invoice is marked uncollectible,
+	// counted from the due date (0 = never automatically).
+	UncollectibleAfter time.Duration
 }
 
 // Service is generate-invoice's use cases over its store.
@@ -36,6 +42,12 @@ type Service struct {
 	// Changed is told of invoices and subscriptions changed by a committed
 	// sweep (the api drops them from its caches; nil: nothing).
 	Changed func(invoiceIDs, subIDs []string)
+	// Touched is told of invoices an event handler changed in the
+	// receiver's transaction, not committed yet (nil: nothing).
+	Touched func(ctx context.Context, invoiceIDs []string)
+	// Describe is the problem document of an error that refuses an
+	// invoice request, recorded with it.
+	Describe func(error) []byte
 
 	ratesMu sync.RWMutex
 	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
@@ -55,5 +67,11 @@ func (s *Service) refused(err error) bool { return s.Refused != nil && s.Refused
 func (s *Service) changed(invoiceIDs, subIDs []string) {
 	if s.Changed != nil {
 		s.Changed(invoiceIDs, subIDs)
+	}
+}
+
+func (s *Service) touched(ctx context.Context, invoiceIDs []string) {
+	if s.Touched != nil {
+		s.Touched(ctx, invoiceIDs)
 	}
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -16,6 +17,21 @@ import (
 // Billing adapts the store to billing.Store.
 
 var _ billing.Tx = (*Tx)(nil)
+
+// Invoice reads invoice id, locked when lock is set.
+func (tx *Tx) Invoice(ctx context.Context, id string, lock bool) (*invoicing.Invoice, error) {
+	return GetInvoice(ctx, tx, id, lock)
+}
+
+// SaveInvoice writes a changed invoice (not its lines).
+func (tx *Tx) SaveInvoice(ctx context.Context, inv *invoicing.Invoice) error {
+	return SaveInvoice(ctx, tx, inv)
+}
+
+// CompleteRequests records how invoice requests ended.
+func (tx *Tx) CompleteRequests(ctx context.Context, outs []RequestOutcome, now time.Time) error {
+	return CompleteRequests(ctx, tx, outs, now)
+}
 
 // InsertInvoices writes new invoices and their lines.
 func (tx *Tx) InsertInvoices(ctx context.Context, invs []*invoicing.Invoice) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/ids"
@@ -627,11 +628,7 @@ func GetRequest(ctx context.Context, q Querier, id string) (*InvoiceRequest, err
 }
 
 // RequestOutcome is how one invoice.requested event ended.
-type RequestOutcome struct {
-	Source, ID, Owner, Account string
-	InvoiceID                  string
-	Problem                    []byte // nil on success
-}
+type RequestOutcome = billing.RequestOutcome
 
 // CompleteRequests records outcomes, creating the rows of requests that
 // did not come through POST /invoices (any producer may send the event).

@@ -1,0 +1,120 @@
+package billing
+
+import (
+	"context"
+	"time"
+
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// The tick's collection sweeps: overdue invoices, then dunning (retries on
+// the schedule, reminders, finally uncollectible).
+
+const sweepBatch = 200
+
+// FlagOverdue flags open invoices whose due date has passed (the invoice
+// stays open) and starts their dunning.
+func (s *Service) FlagOverdue(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		var ids []string
+		err := s.store.InTx(ctx, func(tx Tx) error {
+			ids = ids[:0]
+			invs, err := tx.LockOverdue(ctx, invoicing.UTCDate(now), sweepBatch)
+			if err != nil {
+				return err
+			}
+			var msgs []invoicing.Event
+			for _, inv := range invs {
+				inv.Overdue, inv.OverdueAt, inv.UpdatedAt = true, ptr(now), now
+				inv.NextPaymentAttemptAt = s.nextDunning(inv)
+				if err := tx.SaveInvoice(ctx, inv); err != nil {
+					return err
+				}
+				msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoiceOverdue, inv, 0), invoicing.Notification(events.NotifyInvoiceOverdue, inv))
+				ids = append(ids, inv.ID)
+			}
+			return tx.Emit(ctx, msgs)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(ids)
+		s.changed(ids, nil)
+		if len(ids) < sweepBatch {
+			return total, nil
+		}
+	}
+}
+
+// dueAt is the instant an invoice becomes overdue: the end of its due date (UTC).
+func dueAt(inv *invoicing.Invoice) time.Time { return inv.DueDate.AddDate(0, 0, 1) }
+
+// nextDunning is when the next dunning step of an overdue invoice runs:
+// the next retry (automatic collection only), else the uncollectible step.
+func (s *Service) nextDunning(inv *invoicing.Invoice) *time.Time {
+	if inv.DueDate == nil {
+		return nil
+	}
+	base := dueAt(inv)
+	if inv.CollectionMethod == invoicing.ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
+		return ptr(base.Add(s.cfg.DunningSchedule[inv.DunningAttempts]))
+	}
+	if s.cfg.UncollectibleAfter > 0 {
+		return ptr(base.Add(s.cfg.UncollectibleAfter))
+	}
+	return nil
+}
+
+// RunDunning asks capture-payment to retry collection on the schedule,
+// then marks the invoice uncollectible.
+func (s *Service) RunDunning(ctx context.Context, now time.Time) (int, error) {
+	total := 0
+	for {
+		var ids []string
+		err := s.store.InTx(ctx, func(tx Tx) error {
+			ids = ids[:0]
+			invs, err := tx.LockDunningDue(ctx, now, sweepBatch)
+			if err != nil {
+				return err
+			}
+			var msgs []invoicing.Event
+			for _, inv := range invs {
+				if inv.CollectionMethod == invoicing.ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
+					inv.DunningAttempts++
+					inv.UpdatedAt = now
+					inv.NextPaymentAttemptAt = s.nextDunning(inv)
+					// A frozen or closed account is not charged: the
+					// attempt passes without a retry request.
+					if f, err := s.Facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
+						s.SkipInactive(ctx, "dunning", "invoice", inv.ID, f)
+					} else {
+						msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoicePaymentRetryRequested, inv, inv.DunningAttempts))
+					}
+					// The customer is reminded at each step of the schedule.
+					msgs = append(msgs, invoicing.Reminder(inv, inv.DunningAttempts))
+				} else {
+					m, err := invoicing.MarkUncollectible(inv, now)
+					if err != nil {
+						return err
+					}
+					msgs = append(msgs, m...)
+				}
+				if err := tx.SaveInvoice(ctx, inv); err != nil {
+					return err
+				}
+				ids = append(ids, inv.ID)
+			}
+			return tx.Emit(ctx, msgs)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(ids)
+		s.changed(ids, nil)
+		if len(ids) < sweepBatch {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// InvoiceRequest is one billfn.invoice.requested command as the api
+// decoded it.
+type InvoiceRequest struct {
+	Event events.Event
+	// In is the requested invoice; Err why its data could not be read.
+	In  invoicing.CreateInvoiceIn
+	Err error
+	// Own is a request of this function's own POST /invoices (Prefer:
+	// respond-async), checked when it was accepted.
+	Own bool
+}
+
+// RequestOutcome is how one invoice request ended.
+type RequestOutcome struct {
+	Source, ID, Owner, Account string
+	InvoiceID                  string
+	Problem                    []byte // nil on success
+}
+
+// ApplyRequests creates the invoices of requested events in tx. A request
+// that cannot be honoured (undecodable or invalid data, an unknown tax
+// rate…) is a business outcome, not a poison event: it is recorded as
+// failed, with its problem document, at GET /invoice-requests/{event id},
+// so whoever asked can see why. Only a database failure makes the
+// delivery retry.
+//
+// The invoice belongs to the account's owner, from the read model (read
+// through for a fresh account), never to the user_id the event states.
+// An outside producer's command that names an unknown account, a user_id
+// or currency that is not the account's, or a frozen or closed account is
+// refused: parked with its reason, nothing written. A request of our own
+// POST /invoices (Prefer: respond-async), already checked when it was
+// accepted and awaited by its client, is recorded as failed instead (its
+// account was frozen in between).
+func (s *Service) ApplyRequests(ctx context.Context, tx Tx, reqs []InvoiceRequest) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	now := s.Clock()
+	res := s.NewResolver(tx, now)
+	memo := AccountMemo{}
+	service := auth.Principal{Role: auth.RoleService}
+	var (
+		outs     []RequestOutcome
+		invs     []*invoicing.Invoice
+		finalize []bool
+		idx      []int // outs index of each invoice
+	)
+	for i := range reqs {
+		rq := &reqs[i]
+		ev := rq.Event
+		var d *invoicing.InvoiceDraft
+		err := rq.Err
+		o := RequestOutcome{Source: ev.Source(), ID: ev.ID(), Account: rq.In.AccountID}
+		if err == nil {
+			d, err = s.ParseCreate(ctx, tx, service, memo, &rq.In, "", now)
+		}
+		if d != nil {
+			o.Owner = d.Inv.UserID // from the account: who may read the request
+		}
+		if err == nil {
+			err = res.Draft(ctx, d)
+		}
+		if err != nil {
+			if !s.refused(err) {
+				return err // the database or the read-through, not the request: retry
+			}
+			if IsAccountRefusal(err) && !rq.Own {
+				return events.Permanent(fmt.Errorf("%s %s from %s refused: %w", ev.Type(), ev.ID(), ev.Source(), err))
+			}
+			o.Problem = s.describe(err)
+			outs = append(outs, o)
+			continue
+		}
+		o.InvoiceID = d.Inv.ID
+		idx = append(idx, len(outs))
+		outs = append(outs, o)
+		invs = append(invs, d.Inv)
+		finalize = append(finalize, d.AutoFinalize)
+	}
+	if len(invs) > 0 {
+		msgs, err := s.PersistNew(ctx, tx, invs, finalize, now)
+		if err != nil {
+			if s.refused(err) && len(invs) == 1 {
+				// A finalization rule (due date passed): the request failed.
+				outs[idx[0]].Problem = s.describe(err)
+				outs[idx[0]].InvoiceID = ""
+				return tx.CompleteRequests(ctx, outs, now)
+			}
+			return err
+		}
+		if err := res.Flush(ctx); err != nil {
+			return err
+		}
+		if err := tx.Emit(ctx, msgs); err != nil {
+			return err
+		}
+	}
+	if err := tx.CompleteRequests(ctx, outs, now); err != nil {
+		return err
+	}
+	s.touched(ctx, nil)
+	return nil
+}
+
+// describe is the problem document of a refusal, as recorded with a
+// failed request.
+func (s *Service) describe(err error) []byte {
+	if s.Describe == nil {
+		return []byte(`{"code":"` + string(apperr.CodeOf(err)) + `"}`)
+	}
+	return s.Describe(err)
+}
