@@ -30,7 +30,7 @@ func FuzzCreateInvoiceBody(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	s := billing.New(nil, nil, DefaultConfig().billing(), time.Now)
+	s := billing.New(nil, nil, DefaultConfig().billing(), nil, time.Now)
 	now := time.Date(2026, 3, 10, 9, 30, 0, 0, time.UTC)
 	clientErr := func(t *testing.T, err error) {
 		var pe *problem.Error

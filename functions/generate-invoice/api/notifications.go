@@ -2,21 +2,17 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/notify"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
-	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
@@ -50,28 +46,18 @@ func (c EmailConfig) check() error {
 	return nil
 }
 
-// emailsSent counts the attempts of the sender by outcome.
-var emailsSent = prometheus.NewCounterVec(prometheus.CounterOpts{
-	Name: "generate_invoice_emails_total",
-	Help: "Customer email attempts by kind and outcome (sent, retry, failed) and notifications logged as suppressed.",
-}, []string{"kind", "outcome"})
-
-// mailer is the sending half of the customer's emails: the SMTP client
-// (nil without SMTP_URL: everything stays queued) and what wakes the
-// background sender.
+// mailer wakes the background sender when an email is queued.
 type mailer struct {
-	smtp   *notify.Mailer
-	from   notify.Sender
-	max    int
-	wake   chan struct{}
-	sendMu sync.Mutex // one sending pass at a time per process
+	wake chan struct{}
 }
 
-func newMailer(cfg EmailConfig) *mailer {
-	m := &mailer{from: notify.Sender{From: cfg.From}, max: cfg.MaxAttempts, wake: make(chan struct{}, 1)}
+// newMail is how the use cases send emails, from cfg (checked by
+// LoadConfig): without SMTP_URL everything stays queued.
+func newMail(cfg EmailConfig) *billing.Mail {
+	m := &billing.Mail{From: notify.Sender{From: cfg.From}, MaxAttempts: cfg.MaxAttempts}
 	if cfg.SMTPURL != "" {
-		if c, err := notify.ParseSMTPURL(cfg.SMTPURL); err == nil { // checked by LoadConfig
-			m.smtp = notify.NewMailer(c)
+		if c, err := notify.ParseSMTPURL(cfg.SMTPURL); err == nil {
+			m.SMTP = notify.NewMailer(c)
 		}
 	}
 	return m
@@ -85,39 +71,15 @@ func (m *mailer) kick() {
 	}
 }
 
-// onNotificationRequested logs the email a billfn.notification.requested
-// asks for, in the receiver's transaction: queued for the sender, or
-// suppressed with its reason (the invoice's customer has no address). The
-// event is generate-invoice's own, consumed back from billing-events.
+// onNotificationRequested decodes a billfn.notification.requested (the
+// function's own, consumed back from billing-events) and has billing log
+// its email (billing.QueueNotification).
 func (s *Service) onNotificationRequested(ctx context.Context, tx *store.Tx, ev events.Event) error {
 	var req events.NotificationRequested
 	if err := decodeLoose(ev, &req); err != nil {
 		return events.Permanent(err)
 	}
-	inv, err := store.GetInvoice(ctx, tx, req.InvoiceID, false)
-	var pe *problem.Error
-	if errors.As(err, &pe) && pe.Code == problem.NotFound {
-		return events.Permanent(fmt.Errorf("%s %s names invoice %q, which does not exist", ev.Type(), ev.ID(), req.InvoiceID))
-	}
-	if err != nil {
-		return err
-	}
-	n := notify.New(ids.New(), ev.Source(), ev.ID(), req, inv.Customer.Email, s.mail.from.Domain(), s.clock())
-	n.AccountID, n.UserID = inv.AccountID, inv.UserID // the invoice's own, whatever the event says
-	if notify.Kinds[n.Kind] {
-		n.Subject = notify.Subject(n.Kind, inv, req, s.mail.from.Name())
-	}
-	fresh, err := tx.InsertNotification(ctx, n)
-	if err != nil || !fresh {
-		return err
-	}
-	if n.Status == notify.Suppressed {
-		emailsSent.WithLabelValues(n.Kind, "suppressed").Inc()
-		slog.InfoContext(ctx, "email suppressed", "notification_id", n.ID, "kind", n.Kind, "invoice_id", n.InvoiceID, "reason", *n.Reason)
-		return nil
-	}
-	s.mailQueued(ctx)
-	return nil
+	return s.b.QueueNotification(ctx, tx, ev, &req)
 }
 
 // mailQueued wakes the sender once the current delivery has committed
@@ -132,78 +94,15 @@ func (s *Service) mailQueued(ctx context.Context) {
 	s.mail.kick()
 }
 
-// Sending: claimed rows are leased this long; a sender that dies while
-// sending leaves its rows to the next one after the lease.
-const (
-	mailLease = 2 * time.Minute
-	mailBatch = 20
-)
-
-// SendDue sends every queued email whose attempt has come: each is
-// composed from the invoice as it is now, sent through SMTP, and its
-// outcome written to the log (sent; queued again with backoff after a 4xx
-// or no answer; failed after a 5xx). Without SMTP_URL it sends nothing.
-// Safe from several replicas (rows are leased), idempotent.
-func (s *Service) SendDue(ctx context.Context) (int, error) {
-	if s.mail.smtp == nil {
-		return 0, nil
-	}
-	s.mail.sendMu.Lock()
-	defer s.mail.sendMu.Unlock()
-	total := 0
-	for {
-		ns, err := s.st.ClaimDueNotifications(ctx, s.clock(), mailLease, mailBatch)
-		if err != nil {
-			return total, err
-		}
-		for _, n := range ns {
-			if err := s.sendOne(ctx, n); err != nil {
-				return total, err
-			}
-			total++
-		}
-		if len(ns) < mailBatch {
-			return total, nil
-		}
-	}
-}
-
-func (s *Service) sendOne(ctx context.Context, n *notify.Notification) error {
-	inv, err := store.GetInvoice(ctx, s.d.Pool, n.InvoiceID, false)
-	if err != nil {
-		return err // the database: the lease brings it back
-	}
-	var (
-		o    notify.Outcome
-		sent bool
-	)
-	e, err := notify.Compose(n, inv, s.mail.from)
-	if err == nil {
-		n.Subject = e.Subject
-		o, sent = s.mail.smtp.Send(ctx, e, s.clock())
-	} else {
-		o = notify.Outcome{Response: "cannot compose: " + err.Error()} // permanent
-	}
-	n.Record(o, sent, s.clock(), s.mail.max)
-	outcome := map[string]string{notify.Sent: "sent", notify.Queued: "retry", notify.Failed: "failed"}[n.Status]
-	emailsSent.WithLabelValues(n.Kind, outcome).Inc()
-	log := slog.InfoContext
-	if !sent {
-		log = slog.WarnContext
-	}
-	log(ctx, "email attempt", "notification_id", n.ID, "kind", n.Kind, "invoice_id", n.InvoiceID, "attempt", n.Attempts,
-		"status", n.Status, "smtp_code", o.Code, "smtp_response", o.Response)
-	ctx, cancel := postgres.Detached(ctx)
-	defer cancel()
-	_, err = s.st.RecordAttempt(ctx, n)
-	return err
-}
+// SendDue sends every queued email whose attempt has come
+// (billing.Service.SendDue).
+func (s *Service) SendDue(ctx context.Context) (int, error) { return s.b.SendDue(ctx) }
 
 // StartSender runs the background sender until ctx ends: woken when an
 // email is queued, and every interval for retries whose time has come.
 // (The schedule tick sends too, so a replica without it loses nothing.)
 func (s *Service) StartSender(ctx context.Context, interval time.Duration) {
-	if s.mail.smtp == nil {
+	if !s.b.Sending() {
 		slog.Warn("SMTP_URL is not set: customer emails stay queued in the delivery log until it is")
 		return
 	}
@@ -273,21 +172,7 @@ func (s *Service) resendNotification(w http.ResponseWriter, r *http.Request) {
 	id := strings.ToLower(r.PathValue("id"))
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
-	var out *notify.Notification
-	err := s.st.InTx(ctx, func(tx *store.Tx) error {
-		n, err := store.GetNotification(ctx, tx, id, true)
-		if err != nil {
-			return err
-		}
-		if out, err = notify.Resend(n, ids.New(), s.mail.from.Domain(), s.clock()); err != nil {
-			return err
-		}
-		out.Subject = n.Subject
-		if _, err := tx.InsertNotification(ctx, out); err != nil {
-			return err
-		}
-		return tx.Complete(ctx, idempotency.Response{Status: http.StatusAccepted, Body: out})
-	})
+	out, err := s.b.ResendNotification(ctx, id, answer(http.StatusAccepted, ""))
 	if err != nil {
 		problem.Write(w, r, err)
 		return

@@ -127,22 +127,23 @@ type Service struct {
 	// currency and status. Ownership is decided from it, never from the
 	// caller's word.
 	accts *accounts.Directory
-	// mail sends the customer's emails from the delivery log.
+	// mail wakes the background sender of the customer's emails.
 	mail *mailer
 }
 
 func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 	s := &Service{d: d, st: store.New(d.Pool, FunctionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
-		mail: newMailer(cfg.Email)}
+		mail: &mailer{wake: make(chan struct{}, 1)}}
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
 	s.st.ReadAccounts(s.accts)
-	s.b = billing.New(s.st.Billing(), s.accts, cfg.billing(), now)
+	s.b = billing.New(s.st.Billing(), s.accts, cfg.billing(), newMail(cfg.Email), now)
 	s.b.Refused = func(err error) bool {
 		var pe *problem.Error
 		return errors.As(err, &pe) && Statuses.Status(err) < 500
 	}
 	s.b.Changed = s.invalidate
+	s.b.MailQueued = s.mailQueued
 	s.b.Touched = func(ctx context.Context, invoiceIDs []string) { s.touched(ctx, invoiceIDs) }
 	s.b.Describe = func(err error) []byte {
 		var pe *problem.Error
@@ -151,7 +152,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 		b, _ := json.Marshal(doc)
 		return b
 	}
-	d.Collect(billing.SkippedCharges, billing.PaymentAnomalies, emailsSent)
+	d.Collect(billing.SkippedCharges, billing.PaymentAnomalies, billing.EmailsSent)
 	d.Events.On(events.TypeNotificationRequested, s.st.Handler(s.onNotificationRequested))
 	d.Events.On(events.TypeInvoiceRequested, s.st.Handler(s.onInvoiceRequested))
 	d.Events.On(events.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))

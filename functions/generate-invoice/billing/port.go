@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/notify"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
 )
@@ -49,6 +50,10 @@ type Tx interface {
 	LockDunningDue(ctx context.Context, now time.Time, limit int) ([]*invoicing.Invoice, error)
 	// CompleteRequests records how invoice requests ended.
 	CompleteRequests(ctx context.Context, outs []RequestOutcome, now time.Time) error
+	// InsertNotification logs a notification; false when its event was
+	// logged before. Notification reads one (locked when lock is set).
+	InsertNotification(ctx context.Context, n *notify.Notification) (bool, error)
+	Notification(ctx context.Context, id string, lock bool) (*notify.Notification, error)
 	// Account reads the read model of the accounts billed in the
 	// transaction; ok is false for an account it does not hold (yet).
 	Account(ctx context.Context, id string) (f accounts.Facts, ok bool, err error)
@@ -82,6 +87,12 @@ type Store interface {
 	UpdateInvoice(ctx context.Context, id string, fn func(tx Tx, inv *invoicing.Invoice) ([]invoicing.Event, error)) (*invoicing.Invoice, error)
 	// UpdateSubscription is UpdateInvoice for subscription id.
 	UpdateSubscription(ctx context.Context, id string, fn func(tx Tx, sub *invoicing.Subscription) ([]invoicing.Event, error)) (*invoicing.Subscription, error)
+	// Invoice reads invoice id outside a transaction.
+	Invoice(ctx context.Context, id string) (*invoicing.Invoice, error)
+	// ClaimDueNotifications leases up to limit queued emails due at now;
+	// RecordAttempt writes the outcome of one attempt.
+	ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*notify.Notification, error)
+	RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error)
 	// TaxRates returns the rates of ids that exist, outside a transaction.
 	TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error)
 }

@@ -34,6 +34,7 @@ type Service struct {
 	accts Accounts
 	cfg   Config
 	now   func() time.Time
+	mail  *Mail
 
 	// Refused reports whether err refuses the work (the api's table maps
 	// its code to a 4xx) rather than failing it: a sweep skips a refused
@@ -48,15 +49,19 @@ type Service struct {
 	// Describe is the problem document of an error that refuses an
 	// invoice request, recorded with it.
 	Describe func(error) []byte
+	// MailQueued is told that an email was queued in the current
+	// transaction (the api wakes the sender after the commit; nil: nothing).
+	MailQueued func(ctx context.Context)
 
 	ratesMu sync.RWMutex
 	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
 }
 
 // New returns the use cases over st, with accts the read model of the
-// accounts billed and now the clock.
-func New(st Store, accts Accounts, cfg Config, now func() time.Time) *Service {
-	return &Service{store: st, accts: accts, cfg: cfg, now: now, rates: map[string]invoicing.TaxRate{}}
+// accounts billed, mail how emails go out (nil: they stay queued) and
+// now the clock.
+func New(st Store, accts Accounts, cfg Config, mail *Mail, now func() time.Time) *Service {
+	return &Service{store: st, accts: accts, cfg: cfg, mail: mail, now: now, rates: map[string]invoicing.TaxRate{}}
 }
 
 // Clock is the use cases' time (UTC).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/functions/generate-invoice/notify"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/idempotency"
 )
@@ -84,6 +85,11 @@ func (tx *Tx) Record(ctx context.Context, answer any) error {
 	return tx.Complete(ctx, resp)
 }
 
+// Notification reads notification id, locked when lock is set.
+func (tx *Tx) Notification(ctx context.Context, id string, lock bool) (*notify.Notification, error) {
+	return GetNotification(ctx, tx, id, lock)
+}
+
 // Billing is the store as the use cases see it (billing.Store).
 func (s *Store) Billing() billing.Store { return port{s} }
 
@@ -103,6 +109,18 @@ func (p port) Pipelined(ctx context.Context, fn func(billing.Tx) error) error {
 
 func (p port) UpdateInvoice(ctx context.Context, id string, fn func(billing.Tx, *invoicing.Invoice) ([]invoicing.Event, error)) (*invoicing.Invoice, error) {
 	return p.s.UpdateInvoice(ctx, id, func(tx *Tx, inv *invoicing.Invoice) ([]invoicing.Event, error) { return fn(tx, inv) })
+}
+
+func (p port) Invoice(ctx context.Context, id string) (*invoicing.Invoice, error) {
+	return GetInvoice(ctx, p.s.pool, id, false)
+}
+
+func (p port) ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*notify.Notification, error) {
+	return p.s.ClaimDueNotifications(ctx, now, lease, limit)
+}
+
+func (p port) RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error) {
+	return p.s.RecordAttempt(ctx, n)
 }
 
 func (p port) TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error) {

@@ -1,0 +1,166 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/billfn/billfn/functions/generate-invoice/notify"
+	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
+	"github.com/billfn/billfn/shared/postgres"
+)
+
+// The customer's emails: a billfn.notification.requested is logged as a
+// notification (queued, or suppressed with its reason), the sender sends
+// what is due and records each attempt, an admin may resend one.
+
+// Mail is how the customer's emails go out.
+type Mail struct {
+	// SMTP sends (nil without SMTP_URL: everything stays queued).
+	SMTP *notify.Mailer
+	// From is the From address of every email.
+	From notify.Sender
+	// MaxAttempts bounds the attempts of an email whose server answers
+	// temporary failures; then it is failed.
+	MaxAttempts int
+
+	sendMu sync.Mutex // one sending pass at a time per process
+}
+
+// EmailsSent counts the attempts of the sender by outcome (registered by
+// the api with the function's metrics).
+var EmailsSent = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "generate_invoice_emails_total",
+	Help: "Customer email attempts by kind and outcome (sent, retry, failed) and notifications logged as suppressed.",
+}, []string{"kind", "outcome"})
+
+// Sending reports whether emails go out at all (SMTP_URL is set).
+func (s *Service) Sending() bool { return s.mail != nil && s.mail.SMTP != nil }
+
+// QueueNotification logs the email a billfn.notification.requested asks
+// for, in the receiver's transaction: queued for the sender, or
+// suppressed with its reason (the invoice's customer has no address).
+func (s *Service) QueueNotification(ctx context.Context, tx Tx, ev events.Event, req *events.NotificationRequested) error {
+	inv, err := tx.Invoice(ctx, req.InvoiceID, false)
+	var pe *apperr.Error
+	if errors.As(err, &pe) && pe.Code == apperr.NotFound {
+		return events.Permanent(fmt.Errorf("%s %s names invoice %q, which does not exist", ev.Type(), ev.ID(), req.InvoiceID))
+	}
+	if err != nil {
+		return err
+	}
+	n := notify.New(ids.New(), ev.Source(), ev.ID(), *req, inv.Customer.Email, s.mail.From.Domain(), s.Clock())
+	n.AccountID, n.UserID = inv.AccountID, inv.UserID // the invoice's own, whatever the event says
+	if notify.Kinds[n.Kind] {
+		n.Subject = notify.Subject(n.Kind, inv, *req, s.mail.From.Name())
+	}
+	fresh, err := tx.InsertNotification(ctx, n)
+	if err != nil || !fresh {
+		return err
+	}
+	if n.Status == notify.Suppressed {
+		EmailsSent.WithLabelValues(n.Kind, "suppressed").Inc()
+		slog.InfoContext(ctx, "email suppressed", "notification_id", n.ID, "kind", n.Kind, "invoice_id", n.InvoiceID, "reason", *n.Reason)
+		return nil
+	}
+	if s.MailQueued != nil {
+		s.MailQueued(ctx)
+	}
+	return nil
+}
+
+// Sending: claimed rows are leased this long; a sender that dies while
+// sending leaves its rows to the next one after the lease.
+const (
+	mailLease = 2 * time.Minute
+	mailBatch = 20
+)
+
+// SendDue sends every queued email whose attempt has come: each is
+// composed from the invoice as it is now, sent through SMTP, and its
+// outcome written to the log (sent; queued again with backoff after a 4xx
+// or no answer; failed after a 5xx). Without SMTP it sends nothing.
+// Safe from several replicas (rows are leased), idempotent.
+func (s *Service) SendDue(ctx context.Context) (int, error) {
+	if !s.Sending() {
+		return 0, nil
+	}
+	s.mail.sendMu.Lock()
+	defer s.mail.sendMu.Unlock()
+	total := 0
+	for {
+		ns, err := s.store.ClaimDueNotifications(ctx, s.Clock(), mailLease, mailBatch)
+		if err != nil {
+			return total, err
+		}
+		for _, n := range ns {
+			if err := s.sendOne(ctx, n); err != nil {
+				return total, err
+			}
+			total++
+		}
+		if len(ns) < mailBatch {
+			return total, nil
+		}
+	}
+}
+
+func (s *Service) sendOne(ctx context.Context, n *notify.Notification) error {
+	inv, err := s.store.Invoice(ctx, n.InvoiceID)
+	if err != nil {
+		return err // the database: the lease brings it back
+	}
+	var (
+		o    notify.Outcome
+		sent bool
+	)
+	e, err := notify.Compose(n, inv, s.mail.From)
+	if err == nil {
+		n.Subject = e.Subject
+		o, sent = s.mail.SMTP.Send(ctx, e, s.Clock())
+	} else {
+		o = notify.Outcome{Response: "cannot compose: " + err.Error()} // permanent
+	}
+	n.Record(o, sent, s.Clock(), s.mail.MaxAttempts)
+	outcome := map[string]string{notify.Sent: "sent", notify.Queued: "retry", notify.Failed: "failed"}[n.Status]
+	EmailsSent.WithLabelValues(n.Kind, outcome).Inc()
+	log := slog.InfoContext
+	if !sent {
+		log = slog.WarnContext
+	}
+	log(ctx, "email attempt", "notification_id", n.ID, "kind", n.Kind, "invoice_id", n.InvoiceID, "attempt", n.Attempts,
+		"status", n.Status, "smtp_code", o.Code, "smtp_response", o.Response)
+	ctx, cancel := postgres.Detached(ctx)
+	defer cancel()
+	_, err = s.store.RecordAttempt(ctx, n)
+	return err
+}
+
+// ResendNotification queues a new email like a sent or failed one (its
+// own row and Message-ID; resend_of names the original), with the answer
+// done makes of it.
+func (s *Service) ResendNotification(ctx context.Context, id string, done Answer) (*notify.Notification, error) {
+	var out *notify.Notification
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		n, err := tx.Notification(ctx, id, true)
+		if err != nil {
+			return err
+		}
+		if out, err = notify.Resend(n, ids.New(), s.mail.From.Domain(), s.Clock()); err != nil {
+			return err
+		}
+		out.Subject = n.Subject
+		if _, err := tx.InsertNotification(ctx, out); err != nil {
+			return err
+		}
+		return complete(ctx, tx, done, out)
+	})
+	return out, err
+}
