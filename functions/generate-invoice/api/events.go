@@ -63,9 +63,9 @@ var errApplyOneByOne = errors.New("account events in a batch are applied one by 
 // applyRequests decodes invoice requests and has billing create them
 // (billing.ApplyRequests: what a request that cannot be honoured becomes).
 func (s *Service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.Event) error {
-	reqs := make([]billing.InvoiceRequest, len(evs))
+	reqs := make([]billing.RequestedInvoice, len(evs))
 	for i, ev := range evs {
-		reqs[i] = billing.InvoiceRequest{Event: ev, Own: ev.Source() == events.Source(FunctionName)}
+		reqs[i] = billing.RequestedInvoice{Event: ev, Own: ev.Source() == events.Source(FunctionName)}
 		reqs[i].Err = httpx.Unmarshal(ev.Data(), &reqs[i].In)
 	}
 	return s.b.ApplyRequests(ctx, tx, reqs)

@@ -18,7 +18,6 @@ import (
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/ids"
-	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
@@ -124,31 +123,16 @@ func (s *Service) createInvoiceBatch(w http.ResponseWriter, r *http.Request) {
 // the event comes back through the trigger and does the work exactly as the
 // synchronous path would. 202 + Location of the request.
 func (s *Service) createAsync(ctx context.Context, w http.ResponseWriter, r *http.Request, ins []invoicing.CreateInvoiceIn, batch bool, now time.Time) {
-	n := len(ins)
-	ids, owners, accounts := make([]string, n), make([]string, n), make([]string, n)
-	reqs := make([]store.InvoiceRequest, n)
-	msgs := make([]outbox.Message, n)
-	for i := range ins {
-		ev := events.Must(events.New(ctx, FunctionName, events.TypeInvoiceRequested, "", ins[i]))
-		ev.SetSubject(ev.ID())
-		ids[i], owners[i], accounts[i] = ev.ID(), ins[i].UserID, strings.ToLower(ins[i].AccountID)
-		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: accounts[i], Event: ev}
-		reqs[i] = store.InvoiceRequest{Object: "invoice_request", ID: ev.ID(), Status: "pending", AccountID: ptr(accounts[i]),
-			UserID: ptr(owners[i]), CreatedAt: now}
-	}
-	var body any = reqs[0]
-	loc := "/invoice-requests/" + ids[0]
-	if batch {
-		body, loc = httpx.List[store.InvoiceRequest]{Data: reqs}, ""
-	}
-	err := s.st.InTx(ctx, func(tx *store.Tx) error {
-		if err := store.InsertPendingRequests(ctx, tx, events.Source(FunctionName), ids, owners, accounts, now); err != nil {
-			return err
+	// body is the answer: the request, or the list of a batch's.
+	body := func(reqs []billing.InvoiceRequest) (any, string) {
+		if batch {
+			return httpx.List[billing.InvoiceRequest]{Data: reqs}, ""
 		}
-		if err := tx.Send(ctx, msgs...); err != nil {
-			return err
-		}
-		return tx.Complete(ctx, idempotency.Response{Status: http.StatusAccepted, Body: body, Location: loc})
+		return reqs[0], "/invoice-requests/" + reqs[0].ID
+	}
+	reqs, err := s.b.RequestInvoices(ctx, ins, now, func(v any) any {
+		b, loc := body(v.([]billing.InvoiceRequest))
+		return idempotency.Response{Status: http.StatusAccepted, Body: b, Location: loc}
 	})
 	if err != nil {
 		problem.Write(w, r, err)
@@ -156,19 +140,15 @@ func (s *Service) createAsync(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	s.d.Publisher.Kick()
 	httpx.PreferenceApplied(w, "respond-async")
+	b, loc := body(reqs)
 	if loc != "" {
 		w.Header().Set("Location", loc)
 	}
-	httpx.WriteJSON(w, http.StatusAccepted, body)
+	httpx.WriteJSON(w, http.StatusAccepted, b)
 }
 
 func (s *Service) getInvoiceRequest(w http.ResponseWriter, r *http.Request) {
-	p := platform.Principal(r)
-	id := r.PathValue("id")
-	req, err := store.GetRequest(r.Context(), s.d.Pool, id)
-	if err == nil && !p.Privileged() && (req.UserID == nil || *req.UserID != p.Subject) {
-		err = invoicing.NotFound("invoice request", id)
-	}
+	req, err := s.b.InvoiceRequestFor(r.Context(), platform.Principal(r), r.PathValue("id"))
 	if err != nil {
 		problem.Write(w, r, err)
 		return

@@ -102,7 +102,7 @@ func (c Config) check() error {
 
 // billing is what the use cases need of c.
 func (c Config) billing() billing.Config {
-	return billing.Config{NumberPrefix: c.NumberPrefix, DefaultNetDays: c.DefaultNetDays, MaxLines: c.MaxLines, BatchMax: c.BatchMax, MaxCatchUp: c.MaxCatchUp,
+	return billing.Config{Source: FunctionName, NumberPrefix: c.NumberPrefix, DefaultNetDays: c.DefaultNetDays, MaxLines: c.MaxLines, BatchMax: c.BatchMax, MaxCatchUp: c.MaxCatchUp,
 		DunningSchedule: c.DunningSchedule, UncollectibleAfter: c.UncollectibleAfter.D()}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/notify"
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/outbox"
 )
 
 // Tx is what the use cases need from the store inside one transaction.
@@ -48,6 +49,10 @@ type Tx interface {
 	// is due at now.
 	LockOverdue(ctx context.Context, today time.Time, limit int) ([]*invoicing.Invoice, error)
 	LockDunningDue(ctx context.Context, now time.Time, limit int) ([]*invoicing.Invoice, error)
+	// InsertPendingRequests records invoice requests of source as pending.
+	InsertPendingRequests(ctx context.Context, source string, ids, owners, accounts []string, now time.Time) error
+	// Send writes ready-made events into the outbox of the transaction.
+	Send(ctx context.Context, msgs ...outbox.Message) error
 	// CompleteRequests records how invoice requests ended.
 	CompleteRequests(ctx context.Context, outs []RequestOutcome, now time.Time) error
 	// InsertNotification logs a notification; false when its event was
@@ -87,6 +92,8 @@ type Store interface {
 	UpdateInvoice(ctx context.Context, id string, fn func(tx Tx, inv *invoicing.Invoice) ([]invoicing.Event, error)) (*invoicing.Invoice, error)
 	// UpdateSubscription is UpdateInvoice for subscription id.
 	UpdateSubscription(ctx context.Context, id string, fn func(tx Tx, sub *invoicing.Subscription) ([]invoicing.Event, error)) (*invoicing.Subscription, error)
+	// Request reads invoice request id (not_found when there is none).
+	Request(ctx context.Context, id string) (*InvoiceRequest, error)
 	// Invoice reads invoice id outside a transaction.
 	Invoice(ctx context.Context, id string) (*invoicing.Invoice, error)
 	// ClaimDueNotifications leases up to limit queued emails due at now;

@@ -2,17 +2,21 @@ package billing
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/outbox"
 )
 
-// InvoiceRequest is one billfn.invoice.requested command as the api
+// RequestedInvoice is one billfn.invoice.requested command as the api
 // decoded it.
-type InvoiceRequest struct {
+type RequestedInvoice struct {
 	Event events.Event
 	// In is the requested invoice; Err why its data could not be read.
 	In  invoicing.CreateInvoiceIn
@@ -44,7 +48,7 @@ type RequestOutcome struct {
 // POST /invoices (Prefer: respond-async), already checked when it was
 // accepted and awaited by its client, is recorded as failed instead (its
 // account was frozen in between).
-func (s *Service) ApplyRequests(ctx context.Context, tx Tx, reqs []InvoiceRequest) error {
+func (s *Service) ApplyRequests(ctx context.Context, tx Tx, reqs []RequestedInvoice) error {
 	if len(reqs) == 0 {
 		return nil
 	}
@@ -122,4 +126,59 @@ func (s *Service) describe(err error) []byte {
 		return []byte(`{"code":"` + string(apperr.CodeOf(err)) + `"}`)
 	}
 	return s.Describe(err)
+}
+
+// InvoiceRequest is the state of an asynchronous invoice creation
+// (GET /invoice-requests/{id}).
+type InvoiceRequest struct {
+	Object      string          `json:"object"`
+	ID          string          `json:"id"`
+	Status      string          `json:"status"`
+	AccountID   *string         `json:"account_id"`
+	UserID      *string         `json:"user_id"`
+	InvoiceID   *string         `json:"invoice_id"`
+	Problem     json.RawMessage `json:"problem,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	CompletedAt *time.Time      `json:"completed_at"`
+}
+
+// RequestInvoices is the asynchronous form of creation (Prefer:
+// respond-async) for already parsed bodies (their user_id the account's
+// owner): each invoice becomes a pending request and a
+// billfn.invoice.requested event (to billing-events), which comes back
+// through the trigger and does the work exactly as the synchronous path
+// would (ApplyRequests). done makes the answer of the pending requests.
+func (s *Service) RequestInvoices(ctx context.Context, ins []invoicing.CreateInvoiceIn, now time.Time, done Answer) ([]InvoiceRequest, error) {
+	n := len(ins)
+	ids, owners, accounts := make([]string, n), make([]string, n), make([]string, n)
+	reqs := make([]InvoiceRequest, n)
+	msgs := make([]outbox.Message, n)
+	for i := range ins {
+		ev := events.Must(events.New(ctx, s.cfg.Source, events.TypeInvoiceRequested, "", ins[i]))
+		ev.SetSubject(ev.ID())
+		ids[i], owners[i], accounts[i] = ev.ID(), ins[i].UserID, strings.ToLower(ins[i].AccountID)
+		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: accounts[i], Event: ev}
+		reqs[i] = InvoiceRequest{Object: "invoice_request", ID: ev.ID(), Status: "pending", AccountID: ptr(accounts[i]),
+			UserID: ptr(owners[i]), CreatedAt: now}
+	}
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		if err := tx.InsertPendingRequests(ctx, events.Source(s.cfg.Source), ids, owners, accounts, now); err != nil {
+			return err
+		}
+		if err := tx.Send(ctx, msgs...); err != nil {
+			return err
+		}
+		return complete(ctx, tx, done, reqs)
+	})
+	return reqs, err
+}
+
+// InvoiceRequestFor is invoice request id as p may see it: someone else's
+// is not_found, like a missing one.
+func (s *Service) InvoiceRequestFor(ctx context.Context, p auth.Principal, id string) (*InvoiceRequest, error) {
+	req, err := s.store.Request(ctx, id)
+	if err == nil && !p.Privileged() && (req.UserID == nil || *req.UserID != p.Subject) {
+		err = invoicing.NotFound("invoice request", id)
+	}
+	return req, err
 }

@@ -10,6 +10,8 @@ import (
 
 // Config is what the use cases need of generate-invoice's configuration.
 type Config struct {
+	// Source is the function whose events the use cases emit.
+	Source string
 	// NumberPrefix is the default invoice number prefix.
 	NumberPrefix string
 	// DefaultNetDays is the payment term of an invoice that names neither

@@ -85,6 +85,11 @@ func (tx *Tx) Record(ctx context.Context, answer any) error {
 	return tx.Complete(ctx, resp)
 }
 
+// InsertPendingRequests records invoice requests of source as pending.
+func (tx *Tx) InsertPendingRequests(ctx context.Context, source string, ids, owners, accounts []string, now time.Time) error {
+	return InsertPendingRequests(ctx, tx, source, ids, owners, accounts, now)
+}
+
 // Notification reads notification id, locked when lock is set.
 func (tx *Tx) Notification(ctx context.Context, id string, lock bool) (*notify.Notification, error) {
 	return GetNotification(ctx, tx, id, lock)
@@ -109,6 +114,10 @@ func (p port) Pipelined(ctx context.Context, fn func(billing.Tx) error) error {
 
 func (p port) UpdateInvoice(ctx context.Context, id string, fn func(billing.Tx, *invoicing.Invoice) ([]invoicing.Event, error)) (*invoicing.Invoice, error) {
 	return p.s.UpdateInvoice(ctx, id, func(tx *Tx, inv *invoicing.Invoice) ([]invoicing.Event, error) { return fn(tx, inv) })
+}
+
+func (p port) Request(ctx context.Context, id string) (*billing.InvoiceRequest, error) {
+	return GetRequest(ctx, p.s.pool, id)
 }
 
 func (p port) Invoice(ctx context.Context, id string) (*invoicing.Invoice, error) {

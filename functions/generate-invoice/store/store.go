@@ -601,17 +601,7 @@ func ListSubs(ctx context.Context, q Querier, f SubFilter) ([]*invoicing.Subscri
 // ---- invoice requests (asynchronous creation) ----
 
 // InvoiceRequest is the state of an asynchronous invoice creation.
-type InvoiceRequest struct {
-	Object      string          `json:"object"`
-	ID          string          `json:"id"`
-	Status      string          `json:"status"`
-	AccountID   *string         `json:"account_id"`
-	UserID      *string         `json:"user_id"`
-	InvoiceID   *string         `json:"invoice_id"`
-	Problem     json.RawMessage `json:"problem,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	CompletedAt *time.Time      `json:"completed_at"`
-}
+type InvoiceRequest = billing.InvoiceRequest
 
 func GetRequest(ctx context.Context, q Querier, id string) (*InvoiceRequest, error) {
 	r := &InvoiceRequest{Object: "invoice_request"}
