@@ -10,9 +10,9 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/accounts"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/ids"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // Who an invoice, an invoice request or a subscription belongs to is the
@@ -59,10 +59,10 @@ func (s *Service) Billable(ctx context.Context, q Tx, p auth.Principal, memo Acc
 	if !ok {
 		var err error
 		if f, err = s.factsFor(ctx, q, p, id); err != nil {
-			var pe *problem.Error
-			if errors.As(err, &pe) && pe.Code == problem.NotFound {
-				pe = problem.New(problem.NotFound, "no such account %s", id)
-				pe.Errors = []problem.FieldError{problem.Field(pointer+"account_id", "is not an account you may bill")}
+			var pe *apperr.Error
+			if errors.As(err, &pe) && pe.Code == apperr.NotFound {
+				pe = apperr.New(apperr.NotFound, "no such account %s", id)
+				pe.Errors = []apperr.FieldError{apperr.Field(pointer+"account_id", "is not an account you may bill")}
 				return f, accountRefusal{pe}
 			}
 			return f, err // the read-through is down: 503, retry
@@ -71,7 +71,7 @@ func (s *Service) Billable(ctx context.Context, q Tx, p auth.Principal, memo Acc
 			memo[id] = f
 		}
 	}
-	var v problem.Validator
+	var v apperr.Validator
 	f.CheckUser(&v, pointer+"user_id", userID)
 	f.CheckCurrency(&v, curField, currency)
 	if err := v.Err(); err != nil {
@@ -92,7 +92,7 @@ func (s *Service) factsFor(ctx context.Context, q Tx, p auth.Principal, id strin
 		}
 		if ok {
 			if !p.CanAccess(f.UserID) {
-				return accounts.Facts{}, problem.New(problem.NotFound, "no such account")
+				return accounts.Facts{}, apperr.New(apperr.NotFound, "no such account")
 			}
 			return f, nil
 		}

@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // ---- invoices: create ----
@@ -44,16 +44,16 @@ func (s *Service) CreateInvoice(ctx context.Context, d *invoicing.InvoiceDraft, 
 // first rule one of them breaks.
 func (s *Service) ParseBatch(ctx context.Context, p auth.Principal, ins []invoicing.CreateInvoiceIn, now time.Time) ([]*invoicing.InvoiceDraft, error) {
 	if len(ins) == 0 || len(ins) > s.cfg.BatchMax {
-		return nil, problem.Invalid(problem.Field("invoices", "must hold 1 to "+strconv.Itoa(s.cfg.BatchMax)+" invoices"))
+		return nil, apperr.Invalid(apperr.Field("invoices", "must hold 1 to "+strconv.Itoa(s.cfg.BatchMax)+" invoices"))
 	}
 	drafts := make([]*invoicing.InvoiceDraft, len(ins))
-	var fields []problem.FieldError
+	var fields []apperr.FieldError
 	var rule error
 	memo := AccountMemo{}
 	for i := range ins {
 		d, err := s.ParseCreate(ctx, nil, p, memo, &ins[i], "invoices/"+strconv.Itoa(i)+"/", now)
-		var pe *problem.Error
-		if errors.As(err, &pe) && pe.Code == problem.ValidationFailed {
+		var pe *apperr.Error
+		if errors.As(err, &pe) && pe.Code == apperr.ValidationFailed {
 			fields = append(fields, pe.Errors...)
 		} else if err != nil && rule == nil {
 			rule = err
@@ -61,7 +61,7 @@ func (s *Service) ParseBatch(ctx context.Context, p auth.Principal, ins []invoic
 		drafts[i] = d
 	}
 	if len(fields) > 0 {
-		return nil, problem.Invalid(fields...)
+		return nil, apperr.Invalid(fields...)
 	}
 	if rule != nil {
 		return nil, rule
@@ -127,8 +127,8 @@ func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string,
 		if err := invoicing.RequireDraft(inv); err != nil {
 			return nil, err
 		}
-		var v problem.Validator
-		var rule *problem.Error
+		var v apperr.Validator
+		var rule *apperr.Error
 		if in.Customer != nil {
 			inv.Customer = invoicing.ParseCustomer(&v, "customer", in.Customer)
 		}
@@ -174,7 +174,7 @@ func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string,
 			v.Check(len(*in.LineItems) <= s.cfg.MaxLines, "line_items", "at most "+strconv.Itoa(s.cfg.MaxLines)+" lines per invoice")
 			for i, li := range *in.LineItems {
 				ld, r := invoicing.ParseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
-				if r != nil && r.Code == problem.Forbidden {
+				if r != nil && r.Code == apperr.Forbidden {
 					return nil, r
 				}
 				if r != nil && rule == nil {
@@ -186,7 +186,7 @@ func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string,
 		var adhoc []invoicing.Discount
 		if in.Discounts != nil {
 			if !p.Privileged() {
-				return nil, problem.New(problem.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
+				return nil, apperr.New(apperr.Forbidden, "only admin and service callers set discounts; customers may apply a coupon")
 			}
 			v.Check(len(*in.Discounts) <= invoicing.MaxDiscounts, "discounts", "at most 5 invoice discounts")
 			for i, di := range *in.Discounts {
@@ -257,15 +257,15 @@ func (s *Service) AddLines(ctx context.Context, p auth.Principal, id string, in 
 		if err := invoicing.RequireDraft(inv); err != nil {
 			return nil, err
 		}
-		var v problem.Validator
-		var rule *problem.Error
+		var v apperr.Validator
+		var rule *apperr.Error
 		v.Check(len(in.LineItems) > 0, "line_items", "must hold at least one line")
 		v.Check(len(inv.Lines)+len(in.LineItems) <= s.cfg.MaxLines, "line_items",
 			"the invoice would have more than "+strconv.Itoa(s.cfg.MaxLines)+" lines")
 		var lines []invoicing.LineDraft
 		for i, li := range in.LineItems {
 			ld, r := invoicing.ParseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
-			if r != nil && r.Code == problem.Forbidden {
+			if r != nil && r.Code == apperr.Forbidden {
 				return nil, r
 			}
 			if r != nil && rule == nil {
@@ -331,7 +331,7 @@ type PayIn struct {
 // PayInvoice records a payment made outside billfn: amount defaults to
 // everything due.
 func (s *Service) PayInvoice(ctx context.Context, p auth.Principal, id string, in PayIn, done Answer) (*invoicing.Invoice, error) {
-	var v problem.Validator
+	var v apperr.Validator
 	v.Check(in.Amount == nil || *in.Amount > 0, "amount", "must be a positive amount in minor units")
 	v.Check(invoicing.TextOK(in.Reference, invoicing.MaxName), "reference", "must be at most 200 characters")
 	if err := v.Err(); err != nil {
@@ -339,12 +339,12 @@ func (s *Service) PayInvoice(ctx context.Context, p auth.Principal, id string, i
 	}
 	return s.change(ctx, p, id, done, func(ctx context.Context, tx Tx, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		if inv.Status != invoicing.StatusOpen && inv.Status != invoicing.StatusUncollectible {
-			return nil, problem.New(invoicing.CodeInvoiceNotOpen, "invoice %s is %s; only an open or uncollectible invoice can be paid", inv.ID, inv.Status)
+			return nil, apperr.New(invoicing.CodeInvoiceNotOpen, "invoice %s is %s; only an open or uncollectible invoice can be paid", inv.ID, inv.Status)
 		}
 		if in.Currency != "" {
 			c, err := money.ParseCurrency(in.Currency)
 			if err != nil {
-				return nil, problem.Invalid(problem.Field("currency", "must be an ISO 4217 code"))
+				return nil, apperr.Invalid(apperr.Field("currency", "must be an ISO 4217 code"))
 			}
 			if c != inv.Currency {
 				return nil, invoicing.CurrencyMismatch("currency", c, inv.Currency)
@@ -355,8 +355,8 @@ func (s *Service) PayInvoice(ctx context.Context, p auth.Principal, id string, i
 			amount = *in.Amount
 		}
 		if amount > inv.AmountDue {
-			return nil, (&problem.Error{Code: invoicing.CodeAmountExceedsDue, Detail: "the invoice has " + strconv.FormatInt(inv.AmountDue, 10) + " due",
-				Errors: []problem.FieldError{problem.Field("amount", "must be at most amount_due")}}).With("amount_due", inv.AmountDue)
+			return nil, (&apperr.Error{Code: invoicing.CodeAmountExceedsDue, Detail: "the invoice has " + strconv.FormatInt(inv.AmountDue, 10) + " due",
+				Errors: []apperr.FieldError{apperr.Field("amount", "must be at most amount_due")}}).With("amount_due", inv.AmountDue)
 		}
 		if err := tx.RecordOutOfBandPayment(ctx, inv.ID, "oob_"+ids.New(), amount, string(inv.Currency), in.Reference); err != nil {
 			return nil, err

@@ -8,7 +8,6 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // The invoice lifecycle inside a transaction: resolve a validated draft
@@ -89,13 +88,13 @@ func (r *Resolver) Lines(ctx context.Context, pointer string, drafts []invoicing
 		for j, id := range d.TaxIDs {
 			rate, ok := rates[id]
 			if !ok {
-				return nil, &problem.Error{Code: invoicing.CodeTaxRateUnknown, Detail: "no tax rate " + id,
-					Errors: []problem.FieldError{problem.Field(path+"/"+strconv.Itoa(j), "is not a tax rate")}}
+				return nil, &apperr.Error{Code: invoicing.CodeTaxRateUnknown, Detail: "no tax rate " + id,
+					Errors: []apperr.FieldError{apperr.Field(path+"/"+strconv.Itoa(j), "is not a tax rate")}}
 			}
 			if j > 0 && rate.Inclusive != l.Taxes[0].Inclusive {
-				return nil, &problem.Error{Code: invoicing.CodeTaxInclusiveMixed,
+				return nil, &apperr.Error{Code: invoicing.CodeTaxInclusiveMixed,
 					Detail: "the tax rates of one line must be all inclusive or all exclusive",
-					Errors: []problem.FieldError{problem.Field(path, "mixes inclusive and exclusive rates")}}
+					Errors: []apperr.FieldError{apperr.Field(path, "mixes inclusive and exclusive rates")}}
 			}
 			l.Taxes = append(l.Taxes, invoicing.LineTax{TaxRateSnap: rate.Snap()})
 		}
@@ -111,8 +110,8 @@ func (r *Resolver) Coupon(ctx context.Context, pointer, id string, inv *invoicin
 	if !ok {
 		got, err := r.tx.Coupon(ctx, id, true)
 		if apperr.CodeOf(err) == apperr.NotFound {
-			return invoicing.Discount{}, &problem.Error{Code: invoicing.CodeCouponUnknown, Detail: "no coupon " + id,
-				Errors: []problem.FieldError{problem.Field(pointer+"coupon", "is not a coupon")}}
+			return invoicing.Discount{}, &apperr.Error{Code: invoicing.CodeCouponUnknown, Detail: "no coupon " + id,
+				Errors: []apperr.FieldError{apperr.Field(pointer+"coupon", "is not a coupon")}}
 		}
 		if err != nil {
 			return invoicing.Discount{}, err
@@ -123,9 +122,9 @@ func (r *Resolver) Coupon(ctx context.Context, pointer, id string, inv *invoicin
 	probe := *c
 	probe.TimesRedeemed += r.redeem[id]
 	if !probe.Redeemable(r.now) {
-		return invoicing.Discount{}, &problem.Error{Code: invoicing.CodeCouponNotRedeemable,
+		return invoicing.Discount{}, &apperr.Error{Code: invoicing.CodeCouponNotRedeemable,
 			Detail: "coupon " + id + " has expired or reached its maximum redemptions",
-			Errors: []problem.FieldError{problem.Field(pointer+"coupon", "cannot be redeemed")}}
+			Errors: []apperr.FieldError{apperr.Field(pointer+"coupon", "cannot be redeemed")}}
 	}
 	if c.Currency != nil && *c.Currency != inv.Currency {
 		return invoicing.Discount{}, invoicing.CurrencyMismatch(pointer+"coupon", *c.Currency, inv.Currency)

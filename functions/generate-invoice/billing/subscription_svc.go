@@ -5,9 +5,9 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // CreateSubscription starts a subscription for p; when its first period
@@ -73,7 +73,7 @@ func (s *Service) changeSub(ctx context.Context, p auth.Principal, id string, do
 // due are billed first, at the plan they ran under. It returns the
 // subscription and the invoices the change generated.
 func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id string, in *PatchSubscriptionIn, done Answer) (*invoicing.Subscription, []string, error) {
-	var v problem.Validator
+	var v apperr.Validator
 	var plan invoicing.Plan
 	if in.Plan != nil {
 		plan = parsePlan(&v, in.Plan)
@@ -107,7 +107,7 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 	}
 	return s.changeSub(ctx, p, id, done, func(ctx context.Context, tx Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
 		if sub.Status == invoicing.SubCanceled {
-			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is canceled", sub.ID)
+			return nil, nil, apperr.New(invoicing.CodeSubscriptionEnded, "subscription %s is canceled", sub.ID)
 		}
 		// A change bills due periods and may invoice a proration at once.
 		if err := s.Chargeable(ctx, tx, sub.AccountID); err != nil {
@@ -169,7 +169,7 @@ func (s *Service) CancelSubscription(ctx context.Context, p auth.Principal, id s
 	atEnd := in.AtPeriodEnd == nil || *in.AtPeriodEnd
 	return s.changeSub(ctx, p, id, done, func(ctx context.Context, tx Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
 		if sub.Status == invoicing.SubCanceled {
-			return nil, nil, problem.New(invoicing.CodeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
+			return nil, nil, apperr.New(invoicing.CodeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
 		}
 		if atEnd {
 			invoicing.ScheduleCancel(sub)

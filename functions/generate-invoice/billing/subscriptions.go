@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
-	"github.com/billfn/billfn/shared/problem"
 )
 
 // Subscriptions bill in advance: the invoice of a period is generated,
@@ -72,7 +72,7 @@ type CancelSubscriptionIn struct {
 
 var maxIntervalCount = map[string]int{invoicing.IntervalDay: 365, invoicing.IntervalWeek: 52, invoicing.IntervalMonth: 12, invoicing.IntervalYear: 3}
 
-func parsePlan(v *problem.Validator, in *PlanIn) invoicing.Plan {
+func parsePlan(v *apperr.Validator, in *PlanIn) invoicing.Plan {
 	if in == nil {
 		v.Check(false, "plan", "is required: {name, amount, currency, interval, interval_count}")
 		return invoicing.Plan{}
@@ -107,19 +107,19 @@ func (s *Service) subRates(ctx context.Context, q Tx, ids []string, path string)
 	for j, id := range ids {
 		r, ok := rates[id]
 		if !ok {
-			return nil, &problem.Error{Code: invoicing.CodeTaxRateUnknown, Detail: "no tax rate " + id,
-				Errors: []problem.FieldError{problem.Field(path+"/"+strconv.Itoa(j), "is not a tax rate")}}
+			return nil, &apperr.Error{Code: invoicing.CodeTaxRateUnknown, Detail: "no tax rate " + id,
+				Errors: []apperr.FieldError{apperr.Field(path+"/"+strconv.Itoa(j), "is not a tax rate")}}
 		}
 		if j > 0 && r.Inclusive != out[0].Inclusive {
-			return nil, &problem.Error{Code: invoicing.CodeTaxInclusiveMixed, Detail: "the tax rates must be all inclusive or all exclusive",
-				Errors: []problem.FieldError{problem.Field(path, "mixes inclusive and exclusive rates")}}
+			return nil, &apperr.Error{Code: invoicing.CodeTaxInclusiveMixed, Detail: "the tax rates must be all inclusive or all exclusive",
+				Errors: []apperr.FieldError{apperr.Field(path, "mixes inclusive and exclusive rates")}}
 		}
 		out = append(out, r.Snap())
 	}
 	return out, nil
 }
 
-func parseRateIDs(v *problem.Validator, path string, in []string) []string {
+func parseRateIDs(v *apperr.Validator, path string, in []string) []string {
 	v.Check(len(in) <= invoicing.MaxRatesLine, path, "at most 5 tax rates")
 	seen := map[string]bool{}
 	out := make([]string, 0, len(in))
@@ -136,7 +136,7 @@ func parseRateIDs(v *problem.Validator, path string, in []string) []string {
 // billed) and its coupon id.
 // The subscription belongs to the owner of its account (billable).
 func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *CreateSubscriptionIn, now time.Time) (*invoicing.Subscription, error) {
-	var v problem.Validator
+	var v apperr.Validator
 	account := strings.ToLower(in.AccountID)
 	v.Check(ids.Valid(account), "account_id", "is required: the id of the account billed (a UUID)")
 	v.Check(in.UserID == "" || ids.Valid(in.UserID), "user_id", "must be a UUID: the account's owner, or left out")
@@ -290,7 +290,7 @@ func (s *Service) bill(ctx context.Context, tx Tx, sub *invoicing.Subscription, 
 		base := len(inv.Lines)
 		inv.Lines = append(inv.Lines, sub.PendingLines...)
 		if err := inv.Recompute(); err != nil {
-			var pe *problem.Error
+			var pe *apperr.Error
 			if !errors.As(err, &pe) || pe.Code != invoicing.CodeTotalNegative || base == len(inv.Lines) {
 				return nil, nil, err
 			}
@@ -348,7 +348,7 @@ func (s *Service) BillDueSubscriptions(ctx context.Context, now time.Time) (int,
 				// account is active again. An account nobody knows any
 				// more, or a read-through that is down, waits the same way.
 				if f, err := s.Facts(ctx, tx, sub.AccountID); err != nil || f.Active() != nil {
-					var pe *problem.Error
+					var pe *apperr.Error
 					if err != nil && !errors.As(err, &pe) {
 						return err
 					}
@@ -488,7 +488,7 @@ func (s *Service) changePlan(ctx context.Context, tx Tx, sub *invoicing.Subscrip
 		inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
 		inv.Lines = lines
 		err := inv.Recompute()
-		var pe *problem.Error
+		var pe *apperr.Error
 		if err == nil {
 			msgs, err := s.PersistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now)
 			if err != nil {
