@@ -30,6 +30,10 @@ type Tx interface {
 	// Coupon returns coupon id (locked when lock is set), a not_found
 	// error when there is none.
 	Coupon(ctx context.Context, id string, lock bool) (invoicing.Coupon, error)
+	// InsertTaxRate and InsertCoupon add to the catalogue (a coupon id
+	// taken is a coupon_exists error).
+	InsertTaxRate(ctx context.Context, r invoicing.TaxRate) error
+	InsertCoupon(ctx context.Context, c invoicing.Coupon) error
 	// RedeemCoupon counts n more redemptions of a coupon.
 	RedeemCoupon(ctx context.Context, id string, n int) error
 	// RecordOutOfBandPayment records a payment made outside billfn.
@@ -100,6 +104,11 @@ type Store interface {
 	// RecordAttempt writes the outcome of one attempt.
 	ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*notify.Notification, error)
 	RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error)
+	// Coupon reads coupon id (not_found when there is none); CouponPage
+	// and TaxRatePage list the catalogue after an id.
+	Coupon(ctx context.Context, id string) (invoicing.Coupon, error)
+	CouponPage(ctx context.Context, after string, limit int) ([]invoicing.Coupon, error)
+	TaxRatePage(ctx context.Context, after string, limit int) ([]invoicing.TaxRate, error)
 	// TaxRates returns the rates of ids that exist, outside a transaction.
 	TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error)
 }

@@ -90,6 +90,16 @@ func (tx *Tx) InsertPendingRequests(ctx context.Context, source string, ids, own
 	return InsertPendingRequests(ctx, tx, source, ids, owners, accounts, now)
 }
 
+// InsertTaxRate adds a tax rate.
+func (tx *Tx) InsertTaxRate(ctx context.Context, r invoicing.TaxRate) error {
+	return InsertTaxRate(ctx, tx, r)
+}
+
+// InsertCoupon adds a coupon.
+func (tx *Tx) InsertCoupon(ctx context.Context, c invoicing.Coupon) error {
+	return InsertCoupon(ctx, tx, c)
+}
+
 // Notification reads notification id, locked when lock is set.
 func (tx *Tx) Notification(ctx context.Context, id string, lock bool) (*notify.Notification, error) {
 	return GetNotification(ctx, tx, id, lock)
@@ -130,6 +140,18 @@ func (p port) ClaimDueNotifications(ctx context.Context, now time.Time, lease ti
 
 func (p port) RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error) {
 	return p.s.RecordAttempt(ctx, n)
+}
+
+func (p port) Coupon(ctx context.Context, id string) (invoicing.Coupon, error) {
+	return GetCoupon(ctx, p.s.pool, id, false)
+}
+
+func (p port) CouponPage(ctx context.Context, after string, limit int) ([]invoicing.Coupon, error) {
+	return ListCoupons(ctx, p.s.pool, after, limit)
+}
+
+func (p port) TaxRatePage(ctx context.Context, after string, limit int) ([]invoicing.TaxRate, error) {
+	return ListTaxRates(ctx, p.s.pool, after, limit)
 }
 
 func (p port) TaxRates(ctx context.Context, ids []string) ([]invoicing.TaxRate, error) {
