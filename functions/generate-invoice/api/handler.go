@@ -12,7 +12,6 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/render"
-	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
@@ -170,7 +169,7 @@ func (s *Service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, err
 		return cachedInvoice{}, invoicing.NotFound("invoice", id)
 	}
 	return redis.GetOrLoad(ctx, s.invCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedInvoice, error) {
-		inv, err := store.GetInvoice(ctx, s.d.Pool, id, false)
+		inv, err := s.b.Invoice(ctx, id)
 		if err != nil {
 			return cachedInvoice{}, err
 		}
@@ -236,7 +235,7 @@ func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	q := r.URL.Query()
 	var v problem.Validator
-	f := store.InvoiceFilter{AccountID: strings.ToLower(q.Get("account_id")), SubscriptionID: strings.ToLower(q.Get("subscription_id")),
+	f := billing.InvoiceFilter{AccountID: strings.ToLower(q.Get("account_id")), SubscriptionID: strings.ToLower(q.Get("subscription_id")),
 		Status: q.Get("status")}
 	check := func(ok bool, name, detail string) {
 		if !ok {
@@ -269,22 +268,8 @@ func (s *Service) listInvoices(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	// A customer naming another's account or subscription gets the 404
-	// an unknown one gets, not an empty page.
-	if f.AccountID != "" {
-		if err := s.b.OwnedAccount(r.Context(), p, f.AccountID); err != nil {
-			problem.Write(w, r, err)
-			return
-		}
-	}
-	if f.SubscriptionID != "" && !p.Privileged() {
-		if sub, err := store.GetSub(r.Context(), s.d.Pool, f.SubscriptionID, false); err != nil || !p.CanAccess(sub.UserID) {
-			problem.Write(w, r, invoicing.NotFound("subscription", f.SubscriptionID))
-			return
-		}
-	}
 	f.Limit = limit + 1
-	invs, err := store.ListInvoices(r.Context(), s.d.Pool, f)
+	invs, err := s.b.Invoices(r.Context(), p, f)
 	if err != nil {
 		problem.Write(w, r, err)
 		return

@@ -8,7 +8,6 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
-	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
@@ -54,7 +53,7 @@ func (s *Service) getSubscription(w http.ResponseWriter, r *http.Request) {
 	var err error = invoicing.NotFound("subscription", id)
 	if ids.Valid(id) {
 		doc, err = redis.GetOrLoad(r.Context(), s.subCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedSub, error) {
-			sub, err := store.GetSub(ctx, s.d.Pool, id, false)
+			sub, err := s.b.Subscription(ctx, id)
 			if err != nil {
 				return cachedSub{}, err
 			}
@@ -76,7 +75,7 @@ func (s *Service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	p := platform.Principal(r)
 	q := r.URL.Query()
 	var v problem.Validator
-	f := store.SubFilter{AccountID: strings.ToLower(q.Get("account_id")), Status: q.Get("status"), Owner: strings.ToLower(q.Get("user_id"))}
+	f := billing.SubFilter{AccountID: strings.ToLower(q.Get("account_id")), Status: q.Get("status"), Owner: strings.ToLower(q.Get("user_id"))}
 	if f.AccountID != "" && !ids.Valid(f.AccountID) {
 		v.Add(problem.Param("account_id", "must be a UUID"))
 	}
@@ -96,16 +95,13 @@ func (s *Service) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = v.Err()
 	}
-	if err == nil && f.AccountID != "" {
-		err = s.b.OwnedAccount(r.Context(), p, f.AccountID)
-	}
 	f.After = after
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
 	f.Limit = limit + 1
-	subs, err := store.ListSubs(r.Context(), s.d.Pool, f)
+	subs, err := s.b.Subscriptions(r.Context(), p, f)
 	if err != nil {
 		problem.Write(w, r, err)
 		return

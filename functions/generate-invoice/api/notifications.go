@@ -131,7 +131,7 @@ var notificationStatuses = map[string]bool{notify.Queued: true, notify.Sent: tru
 func (s *Service) listNotifications(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var v problem.Validator
-	f := store.NotificationFilter{Status: q.Get("status")}
+	f := billing.NotificationFilter{Status: q.Get("status")}
 	if id := q.Get("invoice_id"); id != "" {
 		c, ok := ids.Canonical(id)
 		v.Check(ok, "invoice_id", "must be a UUID")
@@ -147,7 +147,7 @@ func (s *Service) listNotifications(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Before, f.Limit = after, limit+1
-	ns, err := s.st.ListNotifications(r.Context(), f)
+	ns, err := s.b.Notifications(r.Context(), f)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -157,7 +157,7 @@ func (s *Service) listNotifications(w http.ResponseWriter, r *http.Request) {
 
 // getNotification: GET /notifications/{id}.
 func (s *Service) getNotification(w http.ResponseWriter, r *http.Request) {
-	n, err := s.st.GetNotification(r.Context(), strings.ToLower(r.PathValue("id")))
+	n, err := s.b.Notification(r.Context(), strings.ToLower(r.PathValue("id")))
 	if err != nil {
 		problem.Write(w, r, err)
 		return

@@ -98,8 +98,17 @@ type Store interface {
 	UpdateSubscription(ctx context.Context, id string, fn func(tx Tx, sub *invoicing.Subscription) ([]invoicing.Event, error)) (*invoicing.Subscription, error)
 	// Request reads invoice request id (not_found when there is none).
 	Request(ctx context.Context, id string) (*InvoiceRequest, error)
-	// Invoice reads invoice id outside a transaction.
+	// Invoice reads invoice id outside a transaction; Invoices a page.
 	Invoice(ctx context.Context, id string) (*invoicing.Invoice, error)
+	Invoices(ctx context.Context, f InvoiceFilter) ([]*invoicing.Invoice, error)
+	// Subscription reads subscription id outside a transaction;
+	// Subscriptions a page.
+	Subscription(ctx context.Context, id string) (*invoicing.Subscription, error)
+	Subscriptions(ctx context.Context, f SubFilter) ([]*invoicing.Subscription, error)
+	// Notification reads one notification of the delivery log;
+	// Notifications a page of it.
+	Notification(ctx context.Context, id string) (*notify.Notification, error)
+	Notifications(ctx context.Context, f NotificationFilter) ([]*notify.Notification, error)
 	// ClaimDueNotifications leases up to limit queued emails due at now;
 	// RecordAttempt writes the outcome of one attempt.
 	ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*notify.Notification, error)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/notify"
 	"github.com/billfn/billfn/shared/ids"
@@ -71,11 +72,7 @@ func (s *Store) GetNotification(ctx context.Context, id string) (*notify.Notific
 }
 
 // NotificationFilter selects a page of the log.
-type NotificationFilter struct {
-	InvoiceID, Status string
-	Before            string // keyset: ids below this one (newest first)
-	Limit             int
-}
+type NotificationFilter = billing.NotificationFilter
 
 // ListNotifications is a page of the log, newest first.
 func (s *Store) ListNotifications(ctx context.Context, f NotificationFilter) ([]*notify.Notification, error) {

@@ -134,6 +134,26 @@ func (p port) Invoice(ctx context.Context, id string) (*invoicing.Invoice, error
 	return GetInvoice(ctx, p.s.pool, id, false)
 }
 
+func (p port) Invoices(ctx context.Context, f billing.InvoiceFilter) ([]*invoicing.Invoice, error) {
+	return ListInvoices(ctx, p.s.pool, f)
+}
+
+func (p port) Subscription(ctx context.Context, id string) (*invoicing.Subscription, error) {
+	return GetSub(ctx, p.s.pool, id, false)
+}
+
+func (p port) Subscriptions(ctx context.Context, f billing.SubFilter) ([]*invoicing.Subscription, error) {
+	return ListSubs(ctx, p.s.pool, f)
+}
+
+func (p port) Notification(ctx context.Context, id string) (*notify.Notification, error) {
+	return p.s.GetNotification(ctx, id)
+}
+
+func (p port) Notifications(ctx context.Context, f billing.NotificationFilter) ([]*notify.Notification, error) {
+	return p.s.ListNotifications(ctx, f)
+}
+
 func (p port) ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*notify.Notification, error) {
 	return p.s.ClaimDueNotifications(ctx, now, lease, limit)
 }

@@ -339,15 +339,7 @@ func SaveInvoice(ctx context.Context, tx pgx.Tx, inv *invoicing.Invoice) error {
 }
 
 // InvoiceFilter is a list query.
-type InvoiceFilter struct {
-	Owner          string // forced for customers
-	AccountID      string
-	SubscriptionID string
-	Status         string
-	DueBefore      *time.Time
-	After          string // keyset: ids below this one
-	Limit          int
-}
+type InvoiceFilter = billing.InvoiceFilter
 
 // ListInvoices returns a page newest first (UUIDv7 ids are time-ordered),
 // without lines, by keyset on id.
@@ -572,10 +564,7 @@ func SaveSub(ctx context.Context, tx pgx.Tx, s *invoicing.Subscription) error {
 	return err
 }
 
-type SubFilter struct {
-	Owner, AccountID, Status, After string
-	Limit                           int
-}
+type SubFilter = billing.SubFilter
 
 func ListSubs(ctx context.Context, q Querier, f SubFilter) ([]*invoicing.Subscription, error) {
 	var w postgres.Where
