@@ -16,26 +16,37 @@ const sweepBatch = 200
 // FlagOverdue flags open invoices whose due date has passed (the invoice
 // stays open) and starts their dunning.
 func (s *Service) FlagOverdue(ctx context.Context, now time.Time) (int, error) {
+	return s.sweep(ctx, func(tx Tx) ([]string, error) {
+		invs, err := tx.LockOverdue(ctx, invoicing.UTCDate(now), sweepBatch)
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		var msgs []invoicing.Event
+		for _, inv := range invs {
+			inv.Overdue, inv.OverdueAt, inv.UpdatedAt = true, ptr(now), now
+			inv.NextPaymentAttemptAt = s.nextDunning(inv)
+			if err := tx.SaveInvoice(ctx, inv); err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoiceOverdue, inv, 0), invoicing.Notification(events.NotifyInvoiceOverdue, inv))
+			ids = append(ids, inv.ID)
+		}
+		return ids, tx.Emit(ctx, msgs)
+	})
+}
+
+// sweep runs step in a transaction after another until one changes fewer
+// than sweepBatch invoices; each committed batch's invoices are reported
+// changed. It returns how many changed.
+func (s *Service) sweep(ctx context.Context, step func(tx Tx) ([]string, error)) (int, error) {
 	total := 0
 	for {
 		var ids []string
 		err := s.store.InTx(ctx, func(tx Tx) error {
-			ids = ids[:0]
-			invs, err := tx.LockOverdue(ctx, invoicing.UTCDate(now), sweepBatch)
-			if err != nil {
-				return err
-			}
-			var msgs []invoicing.Event
-			for _, inv := range invs {
-				inv.Overdue, inv.OverdueAt, inv.UpdatedAt = true, ptr(now), now
-				inv.NextPaymentAttemptAt = s.nextDunning(inv)
-				if err := tx.SaveInvoice(ctx, inv); err != nil {
-					return err
-				}
-				msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoiceOverdue, inv, 0), invoicing.Notification(events.NotifyInvoiceOverdue, inv))
-				ids = append(ids, inv.ID)
-			}
-			return tx.Emit(ctx, msgs)
+			var err error
+			ids, err = step(tx)
+			return err
 		})
 		if err != nil {
 			return total, err
@@ -70,51 +81,39 @@ func (s *Service) nextDunning(inv *invoicing.Invoice) *time.Time {
 // RunDunning asks capture-payment to retry collection on the schedule,
 // then marks the invoice uncollectible.
 func (s *Service) RunDunning(ctx context.Context, now time.Time) (int, error) {
-	total := 0
-	for {
-		var ids []string
-		err := s.store.InTx(ctx, func(tx Tx) error {
-			ids = ids[:0]
-			invs, err := tx.LockDunningDue(ctx, now, sweepBatch)
-			if err != nil {
-				return err
-			}
-			var msgs []invoicing.Event
-			for _, inv := range invs {
-				if inv.CollectionMethod == invoicing.ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
-					inv.DunningAttempts++
-					inv.UpdatedAt = now
-					inv.NextPaymentAttemptAt = s.nextDunning(inv)
-					// A frozen or closed account is not charged: the
-					// attempt passes without a retry request.
-					if f, err := s.Facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
-						s.SkipInactive(ctx, "dunning", "invoice", inv.ID, f)
-					} else {
-						msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoicePaymentRetryRequested, inv, inv.DunningAttempts))
-					}
-					// The customer is reminded at each step of the schedule.
-					msgs = append(msgs, invoicing.Reminder(inv, inv.DunningAttempts))
-				} else {
-					m, err := invoicing.MarkUncollectible(inv, now)
-					if err != nil {
-						return err
-					}
-					msgs = append(msgs, m...)
-				}
-				if err := tx.SaveInvoice(ctx, inv); err != nil {
-					return err
-				}
-				ids = append(ids, inv.ID)
-			}
-			return tx.Emit(ctx, msgs)
-		})
+	return s.sweep(ctx, func(tx Tx) ([]string, error) {
+		invs, err := tx.LockDunningDue(ctx, now, sweepBatch)
 		if err != nil {
-			return total, err
+			return nil, err
 		}
-		total += len(ids)
-		s.changed(ids, nil)
-		if len(ids) < sweepBatch {
-			return total, nil
+		var ids []string
+		var msgs []invoicing.Event
+		for _, inv := range invs {
+			if inv.CollectionMethod == invoicing.ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
+				inv.DunningAttempts++
+				inv.UpdatedAt = now
+				inv.NextPaymentAttemptAt = s.nextDunning(inv)
+				// A frozen or closed account is not charged: the
+				// attempt passes without a retry request.
+				if f, err := s.Facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
+					s.SkipInactive(ctx, "dunning", "invoice", inv.ID, f)
+				} else {
+					msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoicePaymentRetryRequested, inv, inv.DunningAttempts))
+				}
+				// The customer is reminded at each step of the schedule.
+				msgs = append(msgs, invoicing.Reminder(inv, inv.DunningAttempts))
+			} else {
+				m, err := invoicing.MarkUncollectible(inv, now)
+				if err != nil {
+					return nil, err
+				}
+				msgs = append(msgs, m...)
+			}
+			if err := tx.SaveInvoice(ctx, inv); err != nil {
+				return nil, err
+			}
+			ids = append(ids, inv.ID)
 		}
-	}
+		return ids, tx.Emit(ctx, msgs)
+	})
 }

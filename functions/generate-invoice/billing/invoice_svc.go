@@ -21,22 +21,33 @@ import (
 // done makes of it, in one transaction.
 func (s *Service) CreateInvoice(ctx context.Context, d *invoicing.InvoiceDraft, now time.Time, done Answer) error {
 	return s.store.Pipelined(ctx, func(tx Tx) error {
-		res := s.NewResolver(tx, now)
-		if err := res.Draft(ctx, d); err != nil {
-			return err
-		}
-		msgs, err := s.PersistNew(ctx, tx, []*invoicing.Invoice{d.Inv}, []bool{d.AutoFinalize}, now)
-		if err != nil {
-			return err
-		}
-		if err := res.Flush(ctx); err != nil {
-			return err
-		}
-		if err := tx.Emit(ctx, msgs); err != nil {
+		if err := s.create(ctx, tx, []*invoicing.InvoiceDraft{d}, now); err != nil {
 			return err
 		}
 		return complete(ctx, tx, done, d.Inv)
 	})
+}
+
+// create resolves drafts, writes their invoices (finalizing those that
+// ask), counts the coupons' redemptions and emits the events, in tx.
+func (s *Service) create(ctx context.Context, tx Tx, drafts []*invoicing.InvoiceDraft, now time.Time) error {
+	res := s.NewResolver(tx, now)
+	invs := make([]*invoicing.Invoice, len(drafts))
+	final := make([]bool, len(drafts))
+	for i, d := range drafts {
+		if err := res.Draft(ctx, d); err != nil {
+			return err
+		}
+		invs[i], final[i] = d.Inv, d.AutoFinalize
+	}
+	msgs, err := s.PersistNew(ctx, tx, invs, final, now)
+	if err != nil {
+		return err
+	}
+	if err := res.Flush(ctx); err != nil {
+		return err
+	}
+	return tx.Emit(ctx, msgs)
 }
 
 // ParseBatch validates the creation bodies of a batch for p: every bad
@@ -75,27 +86,11 @@ func (s *Service) ParseBatch(ctx context.Context, p auth.Principal, ins []invoic
 func (s *Service) CreateInvoices(ctx context.Context, drafts []*invoicing.InvoiceDraft, now time.Time, done Answer) ([]events.Invoice, error) {
 	out := make([]events.Invoice, len(drafts))
 	err := s.store.Pipelined(ctx, func(tx Tx) error {
-		res := s.NewResolver(tx, now)
-		invs := make([]*invoicing.Invoice, len(drafts))
-		final := make([]bool, len(drafts))
+		if err := s.create(ctx, tx, drafts, now); err != nil {
+			return err
+		}
 		for i, d := range drafts {
-			if err := res.Draft(ctx, d); err != nil {
-				return err
-			}
-			invs[i], final[i] = d.Inv, d.AutoFinalize
-		}
-		msgs, err := s.PersistNew(ctx, tx, invs, final, now)
-		if err != nil {
-			return err
-		}
-		if err := res.Flush(ctx); err != nil {
-			return err
-		}
-		if err := tx.Emit(ctx, msgs); err != nil {
-			return err
-		}
-		for i, inv := range invs {
-			out[i] = invoicing.Summarize(inv)
+			out[i] = invoicing.Summarize(d.Inv)
 		}
 		return complete(ctx, tx, done, out)
 	})
