@@ -167,16 +167,14 @@ func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string,
 		var lines []invoicing.LineDraft
 		if in.LineItems != nil {
 			v.Check(len(*in.LineItems) <= s.cfg.MaxLines, "line_items", "at most "+strconv.Itoa(s.cfg.MaxLines)+" lines per invoice")
-			for i, li := range *in.LineItems {
-				ld, r := invoicing.ParseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
-				if r != nil && r.Code == apperr.Forbidden {
-					return nil, r
-				}
-				if r != nil && rule == nil {
-					rule = r
-				}
-				lines = append(lines, ld)
+			ls, r, err := parseLines(&v, *in.LineItems, inv.Currency, p.Privileged())
+			if err != nil {
+				return nil, err
 			}
+			if rule == nil {
+				rule = r
+			}
+			lines = ls
 		}
 		var adhoc []invoicing.Discount
 		if in.Discounts != nil {
@@ -246,6 +244,25 @@ func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string,
 	})
 }
 
+// parseLines parses the line items of a change in cur: the drafts and the
+// first rule one breaks, or an error (a customer setting what only admin
+// and service callers may) that ends the parse.
+func parseLines(v *apperr.Validator, items []invoicing.LineIn, cur money.Currency, privileged bool) ([]invoicing.LineDraft, *apperr.Error, error) {
+	var lines []invoicing.LineDraft
+	var rule *apperr.Error
+	for i, li := range items {
+		ld, r := invoicing.ParseLine(v, "line_items/"+strconv.Itoa(i), li, cur, privileged)
+		if r != nil && r.Code == apperr.Forbidden {
+			return nil, nil, r
+		}
+		if r != nil && rule == nil {
+			rule = r
+		}
+		lines = append(lines, ld)
+	}
+	return lines, rule, nil
+}
+
 // AddLines appends lines to a draft invoice.
 func (s *Service) AddLines(ctx context.Context, p auth.Principal, id string, in *invoicing.AddLinesIn, done Answer) (*invoicing.Invoice, error) {
 	return s.change(ctx, p, id, done, func(ctx context.Context, tx Tx, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
@@ -253,20 +270,12 @@ func (s *Service) AddLines(ctx context.Context, p auth.Principal, id string, in 
 			return nil, err
 		}
 		var v apperr.Validator
-		var rule *apperr.Error
 		v.Check(len(in.LineItems) > 0, "line_items", "must hold at least one line")
 		v.Check(len(inv.Lines)+len(in.LineItems) <= s.cfg.MaxLines, "line_items",
 			"the invoice would have more than "+strconv.Itoa(s.cfg.MaxLines)+" lines")
-		var lines []invoicing.LineDraft
-		for i, li := range in.LineItems {
-			ld, r := invoicing.ParseLine(&v, "line_items/"+strconv.Itoa(i), li, inv.Currency, p.Privileged())
-			if r != nil && r.Code == apperr.Forbidden {
-				return nil, r
-			}
-			if r != nil && rule == nil {
-				rule = r
-			}
-			lines = append(lines, ld)
+		lines, rule, err := parseLines(&v, in.LineItems, inv.Currency, p.Privileged())
+		if err != nil {
+			return nil, err
 		}
 		if err := v.Err(); err != nil {
 			return nil, err
