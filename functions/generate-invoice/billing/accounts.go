@@ -23,13 +23,14 @@ import (
 
 // accountRefusal marks an error that comes from the account's facts (an
 // unknown account, a user_id or currency that is not the account's, an
-// account that is not active), so the invoice.requested consumer can
+// account that is not active), so ApplyRequests can
 // refuse the command instead of recording an ordinary failure.
 type accountRefusal struct{ err error }
 
 func (e accountRefusal) Error() string { return e.err.Error() }
 func (e accountRefusal) Unwrap() error { return e.err }
 
+// IsAccountRefusal reports whether err refuses the account a request names.
 func IsAccountRefusal(err error) bool {
 	var r accountRefusal
 	return errors.As(err, &r)
@@ -39,7 +40,7 @@ func IsAccountRefusal(err error) bool {
 // one delivery (a batch of 500 invoices names the same account 500 times).
 type AccountMemo map[string]accounts.Facts
 
-// billable returns the facts of the account a new invoice or subscription
+// Billable returns the facts of the account a new invoice or subscription
 // names, for caller p:
 //   - an unknown account, or one a customer does not own: 404 not_found,
 //     the same answer, so a customer learns nothing of others' accounts;
@@ -83,7 +84,7 @@ func (s *Service) Billable(ctx context.Context, q Tx, p auth.Principal, memo Acc
 	return f, nil
 }
 
-// factsFor is Directory.For read through q first (see billable).
+// factsFor is Directory.For read through q first (see Billable).
 func (s *Service) factsFor(ctx context.Context, q Tx, p auth.Principal, id string) (accounts.Facts, error) {
 	if q != nil && ids.Valid(id) {
 		f, ok, err := q.Account(ctx, id)
@@ -100,13 +101,13 @@ func (s *Service) factsFor(ctx context.Context, q Tx, p auth.Principal, id strin
 	return s.accts.For(ctx, p, id)
 }
 
-// facts returns the facts of an account the function already bills
+// Facts returns the facts of an account the function already bills
 // (read through q, the caller's transaction).
 func (s *Service) Facts(ctx context.Context, q Tx, id string) (accounts.Facts, error) {
 	return s.factsFor(ctx, q, auth.Principal{Role: auth.RoleService}, id)
 }
 
-// chargeable checks, at finalize or charge time, that the account of an
+// Chargeable checks, at finalize or charge time, that the account of an
 // existing invoice or subscription is still active: 409
 // account_not_active otherwise.
 func (s *Service) Chargeable(ctx context.Context, q Tx, accountID string) error {
@@ -117,7 +118,7 @@ func (s *Service) Chargeable(ctx context.Context, q Tx, accountID string) error 
 	return f.Active()
 }
 
-// ownedAccount checks a customer's ?account_id filter: 404 for an account
+// OwnedAccount checks a customer's ?account_id filter: 404 for an account
 // it does not own (or that does not exist), as for any other resource.
 func (s *Service) OwnedAccount(ctx context.Context, p auth.Principal, id string) error {
 	if p.Privileged() {
@@ -135,14 +136,16 @@ var SkippedCharges = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Recurring billing runs and dunning retries skipped because the account is frozen or closed, by step and account status.",
 }, []string{"step", "status"})
 
+// SkipInactive counts and logs work held back because the account f is
+// not active (step: "recurring billing", "dunning").
 func (s *Service) SkipInactive(ctx context.Context, step, what, id string, f accounts.Facts) {
 	SkippedCharges.WithLabelValues(step, f.Status).Inc()
 	slog.WarnContext(ctx, "account not active: skipped", "step", step, what, id, "account", f.ID, "status", f.Status)
 }
 
-// parseCreate validates a creation body for principal p (see the domain's
-// parseCreate). The invoice belongs to the owner of its account
-// (billable), never to the user_id the body states; a well-formed body
+// ParseCreate validates a creation body for principal p (see invoicing.
+// ParseCreate). The invoice belongs to the owner of its account
+// (Billable), never to the user_id the body states; a well-formed body
 // naming an account p may not bill is refused before any rule (currencies
 // of lines, due date, coupon, tax rates) is looked at.
 func (s *Service) ParseCreate(ctx context.Context, q Tx, p auth.Principal, memo AccountMemo, in *invoicing.CreateInvoiceIn, pointer string, now time.Time) (*invoicing.InvoiceDraft, error) {

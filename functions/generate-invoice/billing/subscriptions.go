@@ -134,7 +134,7 @@ func parseRateIDs(v *apperr.Validator, path string, in []string) []string {
 
 // newSubscription validates a creation body into a subscription (not yet
 // billed) and its coupon id.
-// The subscription belongs to the owner of its account (billable).
+// The subscription belongs to the owner of its account (Billable).
 func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *CreateSubscriptionIn, now time.Time) (*invoicing.Subscription, error) {
 	var v apperr.Validator
 	account := strings.ToLower(in.AccountID)
