@@ -1,7 +1,8 @@
 // Package api is generate-invoice's surface: the route table and its thin
 // HTTP handlers, the CloudEvents handlers beside them and the schedule tick,
-// all working through the domain (package invoicing) and the store
-// (package store).
+// each parsing what came in, calling a use case of package billing and
+// writing the answer (problems by Statuses). It uses package store only to
+// adapt the receiver's transaction and to give billing its port.
 package api
 
 import (

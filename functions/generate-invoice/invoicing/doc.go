@@ -4,7 +4,7 @@
 // and their billing cycles, the validation of what callers send, the
 // events a change emits and the problem codes of its rules.
 //
-// It knows neither HTTP nor SQL: package store keeps invoices and
-// subscriptions, package api speaks HTTP and CloudEvents, both through
-// the types and rules here.
+// It knows neither HTTP nor SQL: package billing runs the use cases with
+// these rules, package store keeps invoices and subscriptions behind
+// billing's ports, package api speaks HTTP and CloudEvents.
 package invoicing
