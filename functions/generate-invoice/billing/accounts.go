@@ -30,8 +30,8 @@ type accountRefusal struct{ err error }
 func (e accountRefusal) Error() string { return e.err.Error() }
 func (e accountRefusal) Unwrap() error { return e.err }
 
-// IsAccountRefusal reports whether err refuses the account a request names.
-func IsAccountRefusal(err error) bool {
+// isAccountRefusal reports whether err refuses the account a request names.
+func isAccountRefusal(err error) bool {
 	var r accountRefusal
 	return errors.As(err, &r)
 }
@@ -40,7 +40,7 @@ func IsAccountRefusal(err error) bool {
 // one delivery (a batch of 500 invoices names the same account 500 times).
 type AccountMemo map[string]accounts.Facts
 
-// Billable returns the facts of the account a new invoice or subscription
+// billable returns the facts of the account a new invoice or subscription
 // names, for caller p:
 //   - an unknown account, or one a customer does not own: 404 not_found,
 //     the same answer, so a customer learns nothing of others' accounts;
@@ -52,7 +52,7 @@ type AccountMemo map[string]accounts.Facts
 //
 // q, when not nil, is the transaction the caller holds: the read model is
 // read through it, so a delivery does not wait for a second connection.
-func (s *Service) Billable(ctx context.Context, q Tx, p auth.Principal, memo AccountMemo, id, userID, currency, pointer, curField string) (accounts.Facts, error) {
+func (s *Service) billable(ctx context.Context, q Tx, p auth.Principal, memo AccountMemo, id, userID, currency, pointer, curField string) (accounts.Facts, error) {
 	f, ok := memo[id]
 	if ok && !p.CanAccess(f.UserID) {
 		ok = false // never for another caller's memo; For answers 404
@@ -84,7 +84,7 @@ func (s *Service) Billable(ctx context.Context, q Tx, p auth.Principal, memo Acc
 	return f, nil
 }
 
-// factsFor is Directory.For read through q first (see Billable).
+// factsFor is Directory.For read through q first (see billable).
 func (s *Service) factsFor(ctx context.Context, q Tx, p auth.Principal, id string) (accounts.Facts, error) {
 	if q != nil && ids.Valid(id) {
 		f, ok, err := q.Account(ctx, id)
@@ -101,26 +101,26 @@ func (s *Service) factsFor(ctx context.Context, q Tx, p auth.Principal, id strin
 	return s.accts.For(ctx, p, id)
 }
 
-// Facts returns the facts of an account the function already bills
+// facts returns the facts of an account the function already bills
 // (read through q, the caller's transaction).
-func (s *Service) Facts(ctx context.Context, q Tx, id string) (accounts.Facts, error) {
+func (s *Service) facts(ctx context.Context, q Tx, id string) (accounts.Facts, error) {
 	return s.factsFor(ctx, q, auth.Principal{Role: auth.RoleService}, id)
 }
 
-// Chargeable checks, at finalize or charge time, that the account of an
+// chargeable checks, at finalize or charge time, that the account of an
 // existing invoice or subscription is still active: 409
 // account_not_active otherwise.
-func (s *Service) Chargeable(ctx context.Context, q Tx, accountID string) error {
-	f, err := s.Facts(ctx, q, accountID)
+func (s *Service) chargeable(ctx context.Context, q Tx, accountID string) error {
+	f, err := s.facts(ctx, q, accountID)
 	if err != nil {
 		return err
 	}
 	return f.Active()
 }
 
-// OwnedAccount checks a customer's ?account_id filter: 404 for an account
+// ownedAccount checks a customer's ?account_id filter: 404 for an account
 // it does not own (or that does not exist), as for any other resource.
-func (s *Service) OwnedAccount(ctx context.Context, p auth.Principal, id string) error {
+func (s *Service) ownedAccount(ctx context.Context, p auth.Principal, id string) error {
 	if p.Privileged() {
 		return nil
 	}
@@ -136,16 +136,16 @@ var SkippedCharges = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Recurring billing runs and dunning retries skipped because the account is frozen or closed, by step and account status.",
 }, []string{"step", "status"})
 
-// SkipInactive counts and logs work held back because the account f is
+// skipInactive counts and logs work held back because the account f is
 // not active (step: "recurring billing", "dunning").
-func (s *Service) SkipInactive(ctx context.Context, step, what, id string, f accounts.Facts) {
+func (s *Service) skipInactive(ctx context.Context, step, what, id string, f accounts.Facts) {
 	SkippedCharges.WithLabelValues(step, f.Status).Inc()
 	slog.WarnContext(ctx, "account not active: skipped", "step", step, what, id, "account", f.ID, "status", f.Status)
 }
 
 // ParseCreate validates a creation body for principal p (see invoicing.
 // ParseCreate). The invoice belongs to the owner of its account
-// (Billable), never to the user_id the body states; a well-formed body
+// (billable), never to the user_id the body states; a well-formed body
 // naming an account p may not bill is refused before any rule (currencies
 // of lines, due date, coupon, tax rates) is looked at.
 func (s *Service) ParseCreate(ctx context.Context, q Tx, p auth.Principal, memo AccountMemo, in *invoicing.CreateInvoiceIn, pointer string, now time.Time) (*invoicing.InvoiceDraft, error) {
@@ -153,7 +153,7 @@ func (s *Service) ParseCreate(ctx context.Context, q Tx, p auth.Principal, memo 
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.Billable(ctx, q, p, memo, d.Inv.AccountID, in.UserID, string(d.Inv.Currency), pointer, pointer+"currency")
+	f, err := s.billable(ctx, q, p, memo, d.Inv.AccountID, in.UserID, string(d.Inv.Currency), pointer, pointer+"currency")
 	if err != nil {
 		return nil, err
 	}

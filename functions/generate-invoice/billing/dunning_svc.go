@@ -95,8 +95,8 @@ func (s *Service) RunDunning(ctx context.Context, now time.Time) (int, error) {
 				inv.NextPaymentAttemptAt = s.nextDunning(inv)
 				// A frozen or closed account is not charged: the
 				// attempt passes without a retry request.
-				if f, err := s.Facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
-					s.SkipInactive(ctx, "dunning", "invoice", inv.ID, f)
+				if f, err := s.facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
+					s.skipInactive(ctx, "dunning", "invoice", inv.ID, f)
 				} else {
 					msgs = append(msgs, invoicing.InvoiceEvent(events.TypeInvoicePaymentRetryRequested, inv, inv.DunningAttempts))
 				}

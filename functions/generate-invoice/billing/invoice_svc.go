@@ -104,7 +104,7 @@ func (s *Service) CreateInvoices(ctx context.Context, drafts []*invoicing.Invoic
 func (s *Service) change(ctx context.Context, p auth.Principal, id string, done Answer, fn func(ctx context.Context, tx Tx, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error)) (*invoicing.Invoice, error) {
 	now := s.Clock()
 	return s.store.UpdateInvoice(ctx, id, func(tx Tx, inv *invoicing.Invoice) ([]invoicing.Event, error) {
-		if err := AuthorizeOwner(p.CanAccess(inv.UserID), "invoice", id); err != nil {
+		if err := authorizeOwner(p.CanAccess(inv.UserID), "invoice", id); err != nil {
 			return nil, err
 		}
 		evs, err := fn(ctx, tx, inv, now)
@@ -304,7 +304,7 @@ func (s *Service) FinalizeInvoice(ctx context.Context, p auth.Principal, id stri
 			return nil, err
 		}
 		// Finalizing asks capture-payment to charge: not on a frozen or closed account.
-		if err := s.Chargeable(ctx, tx, inv.AccountID); err != nil {
+		if err := s.chargeable(ctx, tx, inv.AccountID); err != nil {
 			return nil, err
 		}
 		return invoicing.Finalize(ctx, tx, []*invoicing.Invoice{inv}, now)

@@ -206,9 +206,9 @@ func (s *Service) PersistNew(ctx context.Context, tx Tx, invs []*invoicing.Invoi
 	return append(msgs, fin...), nil
 }
 
-// AuthorizeOwner hides someone else's resource behind a 404, exactly like
+// authorizeOwner hides someone else's resource behind a 404, exactly like
 // a missing one.
-func AuthorizeOwner(canAccess bool, what, id string) error {
+func authorizeOwner(canAccess bool, what, id string) error {
 	if !canAccess {
 		return invoicing.NotFound(what, id)
 	}

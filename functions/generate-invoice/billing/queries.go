@@ -46,7 +46,7 @@ func (s *Service) Invoice(ctx context.Context, id string) (*invoicing.Invoice, e
 // page.
 func (s *Service) Invoices(ctx context.Context, p auth.Principal, f InvoiceFilter) ([]*invoicing.Invoice, error) {
 	if f.AccountID != "" {
-		if err := s.OwnedAccount(ctx, p, f.AccountID); err != nil {
+		if err := s.ownedAccount(ctx, p, f.AccountID); err != nil {
 			return nil, err
 		}
 	}
@@ -68,7 +68,7 @@ func (s *Service) Subscription(ctx context.Context, id string) (*invoicing.Subsc
 // not see is not_found).
 func (s *Service) Subscriptions(ctx context.Context, p auth.Principal, f SubFilter) ([]*invoicing.Subscription, error) {
 	if f.AccountID != "" {
-		if err := s.OwnedAccount(ctx, p, f.AccountID); err != nil {
+		if err := s.ownedAccount(ctx, p, f.AccountID); err != nil {
 			return nil, err
 		}
 	}

@@ -81,7 +81,7 @@ func (s *Service) ApplyRequests(ctx context.Context, tx Tx, reqs []RequestedInvo
 			if !s.refused(err) {
 				return err // the database or the read-through, not the request: retry
 			}
-			if IsAccountRefusal(err) && !rq.Own {
+			if isAccountRefusal(err) && !rq.Own {
 				return events.Permanent(fmt.Errorf("%s %s from %s refused: %w", ev.Type(), ev.ID(), ev.Source(), err))
 			}
 			o.Problem = s.describe(err)

@@ -53,7 +53,7 @@ func (s *Service) changeSub(ctx context.Context, p auth.Principal, id string, do
 	now := s.Clock()
 	var invIDs []string
 	sub, err := s.store.UpdateSubscription(ctx, id, func(tx Tx, sub *invoicing.Subscription) ([]invoicing.Event, error) {
-		if err := AuthorizeOwner(p.CanAccess(sub.UserID), "subscription", id); err != nil {
+		if err := authorizeOwner(p.CanAccess(sub.UserID), "subscription", id); err != nil {
 			return nil, err
 		}
 		msgs, ids, err := fn(ctx, tx, sub, now)
@@ -110,7 +110,7 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 			return nil, nil, apperr.New(invoicing.CodeSubscriptionEnded, "subscription %s is canceled", sub.ID)
 		}
 		// A change bills due periods and may invoice a proration at once.
-		if err := s.Chargeable(ctx, tx, sub.AccountID); err != nil {
+		if err := s.chargeable(ctx, tx, sub.AccountID); err != nil {
 			return nil, nil, err
 		}
 		if in.TaxRateIDs != nil {

@@ -134,7 +134,7 @@ func parseRateIDs(v *apperr.Validator, path string, in []string) []string {
 
 // newSubscription validates a creation body into a subscription (not yet
 // billed) and its coupon id.
-// The subscription belongs to the owner of its account (Billable).
+// The subscription belongs to the owner of its account (billable).
 func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *CreateSubscriptionIn, now time.Time) (*invoicing.Subscription, error) {
 	var v apperr.Validator
 	account := strings.ToLower(in.AccountID)
@@ -176,7 +176,7 @@ func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *Cre
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	f, err := s.Billable(ctx, nil, p, nil, account, in.UserID, string(plan.Currency), "", "plan/currency")
+	f, err := s.billable(ctx, nil, p, nil, account, in.UserID, string(plan.Currency), "", "plan/currency")
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +347,7 @@ func (s *Service) BillDueSubscriptions(ctx context.Context, now time.Time) (int,
 				// wait (next_billing_at stays) and are caught up once the
 				// account is active again. An account nobody knows any
 				// more, or a read-through that is down, waits the same way.
-				if f, err := s.Facts(ctx, tx, sub.AccountID); err != nil || f.Active() != nil {
+				if f, err := s.facts(ctx, tx, sub.AccountID); err != nil || f.Active() != nil {
 					var pe *apperr.Error
 					if err != nil && !errors.As(err, &pe) {
 						return err
@@ -355,7 +355,7 @@ func (s *Service) BillDueSubscriptions(ctx context.Context, now time.Time) (int,
 					if err != nil {
 						slog.WarnContext(ctx, "subscription's account cannot be looked up: not billed", "subscription", sub.ID, "err", err.Error())
 					} else {
-						s.SkipInactive(ctx, "recurring billing", "subscription", sub.ID, f)
+						s.skipInactive(ctx, "recurring billing", "subscription", sub.ID, f)
 					}
 					failed = append(failed, sub.ID)
 					continue
