@@ -142,6 +142,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kafka-trigger:", err)
 		os.Exit(1)
 	}
+	server.StartPprof("kafka-trigger")
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	shutdown, err := telemetry.Setup(ctx, "kafka-trigger")

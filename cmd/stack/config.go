@@ -13,6 +13,7 @@ import (
 
 	"github.com/billfn/billfn/cmd/internal/gateway"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/server"
 )
 
 // config is where the local stack puts things; every address is
@@ -200,7 +201,7 @@ func (c config) binDir() string { return filepath.Join(c.RunDir, "bin") }
 // stack.yml gives it and nothing of the developer's shell.
 func baseEnv() []string {
 	var out []string
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "GOCOVERDIR", "BILLFN_STACK_ID"} {
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "GOCOVERDIR", "BILLFN_STACK_ID", server.PprofDirEnv} {
 		if v, ok := os.LookupEnv(k); ok {
 			out = append(out, k+"="+v)
 		}

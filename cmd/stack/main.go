@@ -55,6 +55,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/billfn/billfn/shared/server"
 )
 
 func main() {
@@ -79,6 +81,9 @@ func main() {
 	case len(os.Args) > 1:
 		err = userErrorf("unknown argument %q: stack runs the local stack; stack reset [-force] wipes its state; stack observe runs Jaeger and Prometheus; stack tools builds the programs they use", os.Args[1])
 	default:
+		// The gateway and kfake run in this process: make bench profiles
+		// them here (off unless BILLFN_PPROF_DIR is set).
+		server.StartPprof("stack")
 		err = run(ctx, cfg, os.Stdout)
 	}
 	if err != nil {

@@ -102,6 +102,7 @@ func Main(name string, build func(ctx context.Context) (App, error)) {
 		fail(name, err)
 	}
 	app.Name = name
+	StartPprof(name)
 	err = New(cfg, app).ListenAndServe(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	_ = shutdown(sctx) // the last spans
