@@ -59,12 +59,15 @@ func functionURL(name string) string {
 
 // run is one loadgen invocation of the standard set.
 type run struct {
-	Title   string
-	Args    []string
-	Target  string                   // what the issue asks for, for the report
-	Check   func(r *loadResult) bool // whether the target is met
-	Result  *loadResult
-	Skipped string
+	Name     string // bin/bench/<Name>/ holds its profiles
+	Title    string
+	Args     []string
+	Target   string                   // what the issue asks for, for the report
+	Check    func(r *loadResult) bool // whether the target is met
+	Result   *loadResult
+	Cost     *cost
+	Profiles map[string]string // process → its CPU profile of the scenario
+	Skipped  string
 }
 
 type loadResult struct {
@@ -122,6 +125,19 @@ func scale(n int, quick bool) string {
 	return strconv.Itoa(n)
 }
 
+// commit is the commit measured, with "+dirty" when the tree has changes.
+func commit(ctx context.Context, root string) string {
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		c += "+dirty"
+	}
+	return c
+}
+
 func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	root, err := os.Getwd()
 	if err != nil {
@@ -156,21 +172,32 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 
 	gw := "http://" + gatewayAddr + "/function/"
 	runs := []*run{
-		{Title: "health (GET /_/health), direct", Args: []string{"health", "-c", "16", "-n", scale(100000, quick), "-url", functionURL("process-transaction")}},
-		{Title: "health (GET /_/health), through the gateway", Args: []string{"health", "-c", "16", "-n", scale(100000, quick), "-url", gw + "process-transaction"},
+		{Name: "health-direct", Title: "health (GET /_/health), direct", Args: []string{"health", "-c", "16", "-n", scale(100000, quick), "-url", functionURL("process-transaction")}},
+		{Name: "health-gateway", Title: "health (GET /_/health), through the gateway", Args: []string{"health", "-c", "16", "-n", scale(100000, quick), "-url", gw + "process-transaction"},
 			Target: "≥ 7,500 req/s", Check: func(r *loadResult) bool { return r.OpsPerSec >= 7500 }},
-		{Title: "transfers (sync POST /transfers), direct", Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", functionURL("process-transaction")}},
-		{Title: "transfers (sync POST /transfers), through the gateway", Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", gw + "process-transaction"},
+		{Name: "transfers-direct", Title: "transfers (sync POST /transfers), direct", Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", functionURL("process-transaction")}},
+		{Name: "transfers-gateway", Title: "transfers (sync POST /transfers), through the gateway", Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", gw + "process-transaction"},
 			Target: "≥ 1.5 × pgbench tps, p99 < 25 ms"},
-		{Title: "batch transfers (POST /transfers/batch, 1000 each)", Args: []string{"batch", "-c", "4", "-n", scale(120, quick), "-batch", "1000", "-url", gw + "process-transaction"},
+		{Name: "batch-transfers", Title: "batch transfers (POST /transfers/batch, 1000 each)", Args: []string{"batch", "-c", "4", "-n", scale(120, quick), "-batch", "1000", "-url", gw + "process-transaction"},
 			Target: "≥ 10,000 transfers/s", Check: func(r *loadResult) bool { return r.OpsPerSec*float64(r.Units) >= 10000 }},
 	}
 	for _, extra := range moreRuns(gw, filepath.Join(tmp, "run", "secrets"), quick) {
 		runs = append(runs, extra)
 	}
+	prof := newProfiler(stack.pprofDir)
 	for _, r := range runs {
 		step(r.Title)
-		r.Result, err = loadgen(ctx, tmp, r.Args)
+		var m *meter
+		r.Result, err = loadgen(ctx, tmp, r.Args, phases{
+			start: func(client int) {
+				m = beginCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, clientPid: client})
+				prof.start()
+			},
+			end: func() {
+				r.Cost = m.finish(ctx, 5*time.Second)
+				r.Profiles = prof.stop(filepath.Join(root, "bin", "bench", r.Name))
+			},
+		})
 		if err != nil {
 			r.Skipped = err.Error()
 			fmt.Fprintln(os.Stderr, "  ", err)
@@ -192,7 +219,7 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 		return err
 	}
 	stack.stop()
-	report := render(runs, pg, procs, quick)
+	report := render(ctx, runs, pg, procs, quick, commit(ctx, root))
 	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
 		return err
 	}
@@ -214,13 +241,18 @@ func sh(ctx context.Context, dir, name string, args ...string) error {
 }
 
 type stackProc struct {
-	cmd    *exec.Cmd
-	marker string
-	done   chan error
+	cmd      *exec.Cmd
+	marker   string
+	pprofDir string
+	done     chan error
 }
 
 func startStack(ctx context.Context, root, tmp string) (*stackProc, error) {
 	marker := "bench-" + uuid.NewString()
+	pprofDir := filepath.Join(tmp, "pprof")
+	if err := os.MkdirAll(pprofDir, 0o755); err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(filepath.Join(tmp, "stack"))
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(),
@@ -235,7 +267,9 @@ func startStack(ctx context.Context, root, tmp string) (*stackProc, error) {
 		// make observe's Jaeger by default); BENCH_OTLP_ENDPOINT measures
 		// with it (docs/observability.md).
 		"BILLFN_OTLP_ENDPOINT="+cmp.Or(os.Getenv("BENCH_OTLP_ENDPOINT"), "none"),
-		"DATABASE_URL=postgres://postgres@127.0.0.1:5432/"+database+"?sslmode=disable", "REDIS_PREFIX=billfn-bench:")
+		"DATABASE_URL=postgres://postgres@127.0.0.1:5432/"+database+"?sslmode=disable", "REDIS_PREFIX=billfn-bench:",
+		// Every Go process serves CPU profiles on a loopback port (profile.go).
+		"BILLFN_PPROF_DIR="+pprofDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -249,7 +283,7 @@ func startStack(ctx context.Context, root, tmp string) (*stackProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &stackProc{cmd: cmd, marker: marker, done: make(chan error, 1)}
+	s := &stackProc{cmd: cmd, marker: marker, pprofDir: pprofDir, done: make(chan error, 1)}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -313,17 +347,49 @@ func waitReady(url string, within time.Duration) error {
 	return fmt.Errorf("%s not ready within %s", url, within)
 }
 
-func loadgen(ctx context.Context, tmp string, args []string) (*loadResult, error) {
+// phases are called at the start of a scenario's timed phase (with the
+// client's pid) and at its end, while loadgen waits (-sync).
+type phases struct {
+	start func(client int)
+	end   func()
+}
+
+func loadgen(ctx context.Context, tmp string, args []string, at phases) (*loadResult, error) {
 	jsonFile := filepath.Join(tmp, "result.json")
 	_ = os.Remove(jsonFile)
-	full := append([]string{args[0], "-q", "-json", jsonFile}, args[1:]...)
+	full := append([]string{args[0], "-q", "-sync", "-json", jsonFile}, args[1:]...)
 	cmd := exec.CommandContext(ctx, filepath.Join(tmp, "loadgen"), full...)
 	// The stack's secrets: loadgen signs its tokens with the stack's
 	// jwt-private-key (a -secrets flag in args still wins).
 	cmd.Env = append(os.Environ(), "SECRETS_DIR="+filepath.Join(tmp, "run", "secrets"))
 	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = os.Stderr, io.MultiWriter(os.Stderr, &stderr)
-	runErr := cmd.Run()
+	cmd.Stderr = io.MultiWriter(os.Stderr, &stderr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "loadgen: start":
+			at.start(cmd.Process.Pid)
+		case "loadgen: end":
+			at.end()
+		default:
+			fmt.Fprintln(os.Stderr, sc.Text())
+			continue
+		}
+		_, _ = io.WriteString(stdin, "\n")
+	}
+	stdin.Close()
+	runErr := cmd.Wait()
 	b, err := os.ReadFile(jsonFile)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen %s: %v: %s", args[0], runErr, strings.TrimSpace(stderr.String()))
@@ -336,6 +402,8 @@ func loadgen(ctx context.Context, tmp string, args []string) (*loadResult, error
 }
 
 type pgResult struct {
+	Txns      int64
+	Cost      *cost
 	TPS       float64
 	LatencyMs float64
 	Clients   int
@@ -356,11 +424,17 @@ func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, "pgbench", "-h", "127.0.0.1", "-U", "postgres", "-c", "16", "-j", "2", "-T", strconv.Itoa(seconds), db)
+	m := beginCost(ctx, classifier{db: db})
 	outb, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("pgbench: %v\n%s", err, outb)
 	}
-	r := &pgResult{Clients: 16, Seconds: seconds}
+	r := &pgResult{Clients: 16, Seconds: seconds, Cost: m.finish(ctx, 0)}
+	// pgbench has exited: its own CPU is exact from its rusage.
+	r.Cost.CPU[groupClient] = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if m := regexp.MustCompile(`actually processed: ([0-9]+)`).FindSubmatch(outb); m != nil {
+		r.Txns, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	}
 	if m := regexp.MustCompile(`tps = ([0-9.]+)`).FindSubmatch(outb); m != nil {
 		r.TPS, _ = strconv.ParseFloat(string(m[1]), 64)
 	}
@@ -508,9 +582,9 @@ func mark(ok bool) string {
 	return "✗"
 }
 
-func render(runs []*run, pg *pgResult, procs []procFigures, quick bool) string {
+func render(ctx context.Context, runs []*run, pg *pgResult, procs []procFigures, quick bool, commit string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` (`go run ./cmd/bench`) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` (`go run ./cmd/bench`) on %s, measuring commit %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), commit)
 	fmt.Fprintf(&b, "Machine: %s, PostgreSQL %s (fsync on, synchronous_commit on). ", machine(), pg.Version)
 	b.WriteString("Everything shares the same cores: the load generator, the gateway, every function, PostgreSQL, Redis and Kafka (kfake). ")
 	b.WriteString("Each scenario first sets up its data untimed, then runs its operations from the listed number of concurrent clients; latencies are per HTTP request, measured by the client.\n\n")
@@ -575,6 +649,7 @@ func render(runs []*run, pg *pgResult, procs []procFigures, quick bool) string {
 		}
 		fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "), rss, target)
 	}
+	renderCost(ctx, &b, runs, pg)
 	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `RATE_LIMIT=off make run` (with the rate limits on, its few principals are turned away with 429).\n")
 	return b.String()
 }

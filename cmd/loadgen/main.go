@@ -16,6 +16,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,6 +58,9 @@ type Options struct {
 	Accounts    int
 	SecretsDir  string
 	Gateway     string
+	// Sync, when set, is called with "start" before the timed phase and
+	// "end" after it, and returns when the caller may go on (-sync).
+	Sync func(phase string)
 }
 
 var scenarios = map[string]Scenario{}
@@ -193,6 +197,7 @@ func main() {
 		list     = flag.Bool("list", false, "list scenarios")
 		quiet    = flag.Bool("q", false, "no progress bar")
 		secrets  = flag.String("secrets", envOr("SECRETS_DIR", "bin/run/secrets"), "the local stack's secrets (webhook signing)")
+		syncIO   = flag.Bool("sync", false, "hand-shake the timed phase on stdin/stdout (make bench samples CPU and profiles exactly over it)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: loadgen [flags] <scenario>\n\nscenarios:\n")
@@ -230,13 +235,18 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	res, err := run(ctx, sc, url, signer,
-		Options{Concurrency: *conc, N: *n, Batch: *batch, Accounts: *accounts, SecretsDir: *secrets, Gateway: strings.TrimRight(*gateway, "/")}, !*quiet)
+	o := Options{Concurrency: *conc, N: *n, Batch: *batch, Accounts: *accounts, SecretsDir: *secrets, Gateway: strings.TrimRight(*gateway, "/")}
+	out := io.Writer(os.Stdout)
+	if *syncIO {
+		o.Sync = handshake(os.Stdin, os.Stdout)
+		out = os.Stderr // stdout carries only the hand-shake
+	}
+	res, err := run(ctx, sc, url, signer, o, !*quiet)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
-	report(os.Stdout, res)
+	report(out, res)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(res, "", "  ")
 		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
@@ -246,6 +256,17 @@ func main() {
 	}
 	if res.Failed > 0 {
 		os.Exit(1)
+	}
+}
+
+// handshake is -sync: at each phase it writes "loadgen: <phase>" on w and
+// waits for a line on r (make bench samples CPU and starts or stops the
+// profiles meanwhile). A closed r lets it go on.
+func handshake(r io.Reader, w io.Writer) func(string) {
+	in := bufio.NewReader(r)
+	return func(phase string) {
+		fmt.Fprintf(w, "loadgen: %s\n", phase)
+		_, _ = in.ReadString('\n')
 	}
 }
 
@@ -284,6 +305,9 @@ func run(ctx context.Context, sc Scenario, base string, signer *auth.Signer, o O
 			progressbar.OptionShowIts(), progressbar.OptionSetItsString("ops"), progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionSetWriter(os.Stderr), progressbar.OptionClearOnFinish())
 	}
+	if o.Sync != nil {
+		o.Sync("start")
+	}
 	stats.mu.Lock()
 	stats.recording = true
 	stats.mu.Unlock()
@@ -313,6 +337,9 @@ func run(ctx context.Context, sc Scenario, base string, signer *auth.Signer, o O
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	if o.Sync != nil {
+		o.Sync("end")
+	}
 	if bar != nil {
 		_ = bar.Finish()
 	}

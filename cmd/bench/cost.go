@@ -1,0 +1,320 @@
+package main
+
+// The cost of each operation: CPU time of every process of the stack from
+// /proc/<pid>/stat, and PostgreSQL's commits and WAL bytes, over exactly
+// the timed phase of a scenario (loadgen -sync) and pgbench's run.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every
+// Linux architecture Go builds for (the kernel hides its own HZ behind it).
+const clockTicks = 100
+
+// procStat is what /proc/<pid>/stat says of a process's CPU.
+type procStat struct {
+	Comm       string
+	PPid       int
+	Ticks      int64 // utime + stime
+	ChildTicks int64 // cutime + cstime: children it waited for
+}
+
+// parseStat reads /proc/<pid>/stat. The command name is in parentheses and
+// may hold spaces and parentheses itself, so the fields are counted from
+// the last ')'.
+func parseStat(b []byte) (procStat, error) {
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, errors.New("no (comm) in stat")
+	}
+	f := strings.Fields(string(b[end+1:]))
+	// f[0] is field 3 (state): utime is field 14, starttime 22.
+	if len(f) < 20 {
+		return procStat{}, fmt.Errorf("stat has %d fields after comm, want ≥ 20", len(f))
+	}
+	n := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
+	return procStat{Comm: string(b[open+1 : end]), PPid: int(n(1)), Ticks: n(11) + n(12), ChildTicks: n(13) + n(14)}, nil
+}
+
+// Process groups of the cost table, besides the functions (by name).
+const (
+	groupStack    = "stack (gateway, kfake)"
+	groupPGServer = "postgres: server (postmaster, WAL writer, checkpointer, …)"
+	groupRedis    = "redis (shared with the machine)"
+	groupClient   = "the client (loadgen or pgbench)"
+)
+
+func groupBackends(db string) string { return "postgres: backends of " + db }
+
+// pgBackground are the titles of PostgreSQL's own processes.
+var pgBackground = []string{"checkpointer", "background writer", "walwriter", "autovacuum launcher", "logical replication launcher", "archiver", "stats collector", "walsender", "walreceiver"}
+
+// classifier says which group a process belongs to ("" = not counted, ok
+// false = cannot tell yet: a PostgreSQL backend before its title is set).
+type classifier struct {
+	stackPid  int    // its children exited are counted in its group
+	marker    string // BILLFN_STACK_ID of the stack's children
+	db        string // the database whose backends count
+	clientPid int
+}
+
+func (c classifier) classify(pid int, st procStat) (group string, ok bool) {
+	switch {
+	case pid == c.stackPid:
+		return groupStack, true
+	case pid == c.clientPid:
+		return groupClient, true
+	case st.Comm == "redis-server":
+		return groupRedis, true
+	case st.Comm == "postgres":
+		cmd, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil {
+			return "", false
+		}
+		return pgGroup(string(cmd), c.db)
+	}
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err == nil && c.marker != "" && bytes.Contains(env, []byte("\x00BILLFN_STACK_ID="+c.marker+"\x00")) {
+		if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil {
+			return filepath.Base(exe), true
+		}
+	}
+	return "", true
+}
+
+// pgGroup classifies a PostgreSQL process by its /proc cmdline: a backend
+// of db, one of the server's own processes, another database's backend
+// (""), or not yet known (a backend just forked, before its title is set).
+func pgGroup(cmdline, db string) (string, bool) {
+	title, isTitle := strings.CutPrefix(strings.TrimRight(strings.ReplaceAll(cmdline, "\x00", " "), " "), "postgres: ")
+	if !isTitle {
+		if strings.Contains(cmdline, "\x00-D\x00") {
+			return groupPGServer, true // the postmaster
+		}
+		return "", false
+	}
+	if strings.Contains(title+" ", " "+db+" ") {
+		return groupBackends(db), true
+	}
+	for _, bg := range pgBackground {
+		if strings.HasSuffix(title, ": "+bg) || title == bg {
+			return groupPGServer, true
+		}
+	}
+	return "", true
+}
+
+// cpuWindow follows the processes of the groups from begin to end: /proc is
+// scanned every 200 ms so that a process which starts counts from its
+// start and one which exits counts up to its last sample (the stack's
+// children that exit are counted exactly, through its cutime).
+type cpuWindow struct {
+	c       classifier
+	mu      sync.Mutex
+	tracks  map[int]*track
+	ignored map[int]bool
+	stop    chan struct{}
+	done    chan struct{}
+	start   time.Time
+	elapsed time.Duration
+}
+
+type track struct {
+	group       string
+	first, last int64
+}
+
+func startCPU(c classifier) *cpuWindow {
+	w := &cpuWindow{c: c, tracks: map[int]*track{}, ignored: map[int]bool{}, stop: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
+	w.scan(true)
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-t.C:
+				w.scan(false)
+			}
+		}
+	}()
+	return w
+}
+
+func (w *cpuWindow) scan(initial bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || w.ignored[pid] {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		st, err := parseStat(b)
+		if err != nil {
+			continue
+		}
+		ticks := st.Ticks
+		if pid == w.c.stackPid {
+			ticks += st.ChildTicks
+		}
+		if t := w.tracks[pid]; t != nil {
+			t.last = ticks
+			continue
+		}
+		group, ok := w.c.classify(pid, st)
+		if !ok {
+			continue
+		}
+		if group == "" {
+			w.ignored[pid] = true
+			continue
+		}
+		t := &track{group: group, last: ticks}
+		if initial {
+			t.first = ticks // a process started later counts from 0
+		}
+		w.tracks[pid] = t
+	}
+}
+
+// sample reads the processes now.
+func (w *cpuWindow) sample() { w.scan(false) }
+
+// busy is the CPU time of the stack's groups (not Redis, the PostgreSQL
+// server or the client, which others share) so far.
+func (w *cpuWindow) busy() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ticks int64
+	for _, t := range w.tracks {
+		if t.group != groupRedis && t.group != groupPGServer && t.group != groupClient {
+			ticks += t.last - t.first
+		}
+	}
+	return ticksDur(ticks)
+}
+
+// end stops following and returns the CPU time of each group.
+func (w *cpuWindow) end() map[string]time.Duration {
+	w.scan(false)
+	close(w.stop)
+	<-w.done
+	w.elapsed = time.Since(w.start)
+	out := map[string]time.Duration{}
+	for _, t := range w.tracks {
+		out[t.group] += ticksDur(t.last - t.first)
+	}
+	return out
+}
+
+func ticksDur(ticks int64) time.Duration { return time.Duration(ticks) * time.Second / clockTicks }
+
+// settle waits, after the timed phase, until the stack has finished the
+// work the operations left behind (outbox relays, consumers): until it uses
+// less than 5 % of a core over 400 ms, for at most limit.
+func (w *cpuWindow) settle(ctx context.Context, limit time.Duration) time.Duration {
+	start := time.Now()
+	for time.Since(start) < limit && ctx.Err() == nil {
+		before := w.busy()
+		time.Sleep(400 * time.Millisecond)
+		w.scan(false)
+		if w.busy()-before < 20*time.Millisecond {
+			break
+		}
+	}
+	return time.Since(start)
+}
+
+// pgCounters are PostgreSQL's cumulative counters a window subtracts.
+type pgCounters struct {
+	Commits  int64 // pg_stat_database.xact_commit of the database
+	WALBytes int64 // pg_stat_wal.wal_bytes, the whole server
+}
+
+func readPG(ctx context.Context, db string) (pgCounters, error) {
+	q := fmt.Sprintf("SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = '%s'), (SELECT wal_bytes FROM pg_stat_wal)", db)
+	out, err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-AtF", " ", "-c", q).Output()
+	if err != nil {
+		return pgCounters{}, fmt.Errorf("reading pg_stat_database and pg_stat_wal: %w", err)
+	}
+	var c pgCounters
+	if _, err := fmt.Sscan(string(out), &c.Commits, &c.WALBytes); err != nil {
+		return pgCounters{}, fmt.Errorf("pg_stat counters %q: %w", out, err)
+	}
+	return c, nil
+}
+
+// cost is one window's figures.
+type cost struct {
+	CPU      map[string]time.Duration
+	Commits  int64
+	WALBytes int64
+	Window   time.Duration // from the start of the timed phase to the last sample
+	Settle   time.Duration // of which waiting for the stack to finish
+	Err      string
+}
+
+// meter measures one window: begin at the start, end after it.
+type meter struct {
+	c      classifier
+	db     string
+	cpu    *cpuWindow
+	pg     pgCounters
+	settle time.Duration
+	err    error
+}
+
+func beginCost(ctx context.Context, c classifier) *meter {
+	m := &meter{c: c, db: c.db}
+	m.pg, m.err = readPG(ctx, c.db)
+	m.cpu = startCPU(c)
+	return m
+}
+
+// finish ends the window; settleFor > 0 first freezes the client's figure
+// and waits for the stack to go quiet.
+func (m *meter) finish(ctx context.Context, settleFor time.Duration) *cost {
+	var client *track
+	if settleFor > 0 {
+		m.cpu.sample()
+		m.cpu.mu.Lock()
+		for _, t := range m.cpu.tracks {
+			if t.group == groupClient {
+				c := *t
+				client = &c
+			}
+		}
+		m.cpu.mu.Unlock()
+		m.settle = m.cpu.settle(ctx, settleFor)
+	}
+	cpu := m.cpu.end()
+	if client != nil {
+		cpu[groupClient] = ticksDur(client.last - client.first)
+	}
+	out := &cost{CPU: cpu, Window: m.cpu.elapsed, Settle: m.settle}
+	after, err := readPG(ctx, m.db)
+	if err == nil && m.err == nil {
+		out.Commits, out.WALBytes = after.Commits-m.pg.Commits, after.WALBytes-m.pg.WALBytes
+	} else {
+		out.Err = errors.Join(m.err, err).Error()
+	}
+	return out
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// renderCost writes "Where each operation's CPU goes": a summary line per
+// scenario and pgbench, then each scenario's processes and the top of the
+// profiles of its two hottest Go processes.
+func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResult) {
+	b.WriteString("\n## Where each operation's CPU goes\n\n")
+	b.WriteString("CPU time of each process over a scenario's timed phase (loadgen `-sync`), from `/proc/<pid>/stat` (utime + stime, 10 ms resolution), divided by the operations; " +
+		"the window goes on after the last operation until the stack has finished what the operations left behind (outbox relays, consumers: until it uses < 5 % of a core, at most 5 s). " +
+		"The stack's processes are found by the stack id in their environment, PostgreSQL's backends by their title (`postgres: … <database> …`); a process that starts counts from its start, one that exits up to its last sample (every 200 ms); " +
+		"the stack's children that exit are counted exactly through its cutime. " +
+		"Commits are `pg_stat_database.xact_commit` of the database, WAL bytes `pg_stat_wal.wal_bytes` (the whole server). " +
+		"Redis, the PostgreSQL server processes and WAL are shared with anything else running on the machine. " +
+		"pgbench is measured the same way: its own CPU (rusage) and its database's backends, per transaction. " +
+		"The system total leaves out the client (loadgen, pgbench), which is listed beside it.\n\n")
+	b.WriteString("| scenario | operations | system CPU µs/op | per unit | client µs/op | commits/op | WAL bytes/op | hottest processes |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
+	type row struct {
+		title, name string
+		ops         int64
+		units       int
+		c           *cost
+		profiles    map[string]string
+	}
+	var rows []row
+	for _, r := range runs {
+		if r.Result != nil && r.Cost != nil && r.Result.Operations > 0 {
+			rows = append(rows, row{r.Title, r.Name, int64(r.Result.Operations), max(r.Result.Units, 1), r.Cost, r.Profiles})
+		}
+	}
+	if pg != nil && pg.Cost != nil && pg.Txns > 0 {
+		rows = append(rows, row{title: fmt.Sprintf("pgbench TPC-B (%d clients)", pg.Clients), name: "pgbench", ops: pg.Txns, units: 1, c: pg.Cost})
+	}
+	for _, r := range rows {
+		procs, total := ranked(r.c)
+		var hot []string
+		for _, p := range procs[:min(3, len(procs))] {
+			hot = append(hot, fmt.Sprintf("%s %.0f%%", p.name, 100*float64(p.cpu)/float64(max(total, 1))))
+		}
+		perUnit := ""
+		if r.units > 1 {
+			perUnit = fmt.Sprintf("%.1f", us(total, r.ops*int64(r.units)))
+		}
+		fmt.Fprintf(b, "| %s | %d | %.0f | %s | %.0f | %.2f | %.0f | %s |\n", r.title, r.ops, us(total, r.ops), perUnit,
+			us(r.c.CPU[groupClient], r.ops), float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops), strings.Join(hot, ", "))
+	}
+	for _, r := range rows {
+		procs, total := ranked(r.c)
+		fmt.Fprintf(b, "\n### %s\n\n", r.title)
+		fmt.Fprintf(b, "%d operations", r.ops)
+		if r.units > 1 {
+			fmt.Fprintf(b, " of %d units each", r.units)
+		}
+		fmt.Fprintf(b, "; window %.1f s (of which %.1f s waiting for the stack to settle); %.2f commits and %.0f WAL bytes per operation.",
+			r.c.Window.Seconds(), r.c.Settle.Seconds(), float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops))
+		if r.c.Err != "" {
+			fmt.Fprintf(b, " (PostgreSQL counters: %s)", r.c.Err)
+		}
+		b.WriteString("\n\n| process | CPU ms | µs/op | share |\n|---|---:|---:|---:|\n")
+		for _, p := range procs {
+			fmt.Fprintf(b, "| %s | %.0f | %.0f | %.0f%% |\n", p.name, ms64(p.cpu), us(p.cpu, r.ops), 100*float64(p.cpu)/float64(max(total, 1)))
+		}
+		fmt.Fprintf(b, "| **the system** | **%.0f** | **%.0f** | 100%% |\n", ms64(total), us(total, r.ops))
+		fmt.Fprintf(b, "| %s | %.0f | %.0f | |\n", groupClient, ms64(r.c.CPU[groupClient]), us(r.c.CPU[groupClient], r.ops))
+		// The top of the profiles of the two hottest processes that have one.
+		shown := 0
+		for _, p := range procs {
+			file, ok := r.profiles[p.name]
+			if p.name == groupStack {
+				file, ok = r.profiles["stack"]
+			}
+			if !ok || shown == 2 {
+				continue
+			}
+			shown++
+			fmt.Fprintf(b, "\n<details><summary>%s: top 10 of its CPU profile (<code>go tool pprof -top %s</code>)</summary>\n\n```\n%s\n```\n</details>\n",
+				p.name, "bin/bench/"+r.name+"/"+baseName(file), top(ctx, file))
+		}
+	}
+}
+
+type procCPU struct {
+	name string
+	cpu  time.Duration
+}
+
+// ranked is the processes of the system (not the client) by CPU, most
+// first, leaving out those with none measurable, and their total.
+func ranked(c *cost) ([]procCPU, time.Duration) {
+	var out []procCPU
+	var total time.Duration
+	for name, d := range c.CPU {
+		if name == groupClient || d <= 0 {
+			continue
+		}
+		out = append(out, procCPU{name, d})
+		total += d
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].cpu != out[j].cpu {
+			return out[i].cpu > out[j].cpu
+		}
+		return out[i].name < out[j].name
+	})
+	return out, total
+}
+
+func us(d time.Duration, ops int64) float64 {
+	return float64(d.Microseconds()) / float64(max(ops, 1))
+}
+
+func ms64(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
