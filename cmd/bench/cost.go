@@ -50,12 +50,12 @@ func parseStat(b []byte) (procStat, error) {
 // Process groups of the cost table, besides the functions (by name).
 const (
 	groupStack    = "stack (gateway, kfake)"
-	groupPGServer = "postgres: server (postmaster, WAL writer, checkpointer, …)"
-	groupRedis    = "redis (shared with the machine)"
-	groupClient   = "the client (loadgen or pgbench)"
+	groupPGServer = "postgres server processes"
+	groupRedis    = "redis"
+	groupClient   = "the client (loadgen, pgbench)"
 )
 
-func groupBackends(db string) string { return "postgres: backends of " + db }
+func groupBackends(db string) string { return "postgres backends (" + db + ")" }
 
 // pgBackground are the titles of PostgreSQL's own processes.
 var pgBackground = []string{"checkpointer", "background writer", "walwriter", "autovacuum launcher", "logical replication launcher", "archiver", "stats collector", "walsender", "walreceiver"}
@@ -262,37 +262,46 @@ func readPG(ctx context.Context, db string) (pgCounters, error) {
 	return c, nil
 }
 
+// statsDelay is how long PostgreSQL 15 may keep a backend's counters
+// (commits, WAL) to itself: an idle backend reports them after 10 s
+// (PGSTAT_IDLE_INTERVAL), so a pool's connections that went idle at the end
+// of a scenario would report them into the next one.
+const statsDelay = 11 * time.Second
+
 // cost is one window's figures.
 type cost struct {
 	CPU      map[string]time.Duration
 	Commits  int64
 	WALBytes int64
-	Window   time.Duration // from the start of the timed phase to the last sample
+	Window   time.Duration // from the start of the timed phase to the last CPU sample
 	Settle   time.Duration // of which waiting for the stack to finish
 	Err      string
 }
 
-// meter measures one window: begin at the start, end after it.
+// meter measures one window: beginCost at the start, endCPU after it, then
+// endPG.
 type meter struct {
-	c      classifier
-	db     string
-	cpu    *cpuWindow
-	pg     pgCounters
-	settle time.Duration
-	err    error
+	c       classifier
+	pg      pgCounters
+	pgErr   error
+	cpu     *cpuWindow
+	out     *cost
+	cpuDone time.Time
 }
 
 func beginCost(ctx context.Context, c classifier) *meter {
-	m := &meter{c: c, db: c.db}
-	m.pg, m.err = readPG(ctx, c.db)
+	m := &meter{c: c}
+	m.pg, m.pgErr = readPG(ctx, c.db)
 	m.cpu = startCPU(c)
 	return m
 }
 
-// finish ends the window; settleFor > 0 first freezes the client's figure
-// and waits for the stack to go quiet.
-func (m *meter) finish(ctx context.Context, settleFor time.Duration) *cost {
+// endCPU ends the CPU window. With settleFor > 0 it first takes the
+// client's figure (loadgen waits from now on) and waits until the stack has
+// gone quiet, for at most settleFor.
+func (m *meter) endCPU(ctx context.Context, settleFor time.Duration) {
 	var client *track
+	var settled time.Duration
 	if settleFor > 0 {
 		m.cpu.sample()
 		m.cpu.mu.Lock()
@@ -303,18 +312,52 @@ func (m *meter) finish(ctx context.Context, settleFor time.Duration) *cost {
 			}
 		}
 		m.cpu.mu.Unlock()
-		m.settle = m.cpu.settle(ctx, settleFor)
+		settled = m.cpu.settle(ctx, settleFor)
 	}
 	cpu := m.cpu.end()
 	if client != nil {
 		cpu[groupClient] = ticksDur(client.last - client.first)
 	}
-	out := &cost{CPU: cpu, Window: m.cpu.elapsed, Settle: m.settle}
-	after, err := readPG(ctx, m.db)
-	if err == nil && m.err == nil {
-		out.Commits, out.WALBytes = after.Commits-m.pg.Commits, after.WALBytes-m.pg.WALBytes
-	} else {
-		out.Err = errors.Join(m.err, err).Error()
+	m.out = &cost{CPU: cpu, Window: m.cpu.elapsed, Settle: settled}
+	m.cpuDone = time.Now()
+}
+
+// endPG reads PostgreSQL's counters once wait has passed since the end of
+// the CPU window (statsDelay, so that every backend has reported), and
+// takes off what the idle stack committed and wrote meanwhile, at idle's
+// rate.
+func (m *meter) endPG(ctx context.Context, wait time.Duration, idle *cost) *cost {
+	select {
+	case <-time.After(time.Until(m.cpuDone.Add(wait))):
+	case <-ctx.Done():
 	}
-	return out
+	after, err := readPG(ctx, m.c.db)
+	if err != nil || m.pgErr != nil {
+		m.out.Err = errors.Join(m.pgErr, err).Error()
+		return m.out
+	}
+	m.out.Commits, m.out.WALBytes = after.Commits-m.pg.Commits, after.WALBytes-m.pg.WALBytes
+	if idle != nil && idle.Window > 0 {
+		extra := time.Since(m.cpuDone).Seconds() / idle.Window.Seconds()
+		m.out.Commits = max(0, m.out.Commits-int64(float64(idle.Commits)*extra+0.5))
+		m.out.WALBytes = max(0, m.out.WALBytes-int64(float64(idle.WALBytes)*extra+0.5))
+	}
+	return m.out
+}
+
+// idleCost measures the stack doing nothing for d, after statsDelay for
+// what its start left to report.
+func idleCost(ctx context.Context, c classifier, d time.Duration) *cost {
+	sleep(ctx, statsDelay)
+	m := beginCost(ctx, c)
+	sleep(ctx, d)
+	m.endCPU(ctx, 0)
+	return m.endPG(ctx, 0, nil)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
 }

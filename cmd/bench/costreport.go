@@ -11,16 +11,26 @@ import (
 // renderCost writes "Where each operation's CPU goes": a summary line per
 // scenario and pgbench, then each scenario's processes and the top of the
 // profiles of its two hottest Go processes.
-func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResult) {
+func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResult, idle *cost) {
 	b.WriteString("\n## Where each operation's CPU goes\n\n")
 	b.WriteString("CPU time of each process over a scenario's timed phase (loadgen `-sync`), from `/proc/<pid>/stat` (utime + stime, 10 ms resolution), divided by the operations; " +
 		"the window goes on after the last operation until the stack has finished what the operations left behind (outbox relays, consumers: until it uses < 5 % of a core, at most 5 s). " +
 		"The stack's processes are found by the stack id in their environment, PostgreSQL's backends by their title (`postgres: … <database> …`); a process that starts counts from its start, one that exits up to its last sample (every 200 ms); " +
 		"the stack's children that exit are counted exactly through its cutime. " +
-		"Commits are `pg_stat_database.xact_commit` of the database, WAL bytes `pg_stat_wal.wal_bytes` (the whole server). " +
-		"Redis, the PostgreSQL server processes and WAL are shared with anything else running on the machine. " +
+		"Commits are `pg_stat_database.xact_commit` of the database (read-only transactions count too), WAL bytes `pg_stat_wal.wal_bytes` (the whole server), read 11 s after the CPU window (an idle backend reports its counters after 10 s), less what the idle stack commits and writes in those seconds at the rate measured below. " +
+		"Redis, the PostgreSQL server processes (postmaster, WAL writer, checkpointer, background writer) and WAL are shared with anything else running on the machine. " +
 		"pgbench is measured the same way: its own CPU (rusage) and its database's backends, per transaction. " +
 		"The system total leaves out the client (loadgen, pgbench), which is listed beside it.\n\n")
+	if idle != nil && idle.Window > 0 {
+		procs, total := ranked(idle)
+		var hot []string
+		for _, p := range procs[:min(4, len(procs))] {
+			hot = append(hot, fmt.Sprintf("%s %.1f", p.name, ms64(p.cpu)/idle.Window.Seconds()))
+		}
+		fmt.Fprintf(b, "Idle (the stack running, no load; %.0f s): **%.1f ms of CPU per second** (%s), %.1f commits/s, %.0f WAL bytes/s.\n\n",
+			idle.Window.Seconds(), ms64(total)/idle.Window.Seconds(), strings.Join(hot, ", "),
+			float64(idle.Commits)/idle.Window.Seconds(), float64(idle.WALBytes)/idle.Window.Seconds())
+	}
 	b.WriteString("| scenario | operations | system CPU µs/op | per unit | client µs/op | commits/op | WAL bytes/op | hottest processes |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|\n")
 	type row struct {

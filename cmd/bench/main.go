@@ -184,6 +184,8 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	for _, extra := range moreRuns(gw, filepath.Join(tmp, "run", "secrets"), quick) {
 		runs = append(runs, extra)
 	}
+	step("the stack idle (after " + statsDelay.String() + " for PostgreSQL's statistics), 10 s")
+	idle := idleCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database}, 10*time.Second)
 	prof := newProfiler(stack.pprofDir)
 	for _, r := range runs {
 		step(r.Title)
@@ -194,8 +196,9 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 				prof.start()
 			},
 			end: func() {
-				r.Cost = m.finish(ctx, 5*time.Second)
+				m.endCPU(ctx, 5*time.Second)
 				r.Profiles = prof.stop(filepath.Join(root, "bin", "bench", r.Name))
+				r.Cost = m.endPG(ctx, statsDelay, idle)
 			},
 		})
 		if err != nil {
@@ -219,7 +222,7 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 		return err
 	}
 	stack.stop()
-	report := render(ctx, runs, pg, procs, quick, commit(ctx, root))
+	report := render(ctx, runs, pg, idle, procs, quick, commit(ctx, root))
 	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
 		return err
 	}
@@ -429,7 +432,9 @@ func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgbench: %v\n%s", err, outb)
 	}
-	r := &pgResult{Clients: 16, Seconds: seconds, Cost: m.finish(ctx, 0)}
+	// pgbench's backends exit with it and report their counters as they do.
+	m.endCPU(ctx, 0)
+	r := &pgResult{Clients: 16, Seconds: seconds, Cost: m.endPG(ctx, 0, nil)}
 	// pgbench has exited: its own CPU is exact from its rusage.
 	r.Cost.CPU[groupClient] = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if m := regexp.MustCompile(`actually processed: ([0-9]+)`).FindSubmatch(outb); m != nil {
@@ -582,7 +587,7 @@ func mark(ok bool) string {
 	return "✗"
 }
 
-func render(ctx context.Context, runs []*run, pg *pgResult, procs []procFigures, quick bool, commit string) string {
+func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []procFigures, quick bool, commit string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` (`go run ./cmd/bench`) on %s, measuring commit %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), commit)
 	fmt.Fprintf(&b, "Machine: %s, PostgreSQL %s (fsync on, synchronous_commit on). ", machine(), pg.Version)
@@ -649,7 +654,7 @@ func render(ctx context.Context, runs []*run, pg *pgResult, procs []procFigures,
 		}
 		fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "), rss, target)
 	}
-	renderCost(ctx, &b, runs, pg)
+	renderCost(ctx, &b, runs, pg, idle)
 	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `RATE_LIMIT=off make run` (with the rate limits on, its few principals are turned away with 429).\n")
 	return b.String()
 }
