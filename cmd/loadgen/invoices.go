@@ -32,13 +32,23 @@ func taxRate(ctx context.Context, c *Client) (string, error) {
 	return tr.ID, json.Unmarshal(b, &tr)
 }
 
-func invoiceBody(user, rate string, i int) map[string]any {
+// billedAccounts opens n ledger accounts in process-transaction behind
+// o.Gateway, each of its own owner: an invoice or a payment names an account
+// its caller owns (generate-invoice and capture-payment look it up).
+func billedAccounts(ctx context.Context, c *Client, o Options, n int) ([]ledgerAccount, error) {
+	if o.Gateway == "" {
+		return nil, fmt.Errorf("the accounts it bills are opened in process-transaction: pass -gateway")
+	}
+	return openAccounts(ctx, c.at("process-transaction", o), n, 1000)
+}
+
+func invoiceBody(acct ledgerAccount, rate string, i int) map[string]any {
 	lines := make([]map[string]any, 10)
 	for k := range lines {
 		lines[k] = map[string]any{"description": fmt.Sprintf("Item %d", k+1), "quantity": "2", "unit_amount": 1250 + k*10,
 			"tax_rate_ids": []string{rate}}
 	}
-	return map[string]any{"account_id": uuid.NewString(), "user_id": user, "currency": "USD",
+	return map[string]any{"account_id": acct.ID, "user_id": acct.owner, "currency": "USD",
 		"customer":   map[string]any{"name": "Load Test", "email": "load@example.com"},
 		"line_items": lines, "net_terms_days": 30, "auto_finalize": true, "metadata": map[string]any{"n": fmt.Sprint(i)}}
 }
@@ -48,17 +58,19 @@ func setupInvoices(ctx context.Context, c *Client, o Options) (Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	users := make([]string, 64)
-	for i := range users {
-		users[i] = uuid.NewString()
-		c.Token(users[i], auth.RoleCustomer)
+	accts, err := billedAccounts(ctx, c, o, 64)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range accts {
+		c.Token(a.owner, auth.RoleCustomer)
 	}
 	return func(ctx context.Context, c *Client, worker, i int) error {
-		user := users[i%len(users)]
-		body := invoiceBody(user, rate, i)
+		acct := accts[i%len(accts)]
+		body := invoiceBody(acct, rate, i)
 		delete(body, "user_id") // a customer invoices itself
 		b, _ := json.Marshal(body)
-		st, out, err := c.Call(ctx, "POST /invoices", "POST", "/invoices", c.Token(user, auth.RoleCustomer), b, "Idempotency-Key", uuid.NewString())
+		st, out, err := c.Call(ctx, "POST /invoices", "POST", "/invoices", c.Token(acct.owner, auth.RoleCustomer), b, "Idempotency-Key", uuid.NewString())
 		if err != nil {
 			return err
 		}
@@ -74,11 +86,15 @@ func setupInvoiceBatch(ctx context.Context, c *Client, o Options) (Step, error) 
 	if err != nil {
 		return nil, err
 	}
+	accts, err := billedAccounts(ctx, c, o, 64)
+	if err != nil {
+		return nil, err
+	}
 	service := c.Token(uuid.NewString(), auth.RoleService)
 	return func(ctx context.Context, c *Client, worker, i int) error {
 		items := make([]map[string]any, o.Batch)
 		for k := range items {
-			items[k] = invoiceBody(uuid.NewString(), rate, i*o.Batch+k)
+			items[k] = invoiceBody(accts[(i*o.Batch+k)%len(accts)], rate, i*o.Batch+k)
 		}
 		b, _ := json.Marshal(map[string]any{"invoices": items})
 		st, out, err := c.Call(ctx, "POST /invoices/batch", "POST", "/invoices/batch", service, b, "Idempotency-Key", uuid.NewString())

@@ -26,16 +26,18 @@ func init() {
 }
 
 func setupPayments(ctx context.Context, c *Client, o Options) (Step, error) {
-	users := make([]string, 64)
-	for i := range users {
-		users[i] = uuid.NewString()
-		c.Token(users[i], auth.RoleCustomer)
+	accts, err := billedAccounts(ctx, c, o, 64)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range accts {
+		c.Token(a.owner, auth.RoleCustomer)
 	}
 	return func(ctx context.Context, c *Client, worker, i int) error {
-		user := users[i%len(users)]
-		body, _ := json.Marshal(map[string]any{"account_id": uuid.NewString(), "amount": 1000 + i%5000, "currency": "USD",
+		acct := accts[i%len(accts)]
+		body, _ := json.Marshal(map[string]any{"account_id": acct.ID, "amount": 1000 + i%5000, "currency": "USD",
 			"payment_method": "pm_card_visa", "confirm": true, "description": "loadgen"})
-		st, out, err := c.Call(ctx, "POST /payments", "POST", "/payments", c.Token(user, auth.RoleCustomer), body, "Idempotency-Key", uuid.NewString())
+		st, out, err := c.Call(ctx, "POST /payments", "POST", "/payments", c.Token(acct.owner, auth.RoleCustomer), body, "Idempotency-Key", uuid.NewString())
 		if err != nil {
 			return err
 		}
