@@ -24,10 +24,9 @@ const clockTicks = 100
 
 // procStat is what /proc/<pid>/stat says of a process's CPU.
 type procStat struct {
-	Comm       string
-	PPid       int
-	Ticks      int64 // utime + stime
-	ChildTicks int64 // cutime + cstime: children it waited for
+	Comm  string
+	PPid  int
+	Ticks int64 // utime + stime
 }
 
 // parseStat reads /proc/<pid>/stat. The command name is in parentheses and
@@ -39,12 +38,12 @@ func parseStat(b []byte) (procStat, error) {
 		return procStat{}, errors.New("no (comm) in stat")
 	}
 	f := strings.Fields(string(b[end+1:]))
-	// f[0] is field 3 (state): utime is field 14, starttime 22.
-	if len(f) < 20 {
-		return procStat{}, fmt.Errorf("stat has %d fields after comm, want ≥ 20", len(f))
+	// f[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+	if len(f) < 13 {
+		return procStat{}, fmt.Errorf("stat has %d fields after comm, want ≥ 13", len(f))
 	}
 	n := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
-	return procStat{Comm: string(b[open+1 : end]), PPid: int(n(1)), Ticks: n(11) + n(12), ChildTicks: n(13) + n(14)}, nil
+	return procStat{Comm: string(b[open+1 : end]), PPid: int(n(1)), Ticks: n(11) + n(12)}, nil
 }
 
 // Process groups of the cost table, besides the functions (by name).
@@ -63,7 +62,7 @@ var pgBackground = []string{"checkpointer", "background writer", "walwriter", "a
 // classifier says which group a process belongs to ("" = not counted, ok
 // false = cannot tell yet: a PostgreSQL backend before its title is set).
 type classifier struct {
-	stackPid  int    // its children exited are counted in its group
+	stackPid  int
 	marker    string // BILLFN_STACK_ID of the stack's children
 	db        string // the database whose backends count
 	clientPid int
@@ -117,8 +116,7 @@ func pgGroup(cmdline, db string) (string, bool) {
 
 // cpuWindow follows the processes of the groups from begin to end: /proc is
 // scanned every 200 ms so that a process which starts counts from its
-// start and one which exits counts up to its last sample (the stack's
-// children that exit are counted exactly, through its cutime).
+// start and one which exits counts up to its last sample.
 type cpuWindow struct {
 	c       classifier
 	mu      sync.Mutex
@@ -172,9 +170,6 @@ func (w *cpuWindow) scan(initial bool) {
 			continue
 		}
 		ticks := st.Ticks
-		if pid == w.c.stackPid {
-			ticks += st.ChildTicks
-		}
 		if t := w.tracks[pid]; t != nil {
 			t.last = ticks
 			continue
@@ -261,6 +256,10 @@ func readPG(ctx context.Context, db string) (pgCounters, error) {
 	}
 	return c, nil
 }
+
+// settleLimit bounds the wait, after a scenario's last operation, for the
+// work it left behind (emails, deliveries, consumers) to finish.
+const settleLimit = time.Minute
 
 // statsDelay is how long PostgreSQL 15 may keep a backend's counters
 // (commits, WAL) to itself: an idle backend reports them after 10 s

@@ -14,7 +14,7 @@ func TestParseStatCountsFieldsFromTheLastParenthesis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := procStat{Comm: "my (odd) proc", PPid: 1, Ticks: 1234 + 567, ChildTicks: 89 + 10}
+	want := procStat{Comm: "my (odd) proc", PPid: 1, Ticks: 1234 + 567}
 	if st != want {
 		t.Fatalf("parseStat = %+v, want %+v", st, want)
 	}
@@ -30,13 +30,13 @@ func TestParseStatReadsARealProcessLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Comm != "postgres" || st.PPid != 2216 || st.Ticks != 53+165 || st.ChildTicks != 0 {
+	if st.Comm != "postgres" || st.PPid != 2216 || st.Ticks != 53+165 {
 		t.Fatalf("parseStat = %+v", st)
 	}
 }
 
 func TestParseStatRejectsTruncatedLines(t *testing.T) {
-	for _, s := range []string{"", "12 (x S 1 2", "12 (x) S 1 2 3"} {
+	for _, s := range []string{"", "12 (x S 1 2", "12 x) S 1 2", "12 (x) S 1 2 3"} {
 		if _, err := parseStat([]byte(s)); err == nil {
 			t.Errorf("parseStat(%q) succeeded", s)
 		}

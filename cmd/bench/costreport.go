@@ -14,9 +14,8 @@ import (
 func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResult, idle *cost) {
 	b.WriteString("\n## Where each operation's CPU goes\n\n")
 	b.WriteString("CPU time of each process over a scenario's timed phase (loadgen `-sync`), from `/proc/<pid>/stat` (utime + stime, 10 ms resolution), divided by the operations; " +
-		"the window goes on after the last operation until the stack has finished what the operations left behind (outbox relays, consumers: until it uses < 5 % of a core, at most 5 s). " +
-		"The stack's processes are found by the stack id in their environment, PostgreSQL's backends by their title (`postgres: … <database> …`); a process that starts counts from its start, one that exits up to its last sample (every 200 ms); " +
-		"the stack's children that exit are counted exactly through its cutime. " +
+		"the window goes on after the last operation until the stack has finished what the operations left behind (outbox relays, consumers, emails: until the stack uses < 5 % of a core over 400 ms, at most a minute — a scenario whose stack was still busy then says so, and the next one pays for the rest). " +
+		"The stack's processes are found by the stack id in their environment, PostgreSQL's backends by their title (`postgres: … <database> …`); a process that starts counts from its start, one that exits up to its last sample (every 200 ms). " +
 		"Commits are `pg_stat_database.xact_commit` of the database (read-only transactions count too), WAL bytes `pg_stat_wal.wal_bytes` (the whole server), read 11 s after the CPU window (an idle backend reports its counters after 10 s), less what the idle stack commits and writes in those seconds at the rate measured below. " +
 		"Redis, the PostgreSQL server processes (postmaster, WAL writer, checkpointer, background writer) and WAL are shared with anything else running on the machine. " +
 		"pgbench is measured the same way: its own CPU (rusage) and its database's backends, per transaction. " +
@@ -69,8 +68,12 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		if r.units > 1 {
 			fmt.Fprintf(b, " of %d units each", r.units)
 		}
-		fmt.Fprintf(b, "; window %.1f s (of which %.1f s waiting for the stack to settle); %.2f commits and %.0f WAL bytes per operation.",
-			r.c.Window.Seconds(), r.c.Settle.Seconds(), float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops))
+		busy := ""
+		if r.c.Settle >= settleLimit {
+			busy = ", **the stack still busy at the end**"
+		}
+		fmt.Fprintf(b, "; window %.1f s (of which %.1f s waiting for the stack to settle%s); %.2f commits and %.0f WAL bytes per operation.",
+			r.c.Window.Seconds(), r.c.Settle.Seconds(), busy, float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops))
 		if r.c.Err != "" {
 			fmt.Fprintf(b, " (PostgreSQL counters: %s)", r.c.Err)
 		}

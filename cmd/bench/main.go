@@ -196,7 +196,7 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 				prof.start()
 			},
 			end: func() {
-				m.endCPU(ctx, 5*time.Second)
+				m.endCPU(ctx, settleLimit)
 				r.Profiles = prof.stop(filepath.Join(root, "bin", "bench", r.Name))
 				r.Cost = m.endPG(ctx, statsDelay, idle)
 			},
@@ -379,17 +379,23 @@ func loadgen(ctx context.Context, tmp string, args []string, at phases) (*loadRe
 		return nil, err
 	}
 	sc := bufio.NewScanner(stdout)
+	started := false
 	for sc.Scan() {
 		switch sc.Text() {
 		case "loadgen: start":
 			at.start(cmd.Process.Pid)
+			started = true
 		case "loadgen: end":
 			at.end()
+			started = false
 		default:
 			fmt.Fprintln(os.Stderr, sc.Text())
 			continue
 		}
 		_, _ = io.WriteString(stdin, "\n")
+	}
+	if started {
+		at.end() // loadgen died in the timed phase: stop the profiles
 	}
 	stdin.Close()
 	runErr := cmd.Wait()

@@ -376,7 +376,7 @@ func run(ctx context.Context, sc Scenario, base string, signer *auth.Signer, o O
 func report(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "scenario %s: %d operations from %d workers in %.2fs = %.0f ops/s", r.Scenario, r.Operations, r.Concurrency, r.Seconds, r.OpsPerSec)
 	if r.Units > 1 {
-		fmt.Fprintf(w, " (%.0f transfers/s)", r.OpsPerSec*float64(r.Units))
+		fmt.Fprintf(w, " (%.0f units/s: %d per operation)", r.OpsPerSec*float64(r.Units), r.Units)
 	}
 	fmt.Fprintf(w, ", %d failed\n", r.Failed)
 	fmt.Fprintf(w, "%-28s %9s %9s %8s %8s %8s %8s %7s  %s\n", "endpoint", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "statuses")
