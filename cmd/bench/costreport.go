@@ -68,12 +68,15 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		if r.units > 1 {
 			fmt.Fprintf(b, " of %d units each", r.units)
 		}
-		busy := ""
-		if r.c.Settle >= settleLimit {
-			busy = ", **the stack still busy at the end**"
+		fmt.Fprintf(b, "; window %.1f s", r.c.Window.Seconds())
+		if r.c.Settle > 0 {
+			busy := ""
+			if r.c.Settle >= settleLimit {
+				busy = ", **the stack still busy at the end**"
+			}
+			fmt.Fprintf(b, " (of which %.1f s waiting for the stack to settle%s)", r.c.Settle.Seconds(), busy)
 		}
-		fmt.Fprintf(b, "; window %.1f s (of which %.1f s waiting for the stack to settle%s); %.2f commits and %.0f WAL bytes per operation.",
-			r.c.Window.Seconds(), r.c.Settle.Seconds(), busy, float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops))
+		fmt.Fprintf(b, "; %.2f commits and %.0f WAL bytes per operation.", float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops))
 		if r.c.Err != "" {
 			fmt.Fprintf(b, " (PostgreSQL counters: %s)", r.c.Err)
 		}
