@@ -101,7 +101,7 @@ func observe(ctx context.Context, cfg config, out io.Writer) error {
 // gateway, every function, the kafka-trigger; re-read when it changes) and
 // evaluates billfn's alerting rules.
 func prometheusConfig(cfg config) string {
-	rules := filepath.Join(cfg.Root, "observe", "alerts.yml")
+	rules := filepath.Join(cfg.Root, "docs", "prometheus-alerts.yml")
 	return `# Written by make observe (cmd/stack/observe.go); edits are overwritten.
 global:
   scrape_interval: 5s

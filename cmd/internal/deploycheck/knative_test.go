@@ -671,6 +671,9 @@ func TestKustomizationsListEveryManifest(t *testing.T) {
 			if dir == "knative/infra" && n == "secrets.env" {
 				continue // the secrets template, read by make deploy-secrets, never applied
 			}
+			if dir == "knative/infra" && n == "kafka-acls.yaml" {
+				continue // the ACL table the KafkaUsers are checked against (kafka_users_test.go), not a resource
+			}
 			if !listed[n] {
 				t.Errorf("%s/%s is not in its kustomization, so kubectl apply -k skips it", dir, n)
 			}

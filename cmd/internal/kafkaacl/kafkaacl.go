@@ -18,8 +18,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// File is the table's name, next to stack.yml.
-const File = "kafka-acls.yaml"
+// File is the table's path from the repository root (the directory
+// holding stack.yml), beside the KafkaUsers it is rendered into.
+const File = "knative/infra/kafka-acls.yaml"
 
 // Mechanism is the SASL mechanism every principal authenticates with.
 const Mechanism = "SCRAM-SHA-512"
