@@ -29,6 +29,7 @@ import (
 	"github.com/billfn/billfn/cmd/internal/gateway"
 	"github.com/billfn/billfn/cmd/internal/kafkaacl"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/shared/gotool"
 	"github.com/billfn/billfn/shared/mailpit"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
@@ -656,26 +657,15 @@ func (s *stack) startStripeMock(ctx context.Context) error {
 }
 
 func findStripeMock(ctx context.Context, log *logger) (string, error) {
-	if p, err := exec.LookPath("stripe-mock"); err == nil {
-		return p, nil
-	}
-	gobin := os.Getenv("GOBIN")
-	if gobin == "" {
-		out, err := exec.CommandContext(ctx, "go", "env", "GOPATH").Output()
-		if err != nil {
-			return "", err
-		}
-		gobin = filepath.Join(strings.Split(strings.TrimSpace(string(out)), string(os.PathListSeparator))[0], "bin")
-	}
-	bin := filepath.Join(gobin, "stripe-mock")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
+	bin, installed, err := gotool.Path(ctx, "stripe-mock")
+	if err != nil || installed {
+		return bin, err
 	}
 	log.printf("stack", "installing stripe-mock %s (go install)", stripeMockVersion)
 	cmd := exec.CommandContext(ctx, "go", "install", "github.com/stripe/stripe-mock@"+stripeMockVersion)
 	w := &lineWriter{log: log, name: "build"}
 	cmd.Stdout, cmd.Stderr = w, w
-	err := cmd.Run()
+	err = cmd.Run()
 	w.Flush()
 	if err != nil {
 		return "", fmt.Errorf("go install github.com/stripe/stripe-mock@%s: %w", stripeMockVersion, err)

@@ -17,9 +17,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/billfn/billfn/shared/gotool"
 )
 
 // Version is the Mailpit billfn runs.
@@ -29,20 +29,9 @@ const Version = "v1.33.1"
 // GOPATH/bin), else installed there now with go install (its output goes
 // to log). The error says what failed; callers never skip on it.
 func Find(ctx context.Context, log io.Writer) (string, error) {
-	if p, err := exec.LookPath("mailpit"); err == nil {
-		return p, nil
-	}
-	gobin := os.Getenv("GOBIN")
-	if gobin == "" {
-		out, err := exec.CommandContext(ctx, "go", "env", "GOPATH").Output()
-		if err != nil {
-			return "", fmt.Errorf("go env GOPATH: %w", err)
-		}
-		gobin = filepath.Join(strings.Split(strings.TrimSpace(string(out)), string(os.PathListSeparator))[0], "bin")
-	}
-	bin := filepath.Join(gobin, "mailpit")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
+	bin, installed, err := gotool.Path(ctx, "mailpit")
+	if err != nil || installed {
+		return bin, err
 	}
 	fmt.Fprintf(log, "installing mailpit %s (go install github.com/axllent/mailpit@%s)\n", Version, Version)
 	cmd := exec.CommandContext(ctx, "go", "install", "github.com/axllent/mailpit@"+Version)

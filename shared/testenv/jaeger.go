@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/billfn/billfn/shared/gotool"
 )
 
 // JaegerVersion is the Jaeger (v2, all-in-one) the tests and make observe
@@ -30,20 +32,9 @@ var jaegerBuild sync.Mutex
 func JaegerBinary(ctx context.Context, logf func(format string, args ...any)) (string, error) {
 	jaegerBuild.Lock()
 	defer jaegerBuild.Unlock()
-	if p, err := exec.LookPath("jaeger"); err == nil {
-		return p, nil
-	}
-	gobin := os.Getenv("GOBIN")
-	if gobin == "" {
-		out, err := exec.CommandContext(ctx, "go", "env", "GOPATH").Output()
-		if err != nil {
-			return "", fmt.Errorf("go env GOPATH: %w", err)
-		}
-		gobin = filepath.Join(strings.Split(strings.TrimSpace(string(out)), string(os.PathListSeparator))[0], "bin")
-	}
-	bin := filepath.Join(gobin, "jaeger")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
+	bin, installed, err := gotool.Path(ctx, "jaeger")
+	if err != nil || installed {
+		return bin, err
 	}
 	cache, err := os.UserCacheDir()
 	if err != nil {
