@@ -58,6 +58,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/billfn/billfn/shared/egress"
+	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/requestid"
 	"github.com/billfn/billfn/shared/telemetry"
@@ -487,12 +488,12 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 			trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("http.request.method", r.Method),
 				attribute.String("faas.invoked_name", name), attribute.String("url.path", r.URL.Path)))
 		telemetry.Inject(ctx, out.Header)
-		sw := &spanWriter{ResponseWriter: w}
+		sw := &httpx.StatusWriter{ResponseWriter: w}
 		w = sw
 		defer func() {
-			span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
-			if sw.status >= 500 {
-				span.SetStatus(codes.Error, http.StatusText(sw.status))
+			span.SetAttributes(attribute.Int("http.response.status_code", sw.Status))
+			if sw.Status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(sw.Status))
 			}
 			span.End()
 		}()
@@ -532,35 +533,6 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	}
 	g.metrics.observe(name, res.StatusCode, time.Since(start))
 }
-
-// spanWriter records the status the gateway answered, for its span.
-type spanWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *spanWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *spanWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *spanWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *spanWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // upstreamError answers a failed round trip and returns the status sent.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, callID, name string, err error) int {
