@@ -2,7 +2,11 @@ package gateway
 
 import (
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -26,6 +30,7 @@ func TestSystemAPINeedsBasicAuth(t *testing.T) {
 		return res
 	}
 	for _, path := range []string{"/system/functions", "/system/function/generate-invoice", "/system/info", "/system/namespaces", "/system/function/nope"} {
+		// GET here; every route and method of the provider API below.
 		for name, c := range map[string]struct {
 			user, pass string
 			auth       bool
@@ -73,5 +78,48 @@ func TestSystemAPINeedsBasicAuth(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode == http.StatusUnauthorized {
 		t.Error("/function/ asks for the gateway's credentials")
+	}
+}
+
+// Every route of the provider API (read from system.go's switch, so a
+// route added there is tried here too) refuses every method without the
+// credentials, before anything is read, deployed, scaled or deleted.
+func TestEveryProviderRouteAndMethodNeedsBasicAuth(t *testing.T) {
+	src, err := os.ReadFile("system.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, m := range regexp.MustCompile(`case (?:p == |strings\.HasPrefix\(p, )"(/system/[^"]*)"`).FindAllStringSubmatch(string(src), -1) {
+		path := m[1]
+		if strings.HasSuffix(path, "/") {
+			path += "generate-invoice"
+		}
+		paths = append(paths, path)
+	}
+	if len(paths) < 7 {
+		t.Fatalf("found %d provider routes in system.go (%v): the pattern no longer matches its switch", len(paths), paths)
+	}
+	var hits atomic.Int64
+	fnSrv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	defer fnSrv.Close()
+	f := Function{Status: FunctionStatus{Name: "generate-invoice", Namespace: Namespace}, Addr: fnSrv.Listener.Addr().String()}
+	gw := gatewayFor(t, Config{Functions: []Function{f}, SystemUser: "admin", SystemPassword: "s3cret-password"})
+	for _, path := range paths {
+		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			req, _ := http.NewRequest(method, gw.URL+path, strings.NewReader(`{"service":"generate-invoice","image":"x","replicas":0,"name":"s","value":"v"}`))
+			req.SetBasicAuth("admin", "wrong-password")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusUnauthorized {
+				t.Errorf("%s %s with a wrong password: %d, want 401", method, path, res.StatusCode)
+			}
+		}
+	}
+	if hits.Load() != 0 {
+		t.Errorf("the function was called %d times by refused requests", hits.Load())
 	}
 }
