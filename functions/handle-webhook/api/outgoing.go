@@ -33,17 +33,22 @@ func (a *API) checkURL(ctx context.Context, raw *string) error {
 	return nil
 }
 
-func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request) {
+// endpointRequest reads and checks an endpoint's body: its fields
+// (creating: url and events required) and its URL against the guard.
+func (a *API) endpointRequest(r *http.Request, creating bool) (outgoing.EndpointRequest, error) {
 	var req outgoing.EndpointRequest
 	if err := httpx.DecodeJSON(r, &req); err != nil {
-		problem.Write(w, r, err)
-		return
+		return req, err
 	}
-	if err := req.Validate(true); err != nil {
-		problem.Write(w, r, err)
-		return
+	if err := req.Validate(creating); err != nil {
+		return req, err
 	}
-	if err := a.checkURL(r.Context(), req.URL); err != nil {
+	return req, a.checkURL(r.Context(), req.URL)
+}
+
+func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request) {
+	req, err := a.endpointRequest(r, true)
+	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
@@ -103,16 +108,8 @@ func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	var req outgoing.EndpointRequest
-	if err := httpx.DecodeJSON(r, &req); err != nil {
-		problem.Write(w, r, err)
-		return
-	}
-	if err := req.Validate(false); err != nil {
-		problem.Write(w, r, err)
-		return
-	}
-	if err := a.checkURL(r.Context(), req.URL); err != nil {
+	req, err := a.endpointRequest(r, false)
+	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
