@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,7 +110,16 @@ func main() {
 	out := flag.String("out", "docs/benchmarks.md", "report file")
 	quick := flag.Bool("quick", false, "small runs (a smoke test of the harness)")
 	pgSeconds := flag.Int("pgbench-seconds", 30, "pgbench duration")
+	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression (e.g. 'transfers|payments'); the report says so")
 	flag.Parse()
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -only:", err)
+			os.Exit(2)
+		}
+		selected = re
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := bench(ctx, *out, *quick, *pgSeconds); err != nil {
@@ -117,6 +127,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// selected is -only: the scenarios to run (nil: all of them).
+var selected *regexp.Regexp
 
 func scale(n int, quick bool) string {
 	if quick {
@@ -148,6 +161,18 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	}
 	if err := sh(ctx, root, ".ci/services.sh"); err != nil {
 		return err
+	}
+	// Two runs would share the ports and the database: the second waits.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "billfn-bench.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		step("another make bench is running on this machine; waiting for it")
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			return err
+		}
 	}
 	tmp, err := os.MkdirTemp("", "billfn-bench-")
 	if err != nil {
@@ -184,6 +209,7 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	for _, extra := range moreRuns(gw, filepath.Join(tmp, "run", "secrets"), quick) {
 		runs = append(runs, extra)
 	}
+	runs = slices.DeleteFunc(runs, func(r *run) bool { return selected != nil && !selected.MatchString(r.Name) })
 	step("the stack idle (after " + statsDelay.String() + " for PostgreSQL's statistics), 10 s")
 	idle := idleCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database}, 10*time.Second)
 	prof := newProfiler(stack.pprofDir)
@@ -596,6 +622,9 @@ func mark(ok bool) string {
 func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []procFigures, quick bool, commit string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` (`go run ./cmd/bench`) on %s, measuring commit %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), commit)
+	if selected != nil {
+		fmt.Fprintf(&b, "**Partial run** (`-only '%s'`): only the scenarios matching it; not a run of record.\n\n", selected)
+	}
 	fmt.Fprintf(&b, "Machine: %s, PostgreSQL %s (fsync on, synchronous_commit on). ", machine(), pg.Version)
 	b.WriteString("Everything shares the same cores: the load generator, the gateway, every function, PostgreSQL, Redis and Kafka (kfake). ")
 	b.WriteString("Each scenario first sets up its data untimed, then runs its operations from the listed number of concurrent clients; latencies are per HTTP request, measured by the client.\n\n")
