@@ -90,12 +90,14 @@ type pod struct {
 
 func ns(name string) map[string]string { return map[string]string{"kubernetes.io/metadata.name": name} }
 
-// allows reports whether peer admits p, for a policy in namespace billfn.
-func (peer policyPeer) allows(p pod) bool {
+func (p pod) ns() string { return p.namespace["kubernetes.io/metadata.name"] }
+
+// allows reports whether peer admits p, for a policy in namespace policyNS.
+func (peer policyPeer) allows(p pod, policyNS string) bool {
 	if peer.IPBlock != nil {
 		return false // pods are addressed by selectors here; an ipBlock is checked on its own
 	}
-	if peer.NamespaceSelector == nil && p.namespace["kubernetes.io/metadata.name"] != "billfn" {
+	if peer.NamespaceSelector == nil && p.ns() != policyNS {
 		return false // a podSelector alone means the policy's namespace
 	}
 	if peer.NamespaceSelector != nil && !peer.NamespaceSelector.matches(p.namespace) {
@@ -107,10 +109,10 @@ func (peer policyPeer) allows(p pod) bool {
 func loadPolicies(t *testing.T) []networkPolicy {
 	t.Helper()
 	var out []networkPolicy
-	for _, f := range []string{"knative/infra/network-policies.yaml", "knative/network-policies.yaml"} {
+	for f, namespace := range map[string]string{"knative/infra/network-policies.yaml": "billfn", "knative/network-policies.yaml": "billfn", "knative/openfaas/network-policies.yaml": "openfaas-fn"} {
 		for _, p := range decodeAll[networkPolicy](t, f, "networking.k8s.io/v1", "NetworkPolicy") {
-			if p.Metadata.Namespace != "billfn" {
-				t.Errorf("%s: %s is in namespace %q", f, p.Metadata.Name, p.Metadata.Namespace)
+			if p.Metadata.Namespace != namespace {
+				t.Errorf("%s: %s is in namespace %q, not %s", f, p.Metadata.Name, p.Metadata.Namespace, namespace)
 			}
 			out = append(out, p)
 		}
@@ -118,14 +120,15 @@ func loadPolicies(t *testing.T) []networkPolicy {
 	return out
 }
 
-// reach reports whether from may open a connection to port of to (in
-// billfn): allowed by to's ingress policies (or to selected by none) and by
-// from's egress policies when from is in billfn.
+// reach reports whether from may open a connection to port of to: allowed
+// by to's ingress policies (or to selected by none) and by from's egress
+// policies (or from selected by none), each policy selecting the pods of its
+// own namespace.
 func reach(pols []networkPolicy, from, to pod, port int) bool {
 	ok := func(kind string, subject, other pod) bool {
 		selected, allowed := false, false
 		for _, p := range pols {
-			if !slices.Contains(p.Spec.PolicyTypes, kind) || !p.Spec.PodSelector.matches(subject.labels) {
+			if p.Metadata.Namespace != subject.ns() || !slices.Contains(p.Spec.PolicyTypes, kind) || !p.Spec.PodSelector.matches(subject.labels) {
 				continue
 			}
 			selected = true
@@ -144,7 +147,7 @@ func reach(pols []networkPolicy, from, to pod, port int) bool {
 				}
 				peerOK := len(peers) == 0
 				for _, peer := range peers {
-					peerOK = peerOK || peer.allows(other)
+					peerOK = peerOK || peer.allows(other, p.Metadata.Namespace)
 				}
 				allowed = allowed || portOK && peerOK
 			}
@@ -154,10 +157,7 @@ func reach(pols []networkPolicy, from, to pod, port int) bool {
 	if !ok("Ingress", to, from) {
 		return false
 	}
-	if from.namespace["kubernetes.io/metadata.name"] == "billfn" && !ok("Egress", from, to) {
-		return false
-	}
-	return true
+	return ok("Egress", from, to)
 }
 
 // TestNetworkPoliciesIsolateTheEventEndpointsAndTheInfrastructure: in the
@@ -172,14 +172,7 @@ func TestNetworkPoliciesIsolateTheEventEndpointsAndTheInfrastructure(t *testing.
 	st := clusterStack(t)
 	billfn := ns("billfn")
 
-	denyAll := false
-	for _, p := range pols {
-		if len(p.Spec.PodSelector.MatchLabels) == 0 && len(p.Spec.PodSelector.MatchExpressions) == 0 &&
-			slices.Contains(p.Spec.PolicyTypes, "Ingress") && len(p.Spec.Ingress) == 0 {
-			denyAll = true
-		}
-	}
-	if !denyAll {
+	if !deniesAllIngress(pols, "billfn") {
 		t.Fatal("no default-deny ingress policy selects every pod of billfn")
 	}
 
@@ -254,5 +247,118 @@ func TestNetworkPoliciesIsolateTheEventEndpointsAndTheInfrastructure(t *testing.
 	}
 	if reach(pols, infra("billfn-migrate"), redis, 6379) {
 		t.Error("the migration Job reaches Redis")
+	}
+}
+
+// deniesAllIngress reports whether a policy of namespace selects every pod
+// and admits nothing.
+func deniesAllIngress(pols []networkPolicy, namespace string) bool {
+	for _, p := range pols {
+		if p.Metadata.Namespace == namespace && len(p.Spec.PodSelector.MatchLabels) == 0 && len(p.Spec.PodSelector.MatchExpressions) == 0 &&
+			slices.Contains(p.Spec.PolicyTypes, "Ingress") && len(p.Spec.Ingress) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// internet reports whether from may open a connection to a public address
+// (8.8.8.8) on port: no egress policy selects it, or one allows an ipBlock
+// holding that address on that port.
+func internet(pols []networkPolicy, from pod, port int) bool {
+	selected := false
+	for _, p := range pols {
+		if p.Metadata.Namespace != from.ns() || !slices.Contains(p.Spec.PolicyTypes, "Egress") || !p.Spec.PodSelector.matches(from.labels) {
+			continue
+		}
+		selected = true
+		for _, r := range p.Spec.Egress {
+			portOK := len(r.Ports) == 0
+			for _, pp := range r.Ports {
+				portOK = portOK || pp.Port == port
+			}
+			for _, peer := range r.To {
+				if portOK && peer.IPBlock != nil && peer.IPBlock.CIDR == "0.0.0.0/0" && !slices.Contains(peer.IPBlock.Except, "8.0.0.0/8") {
+					return true
+				}
+			}
+		}
+	}
+	return !selected
+}
+
+// TestOpenFaaSFunctionsAreReachedOnlyThroughOpenFaaS: on the OpenFaaS path
+// (namespace openfaas-fn) a function is reached only by OpenFaaS's gateway
+// and queue-worker, never by another function, the kafka-trigger or a pod
+// elsewhere; it reaches billfn's PostgreSQL, Redis, Kafka and stripe-mock
+// and the gateway (read-throughs), HTTPS outside, and nothing else — and
+// only generate-invoice, which sends the emails, reaches SMTP.
+func TestOpenFaaSFunctionsAreReachedOnlyThroughOpenFaaS(t *testing.T) {
+	pols := loadPolicies(t)
+	if !deniesAllIngress(pols, "openfaas-fn") {
+		t.Fatal("no default-deny ingress policy selects every pod of openfaas-fn")
+	}
+	billfn := ns("billfn")
+	infra := func(name string) pod {
+		return pod{name, billfn, map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "billfn"}}
+	}
+	kafka := pod{"kafka", billfn, map[string]string{"strimzi.io/cluster": "billfn", "strimzi.io/kind": "Kafka", "strimzi.io/name": "billfn-kafka"}}
+	gateway := pod{"gateway", ns("openfaas"), map[string]string{"app": "gateway"}}
+	queueWorker := pod{"queue-worker", ns("openfaas"), map[string]string{"app": "queue-worker"}}
+	trigger := pod{"the kafka-trigger", ns("openfaas"), map[string]string{"app.kubernetes.io/name": "kafka-trigger", "app.kubernetes.io/part-of": "billfn"}}
+	fn := func(name string) pod {
+		return pod{name, ns("openfaas-fn"), map[string]string{"faas_function": name, "app": name}}
+	}
+	for _, name := range clusterStack(t).Names() {
+		f := fn(name)
+		for _, from := range []pod{gateway, queueWorker} {
+			if !reach(pols, from, f, 8080) {
+				t.Errorf("%s cannot reach %s on the watchdog's 8080", from.name, name)
+			}
+		}
+		for _, from := range []pod{trigger, fn("other-function"), {"a pod in default", ns("default"), map[string]string{"app": "x"}}, infra("postgres"),
+			{"a Knative function", billfn, map[string]string{"serving.knative.dev/service": "generate-invoice"}}} {
+			if reach(pols, from, f, 8080) {
+				t.Errorf("%s reaches %s directly", from.name, name)
+			}
+		}
+		for _, dep := range []struct {
+			p    pod
+			port int
+		}{{infra("postgres"), 5432}, {infra("redis"), 6379}, {kafka, 9092}, {infra("stripe-mock"), 12111}, {gateway, 8080}} {
+			if !reach(pols, f, dep.p, dep.port) {
+				t.Errorf("%s cannot reach %s:%d", name, dep.p.name, dep.port)
+			}
+		}
+		if reach(pols, f, infra("postgres"), 6379) || reach(pols, f, pod{"kube-apiserver", ns("default"), map[string]string{"component": "apiserver"}}, 443) {
+			t.Errorf("%s reaches pods outside its dependencies", name)
+		}
+		if !internet(pols, f, 443) {
+			t.Errorf("%s cannot reach HTTPS outside the cluster (Stripe, the JWK Set, merchants' endpoints)", name)
+		}
+		if internet(pols, f, 25) {
+			t.Errorf("%s reaches the internet on port 25", name)
+		}
+		if smtp := internet(pols, f, 587) && internet(pols, f, 465); smtp != (name == "generate-invoice") {
+			t.Errorf("%s reaches SMTP submission (587, 465): %v; only generate-invoice sends emails", name, smtp)
+		}
+	}
+}
+
+// TestOnlyGenerateInvoiceReachesSMTPOnKnative: the Knative path's functions
+// reach HTTPS outside, and only generate-invoice's two Services reach SMTP
+// submission (its emails; the smtp-url secret).
+func TestOnlyGenerateInvoiceReachesSMTPOnKnative(t *testing.T) {
+	pols := loadPolicies(t)
+	for _, name := range clusterStack(t).Names() {
+		for _, svc := range []string{name, name + "-events"} {
+			p := pod{svc, ns("billfn"), map[string]string{"serving.knative.dev/service": svc}}
+			if !internet(pols, p, 443) {
+				t.Errorf("%s cannot reach HTTPS outside the cluster", svc)
+			}
+			if smtp := internet(pols, p, 587) && internet(pols, p, 465); smtp != (name == "generate-invoice") {
+				t.Errorf("%s reaches SMTP submission (587, 465): %v; only generate-invoice sends emails", svc, smtp)
+			}
+		}
 	}
 }
