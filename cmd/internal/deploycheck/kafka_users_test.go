@@ -3,6 +3,7 @@ package deploycheck
 import (
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -133,6 +134,7 @@ func TestKafkaRequiresAuthenticationEverywhere(t *testing.T) {
 					Authentication *struct {
 						Type string `json:"type"`
 					} `json:"authentication"`
+					NetworkPolicyPeers []policyPeer `json:"networkPolicyPeers"`
 				} `json:"listeners"`
 				Authorization *struct {
 					Type string `json:"type"`
@@ -164,9 +166,22 @@ func TestKafkaRequiresAuthenticationEverywhere(t *testing.T) {
 	if len(k.Listeners) == 0 {
 		t.Fatal("no listeners")
 	}
+	var clients []policyPeer
+	for _, p := range loadPolicies(t) {
+		if p.Metadata.Name == "kafka-from-clients" && len(p.Spec.Ingress) == 1 {
+			clients = p.Spec.Ingress[0].From
+		}
+	}
+	if len(clients) == 0 {
+		t.Fatal("no kafka-from-clients NetworkPolicy with one ingress rule")
+	}
 	for _, l := range k.Listeners {
 		if l.Authentication == nil || l.Authentication.Type != "scram-sha-512" {
 			t.Errorf("listener %s does not require SCRAM-SHA-512 authentication", l.Name)
+		}
+		// Without peers Strimzi's own policy opens the listener to every pod.
+		if !reflect.DeepEqual(l.NetworkPolicyPeers, clients) {
+			t.Errorf("listener %s: networkPolicyPeers %+v, want kafka-from-clients' peers %+v", l.Name, l.NetworkPolicyPeers, clients)
 		}
 	}
 	if k.Authorization == nil || k.Authorization.Type != "simple" {
