@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseBenchReadsTheMetricsOfEveryResultLine(t *testing.T) {
+	out := []byte("goos: linux\n" +
+		"BenchmarkSyncTransfers-2   \t   20000\t         0 ns/op\t      3817 transfers/s\t         2.100 p50_ms\t         8.200 p99_ms\n" +
+		"BenchmarkGatewayOverhead/direct-2   \t  200000\t     41234 ns/op\n" +
+		"--- FAIL: BenchmarkOther\nPASS\nok  \tgithub.com/billfn/billfn/functions/process-transaction\t12.3s\n")
+	lines := parseBench(out)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2: %+v", len(lines), lines)
+	}
+	if l := lines[0]; l.Name != "BenchmarkSyncTransfers" || l.N != 20000 || len(l.Metrics) != 3 ||
+		l.Metrics[0] != (metric{3817, "transfers/s"}) || l.Metrics[2] != (metric{8.2, "p99_ms"}) {
+		t.Errorf("first line %+v", l)
+	}
+	if l := lines[1]; l.Name != "BenchmarkGatewayOverhead/direct" || l.Metrics[0].String() != "41.2 µs/op" {
+		t.Errorf("second line %+v (%s)", l, l.Metrics[0])
+	}
+	if got := lines[0].Metrics[2].String(); got != "p99 8.20 ms" {
+		t.Errorf("p99 renders as %q", got)
+	}
+}
+
+func TestUpdateReadmeReplacesOnlyTheBlockWithTheReportsTables(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "README.md")
+	readme := "# x\n\nbefore\n\n" + readmeStart + "\nold figures\n" + readmeEnd + "\n\nafter\n"
+	if err := os.WriteFile(path, []byte(readme), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	report := "# Benchmarks\n\nWritten by `make bench` (`go run ./cmd/bench`) on 2026-12-03 10:00 UTC, measuring commit abc1234.\n\n" +
+		"Machine: two cores.\n\npgbench TPC-B (scale 10): **3608 tps**.\n\n" +
+		"| scenario | ops/s |\n|---|---:|\n| transfers | 2199 |\n\nThe gateway hop …\n\n## Where each operation's CPU goes\n\n| scenario | µs/op |\n|---|---:|\n| transfers | 779 |\n\n" +
+		"## Functions alone (`go test -bench`)\n\n| what | benchmark | package | iterations | figures |\n|---|---|---|---:|---|\n| sync transfers | `BenchmarkSyncTransfers` | `./functions/process-transaction` | 20000 | 3817 transfers/s |\n"
+	for range 2 { // twice: the second run replaces the first's copy
+		if err := updateReadme(path, report); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	got := string(b)
+	for _, want := range []string{"before\n\n" + readmeStart + "\nWritten by `make bench`", "**3608 tps**", "| transfers | 2199 |",
+		"| sync transfers | `BenchmarkSyncTransfers`", readmeEnd + "\n\nafter\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("README lacks %q:\n%s", want, got)
+		}
+	}
+	for _, not := range []string{"old figures", "| transfers | 779 |", "Machine:"} {
+		if strings.Contains(got, not) {
+			t.Errorf("README holds %q:\n%s", not, got)
+		}
+	}
+	if strings.Count(got, "Written by") != 1 {
+		t.Errorf("the block was not replaced:\n%s", got)
+	}
+}
