@@ -27,7 +27,7 @@ var aloneBenches = []aloneBench{
 	{"transfers", "sync transfers, 16 clients", "./functions/process-transaction", "^BenchmarkSyncTransfers$", 20000},
 	{"invoices", "invoices, sync create + finalize", "./functions/generate-invoice/api", "^BenchmarkCreateFinalizeSync$", 2000},
 	{"invoices-batch", "invoices, POST /invoices/batch", "./functions/generate-invoice/api", "^BenchmarkBatchEndpoint$", 2000},
-	{"payments", "payments, sandbox create then capture", "./functions/capture-payment", "^BenchmarkSandboxCreateThenCapture$", 5000},
+	{"payments", "payments through the sandbox: created and captured in one request, and in two", "./functions/capture-payment", "^BenchmarkSandbox(CreateCapturedPayment|CreateThenCapture)$", 5000},
 	{"webhooks", "webhooks, signed and verified", "./functions/handle-webhook", "^BenchmarkVerifiedWebhooks$", 10000},
 	{"deliveries", "outgoing webhook deliveries", "./functions/handle-webhook", "^BenchmarkOutgoingDeliveries$", 2000},
 	{"events", "event ingestion, aggregate-report", "./functions/aggregate-report", "^BenchmarkBatchDelivery$", 40},
