@@ -15,6 +15,7 @@ import (
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/functions/capture-payment/store"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
 )
 
 func TestCardNumbersAreRejectedAndNeverLogged(t *testing.T) {
@@ -274,8 +275,8 @@ func TestProblemAnswers(t *testing.T) {
 func TestGatewayUnavailableForAnOperationAnswers503(t *testing.T) {
 	base := stripeMockURL(t)
 	g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "*=stripe" })
-	p := g.pay(1000, "USD", "pm_card_visa", "automatic", true)                                                                      // at stripe-mock: back in requires_payment_method
-	g.s.svc.Gateways[payments.GatewayStripe] = gateway.NewStripe("sk_test_billfn", closedPort(t), 0, time.Second, g.s.svc.Now, nil) // Stripe goes away
+	p := g.pay(1000, "USD", "pm_card_visa", "automatic", true)                                                                                    // at stripe-mock: back in requires_payment_method
+	g.s.svc.Gateways[payments.GatewayStripe] = gateway.NewStripe(config.Fixed("sk_test_billfn"), closedPort(t), 0, time.Second, g.s.svc.Now, nil) // Stripe goes away
 	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/cancel"})
 	if code := problemCode(t, rec, 503); code != string(payments.CodeGatewayUnavailable) || rec.Header().Get("Retry-After") == "" {
 		t.Fatalf("cancel with Stripe down: %s", code)

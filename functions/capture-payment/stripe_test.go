@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/billfn/billfn/functions/capture-payment/api"
 	"github.com/billfn/billfn/functions/capture-payment/gateway"
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/config"
 	"github.com/google/uuid"
 )
 
@@ -75,7 +78,7 @@ func closedPort(t *testing.T) string {
 func TestStripeAdapterAgainstStripeMock(t *testing.T) {
 	base := stripeMockURL(t)
 	w := &watch{}
-	g := gateway.NewStripe("sk_test_billfn", base, 0, 5*time.Second, time.Now, w)
+	g := gateway.NewStripe(config.Fixed("sk_test_billfn"), base, 0, 5*time.Second, time.Now, w)
 	ctx := context.Background()
 	pid := uuid.NewString()
 
@@ -153,14 +156,14 @@ func TestStripeAdapterAgainstStripeMock(t *testing.T) {
 	}
 
 	// A key Stripe refuses: a gateway-side error, so the next gateway may be tried.
-	bad := gateway.NewStripe("sk_live_wrong", base, 0, 5*time.Second, time.Now, nil)
+	bad := gateway.NewStripe(config.Fixed("sk_live_wrong"), base, 0, 5*time.Second, time.Now, nil)
 	_, err = bad.Retrieve(ctx, pi)
 	var ge *payments.GatewayError
 	if !errors.As(err, &ge) || ge.Unknown || !payments.Definite(err) {
 		t.Fatalf("401: %#v", err)
 	}
 	// Nothing listening: definite (nothing was sent).
-	down := gateway.NewStripe("sk_test_billfn", closedPort(t), 2, 5*time.Second, time.Now, nil)
+	down := gateway.NewStripe(config.Fixed("sk_test_billfn"), closedPort(t), 2, 5*time.Second, time.Now, nil)
 	_, err = down.Charge(ctx, payments.ChargeRequest{PaymentID: pid, Key: "k", Amount: 1, Currency: "USD", PaymentMethod: "pm_card_visa", CaptureMethod: "automatic"})
 	if !errors.As(err, &ge) || ge.Unknown || ge.Code != "unavailable" {
 		t.Fatalf("connection refused: %#v", err)
@@ -247,4 +250,44 @@ func TestFailoverBetweenGateways(t *testing.T) {
 			t.Fatalf("payment %+v", p)
 		}
 	})
+}
+
+// A rotated stripe-api-key secret is used without a restart: stripe-go
+// fixes a client's key, so the adapter makes a new client when the
+// followed secret file changes.
+func TestARotatedStripeKeyIsUsedWithoutARestart(t *testing.T) {
+	base := stripeMockURL(t)
+	dir := t.TempDir()
+	t.Setenv(config.SecretsDirEnv, dir)
+	write := func(v string) {
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "stripe-api-key")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("sk_test_old")
+	w := &watch{}
+	g := gateway.NewStripe(config.Follow("stripe-api-key", "sk_test_old"), base, 0, 5*time.Second, time.Now, w)
+	charge := func() string {
+		pid := uuid.NewString()
+		if _, err := g.Charge(context.Background(), payments.ChargeRequest{PaymentID: pid, Key: payments.GatewayKey(pid, "a1"), Amount: 100,
+			Currency: "USD", PaymentMethod: "pm_card_visa", CaptureMethod: payments.CaptureManual}); err != nil {
+			t.Fatalf("charge: %v", err)
+		}
+		return w.last(t).header.Get("Authorization")
+	}
+	if got := charge(); got != "Bearer sk_test_old" {
+		t.Fatalf("first call sent %q", got)
+	}
+	write("sk_test_new")
+	deadline := time.Now().Add(15 * time.Second)
+	for got := charge(); got != "Bearer sk_test_new"; got = charge() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still sending %q after the rotation", got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/platform"
+	"github.com/billfn/billfn/shared/readthrough"
 )
 
 // Config is capture-payment's own configuration (besides platform.Config).
@@ -76,7 +77,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 		WebhookURL: cfg.SandboxWebhookURL, WebhookSecret: cfg.SandboxWebhookSecret, Webhooks: cfg.SandboxWebhooks})
 	gateways := map[string]payments.Gateway{payments.GatewaySandbox: sandbox}
 	if cfg.StripeKey != "" {
-		gateways[payments.GatewayStripe] = gateway.NewStripe(cfg.StripeKey, cfg.StripeBase, cfg.StripeRetries, cfg.GatewayTimeout.D(), clock, nil)
+		gateways[payments.GatewayStripe] = gateway.NewStripe(config.Follow("stripe-api-key", cfg.StripeKey), cfg.StripeBase, cfg.StripeRetries, cfg.GatewayTimeout.D(), clock, nil)
 	}
 	known := map[string]bool{}
 	for n := range gateways {
@@ -99,7 +100,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	dir.Register(d.Events)
 	st := store.New(d.Pool, name)
 	svc := &payments.Service{Store: st, Gateways: gateways, Routing: routing, Accounts: dir,
-		Ledger: remote.Ledger{URL: cfg.Accounts.LedgerURL, ServiceToken: cfg.Accounts.ServiceToken},
+		Ledger: remote.Ledger{URL: cfg.Accounts.LedgerURL, ServiceToken: config.Follow(readthrough.ServiceTokenSecret, cfg.Accounts.ServiceToken)},
 		Now:    clock, GatewayTimeout: cfg.GatewayTimeout.D(), ReconcileAfter: cfg.ReconcileAfter.D(),
 		AuthorizationTTL: cfg.AuthorizationTTL.D(), Kick: d.Publisher.Kick, Observe: gateway.Observe}
 	if src := cfg.Invoices.Source(); src != nil {

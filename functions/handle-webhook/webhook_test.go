@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ import (
 	"github.com/billfn/billfn/functions/handle-webhook/api"
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/sandbox"
 	"github.com/billfn/billfn/shared/testenv"
@@ -657,5 +660,52 @@ func TestAWebhookHoldingNULIsAMalformedPayload(t *testing.T) {
 		if rec := g.sandbox(body); rec.Code != 400 || !strings.Contains(rec.Body.String(), "webhook_payload_invalid") {
 			t.Errorf("%q: %d %s", ev.id, rec.Code, rec.Body)
 		}
+	}
+}
+
+// A gateway's signing secret rotated in its secret file takes effect
+// without a restart: the new secret is added beside the old (both verify),
+// then the old is removed (it no longer does).
+func TestARotatedWebhookSecretFileTakesEffectWithoutARestart(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.SecretsDirEnv, dir)
+	write := func(v string) {
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "stripe-webhook-secret")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(stripeSecret)
+	g := newRig(t)
+	const next = "whsec_test_billfn_rotated_9876"
+	post := func(secret string) int {
+		body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_"+uuid.NewString()[:12], "", "succeeded", 500))
+		return g.post("/stripe", body, map[string]string{webhooks.StripeSignatureHeader: signStripe(body, secret, g.clock.Now())}).Code
+	}
+	if post(stripeSecret) != 200 || post(next) != 401 {
+		t.Fatal("before the rotation: the old secret must verify and the next must not")
+	}
+	until := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not after 15 s", what)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	write(next + "," + stripeSecret)
+	until("the added secret verifies", func() bool { return post(next) == 200 })
+	if post(stripeSecret) != 200 {
+		t.Fatal("during the rotation the old secret must still verify")
+	}
+	write(next)
+	until("the removed secret is refused", func() bool { return post(stripeSecret) == 401 })
+	if post(next) != 200 {
+		t.Fatal("after the rotation the new secret must verify")
 	}
 }

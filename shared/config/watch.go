@@ -144,3 +144,52 @@ func (w *Watched) Reload() bool {
 	slog.Info("secret reloaded from its file", "secret", w.name)
 	return true
 }
+
+// Live is a secret's value in force for code that reads it on every use (a
+// bearer token, an API key): the file's latest value when the secret is a
+// file (watched, so a rotation takes effect without a restart), else the
+// value the process started with. Reading it costs an atomic load between
+// two looks at the file.
+type Live struct {
+	v atomic.Pointer[string]
+	w *Watched
+}
+
+// Fixed is a Live that never changes (tests, values from the environment).
+func Fixed(value string) *Live {
+	l := &Live{}
+	l.v.Store(&value)
+	return l
+}
+
+// Follow is the secret <SecretsDir>/<name> as a Live, starting from value
+// (what Load read at start, from the file or the environment). An empty
+// file never replaces a value. When the file cannot be watched the start
+// value stays, and that is logged.
+func Follow(name, value string) *Live {
+	l := Fixed(value)
+	w, err := WatchSecret(name, 0, func(v string) error {
+		if v == "" {
+			return errors.New("empty")
+		}
+		if old := l.v.Load(); *old != v && *old != "" {
+			slog.Info("secret rotated: the new value is in force", "secret", name)
+		}
+		l.v.Store(&v)
+		return nil
+	})
+	if err != nil {
+		slog.Error("secret cannot be watched: the value read at start stays", "secret", name, "err", err)
+	}
+	l.w = w
+	return l
+}
+
+// Value is the value in force ("" for a nil Live).
+func (l *Live) Value() string {
+	if l == nil {
+		return ""
+	}
+	l.w.Check()
+	return *l.v.Load()
+}

@@ -176,3 +176,35 @@ func TestWatchSecretWithoutAFileIsNil(t *testing.T) {
 		t.Error("a first value apply refuses was accepted")
 	}
 }
+
+func TestFollowServesTheRotatedValueAndKeepsTheOldOnAnEmptyFile(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(SecretsDirEnv, dir)
+	rotate := k8sSecretDir(t, dir, "service-token", "first")
+	l := Follow("service-token", "first")
+	if got := l.Value(); got != "first" {
+		t.Fatalf("Value %q, want first", got)
+	}
+	rotate("second")
+	l.w.Reload()
+	if got := l.Value(); got != "second" {
+		t.Fatalf("after the rotation Value %q, want second", got)
+	}
+	rotate("")
+	l.w.Reload()
+	if got := l.Value(); got != "second" {
+		t.Fatalf("after an empty file Value %q, want second still", got)
+	}
+}
+
+func TestFollowWithoutAFileKeepsTheStartValue(t *testing.T) {
+	t.Setenv(SecretsDirEnv, t.TempDir())
+	l := Follow("stripe-api-key", "from-the-environment")
+	if l.w != nil || l.Value() != "from-the-environment" {
+		t.Fatalf("watch %v, Value %q", l.w, l.Value())
+	}
+	var none *Live
+	if none.Value() != "" {
+		t.Fatal("a nil Live has a value")
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/telemetry"
 )
 
@@ -29,19 +30,24 @@ var ErrUnknown = errors.New("readthrough: no such resource")
 // Client reads resources from one function.
 type Client struct {
 	BaseURL string        // e.g. http://gateway.openfaas:8080/function/generate-invoice
-	Token   string        // a service-role JWT
+	Token   *config.Live  // a service-role JWT, followed when its secret file is rotated
 	HTTP    *http.Client  // nil: http.DefaultClient
 	Timeout time.Duration // per call; 0: 5 s
 }
 
-// New returns a client of baseURL with token, or nil when either is empty
-// (then only events fill the read model).
+// New returns a client of baseURL with the service token, or nil when
+// either is empty (then only events fill the read model). The token is the
+// service-token secret followed (config.Follow): a rotated token is sent
+// without a restart.
 func New(baseURL, token string) *Client {
 	if baseURL == "" || token == "" {
 		return nil
 	}
-	return &Client{BaseURL: baseURL, Token: token}
+	return &Client{BaseURL: baseURL, Token: config.Follow(ServiceTokenSecret, token)}
 }
+
+// ServiceTokenSecret is the secret holding a function's service-role JWT.
+const ServiceTokenSecret = "service-token"
 
 // Get reads GET {BaseURL}/{collection}/{id} into dst (JSON, at most 1 MiB).
 func (c *Client) Get(ctx context.Context, collection, id string, dst any) error {
@@ -56,7 +62,7 @@ func (c *Client) Get(ctx context.Context, collection, id string, dst any) error 
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Authorization", "Bearer "+c.Token.Value())
 	req.Header.Set("Accept", "application/json")
 	hc := c.HTTP
 	if hc == nil {

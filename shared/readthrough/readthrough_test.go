@@ -5,7 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/billfn/billfn/shared/config"
 )
 
 func TestGetSendsTheServiceTokenAndReadsTheAnswer(t *testing.T) {
@@ -38,5 +44,44 @@ func TestGetSendsTheServiceTokenAndReadsTheAnswer(t *testing.T) {
 	}
 	if New("", "tok") != nil || New(srv.URL, "") != nil {
 		t.Fatal("a client without a URL or a token must be nil")
+	}
+}
+
+// A rotated service-token secret is sent without a restart: the client
+// reads the file again once it changes (config.Follow, every 2 s at most).
+func TestARotatedServiceTokenIsSentWithoutARestart(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.SecretsDirEnv, dir)
+	write := func(v string) {
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, ServiceTokenSecret)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("old")
+	var seen atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r.Header.Get("Authorization"))
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	c := New(srv.URL, "old")
+	var v struct{}
+	if err := c.Get(context.Background(), "accounts", "a", &v); err != nil || seen.Load() != "Bearer old" {
+		t.Fatalf("first call sent %v (%v)", seen.Load(), err)
+	}
+	write("new")
+	deadline := time.Now().Add(15 * time.Second)
+	for seen.Load() != "Bearer new" {
+		if time.Now().After(deadline) {
+			t.Fatalf("still sending %v after the rotation", seen.Load())
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := c.Get(context.Background(), "accounts", "a", &v); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/stripe/stripe-go/v83"
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/sandbox"
 	"github.com/billfn/billfn/shared/telemetry"
 )
@@ -23,13 +25,23 @@ import (
 // reconciliation repeat a call safely. STRIPE_API_BASE points it at
 // stripe-mock (tests and the local stack).
 type Stripe struct {
+	key      *config.Live // the stripe-api-key secret, followed when rotated
+	backends *stripe.Backends
+	client   atomic.Pointer[keyedClient]
+	now      func() time.Time
+}
+
+// keyedClient is stripe-go's client for one API key: stripe-go fixes the
+// key at construction, so a rotated key gets a new client over the same
+// backends (HTTP client, retries).
+type keyedClient struct {
+	key    string
 	client *stripe.Client
-	now    func() time.Time
 }
 
 // NewStripe builds the adapter; transport is nil but for tests that watch
 // the requests.
-func NewStripe(key, base string, retries int64, timeout time.Duration, now func() time.Time, transport http.RoundTripper) *Stripe {
+func NewStripe(key *config.Live, base string, retries int64, timeout time.Duration, now func() time.Time, transport http.RoundTripper) *Stripe {
 	cfg := &stripe.BackendConfig{
 		// The HTTP timeout bounds one try; the caller's context bounds
 		// the call with its retries.
@@ -41,7 +53,18 @@ func NewStripe(key, base string, retries int64, timeout time.Duration, now func(
 	if base != "" {
 		cfg.URL = stripe.String(base)
 	}
-	return &Stripe{client: stripe.NewClient(key, stripe.WithBackends(stripe.NewBackendsWithConfig(cfg))), now: now}
+	return &Stripe{key: key, backends: stripe.NewBackendsWithConfig(cfg), now: now}
+}
+
+// api is the client for the key in force.
+func (g *Stripe) api() *stripe.Client {
+	key := g.key.Value()
+	if c := g.client.Load(); c != nil && c.key == key {
+		return c.client
+	}
+	c := &keyedClient{key: key, client: stripe.NewClient(key, stripe.WithBackends(g.backends))}
+	g.client.Store(c)
+	return c.client
 }
 
 func (g *Stripe) Name() string { return payments.GatewayStripe }
@@ -69,11 +92,11 @@ func (g *Stripe) Charge(ctx context.Context, req payments.ChargeRequest) (paymen
 			p.Description = stripe.String(req.Description)
 		}
 		p.SetIdempotencyKey(req.Key)
-		pi, err = g.client.V1PaymentIntents.Create(ctx, p)
+		pi, err = g.api().V1PaymentIntents.Create(ctx, p)
 	} else {
 		p := &stripe.PaymentIntentConfirmParams{PaymentMethod: stripe.String(req.PaymentMethod)}
 		p.SetIdempotencyKey(req.Key)
-		pi, err = g.client.V1PaymentIntents.Confirm(ctx, req.GatewayPaymentID, p)
+		pi, err = g.api().V1PaymentIntents.Confirm(ctx, req.GatewayPaymentID, p)
 	}
 	return g.answer(pi, err)
 }
@@ -82,7 +105,7 @@ func (g *Stripe) Charge(ctx context.Context, req payments.ChargeRequest) (paymen
 func (g *Stripe) Capture(ctx context.Context, req payments.CaptureRequest) (payments.GatewayState, error) {
 	p := &stripe.PaymentIntentCaptureParams{AmountToCapture: stripe.Int64(req.Amount)}
 	p.SetIdempotencyKey(req.Key)
-	pi, err := g.client.V1PaymentIntents.Capture(ctx, req.GatewayPaymentID, p)
+	pi, err := g.api().V1PaymentIntents.Capture(ctx, req.GatewayPaymentID, p)
 	return g.answer(pi, err)
 }
 
@@ -96,13 +119,13 @@ func (g *Stripe) Cancel(ctx context.Context, req payments.CancelRequest) (paymen
 		p.CancellationReason = stripe.String(req.Reason)
 	}
 	p.SetIdempotencyKey(req.Key)
-	pi, err := g.client.V1PaymentIntents.Cancel(ctx, req.GatewayPaymentID, p)
+	pi, err := g.api().V1PaymentIntents.Cancel(ctx, req.GatewayPaymentID, p)
 	return g.answer(pi, err)
 }
 
 // Retrieve reads a PaymentIntent.
 func (g *Stripe) Retrieve(ctx context.Context, id string) (payments.GatewayState, error) {
-	pi, err := g.client.V1PaymentIntents.Retrieve(ctx, id, &stripe.PaymentIntentRetrieveParams{})
+	pi, err := g.api().V1PaymentIntents.Retrieve(ctx, id, &stripe.PaymentIntentRetrieveParams{})
 	return g.answer(pi, err)
 }
 
@@ -120,13 +143,13 @@ func (g *Stripe) Refund(ctx context.Context, req payments.RefundRequest) (paymen
 		p.Reason = stripe.String(req.Reason)
 	}
 	p.SetIdempotencyKey(req.Key)
-	r, err := g.client.V1Refunds.Create(ctx, p)
+	r, err := g.api().V1Refunds.Create(ctx, p)
 	return refundAnswer(r, err)
 }
 
 // RetrieveRefund reads a Refund.
 func (g *Stripe) RetrieveRefund(ctx context.Context, id string) (payments.RefundResult, error) {
-	r, err := g.client.V1Refunds.Retrieve(ctx, id, &stripe.RefundRetrieveParams{})
+	r, err := g.api().V1Refunds.Retrieve(ctx, id, &stripe.RefundRetrieveParams{})
 	return refundAnswer(r, err)
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/readthrough"
 	"github.com/billfn/billfn/shared/telemetry"
@@ -45,7 +46,8 @@ func (cfg InvoicesConfig) Source() payments.InvoiceSource {
 // Ledger is process-transaction's POST /transfers, asked with the
 // function's service token.
 type Ledger struct {
-	URL, ServiceToken string
+	URL          string
+	ServiceToken *config.Live // the service-token secret, followed when rotated
 }
 
 // Reserve places the refund's hold and returns its transfer id. A refusal
@@ -54,7 +56,7 @@ type Ledger struct {
 // error the caller answers with a 503 and the client retries with the
 // same Idempotency-Key.
 func (l Ledger) Reserve(ctx context.Context, h payments.Hold) (string, error) {
-	base, token := l.URL, l.ServiceToken
+	base, token := l.URL, l.ServiceToken.Value()
 	if base == "" || token == "" {
 		return "", unavailable(fmt.Errorf("no LEDGER_URL or service token: refunds cannot be reserved"))
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
@@ -49,11 +50,15 @@ type Config struct {
 
 // API is handle-webhook's handlers over its store.
 type API struct {
-	d       *platform.Deps
-	cfg     Config
-	now     func() time.Time
-	stripe  []string
-	sandbox [][]byte
+	d   *platform.Deps
+	cfg Config
+	now func() time.Time
+	// The gateways' signing secrets in force: the secret files are
+	// followed (secrets), so a rotation — the new secret added beside
+	// the old, then the old removed — needs no restart.
+	stripe  atomic.Pointer[[]string]
+	sandbox atomic.Pointer[[][]byte]
+	secrets []*config.Watched
 	limiter *limiter
 	store   *store.Store
 	guard   *egress.Guard
@@ -78,16 +83,14 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 		return nil, fmt.Errorf("WEBHOOK_ALLOWED_HOSTS: %w", err)
 	}
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
-	a := &API{d: d, cfg: cfg, now: clock, sandbox: sandbox.Secrets(cfg.SandboxSecrets), store: store.New(d.Pool, clock)}
+	a := &API{d: d, cfg: cfg, now: clock, store: store.New(d.Pool, clock)}
+	if err := a.followSecrets(); err != nil {
+		return nil, err
+	}
 	a.guard = egress.NewGuard(hosts, "WEBHOOK_ALLOWED_HOSTS")
 	a.client = a.guard.Client(time.Duration(cfg.SendTimeout))
 	a.wake = make(chan struct{}, 1)
 	a.store.Unparked = func(gateway string, n int) { webhooksTotal.WithLabelValues(gateway, "unparked").Add(float64(n)) }
-	for _, k := range strings.Split(cfg.StripeSecrets, ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			a.stripe = append(a.stripe, k)
-		}
-	}
 	a.limiter = &limiter{rdb: d.Redis, prefix: d.Config.Redis.Prefix + webhooks.Name + ":rl:", limit: cfg.RateLimit, now: clock}
 	for _, typ := range append(outgoing.Deliverable(), webhooks.LearnTypes...) {
 		d.Events.On(typ, a.store.Handler(a.onEvent))
@@ -96,6 +99,60 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	d.Events.Tick = a.Tick
 	d.Collect(webhooksTotal, outgoingTotal, endpointsDisabled)
 	return a, nil
+}
+
+// followSecrets takes the gateways' signing secrets from the configuration
+// and follows their secret files (stripe-webhook-secret,
+// sandbox-webhook-secret): a file that changes replaces the list, an empty
+// one is refused and the list in force stays.
+func (a *API) followSecrets() error {
+	stripe := func(v string) []string {
+		var out []string
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	st, sb := stripe(a.cfg.StripeSecrets), sandbox.Secrets(a.cfg.SandboxSecrets)
+	a.stripe.Store(&st)
+	a.sandbox.Store(&sb)
+	for name, apply := range map[string]func(string) error{
+		"stripe-webhook-secret": func(v string) error {
+			l := stripe(v)
+			if len(l) == 0 {
+				return errors.New("no secret in the file")
+			}
+			a.stripe.Store(&l)
+			return nil
+		},
+		"sandbox-webhook-secret": func(v string) error {
+			l := sandbox.Secrets(v)
+			if len(l) == 0 {
+				return errors.New("no secret in the file")
+			}
+			a.sandbox.Store(&l)
+			return nil
+		},
+	} {
+		w, err := config.WatchSecret(name, 0, apply)
+		if err != nil {
+			return err
+		}
+		if w != nil {
+			a.secrets = append(a.secrets, w)
+		}
+	}
+	return nil
+}
+
+// signingSecrets are the gateways' secrets in force.
+func (a *API) signingSecrets() ([]string, [][]byte) {
+	for _, w := range a.secrets {
+		w.Check()
+	}
+	return *a.stripe.Load(), *a.sandbox.Load()
 }
 
 // Routes is handle-webhook's HTTP surface, its problems mapped by Statuses.

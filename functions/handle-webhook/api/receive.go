@@ -55,7 +55,8 @@ var receipts = func() map[string][]byte {
 // it before parsing anything, stores it with its normalized event in one
 // transaction, and only then answers 200.
 func (a *API) receive(w http.ResponseWriter, r *http.Request, gateway string) {
-	if (gateway == webhooks.Stripe && len(a.stripe) == 0) || (gateway == webhooks.Sandbox && len(a.sandbox) == 0) {
+	stripeSecrets, sandboxSecrets := a.signingSecrets()
+	if (gateway == webhooks.Stripe && len(stripeSecrets) == 0) || (gateway == webhooks.Sandbox && len(sandboxSecrets) == 0) {
 		problem.Write(w, r, &apperr.Error{Code: webhooks.CodeNotConfigured, RetryAfter: time.Minute,
 			Detail: "no signing secret is configured for " + gateway + " webhooks (STRIPE_WEBHOOK_SECRET / SANDBOX_WEBHOOK_SECRET)"})
 		return
@@ -77,9 +78,9 @@ func (a *API) receive(w http.ResponseWriter, r *http.Request, gateway string) {
 	tol := a.cfg.Tolerance.D()
 	var err error
 	if gateway == webhooks.Stripe {
-		err = webhooks.VerifyStripe(a.stripe, r.Header.Get(webhooks.StripeSignatureHeader), body, now, tol)
+		err = webhooks.VerifyStripe(stripeSecrets, r.Header.Get(webhooks.StripeSignatureHeader), body, now, tol)
 	} else {
-		err = webhooks.VerifySandbox(a.sandbox, r.Header.Get(sandbox.SignatureHeader), body, now, tol)
+		err = webhooks.VerifySandbox(sandboxSecrets, r.Header.Get(sandbox.SignatureHeader), body, now, tol)
 	}
 	if err != nil {
 		a.reject(w, r, gateway, err)
