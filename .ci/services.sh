@@ -2,7 +2,8 @@
 # Makes sure PostgreSQL and Redis answer on 127.0.0.1, as the tests and the
 # local stack need: starts them when stopped, installs them (Debian) when
 # absent. Commands from ../shared/guide/MACHINE.md. Also installs Debian's
-# chromium for the dashboard's browser test and prometheus for promtool. With --cli (make run) it also
+# chromium for the dashboard's browser test, prometheus for promtool and
+# npm for Mailpit's web UI (make tools). With --cli (make run) it also
 # installs the command-line tools the README's examples use: uuidgen
 # (uuid-runtime) and kcat. Idempotent and quiet when everything is already
 # there.
@@ -45,6 +46,12 @@ fi
 # The dashboard test drives Debian's chromium (never a browser download).
 if ! command -v chromium >/dev/null; then
   install chromium
+fi
+
+# Mailpit's web UI is built with npm (make tools, shared/mailpit/build.go):
+# its Go module has the UI's sources, not the bundle.
+if ! command -v npm >/dev/null; then
+  install npm
 fi
 
 # promtool checks the alerting rules (observe/alerts.yml) in make test; the

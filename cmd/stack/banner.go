@@ -57,7 +57,7 @@ func (s *stack) banner(notReady []string) {
 		fmt.Fprintf(&b, "\nDashboard (signs in with the token in the link's #token= fragment, which never reaches a server log):\n\n  %s/function/aggregate-report/dashboard#token=%s\n", gw, token)
 	}
 	if s.mailpit != nil {
-		fmt.Fprintf(&b, "\nEmails: every email the functions send (invoices, receipts, reminders) lands in Mailpit, never in a real mailbox:\n\n  http://%s   (web UI: a release binary of Mailpit; API: /api/v1/messages; a message: /view/<ID>.html)\n", s.cfg.MailpitUIAddr)
+		fmt.Fprintf(&b, "\nEmails: every email the functions send (invoices, receipts, reminders) lands in Mailpit, never in a real mailbox:\n\n  http://%s   (web UI; API: /api/v1/messages; a message: /view/<ID>.html)\n", s.cfg.MailpitUIAddr)
 	}
 	fmt.Fprintf(&b, "\nThe gateway's /system API (OpenFaaS's, what faas-cli calls) needs basic auth, generated on the first start and kept in %s/basic-auth-user and basic-auth-password:\n\n  user %s  password %s\n",
 		s.cfg.secretsDir(), s.secrets[basicAuthUser], s.secrets[basicAuthPassword])

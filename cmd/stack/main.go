@@ -17,8 +17,8 @@
 //     restarting one that dies; a function folder without main.go yet is
 //     reported and skipped;
 //   - starts stripe-mock when a function's STRIPE_API_BASE points at it,
-//     and Mailpit (go install github.com/axllent/mailpit@v1.33.1 when
-//     missing) when a function sends email (its secrets hold smtp-url,
+//     and Mailpit (built from github.com/axllent/mailpit@v1.33.1 with its
+//     web UI when missing, see shared/mailpit) when a function sends email (its secrets hold smtp-url,
 //     which points at it): the banner prints its web UI's URL;
 //   - serves the gateway (cmd/internal/gateway) and runs the kafka-trigger,
 //     which also ticks the schedules every BILLFN_TICK_EVERY;

@@ -20,15 +20,24 @@ func Path(ctx context.Context, name string) (path string, installed bool, err er
 	if p, err := exec.LookPath(name); err == nil {
 		return p, true, nil
 	}
-	gobin := os.Getenv("GOBIN")
-	if gobin == "" {
-		out, err := exec.CommandContext(ctx, "go", "env", "GOPATH").Output()
-		if err != nil {
-			return "", false, fmt.Errorf("go env GOPATH: %w", err)
-		}
-		gobin = filepath.Join(strings.Split(strings.TrimSpace(string(out)), string(os.PathListSeparator))[0], "bin")
+	gobin, err := Bin(ctx)
+	if err != nil {
+		return "", false, err
 	}
 	path = filepath.Join(gobin, name)
 	_, err = os.Stat(path)
 	return path, err == nil, nil
+}
+
+// Bin returns GOBIN, or the first GOPATH's bin when GOBIN is unset: where
+// go install (and billfn's builds of these programs) put them.
+func Bin(ctx context.Context) (string, error) {
+	if gobin := os.Getenv("GOBIN"); gobin != "" {
+		return gobin, nil
+	}
+	out, err := exec.CommandContext(ctx, "go", "env", "GOPATH").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOPATH: %w", err)
+	}
+	return filepath.Join(strings.Split(strings.TrimSpace(string(out)), string(os.PathListSeparator))[0], "bin"), nil
 }

@@ -1,10 +1,11 @@
-// Package mailpit finds (or installs) Mailpit, the SMTP server with a web
+// Package mailpit finds (or builds) Mailpit, the SMTP server with a web
 // UI and a REST API that catches every email the local stack and the tests
 // send, and reads what arrived through that API.
 //
 // Mailpit is a program, not a library of billfn: it is built outside
-// billfn's go.mod, with `go install github.com/axllent/mailpit@Version`
-// when it is missing (as cmd/stack does for stripe-mock).
+// billfn's go.mod from its module's source at Version, web UI included
+// (build.go: npm builds the UI bundle the module does not carry, then go
+// build embeds it).
 package mailpit
 
 import (
@@ -15,35 +16,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"time"
-
-	"github.com/billfn/billfn/shared/gotool"
 )
 
 // Version is the Mailpit billfn runs.
 const Version = "v1.33.1"
-
-// Find returns the path of a mailpit executable: on PATH, in GOBIN (or
-// GOPATH/bin), else installed there now with go install (its output goes
-// to log). The error says what failed; callers never skip on it.
-func Find(ctx context.Context, log io.Writer) (string, error) {
-	bin, installed, err := gotool.Path(ctx, "mailpit")
-	if err != nil || installed {
-		return bin, err
-	}
-	fmt.Fprintf(log, "installing mailpit %s (go install github.com/axllent/mailpit@%s)\n", Version, Version)
-	cmd := exec.CommandContext(ctx, "go", "install", "github.com/axllent/mailpit@"+Version)
-	// Outside any module: Mailpit's dependencies are not billfn's.
-	cmd.Dir = os.TempDir()
-	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("go install github.com/axllent/mailpit@%s: %w", Version, err)
-	}
-	return bin, nil
-}
 
 // Args are the arguments that run Mailpit with SMTP on smtpAddr (any
 // credentials accepted, no TLS: it is loopback only), its UI and API on

@@ -17,8 +17,8 @@ import (
 // Mailpit is a private Mailpit for one test: SMTP and its API on free
 // loopback ports, its messages in the test's temporary directory (kept
 // across Stop and Start, so a test can take the server away and bring it
-// back). It is installed with go install when missing; when it cannot be
-// found, installed or started the test fails, it never skips.
+// back). It is built (web UI included, shared/mailpit) when missing; when
+// it cannot be found, built or started the test fails, it never skips.
 type Mailpit struct {
 	mailpit.Client
 	SMTPAddr string // 127.0.0.1:port
