@@ -67,7 +67,7 @@ run: ## the whole system locally: every function, gateway :8080, kfake :9092, ka
 	$(GO) build -o bin/stack ./cmd/stack
 	bin/stack
 
-observe: ## Jaeger (UI http://127.0.0.1:16686, OTLP :4317/:4318) and Prometheus (http://127.0.0.1:9090) beside make run, in a second terminal (Ctrl-C stops them)
+observe: ## Jaeger (query API and UI http://127.0.0.1:16686 — the UI needs jaeger-ui, see docs/observability.md; OTLP :4317/:4318) and Prometheus (http://127.0.0.1:9090) beside make run, in a second terminal (Ctrl-C stops them)
 	@mkdir -p bin
 	$(GO) build -o bin/stack ./cmd/stack
 	bin/stack observe

@@ -45,7 +45,9 @@
 // MAILPIT_SMTP_ADDR (127.0.0.1:1025), MAILPIT_UI_ADDR (127.0.0.1:8025),
 // DATABASE_URL (postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable),
 // REDIS_URL (redis://127.0.0.1:6379/0), BILLFN_RUN_DIR (bin/run),
-// BILLFN_STACK_FILE (stack.yml), BILLFN_TICK_EVERY (5s).
+// BILLFN_STACK_FILE (stack.yml), BILLFN_TICK_EVERY (5s). make observe's
+// Jaeger serves jaeger-ui's built assets from JAEGER_UI_ASSETS
+// (bin/jaeger-ui) when that directory has an index.html.
 package main
 
 import (

@@ -48,8 +48,16 @@ func observe(ctx context.Context, cfg config, out io.Writer) error {
 	if err != nil {
 		return userErrorf("Jaeger: %v", err)
 	}
+	uiAssets, uiOK := jaegerUIAssets(cfg)
+	if uiOK {
+		log.printf("observe", "Jaeger's UI: jaeger-ui's assets in %s", uiAssets)
+	} else {
+		log.printf("observe", "Jaeger's UI: %s has no index.html (JAEGER_UI_ASSETS, else bin/jaeger-ui), so Jaeger serves what its binary embeds: "+
+			"a placeholder page when built from its Go module; the query API works (docs/observability.md#jaegers-ui)", uiAssets)
+		uiAssets = ""
+	}
 	jcfg := filepath.Join(dir, "jaeger.yaml")
-	if err := os.WriteFile(jcfg, []byte(testenv.JaegerConfig(observeJaegerUI, observeJaegerGRPC, observeOTLPGRPC, observeOTLPHTTP)), 0o644); err != nil {
+	if err := os.WriteFile(jcfg, []byte(testenv.JaegerConfig(observeJaegerUI, observeJaegerGRPC, observeOTLPGRPC, observeOTLPHTTP, uiAssets)), 0o644); err != nil {
 		return err
 	}
 	jp := &proc{name: "jaeger", path: jaeger, args: []string{"--config", jcfg}, dir: cfg.Root, env: baseEnv(), log: log,
@@ -85,16 +93,42 @@ func observe(ctx context.Context, cfg config, out io.Writer) error {
 		}
 		return userErrorf("Jaeger or Prometheus did not come up (see their log lines above)")
 	}
+	jaegerWhat := "traces of the local stack (service = function name)"
+	if uiAssets == "" {
+		jaegerWhat = "traces; its UI needs jaeger-ui (docs/observability.md#jaegers-ui), its query API /api/traces answers always"
+	}
 	fmt.Fprintf(out, `
-  Jaeger      http://%s   traces of the local stack (service = function name)
+  Jaeger      http://%s   %s
   Prometheus  http://%s    Status → Targets: the gateway, every function, the kafka-trigger
   OTLP        http://%s (HTTP), %s (gRPC): make run's processes export here
 
   Run make run in another terminal (before or after this); Ctrl-C stops Jaeger and Prometheus.
-`, observeJaegerUI, observePrometheus, observeOTLPHTTP, observeOTLPGRPC)
+`, observeJaegerUI, jaegerWhat, observePrometheus, observeOTLPHTTP, observeOTLPGRPC)
 	<-ctx.Done()
 	log.printf("observe", "stopping")
 	return nil
+}
+
+// jaegerUIDefault is where make observe looks for jaeger-ui's built assets
+// (index.html, static/) in the repository; bin/ is not committed.
+const jaegerUIDefault = "bin/jaeger-ui"
+
+// jaegerUIAssets is the directory of jaeger-ui's built assets that make
+// observe's Jaeger serves as its UI: JAEGER_UI_ASSETS, else bin/jaeger-ui
+// in the repository; ok is false when it holds no index.html (Jaeger then
+// serves what its binary embeds).
+func jaegerUIAssets(cfg config) (dir string, ok bool) {
+	dir = filepath.Join(cfg.Root, jaegerUIDefault)
+	if cfg.env != nil {
+		if v, set := cfg.env("JAEGER_UI_ASSETS"); set && v != "" {
+			dir = v
+		}
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	_, err := os.Stat(filepath.Join(dir, "index.html"))
+	return dir, err == nil
 }
 
 // prometheusConfig scrapes what the stack's targets file lists (the

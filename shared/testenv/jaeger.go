@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,7 +74,18 @@ func JaegerBinary(ctx context.Context, logf func(format string, args ...any)) (s
 // JaegerConfig is a Jaeger v2 configuration: in-memory storage, OTLP
 // receivers on grpcAddr and httpAddr, the query service (UI and
 // /api/traces) on uiAddr and its gRPC API on queryGRPCAddr, no other port.
-func JaegerConfig(uiAddr, queryGRPCAddr, grpcAddr, httpAddr string) string {
+//
+// uiAssets is a directory of jaeger-ui's built assets (index.html,
+// static/) for the query service to serve as its UI (jaeger_query's
+// ui.assets_path); "" keeps what the binary embeds. A Jaeger built from
+// its Go module embeds only a placeholder page (jaeger-ui is a git
+// submodule of Jaeger's repository, outside the module); a release binary
+// embeds the UI. The query API works either way.
+func JaegerConfig(uiAddr, queryGRPCAddr, grpcAddr, httpAddr, uiAssets string) string {
+	ui := ""
+	if uiAssets != "" {
+		ui = "\n    ui:\n      assets_path: " + strconv.Quote(uiAssets)
+	}
 	return `service:
   extensions: [jaeger_storage, jaeger_query]
   pipelines:
@@ -93,7 +105,7 @@ extensions:
     http:
       endpoint: "` + uiAddr + `"
     grpc:
-      endpoint: "` + queryGRPCAddr + `"
+      endpoint: "` + queryGRPCAddr + `"` + ui + `
   jaeger_storage:
     backends:
       memstore:
@@ -126,6 +138,13 @@ type Jaeger struct {
 // skips) when it cannot.
 func StartJaeger(t testing.TB) *Jaeger {
 	t.Helper()
+	return StartJaegerUI(t, "")
+}
+
+// StartJaegerUI is StartJaeger serving the UI assets in uiAssets (see
+// JaegerConfig; "" is what the binary embeds).
+func StartJaegerUI(t testing.TB, uiAssets string) *Jaeger {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	bin, err := JaegerBinary(ctx, t.Logf)
@@ -147,7 +166,7 @@ func StartJaeger(t testing.TB) *Jaeger {
 	}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "jaeger.yaml")
-	if err := os.WriteFile(cfg, []byte(JaegerConfig(ports[0], ports[1], ports[2], ports[3])), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(JaegerConfig(ports[0], ports[1], ports[2], ports[3], uiAssets)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "--config", cfg)
