@@ -41,6 +41,7 @@ import (
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/ratelimit"
 	"github.com/billfn/billfn/shared/redis"
@@ -201,6 +202,7 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.collectors = append(d.collectors, events.Collectors()...)
 	d.collectors = append(d.collectors, outbox.Collectors()...)
 	d.collectors = append(d.collectors, ratelimit.Collectors()...)
+	d.collectors = append(d.collectors, pgbatch.Collectors()...)
 	d.closers = append(d.closers, d.Publisher.Close, func(context.Context) { d.Redis.Close() }, func(context.Context) { d.Pool.Close() })
 	// Connect in the background while the server starts listening, so the
 	// platform's first readiness probe finds warm connections.
