@@ -31,6 +31,8 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	// group commits concurrent deliveries (and their outbox rows) together.
+	group *pgbatch.Group
 	// Unparked, when set, is told how many parked deliveries of a gateway
 	// were released (a metric).
 	Unparked func(gateway string, n int)
@@ -38,7 +40,7 @@ type Store struct {
 
 // New is a store on pool; now is the clock of processed_at and learned refs.
 func New(pool *pgxpool.Pool, now func() time.Time) *Store {
-	return &Store{pool: pool, now: now}
+	return &Store{pool: pool, now: now, group: pgbatch.NewGroup(pool, "handle-webhook deliveries")}
 }
 
 // updateMessage is the outbox message of u (key = the payment id).
@@ -51,8 +53,9 @@ func updateMessage(ctx context.Context, u *events.GatewayUpdate, id string) (out
 }
 
 // Record stores one verified webhook and, in the same transaction, its
-// normalized event in the outbox (pgbatch.SendGuarded: two pipelined round
-// trips, one commit; one statement when there is no event).
+// normalized event in the outbox. Concurrent deliveries share that
+// transaction and its commit (pgbatch.Group: two pipelined round trips per
+// group), each answered once the commit holding it is done.
 // It answers the delivery's status (webhooks.StatusOf), or
 // webhooks.Duplicate for a redelivery, which changes nothing.
 func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled bool, body []byte, now time.Time) (string, error) {
@@ -106,7 +109,7 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 			return "", err
 		}
 	}
-	ok, err := pgbatch.SendGuarded(ctx, s.pool, guard, rest)
+	ok, err := s.group.Do(ctx, pgbatch.Write{Guard: guard, Rest: rest})
 	if err != nil {
 		return "", err
 	}
