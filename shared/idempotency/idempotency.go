@@ -36,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -56,6 +57,10 @@ type Store struct {
 	// LockTTL is how long an in-flight claim blocks retries before a retry
 	// with the same request may take it over (the first attempt crashed).
 	LockTTL time.Duration
+	// Group, when set, commits claims together with the other writes of
+	// its group (concurrent requests' claims and, in capture-payment, their
+	// finishing records): one commit for many instead of one per request.
+	Group *pgbatch.Group
 }
 
 // New returns a store for one function.
@@ -228,23 +233,12 @@ func (sr *storedResponse) replay(w http.ResponseWriter) {
 // replay, or a problem (reused key, in flight).
 func (s *Store) claim(ctx context.Context, c *claim, method, path string, sum []byte) (*storedResponse, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		var won bool
-		err := s.pool.QueryRow(ctx, `
-			INSERT INTO idempotency_keys AS k (scope, key, request_hash, method, path, state, locked_until)
-			VALUES ($1, $2, $3, $4, $5, 'in_flight', now() + $6::interval)
-			ON CONFLICT (scope, key) DO UPDATE
-			SET request_hash = EXCLUDED.request_hash, method = EXCLUDED.method, path = EXCLUDED.path,
-			    state = 'in_flight', locked_until = EXCLUDED.locked_until, created_at = now(),
-			    response_status = NULL, response_headers = NULL, response_body = NULL
-			WHERE k.created_at < now() - $7::interval
-			   OR (k.state = 'in_flight' AND k.locked_until < now() AND k.request_hash = EXCLUDED.request_hash)
-			RETURNING true`,
-			c.scope, c.key, sum, method, path, s.LockTTL, TTL).Scan(&won)
-		if err == nil {
-			return nil, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
+		won, err := s.take(ctx, c, method, path, sum)
+		if err != nil {
 			return nil, fmt.Errorf("idempotency claim: %w", err)
+		}
+		if won {
+			return nil, nil
 		}
 		var (
 			hash     []byte
@@ -277,6 +271,33 @@ func (s *Store) claim(ctx context.Context, c *claim, method, path string, sum []
 		return sr, nil
 	}
 	return nil, &problem.Error{Code: problem.IdempotencyInFlight, Detail: "the Idempotency-Key is contended; retry shortly", RetryAfter: time.Second}
+}
+
+// claimSQL takes a key that is free, expired, or in flight past its lock
+// with the same request; its row counts the keys it took (0: taken by
+// another request, and then it wrote nothing, as a group's guard must).
+const claimSQL = `WITH c AS (
+	INSERT INTO idempotency_keys AS k (scope, key, request_hash, method, path, state, locked_until)
+	VALUES ($1, $2, $3, $4, $5, 'in_flight', now() + $6::interval)
+	ON CONFLICT (scope, key) DO UPDATE
+	SET request_hash = EXCLUDED.request_hash, method = EXCLUDED.method, path = EXCLUDED.path,
+	    state = 'in_flight', locked_until = EXCLUDED.locked_until, created_at = now(),
+	    response_status = NULL, response_headers = NULL, response_body = NULL
+	WHERE k.created_at < now() - $7::interval
+	   OR (k.state = 'in_flight' AND k.locked_until < now() AND k.request_hash = EXCLUDED.request_hash)
+	RETURNING 1)
+SELECT count(*)::int FROM c`
+
+// take runs claimSQL, in the store's group when it has one.
+func (s *Store) take(ctx context.Context, c *claim, method, path string, sum []byte) (bool, error) {
+	args := []any{c.scope, c.key, sum, method, path, s.LockTTL, TTL}
+	var n int
+	if s.Group != nil {
+		return s.Group.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: claimSQL, Args: args, Dest: []any{&n},
+			Proceed: func() bool { return n == 1 }}})
+	}
+	err := s.pool.QueryRow(ctx, claimSQL, args...).Scan(&n)
+	return n == 1, err
 }
 
 // finish stores or releases the key after the handler answered.

@@ -19,6 +19,7 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/testenv"
@@ -37,6 +38,7 @@ type fixture struct {
 	user   string
 	table  string
 	fail   func() error // injected failure before commit
+	store  *idempotency.Store
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -52,6 +54,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	store := idempotency.New(pool, "notes-fn")
+	f.store = store
 	create := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			Text string `json:"text"`
@@ -181,7 +184,28 @@ func TestMissingKeyIsRejectedWhenRequired(t *testing.T) {
 }
 
 func TestFiftyConcurrentRequestsWithOneKeyHaveOneEffect(t *testing.T) {
+	fiftyWithOneKey(t, newFixture(t))
+}
+
+// With a group commit, claims of concurrent requests share transactions:
+// still one effect, the others in flight or replays.
+func TestFiftyConcurrentRequestsWithOneKeyHaveOneEffectInAGroupCommit(t *testing.T) {
 	f := newFixture(t)
+	f.store.Group = pgbatch.NewGroup(f.pool, "idempotency test")
+	t.Cleanup(f.store.Group.Close)
+	fiftyWithOneKey(t, f)
+	// And a new key in the group is claimed and replayed as without.
+	key := uuid.NewString()
+	r1, b1 := f.post(t, f.user, key, `{"text":"grouped"}`)
+	r2, b2 := f.post(t, f.user, key, `{"text":"grouped"}`)
+	if r1.StatusCode != 201 || r2.StatusCode != 201 || b1 != b2 || r2.Header.Get(idempotency.ReplayedHeader) != "true" {
+		t.Fatalf("first %d, replay %d (replayed %q), bodies equal %v", r1.StatusCode, r2.StatusCode,
+			r2.Header.Get(idempotency.ReplayedHeader), b1 == b2)
+	}
+}
+
+func fiftyWithOneKey(t *testing.T, f *fixture) {
+	t.Helper()
 	key := uuid.NewString()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
