@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/sandbox"
 )
@@ -47,10 +48,15 @@ var (
 // SandboxBooks is the sandbox gateway's Postgres: sandbox_intents,
 // sandbox_refunds and sandbox_webhooks. Its writes commit asynchronously
 // (see asyncCommit).
-type SandboxBooks struct{ pool *pgxpool.Pool }
+type SandboxBooks struct {
+	pool  *pgxpool.Pool
+	group *pgbatch.Group // new intents, committed together (asynchronously)
+}
 
 // NewSandboxBooks returns the sandbox's books in pool.
-func NewSandboxBooks(pool *pgxpool.Pool) *SandboxBooks { return &SandboxBooks{pool: pool} }
+func NewSandboxBooks(pool *pgxpool.Pool) *SandboxBooks {
+	return &SandboxBooks{pool: pool, group: pgbatch.NewAsyncGroup(pool, "capture-payment sandbox books")}
+}
 
 const intentCols = `id, payment_id, amount, currency, capture_method, payment_method, status, amount_capturable,
 	amount_received, amount_refunded, last_error, confirm_key, settle_at, created_at, updated_at`
@@ -102,23 +108,23 @@ func (b *SandboxBooks) write(ctx context.Context, hook Hook, fn func(q db) error
 
 // InsertIntent records a new intent and the webhook hook owes for it; it
 // reports false, having written nothing, when an intent with in's id
-// exists.
+// exists. Concurrent inserts share one transaction (the books' group).
 func (b *SandboxBooks) InsertIntent(ctx context.Context, in *SandboxIntent, hook Hook) (bool, error) {
-	inserted := false
-	err := b.write(ctx, hook, func(q db) error {
-		tag, err := q.Exec(ctx, `INSERT INTO sandbox_intents (`+intentCols+`)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT (id) DO NOTHING`,
-			in.ID, in.PaymentID, in.Amount, in.Currency, in.CaptureMethod, in.PaymentMethod, in.Status, in.AmountCapturable,
-			in.AmountReceived, in.AmountRefunded, in.LastError, in.ConfirmKey, in.SettleAt, in.CreatedAt, in.UpdatedAt)
-		if err != nil {
-			return err
-		}
-		if inserted = tag.RowsAffected() == 1; !inserted {
-			return nil // exists: the caller confirms it again, or replays
-		}
-		return enqueue(ctx, q, hook, in)
-	})
-	return inserted && err == nil, err
+	rest := &pgx.Batch{}
+	if err := enqueue(ctx, pgbatch.Queue(rest), hook, in); err != nil {
+		return false, err
+	}
+	var inserted int
+	return b.group.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: `WITH ins AS (
+			INSERT INTO sandbox_intents (` + intentCols + `)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT (id) DO NOTHING RETURNING 1)
+		SELECT count(*)::int FROM ins`,
+		Args: []any{in.ID, in.PaymentID, in.Amount, in.Currency, in.CaptureMethod, in.PaymentMethod, in.Status, in.AmountCapturable,
+			in.AmountReceived, in.AmountRefunded, in.LastError, in.ConfirmKey, in.SettleAt, in.CreatedAt, in.UpdatedAt},
+		// An intent that exists makes the guard write nothing, and then its
+		// webhook is not written either (exists: the caller confirms it
+		// again, or replays).
+		Dest: []any{&inserted}, Proceed: func() bool { return inserted == 1 }}, Rest: rest})
 }
 
 // UpdateIntent locks intent id and lets fn change it: when fn reports

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -69,17 +70,28 @@ func (t Tx) InsertPayment(ctx context.Context, p *payments.Payment) (bool, error
 // InsertConfirming records a new payment and its first attempt in one
 // statement (atomic on its own): the intent to charge, before the gateway
 // is called. It reports false when the payment exists.
+// On the pool, concurrent requests' intents share a transaction and its
+// commit (the store's groups), asynchronous for the sandbox (asyncCommit).
 func (t Tx) InsertConfirming(ctx context.Context, p *payments.Payment, a payments.Attempt) (bool, error) {
-	q := t.q
 	args := append(paymentArgs(p), a.N, a.Gateway, a.PaymentMethod, a.StartedAt)
-	if pool, ok := q.(*pgxpool.Pool); ok && a.Gateway == payments.GatewaySandbox {
-		q = asyncDB{pool} // see asyncCommit
+	const sql = `WITH p AS (
+			INSERT INTO payments (` + paymentCols + `) VALUES (` + paymentValues + `) ON CONFLICT (id) DO NOTHING RETURNING id),
+		a AS (INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
+			SELECT id, $34, $35, $36, 'pending', $37 FROM p RETURNING 1)
+		SELECT count(*)::int FROM a`
+	if _, ok := t.q.(*pgxpool.Pool); ok && t.s != nil {
+		g := t.s.group
+		if a.Gateway == payments.GatewaySandbox {
+			g = t.s.async
+		}
+		var inserted int
+		// A payment that exists makes the guard write nothing: grouping holds.
+		return g.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&inserted},
+			Proceed: func() bool { return inserted == 1 }}})
 	}
-	tag, err := q.Exec(ctx, `WITH p AS (
-			INSERT INTO payments (`+paymentCols+`) VALUES (`+paymentValues+`) ON CONFLICT (id) DO NOTHING RETURNING id)
-		INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
-		SELECT id, $34, $35, $36, 'pending', $37 FROM p`, args...)
-	return err == nil && tag.RowsAffected() == 1, err
+	var inserted int
+	err := t.q.QueryRow(ctx, sql, args...).Scan(&inserted)
+	return err == nil && inserted == 1, err
 }
 
 // updateSet assigns every mutable column from paymentUpdateArgs ($1 = id).

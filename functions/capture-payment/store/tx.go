@@ -23,17 +23,26 @@ type Store struct {
 	pool *pgxpool.Pool
 	// source is the function's name, the source of the events it writes.
 	source string
+	// group commits the finishing records of concurrent requests together;
+	// async the intents recorded before a sandbox call (see asyncCommit).
+	group, async *pgbatch.Group
 }
 
 // New returns the store of pool; source names the events it writes.
-func New(pool *pgxpool.Pool, source string) *Store { return &Store{pool: pool, source: source} }
+func New(pool *pgxpool.Pool, source string) *Store {
+	return &Store{pool: pool, source: source, group: pgbatch.NewGroup(pool, source+" payments"),
+		async: pgbatch.NewAsyncGroup(pool, source+" sandbox intents")}
+}
+
+// Group is the group commit of the store's synchronous writes, for other
+// writes of a request to join (its Idempotency-Key's claim).
+func (s *Store) Group() *pgbatch.Group { return s.group }
 
 // Tx is the store inside one transaction, or on the pool, where each
 // statement is atomic on its own. It implements payments.Tx.
 type Tx struct {
-	q      db
-	pool   *pgxpool.Pool
-	source string
+	q db
+	s *Store // nil for reads only
 }
 
 // runner runs the steps of a flow: each in a new transaction (HTTP
@@ -70,7 +79,7 @@ func (r runner) DB() payments.Tx {
 // statements in an implicit transaction (not inside the caller's).
 func (r runner) Pipelined() bool { return r.tx == nil }
 
-func (s *Store) tx(q db) Tx { return Tx{q: q, pool: s.pool, source: s.source} }
+func (s *Store) tx(q db) Tx { return Tx{q: q, s: s} }
 
 // Handler adapts an event handler on the domain's transaction to the
 // receiver's.
@@ -91,7 +100,7 @@ func (t Tx) Emit(ctx context.Context, msgs []payments.Message) error {
 	for i, m := range msgs {
 		out[i] = outbox.Message{Topic: m.Topic, Key: m.Key, Event: m.Event}
 	}
-	return outbox.Add(ctx, tx, t.source, out...)
+	return outbox.Add(ctx, tx, t.s.source, out...)
 }
 
 // Record stores the answer of the request in the transaction: answer is
@@ -111,11 +120,12 @@ func (t Tx) Record(ctx context.Context, answer any) error {
 	return idempotency.Complete(ctx, tx, resp)
 }
 
-// Pipeline writes a flow's finishing record as one transaction in two
-// pipelined round trips: the payment (only if still at version) and its
-// attempt; then, if the payment was written, the outbox events and the
-// request's answer, and the commit. It reports false, having written
-// nothing, when the payment moved since.
+// Pipeline writes a flow's finishing record in two pipelined round trips:
+// the payment (only if still at version) and its attempt; then, if the
+// payment was written, the outbox events and the request's answer, and the
+// commit. Concurrent requests' records share that transaction and its
+// commit (pgbatch.Group), each answered once it is committed. It reports
+// false, having written nothing, when the payment moved since.
 func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.Time, a payments.Attempt, msgs []payments.Message, answer any) (bool, error) {
 	rest := &pgx.Batch{}
 	t := s.tx(pgbatch.Queue(rest))
@@ -127,8 +137,8 @@ func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.
 	}
 	sql, args := guardedUpdate(p, version, a)
 	var written int
-	return pgbatch.SendGuarded(ctx, s.pool, pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&written},
-		Proceed: func() bool { return written == 1 }}, rest)
+	return s.group.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&written},
+		Proceed: func() bool { return written == 1 }}, Rest: rest})
 }
 
 // MarkCapture marks payment id as capturing amount (0: all capturable) in
