@@ -99,6 +99,9 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	dir := accounts.New(d.Pool, "payment_accounts", cfg.Accounts.Source())
 	dir.Register(d.Events)
 	st := store.New(d.Pool, name)
+	// A request's claim of its Idempotency-Key commits with the claims and
+	// finishing records of concurrent requests (the store's group).
+	d.Idempotency.Group = st.Group()
 	svc := &payments.Service{Store: st, Gateways: gateways, Routing: routing, Accounts: dir,
 		Ledger: remote.Ledger{URL: cfg.Accounts.LedgerURL, ServiceToken: config.Follow(readthrough.ServiceTokenSecret, cfg.Accounts.ServiceToken)},
 		Now:    clock, GatewayTimeout: cfg.GatewayTimeout.D(), ReconcileAfter: cfg.ReconcileAfter.D(),
