@@ -687,18 +687,15 @@ func (rc *Receiver) park(ctx context.Context, ev Event, cause error, markProcess
 	}
 	slog.ErrorContext(ctx, "event parked", "consumer", rc.Consumer, "type", ev.Type(), "id", ev.ID(),
 		"source", ev.Source(), "err", cause.Error())
-	return postgres.Tx(context.WithoutCancel(ctx), rc.Pool, func(tx pgx.Tx) error {
-		if markProcessed {
-			if _, err := tx.Exec(ctx, `INSERT INTO processed_events (consumer, source, id) VALUES ($1, $2, $3)
-			ON CONFLICT DO NOTHING`, rc.Consumer, ev.Source(), ev.ID()); err != nil {
-				return err
-			}
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO dead_letters (consumer, source, event_id, type, event, error)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, source, event_id) DO NOTHING`,
-			rc.Consumer, ev.Source(), ev.ID(), ev.Type(), raw, truncate(cause.Error(), 2000))
-		return err
-	})
+	// One statement (atomic on its own, one round trip): the dead letter
+	// and, with markProcessed, the event's (source, id) as processed.
+	_, err = rc.Pool.Exec(context.WithoutCancel(ctx), `WITH done AS (
+			INSERT INTO processed_events (consumer, source, id) SELECT $1, $2, $3 WHERE $7
+			ON CONFLICT DO NOTHING)
+		INSERT INTO dead_letters (consumer, source, event_id, type, event, error)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, source, event_id) DO NOTHING`,
+		rc.Consumer, ev.Source(), ev.ID(), ev.Type(), raw, truncate(cause.Error(), 2000), markProcessed)
+	return err
 }
 
 // truncate makes an error text fit a text column: valid UTF-8 without NUL
