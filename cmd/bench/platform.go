@@ -173,6 +173,11 @@ func runPlatform(ctx context.Context, secretsDir, marker string, quick bool) *pl
 		step("scale-out: a function's health route under load, 1 → 4 replicas")
 		res.ScaleOut = measureScaleOut(ctx, api, quick)
 	}
+	// Shown at once too: a later step that fails (pgbench) writes no report.
+	var b strings.Builder
+	platform = res
+	renderPlatform(&b)
+	fmt.Fprint(os.Stderr, b.String())
 	return res
 }
 
