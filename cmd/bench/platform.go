@@ -39,11 +39,20 @@ type coldStart struct {
 type scaleOut struct {
 	Clients   int
 	Max       int
-	FirstNew  time.Duration   // load start → first call answered by a new replica
-	AllTake   time.Duration   // load start → every replica took calls
-	Available time.Duration   // load start → availableReplicas = Max
-	Took      []time.Duration // per new replica, load start → its first call
+	FirstNew  span   // load start → first call answered by a new replica
+	AllTake   span   // load start → every replica took calls
+	Available span   // load start → availableReplicas = Max
+	Took      []span // per new replica, load start → its first call
 	Err       string
+}
+
+// span bounds when something happened, from the start of the load: after
+// the previous poll began (it did not see it yet), by the end of the poll
+// that saw it. A poll takes a while under load.
+type span struct{ lo, hi time.Duration }
+
+func (s span) String() string {
+	return fmt.Sprintf("%.0f–%.0f ms", float64(s.lo.Microseconds())/1000, float64(s.hi.Microseconds())/1000)
 }
 
 // sysAPI calls the bench stack's /system API with its credentials.
@@ -309,26 +318,29 @@ func measureScaleOut(ctx context.Context, api sysAPI, quick bool) *scaleOut {
 		}()
 	}
 	start := time.Now()
-	first := map[string]time.Duration{}
+	first := map[string]span{}
+	var prev time.Duration // when the previous poll began
 	limit := 90 * time.Second
 	if quick {
 		limit = 45 * time.Second
 	}
-	for time.Since(start) < limit && ctx.Err() == nil && (len(first) < so.Max-1 || so.Available == 0) {
+	for time.Since(start) < limit && ctx.Err() == nil && (len(first) < so.Max-1 || so.Available.hi == 0) {
+		began := time.Since(start)
 		now, err := replicaCalls(metrics, name)
 		at := time.Since(start)
 		if err == nil {
 			for addr, n := range now {
-				if _, old := before[addr]; !old && n > 0 && first[addr] == 0 {
-					first[addr] = at
+				if _, old := before[addr]; !old && n > 0 && first[addr].hi == 0 {
+					first[addr] = span{prev, at}
 				}
 			}
 		}
-		if so.Available == 0 {
+		if so.Available.hi == 0 {
 			if st, err := api.status(name); err == nil && st.AvailableReplicas >= so.Max {
-				so.Available = time.Since(start)
+				so.Available = span{prev, time.Since(start)}
 			}
 		}
+		prev = began
 		time.Sleep(50 * time.Millisecond)
 	}
 	stop()
@@ -336,7 +348,7 @@ func measureScaleOut(ctx context.Context, api sysAPI, quick bool) *scaleOut {
 	for _, d := range first {
 		so.Took = append(so.Took, d)
 	}
-	sort.Slice(so.Took, func(i, j int) bool { return so.Took[i] < so.Took[j] })
+	sort.Slice(so.Took, func(i, j int) bool { return so.Took[i].hi < so.Took[j].hi })
 	if len(so.Took) > 0 {
 		so.FirstNew = so.Took[0]
 	}
@@ -357,8 +369,6 @@ func percentile(xs []float64, p float64) float64 {
 	i := int(float64(len(s))*p+0.999999) - 1
 	return s[min(max(i, 0), len(s)-1)]
 }
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d.Microseconds())/1000) }
 
 // renderPlatform writes the platform section of the report.
 func renderPlatform(b *strings.Builder) {
@@ -384,14 +394,14 @@ func renderPlatform(b *strings.Builder) {
 	if so := platform.ScaleOut; so != nil {
 		var took []string
 		for _, d := range so.Took {
-			took = append(took, ms(d))
+			took = append(took, d.String())
 		}
 		fmt.Fprintf(b, "- **scale-out** (`scale-out`): a copy of process-transaction labelled `com.openfaas.scale.type=rps`, `target=50`, `min=1`, `max=%d`; %d clients call `GET /function/bench-scale/_/health` through the gateway without pause. From the start of the load: ", so.Max, so.Clients)
 		if so.Err != "" {
 			fmt.Fprintf(b, "not complete: %s (new replicas' first calls: %s).\n", so.Err, strings.Join(took, ", "))
 		} else {
-			fmt.Fprintf(b, "first call on a new replica after **%s**, all %d replicas taking calls after **%s** (each new one: %s), `availableReplicas` %d after %s. Calls per replica are the gateway's `gateway_replica_invocations_total`.\n",
-				ms(so.FirstNew), so.Max, ms(so.AllTake), strings.Join(took, ", "), so.Max, ms(so.Available))
+			fmt.Fprintf(b, "first call on a new replica within **%s**, all %d replicas taking calls within **%s** (each new one: %s), `availableReplicas` %d within %s. Calls per replica are the gateway's `gateway_replica_invocations_total`, polled every 50 ms: each figure is between the start of the poll before the one that saw it and the end of that one (a poll is slow under the load). The autoscaler decides once a second on the last 2 s, and a replica is ready about 20 ms after its start.\n",
+				so.FirstNew, so.Max, so.AllTake, strings.Join(took, ", "), so.Max, so.Available)
 		}
 	}
 }
