@@ -400,7 +400,7 @@ func renderPlatform(b *strings.Builder) {
 		if so.Err != "" {
 			fmt.Fprintf(b, "not complete: %s (new replicas' first calls: %s).\n", so.Err, strings.Join(took, ", "))
 		} else {
-			fmt.Fprintf(b, "first call on a new replica within **%s**, all %d replicas taking calls within **%s** (each new one: %s), `availableReplicas` %d within %s. Calls per replica are the gateway's `gateway_replica_invocations_total`, polled every 50 ms: each figure is between the start of the poll before the one that saw it and the end of that one (a poll is slow under the load). The autoscaler decides once a second on the last 2 s, and a replica is ready about 20 ms after its start.\n",
+			fmt.Fprintf(b, "first call on a new replica within **%s**, all %d replicas taking calls within **%s** (each new one: %s), `availableReplicas` %d within %s. Calls per replica are the gateway's `gateway_replica_invocations_total`, polled every 50 ms: each figure is between the start of the poll before the one that saw it and the end of that one (a poll is slow under the load). The autoscaler decides once a second on the last 2 s of calls; a new replica is ready about as fast as a cold start (above).\n",
 				so.FirstNew, so.Max, so.AllTake, strings.Join(took, ", "), so.Max, so.Available)
 		}
 	}
