@@ -69,6 +69,7 @@ type run struct {
 	Cost     *cost
 	Profiles map[string]string // process → its CPU profile of the scenario
 	Skipped  string
+	Setup    func(context.Context) error // before the scenario (platform.go scales a function)
 }
 
 type loadResult struct {
@@ -209,12 +210,19 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	for _, extra := range moreRuns(gw, filepath.Join(tmp, "run", "secrets"), quick) {
 		runs = append(runs, extra)
 	}
+	runs = append(runs, platformRuns(gw, filepath.Join(tmp, "run", "secrets"), quick)...)
 	runs = slices.DeleteFunc(runs, func(r *run) bool { return selected != nil && !selected.MatchString(r.Name) })
 	step("the stack idle (after " + statsDelay.String() + " for PostgreSQL's statistics), 10 s")
 	idle := idleCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database}, 10*time.Second)
 	prof := newProfiler(stack.pprofDir)
 	for _, r := range runs {
 		step(r.Title)
+		if r.Setup != nil {
+			if err := r.Setup(ctx); err != nil {
+				r.Skipped = err.Error()
+				continue
+			}
+		}
 		var m *meter
 		r.Result, err = loadgen(ctx, tmp, r.Args, phases{
 			start: func(client int) {
@@ -236,6 +244,7 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 		}
 	}
 
+	platform = runPlatform(ctx, filepath.Join(tmp, "run", "secrets"), stack.marker, quick)
 	step(fmt.Sprintf("pgbench TPC-B, scale 10, 16 clients, %d s", pgSeconds))
 	pg, err := pgbench(ctx, root, pgSeconds)
 	if err != nil {
@@ -696,6 +705,7 @@ func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []
 		target := fmt.Sprintf("< 15 ms %s, < 20 MB %s", mark(median(p.ReadyMs) < 15), mark(rss < 20))
 		fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "), rss, target)
 	}
+	renderPlatform(&b)
 	renderCost(ctx, &b, runs, pg, idle)
 	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `RATE_LIMIT=off make run` (with the rate limits on, its few principals are turned away with 429).\n")
 	return b.String()

@@ -34,6 +34,9 @@ type config struct {
 	StackFile       string // absolute
 	Root            string // the repository: the stack file's directory
 	TickEvery       time.Duration
+	// ScaleDownWindow is the autoscaler's stable window: a function is
+	// scaled down only to the most replicas its load asked for over it.
+	ScaleDownWindow time.Duration
 	// OTLPEndpoint is where the stack's processes (the gateway, every
 	// function, the kafka-trigger) send their spans, over OTLP/HTTP:
 	// OTEL_EXPORTER_OTLP_ENDPOINT, else BILLFN_OTLP_ENDPOINT, else
@@ -107,6 +110,9 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 	}
 	if c.TickEvery, err = time.ParseDuration(get("BILLFN_TICK_EVERY", "5s")); err != nil || c.TickEvery < time.Second {
 		problems = append(problems, "BILLFN_TICK_EVERY must be a duration of at least 1s")
+	}
+	if c.ScaleDownWindow, err = time.ParseDuration(get("BILLFN_SCALE_DOWN_WINDOW", "60s")); err != nil || c.ScaleDownWindow < time.Second {
+		problems = append(problems, "BILLFN_SCALE_DOWN_WINDOW must be a duration of at least 1s")
 	}
 	if c.CallbackPublicHosts, err = strconv.ParseBool(get("CALLBACK_PUBLIC_HOSTS", "false")); err != nil {
 		problems = append(problems, "CALLBACK_PUBLIC_HOSTS must be true or false")

@@ -63,6 +63,7 @@ type function struct {
 	minR      uint64
 	maxR      uint64
 	zero      time.Duration // idle time after which it scales to zero; 0: never
+	auto      *autoscale    // its autoscaler's rule; nil: the replicas it is given
 	scaledAt  time.Time     // last scale up (a wake counts)
 	createdAt time.Time
 	seq       int   // replicas started so far (instance names)
@@ -154,6 +155,7 @@ type plan struct {
 	env        []string
 	minR, maxR uint64
 	zero       time.Duration
+	auto       *autoscale
 }
 
 func badRequest(format string, args ...any) error {
@@ -246,6 +248,11 @@ func (s *stack) check(d gateway.FunctionDeployment) (*plan, error) {
 			}
 		}
 	}
+	auto, err := parseAutoscale(labels)
+	if err != nil {
+		return nil, err
+	}
+	p.auto = auto
 	if p.maxR < 1 || p.minR > p.maxR {
 		return nil, badRequest("labels: %s (%d) must be at least 1 and not below %s (%d)", labelScaleMax, p.maxR, labelScaleMin, p.minR)
 	}
@@ -399,7 +406,7 @@ func (s *stack) rollout(f *function, p *plan, bin string) {
 	}
 	n = min(max(n, p.minR), p.maxR)
 	dep := p.dep
-	f.dep, f.env, f.bin, f.minR, f.maxR, f.desired, f.zero = &dep, p.env, bin, p.minR, p.maxR, n, p.zero
+	f.dep, f.env, f.bin, f.minR, f.maxR, f.desired, f.zero, f.auto = &dep, p.env, bin, p.minR, p.maxR, n, p.zero, p.auto
 	f.createdAt = time.Now().UTC()
 	f.scaledAt = time.Now()
 	if f.rs == nil {

@@ -282,6 +282,7 @@ func (s *stack) start(ctx context.Context) error {
 	}
 	s.startGateway(gwLn)
 	go s.idler(ctx)
+	go s.autoscaler(ctx)
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for _, f := range s.functions {

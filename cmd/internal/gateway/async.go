@@ -274,7 +274,7 @@ func (g *Gateway) callOnce(b *backend, job *asyncJob) (int, http.Header, []byte)
 		g.metrics.observe(job.name, http.StatusServiceUnavailable, 0)
 		return http.StatusServiceUnavailable, nil, nil
 	}
-	r.inflight.Add(1)
+	b.rs.begin(r)
 	defer r.inflight.Add(-1)
 	u := &url.URL{Scheme: "http", Host: r.up.addr, Path: job.path, RawPath: job.rawPath, RawQuery: job.query}
 	req, err := http.NewRequestWithContext(ctx, job.method, u.String(), bytes.NewReader(job.body))

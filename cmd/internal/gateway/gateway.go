@@ -21,9 +21,12 @@
 //   - each function has a ReplicaSet (replicas.go): a call goes to the
 //     ready replica with the fewest calls in flight, waits up to
 //     Config.HoldFor when none is ready, and wakes a function scaled to
-//     zero (Waker);
+//     zero (Waker); a call whose replica died before answering goes to
+//     another replica only when it is idempotent (GET, HEAD, or with an
+//     Idempotency-Key), else it is a 502;
 //   - /healthz, and /metrics with gateway_function_invocation_total and
-//     gateway_functions_seconds like the OpenFaaS gateway's.
+//     gateway_functions_seconds like the OpenFaaS gateway's, and per
+//     replica gateway_replica_invocations_total and gateway_replica_inflight.
 //
 // Errors are RFC 9457 problem documents: an unknown function is 404, a
 // function that is not running 503 (with Retry-After), a function that
@@ -226,6 +229,7 @@ func New(cfg Config) *Gateway {
 		started: make(chan struct{}),
 		stop:    make(chan struct{}),
 	}
+	g.metrics.reg.MustRegister(replicaCollector{g})
 	g.callbackGuard = g.newCallbackGuard(cfg.CallbackAllowedHosts)
 	g.callbackClient = g.newCallbackClient()
 	g.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
@@ -434,7 +438,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 		}
 		return
 	}
-	rep.inflight.Add(1)
+	b.rs.begin(rep)
 	defer func() { rep.inflight.Add(-1) }()
 	// No per-request timer: the transport's ResponseHeaderTimeout is the
 	// upstream timeout, and a client that goes away cancels r.Context().
@@ -502,17 +506,33 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	b.invocations.Add(1)
 	var res *http.Response
 	if lean {
+		gen := rep.gen()
 		res, err = rep.up.roundTrip(out, body)
-		// A replica that refused the connection never saw the call: another
-		// ready one takes it, whatever the method.
-		for tries := 0; err != nil && isDialError(err) && tries < 3 && r.Context().Err() == nil; tries++ {
-			next := b.rs.pick(rep)
+		for tries := 0; err != nil && tries < 3 && r.Context().Err() == nil; tries++ {
+			var next *replica
+			switch {
+			case isDialError(err):
+				// A replica that refused the connection never saw the
+				// call: another ready one takes it, whatever the method.
+				next = b.rs.pick(rep)
+			case !isTimeout(err) && replayable(r):
+				// The replica died with the call in flight, so it may have
+				// acted on it: only an idempotent call (GET, HEAD, or one
+				// with an Idempotency-Key, which the functions answer with
+				// the stored result) goes again, to another ready replica
+				// or to this one once restarted. Anything else is a 502.
+				hctx, cancel := context.WithTimeout(r.Context(), g.cfg.HoldFor)
+				next = b.rs.failover(hctx, rep, gen)
+				cancel()
+				if next != nil {
+					g.log.Info("a replica failed with a call in flight; the idempotent call goes to another", "function", name, "from", rep.up.addr, "to", next.up.addr, "method", r.Method, "error", err.Error())
+				}
+			}
 			if next == nil {
 				break
 			}
-			next.inflight.Add(1)
-			rep.inflight.Add(-1)
-			rep = next
+			rep.moveTo(next)
+			rep, gen = next, next.gen()
 			out.URL.Host, out.Host = rep.up.addr, rep.up.addr
 			res, err = rep.up.roundTrip(out, body)
 		}
@@ -551,6 +571,11 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, callID, 
 	}
 	g.fail(w, r, callID, pe)
 	return problem.Common.Status(pe)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func isDialError(err error) bool {
@@ -646,6 +671,31 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.invocations, m.seconds, m.async,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// replicaCollector exports each replica's calls and calls in flight,
+// read from the replica sets at scrape time (nothing on the hot path).
+type replicaCollector struct{ g *Gateway }
+
+var (
+	replicaCallsDesc = prometheus.NewDesc("gateway_replica_invocations_total",
+		"Calls the gateway sent to one replica (process) of a function, by its address.", []string{"function_name", "replica"}, nil)
+	replicaInflightDesc = prometheus.NewDesc("gateway_replica_inflight",
+		"Calls in flight to one replica of a function.", []string{"function_name", "replica"}, nil)
+)
+
+func (c replicaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- replicaCallsDesc
+	ch <- replicaInflightDesc
+}
+
+func (c replicaCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, b := range *c.g.backends.Load() {
+		for _, st := range b.rs.Stats() {
+			ch <- prometheus.MustNewConstMetric(replicaCallsDesc, prometheus.CounterValue, float64(st.Calls), name, st.Addr)
+			ch <- prometheus.MustNewConstMetric(replicaInflightDesc, prometheus.GaugeValue, float64(st.InFlight), name, st.Addr)
+		}
+	}
 }
 
 type metricKey struct {

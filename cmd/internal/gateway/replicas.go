@@ -30,7 +30,12 @@ type ReplicaSet struct {
 	next    atomic.Uint64
 	wait    time.Duration // the upstream's header timeout (the gateway sets it)
 	lastUse atomic.Int64  // Unix nanoseconds of the last call sent to a replica
+	calls   atomic.Uint64 // calls sent to a replica, ever (the autoscaler's rate)
 }
+
+// Calls is the number of calls the gateway has sent to the set's
+// replicas since it was made (a retry on another replica counts once).
+func (rs *ReplicaSet) Calls() uint64 { return rs.calls.Load() }
 
 // LastUsed is when the gateway last sent a call to one of the replicas
 // (zero: never).
@@ -47,6 +52,29 @@ type replica struct {
 	ep       Endpoint
 	up       *upstream
 	inflight *atomic.Int64
+	calls    *atomic.Uint64 // calls it took, ever (gateway_replica_invocations_total)
+}
+
+// begin counts a call sent to r; the caller ends it with r.inflight.Add(-1).
+func (rs *ReplicaSet) begin(r *replica) {
+	r.inflight.Add(1)
+	r.calls.Add(1)
+	rs.calls.Add(1)
+}
+
+// moveTo counts a call that leaves from for to (a failover).
+func (r *replica) moveTo(to *replica) {
+	to.inflight.Add(1)
+	to.calls.Add(1)
+	r.inflight.Add(-1)
+}
+
+// gen is the generation of the process behind r now (0 without one).
+func (r *replica) gen() uint64 {
+	if r.ep.Generation == nil {
+		return 0
+	}
+	return r.ep.Generation()
 }
 
 func (r *replica) ready() bool { return r.ep.Ready == nil || r.ep.Ready() }
@@ -73,7 +101,7 @@ func (rs *ReplicaSet) Set(eps ...Endpoint) {
 		for _, o := range old {
 			if o.ep.Addr == ep.Addr && !kept[o] {
 				kept[o] = true
-				r = &replica{ep: ep, up: o.up, inflight: o.inflight}
+				r = &replica{ep: ep, up: o.up, inflight: o.inflight, calls: o.calls}
 				r.up.mu.Lock()
 				r.up.generation = ep.Generation
 				r.up.mu.Unlock()
@@ -81,7 +109,7 @@ func (rs *ReplicaSet) Set(eps ...Endpoint) {
 			}
 		}
 		if r == nil {
-			r = &replica{ep: ep, inflight: new(atomic.Int64), up: &upstream{
+			r = &replica{ep: ep, inflight: new(atomic.Int64), calls: new(atomic.Uint64), up: &upstream{
 				addr: ep.Addr, dialer: &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second},
 				maxIdle: 512, idleFor: time.Minute, headerWait: rs.wait, generation: ep.Generation,
 			}}
@@ -201,6 +229,54 @@ func (rs *ReplicaSet) await(ctx context.Context) *replica {
 		case <-time.After(50 * time.Millisecond): // readiness is polled, not pushed
 		}
 	}
+}
+
+// failover returns the replica a call goes to after the replica it was
+// sent to (from, whose process had generation gen) failed with the call
+// in flight: another ready replica, or from itself once its process was
+// replaced and is ready again; it waits for one until ctx ends (nil then).
+// A Set rebuilds the replicas, so from is recognised by its pool.
+func (rs *ReplicaSet) failover(ctx context.Context, from *replica, gen uint64) *replica {
+	for {
+		rs.mu.Lock()
+		ch := rs.changed
+		rs.mu.Unlock()
+		var best *replica
+		for _, r := range *rs.cur.Load() {
+			if !r.ready() || (r.up == from.up && (r.ep.Generation == nil || r.gen() == gen)) {
+				continue
+			}
+			if best == nil || r.inflight.Load() < best.inflight.Load() {
+				best = r
+			}
+		}
+		if best != nil {
+			return best
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		case <-time.After(50 * time.Millisecond): // readiness is polled, not pushed
+		}
+	}
+}
+
+// ReplicaStat is one replica's figures for the gateway's metrics.
+type ReplicaStat struct {
+	Addr     string
+	Calls    uint64
+	InFlight int64
+}
+
+// Stats lists the replicas with the calls each took and has in flight.
+func (rs *ReplicaSet) Stats() []ReplicaStat {
+	reps := *rs.cur.Load()
+	out := make([]ReplicaStat, 0, len(reps))
+	for _, r := range reps {
+		out = append(out, ReplicaStat{Addr: r.ep.Addr, Calls: r.calls.Load(), InFlight: r.inflight.Load()})
+	}
+	return out
 }
 
 func (rs *ReplicaSet) closeIdle() {
