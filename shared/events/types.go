@@ -283,9 +283,11 @@ type Plan struct {
 }
 
 // NotificationRequested is the data of billfn.notification.requested: a
-// message to the customer about an invoice.
+// message to the customer about an invoice, or about a subscription
+// (subscription_changed, subscription_canceled: SubscriptionID set,
+// InvoiceID empty).
 type NotificationRequested struct {
-	Kind      string  `json:"kind"` // invoice_finalized, invoice_paid, payment_failed, invoice_overdue, invoice_reminder
+	Kind      string  `json:"kind"` // invoice_finalized, invoice_paid, payment_failed, invoice_overdue, invoice_reminder, subscription_changed, subscription_canceled
 	AccountID string  `json:"account_id"`
 	UserID    string  `json:"user_id"`
 	InvoiceID string  `json:"invoice_id"`
@@ -300,6 +302,15 @@ type NotificationRequested struct {
 	Attempt int `json:"attempt,omitempty"`
 	// Reason is why a payment failed (payment_failed): decline code and reason.
 	Reason string `json:"reason,omitempty"`
+	// SubscriptionID names the subscription of a subscription_* notice.
+	SubscriptionID string `json:"subscription_id,omitempty"`
+	// Plan is the subscription's plan: the new one (subscription_changed),
+	// the one that ended (subscription_canceled).
+	Plan *Plan `json:"plan,omitempty"`
+	// PreviousPlan is the plan before a subscription_changed.
+	PreviousPlan *Plan `json:"previous_plan,omitempty"`
+	// EndedAt is when a canceled subscription ended (subscription_canceled).
+	EndedAt *time.Time `json:"ended_at,omitempty"`
 }
 
 // Notification kinds (NotificationRequested.Kind).
@@ -309,6 +320,10 @@ const (
 	NotifyPaymentFailed    = "payment_failed"
 	NotifyInvoiceOverdue   = "invoice_overdue"
 	NotifyInvoiceReminder  = "invoice_reminder"
+	// A subscription's plan changed (name, price or interval).
+	NotifySubscriptionChanged = "subscription_changed"
+	// A subscription ended (canceled at once, or its scheduled end came).
+	NotifySubscriptionCanceled = "subscription_canceled"
 )
 
 // Payment is a payment as capture-payment keeps it: the data of

@@ -312,7 +312,7 @@ func TestNotificationsListIsKeysetPaged(t *testing.T) {
 		must(t, rec, 200)
 		page := decode[httpx.List[notify.Notification]](t, rec)
 		for _, n := range page.Data {
-			seen[n.InvoiceID] = true
+			seen[*n.InvoiceID] = true
 		}
 		if !page.HasMore {
 			break

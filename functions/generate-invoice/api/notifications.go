@@ -127,15 +127,22 @@ func (s *Service) StartSender(ctx context.Context, interval time.Duration) {
 
 var notificationStatuses = map[string]bool{notify.Queued: true, notify.Sent: true, notify.Failed: true, notify.Suppressed: true}
 
-// listNotifications: GET /notifications?invoice_id=&status=, newest first.
+// listNotifications: GET /notifications?invoice_id=&subscription_id=&status=,
+// newest first.
 func (s *Service) listNotifications(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var v problem.Validator
 	f := billing.NotificationFilter{Status: q.Get("status")}
-	if id := q.Get("invoice_id"); id != "" {
-		c, ok := ids.Canonical(id)
-		v.Check(ok, "invoice_id", "must be a UUID")
-		f.InvoiceID = c
+	for _, p := range []struct {
+		name string
+		dst  *string
+	}{{"invoice_id", &f.InvoiceID}, {"subscription_id", &f.SubscriptionID}} {
+		name, dst := p.name, p.dst
+		if id := q.Get(name); id != "" {
+			c, ok := ids.Canonical(id)
+			v.Check(ok, name, "must be a UUID")
+			*dst = c
+		}
 	}
 	v.Check(f.Status == "" || notificationStatuses[f.Status], "status", "must be queued, sent, failed or suppressed")
 	limit, after, err := httpx.PagingByID(r, 20, 100)

@@ -278,7 +278,8 @@ func TestCancelAtPeriodEndOrNow(t *testing.T) {
 		t.Fatalf("after period end = %+v, %d invoices", got, len(g.subInvoices(sub.ID)))
 	}
 	problemOf(t, g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 422, "subscription_canceled")
-	if evs := types(g.events(sub.ID)); evs[len(evs)-1] != "subscription.canceled" {
+	// The fact, then the customer's notice (an email: emails_test.go).
+	if evs := types(g.events(sub.ID)); len(evs) < 2 || evs[len(evs)-2] != "subscription.canceled" || evs[len(evs)-1] != "notification.requested" {
 		t.Fatalf("events = %v", evs)
 	}
 

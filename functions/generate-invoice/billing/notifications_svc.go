@@ -46,8 +46,13 @@ func (s *Service) Sending() bool { return s.mail != nil && s.mail.SMTP != nil }
 
 // QueueNotification logs the email a billfn.notification.requested asks
 // for, in the receiver's transaction: queued for the sender, or
-// suppressed with its reason (the invoice's customer has no address).
+// suppressed with its reason (the customer has no address). The
+// recipient is the invoice's customer, or the subscription's for a
+// subscription's notice.
 func (s *Service) QueueNotification(ctx context.Context, tx Tx, ev events.Event, req *events.NotificationRequested) error {
+	if notify.AboutSubscription(req.Kind) {
+		return s.queueSubscriptionNotice(ctx, tx, ev, req)
+	}
 	inv, err := tx.Invoice(ctx, req.InvoiceID, false)
 	var pe *apperr.Error
 	if errors.As(err, &pe) && pe.Code == apperr.NotFound {
@@ -61,13 +66,35 @@ func (s *Service) QueueNotification(ctx context.Context, tx Tx, ev events.Event,
 	if notify.Kinds[n.Kind] {
 		n.Subject = notify.Subject(n.Kind, inv, *req, s.mail.From.Name())
 	}
+	return s.logNotification(ctx, tx, n)
+}
+
+func (s *Service) queueSubscriptionNotice(ctx context.Context, tx Tx, ev events.Event, req *events.NotificationRequested) error {
+	sub, err := tx.Subscription(ctx, req.SubscriptionID)
+	var pe *apperr.Error
+	if errors.As(err, &pe) && pe.Code == apperr.NotFound {
+		return events.Permanent(fmt.Errorf("%s %s names subscription %q, which does not exist", ev.Type(), ev.ID(), req.SubscriptionID))
+	}
+	if err != nil {
+		return err
+	}
+	req.InvoiceID = "" // a subscription's notice is about no invoice
+	n := notify.New(ids.New(), ev.Source(), ev.ID(), *req, sub.Customer.Email, s.mail.From.Domain(), s.Clock())
+	n.AccountID, n.UserID = sub.AccountID, sub.UserID // the subscription's own, whatever the event says
+	n.Subject = notify.SubscriptionSubject(n.Kind, sub, *req)
+	return s.logNotification(ctx, tx, n)
+}
+
+// logNotification writes n to the log once per requesting event and
+// wakes the sender when it is to be sent.
+func (s *Service) logNotification(ctx context.Context, tx Tx, n *notify.Notification) error {
 	fresh, err := tx.InsertNotification(ctx, n)
 	if err != nil || !fresh {
 		return err
 	}
 	if n.Status == notify.Suppressed {
 		EmailsSent.WithLabelValues(n.Kind, "suppressed").Inc()
-		slog.InfoContext(ctx, "email suppressed", "notification_id", n.ID, "kind", n.Kind, "invoice_id", n.InvoiceID, "reason", *n.Reason)
+		slog.InfoContext(ctx, "email suppressed", "notification_id", n.ID, "kind", n.Kind, "about", n.About(), "reason", *n.Reason)
 		return nil
 	}
 	if s.MailQueued != nil {
@@ -113,20 +140,20 @@ func (s *Service) SendDue(ctx context.Context) (int, error) {
 }
 
 func (s *Service) sendOne(ctx context.Context, n *notify.Notification) error {
-	inv, err := s.store.Invoice(ctx, n.InvoiceID)
-	if err != nil {
-		return err // the database: the lease brings it back
-	}
+	e, err := s.compose(ctx, n)
 	var (
 		o    notify.Outcome
 		sent bool
 	)
-	e, err := notify.Compose(n, inv, s.mail.From)
-	if err == nil {
+	var pe *apperr.Error
+	switch {
+	case err == nil:
 		n.Subject = e.Subject
 		o, sent = s.mail.SMTP.Send(ctx, e, s.Clock())
-	} else {
+	case errors.As(err, &pe) && pe.Code == apperr.NotFound, errors.Is(err, errCannotCompose):
 		o = notify.Outcome{Response: "cannot compose: " + err.Error()} // permanent
+	default:
+		return err // the database: the lease brings it back
 	}
 	n.Record(o, sent, s.Clock(), s.mail.MaxAttempts)
 	outcome := map[string]string{notify.Sent: "sent", notify.Queued: "retry", notify.Failed: "failed"}[n.Status]
@@ -135,12 +162,45 @@ func (s *Service) sendOne(ctx context.Context, n *notify.Notification) error {
 	if !sent {
 		log = slog.WarnContext
 	}
-	log(ctx, "email attempt", "notification_id", n.ID, "kind", n.Kind, "invoice_id", n.InvoiceID, "attempt", n.Attempts,
+	log(ctx, "email attempt", "notification_id", n.ID, "kind", n.Kind, "about", n.About(), "attempt", n.Attempts,
 		"status", n.Status, "smtp_code", o.Code, "smtp_response", o.Response)
 	ctx, cancel := postgres.Detached(ctx)
 	defer cancel()
 	_, err = s.store.RecordAttempt(ctx, n)
 	return err
+}
+
+// errCannotCompose: the email cannot be written (a template failed, the
+// PDF could not be rendered): permanent.
+var errCannotCompose = errors.New("the email cannot be composed")
+
+// compose writes n's email from what it is about as it is now: the
+// invoice (with its PDF where the kind attaches it) or the subscription.
+func (s *Service) compose(ctx context.Context, n *notify.Notification) (*notify.Email, error) {
+	var (
+		e   *notify.Email
+		err error
+	)
+	switch {
+	case n.SubscriptionID != nil && notify.AboutSubscription(n.Kind):
+		sub, serr := s.store.Subscription(ctx, *n.SubscriptionID)
+		if serr != nil {
+			return nil, serr
+		}
+		e, err = notify.ComposeSubscription(n, sub, s.mail.From)
+	case n.InvoiceID != nil:
+		inv, ierr := s.store.Invoice(ctx, *n.InvoiceID)
+		if ierr != nil {
+			return nil, ierr
+		}
+		e, err = notify.Compose(n, inv, s.mail.From)
+	default:
+		err = fmt.Errorf("a %s names neither an invoice nor a subscription", n.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errCannotCompose, err)
+	}
+	return e, nil
 }
 
 // ResendNotification queues a new email like a sent or failed one (its

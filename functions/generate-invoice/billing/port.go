@@ -66,6 +66,9 @@ type Tx interface {
 	// Account reads the read model of the accounts billed in the
 	// transaction; ok is false for an account it does not hold (yet).
 	Account(ctx context.Context, id string) (f accounts.Facts, ok bool, err error)
+	// Subscription reads subscription id in the transaction (not_found
+	// when there is none).
+	Subscription(ctx context.Context, id string) (*invoicing.Subscription, error)
 	// InsertSub writes a new subscription; SaveSub writes a changed one.
 	InsertSub(ctx context.Context, sub *invoicing.Subscription) error
 	SaveSub(ctx context.Context, sub *invoicing.Subscription) error

@@ -31,9 +31,9 @@ type SubFilter struct {
 
 // NotificationFilter selects a page of the delivery log.
 type NotificationFilter struct {
-	InvoiceID, Status string
-	Before            string // keyset: ids below this one (newest first)
-	Limit             int
+	InvoiceID, SubscriptionID, Status string
+	Before                            string // keyset: ids below this one (newest first)
+	Limit                             int
 }
 
 // Invoice reads invoice id (for the api's cache, which authorizes).

@@ -138,6 +138,7 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 			}
 		}
 		// Periods already due are billed at the plan they ran under.
+		var notice []invoicing.Event
 		msgs, invIDs, err := s.bill(ctx, tx, sub, now)
 		if err != nil {
 			return nil, nil, err
@@ -146,11 +147,17 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 			if plan.Currency != sub.Plan.Currency {
 				return nil, nil, invoicing.CurrencyMismatch("plan/currency", plan.Currency, sub.Plan.Currency)
 			}
+			previous := sub.Plan
 			m, ids, err := s.changePlan(ctx, tx, sub, plan, behavior, now)
 			if err != nil {
 				return nil, nil, err
 			}
 			msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
+			if sub.Plan != previous {
+				// The customer hears of a new plan (not of a PATCH that
+				// names the plan it already has).
+				notice = append(notice, invoicing.PlanChangedNotice(sub, previous))
+			}
 		}
 		// A plan change that restarted the cycle bills its first period now.
 		m, ids, err := s.bill(ctx, tx, sub, now)
@@ -158,7 +165,7 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 			return nil, nil, err
 		}
 		msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
-		return append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)), invIDs, nil
+		return append(append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)), notice...), invIDs, nil
 	})
 }
 
@@ -178,6 +185,6 @@ func (s *Service) CancelSubscription(ctx context.Context, p auth.Principal, id s
 			}
 		}
 		invoicing.EndSubscription(sub, now, now)
-		return []invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub)}, nil, nil
+		return []invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub), invoicing.CanceledNotice(sub)}, nil, nil
 	})
 }

@@ -413,7 +413,7 @@ func (s *Service) CancelDueSubscriptions(ctx context.Context, now time.Time) (in
 			if err := tx.SaveSub(ctx, sub); err != nil {
 				return err
 			}
-			msgs = append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub))
+			msgs = append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub), invoicing.CanceledNotice(sub))
 			ids = append(ids, sub.ID)
 		}
 		return tx.Emit(ctx, msgs)

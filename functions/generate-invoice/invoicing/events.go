@@ -76,3 +76,32 @@ func SubscriptionEvent(typ string, sub *Subscription) Event {
 		MRR:  sub.MRR, Currency: string(sub.Plan.Currency), CurrentPeriodStart: sub.CurrentPeriodStart,
 		CurrentPeriodEnd: sub.CurrentPeriodEnd, CancelAt: sub.CancelAt, CanceledAt: sub.CanceledAt})
 }
+
+// planOf is p as the contract writes it.
+func planOf(p Plan) *events.Plan {
+	return &events.Plan{Name: p.Name, Amount: p.Amount, Currency: string(p.Currency), Interval: p.Interval, IntervalCount: p.IntervalCount}
+}
+
+// PlanChangedNotice tells sub's customer its plan changed from previous
+// to the plan it has now.
+func PlanChangedNotice(sub *Subscription, previous Plan) Event {
+	return subscriptionNotice(events.NotifySubscriptionChanged, sub, &previous)
+}
+
+// CanceledNotice tells sub's customer the subscription ended (after
+// EndSubscription).
+func CanceledNotice(sub *Subscription) Event {
+	return subscriptionNotice(events.NotifySubscriptionCanceled, sub, nil)
+}
+
+func subscriptionNotice(kind string, sub *Subscription, previous *Plan) Event {
+	req := events.NotificationRequested{Kind: kind, AccountID: sub.AccountID, UserID: sub.UserID,
+		SubscriptionID: sub.ID, Currency: string(sub.Plan.Currency), Email: sub.Customer.Email, Plan: planOf(sub.Plan)}
+	if previous != nil {
+		req.PreviousPlan = planOf(*previous)
+	}
+	if kind == events.NotifySubscriptionCanceled {
+		req.EndedAt = sub.CanceledAt // EndSubscription: when it took effect
+	}
+	return NewEvent(events.TypeNotificationRequested, sub.ID, sub.AccountID, req)
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/render"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/money"
 )
 
 //go:embed templates/*.tmpl
@@ -83,6 +84,11 @@ type view struct {
 	Memo                            string
 	Attached, NothingDue, Renewal   bool
 	Period                          string
+	// A subscription's notice: its plan (the new one, or the one that
+	// ended), the plan before a change, and when it ended.
+	Plan, PlanPrice             string
+	PreviousPlan, PreviousPrice string
+	EndedAt                     string
 }
 
 type viewLine struct{ Description, Quantity, Amount string }
@@ -137,7 +143,7 @@ func attaches(kind string) bool {
 // lines): subject, plain text and HTML from the templates, the PDF of the
 // invoice attached for the kinds that ask for payment.
 func Compose(n *Notification, inv *invoicing.Invoice, from Sender) (*Email, error) {
-	if !Kinds[n.Kind] {
+	if !Kinds[n.Kind] || AboutSubscription(n.Kind) {
 		return nil, fmt.Errorf("notification kind %q has no template", n.Kind)
 	}
 	req := n.Data
@@ -159,6 +165,90 @@ func Compose(n *Notification, inv *invoicing.Invoice, from Sender) (*Email, erro
 		v.Lines = append(v.Lines, viewLine{Description: l.Description, Quantity: l.Quantity.String(),
 			Amount: render.FormatMoneyIn(l.Total, inv.Currency, loc, false)})
 	}
+	e, err := build(n, v, Subject(n.Kind, inv, req, company), from)
+	if err != nil {
+		return nil, err
+	}
+	if v.Attached {
+		var pdf bytes.Buffer
+		if err := render.PDF(&pdf, inv); err != nil {
+			return nil, fmt.Errorf("the invoice PDF: %w", err)
+		}
+		e.Attachments = append(e.Attachments, Attachment{Name: number(inv) + ".pdf", ContentType: "application/pdf", Data: pdf.Bytes()})
+	}
+	return e, nil
+}
+
+func greeting(inv *invoicing.Invoice) string { return greet(inv.Customer) }
+
+func greet(c invoicing.Customer) string {
+	if n := strings.TrimSpace(c.Name); n != "" {
+		return "Hello " + n + ","
+	}
+	return "Hello,"
+}
+
+// PlanPrice writes what a plan bills, in the customer's locale: "$29.00
+// per month", "€120.00 every 3 months".
+func PlanPrice(p *events.Plan, locale string) string {
+	if p == nil {
+		return ""
+	}
+	amount := render.FormatMoneyIn(p.Amount, money.Currency(p.Currency), locale, false)
+	if p.IntervalCount <= 1 {
+		return amount + " per " + p.Interval
+	}
+	return fmt.Sprintf("%s every %d %ss", amount, p.IntervalCount, p.Interval)
+}
+
+func planName(p *events.Plan) string {
+	if p == nil || strings.TrimSpace(p.Name) == "" {
+		return "your plan"
+	}
+	return p.Name
+}
+
+// endedOn is the date a canceled subscription ended.
+func endedOn(req events.NotificationRequested) string {
+	if req.EndedAt == nil {
+		return ""
+	}
+	return req.EndedAt.UTC().Format(time.DateOnly)
+}
+
+// SubscriptionSubject says what a subscription's email is.
+func SubscriptionSubject(kind string, sub *invoicing.Subscription, req events.NotificationRequested) string {
+	loc := sub.Customer.Locale
+	switch kind {
+	case events.NotifySubscriptionChanged:
+		return fmt.Sprintf("Your subscription changed: %s → %s, %s", planName(req.PreviousPlan), planName(req.Plan), PlanPrice(req.Plan, loc))
+	case events.NotifySubscriptionCanceled:
+		if d := endedOn(req); d != "" {
+			return fmt.Sprintf("Your %s subscription ended on %s", planName(req.Plan), d)
+		}
+		return fmt.Sprintf("Your %s subscription ended", planName(req.Plan))
+	}
+	return "About your subscription"
+}
+
+// ComposeSubscription writes n's email about sub (a subscription's
+// notice: subscription_changed, subscription_canceled) from the request's
+// data (the plans as they were at the change) and the subscription's
+// customer: subject, plain text and HTML from the same templates.
+func ComposeSubscription(n *Notification, sub *invoicing.Subscription, from Sender) (*Email, error) {
+	if !Kinds[n.Kind] || !AboutSubscription(n.Kind) {
+		return nil, fmt.Errorf("notification kind %q is not about a subscription", n.Kind)
+	}
+	req := n.Data
+	loc := sub.Customer.Locale
+	v := view{Kind: n.Kind, Company: from.Name(), Greeting: greet(sub.Customer),
+		Plan: planName(req.Plan), PlanPrice: PlanPrice(req.Plan, loc),
+		PreviousPlan: planName(req.PreviousPlan), PreviousPrice: PlanPrice(req.PreviousPlan, loc), EndedAt: endedOn(req)}
+	return build(n, v, SubscriptionSubject(n.Kind, sub, req), from)
+}
+
+// build executes the templates for v and makes the email.
+func build(n *Notification, v view, subject string, from Sender) (*Email, error) {
 	var html, text bytes.Buffer
 	if err := htmlTmpl.Execute(&html, v); err != nil {
 		return nil, err
@@ -170,24 +260,9 @@ func Compose(n *Notification, inv *invoicing.Invoice, from Sender) (*Email, erro
 	if err != nil {
 		return nil, err
 	}
-	e := &Email{From: from.From, To: n.Recipient, Subject: Subject(n.Kind, inv, req, company),
+	return &Email{From: from.From, To: n.Recipient, Subject: subject,
 		Text: text.String(), HTML: html.String(), MessageID: n.MessageID,
 		// Billing emails are transactional, but a reader's client still
 		// offers "unsubscribe": it writes to the sender, who decides.
-		ListUnsubscribe: "<mailto:" + addr.Address + "?subject=" + url.PathEscape("unsubscribe "+n.AccountID) + ">"}
-	if v.Attached {
-		var pdf bytes.Buffer
-		if err := render.PDF(&pdf, inv); err != nil {
-			return nil, fmt.Errorf("the invoice PDF: %w", err)
-		}
-		e.Attachments = append(e.Attachments, Attachment{Name: number(inv) + ".pdf", ContentType: "application/pdf", Data: pdf.Bytes()})
-	}
-	return e, nil
-}
-
-func greeting(inv *invoicing.Invoice) string {
-	if n := strings.TrimSpace(inv.Customer.Name); n != "" {
-		return "Hello " + n + ","
-	}
-	return "Hello,"
+		ListUnsubscribe: "<mailto:" + addr.Address + "?subject=" + url.PathEscape("unsubscribe "+n.AccountID) + ">"}, nil
 }

@@ -37,11 +37,19 @@ const (
 
 // Kinds this version writes (events.Notify…).
 var Kinds = map[string]bool{
-	events.NotifyInvoiceFinalized: true,
-	events.NotifyInvoicePaid:      true,
-	events.NotifyPaymentFailed:    true,
-	events.NotifyInvoiceOverdue:   true,
-	events.NotifyInvoiceReminder:  true,
+	events.NotifyInvoiceFinalized:     true,
+	events.NotifyInvoicePaid:          true,
+	events.NotifyPaymentFailed:        true,
+	events.NotifyInvoiceOverdue:       true,
+	events.NotifyInvoiceReminder:      true,
+	events.NotifySubscriptionChanged:  true,
+	events.NotifySubscriptionCanceled: true,
+}
+
+// AboutSubscription reports whether a kind is about a subscription (it
+// names no invoice).
+func AboutSubscription(kind string) bool {
+	return kind == events.NotifySubscriptionChanged || kind == events.NotifySubscriptionCanceled
 }
 
 // CodeNotResendable: a resend of a notification that was suppressed (no
@@ -51,28 +59,41 @@ const CodeNotResendable apperr.Code = "notification_not_resendable"
 // Notification is one email of the delivery log, as GET /notifications
 // shows it.
 type Notification struct {
-	Object        string                       `json:"object"`
-	ID            string                       `json:"id"`
-	Kind          string                       `json:"kind"`
-	InvoiceID     string                       `json:"invoice_id"`
-	AccountID     string                       `json:"account_id"`
-	UserID        string                       `json:"user_id"`
-	Recipient     string                       `json:"recipient"`
-	Status        string                       `json:"status"`
-	Reason        *string                      `json:"reason"`
-	Subject       string                       `json:"subject"`
-	MessageID     string                       `json:"message_id"`
-	Attempts      int                          `json:"attempts"`
-	NextAttemptAt *time.Time                   `json:"next_attempt_at"`
-	SMTPCode      *int                         `json:"smtp_code"`
-	SMTPResponse  *string                      `json:"smtp_response"`
-	ResendOf      *string                      `json:"resend_of"`
-	Data          events.NotificationRequested `json:"data"`
-	EventSource   string                       `json:"-"`
-	EventID       string                       `json:"-"`
-	CreatedAt     time.Time                    `json:"created_at"`
-	UpdatedAt     time.Time                    `json:"updated_at"`
-	SentAt        *time.Time                   `json:"sent_at"`
+	Object         string                       `json:"object"`
+	ID             string                       `json:"id"`
+	Kind           string                       `json:"kind"`
+	InvoiceID      *string                      `json:"invoice_id"`      // the invoice it is about, or
+	SubscriptionID *string                      `json:"subscription_id"` // the subscription (subscription_changed, subscription_canceled)
+	AccountID      string                       `json:"account_id"`
+	UserID         string                       `json:"user_id"`
+	Recipient      string                       `json:"recipient"`
+	Status         string                       `json:"status"`
+	Reason         *string                      `json:"reason"`
+	Subject        string                       `json:"subject"`
+	MessageID      string                       `json:"message_id"`
+	Attempts       int                          `json:"attempts"`
+	NextAttemptAt  *time.Time                   `json:"next_attempt_at"`
+	SMTPCode       *int                         `json:"smtp_code"`
+	SMTPResponse   *string                      `json:"smtp_response"`
+	ResendOf       *string                      `json:"resend_of"`
+	Data           events.NotificationRequested `json:"data"`
+	EventSource    string                       `json:"-"`
+	EventID        string                       `json:"-"`
+	CreatedAt      time.Time                    `json:"created_at"`
+	UpdatedAt      time.Time                    `json:"updated_at"`
+	SentAt         *time.Time                   `json:"sent_at"`
+}
+
+// About names what the notification is about, for logs:
+// "invoice <id>" or "subscription <id>".
+func (n *Notification) About() string {
+	switch {
+	case n.InvoiceID != nil:
+		return "invoice " + *n.InvoiceID
+	case n.SubscriptionID != nil:
+		return "subscription " + *n.SubscriptionID
+	}
+	return ""
 }
 
 // DataJSON is the request's data as stored.
@@ -86,11 +107,18 @@ func (n *Notification) DataJSON() []byte {
 
 // New is the log's row for a requested notification: queued for now, or
 // suppressed with its reason when it cannot be sent (no address, a kind
-// this version does not write). recipient is the invoice's customer email.
+// this version does not write). recipient is the invoice's (or the
+// subscription's) customer email.
 func New(id, source, eventID string, req events.NotificationRequested, recipient, domain string, now time.Time) *Notification {
-	n := &Notification{Object: "notification", ID: id, Kind: req.Kind, InvoiceID: req.InvoiceID, AccountID: req.AccountID,
+	n := &Notification{Object: "notification", ID: id, Kind: req.Kind, AccountID: req.AccountID,
 		UserID: req.UserID, Recipient: recipient, Data: req, EventSource: source, EventID: eventID,
 		MessageID: id + "@" + domain, CreatedAt: now, UpdatedAt: now}
+	if req.InvoiceID != "" {
+		n.InvoiceID = &req.InvoiceID
+	}
+	if req.SubscriptionID != "" {
+		n.SubscriptionID = &req.SubscriptionID
+	}
 	switch {
 	case !Kinds[req.Kind]:
 		n.suppress(ReasonUnknownKind)

@@ -103,3 +103,40 @@ func TestComposeFormatsForTheCustomersLocale(t *testing.T) {
 		t.Fatalf("JPY in en: %q", e.Subject)
 	}
 }
+
+// A subscription's notices: the plans as the request recorded them, in
+// the subscription customer's locale, HTML escaping what the customer
+// wrote; no PDF.
+func TestComposeSubscriptionNotices(t *testing.T) {
+	at := time.Date(2026, 5, 20, 12, 0, 0, 0, time.UTC)
+	sub := &invoicing.Subscription{ID: "sub", AccountID: "acct", Customer: invoicing.Customer{Name: "Käthe <K>", Email: "k@example.de", Locale: "de-DE"}}
+	pro := &events.Plan{Name: "Pro", Amount: 2900, Currency: "EUR", Interval: "month", IntervalCount: 1}
+	max := &events.Plan{Name: "Max", Amount: 12000, Currency: "EUR", Interval: "month", IntervalCount: 3}
+	from := Sender{From: "Acme <billing@acme.example>"}
+	req := events.NotificationRequested{Kind: events.NotifySubscriptionChanged, SubscriptionID: "sub", Plan: max, PreviousPlan: pro}
+	n := New("0191", "src", "ev1", req, "k@example.de", "acme.example", at)
+	if n.InvoiceID != nil || n.SubscriptionID == nil || n.Status != Queued {
+		t.Fatalf("notification %+v", n)
+	}
+	e, err := ComposeSubscription(n, sub, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Your subscription changed: Pro → Max, 120,00\u00a0€ every 3 months"; e.Subject != want {
+		t.Fatalf("subject %q, want %q", e.Subject, want)
+	}
+	if !strings.Contains(e.Text, "from Pro (29,00\u00a0€ per month) to Max") || !strings.Contains(e.HTML, "Hello Käthe &lt;K&gt;,") ||
+		len(e.Attachments) != 0 || e.MessageID != "0191@acme.example" {
+		t.Fatalf("email %+v", e)
+	}
+	if _, err := Compose(n, &invoicing.Invoice{}, from); err == nil {
+		t.Fatal("Compose wrote a subscription's notice as an invoice's")
+	}
+
+	req = events.NotificationRequested{Kind: events.NotifySubscriptionCanceled, SubscriptionID: "sub", Plan: max, EndedAt: &at}
+	n = New("0192", "src", "ev2", req, "k@example.de", "acme.example", at)
+	if e, err = ComposeSubscription(n, sub, from); err != nil || e.Subject != "Your Max subscription ended on 2026-05-20" ||
+		!strings.Contains(e.Text, "ended on 2026-05-20") {
+		t.Fatalf("canceled: %v %+v", err, e)
+	}
+}

@@ -17,13 +17,13 @@ import (
 
 // ---- the delivery log of the customer's emails (invoice_notifications) ----
 
-const notificationCols = `id, event_source, event_id, kind, invoice_id, account_id, owner_user_id, recipient, status, reason,
+const notificationCols = `id, event_source, event_id, kind, invoice_id, subscription_id, account_id, owner_user_id, recipient, status, reason,
 	data, message_id, subject, attempts, next_attempt_at, smtp_code, smtp_response, resend_of, created_at, updated_at, sent_at`
 
 func scanNotification(row pgx.Row) (*notify.Notification, error) {
 	n := &notify.Notification{Object: "notification"}
 	var data []byte
-	err := row.Scan(&n.ID, &n.EventSource, &n.EventID, &n.Kind, &n.InvoiceID, &n.AccountID, &n.UserID, &n.Recipient,
+	err := row.Scan(&n.ID, &n.EventSource, &n.EventID, &n.Kind, &n.InvoiceID, &n.SubscriptionID, &n.AccountID, &n.UserID, &n.Recipient,
 		&n.Status, &n.Reason, &data, &n.MessageID, &n.Subject, &n.Attempts, &n.NextAttemptAt, &n.SMTPCode,
 		&n.SMTPResponse, &n.ResendOf, &n.CreatedAt, &n.UpdatedAt, &n.SentAt)
 	if err != nil {
@@ -42,11 +42,12 @@ func scanNotification(row pgx.Row) (*notify.Notification, error) {
 // already (the receiver's dedupe makes that rare; this makes it certain).
 func (tx *Tx) InsertNotification(ctx context.Context, n *notify.Notification) (bool, error) {
 	tag, err := tx.Exec(ctx, `INSERT INTO invoice_notifications (id, event_source, event_id, kind, invoice_id, account_id,
-		owner_user_id, recipient, status, reason, data, message_id, subject, attempts, next_attempt_at, resend_of, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16, $16)
+		owner_user_id, recipient, status, reason, data, message_id, subject, attempts, next_attempt_at, resend_of, created_at, updated_at,
+		subscription_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16, $16, $17)
 		ON CONFLICT (event_source, event_id) DO NOTHING`,
 		n.ID, n.EventSource, n.EventID, n.Kind, n.InvoiceID, n.AccountID, n.UserID, n.Recipient, n.Status, n.Reason,
-		n.DataJSON(), n.MessageID, n.Subject, n.NextAttemptAt, n.ResendOf, n.CreatedAt)
+		n.DataJSON(), n.MessageID, n.Subject, n.NextAttemptAt, n.ResendOf, n.CreatedAt, n.SubscriptionID)
 	return err == nil && tag.RowsAffected() > 0, err
 }
 
@@ -78,6 +79,7 @@ type NotificationFilter = billing.NotificationFilter
 func (s *Store) ListNotifications(ctx context.Context, f NotificationFilter) ([]*notify.Notification, error) {
 	var w postgres.Where
 	w.Filter("invoice_id", f.InvoiceID)
+	w.Filter("subscription_id", f.SubscriptionID)
 	w.Filter("status", f.Status)
 	if f.Before != "" {
 		w.And("id < ?::uuid", f.Before)

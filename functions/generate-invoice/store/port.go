@@ -54,6 +54,11 @@ func (tx *Tx) Coupon(ctx context.Context, id string, lock bool) (invoicing.Coupo
 	return GetCoupon(ctx, tx, id, lock)
 }
 
+// Subscription reads subscription id in the transaction.
+func (tx *Tx) Subscription(ctx context.Context, id string) (*invoicing.Subscription, error) {
+	return GetSub(ctx, tx, id, false)
+}
+
 // InsertSub writes a new subscription.
 func (tx *Tx) InsertSub(ctx context.Context, sub *invoicing.Subscription) error {
 	return InsertSub(ctx, tx, sub)
