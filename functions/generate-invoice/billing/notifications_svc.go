@@ -121,6 +121,9 @@ func (s *Service) SendDue(ctx context.Context) (int, error) {
 	}
 	s.mail.sendMu.Lock()
 	defer s.mail.sendMu.Unlock()
+	// One SMTP connection for the whole pass.
+	smtp := s.mail.SMTP.Session()
+	defer smtp.Close()
 	total := 0
 	for {
 		ns, err := s.store.ClaimDueNotifications(ctx, s.Clock(), mailLease, mailBatch)
@@ -128,7 +131,7 @@ func (s *Service) SendDue(ctx context.Context) (int, error) {
 			return total, err
 		}
 		for _, n := range ns {
-			if err := s.sendOne(ctx, n); err != nil {
+			if err := s.sendOne(ctx, smtp, n); err != nil {
 				return total, err
 			}
 			total++
@@ -139,7 +142,7 @@ func (s *Service) SendDue(ctx context.Context) (int, error) {
 	}
 }
 
-func (s *Service) sendOne(ctx context.Context, n *notify.Notification) error {
+func (s *Service) sendOne(ctx context.Context, smtp *notify.Session, n *notify.Notification) error {
 	e, err := s.compose(ctx, n)
 	var (
 		o    notify.Outcome
@@ -149,7 +152,7 @@ func (s *Service) sendOne(ctx context.Context, n *notify.Notification) error {
 	switch {
 	case err == nil:
 		n.Subject = e.Subject
-		o, sent = s.mail.SMTP.Send(ctx, e, s.Clock())
+		o, sent = smtp.Send(ctx, e, s.Clock())
 	case errors.As(err, &pe) && pe.Code == apperr.NotFound, errors.Is(err, errCannotCompose):
 		o = notify.Outcome{Response: "cannot compose: " + err.Error()} // permanent
 	default:

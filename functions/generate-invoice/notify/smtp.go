@@ -127,19 +127,48 @@ func Message(e *Email, now time.Time) (*gomail.Msg, error) {
 // server would refuse): permanent.
 var ErrBadMessage = errors.New("the email cannot be built")
 
+// Send delivers e on a connection of its own (Session sends several on
+// one). The outcome says what the server answered; sent is true when it
+// accepted the message.
+func (m *Mailer) Send(ctx context.Context, e *Email, now time.Time) (o Outcome, sent bool) {
+	s := m.Session()
+	defer s.Close()
+	return s.Send(ctx, e, now)
+}
+
+// Session sends emails one after the other over one SMTP connection:
+// dialed at the first, closed and dialed again after any failure (the
+// connection may be broken or the server may want it closed), so one
+// sending pass costs one TCP (and TLS, and AUTH) handshake, not one per
+// email. A Session is not safe for concurrent use.
+type Session struct {
+	m *Mailer
+	c *gomail.Client // nil until dialed, and after a failure
+}
+
+// Session starts a session; Close ends it.
+func (m *Mailer) Session() *Session { return &Session{m: m} }
+
 // Send delivers e. The outcome says what the server answered; sent is
 // true when it accepted the message. A dial failure or timeout is
 // temporary (code 0): the next attempt may find the server back.
-func (m *Mailer) Send(ctx context.Context, e *Email, now time.Time) (o Outcome, sent bool) {
+func (s *Session) Send(ctx context.Context, e *Email, now time.Time) (o Outcome, sent bool) {
 	msg, err := Message(e, now)
 	if err != nil {
 		return Outcome{Response: fmt.Sprintf("%v: %v", ErrBadMessage, err)}, false
 	}
-	c, err := m.client()
-	if err != nil {
-		return Outcome{Response: "SMTP client: " + err.Error(), Temporary: true}, false
+	if s.c == nil {
+		c, err := s.m.client()
+		if err != nil {
+			return Outcome{Response: "SMTP client: " + err.Error(), Temporary: true}, false
+		}
+		if err := c.DialWithContext(ctx); err != nil {
+			return Outcome{Response: err.Error(), Temporary: true}, false
+		}
+		s.c = c
 	}
-	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+	if err := s.c.Send(msg); err != nil {
+		s.Close()
 		var se *gomail.SendError
 		if errors.As(err, &se) && se.ErrorCode() >= 400 {
 			return Outcome{Code: se.ErrorCode(), Response: err.Error(), Temporary: se.ErrorCode() < 500}, false
@@ -152,4 +181,12 @@ func (m *Mailer) Send(ctx context.Context, e *Email, now time.Time) (o Outcome, 
 		resp = "accepted"
 	}
 	return Outcome{Code: 250, Response: resp}, true
+}
+
+// Close ends the session's connection (QUIT), if it has one.
+func (s *Session) Close() {
+	if s.c != nil {
+		_ = s.c.Close()
+		s.c = nil
+	}
 }
