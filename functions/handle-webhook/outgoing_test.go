@@ -21,6 +21,7 @@ import (
 	"github.com/billfn/billfn/functions/handle-webhook/api"
 	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -528,5 +529,62 @@ func TestEndpointTestEvent(t *testing.T) {
 	}
 	if rec := r.admin_("POST", "/endpoints/"+uuid.NewString()+"/test", nil, auth.RoleAdmin, ""); rec.Code != http.StatusNotFound {
 		t.Fatalf("test of no endpoint: %d", rec.Code)
+	}
+}
+
+// The tick prunes the delivery log: a finished delivery (succeeded, or
+// failed after its schedule) goes WEBHOOK_DELIVERY_RETENTION after its
+// last attempt; a pending one stays, however old.
+func TestFinishedDeliveriesArePrunedAfterTheRetention(t *testing.T) {
+	r := newRig(t, func(c *api.Config) { c.DeliveryRetention = config.Duration(30 * 24 * time.Hour) })
+	ok := newReceiver(t, nil)
+	failing := newReceiver(t, func(int) int { return 500 })
+	held := newReceiver(t, nil)
+	eOK, eFailing := r.endpoint(ok.srv.URL, events.TypeInvoicePaid), r.endpoint(failing.srv.URL, events.TypeInvoicePaid)
+	eHeld := r.endpoint(held.srv.URL, events.TypeInvoicePaid)
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	// Held: its endpoint disabled before the sender came; the delivery waits.
+	if rec := r.admin_("PATCH", "/endpoints/"+eHeld.ID, map[string]any{"disabled": true}, auth.RoleAdmin, ""); rec.Code != 200 {
+		t.Fatalf("disable: %d %s", rec.Code, rec.Body)
+	}
+	start := r.clock.Now()
+	r.send()
+	for _, wait := range outgoing.Schedule {
+		r.clock.Advance(wait)
+		r.send()
+	}
+	left := func(e outgoing.Endpoint) int {
+		return r.count(`SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1`, e.ID)
+	}
+	tick := func() {
+		if err := r.s.Tick(context.Background()); err != nil {
+			t.Fatalf("tick: %v", err)
+		}
+	}
+	var failed outgoing.Delivery
+	r.getJSON("/deliveries/"+failing.requests()[0].id, &failed)
+	if failed.Status != outgoing.Failed || left(eOK) != 1 || left(eHeld) != 1 {
+		t.Fatalf("before: failed %+v, %d ok, %d held", failed, left(eOK), left(eHeld))
+	}
+
+	r.clock.Set(start.Add(30*24*time.Hour - time.Minute))
+	tick()
+	if left(eOK) != 1 || left(eFailing) != 1 || left(eHeld) != 1 {
+		t.Fatal("pruned before the retention")
+	}
+	r.clock.Set(start.Add(30*24*time.Hour + time.Minute))
+	tick()
+	if left(eOK) != 0 || left(eFailing) != 1 || left(eHeld) != 1 {
+		t.Fatalf("after 30 days: %d succeeded, %d failed (last attempt %s), %d pending left", left(eOK), left(eFailing), failed.LastAttemptAt, left(eHeld))
+	}
+	r.clock.Set(failed.LastAttemptAt.Add(30*24*time.Hour + time.Minute))
+	tick()
+	if left(eFailing) != 0 || left(eHeld) != 1 {
+		t.Fatalf("30 days after the failure: %d failed, %d pending left", left(eFailing), left(eHeld))
+	}
+	r.clock.Advance(365 * 24 * time.Hour)
+	tick()
+	if left(eHeld) != 1 {
+		t.Fatal("a pending delivery was pruned")
 	}
 }

@@ -46,6 +46,10 @@ type Config struct {
 	AllowedHosts string `envconfig:"WEBHOOK_ALLOWED_HOSTS"`
 	// SendTimeout bounds one attempt to deliver to an endpoint.
 	SendTimeout config.Duration `envconfig:"WEBHOOK_SEND_TIMEOUT" default:"15s"`
+	// DeliveryRetention is how long a finished outgoing delivery
+	// (succeeded or failed) stays in the delivery log after its last
+	// attempt; the tick deletes older ones. 0 keeps them for ever.
+	DeliveryRetention config.Duration `envconfig:"WEBHOOK_DELIVERY_RETENTION" default:"720h"`
 }
 
 // API is handle-webhook's handlers over its store.
@@ -97,7 +101,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	}
 	d.Events.Batch = a.store.Batch(a.onEvents)
 	d.Events.Tick = a.Tick
-	d.Collect(webhooksTotal, outgoingTotal, endpointsDisabled)
+	d.Collect(webhooksTotal, outgoingTotal, endpointsDisabled, deliveriesPruned)
 	return a, nil
 }
 
@@ -195,12 +199,45 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 }
 
 // Tick releases parked deliveries whose payment is known, publishes
-// what the fast path missed and wakes the webhook sender.
+// what the fast path missed, prunes the outgoing delivery log and wakes
+// the webhook sender.
 func (a *API) Tick(ctx context.Context) error {
 	err := a.store.ReleaseParked(ctx)
 	_, perr := a.d.Publisher.Sweep(ctx)
+	_, prerr := a.PruneDeliveries(ctx)
 	a.kick()
-	return errors.Join(err, perr)
+	return errors.Join(err, perr, prerr)
+}
+
+// Pruning: a tick deletes at most pruneRounds × pruneBatch finished
+// deliveries, in short transactions; a backlog (the first tick after
+// retention was shortened) goes over the next ticks.
+const (
+	pruneBatch  = 5000
+	pruneRounds = 10
+)
+
+// PruneDeliveries deletes the finished outgoing deliveries whose last
+// attempt is older than WEBHOOK_DELIVERY_RETENTION (none when it is 0)
+// and answers how many.
+func (a *API) PruneDeliveries(ctx context.Context) (int, error) {
+	keep := time.Duration(a.cfg.DeliveryRetention)
+	if keep <= 0 {
+		return 0, nil
+	}
+	total := 0
+	for range pruneRounds {
+		n, err := a.store.PruneDeliveries(ctx, a.now().Add(-keep), pruneBatch)
+		total += n
+		if err != nil || n < pruneBatch {
+			if total > 0 {
+				deliveriesPruned.Add(float64(total))
+			}
+			return total, err
+		}
+	}
+	deliveriesPruned.Add(float64(total))
+	return total, nil
 }
 
 // Start runs the outgoing webhooks' sender until the function stops.

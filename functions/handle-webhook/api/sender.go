@@ -41,6 +41,10 @@ var (
 		Name: "billfn_webhook_deliveries_total",
 		Help: "Attempts to deliver events to merchants' webhook endpoints, by outcome (succeeded, retrying, failed).",
 	}, []string{"outcome"})
+	deliveriesPruned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "billfn_webhook_deliveries_pruned_total",
+		Help: "Finished outgoing webhook deliveries deleted from the delivery log after WEBHOOK_DELIVERY_RETENTION.",
+	})
 	endpointsDisabled = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "billfn_webhook_endpoints_disabled_total",
 		Help: "Webhook endpoints disabled after their retry schedule was spent.",

@@ -379,3 +379,13 @@ func (s *Store) Retry(ctx context.Context, id string) (*outgoing.Delivery, error
 	}
 	return s.Delivery(ctx, id)
 }
+
+// PruneDeliveries deletes up to limit finished deliveries (succeeded or
+// failed) whose last attempt is before cutoff, oldest first, and answers
+// how many it deleted. Pending ones are never pruned, whatever their age.
+func (s *Store) PruneDeliveries(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_deliveries WHERE id IN (
+		SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND last_attempt_at < $1
+		ORDER BY last_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff, limit)
+	return int(tag.RowsAffected()), err
+}
