@@ -60,9 +60,12 @@ func functionURL(name string) string {
 
 // run is one loadgen invocation of the standard set.
 type run struct {
-	Name     string // bin/bench/<Name>/ holds its profiles
-	Title    string
-	Args     []string
+	Name  string // bin/bench/<Name>/ holds its profiles
+	Title string
+	Args  []string
+	// Do runs a scenario the bench drives itself (notify.go) instead of
+	// loadgen with Args.
+	Do       func(ctx context.Context, at phases) (*loadResult, error)
 	Target   string                   // what the issue asks for, for the report
 	Check    func(r *loadResult) bool // whether the target is met
 	Result   *loadResult
@@ -211,6 +214,7 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 		runs = append(runs, extra)
 	}
 	runs = append(runs, platformRuns(gw, filepath.Join(tmp, "run", "secrets"), quick)...)
+	runs = append(runs, notifyRuns(gw, filepath.Join(tmp, "run", "secrets"), quick)...)
 	runs = slices.DeleteFunc(runs, func(r *run) bool { return selected != nil && !selected.MatchString(r.Name) })
 	step("the stack idle (after " + statsDelay.String() + " for PostgreSQL's statistics), 10 s")
 	idle := idleCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database}, 10*time.Second)
@@ -224,7 +228,11 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 			}
 		}
 		var m *meter
-		r.Result, err = loadgen(ctx, tmp, r.Args, phases{
+		load := func(at phases) (*loadResult, error) { return loadgen(ctx, tmp, r.Args, at) }
+		if r.Do != nil {
+			load = func(at phases) (*loadResult, error) { return r.Do(ctx, at) }
+		}
+		r.Result, err = load(phases{
 			start: func(client int) {
 				m = beginCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, clientPid: client})
 				prof.start()
@@ -304,7 +312,7 @@ func startStack(ctx context.Context, root, tmp string) (*stackProc, error) {
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(),
 		"BILLFN_GATEWAY_ADDR="+gatewayAddr, "BILLFN_KAFKA_ADDR="+kafkaAddr, "BILLFN_TRIGGER_ADDR="+triggerAddr,
-		"STRIPE_MOCK_ADDR="+stripeAddr, "BILLFN_FUNCTION_PORT="+strconv.Itoa(functionBase),
+		"STRIPE_MOCK_ADDR="+stripeAddr, "MAILPIT_SMTP_ADDR="+mailpitSMTPAddr, "MAILPIT_UI_ADDR="+mailpitUIAddr, "BILLFN_FUNCTION_PORT="+strconv.Itoa(functionBase),
 		"BILLFN_RUN_DIR="+filepath.Join(tmp, "run"), "BILLFN_STACK_ID="+marker, "LOG_LEVEL=warn",
 		// A few principals push thousands of requests a second from one
 		// address: the per-caller rate limits are off for the measurement
