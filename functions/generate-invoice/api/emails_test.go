@@ -409,3 +409,55 @@ func TestFailedPaymentTellsTheCustomerWhatToDo(t *testing.T) {
 		t.Fatalf("notice:\n%s", msg.Text)
 	}
 }
+
+// The tick prunes the email log: a notification done with (sent, failed,
+// suppressed) goes EMAIL_LOG_RETENTION (a year) after its last change; a
+// resend outlives the email it sent again; a queued one stays.
+func TestEmailLogIsPrunedAfterTheRetention(t *testing.T) {
+	g, mp := mailRig(t)
+	t0 := g.clock.Now()
+	send := func() invoicing.Invoice {
+		body := invoiceBody(uuid.NewString(), uuid.NewString())
+		body["auto_finalize"] = true
+		body["customer"].(map[string]any)["email"] = "ret-" + uuid.NewString()[:8] + "@example.com"
+		inv := g.createInvoice("", body)
+		g.deliver(g.notificationEvents(inv.ID, "")...)
+		g.tick()
+		return inv
+	}
+	first := send()
+	orig := g.notifications("invoice_id=" + first.ID)[0]
+	g.clock.Advance(10 * 24 * time.Hour)
+	must(t, g.asAdmin("POST", "/notifications/"+orig.ID+"/resend", nil), 202)
+	g.tick()
+	mp.Stop()
+	second := send() // stays queued while Mailpit is away
+	statuses := func(inv invoicing.Invoice) string {
+		var s []string
+		for _, n := range g.notifications("invoice_id=" + inv.ID) {
+			s = append(s, n.Status)
+		}
+		return strings.Join(s, ",")
+	}
+	if a, b := statuses(first), statuses(second); a != "sent,sent" || b != "queued" {
+		t.Fatalf("before: %s / %s", a, b)
+	}
+
+	g.clock.Set(t0.Add(365*24*time.Hour - time.Minute))
+	g.tick()
+	if a := statuses(first); a != "sent,sent" {
+		t.Fatalf("pruned before a year: %s", a)
+	}
+	g.clock.Set(t0.Add(365*24*time.Hour + time.Minute))
+	g.tick()
+	log := g.notifications("invoice_id=" + first.ID)
+	if len(log) != 1 || log[0].ID == orig.ID || log[0].ResendOf != nil || statuses(second) != "queued" {
+		t.Fatalf("a year on: %+v; second %s", log, statuses(second))
+	}
+	problemOf(t, g.asAdmin("GET", "/notifications/"+orig.ID, nil), 404, "not_found")
+	g.clock.Advance(10 * 24 * time.Hour)
+	g.tick()
+	if a, b := statuses(first), statuses(second); a != "" || b != "queued" {
+		t.Fatalf("a year after the resend: %q / %q", a, b)
+	}
+}

@@ -172,6 +172,7 @@ func (s *Service) tick(ctx context.Context) error {
 		{"overdue", s.b.FlagOverdue},
 		{"dunning", s.b.RunDunning},
 		{"emails", func(ctx context.Context, _ time.Time) (int, error) { return s.SendDue(ctx) }},
+		{"email log retention", s.b.PruneNotifications},
 	}
 	for _, st := range steps {
 		n, err := st.fn(ctx, now)

@@ -11,6 +11,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/notify"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/ids"
@@ -29,11 +30,18 @@ type EmailConfig struct {
 	// MaxAttempts bounds the attempts of an email whose server answers
 	// temporary failures (4xx, no answer); then it is failed.
 	MaxAttempts int `envconfig:"EMAIL_MAX_ATTEMPTS" default:"20"`
+	// LogRetention is how long a notification that is done with (sent,
+	// failed, suppressed) stays in the delivery log after its last
+	// change; the tick deletes older ones. 0 keeps them for ever.
+	LogRetention config.Duration `envconfig:"EMAIL_LOG_RETENTION" default:"8760h"`
 }
 
 func (c EmailConfig) check() error {
 	if _, err := (notify.Sender{From: c.From}).Address(); err != nil {
 		return err
+	}
+	if c.LogRetention < 0 {
+		return fmt.Errorf("EMAIL_LOG_RETENTION must not be negative")
 	}
 	if c.MaxAttempts < 1 {
 		return fmt.Errorf("EMAIL_MAX_ATTEMPTS must be at least 1")
@@ -54,7 +62,7 @@ type mailer struct {
 // newMail is how the use cases send emails, from cfg (checked by
 // LoadConfig): without SMTP_URL everything stays queued.
 func newMail(cfg EmailConfig) *billing.Mail {
-	m := &billing.Mail{From: notify.Sender{From: cfg.From}, MaxAttempts: cfg.MaxAttempts}
+	m := &billing.Mail{From: notify.Sender{From: cfg.From}, MaxAttempts: cfg.MaxAttempts, LogRetention: time.Duration(cfg.LogRetention)}
 	if cfg.SMTPURL != "" {
 		if c, err := notify.ParseSMTPURL(cfg.SMTPURL); err == nil {
 			m.SMTP = notify.NewMailer(c)

@@ -112,7 +112,8 @@ func DefaultConfig() Config {
 	return Config{NumberPrefix: "INV", DefaultNetDays: 30, MaxLines: 250, BatchMax: 500,
 		CacheTTL:        config.Duration(5 * time.Minute),
 		DunningSchedule: durations{24 * time.Hour, 72 * time.Hour, 168 * time.Hour}, UncollectibleAfter: config.Duration(336 * time.Hour),
-		MaxCatchUp: 36, Email: EmailConfig{From: "billfn billing <billing@billfn.local>", MaxAttempts: 20}}
+		MaxCatchUp: 36, Email: EmailConfig{From: "billfn billing <billing@billfn.local>", MaxAttempts: 20,
+			LogRetention: config.Duration(365 * 24 * time.Hour)}}
 }
 
 // Service is generate-invoice: its HTTP surface, event handlers and tick.

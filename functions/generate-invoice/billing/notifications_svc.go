@@ -30,6 +30,9 @@ type Mail struct {
 	// MaxAttempts bounds the attempts of an email whose server answers
 	// temporary failures; then it is failed.
 	MaxAttempts int
+	// LogRetention is how long a notification that is done with (sent,
+	// failed, suppressed) stays in the log; 0 keeps them for ever.
+	LogRetention time.Duration
 
 	sendMu sync.Mutex // one sending pass at a time per process
 }
@@ -204,6 +207,31 @@ func (s *Service) compose(ctx context.Context, n *notify.Notification) (*notify.
 		return nil, fmt.Errorf("%w: %w", errCannotCompose, err)
 	}
 	return e, nil
+}
+
+// Pruning: a tick deletes at most pruneRounds × pruneBatch notifications,
+// in short transactions; a backlog goes over the next ticks.
+const (
+	pruneBatch  = 5000
+	pruneRounds = 10
+)
+
+// PruneNotifications deletes the notifications done with (sent, failed,
+// suppressed) whose last change is older than the log's retention, and
+// answers how many: tick work.
+func (s *Service) PruneNotifications(ctx context.Context, now time.Time) (int, error) {
+	if s.mail == nil || s.mail.LogRetention <= 0 {
+		return 0, nil
+	}
+	total := 0
+	for range pruneRounds {
+		n, err := s.store.PruneNotifications(ctx, now.Add(-s.mail.LogRetention), pruneBatch)
+		total += n
+		if err != nil || n < pruneBatch {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // ResendNotification queues a new email like a sent or failed one (its

@@ -116,6 +116,9 @@ type Store interface {
 	// RecordAttempt writes the outcome of one attempt.
 	ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*notify.Notification, error)
 	RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error)
+	// PruneNotifications deletes up to limit notifications done with
+	// (not queued) and last changed before cutoff.
+	PruneNotifications(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// Coupon reads coupon id (not_found when there is none); CouponPage
 	// and TaxRatePage list the catalogue after an id.
 	Coupon(ctx context.Context, id string) (invoicing.Coupon, error)

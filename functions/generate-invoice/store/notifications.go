@@ -119,3 +119,13 @@ func (s *Store) RecordAttempt(ctx context.Context, n *notify.Notification) (bool
 		n.ID, n.Status, n.Reason, n.Subject, n.NextAttemptAt, n.SMTPCode, n.SMTPResponse, n.UpdatedAt, n.SentAt, n.Attempts)
 	return err == nil && tag.RowsAffected() > 0, err
 }
+
+// PruneNotifications deletes up to limit notifications that are done with
+// (sent, failed, suppressed) and last changed before cutoff, oldest first,
+// and answers how many. Queued ones are never pruned.
+func (s *Store) PruneNotifications(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM invoice_notifications WHERE id IN (
+		SELECT id FROM invoice_notifications WHERE status <> 'queued' AND updated_at < $1
+		ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, cutoff, limit)
+	return int(tag.RowsAffected()), err
+}

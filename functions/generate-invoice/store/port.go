@@ -163,6 +163,10 @@ func (p port) ClaimDueNotifications(ctx context.Context, now time.Time, lease ti
 	return p.s.ClaimDueNotifications(ctx, now, lease, limit)
 }
 
+func (p port) PruneNotifications(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	return p.s.PruneNotifications(ctx, cutoff, limit)
+}
+
 func (p port) RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error) {
 	return p.s.RecordAttempt(ctx, n)
 }
