@@ -588,3 +588,70 @@ func TestFinishedDeliveriesArePrunedAfterTheRetention(t *testing.T) {
 		t.Fatal("a pending delivery was pruned")
 	}
 }
+
+// With WEBHOOK_SECRETS_KEY the endpoints' secrets are sealed in
+// webhook_endpoints (nothing of the whsec_ there), and deliveries still
+// verify with the secret shown once, across a rotation; a secret stored
+// in clear before the key keeps working and is sealed at its next change.
+func TestEndpointSecretsAreSealedAtRest(t *testing.T) {
+	const key = "bench-and-test-key-0123456789abcdef"
+	r := newRig(t, func(c *api.Config) { c.SecretsKey = key })
+	rc := newReceiver(t, nil)
+	e := r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	stored := func(id string) (cur, prev string) {
+		t.Helper()
+		if err := r.d.Pool.QueryRow(context.Background(), `SELECT secret, coalesce(previous_secret, '') FROM webhook_endpoints WHERE id = $1`,
+			id).Scan(&cur, &prev); err != nil {
+			t.Fatal(err)
+		}
+		return cur, prev
+	}
+	body := strings.TrimPrefix(e.Secret, "whsec_")
+	if cur, _ := stored(e.ID); !strings.HasPrefix(cur, "sealed:v1:") || strings.Contains(cur, body) {
+		t.Fatalf("stored secret %q", cur)
+	}
+	rec := r.admin_("POST", "/endpoints/"+e.ID+"/rotate-secret", nil, auth.RoleAdmin, "")
+	var rotated outgoing.Endpoint
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &rotated) != nil {
+		t.Fatalf("rotate: %d %s", rec.Code, rec.Body)
+	}
+	if cur, prev := stored(e.ID); !strings.HasPrefix(cur, "sealed:v1:") || !strings.HasPrefix(prev, "sealed:v1:") || strings.Contains(prev, body) {
+		t.Fatalf("after the rotation: %q / %q", cur, prev)
+	}
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	r.send()
+	got := rc.requests()
+	if len(got) != 1 {
+		t.Fatalf("%d requests", len(got))
+	}
+	for _, s := range []string{e.Secret, rotated.Secret} {
+		if err := verifySignature(s, got[0], r.clock.Now()); err != nil {
+			t.Errorf("a sealed secret signs: %v", err)
+		}
+	}
+
+	// Stored in clear before the key was configured: read as it is, sealed
+	// at the endpoint's next change.
+	plain := "whsec_" + base64.StdEncoding.EncodeToString([]byte("an-old-secret-of-32-bytes-long!!"))
+	legacy := uuid.NewString()
+	if _, err := r.d.Pool.Exec(context.Background(), `INSERT INTO webhook_endpoints (id, url, events, secret, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, now(), now())`, legacy, rc.srv.URL, []string{events.TypeInvoiceVoided}, plain); err != nil {
+		t.Fatal(err)
+	}
+	r.deliverOK(fact(t, events.TypeInvoiceVoided))
+	r.send()
+	if got := rc.requests(); len(got) != 2 || verifySignature(plain, got[1], r.clock.Now()) != nil {
+		t.Fatalf("the plain secret's endpoint: %d requests", len(got))
+	}
+	if rec := r.admin_("PATCH", "/endpoints/"+legacy, map[string]any{"description": "sealed now"}, auth.RoleAdmin, ""); rec.Code != 200 {
+		t.Fatalf("patch: %d %s", rec.Code, rec.Body)
+	}
+	if cur, _ := stored(legacy); !strings.HasPrefix(cur, "sealed:v1:") {
+		t.Fatalf("not sealed at its next change: %q", cur)
+	}
+	// Without the key, a sealed secret is an error, not a wrong signature.
+	none := newRig(t)
+	if rec := none.admin_("GET", "/endpoints/"+e.ID, nil, auth.RoleAdmin, ""); rec.Code != http.StatusInternalServerError {
+		t.Fatalf("read without the key: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -50,6 +51,10 @@ type Config struct {
 	// (succeeded or failed) stays in the delivery log after its last
 	// attempt; the tick deletes older ones. 0 keeps them for ever.
 	DeliveryRetention config.Duration `envconfig:"WEBHOOK_DELIVERY_RETENTION" default:"720h"`
+	// SecretsKey seals the endpoints' signing secrets at rest
+	// (store.Sealer): keys of at least 32 random characters, comma-separated,
+	// the first sealing, all opening (a rotation). Empty: stored as they are.
+	SecretsKey string `envconfig:"WEBHOOK_SECRETS_KEY" secret:"endpoint-secrets-key"`
 }
 
 // API is handle-webhook's handlers over its store.
@@ -86,6 +91,13 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOK_ALLOWED_HOSTS: %w", err)
 	}
+	sealer, err := store.NewSealer(cfg.SecretsKey)
+	if err != nil {
+		return nil, err
+	}
+	if !sealer.Seals() {
+		slog.Warn("WEBHOOK_SECRETS_KEY is not set: the endpoints' signing secrets are stored in clear")
+	}
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
 	a := &API{d: d, cfg: cfg, now: clock, store: store.New(d.Pool, clock)}
 	if err := a.followSecrets(); err != nil {
@@ -94,6 +106,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	a.guard = egress.NewGuard(hosts, "WEBHOOK_ALLOWED_HOSTS")
 	a.client = a.guard.Client(time.Duration(cfg.SendTimeout))
 	a.wake = make(chan struct{}, 1)
+	a.store.Secrets = sealer
 	a.store.Unparked = func(gateway string, n int) { webhooksTotal.WithLabelValues(gateway, "unparked").Add(float64(n)) }
 	a.limiter = &limiter{rdb: d.Redis, prefix: d.Config.Redis.Prefix + webhooks.Name + ":rl:", limit: cfg.RateLimit, now: clock}
 	for _, typ := range append(outgoing.Deliverable(), webhooks.LearnTypes...) {

@@ -20,28 +20,45 @@ import (
 const endpointCols = `id, url, events, description, disabled, disabled_reason, secret, coalesce(previous_secret, ''),
 	previous_secret_expires_at, created_at, updated_at`
 
-func scanEndpoint(row pgx.Row) (*outgoing.Endpoint, error) {
+func (s *Store) scanEndpoint(row pgx.Row) (*outgoing.Endpoint, error) {
 	e := &outgoing.Endpoint{}
 	var cur, prev string
 	if err := row.Scan(&e.ID, &e.URL, &e.Events, &e.Description, &e.Disabled, &e.DisabledReason, &cur, &prev,
 		&e.PreviousSecretEnds, &e.CreatedAt, &e.UpdatedAt); err != nil {
 		return nil, err
 	}
-	e.SetSecrets(cur, prev)
-	return e, nil
+	return e, s.openSecrets(e, cur, prev)
+}
+
+// openSecrets sets e's secrets from what the row holds (sealed or not).
+func (s *Store) openSecrets(e *outgoing.Endpoint, cur, prev string) error {
+	c, err := s.Secrets.Open(e.ID, cur)
+	if err != nil {
+		return err
+	}
+	p, err := s.Secrets.Open(e.ID, prev)
+	if err != nil {
+		return err
+	}
+	e.SetSecrets(c, p)
+	return nil
 }
 
 // CreateEndpoint stores a new endpoint e (its id, secret and times set).
 func (s *Store) CreateEndpoint(ctx context.Context, e *outgoing.Endpoint) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, events, description, secret, disabled, disabled_reason,
+	secret, err := s.Secrets.Seal(e.ID, e.CurrentSecret())
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, events, description, secret, disabled, disabled_reason,
 		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		e.ID, e.URL, e.Events, e.Description, e.CurrentSecret(), e.Disabled, e.DisabledReason, e.CreatedAt, e.UpdatedAt)
+		e.ID, e.URL, e.Events, e.Description, secret, e.Disabled, e.DisabledReason, e.CreatedAt, e.UpdatedAt)
 	return err
 }
 
 // Endpoint is endpoint id (outgoing.ErrNoEndpoint when none).
 func (s *Store) Endpoint(ctx context.Context, id string) (*outgoing.Endpoint, error) {
-	e, err := scanEndpoint(s.pool.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = $1`, id))
+	e, err := s.scanEndpoint(s.pool.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, outgoing.ErrNoEndpoint
 	}
@@ -58,7 +75,7 @@ func (s *Store) Endpoints(ctx context.Context, limit int, after string) ([]*outg
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*outgoing.Endpoint, error) { return scanEndpoint(r) })
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*outgoing.Endpoint, error) { return s.scanEndpoint(r) })
 }
 
 // UpdateEndpoint locks endpoint id, lets change alter it and saves it, in
@@ -67,7 +84,7 @@ func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outg
 	var e *outgoing.Endpoint
 	err := postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		e, err = scanEndpoint(tx.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = $1 FOR UPDATE`, id))
+		e, err = s.scanEndpoint(tx.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = $1 FOR UPDATE`, id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return outgoing.ErrNoEndpoint
 		}
@@ -80,11 +97,21 @@ func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outg
 		prev := &e.PreviousSecretEnds
 		var previous *string
 		if p := e.PreviousSecret(); p != "" {
-			previous = &p
+			sealed, err := s.Secrets.Seal(e.ID, p)
+			if err != nil {
+				return err
+			}
+			previous = &sealed
+		}
+		// Written sealed every time: a secret stored before a key was
+		// configured is sealed at its endpoint's next change.
+		current, err := s.Secrets.Seal(e.ID, e.CurrentSecret())
+		if err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, disabled = $5,
 			disabled_reason = $6, secret = $7, previous_secret = $8, previous_secret_expires_at = $9, updated_at = $10
-			WHERE id = $1`, e.ID, e.URL, e.Events, e.Description, e.Disabled, e.DisabledReason, e.CurrentSecret(),
+			WHERE id = $1`, e.ID, e.URL, e.Events, e.Description, e.Disabled, e.DisabledReason, current,
 			previous, *prev, e.UpdatedAt)
 		return err
 	})
@@ -245,8 +272,7 @@ func (s *Store) Claim(ctx context.Context, now, until time.Time, limit, perEndpo
 		if err := r.Scan(dest...); err != nil {
 			return row{}, err
 		}
-		e.SetSecrets(cur, prev)
-		return row{d, e}, nil
+		return row{d, e}, s.openSecrets(e, cur, prev)
 	})
 	if err != nil {
 		return nil, err

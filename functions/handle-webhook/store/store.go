@@ -36,6 +36,9 @@ type Store struct {
 	// Unparked, when set, is told how many parked deliveries of a gateway
 	// were released (a metric).
 	Unparked func(gateway string, n int)
+	// Secrets seals the endpoints' signing secrets at rest (nil: stored
+	// as they are; seal.go).
+	Secrets *Sealer
 }
 
 // New is a store on pool; now is the clock of processed_at and learned refs.
