@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -107,37 +109,69 @@ func (s *Service) logNotification(ctx context.Context, tx Tx, n *notify.Notifica
 }
 
 // Sending: claimed rows are leased this long; a sender that dies while
-// sending leaves its rows to the next one after the lease.
+// sending leaves its rows to the next one after the lease. A claimed batch
+// is sent by mailWorkers at once, each over its own SMTP connection, and
+// its outcomes are written in one transaction.
 const (
-	mailLease = 2 * time.Minute
-	mailBatch = 20
+	mailLease   = 2 * time.Minute
+	mailBatch   = 20
+	mailWorkers = 4
 )
 
 // SendDue sends every queued email whose attempt has come: each is
-// composed from the invoice as it is now, sent through SMTP, and its
-// outcome written to the log (sent; queued again with backoff after a 4xx
-// or no answer; failed after a 5xx). Without SMTP it sends nothing.
-// Safe from several replicas (rows are leased), idempotent.
+// composed from the invoice (or subscription) as it is now, sent through
+// SMTP, and its outcome written to the log (sent; queued again with
+// backoff after a 4xx or no answer; failed after a 5xx). Without SMTP it
+// sends nothing. Safe from several replicas (rows are leased), idempotent.
 func (s *Service) SendDue(ctx context.Context) (int, error) {
 	if !s.Sending() {
 		return 0, nil
 	}
 	s.mail.sendMu.Lock()
 	defer s.mail.sendMu.Unlock()
-	// One SMTP connection for the whole pass.
-	smtp := s.mail.SMTP.Session()
-	defer smtp.Close()
+	// One SMTP connection per worker for the whole pass.
+	sessions := make([]*notify.Session, mailWorkers)
+	for i := range sessions {
+		sessions[i] = s.mail.SMTP.Session()
+		defer sessions[i].Close()
+	}
 	total := 0
 	for {
 		ns, err := s.store.ClaimDueNotifications(ctx, s.Clock(), mailLease, mailBatch)
 		if err != nil {
 			return total, err
 		}
-		for _, n := range ns {
-			if err := s.sendOne(ctx, smtp, n); err != nil {
-				return total, err
+		attempted := make([]bool, len(ns))
+		errs := make([]error, len(ns))
+		var wg sync.WaitGroup
+		for w := range mailWorkers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// A recipient's emails go through one worker, in the
+				// order they were claimed (an invoice before its receipt).
+				for i, n := range ns {
+					if worker(n.Recipient) == w {
+						errs[i] = s.attempt(ctx, sessions[w], n)
+						attempted[i] = errs[i] == nil
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		var done []*notify.Notification
+		for i, n := range ns {
+			if attempted[i] {
+				done = append(done, n)
 			}
-			total++
+		}
+		// The outcomes, even when the context ends: the server has answered.
+		rctx, cancel := postgres.Detached(ctx)
+		err = s.store.RecordAttempts(rctx, done)
+		cancel()
+		total += len(done)
+		if err = errors.Join(append(errs, err)...); err != nil {
+			return total, err // an email not recorded comes back when its lease ends
 		}
 		if len(ns) < mailBatch {
 			return total, nil
@@ -145,7 +179,17 @@ func (s *Service) SendDue(ctx context.Context) (int, error) {
 	}
 }
 
-func (s *Service) sendOne(ctx context.Context, smtp *notify.Session, n *notify.Notification) error {
+// worker is the sender worker of a recipient's emails.
+func worker(recipient string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(strings.ToLower(recipient)))
+	return int(h.Sum32() % mailWorkers)
+}
+
+// attempt composes and sends n over smtp and applies the outcome to n
+// (notify.Notification.Record); an error (the database) leaves n as it
+// was, to come back when its lease ends.
+func (s *Service) attempt(ctx context.Context, smtp *notify.Session, n *notify.Notification) error {
 	e, err := s.compose(ctx, n)
 	var (
 		o    notify.Outcome
@@ -159,7 +203,7 @@ func (s *Service) sendOne(ctx context.Context, smtp *notify.Session, n *notify.N
 	case errors.As(err, &pe) && pe.Code == apperr.NotFound, errors.Is(err, errCannotCompose):
 		o = notify.Outcome{Response: "cannot compose: " + err.Error()} // permanent
 	default:
-		return err // the database: the lease brings it back
+		return err
 	}
 	n.Record(o, sent, s.Clock(), s.mail.MaxAttempts)
 	outcome := map[string]string{notify.Sent: "sent", notify.Queued: "retry", notify.Failed: "failed"}[n.Status]
@@ -170,10 +214,7 @@ func (s *Service) sendOne(ctx context.Context, smtp *notify.Session, n *notify.N
 	}
 	log(ctx, "email attempt", "notification_id", n.ID, "kind", n.Kind, "about", n.About(), "attempt", n.Attempts,
 		"status", n.Status, "smtp_code", o.Code, "smtp_response", o.Response)
-	ctx, cancel := postgres.Detached(ctx)
-	defer cancel()
-	_, err = s.store.RecordAttempt(ctx, n)
-	return err
+	return nil
 }
 
 // errCannotCompose: the email cannot be written (a template failed, the

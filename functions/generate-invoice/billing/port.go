@@ -113,9 +113,9 @@ type Store interface {
 	Notification(ctx context.Context, id string) (*notify.Notification, error)
 	Notifications(ctx context.Context, f NotificationFilter) ([]*notify.Notification, error)
 	// ClaimDueNotifications leases up to limit queued emails due at now;
-	// RecordAttempt writes the outcome of one attempt.
+	// RecordAttempts writes the outcomes of attempts, in one transaction.
 	ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*notify.Notification, error)
-	RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error)
+	RecordAttempts(ctx context.Context, ns []*notify.Notification) error
 	// PruneNotifications deletes up to limit notifications done with
 	// (not queued) and last changed before cutoff.
 	PruneNotifications(ctx context.Context, cutoff time.Time, limit int) (int, error)

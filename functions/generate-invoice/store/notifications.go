@@ -109,15 +109,23 @@ func (s *Store) ClaimDueNotifications(ctx context.Context, now time.Time, lease 
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*notify.Notification, error) { return scanNotification(r) })
 }
 
-// RecordAttempt writes the outcome of an attempt (notify.Notification.Record),
-// unless the row has moved on meanwhile (another sender took it after the
-// lease ended): false then.
-func (s *Store) RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE invoice_notifications SET status = $2, reason = $3, subject = $4, next_attempt_at = $5,
-		smtp_code = $6, smtp_response = $7, updated_at = $8, sent_at = $9
-		WHERE id = $1 AND status = 'queued' AND attempts = $10`,
-		n.ID, n.Status, n.Reason, n.Subject, n.NextAttemptAt, n.SMTPCode, n.SMTPResponse, n.UpdatedAt, n.SentAt, n.Attempts)
-	return err == nil && tag.RowsAffected() > 0, err
+// RecordAttempts writes the outcomes of attempts (notify.Notification.Record)
+// in one transaction (one round trip), each unless its row has moved on
+// meanwhile (another sender took it after the lease ended).
+func (s *Store) RecordAttempts(ctx context.Context, ns []*notify.Notification) error {
+	if len(ns) == 0 {
+		return nil
+	}
+	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, n := range ns {
+			b.Queue(`UPDATE invoice_notifications SET status = $2, reason = $3, subject = $4, next_attempt_at = $5,
+				smtp_code = $6, smtp_response = $7, updated_at = $8, sent_at = $9
+				WHERE id = $1 AND status = 'queued' AND attempts = $10`,
+				n.ID, n.Status, n.Reason, n.Subject, n.NextAttemptAt, n.SMTPCode, n.SMTPResponse, n.UpdatedAt, n.SentAt, n.Attempts)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
 }
 
 // PruneNotifications deletes up to limit notifications that are done with

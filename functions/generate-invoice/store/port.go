@@ -167,8 +167,8 @@ func (p port) PruneNotifications(ctx context.Context, cutoff time.Time, limit in
 	return p.s.PruneNotifications(ctx, cutoff, limit)
 }
 
-func (p port) RecordAttempt(ctx context.Context, n *notify.Notification) (bool, error) {
-	return p.s.RecordAttempt(ctx, n)
+func (p port) RecordAttempts(ctx context.Context, ns []*notify.Notification) error {
+	return p.s.RecordAttempts(ctx, ns)
 }
 
 func (p port) Coupon(ctx context.Context, id string) (invoicing.Coupon, error) {
