@@ -257,6 +257,7 @@ func (d *driver) emails(ctx context.Context, n int, at phases) (*loadResult, err
 		return nil, err
 	}
 	res.Endpoints = append(res.Endpoints, endpointFigures("email queued → sent (SMTP 250)", lat, secs))
+	said(res)
 	return res, nil
 }
 
@@ -400,6 +401,7 @@ func (d *driver) deliveries(ctx context.Context, backlog, invoices int, at phase
 	res := &loadResult{Scenario: "deliveries", Concurrency: len(bulk) + 1, Operations: st.verified, Seconds: secs,
 		OpsPerSec: float64(st.verified) / secs, Units: 1, Failed: int64(st.bad + max(want-st.verified, 0))}
 	res.Endpoints = append(res.Endpoints, endpointFigures("billfn.invoice.paid → endpoint", st.paid, secs))
+	said(res)
 	if st.bad > 0 {
 		return res, fmt.Errorf("%d deliveries failed the Standard Webhooks verification (%s)", st.bad, st.firstBad)
 	}
@@ -597,4 +599,12 @@ func endpointFigures(name string, lat []time.Duration, secs float64) (e struct {
 	}
 	e.P50ms, e.P95ms, e.P99ms = at(0.50), at(0.95), at(0.99)
 	return e
+}
+
+// said prints a scenario's figures as soon as it ends (the report comes
+// after every scenario and pgbench).
+func said(r *loadResult) {
+	p50, p95, p99 := r.main()
+	fmt.Fprintf(os.Stderr, "   %s: %d in %.1f s = %.0f/s, %d failed; %s p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
+		r.Scenario, r.Operations, r.Seconds, r.OpsPerSec, r.Failed, r.Endpoints[0].Endpoint, p50, p95, p99)
 }
