@@ -92,11 +92,21 @@ type driver struct {
 }
 
 func newDriver(gw, secretsDir string) (*driver, error) {
+	// The stack's jwt-private-key, read through SECRETS_DIR for this load
+	// only: the bench's later subprocesses (go test -bench) must not
+	// inherit the stack's secrets.
+	prev, had := os.LookupEnv(config.SecretsDirEnv)
 	if err := os.Setenv(config.SecretsDirEnv, secretsDir); err != nil {
 		return nil, err
 	}
 	var cfg auth.SignerConfig
-	if err := config.Load(&cfg); err != nil {
+	err := config.Load(&cfg)
+	if had {
+		_ = os.Setenv(config.SecretsDirEnv, prev)
+	} else {
+		_ = os.Unsetenv(config.SecretsDirEnv)
+	}
+	if err != nil {
 		return nil, err
 	}
 	s, err := auth.SignerFor(cfg)
