@@ -222,8 +222,8 @@ type record struct {
 	parent trace.SpanContext
 }
 
-// inspect reads a record's value at most once: one json.Unmarshal both
-// validates the envelope and finds its type.
+// inspect reads a record's value at most once: readHead both validates
+// the envelope and finds its type, without decoding the rest.
 func inspect(m *sarama.ConsumerMessage) record {
 	r := record{ConsumerMessage: m}
 	typ, fromHeader := header(m, "ce_type")
@@ -238,23 +238,13 @@ func inspect(m *sarama.ConsumerMessage) record {
 		}
 		return r
 	}
-	var head struct {
-		Type        json.RawMessage `json:"type"`
-		TraceParent json.RawMessage `json:"traceparent"`
-		TraceState  json.RawMessage `json:"tracestate"`
-	}
-	// Unmarshal accepts exactly the valid JSON objects (and null).
-	if json.Unmarshal(m.Value, &head) == nil {
-		v := bytes.TrimSpace(m.Value)
-		r.batchable = !binary && len(v) > 0 && v[0] == '{'
+	if head := readHead(m.Value); head.object {
+		r.batchable = !binary
 		if !fromHeader {
-			_ = json.Unmarshal(head.Type, &typ) // a type that is not a string is no type
+			typ = jsonString(head.typ) // a type that is not a string is no type
 		}
-		if traced && len(head.TraceParent) > 0 {
-			var tp, ts string
-			_ = json.Unmarshal(head.TraceParent, &tp)
-			_ = json.Unmarshal(head.TraceState, &ts)
-			r.parent, _ = telemetry.ParseParent(tp, ts)
+		if traced && len(head.traceParent) > 0 {
+			r.parent, _ = telemetry.ParseParent(jsonString(head.traceParent), jsonString(head.traceState))
 		}
 	}
 	r.typ = typ
