@@ -136,7 +136,7 @@ func (p port) Request(ctx context.Context, id string) (*billing.InvoiceRequest, 
 }
 
 func (p port) Invoice(ctx context.Context, id string) (*invoicing.Invoice, error) {
-	return GetInvoice(ctx, p.s.pool, id, false)
+	return ReadInvoice(ctx, p.s.pool, id)
 }
 
 func (p port) Invoices(ctx context.Context, f billing.InvoiceFilter) ([]*invoicing.Invoice, error) {

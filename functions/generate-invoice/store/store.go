@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
@@ -118,11 +119,47 @@ func GetInvoice(ctx context.Context, q Querier, id string, forUpdate bool) (*inv
 const lineCols = `id, description, quantity_e6, unit_amount, amount, discount_def, discount_amount, taxable_amount,
 	tax_amount, total, taxes, proration, period_start, period_end, metadata`
 
+const linesSQL = `SELECT ` + lineCols + ` FROM invoice_line_items WHERE invoice_id = $1 ORDER BY position`
+
 func getLines(ctx context.Context, q Querier, invoiceID string) ([]invoicing.Line, error) {
-	rows, err := q.Query(ctx, `SELECT `+lineCols+` FROM invoice_line_items WHERE invoice_id = $1 ORDER BY position`, invoiceID)
+	rows, err := q.Query(ctx, linesSQL, invoiceID)
 	if err != nil {
 		return nil, err
 	}
+	return scanLines(rows)
+}
+
+// ReadInvoice is GetInvoice outside a transaction: the invoice and its
+// lines asked in one round trip, which Postgres runs as one implicit
+// transaction (one commit where two separate reads made two). The sender
+// reads every email's invoice so, and the API its cache misses.
+func ReadInvoice(ctx context.Context, pool *pgxpool.Pool, id string) (*invoicing.Invoice, error) {
+	if !ids.Valid(id) {
+		return nil, invoicing.NotFound("invoice", id)
+	}
+	var b pgx.Batch
+	b.Queue(`SELECT `+invoiceCols+` FROM invoices WHERE id = $1`, id)
+	b.Queue(linesSQL, id)
+	br := pool.SendBatch(ctx, &b)
+	defer br.Close()
+	inv, err := scanInvoice(br.QueryRow())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, invoicing.NotFound("invoice", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	if inv.Lines, err = scanLines(rows); err != nil {
+		return nil, err
+	}
+	return inv, br.Close()
+}
+
+func scanLines(rows pgx.Rows) ([]invoicing.Line, error) {
 	lines, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.Line, error) {
 		var l invoicing.Line
 		err := r.Scan(&l.ID, &l.Description, &l.Quantity, &l.UnitAmount, &l.Amount, &l.Discount, &l.DiscountAmount,
