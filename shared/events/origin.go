@@ -192,6 +192,40 @@ func (s *OriginSigner) Sign(ev *Event) {
 	ev.SetExtension(OriginSigExt, base64.RawURLEncoding.EncodeToString(sig))
 }
 
+// SignEncoded is Sign for an event already encoded: raw is its
+// structured-mode JSON object (it decodes to ev), and the result is raw
+// with the proof's two members appended, as a consumer decodes it to ev
+// signed. Encoding the whole event again, as Sign then Marshal do, cost the
+// outbox relay as much as the signature itself. ok is false when raw is
+// not a JSON object or ev already carries a proof (Sign replaces it): use
+// Sign and Marshal then.
+func (s *OriginSigner) SignEncoded(ev Event, raw []byte) (signed []byte, ok bool) {
+	exts := ev.Extensions()
+	if _, has := exts[OriginSigExt]; has {
+		return nil, false
+	}
+	if _, has := exts[OriginKidExt]; has {
+		return nil, false
+	}
+	body := bytes.TrimSpace(raw)
+	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
+		return nil, false
+	}
+	sig := base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, OriginBytes(ev)))
+	out := make([]byte, 0, len(body)+len(s.kid)+len(sig)+32)
+	out = append(out, body[:len(body)-1]...)
+	if len(bytes.TrimSpace(body[1:len(body)-1])) > 0 {
+		out = append(out, ',')
+	}
+	// kid is hex and sig base64url: nothing to escape.
+	out = append(out, `"`+OriginKidExt+`":"`...)
+	out = append(out, s.kid...)
+	out = append(out, `","`+OriginSigExt+`":"`...)
+	out = append(out, sig...)
+	out = append(out, `"}`...)
+	return out, true
+}
+
 // Origin verification errors; each wraps one of these.
 var (
 	// ErrNoOrigin: the event carries no origin proof.

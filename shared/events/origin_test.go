@@ -399,3 +399,50 @@ func TestOriginKeysFollowTheirSecretFile(t *testing.T) {
 		t.Fatalf("the function's key: %v", err)
 	}
 }
+
+// The outbox relay signs the event's stored JSON in place (SignEncoded):
+// what a consumer decodes from it is the event Sign would have made,
+// and its proof verifies, whatever the stored spelling (spaces, member
+// order, unescaped data); an encoding it cannot extend, or an event that
+// already has a proof, is left to Sign.
+func TestSignEncodedIsSignWithoutEncodingAgain(t *testing.T) {
+	signer := testenv.OriginSigner(capturePayment)
+	keys := testenv.OriginKeys()
+	ev := paymentFact(t, capturePayment, 500)
+	ev.SetSubject("pay_1")
+	ev.SetExtension("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	raw, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spelled := bytes.ReplaceAll(bytes.ReplaceAll(raw, []byte(`":`), []byte(`" : `)), []byte(`,"`), []byte(` , "`))
+	spelled = append(append([]byte(" \n"), spelled...), " \n"...)
+	for name, in := range map[string][]byte{"as Marshal writes it": raw, "spelled otherwise": spelled} {
+		out, ok := signer.SignEncoded(ev, in)
+		if !ok {
+			t.Fatalf("%s: not signed in place", name)
+		}
+		got, err := events.Unmarshal(out)
+		if err != nil {
+			t.Fatalf("%s: %s does not decode: %v", name, out, err)
+		}
+		if err := keys.Verify(got); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := ev.Clone()
+		signer.Sign(&want)
+		wb, _ := events.Marshal(want)
+		gb, _ := events.Marshal(got)
+		if !bytes.Equal(wb, gb) {
+			t.Fatalf("%s: decodes as\n%s\nnot as Sign makes it\n%s", name, gb, wb)
+		}
+	}
+	if _, ok := signer.SignEncoded(ev, []byte(`[]`)); ok {
+		t.Fatal("a JSON array was extended")
+	}
+	signedBefore := ev.Clone()
+	signer.Sign(&signedBefore)
+	if _, ok := signer.SignEncoded(signedBefore, raw); ok {
+		t.Fatal("an event with a proof got a second one")
+	}
+}

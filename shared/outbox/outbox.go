@@ -344,6 +344,9 @@ func (p *Publisher) sign(payload []byte) []byte {
 		err = fmt.Errorf("its source %q is not %s", ev.Source(), events.Source(p.source))
 	}
 	if err == nil {
+		if b, ok := p.Signer.SignEncoded(ev, payload); ok {
+			return b
+		}
 		p.Signer.Sign(&ev)
 		var b []byte
 		if b, err = events.Marshal(ev); err == nil {
