@@ -98,6 +98,10 @@ func (s *Service) touched(ctx context.Context, invoiceIDs []string, subIDs ...st
 
 func (s *Service) invalidate(invoiceIDs, subIDs []string) {
 	s.d.Publisher.Kick()
+	s.dropCached(invoiceIDs, subIDs)
+}
+
+func (s *Service) dropCached(invoiceIDs, subIDs []string) {
 	if len(invoiceIDs) > 0 {
 		s.invCache.Invalidate(context.Background(), invoiceIDs...)
 	}
@@ -109,14 +113,20 @@ func (s *Service) invalidate(invoiceIDs, subIDs []string) {
 // eventsHandler serves CloudEvents and ticks through the shared receiver,
 // then drops the cache keys the handlers changed: the receiver commits each
 // handler's transaction itself, so only after it returns is a key safe to
-// drop without a reader putting the old row back.
+// drop without a reader putting the old row back. The outbox publisher is
+// woken only when a handler wrote outbox rows: most deliveries (emails to
+// queue, account facts) write none, and each wake-up is a transaction.
 func (s *Service) eventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &invalidations{}
-		s.d.Events.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), invalidationsKey{}, c)))
+		ctx, emitted := store.NoteEmits(context.WithValue(r.Context(), invalidationsKey{}, c))
+		s.d.Events.ServeHTTP(w, r.WithContext(ctx))
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		s.invalidate(c.invoices, c.subs)
+		if emitted.Load() {
+			s.d.Publisher.Kick()
+		}
+		s.dropCached(c.invoices, c.subs)
 		if c.mail {
 			s.mail.kick()
 		}

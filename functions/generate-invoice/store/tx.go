@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -124,8 +125,25 @@ func (tx *Tx) Savepoint(ctx context.Context, fn func(billing.Tx) error) error {
 	return nil
 }
 
+type emitsKey struct{}
+
+// NoteEmits returns ctx in which Emit and Send set the flag returned when
+// they write outbox rows, so an event delivery that wrote none does not
+// wake the outbox publisher for an empty pass (one transaction each).
+func NoteEmits(ctx context.Context) (context.Context, *atomic.Bool) {
+	f := new(atomic.Bool)
+	return context.WithValue(ctx, emitsKey{}, f), f
+}
+
+func noteEmit(ctx context.Context, n int) {
+	if f, ok := ctx.Value(emitsKey{}).(*atomic.Bool); ok && n > 0 {
+		f.Store(true)
+	}
+}
+
 // Emit writes events to the outbox in the transaction.
 func (tx *Tx) Emit(ctx context.Context, evs []invoicing.Event) error {
+	noteEmit(ctx, len(evs))
 	msgs := make([]outbox.Message, len(evs))
 	for i, e := range evs {
 		// Our own data always encodes, so an error here is a bug.
@@ -137,6 +155,7 @@ func (tx *Tx) Emit(ctx context.Context, evs []invoicing.Event) error {
 
 // Send writes ready-made outbox messages in the transaction.
 func (tx *Tx) Send(ctx context.Context, msgs ...outbox.Message) error {
+	noteEmit(ctx, len(msgs))
 	return outbox.Add(ctx, tx, tx.source, msgs...)
 }
 
