@@ -8,8 +8,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,7 +115,24 @@ func (c *consumer) run(ctx context.Context) {
 
 type handler struct{ c *consumer }
 
-func (h *handler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+// Setup says which partitions this trigger delivers from now on: with
+// several triggers in a group, every rebalance (one died, one joined)
+// moves partitions, and the log shows where they went.
+func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
+	claims := sess.Claims()
+	var parts []string
+	for _, topic := range slices.Sorted(maps.Keys(claims)) {
+		ps := slices.Clone(claims[topic])
+		slices.Sort(ps)
+		for _, p := range ps {
+			parts = append(parts, topic+"/"+strconv.Itoa(int(p)))
+		}
+	}
+	slog.Info("partitions assigned", "target", h.c.name, "group", h.c.t.cfg.GroupPrefix+h.c.name,
+		"generation", sess.GenerationID(), "member", sess.MemberID(), "partitions", strings.Join(parts, ","))
+	return nil
+}
+
 func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim delivers one partition's records in order. An offset is
@@ -123,7 +142,12 @@ func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	c := h.c
 	ctx := sess.Context()
-	lag := c.t.metrics.lag.WithLabelValues(c.name, claim.Topic(), strconv.Itoa(int(claim.Partition())))
+	partition := strconv.Itoa(int(claim.Partition()))
+	lag := c.t.metrics.lag.WithLabelValues(c.name, claim.Topic(), partition)
+	// The partition may go to another trigger at the next rebalance (one
+	// of several died or joined): its lag is then that one's to report,
+	// and a stale figure here would never go down.
+	defer c.t.metrics.lag.DeleteLabelValues(c.name, claim.Topic(), partition)
 	msgs := claim.Messages()
 	for {
 		var first *sarama.ConsumerMessage

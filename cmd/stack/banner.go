@@ -25,7 +25,7 @@ func (s *stack) banner(notReady []string) {
 	}
 	var b strings.Builder
 	if len(notReady) == 0 {
-		fmt.Fprintf(&b, "\nbillfn is ready — every function answers /_/ready; gateway %s (Kafka %s, kafka-trigger metrics http://%s/metrics)\n\n", gw, s.cfg.KafkaAddr, s.cfg.TriggerAddr)
+		fmt.Fprintf(&b, "\nbillfn is ready — every function answers /_/ready; gateway %s (Kafka %s, kafka-trigger metrics %s)\n\n", gw, s.cfg.KafkaAddr, s.triggerMetrics())
 	} else {
 		fmt.Fprintf(&b, "\nbillfn is up but NOT READY: %s (see the log above; the gateway answers 503 for them) — a line says when they are; gateway %s (Kafka %s)\n\n",
 			strings.Join(notReady, ", "), gw, s.cfg.KafkaAddr)
@@ -108,4 +108,13 @@ func (s *stack) adminToken() (string, error) {
 		return "", err
 	}
 	return signer.Sign(adminSubject, auth.RoleAdmin, 24*time.Hour)
+}
+
+// triggerMetrics names the kafka-triggers' /metrics URLs.
+func (s *stack) triggerMetrics() string {
+	var urls []string
+	for _, a := range s.triggerAddrs() {
+		urls = append(urls, "http://"+a+"/metrics")
+	}
+	return strings.Join(urls, ", ")
 }

@@ -102,7 +102,14 @@ func (e *e2e) quiesce(d time.Duration) {
 	calm := 0
 	e.eventually("the system to settle (outbox published, consumers caught up)", d, func() bool {
 		unpublished := e.scalar(`SELECT count(*) FROM outbox`)
-		lag := metric(e.t, "http://"+e.trigger+"/metrics", "billfn_trigger_consumer_lag")
+		var lag float64
+		for _, addr := range e.triggerAddrs() {
+			v := metric(e.t, "http://"+addr+"/metrics", "billfn_trigger_consumer_lag")
+			if v < 0 { // unreachable (restarting): not settled
+				v = 1
+			}
+			lag += v
+		}
 		if unpublished == 0 && lag == 0 {
 			calm++
 		} else {

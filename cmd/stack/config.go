@@ -19,10 +19,15 @@ import (
 // config is where the local stack puts things; every address is
 // configurable so several stacks (or a test's) can run side by side.
 type config struct {
-	GatewayAddr    string
-	KafkaAddr      string
-	FunctionPort   int // first function's port; the others follow in name order
-	TriggerAddr    string
+	GatewayAddr  string
+	KafkaAddr    string
+	FunctionPort int    // first function's port; the others follow in name order
+	TriggerAddr  string // the first kafka-trigger's /metrics and /healthz
+	// Triggers is how many kafka-trigger processes run (BILLFN_TRIGGERS,
+	// default 1): they share the consumer groups, so Kafka splits each
+	// function's partitions between them and moves a dead one's to the
+	// others.
+	Triggers       int
 	StripeMockAddr string
 	// Mailpit catches every email the functions send (SMTP) and shows them
 	// in its web UI, which also serves its REST API.
@@ -101,6 +106,9 @@ func loadConfig(env func(string) (string, bool)) (config, error) {
 		problems = append(problems, "BILLFN_FUNCTION_PORT must be a port number")
 	}
 	c.FunctionPort = port
+	if c.Triggers, err = strconv.Atoi(get("BILLFN_TRIGGERS", "1")); err != nil || c.Triggers < 1 || c.Triggers > 16 {
+		problems = append(problems, "BILLFN_TRIGGERS must be a number of kafka-trigger processes from 1 to 16")
+	}
 	for k, v := range map[string]string{"BILLFN_GATEWAY_ADDR": c.GatewayAddr, "BILLFN_KAFKA_ADDR": c.KafkaAddr,
 		"BILLFN_TRIGGER_ADDR": c.TriggerAddr, "STRIPE_MOCK_ADDR": c.StripeMockAddr,
 		"MAILPIT_SMTP_ADDR": c.MailpitSMTPAddr, "MAILPIT_UI_ADDR": c.MailpitUIAddr} {

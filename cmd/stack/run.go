@@ -65,12 +65,12 @@ type stack struct {
 	db    *pgxpool.Pool // the gateway's async queue
 	queue *pgQueue
 
-	kafka   *kfake.Cluster
-	gateway *gateway.Gateway
-	gwSrv   *http.Server
-	trigger *proc
-	stripe  *proc
-	mailpit *proc
+	kafka    *kfake.Cluster
+	gateway  *gateway.Gateway
+	gwSrv    *http.Server
+	triggers []*proc // BILLFN_TRIGGERS kafka-trigger processes
+	stripe   *proc
+	mailpit  *proc
 }
 
 // newStack lays out the stack of st: each stack.yml function with its home
@@ -301,29 +301,76 @@ func (s *stack) start(ctx context.Context) error {
 			}
 		}
 	}
-	s.trigger = &proc{
-		name: "kafka-trigger", path: filepath.Join(cfg.binDir(), "kafka-trigger"), dir: cfg.Root, log: s.log,
-		health: "http://" + cfg.TriggerAddr + "/healthz",
-		env: append(baseEnv(),
-			"KAFKA_BROKERS="+cfg.KafkaAddr,
-			"GATEWAY_URL=http://"+cfg.GatewayAddr,
-			"SECRETS_DIR="+cfg.functionSecretsDir(kafkaacl.Trigger),
-			"METRICS_ADDR="+cfg.TriggerAddr,
-			"SCHEDULE_EVERY="+cfg.TickEvery.String(),
-			"DLQ_TOPIC="+DLQTopic,
-			"REFRESH_INTERVAL=10s",
-			"LOG_LEVEL="+logLevel(),
-		),
-	}
-	s.trigger.env = append(s.trigger.env, kafkaEnv(kafkaacl.Trigger)...)
-	s.trigger.env = append(s.trigger.env, cfg.otelEnv("kafka-trigger")...)
-	if err := s.trigger.start(); err != nil {
+	if err := s.startTriggers(); err != nil {
 		return err
 	}
-	if !s.trigger.waitHealthy(wctx) && ctx.Err() == nil {
-		s.log.printf("stack", "the kafka-trigger is not healthy yet (see its log above)")
+	for _, t := range s.triggers {
+		if !t.waitHealthy(wctx) && ctx.Err() == nil {
+			s.log.printf("stack", "%s is not healthy yet (see its log above)", t.name)
+		}
 	}
 	return nil
+}
+
+// startTriggers starts BILLFN_TRIGGERS kafka-trigger processes. They
+// share the consumer groups (kafka-trigger-<function>), so Kafka splits
+// every function's partitions between them, and when one dies (even
+// kill -9) its partitions go to the others once its session times out,
+// from the last committed offset: records it had delivered but not yet
+// committed are delivered again, and the functions deduplicate them by
+// event id. The first listens on BILLFN_TRIGGER_ADDR; the others on a
+// port picked now and kept across their restarts. Only the first runs the
+// schedules (the cron-connector is one process too): N triggers would
+// otherwise tick every function N times per period.
+func (s *stack) startTriggers() error {
+	cfg := s.cfg
+	for i := 0; i < cfg.Triggers; i++ {
+		name, addr := "kafka-trigger", cfg.TriggerAddr
+		if i > 0 {
+			name = fmt.Sprintf("kafka-trigger#%d", i+1)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			addr = ln.Addr().String()
+			ln.Close()
+		}
+		t := &proc{
+			name: name, path: filepath.Join(cfg.binDir(), "kafka-trigger"), dir: cfg.Root, log: s.log,
+			health: "http://" + addr + "/healthz",
+			env: append(baseEnv(),
+				"KAFKA_BROKERS="+cfg.KafkaAddr,
+				"GATEWAY_URL=http://"+cfg.GatewayAddr,
+				"SECRETS_DIR="+cfg.functionSecretsDir(kafkaacl.Trigger),
+				"METRICS_ADDR="+addr,
+				"SCHEDULES="+strconv.FormatBool(i == 0),
+				"SCHEDULE_EVERY="+cfg.TickEvery.String(),
+				"DLQ_TOPIC="+DLQTopic,
+				"REFRESH_INTERVAL=10s",
+				"LOG_LEVEL="+logLevel(),
+			),
+		}
+		t.env = append(t.env, kafkaEnv(kafkaacl.Trigger)...)
+		t.env = append(t.env, cfg.otelEnv("kafka-trigger")...)
+		if err := t.start(); err != nil {
+			return err
+		}
+		s.triggers = append(s.triggers, t)
+	}
+	return nil
+}
+
+// triggerAddrs are where the kafka-triggers serve /metrics and /healthz
+// (BILLFN_TRIGGER_ADDR before they start).
+func (s *stack) triggerAddrs() []string {
+	if len(s.triggers) == 0 {
+		return []string{s.cfg.TriggerAddr}
+	}
+	var out []string
+	for _, t := range s.triggers {
+		out = append(out, strings.TrimSuffix(strings.TrimPrefix(t.health, "http://"), "/healthz"))
+	}
+	return out
 }
 
 // waitReady waits until every running function answers GET /_/ready with
@@ -697,9 +744,12 @@ func (s *stack) startGateway(ln net.Listener) {
 // stop takes everything down: the trigger first (no new deliveries), the
 // gateway, the functions (they drain), stripe-mock and Mailpit, then Kafka.
 func (s *stack) stop() {
-	if s.trigger != nil {
-		s.trigger.stop(10 * time.Second)
+	var tw sync.WaitGroup
+	for _, t := range s.triggers {
+		tw.Add(1)
+		go func() { defer tw.Done(); t.stop(10 * time.Second) }()
 	}
+	tw.Wait()
 	if s.gwSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.gwSrv.Shutdown(ctx)

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -360,6 +361,25 @@ func (e *e2e) pidOf(name string) int {
 		}
 	}
 	return 0
+}
+
+// triggerAddrs lists the METRICS_ADDR of every running kafka-trigger
+// process (BILLFN_TRIGGERS of them; the first is e.trigger), read from
+// their environments; e.trigger while none is found.
+func (e *e2e) triggerAddrs() []string {
+	var out []string
+	for _, env := range e.processesOf("kafka-trigger") {
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, "METRICS_ADDR="); ok {
+				out = append(out, v)
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = []string{e.trigger}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // signalStack sends sig to the stack process itself (SIGUSR1/SIGUSR2 stop

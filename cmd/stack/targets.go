@@ -24,7 +24,7 @@ type targetGroup struct {
 }
 
 // targets lists the gateway, every replica of every deployed function
-// (stack.yml's and those deployed through the API) and the kafka-trigger.
+// (stack.yml's and those deployed through the API) and every kafka-trigger.
 func (s *stack) targets() []targetGroup {
 	out := []targetGroup{{Targets: []string{s.cfg.GatewayAddr}, Labels: map[string]string{"job": "gateway", "service": "gateway"}}}
 	s.mu.Lock()
@@ -37,7 +37,7 @@ func (s *stack) targets() []targetGroup {
 			out = append(out, targetGroup{Targets: addrs, Labels: map[string]string{"job": "functions", "service": f.name}})
 		}
 	}
-	out = append(out, targetGroup{Targets: []string{s.cfg.TriggerAddr}, Labels: map[string]string{"job": "kafka-trigger", "service": "kafka-trigger"}})
+	out = append(out, targetGroup{Targets: s.triggerAddrs(), Labels: map[string]string{"job": "kafka-trigger", "service": "kafka-trigger"}})
 	return out
 }
 
