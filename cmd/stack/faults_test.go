@@ -5,8 +5,9 @@ package main
 // Faults during a mixed load: nothing lost, nothing doubled. The stack's
 // Postgres and Redis are reached through TCP proxies the test cuts (the
 // machine's real services are shared with every other test), its Kafka
-// broker is stopped and started again with SIGUSR1/SIGUSR2, its functions
-// are killed with SIGKILL, and finally every event ever published is
+// broker is stopped and started again with SIGUSR1/SIGUSR2, one of the two
+// replicas of a function and one of the two kafka-triggers are killed with
+// SIGKILL, and finally every event ever published is
 // produced again, shuffled, so each is delivered twice and out of order.
 
 import (
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +31,9 @@ import (
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
+
+// faultReplicas is how many processes of each function the fault test runs.
+const faultReplicas = 2
 
 // load is the client side of the mixed load: what was sent, what was
 // accepted, with which key, so the effects can be counted afterwards.
@@ -82,8 +87,26 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 		redisAddr: func(real string) string { rd = testenv.NewProxy(t, real); return rd.Addr() },
 		// A load run: a few principals from one address, far above the
 		// per-caller rate limits, which are not what this test is about.
-		env: []string{"RATE_LIMIT=off"},
+		// Two kafka-triggers share the consumer groups.
+		env: []string{"RATE_LIMIT=off", "BILLFN_TRIGGERS=2"},
 	})
+	// Two replicas of every function, as a cluster runs them: two
+	// process-transaction group-committing on the same accounts, two of
+	// each consumer taking deliveries.
+	for _, fn := range fnNames {
+		if r := e.sys(http.MethodPost, "/system/scale-function/"+fn, map[string]any{"serviceName": fn, "replicas": faultReplicas}); r.status != http.StatusAccepted {
+			t.Fatalf("scale %s to %d: %s", fn, faultReplicas, r)
+		}
+	}
+	for _, fn := range fnNames {
+		e.eventually(fn+" to have two ready replicas", 2*time.Minute, func() bool {
+			st, code := e.functionStatus(fn)
+			return code == http.StatusOK && st.AvailableReplicas == faultReplicas && len(e.processesOf(fn)) == faultReplicas
+		})
+	}
+	if n := len(e.processesOf("kafka-trigger")); n != 2 {
+		t.Fatalf("%d kafka-trigger processes, want 2", n)
+	}
 	testStart := time.Now()
 	l := &load{e: e, transfers: map[string]int64{}, refused: map[string]bool{}, async: map[string]int64{},
 		payments: map[string]int64{}, refunds: map[string]int64{}, invoices: map[string]int64{}, statuses: map[int]int{}}
@@ -153,8 +176,14 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 	}
 
 	loadFor(5 * time.Second)
+	// One replica of a function killed: the other keeps serving (the
+	// gateway moves calls to it), the stack starts a new one.
 	for _, fn := range []string{"process-transaction", "capture-payment", "generate-invoice"} {
-		pid := e.pidOf(fn)
+		var pid int
+		for p := range e.processesOf(fn) {
+			pid = p
+			break
+		}
 		if pid == 0 {
 			t.Fatalf("no %s process", fn)
 		}
@@ -162,8 +191,44 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		e.eventually(fn+" restarted", time.Minute, func() bool { p := e.pidOf(fn); return p != 0 && p != pid })
-		recovered("kill -9 "+fn, at, sent0)
+		e.eventually(fn+"'s replica replaced", time.Minute, func() bool {
+			ps := e.processesOf(fn)
+			_, old := ps[pid]
+			return len(ps) == faultReplicas && !old
+		})
+		recovered(fmt.Sprintf("kill -9 one of %d %s", faultReplicas, fn), at, sent0)
+		loadFor(3 * time.Second)
+	}
+	// One of the two kafka-triggers killed: its partitions are delivered
+	// again from their committed offsets by the group's members after the
+	// rebalance (the survivor and the process the stack starts instead).
+	{
+		var pid int
+		for p, env := range e.processesOf("kafka-trigger") {
+			if pid == 0 || slices.Contains(env, "SCHEDULES=false") {
+				pid = p
+			}
+		}
+		at, sent0 := time.Now(), l.attempts()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		e.eventually("the kafka-trigger replaced", time.Minute, func() bool {
+			ps := e.processesOf("kafka-trigger")
+			_, old := ps[pid]
+			if len(ps) != 2 || old {
+				return false
+			}
+			for _, addr := range e.triggerAddrs() {
+				if r, err := http.Get("http://" + addr + "/healthz"); err != nil {
+					return false
+				} else if r.Body.Close(); r.StatusCode != http.StatusOK {
+					return false
+				}
+			}
+			return true
+		})
+		recovered("kill -9 one of 2 kafka-triggers", at, sent0)
 		loadFor(3 * time.Second)
 	}
 
