@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -209,6 +210,7 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 				pid = p
 			}
 		}
+		gen0 := lastGeneration(e.assignments(), "process-transaction")
 		at, sent0 := time.Now(), l.attempts()
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -228,7 +230,24 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 			}
 			return true
 		})
-		recovered("kill -9 one of 2 kafka-triggers", at, sent0)
+		// Recovered once the dead member's session ended and
+		// process-transaction's group gave every partition out again.
+		parts := int(events.Topics[events.TopicTransaction])
+		e.eventually("process-transaction's group to rebalance", 2*time.Minute, func() bool {
+			as := e.assignments()
+			last := lastGeneration(as, "process-transaction")
+			if last <= gen0 {
+				return false
+			}
+			hs := holders(as, "process-transaction", last)
+			for p := 0; p < parts; p++ {
+				if len(hs[events.TopicTransaction+"/"+strconv.Itoa(p)]) != 1 {
+					return false
+				}
+			}
+			return true
+		})
+		recovered("kill -9 one of 2 kafka-triggers, its group rebalanced", at, sent0)
 		loadFor(3 * time.Second)
 	}
 
