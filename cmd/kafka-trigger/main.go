@@ -11,7 +11,11 @@
 // REFRESH_INTERVAL), or from a stack.yml when STACK_FILE is set.
 //
 // For every function there is one sarama consumer group
-// (GROUP_PREFIX<function>). Each record is POSTed to
+// (GROUP_PREFIX<function>). Several triggers may run side by side: they
+// share the groups, Kafka splits the partitions between them and hands a
+// dead one's to the others (its uncommitted records are delivered again;
+// the functions deduplicate them). Only one of them should run the
+// schedules (SCHEDULES=false on the others). Each record is POSTed to
 // GATEWAY_URL/function/<name>/ — the record value, a structured CloudEvent,
 // as the body with Content-Type application/cloudevents+json (a binary-mode
 // record becomes a binary-mode request), X-Topic, X-Kafka-Key,

@@ -41,7 +41,8 @@
 // BILLFN_GATEWAY_ADDR (127.0.0.1:8080), BILLFN_KAFKA_ADDR (127.0.0.1:9092),
 // BILLFN_FUNCTION_PORT (8081: the first function's port, the others
 // follow in name order), BILLFN_TRIGGER_ADDR (127.0.0.1:8090, the
-// kafka-trigger's metrics), STRIPE_MOCK_ADDR (127.0.0.1:12111),
+// kafka-trigger's metrics), BILLFN_TRIGGERS (1: how many kafka-trigger
+// processes share the consumer groups), STRIPE_MOCK_ADDR (127.0.0.1:12111),
 // MAILPIT_SMTP_ADDR (127.0.0.1:1025), MAILPIT_UI_ADDR (127.0.0.1:8025),
 // DATABASE_URL (postgres://postgres@127.0.0.1:5432/billfn?sslmode=disable),
 // REDIS_URL (redis://127.0.0.1:6379/0), BILLFN_RUN_DIR (bin/run),
