@@ -33,8 +33,48 @@ import (
 	"github.com/billfn/billfn/shared/testenv"
 )
 
-// faultReplicas is how many processes of each function the fault test runs.
-const faultReplicas = 2
+// faultReplicas is how many processes of each function the fault test
+// runs, each with a pool of at most faultPoolSize Postgres connections.
+const (
+	faultReplicas = 2
+	faultPoolSize = "4"
+)
+
+// redeployWithEnv updates the deployed function fn (PUT /system/functions,
+// what faas-cli deploy sends) with the environment variable k=v added,
+// everything else as it is; the provider answers once the new processes
+// are healthy.
+func (e *e2e) redeployWithEnv(fn, k, v string) {
+	e.t.Helper()
+	r := e.sys(http.MethodGet, "/system/function/"+fn, nil)
+	if r.status != http.StatusOK {
+		e.t.Fatalf("GET /system/function/%s: %s", fn, r)
+	}
+	d := map[string]any{"service": fn}
+	for _, f := range []string{"image", "namespace", "envProcess", "envVars", "constraints", "secrets", "labels", "annotations", "limits", "requests", "readOnlyRootFilesystem"} {
+		if x, ok := r.body[f]; ok && x != nil {
+			d[f] = x
+		}
+	}
+	env, _ := d["envVars"].(map[string]any)
+	if env == nil {
+		env = map[string]any{}
+	}
+	env[k] = v
+	d["envVars"] = env
+	if r := e.sys(http.MethodPut, "/system/functions", d); r.status != http.StatusAccepted {
+		e.t.Fatalf("PUT /system/functions %s with %s=%s: %s", fn, k, v, r)
+	}
+	e.eventually(fn+" running with "+k+"="+v, time.Minute, func() bool {
+		ps := e.processesOf(fn)
+		for _, env := range ps {
+			if !slices.Contains(env, k+"="+v) {
+				return false
+			}
+		}
+		return len(ps) > 0
+	})
+}
 
 // load is the client side of the mixed load: what was sent, what was
 // accepted, with which key, so the effects can be counted afterwards.
@@ -93,7 +133,14 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 	})
 	// Two replicas of every function, as a cluster runs them: two
 	// process-transaction group-committing on the same accounts, two of
-	// each consumer taking deliveries.
+	// each consumer taking deliveries. Each replica has a pool of its own:
+	// at the default 10 connections, ten replicas could take every one of
+	// the machine's PostgreSQL's 100, which every other test shares. So
+	// first each function is updated (as faas-cli deploy --env does) with
+	// a smaller pool, as one would size pools for replicas in a cluster.
+	for _, fn := range fnNames {
+		e.redeployWithEnv(fn, "DB_MAX_CONNS", faultPoolSize)
+	}
 	for _, fn := range fnNames {
 		if r := e.sys(http.MethodPost, "/system/scale-function/"+fn, map[string]any{"serviceName": fn, "replicas": faultReplicas}); r.status != http.StatusAccepted {
 			t.Fatalf("scale %s to %d: %s", fn, faultReplicas, r)
