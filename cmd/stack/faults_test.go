@@ -359,7 +359,9 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 		if time.Now().After(deadline) {
 			// Say where they stopped before failing: the stack's database is gone after the test.
 			e.logQuery(`SELECT i.id || ' ' || i.status || ' total ' || i.total || ' paid ' || i.amount_paid || ' created ' || i.created_at ||
-				' payments: ' || coalesce((SELECT string_agg(p.id || ' ' || p.status || ' ' || p.amount_captured, ', ') FROM payments p WHERE p.invoice_id = i.id), 'none')
+				' payments: ' || coalesce((SELECT string_agg(p.id || ' ' || p.status || ' ' || p.amount_captured || ' attempts ' || p.attempt_count ||
+				' gateway ' || coalesce(p.gateway, '-') || ' op ' || coalesce(p.pending_op, '-') || ' error ' || coalesce(p.last_error::text, '-') ||
+				' created ' || p.created_at || ' updated ' || p.updated_at, ', ') FROM payments p WHERE p.invoice_id = i.id), 'none')
 				FROM invoices i WHERE i.id::text = ANY($1) AND i.status <> 'paid' LIMIT 10`, invIDs)
 			t.Logf("records the kafka-triggers dead-lettered: %v", dlqRecords(t, e))
 			t.Logf("events parked by functions: %v", e.deadLetters())
