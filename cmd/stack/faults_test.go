@@ -137,9 +137,17 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 	// at the default 10 connections, ten replicas could take every one of
 	// the machine's PostgreSQL's 100, which every other test shares. So
 	// first each function is updated (as faas-cli deploy --env does) with
-	// a smaller pool, as one would size pools for replicas in a cluster.
+	// a smaller pool, as one would size pools for replicas in a cluster —
+	// all but capture-payment: its in-process sandbox gateway takes a
+	// connection of the same pool while a payment's transaction holds
+	// another, and with 3 or 4 connections per replica the charges of
+	// invoices collected just after the Postgres outage failed as
+	// gateway_unavailable (three runs out of three), leaving the invoices
+	// open until dunning; with the default 10 they never did.
 	for _, fn := range fnNames {
-		e.redeployWithEnv(fn, "DB_MAX_CONNS", faultPoolSize)
+		if fn != "capture-payment" {
+			e.redeployWithEnv(fn, "DB_MAX_CONNS", faultPoolSize)
+		}
 	}
 	for _, fn := range fnNames {
 		if r := e.sys(http.MethodPost, "/system/scale-function/"+fn, map[string]any{"serviceName": fn, "replicas": faultReplicas}); r.status != http.StatusAccepted {
