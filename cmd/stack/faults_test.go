@@ -143,7 +143,7 @@ func TestFaultsDuringMixedLoad(t *testing.T) {
 	// another, and with 3 or 4 connections per replica the charges of
 	// invoices collected just after the Postgres outage failed as
 	// gateway_unavailable (three runs out of three), leaving the invoices
-	// open until dunning; with the default 10 they never did.
+	// open until dunning; in the run with the default 10 they did not.
 	for _, fn := range fnNames {
 		if fn != "capture-payment" {
 			e.redeployWithEnv(fn, "DB_MAX_CONNS", faultPoolSize)
