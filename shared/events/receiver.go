@@ -100,10 +100,11 @@ type Receiver struct {
 	// SelfBatch, when set, handles batch deliveries of self-handled types.
 	SelfBatch SelfBatchHandler
 
-	handlers map[string]Handler
-	self     map[string]SelfHandler
-	tickMu   sync.Mutex
-	lastTick time.Time
+	handlers    map[string]Handler
+	self        map[string]SelfHandler
+	metricsOnce sync.Once
+	tickMu      sync.Mutex
+	lastTick    time.Time
 }
 
 // On registers the handler of an event type.
@@ -146,9 +147,63 @@ var ticksSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Authenticated schedule ticks that did nothing because one ran less than the minimum interval before.",
 }, []string{"consumer"})
 
+// deliveryDuration is the R, E and D of RED per event type: every
+// delivery's time to its answer, by consumer, the delivery's event type
+// and result (ok, or failed: answered 503, so the trigger retries). Its
+// _count is the rate of deliveries and of failures.
+var deliveryDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	Name: "billfn_event_delivery_duration_seconds",
+	Help: "Time to apply one event delivery, by consumer, CloudEvent type (\"other\" for a type the contract does not know, " +
+		"\"mixed\" for a batch of several types) and result (ok, failed).",
+	Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+}, []string{"consumer", "type", "result"})
+
+// deadLetters counts events parked in dead_letters, by reason: the
+// table's rows, as they are written.
+var deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "billfn_event_dead_letters_total",
+	Help: "Events parked in dead_letters by consumer and reason: origin_missing, origin_invalid (no valid origin proof), " +
+		"foreign_source (a fact from a source that may not emit it), rejected (the handler refused it for good).",
+}, []string{"consumer", "reason"})
+
+// ReasonRejected: a handler refused the event for good (Permanent or a
+// 4xx problem); it is parked.
+const ReasonRejected = "rejected"
+
+// deadLetterReasons are every reason an event is parked for, so each has a
+// series (at zero) from a consumer's first delivery on.
+var deadLetterReasons = []string{ReasonNoOrigin, ReasonBadOrigin, ReasonForeignSource, ReasonRejected}
+
+// MixedType is the type label of a batch delivery holding several types.
+const MixedType = "mixed"
+
 // Collectors returns the package's metrics.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{received, deliveriesRejected, unexpected, ticksSkipped}
+	return []prometheus.Collector{received, deliveriesRejected, unexpected, ticksSkipped, deliveryDuration, deadLetters}
+}
+
+// initMetrics gives the consumer's bounded label sets their series at
+// zero, so a dashboard shows "0 dead letters", not "no data", and an
+// increase() sees the first one.
+func (rc *Receiver) initMetrics() {
+	for _, r := range deadLetterReasons {
+		deadLetters.WithLabelValues(rc.Consumer, r)
+	}
+	for _, r := range []string{"unauthenticated", "malformed"} {
+		deliveriesRejected.WithLabelValues(rc.Consumer, r)
+	}
+}
+
+// deliveryType is the type label of a delivery: its events' type when
+// they share one, else MixedType.
+func (rc *Receiver) deliveryType(evs []Event) string {
+	typ := evs[0].Type()
+	for _, ev := range evs[1:] {
+		if ev.Type() != typ {
+			return MixedType
+		}
+	}
+	return rc.typeLabel(typ)
 }
 
 // Result summarises one delivery; it is the response body.
@@ -172,6 +227,7 @@ func (rc *Receiver) now() time.Time {
 
 // ServeHTTP receives one delivery.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc.metricsOnce.Do(rc.initMetrics)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		problem.Write(w, r, err)
@@ -197,7 +253,13 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, span, each := rc.traced(WithTopic(r.Context(), r.Header.Get("X-Topic")), evs)
+	start := time.Now()
 	res, err := rc.Deliver(ctx, evs)
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	deliveryDuration.WithLabelValues(rc.Consumer, rc.deliveryType(evs), result).Observe(time.Since(start).Seconds())
 	if span != nil {
 		telemetry.Fail(span, err)
 		span.SetAttributes(attribute.Int("billfn.events.processed", res.Processed), attribute.Int("billfn.events.duplicates", res.Duplicates),
@@ -436,6 +498,7 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 			if errors.Is(cause, ErrNoOrigin) {
 				reason = ReasonNoOrigin
 			}
+			deadLetters.WithLabelValues(rc.Consumer, reason).Inc()
 			rc.noteUnexpected(ctx, ev, reason)
 			continue
 		}
@@ -450,6 +513,7 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 			}
 			res.Parked++
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "parked").Inc()
+			deadLetters.WithLabelValues(rc.Consumer, ReasonForeignSource).Inc()
 			rc.noteUnexpected(ctx, ev, ReasonForeignSource)
 			continue
 		}
@@ -555,6 +619,7 @@ func (rc *Receiver) deliverSelf(ctx context.Context, evs []Event, res *Result) e
 			if perr := rc.Park(ctx, ev, err); perr != nil {
 				return perr
 			}
+			deadLetters.WithLabelValues(rc.Consumer, ReasonRejected).Inc()
 			res.Parked++
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "parked").Inc()
 		default:
@@ -588,6 +653,7 @@ func (rc *Receiver) deliverOne(ctx context.Context, ev Event) (string, error) {
 		if perr := rc.Park(ctx, ev, err); perr != nil {
 			return "", perr
 		}
+		deadLetters.WithLabelValues(rc.Consumer, ReasonRejected).Inc()
 		return "parked", nil
 	}
 	return "", err
