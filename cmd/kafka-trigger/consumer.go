@@ -43,6 +43,7 @@ func (t *Trigger) startConsumer(parent context.Context, name string, sub stackfi
 		t: t, name: name, sub: sub, cancel: cancel, done: make(chan struct{}),
 		url: strings.TrimRight(t.cfg.GatewayURL, "/") + "/function/" + name + "/",
 	}
+	t.metrics.initConsumer(name)
 	go c.run(ctx)
 	return c
 }
@@ -168,6 +169,8 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		for _, m := range batch {
 			if r := inspect(m); c.sub.Wants(r.typ) {
 				wanted = append(wanted, r)
+			} else {
+				c.t.metrics.events.WithLabelValues(c.name, events.TypeLabel(r.typ), "filtered").Inc()
 			}
 		}
 		if skipped := len(batch) - len(wanted); skipped > 0 {
@@ -182,10 +185,12 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 				}
 			}
 		}
+		done := 0 // splitBatch keeps wanted's order: group i is the next len(group) records
 		for _, group := range splitBatch(wanted) {
-			if !c.deliver(ctx, group, parents) {
+			if !c.deliver(ctx, group, wanted[done:done+len(group)], parents) {
 				return nil
 			}
+			done += len(group)
 		}
 		// Every record of the batch is done: delivered, dead-lettered or
 		// not wanted by the function.
@@ -340,8 +345,9 @@ func (o outcome) String() string {
 // delivery (all its attempts) is a span: the child of the event's
 // traceparent for one event, a root linking every event's trace for a
 // batch; the request carries its traceparent to the function.
-func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, parents map[*sarama.ConsumerMessage]trace.SpanContext) (ok bool) {
+func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, recs []record, parents map[*sarama.ConsumerMessage]trace.SpanContext) (ok bool) {
 	topic := msgs[0].Topic
+	start := time.Now()
 	if parents != nil {
 		var span trace.Span
 		var each []trace.Span
@@ -364,15 +370,23 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 		}
 		if o.ok() {
 			c.t.metrics.deliveries.WithLabelValues(c.name, topic, "delivered").Add(float64(len(msgs)))
+			c.countEvents(recs, "delivered")
+			c.t.metrics.duration.WithLabelValues(c.name, deliveryType(recs), "delivered").Observe(time.Since(start).Seconds())
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
 		if !o.retryable || attempt >= c.t.cfg.MaxAttempts {
-			return c.deadLetter(ctx, msgs, o, attempt)
+			if !c.deadLetter(ctx, msgs, o, attempt) {
+				return false
+			}
+			c.countEvents(recs, "dead_lettered")
+			c.t.metrics.duration.WithLabelValues(c.name, deliveryType(recs), "dead_lettered").Observe(time.Since(start).Seconds())
+			return true
 		}
 		c.t.metrics.deliveries.WithLabelValues(c.name, topic, "retried").Add(float64(len(msgs)))
+		c.countEvents(recs, "retried")
 		wait := c.backoff(attempt)
 		if o.retryAfter > wait {
 			wait = min(o.retryAfter, c.t.cfg.BackoffMax.D())
@@ -421,6 +435,54 @@ func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, par
 		}
 	}
 	return ctx, span, each
+}
+
+// countEvents counts a delivery's records by type (a run of records of
+// one type is one Add: a batch usually holds one type).
+func (c *consumer) countEvents(recs []record, result string) {
+	for i := 0; i < len(recs); {
+		j := i + 1
+		for j < len(recs) && recs[j].typ == recs[i].typ {
+			j++
+		}
+		c.t.metrics.events.WithLabelValues(c.name, events.TypeLabel(recs[i].typ), result).Add(float64(j - i))
+		i = j
+	}
+}
+
+// deliveryType is a delivery's type label: its records' type when they
+// share one, else events.MixedType.
+func deliveryType(recs []record) string {
+	for _, r := range recs[1:] {
+		if r.typ != recs[0].typ {
+			return events.MixedType
+		}
+	}
+	return events.TypeLabel(recs[0].typ)
+}
+
+// Reasons a delivery is dead-lettered (billfn_trigger_dead_letters_total).
+const (
+	// dlqRejected: the function answered a status no retry can change
+	// (a 4xx other than 404, 408, 409, 425 and 429).
+	dlqRejected = "rejected"
+	// dlqExhausted: every one of MaxAttempts attempts failed with a
+	// retryable answer (5xx, 429, …) or no answer.
+	dlqExhausted = "retries_exhausted"
+	// dlqUnsendable: the request could not even be built.
+	dlqUnsendable = "unsendable"
+)
+
+var dlqReasons = []string{dlqRejected, dlqExhausted, dlqUnsendable}
+
+func deadLetterReason(o outcome) string {
+	switch {
+	case o.retryable:
+		return dlqExhausted
+	case o.status != 0:
+		return dlqRejected
+	}
+	return dlqUnsendable
 }
 
 // backoff is exponential with full jitter above half the step.
@@ -619,6 +681,7 @@ func (c *consumer) deadLetter(ctx context.Context, msgs []*sarama.ConsumerMessag
 		}
 	}
 	c.t.metrics.deliveries.WithLabelValues(c.name, msgs[0].Topic, "dead_lettered").Add(float64(len(msgs)))
+	c.t.metrics.deadLetters.WithLabelValues(c.name, deadLetterReason(o)).Add(float64(len(msgs)))
 	slog.Error("records dead-lettered", "target", c.name, "topic", msgs[0].Topic, "partition", msgs[0].Partition,
 		"offset", msgs[0].Offset, "records", len(msgs), "attempts", attempts, "dlq", c.t.cfg.DLQTopic, "err", errText)
 	return true

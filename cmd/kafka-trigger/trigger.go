@@ -239,6 +239,20 @@ type metrics struct {
 	seconds    *prometheus.HistogramVec
 	lag        *prometheus.GaugeVec
 	ticks      *prometheus.CounterVec
+	// RED per event type (issue 19): records by type and result, each
+	// delivery's time from its first attempt to its end, and what was
+	// dead-lettered by reason.
+	events      *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	deadLetters *prometheus.CounterVec
+}
+
+// initConsumer gives a function's bounded label sets their series at
+// zero: a dashboard shows "0 dead letters", not "no data".
+func (m *metrics) initConsumer(function string) {
+	for _, r := range dlqReasons {
+		m.deadLetters.WithLabelValues(function, r)
+	}
 }
 
 func newMetrics() *metrics {
@@ -262,7 +276,23 @@ func newMetrics() *metrics {
 			Help: "Schedule ticks by function and result (ok, rate_limited, failed).",
 		}, []string{"function", "result"}),
 	}
-	m.reg.MustRegister(m.deliveries, m.seconds, m.lag, m.ticks,
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "billfn_trigger_events_total",
+		Help: "Kafka records by function, CloudEvent type (\"other\" for a type the contract does not know) and result " +
+			"(delivered, retried: an attempt failed, dead_lettered, filtered: a type the function does not ask for).",
+	}, []string{"function", "type", "result"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "billfn_trigger_delivery_duration_seconds",
+		Help: "Time from a delivery's first attempt to its end, retries included, by function, CloudEvent type " +
+			"(\"mixed\" for a batch of several) and result (delivered, dead_lettered).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"function", "type", "result"})
+	m.deadLetters = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "billfn_trigger_dead_letters_total",
+		Help: "Records written to the dead-letter topic by function and reason: rejected (a status no retry changes), " +
+			"retries_exhausted (every attempt failed), unsendable (no request could be built).",
+	}, []string{"function", "reason"})
+	m.reg.MustRegister(m.deliveries, m.seconds, m.lag, m.ticks, m.events, m.duration, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

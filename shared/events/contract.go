@@ -47,6 +47,16 @@ func ContractTopic(typ string) (string, bool) {
 // metrics without bound.
 const OtherType = "other"
 
+// TypeLabel is typ as a metric label outside a receiver (the
+// kafka-trigger): itself when the contract knows it, else OtherType, so a
+// record's free-text type cannot grow a metric without bound.
+func TypeLabel(typ string) string {
+	if _, ok := ContractTopic(typ); ok {
+		return typ
+	}
+	return OtherType
+}
+
 // typeLabel is typ as a metric label: itself when the contract or a
 // registered handler knows it, else OtherType.
 func (rc *Receiver) typeLabel(typ string) string {

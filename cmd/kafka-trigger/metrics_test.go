@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/problem"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// series reads a metric of the trigger: for each series of name whose
+// function label is function, its other labels (in order, space-joined) →
+// its counter value or, for a histogram, its sample count.
+func (s *stack) series(t *testing.T, name, function string, labels ...string) map[string]float64 {
+	t.Helper()
+	mfs, err := s.trigger.metrics.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["function"] != function {
+				continue
+			}
+			var k []string
+			for _, n := range labels {
+				k = append(k, l[n])
+			}
+			if h := m.GetHistogram(); h != nil {
+				out[strings.Join(k, " ")] += float64(h.GetSampleCount())
+			} else {
+				out[strings.Join(k, " ")] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+func typed(t *testing.T, topic, typ, key string) *sarama.ProducerMessage {
+	t.Helper()
+	ev := events.Must(events.New(context.Background(), "capture-payment", typ, key, map[string]int{"amount": 1}))
+	testenv.SignOrigin(&ev)
+	body, err := events.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key), Value: sarama.ByteEncoder(body)}
+}
+
+// RED per event type in the trigger (issue 19): records are counted by
+// their contract type (a type the contract does not know as "other") and
+// result, each delivery is timed by type and result, and dead letters are
+// counted by reason, every reason at zero from the consumer's start.
+func TestTriggerCountsRecordsByTypeAndDeadLettersByReason(t *testing.T) {
+	brokers := kafka(t)
+	var flaky int
+	s := startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			ev, _ := events.Unmarshal(mustRead(r))
+			switch ev.Subject() {
+			case "bad":
+				problem.Write(w, r, problem.Invalid(problem.Field("amount", "must be positive")))
+			case "flaky":
+				if flaky++; flaky == 1 {
+					http.Error(w, "try again", http.StatusServiceUnavailable)
+				}
+			}
+		})}}, nil)
+	waitFor(t, "the consumer's dead-letter series at zero", 10*time.Second, func() bool {
+		return len(s.series(t, "billfn_trigger_dead_letters_total", "f", "reason")) == 3
+	})
+	for _, m := range []*sarama.ProducerMessage{
+		typed(t, events.TopicPayment, "billfn.payment.captured", "good"),
+		typed(t, events.TopicPayment, "billfn.payment.captured", "flaky"),
+		typed(t, events.TopicPayment, "billfn.payment.failed", "bad"),
+		typed(t, events.TopicPayment, "com.example.invented", "other"),
+	} {
+		m.Partition = 0
+		produce(t, brokers, m)
+	}
+	want := map[string]float64{
+		"billfn.payment.captured delivered": 2, "billfn.payment.captured retried": 1,
+		"billfn.payment.failed dead_lettered": 1, "other delivered": 1,
+	}
+	waitFor(t, "every record counted", 20*time.Second, func() bool {
+		got := s.series(t, "billfn_trigger_events_total", "f", "type", "result")
+		for k, v := range want {
+			if got[k] != v {
+				return false
+			}
+		}
+		return len(got) == len(want)
+	})
+	dur := s.series(t, "billfn_trigger_delivery_duration_seconds", "f", "type", "result")
+	if dur["billfn.payment.captured delivered"] != 2 || dur["billfn.payment.failed dead_lettered"] != 1 || dur["other delivered"] != 1 {
+		t.Errorf("deliveries timed %v", dur)
+	}
+	dl := s.series(t, "billfn_trigger_dead_letters_total", "f", "reason")
+	if dl["rejected"] != 1 || dl["retries_exhausted"] != 0 || dl["unsendable"] != 0 || len(dl) != 3 {
+		t.Errorf("dead letters by reason %v, want 1 rejected", dl)
+	}
+}
