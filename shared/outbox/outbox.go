@@ -89,14 +89,45 @@ var (
 	publishErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "billfn_outbox_publish_errors_total", Help: "Failed outbox publish passes (Kafka unreachable or refusing).",
 	}, []string{"source"})
-	backlog = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "billfn_outbox_backlog", Help: "Outbox events not yet published, as of the last backlog check.",
-	}, []string{"source"})
 )
 
-// Collectors returns the package's metrics.
+// Collectors returns the package's metrics; a publisher's depth and age
+// are its own Collector.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{published, publishErrors, backlog, unsignable}
+	return []prometheus.Collector{published, publishErrors, unsignable}
+}
+
+var (
+	backlogDesc = prometheus.NewDesc("billfn_outbox_backlog",
+		"Outbox events not yet published (the table's rows of the source), read when scraped.", []string{"source"}, nil)
+	oldestDesc = prometheus.NewDesc("billfn_outbox_oldest_unpublished_age_seconds",
+		"Age of the oldest outbox event not yet published (0 when none), read when scraped.", []string{"source"}, nil)
+)
+
+// Collector reports the publisher's outbox depth and the age of its
+// oldest unpublished row, read from the table when Prometheus scrapes
+// (one indexed query per scrape, nothing on the publishing path), so the
+// figures are those of the moment, whichever process or sweep publishes.
+// A scrape that cannot reach Postgres reports neither.
+func (p *Publisher) Collector() prometheus.Collector { return outboxCollector{p} }
+
+type outboxCollector struct{ p *Publisher }
+
+func (c outboxCollector) Describe(ch chan<- *prometheus.Desc) { ch <- backlogDesc; ch <- oldestDesc }
+
+func (c outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var n int64
+	var age float64
+	err := c.p.pool.QueryRow(ctx, `SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+		FROM outbox WHERE source = $1`, c.p.source).Scan(&n, &age)
+	if err != nil {
+		slog.Warn("outbox: cannot read the backlog for /metrics", "source", c.p.source, "err", err.Error())
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(n), c.p.source)
+	ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, max(age, 0), c.p.source)
 }
 
 // Publisher sends one function's outbox rows to Kafka.
@@ -132,6 +163,9 @@ type Publisher struct {
 // NewPublisher returns a publisher for source's rows. It connects to Kafka
 // lazily, so a function starts (and accepts writes) while Kafka is down.
 func NewPublisher(pool *pgxpool.Pool, source string, brokers []string) *Publisher {
+	// Both counters exist from the start: "0 failed passes", not "no data".
+	published.WithLabelValues(source)
+	publishErrors.WithLabelValues(source)
 	return &Publisher{pool: pool, source: source, brokers: brokers, BatchSize: 500, Linger: 5 * time.Millisecond,
 		kick: make(chan struct{}, 1)}
 }
@@ -216,13 +250,10 @@ func (p *Publisher) Sweep(ctx context.Context) (int, error) {
 	}
 }
 
-// Backlog counts unpublished rows (and updates the gauge).
+// Backlog counts unpublished rows (Collector reports them to Prometheus).
 func (p *Publisher) Backlog(ctx context.Context) (int64, error) {
 	var n int64
 	err := p.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE source = $1`, p.source).Scan(&n)
-	if err == nil {
-		backlog.WithLabelValues(p.source).Set(float64(n))
-	}
 	return n, err
 }
 

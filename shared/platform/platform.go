@@ -201,6 +201,7 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.collectors = append(d.collectors, redis.Collectors()...)
 	d.collectors = append(d.collectors, events.Collectors()...)
 	d.collectors = append(d.collectors, outbox.Collectors()...)
+	d.collectors = append(d.collectors, d.Publisher.Collector())
 	d.collectors = append(d.collectors, ratelimit.Collectors()...)
 	d.collectors = append(d.collectors, pgbatch.Collectors()...)
 	d.closers = append(d.closers, d.Publisher.Close, func(context.Context) { d.Redis.Close() }, func(context.Context) { d.Pool.Close() })

@@ -80,6 +80,9 @@ const breakerOpen = time.Second
 
 // NewCache returns a cache whose keys live under prefix+name+":".
 func NewCache(rdb *goredis.Client, prefix, name string) *Cache {
+	for _, r := range []string{"hit", "miss", "fallback"} {
+		cacheRequests.WithLabelValues(name, r) // at zero: "no fallback", not "no data"
+	}
 	return &Cache{rdb: rdb, prefix: prefix + name + ":", name: name, pending: map[string]struct{}{}}
 }
 
