@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/billfn/billfn/functions/aggregate-report/store"
 )
 
@@ -32,8 +34,14 @@ func TestTickWritesDailySnapshotsThatLateEventsInvalidate(t *testing.T) {
 		subscription(t, day("2026-02-10"), "created", id(), acctA, "active", 2900, "USD"),
 		invoice(t, day("2026-03-01"), "finalized", invoiceFields{id: id(), account: acctA, cur: "USD", status: "open", due: "2026-03-10", total: 400, dueAmount: 400}),
 	)
+	notPosted := testutil.ToFloat64(store.ReconMismatches.WithLabelValues("capture_not_posted"))
 	if code := g.tick(); code != 200 {
 		t.Fatalf("tick = %d", code)
+	}
+	// The settled day's mismatch (the capture the ledger never posted) is
+	// counted once, when its reconciliation is written (issue 19).
+	if d := testutil.ToFloat64(store.ReconMismatches.WithLabelValues("capture_not_posted")) - notPosted; d != 1 {
+		t.Errorf("billfn_reconciliation_mismatches_total{reason=\"capture_not_posted\"} moved by %v, want 1", d)
 	}
 	kinds := map[string]int64{}
 	rows, _ := g.d.Pool.Query(context.Background(), `SELECT kind, count(*) FROM report_snapshots GROUP BY kind`)

@@ -39,6 +39,7 @@ func New(d *platform.Deps, now func() time.Time) *API {
 	d.Events.Batch = store.Batch(s.onEvents)
 	d.Events.Tick = s.tick
 	d.Events.TickEvery = 5 * time.Second
+	d.Collect(store.Collectors()...)
 	return s
 }
 

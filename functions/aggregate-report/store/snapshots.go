@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/shared/postgres"
@@ -26,6 +27,30 @@ func (s *Store) readSnapshot(ctx context.Context, kind string, day time.Time, v 
 	}
 	return true, json.Unmarshal(body, v)
 }
+
+// ReconMismatches counts the payments whose gateway and ledger sides
+// disagree, once per settled day: when the day's reconciliation snapshot
+// is written (after the grace period), by the mismatch's first reason
+// (its capture side, else its refund side; the rest are in the report).
+// A mismatch that stays into later days counts again on each day it is
+// active, as the daily report lists it.
+var ReconMismatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "billfn_reconciliation_mismatches_total",
+	Help: "Payments whose gateway and ledger sides disagree in a settled day's reconciliation, by first reason " +
+		"(capture_not_posted, capture_posted_in_excess, refund_not_posted, refund_posted_in_excess).",
+}, []string{"reason"})
+
+// MismatchReasons are every first reason Reconciliation gives a mismatch.
+var MismatchReasons = []string{"capture_not_posted", "capture_posted_in_excess", "refund_not_posted", "refund_posted_in_excess"}
+
+func init() {
+	for _, r := range MismatchReasons {
+		ReconMismatches.WithLabelValues(r) // at zero: "no mismatch", not "no data"
+	}
+}
+
+// Collectors returns the store's metrics.
+func Collectors() []prometheus.Collector { return []prometheus.Collector{ReconMismatches} }
 
 // SnapshotJob is one report the tick keeps ahead of time: the day it is
 // filed under and the days whose figures it reads.
@@ -134,5 +159,10 @@ func (s *Store) WriteSnapshot(ctx context.Context, j SnapshotJob) (bool, error) 
 		stored = err == nil
 		return err
 	})
+	if rec, ok := rep.(Reconciliation); ok && stored && err == nil {
+		for _, m := range rec.Mismatches {
+			ReconMismatches.WithLabelValues(m.Reasons[0]).Inc()
+		}
+	}
 	return stored, err
 }
