@@ -68,7 +68,8 @@ func observe(ctx context.Context, cfg config, out io.Writer) error {
 		return userErrorf("Prometheus: %v", err)
 	}
 	pcfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(pcfg, []byte(prometheusConfig(cfg)), 0o644); err != nil {
+	if err := os.WriteFile(pcfg, []byte(prometheusConfig(filepath.Join(cfg.Root, "docs", "prometheus-alerts.yml"),
+		filepath.Join(cfg.RunDir, TargetsFile), "5s")), 0o644); err != nil {
 		return err
 	}
 	pp := &proc{name: "prometheus", path: prom, dir: cfg.Root, env: baseEnv(), log: log,
@@ -132,21 +133,21 @@ func jaegerUIAssets(cfg config) (dir string, ok bool) {
 }
 
 // prometheusConfig scrapes what the stack's targets file lists (the
-// gateway, every function, the kafka-trigger; re-read when it changes) and
-// evaluates billfn's alerting rules.
-func prometheusConfig(cfg config) string {
-	rules := filepath.Join(cfg.Root, "docs", "prometheus-alerts.yml")
+// gateway, every function, the kafka-trigger; re-read when it changes)
+// every interval and evaluates billfn's alerting rules. make observe
+// scrapes every 5 s; the dashboard test (dashboard_test.go) every second.
+func prometheusConfig(rules, targets, interval string) string {
 	return `# Written by make observe (cmd/stack/observe.go); edits are overwritten.
 global:
-  scrape_interval: 5s
-  evaluation_interval: 5s
+  scrape_interval: ` + interval + `
+  evaluation_interval: ` + interval + `
 rule_files:
   - "` + rules + `"
 scrape_configs:
   - job_name: billfn
     file_sd_configs:
-      - files: ["` + filepath.Join(cfg.RunDir, TargetsFile) + `"]
-        refresh_interval: 5s
+      - files: ["` + targets + `"]
+        refresh_interval: ` + interval + `
 `
 }
 
