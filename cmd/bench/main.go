@@ -218,37 +218,9 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	runs = slices.DeleteFunc(runs, func(r *run) bool { return selected != nil && !selected.MatchString(r.Name) })
 	step("the stack idle (after " + statsDelay.String() + " for PostgreSQL's statistics), 10 s")
 	idle := idleCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database}, 10*time.Second)
-	prof := newProfiler(stack.pprofDir)
 	for _, r := range runs {
-		step(r.Title)
-		if r.Setup != nil {
-			if err := r.Setup(ctx); err != nil {
-				r.Skipped = err.Error()
-				continue
-			}
-		}
-		var m *meter
-		load := func(at phases) (*loadResult, error) { return loadgen(ctx, tmp, r.Args, at) }
-		if r.Do != nil {
-			load = func(at phases) (*loadResult, error) { return r.Do(ctx, at) }
-		}
-		r.Result, err = load(phases{
-			start: func(client int) {
-				m = beginCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, clientPid: client})
-				prof.start()
-			},
-			end: func() {
-				m.endCPU(ctx, settleLimit)
-				r.Profiles = prof.stop(filepath.Join(root, "bin", "bench", r.Name))
-				r.Cost = m.endPG(ctx, statsDelay, idle)
-			},
-		})
-		if err != nil {
-			r.Skipped = err.Error()
-			fmt.Fprintln(os.Stderr, "  ", err)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := measure(ctx, root, tmp, stack, idle, r); err != nil {
+			return err
 		}
 	}
 
@@ -265,6 +237,11 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 		return err
 	}
 	stack.stop()
+	tracing, err := tracingRuns(ctx, root, tmp, quick, idle) // tracing.go: stacks of their own
+	if err != nil {
+		return err
+	}
+	runs = append(runs, tracing...)
 	measured := commit(ctx, root)
 	alone := runAlone(ctx, root, quick)
 	report := render(ctx, runs, pg, idle, procs, quick, measured) + renderAlone(alone)
@@ -281,6 +258,42 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	fmt.Print(report)
 	step("wrote " + out)
 	return nil
+}
+
+// measure runs r's loadgen scenario against stack, with the cost of each
+// process and their CPU profiles over exactly its timed phase; an error
+// only when ctx ended (a failed scenario is r.Skipped).
+func measure(ctx context.Context, root, tmp string, stack *stackProc, idle *cost, r *run) error {
+	step(r.Title)
+	if r.Setup != nil {
+		if err := r.Setup(ctx); err != nil {
+			r.Skipped = err.Error()
+			return ctx.Err()
+		}
+	}
+	prof := newProfiler(stack.pprofDir)
+	var m *meter
+	var err error
+	load := func(at phases) (*loadResult, error) { return loadgen(ctx, tmp, r.Args, at) }
+	if r.Do != nil {
+		load = func(at phases) (*loadResult, error) { return r.Do(ctx, at) }
+	}
+	r.Result, err = load(phases{
+		start: func(client int) {
+			m = beginCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, clientPid: client})
+			prof.start()
+		},
+		end: func() {
+			m.endCPU(ctx, settleLimit)
+			r.Profiles = prof.stop(filepath.Join(root, "bin", "bench", r.Name))
+			r.Cost = m.endPG(ctx, statsDelay, idle)
+		},
+	})
+	if err != nil {
+		r.Skipped = err.Error()
+		fmt.Fprintln(os.Stderr, "  ", err)
+	}
+	return ctx.Err()
 }
 
 func step(s string) { fmt.Fprintf(os.Stderr, "==> %s\n", s) }
@@ -302,7 +315,9 @@ type stackProc struct {
 	done     chan error
 }
 
-func startStack(ctx context.Context, root, tmp string) (*stackProc, error) {
+// startStack starts the stack on the bench's ports; env is added last
+// (tracing.go sets the tracing variables this way).
+func startStack(ctx context.Context, root, tmp string, env ...string) (*stackProc, error) {
 	marker := "bench-" + uuid.NewString()
 	pprofDir := filepath.Join(tmp, "pprof")
 	if err := os.MkdirAll(pprofDir, 0o755); err != nil {
@@ -325,6 +340,7 @@ func startStack(ctx context.Context, root, tmp string) (*stackProc, error) {
 		"DATABASE_URL=postgres://postgres@127.0.0.1:5432/"+database+"?sslmode=disable", "REDIS_PREFIX=billfn-bench:",
 		// Every Go process serves CPU profiles on a loopback port (profile.go).
 		"BILLFN_PPROF_DIR="+pprofDir)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,0 +1,157 @@
+package main
+
+// The cost of tracing (issue 19): the transfers-through-the-gateway
+// scenario on three stacks of its own, one after the other on the bench's
+// ports, after the main stack stopped: tracing off, 10 % of new traces
+// sampled, and every trace, both exported to a real Jaeger the bench
+// starts (testenv.JaegerBinary; in-memory storage). The target: at 10 %,
+// fewer than 5 % fewer transfers/s than off. On this shared machine the
+// throughput is noisy; the cost table's CPU per transfer of each process
+// is the steadier comparison.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// Jaeger's ports during the tracing runs (the stack's are 28080–28111).
+const (
+	benchJaegerUI   = "127.0.0.1:28120"
+	benchJaegerGRPC = "127.0.0.1:28121"
+	benchOTLPGRPC   = "127.0.0.1:28122"
+	benchOTLPHTTP   = "127.0.0.1:28123"
+)
+
+// tracingRun is one tracing configuration of the transfers scenario.
+type tracingRun struct {
+	name, title string
+	env         []string // added to the stack's environment
+}
+
+var tracingConfigs = []tracingRun{
+	{"tracing-off", "transfers through the gateway, tracing off", []string{"BILLFN_OTLP_ENDPOINT=none"}},
+	{"tracing-10", "transfers through the gateway, 10 % sampled, to Jaeger", []string{"BILLFN_OTLP_ENDPOINT=http://" + benchOTLPHTTP,
+		"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"}},
+	{"tracing-100", "transfers through the gateway, every trace, to Jaeger", []string{"BILLFN_OTLP_ENDPOINT=http://" + benchOTLPHTTP,
+		"OTEL_TRACES_SAMPLER=parentbased_always_on"}},
+}
+
+// tracingRuns measures the selected tracing configurations, each on a
+// fresh stack; the main stack must be stopped (same ports).
+func tracingRuns(ctx context.Context, root, tmp string, quick bool, idle *cost) ([]*run, error) {
+	var todo []tracingRun
+	needJaeger := false
+	for _, c := range tracingConfigs {
+		if selected == nil || selected.MatchString(c.name) {
+			todo = append(todo, c)
+			needJaeger = needJaeger || c.name != "tracing-off"
+		}
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	if needJaeger {
+		stop, err := startBenchJaeger(ctx, tmp)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
+	var runs []*run
+	var off *run
+	for _, c := range todo {
+		r := &run{Name: c.name, Title: c.title,
+			Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", "http://" + gatewayAddr + "/function/process-transaction"}}
+		if c.name == "tracing-off" {
+			off = r
+		}
+		if c.name == "tracing-10" {
+			r.Target = "< 5 % fewer transfers/s than tracing-off"
+			r.Check = func(res *loadResult) bool {
+				return off != nil && off.Result != nil && res.OpsPerSec >= 0.95*off.Result.OpsPerSec
+			}
+		}
+		step("starting a stack for " + c.name)
+		stack, err := startStack(ctx, root, tmp, c.env...)
+		if err != nil {
+			return nil, err
+		}
+		err = measure(ctx, root, tmp, stack, idle, r)
+		stack.stop()
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+	}
+	if off != nil && off.Result != nil && off.Result.OpsPerSec > 0 {
+		for _, r := range runs {
+			if r != off && r.Result != nil {
+				r.Title += fmt.Sprintf(" (%.1f %% of tracing-off's transfers/s)", 100*r.Result.OpsPerSec/off.Result.OpsPerSec)
+			}
+		}
+	}
+	return runs, nil
+}
+
+// startBenchJaeger runs Jaeger on the bench's ports until stop.
+func startBenchJaeger(ctx context.Context, tmp string) (stop func(), err error) {
+	step("starting Jaeger (OTLP " + benchOTLPHTTP + ")")
+	bin, err := testenv.JaegerBinary(ctx, func(f string, a ...any) { step(fmt.Sprintf(f, a...)) })
+	if err != nil {
+		return nil, fmt.Errorf("jaeger: %w", err)
+	}
+	cfg := filepath.Join(tmp, "jaeger.yaml")
+	if err := os.WriteFile(cfg, []byte(testenv.JaegerConfig(benchJaegerUI, benchJaegerGRPC, benchOTLPGRPC, benchOTLPHTTP, "")), 0o644); err != nil {
+		return nil, err
+	}
+	log, err := os.Create(filepath.Join(tmp, "jaeger.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
+	stop = func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		if res, err := http.Get("http://" + benchJaegerUI + "/api/services"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return stop, nil
+			}
+		}
+		select {
+		case <-done:
+			return nil, fmt.Errorf("jaeger exited before it was ready; its log: %s", log.Name())
+		case <-ctx.Done():
+			stop()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("jaeger was not ready within a minute; its log: %s", log.Name())
+		}
+	}
+}
