@@ -36,11 +36,13 @@ type tracingRun struct {
 	env         []string // added to the stack's environment
 }
 
+// Their titles do not start with "transfers": render would hold them to
+// the transfers scenario's pgbench target.
 var tracingConfigs = []tracingRun{
-	{"tracing-off", "transfers through the gateway, tracing off", []string{"BILLFN_OTLP_ENDPOINT=none"}},
-	{"tracing-10", "transfers through the gateway, 10 % sampled, to Jaeger", []string{"BILLFN_OTLP_ENDPOINT=http://" + benchOTLPHTTP,
+	{"tracing-off", "tracing off: transfers through the gateway", []string{"BILLFN_OTLP_ENDPOINT=none"}},
+	{"tracing-10", "tracing 10 % sampled, to Jaeger: transfers through the gateway", []string{"BILLFN_OTLP_ENDPOINT=http://" + benchOTLPHTTP,
 		"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"}},
-	{"tracing-100", "transfers through the gateway, every trace, to Jaeger", []string{"BILLFN_OTLP_ENDPOINT=http://" + benchOTLPHTTP,
+	{"tracing-100", "tracing every trace, to Jaeger: transfers through the gateway", []string{"BILLFN_OTLP_ENDPOINT=http://" + benchOTLPHTTP,
 		"OTEL_TRACES_SAMPLER=parentbased_always_on"}},
 }
 
