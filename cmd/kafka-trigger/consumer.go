@@ -352,8 +352,11 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 		var span trace.Span
 		var each []trace.Span
 		ctx, span, each = c.span(ctx, msgs, parents)
+		if span != nil {
+			each = append(each, span)
+		}
 		defer func() {
-			for _, s := range append(each, span) {
+			for _, s := range each {
 				if !ok {
 					s.SetStatus(codes.Error, "not delivered")
 				}
@@ -405,6 +408,10 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 // trace shows its event's delivery.
 func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, parents map[*sarama.ConsumerMessage]trace.SpanContext) (context.Context, trace.Span, []trace.Span) {
 	first := msgs[0]
+	if sc, ok := parents[first]; len(msgs) == 1 && ok && !sc.IsSampled() {
+		// The event's trace is not sampled: no span, its context passes on.
+		return trace.ContextWithRemoteSpanContext(ctx, sc), nil, nil
+	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
 		attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", first.Topic),
 		attribute.Int("messaging.destination.partition.id", int(first.Partition)), attribute.Int64("messaging.kafka.offset", first.Offset),

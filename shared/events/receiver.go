@@ -291,8 +291,8 @@ func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, t
 	if len(evs) == 1 && !parent.IsValid() {
 		ctx = ContextOf(ctx, evs[0]) // logs and the events it emits keep the producer's trace
 	}
-	if !telemetry.Enabled() {
-		return ctx, nil, nil
+	if !telemetry.Enabled() || len(evs) == 1 && telemetry.Unsampled(ctx) {
+		return ctx, nil, nil // an unsampled trace: its context carries the ids, no span
 	}
 	name := "process " + evs[0].Type()
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),

@@ -322,9 +322,11 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			return
 		}
 		// The caller's trace continues here (W3C traceparent); the span is
-		// named by the route pattern once the mux has matched it.
+		// named by the route pattern once the mux has matched it. A caller
+		// that decided not to sample gets no span of ours: its context
+		// carries the ids on.
 		var span trace.Span
-		if ctx := telemetry.Extract(r.Context(), r.Header); telemetry.Enabled() {
+		if ctx := telemetry.Extract(r.Context(), r.Header); telemetry.Enabled() && !telemetry.Unsampled(ctx) {
 			ctx, span = telemetry.Tracer().Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
 			r = r.WithContext(ctx)
 		} else if ctx != r.Context() {

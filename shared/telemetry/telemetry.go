@@ -53,8 +53,36 @@ var enabled atomic.Bool
 // Instrumentation that would allocate for nothing checks it first.
 func Enabled() bool { return enabled.Load() }
 
+// tracer is billfn's tracer of the installed provider, looked up once:
+// otel.Tracer asks the SDK's provider, which takes a lock and a map lookup
+// on every call, on every request.
+var tracer atomic.Pointer[trace.Tracer]
+
 // Tracer is billfn's tracer from the installed provider.
-func Tracer() trace.Tracer { return otel.Tracer(Instrumentation) }
+func Tracer() trace.Tracer {
+	if t := tracer.Load(); t != nil {
+		return *t
+	}
+	return otel.Tracer(Instrumentation)
+}
+
+// Unsampled reports whether ctx continues a trace whose sampling decision
+// was "no" (a valid span context without the sampled flag). billfn's
+// spans follow their parent's decision (the parent-based samplers, the
+// default), so instrumentation starts no span there: the context already
+// carries the trace's ids for logs and propagation, and a span that would
+// record nothing costs a sampler call, an allocation and its attributes.
+func Unsampled(ctx context.Context) bool {
+	sc := trace.SpanContextFromContext(ctx)
+	return sc.IsValid() && !sc.IsSampled()
+}
+
+// install makes tp the provider of otel and of Tracer.
+func install(tp trace.TracerProvider) {
+	otel.SetTracerProvider(tp)
+	t := tp.Tracer(Instrumentation)
+	tracer.Store(&t)
+}
 
 // Configured reports whether the environment asks for export: an OTLP
 // endpoint is set and neither OTEL_SDK_DISABLED nor OTEL_TRACES_EXPORTER=none
@@ -108,7 +136,7 @@ func SetupEndpoint(ctx context.Context, service, endpoint string) (shutdown func
 	}
 	// No WithSampler: the SDK takes OTEL_TRACES_SAMPLER(_ARG) itself.
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	otel.SetTracerProvider(tp)
+	install(tp)
 	otel.SetErrorHandler(quietErrors{})
 	enabled.Store(true)
 	return func(ctx context.Context) error {
@@ -273,7 +301,7 @@ func Install(tp trace.TracerProvider) (restore func()) {
 	setupOnce.Lock()
 	defer setupOnce.Unlock()
 	otel.SetTextMapPropagator(Propagator)
-	otel.SetTracerProvider(tp)
+	install(tp)
 	enabled.Store(true)
 	return func() { enabled.Store(false) }
 }

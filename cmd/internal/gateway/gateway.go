@@ -487,20 +487,25 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	// The gateway starts the trace (or continues the caller's): the
 	// function's request is the child of the gateway's span. Without
 	// tracing the caller's traceparent passes through as any header.
+	// A span that is not sampled gets no name, attributes or status: only
+	// its context travels on (in the traceparent).
 	if telemetry.Enabled() {
-		ctx, span := telemetry.Tracer().Start(telemetry.Extract(r.Context(), r.Header), r.Method+" /function/"+name,
-			trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("http.request.method", r.Method),
-				attribute.String("faas.invoked_name", name), attribute.String("url.path", r.URL.Path)))
+		ctx, span := telemetry.Tracer().Start(telemetry.Extract(r.Context(), r.Header), "gateway", trace.WithSpanKind(trace.SpanKindServer))
 		telemetry.Inject(ctx, out.Header)
-		sw := &httpx.StatusWriter{ResponseWriter: w}
-		w = sw
-		defer func() {
-			span.SetAttributes(attribute.Int("http.response.status_code", sw.Status))
-			if sw.Status >= 500 {
-				span.SetStatus(codes.Error, http.StatusText(sw.Status))
-			}
-			span.End()
-		}()
+		if span.IsRecording() {
+			span.SetName(r.Method + " /function/" + name)
+			span.SetAttributes(attribute.String("http.request.method", r.Method),
+				attribute.String("faas.invoked_name", name), attribute.String("url.path", r.URL.Path))
+			sw := &httpx.StatusWriter{ResponseWriter: w}
+			w = sw
+			defer func() {
+				span.SetAttributes(attribute.Int("http.response.status_code", sw.Status))
+				if sw.Status >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(sw.Status))
+				}
+				span.End()
+			}()
+		}
 	}
 
 	b.invocations.Add(1)
