@@ -155,8 +155,15 @@ func TestDashboardQueriesReturnDataFromARealPrometheus(t *testing.T) {
 		return promQuery(client, base, `count(up) >= 7 and min(up) == 1`) == ""
 	})
 
-	// A short real load: every flow the dashboard watches.
+	// A short real load: every flow the dashboard watches, in rounds two
+	// seconds apart. A series is born at its first observation, so rate()
+	// sees only the increments after Prometheus first scraped it: a burst
+	// that ends before that scrape (a function's first deliveries of a
+	// type) would leave its rate at 0 and its p99 NaN.
 	for i := range 6 {
+		if i > 0 {
+			time.Sleep(2 * time.Second)
+		}
 		c := e.newCustomer("USD")
 		e.fund(c, 10_000, "USD")
 		inv := e.req(http.MethodPost, "/function/generate-invoice/invoices", map[string]any{
