@@ -74,7 +74,10 @@ func runAlone(ctx context.Context, root string, quick bool) []aloneResult {
 		err := cmd.Run()
 		r.Lines = parseBench(stdout.Bytes())
 		if err != nil || len(r.Lines) == 0 {
-			r.Skipped = fmt.Sprintf("go test -bench failed (%v)", err)
+			r.Skipped = "go test -bench gave no result line"
+			if err != nil {
+				r.Skipped = fmt.Sprintf("go test -bench failed (%v)", err)
+			}
 			fmt.Fprintln(os.Stderr, stdout.String())
 		}
 		out = append(out, r)
@@ -86,36 +89,67 @@ func runAlone(ctx context.Context, root string, quick bool) []aloneResult {
 }
 
 // parseBench reads the result lines of `go test -bench`:
-// "BenchmarkX/sub-2   20000   3817 transfers/s   2.10 p50_ms ...".
+// "BenchmarkX/sub-2   20000   3817 transfers/s   2.10 p50_ms ...". A log
+// line the benchmark writes to stdout while it runs lands between the name
+// and the figures ("BenchmarkX-2 \t<log line>\n  20000  3817 transfers/s"):
+// the name is kept until a line of figures follows.
 func parseBench(out []byte) []benchLine {
-	var lines []benchLine
+	var (
+		lines   []benchLine
+		pending string
+	)
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || len(f)%2 != 0 {
+		if len(f) == 0 {
 			continue
 		}
-		n, err := strconv.ParseInt(f[1], 10, 64)
-		if err != nil {
+		name := ""
+		if strings.HasPrefix(f[0], "Benchmark") {
+			name, f = f[0], f[1:]
+			if i := strings.LastIndexByte(name, '-'); i > 0 {
+				name = name[:i] // the GOMAXPROCS suffix
+			}
+			pending = name
+		}
+		l, ok := figures(f)
+		if !ok {
 			continue
 		}
-		l := benchLine{Name: f[0], N: n}
-		if i := strings.LastIndexByte(l.Name, '-'); i > 0 {
-			l.Name = l.Name[:i] // the GOMAXPROCS suffix
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
+		if name == "" {
+			if pending == "" {
 				continue
 			}
-			if f[i+1] == "ns/op" && v == 0 {
-				continue // a benchmark that reports its own rates zeroes ns/op
-			}
-			l.Metrics = append(l.Metrics, metric{v, f[i+1]})
+			name = pending
 		}
+		l.Name, pending = name, ""
 		lines = append(lines, l)
 	}
 	return lines
+}
+
+// figures reads "20000  3817 transfers/s  2.10 p50_ms …": the iterations,
+// then value–unit pairs.
+func figures(f []string) (benchLine, bool) {
+	if len(f) < 3 || len(f)%2 != 1 {
+		return benchLine{}, false
+	}
+	n, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return benchLine{}, false
+	}
+	l := benchLine{N: n}
+	for i := 1; i+1 < len(f); i += 2 {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			return benchLine{}, false
+		}
+		if f[i+1] == "ns/op" && v == 0 {
+			continue // a benchmark that reports its own rates zeroes ns/op
+		}
+		l.Metrics = append(l.Metrics, metric{v, f[i+1]})
+	}
+	return l, true
 }
 
 func (m metric) String() string {

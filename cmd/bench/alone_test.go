@@ -28,6 +28,30 @@ func TestParseBenchReadsTheMetricsOfEveryResultLine(t *testing.T) {
 	}
 }
 
+// The run of record of 2026-12-03 lost handle-webhook's two lines: its
+// start-up warning, written to stdout as the benchmark ran, split each
+// result line in two.
+func TestParseBenchReadsAResultLineSplitByALogLine(t *testing.T) {
+	out := []byte("2026/12/03 11:06:44 WARN WEBHOOK_SECRETS_KEY is not set: the endpoints' signing secrets are stored in clear\n" +
+		"goos: linux\n" +
+		"BenchmarkVerifiedWebhooks-2   \t2026/12/03 11:06:44 WARN WEBHOOK_SECRETS_KEY is not set: the endpoints' signing secrets are stored in clear\n" +
+		"   10000\t         3.308 p50_ms\t         5.286 p90_ms\t         9.185 p99_ms\t      4284 webhooks/s\n" +
+		"2026/12/03 11:06:49 WARN again\n" +
+		"BenchmarkOutgoingDeliveries/endpoints=8-2         \t2026/12/03 11:06:49 WARN WEBHOOK_SECRETS_KEY is not set\n" +
+		"    2000\t    477114 ns/op\t     17312 deliveries/s\n" +
+		"PASS\nok  \tgithub.com/billfn/billfn/functions/handle-webhook\t2.568s\n")
+	lines := parseBench(out)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2: %+v", len(lines), lines)
+	}
+	if l := lines[0]; l.Name != "BenchmarkVerifiedWebhooks" || l.N != 10000 || len(l.Metrics) != 4 || l.Metrics[3] != (metric{4284, "webhooks/s"}) {
+		t.Errorf("first %+v", l)
+	}
+	if l := lines[1]; l.Name != "BenchmarkOutgoingDeliveries/endpoints=8" || l.N != 2000 || len(l.Metrics) != 2 {
+		t.Errorf("second %+v", l)
+	}
+}
+
 func TestUpdateReadmeReplacesOnlyTheBlockWithTheReportsTables(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "README.md")
 	readme := "# x\n\nbefore\n\n" + readmeStart + "\nold figures\n" + readmeEnd + "\n\nafter\n"
