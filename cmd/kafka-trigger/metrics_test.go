@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,40 +13,10 @@ import (
 	"github.com/billfn/billfn/shared/testenv"
 )
 
-// series reads a metric of the trigger: for each series of name whose
-// function label is function, its other labels (in order, space-joined) →
-// its counter value or, for a histogram, its sample count.
+// series reads a metric of the trigger for one function (testenv.Series).
 func (s *stack) series(t *testing.T, name, function string, labels ...string) map[string]float64 {
 	t.Helper()
-	mfs, err := s.trigger.metrics.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			if l["function"] != function {
-				continue
-			}
-			var k []string
-			for _, n := range labels {
-				k = append(k, l[n])
-			}
-			if h := m.GetHistogram(); h != nil {
-				out[strings.Join(k, " ")] += float64(h.GetSampleCount())
-			} else {
-				out[strings.Join(k, " ")] += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return out
+	return testenv.Series(t, s.trigger.metrics.reg, name, map[string]string{"function": function}, labels...)
 }
 
 func typed(t *testing.T, topic, typ, key string) *sarama.ProducerMessage {

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/billfn/billfn/functions/capture-payment/gateway"
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/testenv"
 	"github.com/google/uuid"
 )
 
@@ -259,15 +258,7 @@ func TestARotatedStripeKeyIsUsedWithoutARestart(t *testing.T) {
 	base := stripeMockURL(t)
 	dir := t.TempDir()
 	t.Setenv(config.SecretsDirEnv, dir)
-	write := func(v string) {
-		tmp := filepath.Join(dir, ".tmp")
-		if err := os.WriteFile(tmp, []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, "stripe-api-key")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(v string) { testenv.WriteSecret(t, dir, "stripe-api-key", v) }
 	write("sk_test_old")
 	w := &watch{}
 	g := gateway.NewStripe(config.Follow("stripe-api-key", "sk_test_old"), base, 0, 5*time.Second, time.Now, w)

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -669,15 +667,7 @@ func TestAWebhookHoldingNULIsAMalformedPayload(t *testing.T) {
 func TestARotatedWebhookSecretFileTakesEffectWithoutARestart(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv(config.SecretsDirEnv, dir)
-	write := func(v string) {
-		tmp := filepath.Join(dir, ".tmp")
-		if err := os.WriteFile(tmp, []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, "stripe-webhook-secret")); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(v string) { testenv.WriteSecret(t, dir, "stripe-webhook-secret", v) }
 	write(stripeSecret)
 	g := newRig(t)
 	const next = "whsec_test_billfn_rotated_9876"

@@ -9,47 +9,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // series gathers the package's metrics: for each series of name whose
 // consumer label is consumer, its other labels (in order, space-joined) →
-// its counter value or, for a histogram, its sample count.
+// series reads a metric of the events package for one consumer
+// (testenv.Series).
 func series(t *testing.T, name, consumer string, labels ...string) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(events.Collectors()...)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			if l["consumer"] != consumer {
-				continue
-			}
-			k := ""
-			for i, n := range labels {
-				if i > 0 {
-					k += " "
-				}
-				k += l[n]
-			}
-			if h := m.GetHistogram(); h != nil {
-				out[k] += float64(h.GetSampleCount())
-			} else {
-				out[k] += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return out
+	return testenv.Series(t, reg, name, map[string]string{"consumer": consumer}, labels...)
 }
 
 // RED per event type (issue 19): every delivery is timed by its type and
