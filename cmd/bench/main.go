@@ -83,16 +83,19 @@ type loadResult struct {
 	OpsPerSec   float64 `json:"ops_per_second"`
 	Units       int     `json:"units_per_operation"`
 	Failed      int64   `json:"failed_operations"`
-	Endpoints   []struct {
-		Endpoint  string      `json:"endpoint"`
-		Requests  int         `json:"requests"`
-		PerSecond float64     `json:"per_second"`
-		P50ms     float64     `json:"p50_ms"`
-		P95ms     float64     `json:"p95_ms"`
-		P99ms     float64     `json:"p99_ms"`
-		Statuses  map[int]int `json:"statuses"`
-		Errors    int         `json:"errors"`
-	} `json:"endpoints"`
+	Endpoints   []endpointResult `json:"endpoints"`
+}
+
+// endpointResult is loadgen's figures for one endpoint.
+type endpointResult struct {
+	Endpoint  string      `json:"endpoint"`
+	Requests  int         `json:"requests"`
+	PerSecond float64     `json:"per_second"`
+	P50ms     float64     `json:"p50_ms"`
+	P95ms     float64     `json:"p95_ms"`
+	P99ms     float64     `json:"p99_ms"`
+	Statuses  map[int]int `json:"statuses"`
+	Errors    int         `json:"errors"`
 }
 
 // main endpoint: the one with the most requests.

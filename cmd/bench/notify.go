@@ -586,16 +586,7 @@ func (rc *hookReceiver) stats() hookStats {
 }
 
 // endpointFigures is a line of the report's latency columns.
-func endpointFigures(name string, lat []time.Duration, secs float64) (e struct {
-	Endpoint  string      `json:"endpoint"`
-	Requests  int         `json:"requests"`
-	PerSecond float64     `json:"per_second"`
-	P50ms     float64     `json:"p50_ms"`
-	P95ms     float64     `json:"p95_ms"`
-	P99ms     float64     `json:"p99_ms"`
-	Statuses  map[int]int `json:"statuses"`
-	Errors    int         `json:"errors"`
-}) {
+func endpointFigures(name string, lat []time.Duration, secs float64) (e endpointResult) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	at := func(p float64) float64 {
 		if len(lat) == 0 {
