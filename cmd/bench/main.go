@@ -76,13 +76,13 @@ type run struct {
 }
 
 type loadResult struct {
-	Scenario    string  `json:"scenario"`
-	Concurrency int     `json:"concurrency"`
-	Operations  int     `json:"operations"`
-	Seconds     float64 `json:"seconds"`
-	OpsPerSec   float64 `json:"ops_per_second"`
-	Units       int     `json:"units_per_operation"`
-	Failed      int64   `json:"failed_operations"`
+	Scenario    string           `json:"scenario"`
+	Concurrency int              `json:"concurrency"`
+	Operations  int              `json:"operations"`
+	Seconds     float64          `json:"seconds"`
+	OpsPerSec   float64          `json:"ops_per_second"`
+	Units       int              `json:"units_per_operation"`
+	Failed      int64            `json:"failed_operations"`
 	Endpoints   []endpointResult `json:"endpoints"`
 }
 
