@@ -733,6 +733,7 @@ func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []
 		fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "), rss, target)
 	}
 	renderPlatform(&b)
+	renderBudget(&b, runs, pg)
 	renderCost(ctx, &b, runs, pg, idle)
 	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `RATE_LIMIT=off make run` (with the rate limits on, its few principals are turned away with 429).\n")
 	return b.String()

@@ -1,0 +1,131 @@
+package main
+
+// The targets as CPU budgets (issue 20): on a machine of N cores, a rate of
+// R units per second leaves at most N × 10⁶ / R µs of CPU for each unit,
+// for everything that runs — the stack, PostgreSQL, Redis and the client
+// driving it. A scenario whose unit costs more than that cannot meet its
+// rate on this machine however its work is scheduled; the table says by how
+// much, and which processes the microseconds go to, from the same cost
+// windows as "Where each operation's CPU goes".
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// rateTargets are the throughput targets of the scenarios that have one, in
+// units per second (a transfer, an invoice, an email…), by run name.
+var rateTargets = map[string]func(pg *pgResult) float64{
+	"health-gateway":       func(*pgResult) float64 { return 7500 },
+	"transfers-gateway":    func(pg *pgResult) float64 { return 1.5 * pg.TPS },
+	"transfers-replicas-1": func(pg *pgResult) float64 { return 1.5 * pg.TPS },
+	"transfers-replicas-2": func(pg *pgResult) float64 { return 1.5 * pg.TPS },
+	"batch-transfers":      func(*pgResult) float64 { return 15000 },
+	"invoices-batch":       func(*pgResult) float64 { return 2000 },
+	"payments":             func(*pgResult) float64 { return 1000 },
+	"webhooks":             func(*pgResult) float64 { return 2000 },
+	"emails":               func(*pgResult) float64 { return 200 },
+	"deliveries":           func(*pgResult) float64 { return 2000 },
+}
+
+// calledFunction is the function a scenario's requests go to, from its
+// loadgen -url (…/function/<name>); the bench's own scenarios name theirs.
+func calledFunction(r *run) string {
+	switch r.Name {
+	case "emails":
+		return "generate-invoice"
+	case "deliveries":
+		return "handle-webhook"
+	}
+	for i, a := range r.Args {
+		if a == "-url" && i+1 < len(r.Args) {
+			if _, fn, ok := strings.Cut(r.Args[i+1], "/function/"); ok {
+				return strings.TrimSuffix(fn, "/")
+			}
+		}
+	}
+	return ""
+}
+
+// budgetRow is one scenario's unit cost split the way the table shows it.
+type budgetRow struct {
+	title, called                       string
+	rate, budget, spent                 float64 // units/s, µs/unit, µs/unit
+	pg, fn, stack, others, rest, client float64 // µs/unit
+	ceiling                             float64 // units/s at this cost on every core
+	pgOverBudget, met                   bool
+}
+
+func budgetOf(title, called string, rate float64, c *cost, units int64, cores int) budgetRow {
+	b := budgetRow{title: title, called: called, rate: rate, budget: float64(cores) * 1e6 / rate}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(units, 1)) }
+	for name, d := range c.CPU {
+		v := per(d)
+		switch {
+		case name == groupClient:
+			b.client += v
+		case strings.HasPrefix(name, "postgres"):
+			b.pg += v
+		case name == called:
+			b.fn += v
+		case name == groupStack:
+			b.stack += v
+		case name == "kafka-trigger" || functionNames[name]:
+			b.others += v
+		default:
+			b.rest += v
+		}
+	}
+	b.spent = b.pg + b.fn + b.stack + b.others + b.rest + b.client
+	if b.spent > 0 {
+		b.ceiling = float64(cores) * 1e6 / b.spent
+	}
+	b.pgOverBudget = b.pg > b.budget
+	b.met = b.spent <= b.budget
+	return b
+}
+
+// functionNames are the five functions' process names.
+var functionNames = map[string]bool{"aggregate-report": true, "capture-payment": true, "generate-invoice": true, "handle-webhook": true, "process-transaction": true}
+
+func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
+	cores := runtime.NumCPU()
+	var rows []budgetRow
+	if pg != nil && pg.Cost != nil && pg.Txns > 0 && pg.TPS > 0 {
+		r := budgetOf("pgbench TPC-B (its own rate, for scale)", "", pg.TPS, pg.Cost, pg.Txns, cores)
+		rows = append(rows, r)
+	}
+	for _, r := range runs {
+		rate, ok := rateTargets[r.Name]
+		if !ok || r.Result == nil || r.Cost == nil || r.Result.Operations == 0 || pg == nil {
+			continue
+		}
+		units := int64(r.Result.Operations) * int64(max(r.Result.Units, 1))
+		rows = append(rows, budgetOf(r.Title, calledFunction(r), rate(pg), r.Cost, units, cores))
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n## The targets as CPU budgets\n\n"+
+		"On this machine's %d cores, a rate of R units per second leaves at most %d × 10⁶ / R µs of CPU per unit (a transfer, an invoice, an email) for everything that runs: the stack, PostgreSQL, Redis and the client that drives them. "+
+		"The unit cost below is this run's, from the windows of \"Where each operation's CPU goes\" (system and client), split into PostgreSQL (backends and server processes), the function the requests go to, the gateway process (which also hosts kfake), the kafka-trigger with the other functions (the consumers of the events the unit causes), and the rest (Redis, Mailpit, Jaeger). "+
+		"The ceiling is the rate this unit cost allows with every core busy and nothing else running. "+
+		"A unit that costs more than its budget cannot reach its target on this machine whatever the scheduling; where PostgreSQL's share alone exceeds the budget (marked ‼), it cannot reach it even if every billfn process cost nothing. "+
+		"pgbench's row applies the same arithmetic to its own rate: how close its ceiling is to what it measured says how fully a run keeps the cores busy.\n\n", cores, cores)
+	b.WriteString("| scenario | target | budget µs/unit | spent µs/unit | × budget | PostgreSQL | the function called | gateway + kfake | trigger + other functions | rest | client | ceiling/s |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		pgCell := fmt.Sprintf("%.0f", r.pg)
+		if r.pgOverBudget {
+			pgCell += " ‼"
+		}
+		fn := "—"
+		if r.called != "" {
+			fn = fmt.Sprintf("%.0f (%s)", r.fn, r.called)
+		}
+		fmt.Fprintf(b, "| %s | %.0f/s | %.0f | %.0f | %.2f %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f |\n",
+			r.title, r.rate, r.budget, r.spent, r.spent/r.budget, mark(r.met), pgCell, fn, r.stack, r.others, r.rest, r.client, r.ceiling)
+	}
+}
