@@ -1,5 +1,7 @@
 // Package migrations embeds billfn's SQL migrations (goose format: one file
-// per version with -- +goose Up and -- +goose Down sections).
+// per version with -- +goose Up and -- +goose Down sections) and applies
+// them (Migrator: cmd/migrate, the local stack and the tests; no function
+// imports this package).
 //
 // Version ranges keep each owner's files together:
 //

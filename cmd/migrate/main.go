@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/billfn/billfn/migrations"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/postgres"
 )
@@ -47,7 +48,7 @@ func run(ctx context.Context, cmd string) error {
 			return err
 		}
 	}
-	m, err := postgres.NewMigrator(url)
+	m, err := migrations.NewMigrator(url)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/billfn/billfn/cmd/internal/gateway"
 	"github.com/billfn/billfn/cmd/internal/kafkaacl"
 	"github.com/billfn/billfn/cmd/internal/stackfile"
+	"github.com/billfn/billfn/migrations"
 	"github.com/billfn/billfn/shared/gotool"
 	"github.com/billfn/billfn/shared/mailpit"
 	"github.com/billfn/billfn/shared/postgres"
@@ -499,7 +500,7 @@ func (s *stack) migrate(ctx context.Context) error {
 	if err := postgres.EnsureDatabase(ctx, s.cfg.DatabaseURL); err != nil {
 		return userErrorf("cannot create the database of DATABASE_URL %s: %v", redactURL(s.cfg.DatabaseURL), err)
 	}
-	m, err := postgres.NewMigrator(s.cfg.DatabaseURL)
+	m, err := migrations.NewMigrator(s.cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/functions/aggregate-report/store"
+	"github.com/billfn/billfn/migrations"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
@@ -229,7 +230,7 @@ func BenchmarkReports(b *testing.B) {
 		if err := postgres.EnsureDatabase(context.Background(), url); err != nil {
 			b.Fatal(err)
 		}
-		m, err := postgres.NewMigrator(url)
+		m, err := migrations.NewMigrator(url)
 		if err != nil {
 			b.Fatal(err)
 		}

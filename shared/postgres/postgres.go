@@ -1,6 +1,7 @@
 // Package postgres opens the pgx v5 pool every function uses, runs
-// transactions that retry serialization failures and deadlocks, applies the
-// embedded migrations with goose, and classifies Postgres errors.
+// transactions that retry serialization failures and deadlocks, and
+// classifies Postgres errors. The migrations are applied by package
+// migrations' Migrator (cmd/migrate, the local stack), never by a function.
 package postgres
 
 import (

@@ -219,7 +219,7 @@ func template(ctx context.Context, conn *pgx.Conn, base string) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	m, err := postgres.NewMigrator(url)
+	m, err := migrations.NewMigrator(url)
 	if err != nil {
 		return "", err
 	}

@@ -1,21 +1,20 @@
-package postgres
+package migrations
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
 	"io"
-	"io/fs"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-
-	"github.com/billfn/billfn/migrations"
 )
 
-// Migrator applies the SQL files embedded in package migrations with goose.
-// Functions never migrate at start; cmd/migrate and the local stack do.
+// Migrator applies the SQL files of FS with goose. Functions never migrate
+// at start; cmd/migrate and the local stack do. It lives here, not in
+// shared/postgres, so a function's binary links neither goose nor the
+// SQL files.
 type Migrator struct {
 	db       *sql.DB
 	provider *goose.Provider
@@ -23,10 +22,6 @@ type Migrator struct {
 
 // NewMigrator opens a migrator on url. Close it when done.
 func NewMigrator(url string) (*Migrator, error) {
-	return newMigrator(url, migrations.FS)
-}
-
-func newMigrator(url string, fsys fs.FS) (*Migrator, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
@@ -34,7 +29,7 @@ func newMigrator(url string, fsys fs.FS) (*Migrator, error) {
 	db := stdlib.OpenDB(*cfg)
 	// Each function owns a version range (see package migrations), so a
 	// lower version added after a higher one is normal: allow it.
-	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys, goose.WithAllowOutofOrder(true))
+	p, err := goose.NewProvider(goose.DialectPostgres, db, FS, goose.WithAllowOutofOrder(true))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("load migrations: %w", err)
