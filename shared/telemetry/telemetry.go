@@ -1,11 +1,15 @@
 // Package telemetry is billfn's distributed tracing: OpenTelemetry with
 // W3C Trace Context (traceparent, tracestate) between processes, spans
-// exported over OTLP/HTTP.
+// exported over OTLP/HTTP (protobuf) by otlptrace with a client of our own
+// (otlphttp.go: why).
 //
 // Setup reads the standard OpenTelemetry environment:
 //
 //	OTEL_EXPORTER_OTLP_ENDPOINT         the collector, e.g. http://127.0.0.1:4318
 //	OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  the same for traces only (full URL, …/v1/traces)
+//	OTEL_EXPORTER_OTLP_HEADERS          e.g. authorization=Bearer%20… for a hosted collector
+//	OTEL_EXPORTER_OTLP_COMPRESSION      gzip
+//	OTEL_EXPORTER_OTLP_CERTIFICATE      the collector's CA (and _CLIENT_CERTIFICATE, _CLIENT_KEY)
 //	OTEL_TRACES_EXPORTER                "none" turns export off
 //	OTEL_SDK_DISABLED                   "true" turns the SDK off
 //	OTEL_TRACES_SAMPLER(_ARG)           e.g. parentbased_traceidratio and 0.1
@@ -34,7 +38,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -117,13 +121,11 @@ func SetupEndpoint(ctx context.Context, service, endpoint string) (shutdown func
 	if endpoint == "none" || endpoint == "" && !Configured() {
 		return func(context.Context) error { return nil }, nil
 	}
-	opts := []otlptracehttp.Option{otlptracehttp.WithRetry(otlptracehttp.RetryConfig{
-		Enabled: true, InitialInterval: 500 * time.Millisecond, MaxInterval: 2 * time.Second, MaxElapsedTime: 5 * time.Second,
-	}), otlptracehttp.WithTimeout(5 * time.Second)}
-	if endpoint != "" {
-		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimRight(endpoint, "/")+"/v1/traces"))
+	client, err := newOTLPHTTP(endpoint)
+	if err != nil {
+		return nil, err
 	}
-	exp, err := otlptracehttp.New(ctx, opts...)
+	exp, err := otlptrace.New(ctx, client)
 	if err != nil {
 		return nil, err
 	}
