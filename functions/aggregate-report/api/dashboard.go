@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/billfn/billfn/functions/aggregate-report/store"
@@ -28,10 +29,14 @@ import (
 //go:embed dashboard/index.html dashboard/app.js dashboard/style.css dashboard/panels.html
 var dashboardFS embed.FS
 
-var panelsTemplate = template.Must(template.New("panels.html").Funcs(template.FuncMap{
-	"slice2": func(a, b lineChart) []lineChart { return []lineChart{a, b} },
-	"lower":  strings.ToLower,
-}).ParseFS(dashboardFS, "dashboard/panels.html"))
+// panelsTemplate is parsed on the first dashboard request, not at every
+// start of the function.
+var panelsTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("panels.html").Funcs(template.FuncMap{
+		"slice2": func(a, b lineChart) []lineChart { return []lineChart{a, b} },
+		"lower":  strings.ToLower,
+	}).ParseFS(dashboardFS, "dashboard/panels.html"))
+})
 
 // securityHeaders keep the shell and its assets from being framed or
 // sniffed, and scripts and styles to our own files.
@@ -167,7 +172,7 @@ func (s *API) dashboardPanels(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var buf bytes.Buffer
-	if err := panelsTemplate.Execute(&buf, v); err != nil {
+	if err := panelsTemplate().Execute(&buf, v); err != nil {
 		problem.Write(w, r, err)
 		return
 	}

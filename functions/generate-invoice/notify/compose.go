@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"net/url"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 
@@ -20,9 +21,15 @@ import (
 //go:embed templates/*.tmpl
 var templateFS embed.FS
 
+// The email templates are parsed on the first email, not at every start of
+// the function.
 var (
-	htmlTmpl = htmltemplate.Must(htmltemplate.New("email.html.tmpl").ParseFS(templateFS, "templates/email.html.tmpl"))
-	textTmpl = texttemplate.Must(texttemplate.New("email.txt.tmpl").ParseFS(templateFS, "templates/email.txt.tmpl"))
+	htmlTmpl = sync.OnceValue(func() *htmltemplate.Template {
+		return htmltemplate.Must(htmltemplate.New("email.html.tmpl").ParseFS(templateFS, "templates/email.html.tmpl"))
+	})
+	textTmpl = sync.OnceValue(func() *texttemplate.Template {
+		return texttemplate.Must(texttemplate.New("email.txt.tmpl").ParseFS(templateFS, "templates/email.txt.tmpl"))
+	})
 )
 
 // Sender is who the emails are from.
@@ -250,10 +257,10 @@ func ComposeSubscription(n *Notification, sub *invoicing.Subscription, from Send
 // build executes the templates for v and makes the email.
 func build(n *Notification, v view, subject string, from Sender) (*Email, error) {
 	var html, text bytes.Buffer
-	if err := htmlTmpl.Execute(&html, v); err != nil {
+	if err := htmlTmpl().Execute(&html, v); err != nil {
 		return nil, err
 	}
-	if err := textTmpl.Execute(&text, v); err != nil {
+	if err := textTmpl().Execute(&text, v); err != nil {
 		return nil, err
 	}
 	addr, err := from.Address()

@@ -319,13 +319,16 @@ func sumDiscounts(ds []invoicing.Discount) int64 {
 	return n
 }
 
-var htmlTemplate = template.Must(template.New("invoice").Funcs(template.FuncMap{
-	"money": func(a int64, c money.Currency) string { return FormatMoney(a, c, false) },
-	"neg":   func(a int64) int64 { return -a },
-	"date":  func(t time.Time) string { return t.Format("2 January 2006") },
-	"rate":  pctLabel,
-	"lines": customerLines,
-}).Parse(`<!doctype html>
+// htmlTemplate is parsed on the first HTML invoice, not at every start of
+// the function (most instances never render one).
+var htmlTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("invoice").Funcs(template.FuncMap{
+		"money": func(a int64, c money.Currency) string { return FormatMoney(a, c, false) },
+		"neg":   func(a int64) int64 { return -a },
+		"date":  func(t time.Time) string { return t.Format("2 January 2006") },
+		"rate":  pctLabel,
+		"lines": customerLines,
+	}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Invoice {{.Title}}</title>
 <style>
 body{font-family:system-ui,Helvetica,Arial,sans-serif;color:#1e1e1e;max-width:820px;margin:32px auto;padding:0 16px}
@@ -353,6 +356,7 @@ td{padding:6px;border-bottom:1px solid #e1e1e1}.r{text-align:right}.totals{width
 {{if .Inv.Memo}}<p class="muted">{{.Inv.Memo}}</p>{{end}}
 </body></html>
 `))
+})
 
 // renderHTML writes the invoice as a self-contained HTML page.
 func HTML(w io.Writer, inv *invoicing.Invoice) error {
@@ -361,7 +365,7 @@ func HTML(w io.Writer, inv *invoicing.Invoice) error {
 		status = "OVERDUE"
 	}
 	var buf bytes.Buffer
-	err := htmlTemplate.Execute(&buf, map[string]any{"Inv": inv, "Title": invoiceTitle(inv), "Status": status, "Issued": issueDate(inv)})
+	err := htmlTemplate().Execute(&buf, map[string]any{"Inv": inv, "Title": invoiceTitle(inv), "Status": status, "Issued": issueDate(inv)})
 	if err != nil {
 		return err
 	}
