@@ -73,7 +73,8 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	}
 	// Postgres keeps microseconds: so do we, so an answer and a later read agree.
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
-	sandbox := gateway.NewSandbox(store.NewSandboxBooks(d.Pool), clock, gateway.SandboxConfig{SettleDelay: cfg.SandboxSettleDelay.D(),
+	st := store.New(d.Pool, name)
+	sandbox := gateway.NewSandbox(st.SandboxBooks(), clock, gateway.SandboxConfig{SettleDelay: cfg.SandboxSettleDelay.D(),
 		WebhookURL: cfg.SandboxWebhookURL, WebhookSecret: cfg.SandboxWebhookSecret, Webhooks: cfg.SandboxWebhooks})
 	gateways := map[string]payments.Gateway{payments.GatewaySandbox: sandbox}
 	if cfg.StripeKey != "" {
@@ -98,7 +99,6 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 
 	dir := accounts.New(d.Pool, "payment_accounts", cfg.Accounts.Source())
 	dir.Register(d.Events)
-	st := store.New(d.Pool, name)
 	// A request's claim of its Idempotency-Key commits with the claims and
 	// finishing records of concurrent requests (the store's group).
 	d.Idempotency.Group = st.Group()
