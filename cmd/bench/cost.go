@@ -258,8 +258,21 @@ func readPG(ctx context.Context, db string) (pgCounters, error) {
 }
 
 // settleLimit bounds the wait, after a scenario's last operation, for the
-// work it left behind (emails, deliveries, consumers) to finish.
-const settleLimit = time.Minute
+// work it left behind (emails, deliveries, consumers) to finish: 20,000
+// invoices finalized by batches leave minutes of e-mails.
+const settleLimit = 4 * time.Minute
+
+// drain waits, untimed, until the stack's processes are quiet (less than
+// 5 % of a core over 400 ms, at most settleLimit), and says so when that
+// took a while.
+func drain(ctx context.Context, c classifier) {
+	w := startCPU(c)
+	d := w.settle(ctx, settleLimit)
+	w.end()
+	if d > 2*time.Second {
+		fmt.Fprintf(os.Stderr, "   waited %.1f s, untimed, for the stack to finish earlier work\n", d.Seconds())
+	}
+}
 
 // statsDelay is how long PostgreSQL 15 may keep a backend's counters
 // (commits, WAL) to itself: an idle backend reports them after 10 s
