@@ -20,6 +20,7 @@ import (
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/redis"
@@ -136,6 +137,11 @@ type Service struct {
 func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 	s := &Service{d: d, st: store.New(d.Pool, FunctionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
 		mail: &mailer{wake: make(chan struct{}, 1)}}
+	// A request's claim of its Idempotency-Key commits with the claims of
+	// concurrent requests: one commit for many instead of one each.
+	claims := pgbatch.NewGroup(d.Pool, FunctionName+" claims")
+	d.Idempotency.Group = claims
+	d.OnClose(func(context.Context) { claims.Close() })
 	s.accts = accounts.New(d.Pool, "invoice_accounts", cfg.Accounts.Source())
 	s.accts.Register(d.Events)
 	s.st.ReadAccounts(s.accts)
