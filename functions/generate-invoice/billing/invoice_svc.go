@@ -18,14 +18,10 @@ import (
 
 // CreateInvoice resolves a parsed draft (tax rates, coupon), writes it,
 // finalized at once when it asks to be, with its events and the answer
-// done makes of it, in one transaction.
+// done makes of it, in one transaction: the transaction of the
+// concurrent calls' invoices too (create_group.go).
 func (s *Service) CreateInvoice(ctx context.Context, d *invoicing.InvoiceDraft, now time.Time, done Answer) error {
-	return s.store.Pipelined(ctx, func(tx Tx) error {
-		if err := s.create(ctx, tx, []*invoicing.InvoiceDraft{d}, now); err != nil {
-			return err
-		}
-		return complete(ctx, tx, done, d.Inv)
-	})
+	return s.createGrouped(&createCall{ctx: ctx, d: d, now: now, done: done, wake: make(chan struct{}, 1)})
 }
 
 // create resolves drafts, writes their invoices (finalizing those that

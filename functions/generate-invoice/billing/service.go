@@ -57,6 +57,11 @@ type Service struct {
 
 	ratesMu sync.RWMutex
 	rates   map[string]invoicing.TaxRate // immutable rows, cached forever
+
+	// The group commit of synchronous creations (create_group.go).
+	createMu    sync.Mutex
+	createQueue []*createCall
+	createBusy  bool // a call leads: it takes the queue when its group is done
 }
 
 // New returns the use cases over st, with accts the read model of the
