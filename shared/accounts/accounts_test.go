@@ -167,3 +167,37 @@ func TestCheckUserAndCurrencyNameTheField(t *testing.T) {
 		t.Fatalf("got %+v", pe)
 	}
 }
+
+// TestKnownAnswersManyAccountsInOneQuery: the facts of every stored
+// account named (however its id is spelled), none of the others, and no
+// read-through for an unknown one.
+func TestKnownAnswersManyAccountsInOneQuery(t *testing.T) {
+	src := sourceFunc(func(context.Context, string) (Facts, error) {
+		t.Error("Known read through to the source")
+		return Facts{}, ErrUnknown
+	})
+	d := New(testenv.Pool(t), "invoice_accounts", src)
+	ctx := context.Background()
+	a := Facts{ID: uuid.NewString(), UserID: uuid.NewString(), Currency: "USD", Status: Active, Version: 1}
+	b := Facts{ID: uuid.NewString(), UserID: uuid.NewString(), Currency: "EUR", Status: Frozen, Version: 3}
+	for _, f := range []Facts{a, b} {
+		if _, err := d.Put(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unknown := uuid.NewString()
+	got, err := d.Known(ctx, []string{strings.ToUpper(a.ID), b.ID, unknown, "not-a-uuid", a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[a.ID] != a || got[b.ID] != b {
+		t.Fatalf("Known = %+v, want %s and %s", got, a.ID, b.ID)
+	}
+	if got, err := d.Known(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("Known(nil) = %v, %v", got, err)
+	}
+}
+
+type sourceFunc func(context.Context, string) (Facts, error)
+
+func (f sourceFunc) Account(ctx context.Context, id string) (Facts, error) { return f(ctx, id) }

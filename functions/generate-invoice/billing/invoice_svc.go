@@ -56,7 +56,10 @@ func (s *Service) ParseBatch(ctx context.Context, p auth.Principal, ins []invoic
 	drafts := make([]*invoicing.InvoiceDraft, len(ins))
 	var fields []apperr.FieldError
 	var rule error
-	memo := AccountMemo{}
+	memo, err := s.knownAccounts(ctx, ins)
+	if err != nil {
+		return nil, err
+	}
 	for i := range ins {
 		d, err := s.ParseCreate(ctx, nil, p, memo, &ins[i], "invoices/"+strconv.Itoa(i)+"/", now)
 		var pe *apperr.Error
@@ -74,6 +77,21 @@ func (s *Service) ParseBatch(ctx context.Context, p auth.Principal, ins []invoic
 		return nil, rule
 	}
 	return drafts, nil
+}
+
+// knownAccounts is a memo of the facts the read model holds of the
+// accounts ins name, read in one query: a batch names up to BatchMax
+// accounts, and each looked up alone was a round trip and a transaction
+// of its own. An account it does not hold yet is looked up (read through)
+// as before, and a memo's facts serve only a caller who may see them
+// (billable).
+func (s *Service) knownAccounts(ctx context.Context, ins []invoicing.CreateInvoiceIn) (AccountMemo, error) {
+	named := make([]string, len(ins))
+	for i := range ins {
+		named[i] = ins[i].AccountID
+	}
+	known, err := s.accts.Known(ctx, named)
+	return AccountMemo(known), err
 }
 
 // CreateInvoices is CreateInvoice for the drafts of a batch: all or

@@ -133,6 +133,9 @@ type Store interface {
 // reads through to process-transaction for one not learnt yet.
 type Accounts interface {
 	For(ctx context.Context, p auth.Principal, id string) (accounts.Facts, error)
+	// Known returns the stored facts of those of ids the read model
+	// knows, in one query, never reading through.
+	Known(ctx context.Context, ids []string) (map[string]accounts.Facts, error)
 }
 
 // Answer turns a use case's result into what the store records as the
