@@ -58,7 +58,9 @@ func (s *Service) QueueNotification(ctx context.Context, tx Tx, ev events.Event,
 	if notify.AboutSubscription(req.Kind) {
 		return s.queueSubscriptionNotice(ctx, tx, ev, req)
 	}
-	inv, err := tx.Invoice(ctx, req.InvoiceID, false)
+	// The subject and the recipient are the invoice's own columns; the
+	// sender reads the lines when it composes the email.
+	inv, err := tx.InvoiceHead(ctx, req.InvoiceID)
 	var pe *apperr.Error
 	if errors.As(err, &pe) && pe.Code == apperr.NotFound {
 		return events.Permanent(fmt.Errorf("%s %s names invoice %q, which does not exist", ev.Type(), ev.ID(), req.InvoiceID))

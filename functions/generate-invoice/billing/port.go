@@ -19,6 +19,9 @@ type Tx interface {
 	// Invoice reads invoice id (locked when lock is set), a not_found
 	// error when there is none.
 	Invoice(ctx context.Context, id string, lock bool) (*invoicing.Invoice, error)
+	// InvoiceHead reads invoice id without its lines (Lines nil), a
+	// not_found error when there is none.
+	InvoiceHead(ctx context.Context, id string) (*invoicing.Invoice, error)
 	// SaveInvoice writes a changed invoice (not its lines).
 	SaveInvoice(ctx context.Context, inv *invoicing.Invoice) error
 	// InsertInvoices writes new invoices and their lines.

@@ -24,6 +24,11 @@ func (tx *Tx) Invoice(ctx context.Context, id string, lock bool) (*invoicing.Inv
 	return GetInvoice(ctx, tx, id, lock)
 }
 
+// InvoiceHead reads invoice id without its lines.
+func (tx *Tx) InvoiceHead(ctx context.Context, id string) (*invoicing.Invoice, error) {
+	return GetInvoiceHead(ctx, tx, id)
+}
+
 // SaveInvoice writes a changed invoice (not its lines).
 func (tx *Tx) SaveInvoice(ctx context.Context, inv *invoicing.Invoice) error {
 	return SaveInvoice(ctx, tx, inv)

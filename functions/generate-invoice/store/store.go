@@ -98,6 +98,21 @@ func scanInvoice(row pgx.Row) (*invoicing.Invoice, error) {
 
 // GetInvoice loads an invoice with its lines; forUpdate locks the row.
 func GetInvoice(ctx context.Context, q Querier, id string, forUpdate bool) (*invoicing.Invoice, error) {
+	inv, err := getInvoiceRow(ctx, q, id, forUpdate)
+	if err != nil {
+		return nil, err
+	}
+	inv.Lines, err = getLines(ctx, q, id)
+	return inv, err
+}
+
+// GetInvoiceHead loads an invoice without its lines (Lines nil): for
+// what reads only the invoice's own columns (an email's subject).
+func GetInvoiceHead(ctx context.Context, q Querier, id string) (*invoicing.Invoice, error) {
+	return getInvoiceRow(ctx, q, id, false)
+}
+
+func getInvoiceRow(ctx context.Context, q Querier, id string, forUpdate bool) (*invoicing.Invoice, error) {
 	if !ids.Valid(id) {
 		return nil, invoicing.NotFound("invoice", id)
 	}
@@ -109,10 +124,6 @@ func GetInvoice(ctx context.Context, q Querier, id string, forUpdate bool) (*inv
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, invoicing.NotFound("invoice", id)
 	}
-	if err != nil {
-		return nil, err
-	}
-	inv.Lines, err = getLines(ctx, q, id)
 	return inv, err
 }
 
