@@ -21,6 +21,8 @@ var contractTopics = map[string]string{
 	"hold":         TopicTransaction,
 	"payment":      TopicPayment,
 	"refund":       TopicPayment,
+	// handle-webhook's merchant endpoints: on the one topic it may write.
+	"webhook_endpoint": TopicPayment,
 }
 
 // ContractTopic is the topic the contract puts events of typ on: its row's
@@ -147,14 +149,15 @@ func (rc *Receiver) noteUnexpected(ctx context.Context, ev Event, reason string)
 // may write a command is decided by the broker's ACLs on its topic, not
 // here.
 var emitters = map[string]string{
-	"account":      "process-transaction",
-	"transaction":  "process-transaction",
-	"hold":         "process-transaction",
-	"invoice":      "generate-invoice",
-	"subscription": "generate-invoice",
-	"notification": "generate-invoice",
-	"payment":      "capture-payment",
-	"refund":       "capture-payment",
+	"account":          "process-transaction",
+	"transaction":      "process-transaction",
+	"hold":             "process-transaction",
+	"invoice":          "generate-invoice",
+	"subscription":     "generate-invoice",
+	"notification":     "generate-invoice",
+	"payment":          "capture-payment",
+	"refund":           "capture-payment",
+	"webhook_endpoint": "handle-webhook",
 }
 
 // Functions are billfn's functions, the only sources of facts.

@@ -473,6 +473,8 @@ var contract = []Spec{
 	{TypeRefundFailed, TopicPayment, "capture-payment", Refund{}},
 	// Gateway updates come from handle-webhook.
 	{TypeGatewayUpdated, TopicPayment, "handle-webhook", GatewayUpdate{}},
+	// An outgoing-webhook endpoint disabled by handle-webhook (endpoint.go).
+	{TypeWebhookEndpointDisabled, TopicPayment, "handle-webhook", WebhookEndpointDisabled{}},
 }
 
 var specs = func() map[string]Spec {
