@@ -20,6 +20,7 @@ import (
 
 	"github.com/billfn/billfn/functions/handle-webhook/api"
 	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
+	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -653,5 +654,145 @@ func TestEndpointSecretsAreSealedAtRest(t *testing.T) {
 	none := newRig(t)
 	if rec := none.admin_("GET", "/endpoints/"+e.ID, nil, auth.RoleAdmin, ""); rec.Code != http.StatusInternalServerError {
 		t.Fatalf("read without the key: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// disabledNotices are the billfn.webhook_endpoint.disabled events waiting
+// in handle-webhook's outbox about endpoint id (nothing publishes them in
+// these tests), with their data.
+func (g *rig) disabledNotices(id string) ([]events.Event, []events.WebhookEndpointDisabled) {
+	g.t.Helper()
+	rows, err := g.d.Pool.Query(context.Background(), `SELECT topic, payload FROM outbox WHERE source = $1 AND key = $2 ORDER BY id`,
+		webhooks.Name, id)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer rows.Close()
+	var (
+		evs []events.Event
+		ds  []events.WebhookEndpointDisabled
+	)
+	for rows.Next() {
+		var (
+			topic   string
+			payload []byte
+		)
+		if err := rows.Scan(&topic, &payload); err != nil {
+			g.t.Fatal(err)
+		}
+		ev, err := events.Unmarshal(payload)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		if ev.Type() != events.TypeWebhookEndpointDisabled {
+			continue
+		}
+		if want, _ := events.ContractTopic(ev.Type()); topic != want || ev.Source() != events.Source(webhooks.Name) || ev.Subject() != id {
+			g.t.Fatalf("notice on %s from %s about %s", topic, ev.Source(), ev.Subject())
+		}
+		var d events.WebhookEndpointDisabled
+		if err := events.Decode(ev, &d); err != nil {
+			g.t.Fatal(err)
+		}
+		evs, ds = append(evs, ev), append(ds, d)
+	}
+	if err := rows.Err(); err != nil {
+		g.t.Fatal(err)
+	}
+	return evs, ds
+}
+
+// An endpoint disabled after its retry window announces it once,
+// through the outbox in the transaction that disabled it: a
+// billfn.webhook_endpoint.disabled naming the endpoint, its URL, the
+// reason and the failing delivery. It is a fact like any other for the
+// merchant's endpoints: one subscribed to it receives it, signed, once
+// however often the event is redelivered. An endpoint an admin disables
+// announces nothing, and a second disabling (re-enabled, failed again
+// after a retry by hand) a second notice.
+func TestDisabledEndpointIsAnnouncedOnceThroughTheOutbox(t *testing.T) {
+	r := newRig(t)
+	failing := newReceiver(t, func(int) int { return 503 })
+	watcher := newReceiver(t, nil)
+	e := r.endpoint(failing.srv.URL, "billfn.invoice.paid")
+	w := r.endpoint(watcher.srv.URL, "billfn.webhook_endpoint.*")
+	admin := r.endpoint(failing.srv.URL+"/admin", "billfn.invoice.paid")
+	if rec := r.admin_("PATCH", "/endpoints/"+admin.ID, map[string]any{"disabled": true}, auth.RoleAdmin, ""); rec.Code != 200 {
+		t.Fatalf("disable: %d %s", rec.Code, rec.Body)
+	}
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	r.send()
+	for i, wait := range outgoing.Schedule {
+		if evs, _ := r.disabledNotices(e.ID); len(evs) != 0 {
+			t.Fatalf("a notice after %d of %d attempts", i+1, len(outgoing.Schedule)+1)
+		}
+		r.clock.Advance(wait)
+		r.send()
+	}
+	evs, ds := r.disabledNotices(e.ID)
+	if len(evs) != 1 {
+		t.Fatalf("%d notices, want 1", len(evs))
+	}
+	var ep outgoing.Endpoint
+	r.getJSON("/endpoints/"+e.ID, &ep)
+	d, first := ds[0], failing.requests()[0]
+	if !ep.Disabled || d.EndpointID != e.ID || d.URL != e.URL || ep.DisabledReason == nil || d.Reason != *ep.DisabledReason ||
+		!strings.Contains(d.Reason, "HTTP 503") || d.DeliveryID != first.id || d.EventType != events.TypeInvoicePaid ||
+		d.Attempts != len(outgoing.Schedule)+1 || d.LastStatus == nil || *d.LastStatus != 503 {
+		t.Fatalf("notice %+v, endpoint %+v", d, ep)
+	}
+	if got := d.DisabledAt.Sub(d.FailingSince); got < outgoing.Window() {
+		t.Fatalf("failing for %s, want at least the window %s", got, outgoing.Window())
+	}
+	if n, _ := r.disabledNotices(admin.ID); len(n) != 0 {
+		t.Fatalf("an endpoint disabled by an admin announced it: %d notices", len(n))
+	}
+
+	// handle-webhook receives its own notice back from payment-events:
+	// the watcher gets it, once.
+	r.deliverOK(evs[0])
+	r.deliverOK(evs[0])
+	r.send()
+	got := watcher.requests()
+	if len(got) != 1 {
+		t.Fatalf("the watcher got %d deliveries, want 1", len(got))
+	}
+	if err := verifySignature(w.Secret, got[0], r.clock.Now()); err != nil {
+		t.Fatalf("the notice's signature: %v", err)
+	}
+	var ce struct {
+		ID   string                         `json:"id"`
+		Type string                         `json:"type"`
+		Data events.WebhookEndpointDisabled `json:"data"`
+	}
+	if err := json.Unmarshal(got[0].body, &ce); err != nil || ce.Type != events.TypeWebhookEndpointDisabled || ce.ID != evs[0].ID() ||
+		ce.Data.URL != e.URL {
+		t.Fatalf("the watcher got %s (%v)", got[0].body, err)
+	}
+
+	// Enabled again, the delivery retried by hand, failing through the
+	// whole schedule again: a second disabling, a second notice.
+	if rec := r.admin_("PATCH", "/endpoints/"+e.ID, map[string]any{"disabled": false}, auth.RoleAdmin, ""); rec.Code != 200 {
+		t.Fatalf("enable: %d %s", rec.Code, rec.Body)
+	}
+	if rec := r.admin_("POST", "/deliveries/"+first.id+"/retry", nil, auth.RoleAdmin, ""); rec.Code != http.StatusAccepted {
+		t.Fatalf("retry: %d %s", rec.Code, rec.Body)
+	}
+	r.send()
+	for _, wait := range outgoing.Schedule {
+		r.clock.Advance(wait)
+		r.send()
+	}
+	// (The first notice may have left the outbox meanwhile: the
+	// receiver's fast path publishes after a delivery.)
+	var second []events.WebhookEndpointDisabled
+	evs2, ds2 := r.disabledNotices(e.ID)
+	for i, ev := range evs2 {
+		if ev.ID() != evs[0].ID() {
+			second = append(second, ds2[i])
+		}
+	}
+	if len(second) != 1 || second[0].DeliveryID != first.id || !second[0].DisabledAt.After(d.DisabledAt) {
+		t.Fatalf("%d notices of the second disabling, want 1: %+v", len(second), second)
 	}
 }

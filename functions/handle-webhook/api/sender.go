@@ -16,6 +16,7 @@ import (
 
 	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
 	"github.com/billfn/billfn/functions/handle-webhook/store"
+	"github.com/billfn/billfn/shared/events"
 )
 
 // The sender: posts each due delivery to its endpoint, signed as Standard
@@ -96,21 +97,22 @@ func (a *API) SendDue(ctx context.Context) (int, error) {
 // fails (it holds the rest), and records them in one transaction.
 func (a *API) send(ctx context.Context, c store.Claim) (int, error) {
 	var (
-		done    []*outgoing.Delivery
-		disable *string
+		done     []*outgoing.Delivery
+		disabled *events.WebhookEndpointDisabled
 	)
 	for _, d := range c.Deliveries {
 		if ctx.Err() != nil {
 			break
 		}
 		o := a.post(ctx, c.Endpoint, d)
-		disable = outgoing.Record(d, o, a.now())
+		disable := outgoing.Record(d, o, a.now())
 		done = append(done, d)
 		if d.Status == outgoing.Succeeded {
 			outgoingTotal.WithLabelValues("succeeded").Inc()
 			continue
 		}
 		if disable != nil {
+			disabled = outgoing.Notice(c.Endpoint, d, *disable, a.now())
 			outgoingTotal.WithLabelValues("failed").Inc()
 			endpointsDisabled.Inc()
 			slog.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", d.EndpointID, "url", c.Endpoint.URL, "reason", *disable)
@@ -123,7 +125,7 @@ func (a *API) send(ctx context.Context, c store.Claim) (int, error) {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return len(done), a.store.Finish(rctx, c.Endpoint.ID, done, disable)
+	return len(done), a.store.Finish(rctx, c.Endpoint.ID, done, disabled)
 }
 
 // post sends d to e: the CloudEvent JSON with webhook-id (the delivery's

@@ -349,4 +349,12 @@ func Record(d *Delivery, o Outcome, now time.Time) (disable *string) {
 	return &reason
 }
 
+// Notice is what billfn.webhook_endpoint.disabled says when endpoint e is
+// disabled at now with reason because d spent its schedule (Record).
+func Notice(e *Endpoint, d *Delivery, reason string, now time.Time) *events.WebhookEndpointDisabled {
+	return &events.WebhookEndpointDisabled{EndpointID: e.ID, URL: e.URL, Reason: reason, DisabledAt: now.UTC(),
+		DeliveryID: d.ID, EventType: d.EventType, Attempts: d.Attempts, FailingSince: d.CreatedAt.UTC(),
+		LastStatus: d.ResponseStatus, LastError: d.Error}
+}
+
 func ptr[T any](v T) *T { return &v }

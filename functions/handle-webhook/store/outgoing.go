@@ -9,7 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
+	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -295,10 +297,12 @@ func (s *Store) Claim(ctx context.Context, now, until time.Time, limit, perEndpo
 }
 
 // Finish records the attempts of a claim's deliveries (each as the domain
-// updated it: outgoing.Record) and releases the endpoint's lease; disable,
-// when set, disables the endpoint with that reason (a schedule is spent),
-// in the same transaction.
-func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.Delivery, disable *string) error {
+// updated it: outgoing.Record) and releases the endpoint's lease; disabled,
+// when set, disables the endpoint (a schedule is spent) and writes its
+// billfn.webhook_endpoint.disabled to the outbox, in the same transaction:
+// the notice exists exactly when the endpoint was disabled. An endpoint
+// an admin disabled meanwhile keeps its reason, and no notice is written.
+func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.Delivery, disabled *events.WebhookEndpointDisabled) error {
 	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		for _, d := range ds {
@@ -307,11 +311,38 @@ func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.De
 				WHERE id = $1 AND status = 'pending'`, d.ID, d.Status, d.Attempts, d.NextAttemptAt, d.LastAttemptAt,
 				d.ResponseStatus, d.ResponseBody, d.LatencyMS, d.Error)
 		}
-		b.Queue(`UPDATE webhook_endpoints SET lease_until = NULL,
-			disabled = disabled OR $2, disabled_reason = CASE WHEN $2 THEN $3 ELSE disabled_reason END,
-			updated_at = CASE WHEN $2 THEN $4 ELSE updated_at END WHERE id = $1`,
-			endpointID, disable != nil, disable, s.now())
-		return tx.SendBatch(ctx, b).Close()
+		var reason *string
+		if disabled != nil {
+			reason = &disabled.Reason
+		}
+		// newly: this transaction disabled the endpoint (it was enabled).
+		b.Queue(`WITH old AS (SELECT id, disabled FROM webhook_endpoints WHERE id = $1 FOR UPDATE)
+			UPDATE webhook_endpoints e SET lease_until = NULL,
+				disabled = old.disabled OR $2,
+				disabled_reason = CASE WHEN $2 AND NOT old.disabled THEN $3 ELSE e.disabled_reason END,
+				updated_at = CASE WHEN $2 AND NOT old.disabled THEN $4 ELSE e.updated_at END
+			FROM old WHERE e.id = old.id RETURNING $2 AND NOT old.disabled`,
+			endpointID, disabled != nil, reason, s.now())
+		br := tx.SendBatch(ctx, b)
+		for range ds {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
+		}
+		var newly bool
+		if err := br.QueryRow().Scan(&newly); err != nil && !errors.Is(err, pgx.ErrNoRows) { // deleted meanwhile
+			br.Close()
+			return err
+		}
+		if err := br.Close(); err != nil || !newly {
+			return err
+		}
+		ev, err := webhooks.DisabledEvent(ctx, disabled)
+		if err != nil {
+			return err
+		}
+		return outbox.Add(ctx, tx, webhooks.Name, outbox.Message{Topic: events.TopicPayment, Key: disabled.EndpointID, Event: ev})
 	})
 }
 

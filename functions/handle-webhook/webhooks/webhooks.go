@@ -110,6 +110,22 @@ func UpdateEvent(ctx context.Context, u *events.GatewayUpdate, id string) (event
 	return ev, nil
 }
 
+// disabledNS namespaces the ids of billfn.webhook_endpoint.disabled: one
+// per disabling (a delivery retried by hand may spend its schedule again).
+var disabledNS = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://billfn.dev/handle-webhook/webhook_endpoint.disabled"))
+
+// DisabledEvent is the billfn.webhook_endpoint.disabled of n: subject the
+// endpoint, id UUIDv5(disabledNS, "<delivery id>:<disabled_at>"), so one
+// disabling names one event (store.Finish writes it once per disabling).
+func DisabledEvent(ctx context.Context, n *events.WebhookEndpointDisabled) (events.Event, error) {
+	ev, err := events.New(ctx, Name, events.TypeWebhookEndpointDisabled, n.EndpointID, n)
+	if err != nil {
+		return ev, err
+	}
+	ev.SetID(uuid.NewSHA1(disabledNS, []byte(n.DeliveryID+":"+n.DisabledAt.UTC().Format(time.RFC3339Nano))).String())
+	return ev, nil
+}
+
 // LearnTypes are capture-payment's events that name a payment's gateway
 // object: each teaches the payment map and releases parked webhooks.
 var LearnTypes = []string{
