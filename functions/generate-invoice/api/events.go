@@ -50,6 +50,8 @@ func (s *Service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event)
 			err = s.onRefundSucceeded(ctx, tx, ev)
 		case events.TypeNotificationRequested:
 			err = s.onNotificationRequested(ctx, tx, ev)
+		case events.TypeWebhookEndpointDisabled:
+			err = s.onEndpointDisabled(ctx, tx, ev)
 		}
 		if err != nil {
 			return err

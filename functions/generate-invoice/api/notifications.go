@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/mail"
 	"strings"
 	"time"
 
@@ -30,6 +31,10 @@ type EmailConfig struct {
 	// MaxAttempts bounds the attempts of an email whose server answers
 	// temporary failures (4xx, no answer); then it is failed.
 	MaxAttempts int `envconfig:"EMAIL_MAX_ATTEMPTS" default:"20"`
+	// Operator is the merchant's operator's address: the notices about
+	// billfn itself (a webhook endpoint handle-webhook disabled) go there.
+	// Empty: they are logged as not sent (reason no_operator_email).
+	Operator string `envconfig:"EMAIL_OPERATOR"`
 	// LogRetention is how long a notification that is done with (sent,
 	// failed, suppressed) stays in the delivery log after its last
 	// change; the tick deletes older ones. 0 keeps them for ever.
@@ -45,6 +50,11 @@ func (c EmailConfig) check() error {
 	}
 	if c.MaxAttempts < 1 {
 		return fmt.Errorf("EMAIL_MAX_ATTEMPTS must be at least 1")
+	}
+	if c.Operator != "" {
+		if _, err := mail.ParseAddress(c.Operator); err != nil {
+			return fmt.Errorf("EMAIL_OPERATOR %q is not an address: %w", c.Operator, err)
+		}
 	}
 	if c.SMTPURL != "" {
 		if _, err := notify.ParseSMTPURL(c.SMTPURL); err != nil {
@@ -62,7 +72,7 @@ type mailer struct {
 // newMail is how the use cases send emails, from cfg (checked by
 // LoadConfig): without SMTP_URL everything stays queued.
 func newMail(cfg EmailConfig) *billing.Mail {
-	m := &billing.Mail{From: notify.Sender{From: cfg.From}, MaxAttempts: cfg.MaxAttempts, LogRetention: time.Duration(cfg.LogRetention)}
+	m := &billing.Mail{From: notify.Sender{From: cfg.From}, MaxAttempts: cfg.MaxAttempts, Operator: cfg.Operator, LogRetention: time.Duration(cfg.LogRetention)}
 	if cfg.SMTPURL != "" {
 		if c, err := notify.ParseSMTPURL(cfg.SMTPURL); err == nil {
 			m.SMTP = notify.NewMailer(c)
@@ -88,6 +98,17 @@ func (s *Service) onNotificationRequested(ctx context.Context, tx *store.Tx, ev 
 		return events.Permanent(err)
 	}
 	return s.b.QueueNotification(ctx, tx, ev, &req)
+}
+
+// onEndpointDisabled decodes a billfn.webhook_endpoint.disabled (from
+// handle-webhook: the receiver refuses it from anyone else) and has
+// billing log the operator's notice (billing.QueueEndpointDisabled).
+func (s *Service) onEndpointDisabled(ctx context.Context, tx *store.Tx, ev events.Event) error {
+	var d events.WebhookEndpointDisabled
+	if err := decodeLoose(ev, &d); err != nil {
+		return events.Permanent(err)
+	}
+	return s.b.QueueEndpointDisabled(ctx, tx, ev, &d)
 }
 
 // mailQueued wakes the sender once the current delivery has committed

@@ -166,6 +166,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 	d.Events.On(events.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))
 	d.Events.On(events.TypePaymentFailed, s.st.Handler(s.onPaymentFailed))
 	d.Events.On(events.TypeRefundSucceeded, s.st.Handler(s.onRefundSucceeded))
+	d.Events.On(events.TypeWebhookEndpointDisabled, s.st.Handler(s.onEndpointDisabled))
 	d.Events.Batch = s.st.BatchHandler(s.onBatch)
 	d.Events.Tick = s.tick
 	return s

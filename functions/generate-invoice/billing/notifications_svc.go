@@ -32,6 +32,10 @@ type Mail struct {
 	// MaxAttempts bounds the attempts of an email whose server answers
 	// temporary failures; then it is failed.
 	MaxAttempts int
+	// Operator is the merchant's operator's address, to which the notices
+	// about billfn itself go (a webhook endpoint disabled); empty: those
+	// are logged suppressed (notify.ReasonNoOperator).
+	Operator string
 	// LogRetention is how long a notification that is done with (sent,
 	// failed, suppressed) stays in the log; 0 keeps them for ever.
 	LogRetention time.Duration
@@ -73,6 +77,18 @@ func (s *Service) QueueNotification(ctx context.Context, tx Tx, ev events.Event,
 	if notify.Kinds[n.Kind] {
 		n.Subject = notify.Subject(n.Kind, inv, *req, s.mail.From.Name())
 	}
+	return s.logNotification(ctx, tx, n)
+}
+
+// QueueEndpointDisabled logs the operator's notice of a webhook endpoint
+// handle-webhook disabled (billfn.webhook_endpoint.disabled), in the
+// receiver's transaction: once per event (its source and id), queued to
+// the operator's address, or suppressed when none is configured.
+func (s *Service) QueueEndpointDisabled(ctx context.Context, tx Tx, ev events.Event, d *events.WebhookEndpointDisabled) error {
+	if d.EndpointID == "" || !ids.Valid(d.EndpointID) || d.URL == "" {
+		return events.Permanent(fmt.Errorf("%s %s names no endpoint (id %q, url %q)", ev.Type(), ev.ID(), d.EndpointID, d.URL))
+	}
+	n := notify.NewEndpointDisabled(ids.New(), ev.Source(), ev.ID(), *d, s.mail.Operator, s.mail.From.Domain(), s.Clock())
 	return s.logNotification(ctx, tx, n)
 }
 
@@ -231,6 +247,8 @@ func (s *Service) compose(ctx context.Context, n *notify.Notification) (*notify.
 		err error
 	)
 	switch {
+	case n.EndpointID != nil && n.Kind == notify.KindEndpointDisabled:
+		e, err = notify.ComposeEndpointDisabled(n, s.mail.From)
 	case n.SubscriptionID != nil && notify.AboutSubscription(n.Kind):
 		sub, serr := s.store.Subscription(ctx, *n.SubscriptionID)
 		if serr != nil {

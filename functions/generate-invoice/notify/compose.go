@@ -96,6 +96,13 @@ type view struct {
 	Plan, PlanPrice             string
 	PreviousPlan, PreviousPrice string
 	EndedAt                     string
+	// An operator's notice of a disabled webhook endpoint.
+	Endpoint *endpointView
+}
+
+type endpointView struct {
+	ID, URL, Reason, DisabledAt, FailingSince, DeliveryID, EventType, LastAnswer string
+	Attempts                                                                     int
 }
 
 type viewLine struct{ Description, Quantity, Amount string }
@@ -272,4 +279,30 @@ func build(n *Notification, v view, subject string, from Sender) (*Email, error)
 		// Billing emails are transactional, but a reader's client still
 		// offers "unsubscribe": it writes to the sender, who decides.
 		ListUnsubscribe: "<mailto:" + addr.Address + "?subject=" + url.PathEscape("unsubscribe "+n.AccountID) + ">"}, nil
+}
+
+// EndpointDisabledSubject says what an operator's notice is.
+func EndpointDisabledSubject(d events.WebhookEndpointDisabled) string {
+	return "Webhook endpoint disabled: " + d.URL
+}
+
+// ComposeEndpointDisabled writes the operator's notice n of a webhook
+// endpoint disabled (billfn.webhook_endpoint.disabled): which endpoint,
+// why, since when it failed, and how to turn it back on.
+func ComposeEndpointDisabled(n *Notification, from Sender) (*Email, error) {
+	if n.Endpoint == nil {
+		return nil, fmt.Errorf("notification %s (%s) carries no endpoint", n.ID, n.Kind)
+	}
+	d := n.Endpoint
+	last := "no answer"
+	switch {
+	case d.LastStatus != nil:
+		last = fmt.Sprintf("HTTP %d", *d.LastStatus)
+	case d.LastError != nil:
+		last = *d.LastError
+	}
+	v := view{Kind: n.Kind, Company: from.Name(), Greeting: "Hello,", Endpoint: &endpointView{ID: d.EndpointID, URL: d.URL,
+		Reason: d.Reason, DisabledAt: d.DisabledAt.UTC().Format(time.RFC3339), FailingSince: d.FailingSince.UTC().Format(time.RFC3339),
+		DeliveryID: d.DeliveryID, EventType: d.EventType, LastAnswer: last, Attempts: d.Attempts}}
+	return build(n, v, EndpointDisabledSubject(*d), from)
 }

@@ -33,7 +33,13 @@ const (
 	ReasonPermanent        = "smtp_permanent_failure" // a 5xx answer
 	ReasonRetriesExhausted = "smtp_retries_exhausted" // EMAIL_MAX_ATTEMPTS temporary failures
 	ReasonRejected         = "message_rejected"       // the email could not be composed or built (an address the server would refuse)
+	ReasonNoOperator       = "no_operator_email"      // EMAIL_OPERATOR is not set: the merchant's operator has no address
 )
+
+// KindEndpointDisabled is the operator's notice of a webhook endpoint
+// handle-webhook disabled (billfn.webhook_endpoint.disabled): to the
+// merchant's operator (EMAIL_OPERATOR), not to a customer.
+const KindEndpointDisabled = "webhook_endpoint_disabled"
 
 // Kinds this version writes (events.Notify…).
 var Kinds = map[string]bool{
@@ -62,8 +68,9 @@ type Notification struct {
 	Object         string                       `json:"object"`
 	ID             string                       `json:"id"`
 	Kind           string                       `json:"kind"`
-	InvoiceID      *string                      `json:"invoice_id"`      // the invoice it is about, or
-	SubscriptionID *string                      `json:"subscription_id"` // the subscription (subscription_changed, subscription_canceled)
+	InvoiceID      *string                      `json:"invoice_id"`          // the invoice it is about, or
+	SubscriptionID *string                      `json:"subscription_id"`     // the subscription (subscription_changed, subscription_canceled)
+	EndpointID     *string                      `json:"webhook_endpoint_id"` // the webhook endpoint (webhook_endpoint_disabled)
 	AccountID      string                       `json:"account_id"`
 	UserID         string                       `json:"user_id"`
 	Recipient      string                       `json:"recipient"`
@@ -77,11 +84,14 @@ type Notification struct {
 	SMTPResponse   *string                      `json:"smtp_response"`
 	ResendOf       *string                      `json:"resend_of"`
 	Data           events.NotificationRequested `json:"data"`
-	EventSource    string                       `json:"-"`
-	EventID        string                       `json:"-"`
-	CreatedAt      time.Time                    `json:"created_at"`
-	UpdatedAt      time.Time                    `json:"updated_at"`
-	SentAt         *time.Time                   `json:"sent_at"`
+	// Endpoint is the data of an operator's notice (webhook_endpoint_disabled),
+	// stored as the row's data instead of Data.
+	Endpoint    *events.WebhookEndpointDisabled `json:"webhook_endpoint,omitempty"`
+	EventSource string                          `json:"-"`
+	EventID     string                          `json:"-"`
+	CreatedAt   time.Time                       `json:"created_at"`
+	UpdatedAt   time.Time                       `json:"updated_at"`
+	SentAt      *time.Time                      `json:"sent_at"`
 }
 
 // About names what the notification is about, for logs:
@@ -92,13 +102,20 @@ func (n *Notification) About() string {
 		return "invoice " + *n.InvoiceID
 	case n.SubscriptionID != nil:
 		return "subscription " + *n.SubscriptionID
+	case n.EndpointID != nil:
+		return "webhook endpoint " + *n.EndpointID
 	}
 	return ""
 }
 
-// DataJSON is the request's data as stored.
+// DataJSON is the request's data as stored: the endpoint's notice for an
+// operator's notice.
 func (n *Notification) DataJSON() []byte {
-	b, err := json.Marshal(n.Data)
+	var v any = n.Data
+	if n.Endpoint != nil {
+		v = n.Endpoint
+	}
+	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // a plain struct always encodes
 	}
@@ -130,6 +147,22 @@ func New(id, source, eventID string, req events.NotificationRequested, recipient
 	return n
 }
 
+// NewEndpointDisabled is the log's row for a billfn.webhook_endpoint.disabled:
+// the operator's notice, queued for now to operator (EMAIL_OPERATOR), or
+// suppressed when no operator address is configured. It is about the
+// endpoint, no account nor customer.
+func NewEndpointDisabled(id, source, eventID string, d events.WebhookEndpointDisabled, operator, domain string, now time.Time) *Notification {
+	n := &Notification{Object: "notification", ID: id, Kind: KindEndpointDisabled, EndpointID: &d.EndpointID, Recipient: operator,
+		Data: events.NotificationRequested{Kind: KindEndpointDisabled}, Endpoint: &d, EventSource: source, EventID: eventID,
+		MessageID: id + "@" + domain, Subject: EndpointDisabledSubject(d), CreatedAt: now, UpdatedAt: now}
+	if operator == "" {
+		n.suppress(ReasonNoOperator)
+	} else {
+		n.Status, n.NextAttemptAt = Queued, &now
+	}
+	return n
+}
+
 func (n *Notification) suppress(reason string) {
 	n.Status, n.Reason, n.NextAttemptAt = Suppressed, &reason, nil
 }
@@ -141,7 +174,12 @@ func Resend(n *Notification, id, domain string, now time.Time) (*Notification, e
 	if n.Status != Sent && n.Status != Failed {
 		return nil, apperr.New(CodeNotResendable, "notification %s is %s; only a sent or failed one can be sent again", n.ID, n.Status)
 	}
-	r := New(id, "billfn.resend", id, n.Data, n.Recipient, domain, now)
+	var r *Notification
+	if n.Endpoint != nil {
+		r = NewEndpointDisabled(id, "billfn.resend", id, *n.Endpoint, n.Recipient, domain, now)
+	} else {
+		r = New(id, "billfn.resend", id, n.Data, n.Recipient, domain, now)
+	}
 	r.ResendOf = &n.ID
 	return r, nil
 }

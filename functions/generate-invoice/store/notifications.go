@@ -11,25 +11,35 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/notify"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
 // ---- the delivery log of the customer's emails (invoice_notifications) ----
 
-const notificationCols = `id, event_source, event_id, kind, invoice_id, subscription_id, account_id, owner_user_id, recipient, status, reason,
+// An operator's notice (webhook_endpoint_id set) has no account nor owner:
+// they read as "".
+const notificationCols = `id, event_source, event_id, kind, invoice_id, subscription_id, coalesce(account_id::text, ''),
+	coalesce(owner_user_id::text, ''), webhook_endpoint_id, recipient, status, reason,
 	data, message_id, subject, attempts, next_attempt_at, smtp_code, smtp_response, resend_of, created_at, updated_at, sent_at`
 
 func scanNotification(row pgx.Row) (*notify.Notification, error) {
 	n := &notify.Notification{Object: "notification"}
 	var data []byte
-	err := row.Scan(&n.ID, &n.EventSource, &n.EventID, &n.Kind, &n.InvoiceID, &n.SubscriptionID, &n.AccountID, &n.UserID, &n.Recipient,
+	err := row.Scan(&n.ID, &n.EventSource, &n.EventID, &n.Kind, &n.InvoiceID, &n.SubscriptionID, &n.AccountID, &n.UserID, &n.EndpointID, &n.Recipient,
 		&n.Status, &n.Reason, &data, &n.MessageID, &n.Subject, &n.Attempts, &n.NextAttemptAt, &n.SMTPCode,
 		&n.SMTPResponse, &n.ResendOf, &n.CreatedAt, &n.UpdatedAt, &n.SentAt)
 	if err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(data, &n.Data); err != nil {
+	if n.EndpointID != nil { // an operator's notice: its data is the endpoint's
+		n.Endpoint = &events.WebhookEndpointDisabled{}
+		n.Data = events.NotificationRequested{Kind: n.Kind}
+		if err := json.Unmarshal(data, n.Endpoint); err != nil {
+			return nil, err
+		}
+	} else if err := json.Unmarshal(data, &n.Data); err != nil {
 		return nil, err
 	}
 	n.CreatedAt, n.UpdatedAt = n.CreatedAt.UTC(), n.UpdatedAt.UTC()
@@ -43,11 +53,11 @@ func scanNotification(row pgx.Row) (*notify.Notification, error) {
 func (tx *Tx) InsertNotification(ctx context.Context, n *notify.Notification) (bool, error) {
 	tag, err := tx.Exec(ctx, `INSERT INTO invoice_notifications (id, event_source, event_id, kind, invoice_id, account_id,
 		owner_user_id, recipient, status, reason, data, message_id, subject, attempts, next_attempt_at, resend_of, created_at, updated_at,
-		subscription_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16, $16, $17)
+		subscription_id, webhook_endpoint_id)
+		VALUES ($1, $2, $3, $4, $5, nullif($6, '')::uuid, nullif($7, '')::uuid, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16, $16, $17, $18)
 		ON CONFLICT (event_source, event_id) DO NOTHING`,
 		n.ID, n.EventSource, n.EventID, n.Kind, n.InvoiceID, n.AccountID, n.UserID, n.Recipient, n.Status, n.Reason,
-		n.DataJSON(), n.MessageID, n.Subject, n.NextAttemptAt, n.ResendOf, n.CreatedAt, n.SubscriptionID)
+		n.DataJSON(), n.MessageID, n.Subject, n.NextAttemptAt, n.ResendOf, n.CreatedAt, n.SubscriptionID, n.EndpointID)
 	return err == nil && tag.RowsAffected() > 0, err
 }
 
