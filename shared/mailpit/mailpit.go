@@ -28,7 +28,11 @@ const Version = "v1.33.1"
 func Args(smtpAddr, uiAddr, database string) []string {
 	return []string{"--smtp", smtpAddr, "--listen", uiAddr, "--database", database,
 		"--smtp-auth-accept-any", "--smtp-auth-allow-insecure", "--disable-version-check", "--quiet",
-		"--max", "5000"}
+		// keeps the newest 5000 (the UI still shows every email of a session)
+		"--max", "5000",
+		// Mailpit stands in for an SMTP relay on loopback: a reverse DNS
+		// lookup of each connecting client (127.0.0.1) tells nobody anything
+		"--smtp-disable-rdns"}
 }
 
 // Client reads Mailpit's REST API (https://mailpit.axllent.org/docs/api-v1/).
