@@ -52,6 +52,7 @@ const (
 	groupPGServer = "postgres server processes"
 	groupRedis    = "redis"
 	groupClient   = "the client (loadgen, pgbench)"
+	groupJaeger   = "jaeger (trace collector)"
 )
 
 func groupBackends(db string) string { return "postgres backends (" + db + ")" }
@@ -66,6 +67,10 @@ type classifier struct {
 	marker    string // BILLFN_STACK_ID of the stack's children
 	db        string // the database whose backends count
 	clientPid int
+	// extra are processes outside the stack that a scenario's work costs
+	// and that share its cores (the tracing runs' Jaeger), by pid: their
+	// group.
+	extra map[int]string
 }
 
 func (c classifier) classify(pid int, st procStat) (group string, ok bool) {
@@ -74,6 +79,8 @@ func (c classifier) classify(pid int, st procStat) (group string, ok bool) {
 		return groupStack, true
 	case pid == c.clientPid:
 		return groupClient, true
+	case c.extra[pid] != "":
+		return c.extra[pid], true
 	case st.Comm == "redis-server":
 		return groupRedis, true
 	case st.Comm == "postgres":

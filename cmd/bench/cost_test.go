@@ -79,3 +79,23 @@ func TestPgGroupTellsBackendsOfTheDatabaseFromTheServerAndOthers(t *testing.T) {
 		}
 	}
 }
+
+// A process outside the stack that a scenario names (the tracing runs'
+// Jaeger) counts in its own group; without the name it is not counted.
+func TestClassifierCountsTheScenariosExtraProcesses(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := parseStat(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := os.Getpid()
+	if g, ok := (classifier{extra: map[int]string{pid: groupJaeger}}).classify(pid, st); g != groupJaeger || !ok {
+		t.Errorf("classify with extra = %q, %v; want %q", g, ok, groupJaeger)
+	}
+	if g, ok := (classifier{}).classify(pid, st); g != "" || !ok {
+		t.Errorf("classify without extra = %q, %v; want not counted", g, ok)
+	}
+}

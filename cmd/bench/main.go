@@ -73,6 +73,9 @@ type run struct {
 	Profiles map[string]string // process → its CPU profile of the scenario
 	Skipped  string
 	Setup    func(context.Context) error // before the scenario (platform.go scales a function)
+	// Extra are processes outside the stack whose CPU the scenario's cost
+	// table counts, by pid: their group (tracing.go's Jaeger).
+	Extra map[int]string
 }
 
 type loadResult struct {
@@ -287,8 +290,8 @@ func measure(ctx context.Context, root, tmp string, stack *stackProc, idle *cost
 			// and the previous scenario left behind (a batch of invoices
 			// leaves minutes of e-mails), which would otherwise be charged
 			// to this one.
-			drain(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database})
-			m = beginCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, clientPid: client})
+			drain(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, extra: r.Extra})
+			m = beginCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, clientPid: client, extra: r.Extra})
 			prof.start()
 		},
 		end: func() {

@@ -7,7 +7,9 @@ package main
 // starts (testenv.JaegerBinary; in-memory storage). The target: at 10 %,
 // fewer than 5 % fewer transfers/s than off. On this shared machine the
 // throughput is noisy; the cost table's CPU per transfer of each process
-// is the steadier comparison.
+// is the steadier comparison. Jaeger shares the stack's cores: the runs
+// that export to it count its CPU in their cost table (the off run does
+// not, it sends Jaeger nothing).
 
 import (
 	"context"
@@ -60,12 +62,14 @@ func tracingRuns(ctx context.Context, root, tmp string, quick bool, idle *cost) 
 	if len(todo) == 0 {
 		return nil, nil
 	}
+	jaegerPid := 0
 	if needJaeger {
-		stop, err := startBenchJaeger(ctx, tmp)
+		pid, stop, err := startBenchJaeger(ctx, tmp)
 		if err != nil {
 			return nil, err
 		}
 		defer stop()
+		jaegerPid = pid
 	}
 	var runs []*run
 	var off *run
@@ -74,6 +78,8 @@ func tracingRuns(ctx context.Context, root, tmp string, quick bool, idle *cost) 
 			Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", "http://" + gatewayAddr + "/function/process-transaction"}}
 		if c.name == "tracing-off" {
 			off = r
+		} else {
+			r.Extra = map[int]string{jaegerPid: groupJaeger}
 		}
 		if c.name == "tracing-10" {
 			r.Target = "< 5 % fewer transfers/s than tracing-off"
@@ -103,27 +109,28 @@ func tracingRuns(ctx context.Context, root, tmp string, quick bool, idle *cost) 
 	return runs, nil
 }
 
-// startBenchJaeger runs Jaeger on the bench's ports until stop.
-func startBenchJaeger(ctx context.Context, tmp string) (stop func(), err error) {
+// startBenchJaeger runs Jaeger on the bench's ports until stop; pid is its
+// process.
+func startBenchJaeger(ctx context.Context, tmp string) (pid int, stop func(), err error) {
 	step("starting Jaeger (OTLP " + benchOTLPHTTP + ")")
 	bin, err := testenv.JaegerBinary(ctx, func(f string, a ...any) { step(fmt.Sprintf(f, a...)) })
 	if err != nil {
-		return nil, fmt.Errorf("jaeger: %w", err)
+		return 0, nil, fmt.Errorf("jaeger: %w", err)
 	}
 	cfg := filepath.Join(tmp, "jaeger.yaml")
 	if err := os.WriteFile(cfg, []byte(testenv.JaegerConfig(benchJaegerUI, benchJaegerGRPC, benchOTLPGRPC, benchOTLPHTTP, "")), 0o644); err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	log, err := os.Create(filepath.Join(tmp, "jaeger.log"))
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	cmd := exec.Command(bin, "--config", cfg)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		log.Close()
-		return nil, err
+		return 0, nil, err
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
@@ -140,20 +147,20 @@ func startBenchJaeger(ctx context.Context, tmp string) (stop func(), err error) 
 		if res, err := http.Get("http://" + benchJaegerUI + "/api/services"); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return stop, nil
+				return cmd.Process.Pid, stop, nil
 			}
 		}
 		select {
 		case <-done:
-			return nil, fmt.Errorf("jaeger exited before it was ready; its log: %s", log.Name())
+			return 0, nil, fmt.Errorf("jaeger exited before it was ready; its log: %s", log.Name())
 		case <-ctx.Done():
 			stop()
-			return nil, ctx.Err()
+			return 0, nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return nil, fmt.Errorf("jaeger was not ready within a minute; its log: %s", log.Name())
+			return 0, nil, fmt.Errorf("jaeger was not ready within a minute; its log: %s", log.Name())
 		}
 	}
 }
