@@ -28,6 +28,14 @@ type structured struct {
 // representation: half the work on the outbox's hot path. Decoding the
 // payload with the SDK (Unmarshal) gives back the event New would build.
 func Encode(ctx context.Context, function, typ, subject string, data any) (id string, payload []byte, err error) {
+	return EncodeIn(TraceParent(ctx), TraceState(ctx), function, typ, subject, data)
+}
+
+// EncodeIn is Encode continuing the trace of traceparent tp and tracestate
+// ts (a work that builds events away from the context that asked for them,
+// as a group commit does, keeps each caller's); with tp "" the event starts
+// a new trace, as New does.
+func EncodeIn(tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
 	u, err := uuid.NewV7()
 	if err != nil {
 		return "", nil, err
@@ -36,13 +44,12 @@ func Encode(ctx context.Context, function, typ, subject string, data any) (id st
 	if err != nil {
 		return "", nil, err
 	}
-	tp := TraceParent(ctx)
 	if tp == "" {
-		tp = NewTraceParent()
+		tp, ts = NewTraceParent(), ""
 	}
 	id = u.String()
 	payload, err = json.Marshal(structured{SpecVersion: "1.0", ID: id, Source: Source(function), Type: typ, Subject: subject,
 		Time: time.Now().UTC().Format(time.RFC3339Nano), DataContentType: "application/json", TraceParent: tp,
-		TraceState: TraceState(ctx), Data: raw})
+		TraceState: ts, Data: raw})
 	return id, payload, err
 }

@@ -46,14 +46,18 @@ func (s *Service) opFor(ev events.Event) (*ledger.Op, error) {
 			return nil, events.Permanent(fmt.Errorf("transfer %s: the event does not name both accounts by id", data.TransferID))
 		}
 		req.FromAccountID, req.ToAccountID = from, to
-		return &ledger.Op{Complete: id, Req: req, Caller: eventCaller}, nil
+		o := &ledger.Op{Complete: id, Req: req, Caller: eventCaller}
+		o.TraceParent, o.TraceState = events.TraceOf(ev)
+		return o, nil
 	}
 	req := ledger.TransferRequest(data.TransferRequest)
 	if err := req.Validate("", s.now()); err != nil {
 		return nil, events.Permanent(err)
 	}
-	return &ledger.Op{Req: req, Caller: eventCaller, Scope: "event:" + ev.Source(), Key: ev.ID(),
-		Hash: requestHash([]byte(ev.Type()), ev.Data()), ID: ids.New()}, nil
+	o := &ledger.Op{Req: req, Caller: eventCaller, Scope: "event:" + ev.Source(), Key: ev.ID(),
+		Hash: requestHash([]byte(ev.Type()), ev.Data()), ID: ids.New()}
+	o.TraceParent, o.TraceState = events.TraceOf(ev)
+	return o, nil
 }
 
 // onRequested applies one billfn.transaction.requested event. A transfer a
@@ -63,6 +67,10 @@ func (s *Service) onRequested(ctx context.Context, ev events.Event) error {
 	o, err := s.opFor(ev)
 	if err != nil {
 		return err
+	}
+	if tp := events.TraceParent(ctx); tp != "" {
+		// The delivery's span of this event (a child of its producer's).
+		o.TraceParent, o.TraceState = tp, events.TraceState(ctx)
 	}
 	if err := s.commit.Submit(ctx, &ledger.Unit{Ops: []*ledger.Op{o}}); err != nil {
 		return err

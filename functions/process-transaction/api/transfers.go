@@ -14,6 +14,7 @@ import (
 	"github.com/billfn/billfn/functions/process-transaction/store"
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/ids"
@@ -67,7 +68,8 @@ func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	o := &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: key, Hash: idempotency.Hash(r.Method, "/transfers", body), ID: ids.New()}
+	o := &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: key, Hash: idempotency.Hash(r.Method, "/transfers", body), ID: ids.New(),
+		TraceParent: events.TraceParent(r.Context()), TraceState: events.TraceState(r.Context())}
 	if httpx.RespondAsync(r) {
 		s.accept(w, r, p, o)
 		return
@@ -179,6 +181,7 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 	var v problem.Validator
 	u := &ledger.Unit{Atomic: in.Atomic}
 	key := r.Header.Get(idempotency.Header)
+	tp, ts := events.TraceParent(r.Context()), events.TraceState(r.Context())
 	for i := range in.Transfers {
 		req := in.Transfers[i]
 		if err := req.Validate(fmt.Sprintf("transfers/%d/", i), now); err != nil {
@@ -192,7 +195,7 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 		}
 		item, _ := json.Marshal(req)
 		u.Ops = append(u.Ops, &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: fmt.Sprintf("%s#%d", key, i),
-			Hash: requestHash([]byte("batch-item"), item), ID: ids.New()})
+			Hash: requestHash([]byte("batch-item"), item), ID: ids.New(), TraceParent: tp, TraceState: ts})
 	}
 	if err := v.Err(); err != nil {
 		problem.Write(w, r, err)

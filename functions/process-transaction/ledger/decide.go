@@ -16,6 +16,11 @@ type Op struct {
 	Hash     []byte // fingerprint of the request
 	Complete string // id of an accepted-asynchronously transfer to decide
 	ID       string // id of the new transfer
+	// TraceParent and TraceState are the W3C trace context of the request
+	// or event that made the op ("" when none): the transfer's event
+	// continues that trace, sampled or not as the caller decided, though
+	// the group commit writes it away from the caller's context.
+	TraceParent, TraceState string
 
 	Res Outcome
 }
@@ -94,7 +99,7 @@ func NewTransfer(o *Op, from, to *Book, now time.Time) *Transfer {
 // Sink receives a group's decisions; the store turns them into rows.
 type Sink interface {
 	Insert(t *Transfer, o *Op) // a new transfer, decided
-	Update(t *Transfer)        // a transfer accepted earlier, decided now
+	Update(t *Transfer, o *Op) // a transfer accepted earlier, decided now by o
 	Mark() (undo func())       // undo drops everything received since Mark
 }
 
@@ -187,7 +192,7 @@ func (g *Group) decideAccepted(o *Op) {
 	}
 	t.Status = "" // to be decided now
 	Apply(t, g.Books[t.FromAccountID], g.Books[t.ToAccountID], g.Now)
-	g.Sink.Update(t)
+	g.Sink.Update(t, o)
 	o.Res = Outcome{Transfer: t, Done: true}
 }
 

@@ -10,7 +10,7 @@ import (
 type sink struct{ inserted, updated []string }
 
 func (s *sink) Insert(t *Transfer, _ *Op) { s.inserted = append(s.inserted, t.ID) }
-func (s *sink) Update(t *Transfer)        { s.updated = append(s.updated, t.ID) }
+func (s *sink) Update(t *Transfer, _ *Op) { s.updated = append(s.updated, t.ID) }
 func (s *sink) Mark() func() {
 	i, u := len(s.inserted), len(s.updated)
 	return func() { s.inserted, s.updated = s.inserted[:i], s.updated[:u] }

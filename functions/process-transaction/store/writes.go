@@ -72,25 +72,26 @@ func (w *writes) Insert(t *ledger.Transfer, o *ledger.Op) {
 	w.tAmount, w.tReason, w.tMeta = append(w.tAmount, t.Amount), append(w.tReason, t.RejectReason), append(w.tMeta, nullText(t.Metadata))
 	w.tPending, w.tExpires, w.tPosted = append(w.tPending, t.Pending), append(w.tExpires, t.ExpiresAt), append(w.tPosted, t.PostedAt)
 	w.tFB, w.tFA, w.tTB, w.tTA = append(w.tFB, *t.FromBalance), append(w.tFA, *t.FromAvailable), append(w.tTB, *t.ToBalance), append(w.tTA, *t.ToAvailable)
-	w.effects(t)
+	w.effects(t, o)
 }
 
 // Update implements ledger.Sink: a transfer accepted earlier, decided now.
-func (w *writes) Update(t *ledger.Transfer) {
+func (w *writes) Update(t *ledger.Transfer, o *ledger.Op) {
 	w.uID, w.uStatus, w.uReason, w.uPosted = append(w.uID, t.ID), append(w.uStatus, t.Status), append(w.uReason, t.RejectReason), append(w.uPosted, t.PostedAt)
 	w.uFB, w.uFA, w.uTB, w.uTA = append(w.uFB, *t.FromBalance), append(w.uFA, *t.FromAvailable), append(w.uTB, *t.ToBalance), append(w.uTA, *t.ToAvailable)
-	w.effects(t)
+	w.effects(t, o)
 }
 
-// effects adds the postings and the event of a decided transfer.
-func (w *writes) effects(t *ledger.Transfer) {
+// effects adds the postings and the event of a decided transfer; the event
+// continues the trace of the op that decided it.
+func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
 	if t.Status == ledger.TransferPosted {
 		w.pTransfer = append(w.pTransfer, t.ID, t.ID)
 		w.pAccount = append(w.pAccount, t.FromAccountID, t.ToAccountID)
 		w.pAmount = append(w.pAmount, -t.Amount, t.Amount)
 		w.pAfter = append(w.pAfter, *t.FromBalance, *t.ToBalance)
 	}
-	id, payload, err := events.Encode(context.Background(), w.source, transferEventType(t), t.FromAccountID, t.Transfer)
+	id, payload, err := events.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, t.Transfer)
 	if err != nil {
 		panic(err) // a Transfer always encodes
 	}
