@@ -176,18 +176,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		if skipped := len(batch) - len(wanted); skipped > 0 {
 			c.t.metrics.deliveries.WithLabelValues(c.name, claim.Topic(), "filtered").Add(float64(skipped))
 		}
-		var parents map[*sarama.ConsumerMessage]trace.SpanContext
-		if telemetry.Enabled() {
-			parents = make(map[*sarama.ConsumerMessage]trace.SpanContext, len(wanted))
-			for _, r := range wanted {
-				if r.parent.IsValid() {
-					parents[r.ConsumerMessage] = r.parent
-				}
-			}
-		}
 		done := 0 // splitBatch keeps wanted's order: group i is the next len(group) records
 		for _, group := range splitBatch(wanted) {
-			if !c.deliver(ctx, group, wanted[done:done+len(group)], parents) {
+			if !c.deliver(ctx, group, wanted[done:done+len(group)]) {
 				return nil
 			}
 			done += len(group)
@@ -246,9 +237,22 @@ type record struct {
 	*sarama.ConsumerMessage
 	typ       string // the ce_type header, else the envelope's "type"; "" when it has none
 	batchable bool   // a structured-mode JSON object
-	// parent is the event's trace context (its traceparent and tracestate
-	// extensions), read only when tracing is on.
-	parent trace.SpanContext
+	// tp and ts are the event's traceparent and tracestate (its
+	// extensions, or ce_ headers in binary mode) as the record holds them,
+	// kept only when tracing is on and parsed only when a span needs them:
+	// most records of a batch are of unsampled traces and need none.
+	tp, ts []byte
+}
+
+// sampled reports whether the record's trace is sampled (its flags alone).
+func (r record) sampled() bool { return telemetry.ParentSampled(r.tp) }
+
+// parent parses the record's trace context.
+func (r record) parent() (trace.SpanContext, bool) {
+	if len(r.tp) == 0 {
+		return trace.SpanContext{}, false
+	}
+	return telemetry.ParseParent(string(r.tp), string(r.ts))
 }
 
 // inspect reads a record's value at most once: readHead both validates
@@ -261,9 +265,8 @@ func inspect(m *sarama.ConsumerMessage) record {
 	if binary && fromHeader {
 		r.typ = typ
 		if traced {
-			tp, _ := header(m, "ce_traceparent")
-			ts, _ := header(m, "ce_tracestate")
-			r.parent, _ = telemetry.ParseParent(tp, ts)
+			r.tp, _ = headerValue(m, "ce_traceparent")
+			r.ts, _ = headerValue(m, "ce_tracestate")
 		}
 		return r
 	}
@@ -273,7 +276,7 @@ func inspect(m *sarama.ConsumerMessage) record {
 			typ = jsonString(head.typ) // a type that is not a string is no type
 		}
 		if traced && len(head.traceParent) > 0 {
-			r.parent, _ = telemetry.ParseParent(jsonString(head.traceParent), jsonString(head.traceState))
+			r.tp, r.ts = jsonBytes(head.traceParent), jsonBytes(head.traceState)
 		}
 	}
 	r.typ = typ
@@ -306,12 +309,18 @@ func splitBatch(recs []record) [][]*sarama.ConsumerMessage {
 // sends them (each one overwrites the one before), so the type the
 // trigger filters on is the type the function receives.
 func header(m *sarama.ConsumerMessage, key string) (string, bool) {
+	v, ok := headerValue(m, key)
+	return string(v), ok
+}
+
+// headerValue is header's value as the record holds it (not copied).
+func headerValue(m *sarama.ConsumerMessage, key string) ([]byte, bool) {
 	for i := len(m.Headers) - 1; i >= 0; i-- {
 		if h := m.Headers[i]; h != nil && strings.EqualFold(string(h.Key), key) {
-			return string(h.Value), true
+			return h.Value, true
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // binaryMode reports a binary-mode CloudEvents record (ce_* headers).
@@ -345,13 +354,13 @@ func (o outcome) String() string {
 // delivery (all its attempts) is a span: the child of the event's
 // traceparent for one event, a root linking every event's trace for a
 // batch; the request carries its traceparent to the function.
-func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, recs []record, parents map[*sarama.ConsumerMessage]trace.SpanContext) (ok bool) {
+func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, recs []record) (ok bool) {
 	topic := msgs[0].Topic
 	start := time.Now()
-	if parents != nil {
+	if telemetry.Enabled() {
 		var span trace.Span
 		var each []trace.Span
-		ctx, span, each = c.span(ctx, msgs, parents)
+		ctx, span, each = c.span(ctx, msgs, recs)
 		if span != nil {
 			each = append(each, span)
 		}
@@ -402,46 +411,69 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 	}
 }
 
-// span starts the delivery's span (see deliver). For a batch it also
-// starts, in each record's trace, a delivery span of that record (child
-// of its event's traceparent, linked to the batch's), so every producer's
-// trace shows its event's delivery.
-func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, parents map[*sarama.ConsumerMessage]trace.SpanContext) (context.Context, trace.Span, []trace.Span) {
+// span starts the delivery's span (see deliver). One record: the child of
+// its event's trace, none when that trace is not sampled (its context
+// passes on in the request). A batch: a root of its own whose sampling is
+// its own decision, whatever its events' (a batch of tens of events holds
+// a sampled one nearly always); when it is recorded, it links every
+// event's trace. In each sampled event's trace it also starts a delivery
+// span of that record (child of its event's traceparent, linked to the
+// batch's when that is recorded), so every sampled producer's trace shows
+// its event's delivery. Only the sampled records' traceparents are parsed
+// then, and attributes are computed only for a span that records.
+func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, recs []record) (context.Context, trace.Span, []trace.Span) {
 	first := msgs[0]
-	if sc, ok := parents[first]; len(msgs) == 1 && ok && !sc.IsSampled() {
-		// The event's trace is not sampled: no span, its context passes on.
-		return trace.ContextWithRemoteSpanContext(ctx, sc), nil, nil
-	}
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-		attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", first.Topic),
-		attribute.Int("messaging.destination.partition.id", int(first.Partition)), attribute.Int64("messaging.kafka.offset", first.Offset),
-		attribute.Int("messaging.batch.message_count", len(msgs)), attribute.String("billfn.target", c.name))}
+	name := "deliver " + c.name
 	if len(msgs) == 1 {
-		if sc, ok := parents[first]; ok {
+		sc, ok := recs[0].parent()
+		if ok {
 			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+			if !sc.IsSampled() {
+				return ctx, nil, nil // not sampled: no span, its context passes on
+			}
 		}
-		ctx, span := telemetry.Tracer().Start(ctx, "deliver "+c.name, opts...)
+		ctx, span := telemetry.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
+		if span.IsRecording() {
+			span.SetAttributes(c.deliveryAttributes(first, 1)...)
+		}
 		return ctx, span, nil
 	}
-	opts = append(opts, trace.WithNewRoot())
-	for _, m := range msgs {
-		if sc, ok := parents[m]; ok {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	ctx, span := telemetry.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithNewRoot())
+	var opts []trace.SpanStartOption
+	if span.IsRecording() {
+		span.SetAttributes(c.deliveryAttributes(first, len(msgs))...)
+		for _, r := range recs {
+			if sc, ok := r.parent(); ok {
+				span.AddLink(trace.Link{SpanContext: sc})
+			}
 		}
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: span.SpanContext()}))
 	}
-	ctx, span := telemetry.Tracer().Start(ctx, "deliver "+c.name, opts...)
-	batch := trace.Link{SpanContext: span.SpanContext()}
 	var each []trace.Span
-	for _, m := range msgs {
-		if sc, ok := parents[m]; ok && sc.IsSampled() {
-			_, s := telemetry.Tracer().Start(trace.ContextWithRemoteSpanContext(ctx, sc), "deliver "+c.name,
-				trace.WithSpanKind(trace.SpanKindProducer), trace.WithLinks(batch), trace.WithAttributes(
-					attribute.String("messaging.destination.name", m.Topic), attribute.Int("messaging.destination.partition.id", int(m.Partition)),
-					attribute.Int64("messaging.kafka.offset", m.Offset), attribute.String("billfn.target", c.name)))
-			each = append(each, s)
+	for i, r := range recs {
+		if !r.sampled() {
+			continue
 		}
+		sc, ok := r.parent()
+		if !ok {
+			continue
+		}
+		m := msgs[i]
+		_, s := telemetry.Tracer().Start(trace.ContextWithRemoteSpanContext(ctx, sc), name,
+			append(opts, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+				attribute.String("messaging.destination.name", m.Topic), attribute.Int("messaging.destination.partition.id", int(m.Partition)),
+				attribute.Int64("messaging.kafka.offset", m.Offset), attribute.String("billfn.target", c.name)))...)
+		each = append(each, s)
 	}
 	return ctx, span, each
+}
+
+// deliveryAttributes describe a delivery of n records from first's
+// partition on.
+func (c *consumer) deliveryAttributes(first *sarama.ConsumerMessage, n int) []attribute.KeyValue {
+	return []attribute.KeyValue{attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", first.Topic),
+		attribute.Int("messaging.destination.partition.id", int(first.Partition)), attribute.Int64("messaging.kafka.offset", first.Offset),
+		attribute.Int("messaging.batch.message_count", n), attribute.String("billfn.target", c.name)}
 }
 
 // countEvents counts a delivery's records by type (a run of records of

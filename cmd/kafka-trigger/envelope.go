@@ -86,6 +86,18 @@ func jsonString(raw []byte) string {
 	return s
 }
 
+// jsonBytes is jsonString without a copy when the string holds no escape:
+// the bytes between its quotes; nil when raw is not a string.
+func jsonBytes(raw []byte) []byte {
+	if len(raw) < 2 || raw[0] != '"' {
+		return nil
+	}
+	if in := raw[1 : len(raw)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
+		return in
+	}
+	return []byte(jsonString(raw))
+}
+
 // The helpers below walk JSON already known to be valid.
 
 func skipSpace(v []byte, i int) int {

@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/telemetry"
 	"github.com/billfn/billfn/shared/testenv"
@@ -80,5 +81,81 @@ func TestTriggerDeliveryIsASpanOfTheEventsTraceAndPassesItOn(t *testing.T) {
 	})
 	if !strings.HasPrefix(hop.Name(), "POST /function/billing") || hop.Parent().SpanID() != delivery.SpanContext().SpanID() {
 		t.Errorf("the function's parent span %q has parent %s, want the delivery span %s", hop.Name(), hop.Parent().SpanID(), delivery.SpanContext().SpanID())
+	}
+}
+
+// A batch delivery's span follows its own sampling decision, not its
+// records': a batch of ten holding one sampled event records no batch span
+// when the batch's own trace is not sampled (here: no new root is), and
+// no span for the unsampled records, while the sampled record's delivery
+// span is still the child of its producer's span (issue 19: at 10 %
+// sampling nearly every batch of tens holds a sampled event).
+func TestTriggerBatchSpanFollowsItsOwnSamplingNotItsRecords(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	restore := telemetry.Install(tp)
+	defer restore()
+	brokers := kafka(t)
+	const (
+		sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+		producer     = "00f067aa0ba902b7"
+	)
+	var msgs []*sarama.ProducerMessage
+	for i := range 10 {
+		m, ev := structured(t, events.TopicBilling, "acct", map[string]int{"n": i})
+		tp, _ := events.TraceOf(ev)
+		if i == 3 {
+			tp = "00-" + sampledTrace + "-" + producer + "-01"
+		} else {
+			tp = tp[:53] + "00"
+		}
+		ev.SetExtension(events.TraceParentExt, tp)
+		body, err := events.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Value = sarama.ByteEncoder(body)
+		msgs = append(msgs, m)
+	}
+	produce(t, brokers, msgs...) // all there before the trigger starts: one batch
+	var (
+		mu           sync.Mutex
+		got, largest int
+	)
+	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
+		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			evs, err := events.Parse(r, mustRead(r))
+			if err != nil {
+				t.Errorf("delivery: %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got += len(evs)
+			largest = max(largest, len(evs))
+		})}}, nil)
+	waitFor(t, "the ten records", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return got == 10 })
+	mu.Lock()
+	if largest < 2 {
+		t.Fatalf("largest delivery %d: no batch formed", largest)
+	}
+	mu.Unlock()
+	// A recorded span is started before its delivery's request is sent.
+	var delivery []sdktrace.ReadOnlySpan
+	for _, s := range rec.Started() {
+		if s.Name() == "deliver report" {
+			delivery = append(delivery, s)
+		}
+	}
+	if len(delivery) != 1 {
+		for _, s := range delivery {
+			t.Logf("delivery span in trace %s, parent %s, %d links", s.SpanContext().TraceID(), s.Parent().SpanID(), len(s.Links()))
+		}
+		t.Fatalf("%d delivery spans recorded, want only the sampled record's", len(delivery))
+	}
+	s := delivery[0]
+	if s.SpanContext().TraceID().String() != sampledTrace || s.Parent().SpanID().String() != producer || len(s.Links()) != 0 {
+		t.Errorf("the delivery span is in trace %s under %s with %d links, want the sampled record's under its producer %s/%s and no link to an unrecorded batch",
+			s.SpanContext().TraceID(), s.Parent().SpanID(), len(s.Links()), sampledTrace, producer)
 	}
 }

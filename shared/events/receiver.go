@@ -262,8 +262,10 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deliveryDuration.WithLabelValues(rc.Consumer, rc.deliveryType(evs), result).Observe(time.Since(start).Seconds())
 	if span != nil {
 		telemetry.Fail(span, err)
-		span.SetAttributes(attribute.Int("billfn.events.processed", res.Processed), attribute.Int("billfn.events.duplicates", res.Duplicates),
-			attribute.Int("billfn.events.parked", res.Parked))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int("billfn.events.processed", res.Processed), attribute.Int("billfn.events.duplicates", res.Duplicates),
+				attribute.Int("billfn.events.parked", res.Parked))
+		}
 		for _, s := range each {
 			telemetry.Fail(s, err)
 			s.End()
@@ -282,10 +284,15 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // work is a child of the delivery request's span (the kafka-trigger's
 // delivery, itself a child of the event's traceparent), or of the event's
 // traceparent when the request carried none; a span of its own when
-// tracing is on. A batch: one span linking every event's trace, and in
-// each event's trace a span of its own (each, child of the event's
-// traceparent, linked to the batch span), so every producer's trace shows
-// the consumers of its events whether they were batched or not.
+// tracing is on and the trace is sampled. A batch: one span that follows
+// the delivery request's sampling decision (the kafka-trigger's batch
+// span's own), linking every event's trace when it is recorded, and in
+// each sampled event's trace a span of its own (each, child of the
+// event's traceparent, linked to the batch span when that is recorded),
+// so every sampled producer's trace shows the consumers of its events
+// whether they were batched or not. Only the sampled events'
+// traceparents are parsed, and a batch span that is not recorded gets no
+// links nor attributes.
 func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, trace.Span, []trace.Span) {
 	parent := trace.SpanContextFromContext(ctx)
 	if len(evs) == 1 && !parent.IsValid() {
@@ -294,41 +301,54 @@ func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, t
 	if !telemetry.Enabled() || len(evs) == 1 && telemetry.Unsampled(ctx) {
 		return ctx, nil, nil // an unsampled trace: its context carries the ids, no span
 	}
-	name := "process " + evs[0].Type()
-	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("messaging.consumer.group.name", rc.Consumer), attribute.Int("messaging.batch.message_count", len(evs)))}
-	if len(evs) > 1 {
-		name = "process batch"
-	}
-	for _, ev := range evs {
-		tp, ts := TraceOf(ev)
-		if sc, ok := telemetry.ParseParent(tp, ts); ok && (len(evs) > 1 || sc.TraceID() != parent.TraceID()) {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc,
-				Attributes: []attribute.KeyValue{attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_type", ev.Type())}}))
-		}
-	}
 	if len(evs) == 1 {
-		opts = append(opts, trace.WithAttributes(attribute.String("cloudevents.event_id", evs[0].ID()),
-			attribute.String("cloudevents.event_source", evs[0].Source()), attribute.String("cloudevents.event_type", evs[0].Type())))
-		ctx, span := telemetry.Tracer().Start(ctx, name, opts...)
+		ev := evs[0]
+		ctx, span := telemetry.Tracer().Start(ctx, "process "+ev.Type(), trace.WithSpanKind(trace.SpanKindConsumer))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("messaging.consumer.group.name", rc.Consumer), attribute.Int("messaging.batch.message_count", 1),
+				attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_source", ev.Source()),
+				attribute.String("cloudevents.event_type", ev.Type()))
+			tp, ts := TraceOf(ev)
+			if sc, ok := telemetry.ParseParent(tp, ts); ok && sc.TraceID() != parent.TraceID() {
+				span.AddLink(eventLink(sc, ev))
+			}
+		}
 		return ctx, span, nil
 	}
-	ctx, span := telemetry.Tracer().Start(ctx, name, opts...)
-	batch := trace.Link{SpanContext: span.SpanContext()}
+	ctx, span := telemetry.Tracer().Start(ctx, "process batch", trace.WithSpanKind(trace.SpanKindConsumer))
+	var opts []trace.SpanStartOption
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("messaging.consumer.group.name", rc.Consumer), attribute.Int("messaging.batch.message_count", len(evs)))
+		for _, ev := range evs {
+			if sc, ok := telemetry.ParseParent(TraceOf(ev)); ok {
+				span.AddLink(eventLink(sc, ev))
+			}
+		}
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: span.SpanContext()}))
+	}
 	var each []trace.Span
 	for _, ev := range evs {
 		tp, ts := TraceOf(ev)
+		if !telemetry.ParentSampled(tp) {
+			continue
+		}
 		sc, ok := telemetry.ParseParent(tp, ts)
-		if !ok || !sc.IsSampled() {
+		if !ok {
 			continue
 		}
 		_, s := telemetry.Tracer().Start(trace.ContextWithRemoteSpanContext(ctx, sc), "process "+ev.Type(),
-			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(batch),
-			trace.WithAttributes(attribute.String("messaging.consumer.group.name", rc.Consumer),
-				attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_type", ev.Type())))
+			append(opts, trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithAttributes(attribute.String("messaging.consumer.group.name", rc.Consumer),
+					attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_type", ev.Type())))...)
 		each = append(each, s)
 	}
 	return ctx, span, each
+}
+
+// eventLink links a span to the trace of ev, whose context is sc.
+func eventLink(sc trace.SpanContext, ev Event) trace.Link {
+	return trace.Link{SpanContext: sc,
+		Attributes: []attribute.KeyValue{attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_type", ev.Type())}}
 }
 
 // isTick recognises schedule ticks among authenticated deliveries: the

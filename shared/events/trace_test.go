@@ -19,8 +19,13 @@ import (
 
 // recorder turns tracing on for the test with every span kept in memory.
 func recorder(t *testing.T) *tracetest.SpanRecorder {
+	return recorderSampling(t, sdktrace.ParentBased(sdktrace.AlwaysSample()))
+}
+
+// recorderSampling is recorder with sampler deciding.
+func recorderSampling(t *testing.T, sampler sdktrace.Sampler) *tracetest.SpanRecorder {
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sampler))
 	restore := telemetry.Install(tp)
 	t.Cleanup(func() { restore(); _ = tp.Shutdown(context.Background()) })
 	return rec
@@ -174,4 +179,53 @@ func batchBody(t *testing.T, evs []events.Event) []byte {
 		b = append(b, structured(t, ev)...)
 	}
 	return append(b, ']')
+}
+
+// A batch's span follows its own sampling decision (the delivery's), not
+// its events': a batch of ten whose one event is sampled records no batch
+// span when the batch's own trace is not sampled (here: no new root is), and
+// no span for the unsampled events, while the sampled event's "process"
+// span is still the child of its producer's span (issue 19: at 10 %
+// sampling nearly every batch of tens holds a sampled event).
+func TestBatchSpanFollowsItsOwnSamplingNotItsEvents(t *testing.T) {
+	rec := recorderSampling(t, sdktrace.ParentBased(sdktrace.NeverSample()))
+	const (
+		sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+		producer     = "00f067aa0ba902b7"
+	)
+	var evs []events.Event
+	for i := range 10 {
+		ev := newEvent(t, int64(i+1))
+		if i == 3 {
+			ev.SetExtension(events.TraceParentExt, "00-"+sampledTrace+"-"+producer+"-01")
+		} else {
+			tp, _ := events.TraceOf(ev)
+			ev.SetExtension(events.TraceParentExt, tp[:53]+"00") // unsampled
+		}
+		evs = append(evs, ev)
+	}
+	g := newRig(t, true)
+	body := batchBody(t, evs)
+	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 10 {
+		t.Fatalf("batch: %d %+v", code, res)
+	}
+	var names []string
+	for _, s := range rec.Ended() {
+		names = append(names, s.Name())
+		if s.Name() == "process batch" {
+			t.Errorf("the batch span was recorded though the batch's trace is not sampled")
+		}
+	}
+	if len(names) != 1 {
+		t.Fatalf("spans %v, want only the sampled event's", names)
+	}
+	s := rec.Ended()[0]
+	if s.Name() != "process billfn.payment.captured" || s.SpanContext().TraceID().String() != sampledTrace ||
+		s.Parent().SpanID().String() != producer || !s.Parent().IsRemote() {
+		t.Errorf("span %q in trace %s with parent %s, want the sampled event's process span under its producer %s/%s",
+			s.Name(), s.SpanContext().TraceID(), s.Parent().SpanID(), sampledTrace, producer)
+	}
+	if len(s.Links()) != 0 {
+		t.Errorf("the event's span links %d spans; the batch span it would link is not recorded", len(s.Links()))
+	}
 }

@@ -193,6 +193,26 @@ func FromParent(ctx context.Context, tp, ts string) context.Context {
 	return trace.ContextWithRemoteSpanContext(ctx, sc)
 }
 
+// ParentSampled reports whether traceparent tp carries the sampled flag,
+// reading its flags field only: no parse, no allocation. Instrumentation
+// that handles many events at once (a batch) parses only the parents of
+// the sampled ones. A malformed tp may answer true; ParseParent then
+// rejects it.
+func ParentSampled[T string | []byte](tp T) bool {
+	// version "-" trace-id "-" parent-id "-" flags: 2+1+32+1+16+1+2 bytes,
+	// more only in a later version, after another "-".
+	if len(tp) < 55 || tp[52] != '-' || len(tp) > 55 && tp[55] != '-' {
+		return false
+	}
+	switch c := tp[54]; {
+	case '0' <= c && c <= '9':
+		return (c-'0')&1 == 1
+	case 'a' <= c && c <= 'f':
+		return (c-'a'+10)&1 == 1
+	}
+	return false
+}
+
 // ParseParent parses a traceparent (and tracestate).
 func ParseParent(tp, ts string) (trace.SpanContext, bool) {
 	if tp == "" {

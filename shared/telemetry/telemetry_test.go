@@ -29,6 +29,30 @@ func TestParentsParseAndFormatAsW3CTraceContext(t *testing.T) {
 	}
 }
 
+// ParentSampled reads the flags alone and agrees with the parse on every
+// well-formed traceparent.
+func TestParentSampledReadsTheFlagsAsTheParseDoes(t *testing.T) {
+	const id = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-"
+	for _, tp := range []string{id + "01", id + "00", id + "03", id + "02",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later"} {
+		sc, ok := ParseParent(tp, "")
+		if !ok {
+			t.Fatalf("ParseParent(%q) rejected", tp)
+		}
+		if ParentSampled(tp) != sc.IsSampled() || ParentSampled([]byte(tp)) != sc.IsSampled() {
+			t.Errorf("ParentSampled(%q) = %v, the parse says %v", tp, ParentSampled(tp), sc.IsSampled())
+		}
+	}
+	for _, bad := range []string{"", id, id + "0", id + "0x", id + "01x", "00-xyz-01"} {
+		if ParentSampled(bad) {
+			t.Errorf("ParentSampled(%q) = true", bad)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = ParentSampled(parent) }); n != 0 {
+		t.Errorf("ParentSampled allocates %v times", n)
+	}
+}
+
 func TestNoEndpointMeansNoSDK(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")

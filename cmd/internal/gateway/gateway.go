@@ -488,23 +488,27 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	// function's request is the child of the gateway's span. Without
 	// tracing the caller's traceparent passes through as any header.
 	// A span that is not sampled gets no name, attributes or status: only
-	// its context travels on (in the traceparent).
+	// its context travels on (in the traceparent). A caller that decided
+	// not to sample gets no span at all: its traceparent passes on as it
+	// came, as the runtime's does (a kafka-trigger's unsampled batches).
 	if telemetry.Enabled() {
-		ctx, span := telemetry.Tracer().Start(telemetry.Extract(r.Context(), r.Header), "gateway", trace.WithSpanKind(trace.SpanKindServer))
-		telemetry.Inject(ctx, out.Header)
-		if span.IsRecording() {
-			span.SetName(r.Method + " /function/" + name)
-			span.SetAttributes(attribute.String("http.request.method", r.Method),
-				attribute.String("faas.invoked_name", name), attribute.String("url.path", r.URL.Path))
-			sw := &httpx.StatusWriter{ResponseWriter: w}
-			w = sw
-			defer func() {
-				span.SetAttributes(attribute.Int("http.response.status_code", sw.Status))
-				if sw.Status >= 500 {
-					span.SetStatus(codes.Error, http.StatusText(sw.Status))
-				}
-				span.End()
-			}()
+		if ctx := telemetry.Extract(r.Context(), r.Header); !telemetry.Unsampled(ctx) {
+			ctx, span := telemetry.Tracer().Start(ctx, "gateway", trace.WithSpanKind(trace.SpanKindServer))
+			telemetry.Inject(ctx, out.Header)
+			if span.IsRecording() {
+				span.SetName(r.Method + " /function/" + name)
+				span.SetAttributes(attribute.String("http.request.method", r.Method),
+					attribute.String("faas.invoked_name", name), attribute.String("url.path", r.URL.Path))
+				sw := &httpx.StatusWriter{ResponseWriter: w}
+				w = sw
+				defer func() {
+					span.SetAttributes(attribute.Int("http.response.status_code", sw.Status))
+					if sw.Status >= 500 {
+						span.SetStatus(codes.Error, http.StatusText(sw.Status))
+					}
+					span.End()
+				}()
+			}
 		}
 	}
 
