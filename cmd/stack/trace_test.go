@@ -149,6 +149,48 @@ func TestTraceOfAKafkaProducedTransferRequest(t *testing.T) {
 	})
 }
 
+// TestTraceOfATransferCrossesKafka (issue 19): a transfer through the
+// gateway, sent with a sampled traceparent, makes one trace in a real
+// Jaeger that crosses Kafka: a kafka-trigger delivery of its
+// billfn.transaction.posted event is the child of process-transaction's
+// span, and a consumer's work on the event is in the same trace. (The
+// group commit gave each transfer's event a new trace of its own, sampled
+// whatever the caller decided.)
+func TestTraceOfATransferCrossesKafka(t *testing.T) {
+	j := testenv.StartJaeger(t)
+	e := startStack(t, stackOptions{env: []string{"BILLFN_OTLP_ENDPOINT=" + j.OTLP}})
+	from, to := e.newCustomer("USD"), e.newCustomer("USD")
+	e.fund(from, 100, "USD")
+	tp, traceID, _ := newParent()
+	r := e.req(http.MethodPost, "/function/process-transaction/transfers", map[string]any{
+		"from_account_id": from.account, "to_account_id": to.account, "amount": 7, "currency": "USD"},
+		"Idempotency-Key", uuid.NewString(), "Traceparent", tp)
+	if r.status != http.StatusCreated {
+		t.Fatalf("transfer: %s", r)
+	}
+	waitTrace(t, j, traceID, func(spans []testenv.JaegerSpan) string {
+		byID := map[string]testenv.JaegerSpan{}
+		for _, s := range spans {
+			byID[s.SpanID] = s
+		}
+		delivered := false
+		for _, s := range spans {
+			if s.Service == "kafka-trigger" && strings.HasPrefix(s.OperationName, "deliver ") && byID[s.Parent()].Service == "process-transaction" {
+				delivered = true
+			}
+		}
+		if !delivered {
+			return "no kafka-trigger delivery as the child of a process-transaction span"
+		}
+		for _, s := range spans {
+			if s.Service != "process-transaction" && slices.Contains(consumers, s.Service) && s.OperationName == "process billfn.transaction.posted" {
+				return ""
+			}
+		}
+		return "no consumer's span of the posted event"
+	})
+}
+
 // traceComplete says what the trace still lacks ("" when nothing).
 func traceComplete(spans []testenv.JaegerSpan) string {
 	if len(spans) == 0 {
