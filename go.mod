@@ -3,6 +3,7 @@ module github.com/billfn/billfn
 go 1.26.0
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/IBM/sarama v1.61.1
 	github.com/MicahParks/jwkset v0.11.4
 	github.com/MicahParks/keyfunc/v3 v3.9.2

@@ -500,9 +500,10 @@ func jsonMedia(ct string) bool {
 func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 	var res Result
 	handled := evs[:0:0]
-	for _, ev := range evs {
+	unproven := rc.unproven(evs)
+	for i, ev := range evs {
 		_, known := ContractTopic(ev.Type())
-		if cause := rc.unproven(ev); cause != nil {
+		if cause := unproven[i]; cause != nil {
 			// No valid proof of who wrote it: anyone able to write the
 			// topic may have. Parked, never applied, acknowledged (a retry
 			// brings the same bytes). Not marked processed: the (source,
@@ -755,13 +756,15 @@ func (rc *Receiver) Park(ctx context.Context, ev Event, cause error) error {
 	return rc.park(ctx, ev, cause, true)
 }
 
-// unproven returns why ev's origin cannot be trusted, nil when its proof
-// verifies with a key of its source.
-func (rc *Receiver) unproven(ev Event) error {
+// unproven returns, for each of evs, why its origin cannot be trusted,
+// nil when its proof verifies with a key of its source. The proofs of a
+// batch delivery are verified together (OriginKeys.VerifyAll): each event
+// is still verified, at a fraction of the cost of one verification.
+func (rc *Receiver) unproven(evs []Event) []error {
 	if rc.SkipOriginCheck {
-		return nil
+		return make([]error, len(evs))
 	}
-	return rc.Origins.Verify(ev)
+	return rc.Origins.VerifyAll(evs)
 }
 
 // park stores ev in dead_letters; markProcessed also records its (source,

@@ -1,0 +1,55 @@
+package events
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"testing"
+
+	"filippo.io/edwards25519"
+)
+
+// primeOrder tells the base point (and so any real public key) from one
+// with a small-order component, which batchKey keeps out of batches.
+func TestPrimeOrder(t *testing.T) {
+	b := edwards25519.NewGeneratorPoint()
+	if !primeOrder(b) {
+		t.Fatal("the base point has prime order")
+	}
+	// (0, -1), of order 2.
+	enc, _ := hex.DecodeString("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f")
+	t2, err := new(edwards25519.Point).SetBytes(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if primeOrder(t2) || primeOrder(new(edwards25519.Point).Add(b, t2)) {
+		t.Fatal("a point with a small-order component passed as of prime order")
+	}
+	if _, ok := batchKey(new(edwards25519.Point).Add(b, t2).Bytes()); ok {
+		t.Fatal("batchKey took a key with a small-order component")
+	}
+	if _, ok := batchKey(b.Bytes()); !ok {
+		t.Fatal("batchKey refused the base point")
+	}
+}
+
+// The batch equation holds for valid signatures of several keys (so a
+// valid delivery costs one equation, not a verification per event) and
+// fails for a delivery with one signature of other content.
+func TestVerifyBatchEquation(t *testing.T) {
+	var items []batchItem
+	for i := range 40 {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(i % 3)
+		key := ed25519.NewKeyFromSeed(seed)
+		msg := []byte(fmt.Sprintf("event %d", i))
+		items = append(items, batchItem{index: i, pub: key.Public().(ed25519.PublicKey), msg: msg, sig: ed25519.Sign(key, msg)})
+	}
+	if !verifyBatch(items) {
+		t.Fatal("the equation of valid signatures does not hold")
+	}
+	items[17].msg = []byte("other content")
+	if verifyBatch(items) {
+		t.Fatal("the equation holds with a signature of other content")
+	}
+}
