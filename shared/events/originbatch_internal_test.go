@@ -53,3 +53,27 @@ func TestVerifyBatchEquation(t *testing.T) {
 		t.Fatal("the equation holds with a signature of other content")
 	}
 }
+
+// canonicalJSON's shortcut answers what its definition does: data with
+// none of the bytes Compact or HTMLEscape could change is returned as it
+// is, any other goes through both.
+func TestCanonicalJSONShortcut(t *testing.T) {
+	for _, in := range []string{
+		`{"a":1,"b":"x"}`, `{"a": 1}`, "{\n\"a\":1}", `{"s":"a b"}`, `{"h":"<b>&"}`,
+		`{"u":"` + "\u2028\u2029" + `"}`, `{"e":"` + "é€" + `"}`, `not json`, `{"bad":`, ``, `[1,2 ,3]`,
+		`{"n":1.50e+3,"z":null,"t":true,"a":[{}]}`, "\t", `"\u003c"`,
+	} {
+		if got, want := canonicalJSON([]byte(in)), slowCanonicalJSON([]byte(in)); string(got) != string(want) {
+			t.Errorf("%q: %q, by definition %q", in, got, want)
+		}
+	}
+}
+
+func FuzzCanonicalJSON(f *testing.F) {
+	f.Add([]byte(`{"a":"<x> y","b":[1, 2]}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if got, want := canonicalJSON(in), slowCanonicalJSON(in); string(got) != string(want) {
+			t.Fatalf("%q: %q, by definition %q", in, got, want)
+		}
+	})
+}
