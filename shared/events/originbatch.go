@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
@@ -148,8 +147,11 @@ func verifyBatch(items []batchItem) bool {
 		if err != nil {
 			return false
 		}
+		if !canonicalPoint(it.sig[:32]) {
+			return false
+		}
 		r, err := new(edwards25519.Point).SetBytes(it.sig[:32])
-		if err != nil || !bytes.Equal(r.Bytes(), it.sig[:32]) {
+		if err != nil {
 			return false
 		}
 		kt := keys[string(it.pub)]
@@ -184,6 +186,34 @@ func verifyBatch(items []batchItem) bool {
 	left := new(edwards25519.Point).ScalarBaseMult(sumS)
 	right := new(edwards25519.Point).VarTimeMultiScalarMult(scalars, points)
 	return left.Equal(right) == 1
+}
+
+// canonicalPoint reports whether b, when it decodes to a point, is that
+// point's own encoding (Point.Bytes), as crypto/ed25519 requires of R: y
+// below p = 2²⁵⁵-19, and no sign bit on x = 0 (y = ±1). SetBytes accepts
+// the other spellings; checking the bytes costs nothing, encoding the
+// point again an inversion.
+func canonicalPoint(b []byte) bool {
+	sign := b[31]&0x80 != 0
+	high := b[31] & 0x7f
+	allFF := high == 0x7f
+	for i := 30; i >= 1 && allFF; i-- {
+		allFF = b[i] == 0xff
+	}
+	if allFF && b[0] >= 0xed { // y ≥ p
+		return false
+	}
+	if sign {
+		one := b[0] == 1 && high == 0
+		for i := 1; i <= 30 && one; i++ {
+			one = b[i] == 0
+		}
+		minusOne := allFF && b[0] == 0xec
+		if one || minusOne {
+			return false
+		}
+	}
+	return true
 }
 
 // batchKey decodes a public key for a batch: a key that does not decode

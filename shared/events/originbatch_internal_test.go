@@ -77,3 +77,44 @@ func FuzzCanonicalJSON(f *testing.F) {
 		}
 	})
 }
+
+// canonicalPoint answers what encoding the decoded point again answers,
+// for real signatures' R, small and large y, and y spelled as y + p.
+func TestCanonicalPoint(t *testing.T) {
+	var encs [][]byte
+	for i := range 64 {
+		seed := make([]byte, ed25519.SeedSize)
+		seed[0] = byte(i)
+		encs = append(encs, ed25519.Sign(ed25519.NewKeyFromSeed(seed), []byte{byte(i)})[:32])
+	}
+	for y := range 40 {
+		for _, sign := range []byte{0, 0x80} {
+			small := make([]byte, 32)
+			small[0], small[31] = byte(y), sign
+			large := make([]byte, 32) // p - 20 + y: y < 19 below p, the rest y - 20 + p
+			for i := range large {
+				large[i] = 0xff
+			}
+			large[0], large[31] = 0xed-20+byte(y), 0x7f|sign
+			encs = append(encs, small, large)
+		}
+	}
+	decoded, spelledOtherwise := 0, 0
+	for _, b := range encs {
+		p, err := new(edwards25519.Point).SetBytes(b)
+		if err != nil {
+			continue
+		}
+		decoded++
+		want := string(p.Bytes()) == string(b)
+		if !want {
+			spelledOtherwise++
+		}
+		if canonicalPoint(b) != want {
+			t.Errorf("%x: canonicalPoint %v, encoding again says %v", b, !want, want)
+		}
+	}
+	if decoded < 80 || spelledOtherwise < 4 {
+		t.Fatalf("%d encodings decode, %d of them not canonical: the test checks too little", decoded, spelledOtherwise)
+	}
+}
