@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/billfn/billfn/cmd/internal/loadresult"
 	"github.com/google/uuid"
 )
 
@@ -78,43 +79,11 @@ type run struct {
 	Extra map[int]string
 }
 
-type loadResult struct {
-	Scenario    string           `json:"scenario"`
-	Concurrency int              `json:"concurrency"`
-	Operations  int              `json:"operations"`
-	Seconds     float64          `json:"seconds"`
-	OpsPerSec   float64          `json:"ops_per_second"`
-	Units       int              `json:"units_per_operation"`
-	Failed      int64            `json:"failed_operations"`
-	Endpoints   []endpointResult `json:"endpoints"`
-}
-
-// endpointResult is loadgen's figures for one endpoint.
-type endpointResult struct {
-	Endpoint  string      `json:"endpoint"`
-	Requests  int         `json:"requests"`
-	PerSecond float64     `json:"per_second"`
-	P50ms     float64     `json:"p50_ms"`
-	P95ms     float64     `json:"p95_ms"`
-	P99ms     float64     `json:"p99_ms"`
-	Statuses  map[int]int `json:"statuses"`
-	Errors    int         `json:"errors"`
-}
-
-// main endpoint: the one with the most requests.
-func (r *loadResult) main() (p50, p95, p99 float64) {
-	best := -1
-	for i, e := range r.Endpoints {
-		if best < 0 || e.Requests > r.Endpoints[best].Requests {
-			best = i
-		}
-	}
-	if best < 0 {
-		return 0, 0, 0
-	}
-	e := r.Endpoints[best]
-	return e.P50ms, e.P95ms, e.P99ms
-}
+// loadResult is loadgen's -json output (one type on both sides).
+type (
+	loadResult     = loadresult.Result
+	endpointResult = loadresult.Endpoint
+)
 
 func main() {
 	out := flag.String("out", "docs/benchmarks.md", "report file")
@@ -695,7 +664,7 @@ func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []
 			continue
 		}
 		res := r.Result
-		p50, p95, p99 := res.main()
+		p50, p95, p99 := res.Main()
 		units := res.OpsPerSec * float64(max(res.Units, 1))
 		target := r.Target
 		switch {
@@ -719,8 +688,8 @@ func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []
 		}
 	}
 	if gwHealth != nil && directHealth != nil {
-		g50, _, _ := gwHealth.main()
-		d50, _, _ := directHealth.main()
+		g50, _, _ := gwHealth.Main()
+		d50, _, _ := directHealth.Main()
 		fmt.Fprintf(&b, "\nThe gateway hop at 16 clients: %.2f ms at p50 through the gateway vs %.2f ms direct = **%.2f ms added** (target < 1 ms %s).\n",
 			g50, d50, g50-d50, mark(g50-d50 < 1))
 	}

@@ -71,7 +71,7 @@ func notifyRuns(gw, secretsDir string, quick bool) []*run {
 			}},
 		{Name: "deliveries", Title: fmt.Sprintf("outgoing webhook deliveries (a backlog of %d × %d released to %d endpoints, %d invoices paid meanwhile to a 5th; latency: invoice.paid → endpoint)",
 			hookEndpoints, backlog, hookEndpoints, invoices),
-			Target: "≥ 2,000 deliveries/s, invoice.paid p99 < 1 s", Check: func(r *loadResult) bool { _, _, p99 := r.main(); return r.OpsPerSec >= 2000 && p99 < 1000 },
+			Target: "≥ 2,000 deliveries/s, invoice.paid p99 < 1 s", Check: func(r *loadResult) bool { _, _, p99 := r.Main(); return r.OpsPerSec >= 2000 && p99 < 1000 },
 			Do: func(ctx context.Context, at phases) (*loadResult, error) {
 				d, err := newDriver(gw, secretsDir)
 				if err != nil {
@@ -649,7 +649,7 @@ func endpointFigures(name string, lat []time.Duration, secs float64) (e endpoint
 // said prints a scenario's figures as soon as it ends (the report comes
 // after every scenario and pgbench).
 func said(r *loadResult) {
-	p50, p95, p99 := r.main()
+	p50, p95, p99 := r.Main()
 	fmt.Fprintf(os.Stderr, "   %s: %d in %.1f s = %.0f/s, %d failed; %s p50 %.1f ms, p95 %.1f ms, p99 %.1f ms\n",
 		r.Scenario, r.Operations, r.Seconds, r.OpsPerSec, r.Failed, r.Endpoints[0].Endpoint, p50, p95, p99)
 }

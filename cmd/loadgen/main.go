@@ -34,6 +34,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/billfn/billfn/cmd/internal/loadresult"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
 )
@@ -143,31 +144,11 @@ func (s *Stats) record(endpoint string, status int, d time.Duration) {
 	s.status[endpoint][status]++
 }
 
-// EndpointResult is one endpoint's figures.
-type EndpointResult struct {
-	Endpoint   string      `json:"endpoint"`
-	Requests   int         `json:"requests"`
-	PerSecond  float64     `json:"per_second"`
-	P50ms      float64     `json:"p50_ms"`
-	P95ms      float64     `json:"p95_ms"`
-	P99ms      float64     `json:"p99_ms"`
-	MaxMs      float64     `json:"max_ms"`
-	Statuses   map[int]int `json:"statuses"`
-	Errors     int         `json:"errors"` // transport errors and 5xx
-	Unexpected int         `json:"unexpected"`
-}
-
-// Result is a whole run.
-type Result struct {
-	Scenario    string           `json:"scenario"`
-	Concurrency int              `json:"concurrency"`
-	Operations  int              `json:"operations"`
-	Seconds     float64          `json:"seconds"`
-	OpsPerSec   float64          `json:"ops_per_second"`
-	Units       int              `json:"units_per_operation"` // e.g. transfers per batch
-	Endpoints   []EndpointResult `json:"endpoints"`
-	Failed      int64            `json:"failed_operations"`
-}
+// EndpointResult and Result are the -json output, shared with make bench.
+type (
+	EndpointResult = loadresult.Endpoint
+	Result         = loadresult.Result
+)
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
