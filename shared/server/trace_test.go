@@ -86,9 +86,7 @@ func TestWithoutTracingTheCallersTraceIDStillReachesTheLogs(t *testing.T) {
 // when no exporter is configured (compare allocs with and without a
 // traceparent header).
 func BenchmarkRequestTracingOff(b *testing.B) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
-	h := New(Config{}, App{Name: "fn", Handler: mux}).Handler()
+	h := emptyRuntime()
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequestWithContext(context.Background(), "GET", "/x", nil)

@@ -18,14 +18,8 @@ import (
 // BenchmarkRequestTracingOff.
 func BenchmarkRequestTracingSampled10(b *testing.B) {
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))),
-		sdktrace.WithBatcher(exp))
-	restore := telemetry.Install(tp)
-	defer restore()
-	defer tp.Shutdown(context.Background())
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
-	h := New(Config{}, App{Name: "fn", Handler: mux}).Handler()
+	installSampled10(b, sdktrace.WithBatcher(exp))
+	h := emptyRuntime()
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequestWithContext(context.Background(), "GET", "/x", nil)
@@ -38,17 +32,32 @@ func BenchmarkRequestTracingSampled10(b *testing.B) {
 // caller (the gateway, the kafka-trigger) decided not to sample: the case
 // of 90 % of requests inside the stack at 10 %.
 func BenchmarkRequestTracingUnsampledCaller(b *testing.B) {
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))))
-	restore := telemetry.Install(tp)
-	defer restore()
-	defer tp.Shutdown(context.Background())
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
-	h := New(Config{}, App{Name: "fn", Handler: mux}).Handler()
+	installSampled10(b)
+	h := emptyRuntime()
 	b.ReportAllocs()
 	for b.Loop() {
 		req := httptest.NewRequestWithContext(context.Background(), "GET", "/x", nil)
 		req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
+}
+
+// emptyRuntime is the runtime's handler around one route that does
+// nothing: what a request costs the runtime itself.
+func emptyRuntime() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
+	return New(Config{}, App{Name: "fn", Handler: mux}).Handler()
+}
+
+// installSampled10 installs, for the benchmark, an SDK that samples 10 %
+// of new traces and follows its caller's decision.
+func installSampled10(b *testing.B, opts ...sdktrace.TracerProviderOption) {
+	tp := sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1)))}, opts...)...)
+	restore := telemetry.Install(tp)
+	b.Cleanup(func() {
+		restore()
+		_ = tp.Shutdown(context.Background())
+	})
 }
