@@ -14,11 +14,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/billfn/billfn/shared/testenv"
@@ -117,50 +112,9 @@ func startBenchJaeger(ctx context.Context, tmp string) (pid int, stop func(), er
 	if err != nil {
 		return 0, nil, fmt.Errorf("jaeger: %w", err)
 	}
-	cfg := filepath.Join(tmp, "jaeger.yaml")
-	if err := os.WriteFile(cfg, []byte(testenv.JaegerConfig(benchJaegerUI, benchJaegerGRPC, benchOTLPGRPC, benchOTLPHTTP, "")), 0o644); err != nil {
-		return 0, nil, err
-	}
-	log, err := os.Create(filepath.Join(tmp, "jaeger.log"))
+	p, err := testenv.RunJaeger(ctx, bin, tmp, testenv.JaegerConfig(benchJaegerUI, benchJaegerGRPC, benchOTLPGRPC, benchOTLPHTTP, ""), "http://"+benchJaegerUI, time.Minute)
 	if err != nil {
 		return 0, nil, err
 	}
-	cmd := exec.Command(bin, "--config", cfg)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		log.Close()
-		return 0, nil, err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
-	stop = func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}
-	for deadline := time.Now().Add(time.Minute); ; {
-		if res, err := http.Get("http://" + benchJaegerUI + "/api/services"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return cmd.Process.Pid, stop, nil
-			}
-		}
-		select {
-		case <-done:
-			return 0, nil, fmt.Errorf("jaeger exited before it was ready; its log: %s", log.Name())
-		case <-ctx.Done():
-			stop()
-			return 0, nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return 0, nil, fmt.Errorf("jaeger was not ready within a minute; its log: %s", log.Name())
-		}
-	}
+	return p.Pid, p.Stop, nil
 }

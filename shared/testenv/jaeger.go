@@ -164,49 +164,72 @@ func StartJaegerUI(t testing.TB, uiAssets string) *Jaeger {
 	for _, ln := range lns {
 		ln.Close()
 	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "jaeger.yaml")
-	if err := os.WriteFile(cfg, []byte(JaegerConfig(ports[0], ports[1], ports[2], ports[3], uiAssets)), 0o644); err != nil {
+	p, err := RunJaeger(ctx, bin, t.TempDir(), JaegerConfig(ports[0], ports[1], ports[2], ports[3], uiAssets), "http://"+ports[0], 2*time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(p.Stop)
+	return &Jaeger{Query: "http://" + ports[0], OTLP: "http://" + ports[3]}
+}
+
+// JaegerProcess is a Jaeger RunJaeger started.
+type JaegerProcess struct {
+	Pid  int
+	Log  string // its stdout and stderr
+	Stop func() // SIGTERM to its process group, SIGKILL after 15 s; waits
+}
+
+// RunJaeger starts bin with config (JaegerConfig's YAML, written into dir
+// with the log) and waits until query (http://host:port of its UI) answers
+// /api/services, for at most within; an error, with the log, when it
+// exits or does not answer in time (it is stopped then).
+func RunJaeger(ctx context.Context, bin, dir, config, query string, within time.Duration) (*JaegerProcess, error) {
+	cfg := filepath.Join(dir, "jaeger.yaml")
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "jaeger.log")
+	out, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(bin, "--config", cfg)
-	out, _ := os.Create(filepath.Join(dir, "jaeger.log"))
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start Jaeger: %v", err)
+		out.Close()
+		return nil, fmt.Errorf("start Jaeger: %w", err)
 	}
 	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
+	go func() { _ = cmd.Wait(); out.Close(); close(exited) }()
+	p := &JaegerProcess{Pid: cmd.Process.Pid, Log: logPath, Stop: func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-exited:
-		case <-time.After(10 * time.Second):
+		case <-time.After(15 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 		}
-		out.Close()
-	})
-	j := &Jaeger{Query: "http://" + ports[0], OTLP: "http://" + ports[3]}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		res, err := http.Get(j.Query + "/api/services")
-		if err == nil {
+	}}
+	logged := func() string { b, _ := os.ReadFile(logPath); return string(b) }
+	for deadline := time.Now().Add(within); ; {
+		if res, err := http.Get(query + "/api/services"); err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return j
+				return p, nil
 			}
 		}
 		select {
 		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "jaeger.log"))
-			t.Fatalf("Jaeger exited at start:\n%s", log)
+			return nil, fmt.Errorf("Jaeger exited at start:\n%s", logged())
+		case <-ctx.Done():
+			p.Stop()
+			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "jaeger.log"))
-			t.Fatalf("Jaeger did not answer on %s:\n%s", j.Query, log)
+			p.Stop()
+			return nil, fmt.Errorf("Jaeger did not answer on %s within %s:\n%s", query, within, logged())
 		}
 	}
 }
