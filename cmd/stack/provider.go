@@ -15,7 +15,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -364,7 +363,7 @@ func (s *stack) Deploy(ctx context.Context, d gateway.FunctionDeployment, update
 // replicas keep their executable).
 func (s *stack) buildOne(ctx context.Context, src *stackfile.Function, bin string) error {
 	tmp := bin + ".new"
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", tmp, "./"+filepath.ToSlash(src.Dir()))
+	cmd := goBuildCmd(ctx, "go", "-o", tmp, "./"+filepath.ToSlash(src.Dir()))
 	cmd.Dir = s.cfg.Root
 	w := &lineWriter{log: s.log, name: "build"}
 	var out strings.Builder

@@ -632,14 +632,28 @@ func (s *stack) build(ctx context.Context) error {
 }
 
 func (s *stack) goBuild(ctx context.Context, goBin string, pkgs ...string) error {
-	args := append([]string{"build", "-o", s.cfg.binDir() + string(filepath.Separator)}, pkgs...)
-	cmd := exec.CommandContext(ctx, goBin, args...)
+	cmd := goBuildCmd(ctx, goBin, append([]string{"-o", s.cfg.binDir() + string(filepath.Separator)}, pkgs...)...)
 	cmd.Dir = s.cfg.Root
 	w := &lineWriter{log: s.log, name: "build"}
 	cmd.Stdout, cmd.Stderr = w, w
 	err := cmd.Run()
 	w.Flush()
 	return err
+}
+
+// buildFlags are the flags of the Dockerfile's go build, with its
+// CGO_ENABLED=0 (TestBuildLikeTheDockerfile holds them to it): a function
+// runs here as the image a cluster deploys runs it, statically linked (no
+// dynamic loader, no libc mapped at start), without the symbol table and
+// DWARF, with module-relative paths. make bench's start-to-ready and idle
+// RSS measure these binaries.
+var buildFlags = []string{"-trimpath", "-ldflags=-s -w"}
+
+// goBuildCmd is go build with buildFlags and args, without cgo.
+func goBuildCmd(ctx context.Context, goBin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, goBin, append(append([]string{"build"}, buildFlags...), args...)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd
 }
 
 // startMailpit runs Mailpit (SMTP on MAILPIT_SMTP_ADDR, its UI and API on
