@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -206,16 +207,19 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.collectors = append(d.collectors, pgbatch.Collectors()...)
 	d.closers = append(d.closers, d.Publisher.Close, func(context.Context) { d.Redis.Close() }, func(context.Context) { d.Pool.Close() })
 	// Connect in the background while the server starts listening, so the
-	// platform's first readiness probe finds warm connections.
-	go func() {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = d.Pool.Ping(wctx)
+	// platform's first readiness probe finds warm connections: Postgres and
+	// Redis at the same time (the readiness probe waits for the slower one,
+	// not for both in turn).
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	var warm sync.WaitGroup
+	warm.Go(func() { _ = d.Pool.Ping(wctx) })
+	warm.Go(func() {
 		_ = d.Redis.Ping(wctx).Err()
 		if d.rateLimits != nil {
 			_ = d.rateLimits.limiter.Warm(wctx)
 		}
-	}()
+	})
+	go func() { warm.Wait(); cancel() }()
 	return d, nil
 }
 

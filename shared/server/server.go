@@ -28,6 +28,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -218,9 +219,18 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	for _, c := range s.app.Ready {
-		if err := c.Fn(ctx); err != nil {
-			problem.Write(w, r, &problem.Error{Code: problem.Unavailable, Detail: c.Name + " is not reachable", Err: err})
+	// Every check runs, at the same time: a starting function waits for
+	// its slowest dependency (a first Postgres connection) instead of the
+	// sum of them. The answer names the first failing check in App order.
+	errs := make([]error, len(s.app.Ready))
+	var wg sync.WaitGroup
+	for i, c := range s.app.Ready {
+		wg.Go(func() { errs[i] = c.Fn(ctx) })
+	}
+	wg.Wait()
+	for i, c := range s.app.Ready {
+		if errs[i] != nil {
+			problem.Write(w, r, &problem.Error{Code: problem.Unavailable, Detail: c.Name + " is not reachable", Err: errs[i]})
 			return
 		}
 	}

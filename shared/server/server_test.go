@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -105,6 +106,39 @@ func TestProbesReportLivenessAndReadinessOfRealDependencies(t *testing.T) {
 	a.Ready = []server.Check{{Name: "postgres", Fn: pool.Ping}}
 	if rec := get(t, server.New(cfg(), a).Handler(), "GET", "/_/ready", nil, ""); rec.Code != 503 {
 		t.Fatalf("ready with Postgres down = %d", rec.Code)
+	}
+}
+
+// The readiness checks run at the same time (a starting function waits for
+// its slowest dependency, not for the sum): here the Postgres check only
+// passes once the Redis check has started, which a check-after-check probe
+// never lets happen before its deadline. A failure still names the first
+// failing check in App order, with every check run.
+func TestReadinessChecksRunTogether(t *testing.T) {
+	a := app(t)
+	pg, rd := a.Ready[0].Fn, a.Ready[1].Fn
+	redisStarted := make(chan struct{})
+	a.Ready[0].Fn = func(ctx context.Context) error {
+		select {
+		case <-redisStarted:
+			return pg(ctx)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	a.Ready[1].Fn = func(ctx context.Context) error {
+		close(redisStarted)
+		return rd(ctx)
+	}
+	if rec := get(t, server.New(cfg(), a).Handler(), "GET", "/_/ready", nil, ""); rec.Code != 200 {
+		t.Fatalf("ready = %d %s", rec.Code, rec.Body)
+	}
+	var ran atomic.Int32
+	fail := func(context.Context) error { ran.Add(1); return errors.New("down") }
+	a.Ready = []server.Check{{Name: "first", Fn: fail}, {Name: "second", Fn: fail}}
+	rec := get(t, server.New(cfg(), a).Handler(), "GET", "/_/ready", nil, "")
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), "first is not reachable") || ran.Load() != 2 {
+		t.Fatalf("ready with both down = %d %s (%d checks ran)", rec.Code, rec.Body, ran.Load())
 	}
 }
 
