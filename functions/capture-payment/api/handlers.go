@@ -152,7 +152,7 @@ func (s *API) parseCreate(pr auth.Principal, req *createRequest) (payments.Creat
 // validMethod says whether s can name a payment method: a gateway token
 // or a saved method id.
 func validMethod(s string) bool {
-	return ids.Valid(s) || payments.TokenRE.MatchString(s)
+	return ids.Valid(s) || payments.ValidToken(s)
 }
 
 // checkText applies Stripe's limits to description and metadata.
@@ -446,7 +446,7 @@ func (s *API) createMethod(w http.ResponseWriter, r *http.Request) {
 	}
 	var v problem.Validator
 	acct.CheckUser(&v, "user_id", req.UserID)
-	v.Check(payments.TokenRE.MatchString(req.Token), "token", "must be a gateway token (pm_…): billfn never stores card numbers")
+	v.Check(payments.ValidToken(req.Token), "token", "must be a gateway token (pm_…): billfn never stores card numbers")
 	v.Check(req.Gateway == "" || s.svc.Gateways[req.Gateway] != nil, "gateway", "is not a configured gateway")
 	v.Check(utf8.RuneCountInString(req.Brand) <= 30, "brand", "must be at most 30 characters")
 	v.Check(req.Last4 == "" || (len(req.Last4) == 4 && isDigits(req.Last4)), "last4", "must be the last 4 digits")

@@ -62,7 +62,7 @@ func resolveMethod(ctx context.Context, q Tx, accountID, userID, given string) (
 		}
 		return out, nil
 	}
-	if !TokenRE.MatchString(given) {
+	if !ValidToken(given) {
 		return method{}, apperr.Invalid(apperr.Field("payment_method", "must be a gateway token (pm_…) or a saved payment method id"))
 	}
 	return method{token: given}, nil
