@@ -89,7 +89,7 @@ func main() {
 	out := flag.String("out", "docs/benchmarks.md", "report file")
 	quick := flag.Bool("quick", false, "small runs (a smoke test of the harness)")
 	pgSeconds := flag.Int("pgbench-seconds", 30, "pgbench duration")
-	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression (e.g. 'transfers|payments'); the report says so")
+	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression (e.g. 'transfers|payments'; 'processes' is the functions' start-to-ready and idle RSS); the report says so")
 	flag.Parse()
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -206,10 +206,12 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 		return err
 	}
 
-	step("start-to-ready and idle RSS of each function")
-	procs, err := measureFunctions(ctx, stack.marker)
-	if err != nil {
-		return err
+	var procs []procFigures
+	if selected == nil || selected.MatchString("processes") {
+		step("start-to-ready and idle RSS of each function")
+		if procs, err = measureFunctions(ctx, stack.marker); err != nil {
+			return err
+		}
 	}
 	stack.stop()
 	tracing, err := tracingRuns(ctx, root, tmp, quick, idle) // tracing.go: stacks of their own
@@ -551,7 +553,11 @@ func measureFunctions(ctx context.Context, marker string) ([]procFigures, error)
 		port := strconv.Itoa(functionBase + 50 + i)
 		var env []string
 		for _, kv := range bytes.Split(envRaw, []byte{0}) {
-			if len(kv) > 0 && !bytes.HasPrefix(kv, []byte("PORT=")) && !bytes.HasPrefix(kv, []byte("BILLFN_STACK_ID=")) {
+			// Not the bench's profiling listener either (BILLFN_PPROF_DIR):
+			// no deployment has one, and the launch would take over the
+			// stack function's address file.
+			if len(kv) > 0 && !bytes.HasPrefix(kv, []byte("PORT=")) && !bytes.HasPrefix(kv, []byte("BILLFN_STACK_ID=")) &&
+				!bytes.HasPrefix(kv, []byte("BILLFN_PPROF_DIR=")) {
 				env = append(env, string(kv))
 			}
 		}
@@ -693,21 +699,23 @@ func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []
 		fmt.Fprintf(&b, "\nThe gateway hop at 16 clients: %.2f ms at p50 through the gateway vs %.2f ms direct = **%.2f ms added** (target < 1 ms %s).\n",
 			g50, d50, g50-d50, mark(g50-d50 < 1))
 	}
-	b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches, and the resident memory after two idle seconds.\n\n")
-	b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | idle RSS | targets |\n|---|---:|---|---:|---|\n")
-	for _, p := range procs {
-		if p.Err != "" {
-			fmt.Fprintf(&b, "| %s | | | | %s |\n", p.Name, p.Err)
-			continue
+	if len(procs) > 0 { // -only without "processes" skips them
+		b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches, and the resident memory after two idle seconds.\n\n")
+		b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | idle RSS | targets |\n|---|---:|---|---:|---|\n")
+		for _, p := range procs {
+			if p.Err != "" {
+				fmt.Fprintf(&b, "| %s | | | | %s |\n", p.Name, p.Err)
+				continue
+			}
+			var all []string
+			for _, m := range p.ReadyMs {
+				all = append(all, fmt.Sprintf("%.1f", m))
+			}
+			rss := float64(p.IdleRSSKB) / 1024
+			// Issue 20's targets, for every function.
+			target := fmt.Sprintf("< 15 ms %s, < 20 MB %s", mark(median(p.ReadyMs) < 15), mark(rss < 20))
+			fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "), rss, target)
 		}
-		var all []string
-		for _, m := range p.ReadyMs {
-			all = append(all, fmt.Sprintf("%.1f", m))
-		}
-		rss := float64(p.IdleRSSKB) / 1024
-		// Issue 20's targets, for every function.
-		target := fmt.Sprintf("< 15 ms %s, < 20 MB %s", mark(median(p.ReadyMs) < 15), mark(rss < 20))
-		fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "), rss, target)
 	}
 	renderPlatform(&b)
 	renderBudget(&b, runs, pg)
