@@ -218,10 +218,12 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	if err != nil {
 		return err
 	}
-	runs = append(runs, tracing...)
+	if tracing != nil {
+		runs = append(runs, tracing.pooled...)
+	}
 	measured := commit(ctx, root)
 	alone := runAlone(ctx, root, quick)
-	report := render(ctx, runs, pg, idle, procs, quick, measured) + renderAlone(alone)
+	report := render(ctx, runs, tracing, pg, idle, procs, quick, measured) + renderAlone(alone)
 	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
 		return err
 	}
@@ -614,12 +616,17 @@ func launch(ctx context.Context, exe string, env []string, ready string, idle bo
 	return ms, rssKB, nil
 }
 
+// median is the middle value of xs, the mean of the two middle ones when
+// there is an even number (0 for none).
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
@@ -647,7 +654,7 @@ func mark(ok bool) string {
 	return "✗"
 }
 
-func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []procFigures, quick bool, commit string) string {
+func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResult, idle *cost, procs []procFigures, quick bool, commit string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` (`go run ./cmd/bench`) on %s, measuring commit %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), commit)
 	if selected != nil {
@@ -719,6 +726,7 @@ func render(ctx context.Context, runs []*run, pg *pgResult, idle *cost, procs []
 	}
 	renderPlatform(&b)
 	renderBudget(&b, runs, pg)
+	renderTracing(&b, tracing)
 	renderCost(ctx, &b, runs, pg, idle)
 	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `RATE_LIMIT=off make run` (with the rate limits on, its few principals are turned away with 429).\n")
 	return b.String()
