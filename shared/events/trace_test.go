@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"testing"
 
+	cloudevent "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -227,5 +228,45 @@ func TestBatchSpanFollowsItsOwnSamplingNotItsEvents(t *testing.T) {
 	}
 	if len(s.Links()) != 0 {
 		t.Errorf("the event's span links %d spans; the batch span it would link is not recorded", len(s.Links()))
+	}
+}
+
+// TraceOf reads an event's trace context from its extensions without
+// copying them (a receiver with tracing on reads every batched event's to
+// find the sampled ones): the same answer as Extensions() gives, and no
+// allocation, for an event decoded from the wire and one built by New; an
+// event of an older spec version still answers (through the copy).
+func TestTraceOfReadsTheExtensionsWithoutCopyingThem(t *testing.T) {
+	const tp, ts = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", "vendor=x"
+	ctx := telemetry.FromParent(context.Background(), tp, ts)
+	_, payload, err := events.Encode(ctx, "process-transaction", "billfn.transaction.posted", uuid.NewString(), payment{Amount: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := events.Unmarshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := events.New(ctx, "process-transaction", "billfn.transaction.posted", uuid.NewString(), payment{Amount: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ev := range map[string]events.Event{"decoded": decoded, "built by New": built} {
+		gotTP, gotTS := events.TraceOf(ev)
+		exts := ev.Extensions()
+		if gotTP != tp || gotTS != ts || exts[events.TraceParentExt] != tp || exts[events.TraceStateExt] != ts {
+			t.Errorf("%s: TraceOf = %q, %q; extensions %v; want %q, %q", name, gotTP, gotTS, exts, tp, ts)
+		}
+		if n := testing.AllocsPerRun(100, func() { events.TraceOf(ev) }); n != 0 {
+			t.Errorf("%s: TraceOf allocates %v times, want 0", name, n)
+		}
+	}
+	old := cloudevent.New(cloudevent.CloudEventsVersionV03)
+	old.SetExtension(events.TraceParentExt, tp)
+	if got, gotTS := events.TraceOf(old); got != tp || gotTS != "" {
+		t.Errorf("a 0.3 event: TraceOf = %q, %q, want %q, \"\"", got, gotTS, tp)
+	}
+	if got, gotTS := events.TraceOf(cloudevent.New()); got != "" || gotTS != "" {
+		t.Errorf("an event without trace context: TraceOf = %q, %q", got, gotTS)
 	}
 }
