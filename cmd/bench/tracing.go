@@ -13,7 +13,7 @@ package main
 // the bench's ports after the main stack stopped: off, 10 %, 100 % in the
 // first round, the reverse in the second, and so on, so that 10 % always
 // runs next to off and neither always runs first. Each round gives a
-// ratio of 10 % to off between runs about a minute apart; the target is
+// ratio of 10 % to off between runs that follow each other; the target is
 // judged on the median of those ratios, for transfers/s and for the whole
 // system's CPU per transfer, so that one round the machine disturbed moves
 // the verdict little. Jaeger shares the stack's cores: the runs that export
@@ -332,7 +332,7 @@ func renderTracing(b *strings.Builder, t *tracingResult) {
 	}
 	b.WriteString("\n## The cost of tracing\n\n")
 	fmt.Fprintf(b, "The transfers scenario through the gateway (16 clients, %s transfers a run) with tracing off, 10 %% of new traces sampled (`parentbased_traceidratio`) and every trace (`parentbased_always_on`), both exported to a Jaeger the bench runs; each run on a fresh stack, after the other scenarios. "+
-		"The configurations run interleaved, in %d rounds, the order reversed every other round, so that tracing-10 always runs next to tracing-off: each round's ratio compares two runs about a minute apart, and the machine's load, which drifts over minutes, weighs on both alike. "+
+		"The configurations run interleaved, in %d rounds, the order reversed every other round, so that tracing-10 always runs next to tracing-off: each round's ratio compares two runs that follow each other, and the machine's load, which drifts over minutes, weighs on both alike. "+
 		"CPU per transfer is the whole system's (every process but the client, Jaeger's in the runs that export to it), as in \"Where each operation's CPU goes\", whose rows for these three configurations pool the rounds (each process's CPU over all the rounds' transfers). "+
 		"**The target is judged on the median of the rounds' ratios of tracing-10 to tracing-off**: at least %.0f %% of its transfers/s, and at most %.0f %% of its CPU per transfer (on a machine the scenario keeps busy, the rate is the cores over the CPU per transfer); one round the machine disturbed cannot decide it.\n\n",
 		tracingTransferCount(t), len(t.rounds), 100*minRateRatio, 100*maxCPURatio)
