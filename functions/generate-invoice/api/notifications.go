@@ -39,6 +39,10 @@ type EmailConfig struct {
 	// failed, suppressed) stays in the delivery log after its last
 	// change; the tick deletes older ones. 0 keeps them for ever.
 	LogRetention config.Duration `envconfig:"EMAIL_LOG_RETENTION" default:"8760h"`
+	// Connections is how many SMTP sessions the sender holds open at once,
+	// each a worker sending one email after the other: what the relay
+	// allows one client (1 to billing.MaxConnections).
+	Connections int `envconfig:"EMAIL_SMTP_CONNECTIONS" default:"8"`
 }
 
 func (c EmailConfig) check() error {
@@ -50,6 +54,9 @@ func (c EmailConfig) check() error {
 	}
 	if c.MaxAttempts < 1 {
 		return fmt.Errorf("EMAIL_MAX_ATTEMPTS must be at least 1")
+	}
+	if c.Connections < 1 || c.Connections > billing.MaxConnections {
+		return fmt.Errorf("EMAIL_SMTP_CONNECTIONS must be between 1 and %d", billing.MaxConnections)
 	}
 	if c.Operator != "" {
 		if _, err := mail.ParseAddress(c.Operator); err != nil {
@@ -72,7 +79,8 @@ type mailer struct {
 // newMail is how the use cases send emails, from cfg (checked by
 // LoadConfig): without SMTP_URL everything stays queued.
 func newMail(cfg EmailConfig) *billing.Mail {
-	m := &billing.Mail{From: notify.Sender{From: cfg.From}, MaxAttempts: cfg.MaxAttempts, Operator: cfg.Operator, LogRetention: time.Duration(cfg.LogRetention)}
+	m := &billing.Mail{From: notify.Sender{From: cfg.From}, MaxAttempts: cfg.MaxAttempts, Operator: cfg.Operator, LogRetention: time.Duration(cfg.LogRetention),
+		Connections: cfg.Connections}
 	if cfg.SMTPURL != "" {
 		if c, err := notify.ParseSMTPURL(cfg.SMTPURL); err == nil {
 			m.SMTP = notify.NewMailer(c)

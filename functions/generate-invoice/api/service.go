@@ -114,7 +114,7 @@ func DefaultConfig() Config {
 		CacheTTL:        config.Duration(5 * time.Minute),
 		DunningSchedule: durations{24 * time.Hour, 72 * time.Hour, 168 * time.Hour}, UncollectibleAfter: config.Duration(336 * time.Hour),
 		MaxCatchUp: 36, Email: EmailConfig{From: "billfn billing <billing@billfn.local>", MaxAttempts: 20,
-			LogRetention: config.Duration(365 * 24 * time.Hour)}}
+			LogRetention: config.Duration(365 * 24 * time.Hour), Connections: billing.DefaultConnections}}
 }
 
 // Service is generate-invoice: its HTTP surface, event handlers and tick.

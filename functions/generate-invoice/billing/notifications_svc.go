@@ -39,6 +39,9 @@ type Mail struct {
 	// LogRetention is how long a notification that is done with (sent,
 	// failed, suppressed) stays in the log; 0 keeps them for ever.
 	LogRetention time.Duration
+	// Connections is how many SMTP sessions the sender holds open at once
+	// (0: DefaultConnections; at most MaxConnections).
+	Connections int
 
 	sendMu sync.Mutex // one sending pass at a time per process
 }
@@ -127,81 +130,173 @@ func (s *Service) logNotification(ctx context.Context, tx Tx, n *notify.Notifica
 }
 
 // Sending: claimed rows are leased this long; a sender that dies while
-// sending leaves its rows to the next one after the lease. A claimed batch
-// is sent by mailWorkers at once, each over its own SMTP connection, and
-// its outcomes are written in one transaction.
+// sending leaves its rows to the next one after the lease.
+const mailLease = 2 * time.Minute
+
+// DefaultConnections is how many SMTP sessions a sender holds open at
+// once when Mail.Connections is not set (EMAIL_SMTP_CONNECTIONS);
+// MaxConnections bounds what may be configured. Each is one worker
+// sending one email after the other (a session carries one message at a
+// time), so the connections bound the emails in flight towards the
+// server; an SMTP relay limits the sessions one client may hold open.
 const (
-	mailLease   = 2 * time.Minute
-	mailBatch   = 20
-	mailWorkers = 4
+	DefaultConnections = 8
+	MaxConnections     = 64
 )
+
+// claimPerConnection is how many rows a claim leases per connection: a
+// claim of connections × claimPerConnection rows, and at most two claims
+// in flight (claimed, not yet recorded), so that every connection has its
+// next email waiting while the last claim's outcomes are written.
+const claimPerConnection = 5
+
+// connections is how many SMTP sessions the sender uses.
+func (m *Mail) connections() int {
+	if m.Connections < 1 {
+		return DefaultConnections
+	}
+	return min(m.Connections, MaxConnections)
+}
+
+// attemptResult is a worker's outcome for one claimed email: n to record,
+// or err (n stays as it was: it comes back when its lease ends).
+type attemptResult struct {
+	n   *notify.Notification
+	err error
+}
 
 // SendDue sends every queued email whose attempt has come: each is
 // composed from the invoice (or subscription) as it is now, sent through
 // SMTP, and its outcome written to the log (sent; queued again with
 // backoff after a 4xx or no answer; failed after a 5xx). Without SMTP it
 // sends nothing. Safe from several replicas (rows are leased), idempotent.
+//
+// It is a pipeline: a claimer leases due rows by batches (connections ×
+// claimPerConnection) and hands each to the worker of its recipient; each
+// of the workers sends over its own SMTP session, held for the whole pass;
+// a recorder writes the outcomes in one transaction per batch's worth. The
+// claimer leases the next batch while the last one is sent, at most two
+// batches in flight, so no connection waits for the slowest of a batch
+// nor for the database.
 func (s *Service) SendDue(ctx context.Context) (int, error) {
 	if !s.Sending() {
 		return 0, nil
 	}
 	s.mail.sendMu.Lock()
 	defer s.mail.sendMu.Unlock()
-	// One SMTP connection per worker for the whole pass.
-	sessions := make([]*notify.Session, mailWorkers)
-	for i := range sessions {
-		sessions[i] = s.mail.SMTP.Session()
-		defer sessions[i].Close()
+	workers := s.mail.connections()
+	batch := workers * claimPerConnection
+
+	var (
+		mu       sync.Mutex
+		room     = sync.NewCond(&mu)
+		inFlight int     // claimed, not yet recorded (or dropped)
+		errs     []error // the first stops the claimer
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+		room.Broadcast()
 	}
+	results := make(chan attemptResult, 2*batch)
+	queues := make([]chan *notify.Notification, workers)
+	var wg sync.WaitGroup
+	for w := range queues {
+		// Never full: a worker holds at most what is in flight.
+		queues[w] = make(chan *notify.Notification, 2*batch)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			smtp := s.mail.SMTP.Session()
+			defer smtp.Close()
+			for n := range queues[w] {
+				results <- attemptResult{n, s.attempt(ctx, smtp, n)}
+			}
+		}()
+	}
+
+	// The recorder writes the outcomes by batches: once a batch's worth
+	// has come, and what is left at the end. The outcomes are written even
+	// when the context ends: the server has answered.
 	total := 0
-	for {
-		ns, err := s.store.ClaimDueNotifications(ctx, s.Clock(), mailLease, mailBatch)
-		if err != nil {
-			return total, err
-		}
-		attempted := make([]bool, len(ns))
-		errs := make([]error, len(ns))
-		var wg sync.WaitGroup
-		for w := range mailWorkers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				// A recipient's emails go through one worker, in the
-				// order they were claimed (an invoice before its receipt).
-				for i, n := range ns {
-					if worker(n.Recipient) == w {
-						errs[i] = s.attempt(ctx, sessions[w], n)
-						attempted[i] = errs[i] == nil
-					}
-				}
-			}()
-		}
-		wg.Wait()
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
 		var done []*notify.Notification
-		for i, n := range ns {
-			if attempted[i] {
-				done = append(done, n)
+		got := 0
+		flush := func() {
+			if len(done) > 0 {
+				rctx, cancel := postgres.Detached(ctx)
+				err := s.store.RecordAttempts(rctx, done)
+				cancel()
+				if err != nil {
+					fail(err) // an email not recorded comes back when its lease ends
+				} else {
+					total += len(done)
+				}
+			}
+			mu.Lock()
+			inFlight -= got
+			mu.Unlock()
+			room.Broadcast()
+			done, got = done[:0], 0
+		}
+		for r := range results {
+			got++
+			if r.err != nil {
+				fail(r.err)
+			} else {
+				done = append(done, r.n)
+			}
+			if got >= batch {
+				flush()
 			}
 		}
-		// The outcomes, even when the context ends: the server has answered.
-		rctx, cancel := postgres.Detached(ctx)
-		err = s.store.RecordAttempts(rctx, done)
-		cancel()
-		total += len(done)
-		if err = errors.Join(append(errs, err)...); err != nil {
-			return total, err // an email not recorded comes back when its lease ends
+		flush()
+	}()
+
+	// The claimer: a recipient's emails go through one worker, in the
+	// order they were claimed (an invoice before its receipt).
+	for {
+		mu.Lock()
+		for inFlight > batch && len(errs) == 0 {
+			room.Wait()
 		}
-		if len(ns) < mailBatch {
-			return total, nil
+		stop := len(errs) > 0
+		mu.Unlock()
+		if stop {
+			break
+		}
+		ns, err := s.store.ClaimDueNotifications(ctx, s.Clock(), mailLease, batch)
+		if err != nil {
+			fail(err)
+			break
+		}
+		mu.Lock()
+		inFlight += len(ns)
+		mu.Unlock()
+		for _, n := range ns {
+			queues[worker(n.Recipient, workers)] <- n
+		}
+		if len(ns) < batch {
+			break
 		}
 	}
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+	close(results)
+	<-recorded
+	return total, errors.Join(errs...)
 }
 
-// worker is the sender worker of a recipient's emails.
-func worker(recipient string) int {
+// worker is the sender worker of a recipient's emails, of workers.
+func worker(recipient string, workers int) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(strings.ToLower(recipient)))
-	return int(h.Sum32() % mailWorkers)
+	return int(h.Sum32() % uint32(workers))
 }
 
 // attempt composes and sends n over smtp and applies the outcome to n
