@@ -750,3 +750,53 @@ func TestTriggerDeliversOnlyTheTypesAFunctionAsksFor(t *testing.T) {
 		t.Fatalf("delivered %v, want only the requested and the hold", got)
 	}
 }
+
+// TestABatchWaitCountsFromWhenTheRecordWasWritten: a batch's first record
+// waits what is left of the function's batch-wait since Kafka took it
+// (the broker may have held the fetch for part of it), never more than
+// the batch-wait, and not at all once that has passed.
+func TestABatchWaitCountsFromWhenTheRecordWasWritten(t *testing.T) {
+	now := time.Date(2026, 12, 3, 15, 0, 0, 0, time.UTC)
+	w := 100 * time.Millisecond
+	for _, c := range []struct {
+		name    string
+		written time.Time
+		want    time.Duration
+	}{
+		{"no timestamp", time.Time{}, w},
+		{"written now", now, w},
+		{"written 30 ms ago", now.Add(-30 * time.Millisecond), 70 * time.Millisecond},
+		{"a backlog", now.Add(-time.Hour), 0},
+		{"stamped by a clock ahead", now.Add(time.Minute), w},
+	} {
+		if got := holdFor(w, c.written, now); got != c.want {
+			t.Errorf("%s: hold %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+// TestFetchesWaitOnlyForFunctionsThatWait: a function without a batch-wait
+// gets each record as soon as the broker has it; one with a wait lets the
+// broker gather a fetch for at most half of it (and at most
+// maxFetchWait), which holdFor then takes off the batch's own wait.
+func TestFetchesWaitOnlyForFunctionsThatWait(t *testing.T) {
+	for _, c := range []struct {
+		wait     time.Duration
+		minBytes int32
+		maxWait  time.Duration
+	}{
+		{0, 1, 500 * time.Millisecond},
+		{time.Millisecond, 1 << 20, time.Millisecond},
+		{100 * time.Millisecond, 1 << 20, 50 * time.Millisecond},
+		{time.Second, 1 << 20, maxFetchWait},
+	} {
+		minBytes, maxWait := fetchWait(c.wait)
+		if minBytes != c.minBytes || maxWait != c.maxWait {
+			t.Errorf("batch-wait %s: fetch min %d, wait %s; want %d, %s", c.wait, minBytes, maxWait, c.minBytes, c.maxWait)
+		}
+		cfg := (&consumer{t: &Trigger{}, sub: stackfile.Subscription{BatchSize: 2, BatchWait: c.wait}}).saramaConfig()
+		if err := cfg.Validate(); err != nil || cfg.Consumer.Fetch.Min != c.minBytes || cfg.Consumer.MaxWaitTime != c.maxWait {
+			t.Errorf("batch-wait %s: sarama config min %d, wait %s, %v", c.wait, cfg.Consumer.Fetch.Min, cfg.Consumer.MaxWaitTime, err)
+		}
+	}
+}
