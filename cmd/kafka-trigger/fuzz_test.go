@@ -10,6 +10,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/problem"
 )
@@ -129,4 +130,37 @@ func validUTF8(s string) string {
 	b, _ := json.Marshal(s)
 	_ = json.Unmarshal(b, &s)
 	return s
+}
+
+// FuzzInspectFor: for a function that wants only some types, the trigger
+// skips a record only when the event in it is of a type the function
+// does not want or when there is no event in it (not valid JSON: the
+// function would refuse it); every record it keeps is read exactly as
+// inspect reads it for a function that wants everything.
+func FuzzInspectFor(f *testing.F) {
+	ev := `{"specversion":"1.0","id":"1","source":"/functions/capture-payment","type":"%s","data":{"type":"x"}}`
+	f.Add([]byte(strings.Replace(ev, "%s", "billfn.payment.captured", 1)), uint8(0), "", "billfn.payment.*")
+	f.Add([]byte(strings.Replace(ev, "%s", "billfn.payment.created", 1)), uint8(0), "", "billfn.payment.captured")
+	f.Add([]byte(`{"type":"billfn.payment.created","data":{`), uint8(0), "", "billfn.payment.captured")
+	f.Add([]byte(`{"amount":1}`), uint8(1), "ce_id: 1\nce_source: /x\nce_type: billfn.invoice.paid", "billfn.invoice.*")
+	f.Add([]byte(`not json`), uint8(0), "ce_type: billfn.invoice.paid", "billfn.refund.*")
+	f.Fuzz(func(t *testing.T, v []byte, binary uint8, headers, types string) {
+		sub, err := stackfile.ParseSubscription(map[string]string{stackfile.AnnotationTopic: events.TopicPayment, stackfile.AnnotationTypes: types})
+		if err != nil {
+			return
+		}
+		m := fuzzRecords([][]byte{v}, binary, headers)[0]
+		all := inspect(m)
+		r, kept := inspectFor(m, sub.Wants)
+		if kept {
+			if r.typ != all.typ || r.batchable != all.batchable || !bytes.Equal(r.tp, all.tp) || !bytes.Equal(r.ts, all.ts) {
+				t.Fatalf("%q (headers %q): kept as %+v, inspect reads %+v", v, headers, r, all)
+			}
+			return
+		}
+		// all.typ is "" when the value is no JSON and no header names a type.
+		if sub.Wants(all.typ) && (json.Valid(v) || all.typ != "") {
+			t.Fatalf("%q (headers %q): skipped, but its event's type %q is wanted by %q", v, headers, all.typ, types)
+		}
+	})
 }
