@@ -102,6 +102,7 @@ type Receiver struct {
 
 	handlers    map[string]Handler
 	self        map[string]SelfHandler
+	relevant    map[string]func(Event) bool
 	metricsOnce sync.Once
 	tickMu      sync.Mutex
 	lastTick    time.Time
@@ -123,6 +124,29 @@ func (rc *Receiver) OnSelf(typ string, h SelfHandler) {
 		rc.self = map[string]SelfHandler{}
 	}
 	rc.self[typ] = h
+}
+
+// OnlyIf narrows a handled type to the events relevant says can change
+// something here, decided from the event alone (its attributes and data),
+// so every delivery of an event gets the same answer. The others are
+// acknowledged as ignored once their origin and source are checked: no
+// transaction, no processed_events row, no handler. Use it for a type
+// most of whose events are no-ops for this consumer (generate-invoice and
+// the payments that pay no invoice): deduplicating an event that changes
+// nothing protects nothing, and it cost a row and a commit. relevant must
+// say true when it cannot tell (data the handler would refuse), so the
+// handler parks what it parks today.
+func (rc *Receiver) OnlyIf(typ string, relevant func(Event) bool) {
+	if rc.relevant == nil {
+		rc.relevant = map[string]func(Event) bool{}
+	}
+	rc.relevant[typ] = relevant
+}
+
+// irrelevant reports an event its type's OnlyIf test says changes nothing.
+func (rc *Receiver) irrelevant(ev Event) bool {
+	f, ok := rc.relevant[ev.Type()]
+	return ok && !f(ev)
 }
 
 // Handles reports whether typ has a handler.
@@ -545,6 +569,11 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 			res.Ignored++
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
 			rc.noteUnexpected(ctx, ev, ReasonWrongTopic)
+		case rc.Handles(ev.Type()) && rc.irrelevant(ev):
+			// Nothing to do for this consumer (OnlyIf): acknowledged,
+			// nothing written, the same answer at every redelivery.
+			res.Ignored++
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
 		case rc.Handles(ev.Type()):
 			if !known && rc.typeLabel(ev.Type()) == OtherType {
 				// A catch-all batch handler takes it; still worth a trace.

@@ -140,6 +140,23 @@ func (s *Service) eventsHandler() http.Handler {
 // request bodies.
 func decodeLoose(ev events.Event, v any) error { return events.Decode(ev, v) }
 
+// namesAnInvoice is the receiver's OnlyIf test of a payment event whose
+// data is a T: only an event naming an invoice can change anything here
+// (billing.paymentInvoice returns at once for the others, and each still
+// cost a transaction, a commit and a processed_events row). The data is decoded exactly as the handler decodes
+// it, so the answer is the handler's: an event it would refuse (data that
+// does not decode) is relevant, and parked by the handler as before.
+func namesAnInvoice[T any](invoice func(*T) *string) func(events.Event) bool {
+	return func(ev events.Event) bool {
+		var d T
+		if decodeLoose(ev, &d) != nil {
+			return true
+		}
+		id := invoice(&d)
+		return id != nil && *id != ""
+	}
+}
+
 func (s *Service) onPaymentCaptured(ctx context.Context, tx *store.Tx, ev events.Event) error {
 	var p events.PaymentCaptured
 	if err := decodeLoose(ev, &p); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -239,7 +240,7 @@ func TestPaymentFailureIsRecordedOnAnOpenInvoice(t *testing.T) {
 	}
 	// A payment not for an invoice is none of generate-invoice's business.
 	res = g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, "p4", payment{PaymentID: "p4", Currency: "USD", Amount: 5}))
-	if res.Processed != 1 || g.invoice(inv.ID).AmountPaid != 0 {
+	if res.Ignored != 1 || g.invoice(inv.ID).AmountPaid != 0 {
 		t.Fatalf("payment without invoice: %+v", res)
 	}
 	// Money reaching a void invoice is recorded and announced as
@@ -255,4 +256,74 @@ func TestPaymentFailureIsRecordedOnAnOpenInvoice(t *testing.T) {
 		t.Fatalf("%d dead letters", parked)
 	}
 	_ = json.Valid
+}
+
+// TestPaymentsOfNoInvoiceCostNoTransaction: payment events that name no
+// invoice (most payments) are acknowledged as ignored and leave nothing
+// behind, not even a processed_events row, however often they come; in
+// the same deliveries an invoice's payment still applies exactly once, and
+// a malformed event naming no invoice is still parked.
+func TestPaymentsOfNoInvoiceCostNoTransaction(t *testing.T) {
+	g := newRig(t)
+	body := invoiceBody(uuid.NewString(), uuid.NewString())
+	body["auto_finalize"] = true
+	inv := g.createInvoice("", body) // total 2100
+	none := func(typ, pid string) events.Event {
+		return event(t, "capture-payment", typ, pid, payment{PaymentID: pid, AccountID: inv.AccountID, Currency: "USD",
+			Amount: 500, AmountCaptured: 500, Status: "succeeded"})
+	}
+	empty := ""
+	noInvoice := []events.Event{
+		none(events.TypePaymentCaptured, "pay_"+uuid.NewString()),
+		none(events.TypePaymentFailed, "pay_"+uuid.NewString()),
+		event(t, "capture-payment", events.TypePaymentCaptured, "p-empty", payment{PaymentID: "p-empty", InvoiceID: &empty, Currency: "USD", Amount: 5}),
+		event(t, "capture-payment", events.TypeRefundSucceeded, "re-none", map[string]any{"refund_id": "re_" + uuid.NewString(),
+			"payment_id": "p-none", "amount": 300, "currency": "USD", "account_id": inv.AccountID}),
+	}
+	pid := "pay_" + uuid.NewString()
+	paying := event(t, "capture-payment", events.TypePaymentCaptured, pid, payment{PaymentID: pid, AccountID: inv.AccountID,
+		InvoiceID: &inv.ID, Currency: "USD", Amount: 800, AmountCaptured: 800, Status: "succeeded"})
+	// Data the handler refuses is relevant whatever it names: parked.
+	malformed := event(t, "capture-payment", events.TypePaymentCaptured, "p-bad", map[string]any{"payment_id": "p-bad", "amount": "five"})
+
+	batch := append(append([]events.Event{}, noInvoice...), paying, malformed)
+	if res := g.deliver(batch...); res.Ignored != 4 || res.Processed != 1 || res.Parked != 1 {
+		t.Fatalf("first delivery: %+v, want 4 ignored, 1 processed, 1 parked", res)
+	}
+	if res := g.deliver(batch...); res.Ignored != 4 || res.Duplicates != 2 || res.Processed != 0 {
+		t.Fatalf("redelivery: %+v, want 4 ignored and 2 duplicates", res)
+	}
+	for _, ev := range noInvoice {
+		if res := g.deliver(ev); res.Ignored != 1 {
+			t.Fatalf("%s alone: %+v", ev.Type(), res)
+		}
+	}
+	if got := g.invoice(inv.ID); got.AmountPaid != 800 || got.Status != invoicing.StatusOpen {
+		t.Fatalf("invoice paid %d (%s), want 800 once", got.AmountPaid, got.Status)
+	}
+	ids := []string{paying.ID(), malformed.ID()}
+	for _, ev := range noInvoice {
+		ids = append(ids, ev.ID())
+	}
+	rows, err := g.d.Pool.Query(context.Background(), `SELECT id FROM processed_events WHERE consumer = $1 AND id = ANY($2)`, FunctionName, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		recorded = append(recorded, id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(recorded)
+	want := []string{paying.ID(), malformed.ID()}
+	slices.Sort(want)
+	if !slices.Equal(recorded, want) {
+		t.Fatalf("processed_events holds %v, want only the invoice's payment and the parked one %v", recorded, want)
+	}
 }
