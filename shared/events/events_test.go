@@ -321,6 +321,41 @@ func TestUnhandledTypesAreIgnored(t *testing.T) {
 	}
 }
 
+// OnlyIf: the events its test says change nothing are acknowledged as
+// ignored, alone or in a batch, and leave no trace (no effect, no
+// processed_events row), at every redelivery; the others of the same
+// deliveries apply once.
+func TestEventsThatChangeNothingLeaveNoTrace(t *testing.T) {
+	g := newRig(t, true)
+	g.rc.OnlyIf("billfn.payment.captured", func(ev events.Event) bool {
+		var p payment
+		return events.Decode(ev, &p) != nil || p.Amount != 0
+	})
+	zero1, zero2, paying := newEvent(t, 0), newEvent(t, 0), newEvent(t, 7)
+	for round := 0; round < 2; round++ {
+		b, _ := json.Marshal([]events.Event{zero1, paying, zero2})
+		code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+		if code != 200 || res.Ignored != 2 || res.Processed+res.Duplicates != 1 || (round == 0) != (res.Processed == 1) {
+			t.Fatalf("round %d, batch: %d %+v", round, code, res)
+		}
+		s := structured(t, zero1)
+		if code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Ignored != 1 {
+			t.Fatalf("round %d, alone: %d %+v", round, code, res)
+		}
+	}
+	if n, total := g.sum(); n != 1 || total != 7 {
+		t.Fatalf("effects = %d (sum %d), want the one paying event", n, total)
+	}
+	var rows int
+	if err := testenv.Pool(t).QueryRow(context.Background(), `SELECT count(*) FROM processed_events WHERE consumer = $1 AND id = ANY($2)`,
+		g.consumer, []string{zero1.ID(), zero2.ID(), paying.ID()}).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 1 {
+		t.Fatalf("%d processed_events rows, want 1 (the paying event's)", rows)
+	}
+}
+
 func TestBatchIsAppliedInOneGoAndAPoisonEventIsIsolated(t *testing.T) {
 	g := newRig(t, true)
 	good := []events.Event{newEvent(t, 10), newEvent(t, 20), newEvent(t, 30)}
