@@ -172,6 +172,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	// and a stale figure here would never go down.
 	defer c.t.metrics.lag.DeleteLabelValues(c.name, claim.Topic(), partition)
 	msgs := claim.Messages()
+	wants := c.sub.Wants // one method value for the claim, not one per record
 	for {
 		var first *sarama.ConsumerMessage
 		select {
@@ -189,7 +190,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		batch := c.fill(ctx, msgs, first)
 		wanted := make([]record, 0, len(batch))
 		for _, m := range batch {
-			if r, ok := inspectFor(m, c.sub.Wants); ok {
+			if r, ok := inspectFor(m, wants); ok {
 				wanted = append(wanted, r)
 			} else {
 				c.t.metrics.events.WithLabelValues(c.name, events.TypeLabel(r.typ), "filtered").Inc()

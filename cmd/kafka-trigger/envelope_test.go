@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/IBM/sarama"
+
+	"github.com/billfn/billfn/cmd/internal/stackfile"
 )
 
 // FuzzWalkHead: walkHead finds, in valid JSON, exactly what decoding the
@@ -66,5 +68,33 @@ func BenchmarkInspect(b *testing.B) {
 		if r := inspect(m); r.typ != "billfn.transaction.posted" || !r.batchable {
 			b.Fatal(r.typ)
 		}
+	}
+}
+
+// BenchmarkInspectFor: what the trigger spends on one payment event for a
+// function that wants it (its type, then json.Valid) and for one that
+// skips it by type (its type only), as generate-invoice skips most of
+// payment-events.
+func BenchmarkInspectFor(b *testing.B) {
+	v := []byte(`{"specversion":"1.0","id":"0193a5f0-7b7e-7c4e-9a43-5c2d7e1f2a3b","source":"/functions/capture-payment","type":"billfn.payment.authorized","subject":"0193a5f0-7b7e-7c4e-9a43-5c2d7e1f2a3c","time":"2026-12-03T08:14:00.123456Z","datacontenttype":"application/json","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","originkid":"0123456789abcdef","originsig":"` +
+		strings.Repeat("A", 86) + `","data":{"payment_id":"0193a5f0-7b7e-7c4e-9a43-5c2d7e1f2a3c","account_id":"0193a5f0-7b7e-7c4e-9a43-5c2d7e1f2a3d","user_id":"0193a5f0-7b7e-7c4e-9a43-5c2d7e1f2a3e","invoice_id":null,"amount":1234,"currency":"EUR","status":"requires_capture","gateway":"sandbox","gateway_payment_id":"pi_0193a5f07b7e7c4e9a435c2d","capture_method":"manual","payment_method":"pm_card_visa","amount_capturable":1234,"amount_captured":0,"amount_refunded":0,"amount_refund_pending":0,"attempts":1,"pending_operation":null,"description":"a payment of the benchmark","metadata":{"order":"1234"},"cancellation_reason":null,"last_payment_error":null,"next_action":null,"disputed_at":null,"authorized_at":"2026-12-03T08:14:00.123456Z","captured_at":null,"canceled_at":null,"created_at":"2026-12-03T08:14:00.123456Z","updated_at":"2026-12-03T08:14:00.123456Z"}}`)
+	m := &sarama.ConsumerMessage{Topic: "payment-events", Value: v}
+	for _, c := range []struct {
+		name  string
+		types string
+		kept  bool
+	}{{"wanted", "billfn.payment.*", true}, {"skipped", "billfn.payment.captured,billfn.payment.failed", false}} {
+		sub, err := stackfile.ParseSubscription(map[string]string{stackfile.AnnotationTopic: "payment-events", stackfile.AnnotationTypes: c.types})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, kept := inspectFor(m, sub.Wants); kept != c.kept {
+					b.Fatal(kept)
+				}
+			}
+		})
 	}
 }
