@@ -78,24 +78,29 @@ func (c *consumer) saramaConfig() *sarama.Config {
 }
 
 // maxFetchWait bounds how long the broker may hold a fetch of a
-// function that batches with a wait.
-const maxFetchWait = 100 * time.Millisecond
+// function that batches with a wait: sarama's own default, the longest a
+// fetch waits for a function that does not.
+const maxFetchWait = 500 * time.Millisecond
 
 // fetchWait is the fetch's minimum size and longest wait for a function
 // whose batches may wait w. Without a wait (a lone record is delivered at
 // once) a fetch returns as soon as one record is there, and otherwise
-// waits sarama's 500 ms: latency first, one fetch per record or burst.
-// With a wait, the broker holds each fetch until 1 MiB is there or half
-// the wait (at most maxFetchWait) has passed: at a few thousand records a
-// second, one fetch brings tens of them instead of one each, and sarama's
-// fetch loop was over a quarter of the trigger's CPU (make bench,
-// 2026-12-03). The record's hold is counted from when it was written
-// (fill), so a record still waits at most w in all.
+// waits 500 ms: latency first, one fetch per record or burst. With a
+// wait, the broker holds each fetch until 1 MiB is there or w has passed
+// (at most maxFetchWait): at a few thousand records a second one fetch
+// brings tens of them instead of one each (sarama's fetch loop was over a
+// quarter of the trigger's CPU, make bench profiles 2026-12-03). A
+// record's hold is counted from when it was written (fill, holdFor), so
+// the fetch's wait is part of w, not added to it: a record still waits at
+// most w in all. Not less than w: a fetch that finds nothing costs the
+// trigger and the broker about as much as one that brings records, so
+// an idle trigger polls each such function 1/w times a second (w/2 doubled
+// the idle stack's CPU in make bench, 2026-12-03).
 func fetchWait(w time.Duration) (minBytes int32, maxWait time.Duration) {
 	if w <= 0 {
 		return 1, 500 * time.Millisecond
 	}
-	return 1 << 20, max(time.Millisecond, min(w/2, maxFetchWait).Truncate(time.Millisecond))
+	return 1 << 20, max(time.Millisecond, min(w, maxFetchWait).Truncate(time.Millisecond))
 }
 
 // run keeps the group consuming until ctx ends, reconnecting after errors.

@@ -777,8 +777,8 @@ func TestABatchWaitCountsFromWhenTheRecordWasWritten(t *testing.T) {
 
 // TestFetchesWaitOnlyForFunctionsThatWait: a function without a batch-wait
 // gets each record as soon as the broker has it; one with a wait lets the
-// broker gather a fetch for at most half of it (and at most
-// maxFetchWait), which holdFor then takes off the batch's own wait.
+// broker gather a fetch for at most that wait (and at most maxFetchWait),
+// which holdFor then takes off the batch's own wait.
 func TestFetchesWaitOnlyForFunctionsThatWait(t *testing.T) {
 	for _, c := range []struct {
 		wait     time.Duration
@@ -787,8 +787,8 @@ func TestFetchesWaitOnlyForFunctionsThatWait(t *testing.T) {
 	}{
 		{0, 1, 500 * time.Millisecond},
 		{time.Millisecond, 1 << 20, time.Millisecond},
-		{100 * time.Millisecond, 1 << 20, 50 * time.Millisecond},
-		{time.Second, 1 << 20, maxFetchWait},
+		{100 * time.Millisecond, 1 << 20, 100 * time.Millisecond},
+		{time.Second, 1 << 20, 500 * time.Millisecond},
 	} {
 		minBytes, maxWait := fetchWait(c.wait)
 		if minBytes != c.minBytes || maxWait != c.maxWait {
