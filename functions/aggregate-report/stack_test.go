@@ -1,15 +1,12 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
+	"slices"
 	"testing"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // stack.yml delivers aggregate-report exactly the facts its rollups
@@ -18,35 +15,15 @@ import (
 // never reaches it. (cmd/internal/stackfile checks every other function's
 // list; cmd/ may not import a function, so this one is checked here.)
 func TestStackDeliversExactlyWhatTheRollupsConsume(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "stack.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st struct {
-		Functions map[string]struct {
-			Annotations map[string]string `yaml:"annotations"`
-		} `yaml:"functions"`
-	}
-	if err := yaml.Unmarshal(raw, &st); err != nil {
-		t.Fatal(err)
-	}
-	fn, ok := st.Functions["aggregate-report"]
-	if !ok {
-		t.Fatal("stack.yml has no aggregate-report")
-	}
-	patterns := strings.Split(fn.Annotations["billfn.dev/types"], ",")
+	ann := testenv.StackAnnotations(t, "aggregate-report")
+	patterns := testenv.StackList(ann, "billfn.dev/types")
 	if len(patterns) < 2 {
-		t.Fatalf("aggregate-report's billfn.dev/types is %q", fn.Annotations["billfn.dev/types"])
+		t.Fatalf("aggregate-report's billfn.dev/types is %q", ann["billfn.dev/types"])
 	}
-	topics := strings.Split(fn.Annotations["topic"], ",")
+	topics := testenv.StackList(ann, "topic")
 	consumed := 0
 	for _, typ := range events.ContractTypes() {
-		listed := false
-		for _, p := range patterns {
-			if prefix, wild := strings.CutSuffix(p, "*"); (wild && strings.HasPrefix(typ, prefix)) || p == typ {
-				listed = true
-			}
-		}
+		listed := events.MatchesType(patterns, typ)
 		if listed != rollup.Consumes(typ) {
 			t.Errorf("stack.yml delivers %s: %v, the rollups consume it: %v", typ, listed, rollup.Consumes(typ))
 		}
@@ -54,12 +31,7 @@ func TestStackDeliversExactlyWhatTheRollupsConsume(t *testing.T) {
 			continue
 		}
 		consumed++
-		topic, _ := events.ContractTopic(typ)
-		found := false
-		for _, tp := range topics {
-			found = found || tp == topic
-		}
-		if !found {
+		if topic, _ := events.ContractTopic(typ); !slices.Contains(topics, topic) {
 			t.Errorf("%s travels on %s, which aggregate-report does not subscribe to", typ, topic)
 		}
 	}

@@ -222,3 +222,18 @@ func foreign(ev Event) error {
 	return fmt.Errorf("%w: %s from %q refused: only %s (%s) may emit it",
 		ErrForeignSource, truncate(ev.Type(), 200), truncate(ev.Source(), 200), owner, Source(owner))
 }
+
+// MatchesType reports whether typ is one of patterns: a type named in
+// full, or a prefix ending in "*" ("billfn.invoice.*", as stack.yml's
+// billfn.dev/types and a merchant's webhook endpoint write them).
+func MatchesType(patterns []string, typ string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(typ, prefix) {
+			return true
+		}
+		if p == typ {
+			return true
+		}
+	}
+	return false
+}

@@ -339,3 +339,21 @@ func TestDocsSayWhoMayEmitEachType(t *testing.T) {
 		t.Errorf("docs/events.md names %s, the contract does not", typ)
 	}
 }
+
+func TestMatchesType(t *testing.T) {
+	patterns := []string{"billfn.invoice.*", "billfn.payment.captured"}
+	for typ, want := range map[string]bool{
+		"billfn.invoice.paid":     true,
+		"billfn.payment.captured": true,
+		"billfn.payment.failed":   false,
+		"billfn.invoicex.paid":    false,
+		"":                        false,
+	} {
+		if got := events.MatchesType(patterns, typ); got != want {
+			t.Errorf("MatchesType(%v, %q) = %v, want %v", patterns, typ, got, want)
+		}
+	}
+	if events.MatchesType(nil, "billfn.invoice.paid") {
+		t.Error("no pattern matched a type")
+	}
+}

@@ -215,17 +215,7 @@ func KnownPattern(p string) bool {
 }
 
 // Matches reports whether an endpoint subscribed to patterns wants typ.
-func Matches(patterns []string, typ string) bool {
-	for _, p := range patterns {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(typ, prefix) {
-			return true
-		}
-		if p == typ {
-			return true
-		}
-	}
-	return false
-}
+func Matches(patterns []string, typ string) bool { return events.MatchesType(patterns, typ) }
 
 // Sign is the webhook-signature header of Standard Webhooks
 // (standardwebhooks.com) for message id sent at ts with body: one
