@@ -337,29 +337,25 @@ func renderTracing(b *strings.Builder, t *tracingResult) {
 		"**The target is judged on the median of the rounds' ratios of tracing-10 to tracing-off**: at least %.0f %% of its transfers/s, and at most %.0f %% of its CPU per transfer (on a machine the scenario keeps busy, the rate is the cores over the CPU per transfer); one round the machine disturbed cannot decide it.\n\n",
 		tracingTransferCount(t), len(t.rounds), 100*minRateRatio, 100*maxCPURatio)
 	b.WriteString("| round | order |")
-	for _, n := range names {
-		fmt.Fprintf(b, " %s transfers/s |", n)
+	// Each measure has a column per configuration, then one per ratio to
+	// tracing-off (none without an off run).
+	measures := []struct {
+		head string
+		of   func(tracingRound, string) (float64, bool)
+	}{{"transfers/s", tracingRound.rate}, {"CPU µs/transfer", tracingRound.cpu}}
+	var ratioNames []string
+	if slices.Contains(names, "tracing-off") {
+		ratioNames = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "tracing-off" })
 	}
-	ratioNames := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "tracing-off" })
-	hasOff := slices.Contains(names, "tracing-off")
-	if hasOff {
+	for _, m := range measures {
+		for _, n := range names {
+			fmt.Fprintf(b, " %s %s |", n, m.head)
+		}
 		for _, n := range ratioNames {
 			fmt.Fprintf(b, " %s / off |", strings.TrimPrefix(n, "tracing-"))
 		}
 	}
-	for _, n := range names {
-		fmt.Fprintf(b, " %s CPU µs/transfer |", n)
-	}
-	if hasOff {
-		for _, n := range ratioNames {
-			fmt.Fprintf(b, " %s / off |", strings.TrimPrefix(n, "tracing-"))
-		}
-	}
-	cols := 2 * len(names)
-	if hasOff {
-		cols += 2 * len(ratioNames)
-	}
-	b.WriteString("\n|---:|---|" + strings.Repeat("---:|", cols) + "\n")
+	b.WriteString("\n|---:|---|" + strings.Repeat("---:|", len(measures)*(len(names)+len(ratioNames))) + "\n")
 	cell := func(x float64, ok bool, format string) string {
 		if !ok {
 			return "—"
@@ -369,36 +365,25 @@ func renderTracing(b *strings.Builder, t *tracingResult) {
 	pct := func(x float64, ok bool) string { return cell(100*x, ok, "%.1f %%") }
 	for i, r := range t.rounds {
 		fmt.Fprintf(b, "| %d | %s |", i+1, strings.Join(r.order, ", "))
-		for _, n := range names {
-			x, ok := r.rate(n)
-			fmt.Fprintf(b, " %s |", cell(x, ok, "%.0f"))
-		}
-		if hasOff {
-			for _, n := range ratioNames {
-				fmt.Fprintf(b, " %s |", pct(r.ratio(tracingRound.rate, n, "tracing-off")))
+		for _, m := range measures {
+			for _, n := range names {
+				x, ok := m.of(r, n)
+				fmt.Fprintf(b, " %s |", cell(x, ok, "%.0f"))
 			}
-		}
-		for _, n := range names {
-			x, ok := r.cpu(n)
-			fmt.Fprintf(b, " %s |", cell(x, ok, "%.0f"))
-		}
-		if hasOff {
 			for _, n := range ratioNames {
-				fmt.Fprintf(b, " %s |", pct(r.ratio(tracingRound.cpu, n, "tracing-off")))
+				fmt.Fprintf(b, " %s |", pct(r.ratio(m.of, n, "tracing-off")))
 			}
 		}
 		b.WriteString("\n")
 	}
-	if hasOff {
-		b.WriteString("| **median** | |" + strings.Repeat(" |", len(names)))
-		for _, n := range ratioNames {
-			xs := ratios(t.rounds, tracingRound.rate, n, "tracing-off")
-			fmt.Fprintf(b, " **%s** |", pct(median(xs), len(xs) > 0))
-		}
-		b.WriteString(strings.Repeat(" |", len(names)))
-		for _, n := range ratioNames {
-			xs := ratios(t.rounds, tracingRound.cpu, n, "tracing-off")
-			fmt.Fprintf(b, " **%s** |", pct(median(xs), len(xs) > 0))
+	if len(ratioNames) > 0 {
+		b.WriteString("| **median** | |")
+		for _, m := range measures {
+			b.WriteString(strings.Repeat(" |", len(names)))
+			for _, n := range ratioNames {
+				xs := ratios(t.rounds, m.of, n, "tracing-off")
+				fmt.Fprintf(b, " **%s** |", pct(median(xs), len(xs) > 0))
+			}
 		}
 		b.WriteString("\n")
 	}
