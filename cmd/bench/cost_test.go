@@ -5,8 +5,10 @@ import (
 	"testing"
 )
 
-func TestParseStatCountsFieldsFromTheLastParenthesis(t *testing.T) {
-	b, err := os.ReadFile("testdata/stat-odd-comm")
+// statFile is parseStat of the file at path, failing the test on any error.
+func statFile(t *testing.T, path string) procStat {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -14,6 +16,11 @@ func TestParseStatCountsFieldsFromTheLastParenthesis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func TestParseStatCountsFieldsFromTheLastParenthesis(t *testing.T) {
+	st := statFile(t, "testdata/stat-odd-comm")
 	want := procStat{Comm: "my (odd) proc", PPid: 1, Ticks: 1234 + 567}
 	if st != want {
 		t.Fatalf("parseStat = %+v, want %+v", st, want)
@@ -22,14 +29,7 @@ func TestParseStatCountsFieldsFromTheLastParenthesis(t *testing.T) {
 
 func TestParseStatReadsARealProcessLine(t *testing.T) {
 	// A PostgreSQL WAL writer's stat, copied from /proc.
-	b, err := os.ReadFile("testdata/stat-walwriter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := parseStat(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := statFile(t, "testdata/stat-walwriter")
 	if st.Comm != "postgres" || st.PPid != 2216 || st.Ticks != 53+165 {
 		t.Fatalf("parseStat = %+v", st)
 	}
@@ -44,14 +44,7 @@ func TestParseStatRejectsTruncatedLines(t *testing.T) {
 }
 
 func TestParseStatOfThisProcess(t *testing.T) {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := parseStat(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := statFile(t, "/proc/self/stat")
 	if st.PPid != os.Getppid() {
 		t.Fatalf("ppid %d, want %d", st.PPid, os.Getppid())
 	}
@@ -83,14 +76,7 @@ func TestPgGroupTellsBackendsOfTheDatabaseFromTheServerAndOthers(t *testing.T) {
 // A process outside the stack that a scenario names (the tracing runs'
 // Jaeger) counts in its own group; without the name it is not counted.
 func TestClassifierCountsTheScenariosExtraProcesses(t *testing.T) {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := parseStat(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := statFile(t, "/proc/self/stat")
 	pid := os.Getpid()
 	if g, ok := (classifier{extra: map[int]string{pid: groupJaeger}}).classify(pid, st); g != groupJaeger || !ok {
 		t.Errorf("classify with extra = %q, %v; want %q", g, ok, groupJaeger)

@@ -68,6 +68,15 @@ func TestTraceOfAPaymentCrossesKafka(t *testing.T) {
 	})
 }
 
+// spansByID indexes a trace's spans by their span id.
+func spansByID(spans []testenv.JaegerSpan) map[string]testenv.JaegerSpan {
+	byID := make(map[string]testenv.JaegerSpan, len(spans))
+	for _, s := range spans {
+		byID[s.SpanID] = s
+	}
+	return byID
+}
+
 // waitTrace polls Jaeger until complete says nothing is missing from the
 // trace (spans arrive in batches, the consumers' after the deliveries').
 func waitTrace(t *testing.T, j *testenv.Jaeger, traceID string, complete func([]testenv.JaegerSpan) string) {
@@ -120,10 +129,7 @@ func TestTraceOfAKafkaProducedTransferRequest(t *testing.T) {
 	e.produceAs(t, "integrator", events.TopicTransaction, c.account, ev)
 	e.eventually("the integrator's transfer to post", 60*time.Second, func() bool { return e.balance(c.account) == start+7 })
 	waitTrace(t, j, traceID, func(spans []testenv.JaegerSpan) string {
-		byID := map[string]testenv.JaegerSpan{}
-		for _, s := range spans {
-			byID[s.SpanID] = s
-		}
+		byID := spansByID(spans)
 		delivered := false
 		for _, s := range spans {
 			if s.Service == "kafka-trigger" && s.OperationName == "deliver process-transaction" && s.Parent() == producer {
@@ -169,10 +175,7 @@ func TestTraceOfATransferCrossesKafka(t *testing.T) {
 		t.Fatalf("transfer: %s", r)
 	}
 	waitTrace(t, j, traceID, func(spans []testenv.JaegerSpan) string {
-		byID := map[string]testenv.JaegerSpan{}
-		for _, s := range spans {
-			byID[s.SpanID] = s
-		}
+		byID := spansByID(spans)
 		delivered := false
 		for _, s := range spans {
 			if s.Service == "kafka-trigger" && strings.HasPrefix(s.OperationName, "deliver ") && byID[s.Parent()].Service == "process-transaction" {
