@@ -100,6 +100,19 @@ type Receiver struct {
 	// SelfBatch, when set, handles batch deliveries of self-handled types.
 	SelfBatch SelfBatchHandler
 
+	// Wanted, when set, is asked which of a delivery's events can change
+	// something here now, once their origin and source are checked (a
+	// forgery is still parked) and before any transaction: the others are
+	// acknowledged as ignored, with no transaction and no processed_events
+	// row. Unlike OnlyIf's test, its answer may depend on the consumer's
+	// state (handle-webhook: the types its endpoints subscribe to, the
+	// payments it knows), so an event ignored once may be wanted at a later
+	// delivery: that is its first application, deduplicated as usual from
+	// then on. It must say true for an event it cannot judge (the handler
+	// then parks what it parks today); an error makes the delivery
+	// retried. Self-handled types are not asked about.
+	Wanted func(ctx context.Context, evs []Event) ([]bool, error)
+
 	handlers    map[string]Handler
 	self        map[string]SelfHandler
 	relevant    map[string]func(Event) bool
@@ -606,6 +619,12 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 		return res, err
 	}
 	handled = txEvs
+	if rc.Wanted != nil && len(handled) > 0 {
+		var err error
+		if handled, err = rc.wanted(ctx, handled, &res); err != nil {
+			return res, err
+		}
+	}
 	if len(handled) == 0 {
 		return res, nil
 	}
@@ -638,6 +657,31 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 		received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), outcome).Inc()
 	}
 	return res, nil
+}
+
+// wanted keeps the events of evs that Wanted says can change something,
+// and counts the others ignored.
+func (rc *Receiver) wanted(ctx context.Context, evs []Event, res *Result) ([]Event, error) {
+	want, err := rc.Wanted(ctx, evs)
+	if err == nil && len(want) != len(evs) {
+		err = fmt.Errorf("events: Wanted answered for %d of %d events", len(want), len(evs))
+	}
+	if err != nil {
+		for _, ev := range evs {
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "failed").Inc()
+		}
+		return nil, err
+	}
+	kept := evs[:0:0]
+	for i, ev := range evs {
+		if want[i] {
+			kept = append(kept, ev)
+			continue
+		}
+		res.Ignored++
+		received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
+	}
+	return kept, nil
 }
 
 // deliverSelf runs self-handled events: as one batch when possible, one by
