@@ -113,6 +113,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 		d.Events.On(typ, a.store.Handler(a.onEvent))
 	}
 	d.Events.Batch = a.store.Batch(a.onEvents)
+	d.Events.Wanted = a.wanted
 	d.Events.Tick = a.Tick
 	d.Collect(webhooksTotal, outgoingTotal, endpointsDisabled, deliveriesPruned)
 	return a, nil

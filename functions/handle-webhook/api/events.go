@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
 	"github.com/billfn/billfn/functions/handle-webhook/store"
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/events"
@@ -38,4 +39,52 @@ func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) err
 		}
 	}
 	return tx.Learn(ctx, refs)
+}
+
+// wanted says which events of a delivery can change something here now
+// (events.Receiver.Wanted): an event of a type an enabled endpoint
+// subscribes to (it is queued for the endpoint), and the first of the
+// delivery's events to name a gateway object the payment map does not
+// hold (it teaches it). The rest — a payment's events after the first
+// naming its object, the facts no endpoint subscribes to, most of what
+// handle-webhook receives — are acknowledged without a transaction or a
+// processed_events row. The origin check has run before: a forgery is
+// still parked. One thing differs from recording them: an event ignored
+// because no endpoint subscribed is queued for an endpoint created before
+// a redelivery of it (a trigger's retry, a replay), which its
+// processed_events row used to answer as a duplicate.
+func (a *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
+	want := make([]bool, len(evs))
+	var (
+		refs []webhooks.PaymentRef
+		at   []int // the index in evs of each of refs
+	)
+	for i, ev := range evs {
+		if !slices.Contains(webhooks.LearnTypes, ev.Type()) {
+			continue
+		}
+		switch ref, ok, err := webhooks.RefOf(ev); {
+		case err != nil:
+			want[i] = true // the handler parks it
+		case ok:
+			refs, at = append(refs, ref), append(at, i)
+		}
+	}
+	subscribed, known, err := a.store.Interest(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	for k, ref := range refs {
+		key := [2]string{ref.Gateway, ref.GatewayPaymentID}
+		if !known[key] {
+			want[at[k]], known[key] = true, true // the first to teach it
+		}
+	}
+	for i, ev := range evs {
+		if !want[i] && outgoing.IsDeliverable(ev.Type()) &&
+			slices.ContainsFunc(subscribed, func(patterns []string) bool { return outgoing.Matches(patterns, ev.Type()) }) {
+			want[i] = true
+		}
+	}
+	return want, nil
 }

@@ -279,6 +279,44 @@ func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef
 	return nil
 }
 
+// Interest is what decides whether an event can change anything here
+// (api's Receiver.Wanted): the event patterns of the enabled endpoints,
+// and which of refs the payment map holds. Both are read in one round
+// trip, outside any transaction: the read writes nothing.
+func (s *Store) Interest(ctx context.Context, refs []webhooks.PaymentRef) (subscribed [][]string, known map[[2]string]bool, err error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT events FROM webhook_endpoints WHERE NOT disabled`)
+	if len(refs) > 0 {
+		gws, gpids := make([]string, len(refs)), make([]string, len(refs))
+		for i, r := range refs {
+			gws[i], gpids[i] = r.Gateway, r.GatewayPaymentID
+		}
+		b.Queue(`SELECT gateway, gateway_payment_id FROM webhook_payment_refs
+			WHERE (gateway, gateway_payment_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, gws, gpids)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, err
+	}
+	if subscribed, err = pgx.CollectRows(rows, pgx.RowTo[[]string]); err != nil {
+		return nil, nil, err
+	}
+	known = map[[2]string]bool{}
+	if len(refs) == 0 {
+		return subscribed, known, br.Close()
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, nil, err
+	}
+	var key [2]string
+	if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error { known[key] = true; return nil }); err != nil {
+		return nil, nil, err
+	}
+	return subscribed, known, br.Close()
+}
+
 // Replay runs the normalization of stored delivery id again, under its
 // row lock, and, when its payment is known, emits the result as a new
 // event (capture-payment applies it monotonically, so a replay is always
