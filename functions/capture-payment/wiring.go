@@ -99,6 +99,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 
 	dir := accounts.New(d.Pool, "payment_accounts", cfg.Accounts.Source())
 	dir.Register(d.Events)
+	st.Accounts = dir
 	// A request's claim of its Idempotency-Key commits with the claims and
 	// finishing records of concurrent requests (the store's group).
 	d.Idempotency.Group = st.Group()

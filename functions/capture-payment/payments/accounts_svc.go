@@ -10,6 +10,7 @@ import (
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/ids"
 )
 
 // Who owns an account is decided by capture-payment's read model of
@@ -47,9 +48,28 @@ func (s *Service) AccountFor(ctx context.Context, pr auth.Principal, id string) 
 	return s.Accounts.For(ctx, pr, id)
 }
 
-// chargeable is nil when the account may be charged or paid into now.
-func (s *Service) chargeable(ctx context.Context, accountID string) error {
-	f, err := s.Accounts.Lookup(ctx, accountID)
+// lookupIn is Accounts.Lookup for a caller holding tx (an event handler in
+// the receiver's transaction, a confirmation): the read model is read in
+// tx, never on another of the pool's connections, which a holder of one
+// must not wait for. With as many such holders as the pool has
+// connections, each would wait for a connection none of them gives back,
+// and so would every request, until their deadlines (the 504s of POST
+// /payments in the mixed bench). Only an account the read model does not
+// know yet is read through, as Lookup does.
+func (s *Service) lookupIn(ctx context.Context, tx Tx, id string) (accounts.Facts, error) {
+	if c, ok := ids.Canonical(id); ok {
+		f, known, err := tx.Account(ctx, c)
+		if err != nil || known {
+			return f, err
+		}
+	}
+	return s.Accounts.Lookup(ctx, id)
+}
+
+// chargeable is nil when the account may be charged or paid into now;
+// tx is the caller's transaction.
+func (s *Service) chargeable(ctx context.Context, tx Tx, accountID string) error {
+	f, err := s.lookupIn(ctx, tx, accountID)
 	if err != nil {
 		return err
 	}
@@ -57,10 +77,11 @@ func (s *Service) chargeable(ctx context.Context, accountID string) error {
 }
 
 // collectionAccount returns the facts of the account an invoice asks to
-// collect from. An account nobody knows can never be collected from (the
-// event is parked); one that cannot be looked up now is retried.
-func (s *Service) collectionAccount(ctx context.Context, inv events.Invoice) (accounts.Facts, error) {
-	f, err := s.Accounts.Lookup(ctx, inv.AccountID)
+// collect from, read in the handler's transaction tx. An account nobody
+// knows can never be collected from (the event is parked); one that
+// cannot be looked up now is retried.
+func (s *Service) collectionAccount(ctx context.Context, tx Tx, inv events.Invoice) (accounts.Facts, error) {
+	f, err := s.lookupIn(ctx, tx, inv.AccountID)
 	var pe *apperr.Error
 	if errors.As(err, &pe) && pe.Code == apperr.NotFound {
 		return accounts.Facts{}, events.Permanent(fmt.Errorf("invoice %s: no account %s", inv.InvoiceID, inv.AccountID))

@@ -225,7 +225,7 @@ func (s *Service) OnPaymentRetry(ctx context.Context, run Runner, ev events.Even
 	if p.Status != RequiresPaymentMethod || p.Op() != "" {
 		return nil // paid, in progress, or waiting for an action
 	}
-	acct, err := s.collectionAccount(ctx, inv)
+	acct, err := s.collectionAccount(ctx, tx, inv)
 	if err != nil {
 		return err
 	}
@@ -258,7 +258,7 @@ func (s *Service) collect(ctx context.Context, run Runner, inv events.Invoice) e
 	}
 	// The owner is the account's, from the read model: never the event's
 	// word, nor whoever saved the default method.
-	acct, err := s.collectionAccount(ctx, inv)
+	acct, err := s.collectionAccount(ctx, tx, inv)
 	if err != nil {
 		return err
 	}

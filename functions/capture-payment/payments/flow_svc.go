@@ -199,7 +199,7 @@ func (s *Service) Confirm(ctx context.Context, run Runner, id string, can Access
 		if !can.Allows(p) {
 			return ErrNotFound
 		}
-		if err := s.chargeable(ctx, p.AccountID); err != nil {
+		if err := s.chargeable(ctx, tx, p.AccountID); err != nil {
 			return err
 		}
 		if given == "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/events"
 )
 
@@ -49,6 +50,10 @@ type Tx interface {
 	InsertMethod(ctx context.Context, m *Method) error
 	SetDefaultMethod(ctx context.Context, m *Method) error
 	DeleteMethod(ctx context.Context, id string) error
+
+	// Account is the read model's facts of account id (ok false when it
+	// does not know it), read where the Tx is: it never reads through.
+	Account(ctx context.Context, id string) (f accounts.Facts, ok bool, err error)
 
 	PutInvoice(ctx context.Context, f InvoiceFacts, source string) (bool, error)
 	LockInvoice(ctx context.Context, id string) (f InvoiceFacts, ok bool, err error)

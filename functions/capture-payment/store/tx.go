@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/outbox"
@@ -26,12 +27,24 @@ type Store struct {
 	// group commits the finishing records of concurrent requests together;
 	// async the intents recorded before a sandbox call (see asyncCommit).
 	group, async *pgbatch.Group
+	// Accounts is the read model of accounts (shared/accounts), which
+	// Tx.Account reads in the Tx.
+	Accounts *accounts.Directory
 }
 
 // New returns the store of pool; source names the events it writes.
 func New(pool *pgxpool.Pool, source string) *Store {
 	return &Store{pool: pool, source: source, group: pgbatch.NewGroup(pool, source+" payments"),
 		async: pgbatch.NewAsyncGroup(pool, source+" sandbox intents")}
+}
+
+// Account implements payments.Tx: the read model's facts of account id,
+// read on the Tx's own connection.
+func (t Tx) Account(ctx context.Context, id string) (accounts.Facts, bool, error) {
+	if t.s.Accounts == nil {
+		return accounts.Facts{}, false, nil
+	}
+	return t.s.Accounts.Get(ctx, t.q, id)
 }
 
 // Group is the group commit of the store's synchronous writes, for other
