@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/notify"
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
@@ -165,6 +166,13 @@ type attemptResult struct {
 	err error
 }
 
+// claimed is a claimed email and, when it is about an invoice that
+// exists, that invoice as read with the rest of its claim.
+type claimed struct {
+	n   *notify.Notification
+	inv *invoicing.Invoice
+}
+
 // SendDue sends every queued email whose attempt has come: each is
 // composed from the invoice (or subscription) as it is now, sent through
 // SMTP, and its outcome written to the log (sent; queued again with
@@ -177,7 +185,8 @@ type attemptResult struct {
 // a recorder writes the outcomes in one transaction per batch's worth. The
 // claimer leases the next batch while the last one is sent, at most two
 // batches in flight, so no connection waits for the slowest of a batch
-// nor for the database.
+// nor for the database. The invoices a batch's emails are about are read
+// with it, in one round trip, not one read (and one commit) per email.
 func (s *Service) SendDue(ctx context.Context) (int, error) {
 	if !s.Sending() {
 		return 0, nil
@@ -200,18 +209,18 @@ func (s *Service) SendDue(ctx context.Context) (int, error) {
 		room.Broadcast()
 	}
 	results := make(chan attemptResult, 2*batch)
-	queues := make([]chan *notify.Notification, workers)
+	queues := make([]chan claimed, workers)
 	var wg sync.WaitGroup
 	for w := range queues {
 		// Never full: a worker holds at most what is in flight.
-		queues[w] = make(chan *notify.Notification, 2*batch)
+		queues[w] = make(chan claimed, 2*batch)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			smtp := s.mail.SMTP.Session()
 			defer smtp.Close()
-			for n := range queues[w] {
-				results <- attemptResult{n, s.attempt(ctx, smtp, n)}
+			for c := range queues[w] {
+				results <- attemptResult{c.n, s.attempt(ctx, smtp, c.n, c.inv)}
 			}
 		}()
 	}
@@ -273,11 +282,20 @@ func (s *Service) SendDue(ctx context.Context) (int, error) {
 			fail(err)
 			break
 		}
+		invs, err := s.claimedInvoices(ctx, ns)
+		if err != nil {
+			fail(err) // the claimed rows come back when their lease ends
+			break
+		}
 		mu.Lock()
 		inFlight += len(ns)
 		mu.Unlock()
 		for _, n := range ns {
-			queues[worker(n.Recipient, workers)] <- n
+			c := claimed{n: n}
+			if n.InvoiceID != nil {
+				c.inv = invs[*n.InvoiceID]
+			}
+			queues[worker(n.Recipient, workers)] <- c
 		}
 		if len(ns) < batch {
 			break
@@ -299,11 +317,27 @@ func worker(recipient string, workers int) int {
 	return int(h.Sum32() % uint32(workers))
 }
 
+// claimedInvoices reads the invoices the claimed emails ns are about, in
+// one round trip.
+func (s *Service) claimedInvoices(ctx context.Context, ns []*notify.Notification) (map[string]*invoicing.Invoice, error) {
+	var ids []string
+	for _, n := range ns {
+		if n.InvoiceID != nil && n.EndpointID == nil && !notify.AboutSubscription(n.Kind) {
+			ids = append(ids, *n.InvoiceID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return s.store.InvoicesByID(ctx, ids)
+}
+
 // attempt composes and sends n over smtp and applies the outcome to n
 // (notify.Notification.Record); an error (the database) leaves n as it
-// was, to come back when its lease ends.
-func (s *Service) attempt(ctx context.Context, smtp *notify.Session, n *notify.Notification) error {
-	e, err := s.compose(ctx, n)
+// was, to come back when its lease ends. inv, when not nil, is the invoice
+// n is about, read with n's claim.
+func (s *Service) attempt(ctx context.Context, smtp *notify.Session, n *notify.Notification, inv *invoicing.Invoice) error {
+	e, err := s.compose(ctx, n, inv)
 	var (
 		o    notify.Outcome
 		sent bool
@@ -336,7 +370,9 @@ var errCannotCompose = errors.New("the email cannot be composed")
 
 // compose writes n's email from what it is about as it is now: the
 // invoice (with its PDF where the kind attaches it) or the subscription.
-func (s *Service) compose(ctx context.Context, n *notify.Notification) (*notify.Email, error) {
+// inv, when not nil, is the invoice, read with n's claim; else it is read
+// here (not found: the email cannot be composed).
+func (s *Service) compose(ctx context.Context, n *notify.Notification, inv *invoicing.Invoice) (*notify.Email, error) {
 	var (
 		e   *notify.Email
 		err error
@@ -351,9 +387,11 @@ func (s *Service) compose(ctx context.Context, n *notify.Notification) (*notify.
 		}
 		e, err = notify.ComposeSubscription(n, sub, s.mail.From)
 	case n.InvoiceID != nil:
-		inv, ierr := s.store.Invoice(ctx, *n.InvoiceID)
-		if ierr != nil {
-			return nil, ierr
+		if inv == nil {
+			var ierr error
+			if inv, ierr = s.store.Invoice(ctx, *n.InvoiceID); ierr != nil {
+				return nil, ierr
+			}
 		}
 		e, err = notify.Compose(n, inv, s.mail.From)
 	default:

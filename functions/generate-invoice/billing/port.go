@@ -107,6 +107,9 @@ type Store interface {
 	// Invoice reads invoice id outside a transaction; Invoices a page.
 	Invoice(ctx context.Context, id string) (*invoicing.Invoice, error)
 	Invoices(ctx context.Context, f InvoiceFilter) ([]*invoicing.Invoice, error)
+	// InvoicesByID reads the invoices of ids that exist, with their lines,
+	// in one round trip outside a transaction.
+	InvoicesByID(ctx context.Context, ids []string) (map[string]*invoicing.Invoice, error)
 	// Subscription reads subscription id outside a transaction;
 	// Subscriptions a page.
 	Subscription(ctx context.Context, id string) (*invoicing.Subscription, error)

@@ -144,6 +144,10 @@ func (p port) Invoice(ctx context.Context, id string) (*invoicing.Invoice, error
 	return ReadInvoice(ctx, p.s.pool, id)
 }
 
+func (p port) InvoicesByID(ctx context.Context, ids []string) (map[string]*invoicing.Invoice, error) {
+	return ReadInvoices(ctx, p.s.pool, ids)
+}
+
 func (p port) Invoices(ctx context.Context, f billing.InvoiceFilter) ([]*invoicing.Invoice, error) {
 	return ListInvoices(ctx, p.s.pool, f)
 }

@@ -170,20 +170,74 @@ func ReadInvoice(ctx context.Context, pool *pgxpool.Pool, id string) (*invoicing
 	return inv, br.Close()
 }
 
+// ReadInvoices reads the invoices of ids that exist, with their lines, in
+// one round trip (one snapshot): the sender composes the emails of a claim
+// from one read instead of one read, and one commit, per email.
+func ReadInvoices(ctx context.Context, pool *pgxpool.Pool, invoiceIDs []string) (map[string]*invoicing.Invoice, error) {
+	out := make(map[string]*invoicing.Invoice, len(invoiceIDs))
+	valid := make([]string, 0, len(invoiceIDs))
+	for _, id := range invoiceIDs {
+		if ids.Valid(id) {
+			valid = append(valid, id)
+		}
+	}
+	if len(valid) == 0 {
+		return out, nil
+	}
+	var b pgx.Batch
+	b.Queue(`SELECT `+invoiceCols+` FROM invoices WHERE id = ANY($1::uuid[])`, valid)
+	b.Queue(`SELECT invoice_id, `+lineCols+` FROM invoice_line_items WHERE invoice_id = ANY($1::uuid[]) ORDER BY invoice_id, position`, valid)
+	br := pool.SendBatch(ctx, &b)
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Invoice, error) { return scanInvoice(r) })
+	if err != nil {
+		return nil, err
+	}
+	for _, inv := range invs {
+		inv.Lines = []invoicing.Line{}
+		out[inv.ID] = inv
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var invoiceID string
+		l, err := scanLine(rows, &invoiceID)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if inv := out[invoiceID]; inv != nil {
+			inv.Lines = append(inv.Lines, l)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, br.Close()
+}
+
+// scanLine reads a line of lineCols, after the columns of before.
+func scanLine(r pgx.Row, before ...any) (invoicing.Line, error) {
+	var l invoicing.Line
+	err := r.Scan(append(before, &l.ID, &l.Description, &l.Quantity, &l.UnitAmount, &l.Amount, &l.Discount, &l.DiscountAmount,
+		&l.TaxableAmount, &l.TaxAmount, &l.Total, &l.Taxes, &l.Proration, &l.PeriodStart, &l.PeriodEnd, &l.Metadata)...)
+	l.PeriodStart, l.PeriodEnd = utc(l.PeriodStart), utc(l.PeriodEnd)
+	if l.Taxes == nil {
+		l.Taxes = []invoicing.LineTax{}
+	}
+	if l.Metadata == nil {
+		l.Metadata = map[string]string{}
+	}
+	return l, err
+}
+
 func scanLines(rows pgx.Rows) ([]invoicing.Line, error) {
-	lines, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.Line, error) {
-		var l invoicing.Line
-		err := r.Scan(&l.ID, &l.Description, &l.Quantity, &l.UnitAmount, &l.Amount, &l.Discount, &l.DiscountAmount,
-			&l.TaxableAmount, &l.TaxAmount, &l.Total, &l.Taxes, &l.Proration, &l.PeriodStart, &l.PeriodEnd, &l.Metadata)
-		l.PeriodStart, l.PeriodEnd = utc(l.PeriodStart), utc(l.PeriodEnd)
-		if l.Taxes == nil {
-			l.Taxes = []invoicing.LineTax{}
-		}
-		if l.Metadata == nil {
-			l.Metadata = map[string]string{}
-		}
-		return l, err
-	})
+	lines, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.Line, error) { return scanLine(r) })
 	if lines == nil {
 		lines = []invoicing.Line{}
 	}
