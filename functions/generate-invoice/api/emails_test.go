@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -459,5 +460,46 @@ func TestEmailLogIsPrunedAfterTheRetention(t *testing.T) {
 	g.tick()
 	if a, b := statuses(first), statuses(second); a != "" || b != "queued" {
 		t.Fatalf("a year after the resend: %q / %q", a, b)
+	}
+}
+
+// Notifications delivered as one batch are logged together (the invoices
+// read in one statement) and sent by one pass (the claim's invoices read
+// in one round trip): each customer gets one email, about their own
+// invoice; a request naming no invoice is parked alone.
+func TestBatchedNotificationsSendEachCustomerTheirOwnInvoice(t *testing.T) {
+	g, mp := mailRig(t)
+	tag := "batch-" + uuid.NewString()[:8]
+	type sent struct{ addr, number, total, line string }
+	var want []sent
+	var evs []events.Event
+	for i, amount := range []int{1111, 2222, 3333} {
+		addr := fmt.Sprintf("%s-%d@example.com", tag, i)
+		line := fmt.Sprintf("Widget %d", i)
+		body := invoiceBody(uuid.NewString(), uuid.NewString(), map[string]any{"description": line, "quantity": "1", "unit_amount": amount})
+		body["auto_finalize"] = true
+		body["customer"].(map[string]any)["email"] = addr
+		inv := g.createInvoice("", body)
+		want = append(want, sent{addr, *inv.Number, fmt.Sprintf("$%d.%02d", amount/100, amount%100), line})
+		evs = append(evs, g.notificationEvents(inv.ID, events.NotifyInvoiceFinalized)...)
+	}
+	ghost := event(t, events.Source(FunctionName), events.TypeNotificationRequested, uuid.NewString(),
+		events.NotificationRequested{Kind: events.NotifyInvoiceFinalized, InvoiceID: uuid.NewString(), AmountDue: 100})
+	if res := g.deliver(evs[0], ghost, evs[1], evs[2]); res.Processed != 3 || res.Parked != 1 {
+		t.Fatalf("batch delivery: %+v", res)
+	}
+	g.tick()
+	for _, w := range want {
+		got := inbox(t, mp, w.addr)
+		if len(got) != 1 {
+			t.Fatalf("%d emails to %s, want 1", len(got), w.addr)
+		}
+		msg, err := mp.Message(t.Context(), got[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(msg.Subject, w.number) || !strings.Contains(msg.Subject, w.total) || !strings.Contains(msg.Text, w.line) {
+			t.Fatalf("email to %s: subject %q, text:\n%s\nwant %s, %s, %s", w.addr, msg.Subject, msg.Text, w.number, w.total, w.line)
+		}
 	}
 }

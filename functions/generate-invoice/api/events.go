@@ -36,7 +36,11 @@ func (s *Service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event)
 			return events.Permanent(errApplyOneByOne)
 		}
 	}
-	var reqs []events.Event
+	var (
+		reqs      []events.Event
+		notifyEvs []events.Event
+		notifies  []*events.NotificationRequested
+	)
 	for _, ev := range evs {
 		var err error
 		switch ev.Type() {
@@ -49,13 +53,21 @@ func (s *Service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event)
 		case events.TypeRefundSucceeded:
 			err = s.onRefundSucceeded(ctx, tx, ev)
 		case events.TypeNotificationRequested:
-			err = s.onNotificationRequested(ctx, tx, ev)
+			// queued together, after the loop (billing.QueueNotifications)
+			var req events.NotificationRequested
+			if err = decodeLoose(ev, &req); err != nil {
+				err = events.Permanent(err)
+			}
+			notifyEvs, notifies = append(notifyEvs, ev), append(notifies, &req)
 		case events.TypeWebhookEndpointDisabled:
 			err = s.onEndpointDisabled(ctx, tx, ev)
 		}
 		if err != nil {
 			return err
 		}
+	}
+	if err := s.b.QueueNotifications(ctx, tx, notifyEvs, notifies); err != nil {
+		return err
 	}
 	return s.applyRequests(ctx, tx, reqs)
 }

@@ -76,12 +76,64 @@ func (s *Service) QueueNotification(ctx context.Context, tx Tx, ev events.Event,
 	if err != nil {
 		return err
 	}
+	return s.logNotification(ctx, tx, s.invoiceNotification(ev, req, inv))
+}
+
+// QueueNotifications is QueueNotification for the requests reqs of the
+// events evs of a batch delivery, in the receiver's transaction: the
+// invoices' heads are read in one statement and the notifications written
+// in one round trip, not two round trips per email. A request naming an
+// invoice that does not exist fails the batch permanently (the receiver
+// then applies its events one by one, and parks that one).
+func (s *Service) QueueNotifications(ctx context.Context, tx Tx, evs []events.Event, reqs []*events.NotificationRequested) error {
+	var invoiceIDs []string
+	for i, req := range reqs {
+		if notify.AboutSubscription(req.Kind) {
+			if err := s.queueSubscriptionNotice(ctx, tx, evs[i], req); err != nil {
+				return err
+			}
+			continue
+		}
+		invoiceIDs = append(invoiceIDs, req.InvoiceID)
+	}
+	if len(invoiceIDs) == 0 {
+		return nil
+	}
+	invs, err := tx.InvoiceHeads(ctx, invoiceIDs)
+	if err != nil {
+		return err
+	}
+	ns := make([]*notify.Notification, 0, len(invoiceIDs))
+	for i, req := range reqs {
+		if notify.AboutSubscription(req.Kind) {
+			continue
+		}
+		inv := invs[req.InvoiceID]
+		if inv == nil {
+			return events.Permanent(fmt.Errorf("%s %s names invoice %q, which does not exist", evs[i].Type(), evs[i].ID(), req.InvoiceID))
+		}
+		ns = append(ns, s.invoiceNotification(evs[i], req, inv))
+	}
+	fresh, err := tx.InsertNotifications(ctx, ns)
+	if err != nil {
+		return err
+	}
+	for i, n := range ns {
+		if fresh[i] {
+			s.notificationLogged(ctx, n)
+		}
+	}
+	return nil
+}
+
+// invoiceNotification is the log's row for req, about inv.
+func (s *Service) invoiceNotification(ev events.Event, req *events.NotificationRequested, inv *invoicing.Invoice) *notify.Notification {
 	n := notify.New(ids.New(), ev.Source(), ev.ID(), *req, inv.Customer.Email, s.mail.From.Domain(), s.Clock())
 	n.AccountID, n.UserID = inv.AccountID, inv.UserID // the invoice's own, whatever the event says
 	if notify.Kinds[n.Kind] {
 		n.Subject = notify.Subject(n.Kind, inv, *req, s.mail.From.Name())
 	}
-	return s.logNotification(ctx, tx, n)
+	return n
 }
 
 // QueueEndpointDisabled logs the operator's notice of a webhook endpoint
@@ -119,15 +171,21 @@ func (s *Service) logNotification(ctx context.Context, tx Tx, n *notify.Notifica
 	if err != nil || !fresh {
 		return err
 	}
+	s.notificationLogged(ctx, n)
+	return nil
+}
+
+// notificationLogged counts and logs a suppressed notification n just
+// written to the log, or wakes the sender for one to send.
+func (s *Service) notificationLogged(ctx context.Context, n *notify.Notification) {
 	if n.Status == notify.Suppressed {
 		EmailsSent.WithLabelValues(n.Kind, "suppressed").Inc()
 		slog.InfoContext(ctx, "email suppressed", "notification_id", n.ID, "kind", n.Kind, "about", n.About(), "reason", *n.Reason)
-		return nil
+		return
 	}
 	if s.MailQueued != nil {
 		s.MailQueued(ctx)
 	}
-	return nil
 }
 
 // Sending: claimed rows are leased this long; a sender that dies while

@@ -22,6 +22,9 @@ type Tx interface {
 	// InvoiceHead reads invoice id without its lines (Lines nil), a
 	// not_found error when there is none.
 	InvoiceHead(ctx context.Context, id string) (*invoicing.Invoice, error)
+	// InvoiceHeads reads the invoices of ids that exist without their
+	// lines, in one statement.
+	InvoiceHeads(ctx context.Context, ids []string) (map[string]*invoicing.Invoice, error)
 	// SaveInvoice writes a changed invoice (not its lines).
 	SaveInvoice(ctx context.Context, inv *invoicing.Invoice) error
 	// InsertInvoices writes new invoices and their lines.
@@ -65,6 +68,9 @@ type Tx interface {
 	// InsertNotification logs a notification; false when its event was
 	// logged before. Notification reads one (locked when lock is set).
 	InsertNotification(ctx context.Context, n *notify.Notification) (bool, error)
+	// InsertNotifications is InsertNotification for several, in one round
+	// trip: fresh[i] is InsertNotification's answer for ns[i].
+	InsertNotifications(ctx context.Context, ns []*notify.Notification) (fresh []bool, err error)
 	Notification(ctx context.Context, id string, lock bool) (*notify.Notification, error)
 	// Account reads the read model of the accounts billed in the
 	// transaction; ok is false for an account it does not hold (yet).

@@ -51,14 +51,43 @@ func scanNotification(row pgx.Row) (*notify.Notification, error) {
 // requesting event (source, id): false when the event had been logged
 // already (the receiver's dedupe makes that rare; this makes it certain).
 func (tx *Tx) InsertNotification(ctx context.Context, n *notify.Notification) (bool, error) {
-	tag, err := tx.Exec(ctx, `INSERT INTO invoice_notifications (id, event_source, event_id, kind, invoice_id, account_id,
+	tag, err := tx.Exec(ctx, insertNotificationSQL, notificationArgs(n)...)
+	return err == nil && tag.RowsAffected() > 0, err
+}
+
+const insertNotificationSQL = `INSERT INTO invoice_notifications (id, event_source, event_id, kind, invoice_id, account_id,
 		owner_user_id, recipient, status, reason, data, message_id, subject, attempts, next_attempt_at, resend_of, created_at, updated_at,
 		subscription_id, webhook_endpoint_id)
 		VALUES ($1, $2, $3, $4, $5, nullif($6, '')::uuid, nullif($7, '')::uuid, $8, $9, $10, $11, $12, $13, 0, $14, $15, $16, $16, $17, $18)
-		ON CONFLICT (event_source, event_id) DO NOTHING`,
-		n.ID, n.EventSource, n.EventID, n.Kind, n.InvoiceID, n.AccountID, n.UserID, n.Recipient, n.Status, n.Reason,
-		n.DataJSON(), n.MessageID, n.Subject, n.NextAttemptAt, n.ResendOf, n.CreatedAt, n.SubscriptionID, n.EndpointID)
-	return err == nil && tag.RowsAffected() > 0, err
+		ON CONFLICT (event_source, event_id) DO NOTHING`
+
+// notificationArgs are insertNotificationSQL's arguments for n.
+func notificationArgs(n *notify.Notification) []any {
+	return []any{n.ID, n.EventSource, n.EventID, n.Kind, n.InvoiceID, n.AccountID, n.UserID, n.Recipient, n.Status, n.Reason,
+		n.DataJSON(), n.MessageID, n.Subject, n.NextAttemptAt, n.ResendOf, n.CreatedAt, n.SubscriptionID, n.EndpointID}
+}
+
+// InsertNotifications is InsertNotification for several notifications, in
+// one round trip: fresh[i] is false when ns[i]'s event had been logged.
+func (tx *Tx) InsertNotifications(ctx context.Context, ns []*notify.Notification) ([]bool, error) {
+	fresh := make([]bool, len(ns))
+	if len(ns) == 0 {
+		return fresh, nil
+	}
+	b := &pgx.Batch{}
+	for _, n := range ns {
+		b.Queue(insertNotificationSQL, notificationArgs(n)...)
+	}
+	br := tx.SendBatch(ctx, b)
+	for i := range ns {
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return nil, err
+		}
+		fresh[i] = tag.RowsAffected() > 0
+	}
+	return fresh, br.Close()
 }
 
 // GetNotification reads one notification; forUpdate locks it.

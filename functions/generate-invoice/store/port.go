@@ -29,6 +29,11 @@ func (tx *Tx) InvoiceHead(ctx context.Context, id string) (*invoicing.Invoice, e
 	return GetInvoiceHead(ctx, tx, id)
 }
 
+// InvoiceHeads reads the invoices of ids that exist without their lines.
+func (tx *Tx) InvoiceHeads(ctx context.Context, ids []string) (map[string]*invoicing.Invoice, error) {
+	return GetInvoiceHeads(ctx, tx, ids)
+}
+
 // SaveInvoice writes a changed invoice (not its lines).
 func (tx *Tx) SaveInvoice(ctx context.Context, inv *invoicing.Invoice) error {
 	return SaveInvoice(ctx, tx, inv)

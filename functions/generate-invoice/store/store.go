@@ -112,6 +112,30 @@ func GetInvoiceHead(ctx context.Context, q Querier, id string) (*invoicing.Invoi
 	return getInvoiceRow(ctx, q, id, false)
 }
 
+// GetInvoiceHeads is GetInvoiceHead for the invoices of ids that exist, in
+// one statement.
+func GetInvoiceHeads(ctx context.Context, q Querier, invoiceIDs []string) (map[string]*invoicing.Invoice, error) {
+	out := make(map[string]*invoicing.Invoice, len(invoiceIDs))
+	valid := make([]string, 0, len(invoiceIDs))
+	for _, id := range invoiceIDs {
+		if ids.Valid(id) {
+			valid = append(valid, id)
+		}
+	}
+	if len(valid) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT `+invoiceCols+` FROM invoices WHERE id = ANY($1::uuid[])`, valid)
+	if err != nil {
+		return nil, err
+	}
+	invs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*invoicing.Invoice, error) { return scanInvoice(r) })
+	for _, inv := range invs {
+		out[inv.ID] = inv
+	}
+	return out, err
+}
+
 func getInvoiceRow(ctx context.Context, q Querier, id string, forUpdate bool) (*invoicing.Invoice, error) {
 	if !ids.Valid(id) {
 		return nil, invoicing.NotFound("invoice", id)
