@@ -249,19 +249,40 @@ func (w *cpuWindow) settle(ctx context.Context, limit time.Duration) time.Durati
 type pgCounters struct {
 	Commits  int64 // pg_stat_database.xact_commit of the database
 	WALBytes int64 // pg_stat_wal.wal_bytes, the whole server
+	// The checkpoints so far (pg_stat_bgwriter, the whole server): timed
+	// (checkpoint_timeout) and requested (CHECKPOINT, max_wal_size), and
+	// the buffers they wrote.
+	CheckpointsTimed, CheckpointsReq, BuffersCheckpoint int64
+	// XIDs is the next transaction id to be assigned (the whole server):
+	// the ids assigned in a window are its transactions that wrote.
+	XIDs int64
 }
 
 func readPG(ctx context.Context, db string) (pgCounters, error) {
-	q := fmt.Sprintf("SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = '%s'), (SELECT wal_bytes FROM pg_stat_wal)", db)
+	q := fmt.Sprintf("SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = '%s'), (SELECT wal_bytes FROM pg_stat_wal), "+
+		"checkpoints_timed, checkpoints_req, buffers_checkpoint, pg_snapshot_xmax(pg_current_snapshot()) FROM pg_stat_bgwriter", db)
 	out, err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-AtF", " ", "-c", q).Output()
 	if err != nil {
-		return pgCounters{}, fmt.Errorf("reading pg_stat_database and pg_stat_wal: %w", err)
+		return pgCounters{}, fmt.Errorf("reading pg_stat_database, pg_stat_wal and pg_stat_bgwriter: %w", err)
 	}
 	var c pgCounters
-	if _, err := fmt.Sscan(string(out), &c.Commits, &c.WALBytes); err != nil {
+	if _, err := fmt.Sscan(string(out), &c.Commits, &c.WALBytes, &c.CheckpointsTimed, &c.CheckpointsReq, &c.BuffersCheckpoint, &c.XIDs); err != nil {
 		return pgCounters{}, fmt.Errorf("pg_stat counters %q: %w", out, err)
 	}
 	return c, nil
+}
+
+// checkpoint runs CHECKPOINT, which returns once every page dirtied so far
+// is written, and restarts checkpoint_timeout's timer. A window begins
+// right after one, so that it does not pay for pages earlier work dirtied,
+// and ends with one, so that it pays for those it dirtied itself: without
+// them a timed checkpoint (every 5 minutes) falls into whichever window is
+// going on and bills it for the pages of the windows before.
+func checkpoint(ctx context.Context) error {
+	if err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", "CHECKPOINT").Run(); err != nil {
+		return fmt.Errorf("CHECKPOINT: %w", err)
+	}
+	return nil
 }
 
 // settleLimit bounds the wait, after a scenario's last operation, for the
@@ -295,6 +316,10 @@ type cost struct {
 	Window   time.Duration // from the start of the timed phase to the last CPU sample
 	Settle   time.Duration // of which waiting for the stack to finish
 	Err      string
+	// Over the CPU window, the whole server's: the checkpoints (the bench's
+	// own at its end, and any timed one), the buffers they wrote, and the
+	// transaction ids assigned (transactions that wrote).
+	CheckpointsTimed, CheckpointsReq, BuffersCheckpoint, XIDs int64
 }
 
 // meter measures one window: beginCost at the start, endCPU after it, then
@@ -308,16 +333,23 @@ type meter struct {
 	cpuDone time.Time
 }
 
+// beginCost starts a window right after a CHECKPOINT (untimed: the caller
+// waits, as loadgen does for the bench's go-ahead).
 func beginCost(ctx context.Context, c classifier) *meter {
 	m := &meter{c: c}
-	m.pg, m.pgErr = readPG(ctx, c.db)
+	m.pgErr = checkpoint(ctx)
+	if m.pgErr == nil {
+		m.pg, m.pgErr = readPG(ctx, c.db)
+	}
 	m.cpu = startCPU(c)
 	return m
 }
 
 // endCPU ends the CPU window. With settleFor > 0 it first takes the
 // client's figure (loadgen waits from now on) and waits until the stack has
-// gone quiet, for at most settleFor.
+// gone quiet, for at most settleFor. Then it runs a CHECKPOINT inside the
+// window, which writes the pages the window dirtied (the checkpointer's
+// CPU counts), and reads the checkpoint and transaction id counters.
 func (m *meter) endCPU(ctx context.Context, settleFor time.Duration) {
 	var client *track
 	var settled time.Duration
@@ -333,12 +365,20 @@ func (m *meter) endCPU(ctx context.Context, settleFor time.Duration) {
 		m.cpu.mu.Unlock()
 		settled = m.cpu.settle(ctx, settleFor)
 	}
+	ckErr := checkpoint(ctx)
 	cpu := m.cpu.end()
 	if client != nil {
 		cpu[groupClient] = ticksDur(client.last - client.first)
 	}
 	m.out = &cost{CPU: cpu, Window: m.cpu.elapsed, Settle: settled}
 	m.cpuDone = time.Now()
+	after, err := readPG(ctx, m.c.db)
+	if err = errors.Join(ckErr, err); err != nil || m.pgErr != nil {
+		m.pgErr = errors.Join(m.pgErr, err)
+		return
+	}
+	m.out.CheckpointsTimed, m.out.CheckpointsReq = after.CheckpointsTimed-m.pg.CheckpointsTimed, after.CheckpointsReq-m.pg.CheckpointsReq
+	m.out.BuffersCheckpoint, m.out.XIDs = after.BuffersCheckpoint-m.pg.BuffersCheckpoint, after.XIDs-m.pg.XIDs
 }
 
 // endPG reads PostgreSQL's counters once wait has passed since the end of

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"os"
 	"testing"
+
+	"github.com/billfn/billfn/shared/testenv"
+	"github.com/jackc/pgx/v5"
 )
 
 // statFile is parseStat of the file at path, failing the test on any error.
@@ -83,5 +87,63 @@ func TestClassifierCountsTheScenariosExtraProcesses(t *testing.T) {
 	}
 	if g, ok := (classifier{}).classify(pid, st); g != "" || !ok {
 		t.Errorf("classify without extra = %q, %v; want not counted", g, ok)
+	}
+}
+
+// dirty writes rows of database url that fill about n pages.
+func dirty(t *testing.T, url string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// 1,000-byte rows: 8 to a page.
+	if _, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS dirt (v text)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO dirt SELECT repeat('x', 1000) FROM generate_series(1, $1)", 8*n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A window starts right after a CHECKPOINT, so that the pages dirtied before
+// it are not written in it, and ends with one inside it, so that those it
+// dirtied are; no timed checkpoint falls into it.
+func TestAWindowPaysForThePagesItDirtiedAndOnlyThose(t *testing.T) {
+	url := testenv.FreshDatabase(t, false)
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const pages = 2000 // 16 MB, an eighth of shared_buffers here
+	window := func(work func()) *cost {
+		m := beginCost(ctx, classifier{db: cfg.Database})
+		work()
+		m.endCPU(ctx, 0)
+		c := m.endPG(ctx, 0, nil)
+		if c.Err != "" {
+			t.Fatal(c.Err)
+		}
+		if c.CheckpointsTimed != 0 || c.CheckpointsReq < 1 {
+			t.Fatalf("checkpoints in the window: %d timed, %d requested; want none timed and the window's own", c.CheckpointsTimed, c.CheckpointsReq)
+		}
+		return c
+	}
+
+	dirty(t, url, pages)
+	if c := window(func() {}); c.BuffersCheckpoint >= pages {
+		t.Errorf("an idle window's checkpoint wrote %d buffers: it paid for the %d pages dirtied before it", c.BuffersCheckpoint, pages)
+	}
+	c := window(func() { dirty(t, url, pages) })
+	// The background writer may write some of them first; the window's
+	// checkpoint writes the rest.
+	if c.BuffersCheckpoint == 0 {
+		t.Errorf("the window's checkpoint wrote no buffers, though it dirtied %d pages", pages)
+	}
+	if c.XIDs < 1 {
+		t.Errorf("%d transaction ids assigned in a window that wrote", c.XIDs)
 	}
 }

@@ -17,6 +17,7 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		"the window goes on after the last operation until the stack has finished what the operations left behind (outbox relays, consumers, emails: until the stack uses < 5 % of a core over 400 ms, at most four minutes — a scenario whose stack was still busy then says so). Before its timed phase begins, each scenario waits, untimed, until the stack is quiet the same way, so that it never pays for its setup's or an earlier scenario's work. " +
 		"The stack's processes are found by the stack id in their environment, PostgreSQL's backends by their title (`postgres: … <database> …`); a process that starts counts from its start, one that exits up to its last sample (every 200 ms). " +
 		"Commits are `pg_stat_database.xact_commit` of the database (read-only transactions count too), WAL bytes `pg_stat_wal.wal_bytes` (the whole server), read 11 s after the CPU window (an idle backend reports its counters after 10 s), less what the idle stack commits and writes in those seconds at the rate measured below. " +
+		"Every window starts right after a `CHECKPOINT` the bench issues while it waits, untimed, for the stack to settle, and ends with another inside the CPU window once the stack has settled, so that the checkpointer's writes a window pays for are those of the pages it dirtied itself, and no timed checkpoint (`checkpoint_timeout`, whose timer each `CHECKPOINT` restarts) can fall into a run and bill it for earlier runs' pages; each scenario below says how many checkpoints its window saw, from `pg_stat_bgwriter` (the window's own is the one requested). " +
 		"Redis, the PostgreSQL server processes (postmaster, WAL writer, checkpointer, background writer) and WAL are shared with anything else running on the machine. " +
 		"pgbench is measured the same way: its own CPU (rusage) and its database's backends, per transaction. " +
 		"The system total leaves out the client (loadgen, pgbench), which is listed beside it.\n\n")
@@ -76,7 +77,8 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 			}
 			fmt.Fprintf(b, " (of which %.1f s waiting for the stack to settle%s)", r.c.Settle.Seconds(), busy)
 		}
-		fmt.Fprintf(b, "; %.2f commits and %.0f WAL bytes per operation.", float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops))
+		fmt.Fprintf(b, "; %.2f commits and %.0f WAL bytes per operation", float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops))
+		fmt.Fprintf(b, "; checkpoints in the window: %s.", checkpointsText(r.c))
 		if r.c.Err != "" {
 			fmt.Fprintf(b, " (PostgreSQL counters: %s)", r.c.Err)
 		}
@@ -136,3 +138,14 @@ func us(d time.Duration, ops int64) float64 {
 func ms64(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func baseName(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }
+
+// checkpointsText says which checkpoints a window saw: the requested ones
+// (the window's own CHECKPOINT at its end, pooled runs one each) and the
+// timed ones, which should never fall into a window.
+func checkpointsText(c *cost) string {
+	s := fmt.Sprintf("%d requested, %d timed, %d buffers written", c.CheckpointsReq, c.CheckpointsTimed, c.BuffersCheckpoint)
+	if c.CheckpointsTimed > 0 {
+		s += " (**a timed checkpoint fell into the window**: it outlasted checkpoint_timeout)"
+	}
+	return s
+}

@@ -262,6 +262,10 @@ func pool(c tracingRun, each []*run) *run {
 			}
 			sum.Commits += r.Cost.Commits
 			sum.WALBytes += r.Cost.WALBytes
+			sum.CheckpointsTimed += r.Cost.CheckpointsTimed
+			sum.CheckpointsReq += r.Cost.CheckpointsReq
+			sum.BuffersCheckpoint += r.Cost.BuffersCheckpoint
+			sum.XIDs += r.Cost.XIDs
 			sum.Window += r.Cost.Window
 			sum.Settle += r.Cost.Settle
 			if r.Cost.Err != "" {
