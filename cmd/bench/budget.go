@@ -128,4 +128,127 @@ func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
 		fmt.Fprintf(b, "| %s | %.0f/s | %.0f | %.0f | %.2f %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f |\n",
 			r.title, r.rate, r.budget, r.spent, r.spent/r.budget, mark(r.met), pgCell, fn, r.stack, r.others, r.rest, r.client, r.ceiling)
 	}
+	renderCommits(b, runs, pg, cores)
+}
+
+// commitRow is what a unit's commits cost PostgreSQL, beside pgbench's
+// transactions and the floor the unit's writing transactions imply.
+type commitRow struct {
+	title           string
+	budget, pg      float64 // µs/unit: the budget, PostgreSQL's CPU (backends and server processes)
+	commits, wrote  float64 // per unit: commits of the database, and of them those that wrote
+	perCommit       float64 // PostgreSQL µs per commit
+	floor           float64 // µs/unit: wrote × the cheapest commit's PostgreSQL CPU (0: not measured)
+	pgOverBudget    bool
+	floorOverBudget bool
+}
+
+// pgMicros is PostgreSQL's CPU (backends and server processes) of a window,
+// in µs per unit.
+func pgMicros(c *cost, units int64) float64 {
+	var d time.Duration
+	for name, x := range c.CPU {
+		if strings.HasPrefix(name, "postgres") {
+			d += x
+		}
+	}
+	return float64(d.Microseconds()) / float64(max(units, 1))
+}
+
+// commitsOf splits a unit's PostgreSQL CPU over its commits. The commits
+// that wrote are the transaction ids assigned in the window (every
+// transaction that writes takes one), at most the commits (the ids are the
+// whole server's: another database's writes, a savepoint that writes,
+// autovacuum's ANALYZE take some too). minCommit is the PostgreSQL CPU of
+// the cheapest transaction that writes (0: not measured); no writing
+// transaction costs less (each takes an id, writes WAL and waits for its
+// flush), so the unit's PostgreSQL CPU cannot go below wrote × minCommit
+// without fewer writing transactions.
+func commitsOf(title string, budget float64, c *cost, units int64, minCommit float64) commitRow {
+	r := commitRow{title: title, budget: budget, pg: pgMicros(c, units)}
+	n := float64(max(units, 1))
+	r.commits = float64(c.Commits) / n
+	r.wrote = float64(min(c.XIDs, c.Commits)) / n
+	if c.Commits > 0 {
+		r.perCommit = r.pg / r.commits
+	}
+	r.floor = r.wrote * minCommit
+	r.pgOverBudget = budget > 0 && r.pg > budget
+	r.floorOverBudget = budget > 0 && r.floor > budget
+	return r
+}
+
+// renderCommits writes "What PostgreSQL's share is made of": for each
+// scenario with a rate target, its commits per unit and PostgreSQL's CPU per
+// commit beside pgbench's per transaction, and the floor; then a sentence
+// for each scenario PostgreSQL alone keeps from its target.
+func renderCommits(b *strings.Builder, runs []*run, pg *pgResult, cores int) {
+	if pg == nil || pg.Cost == nil || pg.Txns == 0 || pg.TPS == 0 {
+		return
+	}
+	tpcb := commitsOf("pgbench TPC-B (for scale)", 0, pg.Cost, pg.Txns, 0)
+	minCommit := 0.0
+	var minRow *commitRow
+	if m := pg.MinCommit; m != nil && m.Cost != nil && m.Txns > 0 {
+		minCommit = pgMicros(m.Cost, m.Txns)
+		r := commitsOf("pgbench, the cheapest commit: one row updated by primary key", 0, m.Cost, m.Txns, minCommit)
+		minRow = &r
+	}
+	rows := []commitRow{tpcb}
+	if minRow != nil {
+		rows = append(rows, *minRow)
+	}
+	for _, r := range runs {
+		rate, ok := rateTargets[r.Name]
+		if !ok || r.Result == nil || r.Cost == nil || r.Result.Operations == 0 || r.Cost.Commits == 0 {
+			continue
+		}
+		units := int64(r.Result.Operations) * int64(max(r.Result.Units, 1))
+		rows = append(rows, commitsOf(r.Title, float64(cores)*1e6/rate(pg), r.Cost, units, minCommit))
+	}
+	if len(rows) == 1 {
+		return
+	}
+	b.WriteString("\n### What PostgreSQL's share is made of\n\n" +
+		"PostgreSQL's CPU per unit (the budget table's column) over the unit's commits (`pg_stat_database.xact_commit`, read-only transactions included), beside pgbench's PostgreSQL CPU per transaction in the same run: a TPC-B transaction (three updates, a select, an insert, one commit) and the cheapest transaction that writes (one row updated by primary key), both from 16 clients like the scenarios. " +
+		"The commits that wrote are the transaction ids assigned in the window (each writing transaction takes one; the ids are the whole server's, so at most the commits are counted). " +
+		"No writing transaction costs PostgreSQL less than the cheapest one (it takes an id, writes WAL and waits for its flush), so **the floor** — the commits that wrote × the cheapest commit's CPU — is what PostgreSQL spends per unit however cheap each commit becomes; only fewer writing transactions per unit lower it. " +
+		"‼ marks a floor above the budget: the target cannot be met on this machine with this many writing transactions per unit even if PostgreSQL did nothing else and billfn's processes cost nothing.\n\n")
+	b.WriteString("| scenario | budget µs/unit | PostgreSQL µs/unit | commits/unit | of which wrote | PostgreSQL µs/commit | floor µs/unit | floor / budget |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		budget, floor, over := "—", "—", "—"
+		if r.budget > 0 {
+			budget = fmt.Sprintf("%.0f", r.budget)
+			if r.floor > 0 {
+				over = fmt.Sprintf("%.2f", r.floor/r.budget)
+				if r.floorOverBudget {
+					over += " ‼"
+				}
+			}
+		}
+		if r.floor > 0 && r.budget > 0 {
+			floor = fmt.Sprintf("%.0f", r.floor)
+		}
+		fmt.Fprintf(b, "| %s | %s | %.0f | %.2f | %.2f | %.0f | %s | %s |\n", r.title, budget, r.pg, r.commits, r.wrote, r.perCommit, floor, over)
+	}
+	var lines []string
+	for _, r := range rows[1:] {
+		if r.budget == 0 || !r.pgOverBudget {
+			continue
+		}
+		s := fmt.Sprintf("- **%s**: %.2f commits per unit at %.0f µs of PostgreSQL CPU each, against %.0f per pgbench TPC-B transaction", r.title, r.commits, r.perCommit, tpcb.perCommit)
+		if minCommit > 0 {
+			s += fmt.Sprintf(" and %.0f for the cheapest commit; %.2f of them wrote, so PostgreSQL spends at least %.0f µs per unit, %.2f × its budget of %.0f", minCommit, r.wrote, r.floor, r.floor/r.budget, r.budget)
+			if r.floorOverBudget {
+				s += ": what keeps it from its target is the number of writing transactions, not their cost"
+			} else {
+				s += ": cheaper commits could bring PostgreSQL's share within the budget"
+			}
+		}
+		lines = append(lines, s+".")
+	}
+	if len(lines) > 0 {
+		b.WriteString("\nWhere PostgreSQL's share alone exceeds the budget (‼ in the table above):\n\n" + strings.Join(lines, "\n") + "\n")
+	}
 }

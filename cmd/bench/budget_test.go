@@ -65,3 +65,63 @@ func TestRenderBudgetWritesARowPerRateTarget(t *testing.T) {
 		t.Fatalf("renderBudget:\n%s", out)
 	}
 }
+
+func TestCommitsOfSplitsPostgreSQLsCPUOverTheCommitsAndFloorsItAtTheCheapest(t *testing.T) {
+	c := &cost{CPU: map[string]time.Duration{
+		groupBackends("billfn_bench"): 2200 * time.Millisecond,
+		groupPGServer:                 200 * time.Millisecond,
+		"capture-payment":             time.Second, // not PostgreSQL's
+	}, Commits: 3200, XIDs: 3000}
+	// 1000 units, a budget of 2000 µs, the cheapest commit 500 µs.
+	r := commitsOf("payments", 2000, c, 1000, 500)
+	want := commitRow{title: "payments", budget: 2000, pg: 2400, commits: 3.2, wrote: 3, perCommit: 750, floor: 1500, pgOverBudget: true}
+	if r != want {
+		t.Fatalf("commitsOf =\n%+v, want\n%+v", r, want)
+	}
+	// Transaction ids are the whole server's: never more writing
+	// transactions than commits.
+	c.XIDs = 9000
+	if r := commitsOf("payments", 1000, c, 1000, 500); r.wrote != 3.2 || r.floor != 1600 || !r.floorOverBudget {
+		t.Fatalf("with another database's ids: %+v", r)
+	}
+	// No cheapest commit measured: no floor.
+	if r := commitsOf("payments", 1000, c, 1000, 0); r.floor != 0 || r.floorOverBudget {
+		t.Fatalf("without a cheapest commit: %+v", r)
+	}
+}
+
+func TestRenderCommitsExplainsEveryScenarioPostgreSQLAloneKeepsFromItsTarget(t *testing.T) {
+	pgCPU := func(ms int) map[string]time.Duration {
+		return map[string]time.Duration{groupBackends("x"): time.Duration(ms) * time.Millisecond}
+	}
+	pg := &pgResult{TPS: 1000, Txns: 1000, Cost: &cost{CPU: pgCPU(1000), Commits: 1000, XIDs: 1000},
+		MinCommit: &pgbenchRun{TPS: 2000, Txns: 1000, Cost: &cost{CPU: pgCPU(400), Commits: 1000, XIDs: 1000}}}
+	runs := []*run{
+		// 2 cores at 2000/s: 1000 µs a unit; PostgreSQL 2,400 in 3 commits
+		// that all wrote: floor 1,200.
+		{Name: "webhooks", Title: "webhooks", Result: &loadResult{Operations: 1000}, Cost: &cost{CPU: pgCPU(2400), Commits: 3000, XIDs: 3000}},
+		// 2 cores at 1000/s: 2000 µs; PostgreSQL 2,400 in 3 commits, one
+		// wrote: floor 400.
+		{Name: "payments", Title: "payments", Result: &loadResult{Operations: 1000}, Cost: &cost{CPU: pgCPU(2400), Commits: 3000, XIDs: 1000}},
+		{Name: "health-gateway", Title: "health", Result: &loadResult{Operations: 1000}, Cost: &cost{CPU: pgCPU(0)}}, // no commits: no row
+	}
+	var b strings.Builder
+	renderCommits(&b, runs, pg, 2)
+	out := b.String()
+	for _, want := range []string{
+		"| pgbench TPC-B (for scale) | — | 1000 | 1.00 | 1.00 | 1000 | — | — |",
+		"| pgbench, the cheapest commit: one row updated by primary key | — | 400 | 1.00 | 1.00 | 400 | — | — |",
+		"| webhooks | 1000 | 2400 | 3.00 | 3.00 | 800 | 1200 | 1.20 ‼ |",
+		"| payments | 2000 | 2400 | 3.00 | 1.00 | 800 | 400 | 0.20 |",
+		"- **webhooks**: 3.00 commits per unit at 800 µs of PostgreSQL CPU each, against 1000 per pgbench TPC-B transaction and 400 for the cheapest commit; 3.00 of them wrote, so PostgreSQL spends at least 1200 µs per unit, 1.20 × its budget of 1000: what keeps it from its target is the number of writing transactions, not their cost.",
+		"- **payments**: 3.00 commits per unit at 800 µs",
+		"cheaper commits could bring PostgreSQL's share within the budget.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("renderCommits lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "| health |") {
+		t.Errorf("a scenario without commits has a row:\n%s", out)
+	}
+}

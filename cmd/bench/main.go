@@ -470,7 +470,22 @@ type pgResult struct {
 	Clients   int
 	Seconds   int
 	Version   string
+	// MinCommit is a second pgbench run of the cheapest durable commit:
+	// one row updated by primary key, then COMMIT (budget.go's floor).
+	MinCommit *pgbenchRun
 }
+
+// pgbenchRun is one measured pgbench run: its transactions, their cost and
+// its rate.
+type pgbenchRun struct {
+	Txns int64
+	Cost *cost
+	TPS  float64
+}
+
+// minCommitScript is the cheapest transaction that writes: one row of
+// pgbench_accounts (scale 10: 1,000,000 rows) by its primary key.
+const minCommitScript = "\\set aid random(1, 1000000)\nUPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = :aid;\n"
 
 func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
 	const db = "billfn_pgbench"
@@ -484,15 +499,40 @@ func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
 	if err := sh(ctx, root, "pgbench", "-h", "127.0.0.1", "-U", "postgres", "-i", "-s", "10", "-q", db); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, "pgbench", "-h", "127.0.0.1", "-U", "postgres", "-c", "16", "-j", "2", "-T", strconv.Itoa(seconds), db)
+	tpcb, outb, err := pgbenchRunOf(ctx, db, seconds)
+	if err != nil {
+		return nil, err
+	}
+	r := &pgResult{Clients: 16, Seconds: seconds, Txns: tpcb.Txns, Cost: tpcb.Cost, TPS: tpcb.TPS}
+	if m := regexp.MustCompile(`latency average = ([0-9.]+) ms`).FindSubmatch(outb); m != nil {
+		r.LatencyMs, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	script := filepath.Join(os.TempDir(), fmt.Sprintf("billfn-bench-min-commit-%d.sql", os.Getpid()))
+	if err := os.WriteFile(script, []byte(minCommitScript), 0o644); err != nil {
+		return nil, err
+	}
+	defer os.Remove(script)
+	step(fmt.Sprintf("pgbench, the cheapest commit (one row updated), 16 clients, %d s", seconds))
+	if r.MinCommit, _, err = pgbenchRunOf(ctx, db, seconds, "-f", script); err != nil {
+		return nil, err
+	}
+	v, _ := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version").Output()
+	r.Version = strings.TrimSpace(string(v))
+	return r, nil
+}
+
+// pgbenchRunOf runs pgbench on db (16 clients, 2 threads, seconds; args
+// add a script) in a cost window, and returns it with pgbench's output.
+func pgbenchRunOf(ctx context.Context, db string, seconds int, args ...string) (*pgbenchRun, []byte, error) {
+	cmd := exec.CommandContext(ctx, "pgbench", append([]string{"-h", "127.0.0.1", "-U", "postgres", "-c", "16", "-j", "2", "-T", strconv.Itoa(seconds)}, append(args, db)...)...)
 	m := beginCost(ctx, classifier{db: db})
 	outb, err := cmd.CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("pgbench: %v\n%s", err, outb)
+		return nil, nil, fmt.Errorf("pgbench: %v\n%s", err, outb)
 	}
 	// pgbench's backends exit with it and report their counters as they do.
 	m.endCPU(ctx, 0)
-	r := &pgResult{Clients: 16, Seconds: seconds, Cost: m.endPG(ctx, 0, nil)}
+	r := &pgbenchRun{Cost: m.endPG(ctx, 0, nil)}
 	// pgbench has exited: its own CPU is exact from its rusage.
 	r.Cost.CPU[groupClient] = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if m := regexp.MustCompile(`actually processed: ([0-9]+)`).FindSubmatch(outb); m != nil {
@@ -501,15 +541,10 @@ func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
 	if m := regexp.MustCompile(`tps = ([0-9.]+)`).FindSubmatch(outb); m != nil {
 		r.TPS, _ = strconv.ParseFloat(string(m[1]), 64)
 	}
-	if m := regexp.MustCompile(`latency average = ([0-9.]+) ms`).FindSubmatch(outb); m != nil {
-		r.LatencyMs, _ = strconv.ParseFloat(string(m[1]), 64)
-	}
 	if r.TPS == 0 {
-		return nil, fmt.Errorf("pgbench printed no tps:\n%s", outb)
+		return nil, nil, fmt.Errorf("pgbench printed no tps:\n%s", outb)
 	}
-	v, _ := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version").Output()
-	r.Version = strings.TrimSpace(string(v))
-	return r, nil
+	return r, outb, nil
 }
 
 type procFigures struct {
