@@ -95,10 +95,11 @@ func TestRenderCommitsExplainsEveryScenarioPostgreSQLAloneKeepsFromItsTarget(t *
 		return map[string]time.Duration{groupBackends("x"): time.Duration(ms) * time.Millisecond}
 	}
 	pg := &pgResult{TPS: 1000, Txns: 1000, Cost: &cost{CPU: pgCPU(1000), Commits: 1000, XIDs: 1000},
-		MinCommit: &pgbenchRun{TPS: 2000, Txns: 1000, Cost: &cost{CPU: pgCPU(400), Commits: 1000, XIDs: 1000}}}
+		MinCommit: &pgbenchRun{TPS: 2000, Txns: 1000, Cost: &cost{CPU: map[string]time.Duration{
+			groupBackends("x"): 400 * time.Millisecond, groupPGServer: 100 * time.Millisecond}, Commits: 1000, XIDs: 1000}}}
 	runs := []*run{
 		// 2 cores at 2000/s: 1000 µs a unit; PostgreSQL 2,400 in 3 commits
-		// that all wrote: floor 1,200.
+		// that all wrote: floor 3 × the cheapest commit's backend, 1,200.
 		{Name: "webhooks", Title: "webhooks", Result: &loadResult{Operations: 1000}, Cost: &cost{CPU: pgCPU(2400), Commits: 3000, XIDs: 3000}},
 		// 2 cores at 1000/s: 2000 µs; PostgreSQL 2,400 in 3 commits, one
 		// wrote: floor 400.
@@ -110,10 +111,10 @@ func TestRenderCommitsExplainsEveryScenarioPostgreSQLAloneKeepsFromItsTarget(t *
 	out := b.String()
 	for _, want := range []string{
 		"| pgbench TPC-B (for scale) | — | 1000 | 1.00 | 1.00 | 1000 | — | — |",
-		"| pgbench, the cheapest commit: one row updated by primary key | — | 400 | 1.00 | 1.00 | 400 | — | — |",
+		"| pgbench, the cheapest commit: one row updated by primary key | — | 500 | 1.00 | 1.00 | 500 | — | — |",
 		"| webhooks | 1000 | 2400 | 3.00 | 3.00 | 800 | 1200 | 1.20 ‼ |",
 		"| payments | 2000 | 2400 | 3.00 | 1.00 | 800 | 400 | 0.20 |",
-		"- **webhooks**: 3.00 commits per unit at 800 µs of PostgreSQL CPU each, against 1000 per pgbench TPC-B transaction and 400 for the cheapest commit; 3.00 of them wrote, so PostgreSQL spends at least 1200 µs per unit, 1.20 × its budget of 1000: what keeps it from its target is the number of writing transactions, not their cost.",
+		"- **webhooks**: 3.00 commits per unit at 800 µs of PostgreSQL CPU each, against 1000 per pgbench TPC-B transaction and 500 for the cheapest commit (400 in its backend); 3.00 of them wrote, so PostgreSQL spends at least 1200 µs per unit, 1.20 × its budget of 1000: what keeps it from its target is the number of writing transactions, not their cost.",
 		"- **payments**: 3.00 commits per unit at 800 µs",
 		"cheaper commits could bring PostgreSQL's share within the budget.",
 	} {

@@ -90,22 +90,27 @@ func TestClassifierCountsTheScenariosExtraProcesses(t *testing.T) {
 	}
 }
 
-// dirty writes rows of database url that fill about n pages.
-func dirty(t *testing.T, url string, n int) {
+// dirty writes rows of the test database that fill about n pages of
+// table dirt (autovacuum off: nothing but these inserts dirties it).
+func dirty(t *testing.T, conn *pgx.Conn, n int) {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	// 1,000-byte rows: 8 to a page.
-	if _, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS dirt (v text)"); err != nil {
+	if _, err := conn.Exec(context.Background(), "INSERT INTO dirt SELECT repeat('x', 1000) FROM generate_series(1, $1)", 8*n); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, "INSERT INTO dirt SELECT repeat('x', 1000) FROM generate_series(1, $1)", 8*n); err != nil {
+}
+
+// dirtyBuffers is how many of table dirt's pages in shared buffers are
+// dirty (not yet written), from pg_buffercache: this test's table alone,
+// whatever else the server writes.
+func dirtyBuffers(t *testing.T, conn *pgx.Conn) int {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_buffercache WHERE isdirty AND relfilenode = pg_relation_filenode('dirt') "+
+		"AND reldatabase = (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
+	return n
 }
 
 // A window starts right after a CHECKPOINT, so that the pages dirtied before
@@ -113,37 +118,42 @@ func dirty(t *testing.T, url string, n int) {
 // dirtied are; no timed checkpoint falls into it.
 func TestAWindowPaysForThePagesItDirtiedAndOnlyThose(t *testing.T) {
 	url := testenv.FreshDatabase(t, false)
-	cfg, err := pgx.ParseConfig(url)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE EXTENSION pg_buffercache"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE dirt (v text) WITH (autovacuum_enabled = off)"); err != nil {
+		t.Fatal(err)
+	}
 	const pages = 2000 // 16 MB, an eighth of shared_buffers here
-	window := func(work func()) *cost {
-		m := beginCost(ctx, classifier{db: cfg.Database})
-		work()
-		m.endCPU(ctx, 0)
-		c := m.endPG(ctx, 0, nil)
+	check := func(c *cost) {
+		t.Helper()
 		if c.Err != "" {
 			t.Fatal(c.Err)
 		}
 		if c.CheckpointsTimed != 0 || c.CheckpointsReq < 1 {
 			t.Fatalf("checkpoints in the window: %d timed, %d requested; want none timed and the window's own", c.CheckpointsTimed, c.CheckpointsReq)
 		}
-		return c
 	}
 
-	dirty(t, url, pages)
-	if c := window(func() {}); c.BuffersCheckpoint >= pages {
-		t.Errorf("an idle window's checkpoint wrote %d buffers: it paid for the %d pages dirtied before it", c.BuffersCheckpoint, pages)
+	dirty(t, conn, pages)
+	m := beginCost(ctx, classifier{db: conn.Config().Database})
+	if n := dirtyBuffers(t, conn); n != 0 {
+		t.Errorf("%d of the %d pages dirtied before the window are still dirty in it: the window would pay for writing them", n, pages)
 	}
-	c := window(func() { dirty(t, url, pages) })
-	// The background writer may write some of them first; the window's
-	// checkpoint writes the rest.
-	if c.BuffersCheckpoint == 0 {
-		t.Errorf("the window's checkpoint wrote no buffers, though it dirtied %d pages", pages)
+	dirty(t, conn, pages)
+	m.endCPU(ctx, 0)
+	c := m.endPG(ctx, 0, nil)
+	check(c)
+	if n := dirtyBuffers(t, conn); n != 0 {
+		t.Errorf("%d of the %d pages the window dirtied are still dirty after it: a later window would pay for writing them", n, pages)
 	}
-	if c.XIDs < 1 {
-		t.Errorf("%d transaction ids assigned in a window that wrote", c.XIDs)
+	if c.BuffersCheckpoint == 0 || c.XIDs < 1 {
+		t.Errorf("the window's checkpoint wrote %d buffers and %d transaction ids were assigned, though it wrote %d pages", c.BuffersCheckpoint, c.XIDs, pages)
 	}
 }

@@ -471,7 +471,8 @@ type pgResult struct {
 	Seconds   int
 	Version   string
 	// MinCommit is a second pgbench run of the cheapest durable commit:
-	// one row updated by primary key, then COMMIT (budget.go's floor).
+	// one row updated by primary key, a prepared statement as pgx uses,
+	// then COMMIT (budget.go's floor).
 	MinCommit *pgbenchRun
 }
 
@@ -513,7 +514,7 @@ func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
 	}
 	defer os.Remove(script)
 	step(fmt.Sprintf("pgbench, the cheapest commit (one row updated), 16 clients, %d s", seconds))
-	if r.MinCommit, _, err = pgbenchRunOf(ctx, db, seconds, "-f", script); err != nil {
+	if r.MinCommit, _, err = pgbenchRunOf(ctx, db, seconds, "-M", "prepared", "-f", script); err != nil {
 		return nil, err
 	}
 	v, _ := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version").Output()
