@@ -116,12 +116,7 @@ func GetInvoiceHead(ctx context.Context, q Querier, id string) (*invoicing.Invoi
 // one statement.
 func GetInvoiceHeads(ctx context.Context, q Querier, invoiceIDs []string) (map[string]*invoicing.Invoice, error) {
 	out := make(map[string]*invoicing.Invoice, len(invoiceIDs))
-	valid := make([]string, 0, len(invoiceIDs))
-	for _, id := range invoiceIDs {
-		if ids.Valid(id) {
-			valid = append(valid, id)
-		}
-	}
+	valid := validIDs(invoiceIDs)
 	if len(valid) == 0 {
 		return out, nil
 	}
@@ -134,6 +129,18 @@ func GetInvoiceHeads(ctx context.Context, q Querier, invoiceIDs []string) (map[s
 		out[inv.ID] = inv
 	}
 	return out, err
+}
+
+// validIDs is the ids of list that are uuids: an id that is not names no
+// invoice, and would make the ANY($1::uuid[]) cast fail the whole read.
+func validIDs(list []string) []string {
+	valid := make([]string, 0, len(list))
+	for _, id := range list {
+		if ids.Valid(id) {
+			valid = append(valid, id)
+		}
+	}
+	return valid
 }
 
 func getInvoiceRow(ctx context.Context, q Querier, id string, forUpdate bool) (*invoicing.Invoice, error) {
@@ -199,12 +206,7 @@ func ReadInvoice(ctx context.Context, pool *pgxpool.Pool, id string) (*invoicing
 // from one read instead of one read, and one commit, per email.
 func ReadInvoices(ctx context.Context, pool *pgxpool.Pool, invoiceIDs []string) (map[string]*invoicing.Invoice, error) {
 	out := make(map[string]*invoicing.Invoice, len(invoiceIDs))
-	valid := make([]string, 0, len(invoiceIDs))
-	for _, id := range invoiceIDs {
-		if ids.Valid(id) {
-			valid = append(valid, id)
-		}
-	}
+	valid := validIDs(invoiceIDs)
 	if len(valid) == 0 {
 		return out, nil
 	}
