@@ -145,22 +145,18 @@ type commitRow struct {
 
 // pgMicros is PostgreSQL's CPU (backends and server processes) of a window,
 // in µs per unit.
-func pgMicros(c *cost, units int64) float64 {
-	var d time.Duration
-	for name, x := range c.CPU {
-		if strings.HasPrefix(name, "postgres") {
-			d += x
-		}
-	}
-	return float64(d.Microseconds()) / float64(max(units, 1))
-}
+func pgMicros(c *cost, units int64) float64 { return cpuMicros(c, units, "postgres") }
 
 // backendMicros is the CPU of a window's PostgreSQL backends (not the
 // server processes), in µs per unit.
-func backendMicros(c *cost, units int64) float64 {
+func backendMicros(c *cost, units int64) float64 { return cpuMicros(c, units, "postgres backends") }
+
+// cpuMicros is the CPU of a window's processes whose group name begins
+// with prefix, in µs per unit.
+func cpuMicros(c *cost, units int64, prefix string) float64 {
 	var d time.Duration
 	for name, x := range c.CPU {
-		if strings.HasPrefix(name, "postgres backends") {
+		if strings.HasPrefix(name, prefix) {
 			d += x
 		}
 	}
