@@ -176,10 +176,15 @@ func InvoicePaymentID(invoiceID string) string {
 // OnInvoiceFinalized collects a charge_automatically invoice with the
 // account's default payment method.
 func (s *Service) OnInvoiceFinalized(ctx context.Context, run Runner, ev events.Event) error {
-	tx := run.DB()
-	if err := s.learnInvoice(ctx, tx, ev); err != nil {
+	if err := s.learnInvoice(ctx, run.DB(), ev); err != nil {
 		return err
 	}
+	return s.collectFinalized(ctx, run, ev)
+}
+
+// collectFinalized is OnInvoiceFinalized once the invoice's facts are
+// stored: the automatic collection.
+func (s *Service) collectFinalized(ctx context.Context, run Runner, ev events.Event) error {
 	var inv events.Invoice
 	if err := events.Decode(ev, &inv); err != nil {
 		return err
@@ -204,10 +209,15 @@ func (s *Service) notCollected(ctx context.Context, inv events.Invoice, err erro
 // OnPaymentRetry is dunning: a new attempt of the invoice's payment with
 // the account's default payment method (perhaps a new one by now).
 func (s *Service) OnPaymentRetry(ctx context.Context, run Runner, ev events.Event) error {
-	tx := run.DB()
-	if err := s.learnInvoice(ctx, tx, ev); err != nil {
+	if err := s.learnInvoice(ctx, run.DB(), ev); err != nil {
 		return err
 	}
+	return s.retryPayment(ctx, run, ev)
+}
+
+// retryPayment is OnPaymentRetry once the invoice's facts are stored.
+func (s *Service) retryPayment(ctx context.Context, run Runner, ev events.Event) error {
+	tx := run.DB()
 	var inv events.Invoice
 	if err := events.Decode(ev, &inv); err != nil {
 		return err

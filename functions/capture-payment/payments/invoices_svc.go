@@ -55,12 +55,23 @@ func (s *Service) OnInvoiceFacts(ctx context.Context, run Runner, ev events.Even
 // learnInvoice stores the facts an invoice event carries, accepted only
 // from generate-invoice (anything else is parked, never applied).
 func (s *Service) learnInvoice(ctx context.Context, tx Tx, ev events.Event) error {
-	if ev.Source() != events.Source(invoiceOwner) {
-		return events.Permanent(fmt.Errorf("%s from %q: invoice facts are accepted only from %s", ev.Type(), ev.Source(), invoiceOwner))
-	}
-	var f InvoiceFacts
-	if err := events.Decode(ev, &f); err != nil {
+	f, err := invoiceFactsOf(ev)
+	if err != nil {
 		return err
+	}
+	_, err = tx.PutInvoice(ctx, f, "event")
+	return err
+}
+
+// invoiceFactsOf is what an invoice event says of its invoice, checked:
+// only generate-invoice's word is taken.
+func invoiceFactsOf(ev events.Event) (InvoiceFacts, error) {
+	var f InvoiceFacts
+	if ev.Source() != events.Source(invoiceOwner) {
+		return f, events.Permanent(fmt.Errorf("%s from %q: invoice facts are accepted only from %s", ev.Type(), ev.Source(), invoiceOwner))
+	}
+	if err := events.Decode(ev, &f); err != nil {
+		return f, err
 	}
 	if f.Status == "" { // every type implies its status
 		f.Status = impliedStatus[ev.Type()]
@@ -69,10 +80,9 @@ func (s *Service) learnInvoice(ctx context.Context, tx Tx, ev events.Event) erro
 		f.Total = f.AmountPaid + f.AmountDue
 	}
 	if err := f.validate(); err != nil {
-		return events.Permanent(err)
+		return f, events.Permanent(err)
 	}
-	_, err := tx.PutInvoice(ctx, f, "event")
-	return err
+	return f, nil
 }
 
 // invoiceFor locks the facts of invoice id in tx, reading them through

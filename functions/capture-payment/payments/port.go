@@ -56,6 +56,9 @@ type Tx interface {
 	Account(ctx context.Context, id string) (f accounts.Facts, ok bool, err error)
 
 	PutInvoice(ctx context.Context, f InvoiceFacts, source string) (bool, error)
+	// PutInvoices stores many facts with the effect of PutInvoice on each
+	// in turn, in fewer statements.
+	PutInvoices(ctx context.Context, fs []InvoiceFacts, source string) error
 	LockInvoice(ctx context.Context, id string) (f InvoiceFacts, ok bool, err error)
 	InvoiceLoad(ctx context.Context, invoiceID, except string) (InvoiceLoad, error)
 	PaymentExists(ctx context.Context, id string) (bool, error)

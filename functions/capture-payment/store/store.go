@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -477,25 +479,105 @@ func (r batchRow) Scan(dest ...any) error {
 // PutInvoice stores f unless what is stored is as far along: a higher
 // status rank wins; within a rank (and the same status) a higher
 // amount_paid. It reports whether f was stored.
+// invoiceUpsert is the read model's rule for a fact that arrives: a
+// status never moves backwards, within a status amount_paid only grows, a
+// draft replaces a draft. PutInvoice and PutInvoices share it.
+const invoiceUpsert = `
+	ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, user_id = coalesce(EXCLUDED.user_id, i.user_id),
+		currency = EXCLUDED.currency, total = EXCLUDED.total, amount_paid = greatest(i.amount_paid, EXCLUDED.amount_paid),
+		amount_due = EXCLUDED.amount_due, status = EXCLUDED.status, status_rank = EXCLUDED.status_rank,
+		source = EXCLUDED.source, updated_at = now()
+	WHERE i.status_rank < EXCLUDED.status_rank
+		OR (i.status_rank = EXCLUDED.status_rank AND i.status = EXCLUDED.status AND i.amount_paid < EXCLUDED.amount_paid)
+		OR (i.status = 'draft' AND EXCLUDED.status = 'draft')`
+
 func (t Tx) PutInvoice(ctx context.Context, f payments.InvoiceFacts, source string) (bool, error) {
 	q := t.q
 	var stored bool
 	err := q.QueryRow(ctx, `INSERT INTO payment_invoices AS i (id, account_id, user_id, currency, total, amount_paid,
 			amount_due, status, status_rank, source, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
-		ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, user_id = coalesce(EXCLUDED.user_id, i.user_id),
-			currency = EXCLUDED.currency, total = EXCLUDED.total, amount_paid = greatest(i.amount_paid, EXCLUDED.amount_paid),
-			amount_due = EXCLUDED.amount_due, status = EXCLUDED.status, status_rank = EXCLUDED.status_rank,
-			source = EXCLUDED.source, updated_at = now()
-		WHERE i.status_rank < EXCLUDED.status_rank
-			OR (i.status_rank = EXCLUDED.status_rank AND i.status = EXCLUDED.status AND i.amount_paid < EXCLUDED.amount_paid)
-			OR (i.status = 'draft' AND EXCLUDED.status = 'draft')
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())`+invoiceUpsert+`
 		RETURNING true`, f.ID, f.AccountID, payments.Nullable(f.UserID), f.Currency, f.Total, f.AmountPaid, f.AmountDue,
 		f.Status, payments.InvoiceRank(f.Status), source).Scan(&stored)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
 	return stored, err
+}
+
+// putInvoicesSQL is PutInvoice for many invoices, each at most once (ON
+// CONFLICT cannot change a row twice in one statement).
+const putInvoicesSQL = `INSERT INTO payment_invoices AS i (id, account_id, user_id, currency, total, amount_paid,
+		amount_due, status, status_rank, source, updated_at)
+	SELECT id, account_id, user_id, currency, total, amount_paid, amount_due, status, status_rank, $10, now()
+	FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::int[])
+		AS f(id, account_id, user_id, currency, total, amount_paid, amount_due, status, status_rank)` + invoiceUpsert
+
+// PutInvoices stores many facts, in order, with the effect of PutInvoice
+// called on each in turn. The facts are cut into rounds, the n-th fact of
+// each invoice in round n, so an invoice's facts meet its row in their
+// order; a round is one statement, and the rounds go as one pipelined
+// round trip when the Tx is a transaction.
+func (t Tx) PutInvoices(ctx context.Context, fs []payments.InvoiceFacts, source string) error {
+	if len(fs) == 0 {
+		return nil
+	}
+	type cols struct {
+		ids, accts, currencies, statuses []string
+		users                            []*string
+		totals, paid, due                []int64
+		ranks                            []int32
+	}
+	var byRound [][]payments.InvoiceFacts
+	seen := make(map[string]int, len(fs))
+	for _, f := range fs {
+		n := seen[f.ID]
+		seen[f.ID] = n + 1
+		if n == len(byRound) {
+			byRound = append(byRound, nil)
+		}
+		byRound[n] = append(byRound[n], f)
+	}
+	rounds := make([]*cols, len(byRound))
+	for i, round := range byRound {
+		// Rows locked in one order by every batch (an invoice is in a
+		// round at most once, so the order changes no outcome).
+		slices.SortFunc(round, func(a, b payments.InvoiceFacts) int { return strings.Compare(a.ID, b.ID) })
+		r := &cols{}
+		for _, f := range round {
+			r.ids, r.accts, r.users = append(r.ids, f.ID), append(r.accts, f.AccountID), append(r.users, payments.Nullable(f.UserID))
+			r.currencies, r.totals, r.paid, r.due = append(r.currencies, f.Currency), append(r.totals, f.Total),
+				append(r.paid, f.AmountPaid), append(r.due, f.AmountDue)
+			r.statuses, r.ranks = append(r.statuses, f.Status), append(r.ranks, int32(payments.InvoiceRank(f.Status)))
+		}
+		rounds[i] = r
+	}
+	args := func(r *cols) []any {
+		return []any{r.ids, r.accts, r.users, r.currencies, r.totals, r.paid, r.due, r.statuses, r.ranks, source}
+	}
+	sender, ok := t.q.(interface {
+		SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	})
+	if !ok || len(rounds) == 1 {
+		for _, r := range rounds {
+			if _, err := t.q.Exec(ctx, putInvoicesSQL, args(r)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, r := range rounds {
+		b.Queue(putInvoicesSQL, args(r)...)
+	}
+	br := sender.SendBatch(ctx, b)
+	for range rounds {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return err
+		}
+	}
+	return br.Close()
 }
 
 // LockInvoice reads and locks the facts of invoice id; ok is false when

@@ -100,6 +100,12 @@ func (s *Store) Handler(fn func(ctx context.Context, run payments.Runner, ev eve
 	return func(ctx context.Context, tx pgx.Tx, ev events.Event) error { return fn(ctx, s.Within(tx), ev) }
 }
 
+// BatchHandler adapts a batch handler on the domain's transaction to the
+// receiver's.
+func (s *Store) BatchHandler(fn func(ctx context.Context, run payments.Runner, evs []events.Event) error) events.BatchHandler {
+	return func(ctx context.Context, tx pgx.Tx, evs []events.Event) error { return fn(ctx, s.Within(tx), evs) }
+}
+
 // Emit writes msgs into the outbox, in the transaction.
 func (t Tx) Emit(ctx context.Context, msgs []payments.Message) error {
 	if len(msgs) == 0 {
