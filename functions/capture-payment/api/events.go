@@ -37,6 +37,7 @@ func (s *API) register(rc *events.Receiver) {
 	rc.On(events.TypeInvoicePaymentUnapplied, s.store.Handler(s.svc.OnPaymentUnapplied))
 	rc.Batch = s.store.BatchHandler(s.onBatch)
 	rc.Tick = s.Tick
+	rc.Wanted = s.wanted
 }
 
 // onBatch applies a delivery of several events in one transaction

@@ -1,0 +1,61 @@
+package api
+
+import (
+	"context"
+
+	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// wanted says which events of a delivery can change something here now
+// (events.Receiver.Wanted). A gateway update about a payment it cannot
+// move (payments.ChangesNothing: above all a gateway's repeated
+// confirmation of a payment that succeeded) is acknowledged with no
+// transaction and no processed_events row; the payments a delivery's
+// updates name are read in one query. Every other event is wanted: other
+// types, an update it cannot decode, one about a payment it does not find
+// (the handler parks it, as today). A forgery never gets here: the
+// receiver parks it first.
+func (s *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
+	want := make([]bool, len(evs))
+	updates := make([]events.GatewayUpdate, len(evs))
+	named := make([]payments.PaymentName, len(evs)) // zero: not judged
+	names := make([]payments.PaymentName, 0, len(evs))
+	for i, ev := range evs {
+		want[i] = true
+		if ev.Type() != events.TypeGatewayUpdated || events.Decode(ev, &updates[i]) != nil {
+			continue
+		}
+		if n, ok := payments.Named(updates[i]); ok {
+			named[i], names = n, append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return want, nil
+	}
+	ps, err := s.store.PaymentsNamed(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*payments.Payment, len(ps))
+	byObject := make(map[payments.PaymentName]*payments.Payment, len(ps))
+	for _, p := range ps {
+		byID[p.ID] = p
+		if p.Gateway != nil && p.GatewayPaymentID != nil {
+			byObject[payments.PaymentName{Gateway: *p.Gateway, Object: *p.GatewayPaymentID}] = p
+		}
+	}
+	for i, n := range named {
+		var p *payments.Payment
+		switch {
+		case n.ID != "":
+			p = byID[n.ID]
+		case n.Object != "":
+			p = byObject[n]
+		default:
+			continue
+		}
+		want[i] = !payments.ChangesNothing(p, updates[i])
+	}
+	return want, nil
+}
