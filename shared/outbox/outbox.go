@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -154,7 +155,13 @@ type Publisher struct {
 	pass     sync.Mutex // one pass at a time in this process
 	producer sarama.SyncProducer
 
-	kick    chan struct{}
+	kick chan struct{}
+	// kicks counts Kick's calls. A pass that starts after a Kick sees
+	// the rows committed before it; the kick waiting in the channel
+	// then asks for nothing more, and the loop drops it (loop).
+	kicks atomic.Uint64
+	// batches counts the publish transactions (export_test.go).
+	batches atomic.Int64
 	done    chan struct{}
 	stop    context.CancelFunc
 	backoff time.Duration
@@ -179,6 +186,7 @@ func (p *Publisher) Start(ctx context.Context) {
 
 // Kick asks for a pass soon; call it after committing outbox rows. It never blocks.
 func (p *Publisher) Kick() {
+	p.kicks.Add(1)
 	select {
 	case p.kick <- struct{}{}:
 	default:
@@ -205,11 +213,25 @@ func (p *Publisher) loop(ctx context.Context) {
 		case <-retry:
 		}
 		retry = nil
+		// Every Kick counted before the pass begins came after its rows'
+		// commit, so the pass's first SELECT sees them (and a Sweep reads
+		// until a batch comes back short). A kick that arrived meanwhile
+		// but was counted before the pass began is then already served:
+		// a second pass would find nothing, one empty transaction more
+		// per burst of commits. Any Kick counted after this point keeps
+		// its pass.
+		seen := p.kicks.Load()
 		if _, err := p.Sweep(ctx); err != nil && ctx.Err() == nil {
 			p.backoff = min(max(2*p.backoff, 500*time.Millisecond), 30*time.Second)
 			retry = time.After(p.backoff)
 		} else {
 			p.backoff = 0
+			if p.kicks.Load() == seen {
+				select {
+				case <-p.kick:
+				default:
+				}
+			}
 		}
 	}
 }
@@ -271,6 +293,7 @@ func (p *Publisher) SweepHandler() http.Handler {
 }
 
 func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
+	p.batches.Add(1)
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return 0, err

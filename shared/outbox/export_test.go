@@ -1,0 +1,4 @@
+package outbox
+
+// Batches is how many publish transactions p has run, for the tests.
+func Batches(p *Publisher) int64 { return p.batches.Load() }
