@@ -205,11 +205,30 @@ func (a *API) RouteTable() []platform.Route {
 }
 
 // events receives CloudEvents (payment-events, which teach the payment
-// map) and ticks, then publishes what they wrote.
+// map) and ticks, then publishes what they wrote. Only a delivery that
+// applied something (onEvents ran) can have written outbox rows or queued
+// deliveries: one whose events were all ignored (Receiver.Wanted) or
+// duplicates kicks neither the outbox publisher nor the sender, each of
+// which would otherwise run a transaction that finds nothing (most of a
+// payment's events, issue 20). A tick publishes and wakes the sender
+// itself (Tick).
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
-	a.d.Events.ServeHTTP(w, r)
-	a.d.Publisher.Kick()
-	a.kick()
+	applied := new(atomic.Bool)
+	a.d.Events.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), appliedKey{}, applied)))
+	if applied.Load() {
+		a.d.Publisher.Kick()
+		a.kick()
+	}
+}
+
+// appliedKey is the context key of a delivery's flag that onEvents ran.
+type appliedKey struct{}
+
+// markApplied notes in ctx's delivery that events were applied.
+func markApplied(ctx context.Context) {
+	if f, ok := ctx.Value(appliedKey{}).(*atomic.Bool); ok {
+		f.Store(true)
+	}
 }
 
 // Tick releases parked deliveries whose payment is known, publishes

@@ -22,6 +22,7 @@ func (a *API) onEvent(ctx context.Context, tx store.Tx, ev events.Event) error {
 // event fails a batch permanently; the receiver then applies the events
 // one by one and parks that one alone.
 func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) error {
+	markApplied(ctx) // even if it rolls back: a kick too many costs one pass
 	if _, err := tx.Enqueue(ctx, evs); err != nil {
 		return err
 	}
