@@ -205,29 +205,40 @@ func (a *API) RouteTable() []platform.Route {
 }
 
 // events receives CloudEvents (payment-events, which teach the payment
-// map) and ticks, then publishes what they wrote. Only a delivery that
-// applied something (onEvents ran) can have written outbox rows or queued
-// deliveries: one whose events were all ignored (Receiver.Wanted) or
-// duplicates kicks neither the outbox publisher nor the sender, each of
-// which would otherwise run a transaction that finds nothing (most of a
-// payment's events, issue 20). A tick publishes and wakes the sender
-// itself (Tick).
+// map) and ticks, then publishes what they wrote. A delivery kicks the
+// outbox publisher only when it wrote outbox events (released parked
+// webhooks) and wakes the sender only when it queued deliveries (onEvents):
+// most of a payment's events write neither (no endpoint subscribes, the
+// payment is known or only learned), and each kick would run a
+// transaction that finds nothing (issue 20). A tick publishes and wakes
+// the sender itself (Tick).
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
-	applied := new(atomic.Bool)
-	a.d.Events.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), appliedKey{}, applied)))
-	if applied.Load() {
+	var k kicks
+	a.d.Events.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), kicksKey{}, &k)))
+	if k.publish.Load() {
 		a.d.Publisher.Kick()
+	}
+	if k.send.Load() {
 		a.kick()
 	}
 }
 
-// appliedKey is the context key of a delivery's flag that onEvents ran.
-type appliedKey struct{}
+// kicks is what a delivery's handlers wrote that someone must act on.
+type kicks struct{ publish, send atomic.Bool }
 
-// markApplied notes in ctx's delivery that events were applied.
-func markApplied(ctx context.Context) {
-	if f, ok := ctx.Value(appliedKey{}).(*atomic.Bool); ok {
-		f.Store(true)
+// kicksKey is the context key of a delivery's kicks.
+type kicksKey struct{}
+
+// wrote notes in ctx's delivery that outbox events (publish) or outgoing
+// deliveries (send) were written.
+func wrote(ctx context.Context, publish, send bool) {
+	if k, ok := ctx.Value(kicksKey{}).(*kicks); ok {
+		if publish {
+			k.publish.Store(true)
+		}
+		if send {
+			k.send.Store(true)
+		}
 	}
 }
 

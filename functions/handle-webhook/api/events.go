@@ -22,8 +22,8 @@ func (a *API) onEvent(ctx context.Context, tx store.Tx, ev events.Event) error {
 // event fails a batch permanently; the receiver then applies the events
 // one by one and parks that one alone.
 func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) error {
-	markApplied(ctx) // even if it rolls back: a kick too many costs one pass
-	if _, err := tx.Enqueue(ctx, evs); err != nil {
+	queued, err := tx.Enqueue(ctx, evs)
+	if err != nil {
 		return err
 	}
 	var refs []webhooks.PaymentRef
@@ -39,7 +39,15 @@ func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) err
 			refs = append(refs, ref)
 		}
 	}
-	return tx.Learn(ctx, refs)
+	unparked, err := tx.Learn(ctx, refs)
+	if err == nil {
+		// Kick the publisher and the sender only for what they have to
+		// do: releasing parked webhooks writes outbox events, a queued
+		// delivery is the sender's (events). A transaction that then
+		// rolls back costs a pass that finds nothing, no more.
+		wrote(ctx, unparked > 0, queued > 0)
+	}
+	return err
 }
 
 // wanted says which events of a delivery can change something here now

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
@@ -16,12 +17,12 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// A delivery wakes the outbox publisher and the sender only when it
-// applied something: a payment's first event teaches the payment map (a
-// write), its later events and the facts no endpoint subscribes to are
-// ignored and wake nothing, so neither runs a transaction that finds
-// nothing (issue 20).
-func TestOnlyADeliveryThatAppliedSomethingWakesTheSender(t *testing.T) {
+// A delivery wakes the sender only when it queued a delivery for an
+// endpoint: a payment's first event teaches the payment map (a write, but
+// nothing to send), its later events are ignored, and neither wakes the
+// sender, which would read the deliveries due and the next retry for
+// nothing (issue 20); an event an endpoint subscribes to does.
+func TestOnlyADeliveryThatQueuedSomethingWakesTheSender(t *testing.T) {
 	d, kit := testenv.Platform(t, webhooks.Name)
 	cfg := Config{StripeSecrets: "whsec_test", SandboxSecrets: "whsec_sandbox", Tolerance: config.Duration(300 * time.Second),
 		RateLimit: 5000, SendTimeout: config.Duration(5 * time.Second), AllowedHosts: "127.0.0.1"}
@@ -56,13 +57,22 @@ func TestOnlyADeliveryThatAppliedSomethingWakesTheSender(t *testing.T) {
 			return false
 		}
 	}
-	if !deliver(pay(events.TypePaymentCreated)) {
-		t.Fatal("the event that taught the payment map woke no sender")
+	if deliver(pay(events.TypePaymentCreated)) {
+		t.Fatal("the event that only taught the payment map woke the sender")
 	}
 	if deliver(pay(events.TypePaymentAuthorized), pay(events.TypePaymentCaptured)) {
 		t.Fatal("a delivery of events ignored as changing nothing woke the sender")
 	}
 	if deliver(pay(events.TypePaymentCaptured)) {
 		t.Fatal("a single ignored event woke the sender")
+	}
+	e := &outgoing.Endpoint{ID: uuid.NewString(), URL: "http://127.0.0.1:9/hook", Events: []string{events.TypePaymentCaptured},
+		CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	e.SetSecrets(outgoing.NewSecret(), "")
+	if err := a.store.CreateEndpoint(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if !deliver(pay(events.TypePaymentCaptured)) {
+		t.Fatal("an event queued for a subscribed endpoint woke no sender")
 	}
 }

@@ -226,10 +226,11 @@ func (s *Store) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPaymentID
 // Learn records, in the delivery's transaction tx, the payment references
 // capture-payment's events taught: one statement learns every reference,
 // one looks for webhooks parked on the new ones (rare), and only those are
-// released one by one.
-func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef) error {
+// released one by one. It answers how many references it released webhooks
+// of (each release writes outbox events).
+func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef) (unparked int, err error) {
 	if len(refs) == 0 {
-		return nil
+		return 0, nil
 	}
 	// One order for every batch: concurrent batches that share a key wait
 	// for each other instead of deadlocking.
@@ -246,14 +247,14 @@ func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef
 		ON CONFLICT DO NOTHING RETURNING gateway, gateway_payment_id, payment_id::text`,
 		cols[0], cols[1], cols[2], cols[3], s.now())
 	if err != nil {
-		return err
+		return 0, err
 	}
 	learned, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.PaymentRef, error) {
 		var ref webhooks.PaymentRef
 		return ref, r.Scan(&ref.Gateway, &ref.GatewayPaymentID, &ref.PaymentID)
 	})
 	if err != nil || len(learned) == 0 {
-		return err
+		return 0, err
 	}
 	gws, gpids := make([]string, len(learned)), make([]string, len(learned))
 	for i, r := range learned {
@@ -262,21 +263,22 @@ func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef
 	rows, err = tx.Query(ctx, `SELECT DISTINCT gateway, gateway_payment_id FROM webhook_events
 		WHERE status = 'parked' AND (gateway, gateway_payment_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, gws, gpids)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	waiting := map[[2]string]bool{} // references with parked webhooks
 	var key [2]string
 	if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error { waiting[key] = true; return nil }); err != nil {
-		return err
+		return 0, err
 	}
 	for _, r := range learned {
 		if waiting[[2]string{r.Gateway, r.GatewayPaymentID}] {
 			if err := s.unpark(ctx, tx, r.Gateway, r.GatewayPaymentID, r.PaymentID, s.now()); err != nil {
-				return err
+				return 0, err
 			}
+			unparked++
 		}
 	}
-	return nil
+	return unparked, nil
 }
 
 // Interest is what decides whether an event can change anything here
@@ -432,7 +434,7 @@ func (t Tx) Enqueue(ctx context.Context, evs []events.Event) (int, error) {
 }
 
 // Learn is Store.Learn in the delivery's transaction.
-func (t Tx) Learn(ctx context.Context, refs []webhooks.PaymentRef) error {
+func (t Tx) Learn(ctx context.Context, refs []webhooks.PaymentRef) (int, error) {
 	return t.s.Learn(ctx, t.tx, refs)
 }
 
