@@ -23,16 +23,7 @@ func (g *rig) deliverFor(evs ...events.Event) events.Result {
 // processedRows counts the processed_events rows of evs.
 func (g *rig) processedRows(evs ...events.Event) int {
 	g.t.Helper()
-	ids := make([]string, len(evs))
-	for i, ev := range evs {
-		ids[i] = ev.ID()
-	}
-	var n int
-	if err := g.d.Pool.QueryRow(context.Background(), `SELECT count(*)::int FROM processed_events WHERE consumer = $1 AND id = ANY($2)`,
-		name, ids).Scan(&n); err != nil {
-		g.t.Fatal(err)
-	}
-	return n
+	return testenv.ProcessedRows(g.t, g.d.Pool, name, evs...)
 }
 
 // A gateway's repeated confirmation of a payment that succeeded changes

@@ -15,16 +15,7 @@ import (
 // processedRows counts the consumer's processed_events rows of evs.
 func (g *rig) processedRows(evs ...events.Event) int {
 	g.t.Helper()
-	ids := make([]string, len(evs))
-	for i, ev := range evs {
-		ids[i] = ev.ID()
-	}
-	var n int
-	if err := testenv.Pool(g.t).QueryRow(context.Background(), `SELECT count(*) FROM processed_events WHERE consumer = $1 AND id = ANY($2)`,
-		g.consumer, ids).Scan(&n); err != nil {
-		g.t.Fatal(err)
-	}
-	return n
+	return testenv.ProcessedRows(g.t, testenv.Pool(g.t), g.consumer, evs...)
 }
 
 // Receiver.Wanted: the events it says change nothing now are acknowledged

@@ -332,3 +332,19 @@ func NewKafka(opts ...kfake.Opt) (*kfake.Cluster, error) {
 	}
 	return kfake.NewCluster(append(all, opts...)...)
 }
+
+// ProcessedRows counts the processed_events rows consumer holds for evs:
+// whether a receiver recorded them as applied.
+func ProcessedRows(t testing.TB, pool *pgxpool.Pool, consumer string, evs ...events.Event) int {
+	t.Helper()
+	ids := make([]string, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.ID()
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*)::int FROM processed_events WHERE consumer = $1 AND id = ANY($2)`,
+		consumer, ids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
