@@ -94,7 +94,9 @@ type Receiver struct {
 	TickEvery time.Duration
 
 	// Batch, when set, handles deliveries of several events in one
-	// transaction (the fast path for batch mode).
+	// transaction (the fast path for batch mode). It takes the types
+	// registered with On; a receiver that registers none takes every
+	// type but ticks with it (aggregate-report's rollups).
 	Batch BatchHandler
 
 	// SelfBatch, when set, handles batch deliveries of self-handled types.
@@ -162,11 +164,14 @@ func (rc *Receiver) irrelevant(ev Event) bool {
 	return ok && !f(ev)
 }
 
-// Handles reports whether typ has a handler.
+// Handles reports whether typ has a handler: one registered with On or
+// OnSelf, or Batch when it is the receiver's only handler. A batch
+// handler beside registered ones takes only their types, so a type the
+// consumer does not handle is ignored, not recorded in a transaction.
 func (rc *Receiver) Handles(typ string) bool {
 	_, ok := rc.handlers[typ]
 	_, self := rc.self[typ]
-	return ok || self || (rc.Batch != nil && !TickTypes[typ])
+	return ok || self || (rc.Batch != nil && len(rc.handlers) == 0 && !TickTypes[typ])
 }
 
 var received = prometheus.NewCounterVec(prometheus.CounterOpts{

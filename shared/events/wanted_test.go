@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -98,5 +101,45 @@ func TestWantedFailingAsksForARetry(t *testing.T) {
 	}
 	if n := g.processedRows(ev); n != 0 {
 		t.Fatalf("%d processed_events rows after a failed delivery", n)
+	}
+}
+
+// A receiver with a batch handler and handlers of its own types (capture-
+// payment, generate-invoice) handles only those types: an event of a type
+// it has no handler for is ignored, alone or in a batch, with no
+// transaction and no processed_events row, as it is without a batch
+// handler. Before, Batch made the receiver take every type and record it.
+func TestABatchHandlerTakesOnlyTheTypesRegistered(t *testing.T) {
+	g := newRig(t, true)
+	other, err := events.New(context.Background(), "capture-payment", events.TypePaymentFailed, uuid.NewString(), payment{5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, res := g.deliver(other); code != 200 || res.Ignored != 1 || res.Processed != 0 {
+		t.Fatalf("alone: %d %+v, want it ignored", code, res)
+	}
+	paying := newEvent(t, 7)
+	b, _ := json.Marshal([]events.Event{other, paying})
+	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Ignored != 1 || res.Processed != 1 {
+		t.Fatalf("in a batch: %d %+v, want it ignored and the captured payment processed", code, res)
+	}
+	if n := g.processedRows(other); n != 0 {
+		t.Fatalf("%d processed_events rows of an unhandled type, want 0", n)
+	}
+	if n, total := g.sum(); n != 1 || total != 7 {
+		t.Fatalf("effects = %d (sum %d), want the captured payment's alone", n, total)
+	}
+}
+
+// A receiver whose batch handler is its only handler takes every type but
+// ticks (aggregate-report's rollups count every event).
+func TestABatchHandlerAloneTakesEveryType(t *testing.T) {
+	rc := &events.Receiver{Batch: func(context.Context, pgx.Tx, []events.Event) error { return nil }}
+	if !rc.Handles(events.TypePaymentFailed) || rc.Handles("billfn.schedule.tick") {
+		t.Fatal("a receiver with only a batch handler must take every type but ticks")
+	}
+	rc.On(events.TypePaymentCaptured, func(context.Context, pgx.Tx, events.Event) error { return nil })
+	if rc.Handles(events.TypePaymentFailed) || !rc.Handles(events.TypePaymentCaptured) {
+		t.Fatal("with a handler registered, the batch handler takes only registered types")
 	}
 }

@@ -45,8 +45,9 @@ func (s *API) register(rc *events.Receiver) {
 // instead of a transaction and a processed_events row each. A batch
 // holding account facts is handed back before anything is done, marked
 // permanent, so the receiver applies its events one by one through their
-// registered handlers (the account read model's own). Any other type has
-// no handler here: acknowledged, as before the batch handler.
+// registered handlers (the account read model's own). A type with no
+// handler here never reaches it: the receiver acknowledges it as ignored
+// (Receiver.Handles).
 func (s *API) onBatch(ctx context.Context, run payments.Runner, evs []events.Event) error {
 	mine := evs[:0:0]
 	for _, ev := range evs {
