@@ -83,16 +83,16 @@ func (s *API) createPayment(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	in, err := s.parseCreate(platform.Principal(r), &req)
-	if err == nil {
-		err = s.svc.AuthorizeAccount(r.Context(), platform.Principal(r), &in)
-	}
+	pr := platform.Principal(r)
+	in, err := s.parseCreate(pr, &req)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
+	// CreateFor decides the account (AuthorizeAccount's rules), in the
+	// payment's first write when it can.
 	in.ID = payments.DerivedID(payments.PaymentNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
-	p, err := s.svc.Create(r.Context(), s.store.Fresh(), in, answer("/payments/"+in.ID))
+	p, err := s.svc.CreateFor(r.Context(), s.store.Fresh(), pr, in, answer("/payments/"+in.ID))
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -104,7 +104,7 @@ func (s *API) createPayment(w http.ResponseWriter, r *http.Request) {
 
 // parseCreate checks a create body for the caller pr and returns the
 // payment to create (without its id, and with the user_id the caller sent,
-// if any: authorizeAccount checks it and sets the owner from the account
+// if any: CreateFor checks it and sets the owner from the account
 // itself): its ids are canonical UUIDs, its
 // currency a canonical ISO 4217 code, its capture method set and its
 // metadata not nil. Anything else is a 4xx problem.

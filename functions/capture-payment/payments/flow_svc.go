@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
@@ -88,8 +89,64 @@ func (s *Service) plan(c money.Currency, requested string, m method) ([]string, 
 	return gws, nil
 }
 
-// Create records a payment and, with confirm, charges it.
+// CreateFor is POST /payments: pr creates in (its id set, its user_id the
+// one the caller sent, if any).
+//
+// The account's rules (AuthorizeAccount's) are checked by the payment's
+// first write itself when the request names neither an invoice nor a
+// saved payment method: the payment (and its attempt) is inserted only if
+// the read model has the account, active, in the payment's currency, and
+// pr may use it (AccountGuard); its owner is the account's. So a known
+// account costs no read of its own. When the guard refuses (or the read
+// model does not know the account yet), AuthorizeAccount gives today's
+// answer (404, 422 naming the field, 409 account_not_active; an unknown
+// account read through), and if it passes the payment is written again,
+// unguarded, as before the guard existed. An invoice's gate and a saved
+// method's lookup answer about the account's things, so with either the
+// account is authorized first, as before. Any other refusal before the
+// write (no gateway for the currency) is answered only after
+// AuthorizeAccount passed, as before.
+func (s *Service) CreateFor(ctx context.Context, run Runner, pr auth.Principal, in CreateInput, done Answer) (*Payment, error) {
+	if in.InvoiceID == nil && !ids.Valid(in.PaymentMethod) {
+		g := AccountGuard{UserID: in.UserID}
+		if !pr.Privileged() {
+			g.Owner = &pr.Subject
+		}
+		p, err := s.create(ctx, run, in, &g, done)
+		var early *beforeWrite
+		switch {
+		case errors.As(err, &early):
+			if aerr := s.AuthorizeAccount(ctx, pr, &in); aerr != nil {
+				return nil, aerr
+			}
+			return nil, early.err
+		case !errors.Is(err, ErrAccountUnchecked):
+			return p, err
+		}
+	}
+	if err := s.AuthorizeAccount(ctx, pr, &in); err != nil {
+		return nil, err
+	}
+	return s.Create(ctx, run, in, done)
+}
+
+// beforeWrite is a guarded create's refusal before its first write: it is
+// answered only once the account is authorized (CreateFor).
+type beforeWrite struct{ err error }
+
+func (e *beforeWrite) Error() string { return e.err.Error() }
+func (e *beforeWrite) Unwrap() error { return e.err }
+
+// Create records a payment and, with confirm, charges it; in's account
+// and owner are already decided (AuthorizeAccount, or an invoice's).
 func (s *Service) Create(ctx context.Context, run Runner, in CreateInput, done Answer) (*Payment, error) {
+	return s.create(ctx, run, in, nil, done)
+}
+
+// create is Create, with the payment's first write guarded by the
+// account's facts when g is set (CreateFor): then a refusal before that
+// write is a beforeWrite, and the guard's is ErrAccountUnchecked.
+func (s *Service) create(ctx context.Context, run Runner, in CreateInput, g *AccountGuard, done Answer) (*Payment, error) {
 	now := s.now()
 	p := &Payment{ID: in.ID, AccountID: in.AccountID, UserID: in.UserID, InvoiceID: in.InvoiceID, Amount: in.Amount,
 		Currency: in.Currency, Status: RequiresPaymentMethod, CaptureMethod: in.CaptureMethod, Description: in.Description,
@@ -99,12 +156,18 @@ func (s *Service) Create(ctx context.Context, run Runner, in CreateInput, done A
 		plan []string
 		err  error
 	)
+	early := func(err error) error {
+		if g != nil {
+			return &beforeWrite{err}
+		}
+		return err
+	}
 	if in.PaymentMethod != "" {
 		if m, err = resolveMethod(ctx, run.DB(), in.AccountID, in.UserID, in.PaymentMethod); err != nil {
-			return nil, err
+			return nil, early(err)
 		}
 		if plan, err = s.plan(in.Currency, in.Gateway, m); err != nil {
-			return nil, err
+			return nil, early(err)
 		}
 		pm := in.PaymentMethod
 		p.PaymentMethod, p.Status = &pm, RequiresConfirmation
@@ -116,7 +179,15 @@ func (s *Service) Create(ctx context.Context, run Runner, in CreateInput, done A
 			if err := s.gateInvoice(ctx, tx, &q, true); err != nil {
 				return err
 			}
-			inserted, err := tx.InsertPayment(ctx, &q)
+			var (
+				inserted bool
+				err      error
+			)
+			if g != nil {
+				inserted, err = tx.InsertPaymentFor(ctx, &q, *g)
+			} else {
+				inserted, err = tx.InsertPayment(ctx, &q)
+			}
 			if err != nil {
 				return err
 			}
@@ -144,7 +215,7 @@ func (s *Service) Create(ctx context.Context, run Runner, in CreateInput, done A
 	a.PaymentMethod = m.token
 	p.Announced = false
 	p.Finish()
-	inserted, err := s.insertCharging(ctx, run, p, a)
+	inserted, err := s.insertCharging(ctx, run, p, a, g)
 	if err != nil {
 		return nil, err
 	}

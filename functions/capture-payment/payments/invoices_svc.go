@@ -254,7 +254,12 @@ const KindUnapplied = "invoice_unapplied"
 // insertCharging records a new payment and its first attempt before the
 // gateway is called (insertConfirming); a payment for an invoice first
 // passes gateInvoice in the same transaction, under the invoice's lock.
-func (s *Service) insertCharging(ctx context.Context, run Runner, p *Payment, a Attempt) (bool, error) {
+// g guards the insert by the account's facts (CreateFor: never with an
+// invoice).
+func (s *Service) insertCharging(ctx context.Context, run Runner, p *Payment, a Attempt, g *AccountGuard) (bool, error) {
+	if g != nil && p.InvoiceID == nil {
+		return run.DB().InsertConfirmingFor(ctx, p, a, *g)
+	}
 	if p.InvoiceID == nil {
 		return run.DB().InsertConfirming(ctx, p, a)
 	}

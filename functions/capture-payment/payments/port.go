@@ -21,6 +21,13 @@ type Tx interface {
 	// InsertConfirming records a new payment and its first attempt at
 	// once; false when the payment exists.
 	InsertConfirming(ctx context.Context, p *Payment, a Attempt) (bool, error)
+	// InsertPaymentFor and InsertConfirmingFor are InsertPayment and
+	// InsertConfirming guarded by the read model's facts of p's account
+	// (see AccountGuard), in the same statement: p.UserID is set to the
+	// account's owner. When the guard refuses they write nothing and fail
+	// with ErrAccountUnchecked.
+	InsertPaymentFor(ctx context.Context, p *Payment, g AccountGuard) (bool, error)
+	InsertConfirmingFor(ctx context.Context, p *Payment, a Attempt, g AccountGuard) (bool, error)
 	UpdatePayment(ctx context.Context, p *Payment) error
 
 	InsertAttempt(ctx context.Context, paymentID string, a Attempt) error
@@ -95,6 +102,25 @@ type Store interface {
 	PendingRefunds(ctx context.Context, before time.Time, limit int) ([]string, error)
 	ExpiredAuthorizations(ctx context.Context, before time.Time, limit int) ([]string, error)
 }
+
+// AccountGuard is what a payment's guarded first write checks against
+// the read model of accounts (payment_accounts) before it inserts the
+// payment: the read model knows p.AccountID, the account is active, its
+// currency is p.Currency, Owner (when set) owns it and UserID (when set)
+// is its owner. The payment's owner is then the account's.
+type AccountGuard struct {
+	// Owner is the subject of a customer caller, who must own the
+	// account (auth.Principal.CanAccess); nil for admin and service
+	// callers, who reach every account.
+	Owner *string
+	// UserID is the user_id the caller sent ("" for none).
+	UserID string
+}
+
+// ErrAccountUnchecked is a guarded insert's answer when its AccountGuard
+// refused (or the read model does not know the account): nothing was
+// written, and AuthorizeAccount says why.
+var ErrAccountUnchecked = errors.New("the account's facts did not allow the guarded write")
 
 // ErrNotMarked is MarkCapture's answer for a payment it could not mark.
 var ErrNotMarked = errors.New("payment not marked")

@@ -69,31 +69,124 @@ func (t Tx) InsertPayment(ctx context.Context, p *payments.Payment) (bool, error
 	return err == nil && tag.RowsAffected() == 1, err
 }
 
+// accountGuard is the CTE "acct" of a guarded insert (see
+// payments.AccountGuard): the owner of the payment's account ($2) when the
+// read model has it active in the payment's currency ($6), owned by the
+// customer caller ($owner, NULL for admin and service: auth's CanAccess)
+// and by the user_id the caller sent ($3, empty for none). Owners are
+// compared as text, as CanAccess compares them. The payment's user_id is
+// acct's, never $3.
+func accountGuard(owner int) string {
+	o := "$" + strconv.Itoa(owner)
+	return `acct AS (SELECT user_id FROM payment_accounts WHERE id = $2 AND status = 'active'
+			AND upper(currency) = upper($6::text) AND ($3::text = '' OR user_id::text = $3::text)
+			AND (` + o + `::text IS NULL OR user_id::text = ` + o + `::text))`
+}
+
+// guardedValues is the SELECT of a guarded insert's payment: paymentValues
+// with the account's owner for user_id.
+var guardedValues = strings.Replace(paymentValues, "$3,", "acct.user_id,", 1) + ` FROM acct`
+
+// guardedArgs are p's insert arguments with g's user_id in place of p's
+// ($3, which only the guard reads).
+func guardedArgs(p *payments.Payment, g payments.AccountGuard) []any {
+	args := paymentArgs(p)
+	args[2] = g.UserID
+	return args
+}
+
+// guardedOutcome turns a guarded insert's row (payments inserted, accounts
+// that passed the guard, the owner) into InsertPaymentFor's answer.
+func guardedOutcome(p *payments.Payment, inserted, passed int, owner string) (bool, error) {
+	if passed == 0 {
+		return false, payments.ErrAccountUnchecked
+	}
+	p.UserID = owner
+	return inserted == 1, nil
+}
+
+// InsertPaymentFor inserts p as InsertPayment does, guarded by g in the
+// same statement (payments.AccountGuard): one statement, no read of the
+// account before it.
+func (t Tx) InsertPaymentFor(ctx context.Context, p *payments.Payment, g payments.AccountGuard) (bool, error) {
+	sql := `WITH ` + accountGuard(34) + `,
+		p AS (INSERT INTO payments (` + paymentCols + `) SELECT ` + guardedValues + ` ON CONFLICT (id) DO NOTHING RETURNING 1)
+		SELECT (SELECT count(*)::int FROM p), (SELECT count(*)::int FROM acct), coalesce((SELECT user_id::text FROM acct), '')`
+	var (
+		inserted, passed int
+		owner            string
+	)
+	if err := t.q.QueryRow(ctx, sql, append(guardedArgs(p, g), g.Owner)...).Scan(&inserted, &passed, &owner); err != nil {
+		return false, err
+	}
+	return guardedOutcome(p, inserted, passed, owner)
+}
+
+// confirmingSQL is InsertConfirming's statement: the payment ($1–$33) with
+// its first attempt ($34–$37), guarded by the account (acct, owner $38)
+// when guarded. Its row: attempts inserted (1 or 0), and, when guarded,
+// the accounts that passed the guard and their owner.
+func confirmingSQL(guarded bool) string {
+	with, values, tail := `WITH `, `VALUES (`+paymentValues+`)`, ``
+	if guarded {
+		with, values = `WITH `+accountGuard(38)+`, `, `SELECT `+guardedValues
+		tail = `, (SELECT count(*)::int FROM acct), coalesce((SELECT user_id::text FROM acct), '')`
+	}
+	return with + `p AS (
+			INSERT INTO payments (` + paymentCols + `) ` + values + ` ON CONFLICT (id) DO NOTHING RETURNING id),
+		a AS (INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
+			SELECT id, $34, $35, $36, 'pending', $37 FROM p RETURNING 1)
+		SELECT (SELECT count(*)::int FROM a)` + tail
+}
+
+var (
+	insertConfirming        = confirmingSQL(false)
+	insertConfirmingGuarded = confirmingSQL(true)
+)
+
 // InsertConfirming records a new payment and its first attempt in one
 // statement (atomic on its own): the intent to charge, before the gateway
 // is called. It reports false when the payment exists.
 // On the pool, concurrent requests' intents share a transaction and its
 // commit (the store's groups), asynchronous for the sandbox (asyncCommit).
 func (t Tx) InsertConfirming(ctx context.Context, p *payments.Payment, a payments.Attempt) (bool, error) {
-	args := append(paymentArgs(p), a.N, a.Gateway, a.PaymentMethod, a.StartedAt)
-	const sql = `WITH p AS (
-			INSERT INTO payments (` + paymentCols + `) VALUES (` + paymentValues + `) ON CONFLICT (id) DO NOTHING RETURNING id),
-		a AS (INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
-			SELECT id, $34, $35, $36, 'pending', $37 FROM p RETURNING 1)
-		SELECT count(*)::int FROM a`
+	var inserted int
+	err := t.confirming(ctx, insertConfirming, append(paymentArgs(p), a.N, a.Gateway, a.PaymentMethod, a.StartedAt), a, &inserted)
+	return err == nil && inserted == 1, err
+}
+
+// InsertConfirmingFor is InsertConfirming guarded by g in the same
+// statement (payments.AccountGuard): the payment, its attempt and the
+// account check are one write, grouped as InsertConfirming's are (a guard
+// that refuses writes nothing, so grouping holds).
+func (t Tx) InsertConfirmingFor(ctx context.Context, p *payments.Payment, a payments.Attempt, g payments.AccountGuard) (bool, error) {
+	var (
+		inserted, passed int
+		owner            string
+	)
+	args := append(guardedArgs(p, g), a.N, a.Gateway, a.PaymentMethod, a.StartedAt, g.Owner)
+	if err := t.confirming(ctx, insertConfirmingGuarded, args, a, &inserted, &passed, &owner); err != nil {
+		return false, err
+	}
+	return guardedOutcome(p, inserted, passed, owner)
+}
+
+// confirming runs an insert of a payment with its first attempt, whose row
+// starts with the attempts inserted, and scans its row into dest.
+func (t Tx) confirming(ctx context.Context, sql string, args []any, a payments.Attempt, dest ...any) error {
 	if _, ok := t.q.(*pgxpool.Pool); ok && t.s != nil {
 		g := t.s.group
 		if a.Gateway == payments.GatewaySandbox {
 			g = t.s.async
 		}
-		var inserted int
-		// A payment that exists makes the guard write nothing: grouping holds.
-		return g.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&inserted},
-			Proceed: func() bool { return inserted == 1 }}})
+		inserted := dest[0].(*int)
+		// A payment that exists, or a guard that refuses, writes nothing:
+		// grouping holds.
+		_, err := g.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: sql, Args: args, Dest: dest,
+			Proceed: func() bool { return *inserted == 1 }}})
+		return err
 	}
-	var inserted int
-	err := t.q.QueryRow(ctx, sql, args...).Scan(&inserted)
-	return err == nil && inserted == 1, err
+	return t.q.QueryRow(ctx, sql, args...).Scan(dest...)
 }
 
 // updateSet assigns every mutable column from paymentUpdateArgs ($1 = id).
