@@ -55,6 +55,13 @@ type Config struct {
 	// (store.Sealer): keys of at least 32 random characters, comma-separated,
 	// the first sealing, all opening (a rotation). Empty: stored as they are.
 	SecretsKey string `envconfig:"WEBHOOK_SECRETS_KEY" secret:"endpoint-secrets-key"`
+	// EndpointsMaxAge bounds how long a replica decides which events
+	// concern the endpoints from its copy of them (store.Interests),
+	// kept by a LISTEN on their changes; it is reloaded at half of it
+	// anyway. EndpointsRetry is how long the listener waits to connect
+	// again after a failure (meanwhile the endpoints are read each time).
+	EndpointsMaxAge config.Duration `envconfig:"WEBHOOK_ENDPOINTS_MAX_AGE" default:"30s"`
+	EndpointsRetry  config.Duration `envconfig:"WEBHOOK_ENDPOINTS_RETRY" default:"1s"`
 }
 
 // API is handle-webhook's handlers over its store.
@@ -87,6 +94,15 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	if cfg.SendTimeout <= 0 {
 		return nil, errors.New("WEBHOOK_SEND_TIMEOUT must be positive")
 	}
+	if cfg.EndpointsMaxAge == 0 {
+		cfg.EndpointsMaxAge = config.Duration(30 * time.Second)
+	}
+	if cfg.EndpointsRetry == 0 {
+		cfg.EndpointsRetry = config.Duration(time.Second)
+	}
+	if cfg.EndpointsMaxAge < 0 || cfg.EndpointsRetry < 0 {
+		return nil, errors.New("WEBHOOK_ENDPOINTS_MAX_AGE and WEBHOOK_ENDPOINTS_RETRY must be positive")
+	}
 	hosts, err := egress.ParseHosts(cfg.AllowedHosts)
 	if err != nil {
 		return nil, fmt.Errorf("WEBHOOK_ALLOWED_HOSTS: %w", err)
@@ -116,8 +132,16 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	d.Events.Wanted = a.wanted
 	d.Events.Tick = a.Tick
 	d.Collect(webhooksTotal, outgoingTotal, endpointsDisabled, deliveriesPruned)
+	a.store.Interests.MaxAge, a.store.Interests.Retry = time.Duration(cfg.EndpointsMaxAge), time.Duration(cfg.EndpointsRetry)
+	a.store.Interests.Start()
+	// Before the pool closes (closers run newest first).
+	d.OnClose(func(context.Context) { a.store.Interests.Close() })
 	return a, nil
 }
+
+// Interests is this replica's copy of the endpoints and known payment
+// references that decide which events concern it (wanted).
+func (a *API) Interests() *store.Interests { return a.store.Interests }
 
 // followSecrets takes the gateways' signing secrets from the configuration
 // and follows their secret files (stripe-webhook-secret,

@@ -61,7 +61,9 @@ func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) err
 // still parked. One thing differs from recording them: an event ignored
 // because no endpoint subscribed is queued for an endpoint created before
 // a redelivery of it (a trigger's retry, a replay), which its
-// processed_events row used to answer as a duplicate.
+// processed_events row used to answer as a duplicate. What decides is
+// store.Interest: from the replica's copy when it has it (no round trip),
+// else read.
 func (a *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 	want := make([]bool, len(evs))
 	var (

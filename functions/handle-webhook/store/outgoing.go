@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,6 +56,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e *outgoing.Endpoint) error 
 	_, err = s.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, events, description, secret, disabled, disabled_reason,
 		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		e.ID, e.URL, e.Events, e.Description, secret, e.Disabled, e.DisabledReason, e.CreatedAt, e.UpdatedAt)
+	s.Interests.drop()
 	return err
 }
 
@@ -83,7 +85,10 @@ func (s *Store) Endpoints(ctx context.Context, limit int, after string) ([]*outg
 // UpdateEndpoint locks endpoint id, lets change alter it and saves it, in
 // one transaction.
 func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outgoing.Endpoint) error) (*outgoing.Endpoint, error) {
-	var e *outgoing.Endpoint
+	var (
+		e        *outgoing.Endpoint
+		interest bool // what it subscribes to or whether it is enabled changed
+	)
 	err := postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
 		e, err = s.scanEndpoint(tx.QueryRow(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints WHERE id = $1 FOR UPDATE`, id))
@@ -93,9 +98,11 @@ func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outg
 		if err != nil {
 			return err
 		}
+		subscribed, disabled := slices.Clone(e.Events), e.Disabled
 		if err := change(e); err != nil {
 			return err
 		}
+		interest = disabled != e.Disabled || !slices.Equal(subscribed, e.Events)
 		prev := &e.PreviousSecretEnds
 		var previous *string
 		if p := e.PreviousSecret(); p != "" {
@@ -117,12 +124,16 @@ func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outg
 			previous, *prev, e.UpdatedAt)
 		return err
 	})
+	if err == nil && interest {
+		s.Interests.drop()
+	}
 	return e, err
 }
 
 // DeleteEndpoint deletes endpoint id and its delivery log.
 func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM webhook_endpoints WHERE id = $1`, id)
+	s.Interests.drop()
 	if err == nil && tag.RowsAffected() == 0 {
 		return outgoing.ErrNoEndpoint
 	}
@@ -303,7 +314,9 @@ func (s *Store) Claim(ctx context.Context, now, until time.Time, limit, perEndpo
 // the notice exists exactly when the endpoint was disabled. An endpoint
 // an admin disabled meanwhile keeps its reason, and no notice is written.
 func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.Delivery, disabled *events.WebhookEndpointDisabled) error {
-	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+	var newly bool // this transaction disabled the endpoint (it was enabled)
+	err := postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		newly = false
 		b := &pgx.Batch{}
 		for _, d := range ds {
 			b.Queue(`UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
@@ -330,7 +343,6 @@ func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.De
 				return err
 			}
 		}
-		var newly bool
 		if err := br.QueryRow().Scan(&newly); err != nil && !errors.Is(err, pgx.ErrNoRows) { // deleted meanwhile
 			br.Close()
 			return err
@@ -344,6 +356,10 @@ func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.De
 		}
 		return outbox.Add(ctx, tx, webhooks.Name, outbox.Message{Topic: events.TopicPayment, Key: disabled.EndpointID, Event: ev})
 	})
+	if err == nil && newly {
+		s.Interests.drop()
+	}
+	return err
 }
 
 // headOf is the oldest pending delivery of endpoint e: the one it is

@@ -39,11 +39,13 @@ type Store struct {
 	// Secrets seals the endpoints' signing secrets at rest (nil: stored
 	// as they are; seal.go).
 	Secrets *Sealer
+	// Interests is this replica's copy of what Interest reads (interest.go).
+	Interests *Interests
 }
 
 // New is a store on pool; now is the clock of processed_at and learned refs.
 func New(pool *pgxpool.Pool, now func() time.Time) *Store {
-	return &Store{pool: pool, now: now, group: pgbatch.NewGroup(pool, "handle-webhook deliveries")}
+	return &Store{pool: pool, now: now, group: pgbatch.NewGroup(pool, "handle-webhook deliveries"), Interests: newInterests(pool)}
 }
 
 // updateMessage is the outbox message of u (key = the payment id).
@@ -283,14 +285,25 @@ func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef
 
 // Interest is what decides whether an event can change anything here
 // (api's Receiver.Wanted): the event patterns of the enabled endpoints,
-// and which of refs the payment map holds. Both are read in one round
-// trip, outside any transaction: the read writes nothing.
+// and which of refs the payment map holds. What the replica's copy
+// (Interests) answers is not read: with the listener connected and every
+// reference known here, no round trip at all; otherwise the rest is read
+// in one round trip, outside any transaction (the read writes nothing).
 func (s *Store) Interest(ctx context.Context, refs []webhooks.PaymentRef) (subscribed [][]string, known map[[2]string]bool, err error) {
+	c := s.Interests
+	known = map[[2]string]bool{}
+	subscribed, cached := c.subscribed()
+	missing := c.knows(refs, known)
+	if cached && len(missing) == 0 {
+		return subscribed, known, nil
+	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT events FROM webhook_endpoints WHERE NOT disabled`)
-	if len(refs) > 0 {
-		gws, gpids := make([]string, len(refs)), make([]string, len(refs))
-		for i, r := range refs {
+	if !cached {
+		b.Queue(`SELECT events FROM webhook_endpoints WHERE NOT disabled`)
+	}
+	if len(missing) > 0 {
+		gws, gpids := make([]string, len(missing)), make([]string, len(missing))
+		for i, r := range missing {
 			gws[i], gpids[i] = r.Gateway, r.GatewayPaymentID
 		}
 		b.Queue(`SELECT gateway, gateway_payment_id FROM webhook_payment_refs
@@ -298,23 +311,32 @@ func (s *Store) Interest(ctx context.Context, refs []webhooks.PaymentRef) (subsc
 	}
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
-	rows, err := br.Query()
-	if err != nil {
-		return nil, nil, err
+	if !cached {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, err
+		}
+		if subscribed, err = pgx.CollectRows(rows, pgx.RowTo[[]string]); err != nil {
+			return nil, nil, err
+		}
 	}
-	if subscribed, err = pgx.CollectRows(rows, pgx.RowTo[[]string]); err != nil {
-		return nil, nil, err
-	}
-	known = map[[2]string]bool{}
-	if len(refs) == 0 {
-		return subscribed, known, br.Close()
-	}
-	if rows, err = br.Query(); err != nil {
-		return nil, nil, err
-	}
-	var key [2]string
-	if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error { known[key] = true; return nil }); err != nil {
-		return nil, nil, err
+	if len(missing) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, err
+		}
+		var (
+			key   [2]string
+			found [][2]string
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error {
+			known[key] = true
+			found = append(found, key)
+			return nil
+		}); err != nil {
+			return nil, nil, err
+		}
+		c.learn(found)
 	}
 	return subscribed, known, br.Close()
 }
