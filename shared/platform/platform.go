@@ -120,8 +120,11 @@ type Deps struct {
 	Proxies []netip.Prefix
 
 	rateLimits *rateLimits
-	collectors []prometheus.Collector
-	closers    []func(context.Context)
+	// warmPostgres and warmRedis close when the start-up warm-up's first
+	// connection to each has answered (or failed): see App.
+	warmPostgres, warmRedis chan struct{}
+	collectors              []prometheus.Collector
+	closers                 []func(context.Context)
 }
 
 // Open loads Config from the environment and opens everything. Nothing
@@ -212,8 +215,13 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	// not for both in turn).
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	var warm sync.WaitGroup
-	warm.Go(func() { _ = d.Pool.Ping(wctx) })
+	d.warmPostgres, d.warmRedis = make(chan struct{}), make(chan struct{})
 	warm.Go(func() {
+		defer close(d.warmPostgres)
+		_ = d.Pool.Ping(wctx)
+	})
+	warm.Go(func() {
+		defer close(d.warmRedis)
 		_ = d.Redis.Ping(wctx).Err()
 		if d.rateLimits != nil {
 			_ = d.rateLimits.limiter.Warm(wctx)
@@ -242,12 +250,40 @@ func (d *Deps) App(handler http.Handler) server.App {
 	return server.App{
 		Name:    d.Name,
 		Handler: handler,
+		// A check first waits for the warm-up's connection (a readiness
+		// probe during start-up would otherwise dial a second connection
+		// beside it), then pings as always: ready still means Postgres and
+		// Redis answer now.
 		Ready: []server.Check{
-			{Name: "postgres", Fn: d.Pool.Ping},
-			{Name: "redis", Fn: func(ctx context.Context) error { return d.Redis.Ping(ctx).Err() }},
+			{Name: "postgres", Fn: func(ctx context.Context) error {
+				if err := warmedUp(ctx, d.warmPostgres); err != nil {
+					return err
+				}
+				return d.Pool.Ping(ctx)
+			}},
+			{Name: "redis", Fn: func(ctx context.Context) error {
+				if err := warmedUp(ctx, d.warmRedis); err != nil {
+					return err
+				}
+				return d.Redis.Ping(ctx).Err()
+			}},
 		},
 		Close:      d.closers,
 		Collectors: d.collectors,
+	}
+}
+
+// warmedUp waits until the warm-up's first connection behind done has
+// answered or failed (nil done: no warm-up), or ctx ends.
+func warmedUp(ctx context.Context, done <-chan struct{}) error {
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -194,3 +194,60 @@ func TestOpenNeedsItsOwnOriginKey(t *testing.T) {
 		t.Fatalf("an unsigned event: %+v %v, want parked", res, err)
 	}
 }
+
+// startConfig is a working configuration on the test database and Redis.
+func startConfig(t *testing.T) platform.Config {
+	cfg := platform.Config{
+		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+		EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
+	}
+	cfg.Postgres.URL = testenv.DatabaseURL(t)
+	rdb, prefix := testenv.Redis(t)
+	cfg.Redis.URL, cfg.Redis.Prefix = "redis://"+rdb.Options().Addr+"/0", prefix
+	return cfg
+}
+
+// Issue 20: the platform's first readiness probe comes while the start-up
+// warm-up is still dialing Postgres and Redis. It waits for those
+// connections instead of dialing a second one of each beside them (twice
+// the connection work at the moment a function starts, and a second
+// Postgres backend), and it still answers only once both are reachable.
+func TestTheFirstReadinessProbeUsesTheWarmUpsConnections(t *testing.T) {
+	for i := range 5 {
+		d, err := platform.OpenWith(context.Background(), "demo", startConfig(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(http.NewServeMux())).Handler()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/_/ready", nil))
+		pg, rd := d.Pool.Stat().TotalConns(), d.Redis.PoolStats().TotalConns
+		d.Close()
+		if rec.Code != 200 {
+			t.Fatalf("launch %d: ready = %d %s", i, rec.Code, rec.Body)
+		}
+		if pg != 1 || rd != 1 {
+			t.Fatalf("launch %d: the first readiness probe left %d Postgres and %d Redis connections, want the warm-up's one of each", i, pg, rd)
+		}
+	}
+}
+
+// Readiness still means Postgres and Redis answer: while Postgres is not
+// reachable, /_/ready is 503 naming it, during the warm-up and after it.
+func TestReadinessFailsWhilePostgresIsUnreachable(t *testing.T) {
+	cfg := startConfig(t)
+	cfg.Postgres.URL = "postgres://postgres@127.0.0.1:1/billfn?sslmode=disable&connect_timeout=1"
+	d, err := platform.OpenWith(context.Background(), "demo", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	h := server.New(server.Config{MaxBodyBytes: 1 << 20}, d.App(http.NewServeMux())).Handler()
+	for i := range 2 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/_/ready", nil))
+		if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "postgres is not reachable") {
+			t.Fatalf("probe %d: ready = %d %s, want 503 naming postgres", i, rec.Code, rec.Body)
+		}
+	}
+}
