@@ -29,13 +29,7 @@ func TestKicksBeforeAPassCostNoEmptyPassAfterIt(t *testing.T) {
 		ids = append(ids, write(t, pool, source, 3)...)
 		pub.Kick()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for backlog(t, pool, source) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := backlog(t, pool, source); n != 0 {
-		t.Fatalf("backlog = %d after the kicks", n)
-	}
+	drained(t, pool, source, "after the kicks")
 	time.Sleep(3 * pub.Linger) // room for a pass the kicks would still ask for
 	if n := outbox.Batches(pub); n != 1 {
 		t.Fatalf("%d publish transactions for one burst of commits, want 1", n)
@@ -45,12 +39,6 @@ func TestKicksBeforeAPassCostNoEmptyPassAfterIt(t *testing.T) {
 	// A commit after the pass still gets its own.
 	more := write(t, pool, source, 2)
 	pub.Kick()
-	deadline = time.Now().Add(10 * time.Second)
-	for backlog(t, pool, source) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := backlog(t, pool, source); n != 0 {
-		t.Fatalf("backlog = %d after a later kick", n)
-	}
+	drained(t, pool, source, "after a later kick")
 	checkRecords(t, consume(t, brokers, events.TopicTransaction, len(ids)+len(more)), append(ids, more...))
 }

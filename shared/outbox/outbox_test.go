@@ -105,6 +105,19 @@ func backlog(t *testing.T, pool *pgxpool.Pool, source string) int {
 	return n
 }
 
+// drained waits until source's outbox rows are all published, and fails
+// with what (the kick it waited on) when some are left after 10 s.
+func drained(t *testing.T, pool *pgxpool.Pool, source, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for backlog(t, pool, source) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := backlog(t, pool, source); n != 0 {
+		t.Fatalf("backlog = %d %s", n, what)
+	}
+}
+
 func TestKickPublishesCommittedEventsAsStructuredCloudEvents(t *testing.T) {
 	pool := testenv.Pool(t)
 	_, brokers := testenv.Kafka(t)
@@ -115,13 +128,7 @@ func TestKickPublishesCommittedEventsAsStructuredCloudEvents(t *testing.T) {
 
 	ids := write(t, pool, source, 25)
 	pub.Kick()
-	deadline := time.Now().Add(10 * time.Second)
-	for backlog(t, pool, source) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := backlog(t, pool, source); n != 0 {
-		t.Fatalf("backlog = %d after kick", n)
-	}
+	drained(t, pool, source, "after kick")
 	checkRecords(t, consume(t, brokers, events.TopicTransaction, len(ids)), ids)
 }
 
