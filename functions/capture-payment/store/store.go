@@ -48,9 +48,38 @@ func scanPayment(row pgx.Row) (*payments.Payment, error) {
 	return p, nil
 }
 
-// paymentValues is the VALUES list of an insert of every payment column.
-const paymentValues = `$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,
-	$27,$28,$29,$30,$31,$32,$33`
+// paymentValues is the VALUES list of an insert of every payment column:
+// $1 for the first of paymentCols, and so on (paymentArgs's order).
+var paymentValues = valuesWith(nil)
+
+// column is the index of the payment column name in paymentCols (and in
+// paymentArgs); its placeholder is "$" + strconv.Itoa(column(name)+1).
+func column(name string) int {
+	for i, c := range strings.Split(paymentCols, ",") {
+		if strings.TrimSpace(c) == name {
+			return i
+		}
+	}
+	panic("store: no payment column " + name)
+}
+
+// param is the placeholder of the payment column name in an insert's
+// arguments (paymentArgs).
+func param(name string) string { return "$" + strconv.Itoa(column(name)+1) }
+
+// valuesWith is paymentValues with the expressions of with in place of the
+// placeholders of the columns it names.
+func valuesWith(with map[string]string) string {
+	cols := strings.Split(paymentCols, ",")
+	vals := make([]string, len(cols))
+	for i, c := range cols {
+		vals[i] = "$" + strconv.Itoa(i+1)
+		if e, ok := with[strings.TrimSpace(c)]; ok {
+			vals[i] = e
+		}
+	}
+	return strings.Join(vals, ",")
+}
 
 func paymentArgs(p *payments.Payment) []any {
 	return []any{p.ID, p.AccountID, p.UserID, p.InvoiceID, p.Amount, p.Currency, p.Status, p.CaptureMethod, p.PaymentMethod,
@@ -70,28 +99,28 @@ func (t Tx) InsertPayment(ctx context.Context, p *payments.Payment) (bool, error
 }
 
 // accountGuard is the CTE "acct" of a guarded insert (see
-// payments.AccountGuard): the owner of the payment's account ($2) when the
-// read model has it active in the payment's currency ($6), owned by the
-// customer caller ($owner, NULL for admin and service: auth's CanAccess)
-// and by the user_id the caller sent ($3, empty for none). Owners are
-// compared as text, as CanAccess compares them. The payment's user_id is
-// acct's, never $3.
+// payments.AccountGuard): the owner of the payment's account (account_id)
+// when the read model has it active in the payment's currency, owned by
+// the customer caller ($owner, NULL for admin and service: auth's
+// CanAccess) and by the user_id the caller sent (empty for none). Owners
+// are compared as text, as CanAccess compares them. The payment's user_id
+// is acct's, never the one sent.
 func accountGuard(owner int) string {
-	o := "$" + strconv.Itoa(owner)
-	return `acct AS (SELECT user_id FROM payment_accounts WHERE id = $2 AND status = 'active'
-			AND upper(currency) = upper($6::text) AND ($3::text = '' OR user_id::text = $3::text)
+	o, sent := "$"+strconv.Itoa(owner), param("user_id")
+	return `acct AS (SELECT user_id FROM payment_accounts WHERE id = ` + param("account_id") + ` AND status = 'active'
+			AND upper(currency) = upper(` + param("currency") + `::text) AND (` + sent + `::text = '' OR user_id::text = ` + sent + `::text)
 			AND (` + o + `::text IS NULL OR user_id::text = ` + o + `::text))`
 }
 
 // guardedValues is the SELECT of a guarded insert's payment: paymentValues
 // with the account's owner for user_id.
-var guardedValues = strings.Replace(paymentValues, "$3,", "acct.user_id,", 1) + ` FROM acct`
+var guardedValues = valuesWith(map[string]string{"user_id": "acct.user_id"}) + ` FROM acct`
 
 // guardedArgs are p's insert arguments with g's user_id in place of p's
-// ($3, which only the guard reads).
+// (which only the guard reads).
 func guardedArgs(p *payments.Payment, g payments.AccountGuard) []any {
 	args := paymentArgs(p)
-	args[2] = g.UserID
+	args[column("user_id")] = g.UserID
 	return args
 }
 
