@@ -171,15 +171,21 @@ func (s *API) dashboardPanels(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	var buf bytes.Buffer
-	if err := panelsTemplate().Execute(&buf, v); err != nil {
+	b, err := renderPanels(v)
+	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
 	securityHeaders(w.Header())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "private, no-store")
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(b)
+}
+
+func renderPanels(v panelsView) ([]byte, error) {
+	var buf bytes.Buffer
+	err := panelsTemplate().Execute(&buf, v)
+	return buf.Bytes(), err
 }
 
 // panels gathers every figure through the same cached reports the API serves.

@@ -263,11 +263,8 @@ func ComposeSubscription(n *Notification, sub *invoicing.Subscription, from Send
 
 // build executes the templates for v and makes the email.
 func build(n *Notification, v view, subject string, from Sender) (*Email, error) {
-	var html, text bytes.Buffer
-	if err := htmlTmpl().Execute(&html, v); err != nil {
-		return nil, err
-	}
-	if err := textTmpl().Execute(&text, v); err != nil {
+	html, text, err := renderEmail(v)
+	if err != nil {
 		return nil, err
 	}
 	addr, err := from.Address()
@@ -275,7 +272,7 @@ func build(n *Notification, v view, subject string, from Sender) (*Email, error)
 		return nil, err
 	}
 	return &Email{From: from.From, To: n.Recipient, Subject: subject,
-		Text: text.String(), HTML: html.String(), MessageID: n.MessageID,
+		Text: text, HTML: html, MessageID: n.MessageID,
 		// Billing emails are transactional, but a reader's client still
 		// offers "unsubscribe": it writes to the sender, who decides.
 		ListUnsubscribe: "<mailto:" + addr.Address + "?subject=" + url.PathEscape("unsubscribe "+n.AccountID) + ">"}, nil
@@ -305,4 +302,15 @@ func ComposeEndpointDisabled(n *Notification, from Sender) (*Email, error) {
 		Reason: d.Reason, DisabledAt: d.DisabledAt.UTC().Format(time.RFC3339), FailingSince: d.FailingSince.UTC().Format(time.RFC3339),
 		DeliveryID: d.DeliveryID, EventType: d.EventType, LastAnswer: last, Attempts: d.Attempts}}
 	return build(n, v, EndpointDisabledSubject(*d), from)
+}
+
+func renderEmail(v view) (html, text string, err error) {
+	var h, t bytes.Buffer
+	if err := htmlTmpl().Execute(&h, v); err != nil {
+		return "", "", err
+	}
+	if err := textTmpl().Execute(&t, v); err != nil {
+		return "", "", err
+	}
+	return h.String(), t.String(), nil
 }
