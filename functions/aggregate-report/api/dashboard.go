@@ -1,17 +1,14 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"embed"
 	"fmt"
-	"html/template"
 	"net/http"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/billfn/billfn/functions/aggregate-report/store"
@@ -26,17 +23,10 @@ import (
 // HTML with inline SVG. The shell's script sends the bearer token the user
 // pasted (kept in the tab's session storage) and shows the fragment.
 //
-//go:embed dashboard/index.html dashboard/app.js dashboard/style.css dashboard/panels.html
+// The panels are written by renderPanels (panels.go).
+//
+//go:embed dashboard/index.html dashboard/app.js dashboard/style.css
 var dashboardFS embed.FS
-
-// panelsTemplate is parsed on the first dashboard request, not at every
-// start of the function.
-var panelsTemplate = sync.OnceValue(func() *template.Template {
-	return template.Must(template.New("panels.html").Funcs(template.FuncMap{
-		"slice2": func(a, b lineChart) []lineChart { return []lineChart{a, b} },
-		"lower":  strings.ToLower,
-	}).ParseFS(dashboardFS, "dashboard/panels.html"))
-})
 
 // securityHeaders keep the shell and its assets from being framed or
 // sniffed, and scripts and styles to our own files.
@@ -171,21 +161,11 @@ func (s *API) dashboardPanels(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	b, err := renderPanels(v)
-	if err != nil {
-		problem.Write(w, r, err)
-		return
-	}
+	b := renderPanels(v)
 	securityHeaders(w.Header())
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "private, no-store")
 	_, _ = w.Write(b)
-}
-
-func renderPanels(v panelsView) ([]byte, error) {
-	var buf bytes.Buffer
-	err := panelsTemplate().Execute(&buf, v)
-	return buf.Bytes(), err
 }
 
 // panels gathers every figure through the same cached reports the API serves.

@@ -2,34 +2,16 @@ package notify
 
 import (
 	"bytes"
-	"embed"
 	"fmt"
-	htmltemplate "html/template"
 	"net/mail"
 	"net/url"
 	"strings"
-	"sync"
-	texttemplate "text/template"
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/render"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/money"
-)
-
-//go:embed templates/*.tmpl
-var templateFS embed.FS
-
-// The email templates are parsed on the first email, not at every start of
-// the function.
-var (
-	htmlTmpl = sync.OnceValue(func() *htmltemplate.Template {
-		return htmltemplate.Must(htmltemplate.New("email.html.tmpl").ParseFS(templateFS, "templates/email.html.tmpl"))
-	})
-	textTmpl = sync.OnceValue(func() *texttemplate.Template {
-		return texttemplate.Must(texttemplate.New("email.txt.tmpl").ParseFS(templateFS, "templates/email.txt.tmpl"))
-	})
 )
 
 // Sender is who the emails are from.
@@ -80,7 +62,7 @@ type Attachment struct {
 	Data              []byte
 }
 
-// view is what the templates see.
+// view is what an email shows (email.go writes it).
 type view struct {
 	Kind, Company, Greeting, Number string
 	Total, AmountDue, AmountPaid    string
@@ -154,11 +136,11 @@ func attaches(kind string) bool {
 }
 
 // Compose writes n's email about inv (the invoice as it is now, with its
-// lines): subject, plain text and HTML from the templates, the PDF of the
+// lines): subject, plain text and HTML (email.go), the PDF of the
 // invoice attached for the kinds that ask for payment.
 func Compose(n *Notification, inv *invoicing.Invoice, from Sender) (*Email, error) {
 	if !Kinds[n.Kind] || AboutSubscription(n.Kind) {
-		return nil, fmt.Errorf("notification kind %q has no template", n.Kind)
+		return nil, fmt.Errorf("notification kind %q has no email", n.Kind)
 	}
 	req := n.Data
 	loc := inv.Customer.Locale
@@ -248,7 +230,7 @@ func SubscriptionSubject(kind string, sub *invoicing.Subscription, req events.No
 // ComposeSubscription writes n's email about sub (a subscription's
 // notice: subscription_changed, subscription_canceled) from the request's
 // data (the plans as they were at the change) and the subscription's
-// customer: subject, plain text and HTML from the same templates.
+// customer: subject, plain text and HTML (email.go).
 func ComposeSubscription(n *Notification, sub *invoicing.Subscription, from Sender) (*Email, error) {
 	if !Kinds[n.Kind] || !AboutSubscription(n.Kind) {
 		return nil, fmt.Errorf("notification kind %q is not about a subscription", n.Kind)
@@ -261,12 +243,9 @@ func ComposeSubscription(n *Notification, sub *invoicing.Subscription, from Send
 	return build(n, v, SubscriptionSubject(n.Kind, sub, req), from)
 }
 
-// build executes the templates for v and makes the email.
+// build writes v's email, its HTML and plain text parts.
 func build(n *Notification, v view, subject string, from Sender) (*Email, error) {
-	html, text, err := renderEmail(v)
-	if err != nil {
-		return nil, err
-	}
+	html, text := renderEmail(v)
 	addr, err := from.Address()
 	if err != nil {
 		return nil, err
@@ -302,15 +281,4 @@ func ComposeEndpointDisabled(n *Notification, from Sender) (*Email, error) {
 		Reason: d.Reason, DisabledAt: d.DisabledAt.UTC().Format(time.RFC3339), FailingSince: d.FailingSince.UTC().Format(time.RFC3339),
 		DeliveryID: d.DeliveryID, EventType: d.EventType, LastAnswer: last, Attempts: d.Attempts}}
 	return build(n, v, EndpointDisabledSubject(*d), from)
-}
-
-func renderEmail(v view) (html, text string, err error) {
-	var h, t bytes.Buffer
-	if err := htmlTmpl().Execute(&h, v); err != nil {
-		return "", "", err
-	}
-	if err := textTmpl().Execute(&t, v); err != nil {
-		return "", "", err
-	}
-	return h.String(), t.String(), nil
 }

@@ -44,10 +44,7 @@ func TestEmailsRenderAsTheTemplatesDid(t *testing.T) {
 		FailingSince: "2026-03-07T10:00:00Z", DeliveryID: "del_<1>", EventType: "billfn.invoice.paid", LastAnswer: "HTTP 500", Attempts: 12}}
 	cases["unknown-kind"] = view{Kind: "something_else", Company: "Acme", Greeting: "Hello,"}
 	for name, v := range cases {
-		html, text, err := renderEmail(v)
-		if err != nil {
-			t.Fatal(name, err)
-		}
+		html, text := renderEmail(v)
 		for file, got := range map[string]string{name + ".html.golden": html, name + ".txt.golden": text} {
 			p := filepath.Join("testdata", file)
 			if *update {

@@ -1,6 +1,6 @@
 // Package notify is generate-invoice's customer email: the delivery log's
 // notification (queued, sent, failed, suppressed), the composition of each
-// kind of email from embedded templates (an HTML and a plain-text part,
+// kind of email in Go (email.go: an HTML and a plain-text part,
 // amounts in the invoice's currency and the customer's locale, the invoice
 // PDF attached where it matters) and its delivery through SMTP
 // (github.com/wneessen/go-mail), with the server's answer classified as
