@@ -49,7 +49,7 @@ func TestPrintfEscapesEveryArgument(t *testing.T) {
 func TestNoFunctionLinksTheTemplateEngine(t *testing.T) {
 	allowed := []string{"html/template", "github.com/kelseyhightower/envconfig", "github.com/wneessen/go-mail"}
 	fns, err := filepath.Glob("../../functions/*")
-	if err != nil || len(fns) != 5 {
+	if err != nil || len(fns) < 5 {
 		t.Fatalf("functions: %v %v", fns, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
