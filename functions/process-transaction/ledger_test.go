@@ -718,3 +718,48 @@ func TestAGroupThatFailsToCommitAnswersNoCallerPosted(t *testing.T) {
 		t.Errorf("%d transfers stored (%v)", n, err)
 	}
 }
+
+// Issue 20: the ledger's events are signed with the function's origin key
+// as they are written — a transfer's by the group commit, an account's by
+// its transaction — and their outbox rows name the key, so the publisher
+// relays them without decoding them. (The publisher is stopped first, so
+// the rows stay to be read.)
+func TestLedgerEventsAreSignedAsTheyAreWritten(t *testing.T) {
+	e := newEnv(t)
+	e.d.Publisher.Close(context.Background())
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 100)
+	if r := e.transfer(alice, a, b, 42); r.Code != 201 {
+		t.Fatalf("transfer: %d %s", r.Code, r.Body)
+	}
+	rows, err := e.d.Pool.Query(context.Background(), `SELECT payload, origin_kid FROM outbox
+		WHERE source = 'process-transaction' AND key = ANY($1)`, []string{a.ID, b.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close() // a failure below must not leave the pool waiting for its connection
+	kid := e.d.Publisher.Signer.KeyID()
+	seen := map[string]int{}
+	for rows.Next() {
+		var payload []byte
+		var rowKid *string
+		if err := rows.Scan(&payload, &rowKid); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := events.Unmarshal(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rowKid == nil || *rowKid != kid {
+			t.Fatalf("%s written with origin_kid %v, want the function's key %s", ev.Type(), rowKid, kid)
+		}
+		if err := e.kit.Origins.Verify(ev); err != nil {
+			t.Fatalf("%s as written: %v", ev.Type(), err)
+		}
+		seen[ev.Type()]++
+	}
+	if rows.Err() != nil || seen[events.TypeAccountCreated] != 2 || seen[events.TypeTransactionPosted] != 1 {
+		t.Fatalf("rows %v (%v), want 2 account.created and the transfer's transaction.posted", seen, rows.Err())
+	}
+}

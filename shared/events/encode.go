@@ -2,6 +2,8 @@ package events
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"time"
 
@@ -20,6 +22,8 @@ type structured struct {
 	DataContentType string          `json:"datacontenttype"`
 	TraceParent     string          `json:"traceparent"`
 	TraceState      string          `json:"tracestate,omitempty"`
+	OriginKid       string          `json:"originkid,omitempty"`
+	OriginSig       string          `json:"originsig,omitempty"`
 	Data            json.RawMessage `json:"data"`
 }
 
@@ -36,6 +40,20 @@ func Encode(ctx context.Context, function, typ, subject string, data any) (id st
 // as a group commit does, keeps each caller's); with tp "" the event starts
 // a new trace, as New does.
 func EncodeIn(tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
+	return encode(nil, tp, ts, function, typ, subject, data)
+}
+
+// EncodeIn is events.EncodeIn with s's origin proof (originkid, originsig)
+// in the payload, as Sign then Marshal would put it there: the signed
+// bytes are built from the fields in hand (OriginBytes of the event the
+// payload decodes to), so nothing is decoded or encoded a second time. The
+// outbox writes such a payload with its key id and relays it as it is
+// (outbox.Writer), instead of decoding every row to sign it at publish.
+func (s *OriginSigner) EncodeIn(tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
+	return encode(s, tp, ts, function, typ, subject, data)
+}
+
+func encode(s *OriginSigner, tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
 	u, err := uuid.NewV7()
 	if err != nil {
 		return "", nil, err
@@ -48,8 +66,13 @@ func EncodeIn(tp, ts, function, typ, subject string, data any) (id string, paylo
 		tp, ts = NewTraceParent(), ""
 	}
 	id = u.String()
-	payload, err = json.Marshal(structured{SpecVersion: "1.0", ID: id, Source: Source(function), Type: typ, Subject: subject,
+	e := structured{SpecVersion: "1.0", ID: id, Source: Source(function), Type: typ, Subject: subject,
 		Time: time.Now().UTC().Format(time.RFC3339Nano), DataContentType: "application/json", TraceParent: tp,
-		TraceState: ts, Data: raw})
+		TraceState: ts, Data: raw}
+	if s != nil {
+		msg := originBytes(e.ID, e.Source, e.Type, e.Time, e.DataContentType, e.Subject, canonicalJSON(raw))
+		e.OriginKid, e.OriginSig = s.kid, base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, msg))
+	}
+	payload, err = json.Marshal(e)
 	return id, payload, err
 }

@@ -81,24 +81,34 @@ func OriginBytes(ev Event) []byte {
 	if len(data) > 0 && !ev.DataBase64 && jsonMedia(ev.DataContentType()) {
 		data = canonicalJSON(data)
 	}
+	return originBytes(ev.ID(), ev.Source(), ev.Type(), t, ev.DataContentType(), ev.Subject(), data)
+}
+
+// originBytes is OriginBytes of the attributes' values: t formatted as
+// OriginBytes says, data already canonical.
+func originBytes(id, source, typ, t, contentType, subject string, data []byte) []byte {
 	var b bytes.Buffer
-	b.Grow(len(originVersion) + 160 + len(ev.ID()) + len(ev.Source()) + len(ev.Type()) + len(ev.Subject()) + len(data))
+	b.Grow(len(originVersion) + 160 + len(id) + len(source) + len(typ) + len(subject) + len(data))
 	b.WriteString(originVersion)
-	field := func(name string, v []byte) {
+	field := func(name string, v string) {
 		b.WriteString(name)
 		b.WriteByte(' ')
 		b.WriteString(strconv.Itoa(len(v)))
 		b.WriteByte('\n')
-		b.Write(v)
+		b.WriteString(v)
 		b.WriteByte('\n')
 	}
-	field("id", []byte(ev.ID()))
-	field("source", []byte(ev.Source()))
-	field("type", []byte(ev.Type()))
-	field("time", []byte(t))
-	field("datacontenttype", []byte(ev.DataContentType()))
-	field("subject", []byte(ev.Subject()))
-	field("data", data)
+	field("id", id)
+	field("source", source)
+	field("type", typ)
+	field("time", t)
+	field("datacontenttype", contentType)
+	field("subject", subject)
+	b.WriteString("data ")
+	b.WriteString(strconv.Itoa(len(data)))
+	b.WriteByte('\n')
+	b.Write(data)
+	b.WriteByte('\n')
 	return b.Bytes()
 }
 

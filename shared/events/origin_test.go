@@ -446,3 +446,55 @@ func TestSignEncodedIsSignWithoutEncodingAgain(t *testing.T) {
 		t.Fatal("an event with a proof got a second one")
 	}
 }
+
+// OriginSigner.EncodeIn signs the event it encodes from the fields in hand
+// (the outbox writes such rows and relays them without decoding them): the
+// payload decodes to an event whose proof verifies, and is the proof Sign
+// gives that event (Ed25519 is deterministic), whatever the data holds
+// (characters encoding/json escapes, no data, no subject, a tracestate).
+func TestSignerEncodeInSignsWhatConsumersDecode(t *testing.T) {
+	const pt = "process-transaction"
+	signer := testenv.OriginSigner(events.Source(pt))
+	keys := testenv.OriginKeys()
+	tp := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	bal := int64(-7)
+	cases := map[string]struct {
+		subject, ts string
+		data        any
+	}{
+		"a transfer":         {"acct-1", "", map[string]any{"id": uuid.NewString(), "amount": 2550, "from_balance": &bal}},
+		"escaped characters": {"acct-2", "k=v", map[string]any{"note": "a \"q\" <tag> & \u2028 ünï \\ \t"}},
+		"no data":            {"acct-3", "", nil},
+		"no subject":         {"", "", []int{1, 2}},
+		"a bare string":      {"acct-4", "", "<&>"},
+	}
+	for name, c := range cases {
+		id, payload, err := signer.EncodeIn(tp, c.ts, pt, events.TypeTransactionPosted, c.subject, c.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := events.Unmarshal(payload)
+		if err != nil {
+			t.Fatalf("%s: %s does not decode: %v", name, payload, err)
+		}
+		if ev.ID() != id || ev.Subject() != c.subject {
+			t.Fatalf("%s: decoded %s", name, ev)
+		}
+		if err := keys.Verify(ev); err != nil {
+			t.Fatalf("%s: %v (%s)", name, err, payload)
+		}
+		resigned := ev.Clone()
+		delete(resigned.Context.(*event.EventContextV1).Extensions, events.OriginSigExt)
+		delete(resigned.Context.(*event.EventContextV1).Extensions, events.OriginKidExt)
+		signer.Sign(&resigned)
+		if resigned.Extensions()[events.OriginSigExt] != ev.Extensions()[events.OriginSigExt] ||
+			ev.Extensions()[events.OriginKidExt] != signer.KeyID() {
+			t.Fatalf("%s: the proof in the payload is not the one Sign gives the decoded event", name)
+		}
+		// The same event unsigned is EncodeIn's (same attributes, no proof).
+		if _, plain, err := events.EncodeIn(tp, c.ts, pt, events.TypeTransactionPosted, c.subject, c.data); err != nil ||
+			bytes.Contains(plain, []byte(events.OriginSigExt)) {
+			t.Fatalf("%s: events.EncodeIn gave %s, %v", name, plain, err)
+		}
+	}
+}

@@ -54,8 +54,28 @@ type Message struct {
 	Event events.Event
 }
 
-// Add inserts messages into the outbox inside tx, for source (the function).
+// Add inserts messages into the outbox inside tx, for source (the
+// function), unsigned: the publisher signs them as it relays them. A
+// function with its origin key writes through a Writer instead.
 func Add(ctx context.Context, tx pgx.Tx, source string, msgs ...Message) error {
+	return Writer{Source: source}.Add(ctx, tx, msgs...)
+}
+
+// Writer inserts one function's outbox rows. With a Signer (the function's
+// origin key, the publisher's), each event of the function's own source is
+// signed as it is written, while it is in hand encoded, and its row names
+// the key (origin_kid): the publisher relays it as it is, where it would
+// otherwise decode every row to sign it (4–5 % of a function's CPU). Rows
+// without a key id (other sources' events, rows of a Writer without a
+// Signer or written before the column) are still signed at publish, and so
+// is a row whose key is no longer the publisher's (a rotated key).
+type Writer struct {
+	Source string
+	Signer *events.OriginSigner
+}
+
+// Add inserts msgs into the outbox inside tx.
+func (w Writer) Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -63,17 +83,41 @@ func Add(ctx context.Context, tx pgx.Tx, source string, msgs ...Message) error {
 	topics := make([]string, len(msgs))
 	keys := make([]string, len(msgs))
 	payloads := make([][]byte, len(msgs))
+	kids := make([]*string, len(msgs))
 	for i, m := range msgs {
 		b, err := events.Marshal(m.Event)
 		if err != nil {
 			return fmt.Errorf("outbox: encode %s: %w", m.Event.Type(), err)
 		}
+		b, kids[i] = w.sign(m.Event, b)
 		ids[i], topics[i], keys[i], payloads[i] = m.Event.ID(), m.Topic, m.Key, b
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO outbox (source, event_id, topic, key, payload)
-		SELECT $1, e, t, k, p FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS x(e, t, k, p)`,
-		source, ids, topics, keys, payloads)
+	_, err := tx.Exec(ctx, `INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
+		SELECT $1, e, t, k, p, o FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) AS x(e, t, k, p, o)`,
+		w.Source, ids, topics, keys, payloads, kids)
 	return err
+}
+
+// sign returns the payload b of ev with the writer's origin proof and the
+// proof's key id; b itself and nil when the writer has no key or ev is of
+// another source (the publisher decides about it, as before).
+func (w Writer) sign(ev events.Event, b []byte) ([]byte, *string) {
+	if w.Signer == nil || ev.Source() != events.Source(w.Source) {
+		return b, nil
+	}
+	kid := w.Signer.KeyID()
+	if signed, ok := w.Signer.SignEncoded(ev, b); ok {
+		return signed, &kid
+	}
+	// An earlier proof (or a payload SignEncoded cannot extend): sign a
+	// copy, so the caller's event is left as it was.
+	c := ev.Clone()
+	w.Signer.Sign(&c)
+	signed, err := events.Marshal(c)
+	if err != nil {
+		return b, nil
+	}
+	return signed, &kid
 }
 
 func init() {
@@ -143,9 +187,13 @@ type Publisher struct {
 	Linger time.Duration
 
 	// Signer adds the function's origin proof (events.OriginSigner) to
-	// each event as it is relayed to Kafka, so rows written before the
-	// function had a key are signed too. Only events whose source is the
-	// publisher's own are signed; nil relays the rows as they are.
+	// each event as it is relayed to Kafka, so rows written unsigned (by
+	// outbox.Add, or before the function had a key) are signed too. A row
+	// a Writer signed with this same key (origin_kid) goes as it is; one
+	// signed with another key (the function's key before a rotation) is
+	// signed again with this one, so a retired key's proof never reaches
+	// Kafka. Only events whose source is the publisher's own are signed;
+	// nil relays the rows as they are.
 	Signer *events.OriginSigner
 
 	// Auth is the publisher's Kafka principal (set before Start); the
@@ -176,6 +224,10 @@ func NewPublisher(pool *pgxpool.Pool, source string, brokers []string) *Publishe
 	return &Publisher{pool: pool, source: source, brokers: brokers, BatchSize: 500, Linger: 5 * time.Millisecond,
 		kick: make(chan struct{}, 1)}
 }
+
+// Writer writes the publisher's source's rows signed with its Signer, so
+// it relays them as they are.
+func (p *Publisher) Writer() Writer { return Writer{Source: p.source, Signer: p.Signer} }
 
 // Start runs the fast-path loop until Close.
 func (p *Publisher) Start(ctx context.Context) {
@@ -299,7 +351,7 @@ func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rows, err := tx.Query(ctx, `SELECT id, topic, key, payload FROM outbox
+	rows, err := tx.Query(ctx, `SELECT id, topic, key, payload, origin_kid FROM outbox
 		WHERE source = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, p.source, p.BatchSize)
 	if err != nil {
 		return 0, err
@@ -311,12 +363,13 @@ func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
 			id         int64
 			topic, key string
 			payload    []byte
+			kid        *string
 		)
-		if err := rows.Scan(&id, &topic, &key, &payload); err != nil {
+		if err := rows.Scan(&id, &topic, &key, &payload, &kid); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		if p.Signer != nil {
+		if p.Signer != nil && (kid == nil || *kid != p.Signer.KeyID()) {
 			payload = p.sign(payload)
 		}
 		ids = append(ids, id)

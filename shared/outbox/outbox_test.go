@@ -1,6 +1,7 @@
 package outbox_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -266,5 +267,137 @@ func TestRelayedEventsCarryTheFunctionsOriginProof(t *testing.T) {
 	}
 	if signed != 10 || foreign != 1 {
 		t.Fatalf("%d signed, %d foreign; want 10 and 1", signed, foreign)
+	}
+}
+
+// writeSigned writes n events of source through a Writer with signer.
+func writeSigned(t *testing.T, pool *pgxpool.Pool, source string, signer *events.OriginSigner, n int) []string {
+	t.Helper()
+	var ids []string
+	w := outbox.Writer{Source: source, Signer: signer}
+	err := postgres.Tx(context.Background(), pool, func(tx pgx.Tx) error {
+		var msgs []outbox.Message
+		for i := 0; i < n; i++ {
+			ev, err := events.New(context.Background(), source, "billfn.transaction.posted", "acct-s", map[string]int{"seq": i})
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, outbox.Message{Topic: events.TopicTransaction, Key: "acct-s", Event: ev})
+			ids = append(ids, ev.ID())
+		}
+		return w.Add(context.Background(), tx, msgs...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// Issue 20: a Writer with the function's origin key signs each event as it
+// writes it and names the key in the row; the publisher with that key
+// relays the row byte for byte (no decode, no second signature), and the
+// event verifies. Rows written unsigned beside them are signed at publish
+// as before.
+func TestAWriterSignsAsItWritesAndThePublisherRelaysTheRowAsItIs(t *testing.T) {
+	pool := testenv.Pool(t)
+	_, brokers := testenv.Kafka(t)
+	source := "fn-" + uuid.NewString()[:8]
+	signer := testenv.OriginSigner(events.Source(source))
+	ids := writeSigned(t, pool, source, signer, 4)
+	ids = append(ids, write(t, pool, source, 3)...) // unsigned (outbox.Add)
+
+	stored := map[string][]byte{}
+	rows, err := pool.Query(context.Background(), `SELECT event_id, payload, origin_kid FROM outbox WHERE source = $1`, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close() // a failure below must not leave the pool waiting for its connection
+	signedRows := 0
+	for rows.Next() {
+		var id string
+		var payload []byte
+		var kid *string
+		if err := rows.Scan(&id, &payload, &kid); err != nil {
+			t.Fatal(err)
+		}
+		if kid != nil {
+			if *kid != signer.KeyID() {
+				t.Fatalf("origin_kid %q, want the writer's key %q", *kid, signer.KeyID())
+			}
+			stored[id] = payload
+			signedRows++
+		}
+	}
+	if rows.Err() != nil || signedRows != 4 {
+		t.Fatalf("%d rows signed as written (%v), want the Writer's 4", signedRows, rows.Err())
+	}
+
+	pub := outbox.NewPublisher(pool, source, brokers)
+	pub.Signer = signer
+	if n, err := pub.Sweep(context.Background()); err != nil || n != len(ids) {
+		t.Fatalf("sweep: %d %v, want %d", n, err, len(ids))
+	}
+	pub.Close(context.Background())
+	recs := consume(t, brokers, events.TopicTransaction, len(ids))
+	checkRecords(t, recs, ids)
+	keys := testenv.OriginKeys()
+	keys.Add(events.Source(source), signer.Public())
+	for _, r := range recs {
+		ev, err := events.Unmarshal(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := keys.Verify(ev); err != nil {
+			t.Fatalf("event %s: %v", ev.ID(), err)
+		}
+		if want, ok := stored[ev.ID()]; ok && !bytes.Equal(r.Value, want) {
+			t.Fatalf("a row signed as written was not relayed as it is:\nstored %s\nsent   %s", want, r.Value)
+		}
+	}
+}
+
+// Issue 20: rows signed as written with a key the publisher no longer has
+// (the function's key before a rotation, written by a replica not yet
+// restarted or before the restart) are signed again at publish with the
+// publisher's key: they verify for consumers that still trust the old key
+// and for those that trust only the new one — a retired (or revoked) key's
+// proof never reaches Kafka from an outbox.
+func TestRowsSignedWithARetiredKeyAreSignedAgainWithThePublishersKey(t *testing.T) {
+	pool := testenv.Pool(t)
+	_, brokers := testenv.Kafka(t)
+	source := "fn-" + uuid.NewString()[:8]
+	oldKey := testenv.OriginSigner("old key of " + source)
+	newKey := testenv.OriginSigner(events.Source(source))
+	ids := writeSigned(t, pool, source, oldKey, 3)
+
+	pub := outbox.NewPublisher(pool, source, brokers)
+	pub.Signer = newKey
+	if n, err := pub.Sweep(context.Background()); err != nil || n != len(ids) {
+		t.Fatalf("sweep: %d %v, want %d", n, err, len(ids))
+	}
+	pub.Close(context.Background())
+	recs := consume(t, brokers, events.TopicTransaction, len(ids))
+	checkRecords(t, recs, ids)
+
+	onlyNew, _ := events.ParseOriginKeys(newKey.PublicLine(events.Source(source)), "new")
+	both, _ := events.ParseOriginKeys(newKey.PublicLine(events.Source(source))+"\n"+oldKey.PublicLine(events.Source(source)), "both")
+	onlyOld, _ := events.ParseOriginKeys(oldKey.PublicLine(events.Source(source)), "old")
+	for _, r := range recs {
+		ev, err := events.Unmarshal(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if kid := ev.Extensions()[events.OriginKidExt]; kid != newKey.KeyID() {
+			t.Fatalf("relayed with key %v, want the publisher's %s", kid, newKey.KeyID())
+		}
+		if err := onlyNew.Verify(ev); err != nil {
+			t.Fatalf("with the old key retired: %v", err)
+		}
+		if err := both.Verify(ev); err != nil {
+			t.Fatalf("during the rotation: %v", err)
+		}
+		if err := onlyOld.Verify(ev); !errors.Is(err, events.ErrBadOrigin) {
+			t.Fatalf("a consumer without the new key: %v, want it refused", err)
+		}
 	}
 }

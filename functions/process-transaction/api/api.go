@@ -27,8 +27,8 @@ type Service struct {
 // New wires the service on d and subscribes its event handlers; now is its
 // clock (injectable for hold expiry).
 func New(d *platform.Deps, now func() time.Time) *Service {
-	s := &Service{d: d, now: now, store: store.New(d.Pool, d.Name), cache: d.Cache("accounts")}
-	s.commit = store.NewCommitter(d.Pool, d.Name, now, s.changed)
+	s := &Service{d: d, now: now, store: store.New(d.Pool, d.Publisher.Writer()), cache: d.Cache("accounts")}
+	s.commit = store.NewCommitter(d.Pool, d.Publisher.Writer(), now, s.changed)
 	d.Collect(store.Collectors()...)
 	d.Events.OnSelf(events.TypeTransactionRequested, s.onRequested)
 	d.Events.SelfBatch = s.onRequestedBatch

@@ -14,7 +14,9 @@ import (
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
+	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -35,6 +37,7 @@ import (
 type Committer struct {
 	pool     *pgxpool.Pool
 	source   string
+	signer   *events.OriginSigner // signs the group's events as they are written; nil: at publish
 	now      func() time.Time
 	in       chan *queued
 	onCommit func(accounts []string) // cache invalidation, outbox kick
@@ -72,10 +75,11 @@ func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{groupSize, groupSeconds, groupRetries}
 }
 
-// NewCommitter makes a committer writing as source; onCommit runs with the
-// accounts each committed group changed, before its callers are answered.
-func NewCommitter(pool *pgxpool.Pool, source string, now func() time.Time, onCommit func([]string)) *Committer {
-	return &Committer{pool: pool, source: source, now: now, in: make(chan *queued, 4096), MaxOps: 2000, Workers: 1,
+// NewCommitter makes a committer writing its events through out (as
+// out.Source, signed with out.Signer); onCommit runs with the accounts each
+// committed group changed, before its callers are answered.
+func NewCommitter(pool *pgxpool.Pool, out outbox.Writer, now func() time.Time, onCommit func([]string)) *Committer {
+	return &Committer{pool: pool, source: out.Source, signer: out.Signer, now: now, in: make(chan *queued, 4096), MaxOps: 2000, Workers: 1,
 		onCommit: onCommit, sys: map[string]bool{}}
 }
 
@@ -358,7 +362,7 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit) ([]stri
 
 	// Decide every transfer in Go.
 	g.Now = c.now().UTC().Truncate(time.Microsecond)
-	w := &writes{now: g.Now, source: c.source}
+	w := &writes{now: g.Now, source: c.source, signer: c.signer}
 	g.Sink = w
 	for _, u := range units {
 		g.DecideUnit(u)

@@ -26,10 +26,13 @@ import (
 type Store struct {
 	pool   *pgxpool.Pool
 	source string
+	out    outbox.Writer
 }
 
-// New is a store writing its events as source.
-func New(pool *pgxpool.Pool, source string) *Store { return &Store{pool: pool, source: source} }
+// New is a store writing its events through out, as out.Source.
+func New(pool *pgxpool.Pool, out outbox.Writer) *Store {
+	return &Store{pool: pool, source: out.Source, out: out}
+}
 
 // transferEventType is the event a decided transfer announces.
 func transferEventType(t *ledger.Transfer) string {
@@ -150,7 +153,7 @@ func (s *Store) CreateAccount(ctx context.Context, a *ledger.Account, reply func
 				return err
 			}
 			*a = *created
-			if err := outbox.Add(ctx, tx, s.source, accountEvent(ctx, s.source, events.TypeAccountCreated, a)); err != nil {
+			if err := s.out.Add(ctx, tx, accountEvent(ctx, s.source, events.TypeAccountCreated, a)); err != nil {
 				return err
 			}
 			r := reply(a)
@@ -196,7 +199,7 @@ func (s *Store) UpdateAccount(ctx context.Context, id string, update func(*ledge
 				WHERE id = $1 RETURNING `+accountCols, id, a.Status)); err != nil {
 				return err
 			}
-			if err := outbox.Add(ctx, tx, s.source, accountEvent(ctx, s.source, events.TypeAccountUpdated, a)); err != nil {
+			if err := s.out.Add(ctx, tx, accountEvent(ctx, s.source, events.TypeAccountUpdated, a)); err != nil {
 				return err
 			}
 		}
@@ -346,7 +349,7 @@ func (s *Store) resolveHold(ctx context.Context, tx pgx.Tx, t *ledger.Transfer, 
 		return err
 	}
 	ev := events.Must(events.New(ctx, s.source, transferEventType(t), t.FromAccountID, t.Transfer))
-	return outbox.Add(ctx, tx, s.source, outbox.Message{Topic: events.TopicTransaction, Key: t.FromAccountID, Event: ev})
+	return s.out.Add(ctx, tx, outbox.Message{Topic: events.TopicTransaction, Key: t.FromAccountID, Event: ev})
 }
 
 // ExpireHolds releases holds whose expires_at has passed, in batches, and
@@ -464,7 +467,7 @@ func (s *Store) AcceptPending(ctx context.Context, o *ledger.Op, now time.Time) 
 		req.FromAccountID, req.FromAccountNumber, req.ToAccountID, req.ToAccountNumber = from.ID, "", to.ID, ""
 		ev := events.Must(events.New(ctx, s.source, events.TypeTransactionRequested, from.ID,
 			events.TransactionRequested{TransferRequest: events.TransferRequest(req), TransferID: t.ID}))
-		return outbox.Add(ctx, tx, s.source, outbox.Message{Topic: events.TopicTransaction, Key: from.ID, Event: ev})
+		return s.out.Add(ctx, tx, outbox.Message{Topic: events.TopicTransaction, Key: from.ID, Event: ev})
 	})
 	return t, replayed, err
 }

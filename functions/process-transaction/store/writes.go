@@ -16,6 +16,7 @@ import (
 type writes struct {
 	now    time.Time
 	source string
+	signer *events.OriginSigner // nil: events written unsigned, signed at publish
 
 	// new transfers
 	tID, tFrom, tTo, tCur, tStatus, tDesc, tRef, tScope, tKey []string
@@ -39,6 +40,7 @@ type writes struct {
 	// outbox
 	oID, oTopic, oKey []string
 	oPayload          [][]byte
+	oKid              []*string // the key that signed the payload; nil: unsigned
 
 	// accounts
 	acctIDs           []string
@@ -59,7 +61,7 @@ func (w *writes) Mark() func() {
 		w.uID, w.uStatus, w.uReason, w.uPosted = w.uID[:u], w.uStatus[:u], w.uReason[:u], w.uPosted[:u]
 		w.uFB, w.uFA, w.uTB, w.uTA = w.uFB[:u], w.uFA[:u], w.uTB[:u], w.uTA[:u]
 		w.pTransfer, w.pAccount, w.pAmount, w.pAfter = w.pTransfer[:p], w.pAccount[:p], w.pAmount[:p], w.pAfter[:p]
-		w.oID, w.oTopic, w.oKey, w.oPayload = w.oID[:o], w.oTopic[:o], w.oKey[:o], w.oPayload[:o]
+		w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid = w.oID[:o], w.oTopic[:o], w.oKey[:o], w.oPayload[:o], w.oKid[:o]
 	}
 }
 
@@ -83,7 +85,8 @@ func (w *writes) Update(t *ledger.Transfer, o *ledger.Op) {
 }
 
 // effects adds the postings and the event of a decided transfer; the event
-// continues the trace of the op that decided it.
+// continues the trace of the op that decided it, and is signed here, with
+// the function's origin key, so the outbox relays it without decoding it.
 func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
 	if t.Status == ledger.TransferPosted {
 		w.pTransfer = append(w.pTransfer, t.ID, t.ID)
@@ -91,12 +94,25 @@ func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
 		w.pAmount = append(w.pAmount, -t.Amount, t.Amount)
 		w.pAfter = append(w.pAfter, *t.FromBalance, *t.ToBalance)
 	}
-	id, payload, err := events.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, t.Transfer)
+	var (
+		id      string
+		payload []byte
+		err     error
+		kid     *string
+	)
+	if w.signer != nil {
+		id, payload, err = w.signer.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, t.Transfer)
+		k := w.signer.KeyID()
+		kid = &k
+	} else {
+		id, payload, err = events.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, t.Transfer)
+	}
 	if err != nil {
 		panic(err) // a Transfer always encodes
 	}
 	w.oID, w.oTopic, w.oKey, w.oPayload = append(w.oID, id), append(w.oTopic, events.TopicTransaction),
 		append(w.oKey, t.FromAccountID), append(w.oPayload, payload)
+	w.oKid = append(w.oKid, kid)
 }
 
 // flush writes the group and commits, in one round trip.
@@ -132,9 +148,9 @@ func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn) error {
 			w.acctIDs, w.acctBal, w.acctHeld, w.acctN, w.now)
 	}
 	if len(w.oID) > 0 {
-		b.Queue(`INSERT INTO outbox (source, event_id, topic, key, payload)
-			SELECT $1, e, t, k, p FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) AS x(e, t, k, p)`,
-			w.source, w.oID, w.oTopic, w.oKey, w.oPayload)
+		b.Queue(`INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
+			SELECT $1, e, t, k, p, o FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) AS x(e, t, k, p, o)`,
+			w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid)
 	}
 	b.Queue("COMMIT")
 	return conn.SendBatch(ctx, b).Close()
