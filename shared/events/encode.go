@@ -73,6 +73,64 @@ func encode(s *OriginSigner, tp, ts, function, typ, subject string, data any) (i
 		msg := originBytes(e.ID, e.Source, e.Type, e.Time, e.DataContentType, e.Subject, canonicalJSON(raw))
 		e.OriginKid, e.OriginSig = s.kid, base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, msg))
 	}
-	payload, err = json.Marshal(e)
-	return id, payload, err
+	return id, e.appendJSON(make([]byte, 0, 420+len(raw))), nil
+}
+
+// appendJSON appends what json.Marshal(e) writes, byte for byte, without
+// its reflection and without its second pass over Data (which json.Marshal
+// validates and compacts again): Data must be what json.Marshal wrote,
+// compact and escaped already.
+func (e *structured) appendJSON(b []byte) []byte {
+	b = append(b, `{"specversion":`...)
+	b = appendJSONString(b, e.SpecVersion)
+	b = append(b, `,"id":`...)
+	b = appendJSONString(b, e.ID)
+	b = append(b, `,"source":`...)
+	b = appendJSONString(b, e.Source)
+	b = append(b, `,"type":`...)
+	b = appendJSONString(b, e.Type)
+	if e.Subject != "" {
+		b = append(b, `,"subject":`...)
+		b = appendJSONString(b, e.Subject)
+	}
+	b = append(b, `,"time":`...)
+	b = appendJSONString(b, e.Time)
+	b = append(b, `,"datacontenttype":`...)
+	b = appendJSONString(b, e.DataContentType)
+	b = append(b, `,"traceparent":`...)
+	b = appendJSONString(b, e.TraceParent)
+	if e.TraceState != "" {
+		b = append(b, `,"tracestate":`...)
+		b = appendJSONString(b, e.TraceState)
+	}
+	if e.OriginKid != "" {
+		b = append(b, `,"originkid":`...)
+		b = appendJSONString(b, e.OriginKid)
+	}
+	if e.OriginSig != "" {
+		b = append(b, `,"originsig":`...)
+		b = appendJSONString(b, e.OriginSig)
+	}
+	b = append(b, `,"data":`...)
+	if e.Data == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, e.Data...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as encoding/json writes a string: as it is
+// when no byte needs escaping (printable ASCII other than ", \, <, >, &),
+// else through json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
