@@ -9,7 +9,9 @@
 // (the fast path, a few milliseconds later). A schedule tick calls Sweep,
 // which runs the same pass for whatever the fast path missed (Kafka was
 // down, the process died after commit). A pass locks its rows with
-// FOR UPDATE SKIP LOCKED, so concurrent passes never send a row twice.
+// FOR UPDATE SKIP LOCKED, so concurrent passes never send a row twice,
+// in two round trips to Postgres: BEGIN and the SELECT pipelined, then
+// the DELETE and the COMMIT.
 //
 // Records are CloudEvents in structured mode: the value is the JSON
 // envelope, header content-type: application/cloudevents+json, key = the
@@ -344,53 +346,42 @@ func (p *Publisher) SweepHandler() http.Handler {
 	})
 }
 
-func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
+// publishBatch runs one pass in two round trips to Postgres besides the
+// Kafka request: BEGIN with the SELECT … FOR UPDATE in one pipelined
+// batch, the DELETE with the COMMIT in another (a pass took four before,
+// each one a write and a read of the socket here and a wake-up of the
+// backend).
+func (p *Publisher) publishBatch(ctx context.Context) (n int, err error) {
 	p.batches.Add(1)
-	tx, err := p.pool.Begin(ctx)
+	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	rows, err := tx.Query(ctx, `SELECT id, topic, key, payload, origin_kid FROM outbox
+	defer conn.Release()
+	open := false // a transaction to roll back when the pass fails
+	defer func() {
+		if open {
+			rollback(ctx, conn)
+		}
+	}()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT id, topic, key, payload, origin_kid FROM outbox
 		WHERE source = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, p.source, p.BatchSize)
+	open = true
+	ids, msgs, err := p.read(conn.SendBatch(ctx, b))
 	if err != nil {
-		return 0, err
-	}
-	var ids []int64
-	var msgs []*sarama.ProducerMessage
-	for rows.Next() {
-		var (
-			id         int64
-			topic, key string
-			payload    []byte
-			kid        *string
-		)
-		if err := rows.Scan(&id, &topic, &key, &payload, &kid); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		if p.Signer != nil && (kid == nil || *kid != p.Signer.KeyID()) {
-			payload = p.sign(payload)
-		}
-		ids = append(ids, id)
-		msgs = append(msgs, &sarama.ProducerMessage{
-			Topic:    topic,
-			Key:      sarama.StringEncoder(key),
-			Value:    sarama.ByteEncoder(payload),
-			Headers:  []sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte(events.ContentTypeStructured)}},
-			Metadata: id,
-		})
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return 0, err
 	}
 	if len(ids) == 0 {
-		return 0, tx.Commit(ctx)
+		open = false
+		_, err := conn.Exec(ctx, "COMMIT")
+		return 0, err
 	}
 	prod, err := p.getProducer()
 	if err != nil {
-		return 0, p.recordFailure(ctx, tx, ids, err)
+		open = false
+		return 0, p.recordFailure(ctx, conn, ids, err)
 	}
 	sent, refused := ids, []int64(nil)
 	var sendErr error
@@ -398,7 +389,8 @@ func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
 		var perrs sarama.ProducerErrors
 		if !errors.As(err, &perrs) {
 			p.resetProducer()
-			return 0, p.recordFailure(ctx, tx, ids, err)
+			open = false
+			return 0, p.recordFailure(ctx, conn, ids, err)
 		}
 		failed := make(map[int64]bool, len(perrs))
 		for _, pe := range perrs {
@@ -417,23 +409,73 @@ func (p *Publisher) publishBatch(ctx context.Context) (int, error) {
 		slog.Warn("outbox: Kafka refused some events; they stay for the next pass", "source", p.source,
 			"refused", len(perrs), "err", sendErr.Error())
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, sent); err != nil {
-		return 0, err
-	}
+	b = &pgx.Batch{}
+	b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, sent)
 	if len(refused) > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`,
-			refused, sendErr.Error()); err != nil {
-			return 0, err
-		}
+		b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`, refused, sendErr.Error())
 	}
-	if err := tx.Commit(ctx); err != nil {
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return 0, err
 	}
+	open = false
 	published.WithLabelValues(p.source).Add(float64(len(sent)))
 	if len(refused) > 0 {
 		return len(sent), fmt.Errorf("outbox: %d events not accepted by Kafka: %w", len(refused), sendErr)
 	}
 	return len(sent), nil
+}
+
+// read takes the BEGIN and the SELECT of a pass from br and returns the
+// rows as messages, signed where they still need it; it closes br.
+func (p *Publisher) read(br pgx.BatchResults) (ids []int64, msgs []*sarama.ProducerMessage, err error) {
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	if _, err := br.Exec(); err != nil {
+		return nil, nil, err
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id         int64
+			topic, key string
+			payload    []byte
+			kid        *string
+		)
+		if err := rows.Scan(&id, &topic, &key, &payload, &kid); err != nil {
+			return nil, nil, err
+		}
+		if p.Signer != nil && (kid == nil || *kid != p.Signer.KeyID()) {
+			payload = p.sign(payload)
+		}
+		ids = append(ids, id)
+		msgs = append(msgs, &sarama.ProducerMessage{
+			Topic:    topic,
+			Key:      sarama.StringEncoder(key),
+			Value:    sarama.ByteEncoder(payload),
+			Headers:  []sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte(events.ContentTypeStructured)}},
+			Metadata: id,
+		})
+	}
+	rows.Close()
+	return ids, msgs, rows.Err()
+}
+
+// rollback ends a pass's failed transaction; a connection that cannot is
+// closed, not reused.
+func rollback(ctx context.Context, conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		_ = conn.Conn().Close(ctx)
+	}
 }
 
 var unsignable = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -466,9 +508,13 @@ func (p *Publisher) sign(payload []byte) []byte {
 }
 
 // recordFailure notes the error on the rows (for operators) and commits.
-func (p *Publisher) recordFailure(ctx context.Context, tx pgx.Tx, ids []int64, cause error) error {
-	_, _ = tx.Exec(ctx, `UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`, ids, cause.Error())
-	_ = tx.Commit(ctx)
+func (p *Publisher) recordFailure(ctx context.Context, conn *pgxpool.Conn, ids []int64, cause error) error {
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`, ids, cause.Error())
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		rollback(ctx, conn)
+	}
 	slog.Warn("outbox: Kafka unavailable; events stay in the outbox", "source", p.source, "pending", len(ids), "err", cause.Error())
 	return cause
 }
