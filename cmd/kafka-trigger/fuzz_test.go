@@ -91,7 +91,10 @@ func FuzzDelivery(f *testing.F) {
 			}
 		}
 		for _, g := range groups {
-			body, h := delivery(g)
+			body, pooled, h := delivery(g)
+			if pooled != nil {
+				defer releaseBatchBody(pooled)
+			}
 			r := httptest.NewRequest("POST", "/", bytes.NewReader(body))
 			r.Header = h
 			evs, err := events.Parse(r, body)
