@@ -2,12 +2,13 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -36,7 +37,7 @@ type upstream struct {
 type upConn struct {
 	c    net.Conn
 	br   *bufio.Reader
-	bw   *bufio.Writer
+	head []byte // the request head being written (reused: one per connection)
 	used time.Time
 }
 
@@ -67,7 +68,7 @@ func (u *upstream) get(ctx context.Context) (*upConn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}, false, nil
+	return &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), head: make([]byte, 0, 1<<10)}, false, nil
 }
 
 func (u *upstream) put(pc *upConn) {
@@ -122,10 +123,7 @@ func (u *upstream) roundTrip(req *http.Request, body []byte) (*http.Response, er
 		if err != nil {
 			return nil, err
 		}
-		if body != nil {
-			req.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		res, err := u.exchange(pc, req)
+		res, err := u.exchange(pc, req, body)
 		if err == nil {
 			return res, nil
 		}
@@ -138,11 +136,25 @@ func (u *upstream) roundTrip(req *http.Request, body []byte) (*http.Response, er
 	}
 }
 
-func (u *upstream) exchange(pc *upConn, req *http.Request) (*http.Response, error) {
-	if err := req.Write(pc.bw); err != nil {
-		return nil, err
+// smallRequest is the size up to which a request's head and body are
+// copied into one buffer and written with one write; a larger body goes
+// out beside its head in one writev, uncopied.
+const smallRequest = 16 << 10
+
+func (u *upstream) exchange(pc *upConn, req *http.Request, body []byte) (*http.Response, error) {
+	pc.head = appendRequestHead(pc.head[:0], req, len(body))
+	var err error
+	if len(pc.head)+len(body) <= smallRequest {
+		pc.head = append(pc.head, body...)
+		_, err = pc.c.Write(pc.head)
+	} else {
+		bufs := net.Buffers{pc.head, body}
+		_, err = bufs.WriteTo(pc.c)
 	}
-	if err := pc.bw.Flush(); err != nil {
+	if cap(pc.head) > 4*smallRequest {
+		pc.head = nil // do not keep a large body's buffer per idle connection
+	}
+	if err != nil {
 		return nil, err
 	}
 	if u.headerWait > 0 {
@@ -166,6 +178,56 @@ func (u *upstream) exchange(pc *upConn, req *http.Request) (*http.Response, erro
 	res.Body = &upBody{rc: res.Body, u: u, pc: pc, reuse: !res.Close,
 		empty: req.Method == http.MethodHead || res.ContentLength == 0 || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified}
 	return res, nil
+}
+
+// appendRequestHead appends to b the HTTP/1.1 head of req with a body of n
+// bytes: what req.Write writes before the body for the requests the lean
+// path sends (a known length, no trailers, no Transfer-Encoding, User-Agent
+// set, empty to send none), without its costs per request (sorting the
+// header keys, a replacer over every value, the writes through a
+// bufio.Writer). Header order is the map's; as req.Write does, a CR or LF in
+// a value becomes a space, so no value can end the head or add a header.
+func appendRequestHead(b []byte, req *http.Request, n int) []byte {
+	b = append(b, req.Method...)
+	b = append(b, ' ')
+	b = append(b, req.URL.RequestURI()...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, req.Host...)
+	b = append(b, "\r\n"...)
+	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
+		b = appendHeader(b, "User-Agent", ua[0])
+	}
+	switch {
+	case n > 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(n), 10)
+		b = append(b, "\r\n"...)
+	case req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch:
+		b = append(b, "Content-Length: 0\r\n"...)
+	}
+	for k, vv := range req.Header {
+		switch k {
+		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
+			continue // as req.Write: its own above, or none
+		}
+		for _, v := range vv {
+			b = appendHeader(b, k, v)
+		}
+	}
+	return append(b, "\r\n"...)
+}
+
+func appendHeader(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	start := len(b)
+	b = append(b, textproto.TrimString(v)...)
+	for i := start; i < len(b); i++ {
+		if b[i] == '\r' || b[i] == '\n' {
+			b[i] = ' '
+		}
+	}
+	return append(b, "\r\n"...)
 }
 
 // upBody returns the connection to the pool once the body was read to its
