@@ -312,7 +312,7 @@ func TestSavedPaymentMethods(t *testing.T) {
 		t.Fatalf("someone else lists alice's methods: %s", code)
 	}
 	decode[payments.Method](t, g.do(req{method: "POST", path: path + "/" + first.ID + "/default", sub: alice, role: auth.RoleCustomer}), 200)
-	if m, err := store.New(g.d.Pool, name).Fresh().DB().DefaultMethod(context.Background(), account); err != nil || m.ID != first.ID {
+	if m, err := store.New(g.d.Pool, g.d.Publisher.Writer()).Fresh().DB().DefaultMethod(context.Background(), account); err != nil || m.ID != first.ID {
 		t.Fatalf("default %v %v", m, err)
 	}
 	// A payment with the saved method's id.

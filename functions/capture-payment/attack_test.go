@@ -130,7 +130,7 @@ func TestACustomerCannotSetAnotherCustomersDefaultMethod(t *testing.T) {
 	if code := problemCode(t, rec, http.StatusNotFound); code != "not_found" {
 		t.Fatalf("alice saves a method on bob's account: %s", code)
 	}
-	if m, err := store.New(g.d.Pool, name).Fresh().DB().DefaultMethod(context.Background(), bobAccount); err != nil || m.ID != c.bobOwn["payment-method"] {
+	if m, err := store.New(g.d.Pool, g.d.Publisher.Writer()).Fresh().DB().DefaultMethod(context.Background(), bobAccount); err != nil || m.ID != c.bobOwn["payment-method"] {
 		t.Fatalf("bob's default: %+v %v", m, err)
 	}
 	assertSame(t, before, g.ownedRows(t, c.bob, bobAccount))

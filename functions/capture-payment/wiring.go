@@ -73,7 +73,7 @@ func newService(ctx context.Context, d *platform.Deps, cfg Config, now func() ti
 	}
 	// Postgres keeps microseconds: so do we, so an answer and a later read agree.
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
-	st := store.New(d.Pool, name)
+	st := store.New(d.Pool, d.Publisher.Writer())
 	sandbox := gateway.NewSandbox(st.SandboxBooks(), clock, gateway.SandboxConfig{SettleDelay: cfg.SandboxSettleDelay.D(),
 		WebhookURL: cfg.SandboxWebhookURL, WebhookSecret: cfg.SandboxWebhookSecret, Webhooks: cfg.SandboxWebhooks})
 	gateways := map[string]payments.Gateway{payments.GatewaySandbox: sandbox}

@@ -12,6 +12,7 @@ import (
 	"github.com/billfn/billfn/functions/capture-payment/store"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
+	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -192,7 +193,7 @@ func TestSandboxBooksSendWebhooksOldestFirstAndStopAtAFailure(t *testing.T) {
 func TestPipelineWritesOnlyAPaymentStillAtItsVersion(t *testing.T) {
 	pool := testenv.Pool(t)
 	ctx := context.Background()
-	s := store.New(pool, "capture-payment-store-test")
+	s := store.New(pool, outbox.Writer{Source: "capture-payment-store-test"})
 	gw := payments.GatewaySandbox
 	p := &payments.Payment{ID: ids.New(), AccountID: ids.New(), UserID: ids.New(), Amount: 500, Currency: "USD",
 		Status: payments.Processing, CaptureMethod: payments.CaptureAutomatic, Gateway: &gw, Attempts: 1,

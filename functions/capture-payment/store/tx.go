@@ -24,6 +24,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	// source is the function's name, the source of the events it writes.
 	source string
+	// out writes them into the outbox, signed with the function's origin key.
+	out outbox.Writer
 	// group commits the finishing records of concurrent requests together;
 	// async the intents recorded before a sandbox call (see asyncCommit).
 	group, async *pgbatch.Group
@@ -32,10 +34,11 @@ type Store struct {
 	Accounts *accounts.Directory
 }
 
-// New returns the store of pool; source names the events it writes.
-func New(pool *pgxpool.Pool, source string) *Store {
-	return &Store{pool: pool, source: source, group: pgbatch.NewGroup(pool, source+" payments"),
-		async: pgbatch.NewAsyncGroup(pool, source+" sandbox intents")}
+// New returns the store of pool; its events are written through out, as
+// out.Source.
+func New(pool *pgxpool.Pool, out outbox.Writer) *Store {
+	return &Store{pool: pool, source: out.Source, out: out, group: pgbatch.NewGroup(pool, out.Source+" payments"),
+		async: pgbatch.NewAsyncGroup(pool, out.Source+" sandbox intents")}
 }
 
 // Account implements payments.Tx: the read model's facts of account id,
@@ -119,7 +122,7 @@ func (t Tx) Emit(ctx context.Context, msgs []payments.Message) error {
 	for i, m := range msgs {
 		out[i] = outbox.Message{Topic: m.Topic, Key: m.Key, Event: m.Event}
 	}
-	return outbox.Add(ctx, tx, t.s.source, out...)
+	return t.s.out.Add(ctx, tx, out...)
 }
 
 // Record stores the answer of the request in the transaction: answer is
