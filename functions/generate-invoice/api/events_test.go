@@ -327,3 +327,51 @@ func TestPaymentsOfNoInvoiceCostNoTransaction(t *testing.T) {
 		t.Fatalf("processed_events holds %v, want only the invoice's payment and the parked one %v", recorded, want)
 	}
 }
+
+// Issue 20: generate-invoice's events are signed with the function's origin
+// key as they are written — an invoice's by its transaction, a pending
+// request's by the 202 acceptance — and their outbox rows name the key, so
+// the publisher relays them without decoding them. (The publisher is
+// stopped first, so the rows stay to be read.)
+func TestInvoiceEventsAreSignedAsTheyAreWritten(t *testing.T) {
+	g := newRig(t)
+	g.d.Publisher.Close(context.Background())
+	user := uuid.NewString()
+	sync, async := g.account(user, "USD"), g.account(user, "USD")
+	body := invoiceBody(user, sync)
+	body["auto_finalize"] = true
+	g.createInvoice(user, body)
+	must(t, g.call(call{method: "POST", path: "/invoices", body: invoiceBody("", async), sub: user, role: auth.RoleCustomer,
+		header: http.Header{"Prefer": {"respond-async"}}}), 202)
+	rows, err := g.d.Pool.Query(context.Background(), `SELECT payload, origin_kid FROM outbox
+		WHERE source = $1 AND (strpos(convert_from(payload, 'UTF8'), $2::text) > 0 OR strpos(convert_from(payload, 'UTF8'), $3::text) > 0)`,
+		FunctionName, sync, async)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close() // a failure below must not leave the pool waiting for its connection
+	kid := g.d.Publisher.Signer.KeyID()
+	seen := map[string]int{}
+	for rows.Next() {
+		var payload []byte
+		var rowKid *string
+		if err := rows.Scan(&payload, &rowKid); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := events.Unmarshal(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rowKid == nil || *rowKid != kid {
+			t.Fatalf("%s written with origin_kid %v, want the function's key %s", ev.Type(), rowKid, kid)
+		}
+		if err := g.kit.Origins.Verify(ev); err != nil {
+			t.Fatalf("%s as written: %v", ev.Type(), err)
+		}
+		seen[ev.Type()]++
+	}
+	if rows.Err() != nil || seen[events.TypeInvoiceCreated] != 1 || seen[events.TypeInvoiceFinalized] != 1 ||
+		seen[events.TypeInvoiceRequested] != 1 {
+		t.Fatalf("rows %v (%v), want the invoice's creation and finalization, and the pending request", seen, rows.Err())
+	}
+}

@@ -135,7 +135,7 @@ type Service struct {
 }
 
 func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
-	s := &Service{d: d, st: store.New(d.Pool, FunctionName), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
+	s := &Service{d: d, st: store.New(d.Pool, d.Publisher.Writer()), cfg: cfg, now: now, invCache: d.Cache("invoices"), subCache: d.Cache("subscriptions"),
 		mail: &mailer{wake: make(chan struct{}, 1)}}
 	// A request's claim of its Idempotency-Key commits with the claims of
 	// concurrent requests: one commit for many instead of one each.

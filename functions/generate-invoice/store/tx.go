@@ -23,25 +23,26 @@ import (
 // to invoices. Its transactions write the outbox and the idempotent
 // response of the change they make.
 type Store struct {
-	pool   *pgxpool.Pool
-	source string // the function whose events the outbox holds
-	accts  *accounts.Directory
+	pool  *pgxpool.Pool
+	out   outbox.Writer // the emitting function's outbox (its source and origin key)
+	accts *accounts.Directory
 }
 
-// New returns the store over pool; source names the emitting function.
-func New(pool *pgxpool.Pool, source string) *Store { return &Store{pool: pool, source: source} }
+// New returns the store over pool; its events are written through out, as
+// out.Source, the emitting function.
+func New(pool *pgxpool.Pool, out outbox.Writer) *Store { return &Store{pool: pool, out: out} }
 
 // Tx is one transaction over generate-invoice's tables: every read and
 // write of a use case goes through it, and its events and idempotent
 // response are written in it.
 type Tx struct {
 	pgx.Tx
-	source string
-	accts  *accounts.Directory
+	out   outbox.Writer
+	accts *accounts.Directory
 }
 
 // tx wraps a pgx transaction of s.
-func (s *Store) tx(tx pgx.Tx) *Tx { return &Tx{tx, s.source, s.accts} }
+func (s *Store) tx(tx pgx.Tx) *Tx { return &Tx{tx, s.out, s.accts} }
 
 // ReadAccounts makes the store read the accounts billed from d, the read
 // model of its table (Tx.Account).
@@ -114,7 +115,7 @@ func (tx *Tx) Savepoint(ctx context.Context, fn func(billing.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	if err := fn(&Tx{sp, tx.source, tx.accts}); err != nil {
+	if err := fn(&Tx{sp, tx.out, tx.accts}); err != nil {
 		_ = sp.Rollback(ctx)
 		return err
 	}
@@ -147,16 +148,16 @@ func (tx *Tx) Emit(ctx context.Context, evs []invoicing.Event) error {
 	msgs := make([]outbox.Message, len(evs))
 	for i, e := range evs {
 		// Our own data always encodes, so an error here is a bug.
-		ev := events.Must(events.New(ctx, tx.source, e.Type, e.Subject, e.Data))
+		ev := events.Must(events.New(ctx, tx.out.Source, e.Type, e.Subject, e.Data))
 		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: e.Key, Event: ev}
 	}
-	return outbox.Add(ctx, tx, tx.source, msgs...)
+	return tx.out.Add(ctx, tx, msgs...)
 }
 
 // Send writes ready-made outbox messages in the transaction.
 func (tx *Tx) Send(ctx context.Context, msgs ...outbox.Message) error {
 	noteEmit(ctx, len(msgs))
-	return outbox.Add(ctx, tx, tx.source, msgs...)
+	return tx.out.Add(ctx, tx, msgs...)
 }
 
 // Complete stores the response of the request's Idempotency-Key in the
