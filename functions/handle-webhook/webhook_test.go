@@ -706,3 +706,56 @@ func TestARotatedWebhookSecretFileTakesEffectWithoutARestart(t *testing.T) {
 		t.Fatal("after the rotation the new secret must verify")
 	}
 }
+
+// Issue 20: handle-webhook's events are signed with the function's origin
+// key as they are written — a processed webhook's by the group commit, a
+// released parked one's by the delivery that names its payment — and their
+// outbox rows name the key, so the publisher relays them without decoding
+// them. (The publisher is stopped first, so the rows stay to be read.)
+func TestGatewayUpdatesAreSignedAsTheyAreWritten(t *testing.T) {
+	g := newRig(t)
+	g.d.Publisher.Close(context.Background())
+	pid, parked := uuid.NewString(), uuid.NewString()
+	if got := outcome(t, g.stripe(stripeEvent("payment_intent.succeeded", paymentIntent("pi_signed", pid, "succeeded", 1050)))); got != webhooks.Processed {
+		t.Fatalf("outcome %s", got)
+	}
+	refund := stripeEvent("charge.refunded", map[string]any{"id": "ch_s", "object": "charge", "amount": 500, "amount_captured": 500,
+		"amount_refunded": 500, "currency": "usd", "payment_intent": "pi_signed_parked", "metadata": map[string]any{}})
+	if got := outcome(t, g.stripe(refund)); got != webhooks.Parked {
+		t.Fatalf("outcome %s", got)
+	}
+	ev, _ := events.New(context.Background(), "capture-payment", "billfn.payment.captured", parked, map[string]any{
+		"payment_id": parked, "gateway": "stripe", "gateway_payment_id": "pi_signed_parked", "status": "succeeded", "amount": 500, "currency": "USD"})
+	if rec := g.deliver(ev); rec.Code != 200 {
+		t.Fatalf("payment event: %d %s", rec.Code, rec.Body)
+	}
+	rows, err := g.d.Pool.Query(context.Background(), `SELECT payload, origin_kid FROM outbox
+		WHERE source = $1 AND key = ANY($2)`, webhooks.Name, []string{pid, parked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close() // a failure below must not leave the pool waiting for its connection
+	kid := g.d.Publisher.Signer.KeyID()
+	seen := map[string]int{}
+	for rows.Next() {
+		var payload []byte
+		var rowKid *string
+		if err := rows.Scan(&payload, &rowKid); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := events.Unmarshal(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rowKid == nil || *rowKid != kid {
+			t.Fatalf("%s of %s written with origin_kid %v, want the function's key %s", ev.Type(), ev.Subject(), rowKid, kid)
+		}
+		if err := g.kit.Origins.Verify(ev); err != nil {
+			t.Fatalf("%s of %s as written: %v", ev.Type(), ev.Subject(), err)
+		}
+		seen[ev.Subject()]++
+	}
+	if rows.Err() != nil || seen[pid] != 1 || seen[parked] != 1 {
+		t.Fatalf("rows %v (%v), want the processed webhook's update and the released one's", seen, rows.Err())
+	}
+}

@@ -115,7 +115,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 		slog.Warn("WEBHOOK_SECRETS_KEY is not set: the endpoints' signing secrets are stored in clear")
 	}
 	clock := func() time.Time { return now().UTC().Truncate(time.Microsecond) }
-	a := &API{d: d, cfg: cfg, now: clock, store: store.New(d.Pool, clock)}
+	a := &API{d: d, cfg: cfg, now: clock, store: store.New(d.Pool, d.Publisher.Writer(), clock)}
 	if err := a.followSecrets(); err != nil {
 		return nil, err
 	}

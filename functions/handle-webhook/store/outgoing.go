@@ -354,7 +354,7 @@ func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.De
 		if err != nil {
 			return err
 		}
-		return outbox.Add(ctx, tx, webhooks.Name, outbox.Message{Topic: events.TopicPayment, Key: disabled.EndpointID, Event: ev})
+		return s.out.Add(ctx, tx, outbox.Message{Topic: events.TopicPayment, Key: disabled.EndpointID, Event: ev})
 	})
 	if err == nil && newly {
 		s.Interests.drop()

@@ -30,7 +30,10 @@ import (
 // Store keeps deliveries and the payment map in Postgres.
 type Store struct {
 	pool *pgxpool.Pool
-	now  func() time.Time
+	// out writes the function's events into its outbox, signed with its
+	// origin key.
+	out outbox.Writer
+	now func() time.Time
 	// group commits concurrent deliveries (and their outbox rows) together.
 	group *pgbatch.Group
 	// Unparked, when set, is told how many parked deliveries of a gateway
@@ -43,9 +46,10 @@ type Store struct {
 	Interests *Interests
 }
 
-// New is a store on pool; now is the clock of processed_at and learned refs.
-func New(pool *pgxpool.Pool, now func() time.Time) *Store {
-	return &Store{pool: pool, now: now, group: pgbatch.NewGroup(pool, "handle-webhook deliveries"), Interests: newInterests(pool)}
+// New is a store on pool writing its events through out; now is the clock
+// of processed_at and learned refs.
+func New(pool *pgxpool.Pool, out outbox.Writer, now func() time.Time) *Store {
+	return &Store{pool: pool, out: out, now: now, group: pgbatch.NewGroup(pool, "handle-webhook deliveries"), Interests: newInterests(pool)}
 }
 
 // updateMessage is the outbox message of u (key = the payment id).
@@ -110,7 +114,7 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 		if err != nil {
 			return "", err
 		}
-		if err := outbox.Add(ctx, pgbatch.Queue(rest), webhooks.Name, m); err != nil {
+		if err := s.out.Add(ctx, pgbatch.Queue(rest), m); err != nil {
 			return "", err
 		}
 	}
@@ -214,7 +218,7 @@ func (s *Store) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPaymentID
 		msgs = append(msgs, m)
 		ids = append(ids, p.id)
 	}
-	if err := outbox.Add(ctx, tx, webhooks.Name, msgs...); err != nil {
+	if err := s.out.Add(ctx, tx, msgs...); err != nil {
 		return err
 	}
 	if s.Unparked != nil {
@@ -373,7 +377,7 @@ func (s *Store) Replay(ctx context.Context, id string, answer func(*webhooks.Del
 			if err != nil {
 				return err
 			}
-			if err := outbox.Add(ctx, tx, webhooks.Name, m); err != nil {
+			if err := s.out.Add(ctx, tx, m); err != nil {
 				return err
 			}
 			d.PaymentID, d.ProcessedAt, emitted = u.PaymentID, &now, true
