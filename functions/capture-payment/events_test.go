@@ -11,6 +11,7 @@ import (
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // event builds an event from another function.
@@ -237,34 +238,13 @@ func TestPaymentEventsAreSignedAsTheyAreWritten(t *testing.T) {
 	if rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}}); rec.Code != 201 {
 		t.Fatalf("refund: %d %s", rec.Code, rec.Body)
 	}
-	rows, err := g.d.Pool.Query(context.Background(), `SELECT payload, origin_kid FROM outbox
-		WHERE source = $1 AND strpos(convert_from(payload, 'UTF8'), $2::text) > 0`, name, p.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close() // a failure below must not leave the pool waiting for its connection
-	kid := g.d.Publisher.Signer.KeyID()
 	seen := map[string]int{}
-	for rows.Next() {
-		var payload []byte
-		var rowKid *string
-		if err := rows.Scan(&payload, &rowKid); err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Unmarshal(payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rowKid == nil || *rowKid != kid {
-			t.Fatalf("%s written with origin_kid %v, want the function's key %s", ev.Type(), rowKid, kid)
-		}
-		if err := g.kit.Origins.Verify(ev); err != nil {
-			t.Fatalf("%s as written: %v", ev.Type(), err)
-		}
+	for _, ev := range testenv.SignedAsWritten(t, g.d.Pool, g.d.Publisher.Signer.KeyID(), g.kit.Origins,
+		`source = $1 AND strpos(convert_from(payload, 'UTF8'), $2::text) > 0`, name, p.ID) {
 		seen[ev.Type()]++
 	}
-	if rows.Err() != nil || seen[events.TypePaymentCreated] != 1 || seen[events.TypePaymentCaptured] != 1 ||
+	if seen[events.TypePaymentCreated] != 1 || seen[events.TypePaymentCaptured] != 1 ||
 		seen[events.TypeTransactionRequested] != 1 || seen[events.TypeRefundSucceeded] != 1 {
-		t.Fatalf("rows %v (%v), want the payment's creation, capture and posting, and the refund", seen, rows.Err())
+		t.Fatalf("rows %v, want the payment's creation, capture and posting, and the refund", seen)
 	}
 }

@@ -729,33 +729,12 @@ func TestGatewayUpdatesAreSignedAsTheyAreWritten(t *testing.T) {
 	if rec := g.deliver(ev); rec.Code != 200 {
 		t.Fatalf("payment event: %d %s", rec.Code, rec.Body)
 	}
-	rows, err := g.d.Pool.Query(context.Background(), `SELECT payload, origin_kid FROM outbox
-		WHERE source = $1 AND key = ANY($2)`, webhooks.Name, []string{pid, parked})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close() // a failure below must not leave the pool waiting for its connection
-	kid := g.d.Publisher.Signer.KeyID()
 	seen := map[string]int{}
-	for rows.Next() {
-		var payload []byte
-		var rowKid *string
-		if err := rows.Scan(&payload, &rowKid); err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Unmarshal(payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rowKid == nil || *rowKid != kid {
-			t.Fatalf("%s of %s written with origin_kid %v, want the function's key %s", ev.Type(), ev.Subject(), rowKid, kid)
-		}
-		if err := g.kit.Origins.Verify(ev); err != nil {
-			t.Fatalf("%s of %s as written: %v", ev.Type(), ev.Subject(), err)
-		}
+	for _, ev := range testenv.SignedAsWritten(t, g.d.Pool, g.d.Publisher.Signer.KeyID(), g.kit.Origins,
+		`source = $1 AND key = ANY($2)`, webhooks.Name, []string{pid, parked}) {
 		seen[ev.Subject()]++
 	}
-	if rows.Err() != nil || seen[pid] != 1 || seen[parked] != 1 {
-		t.Fatalf("rows %v (%v), want the processed webhook's update and the released one's", seen, rows.Err())
+	if seen[pid] != 1 || seen[parked] != 1 {
+		t.Fatalf("rows %v, want the processed webhook's update and the released one's", seen)
 	}
 }

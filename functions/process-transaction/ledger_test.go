@@ -14,6 +14,7 @@ import (
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 func TestAccountsAreCreatedReadAndListedByTheirOwnersOnly(t *testing.T) {
@@ -733,33 +734,12 @@ func TestLedgerEventsAreSignedAsTheyAreWritten(t *testing.T) {
 	if r := e.transfer(alice, a, b, 42); r.Code != 201 {
 		t.Fatalf("transfer: %d %s", r.Code, r.Body)
 	}
-	rows, err := e.d.Pool.Query(context.Background(), `SELECT payload, origin_kid FROM outbox
-		WHERE source = 'process-transaction' AND key = ANY($1)`, []string{a.ID, b.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close() // a failure below must not leave the pool waiting for its connection
-	kid := e.d.Publisher.Signer.KeyID()
 	seen := map[string]int{}
-	for rows.Next() {
-		var payload []byte
-		var rowKid *string
-		if err := rows.Scan(&payload, &rowKid); err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Unmarshal(payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rowKid == nil || *rowKid != kid {
-			t.Fatalf("%s written with origin_kid %v, want the function's key %s", ev.Type(), rowKid, kid)
-		}
-		if err := e.kit.Origins.Verify(ev); err != nil {
-			t.Fatalf("%s as written: %v", ev.Type(), err)
-		}
+	for _, ev := range testenv.SignedAsWritten(t, e.d.Pool, e.d.Publisher.Signer.KeyID(), e.kit.Origins,
+		`source = 'process-transaction' AND key = ANY($1)`, []string{a.ID, b.ID}) {
 		seen[ev.Type()]++
 	}
-	if rows.Err() != nil || seen[events.TypeAccountCreated] != 2 || seen[events.TypeTransactionPosted] != 1 {
-		t.Fatalf("rows %v (%v), want 2 account.created and the transfer's transaction.posted", seen, rows.Err())
+	if seen[events.TypeAccountCreated] != 2 || seen[events.TypeTransactionPosted] != 1 {
+		t.Fatalf("rows %v, want 2 account.created and the transfer's transaction.posted", seen)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 func TestRespondAsyncCreatesThroughTheRequestedEvent(t *testing.T) {
@@ -343,35 +344,14 @@ func TestInvoiceEventsAreSignedAsTheyAreWritten(t *testing.T) {
 	g.createInvoice(user, body)
 	must(t, g.call(call{method: "POST", path: "/invoices", body: invoiceBody("", async), sub: user, role: auth.RoleCustomer,
 		header: http.Header{"Prefer": {"respond-async"}}}), 202)
-	rows, err := g.d.Pool.Query(context.Background(), `SELECT payload, origin_kid FROM outbox
-		WHERE source = $1 AND (strpos(convert_from(payload, 'UTF8'), $2::text) > 0 OR strpos(convert_from(payload, 'UTF8'), $3::text) > 0)`,
-		FunctionName, sync, async)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close() // a failure below must not leave the pool waiting for its connection
-	kid := g.d.Publisher.Signer.KeyID()
 	seen := map[string]int{}
-	for rows.Next() {
-		var payload []byte
-		var rowKid *string
-		if err := rows.Scan(&payload, &rowKid); err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.Unmarshal(payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rowKid == nil || *rowKid != kid {
-			t.Fatalf("%s written with origin_kid %v, want the function's key %s", ev.Type(), rowKid, kid)
-		}
-		if err := g.kit.Origins.Verify(ev); err != nil {
-			t.Fatalf("%s as written: %v", ev.Type(), err)
-		}
+	for _, ev := range testenv.SignedAsWritten(t, g.d.Pool, g.d.Publisher.Signer.KeyID(), g.kit.Origins,
+		`source = $1 AND (strpos(convert_from(payload, 'UTF8'), $2::text) > 0 OR strpos(convert_from(payload, 'UTF8'), $3::text) > 0)`,
+		FunctionName, sync, async) {
 		seen[ev.Type()]++
 	}
-	if rows.Err() != nil || seen[events.TypeInvoiceCreated] != 1 || seen[events.TypeInvoiceFinalized] != 1 ||
+	if seen[events.TypeInvoiceCreated] != 1 || seen[events.TypeInvoiceFinalized] != 1 ||
 		seen[events.TypeInvoiceRequested] != 1 {
-		t.Fatalf("rows %v (%v), want the invoice's creation and finalization, and the pending request", seen, rows.Err())
+		t.Fatalf("rows %v, want the invoice's creation and finalization, and the pending request", seen)
 	}
 }
