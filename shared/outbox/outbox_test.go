@@ -66,6 +66,22 @@ func consume(t *testing.T, brokers []string, topic string, want int) []*kgo.Reco
 	return recs
 }
 
+// publishSigned relays source's outbox, the events ids, in one sweep by a
+// publisher signing with signer, and returns the records Kafka got, checked
+// to be those events.
+func publishSigned(t *testing.T, pool *pgxpool.Pool, source string, brokers []string, signer *events.OriginSigner, ids []string) []*kgo.Record {
+	t.Helper()
+	pub := outbox.NewPublisher(pool, source, brokers)
+	pub.Signer = signer
+	if n, err := pub.Sweep(context.Background()); err != nil || n != len(ids) {
+		t.Fatalf("sweep: %d %v, want %d", n, err, len(ids))
+	}
+	pub.Close(context.Background())
+	recs := consume(t, brokers, events.TopicTransaction, len(ids))
+	checkRecords(t, recs, ids)
+	return recs
+}
+
 func checkRecords(t *testing.T, recs []*kgo.Record, ids []string) {
 	t.Helper()
 	got := map[string]int{}
@@ -235,16 +251,10 @@ func TestRelayedEventsCarryTheFunctionsOriginProof(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids = append(ids, write(t, pool, source, 5)...)
-	pub := outbox.NewPublisher(pool, source, brokers)
-	pub.Signer = testenv.OriginSigner(events.Source(source))
-	if n, err := pub.Sweep(context.Background()); err != nil || n != len(ids) {
-		t.Fatalf("sweep: %d %v, want %d", n, err, len(ids))
-	}
-	pub.Close(context.Background())
-	recs := consume(t, brokers, events.TopicTransaction, len(ids))
-	checkRecords(t, recs, ids)
+	signer := testenv.OriginSigner(events.Source(source))
+	recs := publishSigned(t, pool, source, brokers, signer, ids)
 	keys := testenv.OriginKeys()
-	keys.Add(events.Source(source), pub.Signer.Public())
+	keys.Add(events.Source(source), signer.Public())
 	signed, foreign := 0, 0
 	for _, r := range recs {
 		ev, err := events.Unmarshal(r.Value)
@@ -332,14 +342,7 @@ func TestAWriterSignsAsItWritesAndThePublisherRelaysTheRowAsItIs(t *testing.T) {
 		t.Fatalf("%d rows signed as written (%v), want the Writer's 4", signedRows, rows.Err())
 	}
 
-	pub := outbox.NewPublisher(pool, source, brokers)
-	pub.Signer = signer
-	if n, err := pub.Sweep(context.Background()); err != nil || n != len(ids) {
-		t.Fatalf("sweep: %d %v, want %d", n, err, len(ids))
-	}
-	pub.Close(context.Background())
-	recs := consume(t, brokers, events.TopicTransaction, len(ids))
-	checkRecords(t, recs, ids)
+	recs := publishSigned(t, pool, source, brokers, signer, ids)
 	keys := testenv.OriginKeys()
 	keys.Add(events.Source(source), signer.Public())
 	for _, r := range recs {
@@ -370,14 +373,7 @@ func TestRowsSignedWithARetiredKeyAreSignedAgainWithThePublishersKey(t *testing.
 	newKey := testenv.OriginSigner(events.Source(source))
 	ids := writeSigned(t, pool, source, oldKey, 3)
 
-	pub := outbox.NewPublisher(pool, source, brokers)
-	pub.Signer = newKey
-	if n, err := pub.Sweep(context.Background()); err != nil || n != len(ids) {
-		t.Fatalf("sweep: %d %v, want %d", n, err, len(ids))
-	}
-	pub.Close(context.Background())
-	recs := consume(t, brokers, events.TopicTransaction, len(ids))
-	checkRecords(t, recs, ids)
+	recs := publishSigned(t, pool, source, brokers, newKey, ids)
 
 	onlyNew, _ := events.ParseOriginKeys(newKey.PublicLine(events.Source(source)), "new")
 	both, _ := events.ParseOriginKeys(newKey.PublicLine(events.Source(source))+"\n"+oldKey.PublicLine(events.Source(source)), "both")
