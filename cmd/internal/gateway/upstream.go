@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // upstream is a lean HTTP/1.1 client to one function: a LIFO pool of
@@ -186,7 +188,8 @@ func (u *upstream) exchange(pc *upConn, req *http.Request, body []byte) (*http.R
 // set, empty to send none), without its costs per request (sorting the
 // header keys, a replacer over every value, the writes through a
 // bufio.Writer). Header order is the map's; as req.Write does, a CR or LF in
-// a value becomes a space, so no value can end the head or add a header.
+// a value becomes a space and a name that is not a token is left out, so no
+// header can end the head or add another.
 func appendRequestHead(b []byte, req *http.Request, n int) []byte {
 	b = append(b, req.Method...)
 	b = append(b, ' ')
@@ -209,6 +212,9 @@ func appendRequestHead(b []byte, req *http.Request, n int) []byte {
 		switch k {
 		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
 			continue // as req.Write: its own above, or none
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue // as req.Write: a name that is not a token is dropped
 		}
 		for _, v := range vv {
 			b = appendHeader(b, k, v)

@@ -29,6 +29,8 @@ func TestTheLeanPathsRequestHeadReadsAsReqWritesDoes(t *testing.T) {
 			"Content-Length": {"999"}, "Host": {"evil"}}, "{}"},
 		// A CR or LF in a value never ends the head nor adds a header.
 		{"POST", "/", "", "", http.Header{"User-Agent": {""}, "X-Evil": {"a\r\nX-Injected: 1"}}, "z"},
+		// Nor does a header name that is not a token: req.Write drops it.
+		{"POST", "/", "", "", http.Header{"User-Agent": {""}, "X-Evil: a\r\nX-Injected": {"1"}, "Bad Name": {"x"}}, "z"},
 	}
 	for _, c := range cases {
 		mk := func() *http.Request {
