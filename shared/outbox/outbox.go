@@ -38,6 +38,7 @@ import (
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/kafkaauth"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -361,7 +362,7 @@ func (p *Publisher) publishBatch(ctx context.Context) (n int, err error) {
 	open := false // a transaction to roll back when the pass fails
 	defer func() {
 		if open {
-			rollback(ctx, conn)
+			pgbatch.Rollback(conn)
 		}
 	}()
 	b := &pgx.Batch{}
@@ -468,16 +469,6 @@ func (p *Publisher) read(br pgx.BatchResults) (ids []int64, msgs []*sarama.Produ
 	return ids, msgs, rows.Err()
 }
 
-// rollback ends a pass's failed transaction; a connection that cannot is
-// closed, not reused.
-func rollback(ctx context.Context, conn *pgxpool.Conn) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
-		_ = conn.Conn().Close(ctx)
-	}
-}
-
 var unsignable = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "billfn_outbox_unsigned_total",
 	Help: "Outbox events relayed without an origin proof: not a CloudEvent, or of a source other than the publisher's (consumers park them).",
@@ -513,7 +504,7 @@ func (p *Publisher) recordFailure(ctx context.Context, conn *pgxpool.Conn, ids [
 	b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`, ids, cause.Error())
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		rollback(ctx, conn)
+		pgbatch.Rollback(conn)
 	}
 	slog.Warn("outbox: Kafka unavailable; events stay in the outbox", "source", p.source, "pending", len(ids), "err", cause.Error())
 	return cause

@@ -237,7 +237,7 @@ func run(ctx context.Context, pool *pgxpool.Pool, async bool, group []*pending) 
 		}
 		b.Queue("COMMIT")
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {
-			rollback(conn)
+			Rollback(conn)
 			return fail(err)
 		}
 		return nil
@@ -282,7 +282,7 @@ func run(ctx context.Context, pool *pgxpool.Pool, async bool, group []*pending) 
 		err = cerr
 	}
 	if err != nil {
-		rollback(conn)
+		Rollback(conn)
 		return fail(err)
 	}
 	if !rests {
@@ -296,7 +296,7 @@ func run(ctx context.Context, pool *pgxpool.Pool, async bool, group []*pending) 
 	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		rollback(conn)
+		Rollback(conn)
 		return fail(err)
 	}
 	return nil

@@ -110,24 +110,25 @@ func SendGuarded(ctx context.Context, pool *pgxpool.Pool, g Guard, rest *pgx.Bat
 		err = cerr
 	}
 	if err != nil {
-		rollback(conn)
+		Rollback(conn)
 		return false, err
 	}
 	if !g.Proceed() {
-		rollback(conn)
+		Rollback(conn)
 		return false, nil
 	}
 	rest.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, rest).Close(); err != nil {
-		rollback(conn)
+		Rollback(conn)
 		return false, err
 	}
 	return true, nil
 }
 
-// rollback ends the connection's transaction; a connection in an unknown
-// state is closed rather than reused.
-func rollback(conn *pgxpool.Conn) {
+// Rollback ends the transaction a pipelined batch opened on conn (BEGIN
+// queued in it); a connection in an unknown state is closed rather than
+// reused.
+func Rollback(conn *pgxpool.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {

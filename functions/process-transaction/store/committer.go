@@ -17,6 +17,7 @@ import (
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -356,7 +357,7 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit) ([]stri
 		err = cerr
 	}
 	if err != nil {
-		rollback(conn)
+		pgbatch.Rollback(conn)
 		return nil, err
 	}
 
@@ -378,17 +379,8 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit) ([]stri
 		}
 	}
 	if err := w.flush(ctx, conn); err != nil {
-		rollback(conn)
+		pgbatch.Rollback(conn)
 		return nil, err
 	}
 	return w.acctIDs, nil
-}
-
-func rollback(conn *pgxpool.Conn) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
-		// The connection is in an unknown state: do not reuse it.
-		_ = conn.Conn().Close(ctx)
-	}
 }
