@@ -49,7 +49,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -133,24 +132,8 @@ func (c Config) validate() error {
 	return nil
 }
 
-// gcPercent is the trigger's GC target unless GOGC says otherwise: 300,
-// as the functions' (shared/server). Its live heap is a few MB while every
-// fetch and delivery allocates tens of kilobytes that die at once: at the
-// runtime's 100 the collector ran about three times as often, and the
-// scavenger returned the pages each time (madvise); together a fifth of
-// the trigger's CPU in make bench's transfers-gateway (2026-12-04).
-const gcPercent = 300
-
-// setGC applies gcPercent unless the environment has GOGC (which the
-// runtime applied).
-func setGC(getenv func(string) string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
-}
-
 func main() {
-	setGC(os.Getenv)
+	server.SetGC(os.Getenv)
 	var cfg Config
 	err := config.Load(&cfg)
 	server.SetupLogging("kafka-trigger", cfg.LogLevel)
