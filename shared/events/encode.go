@@ -49,6 +49,7 @@ func EncodeIn(tp, ts, function, typ, subject string, data any) (id string, paylo
 // payload decodes to), so nothing is decoded or encoded a second time. The
 // outbox writes such a payload with its key id and relays it as it is
 // (outbox.Writer), instead of decoding every row to sign it at publish.
+// A nil s encodes the event unsigned, as events.EncodeIn does.
 func (s *OriginSigner) EncodeIn(tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
 	return encode(s, tp, ts, function, typ, subject, data)
 }
@@ -83,34 +84,16 @@ func encode(s *OriginSigner, tp, ts, function, typ, subject string, data any) (i
 func (e *structured) appendJSON(b []byte) []byte {
 	b = append(b, `{"specversion":`...)
 	b = appendJSONString(b, e.SpecVersion)
-	b = append(b, `,"id":`...)
-	b = appendJSONString(b, e.ID)
-	b = append(b, `,"source":`...)
-	b = appendJSONString(b, e.Source)
-	b = append(b, `,"type":`...)
-	b = appendJSONString(b, e.Type)
-	if e.Subject != "" {
-		b = append(b, `,"subject":`...)
-		b = appendJSONString(b, e.Subject)
-	}
-	b = append(b, `,"time":`...)
-	b = appendJSONString(b, e.Time)
-	b = append(b, `,"datacontenttype":`...)
-	b = appendJSONString(b, e.DataContentType)
-	b = append(b, `,"traceparent":`...)
-	b = appendJSONString(b, e.TraceParent)
-	if e.TraceState != "" {
-		b = append(b, `,"tracestate":`...)
-		b = appendJSONString(b, e.TraceState)
-	}
-	if e.OriginKid != "" {
-		b = append(b, `,"originkid":`...)
-		b = appendJSONString(b, e.OriginKid)
-	}
-	if e.OriginSig != "" {
-		b = append(b, `,"originsig":`...)
-		b = appendJSONString(b, e.OriginSig)
-	}
+	b = appendJSONField(b, "id", e.ID, false)
+	b = appendJSONField(b, "source", e.Source, false)
+	b = appendJSONField(b, "type", e.Type, false)
+	b = appendJSONField(b, "subject", e.Subject, true)
+	b = appendJSONField(b, "time", e.Time, false)
+	b = appendJSONField(b, "datacontenttype", e.DataContentType, false)
+	b = appendJSONField(b, "traceparent", e.TraceParent, false)
+	b = appendJSONField(b, "tracestate", e.TraceState, true)
+	b = appendJSONField(b, "originkid", e.OriginKid, true)
+	b = appendJSONField(b, "originsig", e.OriginSig, true)
 	b = append(b, `,"data":`...)
 	if e.Data == nil {
 		b = append(b, "null"...)
@@ -118,6 +101,19 @@ func (e *structured) appendJSON(b []byte) []byte {
 		b = append(b, e.Data...)
 	}
 	return append(b, '}')
+}
+
+// appendJSONField appends a member after the first: a comma, the name (no
+// byte of which needs escaping) and v; nothing for an empty v when
+// omitEmpty, as the field's omitempty tag does.
+func appendJSONField(b []byte, name, v string, omitEmpty bool) []byte {
+	if omitEmpty && v == "" {
+		return b
+	}
+	b = append(b, `,"`...)
+	b = append(b, name...)
+	b = append(b, `":`...)
+	return appendJSONString(b, v)
 }
 
 // appendJSONString appends s as encoding/json writes a string: as it is
