@@ -94,25 +94,23 @@ func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
 		w.pAmount = append(w.pAmount, -t.Amount, t.Amount)
 		w.pAfter = append(w.pAfter, *t.FromBalance, *t.ToBalance)
 	}
-	var (
-		id      string
-		payload []byte
-		err     error
-		kid     *string
-	)
-	if w.signer != nil {
-		id, payload, err = w.signer.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, t.Transfer)
-		k := w.signer.KeyID()
-		kid = &k
-	} else {
-		id, payload, err = events.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, t.Transfer)
-	}
+	// Without a signer the event is written unsigned and signed at publish.
+	id, payload, err := w.signer.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, t.Transfer)
 	if err != nil {
 		panic(err) // a Transfer always encodes
 	}
 	w.oID, w.oTopic, w.oKey, w.oPayload = append(w.oID, id), append(w.oTopic, events.TopicTransaction),
 		append(w.oKey, t.FromAccountID), append(w.oPayload, payload)
-	w.oKid = append(w.oKid, kid)
+	w.oKid = append(w.oKid, w.kid())
+}
+
+// kid is the origin_kid of the events written: the signer's key, or nil.
+func (w *writes) kid() *string {
+	if w.signer == nil {
+		return nil
+	}
+	k := w.signer.KeyID()
+	return &k
 }
 
 // flush writes the group and commits, in one round trip.
