@@ -1,40 +1,13 @@
 package api
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/money"
+	"github.com/billfn/billfn/shared/testenv"
 )
-
-var update = flag.Bool("update", false, "write testdata/*.golden from what the code renders now")
-
-// golden compares got with testdata/name, which holds what html/template
-// rendered from the same view before the panels were written in Go
-// (issue 20): the page a user gets must not change.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	p := filepath.Join("testdata", name)
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("%s differs from what the template rendered:\n got: %s\nwant: %s", name, got, want)
-	}
-}
 
 func series(from time.Time, amounts ...int64) store.Timeseries {
 	ts := store.Timeseries{Series: []store.Series{{Currency: "USD"}}}
@@ -86,6 +59,6 @@ func TestPanelsRenderAsTheTemplateDid(t *testing.T) {
 	oneDay.Recon = []reconRow{{Date: "2026-02-28", Status: "unknown", Mismatches: 0}}
 	for name, v := range map[string]panelsView{"panels-busy.html.golden": busy, "panels-empty.html.golden": empty, "panels-one-day.html.golden": oneDay} {
 		got := renderPanels(v)
-		golden(t, name, got)
+		testenv.Golden(t, name, got)
 	}
 }

@@ -1,15 +1,11 @@
 package notify
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
-
-var update = flag.Bool("update", false, "write testdata/*.golden from what the code renders now")
 
 // Every kind of email, written in Go since issue 20, is byte for byte what
 // the templates wrote (testdata/*.golden were written by html/template and
@@ -46,22 +42,7 @@ func TestEmailsRenderAsTheTemplatesDid(t *testing.T) {
 	for name, v := range cases {
 		html, text := renderEmail(v)
 		for file, got := range map[string]string{name + ".html.golden": html, name + ".txt.golden": text} {
-			p := filepath.Join("testdata", file)
-			if *update {
-				if err := os.MkdirAll("testdata", 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != string(want) {
-				t.Errorf("%s differs from what the template wrote:\n got: %s\nwant: %s", file, got, want)
-			}
+			testenv.Golden(t, file, []byte(got))
 		}
 	}
 }

@@ -3,16 +3,12 @@ package render_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/render"
+	"github.com/billfn/billfn/shared/testenv"
 )
-
-var update = flag.Bool("update", false, "write testdata/*.golden from what the code renders now")
 
 // The HTML invoice, written in Go since issue 20, is byte for byte the page
 // html/template rendered (testdata/*.golden were written by the template):
@@ -47,21 +43,6 @@ func TestHTMLRendersAsTheTemplateDid(t *testing.T) {
 		if err := render.HTML(&buf, &inv); err != nil {
 			t.Fatal(name, err)
 		}
-		p := filepath.Join("testdata", name)
-		if *update {
-			if err := os.MkdirAll("testdata", 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if buf.String() != string(want) {
-			t.Errorf("%s differs from what the template rendered:\n got: %s\nwant: %s", name, buf.Bytes(), want)
-		}
+		testenv.Golden(t, name, buf.Bytes())
 	}
 }
