@@ -214,6 +214,8 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 		}
 	}
 	stack.stop()
+	step("the machine's primitives (system call, loopback round trip, exec, Ed25519)")
+	prims := measurePrimitives()
 	tracing, err := tracingRuns(ctx, root, tmp, quick, idle) // tracing.go: stacks of their own
 	if err != nil {
 		return err
@@ -223,7 +225,7 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	}
 	measured := commit(ctx, root)
 	alone := runAlone(ctx, root, quick)
-	report := render(ctx, runs, tracing, pg, idle, procs, quick, measured) + renderAlone(alone)
+	report := render(ctx, runs, tracing, pg, idle, procs, prims, quick, measured) + renderAlone(alone)
 	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
 		return err
 	}
@@ -690,7 +692,7 @@ func mark(ok bool) string {
 	return "✗"
 }
 
-func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResult, idle *cost, procs []procFigures, quick bool, commit string) string {
+func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResult, idle *cost, procs []procFigures, prims primitives, quick bool, commit string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Benchmarks\n\nWritten by `make bench` (`go run ./cmd/bench`) on %s, measuring commit %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), commit)
 	if selected != nil {
@@ -704,6 +706,7 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 	}
 	fmt.Fprintf(&b, "pgbench TPC-B (scale 10, %d clients, 2 threads, %d s) on the same PostgreSQL in the same run: **%.0f tps**, %.2f ms average latency.\n\n",
 		pg.Clients, pg.Seconds, pg.TPS, pg.LatencyMs)
+	renderPrimitives(&b, prims)
 	b.WriteString("| scenario | clients | operations | ops/s | units/s | p50 ms | p95 ms | p99 ms | failed | vs pgbench | target |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	var gwHealth, directHealth *loadResult
