@@ -102,8 +102,9 @@ func TestRepeatedConfirmationsCostNoRow(t *testing.T) {
 // What Wanted cannot rule out still goes to the handler: a first failure
 // applies, and on a succeeded payment news that does not match it (an
 // amount, a currency, a payment billfn does not know) is parked, not
-// ignored. A forged repeated confirmation is parked too: the origin check
-// runs before Wanted.
+// ignored. A forgery that Wanted wants (a mismatch) is parked too; a
+// forged repeated confirmation is ignored like a genuine one (Wanted runs
+// before the origin check, and it changes nothing here).
 func TestUnwantedConfirmationsDoNotHideWhatIsParked(t *testing.T) {
 	g := newRig(t)
 	q := g.pay(1200, "USD", "pm_sandbox_delayed", "automatic", true)
@@ -122,12 +123,21 @@ func TestUnwantedConfirmationsDoNotHideWhatIsParked(t *testing.T) {
 		delete(d, "payment_id")
 		d["gateway_payment_id"] = "pi_nobody_knows"
 	})
-	forged := gatewayUpdated(t, p, "succeeded", time.Now())
-	forged.SetExtension(events.OriginSigExt, "not-a-signature")
-	forged.SetExtension(events.OriginKidExt, testenv.OriginSigner(forged.Source()).KeyID())
+	forge := func(ev events.Event) events.Event {
+		ev.SetExtension(events.OriginSigExt, "not-a-signature")
+		ev.SetExtension(events.OriginKidExt, testenv.OriginSigner(ev.Source()).KeyID())
+		return ev
+	}
+	forged := forge(gatewayUpdated(t, p, "succeeded", time.Now(), func(d map[string]any) { d["amount"] = 1 }))
 	bad := []events.Event{amount, currency, unknown, forged}
 	if res := g.deliverFor(bad...); res.Parked != len(bad) || res.Ignored != 0 {
 		t.Fatalf("mismatches and a forgery: %+v, want all parked", res)
+	}
+	if r := g.deliverFor(forge(gatewayUpdated(t, p, "succeeded", time.Now()))); r.Ignored != 1 || r.Parked != 0 {
+		t.Fatalf("a forged repeated confirmation: %+v, want it ignored", r)
+	}
+	if after := g.get(p.ID); after.Status != payments.Succeeded {
+		t.Fatalf("after the forgeries: %+v", after)
 	}
 	for _, ev := range bad {
 		var n int

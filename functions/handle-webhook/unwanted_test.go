@@ -17,18 +17,21 @@ import (
 // other events, which teach the same object, and the facts no endpoint
 // subscribes to (transaction.posted) are acknowledged as ignored, with no
 // processed_events row. Once an endpoint subscribes, its type's events are
-// delivered to it, once each. A forged event is still parked, whether or
-// not anything wants its type.
+// delivered to it, once each. A forged event nothing wants is ignored like
+// a genuine one (its proof is not even verified); a forged event that would
+// teach the map is parked, and cannot make the genuine event after it,
+// naming the same object, unwanted.
 func TestEventsThatChangeNothingCostNoRow(t *testing.T) {
 	g := newRig(t)
 	rc := newReceiver(t, nil) // no endpoint yet (and none left by another test)
 	ctx := context.Background()
 	pid := uuid.NewString()
 	gp := "pi_u_" + pid[:8]
-	pay := func(typ string) events.Event {
+	payOf := func(pid, gp, typ string) events.Event {
 		return events.Must(events.New(ctx, "capture-payment", typ, pid, map[string]any{"payment_id": pid, "status": "succeeded",
 			"amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": gp}))
 	}
+	pay := func(typ string) events.Event { return payOf(pid, gp, typ) }
 	created, authorized, captured := pay(events.TypePaymentCreated), pay(events.TypePaymentAuthorized), pay(events.TypePaymentCaptured)
 	posted := fact(t, events.TypeTransactionPosted)
 	rows := func(evs ...events.Event) int {
@@ -73,12 +76,36 @@ func TestEventsThatChangeNothingCostNoRow(t *testing.T) {
 		t.Fatal("the payment's known reference was recorded when an endpoint wanted another type")
 	}
 
-	// A forgery of a type nobody wants: parked, never ignored unseen.
-	forged := pay(events.TypePaymentCaptured)
-	forged.SetExtension(events.OriginSigExt, "not-a-signature")
-	forged.SetExtension(events.OriginKidExt, testenv.OriginSigner(forged.Source()).KeyID())
+	forge := func(ev events.Event) events.Event {
+		ev.SetExtension(events.OriginSigExt, "not-a-signature")
+		ev.SetExtension(events.OriginKidExt, testenv.OriginSigner(ev.Source()).KeyID())
+		return ev
+	}
+	parked := func(ev events.Event) int {
+		return g.count(`SELECT count(*) FROM dead_letters WHERE consumer = $1 AND event_id = $2`, webhooks.Name, ev.ID())
+	}
+	// A forgery nothing wants (its object is known): ignored, no row.
+	forged := forge(pay(events.TypePaymentCaptured))
 	g.deliverOK(forged, posted)
-	if n := g.count(`SELECT count(*) FROM dead_letters WHERE consumer = $1 AND event_id = $2`, webhooks.Name, forged.ID()); n != 1 {
-		t.Fatalf("the forged event parked %d times, want once", n)
+	if n := parked(forged) + rows(forged); n != 0 {
+		t.Fatalf("the unwanted forgery left %d dead letters and processed_events rows, want none", n)
+	}
+
+	// A forgery naming an object the map does not hold, placed before the
+	// genuine event naming it: parked, and the genuine event still teaches.
+	pid2 := uuid.NewString()
+	gp2 := "pi_u_" + pid2[:8]
+	forged2 := forge(events.Must(events.New(ctx, "capture-payment", events.TypePaymentCreated, pid2, map[string]any{
+		"payment_id": uuid.NewString(), "status": "succeeded", "amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": gp2})))
+	genuine2 := payOf(pid2, gp2, events.TypePaymentCreated)
+	g.deliverOK(forged2, genuine2)
+	if n := parked(forged2); n != 1 {
+		t.Fatalf("the wanted forgery parked %d times, want once", n)
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = $1 AND payment_id = $2`, gp2, pid2); n != 1 {
+		t.Fatalf("the genuine event after the forgery taught the map %d times, want once", n)
+	}
+	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = $1 AND payment_id <> $2`, gp2, pid2); n != 0 {
+		t.Fatalf("the forgery taught the map %d times", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -103,10 +104,20 @@ type Receiver struct {
 	SelfBatch SelfBatchHandler
 
 	// Wanted, when set, is asked which of a delivery's events can change
-	// something here now, once their origin and source are checked (a
-	// forgery is still parked) and before any transaction: the others are
+	// something here now, before any transaction: the others are
 	// acknowledged as ignored, with no transaction and no processed_events
-	// row. Unlike OnlyIf's test, its answer may depend on the consumer's
+	// row. It is asked before the origin check, about the events that pass
+	// the checks needing no proof (source, topic, a handler, OnlyIf), and
+	// only the events it wants (and those parked or ignored for another
+	// reason) have their origin proofs verified: an event it does not want
+	// is ignored whatever its proof, a forgery too — it changes nothing
+	// here, and the consumers it could affect verify it and park it. A
+	// wanted forgery is parked as before, and then, since an answer may
+	// depend on the delivery's other events, Wanted is asked again about
+	// the proven events alone (wantedFirst): it must therefore only read,
+	// and an event may make another unwanted only by being wanted itself
+	// (handle-webhook's "the first event naming an unknown payment").
+	// Unlike OnlyIf's test, its answer may depend on the consumer's
 	// state (handle-webhook: the types its endpoints subscribe to, the
 	// payments it knows), so an event ignored once may be wanted at a later
 	// delivery: that is its first application, deduplicated as usual from
@@ -540,11 +551,31 @@ func jsonMedia(ct string) bool {
 // Deliver applies events: deduplicated, each with its effect, poison parked.
 // A non-nil error means the delivery must be retried.
 func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
+	if rc.Wanted != nil {
+		if unproven, unwanted, ok := rc.wantedFirst(ctx, evs); ok {
+			return rc.deliver(ctx, evs, unproven, unwanted)
+		}
+	}
+	return rc.deliver(ctx, evs, rc.unproven(evs), nil)
+}
+
+// deliver is Deliver once the origins are checked: unproven[i] is why
+// evs[i]'s origin cannot be trusted (nil: proven, or not verified because
+// it is unwanted). unwanted, when not nil, is Wanted's answer already
+// asked (wantedFirst): unwanted[i] events are ignored and Wanted is not
+// asked again; nil asks Wanted, when set, about the proven handled events.
+func (rc *Receiver) deliver(ctx context.Context, evs []Event, unproven []error, unwanted []bool) (Result, error) {
 	var res Result
 	handled := evs[:0:0]
-	unproven := rc.unproven(evs)
 	for i, ev := range evs {
 		_, known := ContractTopic(ev.Type())
+		if unwanted != nil && unwanted[i] {
+			// Wanted says it changes nothing here: acknowledged, its
+			// proof never verified (wantedFirst).
+			res.Ignored++
+			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
+			continue
+		}
 		if cause := unproven[i]; cause != nil {
 			// No valid proof of who wrote it: anyone able to write the
 			// topic may have. Parked, never applied, acknowledged (a retry
@@ -624,7 +655,7 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 		return res, err
 	}
 	handled = txEvs
-	if rc.Wanted != nil && len(handled) > 0 {
+	if rc.Wanted != nil && unwanted == nil && len(handled) > 0 {
 		var err error
 		if handled, err = rc.wanted(ctx, handled, &res); err != nil {
 			return res, err
@@ -834,16 +865,103 @@ func (rc *Receiver) Park(ctx context.Context, ev Event, cause error) error {
 	return rc.park(ctx, ev, cause, true)
 }
 
+// askable reports whether Deliver asks Wanted about ev: an event that the
+// checks needing no proof let through to a transaction (not foreign, not
+// misplaced, handled, not ruled out by OnlyIf, not self-handled).
+func (rc *Receiver) askable(ctx context.Context, ev Event) bool {
+	_, self := rc.self[ev.Type()]
+	return !self && foreign(ev) == nil && !misplaced(ctx, ev) && rc.Handles(ev.Type()) && !rc.irrelevant(ev)
+}
+
+// wantedFirst checks a delivery's origins for a consumer with Wanted, at
+// the cost of the events that can change something only: Wanted is asked
+// first, about the askable events with their proofs not yet verified, and
+// only the others are verified (the wanted ones, and the events that are
+// parked or ignored for other reasons, whose dead letter or count depends
+// on the proof as before). An unwanted event is not verified: it is
+// ignored whatever its proof, since it changes nothing here.
+//
+// Wanted's answer holds only when the events it wants are genuine: an
+// answer may depend on the other events of the delivery (handle-webhook
+// wants only the first event naming an unknown payment, so a forgery
+// placed before the genuine event would make that one unwanted). So when
+// any wanted event fails its proof, the unwanted events are verified too
+// and unwanted is nil: deliver then parks every unproven event and asks
+// Wanted again about the proven ones only, as a consumer without this
+// shortcut does. When Wanted fails, or there is nothing to ask it, ok is
+// false and Deliver verifies every event first, as before (and asks
+// Wanted again, which answers its error). unproven and unwanted are
+// deliver's arguments.
+func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event) (unproven []error, unwanted []bool, ok bool) {
+	var ask []Event
+	var at []int // the index in evs of each of ask
+	for i, ev := range evs {
+		if rc.askable(ctx, ev) {
+			ask, at = append(ask, ev), append(at, i)
+		}
+	}
+	if len(ask) == 0 {
+		return nil, nil, false // nothing to ask: today's path, which verifies all
+	}
+	want, err := rc.Wanted(ctx, ask)
+	if err != nil || len(want) != len(ask) {
+		return nil, nil, false // today's path asks again and answers the error
+	}
+	unwanted = make([]bool, len(evs))
+	wanted := make([]bool, len(evs))
+	for k, i := range at {
+		unwanted[i], wanted[i] = !want[k], want[k]
+	}
+	verify := make([]Event, 0, len(evs))
+	var vat []int // the index in evs of each of verify
+	for i, ev := range evs {
+		if !unwanted[i] {
+			verify, vat = append(verify, ev), append(vat, i)
+		}
+	}
+	unproven = make([]error, len(evs))
+	forged := false
+	for k, cause := range rc.unproven(verify) {
+		i := vat[k]
+		unproven[i] = cause
+		forged = forged || cause != nil && wanted[i]
+	}
+	if !forged {
+		return unproven, unwanted, true
+	}
+	// A wanted forgery: Wanted's answer cannot be trusted. The unwanted
+	// events are verified too, and deliver asks Wanted again about the
+	// proven ones: today's path, with no proof verified twice.
+	var rest []Event
+	var rat []int
+	for i, ev := range evs {
+		if unwanted[i] {
+			rest, rat = append(rest, ev), append(rat, i)
+		}
+	}
+	for k, cause := range rc.unproven(rest) {
+		unproven[rat[k]] = cause
+	}
+	return unproven, nil, true
+}
+
 // unproven returns, for each of evs, why its origin cannot be trusted,
 // nil when its proof verifies with a key of its source. The proofs of a
 // batch delivery are verified together (OriginKeys.VerifyAll): each event
 // is still verified, at a fraction of the cost of one verification.
 func (rc *Receiver) unproven(evs []Event) []error {
-	if rc.SkipOriginCheck {
+	if rc.SkipOriginCheck || len(evs) == 0 {
 		return make([]error, len(evs))
+	}
+	if h := verifyHook.Load(); h != nil {
+		(*h)(evs)
 	}
 	return rc.Origins.VerifyAll(evs)
 }
+
+// verifyHook, when set (by tests: export_test.go), sees every slice of
+// events whose origin proofs a Receiver verifies.
+var verifyHook atomic.Pointer[func([]Event)]
 
 // park stores ev in dead_letters; markProcessed also records its (source,
 // id) as processed, so a redelivery is acknowledged without running it.

@@ -4,8 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -69,24 +73,156 @@ func TestUnwantedEventsLeaveNoRowUntilTheyAreWanted(t *testing.T) {
 	}
 }
 
-// Wanted is asked only after the origin check: a forged fact is parked in
-// dead_letters even when the consumer wants nothing, and the genuine
-// event beside it is ignored without a row.
-func TestUnwantedForgeriesAreStillParked(t *testing.T) {
+// verifiedIDs records the ids of the events whose origin proofs a
+// receiver verifies from now to the test's end (events.ObserveVerify).
+func verifiedIDs(t *testing.T) func() map[string]int {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	events.ObserveVerify(t, func(evs []events.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range evs {
+			seen[ev.ID()]++
+		}
+	})
+	return func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(seen)
+	}
+}
+
+// wantNonZero is a Wanted that wants the payments of an amount other than
+// zero (and what it cannot decode).
+func wantNonZero(_ context.Context, evs []events.Event) ([]bool, error) {
+	out := make([]bool, len(evs))
+	for i, ev := range evs {
+		var p payment
+		out[i] = events.Decode(ev, &p) != nil || p.Amount != 0
+	}
+	return out, nil
+}
+
+// Wanted is asked before the origin check: an event it does not want is
+// acknowledged as ignored whatever its proof — none, a malformed one, a
+// valid one, one that does not match — and its proof is never verified
+// (it changes nothing here; the consumers it could affect park a
+// forgery). The wanted genuine event beside them applies, its proof
+// verified. Before, every proof was verified and the forgeries parked.
+func TestUnwantedEventsAreIgnoredWithoutVerifyingTheirProof(t *testing.T) {
 	g := originRig(t, true)
-	g.rc.Wanted = func(_ context.Context, evs []events.Event) ([]bool, error) { return make([]bool, len(evs)), nil }
-	genuine := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
-	forged := paymentFact(t, capturePayment, 7000) // no origin proof
-	b, _ := json.Marshal([]events.Event{forged, genuine})
+	g.rc.Wanted = wantNonZero
+	verified := verifiedIDs(t)
+	unsigned := paymentFact(t, capturePayment, 0)
+	garbage := paymentFact(t, capturePayment, 0)
+	garbage.SetExtension(events.OriginSigExt, "not-a-signature")
+	garbage.SetExtension(events.OriginKidExt, testenv.OriginSigner(capturePayment).KeyID())
+	altered := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
+	altered.SetID(uuid.NewString())
+	genuineZero := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
+	paying := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
+	unwanted := []events.Event{unsigned, garbage, altered, genuineZero}
+	b, _ := json.Marshal(append(slices.Clone(unwanted), paying))
 	code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
-	if code != 200 || res.Parked != 1 || res.Ignored != 1 || res.Processed != 0 {
-		t.Fatalf("got %d %+v, want the forgery parked and the genuine event ignored", code, res)
+	if code != 200 || res.Ignored != len(unwanted) || res.Parked != 0 || res.Processed != 1 {
+		t.Fatalf("batch: %d %+v, want the %d unwanted events ignored and the paying one processed", code, res, len(unwanted))
 	}
-	if r := g.deadLetter(forged); !strings.Contains(r, "origin proof") {
-		t.Fatalf("dead letter reason %q, want the origin proof's", r)
+	if code, res := g.deliver(unsigned); code != 200 || res.Ignored != 1 || res.Parked != 0 {
+		t.Fatalf("alone: %d %+v, want it ignored", code, res)
 	}
-	if n := g.processedRows(forged, genuine); n != 0 {
-		t.Fatalf("%d processed_events rows, want none", n)
+	seen := verified()
+	for _, ev := range unwanted {
+		if seen[ev.ID()] != 0 {
+			t.Errorf("the proof of unwanted event %s was verified %d times, want never", ev.ID(), seen[ev.ID()])
+		}
+		if r := g.deadLetter(ev); r != "" {
+			t.Errorf("unwanted event %s parked: %q", ev.ID(), r)
+		}
+	}
+	if seen[paying.ID()] != 1 {
+		t.Errorf("the wanted event's proof was verified %d times, want once", seen[paying.ID()])
+	}
+	if n := g.processedRows(unwanted...); n != 0 {
+		t.Fatalf("%d processed_events rows of unwanted events, want none", n)
+	}
+	if n, total := g.sum(); n != 1 || total != 500 {
+		t.Fatalf("effects = %d (sum %d), want the paying event's 500 alone", n, total)
+	}
+}
+
+// A wanted forgery is parked as before, the genuine events beside it
+// still apply (and the unwanted one is ignored), each proof verified once.
+func TestWantedForgeriesAreStillParked(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch handler %v", batch), func(t *testing.T) {
+			g := originRig(t, batch)
+			g.rc.Wanted = wantNonZero
+			verified := verifiedIDs(t)
+			forged := paymentFact(t, capturePayment, 7000) // no origin proof
+			genuine := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
+			zero := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
+			b, _ := json.Marshal([]events.Event{forged, genuine, zero})
+			code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+			if code != 200 || res.Parked != 1 || res.Processed != 1 || res.Ignored != 1 {
+				t.Fatalf("%d %+v, want the forgery parked, the genuine event processed, the zero ignored", code, res)
+			}
+			if r := g.deadLetter(forged); !strings.Contains(r, "origin proof") {
+				t.Fatalf("dead letter reason %q, want the origin proof's", r)
+			}
+			if n := g.processedRows(forged, zero); n != 0 {
+				t.Fatalf("%d processed_events rows of the forgery and the unwanted event, want none", n)
+			}
+			if n, total := g.sum(); n != 1 || total != 500 {
+				t.Fatalf("effects = %d (sum %d), want the genuine 500 alone", n, total)
+			}
+			for id, n := range verified() {
+				if n > 1 {
+					t.Errorf("event %s's proof verified %d times, want at most once", id, n)
+				}
+			}
+		})
+	}
+}
+
+// A Wanted whose answer depends on the delivery's other events (handle-
+// webhook's: only the first event naming an unknown payment teaches it)
+// cannot be fooled by a forgery placed first: the forgery is parked and
+// the genuine event naming the same thing is still wanted and applied.
+func TestAForgeryFirstDoesNotMakeTheGenuineEventUnwanted(t *testing.T) {
+	for _, n := range []int{1, 4} { // alone, and enough proofs for a batch verification
+		g := originRig(t, true)
+		g.rc.Wanted = func(_ context.Context, evs []events.Event) ([]bool, error) {
+			out := make([]bool, len(evs))
+			seen := map[int64]bool{}
+			for i, ev := range evs {
+				var p payment
+				if events.Decode(ev, &p) != nil {
+					out[i] = true
+					continue
+				}
+				out[i], seen[p.Amount] = !seen[p.Amount], true // the first of each amount
+			}
+			return out, nil
+		}
+		var evs []events.Event
+		var genuine []events.Event
+		for k := 0; k < n; k++ {
+			amount := int64(100 * (k + 1))
+			forged := paymentFact(t, capturePayment, amount)
+			forged.SetExtension(events.OriginSigExt, "not-a-signature")
+			forged.SetExtension(events.OriginKidExt, testenv.OriginSigner(capturePayment).KeyID())
+			evs = append(evs, forged)
+			genuine = append(genuine, signedAs(capturePayment, paymentFact(t, capturePayment, amount)))
+		}
+		evs = append(evs, genuine...)
+		b, _ := json.Marshal(evs)
+		code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+		if code != 200 || res.Parked != n || res.Processed != n || res.Ignored != 0 {
+			t.Fatalf("%d pairs: %d %+v, want the %d forgeries parked and the %d genuine events processed", n, code, res, n, n)
+		}
+		if got, _ := g.sum(); got != n {
+			t.Fatalf("%d pairs: %d effects, want %d", n, got, n)
+		}
 	}
 }
 

@@ -14,8 +14,11 @@ import (
 // transaction and no processed_events row; the payments a delivery's
 // updates name are read in one query. Every other event is wanted: other
 // types, an update it cannot decode, one about a payment it does not find
-// (the handler parks it, as today). A forgery never gets here: the
-// receiver parks it first.
+// (the handler parks it, as today). It is asked before the origin check
+// (the receiver verifies only the proofs of the events wanted), so a
+// forged update that changes nothing is ignored like a genuine one, and a
+// wanted forgery is parked. Each answer depends on its event alone, as
+// Wanted requires of an answer that makes an event unwanted.
 func (s *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 	want := make([]bool, len(evs))
 	updates := make([]events.GatewayUpdate, len(evs))

@@ -57,8 +57,14 @@ func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) err
 // hold (it teaches it). The rest — a payment's events after the first
 // naming its object, the facts no endpoint subscribes to, most of what
 // handle-webhook receives — are acknowledged without a transaction or a
-// processed_events row. The origin check has run before: a forgery is
-// still parked. One thing differs from recording them: an event ignored
+// processed_events row. It is asked before the origin check, and only the
+// proofs of the events it wants are verified: an unwanted event is ignored
+// whatever its proof (a forgery changes nothing here; the consumers it
+// could affect park it). A wanted forgery is parked, and the receiver then
+// asks again about the proven events alone, so a forgery placed before a
+// genuine event naming the same object cannot make the genuine one
+// unwanted: an event is made unwanted here only by an earlier one that is
+// wanted, as Receiver.Wanted requires. One thing differs from recording them: an event ignored
 // because no endpoint subscribed is queued for an endpoint created before
 // a redelivery of it (a trigger's retry, a replay), which its
 // processed_events row used to answer as a duplicate. What decides is
