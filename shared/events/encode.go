@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 )
 
@@ -129,4 +130,112 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// MarshalEvent returns what Marshal(ev) writes, followed, when s is not
+// nil, by s's origin proof as SignEncoded appends it: the outbox's payload
+// of an SDK event (outbox.Writer), byte for byte. Marshal goes through
+// encoding/json, which calls the SDK's MarshalJSON (json-iterator, a sort
+// of the extensions' names) and then scans the whole result again to
+// compact it; SignEncoded then rebuilds OriginBytes from the event. For
+// an event as New builds it, MarshalEvent writes the envelope by hand
+// instead, in the SDK's member order (specversion, id, source, type,
+// subject, datacontenttype, time, data, then the extensions by name,
+// then originkid and originsig), and signs the fields in hand, as encode
+// does.
+//
+// ok is false, and nothing is written, for any other event: then use
+// Marshal and SignEncoded (or Sign) as before. MarshalEvent takes an
+// event whose
+//
+//   - context is CloudEvents 1.0 without dataschema;
+//   - datacontenttype is exactly application/json and data is JSON (not
+//     data_base64, possibly absent);
+//   - time is set (not the zero time);
+//   - extensions are traceparent and, optionally, tracestate, both
+//     strings, and nothing else (no origin proof: Sign replaces one);
+//   - id, source, type, subject and extension values are printable ASCII
+//     (encoding/json and the SDK escape other bytes differently).
+//
+// The data is written as encoding/json writes a Marshaler's output:
+// compact, with <, >, &, U+2028 and U+2029 escaped (canonicalJSON); data
+// that is not valid JSON is refused (Marshal fails on it).
+func (s *OriginSigner) MarshalEvent(ev Event) (payload []byte, ok bool) {
+	ec, isV1 := ev.Context.(*event.EventContextV1)
+	if !isV1 || ec == nil || ec.DataSchema != nil || ev.DataBase64 ||
+		ec.DataContentType == nil || *ec.DataContentType != event.ApplicationJSON ||
+		ec.Time == nil || ec.Time.IsZero() {
+		return nil, false
+	}
+	var tp, ts string
+	hasTS := false
+	for name, v := range ec.Extensions {
+		str, isString := v.(string)
+		switch {
+		case !isString || !printableASCII(str):
+			return nil, false
+		case name == TraceParentExt:
+			tp = str
+		case name == TraceStateExt:
+			ts, hasTS = str, true
+		default:
+			return nil, false
+		}
+	}
+	if _, has := ec.Extensions[TraceParentExt]; !has {
+		return nil, false
+	}
+	source := ec.Source.String()
+	subject := ""
+	if ec.Subject != nil {
+		subject = *ec.Subject
+	}
+	if !printableASCII(ec.ID) || !printableASCII(source) || !printableASCII(ec.Type) || !printableASCII(subject) {
+		return nil, false
+	}
+	data := ev.DataEncoded
+	if data != nil {
+		if !json.Valid(data) {
+			return nil, false
+		}
+		data = canonicalJSON(data)
+	}
+	t := ec.Time.Time.UTC().Format(time.RFC3339Nano)
+
+	b := make([]byte, 0, 400+len(data))
+	b = append(b, `{"specversion":"1.0"`...)
+	b = appendJSONField(b, "id", ec.ID, false)
+	b = appendJSONField(b, "source", source, false)
+	b = appendJSONField(b, "type", ec.Type, false)
+	if ec.Subject != nil {
+		b = appendJSONField(b, "subject", subject, false)
+	}
+	b = appendJSONField(b, "datacontenttype", event.ApplicationJSON, false)
+	b = appendJSONField(b, "time", t, false)
+	if data != nil {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	}
+	b = appendJSONField(b, TraceParentExt, tp, false)
+	if hasTS {
+		b = appendJSONField(b, TraceStateExt, ts, false)
+	}
+	if s != nil {
+		msg := originBytes(ec.ID, source, ec.Type, t, event.ApplicationJSON, subject, data)
+		b = appendJSONField(b, OriginKidExt, s.kid, false)
+		b = appendJSONField(b, OriginSigExt, base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, msg)), false)
+	}
+	return append(b, '}'), true
+}
+
+// printableASCII reports whether s holds only bytes 0x20–0x7e, which the
+// SDK's encoder followed by encoding/json's compaction write exactly as
+// appendJSONString does.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
