@@ -490,7 +490,8 @@ func Parse(r *http.Request, body []byte) ([]Event, error) {
 	var evs []Event
 	switch {
 	case mt == ContentTypeBatch:
-		if err := json.Unmarshal(body, &evs); err != nil {
+		var err error
+		if evs, err = unmarshalBatch(body); err != nil {
 			return nil, problem.New(problem.BadRequest, "malformed CloudEvents batch: %v", err)
 		}
 	case r.Header.Get("Ce-Specversion") != "":
@@ -522,7 +523,7 @@ func Parse(r *http.Request, body []byte) ([]Event, error) {
 		// Structured mode, or the kafka-connector form whose body is the
 		// structured event whatever its Content-Type says.
 		var ev Event
-		if err := json.Unmarshal(body, &ev); err != nil {
+		if err := unmarshalStructured(body, &ev); err != nil {
 			return nil, problem.New(problem.BadRequest, "the body is not a structured CloudEvent: %v", err)
 		}
 		evs = []Event{ev}
