@@ -17,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -495,19 +494,15 @@ func Parse(r *http.Request, body []byte) ([]Event, error) {
 			return nil, problem.New(problem.BadRequest, "malformed CloudEvents batch: %v", err)
 		}
 	case r.Header.Get("Ce-Specversion") != "":
-		req := r.Clone(r.Context())
-		req.Body = io.NopCloser(bytes.NewReader(body))
-		// The SDK indexes past the prefix of a header named just "Ce-" and
-		// reads the first value of every header: both would panic.
-		for k, v := range req.Header {
+		// The SDK's conversion indexes past the prefix of a header named
+		// just "Ce-": it would panic (headers without a value, whose first
+		// value it would read too, eventFromBinary skips).
+		for k := range r.Header {
 			if strings.EqualFold(k, "Ce-") {
 				return nil, problem.New(problem.BadRequest, "malformed binary-mode CloudEvent: a Ce- header without an attribute name")
 			}
-			if len(v) == 0 {
-				delete(req.Header, k)
-			}
 		}
-		ev, err := cehttp.NewEventFromHTTPRequest(req)
+		ev, err := eventFromBinary(r.Header, body)
 		if err != nil {
 			return nil, problem.New(problem.BadRequest, "malformed binary-mode CloudEvent: %v", err)
 		}
