@@ -15,14 +15,15 @@ import (
 
 // This file reads a binary-mode delivery (the attributes in Ce-* headers,
 // the body the data) into an Event with the SDK's binding package, as the
-// SDK's own protocol/http does (NewEventFromHTTPRequest). It is a copy of
-// what that call runs in sdk-go v2.16.2 (protocol/http/message.go and
-// headers.go): importing protocol/http would link go.uber.org/zap and
-// sdk-go's context and protocol packages into every function (more
-// executable, more idle RSS, issue 20), for this one call. Header values
-// are taken as they are, not percent-decoded: that version does not decode
-// them. TestParseIsOldParse and FuzzParseIsOldParse (parse_test.go) hold
-// the copy to the SDK; run them again when go.mod moves sdk-go.
+// SDK's own protocol/http does (NewEventFromHTTPRequest): a binding.Message
+// of our own that reads the headers as that call does in sdk-go v2.16.2
+// (protocol/http/message.go and headers.go). Importing protocol/http
+// would link go.uber.org/zap and sdk-go's context and protocol packages
+// into every function (more executable, more idle RSS, issue 20), for
+// this one call. Header values are taken as they are, not percent-decoded:
+// that version does not decode them. TestParseIsOldParse and
+// FuzzParseIsOldParse (parse_test.go) hold this reader to the SDK's; run
+// them again when go.mod moves sdk-go.
 
 // ceHeaderPrefix prefixes the header of every attribute but
 // datacontenttype, which is Content-Type.
