@@ -67,6 +67,15 @@ func oldParse(r *http.Request, body []byte) ([]events.Event, error) {
 		if err := evs[i].Validate(); err != nil {
 			return nil, problem.New(problem.BadRequest, "event %d is not a valid CloudEvent: %v", i, err)
 		}
+		// Added after the refactor, in both: an extension named as a
+		// member of the format (TestParseRefusesExtensionsNamedAsTheFormatsMembers).
+		for name := range evs[i].Extensions() {
+			switch name {
+			case "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema",
+				"data", "data_base64", "schemaurl", "datacontentencoding":
+				return nil, problem.New(problem.BadRequest, "event %d has an extension named %q", i, name)
+			}
+		}
 	}
 	return evs, nil
 }
@@ -267,6 +276,44 @@ func BenchmarkParseBatch(b *testing.B) {
 				if _, err := p.parse(r, body); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// An extension named as one of the format's own members (the SDK lower-
+// cases the names it does not know: "dAtA", "iD", a Ce-Data header) would
+// be written back as that member — a second "id", or a "data" that
+// replaces the data — whenever the event is encoded again (parked, relayed
+// to an endpoint), so the event would change in a round trip. Such a
+// delivery is refused, whatever its mode, before anything runs.
+func TestParseRefusesExtensionsNamedAsTheFormatsMembers(t *testing.T) {
+	valid := `"specversion":"1.0","id":"1","source":"/x","type":"billfn.payment.captured"`
+	cases := []struct {
+		name, contentType, headers, body string
+	}{
+		{"structured dAtA", "application/cloudevents+json", "", `{` + valid + `,"dAtA":"00000000"}`},
+		{"structured iD", "application/cloudevents+json", "", `{` + valid + `,"iD":"2"}`},
+		{"structured DATA", "application/cloudevents+json", "", `{` + valid + `,"data":{},"DATA":"x"}`},
+		{"batch TYPE", events.ContentTypeBatch, "", `[{` + valid + `},{` + valid + `,"TYPE":"other"}]`},
+		{"binary Ce-Data", "application/json", "Ce-Specversion: 1.0\nCe-Id: 1\nCe-Source: /x\nCe-Type: billfn.payment.captured\nCe-Data: {}", `{"amount":1}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(c.body))
+			r.Header.Set("Content-Type", c.contentType)
+			for _, line := range strings.Split(c.headers, "\n") {
+				if k, v, ok := strings.Cut(line, ": "); ok {
+					r.Header.Set(k, v)
+				}
+			}
+			evs, err := events.Parse(r, []byte(c.body))
+			var pe *problem.Error
+			if !errors.As(err, &pe) || problem.Common.Status(pe) != http.StatusBadRequest {
+				t.Fatalf("Parse = %d events, %v; want a 400 problem", len(evs), err)
+			}
+			if !strings.Contains(pe.Detail, "extension") {
+				t.Errorf("the detail does not say what is wrong: %q", pe.Detail)
 			}
 		})
 	}

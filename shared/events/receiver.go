@@ -530,8 +530,24 @@ func Parse(r *http.Request, body []byte) ([]Event, error) {
 		if err := evs[i].Validate(); err != nil {
 			return nil, problem.New(problem.BadRequest, "event %d is not a valid CloudEvent: %v", i, err)
 		}
+		for name := range evs[i].Extensions() {
+			if _, ok := formatMembers[name]; ok {
+				return nil, problem.New(problem.BadRequest, "event %d has an extension named %q, a member of the CloudEvents format itself", i, name)
+			}
+		}
 	}
 	return evs, nil
+}
+
+// formatMembers are the names an extension may not take: the format's own
+// members. The SDK reads a member it does not know ("dAtA", a Ce-Data
+// header) as an extension under its lower-cased name, which encoding the
+// event again would write as that member (a "data" replacing the data), so
+// the event would change between a consumer and its dead letters.
+var formatMembers = map[string]struct{}{
+	"specversion": {}, "id": {}, "source": {}, "type": {}, "subject": {}, "time": {},
+	"datacontenttype": {}, "dataschema": {}, "data": {}, "data_base64": {},
+	"schemaurl": {}, "datacontentencoding": {}, // CloudEvents 0.3's
 }
 
 // jsonMedia reports whether a datacontenttype means JSON data ("" does).
