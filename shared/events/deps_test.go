@@ -1,12 +1,10 @@
 package events_test
 
 import (
-	"context"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // No function links go.uber.org/zap, nor the CloudEvents SDK's protocol
@@ -16,23 +14,11 @@ import (
 // packages is less executable and less idle RSS (issue 20).
 func TestNoFunctionLinksZap(t *testing.T) {
 	banned := []string{"go.uber.org/zap", "github.com/cloudevents/sdk-go/v2/protocol", "github.com/cloudevents/sdk-go/v2/context"}
-	fns, err := filepath.Glob("../../functions/*")
-	if err != nil || len(fns) < 5 {
-		t.Fatalf("functions: %v %v", fns, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for _, fn := range fns {
-		cmd := exec.CommandContext(ctx, "go", "list", "-deps", "./"+filepath.Base(fn))
-		cmd.Dir = "../../functions"
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("go list %s: %v", fn, err)
-		}
-		for _, pkg := range strings.Fields(string(out)) {
+	for pkg, imports := range testenv.FunctionImports(t) {
+		for _, imp := range imports {
 			for _, b := range banned {
-				if pkg == b || strings.HasPrefix(pkg, b+"/") {
-					t.Errorf("%s links %s", filepath.Base(fn), pkg)
+				if imp == b || strings.HasPrefix(imp, b+"/") {
+					t.Errorf("%s imports %s: a function links it", pkg, imp)
 				}
 			}
 		}

@@ -1,14 +1,12 @@
 package htmlesc
 
 import (
-	"context"
 	"html/template"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // Escape is what html/template writes for a string in text, in <title>
@@ -48,27 +46,10 @@ func TestPrintfEscapesEveryArgument(t *testing.T) {
 // go-mail's (the *Template methods of Msg) are not called.
 func TestNoFunctionLinksTheTemplateEngine(t *testing.T) {
 	allowed := []string{"html/template", "github.com/kelseyhightower/envconfig", "github.com/wneessen/go-mail"}
-	fns, err := filepath.Glob("../../functions/*")
-	if err != nil || len(fns) < 5 {
-		t.Fatalf("functions: %v %v", fns, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	args := []string{"list", "-deps", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`}
-	for _, fn := range fns {
-		args = append(args, "./"+filepath.Base(fn))
-	}
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = "../../functions"
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
-		if slices.Contains(fields[1:], "text/template") || slices.Contains(fields[1:], "html/template") {
-			if !slices.Contains(allowed, fields[0]) {
-				t.Errorf("%s imports the template engine; write its HTML with htmlesc", fields[0])
+	for pkg, imports := range testenv.FunctionImports(t) {
+		if slices.Contains(imports, "text/template") || slices.Contains(imports, "html/template") {
+			if !slices.Contains(allowed, pkg) {
+				t.Errorf("%s imports the template engine; write its HTML with htmlesc", pkg)
 			}
 		}
 	}
