@@ -14,7 +14,7 @@ import (
 // (*Event).UnmarshalJSON, as encoding/json hands it (a null element too).
 // A body that is not valid JSON or not an array (null: no events, no
 // error; anything else an error) is left to json.Unmarshal itself, for
-// its answer and its error. TestUnmarshalBatchIsJSONUnmarshal and
+// its answer and its error. TestParseIsOldParse and
 // FuzzParseIsOldParse hold it to encoding/json.
 func unmarshalBatch(body []byte) ([]Event, error) {
 	b := trimJSONSpace(body)
