@@ -578,7 +578,8 @@ func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
 // asked again; nil asks Wanted, when set, about the proven handled events.
 func (rc *Receiver) deliver(ctx context.Context, evs []Event, unproven []error, unwanted []bool) (Result, error) {
 	var res Result
-	handled := evs[:0:0]
+	var selfEvs []Event  // applySelf: run outside any transaction
+	handled := evs[:0:0] // applyTx: Wanted asked (unless it was), then a transaction
 	for i, ev := range evs {
 		_, known := ContractTopic(ev.Type())
 		if unwanted != nil && unwanted[i] {
@@ -608,7 +609,9 @@ func (rc *Receiver) deliver(ctx context.Context, evs []Event, unproven []error, 
 			rc.noteUnexpected(ctx, ev, reason)
 			continue
 		}
-		if cause := foreign(ev); cause != nil {
+		d, cause := rc.dispose(ctx, ev)
+		switch d {
+		case parkForeign:
 			// A fact from a source that may not emit it (a forgery, or a
 			// producer writing what is not its own): parked before any
 			// handler runs, alone, so the rest of a batch still applies.
@@ -621,27 +624,28 @@ func (rc *Receiver) deliver(ctx context.Context, evs []Event, unproven []error, 
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "parked").Inc()
 			deadLetters.WithLabelValues(rc.Consumer, ReasonForeignSource).Inc()
 			rc.noteUnexpected(ctx, ev, ReasonForeignSource)
-			continue
-		}
-		switch {
-		case misplaced(ctx, ev):
+		case ignoreMisplaced:
 			// The contract puts this type on another topic: a producer
 			// that may not write it there, or a mistake; never applied.
 			res.Ignored++
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
 			rc.noteUnexpected(ctx, ev, ReasonWrongTopic)
-		case rc.Handles(ev.Type()) && rc.irrelevant(ev):
+		case ignoreIrrelevant:
 			// Nothing to do for this consumer (OnlyIf): acknowledged,
 			// nothing written, the same answer at every redelivery.
 			res.Ignored++
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
-		case rc.Handles(ev.Type()):
+		case applySelf, applyTx:
 			if !known && rc.typeLabel(ev.Type()) == OtherType {
 				// A catch-all batch handler takes it; still worth a trace.
 				rc.noteUnexpected(ctx, ev, ReasonUnknownType)
 			}
-			handled = append(handled, ev)
-		default:
+			if d == applySelf {
+				selfEvs = append(selfEvs, ev)
+			} else {
+				handled = append(handled, ev)
+			}
+		case ignoreUnhandled:
 			res.Ignored++
 			received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), "ignored").Inc()
 			reason := ReasonUnhandled
@@ -649,24 +653,13 @@ func (rc *Receiver) deliver(ctx context.Context, evs []Event, unproven []error, 
 				reason = ReasonUnknownType
 			}
 			rc.noteUnexpected(ctx, ev, reason)
-		}
-	}
-	if len(handled) == 0 {
-		return res, nil
-	}
-	var selfEvs []Event
-	txEvs := handled[:0:0]
-	for _, ev := range handled {
-		if _, ok := rc.self[ev.Type()]; ok {
-			selfEvs = append(selfEvs, ev)
-		} else {
-			txEvs = append(txEvs, ev)
+		default:
+			panic(fmt.Sprintf("events: deliver has no case for disposition %d", d))
 		}
 	}
 	if err := rc.deliverSelf(ctx, selfEvs, &res); err != nil {
 		return res, err
 	}
-	handled = txEvs
 	if rc.Wanted != nil && unwanted == nil && len(handled) > 0 {
 		var err error
 		if handled, err = rc.wanted(ctx, handled, &res); err != nil {
@@ -877,18 +870,48 @@ func (rc *Receiver) Park(ctx context.Context, ev Event, cause error) error {
 	return rc.park(ctx, ev, cause, true)
 }
 
-// askable reports whether Deliver asks Wanted about ev: an event that the
-// checks needing no proof let through to a transaction (not foreign, not
-// misplaced, handled, not ruled out by OnlyIf, not self-handled).
-func (rc *Receiver) askable(ctx context.Context, ev Event) bool {
-	_, self := rc.self[ev.Type()]
-	return !self && foreign(ev) == nil && !misplaced(ctx, ev) && rc.Handles(ev.Type()) && !rc.irrelevant(ev)
+// disposition is what deliver does with an event whose origin is proven
+// (or not checked), decided by the checks that need no proof. deliver
+// switches on it, and wantedFirst asks Wanted about the applyTx events
+// alone, so the two cannot disagree about which events Wanted may rule
+// out unverified.
+type disposition uint8
+
+const (
+	parkForeign      disposition = iota // a fact from a source that may not emit it: parked (foreign_source)
+	ignoreMisplaced                     // read from a topic the contract does not put its type on: ignored (wrong_topic)
+	ignoreUnhandled                     // no handler here: ignored (unhandled, unknown_type)
+	ignoreIrrelevant                    // OnlyIf says it changes nothing here: ignored
+	applySelf                           // a self-handled type: run outside any transaction; Wanted is not asked
+	applyTx                             // applied in a transaction, deduplicated; the only events Wanted is asked about
+	nDispositions
+)
+
+// dispose is ev's disposition, by the checks in deliver's order; for
+// parkForeign, the cause it is parked with.
+func (rc *Receiver) dispose(ctx context.Context, ev Event) (disposition, error) {
+	if cause := foreign(ev); cause != nil {
+		return parkForeign, cause
+	}
+	switch {
+	case misplaced(ctx, ev):
+		return ignoreMisplaced, nil
+	case !rc.Handles(ev.Type()):
+		return ignoreUnhandled, nil
+	case rc.irrelevant(ev):
+		return ignoreIrrelevant, nil
+	}
+	if _, ok := rc.self[ev.Type()]; ok {
+		return applySelf, nil
+	}
+	return applyTx, nil
 }
 
 // wantedFirst checks a delivery's origins for a consumer with Wanted, at
 // the cost of the events that can change something only: Wanted is asked
-// first, about the askable events with their proofs not yet verified, and
-// only the others are verified (the wanted ones, and the events that are
+// first, about the events deliver would apply in a transaction (applyTx:
+// the same dispose deliver switches on), their proofs not yet verified,
+// and only the others are verified (the wanted ones, and the events that are
 // parked or ignored for other reasons, whose dead letter or count depends
 // on the proof as before). An unwanted event is not verified: it is
 // ignored whatever its proof, since it changes nothing here.
@@ -908,7 +931,7 @@ func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event) (unproven []er
 	var ask []Event
 	var at []int // the index in evs of each of ask
 	for i, ev := range evs {
-		if rc.askable(ctx, ev) {
+		if d, _ := rc.dispose(ctx, ev); d == applyTx {
 			ask, at = append(ask, ev), append(at, i)
 		}
 	}

@@ -279,3 +279,144 @@ func TestABatchHandlerAloneTakesEveryType(t *testing.T) {
 		t.Fatal("with a handler registered, the batch handler takes only registered types")
 	}
 }
+
+// Wanted is asked about the events deliver would apply in a transaction
+// and about no other: an event that is parked or ignored for another
+// reason, or self-handled, is treated as it is without Wanted — its proof
+// verified, parked when it has none — though Wanted wants nothing here.
+// One event of each of deliver's dispositions (events.Dispositions: the
+// test fails when one is added without a case here), genuine and without
+// a proof, alone and in a batch.
+func TestWantedIsAskedOnlyAboutWhatATransactionWouldApply(t *testing.T) {
+	g := originRig(t, false)
+	pool := testenv.Pool(t)
+	g.rc.OnlyIf(events.TypePaymentCaptured, func(ev events.Event) bool {
+		var p payment
+		return events.Decode(ev, &p) != nil || p.Amount != 0
+	})
+	g.rc.OnSelf("billfn.payment.refunded", func(ctx context.Context, ev events.Event) error {
+		_, err := pool.Exec(ctx, `INSERT INTO `+g.table+` VALUES ($1, 1)`, ev.ID())
+		return err
+	})
+	var mu sync.Mutex
+	asked := map[string]bool{}
+	g.rc.Wanted = func(_ context.Context, evs []events.Event) ([]bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, ev := range evs {
+			asked[ev.ID()] = true
+		}
+		return make([]bool, len(evs)), nil // wants nothing
+	}
+	fact := func(typ, fn string, amount int64) func() events.Event {
+		return func() events.Event {
+			ev, err := events.New(context.Background(), fn, typ, uuid.NewString(), payment{amount})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}
+	}
+	cases := []struct {
+		disposition string
+		mk          func() events.Event // without a proof; signed by its source for the genuine event
+		outcome     string              // of the genuine event: "parked: <reason>", "applied", "ignored"
+		asked       bool                // Wanted is asked about it (and then ignores it, proven or not)
+	}{
+		{"park foreign", fact(events.TypePaymentCaptured, "generate-invoice", 5), "parked: " + events.ErrForeignSource.Error(), false},
+		{"ignore misplaced", fact(events.TypeTransactionRequested, "capture-payment", 5), "ignored", false}, // read from payment-events
+		{"ignore unhandled", fact(events.TypePaymentFailed, "capture-payment", 5), "ignored", false},
+		{"ignore irrelevant", fact(events.TypePaymentCaptured, "capture-payment", 0), "ignored", false},
+		{"apply self", fact("billfn.payment.refunded", "capture-payment", 5), "applied", false},
+		{"apply in a transaction", fact(events.TypePaymentCaptured, "capture-payment", 500), "ignored", true},
+	}
+	outcome := func(ev events.Event) string {
+		if r := g.deadLetter(ev); r != "" {
+			return "parked: " + r
+		}
+		var n int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM `+g.table+` WHERE event_id = $1`, ev.ID()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return "applied"
+		}
+		return "ignored"
+	}
+	send := func(evs ...events.Event) events.Result {
+		t.Helper()
+		b, _ := json.Marshal(evs)
+		code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}, "X-Topic": {events.TopicPayment}}), b)
+		if code != 200 {
+			t.Fatalf("%d %+v", code, res)
+		}
+		return res
+	}
+	type sent struct {
+		disposition, outcome string
+		asked                bool
+		ev                   events.Event
+	}
+	result := func(s sent) events.Result { // deliver's count of it
+		switch {
+		case strings.HasPrefix(s.outcome, "parked"):
+			return events.Result{Parked: 1}
+		case s.outcome == "applied":
+			return events.Result{Processed: 1}
+		}
+		return events.Result{Ignored: 1}
+	}
+	var all []sent
+	for _, batch := range []bool{false, true} {
+		var evs []sent
+		for _, c := range cases {
+			genuine := c.mk()
+			testenv.OriginSigner(genuine.Source()).Sign(&genuine)
+			unproven := "parked: " + events.ErrNoOrigin.Error()
+			if c.asked {
+				unproven = "ignored" // unwanted: never verified
+			}
+			evs = append(evs, sent{c.disposition, c.outcome, c.asked, genuine}, sent{c.disposition + ", no proof", unproven, c.asked, c.mk()})
+		}
+		if batch {
+			var b []events.Event
+			var want events.Result
+			for _, s := range evs {
+				b = append(b, s.ev)
+				r := result(s)
+				want.Parked, want.Processed, want.Ignored = want.Parked+r.Parked, want.Processed+r.Processed, want.Ignored+r.Ignored
+			}
+			if res := send(b...); res != want {
+				t.Errorf("in a batch: %+v, want %+v", res, want)
+			}
+		} else {
+			for _, s := range evs {
+				if res, want := send(s.ev), result(s); res != want {
+					t.Errorf("%s, alone: %+v, want %+v", s.disposition, res, want)
+				}
+			}
+		}
+		all = append(all, evs...)
+	}
+	var covered []string
+	for _, c := range cases {
+		if got := events.DispositionOf(events.WithTopic(context.Background(), events.TopicPayment), g.rc, c.mk()); got != c.disposition {
+			t.Errorf("the case %q is an event of disposition %q", c.disposition, got)
+		}
+		covered = append(covered, c.disposition)
+	}
+	if every := events.Dispositions(); !slices.Equal(covered, every) {
+		t.Errorf("the cases are of dispositions %q, want one of each of %q, in that order", covered, every)
+	}
+	for _, s := range all {
+		if got := outcome(s.ev); !strings.HasPrefix(got, s.outcome) {
+			t.Errorf("%s: %q, want %q", s.disposition, got, s.outcome)
+		}
+		mu.Lock()
+		wasAsked := asked[s.ev.ID()]
+		mu.Unlock()
+		if wasAsked != s.asked {
+			t.Errorf("%s: Wanted asked %v, want %v", s.disposition, wasAsked, s.asked)
+		}
+	}
+}
