@@ -907,6 +907,17 @@ func (rc *Receiver) dispose(ctx context.Context, ev Event) (disposition, error) 
 	return applyTx, nil
 }
 
+// pick returns the events of evs for which keep(i) holds, and the index
+// in evs of each.
+func pick(evs []Event, keep func(i int) bool) (picked []Event, at []int) {
+	for i, ev := range evs {
+		if keep(i) {
+			picked, at = append(picked, ev), append(at, i)
+		}
+	}
+	return picked, at
+}
+
 // wantedFirst checks a delivery's origins for a consumer with Wanted, at
 // the cost of the events that can change something only: Wanted is asked
 // first, about the events deliver would apply in a transaction (applyTx:
@@ -928,13 +939,10 @@ func (rc *Receiver) dispose(ctx context.Context, ev Event) (disposition, error) 
 // Wanted again, which answers its error). unproven and unwanted are
 // deliver's arguments.
 func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event) (unproven []error, unwanted []bool, ok bool) {
-	var ask []Event
-	var at []int // the index in evs of each of ask
-	for i, ev := range evs {
-		if d, _ := rc.dispose(ctx, ev); d == applyTx {
-			ask, at = append(ask, ev), append(at, i)
-		}
-	}
+	ask, at := pick(evs, func(i int) bool {
+		d, _ := rc.dispose(ctx, evs[i])
+		return d == applyTx
+	})
 	if len(ask) == 0 {
 		return nil, nil, false // nothing to ask: today's path, which verifies all
 	}
@@ -947,13 +955,7 @@ func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event) (unproven []er
 	for k, i := range at {
 		unwanted[i], wanted[i] = !want[k], want[k]
 	}
-	verify := make([]Event, 0, len(evs))
-	var vat []int // the index in evs of each of verify
-	for i, ev := range evs {
-		if !unwanted[i] {
-			verify, vat = append(verify, ev), append(vat, i)
-		}
-	}
+	verify, vat := pick(evs, func(i int) bool { return !unwanted[i] })
 	unproven = make([]error, len(evs))
 	forged := false
 	for k, cause := range rc.unproven(verify) {
@@ -967,13 +969,7 @@ func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event) (unproven []er
 	// A wanted forgery: Wanted's answer cannot be trusted. The unwanted
 	// events are verified too, and deliver asks Wanted again about the
 	// proven ones: today's path, with no proof verified twice.
-	var rest []Event
-	var rat []int
-	for i, ev := range evs {
-		if unwanted[i] {
-			rest, rat = append(rest, ev), append(rat, i)
-		}
-	}
+	rest, rat := pick(evs, func(i int) bool { return unwanted[i] })
 	for k, cause := range rc.unproven(rest) {
 		unproven[rat[k]] = cause
 	}
