@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -124,6 +123,11 @@ type Receiver struct {
 	// then parks what it parks today); an error makes the delivery
 	// retried. Self-handled types are not asked about.
 	Wanted func(ctx context.Context, evs []Event) ([]bool, error)
+
+	// verifying, when set (by tests only: export_test.go's
+	// ObserveVerify), sees every slice of events whose origin proofs
+	// the receiver verifies. nil in production.
+	verifying func([]Event)
 
 	handlers    map[string]Handler
 	self        map[string]SelfHandler
@@ -984,15 +988,11 @@ func (rc *Receiver) unproven(evs []Event) []error {
 	if rc.SkipOriginCheck || len(evs) == 0 {
 		return make([]error, len(evs))
 	}
-	if h := verifyHook.Load(); h != nil {
-		(*h)(evs)
+	if rc.verifying != nil {
+		rc.verifying(evs)
 	}
 	return rc.Origins.VerifyAll(evs)
 }
-
-// verifyHook, when set (by tests: export_test.go), sees every slice of
-// events whose origin proofs a Receiver verifies.
-var verifyHook atomic.Pointer[func([]Event)]
 
 // park stores ev in dead_letters; markProcessed also records its (source,
 // id) as processed, so a redelivery is acknowledged without running it.

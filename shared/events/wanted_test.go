@@ -73,12 +73,12 @@ func TestUnwantedEventsLeaveNoRowUntilTheyAreWanted(t *testing.T) {
 	}
 }
 
-// verifiedIDs records the ids of the events whose origin proofs a
-// receiver verifies from now to the test's end (events.ObserveVerify).
-func verifiedIDs(t *testing.T) func() map[string]int {
+// verifiedIDs records the ids of the events whose origin proofs rc
+// verifies from now on (events.ObserveVerify).
+func verifiedIDs(rc *events.Receiver) func() map[string]int {
 	var mu sync.Mutex
 	seen := map[string]int{}
-	events.ObserveVerify(t, func(evs []events.Event) {
+	events.ObserveVerify(rc, func(evs []events.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, ev := range evs {
@@ -112,7 +112,7 @@ func wantNonZero(_ context.Context, evs []events.Event) ([]bool, error) {
 func TestUnwantedEventsAreIgnoredWithoutVerifyingTheirProof(t *testing.T) {
 	g := originRig(t, true)
 	g.rc.Wanted = wantNonZero
-	verified := verifiedIDs(t)
+	verified := verifiedIDs(g.rc)
 	unsigned := paymentFact(t, capturePayment, 0)
 	garbage := paymentFact(t, capturePayment, 0)
 	garbage.SetExtension(events.OriginSigExt, "not-a-signature")
@@ -157,7 +157,7 @@ func TestWantedForgeriesAreStillParked(t *testing.T) {
 		t.Run(fmt.Sprintf("batch handler %v", batch), func(t *testing.T) {
 			g := originRig(t, batch)
 			g.rc.Wanted = wantNonZero
-			verified := verifiedIDs(t)
+			verified := verifiedIDs(g.rc)
 			forged := paymentFact(t, capturePayment, 7000) // no origin proof
 			genuine := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
 			zero := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
