@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -176,3 +177,115 @@ func TestRedisOutageFallsBackAndNeverServesStale(t *testing.T) {
 		t.Fatalf("after recovery read = %d, want 2", v.Amount)
 	}
 }
+
+// sent counts what a client sends Redis: round trips, and the commands in
+// them (a MULTI/EXEC pipeline counts its MULTI and EXEC).
+type sent struct {
+	mu    sync.Mutex
+	trips int
+	cmds  []string
+}
+
+func (s *sent) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (s *sent) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		s.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (s *sent) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		s.add(cmds...)
+		return next(ctx, cmds)
+	}
+}
+
+func (s *sent) add(cmds ...goredis.Cmder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trips++
+	for _, c := range cmds {
+		s.cmds = append(s.cmds, c.Name())
+	}
+}
+
+func (s *sent) reset() (trips int, cmds []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	trips, cmds = s.trips, s.cmds
+	s.trips, s.cmds = 0, nil
+	return trips, cmds
+}
+
+// An invalidation is one command in one round trip, whatever the number of
+// keys (a group commit's accounts, or an outage's backlog of thousands),
+// and does what the MULTI/EXEC before it did: every key deleted, every
+// generation bumped (an existing one incremented, a missing one created)
+// and living a minute, nothing else touched.
+func TestInvalidationIsOneCommandThatDeletesAndBumpsGenerations(t *testing.T) {
+	real, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	count := &sent{}
+	rdb := goredis.NewClient(&goredis.Options{Addr: real.Options().Addr})
+	defer rdb.Close()
+	rdb.AddHook(count)
+	c := redis.NewCache(rdb, prefix, "inv")
+	other := redis.NewCache(rdb, prefix, "other")
+	c.Invalidate(ctx, "warm-up") // Redis learns the script (EVALSHA fails once, EVAL follows)
+
+	for _, n := range []int{1, 3, 10_000} {
+		keys := make([]string, n)
+		if _, err := real.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i := range keys {
+				keys[i] = fmt.Sprintf("k%d-%d", n, i)
+				p.Set(ctx, c.Key(keys[i]), "cached", time.Minute)
+			}
+			p.Set(ctx, c.Key(keys[0])+":gen", 41, 0) // invalidated before: incremented, and given the minute
+			p.Set(ctx, other.Key(keys[0]), "cached", time.Minute)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		count.reset()
+		c.Invalidate(ctx, keys...)
+		trips, cmds := count.reset()
+		if trips != 1 || len(cmds) != 1 {
+			t.Fatalf("invalidating %d keys sent %d round trips, %d commands %v; want 1 and 1", n, trips, len(cmds), head(cmds))
+		}
+		if c.Pending() != 0 {
+			t.Fatalf("invalidating %d keys failed: %d pending", n, c.Pending())
+		}
+		var (
+			exists []*goredis.IntCmd
+			gens   []*goredis.StringCmd
+			ttls   []*goredis.DurationCmd
+		)
+		if _, err := real.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, k := range keys {
+				exists = append(exists, p.Exists(ctx, c.Key(k)))
+				gens = append(gens, p.Get(ctx, c.Key(k)+":gen"))
+				ttls = append(ttls, p.PTTL(ctx, c.Key(k)+":gen"))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys {
+			want := "1"
+			if i == 0 {
+				want = "42"
+			}
+			if exists[i].Val() != 0 || gens[i].Val() != want || ttls[i].Val() <= 0 || ttls[i].Val() > time.Minute {
+				t.Fatalf("after invalidating %d keys, %s: exists %d, generation %q (want %q), its TTL %v (want (0, 1m])",
+					n, k, exists[i].Val(), gens[i].Val(), want, ttls[i].Val())
+			}
+		}
+		if real.Get(ctx, other.Key(keys[0])).Val() != "cached" {
+			t.Fatalf("invalidating %d keys of one cache deleted another cache's key", n)
+		}
+	}
+}
+
+func head(s []string) []string { return s[:min(len(s), 8)] }
