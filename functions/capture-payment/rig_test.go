@@ -69,6 +69,14 @@ func testConfig() Config {
 
 func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 	t.Helper()
+	d, kit := testenv.Platform(t, name)
+	return newRigOn(t, d, kit, mutate...)
+}
+
+// newRigOn is newRig on the dependencies d (testenv.Platform's, or the
+// same opened elsewhere).
+func newRigOn(t testing.TB, d *platform.Deps, kit *testenv.Kit, mutate ...func(*Config)) *rig {
+	t.Helper()
 	cfg := testConfig()
 	for _, m := range mutate {
 		m(&cfg)
@@ -77,7 +85,6 @@ func newRig(t testing.TB, mutate ...func(*Config)) *rig {
 	if cfg.Accounts.LedgerURL == "" {
 		cfg.Accounts.LedgerURL, cfg.Accounts.ServiceToken = ledger.srv.URL, "ledger-test-token"
 	}
-	d, kit := testenv.Platform(t, name)
 	c := testenv.NewClock(time.Now())
 	s, err := newService(context.Background(), d, cfg, c.Now)
 	if err != nil {

@@ -240,8 +240,10 @@ func (t Tx) UpdatePayment(ctx context.Context, p *payments.Payment) error {
 }
 
 // guardedUpdate is the statement that writes p only if the payment is
-// still at version (its updated_at), with attempt a when a.N > 0; its row
-// is the number of payments it wrote (0: the payment moved since).
+// still at version (its updated_at), with attempt a when a.N > 0. When the
+// payment moved since, it writes nothing and fails (movedError), which
+// aborts the transaction it is in: what follows it in that transaction is
+// not written either, without a round trip to learn its answer first.
 func guardedUpdate(p *payments.Payment, version time.Time, a payments.Attempt) (string, []any) {
 	args := append(paymentUpdateArgs(p), version, a.N, a.Status, a.GatewayPaymentID, a.FailureCode, a.DeclineCode,
 		a.FailureReason, a.FailureMessage, a.GatewayError, a.FinishedAt)
@@ -249,7 +251,18 @@ func guardedUpdate(p *payments.Payment, version time.Time, a payments.Attempt) (
 		att AS (UPDATE payment_attempts SET status = $26, gateway_payment_id = $27, failure_code = $28,
 			decline_code = $29, failure_reason = $30, failure_message = $31, gateway_error = $32, finished_at = $33
 			WHERE payment_id = $1 AND n = $25 AND EXISTS (SELECT 1 FROM pay) RETURNING 1)
-		SELECT count(*)::int FROM pay`, args
+		SELECT CASE count(*) WHEN 1 THEN 1 ELSE ('` + movedMark + `' || count(*))::int END FROM pay`, args
+}
+
+// movedMark starts the text guardedUpdate fails to read as a number when
+// the payment moved since the flow's version.
+const movedMark = "billfn: the payment moved since its version; payments written: "
+
+// movedError reports whether err is guardedUpdate's failure for a payment
+// that moved (invalid_text_representation of its mark).
+func movedError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "22P02" && strings.Contains(pgErr.Message, movedMark)
 }
 
 func (t Tx) Payment(ctx context.Context, id string, lock bool) (*payments.Payment, error) {

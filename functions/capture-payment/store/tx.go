@@ -142,14 +142,19 @@ func (t Tx) Record(ctx context.Context, answer any) error {
 	return idempotency.Complete(ctx, tx, resp)
 }
 
-// Pipeline writes a flow's finishing record in two pipelined round trips:
-// the payment (only if still at version) and its attempt; then, if the
-// payment was written, the outbox events and the request's answer, and the
-// commit. Concurrent requests' records share that transaction and its
-// commit (pgbatch.Group), each answered once it is committed. It reports
-// false, having written nothing, when the payment moved since.
+// Pipeline writes a flow's finishing record as one pipeline in one round
+// trip: the payment (only if still at version) and its attempt, the outbox
+// events, the request's answer, and the commit. Concurrent requests'
+// records share that transaction and its commit (pgbatch.Group), each
+// answered once it is committed. It reports false, having written nothing,
+// when the payment moved since: then the update fails (guardedUpdate),
+// the transaction with it, and the group runs its other writes again
+// alone (pgbatch.Group's split), which a payment that moved in the
+// instant of its flow's finishing write seldom costs.
 func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.Time, a payments.Attempt, msgs []payments.Message, answer any) (bool, error) {
 	rest := &pgx.Batch{}
+	sql, args := guardedUpdate(p, version, a)
+	rest.Queue(sql, args...)
 	t := s.tx(pgbatch.Queue(rest))
 	if err := t.Emit(ctx, msgs); err != nil {
 		return false, err
@@ -157,10 +162,11 @@ func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.
 	if err := t.Record(ctx, answer); err != nil {
 		return false, err
 	}
-	sql, args := guardedUpdate(p, version, a)
-	var written int
-	return s.group.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&written},
-		Proceed: func() bool { return written == 1 }}, Rest: rest})
+	ok, err := s.group.Do(ctx, pgbatch.Write{Rest: rest})
+	if movedError(err) {
+		return false, nil
+	}
+	return ok, err
 }
 
 // MarkCapture marks payment id as capturing amount (0: all capturable) in
