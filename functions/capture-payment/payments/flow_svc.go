@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -264,13 +265,22 @@ func (s *Service) Confirm(ctx context.Context, run Runner, id string, can Access
 	)
 	err := run.Run(ctx, func(tx Tx) error {
 		var err error
-		if p, err = tx.Payment(ctx, id, true); err != nil {
+		var (
+			f     accounts.Facts
+			known bool
+		)
+		if p, f, known, err = tx.PaymentWithAccount(ctx, id, true); err != nil {
 			return err
 		}
 		if !can.Allows(p) {
 			return ErrNotFound
 		}
-		if err := s.chargeable(ctx, tx, p.AccountID); err != nil {
+		if !known { // read through, as chargeable does
+			if f, err = s.lookupIn(ctx, tx, p.AccountID); err != nil {
+				return err
+			}
+		}
+		if err := f.Active(); err != nil {
 			return err
 		}
 		if given == "" {
@@ -294,10 +304,7 @@ func (s *Service) Confirm(ctx context.Context, run Runner, id string, can Access
 		p.PaymentMethod = &given
 		a := StartAttempt(p, plan[0], now)
 		a.PaymentMethod = m.token
-		if err := tx.InsertAttempt(ctx, p.ID, a); err != nil {
-			return err
-		}
-		return tx.UpdatePayment(ctx, p)
+		return tx.UpdatePaymentStarting(ctx, p, a)
 	})
 	if err != nil {
 		return nil, err
@@ -361,11 +368,8 @@ func (s *Service) failover(ctx context.Context, run Runner, p *Payment, next, to
 		slog.WarnContext(ctx, "gateway failed; trying the next", "payment_id", q.ID, "gateway", q.GatewayName(), "next", next, "err", cause.Error())
 		a := StartAttempt(q, next, now)
 		a.PaymentMethod = token
-		if err := tx.InsertAttempt(dctx, q.ID, a); err != nil {
-			return err
-		}
 		out = q
-		return tx.UpdatePayment(dctx, q)
+		return tx.UpdatePaymentStarting(dctx, q, a)
 	})
 	return out, err
 }

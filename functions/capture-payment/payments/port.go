@@ -14,6 +14,9 @@ import (
 // package implements it; every SQL statement lives there.
 type Tx interface {
 	Payment(ctx context.Context, id string, lock bool) (*Payment, error)
+	// PaymentWithAccount is Payment with the read model's facts of its
+	// account (known false when it does not know them), in one statement.
+	PaymentWithAccount(ctx context.Context, id string, lock bool) (p *Payment, f accounts.Facts, known bool, err error)
 	PaymentByGatewayID(ctx context.Context, gateway, gatewayPaymentID string, lock bool) (*Payment, error)
 	Payments(ctx context.Context, f PaymentFilter) ([]*Payment, error)
 	// InsertPayment reports false when a payment with p's id exists.
@@ -29,6 +32,9 @@ type Tx interface {
 	InsertPaymentFor(ctx context.Context, p *Payment, g AccountGuard) (bool, error)
 	InsertConfirmingFor(ctx context.Context, p *Payment, a Attempt, g AccountGuard) (bool, error)
 	UpdatePayment(ctx context.Context, p *Payment) error
+	// UpdatePaymentStarting is UpdatePayment with InsertAttempt of its new
+	// attempt a, in one statement.
+	UpdatePaymentStarting(ctx context.Context, p *Payment, a Attempt) error
 
 	InsertAttempt(ctx context.Context, paymentID string, a Attempt) error
 	FinishAttempt(ctx context.Context, paymentID string, a Attempt) error

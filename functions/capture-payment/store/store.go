@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 )
@@ -30,14 +31,16 @@ const paymentCols = `id, account_id, user_id, invoice_id, amount, currency, stat
 	metadata, last_error, cancellation_reason, gateway_updated_at, disputed_at, authorized_at, captured_at,
 	canceled_at, created_at, updated_at, announced`
 
-func scanPayment(row pgx.Row) (*payments.Payment, error) {
+// scanPayment scans a row of paymentCols, followed by the columns of more
+// when given.
+func scanPayment(row pgx.Row, more ...any) (*payments.Payment, error) {
 	p := &payments.Payment{}
 	var reqGw *string
-	err := row.Scan(&p.ID, &p.AccountID, &p.UserID, &p.InvoiceID, &p.Amount, &p.Currency, &p.Status, &p.CaptureMethod,
+	err := row.Scan(append([]any{&p.ID, &p.AccountID, &p.UserID, &p.InvoiceID, &p.Amount, &p.Currency, &p.Status, &p.CaptureMethod,
 		&p.PaymentMethod, &p.Gateway, &p.GatewayPaymentID, &reqGw, &p.AmountCapturable, &p.AmountCaptured,
 		&p.AmountRefunded, &p.AmountRefundPending, &p.CaptureCount, &p.RefundCount, &p.Attempts, &p.PendingOperation,
 		&p.OpStartedAt, &p.Description, &p.Metadata, &p.LastPaymentError, &p.CancellationReason, &p.GatewayUpdatedAt,
-		&p.DisputedAt, &p.AuthorizedAt, &p.CapturedAt, &p.CanceledAt, &p.CreatedAt, &p.UpdatedAt, &p.Announced)
+		&p.DisputedAt, &p.AuthorizedAt, &p.CapturedAt, &p.CanceledAt, &p.CreatedAt, &p.UpdatedAt, &p.Announced}, more...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +242,16 @@ func (t Tx) UpdatePayment(ctx context.Context, p *payments.Payment) error {
 	return err
 }
 
+// UpdatePaymentStarting writes every mutable member of p and inserts its
+// new attempt a (as InsertAttempt does), in one statement.
+func (t Tx) UpdatePaymentStarting(ctx context.Context, p *payments.Payment, a payments.Attempt) error {
+	_, err := t.q.Exec(ctx, `WITH att AS (INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
+			VALUES ($1, $24, $25, $26, $27, $28) ON CONFLICT DO NOTHING)
+		UPDATE payments SET `+updateSet+` WHERE id = $1`,
+		append(paymentUpdateArgs(p), a.N, a.Gateway, a.PaymentMethod, a.Status, a.StartedAt)...)
+	return err
+}
+
 // guardedUpdate is the statement that writes p only if the payment is
 // still at version (its updated_at), with attempt a when a.N > 0. When the
 // payment moved since, it writes nothing and fails (movedError), which
@@ -263,6 +276,33 @@ const movedMark = "billfn: the payment moved since its version; payments written
 func movedError(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "22P02" && strings.Contains(pgErr.Message, movedMark)
+}
+
+// PaymentWithAccount is Payment with the read model's facts of the
+// payment's account (known false when it does not know them), read in the
+// same statement: one round trip where Payment and Account take two.
+func (t Tx) PaymentWithAccount(ctx context.Context, id string, lock bool) (*payments.Payment, accounts.Facts, bool, error) {
+	if t.s == nil || t.s.Accounts == nil {
+		p, err := t.Payment(ctx, id, lock)
+		return p, accounts.Facts{}, false, err
+	}
+	sql := `SELECT ` + prefixed("p.", paymentCols) + `, a.id::text, a.user_id::text, a.currency, a.status, a.version
+		FROM payments p LEFT JOIN payment_accounts a ON a.id = p.account_id WHERE p.id = $1`
+	if lock {
+		sql += ` FOR UPDATE OF p`
+	}
+	var (
+		aid, user, currency, status *string
+		version                     *int64
+	)
+	p, err := scanPayment(t.q.QueryRow(ctx, sql, id), &aid, &user, &currency, &status, &version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, accounts.Facts{}, false, payments.ErrNotFound
+	}
+	if err != nil || aid == nil {
+		return p, accounts.Facts{}, false, err
+	}
+	return p, accounts.Facts{ID: *aid, UserID: *user, Currency: *currency, Status: *status, Version: *version}, true, nil
 }
 
 func (t Tx) Payment(ctx context.Context, id string, lock bool) (*payments.Payment, error) {
