@@ -174,23 +174,17 @@ func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.
 // is user's ("" for anyone), and can capture amount. It returns the marked
 // payment, or payments.ErrNotMarked when it could not be marked.
 func (s *Store) MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64) (*payments.Payment, error) {
-	b := &pgx.Batch{}
 	// Asynchronous for the sandbox (see asyncCommit): a lost mark is
 	// harmless, the capture's key is fixed and the sandbox is in the WAL.
-	b.Queue(`SELECT set_config('synchronous_commit', CASE (SELECT gateway FROM payments WHERE id = $1)
-		WHEN 'sandbox' THEN 'off' ELSE 'on' END, true)`, id)
-	b.Queue(`UPDATE payments SET pending_op = 'capture', op_started_at = $2, updated_at = $2
+	// The setting is made by the marked row itself (its RETURNING, before
+	// the statement's implicit transaction commits): one statement, no
+	// read of the payment's gateway before it.
+	var commit string
+	p, err := scanPayment(s.pool.QueryRow(ctx, `UPDATE payments SET pending_op = 'capture', op_started_at = $2, updated_at = $2
 		WHERE id = $1 AND status = 'requires_capture' AND pending_op IS NULL AND ($3 = '' OR user_id::text = $3)
-		AND ($4 = 0 OR amount_capturable >= $4) RETURNING `+paymentCols, id, now, user, amount)
-	br := s.pool.SendBatch(ctx, b)
-	_, err := br.Exec()
-	var p *payments.Payment
-	if err == nil {
-		p, err = scanPayment(br.QueryRow())
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
+		AND ($4 = 0 OR amount_capturable >= $4)
+		RETURNING `+paymentCols+`, set_config('synchronous_commit', CASE gateway WHEN 'sandbox' THEN 'off' ELSE 'on' END, true)`,
+		id, now, user, amount), &commit)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, payments.ErrNotMarked
 	}
