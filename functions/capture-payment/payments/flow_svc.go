@@ -173,6 +173,31 @@ func (s *Service) create(ctx context.Context, run Runner, in CreateInput, g *Acc
 		pm := in.PaymentMethod
 		p.PaymentMethod, p.Status = &pm, RequiresConfirmation
 	}
+	if !in.Confirm && g != nil && in.InvoiceID == nil && run.Pipelined() && g.Expected() != "" {
+		// The owner is known before the write (the guard passes only for
+		// it): the payment, its event and the answer go as one write.
+		q := *p
+		q.UserID = g.Expected()
+		q.Finish()
+		e := emitter{ctx: ctx}
+		e.payment(events.TypePaymentCreated, &q, nil)
+		if e.err != nil {
+			return nil, e.err
+		}
+		var answer any
+		if done != nil {
+			answer = done(Created, &q)
+		}
+		inserted, err := s.Store.InsertCreated(ctx, &q, *g, e.msgs, answer)
+		if err != nil {
+			return nil, err
+		}
+		if inserted {
+			*p = q
+			return p, nil
+		}
+		// A re-run: the transaction below answers what is there.
+	}
 	if !in.Confirm {
 		err := run.Run(ctx, func(tx Tx) error {
 			q := *p

@@ -101,6 +101,11 @@ type Store interface {
 	// Pipeline writes p (only if still at version) with attempt a, msgs
 	// and the answer at once; false, having written nothing, when p moved.
 	Pipeline(ctx context.Context, p *Payment, version time.Time, a Attempt, msgs []Message, answer any) (bool, error)
+	// InsertCreated records a new payment guarded by g (InsertPaymentFor)
+	// with msgs and the answer at once; false, having written nothing,
+	// when it exists; ErrAccountUnchecked, having written nothing, when
+	// the guard refused. p.UserID is the owner the guard must find.
+	InsertCreated(ctx context.Context, p *Payment, g AccountGuard, msgs []Message, answer any) (bool, error)
 	// MarkCapture marks a payment capturing in one statement, or fails
 	// with ErrNotMarked.
 	MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64) (*Payment, error)
@@ -121,6 +126,17 @@ type AccountGuard struct {
 	Owner *string
 	// UserID is the user_id the caller sent ("" for none).
 	UserID string
+}
+
+// Expected is the owner the guard lets through, when it is known before
+// the write ("" when not: an admin or service caller that sent no
+// user_id). Owners are compared as text: the guard passes only for an
+// account whose owner reads as Expected.
+func (g AccountGuard) Expected() string {
+	if g.Owner != nil {
+		return *g.Owner
+	}
+	return g.UserID
 }
 
 // ErrAccountUnchecked is a guarded insert's answer when its AccountGuard

@@ -141,18 +141,22 @@ func guardedOutcome(p *payments.Payment, inserted, passed int, owner string) (bo
 // same statement (payments.AccountGuard): one statement, no read of the
 // account before it.
 func (t Tx) InsertPaymentFor(ctx context.Context, p *payments.Payment, g payments.AccountGuard) (bool, error) {
-	sql := `WITH ` + accountGuard(34) + `,
-		p AS (INSERT INTO payments (` + paymentCols + `) SELECT ` + guardedValues + ` ON CONFLICT (id) DO NOTHING RETURNING 1)
-		SELECT (SELECT count(*)::int FROM p), (SELECT count(*)::int FROM acct), coalesce((SELECT user_id::text FROM acct), '')`
 	var (
 		inserted, passed int
 		owner            string
 	)
-	if err := t.q.QueryRow(ctx, sql, append(guardedArgs(p, g), g.Owner)...).Scan(&inserted, &passed, &owner); err != nil {
+	if err := t.q.QueryRow(ctx, insertPaymentGuarded, append(guardedArgs(p, g), g.Owner)...).Scan(&inserted, &passed, &owner); err != nil {
 		return false, err
 	}
 	return guardedOutcome(p, inserted, passed, owner)
 }
+
+// insertPaymentGuarded is InsertPaymentFor's statement: the payment
+// ($1–$33) guarded by the account (acct, owner $34). Its row: payments
+// inserted (1 or 0), the accounts that passed the guard, their owner.
+var insertPaymentGuarded = `WITH ` + accountGuard(34) + `,
+		p AS (INSERT INTO payments (` + paymentCols + `) SELECT ` + guardedValues + ` ON CONFLICT (id) DO NOTHING RETURNING 1)
+		SELECT (SELECT count(*)::int FROM p), (SELECT count(*)::int FROM acct), coalesce((SELECT user_id::text FROM acct), '')`
 
 // confirmingSQL is InsertConfirming's statement: the payment ($1–$33) with
 // its first attempt ($34–$37), guarded by the account (acct, owner $38)

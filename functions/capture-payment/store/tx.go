@@ -169,6 +169,44 @@ func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.
 	return ok, err
 }
 
+// InsertCreated records a new payment p, guarded by g in the same
+// statement (InsertPaymentFor's), with msgs and the request's answer, as
+// one write of the store's group: two pipelined round trips (the insert,
+// then, if it wrote the payment, the rest and the commit), whose commit
+// concurrent requests share. p.UserID is the owner the caller expects
+// (the guard's owner when it passes, see CreateFor). It reports false,
+// having written nothing, when a payment with p's id exists, and fails
+// with payments.ErrAccountUnchecked, having written nothing, when the
+// guard refused.
+func (s *Store) InsertCreated(ctx context.Context, p *payments.Payment, g payments.AccountGuard, msgs []payments.Message, answer any) (bool, error) {
+	rest := &pgx.Batch{}
+	t := s.tx(pgbatch.Queue(rest))
+	if err := t.Emit(ctx, msgs); err != nil {
+		return false, err
+	}
+	if err := t.Record(ctx, answer); err != nil {
+		return false, err
+	}
+	var (
+		inserted, passed int
+		owner            string
+	)
+	// A payment that exists, or a guard that refuses, writes nothing:
+	// grouping holds.
+	_, err := s.group.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: insertPaymentGuarded,
+		Args: append(guardedArgs(p, g), g.Owner), Dest: []any{&inserted, &passed, &owner},
+		Proceed: func() bool { return inserted == 1 }}, Rest: rest})
+	if err != nil {
+		return false, err
+	}
+	expected := p.UserID
+	ok, err := guardedOutcome(p, inserted, passed, owner)
+	if ok && owner != expected {
+		return false, fmt.Errorf("store: payment %s inserted for owner %s, its events written for %s", p.ID, owner, expected)
+	}
+	return ok, err
+}
+
 // MarkCapture marks payment id as capturing amount (0: all capturable) in
 // one statement, if it is in requires_capture with no pending operation,
 // is user's ("" for anyone), and can capture amount. It returns the marked
