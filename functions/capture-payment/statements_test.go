@@ -99,7 +99,7 @@ func TestPaymentRoundTrips(t *testing.T) {
 	var q payments.Payment
 	check("create (POST /payments, no confirm)", 3, 8, func() { q = pay(payments.CaptureManual, false) })
 	check("confirm (POST /payments/{id}/confirm)", 7, 16, func() { confirm(q.ID) })
-	check("capture (POST /payments/{id}/capture)", 4, 11, func() { capture(q.ID) })
+	check("capture (POST /payments/{id}/capture)", 4, 10, func() { capture(q.ID) })
 	if p := g.get(q.ID); p.Status != payments.Succeeded || p.AmountCaptured != 1000 {
 		t.Fatalf("payment %s, captured %d", p.Status, p.AmountCaptured)
 	}

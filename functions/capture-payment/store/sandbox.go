@@ -73,11 +73,13 @@ func (s *Store) SandboxBooks() *SandboxBooks {
 const intentCols = `id, payment_id, amount, currency, capture_method, payment_method, status, amount_capturable,
 	amount_received, amount_refunded, last_error, confirm_key, settle_at, created_at, updated_at`
 
-func scanIntent(row pgx.Row) (*SandboxIntent, error) {
+// scanIntent scans a row of intentCols, followed by the columns of more
+// when given.
+func scanIntent(row pgx.Row, more ...any) (*SandboxIntent, error) {
 	in := &SandboxIntent{}
-	err := row.Scan(&in.ID, &in.PaymentID, &in.Amount, &in.Currency, &in.CaptureMethod, &in.PaymentMethod, &in.Status,
+	err := row.Scan(append([]any{&in.ID, &in.PaymentID, &in.Amount, &in.Currency, &in.CaptureMethod, &in.PaymentMethod, &in.Status,
 		&in.AmountCapturable, &in.AmountReceived, &in.AmountRefunded, &in.LastError, &in.ConfirmKey, &in.SettleAt,
-		&in.CreatedAt, &in.UpdatedAt)
+		&in.CreatedAt, &in.UpdatedAt}, more...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNoIntent
 	}
@@ -106,16 +108,6 @@ func (b *SandboxBooks) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 		}
 		return fn(tx)
 	})
-}
-
-// write runs fn in a transaction when a webhook may be owed (hook is not
-// nil), and as single asynchronous statements on the pool otherwise (one
-// round trip).
-func (b *SandboxBooks) write(ctx context.Context, hook Hook, fn func(q db) error) error {
-	if hook != nil {
-		return b.tx(ctx, func(tx pgx.Tx) error { return fn(tx) })
-	}
-	return fn(asyncDB{b.pool})
 }
 
 // InsertIntent records a new intent and the webhook hook owes for it; it
@@ -167,13 +159,20 @@ func (b *SandboxBooks) UpdateIntent(ctx context.Context, id string, hook Hook, f
 // returning runs one conditional UPDATE … RETURNING the intent and stores
 // the webhook hook owes for it; ErrNoIntent when no intent matched.
 func (b *SandboxBooks) returning(ctx context.Context, hook Hook, sql string, args ...any) (*SandboxIntent, error) {
+	if hook == nil {
+		// One statement, its own implicit transaction, made asynchronous
+		// by its RETURNING (asyncCommit's setting, before it commits):
+		// not a pipeline of the setting and the statement.
+		var commit string
+		return scanIntent(b.pool.QueryRow(ctx, sql+`, set_config('synchronous_commit', 'off', true)`, args...), &commit)
+	}
 	var in *SandboxIntent
-	err := b.write(ctx, hook, func(q db) error {
+	err := b.tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		if in, err = scanIntent(q.QueryRow(ctx, sql, args...)); err != nil {
+		if in, err = scanIntent(tx.QueryRow(ctx, sql, args...)); err != nil {
 			return err
 		}
-		return enqueue(ctx, q, hook, in)
+		return enqueue(ctx, tx, hook, in)
 	})
 	return in, err
 }

@@ -601,60 +601,6 @@ func (t Tx) ExpiredAuthorizations(ctx context.Context, before time.Time, limit i
 // before a call to a real gateway are never asynchronous.
 const asyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
 
-// asyncDB runs each statement as a pipeline [asyncCommit, statement]: one
-// round trip, one implicit transaction committed asynchronously.
-type asyncDB struct{ pool *pgxpool.Pool }
-
-func (a asyncDB) send(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	b := &pgx.Batch{}
-	b.Queue(asyncCommit)
-	b.Queue(sql, args...)
-	br := a.pool.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
-		return nil, err
-	}
-	return br, nil
-}
-
-func (a asyncDB) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	br, err := a.send(ctx, sql, args)
-	if err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	tag, err := br.Exec()
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	return tag, err
-}
-
-func (a asyncDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	br, err := a.send(ctx, sql, args)
-	return batchRow{br: br, err: err}
-}
-
-// Query is not pipelined (reads need no commit).
-func (a asyncDB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	return a.pool.Query(ctx, sql, args...)
-}
-
-type batchRow struct {
-	br  pgx.BatchResults
-	err error
-}
-
-func (r batchRow) Scan(dest ...any) error {
-	if r.err != nil {
-		return r.err
-	}
-	err := r.br.QueryRow().Scan(dest...)
-	if cerr := r.br.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // PutInvoice stores f unless what is stored is as far along: a higher
 // status rank wins; within a rank (and the same status) a higher
 // amount_paid. It reports whether f was stored.
