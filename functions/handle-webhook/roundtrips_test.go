@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
+	"github.com/billfn/billfn/shared/sandbox"
+)
+
+// incomingTrips is how many round trips the store made for one incoming
+// webhook (the replica's listener loading the endpoints in the background
+// left out), and their statements.
+func incomingTrips(t *testing.T, g *rig, trips *roundTrips, body []byte, want string) (int, []string) {
+	t.Helper()
+	n0, _ := trips.count()
+	if got := outcome(t, g.sandbox(body)); got != want {
+		t.Fatalf("outcome %s, want %s", got, want)
+	}
+	_, all := trips.count()
+	var mine []string
+	for _, sql := range all[n0:] {
+		if !strings.HasPrefix(sql, "SELECT events FROM webhook_endpoints") && !strings.HasPrefix(sql, "LISTEN") {
+			mine = append(mine, sql)
+		}
+	}
+	return len(mine), mine
+}
+
+// A verified delivery of a known payment is stored, teaches its payment
+// and writes its normalized event in one round trip to PostgreSQL (BEGIN,
+// one statement, COMMIT, pipelined), and a redelivery, which writes
+// nothing, in one too; the event is in the outbox once.
+func TestAnIncomingWebhookIsOneRoundTrip(t *testing.T) {
+	g, trips := newReplica(t)
+	heard(g, 0)
+	t.Cleanup(func() { _, _ = g.d.Pool.Exec(context.Background(), `DELETE FROM outbox`) })
+	pid, n := uuid.NewString(), uuid.NewString()[:8]
+	body, err := sandbox.NewEvent("evt_rt_"+n, "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_rt_" + n,
+		Object: "payment_intent", Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded",
+		Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, sql := incomingTrips(t, g, trips, body, webhooks.Processed); n != 1 || !strings.Contains(sql[0], "COMMIT") {
+		t.Fatalf("a new delivery: %d round trips, want 1 holding the commit: %q", n, sql)
+	}
+	if n, sql := incomingTrips(t, g, trips, body, webhooks.Duplicate); n != 1 {
+		t.Fatalf("a redelivery: %d round trips, want 1: %q", n, sql)
+	}
+	if c := g.count(`SELECT count(*) FROM outbox WHERE source = $1 AND key = $2`, webhooks.Name, pid); c != 1 {
+		t.Fatalf("%d outbox rows for the delivery and its redelivery, want 1", c)
+	}
+	if c := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway = 'sandbox' AND gateway_payment_id = $1 AND payment_id = $2`,
+		"pi_rt_"+n, pid); c != 1 {
+		t.Fatal("the delivery's metadata taught nothing")
+	}
+}
