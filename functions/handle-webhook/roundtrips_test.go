@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/sandbox"
 )
 
@@ -57,5 +58,30 @@ func TestAnIncomingWebhookIsOneRoundTrip(t *testing.T) {
 	if c := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway = 'sandbox' AND gateway_payment_id = $1 AND payment_id = $2`,
 		"pi_rt_"+n, pid); c != 1 {
 		t.Fatal("the delivery's metadata taught nothing")
+	}
+}
+
+// A payment's first event teaches the map in one statement of the
+// delivery's transaction, which also says whether webhooks are parked on
+// it (there: none), instead of an insert and then a look for parked ones.
+func TestAPaymentsFirstEventLearnsInOneStatement(t *testing.T) {
+	g, trips := newReplica(t)
+	heard(g, 0)
+	pid := uuid.NewString()
+	ev := events.Must(events.New(context.Background(), "capture-payment", events.TypePaymentCreated, pid, map[string]any{
+		"payment_id": pid, "status": "pending", "amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": "pi_l_" + pid[:8]}))
+	_, sqls := tripsOf(g, trips, ev)
+	var learning []string
+	for _, sql := range sqls {
+		if !strings.HasPrefix(sql, "batch:") && (strings.Contains(sql, "webhook_payment_refs") || strings.Contains(sql, "webhook_events")) {
+			learning = append(learning, sql)
+		}
+	}
+	if len(learning) != 1 {
+		t.Fatalf("learning the payment took %d statements, want 1: %q", len(learning), learning)
+	}
+	if c := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway = 'sandbox' AND gateway_payment_id = $1 AND payment_id = $2`,
+		"pi_l_"+pid[:8], pid); c != 1 {
+		t.Fatal("the payment's event taught nothing")
 	}
 }

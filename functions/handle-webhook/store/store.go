@@ -268,9 +268,9 @@ func (s *Store) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPaymentID
 }
 
 // Learn records, in the delivery's transaction tx, the payment references
-// capture-payment's events taught: one statement learns every reference,
-// one looks for webhooks parked on the new ones (rare), and only those are
-// released one by one. It answers how many references it released webhooks
+// capture-payment's events taught: one statement learns every reference
+// and says which of the new ones webhooks are parked on (rare); only those
+// are released one by one. It answers how many references it released webhooks
 // of (each release writes outbox events).
 func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef) (unparked int, err error) {
 	if len(refs) == 0 {
@@ -286,32 +286,30 @@ func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef
 		cols[0], cols[1] = append(cols[0], r.Gateway), append(cols[1], r.GatewayPaymentID)
 		cols[2], cols[3] = append(cols[2], r.PaymentID), append(cols[3], r.From)
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
-		SELECT g, gp, p::uuid, f, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(g, gp, p, f)
-		ON CONFLICT DO NOTHING RETURNING gateway, gateway_payment_id, payment_id::text`,
+	// The references new to the map and, for each, whether webhooks are
+	// parked on it (rare): one statement, one round trip.
+	rows, err := tx.Query(ctx, `WITH learned AS (
+			INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
+			SELECT g, gp, p::uuid, f, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(g, gp, p, f)
+			ON CONFLICT DO NOTHING RETURNING gateway, gateway_payment_id, payment_id)
+		SELECT l.gateway, l.gateway_payment_id, l.payment_id::text, EXISTS (SELECT 1 FROM webhook_events e
+			WHERE e.status = 'parked' AND e.gateway = l.gateway AND e.gateway_payment_id = l.gateway_payment_id)
+		FROM learned l`,
 		cols[0], cols[1], cols[2], cols[3], s.now())
 	if err != nil {
 		return 0, err
 	}
+	waiting := map[[2]string]bool{} // references with parked webhooks
 	learned, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (webhooks.PaymentRef, error) {
-		var ref webhooks.PaymentRef
-		return ref, r.Scan(&ref.Gateway, &ref.GatewayPaymentID, &ref.PaymentID)
+		var (
+			ref    webhooks.PaymentRef
+			parked bool
+		)
+		err := r.Scan(&ref.Gateway, &ref.GatewayPaymentID, &ref.PaymentID, &parked)
+		waiting[[2]string{ref.Gateway, ref.GatewayPaymentID}] = parked
+		return ref, err
 	})
 	if err != nil || len(learned) == 0 {
-		return 0, err
-	}
-	gws, gpids := make([]string, len(learned)), make([]string, len(learned))
-	for i, r := range learned {
-		gws[i], gpids[i] = r.Gateway, r.GatewayPaymentID
-	}
-	rows, err = tx.Query(ctx, `SELECT DISTINCT gateway, gateway_payment_id FROM webhook_events
-		WHERE status = 'parked' AND (gateway, gateway_payment_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, gws, gpids)
-	if err != nil {
-		return 0, err
-	}
-	waiting := map[[2]string]bool{} // references with parked webhooks
-	var key [2]string
-	if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error { waiting[key] = true; return nil }); err != nil {
 		return 0, err
 	}
 	for _, r := range learned {
