@@ -85,3 +85,27 @@ func TestAPaymentsFirstEventLearnsInOneStatement(t *testing.T) {
 		t.Fatal("the payment's event taught nothing")
 	}
 }
+
+// A webhook whose metadata taught its payment makes the replica know the
+// gateway object once committed: capture-payment's later event naming it
+// changes nothing here and is ignored without reading the map.
+func TestAPaymentTaughtByAWebhookIsKnownWithoutARead(t *testing.T) {
+	g, trips := newReplica(t)
+	heard(g, 0)
+	t.Cleanup(func() { _, _ = g.d.Pool.Exec(context.Background(), `DELETE FROM outbox`) })
+	pid, n := uuid.NewString(), uuid.NewString()[:8]
+	body, err := sandbox.NewEvent("evt_k_"+n, "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_k_" + n,
+		Object: "payment_intent", Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded",
+		Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := outcome(t, g.sandbox(body)); got != webhooks.Processed {
+		t.Fatalf("outcome %s", got)
+	}
+	ev := events.Must(events.New(context.Background(), "capture-payment", events.TypePaymentCaptured, pid, map[string]any{
+		"payment_id": pid, "status": "succeeded", "amount": 700, "currency": "EUR", "gateway": "sandbox", "gateway_payment_id": "pi_k_" + n}))
+	if n, sql := tripsOf(g, trips, ev); n != 0 {
+		t.Fatalf("an event of a payment a webhook taught: %d round trips: %q", n, sql)
+	}
+}

@@ -123,6 +123,12 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 	if !ok {
 		return webhooks.Duplicate, nil
 	}
+	if learn {
+		// The delivery's commit is done: its payment's reference is in the
+		// map (inserted by it, or there already), and a row of the map never
+		// changes, so this replica knows it without reading it again.
+		s.Interests.learn([][2]string{{u.Gateway, u.GatewayPaymentID}})
+	}
 	if learned && parked > 0 {
 		// Parked deliveries wait for this payment: release them now (the
 		// tick releases them too, should this fail).
