@@ -159,6 +159,9 @@ func customerLines(c invoicing.Customer) []string {
 // renderPDF writes an A4 invoice.
 func PDF(w io.Writer, inv *invoicing.Invoice) error {
 	pdf := fpdf.New("P", "mm", "A4", "")
+	// The fonts' objects and the page's font resources in a fixed order,
+	// not Go's map order: the same invoice is the same PDF, byte for byte.
+	pdf.SetCatalogSort(true)
 	pdf.SetCreationDate(issueDate(inv))
 	pdf.SetModificationDate(issueDate(inv))
 	pdf.SetTitle(invoiceTitle(inv), true)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/render"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // invoice is a finalized invoice of lines lines like the bench's (three
@@ -105,5 +106,35 @@ func BenchmarkPDF(b *testing.B) {
 			}
 			b.ReportMetric(float64(buf.Len()), "bytes/pdf")
 		})
+	}
+}
+
+// The PDF of each of goldenInvoices, of the bench's invoice (one page) and
+// of one of 120 lines (four pages, deflated) is byte for byte
+// testdata/*.pdf.golden: the same invoice is always the same PDF (fpdf wrote
+// its fonts in Go's map order until the catalog was sorted: this failed on
+// most runs), and what the PDF every invoice email carries shows, and how,
+// stays what it was when the golden files were written.
+func TestPDFIsUnchanged(t *testing.T) {
+	docs := map[string]*invoicing.Invoice{"invoice-bench": invoice(t, 3), "invoice-120-lines": invoice(t, 120)}
+	for name, doc := range goldenInvoices {
+		var inv invoicing.Invoice
+		if err := json.Unmarshal([]byte(doc), &inv); err != nil {
+			t.Fatal(name, err)
+		}
+		docs[name] = &inv
+	}
+	// A currency the core fonts cannot show (its ISO code instead), and a
+	// description wrapped over lines, with characters outside ASCII.
+	wrapped := invoice(t, 2)
+	wrapped.Currency = "INR"
+	wrapped.Lines[0].Description = strings.Repeat("Conseil stratégique – 5 € « été » ", 6)
+	docs["invoice-inr-wrapped"] = wrapped
+	for name, inv := range docs {
+		var buf bytes.Buffer
+		if err := render.PDF(&buf, inv); err != nil {
+			t.Fatal(name, err)
+		}
+		testenv.Golden(t, name+".pdf.golden", buf.Bytes())
 	}
 }
