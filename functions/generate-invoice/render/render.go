@@ -53,6 +53,7 @@ func FormatMoney(amount int64, c money.Currency, byCode bool) string {
 
 // FormatMoneyIn is FormatMoney in the conventions of locale (a BCP 47
 // tag: "de-DE" writes "1.234,50 €"); an unknown or empty locale is "en".
+// It writes what bojanz/currency's Formatter.Format writes (money.go).
 func FormatMoneyIn(amount int64, c money.Currency, locale string, byCode bool) string {
 	if locale == "" {
 		locale = "en"
@@ -62,11 +63,13 @@ func FormatMoneyIn(amount int64, c money.Currency, locale string, byCode bool) s
 		display = currency.DisplayCode
 	}
 	exp := c.Exponent()
-	a, err := currency.NewAmount(money.Format(amount, c), string(c))
-	if exp < 0 || exp > 4 || err != nil {
-		return money.Format(amount, c) + " " + string(c)
+	s := money.Format(amount, c)
+	// currency.NewAmount refuses exactly these codes (the number is
+	// always a decimal it reads).
+	if exp < 0 || exp > 4 || c == "" || !currency.IsValid(string(c)) {
+		return s + " " + string(c)
 	}
-	return formatter(locale, exp, display).Format(a)
+	return formatAmount(formatterKey{locale, exp, display}, s, string(c))
 }
 
 // cp1252 maps the Windows-1252 characters outside Latin-1 (the core PDF

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
@@ -116,6 +119,18 @@ func BenchmarkPDF(b *testing.B) {
 // most runs), and what the PDF every invoice email carries shows, and how,
 // stays what it was when the golden files were written.
 func TestPDFIsUnchanged(t *testing.T) {
+	for name, inv := range goldenPDFs(t) {
+		var buf bytes.Buffer
+		if err := render.PDF(&buf, inv); err != nil {
+			t.Fatal(name, err)
+		}
+		testenv.Golden(t, name+".pdf.golden", buf.Bytes())
+	}
+}
+
+// goldenPDFs are the invoices of testdata/*.pdf.golden, by name.
+func goldenPDFs(t *testing.T) map[string]*invoicing.Invoice {
+	t.Helper()
 	docs := map[string]*invoicing.Invoice{"invoice-bench": invoice(t, 3), "invoice-120-lines": invoice(t, 120)}
 	for name, doc := range goldenInvoices {
 		var inv invoicing.Invoice
@@ -130,11 +145,40 @@ func TestPDFIsUnchanged(t *testing.T) {
 	wrapped.Currency = "INR"
 	wrapped.Lines[0].Description = strings.Repeat("Conseil stratégique – 5 € « été » ", 6)
 	docs["invoice-inr-wrapped"] = wrapped
-	for name, inv := range docs {
-		var buf bytes.Buffer
-		if err := render.PDF(&buf, inv); err != nil {
-			t.Fatal(name, err)
+	return docs
+}
+
+// Invoices rendered at once by several goroutines, which learn the money
+// templates (money.go) together, are each the PDF rendered alone (the
+// golden files); -race checks the templates' sharing.
+func TestPDFsRenderedTogetherAreTheGoldenFiles(t *testing.T) {
+	docs := goldenPDFs(t)
+	want := map[string][]byte{}
+	for name := range docs {
+		b, err := os.ReadFile(filepath.Join("testdata", name+".pdf.golden"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		testenv.Golden(t, name+".pdf.golden", buf.Bytes())
+		want[name] = b
 	}
+	render.ForgetTemplates()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 3 {
+				for name, inv := range docs { // in another order each time
+					var buf bytes.Buffer
+					if err := render.PDF(&buf, inv); err != nil {
+						t.Error(name, err)
+						return
+					}
+					if !bytes.Equal(buf.Bytes(), want[name]) {
+						t.Errorf("%s rendered with others differs from its golden file", name)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
