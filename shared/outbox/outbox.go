@@ -77,11 +77,29 @@ type Writer struct {
 	Signer *events.OriginSigner
 }
 
+// InsertSQL writes the rows whose columns Writer.Rows gives ($1–$6) into
+// the outbox. A statement that writes its event in the same round trip as
+// its own row (a CTE) takes the same arguments.
+const InsertSQL = `INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
+		SELECT $1, e, t, k, p, o FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) AS x(e, t, k, p, o)`
+
 // Add inserts msgs into the outbox inside tx.
 func (w Writer) Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	args, err := w.Rows(msgs...)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, InsertSQL, args...)
+	return err
+}
+
+// Rows encodes msgs (each event signed as Add writes it) into InsertSQL's
+// six arguments: the source, then the event ids, topics, keys, payloads and
+// origin key ids, one element per message.
+func (w Writer) Rows(msgs ...Message) ([]any, error) {
 	ids := make([]string, len(msgs))
 	topics := make([]string, len(msgs))
 	keys := make([]string, len(msgs))
@@ -90,14 +108,11 @@ func (w Writer) Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	for i, m := range msgs {
 		b, kid, err := w.encode(m.Event)
 		if err != nil {
-			return fmt.Errorf("outbox: encode %s: %w", m.Event.Type(), err)
+			return nil, fmt.Errorf("outbox: encode %s: %w", m.Event.Type(), err)
 		}
 		ids[i], topics[i], keys[i], payloads[i], kids[i] = m.Event.ID(), m.Topic, m.Key, b, kid
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
-		SELECT $1, e, t, k, p, o FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) AS x(e, t, k, p, o)`,
-		w.Source, ids, topics, keys, payloads, kids)
-	return err
+	return []any{w.Source, ids, topics, keys, payloads, kids}, nil
 }
 
 // encode returns ev's payload, signed when the writer signs it (as sign

@@ -97,26 +97,22 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 	args := []any{id, u.Gateway, u.GatewayEventID, u.GatewayEventType, status, u.ObjectType, u.GatewayObjectID,
 		u.GatewayPaymentID, u.PaymentID, body, u.OccurredAt, now, processedAt, learn}
 	sql := recordSQL
-	rest := &pgx.Batch{}
 	if status == webhooks.Processed {
 		m, err := updateMessage(ctx, u, "")
 		if err != nil {
 			return "", err
 		}
-		if err := s.out.Add(ctx, pgbatch.Queue(rest), m); err != nil {
+		// The outbox writer encodes and signs the event; its row's
+		// columns go into recordEmitSQL's outbox CTE.
+		rows, err := s.out.Rows(m)
+		if err != nil {
 			return "", err
 		}
-		// The outbox writer encodes and signs the event; its statement's
-		// arguments go into recordSQL's outbox CTE. Were its statement
-		// ever another one, it runs after the guard as it is (a second
-		// round trip; TestAnIncomingWebhookIsOneRoundTrip says so).
-		if q := rest.QueuedQueries; len(q) == 1 && q[0].SQL == outboxInsert && len(q[0].Arguments) == 6 {
-			sql, args, rest = recordEmitSQL, append(args, q[0].Arguments...), nil
-		}
+		sql, args = recordEmitSQL, append(args, rows...)
 	}
 	guard := pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&inserted, &learned, &parked},
 		Proceed: func() bool { return inserted == 1 }}
-	ok, err := s.group.Do(ctx, pgbatch.Write{Guard: guard, Rest: rest})
+	ok, err := s.group.Do(ctx, pgbatch.Write{Guard: guard})
 	if err != nil {
 		return "", err
 	}
@@ -168,18 +164,12 @@ const recordResult = `
 const recordSQL = recordCTEs + recordResult
 
 // recordEmitSQL also writes, when the delivery is new, its event into the
-// outbox: the row outbox.Writer's statement (outboxInsert) would write,
-// from that statement's arguments ($15–$20).
+// outbox: outbox.InsertSQL's row, from outbox.Writer.Rows ($15–$20).
 const recordEmitSQL = recordCTEs + `,
 		ob AS (
 			INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
 			SELECT $15, e, t, k, p, o FROM unnest($16::text[], $17::text[], $18::text[], $19::bytea[], $20::text[]) AS x(e, t, k, p, o)
 			WHERE EXISTS (SELECT 1 FROM ins))` + recordResult
-
-// outboxInsert is outbox.Writer's statement, whose arguments
-// recordEmitSQL takes.
-const outboxInsert = `INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
-		SELECT $1, e, t, k, p, o FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) AS x(e, t, k, p, o)`
 
 // lookupRef fills u's payment id from the learned map.
 func lookupRef(ctx context.Context, q interface {

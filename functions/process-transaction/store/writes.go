@@ -9,6 +9,7 @@ import (
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/outbox"
 )
 
 // writes is the group commit's ledger.Sink: it accumulates the group's rows
@@ -146,9 +147,7 @@ func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn) error {
 			w.acctIDs, w.acctBal, w.acctHeld, w.acctN, w.now)
 	}
 	if len(w.oID) > 0 {
-		b.Queue(`INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
-			SELECT $1, e, t, k, p, o FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) AS x(e, t, k, p, o)`,
-			w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid)
+		b.Queue(outbox.InsertSQL, w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid)
 	}
 	b.Queue("COMMIT")
 	return conn.SendBatch(ctx, b).Close()
