@@ -12,6 +12,24 @@ import (
 	"github.com/billfn/billfn/shared/sandbox"
 )
 
+// succeededIntent is a replica (its outbox emptied when the test ends) and
+// the sandbox's payment_intent.succeeded for a new payment pid, whose
+// metadata teaches it: gateway object "pi_<tag>_<n>".
+func succeededIntent(t *testing.T, tag string) (g *rig, trips *roundTrips, pid, n string, body []byte) {
+	t.Helper()
+	g, trips = newReplica(t)
+	heard(g, 0)
+	t.Cleanup(func() { _, _ = g.d.Pool.Exec(context.Background(), `DELETE FROM outbox`) })
+	pid, n = uuid.NewString(), uuid.NewString()[:8]
+	body, err := sandbox.NewEvent("evt_"+tag+"_"+n, "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_" + tag + "_" + n,
+		Object: "payment_intent", Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded",
+		Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, trips, pid, n, body
+}
+
 // incomingTrips is how many round trips the store made for one incoming
 // webhook (the replica's listener loading the endpoints in the background
 // left out), and their statements.
@@ -36,16 +54,7 @@ func incomingTrips(t *testing.T, g *rig, trips *roundTrips, body []byte, want st
 // one statement, COMMIT, pipelined), and a redelivery, which writes
 // nothing, in one too; the event is in the outbox once.
 func TestAnIncomingWebhookIsOneRoundTrip(t *testing.T) {
-	g, trips := newReplica(t)
-	heard(g, 0)
-	t.Cleanup(func() { _, _ = g.d.Pool.Exec(context.Background(), `DELETE FROM outbox`) })
-	pid, n := uuid.NewString(), uuid.NewString()[:8]
-	body, err := sandbox.NewEvent("evt_rt_"+n, "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_rt_" + n,
-		Object: "payment_intent", Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded",
-		Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, trips, pid, n, body := succeededIntent(t, "rt")
 	if n, sql := incomingTrips(t, g, trips, body, webhooks.Processed); n != 1 || !strings.Contains(sql[0], "COMMIT") {
 		t.Fatalf("a new delivery: %d round trips, want 1 holding the commit: %q", n, sql)
 	}
@@ -90,16 +99,7 @@ func TestAPaymentsFirstEventLearnsInOneStatement(t *testing.T) {
 // gateway object once committed: capture-payment's later event naming it
 // changes nothing here and is ignored without reading the map.
 func TestAPaymentTaughtByAWebhookIsKnownWithoutARead(t *testing.T) {
-	g, trips := newReplica(t)
-	heard(g, 0)
-	t.Cleanup(func() { _, _ = g.d.Pool.Exec(context.Background(), `DELETE FROM outbox`) })
-	pid, n := uuid.NewString(), uuid.NewString()[:8]
-	body, err := sandbox.NewEvent("evt_k_"+n, "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_k_" + n,
-		Object: "payment_intent", Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded",
-		Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, trips, pid, n, body := succeededIntent(t, "k")
 	if got := outcome(t, g.sandbox(body)); got != webhooks.Processed {
 		t.Fatalf("outcome %s", got)
 	}
