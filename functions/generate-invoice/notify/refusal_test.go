@@ -7,9 +7,9 @@ import (
 	"github.com/billfn/billfn/shared/testenv"
 )
 
-// A server's refusal is recorded as go-mail's Client.Send recorded it
-// before Session.transact (GET /notifications shows it as smtp_response):
-// its code, temporary for a 4xx, and go-mail's words.
+// A server's refusal is recorded as go-mail's Client.Send reports it (GET
+// /notifications shows it as smtp_response): its code, temporary for a
+// 4xx, and go-mail's words.
 func TestRefusalsAreRecordedAsBefore(t *testing.T) {
 	mp := testenv.StartMailpit(t)
 	cfg, err := ParseSMTPURL(mp.SMTPURL())

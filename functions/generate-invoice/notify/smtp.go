@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
-	"github.com/wneessen/go-mail/smtp"
 )
 
 // SMTPConfig is where and how emails are sent, from SMTP_URL:
@@ -78,10 +76,7 @@ func ParseSMTPURL(raw string) (SMTPConfig, error) {
 }
 
 // Mailer sends emails through one SMTP server.
-type Mailer struct {
-	cfg  SMTPConfig
-	dial gomail.DialContextFunc // tests: the connection, watched; nil: net.Dialer's
-}
+type Mailer struct{ cfg SMTPConfig }
 
 // NewMailer returns a mailer for cfg.
 func NewMailer(cfg SMTPConfig) *Mailer { return &Mailer{cfg: cfg} }
@@ -94,9 +89,6 @@ func (m *Mailer) client() (*gomail.Client, error) {
 		// way, Session.Send closes the connection) and a RSET after it (the
 		// end of DATA already ends the mail transaction, RFC 5321 4.1.1.4).
 		gomail.WithoutNoop(), gomail.WithoutRset()}
-	if m.dial != nil {
-		opts = append(opts, gomail.WithDialContextFunc(m.dial))
-	}
 	if m.cfg.ImplicitTLS {
 		opts = append(opts, gomail.WithSSL())
 	} else {
@@ -155,19 +147,9 @@ func (m *Mailer) Send(ctx context.Context, e *Email, now time.Time) (o Outcome, 
 // connection may be broken or the server may want it closed), so one
 // sending pass costs one TCP (and TLS, and AUTH) handshake, not one per
 // email. A Session is not safe for concurrent use.
-//
-// go-mail dials (TLS, AUTH), and sends MAIL and RCPT; the message itself
-// goes after DATA as transact writes it: built whole, dot-stuffed in bulk
-// (dotStuff) and written at once, rather than through net/textproto's
-// DotWriter, which takes every byte through a state machine and a
-// bufio.Writer.WriteByte (6 % of generate-invoice's CPU in the invoice
-// batches, for a 15 KB email) and reaches the socket by 4 KB writes. The
-// bytes are the same (testdata/invoice_finalized.eml.golden,
-// TestDotStuffIsTextprotos).
 type Session struct {
-	m  *Mailer
-	c  *gomail.Client // nil until dialed, and after a failure
-	sc *smtp.Client   // c's connection
+	m *Mailer
+	c *gomail.Client // nil until dialed, and after a failure
 }
 
 // Session starts a session; Close ends it.
@@ -186,186 +168,31 @@ func (s *Session) Send(ctx context.Context, e *Email, now time.Time) (o Outcome,
 		if err != nil {
 			return Outcome{Response: "SMTP client: " + err.Error(), Temporary: true}, false
 		}
-		sc, err := c.DialToSMTPClientWithContext(ctx)
-		if err != nil {
+		if err := c.DialWithContext(ctx); err != nil {
 			return Outcome{Response: err.Error(), Temporary: true}, false
 		}
-		s.c, s.sc = c, sc
+		s.c = c
 	}
-	resp, serr := s.transact(msg)
-	if serr != nil {
+	if err := s.c.Send(msg); err != nil {
 		s.Close()
-		if code := serr.code(); code >= 400 {
-			return Outcome{Code: code, Response: serr.Error(), Temporary: code < 500}, false
+		var se *gomail.SendError
+		if errors.As(err, &se) && se.ErrorCode() >= 400 {
+			return Outcome{Code: se.ErrorCode(), Response: err.Error(), Temporary: se.ErrorCode() < 500}, false
 		}
 		// No answer from a server (refused, timeout, TLS): try again later.
-		return Outcome{Response: serr.Error(), Temporary: true}, false
+		return Outcome{Response: err.Error(), Temporary: true}, false
 	}
+	resp := msg.ServerResponse()
 	if resp == "" {
 		resp = "accepted"
 	}
 	return Outcome{Code: 250, Response: resp}, true
 }
 
-// transact sends msg over the session's connection, as go-mail's
-// Client.Send does (without its NOOP and RSET: Mailer.client) but for the
-// message's bytes (Session); it answers the server's reply to the end of
-// the data.
-func (s *Session) transact(msg *gomail.Msg) (string, *sendError) {
-	sc := s.sc
-	fail := func(reason gomail.SendErrReason, err error, rcpts ...string) *sendError {
-		return &sendError{reason: reason, err: err, rcpts: rcpts, msgID: msg.GetMessageID()}
-	}
-	if !sc.HasConnection() {
-		return "", fail(gomail.ErrConnCheck, gomail.ErrNoActiveConnection)
-	}
-	if err := sc.UpdateDeadline(s.m.cfg.Timeout); err != nil {
-		return "", fail(gomail.ErrConnCheck, gomail.ErrDeadlineExtendFailed)
-	}
-	from, err := msg.GetSender(false)
-	if err != nil {
-		return "", fail(gomail.ErrGetSender, err)
-	}
-	rcpts, err := msg.GetRecipients()
-	if err != nil {
-		return "", fail(gomail.ErrGetRcpts, err)
-	}
-	if err := sc.Mail(from); err != nil {
-		return "", fail(gomail.ErrSMTPMailFrom, err)
-	}
-	for _, rcpt := range rcpts {
-		if err := sc.Rcpt(rcpt); err != nil {
-			return "", fail(gomail.ErrSMTPRcptTo, err, rcpt)
-		}
-	}
-	data, err := dataOf(msg)
-	if err != nil {
-		return "", fail(gomail.ErrWriteContent, err)
-	}
-	t := sc.Text
-	id, err := t.Cmd("DATA")
-	if err == nil {
-		t.StartResponse(id)
-		_, _, err = t.ReadResponse(354)
-		t.EndResponse(id)
-	}
-	if err != nil {
-		return "", fail(gomail.ErrSMTPData, err)
-	}
-	if _, err := t.W.Write(data); err != nil {
-		return "", fail(gomail.ErrWriteContent, err)
-	}
-	if err := t.W.Flush(); err != nil {
-		return "", fail(gomail.ErrSMTPDataClose, err)
-	}
-	_, resp, err := t.ReadResponse(250)
-	if err != nil {
-		return "", fail(gomail.ErrSMTPDataClose, err)
-	}
-	return resp, nil
-}
-
-// dataOf is what msg is after DATA: built, dot-stuffed, terminated.
-func dataOf(msg *gomail.Msg) ([]byte, error) {
-	var body bytes.Buffer
-	if _, err := msg.WriteTo(&body); err != nil {
-		return nil, err
-	}
-	return dotStuff(make([]byte, 0, body.Len()+body.Len()/32+8), body.Bytes()), nil
-}
-
-// sendError is a failed transaction, written as go-mail's SendError writes
-// itself (the outcome's response, GET /notifications' smtp_response).
-type sendError struct {
-	reason gomail.SendErrReason
-	err    error
-	rcpts  []string
-	msgID  string
-}
-
-func (e *sendError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.reason.String())
-	b.WriteString(": ")
-	b.WriteString(e.err.Error())
-	if len(e.rcpts) > 0 {
-		b.WriteString(", affected recipient(s): " + strings.Join(e.rcpts, ", "))
-	}
-	if e.msgID != "" {
-		b.WriteString(", affected message ID: " + e.msgID)
-	}
-	return b.String()
-}
-
-// code is the server's reply code, 0 when the server did not answer.
-func (e *sendError) code() int {
-	var te *textproto.Error
-	if errors.As(e.err, &te) {
-		return te.Code
-	}
-	return 0
-}
-
-// dotStuff appends src to dst as net/textproto's DotWriter writes it,
-// closed: a "." doubled at the start of a line, a bare "\n" written
-// "\r\n", and the terminating ".\r\n" (after a "\r\n" if the data does
-// not end a line). It is DotWriter's state machine, but for the runs of
-// bytes between line ends, copied whole.
-func dotStuff(dst, src []byte) []byte {
-	const (
-		begin = iota // nothing written, or at the start of a line
-		cr           // after a "\r"
-		data         // within a line
-	)
-	state := begin
-	for i := 0; i < len(src); {
-		c := src[i]
-		switch state {
-		case begin:
-			if c == '.' {
-				dst = append(dst, '.')
-			}
-		case cr:
-			state = data
-			if c == '\n' {
-				state = begin
-			}
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		switch c {
-		case '\r':
-			state = cr
-			dst = append(dst, c)
-			i++
-		case '\n':
-			state = begin
-			dst = append(dst, '\r', '\n')
-			i++
-		default:
-			state = data
-			j := i + 1
-			for j < len(src) && src[j] != '\r' && src[j] != '\n' {
-				j++
-			}
-			dst = append(dst, src[i:j]...)
-			i = j
-		}
-	}
-	switch {
-	case state == cr:
-		dst = append(dst, '\n')
-	case state == data || len(src) == 0:
-		dst = append(dst, '\r', '\n')
-	}
-	return append(dst, ".\r\n"...)
-}
-
 // Close ends the session's connection (QUIT), if it has one.
 func (s *Session) Close() {
 	if s.c != nil {
-		_ = s.c.CloseWithSMTPClient(s.sc)
-		s.c, s.sc = nil, nil
+		_ = s.c.Close()
+		s.c = nil
 	}
 }

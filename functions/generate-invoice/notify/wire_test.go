@@ -3,22 +3,17 @@ package notify
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/textproto"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
-	"github.com/google/uuid"
 )
 
 // wireInvoice is an invoice like the bench's (loadgen's invoices-batch):
@@ -50,19 +45,25 @@ func wireNotification(inv *invoicing.Invoice) *Notification {
 		time.Date(2026, 3, 10, 10, 0, 0, 0, time.UTC))
 }
 
-// wire is what Session.Send writes of e after DATA, up to the final "."
-// line: the message built by Message, dot-stuffed.
+// wire writes e as Session.Send writes it inside DATA: the message built
+// by Message, through the dot-stuffing writer of an SMTP client, up to the
+// final "." line.
 func wire(tb testing.TB, e *Email, now time.Time) []byte {
 	tb.Helper()
+	var out bytes.Buffer
+	bw := bufio.NewWriter(&out)
+	dw := textproto.NewWriter(bw).DotWriter()
 	msg, err := Message(e, now)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b, err := dataOf(msg)
-	if err != nil {
+	if _, err := msg.WriteTo(dw); err != nil {
 		tb.Fatal(err)
 	}
-	return b
+	if err := dw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return out.Bytes()
 }
 
 var boundaryRE = regexp.MustCompile(`boundary=([0-9a-f]+)`)
@@ -79,8 +80,6 @@ func unbound(b []byte) []byte {
 // random multipart boundaries aside) is byte for byte
 // testdata/invoice_finalized.eml.golden: headers, the text and HTML parts,
 // the PDF base64-encoded in lines of 76, dot-stuffing and the final dot.
-// The golden file was written through net/textproto's DotWriter, as
-// go-mail's Client.Send wrote every email before Session.transact.
 func TestEmailOnTheWireIsUnchanged(t *testing.T) {
 	inv := wireInvoice(t, 10)
 	e, err := Compose(wireNotification(inv), inv, Sender{From: "Acme Billing <billing@acme.example>"})
@@ -120,88 +119,4 @@ func BenchmarkEmail(b *testing.B) {
 		}
 		b.ReportMetric(float64(size), "bytes/email")
 	})
-}
-
-// textprotoDot is what net/textproto's DotWriter writes of src, closed.
-func textprotoDot(src []byte) []byte {
-	var out bytes.Buffer
-	bw := bufio.NewWriter(&out)
-	dw := textproto.NewWriter(bw).DotWriter()
-	_, _ = dw.Write(src)
-	_ = dw.Close()
-	return out.Bytes()
-}
-
-// dotStuff writes what DotWriter writes: line ends of every kind (CRLF,
-// bare LF, bare CR, CR CR LF), dots at the start of lines and elsewhere,
-// data that ends within a line, after a CR, after a line end, nothing;
-// and random data of those bytes.
-func TestDotStuffIsTextprotos(t *testing.T) {
-	cases := []string{"", ".", "..", "\r", "\n", "\r\n", ".\r\n", "a", "a\r", "a\n", "a\r\n", "a\r\nb", "\r\r\n", "\r\r\n.", "\n.\n..\r\n.",
-		"x.y\r\n.z\r\n", ".\r.\n.", "\r.\r\n.", "a\rb\r\n", "line\n\n\n", strings.Repeat("0123456789", 500) + "\r\n." + strings.Repeat("x", 77)}
-	r := rand.New(rand.NewPCG(1, 2))
-	alphabet := []byte(".\r\nab")
-	for range 5000 {
-		b := make([]byte, r.IntN(40))
-		for i := range b {
-			b[i] = alphabet[r.IntN(len(alphabet))]
-		}
-		cases = append(cases, string(b))
-	}
-	for _, c := range cases {
-		if got, want := dotStuff(nil, []byte(c)), textprotoDot([]byte(c)); !bytes.Equal(got, want) {
-			t.Fatalf("%q: dotStuff writes %q, DotWriter %q", c, got, want)
-		}
-	}
-}
-
-// countingConn counts the writes to a connection.
-type countingConn struct {
-	net.Conn
-	writes *atomic.Int64
-}
-
-func (c countingConn) Write(b []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(b)
-}
-
-// Once a session is open, an email of 15 KB (the bench's invoice, its PDF
-// attached) costs four writes to the socket: MAIL, RCPT, DATA and the
-// message, whole, with its final dot. Through DotWriter the message went
-// by 4 KB (the buffer of textproto's bufio.Writer): seven writes.
-func TestAnEmailIsFourWrites(t *testing.T) {
-	mp := testenv.StartMailpit(t)
-	cfg, err := ParseSMTPURL(mp.SMTPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var writes atomic.Int64
-	m := NewMailer(cfg)
-	m.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		return countingConn{c, &writes}, err
-	}
-	s := m.Session()
-	defer s.Close()
-	inv := wireInvoice(t, 10)
-	from := Sender{From: "Acme Billing <billing@acme.example>"}
-	for i := range 3 {
-		n := wireNotification(inv)
-		n.MessageID = uuid.NewString() + "@acme.example"
-		e, err := Compose(n, inv, from)
-		if err != nil {
-			t.Fatal(err)
-		}
-		before := writes.Load()
-		if o, sent := s.Send(t.Context(), e, time.Now()); !sent {
-			t.Fatalf("email %d: %+v", i, o)
-		}
-		if i == 0 {
-			continue // the first dials: EHLO
-		}
-		if got := writes.Load() - before; got != 4 {
-			t.Errorf("email %d (%d bytes): %d writes, want 4", i, len(wire(t, e, time.Now())), got)
-		}
-	}
 }
