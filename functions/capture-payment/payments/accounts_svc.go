@@ -66,12 +66,15 @@ func (s *Service) lookupIn(ctx context.Context, tx Tx, id string) (accounts.Fact
 	return s.Accounts.Lookup(ctx, id)
 }
 
-// chargeable is nil when the account may be charged or paid into now;
-// tx is the caller's transaction.
-func (s *Service) chargeable(ctx context.Context, tx Tx, accountID string) error {
-	f, err := s.lookupIn(ctx, tx, accountID)
-	if err != nil {
-		return err
+// chargeable is nil when the account may be charged or paid into now: f
+// when the caller read its facts already (known, as PaymentWithAccount
+// does), else read through in tx, the caller's transaction.
+func (s *Service) chargeable(ctx context.Context, tx Tx, accountID string, f accounts.Facts, known bool) error {
+	if !known {
+		var err error
+		if f, err = s.lookupIn(ctx, tx, accountID); err != nil {
+			return err
+		}
 	}
 	return f.Active()
 }

@@ -300,12 +300,7 @@ func (s *Service) Confirm(ctx context.Context, run Runner, id string, can Access
 		if !can.Allows(p) {
 			return ErrNotFound
 		}
-		if !known { // read through, as chargeable does
-			if f, err = s.lookupIn(ctx, tx, p.AccountID); err != nil {
-				return err
-			}
-		}
-		if err := f.Active(); err != nil {
+		if err := s.chargeable(ctx, tx, p.AccountID, f, known); err != nil {
 			return err
 		}
 		if given == "" {
