@@ -74,7 +74,7 @@ func TestCommitsOfSplitsPostgreSQLsCPUOverTheCommitsAndFloorsItAtTheCheapest(t *
 	}, Commits: 3200, XIDs: 3000}
 	// 1000 units, a budget of 2000 µs, the cheapest commit 500 µs.
 	r := commitsOf("payments", 2000, c, 1000, 500)
-	want := commitRow{title: "payments", budget: 2000, pg: 2400, commits: 3.2, wrote: 3, perCommit: 750, floor: 1500, pgOverBudget: true}
+	want := commitRow{title: "payments", budget: 2000, pg: 2400, commits: 3.2, wrote: 3, rows: -1, entries: -1, perCommit: 750, floor: 1500, pgOverBudget: true}
 	if r != want {
 		t.Fatalf("commitsOf =\n%+v, want\n%+v", r, want)
 	}
@@ -100,7 +100,10 @@ func TestRenderCommitsExplainsEveryScenarioPostgreSQLAloneKeepsFromItsTarget(t *
 	runs := []*run{
 		// 2 cores at 2000/s: 1000 µs a unit; PostgreSQL 2,400 in 3 commits
 		// that all wrote: floor 3 × the cheapest commit's backend, 1,200.
-		{Name: "webhooks", Title: "webhooks", Result: &loadResult{Operations: 1000}, Cost: &cost{CPU: pgCPU(2400), Commits: 3000, XIDs: 3000}},
+		{Name: "webhooks", Title: "webhooks", Result: &loadResult{Operations: 1000}, Cost: &cost{CPU: pgCPU(2400), Commits: 3000, XIDs: 3000,
+			// 5 rows a unit: 3 inserted into a table of 3 indexes (9 entries), 2 updated in
+			// one of 2 (one HOT: 2 entries).
+			Rows: map[string]tableRows{"a": {Ins: 3000, Indexes: 3}, "b": {Upd: 2000, HOT: 1000, Indexes: 2}}}},
 		// 2 cores at 1000/s: 2000 µs; PostgreSQL 2,400 in 3 commits, one
 		// wrote: floor 400.
 		{Name: "payments", Title: "payments", Result: &loadResult{Operations: 1000}, Cost: &cost{CPU: pgCPU(2400), Commits: 3000, XIDs: 1000}},
@@ -110,10 +113,10 @@ func TestRenderCommitsExplainsEveryScenarioPostgreSQLAloneKeepsFromItsTarget(t *
 	renderCommits(&b, runs, pg, 2)
 	out := b.String()
 	for _, want := range []string{
-		"| pgbench TPC-B (for scale) | — | 1000 | 1.00 | 1.00 | 1000 | — | — |",
-		"| pgbench, the cheapest commit: one row updated by primary key | — | 500 | 1.00 | 1.00 | 500 | — | — |",
-		"| webhooks | 1000 | 2400 | 3.00 | 3.00 | 800 | 1200 | 1.20 ‼ |",
-		"| payments | 2000 | 2400 | 3.00 | 1.00 | 800 | 400 | 0.20 |",
+		"| pgbench TPC-B (for scale) | — | 1000 | 1.00 | 1.00 | — | — | 1000 | — | — |",
+		"| pgbench, the cheapest commit: one row updated by primary key | — | 500 | 1.00 | 1.00 | — | — | 500 | — | — |",
+		"| webhooks | 1000 | 2400 | 3.00 | 3.00 | 5.00 | 11.00 | 800 | 1200 | 1.20 ‼ |",
+		"| payments | 2000 | 2400 | 3.00 | 1.00 | — | — | 800 | 400 | 0.20 |",
 		"- **webhooks**: 3.00 commits per unit at 800 µs of PostgreSQL CPU each, against 1000 per pgbench TPC-B transaction and 500 for the cheapest commit (400 in its backend); 3.00 of them wrote, so PostgreSQL spends at least 1200 µs per unit, 1.20 × its budget of 1000: what keeps it from its target is the number of writing transactions, not their cost.",
 		"- **payments**: 3.00 commits per unit at 800 µs",
 		"cheaper commits could bring PostgreSQL's share within the budget.",

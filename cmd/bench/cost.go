@@ -256,6 +256,78 @@ type pgCounters struct {
 	// XIDs is the next transaction id to be assigned (the whole server):
 	// the ids assigned in a window are its transactions that wrote.
 	XIDs int64
+	// Tables are the database's tables (schema.name), from
+	// pg_stat_user_tables; read by endPG only.
+	Tables map[string]tableRows
+}
+
+// tableRows is what pg_stat_user_tables counts of a table's rows: inserted,
+// updated (of which HOT: the new version on the same page, no index
+// touched) and deleted, with the number of the table's indexes.
+type tableRows struct {
+	Ins, Upd, HOT, Del int64
+	Indexes            int64
+}
+
+// IndexEntries is how many index entries the rows written add: each
+// inserted row and each update that is not HOT puts a new entry into every
+// index of its table.
+func (t tableRows) IndexEntries() int64 { return (t.Ins + t.Upd - t.HOT) * t.Indexes }
+
+// tablesQuery reads every table of the database the query runs in, one per
+// line, the fields tab-separated.
+const tablesQuery = `SELECT s.schemaname || '.' || s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_hot_upd, s.n_tup_del,
+	(SELECT count(*) FROM pg_index i WHERE i.indrelid = s.relid) FROM pg_stat_user_tables s`
+
+// readTables is tablesQuery in db.
+func readTables(ctx context.Context, db string) (map[string]tableRows, error) {
+	out, err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-AtF", "\t", "-c", tablesQuery).Output()
+	if err != nil {
+		return nil, fmt.Errorf("reading pg_stat_user_tables of %s: %w", db, err)
+	}
+	return parseTables(out)
+}
+
+// parseTables reads tablesQuery's output.
+func parseTables(out []byte) (map[string]tableRows, error) {
+	tables := map[string]tableRows{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != 6 {
+			return nil, fmt.Errorf("pg_stat_user_tables line %q: %d fields, want 6", line, len(f))
+		}
+		var n [5]int64
+		for i := range n {
+			v, err := strconv.ParseInt(f[i+1], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("pg_stat_user_tables line %q: %w", line, err)
+			}
+			n[i] = v
+		}
+		tables[f[0]] = tableRows{Ins: n[0], Upd: n[1], HOT: n[2], Del: n[3], Indexes: n[4]}
+	}
+	return tables, nil
+}
+
+// tablesWritten is what was written to each table between before and
+// after, less idle's rows scaled by extra (the idle stack's writes in the
+// seconds read after the window), each figure at least 0; tables nothing
+// was written to are left out.
+func tablesWritten(before, after map[string]tableRows, idle map[string]tableRows, extra float64) map[string]tableRows {
+	out := map[string]tableRows{}
+	less := func(v, idle int64) int64 { return max(0, v-int64(float64(idle)*extra+0.5)) }
+	for name, a := range after {
+		b, i := before[name], idle[name]
+		w := tableRows{Ins: less(a.Ins-b.Ins, i.Ins), Upd: less(a.Upd-b.Upd, i.Upd), HOT: less(a.HOT-b.HOT, i.HOT), Del: less(a.Del-b.Del, i.Del), Indexes: a.Indexes}
+		w.HOT = min(w.HOT, w.Upd)
+		if w.Ins+w.Upd+w.Del > 0 {
+			out[name] = w
+		}
+	}
+	return out
 }
 
 func readPG(ctx context.Context, db string) (pgCounters, error) {
@@ -313,8 +385,9 @@ type cost struct {
 	CPU      map[string]time.Duration
 	Commits  int64
 	WALBytes int64
-	Window   time.Duration // from the start of the timed phase to the last CPU sample
-	Settle   time.Duration // of which waiting for the stack to finish
+	Rows     map[string]tableRows // written in the window, by table (pg_stat_user_tables)
+	Window   time.Duration        // from the start of the timed phase to the last CPU sample
+	Settle   time.Duration        // of which waiting for the stack to finish
 	Err      string
 	// Over the CPU window, the whole server's: the checkpoints (the bench's
 	// own at its end, and any timed one), the buffers they wrote, and the
@@ -340,6 +413,9 @@ func beginCost(ctx context.Context, c classifier) *meter {
 	m.pgErr = checkpoint(ctx)
 	if m.pgErr == nil {
 		m.pg, m.pgErr = readPG(ctx, c.db)
+	}
+	if m.pgErr == nil {
+		m.pg.Tables, m.pgErr = readTables(ctx, c.db)
 	}
 	m.cpu = startCPU(c)
 	return m
@@ -391,16 +467,22 @@ func (m *meter) endPG(ctx context.Context, wait time.Duration, idle *cost) *cost
 	case <-ctx.Done():
 	}
 	after, err := readPG(ctx, m.c.db)
+	if err == nil {
+		after.Tables, err = readTables(ctx, m.c.db)
+	}
 	if err != nil || m.pgErr != nil {
 		m.out.Err = errors.Join(m.pgErr, err).Error()
 		return m.out
 	}
 	m.out.Commits, m.out.WALBytes = after.Commits-m.pg.Commits, after.WALBytes-m.pg.WALBytes
+	extra, idleRows := 0.0, map[string]tableRows(nil)
 	if idle != nil && idle.Window > 0 {
-		extra := time.Since(m.cpuDone).Seconds() / idle.Window.Seconds()
+		extra = time.Since(m.cpuDone).Seconds() / idle.Window.Seconds()
 		m.out.Commits = max(0, m.out.Commits-int64(float64(idle.Commits)*extra+0.5))
 		m.out.WALBytes = max(0, m.out.WALBytes-int64(float64(idle.WALBytes)*extra+0.5))
+		idleRows = idle.Rows
 	}
+	m.out.Rows = tablesWritten(m.pg.Tables, after.Tables, idleRows, extra)
 	return m.out
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/billfn/billfn/shared/testenv"
@@ -155,5 +157,109 @@ func TestAWindowPaysForThePagesItDirtiedAndOnlyThose(t *testing.T) {
 	}
 	if c.BuffersCheckpoint == 0 || c.XIDs < 1 {
 		t.Errorf("the window's checkpoint wrote %d buffers and %d transaction ids were assigned, though it wrote %d pages", c.BuffersCheckpoint, c.XIDs, pages)
+	}
+}
+
+func TestParseTablesReadsPsqlsLines(t *testing.T) {
+	got, err := parseTables([]byte("public.payments\t10\t20\t5\t1\t4\nbillfn.outbox\t3\t0\t0\t3\t2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]tableRows{
+		"public.payments": {Ins: 10, Upd: 20, HOT: 5, Del: 1, Indexes: 4},
+		"billfn.outbox":   {Ins: 3, Del: 3, Indexes: 2},
+	}
+	if len(got) != len(want) || got["public.payments"] != want["public.payments"] || got["billfn.outbox"] != want["billfn.outbox"] {
+		t.Fatalf("parseTables = %+v, want %+v", got, want)
+	}
+	if got := got["public.payments"].IndexEntries(); got != (10+20-5)*4 {
+		t.Errorf("IndexEntries = %d, want %d", got, (10+20-5)*4)
+	}
+	for _, s := range []string{"public.t\t1\t2\t3\t4", "public.t\t1\t2\tx\t4\t5"} {
+		if _, err := parseTables([]byte(s)); err == nil {
+			t.Errorf("parseTables(%q) succeeded", s)
+		}
+	}
+}
+
+// A window's rows are the difference of the counters, less what the idle
+// stack writes in the seconds read after it; tables it did not write are
+// left out.
+func TestTablesWrittenTakesOffIdleAndLeavesOutUntouchedTables(t *testing.T) {
+	before := map[string]tableRows{"a": {Ins: 5, Upd: 5, HOT: 1, Indexes: 2}, "b": {Ins: 7, Indexes: 1}}
+	after := map[string]tableRows{"a": {Ins: 105, Upd: 25, HOT: 11, Del: 3, Indexes: 2}, "b": {Ins: 7, Indexes: 1}, "c": {Ins: 4, Indexes: 3}}
+	idle := map[string]tableRows{"a": {Ins: 20}, "c": {Ins: 100}}
+	got := tablesWritten(before, after, idle, 0.5)
+	want := map[string]tableRows{"a": {Ins: 90, Upd: 20, HOT: 10, Del: 3, Indexes: 2}}
+	if len(got) != len(want) || got["a"] != want["a"] {
+		t.Fatalf("tablesWritten = %+v, want %+v (b untouched, c all idle)", got, want)
+	}
+}
+
+// The rows a window reports are those written in it, read from the real
+// PostgreSQL: inserted, updated (a HOT update and one of an indexed column)
+// and deleted, and the index entries they added.
+func TestAWindowCountsTheRowsItWrote(t *testing.T) {
+	url := testenv.FreshDatabase(t, false)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := conn.Config().Database
+	conn.Close(ctx)
+	psql := func(sql string) {
+		t.Helper()
+		// A session of its own: its statistics are reported when it ends.
+		if out, err := exec.Command("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qc", sql).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", sql, err, out)
+		}
+	}
+	psql("CREATE TABLE before_window (id int PRIMARY KEY); INSERT INTO before_window VALUES (1), (2)")
+	m := beginCost(ctx, classifier{db: db})
+	psql("CREATE TABLE w (id int PRIMARY KEY, v text); CREATE INDEX ON w (v); INSERT INTO w VALUES (1, 'a'), (2, 'b'), (3, 'c'); " +
+		"UPDATE w SET id = 10 WHERE id = 1; UPDATE w SET v = 'x' WHERE id = 2; DELETE FROM w WHERE id = 3; " +
+		"CREATE TABLE h (id int PRIMARY KEY, n int); INSERT INTO h VALUES (1, 0); UPDATE h SET n = 1")
+	m.endCPU(ctx, 0)
+	c := m.endPG(ctx, 0, nil)
+	if c.Err != "" {
+		t.Fatal(c.Err)
+	}
+	want := map[string]tableRows{
+		"public.w": {Ins: 3, Upd: 2, Del: 1, Indexes: 2},
+		"public.h": {Ins: 1, Upd: 1, HOT: 1, Indexes: 1},
+	}
+	if len(c.Rows) != len(want) || c.Rows["public.w"] != want["public.w"] || c.Rows["public.h"] != want["public.h"] {
+		t.Fatalf("rows written in the window = %+v, want %+v (before_window written before it)", c.Rows, want)
+	}
+	if got := c.Rows["public.w"].IndexEntries(); got != 3*2+2*2 {
+		t.Errorf("index entries of w = %d, want %d", got, 3*2+2*2)
+	}
+}
+
+// Tables written less than once in 200 operations are left out of the
+// table, not of its total; the most index entries come first.
+func TestRenderRowsShowsTheTablesThatCountAndTotalsAll(t *testing.T) {
+	var b strings.Builder
+	renderRows(&b, map[string]tableRows{
+		"s.few":   {Ins: 2, Indexes: 1},                       // 0.002 per op: left out
+		"s.small": {Ins: 1000, Indexes: 1},                    // 1,000 entries
+		"s.big":   {Ins: 1000, Upd: 2000, HOT: 0, Indexes: 3}, // 9,000 entries
+	}, 1000)
+	out := b.String()
+	if strings.Contains(out, "s.few") {
+		t.Errorf("a table written twice in 1,000 operations is listed:\n%s", out)
+	}
+	big, small := strings.Index(out, "| s.big | 3 | 1.00 | 2.00 | 0.00 | 0.00 | 9.00 |"), strings.Index(out, "| s.small | 1 | 1.00 |")
+	if big < 0 || small < 0 || big > small {
+		t.Errorf("want s.big (9 entries per op) before s.small (1):\n%s", out)
+	}
+	if !strings.Contains(out, "| **all tables** | | **2.00** | **2.00** | **0.00** | **0.00** | **10.00** |") {
+		t.Errorf("the total leaves out a table or miscounts:\n%s", out)
+	}
+	b.Reset()
+	renderRows(&b, nil, 10)
+	if b.Len() != 0 {
+		t.Errorf("no rows counted (a pooled run) wrote %q", b.String())
 	}
 }

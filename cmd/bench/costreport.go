@@ -88,6 +88,7 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		}
 		fmt.Fprintf(b, "| **the system** | **%.0f** | **%.0f** | 100%% |\n", ms64(total), us(total, r.ops))
 		fmt.Fprintf(b, "| %s | %.0f | %.0f | |\n", groupClient, ms64(r.c.CPU[groupClient]), us(r.c.CPU[groupClient], r.ops))
+		renderRows(b, r.c.Rows, r.ops)
 		// The top of the profiles of the two hottest processes that have one.
 		shown := 0
 		for _, p := range procs {
@@ -103,6 +104,44 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 				p.name, "bin/bench/"+r.name+"/"+baseName(file), top(ctx, file))
 		}
 	}
+}
+
+// renderRows writes what an operation wrote to each table: rows inserted,
+// updated (of which HOT) and deleted, and the index entries they added,
+// the tables with the most index entries first; tables written less than
+// once in 200 operations are left out of the table but not of its total.
+func renderRows(b *strings.Builder, rows map[string]tableRows, ops int64) {
+	if len(rows) == 0 {
+		return
+	}
+	names := make([]string, 0, len(rows))
+	var sum tableRows
+	for name, t := range rows {
+		names = append(names, name)
+		sum.Ins, sum.Upd, sum.HOT, sum.Del = sum.Ins+t.Ins, sum.Upd+t.Upd, sum.HOT+t.HOT, sum.Del+t.Del
+	}
+	entries := func(name string) int64 { return rows[name].IndexEntries() }
+	sort.Slice(names, func(i, j int) bool {
+		if ei, ej := entries(names[i]), entries(names[j]); ei != ej {
+			return ei > ej
+		}
+		return names[i] < names[j]
+	})
+	var allEntries int64
+	for _, name := range names {
+		allEntries += entries(name)
+	}
+	per := func(n int64) string { return fmt.Sprintf("%.2f", float64(n)/float64(max(ops, 1))) }
+	b.WriteString("\nRows written per operation, by table (`pg_stat_user_tables` over the window, less the idle stack's; an inserted row, and an updated one unless the update is HOT, adds an entry to each of its table's indexes):\n\n")
+	b.WriteString("| table | indexes | inserted | updated | of which HOT | deleted | index entries |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, name := range names {
+		t := rows[name]
+		if 200*(t.Ins+t.Upd+t.Del) < ops {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s |\n", name, t.Indexes, per(t.Ins), per(t.Upd), per(t.HOT), per(t.Del), per(t.IndexEntries()))
+	}
+	fmt.Fprintf(b, "| **all tables** | | **%s** | **%s** | **%s** | **%s** | **%s** |\n", per(sum.Ins), per(sum.Upd), per(sum.HOT), per(sum.Del), per(allEntries))
 }
 
 type procCPU struct {
