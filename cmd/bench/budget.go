@@ -138,7 +138,7 @@ type commitRow struct {
 	budget, pg      float64 // µs/unit: the budget, PostgreSQL's CPU (backends and server processes)
 	commits, wrote  float64 // per unit: commits of the database, and of them those that wrote
 	perCommit       float64 // PostgreSQL µs per commit
-	rows, entries   float64 // per unit: rows written (inserted, updated, deleted) and index entries added (-1: not read)
+	rows, entries   float64 // per unit: rows written (inserted, updated, deleted) and entries added to full indexes (-1: not read)
 	floor           float64 // µs/unit: wrote × the cheapest commit's PostgreSQL CPU (0: not measured)
 	pgOverBudget    bool
 	floorOverBudget bool
@@ -232,10 +232,10 @@ func renderCommits(b *strings.Builder, runs []*run, pg *pgResult, cores int) {
 	b.WriteString("\n### What PostgreSQL's share is made of\n\n" +
 		"PostgreSQL's CPU per unit (the budget table's column) over the unit's commits (`pg_stat_database.xact_commit`, read-only transactions included), beside pgbench's PostgreSQL CPU per transaction in the same run: a TPC-B transaction (three updates, a select, an insert, one commit) and the cheapest transaction that writes (one row updated by primary key, a prepared statement as pgx uses), both from 16 clients like the scenarios. " +
 		"The commits that wrote are the transaction ids assigned in the window (each writing transaction takes one; the ids are the whole server's, so at most the commits are counted). " +
-		"The rows written and the index entries they added (each inserted row, and each updated one unless the update is HOT, adds an entry to every index of its table) are the database's `pg_stat_user_tables` over the window, by table in each scenario's section below: what a unit asks of PostgreSQL, whatever the number of commits it is spread over. " +
+		"The rows written and the index entries they added (each inserted row, and each updated one unless the update is HOT, adds an entry to every full index of its table; the entries of partial indexes are not counted, so the figure is a lower bound) are the database's `pg_stat_user_tables` over the window, by table in each scenario's section below: what a unit asks of PostgreSQL, whatever the number of commits it is spread over. " +
 		"No writing transaction costs its backend less than the cheapest one's (it takes an id, writes WAL and waits for its flush), so **the floor** — the commits that wrote × the cheapest commit's backend CPU (its server processes' share left out: the checkpointer's depends on the pages a transaction dirties) — is what PostgreSQL spends per unit however cheap each commit becomes; only fewer writing transactions per unit lower it. " +
 		"‼ marks a floor above the budget: the target cannot be met on this machine with this many writing transactions per unit even if PostgreSQL did nothing else and billfn's processes cost nothing.\n\n")
-	b.WriteString("| scenario | budget µs/unit | PostgreSQL µs/unit | commits/unit | of which wrote | rows written/unit | index entries/unit | PostgreSQL µs/commit | floor µs/unit | floor / budget |\n")
+	b.WriteString("| scenario | budget µs/unit | PostgreSQL µs/unit | commits/unit | of which wrote | rows written/unit | entries in full indexes/unit | PostgreSQL µs/commit | floor µs/unit | floor / budget |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		budget, floor, over := "—", "—", "—"
