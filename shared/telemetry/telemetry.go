@@ -165,21 +165,34 @@ func (quietErrors) Handle(err error) {
 	}
 }
 
-// Extract returns ctx carrying the remote span context of h's traceparent,
-// or ctx itself when h has none (no allocation then).
+// Extract returns ctx carrying the remote span context of h's traceparent
+// (and tracestate), or ctx itself when h has none or a malformed one (no
+// allocation then). It reads the header map directly, as Propagator would
+// through a HeaderCarrier, without canonicalising "traceparent" into a new
+// string on every call.
 func Extract(ctx context.Context, h http.Header) context.Context {
-	if len(h["Traceparent"]) == 0 {
+	tp := h["Traceparent"]
+	if len(tp) == 0 {
 		return ctx
 	}
-	return Propagator.Extract(ctx, propagation.HeaderCarrier(h))
+	var ts string
+	if v := h["Tracestate"]; len(v) > 0 {
+		ts = v[0]
+	}
+	return FromParent(ctx, tp[0], ts)
 }
 
-// Inject writes the span context of ctx into h as traceparent/tracestate.
+// Inject writes the span context of ctx into h as traceparent/tracestate,
+// what Propagator writes, straight into the map.
 func Inject(ctx context.Context, h http.Header) {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
 		return
 	}
-	Propagator.Inject(ctx, propagation.HeaderCarrier(h))
+	if sc.TraceState().Len() > 0 {
+		h["Tracestate"] = []string{sc.TraceState().String()}
+	}
+	h["Traceparent"] = []string{FormatParent(sc)}
 }
 
 // FromParent returns ctx carrying the remote span context of a traceparent
@@ -213,17 +226,63 @@ func ParentSampled[T string | []byte](tp T) bool {
 	return false
 }
 
-// ParseParent parses a traceparent (and tracestate).
+// ParseParent parses a traceparent (and tracestate) as Propagator's
+// Extract does, without the carrier, context and span it builds around the
+// result: no allocation for a traceparent without tracestate, the case of
+// every event and hop inside the stack. A malformed tracestate is dropped,
+// the traceparent kept (the W3C rule).
 func ParseParent(tp, ts string) (trace.SpanContext, bool) {
-	if tp == "" {
+	var scc trace.SpanContextConfig
+	var ver, flags [1]byte
+	h := tp
+	if !hexPart(ver[:], &h) || ver[0] == 0xff || !hexPart(scc.TraceID[:], &h) || !hexPart(scc.SpanID[:], &h) || !hexPart(flags[:], &h) {
 		return trace.SpanContext{}, false
 	}
-	c := mapCarrier{"traceparent": tp}
-	if ts != "" {
-		c["tracestate"] = ts
+	// Version 00 has nothing after the flags and no flag but sampled and
+	// random; a later version may add both.
+	if ver[0] == 0 && (h != "" || flags[0] > 3) {
+		return trace.SpanContext{}, false
 	}
-	sc := trace.SpanContextFromContext(Propagator.Extract(context.Background(), c))
-	return sc, sc.IsValid()
+	scc.TraceFlags = trace.TraceFlags(flags[0]) & (trace.FlagsSampled | trace.FlagsRandom)
+	if ts != "" {
+		scc.TraceState, _ = trace.ParseTraceState(ts)
+	}
+	scc.Remote = true
+	sc := trace.NewSpanContext(scc)
+	if !sc.IsValid() {
+		return trace.SpanContext{}, false
+	}
+	return sc, true
+}
+
+// hexPart decodes the next "-"-separated field of *h into dst: exactly
+// 2*len(dst) lower-case hex digits (W3C forbids upper case). *h moves
+// past the field and its separator.
+func hexPart(dst []byte, h *string) bool {
+	part, rest, _ := strings.Cut(*h, "-")
+	*h = rest
+	if len(part) != 2*len(dst) {
+		return false
+	}
+	for i := range dst {
+		hi, ok1 := unhex(part[2*i])
+		lo, ok2 := unhex(part[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // Parent formats the span context of ctx as traceparent and tracestate;
@@ -250,21 +309,9 @@ func FormatParent(sc trace.SpanContext) string {
 		b[36+2*i], b[37+2*i] = hex[v>>4], hex[v&0xf]
 	}
 	b[52] = '-'
-	f := sc.TraceFlags()
+	f := sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom) // the flags W3C defines
 	b[53], b[54] = hex[f>>4], hex[f&0xf]
 	return string(b[:])
-}
-
-type mapCarrier map[string]string
-
-func (m mapCarrier) Get(k string) string { return m[k] }
-func (m mapCarrier) Set(k, v string)     { m[k] = v }
-func (m mapCarrier) Keys() []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 // Fail marks span as failed with err (nil: nothing).

@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -108,5 +110,66 @@ func TestTransportSendsTheTraceparent(t *testing.T) {
 	}
 	if client == nil || client.Parent().SpanID() != span.SpanContext().SpanID() || got != FormatParent(client.SpanContext()) {
 		t.Fatalf("client span %v; the server got %q", client, got)
+	}
+}
+
+// ParseParent, Extract and Inject read and write what the W3C propagator
+// does, on well-formed and malformed trace contexts alike.
+func TestPropagationAgreesWithTheW3CPropagator(t *testing.T) {
+	const id = "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-"
+	tps := []string{"", "00-" + id + "00", "00-" + id + "01", "00-" + id + "02", "00-" + id + "03", "00-" + id + "04",
+		"00-" + id + "ff", "00-" + id + "01-", "00-" + id + "01-x", "01-" + id + "01", "01-" + id + "09-later", "fe-" + id + "01-x-y",
+		"ff-" + id + "01", "0-" + id + "01", "00-" + id + "1", "00-" + id + "001", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+		"00-" + id[:40] + "0000000000000000-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01", "00_" + id + "01", "00-" + id, "xyz"}
+	for _, tp := range tps {
+		for _, ts := range []string{"", "vendor=x,other=y", "not a tracestate"} {
+			h := http.Header{}
+			if tp != "" {
+				h.Set("Traceparent", tp)
+			}
+			if ts != "" {
+				h.Set("Tracestate", ts)
+			}
+			want := trace.SpanContextFromContext(Propagator.Extract(context.Background(), propagation.HeaderCarrier(h)))
+			got, ok := ParseParent(tp, ts)
+			if ok != want.IsValid() || !got.Equal(want) || got.TraceState().String() != want.TraceState().String() {
+				t.Errorf("ParseParent(%q, %q) = %v %v, the propagator reads %v", tp, ts, got, ok, want)
+			}
+			ctx := Extract(context.Background(), h)
+			if sc := trace.SpanContextFromContext(ctx); !sc.Equal(want) {
+				t.Errorf("Extract(%q, %q) = %v, the propagator reads %v", tp, ts, sc, want)
+			}
+			mine, theirs := http.Header{}, http.Header{}
+			Inject(ctx, mine)
+			Propagator.Inject(ctx, propagation.HeaderCarrier(theirs))
+			if !reflect.DeepEqual(mine, theirs) {
+				t.Errorf("Inject of %q, %q writes %v, the propagator %v", tp, ts, mine, theirs)
+			}
+		}
+	}
+}
+
+// A hop of an unsampled trace (nine requests and events in ten at 10 %
+// sampling) costs its context and its header, nothing more: reading a
+// traceparent allocates nothing, continuing it the context (2), sending it
+// on the header (2).
+func TestAnUnsampledHopAllocatesItsContextAndHeaderOnly(t *testing.T) {
+	const unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	in := http.Header{"Traceparent": {unsampled}}
+	ctx := Extract(context.Background(), in)
+	for _, c := range []struct {
+		name string
+		max  float64
+		f    func()
+	}{
+		{"ParseParent", 0, func() { _, _ = ParseParent(unsampled, "") }},
+		{"FromParent", 2, func() { _ = FromParent(context.Background(), unsampled, "") }},
+		{"Extract", 2, func() { _ = Extract(context.Background(), in) }},
+		{"Inject", 2, func() { Inject(ctx, http.Header{}) }},
+	} {
+		if n := testing.AllocsPerRun(100, c.f); n > c.max {
+			t.Errorf("%s allocates %v times, want at most %v", c.name, n, c.max)
+		}
 	}
 }
