@@ -348,16 +348,19 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		// named by the route pattern once the mux has matched it. A caller
 		// that decided not to sample gets no span of ours: its context
 		// carries the ids on.
+		// The trace and the exec deadline make one context, and so one
+		// copy of the request.
 		var span trace.Span
-		if ctx := telemetry.Extract(r.Context(), r.Header); telemetry.Enabled() && !telemetry.Unsampled(ctx) {
-			ctx, span = telemetry.Tracer().Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
-			r = r.WithContext(ctx)
-		} else if ctx != r.Context() {
-			r = r.WithContext(ctx)
+		ctx := telemetry.Extract(r.Context(), r.Header)
+		if telemetry.Enabled() && !telemetry.Unsampled(ctx) {
+			ctx, span = telemetry.Tracer().Start(ctx, r.Method, serverSpan...)
 		}
 		if d := s.cfg.ExecTimeout.D(); d > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), d)
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
+		}
+		if ctx != r.Context() {
 			r = r.WithContext(ctx)
 		}
 		sw := &httpx.StatusWriter{ResponseWriter: w}
@@ -382,6 +385,10 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		}
 	})
 }
+
+// serverSpan are the options of a request's span, built once rather than
+// on every request.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 
 func endSpan(span trace.Span, r *http.Request, route string, status int) {
 	if span.IsRecording() {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/telemetry"
 )
 
@@ -61,3 +64,53 @@ func installSampled10(b *testing.B, opts ...sdktrace.TracerProviderOption) {
 		_ = tp.Shutdown(context.Background())
 	})
 }
+
+// A request whose caller decided not to sample (nine in ten inside the
+// stack at 10 %) costs the runtime only the context that carries the
+// caller's ids on, 2 allocations (the remote span context and its
+// context), over the same request with tracing off and no traceparent:
+// no span, and no second copy of the request for the exec deadline.
+func TestAnUnsampledCallersRequestCostsItsContextOnly(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) {})
+	h := New(Config{ExecTimeout: config.Duration(10 * time.Second)}, App{Name: "fn", Handler: mux}).Handler()
+	plain := httptest.NewRequest("GET", "/x", nil)
+	unsampled := httptest.NewRequest("GET", "/x", nil)
+	unsampled.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+	serve := func(r *http.Request) func() {
+		return func() { h.ServeHTTP(discardWriter{}, r) }
+	}
+	off := mallocsPerRun(1000, serve(plain))
+
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))), sdktrace.WithSpanProcessor(rec))
+	restore := telemetry.Install(tp)
+	defer restore()
+	on := mallocsPerRun(1000, serve(unsampled))
+	if on-off > 2.5 { // 2, and room for the runtime's own now and then
+		t.Errorf("an unsampled caller's request allocates %.1f times, %.1f more than with tracing off and no traceparent; want 2 more", on, on-off)
+	}
+	if n := len(rec.Started()); n != 0 {
+		t.Errorf("%d spans started for unsampled requests", n)
+	}
+}
+
+// mallocsPerRun is testing.AllocsPerRun without its rounding down, which
+// can turn a difference of 2 into 1 or 3.
+func mallocsPerRun(runs int, f func()) float64 {
+	f()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.Mallocs-before.Mallocs) / float64(runs)
+}
+
+// discardWriter is a ResponseWriter that allocates nothing.
+type discardWriter struct{}
+
+func (discardWriter) Header() http.Header         { return http.Header{} }
+func (discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (discardWriter) WriteHeader(int)             {}
