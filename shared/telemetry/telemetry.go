@@ -182,6 +182,18 @@ func Extract(ctx context.Context, h http.Header) context.Context {
 	return FromParent(ctx, tp[0], ts)
 }
 
+// UnsampledCaller reports whether h carries a well-formed traceparent of a
+// trace that is not sampled: Unsampled(Extract(ctx, h)) without the
+// context, for a hop that passes the header on as it came (the gateway).
+func UnsampledCaller(h http.Header) bool {
+	tp := h["Traceparent"]
+	if len(tp) == 0 {
+		return false
+	}
+	sc, ok := ParseParent(tp[0], "")
+	return ok && !sc.IsSampled()
+}
+
 // Inject writes the span context of ctx into h as traceparent/tracestate,
 // what Propagator writes, straight into the map.
 func Inject(ctx context.Context, h http.Header) {

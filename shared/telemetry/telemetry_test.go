@@ -140,6 +140,9 @@ func TestPropagationAgreesWithTheW3CPropagator(t *testing.T) {
 			if sc := trace.SpanContextFromContext(ctx); !sc.Equal(want) {
 				t.Errorf("Extract(%q, %q) = %v, the propagator reads %v", tp, ts, sc, want)
 			}
+			if UnsampledCaller(h) != Unsampled(ctx) {
+				t.Errorf("UnsampledCaller(%q) = %v, Unsampled(Extract) %v", tp, UnsampledCaller(h), Unsampled(ctx))
+			}
 			mine, theirs := http.Header{}, http.Header{}
 			Inject(ctx, mine)
 			Propagator.Inject(ctx, propagation.HeaderCarrier(theirs))
@@ -164,6 +167,7 @@ func TestAnUnsampledHopAllocatesItsContextAndHeaderOnly(t *testing.T) {
 		f    func()
 	}{
 		{"ParseParent", 0, func() { _, _ = ParseParent(unsampled, "") }},
+		{"UnsampledCaller", 0, func() { _ = UnsampledCaller(in) }},
 		{"FromParent", 2, func() { _ = FromParent(context.Background(), unsampled, "") }},
 		{"Extract", 2, func() { _ = Extract(context.Background(), in) }},
 		{"Inject", 2, func() { Inject(ctx, http.Header{}) }},

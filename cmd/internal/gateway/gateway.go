@@ -416,6 +416,10 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
+// serverSpan are the options of the gateway's span, built once rather
+// than on every call.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
 func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) {
 	start := time.Now()
 	// The call id is the request id the functions keep (shared/requestid).
@@ -490,25 +494,24 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	// A span that is not sampled gets no name, attributes or status: only
 	// its context travels on (in the traceparent). A caller that decided
 	// not to sample gets no span at all: its traceparent passes on as it
-	// came, as the runtime's does (a kafka-trigger's unsampled batches).
-	if telemetry.Enabled() {
-		if ctx := telemetry.Extract(r.Context(), r.Header); !telemetry.Unsampled(ctx) {
-			ctx, span := telemetry.Tracer().Start(ctx, "gateway", trace.WithSpanKind(trace.SpanKindServer))
-			telemetry.Inject(ctx, out.Header)
-			if span.IsRecording() {
-				span.SetName(r.Method + " /function/" + name)
-				span.SetAttributes(attribute.String("http.request.method", r.Method),
-					attribute.String("faas.invoked_name", name), attribute.String("url.path", r.URL.Path))
-				sw := &httpx.StatusWriter{ResponseWriter: w}
-				w = sw
-				defer func() {
-					span.SetAttributes(attribute.Int("http.response.status_code", sw.Status))
-					if sw.Status >= 500 {
-						span.SetStatus(codes.Error, http.StatusText(sw.Status))
-					}
-					span.End()
-				}()
-			}
+	// came, as the runtime's does (a kafka-trigger's unsampled batches),
+	// without building a context for it.
+	if telemetry.Enabled() && !telemetry.UnsampledCaller(r.Header) {
+		ctx, span := telemetry.Tracer().Start(telemetry.Extract(r.Context(), r.Header), "gateway", serverSpan...)
+		telemetry.Inject(ctx, out.Header)
+		if span.IsRecording() {
+			span.SetName(r.Method + " /function/" + name)
+			span.SetAttributes(attribute.String("http.request.method", r.Method),
+				attribute.String("faas.invoked_name", name), attribute.String("url.path", r.URL.Path))
+			sw := &httpx.StatusWriter{ResponseWriter: w}
+			w = sw
+			defer func() {
+				span.SetAttributes(attribute.Int("http.response.status_code", sw.Status))
+				if sw.Status >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(sw.Status))
+				}
+				span.End()
+			}()
 		}
 	}
 
