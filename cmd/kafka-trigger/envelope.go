@@ -10,6 +10,11 @@ import (
 // top-level members routing needs, found without decoding the rest.
 type envelopeHead struct {
 	object bool // a JSON object (when the value is valid JSON)
+	// whole: the object's closing brace is found and only space follows
+	// it. In a batch body (a JSON array of the records' values) that is
+	// valid JSON, a record that is whole is exactly one of its elements:
+	// its bytes cannot carry a second event ("{…},{…}") into the batch.
+	whole bool
 	// The raw JSON of the last top-level member of each name (the names
 	// compared exactly, as the CloudEvents SDK reads them), nil when absent.
 	typ, traceParent, traceState []byte
@@ -21,7 +26,7 @@ type envelopeHead struct {
 // twice: a third of the trigger's CPU). For valid JSON it finds exactly
 // what decoding finds; for any other bytes it finds something, never
 // reads past v and always ends. The trigger reads a record's type this way
-// and validates only a record the function wants (inspectFor).
+// and validates none of it (inspectFor).
 func walkHead(v []byte) envelopeHead {
 	var h envelopeHead
 	i := skipSpace(v, 0)
@@ -32,7 +37,11 @@ func walkHead(v []byte) envelopeHead {
 	i++
 	for {
 		i = skipSpace(v, i)
-		if i >= len(v) || v[i] == '}' {
+		if i >= len(v) {
+			return h
+		}
+		if v[i] == '}' {
+			h.whole = skipSpace(v, i+1) == len(v)
 			return h
 		}
 		if v[i] == ',' {

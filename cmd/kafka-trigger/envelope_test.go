@@ -12,7 +12,8 @@ import (
 )
 
 // FuzzWalkHead: walkHead finds, in valid JSON, exactly what decoding the
-// whole record as a map of its members finds: whether it is an object,
+// whole record as a map of its members finds: whether it is an object
+// (then whole),
 // and the raw last member named type, traceparent and tracestate (names
 // compared exactly, escapes decoded); jsonString reads a member as
 // encoding/json does. In any other bytes it finds what it finds, without
@@ -41,6 +42,9 @@ func FuzzWalkHead(f *testing.F) {
 		}
 		if !isObject {
 			return
+		}
+		if !h.whole {
+			t.Fatalf("%q: a valid object is not whole", v)
 		}
 		for name, got := range map[string][]byte{"type": h.typ, "traceparent": h.traceParent, "tracestate": h.traceState} {
 			want, ok := members[name]
@@ -72,7 +76,7 @@ func BenchmarkInspect(b *testing.B) {
 }
 
 // BenchmarkInspectFor: what the trigger spends on one payment event for a
-// function that wants it (its type, then json.Valid) and for one that
+// function that wants it and for one that
 // skips it by type (its type only), as generate-invoice skips most of
 // payment-events.
 func BenchmarkInspectFor(b *testing.B) {

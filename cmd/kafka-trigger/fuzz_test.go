@@ -54,6 +54,8 @@ func FuzzDelivery(f *testing.F) {
 	f.Add([]byte(strings.Replace(ev, "%s", "1", 1)), []byte(strings.Replace(ev, "%s", "2", 1)), []byte{}, uint8(0), "")
 	f.Add([]byte(`{"amount":1}`), []byte{}, []byte{}, uint8(1), "ce_id: 1\nce_source: /x\nce_type: billfn.invoice.paid\ncontent-type: application/json")
 	f.Add([]byte(strings.Replace(ev, "%s", "1", 1)), []byte(`not json`), []byte(`[]`), uint8(2), "ce_type: t")
+	// A record whose value is two events must not bring the second into a batch.
+	f.Add([]byte(strings.Replace(ev, "%s", "1", 1)+","+strings.Replace(ev, "%s", "2", 1)), []byte(strings.Replace(ev, "%s", "3", 1)), []byte{}, uint8(0), "")
 	f.Fuzz(func(t *testing.T, a, b, c []byte, binary uint8, headers string) {
 		values := [][]byte{a}
 		if len(b) > 0 || len(c) > 0 {

@@ -800,3 +800,65 @@ func TestFetchesWaitOnlyForFunctionsThatWait(t *testing.T) {
 		}
 	}
 }
+
+// TestABatchTheFunctionRefusesIsDeliveredOneByOne: a batch holding one
+// record the function's receiver refuses (a JSON object that is not a
+// CloudEvent, a value that is not JSON: a receiver refuses the whole batch
+// before applying any of it) costs the dead-letter topic that record
+// alone; every other record of the batch is delivered, in order.
+func TestABatchTheFunctionRefusesIsDeliveredOneByOne(t *testing.T) {
+	brokers := kafka(t)
+	var msgs []*sarama.ProducerMessage
+	for i := range 10 {
+		m, _ := structured(t, events.TopicBilling, "acct", map[string]int{"n": i})
+		switch i {
+		case 3:
+			m.Value = sarama.ByteEncoder(`{"specversion":"1.0","type":"billfn.test.happened","data":{"n":3}}`) // no id, no source
+		case 7:
+			m.Value = sarama.ByteEncoder(`{"specversion":"1.0","type":"billfn.test.happened","data":{"n":7}`) // cut short
+		}
+		msgs = append(msgs, m)
+	}
+	produce(t, brokers, msgs...) // all there before the trigger starts: batches of them
+	var (
+		mu       sync.Mutex
+		seq      []int
+		batches  int
+		refusals int
+	)
+	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			evs, err := events.Parse(r, mustRead(r))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				refusals++
+				problem.Write(w, r, err)
+				return
+			}
+			if len(evs) > 1 {
+				batches++
+			}
+			for _, ev := range evs {
+				var d struct{ N int }
+				_ = json.Unmarshal(ev.Data(), &d)
+				seq = append(seq, d.N)
+			}
+		})}}, nil)
+	dead := dlqRecords(t, brokers, 2)
+	waitFor(t, "8 events", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seq) == 8 })
+	for i, want := range []string{string(msgs[3].Value.(sarama.ByteEncoder)), string(msgs[7].Value.(sarama.ByteEncoder))} {
+		if string(dead[i].Value) != want || dlqHeader(dead[i], dlqStatus) != "400" {
+			t.Errorf("dead letter %d: %q (status %s), want %q", i, dead[i].Value, dlqHeader(dead[i], dlqStatus), want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(seq) != "[0 1 2 4 5 6 8 9]" {
+		t.Errorf("delivered %v, want every record but the two refused, in order", seq)
+	}
+	if batches == 0 {
+		t.Error("no batch was delivered: the test does not test a refused batch")
+	}
+	t.Logf("%d refusals, %d batches", refusals, batches)
+}
