@@ -2,8 +2,24 @@ package events
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
+	"sync/atomic"
+	"testing"
 )
+
+// CountVerifiedAlone counts, until t ends, the origin proofs verified one
+// by one rather than in a batch equation. Not for parallel tests.
+func CountVerifiedAlone(t testing.TB) *atomic.Int64 {
+	var n atomic.Int64
+	prev := verifyAlone
+	verifyAlone = func(pub ed25519.PublicKey, msg, sig []byte) bool {
+		n.Add(1)
+		return prev(pub, msg, sig)
+	}
+	t.Cleanup(func() { verifyAlone = prev })
+	return &n
+}
 
 // ObserveVerify makes f see every slice of events whose origin proofs rc
 // verifies. Set it before rc serves: f runs in rc's goroutines, so it

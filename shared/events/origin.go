@@ -419,7 +419,7 @@ func (ks *OriginKeys) Verify(ev Event) error {
 	if !ok {
 		return fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(ev.Source(), 200))
 	}
-	if !ed25519.Verify(pub, OriginBytes(ev), sig) {
+	if !verifyAlone(pub, OriginBytes(ev), sig) {
 		return fmt.Errorf("%w: the signature of key %s does not match the event (altered, or signed for other content)", ErrBadOrigin, kid)
 	}
 	return nil

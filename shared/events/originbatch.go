@@ -46,10 +46,20 @@ import (
 // component (none that a real key generator makes) is never used in a
 // batch (batchKey), its events are verified alone.
 
-// minBatchVerify is the fewest signatures worth a batch equation: below
-// it the random coefficients and the point decodings cost more than they
-// save.
-const minBatchVerify = 4
+// minBatchVerify is the fewest signatures worth a batch equation: two
+// already are. Measured here (go test -bench, 2026-12-04, since R's
+// canonical check reads its bytes instead of encoding the point again): a
+// delivery of 2 events costs 42–45 µs per event together against 54–58
+// alone, of 3 events 31–36 against 53–58, of 4 events 27–28 against
+// 53–74. Below 4 every event was verified alone; process-transaction's
+// deliveries of transaction.requested, batches of two or three with its
+// 100 ms wait at make bench's payments rate, were.
+const minBatchVerify = 2
+
+// verifyAlone verifies one signature on its own: Verify's, and VerifyAll's
+// when a batch is too small or its equation fails (a variable so that
+// tests count those).
+var verifyAlone = ed25519.Verify
 
 // VerifyAll is Verify for each of evs: errs[i] is exactly what
 // Verify(evs[i]) answers. The proofs that pass Verify's checks of form and
@@ -78,7 +88,7 @@ func (ks *OriginKeys) VerifyAll(evs []Event) []error {
 		return errs
 	}
 	for _, it := range items {
-		if !ed25519.Verify(it.pub, it.msg, it.sig) {
+		if !verifyAlone(it.pub, it.msg, it.sig) {
 			errs[it.index] = badSignature(it.kid)
 		}
 	}

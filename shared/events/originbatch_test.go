@@ -40,7 +40,9 @@ func TestVerifyAllAnswersAsVerify(t *testing.T) {
 	cases := map[string][]events.Event{
 		"all valid":            valid,
 		"all valid, one key":   valid[1:3:3],
-		"fewer than a batch":   valid[:2],
+		"fewer than a batch":   valid[:1],
+		"two, one altered":     {valid[0], altered},
+		"three, one swapped R": {valid[0], swappedR, valid[2]},
 		"valid and every flaw": append(append(append([]events.Event{}, valid[:5]...), bad...), valid[5:]...),
 		"one flaw among many":  append(append([]events.Event{}, valid...), altered),
 		"a non-canonical S":    append(append([]events.Event{}, valid...), bigS),
@@ -102,6 +104,29 @@ func addOrder(s []byte) {
 	v := new(big.Int).Add(new(big.Int).SetBytes(be), l).FillBytes(make([]byte, len(s)))
 	for i := range s {
 		s[i] = v[len(s)-1-i]
+	}
+}
+
+// TestSmallDeliveriesAreVerifiedTogether: a delivery of two or three
+// events with valid proofs costs one batch equation, not a verification
+// of each (process-transaction's deliveries are that small).
+func TestSmallDeliveriesAreVerifiedTogether(t *testing.T) {
+	ks := testenv.OriginKeys()
+	alone := events.CountVerifiedAlone(t)
+	for _, n := range []int{2, 3} {
+		var evs []events.Event
+		for i := range n {
+			evs = append(evs, signedAs(capturePayment, paymentFact(t, capturePayment, int64(200+i))))
+		}
+		before := alone.Load()
+		for i, err := range ks.VerifyAll(evs) {
+			if err != nil {
+				t.Fatalf("event %d of %d: %v", i, n, err)
+			}
+		}
+		if got := alone.Load() - before; got != 0 {
+			t.Errorf("a delivery of %d valid events: %d verified alone, want 0 (one batch equation)", n, got)
+		}
 	}
 }
 
