@@ -68,26 +68,55 @@ func notificationArgs(n *notify.Notification) []any {
 }
 
 // InsertNotifications is InsertNotification for several notifications, in
-// one round trip: fresh[i] is false when ns[i]'s event had been logged.
+// one statement (not one per email): fresh[i] is false when ns[i]'s event
+// had been logged.
 func (tx *Tx) InsertNotifications(ctx context.Context, ns []*notify.Notification) ([]bool, error) {
 	fresh := make([]bool, len(ns))
 	if len(ns) == 0 {
 		return fresh, nil
 	}
-	b := &pgx.Batch{}
-	for _, n := range ns {
-		b.Queue(insertNotificationSQL, notificationArgs(n)...)
+	k := len(ns)
+	var (
+		ids, sources, eventIDs, kinds, accounts, owners  = make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k)
+		recipients, statuses, data, messageIDs, subjects = make([]string, k), make([]string, k), make([]string, k), make([]string, k), make([]string, k)
+		invoices, reasons, resendOf, subs, endpoints     = make([]*string, k), make([]*string, k), make([]*string, k), make([]*string, k), make([]*string, k)
+		next                                             = make([]*time.Time, k)
+		created                                          = make([]time.Time, k)
+	)
+	for i, n := range ns {
+		ids[i], sources[i], eventIDs[i], kinds[i], accounts[i], owners[i] = n.ID, n.EventSource, n.EventID, n.Kind, n.AccountID, n.UserID
+		recipients[i], statuses[i], data[i], messageIDs[i], subjects[i] = n.Recipient, n.Status, string(n.DataJSON()), n.MessageID, n.Subject
+		invoices[i], reasons[i], resendOf[i], subs[i], endpoints[i] = n.InvoiceID, n.Reason, n.ResendOf, n.SubscriptionID, n.EndpointID
+		next[i], created[i] = n.NextAttemptAt, n.CreatedAt
 	}
-	br := tx.SendBatch(ctx, b)
-	for i := range ns {
-		tag, err := br.Exec()
-		if err != nil {
-			br.Close()
-			return nil, err
-		}
-		fresh[i] = tag.RowsAffected() > 0
+	rows, err := tx.Query(ctx, `INSERT INTO invoice_notifications (id, event_source, event_id, kind, invoice_id, account_id,
+		owner_user_id, recipient, status, reason, data, message_id, subject, attempts, next_attempt_at, resend_of, created_at, updated_at,
+		subscription_id, webhook_endpoint_id)
+		SELECT id, source, event_id, kind, invoice_id, nullif(account, '')::uuid, nullif(owner, '')::uuid, recipient, status, reason,
+			data::jsonb, message_id, subject, 0, next_attempt_at, resend_of, created_at, created_at, subscription_id, endpoint_id
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+			$11::text[], $12::text[], $13::text[], $14::timestamptz[], $15::uuid[], $16::timestamptz[], $17::uuid[], $18::uuid[])
+			AS u(id, source, event_id, kind, invoice_id, account, owner, recipient, status, reason,
+			data, message_id, subject, next_attempt_at, resend_of, created_at, subscription_id, endpoint_id)
+		ON CONFLICT (event_source, event_id) DO NOTHING
+		RETURNING id`,
+		ids, sources, eventIDs, kinds, invoices, accounts, owners, recipients, statuses, reasons,
+		data, messageIDs, subjects, next, resendOf, created, subs, endpoints)
+	if err != nil {
+		return nil, err
 	}
-	return fresh, br.Close()
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	logged := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		logged[id] = true
+	}
+	for i, n := range ns {
+		fresh[i] = logged[n.ID]
+	}
+	return fresh, nil
 }
 
 // GetNotification reads one notification; forUpdate locks it.
@@ -149,22 +178,33 @@ func (s *Store) ClaimDueNotifications(ctx context.Context, now time.Time, lease 
 }
 
 // RecordAttempts writes the outcomes of attempts (notify.Notification.Record)
-// in one transaction (one round trip), each unless its row has moved on
-// meanwhile (another sender took it after the lease ended).
+// in one statement (one round trip, one commit), each unless its row has
+// moved on meanwhile (another sender took it after the lease ended).
 func (s *Store) RecordAttempts(ctx context.Context, ns []*notify.Notification) error {
 	if len(ns) == 0 {
 		return nil
 	}
-	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, n := range ns {
-			b.Queue(`UPDATE invoice_notifications SET status = $2, reason = $3, subject = $4, next_attempt_at = $5,
-				smtp_code = $6, smtp_response = $7, updated_at = $8, sent_at = $9
-				WHERE id = $1 AND status = 'queued' AND attempts = $10`,
-				n.ID, n.Status, n.Reason, n.Subject, n.NextAttemptAt, n.SMTPCode, n.SMTPResponse, n.UpdatedAt, n.SentAt, n.Attempts)
-		}
-		return tx.SendBatch(ctx, b).Close()
-	})
+	k := len(ns)
+	var (
+		ids, statuses, subjects = make([]string, k), make([]string, k), make([]string, k)
+		reasons, responses      = make([]*string, k), make([]*string, k)
+		next, sent              = make([]*time.Time, k), make([]*time.Time, k)
+		updated                 = make([]time.Time, k)
+		codes                   = make([]*int, k)
+		attempts                = make([]int, k)
+	)
+	for i, n := range ns {
+		ids[i], statuses[i], subjects[i], reasons[i], responses[i] = n.ID, n.Status, n.Subject, n.Reason, n.SMTPResponse
+		next[i], sent[i], updated[i], codes[i], attempts[i] = n.NextAttemptAt, n.SentAt, n.UpdatedAt, n.SMTPCode, n.Attempts
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE invoice_notifications AS n SET status = u.status, reason = u.reason, subject = u.subject,
+		next_attempt_at = u.next_attempt_at, smtp_code = u.smtp_code, smtp_response = u.smtp_response, updated_at = u.updated_at, sent_at = u.sent_at
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::text[], $8::timestamptz[],
+			$9::timestamptz[], $10::int[])
+			AS u(id, status, reason, subject, next_attempt_at, smtp_code, smtp_response, updated_at, sent_at, attempts)
+		WHERE n.id = u.id AND n.status = 'queued' AND n.attempts = u.attempts`,
+		ids, statuses, reasons, subjects, next, codes, responses, updated, sent, attempts)
+	return err
 }
 
 // PruneNotifications deletes up to limit notifications that are done with
