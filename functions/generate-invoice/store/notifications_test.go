@@ -164,3 +164,40 @@ func TestEmailsAreLoggedAndRecordedInOneStatementEach(t *testing.T) {
 		t.Fatalf("the email without an address: %s %v, %d attempts", got.Status, got.Reason, got.Attempts)
 	}
 }
+
+// BenchmarkEmailsLoggedAndRecorded logs the emails of a batch delivery of
+// 100 notification requests (one transaction), claims them and records
+// their outcomes, as the receiver and the sender do: the store's share of
+// an email's cost in generate-invoice.
+func BenchmarkEmailsLoggedAndRecorded(b *testing.B) {
+	st := store.New(testenv.Pool(b), outbox.Writer{})
+	ctx := b.Context()
+	now := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC) // before the tests' emails: they are never due here
+	const emails = 100
+	b.ReportAllocs()
+	for b.Loop() {
+		ns := make([]*notify.Notification, emails)
+		for i := range ns {
+			req := events.NotificationRequested{Kind: events.NotifyInvoiceFinalized, AccountID: uuid.NewString(), UserID: uuid.NewString(),
+				InvoiceID: uuid.NewString(), AmountDue: int64(100 + i)}
+			ns[i] = notify.New(ids.New(), "billfn.bench", uuid.NewString(), req, "customer@example.com", "billfn.test", now)
+		}
+		err := st.InTx(ctx, func(tx *store.Tx) error {
+			_, err := tx.InsertNotifications(ctx, ns)
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		claimed, err := st.ClaimDueNotifications(ctx, now, time.Minute, emails)
+		if err != nil || len(claimed) != emails {
+			b.Fatalf("claimed %d of %d: %v", len(claimed), emails, err)
+		}
+		for _, n := range claimed {
+			n.Record(notify.Outcome{Code: 250, Response: "ok"}, true, now, 20)
+		}
+		if err := st.RecordAttempts(ctx, claimed); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
