@@ -257,7 +257,8 @@ type pgCounters struct {
 	// the ids assigned in a window are its transactions that wrote.
 	XIDs int64
 	// Tables are the database's tables (schema.name), from
-	// pg_stat_user_tables; read by endPG only.
+	// pg_stat_user_tables; read when a window begins and by endPG (not by
+	// endCPU, before the backends have reported).
 	Tables map[string]tableRows
 }
 
