@@ -112,7 +112,7 @@ func addOrder(s []byte) {
 // of each (process-transaction's deliveries are that small).
 func TestSmallDeliveriesAreVerifiedTogether(t *testing.T) {
 	ks := testenv.OriginKeys()
-	alone := events.CountVerifiedAlone(t)
+	alone := events.CountVerifiedAlone(ks)
 	for _, n := range []int{2, 3} {
 		var evs []events.Event
 		for i := range n {
