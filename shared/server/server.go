@@ -353,7 +353,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		var span trace.Span
 		ctx := telemetry.Extract(r.Context(), r.Header)
 		if telemetry.Enabled() && !telemetry.Unsampled(ctx) {
-			ctx, span = telemetry.Tracer().Start(ctx, r.Method, serverSpan...)
+			ctx, span = telemetry.Tracer().Start(ctx, r.Method, telemetry.ServerSpan...)
 		}
 		if d := s.cfg.ExecTimeout.D(); d > 0 {
 			var cancel context.CancelFunc
@@ -385,10 +385,6 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		}
 	})
 }
-
-// serverSpan are the options of a request's span, built once rather than
-// on every request.
-var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
 
 func endSpan(span trace.Span, r *http.Request, route string, status int) {
 	if span.IsRecording() {

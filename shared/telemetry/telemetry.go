@@ -165,6 +165,10 @@ func (quietErrors) Handle(err error) {
 	}
 }
 
+// ServerSpan are the options of a span that serves a request (the
+// gateway's, a function's), built once rather than on every request.
+var ServerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
 // Extract returns ctx carrying the remote span context of h's traceparent
 // (and tracestate), or ctx itself when h has none or a malformed one (no
 // allocation then). It reads the header map directly, as Propagator would

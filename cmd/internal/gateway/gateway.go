@@ -58,7 +58,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/billfn/billfn/shared/egress"
 	"github.com/billfn/billfn/shared/httpx"
@@ -416,10 +415,6 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// serverSpan are the options of the gateway's span, built once rather
-// than on every call.
-var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
-
 func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) {
 	start := time.Now()
 	// The call id is the request id the functions keep (shared/requestid).
@@ -497,7 +492,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 	// came, as the runtime's does (a kafka-trigger's unsampled batches),
 	// without building a context for it.
 	if telemetry.Enabled() && !telemetry.UnsampledCaller(r.Header) {
-		ctx, span := telemetry.Tracer().Start(telemetry.Extract(r.Context(), r.Header), "gateway", serverSpan...)
+		ctx, span := telemetry.Tracer().Start(telemetry.Extract(r.Context(), r.Header), "gateway", telemetry.ServerSpan...)
 		telemetry.Inject(ctx, out.Header)
 		if span.IsRecording() {
 			span.SetName(r.Method + " /function/" + name)
