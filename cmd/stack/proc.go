@@ -88,15 +88,6 @@ type proc struct {
 // drops its pooled connections to the old one.
 func (p *proc) generation() uint64 { return p.gen.Load() }
 
-func (p *proc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil || p.cmd.Process == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
-
 // start launches the process and keeps it running until stop.
 func (p *proc) start() error {
 	p.done = make(chan struct{})

@@ -31,7 +31,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/testenv"
@@ -541,25 +540,6 @@ func (e *e2e) scalar(query string, args ...any) int64 {
 		e.t.Fatalf("%s: %v", query, err)
 	}
 	return v
-}
-
-// subscribers maps each CloudEvent type to the functions stack.yml
-// delivers it to, from the stack file itself.
-func subscribers(t *testing.T, root string) map[string][]string {
-	t.Helper()
-	st, err := stackfile.Load(filepath.Join(root, "stack.yml"), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]string{}
-	for _, name := range st.Names() {
-		for _, typ := range strings.Split(st.Functions[name].Annotations["billfn.dev/types"], ",") {
-			if typ = strings.TrimSpace(typ); typ != "" {
-				out[typ] = append(out[typ], name)
-			}
-		}
-	}
-	return out
 }
 
 // metric sums the samples of a Prometheus counter or gauge whose labels

@@ -47,13 +47,6 @@ func newRig(t testing.TB) *rig {
 	return rigOn(t, url)
 }
 
-// sharedRig uses the package database, as testenv.Platform sets it up.
-func sharedRig(t testing.TB) *rig {
-	t.Helper()
-	d, kit := testenv.Platform(t, "aggregate-report")
-	return finish(t, d, kit)
-}
-
 func rigOn(t testing.TB, url string) *rig {
 	t.Helper()
 	rdb, prefix := testenv.Redis(t)

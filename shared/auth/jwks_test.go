@@ -61,13 +61,6 @@ func (p *idp) publish(t *testing.T, keys map[string]any) {
 	p.mu.Unlock()
 }
 
-// publishRaw serves members as they are (keys jwkset would not build).
-func (p *idp) publishRaw(keys ...jwkset.JWKMarshal) {
-	p.mu.Lock()
-	p.keys = keys
-	p.mu.Unlock()
-}
-
 const jwksTestSecret = "billfn-test-secret-0123456789abcdef"
 
 func jwksVerifier(t *testing.T, url string) *auth.Verifier {

@@ -1038,19 +1038,3 @@ func Unmarshal(b []byte) (Event, error) {
 	}
 	return ev, ev.Validate()
 }
-
-// SignedRequest builds a structured-mode delivery of ev to url, signed with
-// key: what the kafka-trigger sends, handy for tests and tools.
-func SignedRequest(ctx context.Context, url string, key []byte, ev Event) (*http.Request, error) {
-	body, err := Marshal(ev)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", ContentTypeStructured)
-	req.Header.Set(SignatureHeader, Sign(key, time.Now(), body))
-	return req, nil
-}

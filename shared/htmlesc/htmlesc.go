@@ -51,6 +51,3 @@ func (w *Builder) Printf(format string, args ...any) {
 
 // String is the page so far.
 func (w *Builder) String() string { return w.b.String() }
-
-// Len is the page's length so far, in bytes.
-func (w *Builder) Len() int { return w.b.Len() }

@@ -120,13 +120,6 @@ func CheckViolation(err error) (constraint string, ok bool) {
 	return "", false
 }
 
-// Unreachable reports whether err means the server could not be reached
-// (as opposed to a query error).
-func Unreachable(err error) bool {
-	var ce *pgconn.ConnectError
-	return errors.As(err, &ce) || pgconn.SafeToRetry(err)
-}
-
 // EnsureDatabase creates the database named in url when it does not exist,
 // connecting to the "postgres" maintenance database of the same server.
 func EnsureDatabase(ctx context.Context, dbURL string) error {

@@ -14,7 +14,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"strconv"
 	"strings"
 	"time"
 
@@ -91,8 +90,6 @@ func (s *Store) Version(ctx context.Context, from, to time.Time) (int64, error) 
 
 // Beginning is the first day any figure can belong to.
 var Beginning = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
-
-func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
 // encodeCursor is an opaque page cursor for a keyset position.
 func encodeCursor(pos any) string { return httpx.EncodeCursor(pos) }
