@@ -194,6 +194,41 @@ func TestDuplicatesCountOnce(t *testing.T) {
 	}
 }
 
+// The event log is aggregate-report's dedupe: an event is appended once by
+// its (source, id), in the delivery's transaction, and only an appended event
+// is aggregated. A processed_events row beside it would repeat that key (a
+// row, two index entries and, for a single event, a statement per delivery),
+// so the receiver writes none for this consumer, alone or in a batch, first
+// delivery or redelivery; duplicates are still told apart by the log.
+func TestTheEventLogIsTheOnlyDedupe(t *testing.T) {
+	g := newRig(t)
+	d := day("2026-03-04")
+	one := transfer(t, d.Add(time.Hour), acctA, acctB, 700, "USD", "posted")
+	two := transfer(t, d.Add(2*time.Hour), acctA, acctB, 5, "USD", "posted")
+	three := transfer(t, d.Add(3*time.Hour), acctB, acctA, 9, "USD", "posted")
+	if r := g.deliver(one); r.Processed != 1 {
+		t.Fatalf("alone: %+v", r)
+	}
+	if r := g.deliver(one, two, three, three); r.Processed != 2 || r.Duplicates != 2 {
+		t.Fatalf("batch: %+v, want 2 processed and 2 duplicates", r)
+	}
+	if r := g.deliver(two); r.Duplicates != 1 {
+		t.Fatalf("redelivered alone: %+v", r)
+	}
+	if n := g.count(`SELECT count(*) FROM processed_events WHERE consumer = 'aggregate-report'`); n != 0 {
+		t.Fatalf("%d processed_events rows for aggregate-report, want none: the event log dedupes", n)
+	}
+	if n := g.count(`SELECT count(*) FROM report_events`); n != 3 {
+		t.Fatalf("log holds %d events, want 3", n)
+	}
+	want := []string{"acct:aaaa transfer.posted  USD = 2/705", "acct:aaaa transfer.received  USD = 1/9",
+		"acct:bbbb transfer.posted  USD = 1/9", "acct:bbbb transfer.received  USD = 2/705",
+		"transfer.posted  USD = 3/714"}
+	if got := g.rollupRows(d); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("rollups %q, want %q", got, want)
+	}
+}
+
 // Reordered deliveries end in the same figures: additive rollups do not
 // depend on order, and state (MRR, receivables, disputes) keeps the newest
 // fact by event time.

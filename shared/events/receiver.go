@@ -38,6 +38,14 @@ type Handler func(ctx context.Context, tx pgx.Tx, ev Event) error
 // transaction per event, so a poison event is parked alone.
 type BatchHandler func(ctx context.Context, tx pgx.Tx, evs []Event) error
 
+// LogBatchHandler is a BatchHandler whose own writes deduplicate: it
+// appends each event to a log keyed by the event's (source, id), in tx, and
+// applies only the events it appended (aggregate-report's event log). It
+// returns, for each of evs, whether the log held it already (or held it
+// earlier in evs). The receiver records no processed_events row for the
+// events it takes: that row would repeat the log's key.
+type LogBatchHandler func(ctx context.Context, tx pgx.Tx, evs []Event) (dup []bool, err error)
+
 // SelfHandler applies an event whose effect carries its own exactly-once
 // guarantee — typically the event id is the idempotency key of the write —
 // outside any receiver transaction. Use it when the effect is committed
@@ -97,6 +105,13 @@ type Receiver struct {
 	// registered with On; a receiver that registers none takes every
 	// type but ticks with it (aggregate-report's rollups).
 	Batch BatchHandler
+
+	// LogBatch, when set instead of Batch, takes every type as Batch does
+	// when no type is registered, and deduplicates the events itself (see
+	// LogBatchHandler): no processed_events row is written for them, and a
+	// parked one is not marked processed, so a redelivery of a poison event
+	// runs it again and parks it again.
+	LogBatch LogBatchHandler
 
 	// SelfBatch, when set, handles batch deliveries of self-handled types.
 	SelfBatch SelfBatchHandler
@@ -185,7 +200,7 @@ func (rc *Receiver) irrelevant(ev Event) bool {
 func (rc *Receiver) Handles(typ string) bool {
 	_, ok := rc.handlers[typ]
 	_, self := rc.self[typ]
-	return ok || self || (rc.Batch != nil && len(rc.handlers) == 0 && !TickTypes[typ])
+	return ok || self || ((rc.Batch != nil || rc.LogBatch != nil) && len(rc.handlers) == 0 && !TickTypes[typ])
 }
 
 var received = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -673,7 +688,7 @@ func (rc *Receiver) deliver(ctx context.Context, evs []Event, unproven []error, 
 	if len(handled) == 0 {
 		return res, nil
 	}
-	if rc.Batch != nil && len(handled) > 1 {
+	if (rc.Batch != nil || rc.LogBatch != nil) && len(handled) > 1 {
 		n, dups, err := rc.deliverBatch(ctx, handled)
 		if err == nil {
 			res.Processed += n
@@ -773,6 +788,13 @@ var errDuplicate = errors.New("duplicate")
 
 func (rc *Receiver) deliverOne(ctx context.Context, ev Event) (string, error) {
 	err := postgres.Tx(ctx, rc.Pool, func(tx pgx.Tx) error {
+		if _, ok := rc.handlers[ev.Type()]; !ok && rc.LogBatch != nil {
+			dup, err := rc.logBatch(ctx, tx, []Event{ev})
+			if err == nil && dup[0] {
+				return errDuplicate
+			}
+			return err
+		}
 		tag, err := tx.Exec(ctx, `INSERT INTO processed_events (consumer, source, id) VALUES ($1, $2, $3)
 			ON CONFLICT DO NOTHING`, rc.Consumer, ev.Source(), ev.ID())
 		if err != nil {
@@ -789,7 +811,7 @@ func (rc *Receiver) deliverOne(ctx context.Context, ev Event) (string, error) {
 	case errors.Is(err, errDuplicate):
 		return "duplicate", nil
 	case IsPermanentIn(ctx, err):
-		if perr := rc.Park(ctx, ev, err); perr != nil {
+		if perr := rc.park(ctx, ev, err, rc.LogBatch == nil); perr != nil {
 			return "", perr
 		}
 		deadLetters.WithLabelValues(rc.Consumer, ReasonRejected).Inc()
@@ -806,6 +828,9 @@ func (rc *Receiver) apply(ctx context.Context, tx pgx.Tx, ev Event) error {
 }
 
 func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, dups int, err error) {
+	if rc.LogBatch != nil {
+		return rc.deliverLogBatch(ctx, evs)
+	}
 	sources := make([]string, len(evs))
 	ids := make([]string, len(evs))
 	for i, ev := range evs {
@@ -866,6 +891,37 @@ func (rc *Receiver) deliverBatch(ctx context.Context, evs []Event) (processed, d
 		}
 	}
 	return processed, dups, err
+}
+
+// deliverLogBatch is deliverBatch for a LogBatch, which says itself which
+// events it had applied before.
+func (rc *Receiver) deliverLogBatch(ctx context.Context, evs []Event) (processed, dups int, err error) {
+	var dup []bool
+	err = postgres.Tx(ctx, rc.Pool, func(tx pgx.Tx) error {
+		var err error
+		dup, err = rc.logBatch(ctx, tx, evs)
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	for i, ev := range evs {
+		result := "processed"
+		if dup[i] {
+			result = "duplicate"
+			dups++
+		}
+		received.WithLabelValues(rc.Consumer, rc.typeLabel(ev.Type()), result).Inc()
+	}
+	return len(evs) - dups, dups, nil
+}
+
+func (rc *Receiver) logBatch(ctx context.Context, tx pgx.Tx, evs []Event) ([]bool, error) {
+	dup, err := rc.LogBatch(ctx, tx, evs)
+	if err == nil && len(dup) != len(evs) {
+		err = fmt.Errorf("events: %s's LogBatch answered for %d of %d events", rc.Consumer, len(dup), len(evs))
+	}
+	return dup, err
 }
 
 // Park stores a poison event in dead_letters and marks it processed, so a

@@ -36,7 +36,7 @@ type API struct {
 // with d.Events.
 func New(d *platform.Deps, now func() time.Time) *API {
 	s := &API{d: d, now: now, cache: d.Cache("reports"), cacheTTL: 10 * time.Minute, Store: store.New(d.Pool, now)}
-	d.Events.Batch = store.Batch(s.onEvents)
+	d.Events.LogBatch = store.LogBatch(s.onEvents)
 	d.Events.Tick = s.tick
 	d.Events.TickEvery = 5 * time.Second
 	d.Collect(store.Collectors()...)
@@ -80,14 +80,14 @@ func (s *API) RouteTable() []platform.Route {
 
 // onEvents is the receiver's batch handler: every delivery, one event or
 // many, lands here already deduplicated, inside its transaction.
-func (s *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) error {
+func (s *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) ([]bool, error) {
 	now := s.now()
 	in := make([]rollup.Event, len(evs))
 	for i, ev := range evs {
 		in[i] = rollup.FromCloudEvent(ev, now)
 	}
-	_, err := tx.Ingest(ctx, in)
-	return err
+	res, err := tx.Ingest(ctx, in)
+	return res.Dup, err
 }
 
 // scopeOf resolves the caller's Scope: admin and service see everything, a

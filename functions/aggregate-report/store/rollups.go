@@ -42,14 +42,17 @@ type Result struct {
 	Duplicates int // already in the log
 	Ignored    int // types the function does not aggregate
 	Days       []time.Time
+	// Dup says, for each event given, whether the log held it already
+	// (or held it earlier in the same call): the receiver's dedupe.
+	Dup []bool
 }
 
 // Ingest appends evs to the event log and aggregates them, inside tx (the
-// delivery's transaction, in which the receiver deduplicated them). Events
-// already in the log are skipped, so an event is never counted twice even
-// if the receiver's dedupe rows were pruned.
+// delivery's transaction). The log is the dedupe: an event is appended once
+// by its (source, id), and only an appended event is aggregated, so an
+// event is never counted twice, however often it is delivered.
 func Ingest(ctx context.Context, tx pgx.Tx, evs []rollup.Event) (Result, error) {
-	var res Result
+	res := Result{Dup: make([]bool, len(evs))}
 	todo := make([]rollup.Event, 0, len(evs))
 	for _, ev := range evs {
 		if rollup.Consumes(ev.Type) {
@@ -73,6 +76,9 @@ func Ingest(ctx context.Context, tx pgx.Tx, evs []rollup.Event) (Result, error) 
 		return res, err
 	}
 	res.Duplicates = len(todo) - len(fresh)
+	if res.Duplicates > 0 {
+		res.markDuplicates(evs, fresh)
+	}
 	if len(fresh) == 0 {
 		return res, nil
 	}
@@ -95,6 +101,27 @@ func Ingest(ctx context.Context, tx pgx.Tx, evs []rollup.Event) (Result, error) 
 		res.Days = append(res.Days, time.Unix(d, 0).UTC())
 	}
 	return res, nil
+}
+
+// markDuplicates sets Dup for the consumed events of evs that are not in
+// fresh, the first occurrence of each fresh event being the one appended.
+func (res *Result) markDuplicates(evs, fresh []rollup.Event) {
+	type key struct{ s, i string }
+	appended := make(map[key]bool, len(fresh))
+	for _, ev := range fresh {
+		appended[key{ev.Source, ev.ID}] = true
+	}
+	for i, ev := range evs {
+		if !rollup.Consumes(ev.Type) {
+			continue
+		}
+		k := key{ev.Source, ev.ID}
+		if appended[k] {
+			delete(appended, k)
+		} else {
+			res.Dup[i] = true
+		}
+	}
 }
 
 // appendLog inserts events in order and returns those that were new.
@@ -522,7 +549,8 @@ func (t Tx) Ingest(ctx context.Context, evs []rollup.Event) (Result, error) {
 	return Ingest(ctx, t.tx, evs)
 }
 
-// Batch adapts an event handler on a Tx to the receiver's batch handler.
-func Batch(fn func(ctx context.Context, tx Tx, evs []events.Event) error) events.BatchHandler {
-	return func(ctx context.Context, tx pgx.Tx, evs []events.Event) error { return fn(ctx, Tx{tx}, evs) }
+// LogBatch adapts an event handler on a Tx, which says which events the
+// log held already, to the receiver's LogBatch.
+func LogBatch(fn func(ctx context.Context, tx Tx, evs []events.Event) ([]bool, error)) events.LogBatchHandler {
+	return func(ctx context.Context, tx pgx.Tx, evs []events.Event) ([]bool, error) { return fn(ctx, Tx{tx}, evs) }
 }
