@@ -80,6 +80,7 @@ type API struct {
 	guard   *egress.Guard
 	client  *http.Client
 	wake    chan struct{}
+	taught  taughtRefs // wanted's decoded references, for onEvents
 }
 
 // New builds the handlers and registers the event handlers and the tick

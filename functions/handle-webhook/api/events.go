@@ -31,7 +31,11 @@ func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) err
 		if !slices.Contains(webhooks.LearnTypes, ev.Type()) {
 			continue
 		}
-		ref, ok, err := webhooks.RefOf(ev)
+		if ref, ok := a.taught.take(ev); ok {
+			refs = append(refs, ref) // decoded by wanted
+			continue
+		}
+		ref, ok, err := a.taught.refOf(ev)
 		if err != nil {
 			return err
 		}
@@ -80,7 +84,7 @@ func (a *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 		if !slices.Contains(webhooks.LearnTypes, ev.Type()) {
 			continue
 		}
-		switch ref, ok, err := webhooks.RefOf(ev); {
+		switch ref, ok, err := a.taught.refOf(ev); {
 		case err != nil:
 			want[i] = true // the handler parks it
 		case ok:
@@ -101,6 +105,13 @@ func (a *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 		if !want[i] && outgoing.IsDeliverable(ev.Type()) &&
 			slices.ContainsFunc(subscribed, func(patterns []string) bool { return outgoing.Matches(patterns, ev.Type()) }) {
 			want[i] = true
+		}
+	}
+	// The wanted events' references, for their transaction's handler
+	// (onEvents), which then need not decode their data again.
+	for k, ref := range refs {
+		if want[at[k]] {
+			a.taught.keep(evs[at[k]], ref)
 		}
 	}
 	return want, nil
