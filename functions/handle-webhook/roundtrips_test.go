@@ -109,3 +109,27 @@ func TestAPaymentTaughtByAWebhookIsKnownWithoutARead(t *testing.T) {
 		t.Fatalf("an event of a payment a webhook taught: %d round trips: %q", n, sql)
 	}
 }
+
+// A payment's first event is wanted for teaching the map, not for an
+// endpoint: when the replica's copy of the endpoints (its listener
+// connected) says none subscribes to its type, its transaction does not
+// read the endpoints to queue nothing (one round trip less for each
+// payment: issue 20).
+func TestATeachingEventNoEndpointWantsReadsNoEndpoint(t *testing.T) {
+	newReceiver(t, nil) // no endpoint
+	g, trips := newReplica(t)
+	heard(g, 0)
+	pid := uuid.NewString()
+	ev := events.Must(events.New(context.Background(), "capture-payment", events.TypePaymentCreated, pid, map[string]any{
+		"payment_id": pid, "status": "pending", "amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": "pi_e_" + pid[:8]}))
+	_, sqls := tripsOf(g, trips, ev)
+	for _, sql := range sqls {
+		if strings.Contains(sql, "id::text, events FROM webhook_endpoints") {
+			t.Fatalf("the transaction read the endpoints no one of which subscribes: %q", sqls)
+		}
+	}
+	if c := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway = 'sandbox' AND gateway_payment_id = $1 AND payment_id = $2`,
+		"pi_e_"+pid[:8], pid); c != 1 {
+		t.Fatal("the payment's event taught nothing")
+	}
+}

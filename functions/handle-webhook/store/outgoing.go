@@ -143,7 +143,12 @@ func (s *Store) DeleteEndpoint(ctx context.Context, id string) error {
 // Enqueue writes, in tx (the receiver's transaction, which records the
 // events as processed), one pending delivery per event per enabled
 // endpoint that subscribed to its type: at most one per (endpoint, event)
-// whatever the redeliveries. It answers how many it wrote.
+// whatever the redeliveries. It answers how many it wrote. When the
+// replica's copy of the endpoints (Interests) is usable and no endpoint in
+// it subscribes to the events' types, it reads nothing: the events are
+// here to teach the payment map (a payment's first event), and wanted
+// judged from that copy that no endpoint wants them, as it judges the
+// events it ignores.
 func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, evs []events.Event) (int, error) {
 	var wanted []events.Event
 	for _, ev := range evs {
@@ -152,6 +157,11 @@ func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, evs []events.Event) (int
 		}
 	}
 	if len(wanted) == 0 {
+		return 0, nil
+	}
+	if subs, ok := s.Interests.subscribed(); ok && !slices.ContainsFunc(wanted, func(ev events.Event) bool {
+		return slices.ContainsFunc(subs, func(patterns []string) bool { return outgoing.Matches(patterns, ev.Type()) })
+	}) {
 		return 0, nil
 	}
 	rows, err := tx.Query(ctx, `SELECT id::text, events FROM webhook_endpoints WHERE NOT disabled`)
