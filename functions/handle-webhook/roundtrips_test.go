@@ -82,7 +82,9 @@ func TestAPaymentsFirstEventLearnsInOneStatement(t *testing.T) {
 	_, sqls := tripsOf(g, trips, ev)
 	var learning []string
 	for _, sql := range sqls {
-		if !strings.HasPrefix(sql, "batch:") && (strings.Contains(sql, "webhook_payment_refs") || strings.Contains(sql, "webhook_events")) {
+		// Wanted's read of the map (outside the transaction) left out.
+		if !strings.HasPrefix(sql, "batch:") && !strings.HasPrefix(sql, "SELECT gateway, gateway_payment_id FROM webhook_payment_refs") &&
+			(strings.Contains(sql, "webhook_payment_refs") || strings.Contains(sql, "webhook_events")) {
 			learning = append(learning, sql)
 		}
 	}

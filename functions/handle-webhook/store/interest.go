@@ -108,15 +108,19 @@ func (c *Interests) drop() {
 	c.mu.Unlock()
 }
 
-// knows splits refs into those known here (into known) and the rest.
+// knows splits refs into those known here (true in known) and the rest,
+// each once (false in known): a payment's events name the same object.
 func (c *Interests) knows(refs []webhooks.PaymentRef, known map[[2]string]bool) (missing []webhooks.PaymentRef) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, r := range refs {
 		key := [2]string{r.Gateway, r.GatewayPaymentID}
-		if _, ok := c.refs[key]; ok {
-			known[key] = true
-		} else {
+		if _, seen := known[key]; seen {
+			continue
+		}
+		_, ok := c.refs[key]
+		known[key] = ok
+		if !ok {
 			missing = append(missing, r)
 		}
 	}

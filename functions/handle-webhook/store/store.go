@@ -333,48 +333,67 @@ func (s *Store) Interest(ctx context.Context, refs []webhooks.PaymentRef) (subsc
 	if cached && len(missing) == 0 {
 		return subscribed, known, nil
 	}
-	b := &pgx.Batch{}
-	if !cached {
-		b.Queue(`SELECT events FROM webhook_endpoints WHERE NOT disabled`)
-	}
+	var gws, gpids []string
 	if len(missing) > 0 {
-		gws, gpids := make([]string, len(missing)), make([]string, len(missing))
+		gws, gpids = make([]string, len(missing)), make([]string, len(missing))
 		for i, r := range missing {
 			gws[i], gpids[i] = r.Gateway, r.GatewayPaymentID
 		}
-		b.Queue(`SELECT gateway, gateway_payment_id FROM webhook_payment_refs
-			WHERE (gateway, gateway_payment_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`, gws, gpids)
 	}
-	br := s.pool.SendBatch(ctx, b)
-	defer br.Close()
-	if !cached {
-		rows, err := br.Query()
+	if cached {
+		// The references alone (the common case: a payment's first
+		// events): one query, not a batch of one.
+		rows, err := s.pool.Query(ctx, refsSQL, gws, gpids)
 		if err != nil {
 			return nil, nil, err
 		}
-		if subscribed, err = pgx.CollectRows(rows, pgx.RowTo[[]string]); err != nil {
-			return nil, nil, err
-		}
+		return subscribed, known, c.found(rows, known)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT events FROM webhook_endpoints WHERE NOT disabled`)
+	if len(missing) > 0 {
+		b.Queue(refsSQL, gws, gpids)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, err
+	}
+	if subscribed, err = pgx.CollectRows(rows, pgx.RowTo[[]string]); err != nil {
+		return nil, nil, err
 	}
 	if len(missing) > 0 {
 		rows, err := br.Query()
 		if err != nil {
 			return nil, nil, err
 		}
-		var (
-			key   [2]string
-			found [][2]string
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error {
-			known[key] = true
-			found = append(found, key)
-			return nil
-		}); err != nil {
+		if err := c.found(rows, known); err != nil {
 			return nil, nil, err
 		}
-		c.learn(found)
 	}
 	return subscribed, known, br.Close()
+}
+
+// refsSQL is which of the references ($1, $2) the payment map holds.
+const refsSQL = `SELECT gateway, gateway_payment_id FROM webhook_payment_refs
+	WHERE (gateway, gateway_payment_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`
+
+// found notes the references refsSQL answered in known, and remembers them.
+func (c *Interests) found(rows pgx.Rows, known map[[2]string]bool) error {
+	var (
+		key   [2]string
+		found [][2]string
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&key[0], &key[1]}, func() error {
+		known[key] = true
+		found = append(found, key)
+		return nil
+	}); err != nil {
+		return err
+	}
+	c.learn(found)
+	return nil
 }
 
 // Replay runs the normalization of stored delivery id again, under its
