@@ -1,0 +1,40 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/billfn/billfn/shared/events"
+)
+
+// A structured record's delivery request is built with a few allocations
+// (the header map, the values' one backing array, the formatted values'
+// one string), not one or two per header: 16 before headerValues.
+func TestADeliverysHeadersAllocateLittle(t *testing.T) {
+	m := &sarama.ConsumerMessage{Topic: "payment-events", Partition: 3, Offset: 123456,
+		Key: []byte("0193a5f0-7b7e-7c4e-9a43-5c2d7e1f2a3c"), Timestamp: time.Date(2026, 12, 4, 21, 0, 0, 123456000, time.UTC),
+		Value: []byte(`{"specversion":"1.0","id":"x","type":"billfn.payment.authorized","data":{}}`)}
+	msgs := []*sarama.ConsumerMessage{m}
+	_, _, h := delivery(msgs)
+	want := map[string]string{"Content-Type": events.ContentTypeStructured, "X-Topic": "payment-events",
+		"X-Kafka-Partition": "3", "X-Kafka-Offset": "123456", "X-Kafka-Timestamp": "2026-12-04T21:00:00.123456Z",
+		"X-Kafka-Key": "0193a5f0-7b7e-7c4e-9a43-5c2d7e1f2a3c", "X-Connector": "kafka-trigger", "User-Agent": "billfn-kafka-trigger"}
+	if len(h) != len(want) {
+		t.Errorf("headers %v, want %v", h, want)
+	}
+	for k, v := range want {
+		if got := h[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
+	// An Add to one header does not write over its neighbour's value.
+	h.Add("X-Topic", "other")
+	if h.Get("X-Kafka-Partition") != "3" || len(h["X-Topic"]) != 2 {
+		t.Errorf("after an Add: %v", h)
+	}
+	if n := testing.AllocsPerRun(200, func() { delivery(msgs) }); n > 8 {
+		t.Errorf("a structured record's delivery request: %v allocations, want at most 8", n)
+	}
+}
