@@ -426,7 +426,7 @@ func (o outcome) String() string {
 // deliver retries one delivery until it succeeds or is dead-lettered; false
 // means ctx ended first (nothing may be committed). With tracing on the
 // delivery (all its attempts) is a span: the child of the event's
-// traceparent for one event, a root linking every event's trace for a
+// traceparent for one event, a root linking every sampled event's trace for a
 // batch; the request carries its traceparent to the function.
 func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, recs []record) (ok bool) {
 	topic := msgs[0].Topic
@@ -505,8 +505,10 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 // its event's trace, none when that trace is not sampled (its context
 // passes on in the request). A batch: a root of its own whose sampling is
 // its own decision, whatever its events' (a batch of tens of events holds
-// a sampled one nearly always); when it is recorded, it links every
-// event's trace. In each sampled event's trace it also starts a delivery
+// a sampled one nearly always); when it is recorded, it links the trace
+// of every sampled event: an unsampled trace has no span to link to, and
+// at 10 % sampling nine links in ten (each record's traceparent parsed,
+// the link stored and exported) led nowhere. In each sampled event's trace it also starts a delivery
 // span of that record (child of its event's traceparent, linked to the
 // batch's when that is recorded), so every sampled producer's trace shows
 // its event's delivery. Only the sampled records' traceparents are parsed
@@ -533,6 +535,9 @@ func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, rec
 	if span.IsRecording() {
 		span.SetAttributes(c.deliveryAttributes(first, len(msgs))...)
 		for _, r := range recs {
+			if !r.sampled() {
+				continue // its trace has no span to link to (see span)
+			}
 			if sc, ok := r.parent(); ok {
 				span.AddLink(trace.Link{SpanContext: sc})
 			}

@@ -159,3 +159,81 @@ func TestTriggerBatchSpanFollowsItsOwnSamplingNotItsRecords(t *testing.T) {
 			s.SpanContext().TraceID(), s.Parent().SpanID(), len(s.Links()), sampledTrace, producer)
 	}
 }
+
+// A recorded batch span links the traces of its sampled events only: an
+// unsampled trace has no span to link to (nine links in ten at 10 %
+// sampling). Ten records, one sampled: one link, not ten.
+func TestTriggerBatchSpanLinksOnlyItsSampledEvents(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	restore := telemetry.Install(tp)
+	defer restore()
+	brokers := kafka(t)
+	const sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var msgs []*sarama.ProducerMessage
+	for i := range 10 {
+		m, ev := structured(t, events.TopicBilling, "acct", map[string]int{"n": i})
+		tp, _ := events.TraceOf(ev)
+		if i == 3 {
+			tp = "00-" + sampledTrace + "-00f067aa0ba902b7-01"
+		} else {
+			tp = tp[:53] + "00"
+		}
+		ev.SetExtension(events.TraceParentExt, tp)
+		body, err := events.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Value = sarama.ByteEncoder(body)
+		msgs = append(msgs, m)
+	}
+	produce(t, brokers, msgs...) // all there before the trigger starts: one batch
+	var (
+		mu        sync.Mutex
+		got, reqs int
+	)
+	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
+		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			evs, err := events.Parse(r, mustRead(r))
+			if err != nil {
+				t.Errorf("delivery: %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got += len(evs)
+			reqs++
+		})}}, nil)
+	waitFor(t, "the ten records", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return got == 10 })
+	mu.Lock()
+	if reqs != 1 {
+		t.Fatalf("%d deliveries: the ten records did not form one batch", reqs)
+	}
+	mu.Unlock()
+	var batch []sdktrace.ReadOnlySpan
+	for _, s := range rec.Started() {
+		if s.Name() == "deliver report" && !s.Parent().IsValid() {
+			batch = append(batch, s)
+		}
+	}
+	if len(batch) != 1 {
+		t.Fatalf("%d batch spans, want 1", len(batch))
+	}
+	// Links added after the start are read from the ended span.
+	waitFor(t, "the batch span's end", 10*time.Second, func() bool {
+		for _, s := range rec.Ended() {
+			if s.SpanContext().SpanID() == batch[0].SpanContext().SpanID() {
+				batch[0] = s
+				return true
+			}
+		}
+		return false
+	})
+	links := batch[0].Links()
+	if len(links) != 1 || links[0].SpanContext.TraceID().String() != sampledTrace {
+		for _, l := range links {
+			t.Logf("link to trace %s, sampled %v", l.SpanContext.TraceID(), l.SpanContext.IsSampled())
+		}
+		t.Fatalf("the batch span has %d links, want 1: the sampled event's trace %s", len(links), sampledTrace)
+	}
+}
