@@ -432,10 +432,11 @@ func (o outcome) String() string {
 func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, recs []record) (ok bool) {
 	topic := msgs[0].Topic
 	start := time.Now()
+	var passOn string
 	if telemetry.Enabled() {
 		var span trace.Span
 		var each []trace.Span
-		ctx, span, each = c.span(ctx, msgs, recs)
+		ctx, span, each, passOn = c.span(ctx, msgs, recs)
 		if span != nil {
 			each = append(each, span)
 		}
@@ -449,7 +450,7 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 		}()
 	}
 	for attempt := 1; ; attempt++ {
-		o := c.post(ctx, msgs)
+		o := c.post(ctx, msgs, passOn)
 		if !o.ok() {
 			if span := trace.SpanFromContext(ctx); span.IsRecording() {
 				span.AddEvent("attempt failed", trace.WithAttributes(attribute.Int("attempt", attempt), attribute.String("error", o.String())))
@@ -514,22 +515,38 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 // batch's when that is recorded), so every sampled producer's trace shows
 // its event's delivery. Only the sampled records' traceparents are parsed
 // then, and attributes are computed only for a span that records.
-func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, recs []record) (context.Context, trace.Span, []trace.Span) {
+//
+// A lone record of an unsampled trace whose traceparent is of version 00
+// and comes without tracestate (every event inside the stack) starts no
+// span and changes no context: passOn is its traceparent, which the
+// request carries as it came, the string Inject would format from it
+// (one allocation instead of five: the parse's string, the context and
+// its span, the formatted traceparent and its slice;
+// TestALoneUnsampledRecordsTraceparentPassesOnAsItCame).
+func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, recs []record) (_ context.Context, _ trace.Span, _ []trace.Span, passOn string) {
 	first := msgs[0]
+	if len(msgs) == 1 {
+		if r := recs[0]; len(r.ts) == 0 && len(r.tp) == 55 && string(r.tp[:3]) == "00-" && !r.sampled() {
+			tp := string(r.tp)
+			if sc, ok := telemetry.ParseParent(tp, ""); ok && !sc.IsSampled() {
+				return ctx, nil, nil, tp
+			}
+		}
+	}
 	name := "deliver " + c.name
 	if len(msgs) == 1 {
 		sc, ok := recs[0].parent()
 		if ok {
 			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 			if !sc.IsSampled() {
-				return ctx, nil, nil // not sampled: no span, its context passes on
+				return ctx, nil, nil, "" // not sampled: no span, its context passes on
 			}
 		}
 		ctx, span := telemetry.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
 		if span.IsRecording() {
 			span.SetAttributes(c.deliveryAttributes(first, 1)...)
 		}
-		return ctx, span, nil
+		return ctx, span, nil, ""
 	}
 	ctx, span := telemetry.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithNewRoot())
 	var opts []trace.SpanStartOption
@@ -561,7 +578,7 @@ func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, rec
 				attribute.Int64("messaging.kafka.offset", m.Offset), attribute.String("billfn.target", c.name)))...)
 		each = append(each, s)
 	}
-	return ctx, span, each
+	return ctx, span, each, ""
 }
 
 // deliveryAttributes describe a delivery of n records from first's
@@ -873,8 +890,19 @@ func sign(key []byte, t time.Time, body []byte) string {
 	return out
 }
 
-// post sends one delivery request.
-func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage) outcome {
+// carryTrace writes the traceparent a delivery carries into h: passOn
+// when not "" (span), else that of ctx.
+func carryTrace(ctx context.Context, h http.Header, passOn string) {
+	if passOn != "" {
+		h["Traceparent"] = []string{passOn}
+		return
+	}
+	telemetry.Inject(ctx, h)
+}
+
+// post sends one delivery request; passOn, when not "", is the
+// traceparent it carries (span), else that of ctx.
+func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage, passOn string) outcome {
 	body, pooled, h := delivery(msgs)
 	h[events.SignatureHeader] = []string{sign(c.t.key(), time.Now(), body)}
 
@@ -897,7 +925,7 @@ func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage) out
 	}
 	req.ContentLength = int64(len(body))
 	req.Header = h
-	telemetry.Inject(ctx, req.Header)
+	carryTrace(ctx, req.Header, passOn)
 	start := time.Now()
 	res, err := c.t.client.Do(req)
 	c.t.metrics.seconds.WithLabelValues(c.name).Observe(time.Since(start).Seconds())

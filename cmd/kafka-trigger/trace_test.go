@@ -233,3 +233,38 @@ func TestTriggerBatchSpanLinksOnlyItsSampledEvents(t *testing.T) {
 		t.Fatalf("%d batch spans with %d links, %d of them to an unsampled trace; want at most the sampled event's", batches, links, unsampled)
 	}
 }
+
+// A lone record of an unsampled trace starts no span and its traceparent
+// goes on as it came: two allocations (the header's string and its
+// slice), where parsing it into a context and formatting it again took
+// five.
+func TestALoneUnsampledRecordsTraceparentPassesOnAsItCame(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	restore := telemetry.Install(tp)
+	defer restore()
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+	m := &sarama.ConsumerMessage{Topic: events.TopicBilling, Value: []byte(`{"specversion":"1.0","id":"x","type":"billfn.test.happened","traceparent":"` + parent + `","data":{}}`)}
+	msgs, recs := []*sarama.ConsumerMessage{m}, []record{inspect(m)}
+	c := &consumer{name: "billing"}
+	ctx := context.Background()
+	h := http.Header{}
+	deliver := func() http.Header {
+		clear(h)
+		dctx, span, each, passOn := c.span(ctx, msgs, recs)
+		if span != nil || len(each) > 0 {
+			t.Fatal("a span for an unsampled record")
+		}
+		carryTrace(dctx, h, passOn)
+		return h
+	}
+	if got := deliver().Get("Traceparent"); got != parent {
+		t.Fatalf("the request carries traceparent %q, want the record's %q", got, parent)
+	}
+	if n := testing.AllocsPerRun(200, func() { deliver() }); n > 2 {
+		t.Errorf("a lone unsampled record's trace context: %v allocations, want at most 2 (the string, its slice)", n)
+	}
+	if n := len(rec.Started()); n != 0 {
+		t.Errorf("%d spans started", n)
+	}
+}
