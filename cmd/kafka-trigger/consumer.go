@@ -184,6 +184,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	defer c.t.metrics.lag.DeleteLabelValues(c.name, claim.Topic(), partition)
 	msgs := claim.Messages()
 	wants := c.sub.Wants // one method value for the claim, not one per record
+	names := typeNames{}
 	for {
 		var first *sarama.ConsumerMessage
 		select {
@@ -201,7 +202,7 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		batch := c.fill(ctx, msgs, first)
 		wanted := make([]record, 0, len(batch))
 		for _, m := range batch {
-			if r, ok := inspectFor(m, wants); ok {
+			if r, ok := inspectWith(m, wants, names); ok {
 				wanted = append(wanted, r)
 			} else {
 				c.t.metrics.events.WithLabelValues(c.name, events.TypeLabel(r.typ), "filtered").Inc()
@@ -323,8 +324,38 @@ func inspect(m *sarama.ConsumerMessage) record {
 // one the function would read; for any other value, what walkHead finds
 // (nothing, for a value that is not an object: every function takes it).
 func inspectFor(m *sarama.ConsumerMessage, wants func(string) bool) (record, bool) {
+	return inspectWith(m, wants, nil)
+}
+
+// typeNames are the CloudEvent types a claim has read, each kept as one
+// string: a record of a type seen before costs no copy of its type (one
+// allocation per record and consumer group before: every group reads every
+// record of its topics; TestARecordOfAKnownTypeIsReadWithoutAllocating).
+// At most maxTypeNames are kept, whatever types the records claim.
+type typeNames map[string]string
+
+const maxTypeNames = 64
+
+// name is b as a string, the one kept when n (nil: none) holds it.
+func (n typeNames) name(b []byte) string {
+	if s, ok := n[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if n != nil && len(n) < maxTypeNames {
+		n[s] = s
+	}
+	return s
+}
+
+// inspectWith is inspectFor with the claim's type names.
+func inspectWith(m *sarama.ConsumerMessage, wants func(string) bool, names typeNames) (record, bool) {
 	r := record{ConsumerMessage: m}
-	typ, fromHeader := header(m, "ce_type")
+	tv, fromHeader := headerValue(m, "ce_type")
+	var typ string
+	if fromHeader {
+		typ = names.name(tv)
+	}
 	binary := binaryMode(m)
 	traced := telemetry.Enabled()
 	if binary && fromHeader {
@@ -341,8 +372,12 @@ func inspectFor(m *sarama.ConsumerMessage, wants func(string) bool) (record, boo
 	head := walkHead(m.Value)
 	if !fromHeader {
 		typ = ""
-		if head.object {
-			typ = jsonString(head.typ) // a type that is not a string is no type
+		if head.object { // a type that is not a string is no type
+			if raw := head.typ; len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw[1:len(raw)-1], '\\') < 0 && utf8.Valid(raw[1:len(raw)-1]) {
+				typ = names.name(raw[1 : len(raw)-1]) // jsonString's fast path
+			} else {
+				typ = jsonString(raw)
+			}
 		}
 	}
 	r.typ = typ
