@@ -1,11 +1,13 @@
 package events
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +36,36 @@ var (
 func Sign(key []byte, t time.Time, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(key, ts, body))
+}
+
+// Signer signs as Sign does, keeping the HMAC state of the key it last
+// signed with: a signature then costs one allocation (the header) where
+// Sign's hmac.New costs a dozen and hashes the key's padded blocks again.
+// For a deliverer that signs every record (the kafka-trigger); a key
+// rotation is a new key passed in. Not safe for concurrent use.
+type Signer struct {
+	key []byte
+	mac hash.Hash
+	sum [sha256.Size]byte
+	buf []byte
+}
+
+// Sign is Sign(key, t, body) from s's kept state.
+func (s *Signer) Sign(key []byte, t time.Time, body []byte) string {
+	if s.mac == nil || !bytes.Equal(s.key, key) {
+		s.key, s.mac = bytes.Clone(key), hmac.New(sha256.New, key)
+	} else {
+		s.mac.Reset()
+	}
+	b := append(s.buf[:0], "t="...)
+	b = strconv.AppendInt(b, t.Unix(), 10)
+	b = append(b, '.')
+	s.mac.Write(b[2:]) // "<t>."
+	s.mac.Write(body)
+	b = append(b[:len(b)-1], ",v1="...)
+	b = hex.AppendEncode(b, s.mac.Sum(s.sum[:0]))
+	s.buf = b
+	return string(b)
 }
 
 func mac(key []byte, ts string, body []byte) []byte {
