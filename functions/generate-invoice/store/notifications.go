@@ -20,9 +20,14 @@ import (
 
 // An operator's notice (webhook_endpoint_id set) has no account nor owner:
 // they read as "".
+//
+// A claimed email's lease (leased_until, claimed_at: migration 00027) reads
+// as its next attempt and its last change, as when the claim moved
+// next_attempt_at and updated_at themselves.
 const notificationCols = `id, event_source, event_id, kind, invoice_id, subscription_id, coalesce(account_id::text, ''),
 	coalesce(owner_user_id::text, ''), webhook_endpoint_id, recipient, status, reason,
-	data, message_id, subject, attempts, next_attempt_at, smtp_code, smtp_response, resend_of, created_at, updated_at, sent_at`
+	data, message_id, subject, attempts, greatest(next_attempt_at, leased_until), smtp_code, smtp_response, resend_of, created_at,
+	greatest(updated_at, claimed_at), sent_at`
 
 func scanNotification(row pgx.Row) (*notify.Notification, error) {
 	n := &notify.Notification{Object: "notification"}
@@ -162,13 +167,17 @@ func (s *Store) ListNotifications(ctx context.Context, f NotificationFilter) ([]
 }
 
 // ClaimDueNotifications takes up to limit queued notifications whose next
-// attempt has come and leases them for lease: their next attempt moves to
+// attempt has come and leases them for lease: their lease ends at
 // now+lease and their attempts grow by one, in one statement, so another
 // sender (replica) does not take them meanwhile, and one that dies while
-// sending leaves them to be taken again when the lease ends.
+// sending leaves them to be taken again when the lease ends. The lease is
+// in columns no index holds (leased_until, claimed_at), so the claim is a
+// HOT update (TestEmailClaimsAreHOT); the rows read as if next_attempt_at
+// had moved to the lease's end (notificationCols).
 func (s *Store) ClaimDueNotifications(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]*notify.Notification, error) {
-	rows, err := s.pool.Query(ctx, `UPDATE invoice_notifications SET attempts = attempts + 1, next_attempt_at = $2, updated_at = $1
+	rows, err := s.pool.Query(ctx, `UPDATE invoice_notifications SET attempts = attempts + 1, leased_until = $2, claimed_at = $1
 		WHERE id IN (SELECT id FROM invoice_notifications WHERE status = 'queued' AND next_attempt_at <= $1
+			AND (leased_until IS NULL OR leased_until <= $1)
 			ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
 		RETURNING `+notificationCols, now, now.Add(lease), limit)
 	if err != nil {
@@ -179,7 +188,8 @@ func (s *Store) ClaimDueNotifications(ctx context.Context, now time.Time, lease 
 
 // RecordAttempts writes the outcomes of attempts (notify.Notification.Record)
 // in one statement (one round trip, one commit), each unless its row has
-// moved on meanwhile (another sender took it after the lease ended).
+// moved on meanwhile (another sender took it after the lease ended), and
+// ends their leases.
 func (s *Store) RecordAttempts(ctx context.Context, ns []*notify.Notification) error {
 	if len(ns) == 0 {
 		return nil
@@ -198,7 +208,8 @@ func (s *Store) RecordAttempts(ctx context.Context, ns []*notify.Notification) e
 		next[i], sent[i], updated[i], codes[i], attempts[i] = n.NextAttemptAt, n.SentAt, n.UpdatedAt, n.SMTPCode, n.Attempts
 	}
 	_, err := s.pool.Exec(ctx, `UPDATE invoice_notifications AS n SET status = u.status, reason = u.reason, subject = u.subject,
-		next_attempt_at = u.next_attempt_at, smtp_code = u.smtp_code, smtp_response = u.smtp_response, updated_at = u.updated_at, sent_at = u.sent_at
+		next_attempt_at = u.next_attempt_at, smtp_code = u.smtp_code, smtp_response = u.smtp_response, updated_at = u.updated_at, sent_at = u.sent_at,
+		leased_until = NULL, claimed_at = NULL
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[], $7::text[], $8::timestamptz[],
 			$9::timestamptz[], $10::int[])
 			AS u(id, status, reason, subject, next_attempt_at, smtp_code, smtp_response, updated_at, sent_at, attempts)
