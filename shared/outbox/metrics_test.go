@@ -53,7 +53,7 @@ func TestOutboxDepthAndOldestAgeFollowTheTable(t *testing.T) {
 	}
 	write(t, pool, source, 4)
 	if _, err := pool.Exec(context.Background(),
-		`UPDATE outbox SET created_at = now() - interval '90 seconds' WHERE id = (SELECT min(id) FROM outbox WHERE source = $1)`, source); err != nil {
+		`UPDATE outbox SET created_at = now() - interval '90 seconds' WHERE source = $1 AND id = (SELECT min(id) FROM outbox WHERE source = $1)`, source); err != nil {
 		t.Fatal(err)
 	}
 	got = gauges(t, pub, source)

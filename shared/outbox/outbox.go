@@ -453,9 +453,9 @@ func (p *Publisher) publishBatch(ctx context.Context) (n int, err error) {
 			"refused", len(perrs), "err", sendErr.Error())
 	}
 	b = &pgx.Batch{}
-	b.Queue(`DELETE FROM outbox WHERE id = ANY($1)`, sent)
+	b.Queue(deleteSQL, p.source, sent)
 	if len(refused) > 0 {
-		b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`, refused, sendErr.Error())
+		b.Queue(refusedSQL, p.source, refused, sendErr.Error())
 	}
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
@@ -468,6 +468,14 @@ func (p *Publisher) publishBatch(ctx context.Context) (n int, err error) {
 	}
 	return len(sent), nil
 }
+
+// The statements of a pass that find its rows by source and ids, the
+// outbox's primary key (migration 00006): the delete of those Kafka
+// acknowledged, the note on those it refused.
+const (
+	deleteSQL  = `DELETE FROM outbox WHERE source = $1 AND id = ANY($2)`
+	refusedSQL = `UPDATE outbox SET attempts = attempts + 1, last_error = $3 WHERE source = $1 AND id = ANY($2)`
+)
 
 // read takes the BEGIN and the SELECT of a pass from br and returns the
 // rows as messages, signed where they still need it; it closes br.
@@ -543,7 +551,7 @@ func (p *Publisher) sign(payload []byte) []byte {
 // recordFailure notes the error on the rows (for operators) and commits.
 func (p *Publisher) recordFailure(ctx context.Context, conn *pgxpool.Conn, ids []int64, cause error) error {
 	b := &pgx.Batch{}
-	b.Queue(`UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)`, ids, cause.Error())
+	b.Queue(refusedSQL, p.source, ids, cause.Error())
 	b.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		pgbatch.Rollback(conn)
