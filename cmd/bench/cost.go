@@ -268,6 +268,7 @@ type pgCounters struct {
 type tableRows struct {
 	Ins, Upd, HOT, Del int64
 	Indexes, Partial   int64 // the table's indexes, and how many of them are partial
+	BRIN               int64 // how many are BRIN: a summary per range of pages, not an entry per row
 }
 
 // IndexEntries is how many entries the rows written add to the table's
@@ -275,12 +276,18 @@ type tableRows struct {
 // new entry into every one of them. A partial index gets one only when the
 // row matches its predicate, which the counters do not say: its entries
 // are left out, so this is a lower bound where a table has partial indexes.
-func (t tableRows) IndexEntries() int64 { return (t.Ins + t.Upd - t.HOT) * (t.Indexes - t.Partial) }
+// A BRIN index holds a summary per range of pages, changed only when a row
+// widens a summarised range's: it is left out too.
+func (t tableRows) IndexEntries() int64 {
+	return (t.Ins + t.Upd - t.HOT) * (t.Indexes - t.Partial - t.BRIN)
+}
 
 // tablesQuery reads every table of the database the query runs in, one per
 // line, the fields tab-separated.
 const tablesQuery = `SELECT s.schemaname || '.' || s.relname, s.n_tup_ins, s.n_tup_upd, s.n_tup_hot_upd, s.n_tup_del,
-	(SELECT count(*) FROM pg_index i WHERE i.indrelid = s.relid), (SELECT count(*) FROM pg_index i WHERE i.indrelid = s.relid AND i.indpred IS NOT NULL)
+	(SELECT count(*) FROM pg_index i WHERE i.indrelid = s.relid), (SELECT count(*) FROM pg_index i WHERE i.indrelid = s.relid AND i.indpred IS NOT NULL),
+	(SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+		WHERE i.indrelid = s.relid AND i.indpred IS NULL AND a.amname = 'brin')
 	FROM pg_stat_user_tables s`
 
 // readTables is tablesQuery in db.
@@ -300,10 +307,10 @@ func parseTables(out []byte) (map[string]tableRows, error) {
 			continue
 		}
 		f := strings.Split(line, "\t")
-		if len(f) != 7 {
-			return nil, fmt.Errorf("pg_stat_user_tables line %q: %d fields, want 7", line, len(f))
+		if len(f) != 8 {
+			return nil, fmt.Errorf("pg_stat_user_tables line %q: %d fields, want 8", line, len(f))
 		}
-		var n [6]int64
+		var n [7]int64
 		for i := range n {
 			v, err := strconv.ParseInt(f[i+1], 10, 64)
 			if err != nil {
@@ -311,7 +318,7 @@ func parseTables(out []byte) (map[string]tableRows, error) {
 			}
 			n[i] = v
 		}
-		tables[f[0]] = tableRows{Ins: n[0], Upd: n[1], HOT: n[2], Del: n[3], Indexes: n[4], Partial: n[5]}
+		tables[f[0]] = tableRows{Ins: n[0], Upd: n[1], HOT: n[2], Del: n[3], Indexes: n[4], Partial: n[5], BRIN: n[6]}
 	}
 	return tables, nil
 }
@@ -325,7 +332,7 @@ func tablesWritten(before, after map[string]tableRows, idle map[string]tableRows
 	less := func(v, idle int64) int64 { return max(0, v-int64(float64(idle)*extra+0.5)) }
 	for name, a := range after {
 		b, i := before[name], idle[name]
-		w := tableRows{Ins: less(a.Ins-b.Ins, i.Ins), Upd: less(a.Upd-b.Upd, i.Upd), HOT: less(a.HOT-b.HOT, i.HOT), Del: less(a.Del-b.Del, i.Del), Indexes: a.Indexes, Partial: a.Partial}
+		w := tableRows{Ins: less(a.Ins-b.Ins, i.Ins), Upd: less(a.Upd-b.Upd, i.Upd), HOT: less(a.HOT-b.HOT, i.HOT), Del: less(a.Del-b.Del, i.Del), Indexes: a.Indexes, Partial: a.Partial, BRIN: a.BRIN}
 		w.HOT = min(w.HOT, w.Upd)
 		if w.Ins+w.Upd+w.Del > 0 {
 			out[name] = w

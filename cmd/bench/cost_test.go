@@ -161,21 +161,26 @@ func TestAWindowPaysForThePagesItDirtiedAndOnlyThose(t *testing.T) {
 }
 
 func TestParseTablesReadsPsqlsLines(t *testing.T) {
-	got, err := parseTables([]byte("public.payments\t10\t20\t5\t1\t4\t1\nbillfn.outbox\t3\t0\t0\t3\t2\t0\n"))
+	got, err := parseTables([]byte("public.payments\t10\t20\t5\t1\t4\t1\t0\nbillfn.outbox\t3\t0\t0\t3\t2\t0\t0\npublic.processed_events\t4\t0\t0\t0\t2\t0\t1\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]tableRows{
-		"public.payments": {Ins: 10, Upd: 20, HOT: 5, Del: 1, Indexes: 4, Partial: 1},
-		"billfn.outbox":   {Ins: 3, Del: 3, Indexes: 2},
+		"public.payments":         {Ins: 10, Upd: 20, HOT: 5, Del: 1, Indexes: 4, Partial: 1},
+		"billfn.outbox":           {Ins: 3, Del: 3, Indexes: 2},
+		"public.processed_events": {Ins: 4, Indexes: 2, BRIN: 1},
 	}
-	if len(got) != len(want) || got["public.payments"] != want["public.payments"] || got["billfn.outbox"] != want["billfn.outbox"] {
+	if len(got) != len(want) || got["public.payments"] != want["public.payments"] || got["billfn.outbox"] != want["billfn.outbox"] ||
+		got["public.processed_events"] != want["public.processed_events"] {
 		t.Fatalf("parseTables = %+v, want %+v", got, want)
 	}
 	if got := got["public.payments"].IndexEntries(); got != (10+20-5)*3 {
 		t.Errorf("IndexEntries = %d, want %d (the 3 full indexes)", got, (10+20-5)*3)
 	}
-	for _, s := range []string{"public.t\t1\t2\t3\t4\t0", "public.t\t1\t2\tx\t4\t5\t0"} {
+	if got := got["public.processed_events"].IndexEntries(); got != 4 {
+		t.Errorf("IndexEntries = %d, want 4 (a BRIN index holds no entry per row)", got)
+	}
+	for _, s := range []string{"public.t\t1\t2\t3\t4\t0\t0", "public.t\t1\t2\tx\t4\t5\t0\t0"} {
 		if _, err := parseTables([]byte(s)); err == nil {
 			t.Errorf("parseTables(%q) succeeded", s)
 		}
@@ -217,7 +222,7 @@ func TestAWindowCountsTheRowsItWrote(t *testing.T) {
 	}
 	psql("CREATE TABLE before_window (id int PRIMARY KEY); INSERT INTO before_window VALUES (1), (2)")
 	m := beginCost(ctx, classifier{db: db})
-	psql("CREATE TABLE w (id int PRIMARY KEY, v text); CREATE INDEX ON w (v); CREATE INDEX ON w (id) WHERE v = 'none'; INSERT INTO w VALUES (1, 'a'), (2, 'b'), (3, 'c'); " +
+	psql("CREATE TABLE w (id int PRIMARY KEY, v text); CREATE INDEX ON w (v); CREATE INDEX ON w (id) WHERE v = 'none'; CREATE INDEX ON w USING brin (id); INSERT INTO w VALUES (1, 'a'), (2, 'b'), (3, 'c'); " +
 		"UPDATE w SET id = 10 WHERE id = 1; UPDATE w SET v = 'x' WHERE id = 2; DELETE FROM w WHERE id = 3; " +
 		"CREATE TABLE h (id int PRIMARY KEY, n int); INSERT INTO h VALUES (1, 0); UPDATE h SET n = 1")
 	m.endCPU(ctx, 0)
@@ -226,7 +231,7 @@ func TestAWindowCountsTheRowsItWrote(t *testing.T) {
 		t.Fatal(c.Err)
 	}
 	want := map[string]tableRows{
-		"public.w": {Ins: 3, Upd: 2, Del: 1, Indexes: 3, Partial: 1},
+		"public.w": {Ins: 3, Upd: 2, Del: 1, Indexes: 4, Partial: 1, BRIN: 1},
 		"public.h": {Ins: 1, Upd: 1, HOT: 1, Indexes: 1},
 	}
 	if len(c.Rows) != len(want) || c.Rows["public.w"] != want["public.w"] || c.Rows["public.h"] != want["public.h"] {
@@ -242,15 +247,15 @@ func TestAWindowCountsTheRowsItWrote(t *testing.T) {
 func TestRenderRowsShowsTheTablesThatCountAndTotalsAll(t *testing.T) {
 	var b strings.Builder
 	renderRows(&b, map[string]tableRows{
-		"s.few":   {Ins: 2, Indexes: 1},                                   // 0.002 per op: left out
-		"s.small": {Ins: 1000, Indexes: 1},                                // 1,000 entries
-		"s.big":   {Ins: 1000, Upd: 2000, HOT: 0, Indexes: 4, Partial: 1}, // 9,000 entries in the full ones
+		"s.few":   {Ins: 2, Indexes: 1},                                            // 0.002 per op: left out
+		"s.small": {Ins: 1000, Indexes: 1},                                         // 1,000 entries
+		"s.big":   {Ins: 1000, Upd: 2000, HOT: 0, Indexes: 5, Partial: 1, BRIN: 1}, // 9,000 entries in the full b-trees
 	}, 1000)
 	out := b.String()
 	if strings.Contains(out, "s.few") {
 		t.Errorf("a table written twice in 1,000 operations is listed:\n%s", out)
 	}
-	big, small := strings.Index(out, "| s.big | 4 (1 partial) | 1.00 | 2.00 | 0.00 | 0.00 | 9.00 |"), strings.Index(out, "| s.small | 1 | 1.00 |")
+	big, small := strings.Index(out, "| s.big | 5 (1 partial, 1 BRIN) | 1.00 | 2.00 | 0.00 | 0.00 | 9.00 |"), strings.Index(out, "| s.small | 1 | 1.00 |")
 	if big < 0 || small < 0 || big > small {
 		t.Errorf("want s.big (9 entries per op) before s.small (1):\n%s", out)
 	}

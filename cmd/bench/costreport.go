@@ -133,7 +133,7 @@ func renderRows(b *strings.Builder, rows map[string]tableRows, ops int64) {
 		allEntries += entries(name)
 	}
 	per := func(n int64) string { return fmt.Sprintf("%.2f", float64(n)/float64(max(ops, 1))) }
-	b.WriteString("\nRows written per operation, by table (`pg_stat_user_tables` over the window, less the idle stack's; an inserted row, and an updated one unless the update is HOT, adds an entry to each of its table's full indexes, and to a partial one when it matches its predicate, which is not counted):\n\n")
+	b.WriteString("\nRows written per operation, by table (`pg_stat_user_tables` over the window, less the idle stack's; an inserted row, and an updated one unless the update is HOT, adds an entry to each of its table's full indexes, and to a partial one when it matches its predicate, which is not counted; a BRIN index, a summary per range of pages, is not counted either):\n\n")
 	b.WriteString("| table | indexes | inserted | updated | of which HOT | deleted | entries in full indexes |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, name := range names {
 		t := rows[name]
@@ -141,8 +141,15 @@ func renderRows(b *strings.Builder, rows map[string]tableRows, ops int64) {
 			continue
 		}
 		indexes := strconv.FormatInt(t.Indexes, 10)
+		var kinds []string
 		if t.Partial > 0 {
-			indexes += fmt.Sprintf(" (%d partial)", t.Partial)
+			kinds = append(kinds, fmt.Sprintf("%d partial", t.Partial))
+		}
+		if t.BRIN > 0 {
+			kinds = append(kinds, fmt.Sprintf("%d BRIN", t.BRIN))
+		}
+		if len(kinds) > 0 {
+			indexes += " (" + strings.Join(kinds, ", ") + ")"
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", name, indexes, per(t.Ins), per(t.Upd), per(t.HOT), per(t.Del), per(t.IndexEntries()))
 	}
