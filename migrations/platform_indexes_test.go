@@ -34,7 +34,8 @@ func indexDefs(t *testing.T, conn *pgx.Conn, table string) []string {
 }
 
 // The platform's index migrations (00006: the outbox keyed by (source,
-// id)) go up and down on tables holding rows, and keep them.
+// id); 00007: processed_events' processed_at a BRIN index) go up and down
+// on tables holding rows, and keep them.
 func TestPlatformIndexMigrationsKeepTheRows(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.FreshDatabase(t, false)
@@ -83,10 +84,12 @@ func TestPlatformIndexMigrationsKeepTheRows(t *testing.T) {
 		}
 		rows("after up")
 		want("after up", "outbox", "outbox_pkey btree (source, id)")
+		want("after up", "processed_events", "processed_events_pkey btree (consumer, source, id)", "processed_events_processed_at_idx brin (processed_at)")
 		if err := m.DownTo(ctx, 5, io.Discard); err != nil {
 			t.Fatalf("down to 5: %v", err)
 		}
 		rows("after down")
 		want("after down", "outbox", "outbox_pkey btree (id)", "outbox_source_idx btree (source, id)")
+		want("after down", "processed_events", "processed_events_pkey btree (consumer, source, id)", "processed_events_processed_at_idx btree (processed_at)")
 	}
 }
