@@ -100,46 +100,7 @@ func TestTriggerBatchSpanFollowsItsOwnSamplingNotItsRecords(t *testing.T) {
 		sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 		producer     = "00f067aa0ba902b7"
 	)
-	var msgs []*sarama.ProducerMessage
-	for i := range 10 {
-		m, ev := structured(t, events.TopicBilling, "acct", map[string]int{"n": i})
-		tp, _ := events.TraceOf(ev)
-		if i == 3 {
-			tp = "00-" + sampledTrace + "-" + producer + "-01"
-		} else {
-			tp = tp[:53] + "00"
-		}
-		ev.SetExtension(events.TraceParentExt, tp)
-		body, err := events.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Value = sarama.ByteEncoder(body)
-		msgs = append(msgs, m)
-	}
-	produce(t, brokers, msgs...) // all there before the trigger starts: one batch
-	var (
-		mu           sync.Mutex
-		got, largest int
-	)
-	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
-		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			evs, err := events.Parse(r, mustRead(r))
-			if err != nil {
-				t.Errorf("delivery: %v", err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			got += len(evs)
-			largest = max(largest, len(evs))
-		})}}, nil)
-	waitFor(t, "the ten records", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return got == 10 })
-	mu.Lock()
-	if largest < 2 {
-		t.Fatalf("largest delivery %d: no batch formed", largest)
-	}
-	mu.Unlock()
+	deliverTenOneSampled(t, brokers, "00-"+sampledTrace+"-"+producer+"-01")
 	// A recorded span is started before its delivery's request is sent.
 	var delivery []sdktrace.ReadOnlySpan
 	for _, s := range rec.Started() {
@@ -171,46 +132,7 @@ func TestTriggerBatchSpanLinksOnlyItsSampledEvents(t *testing.T) {
 	defer restore()
 	brokers := kafka(t)
 	const sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	var msgs []*sarama.ProducerMessage
-	for i := range 10 {
-		m, ev := structured(t, events.TopicBilling, "acct", map[string]int{"n": i})
-		tp, _ := events.TraceOf(ev)
-		if i == 3 {
-			tp = "00-" + sampledTrace + "-00f067aa0ba902b7-01"
-		} else {
-			tp = tp[:53] + "00"
-		}
-		ev.SetExtension(events.TraceParentExt, tp)
-		body, err := events.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Value = sarama.ByteEncoder(body)
-		msgs = append(msgs, m)
-	}
-	produce(t, brokers, msgs...) // all there before the trigger starts: one batch
-	var (
-		mu           sync.Mutex
-		got, largest int
-	)
-	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
-		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			evs, err := events.Parse(r, mustRead(r))
-			if err != nil {
-				t.Errorf("delivery: %v", err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			got += len(evs)
-			largest = max(largest, len(evs))
-		})}}, nil)
-	waitFor(t, "the ten records", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return got == 10 })
-	mu.Lock()
-	if largest < 2 {
-		t.Fatalf("largest delivery %d: no batch formed", largest)
-	}
-	mu.Unlock()
+	deliverTenOneSampled(t, brokers, "00-"+sampledTrace+"-00f067aa0ba902b7-01")
 	// A batch span is a root; its links are read once it ended.
 	var batches, links, unsampled int
 	waitFor(t, "the batch spans' end", 10*time.Second, func() bool {
@@ -266,5 +188,53 @@ func TestALoneUnsampledRecordsTraceparentPassesOnAsItCame(t *testing.T) {
 	}
 	if n := len(rec.Started()); n != 0 {
 		t.Errorf("%d spans started", n)
+	}
+}
+
+// deliverTenOneSampled produces ten structured records of which the fourth
+// carries the sampled traceparent sampled and the others their own trace
+// unsampled, all before the trigger starts, and waits until a function
+// with a batch size of ten received them all, at least two in a delivery.
+func deliverTenOneSampled(t *testing.T, brokers []string, sampled string) {
+	t.Helper()
+	var msgs []*sarama.ProducerMessage
+	for i := range 10 {
+		m, ev := structured(t, events.TopicBilling, "acct", map[string]int{"n": i})
+		tp, _ := events.TraceOf(ev)
+		if i == 3 {
+			tp = sampled
+		} else {
+			tp = tp[:53] + "00"
+		}
+		ev.SetExtension(events.TraceParentExt, tp)
+		body, err := events.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Value = sarama.ByteEncoder(body)
+		msgs = append(msgs, m)
+	}
+	produce(t, brokers, msgs...) // all there before the trigger starts: one batch
+	var (
+		mu           sync.Mutex
+		got, largest int
+	)
+	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
+		handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			evs, err := events.Parse(r, mustRead(r))
+			if err != nil {
+				t.Errorf("delivery: %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			got += len(evs)
+			largest = max(largest, len(evs))
+		})}}, nil)
+	waitFor(t, "the ten records", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return got == 10 })
+	mu.Lock()
+	defer mu.Unlock()
+	if largest < 2 {
+		t.Fatalf("largest delivery %d: no batch formed", largest)
 	}
 }
