@@ -133,15 +133,6 @@ func Message(e *Email, now time.Time) (*gomail.Msg, error) {
 // server would refuse): permanent.
 var ErrBadMessage = errors.New("the email cannot be built")
 
-// Send delivers e on a connection of its own (Session sends several on
-// one). The outcome says what the server answered; sent is true when it
-// accepted the message.
-func (m *Mailer) Send(ctx context.Context, e *Email, now time.Time) (o Outcome, sent bool) {
-	s := m.Session()
-	defer s.Close()
-	return s.Send(ctx, e, now)
-}
-
 // Session sends emails one after the other over one SMTP connection:
 // dialed at the first, closed and dialed again after any failure (the
 // connection may be broken or the server may want it closed), so one

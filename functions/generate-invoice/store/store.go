@@ -616,11 +616,6 @@ func ListCoupons(ctx context.Context, q Querier, after string, limit int) ([]inv
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (invoicing.Coupon, error) { return scanCoupon(r) })
 }
 
-func RedeemCoupon(ctx context.Context, tx pgx.Tx, id string) error {
-	_, err := tx.Exec(ctx, `UPDATE coupons SET times_redeemed = times_redeemed + 1 WHERE id = $1`, id)
-	return err
-}
-
 // ---- subscriptions ----
 
 const subCols = `id, account_id, owner_user_id, status, plan_name, plan_amount, currency, interval, interval_count,
