@@ -7,9 +7,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/billfn/billfn/migrations"
-	"github.com/billfn/billfn/shared/testenv"
 )
 
 // indexDefs is the definitions of table's indexes, in name order, without
@@ -38,17 +35,7 @@ func indexDefs(t *testing.T, conn *pgx.Conn, table string) []string {
 // on tables holding rows, and keep them.
 func TestPlatformIndexMigrationsKeepTheRows(t *testing.T) {
 	ctx := context.Background()
-	url := testenv.FreshDatabase(t, false)
-	m, err := migrations.NewMigrator(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	m, conn := freshMigrator(t)
 	if err := m.Up(ctx, io.Discard); err != nil {
 		t.Fatalf("up: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
@@ -24,12 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // nothing (issue 20); an event an endpoint subscribes to does.
 func TestOnlyADeliveryThatQueuedSomethingWakesTheSender(t *testing.T) {
 	d, kit := testenv.Platform(t, webhooks.Name)
-	cfg := Config{StripeSecrets: "whsec_test", SandboxSecrets: "whsec_sandbox", Tolerance: config.Duration(300 * time.Second),
-		RateLimit: 5000, SendTimeout: config.Duration(5 * time.Second), AllowedHosts: "127.0.0.1"}
-	a, err := New(d, cfg, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newTestAPI(t, d)
 	if _, err := d.Pool.Exec(context.Background(), `UPDATE webhook_endpoints SET disabled = true`); err != nil {
 		t.Fatal(err) // no endpoint subscribes (none left by another test)
 	}
@@ -75,4 +71,17 @@ func TestOnlyADeliveryThatQueuedSomethingWakesTheSender(t *testing.T) {
 	if !deliver(pay(events.TypePaymentCaptured)) {
 		t.Fatal("an event queued for a subscribed endpoint woke no sender")
 	}
+}
+
+// newTestAPI is handle-webhook's API on d, configured with the test
+// secrets and limits the api package's tests share.
+func newTestAPI(t *testing.T, d *platform.Deps) *API {
+	t.Helper()
+	cfg := Config{StripeSecrets: "whsec_test", SandboxSecrets: "whsec_sandbox", Tolerance: config.Duration(300 * time.Second),
+		RateLimit: 5000, SendTimeout: config.Duration(5 * time.Second), AllowedHosts: "127.0.0.1"}
+	a, err := New(d, cfg, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

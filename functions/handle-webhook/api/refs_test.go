@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
-	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -22,12 +21,7 @@ import (
 // of another event.
 func TestAPaymentEventIsDecodedOnce(t *testing.T) {
 	d, kit := testenv.Platform(t, webhooks.Name)
-	cfg := Config{StripeSecrets: "whsec_test", SandboxSecrets: "whsec_sandbox", Tolerance: config.Duration(300 * time.Second),
-		RateLimit: 5000, SendTimeout: config.Duration(5 * time.Second), AllowedHosts: "127.0.0.1"}
-	a, err := New(d, cfg, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newTestAPI(t, d)
 	ctx := context.Background()
 	pay := func(pid, typ string) events.Event {
 		return events.Must(events.New(ctx, "capture-payment", typ, pid, map[string]any{"payment_id": pid, "status": "succeeded",
@@ -81,12 +75,7 @@ func countRefs(t *testing.T, a *API, gp, pid string) int {
 // handle-webhook's CPU in the payments scenario (issue 20).
 func TestAskingAboutAnUnknownPaymentIsOneCheapRead(t *testing.T) {
 	d, _ := testenv.Platform(t, webhooks.Name)
-	cfg := Config{StripeSecrets: "whsec_test", SandboxSecrets: "whsec_sandbox", Tolerance: config.Duration(300 * time.Second),
-		RateLimit: 5000, SendTimeout: config.Duration(5 * time.Second), AllowedHosts: "127.0.0.1"}
-	a, err := New(d, cfg, time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newTestAPI(t, d)
 	for deadline := time.Now().Add(10 * time.Second); !a.store.Interests.Cached(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the endpoints were never loaded")
