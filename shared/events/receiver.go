@@ -100,6 +100,13 @@ type Receiver struct {
 	Tick      func(ctx context.Context) error
 	TickEvery time.Duration
 
+	// ProcessedRetention is how long the consumer's processed_events rows,
+	// the dedupe of the events it applies in a transaction, are kept; zero
+	// keeps them forever. A schedule tick deletes the older ones, after
+	// Tick, at most once per PruneEvery (pruneProcessed). It must outlast
+	// every redelivery of an event (docs/events.md, "Deduplication").
+	ProcessedRetention time.Duration
+
 	// Batch, when set, handles deliveries of several events in one
 	// transaction (the fast path for batch mode). It takes the types
 	// registered with On; a receiver that registers none takes every
@@ -150,6 +157,7 @@ type Receiver struct {
 	metricsOnce sync.Once
 	tickMu      sync.Mutex
 	lastTick    time.Time
+	lastPrune   time.Time
 }
 
 // On registers the handler of an event type.
@@ -476,7 +484,7 @@ func (rc *Receiver) authenticate(r *http.Request, body []byte) error {
 }
 
 func (rc *Receiver) tick(w http.ResponseWriter, r *http.Request) {
-	if rc.Tick == nil {
+	if rc.Tick == nil && rc.ProcessedRetention <= 0 {
 		httpx.WriteJSON(w, http.StatusOK, Result{Tick: true})
 		return
 	}
@@ -495,11 +503,60 @@ func (rc *Receiver) tick(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.lastTick = rc.now()
 	rc.tickMu.Unlock()
-	if err := rc.Tick(r.Context()); err != nil {
+	var err error
+	if rc.Tick != nil {
+		err = rc.Tick(r.Context())
+	}
+	// Pruned whether or not Tick failed, and after it, so a slow or
+	// failing delete never delays or stops the function's own work.
+	if perr := rc.pruneProcessed(r.Context()); perr != nil {
+		slog.ErrorContext(r.Context(), "processed_events retention failed", "consumer", rc.Consumer, "err", perr.Error())
+		err = errors.Join(err, perr)
+	}
+	if err != nil {
 		problem.Write(w, r, &problem.Error{Code: problem.Unavailable, Detail: "the tick failed; it will run again", Err: err})
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, Result{Tick: true})
+}
+
+// PruneEvery is the least time between two deletions of a consumer's
+// expired processed_events rows by one process: the rows expire by the
+// day, so deleting at every tick (each second) would only add statements.
+const PruneEvery = 10 * time.Minute
+
+// pruneBatch is how many rows one DELETE of pruneProcessed removes at most,
+// so no statement holds many row locks or runs long.
+const pruneBatch = 5000
+
+// pruneProcessed deletes the consumer's processed_events rows older than
+// ProcessedRetention, in batches, unless it ran less than PruneEvery ago.
+// processed_at's BRIN index finds the old rows: they are the table's first
+// pages, since rows are inserted in processed_at order.
+func (rc *Receiver) pruneProcessed(ctx context.Context) error {
+	if rc.ProcessedRetention <= 0 {
+		return nil
+	}
+	rc.tickMu.Lock()
+	now := rc.now()
+	if !rc.lastPrune.IsZero() && now.Sub(rc.lastPrune) < PruneEvery {
+		rc.tickMu.Unlock()
+		return nil
+	}
+	rc.lastPrune = now
+	rc.tickMu.Unlock()
+	cutoff := now.Add(-rc.ProcessedRetention)
+	for {
+		tag, err := rc.Pool.Exec(ctx, `DELETE FROM processed_events WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM processed_events WHERE processed_at < $2 AND consumer = $1 LIMIT $3))`,
+			rc.Consumer, cutoff, pruneBatch)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() < pruneBatch {
+			return nil
+		}
+	}
 }
 
 // Parse reads the events of a delivery in any supported mode.
