@@ -79,6 +79,13 @@ type Config struct {
 	// drive the tick's work (capture-payment's reconciliation calls to the
 	// payment gateway) faster. A function may ask for a longer interval.
 	TickMinInterval config.Duration `envconfig:"TICK_MIN_INTERVAL" default:"1s"`
+	// ProcessedEventsRetention is how long the receiver keeps its
+	// processed_events rows, the dedupe of the events it applied
+	// (events.Receiver.ProcessedRetention); 0 keeps them forever. It must
+	// outlast every redelivery of an event: a replay of the topic with
+	// the longest retention (transaction-events, 90 days, plus up to a
+	// Kafka segment's 7 days) from its oldest record. See docs/events.md.
+	ProcessedEventsRetention config.Duration `envconfig:"PROCESSED_EVENTS_RETENTION" default:"2400h"`
 	// TrustedProxies are the proxies whose X-Forwarded-For entries are
 	// believed when finding a client's address (httpx.ClientIP):
 	// comma-separated CIDRs. Empty means loopback, where the local
@@ -87,6 +94,12 @@ type Config struct {
 	// RateLimit is the per-caller rate limit of the routes served by Mux.
 	RateLimit RateLimitConfig
 }
+
+// MinProcessedEventsRetention is the shortest ProcessedEventsRetention a
+// function accepts: Kafka's default retention, and that of billfn's
+// shortest-lived topic (user-events). A dedupe shorter than the topics'
+// retention would apply a replayed event again.
+const MinProcessedEventsRetention = 7 * 24 * time.Hour
 
 // Keys splits EventKeys. OpenWith checks them with events.ParseKeys, which
 // refuses a key shorter than events.MinKeyLen bytes.
@@ -170,6 +183,10 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 		// Its events would all be parked: say so at start, not later.
 		return nil, fmt.Errorf("%s: its public key is not among the origin-public-keys of %s", OriginKeySecret(name), events.Source(name))
 	}
+	if r := cfg.ProcessedEventsRetention.D(); r != 0 && r < MinProcessedEventsRetention {
+		return nil, fmt.Errorf("PROCESSED_EVENTS_RETENTION is %v: the dedupe must last at least %v (the topics' retention), or 0 to keep it forever",
+			r, MinProcessedEventsRetention)
+	}
 	if err := cfg.Kafka.SASL.Load(); err != nil {
 		return nil, err
 	}
@@ -198,7 +215,7 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.Publisher.Auth = cfg.Kafka.SASL
 	d.Publisher.Start(ctx)
 	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, KeyRing: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned,
-		TickEvery: cfg.TickMinInterval.D(), Origins: origins}
+		TickEvery: cfg.TickMinInterval.D(), ProcessedRetention: cfg.ProcessedEventsRetention.D(), Origins: origins}
 	if cfg.EventsTrustUnsigned {
 		slog.Warn("EVENTS_TRUST_UNSIGNED is set: unsigned event deliveries are accepted; this endpoint must be cluster-local", "function", name)
 	}

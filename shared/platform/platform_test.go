@@ -251,3 +251,58 @@ func TestReadinessFailsWhilePostgresIsUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// PROCESSED_EVENTS_RETENTION sets how long the receiver keeps its
+// processed_events rows: 100 days unless set, 0 for ever, and a value
+// shorter than a week (Kafka's default retention, the shortest of billfn's
+// topics), or negative, is refused at start-up, naming the variable.
+func TestOpenSetsTheProcessedEventsRetention(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv(config.SecretsDirEnv, dir)
+	t.Setenv("DATABASE_URL", testenv.DatabaseURL(t))
+	t.Setenv("EVENT_SIGNING_KEYS", testenv.EventKey)
+	t.Setenv("JWT_ALG", "HS256")
+	t.Setenv("JWT_SECRET", testenv.JWTSecret)
+	t.Setenv("EVENT_ORIGIN_PUBLIC_KEYS", strings.ReplaceAll(testenv.OriginPublicKeys("demo"), "\n", ";"))
+	if err := os.WriteFile(filepath.Join(dir, platform.OriginKeySecret("demo")), []byte(testenv.OriginKeyPEM("demo")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+		ok    bool
+	}{
+		{"", 2400 * time.Hour, true},
+		{"720h", 720 * time.Hour, true},
+		{"168h", 168 * time.Hour, true},
+		{"0", 0, true},
+		{"167h", 0, false},
+		{"24h", 0, false},
+		{"-2400h", 0, false},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			t.Setenv("PROCESSED_EVENTS_RETENTION", tc.value)
+			if tc.value == "" {
+				os.Unsetenv("PROCESSED_EVENTS_RETENTION") // t.Setenv restores it
+			}
+			d, err := platform.Open(context.Background(), "demo")
+			if !tc.ok {
+				if err == nil {
+					d.Close()
+					t.Fatal("Open succeeded")
+				}
+				if !strings.Contains(err.Error(), "PROCESSED_EVENTS_RETENTION") {
+					t.Fatalf("error %q does not name PROCESSED_EVENTS_RETENTION", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if d.Events.ProcessedRetention != tc.want {
+				t.Fatalf("Events.ProcessedRetention = %v, want %v", d.Events.ProcessedRetention, tc.want)
+			}
+		})
+	}
+}
