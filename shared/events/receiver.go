@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
@@ -158,6 +160,7 @@ type Receiver struct {
 	tickMu      sync.Mutex
 	lastTick    time.Time
 	lastPrune   time.Time
+	pruned      []int64 // BRIN ranges pruneProcessed could not desummarize yet
 }
 
 // On registers the handler of an event type.
@@ -529,10 +532,23 @@ const PruneEvery = 10 * time.Minute
 // so no statement holds many row locks or runs long.
 const pruneBatch = 5000
 
+// brinPagesPerRange is the pages_per_range of processed_at's BRIN index
+// (PostgreSQL's default): the blocks one summary covers.
+const brinPagesPerRange = 128
+
 // pruneProcessed deletes the consumer's processed_events rows older than
 // ProcessedRetention, in batches, unless it ran less than PruneEvery ago.
 // processed_at's BRIN index finds the old rows: they are the table's first
 // pages, since rows are inserted in processed_at order.
+//
+// A range's summary (its least and greatest processed_at) only widens: the
+// pages a delete empties, once vacuum frees them, take new rows, and the
+// range would match every later cutoff, until the runs read the whole table.
+// So the ranges the deletes touched are desummarized: the next vacuum, which
+// must run before their space is reused, summarizes them again from the rows
+// left (an unsummarized range matches every scan until then). That takes a
+// lock vacuum holds too: it is tried for 200 ms, not to make autovacuum give
+// way, and the ranges wait for the next run when it fails.
 func (rc *Receiver) pruneProcessed(ctx context.Context) error {
 	if rc.ProcessedRetention <= 0 {
 		return nil
@@ -544,16 +560,58 @@ func (rc *Receiver) pruneProcessed(ctx context.Context) error {
 		return nil
 	}
 	rc.lastPrune = now
+	ranges := rc.pruned // the first block of each range a delete touched
+	rc.pruned = nil
 	rc.tickMu.Unlock()
-	cutoff := now.Add(-rc.ProcessedRetention)
+	err := rc.deleteProcessed(ctx, now.Add(-rc.ProcessedRetention), &ranges)
+	slices.Sort(ranges)
+	ranges = slices.Compact(ranges)
+	if err == nil && len(ranges) > 0 {
+		err = postgres.Tx(ctx, rc.Pool, func(tx pgx.Tx) error {
+			// Below deadlock_timeout (1 s), after which a waiter cancels the
+			// autovacuum of processed_events that holds the lock.
+			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '200ms'`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `SELECT brin_desummarize_range('processed_events_processed_at_idx', r)
+				FROM unnest($1::bigint[]) AS t(r)`, ranges)
+			return err
+		})
+	}
+	if err != nil {
+		rc.tickMu.Lock()
+		rc.pruned = append(rc.pruned, ranges...)
+		rc.tickMu.Unlock()
+	}
+	if pg := (*pgconn.PgError)(nil); errors.As(err, &pg) && pg.Code == "55P03" { // lock_not_available
+		return nil
+	}
+	return err
+}
+
+// deleteProcessed deletes the consumer's processed_events rows processed
+// before cutoff, in batches, and adds to ranges the first block of each BRIN
+// range it deleted from.
+func (rc *Receiver) deleteProcessed(ctx context.Context, cutoff time.Time, ranges *[]int64) error {
 	for {
-		tag, err := rc.Pool.Exec(ctx, `DELETE FROM processed_events WHERE ctid = ANY (ARRAY(
-			SELECT ctid FROM processed_events WHERE processed_at < $2 AND consumer = $1 LIMIT $3))`,
-			rc.Consumer, cutoff, pruneBatch)
+		rows, err := rc.Pool.Query(ctx, `WITH gone AS (
+				DELETE FROM processed_events WHERE ctid = ANY (ARRAY(
+					SELECT ctid FROM processed_events WHERE processed_at < $2 AND consumer = $1 LIMIT $3))
+				RETURNING (ctid::text::point)[0]::bigint / $4 * $4 AS range)
+			SELECT range, count(*) FROM gone GROUP BY range`, rc.Consumer, cutoff, pruneBatch, brinPagesPerRange)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() < pruneBatch {
+		deleted := 0
+		var r, n int64
+		if _, err := pgx.ForEachRow(rows, []any{&r, &n}, func() error {
+			*ranges = append(*ranges, r)
+			deleted += int(n)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if deleted < pruneBatch {
 			return nil
 		}
 	}

@@ -3,9 +3,11 @@ package events_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/shared/events"
@@ -155,5 +157,112 @@ func TestAFailedPruneDoesNotBlockTheTick(t *testing.T) {
 	g.rc.Pool = closed
 	if code := g.tick(clock); code != 503 || g.ticks != 1 {
 		t.Fatalf("tick with the database unreachable: %d, ticks=%d; want 503 and the function's tick run", code, g.ticks)
+	}
+}
+
+// brinRig is a retention rig on a database of its own, whose
+// processed_events holds 20,000 rows older than the retention (two 128-page
+// ranges of processed_at's BRIN index and a part) and, after them, 2,000
+// newer ones (so vacuum cannot truncate the table), summarized; vacuum runs
+// only when the test says (and no autoanalyze holds back the horizon).
+func brinRig(t *testing.T) (*rig, *testenv.Clock, *pgxpool.Pool) {
+	g, clock := newRetentionRig(t)
+	pool, err := pgxpool.New(context.Background(), testenv.FreshDatabase(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	g.rc.Pool = pool
+	mustExec(t, pool, `ALTER TABLE processed_events SET (autovacuum_enabled = off)`)
+	cutoff := clock.Now().Add(-retention)
+	processedAt(t, pool, g.consumer, 20000, cutoff.Add(-time.Hour))
+	processedAt(t, pool, g.consumer, 2000, cutoff.Add(time.Hour))
+	mustExec(t, pool, `VACUUM processed_events`)
+	return g, clock, pool
+}
+
+func mustExec(t *testing.T, pool *pgxpool.Pool, sql string) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), sql); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// vacuumedPlan vacuums processed_events, summarizes the last range too
+// (which vacuum leaves to a later run while it fills), and returns the plan
+// of a bitmap scan for the rows older than the retention.
+func vacuumedPlan(t *testing.T, pool *pgxpool.Pool, clock *testenv.Clock) string {
+	t.Helper()
+	mustExec(t, pool, `VACUUM processed_events`)
+	mustExec(t, pool, `SELECT brin_summarize_new_values('processed_events_processed_at_idx')`)
+	conn, err := pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(context.Background(), `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(context.Background(), `EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)
+		SELECT ctid FROM processed_events WHERE processed_at < $1`, clock.Now().Add(-retention))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := strings.Join(plan, "\n")
+	if !strings.Contains(p, "Bitmap Index Scan on processed_events_processed_at_idx") {
+		t.Fatalf("the scan does not use the BRIN index:\n%s", p)
+	}
+	return p
+}
+
+// The ranges of processed_at's BRIN index a prune emptied are summarized
+// again, from the rows left, by the next vacuum, so the pages it frees
+// for new rows do not keep matching every later cutoff: a range's summary
+// only widens, and without this every range would match once its first rows
+// had expired, each run rereading the whole table. Here, after a tick
+// deleted every old row and a vacuum ran, the old rows' cutoff reads no heap
+// block.
+func TestPrunedRangesOfTheBRINIndexAreSummarizedAgainByVacuum(t *testing.T) {
+	g, clock, pool := brinRig(t)
+	if code := g.tick(clock); code != 200 {
+		t.Fatalf("tick: %d", code)
+	}
+	if p := vacuumedPlan(t, pool, clock); strings.Contains(p, "Heap Blocks") {
+		t.Fatalf("after the prune and a vacuum the old rows' cutoff still reads heap blocks:\n%s", p)
+	}
+}
+
+// Desummarizing takes the lock a vacuum holds: while one runs, the prune
+// does not wait for it (a waiter would cancel autovacuum), and the next run
+// desummarizes the ranges.
+func TestRangesLockedByAVacuumAreDesummarizedAtTheNextRun(t *testing.T) {
+	g, clock, pool := brinRig(t)
+	tx, err := pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), `LOCK TABLE processed_events IN SHARE UPDATE EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if code := g.tick(clock); code != 200 {
+		t.Fatalf("tick while the table is locked: %d", code)
+	}
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p := vacuumedPlan(t, pool, clock); !strings.Contains(p, "Heap Blocks") {
+		t.Fatalf("the locked ranges were desummarized anyway:\n%s", p)
+	}
+	clock.Advance(events.PruneEvery)
+	if code := g.tick(clock); code != 200 {
+		t.Fatalf("next tick: %d", code)
+	}
+	if p := vacuumedPlan(t, pool, clock); strings.Contains(p, "Heap Blocks") {
+		t.Fatalf("the next run did not desummarize the ranges the lock kept:\n%s", p)
 	}
 }
