@@ -31,23 +31,28 @@ import (
 
 // consumer is one function's consumer group.
 type consumer struct {
-	t      *Trigger
-	name   string
-	sub    stackfile.Subscription
-	url    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	t        *Trigger
+	name     string
+	spanName string // of its deliveries' spans, built once
+	sub      stackfile.Subscription
+	url      string
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 func (t *Trigger) startConsumer(parent context.Context, name string, sub stackfile.Subscription) *consumer {
 	ctx, cancel := context.WithCancel(parent)
-	c := &consumer{
-		t: t, name: name, sub: sub, cancel: cancel, done: make(chan struct{}),
-		url: strings.TrimRight(t.cfg.GatewayURL, "/") + "/function/" + name + "/",
-	}
+	c := newConsumer(t, name, sub)
+	c.cancel = cancel
 	t.metrics.initConsumer(name)
 	go c.run(ctx)
 	return c
+}
+
+// newConsumer is the consumer of function name's subscription, not started.
+func newConsumer(t *Trigger, name string, sub stackfile.Subscription) *consumer {
+	return &consumer{t: t, name: name, spanName: "deliver " + name, sub: sub, done: make(chan struct{}),
+		url: strings.TrimRight(t.cfg.GatewayURL, "/") + "/function/" + name + "/"}
 }
 
 func (c *consumer) stop() {
@@ -564,7 +569,7 @@ func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, rec
 			}
 		}
 	}
-	name := "deliver " + c.name
+	name := c.spanName
 	if len(msgs) == 1 {
 		sc, ok := recs[0].parent()
 		if ok {
@@ -573,13 +578,20 @@ func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, rec
 				return ctx, nil, nil, "" // not sampled: no span, its context passes on
 			}
 		}
-		ctx, span := telemetry.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer))
+		ctx, span := telemetry.Tracer().Start(ctx, name, producerSpan...)
 		if span.IsRecording() {
 			span.SetAttributes(c.deliveryAttributes(first, 1)...)
 		}
 		return ctx, span, nil, ""
 	}
-	ctx, span := telemetry.Tracer().Start(ctx, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithNewRoot())
+	// A batch's span is a root: the consumer's context carries no span, so
+	// trace.WithNewRoot, which costs a context of its own (two
+	// allocations) on every batch, would only guard against one.
+	root := producerSpan
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		root = append(root[:len(root):len(root)], trace.WithNewRoot())
+	}
+	ctx, span := telemetry.Tracer().Start(ctx, name, root...)
 	var opts []trace.SpanStartOption
 	if span.IsRecording() {
 		span.SetAttributes(c.deliveryAttributes(first, len(msgs))...)
@@ -611,6 +623,10 @@ func (c *consumer) span(ctx context.Context, msgs []*sarama.ConsumerMessage, rec
 	}
 	return ctx, span, each, ""
 }
+
+// producerSpan are the options of a delivery's span, built once rather
+// than on every delivery.
+var producerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
 
 // deliveryAttributes describe a delivery of n records from first's
 // partition on.

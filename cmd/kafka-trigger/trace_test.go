@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -236,5 +237,44 @@ func deliverTenOneSampled(t *testing.T, brokers []string, sampled string) {
 	defer mu.Unlock()
 	if largest < 2 {
 		t.Fatalf("largest delivery %d: no batch formed", largest)
+	}
+}
+
+// A batch whose own trace is not sampled (nine in ten at 10 %), of records
+// whose traces are not sampled either, costs its delivery the unsampled
+// root's span and context and its traceparent's string and slice: 4
+// allocations, none for the span's name, which nothing records.
+func TestAnUnsampledBatchsTraceContextAllocatesItsSpanAndHeaderOnly(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+	restore := telemetry.Install(tp)
+	defer restore()
+	var msgs []*sarama.ConsumerMessage
+	var recs []record
+	for i := range 10 {
+		m := &sarama.ConsumerMessage{Topic: events.TopicBilling, Offset: int64(i), Value: []byte(`{"specversion":"1.0","id":"x","type":"billfn.test.happened",` +
+			`"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e473` + strconv.Itoa(i) + `-00f067aa0ba902b7-00","data":{}}`)}
+		msgs, recs = append(msgs, m), append(recs, inspect(m))
+	}
+	c := newConsumer(&Trigger{}, "billing", stackfile.Subscription{})
+	h := http.Header{}
+	deliver := func() {
+		clear(h)
+		ctx, span, each, passOn := c.span(context.Background(), msgs, recs)
+		carryTrace(ctx, h, passOn)
+		span.End()
+		if len(each) > 0 {
+			t.Fatal("a span for an unsampled record")
+		}
+	}
+	deliver()
+	if got := h.Get("Traceparent"); !strings.HasSuffix(got, "-00") || strings.Contains(got, "4bf92f3577b34da6a3ce929d0e0e473") {
+		t.Fatalf("the batch carries traceparent %q, want its own unsampled root's", got)
+	}
+	if n := testing.AllocsPerRun(200, deliver); n > 4 {
+		t.Errorf("an unsampled batch's trace context: %v allocations, want at most 4", n)
+	}
+	if n := len(rec.Started()); n != 0 {
+		t.Errorf("%d spans recorded", n)
 	}
 }
