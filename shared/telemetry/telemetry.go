@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -356,8 +357,15 @@ func (t transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
 	if !trace.SpanFromContext(ctx).IsRecording() {
 		if trace.SpanContextFromContext(ctx).IsValid() && r.Header.Get("Traceparent") == "" {
-			r = r.Clone(ctx)
-			Inject(ctx, r.Header)
+			// A RoundTripper must not change the caller's request: the
+			// header goes into a copy of its map, in a shallow copy of
+			// the request (r.Clone also copies the URL and every header
+			// value, which nothing here changes).
+			h := make(http.Header, len(r.Header)+1)
+			maps.Copy(h, r.Header)
+			r = r.WithContext(ctx)
+			r.Header = h
+			Inject(ctx, h)
 		}
 		return t.base.RoundTrip(r)
 	}
