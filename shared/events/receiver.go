@@ -397,13 +397,17 @@ func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, t
 		}
 		return ctx, span, nil
 	}
-	ctx, span := telemetry.Tracer().Start(ctx, "process batch", trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := telemetry.Tracer().Start(ctx, "process batch", consumerSpan...)
 	var opts []trace.SpanStartOption
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("messaging.consumer.group.name", rc.Consumer), attribute.Int("messaging.batch.message_count", len(evs)))
 		for _, ev := range evs {
-			if sc, ok := telemetry.ParseParent(TraceOf(ev)); ok {
-				span.AddLink(eventLink(sc, ev))
+			// Only the recorded traces, as the kafka-trigger's batch span
+			// links them: an unsampled one is in no trace store.
+			if tp, ts := TraceOf(ev); telemetry.ParentSampled(tp) {
+				if sc, ok := telemetry.ParseParent(tp, ts); ok {
+					span.AddLink(eventLink(sc, ev))
+				}
 			}
 		}
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: span.SpanContext()}))
@@ -426,6 +430,10 @@ func (rc *Receiver) traced(ctx context.Context, evs []Event) (context.Context, t
 	}
 	return ctx, span, each
 }
+
+// consumerSpan are the options of a delivery's batch span, built once: a
+// batch under an unsampled parent starts a span nothing records.
+var consumerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
 
 // eventLink links a span to the trace of ev, whose context is sc.
 func eventLink(sc trace.SpanContext, ev Event) trace.Link {

@@ -270,3 +270,43 @@ func TestTraceOfReadsTheExtensionsWithoutCopyingThem(t *testing.T) {
 		t.Errorf("an event without trace context: TraceOf = %q, %q", got, gotTS)
 	}
 }
+
+// A recorded batch span links only the traces that are recorded too, as
+// the kafka-trigger's does: a link to an unsampled trace (nine in ten at
+// 10 %) points at nothing a trace store holds.
+func TestARecordedBatchSpanLinksOnlyItsSampledEvents(t *testing.T) {
+	rec := recorder(t)
+	const sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	var evs []events.Event
+	for i := range 10 {
+		ev := newEvent(t, int64(i+1))
+		if i == 3 {
+			ev.SetExtension(events.TraceParentExt, "00-"+sampledTrace+"-00f067aa0ba902b7-01")
+		} else {
+			tp, _ := events.TraceOf(ev)
+			ev.SetExtension(events.TraceParentExt, tp[:53]+"00") // unsampled
+		}
+		evs = append(evs, ev)
+	}
+	g := newRig(t, true)
+	body := batchBody(t, evs)
+	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 10 {
+		t.Fatalf("batch: %d %+v", code, res)
+	}
+	var batch sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == "process batch" {
+			batch = s
+		}
+	}
+	if batch == nil {
+		t.Fatal("no process batch span")
+	}
+	var linked []string
+	for _, l := range batch.Links() {
+		linked = append(linked, l.SpanContext.TraceID().String())
+	}
+	if len(linked) != 1 || linked[0] != sampledTrace {
+		t.Errorf("the batch span links traces %v, want only the sampled event's %s", linked, sampledTrace)
+	}
+}
