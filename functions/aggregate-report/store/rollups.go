@@ -414,7 +414,7 @@ func queueRows(b *pgx.Batch, eff *rollup.Effects) {
 			SELECT s, e, sd, k, p, nullif(a, '')::uuid, g, c, st, rf, am, t
 			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 			            $9::text[], $10::text[], $11::bigint[], $12::timestamptz[]) AS x(s, e, sd, k, p, a, g, c, st, rf, am, t)
-			ON CONFLICT (source, event_id) DO NOTHING`,
+			ON CONFLICT (payment_id, source, event_id) DO NOTHING`,
 			cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], amount, at)
 	}
 	if n := len(eff.InvoicePayments); n > 0 {
