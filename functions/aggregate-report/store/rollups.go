@@ -30,12 +30,6 @@ func Lock(ctx context.Context, tx pgx.Tx) error {
 	return err
 }
 
-// lockShared takes the writers' advisory lock in shared mode for the rest of tx.
-func lockShared(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, LockKey)
-	return err
-}
-
 // Result says what Ingest did.
 type Result struct {
 	Applied    int // events appended to the log and aggregated
@@ -64,15 +58,21 @@ func Ingest(ctx context.Context, tx pgx.Tx, evs []rollup.Event) (Result, error) 
 	if len(todo) == 0 {
 		return res, nil
 	}
-	lock := Lock
+	// One round trip reads everything the batch needs: the writers' lock,
+	// then the log append that says which events are new, then the state
+	// rows the events name (read under the lock; those of duplicates too,
+	// which costs a few rows and no round trip).
+	b := &pgx.Batch{}
+	lock := `SELECT pg_advisory_xact_lock($1)`
 	if rollup.Commutative(todo) {
-		lock = lockShared
+		lock = `SELECT pg_advisory_xact_lock_shared($1)`
 	}
-	if err := lock(ctx, tx); err != nil {
-		return res, err
-	}
-	fresh, err := appendLog(ctx, tx, todo)
-	if err != nil {
+	b.Queue(lock, LockKey)
+	var fresh []rollup.Event
+	queueAppend(b, todo, &fresh)
+	st := rollup.NewState()
+	queueLoadState(b, st, rollup.Needs(todo))
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return res, err
 	}
 	res.Duplicates = len(todo) - len(fresh)
@@ -81,10 +81,6 @@ func Ingest(ctx context.Context, tx pgx.Tx, evs []rollup.Event) (Result, error) 
 	}
 	if len(fresh) == 0 {
 		return res, nil
-	}
-	st := rollup.NewState()
-	if err := loadState(ctx, tx, st, rollup.Needs(fresh)); err != nil {
-		return res, err
 	}
 	eff := rollup.NewEffects()
 	agg := rollup.Aggregator{State: st, Effects: eff}
@@ -124,8 +120,9 @@ func (res *Result) markDuplicates(evs, fresh []rollup.Event) {
 	}
 }
 
-// appendLog inserts events in order and returns those that were new.
-func appendLog(ctx context.Context, tx pgx.Tx, evs []rollup.Event) ([]rollup.Event, error) {
+// queueAppend queues the insert of evs into the log, in order; when it
+// has run, fresh holds those that were new.
+func queueAppend(b *pgx.Batch, evs []rollup.Event, fresh *[]rollup.Event) {
 	n := len(evs)
 	src, ids, typ, sub := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	times := make([]time.Time, n)
@@ -137,40 +134,37 @@ func appendLog(ctx context.Context, tx pgx.Tx, evs []rollup.Event) ([]rollup.Eve
 		src[i], ids[i], typ[i], sub[i], times[i] = ev.Source, ev.ID, ev.Type, ev.Subject, ev.Time
 		data[i] = string(ev.Data)
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO report_events (source, id, type, time, subject, data)
+	b.Queue(`INSERT INTO report_events (source, id, type, time, subject, data)
 		SELECT s, i, t, tm, sb, d::jsonb
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
 		     WITH ORDINALITY AS x(s, i, t, tm, sb, d, ord)
 		ORDER BY ord
 		ON CONFLICT (source, id) DO NOTHING
-		RETURNING seq, source, id`, src, ids, typ, times, sub, data)
-	if err != nil {
-		return nil, classify(err)
-	}
-	type key struct{ s, i string }
-	seqs := map[key]int64{}
-	for rows.Next() {
-		var k key
-		var seq int64
-		if err := rows.Scan(&seq, &k.s, &k.i); err != nil {
-			rows.Close()
-			return nil, err
+		RETURNING seq, source, id`, src, ids, typ, times, sub, data).Query(func(rows pgx.Rows) error {
+		type key struct{ s, i string }
+		seqs := map[key]int64{}
+		for rows.Next() {
+			var k key
+			var seq int64
+			if err := rows.Scan(&seq, &k.s, &k.i); err != nil {
+				return err
+			}
+			seqs[k] = seq
 		}
-		seqs[k] = seq
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify(err)
-	}
-	fresh := make([]rollup.Event, 0, len(seqs))
-	for _, ev := range evs {
-		k := key{ev.Source, ev.ID}
-		if seq, ok := seqs[k]; ok {
-			ev.Seq = seq
-			fresh = append(fresh, ev)
-			delete(seqs, k) // the same event twice in one batch counts once
+		if err := rows.Err(); err != nil {
+			return classify(err)
 		}
-	}
-	return fresh, nil
+		*fresh = make([]rollup.Event, 0, len(seqs))
+		for _, ev := range evs {
+			k := key{ev.Source, ev.ID}
+			if seq, ok := seqs[k]; ok {
+				ev.Seq = seq
+				*fresh = append(*fresh, ev)
+				delete(seqs, k) // the same event twice in one batch counts once
+			}
+		}
+		return nil
+	})
 }
 
 // classify marks errors that retrying cannot fix as permanent: an amount
@@ -186,9 +180,8 @@ func classify(err error) error {
 	return err
 }
 
-// load reads the state rows named by k, in one round trip.
-func loadState(ctx context.Context, tx pgx.Tx, s *rollup.State, k rollup.Keys) error {
-	b := &pgx.Batch{}
+// queueLoadState queues the reads of the state rows named by k into s.
+func queueLoadState(b *pgx.Batch, s *rollup.State, k rollup.Keys) {
 	if len(k.Accounts) > 0 {
 		b.Queue(`SELECT account_id::text, user_id::text, number, currency, status, updated_at
 			FROM report_accounts WHERE account_id = ANY($1::uuid[])`, k.Accounts).Query(func(rows pgx.Rows) error {
@@ -220,10 +213,6 @@ func loadState(ctx context.Context, tx pgx.Tx, s *rollup.State, k rollup.Keys) e
 			return scanDisputes(rows, s)
 		})
 	}
-	if b.Len() == 0 {
-		return nil
-	}
-	return tx.SendBatch(ctx, b).Close()
 }
 
 // LoadState reads every state row (a replay compares with it).
