@@ -33,8 +33,8 @@ func indexDefs(t *testing.T, conn *pgx.Conn, table string) string {
 }
 
 // Every index of the event log and of report_recon is an entry written per
-// row: each has a query that needs it (docs/aggregate-report.md, "Tables
-// and indexes"). report_recon's primary key leads with the payment, so it
+// row: each has a query that needs it (docs/aggregate-report.md, "Indexes
+// of the per-event tables"). report_recon's primary key leads with the payment, so it
 // also finds a payment's history (00054), and its rows survive the
 // migration both ways.
 func TestReportIndexesAreTheOnesItsQueriesNeed(t *testing.T) {
