@@ -7,29 +7,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/billfn/billfn/migrations"
 	"github.com/billfn/billfn/shared/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// freshMigrator is a migrator and a connection on a fresh, empty
-// database, both closed when the test ends.
-func freshMigrator(t *testing.T) (*migrations.Migrator, *pgx.Conn) {
-	t.Helper()
-	url := testenv.FreshDatabase(t, false)
-	m, err := migrations.NewMigrator(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	conn, err := pgx.Connect(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return m, conn
-}
 
 func tableExists(t *testing.T, conn *pgx.Conn, name string) bool {
 	t.Helper()
@@ -42,7 +23,7 @@ func tableExists(t *testing.T, conn *pgx.Conn, name string) bool {
 
 func TestMigrationsGoUpDownAndUpAgainOnAnEmptyDatabase(t *testing.T) {
 	ctx := context.Background()
-	m, conn := freshMigrator(t)
+	m, conn := testenv.Migrator(t)
 
 	if err := m.Up(ctx, io.Discard); err != nil {
 		t.Fatalf("up: %v", err)

@@ -6,36 +6,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/billfn/billfn/shared/testenv"
 )
-
-// indexDefs is the definitions of table's indexes, in name order, without
-// the "CREATE ... INDEX name ON public.table USING" before the method.
-func indexDefs(t *testing.T, conn *pgx.Conn, table string) []string {
-	t.Helper()
-	rows, err := conn.Query(context.Background(), `SELECT c.relname || ' ' || pg_get_indexdef(i.indexrelid)
-		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass ORDER BY c.relname`, table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, d := range defs {
-		name, rest, _ := strings.Cut(d, " ")
-		_, method, _ := strings.Cut(rest, " USING ")
-		defs[i] = name + " " + method
-	}
-	return defs
-}
 
 // The platform's index migrations (00006: the outbox keyed by (source,
 // id); 00007: processed_events' processed_at a BRIN index) go up and down
 // on tables holding rows, and keep them.
 func TestPlatformIndexMigrationsKeepTheRows(t *testing.T) {
 	ctx := context.Background()
-	m, conn := freshMigrator(t)
+	m, conn := testenv.Migrator(t)
 	if err := m.Up(ctx, io.Discard); err != nil {
 		t.Fatalf("up: %v", err)
 	}
@@ -61,7 +40,7 @@ func TestPlatformIndexMigrationsKeepTheRows(t *testing.T) {
 	}
 	want := func(when, table string, defs ...string) {
 		t.Helper()
-		if got := indexDefs(t, conn, table); strings.Join(got, "; ") != strings.Join(defs, "; ") {
+		if got := testenv.IndexDefs(t, conn, table); strings.Join(got, "; ") != strings.Join(defs, "; ") {
 			t.Errorf("%s: %s's indexes %q, want %q", when, table, got, defs)
 		}
 	}

@@ -132,15 +132,7 @@ func TestBatchDeliveryIsOneSpanLinkingEveryEventsTrace(t *testing.T) {
 	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 3 {
 		t.Fatalf("batch: %d %+v", code, res)
 	}
-	var batch sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		if s.Name() == "process batch" {
-			batch = s
-		}
-	}
-	if batch == nil {
-		t.Fatal("no process batch span")
-	}
+	batch := batchSpan(t, rec)
 	linked := map[trace.SpanID]bool{}
 	for _, l := range batch.Links() {
 		linked[l.SpanContext.SpanID()] = true
@@ -158,6 +150,41 @@ func TestBatchDeliveryIsOneSpanLinkingEveryEventsTrace(t *testing.T) {
 		if !children[sc.SpanID()] {
 			t.Errorf("event %d's trace has no process span under its producer %s", i, sc.SpanID())
 		}
+	}
+}
+
+// batchSpan is the "process batch" span rec saw end.
+func batchSpan(t *testing.T, rec *tracetest.SpanRecorder) sdktrace.ReadOnlySpan {
+	t.Helper()
+	for _, s := range rec.Ended() {
+		if s.Name() == "process batch" {
+			return s
+		}
+	}
+	t.Fatal("no process batch span")
+	return nil
+}
+
+// deliverTenOneSampled delivers a signed batch of ten events whose fourth
+// is in trace sampledTrace, sampled, under span producer, and the others in
+// unsampled traces of their own.
+func deliverTenOneSampled(t *testing.T, sampledTrace, producer string) {
+	t.Helper()
+	var evs []events.Event
+	for i := range 10 {
+		ev := newEvent(t, int64(i+1))
+		if i == 3 {
+			ev.SetExtension(events.TraceParentExt, "00-"+sampledTrace+"-"+producer+"-01")
+		} else {
+			tp, _ := events.TraceOf(ev)
+			ev.SetExtension(events.TraceParentExt, tp[:53]+"00") // unsampled
+		}
+		evs = append(evs, ev)
+	}
+	g := newRig(t, true)
+	body := batchBody(t, evs)
+	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 10 {
+		t.Fatalf("batch: %d %+v", code, res)
 	}
 }
 
@@ -194,22 +221,7 @@ func TestBatchSpanFollowsItsOwnSamplingNotItsEvents(t *testing.T) {
 		sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 		producer     = "00f067aa0ba902b7"
 	)
-	var evs []events.Event
-	for i := range 10 {
-		ev := newEvent(t, int64(i+1))
-		if i == 3 {
-			ev.SetExtension(events.TraceParentExt, "00-"+sampledTrace+"-"+producer+"-01")
-		} else {
-			tp, _ := events.TraceOf(ev)
-			ev.SetExtension(events.TraceParentExt, tp[:53]+"00") // unsampled
-		}
-		evs = append(evs, ev)
-	}
-	g := newRig(t, true)
-	body := batchBody(t, evs)
-	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 10 {
-		t.Fatalf("batch: %d %+v", code, res)
-	}
+	deliverTenOneSampled(t, sampledTrace, producer)
 	var names []string
 	for _, s := range rec.Ended() {
 		names = append(names, s.Name())
@@ -277,31 +289,8 @@ func TestTraceOfReadsTheExtensionsWithoutCopyingThem(t *testing.T) {
 func TestARecordedBatchSpanLinksOnlyItsSampledEvents(t *testing.T) {
 	rec := recorder(t)
 	const sampledTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
-	var evs []events.Event
-	for i := range 10 {
-		ev := newEvent(t, int64(i+1))
-		if i == 3 {
-			ev.SetExtension(events.TraceParentExt, "00-"+sampledTrace+"-00f067aa0ba902b7-01")
-		} else {
-			tp, _ := events.TraceOf(ev)
-			ev.SetExtension(events.TraceParentExt, tp[:53]+"00") // unsampled
-		}
-		evs = append(evs, ev)
-	}
-	g := newRig(t, true)
-	body := batchBody(t, evs)
-	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 10 {
-		t.Fatalf("batch: %d %+v", code, res)
-	}
-	var batch sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		if s.Name() == "process batch" {
-			batch = s
-		}
-	}
-	if batch == nil {
-		t.Fatal("no process batch span")
-	}
+	deliverTenOneSampled(t, sampledTrace, "00f067aa0ba902b7")
+	batch := batchSpan(t, rec)
 	var linked []string
 	for _, l := range batch.Links() {
 		linked = append(linked, l.SpanContext.TraceID().String())

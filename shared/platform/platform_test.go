@@ -163,13 +163,7 @@ func TestOpenNeedsItsOwnOriginKey(t *testing.T) {
 		}
 	}
 	// Open reads the private key from the secret file origin-key-<name>.
-	dir := t.TempDir()
-	t.Setenv(config.SecretsDirEnv, dir)
-	t.Setenv("DATABASE_URL", testenv.DatabaseURL(t))
-	t.Setenv("EVENT_SIGNING_KEYS", testenv.EventKey)
-	t.Setenv("JWT_ALG", "HS256")
-	t.Setenv("JWT_SECRET", testenv.JWTSecret)
-	t.Setenv("EVENT_ORIGIN_PUBLIC_KEYS", strings.ReplaceAll(testenv.OriginPublicKeys("demo"), "\n", ";"))
+	dir := openEnv(t)
 	if _, err := platform.Open(context.Background(), "demo"); err == nil || !strings.Contains(err.Error(), "origin-key-demo") {
 		t.Fatalf("Open without origin-key-demo: %v", err)
 	}
@@ -257,13 +251,7 @@ func TestReadinessFailsWhilePostgresIsUnreachable(t *testing.T) {
 // shorter than a week (Kafka's default retention, the shortest of billfn's
 // topics), or negative, is refused at start-up, naming the variable.
 func TestOpenSetsTheProcessedEventsRetention(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv(config.SecretsDirEnv, dir)
-	t.Setenv("DATABASE_URL", testenv.DatabaseURL(t))
-	t.Setenv("EVENT_SIGNING_KEYS", testenv.EventKey)
-	t.Setenv("JWT_ALG", "HS256")
-	t.Setenv("JWT_SECRET", testenv.JWTSecret)
-	t.Setenv("EVENT_ORIGIN_PUBLIC_KEYS", strings.ReplaceAll(testenv.OriginPublicKeys("demo"), "\n", ";"))
+	dir := openEnv(t)
 	if err := os.WriteFile(filepath.Join(dir, platform.OriginKeySecret("demo")), []byte(testenv.OriginKeyPEM("demo")), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -305,4 +293,18 @@ func TestOpenSetsTheProcessedEventsRetention(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openEnv is the environment Open reads for function "demo", but for its
+// origin key: the secrets directory it returns holds no secret yet.
+func openEnv(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv(config.SecretsDirEnv, dir)
+	t.Setenv("DATABASE_URL", testenv.DatabaseURL(t))
+	t.Setenv("EVENT_SIGNING_KEYS", testenv.EventKey)
+	t.Setenv("JWT_ALG", "HS256")
+	t.Setenv("JWT_SECRET", testenv.JWTSecret)
+	t.Setenv("EVENT_ORIGIN_PUBLIC_KEYS", strings.ReplaceAll(testenv.OriginPublicKeys("demo"), "\n", ";"))
+	return dir
 }

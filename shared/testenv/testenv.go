@@ -348,3 +348,42 @@ func ProcessedRows(t testing.TB, pool *pgxpool.Pool, consumer string, evs ...eve
 	}
 	return n
 }
+
+// Migrator is a migrator and a connection on a fresh database with no
+// migration applied, both closed when tb ends: for tests of migrations.
+func Migrator(tb testing.TB) (*migrations.Migrator, *pgx.Conn) {
+	tb.Helper()
+	url := FreshDatabase(tb, false)
+	m, err := migrations.NewMigrator(url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { m.Close() })
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close(context.Background()) })
+	return m, conn
+}
+
+// IndexDefs is the definitions of table's indexes, in name order, each as
+// its name and what follows USING ("outbox_pkey btree (source, id)").
+func IndexDefs(tb testing.TB, conn *pgx.Conn, table string) []string {
+	tb.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT c.relname || ' ' || pg_get_indexdef(i.indexrelid)
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass ORDER BY c.relname`, table)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i, d := range defs {
+		name, rest, _ := strings.Cut(d, " ")
+		_, method, _ := strings.Cut(rest, " USING ")
+		defs[i] = name + " " + method
+	}
+	return defs
+}
