@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/handle-webhook/api"
@@ -21,56 +18,17 @@ import (
 	"github.com/billfn/billfn/shared/testenv"
 )
 
-// roundTrips counts the statements and batches sent to PostgreSQL through
-// a pool (a pgx tracer), each one round trip at least.
-type roundTrips struct {
-	mu  sync.Mutex
-	n   int
-	sql []string
-}
-
-func (r *roundTrips) note(sql string) {
-	r.mu.Lock()
-	r.n++
-	r.sql = append(r.sql, strings.Join(strings.Fields(sql), " "))
-	r.mu.Unlock()
-}
-
-func (r *roundTrips) count() (int, []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n, append([]string(nil), r.sql...)
-}
-
-func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	r.note(d.SQL)
-	return ctx
-}
-func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
-	var sqls []string
-	if d.Batch != nil {
-		for _, q := range d.Batch.QueuedQueries {
-			sqls = append(sqls, q.SQL)
-		}
-	}
-	r.note("batch: " + strings.Join(sqls, "; "))
-	return ctx
-}
-func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
 // newReplica is one handle-webhook process on the package's database (two
 // of them in a test are two replicas), its receiver and store on a pool
 // whose round trips are counted.
-func newReplica(t *testing.T, mutate ...func(*api.Config)) (*rig, *roundTrips) {
+func newReplica(t *testing.T, mutate ...func(*api.Config)) (*rig, *testenv.RoundTrips) {
 	t.Helper()
 	cfg := testConfig()
 	for _, m := range mutate {
 		m(&cfg)
 	}
 	d, kit := testenv.Platform(t, webhooks.Name)
-	trips := &roundTrips{}
+	trips := &testenv.RoundTrips{}
 	pc := d.Pool.Config()
 	pc.ConnConfig.Tracer = trips
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
@@ -96,11 +54,11 @@ func newReplica(t *testing.T, mutate ...func(*api.Config)) (*rig, *roundTrips) {
 }
 
 // tripsOf is how many round trips a delivery of evs made.
-func tripsOf(g *rig, trips *roundTrips, evs ...events.Event) (int, []string) {
+func tripsOf(g *rig, trips *testenv.RoundTrips, evs ...events.Event) (int, []string) {
 	g.t.Helper()
-	n0, _ := trips.count()
+	n0, _ := trips.Count()
 	g.deliverOK(evs...)
-	n, sql := trips.count()
+	n, sql := trips.Count()
 	return n - n0, sql[n0:]
 }
 

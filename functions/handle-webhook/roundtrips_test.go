@@ -10,12 +10,13 @@ import (
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/sandbox"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // succeededIntent is a replica (its outbox emptied when the test ends) and
 // the sandbox's payment_intent.succeeded for a new payment pid, whose
 // metadata teaches it: gateway object "pi_<tag>_<n>".
-func succeededIntent(t *testing.T, tag string) (g *rig, trips *roundTrips, pid, n string, body []byte) {
+func succeededIntent(t *testing.T, tag string) (g *rig, trips *testenv.RoundTrips, pid, n string, body []byte) {
 	t.Helper()
 	g, trips = newReplica(t)
 	heard(g, 0)
@@ -33,13 +34,13 @@ func succeededIntent(t *testing.T, tag string) (g *rig, trips *roundTrips, pid, 
 // incomingTrips is how many round trips the store made for one incoming
 // webhook (the replica's listener loading the endpoints in the background
 // left out), and their statements.
-func incomingTrips(t *testing.T, g *rig, trips *roundTrips, body []byte, want string) (int, []string) {
+func incomingTrips(t *testing.T, g *rig, trips *testenv.RoundTrips, body []byte, want string) (int, []string) {
 	t.Helper()
-	n0, _ := trips.count()
+	n0, _ := trips.Count()
 	if got := outcome(t, g.sandbox(body)); got != want {
 		t.Fatalf("outcome %s, want %s", got, want)
 	}
-	_, all := trips.count()
+	_, all := trips.Count()
 	var mine []string
 	for _, sql := range all[n0:] {
 		if !strings.HasPrefix(sql, "SELECT events FROM webhook_endpoints") && !strings.HasPrefix(sql, "LISTEN") {

@@ -368,10 +368,13 @@ func Migrator(tb testing.TB) (*migrations.Migrator, *pgx.Conn) {
 }
 
 // IndexDefs is the definitions of table's indexes, in name order, each as
-// its name and what follows USING ("outbox_pkey btree (source, id)").
-func IndexDefs(tb testing.TB, conn *pgx.Conn, table string) []string {
+// its name and what follows USING ("outbox_pkey btree (source, id)"); q is
+// a pool, a connection or a transaction.
+func IndexDefs(tb testing.TB, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, table string) []string {
 	tb.Helper()
-	rows, err := conn.Query(context.Background(), `SELECT c.relname || ' ' || pg_get_indexdef(i.indexrelid)
+	rows, err := q.Query(context.Background(), `SELECT c.relname || ' ' || pg_get_indexdef(i.indexrelid)
 		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass ORDER BY c.relname`, table)
 	if err != nil {
 		tb.Fatal(err)

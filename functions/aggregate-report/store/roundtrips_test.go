@@ -14,22 +14,6 @@ import (
 	"github.com/billfn/billfn/shared/testenv"
 )
 
-// roundTrips counts the statements and batches a connection sends: each
-// is a round trip to Postgres.
-type roundTrips struct{ n int }
-
-func (c *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n++
-	return ctx
-}
-func (c *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.n++
-	return ctx
-}
-func (c *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (c *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
 // A delivery costs its handler two round trips to Postgres whatever it
 // holds: one reads (the writers' lock, the log append that says which
 // events are new, the state rows the events name), one writes (rollups,
@@ -42,7 +26,7 @@ func TestAnIngestIsOneRoundTripToReadAndOneToWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := &roundTrips{}
+	rt := &testenv.RoundTrips{}
 	cfg.Tracer = rt
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -75,11 +59,11 @@ func TestAnIngestIsOneRoundTripToReadAndOneToWrite(t *testing.T) {
 	} {
 		var res store.Result
 		err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{}, func(tx pgx.Tx) error {
-			rt.n = 0
+			n0, _ := rt.Count()
 			var err error
 			res, err = store.Ingest(ctx, tx, c.evs)
-			if rt.n != c.trips {
-				t.Errorf("%s: %d round trips, want %d", c.name, rt.n, c.trips)
+			if n, sql := rt.Count(); n-n0 != c.trips {
+				t.Errorf("%s: %d round trips, want %d: %q", c.name, n-n0, c.trips, sql[n0:])
 			}
 			return err
 		})
