@@ -136,3 +136,31 @@ func TestATeachingEventNoEndpointWantsReadsNoEndpoint(t *testing.T) {
 		t.Fatal("the payment's event taught nothing")
 	}
 }
+
+// A payment's billfn.payment.created is the first event to name its
+// gateway object: the map cannot have learned it from capture-payment
+// yet, so reading the map about it (outside any transaction, a read-only
+// commit) finds nothing on every payment. It is wanted without that read,
+// and its delivery makes no round trip before its transaction (the
+// statement that learns in it ignores a reference the map already holds).
+func TestAPaymentCreatedIsLearnedWithoutReadingTheMapFirst(t *testing.T) {
+	newReceiver(t, nil) // no endpoint
+	g, trips := newReplica(t)
+	heard(g, 0)
+	pid := uuid.NewString()
+	ev := events.Must(events.New(context.Background(), "capture-payment", events.TypePaymentCreated, pid, map[string]any{
+		"payment_id": pid, "status": "pending", "amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": "pi_c_" + pid[:8]}))
+	if _, sqls := tripsOf(g, trips, ev); len(sqls) == 0 || sqls[0] != "begin" {
+		t.Fatalf("a payment.created: round trips before its transaction: %q", sqls)
+	}
+	if c := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway = 'sandbox' AND gateway_payment_id = $1 AND payment_id = $2`,
+		"pi_c_"+pid[:8], pid); c != 1 {
+		t.Fatal("the payment's event taught nothing")
+	}
+	// Its next event reads that the map holds it, once, and is ignored.
+	next := events.Must(events.New(context.Background(), "capture-payment", events.TypePaymentCaptured, pid, map[string]any{
+		"payment_id": pid, "status": "succeeded", "amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": "pi_c_" + pid[:8]}))
+	if n, sqls := tripsOf(g, trips, next); n != 1 || !strings.HasPrefix(sqls[0], "SELECT gateway, gateway_payment_id FROM webhook_payment_refs") {
+		t.Fatalf("the payment's next event: %d round trips, want its one read: %q", n, sqls)
+	}
+}

@@ -77,8 +77,9 @@ func (a *API) onEvents(ctx context.Context, tx store.Tx, evs []events.Event) err
 func (a *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 	want := make([]bool, len(evs))
 	var (
-		refs []webhooks.PaymentRef
-		at   []int // the index in evs of each of refs
+		refs  []webhooks.PaymentRef
+		at    []int  // the index in evs of each of refs
+		first []bool // whether each of refs is named by a payment's first event
 	)
 	for i, ev := range evs {
 		if !slices.Contains(webhooks.LearnTypes, ev.Type()) {
@@ -88,10 +89,10 @@ func (a *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 		case err != nil:
 			want[i] = true // the handler parks it
 		case ok:
-			refs, at = append(refs, ref), append(at, i)
+			refs, at, first = append(refs, ref), append(at, i), append(first, ev.Type() == events.TypePaymentCreated)
 		}
 	}
-	subscribed, known, err := a.store.Interest(ctx, refs)
+	subscribed, known, err := a.store.Interest(ctx, refs, first)
 	if err != nil {
 		return nil, err
 	}

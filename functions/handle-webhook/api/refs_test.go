@@ -85,7 +85,7 @@ func TestAskingAboutAnUnknownPaymentIsOneCheapRead(t *testing.T) {
 	r := webhooks.PaymentRef{Gateway: "sandbox", GatewayPaymentID: "pi_unknown_" + uuid.NewString(), PaymentID: uuid.NewString(), From: events.TypePaymentCreated}
 	allocs := func(refs ...webhooks.PaymentRef) float64 {
 		return testing.AllocsPerRun(50, func() {
-			if _, known, err := a.store.Interest(ctx, refs); err != nil || known[[2]string{r.Gateway, r.GatewayPaymentID}] {
+			if _, known, err := a.store.Interest(ctx, refs, nil); err != nil || known[[2]string{r.Gateway, r.GatewayPaymentID}] {
 				t.Fatalf("Interest: %v, known %v", err, known)
 			}
 		})

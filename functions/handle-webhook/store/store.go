@@ -325,11 +325,25 @@ func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef
 // (Interests) answers is not read: with the listener connected and every
 // reference known here, no round trip at all; otherwise the rest is read
 // in one round trip, outside any transaction (the read writes nothing).
-func (s *Store) Interest(ctx context.Context, refs []webhooks.PaymentRef) (subscribed [][]string, known map[[2]string]bool, err error) {
+// A reference whose first[i] is true is named by the first event about
+// its object (billfn.payment.created): when the copy does not hold it, it
+// is answered unknown without a read, which would find nothing but for a
+// gateway's webhook having taught it first (then the transaction that
+// learns it learns nothing; issue 20).
+func (s *Store) Interest(ctx context.Context, refs []webhooks.PaymentRef, first []bool) (subscribed [][]string, known map[[2]string]bool, err error) {
 	c := s.Interests
 	known = map[[2]string]bool{}
 	subscribed, cached := c.subscribed()
 	missing := c.knows(refs, known)
+	if len(missing) > 0 && slices.Contains(first, true) {
+		fresh := map[[2]string]bool{}
+		for i, r := range refs {
+			if i < len(first) && first[i] {
+				fresh[[2]string{r.Gateway, r.GatewayPaymentID}] = true
+			}
+		}
+		missing = slices.DeleteFunc(missing, func(r webhooks.PaymentRef) bool { return fresh[[2]string{r.Gateway, r.GatewayPaymentID}] })
+	}
 	if cached && len(missing) == 0 {
 		return subscribed, known, nil
 	}
