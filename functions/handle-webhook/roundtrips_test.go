@@ -164,3 +164,29 @@ func TestAPaymentCreatedIsLearnedWithoutReadingTheMapFirst(t *testing.T) {
 		t.Fatalf("the payment's next event: %d round trips, want its one read: %q", n, sqls)
 	}
 }
+
+// A webhook about a payment this replica knows the map holds (a gateway
+// confirming again: the webhooks benchmark's every delivery) stores its
+// delivery and its event without the map's CTE: the statement does not
+// try to insert the reference again nor count the parked deliveries of a
+// payment known before (none wait: they were released when it was
+// learned).
+func TestAWebhookOfAKnownPaymentDoesNotTeachItAgain(t *testing.T) {
+	g, trips, pid, n, body := succeededIntent(t, "kn")
+	if got := outcome(t, g.sandbox(body)); got != webhooks.Processed {
+		t.Fatalf("outcome %s", got)
+	}
+	again, err := sandbox.NewEvent("evt_kn2_"+n, "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_kn_" + n,
+		Object: "payment_intent", Amount: 700, AmountReceived: 700, Currency: "eur", Status: "succeeded",
+		Metadata: map[string]string{sandbox.MetadataPaymentID: pid}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sqls := incomingTrips(t, g, trips, again, webhooks.Processed)
+	if len(sqls) != 1 || strings.Contains(sqls[0], "webhook_payment_refs") {
+		t.Fatalf("a webhook of a known payment: %q, want one round trip that leaves the map alone", sqls)
+	}
+	if c := g.count(`SELECT count(*) FROM outbox WHERE source = $1 AND key = $2`, webhooks.Name, pid); c != 2 {
+		t.Fatalf("%d outbox rows for two deliveries, want 2", c)
+	}
+}

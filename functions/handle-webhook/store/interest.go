@@ -127,6 +127,14 @@ func (c *Interests) knows(refs []webhooks.PaymentRef, known map[[2]string]bool) 
 	return missing
 }
 
+// has says whether the replica knows the map holds key.
+func (c *Interests) has(key [2]string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.refs[key]
+	return ok
+}
+
 // learn remembers references read in the map.
 func (c *Interests) learn(keys [][2]string) {
 	c.mu.Lock()

@@ -83,6 +83,10 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 		processedAt = &now
 	}
 	learn := handled && u.PaymentID != nil && u.GatewayPaymentID != ""
+	// A payment this replica knows the map holds (a row of it never
+	// changes) is not taught again: the statement leaves the map alone
+	// (issue 20: a gateway's repeated confirmations are most webhooks).
+	known := learn && s.Interests.has([2]string{u.Gateway, u.GatewayPaymentID})
 	// The delivery, the payment it teaches (from its metadata), how many
 	// parked deliveries wait for that payment, and its normalized event in
 	// the outbox: one statement, so that the group commits it in one round
@@ -97,6 +101,9 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 	args := []any{id, u.Gateway, u.GatewayEventID, u.GatewayEventType, status, u.ObjectType, u.GatewayObjectID,
 		u.GatewayPaymentID, u.PaymentID, body, u.OccurredAt, now, processedAt, learn}
 	sql := recordSQL
+	if known {
+		sql, args[len(args)-1] = recordKnownSQL, false
+	}
 	if status == webhooks.Processed {
 		m, err := updateMessage(ctx, u, "")
 		if err != nil {
@@ -109,6 +116,9 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 			return "", err
 		}
 		sql, args = recordEmitSQL, append(args, rows...)
+		if known {
+			sql = recordKnownEmitSQL
+		}
 	}
 	guard := pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&inserted, &learned, &parked},
 		Proceed: func() bool { return inserted == 1 }}
@@ -119,7 +129,7 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 	if !ok {
 		return webhooks.Duplicate, nil
 	}
-	if learn {
+	if learn && !known {
 		// The delivery's commit is done: its payment's reference is in the
 		// map (inserted by it, or there already), and a row of the map never
 		// changes, so this replica knows it without reading it again.
@@ -137,14 +147,17 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 	return status, nil
 }
 
-// recordCTEs insert a delivery ($1–$13; ON CONFLICT: nothing on a
-// redelivery) and, when $14 and the delivery is new, the payment its
-// metadata names ($8 → $9) into the map.
-const recordCTEs = `WITH ins AS (
+// insCTE inserts a delivery ($1–$13; ON CONFLICT: nothing on a
+// redelivery).
+const insCTE = `WITH ins AS (
 			INSERT INTO webhook_events (id, gateway, gateway_event_id, type, status, object_type, gateway_object_id,
 				gateway_payment_id, payment_id, body, occurred_at, received_at, processed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-			ON CONFLICT (gateway, gateway_event_id) DO NOTHING RETURNING 1),
+			ON CONFLICT (gateway, gateway_event_id) DO NOTHING RETURNING 1)`
+
+// recordCTEs insert a delivery and, when $14 and the delivery is new, the
+// payment its metadata names ($8 → $9) into the map.
+const recordCTEs = insCTE + `,
 		ref AS (
 			INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
 			SELECT $2, $8, $9, 'metadata', $12 WHERE $14 AND EXISTS (SELECT 1 FROM ins)
@@ -163,13 +176,28 @@ const recordResult = `
 // recordSQL stores a delivery that emits nothing (parked, ignored).
 const recordSQL = recordCTEs + recordResult
 
+// recordKnownResult is recordResult for a payment the map holds: nothing
+// learned, nothing parked ($14, false here, keeps the statements'
+// parameters those of recordSQL and recordEmitSQL).
+const recordKnownResult = `
+		SELECT (SELECT count(*)::int FROM ins), $14::boolean AND false, 0::bigint`
+
+// recordKnownSQL stores a delivery of a known payment that emits nothing.
+const recordKnownSQL = insCTE + recordKnownResult
+
 // recordEmitSQL also writes, when the delivery is new, its event into the
 // outbox: outbox.InsertSQL's row, from outbox.Writer.Rows ($15–$20).
-const recordEmitSQL = recordCTEs + `,
+const recordEmitSQL = recordCTEs + obCTE + recordResult
+
+// obCTE writes, when the delivery is new, its event into the outbox.
+const obCTE = `,
 		ob AS (
 			INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
 			SELECT $15, e, t, k, p, o FROM unnest($16::text[], $17::text[], $18::text[], $19::bytea[], $20::text[]) AS x(e, t, k, p, o)
-			WHERE EXISTS (SELECT 1 FROM ins))` + recordResult
+			WHERE EXISTS (SELECT 1 FROM ins))`
+
+// recordKnownEmitSQL is recordEmitSQL for a payment the map holds.
+const recordKnownEmitSQL = insCTE + obCTE + recordKnownResult
 
 // lookupRef fills u's payment id from the learned map.
 func lookupRef(ctx context.Context, q interface {
