@@ -123,12 +123,88 @@ func (a *API) reject(w http.ResponseWriter, r *http.Request, gateway string, err
 // limiter is a per-source-address rate limit in Redis: a counter per
 // address and second. Redis down lets everything through: a gateway's
 // webhook must never be lost to our cache being away.
+//
+// Concurrent deliveries of one window share their Redis round trip: while
+// a count of the window is in flight, the deliveries that arrive join the
+// next one, which adds their number at once (INCRBY) and gives each its
+// own place in the window, as one INCR each would have (issue 20).
 type limiter struct {
 	rdb    *goredis.Client
 	prefix string
 	limit  int
 	now    func() time.Time
 	warned atomic.Int64
+
+	mu sync.Mutex
+	// flight is the count in flight of each window (key), next the one
+	// its arriving deliveries join.
+	flight, next map[string]*rlCount
+}
+
+// rlCount is one Redis count of a window: n deliveries, counted together.
+type rlCount struct {
+	n     int64
+	start chan struct{} // closed when it may be sent (the one before it done)
+	done  chan struct{} // closed when total and err are known
+	total int64         // the window's count after it
+	err   error
+}
+
+// count counts one delivery in the window key and answers its place in it.
+func (l *limiter) count(ctx context.Context, key string) (int64, error) {
+	l.mu.Lock()
+	if l.flight == nil {
+		l.flight, l.next = map[string]*rlCount{}, map[string]*rlCount{}
+	}
+	if _, busy := l.flight[key]; !busy {
+		c := &rlCount{n: 1, done: make(chan struct{})}
+		l.flight[key] = c
+		l.mu.Unlock()
+		l.send(ctx, key, c)
+		return c.total, c.err
+	}
+	c := l.next[key]
+	first := c == nil
+	if first {
+		c = &rlCount{start: make(chan struct{}), done: make(chan struct{})}
+		l.next[key] = c
+	}
+	i := c.n
+	c.n++
+	l.mu.Unlock()
+	if first {
+		<-c.start // no one joins it any more
+		l.send(ctx, key, c)
+	} else {
+		<-c.done
+	}
+	return c.total - (c.n - 1 - i), c.err
+}
+
+// send runs count c, then lets the next count of its window go.
+func (l *limiter) send(ctx context.Context, key string, c *rlCount) {
+	c.total, c.err = countScript.Run(context.WithoutCancel(ctx), l.rdb, []string{key}, c.n).Int64()
+	l.mu.Lock()
+	if next := l.next[key]; next != nil {
+		delete(l.next, key)
+		l.flight[key] = next
+		close(next.start)
+	} else {
+		delete(l.flight, key)
+	}
+	l.mu.Unlock()
+	close(c.done)
+}
+
+// waiting is how many deliveries wait for a count in flight (tests).
+func (l *limiter) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.next {
+		n += int(c.n)
+	}
+	return n
 }
 
 func (l *limiter) allow(ctx context.Context, addr string) bool {
@@ -139,7 +215,7 @@ func (l *limiter) allow(ctx context.Context, addr string) bool {
 	key := make([]byte, 0, len(l.prefix)+len(addr)+24)
 	key = append(append(append(key, l.prefix...), addr...), ':')
 	key = strconv.AppendInt(key, sec, 10)
-	n, err := countScript.Run(ctx, l.rdb, []string{string(key)}).Int64()
+	n, err := l.count(ctx, string(key))
 	if err != nil {
 		if last := l.warned.Load(); sec-last >= 60 && l.warned.CompareAndSwap(last, sec) {
 			slog.WarnContext(ctx, "rate limit skipped: Redis unavailable", "err", err.Error())
@@ -149,11 +225,12 @@ func (l *limiter) allow(ctx context.Context, addr string) bool {
 	return n <= int64(l.limit)
 }
 
-// countScript counts a delivery in its address's one-second window: one
-// command (EVALSHA), the window expiring on its own.
+// countScript counts ARGV[1] deliveries in their address's one-second
+// window: one command (EVALSHA), the window expiring on its own.
 var countScript = goredis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], 2000) end
+local k = tonumber(ARGV[1])
+local n = redis.call('INCRBY', KEYS[1], k)
+if n == k then redis.call('PEXPIRE', KEYS[1], 2000) end
 return n`)
 
 // clientAddr is the delivery's source address: httpx.ClientIP, which
