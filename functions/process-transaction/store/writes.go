@@ -114,40 +114,49 @@ func (w *writes) kid() *string {
 	return &k
 }
 
-// flush writes the group and commits, in one round trip.
+// writeSQL writes a whole group in ONE statement: the new transfers, the
+// accepted transfers decided now, the postings and the balances as
+// data-modifying CTEs (each runs exactly once, whether or not the query
+// reads it), then the outbox events as the main query, outbox.InsertSQL
+// itself with its own arguments $1–$6. One statement in place of five: a
+// statement costs the server a bind, a portal and an executor start and end
+// whatever its rows (issue 20). Empty columns are NULL arrays, which unnest
+// to no rows.
+const writeSQL = `WITH new_transfers AS (
+	INSERT INTO transfers (id, from_account_id, to_account_id, amount, currency, status, reject_reason,
+		pending, expires_at, description, reference_id, metadata, from_balance, from_available, to_balance, to_available,
+		idem_scope, idem_key, request_hash, created_at, posted_at)
+	SELECT id, f, t, a, c, s, r, p, e, d, ref, m::jsonb, fb, fa, tb, ta, sc, k, h, $7, po
+	FROM unnest($8::text[]::uuid[], $9::text[]::uuid[], $10::text[]::uuid[], $11::int8[], $12::text[], $13::text[], $14::text[], $15::bool[],
+	            $16::timestamptz[], $17::text[], $18::text[], $19::text[], $20::int8[], $21::int8[], $22::int8[],
+	            $23::int8[], $24::text[], $25::text[], $26::bytea[], $27::timestamptz[])
+	AS x(id, f, t, a, c, s, r, p, e, d, ref, m, fb, fa, tb, ta, sc, k, h, po)
+), decided AS (
+	UPDATE transfers t SET status = x.s, reject_reason = x.r, posted_at = x.po,
+		from_balance = x.fb, from_available = x.fa, to_balance = x.tb, to_available = x.ta
+	FROM unnest($28::text[]::uuid[], $29::text[], $30::text[], $31::timestamptz[], $32::int8[], $33::int8[], $34::int8[], $35::int8[])
+	AS x(id, s, r, po, fb, fa, tb, ta) WHERE t.id = x.id
+), new_postings AS (
+	INSERT INTO postings (transfer_id, account_id, amount, balance_after, created_at)
+	SELECT t, a, m, ba, $7 FROM unnest($36::text[]::uuid[], $37::text[]::uuid[], $38::int8[], $39::int8[]) AS x(t, a, m, ba)
+), balances AS (
+	UPDATE accounts a SET balance = x.b, held = x.h, version = a.version + x.n, updated_at = $7
+	FROM unnest($40::text[]::uuid[], $41::int8[], $42::int8[], $43::int8[]) AS x(id, b, h, n) WHERE a.id = x.id
+)
+` + outbox.InsertSQL
+
+// flush writes the group and commits, in one round trip and two
+// statements (writeSQL and COMMIT); a group that only replays writes
+// nothing.
 func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn) error {
 	b := &pgx.Batch{}
-	if len(w.tID) > 0 {
-		b.Queue(`INSERT INTO transfers (id, from_account_id, to_account_id, amount, currency, status, reject_reason,
-			pending, expires_at, description, reference_id, metadata, from_balance, from_available, to_balance, to_available,
-			idem_scope, idem_key, request_hash, created_at, posted_at)
-			SELECT id, f, t, a, c, s, r, p, e, d, ref, m::jsonb, fb, fa, tb, ta, sc, k, h, $20, po
-			FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[]::uuid[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::bool[],
-			            $9::timestamptz[], $10::text[], $11::text[], $12::text[], $13::int8[], $14::int8[], $15::int8[],
-			            $16::int8[], $17::text[], $18::text[], $19::bytea[], $21::timestamptz[])
-			AS x(id, f, t, a, c, s, r, p, e, d, ref, m, fb, fa, tb, ta, sc, k, h, po)`,
+	if len(w.tID)+len(w.uID)+len(w.pTransfer)+len(w.acctIDs)+len(w.oID) > 0 {
+		b.Queue(writeSQL, w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid, w.now,
 			w.tID, w.tFrom, w.tTo, w.tAmount, w.tCur, w.tStatus, w.tReason, w.tPending, w.tExpires, w.tDesc, w.tRef,
-			w.tMeta, w.tFB, w.tFA, w.tTB, w.tTA, w.tScope, w.tKey, w.tHash, w.now, w.tPosted)
-	}
-	if len(w.uID) > 0 {
-		b.Queue(`UPDATE transfers t SET status = x.s, reject_reason = x.r, posted_at = x.po,
-			from_balance = x.fb, from_available = x.fa, to_balance = x.tb, to_available = x.ta
-			FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::int8[], $7::int8[], $8::int8[])
-			AS x(id, s, r, po, fb, fa, tb, ta) WHERE t.id = x.id`,
-			w.uID, w.uStatus, w.uReason, w.uPosted, w.uFB, w.uFA, w.uTB, w.uTA)
-	}
-	if len(w.pTransfer) > 0 {
-		b.Queue(`INSERT INTO postings (transfer_id, account_id, amount, balance_after, created_at)
-			SELECT t, a, m, ba, $5 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::int8[], $4::int8[]) AS x(t, a, m, ba)`,
-			w.pTransfer, w.pAccount, w.pAmount, w.pAfter, w.now)
-	}
-	if len(w.acctIDs) > 0 {
-		b.Queue(`UPDATE accounts a SET balance = x.b, held = x.h, version = a.version + x.n, updated_at = $5
-			FROM unnest($1::text[]::uuid[], $2::int8[], $3::int8[], $4::int8[]) AS x(id, b, h, n) WHERE a.id = x.id`,
-			w.acctIDs, w.acctBal, w.acctHeld, w.acctN, w.now)
-	}
-	if len(w.oID) > 0 {
-		b.Queue(outbox.InsertSQL, w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid)
+			w.tMeta, w.tFB, w.tFA, w.tTB, w.tTA, w.tScope, w.tKey, w.tHash, w.tPosted,
+			w.uID, w.uStatus, w.uReason, w.uPosted, w.uFB, w.uFA, w.uTB, w.uTA,
+			w.pTransfer, w.pAccount, w.pAmount, w.pAfter,
+			w.acctIDs, w.acctBal, w.acctHeld, w.acctN)
 	}
 	b.Queue("COMMIT")
 	return conn.SendBatch(ctx, b).Close()

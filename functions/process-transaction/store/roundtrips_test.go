@@ -1,0 +1,99 @@
+package store_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
+	"github.com/billfn/billfn/functions/process-transaction/store"
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestAGroupIsTwoRoundTripsAndFiveStatements holds what a group commit asks
+// of PostgreSQL, whatever the group holds: one round trip that reads
+// (BEGIN, the accounts locked, the idempotency keys used) and one that
+// writes and commits, where the transfers, their postings, the balances and
+// the outbox events are ONE statement (data-modifying CTEs) and COMMIT the
+// other. Each statement costs the server a bind, a portal and an executor
+// start and end, whatever its rows; a group of five transfers paid for
+// eight of them (issue 20).
+func TestAGroupIsTwoRoundTripsAndFiveStatements(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(testenv.FreshDatabase(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := &testenv.RoundTrips{}
+	cfg.ConnConfig.Tracer = rt
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	const source = "/functions/process-transaction"
+	user := uuid.NewString()
+	accounts := make([]string, 4)
+	for i := range accounts {
+		accounts[i] = uuid.NewString()
+		if _, err := pool.Exec(ctx, `INSERT INTO accounts (id, user_id, account_number, currency, allow_negative)
+			VALUES ($1, $2, $3, 'USD', true)`, accounts[i], user, "RT-"+strings.ToUpper(accounts[i][:8])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := store.NewCommitter(pool, outbox.Writer{Source: source, Signer: testenv.OriginSigner(source)}, time.Now, nil)
+	run, stop := context.WithCancel(ctx)
+	defer stop()
+	go c.Run(run)
+	caller := auth.Principal{Subject: user, Role: auth.RoleCustomer}
+	group := func(n int) *ledger.Unit {
+		u := &ledger.Unit{}
+		for i := range n {
+			u.Ops = append(u.Ops, &ledger.Op{Req: ledger.TransferRequest{FromAccountID: accounts[i%4], ToAccountID: accounts[(i+1)%4],
+				Amount: int64(10 + i), Currency: "USD"}, Caller: caller, Scope: user, Key: uuid.NewString(), Hash: []byte{1}, ID: uuid.NewString()})
+		}
+		return u
+	}
+	if err := c.Submit(ctx, group(2)); err != nil { // statements prepared
+		t.Fatal(err)
+	}
+	n0, _ := rt.Count()
+	u := group(5)
+	if err := c.Submit(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range u.Ops {
+		if o.Res.Err != nil || o.Res.Transfer == nil || o.Res.Transfer.Status != ledger.TransferPosted {
+			t.Fatalf("transfer: %+v", o.Res)
+		}
+	}
+	n, sql := rt.Count()
+	statements := 0
+	for _, s := range sql[n0:] {
+		statements += len(strings.Split(strings.TrimPrefix(s, "batch: "), "; "))
+	}
+	if n-n0 != 2 || statements != 5 {
+		t.Errorf("a group of 5 transfers: %d round trips and %d statements, want 2 and 5:\n%s", n-n0, statements, strings.Join(sql[n0:], "\n"))
+	}
+	var rows [3]int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM transfers), (SELECT count(*) FROM postings),
+		(SELECT count(*) FROM outbox)`).Scan(&rows[0], &rows[1], &rows[2]); err != nil {
+		t.Fatal(err)
+	}
+	if rows != [3]int{7, 14, 7} {
+		t.Errorf("transfers, postings, outbox rows: %v, want [7 14 7]", rows)
+	}
+	var sum, versions int64
+	if err := pool.QueryRow(ctx, `SELECT sum(balance), sum(version) FROM accounts`).Scan(&sum, &versions); err != nil || sum != 0 || versions != 4+14 {
+		t.Errorf("balances sum to %d, versions to %d (%v), want 0 and 18", sum, versions, err)
+	}
+}
