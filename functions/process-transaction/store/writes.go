@@ -18,6 +18,7 @@ type writes struct {
 	now    time.Time
 	source string
 	signer *events.OriginSigner // nil: events written unsigned, signed at publish
+	kidRef *string              // origin_kid of every event of the group, once (nil: unsigned)
 
 	// new transfers
 	tID, tFrom, tTo, tCur, tStatus, tDesc, tRef, tScope, tKey []string
@@ -96,7 +97,7 @@ func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
 		w.pAfter = append(w.pAfter, *t.FromBalance, *t.ToBalance)
 	}
 	// Without a signer the event is written unsigned and signed at publish.
-	id, payload, err := w.signer.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, t.Transfer)
+	id, payload, err := w.signer.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, &t.Transfer)
 	if err != nil {
 		panic(err) // a Transfer always encodes
 	}
@@ -105,13 +106,17 @@ func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
 	w.oKid = append(w.oKid, w.kid())
 }
 
-// kid is the origin_kid of the events written: the signer's key, or nil.
+// kid is the origin_kid of the events written: the signer's key, or nil;
+// one *string shared by the group's rows.
 func (w *writes) kid() *string {
 	if w.signer == nil {
 		return nil
 	}
-	k := w.signer.KeyID()
-	return &k
+	if w.kidRef == nil {
+		k := w.signer.KeyID()
+		w.kidRef = &k
+	}
+	return w.kidRef
 }
 
 // writeSQL writes a whole group in ONE statement: the new transfers, the

@@ -1,0 +1,49 @@
+package store
+
+import (
+	"testing"
+	"time"
+
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
+	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// TestEffectsAllocations pins the allocations of writing one posted
+// transfer's postings and signed event into a group: the event's bytes
+// (the signer's own allocations, 13 here) and nothing per transfer beyond
+// them — the key id is the writes', not a new *string per event, and the
+// transfer is encoded through a pointer, not boxed as a copy (issue 20).
+func TestEffectsAllocations(t *testing.T) {
+	const source = "/functions/process-transaction"
+	fb, fa, tb, ta := int64(90), int64(90), int64(10), int64(10)
+	now := time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC)
+	tr := &ledger.Transfer{Transfer: events.Transfer{ID: "0193a0c0-0000-7000-8000-000000000001", FromAccountID: "0193a0c0-0000-7000-8000-0000000000a1",
+		ToAccountID: "0193a0c0-0000-7000-8000-0000000000b1", Amount: 10, Currency: "USD", Status: ledger.TransferPosted,
+		FromBalance: &fb, FromAvailable: &fa, ToBalance: &tb, ToAvailable: &ta, CreatedAt: now, PostedAt: &now}}
+	o := &ledger.Op{TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	w := &writes{now: now, source: source, signer: testenv.OriginSigner(source)}
+	grow := func() { // every column with room, so only the effects' own allocations count
+		w.pTransfer, w.pAccount = make([]string, 0, 1<<12), make([]string, 0, 1<<12)
+		w.pAmount, w.pAfter = make([]int64, 0, 1<<12), make([]int64, 0, 1<<12)
+		w.oID, w.oTopic, w.oKey = make([]string, 0, 1<<12), make([]string, 0, 1<<12), make([]string, 0, 1<<12)
+		w.oPayload, w.oKid = make([][]byte, 0, 1<<12), make([]*string, 0, 1<<12)
+	}
+	grow()
+	w.effects(tr, o)
+	var signer float64
+	{
+		s := testenv.OriginSigner(source)
+		signer = testing.AllocsPerRun(100, func() {
+			_, _, _ = s.EncodeIn(o.TraceParent, o.TraceState, source, events.TypeTransactionPosted, tr.FromAccountID, &tr.Transfer)
+		})
+	}
+	grow()
+	got := testing.AllocsPerRun(100, func() { w.effects(tr, o) })
+	if got > signer {
+		t.Errorf("effects of one transfer: %.0f allocations, want at most the signed event's %.0f", got, signer)
+	}
+	if len(w.oKid) == 0 || w.oKid[0] == nil || *w.oKid[0] != w.signer.KeyID() {
+		t.Errorf("origin_kid not written as the signer's key id")
+	}
+}
