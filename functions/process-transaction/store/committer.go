@@ -26,10 +26,14 @@ import (
 // is waiting (up to MaxOps), and in two round trips to Postgres:
 //
 //  1. BEGIN; lock every touched account (ORDER BY id, so concurrent groups
-//     never deadlock); read the idempotency keys already used;
+//     never deadlock);
 //  2. decide each transfer in Go against the running balances (ledger.Group),
 //     then insert transfers, postings, account updates and outbox events in
-//     bulk (unnest) and COMMIT — all pipelined in one pgx batch.
+//     bulk (unnest, one statement: writeSQL) and COMMIT — pipelined in one
+//     pgx batch.
+//
+// The idempotency keys already used are read only when the unique index
+// refused one (a replay): the group is then decided again, reading them.
 //
 // Each caller gets its own outcome: one rejected transfer never fails the
 // others, unless they were submitted together as an atomic unit. While a
@@ -69,11 +73,15 @@ var (
 	groupRetries = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "billfn_ledger_group_retries_total", Help: "Group commits run again after a conflict.",
 	})
+	groupReplays = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "billfn_ledger_group_replays_total",
+		Help: "Group commits decided again reading the idempotency keys, because one of their keys was used already (a replay).",
+	})
 )
 
 // Collectors are the group commit's metrics.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{groupSize, groupSeconds, groupRetries}
+	return []prometheus.Collector{groupSize, groupSeconds, groupRetries, groupReplays}
 }
 
 // NewCommitter makes a committer writing its events through out (as
@@ -182,8 +190,9 @@ func (c *Committer) commit(group []*queued, n int) (touched []string) {
 		return nil
 	}
 	var err error
+	readKeys := false // see tryCommit
 	for attempt := 1; attempt <= postgres.MaxAttempts; attempt++ {
-		touched, err = c.tryCommit(ctx, units)
+		touched, err = c.tryCommit(ctx, units, readKeys)
 		if err == nil {
 			return touched
 		}
@@ -191,9 +200,16 @@ func (c *Committer) commit(group []*queued, n int) (touched []string) {
 		if !postgres.Retryable(err) && !dup {
 			break
 		}
-		// A deadlock with another writer, or a replica that used the same
-		// idempotency key a moment earlier: decide the group again.
-		groupRetries.Inc()
+		if dup && !readKeys {
+			// A key of the group was used already: decide it again,
+			// reading the keys, and that op replays.
+			readKeys = true
+			groupReplays.Inc()
+		} else {
+			// A deadlock with another writer, or a replica that used the
+			// same idempotency key a moment earlier: decide the group again.
+			groupRetries.Inc()
+		}
 		for _, u := range units {
 			for _, o := range u.Ops {
 				o.Res = ledger.Outcome{}
@@ -256,7 +272,14 @@ func (c *Committer) EnsureSystemAccounts(ctx context.Context, units ...*ledger.U
 }
 
 // tryCommit runs the group's transaction and returns the accounts it changed.
-func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit) ([]string, error) {
+//
+// With readKeys false it does not read which of the group's idempotency
+// keys were used already: almost every key is new, and the unique index
+// on (idem_scope, idem_key) refuses a used one when the group writes, so
+// the group is then decided again with readKeys, and the op whose key was
+// used replays. A replay costs its group a second transaction; every other
+// group saves a statement (issue 20).
+func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKeys bool) ([]string, error) {
 	conn, err := c.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -284,7 +307,9 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit) ([]stri
 					numbers = append(numbers, n)
 				}
 			}
-			scopes, keys = append(scopes, o.Scope), append(keys, o.Key)
+			if readKeys {
+				scopes, keys = append(scopes, o.Scope), append(keys, o.Key)
+			}
 		}
 	}
 	b := &pgx.Batch{}
@@ -302,8 +327,10 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit) ([]stri
 	b.Queue(`SELECT `+bookCols+` FROM accounts
 		WHERE id = ANY($1::text[]::uuid[]) OR account_number = ANY($2::text[])
 		ORDER BY id FOR UPDATE`, ids, numbers)
-	b.Queue(`SELECT `+transferCols+`, t.idem_scope, t.idem_key, t.request_hash FROM transfers t
-		JOIN unnest($1::text[], $2::text[]) AS k(s, k) ON t.idem_scope = k.s AND t.idem_key = k.k`, scopes, keys)
+	if readKeys {
+		b.Queue(`SELECT `+transferCols+`, t.idem_scope, t.idem_key, t.request_hash FROM transfers t
+			JOIN unnest($1::text[], $2::text[]) AS k(s, k) ON t.idem_scope = k.s AND t.idem_key = k.k`, scopes, keys)
+	}
 
 	br := conn.SendBatch(ctx, b)
 	g := &ledger.Group{Priors: map[ledger.IdemKey]ledger.Prior{}, Accepted: map[string]*ledger.Transfer{}}
@@ -335,6 +362,9 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit) ([]stri
 		}
 		if g.Books, g.ByNumber, err = scanBooks(rows); err != nil {
 			return err
+		}
+		if !readKeys {
+			return nil
 		}
 		rows, err = br.Query()
 		if err != nil {
