@@ -48,9 +48,9 @@ func requestTrips(trips [][]string) (mine [][]string, statements int) {
 // TestPaymentRoundTrips counts, on the wire, the round trips and
 // statements each payment request costs capture-payment in PostgreSQL
 // (the outbox publisher's pass left out), and holds them: a payment
-// created, confirmed and captured in one POST /payments takes four round
-// trips (the Idempotency-Key's claim, the intent to charge, the sandbox's
-// books, the finishing record in one pipeline); POST /payments/{id}/confirm
+// created, confirmed and captured in one POST /payments takes three round
+// trips (the intent to charge, which claims the Idempotency-Key in its own
+// statement, the sandbox's books, the finishing record in one pipeline); POST /payments/{id}/confirm
 // seven, POST /payments/{id}/capture four.
 func TestPaymentRoundTrips(t *testing.T) {
 	g, w := wiredRig(t)
@@ -91,7 +91,7 @@ func TestPaymentRoundTrips(t *testing.T) {
 			t.Errorf("%s: %d round trips and %d statements, want at most %d and %d", label, len(mine), statements, maxTrips, maxStatements)
 		}
 	}
-	check("create+confirm+capture (one POST /payments)", 4, 16, func() {
+	check("create+confirm+capture (one POST /payments)", 3, 14, func() {
 		if p := pay(payments.CaptureAutomatic, true); p.Status != payments.Succeeded {
 			t.Fatalf("payment %s", p.Status)
 		}

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,6 +72,16 @@ func New(pool *pgxpool.Pool, function string) *Store {
 type claim struct {
 	scope, key string
 	completed  bool
+
+	// A deferred claim (Store.Deferred) is taken by the handler: in its
+	// first write's own statement (ClaimIn), or by Take before anything
+	// else. pending: not taken yet; lost: the key was not free, the
+	// middleware answers (a replay, 409 or 422) and the handler wrote
+	// nothing.
+	s             *Store
+	method, path  string
+	sum           []byte
+	pending, lost bool
 }
 
 type ctxKey struct{}
@@ -88,6 +99,9 @@ func Complete(ctx context.Context, tx pgx.Tx, resp Response) error {
 	c, ok := ctx.Value(ctxKey{}).(*claim)
 	if !ok {
 		return nil
+	}
+	if c.pending || c.lost {
+		return errors.New("idempotency: an answer stored before the request's deferred claim was taken")
 	}
 	body, err := json.Marshal(resp.Body)
 	if err != nil {
@@ -131,6 +145,21 @@ func save(ctx context.Context, db execer, c *claim, status int, hdr storedHeader
 // request without the header is rejected with 400. It must run after the
 // auth middleware (keys are scoped per caller).
 func (s *Store) Middleware(required bool) func(http.Handler) http.Handler {
+	return s.middleware(required, false)
+}
+
+// Deferred is Middleware for a handler that takes the request's claim
+// itself, saving the claim its own round trip and commit: in its first
+// write's statement (ClaimIn, Took), or with Take before it does anything
+// else, and always before it answers. A handler that finds the claim lost
+// (Took or Take false, or ErrClaimLost) writes nothing: the middleware
+// answers as Middleware would have (the stored answer, 409 or 422), or,
+// when the key is free again, takes it and runs the handler once more.
+func (s *Store) Deferred(required bool) func(http.Handler) http.Handler {
+	return s.middleware(required, true)
+}
+
+func (s *Store) middleware(required, deferred bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key := r.Header.Get(Header)
@@ -153,9 +182,16 @@ func (s *Store) Middleware(required bool) func(http.Handler) http.Handler {
 				problem.Write(w, r, err)
 				return
 			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			c := &claim{scope: s.Scope(r.Context()), key: key}
 			sum := Hash(r.Method, r.URL.Path, body)
+			c := &claim{scope: s.Scope(r.Context()), key: key, s: s, method: r.Method, path: r.URL.Path, sum: sum, pending: deferred}
+			if deferred {
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				if s.serve(w, r, next, c) {
+					return
+				}
+				// Lost: answer as a claim before the handler would have.
+				c = &claim{scope: c.scope, key: key}
+			}
 			stored, err := s.claim(r.Context(), c, r.Method, r.URL.Path, sum)
 			if err != nil {
 				problem.Write(w, r, err)
@@ -165,18 +201,99 @@ func (s *Store) Middleware(required bool) func(http.Handler) http.Handler {
 				stored.replay(w)
 				return
 			}
-			cw := &captureWriter{ResponseWriter: w}
-			// A handler that fails or panics must not leave the key locked.
-			defer func() {
-				if !cw.finished {
-					s.release(c)
-				}
-			}()
-			next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, c)))
-			s.finish(r.Context(), c, cw)
-			cw.finished = true
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			s.serve(w, r, next, c)
 		})
 	}
+}
+
+// serve runs next holding claim c (or with c deferred) and stores or
+// releases its key; it reports false, having written nothing, when the
+// handler found a deferred claim lost.
+func (s *Store) serve(w http.ResponseWriter, r *http.Request, next http.Handler, c *claim) bool {
+	cw := &captureWriter{ResponseWriter: w}
+	// A handler that fails or panics must not leave the key locked.
+	defer func() {
+		if !cw.finished && !c.pending && !c.lost {
+			s.release(c)
+		}
+	}()
+	next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, c)))
+	if c.lost {
+		cw.finished = true
+		// A handler that answered all the same keeps its answer, unstored.
+		return cw.status != 0
+	}
+	if c.pending {
+		// Answered without taking its claim (a handler's mistake): take it
+		// now, so the answer is stored as it would have been.
+		if won, err := s.take(r.Context(), c, c.method, c.path, c.sum); err != nil || !won {
+			cw.finished = true
+			return true
+		}
+		c.pending = false
+	}
+	s.finish(r.Context(), c, cw)
+	cw.finished = true
+	return true
+}
+
+// ErrClaimLost is a deferred claim that found its key taken: the handler
+// writes nothing and answers nothing, the middleware answers.
+var ErrClaimLost = errors.New("idempotency: the key is not free")
+
+// ClaimCTE is a deferred claim as a data-modifying CTE for a write's own
+// statement: "<name> AS (…)", whose rows are the keys it took (one, or
+// none: taken by another request, and then it wrote nothing), its seven
+// arguments (ClaimIn's) numbered from first. The statement must write
+// nothing else when <name> is empty, and its caller reports the count
+// with Took.
+func ClaimCTE(name string, first int) string {
+	return name + " AS (" + claimInsert(first) + ")"
+}
+
+// ClaimIn returns the arguments of ClaimCTE for the request's deferred
+// claim, not taken yet; ok is false when the request has none pending (no
+// key, a Middleware route, or taken already).
+func ClaimIn(ctx context.Context) (args []any, ok bool) {
+	c, ok := ctx.Value(ctxKey{}).(*claim)
+	if !ok || !c.pending {
+		return nil, false
+	}
+	return c.s.claimArgs(c, c.method, c.path, c.sum), true
+}
+
+// Took records the outcome of the claim ClaimIn gave the arguments of (n: the rows of its
+// CTE, once its statement committed); false means the claim is lost.
+func Took(ctx context.Context, n int) bool {
+	c, ok := ctx.Value(ctxKey{}).(*claim)
+	if !ok || !c.pending {
+		return true
+	}
+	c.pending, c.lost = false, n != 1
+	return !c.lost
+}
+
+// Take takes the request's deferred claim now, as Middleware would have
+// before the handler (nothing to do when there is none pending). false:
+// the claim is lost, the handler answers nothing.
+func Take(ctx context.Context) (bool, error) {
+	c, ok := ctx.Value(ctxKey{}).(*claim)
+	if !ok || !c.pending {
+		return !ok || !c.lost, nil
+	}
+	won, err := c.s.take(ctx, c, c.method, c.path, c.sum)
+	if err != nil {
+		return false, fmt.Errorf("idempotency claim: %w", err)
+	}
+	c.pending, c.lost = false, !won
+	return won, nil
+}
+
+// Lost reports whether the request's deferred claim was lost.
+func Lost(ctx context.Context) bool {
+	c, ok := ctx.Value(ctxKey{}).(*claim)
+	return ok && c.lost
 }
 
 func validKey(k string) error {
@@ -276,21 +393,30 @@ func (s *Store) claim(ctx context.Context, c *claim, method, path string, sum []
 // claimSQL takes a key that is free, expired, or in flight past its lock
 // with the same request; its row counts the keys it took (0: taken by
 // another request, and then it wrote nothing, as a group's guard must).
-const claimSQL = `WITH c AS (
-	INSERT INTO idempotency_keys AS k (scope, key, request_hash, method, path, state, locked_until)
-	VALUES ($1, $2, $3, $4, $5, 'in_flight', now() + $6::interval)
+var claimSQL = `WITH c AS (` + claimInsert(1) + `) SELECT count(*)::int FROM c`
+
+// claimInsert is the claim's INSERT, its seven arguments (claimArgs)
+// numbered from first.
+func claimInsert(first int) string {
+	a := func(i int) string { return "$" + strconv.Itoa(first+i-1) }
+	return `INSERT INTO idempotency_keys AS k (scope, key, request_hash, method, path, state, locked_until)
+	VALUES (` + a(1) + `, ` + a(2) + `, ` + a(3) + `, ` + a(4) + `, ` + a(5) + `, 'in_flight', now() + ` + a(6) + `::interval)
 	ON CONFLICT (scope, key) DO UPDATE
 	SET request_hash = EXCLUDED.request_hash, method = EXCLUDED.method, path = EXCLUDED.path,
 	    state = 'in_flight', locked_until = EXCLUDED.locked_until, created_at = now(),
 	    response_status = NULL, response_headers = NULL, response_body = NULL
-	WHERE k.created_at < now() - $7::interval
+	WHERE k.created_at < now() - ` + a(7) + `::interval
 	   OR (k.state = 'in_flight' AND k.locked_until < now() AND k.request_hash = EXCLUDED.request_hash)
-	RETURNING 1)
-SELECT count(*)::int FROM c`
+	RETURNING 1`
+}
+
+func (s *Store) claimArgs(c *claim, method, path string, sum []byte) []any {
+	return []any{c.scope, c.key, sum, method, path, s.LockTTL, TTL}
+}
 
 // take runs claimSQL, in the store's group when it has one.
 func (s *Store) take(ctx context.Context, c *claim, method, path string, sum []byte) (bool, error) {
-	args := []any{c.scope, c.key, sum, method, path, s.LockTTL, TTL}
+	args := s.claimArgs(c, method, path, sum)
 	var n int
 	if s.Group != nil {
 		return s.Group.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: claimSQL, Args: args, Dest: []any{&n},

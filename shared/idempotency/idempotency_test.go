@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,7 +42,14 @@ type fixture struct {
 	store  *idempotency.Store
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureOf(t, false) }
+
+// newDeferredFixture is newFixture whose route defers its claim
+// (Store.Deferred) to the note's own statement: one statement claims the
+// key and inserts the note only if it took it.
+func newDeferredFixture(t *testing.T) *fixture { return newFixtureOf(t, true) }
+
+func newFixtureOf(t *testing.T, deferred bool) *fixture {
 	t.Helper()
 	pool := testenv.Pool(t)
 	f := &fixture{pool: pool, signer: auth.NewHS256Signer(secret, "billfn", "billfn"), user: uuid.NewString(),
@@ -64,6 +72,9 @@ func newFixture(t *testing.T) *fixture {
 			return
 		}
 		if in.Text == "" {
+			if ok, err := idempotency.Take(r.Context()); err != nil || !ok {
+				return
+			}
 			problem.Write(w, r, problem.Invalid(problem.Field("text", "required")))
 			return
 		}
@@ -74,7 +85,17 @@ func newFixture(t *testing.T) *fixture {
 		out := map[string]string{"id": uuid.NewString(), "text": in.Text}
 		err := postgres.Tx(r.Context(), pool, func(tx pgx.Tx) error {
 			time.Sleep(5 * time.Millisecond) // keep the request in flight a little
-			if _, err := tx.Exec(r.Context(), `INSERT INTO `+f.table+` VALUES ($1, $2)`, out["id"], out["text"]); err != nil {
+			if args, ok := idempotency.ClaimIn(r.Context()); ok {
+				var took int
+				if err := tx.QueryRow(r.Context(), `WITH `+idempotency.ClaimCTE("k", 3)+`,
+					n AS (INSERT INTO `+f.table+` SELECT $1, $2 WHERE EXISTS (SELECT FROM k))
+					SELECT count(*)::int FROM k`, append([]any{out["id"], out["text"]}, args...)...).Scan(&took); err != nil {
+					return err
+				}
+				if !idempotency.Took(r.Context(), took) {
+					return idempotency.ErrClaimLost
+				}
+			} else if _, err := tx.Exec(r.Context(), `INSERT INTO `+f.table+` VALUES ($1, $2)`, out["id"], out["text"]); err != nil {
 				return err
 			}
 			if f.fail != nil {
@@ -84,7 +105,13 @@ func newFixture(t *testing.T) *fixture {
 			}
 			return idempotency.Complete(r.Context(), tx, idempotency.Response{Status: 201, Body: out, Location: "/notes/" + out["id"]})
 		})
+		if errors.Is(err, idempotency.ErrClaimLost) {
+			return // the middleware answers
+		}
 		if err != nil {
+			if ok, terr := idempotency.Take(r.Context()); terr != nil || !ok {
+				return
+			}
 			problem.Write(w, r, err)
 			return
 		}
@@ -92,7 +119,11 @@ func newFixture(t *testing.T) *fixture {
 		httpx.WriteJSON(w, http.StatusCreated, out)
 	})
 	mux := http.NewServeMux()
-	mux.Handle("POST /notes", v.Middleware()(store.Middleware(true)(create)))
+	mw := store.Middleware(true)
+	if deferred {
+		mw = store.Deferred(true)
+	}
+	mux.Handle("POST /notes", v.Middleware()(mw(create)))
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -238,6 +269,43 @@ func fiftyWithOneKey(t *testing.T, f *fixture) {
 	}
 	if len(bodies) != 1 {
 		t.Fatalf("%d different 201 bodies, want 1 (replays are identical)", len(bodies))
+	}
+}
+
+// A deferred claim, taken in the note's own statement, answers as a claim
+// before the handler: one effect for fifty concurrent requests with one
+// key, replays, 422 for another body with the key, a failure that
+// releases the key, validation failures not stored.
+func TestADeferredClaimTakenInTheWritesStatementAnswersAsBefore(t *testing.T) {
+	f := newDeferredFixture(t)
+	fiftyWithOneKey(t, f)
+	key := uuid.NewString()
+	r1, b1 := f.post(t, f.user, key, `{"text":"deferred"}`)
+	r2, b2 := f.post(t, f.user, key, `{"text":"deferred"}`)
+	if r1.StatusCode != 201 || r2.StatusCode != 201 || b1 != b2 || r2.Header.Get(idempotency.ReplayedHeader) != "true" {
+		t.Fatalf("first %d, replay %d (replayed %q), bodies equal %v", r1.StatusCode, r2.StatusCode,
+			r2.Header.Get(idempotency.ReplayedHeader), b1 == b2)
+	}
+	if r, b := f.post(t, f.user, key, `{"text":"other"}`); r.StatusCode != 422 || problemCode(t, b) != string(problem.IdempotencyKeyReused) {
+		t.Fatalf("another body: %d %s", r.StatusCode, b)
+	}
+	if r, b := f.post(t, f.user, key, `{"text":""}`); r.StatusCode != 422 || problemCode(t, b) != string(problem.IdempotencyKeyReused) {
+		t.Fatalf("another, invalid body: %d %s", r.StatusCode, b)
+	}
+	fresh := uuid.NewString()
+	if r, _ := f.post(t, f.user, fresh, `{"text":""}`); r.StatusCode != 422 {
+		t.Fatalf("invalid: %d", r.StatusCode)
+	}
+	f.fail = func() error { return fmt.Errorf("database hiccup") }
+	if r, _ := f.post(t, f.user, fresh, `{"text":"x"}`); r.StatusCode != 500 {
+		t.Fatalf("failure: %d, want 500", r.StatusCode)
+	}
+	f.fail = nil
+	if r, b := f.post(t, f.user, fresh, `{"text":"x"}`); r.StatusCode != 201 || r.Header.Get(idempotency.ReplayedHeader) != "" {
+		t.Fatalf("after a validation failure and a 500 the key runs again: %d %s", r.StatusCode, b)
+	}
+	if n := f.effects(t); n != 3 {
+		t.Fatalf("effects = %d, want 3", n)
 	}
 }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"unicode/utf8"
@@ -78,23 +79,49 @@ type createRequest struct {
 }
 
 func (s *API) createPayment(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	// The route's claim is deferred (routes.go): a payment created and
+	// confirmed with a token, neither invoice nor saved method, takes it in
+	// the intent's statement (store.InsertConfirmingFor); every other
+	// request takes it before it does anything, and every answer is given
+	// holding it, as before. A claim found lost answers nothing here: the
+	// middleware answers (the stored answer, 409 or 422).
+	fail := func(err error) {
+		if errors.Is(err, idempotency.ErrClaimLost) {
+			return
+		}
+		if won, terr := idempotency.Take(ctx); terr != nil {
+			err = terr
+		} else if !won {
+			return
+		}
+		problem.Write(w, r, err)
+	}
 	var req createRequest
 	if err := httpx.DecodeJSON(r, &req); err != nil {
-		problem.Write(w, r, err)
+		fail(err)
 		return
 	}
 	pr := platform.Principal(r)
 	in, err := s.parseCreate(pr, &req)
 	if err != nil {
-		problem.Write(w, r, err)
+		fail(err)
 		return
+	}
+	if !in.Confirm || in.InvoiceID != nil || ids.Valid(in.PaymentMethod) {
+		if won, err := idempotency.Take(ctx); err != nil || !won {
+			if err != nil {
+				problem.Write(w, r, err)
+			}
+			return
+		}
 	}
 	// CreateFor decides the account (AuthorizeAccount's rules), in the
 	// payment's first write when it can.
-	in.ID = payments.DerivedID(payments.PaymentNS, s.d.Idempotency.Scope(r.Context()), idempotency.KeyFrom(r.Context()))
-	p, err := s.svc.CreateFor(r.Context(), s.store.Fresh(), pr, in, answer("/payments/"+in.ID))
+	in.ID = payments.DerivedID(payments.PaymentNS, s.d.Idempotency.Scope(ctx), idempotency.KeyFrom(ctx))
+	p, err := s.svc.CreateFor(ctx, s.store.Fresh(), pr, in, answer("/payments/"+in.ID))
 	if err != nil {
-		problem.Write(w, r, err)
+		fail(err)
 		return
 	}
 	s.d.Publisher.Kick()

@@ -16,7 +16,9 @@ func (s *API) Routes() []platform.Route {
 	account := map[string]string{"{id}": "account"}
 	method := map[string]string{"{id}": "account", "{method}": "payment-method"}
 	return []platform.Route{
-		{Pattern: "POST /payments", Access: platform.Customer, Class: platform.Money, Handler: write(s.createPayment),
+		// createPayment takes its Idempotency-Key's claim itself: in the
+		// intent's statement when it can (idempotency.Store.Deferred).
+		{Pattern: "POST /payments", Access: platform.Customer, Class: platform.Money, Handler: s.d.Idempotency.Deferred(true)(http.HandlerFunc(s.createPayment)),
 			Refs: map[string]string{"account_id": "account", "payment_method": "payment-method", "invoice_id": "invoice"}},
 		{Pattern: "GET /payments", Access: platform.Customer, Handler: http.HandlerFunc(s.listPayments),
 			Refs: map[string]string{"?account_id": "account"}},

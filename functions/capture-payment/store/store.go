@@ -14,6 +14,7 @@ import (
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/accounts"
+	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 )
@@ -201,11 +202,38 @@ func (t Tx) InsertConfirmingFor(ctx context.Context, p *payments.Payment, a paym
 		owner            string
 	)
 	args := append(guardedArgs(p, g), a.N, a.Gateway, a.PaymentMethod, a.StartedAt, g.Owner)
+	// The request's Idempotency-Key, when its claim is deferred
+	// (idempotency.Store.Deferred), is claimed by this statement: no
+	// round trip nor commit of its own. A key not free writes nothing.
+	if cargs, ok := idempotency.ClaimIn(ctx); ok {
+		var claimed int
+		if err := t.confirming(ctx, insertConfirmingClaiming, append(args, cargs...), a, &inserted, &passed, &owner, &claimed); err != nil {
+			return false, err
+		}
+		if !idempotency.Took(ctx, claimed) {
+			return false, idempotency.ErrClaimLost
+		}
+		return guardedOutcome(p, inserted, passed, owner)
+	}
 	if err := t.confirming(ctx, insertConfirmingGuarded, args, a, &inserted, &passed, &owner); err != nil {
 		return false, err
 	}
 	return guardedOutcome(p, inserted, passed, owner)
 }
+
+// insertConfirmingClaiming is insertConfirmingGuarded that also claims the
+// request's Idempotency-Key (the CTE "k", idempotency.ClaimCTE, its
+// arguments $39–$45 after the owner's $38): the payment and its attempt
+// are written only if the key was taken; its row ends with the keys
+// taken. The claim is taken whatever the guard says (it must be, for the
+// answer AuthorizeAccount then gives, as before).
+var insertConfirmingClaiming = `WITH ` + idempotency.ClaimCTE("k", 39) + `, ` + accountGuard(38) + `, p AS (
+			INSERT INTO payments (` + paymentCols + `) SELECT ` + guardedValues + ` WHERE EXISTS (SELECT FROM k)
+			ON CONFLICT (id) DO NOTHING RETURNING id),
+		a AS (INSERT INTO payment_attempts (payment_id, n, gateway, payment_method, status, started_at)
+			SELECT id, $34, $35, $36, 'pending', $37 FROM p RETURNING 1)
+		SELECT (SELECT count(*)::int FROM a), (SELECT count(*)::int FROM acct), coalesce((SELECT user_id::text FROM acct), ''),
+			(SELECT count(*)::int FROM k)`
 
 // confirming runs an insert of a payment with its first attempt, whose row
 // starts with the attempts inserted, and scans its row into dest.
