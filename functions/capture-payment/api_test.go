@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,6 +119,54 @@ func TestEveryWriteReplaysIdempotently(t *testing.T) {
 	}
 	if got := g.get(manual.ID); got.AmountCaptured != 5000 {
 		t.Fatalf("captured %d", got.AmountCaptured)
+	}
+}
+
+// TestTwentyConcurrentCreatesWithOneKeyChargeOnce: POST /payments with
+// confirm claims its key in the intent's statement (a deferred claim):
+// twenty concurrent requests with one key and one body still make one
+// payment, one attempt and one charge in the sandbox; every other answer
+// is the stored one or 409 in flight, as when the claim came first.
+func TestTwentyConcurrentCreatesWithOneKeyChargeOnce(t *testing.T) {
+	g := newRig(t)
+	key := "once-" + uuid.NewString()
+	body := map[string]any{"account_id": g.account, "amount": 700, "currency": "USD", "payment_method": "pm_card_visa", "confirm": true}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		statuses = map[int]int{}
+		bodies   = map[string]bool{}
+	)
+	start := make(chan struct{})
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			rec := g.do(req{method: "POST", path: "/payments", body: body, key: key})
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[rec.Code]++
+			if rec.Code == http.StatusCreated {
+				var p payments.Payment
+				_ = json.Unmarshal(rec.Body.Bytes(), &p)
+				bodies[p.ID+"/"+string(p.Status)] = true
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if statuses[http.StatusCreated] < 1 || statuses[http.StatusCreated]+statuses[http.StatusConflict] != 20 || len(bodies) != 1 {
+		t.Fatalf("statuses %v, %d distinct payments answered, want 201 (first and replays) and 409 only, one payment", statuses, len(bodies))
+	}
+	var payments_, attempts, intents int
+	if err := g.d.Pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM payments WHERE amount = 700 AND account_id = $1),
+		(SELECT count(*) FROM payment_attempts a JOIN payments p ON p.id = a.payment_id WHERE p.amount = 700 AND p.account_id = $1),
+		(SELECT count(*) FROM sandbox_intents i JOIN payments p ON p.id::text = i.payment_id::text WHERE p.amount = 700 AND p.account_id = $1)`, g.account).Scan(&payments_, &attempts, &intents); err != nil {
+		t.Fatal(err)
+	}
+	if payments_ != 1 || attempts != 1 || intents != 1 {
+		t.Fatalf("%d payments, %d attempts, %d sandbox intents, want one of each", payments_, attempts, intents)
 	}
 }
 
