@@ -121,15 +121,22 @@ func ContextOf(ctx context.Context, ev Event) context.Context {
 // every event's traceparent of a batch to find the sampled ones (at 10 %,
 // nine in ten are not), so it copied a map per event for each consumer.
 func TraceOf(ev Event) (tp, ts string) {
-	var exts map[string]any
-	if ec, ok := ev.Context.(*event.EventContextV1); ok {
-		exts = ec.Extensions
-	} else {
-		exts = ev.Extensions()
-	}
+	exts := extensionsOf(ev)
 	tp, _ = exts[TraceParentExt].(string)
 	ts, _ = exts[TraceStateExt].(string)
 	return tp, ts
+}
+
+// extensionsOf is ev.Extensions() without its copy when ev has a
+// CloudEvents 1.0 context (every event the SDK decodes as 1.0): that
+// context's own map, which the caller must only read. Extensions() copies
+// the whole map on every call, and the receiver reads every event's
+// extensions twice (Parse's check of their names, the origin proof).
+func extensionsOf(ev Event) map[string]any {
+	if ec, ok := ev.Context.(*event.EventContextV1); ok {
+		return ec.Extensions
+	}
+	return ev.Extensions()
 }
 
 // NewTraceParent starts a new trace: version 00, random trace and span ids, sampled.

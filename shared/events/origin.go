@@ -73,43 +73,65 @@ const originVersion = "billfn-origin-v1\n"
 // lengths make the encoding unambiguous whatever the values hold.
 // Extensions (traceparent, the proof itself) are not signed.
 func OriginBytes(ev Event) []byte {
-	var t string
-	if !ev.Time().IsZero() {
-		t = ev.Time().UTC().Format(time.RFC3339Nano)
-	}
+	return appendOriginBytes(nil, ev, ev.Source())
+}
+
+// appendOriginBytes appends OriginBytes(ev) to dst, source being
+// ev.Source() (which builds its string anew at every call): VerifyAll
+// writes a delivery's events into one buffer, with no allocation per event.
+func appendOriginBytes(dst []byte, ev Event, source string) []byte {
 	data := ev.Data()
 	if len(data) > 0 && !ev.DataBase64 && jsonMedia(ev.DataContentType()) {
 		data = canonicalJSON(data)
 	}
-	return originBytes(ev.ID(), ev.Source(), ev.Type(), t, ev.DataContentType(), ev.Subject(), data)
+	id, typ, contentType, subject := ev.ID(), ev.Type(), ev.DataContentType(), ev.Subject()
+	dst = slices.Grow(dst, len(originVersion)+160+len(id)+len(source)+len(typ)+len(contentType)+len(subject)+len(data))
+	dst = append(dst, originVersion...)
+	dst = appendOriginField(dst, "id", id)
+	dst = appendOriginField(dst, "source", source)
+	dst = appendOriginField(dst, "type", typ)
+	var tb [64]byte // the time's RFC 3339 form, without an allocation
+	var t []byte
+	if !ev.Time().IsZero() {
+		t = ev.Time().UTC().AppendFormat(tb[:0], time.RFC3339Nano)
+	}
+	dst = appendOriginField(dst, "time", t)
+	dst = appendOriginField(dst, "datacontenttype", contentType)
+	dst = appendOriginField(dst, "subject", subject)
+	dst = append(dst, "data "...)
+	dst = strconv.AppendInt(dst, int64(len(data)), 10)
+	dst = append(dst, '\n')
+	dst = append(dst, data...)
+	return append(dst, '\n')
 }
 
 // originBytes is OriginBytes of the attributes' values: t formatted as
 // OriginBytes says, data already canonical.
 func originBytes(id, source, typ, t, contentType, subject string, data []byte) []byte {
-	var b bytes.Buffer
-	b.Grow(len(originVersion) + 160 + len(id) + len(source) + len(typ) + len(subject) + len(data))
-	b.WriteString(originVersion)
-	field := func(name string, v string) {
-		b.WriteString(name)
-		b.WriteByte(' ')
-		b.WriteString(strconv.Itoa(len(v)))
-		b.WriteByte('\n')
-		b.WriteString(v)
-		b.WriteByte('\n')
-	}
-	field("id", id)
-	field("source", source)
-	field("type", typ)
-	field("time", t)
-	field("datacontenttype", contentType)
-	field("subject", subject)
-	b.WriteString("data ")
-	b.WriteString(strconv.Itoa(len(data)))
-	b.WriteByte('\n')
-	b.Write(data)
-	b.WriteByte('\n')
-	return b.Bytes()
+	b := make([]byte, 0, len(originVersion)+160+len(id)+len(source)+len(typ)+len(subject)+len(data))
+	b = append(b, originVersion...)
+	b = appendOriginField(b, "id", id)
+	b = appendOriginField(b, "source", source)
+	b = appendOriginField(b, "type", typ)
+	b = appendOriginField(b, "time", t)
+	b = appendOriginField(b, "datacontenttype", contentType)
+	b = appendOriginField(b, "subject", subject)
+	b = append(b, "data "...)
+	b = strconv.AppendInt(b, int64(len(data)), 10)
+	b = append(b, '\n')
+	b = append(b, data...)
+	return append(b, '\n')
+}
+
+// appendOriginField appends one attribute of OriginBytes: its name, a
+// space, the value's length in decimal, "\n", the value and "\n".
+func appendOriginField[V string | []byte](dst []byte, name string, v V) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(len(v)), 10)
+	dst = append(dst, '\n')
+	dst = append(dst, v...)
+	return append(dst, '\n')
 }
 
 // canonicalJSON is data compact and HTML-escaped (see OriginBytes); data
@@ -400,31 +422,61 @@ func (ks *OriginKeys) lookup(source, kid string) (ed25519.PublicKey, bool) {
 // key originkid names, which must be one of the keys of ev's source. It
 // wraps ErrNoOrigin or ErrBadOrigin. A nil OriginKeys trusts no source.
 func (ks *OriginKeys) Verify(ev Event) error {
-	exts := ev.Extensions()
-	sigV, hasSig := exts[OriginSigExt]
-	kidV, hasKid := exts[OriginKidExt]
-	if !hasSig && !hasKid {
-		return fmt.Errorf("%w: the event has no %s/%s attributes", ErrNoOrigin, OriginSigExt, OriginKidExt)
-	}
-	sigS, err1 := types.ToString(sigV)
-	kid, err2 := types.ToString(kidV)
-	if !hasSig || !hasKid || err1 != nil || err2 != nil {
-		return fmt.Errorf("%w: %s and %s must both be strings", ErrBadOrigin, OriginSigExt, OriginKidExt)
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sigS, "="))
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("%w: %s is not a base64url Ed25519 signature", ErrBadOrigin, OriginSigExt)
+	kid, sig, err := proofOf(ev)
+	if err != nil {
+		return err
 	}
 	if ks == nil {
 		return fmt.Errorf("%w: this consumer trusts no origin keys", ErrBadOrigin)
 	}
 	ks.watch.Check()
-	pub, ok := ks.lookup(ev.Source(), kid)
+	source := ev.Source()
+	pub, ok := ks.lookup(source, kid)
 	if !ok {
-		return fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(ev.Source(), 200))
+		return fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(source, 200))
 	}
-	if !ks.verifyAlone(pub, OriginBytes(ev), sig) {
-		return fmt.Errorf("%w: the signature of key %s does not match the event (altered, or signed for other content)", ErrBadOrigin, kid)
+	if !ks.verifyAlone(pub, appendOriginBytes(nil, ev, source), sig[:]) {
+		return badSignature(kid)
 	}
 	return nil
+}
+
+// proofOf reads ev's origin proof, the checks of its form: both
+// attributes, strings, the signature base64url (padding allowed) of
+// ed25519.SignatureSize bytes. It reads ev's own extension map and decodes
+// the signature into an array: no allocation.
+func proofOf(ev Event) (kid string, sig [ed25519.SignatureSize]byte, err error) {
+	exts := extensionsOf(ev)
+	sigV, hasSig := exts[OriginSigExt]
+	kidV, hasKid := exts[OriginKidExt]
+	if !hasSig && !hasKid {
+		return "", sig, fmt.Errorf("%w: the event has no %s/%s attributes", ErrNoOrigin, OriginSigExt, OriginKidExt)
+	}
+	sigS, err1 := types.ToString(sigV)
+	kid, err2 := types.ToString(kidV)
+	if !hasSig || !hasKid || err1 != nil || err2 != nil {
+		return "", sig, fmt.Errorf("%w: %s and %s must both be strings", ErrBadOrigin, OriginSigExt, OriginKidExt)
+	}
+	if !decodeSignature(&sig, strings.TrimRight(sigS, "=")) {
+		return "", sig, fmt.Errorf("%w: %s is not a base64url Ed25519 signature", ErrBadOrigin, OriginSigExt)
+	}
+	return kid, sig, nil
+}
+
+// decodeSignature decodes s into sig as
+// base64.RawURLEncoding.DecodeString(s) does, and reports whether that
+// answers ed25519.SignatureSize bytes and no error. The decoder skips
+// '\r' and '\n', so a longer s may decode to as many bytes: such an s is
+// left to DecodeString itself.
+func decodeSignature(sig *[ed25519.SignatureSize]byte, s string) bool {
+	if base64.RawURLEncoding.DecodedLen(len(s)) != ed25519.SignatureSize {
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil || len(b) != ed25519.SignatureSize {
+			return false
+		}
+		copy(sig[:], b)
+		return true
+	}
+	n, err := base64.RawURLEncoding.Decode(sig[:], []byte(s))
+	return err == nil && n == ed25519.SignatureSize
 }

@@ -4,15 +4,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha512"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"filippo.io/edwards25519"
-	"github.com/cloudevents/sdk-go/v2/types"
 )
 
 // Verifying a delivery's origin proofs together (VerifyAll).
@@ -79,20 +76,35 @@ func (ks *OriginKeys) VerifyAll(evs []Event) []error {
 	}
 	ks.watch.Check()
 	items := make([]batchItem, 0, len(evs))
+	// Every event's signed bytes in one buffer: each item's msg is its
+	// span, set once the buffer has stopped growing.
+	size := 0
+	for _, ev := range evs {
+		size += len(originVersion) + 300 + len(ev.ID()) + len(ev.Type()) + len(ev.Subject()) + len(ev.DataEncoded)
+	}
+	buf := make([]byte, 0, size)
+	ends := make([]int, 0, len(evs))
 	for i, ev := range evs {
-		it, err := ks.prepare(ev)
+		source := ev.Source() // a new string at every call: once per event
+		it, err := ks.prepare(ev, source)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
 		it.index = i
-		items = append(items, it)
+		buf = appendOriginBytes(buf, ev, source)
+		items, ends = append(items, it), append(ends, len(buf))
+	}
+	start := 0
+	for k := range items {
+		items[k].msg = buf[start:ends[k]:ends[k]]
+		start = ends[k]
 	}
 	if len(items) >= minBatchVerify && verifyBatch(items) {
 		return errs
 	}
 	for _, it := range items {
-		if !ks.verifyAlone(it.pub, it.msg, it.sig) {
+		if !ks.verifyAlone(it.pub, it.msg, it.sig[:]) {
 			errs[it.index] = badSignature(it.kid)
 		}
 	}
@@ -106,32 +118,22 @@ type batchItem struct {
 	kid   string
 	pub   ed25519.PublicKey
 	msg   []byte
-	sig   []byte
+	sig   [ed25519.SignatureSize]byte
 }
 
 // prepare runs Verify's checks up to the signature itself: the proof's
-// attributes, its form and the key its source holds.
-func (ks *OriginKeys) prepare(ev Event) (batchItem, error) {
-	exts := ev.Extensions()
-	sigV, hasSig := exts[OriginSigExt]
-	kidV, hasKid := exts[OriginKidExt]
-	if !hasSig && !hasKid {
-		return batchItem{}, fmt.Errorf("%w: the event has no %s/%s attributes", ErrNoOrigin, OriginSigExt, OriginKidExt)
+// attributes, its form and the key its source (ev.Source()) holds. The
+// item's msg is left to VerifyAll.
+func (ks *OriginKeys) prepare(ev Event, source string) (batchItem, error) {
+	kid, sig, err := proofOf(ev)
+	if err != nil {
+		return batchItem{}, err
 	}
-	sigS, err1 := types.ToString(sigV)
-	kid, err2 := types.ToString(kidV)
-	if !hasSig || !hasKid || err1 != nil || err2 != nil {
-		return batchItem{}, fmt.Errorf("%w: %s and %s must both be strings", ErrBadOrigin, OriginSigExt, OriginKidExt)
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(sigS, "="))
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return batchItem{}, fmt.Errorf("%w: %s is not a base64url Ed25519 signature", ErrBadOrigin, OriginSigExt)
-	}
-	pub, ok := ks.lookup(ev.Source(), kid)
+	pub, ok := ks.lookup(source, kid)
 	if !ok {
-		return batchItem{}, fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(ev.Source(), 200))
+		return batchItem{}, fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(source, 200))
 	}
-	return batchItem{kid: kid, pub: pub, msg: OriginBytes(ev), sig: sig}, nil
+	return batchItem{kid: kid, pub: pub, sig: sig}, nil
 }
 
 func badSignature(kid string) error {
@@ -153,19 +155,24 @@ func verifyBatch(items []batchItem) bool {
 	sumS := edwards25519.NewScalar()
 	scalars := make([]*edwards25519.Scalar, 0, len(items)+2)
 	points := make([]*edwards25519.Point, 0, len(items)+2)
+	// The zᵢ and Rᵢ of every item, in one array each; sᵢ and kᵢ are
+	// used at once, one variable each.
+	zArr := make([]edwards25519.Scalar, len(items))
+	rArr := make([]edwards25519.Point, len(items))
+	var s, k edwards25519.Scalar
 	var zb [32]byte
 	h := sha512.New()
 	var digest [64]byte
-	for i, it := range items {
-		s, err := edwards25519.NewScalar().SetCanonicalBytes(it.sig[32:])
-		if err != nil {
+	for i := range items {
+		it := &items[i]
+		if _, err := s.SetCanonicalBytes(it.sig[32:]); err != nil {
 			return false
 		}
 		if !canonicalPoint(it.sig[:32]) {
 			return false
 		}
-		r, err := new(edwards25519.Point).SetBytes(it.sig[:32])
-		if err != nil {
+		r := &rArr[i]
+		if _, err := r.SetBytes(it.sig[:32]); err != nil {
 			return false
 		}
 		kt := keys[string(it.pub)]
@@ -181,17 +188,16 @@ func verifyBatch(items []batchItem) bool {
 		h.Write(it.sig[:32])
 		h.Write(it.pub)
 		h.Write(it.msg)
-		k, err := edwards25519.NewScalar().SetUniformBytes(h.Sum(digest[:0]))
-		if err != nil {
+		if _, err := k.SetUniformBytes(h.Sum(digest[:0])); err != nil {
 			return false
 		}
 		copy(zb[:16], zs[16*i:16*i+16])
-		z, err := edwards25519.NewScalar().SetCanonicalBytes(zb[:]) // < 2¹²⁸: canonical
-		if err != nil {
+		z := &zArr[i]
+		if _, err := z.SetCanonicalBytes(zb[:]); err != nil { // < 2¹²⁸: canonical
 			return false
 		}
-		sumS.MultiplyAdd(z, s, sumS)
-		kt.coef.MultiplyAdd(z, k, kt.coef)
+		sumS.MultiplyAdd(z, &s, sumS)
+		kt.coef.MultiplyAdd(z, &k, kt.coef)
 		scalars, points = append(scalars, z), append(points, r)
 	}
 	for _, kt := range keys {

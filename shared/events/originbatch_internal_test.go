@@ -2,11 +2,14 @@ package events
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"testing"
+	"time"
 
 	"filippo.io/edwards25519"
+	"github.com/cloudevents/sdk-go/v2/event"
 )
 
 // primeOrder tells the base point (and so any real public key) from one
@@ -43,7 +46,9 @@ func TestVerifyBatchEquation(t *testing.T) {
 		seed[0] = byte(i % 3)
 		key := ed25519.NewKeyFromSeed(seed)
 		msg := []byte(fmt.Sprintf("event %d", i))
-		items = append(items, batchItem{index: i, pub: key.Public().(ed25519.PublicKey), msg: msg, sig: ed25519.Sign(key, msg)})
+		it := batchItem{index: i, pub: key.Public().(ed25519.PublicKey), msg: msg}
+		copy(it.sig[:], ed25519.Sign(key, msg))
+		items = append(items, it)
 	}
 	if !verifyBatch(items) {
 		t.Fatal("the equation of valid signatures does not hold")
@@ -116,5 +121,51 @@ func TestCanonicalPoint(t *testing.T) {
 	}
 	if decoded < 80 || spelledOtherwise < 4 {
 		t.Fatalf("%d encodings decode, %d of them not canonical: the test checks too little", decoded, spelledOtherwise)
+	}
+}
+
+// decodeSignature answers what base64.RawURLEncoding.DecodeString and a
+// length check answered before it: the same signatures, the same refusals
+// (a '\n' the decoder skips, padding, a byte too many or too few).
+func FuzzDecodeSignature(f *testing.F) {
+	good := base64.RawURLEncoding.EncodeToString(make([]byte, ed25519.SignatureSize))
+	for _, s := range []string{good, good[:85], good + "A", good[:40] + "\n" + good[40:], good[:40] + "\n" + good[41:],
+		good[:85] + "B", good[:85] + "=", "", "!", good[:84] + "\r\n" + good[84:]} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var sig [ed25519.SignatureSize]byte
+		ok := decodeSignature(&sig, s)
+		want, err := base64.RawURLEncoding.DecodeString(s)
+		wantOK := err == nil && len(want) == ed25519.SignatureSize
+		if ok != wantOK || ok && string(sig[:]) != string(want) {
+			t.Fatalf("%q: decodeSignature %v %x, DecodeString %x %v", s, ok, sig, want, err)
+		}
+	})
+}
+
+// appendOriginBytes writes the documented encoding (originBytes of the
+// attributes, the time formatted alone) whatever the time: zero, with
+// nanoseconds, in another zone, beyond year 9999.
+func TestAppendOriginBytesIsOriginBytes(t *testing.T) {
+	for _, at := range []time.Time{{}, time.Date(2026, 12, 5, 3, 4, 5, 0, time.UTC),
+		time.Date(2026, 12, 5, 3, 4, 5, 120_000_000, time.FixedZone("x", 5*3600+1800)),
+		time.Date(12026, 1, 1, 0, 0, 0, 1, time.UTC), time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		ev := event.New()
+		ev.SetID("1")
+		ev.SetSource("/functions/x")
+		ev.SetType("billfn.x.y")
+		ev.SetTime(at)
+		if err := ev.SetData(event.ApplicationJSON, map[string]string{"a": "<b> c"}); err != nil {
+			t.Fatal(err)
+		}
+		var ts string
+		if !ev.Time().IsZero() {
+			ts = ev.Time().UTC().Format(time.RFC3339Nano)
+		}
+		want := originBytes("1", "/functions/x", "billfn.x.y", ts, event.ApplicationJSON, "", canonicalJSON(ev.Data()))
+		if got := appendOriginBytes([]byte("prefix"), ev, ev.Source()); string(got) != "prefix"+string(want) {
+			t.Errorf("%v: %q, want %q", at, got, want)
+		}
 	}
 }
