@@ -8,38 +8,36 @@ import (
 // events) exactly as json.Unmarshal(body, &evs) with evs []Event does,
 // without its cost: encoding/json checks the whole body, then scans every
 // element again to find its end and reaches (*Event).UnmarshalJSON
-// through reflection. Here the body is checked once (json.Valid, so the
-// same bodies are refused), the top-level array is split by elementEnd,
-// and each element, without the space around it, goes to
-// (*Event).UnmarshalJSON, as encoding/json hands it (a null element too).
-// A body that is not valid JSON or not an array (null: no events, no
-// error; anything else an error) is left to json.Unmarshal itself, for
-// its answer and its error. TestParseIsOldParse and
-// FuzzParseIsOldParse hold it to encoding/json.
+// through reflection. Here one pass (scanBatch) checks the body as
+// json.Valid does, so the same bodies are refused, and finds the
+// top-level array's elements; each element, without the space around it,
+// goes to (*Event).UnmarshalJSON, as encoding/json hands it (a null
+// element too). A body that is not valid JSON or not an array (null: no
+// events, no error; anything else an error) is left to json.Unmarshal
+// itself, for its answer and its error. TestParseIsOldParse,
+// FuzzParseIsOldParse and FuzzScanBatch hold it to encoding/json.
 func unmarshalBatch(body []byte) ([]Event, error) {
 	b := trimJSONSpace(body)
-	if len(b) == 0 || b[0] != '[' || !json.Valid(b) {
+	var spans [][2]int
+	if len(b) > 0 && b[0] == '[' {
+		var buf [64][2]int
+		var ok bool
+		if spans, ok = scanBatch(b, buf[:0]); !ok {
+			spans = nil
+		}
+	}
+	if spans == nil {
 		var evs []Event
 		err := json.Unmarshal(body, &evs)
 		return evs, err
 	}
-	evs := []Event{}
-	i := skipJSONSpace(b, 1)
-	if b[i] == ']' {
-		return evs, nil
-	}
-	for {
-		end := elementEnd(b, i)
-		evs = append(evs, Event{})
-		if err := evs[len(evs)-1].UnmarshalJSON(b[i:end]); err != nil {
+	evs := make([]Event, len(spans))
+	for k, sp := range spans {
+		if err := evs[k].UnmarshalJSON(b[sp[0]:sp[1]]); err != nil {
 			return nil, err
 		}
-		i = skipJSONSpace(b, end)
-		if b[i] == ']' {
-			return evs, nil
-		}
-		i = skipJSONSpace(b, i+1) // past the comma
 	}
+	return evs, nil
 }
 
 // unmarshalStructured decodes a structured-mode body as
@@ -70,46 +68,6 @@ func trimJSONSpace(b []byte) []byte {
 func skipJSONSpace(b []byte, i int) int {
 	for i < len(b) && isJSONSpace(b[i]) {
 		i++
-	}
-	return i
-}
-
-// elementEnd returns the end of the JSON value starting at b[i]. b must be
-// valid JSON (json.Valid): only strings (whose escapes may hide quotes and
-// brackets) and nesting are tracked; a literal ends at the first byte
-// that cannot continue it.
-func elementEnd(b []byte, i int) int {
-	depth := 0
-	for ; i < len(b); i++ {
-		switch c := b[i]; c {
-		case '"':
-			for i++; b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++ // the escaped byte (\" or \\ too)
-				}
-			}
-			if depth == 0 {
-				return i + 1
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return i // the end of the enclosing array
-			}
-			depth--
-			if depth == 0 {
-				return i + 1
-			}
-		case ',':
-			if depth == 0 {
-				return i
-			}
-		default:
-			if depth == 0 && isJSONSpace(c) {
-				return i
-			}
-		}
 	}
 	return i
 }
