@@ -84,17 +84,27 @@ func appendOriginBytes(dst []byte, ev Event, source string) []byte {
 	if len(data) > 0 && !ev.DataBase64 && jsonMedia(ev.DataContentType()) {
 		data = canonicalJSON(data)
 	}
-	id, typ, contentType, subject := ev.ID(), ev.Type(), ev.DataContentType(), ev.Subject()
-	dst = slices.Grow(dst, len(originVersion)+160+len(id)+len(source)+len(typ)+len(contentType)+len(subject)+len(data))
-	dst = append(dst, originVersion...)
-	dst = appendOriginField(dst, "id", id)
-	dst = appendOriginField(dst, "source", source)
-	dst = appendOriginField(dst, "type", typ)
 	var tb [64]byte // the time's RFC 3339 form, without an allocation
 	var t []byte
 	if !ev.Time().IsZero() {
 		t = ev.Time().UTC().AppendFormat(tb[:0], time.RFC3339Nano)
 	}
+	return appendOriginValues(dst, ev.ID(), source, ev.Type(), t, ev.DataContentType(), ev.Subject(), data)
+}
+
+// originBytes is OriginBytes of the attributes' values: t formatted as
+// OriginBytes says, data already canonical.
+func originBytes(id, source, typ, t, contentType, subject string, data []byte) []byte {
+	return appendOriginValues(nil, id, source, typ, t, contentType, subject, data)
+}
+
+// appendOriginValues appends OriginBytes of the attributes' values to dst.
+func appendOriginValues[T string | []byte](dst []byte, id, source, typ string, t T, contentType, subject string, data []byte) []byte {
+	dst = slices.Grow(dst, len(originVersion)+160+len(id)+len(source)+len(typ)+len(contentType)+len(subject)+len(data))
+	dst = append(dst, originVersion...)
+	dst = appendOriginField(dst, "id", id)
+	dst = appendOriginField(dst, "source", source)
+	dst = appendOriginField(dst, "type", typ)
 	dst = appendOriginField(dst, "time", t)
 	dst = appendOriginField(dst, "datacontenttype", contentType)
 	dst = appendOriginField(dst, "subject", subject)
@@ -103,24 +113,6 @@ func appendOriginBytes(dst []byte, ev Event, source string) []byte {
 	dst = append(dst, '\n')
 	dst = append(dst, data...)
 	return append(dst, '\n')
-}
-
-// originBytes is OriginBytes of the attributes' values: t formatted as
-// OriginBytes says, data already canonical.
-func originBytes(id, source, typ, t, contentType, subject string, data []byte) []byte {
-	b := make([]byte, 0, len(originVersion)+160+len(id)+len(source)+len(typ)+len(subject)+len(data))
-	b = append(b, originVersion...)
-	b = appendOriginField(b, "id", id)
-	b = appendOriginField(b, "source", source)
-	b = appendOriginField(b, "type", typ)
-	b = appendOriginField(b, "time", t)
-	b = appendOriginField(b, "datacontenttype", contentType)
-	b = appendOriginField(b, "subject", subject)
-	b = append(b, "data "...)
-	b = strconv.AppendInt(b, int64(len(data)), 10)
-	b = append(b, '\n')
-	b = append(b, data...)
-	return append(b, '\n')
 }
 
 // appendOriginField appends one attribute of OriginBytes: its name, a

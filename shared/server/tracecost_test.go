@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/telemetry"
+	"github.com/billfn/billfn/shared/testenv/allocs"
 )
 
 // BenchmarkRequestTracingSampled10: a request through the runtime with an
@@ -80,32 +80,19 @@ func TestAnUnsampledCallersRequestCostsItsContextOnly(t *testing.T) {
 	serve := func(r *http.Request) func() {
 		return func() { h.ServeHTTP(discardWriter{}, r) }
 	}
-	off := mallocsPerRun(1000, serve(plain))
+	off := allocs.PerRun(1000, serve(plain))
 
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))), sdktrace.WithSpanProcessor(rec))
 	restore := telemetry.Install(tp)
 	defer restore()
-	on := mallocsPerRun(1000, serve(unsampled))
+	on := allocs.PerRun(1000, serve(unsampled))
 	if on-off > 2.5 { // 2, and room for the runtime's own now and then
 		t.Errorf("an unsampled caller's request allocates %.1f times, %.1f more than with tracing off and no traceparent; want 2 more", on, on-off)
 	}
 	if n := len(rec.Started()); n != 0 {
 		t.Errorf("%d spans started for unsampled requests", n)
 	}
-}
-
-// mallocsPerRun is testing.AllocsPerRun without its rounding down, which
-// can turn a difference of 2 into 1 or 3.
-func mallocsPerRun(runs int, f func()) float64 {
-	f()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range runs {
-		f()
-	}
-	runtime.ReadMemStats(&after)
-	return float64(after.Mallocs-before.Mallocs) / float64(runs)
 }
 
 // discardWriter is a ResponseWriter that allocates nothing.

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/server"
 	"github.com/billfn/billfn/shared/telemetry"
+	"github.com/billfn/billfn/shared/testenv/allocs"
 )
 
 // A call whose caller decided not to sample (the kafka-trigger's
@@ -39,13 +39,13 @@ func TestAnUnsampledCallCostsTheGatewayNothing(t *testing.T) {
 		_, _ = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 	}
-	off := mallocsPerRun(500, call)
+	off := allocs.PerRun(500, call)
 
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))), sdktrace.WithSpanProcessor(rec))
 	restore := telemetry.Install(tp)
 	defer restore()
-	on := mallocsPerRun(500, call)
+	on := allocs.PerRun(500, call)
 	if on-off > 1 { // 0, and room for the network's and the runtime's own
 		t.Errorf("an unsampled call allocates %.1f times with tracing on, %.1f with it off; want the same", on, off)
 	}
@@ -101,15 +101,3 @@ type dropSpans struct{}
 
 func (dropSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (dropSpans) Shutdown(context.Context) error                             { return nil }
-
-// mallocsPerRun is testing.AllocsPerRun without its rounding down.
-func mallocsPerRun(runs int, f func()) float64 {
-	f()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range runs {
-		f()
-	}
-	runtime.ReadMemStats(&after)
-	return float64(after.Mallocs-before.Mallocs) / float64(runs)
-}

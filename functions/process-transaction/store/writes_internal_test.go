@@ -1,13 +1,13 @@
 package store
 
 import (
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/testenv"
+	"github.com/billfn/billfn/shared/testenv/allocs"
 )
 
 // TestEffectsAllocations pins the allocations of writing one posted
@@ -37,28 +37,15 @@ func TestEffectsAllocations(t *testing.T) {
 	var signer float64
 	{
 		s := testenv.OriginSigner(source)
-		signer = allocsPerRun(2000, func() {
+		signer = allocs.PerRun(2000, func() {
 			_, _, _ = s.EncodeIn(o.TraceParent, o.TraceState, source, events.TypeTransactionPosted, tr.FromAccountID, &tr.Transfer)
 		})
 	}
-	got := allocsPerRun(2000, func() { w.effects(tr, o) })
+	got := allocs.PerRun(2000, func() { w.effects(tr, o) })
 	if got-signer >= 0.5 {
 		t.Errorf("effects of one transfer: %.2f allocations, want no more than the signed event's %.2f", got, signer)
 	}
 	if len(w.oKid) == 0 || w.oKid[0] == nil || *w.oKid[0] != w.signer.KeyID() {
 		t.Errorf("origin_kid not written as the signer's key id")
 	}
-}
-
-// allocsPerRun is testing.AllocsPerRun's average, unrounded.
-func allocsPerRun(runs int, f func()) float64 {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	f()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range runs {
-		f()
-	}
-	runtime.ReadMemStats(&after)
-	return float64(after.Mallocs-before.Mallocs) / float64(runs)
 }
