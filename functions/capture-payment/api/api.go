@@ -18,12 +18,14 @@ type API struct {
 	svc     *payments.Service
 	store   *store.Store
 	sandbox Sandbox
+	// idle remembers the payments wanted found terminal.
+	idle *payments.Idle
 }
 
 // New returns the API of svc and registers its event handlers and tick on
 // d's receiver.
 func New(d *platform.Deps, svc *payments.Service, st *store.Store, sandbox Sandbox) *API {
-	s := &API{d: d, svc: svc, store: st, sandbox: sandbox}
+	s := &API{d: d, svc: svc, store: st, sandbox: sandbox, idle: &payments.Idle{Max: 1 << 16}}
 	svc.Refused = refused
 	s.register(d.Events)
 	return s

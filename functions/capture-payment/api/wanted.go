@@ -12,8 +12,10 @@ import (
 // move (payments.ChangesNothing: above all a gateway's repeated
 // confirmation of a payment that succeeded) is acknowledged with no
 // transaction and no processed_events row; the payments a delivery's
-// updates name are read in one query. Every other event is wanted: other
-// types, an update it cannot decode, one about a payment it does not find
+// updates name are read in one query, except those of payments this
+// replica has seen terminal already (payments.Idle, whose comment argues
+// why that fact is permanent), when the update changes nothing for them.
+// Every other event is wanted: other types, an update it cannot decode, one about a payment it does not find
 // (the handler parks it, as today). It is asked before the origin check
 // (the receiver verifies only the proofs of the events wanted), so a
 // forged update that changes nothing is ignored like a genuine one, and a
@@ -30,6 +32,10 @@ func (s *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 			continue
 		}
 		if n, ok := payments.Named(updates[i]); ok {
+			if s.idle.ChangesNothing(n, updates[i]) {
+				want[i] = false // a terminal payment's, remembered (payments.Idle)
+				continue
+			}
 			named[i], names = n, append(names, n)
 		}
 	}
@@ -43,6 +49,7 @@ func (s *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 	byID := make(map[string]*payments.Payment, len(ps))
 	byObject := make(map[payments.PaymentName]*payments.Payment, len(ps))
 	for _, p := range ps {
+		s.idle.Put(p) // read outside any transaction: committed
 		byID[p.ID] = p
 		if p.Gateway != nil && p.GatewayPaymentID != nil {
 			byObject[payments.PaymentName{Gateway: *p.Gateway, Object: *p.GatewayPaymentID}] = p

@@ -2,9 +2,12 @@ package payments
 
 import (
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
+	"github.com/billfn/billfn/shared/money"
 )
 
 // Named is what a gateway.updated event names: a payment by billfn's id
@@ -61,4 +64,78 @@ func ChangesNothing(p *Payment, u events.GatewayUpdate) bool {
 		return p.DisputedAt != nil
 	}
 	return false
+}
+
+// Idle remembers, per replica, the payments found terminal, as much of
+// each as ChangesNothing reads, so that a gateway's repeated confirmation
+// of one is judged without reading it again (issue 20: that read was a
+// read-only commit per webhook, 0.498). It is used only to answer "changes
+// nothing": an update the remembered payment would not ignore is judged on
+// the payment read afresh, as before. That is sound because for a payment
+// p seen terminal, ChangesNothing(p, u) implies ChangesNothing(q, u) for
+// every later state q of p, since every member ChangesNothing reads keeps
+// its value, or moves only towards "changes nothing":
+//   - Amount and Currency are never updated (store's updateSet has neither);
+//   - the status stays terminal: ApplyGateway moves a terminal payment no
+//     more, and every other transition starts from a non-terminal state
+//     (confirm, capture, cancel and the collection's retry refuse a
+//     terminal payment; a refund writes only refund amounts);
+//   - Gateway and GatewayPaymentID are set only by StartAttempt (a
+//     confirmation, from a non-terminal state) and by ApplyGateway (which
+//     returns first for a terminal payment), and the object stays the
+//     payment's alone (payments_gateway_object_idx is unique), so naming
+//     it by its object finds the same payment;
+//   - DisputedAt is set once and never cleared;
+//   - payments are never deleted.
+//
+// TestTerminalPaymentsKeepWhatChangesNothingReads and, through the API,
+// TestIdleFactsOutliveEveryOperation fail if the state machine changes so
+// that one of these no longer holds.
+type Idle struct {
+	mu sync.Mutex
+	m  map[PaymentName]idle
+	// Max bounds the entries (two per payment: by id and by object, about
+	// 100 bytes each besides the object id); the map is emptied when it is
+	// reached.
+	Max int
+}
+
+// idle is what ChangesNothing reads of a terminal payment.
+type idle struct {
+	id, gateway, object string
+	currency            money.Currency
+	amount              int64
+	status              Status
+	disputedAt          *time.Time
+}
+
+// Put remembers p if it is terminal.
+func (c *Idle) Put(p *Payment) {
+	if p == nil || !p.Status.Terminal() || p.Gateway == nil || p.GatewayPaymentID == nil {
+		return // ChangesNothing is false for a payment without a gateway object
+	}
+	e := idle{id: p.ID, gateway: *p.Gateway, object: *p.GatewayPaymentID, currency: p.Currency, amount: p.Amount,
+		status: p.Status, disputedAt: p.DisputedAt}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m)+2 > max(c.Max, 2) {
+		c.m = map[PaymentName]idle{}
+	}
+	c.m[PaymentName{ID: e.id}] = e
+	c.m[PaymentName{Gateway: e.gateway, Object: e.object}] = e
+}
+
+// ChangesNothing reports whether the payment n names, remembered as
+// terminal, certainly ignores u (ChangesNothing); false when it is not
+// remembered or would not: then the caller reads it.
+func (c *Idle) ChangesNothing(n PaymentName, u events.GatewayUpdate) bool {
+	c.mu.Lock()
+	e, ok := c.m[n]
+	c.mu.Unlock()
+	if !ok {
+		return false
+	}
+	p := Payment{ID: e.id, Gateway: &e.gateway, GatewayPaymentID: &e.object, Currency: e.currency, Amount: e.amount,
+		Status: e.status, DisputedAt: e.disputedAt}
+	return ChangesNothing(&p, u)
 }
