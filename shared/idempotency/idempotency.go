@@ -290,12 +290,6 @@ func Take(ctx context.Context) (bool, error) {
 	return won, nil
 }
 
-// Lost reports whether the request's deferred claim was lost.
-func Lost(ctx context.Context) bool {
-	c, ok := ctx.Value(ctxKey{}).(*claim)
-	return ok && c.lost
-}
-
 func validKey(k string) error {
 	if len(k) > 255 {
 		return problem.Invalid(problem.Header(Header, "must be at most 255 characters"))
