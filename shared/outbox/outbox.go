@@ -77,17 +77,41 @@ type Writer struct {
 	Signer *events.OriginSigner
 }
 
+// Written says whether outbox rows were written under a context (Tracking):
+// an event delivery's, whose route kicks the publisher only then (most
+// deliveries write none, and each kick runs a publisher pass, a commit,
+// that finds nothing: issue 20). A write noted whose transaction then
+// rolls back costs one such pass, no more.
+type Written struct{ atomic.Bool }
+
+type writtenKey struct{}
+
+// Tracking returns ctx under which Add, and Wrote, note writes in w.
+func Tracking(ctx context.Context, w *Written) context.Context {
+	return context.WithValue(ctx, writtenKey{}, w)
+}
+
+// Wrote notes in ctx's Written that outbox rows were written: Add does it
+// itself; a statement that writes them through InsertSQL or Rows says so.
+func Wrote(ctx context.Context) {
+	if w, ok := ctx.Value(writtenKey{}).(*Written); ok {
+		w.Store(true)
+	}
+}
+
 // InsertSQL writes the rows whose columns Writer.Rows gives ($1–$6) into
 // the outbox. A statement that writes its event in the same round trip as
 // its own row (a CTE) takes the same arguments.
 const InsertSQL = `INSERT INTO outbox (source, event_id, topic, key, payload, origin_kid)
 		SELECT $1, e, t, k, p, o FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[]) AS x(e, t, k, p, o)`
 
-// Add inserts msgs into the outbox inside tx.
+// Add inserts msgs into the outbox inside tx, and notes it in ctx's
+// Written (Tracking).
 func (w Writer) Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	Wrote(ctx)
 	args, err := w.Rows(msgs...)
 	if err != nil {
 		return err

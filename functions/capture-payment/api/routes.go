@@ -3,7 +3,7 @@ package api
 import (
 	"net/http"
 
-	"github.com/billfn/billfn/functions/capture-payment/store"
+	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/platform"
 )
 
@@ -43,16 +43,16 @@ func (s *API) Routes() []platform.Route {
 
 // events receives CloudEvents and ticks, then publishes what they wrote.
 // A delivery kicks the outbox publisher only when its handlers wrote
-// outbox events (store.Tx.Emit, the function's one writer of them, notes
-// it): most deliveries write none (a repeated confirmation, an update
+// outbox events (store.Tx.Emit, the function's one writer of them, through
+// outbox.Writer.Add, which notes it in the delivery's outbox.Written): most deliveries write none (a repeated confirmation, an update
 // about an object the payment no longer uses, an invoice's facts), and
 // each kick would run a publisher pass that finds nothing, a read-only
 // commit (0.126 per webhook, issue 20). A tick publishes what it wrote
 // itself (Tick ends with the publisher's Sweep), as do the flows that
 // commit their own transactions (payments.Service.Kick).
 func (s *API) events(w http.ResponseWriter, r *http.Request) {
-	var wrote store.Wrote
-	s.d.Events.ServeHTTP(w, r.WithContext(store.NoteWrites(r.Context(), &wrote)))
+	var wrote outbox.Written
+	s.d.Events.ServeHTTP(w, r.WithContext(outbox.Tracking(r.Context(), &wrote)))
 	if wrote.Load() {
 		s.d.Publisher.Kick()
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -110,15 +109,12 @@ func (s *Store) BatchHandler(fn func(ctx context.Context, run payments.Runner, e
 	return func(ctx context.Context, tx pgx.Tx, evs []events.Event) error { return fn(ctx, s.Within(tx), evs) }
 }
 
-// Emit writes msgs into the outbox, in the transaction, and notes it in
-// ctx's Wrote (NoteWrites). It is the only way capture-payment writes
-// outbox rows.
+// Emit writes msgs into the outbox, in the transaction (outbox.Writer.Add,
+// which notes it in ctx's outbox.Written). It is the only way
+// capture-payment writes outbox rows.
 func (t Tx) Emit(ctx context.Context, msgs []payments.Message) error {
 	if len(msgs) == 0 {
 		return nil
-	}
-	if w, ok := ctx.Value(wroteKey{}).(*Wrote); ok {
-		w.Store(true)
 	}
 	tx, ok := t.q.(pgx.Tx)
 	if !ok {
@@ -129,19 +125,6 @@ func (t Tx) Emit(ctx context.Context, msgs []payments.Message) error {
 		out[i] = outbox.Message{Topic: m.Topic, Key: m.Key, Event: m.Event}
 	}
 	return t.s.out.Add(ctx, tx, out...)
-}
-
-// Wrote notes that outbox rows were written (Emit) under a context: an
-// event delivery's, whose route kicks the outbox publisher only then. A
-// write noted whose transaction then rolls back costs one pass that finds
-// nothing, no more.
-type Wrote struct{ atomic.Bool }
-
-type wroteKey struct{}
-
-// NoteWrites returns ctx under which Emit notes its writes in w.
-func NoteWrites(ctx context.Context, w *Wrote) context.Context {
-	return context.WithValue(ctx, wroteKey{}, w)
 }
 
 // Record stores the answer of the request in the transaction: answer is

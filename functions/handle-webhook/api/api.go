@@ -20,6 +20,7 @@ import (
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/egress"
+	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/sandbox"
 )
@@ -238,9 +239,11 @@ func (a *API) RouteTable() []platform.Route {
 // transaction that finds nothing (issue 20). A tick publishes and wakes
 // the sender itself (Tick).
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	var published outbox.Written
 	var k kicks
-	a.d.Events.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), kicksKey{}, &k)))
-	if k.publish.Load() {
+	ctx := outbox.Tracking(context.WithValue(r.Context(), kicksKey{}, &k), &published)
+	a.d.Events.ServeHTTP(w, r.WithContext(ctx))
+	if published.Load() {
 		a.d.Publisher.Kick()
 	}
 	if k.send.Load() {
@@ -248,22 +251,21 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// kicks is what a delivery's handlers wrote that someone must act on.
-type kicks struct{ publish, send atomic.Bool }
+// kicks is what a delivery's handlers wrote that the sender must act on
+// (outbox events are noted in the delivery's outbox.Written).
+type kicks struct{ send atomic.Bool }
 
 // kicksKey is the context key of a delivery's kicks.
 type kicksKey struct{}
 
-// wrote notes in ctx's delivery that outbox events (publish) or outgoing
-// deliveries (send) were written.
+// wrote notes in ctx's delivery that outbox events (publish: outbox.Wrote)
+// or outgoing deliveries (send) were written.
 func wrote(ctx context.Context, publish, send bool) {
-	if k, ok := ctx.Value(kicksKey{}).(*kicks); ok {
-		if publish {
-			k.publish.Store(true)
-		}
-		if send {
-			k.send.Store(true)
-		}
+	if publish {
+		outbox.Wrote(ctx)
+	}
+	if k, ok := ctx.Value(kicksKey{}).(*kicks); ok && send {
+		k.send.Store(true)
 	}
 }
 
