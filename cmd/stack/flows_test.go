@@ -199,13 +199,25 @@ func TestFlowInvoiceToCash(t *testing.T) {
 		mp := mailpit.Client{Base: e.mailpit}
 		number := str(invoice, "number")
 		var invoiceMail, receipts []mailpit.Summary
-		e.eventually("the invoice email and the receipt in Mailpit", 60*time.Second, func() bool {
+		// What Mailpit last listed, said if the wait times out: the one
+		// failure seen (ci-like, 2026-12-05) had generate-invoice's log
+		// show both emails accepted (SMTP 250) and gave nothing more.
+		var seen []string
+		deadline := time.Now().Add(60 * time.Second)
+		for {
 			ms, err := mp.Messages(t.Context(), "")
 			if err != nil {
 				t.Fatalf("Mailpit's API: %v", err)
 			}
-			invoiceMail, receipts = nil, nil
+			invoiceMail, receipts, seen = nil, nil, []string{fmt.Sprintf("%d messages listed", len(ms))}
 			for _, m := range ms {
+				var to []string
+				for _, a := range m.To {
+					to = append(to, a.Address)
+				}
+				if strings.Contains(strings.Join(to, ","), "grace-") {
+					seen = append(seen, fmt.Sprintf("%q to %v at %s", m.Subject, to, m.Created.Format(time.RFC3339Nano)))
+				}
 				if len(m.To) != 1 || m.To[0].Address != email {
 					continue
 				}
@@ -216,8 +228,15 @@ func TestFlowInvoiceToCash(t *testing.T) {
 					invoiceMail = append(invoiceMail, m)
 				}
 			}
-			return len(receipts) > 0 && len(invoiceMail) > 0
-		})
+			if len(receipts) > 0 && len(invoiceMail) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out after 60s waiting for the invoice email and the receipt to %s in Mailpit (%s); it holds: %s",
+					email, e.mailpit, strings.Join(seen, "; "))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		if len(receipts) != 1 || len(invoiceMail) != 1 {
 			t.Fatalf("%d receipts and %d invoice emails to %s, want one each", len(receipts), len(invoiceMail), email)
 		}
