@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -203,3 +205,30 @@ func (s *stack) writeIntegratorProperties() (string, error) {
 	}
 	return path, nil
 }
+
+// kafkaReadBuffer is the read buffer of each Kafka connection the broker
+// accepts: a produce or fetch request of billfn's fits in it whole.
+const kafkaReadBuffer = 16 << 10
+
+// bufferedListener gives each connection it accepts a read buffer. kfake
+// reads a request's 4-byte size and then its body with two reads straight
+// from the socket: two system calls per Kafka request, where one read into
+// a buffer takes both (and any request the client pipelined behind it).
+type bufferedListener struct{ net.Listener }
+
+func (l bufferedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, kafkaReadBuffer)}, nil
+}
+
+// bufferedConn reads through its buffer; everything else is the
+// connection's (kfake reads each connection from one goroutine at a time).
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

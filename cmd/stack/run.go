@@ -560,7 +560,7 @@ func (s *stack) startKafka(ln net.Listener) error {
 	var once sync.Once
 	listenFn := func(network, address string) (net.Listener, error) {
 		var got net.Listener
-		once.Do(func() { got = ln })
+		once.Do(func() { got = bufferedListener{ln} })
 		if got == nil {
 			return nil, errors.New("the stack runs one Kafka broker")
 		}
