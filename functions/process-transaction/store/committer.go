@@ -25,8 +25,9 @@ import (
 // commit). Requests queue on a channel; one goroutine takes everything that
 // is waiting (up to MaxOps), and in two round trips to Postgres:
 //
-//  1. BEGIN; lock every touched account (ORDER BY id, so concurrent groups
-//     never deadlock);
+//  1. BEGIN, generic plans for its statements (postgres.GenericPlans); lock
+//     every touched account (ORDER BY id, so concurrent groups never
+//     deadlock);
 //  2. decide each transfer in Go against the running balances (ledger.Group),
 //     then insert transfers, postings, account updates and outbox events in
 //     bulk (unnest, one statement: writeSQL) and COMMIT — pipelined in one
@@ -314,6 +315,10 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	// Every statement of the group's transaction is an index lookup by
+	// key or a bulk write over arrays: planned once per connection, not on
+	// every group (postgres.GenericPlans).
+	b.Queue(postgres.GenericPlans)
 	if len(completes) > 0 {
 		// Accepted transfers name their accounts by id; lock them too.
 		b.Queue(`SELECT `+transferCols+` FROM transfers t WHERE t.id = ANY($1::text[]::uuid[]) ORDER BY t.id FOR UPDATE`, completes)
@@ -335,8 +340,10 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 	br := conn.SendBatch(ctx, b)
 	g := &ledger.Group{Priors: map[ledger.IdemKey]ledger.Prior{}, Accepted: map[string]*ledger.Transfer{}}
 	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
+		for range 2 { // BEGIN, GenericPlans
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 		}
 		if len(completes) > 0 {
 			rows, err := br.Query()
