@@ -291,6 +291,16 @@ func (s *Store) unpark(ctx context.Context, tx pgx.Tx, gateway, gatewayPaymentID
 	return err
 }
 
+// learnSQL is Learn's statement: the references ($1–$4, learned at $5)
+// new to the payment map and, for each, whether webhooks are parked on it.
+const learnSQL = `WITH learned AS (
+			INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
+			SELECT g, gp, p::uuid, f, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(g, gp, p, f)
+			ON CONFLICT DO NOTHING RETURNING gateway, gateway_payment_id, payment_id)
+		SELECT l.gateway, l.gateway_payment_id, l.payment_id::text, EXISTS (SELECT 1 FROM webhook_events e
+			WHERE e.status = 'parked' AND e.gateway = l.gateway AND e.gateway_payment_id = l.gateway_payment_id)
+		FROM learned l`
+
 // Learn records, in the delivery's transaction tx, the payment references
 // capture-payment's events taught: one statement learns every reference
 // and says which of the new ones webhooks are parked on (rare); only those
@@ -311,16 +321,21 @@ func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef
 		cols[2], cols[3] = append(cols[2], r.PaymentID), append(cols[3], r.From)
 	}
 	// The references new to the map and, for each, whether webhooks are
-	// parked on it (rare): one statement, one round trip.
-	rows, err := tx.Query(ctx, `WITH learned AS (
-			INSERT INTO webhook_payment_refs (gateway, gateway_payment_id, payment_id, learned_from, created_at)
-			SELECT g, gp, p::uuid, f, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(g, gp, p, f)
-			ON CONFLICT DO NOTHING RETURNING gateway, gateway_payment_id, payment_id)
-		SELECT l.gateway, l.gateway_payment_id, l.payment_id::text, EXISTS (SELECT 1 FROM webhook_events e
-			WHERE e.status = 'parked' AND e.gateway = l.gateway AND e.gateway_payment_id = l.gateway_payment_id)
-		FROM learned l`,
-		cols[0], cols[1], cols[2], cols[3], s.now())
+	// parked on it (rare): one statement, one round trip. Its generic plan
+	// (postgres.GenericPlans, pipelined before it) is the one its custom
+	// plans are, and Postgres kept planning it on every delivery (its
+	// generic plan estimates ten references to a delivery's one or two).
+	b := &pgx.Batch{}
+	b.Queue(postgres.GenericPlans)
+	b.Queue(learnSQL, cols[0], cols[1], cols[2], cols[3], s.now())
+	br := tx.SendBatch(ctx, b)
+	_, err = br.Exec()
+	var rows pgx.Rows
+	if err == nil {
+		rows, err = br.Query()
+	}
 	if err != nil {
+		_ = br.Close()
 		return 0, err
 	}
 	waiting := map[[2]string]bool{} // references with parked webhooks
@@ -333,6 +348,9 @@ func (s *Store) Learn(ctx context.Context, tx pgx.Tx, refs []webhooks.PaymentRef
 		waiting[[2]string{ref.Gateway, ref.GatewayPaymentID}] = parked
 		return ref, err
 	})
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil || len(learned) == 0 {
 		return 0, err
 	}
