@@ -41,6 +41,7 @@ import (
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/idempotency"
+	"github.com/billfn/billfn/shared/kafkaauth"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
@@ -136,6 +137,7 @@ type Deps struct {
 	// warmPostgres and warmRedis close when the start-up warm-up's first
 	// connection to each has answered (or failed): see App.
 	warmPostgres, warmRedis chan struct{}
+	stopWarm                func() // ends the warm-up (a start-up that fails)
 	collectors              []prometheus.Collector
 	closers                 []func(context.Context)
 }
@@ -159,63 +161,84 @@ func Open(ctx context.Context, name string) (*Deps, error) {
 // OpenWith opens the dependencies described by cfg (tests build cfg directly).
 func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d := &Deps{Name: name, Config: cfg}
-	var err error
-	if d.Verifier, err = auth.NewVerifier(cfg.Auth); err != nil {
+	connErr := d.connect(ctx)
+	v, err := check(name, cfg)
+	if err == nil {
+		err = connErr // a configuration problem is named first, as before
+	}
+	if err != nil {
+		if connErr == nil {
+			d.stopWarm()
+			d.Redis.Close()
+			d.Pool.Close()
+		}
 		return nil, err
+	}
+	d.wire(ctx, v)
+	return d, nil
+}
+
+// checked is what check makes of the configuration.
+type checked struct {
+	verifier *auth.Verifier
+	keys     *events.KeyRing
+	origins  *events.OriginKeys
+	signer   *events.OriginSigner
+	proxies  []netip.Prefix
+	sasl     kafkaauth.Config // with its password
+}
+
+// check checks the configuration and parses its keys.
+func check(name string, cfg Config) (v checked, err error) {
+	if v.verifier, err = auth.NewVerifier(cfg.Auth); err != nil {
+		return v, err
 	}
 	// The delivery-signing keys follow their secret file: a rotation
 	// (new,old then new) needs no restart.
-	keys, err := events.WatchKeys(cfg.EventKeys, "EVENT_SIGNING_KEYS", "event-signing-key", cfg.Auth.ReloadEvery)
-	if err != nil {
-		return nil, err
+	if v.keys, err = events.WatchKeys(cfg.EventKeys, "EVENT_SIGNING_KEYS", "event-signing-key", cfg.Auth.ReloadEvery); err != nil {
+		return v, err
 	}
 	// The origin public keys follow their secret file too: a new
 	// integrator's key or a rotated function key needs no restart.
-	origins, err := events.WatchOriginKeys(cfg.OriginPublicKeys, "EVENT_ORIGIN_PUBLIC_KEYS (origin-public-keys)", "origin-public-keys", cfg.Auth.ReloadEvery)
-	if err != nil {
-		return nil, err
+	if v.origins, err = events.WatchOriginKeys(cfg.OriginPublicKeys, "EVENT_ORIGIN_PUBLIC_KEYS (origin-public-keys)", "origin-public-keys", cfg.Auth.ReloadEvery); err != nil {
+		return v, err
 	}
-	signer, err := events.ParseOriginSigner([]byte(cfg.OriginPrivateKey))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", OriginKeySecret(name), err)
+	if v.signer, err = events.ParseOriginSigner([]byte(cfg.OriginPrivateKey)); err != nil {
+		return v, fmt.Errorf("%s: %w", OriginKeySecret(name), err)
 	}
-	if !origins.Holds(events.Source(name), signer.Public()) {
+	if !v.origins.Holds(events.Source(name), v.signer.Public()) {
 		// Its events would all be parked: say so at start, not later.
-		return nil, fmt.Errorf("%s: its public key is not among the origin-public-keys of %s", OriginKeySecret(name), events.Source(name))
+		return v, fmt.Errorf("%s: its public key is not among the origin-public-keys of %s", OriginKeySecret(name), events.Source(name))
 	}
 	if r := cfg.ProcessedEventsRetention.D(); r != 0 && r < MinProcessedEventsRetention {
-		return nil, fmt.Errorf("PROCESSED_EVENTS_RETENTION is %v: the dedupe must last at least %v (the topics' retention), or 0 to keep it forever",
+		return v, fmt.Errorf("PROCESSED_EVENTS_RETENTION is %v: the dedupe must last at least %v (the topics' retention), or 0 to keep it forever",
 			r, MinProcessedEventsRetention)
 	}
-	if err := cfg.Kafka.SASL.Load(); err != nil {
-		return nil, err
+	v.sasl = cfg.Kafka.SASL
+	if err := v.sasl.Load(); err != nil {
+		return v, err
 	}
 	proxies := cfg.TrustedProxies
 	if strings.TrimSpace(proxies) == "" {
 		proxies = httpx.DefaultTrustedProxies
 	}
-	if d.Proxies, err = httpx.ParsePrefixes(proxies); err != nil {
-		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
+	if v.proxies, err = httpx.ParsePrefixes(proxies); err != nil {
+		return v, fmt.Errorf("TRUSTED_PROXIES: %w", err)
 	}
-	if d.Pool, err = postgres.OpenWith(ctx, cfg.Postgres); err != nil {
-		return nil, err
-	}
-	if d.Redis, err = redis.Open(cfg.Redis.URL); err != nil {
-		d.Pool.Close()
-		return nil, err
-	}
-	if d.rateLimits, err = newRateLimits(d); err != nil {
-		d.Redis.Close()
-		d.Pool.Close()
-		return nil, err
-	}
+	return v, nil
+}
+
+// wire builds the function's dependencies on d's connections.
+func (d *Deps) wire(ctx context.Context, v checked) {
+	name, cfg := d.Name, d.Config
+	d.Verifier, d.Proxies = v.verifier, v.proxies
 	d.Idempotency = idempotency.New(d.Pool, name)
 	d.Publisher = outbox.NewPublisher(d.Pool, name, cfg.Kafka.Brokers)
-	d.Publisher.Signer = signer
-	d.Publisher.Auth = cfg.Kafka.SASL
+	d.Publisher.Signer = v.signer
+	d.Publisher.Auth = v.sasl
 	d.Publisher.Start(ctx)
-	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, KeyRing: keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned,
-		TickEvery: cfg.TickMinInterval.D(), ProcessedRetention: cfg.ProcessedEventsRetention.D(), Origins: origins}
+	d.Events = &events.Receiver{Consumer: name, Pool: d.Pool, KeyRing: v.keys, Verifier: d.Verifier, TrustUnsigned: cfg.EventsTrustUnsigned,
+		TickEvery: cfg.TickMinInterval.D(), ProcessedRetention: cfg.ProcessedEventsRetention.D(), Origins: v.origins}
 	if cfg.EventsTrustUnsigned {
 		slog.Warn("EVENTS_TRUST_UNSIGNED is set: unsigned event deliveries are accepted; this endpoint must be cluster-local", "function", name)
 	}
@@ -226,16 +249,41 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 	d.collectors = append(d.collectors, ratelimit.Collectors()...)
 	d.collectors = append(d.collectors, pgbatch.Collectors()...)
 	d.closers = append(d.closers, d.Publisher.Close, func(context.Context) { d.Redis.Close() }, func(context.Context) { d.Pool.Close() })
-	// Connect in the background while the server starts listening, so the
-	// platform's first readiness probe finds warm connections: Postgres and
-	// Redis at the same time (the readiness probe waits for the slower one,
-	// not for both in turn).
+}
+
+// connect opens the Postgres pool, Redis and the rate limiter and starts
+// connecting to Postgres and Redis in the background, so the platform's
+// first readiness probe finds warm connections: Postgres and Redis at the
+// same time (the readiness probe waits for the slower one, not for both
+// in turn). OpenWith calls it first, before the keys and the verifier: a
+// Postgres backend's start is the longest wait on the way to ready, and
+// the rest of the start-up runs beside it.
+func (d *Deps) connect(ctx context.Context) (err error) {
+	cfg := d.Config
+	if d.Pool, err = postgres.OpenWith(ctx, cfg.Postgres); err != nil {
+		return err
+	}
+	if d.Redis, err = redis.Open(cfg.Redis.URL); err != nil {
+		d.Pool.Close()
+		return err
+	}
+	if d.rateLimits, err = newRateLimits(d); err != nil {
+		d.Redis.Close()
+		d.Pool.Close()
+		return err
+	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	d.stopWarm = cancel
 	var warm sync.WaitGroup
 	d.warmPostgres, d.warmRedis = make(chan struct{}), make(chan struct{})
 	warm.Go(func() {
 		defer close(d.warmPostgres)
-		_ = d.Pool.Ping(wctx)
+		// A connection, not a ping: its start-up already proves Postgres
+		// answers, and the readiness probe pings on it next; a ping here
+		// was one statement more before ready.
+		if c, err := d.Pool.Acquire(wctx); err == nil {
+			c.Release()
+		}
 	})
 	warm.Go(func() {
 		defer close(d.warmRedis)
@@ -245,7 +293,7 @@ func OpenWith(ctx context.Context, name string, cfg Config) (*Deps, error) {
 		}
 	})
 	go func() { warm.Wait(); cancel() }()
-	return d, nil
+	return nil
 }
 
 // Cache returns a named cache on the function's Redis.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -49,6 +50,13 @@ func Open(url string) (*goredis.Client, error) {
 	opt.WriteTimeout = 250 * time.Millisecond
 	opt.MaxRetries = 1
 	opt.ContextTimeoutEnabled = true
+	// A new connection's handshake is HELLO alone: CLIENT SETINFO (the
+	// library's name and version in CLIENT LIST) and CLIENT
+	// MAINT_NOTIFICATIONS (a managed cluster's upgrade notices, which a
+	// plain Redis refuses) were two round trips more on every connection,
+	// at start-up on the way to ready and whenever the pool grows.
+	opt.DisableIdentity = true
+	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	c := goredis.NewClient(opt)
 	c.AddHook(tracingHook{}) // spans of sampled requests only (tracing.go)
 	return c, nil
