@@ -7,6 +7,7 @@ package main
 // run's figures are read beside these.
 
 import (
+	"context"
 	"crypto/ed25519"
 	"fmt"
 	"net"
@@ -14,14 +15,23 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // primitives are the costs measured: CPU µs per system call and per
 // loopback TCP round trip, wall ms per exec of /bin/true, µs per Ed25519
-// signature and verification. A zero is a figure that could not be taken.
+// signature and verification, wall ms from dialing PostgreSQL until a new
+// connection's first query answers. A zero is a figure that could not be
+// taken.
 type primitives struct {
-	SyscallUs, RoundTripUs, ExecMs, SignUs, VerifyUs float64
+	SyscallUs, RoundTripUs, ExecMs, SignUs, VerifyUs, PGConnectMs float64
 }
+
+// pgPrimitiveURL is the server the scenarios use, as the stack's functions
+// reach it (loopback, no TLS); its maintenance database, which every
+// server has.
+const pgPrimitiveURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 // measurePrimitives takes each figure as the median of five rounds, with
 // the stack stopped (nothing else of the bench runs).
@@ -48,7 +58,27 @@ func measurePrimitives() primitives {
 	p.VerifyUs = medianOf(5, func() float64 {
 		return cpuPerOp(2000, func() { ed25519.Verify(pub, msg, sig) })
 	})
+	p.PGConnectMs = medianOf(5, func() float64 { return pgConnect(pgPrimitiveURL) })
 	return p
+}
+
+// pgConnect is the wall time, in ms, from dialing PostgreSQL until a new
+// connection has answered its first query (a function's readiness needs
+// one): the server starts a backend process for it, which is most of the
+// time; 0 if it fails.
+func pgConnect(url string) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0
+	}
+	defer c.Close(ctx)
+	if err := c.Ping(ctx); err != nil {
+		return 0
+	}
+	return float64(time.Since(t0).Microseconds()) / 1e3
 }
 
 // loopbackRoundTrip is the CPU of this process (both ends of the
@@ -138,7 +168,8 @@ func renderPrimitives(b *strings.Builder, p primitives) {
 	b.WriteString("The machine's primitives, measured in the same run with the stack stopped (median of 5 rounds; `cmd/bench/primitives.go`): ")
 	fmt.Fprintf(b, "a system call (`getppid`) costs %s of CPU, a 200-byte request and its echo over loopback TCP %s (both ends, kernel and Go runtime), ",
 		fig(p.SyscallUs, "%.2f µs"), fig(p.RoundTripUs, "%.1f µs"))
-	fmt.Fprintf(b, "an exec of `/bin/true` until it exits %s, an Ed25519 signature %s and its verification %s. ",
+	fmt.Fprintf(b, "an exec of `/bin/true` until it exits %s, an Ed25519 signature %s and its verification %s, ",
 		fig(p.ExecMs, "%.1f ms"), fig(p.SignUs, "%.1f µs"), fig(p.VerifyUs, "%.1f µs"))
-	b.WriteString("Every operation below is made of these (each HTTP hop and each PostgreSQL round trip is at least one loopback round trip, each event is signed once and verified by each consumer, start-to-ready begins with an exec), so figures from machines whose primitives differ are not comparable.\n\n")
+	fmt.Fprintf(b, "a new PostgreSQL connection until its first query answers %s (the server starts a backend process for each). ", fig(p.PGConnectMs, "%.1f ms"))
+	b.WriteString("Every operation below is made of these (each HTTP hop and each PostgreSQL round trip is at least one loopback round trip, each event is signed once and verified by each consumer, start-to-ready begins with an exec and waits for a PostgreSQL connection), so figures from machines whose primitives differ are not comparable.\n\n")
 }
