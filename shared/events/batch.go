@@ -11,8 +11,8 @@ import (
 // through reflection. Here one pass (scanBatch) checks the body as
 // json.Valid does, so the same bodies are refused, and finds the
 // top-level array's elements; each element, without the space around it,
-// goes to (*Event).UnmarshalJSON, as encoding/json hands it (a null
-// element too). A body that is not valid JSON or not an array (null: no
+// goes to decodeEvent, which is (*Event).UnmarshalJSON, as encoding/json
+// hands it (a null element too). A body that is not valid JSON or not an array (null: no
 // events, no error; anything else an error) is left to json.Unmarshal
 // itself, for its answer and its error. TestParseIsOldParse,
 // FuzzParseIsOldParse and FuzzScanBatch hold it to encoding/json.
@@ -33,7 +33,7 @@ func unmarshalBatch(body []byte) ([]Event, error) {
 	}
 	evs := make([]Event, len(spans))
 	for k, sp := range spans {
-		if err := evs[k].UnmarshalJSON(b[sp[0]:sp[1]]); err != nil {
+		if err := decodeEvent(b[sp[0]:sp[1]], &evs[k]); err != nil {
 			return nil, err
 		}
 	}
@@ -48,7 +48,7 @@ func unmarshalStructured(body []byte, ev *Event) error {
 	if !json.Valid(body) {
 		return json.Unmarshal(body, ev)
 	}
-	return ev.UnmarshalJSON(trimJSONSpace(body))
+	return decodeEvent(trimJSONSpace(body), ev)
 }
 
 // isJSONSpace reports the four bytes JSON allows between tokens.
