@@ -133,7 +133,7 @@ func (rc *Receiver) noteUnexpected(ctx context.Context, ev Event, reason string)
 	label := rc.typeLabel(ev.Type())
 	unexpected.WithLabelValues(rc.Consumer, label, reason).Inc()
 	slog.DebugContext(ctx, "event not applied", "consumer", rc.Consumer, "reason", reason, "type", truncate(ev.Type(), 200),
-		"event_id", truncate(ev.ID(), 200), "source", truncate(ev.Source(), 200), "topic", topicOf(ctx))
+		"event_id", truncate(ev.ID(), 200), "source", truncate(SourceOf(ev), 200), "topic", topicOf(ctx))
 }
 
 // Who may emit each type (docs/events.md, "Who may emit each type").
@@ -216,11 +216,11 @@ var ErrForeignSource = errors.New("a fact only from its owner")
 // from a source other than its owner; nil otherwise.
 func foreign(ev Event) error {
 	owner, ok := Emitter(ev.Type())
-	if !ok || ev.Source() == Source(owner) {
+	if src := SourceOf(ev); !ok || strings.HasPrefix(src, sourcePrefix) && src[len(sourcePrefix):] == owner {
 		return nil
 	}
 	return fmt.Errorf("%w: %s from %q refused: only %s (%s) may emit it",
-		ErrForeignSource, truncate(ev.Type(), 200), truncate(ev.Source(), 200), owner, Source(owner))
+		ErrForeignSource, truncate(ev.Type(), 200), truncate(SourceOf(ev), 200), owner, Source(owner))
 }
 
 // MatchesType reports whether typ is one of patterns: a type named in

@@ -94,3 +94,48 @@ func TestDecodeEventAllocations(t *testing.T) {
 		t.Errorf("context %T, want a 1.0 context", ev.Context)
 	}
 }
+
+// SourceOf is Source(), and takes no allocation for billfn's sources.
+func TestSourceOfIsSource(t *testing.T) {
+	for _, src := range []string{"/functions/capture-payment", "/", "/a//b", "//host/p", "/a b", "/a%20b", "/é", "a:b",
+		"a/b", "https://example.com/x", "/x?q=1", "/x#f", "/x?", "urn:billfn:x", "*", "/*", "mailto:a@b", "./a:b", "/a:b"} {
+		for _, ev := range []Event{event.New(), event.New(event.CloudEventsVersionV03)} {
+			ev.SetSource(src)
+			if got, want := SourceOf(ev), ev.Source(); got != want {
+				t.Errorf("%q (%s): SourceOf %q, Source() %q", src, ev.SpecVersion(), got, want)
+			}
+		}
+	}
+	ev := event.New()
+	ev.SetSource(Source("capture-payment"))
+	if n := testing.AllocsPerRun(100, func() { _ = SourceOf(ev) }); n != 0 {
+		t.Errorf("SourceOf: %.0f allocations, want none", n)
+	}
+}
+
+// plainValid never says valid of a context Validate refuses, and says it
+// of billfn's events.
+func TestPlainValidIsValidate(t *testing.T) {
+	for _, s := range decodeCorpus(t) {
+		var ev Event
+		if err := ev.UnmarshalJSON([]byte(s)); err != nil || ev.Context == nil {
+			continue
+		}
+		if plainValid(ev.Context) && ev.Context.Validate() != nil {
+			t.Errorf("%s: plainValid, Validate %v", s, ev.Context.Validate())
+		}
+	}
+	blank := " "
+	for _, ec := range []*event.EventContextV1{
+		{ID: " ", Type: "t"}, {ID: "1", Type: "\t"}, {ID: "1", Type: "t", Subject: &blank}, {ID: "1", Type: "t"},
+	} {
+		ec.Source.Path = "/x"
+		if plainValid(ec) && ec.Validate() != nil {
+			t.Errorf("%+v: plainValid, Validate %v", ec, ec.Validate())
+		}
+	}
+	var ev Event
+	if err := decodeEvent([]byte(decodeCorpus(t)[0]), &ev); err != nil || !plainValid(ev.Context) {
+		t.Errorf("a billfn event: %v, plainValid %v", err, plainValid(ev.Context))
+	}
+}

@@ -73,11 +73,11 @@ const originVersion = "billfn-origin-v1\n"
 // lengths make the encoding unambiguous whatever the values hold.
 // Extensions (traceparent, the proof itself) are not signed.
 func OriginBytes(ev Event) []byte {
-	return appendOriginBytes(nil, ev, ev.Source())
+	return appendOriginBytes(nil, ev, SourceOf(ev))
 }
 
 // appendOriginBytes appends OriginBytes(ev) to dst, source being
-// ev.Source() (which builds its string anew at every call): VerifyAll
+// SourceOf(ev) (which builds its string anew at every call): VerifyAll
 // writes a delivery's events into one buffer, with no allocation per event.
 func appendOriginBytes(dst []byte, ev Event, source string) []byte {
 	data := ev.Data()
@@ -422,7 +422,7 @@ func (ks *OriginKeys) Verify(ev Event) error {
 		return fmt.Errorf("%w: this consumer trusts no origin keys", ErrBadOrigin)
 	}
 	ks.watch.Check()
-	source := ev.Source()
+	source := SourceOf(ev)
 	pub, ok := ks.lookup(source, kid)
 	if !ok {
 		return fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(source, 200))

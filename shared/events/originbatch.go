@@ -85,7 +85,7 @@ func (ks *OriginKeys) VerifyAll(evs []Event) []error {
 	buf := make([]byte, 0, size)
 	ends := make([]int, 0, len(evs))
 	for i, ev := range evs {
-		source := ev.Source() // a new string at every call: once per event
+		source := SourceOf(ev)
 		it, err := ks.prepare(ev, source)
 		if err != nil {
 			errs[i] = err
@@ -122,7 +122,7 @@ type batchItem struct {
 }
 
 // prepare runs Verify's checks up to the signature itself: the proof's
-// attributes, its form and the key its source (ev.Source()) holds. The
+// attributes, its form and the key its source (SourceOf(ev)) holds. The
 // item's msg is left to VerifyAll.
 func (ks *OriginKeys) prepare(ev Event, source string) (batchItem, error) {
 	kid, sig, err := proofOf(ev)

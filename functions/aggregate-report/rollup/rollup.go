@@ -48,7 +48,7 @@ func FromCloudEvent(ev events.Event, now time.Time) Event {
 	if t.IsZero() {
 		t = now
 	}
-	return Event{Source: ev.Source(), ID: ev.ID(), Type: ev.Type(), Time: Micro(t), Subject: ev.Subject(), Data: ev.Data()}
+	return Event{Source: events.SourceOf(ev), ID: ev.ID(), Type: ev.Type(), Time: Micro(t), Subject: ev.Subject(), Data: ev.Data()}
 }
 
 // Micro normalises t to what Postgres stores: UTC, microseconds.

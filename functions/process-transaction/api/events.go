@@ -54,7 +54,7 @@ func (s *Service) opFor(ev events.Event) (*ledger.Op, error) {
 	if err := req.Validate("", s.now()); err != nil {
 		return nil, events.Permanent(err)
 	}
-	o := &ledger.Op{Req: req, Caller: eventCaller, Scope: "event:" + ev.Source(), Key: ev.ID(),
+	o := &ledger.Op{Req: req, Caller: eventCaller, Scope: "event:" + events.SourceOf(ev), Key: ev.ID(),
 		Hash: requestHash([]byte(ev.Type()), ev.Data()), ID: ids.New()}
 	o.TraceParent, o.TraceState = events.TraceOf(ev)
 	return o, nil
@@ -144,8 +144,8 @@ func (s *Service) Tick(ctx context.Context) error {
 // resolved otherwise (expired, or the other way) is permanent (parked for
 // an operator: the books and the gateway disagree).
 func (s *Service) onHoldResolve(ctx context.Context, ev events.Event) error {
-	if ev.Source() != events.Source(HoldResolver) {
-		return events.Permanent(fmt.Errorf("%s from %q: holds are resolved by event only for %s", ev.Type(), ev.Source(), HoldResolver))
+	if events.SourceOf(ev) != events.Source(HoldResolver) {
+		return events.Permanent(fmt.Errorf("%s from %q: holds are resolved by event only for %s", ev.Type(), events.SourceOf(ev), HoldResolver))
 	}
 	var d events.HoldResolution
 	if err := events.Decode(ev, &d); err != nil {
