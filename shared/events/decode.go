@@ -189,9 +189,9 @@ const maxDataDepth = 64
 
 // plainData reports whether the SDK's decoder skips v, valid JSON, as it
 // is: nested at most maxDataDepth deep, and every number of it digits
-// with at most a dot, which its skip takes without parsing the number (a
-// sign or an exponent sends it through a float parse that refuses some
-// valid JSON, 1e999999).
+// with at most a dot, which its skip takes without parsing the number, or
+// a negative one of at most 15 digits, which its float parse takes (an
+// exponent or more digits may be refused: 1e999999).
 func plainData(v []byte) bool {
 	depth := 0
 	for i := 0; i < len(v); i++ {
@@ -211,7 +211,18 @@ func plainData(v []byte) bool {
 			i += 3
 		case 'f':
 			i += 4
-		case '-', '+', 'e', 'E':
+		case '-':
+			// A negative number goes through the SDK's float parse,
+			// which takes any of at most 15 digits and a dot.
+			j := i + 1
+			for j < len(v) && (v[j] >= '0' && v[j] <= '9' || v[j] == '.') {
+				j++
+			}
+			if j-i > 16 || j < len(v) && (v[j] == 'e' || v[j] == 'E') {
+				return false
+			}
+			i = j - 1
+		case '+', 'e', 'E':
 			return false
 		}
 	}
