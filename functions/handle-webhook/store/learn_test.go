@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/handle-webhook/store"
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
@@ -24,16 +23,7 @@ import (
 // time each, more than running it (issue 20).
 func TestLearnIsPlannedOncePerConnection(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.FreshDatabase(t, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1 // every delivery and the count below on one connection
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.OneConnectionPool(t, nil) // every delivery and the count below on one connection
 	const source = "/functions/handle-webhook"
 	s := store.New(pool, outbox.Writer{Source: source, Signer: testenv.OriginSigner(source)}, time.Now)
 	const deliveries = 8
@@ -57,13 +47,11 @@ func TestLearnIsPlannedOncePerConnection(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM webhook_payment_refs`).Scan(&learned); err != nil || learned != 12 {
 		t.Fatalf("references learned: %d (%v), want 12", learned, err)
 	}
-	var generic, custom int64
-	if err := pool.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
-		WHERE statement LIKE '%INSERT INTO webhook_payment_refs%' AND statement NOT LIKE '%pg_prepared_statements%'`).
-		Scan(&generic, &custom); err != nil {
-		t.Fatal(err)
+	got := testenv.PreparedPlans(t, pool, "%INSERT INTO webhook_payment_refs%")
+	if len(got) != 1 {
+		t.Fatalf("Learn's statement among the prepared statements: %+v", got)
 	}
-	if custom != 0 || generic != deliveries {
-		t.Errorf("Learn over %d deliveries: %d custom plans, %d runs of the generic plan; want 0 and %d", deliveries, custom, generic, deliveries)
+	if p := got[0]; p.Custom != 0 || p.Generic != deliveries {
+		t.Errorf("Learn over %d deliveries: %d custom plans, %d runs of the generic plan; want 0 and %d", deliveries, p.Custom, p.Generic, deliveries)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/functions/process-transaction/store"
@@ -33,18 +31,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // costs its group a second transaction and the common case nothing.
 func TestAGroupIsTwoRoundTripsAndFiveStatements(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.FreshDatabase(t, true))
-	if err != nil {
-		t.Fatal(err)
-	}
 	rt := &testenv.RoundTrips{}
-	cfg.ConnConfig.Tracer = rt
-	cfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.OneConnectionPool(t, rt)
 	const source = "/functions/process-transaction"
 	user := uuid.NewString()
 	accounts := make([]string, 4)
@@ -131,16 +119,7 @@ func TestAGroupIsTwoRoundTripsAndFiveStatements(t *testing.T) {
 // the accounts' lock 380 µs (issue 20).
 func TestAGroupIsPlannedOncePerConnection(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pgxpool.ParseConfig(testenv.FreshDatabase(t, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 1 // every group and the count below on one connection
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.OneConnectionPool(t, nil) // every group and the count below on one connection
 	const source = "/functions/process-transaction"
 	user := uuid.NewString()
 	accounts := make([]string, 4)
@@ -172,28 +151,13 @@ func TestAGroupIsPlannedOncePerConnection(t *testing.T) {
 			}
 		}
 	}
-	rows, err := pool.Query(ctx, `SELECT left(regexp_replace(statement, '\s+', ' ', 'g'), 60), generic_plans, custom_plans
-		FROM pg_prepared_statements WHERE statement NOT LIKE '%pg_prepared_statements%'
-			AND (statement LIKE '%new_transfers%' OR statement LIKE '%FROM accounts%FOR UPDATE%')`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	type plans struct {
-		sql             string
-		generic, custom int64
-	}
-	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (p plans, err error) {
-		return p, r.Scan(&p.sql, &p.generic, &p.custom)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := testenv.PreparedPlans(t, pool, "%new_transfers%", "%FROM accounts%FOR UPDATE%")
 	if len(got) != 2 {
 		t.Fatalf("the group's write and its accounts' lock among the prepared statements: %+v", got)
 	}
 	for _, p := range got {
-		if p.custom != 0 || p.generic != groups {
-			t.Errorf("%q over %d groups: %d custom plans, %d runs of the generic plan; want 0 and %d", p.sql, groups, p.custom, p.generic, groups)
+		if p.Custom != 0 || p.Generic != groups {
+			t.Errorf("%q over %d groups: %d custom plans, %d runs of the generic plan; want 0 and %d", p.Statement, groups, p.Custom, p.Generic, groups)
 		}
 	}
 }
