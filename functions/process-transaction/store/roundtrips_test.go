@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/functions/process-transaction/store"
@@ -32,27 +34,12 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func TestAGroupIsTwoRoundTripsAndFiveStatements(t *testing.T) {
 	ctx := context.Background()
 	rt := &testenv.RoundTrips{}
-	pool := testenv.OneConnectionPool(t, rt)
-	const source = "/functions/process-transaction"
-	user := uuid.NewString()
-	accounts := make([]string, 4)
-	for i := range accounts {
-		accounts[i] = uuid.NewString()
-		if _, err := pool.Exec(ctx, `INSERT INTO accounts (id, user_id, account_number, currency, allow_negative)
-			VALUES ($1, $2, $3, 'USD', true)`, accounts[i], user, "RT-"+strings.ToUpper(accounts[i][:8])); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := store.NewCommitter(pool, outbox.Writer{Source: source, Signer: testenv.OriginSigner(source)}, time.Now, nil)
-	run, stop := context.WithCancel(ctx)
-	defer stop()
-	go c.Run(run)
-	caller := auth.Principal{Subject: user, Role: auth.RoleCustomer}
+	pool, c, caller, accounts := oneConnectionCommitter(t, rt)
 	group := func(n int) *ledger.Unit {
 		u := &ledger.Unit{}
 		for i := range n {
 			u.Ops = append(u.Ops, &ledger.Op{Req: ledger.TransferRequest{FromAccountID: accounts[i%4], ToAccountID: accounts[(i+1)%4],
-				Amount: int64(10 + i), Currency: "USD"}, Caller: caller, Scope: user, Key: uuid.NewString(), Hash: []byte{1}, ID: uuid.NewString()})
+				Amount: int64(10 + i), Currency: "USD"}, Caller: caller, Scope: caller.Subject, Key: uuid.NewString(), Hash: []byte{1}, ID: uuid.NewString()})
 		}
 		return u
 	}
@@ -119,28 +106,13 @@ func TestAGroupIsTwoRoundTripsAndFiveStatements(t *testing.T) {
 // the accounts' lock 380 µs (issue 20).
 func TestAGroupIsPlannedOncePerConnection(t *testing.T) {
 	ctx := context.Background()
-	pool := testenv.OneConnectionPool(t, nil) // every group and the count below on one connection
-	const source = "/functions/process-transaction"
-	user := uuid.NewString()
-	accounts := make([]string, 4)
-	for i := range accounts {
-		accounts[i] = uuid.NewString()
-		if _, err := pool.Exec(ctx, `INSERT INTO accounts (id, user_id, account_number, currency, allow_negative)
-			VALUES ($1, $2, $3, 'USD', true)`, accounts[i], user, "PL-"+strings.ToUpper(accounts[i][:8])); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := store.NewCommitter(pool, outbox.Writer{Source: source, Signer: testenv.OriginSigner(source)}, time.Now, nil)
-	run, stop := context.WithCancel(ctx)
-	defer stop()
-	go c.Run(run)
-	caller := auth.Principal{Subject: user, Role: auth.RoleCustomer}
+	pool, c, caller, accounts := oneConnectionCommitter(t, nil) // every group and the count below on one connection
 	const groups = 8
 	for g := range groups {
 		u := &ledger.Unit{}
 		for i := range 1 + g%3 {
 			u.Ops = append(u.Ops, &ledger.Op{Req: ledger.TransferRequest{FromAccountID: accounts[i%4], ToAccountID: accounts[(i+1)%4],
-				Amount: int64(10 + i), Currency: "USD"}, Caller: caller, Scope: user, Key: uuid.NewString(), Hash: []byte{1}, ID: uuid.NewString()})
+				Amount: int64(10 + i), Currency: "USD"}, Caller: caller, Scope: caller.Subject, Key: uuid.NewString(), Hash: []byte{1}, ID: uuid.NewString()})
 		}
 		if err := c.Submit(ctx, u); err != nil {
 			t.Fatal(err)
@@ -160,4 +132,27 @@ func TestAGroupIsPlannedOncePerConnection(t *testing.T) {
 			t.Errorf("%q over %d groups: %d custom plans, %d runs of the generic plan; want 0 and %d", p.Statement, groups, p.Custom, p.Generic, groups)
 		}
 	}
+}
+
+// oneConnectionCommitter runs a committer on a pool of one connection to a
+// fresh database (tracer, when not nil, sees its statements), with four
+// accounts of one customer that may go negative, until the test ends.
+func oneConnectionCommitter(t *testing.T, tracer pgx.QueryTracer) (*pgxpool.Pool, *store.Committer, auth.Principal, []string) {
+	t.Helper()
+	pool := testenv.OneConnectionPool(t, tracer)
+	const source = "/functions/process-transaction"
+	user := uuid.NewString()
+	accounts := make([]string, 4)
+	for i := range accounts {
+		accounts[i] = uuid.NewString()
+		if _, err := pool.Exec(context.Background(), `INSERT INTO accounts (id, user_id, account_number, currency, allow_negative)
+			VALUES ($1, $2, $3, 'USD', true)`, accounts[i], user, "RT-"+strings.ToUpper(accounts[i][:8])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := store.NewCommitter(pool, outbox.Writer{Source: source, Signer: testenv.OriginSigner(source)}, time.Now, nil)
+	run, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	go c.Run(run)
+	return pool, c, auth.Principal{Subject: user, Role: auth.RoleCustomer}, accounts
 }
