@@ -27,6 +27,19 @@ type procStat struct {
 	Comm  string
 	PPid  int
 	Ticks int64 // utime + stime
+	// MinorFaults are the page faults served without I/O: first touches of
+	// memory, copies on write after a fork, pages mapped from the page
+	// cache (the code of a program that runs for the first time).
+	MinorFaults int64
+}
+
+// readStat reads /proc/<pid>/stat.
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseStat(b)
 }
 
 // parseStat reads /proc/<pid>/stat. The command name is in parentheses and
@@ -38,12 +51,12 @@ func parseStat(b []byte) (procStat, error) {
 		return procStat{}, errors.New("no (comm) in stat")
 	}
 	f := strings.Fields(string(b[end+1:]))
-	// f[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+	// f[0] is field 3 (state): ppid is field 4, minflt 10, utime 14, stime 15.
 	if len(f) < 13 {
 		return procStat{}, fmt.Errorf("stat has %d fields after comm, want ≥ 13", len(f))
 	}
 	n := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
-	return procStat{Comm: string(b[open+1 : end]), PPid: int(n(1)), Ticks: n(11) + n(12)}, nil
+	return procStat{Comm: string(b[open+1 : end]), PPid: int(n(1)), Ticks: n(11) + n(12), MinorFaults: n(7)}, nil
 }
 
 // Process groups of the cost table, besides the functions (by name).

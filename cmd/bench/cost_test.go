@@ -27,7 +27,7 @@ func statFile(t *testing.T, path string) procStat {
 
 func TestParseStatCountsFieldsFromTheLastParenthesis(t *testing.T) {
 	st := statFile(t, "testdata/stat-odd-comm")
-	want := procStat{Comm: "my (odd) proc", PPid: 1, Ticks: 1234 + 567}
+	want := procStat{Comm: "my (odd) proc", PPid: 1, Ticks: 1234 + 567, MinorFaults: 120}
 	if st != want {
 		t.Fatalf("parseStat = %+v, want %+v", st, want)
 	}

@@ -552,7 +552,8 @@ func pgbenchRunOf(ctx context.Context, db string, seconds int, args ...string) (
 
 type procFigures struct {
 	Name      string
-	ReadyMs   []float64 // start-to-ready, several launches
+	ReadyMs   []float64  // start-to-ready, several launches
+	AtReady   []procStat // what each launch had cost when it was ready
 	IdleRSSKB int
 	Err       string
 }
@@ -603,12 +604,12 @@ func measureFunctions(ctx context.Context, marker string) ([]procFigures, error)
 		}
 		env = append(env, "PORT="+port)
 		for k := 0; k < 5; k++ {
-			ms, rss, err := launch(ctx, exe, env, "http://127.0.0.1:"+port+"/_/ready", k == 4)
+			ms, atReady, rss, err := launch(ctx, exe, env, "http://127.0.0.1:"+port+"/_/ready", k == 4)
 			if err != nil {
 				fig.Err = err.Error()
 				break
 			}
-			fig.ReadyMs = append(fig.ReadyMs, ms)
+			fig.ReadyMs, fig.AtReady = append(fig.ReadyMs, ms), append(fig.AtReady, atReady)
 			if rss > 0 {
 				fig.IdleRSSKB = rss
 			}
@@ -618,13 +619,13 @@ func measureFunctions(ctx context.Context, marker string) ([]procFigures, error)
 	return out, nil
 }
 
-func launch(ctx context.Context, exe string, env []string, ready string, idle bool) (ms float64, rssKB int, err error) {
+func launch(ctx context.Context, exe string, env []string, ready string, idle bool) (ms float64, atReady procStat, rssKB int, err error) {
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = env
 	client := &http.Client{Timeout: 200 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, 0, err
+		return 0, procStat{}, 0, err
 	}
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -636,13 +637,14 @@ func launch(ctx context.Context, exe string, env []string, ready string, idle bo
 			r.Body.Close()
 			if r.StatusCode == 200 {
 				ms = float64(time.Since(start).Microseconds()) / 1000
+				atReady, _ = readStat(cmd.Process.Pid)
 				break
 			}
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
 	if ms == 0 {
-		return 0, 0, errors.New("never ready")
+		return 0, procStat{}, 0, errors.New("never ready")
 	}
 	if idle {
 		time.Sleep(2 * time.Second)
@@ -651,7 +653,7 @@ func launch(ctx context.Context, exe string, env []string, ready string, idle bo
 			rssKB, _ = strconv.Atoi(string(m[1]))
 		}
 	}
-	return ms, rssKB, nil
+	return ms, atReady, rssKB, nil
 }
 
 // median is the middle value of xs, the mean of the two middle ones when
@@ -746,21 +748,29 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 			g50, d50, g50-d50, mark(g50-d50 < 1))
 	}
 	if len(procs) > 0 { // -only without "processes" skips them
-		b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches, and the resident memory after two idle seconds.\n\n")
-		b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | idle RSS | targets |\n|---|---:|---|---:|---|\n")
+		b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches; what the process had cost by then, from its `/proc/<pid>/stat` (CPU in the kernel's 10 ms ticks, and its page faults with what they cost at the machine's price of one, a primitive above); and the resident memory after two idle seconds.\n\n")
+		b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | CPU until ready | page faults until ready | idle RSS | targets |\n|---|---:|---|---:|---:|---:|---|\n")
 		for _, p := range procs {
 			if p.Err != "" {
-				fmt.Fprintf(&b, "| %s | | | | %s |\n", p.Name, p.Err)
+				fmt.Fprintf(&b, "| %s | | | | | | %s |\n", p.Name, p.Err)
 				continue
 			}
 			var all []string
-			for _, m := range p.ReadyMs {
+			var cpu, faults []float64
+			for i, m := range p.ReadyMs {
 				all = append(all, fmt.Sprintf("%.1f", m))
+				cpu = append(cpu, float64(ticksDur(p.AtReady[i].Ticks).Microseconds())/1e3)
+				faults = append(faults, float64(p.AtReady[i].MinorFaults))
 			}
 			rss := float64(p.IdleRSSKB) / 1024
 			// Issue 20's targets, for every function.
 			target := fmt.Sprintf("< 15 ms %s, < 20 MB %s", mark(median(p.ReadyMs) < 15), mark(rss < 20))
-			fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "), rss, target)
+			faultCost := ""
+			if prims.PageFaultUs > 0 {
+				faultCost = fmt.Sprintf(" (%.1f ms)", median(faults)*prims.PageFaultUs/1e3)
+			}
+			fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.0f ms | %.0f%s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "),
+				median(cpu), median(faults), faultCost, rss, target)
 		}
 	}
 	renderPlatform(&b)

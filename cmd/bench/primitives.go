@@ -11,6 +11,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -20,12 +21,14 @@ import (
 )
 
 // primitives are the costs measured: CPU µs per system call and per
-// loopback TCP round trip, wall ms per exec of /bin/true, µs per Ed25519
+// loopback TCP round trip, CPU µs per page fault (the first touch of an
+// anonymous page), wall ms per exec of /bin/true, µs per Ed25519
 // signature and verification, wall ms from dialing PostgreSQL until a new
-// connection's first query answers. A zero is a figure that could not be
-// taken.
+// connection's first query answers, and the page faults its backend took
+// until then. A zero is a figure that could not be taken.
 type primitives struct {
-	SyscallUs, RoundTripUs, ExecMs, SignUs, VerifyUs, PGConnectMs float64
+	SyscallUs, RoundTripUs, PageFaultUs, ExecMs, SignUs, VerifyUs, PGConnectMs float64
+	PGBackendFaults                                                            float64
 }
 
 // pgPrimitiveURL is the server the scenarios use, as the stack's functions
@@ -41,6 +44,7 @@ func measurePrimitives() primitives {
 		return cpuPerOp(200_000, func() { syscall.Getppid() })
 	})
 	p.RoundTripUs = medianOf(5, loopbackRoundTrip)
+	p.PageFaultUs = medianOf(5, pageFault)
 	p.ExecMs = medianOf(5, func() float64 {
 		t0 := time.Now()
 		if err := exec.Command("/bin/true").Run(); err != nil {
@@ -58,27 +62,61 @@ func measurePrimitives() primitives {
 	p.VerifyUs = medianOf(5, func() float64 {
 		return cpuPerOp(2000, func() { ed25519.Verify(pub, msg, sig) })
 	})
-	p.PGConnectMs = medianOf(5, func() float64 { return pgConnect(pgPrimitiveURL) })
+	var faults []float64
+	p.PGConnectMs = medianOf(5, func() float64 {
+		ms, backend := pgConnect(pgPrimitiveURL)
+		faults = append(faults, float64(backend.MinorFaults))
+		return ms
+	})
+	p.PGBackendFaults = median(faults)
 	return p
 }
 
 // pgConnect is the wall time, in ms, from dialing PostgreSQL until a new
 // connection has answered its first query (a function's readiness needs
 // one): the server starts a backend process for it, which is most of the
-// time; 0 if it fails.
-func pgConnect(url string) float64 {
+// time; 0 if it fails. backend is what that process had cost by then (its
+// /proc/<pid>/stat: the server runs on this machine).
+func pgConnect(url string) (ms float64, backend procStat) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	t0 := time.Now()
 	c, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return 0
+		return 0, procStat{}
 	}
 	defer c.Close(ctx)
-	if err := c.Ping(ctx); err != nil {
+	var pid int
+	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		return 0, procStat{}
+	}
+	ms = float64(time.Since(t0).Microseconds()) / 1e3
+	backend, _ = readStat(pid)
+	return ms, backend
+}
+
+// pageFault is the CPU of this process, in µs, per first write to a page
+// of a fresh anonymous mapping: the kernel's page fault, which gives the
+// process a zeroed page (what a process pays for each page of memory it
+// grows into, a forked process for each page it writes, and, mapping
+// pages of its file, for the code it runs the first time); 0 if it fails.
+func pageFault() float64 {
+	const pages = 16384 // 64 MiB of 4 KiB pages
+	size := pages * os.Getpagesize()
+	m, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON)
+	if err != nil {
 		return 0
 	}
-	return float64(time.Since(t0).Microseconds()) / 1e3
+	defer syscall.Munmap(m)
+	// No transparent huge page: one fault would give 512 pages.
+	if err := syscall.Madvise(m, syscall.MADV_NOHUGEPAGE); err != nil {
+		return 0
+	}
+	c0 := cpuSelf()
+	for i := 0; i < size; i += os.Getpagesize() {
+		m[i] = 1
+	}
+	return float64((cpuSelf() - c0).Nanoseconds()) / 1e3 / pages
 }
 
 // loopbackRoundTrip is the CPU of this process (both ends of the
@@ -170,6 +208,8 @@ func renderPrimitives(b *strings.Builder, p primitives) {
 		fig(p.SyscallUs, "%.2f µs"), fig(p.RoundTripUs, "%.1f µs"))
 	fmt.Fprintf(b, "an exec of `/bin/true` until it exits %s, an Ed25519 signature %s and its verification %s, ",
 		fig(p.ExecMs, "%.1f ms"), fig(p.SignUs, "%.1f µs"), fig(p.VerifyUs, "%.1f µs"))
-	fmt.Fprintf(b, "a new PostgreSQL connection until its first query answers %s (the server starts a backend process for each). ", fig(p.PGConnectMs, "%.1f ms"))
-	b.WriteString("Every operation below is made of these (each HTTP hop and each PostgreSQL round trip is at least one loopback round trip, each event is signed once and verified by each consumer, start-to-ready begins with an exec and waits for a PostgreSQL connection), so figures from machines whose primitives differ are not comparable.\n\n")
+	fmt.Fprintf(b, "a page fault (the first write to a page of fresh memory) %s, ", fig(p.PageFaultUs, "%.1f µs"))
+	fmt.Fprintf(b, "a new PostgreSQL connection until its first query answers %s (the server forks a backend process for each, which had taken %s page faults by then: %s of their cost). ",
+		fig(p.PGConnectMs, "%.1f ms"), fig(p.PGBackendFaults, "%.0f"), fig(p.PGBackendFaults*p.PageFaultUs/1e3, "%.1f ms"))
+	b.WriteString("Every operation below is made of these (each HTTP hop and each PostgreSQL round trip is at least one loopback round trip, each event is signed once and verified by each consumer, start-to-ready begins with an exec, takes a page fault for each page of memory and code a process touches, and waits for a PostgreSQL connection), so figures from machines whose primitives differ are not comparable.\n\n")
 }
