@@ -124,7 +124,7 @@ func (d *Directory) Register(rc *events.Receiver) {
 }
 
 func (d *Directory) apply(ctx context.Context, tx pgx.Tx, ev events.Event) error {
-	if ev.Source() != events.Source(Owner) {
+	if !events.From(ev, Owner) {
 		return events.Permanent(fmt.Errorf("%s from %q: account facts are accepted only from %s", ev.Type(), ev.Source(), Owner))
 	}
 	var f Facts

@@ -216,7 +216,7 @@ var ErrForeignSource = errors.New("a fact only from its owner")
 // from a source other than its owner; nil otherwise.
 func foreign(ev Event) error {
 	owner, ok := Emitter(ev.Type())
-	if src := SourceOf(ev); !ok || strings.HasPrefix(src, sourcePrefix) && src[len(sourcePrefix):] == owner {
+	if !ok || From(ev, owner) {
 		return nil
 	}
 	return fmt.Errorf("%w: %s from %q refused: only %s (%s) may emit it",

@@ -120,6 +120,41 @@ func TestSourceOfIsSource(t *testing.T) {
 	}
 }
 
+// From(ev, f) is ev.Source() == Source(f), for every source and name.
+func TestFromIsSourceEquality(t *testing.T) {
+	sources := []string{"/functions/capture-payment", "/functions/capture-paymentx", "/functions/", "/functions",
+		"/functionsx/capture-payment", "functions/capture-payment", "/functions/capture%2Dpayment", "/functions/a b",
+		"https://x/functions/capture-payment", "/functions/capture-payment?", "/functions/capture-payment#", "/x"}
+	names := []string{"capture-payment", "capture", "", "a b", "capture-paymentx"}
+	for _, src := range sources {
+		for _, ev := range []Event{event.New(), event.New(event.CloudEventsVersionV03)} {
+			ev.SetSource(src)
+			for _, f := range names {
+				if got, want := From(ev, f), ev.Source() == Source(f); got != want {
+					t.Errorf("From(%q (%s), %q) = %v, Source() == Source(f) is %v", src, ev.SpecVersion(), f, got, want)
+				}
+			}
+		}
+	}
+	ev := event.New()
+	ev.SetSource(Source("capture-payment"))
+	if n := testing.AllocsPerRun(100, func() { _ = From(ev, "capture-payment") }); n != 0 {
+		t.Errorf("From: %.0f allocations, want none", n)
+	}
+}
+
+func FuzzFromIsSourceEquality(f *testing.F) {
+	f.Add("/functions/capture-payment", "capture-payment")
+	f.Add("/functions/a%20b", "a b")
+	f.Fuzz(func(t *testing.T, src, name string) {
+		ev := event.New()
+		ev.SetSource(src)
+		if got, want := From(ev, name), ev.Source() == Source(name); got != want {
+			t.Errorf("From(%q, %q) = %v, Source() == Source(f) is %v", src, name, got, want)
+		}
+	})
+}
+
 // plainValid never says valid of a context Validate refuses, and says it
 // of billfn's events.
 func TestPlainValidIsValidate(t *testing.T) {

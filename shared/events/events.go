@@ -22,6 +22,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -84,12 +86,25 @@ func SourceOf(ev Event) string {
 	if !ok {
 		return ev.Source()
 	}
-	u := &ec.Source.URL
-	if u.Scheme != "" || u.Opaque != "" || u.Host != "" || u.User != nil || u.RawPath != "" ||
-		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawFragment != "" || !plainPath(u.Path) {
+	if !plainSource(&ec.Source.URL) {
 		return ev.Source()
 	}
-	return u.Path
+	return ec.Source.URL.Path
+}
+
+// From reports whether ev comes from function's source (SourceOf(ev) ==
+// Source(function)) without building either string: the question every
+// check of an event's owner asks (TestFromIsSourceEquality).
+func From(ev Event, function string) bool {
+	src := SourceOf(ev)
+	return len(src) == len(sourcePrefix)+len(function) && strings.HasPrefix(src, sourcePrefix) && src[len(sourcePrefix):] == function
+}
+
+// plainSource reports whether u is a bare path of plain characters, which
+// the URL writes as it is: its Path is then its string.
+func plainSource(u *url.URL) bool {
+	return u.Scheme == "" && u.Opaque == "" && u.Host == "" && u.User == nil && u.RawPath == "" &&
+		u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && u.RawFragment == "" && plainPath(u.Path)
 }
 
 // plainPath reports whether p holds only the characters a URL path

@@ -77,8 +77,8 @@ func OriginBytes(ev Event) []byte {
 }
 
 // appendOriginBytes appends OriginBytes(ev) to dst, source being
-// SourceOf(ev) (which builds its string anew at every call): VerifyAll
-// writes a delivery's events into one buffer, with no allocation per event.
+// SourceOf(ev), which the caller has read already: VerifyAll writes a
+// delivery's events into one buffer, with no allocation per event.
 func appendOriginBytes(dst []byte, ev Event, source string) []byte {
 	data := ev.Data()
 	if len(data) > 0 && !ev.DataBase64 && jsonMedia(ev.DataContentType()) {

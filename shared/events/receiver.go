@@ -712,9 +712,7 @@ func plainValid(c event.EventContext) bool {
 			return false
 		}
 	}
-	u := &ec.Source.URL
-	return u.Path != "" && u.Scheme == "" && u.Opaque == "" && u.Host == "" && u.User == nil && u.RawPath == "" &&
-		u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && u.RawFragment == "" && plainPath(u.Path)
+	return ec.Source.URL.Path != "" && plainSource(&ec.Source.URL)
 }
 
 // formatMembers are the names an extension may not take: the format's own

@@ -149,7 +149,7 @@ func (w Writer) Rows(msgs ...Message) ([]any, error) {
 // (TestWriterEncodeIsMarshalThenSign, FuzzWriterEncodeIsMarshalThenSign).
 func (w Writer) encode(ev events.Event) ([]byte, *string, error) {
 	var s *events.OriginSigner
-	if w.Signer != nil && ev.Source() == events.Source(w.Source) {
+	if w.Signer != nil && events.From(ev, w.Source) {
 		s = w.Signer
 	}
 	if b, ok := s.MarshalEvent(ev); ok {
@@ -171,7 +171,7 @@ func (w Writer) encode(ev events.Event) ([]byte, *string, error) {
 // proof's key id; b itself and nil when the writer has no key or ev is of
 // another source (the publisher decides about it, as before).
 func (w Writer) sign(ev events.Event, b []byte) ([]byte, *string) {
-	if w.Signer == nil || ev.Source() != events.Source(w.Source) {
+	if w.Signer == nil || !events.From(ev, w.Source) {
 		return b, nil
 	}
 	kid := w.Signer.KeyID()
@@ -554,7 +554,7 @@ var unsignable = prometheus.NewCounterVec(prometheus.CounterOpts{
 // rows behind it.
 func (p *Publisher) sign(payload []byte) []byte {
 	ev, err := events.Unmarshal(payload)
-	if err == nil && ev.Source() != events.Source(p.source) {
+	if err == nil && !events.From(ev, p.source) {
 		err = fmt.Errorf("its source %q is not %s", ev.Source(), events.Source(p.source))
 	}
 	if err == nil {

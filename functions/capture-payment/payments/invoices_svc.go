@@ -67,7 +67,7 @@ func (s *Service) learnInvoice(ctx context.Context, tx Tx, ev events.Event) erro
 // only generate-invoice's word is taken.
 func invoiceFactsOf(ev events.Event) (InvoiceFacts, error) {
 	var f InvoiceFacts
-	if ev.Source() != events.Source(invoiceOwner) {
+	if !events.From(ev, invoiceOwner) {
 		return f, events.Permanent(fmt.Errorf("%s from %q: invoice facts are accepted only from %s", ev.Type(), ev.Source(), invoiceOwner))
 	}
 	if err := events.Decode(ev, &f); err != nil {
@@ -215,7 +215,7 @@ func (s *Service) refused(err error) bool {
 // derived from the payment, so a redelivery posts nothing twice.
 func (s *Service) OnPaymentUnapplied(ctx context.Context, run Runner, ev events.Event) error {
 	tx := run.DB()
-	if ev.Source() != events.Source(invoiceOwner) {
+	if !events.From(ev, invoiceOwner) {
 		return events.Permanent(fmt.Errorf("%s from %q: accepted only from %s", ev.Type(), ev.Source(), invoiceOwner))
 	}
 	var u events.PaymentUnapplied

@@ -79,7 +79,7 @@ var errApplyOneByOne = errors.New("account events in a batch are applied one by 
 func (s *Service) applyRequests(ctx context.Context, tx *store.Tx, evs []events.Event) error {
 	reqs := make([]billing.RequestedInvoice, len(evs))
 	for i, ev := range evs {
-		reqs[i] = billing.RequestedInvoice{Event: ev, Own: events.SourceOf(ev) == events.Source(FunctionName)}
+		reqs[i] = billing.RequestedInvoice{Event: ev, Own: events.From(ev, FunctionName)}
 		reqs[i].Err = httpx.Unmarshal(ev.Data(), &reqs[i].In)
 	}
 	return s.b.ApplyRequests(ctx, tx, reqs)

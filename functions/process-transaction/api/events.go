@@ -144,7 +144,7 @@ func (s *Service) Tick(ctx context.Context) error {
 // resolved otherwise (expired, or the other way) is permanent (parked for
 // an operator: the books and the gateway disagree).
 func (s *Service) onHoldResolve(ctx context.Context, ev events.Event) error {
-	if events.SourceOf(ev) != events.Source(HoldResolver) {
+	if !events.From(ev, HoldResolver) {
 		return events.Permanent(fmt.Errorf("%s from %q: holds are resolved by event only for %s", ev.Type(), events.SourceOf(ev), HoldResolver))
 	}
 	var d events.HoldResolution
