@@ -26,10 +26,9 @@ func TestInitAllocatesAlmostNothing(t *testing.T) {
 	if n, _ := strconv.Atoi(string(m[1])); n > 10 {
 		t.Fatalf("the package's init made %d allocations, want at most 10", n)
 	}
-	for i, want := range []string{"0", "7", "99", "200", "404", "599"} {
-		code := []int{0, 7, 99, 200, 404, 599}[i]
-		if codeText[code] != want {
-			t.Fatalf("codeText[%d] = %q", code, codeText[code])
+	for code, text := range codeText {
+		if text != strconv.Itoa(code) {
+			t.Fatalf("codeText[%d] = %q", code, text)
 		}
 	}
 }

@@ -443,17 +443,14 @@ var codeText [600]string
 // strconv's own).
 func init() {
 	b := make([]byte, 0, 3*len(codeText))
+	var ends [len(codeText)]int
 	for i := range codeText {
 		b = strconv.AppendInt(b, int64(i), 10)
+		ends[i] = len(b)
 	}
 	all := string(b)
-	for i, at := 0, 0; i < len(codeText); i++ {
-		n := 1
-		for v := i; v >= 10; v /= 10 {
-			n++
-		}
-		codeText[i] = all[at : at+n]
-		at += n
+	for i, start := 0, 0; i < len(codeText); start, i = ends[i], i+1 {
+		codeText[i] = all[start:ends[i]]
 	}
 }
 
