@@ -91,7 +91,11 @@ func TestAskingAboutAnUnknownPaymentIsOneCheapRead(t *testing.T) {
 		})
 	}
 	one, three := allocs(r), allocs(r, r, r)
-	if three != one {
+	// AllocsPerRun counts the process's allocations: a background
+	// goroutine (the pool's health check, the endpoints' refresh) may add
+	// one to either run (make test, 2026-12-05: 18 against 19). Asking
+	// three times cost 6 more (40 against 34).
+	if three > one+2 {
 		t.Fatalf("three events naming one unknown object: %.0f allocations, one: %.0f (asked about three times)", three, one)
 	}
 	if one > 24 {
