@@ -184,8 +184,9 @@ func (rc *Receiver) OnSelf(typ string, h SelfHandler) {
 // OnlyIf narrows a handled type to the events relevant says can change
 // something here, decided from the event alone (its attributes and data),
 // so every delivery of an event gets the same answer. The others are
-// acknowledged as ignored once their origin and source are checked: no
-// transaction, no processed_events row, no handler. Use it for a type
+// acknowledged as ignored once their source is checked (a fact only from
+// its owner), their origin proof not verified, whatever it is: no
+// transaction, no processed_events row, no handler, no dead letter. Use it for a type
 // most of whose events are no-ops for this consumer (generate-invoice and
 // the payments that pay no invoice): deduplicating an event that changes
 // nothing protects nothing, and it cost a row and a commit. relevant must
@@ -738,21 +739,37 @@ func jsonMedia(ct string) bool {
 
 // Deliver applies events: deduplicated, each with its effect, poison parked.
 // A non-nil error means the delivery must be retried.
+//
+// Each event's disposition (dispose) is decided once, before any proof is
+// verified: it needs none. The events OnlyIf says change nothing here are
+// ignored unverified, like the ones Wanted does not want (wantedFirst):
+// whatever their proof, they would change nothing.
 func (rc *Receiver) Deliver(ctx context.Context, evs []Event) (Result, error) {
+	ds := make([]disposed, len(evs))
+	for i, ev := range evs {
+		ds[i].d, ds[i].cause = rc.dispose(ctx, ev)
+	}
 	if rc.Wanted != nil {
-		if unproven, unwanted, ok := rc.wantedFirst(ctx, evs); ok {
-			return rc.deliver(ctx, evs, unproven, unwanted)
+		if unproven, unwanted, ok := rc.wantedFirst(ctx, evs, ds); ok {
+			return rc.deliver(ctx, evs, ds, unproven, unwanted)
 		}
 	}
-	return rc.deliver(ctx, evs, rc.unproven(evs), nil)
+	return rc.deliver(ctx, evs, ds, rc.unprovenBut(evs, func(i int) bool { return ds[i].d == ignoreIrrelevant }), nil)
 }
 
-// deliver is Deliver once the origins are checked: unproven[i] is why
-// evs[i]'s origin cannot be trusted (nil: proven, or not verified because
-// it is unwanted). unwanted, when not nil, is Wanted's answer already
-// asked (wantedFirst): unwanted[i] events are ignored and Wanted is not
-// asked again; nil asks Wanted, when set, about the proven handled events.
-func (rc *Receiver) deliver(ctx context.Context, evs []Event, unproven []error, unwanted []bool) (Result, error) {
+// disposed is an event's disposition, with the cause of a parkForeign.
+type disposed struct {
+	d     disposition
+	cause error
+}
+
+// deliver is Deliver once the origins are checked: ds[i] is evs[i]'s
+// disposition, unproven[i] why its origin cannot be trusted (nil: proven,
+// or not verified because it is unwanted or irrelevant). unwanted, when
+// not nil, is Wanted's answer already asked (wantedFirst): unwanted[i]
+// events are ignored and Wanted is not asked again; nil asks Wanted, when
+// set, about the proven handled events.
+func (rc *Receiver) deliver(ctx context.Context, evs []Event, ds []disposed, unproven []error, unwanted []bool) (Result, error) {
 	var res Result
 	var selfEvs []Event  // applySelf: run outside any transaction
 	handled := evs[:0:0] // applyTx: Wanted asked (unless it was), then a transaction
@@ -785,7 +802,7 @@ func (rc *Receiver) deliver(ctx context.Context, evs []Event, unproven []error, 
 			rc.noteUnexpected(ctx, ev, reason)
 			continue
 		}
-		d, cause := rc.dispose(ctx, ev)
+		d, cause := ds[i].d, ds[i].cause
 		switch d {
 		case parkForeign:
 			// A fact from a source that may not emit it (a forgery, or a
@@ -1140,9 +1157,10 @@ func pick(evs []Event, keep func(i int) bool) (picked []Event, at []int) {
 // first, about the events deliver would apply in a transaction (applyTx:
 // the same dispose deliver switches on), their proofs not yet verified,
 // and only the others are verified (the wanted ones, and the events that are
-// parked or ignored for other reasons, whose dead letter or count depends
-// on the proof as before). An unwanted event is not verified: it is
-// ignored whatever its proof, since it changes nothing here.
+// parked or ignored for other reasons than irrelevance, whose dead letter
+// or count depends on the proof as before). An unwanted event is not
+// verified, nor an irrelevant one (OnlyIf): it is ignored whatever its
+// proof, since it changes nothing here.
 //
 // Wanted's answer holds only when the events it wants are genuine: an
 // answer may depend on the other events of the delivery (handle-webhook
@@ -1152,14 +1170,11 @@ func pick(evs []Event, keep func(i int) bool) (picked []Event, at []int) {
 // and unwanted is nil: deliver then parks every unproven event and asks
 // Wanted again about the proven ones only, as a consumer without this
 // shortcut does. When Wanted fails, or there is nothing to ask it, ok is
-// false and Deliver verifies every event first, as before (and asks
-// Wanted again, which answers its error). unproven and unwanted are
+// false and Deliver verifies every event but the irrelevant ones first, as
+// without Wanted (and asks Wanted again, which answers its error). unproven and unwanted are
 // deliver's arguments.
-func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event) (unproven []error, unwanted []bool, ok bool) {
-	ask, at := pick(evs, func(i int) bool {
-		d, _ := rc.dispose(ctx, evs[i])
-		return d == applyTx
-	})
+func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event, ds []disposed) (unproven []error, unwanted []bool, ok bool) {
+	ask, at := pick(evs, func(i int) bool { return ds[i].d == applyTx })
 	if len(ask) == 0 {
 		return nil, nil, false // nothing to ask: today's path, which verifies all
 	}
@@ -1172,12 +1187,9 @@ func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event) (unproven []er
 	for k, i := range at {
 		unwanted[i], wanted[i] = !want[k], want[k]
 	}
-	verify, vat := pick(evs, func(i int) bool { return !unwanted[i] })
-	unproven = make([]error, len(evs))
+	unproven = rc.unprovenBut(evs, func(i int) bool { return unwanted[i] || ds[i].d == ignoreIrrelevant })
 	forged := false
-	for k, cause := range rc.unproven(verify) {
-		i := vat[k]
-		unproven[i] = cause
+	for i, cause := range unproven {
 		forged = forged || cause != nil && wanted[i]
 	}
 	if !forged {
@@ -1191,6 +1203,20 @@ func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event) (unproven []er
 		unproven[rat[k]] = cause
 	}
 	return unproven, nil, true
+}
+
+// unprovenBut is unproven for the events of evs but those skip(i) leaves
+// out, whose proofs are not verified (nil).
+func (rc *Receiver) unprovenBut(evs []Event, skip func(i int) bool) []error {
+	verify, at := pick(evs, func(i int) bool { return !skip(i) })
+	if len(verify) == len(evs) {
+		return rc.unproven(evs)
+	}
+	out := make([]error, len(evs))
+	for k, cause := range rc.unproven(verify) {
+		out[at[k]] = cause
+	}
+	return out
 }
 
 // unproven returns, for each of evs, why its origin cannot be trusted,
