@@ -67,6 +67,8 @@ func TestCanonicalJSONShortcut(t *testing.T) {
 		`{"a":1,"b":"x"}`, `{"a": 1}`, "{\n\"a\":1}", `{"s":"a b"}`, `{"h":"<b>&"}`,
 		`{"u":"` + "\u2028\u2029" + `"}`, `{"e":"` + "é€" + `"}`, `not json`, `{"bad":`, ``, `[1,2 ,3]`,
 		`{"n":1.50e+3,"z":null,"t":true,"a":[{}]}`, "\t", `"\u003c"`,
+		`{"s":"a\" b"}`, `{"s":"a\\" , "t":1}`, `{"s":"a\\\" ,"}`, `{"s":"\"", "t":"x y"}`, `{"s":"a b"} `, `"\<"`, `"a b`, `"a\\" b"`,
+		"{\"s\":\"tab\there\"}", `{"d":"payment capture of pay_1 for acct 2","m":{"k":"v w"}}`,
 	} {
 		if got, want := canonicalJSON([]byte(in)), slowCanonicalJSON([]byte(in)); string(got) != string(want) {
 			t.Errorf("%q: %q, by definition %q", in, got, want)
