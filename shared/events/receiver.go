@@ -186,10 +186,11 @@ func (rc *Receiver) OnSelf(typ string, h SelfHandler) {
 // so every delivery of an event gets the same answer. The others are
 // acknowledged as ignored once their source is checked (a fact only from
 // its owner), their origin proof not verified, whatever it is: no
-// transaction, no processed_events row, no handler, no dead letter. Use it for a type
-// most of whose events are no-ops for this consumer (generate-invoice and
-// the payments that pay no invoice): deduplicating an event that changes
-// nothing protects nothing, and it cost a row and a commit. relevant must
+// transaction, no processed_events row, no handler, no dead letter. Use
+// it for a type most of whose events are no-ops for this consumer
+// (generate-invoice and the payments that pay no invoice): deduplicating
+// an event that changes nothing protects nothing, and it cost a row and a
+// commit. relevant must
 // say true when it cannot tell (data the handler would refuse), so the
 // handler parks what it parks today.
 func (rc *Receiver) OnlyIf(typ string, relevant func(Event) bool) {
@@ -1170,13 +1171,13 @@ func pick(evs []Event, keep func(i int) bool) (picked []Event, at []int) {
 // and unwanted is nil: deliver then parks every unproven event and asks
 // Wanted again about the proven ones only, as a consumer without this
 // shortcut does. When Wanted fails, or there is nothing to ask it, ok is
-// false and Deliver verifies every event but the irrelevant ones first, as
-// without Wanted (and asks Wanted again, which answers its error). unproven and unwanted are
-// deliver's arguments.
+// false and Deliver verifies every event but the irrelevant ones first,
+// as without Wanted (and asks Wanted again, which answers its error).
+// unproven and unwanted are deliver's arguments.
 func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event, ds []disposed) (unproven []error, unwanted []bool, ok bool) {
 	ask, at := pick(evs, func(i int) bool { return ds[i].d == applyTx })
 	if len(ask) == 0 {
-		return nil, nil, false // nothing to ask: today's path, which verifies all
+		return nil, nil, false // nothing to ask: Deliver's path without Wanted
 	}
 	want, err := rc.Wanted(ctx, ask)
 	if err != nil || len(want) != len(ask) {
@@ -1208,10 +1209,14 @@ func (rc *Receiver) wantedFirst(ctx context.Context, evs []Event, ds []disposed)
 // unprovenBut is unproven for the events of evs but those skip(i) leaves
 // out, whose proofs are not verified (nil).
 func (rc *Receiver) unprovenBut(evs []Event, skip func(i int) bool) []error {
-	verify, at := pick(evs, func(i int) bool { return !skip(i) })
-	if len(verify) == len(evs) {
-		return rc.unproven(evs)
+	skipped := false
+	for i := range evs {
+		skipped = skipped || skip(i)
 	}
+	if !skipped {
+		return rc.unproven(evs) // most deliveries: nothing to copy
+	}
+	verify, at := pick(evs, func(i int) bool { return !skip(i) })
 	out := make([]error, len(evs))
 	for k, cause := range rc.unproven(verify) {
 		out[at[k]] = cause
