@@ -103,6 +103,21 @@ func wantNonZero(_ context.Context, evs []events.Event) ([]bool, error) {
 	return out, nil
 }
 
+// zeroesOfEveryProof is a payment of zero from capture-payment with each
+// kind of proof: none (first), a malformed one, a valid one of other
+// content (its id changed after signing), and a genuine one (last).
+func zeroesOfEveryProof(t *testing.T) []events.Event {
+	t.Helper()
+	unsigned := paymentFact(t, capturePayment, 0)
+	garbage := paymentFact(t, capturePayment, 0)
+	garbage.SetExtension(events.OriginSigExt, "not-a-signature")
+	garbage.SetExtension(events.OriginKidExt, testenv.OriginSigner(capturePayment).KeyID())
+	altered := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
+	altered.SetID(uuid.NewString())
+	genuine := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
+	return []events.Event{unsigned, garbage, altered, genuine}
+}
+
 // Wanted is asked before the origin check: an event it does not want is
 // acknowledged as ignored whatever its proof — none, a malformed one, a
 // valid one, one that does not match — and its proof is never verified
@@ -113,15 +128,9 @@ func TestUnwantedEventsAreIgnoredWithoutVerifyingTheirProof(t *testing.T) {
 	g := originRig(t, true)
 	g.rc.Wanted = wantNonZero
 	verified := verifiedIDs(g.rc)
-	unsigned := paymentFact(t, capturePayment, 0)
-	garbage := paymentFact(t, capturePayment, 0)
-	garbage.SetExtension(events.OriginSigExt, "not-a-signature")
-	garbage.SetExtension(events.OriginKidExt, testenv.OriginSigner(capturePayment).KeyID())
-	altered := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
-	altered.SetID(uuid.NewString())
-	genuineZero := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
+	unwanted := zeroesOfEveryProof(t)
+	unsigned := unwanted[0]
 	paying := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
-	unwanted := []events.Event{unsigned, garbage, altered, genuineZero}
 	b, _ := json.Marshal(append(slices.Clone(unwanted), paying))
 	code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 	if code != 200 || res.Ignored != len(unwanted) || res.Parked != 0 || res.Processed != 1 {
@@ -168,14 +177,8 @@ func TestIrrelevantEventsAreIgnoredWithoutVerifyingTheirProof(t *testing.T) {
 				return events.Decode(ev, &p) != nil || p.Amount != 0
 			})
 			verified := verifiedIDs(g.rc)
-			unsigned := paymentFact(t, capturePayment, 0)
-			garbage := paymentFact(t, capturePayment, 0)
-			garbage.SetExtension(events.OriginSigExt, "not-a-signature")
-			garbage.SetExtension(events.OriginKidExt, testenv.OriginSigner(capturePayment).KeyID())
-			altered := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
-			altered.SetID(uuid.NewString())
-			genuineZero := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
-			irrelevant := []events.Event{unsigned, garbage, altered, genuineZero}
+			irrelevant := zeroesOfEveryProof(t)
+			unsigned := irrelevant[0]
 			forged := paymentFact(t, capturePayment, 7000) // relevant, no origin proof
 			paying := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
 			b, _ := json.Marshal(append(slices.Clone(irrelevant), forged, paying))
