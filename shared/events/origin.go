@@ -136,9 +136,8 @@ func appendOriginField[V string | []byte](dst []byte, name string, v V) []byte {
 // they sent every event whose data has one through both passes, at its
 // signature and at each consumer's verification (0.6 % of the CPU of a
 // payment in make bench, 2026-12-05, on process-transaction's and
-// capture-payment's events).
-// Data that is not JSON is returned as it is either way, so the string
-// boundaries need only be right for JSON.
+// capture-payment's events). Data that is not JSON is returned as it is
+// either way, so the string boundaries need only be right for JSON.
 func canonicalJSON(data []byte) []byte {
 	inString := false
 	for i := 0; i < len(data); i++ {
