@@ -118,6 +118,21 @@ func zeroesOfEveryProof(t *testing.T) []events.Event {
 	return []events.Event{unsigned, garbage, altered, genuine}
 }
 
+// ignoredUnverified fails the test for each of evs whose proof was
+// verified (seen, from verifiedIDs) or that was parked: what (unwanted,
+// irrelevant) changes nothing here, so neither may happen to it.
+func (g *rig) ignoredUnverified(seen map[string]int, what string, evs []events.Event) {
+	g.t.Helper()
+	for _, ev := range evs {
+		if seen[ev.ID()] != 0 {
+			g.t.Errorf("the proof of %s event %s was verified %d times, want never", what, ev.ID(), seen[ev.ID()])
+		}
+		if r := g.deadLetter(ev); r != "" {
+			g.t.Errorf("%s event %s parked: %q", what, ev.ID(), r)
+		}
+	}
+}
+
 // Wanted is asked before the origin check: an event it does not want is
 // acknowledged as ignored whatever its proof — none, a malformed one, a
 // valid one, one that does not match — and its proof is never verified
@@ -140,14 +155,7 @@ func TestUnwantedEventsAreIgnoredWithoutVerifyingTheirProof(t *testing.T) {
 		t.Fatalf("alone: %d %+v, want it ignored", code, res)
 	}
 	seen := verified()
-	for _, ev := range unwanted {
-		if seen[ev.ID()] != 0 {
-			t.Errorf("the proof of unwanted event %s was verified %d times, want never", ev.ID(), seen[ev.ID()])
-		}
-		if r := g.deadLetter(ev); r != "" {
-			t.Errorf("unwanted event %s parked: %q", ev.ID(), r)
-		}
-	}
+	g.ignoredUnverified(seen, "unwanted", unwanted)
 	if seen[paying.ID()] != 1 {
 		t.Errorf("the wanted event's proof was verified %d times, want once", seen[paying.ID()])
 	}
@@ -190,14 +198,7 @@ func TestIrrelevantEventsAreIgnoredWithoutVerifyingTheirProof(t *testing.T) {
 				t.Fatalf("alone: %d %+v, want it ignored", code, res)
 			}
 			seen := verified()
-			for _, ev := range irrelevant {
-				if seen[ev.ID()] != 0 {
-					t.Errorf("the proof of irrelevant event %s was verified %d times, want never", ev.ID(), seen[ev.ID()])
-				}
-				if r := g.deadLetter(ev); r != "" {
-					t.Errorf("irrelevant event %s parked: %q", ev.ID(), r)
-				}
-			}
+			g.ignoredUnverified(seen, "irrelevant", irrelevant)
 			if seen[paying.ID()] != 1 || seen[forged.ID()] != 1 {
 				t.Errorf("the relevant events' proofs were verified %d (genuine) and %d (forged) times, want once each", seen[paying.ID()], seen[forged.ID()])
 			}
