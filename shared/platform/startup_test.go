@@ -102,9 +102,13 @@ func countingProxy(t *testing.T, target string, parse func(r *bufio.Reader, note
 			}
 			go func() { _, _ = io.Copy(c, s); c.Close() }()
 			go func() {
+				// The parser is handed each write before the server is, so
+				// it has a message in hand before the answer can come back
+				// (the other order lost the race in ci-like and once in 30
+				// runs, 2026-12-05: "Postgres was sent []").
 				pr, pw := io.Pipe()
 				go func() { _ = parse(bufio.NewReader(pr), p.add); _, _ = io.Copy(io.Discard, pr) }()
-				_, _ = io.Copy(io.MultiWriter(s, pw), c)
+				_, _ = io.Copy(io.MultiWriter(pw, s), c)
 				pw.Close()
 				s.Close()
 			}()
