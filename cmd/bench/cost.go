@@ -84,6 +84,9 @@ type classifier struct {
 	// and that share its cores (the tracing runs' Jaeger), by pid: their
 	// group.
 	extra map[int]string
+	// statements: a window also reads db's statements from
+	// pg_stat_statements (enableStatements said it answers).
+	statements bool
 }
 
 func (c classifier) classify(pid int, st procStat) (group string, ok bool) {
@@ -410,9 +413,12 @@ type cost struct {
 	Commits  int64
 	WALBytes int64
 	Rows     map[string]tableRows // written in the window, by table (pg_stat_user_tables)
-	Window   time.Duration        // from the start of the timed phase to the last CPU sample
-	Settle   time.Duration        // of which waiting for the stack to finish
-	Err      string
+	// Statements are the database's statements over the CPU window
+	// (pg_stat_statements; nil without it).
+	Statements []statement
+	Window     time.Duration // from the start of the timed phase to the last CPU sample
+	Settle     time.Duration // of which waiting for the stack to finish
+	Err        string
 	// Over the CPU window, the whole server's: the checkpoints (the bench's
 	// own at its end, and any timed one), the buffers they wrote, and the
 	// transaction ids assigned (transactions that wrote).
@@ -440,6 +446,9 @@ func beginCost(ctx context.Context, c classifier) *meter {
 	}
 	if m.pgErr == nil {
 		m.pg.Tables, m.pgErr = readTables(ctx, c.db)
+	}
+	if m.pgErr == nil && c.statements {
+		m.pgErr = resetStatements(ctx, c.db)
 	}
 	m.cpu = startCPU(c)
 	return m
@@ -473,6 +482,12 @@ func (m *meter) endCPU(ctx context.Context, settleFor time.Duration) {
 	m.out = &cost{CPU: cpu, Window: m.cpu.elapsed, Settle: settled}
 	m.cpuDone = time.Now()
 	after, err := readPG(ctx, m.c.db)
+	if err == nil && m.c.statements {
+		// Now, not after statsDelay: pg_stat_statements counts a statement
+		// when it ends, and what the idle stack runs later is not the
+		// window's.
+		m.out.Statements, err = readStatements(ctx, m.c.db)
+	}
 	if err = errors.Join(ckErr, err); err != nil || m.pgErr != nil {
 		m.pgErr = errors.Join(m.pgErr, err)
 		return

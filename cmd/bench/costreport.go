@@ -90,6 +90,7 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		fmt.Fprintf(b, "| **the system** | **%.0f** | **%.0f** | 100%% |\n", ms64(total), us(total, r.ops))
 		fmt.Fprintf(b, "| %s | %.0f | %.0f | |\n", groupClient, ms64(r.c.CPU[groupClient]), us(r.c.CPU[groupClient], r.ops))
 		renderRows(b, r.c.Rows, r.ops)
+		renderStatements(b, r.c.Statements, r.ops, us(r.c.CPU[groupBackends(database)], r.ops))
 		// The top of the profiles of the two hottest processes that have one.
 		shown := 0
 		for _, p := range procs {

@@ -110,6 +110,10 @@ func main() {
 // selected is -only: the scenarios to run (nil: all of them).
 var selected *regexp.Regexp
 
+// statementsOn says that the server loads pg_stat_statements: each
+// scenario's section then shows PostgreSQL's time by statement.
+var statementsOn bool
+
 func scale(n int, quick bool) string {
 	if quick {
 		n = max(n/20, 50)
@@ -173,6 +177,9 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 		return err
 	}
 	defer stack.stop()
+	// The stack has migrated the database: the extension can be created
+	// in it, when the server loads the library.
+	statementsOn = enableStatements(ctx, database)
 
 	gw := "http://" + gatewayAddr + "/function/"
 	runs := []*run{
@@ -266,7 +273,7 @@ func measure(ctx context.Context, root, tmp string, stack *stackProc, idle *cost
 			// leaves minutes of e-mails), which would otherwise be charged
 			// to this one.
 			drain(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, extra: r.Extra})
-			m = beginCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, clientPid: client, extra: r.Extra})
+			m = beginCost(ctx, classifier{stackPid: stack.cmd.Process.Pid, marker: stack.marker, db: database, clientPid: client, extra: r.Extra, statements: statementsOn})
 			prof.start()
 		},
 		end: func() {
@@ -701,6 +708,11 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 		fmt.Fprintf(&b, "**Partial run** (`-only '%s'`): only the scenarios matching it; not a run of record.\n\n", selected)
 	}
 	fmt.Fprintf(&b, "Machine: %s, PostgreSQL %s (fsync on, synchronous_commit on). ", machine(), pg.Version)
+	if statementsOn {
+		b.WriteString("PostgreSQL loads `pg_stat_statements` (each scenario's section shows its time by statement). ")
+	} else {
+		b.WriteString("PostgreSQL does not load `pg_stat_statements`, so the scenarios' sections leave out its time by statement (to have them: " + statementsHow + "). ")
+	}
 	b.WriteString("Everything shares the same cores: the load generator, the gateway, every function, PostgreSQL, Redis and Kafka (kfake). ")
 	b.WriteString("Each scenario first sets up its data untimed, then runs its operations from the listed number of concurrent clients; latencies are per HTTP request, measured by the client.\n\n")
 	if quick {
