@@ -78,6 +78,25 @@ func parseStatements(out []byte) ([]statement, error) {
 	return sts, nil
 }
 
+// addStatements adds b's figures to sum's, statement by statement (the
+// same text), and returns the sum; b's statements sum lacks are appended.
+func addStatements(sum, b []statement) []statement {
+	at := make(map[string]int, len(sum))
+	for i, s := range sum {
+		at[s.Query] = i
+	}
+	for _, s := range b {
+		i, ok := at[s.Query]
+		if !ok {
+			at[s.Query] = len(sum)
+			sum = append(sum, s)
+			continue
+		}
+		sum[i].Calls, sum[i].ExecMS, sum[i].Rows = sum[i].Calls+s.Calls, sum[i].ExecMS+s.ExecMS, sum[i].Rows+s.Rows
+	}
+	return sum
+}
+
 // statementsShown is how many statements a scenario's table lists.
 const statementsShown = 8
 

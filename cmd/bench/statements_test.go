@@ -56,3 +56,19 @@ func TestRenderStatementsShowsTheCostliestAndSumsTheRest(t *testing.T) {
 		t.Errorf("no statements (pg_stat_statements not loaded) wrote %q", b.String())
 	}
 }
+
+// The tracing runs pool their rounds: a statement's figures are summed
+// across them, one that only some rounds ran is kept.
+func TestAddStatementsSumsTheSameStatement(t *testing.T) {
+	sum := addStatements(nil, []statement{{"A", 1, 2.5, 3}, {"B", 10, 1, 0}})
+	sum = addStatements(sum, []statement{{"B", 5, 0.5, 2}, {"C", 1, 1, 1}})
+	want := []statement{{"A", 1, 2.5, 3}, {"B", 15, 1.5, 2}, {"C", 1, 1, 1}}
+	if len(sum) != len(want) {
+		t.Fatalf("got %+v, want %+v", sum, want)
+	}
+	for i := range want {
+		if sum[i] != want[i] {
+			t.Errorf("statement %d: got %+v, want %+v", i, sum[i], want[i])
+		}
+	}
+}

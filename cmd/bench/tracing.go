@@ -229,7 +229,8 @@ func tracingRuns(ctx context.Context, root, tmp string, quick bool, idle *cost) 
 }
 
 // pool sums a configuration's rounds into one run for the report's tables:
-// operations, failures, CPU per process, commits and WAL are summed (the
+// operations, failures, CPU per process, commits, WAL and each statement's
+// figures are summed (the
 // cost table's µs/op are then over every round's transfers), while the
 // rate and the latencies are the medians of the rounds' (a rate or a
 // percentile cannot be summed).
@@ -268,6 +269,7 @@ func pool(c tracingRun, each []*run) *run {
 			sum.XIDs += r.Cost.XIDs
 			sum.Window += r.Cost.Window
 			sum.Settle += r.Cost.Settle
+			sum.Statements = addStatements(sum.Statements, r.Cost.Statements)
 			if r.Cost.Err != "" {
 				sum.Err = strings.TrimPrefix(sum.Err+"; "+r.Cost.Err, "; ")
 			}
