@@ -308,7 +308,7 @@ const tablesQuery = `SELECT s.schemaname || '.' || s.relname, s.n_tup_ins, s.n_t
 
 // readTables is tablesQuery in db.
 func readTables(ctx context.Context, db string) (map[string]tableRows, error) {
-	out, err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-AtF", "\t", "-c", tablesQuery).Output()
+	out, err := psql(ctx, db, "-AtF", "\t", "-c", tablesQuery).Output()
 	if err != nil {
 		return nil, fmt.Errorf("reading pg_stat_user_tables of %s: %w", db, err)
 	}
@@ -360,7 +360,7 @@ func tablesWritten(before, after map[string]tableRows, idle map[string]tableRows
 func readPG(ctx context.Context, db string) (pgCounters, error) {
 	q := fmt.Sprintf("SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = '%s'), (SELECT wal_bytes FROM pg_stat_wal), "+
 		"checkpoints_timed, checkpoints_req, buffers_checkpoint, pg_snapshot_xmax(pg_current_snapshot()) FROM pg_stat_bgwriter", db)
-	out, err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-AtF", " ", "-c", q).Output()
+	out, err := psql(ctx, "postgres", "-AtF", " ", "-c", q).Output()
 	if err != nil {
 		return pgCounters{}, fmt.Errorf("reading pg_stat_database, pg_stat_wal and pg_stat_bgwriter: %w", err)
 	}
@@ -371,6 +371,12 @@ func readPG(ctx context.Context, db string) (pgCounters, error) {
 	return c, nil
 }
 
+// psql is psql on the bench's PostgreSQL (127.0.0.1, superuser postgres)
+// in database db, with args.
+func psql(ctx context.Context, db string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "psql", append([]string{"-h", "127.0.0.1", "-U", "postgres", "-d", db}, args...)...)
+}
+
 // checkpoint runs CHECKPOINT, which returns once every page dirtied so far
 // is written, and restarts checkpoint_timeout's timer. A window begins
 // right after one, so that it does not pay for pages earlier work dirtied,
@@ -378,7 +384,7 @@ func readPG(ctx context.Context, db string) (pgCounters, error) {
 // them a timed checkpoint (every 5 minutes) falls into whichever window is
 // going on and bills it for the pages of the windows before.
 func checkpoint(ctx context.Context) error {
-	if err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", "CHECKPOINT").Run(); err != nil {
+	if err := psql(ctx, "postgres", "-qc", "CHECKPOINT").Run(); err != nil {
 		return fmt.Errorf("CHECKPOINT: %w", err)
 	}
 	return nil

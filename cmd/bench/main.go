@@ -526,7 +526,7 @@ func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
 	if r.MinCommit, _, err = pgbenchRunOf(ctx, db, seconds, "-M", "prepared", "-f", script); err != nil {
 		return nil, err
 	}
-	v, _ := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version").Output()
+	v, _ := psql(ctx, "postgres", "-Atc", "SHOW server_version").Output()
 	r.Version = strings.TrimSpace(string(v))
 	return r, nil
 }

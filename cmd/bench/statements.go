@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,14 +27,13 @@ const statementsHow = "`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_sta
 // enableStatements creates the extension in db and says whether its view
 // answers: false when the server does not load the library.
 func enableStatements(ctx context.Context, db string) bool {
-	err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc",
-		"CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT count(*) FROM pg_stat_statements").Run()
+	err := psql(ctx, db, "-qAtc", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT count(*) FROM pg_stat_statements").Run()
 	return err == nil
 }
 
 // resetStatements forgets every statement's figures (the whole server's).
 func resetStatements(ctx context.Context, db string) error {
-	if err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc", "SELECT pg_stat_statements_reset()").Run(); err != nil {
+	if err := psql(ctx, db, "-qAtc", "SELECT pg_stat_statements_reset()").Run(); err != nil {
 		return fmt.Errorf("pg_stat_statements_reset: %w", err)
 	}
 	return nil
@@ -49,7 +47,7 @@ const statementsQuery = `SELECT s.calls, s.total_exec_time, s.rows, regexp_repla
 
 // readStatements is statementsQuery in db.
 func readStatements(ctx context.Context, db string) ([]statement, error) {
-	out, err := exec.CommandContext(ctx, "psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-AtF", "\t", "-c", statementsQuery).Output()
+	out, err := psql(ctx, db, "-AtF", "\t", "-c", statementsQuery).Output()
 	if err != nil {
 		return nil, fmt.Errorf("reading pg_stat_statements: %w", err)
 	}
