@@ -55,27 +55,49 @@ func (s *OriginSigner) EncodeIn(tp, ts, function, typ, subject string, data any)
 	return encode(s, tp, ts, function, typ, subject, data)
 }
 
+// EncodeLater is EncodeIn for an event that OriginSigner.SignAll signs
+// with others: payload is what events.EncodeIn writes (unsigned), msg the
+// OriginBytes of the event it decodes to.
+func EncodeLater(tp, ts, function, typ, subject string, data any) (id string, payload, msg []byte, err error) {
+	e, err := envelope(tp, ts, function, typ, subject, data)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return e.ID, e.appendJSON(make([]byte, 0, 420+len(e.Data))), e.originBytes(), nil
+}
+
 func encode(s *OriginSigner, tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
-	u, err := uuid.NewV7()
+	e, err := envelope(tp, ts, function, typ, subject, data)
 	if err != nil {
 		return "", nil, err
 	}
+	if s != nil {
+		e.OriginKid, e.OriginSig = s.kid, base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, e.originBytes()))
+	}
+	return e.ID, e.appendJSON(make([]byte, 0, 420+len(e.Data))), nil
+}
+
+// envelope is the unsigned event of Encode.
+func envelope(tp, ts, function, typ, subject string, data any) (structured, error) {
+	u, err := uuid.NewV7()
+	if err != nil {
+		return structured{}, err
+	}
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return "", nil, err
+		return structured{}, err
 	}
 	if tp == "" {
 		tp, ts = NewTraceParent(), ""
 	}
-	id = u.String()
-	e := structured{SpecVersion: "1.0", ID: id, Source: Source(function), Type: typ, Subject: subject,
+	return structured{SpecVersion: "1.0", ID: u.String(), Source: Source(function), Type: typ, Subject: subject,
 		Time: time.Now().UTC().Format(time.RFC3339Nano), DataContentType: "application/json", TraceParent: tp,
-		TraceState: ts, Data: raw}
-	if s != nil {
-		msg := originBytes(e.ID, e.Source, e.Type, e.Time, e.DataContentType, e.Subject, canonicalJSON(raw))
-		e.OriginKid, e.OriginSig = s.kid, base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, msg))
-	}
-	return id, e.appendJSON(make([]byte, 0, 420+len(raw))), nil
+		TraceState: ts, Data: raw}, nil
+}
+
+// originBytes are the OriginBytes of the event e encodes.
+func (e *structured) originBytes() []byte {
+	return originBytes(e.ID, e.Source, e.Type, e.Time, e.DataContentType, e.Subject, canonicalJSON(e.Data))
 }
 
 // appendJSON appends what json.Marshal(e) writes, byte for byte, without
@@ -161,11 +183,24 @@ func appendJSONString(b []byte, s string) []byte {
 // compact, with <, >, &, U+2028 and U+2029 escaped (canonicalJSON); data
 // that is not valid JSON is refused (Marshal fails on it).
 func (s *OriginSigner) MarshalEvent(ev Event) (payload []byte, ok bool) {
+	payload, msg, ok := marshalEvent(ev, s != nil)
+	if !ok || s == nil {
+		return payload, ok
+	}
+	return appendProof(payload, s.kid, ed25519.Sign(s.key, msg), ""), true
+}
+
+// MarshalLater is MarshalEvent for an event that OriginSigner.SignAll
+// signs with others: payload is what MarshalEvent writes unsigned, msg the
+// OriginBytes of the event (nil when ok is false).
+func MarshalLater(ev Event) (payload, msg []byte, ok bool) { return marshalEvent(ev, true) }
+
+func marshalEvent(ev Event, signed bool) (payload, msg []byte, ok bool) {
 	ec, isV1 := ev.Context.(*event.EventContextV1)
 	if !isV1 || ec == nil || ec.DataSchema != nil || ev.DataBase64 ||
 		ec.DataContentType == nil || *ec.DataContentType != event.ApplicationJSON ||
 		ec.Time == nil || ec.Time.IsZero() {
-		return nil, false
+		return nil, nil, false
 	}
 	var tp, ts string
 	hasTS := false
@@ -173,17 +208,17 @@ func (s *OriginSigner) MarshalEvent(ev Event) (payload []byte, ok bool) {
 		str, isString := v.(string)
 		switch {
 		case !isString || !printableASCII(str):
-			return nil, false
+			return nil, nil, false
 		case name == TraceParentExt:
 			tp = str
 		case name == TraceStateExt:
 			ts, hasTS = str, true
 		default:
-			return nil, false
+			return nil, nil, false
 		}
 	}
 	if _, has := ec.Extensions[TraceParentExt]; !has {
-		return nil, false
+		return nil, nil, false
 	}
 	source := ec.Source.String()
 	subject := ""
@@ -191,12 +226,12 @@ func (s *OriginSigner) MarshalEvent(ev Event) (payload []byte, ok bool) {
 		subject = *ec.Subject
 	}
 	if !printableASCII(ec.ID) || !printableASCII(source) || !printableASCII(ec.Type) || !printableASCII(subject) {
-		return nil, false
+		return nil, nil, false
 	}
 	data := ev.DataEncoded
 	if data != nil {
 		if !json.Valid(data) {
-			return nil, false
+			return nil, nil, false
 		}
 		data = canonicalJSON(data)
 	}
@@ -220,12 +255,10 @@ func (s *OriginSigner) MarshalEvent(ev Event) (payload []byte, ok bool) {
 	if hasTS {
 		b = appendJSONField(b, TraceStateExt, ts, false)
 	}
-	if s != nil {
-		msg := originBytes(ec.ID, source, ec.Type, t, event.ApplicationJSON, subject, data)
-		b = appendJSONField(b, OriginKidExt, s.kid, false)
-		b = appendJSONField(b, OriginSigExt, base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, msg)), false)
+	if signed {
+		msg = originBytes(ec.ID, source, ec.Type, t, event.ApplicationJSON, subject, data)
 	}
-	return append(b, '}'), true
+	return append(b, '}'), msg, true
 }
 
 // printableASCII reports whether s holds only bytes 0x20–0x7e, which the

@@ -241,11 +241,13 @@ func (s *OriginSigner) PublicLine(source string) string {
 	return source + " " + base64.StdEncoding.EncodeToString(s.Public())
 }
 
-// Sign sets ev's origin proof (replacing any earlier one).
+// Sign sets ev's origin proof (replacing any earlier one, a tree's
+// originpath with it).
 func (s *OriginSigner) Sign(ev *Event) {
 	sig := ed25519.Sign(s.key, OriginBytes(*ev))
 	ev.SetExtension(OriginKidExt, s.kid)
 	ev.SetExtension(OriginSigExt, base64.RawURLEncoding.EncodeToString(sig))
+	ev.SetExtension(OriginPathExt, nil)
 }
 
 // SignEncoded is Sign for an event already encoded: raw is its
@@ -261,6 +263,9 @@ func (s *OriginSigner) SignEncoded(ev Event, raw []byte) (signed []byte, ok bool
 		return nil, false
 	}
 	if _, has := exts[OriginKidExt]; has {
+		return nil, false
+	}
+	if _, has := exts[OriginPathExt]; has {
 		return nil, false
 	}
 	body := bytes.TrimSpace(raw)
@@ -302,6 +307,7 @@ type OriginKeys struct {
 	// CountVerifiedAlone), sees each proof verified on its own rather
 	// than in a batch equation.
 	verifiedAlone func()
+	trees         verifiedTrees // tree signatures verified already (origintree.go)
 }
 
 // WatchOriginKeys parses text (ParseOriginKeys; name says where it came
@@ -428,10 +434,12 @@ func (ks *OriginKeys) lookup(source, kid string) (ed25519.PublicKey, bool) {
 }
 
 // Verify checks ev's origin proof: a signature over OriginBytes(ev) by the
-// key originkid names, which must be one of the keys of ev's source. It
-// wraps ErrNoOrigin or ErrBadOrigin. A nil OriginKeys trusts no source.
+// key originkid names, which must be one of the keys of ev's source, or,
+// for an event signed in a tree (originpath), that key's signature over
+// the root its path folds into (origintree.go). It wraps ErrNoOrigin or
+// ErrBadOrigin. A nil OriginKeys trusts no source.
 func (ks *OriginKeys) Verify(ev Event) error {
-	kid, sig, err := proofOf(ev)
+	kid, sig, path, err := proofOf(ev)
 	if err != nil {
 		return err
 	}
@@ -444,32 +452,65 @@ func (ks *OriginKeys) Verify(ev Event) error {
 	if !ok {
 		return fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(source, 200))
 	}
-	if !ks.verifyAlone(pub, appendOriginBytes(nil, ev, source), sig[:]) {
+	msg := appendOriginBytes(nil, ev, source)
+	if path == nil {
+		if !ks.verifyAlone(pub, msg, sig[:]) {
+			return badSignature(kid)
+		}
+		return nil
+	}
+	if msg, err = path.message(msg); err != nil {
+		return badPath(kid)
+	}
+	key := treeKey(pub, sig[:], msg)
+	if ks.trees.has(key) {
+		return nil
+	}
+	if !ks.verifyAlone(pub, msg, sig[:]) {
 		return badSignature(kid)
 	}
+	ks.trees.add(key)
 	return nil
 }
 
 // proofOf reads ev's origin proof, the checks of its form: both
 // attributes, strings, the signature base64url (padding allowed) of
-// ed25519.SignatureSize bytes. It reads ev's own extension map and decodes
-// the signature into an array: no allocation.
-func proofOf(ev Event) (kid string, sig [ed25519.SignatureSize]byte, err error) {
+// ed25519.SignatureSize bytes, and originpath, when the event has one, a
+// path as parseOriginPath reads it. It reads ev's own extension map and
+// decodes the signature into an array: no allocation for an event signed
+// alone.
+func proofOf(ev Event) (kid string, sig [ed25519.SignatureSize]byte, path *originPath, err error) {
 	exts := extensionsOf(ev)
 	sigV, hasSig := exts[OriginSigExt]
 	kidV, hasKid := exts[OriginKidExt]
-	if !hasSig && !hasKid {
-		return "", sig, fmt.Errorf("%w: the event has no %s/%s attributes", ErrNoOrigin, OriginSigExt, OriginKidExt)
+	pathV, hasPath := exts[OriginPathExt]
+	if !hasSig && !hasKid && !hasPath {
+		return "", sig, nil, fmt.Errorf("%w: the event has no %s/%s attributes", ErrNoOrigin, OriginSigExt, OriginKidExt)
 	}
 	sigS, err1 := types.ToString(sigV)
 	kid, err2 := types.ToString(kidV)
 	if !hasSig || !hasKid || err1 != nil || err2 != nil {
-		return "", sig, fmt.Errorf("%w: %s and %s must both be strings", ErrBadOrigin, OriginSigExt, OriginKidExt)
+		return "", sig, nil, fmt.Errorf("%w: %s and %s must both be strings", ErrBadOrigin, OriginSigExt, OriginKidExt)
 	}
 	if !decodeSignature(&sig, strings.TrimRight(sigS, "=")) {
-		return "", sig, fmt.Errorf("%w: %s is not a base64url Ed25519 signature", ErrBadOrigin, OriginSigExt)
+		return "", sig, nil, fmt.Errorf("%w: %s is not a base64url Ed25519 signature", ErrBadOrigin, OriginSigExt)
 	}
-	return kid, sig, nil
+	if hasPath {
+		pathS, err := types.ToString(pathV)
+		if err == nil {
+			path, err = parseOriginPath(pathS)
+		}
+		if err != nil {
+			return "", sig, nil, fmt.Errorf("%w: %s is not <index>.<size>.<hashes> of a tree of 2 to %d events", ErrBadOrigin, OriginPathExt, maxVerifiedTreeSize)
+		}
+	}
+	return kid, sig, path, nil
+}
+
+// badPath: an originpath that does not fold into a root (its number of
+// hashes is not the tree's).
+func badPath(kid string) error {
+	return fmt.Errorf("%w: the %s of key %s's tree does not fit its index and size", ErrBadOrigin, OriginPathExt, kid)
 }
 
 // decodeSignature decodes s into sig as

@@ -95,16 +95,75 @@ func (ks *OriginKeys) VerifyAll(evs []Event) []error {
 		buf = appendOriginBytes(buf, ev, source)
 		items, ends = append(items, it), append(ends, len(buf))
 	}
-	start := 0
+	start, trees := 0, false
 	for k := range items {
 		items[k].msg = buf[start:ends[k]:ends[k]]
 		start = ends[k]
+		trees = trees || items[k].path != nil
+	}
+	if trees {
+		return ks.verifyTrees(items, errs)
 	}
 	if len(items) >= minBatchVerify && verifyBatch(items) {
 		return errs
 	}
 	for _, it := range items {
 		if !ks.verifyAlone(it.pub, it.msg, it.sig[:]) {
+			errs[it.index] = badSignature(it.kid)
+		}
+	}
+	return errs
+}
+
+// verifyTrees is VerifyAll's end for a delivery with events signed in
+// trees. The events of one tree share its signature (origintree.go):
+// each signature is verified once, and not at all when it was before.
+func (ks *OriginKeys) verifyTrees(items []batchItem, errs []error) []error {
+	todo := make([]batchItem, 0, len(items))
+	at := make([]int, len(items)) // items[k]'s signature: todo[at[k]], or -1 verified already, -2 a bad path
+	var seen map[string]int
+	for k := range items {
+		it := &items[k]
+		if it.path == nil {
+			at[k], todo = len(todo), append(todo, *it)
+			continue
+		}
+		msg, err := it.path.message(it.msg)
+		if err != nil {
+			errs[it.index], at[k] = badPath(it.kid), -2
+			continue
+		}
+		it.msg, it.tree = msg, treeKey(it.pub, it.sig[:], msg)
+		if ks.trees.has(it.tree) {
+			at[k] = -1
+			continue
+		}
+		if j, ok := seen[it.tree]; ok {
+			at[k] = j
+			continue
+		}
+		if seen == nil {
+			seen = map[string]int{}
+		}
+		seen[it.tree], at[k], todo = len(todo), len(todo), append(todo, *it)
+	}
+	valid := make([]bool, len(todo))
+	if len(todo) >= minBatchVerify && verifyBatch(todo) {
+		for j := range valid {
+			valid[j] = true
+		}
+	} else {
+		for j, it := range todo {
+			valid[j] = ks.verifyAlone(it.pub, it.msg, it.sig[:])
+		}
+	}
+	for j, it := range todo {
+		if valid[j] && it.tree != "" {
+			ks.trees.add(it.tree)
+		}
+	}
+	for k, it := range items {
+		if j := at[k]; j >= 0 && !valid[j] {
 			errs[it.index] = badSignature(it.kid)
 		}
 	}
@@ -119,13 +178,15 @@ type batchItem struct {
 	pub   ed25519.PublicKey
 	msg   []byte
 	sig   [ed25519.SignatureSize]byte
+	path  *originPath // an event of a tree: msg becomes the tree's treeMessage
+	tree  string      // then its treeKey
 }
 
 // prepare runs Verify's checks up to the signature itself: the proof's
 // attributes, its form and the key its source (SourceOf(ev)) holds. The
 // item's msg is left to VerifyAll.
 func (ks *OriginKeys) prepare(ev Event, source string) (batchItem, error) {
-	kid, sig, err := proofOf(ev)
+	kid, sig, path, err := proofOf(ev)
 	if err != nil {
 		return batchItem{}, err
 	}
@@ -133,7 +194,7 @@ func (ks *OriginKeys) prepare(ev Event, source string) (batchItem, error) {
 	if !ok {
 		return batchItem{}, fmt.Errorf("%w: key %q is not a key of source %q", ErrBadOrigin, truncate(kid, 64), truncate(source, 200))
 	}
-	return batchItem{kid: kid, pub: pub, sig: sig}, nil
+	return batchItem{kid: kid, pub: pub, sig: sig, path: path}, nil
 }
 
 func badSignature(kid string) error {

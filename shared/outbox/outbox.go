@@ -122,19 +122,42 @@ func (w Writer) Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 
 // Rows encodes msgs (each event signed as Add writes it) into InsertSQL's
 // six arguments: the source, then the event ids, topics, keys, payloads and
-// origin key ids, one element per message.
+// origin key ids, one element per message. The events the writer signs
+// and MarshalLater writes are signed together (one signature for up to 32
+// of them, events.OriginSigner.SignAll); any other alone, as encode does.
 func (w Writer) Rows(msgs ...Message) ([]any, error) {
 	ids := make([]string, len(msgs))
 	topics := make([]string, len(msgs))
 	keys := make([]string, len(msgs))
 	payloads := make([][]byte, len(msgs))
 	kids := make([]*string, len(msgs))
+	var together []int // the messages signed together, and their OriginBytes
+	var msgBytes [][]byte
 	for i, m := range msgs {
+		ids[i], topics[i], keys[i] = m.Event.ID(), m.Topic, m.Key
+		if w.Signer != nil && events.From(m.Event, w.Source) {
+			if b, msg, ok := events.MarshalLater(m.Event); ok {
+				kid := w.Signer.KeyID()
+				payloads[i], kids[i] = b, &kid
+				together, msgBytes = append(together, i), append(msgBytes, msg)
+				continue
+			}
+		}
 		b, kid, err := w.encode(m.Event)
 		if err != nil {
 			return nil, fmt.Errorf("outbox: encode %s: %w", m.Event.Type(), err)
 		}
-		ids[i], topics[i], keys[i], payloads[i], kids[i] = m.Event.ID(), m.Topic, m.Key, b, kid
+		payloads[i], kids[i] = b, kid
+	}
+	if len(together) > 0 {
+		signed := make([][]byte, len(together))
+		for k, i := range together {
+			signed[k] = payloads[i]
+		}
+		w.Signer.SignAll(signed, msgBytes)
+		for k, i := range together {
+			payloads[i] = signed[k]
+		}
 	}
 	return []any{w.Source, ids, topics, keys, payloads, kids}, nil
 }

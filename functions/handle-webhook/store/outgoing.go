@@ -222,6 +222,7 @@ func Payload(ev events.Event) ([]byte, error) {
 	c := ev.Clone()
 	c.SetExtension(events.OriginSigExt, nil)
 	c.SetExtension(events.OriginKidExt, nil)
+	c.SetExtension(events.OriginPathExt, nil)
 	return events.Marshal(c)
 }
 

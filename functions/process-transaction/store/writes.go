@@ -41,8 +41,9 @@ type writes struct {
 
 	// outbox
 	oID, oTopic, oKey []string
-	oPayload          [][]byte
-	oKid              []*string // the key that signed the payload; nil: unsigned
+	oPayload          [][]byte  // unsigned until flush signs them all (SignAll)
+	oMsg              [][]byte  // each payload's OriginBytes, for SignAll
+	oKid              []*string // the key that signs the payload; nil: unsigned
 
 	// accounts
 	acctIDs           []string
@@ -63,7 +64,7 @@ func (w *writes) Mark() func() {
 		w.uID, w.uStatus, w.uReason, w.uPosted = w.uID[:u], w.uStatus[:u], w.uReason[:u], w.uPosted[:u]
 		w.uFB, w.uFA, w.uTB, w.uTA = w.uFB[:u], w.uFA[:u], w.uTB[:u], w.uTA[:u]
 		w.pTransfer, w.pAccount, w.pAmount, w.pAfter = w.pTransfer[:p], w.pAccount[:p], w.pAmount[:p], w.pAfter[:p]
-		w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid = w.oID[:o], w.oTopic[:o], w.oKey[:o], w.oPayload[:o], w.oKid[:o]
+		w.oID, w.oTopic, w.oKey, w.oPayload, w.oMsg, w.oKid = w.oID[:o], w.oTopic[:o], w.oKey[:o], w.oPayload[:o], w.oMsg[:o], w.oKid[:o]
 	}
 }
 
@@ -87,8 +88,10 @@ func (w *writes) Update(t *ledger.Transfer, o *ledger.Op) {
 }
 
 // effects adds the postings and the event of a decided transfer; the event
-// continues the trace of the op that decided it, and is signed here, with
-// the function's origin key, so the outbox relays it without decoding it.
+// continues the trace of the op that decided it. flush signs the group's
+// events together with the function's origin key (one signature for up to
+// 32 events, events.OriginSigner.SignAll), so the outbox relays them
+// without decoding them.
 func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
 	if t.Status == ledger.TransferPosted {
 		w.pTransfer = append(w.pTransfer, t.ID, t.ID)
@@ -97,13 +100,13 @@ func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
 		w.pAfter = append(w.pAfter, *t.FromBalance, *t.ToBalance)
 	}
 	// Without a signer the event is written unsigned and signed at publish.
-	id, payload, err := w.signer.EncodeIn(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, &t.Transfer)
+	id, payload, msg, err := events.EncodeLater(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, &t.Transfer)
 	if err != nil {
 		panic(err) // a Transfer always encodes
 	}
 	w.oID, w.oTopic, w.oKey, w.oPayload = append(w.oID, id), append(w.oTopic, events.TopicTransaction),
 		append(w.oKey, t.FromAccountID), append(w.oPayload, payload)
-	w.oKid = append(w.oKid, w.kid())
+	w.oMsg, w.oKid = append(w.oMsg, msg), append(w.oKid, w.kid())
 }
 
 // kid is the origin_kid of the events written: the signer's key, or nil;
@@ -150,10 +153,13 @@ const writeSQL = `WITH new_transfers AS (
 )
 ` + outbox.InsertSQL
 
-// flush writes the group and commits, in one round trip and two
-// statements (writeSQL and COMMIT); a group that only replays writes
-// nothing.
+// flush signs the group's events, writes the group and commits, in one
+// round trip and two statements (writeSQL and COMMIT); a group that only
+// replays writes nothing. It runs once per writes.
 func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn) error {
+	if w.signer != nil {
+		w.signer.SignAll(w.oPayload, w.oMsg)
+	}
 	b := &pgx.Batch{}
 	if len(w.tID)+len(w.uID)+len(w.pTransfer)+len(w.acctIDs)+len(w.oID) > 0 {
 		b.Queue(writeSQL, w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid, w.now,
