@@ -20,7 +20,7 @@ import (
 
 // signedTogether encodes n transfer facts of process-transaction and signs
 // them with SignAll, as its group commit does.
-func signedTogether(t *testing.T, n int) ([]events.Event, [][]byte) {
+func signedTogether(t testing.TB, n int) ([]events.Event, [][]byte) {
 	t.Helper()
 	payloads, msgs := make([][]byte, n), make([][]byte, n)
 	for i := range n {
@@ -287,4 +287,52 @@ func TestSignReplacesATreesProof(t *testing.T) {
 	if _, ok := testenv.OriginSigner(events.Source("process-transaction")).SignEncoded(evs[1], []byte(`{}`)); ok {
 		t.Fatal("SignEncoded extended an event that carries a tree's proof")
 	}
+}
+
+// BenchmarkSignEach signs 100 encoded events one by one, as the outbox
+// writers did; BenchmarkSignAll the same events in trees (SignAll).
+func BenchmarkSignEach(b *testing.B) { benchSign(b, false) }
+
+func BenchmarkSignAll(b *testing.B) { benchSign(b, true) }
+
+func benchSign(b *testing.B, together bool) {
+	const n = 100
+	s := testenv.OriginSigner(events.Source("process-transaction"))
+	payloads, msgs := make([][]byte, n), make([][]byte, n)
+	for i := range n {
+		var err error
+		if _, payloads[i], msgs[i], err = events.EncodeLater("", "", "process-transaction", "billfn.transaction.posted",
+			"acct", map[string]any{"amount": i, "currency": "USD"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	work := make([][]byte, n)
+	for b.Loop() {
+		copy(work, payloads)
+		if together {
+			s.SignAll(work, msgs)
+			continue
+		}
+		for i := range work {
+			s.SignAll(work[i:i+1], msgs[i:i+1])
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n)/1000, "µs/event")
+}
+
+// BenchmarkVerifyTrees is BenchmarkVerifyAll's delivery of 100 events
+// signed in trees, by a consumer that has not seen them before.
+func BenchmarkVerifyTrees(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		keys := testenv.OriginKeys() // a fresh memory of verified trees
+		evs, _ := signedTogether(b, 100)
+		b.StartTimer()
+		for _, err := range keys.VerifyAll(evs) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100)/1000, "µs/event")
 }
