@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,8 +71,9 @@ func (e *e2e) produceAs(t *testing.T, principal, topic, key string, ev events.Ev
 // attacksForgedOrigins (issue 15, a fact only from its owner): a valid
 // broker principal writes, on a topic it may write, a fact claiming
 // another source — unsigned, or signed with its own function's key or
-// the integrator's. Every consumer parks it with the reason and nothing
-// changes; the integrator's key requests a transfer and nothing else.
+// the integrator's, alone or in a tree. Every consumer parks it with the
+// reason and nothing changes; the integrator's key requests a transfer and
+// nothing else.
 func attacksForgedOrigins(t *testing.T, s *attackScene) {
 	e, b, v, before := s.e, s.b, s.v, s.before
 	t.Run("a principal forging another source's fact gets it parked with nothing changed", func(t *testing.T) {
@@ -105,6 +107,29 @@ func attacksForgedOrigins(t *testing.T, s *attackScene) {
 		reportBefore, _ := figure(e.summary("USD", ""), "transfers.posted")
 		e.produceAs(t, "integrator", events.TopicTransaction, b.account, posted)
 		forged["transfer posted, signed by the integrator"] = posted
+		// The same claim in a tree of two (originpath), as a function signs
+		// the events it writes together: the tree's key is still the
+		// integrator's, not process-transaction's.
+		payloads, msgs := make([][]byte, 2), make([][]byte, 2)
+		for i := range payloads {
+			ev := mustEvent(t, "billfn.transaction.posted", b.account, map[string]any{
+				"id": uuid.NewString(), "from_account_id": s.a.account, "to_account_id": b.account, "amount": 444_444 + i,
+				"currency": "USD", "status": "posted"})
+			ev.SetSource(events.Source("process-transaction"))
+			var ok bool
+			if payloads[i], msgs[i], ok = events.MarshalLater(ev); !ok {
+				t.Fatalf("MarshalLater refused %s", ev)
+			}
+		}
+		e.originSigner(t, integratorOriginKey).SignAll(payloads, msgs)
+		for i, p := range payloads {
+			ev, err := events.Unmarshal(p)
+			if err != nil || ev.Extensions()[events.OriginPathExt] == nil {
+				t.Fatalf("a tree's event %s: %v", p, err)
+			}
+			e.produceAs(t, "integrator", events.TopicTransaction, b.account, ev)
+			forged[fmt.Sprintf("transfer posted, signed by the integrator in a tree (%d of 2)", i+1)] = ev
+		}
 
 		for name, ev := range forged {
 			e.eventually("the forgery "+name+" to be parked", 60*time.Second, func() bool {

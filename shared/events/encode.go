@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"encoding/json"
 	"time"
 
@@ -23,8 +22,6 @@ type structured struct {
 	DataContentType string          `json:"datacontenttype"`
 	TraceParent     string          `json:"traceparent"`
 	TraceState      string          `json:"tracestate,omitempty"`
-	OriginKid       string          `json:"originkid,omitempty"`
-	OriginSig       string          `json:"originsig,omitempty"`
 	Data            json.RawMessage `json:"data"`
 }
 
@@ -41,40 +38,30 @@ func Encode(ctx context.Context, function, typ, subject string, data any) (id st
 // as a group commit does, keeps each caller's); with tp "" the event starts
 // a new trace, as New does.
 func EncodeIn(tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
-	return encode(nil, tp, ts, function, typ, subject, data)
+	id, payload, _, err = encode(tp, ts, function, typ, subject, data, false)
+	return id, payload, err
 }
 
-// EncodeIn is events.EncodeIn with s's origin proof (originkid, originsig)
-// in the payload, as Sign then Marshal would put it there: the signed
-// bytes are built from the fields in hand (OriginBytes of the event the
-// payload decodes to), so nothing is decoded or encoded a second time. The
-// outbox writes such a payload with its key id and relays it as it is
-// (outbox.Writer), instead of decoding every row to sign it at publish.
-// A nil s encodes the event unsigned, as events.EncodeIn does.
-func (s *OriginSigner) EncodeIn(tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
-	return encode(s, tp, ts, function, typ, subject, data)
-}
-
-// EncodeLater is EncodeIn for an event that OriginSigner.SignAll signs
-// with others: payload is what events.EncodeIn writes (unsigned), msg the
-// OriginBytes of the event it decodes to.
+// EncodeLater is EncodeIn for an event that OriginSigner.SignAll signs,
+// with the others written beside it: payload is what EncodeIn writes
+// (unsigned), msg the OriginBytes of the event it decodes to, built from
+// the fields in hand, so nothing is decoded or encoded a second time. The
+// outbox writes such rows with their key id and relays them as they are
+// (process-transaction's group commit), instead of decoding every row to
+// sign it at publish.
 func EncodeLater(tp, ts, function, typ, subject string, data any) (id string, payload, msg []byte, err error) {
+	return encode(tp, ts, function, typ, subject, data, true)
+}
+
+func encode(tp, ts, function, typ, subject string, data any, signed bool) (id string, payload, msg []byte, err error) {
 	e, err := envelope(tp, ts, function, typ, subject, data)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	return e.ID, e.appendJSON(make([]byte, 0, 420+len(e.Data))), e.originBytes(), nil
-}
-
-func encode(s *OriginSigner, tp, ts, function, typ, subject string, data any) (id string, payload []byte, err error) {
-	e, err := envelope(tp, ts, function, typ, subject, data)
-	if err != nil {
-		return "", nil, err
+	if signed {
+		msg = originBytes(e.ID, e.Source, e.Type, e.Time, e.DataContentType, e.Subject, canonicalJSON(e.Data))
 	}
-	if s != nil {
-		e.OriginKid, e.OriginSig = s.kid, base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, e.originBytes()))
-	}
-	return e.ID, e.appendJSON(make([]byte, 0, 420+len(e.Data))), nil
+	return e.ID, e.appendJSON(make([]byte, 0, 420+len(e.Data))), msg, nil
 }
 
 // envelope is the unsigned event of Encode.
@@ -95,11 +82,6 @@ func envelope(tp, ts, function, typ, subject string, data any) (structured, erro
 		TraceState: ts, Data: raw}, nil
 }
 
-// originBytes are the OriginBytes of the event e encodes.
-func (e *structured) originBytes() []byte {
-	return originBytes(e.ID, e.Source, e.Type, e.Time, e.DataContentType, e.Subject, canonicalJSON(e.Data))
-}
-
 // appendJSON appends what json.Marshal(e) writes, byte for byte, without
 // its reflection and without its second pass over Data (which json.Marshal
 // validates and compacts again): Data must be what json.Marshal wrote,
@@ -115,8 +97,6 @@ func (e *structured) appendJSON(b []byte) []byte {
 	b = appendJSONField(b, "datacontenttype", e.DataContentType, false)
 	b = appendJSONField(b, "traceparent", e.TraceParent, false)
 	b = appendJSONField(b, "tracestate", e.TraceState, true)
-	b = appendJSONField(b, "originkid", e.OriginKid, true)
-	b = appendJSONField(b, "originsig", e.OriginSig, true)
 	b = append(b, `,"data":`...)
 	if e.Data == nil {
 		b = append(b, "null"...)

@@ -272,19 +272,7 @@ func (s *OriginSigner) SignEncoded(ev Event, raw []byte) (signed []byte, ok bool
 	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
 		return nil, false
 	}
-	sig := base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.key, OriginBytes(ev)))
-	out := make([]byte, 0, len(body)+len(s.kid)+len(sig)+32)
-	out = append(out, body[:len(body)-1]...)
-	if len(bytes.TrimSpace(body[1:len(body)-1])) > 0 {
-		out = append(out, ',')
-	}
-	// kid is hex and sig base64url: nothing to escape.
-	out = append(out, `"`+OriginKidExt+`":"`...)
-	out = append(out, s.kid...)
-	out = append(out, `","`+OriginSigExt+`":"`...)
-	out = append(out, sig...)
-	out = append(out, `"}`...)
-	return out, true
+	return appendProof(body, s.kid, ed25519.Sign(s.key, OriginBytes(ev)), ""), true
 }
 
 // Origin verification errors; each wraps one of these.

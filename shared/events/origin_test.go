@@ -447,12 +447,12 @@ func TestSignEncodedIsSignWithoutEncodingAgain(t *testing.T) {
 	}
 }
 
-// OriginSigner.EncodeIn signs the event it encodes from the fields in hand
+// EncodeLater then SignAll sign an event alone from the fields in hand
 // (the outbox writes such rows and relays them without decoding them): the
 // payload decodes to an event whose proof verifies, and is the proof Sign
 // gives that event (Ed25519 is deterministic), whatever the data holds
 // (characters encoding/json escapes, no data, no subject, a tracestate).
-func TestSignerEncodeInSignsWhatConsumersDecode(t *testing.T) {
+func TestEncodeLaterSignsWhatConsumersDecode(t *testing.T) {
 	const pt = "process-transaction"
 	signer := testenv.OriginSigner(events.Source(pt))
 	keys := testenv.OriginKeys()
@@ -469,10 +469,13 @@ func TestSignerEncodeInSignsWhatConsumersDecode(t *testing.T) {
 		"a bare string":      {"acct-4", "", "<&>"},
 	}
 	for name, c := range cases {
-		id, payload, err := signer.EncodeIn(tp, c.ts, pt, events.TypeTransactionPosted, c.subject, c.data)
+		id, payload, msg, err := events.EncodeLater(tp, c.ts, pt, events.TypeTransactionPosted, c.subject, c.data)
 		if err != nil {
 			t.Fatal(err)
 		}
+		one := [][]byte{payload}
+		signer.SignAll(one, [][]byte{msg})
+		payload = one[0]
 		ev, err := events.Unmarshal(payload)
 		if err != nil {
 			t.Fatalf("%s: %s does not decode: %v", name, payload, err)

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
@@ -150,15 +151,19 @@ func encodePath(index int, size string, hashes [][]byte) string {
 	return strconv.Itoa(index) + "." + size + "." + base64.RawURLEncoding.EncodeToString(raw)
 }
 
-// appendProof returns payload, a JSON object, with the proof's members
-// after its own: originkid, originsig and, for an event of a tree,
-// originpath (none of whose bytes needs escaping).
+// appendProof returns payload, a JSON object (compact at its end: its
+// closing brace last), with the proof's members after its own: originkid,
+// originsig and, for an event of a tree, originpath (none of whose bytes
+// needs escaping: hex, base64url, digits and dots).
 func appendProof(payload []byte, kid string, sig []byte, path string) []byte {
-	body := payload[:len(payload)-1] // the closing brace
+	body := payload[:len(payload)-1] // without the closing brace
 	sigLen := base64.RawURLEncoding.EncodedLen(len(sig))
 	out := make([]byte, 0, len(payload)+len(kid)+sigLen+len(path)+48)
 	out = append(out, body...)
-	out = append(out, `,"`+OriginKidExt+`":"`...)
+	if len(bytes.TrimSpace(body[1:])) > 0 { // members before the proof's
+		out = append(out, ',')
+	}
+	out = append(out, `"`+OriginKidExt+`":"`...)
 	out = append(out, kid...)
 	out = append(out, `","`+OriginSigExt+`":"`...)
 	out = base64.RawURLEncoding.AppendEncode(out, sig)

@@ -133,12 +133,16 @@ func (w Writer) Rows(msgs ...Message) ([]any, error) {
 	kids := make([]*string, len(msgs))
 	var together []int // the messages signed together, and their OriginBytes
 	var msgBytes [][]byte
+	var writerKid *string // the writer's key id, one for the rows it signs
 	for i, m := range msgs {
 		ids[i], topics[i], keys[i] = m.Event.ID(), m.Topic, m.Key
 		if w.Signer != nil && events.From(m.Event, w.Source) {
 			if b, msg, ok := events.MarshalLater(m.Event); ok {
-				kid := w.Signer.KeyID()
-				payloads[i], kids[i] = b, &kid
+				if writerKid == nil {
+					k := w.Signer.KeyID()
+					writerKid = &k
+				}
+				payloads[i], kids[i] = b, writerKid
 				together, msgBytes = append(together, i), append(msgBytes, msg)
 				continue
 			}
