@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -77,6 +78,9 @@ func runAlone(ctx context.Context, root string, quick bool) []aloneResult {
 			r.Skipped = "go test -bench gave no result line"
 			if err != nil {
 				r.Skipped = fmt.Sprintf("go test -bench failed (%v)", err)
+				if why := testFailure(stdout.Bytes()); why != "" {
+					r.Skipped += ": " + why
+				}
 			}
 			fmt.Fprintln(os.Stderr, stdout.String())
 		}
@@ -230,4 +234,21 @@ func updateReadme(path, report string) error {
 	}
 	out := s[:i] + readmeStart + "\n" + strings.Join(keep, "\n") + "\n" + s[j:]
 	return os.WriteFile(path, []byte(out), 0o644)
+}
+
+// failureLine matches what t.Error and t.Fatal print: "    x_test.go:57: …".
+var failureLine = regexp.MustCompile(`(?m)^\s+(\w+_test\.go:\d+: .*)$`)
+
+// testFailure is the first failure go test printed, so that the table
+// says why a benchmark gave no figures ("" when it printed none).
+func testFailure(out []byte) string {
+	m := failureLine.FindSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	why := string(m[1])
+	if len(why) > 200 {
+		why = why[:200] + "…"
+	}
+	return strings.NewReplacer("|", "/", "`", "'").Replace(why)
 }

@@ -84,3 +84,27 @@ func TestUpdateReadmeReplacesOnlyTheBlockWithTheReportsTables(t *testing.T) {
 		t.Errorf("the block was not replaced:\n%s", got)
 	}
 }
+
+// A benchmark that fails says why in its row: the first failure go test
+// printed (the run of record of 2026-12-05 19:19 UTC said only "exit
+// status 1").
+func TestTestFailureIsTheFirstFailurePrinted(t *testing.T) {
+	out := []byte("goos: linux\nBenchmarkVerifiedWebhooks-2   \t2026/12/05 WARN x\n" +
+		"    bench_test.go:57: status 429: {\"code\":\"rate_limited\",\"detail\":\"a | b\"}\n" +
+		"    bench_test.go:57: status 429: again\nFAIL\nexit status 1\n")
+	if got, want := testFailure(out), `bench_test.go:57: status 429: {"code":"rate_limited","detail":"a / b"}`; got != want {
+		t.Errorf("testFailure = %q, want %q", got, want)
+	}
+	if got := testFailure([]byte("goos: linux\nFAIL\n")); got != "" {
+		t.Errorf("testFailure of no failure line = %q, want none", got)
+	}
+}
+
+// The idle memory is /proc/<pid>/status's VmRSS and its anonymous and
+// file-backed parts.
+func TestReadIdleMemoryReadsRSSAndItsParts(t *testing.T) {
+	status := []byte("Name:\tgenerate-invoice\nVmHWM:\t   23000 kB\nVmRSS:\t   22060 kB\nRssAnon:\t    3784 kB\nRssFile:\t   18276 kB\nRssShmem:\t       0 kB\n")
+	if got, want := readIdleMemory(status), (idleMemory{RSSKB: 22060, AnonKB: 3784, FileKB: 18276}); got != want {
+		t.Errorf("readIdleMemory = %+v, want %+v", got, want)
+	}
+}

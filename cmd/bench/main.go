@@ -558,11 +558,39 @@ func pgbenchRunOf(ctx context.Context, db string, seconds int, args ...string) (
 }
 
 type procFigures struct {
-	Name      string
-	ReadyMs   []float64  // start-to-ready, several launches
-	AtReady   []procStat // what each launch had cost when it was ready
-	IdleRSSKB int
-	Err       string
+	Name    string
+	ReadyMs []float64  // start-to-ready, several launches
+	AtReady []procStat // what each launch had cost when it was ready
+	Idle    idleMemory
+	Err     string
+}
+
+// idleMemory is a process's resident memory (/proc/<pid>/status): VmRSS,
+// and its two parts, the anonymous pages (heap, stacks: the process's own)
+// and the file-backed ones (its binary's pages in the page cache, shared
+// with every other process mapping them and dropped by the kernel when
+// memory is short); BinaryKB is the size of the executable.
+type idleMemory struct {
+	RSSKB, AnonKB, FileKB, BinaryKB int
+}
+
+var statusKB = regexp.MustCompile(`(?m)^(VmRSS|RssAnon|RssFile):\s+(\d+) kB$`)
+
+// readIdleMemory reads VmRSS, RssAnon and RssFile from a /proc/<pid>/status.
+func readIdleMemory(status []byte) idleMemory {
+	var m idleMemory
+	for _, f := range statusKB.FindAllSubmatch(status, -1) {
+		kb, _ := strconv.Atoi(string(f[2]))
+		switch string(f[1]) {
+		case "VmRSS":
+			m.RSSKB = kb
+		case "RssAnon":
+			m.AnonKB = kb
+		case "RssFile":
+			m.FileKB = kb
+		}
+	}
+	return m
 }
 
 // measureFunctions launches each function binary again, exactly as the
@@ -611,14 +639,17 @@ func measureFunctions(ctx context.Context, marker string) ([]procFigures, error)
 		}
 		env = append(env, "PORT="+port)
 		for k := 0; k < 5; k++ {
-			ms, atReady, rss, err := launch(ctx, exe, env, "http://127.0.0.1:"+port+"/_/ready", k == 4)
+			ms, atReady, mem, err := launch(ctx, exe, env, "http://127.0.0.1:"+port+"/_/ready", k == 4)
 			if err != nil {
 				fig.Err = err.Error()
 				break
 			}
 			fig.ReadyMs, fig.AtReady = append(fig.ReadyMs, ms), append(fig.AtReady, atReady)
-			if rss > 0 {
-				fig.IdleRSSKB = rss
+			if mem.RSSKB > 0 {
+				fig.Idle = mem
+				if st, err := os.Stat(exe); err == nil {
+					fig.Idle.BinaryKB = int(st.Size() / 1024)
+				}
 			}
 		}
 		out = append(out, fig)
@@ -626,13 +657,13 @@ func measureFunctions(ctx context.Context, marker string) ([]procFigures, error)
 	return out, nil
 }
 
-func launch(ctx context.Context, exe string, env []string, ready string, idle bool) (ms float64, atReady procStat, rssKB int, err error) {
+func launch(ctx context.Context, exe string, env []string, ready string, idle bool) (ms float64, atReady procStat, mem idleMemory, err error) {
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = env
 	client := &http.Client{Timeout: 200 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return 0, procStat{}, 0, err
+		return 0, procStat{}, mem, err
 	}
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -651,16 +682,14 @@ func launch(ctx context.Context, exe string, env []string, ready string, idle bo
 		time.Sleep(200 * time.Microsecond)
 	}
 	if ms == 0 {
-		return 0, procStat{}, 0, errors.New("never ready")
+		return 0, procStat{}, mem, errors.New("never ready")
 	}
 	if idle {
 		time.Sleep(2 * time.Second)
 		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
-		if m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(b); m != nil {
-			rssKB, _ = strconv.Atoi(string(m[1]))
-		}
+		mem = readIdleMemory(b)
 	}
-	return ms, atReady, rssKB, nil
+	return ms, atReady, mem, nil
 }
 
 // median is the middle value of xs, the mean of the two middle ones when
@@ -760,11 +789,11 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 			g50, d50, g50-d50, mark(g50-d50 < 1))
 	}
 	if len(procs) > 0 { // -only without "processes" skips them
-		b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches; what the process had cost by then, from its `/proc/<pid>/stat` (CPU in the kernel's 10 ms ticks, and its page faults with what they cost at the machine's price of one, a primitive above); and the resident memory after two idle seconds.\n\n")
-		b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | CPU until ready | page faults until ready | idle RSS | targets |\n|---|---:|---|---:|---:|---:|---|\n")
+		b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches; what the process had cost by then, from its `/proc/<pid>/stat` (CPU in the kernel's 10 ms ticks, and its page faults with what they cost at the machine's price of one, a primitive above); and the resident memory after two idle seconds (VmRSS, the target's figure) in its two parts: the anonymous pages (heap, goroutine stacks, runtime: what each replica holds of its own) and the file-backed ones, its binary's pages in the page cache. A Go binary's code and tables are read where they lie in the executable, and on each page fault on it the kernel maps the pages already cached around the one asked for (fault-around, 64 KiB), so a process that touched a page here and there while it started maps most of its binary: those pages are shared by every process that maps them (the replicas of a function on a node) and the kernel drops them when memory is short, to read them again when touched.\n\n")
+		b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | CPU until ready | page faults until ready | idle RSS | of which anonymous | of which its binary (of its size) | targets |\n|---|---:|---|---:|---:|---:|---:|---:|---|\n")
 		for _, p := range procs {
 			if p.Err != "" {
-				fmt.Fprintf(&b, "| %s | | | | | | %s |\n", p.Name, p.Err)
+				fmt.Fprintf(&b, "| %s | | | | | | | | %s |\n", p.Name, p.Err)
 				continue
 			}
 			var all []string
@@ -774,15 +803,16 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 				cpu = append(cpu, float64(ticksDur(p.AtReady[i].Ticks).Microseconds())/1e3)
 				faults = append(faults, float64(p.AtReady[i].MinorFaults))
 			}
-			rss := float64(p.IdleRSSKB) / 1024
+			mb := func(kb int) float64 { return float64(kb) / 1024 }
+			rss := mb(p.Idle.RSSKB)
 			// Issue 20's targets, for every function.
 			target := fmt.Sprintf("< 15 ms %s, < 20 MB %s", mark(median(p.ReadyMs) < 15), mark(rss < 20))
 			faultCost := ""
 			if prims.PageFaultUs > 0 {
 				faultCost = fmt.Sprintf(" (%.1f ms)", median(faults)*prims.PageFaultUs/1e3)
 			}
-			fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.0f ms | %.0f%s | %.1f MB | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "),
-				median(cpu), median(faults), faultCost, rss, target)
+			fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.0f ms | %.0f%s | %.1f MB | %.1f MB | %.1f MB (%.1f MB) | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "),
+				median(cpu), median(faults), faultCost, rss, mb(p.Idle.AnonKB), mb(p.Idle.FileKB), mb(p.Idle.BinaryKB), target)
 		}
 	}
 	renderPlatform(&b)
