@@ -99,6 +99,69 @@ func (s *OriginSigner) SignAll(payloads, msgs [][]byte) {
 	}
 }
 
+// Unsigned is events encoded without their origin proof (MarshalLater)
+// in a slice of payloads a statement holds, for SignTogether to sign in
+// place, with the events other writes left unsigned, before the statement
+// runs: a group commit's writes are signed together.
+type Unsigned struct {
+	signer   *OriginSigner
+	payloads [][]byte
+	at       []int    // the payloads to sign
+	msgs     [][]byte // their OriginBytes
+	signed   bool
+}
+
+// Unsigned starts an Unsigned of s's events among payloads.
+func (s *OriginSigner) Unsigned(payloads [][]byte) *Unsigned {
+	return &Unsigned{signer: s, payloads: payloads}
+}
+
+// Add notes payloads[i], an unsigned event whose OriginBytes are msg, as
+// one to sign.
+func (u *Unsigned) Add(i int, msg []byte) {
+	u.at, u.msgs = append(u.at, i), append(u.msgs, msg)
+}
+
+// SignTogether signs the events every u left unsigned, those of one signer
+// together (SignAll: one signature for each tree of up to 32), in the
+// payloads their statements hold. Nil elements and an Unsigned signed
+// already are left alone, so a write run again signs nothing twice.
+func SignTogether(us ...*Unsigned) {
+	type batch struct {
+		payloads, msgs [][]byte
+		from           []*Unsigned
+	}
+	var bySigner map[*OriginSigner]*batch
+	for _, u := range us {
+		if u == nil || u.signed || len(u.at) == 0 {
+			continue
+		}
+		if bySigner == nil {
+			bySigner = make(map[*OriginSigner]*batch, 1)
+		}
+		b := bySigner[u.signer]
+		if b == nil {
+			b = &batch{}
+			bySigner[u.signer] = b
+		}
+		for k, i := range u.at {
+			b.payloads, b.msgs = append(b.payloads, u.payloads[i]), append(b.msgs, u.msgs[k])
+		}
+		b.from = append(b.from, u)
+	}
+	for signer, b := range bySigner {
+		signer.SignAll(b.payloads, b.msgs)
+		n := 0
+		for _, u := range b.from {
+			for _, i := range u.at {
+				u.payloads[i] = b.payloads[n]
+				n++
+			}
+			u.signed = true
+		}
+	}
+}
+
 // signTree signs payloads as one tree.
 func (s *OriginSigner) signTree(payloads, msgs [][]byte) {
 	if len(payloads) == 1 {

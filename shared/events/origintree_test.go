@@ -336,3 +336,61 @@ func BenchmarkVerifyTrees(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*100)/1000, "µs/event")
 }
+
+// SignTogether signs, in place, the events several writes left unsigned in
+// their own payload slices, with one signature for all of them, each
+// event verifying alone; what is not noted (another write's own event) is
+// left alone, and a second call signs nothing again.
+func TestSignTogetherSignsTheEventsOfSeveralWritesAsOne(t *testing.T) {
+	keys := testenv.OriginKeys()
+	signer := testenv.OriginSigner(events.Source("process-transaction"))
+	var (
+		slices [][][]byte
+		us     []*events.Unsigned
+	)
+	for w := range 3 {
+		payloads := make([][]byte, 2)
+		u := signer.Unsigned(payloads)
+		for i := range payloads {
+			_, p, msg, err := events.EncodeLater("", "", "process-transaction", "billfn.transaction.completed",
+				fmt.Sprintf("acct-%d-%d", w, i), map[string]any{"amount": 100*w + i})
+			if err != nil {
+				t.Fatal(err)
+			}
+			payloads[i] = p
+			if i == 0 || w == 0 { // the second event of writes 1 and 2 is not noted
+				u.Add(i, msg)
+			}
+		}
+		slices, us = append(slices, payloads), append(us, u)
+	}
+	unnoted := [][]byte{slices[1][1], slices[2][1]}
+	events.SignTogether(append(us, nil)...)
+	sigs := map[string]bool{}
+	for w, payloads := range slices {
+		for i, p := range payloads {
+			ev, err := events.Unmarshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w > 0 && i == 1 {
+				if !bytes.Equal(p, unnoted[w-1]) {
+					t.Errorf("write %d: SignTogether changed an event it was not given", w)
+				}
+				continue
+			}
+			if err := keys.Verify(ev); err != nil {
+				t.Fatalf("write %d, event %d: %v", w, i, err)
+			}
+			sigs[ext(ev, events.OriginSigExt)] = true
+		}
+	}
+	if len(sigs) != 1 {
+		t.Errorf("%d signatures for the 4 events of 3 writes, want 1", len(sigs))
+	}
+	before := append([]byte(nil), slices[0][0]...)
+	events.SignTogether(us...)
+	if !bytes.Equal(before, slices[0][0]) {
+		t.Error("a second SignTogether signed again")
+	}
+}

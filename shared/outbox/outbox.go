@@ -120,50 +120,71 @@ func (w Writer) Add(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
 	return err
 }
 
+// AddLater is Add leaving the events it would sign together unsigned
+// (RowsLater), in the statement it queues on tx: a group commit's write
+// (pgbatch.Queue) hands them to its group (pgbatch.Write.Events), which
+// signs its writes' events together before it runs.
+func (w Writer) AddLater(ctx context.Context, tx pgx.Tx, msgs ...Message) (*events.Unsigned, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	Wrote(ctx)
+	args, u, err := w.RowsLater(msgs...)
+	if err != nil {
+		return nil, err
+	}
+	_, err = tx.Exec(ctx, InsertSQL, args...)
+	return u, err
+}
+
 // Rows encodes msgs (each event signed as Add writes it) into InsertSQL's
 // six arguments: the source, then the event ids, topics, keys, payloads and
 // origin key ids, one element per message. The events the writer signs
 // and MarshalLater writes are signed together (one signature for up to 32
 // of them, events.OriginSigner.SignAll); any other alone, as encode does.
 func (w Writer) Rows(msgs ...Message) ([]any, error) {
+	args, u, err := w.RowsLater(msgs...)
+	if err != nil {
+		return nil, err
+	}
+	events.SignTogether(u)
+	return args, nil
+}
+
+// RowsLater is Rows leaving the events it would sign together unsigned,
+// in the payloads argument it returns: their rows' key id is the
+// writer's already, and events.SignTogether must sign them before the
+// rows are written (an event with a key id and no proof is relayed as it
+// is, and refused by every consumer). The Unsigned is nil when there is
+// nothing to sign.
+func (w Writer) RowsLater(msgs ...Message) ([]any, *events.Unsigned, error) {
 	ids := make([]string, len(msgs))
 	topics := make([]string, len(msgs))
 	keys := make([]string, len(msgs))
 	payloads := make([][]byte, len(msgs))
 	kids := make([]*string, len(msgs))
-	var together []int // the messages signed together, and their OriginBytes
-	var msgBytes [][]byte
+	var u *events.Unsigned
 	var writerKid *string // the writer's key id, one for the rows it signs
 	for i, m := range msgs {
 		ids[i], topics[i], keys[i] = m.Event.ID(), m.Topic, m.Key
 		if w.Signer != nil && events.From(m.Event, w.Source) {
 			if b, msg, ok := events.MarshalLater(m.Event); ok {
-				if writerKid == nil {
+				if u == nil {
 					k := w.Signer.KeyID()
-					writerKid = &k
+					writerKid, u = &k, w.Signer.Unsigned(payloads)
 				}
 				payloads[i], kids[i] = b, writerKid
-				together, msgBytes = append(together, i), append(msgBytes, msg)
+				u.Add(i, msg)
 				continue
 			}
 		}
 		b, kid, err := w.encode(m.Event)
 		if err != nil {
-			return nil, fmt.Errorf("outbox: encode %s: %w", m.Event.Type(), err)
+			return nil, nil, fmt.Errorf("outbox: encode %s: %w", m.Event.Type(), err)
 		}
 		payloads[i], kids[i] = b, kid
 	}
-	if len(together) > 0 {
-		signed := make([][]byte, len(together))
-		for k, i := range together {
-			signed[k] = payloads[i]
-		}
-		w.Signer.SignAll(signed, msgBytes)
-		for k, i := range together {
-			payloads[i] = signed[k]
-		}
-	}
-	return []any{w.Source, ids, topics, keys, payloads, kids}, nil
+	return []any{w.Source, ids, topics, keys, payloads, kids}, u, nil
 }
 
 // encode returns ev's payload, signed when the writer signs it (as sign

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/billfn/billfn/shared/events"
 )
 
 // A Group commits the writes of concurrent callers together (group
@@ -55,10 +57,15 @@ type Group struct {
 }
 
 // Write is one caller's part of a group. Guard.SQL empty: no guard, the
-// rest is always written.
+// rest is always written. Events are the events its statements write,
+// left unsigned (outbox.Writer.RowsLater): the group signs the
+// events of all its writes together, once, before it runs (one Ed25519
+// signature per tree of up to 32 where each write alone would sign its
+// own, and each consumer verifies one signature per tree).
 type Write struct {
-	Guard Guard
-	Rest  *pgx.Batch
+	Guard  Guard
+	Rest   *pgx.Batch
+	Events []*events.Unsigned
 }
 
 type pending struct {
@@ -189,6 +196,7 @@ func (g *Group) commit(group []*pending) {
 		}
 	}()
 	groupWrites.WithLabelValues(g.name).Observe(float64(len(group)))
+	signEvents(group)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if run(ctx, g.pool, g.async, group) != nil && len(group) > 1 {
@@ -300,6 +308,16 @@ func run(ctx context.Context, pool *pgxpool.Pool, async bool, group []*pending) 
 		return fail(err)
 	}
 	return nil
+}
+
+// signEvents signs the events of group's writes together (a write run
+// again alone after a split keeps what they were signed with).
+func signEvents(group []*pending) {
+	var us []*events.Unsigned
+	for _, p := range group {
+		us = append(us, p.w.Events...)
+	}
+	events.SignTogether(us...)
 }
 
 func queueRest(b *pgx.Batch, rest *pgx.Batch) {

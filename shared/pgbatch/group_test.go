@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -204,5 +205,76 @@ func TestAsyncGroupWritesAndAnswersAlone(t *testing.T) {
 	_ = pool.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&sc)
 	if sc != "on" {
 		t.Fatalf("synchronous_commit %s after an async group: it must stay local to its transaction", sc)
+	}
+}
+
+// The events a group's writes left unsigned are signed together before the
+// group runs, once: what each write commits verifies, the events of the
+// group share one signature, and when a failing write splits the group,
+// the writes run again alone with what they were signed with.
+func TestGroupSignsItsWritesEventsTogether(t *testing.T) {
+	pool, ctx := groupRig(t)
+	if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS grp_e; CREATE TABLE grp_e (id int PRIMARY KEY, payload bytea NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	signer := testenv.OriginSigner(events.Source("handle-webhook"))
+	write := func(id int) pgbatch.Write {
+		_, p, msg, err := events.EncodeLater("", "", "handle-webhook", "billfn.payment.gateway_updated", fmt.Sprint(id), map[string]any{"n": id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payloads := [][]byte{p}
+		u := signer.Unsigned(payloads)
+		u.Add(0, msg)
+		rest := &pgx.Batch{}
+		rest.Queue(`INSERT INTO grp_e (id, payload) SELECT $1, p FROM unnest($2::bytea[]) AS x(p)`, id, payloads)
+		return pgbatch.Write{Rest: rest, Events: []*events.Unsigned{u}}
+	}
+	for _, split := range []bool{false, true} {
+		if _, err := pool.Exec(ctx, `TRUNCATE grp_e`); err != nil {
+			t.Fatal(err)
+		}
+		g := pgbatch.NewGroup(pool, "test")
+		var writes []pgbatch.Write
+		for id := 1; id <= 5; id++ {
+			writes = append(writes, write(id))
+		}
+		if split { // a sixth write whose id is another's: it fails, and the group splits
+			writes = append(writes, write(3))
+		}
+		_, errs := heldGroup(t, pool, g, write(100), writes)
+		g.Close()
+		failed := 0
+		for _, err := range errs {
+			if err != nil {
+				failed++
+			}
+		}
+		if want := map[bool]int{false: 0, true: 1}[split]; failed != want {
+			t.Fatalf("split=%v: %d writes failed, want %d: %v", split, failed, want, errs)
+		}
+		rows, err := pool.Query(ctx, `SELECT payload FROM grp_e WHERE id < 100 ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payloads, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs := map[string]bool{}
+		for _, p := range payloads {
+			ev, err := events.Unmarshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := testenv.OriginKeys().Verify(ev); err != nil {
+				t.Fatalf("split=%v: a committed event does not verify: %v", split, err)
+			}
+			sig, _ := ev.Extensions()[events.OriginSigExt].(string)
+			sigs[sig] = true
+		}
+		if len(payloads) != 5 || len(sigs) != 1 {
+			t.Errorf("split=%v: %d events committed under %d signatures, want 5 under 1", split, len(payloads), len(sigs))
+		}
 	}
 }

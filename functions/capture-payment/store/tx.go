@@ -59,6 +59,9 @@ func (s *Store) Group() *pgbatch.Group { return s.group }
 type Tx struct {
 	q db
 	s *Store // nil for reads only
+	// later, in a group commit's write (Pipeline, InsertCreated), collects
+	// the events Emit left for the group to sign with its other writes'.
+	later *[]*events.Unsigned
 }
 
 // runner runs the steps of a flow: each in a new transaction (HTTP
@@ -97,6 +100,13 @@ func (r runner) Pipelined() bool { return r.tx == nil }
 
 func (s *Store) tx(q db) Tx { return Tx{q: q, s: s} }
 
+// groupWrite is the Tx that queues a group commit's write in rest, and
+// the events it leaves for the group to sign (pgbatch.Write.Events).
+func (s *Store) groupWrite(rest *pgx.Batch) (Tx, *[]*events.Unsigned) {
+	later := new([]*events.Unsigned)
+	return Tx{q: pgbatch.Queue(rest), s: s, later: later}, later
+}
+
 // Handler adapts an event handler on the domain's transaction to the
 // receiver's.
 func (s *Store) Handler(fn func(ctx context.Context, run payments.Runner, ev events.Event) error) events.Handler {
@@ -123,6 +133,11 @@ func (t Tx) Emit(ctx context.Context, msgs []payments.Message) error {
 	out := make([]outbox.Message, len(msgs))
 	for i, m := range msgs {
 		out[i] = outbox.Message{Topic: m.Topic, Key: m.Key, Event: m.Event}
+	}
+	if t.later != nil {
+		u, err := t.s.out.AddLater(ctx, tx, out...)
+		*t.later = append(*t.later, u)
+		return err
 	}
 	return t.s.out.Add(ctx, tx, out...)
 }
@@ -157,14 +172,14 @@ func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.
 	rest := &pgx.Batch{}
 	sql, args := guardedUpdate(p, version, a)
 	rest.Queue(sql, args...)
-	t := s.tx(pgbatch.Queue(rest))
+	t, later := s.groupWrite(rest)
 	if err := t.Emit(ctx, msgs); err != nil {
 		return false, err
 	}
 	if err := t.Record(ctx, answer); err != nil {
 		return false, err
 	}
-	ok, err := s.group.Do(ctx, pgbatch.Write{Rest: rest})
+	ok, err := s.group.Do(ctx, pgbatch.Write{Rest: rest, Events: *later})
 	if movedError(err) {
 		return false, nil
 	}
@@ -182,7 +197,7 @@ func (s *Store) Pipeline(ctx context.Context, p *payments.Payment, version time.
 // guard refused.
 func (s *Store) InsertCreated(ctx context.Context, p *payments.Payment, g payments.AccountGuard, msgs []payments.Message, answer any) (bool, error) {
 	rest := &pgx.Batch{}
-	t := s.tx(pgbatch.Queue(rest))
+	t, later := s.groupWrite(rest)
 	if err := t.Emit(ctx, msgs); err != nil {
 		return false, err
 	}
@@ -197,7 +212,7 @@ func (s *Store) InsertCreated(ctx context.Context, p *payments.Payment, g paymen
 	// grouping holds.
 	_, err := s.group.Do(ctx, pgbatch.Write{Guard: pgbatch.Guard{SQL: insertPaymentGuarded,
 		Args: append(guardedArgs(p, g), g.Owner), Dest: []any{&inserted, &passed, &owner},
-		Proceed: func() bool { return inserted == 1 }}, Rest: rest})
+		Proceed: func() bool { return inserted == 1 }}, Rest: rest, Events: *later})
 	if err != nil {
 		return false, err
 	}

@@ -97,6 +97,7 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 		inserted int
 		learned  bool
 		parked   int64
+		toSign   *events.Unsigned
 	)
 	args := []any{id, u.Gateway, u.GatewayEventID, u.GatewayEventType, status, u.ObjectType, u.GatewayObjectID,
 		u.GatewayPaymentID, u.PaymentID, body, u.OccurredAt, now, processedAt, learn}
@@ -109,12 +110,15 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 		if err != nil {
 			return "", err
 		}
-		// The outbox writer encodes and signs the event; its row's
-		// columns go into recordEmitSQL's outbox CTE.
-		rows, err := s.out.Rows(m)
+		// The outbox writer encodes the event, which the group signs with
+		// the events of the deliveries it commits with it (one signature
+		// for them all); its row's columns go into recordEmitSQL's outbox
+		// CTE.
+		rows, unsigned, err := s.out.RowsLater(m)
 		if err != nil {
 			return "", err
 		}
+		toSign = unsigned
 		sql, args = recordEmitSQL, append(args, rows...)
 		if known {
 			sql = recordKnownEmitSQL
@@ -122,7 +126,7 @@ func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled boo
 	}
 	guard := pgbatch.Guard{SQL: sql, Args: args, Dest: []any{&inserted, &learned, &parked},
 		Proceed: func() bool { return inserted == 1 }}
-	ok, err := s.group.Do(ctx, pgbatch.Write{Guard: guard})
+	ok, err := s.group.Do(ctx, pgbatch.Write{Guard: guard, Events: []*events.Unsigned{toSign}})
 	if err != nil {
 		return "", err
 	}
