@@ -250,6 +250,17 @@ func (s *OriginSigner) Sign(ev *Event) {
 	ev.SetExtension(OriginPathExt, nil)
 }
 
+// WithoutOrigin is a copy of ev without its origin proof (originkid,
+// originsig and a tree's originpath): what leaves billfn, to an endpoint
+// that has no use for its internal proofs. ev is left as it is.
+func WithoutOrigin(ev Event) Event {
+	c := ev.Clone()
+	c.SetExtension(OriginKidExt, nil)
+	c.SetExtension(OriginSigExt, nil)
+	c.SetExtension(OriginPathExt, nil)
+	return c
+}
+
 // SignEncoded is Sign for an event already encoded: raw is its
 // structured-mode JSON object (it decodes to ev), and the result is raw
 // with the proof's two members appended, as a consumer decodes it to ev

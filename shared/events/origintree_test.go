@@ -394,3 +394,24 @@ func TestSignTogetherSignsTheEventsOfSeveralWritesAsOne(t *testing.T) {
 		t.Error("a second SignTogether signed again")
 	}
 }
+
+// WithoutOrigin drops every attribute of a proof, a tree's path included,
+// from a copy: the event itself keeps its proof and still verifies.
+func TestWithoutOriginDropsTheWholeProof(t *testing.T) {
+	evs, _ := signedTogether(t, 3)
+	c := events.WithoutOrigin(evs[1])
+	for _, name := range []string{events.OriginKidExt, events.OriginSigExt, events.OriginPathExt} {
+		if _, has := c.Extensions()[name]; has {
+			t.Errorf("WithoutOrigin kept %s", name)
+		}
+		if ext(evs[1], name) == "" {
+			t.Errorf("WithoutOrigin dropped %s from the event itself", name)
+		}
+	}
+	if c.ID() != evs[1].ID() || string(c.Data()) != string(evs[1].Data()) {
+		t.Error("WithoutOrigin changed the event's id or data")
+	}
+	if err := testenv.OriginKeys().Verify(evs[1]); err != nil {
+		t.Errorf("the event no longer verifies: %v", err)
+	}
+}

@@ -219,11 +219,7 @@ func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, evs []events.Event) (int
 // Payload is the CloudEvent JSON an endpoint receives for ev: the event
 // as it travelled, without billfn's internal origin proof.
 func Payload(ev events.Event) ([]byte, error) {
-	c := ev.Clone()
-	c.SetExtension(events.OriginSigExt, nil)
-	c.SetExtension(events.OriginKidExt, nil)
-	c.SetExtension(events.OriginPathExt, nil)
-	return events.Marshal(c)
+	return events.Marshal(events.WithoutOrigin(ev))
 }
 
 // EnqueueTest writes a delivery of the test event ev to endpoint id, sent
