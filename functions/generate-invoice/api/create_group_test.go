@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"sort"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/idempotency"
 )
 
@@ -130,10 +132,28 @@ func TestConcurrentCreationsCommitTogether(t *testing.T) {
 	if txs != 1 {
 		t.Fatalf("the %d queued creations were written by %d transactions, want 1", n, txs)
 	}
-	for _, id := range ids {
-		if got := strings.Join(types(g.events(id)), " "); got != "invoice.created invoice.finalized notification.requested" {
+	// The group's events are written together, so signed together: one
+	// signature over a tree of all 3 × n of them.
+	sigs := map[string]int{}
+	for i, id := range ids {
+		evs := g.events(id)
+		if got := strings.Join(types(evs), " "); got != "invoice.created invoice.finalized notification.requested" {
 			t.Fatalf("events of %s: %s", id, got)
 		}
+		if i == 0 {
+			continue // the leader's, committed alone
+		}
+		for _, ev := range evs {
+			sig, _ := ev.Extensions()[events.OriginSigExt].(string)
+			path, _ := ev.Extensions()[events.OriginPathExt].(string)
+			if sig == "" || !strings.Contains(path, fmt.Sprintf(".%d.", 3*n)) {
+				t.Fatalf("%s of %s: originsig %q, originpath %q, want one of a tree of %d", ev.Type(), id, sig, path, 3*n)
+			}
+			sigs[sig]++
+		}
+	}
+	if len(sigs) != 1 {
+		t.Fatalf("the group's %d events carry %d signatures, want 1", 3*n, len(sigs))
 	}
 	// Each key replays its own answer.
 	for i, c := range out[1:3] {

@@ -160,19 +160,23 @@ func (s *Service) createTogether(group []*createCall) error {
 		if err := res.Flush(ctx); err != nil {
 			return err
 		}
-		// Every event of a creation is about its invoice (subject = its id).
+		// Every event of a creation is about its invoice (subject = its id),
+		// and goes out with its caller's trace; all of them in one
+		// statement, signed together.
 		mine := make(map[string][]invoicing.Event, len(group))
 		for _, m := range msgs {
 			mine[m.Subject] = append(mine[m.Subject], m)
 		}
-		for _, c := range group {
-			if err := tx.Emit(c.ctx, mine[c.d.Inv.ID]); err != nil {
-				return err
-			}
+		es := make([]Emission, len(group))
+		for i, c := range group {
+			es[i] = Emission{Ctx: c.ctx, Events: mine[c.d.Inv.ID]}
 			delete(mine, c.d.Inv.ID)
 		}
 		if len(mine) > 0 {
 			return fmt.Errorf("invoice group commit: events about no invoice of the group")
+		}
+		if err := tx.EmitAll(ctx, es...); err != nil {
+			return err
 		}
 		for _, c := range group {
 			if err := complete(c.ctx, tx, c.done, c.d.Inv); err != nil {

@@ -92,9 +92,20 @@ type Tx interface {
 
 	// Emit writes events into the outbox of the transaction.
 	Emit(ctx context.Context, evs []invoicing.Event) error
+	// EmitAll writes the events of several emissions (a group commit's
+	// callers, each with its own trace) into the outbox together: one
+	// statement, their events signed together.
+	EmitAll(ctx context.Context, es ...Emission) error
 	// Record stores the answer of the request in the transaction (what
 	// the caller's Answer made of the result; nil: nothing).
 	Record(ctx context.Context, answer any) error
+}
+
+// Emission is events to write and the context they come from: its trace
+// goes into each of them.
+type Emission struct {
+	Ctx    context.Context
+	Events []invoicing.Event
 }
 
 // Store is the store outside any transaction.

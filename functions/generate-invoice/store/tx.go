@@ -144,12 +144,24 @@ func noteEmit(ctx context.Context, n int) {
 
 // Emit writes events to the outbox in the transaction.
 func (tx *Tx) Emit(ctx context.Context, evs []invoicing.Event) error {
-	noteEmit(ctx, len(evs))
-	msgs := make([]outbox.Message, len(evs))
-	for i, e := range evs {
-		// Our own data always encodes, so an error here is a bug.
-		ev := events.Must(events.New(ctx, tx.out.Source, e.Type, e.Subject, e.Data))
-		msgs[i] = outbox.Message{Topic: events.TopicBilling, Key: e.Key, Event: ev}
+	return tx.EmitAll(ctx, billing.Emission{Ctx: ctx, Events: evs})
+}
+
+// EmitAll writes the events of several emissions to the outbox in one
+// statement, signed together; each event carries its own emission's
+// trace.
+func (tx *Tx) EmitAll(ctx context.Context, es ...billing.Emission) error {
+	var msgs []outbox.Message
+	for _, em := range es {
+		noteEmit(em.Ctx, len(em.Events))
+		if len(em.Events) > 0 {
+			outbox.Wrote(em.Ctx) // as Add notes its ctx
+		}
+		for _, e := range em.Events {
+			// Our own data always encodes, so an error here is a bug.
+			ev := events.Must(events.New(em.Ctx, tx.out.Source, e.Type, e.Subject, e.Data))
+			msgs = append(msgs, outbox.Message{Topic: events.TopicBilling, Key: e.Key, Event: ev})
+		}
 	}
 	return tx.out.Add(ctx, tx, msgs...)
 }
