@@ -14,6 +14,7 @@ import (
 	"github.com/billfn/billfn/shared/accounts"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/outbox"
 )
 
 // ---- events in ----
@@ -133,7 +134,8 @@ func (s *Service) dropCached(invoiceIDs, subIDs []string) {
 func (s *Service) eventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &invalidations{}
-		ctx, emitted := store.NoteEmits(context.WithValue(r.Context(), invalidationsKey{}, c))
+		var emitted outbox.Written
+		ctx := outbox.Tracking(context.WithValue(r.Context(), invalidationsKey{}, c), &emitted)
 		s.d.Events.ServeHTTP(w, r.WithContext(ctx))
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -126,36 +125,20 @@ func (tx *Tx) Savepoint(ctx context.Context, fn func(billing.Tx) error) error {
 	return nil
 }
 
-type emitsKey struct{}
-
-// NoteEmits returns ctx in which Emit and Send set the flag returned when
-// they write outbox rows, so an event delivery that wrote none does not
-// wake the outbox publisher for an empty pass (one transaction each).
-func NoteEmits(ctx context.Context) (context.Context, *atomic.Bool) {
-	f := new(atomic.Bool)
-	return context.WithValue(ctx, emitsKey{}, f), f
-}
-
-func noteEmit(ctx context.Context, n int) {
-	if f, ok := ctx.Value(emitsKey{}).(*atomic.Bool); ok && n > 0 {
-		f.Store(true)
-	}
-}
-
 // Emit writes events to the outbox in the transaction.
 func (tx *Tx) Emit(ctx context.Context, evs []invoicing.Event) error {
 	return tx.EmitAll(ctx, billing.Emission{Ctx: ctx, Events: evs})
 }
 
 // EmitAll writes the events of several emissions to the outbox in one
-// statement, signed together; each event carries its own emission's
-// trace.
+// statement, signed together; each event carries its own emission's trace,
+// and each emission's context notes the write (outbox.Tracking) as Add
+// notes ctx's.
 func (tx *Tx) EmitAll(ctx context.Context, es ...billing.Emission) error {
 	var msgs []outbox.Message
 	for _, em := range es {
-		noteEmit(em.Ctx, len(em.Events))
 		if len(em.Events) > 0 {
-			outbox.Wrote(em.Ctx) // as Add notes its ctx
+			outbox.Wrote(em.Ctx)
 		}
 		for _, e := range em.Events {
 			// Our own data always encodes, so an error here is a bug.
@@ -168,7 +151,6 @@ func (tx *Tx) EmitAll(ctx context.Context, es ...billing.Emission) error {
 
 // Send writes ready-made outbox messages in the transaction.
 func (tx *Tx) Send(ctx context.Context, msgs ...outbox.Message) error {
-	noteEmit(ctx, len(msgs))
 	return tx.out.Add(ctx, tx, msgs...)
 }
 
