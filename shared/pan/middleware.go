@@ -61,8 +61,10 @@ func CheckBody(body []byte) error {
 	if fields := Find(v); len(fields) > 0 {
 		return Reject(fields...)
 	}
-	if raw && dec.More() {
-		return Reject() // more after the value: the decoder will refuse it, but not quote it
+	if raw && len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) > 0 {
+		// More after the value, JSON or not ("0} 4242…"): the decoder will
+		// refuse the body, but it is not the idempotency store's to keep.
+		return Reject()
 	}
 	return nil
 }

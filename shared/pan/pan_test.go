@@ -143,6 +143,9 @@ func TestCheckBody(t *testing.T) {
 		{`{"a/b":{"c~d":"4242_4242_4242_4242"}}`, "#/a~1b/c~0d"},
 		{`{"d":"\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12"}`, "#/d"},
 		{`card 4242 4242 4242 4242, not JSON`, ""},
+		{`0} card 4242 4242 4242 4242`, ""},         // a JSON value, then text that is not JSON
+		{`{"a":1}] 4242424242424242`, ""},           // the same after an object
+		{`{"a":1} {"b":"4242 4242 4242 4242"}`, ""}, // a second value
 	}
 	for _, c := range yes {
 		err := CheckBody([]byte(c.body))
