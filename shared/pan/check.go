@@ -76,8 +76,11 @@ func (c *Checker) Value(path string, v any) {
 	case nil, string, json.Number, float64, bool, map[string]any, []any:
 		c.fields = append(c.fields, find(path, v, nil)...)
 	default:
-		if b, err := json.Marshal(v); err == nil {
-			c.JSON(path, b)
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false) // "<", ">", "&" as they are: no \u escape to send JSON the slow way
+		if enc.Encode(v) == nil {
+			c.JSON(path, bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 		}
 	}
 }
@@ -85,8 +88,12 @@ func (c *Checker) Value(path string, v any) {
 // JSON checks a raw JSON member at path (a metadata object kept as
 // json.RawMessage): every string, number and key in it. Text that is not
 // JSON is checked as text.
+//
+// As CheckBody, it scans the raw text first: JSON without escapes holds a
+// card number in a member only when its text holds one, so only text that
+// holds one, or has escapes, is decoded and walked (to name the members).
 func (c *Checker) JSON(path string, raw []byte) {
-	if len(raw) == 0 {
+	if len(raw) == 0 || !bytes.ContainsRune(raw, '\\') && !Contains(string(raw)) {
 		return
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))

@@ -132,6 +132,15 @@ func FuzzContains(f *testing.F) {
 		if CheckBody(body) == nil {
 			t.Fatalf("card number %s (as %q) missed in %s", pan, written, body)
 		}
+		// A handler's Checker walks a request struct by its JSON, scanned raw first.
+		var c Checker
+		c.Value("in", struct {
+			Memo  string              `json:"memo"`
+			Lines []map[string]string `json:"lines"`
+		}{Memo: "ok <&>", Lines: []map[string]string{{"d": "x"}, {"d": text}}})
+		if c.Err() == nil {
+			t.Fatalf("card number %s (as %q) missed by Checker.Value in %q", pan, written, text)
+		}
 	})
 }
 
