@@ -87,23 +87,42 @@ func (c *Checker) Value(path string, v any) {
 
 // JSON checks a raw JSON member at path (a metadata object kept as
 // json.RawMessage): every string, number and key in it. Text that is not
-// JSON is checked as text.
-//
-// As CheckBody, it scans the raw text first: JSON without escapes holds a
-// card number in a member only when its text holds one, so only text that
-// holds one, or has escapes, is decoded and walked (to name the members).
+// JSON, or that goes on after its value, is refused at path when its text
+// holds a number.
 func (c *Checker) JSON(path string, raw []byte) {
-	if len(raw) == 0 || !bytes.ContainsRune(raw, '\\') && !Contains(string(raw)) {
-		return
+	fields, elsewhere := scanJSON(path, raw)
+	c.fields = append(c.fields, fields...)
+	if elsewhere {
+		c.fields = append(c.fields, problem.Field(path, Detail))
+	}
+}
+
+// scanJSON is JSON text's check, the Middleware's and Checker.JSON's: the
+// members that hold a card number (pointers under path), or, when none
+// does, whether the text holds one all the same (elsewhere): text that is
+// not JSON, or text after the value ("0} 4242…", which the decoder will
+// refuse, but not before an idempotency store has kept it).
+//
+// The raw text is scanned first (cheap, and it covers text that is not
+// JSON): JSON without escapes holds a card number in a member only when
+// its text holds one, so only text that holds one, or has escapes (whose
+// digits or separators may be written as \u escapes), is decoded and
+// walked, to name the members.
+func scanJSON(path string, raw []byte) (fields []problem.FieldError, elsewhere bool) {
+	held := Contains(string(raw))
+	if !held && !bytes.ContainsRune(raw, '\\') {
+		return nil, false
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
 	if dec.Decode(&v) != nil {
-		c.Text(path, string(raw))
-		return
+		return nil, held
 	}
-	c.Value(path, v)
+	if fields = find(path, v, nil); len(fields) > 0 {
+		return fields, false
+	}
+	return nil, held && len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0
 }
 
 // Err is the card_number_rejected problem, or nil when no field held one.

@@ -192,6 +192,7 @@ func TestChecker(t *testing.T) {
 	c.Value("extra", map[string]any{"n": json.Number("378282246310005")})
 	c.JSON("raw", []byte(`{"a":[1,{"b":"6011 1111 1111 1117"}]}`))
 	c.JSON("bad", []byte(`{"a":"4242424242424242`))
+	c.JSON("trail", []byte(`{"a":1} 4242 4242 4242 4242`)) // text after the value, as CheckBody's "0} 4242…"
 	c.Value("in", struct {
 		Memo  string               `json:"memo"`
 		Lines []struct{ D string } `json:"lines"`
@@ -205,7 +206,7 @@ func TestChecker(t *testing.T) {
 	for _, f := range pe.Errors {
 		got = append(got, f.Pointer)
 	}
-	want := "#/memo #/customer/email #/metadata #/metadata/ref #/extra/n #/raw/a/1/b #/bad #/in/lines/1/D"
+	want := "#/memo #/customer/email #/metadata #/metadata/ref #/extra/n #/raw/a/1/b #/bad #/trail #/in/lines/1/D"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("fields %v, want %s", got, want)
 	}
