@@ -42,6 +42,7 @@ import (
 
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/config"
+	"github.com/billfn/billfn/shared/mailpit"
 )
 
 // The bench stack's Mailpit, away from make run's 1025/8025.
@@ -253,8 +254,8 @@ func (d *driver) emails(ctx context.Context, n int, at phases) (*loadResult, err
 	// filled it: emptied here, before the window, it never prunes in it
 	// (the likely cause of the run of 2026-12-06 00:02 waiting 55 s past its
 	// last e-mail).
-	if err := mailpitEmpty(); err != nil {
-		return nil, err
+	if err := (mailpit.Client{Base: "http://" + mailpitUIAddr, HTTP: mailpitAPI}).DeleteAll(ctx); err != nil {
+		return nil, fmt.Errorf("empty Mailpit: %w", err)
 	}
 	base, err := mailpitTotal()
 	if err != nil {
@@ -340,24 +341,6 @@ func mailpitSearchCount(tag string) (int, error) {
 	}
 	err := mailpitGet("/api/v1/search?limit=1&query="+url.QueryEscape("to:"+tag), &s)
 	return s.Count, err
-}
-
-// mailpitEmpty deletes every message the bench's Mailpit holds
-// (DELETE /api/v1/messages without ids).
-func mailpitEmpty() error {
-	req, err := http.NewRequest(http.MethodDelete, "http://"+mailpitUIAddr+"/api/v1/messages", nil)
-	if err != nil {
-		return err
-	}
-	res, err := mailpitAPI.Do(req)
-	if err != nil {
-		return fmt.Errorf("Mailpit's API: %w", err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("Mailpit's API: DELETE /api/v1/messages: %s", res.Status)
-	}
-	return nil
 }
 
 func mailpitGet(path string, v any) error {

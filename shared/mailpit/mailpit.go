@@ -161,11 +161,24 @@ func (c Client) Ready(ctx context.Context) error {
 // needs a Mailpit started with --enable-chaos (testenv's is).
 func (c Client) Chaos(ctx context.Context, code, probability int) error {
 	body, _ := json.Marshal(map[string]any{"Recipient": map[string]int{"ErrorCode": code, "Probability": probability}})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.Base+"/api/v1/chaos", bytes.NewReader(body))
+	return c.send(ctx, http.MethodPut, "/api/v1/chaos", body)
+}
+
+// DeleteAll deletes every message Mailpit holds (DELETE /api/v1/messages
+// without ids).
+func (c Client) DeleteAll(ctx context.Context) error {
+	return c.send(ctx, http.MethodDelete, "/api/v1/messages", nil)
+}
+
+// send makes a request whose answer is 200 and nothing to read.
+func (c Client) send(ctx context.Context, method, path string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.http().Do(req)
 	if err != nil {
 		return err
@@ -173,7 +186,7 @@ func (c Client) Chaos(ctx context.Context, code, probability int) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("mailpit PUT /api/v1/chaos: %s: %.200s", resp.Status, b)
+		return fmt.Errorf("mailpit %s %s: %s: %.200s", method, path, resp.Status, b)
 	}
 	return nil
 }
