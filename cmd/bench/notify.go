@@ -29,7 +29,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -254,10 +253,10 @@ func (d *driver) emails(ctx context.Context, n int, at phases) (*loadResult, err
 	// filled it: emptied here, before the window, it never prunes in it
 	// (the likely cause of the run of 2026-12-06 00:02 waiting 55 s past its
 	// last e-mail).
-	if err := (mailpit.Client{Base: "http://" + mailpitUIAddr, HTTP: mailpitAPI}).DeleteAll(ctx); err != nil {
+	if err := benchMailpit.DeleteAll(ctx); err != nil {
 		return nil, fmt.Errorf("empty Mailpit: %w", err)
 	}
-	base, err := mailpitTotal()
+	base, err := benchMailpit.Count(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +298,7 @@ func waitMailpit(ctx context.Context, tag string, base, want int, within time.Du
 	last = time.Now()
 	total, searched := base, time.Time{}
 	for {
-		n, err := mailpitTotal()
+		n, err := benchMailpit.Count(ctx, "")
 		if err != nil {
 			return got, last, err
 		}
@@ -312,7 +311,7 @@ func waitMailpit(ctx context.Context, tag string, base, want int, within time.Du
 		total = n
 		if total-base >= want && time.Since(searched) >= 250*time.Millisecond || time.Now().After(deadline) {
 			searched = time.Now()
-			if got, err = mailpitSearchCount(tag); err != nil {
+			if got, err = benchMailpit.Count(ctx, "to:"+tag); err != nil {
 				return got, last, err
 			}
 		}
@@ -323,37 +322,8 @@ func waitMailpit(ctx context.Context, tag string, base, want int, within time.Du
 	}
 }
 
-var mailpitAPI = &http.Client{Timeout: 10 * time.Second}
-
-// mailpitTotal is how many messages the bench's Mailpit holds.
-func mailpitTotal() (int, error) {
-	var s struct {
-		Total int `json:"total"`
-	}
-	err := mailpitGet("/api/v1/messages?limit=1", &s)
-	return s.Total, err
-}
-
-// mailpitSearchCount is how many messages to addresses tagged tag Mailpit holds.
-func mailpitSearchCount(tag string) (int, error) {
-	var s struct {
-		Count int `json:"messages_count"`
-	}
-	err := mailpitGet("/api/v1/search?limit=1&query="+url.QueryEscape("to:"+tag), &s)
-	return s.Count, err
-}
-
-func mailpitGet(path string, v any) error {
-	res, err := mailpitAPI.Get("http://" + mailpitUIAddr + path)
-	if err != nil {
-		return fmt.Errorf("Mailpit's API: %w", err)
-	}
-	defer res.Body.Close()
-	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
-		return fmt.Errorf("Mailpit's API %s: %w", path, err)
-	}
-	return nil
-}
+// benchMailpit is the bench stack's Mailpit API.
+var benchMailpit = mailpit.Client{Base: "http://" + mailpitUIAddr, HTTP: &http.Client{Timeout: 10 * time.Second}}
 
 // sentLatencies reads the delivery log (newest first) until it has seen
 // the n sent notifications to tag's addresses: each one's queued → sent.

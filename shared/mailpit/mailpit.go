@@ -129,6 +129,21 @@ func (c Client) Messages(ctx context.Context, query string) ([]Summary, error) {
 	return page.Messages, err
 }
 
+// Count is how many messages Mailpit holds, or, with query set, how many
+// its search finds (messages_count of a page of one message: the list's is
+// a COUNT(*); a search reads every match whatever the page's size).
+func (c Client) Count(ctx context.Context, query string) (int, error) {
+	var page struct {
+		Count int `json:"messages_count"`
+	}
+	path := "/api/v1/messages?limit=1"
+	if query != "" {
+		path = "/api/v1/search?limit=1&query=" + url.QueryEscape(query)
+	}
+	err := c.get(ctx, path, &page)
+	return page.Count, err
+}
+
 // Message reads one message: headers, text and HTML parts, attachments.
 func (c Client) Message(ctx context.Context, id string) (Message, error) {
 	var m Message

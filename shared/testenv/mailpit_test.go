@@ -10,8 +10,8 @@ import (
 
 // The bench empties its Mailpit before the e-mails scenario's window
 // (mailpit.Client.DeleteAll): every message goes, and the server takes
-// new ones after.
-func TestMailpitDeleteAllEmptiesTheMailbox(t *testing.T) {
+// new ones after; it counts what arrived with mailpit.Client.Count.
+func TestMailpitCountsAndDeleteAllEmptiesTheMailbox(t *testing.T) {
 	mp := testenv.StartMailpit(t)
 	send := func(to string) {
 		t.Helper()
@@ -40,6 +40,13 @@ func TestMailpitDeleteAllEmptiesTheMailbox(t *testing.T) {
 	send("ada@example.com")
 	send("grace@example.com")
 	count(2)
+	// Count, the bench's poll, agrees with the list, and with a query
+	// counts the search's matches.
+	for query, want := range map[string]int{"": 2, "to:ada@example.com": 1, "to:nobody@example.com": 0} {
+		if n, err := mp.Count(t.Context(), query); err != nil || n != want {
+			t.Errorf("Count(%q) = %d, %v; want %d", query, n, err, want)
+		}
+	}
 	if err := mp.DeleteAll(t.Context()); err != nil {
 		t.Fatal(err)
 	}
