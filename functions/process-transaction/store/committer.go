@@ -29,7 +29,7 @@ import (
 //     every touched account (ORDER BY id, so concurrent groups never
 //     deadlock);
 //  2. decide each transfer in Go against the running balances (ledger.Group),
-//     then insert transfers, postings, account updates and outbox events in
+//     then insert transfers, account updates and outbox events in
 //     bulk (unnest, one statement: writeSQL) and COMMIT — pipelined in one
 //     pgx batch.
 //

@@ -1,5 +1,6 @@
 // Package store holds all of process-transaction's SQL: accounts,
-// transfers, postings and holds, the group commit's adapter (Committer),
+// transfers (each its own double entry: postings are a view of them) and
+// holds, the group commit's adapter (Committer),
 // and the outbox rows written in the same transactions. The rules it
 // applies while a row is locked are the ledger package's.
 package store
@@ -291,7 +292,8 @@ type Resolution struct {
 // UpdateHold resolves hold id: it locks the transfer, lets decide choose the
 // resolution (or refuse: not the caller's, already resolved), locks both
 // accounts and resolves the hold by ledger.ResolveHold, then writes the
-// postings, balances, transfer and its billfn.hold.<status> event; reply
+// balances, transfer (a capture's postings are its view) and its
+// billfn.hold.<status> event; reply
 // is the request's idempotent response (nil: none).
 func (s *Store) UpdateHold(ctx context.Context, id string, now time.Time, decide func(*ledger.Transfer) (Resolution, error),
 	reply func(*ledger.Transfer) idempotency.Response) (*ledger.Transfer, error) {
@@ -329,13 +331,6 @@ func (s *Store) resolveHold(ctx context.Context, tx pgx.Tx, t *ledger.Transfer, 
 	from, to := books[t.FromAccountID], books[t.ToAccountID]
 	if err := ledger.ResolveHold(t, from, to, how.Amount, how.Status, now); err != nil {
 		return err
-	}
-	if how.Amount > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO postings (transfer_id, account_id, amount, balance_after, created_at)
-			VALUES ($1, $2, $3, $4, $6), ($1, $5, $7, $8, $6)`,
-			t.ID, from.ID, -how.Amount, from.Balance, to.ID, now, how.Amount, to.Balance); err != nil {
-			return err
-		}
 	}
 	for _, b := range []*ledger.Book{from, to} {
 		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = $2, held = $3, version = version + 1, updated_at = now()

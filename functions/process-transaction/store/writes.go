@@ -35,10 +35,6 @@ type writes struct {
 	uPosted            []*time.Time
 	uFB, uFA, uTB, uTA []int64
 
-	// postings
-	pTransfer, pAccount []string
-	pAmount, pAfter     []int64
-
 	// outbox
 	oID, oTopic, oKey []string
 	oPayload          [][]byte  // unsigned until flush signs them all (SignAll)
@@ -54,7 +50,7 @@ type writes struct {
 // Mark implements ledger.Sink: the returned undo drops everything written
 // after it (an atomic unit that failed).
 func (w *writes) Mark() func() {
-	t, u, p, o := len(w.tID), len(w.uID), len(w.pTransfer), len(w.oID)
+	t, u, o := len(w.tID), len(w.uID), len(w.oID)
 	return func() {
 		w.tID, w.tFrom, w.tTo, w.tCur, w.tStatus = w.tID[:t], w.tFrom[:t], w.tTo[:t], w.tCur[:t], w.tStatus[:t]
 		w.tDesc, w.tRef, w.tScope, w.tKey = w.tDesc[:t], w.tRef[:t], w.tScope[:t], w.tKey[:t]
@@ -63,12 +59,13 @@ func (w *writes) Mark() func() {
 		w.tFB, w.tFA, w.tTB, w.tTA = w.tFB[:t], w.tFA[:t], w.tTB[:t], w.tTA[:t]
 		w.uID, w.uStatus, w.uReason, w.uPosted = w.uID[:u], w.uStatus[:u], w.uReason[:u], w.uPosted[:u]
 		w.uFB, w.uFA, w.uTB, w.uTA = w.uFB[:u], w.uFA[:u], w.uTB[:u], w.uTA[:u]
-		w.pTransfer, w.pAccount, w.pAmount, w.pAfter = w.pTransfer[:p], w.pAccount[:p], w.pAmount[:p], w.pAfter[:p]
 		w.oID, w.oTopic, w.oKey, w.oPayload, w.oMsg, w.oKid = w.oID[:o], w.oTopic[:o], w.oKey[:o], w.oPayload[:o], w.oMsg[:o], w.oKid[:o]
 	}
 }
 
-// Insert implements ledger.Sink: a new transfer, its postings and event.
+// Insert implements ledger.Sink: a new transfer and its event. A posted
+// transfer is its own double entry: the postings view derives its two
+// lines from the row (migration 00012).
 func (w *writes) Insert(t *ledger.Transfer, o *ledger.Op) {
 	w.tID, w.tFrom, w.tTo = append(w.tID, t.ID), append(w.tFrom, t.FromAccountID), append(w.tTo, t.ToAccountID)
 	w.tCur, w.tStatus = append(w.tCur, t.Currency), append(w.tStatus, t.Status)
@@ -87,18 +84,12 @@ func (w *writes) Update(t *ledger.Transfer, o *ledger.Op) {
 	w.effects(t, o)
 }
 
-// effects adds the postings and the event of a decided transfer; the event
-// continues the trace of the op that decided it. flush signs the group's
+// effects adds the event of a decided transfer, which continues the trace
+// of the op that decided it. flush signs the group's
 // events together with the function's origin key (one signature for up to
 // 32 events, events.OriginSigner.SignAll), so the outbox relays them
 // without decoding them.
 func (w *writes) effects(t *ledger.Transfer, o *ledger.Op) {
-	if t.Status == ledger.TransferPosted {
-		w.pTransfer = append(w.pTransfer, t.ID, t.ID)
-		w.pAccount = append(w.pAccount, t.FromAccountID, t.ToAccountID)
-		w.pAmount = append(w.pAmount, -t.Amount, t.Amount)
-		w.pAfter = append(w.pAfter, *t.FromBalance, *t.ToBalance)
-	}
 	// Without a signer the event is written unsigned and signed at publish.
 	id, payload, msg, err := events.EncodeLater(o.TraceParent, o.TraceState, w.source, transferEventType(t), t.FromAccountID, &t.Transfer)
 	if err != nil {
@@ -123,12 +114,13 @@ func (w *writes) kid() *string {
 }
 
 // writeSQL writes a whole group in ONE statement: the new transfers, the
-// accepted transfers decided now, the postings and the balances as
+// accepted transfers decided now and the balances as
 // data-modifying CTEs (each runs exactly once, whether or not the query
 // reads it), then the outbox events as the main query, outbox.InsertSQL
 // itself with its own arguments $1–$6. One statement in place of five: a
 // statement costs the server a bind, a portal and an executor start and end
-// whatever its rows (issue 20). Empty columns are NULL arrays, which unnest
+// whatever its rows (issue 20). No postings: they are a view of the
+// transfers (00012). Empty columns are NULL arrays, which unnest
 // to no rows.
 const writeSQL = `WITH new_transfers AS (
 	INSERT INTO transfers (id, from_account_id, to_account_id, amount, currency, status, reject_reason,
@@ -144,12 +136,9 @@ const writeSQL = `WITH new_transfers AS (
 		from_balance = x.fb, from_available = x.fa, to_balance = x.tb, to_available = x.ta
 	FROM unnest($28::text[]::uuid[], $29::text[], $30::text[], $31::timestamptz[], $32::int8[], $33::int8[], $34::int8[], $35::int8[])
 	AS x(id, s, r, po, fb, fa, tb, ta) WHERE t.id = x.id
-), new_postings AS (
-	INSERT INTO postings (transfer_id, account_id, amount, balance_after, created_at)
-	SELECT t, a, m, ba, $7 FROM unnest($36::text[]::uuid[], $37::text[]::uuid[], $38::int8[], $39::int8[]) AS x(t, a, m, ba)
 ), balances AS (
 	UPDATE accounts a SET balance = x.b, held = x.h, version = a.version + x.n, updated_at = $7
-	FROM unnest($40::text[]::uuid[], $41::int8[], $42::int8[], $43::int8[]) AS x(id, b, h, n) WHERE a.id = x.id
+	FROM unnest($36::text[]::uuid[], $37::int8[], $38::int8[], $39::int8[]) AS x(id, b, h, n) WHERE a.id = x.id
 )
 ` + outbox.InsertSQL
 
@@ -161,12 +150,11 @@ func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn) error {
 		w.signer.SignAll(w.oPayload, w.oMsg)
 	}
 	b := &pgx.Batch{}
-	if len(w.tID)+len(w.uID)+len(w.pTransfer)+len(w.acctIDs)+len(w.oID) > 0 {
+	if len(w.tID)+len(w.uID)+len(w.acctIDs)+len(w.oID) > 0 {
 		b.Queue(writeSQL, w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid, w.now,
 			w.tID, w.tFrom, w.tTo, w.tAmount, w.tCur, w.tStatus, w.tReason, w.tPending, w.tExpires, w.tDesc, w.tRef,
 			w.tMeta, w.tFB, w.tFA, w.tTB, w.tTA, w.tScope, w.tKey, w.tHash, w.tPosted,
 			w.uID, w.uStatus, w.uReason, w.uPosted, w.uFB, w.uFA, w.uTB, w.uTA,
-			w.pTransfer, w.pAccount, w.pAmount, w.pAfter,
 			w.acctIDs, w.acctBal, w.acctHeld, w.acctN)
 	}
 	b.Queue("COMMIT")

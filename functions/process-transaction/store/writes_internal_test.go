@@ -11,7 +11,7 @@ import (
 )
 
 // TestEffectsAllocations pins the allocations of writing one posted
-// transfer's postings and event into a group: the event's bytes and the
+// transfer's event into a group: the event's bytes and the
 // bytes flush signs (EncodeLater's own allocations) and nothing per
 // transfer beyond them — the key id is the writes', not a new *string per event, and the
 // transfer is encoded through a pointer, not boxed as a copy (issue 20).
@@ -30,8 +30,6 @@ func TestEffectsAllocations(t *testing.T) {
 	// Every column with room for all the runs, so only the effects' own
 	// allocations count.
 	const room = 1 << 13
-	w.pTransfer, w.pAccount = make([]string, 0, room), make([]string, 0, room)
-	w.pAmount, w.pAfter = make([]int64, 0, room), make([]int64, 0, room)
 	w.oID, w.oTopic, w.oKey = make([]string, 0, room), make([]string, 0, room), make([]string, 0, room)
 	w.oPayload, w.oMsg, w.oKid = make([][]byte, 0, room), make([][]byte, 0, room), make([]*string, 0, room)
 	encoded := allocs.PerRun(2000, func() {
