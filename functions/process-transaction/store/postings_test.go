@@ -103,3 +103,60 @@ func TestPostingsAreAViewOfTheTransfers(t *testing.T) {
 		t.Errorf("postings after the refused migration: relkind %q (%v), want the table (r)", kind, err)
 	}
 }
+
+// The ledger's rows are never deleted, and TRUNCATE deletes without firing
+// a DELETE trigger: accounts and transfers refuse it too (00013), the
+// CASCADE from accounts included, and keep their rows.
+func TestTheLedgerIsNeverTruncated(t *testing.T) {
+	ctx := context.Background()
+	m, conn := testenv.Migrator(t)
+	if err := m.Up(ctx, io.Discard); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	const a, b = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+	if _, err := conn.Exec(ctx, `INSERT INTO accounts (id, user_id, account_number, currency, balance, allow_negative)
+		VALUES ($1, $1, 'ACC-A', 'USD', -100, true), ($2, $2, 'ACC-B', 'USD', 100, false)`, a, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO transfers (id, from_account_id, to_account_id, amount, currency, status,
+			pending, captured_amount, from_balance, to_balance, idem_scope, idem_key, request_hash, posted_at)
+		VALUES ('00000000-0000-7000-8000-000000000001', $1, $2, 100, 'USD', 'posted', false, 0, -100, 100, 's', '1', '\x00', now())`, a, b); err != nil {
+		t.Fatal(err)
+	}
+	for q, refusal := range map[string]string{
+		`TRUNCATE transfers`:           "transfers are never deleted",
+		`TRUNCATE accounts CASCADE`:    "accounts are never deleted",
+		`TRUNCATE accounts, transfers`: "never deleted",
+		`TRUNCATE transfers, accounts`: "never deleted",
+		`DELETE FROM accounts`:         "accounts are never deleted",
+		`DELETE FROM transfers`:        "transfers are never deleted",
+	} {
+		if _, err := conn.Exec(ctx, q); err == nil || !strings.Contains(err.Error(), refusal) {
+			t.Errorf("%s: %v, want it refused (%q)", q, err, refusal)
+		}
+	}
+	var accounts, transfers int
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM accounts), (SELECT count(*) FROM transfers)`).Scan(&accounts, &transfers); err != nil {
+		t.Fatal(err)
+	}
+	if accounts != 2 || transfers != 1 {
+		t.Errorf("after the refusals: %d accounts, %d transfers, want 2 and 1", accounts, transfers)
+	}
+
+	// Down to 12 TRUNCATE goes through again (and Up refuses it anew).
+	if err := m.DownTo(ctx, 12, io.Discard); err != nil {
+		t.Fatalf("down to 12: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `DELETE FROM transfers`); err == nil || !strings.Contains(err.Error(), "transfers are never deleted") {
+		t.Errorf("DELETE after down to 12: %v, want 00012's refusal", err)
+	}
+	if _, err := conn.Exec(ctx, `TRUNCATE transfers`); err != nil {
+		t.Errorf("TRUNCATE after down to 12: %v", err)
+	}
+	if err := m.Up(ctx, io.Discard); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	if _, err := conn.Exec(ctx, `TRUNCATE transfers`); err == nil {
+		t.Error("TRUNCATE after up again: accepted")
+	}
+}
