@@ -4,36 +4,24 @@
 -- of the transfers, neither are transfers (00012): both refuse DELETE with
 -- a statement trigger. TRUNCATE removes every row without firing a DELETE
 -- trigger, so `TRUNCATE transfers`, or `TRUNCATE accounts CASCADE` (which
--- takes the transfers and postings with it), emptied the books without a
--- word. A BEFORE TRUNCATE trigger on each table refuses it with the same
--- message (TestTheLedgerIsNeverTruncated).
+-- takes the transfers with it), emptied the books without a word. A
+-- BEFORE TRUNCATE trigger on each table refuses it, naming the table
+-- (TestTheLedgerIsNeverTruncated).
 
 -- +goose Up
 -- +goose StatementBegin
-CREATE OR REPLACE FUNCTION transfers_are_final() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION ledger_is_never_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
-        RAISE EXCEPTION 'transfers are never deleted: correct a mistake with a new transfer';
-    END IF;
-    RAISE EXCEPTION 'transfer % is %, which is final: correct a mistake with a new transfer', OLD.id, OLD.status;
+    RAISE EXCEPTION '% are never deleted: TRUNCATE is refused like DELETE', TG_TABLE_NAME;
 END;
 $$;
 -- +goose StatementEnd
 CREATE TRIGGER transfers_never_truncated BEFORE TRUNCATE ON transfers
-    FOR EACH STATEMENT EXECUTE FUNCTION transfers_are_final();
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_is_never_truncated();
 CREATE TRIGGER accounts_never_truncated BEFORE TRUNCATE ON accounts
-    FOR EACH STATEMENT EXECUTE FUNCTION accounts_are_never_deleted();
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_is_never_truncated();
 
 -- +goose Down
 DROP TRIGGER accounts_never_truncated ON accounts;
 DROP TRIGGER transfers_never_truncated ON transfers;
--- +goose StatementBegin
-CREATE OR REPLACE FUNCTION transfers_are_final() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        RAISE EXCEPTION 'transfers are never deleted: correct a mistake with a new transfer';
-    END IF;
-    RAISE EXCEPTION 'transfer % is %, which is final: correct a mistake with a new transfer', OLD.id, OLD.status;
-END;
-$$;
--- +goose StatementEnd
+DROP FUNCTION ledger_is_never_truncated();

@@ -80,6 +80,14 @@ func TestPostingsAreAViewOfTheTransfers(t *testing.T) {
 		if got := strings.Join(testenv.IndexDefs(t, conn, "postings"), "; "); got != "postings_pkey btree (account_id, id)" {
 			t.Errorf("stored postings' indexes: %s", got)
 		}
+		// And 00011's way down, to the table's first two indexes.
+		if err := m.DownTo(ctx, 10, io.Discard); err != nil {
+			t.Fatalf("down to 10: %v", err)
+		}
+		postings("down to 10")
+		if got := strings.Join(testenv.IndexDefs(t, conn, "postings"), "; "); got != "postings_account_idx btree (account_id, id); postings_pkey btree (id)" {
+			t.Errorf("postings' indexes at 10: %s", got)
+		}
 		if err := m.Up(ctx, io.Discard); err != nil {
 			t.Fatalf("up: %v", err)
 		}
