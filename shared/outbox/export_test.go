@@ -5,6 +5,13 @@ func Batches(p *Publisher) int64 { return p.batches.Load() }
 
 // The statements of a pass that find rows by their key, for the tests.
 const (
+	PassSQL    = passSQL
 	DeleteSQL  = deleteSQL
 	RefusedSQL = refusedSQL
 )
+
+// VacuumEvery is how many rows a publisher deletes between its vacuums.
+const VacuumEvery = vacuumEvery
+
+// Vacuumed waits for p's vacuum under way, if any; no pass may run meanwhile.
+func Vacuumed(p *Publisher) { p.vacuums.Wait() }

@@ -1,0 +1,76 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/billfn/billfn/shared/outbox"
+	"github.com/billfn/billfn/shared/testenv"
+)
+
+// passPages is how many pages of shared buffers a pass's SELECT of
+// source's rows reads (EXPLAIN ANALYZE's, its second run: the first after
+// a delete also marks the dead index entries it steps over).
+func passPages(t *testing.T, pool *pgxpool.Pool, source string) int {
+	t.Helper()
+	var pages int
+	for range 2 {
+		var plan []struct {
+			Plan struct {
+				Hit  int `json:"Shared Hit Blocks"`
+				Read int `json:"Shared Read Blocks"`
+			}
+		}
+		var out []byte
+		if err := pool.QueryRow(context.Background(), "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+outbox.PassSQL,
+			source, 500).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(out, &plan); err != nil || len(plan) != 1 {
+			t.Fatalf("EXPLAIN: %v %s", err, out)
+		}
+		pages = plan[0].Plan.Hit + plan[0].Plan.Read
+	}
+	return pages
+}
+
+// A pass reads its source's oldest rows by the primary key, and every row
+// relayed before it leaves a dead entry there that only VACUUM removes:
+// until then each pass steps over them all (before the publisher vacuumed,
+// this test's pass read 183 pages, an empty outbox's 2). The publisher vacuums the outbox
+// every few thousand rows it deletes, so a pass stays as cheap whatever
+// autovacuum does (this machine's PostgreSQL runs without it; elsewhere
+// it looks at a database once a minute).
+func TestTheRelayKeepsTheOutboxLean(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testenv.FreshDatabase(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	_, brokers := testenv.Kafka(t)
+	source := "lean-" + uuid.NewString()[:8]
+	pub := outbox.NewPublisher(pool, source, brokers)
+	empty := passPages(t, pool, source)
+	const rows = 40000
+	for sent := 0; sent < rows; sent += 2000 {
+		write(t, pool, source, 2000)
+		if n, err := pub.Sweep(ctx); err != nil || n != 2000 {
+			t.Fatalf("sweep: %d %v", n, err)
+		}
+	}
+	outbox.Vacuumed(pub)
+	pub.Close(ctx)
+	// The dead entries of one vacuum interval at most: some 200 fit on an
+	// index page, and a pass reads the table's root and a leaf besides.
+	limit := empty + outbox.VacuumEvery/200 + 4
+	got := passPages(t, pool, source)
+	t.Logf("after %d rows relayed a pass reads %d pages, an empty outbox's %d", rows, got, empty)
+	if got > limit {
+		t.Fatalf("after %d rows relayed a pass reads %d pages, an empty outbox's %d: want at most %d", rows, got, empty, limit)
+	}
+}
