@@ -13,5 +13,5 @@ const (
 // VacuumEvery is how many rows a publisher deletes between its vacuums.
 const VacuumEvery = vacuumEvery
 
-// Vacuumed waits for p's vacuum under way, if any; no pass may run meanwhile.
+// Vacuumed waits for p's vacuums under way, if any; no pass may run meanwhile.
 func Vacuumed(p *Publisher) { p.vacuums.Wait() }

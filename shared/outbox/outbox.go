@@ -328,9 +328,9 @@ type Publisher struct {
 	// batches counts the publish transactions (export_test.go).
 	batches atomic.Int64
 	// deleted counts the rows the passes deleted since the last vacuum
-	// (under pass); vacuums tracks the one under way (vacuum), which
+	// began; vacuums tracks the goroutine that runs them (vacuum), which
 	// Close cancels (unvacuum).
-	deleted   int
+	deleted   atomic.Int64
 	vacuuming atomic.Bool
 	vacuums   sync.WaitGroup
 	vacuumCtx context.Context
@@ -546,9 +546,7 @@ func (p *Publisher) publishBatch(ctx context.Context) (n int, err error) {
 	}
 	open = false
 	published.WithLabelValues(p.source).Add(float64(len(sent)))
-	p.deleted += len(sent)
-	if p.deleted >= vacuumEvery && p.vacuuming.CompareAndSwap(false, true) {
-		p.deleted = 0
+	if p.deleted.Add(int64(len(sent))) >= vacuumEvery && p.vacuuming.CompareAndSwap(false, true) {
 		p.vacuums.Add(1)
 		go p.vacuum()
 	}
@@ -564,27 +562,41 @@ func (p *Publisher) publishBatch(ctx context.Context) (n int, err error) {
 // read 183 pages where an empty outbox's reads 2). Autovacuum may never
 // come (this machine's PostgreSQL runs without it) and otherwise looks at
 // a database once a minute (autovacuum_naptime), while a busy function
-// deletes thousands of rows a second. So every publisher vacuums the outbox itself each
-// vacuumEvery rows it deleted (migration 00003's autovacuum threshold),
-// on a connection of its own, beside the passes: SKIP_LOCKED leaves the
-// table to a vacuum already under way (another function's, autovacuum's),
-// TRUNCATE OFF never takes the lock that would stop the writers to give
-// back the table's empty tail, which the next rows reuse anyway. A role
-// that does not own the table gets a warning from PostgreSQL, not an
-// error, and the passes go on as before (TestTheRelayKeepsTheOutboxLean).
+// deletes thousands of rows a second. So every publisher vacuums the
+// outbox itself each vacuumEvery rows it deleted (migration 00003's
+// autovacuum threshold), on a connection of its own, beside the passes:
+// SKIP_LOCKED leaves the table to a vacuum already under way (another
+// function's, autovacuum's), TRUNCATE OFF never takes the lock that would
+// stop the writers to give back the table's empty tail, which the next
+// rows reuse anyway. A role that does not own the table gets a warning
+// from PostgreSQL, not an error, and the passes go on as before
+// (TestTheRelayKeepsTheOutboxLean).
 const (
 	vacuumEvery = 5000
 	vacuumSQL   = `VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON, TRUNCATE OFF) outbox`
 )
 
-// vacuum runs vacuumSQL once, then lets the next pass that needs it start another.
+// vacuum runs vacuumSQL until fewer than vacuumEvery rows were deleted
+// since the last one began, so rows deleted while one runs are never left
+// for long: once it returns, fewer than vacuumEvery dead entries are
+// younger than the last vacuum.
 func (p *Publisher) vacuum() {
 	defer p.vacuums.Done()
-	defer p.vacuuming.Store(false)
-	ctx, cancel := context.WithTimeout(p.vacuumCtx, time.Minute)
-	defer cancel()
-	if _, err := p.pool.Exec(ctx, vacuumSQL); err != nil && ctx.Err() == nil {
-		slog.Warn("outbox: vacuum failed; the next one will try again", "source", p.source, "err", err.Error())
+	for {
+		p.deleted.Store(0)
+		ctx, cancel := context.WithTimeout(p.vacuumCtx, time.Minute)
+		if _, err := p.pool.Exec(ctx, vacuumSQL); err != nil && ctx.Err() == nil {
+			slog.Warn("outbox: vacuum failed; the next one will try again", "source", p.source, "err", err.Error())
+		}
+		cancel()
+		if p.vacuumCtx.Err() != nil || p.deleted.Load() < vacuumEvery {
+			p.vacuuming.Store(false)
+			// A pass that crossed the threshold since the Load saw
+			// vacuuming set and left the next one to this goroutine.
+			if p.vacuumCtx.Err() != nil || p.deleted.Load() < vacuumEvery || !p.vacuuming.CompareAndSwap(false, true) {
+				return
+			}
+		}
 	}
 }
 

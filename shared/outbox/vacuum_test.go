@@ -41,10 +41,10 @@ func passPages(t *testing.T, pool *pgxpool.Pool, source string) int {
 // A pass reads its source's oldest rows by the primary key, and every row
 // relayed before it leaves a dead entry there that only VACUUM removes:
 // until then each pass steps over them all (before the publisher vacuumed,
-// this test's pass read 183 pages, an empty outbox's 2). The publisher vacuums the outbox
-// every few thousand rows it deletes, so a pass stays as cheap whatever
-// autovacuum does (this machine's PostgreSQL runs without it; elsewhere
-// it looks at a database once a minute).
+// this test's pass read 183 pages, an empty outbox's 2). The publisher
+// vacuums the outbox every few thousand rows it deletes, so a pass stays
+// as cheap whatever autovacuum does (this machine's PostgreSQL runs
+// without it; elsewhere it looks at a database once a minute).
 func TestTheRelayKeepsTheOutboxLean(t *testing.T) {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, testenv.FreshDatabase(t, true))
@@ -65,7 +65,7 @@ func TestTheRelayKeepsTheOutboxLean(t *testing.T) {
 	}
 	outbox.Vacuumed(pub)
 	pub.Close(ctx)
-	// The dead entries of one vacuum interval at most: some 200 fit on an
+	// Fewer dead entries than one vacuum interval's: some 200 fit on an
 	// index page, and a pass reads the table's root and a leaf besides.
 	limit := empty + outbox.VacuumEvery/200 + 4
 	got := passPages(t, pool, source)
