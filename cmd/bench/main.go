@@ -479,6 +479,7 @@ type pgResult struct {
 	Clients   int
 	Seconds   int
 	Version   string
+	Settings  []setting
 	// MinCommit is a second pgbench run of the cheapest durable commit:
 	// one row updated by primary key, a prepared statement as pgx uses,
 	// then COMMIT (budget.go's floor).
@@ -528,6 +529,9 @@ func pgbench(ctx context.Context, root string, seconds int) (*pgResult, error) {
 	}
 	v, _ := psql(ctx, "postgres", "-Atc", "SHOW server_version").Output()
 	r.Version = strings.TrimSpace(string(v))
+	if r.Settings, err = readSettings(ctx); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -736,7 +740,8 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 	if selected != nil {
 		fmt.Fprintf(&b, "**Partial run** (`-only '%s'`): only the scenarios matching it; not a run of record.\n\n", selected)
 	}
-	fmt.Fprintf(&b, "Machine: %s, PostgreSQL %s (fsync on, synchronous_commit on). ", machine(), pg.Version)
+	fmt.Fprintf(&b, "Machine: %s, PostgreSQL %s. ", machine(), pg.Version)
+	renderSettings(&b, pg.Settings)
 	if statementsOn {
 		b.WriteString("PostgreSQL loads `pg_stat_statements` (each scenario's section shows its time by statement). ")
 	} else {
