@@ -167,11 +167,7 @@ func TestAFailedPruneDoesNotBlockTheTick(t *testing.T) {
 // only when the test says (and no autoanalyze holds back the horizon).
 func brinRig(t *testing.T) (*rig, *testenv.Clock, *pgxpool.Pool) {
 	g, clock := newRetentionRig(t)
-	pool, err := pgxpool.New(context.Background(), testenv.FreshDatabase(t, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.FreshPool(t)
 	g.rc.Pool = pool
 	mustExec(t, pool, `ALTER TABLE processed_events SET (autovacuum_enabled = off)`)
 	cutoff := clock.Now().Add(-retention)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
@@ -32,11 +31,7 @@ func TestTheOutboxHasOneIndexThePrimaryKeyOnSourceAndID(t *testing.T) {
 // has filled, emptied or vacuumed: in the package's shared one the planner
 // chose differently the second time round (go test -count=3).
 func TestThePublishersWritesFindTheirRowsByTheKey(t *testing.T) {
-	pool, err := pgxpool.New(context.Background(), testenv.FreshDatabase(t, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := testenv.FreshPool(t)
 	for name, sql := range map[string]string{"delete": outbox.DeleteSQL, "update": outbox.RefusedSQL} {
 		err := postgres.Tx(context.Background(), pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(context.Background(), `SET LOCAL enable_seqscan = off`); err != nil {

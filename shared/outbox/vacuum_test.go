@@ -47,11 +47,7 @@ func passPages(t *testing.T, pool *pgxpool.Pool, source string) int {
 // without it; elsewhere it looks at a database once a minute).
 func TestTheRelayKeepsTheOutboxLean(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.FreshDatabase(t, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := testenv.FreshPool(t)
 	_, brokers := testenv.Kafka(t)
 	source := "lean-" + uuid.NewString()[:8]
 	pub := outbox.NewPublisher(pool, source, brokers)

@@ -138,6 +138,20 @@ func FreshDatabase(tb testing.TB, migrated bool) string {
 	return url
 }
 
+// FreshPool returns a pool on a migrated database of this test's own
+// (FreshDatabase), for a test whose figures other tests' rows in the
+// package's shared database would change (plans, pages read, retention);
+// the pool closes before the database is dropped.
+func FreshPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), FreshDatabase(tb, true))
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
 func unreachable(what, url string, err error, start string) error {
 	return fmt.Errorf("%s is not reachable at %s: %v\n\tstart it with: %s\n\t(make test starts it for you; on a machine without it: apt-get install -y postgresql redis-server)",
 		what, url, err, start)

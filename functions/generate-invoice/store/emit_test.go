@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/billfn/billfn/functions/generate-invoice/billing"
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/store"
@@ -19,11 +17,7 @@ import (
 // EmitAll and Send note the write in the context of each emission that
 // wrote, and in no other (a group commit's callers each keep their own).
 func TestEmitsNoteTheirWritesInEachEmissionsContext(t *testing.T) {
-	pool, err := pgxpool.New(t.Context(), testenv.FreshDatabase(t, true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testenv.FreshPool(t)
 	st := store.New(pool, outbox.Writer{Source: "generate-invoice"})
 	var group, wrote, none, emitted, sent, idle outbox.Written
 	track := func(w *outbox.Written) context.Context { return outbox.Tracking(t.Context(), w) }
