@@ -60,12 +60,30 @@ func TestTheRelayKeepsTheOutboxLean(t *testing.T) {
 		}
 	}
 	outbox.Vacuumed(pub)
-	pub.Close(ctx)
 	// Fewer dead entries than one vacuum interval's: some 200 fit on an
 	// index page, and a pass reads the table's root and a leaf besides.
 	limit := empty + outbox.VacuumEvery/200 + 4
 	got := passPages(t, pool, source)
 	t.Logf("after %d rows relayed a pass reads %d pages, an empty outbox's %d", rows, got, empty)
+	// A transaction open elsewhere on the server, in any database (another
+	// test package's, beside this one in make test), holds back what a
+	// VACUUM may remove: a session holding its transaction id in database
+	// postgres made this test read 100 pages. The vacuums then ran but
+	// removed nothing; relay more intervals, whose vacuums find the horizon
+	// free once that transaction ends, as a publisher's next ones would.
+	for try := 0; got > limit && try < 20; try++ {
+		sent := 0
+		for ; sent < outbox.VacuumEvery; sent += 2000 {
+			write(t, pool, source, 2000)
+			if n, err := pub.Sweep(ctx); err != nil || n != 2000 {
+				t.Fatalf("sweep: %d %v", n, err)
+			}
+		}
+		outbox.Vacuumed(pub)
+		got = passPages(t, pool, source)
+		t.Logf("another %d rows relayed: a pass reads %d pages", sent, got)
+	}
+	pub.Close(ctx)
 	if got > limit {
 		t.Fatalf("after %d rows relayed a pass reads %d pages, an empty outbox's %d: want at most %d", rows, got, empty, limit)
 	}
