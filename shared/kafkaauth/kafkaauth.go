@@ -104,14 +104,19 @@ func (c Config) Apply(sc *sarama.Config) error {
 }
 
 // scramClient is sarama's SCRAMClient on xdg-go/scram, as sarama's own
-// examples do it.
+// examples do it, but with the credentials unprepared: Kafka's brokers
+// salt a password as its UTF-8 bytes (Apache Kafka's
+// ScramFormatter.normalize, and kfake), not SASLprep's form of it, which
+// deletes or maps some characters and refuses others (an emoji), so
+// prepared, such a password could never authenticate
+// (TestTheBrokerGetsThePasswordAsItIs).
 type scramClient struct {
 	hash scram.HashGeneratorFcn
 	conv *scram.ClientConversation
 }
 
 func (s *scramClient) Begin(user, pass, authzID string) error {
-	c, err := s.hash.NewClient(user, pass, authzID)
+	c, err := s.hash.NewClientUnprepped(user, pass, authzID)
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/billfn/billfn/shared/config"
 )
@@ -60,6 +62,43 @@ func TestPasswordFromTheSecretFile(t *testing.T) {
 	} {
 		if err := bad.Load(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// Kafka's brokers salt a SCRAM password as its UTF-8 bytes, without
+// SASLprep (Apache Kafka's ScramFormatter.normalize; kfake does the same),
+// so the client must send the password as it is: prepared, a soft hyphen
+// (U+00AD) is deleted and a no-break space (U+00A0) becomes a space, and a
+// code point unassigned in Unicode 3.2 (an emoji) is refused, and the
+// client proves a password the broker does not hold. A wrong password
+// still fails.
+func TestTheBrokerGetsThePasswordAsItIs(t *testing.T) {
+	for _, mech := range []string{ScramSHA512, ScramSHA256} {
+		for _, pass := range []string{"plain-ascii-Pass1", "soft\u00adhyphen", "no\u00a0break space", "key \U0001F511 emoji"} {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(),
+				kfake.Superuser(mech, "admin", "admin-pass"), kfake.User(mech, "billfn", pass))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, try := range []struct {
+				pass string
+				ok   bool
+			}{{pass, true}, {pass + "x", false}} {
+				sc := sarama.NewConfig()
+				sc.Net.DialTimeout, sc.Metadata.Retry.Max = 5*time.Second, 0
+				if err := (Config{Mechanism: mech, Username: "billfn", Password: try.pass}).Apply(sc); err != nil {
+					t.Fatal(err)
+				}
+				cl, err := sarama.NewClient(c.ListenAddrs(), sc)
+				if err == nil {
+					cl.Close()
+				}
+				if (err == nil) != try.ok {
+					t.Errorf("%s, password %q against %q: connected %v (%v)", mech, try.pass, pass, err == nil, err)
+				}
+			}
+			c.Close()
 		}
 	}
 }
