@@ -56,7 +56,27 @@ type budgetRow struct {
 	pg, fn, stack, others, rest, client float64 // µs/unit
 	ceiling                             float64 // units/s at this cost on every core
 	pgOverBudget, met                   bool
+	// standIn is the costliest process of the rest that stands in for a
+	// service a deployment runs elsewhere (standIns), and standInCost its
+	// µs/unit.
+	standIn     string
+	standInCost float64
 }
+
+// standIns are the processes that stand in, on this machine, for services
+// a deployment uses elsewhere: an SMTP relay (Mailpit), Stripe
+// (stripe-mock), a trace collector (Jaeger). Their CPU is in the rest
+// column like Redis's, but a target one of them alone keeps from its
+// budget is out of billfn's reach on this machine.
+var standIns = map[string]string{
+	"mailpit":     "Mailpit, the SMTP relay's stand-in",
+	"stripe-mock": "stripe-mock, Stripe's stand-in",
+	groupJaeger:   "Jaeger, the trace collector",
+}
+
+// standInOverBudget reports whether a stand-in alone costs a unit more
+// than its budget.
+func (b budgetRow) standInOverBudget() bool { return b.standIn != "" && b.standInCost > b.budget }
 
 func budgetOf(title, called string, rate float64, c *cost, units int64, cores int) budgetRow {
 	b := budgetRow{title: title, called: called, rate: rate, budget: float64(cores) * 1e6 / rate}
@@ -76,6 +96,9 @@ func budgetOf(title, called string, rate float64, c *cost, units int64, cores in
 			b.others += v
 		default:
 			b.rest += v
+			if _, ok := standIns[name]; ok && v > b.standInCost {
+				b.standIn, b.standInCost = name, v
+			}
 		}
 	}
 	b.spent = b.pg + b.fn + b.stack + b.others + b.rest + b.client
@@ -110,9 +133,9 @@ func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
 	}
 	fmt.Fprintf(b, "\n## The targets as CPU budgets\n\n"+
 		"On this machine's %d cores, a rate of R units per second leaves at most %d × 10⁶ / R µs of CPU per unit (a transfer, an invoice, an email) for everything that runs: the stack, PostgreSQL, Redis and the client that drives them. "+
-		"The unit cost below is this run's, from the windows of \"Where each operation's CPU goes\" (system and client), split into PostgreSQL (backends and server processes), the function the requests go to, the gateway process (which also hosts kfake), the kafka-trigger with the other functions (the consumers of the events the unit causes), and the rest (Redis, Mailpit, Jaeger). "+
+		"The unit cost below is this run's, from the windows of \"Where each operation's CPU goes\" (system and client), split into PostgreSQL (backends and server processes), the function the requests go to, the gateway process (which also hosts kfake), the kafka-trigger with the other functions (the consumers of the events the unit causes), and the rest (Redis, Mailpit, stripe-mock, Jaeger). "+
 		"The ceiling is the rate this unit cost allows with every core busy and nothing else running. "+
-		"A unit that costs more than its budget cannot reach its target on this machine whatever the scheduling; where PostgreSQL's share alone exceeds the budget (marked ‼), it cannot reach it even if every billfn process cost nothing. "+
+		"A unit that costs more than its budget cannot reach its target on this machine whatever the scheduling; where PostgreSQL's share alone exceeds the budget (marked ‼), it cannot reach it even if every billfn process cost nothing, and the same holds where one process of the rest that stands in for a service a deployment runs elsewhere (Mailpit for the SMTP relay, stripe-mock for Stripe, Jaeger for the trace collector) alone exceeds it (‼ in the rest column). "+
 		"pgbench's row applies the same arithmetic to its own rate: how close its ceiling is to what it measured says how fully a run keeps the cores busy.\n\n", cores, cores)
 	b.WriteString("| scenario | target | budget µs/unit | spent µs/unit | × budget | PostgreSQL | the function called | gateway + kfake | trigger + other functions | rest | client | ceiling/s |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -125,8 +148,23 @@ func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
 		if r.called != "" {
 			fn = fmt.Sprintf("%.0f (%s)", r.fn, r.called)
 		}
-		fmt.Fprintf(b, "| %s | %.0f/s | %.0f | %.0f | %.2f %s | %s | %s | %.0f | %.0f | %.0f | %.0f | %.0f |\n",
-			r.title, r.rate, r.budget, r.spent, r.spent/r.budget, mark(r.met), pgCell, fn, r.stack, r.others, r.rest, r.client, r.ceiling)
+		restCell := fmt.Sprintf("%.0f", r.rest)
+		if r.standInOverBudget() {
+			restCell += " ‼"
+		}
+		fmt.Fprintf(b, "| %s | %.0f/s | %.0f | %.0f | %.2f %s | %s | %s | %.0f | %.0f | %s | %.0f | %.0f |\n",
+			r.title, r.rate, r.budget, r.spent, r.spent/r.budget, mark(r.met), pgCell, fn, r.stack, r.others, restCell, r.client, r.ceiling)
+	}
+	var over []string
+	for _, r := range rows {
+		if r.standInOverBudget() {
+			over = append(over, fmt.Sprintf("- **%s**: %s, spends %.0f µs per unit, %.2f × the budget of %.0f: no change to billfn meets this target on this machine while it runs here. "+
+				"The unit's other processes spend %.0f µs (%.2f × the budget; PostgreSQL %.0f of them).",
+				r.title, standIns[r.standIn], r.standInCost, r.standInCost/r.budget, r.budget, r.spent-r.standInCost, (r.spent-r.standInCost)/r.budget, r.pg))
+		}
+	}
+	if len(over) > 0 {
+		b.WriteString("\nWhere a stand-in alone exceeds the budget (‼ in the rest column):\n\n" + strings.Join(over, "\n") + "\n")
 	}
 	renderCommits(b, runs, pg, cores)
 }

@@ -37,6 +37,55 @@ func TestBudgetMarksATargetPostgreSQLAloneCannotMeet(t *testing.T) {
 	}
 }
 
+// A process that stands in for a service a deployment runs elsewhere
+// (Mailpit, stripe-mock, Jaeger) and alone costs more than the budget
+// keeps the target out of billfn's reach, as PostgreSQL's share does: the
+// rest column says so with ‼ and a sentence names it. Redis is billfn's
+// own dependency, not a stand-in, and never marked so.
+func TestBudgetMarksATargetAStandInAloneCannotMeet(t *testing.T) {
+	c := &cost{CPU: map[string]time.Duration{
+		"mailpit":     1200 * time.Millisecond,
+		"stripe-mock": 100 * time.Millisecond,
+		groupRedis:    10 * time.Millisecond,
+		groupClient:   50 * time.Millisecond,
+	}}
+	r := budgetOf("t", "", 4000, c, 1000, 2) // 500 µs a unit
+	if r.standIn != "mailpit" || r.standInCost != 1200 || !r.standInOverBudget() || r.rest != 1310 || r.pgOverBudget {
+		t.Fatalf("%+v", r)
+	}
+	c.CPU["mailpit"] = 400 * time.Millisecond
+	if r := budgetOf("t", "", 4000, c, 1000, 2); r.standInOverBudget() {
+		t.Fatalf("a stand-in within the budget marked: %+v", r)
+	}
+	redis := &cost{CPU: map[string]time.Duration{groupRedis: 900 * time.Millisecond}}
+	if r := budgetOf("t", "", 4000, redis, 1000, 2); r.standIn != "" || r.standInOverBudget() {
+		t.Fatalf("Redis taken for a stand-in: %+v", r)
+	}
+
+	heavy := &cost{CPU: map[string]time.Duration{"mailpit": 100 * time.Second, groupBackends("x"): time.Second, "generate-invoice": 2 * time.Second}}
+	light := &cost{CPU: map[string]time.Duration{"mailpit": time.Millisecond, groupBackends("x"): time.Second}}
+	runs := []*run{
+		{Name: "invoices-batch", Title: "invoice batches", Args: []string{"-url", "http://g/function/generate-invoice"}, Result: &loadResult{Operations: 1000}, Cost: heavy},
+		{Name: "webhooks", Title: "webhooks", Args: []string{"-url", "http://g/function/handle-webhook"}, Result: &loadResult{Operations: 1000}, Cost: light},
+	}
+	var b strings.Builder
+	renderBudget(&b, runs, &pgResult{TPS: 1000, Txns: 1000, Cost: light})
+	out := b.String()
+	for _, want := range []string{
+		"| 100000 ‼ |",
+		"Where a stand-in alone exceeds the budget (‼ in the rest column):",
+		"- **invoice batches**: Mailpit, the SMTP relay's stand-in, spends 100000 µs per unit,",
+		"The unit's other processes spend 3000 µs",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("renderBudget lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "**webhooks**") || strings.Count(out, " ‼ |") != 1 {
+		t.Errorf("a target within the stand-ins' reach marked:\n%s", out)
+	}
+}
+
 func TestCalledFunctionIsReadFromTheScenarioURL(t *testing.T) {
 	for _, tc := range []struct {
 		r    run
