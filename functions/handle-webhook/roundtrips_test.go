@@ -20,7 +20,7 @@ import (
 func succeededIntent(t *testing.T, tag string) (g *rig, trips *testenv.RoundTrips, pid, n string, body []byte) {
 	t.Helper()
 	g, trips = newReplica(t)
-	heard(g, 0)
+	heard(g)
 	t.Cleanup(func() { _, _ = g.d.Pool.Exec(context.Background(), `DELETE FROM outbox`) })
 	pid, n = uuid.NewString(), uuid.NewString()[:8]
 	body, err := sandbox.NewEvent("evt_"+tag+"_"+n, "payment_intent.succeeded", g.clock.Now(), sandbox.PaymentIntent{ID: "pi_" + tag + "_" + n,
@@ -79,7 +79,7 @@ func TestAnIncomingWebhookIsOneRoundTrip(t *testing.T) {
 // store's TestLearnIsPlannedOncePerConnection.)
 func TestAPaymentsFirstEventLearnsInOneStatement(t *testing.T) {
 	g, trips := newReplica(t)
-	heard(g, 0)
+	heard(g)
 	pid := uuid.NewString()
 	ev := events.Must(events.New(context.Background(), "capture-payment", events.TypePaymentCreated, pid, map[string]any{
 		"payment_id": pid, "status": "pending", "amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": "pi_l_" + pid[:8]}))
@@ -125,7 +125,7 @@ func TestAPaymentTaughtByAWebhookIsKnownWithoutARead(t *testing.T) {
 func TestATeachingEventNoEndpointWantsReadsNoEndpoint(t *testing.T) {
 	newReceiver(t, nil) // no endpoint
 	g, trips := newReplica(t)
-	heard(g, 0)
+	heard(g)
 	pid := uuid.NewString()
 	ev := events.Must(events.New(context.Background(), "capture-payment", events.TypePaymentCreated, pid, map[string]any{
 		"payment_id": pid, "status": "pending", "amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": "pi_e_" + pid[:8]}))
@@ -150,7 +150,7 @@ func TestATeachingEventNoEndpointWantsReadsNoEndpoint(t *testing.T) {
 func TestAPaymentCreatedIsLearnedWithoutReadingTheMapFirst(t *testing.T) {
 	newReceiver(t, nil) // no endpoint
 	g, trips := newReplica(t)
-	heard(g, 0)
+	heard(g)
 	pid := uuid.NewString()
 	ev := events.Must(events.New(context.Background(), "capture-payment", events.TypePaymentCreated, pid, map[string]any{
 		"payment_id": pid, "status": "pending", "amount": 700, "currency": "USD", "gateway": "sandbox", "gateway_payment_id": "pi_c_" + pid[:8]}))

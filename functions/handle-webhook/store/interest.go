@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 )
 
@@ -54,8 +56,10 @@ func newInterests(pool *pgxpool.Pool) *Interests {
 	return &Interests{pool: pool, MaxAge: 30 * time.Second, Retry: time.Second, refs: map[[2]string]struct{}{}}
 }
 
-// Version counts the loads of the endpoints: once it moved past the value
-// read after a change committed, this replica uses that change.
+// Version counts the loads of the endpoints installed so far. It moving
+// past a value read after a change committed does not mean the copy holds
+// the change: a load may begin before the change commits and be installed
+// after the value was read (Wants tells).
 func (c *Interests) Version() uint64 { return c.version.Load() }
 
 // ListenerPID is the listener's PostgreSQL backend (0 when not connected).
@@ -65,6 +69,16 @@ func (c *Interests) ListenerPID() uint32 { return c.pid.Load() }
 func (c *Interests) Cached() bool {
 	_, ok := c.subscribed()
 	return ok
+}
+
+// Wants says whether an endpoint of the copy in use wants events of type
+// typ, without a read; cached is false when no copy is in use (Interest
+// and Enqueue read the endpoints then). A change committed is in the
+// copy once Wants answers as the change says: unlike Version, which also
+// moves with a load that began before the change and ended after.
+func (c *Interests) Wants(typ string) (wants, cached bool) {
+	subs, ok := c.subscribed()
+	return ok && slices.ContainsFunc(subs, func(patterns []string) bool { return outgoing.Matches(patterns, typ) }), ok
 }
 
 // subscribed is the cached endpoints' patterns, if usable.
