@@ -81,6 +81,7 @@ func TestTheBrokerGetsThePasswordAsItIs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(c.Close)
 			for _, try := range []struct {
 				pass string
 				ok   bool
@@ -98,7 +99,6 @@ func TestTheBrokerGetsThePasswordAsItIs(t *testing.T) {
 					t.Errorf("%s, password %q against %q: connected %v (%v)", mech, try.pass, pass, err == nil, err)
 				}
 			}
-			c.Close()
 		}
 	}
 }

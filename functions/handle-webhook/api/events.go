@@ -103,8 +103,7 @@ func (a *API) wanted(ctx context.Context, evs []events.Event) ([]bool, error) {
 		}
 	}
 	for i, ev := range evs {
-		if !want[i] && outgoing.IsDeliverable(ev.Type()) &&
-			slices.ContainsFunc(subscribed, func(patterns []string) bool { return outgoing.Matches(patterns, ev.Type()) }) {
+		if !want[i] && outgoing.IsDeliverable(ev.Type()) && outgoing.AnyWants(subscribed, ev.Type()) {
 			want[i] = true
 		}
 	}

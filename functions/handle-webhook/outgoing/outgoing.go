@@ -217,6 +217,12 @@ func KnownPattern(p string) bool {
 // Matches reports whether an endpoint subscribed to patterns wants typ.
 func Matches(patterns []string, typ string) bool { return events.MatchesType(patterns, typ) }
 
+// AnyWants reports whether one of the endpoints, each subscribed to its
+// patterns, wants typ.
+func AnyWants(subs [][]string, typ string) bool {
+	return slices.ContainsFunc(subs, func(patterns []string) bool { return Matches(patterns, typ) })
+}
+
 // Sign is the webhook-signature header of Standard Webhooks
 // (standardwebhooks.com) for message id sent at ts with body: one
 // "v1,<base64 HMAC-SHA256 of id.timestamp.body>" per secret, keyed by the

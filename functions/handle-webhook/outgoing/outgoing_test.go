@@ -33,6 +33,10 @@ func TestPatterns(t *testing.T) {
 		!Matches([]string{"billfn.payment.captured"}, events.TypePaymentCaptured) {
 		t.Fatal("Matches")
 	}
+	subs := [][]string{{"billfn.refund.succeeded"}, {"billfn.invoice.*"}}
+	if !AnyWants(subs, events.TypeInvoicePaid) || AnyWants(subs, events.TypePaymentCaptured) || AnyWants(nil, events.TypeInvoicePaid) {
+		t.Fatal("AnyWants")
+	}
 }
 
 func TestScheduleSpansAboutThreeDays(t *testing.T) {

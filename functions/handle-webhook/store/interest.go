@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,7 +77,7 @@ func (c *Interests) Cached() bool {
 // moves with a load that began before the change and ended after.
 func (c *Interests) Wants(typ string) (wants, cached bool) {
 	subs, ok := c.subscribed()
-	return ok && slices.ContainsFunc(subs, func(patterns []string) bool { return outgoing.Matches(patterns, typ) }), ok
+	return ok && outgoing.AnyWants(subs, typ), ok
 }
 
 // subscribed is the cached endpoints' patterns, if usable.

@@ -160,7 +160,7 @@ func (s *Store) Enqueue(ctx context.Context, tx pgx.Tx, evs []events.Event) (int
 		return 0, nil
 	}
 	if subs, ok := s.Interests.subscribed(); ok && !slices.ContainsFunc(wanted, func(ev events.Event) bool {
-		return slices.ContainsFunc(subs, func(patterns []string) bool { return outgoing.Matches(patterns, ev.Type()) })
+		return outgoing.AnyWants(subs, ev.Type())
 	}) {
 		return 0, nil
 	}
