@@ -122,3 +122,99 @@ func TestCaptureThatWouldOverflowABalanceIsRefusedLikeATransfer(t *testing.T) {
 	}
 	checkLedger(t, e.d)
 }
+
+// A hold placed by someone other than the account's holder (capture-payment
+// reserving a refund, an administrator) is its placer's: the holder may not
+// void or capture it. Otherwise the customer voids the refund's hold (its
+// id is on the refund, ledger_hold_id, and in the account's history),
+// spends the money, and capture-payment's capture after the gateway
+// refunded the card is parked: the books no longer match the gateway.
+// The holder still resolves the holds it placed itself.
+func TestOnlyAHoldsPlacerResolvesIt(t *testing.T) {
+	e := newEnv(t)
+	payer, friend := uuid.NewString(), uuid.NewString()
+	a, b := e.account(payer, "USD"), e.account(friend, "USD")
+	e.fund(a, 10_000)
+
+	r := e.do("POST", "/transfers", uuid.NewString(), auth.RoleService, map[string]any{"from_account_id": a.ID,
+		"to_account_number": "SYS-CLEARING-USD", "amount": 6_000, "currency": "USD", "pending": true,
+		"metadata": map[string]string{"kind": "refund"}}, "Idempotency-Key", key())
+	var refund Transfer
+	r.json(t, &refund)
+	if r.Code != 201 || refund.Status != ledger.TransferHeld {
+		t.Fatalf("refund hold: %d %s", r.Code, r.Body)
+	}
+	for _, op := range []string{"void", "capture"} {
+		v := e.do("POST", "/transfers/"+refund.ID+"/"+op, payer, auth.RoleCustomer, nil, "Idempotency-Key", key())
+		if v.Code != 403 || v.code() != string(ledger.HoldNotYours) {
+			t.Errorf("the holder's %s of capture-payment's hold: %d %s", op, v.Code, v.Body)
+		}
+	}
+	if sp := e.transfer(payer, a, b, 6_000); sp.code() != string(ledger.InsufficientFunds) {
+		t.Errorf("the holder spent what the refund reserved: %d %s", sp.Code, sp.Body)
+	}
+	ev, err := events.New(context.Background(), api.HoldResolver, events.TypeHoldCaptureRequested, refund.ID,
+		events.HoldResolution{TransferID: refund.ID, Amount: 6_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := e.deliver(ev); r.Code >= 300 {
+		t.Fatalf("capture-payment's capture: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 4_000 || got.Held != 0 {
+		t.Errorf("after capture-payment's capture the account is %+v, want balance 4000, nothing held", got)
+	}
+
+	// The holder's own hold: theirs to void.
+	h := e.do("POST", "/transfers", payer, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 1_000, "currency": "USD", "pending": true}, "Idempotency-Key", key())
+	var own Transfer
+	h.json(t, &own)
+	if h.Code != 201 || own.Status != ledger.TransferHeld {
+		t.Fatalf("own hold: %d %s", h.Code, h.Body)
+	}
+	if v := e.do("POST", "/transfers/"+own.ID+"/void", payer, auth.RoleCustomer, nil, "Idempotency-Key", key()); v.Code != 200 {
+		t.Errorf("the holder's void of its own hold: %d %s", v.Code, v.Body)
+	}
+}
+
+// "Frozen refuses debits": a holder whose account an administrator froze
+// cannot move its money out by capturing a hold it placed before the
+// freeze. It may void it (the money stays), and an administrator may
+// still capture.
+func TestAFrozenAccountsHolderCannotCaptureItsHold(t *testing.T) {
+	e := newEnv(t)
+	owner, other := uuid.NewString(), uuid.NewString()
+	a, b := e.account(owner, "USD"), e.account(other, "USD")
+	e.fund(a, 10_000)
+	hold := func() Transfer {
+		h := e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+			"amount": 3_000, "currency": "USD", "pending": true}, "Idempotency-Key", key())
+		var t0 Transfer
+		h.json(t, &t0)
+		if h.Code != 201 || t0.Status != ledger.TransferHeld {
+			t.Fatalf("hold: %d %s", h.Code, h.Body)
+		}
+		return t0
+	}
+	h1, h2, h3 := hold(), hold(), hold()
+	if r := e.do("PATCH", "/accounts/"+a.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "frozen"}, "Idempotency-Key", key()); r.Code != 200 {
+		t.Fatalf("freeze: %d %s", r.Code, r.Body)
+	}
+	c := e.do("POST", "/transfers/"+h1.ID+"/capture", owner, auth.RoleCustomer, nil, "Idempotency-Key", key())
+	if c.Code != 422 || c.code() != string(ledger.AccountFrozen) {
+		t.Errorf("the holder's capture from its frozen account: %d %s", c.Code, c.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 10_000 || got.Held != 9_000 {
+		t.Fatalf("after a refused capture the account is %+v", got)
+	}
+	if v := e.do("POST", "/transfers/"+h2.ID+"/void", owner, auth.RoleCustomer, nil, "Idempotency-Key", key()); v.Code != 200 {
+		t.Errorf("the holder's void on its frozen account: %d %s", v.Code, v.Body)
+	}
+	if c := e.do("POST", "/transfers/"+h3.ID+"/capture", e.admin, auth.RoleAdmin, nil, "Idempotency-Key", key()); c.Code != 200 {
+		t.Errorf("an administrator's capture from the frozen account: %d %s", c.Code, c.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 7_000 || got.Held != 3_000 {
+		t.Errorf("the account ends %+v, want balance 7000 with 3000 held", got)
+	}
+}

@@ -256,7 +256,8 @@ func (s *Service) void(w http.ResponseWriter, r *http.Request) {
 	s.resolve(w, r, func(*ledger.Transfer) store.Resolution { return store.Resolution{Status: ledger.TransferVoided} })
 }
 
-// resolve captures or voids a hold the caller owns.
+// resolve captures or voids a hold the caller placed (an administrator
+// or a service: any hold; ledger.Transfer.MayResolve).
 func (s *Service) resolve(w http.ResponseWriter, r *http.Request, how func(*ledger.Transfer) store.Resolution) {
 	p := platform.Principal(r)
 	id := r.PathValue("id")
@@ -267,10 +268,12 @@ func (s *Service) resolve(w http.ResponseWriter, r *http.Request, how func(*ledg
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
 	t, err := s.store.UpdateHold(ctx, id, s.now().UTC().Truncate(time.Microsecond), func(t *ledger.Transfer) (store.Resolution, error) {
-		if !p.CanAccess(t.FromUser) {
-			return store.Resolution{}, ledger.ErrNotFound("transfer")
+		if err := t.MayResolve(p, s.scope(p)); err != nil {
+			return store.Resolution{}, err
 		}
-		return how(t), nil
+		res := how(t)
+		res.ByHolder = !p.Privileged()
+		return res, nil
 	}, func(t *ledger.Transfer) idempotency.Response {
 		return idempotency.Response{Status: http.StatusOK, Body: t.ForCaller(p.CanAccess)}
 	})

@@ -24,6 +24,7 @@ const (
 	TransferNotHeld   apperr.Code = "transfer_not_held"
 	CaptureExceeds    apperr.Code = "capture_exceeds_hold"
 	BatchRejected     apperr.Code = "batch_rejected"
+	HoldNotYours      apperr.Code = "hold_not_yours"
 )
 
 // ErrAlreadyResolved: a hold is already in the state a resolution asks for
@@ -104,6 +105,21 @@ func errNotEmpty(balance, held int64) error {
 
 func errNotHeld(t *Transfer) error {
 	return apperr.New(TransferNotHeld, "transfer %s is %s, not an open hold", t.ID, t.Status).With("status", t.Status)
+}
+
+func errHoldNotYours() error {
+	return apperr.New(HoldNotYours, "this hold was placed by another party (a service or an administrator); only its placer can capture or void it")
+}
+
+// HolderMayCapture is the rule "a frozen account refuses debits" for a
+// hold: its holder may void it (the money stays), not capture it. A
+// privileged placer (capture-payment settling a refund the gateway made,
+// an administrator) still captures.
+func HolderMayCapture(from *Book) error {
+	if from.Status == StatusFrozen {
+		return apperr.New(AccountFrozen, "the source account is frozen: its hold can be voided, not captured")
+	}
+	return nil
 }
 
 func errCaptureExceeds(amount, held int64) error {

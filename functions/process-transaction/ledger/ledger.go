@@ -73,6 +73,26 @@ type Transfer struct {
 
 	FromUser string `json:"-"`
 	ToUser   string `json:"-"`
+	// PlacedBy is who asked for the transfer, as its idempotency scope
+	// says ("process-transaction:<subject>" over HTTP, "event:<source>"):
+	// a hold is its placer's to resolve (MayResolve).
+	PlacedBy string `json:"-"`
+}
+
+// MayResolve decides whether c may capture or void the hold t by c's
+// word on the path: a party that may act for its source account, and,
+// unless privileged, the one who placed it (scope is c's idempotency
+// scope). A hold placed on a customer's account by someone else —
+// capture-payment reserving a refund, an administrator — is not the
+// customer's to release.
+func (t *Transfer) MayResolve(c Caller, scope string) error {
+	switch {
+	case !c.CanAccess(t.FromUser):
+		return ErrNotFound("transfer")
+	case !c.Privileged() && t.PlacedBy != scope:
+		return errHoldNotYours()
+	}
+	return nil
 }
 
 // ForCaller hides the balances of an account the caller does not own: a

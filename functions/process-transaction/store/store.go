@@ -216,20 +216,20 @@ type queryRower interface {
 
 // transfer reads one transfer with the owners of its accounts.
 func transfer(ctx context.Context, q queryRower, id string, lock bool) (*ledger.Transfer, error) {
-	sql := `SELECT ` + transferCols + `, fa.user_id, ta.user_id FROM transfers t
+	sql := `SELECT ` + transferCols + `, fa.user_id, ta.user_id, t.idem_scope FROM transfers t
 		JOIN accounts fa ON fa.id = t.from_account_id JOIN accounts ta ON ta.id = t.to_account_id WHERE t.id = $1`
 	if lock {
 		sql += ` FOR UPDATE OF t`
 	}
-	var fu, tu string
-	t, err := scanTransfer(q.QueryRow(ctx, sql, id), &fu, &tu)
+	var fu, tu, by string
+	t, err := scanTransfer(q.QueryRow(ctx, sql, id), &fu, &tu, &by)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ledger.ErrNotFound("transfer")
 	}
 	if err != nil {
 		return nil, err
 	}
-	t.FromUser, t.ToUser = fu, tu
+	t.FromUser, t.ToUser, t.PlacedBy = fu, tu, by
 	return t, nil
 }
 
@@ -287,6 +287,10 @@ func lockBooks(ctx context.Context, tx pgx.Tx, ids ...string) (map[string]*ledge
 type Resolution struct {
 	Amount int64
 	Status string
+	// ByHolder: the account holder resolves its own hold (not a
+	// privileged caller, not an event), so a frozen source refuses a
+	// capture (ledger.HolderMayCapture).
+	ByHolder bool
 }
 
 // UpdateHold resolves hold id: it locks the transfer, lets decide choose the
@@ -329,6 +333,11 @@ func (s *Store) resolveHold(ctx context.Context, tx pgx.Tx, t *ledger.Transfer, 
 		return err
 	}
 	from, to := books[t.FromAccountID], books[t.ToAccountID]
+	if how.ByHolder && how.Status == ledger.TransferCaptured {
+		if err := ledger.HolderMayCapture(from); err != nil {
+			return err
+		}
+	}
 	if err := ledger.ResolveHold(t, from, to, how.Amount, how.Status, now); err != nil {
 		return err
 	}
