@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"net/http"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -10,6 +12,7 @@ import (
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/functions/capture-payment/store"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -206,5 +209,40 @@ func assertSame(t *testing.T, before, after any) {
 	t.Helper()
 	if b, a := before.([4]string), after.([4]string); b != a {
 		t.Fatalf("the victim's rows changed:\nbefore %v\nafter  %v", b, a)
+	}
+}
+
+// A customer who names another customer's invoice in POST /payments learns
+// nothing of it: not its account, currency or status, nor that it exists
+// (the answer is an unknown invoice's). The generic attack above checks
+// the body for the victim's ids; this one its other facts too, with an
+// invoice that is open and one already paid (docs/security.md: "an id
+// reveals nothing").
+func TestAnotherCustomersInvoiceIsNotRevealedByPaymentProblems(t *testing.T) {
+	g := newRig(t)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	aliceAcct := g.newAccount(alice, "USD")
+	bobAcct := g.newAccount(bob, "EUR")
+	bobOpen := g.openInvoice(t, bobAcct, "EUR", 10_000)
+	bobPaid := uuid.NewString()
+	if rec := g.deliver(invoiceEvent(t, events.TypeInvoicePaid, bobPaid, bobAcct, "EUR", "paid", 5_000, 5_000)); rec.Code != 200 {
+		t.Fatalf("paid: %d %s", rec.Code, rec.Body)
+	}
+	pay := func(invoice string) (int, string) {
+		rec := g.do(req{method: "POST", path: "/payments", sub: alice, role: auth.RoleCustomer,
+			body: map[string]any{"account_id": aliceAcct, "invoice_id": invoice, "amount": 100, "currency": "USD",
+				"payment_method": "pm_card_visa", "confirm": true}})
+		return rec.Code, strings.ReplaceAll(rec.Body.String(), invoice, "<invoice>")
+	}
+	unknownCode, unknown := pay(uuid.NewString())
+	if unknownCode != http.StatusUnprocessableEntity {
+		t.Fatalf("an unknown invoice: %d %s", unknownCode, unknown)
+	}
+	scrub := regexp.MustCompile(`"request_id":"[^"]*"`)
+	for name, inv := range map[string]string{"open": bobOpen, "paid": bobPaid} {
+		code, body := pay(inv)
+		if code != unknownCode || scrub.ReplaceAllString(body, "") != scrub.ReplaceAllString(unknown, "") {
+			t.Errorf("bob's %s invoice answers %d %s\nan unknown invoice %d %s", name, code, body, unknownCode, unknown)
+		}
 	}
 }

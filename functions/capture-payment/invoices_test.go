@@ -117,7 +117,7 @@ func TestInvoicePaymentsAreRefusedBeforeTheGateway(t *testing.T) {
 		code, field      string
 	}{
 		{"another currency", g.account, inv, 2900, "EUR", 422, "", "currency"},
-		{"another account's invoice", g.account, othersInvoice, 2900, "USD", 422, "", "account_id"},
+		{"another account's invoice (told as unknown)", g.account, othersInvoice, 2900, "USD", 422, "", "invoice_id"},
 		{"more than is due", g.account, inv, 2901, "USD", 422, string(payments.CodeExceedsInvoiceDue), "amount"},
 		{"an invoice nobody knows", g.account, uuid.NewString(), 100, "USD", 422, "", "invoice_id"},
 	}

@@ -64,7 +64,7 @@ type Outcome struct {
 	// VictimChanges allows the victim's state to change: paying into
 	// someone else's account is the point of a transfer.
 	VictimChanges bool
-	// Reveals lists the victim's resources (keys of Victim.Own) a 2xx
+	// Reveals lists the victim's resources (keys of Victim.Own) an
 	// answer may hold besides those the request sent: a transfer paid to
 	// an account number names the account it paid.
 	Reveals []string
@@ -110,8 +110,9 @@ var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
 //   - on a Customer route, each reference in turn (path, query or body)
 //     carries the victim's resource of its kind while the others carry the
 //     attacker's own: the answer is 404 (or the route's Expect), the
-//     victim's Snapshot is unchanged, and a 2xx body holds none of the
-//     victim's resources but those the request itself sent. A kind the
+//     victim's Snapshot is unchanged, and the body (a refusal's problem
+//     document too) holds none of the victim's resources but those the
+//     request itself sent. A kind the
 //     victim has no resource of fails the test: write the fixture.
 //
 // A function's test builds two customers and hands over its table:
@@ -244,20 +245,20 @@ func (a *Attack) attack(t *testing.T, rt platform.Route, ref string) {
 	if !want.VictimChanges {
 		a.unchanged(t, before)
 	}
-	if code >= 200 && code < 300 {
-		allowed := map[string]bool{}
-		for _, k := range want.Reveals {
-			allowed[a.Victim.Own[k]] = true
+	// Any answer, a refusal's problem document too: "must be the
+	// invoice's account, <the victim's>" leaks as much as a 200 would.
+	allowed := map[string]bool{}
+	for _, k := range want.Reveals {
+		allowed[a.Victim.Own[k]] = true
+	}
+	reported := map[string]bool{}
+	for _, k := range slices.Sorted(mapKeys(a.Victim.Own)) {
+		v := a.Victim.Own[k]
+		if v == "" || allowed[v] || reported[v] || strings.Contains(sent, v) || !bytes.Contains(body, []byte(v)) {
+			continue
 		}
-		reported := map[string]bool{}
-		for _, k := range slices.Sorted(mapKeys(a.Victim.Own)) {
-			v := a.Victim.Own[k]
-			if v == "" || allowed[v] || reported[v] || strings.Contains(sent, v) || !bytes.Contains(body, []byte(v)) {
-				continue
-			}
-			reported[v] = true
-			t.Errorf("a %d body holds the victim's %s %s: %s", code, k, v, body)
-		}
+		reported[v] = true
+		t.Errorf("a %d body holds the victim's %s %s: %s", code, k, v, body)
 	}
 }
 

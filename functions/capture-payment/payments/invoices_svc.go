@@ -116,7 +116,7 @@ func (s *Service) invoiceFor(ctx context.Context, tx Tx, id string) (InvoiceFact
 		f, _, err = tx.LockInvoice(ctx, id)
 		return f, err
 	}
-	noSuch := apperr.Invalid(apperr.Field("invoice_id", "no such invoice"))
+	noSuch := errNoSuchInvoice()
 	if s.Invoices == nil {
 		return InvoiceFacts{}, noSuch
 	}
@@ -148,14 +148,19 @@ func (s *Service) invoiceFor(ctx context.Context, tx Tx, id string) (InvoiceFact
 // flight. creating is true for a new payment: if p exists already the
 // request is a re-run and was decided before.
 //
-// Refused: an invoice that is not payable (409 invoice_not_payable, with
-// its status), another account's or another currency's invoice (422
-// naming account_id or currency), another payment of the invoice in
+// Refused: another account's invoice (422 naming invoice_id, as an
+// unknown one: nothing of it is told), an invoice that is not payable
+// (409 invoice_not_payable, with its status), one in another currency (422
+// naming currency), another payment of the invoice in
 // flight (409 invoice_payment_in_progress, Retry-After), and an amount
 // beyond what remains (422 amount_exceeds_invoice_remaining; 409
 // invoice_not_payable when nothing remains). What remains counts
 // Capture-payment's own captures, which generate-invoice may not have
 // reported yet, as well as the invoice's amount_paid.
+// errNoSuchInvoice answers an invoice that does not exist, and one of
+// another account alike.
+func errNoSuchInvoice() error { return apperr.Invalid(apperr.Field("invoice_id", "no such invoice")) }
+
 func (s *Service) gateInvoice(ctx context.Context, tx Tx, p *Payment, creating bool) error {
 	if p.InvoiceID == nil {
 		return nil
@@ -169,15 +174,19 @@ func (s *Service) gateInvoice(ctx context.Context, tx Tx, p *Payment, creating b
 	if err != nil {
 		return err
 	}
+	if f.AccountID != p.AccountID {
+		// Another account's invoice is answered as one that does not
+		// exist, before anything of it (status, currency) is compared:
+		// the payment's account is the caller's, the invoice may be
+		// someone else's.
+		return errNoSuchInvoice()
+	}
 	if !payable(f.Status) {
 		return apperr.New(CodeInvoiceNotPayable, "invoice %s is %s: only an open or uncollectible invoice can be paid", f.ID, f.Status).
 			With("invoice_id", f.ID).With("status", f.Status)
 	}
-	var v apperr.Validator
-	v.Check(f.AccountID == p.AccountID, "account_id", "must be the invoice's account, "+f.AccountID)
-	v.Check(strings.EqualFold(f.Currency, string(p.Currency)), "currency", "must be the invoice's currency, "+f.Currency)
-	if err := v.Err(); err != nil {
-		return err
+	if !strings.EqualFold(f.Currency, string(p.Currency)) {
+		return apperr.Invalid(apperr.Field("currency", "must be the invoice's currency, "+f.Currency))
 	}
 	l, err := tx.InvoiceLoad(ctx, f.ID, p.ID)
 	if err != nil {
