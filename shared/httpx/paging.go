@@ -44,9 +44,20 @@ func PagingByID(r *http.Request, def, max int) (limit int, afterID string, err e
 	if err != nil || !after {
 		return limit, "", err
 	}
-	id, ok := ids.Canonical(c.ID)
-	if !ok {
-		return 0, "", problem.Invalid(problem.Param("cursor", "is not a cursor this endpoint returned"))
+	id, err := CursorID(c.ID)
+	if err != nil {
+		return 0, "", err
 	}
 	return limit, id, nil
+}
+
+// CursorID checks the id a decoded cursor names by the id rule
+// (shared/ids) and returns it in canonical form: a cursor is client
+// input, and an id Postgres cannot cast would be a 500.
+func CursorID(id string) (string, error) {
+	c, ok := ids.Canonical(id)
+	if !ok {
+		return "", problem.Invalid(problem.Param("cursor", "is not a cursor this endpoint returned"))
+	}
+	return c, nil
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -113,7 +114,11 @@ var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
 //     victim's Snapshot is unchanged, and the body (a refusal's problem
 //     document too) holds none of the victim's resources but those the
 //     request itself sent. A kind the
-//     victim has no resource of fails the test: write the fixture.
+//     victim has no resource of fails the test: write the fixture;
+//   - on a Customer GET route, the attacker's own request with a forged
+//     "cursor" (the keyset shapes the lists use, their id not an id) is
+//     answered below 500: a cursor is client input (a list that takes none
+//     ignores it).
 //
 // A function's test builds two customers and hands over its table:
 //
@@ -167,6 +172,9 @@ func AttackRoutes(t *testing.T, routes []platform.Route, a Attack) {
 			}
 			for _, ref := range slices.Sorted(mapKeys(rt.Refs)) {
 				t.Run(ref, func(t *testing.T) { a.attack(t, rt, ref) })
+			}
+			if rt.Method() == http.MethodGet {
+				t.Run("forged cursor", func(t *testing.T) { a.forgedCursors(t, rt) })
 			}
 		})
 	}
@@ -259,6 +267,31 @@ func (a *Attack) attack(t *testing.T, rt platform.Route, ref string) {
 		}
 		reported[v] = true
 		t.Errorf("a %d body holds the victim's %s %s: %s", code, k, v, body)
+	}
+}
+
+// forgedCursors are cursors no list returned: the shapes billfn's lists
+// encode (httpx.DecodeCursor: base64url JSON) with a position that is not
+// an id, as a client can send them.
+var forgedCursors = []string{
+	`{"t":"2020-01-01T00:00:00Z","id":"not-an-id"}`,
+	`{"t":"2020-01-01T00:00:00Z","id":""}`,
+	`{"id":"not-an-id"}`,
+	`{"id":"00000000-0000-0000-0000-00000000000g"}`,
+}
+
+// forgedCursors sends rt as the attacker, on its own resources, with each
+// forged cursor: a 4xx or a page, never a 5xx.
+func (a *Attack) forgedCursors(t *testing.T, rt platform.Route) {
+	for _, c := range forgedCursors {
+		req, _ := a.request(t, rt, "", "", a.Attacker.Token)
+		q := req.URL.Query()
+		q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(c)))
+		req.URL.RawQuery = q.Encode()
+		req.RequestURI = req.URL.RequestURI()
+		if code, body := a.send(req); code >= 500 {
+			t.Errorf("cursor %s: %d, want a 4xx (or a page): %s", c, code, body)
+		}
 	}
 }
 

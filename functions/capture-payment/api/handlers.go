@@ -244,6 +244,9 @@ func (s *API) listPayments(w http.ResponseWriter, r *http.Request) {
 	}
 	var after payments.PageKey
 	limit, ok, err := httpx.Paging(r, 20, 100, &after)
+	if err == nil && ok {
+		after.ID, err = httpx.CursorID(after.ID)
+	}
 	if err != nil {
 		bad = append(bad, problem.From(err).Errors...)
 	}
@@ -518,6 +521,9 @@ func (s *API) listMethods(w http.ResponseWriter, r *http.Request) {
 	}
 	var after payments.MethodKey
 	limit, ok, err := httpx.Paging(r, 20, 100, &after)
+	if err == nil && ok {
+		after.ID, err = httpx.CursorID(after.ID)
+	}
 	if err != nil {
 		problem.Write(w, r, err)
 		return
