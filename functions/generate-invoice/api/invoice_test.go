@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -258,6 +259,58 @@ func TestPatchAppliesAndRemovesACoupon(t *testing.T) {
 	must(t, rec, 200)
 	if got := decode[invoicing.Invoice](t, rec); got.Total != 2100 || got.Coupon != nil || len(got.Discounts) != 0 {
 		t.Fatalf("without coupon = %+v", got)
+	}
+}
+
+// A draft carrying a coupon holds one of its redemptions, however often
+// the coupon is applied to it again: otherwise one customer re-applying a
+// coupon to its own draft exhausts max_redemptions and every other
+// customer is refused the promotion. Removing the coupon from the draft,
+// or replacing it, gives its redemption back, so applying and removing in
+// turn spends nothing either.
+func TestADraftHoldsOneRedemptionOfItsCoupon(t *testing.T) {
+	g := newRig(t)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	promo, other := "PROMO3-"+alice[:8], "OTHER-"+alice[:8]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": promo, "percent_off": "10", "max_redemptions": 3}), 201)
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": other, "percent_off": "5", "max_redemptions": 1}), 201)
+	redeemed := func(id string) int {
+		var n int
+		if err := g.d.Pool.QueryRow(context.Background(), `SELECT times_redeemed FROM coupons WHERE id = $1`, id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	body := invoiceBody(alice, g.account(alice, "USD"))
+	body["coupon"] = promo
+	rec := g.asCustomer(alice, "POST", "/invoices", body)
+	must(t, rec, 201)
+	inv := decode[invoicing.Invoice](t, rec)
+	for i := 0; i < 3; i++ {
+		rec := g.asCustomer(alice, "PATCH", "/invoices/"+inv.ID, map[string]any{"coupon": promo})
+		must(t, rec, 200)
+		if got := decode[invoicing.Invoice](t, rec); got.Total != inv.Total || len(got.Discounts) != 1 {
+			t.Fatalf("the coupon applied again: total %d, %d discounts; created with %d", got.Total, len(got.Discounts), inv.Total)
+		}
+	}
+	if n := redeemed(promo); n != 1 {
+		t.Errorf("one draft with the coupon counts %d redemptions, want 1", n)
+	}
+	for i := 0; i < 3; i++ {
+		must(t, g.asCustomer(alice, "PATCH", "/invoices/"+inv.ID, map[string]any{"coupon": nil}), 200)
+		must(t, g.asCustomer(alice, "PATCH", "/invoices/"+inv.ID, map[string]any{"coupon": promo}), 200)
+	}
+	if n := redeemed(promo); n != 1 {
+		t.Errorf("removed and applied again three times: %d redemptions, want 1", n)
+	}
+	must(t, g.asCustomer(alice, "PATCH", "/invoices/"+inv.ID, map[string]any{"coupon": other}), 200)
+	if p, o := redeemed(promo), redeemed(other); p != 0 || o != 1 {
+		t.Errorf("replaced by another coupon: %d and %d redemptions, want 0 and 1", p, o)
+	}
+	b := invoiceBody(bob, g.account(bob, "USD"))
+	b["coupon"] = promo
+	if rec := g.asCustomer(bob, "POST", "/invoices", b); rec.Code != 201 {
+		t.Errorf("another customer is refused the coupon: %d %s", rec.Code, rec.Body)
 	}
 }
 

@@ -230,7 +230,14 @@ func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string,
 				adhoc = append(adhoc, d)
 			}
 		}
-		if in.Coupon.Set {
+		// A draft holds one redemption of the coupon it carries: the same
+		// coupon again changes nothing; removing or replacing it gives its
+		// redemption back, so no sequence of changes to one draft spends
+		// more than one.
+		if in.Coupon.Set && !(inv.Coupon != nil && !in.Coupon.Null && *inv.Coupon == in.Coupon.V) {
+			if inv.Coupon != nil {
+				res.Release(*inv.Coupon)
+			}
 			coupon, inv.Coupon = nil, nil
 			if !in.Coupon.Null {
 				d, err := res.Coupon(ctx, "", in.Coupon.V, inv)

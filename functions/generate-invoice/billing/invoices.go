@@ -168,9 +168,17 @@ func (r *Resolver) Draft(ctx context.Context, d *invoicing.InvoiceDraft) error {
 // Redeem counts a redemption of coupon id, written by Flush.
 func (r *Resolver) Redeem(id string) { r.redeem[id]++ }
 
-// Flush writes the coupon redemptions counted so far.
+// Release gives back the redemption of coupon id a draft held (the coupon
+// removed or replaced), written by Flush.
+func (r *Resolver) Release(id string) { r.redeem[id]-- }
+
+// Flush writes the coupon redemptions counted so far (released ones
+// subtract).
 func (r *Resolver) Flush(ctx context.Context) error {
 	for id, n := range r.redeem {
+		if n == 0 {
+			continue
+		}
 		if err := r.tx.RedeemCoupon(ctx, id, n); err != nil {
 			return err
 		}

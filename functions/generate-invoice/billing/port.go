@@ -40,7 +40,8 @@ type Tx interface {
 	// taken is a coupon_exists error).
 	InsertTaxRate(ctx context.Context, r invoicing.TaxRate) error
 	InsertCoupon(ctx context.Context, c invoicing.Coupon) error
-	// RedeemCoupon counts n more redemptions of a coupon.
+	// RedeemCoupon counts n more redemptions of a coupon (n < 0 gives
+	// them back, never below zero).
 	RedeemCoupon(ctx context.Context, id string, n int) error
 	// RecordOutOfBandPayment records a payment made outside billfn.
 	RecordOutOfBandPayment(ctx context.Context, invoiceID, paymentID string, amount int64, cur, reference string) error

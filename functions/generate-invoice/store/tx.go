@@ -216,9 +216,10 @@ func (tx *Tx) RecordOutOfBandPayment(ctx context.Context, invoiceID, paymentID s
 	return err
 }
 
-// RedeemCoupon counts n more redemptions of a coupon.
+// RedeemCoupon counts n more redemptions of a coupon (n < 0: released,
+// never below zero).
 func (tx *Tx) RedeemCoupon(ctx context.Context, id string, n int) error {
-	_, err := tx.Exec(ctx, `UPDATE coupons SET times_redeemed = times_redeemed + $2 WHERE id = $1`, id, n)
+	_, err := tx.Exec(ctx, `UPDATE coupons SET times_redeemed = greatest(times_redeemed + $2, 0) WHERE id = $1`, id, n)
 	return err
 }
 
