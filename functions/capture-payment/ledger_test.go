@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -228,6 +229,60 @@ func TestAPendingRefundWithoutItsHoldIsReservedBeforeTheTickRefundsIt(t *testing
 	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
 		if ps.Data.Metadata["kind"] == payments.KindRefund {
 			t.Fatalf("a refund posting besides the hold: %+v", ps)
+		}
+	}
+}
+
+// A refund's id is derived from its caller and Idempotency-Key. Once the
+// key's record has expired (24 hours), the same key may come again for a
+// refund of another payment: it must not be answered with the first
+// payment's refund, a 201 that refunds nothing, but refused as a key
+// already used for another request.
+func TestAnExpiredRefundKeyIsNotAnsweredWithAnotherPaymentsRefund(t *testing.T) {
+	g := newRig(t)
+	p1 := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+	p2 := g.pay(3000, "USD", "pm_card_visa", "automatic", true)
+	k := uuid.NewString()
+	first := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p1.ID + "/refunds", key: k, body: map[string]any{"amount": 1000}}), 201)
+	if _, err := g.d.Pool.Exec(context.Background(), `DELETE FROM idempotency_keys WHERE key = $1`, k); err != nil {
+		t.Fatal(err)
+	}
+	rec := g.do(req{method: "POST", path: "/payments/" + p2.ID + "/refunds", key: k, body: map[string]any{"amount": 1000}})
+	if code := problemCode(t, rec, 422); code != "idempotency_key_reused" {
+		t.Fatalf("the expired key on another payment: %s (the first refund was %s)", code, first.ID)
+	}
+	if got := g.get(p2.ID); got.AmountRefunded != 0 || got.AmountRefundPending != 0 {
+		t.Fatalf("the second payment after a refused refund: %+v", got)
+	}
+}
+
+// A payment's id is derived from its caller and Idempotency-Key too: once
+// the key's record has expired, the same key with another request (another
+// amount, account or invoice) is refused as a reused key, not answered 201
+// with the earlier payment, which the client would take for a new charge.
+// The same request again still answers the payment it made.
+func TestAnExpiredPaymentKeyIsNotAnsweredWithAnotherPayment(t *testing.T) {
+	g := newRig(t)
+	for _, confirm := range []bool{true, false} {
+		k := uuid.NewString()
+		body := map[string]any{"account_id": g.account, "amount": 5000, "currency": "USD",
+			"payment_method": "pm_card_visa", "capture_method": "automatic", "confirm": confirm}
+		first := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", key: k, body: body}), 201)
+		expire := func() {
+			if _, err := g.d.Pool.Exec(context.Background(), `DELETE FROM idempotency_keys WHERE key = $1`, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+		expire()
+		again := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", key: k, body: body}), 201)
+		if again.ID != first.ID || again.Amount != 5000 {
+			t.Fatalf("confirm %v: the same request after expiry answered %+v, want payment %s", confirm, again, first.ID)
+		}
+		expire()
+		body["amount"] = 3000
+		rec := g.do(req{method: "POST", path: "/payments", key: k, body: body})
+		if code := problemCode(t, rec, 422); code != "idempotency_key_reused" {
+			t.Fatalf("confirm %v: another amount under the expired key: %s", confirm, code)
 		}
 	}
 }

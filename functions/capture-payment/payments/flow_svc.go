@@ -41,6 +41,28 @@ type CreateInput struct {
 	Metadata              map[string]string
 }
 
+// made reports whether p is the payment in asks for, as far as money goes
+// (account, amount, currency, invoice): p has in's id, derived from the
+// caller and the Idempotency-Key, so p is either this request's, run
+// before, or an earlier request's whose key record has expired (24 h)
+// and came again with another body.
+func (in CreateInput) made(p *Payment) bool {
+	return (in.AccountID == "" || p.AccountID == in.AccountID) && p.Amount == in.Amount && p.Currency == in.Currency &&
+		ptrEqual(p.InvoiceID, in.InvoiceID)
+}
+
+func ptrEqual(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+// errKeyReused refuses a request whose id, derived from its caller and
+// Idempotency-Key, names what an earlier, different request made: its key
+// record expired (the idempotency layer answers a live one itself), and
+// answering the earlier payment or refund would tell the client a charge
+// or a refund happened that it did not ask for.
+func errKeyReused(what string) error {
+	return apperr.New(apperr.IdempotencyKeyReused,
+		"this Idempotency-Key was used for a different %s (its record has expired); use a new key for a new request", what)
+}
+
 // method is a payment method resolved to what a gateway takes.
 type method struct {
 	token   string
@@ -222,6 +244,9 @@ func (s *Service) create(ctx context.Context, run Runner, in CreateInput, g *Acc
 				if err != nil {
 					return err
 				}
+				if !in.made(existing) {
+					return errKeyReused("payment")
+				}
 				*p = *existing
 				return complete(ctx, tx, done, Created, p)
 			}
@@ -252,6 +277,9 @@ func (s *Service) create(ctx context.Context, run Runner, in CreateInput, g *Acc
 			existing, err := tx.Payment(ctx, in.ID, true)
 			if err != nil {
 				return err
+			}
+			if !in.made(existing) {
+				return errKeyReused("payment")
 			}
 			p, resume = existing, false
 			if p.Op() == OpConfirm {
@@ -716,6 +744,9 @@ func (s *Service) Refund(ctx context.Context, paymentID, refundID string, can Ac
 			return ErrNotFound
 		}
 		if r, err = tx.Refund(ctx, refundID, true); err == nil {
+			if r.PaymentID != p.ID || (amount != 0 && r.Amount != amount) {
+				return errKeyReused("refund")
+			}
 			// The same request ran before and stopped: carry on.
 			if r.Status == "pending" && r.GatewayRefundID == nil {
 				return nil
