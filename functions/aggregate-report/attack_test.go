@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/testenv"
@@ -71,6 +73,53 @@ func TestAttackEveryRoute(t *testing.T) {
 		rec := g.request("GET", path+"?"+q.Encode(), asCustomer(userA), nil)
 		if rec.Code != 200 || strings.Contains(rec.Body.String(), acctB) {
 			t.Errorf("A's own %s: %d %s", name, rec.Code, rec.Body)
+		}
+	}
+}
+
+// A customer's reconciliation shows its own accounts' side of a payment
+// only. A transfer's metadata is its caller's words: a customer moving 1
+// between its own accounts with {"kind":"refund","payment_id":<another
+// customer's payment>} (process-transaction now refuses those kinds from
+// customers; an event replayed from before, or an administrator's
+// transfer, can still carry them) made that payment one of the customer's,
+// and the report then listed its whole history: the victim's captured
+// amount, gateway event ids and ledger transfer ids, in JSON and CSV.
+func TestReconciliationShowsOnlyTheCallersSideOfAPayment(t *testing.T) {
+	g := newRig(t)
+	d := day("2026-03-10")
+	attacker, victim := id(), id()
+	atkA, atkB, vicAcct, clearing := id(), id(), id(), id()
+	victimPayment := id()
+	capture := payment(t, d.Add(9*time.Hour), "captured", paymentFields{id: victimPayment, account: vicAcct, cur: "USD",
+		gateway: "stripe", amount: 987654, captured: 987654})
+	victimPosting := transfer(t, d.Add(9*time.Hour+time.Second), clearing, vicAcct, 987654, "USD", "posted",
+		withMeta("payment_capture", victimPayment, "stripe"))
+	forged := transfer(t, d.Add(10*time.Hour), atkA, atkB, 1, "USD", "posted", withMeta("refund", victimPayment, "stripe"))
+	g.deliver(
+		account(t, d, atkA, attacker, "ACC-ATK-A", "USD"),
+		account(t, d, atkB, attacker, "ACC-ATK-B", "USD"),
+		account(t, d, vicAcct, victim, "ACC-VIC", "USD"),
+		account(t, d, clearing, id(), "SYS-CLEARING-USD", "USD"),
+		capture, victimPosting, forged,
+	)
+	leaks := func(s string) bool {
+		return strings.Contains(s, "987654") || strings.Contains(s, capture.ID()) || strings.Contains(s, victimPosting.Subject())
+	}
+	res := g.request(http.MethodGet, "/reports/reconciliation?date=2026-03-10", asCustomer(attacker), nil)
+	if res.Code != http.StatusOK || leaks(res.Body.String()) {
+		t.Errorf("the attacker's reconciliation: %d %s", res.Code, res.Body)
+	}
+	res = g.request(http.MethodGet, "/reports/reconciliation.csv?date=2026-03-10", asCustomer(attacker), nil)
+	if res.Code != http.StatusOK || leaks(res.Body.String()) {
+		t.Errorf("the attacker's reconciliation as CSV: %d %s", res.Code, res.Body)
+	}
+	// The victim still sees its payment whole.
+	var rec store.Reconciliation
+	g.getJSON("/reports/reconciliation?date=2026-03-10", asCustomer(victim), &rec)
+	for _, m := range rec.Mismatches {
+		if m.PaymentID == victimPayment && (m.GatewayCaptured != 987654 || m.LedgerRefunded != 0) {
+			t.Errorf("the victim's own view of its payment: %+v", m)
 		}
 	}
 }

@@ -900,7 +900,10 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 	})
 	// Every payment with activity that day is compared over its whole
 	// history up to the day's end plus the grace period: a difference left
-	// from an earlier day stays visible until it is fixed.
+	// from an earlier day stays visible until it is fixed. A customer's
+	// scope sees its own accounts' rows of it only: a row's payment_id is
+	// what its transfer's metadata said, not proof that the payment is the
+	// customer's.
 	b.Queue(`
 		WITH active AS (
 			SELECT DISTINCT payment_id FROM report_recon
@@ -916,7 +919,7 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		       coalesce(array_agg(r.ref ORDER BY r.at, r.ref) FILTER (WHERE r.side = 'ledger' AND r.status = 'posted'), '{}'),
 		       coalesce(array_agg(r.ref ORDER BY r.at, r.ref) FILTER (WHERE r.side = 'ledger' AND r.status = 'rejected'), '{}')
 		FROM report_recon r JOIN active a USING (payment_id)
-		WHERE r.at < $3
+		WHERE r.at < $3 AND ($4 OR r.account_id = ANY($5::uuid[]))
 		GROUP BY r.payment_id, r.currency
 		ORDER BY r.payment_id, r.currency`, day, end, cutoff, sc.All, acct).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
