@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -147,4 +148,40 @@ func TestAttackEveryRoute(t *testing.T) {
 		},
 		Snapshot: func(tb testing.TB) any { return b.snapshot(tb, e) },
 	})
+}
+
+// A transfer's metadata.kind names what billfn's own functions moved money
+// for (events.TransferKinds: a payment's capture, a refund, an invoice's
+// settlement), and consumers read it as a fact about a payment
+// (aggregate-report's reconciliation). Such a fact is accepted only from
+// its owner: a customer's transfer claiming one of those kinds is refused,
+// in a batch too, and nothing moves; an administrator's is accepted.
+func TestACustomerCannotClaimABillfnTransferKind(t *testing.T) {
+	e := newEnv(t)
+	owner := uuid.NewString()
+	a, b := e.account(owner, "USD"), e.account(owner, "USD")
+	e.fund(a, 1_000)
+	for _, kind := range events.TransferKinds {
+		md := map[string]string{"kind": kind, "payment_id": uuid.NewString(), "gateway": "stripe"}
+		r := e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+			"amount": 1, "currency": "USD", "metadata": md}, "Idempotency-Key", key())
+		if r.Code != 422 || !strings.Contains(r.Body.String(), `"pointer":"#/metadata/kind"`) {
+			t.Errorf("a customer's transfer of kind %s: %d %s", kind, r.Code, r.Body)
+		}
+		r = e.do("POST", "/transfers/batch", owner, auth.RoleCustomer, map[string]any{"transfers": []any{
+			map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 1, "currency": "USD"},
+			map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 1, "currency": "USD", "metadata": md}}},
+			"Idempotency-Key", key())
+		if r.Code != 422 || !strings.Contains(r.Body.String(), `"pointer":"#/transfers/1/metadata/kind"`) {
+			t.Errorf("a customer's batch with a transfer of kind %s: %d %s", kind, r.Code, r.Body)
+		}
+	}
+	if got := e.get(a.ID); got.Balance != 1_000 {
+		t.Fatalf("refused transfers moved money: %+v", got)
+	}
+	ok := e.do("POST", "/transfers", e.admin, auth.RoleAdmin, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 1, "currency": "USD", "metadata": map[string]string{"kind": events.KindRefund}}, "Idempotency-Key", key())
+	if ok.Code != 201 {
+		t.Errorf("an administrator's transfer of kind refund: %d %s", ok.Code, ok.Body)
+	}
 }

@@ -94,6 +94,22 @@ type TransactionRequested struct {
 	TransferID string `json:"transfer_id,omitempty"`
 }
 
+// The kinds of transfer billfn's own functions ask for, in a transfer's
+// metadata.kind (docs/events.md, "Payments in the ledger"). Consumers read
+// them as facts about a payment (aggregate-report's reconciliation), so
+// they are a fact only capture-payment may state: process-transaction
+// refuses a customer's transfer that claims one (metadata/kind).
+const (
+	KindPaymentCapture    = "payment_capture"    // SYS-CLEARING → the payment's account
+	KindInvoiceSettlement = "invoice_settlement" // the payment's account → SYS-REVENUE
+	KindRefund            = "refund"             // → SYS-CLEARING, a refund's hold or posting
+	KindInvoiceRefund     = "invoice_refund"     // SYS-REVENUE → the account, before a gateway-made refund
+	KindInvoiceUnapplied  = "invoice_unapplied"  // SYS-REVENUE → the account, what an invoice did not need
+)
+
+// TransferKinds lists the kinds above.
+var TransferKinds = []string{KindPaymentCapture, KindInvoiceSettlement, KindRefund, KindInvoiceRefund, KindInvoiceUnapplied}
+
 // MetadataOf encodes string metadata for a TransferRequest.
 func MetadataOf(m map[string]string) json.RawMessage {
 	if m == nil {

@@ -152,7 +152,7 @@ func metadata(raw json.RawMessage) map[string]string {
 
 // reconKinds maps the ledger's metadata.kind to the cash it moves at a
 // gateway; invoice_settlement and invoice_refund move money inside billfn.
-var reconKinds = map[string]string{"payment_capture": "capture", "refund": "refund"}
+var reconKinds = map[string]string{events.KindPaymentCapture: "capture", events.KindRefund: "refund"}
 
 func (a *Aggregator) transfer(ev Event) error {
 	var d transferData

@@ -124,12 +124,13 @@ type TransferRequest struct {
 	Pending           bool              `json:"pending"`
 }
 
-// Posting kinds (metadata.kind), see docs/events.md "Payments in the ledger".
+// Posting kinds (metadata.kind): the contract's (events.TransferKinds),
+// see docs/events.md "Payments in the ledger".
 const (
-	KindCapture    = "payment_capture"
-	KindSettlement = "invoice_settlement"
-	KindRefund     = "refund"
-	KindInvRefund  = "invoice_refund"
+	KindCapture    = events.KindPaymentCapture
+	KindSettlement = events.KindInvoiceSettlement
+	KindRefund     = events.KindRefund
+	KindInvRefund  = events.KindInvoiceRefund
 )
 
 // LedgerNS namespaces the deterministic ids of ledger events.

@@ -258,7 +258,7 @@ func (s *Service) OnPaymentUnapplied(ctx context.Context, run Runner, ev events.
 }
 
 // KindUnapplied is the posting that reverses an unneeded settlement.
-const KindUnapplied = "invoice_unapplied"
+const KindUnapplied = events.KindInvoiceUnapplied
 
 // insertCharging records a new payment and its first attempt before the
 // gateway is called (insertConfirming); a payment for an invoice first

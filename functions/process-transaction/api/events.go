@@ -51,7 +51,7 @@ func (s *Service) opFor(ev events.Event) (*ledger.Op, error) {
 		return o, nil
 	}
 	req := ledger.TransferRequest(data.TransferRequest)
-	if err := req.Validate("", s.now()); err != nil {
+	if err := req.Validate("", s.now(), eventCaller); err != nil {
 		return nil, events.Permanent(err)
 	}
 	o := &ledger.Op{Req: req, Caller: eventCaller, Scope: "event:" + events.SourceOf(ev), Key: ev.ID(),

@@ -11,6 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
+	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/ids"
@@ -69,7 +70,7 @@ func FuzzTransferRequest(f *testing.F) {
 		var req ledger.TransferRequest
 		err := httpx.Unmarshal(body, &req)
 		if err == nil {
-			err = req.Validate("", fuzzNow)
+			err = req.Validate("", fuzzNow, auth.Principal{Subject: "fuzz", Role: auth.RoleCustomer})
 		}
 		if err != nil {
 			var pe *problem.Error

@@ -64,7 +64,7 @@ func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	if err := req.Validate("", s.now()); err != nil {
+	if err := req.Validate("", s.now(), p); err != nil {
 		problem.Write(w, r, err)
 		return
 	}
@@ -184,7 +184,7 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 	tp, ts := events.TraceParent(r.Context()), events.TraceState(r.Context())
 	for i := range in.Transfers {
 		req := in.Transfers[i]
-		if err := req.Validate(fmt.Sprintf("transfers/%d/", i), now); err != nil {
+		if err := req.Validate(fmt.Sprintf("transfers/%d/", i), now, p); err != nil {
 			var pe *apperr.Error
 			if errors.As(err, &pe) && len(pe.Errors) > 0 {
 				v.Add(pe.Errors...)

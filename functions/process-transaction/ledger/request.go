@@ -3,7 +3,9 @@ package ledger
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -32,9 +34,11 @@ const (
 )
 
 // Validate checks the request's shape (path prefixes field pointers, e.g.
-// "transfers/3/"). Rules that need no account — a non-positive amount, the
+// "transfers/3/"), and that a caller who is not privileged claims no kind
+// of transfer that billfn's own functions make (events.TransferKinds: a
+// consumer takes it for a fact about a payment). Rules that need no account — a non-positive amount, the
 // same account on both sides — are reported as their rejection codes.
-func (r *TransferRequest) Validate(path string, now time.Time) error {
+func (r *TransferRequest) Validate(path string, now time.Time, caller Caller) error {
 	// A card number in a free-text field is refused first, so no other
 	// message quotes it; an event's request is checked here too.
 	var c pan.Checker
@@ -61,6 +65,10 @@ func (r *TransferRequest) Validate(path string, now time.Time) error {
 		v.Check(len(r.Metadata) <= MaxMetadata, path+"metadata", "must be at most 8 KiB")
 	} else {
 		r.Metadata = nil
+	}
+	if !caller.Privileged() && len(r.Metadata) > 0 {
+		v.Check(!billfnKind(r.Metadata), path+"metadata/kind",
+			"is a kind of transfer only billfn's own functions make ("+strings.Join(events.TransferKinds, ", ")+")")
 	}
 	if r.ExpiresAt != nil {
 		v.Check(r.Pending, path+"expires_at", "only a hold (\"pending\": true) can expire")
@@ -132,4 +140,17 @@ func NewAccountNumber() string {
 		j++
 	}
 	return string(out)
+}
+
+// billfnKind reports whether metadata (a JSON object) names one of
+// events.TransferKinds as its "kind".
+func billfnKind(metadata []byte) bool {
+	var md struct {
+		Kind any `json:"kind"`
+	}
+	if json.Unmarshal(metadata, &md) != nil {
+		return false // not an object: Validate says so
+	}
+	k, ok := md.Kind.(string)
+	return ok && slices.Contains(events.TransferKinds, k)
 }
