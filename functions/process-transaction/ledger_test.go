@@ -682,7 +682,10 @@ func TestLedgerInvariantUnderConcurrency(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("outcomes: %v", outcomes)
-	if outcomes["201"] < 1000 || outcomes["insufficient_funds"] == 0 {
+	// A sanity floor, not a figure: how many of the 4,000 operations
+	// succeed depends on how the workers interleave (987 transfers and
+	// holds were 201 on a busy machine, under an earlier floor of 1,000).
+	if outcomes["201"] < 500 || outcomes["200"] == 0 || outcomes["insufficient_funds"] == 0 {
 		t.Fatalf("the mix did not exercise the ledger: %v", outcomes)
 	}
 	checkLedger(t, e.d)
