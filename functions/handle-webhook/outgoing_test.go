@@ -474,6 +474,29 @@ func TestEndpointPrivateAddressesRefusedAtCreateAndAtDial(t *testing.T) {
 	}
 }
 
+// An endpoint's URL must name a public address, and "public" is more than
+// Go's private and loopback sets: the shared address space (RFC 6598; pod
+// networks, a cloud's metadata service at 100.100.100.200), NAT64 and 6to4
+// forms of private IPv4 addresses, the IPv4-compatible form and the
+// benchmarking range are refused like 10.0.0.1 (shared/egress).
+func TestEndpointURLsOutsideThePublicInternetAreRefused(t *testing.T) {
+	r := newRig(t, func(c *api.Config) { c.AllowedHosts = "" })
+	for _, u := range []string{
+		"http://100.100.100.200/latest/meta-data/",
+		"http://100.64.0.1/",
+		"http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+		"http://[64:ff9b::a00:1]/",
+		"http://[::7f00:1]/",
+		"http://[2002:a00:1::]/",
+		"http://198.18.0.1/",
+	} {
+		rec := r.admin_("POST", "/endpoints", map[string]any{"url": u, "events": []string{events.TypeInvoicePaid}}, auth.RoleAdmin, "")
+		if rec.Code != http.StatusUnprocessableEntity {
+			t.Errorf("POST /endpoints url=%s: %d, want 422 (not a public address)", u, rec.Code)
+		}
+	}
+}
+
 // A redirect is the answer, never followed: the delivery failed.
 func TestEndpointRedirectsAreNotFollowed(t *testing.T) {
 	r := newRig(t)

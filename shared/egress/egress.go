@@ -29,17 +29,69 @@ import (
 // ErrNotPublic is a connection refused because its address is not public.
 var ErrNotPublic = errors.New("address is not public")
 
-// zeroNet is 0.0.0.0/8, "this network": connecting to it reaches the host.
-var zeroNet = netip.MustParsePrefix("0.0.0.0/8")
+// notPublic are the ranges of IANA's special-purpose address registries
+// (IPv4 and IPv6) that are not globally reachable and that Go's
+// IsPrivate, IsLoopback, IsLinkLocalUnicast and IsMulticast do not cover:
+// a host that shares such a range with billfn — a pod network or a
+// cloud's metadata service in 100.64.0.0/10, a lab in 198.18.0.0/15 — is
+// reached through it. The documentation ranges (192.0.2.0/24,
+// 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are left out: nothing
+// routes them, and tests use them as examples of public addresses.
+var notPublic = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range []string{
+		"0.0.0.0/8",      // "this network": connecting to it reaches the host
+		"100.64.0.0/10",  // shared address space (RFC 6598)
+		"192.0.0.0/24",   // IETF protocol assignments
+		"198.18.0.0/15",  // benchmarking (RFC 2544)
+		"240.0.0.0/4",    // reserved, and the limited broadcast address
+		"::/96",          // IPv4-compatible (deprecated): ::a.b.c.d
+		"64:ff9b:1::/48", // local-use NAT64 (RFC 8215)
+		"100::/64",       // discard-only
+		"2001::/32",      // Teredo: a tunnel to any IPv4 address
+		"5f00::/16",      // SRv6 segment identifiers
+		"fec0::/10",      // site-local (deprecated)
+	} {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}()
+
+// The IPv6 prefixes whose addresses carry an IPv4 address a gateway
+// forwards to: well-known NAT64 (RFC 6052, the last 32 bits) and 6to4
+// (RFC 3056, the 32 bits after the prefix).
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+)
 
 // PublicAddr reports whether a guarded request may connect to a: not
 // loopback, link-local (169.254.0.0/16, fe80::/10), private (10/8,
-// 172.16/12, 192.168/16, fc00::/7), unspecified or multicast. An
-// IPv4-mapped IPv6 address is judged as the IPv4 address it carries.
+// 172.16/12, 192.168/16, fc00::/7), unspecified, multicast, or another
+// range that is not globally reachable (notPublic). An IPv6 address that
+// carries an IPv4 address (IPv4-mapped, NAT64, 6to4) is judged as that
+// IPv4 address.
 func PublicAddr(a netip.Addr) bool {
 	a = a.Unmap()
-	return a.IsValid() && !a.IsLoopback() && !a.IsLinkLocalUnicast() && !a.IsPrivate() && !a.IsUnspecified() &&
-		!a.IsMulticast() && !a.IsLinkLocalMulticast() && !a.IsInterfaceLocalMulticast() && !zeroNet.Contains(a)
+	if a.Is6() {
+		b := a.As16()
+		switch {
+		case nat64.Contains(a):
+			a = netip.AddrFrom4([4]byte(b[12:16]))
+		case sixToFour.Contains(a):
+			a = netip.AddrFrom4([4]byte(b[2:6]))
+		}
+	}
+	if !a.IsValid() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsPrivate() || a.IsUnspecified() ||
+		a.IsMulticast() || a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() {
+		return false
+	}
+	for _, p := range notPublic {
+		if p.Contains(a) {
+			return false
+		}
+	}
+	return true
 }
 
 // Control is a dialer's Control function that refuses a connection to any

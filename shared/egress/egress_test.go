@@ -17,6 +17,22 @@ func TestPublicAddr(t *testing.T) {
 		"127.0.0.1": false, "::1": false, "169.254.169.254": false, "10.1.2.3": false, "172.16.0.1": false,
 		"192.168.1.1": false, "fd00::1": false, "fe80::1": false, "0.0.0.0": false, "0.1.2.3": false, "::": false,
 		"224.0.0.1": false, "::ffff:10.0.0.1": false, "::ffff:127.0.0.1": false,
+		// Not in Go's private or loopback sets, yet not the internet's:
+		// shared address space (RFC 6598; pod and node networks, a cloud's
+		// metadata service at 100.100.100.200), benchmarking, reserved,
+		// broadcast, IETF protocol assignments.
+		"100.64.0.1": false, "100.100.100.200": false, "100.127.255.254": false, "198.18.0.1": false, "198.19.255.1": false,
+		"240.0.0.1": false, "255.255.255.255": false, "192.0.0.8": false,
+		"100.63.255.255": true, "100.128.0.1": true, "198.20.0.1": true,
+		// IPv6 forms that carry an IPv4 address are judged by it: NAT64
+		// (a gateway translates them to any IPv4 address), 6to4; the
+		// deprecated IPv4-compatible form, Teredo, the local-use NAT64
+		// prefix and site-local are refused outright.
+		"64:ff9b::a9fe:a9fe": false, "64:ff9b::a00:1": false, "64:ff9b::808:808": true,
+		"2002:a00:1::": false, "2002:7f00:1::1": false, "2002:808:808::1": true,
+		"::7f00:1": false, "::a00:1": false, "2001::1": false, "64:ff9b:1::a00:1": false, "fec0::1": false,
+		"100::1": false, "5f00::1": false,
+		"2606:4700:4700::1111": true,
 	} {
 		if got := PublicAddr(netip.MustParseAddr(a)); got != want {
 			t.Errorf("PublicAddr(%s) = %v", a, got)
