@@ -400,3 +400,62 @@ func TestPlanChangeBillsDuePeriodsAtTheOldPrice(t *testing.T) {
 		t.Fatalf("March = %d", last.Total)
 	}
 }
+
+// Periods that started before a cancellation were consumed: canceling
+// bills them first, as a PATCH does, even those the tick has not reached
+// yet (its lag, or a catch-up after downtime). Without it, a customer who
+// canceled before the tick ran had those periods free.
+func TestCancelBillsThePeriodsThatHaveStarted(t *testing.T) {
+	g := newRig(t)
+	for _, atEnd := range []bool{false, true} {
+		user := uuid.NewString()
+		g.clock.Set(day("2026-02-10T00:00:00Z"))
+		sub := g.subscribe(subBody(user, monthly(1000)))
+		// Three periods (Mar 10, Apr 10, May 10) have started; no tick ran.
+		g.clock.Set(day("2026-05-20T00:00:00Z"))
+		rec := g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", map[string]any{"at_period_end": atEnd})
+		must(t, rec, 200)
+		g.tick()
+		if invs := g.subInvoices(sub.ID); len(invs) != 4 {
+			t.Errorf("at_period_end %v: canceled on 05-20 with %d invoice(s) (%s), want 4: 02-10, 03-10, 04-10, 05-10", atEnd, len(invs), periods(invs))
+		}
+		got := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+		switch {
+		case !atEnd && got.Status != invoicing.SubCanceled:
+			t.Errorf("canceled now: %s", got.Status)
+		case atEnd && (got.CancelAt == nil || !got.CancelAt.Equal(day("2026-06-10T00:00:00Z"))):
+			t.Errorf("canceled at the end of the period running on 05-20: cancel_at %v", got.CancelAt)
+		}
+	}
+}
+
+// A mid-period upgrade with the default proration leaves its charge as
+// pending lines for the next period's invoice. A subscription that ends
+// has no next period: the pending charge is invoiced when it ends, not
+// dropped (the customer used the higher plan for the rest of the period).
+func TestAnEndingSubscriptionInvoicesItsPendingProration(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	sub := g.subscribe(subBody(user, monthly(3000)))
+	// Half of April left: a credit of 1500 for the old plan, 3000 for Max.
+	g.clock.Set(day("2026-04-16T00:00:00Z"))
+	up := map[string]any{"name": "Max", "amount": 6000, "currency": "USD", "interval": "month"}
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"plan": up})
+	must(t, rec, 200)
+	if got := decode[invoicing.Subscription](t, rec); len(got.PendingLines) != 2 {
+		t.Fatalf("after the upgrade: pending %+v", got.PendingLines)
+	}
+	must(t, g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 200)
+	g.clock.Set(day("2026-05-01T00:00:00Z"))
+	g.tick()
+	s := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	var billed int64
+	invs := g.subInvoices(sub.ID)
+	for _, inv := range invs {
+		billed += inv.Total
+	}
+	if s.Status != invoicing.SubCanceled || billed != 3000+1500 || len(s.PendingLines) != 0 {
+		t.Fatalf("ended %s: billed %d in %d invoice(s) (%s), want 4500; pending lines left %d", s.Status, billed, len(invs), periods(invs), len(s.PendingLines))
+	}
+}

@@ -170,21 +170,40 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 }
 
 // CancelSubscription ends a subscription at the end of the current period
-// (default) or now. Canceling now ends billing; it does not refund the
-// current period (refunds belong to capture-payment).
+// (default) or now. The periods that started before it are billed first,
+// as a PATCH bills them, even those the tick has not reached: they were
+// used. Canceling now ends billing; it does not refund the current period
+// (refunds belong to capture-payment), and what a plan change left pending
+// is invoiced as the subscription ends (endSubscription).
 func (s *Service) CancelSubscription(ctx context.Context, p auth.Principal, id string, in *CancelSubscriptionIn, done Answer) (*invoicing.Subscription, []string, error) {
 	atEnd := in.AtPeriodEnd == nil || *in.AtPeriodEnd
 	return s.changeSub(ctx, p, id, done, func(ctx context.Context, tx Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
 		if sub.Status == invoicing.SubCanceled {
 			return nil, nil, apperr.New(invoicing.CodeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
 		}
+		var msgs []invoicing.Event
+		var invIDs []string
+		for {
+			m, ids, err := s.bill(ctx, tx, sub, now)
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(ids) == 0 {
+				break
+			}
+			msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
+		}
 		if atEnd {
 			invoicing.ScheduleCancel(sub)
 			if sub.CancelAt.After(now) {
-				return []invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)}, nil, nil
+				return append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)), invIDs, nil
 			}
 		}
-		invoicing.EndSubscription(sub, now, now)
-		return []invoicing.Event{invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub), invoicing.CanceledNotice(sub)}, nil, nil
+		m, ids, err := s.endSubscription(ctx, tx, sub, now, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		return append(append(msgs, m...), invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub), invoicing.CanceledNotice(sub)),
+			append(invIDs, ids...), nil
 	})
 }

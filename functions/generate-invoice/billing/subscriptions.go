@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -400,26 +401,58 @@ func (s *Service) BillDueSubscriptions(ctx context.Context, now time.Time) (int,
 
 // CancelDueSubscriptions ends subscriptions whose cancel_at has come.
 func (s *Service) CancelDueSubscriptions(ctx context.Context, now time.Time) (int, error) {
-	var ids []string
+	var ids, invIDs []string
 	err := s.store.InTx(ctx, func(tx Tx) error {
-		ids = ids[:0]
+		ids, invIDs = ids[:0], invIDs[:0]
 		subs, err := tx.LockCancelDue(ctx, now, 500)
 		if err != nil {
 			return err
 		}
 		var msgs []invoicing.Event
 		for _, sub := range subs {
-			invoicing.EndSubscription(sub, *sub.CancelAt, now)
+			m, inv, err := s.endSubscription(ctx, tx, sub, *sub.CancelAt, now)
+			if err != nil {
+				return err
+			}
 			if err := tx.SaveSub(ctx, sub); err != nil {
 				return err
 			}
-			msgs = append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub), invoicing.CanceledNotice(sub))
-			ids = append(ids, sub.ID)
+			msgs = append(append(msgs, m...), invoicing.SubscriptionEvent(events.TypeSubscriptionCanceled, sub), invoicing.CanceledNotice(sub))
+			ids, invIDs = append(ids, sub.ID), append(invIDs, inv...)
 		}
 		return tx.Emit(ctx, msgs)
 	})
-	s.changed(nil, ids)
+	s.changed(invIDs, ids)
 	return len(ids), err
+}
+
+// endSubscription ends sub at at. What a plan change left pending for the
+// next period's invoice (a proration's charge and credit) is invoiced
+// now, since no next period will carry it; a net credit cannot be an
+// invoice of its own and stays in the ended subscription's pending_lines,
+// where an operator sees it (and a warning says so).
+func (s *Service) endSubscription(ctx context.Context, tx Tx, sub *invoicing.Subscription, at, now time.Time) ([]invoicing.Event, []string, error) {
+	var msgs []invoicing.Event
+	var ids []string
+	if len(sub.PendingLines) > 0 {
+		inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
+		inv.Lines = slices.Clone(sub.PendingLines)
+		err := inv.Recompute()
+		var pe *apperr.Error
+		switch {
+		case err == nil:
+			if msgs, err = s.PersistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now); err != nil {
+				return nil, nil, err
+			}
+			ids, sub.PendingLines, sub.LatestInvoiceID = []string{inv.ID}, []invoicing.Line{}, ptr(inv.ID)
+		case errors.As(err, &pe) && pe.Code == invoicing.CodeTotalNegative:
+			slog.WarnContext(ctx, "subscription ended with a net credit pending: kept in its pending_lines", "subscription", sub.ID)
+		default:
+			return nil, nil, err
+		}
+	}
+	invoicing.EndSubscription(sub, at, now)
+	return msgs, ids, nil
 }
 
 // changePlan applies a plan change at now with proration of the current

@@ -147,9 +147,10 @@ func ScheduleCancel(sub *Subscription) {
 	sub.CancelAt = ptr(*sub.CurrentPeriodEnd)
 }
 
+// EndSubscription ends sub at at (its pending lines are the caller's to
+// invoice first: billing.endSubscription).
 func EndSubscription(sub *Subscription, at, now time.Time) {
 	sub.Status, sub.CanceledAt, sub.NextBillingAt, sub.UpdatedAt = SubCanceled, ptr(at), nil, now
-	sub.PendingLines = []Line{}
 	if sub.CancelAt == nil || sub.CancelAt.After(at) {
 		sub.CancelAt = ptr(at)
 	}
