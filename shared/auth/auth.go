@@ -144,7 +144,8 @@ type cached struct {
 	p   Principal
 	exp time.Time
 	gen uint64
-	kid string // JWKS: the key must still be in the set
+	kid string           // JWKS: the key must still be in the set under this kid,
+	key crypto.PublicKey // and still be this key (a provider may re-key a kid)
 }
 
 // jwksAlgs are the algorithms a JWK Set's keys may verify: asymmetric only.
@@ -337,13 +338,20 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 }
 
 // stillValid reports whether a cached verification still holds: the key
-// file has not changed since, and a JWK Set key is still in the set.
+// file has not changed since, and a JWK Set key is still in the set under
+// its kid, the same key (a kid re-keyed after a leak drops the old key's
+// tokens, cached or not).
 func (v *Verifier) stillValid(c cached, now time.Time) bool {
 	if !now.Before(c.exp) || c.gen != v.gen.Load() {
 		return false
 	}
 	if v.jwks != nil {
-		if _, err := v.jwks.Storage().KeyRead(context.Background(), c.kid); err != nil {
+		jwk, err := v.jwks.Storage().KeyRead(context.Background(), c.kid)
+		if err != nil {
+			return false
+		}
+		k, ok := jwk.Key().(interface{ Equal(crypto.PublicKey) bool })
+		if !ok || !k.Equal(c.key) {
 			return false
 		}
 	}
@@ -365,13 +373,23 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 		return c.p, nil
 	}
 	var claims Claims
-	tok, err := v.parser.ParseWithClaims(token, &claims, v.keyFor)
+	var used any // the key that verified it, for the cache
+	tok, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+		k, err := v.keyFor(t)
+		used = k
+		return k, err
+	})
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	id, err := uuid.Parse(claims.Subject)
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: sub must be a user id (UUID)", ErrInvalid)
+	}
+	if id == uuid.Nil || id == uuid.Max {
+		// The nil UUID is billfn's own principal (SystemUser: the owner of
+		// the system accounts); neither it nor the max UUID is anyone's id.
+		return Principal{}, fmt.Errorf("%w: sub %s is reserved", ErrInvalid, id)
 	}
 	if !claims.Role.Valid() {
 		return Principal{}, fmt.Errorf("%w: role %q is not admin, service or customer", ErrInvalid, claims.Role)
@@ -384,7 +402,7 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 		clear(v.cache)
 	}
 	kid, _ := tok.Header["kid"].(string)
-	v.cache[token] = cached{p: p, exp: claims.ExpiresAt.Time, gen: gen, kid: kid}
+	v.cache[token] = cached{p: p, exp: claims.ExpiresAt.Time, gen: gen, kid: kid, key: used}
 	v.mu.Unlock()
 	return p, nil
 }

@@ -79,8 +79,8 @@ func FuzzVerify(f *testing.F) {
 				t.Fatal(err)
 			}
 			token = s
-			_, uerr := uuid.Parse(sub)
-			wellFormed = uerr == nil && Role(role).Valid() && ttl > -30
+			id, uerr := uuid.Parse(sub)
+			wellFormed = uerr == nil && id != uuid.Nil && id != uuid.Max && Role(role).Valid() && ttl > -30
 		}
 		p, err := v.Verify(token)
 		p2, err2 := v.Verify(token)
