@@ -135,6 +135,20 @@ func (e *env) transfer(user string, from, to Account, amount int64, extra ...str
 	return e.do("POST", "/transfers", user, auth.RoleCustomer, body, hdr...)
 }
 
+// hold places a hold of amount from → to as user (a customer), and fails
+// the test unless it is held.
+func (e *env) hold(user string, from, to Account, amount int64) Transfer {
+	e.t.Helper()
+	r := e.do("POST", "/transfers", user, auth.RoleCustomer, map[string]any{"from_account_id": from.ID, "to_account_id": to.ID,
+		"amount": amount, "currency": from.Currency, "pending": true}, "Idempotency-Key", key())
+	var h Transfer
+	r.json(e.t, &h)
+	if r.Code != 201 || h.Status != ledger.TransferHeld {
+		e.t.Fatalf("hold: %d %s", r.Code, r.Body)
+	}
+	return h
+}
+
 func (e *env) get(id string) Account {
 	e.t.Helper()
 	r := e.do("GET", "/accounts/"+id, e.admin, auth.RoleAdmin, nil)

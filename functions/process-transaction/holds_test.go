@@ -103,14 +103,8 @@ func TestCaptureThatWouldOverflowABalanceIsRefusedLikeATransfer(t *testing.T) {
 	if r := e.transfer(alice, a, b, 100); r.Code != 422 || r.code() != "amount_invalid" {
 		t.Fatalf("a transfer overflowing the destination: %d %s", r.Code, r.Body)
 	}
-	r := e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
-		"amount": 100, "currency": "USD", "pending": true}, "Idempotency-Key", key())
-	var hold Transfer
-	r.json(t, &hold)
-	if r.Code != 201 || hold.Status != ledger.TransferHeld {
-		t.Fatalf("hold: %d %s", r.Code, r.Body)
-	}
-	r = e.do("POST", "/transfers/"+hold.ID+"/capture", alice, auth.RoleCustomer, nil, "Idempotency-Key", key())
+	hold := e.hold(alice, a, b, 100)
+	r := e.do("POST", "/transfers/"+hold.ID+"/capture", alice, auth.RoleCustomer, nil, "Idempotency-Key", key())
 	if r.Code != 422 || r.code() != "amount_invalid" {
 		t.Fatalf("a capture overflowing the destination: %d %s", r.Code, r.Body)
 	}
@@ -166,13 +160,7 @@ func TestOnlyAHoldsPlacerResolvesIt(t *testing.T) {
 	}
 
 	// The holder's own hold: theirs to void.
-	h := e.do("POST", "/transfers", payer, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
-		"amount": 1_000, "currency": "USD", "pending": true}, "Idempotency-Key", key())
-	var own Transfer
-	h.json(t, &own)
-	if h.Code != 201 || own.Status != ledger.TransferHeld {
-		t.Fatalf("own hold: %d %s", h.Code, h.Body)
-	}
+	own := e.hold(payer, a, b, 1_000)
 	if v := e.do("POST", "/transfers/"+own.ID+"/void", payer, auth.RoleCustomer, nil, "Idempotency-Key", key()); v.Code != 200 {
 		t.Errorf("the holder's void of its own hold: %d %s", v.Code, v.Body)
 	}
@@ -187,17 +175,7 @@ func TestAFrozenAccountsHolderCannotCaptureItsHold(t *testing.T) {
 	owner, other := uuid.NewString(), uuid.NewString()
 	a, b := e.account(owner, "USD"), e.account(other, "USD")
 	e.fund(a, 10_000)
-	hold := func() Transfer {
-		h := e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
-			"amount": 3_000, "currency": "USD", "pending": true}, "Idempotency-Key", key())
-		var t0 Transfer
-		h.json(t, &t0)
-		if h.Code != 201 || t0.Status != ledger.TransferHeld {
-			t.Fatalf("hold: %d %s", h.Code, h.Body)
-		}
-		return t0
-	}
-	h1, h2, h3 := hold(), hold(), hold()
+	h1, h2, h3 := e.hold(owner, a, b, 3_000), e.hold(owner, a, b, 3_000), e.hold(owner, a, b, 3_000)
 	if r := e.do("PATCH", "/accounts/"+a.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "frozen"}, "Idempotency-Key", key()); r.Code != 200 {
 		t.Fatalf("freeze: %d %s", r.Code, r.Body)
 	}

@@ -42,10 +42,12 @@ type CreateInput struct {
 }
 
 // made reports whether p is the payment in asks for, as far as money goes
-// (account, amount, currency, invoice): p has in's id, derived from the
-// caller and the Idempotency-Key, so p is either this request's, run
-// before, or an earlier request's whose key record has expired (24 h)
-// and came again with another body.
+// (account, amount, currency, invoice): over HTTP (an Answer to give) p
+// has in's id, derived from the caller and the Idempotency-Key, so p is
+// either this request's, run before, or an earlier request's whose key
+// record has expired (24 h) and came again with another body. An event's
+// payment takes its id from the invoice (one payment per invoice), which
+// it is whatever the amount: the check is the HTTP paths' only.
 func (in CreateInput) made(p *Payment) bool {
 	return (in.AccountID == "" || p.AccountID == in.AccountID) && p.Amount == in.Amount && p.Currency == in.Currency &&
 		ptrEqual(p.InvoiceID, in.InvoiceID)
@@ -244,7 +246,7 @@ func (s *Service) create(ctx context.Context, run Runner, in CreateInput, g *Acc
 				if err != nil {
 					return err
 				}
-				if !in.made(existing) {
+				if done != nil && !in.made(existing) {
 					return errKeyReused("payment")
 				}
 				*p = *existing
@@ -278,7 +280,7 @@ func (s *Service) create(ctx context.Context, run Runner, in CreateInput, g *Acc
 			if err != nil {
 				return err
 			}
-			if !in.made(existing) {
+			if done != nil && !in.made(existing) {
 				return errKeyReused("payment")
 			}
 			p, resume = existing, false
