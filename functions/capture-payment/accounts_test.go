@@ -171,3 +171,38 @@ func TestAnInactiveAccountsInvoiceIsAFailedCollectionNotACharge(t *testing.T) {
 		t.Fatalf("events %v", got)
 	}
 }
+
+// An authorization taken while the account was active is not captured
+// once the account is closed or frozen: a closed account cannot be paid
+// into (the ledger rejects the payment_capture posting, account_closed),
+// and a frozen one refuses an invoice's settlement. The capture used to
+// take the money at the gateway and leave the ledger without it; now it is
+// 409 account_not_active, nothing is captured or posted, and the
+// authorization can be canceled (or expires) to release the card.
+func TestAnAuthorizationIsNotCapturedIntoAnAccountNoLongerActive(t *testing.T) {
+	g := newRig(t)
+	for _, status := range []string{accounts.Closed, accounts.Frozen} {
+		owner := uuid.NewString()
+		acct := g.newAccount(owner, "USD")
+		p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: owner, role: auth.RoleCustomer,
+			body: map[string]any{"account_id": acct, "amount": 5000, "currency": "USD", "payment_method": "pm_card_visa",
+				"capture_method": "manual", "confirm": true}}), http.StatusCreated)
+		if p.Status != payments.RequiresCapture {
+			t.Fatalf("authorization: %+v", p)
+		}
+		g.setAccount(accounts.Facts{ID: acct, UserID: owner, Currency: "USD", Status: status, Version: 2})
+		rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture", sub: owner, role: auth.RoleCustomer, body: map[string]any{}})
+		if code := problemCode(t, rec, http.StatusConflict); code != string(accounts.NotActive) {
+			t.Fatalf("%s: capture: %s", status, code)
+		}
+		if got := g.get(p.ID); got.AmountCaptured != 0 || got.Status != payments.RequiresCapture {
+			t.Fatalf("%s: after the refused capture %+v", status, got)
+		}
+		for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
+			t.Fatalf("%s: a posting of the refused capture: %+v", status, ps)
+		}
+		if rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/cancel", sub: owner, role: auth.RoleCustomer, body: map[string]any{}}); rec.Code != http.StatusOK {
+			t.Fatalf("%s: cancel of the authorization: %d %s", status, rec.Code, rec.Body)
+		}
+	}
+}

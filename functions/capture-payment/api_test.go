@@ -421,3 +421,46 @@ func TestZeroCaptureOrRefundAmountIsRefused(t *testing.T) {
 		t.Errorf("refund with a null amount: %d %s", rec.Code, rec.Body)
 	}
 }
+
+// Two concurrent "make this the default" requests of one account's owner
+// (saving a new default method, or naming a saved one) are both valid:
+// one wins and the account keeps exactly one default. They used to fail
+// with 500 now and then: each cleared the old default without seeing the
+// other's new one, and the second write hit the one-default index.
+func TestConcurrentDefaultMethodChangesNeverFail(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	acct := g.newAccount(user, "USD")
+	save := func(def bool) *httptest.ResponseRecorder {
+		return g.do(req{method: "POST", path: "/accounts/" + acct + "/payment-methods", sub: user, role: auth.RoleCustomer,
+			body: map[string]any{"token": "pm_card_visa", "default": def}})
+	}
+	a, b := decode[payments.Method](t, save(false), http.StatusCreated), decode[payments.Method](t, save(false), http.StatusCreated)
+	for round := 0; round < 30; round++ {
+		var wg sync.WaitGroup
+		recs := make([]*httptest.ResponseRecorder, 4)
+		for i := range recs {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				switch i {
+				case 0, 1:
+					recs[i] = g.do(req{method: "POST", path: "/accounts/" + acct + "/payment-methods/" + []string{a.ID, b.ID}[i] + "/default",
+						sub: user, role: auth.RoleCustomer})
+				default:
+					recs[i] = save(true)
+				}
+			}(i)
+		}
+		wg.Wait()
+		for i, rec := range recs {
+			if rec.Code >= 500 {
+				t.Fatalf("round %d, request %d: %d %s", round, i, rec.Code, rec.Body)
+			}
+		}
+		var n int
+		if err := g.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM payment_methods WHERE account_id = $1 AND is_default`, acct).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("round %d: %d default methods (%v)", round, n, err)
+		}
+	}
+}

@@ -553,6 +553,9 @@ func (s *Service) Capture(ctx context.Context, id string, can Access, amount int
 		if _, err := CheckCapture(cur, amount); err != nil {
 			return nil, err
 		}
+		if err := s.chargeable(ctx, s.db(), cur.AccountID, accounts.Facts{}, false); err != nil {
+			return nil, err // an authorization on an account no longer active: cancel it, or let it expire
+		}
 		return nil, apperr.New(CodeOpInProgress, "the payment changed while capturing; retry")
 	}
 	if err != nil {

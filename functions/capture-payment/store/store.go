@@ -536,9 +536,22 @@ func (t Tx) DefaultMethod(ctx context.Context, accountID string) (*payments.Meth
 	return m, err
 }
 
+// lockDefault serializes, per account, the transactions that change which
+// method is its default until they commit: each clears the old default
+// and sets a new one, and without it two at once each cleared the default
+// the other could not see yet, and the second write hit the one-default
+// index (a 500 for a valid request).
+func (t Tx) lockDefault(ctx context.Context, accountID string) error {
+	_, err := t.q.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('billfn.payment_methods.default'), hashtext($1))`, accountID)
+	return err
+}
+
 func (t Tx) InsertMethod(ctx context.Context, m *payments.Method) error {
 	q := t.q
 	if m.Default {
+		if err := t.lockDefault(ctx, m.AccountID); err != nil {
+			return err
+		}
 		if _, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = false WHERE account_id = $1 AND is_default`, m.AccountID); err != nil {
 			return err
 		}
@@ -550,6 +563,9 @@ func (t Tx) InsertMethod(ctx context.Context, m *payments.Method) error {
 
 func (t Tx) SetDefaultMethod(ctx context.Context, m *payments.Method) error {
 	q := t.q
+	if err := t.lockDefault(ctx, m.AccountID); err != nil {
+		return err
+	}
 	if _, err := q.Exec(ctx, `UPDATE payment_methods SET is_default = false WHERE account_id = $1 AND is_default AND id <> $2`,
 		m.AccountID, m.ID); err != nil {
 		return err

@@ -226,7 +226,9 @@ func (s *Store) InsertCreated(ctx context.Context, p *payments.Payment, g paymen
 
 // MarkCapture marks payment id as capturing amount (0: all capturable) in
 // one statement, if it is in requires_capture with no pending operation,
-// is user's ("" for anyone), and can capture amount. It returns the marked
+// is user's ("" for anyone), can capture amount, and its account is
+// active (a closed account cannot be paid into, a frozen one refuses an
+// invoice's settlement: the ledger would reject the capture's postings). It returns the marked
 // payment, or payments.ErrNotMarked when it could not be marked.
 func (s *Store) MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64) (*payments.Payment, error) {
 	// Asynchronous for the sandbox (see asyncCommit): a lost mark is
@@ -238,6 +240,7 @@ func (s *Store) MarkCapture(ctx context.Context, id string, now time.Time, user 
 	p, err := scanPayment(s.pool.QueryRow(ctx, `UPDATE payments SET pending_op = 'capture', op_started_at = $2, updated_at = $2
 		WHERE id = $1 AND status = 'requires_capture' AND pending_op IS NULL AND ($3 = '' OR user_id::text = $3)
 		AND ($4 = 0 OR amount_capturable >= $4)
+		AND EXISTS (SELECT 1 FROM payment_accounts a WHERE a.id = payments.account_id AND a.status = 'active')
 		RETURNING `+paymentCols+`, set_config('synchronous_commit', CASE gateway WHEN 'sandbox' THEN 'off' ELSE 'on' END, true)`,
 		id, now, user, amount), &commit)
 	if errors.Is(err, pgx.ErrNoRows) {
