@@ -10,9 +10,9 @@
 //
 // It signs with the private key of the key pair the functions verify with
 // (EdDSA by default: the jwt-private-key file under SECRETS_DIR, PEM
-// PKCS#8; JWT_ISSUER, JWT_AUDIENCE); make token points SECRETS_DIR at the
-// local stack's bin/run/secrets, where make run generates the pair on its
-// first start. HS256 (JWT_ALG=HS256 with JWT_SECRET or a jwt-secret file)
+// PKCS#8; JWT_ISSUER, JWT_AUDIENCE); without SECRETS_DIR it reads, like
+// make token, the local stack's bin/run/secrets, where make run generates
+// the pair on its first start. HS256 (JWT_ALG=HS256 with JWT_SECRET or a jwt-secret file)
 // is for a single-tenant development setup only. Without a key it fails
 // and says where one comes from.
 //
@@ -60,12 +60,30 @@ func main() {
 		fmt.Fprintf(os.Stderr, "devtoken: %d secrets in %s (%s); the JWT private key is %s\n", len(names), *cluster, strings.Join(names, ", "), *privKey)
 		return
 	}
+	localSecrets()
 	tok, err := mint(*sub, auth.Role(*role), *ttl)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "devtoken:", err)
 		os.Exit(1)
 	}
 	fmt.Println(tok)
+}
+
+// localSecrets points SECRETS_DIR, when it is not set, at the local
+// stack's secrets (${BILLFN_RUN_DIR:-bin/run}/secrets, where make run
+// keeps its key pair), as make token does: the docs' `go run ./cmd/devtoken
+// -role customer -sub <uuid>` then works from the repository as it stands.
+func localSecrets() {
+	if os.Getenv("SECRETS_DIR") != "" {
+		return
+	}
+	run := os.Getenv("BILLFN_RUN_DIR")
+	if run == "" {
+		run = filepath.Join("bin", "run")
+	}
+	if st, err := os.Stat(filepath.Join(run, "secrets")); err == nil && st.IsDir() {
+		os.Setenv("SECRETS_DIR", filepath.Join(run, "secrets"))
+	}
 }
 
 // mint signs a token for sub (the role's fixed dev subject when empty).

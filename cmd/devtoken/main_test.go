@@ -125,6 +125,30 @@ func TestMakeTokenUsesTheStacksSecretAndOneSubject(t *testing.T) {
 	}
 }
 
+// The docs' `go run ./cmd/devtoken -role customer -sub <uuid>`, from the
+// repository with the local stack's secrets in place and no SECRETS_DIR,
+// signs with the stack's key as make token does; it used to answer "no
+// JWT private key" while the stack ran.
+func TestDevtokenFindsTheLocalStacksKey(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	run := t.TempDir()
+	pub := keyDir(t, filepath.Join(run, "secrets"))
+	const sub = "6f1c7e0a-0000-4000-8000-000000000001"
+	cmd := exec.Command("go", "run", "./cmd/devtoken", "-role", "customer", "-sub", sub)
+	cmd.Dir = root
+	unsetJWT(t)
+	t.Setenv("SECRETS_DIR", "")
+	os.Unsetenv("SECRETS_DIR")
+	cmd.Env = append(os.Environ(), "BILLFN_RUN_DIR="+run)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go run ./cmd/devtoken: %v\n%s", err, out)
+	}
+	if p := verify(t, pub, strings.TrimSpace(string(out))); p.Subject != sub || p.Role != auth.RoleCustomer {
+		t.Errorf("the token names %+v", p)
+	}
+}
+
 // The cluster's secrets come from the template with nothing left a
 // placeholder: the functions' public key verifies the service token, the
 // private key stays outside the directory that is deployed, and a second
