@@ -1,12 +1,19 @@
-// Command produce is an outside Kafka client for the system tests: it
-// writes one record, read from standard input, with franz-go's kgo (not the
-// sarama the functions and the kafka-trigger use), as kcat would:
+// Command produce writes one Kafka record, read from standard input, as
+// kcat -P would, with franz-go's kgo (not the sarama the functions and the
+// kafka-trigger use): the README's outside producer, and the system tests'
+// (TestFlowKafkaProducedTransfer).
 //
-//	produce -F bin/run/integrator.properties -t transaction-events -k <key> -H content-type=application/cloudevents+json < event.json
+//	go run ./cmd/sign-event < event.json |
+//	  go run ./cmd/produce -F bin/run/integrator.properties -t transaction-events -k <key> -H content-type=application/cloudevents+json
 //
 // -F reads librdkafka properties as kcat does (bootstrap.servers,
 // security.protocol, sasl.mechanisms SCRAM-SHA-512, sasl.username,
-// sasl.password); -b names the brokers of a broker without SASL.
+// sasl.password); -b names the brokers of a broker without SASL; -P, kcat's
+// producer mode, is accepted and changes nothing. It exists because
+// Debian 12's kcat (librdkafka 2.0.2) cannot log in to the local broker:
+// librdkafka before 2.6.1 requires SaslHandshake v0, which kfake does not
+// serve (the same clients fail SCRAM against Apache Kafka 4.0,
+// edenhill/kcat#462); a kcat on a newer librdkafka takes the same flags.
 package main
 
 import (
@@ -82,6 +89,7 @@ func main() {
 	key := flag.String("k", "", "record key")
 	var hdrs headers
 	flag.Var(&hdrs, "H", "header name=value (repeatable)")
+	flag.Bool("P", true, "producer mode (kcat's flag; the only mode)")
 	flag.Parse()
 	value, err := io.ReadAll(os.Stdin)
 	if err != nil || *topic == "" {

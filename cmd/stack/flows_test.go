@@ -555,11 +555,11 @@ func TestFlowKafkaProducedTransfer(t *testing.T) {
 	}
 }
 
-// buildProducer builds the outside Kafka client of testdata/produce.
+// buildProducer builds the outside Kafka client, cmd/produce.
 func buildProducer(t *testing.T, root string) string {
 	t.Helper()
 	bin := t.TempDir() + "/produce"
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/stack/testdata/produce")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/produce")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build the producer: %v\n%s", err, out)
