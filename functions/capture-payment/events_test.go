@@ -248,3 +248,64 @@ func TestPaymentEventsAreSignedAsTheyAreWritten(t *testing.T) {
 		t.Fatalf("rows %v, want the payment's creation, capture and posting, and the refund", seen)
 	}
 }
+
+// A refund made in the gateway's dashboard is reported twice: as a charge
+// event (charge.refunded: the charge's running total, no refund id) and as
+// a refund event (refund.created: the refund's id and amount), in either
+// order. It is recorded and posted once. Two dashboard refunds reported
+// by one running total and then one by one are recorded once each too.
+// Before, the charge event first made a refund of its total, and each
+// refund event then added itself again (one refund of 3000 became 6000,
+// two refund postings).
+func TestADashboardRefundReportedAsChargeAndAsRefundIsRecordedOnce(t *testing.T) {
+	g := newRig(t)
+	charge := func(p payments.Payment, total int64) events.Event {
+		return gatewayUpdated(t, p, "refunded", time.Now(), func(d map[string]any) {
+			d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "charge", "charge.refunded", "ch_"+p.ID[:8]
+			d["amount_refunded"], d["amount_received"], d["amount"] = total, p.Amount, p.Amount
+		})
+	}
+	refund := func(p payments.Payment, id string, amount int64) events.Event {
+		return gatewayUpdated(t, p, "refunded", time.Now(), func(d map[string]any) {
+			d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "refund", "refund.created", id
+			d["refund_id"], d["refund_status"], d["refund_amount"], d["amount"], d["amount_received"] = id, "succeeded", amount, amount, 0
+		})
+	}
+	for _, c := range []struct {
+		name  string
+		evs   func(p payments.Payment) []events.Event
+		total int64
+	}{
+		{"charge, then refund", func(p payments.Payment) []events.Event {
+			return []events.Event{charge(p, 3000), refund(p, "re_a"+p.ID[:6], 3000)}
+		}, 3000},
+		{"refund, then charge", func(p payments.Payment) []events.Event {
+			return []events.Event{refund(p, "re_b"+p.ID[:6], 3000), charge(p, 3000)}
+		}, 3000},
+		{"two refunds: their total, then each", func(p payments.Payment) []events.Event {
+			return []events.Event{charge(p, 3000), refund(p, "re_c"+p.ID[:6], 1000), refund(p, "re_d"+p.ID[:6], 2000)}
+		}, 3000},
+		{"two refunds: one, the total, the other", func(p payments.Payment) []events.Event {
+			return []events.Event{refund(p, "re_e"+p.ID[:6], 1000), charge(p, 3000), refund(p, "re_f"+p.ID[:6], 2000)}
+		}, 3000},
+		{"two refunds one by one, the totals late", func(p payments.Payment) []events.Event {
+			return []events.Event{refund(p, "re_g"+p.ID[:6], 1000), refund(p, "re_h"+p.ID[:6], 2000), charge(p, 1000), charge(p, 3000)}
+		}, 3000},
+	} {
+		p := g.pay(8000, "USD", "pm_card_visa", "automatic", true)
+		for _, ev := range c.evs(p) {
+			if rec := g.deliver(ev); rec.Code != 200 {
+				t.Fatalf("%s: delivery: %d %s", c.name, rec.Code, rec.Body)
+			}
+		}
+		var posted int64
+		for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
+			if ps.Data.Metadata["kind"] == payments.KindRefund {
+				posted += ps.Data.Amount
+			}
+		}
+		if got := g.get(p.ID); got.AmountRefunded != c.total || posted != c.total {
+			t.Errorf("%s: amount_refunded %d, refund postings %d, want %d", c.name, got.AmountRefunded, posted, c.total)
+		}
+	}
+}

@@ -141,12 +141,23 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	}
 	// Not ours: a refund made at the gateway. What it refunded beyond what
 	// billfn knows of is recorded once (later deliveries find no excess).
+	// The gateway's total refunded is read from the event: a charge event
+	// carries it (its running total, no refund id); a refund event only
+	// bounds it from below, by this refund and the others billfn holds
+	// under a gateway id. It must not add its amount to what billfn
+	// recorded from a charge event, which may hold this very refund
+	// without its id: each estimate stays at or below the gateway's real
+	// total, so one dashboard refund reported both ways is recorded once.
 	if u.Status != "refunded" && Str(u.RefundStatus) != "succeeded" {
 		return nil
 	}
 	total := u.AmountRefunded
 	if total == 0 {
-		total = p.AmountRefunded + p.AmountRefundPending + u.RefundAmount
+		withIDs, err := tx.RefundedWithGatewayIDs(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		total = withIDs + u.RefundAmount
 	}
 	excess := min(total-p.AmountRefunded-p.AmountRefundPending, p.Refundable())
 	if excess <= 0 {

@@ -46,6 +46,9 @@ type Tx interface {
 
 	Refund(ctx context.Context, id string, lock bool) (*Refund, error)
 	RefundByGatewayID(ctx context.Context, gateway, gatewayRefundID string) (*Refund, error)
+	// RefundedWithGatewayIDs sums the payment's refunds the gateway has
+	// ids for (succeeded, or pending with an id), whoever made them.
+	RefundedWithGatewayIDs(ctx context.Context, paymentID string) (int64, error)
 	Refunds(ctx context.Context, paymentID string) ([]*Refund, error)
 	// LockRefund locks a refund and its payment (payment first).
 	LockRefund(ctx context.Context, id string) (*Payment, *Refund, error)

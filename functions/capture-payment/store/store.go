@@ -446,6 +446,13 @@ func (t Tx) RefundByGatewayID(ctx context.Context, gateway, gatewayRefundID stri
 	return r, err
 }
 
+func (t Tx) RefundedWithGatewayIDs(ctx context.Context, paymentID string) (int64, error) {
+	var n int64
+	err := t.q.QueryRow(ctx, `SELECT coalesce(sum(amount), 0)::bigint FROM refunds
+		WHERE payment_id = $1 AND gateway_refund_id IS NOT NULL AND status IN ('succeeded', 'pending', 'requires_action')`, paymentID).Scan(&n)
+	return n, err
+}
+
 func (t Tx) Refunds(ctx context.Context, paymentID string) ([]*payments.Refund, error) {
 	q := t.q
 	rows, err := q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
