@@ -110,6 +110,13 @@ func Wrap(code Code, err error, format string, args ...any) *Error {
 	return e
 }
 
+// KeyReused is the error of an Idempotency-Key used before for a different
+// request; what names that request ("transfer", "payment", "request (POST
+// /invoices)").
+func KeyReused(what string) *Error {
+	return New(IdempotencyKeyReused, "this Idempotency-Key was used for a different %s; use a new key for a new request", what)
+}
+
 // Invalid is a validation_failed error listing the offending fields.
 func Invalid(fields ...FieldError) *Error {
 	detail := "the request has invalid fields"

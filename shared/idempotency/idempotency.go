@@ -36,6 +36,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
@@ -370,8 +371,7 @@ func (s *Store) claim(ctx context.Context, c *claim, method, path string, sum []
 			return nil, fmt.Errorf("idempotency lookup: %w", err)
 		}
 		if !bytes.Equal(hash, sum) {
-			return nil, problem.New(problem.IdempotencyKeyReused,
-				"this Idempotency-Key was used for a different request (%s %s); use a new key for a new request", prevVerb, prevPath)
+			return nil, apperr.KeyReused("request (" + prevVerb + " " + prevPath + ")")
 		}
 		if state == "in_flight" || status == nil {
 			return nil, &problem.Error{Code: problem.IdempotencyInFlight,

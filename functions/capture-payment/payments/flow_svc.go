@@ -61,8 +61,7 @@ func ptrEqual(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil 
 // answering the earlier payment or refund would tell the client a charge
 // or a refund happened that it did not ask for.
 func errKeyReused(what string) error {
-	return apperr.New(apperr.IdempotencyKeyReused,
-		"this Idempotency-Key was used for a different %s (its record has expired); use a new key for a new request", what)
+	return apperr.KeyReused(what + " (its record has expired)")
 }
 
 // method is a payment method resolved to what a gateway takes.

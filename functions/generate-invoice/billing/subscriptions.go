@@ -435,20 +435,15 @@ func (s *Service) endSubscription(ctx context.Context, tx Tx, sub *invoicing.Sub
 	var msgs []invoicing.Event
 	var ids []string
 	if len(sub.PendingLines) > 0 {
-		inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
-		inv.Lines = slices.Clone(sub.PendingLines)
-		err := inv.Recompute()
-		var pe *apperr.Error
-		switch {
-		case err == nil:
-			if msgs, err = s.PersistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now); err != nil {
-				return nil, nil, err
-			}
-			ids, sub.PendingLines, sub.LatestInvoiceID = []string{inv.ID}, []invoicing.Line{}, ptr(inv.ID)
-		case errors.As(err, &pe) && pe.Code == invoicing.CodeTotalNegative:
-			slog.WarnContext(ctx, "subscription ended with a net credit pending: kept in its pending_lines", "subscription", sub.ID)
-		default:
+		var credit bool
+		var err error
+		if msgs, ids, credit, err = s.invoiceNow(ctx, tx, sub, sub.PendingLines, now); err != nil {
 			return nil, nil, err
+		}
+		if credit {
+			slog.WarnContext(ctx, "subscription ended with a net credit pending: kept in its pending_lines", "subscription", sub.ID)
+		} else {
+			sub.PendingLines = []invoicing.Line{}
 		}
 	}
 	invoicing.EndSubscription(sub, at, now)
@@ -518,23 +513,32 @@ func (s *Service) changePlan(ctx context.Context, tx Tx, sub *invoicing.Subscrip
 		return nil, nil, nil
 	}
 	if behavior == ProrateInvoice && len(lines) > 0 {
-		inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
-		inv.Lines = lines
-		err := inv.Recompute()
-		var pe *apperr.Error
-		if err == nil {
-			msgs, err := s.PersistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now)
-			if err != nil {
-				return nil, nil, err
-			}
-			sub.LatestInvoiceID = ptr(inv.ID)
-			return msgs, []string{inv.ID}, nil
-		}
-		if !errors.As(err, &pe) || pe.Code != invoicing.CodeTotalNegative {
-			return nil, nil, err
+		msgs, ids, credit, err := s.invoiceNow(ctx, tx, sub, lines, now)
+		if err != nil || !credit {
+			return msgs, ids, err
 		}
 		// A net credit cannot be an invoice of its own: it waits for the next one.
 	}
 	sub.PendingLines = append(sub.PendingLines, lines...)
 	return nil, nil, nil
+}
+
+// invoiceNow invoices lines of sub at once, finalized (billing_reason
+// subscription_update), or reports credit, having written nothing, when
+// their net is a credit, which cannot be an invoice of its own.
+func (s *Service) invoiceNow(ctx context.Context, tx Tx, sub *invoicing.Subscription, lines []invoicing.Line, now time.Time) (msgs []invoicing.Event, ids []string, credit bool, err error) {
+	inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
+	inv.Lines = slices.Clone(lines)
+	var pe *apperr.Error
+	switch err := inv.Recompute(); {
+	case errors.As(err, &pe) && pe.Code == invoicing.CodeTotalNegative:
+		return nil, nil, true, nil
+	case err != nil:
+		return nil, nil, false, err
+	}
+	if msgs, err = s.PersistNew(ctx, tx, []*invoicing.Invoice{inv}, []bool{true}, now); err != nil {
+		return nil, nil, false, err
+	}
+	sub.LatestInvoiceID = ptr(inv.ID)
+	return msgs, []string{inv.ID}, false, nil
 }

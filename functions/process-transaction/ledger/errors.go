@@ -82,7 +82,7 @@ func ReusedKey(scope, key string) error {
 		return apperr.New(apperr.IdempotencyKeyReused,
 			"event id %q from source %q was already used for a different transfer; a new event needs a new id", key, src)
 	}
-	return apperr.New(apperr.IdempotencyKeyReused, "this Idempotency-Key was used for a different transfer; use a new key for a new request")
+	return apperr.KeyReused("transfer")
 }
 
 // KeyInFlight: another request with the same key is being stored.
