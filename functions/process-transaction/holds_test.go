@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -195,4 +197,53 @@ func TestAFrozenAccountsHolderCannotCaptureItsHold(t *testing.T) {
 	if got := e.get(a.ID); got.Balance != 7_000 || got.Held != 3_000 {
 		t.Errorf("the account ends %+v, want balance 7000 with 3000 held", got)
 	}
+}
+
+// A hold's expires_at is a deadline whether or not the tick has swept it
+// yet: past it, nobody captures the hold (409 hold_expired, the money
+// stays held until the sweep releases it), as Stripe refuses to capture
+// an authorization that has lapsed. A void still releases it.
+func TestAHoldPastItsExpiryCannotBeCaptured(t *testing.T) {
+	e := newEnv(t)
+	owner := uuid.NewString()
+	a, b := e.account(owner, "USD"), e.account(owner, "USD")
+	e.fund(a, 10_000)
+	place := func() Transfer {
+		r := e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+			"amount": 3_000, "currency": "USD", "pending": true, "expires_at": e.clock.Now().Add(time.Hour).UTC().Format(time.RFC3339)},
+			"Idempotency-Key", key())
+		var h Transfer
+		r.json(t, &h)
+		if r.Code != 201 {
+			t.Fatalf("hold: %d %s", r.Code, r.Body)
+		}
+		return h
+	}
+	h1, h2 := place(), place()
+	e.clock.Advance(61 * time.Minute) // past expires_at, before any tick
+	for _, who := range []struct {
+		sub  string
+		role auth.Role
+	}{{owner, auth.RoleCustomer}, {e.admin, auth.RoleAdmin}} {
+		c := e.do("POST", "/transfers/"+h1.ID+"/capture", who.sub, who.role, nil, "Idempotency-Key", key())
+		if c.Code != 409 || c.code() != string(ledger.HoldExpired) {
+			t.Errorf("%s's capture of a lapsed hold: %d %s", who.role, c.Code, c.Body)
+		}
+	}
+	if got := e.get(a.ID); got.Balance != 10_000 || got.Held != 6_000 {
+		t.Fatalf("after refused captures the account is %+v", got)
+	}
+	if v := e.do("POST", "/transfers/"+h2.ID+"/void", owner, auth.RoleCustomer, nil, "Idempotency-Key", key()); v.Code != 200 {
+		t.Errorf("void of a lapsed hold: %d %s", v.Code, v.Body)
+	}
+	if err := e.s.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.get(a.ID); got.Balance != 10_000 || got.Held != 0 {
+		t.Errorf("after the sweep the account is %+v", got)
+	}
+	if r := e.do("GET", "/transfers/"+h1.ID, owner, auth.RoleCustomer, nil); !strings.Contains(r.Body.String(), `"status":"expired"`) {
+		t.Errorf("the lapsed hold after the sweep: %s", r.Body)
+	}
+	checkLedger(t, e.d)
 }

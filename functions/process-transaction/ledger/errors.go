@@ -25,6 +25,7 @@ const (
 	CaptureExceeds    apperr.Code = "capture_exceeds_hold"
 	BatchRejected     apperr.Code = "batch_rejected"
 	HoldNotYours      apperr.Code = "hold_not_yours"
+	HoldExpired       apperr.Code = "hold_expired"
 )
 
 // ErrAlreadyResolved: a hold is already in the state a resolution asks for
@@ -120,6 +121,11 @@ func HolderMayCapture(from *Book) error {
 		return apperr.New(AccountFrozen, "the source account is frozen: its hold can be voided, not captured")
 	}
 	return nil
+}
+
+func errHoldExpired(t *Transfer) error {
+	return apperr.New(HoldExpired, "hold %s expired at %s: it can be voided, not captured; the schedule tick releases it",
+		t.ID, t.ExpiresAt.UTC().Format(time.RFC3339)).With("expires_at", t.ExpiresAt.UTC())
 }
 
 func errCaptureExceeds(amount, held int64) error {

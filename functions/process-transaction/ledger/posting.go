@@ -93,7 +93,9 @@ func Apply(t *Transfer, from, to *Book, now time.Time) {
 
 // ResolveHold closes the open hold t: status captured moves amount (> 0)
 // by the posting rule and releases the rest; voided and expired (amount 0)
-// release everything. On an error neither account changes.
+// release everything. A hold's expires_at is a deadline whether or not the
+// sweep has released it yet: from then on it can be voided or expire, not
+// be captured. On an error neither account changes.
 func ResolveHold(t *Transfer, from, to *Book, amount int64, status string, now time.Time) error {
 	if err := CheckResolvable(t, amount); err != nil {
 		return err
@@ -101,6 +103,8 @@ func ResolveHold(t *Transfer, from, to *Book, amount int64, status string, now t
 	switch {
 	case status == TransferCaptured && amount <= 0:
 		return ErrAmountInvalid("amount")
+	case status == TransferCaptured && t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
+		return errHoldExpired(t)
 	case status != TransferCaptured && (amount != 0 || (status != TransferVoided && status != TransferExpired)):
 		return apperr.New(apperr.Internal, "a hold cannot become %s with %d captured", status, amount)
 	case amount > 0 && to.Status == StatusClosed:
