@@ -210,6 +210,16 @@ func TestGatewayRefundsDisputesAndMismatches(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d dispute events", n)
 	}
+	// A disputed payment's money goes back through the dispute, not a
+	// refund as well (Stripe refuses it: charge_disputed), or the payer is
+	// paid back twice. Nothing is reserved, nothing recorded.
+	rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1000}})
+	if code := problemCode(t, rec, 409); code != string(payments.CodeChargeDisputed) {
+		t.Fatalf("refund of a disputed payment: %s", code)
+	}
+	if after := g.get(p.ID); after.AmountRefunded != 3000 || after.AmountRefundPending != 0 {
+		t.Fatalf("after a refused refund: %+v", after)
+	}
 	// News that does not match the payment is parked, not applied.
 	bad := gatewayUpdated(t, p, "succeeded", time.Now(), func(d map[string]any) { d["currency"] = "EUR" })
 	if rec := g.deliver(bad); rec.Code != 200 || !json.Valid(rec.Body.Bytes()) {

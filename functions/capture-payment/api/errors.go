@@ -15,6 +15,7 @@ var Statuses = problem.Statuses{
 	payments.CodeOpInProgress:        {Status: http.StatusConflict, Title: "Another operation on this payment is in progress"},
 	payments.CodeExceedsCapturable:   {Status: http.StatusUnprocessableEntity, Title: "Amount exceeds the capturable amount"},
 	payments.CodeExceedsRefundable:   {Status: http.StatusUnprocessableEntity, Title: "Amount exceeds the refundable amount"},
+	payments.CodeChargeDisputed:      {Status: http.StatusConflict, Title: "Payment disputed"},
 	payments.CodeMethodRequired:      {Status: http.StatusUnprocessableEntity, Title: "A payment method is required"},
 	payments.CodeMethodInvalid:       {Status: http.StatusUnprocessableEntity, Title: "The payment method cannot be used"},
 	payments.CodeGatewayUnavailable:  {Status: http.StatusServiceUnavailable, Title: "The payment gateway is unavailable"},

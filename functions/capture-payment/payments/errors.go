@@ -8,6 +8,7 @@ const (
 	CodeOpInProgress       apperr.Code = "payment_operation_in_progress"
 	CodeExceedsCapturable  apperr.Code = "amount_exceeds_capturable"
 	CodeExceedsRefundable  apperr.Code = "amount_exceeds_refundable"
+	CodeChargeDisputed     apperr.Code = "charge_disputed"
 	CodeMethodRequired     apperr.Code = "payment_method_required"
 	CodeMethodInvalid      apperr.Code = "payment_method_invalid"
 	CodeGatewayUnavailable apperr.Code = "gateway_unavailable"

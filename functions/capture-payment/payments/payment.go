@@ -227,10 +227,16 @@ func CheckCancel(p *Payment) error {
 }
 
 // CheckRefund returns the amount to refund: all that is refundable unless
-// amount (>0) asks for less.
+// amount (>0) asks for less. A disputed payment is not refunded: its money
+// goes back through the dispute (Stripe answers charge_disputed), and a
+// refund as well would pay the payer back twice.
 func CheckRefund(p *Payment, amount int64) (int64, error) {
 	if p.AmountCaptured == 0 {
 		return 0, invalidState(p, "refunded")
+	}
+	if p.DisputedAt != nil {
+		return 0, apperr.New(CodeChargeDisputed, "the payment is disputed: its money goes back through the dispute, not a refund").
+			With("disputed_at", p.DisputedAt.UTC())
 	}
 	left := p.Refundable()
 	if amount == 0 {
