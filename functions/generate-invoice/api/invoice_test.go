@@ -121,6 +121,10 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 	if p := decode[invoicing.Invoice](t, rec); p.AmountPaid != 840 || p.AmountDue != 6000 || p.Status != invoicing.StatusOpen {
 		t.Fatalf("after partial payment = %+v", p)
 	}
+	// Money paid against it keeps it from being voided (the payment would
+	// stay with nothing owed for it): refund it first, or mark the invoice
+	// uncollectible.
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 422, "invoice_partially_paid")
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 6001}), 422, "amount_exceeds_due")
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 1, "currency": "EUR"}), 422, "currency_mismatch")
 	rec = g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", nil)

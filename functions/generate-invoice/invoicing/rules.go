@@ -82,10 +82,17 @@ func Finalize(ctx context.Context, numbers Numberer, invs []*Invoice, now time.T
 	return msgs, nil
 }
 
-// Void: open → void. Nothing is due any more.
+// Void: open → void. Nothing is due any more. An invoice money was paid
+// against (and not refunded) is not voided, as Stripe refuses a void with
+// partial payments: the payment would stay with nothing owed for it.
 func Void(inv *Invoice, now time.Time) ([]Event, error) {
 	if inv.Status != StatusOpen {
 		return nil, apperr.New(CodeInvoiceNotOpen, "invoice %s is %s; only an open invoice can be voided", inv.ID, inv.Status)
+	}
+	if kept := inv.AmountPaid - inv.AmountRefunded; kept > 0 {
+		return nil, apperr.New(CodeInvoicePartiallyPaid,
+			"invoice %s has %d paid against it; refund the payments first, or mark it uncollectible", inv.ID, kept).
+			With("amount_paid", inv.AmountPaid).With("amount_refunded", inv.AmountRefunded)
 	}
 	inv.Status, inv.VoidedAt, inv.UpdatedAt, inv.AmountDue = StatusVoid, ptr(now), now, 0
 	inv.NextPaymentAttemptAt = nil
