@@ -259,6 +259,41 @@ func TestPlanIntervalChangeRestartsTheCycle(t *testing.T) {
 	}
 }
 
+// TestPlanIntervalChangeKeepsAScheduledCancel: as in Stripe,
+// cancel_at_period_end stays set across a plan change until someone sets
+// it false. An interval change restarts the cycle, so the scheduled end
+// moves to the end of the new cycle's first period (billed at once), and
+// the subscription ends there; it used to drop the customer's cancel and
+// bill on, year after year.
+func TestPlanIntervalChangeKeepsAScheduledCancel(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	g.clock.Set(day("2026-06-01T00:00:00Z"))
+	sub := g.subscribe(subBody(user, monthly(3000)))
+	must(t, g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 200)
+	g.clock.Set(day("2026-06-11T00:00:00Z"))
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{
+		"plan": map[string]any{"name": "Pro yearly", "amount": 30000, "currency": "USD", "interval": "year"}})
+	must(t, rec, 200)
+	got := decode[invoicing.Subscription](t, rec)
+	if !got.CancelAtPeriodEnd || got.CancelAt == nil || !got.CancelAt.Equal(day("2027-06-11T00:00:00Z")) {
+		t.Fatalf("after the interval change: cancel_at_period_end %v, cancel_at %v; want the end of the new period, 2027-06-11",
+			got.CancelAtPeriodEnd, got.CancelAt)
+	}
+	g.clock.Set(day("2027-06-12T00:00:00Z"))
+	g.tick()
+	s := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	invs := g.subInvoices(sub.ID)
+	if s.Status != invoicing.SubCanceled {
+		t.Fatalf("a year later: %s with %d invoice(s) (%s)", s.Status, len(invs), periods(invs))
+	}
+	for _, inv := range invs {
+		if inv.PeriodStart != nil && inv.PeriodStart.After(day("2026-06-11T00:00:00Z")) {
+			t.Errorf("billed a period after the scheduled end: %s", periods([]invoicing.Invoice{inv}))
+		}
+	}
+}
+
 func TestCancelAtPeriodEndOrNow(t *testing.T) {
 	g := newRig(t)
 	user := uuid.NewString()

@@ -504,10 +504,15 @@ func (s *Service) changePlan(ctx context.Context, tx Tx, sub *invoicing.Subscrip
 		// A new interval restarts the cycle now; the new period is billed
 		// at once (bill), with the credit for the unused old period.
 		c := invoicing.NewCycle(plan.Interval, plan.IntervalCount, 0, now)
+		endsAtPeriodEnd := sub.CancelAt != nil && sub.CancelAt.After(now)
 		sub.BillingStart, sub.CycleAnchor, sub.AnchorDay, sub.PeriodsBilled = now, c.Anchor, c.AnchorDay, 0
 		sub.NextBillingAt = ptr(now)
-		if sub.CancelAt != nil {
-			sub.CancelAt = nil // the scheduled end belonged to the old cycle
+		if endsAtPeriodEnd {
+			// cancel_at_period_end stays set (as in Stripe) until someone
+			// sets it false: the end moves to that of the new cycle's
+			// first period, which is billed now.
+			_, pe, _ := sub.Cycle().Period(0)
+			sub.CancelAt = ptr(pe)
 		}
 		sub.PendingLines = append(sub.PendingLines, lines...)
 		return nil, nil, nil
