@@ -182,3 +182,31 @@ func countInvoices(t testing.TB, g *rig, account string) int {
 	}
 	return n
 }
+
+// TestAFrozenAccountsSubscriptionEndsWithItsStartedPeriodsBilled: a
+// period that started while the account was frozen waits, unbilled; a
+// cancel at period end bills it first (it was used), and the tick that
+// ends the subscription loses nothing.
+func TestAFrozenAccountsSubscriptionEndsWithItsStartedPeriodsBilled(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	account := g.account(user, "USD")
+	g.clock.Set(day("2026-06-01T00:00:00Z"))
+	sub := g.subscribe(map[string]any{"account_id": account, "plan": monthly(1000)})
+	frz := accounts.Facts{ID: account, UserID: user, Currency: "USD", Status: accounts.Frozen, Version: 2}
+	g.clock.Set(day("2026-06-20T00:00:00Z"))
+	g.deliver(accountEvent(t, accounts.Owner, accounts.TypeUpdated, frz))
+	g.clock.Set(day("2026-07-05T00:00:00Z")) // July has started: its period waits
+	g.tick()
+	must(t, g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 200)
+	g.clock.Set(day("2026-08-05T00:00:00Z"))
+	g.tick()
+	frz.Status, frz.Version = accounts.Active, 3
+	g.deliver(accountEvent(t, accounts.Owner, accounts.TypeUpdated, frz))
+	g.tick()
+	s := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	invs := g.subInvoices(sub.ID)
+	if s.Status != invoicing.SubCanceled || periods(invs) != "06-01..07-01 07-01..08-01" {
+		t.Fatalf("after the thaw: %s, billed %s; want canceled, billed June and July", s.Status, periods(invs))
+	}
+}
