@@ -108,8 +108,9 @@ func TestDraftLifecycleEditFinalizePayVoid(t *testing.T) {
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 422, "invoice_not_open")
 	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", nil), 422, "invoice_not_open")
 
-	// The owner finalizes its own draft.
-	rec = g.asCustomer(user, "POST", "/invoices/"+inv.ID+"/finalize", nil)
+	// The merchant's draft is the merchant's to finalize, not its owner's.
+	problemOf(t, g.asCustomer(user, "POST", "/invoices/"+inv.ID+"/finalize", nil), 403, "forbidden")
+	rec = g.asAdmin("POST", "/invoices/"+inv.ID+"/finalize", nil)
 	must(t, rec, 200)
 	inv = decode[invoicing.Invoice](t, rec)
 	if inv.Status != invoicing.StatusOpen || inv.Number == nil || inv.DueDate.Format("2006-01-02") != "2026-04-01" {
@@ -343,4 +344,41 @@ func TestLargeInvoiceRoundTrips(t *testing.T) {
 	if got := g.invoice(inv.ID); len(got.Lines) != 120 || got.Total != inv.Total || got.Lines[119].Description != "Item 119" {
 		t.Fatalf("after replace and add: %d lines, total %d", len(got.Lines), got.Total)
 	}
+}
+
+// TestACustomerChangesOnlyTheDraftsItMade: a draft an administrator or a
+// service made for a customer's account is the merchant's bill, not the
+// customer's to rewrite: its owner may read it, not replace its lines,
+// add to it or finalize it before the merchant does. Like any customer
+// it may apply a catalogue coupon (the merchant's public offer) to it.
+// Until 2026-12-06 a customer could PATCH a merchant's 10,000 down to 1
+// and finalize it. Its own drafts it still edits and finalizes.
+func TestACustomerChangesOnlyTheDraftsItMade(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	account := uuid.NewString()
+	merchants := g.createInvoice(user, invoiceBody(user, account,
+		map[string]any{"description": "Consulting", "quantity": "1", "unit_amount": 10000}))
+	cheaper := map[string]any{"line_items": []any{map[string]any{"description": "Consulting", "unit_amount": 1}}}
+	problemOf(t, g.asCustomer(user, "PATCH", "/invoices/"+merchants.ID, cheaper), 403, "forbidden")
+	problemOf(t, g.asCustomer(user, "PATCH", "/invoices/"+merchants.ID, map[string]any{"memo": "mine now"}), 403, "forbidden")
+	problemOf(t, g.asCustomer(user, "POST", "/invoices/"+merchants.ID+"/lines", map[string]any{"line_items": []any{
+		map[string]any{"description": "Credit", "unit_amount": 1}}}), 403, "forbidden")
+	problemOf(t, g.asCustomer(user, "POST", "/invoices/"+merchants.ID+"/finalize", nil), 403, "forbidden")
+	code := "FIVE-" + user[:8]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": code, "amount_off": 500, "currency": "USD"}), 201)
+	problemOf(t, g.asCustomer(user, "PATCH", "/invoices/"+merchants.ID, map[string]any{"coupon": code, "memo": "x"}), 403, "forbidden")
+	must(t, g.asCustomer(user, "PATCH", "/invoices/"+merchants.ID, map[string]any{"coupon": code}), 200)
+	must(t, g.asCustomer(user, "PATCH", "/invoices/"+merchants.ID, map[string]any{"coupon": nil}), 200)
+	got := decode[invoicing.Invoice](t, g.asCustomer(user, "GET", "/invoices/"+merchants.ID, nil))
+	if got.Status != invoicing.StatusDraft || got.Total != 10000 || got.Memo != "" {
+		t.Fatalf("the merchant's draft after the customer's attempts: %s, total %d, memo %q", got.Status, got.Total, got.Memo)
+	}
+	must(t, g.asAdmin("POST", "/invoices/"+merchants.ID+"/finalize", nil), 200)
+
+	rec := g.asCustomer(user, "POST", "/invoices", invoiceBody(user, account))
+	must(t, rec, 201)
+	own := decode[invoicing.Invoice](t, rec)
+	must(t, g.asCustomer(user, "PATCH", "/invoices/"+own.ID, cheaper), 200)
+	must(t, g.asCustomer(user, "POST", "/invoices/"+own.ID+"/finalize", nil), 200)
 }

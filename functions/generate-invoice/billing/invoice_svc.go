@@ -129,12 +129,28 @@ func (s *Service) change(ctx context.Context, p auth.Principal, id string, done 
 	})
 }
 
+// mayChangeDraft: a customer changes and finalizes only the drafts it made
+// itself; one an administrator or a service made for its account is the
+// merchant's bill, which it reads but does not rewrite (it may apply or
+// remove a catalogue coupon: PatchInvoiceIn.OnlyCoupon).
+func mayChangeDraft(p auth.Principal, inv *invoicing.Invoice) error {
+	if p.Privileged() || inv.DraftedByCustomer || inv.Status != invoicing.StatusDraft {
+		return nil
+	}
+	return apperr.New(apperr.Forbidden, "invoice %s is a draft the merchant made: only an administrator or a service changes or finalizes it", inv.ID)
+}
+
 // PatchInvoice changes a draft invoice: its customer, memo, metadata,
 // terms, lines, discounts or coupon.
 func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string, in *invoicing.PatchInvoiceIn, done Answer) (*invoicing.Invoice, error) {
 	return s.change(ctx, p, id, done, func(ctx context.Context, tx Tx, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		if err := invoicing.RequireDraft(inv); err != nil {
 			return nil, err
+		}
+		if !in.OnlyCoupon() {
+			if err := mayChangeDraft(p, inv); err != nil {
+				return nil, err
+			}
 		}
 		var v apperr.Validator
 		var rule *apperr.Error
@@ -290,6 +306,9 @@ func (s *Service) AddLines(ctx context.Context, p auth.Principal, id string, in 
 		if err := invoicing.RequireDraft(inv); err != nil {
 			return nil, err
 		}
+		if err := mayChangeDraft(p, inv); err != nil {
+			return nil, err
+		}
 		var v apperr.Validator
 		v.Check(len(in.LineItems) > 0, "line_items", "must hold at least one line")
 		v.Check(len(inv.Lines)+len(in.LineItems) <= s.cfg.MaxLines, "line_items",
@@ -322,6 +341,9 @@ func (s *Service) AddLines(ctx context.Context, p auth.Principal, id string, in 
 func (s *Service) FinalizeInvoice(ctx context.Context, p auth.Principal, id string, done Answer) (*invoicing.Invoice, error) {
 	return s.change(ctx, p, id, done, func(ctx context.Context, tx Tx, inv *invoicing.Invoice, now time.Time) ([]invoicing.Event, error) {
 		if err := invoicing.CheckFinalize(inv, now, s.cfg.DefaultNetDays); err != nil {
+			return nil, err
+		}
+		if err := mayChangeDraft(p, inv); err != nil {
 			return nil, err
 		}
 		// Finalizing asks capture-payment to charge: not on a frozen or closed account.

@@ -147,6 +147,10 @@ type Invoice struct {
 	VoidedAt              *time.Time        `json:"voided_at"`
 	MarkedUncollectibleAt *time.Time        `json:"marked_uncollectible_at"`
 	OverdueAt             *time.Time        `json:"overdue_at"`
+	// DraftedByCustomer: the account's owner made this invoice with its
+	// own token. A customer changes and finalizes only such drafts; one an
+	// administrator or a service made is the merchant's bill.
+	DraftedByCustomer bool `json:"-"`
 }
 
 // Recompute recalculates every line and the totals from the lines' inputs

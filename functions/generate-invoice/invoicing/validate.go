@@ -106,6 +106,14 @@ type PatchInvoiceIn struct {
 	NumberPrefix     *string            `json:"number_prefix"`
 }
 
+// OnlyCoupon: the PATCH applies or removes a catalogue coupon and changes
+// nothing else, which a customer may do on any draft of its own account,
+// the merchant's included (billing.mayChangeDraft).
+func (in *PatchInvoiceIn) OnlyCoupon() bool {
+	return in.Coupon.Set && in.Customer == nil && in.LineItems == nil && in.Discounts == nil && !in.NetTermsDays.Set &&
+		!in.DueDate.Set && in.Memo == nil && in.Metadata == nil && in.CollectionMethod == nil && in.NumberPrefix == nil
+}
+
 type AddLinesIn struct {
 	LineItems []LineIn `json:"line_items"`
 }
@@ -309,7 +317,7 @@ func ParseCreate(p auth.Principal, in *CreateInvoiceIn, pointer string, now time
 	inv := &Invoice{Object: "invoice", ID: ids.New(), AccountID: account, Status: StatusDraft,
 		BillingReason: ReasonManual, Currency: cur, Memo: in.Memo, Metadata: in.Metadata,
 		NumberPrefix: numberPrefix, CollectionMethod: ChargeAutomatically, Discounts: []Discount{},
-		CreatedAt: now, UpdatedAt: now}
+		CreatedAt: now, UpdatedAt: now, DraftedByCustomer: !p.Privileged()}
 	inv.Customer = ParseCustomer(&v, pointer+"customer", in.Customer)
 	v.Check(TextOK(in.Memo, MaxMemo), pointer+"memo", "must be at most 5000 characters")
 	if inv.Metadata == nil {

@@ -55,7 +55,7 @@ const invoiceCols = `id, account_id, owner_user_id, subscription_id, period_star
 	coupon_id, discounts, subtotal, discount, tax, tax_exclusive, total_excluding_tax, total, amount_paid,
 	amount_refunded, amount_due, tax_breakdown, line_count, overdue, overdue_at, dunning_attempts, next_dunning_at,
 	payment_failures, last_payment_error, last_payment_failed_at, created_at, updated_at, finalized_at, paid_at,
-	voided_at, marked_uncollectible_at`
+	voided_at, marked_uncollectible_at, drafted_by_customer`
 
 func scanInvoice(row pgx.Row) (*invoicing.Invoice, error) {
 	inv := &invoicing.Invoice{Object: "invoice"}
@@ -70,7 +70,7 @@ func scanInvoice(row pgx.Row) (*invoicing.Invoice, error) {
 		&inv.AmountRefunded, &inv.AmountDue, &inv.TaxBreakdown, &inv.LineCount, &inv.Overdue, &inv.OverdueAt,
 		&inv.DunningAttempts, &inv.NextPaymentAttemptAt, &inv.PaymentFailures, &inv.LastPaymentError,
 		&inv.LastPaymentFailedAt, &inv.CreatedAt, &inv.UpdatedAt, &inv.FinalizedAt, &inv.PaidAt, &inv.VoidedAt,
-		&inv.MarkedUncollectibleAt)
+		&inv.MarkedUncollectibleAt, &inv.DraftedByCustomer)
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +293,7 @@ func InsertInvoices(ctx context.Context, tx pgx.Tx, invs []*invoicing.Invoice) e
 		subtotal, discount, tax, taxExcl, totalExcl, total, paidAmt, due = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 		lineCounts                                                       = make([]int32, n)
 		created                                                          = make([]time.Time, n)
+		byCustomer                                                       = make([]bool, n)
 	)
 	lineTotal := 0
 	for i, inv := range invs {
@@ -307,24 +308,26 @@ func InsertInvoices(ctx context.Context, tx pgx.Tx, invs []*invoicing.Invoice) e
 		}
 		subtotal[i], discount[i], tax[i], taxExcl[i], totalExcl[i], total[i] = inv.Subtotal, inv.Discount, inv.Tax, inv.TaxExclusive, inv.TotalExcludingTax, inv.Total
 		paidAmt[i], due[i], lineCounts[i], created[i] = inv.AmountPaid, inv.AmountDue, int32(len(inv.Lines)), inv.CreatedAt
+		byCustomer[i] = inv.DraftedByCustomer
 		lineTotal += len(inv.Lines)
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO invoices (id, account_id, owner_user_id, billing_reason, number_prefix, status,
 			currency, customer, memo, metadata, collection_method, discounts, tax_breakdown, subscription_id, coupon_id,
 			number, period_start, period_end, due_date, finalized_at, paid_at, net_terms_days, subtotal, discount, tax,
-			tax_exclusive, total_excluding_tax, total, amount_paid, amount_due, line_count, created_at, updated_at)
+			tax_exclusive, total_excluding_tax, total, amount_paid, amount_due, line_count, created_at, updated_at,
+			drafted_by_customer)
 		SELECT id, account, owner, reason, prefix, status, cur, cust::jsonb, memo, meta::jsonb, method, disc::jsonb,
-			bd::jsonb, sub, coupon, num, ps, pe, due, fin, paid, net, st, dc, tx, tex, tet, tot, pa, ad, lc, cr, cr
+			bd::jsonb, sub, coupon, num, ps, pe, due, fin, paid, net, st, dc, tx, tex, tet, tot, pa, ad, lc, cr, cr, bc
 		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 			$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::uuid[], $15::text[], $16::text[],
 			$17::timestamptz[], $18::timestamptz[], $19::date[], $20::timestamptz[], $21::timestamptz[], $22::int[],
 			$23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[], $27::bigint[], $28::bigint[], $29::bigint[],
-			$30::bigint[], $31::int[], $32::timestamptz[])
+			$30::bigint[], $31::int[], $32::timestamptz[], $33::bool[])
 			AS x(id, account, owner, reason, prefix, status, cur, cust, memo, meta, method, disc, bd, sub, coupon, num,
-				ps, pe, due, fin, paid, net, st, dc, tx, tex, tet, tot, pa, ad, lc, cr)`,
+				ps, pe, due, fin, paid, net, st, dc, tx, tex, tet, tot, pa, ad, lc, cr, bc)`,
 		ids, accounts, owners, reasons, prefixes, statuses, currencies, customers, memos, metas, methods, discounts,
 		breakdowns, subs, coupons, numbers, pstarts, pends, dues, finalized, paid, nets, subtotal, discount, tax,
-		taxExcl, totalExcl, total, paidAmt, due, lineCounts, created)
+		taxExcl, totalExcl, total, paidAmt, due, lineCounts, created, byCustomer)
 	if err != nil {
 		if c, ok := uniqueViolation(err); ok && c == "invoices_subscription_period_key" {
 			return ErrPeriodBilled
