@@ -8,10 +8,12 @@
 // function calls Kick, and the publisher's goroutine sends the fresh rows
 // (the fast path, a few milliseconds later). A schedule tick calls Sweep,
 // which runs the same pass for whatever the fast path missed (Kafka was
-// down, the process died after commit). A pass locks its rows with
-// FOR UPDATE SKIP LOCKED, so concurrent passes never send a row twice,
-// in two round trips to Postgres: BEGIN and the SELECT pipelined, then
-// the DELETE and the COMMIT.
+// down, the process died after commit). A pass takes its source's
+// advisory lock (orderSQL), so the passes of every replica take turns and
+// a key's events keep their order, and locks its rows with FOR UPDATE SKIP
+// LOCKED, so concurrent passes never send a row twice, in two round trips
+// to Postgres: BEGIN, the lock and the SELECT pipelined, then the DELETE
+// and the COMMIT.
 //
 // Records are CloudEvents in structured mode: the value is the JSON
 // envelope, header content-type: application/cloudevents+json, key = the
@@ -493,6 +495,7 @@ func (p *Publisher) publishBatch(ctx context.Context) (n int, err error) {
 	}()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	b.Queue(orderSQL, p.source)
 	b.Queue(passSQL, p.source, p.BatchSize)
 	open = true
 	ids, msgs, err := p.read(conn.SendBatch(ctx, b))
@@ -610,7 +613,18 @@ const (
 	refusedSQL = `UPDATE outbox SET attempts = attempts + 1, last_error = $3 WHERE source = $1 AND id = ANY($2)`
 )
 
-// read takes the BEGIN and the SELECT of a pass from br and returns the
+// orderSQL makes a source's passes, in every process, take turns: the
+// pass holding it sends its rows and deletes them before the next one
+// reads, so the events of one key reach Kafka in the order they were
+// written. Without it a second replica's pass skipped the rows the first
+// had locked and could send the rows behind them first: a payment's
+// settlement ahead of its capture, which process-transaction rejects for
+// want of funds (TestTwoRelaysKeepAKeysEventsInOrder). The lock is the
+// transaction's, released by its COMMIT or ROLLBACK; the two-key form
+// keeps it apart from the single-key advisory locks used elsewhere.
+const orderSQL = `SELECT pg_advisory_xact_lock(1869968482, hashtext($1))`
+
+// read takes the BEGIN, the lock and the SELECT of a pass from br and returns the
 // rows as messages, signed where they still need it; it closes br.
 func (p *Publisher) read(br pgx.BatchResults) (ids []int64, msgs []*sarama.ProducerMessage, err error) {
 	defer func() {
@@ -618,8 +632,10 @@ func (p *Publisher) read(br pgx.BatchResults) (ids []int64, msgs []*sarama.Produ
 			err = cerr
 		}
 	}()
-	if _, err := br.Exec(); err != nil {
-		return nil, nil, err
+	for range 2 { // BEGIN, orderSQL
+		if _, err := br.Exec(); err != nil {
+			return nil, nil, err
+		}
 	}
 	rows, err := br.Query()
 	if err != nil {
