@@ -368,3 +368,55 @@ func TestARefundStraddlingCreditAndRevenueIsRefused(t *testing.T) {
 		t.Fatalf("holds %+v: want 500 from the account, then 1500 from revenue", holds)
 	}
 }
+
+// The money an invoice did not need is reported by generate-invoice some
+// time after the capture (a round trip through Kafka, longer while
+// generate-invoice lags). A merchant who refunds the double charge in that
+// window refunds it from revenue, which then held it (HoldSource: nothing
+// credited yet). The report arriving after the refund must not credit the
+// account with money the customer already has back: the ledger would hold
+// a 2900 credit on the account for a charge refunded at the gateway, and
+// revenue at -2900.
+func TestAnUnappliedReportAfterARefundCreditsOnlyWhatRevenueStillHolds(t *testing.T) {
+	g := newRig(t)
+	inv := g.openInvoice(t, g.account, "USD", 2900)
+	body := map[string]any{"account_id": g.account, "user_id": g.admin, "invoice_id": inv, "amount": 2900, "currency": "USD",
+		"payment_method": "pm_card_visa", "capture_method": "manual", "confirm": true}
+	late := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
+	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
+	p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + late.ID + "/capture"}), http.StatusOK)
+	if p.Status != payments.Succeeded || p.AmountCaptured != 2900 {
+		t.Fatalf("capture: %+v", p)
+	}
+	// The merchant refunds the double charge before generate-invoice's report.
+	r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2900}}), 201)
+	holds, _ := g.ledger.state()
+	if r.Status != "succeeded" || len(holds) != 1 || holds[0].FromAccountNumber != "SYS-REVENUE-USD" {
+		t.Fatalf("refund %+v, holds %+v: want one hold on revenue", r, holds)
+	}
+	if n := g.holdEvents(t, p.ID, 1)[events.TypeHoldCaptureRequested]; n != 1 {
+		t.Fatalf("%d hold captures requested, want 1", n)
+	}
+	// Then the report.
+	unapplied := event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
+	if rec := g.deliver(unapplied); rec.Code != 200 {
+		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
+	}
+	balance := map[string]int64{}
+	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
+		balance[ps.Data.FromAccountNumber+ps.Data.FromAccountID] -= ps.Data.Amount
+		balance[ps.Data.ToAccountNumber+ps.Data.ToAccountID] += ps.Data.Amount
+	}
+	for _, h := range holds { // captured: the refund succeeded
+		balance[h.FromAccountNumber+h.FromAccountID] -= h.Amount
+		balance[h.ToAccountNumber+h.ToAccountID] += h.Amount
+	}
+	if balance["SYS-CLEARING-USD"] != 0 || balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 0 {
+		t.Fatalf("balances %v: want clearing 0 (captured, refunded), revenue 0 (the invoice kept nothing), the account 0 (refunded, no credit)", balance)
+	}
+	// Nothing is left to credit or refund.
+	if rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1}}); rec.Code < 400 {
+		t.Fatalf("a refund beyond the captured amount: %d %s", rec.Code, rec.Body)
+	}
+}

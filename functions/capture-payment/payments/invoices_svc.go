@@ -245,8 +245,21 @@ func (s *Service) OnPaymentUnapplied(ctx context.Context, run Runner, ev events.
 	if p.InvoiceID == nil || !strings.EqualFold(u.Currency, string(p.Currency)) {
 		return events.Permanent(fmt.Errorf("%s %s does not match payment %s", ev.Type(), ev.ID(), p.ID))
 	}
-	// Never more than this payment settled.
-	amount := min(u.Amount, p.AmountCaptured)
+	// Never more than this payment settled, nor what revenue still holds
+	// of it beyond what the invoice kept: a refund made before this report
+	// (HoldSource knew of no credit then) took the money from revenue, and
+	// the customer has it back already. What is credited is what later
+	// refunds may take from the account (HoldSource).
+	fromRevenue, err := tx.RefundedFromRevenue(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	amount := min(u.Amount, p.AmountCaptured) - fromRevenue
+	if amount <= 0 {
+		slog.WarnContext(ctx, "payment not needed by its invoice, refunded already: nothing to credit", "payment_id", p.ID,
+			"invoice_id", p.Invoice(), "account_id", p.AccountID, "unapplied", u.Amount, "refunded", fromRevenue, "reason", u.Reason)
+		return nil
+	}
 	slog.WarnContext(ctx, "payment not needed by its invoice: credited to the account", "payment_id", p.ID,
 		"invoice_id", p.Invoice(), "account_id", p.AccountID, "amount", amount, "currency", string(p.Currency), "reason", u.Reason)
 	if err := tx.SetUnapplied(ctx, p.ID, amount); err != nil {

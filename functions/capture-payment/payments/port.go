@@ -59,6 +59,9 @@ type Tx interface {
 	// what refunds took from the account so far.
 	Credit(ctx context.Context, paymentID string) (unapplied, fromAccount int64, err error)
 	SetUnapplied(ctx context.Context, paymentID string, amount int64) error
+	// RefundedFromRevenue is what refunds of an invoice payment took from
+	// revenue so far (pending or succeeded).
+	RefundedFromRevenue(ctx context.Context, paymentID string) (int64, error)
 
 	Method(ctx context.Context, accountID, id string) (*Method, error)
 	DefaultMethod(ctx context.Context, accountID string) (*Method, error)

@@ -500,6 +500,17 @@ func (t Tx) Credit(ctx context.Context, paymentID string) (unapplied, fromAccoun
 	return unapplied, fromAccount, err
 }
 
+// RefundedFromRevenue is what refunds of invoice payment paymentID took
+// from revenue so far (pending or succeeded): those held on revenue, and
+// those made at the gateway itself, whose postings pass through revenue
+// (refundPostings).
+func (t Tx) RefundedFromRevenue(ctx context.Context, paymentID string) (int64, error) {
+	var n int64
+	err := t.q.QueryRow(ctx, `SELECT coalesce(sum(amount), 0)::bigint FROM refunds
+		WHERE payment_id = $1 AND coalesce(hold_source, 'revenue') = 'revenue' AND status IN ('pending', 'succeeded')`, paymentID).Scan(&n)
+	return n, err
+}
+
 // SetUnapplied records the part of an invoice payment its invoice did not
 // need (it never shrinks: generate-invoice reports a payment once).
 func (t Tx) SetUnapplied(ctx context.Context, paymentID string, amount int64) error {
