@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -418,5 +419,78 @@ func TestAnUnappliedReportAfterARefundCreditsOnlyWhatRevenueStillHolds(t *testin
 	// Nothing is left to credit or refund.
 	if rec := g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1}}); rec.Code < 400 {
 		t.Fatalf("a refund beyond the captured amount: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// The same double charge, reported by generate-invoice first (credited to
+// the account), then refunded in the gateway's dashboard: the refund takes
+// the credit back from the account, as a refund through billfn does. It
+// passed through revenue instead (revenue → account, account → clearing),
+// leaving revenue at -2900 and the credit on the account.
+func TestADashboardRefundOfACreditedChargeTakesTheCreditBack(t *testing.T) {
+	g := newRig(t)
+	inv := g.openInvoice(t, g.account, "USD", 2900)
+	body := map[string]any{"account_id": g.account, "user_id": g.admin, "invoice_id": inv, "amount": 2900, "currency": "USD",
+		"payment_method": "pm_card_visa", "capture_method": "manual", "confirm": true}
+	late := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
+	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
+	p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + late.ID + "/capture"}), http.StatusOK)
+	if p.Status != payments.Succeeded || p.AmountCaptured != 2900 {
+		t.Fatalf("capture: %+v", p)
+	}
+	if rec := g.deliver(event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})); rec.Code != 200 {
+		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
+	}
+	if rec := g.deliver(gatewayUpdated(t, p, "refunded", time.Now(), func(d map[string]any) {
+		d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "charge", "charge.refunded", "ch_"+p.ID[:8]
+		d["amount_refunded"], d["amount_received"] = 2900, 2900
+	})); rec.Code != 200 {
+		t.Fatalf("dashboard refund: %d %s", rec.Code, rec.Body)
+	}
+	if got := g.get(p.ID); got.AmountRefunded != 2900 {
+		t.Fatalf("refunded %d, want 2900", got.AmountRefunded)
+	}
+	balance := map[string]int64{}
+	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
+		balance[ps.Data.FromAccountNumber+ps.Data.FromAccountID] -= ps.Data.Amount
+		balance[ps.Data.ToAccountNumber+ps.Data.ToAccountID] += ps.Data.Amount
+	}
+	if balance["SYS-CLEARING-USD"] != 0 || balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 0 {
+		t.Fatalf("balances %v: want clearing 0, revenue 0, the account 0 (its credit refunded)", balance)
+	}
+}
+
+// A dashboard refund larger than the account's credit takes the credit
+// from the account and the rest from revenue (it cannot be refused for
+// straddling both, as a refund through billfn is), and the credit it took
+// is not offered again.
+func TestADashboardRefundStraddlingCreditAndRevenueTakesEachItsPart(t *testing.T) {
+	g := newRig(t)
+	inv := g.openInvoice(t, g.account, "USD", 2000)
+	p := decode[payments.Payment](t, g.payInvoice(g.account, inv, 2000, "USD"), http.StatusCreated)
+	if rec := g.deliver(event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+		"account_id": g.account, "amount": 500, "currency": "USD", "reason": "overpayment"})); rec.Code != 200 {
+		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
+	}
+	if rec := g.deliver(gatewayUpdated(t, p, "refunded", time.Now(), func(d map[string]any) {
+		d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "charge", "charge.refunded", "ch_"+p.ID[:8]
+		d["amount_refunded"], d["amount_received"] = 800, 2000
+	})); rec.Code != 200 {
+		t.Fatalf("dashboard refund: %d %s", rec.Code, rec.Body)
+	}
+	balance := map[string]int64{}
+	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
+		balance[ps.Data.FromAccountNumber+ps.Data.FromAccountID] -= ps.Data.Amount
+		balance[ps.Data.ToAccountNumber+ps.Data.ToAccountID] += ps.Data.Amount
+	}
+	if balance["SYS-CLEARING-USD"] != -1200 || balance["SYS-REVENUE-USD"] != 1200 || balance[g.account] != 0 {
+		t.Fatalf("balances %v: want clearing -1200, revenue 1200, the account 0 (its 500 credit refunded)", balance)
+	}
+	// The rest of the payment is what the invoice kept: refunded from revenue.
+	decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 1200}}), 201)
+	holds, _ := g.ledger.state()
+	if len(holds) != 1 || holds[0].FromAccountNumber != "SYS-REVENUE-USD" {
+		t.Fatalf("holds %+v: want one hold of 1200 on revenue", holds)
 	}
 }

@@ -173,11 +173,13 @@ func (e *emitter) capturePostings(p *Payment, amount int64) {
 	}
 }
 
-// refundPostings: for an invoice payment revenue → account first, then
-// account → clearing. n is the refund's number on its payment.
-func (e *emitter) refundPostings(p *Payment, r *Refund) {
-	if p.InvoiceID != nil {
-		e.posting(p, KindInvRefund, r.N, "revenue", "account", r.Amount, r.ID)
+// refundPostings: for an invoice payment, fromRevenue of the refund
+// revenue → account first (what the invoice kept; the rest of the refund
+// is the account's credit, HoldSource), then account → clearing. n is the
+// refund's number on its payment.
+func (e *emitter) refundPostings(p *Payment, r *Refund, fromRevenue int64) {
+	if p.InvoiceID != nil && fromRevenue > 0 {
+		e.posting(p, KindInvRefund, r.N, "revenue", "account", fromRevenue, r.ID)
 	}
 	e.posting(p, KindRefund, r.N, "account", "clearing", r.Amount, r.ID)
 }

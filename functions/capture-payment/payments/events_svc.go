@@ -163,17 +163,39 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	if excess <= 0 {
 		return nil
 	}
+	// What it draws on in the ledger, as HoldSource decides for a refund
+	// through billfn: of an invoice payment, the account's credit (the
+	// part its invoice did not need) first, then revenue. It cannot be
+	// refused for straddling both: the credit part comes from the account,
+	// the rest from revenue, and the refund is recorded on revenue with
+	// the credit it took off amount_unapplied.
+	src, fromRevenue := "account", int64(0)
+	if p.InvoiceID != nil {
+		unapplied, fromAccount, err := tx.Credit(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		credit := min(max(unapplied-fromAccount, 0), excess)
+		if credit < excess {
+			src, fromRevenue = "revenue", excess-credit
+			if credit > 0 {
+				if err := tx.TakeCredit(ctx, p.ID, credit); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	p.RefundCount++
 	p.AmountRefunded += excess
 	p.UpdatedAt = now
 	r = &Refund{ID: uuid.NewSHA1(RefundNS, []byte(u.Gateway+":"+eventID)).String(), PaymentID: p.ID, N: p.RefundCount,
 		AccountID: p.AccountID, UserID: p.UserID, InvoiceID: p.InvoiceID, Amount: excess, Currency: string(p.Currency),
 		Gateway: p.GatewayName(), GatewayRefundID: u.RefundID, GatewayPaymentID: p.GatewayPaymentID, Status: "succeeded",
-		Reason: "gateway", CreatedAt: now, UpdatedAt: now}
+		Reason: "gateway", CreatedAt: now, UpdatedAt: now, HoldSource: &src}
 	if _, err := tx.InsertRefund(ctx, r); err != nil {
 		return err
 	}
-	e.refundPostings(p, r)
+	e.refundPostings(p, r, fromRevenue)
 	e.refund(events.TypeRefundSucceeded, r)
 	return nil
 }

@@ -900,7 +900,11 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 		if r.LedgerHoldID != nil {
 			e.resolveHold(p, r, true)
 		} else {
-			e.refundPostings(p, r) // a refund the gateway reported on its own
+			fromRevenue := r.Amount // a refund the gateway reported on its own
+			if r.HoldSource != nil && *r.HoldSource == "account" {
+				fromRevenue = 0 // the account's credit (HoldSource)
+			}
+			e.refundPostings(p, r, fromRevenue)
 		}
 		e.refund(events.TypeRefundSucceeded, r)
 	case "failed", "canceled":

@@ -62,6 +62,9 @@ type Tx interface {
 	// RefundedFromRevenue is what refunds of an invoice payment took from
 	// revenue so far (pending or succeeded).
 	RefundedFromRevenue(ctx context.Context, paymentID string) (int64, error)
+	// TakeCredit takes amount off what an invoice payment credited to its
+	// account: a refund recorded on revenue drew on that much of the credit.
+	TakeCredit(ctx context.Context, paymentID string, amount int64) error
 
 	Method(ctx context.Context, accountID, id string) (*Method, error)
 	DefaultMethod(ctx context.Context, accountID string) (*Method, error)

@@ -511,6 +511,14 @@ func (t Tx) RefundedFromRevenue(ctx context.Context, paymentID string) (int64, e
 	return n, err
 }
 
+// TakeCredit takes amount off payment paymentID's amount_unapplied: a
+// refund made at the gateway that straddled the account's credit and
+// revenue is recorded on revenue, and drew that much of the credit.
+func (t Tx) TakeCredit(ctx context.Context, paymentID string, amount int64) error {
+	_, err := t.q.Exec(ctx, `UPDATE payments SET amount_unapplied = greatest(amount_unapplied - $2, 0) WHERE id = $1`, paymentID, amount)
+	return err
+}
+
 // SetUnapplied records the part of an invoice payment its invoice did not
 // need (it never shrinks: generate-invoice reports a payment once).
 func (t Tx) SetUnapplied(ctx context.Context, paymentID string, amount int64) error {
