@@ -105,3 +105,45 @@ func TestDunningScheduleIsConfigurable(t *testing.T) {
 		t.Fatal("an uncollectible step before the last retry was accepted")
 	}
 }
+
+// Ticks that come late (generate-invoice down for days, the schedule
+// stopped) find several dunning steps past at once. A tick delivered
+// twice (the scheduler's retry, a second replica's tick) must not take a
+// second step at the same instant: each took one, so a tick and its
+// duplicate asked capture-payment to charge the card twice within the
+// same second, and four ticks a minute apart ran the whole schedule to
+// uncollectible. After one catch-up retry the next keeps the schedule's
+// spacing from it.
+func TestALateTickDeliveredTwiceTakesOneDunningStep(t *testing.T) {
+	g := newRig(t)
+	body := invoiceBody(uuid.NewString(), uuid.NewString())
+	body["auto_finalize"], body["net_terms_days"] = true, 5
+	inv := g.createInvoice("", body) // 2026-03-10, due 2026-03-15
+	step := func(at string, wantStatus string, wantAttempts int) {
+		t.Helper()
+		g.clock.Set(day(at))
+		g.tick()
+		g.tick() // delivered twice
+		got := g.invoice(inv.ID)
+		if got.Status != wantStatus || got.DunningAttempts != wantAttempts {
+			t.Fatalf("%s: status %s attempts %d, want %s %d", at, got.Status, got.DunningAttempts, wantStatus, wantAttempts)
+		}
+	}
+	step("2026-03-16T00:00:00Z", invoicing.StatusOpen, 0) // overdue; retries due 03-17, 03-19, 03-23
+	// No tick until 03-25: one retry now, the next 48 h later (72h-24h).
+	step("2026-03-25T00:00:00Z", invoicing.StatusOpen, 1)
+	step("2026-03-26T23:59:00Z", invoicing.StatusOpen, 1)
+	step("2026-03-27T00:00:00Z", invoicing.StatusOpen, 2)
+	step("2026-03-31T00:00:00Z", invoicing.StatusOpen, 3) // +96h (168h-72h)
+	step("2026-04-06T23:59:00Z", invoicing.StatusOpen, 3)
+	step("2026-04-07T00:00:00Z", invoicing.StatusUncollectible, 3) // +168h (336h-168h)
+	n := 0
+	for _, typ := range types(g.events(inv.ID)) {
+		if typ == "invoice.payment_retry_requested" {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d retries requested, want 3", n)
+	}
+}

@@ -25,7 +25,7 @@ func (s *Service) FlagOverdue(ctx context.Context, now time.Time) (int, error) {
 		var msgs []invoicing.Event
 		for _, inv := range invs {
 			inv.Overdue, inv.OverdueAt, inv.UpdatedAt = true, ptr(now), now
-			inv.NextPaymentAttemptAt = s.nextDunning(inv)
+			inv.NextPaymentAttemptAt = s.nextDunning(inv, now)
 			if err := tx.SaveInvoice(ctx, inv); err != nil {
 				return nil, err
 			}
@@ -63,19 +63,34 @@ func (s *Service) sweep(ctx context.Context, step func(tx Tx) ([]string, error))
 func dueAt(inv *invoicing.Invoice) time.Time { return inv.DueDate.AddDate(0, 0, 1) }
 
 // nextDunning is when the next dunning step of an overdue invoice runs:
-// the next retry (automatic collection only), else the uncollectible step.
-func (s *Service) nextDunning(inv *invoicing.Invoice) *time.Time {
+// the next retry (automatic collection only), else the uncollectible step,
+// at its offset from the due date. A step that offset puts at or before
+// now (the ticks came late: an outage, a stopped schedule) comes the
+// schedule's interval after now instead, the time it leaves between that
+// step and the one just taken: otherwise every tick, a tick delivered
+// twice included, would take one more step at once (two charges in the
+// same second, the whole schedule run to uncollectible in a few minutes).
+func (s *Service) nextDunning(inv *invoicing.Invoice, now time.Time) *time.Time {
 	if inv.DueDate == nil {
 		return nil
 	}
 	base := dueAt(inv)
-	if inv.CollectionMethod == invoicing.ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
-		return ptr(base.Add(s.cfg.DunningSchedule[inv.DunningAttempts]))
+	sched, k := s.cfg.DunningSchedule, inv.DunningAttempts
+	retries := inv.CollectionMethod == invoicing.ChargeAutomatically
+	var offset time.Duration
+	switch {
+	case retries && k < len(sched):
+		offset = sched[k]
+	case s.cfg.UncollectibleAfter > 0:
+		offset = s.cfg.UncollectibleAfter
+	default:
+		return nil
 	}
-	if s.cfg.UncollectibleAfter > 0 {
-		return ptr(base.Add(s.cfg.UncollectibleAfter))
+	at := base.Add(offset)
+	if retries && k > 0 && !at.After(now) {
+		at = now.Add(offset - sched[min(k, len(sched))-1]) // the step just taken was retry k
 	}
-	return nil
+	return ptr(at)
 }
 
 // RunDunning asks capture-payment to retry collection on the schedule,
@@ -92,7 +107,7 @@ func (s *Service) RunDunning(ctx context.Context, now time.Time) (int, error) {
 			if inv.CollectionMethod == invoicing.ChargeAutomatically && inv.DunningAttempts < len(s.cfg.DunningSchedule) {
 				inv.DunningAttempts++
 				inv.UpdatedAt = now
-				inv.NextPaymentAttemptAt = s.nextDunning(inv)
+				inv.NextPaymentAttemptAt = s.nextDunning(inv, now)
 				// A frozen or closed account is not charged: the
 				// attempt passes without a retry request.
 				if f, err := s.facts(ctx, tx, inv.AccountID); err == nil && f.Active() != nil {
