@@ -494,3 +494,43 @@ func TestAnEndingSubscriptionInvoicesItsPendingProration(t *testing.T) {
 		t.Fatalf("ended %s: billed %d in %d invoice(s) (%s), want 4500; pending lines left %d", s.Status, billed, len(invs), periods(invs), len(s.PendingLines))
 	}
 }
+
+// A plan change bills the periods already due at the old plan first, as
+// a cancel does, all of them: more than SUBSCRIPTION_MAX_CATCH_UP (a
+// daily plan after a long outage of the tick) are billed in one PATCH.
+// PATCH billed one bounded run only: the periods beyond it were then
+// billed by the tick at the new plan's price, or, when the change
+// restarted the cycle (a new interval), never.
+func TestAPlanChangeBillsEveryDuePeriodAtTheOldPlan(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxCatchUp = 2
+	g := newRigWith(t, cfg)
+	daily := map[string]any{"name": "Daily", "amount": 100, "currency": "USD", "interval": "day"}
+	for _, c := range []struct {
+		name string
+		plan map[string]any
+	}{
+		{"same interval", map[string]any{"name": "Daily+", "amount": 200, "currency": "USD", "interval": "day"}},
+		{"new interval", map[string]any{"name": "Weekly", "amount": 500, "currency": "USD", "interval": "week"}},
+	} {
+		g.clock.Set(day("2026-01-01T00:00:00Z"))
+		sub := g.subscribe(subBody(uuid.NewString(), daily))
+		g.clock.Set(day("2026-01-08T12:00:00Z")) // Jan 2..8 due, no tick ran
+		must(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"plan": c.plan, "proration_behavior": "none"}), 200)
+		g.tick()
+		var old []invoicing.Invoice
+		for _, inv := range g.subInvoices(sub.ID) {
+			if inv.PeriodStart != nil && inv.PeriodStart.Before(day("2026-01-08T12:00:00Z")) && inv.Total != 0 && inv.PeriodEnd.Sub(*inv.PeriodStart) == 24*time.Hour {
+				old = append(old, inv)
+			}
+		}
+		if got := periods(old); got != "01-01..01-02 01-02..01-03 01-03..01-04 01-04..01-05 01-05..01-06 01-06..01-07 01-07..01-08 01-08..01-09" {
+			t.Errorf("%s: the days billed: %s, want Jan 1..8", c.name, got)
+		}
+		for _, inv := range old {
+			if inv.Subtotal != 100 {
+				t.Errorf("%s: %s billed %d, want 100 (the plan it ran under)", c.name, periods([]invoicing.Invoice{inv}), inv.Subtotal)
+			}
+		}
+	}
+}

@@ -137,9 +137,10 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 				invoicing.ScheduleCancel(sub)
 			}
 		}
-		// Periods already due are billed at the plan they ran under.
+		// Periods already due are billed at the plan they ran under, all
+		// of them (billDue), before the change.
 		var notice []invoicing.Event
-		msgs, invIDs, err := s.bill(ctx, tx, sub, now)
+		msgs, invIDs, err := s.billDue(ctx, tx, sub, now)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -181,17 +182,9 @@ func (s *Service) CancelSubscription(ctx context.Context, p auth.Principal, id s
 		if sub.Status == invoicing.SubCanceled {
 			return nil, nil, apperr.New(invoicing.CodeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
 		}
-		var msgs []invoicing.Event
-		var invIDs []string
-		for {
-			m, ids, err := s.bill(ctx, tx, sub, now)
-			if err != nil {
-				return nil, nil, err
-			}
-			if len(ids) == 0 {
-				break
-			}
-			msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
+		msgs, invIDs, err := s.billDue(ctx, tx, sub, now)
+		if err != nil {
+			return nil, nil, err
 		}
 		if atEnd {
 			invoicing.ScheduleCancel(sub)

@@ -327,6 +327,22 @@ func (s *Service) bill(ctx context.Context, tx Tx, sub *invoicing.Subscription, 
 	return msgs, ids, err
 }
 
+// billDue bills every period of sub that has started by now, in as many
+// bounded runs of bill as it takes: a request that changes or ends the
+// subscription (PATCH, cancel) bills them all first at the plan they ran
+// under, where one run stops at MaxCatchUp periods.
+func (s *Service) billDue(ctx context.Context, tx Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+	var msgs []invoicing.Event
+	var invIDs []string
+	for {
+		m, ids, err := s.bill(ctx, tx, sub, now)
+		if err != nil || len(ids) == 0 {
+			return msgs, invIDs, err
+		}
+		msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
+	}
+}
+
 // BillDueSubscriptions is the tick's recurring billing: every due
 // subscription, 50 per transaction, each in a savepoint so one failing
 // subscription does not hold the others back.
