@@ -534,3 +534,27 @@ func TestAPlanChangeBillsEveryDuePeriodAtTheOldPlan(t *testing.T) {
 		}
 	}
 }
+
+// PATCH {"cancel_at_period_end": true} is the other way to schedule the
+// end: as POST …/cancel does, it ends the subscription at the end of the
+// period running now, having billed the periods that started. It took the
+// end of the last period billed instead (the tick's lag, a catch-up after
+// downtime), in the past, so the periods since were never billed and the
+// next tick ended the subscription months early.
+func TestCancelAtPeriodEndByPatchBillsThePeriodsThatHaveStarted(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-02-10T00:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(1000)))
+	// Three periods (Mar 10, Apr 10, May 10) have started; no tick ran.
+	g.clock.Set(day("2026-05-20T00:00:00Z"))
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"cancel_at_period_end": true})
+	must(t, rec, 200)
+	g.tick()
+	if invs := g.subInvoices(sub.ID); len(invs) != 4 {
+		t.Errorf("%d invoice(s) (%s), want 4: 02-10, 03-10, 04-10, 05-10", len(invs), periods(invs))
+	}
+	got := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil))
+	if got.Status == invoicing.SubCanceled || got.CancelAt == nil || !got.CancelAt.Equal(day("2026-06-10T00:00:00Z")) {
+		t.Errorf("status %s, cancel_at %v: want it running until 06-10", got.Status, got.CancelAt)
+	}
+}

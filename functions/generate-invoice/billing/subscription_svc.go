@@ -132,10 +132,10 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 			sub.Metadata = *in.Metadata
 		}
 		if in.CancelAtPeriodEnd != nil {
+			// A scheduled end is taken back now; a new one is set once
+			// the due periods are billed (below), at the end of the
+			// period running now, as POST …/cancel sets it.
 			sub.CancelAt = nil
-			if *in.CancelAtPeriodEnd {
-				invoicing.ScheduleCancel(sub)
-			}
 		}
 		// Periods already due are billed at the plan they ran under, all
 		// of them (billDue), before the change.
@@ -166,6 +166,9 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 			return nil, nil, err
 		}
 		msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
+		if in.CancelAtPeriodEnd != nil && *in.CancelAtPeriodEnd {
+			invoicing.ScheduleCancel(sub)
+		}
 		return append(append(msgs, invoicing.SubscriptionEvent(events.TypeSubscriptionUpdated, sub)), notice...), invIDs, nil
 	})
 }
