@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -183,5 +184,53 @@ func TestACustomerCannotClaimABillfnTransferKind(t *testing.T) {
 		"amount": 1, "currency": "USD", "metadata": map[string]string{"kind": events.KindRefund}}, "Idempotency-Key", key())
 	if ok.Code != 201 {
 		t.Errorf("an administrator's transfer of kind refund: %d %s", ok.Code, ok.Body)
+	}
+}
+
+// The refusal above reads metadata the way its consumers do. A consumer
+// (aggregate-report's reconciliation) reads the member named exactly
+// "kind", last one wins; encoding/json's struct decoding matched any case
+// ("KIND", "Kind", even a Kelvin sign for the K), so a customer wrote
+// {"kind":"payment_capture","KIND":"note"}: the check saw "note", the
+// posted event carried kind payment_capture, and the merchant's
+// reconciliation counted a capture the customer made up. Every such
+// spelling is refused, and none reaches an event.
+func TestACustomerCannotClaimABillfnTransferKindInAnotherSpelling(t *testing.T) {
+	e := newEnv(t)
+	owner := uuid.NewString()
+	a, b := e.account(owner, "USD"), e.account(owner, "USD")
+	e.fund(a, 1_000)
+	pay := uuid.NewString()
+	posted := map[string]string{} // transfer id → its metadata
+	for _, md := range []string{
+		`{"kind":"payment_capture","KIND":"note","payment_id":"` + pay + `","gateway":"stripe"}`,
+		`{"kind":"refund","Kind":"note","payment_id":"` + pay + `"}`,
+		`{"kind":"payment_capture","\u212aind":"note","payment_id":"` + pay + `"}`,
+		`{"Kind":"payment_capture","payment_id":"` + pay + `"}`,
+		`{"kind":"payment_capture","kind":"note","KIND":"note"}`,
+	} {
+		r := e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+			"amount": 1, "currency": "USD", "metadata": json.RawMessage(md)}, "Idempotency-Key", key())
+		if r.Code == 201 {
+			var tr Transfer
+			r.json(t, &tr)
+			posted[tr.ID] = md
+			continue
+		}
+		if r.Code != 422 || !strings.Contains(r.Body.String(), `"pointer":"#/metadata/kind"`) {
+			t.Errorf("metadata %s: %d %s", md, r.Code, r.Body)
+		}
+	}
+	if len(posted) == 0 {
+		return
+	}
+	// What left process-transaction: the posted events, as a consumer reads them.
+	for _, ev := range e.kafkaEvents(events.TypeTransactionPosted, a.ID, len(posted)) {
+		var d struct {
+			ID       string         `json:"id"`
+			Metadata map[string]any `json:"metadata"`
+		}
+		_ = json.Unmarshal(ev.Data(), &d)
+		t.Errorf("a customer's transfer with metadata %s was posted; its event's metadata.kind is %v", posted[d.ID], d.Metadata["kind"])
 	}
 }

@@ -143,14 +143,32 @@ func NewAccountNumber() string {
 }
 
 // billfnKind reports whether metadata (a JSON object) names one of
-// events.TransferKinds as its "kind".
+// events.TransferKinds as its "kind". Every top-level member whose name is
+// "kind" in any case (encoding/json matches field names that way, Unicode
+// folding included: "KIND", "\u212aind") is looked at, duplicates too:
+// a consumer reads the member named exactly "kind" (aggregate-report's
+// reconciliation), and a struct decoded here saw only the last of them,
+// so {"kind":"payment_capture","KIND":"note"} passed as "note" and was
+// posted as a capture.
 func billfnKind(metadata []byte) bool {
-	var md struct {
-		Kind any `json:"kind"`
-	}
-	if json.Unmarshal(metadata, &md) != nil {
+	dec := json.NewDecoder(bytes.NewReader(metadata))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return false // not an object: Validate says so
 	}
-	k, ok := md.Kind.(string)
-	return ok && slices.Contains(events.TransferKinds, k)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return false
+		}
+		var k string
+		if name, _ := t.(string); strings.EqualFold(name, "kind") && json.Unmarshal(v, &k) == nil &&
+			slices.Contains(events.TransferKinds, k) {
+			return true
+		}
+	}
+	return false
 }
