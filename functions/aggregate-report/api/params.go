@@ -19,6 +19,13 @@ import (
 // maxRange bounds every report's date range.
 const maxRange = 3660 * 24 * time.Hour
 
+// maxParam bounds every query parameter's value, in bytes. A report's
+// parameters are in its cache key and echoed in the report cached under
+// it (dim, cursor), so an unbounded one put as much as a URL holds into
+// Redis per request; the longest a report takes (a cursor, a dimension
+// such as "stripe|insufficient_funds") is well under it.
+const maxParam = 256
+
 // query reads a report's query parameters and collects every mistake, so
 // one 422 names them all. Unknown parameters are mistakes too: a typo such
 // as "currencty" must not silently widen a report.
@@ -43,6 +50,8 @@ func newQuery(r *http.Request, allowed ...string) *query {
 			q.fail(name, "unknown parameter; this report takes "+strings.Join(allowed, ", "))
 		case len(q.v[name]) > 1:
 			q.fail(name, "must be given once")
+		case len(q.v[name][0]) > maxParam:
+			q.fail(name, "must be at most "+strconv.Itoa(maxParam)+" bytes")
 		}
 	}
 	return q
