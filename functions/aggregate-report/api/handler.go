@@ -373,8 +373,9 @@ func (s *API) getTopAccounts(w http.ResponseWriter, r *http.Request) {
 		limit = 1000
 	}
 	var pos *store.TopCursor
+	var rank int64 // the place of the row before this page's first
 	if hasCursor {
-		pos = &after
+		pos, rank = &after, max(after.Rank, 0)
 	}
 	key := "top|" + rfc(from) + "|" + rfc(to) + "|" + cur + "|" + itoa(int64(limit)) + "|" + q.get("cursor") + "|" + q.get("include_system")
 	rep, err := cached(r.Context(), s, sc, key, from, to, func(ctx context.Context) (store.TopAccounts, error) {
@@ -394,7 +395,7 @@ func (s *API) getTopAccounts(w http.ResponseWriter, r *http.Request) {
 	streamCSV(w, "top-accounts-"+cur, []string{"rank", "account_id", "number", "volume", "sent_count", "sent_amount",
 		"received_count", "received_amount", "volume_decimal"}, func(emit func(...string)) {
 		for i, a := range rep.Data {
-			emit(itoa(int64(i+1)), a.AccountID, csvCell(a.Number), itoa(a.Volume), itoa(a.Sent.Count), itoa(a.Sent.Amount),
+			emit(itoa(rank+int64(i+1)), a.AccountID, csvCell(a.Number), itoa(a.Volume), itoa(a.Sent.Count), itoa(a.Sent.Amount),
 				itoa(a.Received.Count), itoa(a.Received.Amount), money.Format(a.Volume, money.Currency(cur)))
 		}
 	})

@@ -1030,10 +1030,13 @@ type TopAccount struct {
 	Received  Figure `json:"received"`
 }
 
-// TopCursor is the keyset position: volume descending, account id ascending.
+// TopCursor is the keyset position: volume descending, account id
+// ascending; Rank is the place of that account in the ranking, so the next
+// page's ranks go on from it (the CSV's rank column).
 type TopCursor struct {
 	Volume  int64  `json:"v"`
 	Account string `json:"a"`
+	Rank    int64  `json:"r,omitempty"`
 }
 
 func (s *Store) TopAccounts(ctx context.Context, sc Scope, from, to time.Time, currency string, limit int,
@@ -1101,7 +1104,11 @@ func (s *Store) TopAccounts(ctx context.Context, sc Scope, from, to time.Time, c
 		out.Data = out.Data[:limit]
 		last := out.Data[limit-1]
 		out.HasMore = true
-		out.NextCursor = encodeCursor(TopCursor{last.Volume, last.AccountID})
+		var rank int64
+		if after != nil {
+			rank = max(after.Rank, 0)
+		}
+		out.NextCursor = encodeCursor(TopCursor{last.Volume, last.AccountID, rank + int64(limit)})
 	}
 	if len(out.Data) == 0 {
 		return out, nil
