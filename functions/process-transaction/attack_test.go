@@ -234,3 +234,24 @@ func TestACustomerCannotClaimABillfnTransferKindInAnotherSpelling(t *testing.T) 
 		t.Errorf("a customer's transfer with metadata %s was posted; its event's metadata.kind is %v", posted[d.ID], d.Metadata["kind"])
 	}
 }
+
+// An account read by its id in upper case is cached under its canonical
+// id, the one every change invalidates: before, it had an entry of its own
+// that no transfer reached, and showed the balance of the first read for
+// five minutes.
+func TestAnAccountReadByItsIdInUpperCaseIsNotStale(t *testing.T) {
+	e := newEnv(t)
+	owner := uuid.NewString()
+	a := e.account(owner, "USD")
+	upper := "/accounts/" + strings.ToUpper(a.ID)
+	if r := e.do("GET", upper, owner, auth.RoleCustomer, nil); r.Code != 200 {
+		t.Fatalf("GET %s: %d %s", upper, r.Code, r.Body)
+	}
+	e.fund(a, 1_000)
+	r := e.do("GET", upper, owner, auth.RoleCustomer, nil)
+	var got Account
+	r.json(t, &got)
+	if got.Balance != 1_000 {
+		t.Errorf("read by its id in upper case after a transfer: balance %d, want 1000", got.Balance)
+	}
+}

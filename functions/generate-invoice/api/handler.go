@@ -164,12 +164,16 @@ type cachedInvoice struct {
 	Body  json.RawMessage `json:"b"`
 }
 
+// invoiceDoc reads invoice id through the cache, under its canonical
+// (lower-case) id: the one every change invalidates. An id in another case
+// had an entry of its own that no change reached.
 func (s *Service) invoiceDoc(ctx context.Context, id string) (cachedInvoice, error) {
-	if !ids.Valid(id) {
+	canon, ok := ids.Canonical(id)
+	if !ok {
 		return cachedInvoice{}, invoicing.NotFound("invoice", id)
 	}
-	return redis.GetOrLoad(ctx, s.invCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedInvoice, error) {
-		inv, err := s.b.Invoice(ctx, id)
+	return redis.GetOrLoad(ctx, s.invCache, canon, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedInvoice, error) {
+		inv, err := s.b.Invoice(ctx, canon)
 		if err != nil {
 			return cachedInvoice{}, err
 		}

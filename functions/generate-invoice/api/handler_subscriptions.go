@@ -51,7 +51,8 @@ func (s *Service) getSubscription(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var doc cachedSub
 	var err error = invoicing.NotFound("subscription", id)
-	if ids.Valid(id) {
+	if canon, ok := ids.Canonical(id); ok { // the key changes invalidate
+		id = canon
 		doc, err = redis.GetOrLoad(r.Context(), s.subCache, id, s.cfg.CacheTTL.D(), func(ctx context.Context) (cachedSub, error) {
 			sub, err := s.b.Subscription(ctx, id)
 			if err != nil {

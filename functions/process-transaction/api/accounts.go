@@ -88,7 +88,8 @@ func (s *Service) createAccount(w http.ResponseWriter, r *http.Request) {
 
 // loadAccount returns an account the caller may see (cached), or 404.
 func (s *Service) loadAccount(ctx context.Context, p auth.Principal, id string) (*ledger.Account, error) {
-	if !ids.Valid(id) {
+	id, ok := ids.Canonical(id) // the cache key every change invalidates
+	if !ok {
 		return nil, ledger.ErrNotFound("account")
 	}
 	a, err := redis.GetOrLoad(ctx, s.cache, id, 5*time.Minute, func(ctx context.Context) (*ledger.Account, error) {
