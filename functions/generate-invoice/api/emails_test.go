@@ -503,3 +503,36 @@ func TestBatchedNotificationsSendEachCustomerTheirOwnInvoice(t *testing.T) {
 		}
 	}
 }
+
+// A customer writes its invoice's customer snapshot, the address
+// included: the merchant's SMTP server sent, From the merchant, whatever
+// the customer wrote (name, memo, lines) to any address it named. An
+// invoice its customer made is not e-mailed: its notifications are logged
+// suppressed (customer_made_invoice); the merchant's invoices are, to the
+// address the merchant wrote.
+func TestACustomerCannotMailAStrangerFromTheMerchant(t *testing.T) {
+	g, mp := mailRig(t)
+	mallory := uuid.NewString()
+	stranger := "stranger-" + uuid.NewString()[:8] + "@elsewhere.example"
+	body := invoiceBody(mallory, g.account(mallory, "USD"),
+		map[string]any{"description": "Your account is suspended: sign in at https://evil.example/acme to restore it", "quantity": "1", "unit_amount": 0})
+	body["auto_finalize"] = true
+	body["customer"] = map[string]any{"name": "Acme security team", "email": stranger}
+	body["memo"] = "Urgent: verify your card at https://evil.example/acme within 24 hours."
+	rec := g.asCustomer(mallory, "POST", "/invoices", body)
+	must(t, rec, 201)
+	inv := decode[invoicing.Invoice](t, rec)
+	g.deliver(g.notificationEvents(inv.ID, events.NotifyInvoiceFinalized)...)
+	g.tick()
+	if got := inbox(t, mp, stranger); len(got) != 0 {
+		t.Errorf("a customer had the merchant mail %s %d message(s), the first %q", stranger, len(got), got[0].Subject)
+	}
+	var status, reason string
+	if err := g.d.Pool.QueryRow(t.Context(), `SELECT status, coalesce(reason, '') FROM invoice_notifications WHERE invoice_id = $1`, inv.ID).
+		Scan(&status, &reason); err != nil {
+		t.Fatal(err)
+	}
+	if status != "suppressed" || reason != "customer_made_invoice" {
+		t.Errorf("the customer-made invoice's notification is %s (%s), want suppressed (customer_made_invoice)", status, reason)
+	}
+}

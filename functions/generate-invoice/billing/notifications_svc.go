@@ -126,9 +126,15 @@ func (s *Service) QueueNotifications(ctx context.Context, tx Tx, evs []events.Ev
 	return nil
 }
 
-// invoiceNotification is the log's row for req, about inv.
+// invoiceNotification is the log's row for req, about inv. An invoice its
+// customer made is not e-mailed: the address, name, memo and lines are
+// the customer's word, and the merchant's server would send them, From
+// the merchant, to whoever the customer named.
 func (s *Service) invoiceNotification(ev events.Event, req *events.NotificationRequested, inv *invoicing.Invoice) *notify.Notification {
 	n := notify.New(ids.New(), ev.Source(), ev.ID(), *req, inv.Customer.Email, s.mail.From.Domain(), s.Clock())
+	if inv.DraftedByCustomer {
+		n.Withhold(notify.ReasonCustomerMade)
+	}
 	n.AccountID, n.UserID = inv.AccountID, inv.UserID // the invoice's own, whatever the event says
 	if notify.Kinds[n.Kind] {
 		n.Subject = notify.Subject(n.Kind, inv, *req, s.mail.From.Name())

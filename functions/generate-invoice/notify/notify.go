@@ -34,6 +34,7 @@ const (
 	ReasonRetriesExhausted = "smtp_retries_exhausted" // EMAIL_MAX_ATTEMPTS temporary failures
 	ReasonRejected         = "message_rejected"       // the email could not be composed or built (an address the server would refuse)
 	ReasonNoOperator       = "no_operator_email"      // EMAIL_OPERATOR is not set: the merchant's operator has no address
+	ReasonCustomerMade     = "customer_made_invoice"  // the invoice's customer made it: its address is the customer's word, not the merchant's
 )
 
 // KindEndpointDisabled is the operator's notice of a webhook endpoint
@@ -161,6 +162,13 @@ func NewEndpointDisabled(id, source, eventID string, d events.WebhookEndpointDis
 		n.Status, n.NextAttemptAt = Queued, &now
 	}
 	return n
+}
+
+// Withhold suppresses a notification New queued, with reason.
+func (n *Notification) Withhold(reason string) {
+	if n.Status == Queued {
+		n.suppress(reason)
+	}
 }
 
 func (n *Notification) suppress(reason string) {
