@@ -267,10 +267,10 @@ func TestPatchAppliesAndRemovesACoupon(t *testing.T) {
 	}
 }
 
-// A draft carrying a coupon holds one of its redemptions, however often
-// the coupon is applied to it again: otherwise one customer re-applying a
-// coupon to its own draft exhausts max_redemptions and every other
-// customer is refused the promotion. Removing the coupon from the draft,
+// A draft the merchant made carrying a coupon holds one of its
+// redemptions, however often the coupon is applied to it again: otherwise
+// one customer re-applying a coupon to the draft exhausts max_redemptions
+// and every other customer is refused the promotion. Removing the coupon from the draft,
 // or replacing it, gives its redemption back, so applying and removing in
 // turn spends nothing either.
 func TestADraftHoldsOneRedemptionOfItsCoupon(t *testing.T) {
@@ -288,7 +288,7 @@ func TestADraftHoldsOneRedemptionOfItsCoupon(t *testing.T) {
 	}
 	body := invoiceBody(alice, g.account(alice, "USD"))
 	body["coupon"] = promo
-	rec := g.asCustomer(alice, "POST", "/invoices", body)
+	rec := g.asAdmin("POST", "/invoices", body) // the merchant's draft (a customer's own holds none: TestOneCustomersDraftsDoNotExhaustACoupon)
 	must(t, rec, 201)
 	inv := decode[invoicing.Invoice](t, rec)
 	for i := 0; i < 3; i++ {
@@ -381,4 +381,43 @@ func TestACustomerChangesOnlyTheDraftsItMade(t *testing.T) {
 	own := decode[invoicing.Invoice](t, rec)
 	must(t, g.asCustomer(user, "PATCH", "/invoices/"+own.ID, cheaper), 200)
 	must(t, g.asCustomer(user, "POST", "/invoices/"+own.ID+"/finalize", nil), 200)
+}
+
+// A customer's own drafts cost it nothing and it cannot delete them: if
+// each held a redemption of its coupon, one customer's drafts, never
+// finalized, would use up a limited promotion and every other customer be
+// refused it. A draft its customer made holds none: the redemption is
+// counted when it is finalized (refused then if the coupon is used up); a
+// draft the merchant made holds its redemption from the start.
+func TestOneCustomersDraftsDoNotExhaustACoupon(t *testing.T) {
+	g := newRig(t)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	promo := "HOARD-" + alice[:8]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": promo, "percent_off": "10", "max_redemptions": 2}), 201)
+	acct := g.account(alice, "USD")
+	var drafts []invoicing.Invoice
+	for range 3 {
+		body := invoiceBody(alice, acct)
+		body["coupon"] = promo
+		rec := g.asCustomer(alice, "POST", "/invoices", body)
+		must(t, rec, 201)
+		drafts = append(drafts, decode[invoicing.Invoice](t, rec))
+	}
+	b := invoiceBody(bob, g.account(bob, "USD"))
+	b["coupon"] = promo
+	b["auto_finalize"] = true
+	if rec := g.asCustomer(bob, "POST", "/invoices", b); rec.Code != 201 {
+		t.Fatalf("after one customer's three drafts, another customer is refused the coupon: %d %s", rec.Code, rec.Body)
+	}
+	must(t, g.asCustomer(alice, "POST", "/invoices/"+drafts[0].ID+"/finalize", nil), 200)
+	problemOf(t, g.asCustomer(alice, "POST", "/invoices/"+drafts[1].ID+"/finalize", nil), 422, "coupon_not_redeemable")
+	must(t, g.asCustomer(alice, "PATCH", "/invoices/"+drafts[1].ID, map[string]any{"coupon": nil}), 200)
+	must(t, g.asCustomer(alice, "POST", "/invoices/"+drafts[1].ID+"/finalize", nil), 200)
+	var redeemed int
+	if err := g.d.Pool.QueryRow(t.Context(), `SELECT times_redeemed FROM coupons WHERE id = $1`, promo).Scan(&redeemed); err != nil {
+		t.Fatal(err)
+	}
+	if redeemed != 2 {
+		t.Errorf("times_redeemed %d, want 2 (bob's and alice's first finalized invoice)", redeemed)
+	}
 }

@@ -251,7 +251,7 @@ func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string,
 		// redemption back, so no sequence of changes to one draft spends
 		// more than one.
 		if in.Coupon.Set && !(inv.Coupon != nil && !in.Coupon.Null && *inv.Coupon == in.Coupon.V) {
-			if inv.Coupon != nil {
+			if inv.Coupon != nil && HoldsRedemption(inv) {
 				res.Release(*inv.Coupon)
 			}
 			coupon, inv.Coupon = nil, nil
@@ -261,7 +261,9 @@ func (s *Service) PatchInvoice(ctx context.Context, p auth.Principal, id string,
 					return nil, err
 				}
 				coupon, inv.Coupon = []invoicing.Discount{d}, ptr(in.Coupon.V)
-				res.Redeem(in.Coupon.V)
+				if HoldsRedemption(inv) {
+					res.Redeem(in.Coupon.V)
+				}
 			}
 		}
 		inv.Discounts = append(adhoc, coupon...)
@@ -349,6 +351,17 @@ func (s *Service) FinalizeInvoice(ctx context.Context, p auth.Principal, id stri
 		// Finalizing asks capture-payment to charge: not on a frozen or closed account.
 		if err := s.chargeable(ctx, tx, inv.AccountID); err != nil {
 			return nil, err
+		}
+		if inv.Coupon != nil && !HoldsRedemption(inv) {
+			// A customer's own draft redeems its coupon now (HoldsRedemption).
+			res := s.NewResolver(tx, now)
+			if _, err := res.Coupon(ctx, "", *inv.Coupon, inv); err != nil {
+				return nil, err
+			}
+			res.Redeem(*inv.Coupon)
+			if err := res.Flush(ctx); err != nil {
+				return nil, err
+			}
 		}
 		return invoicing.Finalize(ctx, tx, []*invoicing.Invoice{inv}, now)
 	})

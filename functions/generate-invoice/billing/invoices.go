@@ -159,10 +159,20 @@ func (r *Resolver) Draft(ctx context.Context, d *invoicing.InvoiceDraft) error {
 	if err := inv.Recompute(); err != nil {
 		return err
 	}
-	if d.Coupon != "" {
+	if d.Coupon != "" && (HoldsRedemption(inv) || d.AutoFinalize) {
 		r.redeem[d.Coupon]++
 	}
 	return nil
+}
+
+// HoldsRedemption: a draft the merchant made holds a redemption of its
+// coupon from the moment the coupon is applied. A draft its customer made
+// holds none until it is finalized (FinalizeInvoice counts it then, or
+// refuses the coupon used up): such drafts cost the customer nothing and
+// it cannot delete them, so one customer's drafts would otherwise use up
+// a limited promotion for every other customer.
+func HoldsRedemption(inv *invoicing.Invoice) bool {
+	return !inv.DraftedByCustomer || inv.Status != invoicing.StatusDraft
 }
 
 // Redeem counts a redemption of coupon id, written by Flush.
