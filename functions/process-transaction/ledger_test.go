@@ -746,3 +746,28 @@ func TestLedgerEventsAreSignedAsTheyAreWritten(t *testing.T) {
 		t.Fatalf("rows %v, want 2 account.created and the transfer's transaction.posted", seen)
 	}
 }
+
+// A customer opens at most AccountsPerCustomer accounts (closed ones
+// included: an account is never deleted): every report a customer asks
+// for reads all its accounts, and one customer with 100,000 of them
+// (about 100 a second to make) slowed an uncached dashboard to 6.5 s. An
+// administrator or a service may open more for it.
+func TestACustomerOpensALimitedNumberOfAccounts(t *testing.T) {
+	e := newEnv(t)
+	e.s.AccountsPerCustomer = 3
+	user := uuid.NewString()
+	for range 3 {
+		e.account(user, "USD")
+	}
+	r := e.do("POST", "/accounts", user, auth.RoleCustomer, map[string]any{"currency": "USD"}, "Idempotency-Key", key())
+	if r.Code != 422 || r.code() != string(ledger.AccountLimit) {
+		t.Fatalf("a customer's fourth account: %d %s", r.Code, r.Body)
+	}
+	if r := e.do("POST", "/accounts", e.admin, auth.RoleAdmin, map[string]any{"currency": "USD", "user_id": user}, "Idempotency-Key", key()); r.Code != 201 {
+		t.Fatalf("an administrator's fourth account for the customer: %d %s", r.Code, r.Body)
+	}
+	var n int
+	if err := e.d.Pool.QueryRow(t.Context(), `SELECT count(*) FROM accounts WHERE user_id = $1`, user).Scan(&n); err != nil || n != 4 {
+		t.Fatalf("%d accounts (%v), want 4", n, err)
+	}
+}

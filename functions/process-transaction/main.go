@@ -25,6 +25,9 @@ type Config struct {
 	GroupWindow config.Duration `envconfig:"GROUP_COMMIT_WINDOW" default:"0s"`
 	GroupMax    int             `envconfig:"GROUP_COMMIT_MAX" default:"2000"`
 	Committers  int             `envconfig:"GROUP_COMMITTERS" default:"1"`
+	// AccountsPerCustomer bounds the accounts a customer opens itself
+	// (0: no bound).
+	AccountsPerCustomer int `envconfig:"ACCOUNTS_PER_CUSTOMER_MAX" default:"1000"`
 }
 
 func main() {
@@ -38,6 +41,7 @@ func main() {
 			return server.App{}, err
 		}
 		s := api.New(d, time.Now)
+		s.AccountsPerCustomer = cfg.AccountsPerCustomer
 		c := s.Committer()
 		c.Window, c.MaxOps, c.Workers = cfg.GroupWindow.D(), cfg.GroupMax, cfg.Committers
 		s.Start()

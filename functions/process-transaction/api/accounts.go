@@ -74,7 +74,11 @@ func (s *Service) createAccount(w http.ResponseWriter, r *http.Request) {
 		AllowNegative: in.AllowNegative, Metadata: in.Metadata}
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
-	err = s.store.CreateAccount(ctx, a, func(a *ledger.Account) idempotency.Response {
+	limit := s.AccountsPerCustomer
+	if p.Privileged() {
+		limit = 0
+	}
+	err = s.store.CreateAccount(ctx, a, limit, func(a *ledger.Account) idempotency.Response {
 		return idempotency.Response{Status: http.StatusCreated, Body: a, Location: "accounts/" + a.ID}
 	})
 	if err != nil {

@@ -22,12 +22,20 @@ type Service struct {
 	store  *store.Store
 	commit *store.Committer
 	cache  *redis.Cache
+	// AccountsPerCustomer bounds the accounts a customer opens itself
+	// (ACCOUNTS_PER_CUSTOMER_MAX; 0: no bound); an administrator or a
+	// service may open more for it.
+	AccountsPerCustomer int
 }
+
+// DefaultAccountsPerCustomer is ACCOUNTS_PER_CUSTOMER_MAX's default.
+const DefaultAccountsPerCustomer = 1000
 
 // New wires the service on d and subscribes its event handlers; now is its
 // clock (injectable for hold expiry).
 func New(d *platform.Deps, now func() time.Time) *Service {
-	s := &Service{d: d, now: now, store: store.New(d.Pool, d.Publisher.Writer()), cache: d.Cache("accounts")}
+	s := &Service{d: d, now: now, store: store.New(d.Pool, d.Publisher.Writer()), cache: d.Cache("accounts"),
+		AccountsPerCustomer: DefaultAccountsPerCustomer}
 	s.commit = store.NewCommitter(d.Pool, d.Publisher.Writer(), now, s.changed)
 	d.Collect(store.Collectors()...)
 	d.Events.OnSelf(events.TypeTransactionRequested, s.onRequested)

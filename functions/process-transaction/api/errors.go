@@ -20,6 +20,7 @@ var Statuses = problem.Statuses{
 	ledger.AccountNotEmpty:   {Status: http.StatusConflict, Title: "Account not empty"},
 	ledger.TransferNotHeld:   {Status: http.StatusConflict, Title: "Transfer is not an open hold"},
 	ledger.HoldNotYours:      {Status: http.StatusForbidden, Title: "Hold placed by another party"},
+	ledger.AccountLimit:      {Status: http.StatusUnprocessableEntity, Title: "Account limit reached"},
 	ledger.HoldExpired:       {Status: http.StatusConflict, Title: "Hold expired"},
 	ledger.CaptureExceeds:    {Status: http.StatusUnprocessableEntity, Title: "Capture exceeds the hold"},
 	ledger.BatchRejected:     {Status: http.StatusUnprocessableEntity, Title: "Atomic batch rejected"},

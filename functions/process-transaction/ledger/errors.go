@@ -26,6 +26,7 @@ const (
 	BatchRejected     apperr.Code = "batch_rejected"
 	HoldNotYours      apperr.Code = "hold_not_yours"
 	HoldExpired       apperr.Code = "hold_expired"
+	AccountLimit      apperr.Code = "account_limit_reached"
 )
 
 // ErrAlreadyResolved: a hold is already in the state a resolution asks for

@@ -126,8 +126,24 @@ func complete(ctx context.Context, tx pgx.Tx, reply *idempotency.Response) error
 // CreateAccount inserts a (with a generated number when it has none) and
 // its billfn.account.created event; reply, built from the stored account,
 // is the request's idempotent response.
-func (s *Store) CreateAccount(ctx context.Context, a *ledger.Account, reply func(*ledger.Account) idempotency.Response) error {
+func (s *Store) CreateAccount(ctx context.Context, a *ledger.Account, limit int, reply func(*ledger.Account) idempotency.Response) error {
 	return postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		if limit > 0 {
+			// The owner's accounts are counted under its lock, in a
+			// statement of their own (whose snapshot follows the lock), so
+			// two concurrent openings cannot both take the last place.
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(1633903475, hashtext($1::text))`, a.UserID); err != nil {
+				return err
+			}
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE user_id = $1`, a.UserID).Scan(&n); err != nil {
+				return err
+			}
+			if n >= limit {
+				return apperr.New(ledger.AccountLimit, "a customer opens at most %d accounts itself; an administrator may open more for it", limit).
+					With("limit", limit)
+			}
+		}
 		generated := a.AccountNumber == ""
 		for attempt := 0; ; attempt++ {
 			if generated {
