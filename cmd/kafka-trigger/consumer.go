@@ -517,7 +517,7 @@ func (c *consumer) deliver(ctx context.Context, msgs []*sarama.ConsumerMessage, 
 			}
 			return true
 		}
-		if !o.retryable || attempt >= c.t.cfg.MaxAttempts {
+		if !o.retryable || (c.t.cfg.MaxAttempts > 0 && attempt >= c.t.cfg.MaxAttempts) {
 			if !c.deadLetter(ctx, msgs, o, attempt) {
 				return false
 			}

@@ -26,9 +26,11 @@
 // Records of one partition are delivered one after another; partitions in
 // parallel. A 2xx commits the offset. 5xx, 404, 408, 409, 425, 429, timeouts
 // and connection errors are retried with exponential backoff (honouring
-// Retry-After); any other 4xx — the function will never accept the record —
-// and MAX_ATTEMPTS failures send the record to DLQ_TOPIC with the error in
-// its headers, then commit. Metrics (deliveries, lag per partition, ticks)
+// Retry-After) until the function takes the record, the records behind it
+// waiting, so a key's events are applied in the order written (or, with
+// MAX_ATTEMPTS=N, N times, then dead-lettered); any other 4xx — the
+// function will never accept the record — sends the record to DLQ_TOPIC
+// with the error in its headers, then commits. Metrics (deliveries, lag per partition, ticks)
 // are on METRICS_ADDR/metrics.
 //
 // The schedule ticks are the cron-connector's: an empty POST with
@@ -77,10 +79,14 @@ type Config struct {
 	GatewayUser     string `envconfig:"GATEWAY_USER" secret:"basic-auth-user"`
 	GatewayPassword string `envconfig:"GATEWAY_PASSWORD" secret:"basic-auth-password"`
 
-	GroupPrefix     string          `envconfig:"GROUP_PREFIX" default:"kafka-trigger-"`
-	InitialOffset   string          `envconfig:"INITIAL_OFFSET" default:"earliest"`
-	DLQTopic        string          `envconfig:"DLQ_TOPIC" default:"billfn-dlq"`
-	MaxAttempts     int             `envconfig:"MAX_ATTEMPTS" default:"10"`
+	GroupPrefix   string `envconfig:"GROUP_PREFIX" default:"kafka-trigger-"`
+	InitialOffset string `envconfig:"INITIAL_OFFSET" default:"earliest"`
+	DLQTopic      string `envconfig:"DLQ_TOPIC" default:"billfn-dlq"`
+	// MaxAttempts: 0 (the default) retries a retryable failure until the
+	// function takes the record, the records behind it waiting, so a
+	// key's events are applied in order; N dead-letters it after N
+	// attempts and moves on, which lets a key's later events overtake it.
+	MaxAttempts     int             `envconfig:"MAX_ATTEMPTS" default:"0"`
 	BackoffBase     config.Duration `envconfig:"BACKOFF_BASE" default:"200ms"`
 	BackoffMax      config.Duration `envconfig:"BACKOFF_MAX" default:"30s"`
 	DeliveryTimeout config.Duration `envconfig:"DELIVERY_TIMEOUT" default:"30s"`
@@ -114,8 +120,8 @@ func (c Config) validate() error {
 	if c.StackFile == "" && c.GatewayURL == "" {
 		problems = append(problems, "set GATEWAY_URL (or STACK_FILE)")
 	}
-	if c.MaxAttempts < 1 {
-		problems = append(problems, "MAX_ATTEMPTS must be at least 1")
+	if c.MaxAttempts < 0 {
+		problems = append(problems, "MAX_ATTEMPTS must be 0 (retry until delivered) or a number of attempts")
 	}
 	if c.InitialOffset != "earliest" && c.InitialOffset != "latest" {
 		problems = append(problems, "INITIAL_OFFSET must be earliest or latest")

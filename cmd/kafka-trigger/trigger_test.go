@@ -453,6 +453,45 @@ func TestTriggerDeadLettersARecordTheFunctionRejectsAtOnce(t *testing.T) {
 	})
 }
 
+// By default (MAX_ATTEMPTS 0) a record the function cannot take yet (it
+// is down, its database is) is retried until it can, however long that
+// takes, and the records behind it wait: dead-lettered after a bounded
+// number of attempts (10, about 80 s, until 2026-12-06), a payment's
+// capture let its settlement, the next record of its key, reach the
+// ledger first, which rejected it for want of funds, for good.
+func TestTriggerRetriesARetryableFailureUntilTheFunctionTakesIt(t *testing.T) {
+	brokers := kafka(t)
+	var (
+		mu       sync.Mutex
+		seq      []string
+		attempts int
+	)
+	startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
+		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+			ev, _ := events.Unmarshal(mustRead(r))
+			var d struct{ Step string }
+			_ = json.Unmarshal(ev.Data(), &d)
+			mu.Lock()
+			defer mu.Unlock()
+			if d.Step == "capture" {
+				if attempts++; attempts <= 15 {
+					problem.Write(w, r, problem.New(problem.Unavailable, "database down"))
+					return
+				}
+			}
+			seq = append(seq, d.Step)
+		})}}, func(c *Config) { c.MaxAttempts = 0; c.BackoffMax = config.Duration(20 * time.Millisecond) })
+	capture, _ := structured(t, events.TopicPayment, "pay-1", map[string]string{"step": "capture"})
+	settlement, _ := structured(t, events.TopicPayment, "pay-1", map[string]string{"step": "settlement"})
+	produce(t, brokers, capture, settlement)
+	waitFor(t, "both records", 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seq) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if seq[0] != "capture" || seq[1] != "settlement" || attempts != 16 {
+		t.Fatalf("delivered %v after %d attempts of the capture; want capture (on its 16th attempt), then settlement", seq, attempts)
+	}
+}
+
 func TestTriggerDeadLettersAfterMaxAttempts(t *testing.T) {
 	brokers := kafka(t)
 	var attempts atomic.Int32
@@ -670,7 +709,7 @@ functions:
 func TestTriggerConfigRejectsNonsense(t *testing.T) {
 	bad := []Config{
 		{GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: 1, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
-		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: 0, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
+		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: -1, InitialOffset: "earliest", BackoffBase: 1, BackoffMax: 1},
 		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: 1, InitialOffset: "middle", BackoffBase: 1, BackoffMax: 1},
 		{Brokers: []string{"b"}, GatewayURL: "http://x", SigningKeys: testenv.EventKey, MaxAttempts: 1, InitialOffset: "earliest", BackoffBase: 2, BackoffMax: 1},
 	}
