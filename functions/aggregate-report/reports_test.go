@@ -354,7 +354,7 @@ func TestCSVRoundTripsEveryReport(t *testing.T) {
 	for _, r := range recs[1:] {
 		rows = append(rows, store.SumRow{Currency: r[0], Metric: r[1], Dim: r[2], Count: num(t, r[3]), Amount: num(t, r[4])})
 	}
-	if back := store.BuildSummary(rows, false); !reflect.DeepEqual(back, sum.Currencies) {
+	if back, err := store.BuildSummary(rows, false); err != nil || !reflect.DeepEqual(back, sum.Currencies) {
 		a, _ := json.Marshal(back)
 		b, _ := json.Marshal(sum.Currencies)
 		t.Fatalf("summary CSV does not round-trip:\n csv  %s\n json %s", a, b)

@@ -57,13 +57,14 @@ func (s *Store) sums(ctx context.Context, sc Scope, from, to time.Time, currency
 			GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`, sc.Accounts, from, to, currency, metrics)
 	}
 	if err != nil {
-		return nil, err
+		return nil, readErr(err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (SumRow, error) {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SumRow, error) {
 		var x SumRow
 		err := r.Scan(&x.Currency, &x.Metric, &x.Dim, &x.Count, &x.Amount)
 		return x, err
 	})
+	return out, readErr(err)
 }
 
 // ---- summary ----
@@ -193,7 +194,8 @@ type SubscriptionCount struct {
 
 // BuildSummary turns summed rows into per-currency summaries. It is also
 // how a summary CSV is read back (the CSV holds exactly these rows).
-func BuildSummary(rows []SumRow, accountScope bool) []CurrencySummary {
+func BuildSummary(rows []SumRow, accountScope bool) ([]CurrencySummary, error) {
+	var t total
 	byCur := map[string]*CurrencySummary{}
 	gws := map[string]map[string]*GatewaySummary{}
 	get := func(c string) *CurrencySummary {
@@ -229,7 +231,7 @@ func BuildSummary(rows []SumRow, accountScope bool) []CurrencySummary {
 			}
 		case rollup.MTransferRejected:
 			cs.Transfers.Rejected.Count += r.Count
-			cs.Transfers.Rejected.Amount += r.Amount
+			t.add(&cs.Transfers.Rejected.Amount, r.Amount)
 			cs.Transfers.RejectReasons = append(cs.Transfers.RejectReasons, Reason{r.Dim, r.Count, r.Amount})
 		case rollup.MHoldCreated:
 			cs.Holds.Created = f
@@ -269,19 +271,19 @@ func BuildSummary(rows []SumRow, accountScope bool) []CurrencySummary {
 			g.DeclineReasons = append(g.DeclineReasons, Reason{code, r.Count, r.Amount})
 		case rollup.MRefundSucceeded:
 			cs.Refunds.Succeeded.Count += r.Count
-			cs.Refunds.Succeeded.Amount += r.Amount
+			t.add(&cs.Refunds.Succeeded.Amount, r.Amount)
 			gw(r.Currency, r.Dim).Refunded = f
 		case rollup.MRefundFailed:
 			cs.Refunds.Failed.Count += r.Count
-			cs.Refunds.Failed.Amount += r.Amount
+			t.add(&cs.Refunds.Failed.Amount, r.Amount)
 			gw(r.Currency, r.Dim).RefundsFailed = f
 		case rollup.MDisputeOpened:
 			cs.Disputes.Count += r.Count
-			cs.Disputes.Amount += r.Amount
+			t.add(&cs.Disputes.Amount, r.Amount)
 			gw(r.Currency, r.Dim).Disputed = f
 		case rollup.MPaymentUnapplied:
 			cs.Unapplied.Count += r.Count
-			cs.Unapplied.Amount += r.Amount
+			t.add(&cs.Unapplied.Amount, r.Amount)
 			cs.Unapplied.Reasons = append(cs.Unapplied.Reasons, Reason{r.Dim, r.Count, r.Amount})
 		case rollup.MMRRNew:
 			cs.MRR.New = f
@@ -311,7 +313,11 @@ func BuildSummary(rows []SumRow, accountScope bool) []CurrencySummary {
 	}) {
 		cs := byCur[c]
 		m := &cs.MRR
-		m.Net = m.New.Amount + m.Reactivation.Amount + m.Expansion.Amount - m.Contraction.Amount - m.Churned.Amount
+		t.add(&m.Net, m.New.Amount)
+		t.add(&m.Net, m.Reactivation.Amount)
+		t.add(&m.Net, m.Expansion.Amount)
+		t.sub(&m.Net, m.Contraction.Amount)
+		t.sub(&m.Net, m.Churned.Amount)
 		for _, g := range gws[c] {
 			g.SuccessRate = NewRate(g.Succeeded.Count, g.Succeeded.Count+g.Failed.Count)
 			slices.SortFunc(g.DeclineReasons, func(a, b Reason) int { return cmp.Compare(a.Code, b.Code) })
@@ -322,7 +328,10 @@ func BuildSummary(rows []SumRow, accountScope bool) []CurrencySummary {
 		slices.SortFunc(cs.Unapplied.Reasons, func(a, b Reason) int { return cmp.Compare(a.Code, b.Code) })
 		out = append(out, *cs)
 	}
-	return out
+	if t.err != nil {
+		return nil, t.err
+	}
+	return out, nil
 }
 
 // SummaryRows flattens summaries back into the rows they were built from
@@ -404,8 +413,8 @@ func (s *Store) Summary(ctx context.Context, sc Scope, from, to time.Time, curre
 	if err != nil {
 		return out, err
 	}
-	out.Currencies = BuildSummary(rows, !sc.All)
-	return out, nil
+	out.Currencies, err = BuildSummary(rows, !sc.All)
+	return out, err
 }
 
 func filterCurrency[T any](list []T, currency string, cur func(T) string) []T {
@@ -500,7 +509,7 @@ func (s *Store) Timeseries(ctx context.Context, sc Scope, ts Timeseries) (Timese
 			GROUP BY 1, 2`, sc.Accounts, ts.Metric, ts.Dim, ts.From, ts.To, ts.Currency)
 	}
 	if err != nil {
-		return ts, err
+		return ts, readErr(err)
 	}
 	type key struct {
 		cur string
@@ -520,7 +529,7 @@ func (s *Store) Timeseries(ctx context.Context, sc Scope, ts Timeseries) (Timese
 		curs[c] = true
 	}
 	if err := rows.Err(); err != nil {
-		return ts, err
+		return ts, readErr(err)
 	}
 	if ts.Currency != "" {
 		curs[ts.Currency] = true
@@ -612,7 +621,7 @@ func (s *Store) Aging(ctx context.Context, sc Scope, asOf time.Time, currency st
 		       count(*), sum(owed)::bigint
 		FROM open WHERE owed > 0 GROUP BY 1, 2`, end, asOf, currency, sc.All, accountsOrEmpty(sc))
 	if err != nil {
-		return out, err
+		return out, readErr(err)
 	}
 	type key struct{ cur, bucket string }
 	vals := map[key]Figure{}
@@ -628,17 +637,21 @@ func (s *Store) Aging(ctx context.Context, sc Scope, asOf time.Time, currency st
 		curs[k.cur] = true
 	}
 	if err := rows.Err(); err != nil {
-		return out, err
+		return out, readErr(err)
 	}
+	var t total
 	for _, c := range sortedKeys(curs) {
 		ac := AgingCurrency{Currency: c}
 		for _, b := range AgingBuckets {
 			f := vals[key{c, b}]
 			ac.Buckets = append(ac.Buckets, AgingBucket{b, f.Count, f.Amount})
 			ac.Total.Count += f.Count
-			ac.Total.Amount += f.Amount
+			t.add(&ac.Total.Amount, f.Amount)
 		}
 		out.Currencies = append(out.Currencies, ac)
+	}
+	if t.err != nil {
+		return Aging{}, t.err
 	}
 	return out, nil
 }
@@ -701,6 +714,7 @@ func (s *Store) MRR(ctx context.Context, sc Scope, month time.Time, currency str
 	if err != nil {
 		return out, err
 	}
+	var t total
 	by := map[string]*MRRCurrency{}
 	get := func(c string) *MRRCurrency {
 		if by[c] == nil {
@@ -712,14 +726,14 @@ func (s *Store) MRR(ctx context.Context, sc Scope, month time.Time, currency str
 		m := get(r.Currency)
 		switch r.Metric {
 		case rollup.MMRRNew, rollup.MMRRReactivation:
-			m.Opening += r.Amount
+			t.add(&m.Opening, r.Amount)
 			m.ActiveSubscriptions += r.Count
 		case rollup.MMRRExpansion:
-			m.Opening += r.Amount
+			t.add(&m.Opening, r.Amount)
 		case rollup.MMRRContraction:
-			m.Opening -= r.Amount
+			t.sub(&m.Opening, r.Amount)
 		case rollup.MMRRChurned:
-			m.Opening -= r.Amount
+			t.sub(&m.Opening, r.Amount)
 			m.ActiveSubscriptions -= r.Count
 		}
 	}
@@ -727,29 +741,37 @@ func (s *Store) MRR(ctx context.Context, sc Scope, month time.Time, currency str
 		m := get(r.Currency)
 		switch r.Metric {
 		case rollup.MMRRNew:
-			m.New += r.Amount
+			t.add(&m.New, r.Amount)
 			m.NewSubscriptions += r.Count
 			m.ActiveSubscriptions += r.Count
 		case rollup.MMRRReactivation:
-			m.Reactivation += r.Amount
+			t.add(&m.Reactivation, r.Amount)
 			m.NewSubscriptions += r.Count
 			m.ActiveSubscriptions += r.Count
 		case rollup.MMRRExpansion:
-			m.Expansion += r.Amount
+			t.add(&m.Expansion, r.Amount)
 		case rollup.MMRRContraction:
-			m.Contraction += r.Amount
+			t.add(&m.Contraction, r.Amount)
 		case rollup.MMRRChurned:
-			m.Churned += r.Amount
+			t.add(&m.Churned, r.Amount)
 			m.ChurnedSubscriptions += r.Count
 			m.ActiveSubscriptions -= r.Count
 		}
 	}
 	for _, c := range sortedKeys(by) {
 		m := by[c]
-		m.Closing = m.Opening + m.New + m.Reactivation + m.Expansion - m.Contraction - m.Churned
+		m.Closing = m.Opening
+		t.add(&m.Closing, m.New)
+		t.add(&m.Closing, m.Reactivation)
+		t.add(&m.Closing, m.Expansion)
+		t.sub(&m.Closing, m.Contraction)
+		t.sub(&m.Closing, m.Churned)
+		if t.err != nil {
+			return out, t.err
+		}
 		arr, err := money.Mul(m.Closing, 12)
 		if err != nil {
-			return out, err
+			return out, ErrAmountOverflow()
 		}
 		m.ARR = arr
 		out.Currencies = append(out.Currencies, *m)
@@ -867,6 +889,7 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 	cutoff := end.Add(s.ReconGrace)
 	acct := accountsOrEmpty(sc)
 	b := &pgx.Batch{}
+	var sum total
 	totals := map[[2]string]*ReconTotals{}
 	tot := func(gw, cur string) *ReconTotals {
 		k := [2]string{gw, cur}
@@ -887,13 +910,13 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 			t := tot(gw, cur)
 			switch side + "/" + kind {
 			case "gateway/capture":
-				t.GatewayCaptured += amount
+				sum.add(&t.GatewayCaptured, amount)
 			case "gateway/refund":
-				t.GatewayRefunded += amount
+				sum.add(&t.GatewayRefunded, amount)
 			case "ledger/capture":
-				t.LedgerCaptured += amount
+				sum.add(&t.LedgerCaptured, amount)
 			case "ledger/refund":
-				t.LedgerRefunded += amount
+				sum.add(&t.LedgerRefunded, amount)
 			}
 		}
 		return rows.Err()
@@ -928,7 +951,11 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 				&m.LedgerCaptured, &m.LedgerRefunded, &m.EventIDs, &m.TransferIDs, &m.RejectedIDs); err != nil {
 				return err
 			}
-			m.Difference = (m.GatewayCaptured - m.GatewayRefunded) - (m.LedgerCaptured - m.LedgerRefunded)
+			gwNet, ledgerNet := m.GatewayCaptured, m.LedgerCaptured
+			sum.sub(&gwNet, m.GatewayRefunded)
+			sum.sub(&ledgerNet, m.LedgerRefunded)
+			m.Difference = gwNet
+			sum.sub(&m.Difference, ledgerNet)
 			switch {
 			case m.GatewayCaptured > m.LedgerCaptured:
 				m.Reasons = append(m.Reasons, "capture_not_posted")
@@ -974,7 +1001,7 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		return rows.Err()
 	})
 	if err := s.Pool.SendBatch(ctx, b).Close(); err != nil {
-		return out, err
+		return out, readErr(err)
 	}
 	byCur := map[string]*UnappliedTotal{}
 	for _, u := range out.Unapplied {
@@ -984,7 +1011,7 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 			byCur[u.Currency] = t
 		}
 		t.Count++
-		t.Amount += u.Amount
+		sum.add(&t.Amount, u.Amount)
 	}
 	for _, c := range sortedKeys(byCur) {
 		out.UnappliedTotals = append(out.UnappliedTotals, *byCur[c])
@@ -993,9 +1020,11 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		tot(m.Gateway, m.Currency).Mismatches++
 	}
 	for _, t := range totals {
-		t.GatewayNet = t.GatewayCaptured - t.GatewayRefunded
-		t.LedgerNet = t.LedgerCaptured - t.LedgerRefunded
-		t.Difference = t.GatewayNet - t.LedgerNet
+		t.GatewayNet, t.LedgerNet = t.GatewayCaptured, t.LedgerCaptured
+		sum.sub(&t.GatewayNet, t.GatewayRefunded)
+		sum.sub(&t.LedgerNet, t.LedgerRefunded)
+		t.Difference = t.GatewayNet
+		sum.sub(&t.Difference, t.LedgerNet)
 		t.Status = "matched"
 		if t.Mismatches > 0 {
 			t.Status = "mismatch"
@@ -1006,6 +1035,9 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 	slices.SortFunc(out.Gateways, func(a, b ReconTotals) int {
 		return cmp.Or(cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.Currency, b.Currency))
 	})
+	if sum.err != nil {
+		return Reconciliation{}, sum.err
+	}
 	return out, nil
 }
 
@@ -1064,7 +1096,7 @@ func (s *Store) TopAccounts(ctx context.Context, sc Scope, from, to time.Time, c
 		// Everyone's accounts: folded weeks where they are current, days elsewhere.
 		weeks, days, err := s.RankingSources(ctx, from, to)
 		if err != nil {
-			return out, err
+			return out, readErr(err)
 		}
 		rows, err = s.Pool.Query(ctx, `
 			WITH src AS (
@@ -1075,7 +1107,7 @@ func (s *Store) TopAccounts(ctx context.Context, sc Scope, from, to time.Time, c
 			), ranked AS (SELECT account_id, sum(v)::bigint AS volume FROM src GROUP BY account_id)`+page,
 			includeSystem, ca, cv, limit+1, currency, nonNil(weeks), nonNil(days))
 		if err != nil {
-			return out, err
+			return out, readErr(err)
 		}
 	} else {
 		rows, err = s.Pool.Query(ctx, `
@@ -1086,19 +1118,19 @@ func (s *Store) TopAccounts(ctx context.Context, sc Scope, from, to time.Time, c
 				GROUP BY account_id)`+page,
 			includeSystem, ca, cv, limit+1, sc.Accounts, currency, from, to)
 		if err != nil {
-			return out, err
+			return out, readErr(err)
 		}
 	}
 	for rows.Next() {
 		var a TopAccount
 		if err := rows.Scan(&a.AccountID, &a.Number, &a.Volume); err != nil {
 			rows.Close()
-			return out, err
+			return out, readErr(err)
 		}
 		out.Data = append(out.Data, a)
 	}
 	if err := rows.Err(); err != nil {
-		return out, err
+		return out, readErr(err)
 	}
 	if len(out.Data) > limit {
 		out.Data = out.Data[:limit]
@@ -1130,14 +1162,14 @@ func (s *Store) TopAccounts(ctx context.Context, sc Scope, from, to time.Time, c
 		  AND day >= $3::date AND day < $4::date
 		GROUP BY account_id`, ids, currency, from, to)
 	if err != nil {
-		return out, err
+		return out, readErr(err)
 	}
 	for rows.Next() {
 		var id string
 		var sent, recv Figure
 		if err := rows.Scan(&id, &sent.Count, &sent.Amount, &recv.Count, &recv.Amount); err != nil {
 			rows.Close()
-			return out, err
+			return out, readErr(err)
 		}
 		if a := at[id]; a != nil {
 			a.Sent, a.Received = sent, recv

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/postgres"
 )
 
@@ -111,6 +112,14 @@ func (s *Store) WriteSnapshots(ctx context.Context) (int, error) {
 			continue
 		}
 		ok, err := s.WriteSnapshot(ctx, j)
+		if apperr.HasCode(err, CodeAmountOverflow) {
+			// A day whose figures do not add up in int64 has no snapshot
+			// (its report answers the overflow problem); the other days'
+			// snapshots are still written, and the tick does not fail
+			// forever on it.
+			slog.WarnContext(ctx, "report snapshot skipped: a figure overflows int64", "kind", j.Kind, "day", j.Day.Format(time.DateOnly))
+			continue
+		}
 		if err != nil {
 			return written, fmt.Errorf("snapshot %s %s: %w", j.Kind, j.Day.Format(time.DateOnly), err)
 		}
