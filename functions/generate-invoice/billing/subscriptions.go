@@ -446,19 +446,28 @@ func (s *Service) CancelDueSubscriptions(ctx context.Context, now time.Time) (in
 // next period's invoice (a proration's charge and credit) is invoiced
 // now, since no next period will carry it; a net credit cannot be an
 // invoice of its own and stays in the ended subscription's pending_lines,
-// where an operator sees it (and a warning says so).
+// where an operator sees it (and a warning says so). So do lines whose
+// invoice would not fit in int64 (a plan change computes no invoice, so
+// its pending proration may be beyond one): the subscription still ends,
+// and neither the customer's cancellation nor the tick's other
+// cancellations are held back by it (invoiceNow writes nothing before
+// its totals are computed).
 func (s *Service) endSubscription(ctx context.Context, tx Tx, sub *invoicing.Subscription, at, now time.Time) ([]invoicing.Event, []string, error) {
 	var msgs []invoicing.Event
 	var ids []string
 	if len(sub.PendingLines) > 0 {
 		var credit bool
 		var err error
-		if msgs, ids, credit, err = s.invoiceNow(ctx, tx, sub, sub.PendingLines, now); err != nil {
+		msgs, ids, credit, err = s.invoiceNow(ctx, tx, sub, sub.PendingLines, now)
+		switch {
+		case apperr.HasCode(err, invoicing.CodeAmountOverflow):
+			slog.ErrorContext(ctx, "subscription ended with pending lines whose invoice overflows int64: kept in its pending_lines",
+				"subscription", sub.ID)
+		case err != nil:
 			return nil, nil, err
-		}
-		if credit {
+		case credit:
 			slog.WarnContext(ctx, "subscription ended with a net credit pending: kept in its pending_lines", "subscription", sub.ID)
-		} else {
+		default:
 			sub.PendingLines = []invoicing.Line{}
 		}
 	}
