@@ -53,3 +53,30 @@ func TestAnUninvoiceableProrationDoesNotHoldBackOtherCancellations(t *testing.T)
 		}
 	}
 }
+
+// A plan's mrr is its amount normalised to a month (a daily plan: ×365/12).
+// A daily price whose monthly equivalent does not fit in int64 was taken,
+// and its mrr silently became 0 (reported to aggregate-report as such); it
+// is refused instead, on creation and on a plan change, and nothing is
+// written.
+func TestAPlanWhoseMRRDoesNotFitIsRefused(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	daily := func(amount int64) map[string]any {
+		return map[string]any{"name": "Daily", "amount": amount, "currency": "USD", "interval": "day"}
+	}
+	const tooBig = int64(400_000_000_000_000_000) // ×365/12 > MaxInt64
+	body := subBody(uuid.NewString(), daily(tooBig))
+	rec := g.call(call{method: "POST", path: "/subscriptions", body: body, sub: g.admin, role: "service"})
+	if rec.Code == 201 {
+		s := decode[invoicing.Subscription](t, rec)
+		t.Fatalf("created with mrr %d for a daily plan of %d", s.MRR, tooBig)
+	}
+	problemOf(t, rec, 422, "validation_failed")
+
+	sub := g.subscribe(subBody(uuid.NewString(), daily(1000)))
+	problemOf(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"plan": daily(tooBig)}), 422, "validation_failed")
+	if s := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil)); s.Plan.Amount != 1000 || s.MRR != 30417 {
+		t.Fatalf("after the refused change: plan %d, mrr %d", s.Plan.Amount, s.MRR)
+	}
+}

@@ -95,6 +95,12 @@ func parsePlan(v *apperr.Validator, in *PlanIn) invoicing.Plan {
 		v.Check(!ok || (p.IntervalCount >= 1 && p.IntervalCount <= maxCount), "plan/interval_count",
 			"must be from 1 to "+strconv.Itoa(maxCount)+" for this interval")
 	}
+	if ok && p.IntervalCount >= 1 {
+		// The plan's mrr (its amount normalised to a month) must fit too,
+		// or it would read 0 everywhere it is reported.
+		_, err := invoicing.MRR(p.Amount, p.Interval, p.IntervalCount)
+		v.Check(err == nil, "plan/amount", "is too large: its monthly equivalent (mrr) does not fit in 64-bit minor units")
+	}
 	return p
 }
 

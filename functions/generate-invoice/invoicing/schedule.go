@@ -126,6 +126,16 @@ func Prorate(amount int64, part, full time.Duration) (int64, error) {
 // amount/12, week → amount×52/12, day → amount×365/12, divided by the
 // interval count; one half-even rounding.
 func mrr(amount int64, interval string, count int) int64 {
+	v, err := MRR(amount, interval, count)
+	if err != nil {
+		return 0 // parsePlan refuses such a plan; a stored one predates the check
+	}
+	return v
+}
+
+// MRR is mrr, or money.ErrOverflow when the monthly equivalent does not
+// fit in int64 (a daily plan above MaxInt64×12/365).
+func MRR(amount int64, interval string, count int) (int64, error) {
 	num, den := int64(1), int64(count)
 	switch interval {
 	case IntervalYear:
@@ -135,9 +145,5 @@ func mrr(amount int64, interval string, count int) int64 {
 	case IntervalDay:
 		num, den = 365, den*12
 	}
-	v, err := money.MulDivHalfEven(amount, num, den)
-	if err != nil {
-		return 0
-	}
-	return v
+	return money.MulDivHalfEven(amount, num, den)
 }
