@@ -24,11 +24,15 @@ func (b *Book) Available() int64 { return b.Balance - b.Held }
 // overflow-safe money helpers: an amount that would overflow a balance is
 // amount_invalid and changes neither account.
 
-// post moves amount from → to.
+// post moves amount from → to. Each account's available (balance − held)
+// must stay an int64 too: an account allowed a negative balance has no
+// other floor.
 func post(from, to *Book, amount int64) error {
 	fb, err1 := money.Sub(from.Balance, amount)
 	tb, err2 := money.Add(to.Balance, amount)
-	if err1 != nil || err2 != nil {
+	_, err3 := money.Sub(fb, from.Held)
+	_, err4 := money.Sub(tb, to.Held)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
 		return errOverflow()
 	}
 	from.Balance, to.Balance = fb, tb
@@ -40,6 +44,9 @@ func post(from, to *Book, amount int64) error {
 // reserve holds amount of from's balance.
 func reserve(from *Book, amount int64) error {
 	held, err := money.Add(from.Held, amount)
+	if err == nil {
+		_, err = money.Sub(from.Balance, held) // available stays an int64
+	}
 	if err != nil {
 		return errOverflow()
 	}
