@@ -18,9 +18,8 @@ import (
 	"github.com/billfn/billfn/shared/problem"
 )
 
-// maxAmount bounds an amount in minor units (Stripe's own limit is lower
-// for most currencies; the gateway says so when it is).
-const maxAmount = 999_999_999_999
+// maxAmount bounds an amount in minor units (payments.MaxAmount).
+const maxAmount = payments.MaxAmount
 
 // answer is the idempotent answer of a request: its outcome's status and
 // body, with location for a creation.

@@ -99,10 +99,20 @@ func (s *Service) collectionAccount(ctx context.Context, tx Tx, inv events.Invoi
 // dunning counts it as a failed attempt). p is inserted when new (its id
 // is derived from the invoice), or updated when it exists.
 func (s *Service) refuseCollection(ctx context.Context, tx Tx, p *Payment, f accounts.Facts, exists bool) error {
+	err := s.recordRefusal(ctx, tx, p, exists, string(accounts.NotActive), "account "+f.ID+" is "+f.Status+": it cannot be charged")
+	if err == nil {
+		slog.InfoContext(ctx, "invoice not collected: the account is not active", "invoice_id", Str(p.InvoiceID),
+			"account_id", f.ID, "status", f.Status)
+	}
+	return err
+}
+
+// recordRefusal records p as a collection billfn refused before any
+// gateway was asked (code says why), with its events.
+func (s *Service) recordRefusal(ctx context.Context, tx Tx, p *Payment, exists bool, code, message string) error {
 	now := s.now()
 	p.Status, p.UpdatedAt = RequiresPaymentMethod, now
-	p.LastPaymentError = &PaymentError{Code: string(accounts.NotActive), Reason: string(accounts.NotActive),
-		Message: "account " + f.ID + " is " + f.Status + ": it cannot be charged", Attempt: p.Attempts, Gateway: p.GatewayName()}
+	p.LastPaymentError = &PaymentError{Code: code, Reason: code, Message: message, Attempt: p.Attempts, Gateway: p.GatewayName()}
 	p.Finish()
 	e := emitter{ctx: ctx}
 	if !exists {
@@ -116,7 +126,5 @@ func (s *Service) refuseCollection(ctx context.Context, tx Tx, p *Payment, f acc
 		return err
 	}
 	e.changed(p, Change{Failed: true})
-	slog.InfoContext(ctx, "invoice not collected: the account is not active", "invoice_id", Str(p.InvoiceID),
-		"account_id", f.ID, "status", f.Status)
 	return e.flush(tx)
 }

@@ -309,12 +309,20 @@ func (s *Service) collect(ctx context.Context, run Runner, inv events.Invoice) e
 		return events.Permanent(fmt.Errorf("invoice %s: currency %s is not account %s's (%s)", inv.InvoiceID, cur, acct.ID, acct.Currency))
 	}
 	invoiceID := inv.InvoiceID
-	if acct.Active() != nil {
+	if acct.Active() != nil || inv.AmountDue > MaxAmount {
 		now := s.now()
 		p := &Payment{ID: InvoicePaymentID(inv.InvoiceID), AccountID: acct.ID, UserID: acct.UserID, InvoiceID: &invoiceID,
 			Amount: inv.AmountDue, Currency: cur, CaptureMethod: CaptureAutomatic, Description: "Invoice " + Str(inv.Number),
 			Metadata: map[string]string{"invoice_number": Str(inv.Number)}, CreatedAt: now, UpdatedAt: now}
-		return s.refuseCollection(ctx, tx, p, acct, false)
+		if acct.Active() != nil {
+			return s.refuseCollection(ctx, tx, p, acct, false)
+		}
+		// More than POST /payments would charge (the invoice's total is
+		// bounded only by int64): not charged, and its payment says why.
+		err := errAmountTooLarge(inv.AmountDue)
+		slog.WarnContext(ctx, "invoice not collected: its amount due is above the payment limit", "invoice_id", inv.InvoiceID,
+			"amount_due", inv.AmountDue, "currency", string(cur))
+		return s.recordRefusal(ctx, tx, p, false, string(CodeAmountTooLarge), err.Detail)
 	}
 	m, err := tx.DefaultMethod(ctx, acct.ID)
 	if errors.Is(err, ErrNoMethod) {

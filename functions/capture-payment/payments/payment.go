@@ -182,6 +182,9 @@ func CheckConfirm(p *Payment, method string) error {
 	if p.Op() != "" {
 		return inProgress(p)
 	}
+	if p.Amount > MaxAmount {
+		return errAmountTooLarge(p.Amount)
+	}
 	switch p.Status {
 	case RequiresPaymentMethod:
 		if method == "" {
