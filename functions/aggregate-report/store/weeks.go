@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 )
@@ -33,7 +36,7 @@ func (s *Store) CompactWeeks(ctx context.Context) (int, error) {
 			SELECT date_trunc('week', day)::date AS week, max(version) AS version
 			FROM report_changes WHERE day < $1::date GROUP BY 1) w
 		LEFT JOIN report_week_compactions c USING (week)
-		WHERE c.version IS DISTINCT FROM w.version
+		WHERE c.version IS DISTINCT FROM w.version AND c.version IS DISTINCT FROM -w.version
 		ORDER BY w.week DESC LIMIT $2`, thisWeek, compactionsPerTick)
 	if err != nil {
 		return 0, err
@@ -53,8 +56,33 @@ func (s *Store) CompactWeeks(ctx context.Context) (int, error) {
 // compactWeek folds one week in a repeatable-read transaction, so the
 // version it records and the rows it sums come from one snapshot. Writers
 // never touch the week tables, so this cannot conflict with them.
+//
+// A week whose folded row of some account does not fit in int64 (each day
+// row fits; a week of them may not) is not folded: its compaction is
+// recorded at the negated version, which RankingSources never uses (the
+// day rows answer, and a ranking that adds them up beyond int64 is the
+// amount_overflow problem) and CompactWeeks does not retry until the
+// week's figures change. Before, the tick failed on it every time.
 func (s *Store) compactWeek(ctx context.Context, week time.Time) error {
+	var version int64
+	err := s.foldWeek(ctx, week, &version)
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) || pg.Code != "22003" {
+		return err
+	}
+	slog.WarnContext(ctx, "week not compacted: an account's weekly figure does not fit in int64", "week", week.Format(time.DateOnly))
+	_, err = s.Pool.Exec(ctx, `WITH gone AS (DELETE FROM report_account_weeks WHERE week = $1::date)
+		INSERT INTO report_week_compactions (week, version) VALUES ($1::date, $2)
+		ON CONFLICT (week) DO UPDATE SET version = excluded.version, compacted_at = now()`, week, -version)
+	return err
+}
+
+func (s *Store) foldWeek(ctx context.Context, week time.Time, version *int64) error {
 	return pgx.BeginTxFunc(ctx, s.Pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM report_changes WHERE day >= $1::date AND day < $1::date + 7`,
+			week).Scan(version); err != nil {
+			return err
+		}
 		b := &pgx.Batch{}
 		b.Queue(`DELETE FROM report_account_weeks WHERE week = $1::date`, week)
 		b.Queue(`INSERT INTO report_account_weeks (currency, week, account_id, sent_count, sent, recv_count, recv)
@@ -68,9 +96,8 @@ func (s *Store) compactWeek(ctx context.Context, week time.Time) error {
 			                           WHERE grain = 'd' AND bucket >= $1::date AND bucket < $1::date + 7))
 			  AND metric IN ('transfer.posted', 'transfer.received') AND day >= $1::date AND day < $1::date + 7
 			GROUP BY currency, account_id`, week)
-		b.Queue(`INSERT INTO report_week_compactions (week, version)
-			SELECT $1::date, coalesce(max(version), 0) FROM report_changes WHERE day >= $1::date AND day < $1::date + 7
-			ON CONFLICT (week) DO UPDATE SET version = excluded.version, compacted_at = now()`, week)
+		b.Queue(`INSERT INTO report_week_compactions (week, version) VALUES ($1::date, $2)
+			ON CONFLICT (week) DO UPDATE SET version = excluded.version, compacted_at = now()`, week, *version)
 		return tx.SendBatch(ctx, b).Close()
 	})
 }
