@@ -1,6 +1,8 @@
 package api
 
 import (
+	"context"
+	"encoding/json"
 	"math"
 	"net/http/httptest"
 	"testing"
@@ -27,9 +29,18 @@ func TestAnUninvoiceableProrationDoesNotHoldBackOtherCancellations(t *testing.T)
 	big := g.subscribe(subBody(user, monthly(0), "tax_rate_ids", []string{vat}))
 	normal := g.subscribe(subBody(other, monthly(1000)))
 	// 23 of April's 30 days left: a debit of MaxInt64 × 23/30, and its tax.
+	// A plan change that leaves such a line is refused now
+	// (TestASubscriptionWhosePeriodDoesNotFitIsRefused); one stored before
+	// is put in place directly.
 	g.clock.Set(day("2026-04-08T00:00:00Z"))
 	must(t, g.asAdmin("PATCH", "/subscriptions/"+big.ID, map[string]any{
-		"plan": map[string]any{"name": "Max", "amount": int64(math.MaxInt64), "currency": "USD", "interval": "month"}}), 200)
+		"plan": map[string]any{"name": "Max", "amount": int64(math.MaxInt64), "currency": "USD", "interval": "month"}}), 422)
+	line, _ := json.Marshal([]invoicing.Line{{ID: uuid.NewString(), Description: "Remaining time on Max", Quantity: invoicing.QuantityScale,
+		UnitAmount: math.MaxInt64 / 30 * 23, Taxes: []invoicing.LineTax{{TaxRateSnap: invoicing.TaxRateSnap{TaxRateID: vat, DisplayName: "VAT",
+			Percentage: 500_000}}}, Proration: true, Metadata: map[string]string{}}})
+	if _, err := g.d.Pool.Exec(context.Background(), `UPDATE subscriptions SET pending_lines = $2 WHERE id = $1`, big.ID, line); err != nil {
+		t.Fatal(err)
+	}
 	must(t, g.asCustomer(user, "POST", "/subscriptions/"+big.ID+"/cancel", nil), 200)
 	must(t, g.asCustomer(other, "POST", "/subscriptions/"+normal.ID+"/cancel", nil), 200)
 
@@ -78,5 +89,36 @@ func TestAPlanWhoseMRRDoesNotFitIsRefused(t *testing.T) {
 	problemOf(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"plan": daily(tooBig)}), 422, "validation_failed")
 	if s := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil)); s.Plan.Amount != 1000 || s.MRR != 30417 {
 		t.Fatalf("after the refused change: plan %d, mrr %d", s.Plan.Amount, s.MRR)
+	}
+}
+
+// A subscription whose next period's invoice (a full period of its plan,
+// with its taxes and pending lines) does not fit in int64 can never be
+// billed: with a trial it was accepted (201), then refused by every tick's
+// billing, silently. It is refused when created or changed, and nothing is
+// written.
+func TestASubscriptionWhosePeriodDoesNotFitIsRefused(t *testing.T) {
+	g := newRig(t)
+	vat := g.taxRate("VAT", "50", false, false)
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	body := subBody(uuid.NewString(), monthly(math.MaxInt64), "tax_rate_ids", []string{vat}, "trial_end", "2026-04-10T00:00:00Z")
+	rec := g.call(call{method: "POST", path: "/subscriptions", body: body, sub: g.admin, role: "service"})
+	problemOf(t, rec, 422, "amount_overflow")
+	var n int
+	if err := g.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM subscriptions WHERE account_id = $1`, body["account_id"]).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d subscriptions written (%v)", n, err)
+	}
+	// Without tax it fits, and a plan change to a plan that does not, or
+	// a tax rate that makes it not fit, is refused and changes nothing.
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(math.MaxInt64), "trial_end", "2026-04-10T00:00:00Z"))
+	problemOf(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"tax_rate_ids": []string{vat}}), 422, "amount_overflow")
+	if s := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub.ID, nil)); len(s.TaxRateIDs) != 0 {
+		t.Fatalf("tax rates after the refused change: %v", s.TaxRateIDs)
+	}
+	other := g.subscribe(subBody(uuid.NewString(), monthly(1000), "tax_rate_ids", []string{vat}))
+	problemOf(t, g.asAdmin("PATCH", "/subscriptions/"+other.ID, map[string]any{
+		"plan": map[string]any{"name": "Max", "amount": int64(math.MaxInt64), "currency": "USD", "interval": "month"}}), 422, "amount_overflow")
+	if s := decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+other.ID, nil)); s.Plan.Amount != 1000 || len(s.PendingLines) != 0 {
+		t.Fatalf("after the refused change: plan %d, pending %d", s.Plan.Amount, len(s.PendingLines))
 	}
 }

@@ -20,7 +20,11 @@ func (s *Service) CreateSubscription(ctx context.Context, p auth.Principal, in *
 		return nil, err
 	}
 	return sub, s.store.InTx(ctx, func(tx Tx) error {
-		if _, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids"); err != nil {
+		snaps, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids")
+		if err != nil {
+			return err
+		}
+		if err := s.checkPeriodFits(sub, snaps); err != nil {
 			return err
 		}
 		if sub.Coupon != nil {
@@ -164,6 +168,15 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 		m, ids, err := s.bill(ctx, tx, sub, now)
 		if err != nil {
 			return nil, nil, err
+		}
+		if sub.Status != invoicing.SubCanceled {
+			snaps, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids")
+			if err != nil {
+				return nil, nil, err
+			}
+			if err := s.checkPeriodFits(sub, snaps); err != nil {
+				return nil, nil, err
+			}
 		}
 		msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
 		if in.CancelAtPeriodEnd != nil && *in.CancelAtPeriodEnd {

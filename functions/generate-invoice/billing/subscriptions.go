@@ -244,6 +244,22 @@ func (s *Service) couponFor(ctx context.Context, tx Tx, sub *invoicing.Subscript
 	return &d, nil
 }
 
+// checkPeriodFits refuses (amount_overflow) a subscription whose next
+// period's invoice — a full period of its plan with its taxes, and the
+// lines pending for it — does not fit in int64. Such a subscription was
+// accepted (with a trial, or by a plan change whose proration waits) and
+// then never billed: bill refused it at every tick, and a cancellation
+// could not invoice its pending lines.
+func (s *Service) checkPeriodFits(sub *invoicing.Subscription, snaps []invoicing.TaxRateSnap) error {
+	inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionCycle, sub.UpdatedAt)
+	inv.Lines = append([]invoicing.Line{{Description: sub.Plan.Name, Quantity: invoicing.QuantityScale, UnitAmount: sub.Plan.Amount,
+		Taxes: invoicing.TaxesOf(snaps), Metadata: map[string]string{}}}, sub.PendingLines...)
+	if err := inv.Recompute(); apperr.HasCode(err, invoicing.CodeAmountOverflow) {
+		return err
+	}
+	return nil
+}
+
 // SubscriptionInvoice is a new draft invoice of sub, for reason, without lines.
 func (s *Service) SubscriptionInvoice(sub *invoicing.Subscription, reason string, now time.Time) *invoicing.Invoice {
 	return &invoicing.Invoice{Object: "invoice", ID: ids.New(), AccountID: sub.AccountID, UserID: sub.UserID,
