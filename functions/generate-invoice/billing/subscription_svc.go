@@ -169,7 +169,10 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 		if err != nil {
 			return nil, nil, err
 		}
-		if sub.Status != invoicing.SubCanceled {
+		if sub.Status != invoicing.SubCanceled && (in.Plan != nil || in.TaxRateIDs != nil) {
+			// Only a change of what the next invoice holds is refused: a
+			// subscription stored before this check can still be changed
+			// otherwise (scheduled to end, say).
 			snaps, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids")
 			if err != nil {
 				return nil, nil, err
