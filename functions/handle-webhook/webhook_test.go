@@ -30,7 +30,8 @@ import (
 func TestStripeWebhookSignedByStripeGoIsStoredAndEmitted(t *testing.T) {
 	g := newRig(t)
 	pid := uuid.NewString()
-	body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_1A", pid, "succeeded", 1050))
+	gp := "pi_1A_" + uuid.NewString()[:8] // a gateway object of this run only: the database outlives it
+	body := stripeEvent("payment_intent.succeeded", paymentIntent(gp, pid, "succeeded", 1050))
 	if got := outcome(t, g.stripe(body)); got != webhooks.Processed {
 		t.Fatalf("outcome %s", got)
 	}
@@ -51,7 +52,7 @@ func TestStripeWebhookSignedByStripeGoIsStoredAndEmitted(t *testing.T) {
 	var u events.GatewayUpdate
 	_ = json.Unmarshal(ev.Data(), &u)
 	if u.Gateway != webhooks.Stripe || u.GatewayEventID != eventID(body) || u.Status != "succeeded" || *u.PaymentID != pid ||
-		u.GatewayPaymentID != "pi_1A" || u.AmountReceived != 1050 || u.Currency != "USD" || u.ObjectType != "payment_intent" {
+		u.GatewayPaymentID != gp || u.AmountReceived != 1050 || u.Currency != "USD" || u.ObjectType != "payment_intent" {
 		t.Fatalf("normalized %s", ev.Data())
 	}
 	if want := uuid.NewSHA1(updateNS, []byte("stripe:"+eventID(body))).String(); ev.ID() != want || ev.Subject() != pid ||
@@ -63,8 +64,9 @@ func TestStripeWebhookSignedByStripeGoIsStoredAndEmitted(t *testing.T) {
 func TestStripeSignatureIsCheckedExactly(t *testing.T) {
 	g := newRig(t, func(c *api.Config) { c.StripeSecrets = "whsec_old_secret, " + stripeSecret })
 	now := g.clock.Now()
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
 	body := func() []byte {
-		return stripeEvent("payment_intent.succeeded", paymentIntent("pi_sig", uuid.NewString(), "succeeded", 100))
+		return stripeEvent("payment_intent.succeeded", paymentIntent("pi_sig_"+uniq, uuid.NewString(), "succeeded", 100))
 	}
 	valid := func(b []byte) string { return signStripe(b, stripeSecret, now) }
 	cases := []struct {
@@ -164,14 +166,15 @@ func TestSandboxWebhooksAreVerifiedWithTheSharedScheme(t *testing.T) {
 
 func TestRedeliveriesAndConcurrentDuplicatesAreStoredOnce(t *testing.T) {
 	g := newRig(t)
-	body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_dup", uuid.NewString(), "succeeded", 300))
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
+	body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_dup_"+uniq, uuid.NewString(), "succeeded", 300))
 	if got := outcome(t, g.stripe(body)); got != webhooks.Processed {
 		t.Fatal(got)
 	}
 	if got := outcome(t, g.stripe(body)); got != webhooks.Duplicate {
 		t.Fatalf("redelivery: %s", got)
 	}
-	fresh := stripeEvent("payment_intent.succeeded", paymentIntent("pi_dup2", uuid.NewString(), "succeeded", 300))
+	fresh := stripeEvent("payment_intent.succeeded", paymentIntent("pi_dup2_"+uniq, uuid.NewString(), "succeeded", 300))
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -218,35 +221,37 @@ func TestRedeliveriesAndConcurrentDuplicatesAreStoredOnce(t *testing.T) {
 func TestEveryHandledStripeTypeNormalizes(t *testing.T) {
 	g := newRig(t)
 	pid := uuid.NewString()
-	failed := paymentIntent("pi_n", pid, "requires_payment_method", 900)
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
+	piN, chN, reN := "pi_n_"+uniq, "ch_n_"+uniq, "re_n_"+uniq
+	failed := paymentIntent(piN, pid, "requires_payment_method", 900)
 	failed["last_payment_error"] = map[string]any{"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds", "message": "Your card has insufficient funds."}
 	cases := []struct {
 		typ    string
 		object map[string]any
 		check  func(u events.GatewayUpdate) bool
 	}{
-		{"payment_intent.succeeded", paymentIntent("pi_n", pid, "succeeded", 900), func(u events.GatewayUpdate) bool { return u.Status == "succeeded" && u.AmountReceived == 900 }},
+		{"payment_intent.succeeded", paymentIntent(piN, pid, "succeeded", 900), func(u events.GatewayUpdate) bool { return u.Status == "succeeded" && u.AmountReceived == 900 }},
 		{"payment_intent.payment_failed", failed, func(u events.GatewayUpdate) bool {
 			return u.Status == "failed" && *u.FailureCode == "card_declined" && *u.DeclineCode == "insufficient_funds"
 		}},
-		{"payment_intent.canceled", paymentIntent("pi_n", pid, "canceled", 900), func(u events.GatewayUpdate) bool { return u.Status == "canceled" }},
-		{"payment_intent.amount_capturable_updated", paymentIntent("pi_n", pid, "requires_capture", 900), func(u events.GatewayUpdate) bool {
+		{"payment_intent.canceled", paymentIntent(piN, pid, "canceled", 900), func(u events.GatewayUpdate) bool { return u.Status == "canceled" }},
+		{"payment_intent.amount_capturable_updated", paymentIntent(piN, pid, "requires_capture", 900), func(u events.GatewayUpdate) bool {
 			return u.Status == "requires_capture" && u.AmountCapturable == 900
 		}},
-		{"charge.refunded", map[string]any{"id": "ch_n", "object": "charge", "amount": 900, "amount_captured": 900, "amount_refunded": 400,
-			"currency": "usd", "payment_intent": "pi_n", "refunded": false, "status": "succeeded", "metadata": map[string]any{}},
+		{"charge.refunded", map[string]any{"id": chN, "object": "charge", "amount": 900, "amount_captured": 900, "amount_refunded": 400,
+			"currency": "usd", "payment_intent": piN, "refunded": false, "status": "succeeded", "metadata": map[string]any{}},
 			func(u events.GatewayUpdate) bool {
-				return u.Status == "refunded" && u.ObjectType == "charge" && u.AmountRefunded == 400 && u.GatewayPaymentID == "pi_n" && *u.PaymentID == pid
+				return u.Status == "refunded" && u.ObjectType == "charge" && u.AmountRefunded == 400 && u.GatewayPaymentID == piN && *u.PaymentID == pid
 			}},
-		{"charge.refund.updated", map[string]any{"id": "re_n", "object": "refund", "amount": 400, "currency": "usd", "status": "succeeded",
-			"payment_intent": "pi_n", "charge": "ch_n", "metadata": map[string]any{"billfn_payment_id": pid, "billfn_refund_id": "r-1"}},
+		{"charge.refund.updated", map[string]any{"id": reN, "object": "refund", "amount": 400, "currency": "usd", "status": "succeeded",
+			"payment_intent": piN, "charge": chN, "metadata": map[string]any{"billfn_payment_id": pid, "billfn_refund_id": "r-1"}},
 			func(u events.GatewayUpdate) bool {
-				return u.Status == "refunded" && *u.RefundID == "re_n" && *u.RefundStatus == "succeeded" && u.RefundAmount == 400 && *u.BillfnRefundID == "r-1"
+				return u.Status == "refunded" && *u.RefundID == reN && *u.RefundStatus == "succeeded" && u.RefundAmount == 400 && *u.BillfnRefundID == "r-1"
 			}},
-		{"charge.dispute.created", map[string]any{"id": "dp_n", "object": "dispute", "amount": 900, "currency": "usd", "status": "needs_response",
-			"reason": "fraudulent", "charge": "ch_n", "payment_intent": map[string]any{"id": "pi_n", "object": "payment_intent"}},
+		{"charge.dispute.created", map[string]any{"id": "dp_n_" + uniq, "object": "dispute", "amount": 900, "currency": "usd", "status": "needs_response",
+			"reason": "fraudulent", "charge": chN, "payment_intent": map[string]any{"id": piN, "object": "payment_intent"}},
 			func(u events.GatewayUpdate) bool {
-				return u.Status == "disputed" && u.ObjectType == "dispute" && u.GatewayPaymentID == "pi_n" && *u.PaymentID == pid
+				return u.Status == "disputed" && u.ObjectType == "dispute" && u.GatewayPaymentID == piN && *u.PaymentID == pid
 			}},
 	}
 	for _, c := range cases {
@@ -265,7 +270,7 @@ func TestEveryHandledStripeTypeNormalizes(t *testing.T) {
 		}
 	}
 	// Other types are stored and acknowledged, nothing more.
-	body := stripeEvent("customer.created", map[string]any{"id": "cus_1", "object": "customer"})
+	body := stripeEvent("customer.created", map[string]any{"id": "cus_1_" + uniq, "object": "customer"})
 	if got := outcome(t, g.stripe(body)); got != webhooks.Ignored {
 		t.Fatalf("customer.created: %s", got)
 	}
@@ -274,8 +279,10 @@ func TestEveryHandledStripeTypeNormalizes(t *testing.T) {
 func TestUnknownPaymentIsParkedThenMatched(t *testing.T) {
 	g := newRig(t)
 	pid := uuid.NewString()
-	refund := stripeEvent("charge.refunded", map[string]any{"id": "ch_p", "object": "charge", "amount": 500, "amount_captured": 500,
-		"amount_refunded": 500, "currency": "usd", "payment_intent": "pi_parked", "metadata": map[string]any{}})
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
+	piParked, piLater := "pi_parked_"+uniq, "pi_later_"+uniq
+	refund := stripeEvent("charge.refunded", map[string]any{"id": "ch_p_" + uniq, "object": "charge", "amount": 500, "amount_captured": 500,
+		"amount_refunded": 500, "currency": "usd", "payment_intent": piParked, "metadata": map[string]any{}})
 	if got := outcome(t, g.stripe(refund)); got != webhooks.Parked {
 		t.Fatalf("outcome %s", got)
 	}
@@ -285,9 +292,9 @@ func TestUnknownPaymentIsParkedThenMatched(t *testing.T) {
 	if n := g.count(`SELECT count(*) FROM outbox WHERE source = $1`, webhooks.Name); n != 0 {
 		t.Fatalf("a parked webhook emitted %d events", n)
 	}
-	// capture-payment says which payment pi_parked is.
+	// capture-payment says which payment piParked is.
 	ev, _ := events.New(context.Background(), "capture-payment", "billfn.payment.captured", pid, map[string]any{
-		"payment_id": pid, "gateway": "stripe", "gateway_payment_id": "pi_parked", "status": "succeeded", "amount": 500, "currency": "USD"})
+		"payment_id": pid, "gateway": "stripe", "gateway_payment_id": piParked, "status": "succeeded", "amount": 500, "currency": "USD"})
 	if rec := g.deliver(ev); rec.Code != 200 {
 		t.Fatalf("payment event: %d %s", rec.Code, rec.Body)
 	}
@@ -303,12 +310,12 @@ func TestUnknownPaymentIsParkedThenMatched(t *testing.T) {
 	}
 	// Learning from a webhook's own metadata releases parked ones too.
 	pid2 := uuid.NewString()
-	early := stripeEvent("charge.refunded", map[string]any{"id": "ch_q", "object": "charge", "amount": 500, "amount_refunded": 100,
-		"currency": "usd", "payment_intent": "pi_later"})
+	early := stripeEvent("charge.refunded", map[string]any{"id": "ch_q_" + uniq, "object": "charge", "amount": 500, "amount_refunded": 100,
+		"currency": "usd", "payment_intent": piLater})
 	if got := outcome(t, g.stripe(early)); got != webhooks.Parked {
 		t.Fatal(got)
 	}
-	if got := outcome(t, g.stripe(stripeEvent("payment_intent.succeeded", paymentIntent("pi_later", pid2, "succeeded", 500)))); got != webhooks.Processed {
+	if got := outcome(t, g.stripe(stripeEvent("payment_intent.succeeded", paymentIntent(piLater, pid2, "succeeded", 500)))); got != webhooks.Processed {
 		t.Fatal(got)
 	}
 	evs = g.updates(g.kit.Brokers, 1, func(_ events.Event, u events.GatewayUpdate) bool { return u.GatewayEventID == eventID(early) })
@@ -322,7 +329,7 @@ func TestABatchOfPaymentEventsLearnsEveryPaymentAndReleasesParkedWebhooks(t *tes
 	ctx := context.Background()
 	pid1, pid2, pid3 := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	gp1, gp2, gp3 := "pi_b1_"+pid1[:8], "pi_b2_"+pid2[:8], "pi_b3_"+pid3[:8]
-	parked := stripeEvent("charge.refunded", map[string]any{"id": "ch_b2", "object": "charge", "amount": 700, "amount_captured": 700,
+	parked := stripeEvent("charge.refunded", map[string]any{"id": "ch_b2_" + pid2[:8], "object": "charge", "amount": 700, "amount_captured": 700,
 		"amount_refunded": 700, "currency": "usd", "payment_intent": gp2, "metadata": map[string]any{}})
 	if got := outcome(t, g.stripe(parked)); got != webhooks.Parked {
 		t.Fatalf("outcome %s", got)
@@ -382,15 +389,16 @@ func TestABatchOfPaymentEventsLearnsEveryPaymentAndReleasesParkedWebhooks(t *tes
 	// alone and the others are learned.
 	pid4 := uuid.NewString()
 	gp4 := "pi_b4_" + pid4[:8]
+	gpPoison := "pi_poison_" + pid4[:8]
 	poison := events.Must(events.New(ctx, "capture-payment", "billfn.payment.captured", "x", map[string]any{
-		"payment_id": "not-a-uuid", "gateway": "stripe", "gateway_payment_id": "pi_poison"}))
+		"payment_id": "not-a-uuid", "gateway": "stripe", "gateway_payment_id": gpPoison}))
 	if rec := g.deliver(poison, pay("billfn.payment.captured", pid4, map[string]any{"gateway": "stripe", "gateway_payment_id": gp4})); rec.Code != 200 {
 		t.Fatalf("batch with a poison event: %d %s", rec.Code, rec.Body)
 	}
 	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = $1 AND payment_id = $2`, gp4, pid4); n != 1 {
 		t.Error("the good event beside a poison one was not learned")
 	}
-	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = 'pi_poison'`); n != 0 {
+	if n := g.count(`SELECT count(*) FROM webhook_payment_refs WHERE gateway_payment_id = $1`, gpPoison); n != 0 {
 		t.Error("the poison event was learned")
 	}
 	if n := g.count(`SELECT count(*) FROM dead_letters WHERE event_id = $1`, poison.ID()); n != 1 {
@@ -400,11 +408,12 @@ func TestABatchOfPaymentEventsLearnsEveryPaymentAndReleasesParkedWebhooks(t *tes
 
 func TestKafkaDownStillAnswers200AndTheOutboxDeliversLater(t *testing.T) {
 	g := newRig(t)
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
 	port := g.kit.Brokers[0][strings.LastIndex(g.kit.Brokers[0], ":")+1:]
 	g.kit.Kafka.Close()
 	var ids []string
 	for i := 0; i < 5; i++ {
-		body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_k"+strconv.Itoa(i), uuid.NewString(), "succeeded", 100))
+		body := stripeEvent("payment_intent.succeeded", paymentIntent("pi_k"+strconv.Itoa(i)+"_"+uniq, uuid.NewString(), "succeeded", 100))
 		if got := outcome(t, g.stripe(body)); got != webhooks.Processed {
 			t.Fatalf("with Kafka down: %s", got)
 		}
@@ -439,10 +448,11 @@ func TestKafkaDownStillAnswers200AndTheOutboxDeliversLater(t *testing.T) {
 
 func TestRateLimitPerSourceAddress(t *testing.T) {
 	g := newRig(t, func(c *api.Config) { c.RateLimit = 5 })
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
 	// send delivers from peer (127.0.0.1 is the gateway, a trusted proxy)
 	// with X-Forwarded-For xff.
 	send := func(peer, xff string) *httptest.ResponseRecorder {
-		body := stripeEvent("payment_intent.processing", paymentIntent("pi_rl", uuid.NewString(), "processing", 100))
+		body := stripeEvent("payment_intent.processing", paymentIntent("pi_rl_"+uniq, uuid.NewString(), "processing", 100))
 		r := httptest.NewRequest("POST", "/stripe", bytes.NewReader(body))
 		r.Header.Set("Content-Type", "application/json; charset=utf-8")
 		r.Header.Set(webhooks.StripeSignatureHeader, signStripe(body, stripeSecret, g.clock.Now()))
@@ -502,17 +512,19 @@ func TestOversizeBodyIs413AndNothingIsStored(t *testing.T) {
 
 func TestAdminEventsListAndReplay(t *testing.T) {
 	g := newRig(t)
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
+	piReplay := "pi_replay_" + uniq
 	var mine []string // gateway event ids, oldest first
 	for i := 0; i < 3; i++ {
-		b := stripeEvent("payment_intent.succeeded", paymentIntent("pi_l"+strconv.Itoa(i), uuid.NewString(), "succeeded", 100))
+		b := stripeEvent("payment_intent.succeeded", paymentIntent("pi_l"+strconv.Itoa(i)+"_"+uniq, uuid.NewString(), "succeeded", 100))
 		outcome(t, g.stripe(b))
 		mine = append(mine, eventID(b))
 	}
-	parkedBody := stripeEvent("charge.refunded", map[string]any{"id": "ch_r", "object": "charge", "amount": 100, "amount_refunded": 100,
-		"currency": "usd", "payment_intent": "pi_replay"})
+	parkedBody := stripeEvent("charge.refunded", map[string]any{"id": "ch_r_" + uniq, "object": "charge", "amount": 100, "amount_refunded": 100,
+		"currency": "usd", "payment_intent": piReplay})
 	outcome(t, g.stripe(parkedBody))
 	mine = append(mine, eventID(parkedBody))
-	outcome(t, g.sandbox(stripeEvent("customer.created", map[string]any{"id": "cus_1", "object": "customer"})))
+	outcome(t, g.sandbox(stripeEvent("customer.created", map[string]any{"id": "cus_1_" + uniq, "object": "customer"})))
 
 	type page struct {
 		Data       []webhooks.Delivery `json:"data"`
@@ -589,7 +601,7 @@ func TestAdminEventsListAndReplay(t *testing.T) {
 		t.Fatalf("replay unknown: %d %s", rec.Code, rec.Body)
 	}
 	pid := uuid.NewString()
-	if _, err := g.d.Pool.Exec(context.Background(), `INSERT INTO webhook_payment_refs VALUES ('stripe', 'pi_replay', $1, 'test', now())`, pid); err != nil {
+	if _, err := g.d.Pool.Exec(context.Background(), `INSERT INTO webhook_payment_refs VALUES ('stripe', $1, $2, 'test', now())`, piReplay, pid); err != nil {
 		t.Fatal(err)
 	}
 	key := uuid.NewString()
@@ -627,14 +639,16 @@ func TestUnconfiguredStripeEndpointAsksToRetry(t *testing.T) {
 
 func TestTickReleasesParkedDeliveriesWhosePaymentIsKnown(t *testing.T) {
 	g := newRig(t)
-	body := stripeEvent("charge.refunded", map[string]any{"id": "ch_t", "object": "charge", "amount": 300, "amount_refunded": 300,
-		"currency": "usd", "payment_intent": "pi_tick"})
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
+	piTick := "pi_tick_" + uniq
+	body := stripeEvent("charge.refunded", map[string]any{"id": "ch_t_" + uniq, "object": "charge", "amount": 300, "amount_refunded": 300,
+		"currency": "usd", "payment_intent": piTick})
 	if got := outcome(t, g.stripe(body)); got != webhooks.Parked {
 		t.Fatal(got)
 	}
 	// The map learned the payment but the release did not happen (a crash).
 	pid := uuid.NewString()
-	if _, err := g.d.Pool.Exec(context.Background(), `INSERT INTO webhook_payment_refs VALUES ('stripe', 'pi_tick', $1, 'test', now())`, pid); err != nil {
+	if _, err := g.d.Pool.Exec(context.Background(), `INSERT INTO webhook_payment_refs VALUES ('stripe', $1, $2, 'test', now())`, piTick, pid); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.s.Tick(context.Background()); err != nil {
@@ -716,16 +730,18 @@ func TestGatewayUpdatesAreSignedAsTheyAreWritten(t *testing.T) {
 	g := newRig(t)
 	g.d.Publisher.Close(context.Background())
 	pid, parked := uuid.NewString(), uuid.NewString()
-	if got := outcome(t, g.stripe(stripeEvent("payment_intent.succeeded", paymentIntent("pi_signed", pid, "succeeded", 1050)))); got != webhooks.Processed {
+	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
+	piSignedParked := "pi_signed_parked_" + uniq
+	if got := outcome(t, g.stripe(stripeEvent("payment_intent.succeeded", paymentIntent("pi_signed_"+uniq, pid, "succeeded", 1050)))); got != webhooks.Processed {
 		t.Fatalf("outcome %s", got)
 	}
-	refund := stripeEvent("charge.refunded", map[string]any{"id": "ch_s", "object": "charge", "amount": 500, "amount_captured": 500,
-		"amount_refunded": 500, "currency": "usd", "payment_intent": "pi_signed_parked", "metadata": map[string]any{}})
+	refund := stripeEvent("charge.refunded", map[string]any{"id": "ch_s_" + uniq, "object": "charge", "amount": 500, "amount_captured": 500,
+		"amount_refunded": 500, "currency": "usd", "payment_intent": piSignedParked, "metadata": map[string]any{}})
 	if got := outcome(t, g.stripe(refund)); got != webhooks.Parked {
 		t.Fatalf("outcome %s", got)
 	}
 	ev, _ := events.New(context.Background(), "capture-payment", "billfn.payment.captured", parked, map[string]any{
-		"payment_id": parked, "gateway": "stripe", "gateway_payment_id": "pi_signed_parked", "status": "succeeded", "amount": 500, "currency": "USD"})
+		"payment_id": parked, "gateway": "stripe", "gateway_payment_id": piSignedParked, "status": "succeeded", "amount": 500, "currency": "USD"})
 	if rec := g.deliver(ev); rec.Code != 200 {
 		t.Fatalf("payment event: %d %s", rec.Code, rec.Body)
 	}
