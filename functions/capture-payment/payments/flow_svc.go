@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -93,8 +94,22 @@ func resolveMethod(ctx context.Context, q Tx, accountID, userID, given string) (
 	return method{token: given}, nil
 }
 
+// stripeOtherUnits are the currencies Stripe counts in other units than
+// ISO 4217's minor units (ISK in hundredths, though ISO has no decimals;
+// MGA in whole ariary, though ISO has two). billfn sends ISO minor units
+// and does not convert, so Stripe would charge 500 ISK as 5 ISK, 500.00
+// MGA as 50,000 MGA, without an error: they are not routed to Stripe.
+var stripeOtherUnits = map[money.Currency]bool{"ISK": true, "MGA": true}
+
+func errStripeUnits(c money.Currency) error {
+	return apperr.New(CodeNoRoute, "Stripe counts %s in other units than ISO 4217's minor units, and billfn does not convert: route %s to another gateway (GATEWAY_ROUTES)", c, c)
+}
+
 // plan returns the gateways to try in order.
 func (s *Service) plan(c money.Currency, requested string, m method) ([]string, error) {
+	if stripeOtherUnits[c] && (requested == GatewayStripe || m.gateway == GatewayStripe) {
+		return nil, errStripeUnits(c)
+	}
 	switch {
 	case requested != "" && m.gateway != "" && requested != m.gateway:
 		return nil, apperr.New(CodeMethodInvalid, "the saved payment method belongs to gateway %s, not %s", m.gateway, requested)
@@ -107,6 +122,11 @@ func (s *Service) plan(c money.Currency, requested string, m method) ([]string, 
 		return []string{m.gateway}, nil
 	}
 	gws := s.Routing.For(c)
+	if stripeOtherUnits[c] && slices.Contains(gws, GatewayStripe) {
+		if gws = slices.DeleteFunc(slices.Clone(gws), func(g string) bool { return g == GatewayStripe }); len(gws) == 0 {
+			return nil, errStripeUnits(c)
+		}
+	}
 	if len(gws) == 0 {
 		return nil, apperr.New(CodeNoRoute, "no gateway takes %s (GATEWAY_ROUTES)", c)
 	}
