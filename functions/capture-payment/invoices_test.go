@@ -370,6 +370,35 @@ func TestARefundStraddlingCreditAndRevenueIsRefused(t *testing.T) {
 	}
 }
 
+// captureOnAPaidInvoice is a double charge: an authorization of an open
+// invoice's 2900, the invoice paid another way meanwhile, then the
+// authorization captured.
+func (g *rig) captureOnAPaidInvoice(t *testing.T) (invoice string, p payments.Payment) {
+	t.Helper()
+	inv := g.openInvoice(t, g.account, "USD", 2900)
+	body := map[string]any{"account_id": g.account, "user_id": g.admin, "invoice_id": inv, "amount": 2900, "currency": "USD",
+		"payment_method": "pm_card_visa", "capture_method": "manual", "confirm": true}
+	late := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
+	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
+	p = decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + late.ID + "/capture"}), http.StatusOK)
+	if p.Status != payments.Succeeded || p.AmountCaptured != 2900 {
+		t.Fatalf("capture: %+v", p)
+	}
+	return inv, p
+}
+
+// postedBalances sums, by account (its number or id), the postings
+// published for payment id so far.
+func (g *rig) postedBalances(t *testing.T, id string) map[string]int64 {
+	t.Helper()
+	balance := map[string]int64{}
+	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(id))) {
+		balance[ps.Data.FromAccountNumber+ps.Data.FromAccountID] -= ps.Data.Amount
+		balance[ps.Data.ToAccountNumber+ps.Data.ToAccountID] += ps.Data.Amount
+	}
+	return balance
+}
+
 // The money an invoice did not need is reported by generate-invoice some
 // time after the capture (a round trip through Kafka, longer while
 // generate-invoice lags). A merchant who refunds the double charge in that
@@ -380,15 +409,7 @@ func TestARefundStraddlingCreditAndRevenueIsRefused(t *testing.T) {
 // revenue at -2900.
 func TestAnUnappliedReportAfterARefundCreditsOnlyWhatRevenueStillHolds(t *testing.T) {
 	g := newRig(t)
-	inv := g.openInvoice(t, g.account, "USD", 2900)
-	body := map[string]any{"account_id": g.account, "user_id": g.admin, "invoice_id": inv, "amount": 2900, "currency": "USD",
-		"payment_method": "pm_card_visa", "capture_method": "manual", "confirm": true}
-	late := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
-	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
-	p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + late.ID + "/capture"}), http.StatusOK)
-	if p.Status != payments.Succeeded || p.AmountCaptured != 2900 {
-		t.Fatalf("capture: %+v", p)
-	}
+	inv, p := g.captureOnAPaidInvoice(t)
 	// The merchant refunds the double charge before generate-invoice's report.
 	r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2900}}), 201)
 	holds, _ := g.ledger.state()
@@ -404,11 +425,7 @@ func TestAnUnappliedReportAfterARefundCreditsOnlyWhatRevenueStillHolds(t *testin
 	if rec := g.deliver(unapplied); rec.Code != 200 {
 		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
 	}
-	balance := map[string]int64{}
-	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
-		balance[ps.Data.FromAccountNumber+ps.Data.FromAccountID] -= ps.Data.Amount
-		balance[ps.Data.ToAccountNumber+ps.Data.ToAccountID] += ps.Data.Amount
-	}
+	balance := g.postedBalances(t, p.ID)
 	for _, h := range holds { // captured: the refund succeeded
 		balance[h.FromAccountNumber+h.FromAccountID] -= h.Amount
 		balance[h.ToAccountNumber+h.ToAccountID] += h.Amount
@@ -429,15 +446,7 @@ func TestAnUnappliedReportAfterARefundCreditsOnlyWhatRevenueStillHolds(t *testin
 // leaving revenue at -2900 and the credit on the account.
 func TestADashboardRefundOfACreditedChargeTakesTheCreditBack(t *testing.T) {
 	g := newRig(t)
-	inv := g.openInvoice(t, g.account, "USD", 2900)
-	body := map[string]any{"account_id": g.account, "user_id": g.admin, "invoice_id": inv, "amount": 2900, "currency": "USD",
-		"payment_method": "pm_card_visa", "capture_method": "manual", "confirm": true}
-	late := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", body: body}), http.StatusCreated)
-	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
-	p := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments/" + late.ID + "/capture"}), http.StatusOK)
-	if p.Status != payments.Succeeded || p.AmountCaptured != 2900 {
-		t.Fatalf("capture: %+v", p)
-	}
+	inv, p := g.captureOnAPaidInvoice(t)
 	if rec := g.deliver(event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
 		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})); rec.Code != 200 {
 		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
@@ -451,11 +460,7 @@ func TestADashboardRefundOfACreditedChargeTakesTheCreditBack(t *testing.T) {
 	if got := g.get(p.ID); got.AmountRefunded != 2900 {
 		t.Fatalf("refunded %d, want 2900", got.AmountRefunded)
 	}
-	balance := map[string]int64{}
-	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
-		balance[ps.Data.FromAccountNumber+ps.Data.FromAccountID] -= ps.Data.Amount
-		balance[ps.Data.ToAccountNumber+ps.Data.ToAccountID] += ps.Data.Amount
-	}
+	balance := g.postedBalances(t, p.ID)
 	if balance["SYS-CLEARING-USD"] != 0 || balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 0 {
 		t.Fatalf("balances %v: want clearing 0, revenue 0, the account 0 (its credit refunded)", balance)
 	}
@@ -479,11 +484,7 @@ func TestADashboardRefundStraddlingCreditAndRevenueTakesEachItsPart(t *testing.T
 	})); rec.Code != 200 {
 		t.Fatalf("dashboard refund: %d %s", rec.Code, rec.Body)
 	}
-	balance := map[string]int64{}
-	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(p.ID))) {
-		balance[ps.Data.FromAccountNumber+ps.Data.FromAccountID] -= ps.Data.Amount
-		balance[ps.Data.ToAccountNumber+ps.Data.ToAccountID] += ps.Data.Amount
-	}
+	balance := g.postedBalances(t, p.ID)
 	if balance["SYS-CLEARING-USD"] != -1200 || balance["SYS-REVENUE-USD"] != 1200 || balance[g.account] != 0 {
 		t.Fatalf("balances %v: want clearing -1200, revenue 1200, the account 0 (its 500 credit refunded)", balance)
 	}
