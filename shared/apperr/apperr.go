@@ -54,6 +54,7 @@ const (
 	BadGateway           Code = "bad_gateway"          // an upstream answered badly (the local gateway)
 	CardNumberRejected   Code = "card_number_rejected" // a card number in a request (see shared/pan)
 	AccountNotActive     Code = "account_not_active"   // the account read model says frozen or closed (shared/accounts)
+	AmountOverflow       Code = "amount_overflow"      // an amount or a total beyond int64 minor units (shared/money's checked arithmetic)
 )
 
 // FieldError names one offending input. Exactly one of Pointer (a JSON

@@ -69,6 +69,7 @@ const (
 	BadGateway           = apperr.BadGateway
 	CardNumberRejected   = apperr.CardNumberRejected
 	AccountNotActive     = apperr.AccountNotActive
+	AmountOverflow       = apperr.AmountOverflow
 )
 
 // Constructors, as in shared/apperr (kept here so a handler needs one import).
@@ -121,6 +122,7 @@ var Common = Statuses{
 	BadGateway:           {http.StatusBadGateway, "Bad gateway"},
 	CardNumberRejected:   {http.StatusUnprocessableEntity, "Card numbers are not accepted"},
 	AccountNotActive:     {http.StatusConflict, "Account not active"},
+	AmountOverflow:       {http.StatusUnprocessableEntity, "Amount overflow"},
 }
 
 // Check reports a row of s that maps a shared code differently from

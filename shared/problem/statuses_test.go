@@ -107,7 +107,7 @@ func TestTheSharedTableCoversEverySharedCode(t *testing.T) {
 		apperr.PayloadTooLarge, apperr.Unauthorized, apperr.Forbidden, apperr.NotFound, apperr.MethodNotAllowed,
 		apperr.NotAcceptable, apperr.Conflict, apperr.IdempotencyKeyReused, apperr.IdempotencyInFlight,
 		apperr.IdempotencyRequired, apperr.RateLimited, apperr.Internal, apperr.Unavailable, apperr.Timeout,
-		apperr.BadGateway, apperr.CardNumberRejected, apperr.AccountNotActive} {
+		apperr.BadGateway, apperr.CardNumberRejected, apperr.AccountNotActive, apperr.AmountOverflow} {
 		if m, ok := Common[c]; !ok || m.Status < 400 || m.Title == "" {
 			t.Fatalf("Common[%s] = %+v, %v", c, m, ok)
 		}

@@ -44,12 +44,7 @@ func New(d *platform.Deps, now func() time.Time) *API {
 }
 
 // Routes is aggregate-report's HTTP surface.
-func (s *API) Routes() *http.ServeMux { return s.d.Mux(s.RouteTable(), Statuses) }
-
-// Statuses maps aggregate-report's own problem codes.
-var Statuses = problem.Statuses{
-	store.CodeAmountOverflow: {Status: http.StatusUnprocessableEntity, Title: "Amount overflow"},
-}
+func (s *API) Routes() *http.ServeMux { return s.d.Mux(s.RouteTable(), nil) }
 
 // RouteTable is who may call what (docs/aggregate-report.md carries the
 // same table). A customer's reports cover its own accounts; account_id

@@ -14,7 +14,7 @@ import (
 // one is parked), but a report adds rows up — over days, over reasons, over
 // gateways — and a total of them may not. The report then says so (422)
 // instead of wrapping to a wrong figure or failing with a 500.
-const CodeAmountOverflow = apperr.Code("amount_overflow")
+const CodeAmountOverflow = apperr.AmountOverflow
 
 // ErrAmountOverflow is the report's overflow problem.
 func ErrAmountOverflow() *apperr.Error {

@@ -23,7 +23,6 @@ var Statuses = problem.Statuses{
 	invoicing.CodeCouponNotRedeemable:  {Status: http.StatusUnprocessableEntity, Title: "The coupon cannot be redeemed"},
 	invoicing.CodeCouponExists:         {Status: http.StatusUnprocessableEntity, Title: "The coupon already exists"},
 	invoicing.CodeDueDateInPast:        {Status: http.StatusUnprocessableEntity, Title: "The due date is in the past"},
-	invoicing.CodeAmountOverflow:       {Status: http.StatusUnprocessableEntity, Title: "Amount overflow"},
 	invoicing.CodeTotalNegative:        {Status: http.StatusUnprocessableEntity, Title: "The invoice total would be negative"},
 	invoicing.CodeAmountExceedsDue:     {Status: http.StatusUnprocessableEntity, Title: "The amount exceeds the amount due"},
 	invoicing.CodeSubscriptionEnded:    {Status: http.StatusUnprocessableEntity, Title: "The subscription is canceled"},

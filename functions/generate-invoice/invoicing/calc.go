@@ -122,7 +122,7 @@ func (a *arith) mulDiv(x, num, den int64) int64 {
 
 // Problem codes of the calculation.
 const (
-	CodeAmountOverflow = apperr.Code("amount_overflow")
+	CodeAmountOverflow = apperr.AmountOverflow
 	CodeTotalNegative  = apperr.Code("invoice_total_negative")
 )
 
