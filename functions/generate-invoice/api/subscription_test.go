@@ -558,3 +558,87 @@ func TestCancelAtPeriodEndByPatchBillsThePeriodsThatHaveStarted(t *testing.T) {
 		t.Errorf("status %s, cancel_at %v: want it running until 06-10", got.Status, got.CancelAt)
 	}
 }
+
+// TestPlanChangeCreditsWhatThePeriodCharged: the credit for the unused
+// time of a period is what the period's invoice charged for it, as
+// Stripe's (flexible billing mode) credit prorations are — its discount
+// and its tax rates — not the plan's list price with today's rates. A
+// first month free (a 100% coupon once) upgraded mid-month credited half
+// a month the customer never paid; a 50% coupon, half a month at full
+// price; a tax rate added by the same change, tax never charged.
+func TestPlanChangeCreditsWhatThePeriodCharged(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	free := "FREE-" + uuid.NewString()[:6]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": free, "percent_off": "100", "duration": "once"}), 201)
+	half := "HALF-" + uuid.NewString()[:6]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": half, "percent_off": "50", "duration": "forever"}), 201)
+	vat := g.taxRate("VAT", "20", false, false)
+	max := map[string]any{"name": "Max", "amount": 6000, "currency": "USD", "interval": "month"}
+
+	freeSub := g.subscribe(subBody(uuid.NewString(), monthly(3000), "coupon", free))
+	halfSub := g.subscribe(subBody(uuid.NewString(), monthly(3000), "coupon", half))
+	taxSub := g.subscribe(subBody(uuid.NewString(), monthly(3000)))
+	twiceSub := g.subscribe(subBody(uuid.NewString(), monthly(3000), "coupon", half))
+	for sub, total := range map[string]int64{freeSub.ID: 0, halfSub.ID: 1500, taxSub.ID: 3000, twiceSub.ID: 1500} {
+		if inv := g.invoice(*decode[invoicing.Subscription](t, g.asAdmin("GET", "/subscriptions/"+sub, nil)).LatestInvoiceID); inv.Total != total {
+			t.Fatalf("April's invoice of %s = %d, want %d", sub, inv.Total, total)
+		}
+	}
+
+	// Half of April (30 days) left.
+	g.clock.Set(day("2026-04-16T00:00:00Z"))
+	credit := func(s invoicing.Subscription) (amount, tax int64, n int) {
+		for _, l := range s.PendingLines {
+			if l.UnitAmount < 0 {
+				amount, n = l.UnitAmount, n+1
+				tax = int64(len(l.Taxes))
+			}
+		}
+		return amount, tax, n
+	}
+	rec := g.asAdmin("PATCH", "/subscriptions/"+freeSub.ID, map[string]any{"plan": max})
+	must(t, rec, 200)
+	if a, _, n := credit(decode[invoicing.Subscription](t, rec)); n != 0 {
+		t.Errorf("a free April upgraded mid-month: credit %d for time never paid, want none", a)
+	}
+	rec = g.asAdmin("PATCH", "/subscriptions/"+halfSub.ID, map[string]any{"plan": max})
+	must(t, rec, 200)
+	if a, _, n := credit(decode[invoicing.Subscription](t, rec)); n != 1 || a != -750 {
+		t.Errorf("April at 50%% (15.00 paid) upgraded mid-month: credit %d (%d lines), want -750", a, n)
+	}
+	rec = g.asAdmin("PATCH", "/subscriptions/"+taxSub.ID, map[string]any{"plan": max, "tax_rate_ids": []string{vat}})
+	must(t, rec, 200)
+	if a, rates, n := credit(decode[invoicing.Subscription](t, rec)); n != 1 || a != -1500 || rates != 0 {
+		t.Errorf("April untaxed, VAT added with the upgrade: credit %d with %d tax rates, want -1500 untaxed", a, rates)
+	}
+
+	// Changed twice in April: the second change shortens the first one's
+	// debit, not yet invoiced, to the 8 days it ran (30.00 x 8/15 = 16.00),
+	// which May's invoice discounts as it discounts the rest.
+	must(t, g.asAdmin("PATCH", "/subscriptions/"+twiceSub.ID, map[string]any{"plan": max}), 200)
+	g.clock.Set(day("2026-04-24T00:00:00Z"))
+	rec = g.asAdmin("PATCH", "/subscriptions/"+twiceSub.ID, map[string]any{"plan": monthly(3000)})
+	must(t, rec, 200)
+	var amounts []int64
+	for _, l := range decode[invoicing.Subscription](t, rec).PendingLines {
+		amounts = append(amounts, l.UnitAmount)
+	}
+	if fmt.Sprint(amounts) != "[-750 1600 700]" {
+		t.Errorf("pending after two changes = %v, want [-750 1600 700]", amounts)
+	}
+
+	g.clock.Set(day("2026-05-01T00:00:00Z"))
+	g.tick()
+	for sub, want := range map[string]int64{
+		twiceSub.ID: 1500 + 800 + 350 - 750, // May at 50%, 8 days of Max and 7 of Pro at 50%, less the half of April's 15.00
+		freeSub.ID:  6000 + 3000,            // May, and the rest of April on Max; nothing to credit
+		halfSub.ID:  3000 + 1500 - 750,      // May and the rest of April at 50%, less the half of April's 15.00
+		taxSub.ID:   7200 + 3600 - 1500,     // May and the rest of April with VAT, less the half of April's untaxed 30.00
+	} {
+		invs := g.subInvoices(sub)
+		if may := invs[len(invs)-1]; may.Total != want {
+			t.Errorf("May's invoice of %s = %d, want %d", sub, may.Total, want)
+		}
+	}
+}

@@ -527,24 +527,24 @@ func (s *Service) changePlan(ctx context.Context, tx Tx, sub *invoicing.Subscrip
 		if err != nil {
 			return nil, nil, err
 		}
-		credit, err := invoicing.Prorate(old.Amount, rem, full)
-		if err != nil {
-			return nil, nil, invoicing.OverflowProblem()
-		}
 		debit, err := invoicing.Prorate(plan.Amount, rem, full)
 		if err != nil {
 			return nil, nil, invoicing.OverflowProblem()
 		}
 		from, to := now.Format(time.DateOnly), sub.CurrentPeriodEnd.Format(time.DateOnly)
-		mk := func(desc string, amount int64) invoicing.Line {
-			return invoicing.Line{ID: ids.New(), Description: desc, Quantity: invoicing.QuantityScale, UnitAmount: amount, Taxes: invoicing.TaxesOf(snaps),
+		mk := func(desc string, amount int64, taxes []invoicing.LineTax) invoicing.Line {
+			return invoicing.Line{ID: ids.New(), Description: desc, Quantity: invoicing.QuantityScale, UnitAmount: amount, Taxes: taxes,
 				Proration: true, PeriodStart: ptr(now), PeriodEnd: ptr(*sub.CurrentPeriodEnd), Metadata: map[string]string{}}
 		}
+		credit, creditTaxes, err := s.unusedCredit(ctx, tx, sub, old, rem, full, now, snaps)
+		if err != nil {
+			return nil, nil, err
+		}
 		if credit > 0 {
-			lines = append(lines, mk(fmt.Sprintf("Unused time on %s, %s to %s", old.Name, from, to), -credit))
+			lines = append(lines, mk(fmt.Sprintf("Unused time on %s, %s to %s", old.Name, from, to), -credit, creditTaxes))
 		}
 		if debit > 0 && !intervalChanged {
-			lines = append(lines, mk(fmt.Sprintf("Remaining time on %s, %s to %s", plan.Name, from, to), debit))
+			lines = append(lines, mk(fmt.Sprintf("Remaining time on %s, %s to %s", plan.Name, from, to), debit, invoicing.TaxesOf(snaps)))
 		}
 	}
 	if intervalChanged {
@@ -573,6 +573,74 @@ func (s *Service) changePlan(ctx context.Context, tx Tx, sub *invoicing.Subscrip
 	}
 	sub.PendingLines = append(sub.PendingLines, lines...)
 	return nil, nil, nil
+}
+
+// unusedCredit is the credit for the unused rest (rem) of the current
+// period of the plan old, which a plan change at now replaces: what the
+// last debit for that time charged for it (Stripe's credit prorations in
+// its flexible billing mode), so a credit never exceeds what was charged.
+//
+//   - A proration debit of an earlier change in this period still
+//     pending (not invoiced yet) is shortened to end now instead, and no
+//     credit is made: the next invoice discounts and taxes what is left
+//     of it like any line.
+//   - Otherwise the debit is the latest invoice's line for this period
+//     (the period's own plan line, or the debit an always_invoice change
+//     invoiced): the credit is rem of its period's share of what the line
+//     charged after its discounts, taxed at the rates it was taxed at.
+//   - A subscription without such an invoice (none is expected) is
+//     credited the plan's price for rem of full, at its rates now.
+func (s *Service) unusedCredit(ctx context.Context, tx Tx, sub *invoicing.Subscription, old invoicing.Plan, rem, full time.Duration, now time.Time,
+	snaps []invoicing.TaxRateSnap) (int64, []invoicing.LineTax, error) {
+	end := *sub.CurrentPeriodEnd
+	for i := len(sub.PendingLines) - 1; i >= 0; i-- {
+		l := &sub.PendingLines[i]
+		if !l.Proration || l.UnitAmount <= 0 || l.PeriodStart == nil || l.PeriodEnd == nil || !sameInstant(*l.PeriodEnd, end) || l.PeriodStart.After(now) {
+			continue
+		}
+		used, err := invoicing.Prorate(l.UnitAmount, now.Sub(*l.PeriodStart), l.PeriodEnd.Sub(*l.PeriodStart))
+		if err != nil {
+			return 0, nil, invoicing.OverflowProblem()
+		}
+		l.UnitAmount, l.PeriodEnd = used, ptr(now)
+		l.Description = fmt.Sprintf("Time on %s, %s to %s", old.Name, l.PeriodStart.Format(time.DateOnly), now.Format(time.DateOnly))
+		if used == 0 {
+			sub.PendingLines = slices.Delete(sub.PendingLines, i, i+1)
+		}
+		return 0, nil, nil
+	}
+	if sub.LatestInvoiceID != nil {
+		inv, err := tx.Invoice(ctx, *sub.LatestInvoiceID, false)
+		if err != nil {
+			return 0, nil, err
+		}
+		for i := len(inv.Lines) - 1; i >= 0; i-- {
+			l := inv.Lines[i]
+			if l.Proration != (inv.BillingReason == invoicing.ReasonSubscriptionUpdate) || l.Amount <= 0 ||
+				l.PeriodStart == nil || l.PeriodEnd == nil || !sameInstant(*l.PeriodEnd, end) || l.PeriodStart.After(now) {
+				continue
+			}
+			credit, err := invoicing.Prorate(l.TaxableAmount, rem, l.PeriodEnd.Sub(*l.PeriodStart))
+			if err != nil {
+				return 0, nil, invoicing.OverflowProblem()
+			}
+			taxes := make([]invoicing.LineTax, len(l.Taxes))
+			for j, t := range l.Taxes {
+				taxes[j] = invoicing.LineTax{TaxRateSnap: t.TaxRateSnap}
+			}
+			return credit, taxes, nil
+		}
+	}
+	credit, err := invoicing.Prorate(old.Amount, rem, full)
+	if err != nil {
+		return 0, nil, invoicing.OverflowProblem()
+	}
+	return credit, invoicing.TaxesOf(snaps), nil
+}
+
+// sameInstant compares instants as Postgres keeps them (microseconds).
+func sameInstant(a, b time.Time) bool {
+	return a.Truncate(time.Microsecond).Equal(b.Truncate(time.Microsecond))
 }
 
 // invoiceNow invoices lines of sub at once, finalized (billing_reason
