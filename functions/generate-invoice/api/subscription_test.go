@@ -642,3 +642,35 @@ func TestPlanChangeCreditsWhatThePeriodCharged(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatingCouponMonthsEndAtTheMonthsEnd: a coupon repeating for one
+// month on a subscription billed from Jan 31 discounts January's invoice
+// only. Its end, a month after Jan 31, is Feb 28 (clamped to the month's
+// end, as the billing periods are), not Go's normalized "Feb 31" = Mar 3,
+// which made the Feb 28 period a second discounted month; from Dec 31,
+// two months reached Mar 3 and discounted three invoices.
+func TestRepeatingCouponMonthsEndAtTheMonthsEnd(t *testing.T) {
+	g := newRig(t)
+	one := "ONE-" + uuid.NewString()[:6]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": one, "percent_off": "50", "duration": "repeating", "duration_in_months": 1}), 201)
+	two := "TWO-" + uuid.NewString()[:6]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": two, "percent_off": "50", "duration": "repeating", "duration_in_months": 2}), 201)
+	g.clock.Set(day("2025-12-31T10:00:00Z"))
+	fromDec := g.subscribe(subBody(uuid.NewString(), monthly(2000), "coupon", two))
+	g.clock.Set(day("2026-01-31T10:00:00Z"))
+	fromJan := g.subscribe(subBody(uuid.NewString(), monthly(2000), "coupon", one))
+	for _, at := range []string{"2026-02-28T10:00:00Z", "2026-03-31T10:00:00Z"} {
+		g.clock.Set(day(at))
+		g.tick()
+	}
+	for sub, want := range map[string]string{fromJan.ID: "[1000 2000 2000]", fromDec.ID: "[1000 1000 2000 2000]"} {
+		var totals []int64
+		invs := g.subInvoices(sub)
+		for _, inv := range invs {
+			totals = append(totals, inv.Total)
+		}
+		if fmt.Sprint(totals) != want {
+			t.Errorf("periods %s: totals %v, want %s", periods(invs), totals, want)
+		}
+	}
+}

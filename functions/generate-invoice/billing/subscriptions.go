@@ -236,7 +236,7 @@ func (s *Service) couponFor(ctx context.Context, tx Tx, sub *invoicing.Subscript
 			return nil, nil
 		}
 	case invoicing.DurationRepeating:
-		if sub.CouponStart == nil || c.DurationInMonths == nil || !ps.Before(sub.CouponStart.AddDate(0, *c.DurationInMonths, 0)) {
+		if sub.CouponStart == nil || c.DurationInMonths == nil || !ps.Before(invoicing.AddMonths(*sub.CouponStart, *c.DurationInMonths)) {
 			return nil, nil
 		}
 	}

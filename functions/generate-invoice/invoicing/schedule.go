@@ -45,6 +45,17 @@ func NewCycle(interval string, count, anchorDay int, start time.Time) Cycle {
 	return c
 }
 
+// AddMonths returns t plus n months, its day clamped to the last day of
+// the month reached (Jan 31 + 1 month = Feb 28, or 29), as billing periods
+// are; time.AddDate would normalize "Feb 31" to Mar 3.
+func AddMonths(t time.Time, n int) time.Time {
+	y, m, d := t.Date()
+	h, mi, s := t.Clock()
+	total := int(m) - 1 + n
+	ty, tm := y+floorDiv(total, 12), time.Month(total-12*floorDiv(total, 12)+1)
+	return time.Date(ty, tm, min(d, daysIn(ty, tm)), h, mi, s, t.Nanosecond(), t.Location())
+}
+
 func daysIn(y int, m time.Month) int {
 	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
