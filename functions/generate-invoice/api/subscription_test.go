@@ -674,3 +674,32 @@ func TestRepeatingCouponMonthsEndAtTheMonthsEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestAnImmediateProrationKeepsThePeriodsPercentCoupon: a plan change
+// invoiced at once (always_invoice) on a subscription whose current period
+// is discounted by a percentage coupon charges the rest of the period at
+// the discounted price, as the next invoice would (create_prorations) and
+// as Stripe's prorations carry the subscription's discounts: the
+// proration invoice used to carry no coupon, so the new plan's rest of
+// the period was charged at full price against a credit of what was paid.
+func TestAnImmediateProrationKeepsThePeriodsPercentCoupon(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	half := "HALF-" + uuid.NewString()[:6]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": half, "percent_off": "50", "duration": "forever"}), 201)
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(3000), "coupon", half))
+	g.clock.Set(day("2026-04-16T00:00:00Z")) // half of April left: 15.00 of Max at 50%, less 7.50 of the 15.00 paid
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"proration_behavior": "always_invoice",
+		"plan": map[string]any{"name": "Max", "amount": 6000, "currency": "USD", "interval": "month"}})
+	must(t, rec, 200)
+	inv := g.invoice(*decode[invoicing.Subscription](t, rec).LatestInvoiceID)
+	if inv.BillingReason != invoicing.ReasonSubscriptionUpdate || inv.Total != 1500-750 || inv.Discount != 1500 {
+		t.Fatalf("proration invoice: %s total %d discount %d, want total 750 with 1500 off", inv.BillingReason, inv.Total, inv.Discount)
+	}
+	g.clock.Set(day("2026-05-01T00:00:00Z"))
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	if may := invs[len(invs)-1]; may.Total != 3000 {
+		t.Fatalf("May's invoice = %d, want 3000 (Max at 50%%, nothing pending)", may.Total)
+	}
+}

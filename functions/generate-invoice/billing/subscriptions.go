@@ -480,7 +480,7 @@ func (s *Service) endSubscription(ctx context.Context, tx Tx, sub *invoicing.Sub
 	if len(sub.PendingLines) > 0 {
 		var credit bool
 		var err error
-		msgs, ids, credit, err = s.invoiceNow(ctx, tx, sub, sub.PendingLines, now)
+		msgs, ids, credit, err = s.invoiceNow(ctx, tx, sub, sub.PendingLines, nil, now)
 		switch {
 		case apperr.HasCode(err, invoicing.CodeAmountOverflow):
 			slog.ErrorContext(ctx, "subscription ended with pending lines whose invoice overflows int64: kept in its pending_lines",
@@ -565,7 +565,11 @@ func (s *Service) changePlan(ctx context.Context, tx Tx, sub *invoicing.Subscrip
 		return nil, nil, nil
 	}
 	if behavior == ProrateInvoice && len(lines) > 0 {
-		msgs, ids, credit, err := s.invoiceNow(ctx, tx, sub, lines, now)
+		d, err := s.periodPercentCoupon(ctx, tx, sub)
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs, ids, credit, err := s.invoiceNow(ctx, tx, sub, lines, d, now)
 		if err != nil || !credit {
 			return msgs, ids, err
 		}
@@ -643,12 +647,32 @@ func sameInstant(a, b time.Time) bool {
 	return a.Truncate(time.Microsecond).Equal(b.Truncate(time.Microsecond))
 }
 
+// periodPercentCoupon is the subscription's coupon as it discounts the
+// current period, when it takes a percentage: a plan change invoiced at
+// once charges the rest of the period at the price the period is billed
+// at (a fixed amount off is taken once per period's invoice, not again).
+// A once coupon already spent on the period's invoice gives none.
+func (s *Service) periodPercentCoupon(ctx context.Context, tx Tx, sub *invoicing.Subscription) (*invoicing.Discount, error) {
+	if sub.CurrentPeriodStart == nil {
+		return nil, nil
+	}
+	d, err := s.couponFor(ctx, tx, sub, *sub.CurrentPeriodStart)
+	if err != nil || d == nil || d.PercentOff <= 0 {
+		return nil, err
+	}
+	return d, nil
+}
+
 // invoiceNow invoices lines of sub at once, finalized (billing_reason
-// subscription_update), or reports credit, having written nothing, when
-// their net is a credit, which cannot be an invoice of its own.
-func (s *Service) invoiceNow(ctx context.Context, tx Tx, sub *invoicing.Subscription, lines []invoicing.Line, now time.Time) (msgs []invoicing.Event, ids []string, credit bool, err error) {
+// subscription_update), with the invoice discount d if any, or reports
+// credit, having written nothing, when their net is a credit, which
+// cannot be an invoice of its own.
+func (s *Service) invoiceNow(ctx context.Context, tx Tx, sub *invoicing.Subscription, lines []invoicing.Line, d *invoicing.Discount, now time.Time) (msgs []invoicing.Event, ids []string, credit bool, err error) {
 	inv := s.SubscriptionInvoice(sub, invoicing.ReasonSubscriptionUpdate, now)
 	inv.Lines = slices.Clone(lines)
+	if d != nil {
+		inv.Discounts, inv.Coupon = []invoicing.Discount{*d}, ptr(d.Coupon)
+	}
 	var pe *apperr.Error
 	switch err := inv.Recompute(); {
 	case errors.As(err, &pe) && pe.Code == invoicing.CodeTotalNegative:
