@@ -818,3 +818,40 @@ func TestUnappliedMoneyShowsInTheReconciliationWithoutAMismatch(t *testing.T) {
 
 // clearingID is a system clearing account for postings.
 func (g *rig) clearingID() string { return "c1ea0000-0000-4000-8000-000000000001" }
+
+// TestReconciliationHoldsADayToItsOwnGatewayEvents: the grace period after
+// a day lets the ledger's postings of that day's captures and refunds
+// arrive; it does not make the next day's first minutes part of the day.
+// A refund at 00:14:59 the next day, posted two seconds later (00:15:01),
+// was counted as the day's gateway refund with no posting before the
+// cutoff: a refund_not_posted on a day whose books agree, frozen in its
+// snapshot. A capture after midnight posted within the grace is no excess
+// either.
+func TestReconciliationHoldsADayToItsOwnGatewayEvents(t *testing.T) {
+	g := newRig(t)
+	d := day("2026-03-10")
+	refunded, early := id(), id()
+	post := func(p string, at time.Time, amount int64, kind, gw string) events.Event {
+		if kind == "refund" {
+			return transfer(t, at, acctA, acctB, amount, "USD", "posted", withMeta(kind, p, gw))
+		}
+		return transfer(t, at, acctB, acctA, amount, "USD", "posted", withMeta(kind, p, gw))
+	}
+	next := d.Add(24 * time.Hour)
+	g.deliver(
+		payment(t, d.Add(10*time.Hour), "captured", paymentFields{id: refunded, account: acctA, cur: "USD", gateway: "stripe", amount: 1000, captured: 1000}),
+		post(refunded, d.Add(10*time.Hour+time.Second), 1000, "payment_capture", "stripe"),
+		refund(t, next.Add(15*time.Minute-time.Second), "succeeded", "re_late", refunded, acctA, 200, "USD", "stripe"),
+		post(refunded, next.Add(15*time.Minute+time.Second), 200, "refund", "stripe"),
+		// posted at 23:59:59.5 for a capture the gateway reported at 00:00:00.5
+		post(early, next.Add(-500*time.Millisecond), 300, "payment_capture", "stripe"),
+		payment(t, next.Add(500*time.Millisecond), "captured", paymentFields{id: early, account: acctA, cur: "USD", gateway: "stripe", amount: 300, captured: 300}),
+	)
+	for _, date := range []string{"2026-03-10", "2026-03-11"} {
+		var rec store.Reconciliation
+		g.getJSON("/reports/reconciliation?date="+date, asAdmin, &rec)
+		if rec.Status != "matched" || len(rec.Mismatches) != 0 {
+			t.Errorf("%s: %s with mismatches %+v", date, rec.Status, rec.Mismatches)
+		}
+	}
+}

@@ -934,11 +934,13 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		)
 		SELECT r.payment_id, r.currency,
 		       coalesce(min(r.gateway) FILTER (WHERE r.side = 'gateway'), min(r.gateway)),
-		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'capture'), 0)::bigint,
-		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'refund'), 0)::bigint,
+		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'capture' AND r.at < $2), 0)::bigint,
+		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'refund' AND r.at < $2), 0)::bigint,
+		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'capture' AND r.at >= $2), 0)::bigint,
+		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'refund' AND r.at >= $2), 0)::bigint,
 		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'ledger' AND r.kind = 'capture' AND r.status = 'posted'), 0)::bigint,
 		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'ledger' AND r.kind = 'refund' AND r.status = 'posted'), 0)::bigint,
-		       coalesce(array_agg(r.event_id ORDER BY r.at, r.event_id) FILTER (WHERE r.side = 'gateway'), '{}'),
+		       coalesce(array_agg(r.event_id ORDER BY r.at, r.event_id) FILTER (WHERE r.side = 'gateway' AND r.at < $2), '{}'),
 		       coalesce(array_agg(r.ref ORDER BY r.at, r.ref) FILTER (WHERE r.side = 'ledger' AND r.status = 'posted'), '{}'),
 		       coalesce(array_agg(r.ref ORDER BY r.at, r.ref) FILTER (WHERE r.side = 'ledger' AND r.status = 'rejected'), '{}')
 		FROM report_recon r JOIN active a USING (payment_id)
@@ -947,10 +949,16 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		ORDER BY r.payment_id, r.currency`, day, end, cutoff, sc.All, acct).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var m Mismatch
-			if err := rows.Scan(&m.PaymentID, &m.Currency, &m.Gateway, &m.GatewayCaptured, &m.GatewayRefunded,
+			var capturedAfter, refundedAfter int64 // at the gateway after the day's end, within the grace
+			if err := rows.Scan(&m.PaymentID, &m.Currency, &m.Gateway, &m.GatewayCaptured, &m.GatewayRefunded, &capturedAfter, &refundedAfter,
 				&m.LedgerCaptured, &m.LedgerRefunded, &m.EventIDs, &m.TransferIDs, &m.RejectedIDs); err != nil {
 				return err
 			}
+			// The day is held to its own gateway events; a posting within
+			// the grace may be of an event after the day's end too, and
+			// is then no excess.
+			m.LedgerCaptured = postedFor(&sum, m.GatewayCaptured, capturedAfter, m.LedgerCaptured)
+			m.LedgerRefunded = postedFor(&sum, m.GatewayRefunded, refundedAfter, m.LedgerRefunded)
 			gwNet, ledgerNet := m.GatewayCaptured, m.LedgerCaptured
 			sum.sub(&gwNet, m.GatewayRefunded)
 			sum.sub(&ledgerNet, m.LedgerRefunded)
@@ -1039,6 +1047,20 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		return Reconciliation{}, sum.err
 	}
 	return out, nil
+}
+
+// postedFor is the part of posted (the ledger's postings up to the day's
+// end plus the grace) that answers gateway (the gateway's events up to
+// the day's end): postings within the grace may answer the gateway's
+// events after the day's end (after, within the grace as well) instead,
+// so as much of posted as after can explain is left out, and no more.
+func postedFor(t *total, gateway, after, posted int64) int64 {
+	if gateway >= posted {
+		return posted
+	}
+	least := posted
+	t.sub(&least, after)
+	return max(gateway, least)
 }
 
 // ---- top accounts ----
