@@ -703,3 +703,29 @@ func TestAnImmediateProrationKeepsThePeriodsPercentCoupon(t *testing.T) {
 		t.Fatalf("May's invoice = %d, want 3000 (Max at 50%%, nothing pending)", may.Total)
 	}
 }
+
+// TestAPatchNamingTheSamePlanProratesNothing: a PATCH that names the plan
+// the subscription already has (resent with its metadata, say) changes
+// nothing, as in Stripe. It made a credit and a debit for the rest of the
+// period, which cancelled out only while both were the list price: with
+// the credit what was charged, a free first month so patched charged the
+// rest of the month it had given away.
+func TestAPatchNamingTheSamePlanProratesNothing(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	free := "FREE-" + uuid.NewString()[:6]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": free, "percent_off": "100", "duration": "once"}), 201)
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(3000), "coupon", free))
+	g.clock.Set(day("2026-04-16T00:00:00Z"))
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"plan": monthly(3000), "metadata": map[string]string{"crm": "42"}})
+	must(t, rec, 200)
+	if got := decode[invoicing.Subscription](t, rec); len(got.PendingLines) != 0 || got.Metadata["crm"] != "42" {
+		t.Fatalf("after a PATCH naming the same plan: pending %+v, metadata %v", got.PendingLines, got.Metadata)
+	}
+	g.clock.Set(day("2026-05-01T00:00:00Z"))
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	if may := invs[len(invs)-1]; may.Total != 3000 || len(invs) != 2 {
+		t.Fatalf("%d invoices, May's = %d, want 2 and 3000", len(invs), may.Total)
+	}
+}

@@ -153,12 +153,14 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 				return nil, nil, invoicing.CurrencyMismatch("plan/currency", plan.Currency, sub.Plan.Currency)
 			}
 			previous := sub.Plan
-			m, ids, err := s.changePlan(ctx, tx, sub, plan, behavior, now)
-			if err != nil {
-				return nil, nil, err
-			}
-			msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
-			if sub.Plan != previous {
+			if plan != previous {
+				// The plan it already has changes nothing: no proration
+				// (its credit is what was charged, its debit the price).
+				m, ids, err := s.changePlan(ctx, tx, sub, plan, behavior, now)
+				if err != nil {
+					return nil, nil, err
+				}
+				msgs, invIDs = append(msgs, m...), append(invIDs, ids...)
 				// The customer hears of a new plan (not of a PATCH that
 				// names the plan it already has).
 				notice = append(notice, invoicing.PlanChangedNotice(sub, previous))
