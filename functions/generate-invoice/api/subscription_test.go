@@ -729,3 +729,32 @@ func TestAPatchNamingTheSamePlanProratesNothing(t *testing.T) {
 		t.Fatalf("%d invoices, May's = %d, want 2 and 3000", len(invs), may.Total)
 	}
 }
+
+// TestAScheduledEndTakenBackAtThePeriodsEndBillsOn: a subscription
+// scheduled to end at the period's end (May 1), touched by a PATCH in the
+// moments between that end and the tick that ends it, then taken back
+// (cancel_at_period_end false) still before that tick, bills on from May
+// 1. The first PATCH's billing found the scheduled end reached and left
+// no next billing date; taking the end back did not restore it, so the
+// subscription stayed active and was never billed again nor ended.
+func TestAScheduledEndTakenBackAtThePeriodsEndBillsOn(t *testing.T) {
+	g := newRig(t)
+	user := uuid.NewString()
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	sub := g.subscribe(subBody(user, monthly(3000)))
+	must(t, g.asCustomer(user, "POST", "/subscriptions/"+sub.ID+"/cancel", nil), 200)
+	g.clock.Set(day("2026-05-01T00:00:20Z"))
+	must(t, g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"metadata": map[string]string{"crm": "42"}}), 200)
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"cancel_at_period_end": false})
+	must(t, rec, 200)
+	if got := decode[invoicing.Subscription](t, rec); got.Status != invoicing.SubActive || got.CancelAtPeriodEnd ||
+		got.NextBillingAt == nil || got.NextBillingAt.After(day("2026-06-01T00:00:00Z")) {
+		t.Fatalf("taken back: status %s, cancel_at_period_end %v, next_billing_at %v", got.Status, got.CancelAtPeriodEnd, got.NextBillingAt)
+	}
+	g.clock.Set(day("2026-06-01T00:00:00Z"))
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	if got := periods(invs); got != "04-01..05-01 05-01..06-01 06-01..07-01" {
+		t.Fatalf("periods billed %s", got)
+	}
+}

@@ -140,6 +140,13 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 			// the due periods are billed (below), at the end of the
 			// period running now, as POST …/cancel sets it.
 			sub.CancelAt = nil
+			if sub.NextBillingAt == nil {
+				// A billing that found the scheduled end reached (the
+				// tick's, or a request's, before the tick ended it) left
+				// no next billing date: the periods from the end are
+				// billed again.
+				sub.NextBillingAt = ptr(sub.Cycle().At(sub.PeriodsBilled))
+			}
 		}
 		// Periods already due are billed at the plan they ran under, all
 		// of them (billDue), before the change.
