@@ -758,3 +758,29 @@ func TestAScheduledEndTakenBackAtThePeriodsEndBillsOn(t *testing.T) {
 		t.Fatalf("periods billed %s", got)
 	}
 }
+
+// TestAnIntervalChangeAtTheRenewalInstantBillsTheNewPlan: a change of
+// interval at the very instant a period starts (before the tick billed
+// it) bills that instant's period at the new plan, in the cycle it
+// restarts. It billed it at the old plan, credited it in full, and
+// restarted the cycle at the same instant: two periods of the
+// subscription starting then, and a 500. (A change of price alone still
+// bills that period at the old price and credits it in full:
+// TestPlanChangeBillsDuePeriodsAtTheOldPrice.)
+func TestAnIntervalChangeAtTheRenewalInstantBillsTheNewPlan(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(3000)))
+	g.clock.Set(day("2026-05-01T00:00:00Z"))
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{
+		"plan": map[string]any{"name": "Pro yearly", "amount": 30000, "currency": "USD", "interval": "year"}})
+	must(t, rec, 200)
+	var got []string
+	for _, inv := range g.subInvoices(sub.ID) {
+		got = append(got, fmt.Sprintf("%s %s %d", inv.PeriodStart.Format(time.DateOnly), inv.PeriodEnd.Format(time.DateOnly), inv.Total))
+	}
+	want := "2026-04-01 2026-05-01 3000, 2026-05-01 2027-05-01 30000"
+	if s := decode[invoicing.Subscription](t, rec); strings.Join(got, ", ") != want || len(s.PendingLines) != 0 {
+		t.Fatalf("invoices %q, want %q; pending %+v", strings.Join(got, ", "), want, s.PendingLines)
+	}
+}

@@ -151,7 +151,17 @@ func (s *Service) PatchSubscription(ctx context.Context, p auth.Principal, id st
 		// Periods already due are billed at the plan they ran under, all
 		// of them (billDue), before the change.
 		var notice []invoicing.Event
-		msgs, invIDs, err := s.billDue(ctx, tx, sub, now)
+		// A period that starts at this very instant has run under no
+		// plan yet: a change of interval, which restarts the cycle now,
+		// bills it at the new plan (below). Billed at the old one, it was
+		// credited in full, and the restarted cycle's first period,
+		// starting at the same instant, collided with it: a 500 (one
+		// invoice per period start).
+		until := now
+		if in.Plan != nil && (plan.Interval != sub.Plan.Interval || plan.IntervalCount != sub.Plan.IntervalCount) {
+			until = now.Add(-time.Nanosecond)
+		}
+		msgs, invIDs, err := s.billDue(ctx, tx, sub, now, until)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -210,7 +220,7 @@ func (s *Service) CancelSubscription(ctx context.Context, p auth.Principal, id s
 		if sub.Status == invoicing.SubCanceled {
 			return nil, nil, apperr.New(invoicing.CodeSubscriptionEnded, "subscription %s is already canceled", sub.ID)
 		}
-		msgs, invIDs, err := s.billDue(ctx, tx, sub, now)
+		msgs, invIDs, err := s.billDue(ctx, tx, sub, now, now)
 		if err != nil {
 			return nil, nil, err
 		}

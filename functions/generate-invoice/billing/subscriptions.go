@@ -275,7 +275,13 @@ func (s *Service) SubscriptionInvoice(sub *invoicing.Subscription, reason string
 // period_start) constraint backs the counter). It updates sub in memory;
 // the caller writes it.
 func (s *Service) bill(ctx context.Context, tx Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
-	if sub.Status == invoicing.SubCanceled || sub.NextBillingAt == nil || sub.NextBillingAt.After(now) {
+	return s.billUntil(ctx, tx, sub, now, now)
+}
+
+// billUntil is bill of the periods that started by until (≤ now), issued
+// at now.
+func (s *Service) billUntil(ctx context.Context, tx Tx, sub *invoicing.Subscription, now, until time.Time) ([]invoicing.Event, []string, error) {
+	if sub.Status == invoicing.SubCanceled || sub.NextBillingAt == nil || sub.NextBillingAt.After(until) {
 		return nil, nil, nil
 	}
 	snaps, err := s.subRates(ctx, tx, sub.TaxRateIDs, "tax_rate_ids")
@@ -284,7 +290,7 @@ func (s *Service) bill(ctx context.Context, tx Tx, sub *invoicing.Subscription, 
 	}
 	c := sub.Cycle()
 	var invs []*invoicing.Invoice
-	for n := 0; sub.NextBillingAt != nil && !sub.NextBillingAt.After(now) && n < s.cfg.MaxCatchUp; n++ {
+	for n := 0; sub.NextBillingAt != nil && !sub.NextBillingAt.After(until) && n < s.cfg.MaxCatchUp; n++ {
 		k := sub.PeriodsBilled
 		ps, pe, full := c.Period(k)
 		if sub.CancelAt != nil && !ps.Before(*sub.CancelAt) {
@@ -349,15 +355,15 @@ func (s *Service) bill(ctx context.Context, tx Tx, sub *invoicing.Subscription, 
 	return msgs, ids, err
 }
 
-// billDue bills every period of sub that has started by now, in as many
-// bounded runs of bill as it takes: a request that changes or ends the
-// subscription (PATCH, cancel) bills them all first at the plan they ran
-// under, where one run stops at MaxCatchUp periods.
-func (s *Service) billDue(ctx context.Context, tx Tx, sub *invoicing.Subscription, now time.Time) ([]invoicing.Event, []string, error) {
+// billDue bills every period of sub that has started by until (≤ now), in
+// as many bounded runs of bill as it takes: a request that changes or ends
+// the subscription (PATCH, cancel) bills them all first at the plan they
+// ran under, where one run stops at MaxCatchUp periods.
+func (s *Service) billDue(ctx context.Context, tx Tx, sub *invoicing.Subscription, now, until time.Time) ([]invoicing.Event, []string, error) {
 	var msgs []invoicing.Event
 	var invIDs []string
 	for {
-		m, ids, err := s.bill(ctx, tx, sub, now)
+		m, ids, err := s.billUntil(ctx, tx, sub, now, until)
 		if err != nil || len(ids) == 0 {
 			return msgs, invIDs, err
 		}
