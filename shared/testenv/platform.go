@@ -146,6 +146,13 @@ func (k *Kit) Delivery(tb testing.TB, evs ...events.Event) *http.Request {
 // database, Redis under a private prefix, and a fresh in-process Kafka.
 func Platform(tb testing.TB, name string) (*platform.Deps, *Kit) {
 	tb.Helper()
+	return PlatformWith(tb, name, nil)
+}
+
+// PlatformWith is Platform with its configuration changed by mutate first
+// (nil: none), say to reach Postgres through a Proxy.
+func PlatformWith(tb testing.TB, name string, mutate func(*platform.Config)) (*platform.Deps, *Kit) {
+	tb.Helper()
 	url := DatabaseURL(tb)
 	rdb, prefix := Redis(tb)
 	cluster, brokers := Kafka(tb)
@@ -159,6 +166,9 @@ func Platform(tb testing.TB, name string) (*platform.Deps, *Kit) {
 		// the function signs what it publishes with its own test key.
 		OriginPublicKeys: OriginPublicKeys(name),
 		OriginPrivateKey: OriginKeyPEM(name),
+	}
+	if mutate != nil {
+		mutate(&cfg)
 	}
 	d, err := platform.OpenWith(context.Background(), name, cfg)
 	if err != nil {

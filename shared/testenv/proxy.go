@@ -14,9 +14,10 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+	dialed int
 }
 
 // NewProxy listens on a free loopback port and forwards to target.
@@ -34,6 +35,13 @@ func NewProxy(tb testing.TB, target string) *Proxy {
 
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// Dialed is how many connections the proxy has forwarded so far.
+func (p *Proxy) Dialed() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.dialed
+}
 
 // Cut closes every connection and refuses new ones until Restore.
 func (p *Proxy) Cut() {
@@ -72,6 +80,7 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+		p.dialed++
 		p.mu.Unlock()
 		go func() { _, _ = io.Copy(up, c); up.Close() }()
 		go func() { _, _ = io.Copy(c, up); c.Close() }()

@@ -48,6 +48,12 @@ type Config struct {
 	AllowedHosts string `envconfig:"WEBHOOK_ALLOWED_HOSTS"`
 	// SendTimeout bounds one attempt to deliver to an endpoint.
 	SendTimeout config.Duration `envconfig:"WEBHOOK_SEND_TIMEOUT" default:"15s"`
+	// StartDelay is how long after start the background work waits
+	// before it first reaches Postgres: the endpoints' listener, and the
+	// outgoing sender's first pass unless deliveries are queued sooner.
+	// A start opens one Postgres connection, which the readiness probe
+	// uses; each of those two beside it would fork a backend more.
+	StartDelay config.Duration `envconfig:"WEBHOOK_START_DELAY" default:"1s"`
 	// DeliveryRetention is how long a finished outgoing delivery
 	// (succeeded or failed) stays in the delivery log after its last
 	// attempt; the tick deletes older ones. 0 keeps them for ever.
@@ -82,6 +88,8 @@ type API struct {
 	client  *http.Client
 	wake    chan struct{}
 	taught  taughtRefs // wanted's decoded references, for onEvents
+	// startDelay holds the sender's first pass (WEBHOOK_START_DELAY).
+	startDelay time.Duration
 }
 
 // New builds the handlers and registers the event handlers and the tick
@@ -95,6 +103,9 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	}
 	if cfg.SendTimeout <= 0 {
 		return nil, errors.New("WEBHOOK_SEND_TIMEOUT must be positive")
+	}
+	if cfg.StartDelay < 0 {
+		return nil, errors.New("WEBHOOK_START_DELAY must be 0 or positive")
 	}
 	if cfg.EndpointsMaxAge == 0 {
 		cfg.EndpointsMaxAge = config.Duration(30 * time.Second)
@@ -123,7 +134,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	}
 	a.guard = egress.NewGuard(hosts, "WEBHOOK_ALLOWED_HOSTS")
 	a.client = a.guard.Client(time.Duration(cfg.SendTimeout))
-	a.wake = make(chan struct{}, 1)
+	a.wake, a.startDelay = make(chan struct{}, 1), time.Duration(cfg.StartDelay)
 	a.store.Secrets = sealer
 	a.store.Unparked = func(gateway string, n int) { webhooksTotal.WithLabelValues(gateway, "unparked").Add(float64(n)) }
 	a.limiter = &limiter{rdb: d.Redis, prefix: d.Config.Redis.Prefix + webhooks.Name + ":rl:", limit: cfg.RateLimit, now: clock}
@@ -135,6 +146,7 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) (*API, error) {
 	d.Events.Tick = a.Tick
 	d.Collect(webhooksTotal, outgoingTotal, endpointsDisabled, deliveriesPruned)
 	a.store.Interests.MaxAge, a.store.Interests.Retry = time.Duration(cfg.EndpointsMaxAge), time.Duration(cfg.EndpointsRetry)
+	a.store.Interests.Delay = time.Duration(cfg.StartDelay)
 	a.store.Interests.Start()
 	// Before the pool closes (closers run newest first).
 	d.OnClose(func(context.Context) { a.store.Interests.Close() })

@@ -160,8 +160,21 @@ func (a *API) post(ctx context.Context, e *outgoing.Endpoint, d *outgoing.Delive
 }
 
 // RunSender sends deliveries until ctx ends: when events brought new ones
-// (kick), when the earliest retry is due, and at least every minute.
+// (kick), when the earliest retry is due, and at least every minute. Its
+// first pass, which sends what an earlier process left due, waits for
+// WEBHOOK_START_DELAY or a kick: at start-up the function's one
+// Postgres connection is the readiness probe's, and two passes' queries
+// beside it would each fork a PostgreSQL backend more before ready.
 func (a *API) RunSender(ctx context.Context) {
+	if a.startDelay > 0 {
+		t := time.NewTimer(a.startDelay)
+		select {
+		case <-ctx.Done():
+		case <-a.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	for ctx.Err() == nil {
 		if _, err := a.SendDue(ctx); err != nil && ctx.Err() == nil {
 			slog.WarnContext(ctx, "webhook sender", "err", err.Error())

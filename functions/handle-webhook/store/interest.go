@@ -33,9 +33,10 @@ type Interests struct {
 	pool *pgxpool.Pool
 	// MaxAge bounds how long the endpoints are used after they were loaded
 	// (the listener reloads them at half of it); Retry is how long the
-	// listener waits after a failure before it connects again. Set before
-	// Listen runs.
-	MaxAge, Retry time.Duration
+	// listener waits after a failure before it connects again; Start
+	// waits Delay before the listener first connects. Set before Listen
+	// or Start runs.
+	MaxAge, Retry, Delay time.Duration
 
 	mu     sync.Mutex
 	subs   [][]string
@@ -160,12 +161,20 @@ func (c *Interests) learn(keys [][2]string) {
 	}
 }
 
-// Start runs Listen until Close.
+// Start runs Listen, after Delay, until Close. Until the listener has
+// loaded the endpoints, Interest reads them at each delivery.
 func (c *Interests) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stop, c.done = cancel, make(chan struct{})
 	go func() {
 		defer close(c.done)
+		t := time.NewTimer(c.Delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 		c.Listen(ctx)
 	}()
 }
