@@ -136,7 +136,11 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 		if status == "" && u.Status == "refunded" {
 			status = "succeeded"
 		}
-		settleRefund(p, r, status, Str(u.FailureCode), now, e)
+		if credited := settleRefund(p, r, status, Str(u.FailureCode), now, e); credited > 0 {
+			if err := tx.AddUnapplied(ctx, p.ID, credited); err != nil {
+				return err
+			}
+		}
 		return tx.UpdateRefund(ctx, r)
 	}
 	// Not ours: a refund made at the gateway. What it refunded beyond what

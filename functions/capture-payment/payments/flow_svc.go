@@ -847,6 +847,15 @@ func (s *Service) reserveRefund(ctx context.Context, p *Payment, r *Refund) erro
 				if err := tx.DeleteRefund(dctx, rr.ID); err != nil {
 					return err
 				}
+				e := emitter{ctx: dctx}
+				if credited := giveBackWithheld(pp, rr, &e); credited > 0 {
+					if err := tx.AddUnapplied(dctx, pp.ID, credited); err != nil {
+						return err
+					}
+				}
+				if err := e.flush(tx); err != nil {
+					return err
+				}
 				return tx.UpdatePayment(dctx, pp)
 			}
 			return nil
@@ -875,10 +884,11 @@ func (s *Service) finishRefund(ctx context.Context, run Runner, id string, res R
 		e := emitter{ctx: dctx}
 		if r.Status == "pending" {
 			now := s.now()
+			var credited int64
 			switch {
 			case callErr == nil:
 				r.GatewayRefundID = Nullable(res.GatewayRefundID)
-				settleRefund(p, r, res.Status, res.FailureReason, now, &e)
+				credited = settleRefund(p, r, res.Status, res.FailureReason, now, &e)
 			case UnknownOutcome(callErr):
 				slog.WarnContext(ctx, "gateway outcome unknown; the refund stays pending", "refund_id", id, "err", callErr.Error())
 			default:
@@ -888,7 +898,12 @@ func (s *Service) finishRefund(ctx context.Context, run Runner, id string, res R
 				if ge.Rejected {
 					reason = ge.Code
 				}
-				settleRefund(p, r, "failed", reason, now, &e)
+				credited = settleRefund(p, r, "failed", reason, now, &e)
+			}
+			if credited > 0 {
+				if err := tx.AddUnapplied(dctx, p.ID, credited); err != nil {
+					return err
+				}
 			}
 			r.UpdatedAt = now
 			if err := tx.UpdateRefund(dctx, r); err != nil {
@@ -910,8 +925,11 @@ func (s *Service) finishRefund(ctx context.Context, run Runner, id string, res R
 	return r, nil
 }
 
-// settleRefund applies a refund's new status to it and its payment.
-func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, e *emitter) {
+// settleRefund applies a refund's new status to it and its payment. It
+// returns what a failed refund gives back to the account's credit: what
+// the report of money its invoice did not need withheld for it (the
+// caller adds it to the payment's amount_unapplied; the posting is here).
+func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, e *emitter) (credited int64) {
 	switch status {
 	case "succeeded":
 		p.AmountRefundPending -= r.Amount
@@ -936,7 +954,24 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 		}
 		e.resolveHold(p, r, false)
 		e.refund(events.TypeRefundFailed, r)
+		credited = giveBackWithheld(p, r, e)
 	default: // pending or requires_action: a webhook or reconciliation settles it
 	}
 	p.UpdatedAt, r.UpdatedAt = now, now
+	return credited
+}
+
+// giveBackWithheld credits the account what the report of money r's
+// invoice did not need withheld for r, which will not take it from
+// revenue after all (it failed, or its hold was refused): revenue →
+// account, kind invoice_unapplied, n = 1 + r.N (the report's is 1). It
+// returns the amount, for the payment's amount_unapplied.
+func giveBackWithheld(p *Payment, r *Refund, e *emitter) int64 {
+	w := r.Withheld
+	if w <= 0 {
+		return 0
+	}
+	r.Withheld = 0
+	e.posting(p, KindUnapplied, 1+r.N, "revenue", "account", w, "")
+	return w
 }

@@ -254,6 +254,11 @@ func (s *Service) OnPaymentUnapplied(ctx context.Context, run Runner, ev events.
 	if err != nil {
 		return err
 	}
+	// What a refund still pending on revenue is to take is withheld from
+	// the credit, and credited after all if that refund fails (settleRefund).
+	if err := tx.Withhold(ctx, p.ID, min(u.Amount, p.AmountCaptured)); err != nil {
+		return err
+	}
 	amount := min(u.Amount, p.AmountCaptured) - fromRevenue
 	if amount <= 0 {
 		slog.WarnContext(ctx, "payment not needed by its invoice, refunded already: nothing to credit", "payment_id", p.ID,

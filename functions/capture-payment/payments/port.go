@@ -65,6 +65,13 @@ type Tx interface {
 	// TakeCredit takes amount off what an invoice payment credited to its
 	// account: a refund recorded on revenue drew on that much of the credit.
 	TakeCredit(ctx context.Context, paymentID string, amount int64) error
+	// Withhold records, on the refunds of an invoice payment pending on
+	// revenue (in their order), what of reported — the part of the payment
+	// its invoice did not need — each kept out of the account's credit:
+	// together what revenue holds of reported beyond the refunds it paid.
+	Withhold(ctx context.Context, paymentID string, reported int64) error
+	// AddUnapplied credits amount more of an invoice payment to its account.
+	AddUnapplied(ctx context.Context, paymentID string, amount int64) error
 
 	Method(ctx context.Context, accountID, id string) (*Method, error)
 	DefaultMethod(ctx context.Context, accountID string) (*Method, error)

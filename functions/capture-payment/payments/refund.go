@@ -32,6 +32,10 @@ type Refund struct {
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 	N          int       `json:"-"` // the payment's n-th refund (ledger reference)
+	// Withheld is what the report of money its invoice did not need left
+	// out of the account's credit while this refund, pending, was to take
+	// it from revenue (Tx.Withhold): credited after all if it fails.
+	Withheld int64 `json:"-"`
 }
 
 // HoldSource decides what a new refund of amount on payment p draws on

@@ -414,12 +414,12 @@ func (t Tx) Attempts(ctx context.Context, paymentID string) ([]payments.Attempt,
 }
 
 const refundCols = `r.id, r.payment_id, r.N, r.account_id, r.user_id, r.invoice_id, r.amount, r.currency, r.gateway,
-	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.ledger_hold_id, r.hold_source, r.created_at, r.updated_at`
+	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.ledger_hold_id, r.hold_source, r.created_at, r.updated_at, r.withheld`
 
 func scanRefund(row pgx.Row) (*payments.Refund, error) {
 	r := &payments.Refund{}
 	err := row.Scan(&r.ID, &r.PaymentID, &r.N, &r.AccountID, &r.UserID, &r.InvoiceID, &r.Amount, &r.Currency, &r.Gateway,
-		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.LedgerHoldID, &r.HoldSource, &r.CreatedAt, &r.UpdatedAt)
+		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.LedgerHoldID, &r.HoldSource, &r.CreatedAt, &r.UpdatedAt, &r.Withheld)
 	return r, err
 }
 
@@ -486,7 +486,30 @@ func (t Tx) InsertRefund(ctx context.Context, r *payments.Refund) (bool, error) 
 func (t Tx) UpdateRefund(ctx context.Context, r *payments.Refund) error {
 	q := t.q
 	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5,
-		ledger_hold_id = $6 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt, r.LedgerHoldID)
+		ledger_hold_id = $6, withheld = $7 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt, r.LedgerHoldID,
+		r.Withheld)
+	return err
+}
+
+// Withhold records on the refunds of invoice payment paymentID pending on
+// revenue (as RefundedFromRevenue counts them), in their order, what of
+// reported each kept out of the account's credit: reported less what the
+// succeeded ones took, shared out up to each one's amount.
+func (t Tx) Withhold(ctx context.Context, paymentID string, reported int64) error {
+	_, err := t.q.Exec(ctx, `WITH rev AS (SELECT id, n, amount, status FROM refunds
+			WHERE payment_id = $1 AND coalesce(hold_source, 'revenue') = 'revenue' AND status IN ('pending', 'succeeded')),
+		room AS (SELECT greatest($2 - coalesce(sum(amount) FILTER (WHERE status = 'succeeded'), 0), 0) AS v FROM rev),
+		pend AS (SELECT id, amount, coalesce(sum(amount) OVER (ORDER BY n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
+			FROM rev WHERE status = 'pending')
+		UPDATE refunds r SET withheld = least(pend.amount, greatest(room.v - pend.before, 0)) FROM pend, room WHERE r.id = pend.id`,
+		paymentID, reported)
+	return err
+}
+
+// AddUnapplied credits amount more of invoice payment paymentID to its
+// account (a refund that had it withheld failed).
+func (t Tx) AddUnapplied(ctx context.Context, paymentID string, amount int64) error {
+	_, err := t.q.Exec(ctx, `UPDATE payments SET amount_unapplied = amount_unapplied + $2 WHERE id = $1`, paymentID, amount)
 	return err
 }
 

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// generate-invoice's report of money an invoice did not need arrives while
+// a refund of that payment is still pending (its ledger reservation could
+// not be made yet, or the gateway has not answered). The report credits
+// the account only what revenue will still hold once that refund is
+// through; when the refund then fails, what it would have taken must be
+// credited after all: the invoice needed none of the payment, so revenue
+// keeps none of it, whichever came first.
+func TestAFailedRefundPendingDuringAnUnappliedReportIsCreditedAfterAll(t *testing.T) {
+	g := newRig(t)
+	inv, p := g.captureOnAPaidInvoice(t) // 2900 captured on an invoice paid another way
+	key := "k-" + uuid.NewString()
+	refund := func() *http.Response {
+		return g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", key: key, body: map[string]any{"amount": 1000}}).Result()
+	}
+	g.ledger.mu.Lock()
+	g.ledger.down = true
+	g.ledger.mu.Unlock()
+	if r := refund(); r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("refund while the ledger is down: %d", r.StatusCode)
+	}
+	unapplied := event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
+	if rec := g.deliver(unapplied); rec.Code != 200 {
+		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
+	}
+	// Meanwhile 2000 were refunded in the gateway's dashboard (its news
+	// not in yet): the gateway refuses the 1000 billfn asks for.
+	if _, err := g.d.Pool.Exec(context.Background(), `UPDATE sandbox_intents SET amount_refunded = 2000 WHERE id = $1`, *p.GatewayPaymentID); err != nil {
+		t.Fatal(err)
+	}
+	g.ledger.mu.Lock()
+	g.ledger.down = false
+	g.ledger.mu.Unlock()
+	r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", key: key, body: map[string]any{"amount": 1000}}), 201)
+	if r.Status != "failed" {
+		t.Fatalf("refund %+v, want failed at the gateway", r)
+	}
+	balance := g.postedBalances(t, p.ID)
+	if balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 2900 {
+		t.Fatalf("balances %v: want revenue 0 (the invoice needed none of the payment) and all 2900 credited to the account", balance)
+	}
+}
