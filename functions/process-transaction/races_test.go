@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/billfn/billfn/functions/process-transaction/api"
+	"github.com/billfn/billfn/functions/process-transaction/ledger"
+	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// fire runs every call at once (released together).
+func fire(calls ...func()) {
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+	)
+	for _, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			c()
+		}()
+	}
+	close(start)
+	wg.Wait()
+}
+
+// Closing an account while money moves in and out of it and holds are
+// placed on it and to it: a closed account holds nothing and no hold
+// into it can still move money there.
+func TestClosingRacesTransfersAndHolds(t *testing.T) {
+	e := newEnv(t, 2)
+	owner := uuid.NewString()
+	for round := 0; round < 20; round++ {
+		a, b, c := e.account(owner, "USD"), e.account(owner, "USD"), e.account(owner, "USD")
+		e.fund(a, 100)
+		e.fund(c, 1_000)
+		into := e.hold(owner, c, a, 40) // a hold whose capture would credit a
+		var mu sync.Mutex
+		answers := map[string]string{}
+		note := func(k string, r resp) {
+			mu.Lock()
+			answers[k] = fmt.Sprintf("%d %s", r.Code, r.code())
+			mu.Unlock()
+		}
+		fire(
+			func() { note("out", e.transfer(owner, a, b, 100)) },
+			func() {
+				note("close", e.do("PATCH", "/accounts/"+a.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "closed"}))
+			},
+			func() {
+				note("close2", e.do("PATCH", "/accounts/"+a.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "closed"}))
+			},
+			func() { note("in", e.transfer(owner, c, a, 50)) },
+			func() {
+				note("capture-into", e.do("POST", "/transfers/"+into.ID+"/capture", owner, auth.RoleCustomer, nil, "Idempotency-Key", key()))
+			},
+			func() {
+				note("hold-on", e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+					"amount": 30, "currency": "USD", "pending": true}, "Idempotency-Key", key()))
+			},
+		)
+		got := e.get(a.ID)
+		if got.Status == ledger.StatusClosed && (got.Balance != 0 || got.Held != 0) {
+			t.Fatalf("round %d: closed account %+v after %v", round, got, answers)
+		}
+	}
+	checkLedger(t, e.d)
+}
+
+// One hold, resolved at once by its holder's capture, a second capture,
+// a void, an administrator's capture and the expiry sweep (the clock just
+// past its expiry for half the rounds): it resolves once.
+func TestAHoldResolvedFromEverySideAtOnceResolvesOnce(t *testing.T) {
+	e := newEnv(t, 2)
+	owner := uuid.NewString()
+	a, b := e.account(owner, "USD"), e.account(owner, "USD")
+	e.fund(a, 1_000_000)
+	for round := 0; round < 30; round++ {
+		r := e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+			"amount": 3_000, "currency": "USD", "pending": true, "expires_at": e.clock.Now().Add(time.Hour).UTC().Format(time.RFC3339)},
+			"Idempotency-Key", key())
+		var h Transfer
+		r.json(t, &h)
+		if r.Code != 201 {
+			t.Fatalf("hold: %d %s", r.Code, r.Body)
+		}
+		if round%2 == 1 {
+			e.clock.Advance(time.Hour)
+		}
+		var mu sync.Mutex
+		ok := 0
+		count := func(r resp) {
+			mu.Lock()
+			if r.Code == 200 {
+				ok++
+			}
+			mu.Unlock()
+		}
+		fire(
+			func() {
+				count(e.do("POST", "/transfers/"+h.ID+"/capture", owner, auth.RoleCustomer, map[string]any{"amount": 1_000}, "Idempotency-Key", key()))
+			},
+			func() {
+				count(e.do("POST", "/transfers/"+h.ID+"/capture", owner, auth.RoleCustomer, map[string]any{"amount": 2_000}, "Idempotency-Key", key()))
+			},
+			func() {
+				count(e.do("POST", "/transfers/"+h.ID+"/void", owner, auth.RoleCustomer, nil, "Idempotency-Key", key()))
+			},
+			func() {
+				count(e.do("POST", "/transfers/"+h.ID+"/capture", e.admin, auth.RoleAdmin, nil, "Idempotency-Key", key()))
+			},
+			func() {
+				if err := e.s.Tick(context.Background()); err != nil {
+					t.Error(err)
+				}
+			},
+		)
+		var status string
+		if err := e.d.Pool.QueryRow(context.Background(), `SELECT status FROM transfers WHERE id = $1`, h.ID).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		if status == ledger.TransferHeld || (status != ledger.TransferExpired && ok != 1) || (status == ledger.TransferExpired && ok != 0) {
+			t.Fatalf("round %d: hold %s with %d successful resolutions", round, status, ok)
+		}
+	}
+	checkLedger(t, e.d)
+}
+
+// Many sources drain one account at once: sync transfers, holds, async
+// transfers and atomic batches. It never goes below zero and the ledger
+// balances.
+func TestDrainingOneAccountFromEveryPathAtOnce(t *testing.T) {
+	e := newEnv(t, 3)
+	owner := uuid.NewString()
+	for round := 0; round < 10; round++ {
+		a, b := e.account(owner, "USD"), e.account(owner, "USD")
+		e.fund(a, 1_000)
+		var calls []func()
+		for i := 0; i < 6; i++ {
+			calls = append(calls,
+				func() { e.transfer(owner, a, b, 300) },
+				func() {
+					e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+						"amount": 300, "currency": "USD", "pending": true}, "Idempotency-Key", key())
+				},
+				func() { e.transfer(owner, a, b, 300, "Prefer", "respond-async") },
+				func() {
+					e.do("POST", "/transfers/batch", owner, auth.RoleCustomer, map[string]any{"atomic": true, "transfers": []map[string]any{
+						{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 150, "currency": "USD"},
+						{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 150, "currency": "USD"},
+					}}, "Idempotency-Key", key())
+				},
+			)
+		}
+		fire(calls...)
+		got := e.get(a.ID)
+		if got.Balance-got.Held < 0 || got.Balance < 0 {
+			t.Fatalf("round %d: account %+v", round, got)
+		}
+	}
+	checkLedger(t, e.d)
+}
+
+// Accepted (202) transfers whose requested event arrives several times at
+// once — alone, and twice in one batch — while the client retries its
+// key: each moves money once.
+func TestAnAsyncTransfersEventDeliveredConcurrentlyPostsOnce(t *testing.T) {
+	e := newEnv(t, 2)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 100_000)
+	for round := 0; round < 10; round++ {
+		k := key()
+		r := e.transfer(alice, a, b, 100, "Prefer", "respond-async", "Idempotency-Key", k)
+		if r.Code != 202 {
+			t.Fatalf("async: %d %s", r.Code, r.Body)
+		}
+		var tr Transfer
+		r.json(t, &tr)
+		evs := e.kafkaEvents("billfn.transaction.requested", a.ID, round+1)
+		ev := evs[len(evs)-1]
+		fire(
+			func() { e.deliver(ev) }, func() { e.deliver(ev) }, func() { e.deliver(ev, ev) },
+			func() { e.transfer(alice, a, b, 100, "Prefer", "respond-async", "Idempotency-Key", k) },
+			func() { e.transfer(alice, a, b, 100, "Idempotency-Key", k) },
+		)
+		if got := e.get(a.ID); got.Balance != 100_000-int64(round+1)*100 {
+			t.Fatalf("round %d: balance %d, want %d", round, got.Balance, 100_000-int64(round+1)*100)
+		}
+	}
+	checkLedger(t, e.d)
+}
+
+// A refund's hold, resolved at once by capture-payment's capture and void
+// requests (each delivered twice), an administrator's void and the sweep
+// of a hold just expired: it resolves once.
+func TestARefundHoldsResolutionsAtOnceResolveOnce(t *testing.T) {
+	e := newEnv(t, 2)
+	payer := uuid.NewString()
+	a := e.account(payer, "USD")
+	e.fund(a, 1_000_000)
+	resolve := func(typ, id string) events.Event {
+		return events.Must(events.New(context.Background(), api.HoldResolver, typ, id, events.HoldResolution{TransferID: id}))
+	}
+	for round := 0; round < 20; round++ {
+		r := e.do("POST", "/transfers", uuid.NewString(), auth.RoleService, map[string]any{"from_account_id": a.ID,
+			"to_account_number": "SYS-CLEARING-USD", "amount": 3_000, "currency": "USD", "pending": true,
+			"expires_at": e.clock.Now().Add(time.Hour).UTC().Format(time.RFC3339), "metadata": map[string]string{"kind": "refund"}},
+			"Idempotency-Key", key())
+		var h Transfer
+		r.json(t, &h)
+		if r.Code != 201 {
+			t.Fatalf("hold: %d %s", r.Code, r.Body)
+		}
+		if round%3 == 2 {
+			e.clock.Advance(time.Hour)
+		}
+		capture, void := resolve(events.TypeHoldCaptureRequested, h.ID), resolve(events.TypeHoldVoidRequested, h.ID)
+		fire(
+			func() { e.deliver(capture) }, func() { e.deliver(capture) },
+			func() { e.deliver(void) }, func() { e.deliver(void, capture) },
+			func() {
+				e.do("POST", "/transfers/"+h.ID+"/void", e.admin, auth.RoleAdmin, nil, "Idempotency-Key", key())
+			},
+			func() { _ = e.s.Tick(context.Background()) },
+		)
+		var status string
+		if err := e.d.Pool.QueryRow(context.Background(), `SELECT status FROM transfers WHERE id = $1`, h.ID).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		if status == ledger.TransferHeld {
+			t.Fatalf("round %d: still held", round)
+		}
+	}
+	checkLedger(t, e.d)
+}
