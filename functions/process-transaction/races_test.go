@@ -243,3 +243,38 @@ func TestARefundHoldsResolutionsAtOnceResolveOnce(t *testing.T) {
 	}
 	checkLedger(t, e.d)
 }
+
+// One Idempotency-Key sent at once with different transfers (amounts, a
+// hold, async): one transfer is stored under it, and the ledger balances.
+func TestOneKeyWithDifferentTransfersAtOnceMovesOnce(t *testing.T) {
+	e := newEnv(t, 2)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000_000)
+	for round := 0; round < 10; round++ {
+		k := key()
+		var calls []func()
+		for i := int64(1); i <= 3; i++ {
+			calls = append(calls,
+				func() {
+					e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+						"amount": i, "currency": "USD"}, "Idempotency-Key", k)
+				},
+				func() {
+					e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+						"amount": 10 * i, "currency": "USD", "pending": i == 2}, "Idempotency-Key", k, "Prefer", "respond-async")
+				},
+			)
+		}
+		fire(calls...)
+		var n int
+		if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM transfers WHERE from_account_id = $1 AND idem_key = $2`,
+			a.ID, k).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatalf("round %d: %d transfers under one key", round, n)
+		}
+	}
+	checkLedger(t, e.d)
+}

@@ -221,3 +221,57 @@ func TestASubscriptionsPendingProrationSurvivesTheTickRacingItsChanges(t *testin
 		}
 	}
 }
+
+// One Idempotency-Key sent at once with different bodies (each a finalized
+// invoice, so each would take a number): one invoice, and the numbers stay
+// gap-free.
+func TestOneKeyWithDifferentInvoicesAtOnceMakesOne(t *testing.T) {
+	g := newRig(t)
+	for round := 0; round < 8; round++ {
+		key := "race-" + uuid.NewString()
+		user := uuid.NewString()
+		account := g.account(user, "USD")
+		var calls []func() *httptest.ResponseRecorder
+		for i := 0; i < 6; i++ {
+			body := invoiceBody(user, account, map[string]any{"description": "Item", "quantity": "1", "unit_amount": 1000 + i})
+			body["auto_finalize"] = true
+			calls = append(calls, func() *httptest.ResponseRecorder {
+				return g.call(call{method: "POST", path: "/invoices", body: body, sub: g.admin, role: auth.RoleAdmin, key: key})
+			})
+		}
+		recs := fire(calls...)
+		ids := map[string]bool{}
+		for _, r := range recs {
+			if r.Code == 201 {
+				ids[decode[invoicing.Invoice](t, r).ID] = true
+			} else if r.Code != 409 && r.Code != 422 {
+				t.Fatalf("round %d: %d %s", round, r.Code, r.Body)
+			}
+		}
+		var n int
+		if err := g.d.Pool.QueryRow(t.Context(), `SELECT count(*) FROM invoices WHERE account_id = $1`, account).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 || len(ids) > 1 {
+			t.Fatalf("round %d: %d invoices stored, %d told (answers %v)", round, n, len(ids), codesOfRecs(recs))
+		}
+	}
+	var numbered, gaps int
+	if err := g.d.Pool.QueryRow(t.Context(), `SELECT count(*), count(*) FILTER (WHERE prev IS NOT NULL AND
+		substring(number from '[0-9]+$')::int <> substring(prev from '[0-9]+$')::int + 1)
+		FROM (SELECT number, lag(number) OVER (ORDER BY number) AS prev FROM invoices WHERE number LIKE $1 || '-%') x`,
+		g.s.cfg.NumberPrefix).Scan(&numbered, &gaps); err != nil {
+		t.Fatal(err)
+	}
+	if numbered != 8 || gaps != 0 {
+		t.Fatalf("%d numbered invoices (want 8), %d gaps in their numbers", numbered, gaps)
+	}
+}
+
+func codesOfRecs(recs []*httptest.ResponseRecorder) []int {
+	out := make([]int, len(recs))
+	for i, r := range recs {
+		out[i] = r.Code
+	}
+	return out
+}
