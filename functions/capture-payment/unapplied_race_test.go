@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -51,5 +53,39 @@ func TestAFailedRefundPendingDuringAnUnappliedReportIsCreditedAfterAll(t *testin
 	balance := g.postedBalances(t, p.ID)
 	if balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 2900 {
 		t.Fatalf("balances %v: want revenue 0 (the invoice needed none of the payment) and all 2900 credited to the account", balance)
+	}
+}
+
+// The report of money an invoice did not need racing refunds of that
+// payment: whatever the order, revenue ends holding none of it, the
+// account the part not refunded, and no more is refunded than captured.
+func TestAnUnappliedReportRacingRefundsLeavesRevenueNothing(t *testing.T) {
+	g := newRig(t)
+	for round := 0; round < 8; round++ {
+		inv, p := g.captureOnAPaidInvoice(t) // 2900 the invoice did not need
+		unapplied := event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID,
+			"invoice_id": inv, "account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
+		refund := func(amount int64) func() *httptest.ResponseRecorder {
+			return func() *httptest.ResponseRecorder {
+				return g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": amount}})
+			}
+		}
+		race(func() *httptest.ResponseRecorder { return g.deliver(unapplied) }, refund(1000), refund(1000), refund(500))
+		var refunded int64
+		if err := g.d.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(amount), 0) FROM refunds
+			WHERE payment_id = $1 AND status = 'succeeded'`, p.ID).Scan(&refunded); err != nil {
+			t.Fatal(err)
+		}
+		balance := g.postedBalances(t, p.ID)
+		holds, _ := g.ledger.state()
+		for _, h := range holds {
+			if h.ReferenceID != "" && strings.HasPrefix(h.ReferenceID, p.ID+":") {
+				balance[h.FromAccountNumber+h.FromAccountID] -= h.Amount // every refund here succeeded: its hold captured
+				balance[h.ToAccountNumber+h.ToAccountID] += h.Amount
+			}
+		}
+		if refunded > 2900 || balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 2900-refunded {
+			t.Fatalf("round %d: refunded %d; balances %v: want revenue 0 and the account %d", round, refunded, balance, 2900-refunded)
+		}
 	}
 }
