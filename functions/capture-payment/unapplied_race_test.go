@@ -89,3 +89,50 @@ func TestAnUnappliedReportRacingRefundsLeavesRevenueNothing(t *testing.T) {
 		}
 	}
 }
+
+// The same, the refund's hold then refused by the ledger (the refund is
+// removed): what the report withheld for it is credited after all.
+func TestARefusedRefundPendingDuringAnUnappliedReportIsCreditedAfterAll(t *testing.T) {
+	g := newRig(t)
+	inv, p := g.captureOnAPaidInvoice(t)
+	key := "k-" + uuid.NewString()
+	refund := func() *httptest.ResponseRecorder {
+		return g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", key: key, body: map[string]any{"amount": 1000}})
+	}
+	g.ledger.mu.Lock()
+	g.ledger.down = true
+	g.ledger.mu.Unlock()
+	if r := refund(); r.Code != http.StatusServiceUnavailable {
+		t.Fatalf("refund while the ledger is down: %d %s", r.Code, r.Body)
+	}
+	var refundID string
+	if err := g.d.Pool.QueryRow(context.Background(), `SELECT id::text FROM refunds WHERE payment_id = $1 AND status = 'pending'`, p.ID).Scan(&refundID); err != nil {
+		t.Fatal(err)
+	}
+	unapplied := event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+		"account_id": g.account, "amount": 2900, "currency": "USD", "reason": "invoice_paid"})
+	if rec := g.deliver(unapplied); rec.Code != 200 {
+		t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
+	}
+	// The ledger refuses the hold when it is back (revenue frozen by an operator).
+	g.ledger.mu.Lock()
+	g.ledger.down = false
+	g.ledger.byKey["refund-hold:"+refundID] = append([]byte{byte(422 >> 8), byte(422 & 0xff)}, `{"code":"account_frozen","detail":"frozen"}`...)
+	g.ledger.mu.Unlock()
+	if code := problemCode(t, refund(), http.StatusConflict); code != string(payments.CodeRefundNotReservable) {
+		t.Fatalf("refund whose hold is refused: %s", code)
+	}
+	balance := g.postedBalances(t, p.ID)
+	if balance["SYS-REVENUE-USD"] != 0 || balance[g.account] != 2900 {
+		t.Fatalf("balances %v: want revenue 0 and all 2900 credited to the account", balance)
+	}
+	// The credit is the account's to have refunded: all of it, from the account.
+	r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2900}}), 201)
+	if r.Status != "succeeded" {
+		t.Fatalf("refund of the whole credit: %+v", r)
+	}
+	holds, _ := g.ledger.state()
+	if last := holds[len(holds)-1]; last.FromAccountID != g.account || last.Amount != 2900 {
+		t.Fatalf("the credit's refund held %+v, want 2900 from the account", last)
+	}
+}
