@@ -159,14 +159,25 @@ func TestConfirmTwiceWithDifferentKeysChargesOnce(t *testing.T) {
 }
 
 // A capture racing the gateway's own news of it (the webhook, delivered
-// twice under two event ids): captured and posted once. The clock follows
-// the wall clock: the capture's final write is guarded by the payment's
-// updated_at as the flow read it, and with the test clock standing still
-// every write stamps the same instant, so the guard cannot see the
-// webhook's write (the capture was then announced twice).
+// twice under two event ids): captured and posted once, with the clock
+// following the wall clock and with it standing still. The capture's final
+// write is guarded by the payment's updated_at as the flow read it; every
+// write stamped the clock's instant, so two writes in one microsecond — a
+// clock standing still, as the tests' does, or one stepped back — left the
+// version as it was, the guard could not see the webhook's write, and the
+// capture was announced twice (two payment.captured events, two postings
+// of one event id). Each write now moves the version on by at least a
+// microsecond (Payment.Touch).
 func TestCaptureRacingItsWebhookPostsOnce(t *testing.T) {
+	t.Run("wall clock", func(t *testing.T) { captureRacingItsWebhook(t, true) })
+	t.Run("clock standing still", func(t *testing.T) { captureRacingItsWebhook(t, false) })
+}
+
+func captureRacingItsWebhook(t *testing.T, wall bool) {
 	g := newRig(t)
-	g.clock.FollowWallClock()
+	if wall {
+		g.clock.FollowWallClock()
+	}
 	for round := 0; round < 15; round++ {
 		p := g.pay(5000, "USD", "pm_card_visa", "manual", true)
 		news := func() events.Event {

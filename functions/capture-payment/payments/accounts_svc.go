@@ -111,7 +111,8 @@ func (s *Service) refuseCollection(ctx context.Context, tx Tx, p *Payment, f acc
 // gateway was asked (code says why), with its events.
 func (s *Service) recordRefusal(ctx context.Context, tx Tx, p *Payment, exists bool, code, message string) error {
 	now := s.now()
-	p.Status, p.UpdatedAt = RequiresPaymentMethod, now
+	p.Status = RequiresPaymentMethod
+	p.Touch(now)
 	p.LastPaymentError = &PaymentError{Code: code, Reason: code, Message: message, Attempt: p.Attempts, Gateway: p.GatewayName()}
 	p.Finish()
 	e := emitter{ctx: ctx}

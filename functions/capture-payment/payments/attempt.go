@@ -33,7 +33,7 @@ func StartAttempt(p *Payment, gateway string, now time.Time) Attempt {
 		id := SandboxObjectID(p.ID)
 		p.GatewayPaymentID = &id
 	}
-	p.UpdatedAt = now
+	p.Touch(now)
 	return Attempt{N: p.Attempts, Gateway: gateway, Status: "pending", StartedAt: now}
 }
 

@@ -95,7 +95,8 @@ func (s *Service) OnGatewayUpdated(ctx context.Context, run Runner, ev events.Ev
 			return nil
 		}
 		at := u.OccurredAt
-		p.DisputedAt, p.UpdatedAt = &at, now
+		p.DisputedAt = &at
+		p.Touch(now)
 		e.payment(events.TypePaymentDisputed, p, nil)
 	default:
 		return nil
@@ -191,7 +192,7 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	}
 	p.RefundCount++
 	p.AmountRefunded += excess
-	p.UpdatedAt = now
+	p.Touch(now)
 	r = &Refund{ID: uuid.NewSHA1(RefundNS, []byte(u.Gateway+":"+eventID)).String(), PaymentID: p.ID, N: p.RefundCount,
 		AccountID: p.AccountID, UserID: p.UserID, InvoiceID: p.InvoiceID, Amount: excess, Currency: string(p.Currency),
 		Gateway: p.GatewayName(), GatewayRefundID: u.RefundID, GatewayPaymentID: p.GatewayPaymentID, Status: "succeeded",
@@ -443,7 +444,7 @@ func (s *Service) reconcilePayment(ctx context.Context, id string) error {
 				Decline: &Decline{Code: "resource_missing", Message: "the gateway has no such payment"}}, true, q.Attempts, now))
 		}
 		q.SetOp("", now)
-		q.UpdatedAt = now
+		q.Touch(now)
 		if err := tx.UpdatePayment(ctx, q); err != nil {
 			return err
 		}

@@ -535,7 +535,7 @@ func (s *Service) settleCharge(_ context.Context, p *Payment, n int, st GatewayS
 	}
 	a.GatewayPaymentID = p.GatewayPaymentID
 	p.SetOp("", now)
-	p.UpdatedAt = now
+	p.Touch(now)
 	e.changed(p, c)
 	return a
 }
@@ -670,7 +670,7 @@ func (s *Service) finishOp(ctx context.Context, run Runner, p *Payment, op strin
 // of the answer, or the error to answer instead.
 func (s *Service) settleOp(ctx context.Context, p *Payment, op string, st GatewayState, callErr error, e *emitter) (Outcome, error) {
 	now := s.now()
-	p.UpdatedAt = now
+	p.Touch(now)
 	switch {
 	case callErr == nil:
 		e.changed(p, ApplyGateway(p, st, true, p.Attempts, now))
@@ -730,7 +730,7 @@ func (s *Service) Cancel(ctx context.Context, run Runner, id string, can Access,
 			return complete(ctx, tx, done, Done, p)
 		}
 		p.SetOp(OpCancel, now)
-		p.UpdatedAt = now
+		p.Touch(now)
 		return tx.UpdatePayment(ctx, p)
 	})
 	if err != nil || local {
@@ -791,7 +791,7 @@ func (s *Service) Refund(ctx context.Context, paymentID, refundID string, can Ac
 		now := s.now()
 		p.RefundCount++
 		p.AmountRefundPending += amt
-		p.UpdatedAt = now
+		p.Touch(now)
 		r = &Refund{ID: refundID, PaymentID: p.ID, N: p.RefundCount, AccountID: p.AccountID, UserID: p.UserID,
 			InvoiceID: p.InvoiceID, Amount: amt, Currency: string(p.Currency), Gateway: p.GatewayName(),
 			GatewayPaymentID: p.GatewayPaymentID, Status: "pending", Reason: reason, CreatedAt: now, UpdatedAt: now, HoldSource: &src}
@@ -957,7 +957,8 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 		credited = giveBackWithheld(p, r, e)
 	default: // pending or requires_action: a webhook or reconciliation settles it
 	}
-	p.UpdatedAt, r.UpdatedAt = now, now
+	p.Touch(now)
+	r.UpdatedAt = now
 	return credited
 }
 

@@ -122,6 +122,20 @@ func (p *Payment) Op() string {
 	return *p.PendingOperation
 }
 
+// Touch stamps a change of p at now. Its updated_at is the version a
+// guarded write compares (the store's finishing pipeline, the
+// reconciliation), so it moves on by at least a microsecond, now or not:
+// two writes in one microsecond (a clock standing still, or stepped back)
+// would otherwise leave one version for both, and a writer racing from it
+// would pass the guard as if nothing had moved.
+func (p *Payment) Touch(now time.Time) {
+	if now.After(p.UpdatedAt) {
+		p.UpdatedAt = now
+		return
+	}
+	p.UpdatedAt = p.UpdatedAt.Add(time.Microsecond)
+}
+
 // SetOp marks (or with "" clears) the pending gateway operation.
 func (p *Payment) SetOp(op string, now time.Time) {
 	if op == "" {
@@ -378,7 +392,7 @@ func ApplyGateway(p *Payment, st GatewayState, answer bool, attempt int, now tim
 		at := st.At
 		p.GatewayUpdatedAt = &at
 	}
-	p.UpdatedAt = now
+	p.Touch(now)
 	return c
 }
 

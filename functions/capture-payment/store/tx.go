@@ -237,7 +237,9 @@ func (s *Store) MarkCapture(ctx context.Context, id string, now time.Time, user 
 	// the statement's implicit transaction commits): one statement, no
 	// read of the payment's gateway before it.
 	var commit string
-	p, err := scanPayment(s.pool.QueryRow(ctx, `UPDATE payments SET pending_op = 'capture', op_started_at = $2, updated_at = $2
+	// Its version moves on by at least a microsecond, as Payment.Touch's.
+	p, err := scanPayment(s.pool.QueryRow(ctx, `UPDATE payments SET pending_op = 'capture', op_started_at = $2,
+			updated_at = greatest($2, updated_at + interval '1 microsecond')
 		WHERE id = $1 AND status = 'requires_capture' AND pending_op IS NULL AND ($3 = '' OR user_id::text = $3)
 		AND ($4 = 0 OR amount_capturable >= $4)
 		AND EXISTS (SELECT 1 FROM payment_accounts a WHERE a.id = payments.account_id AND a.status = 'active')
