@@ -15,6 +15,7 @@ const (
 	CodeGatewayRejected    apperr.Code = "gateway_rejected"
 	CodeNoRoute            apperr.Code = "currency_not_supported"
 	CodeAmountTooLarge     apperr.Code = "amount_too_large"
+	CodeAmountPrecision    apperr.Code = "amount_precision_unsupported"
 	CodeCardNumber                     = apperr.CardNumberRejected // shared/pan's
 )
 

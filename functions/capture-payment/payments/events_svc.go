@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/money"
@@ -341,6 +342,17 @@ func (s *Service) collect(ctx context.Context, run Runner, inv events.Invoice) e
 		Amount: inv.AmountDue, Currency: cur, PaymentMethod: m.ID, CaptureMethod: CaptureAutomatic, Confirm: true,
 		Description: "Invoice " + Str(inv.Number), Metadata: map[string]string{"invoice_number": Str(inv.Number)}}
 	_, err = s.Create(ctx, run, in, nil)
+	var ae *apperr.Error
+	if errors.As(err, &ae) && ae.Code == CodeAmountPrecision {
+		// No gateway of the route can take the amount (refused before
+		// any write): not charged, and its payment says why, as above.
+		now := s.now()
+		p := &Payment{ID: in.ID, AccountID: in.AccountID, UserID: in.UserID, InvoiceID: in.InvoiceID, Amount: in.Amount,
+			Currency: cur, CaptureMethod: CaptureAutomatic, Description: in.Description, Metadata: in.Metadata, CreatedAt: now, UpdatedAt: now}
+		slog.WarnContext(ctx, "invoice not collected: no gateway of its route takes its amount", "invoice_id", inv.InvoiceID,
+			"amount_due", inv.AmountDue, "currency", string(cur), "code", string(ae.Code))
+		return s.recordRefusal(ctx, tx, p, false, string(ae.Code), ae.Detail)
+	}
 	return err
 }
 

@@ -105,10 +105,42 @@ func errStripeUnits(c money.Currency) error {
 	return apperr.New(CodeNoRoute, "Stripe counts %s in other units than ISO 4217's minor units, and billfn does not convert: route %s to another gateway (GATEWAY_ROUTES)", c, c)
 }
 
-// plan returns the gateways to try in order.
-func (s *Service) plan(c money.Currency, requested string, m method) ([]string, error) {
-	if stripeOtherUnits[c] && (requested == GatewayStripe || m.gateway == GatewayStripe) {
-		return nil, errStripeUnits(c)
+// stripeTenths are Stripe's three-decimal currencies: Stripe takes their
+// amounts (PaymentIntents, captures, refunds, disputes) only in multiples
+// of 10 minor units, "to ensure compatibility with Stripe's payments
+// partners" (https://docs.stripe.com/currencies#three-decimal). billfn
+// keeps exact fils and baisa (a half-even tax gives 1.005 KWD easily) and
+// does not round what it charges: such an amount is not sent to Stripe.
+var stripeTenths = map[money.Currency]bool{"BHD": true, "JOD": true, "KWD": true, "OMR": true, "TND": true}
+
+// stripeAmount says why Stripe cannot take amount of c (nil when it can):
+// a charge, a capture or a refund.
+func stripeAmount(c money.Currency, amount int64) error {
+	if stripeTenths[c] && amount%10 != 0 {
+		down := amount - amount%10
+		return apperr.New(CodeAmountPrecision, "Stripe takes %s amounts only in multiples of 10 minor units, and %d is not one: "+
+			"ask for %d or %d, or route %s to another gateway (GATEWAY_ROUTES)", c, amount, down, down+10, c).
+			With("currency", string(c)).With("multiple_of", 10)
+	}
+	return nil
+}
+
+// stripeRefusal says why Stripe cannot charge amount of c (nil when it can).
+func stripeRefusal(c money.Currency, amount int64) error {
+	if stripeOtherUnits[c] {
+		return errStripeUnits(c)
+	}
+	return stripeAmount(c, amount)
+}
+
+// plan returns the gateways to try in order for a charge of amount of c:
+// Stripe is left out of a route for an amount it cannot take
+// (stripeRefusal), and asked for by name or by a saved Stripe method the
+// charge is refused with the reason.
+func (s *Service) plan(c money.Currency, amount int64, requested string, m method) ([]string, error) {
+	refusal := stripeRefusal(c, amount)
+	if refusal != nil && (requested == GatewayStripe || m.gateway == GatewayStripe) {
+		return nil, refusal
 	}
 	switch {
 	case requested != "" && m.gateway != "" && requested != m.gateway:
@@ -122,9 +154,9 @@ func (s *Service) plan(c money.Currency, requested string, m method) ([]string, 
 		return []string{m.gateway}, nil
 	}
 	gws := s.Routing.For(c)
-	if stripeOtherUnits[c] && slices.Contains(gws, GatewayStripe) {
+	if refusal != nil && slices.Contains(gws, GatewayStripe) {
 		if gws = slices.DeleteFunc(slices.Clone(gws), func(g string) bool { return g == GatewayStripe }); len(gws) == 0 {
-			return nil, errStripeUnits(c)
+			return nil, refusal
 		}
 	}
 	if len(gws) == 0 {
@@ -210,7 +242,7 @@ func (s *Service) create(ctx context.Context, run Runner, in CreateInput, g *Acc
 		if m, err = resolveMethod(ctx, run.DB(), in.AccountID, in.UserID, in.PaymentMethod); err != nil {
 			return nil, early(err)
 		}
-		if plan, err = s.plan(in.Currency, in.Gateway, m); err != nil {
+		if plan, err = s.plan(in.Currency, in.Amount, in.Gateway, m); err != nil {
 			return nil, early(err)
 		}
 		pm := in.PaymentMethod
@@ -366,7 +398,7 @@ func (s *Service) Confirm(ctx context.Context, run Runner, id string, can Access
 		}
 		if p.Status == RequiresAction {
 			plan = []string{p.GatewayName()} // the action belongs to that gateway's object
-		} else if plan, err = s.plan(p.Currency, p.RequestedGateway, m); err != nil {
+		} else if plan, err = s.plan(p.Currency, p.Amount, p.RequestedGateway, m); err != nil {
 			return err
 		}
 		now := s.now()
@@ -558,6 +590,25 @@ func (s *Service) pipeline(ctx context.Context, p *Payment, version time.Time, a
 
 // Capture captures amount (0 = all) of an authorization.
 func (s *Service) Capture(ctx context.Context, id string, can Access, amount int64, done Answer) (*Payment, error) {
+	if amount%10 != 0 {
+		// Perhaps a Stripe payment in a three-decimal currency
+		// (stripeAmount): refused before the capture is marked.
+		cur, err := s.db().Payment(ctx, id, false)
+		if err != nil {
+			return nil, err
+		}
+		if !can.Allows(cur) {
+			return nil, ErrNotFound
+		}
+		if _, err := CheckCapture(cur, amount); err != nil {
+			return nil, err
+		}
+		if cur.GatewayName() == GatewayStripe {
+			if err := stripeAmount(cur.Currency, amount); err != nil {
+				return nil, err
+			}
+		}
+	}
 	// One statement marks the capture, or finds why it cannot be.
 	now := s.now()
 	p, err := s.Store.MarkCapture(ctx, id, now, can.User, amount)
@@ -783,6 +834,11 @@ func (s *Service) Refund(ctx context.Context, paymentID, refundID string, can Ac
 		amt, err := CheckRefund(p, amount)
 		if err != nil {
 			return err
+		}
+		if p.GatewayName() == GatewayStripe {
+			if err := stripeAmount(p.Currency, amt); err != nil {
+				return err
+			}
 		}
 		src, err := HoldSource(ctx, tx, p, amt)
 		if err != nil {

@@ -30,7 +30,7 @@ func TestStripeIsNotAskedToChargeACurrencyItCountsInOtherUnits(t *testing.T) {
 		{cur: "ISK", requested: GatewayStripe, code: CodeNoRoute},
 		{cur: "ISK", m: method{token: "pm_1", gateway: GatewayStripe}, code: CodeNoRoute},
 	} {
-		got, err := s.plan(tc.cur, tc.requested, tc.m)
+		got, err := s.plan(tc.cur, 1000, tc.requested, tc.m)
 		if apperr.CodeOf(err) != tc.code || (tc.code == "" && (err != nil || !slices.Equal(got, tc.want))) {
 			t.Errorf("%s (requested %q, method %+v): %v %v, want %v %q", tc.cur, tc.requested, tc.m, got, err, tc.want, tc.code)
 		}
