@@ -23,6 +23,7 @@ var Statuses = problem.Statuses{
 	payments.CodeNoRoute:             {Status: http.StatusUnprocessableEntity, Title: "No gateway is configured for this currency"},
 	payments.CodeAmountTooLarge:      {Status: http.StatusUnprocessableEntity, Title: "Amount too large"},
 	payments.CodeAmountPrecision:     {Status: http.StatusUnprocessableEntity, Title: "The gateway cannot take this amount's precision"},
+	payments.CodeAmountTooSmall:      {Status: http.StatusUnprocessableEntity, Title: "Amount below the gateway's minimum charge"},
 	payments.CodeInvoiceNotPayable:   {Status: http.StatusConflict, Title: "The invoice cannot be paid"},
 	payments.CodeInvoiceInProgress:   {Status: http.StatusConflict, Title: "Another payment of this invoice is in progress"},
 	payments.CodeExceedsInvoiceDue:   {Status: http.StatusUnprocessableEntity, Title: "Amount exceeds what remains to pay on the invoice"},

@@ -16,6 +16,7 @@ const (
 	CodeNoRoute            apperr.Code = "currency_not_supported"
 	CodeAmountTooLarge     apperr.Code = "amount_too_large"
 	CodeAmountPrecision    apperr.Code = "amount_precision_unsupported"
+	CodeAmountTooSmall     apperr.Code = "amount_too_small"
 	CodeCardNumber                     = apperr.CardNumberRejected // shared/pan's
 )
 

@@ -343,7 +343,7 @@ func (s *Service) collect(ctx context.Context, run Runner, inv events.Invoice) e
 		Description: "Invoice " + Str(inv.Number), Metadata: map[string]string{"invoice_number": Str(inv.Number)}}
 	_, err = s.Create(ctx, run, in, nil)
 	var ae *apperr.Error
-	if errors.As(err, &ae) && ae.Code == CodeAmountPrecision {
+	if errors.As(err, &ae) && (ae.Code == CodeAmountPrecision || ae.Code == CodeAmountTooSmall) {
 		// No gateway of the route can take the amount (refused before
 		// any write): not charged, and its payment says why, as above.
 		now := s.now()
