@@ -55,6 +55,9 @@ func (s *Service) createAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(in.Metadata) > 0 && string(in.Metadata) != "null" {
 		v.Check(in.Metadata[0] == '{' && len(in.Metadata) <= ledger.MaxMetadata, "metadata", "must be a JSON object of at most 8 KiB")
+		if why := ledger.Unstorable(in.Metadata); why != "" {
+			v.Add(problem.Field("metadata", why))
+		}
 	} else {
 		in.Metadata = nil
 	}

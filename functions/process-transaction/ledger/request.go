@@ -63,6 +63,9 @@ func (r *TransferRequest) Validate(path string, now time.Time, caller Caller) er
 		trimmed := bytes.TrimSpace(r.Metadata)
 		v.Check(len(trimmed) > 0 && trimmed[0] == '{', path+"metadata", "must be a JSON object")
 		v.Check(len(r.Metadata) <= MaxMetadata, path+"metadata", "must be at most 8 KiB")
+		if why := Unstorable(r.Metadata); why != "" {
+			v.Add(apperr.Field(path+"metadata", why))
+		}
 	} else {
 		r.Metadata = nil
 	}
