@@ -74,3 +74,36 @@ func TestMetadataJSONBCannotHoldIsRefusedAsTheCallersMistake(t *testing.T) {
 		}
 	}
 }
+
+// POST /transfers checks its Idempotency-Key itself (it is not behind the
+// idempotency middleware: the key is the transfer's, stored with it), and
+// checked only its length. A key the README does not allow (1-255
+// printable ASCII characters) was taken: one with a space or an "é" was a
+// key here and a 422 on every other write, and one with a byte that is not
+// UTF-8 ("caf\xe9", which HTTP allows in a header) failed the group commit
+// at Postgres — 503 "retry with the same Idempotency-Key", for that caller
+// and every other of the group. Each is now the middleware's 422 naming
+// the header, and nothing is written.
+func TestATransfersIdempotencyKeyIsPrintableASCII(t *testing.T) {
+	e := newEnv(t)
+	user := uuid.NewString()
+	a, b := e.account(user, "USD"), e.account(user, "USD")
+	e.fund(a, 1_000)
+	before := e.rowCounts()
+	for _, k := range []string{"caf\xe9", "café", "a b", "tab\there", strings.Repeat("k", 256)} {
+		for _, prefer := range []string{"", "respond-async"} {
+			r := e.do("POST", "/transfers", user, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+				"amount": 100, "currency": "USD"}, "Idempotency-Key", k, "Prefer", prefer)
+			if r.Code != 422 || r.code() != "validation_failed" || !strings.Contains(r.Body.String(), `"header":"Idempotency-Key"`) {
+				t.Errorf("key %q (Prefer %q): %d %s, want 422 naming the header", k, prefer, r.Code, r.Body)
+			}
+		}
+	}
+	if after := e.rowCounts(); after["transfers"] != before["transfers"] || after["idempotency_keys"] != before["idempotency_keys"] ||
+		after["outbox"] > before["outbox"] {
+		t.Errorf("refused requests wrote rows: %v, then %v", before, after)
+	}
+	if r := e.transfer(user, a, b, 100, "Idempotency-Key", "~!ok-key_255:"+strings.Repeat("x", 242)); r.Code != 201 {
+		t.Errorf("a printable ASCII key of 255 characters: %d %s", r.Code, r.Body)
+	}
+}

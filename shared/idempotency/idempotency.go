@@ -174,7 +174,7 @@ func (s *Store) middleware(required, deferred bool) func(http.Handler) http.Hand
 				next.ServeHTTP(w, r)
 				return
 			}
-			if err := validKey(key); err != nil {
+			if err := ValidKey(key); err != nil {
 				problem.Write(w, r, err)
 				return
 			}
@@ -291,7 +291,11 @@ func Take(ctx context.Context) (bool, error) {
 	return won, nil
 }
 
-func validKey(k string) error {
+// ValidKey checks a key's form (1-255 printable ASCII characters, the
+// README's rule) and answers the 422 naming the header when it breaks it;
+// a handler that reads the key itself (process-transaction's transfers)
+// checks it with this, as the middleware does.
+func ValidKey(k string) error {
 	if len(k) > 255 {
 		return problem.Invalid(problem.Header(Header, "must be at most 255 characters"))
 	}

@@ -46,8 +46,8 @@ func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) {
 			Errors: []problem.FieldError{problem.Header(idempotency.Header, "required")}})
 		return
 	}
-	if len(key) > 255 {
-		problem.Write(w, r, problem.Invalid(problem.Header(idempotency.Header, "must be at most 255 characters")))
+	if err := idempotency.ValidKey(key); err != nil {
+		problem.Write(w, r, err)
 		return
 	}
 	if err := httpx.RequireJSON(r); err != nil {
