@@ -1249,13 +1249,27 @@ func (rc *Receiver) park(ctx context.Context, ev Event, cause error, markProcess
 		"source", SourceOf(ev), "err", cause.Error())
 	// One statement (atomic on its own, one round trip): the dead letter
 	// and, with markProcessed, the event's (source, id) as processed.
-	_, err = rc.Pool.Exec(context.WithoutCancel(ctx), `WITH done AS (
-			INSERT INTO processed_events (consumer, source, id) SELECT $1, $2, $3 WHERE $7
-			ON CONFLICT DO NOTHING)
-		INSERT INTO dead_letters (consumer, source, event_id, type, event, error)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, source, event_id) DO NOTHING`,
-		rc.Consumer, SourceOf(ev), ev.ID(), ev.Type(), raw, truncate(cause.Error(), 2000), markProcessed)
-	return err
+	for {
+		_, err = rc.Pool.Exec(context.WithoutCancel(ctx), `WITH done AS (
+				INSERT INTO processed_events (consumer, source, id) SELECT $1, $2, $3 WHERE $7
+				ON CONFLICT DO NOTHING)
+			INSERT INTO dead_letters (consumer, source, event_id, type, event, error)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, source, event_id) DO NOTHING`,
+			rc.Consumer, SourceOf(ev), ev.ID(), ev.Type(), raw, truncate(cause.Error(), 2000), markProcessed)
+		var pg *pgconn.PgError
+		if err == nil || ev.DataBase64 || len(ev.Data()) == 0 || !errors.As(err, &pg) || !strings.HasPrefix(pg.Code, "22") {
+			return err
+		}
+		// jsonb refused the data (U+0000, half a surrogate pair, a
+		// number beyond numeric: JSON that encoding/json takes), and an
+		// event that cannot be parked would be retried for good. Its
+		// bytes are kept as they came, as data_base64.
+		ev = ev.Clone()
+		ev.DataBase64 = true
+		if raw, err = json.Marshal(ev); err != nil {
+			return err
+		}
+	}
 }
 
 // truncate makes an error text fit a text column: valid UTF-8 without NUL
