@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -75,6 +77,18 @@ func oldParse(r *http.Request, body []byte) ([]events.Event, error) {
 				"data", "data_base64", "schemaurl", "datacontentencoding":
 				return nil, problem.New(problem.BadRequest, "event %d has an extension named %q", i, name)
 			}
+		}
+		// And, in both: an attribute holding U+0000 or bytes that are
+		// not UTF-8 (TestAnEventAttributeNoTextColumnCanHoldIsMalformed).
+		bad := func(s string) bool { return strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) }
+		texts := []string{evs[i].ID(), evs[i].Type(), evs[i].Subject(), evs[i].DataContentType()}
+		for _, v := range evs[i].Extensions() {
+			if s, ok := v.(string); ok {
+				texts = append(texts, s)
+			}
+		}
+		if slices.ContainsFunc(texts, bad) {
+			return nil, problem.New(problem.BadRequest, "event %d: an attribute holds U+0000 or bytes that are not UTF-8", i)
 		}
 	}
 	return evs, nil
@@ -248,6 +262,10 @@ var parseCases = [][4]string{
 	{"\x02", "APPLICATION/CLOUDEVENTS-BATCH+JSON;;", "Ce-Id: 1\nCe-Source: /x\nCe-Type: t.x", "[" + validEvent + "]"},
 	{"\x02", "application/cloudevents-batch+json;;", "Ce-Id: 1\nCe-Source: /x\nCe-Type: t.x", "[" + validEvent + "]"},
 	{"\x02", "application/json", "Ce-Id: 1\nCe-Source: /x\nCe-Type: t.x\nCe-Datacontentencoding: base64", `{"a"`},
+	{"\x02", "", "~Ce-Id: caf\xe9\nCe-Source: /x\nCe-Type: t.x", `1`},
+	{"\x02", "", "Ce-Id: 1\nCe-Source: /x\nCe-Type: t.x\n~Ce-Note: \xff", `1`},
+	{"\x01", "", "", strings.Replace(validEvent, `"subject":"p1"`, `"subject":"p\u0000"`, 1)},
+	{"\x01", "application/cloudevents-batch+json", "", "[" + validEvent + "," + strings.Replace(validEvent, `"id":"0190a6f0`, `"id":"\u00000190a6f0`, 1) + "]"},
 }
 
 // TestParseIsOldParse: on FuzzParse's corpus and on the edges of each

@@ -679,8 +679,40 @@ func Parse(r *http.Request, body []byte) ([]Event, error) {
 				return nil, problem.New(problem.BadRequest, "event %d has an extension named %q, a member of the CloudEvents format itself", i, name)
 			}
 		}
+		if name := untextual(evs[i]); name != "" {
+			return nil, problem.New(problem.BadRequest, "event %d: its %s holds U+0000 or bytes that are not UTF-8", i, name)
+		}
 	}
 	return evs, nil
+}
+
+// untextual names an attribute of ev that holds U+0000 or bytes that are
+// not UTF-8, "" when none does. The CloudEvents spec's Strings hold
+// neither, and Postgres text refuses both: the event's id and type go to
+// processed_events and dead_letters, the whole event to a dead letter, so
+// such an event could be neither applied nor parked, and answered 503 for
+// good — its partition waiting behind it, since the trigger retries a 503
+// until the function takes the record — or made a metric panic on its
+// type. A 400 has the trigger dead-letter the record at once. The source
+// is written percent-encoded and needs no check.
+func untextual(ev Event) string {
+	bad := func(s string) bool { return strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) }
+	switch {
+	case bad(ev.ID()):
+		return "id"
+	case bad(ev.Type()):
+		return "type"
+	case bad(ev.Subject()):
+		return "subject"
+	case bad(ev.DataContentType()):
+		return "datacontenttype"
+	}
+	for name, v := range extensionsOf(ev) {
+		if s, ok := v.(string); ok && bad(s) {
+			return "extension " + name
+		}
+	}
+	return ""
 }
 
 // validate is ev.Validate() without the map it allocates for its answer
