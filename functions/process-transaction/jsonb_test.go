@@ -107,3 +107,31 @@ func TestATransfersIdempotencyKeyIsPrintableASCII(t *testing.T) {
 		t.Errorf("a printable ASCII key of 255 characters: %d %s", r.Code, r.Body)
 	}
 }
+
+// A path whose text is not UTF-8 once decoded (%FF, an encoded surrogate
+// %ED%A0%80) reached Postgres's text columns — the idempotency middleware
+// records each write's path with its key — and answered 500 on every
+// idempotent write naming an id (PATCH /accounts/{id},
+// /transfers/{id}/capture and /void; the same in every function). It is a
+// 400 at the door, like a URL holding %00, and nothing is written.
+func TestAURLWhoseTextIsNotUTF8IsABadRequest(t *testing.T) {
+	e := newEnv(t)
+	before := e.rowCounts()
+	for _, c := range []struct{ method, path, body string }{
+		{"PATCH", "/accounts/%FF", `{"status":"frozen"}`},
+		{"POST", "/transfers/x%ED%A0%80/capture", `{}`},
+		{"POST", "/transfers/%C3%28/void", ""},
+	} {
+		var body any
+		if c.body != "" {
+			body = c.body
+		}
+		r := e.do(c.method, c.path, e.admin, auth.RoleAdmin, body, "Idempotency-Key", key())
+		if r.Code != 400 || r.code() != "bad_request" {
+			t.Errorf("%s %s: %d %s, want 400", c.method, c.path, r.Code, r.Body)
+		}
+	}
+	if after := e.rowCounts(); after["idempotency_keys"] != before["idempotency_keys"] || after["accounts"] != before["accounts"] {
+		t.Errorf("refused requests wrote rows: %v, then %v", before, after)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -32,6 +33,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -344,6 +346,14 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			s.metrics.observe("unmatched", r.Method, http.StatusBadRequest, 0)
 			return
 		}
+		if !utf8.ValidString(r.URL.Path) || !queryIsUTF8(r.URL.RawQuery) {
+			// Nor bytes that are not UTF-8 (%FF, an encoded surrogate):
+			// Postgres text refuses them too, and the idempotency
+			// middleware records every write's path.
+			problem.Write(w, r, problem.New(problem.BadRequest, "the URL's path and query must be UTF-8 once percent-decoded"))
+			s.metrics.observe("unmatched", r.Method, http.StatusBadRequest, 0)
+			return
+		}
 		// The caller's trace continues here (W3C traceparent); the span is
 		// named by the route pattern once the mux has matched it. A caller
 		// that decided not to sample gets no span of ours: its context
@@ -461,4 +471,23 @@ func (m *metrics) observe(route, method string, status int, seconds float64) {
 	}
 	m.requests.WithLabelValues(route, method, code).Inc()
 	m.duration.WithLabelValues(route, code).Observe(seconds)
+}
+
+// queryIsUTF8 reports whether every name and value of the raw query is
+// UTF-8 once percent-decoded (a malformed escape is left to the query's
+// reader, as url.Values drops it). A query without escapes costs one scan.
+func queryIsUTF8(raw string) bool {
+	if !strings.Contains(raw, "%") {
+		return utf8.ValidString(raw)
+	}
+	for raw != "" {
+		var part string
+		part, raw, _ = strings.Cut(raw, "&")
+		for _, s := range strings.SplitN(part, "=", 2) {
+			if u, err := url.QueryUnescape(s); err == nil && !utf8.ValidString(u) {
+				return false
+			}
+		}
+	}
+	return true
 }
