@@ -166,6 +166,10 @@ func (q *query) span(now time.Time, unit, def time.Duration) (from, to time.Time
 			q.fail("to", "must be after from")
 		case t.Sub(f) > maxRange:
 			q.fail("to", "the range may span at most 3660 days")
+		case f.Year() < 0:
+			// A default start before year 0, which no report can write
+			// (time.Time's JSON holds years 0 to 9999).
+			q.fail("to", "the range would start before 0000-01-01: give from")
 		}
 	}
 	return f, t
