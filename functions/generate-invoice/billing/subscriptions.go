@@ -153,8 +153,13 @@ func (s *Service) newSubscription(ctx context.Context, p auth.Principal, in *Cre
 		start = *t
 		v.Check(!start.Before(now.AddDate(-1, 0, 0)), "start", "may be at most one year in the past")
 	}
+	// Periods, events and e-mails write dates of years 0 to 9999: a start
+	// in 9999 made a first period ending in 10000, whose event panicked.
+	latest := now.AddDate(5, 0, 0)
+	v.Check(!start.After(latest), "start", "may be at most five years in the future")
 	trial := invoicing.ParseTime(&v, "trial_end", in.TrialEnd)
 	v.Check(trial == nil || trial.After(start), "trial_end", "must be after start")
+	v.Check(trial == nil || !trial.After(latest), "trial_end", "may be at most five years in the future")
 	anchor := 0
 	if in.AnchorDay != nil {
 		anchor = *in.AnchorDay
