@@ -67,11 +67,40 @@ func TestMetadataJSONBCannotHoldIsRefusedAsTheCallersMistake(t *testing.T) {
 		t.Errorf("balance %d, want 1000", got.Balance)
 	}
 	// What jsonb stores still passes: a pair, an escaped backslash, the
-	// extremes of numeric.
-	for _, md := range []string{`{"smile":"\ud83d\ude00"}`, `{"path":"\\ud800"}`, `{"n":[9e131071,1e-16383,0e200000,-0]}`} {
+	// extremes of a double.
+	for _, md := range []string{`{"smile":"\ud83d\ude00"}`, `{"path":"\\ud800"}`, `{"n":[1.7976931348623157e308,5e-324,0e200000,-0]}`} {
 		if r := e.do("POST", "/transfers", user, auth.RoleCustomer, transfer(md), "Idempotency-Key", key()); r.Code != 201 {
 			t.Errorf("metadata %s: %d %s", md, r.Code, r.Body)
 		}
+	}
+}
+
+// jsonb keeps a metadata number as numeric and writes it out in full on
+// every read: 8 KiB of "9e131071" (889 of them) was taken (201), and came
+// back as 116 MB of digits on each read of the transfer — its GET and the
+// history of both its accounts, the payee's too, ran out of time (504),
+// for good — and an account with it took 18 s to answer. The numbers of
+// a metadata object, written out in full, now take at most 8192 digits
+// together; beyond, a 422 naming the metadata, and nothing is written.
+func TestMetadataNumbersAreBoundedWrittenOut(t *testing.T) {
+	e := newEnv(t)
+	user := uuid.NewString()
+	a, b := e.account(user, "USD"), e.account(user, "USD")
+	e.fund(a, 1_000)
+	md := `{"n":[` + strings.Repeat("9e131071,", 20) + `1]}`
+	before := e.rowCounts()
+	for _, c := range []struct{ path, body string }{
+		{"/transfers", `{"from_account_id":"` + a.ID + `","to_account_id":"` + b.ID + `","amount":1,"currency":"USD","metadata":` + md + `}`},
+		{"/accounts", `{"currency":"USD","metadata":` + md + `}`},
+	} {
+		r := e.do("POST", c.path, user, auth.RoleCustomer, c.body, "Idempotency-Key", key())
+		if r.Code != 422 || !strings.Contains(r.Body.String(), `"pointer":"#/metadata"`) {
+			t.Errorf("POST %s with 20 numbers of 131072 digits: %d %.300s, want 422 naming the metadata", c.path, r.Code, r.Body)
+		}
+	}
+	if after := e.rowCounts(); after["accounts"] != before["accounts"] || after["transfers"] != before["transfers"] ||
+		after["idempotency_keys"] != before["idempotency_keys"] {
+		t.Errorf("refused requests wrote rows: %v, then %v", before, after)
 	}
 }
 

@@ -23,26 +23,42 @@ const (
 // the caller wrote it, so a request holding either is the caller's
 // mistake, refused as one — not a failed group commit that every other
 // transfer of the group shares.
+//
+// Nor may its numbers, written out in full, take more than MaxMetadata
+// digits together: jsonb keeps a number as numeric and writes it out in
+// full whenever it is read, so 8 KiB of "9e131071" came back as 116 MB
+// of digits on every read of the transfer — its GET, and the history of
+// both accounts, the payee's too — which ran out of time (504) for good.
 func Unstorable(raw []byte) string {
 	if loneSurrogate(raw) {
 		return "must not hold a \\u escape of half a UTF-16 surrogate pair"
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
+	var digits int64
 	for {
 		t, err := dec.Token()
 		if err != nil {
 			return "" // the end, or not JSON: the decoder's rules say so
 		}
-		if n, ok := t.(json.Number); ok && !numericFits(string(n)) {
+		n, ok := t.(json.Number)
+		if !ok {
+			continue
+		}
+		d, fits := numericDigits(string(n))
+		if !fits {
 			return "must not hold a number beyond 1e131071 or with more than 16383 decimal places"
+		}
+		if digits += d; digits > MaxMetadata {
+			return "must not hold numbers that take more than 8192 digits written out in full (1e300 is 301 digits)"
 		}
 	}
 }
 
-// numericFits reports whether the JSON number n is within Postgres
-// numeric's range.
-func numericFits(n string) bool {
+// numericDigits reports whether the JSON number n is within Postgres
+// numeric's range and, if so, how many digits numeric writes it out with
+// (before and after the decimal point).
+func numericDigits(n string) (digits int64, fits bool) {
 	if n != "" && n[0] == '-' {
 		n = n[1:]
 	}
@@ -50,7 +66,7 @@ func numericFits(n string) bool {
 	if i := bytes.IndexAny([]byte(n), "eE"); i >= 0 {
 		e, err := strconv.ParseInt(n[i+1:], 10, 64)
 		if err != nil || e > 1<<40 || e < -(1<<40) {
-			return false
+			return 0, false
 		}
 		mant, exp = n[:i], e
 	}
@@ -58,16 +74,22 @@ func numericFits(n string) bool {
 	if i := bytes.IndexByte([]byte(mant), '.'); i >= 0 {
 		intPart, frac = mant[:i], mant[i+1:]
 	}
-	if int64(len(frac))-exp > numericMaxScale {
-		return false
+	scale := max(int64(len(frac))-exp, 0)
+	if scale > numericMaxScale {
+		return 0, false
 	}
-	digits := intPart + frac
-	for k := 0; k < len(digits); k++ {
-		if digits[k] != '0' {
-			return int64(len(intPart)-1-k)+exp <= numericMaxLead
+	digits = 1 + scale // zero, or a number below 1: "0" before the point
+	all := intPart + frac
+	for k := 0; k < len(all); k++ {
+		if all[k] != '0' {
+			lead := int64(len(intPart)-1-k) + exp
+			if lead > numericMaxLead {
+				return 0, false
+			}
+			return max(lead+1, 1) + scale, true
 		}
 	}
-	return true // zero
+	return digits, true
 }
 
 // loneSurrogate reports whether a string of the JSON text raw holds a
