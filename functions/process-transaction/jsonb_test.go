@@ -164,3 +164,32 @@ func TestAURLWhoseTextIsNotUTF8IsABadRequest(t *testing.T) {
 		t.Errorf("refused requests wrote rows: %v, then %v", before, after)
 	}
 }
+
+// POST /transfers/{id}/void read no body: {"amount":500}, as a caller who
+// meant to release part of a hold might send, voided all of it (200), and
+// a body of any kind, JSON or not, was ignored. A body is now decoded as
+// capture's is — strictly, into nothing — so a member is a 400 naming it
+// and the hold stays held; an empty body or {} voids, as before.
+func TestAVoidRefusesABodyItWouldIgnore(t *testing.T) {
+	e := newEnv(t)
+	user := uuid.NewString()
+	a, b := e.account(user, "USD"), e.account(user, "USD")
+	e.fund(a, 1_000)
+	h := e.hold(user, a, b, 800)
+	for _, body := range []string{`{"amount":500}`, `not json`, `{} {}`} {
+		r := e.do("POST", "/transfers/"+h.ID+"/void", user, auth.RoleCustomer, body, "Idempotency-Key", key())
+		if r.Code != 400 || r.code() != "bad_request" {
+			t.Errorf("void with %s: %d %s, want 400", body, r.Code, r.Body)
+		}
+	}
+	if got := e.get(a.ID); got.Held != 800 {
+		t.Fatalf("held %d after refused voids, want 800", got.Held)
+	}
+	if r := e.do("POST", "/transfers/"+h.ID+"/void", user, auth.RoleCustomer, `{}`, "Idempotency-Key", key()); r.Code != 200 {
+		t.Errorf("void with {}: %d %s", r.Code, r.Body)
+	}
+	h = e.hold(user, a, b, 100)
+	if r := e.do("POST", "/transfers/"+h.ID+"/void", user, auth.RoleCustomer, nil, "Idempotency-Key", key()); r.Code != 200 {
+		t.Errorf("void without a body: %d %s", r.Code, r.Body)
+	}
+}

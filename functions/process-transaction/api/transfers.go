@@ -253,6 +253,16 @@ func (s *Service) capture(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) void(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		// A void takes no member: one sent ({"amount":500}) would be
+		// ignored and the whole hold released, so it is refused, as
+		// capture refuses a member it does not know.
+		var in struct{}
+		if err := httpx.DecodeJSON(r, &in); err != nil {
+			problem.Write(w, r, err)
+			return
+		}
+	}
 	s.resolve(w, r, func(*ledger.Transfer) store.Resolution { return store.Resolution{Status: ledger.TransferVoided} })
 }
 
