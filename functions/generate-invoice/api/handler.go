@@ -328,15 +328,27 @@ func (s *Service) addLines(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) finalizeInvoice(w http.ResponseWriter, r *http.Request) {
-	s.change(w, r, s.b.FinalizeInvoice)
+	s.action(w, r, s.b.FinalizeInvoice)
 }
 
 func (s *Service) voidInvoice(w http.ResponseWriter, r *http.Request) {
-	s.change(w, r, s.b.VoidInvoice)
+	s.action(w, r, s.b.VoidInvoice)
 }
 
 func (s *Service) markUncollectibleHandler(w http.ResponseWriter, r *http.Request) {
-	s.change(w, r, s.b.MarkUncollectible)
+	s.action(w, r, s.b.MarkUncollectible)
+}
+
+// action is change for a route that takes no member: a body, when there
+// is one, must be empty JSON ({}), since a member sent ({"auto_advance":
+// false}, {"memo": …}) would be ignored while the invoice changed.
+func (s *Service) action(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, p auth.Principal, id string, done billing.Answer) (*invoicing.Invoice, error)) {
+	var none struct{}
+	if err := decodeOptional(r, &none); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	s.change(w, r, fn)
 }
 
 // payInvoice records a payment made outside billfn (a bank transfer, a
