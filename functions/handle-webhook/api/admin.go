@@ -82,3 +82,20 @@ func (a *API) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	httpx.WriteJSON(w, http.StatusOK, d)
 }
+
+// noMembers serves an action that takes no member (replay, rotate-secret,
+// test, retry): a body, when there is one, must be empty JSON ({}), so a
+// member sent ({"expires_in":3600} to rotate-secret) is a 400 naming it
+// rather than ignored while the action runs.
+func noMembers(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			var none struct{}
+			if err := httpx.DecodeJSON(r, &none); err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+		}
+		h(w, r)
+	})
+}
