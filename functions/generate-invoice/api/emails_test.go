@@ -252,6 +252,11 @@ func TestPaidInvoiceSendsAReceiptThatAnAdminCanResend(t *testing.T) {
 	}
 
 	orig := g.notifications("status=sent&invoice_id=" + inv.ID)[0]
+	// A resend takes no member: {"to": another address} was ignored and
+	// the receipt resent to the customer (202); it is a 400, and nothing
+	// is queued (one resend below makes two e-mails, not three).
+	problemOf(t, g.call(call{method: "POST", path: "/notifications/" + orig.ID + "/resend", body: map[string]any{"to": "other@example.com"},
+		sub: g.admin, role: auth.RoleAdmin}), 400, "bad_request")
 	key := uuid.NewString()
 	resend := func() notify.Notification {
 		rec := g.call(call{method: "POST", path: "/notifications/" + orig.ID + "/resend", sub: g.admin, role: auth.RoleAdmin, key: key})

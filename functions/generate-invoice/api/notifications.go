@@ -213,6 +213,12 @@ func (s *Service) getNotification(w http.ResponseWriter, r *http.Request) {
 // like a sent or failed one (its own row and Message-ID; resend_of names
 // the original), once per Idempotency-Key.
 func (s *Service) resendNotification(w http.ResponseWriter, r *http.Request) {
+	// No member: one sent ({"to": another address}) would be ignored.
+	var none struct{}
+	if err := decodeOptional(r, &none); err != nil {
+		problem.Write(w, r, err)
+		return
+	}
 	id := strings.ToLower(r.PathValue("id"))
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
