@@ -131,6 +131,9 @@ const (
 	KindSettlement = events.KindInvoiceSettlement
 	KindRefund     = events.KindRefund
 	KindInvRefund  = events.KindInvoiceRefund
+	// KindRefundReversal returns a refund that failed after it succeeded:
+	// SYS-CLEARING → what the refund drew on (the account, or revenue).
+	KindRefundReversal = "refund_reversal"
 )
 
 // LedgerNS namespaces the deterministic ids of ledger events.

@@ -128,15 +128,24 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 		return err
 	}
 	if r != nil {
-		if r.PaymentID != p.ID || (r.Status != "pending" && r.Status != "requires_action") {
+		if r.PaymentID != p.ID {
 			return nil
-		}
-		if r.GatewayRefundID == nil {
-			r.GatewayRefundID = u.RefundID
 		}
 		status := Str(u.RefundStatus)
 		if status == "" && u.Status == "refunded" {
 			status = "succeeded"
+		}
+		if r.Status == "succeeded" && status == "failed" {
+			// A refund can fail after it succeeded (the card was closed):
+			// the gateway gave the money back to the merchant.
+			reverseRefund(p, r, Str(u.FailureCode), now, e)
+			return tx.UpdateRefund(ctx, r)
+		}
+		if r.Status != "pending" && r.Status != "requires_action" {
+			return nil
+		}
+		if r.GatewayRefundID == nil {
+			r.GatewayRefundID = u.RefundID
 		}
 		if credited := settleRefund(p, r, status, Str(u.FailureCode), now, e); credited > 0 {
 			if err := tx.AddUnapplied(ctx, p.ID, credited); err != nil {

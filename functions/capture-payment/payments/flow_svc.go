@@ -1039,6 +1039,42 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 	return credited
 }
 
+// reverseRefund fails refund r, which had succeeded, on the gateway's
+// word that it failed after all (Stripe: "refunds can fail after
+// succeeding"; the amount returns to the merchant's balance). The payment
+// refunded that much less, billfn.refund.failed is emitted, and one
+// posting returns what the refund moved: SYS-CLEARING → what it drew on
+// (refundSource), kind refund_reversal, n = the refund's n, so a
+// redelivered or replayed report posts nothing more (and finds the refund
+// failed already).
+func reverseRefund(p *Payment, r *Refund, failure string, now time.Time, e *emitter) {
+	p.AmountRefunded -= r.Amount
+	r.Status = "failed"
+	r.FailureReason = Nullable(failure)
+	if r.FailureReason == nil {
+		r.FailureReason = Nullable("failed")
+	}
+	e.posting(p, KindRefundReversal, r.N, "clearing", refundSource(p, r), r.Amount, r.ID)
+	e.refund(events.TypeRefundFailed, r)
+	p.Touch(now)
+	r.UpdatedAt = now
+}
+
+// refundSource is what a succeeded refund drew on in the ledger, "account"
+// or "revenue": its hold's source (refundHold), or for a refund without a
+// hold, where its postings took it from (settleRefund, refundPostings).
+func refundSource(p *Payment, r *Refund) string {
+	switch {
+	case p.InvoiceID == nil:
+		return "account"
+	case r.HoldSource != nil:
+		return *r.HoldSource
+	case r.LedgerHoldID != nil:
+		return "account"
+	}
+	return "revenue"
+}
+
 // giveBackWithheld credits the account what the report of money r's
 // invoice did not need withheld for r, which will not take it from
 // revenue after all (it failed, or its hold was refused): revenue →
