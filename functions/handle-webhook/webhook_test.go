@@ -248,6 +248,15 @@ func TestEveryHandledStripeTypeNormalizes(t *testing.T) {
 			func(u events.GatewayUpdate) bool {
 				return u.Status == "refunded" && *u.RefundID == reN && *u.RefundStatus == "succeeded" && u.RefundAmount == 400 && *u.BillfnRefundID == "r-1"
 			}},
+		// A refund that fails after it succeeded (the card was closed):
+		// Stripe's charge.refund.updated with status failed and its reason.
+		{"charge.refund.updated", map[string]any{"id": reN + "_late", "object": "refund", "amount": 400, "currency": "usd", "status": "failed",
+			"failure_reason": "expired_or_canceled_card", "payment_intent": piN, "charge": chN,
+			"metadata": map[string]any{"billfn_payment_id": pid, "billfn_refund_id": "r-2"}},
+			func(u events.GatewayUpdate) bool {
+				return u.Status == "failed" && *u.RefundStatus == "failed" && *u.FailureCode == "expired_or_canceled_card" &&
+					u.RefundAmount == 400 && *u.BillfnRefundID == "r-2"
+			}},
 		{"charge.dispute.created", map[string]any{"id": "dp_n_" + uniq, "object": "dispute", "amount": 900, "currency": "usd", "status": "needs_response",
 			"reason": "fraudulent", "charge": chN, "payment_intent": map[string]any{"id": piN, "object": "payment_intent"}},
 			func(u events.GatewayUpdate) bool {
