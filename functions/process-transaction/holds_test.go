@@ -247,3 +247,35 @@ func TestAHoldPastItsExpiryCannotBeCaptured(t *testing.T) {
 	}
 	checkLedger(t, e.d)
 }
+
+// The README promises RFC 9457 problems. A second void of a captured hold
+// (docs/process-transaction.md's hold example pasted twice) answered
+// {"status":409,…,"status":"captured"}: the hold's status as an extension
+// member named like the problem's own HTTP status, so a client's JSON
+// parser (the last member wins) read status "captured", and a decoder into
+// RFC 9457's integer status failed. The hold's status is transfer_status.
+func TestAProblemCarriesTheHTTPStatusOnce(t *testing.T) {
+	e := newEnv(t)
+	alice, shop := uuid.NewString(), uuid.NewString()
+	a, s := e.account(alice, "USD"), e.account(shop, "USD")
+	e.fund(a, 10_000)
+	hold := e.hold(alice, a, s, 4_000)
+	if r := e.do("POST", "/transfers/"+hold.ID+"/capture", alice, auth.RoleCustomer, nil, "Idempotency-Key", key()); r.Code != 200 {
+		t.Fatalf("capture: %d %s", r.Code, r.Body)
+	}
+	r := e.do("POST", "/transfers/"+hold.ID+"/void", alice, auth.RoleCustomer, nil, "Idempotency-Key", key())
+	if r.Code != 409 || r.code() != "transfer_not_held" {
+		t.Fatalf("void after capture: %d %s", r.Code, r.Body)
+	}
+	if n := strings.Count(r.Body.String(), `"status":`); n != 1 {
+		t.Fatalf("the problem names status %d times: %s", n, r.Body)
+	}
+	var p struct {
+		Status         int    `json:"status"`
+		TransferStatus string `json:"transfer_status"`
+	}
+	r.json(t, &p)
+	if p.Status != 409 || p.TransferStatus != "captured" {
+		t.Fatalf("problem %+v: %s", p, r.Body)
+	}
+}

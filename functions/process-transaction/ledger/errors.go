@@ -106,7 +106,7 @@ func errNotEmpty(balance, held int64) error {
 }
 
 func errNotHeld(t *Transfer) error {
-	return apperr.New(TransferNotHeld, "transfer %s is %s, not an open hold", t.ID, t.Status).With("status", t.Status)
+	return apperr.New(TransferNotHeld, "transfer %s is %s, not an open hold", t.ID, t.Status).With("transfer_status", t.Status)
 }
 
 func errHoldNotYours() error {
