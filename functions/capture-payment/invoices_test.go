@@ -97,7 +97,7 @@ func TestAPaidInvoiceCannotBePaidAgain(t *testing.T) {
 	// And once billfn.invoice.paid has arrived: refused naming the status.
 	g.deliver(invoiceEvent(t, "billfn.invoice.paid", inv, g.account, "USD", "paid", 2900, 2900))
 	d = problemDoc(t, g.payInvoice(g.account, inv, 100, "USD"), http.StatusConflict)
-	if d["code"] != string(payments.CodeInvoiceNotPayable) || d["status"] != "paid" || !strings.Contains(d["detail"].(string), "paid") {
+	if d["code"] != string(payments.CodeInvoiceNotPayable) || d["status"] != float64(409) || d["invoice_status"] != "paid" || !strings.Contains(d["detail"].(string), "paid") {
 		t.Fatalf("payment of a paid invoice: %v", d)
 	}
 	if ps, as := g.charges(t, inv); ps != 1 || as != 1 {
@@ -132,7 +132,7 @@ func TestInvoicePaymentsAreRefusedBeforeTheGateway(t *testing.T) {
 	void := g.openInvoice(t, g.account, "USD", 500)
 	g.deliver(invoiceEvent(t, "billfn.invoice.voided", void, g.account, "USD", "void", 500, 0))
 	d := problemDoc(t, g.payInvoice(g.account, void, 500, "USD"), http.StatusConflict)
-	if d["code"] != string(payments.CodeInvoiceNotPayable) || d["status"] != "void" {
+	if d["code"] != string(payments.CodeInvoiceNotPayable) || d["status"] != float64(409) || d["invoice_status"] != "void" {
 		t.Fatalf("void invoice: %v", d)
 	}
 	for _, id := range []string{inv, void, othersInvoice} {
@@ -493,5 +493,29 @@ func TestADashboardRefundStraddlingCreditAndRevenueTakesEachItsPart(t *testing.T
 	holds, _ := g.ledger.state()
 	if len(holds) != 1 || holds[0].FromAccountNumber != "SYS-REVENUE-USD" {
 		t.Fatalf("holds %+v: want one hold of 1200 on revenue", holds)
+	}
+}
+
+// docs/capture-payment.md's capture pasted twice: the second answered
+// {"status":409,…,"status":"succeeded"}, the payment's status as an
+// extension named like RFC 9457's own status member, so a JSON parser
+// (the last member wins) read the problem's status as "succeeded". The
+// payment's status is payment_status; the problem names status once.
+func TestAProblemCarriesTheHTTPStatusOnce(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(10_000, "USD", "pm_card_visa", "manual", true)
+	capture := func() *httptest.ResponseRecorder {
+		return g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture", body: map[string]any{"amount": 6000}})
+	}
+	if got := decode[payments.Payment](t, capture(), http.StatusOK); got.Status != payments.Succeeded {
+		t.Fatalf("capture: %+v", got)
+	}
+	rec := capture()
+	if n := strings.Count(rec.Body.String(), `"status":`); n != 1 {
+		t.Fatalf("the problem names status %d times: %s", n, rec.Body)
+	}
+	d := problemDoc(t, rec, http.StatusConflict)
+	if d["code"] != string(payments.CodeInvalidState) || d["status"] != float64(409) || d["payment_status"] != "succeeded" {
+		t.Fatalf("second capture: %v", d)
 	}
 }

@@ -183,7 +183,7 @@ func (s *Service) gateInvoice(ctx context.Context, tx Tx, p *Payment, creating b
 	}
 	if !payable(f.Status) {
 		return apperr.New(CodeInvoiceNotPayable, "invoice %s is %s: only an open or uncollectible invoice can be paid", f.ID, f.Status).
-			With("invoice_id", f.ID).With("status", f.Status)
+			With("invoice_id", f.ID).With("invoice_status", f.Status)
 	}
 	if !strings.EqualFold(f.Currency, string(p.Currency)) {
 		return apperr.Invalid(apperr.Field("currency", "must be the invoice's currency, "+f.Currency))
@@ -200,7 +200,7 @@ func (s *Service) gateInvoice(ctx context.Context, tx Tx, p *Payment, creating b
 	remaining := f.Total - paid
 	if remaining <= 0 {
 		return apperr.New(CodeInvoiceNotPayable, "invoice %s has nothing left to pay: %d of its %d %s is paid", f.ID, paid, f.Total, f.Currency).
-			With("invoice_id", f.ID).With("status", f.Status).With("amount_remaining", 0)
+			With("invoice_id", f.ID).With("invoice_status", f.Status).With("amount_remaining", 0)
 	}
 	if p.Amount > remaining {
 		return (&apperr.Error{Code: CodeExceedsInvoiceDue, Detail: fmt.Sprintf("invoice %s has %d %s left to pay", f.ID, remaining, f.Currency),

@@ -183,7 +183,7 @@ func (p *Payment) Refundable() int64 {
 }
 
 func invalidState(p *Payment, action string) error {
-	return apperr.New(CodeInvalidState, "a payment in status %s cannot be %s", p.Status, action).With("status", string(p.Status))
+	return apperr.New(CodeInvalidState, "a payment in status %s cannot be %s", p.Status, action).With("payment_status", string(p.Status))
 }
 
 func inProgress(p *Payment) error {
