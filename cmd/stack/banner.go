@@ -63,7 +63,7 @@ func (s *stack) banner(notReady []string) {
 		s.cfg.secretsDir(), s.secrets[basicAuthUser], s.secrets[basicAuthPassword])
 	fmt.Fprintf(&b, "\nTry (the README's quick start goes on from here, safe to paste twice):\n\n  curl -s -u %s:%s %s/system/functions\n", s.secrets[basicAuthUser], s.secrets[basicAuthPassword], gw)
 	if s.deployed("process-transaction") {
-		fmt.Fprintf(&b, "  curl -s $GW/process-transaction/accounts/SYS-EXTERNAL-USD -H \"Authorization: Bearer $TOKEN\"\n")
+		fmt.Fprintf(&b, "  curl -s \"$GW/process-transaction/accounts?limit=5\" -H \"Authorization: Bearer $TOKEN\"\n")
 	} else {
 		for _, f := range s.functions {
 			if f.deployed() {
