@@ -66,7 +66,7 @@ func (f Facts) Active() error {
 		return nil
 	}
 	return problem.New(NotActive, "account %s is %s: it cannot be invoiced or charged", f.ID, f.Status).
-		With("account_id", f.ID).With("status", f.Status)
+		With("account_id", f.ID).With("account_status", f.Status)
 }
 
 // CheckUser checks a user_id an admin or service caller sent along with

@@ -201,3 +201,25 @@ func TestKnownAnswersManyAccountsInOneQuery(t *testing.T) {
 type sourceFunc func(context.Context, string) (Facts, error)
 
 func (f sourceFunc) Account(ctx context.Context, id string) (Facts, error) { return f(ctx, id) }
+
+// An invoice or payment on a frozen account answered 409
+// {"status":409,…,"status":"frozen"}: the account's status as an extension
+// named like RFC 9457's own status member, so a JSON parser (the last
+// member wins) read the problem's status as "frozen". The account's status
+// is account_status; the problem names status once.
+func TestNotActiveNamesTheHTTPStatusOnce(t *testing.T) {
+	f := Facts{ID: uuid.NewString(), UserID: uuid.NewString(), Currency: "USD", Status: Frozen, Version: 2}
+	rec := httptest.NewRecorder()
+	problem.Write(rec, httptest.NewRequest("POST", "/invoices", nil), f.Active())
+	if n := strings.Count(rec.Body.String(), `"status":`); rec.Code != http.StatusConflict || n != 1 {
+		t.Fatalf("%d, status named %d times: %s", rec.Code, n, rec.Body)
+	}
+	var d struct {
+		Status        int    `json:"status"`
+		AccountID     string `json:"account_id"`
+		AccountStatus string `json:"account_status"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil || d.Status != 409 || d.AccountID != f.ID || d.AccountStatus != Frozen {
+		t.Fatalf("%+v %v: %s", d, err, rec.Body)
+	}
+}
