@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -166,7 +167,7 @@ func New(cfg Config, app App) *Server {
 	mux.HandleFunc("GET /_/ready", s.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", s.instrument(routes(app.Handler)))
-	s.handler = s.recover(s.requestID(mux))
+	s.handler = s.recover(s.requestID(cleanPaths(mux)))
 	return s
 }
 
@@ -278,6 +279,30 @@ func routes(h http.Handler) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// cleanPaths answers a path that is not clean with a 404 problem that
+// says so. The mux would redirect to the cleaned path: behind the gateway
+// its Location drops /function/<name>, and an empty segment is most often
+// an id variable left unset (curl -s prints an empty 307 as nothing).
+func cleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !clean(r.URL.Path) {
+			problem.Write(w, r, problem.New(problem.NotFound, "no route for %s %s: the path is not clean (an empty, . or .. segment; is an id in the URL empty?)", r.Method, r.URL.Path))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// clean reports whether p is already in the form the mux would redirect
+// to: no empty, . or .. segment (a trailing slash is kept).
+func clean(p string) bool {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 type statusOnly struct {

@@ -154,6 +154,28 @@ func TestUnknownRoutesAndMethodsAreProblems(t *testing.T) {
 	}
 }
 
+// A doc's example pasted with its id variable unset (curl -X POST
+// $GW/transfers/$HOLD/capture, $HOLD empty) asks for /transfers//capture.
+// The mux answered 307 to the cleaned path, an empty body that curl -s
+// prints as nothing, and a Location without the gateway's
+// /function/<name> prefix, where a client following it re-sent the POST
+// to the gateway's own root. A path that is not clean is a 404 problem
+// that says why; nothing is redirected.
+func TestAPathThatIsNotCleanIsAProblemNotARedirect(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/things//7"}, {"POST", "//things"}, {"GET", "/things/./7"}, {"GET", "/x/../things/7"},
+	} {
+		rec := get(t, h, c.method, c.path, nil, "{}")
+		if rec.Code != 404 || code(t, rec) != "not_found" || rec.Header().Get("Location") != "" {
+			t.Fatalf("%s %s: %d Location=%q %s", c.method, c.path, rec.Code, rec.Header().Get("Location"), rec.Body)
+		}
+		if !strings.Contains(rec.Body.String(), "empty") {
+			t.Fatalf("%s %s: the problem does not say why: %s", c.method, c.path, rec.Body)
+		}
+	}
+}
+
 func TestPanicBecomesA500ProblemAndTheServerGoesOn(t *testing.T) {
 	h := server.New(cfg(), app(t)).Handler()
 	rec := get(t, h, "GET", "/panic", nil, "")
