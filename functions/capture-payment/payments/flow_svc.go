@@ -113,6 +113,17 @@ func errStripeUnits(c money.Currency) error {
 // does not round what it charges: such an amount is not sent to Stripe.
 var stripeTenths = map[money.Currency]bool{"BHD": true, "JOD": true, "KWD": true, "OMR": true, "TND": true}
 
+// stripeTenthsCodes are stripeTenths' codes, for MarkCapture: its one
+// statement refuses what stripeAmount refuses.
+var stripeTenthsCodes = func() []string {
+	codes := make([]string, 0, len(stripeTenths))
+	for c := range stripeTenths {
+		codes = append(codes, string(c))
+	}
+	slices.Sort(codes)
+	return codes
+}()
+
 // stripeAmount says why Stripe cannot take amount of c (nil when it can):
 // a charge, a capture or a refund.
 func stripeAmount(c money.Currency, amount int64) error {
@@ -611,43 +622,13 @@ func (s *Service) pipeline(ctx context.Context, p *Payment, version time.Time, a
 
 // Capture captures amount (0 = all) of an authorization.
 func (s *Service) Capture(ctx context.Context, id string, can Access, amount int64, done Answer) (*Payment, error) {
-	if amount%10 != 0 {
-		// Perhaps a Stripe payment in a three-decimal currency
-		// (stripeAmount): refused before the capture is marked.
-		cur, err := s.db().Payment(ctx, id, false)
-		if err != nil {
-			return nil, err
-		}
-		if !can.Allows(cur) {
-			return nil, ErrNotFound
-		}
-		if _, err := CheckCapture(cur, amount); err != nil {
-			return nil, err
-		}
-		if cur.GatewayName() == GatewayStripe {
-			if err := stripeAmount(cur.Currency, amount); err != nil {
-				return nil, err
-			}
-		}
-	}
-	// One statement marks the capture, or finds why it cannot be.
+	// One statement marks the capture, or finds why it cannot be. It
+	// also refuses a Stripe payment in a three-decimal currency for an
+	// amount Stripe cannot take (stripeAmount), so no read precedes it.
 	now := s.now()
-	p, err := s.Store.MarkCapture(ctx, id, now, can.User, amount)
+	p, err := s.Store.MarkCapture(ctx, id, now, can.User, amount, stripeTenthsCodes)
 	if errors.Is(err, ErrNotMarked) {
-		cur, err := s.db().Payment(ctx, id, false)
-		if err != nil {
-			return nil, err
-		}
-		if !can.Allows(cur) {
-			return nil, ErrNotFound
-		}
-		if _, err := CheckCapture(cur, amount); err != nil {
-			return nil, err
-		}
-		if err := s.chargeable(ctx, s.db(), cur.AccountID, accounts.Facts{}, false); err != nil {
-			return nil, err // an authorization on an account no longer active: cancel it, or let it expire
-		}
-		return nil, apperr.New(CodeOpInProgress, "the payment changed while capturing; retry")
+		return nil, s.captureRefusal(ctx, id, can, amount)
 	}
 	if err != nil {
 		return nil, err
@@ -660,6 +641,34 @@ func (s *Service) Capture(ctx context.Context, id string, can Access, amount int
 		return gw.Capture(ctx, CaptureRequest{PaymentID: id, GatewayPaymentID: p.GatewayObject(), Key: GatewayKey(id, "capture"), Amount: amt})
 	})
 	return s.finishOp(ctx, s.Store.Fresh(), p, OpCapture, st, cerr, done)
+}
+
+// captureRefusal says why MarkCapture could not mark payment id for a
+// capture of amount, from a fresh read of the payment: not the caller's
+// (404), not capturable now (CheckCapture), an amount Stripe cannot take
+// (stripeAmount), an account no longer active, else a write that raced
+// the mark (retry). The checks run in that order, the order of the
+// problems a caller sees.
+func (s *Service) captureRefusal(ctx context.Context, id string, can Access, amount int64) error {
+	cur, err := s.db().Payment(ctx, id, false)
+	if err != nil {
+		return err
+	}
+	if !can.Allows(cur) {
+		return ErrNotFound
+	}
+	if _, err := CheckCapture(cur, amount); err != nil {
+		return err
+	}
+	if cur.GatewayName() == GatewayStripe {
+		if err := stripeAmount(cur.Currency, amount); err != nil {
+			return err
+		}
+	}
+	if err := s.chargeable(ctx, s.db(), cur.AccountID, accounts.Facts{}, false); err != nil {
+		return err // an authorization on an account no longer active: cancel it, or let it expire
+	}
+	return apperr.New(CodeOpInProgress, "the payment changed while capturing; retry")
 }
 
 // call runs one gateway call for p with the gateway timeout.

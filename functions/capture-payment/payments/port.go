@@ -123,8 +123,10 @@ type Store interface {
 	// the guard refused. p.UserID is the owner the guard must find.
 	InsertCreated(ctx context.Context, p *Payment, g AccountGuard, msgs []Message, answer any) (bool, error)
 	// MarkCapture marks a payment capturing in one statement, or fails
-	// with ErrNotMarked.
-	MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64) (*Payment, error)
+	// with ErrNotMarked. It does not mark a Stripe payment in one of
+	// tenths (currencies Stripe takes only in multiples of 10 minor
+	// units) for an amount that is not such a multiple.
+	MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64, tenths []string) (*Payment, error)
 	Unsettled(ctx context.Context, before time.Time, limit int) ([]string, error)
 	PendingRefunds(ctx context.Context, before time.Time, limit int) ([]string, error)
 	ExpiredAuthorizations(ctx context.Context, before time.Time, limit int) ([]string, error)

@@ -228,9 +228,11 @@ func (s *Store) InsertCreated(ctx context.Context, p *payments.Payment, g paymen
 // one statement, if it is in requires_capture with no pending operation,
 // is user's ("" for anyone), can capture amount, and its account is
 // active (a closed account cannot be paid into, a frozen one refuses an
-// invoice's settlement: the ledger would reject the capture's postings). It returns the marked
+// invoice's settlement: the ledger would reject the capture's postings),
+// and is not a Stripe payment in one of tenths for an amount that is not
+// a multiple of 10 (Stripe would refuse it). It returns the marked
 // payment, or payments.ErrNotMarked when it could not be marked.
-func (s *Store) MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64) (*payments.Payment, error) {
+func (s *Store) MarkCapture(ctx context.Context, id string, now time.Time, user string, amount int64, tenths []string) (*payments.Payment, error) {
 	// Asynchronous for the sandbox (see asyncCommit): a lost mark is
 	// harmless, the capture's key is fixed and the sandbox is in the WAL.
 	// The setting is made by the marked row itself (its RETURNING, before
@@ -242,9 +244,10 @@ func (s *Store) MarkCapture(ctx context.Context, id string, now time.Time, user 
 			updated_at = greatest($2, updated_at + interval '1 microsecond')
 		WHERE id = $1 AND status = 'requires_capture' AND pending_op IS NULL AND ($3 = '' OR user_id::text = $3)
 		AND ($4 = 0 OR amount_capturable >= $4)
+		AND ($4 % 10 = 0 OR gateway IS DISTINCT FROM 'stripe' OR currency <> ALL($5::text[]))
 		AND EXISTS (SELECT 1 FROM payment_accounts a WHERE a.id = payments.account_id AND a.status = 'active')
 		RETURNING `+paymentCols+`, set_config('synchronous_commit', CASE gateway WHEN 'sandbox' THEN 'off' ELSE 'on' END, true)`,
-		id, now, user, amount), &commit)
+		id, now, user, amount, tenths), &commit)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, payments.ErrNotMarked
 	}
