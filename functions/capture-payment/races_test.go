@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,27 +11,8 @@ import (
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
-
-// race fires every call at once (released together) and returns their answers.
-func race(calls ...func() *httptest.ResponseRecorder) []*httptest.ResponseRecorder {
-	out := make([]*httptest.ResponseRecorder, len(calls))
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-	)
-	for i, c := range calls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			out[i] = c()
-		}()
-	}
-	close(start)
-	wg.Wait()
-	return out
-}
 
 func codesOf(recs []*httptest.ResponseRecorder) map[int]int {
 	m := map[int]int{}
@@ -55,7 +35,7 @@ func TestConcurrentRefundsNeverExceedTheCapture(t *testing.T) {
 				return g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 3000}})
 			}
 		}
-		recs := race(calls...)
+		recs := testenv.TogetherResults(calls...)
 		codes := codesOf(recs)
 		after := g.get(p.ID)
 		var sum int64
@@ -80,7 +60,7 @@ func TestCaptureRacingCancelHasOneOutcome(t *testing.T) {
 	g := newRig(t)
 	for round := 0; round < 15; round++ {
 		p := g.pay(5000, "USD", "pm_card_visa", "manual", true)
-		recs := race(
+		recs := testenv.TogetherResults(
 			func() *httptest.ResponseRecorder {
 				return g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture", body: map[string]any{"amount": 4000}})
 			},
@@ -144,7 +124,7 @@ func TestConfirmTwiceWithDifferentKeysChargesOnce(t *testing.T) {
 				return g.do(req{method: "POST", path: "/payments/" + p.ID + "/confirm", body: map[string]any{"payment_method": "pm_card_visa"}})
 			}
 		}
-		recs := race(calls...)
+		recs := testenv.TogetherResults(calls...)
 		codes := codesOf(recs)
 		after := g.get(p.ID)
 		var intents int
@@ -183,7 +163,7 @@ func captureRacingItsWebhook(t *testing.T, wall bool) {
 		news := func() events.Event {
 			return gatewayUpdated(t, p, "succeeded", time.Now(), func(d map[string]any) { d["amount_received"] = 3000 })
 		}
-		race(
+		testenv.TogetherResults(
 			func() *httptest.ResponseRecorder {
 				return g.do(req{method: "POST", path: "/payments/" + p.ID + "/capture", body: map[string]any{"amount": 3000}})
 			},
@@ -220,7 +200,7 @@ func TestOneKeyWithDifferentBodiesAtOnceHasOneEffect(t *testing.T) {
 					"amount": 1000 + i, "currency": "USD", "payment_method": "pm_card_visa", "capture_method": "automatic", "confirm": true}})
 			}
 		}
-		recs := race(calls...)
+		recs := testenv.TogetherResults(calls...)
 		var n, charged int
 		if err := g.d.Pool.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE i.amount_received > 0)
 			FROM payments p LEFT JOIN sandbox_intents i ON i.payment_id = p.id WHERE p.account_id = $1`, g.account).Scan(&n, &charged); err != nil {
@@ -256,7 +236,7 @@ func TestAnInvoiceCollectedFromEverySideAtOnceIsChargedOnce(t *testing.T) {
 				"invoice_id": invoice, "account_id": g.account, "currency": "USD", "amount_due": 990,
 				"collection_method": "charge_automatically", "attempt": 2}))
 		}
-		race(
+		testenv.TogetherResults(
 			retry, retry,
 			func() *httptest.ResponseRecorder { return g.deliver(fin) },
 			func() *httptest.ResponseRecorder { return g.deliver(invoiceFinalized(t, g.account, invoice, 990)) },

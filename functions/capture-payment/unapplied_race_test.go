@@ -11,6 +11,7 @@ import (
 
 	"github.com/billfn/billfn/functions/capture-payment/payments"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
 
 // generate-invoice's report of money an invoice did not need arrives while
@@ -70,7 +71,7 @@ func TestAnUnappliedReportRacingRefundsLeavesRevenueNothing(t *testing.T) {
 				return g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": amount}})
 			}
 		}
-		race(func() *httptest.ResponseRecorder { return g.deliver(unapplied) }, refund(1000), refund(1000), refund(500))
+		testenv.TogetherResults(func() *httptest.ResponseRecorder { return g.deliver(unapplied) }, refund(1000), refund(1000), refund(500))
 		var refunded int64
 		if err := g.d.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(amount), 0) FROM refunds
 			WHERE payment_id = $1 AND status = 'succeeded'`, p.ID).Scan(&refunded); err != nil {

@@ -13,25 +13,8 @@ import (
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
-
-// fire runs every call at once (released together).
-func fire(calls ...func()) {
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-	)
-	for _, c := range calls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			c()
-		}()
-	}
-	close(start)
-	wg.Wait()
-}
 
 // Closing an account while money moves in and out of it and holds are
 // placed on it and to it: a closed account holds nothing and no hold
@@ -51,7 +34,7 @@ func TestClosingRacesTransfersAndHolds(t *testing.T) {
 			answers[k] = fmt.Sprintf("%d %s", r.Code, r.code())
 			mu.Unlock()
 		}
-		fire(
+		testenv.Together(
 			func() { note("out", e.transfer(owner, a, b, 100)) },
 			func() {
 				note("close", e.do("PATCH", "/accounts/"+a.ID, e.admin, auth.RoleAdmin, map[string]any{"status": "closed"}))
@@ -105,7 +88,7 @@ func TestAHoldResolvedFromEverySideAtOnceResolvesOnce(t *testing.T) {
 			}
 			mu.Unlock()
 		}
-		fire(
+		testenv.Together(
 			func() {
 				count(e.do("POST", "/transfers/"+h.ID+"/capture", owner, auth.RoleCustomer, map[string]any{"amount": 1_000}, "Idempotency-Key", key()))
 			},
@@ -161,7 +144,7 @@ func TestDrainingOneAccountFromEveryPathAtOnce(t *testing.T) {
 				},
 			)
 		}
-		fire(calls...)
+		testenv.Together(calls...)
 		got := e.get(a.ID)
 		if got.Balance-got.Held < 0 || got.Balance < 0 {
 			t.Fatalf("round %d: account %+v", round, got)
@@ -188,7 +171,7 @@ func TestAnAsyncTransfersEventDeliveredConcurrentlyPostsOnce(t *testing.T) {
 		r.json(t, &tr)
 		evs := e.kafkaEvents("billfn.transaction.requested", a.ID, round+1)
 		ev := evs[len(evs)-1]
-		fire(
+		testenv.Together(
 			func() { e.deliver(ev) }, func() { e.deliver(ev) }, func() { e.deliver(ev, ev) },
 			func() { e.transfer(alice, a, b, 100, "Prefer", "respond-async", "Idempotency-Key", k) },
 			func() { e.transfer(alice, a, b, 100, "Idempotency-Key", k) },
@@ -225,7 +208,7 @@ func TestARefundHoldsResolutionsAtOnceResolveOnce(t *testing.T) {
 			e.clock.Advance(time.Hour)
 		}
 		capture, void := resolve(events.TypeHoldCaptureRequested, h.ID), resolve(events.TypeHoldVoidRequested, h.ID)
-		fire(
+		testenv.Together(
 			func() { e.deliver(capture) }, func() { e.deliver(capture) },
 			func() { e.deliver(void) }, func() { e.deliver(void, capture) },
 			func() {
@@ -266,7 +249,7 @@ func TestOneKeyWithDifferentTransfersAtOnceMovesOnce(t *testing.T) {
 				},
 			)
 		}
-		fire(calls...)
+		testenv.Together(calls...)
 		var n int
 		if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM transfers WHERE from_account_id = $1 AND idem_key = $2`,
 			a.ID, k).Scan(&n); err != nil {

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,27 +11,8 @@ import (
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/testenv"
 )
-
-// fire runs every call at once (released together) and returns the answers.
-func fire(calls ...func() *httptest.ResponseRecorder) []*httptest.ResponseRecorder {
-	out := make([]*httptest.ResponseRecorder, len(calls))
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-	)
-	for i, c := range calls {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			out[i] = c()
-		}()
-	}
-	close(start)
-	wg.Wait()
-	return out
-}
 
 // A coupon of three redemptions, asked for at once by customers'
 // drafts being finalized, merchants' creations (auto-finalized and not),
@@ -71,7 +51,7 @@ func TestACouponsRedemptionsAreBoundedUnderConcurrency(t *testing.T) {
 				},
 			)
 		}
-		recs := fire(calls...)
+		recs := testenv.TogetherResults(calls...)
 		ok := 0
 		for _, r := range recs {
 			if r.Code == 200 || r.Code == 201 {
@@ -115,7 +95,7 @@ func TestAnInvoicePaidFromEverySideAtOnceIsNeverOverpaid(t *testing.T) {
 				return rec
 			}
 		}
-		recs := fire(
+		recs := testenv.TogetherResults(
 			func() *httptest.ResponseRecorder {
 				return g.asAdmin("POST", "/invoices/"+inv.ID+"/pay", map[string]any{"amount": 1260})
 			},
@@ -174,7 +154,7 @@ func TestASubscriptionsPendingProrationSurvivesTheTickRacingItsChanges(t *testin
 			g.h.ServeHTTP(rec, g.kit.Tick())
 			return rec
 		}
-		recs := fire(tick, tick,
+		recs := testenv.TogetherResults(tick, tick,
 			func() *httptest.ResponseRecorder {
 				return g.asAdmin("POST", "/subscriptions/"+sub.ID+"/cancel", map[string]any{"at_period_end": false})
 			},
@@ -239,7 +219,7 @@ func TestOneKeyWithDifferentInvoicesAtOnceMakesOne(t *testing.T) {
 				return g.call(call{method: "POST", path: "/invoices", body: body, sub: g.admin, role: auth.RoleAdmin, key: key})
 			})
 		}
-		recs := fire(calls...)
+		recs := testenv.TogetherResults(calls...)
 		ids := map[string]bool{}
 		for _, r := range recs {
 			if r.Code == 201 {
