@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"testing"
 	"time"
 
@@ -26,15 +25,18 @@ func event(t *testing.T, source, typ, subject string, data any) events.Event {
 
 func (g *rig) saveMethod(t *testing.T, token string, asDefault bool) payments.Method {
 	t.Helper()
-	return decode[payments.Method](t, g.do(req{method: "POST", path: "/accounts/" + g.account + "/payment-methods",
-		body: map[string]any{"user_id": g.admin, "token": token, "brand": "visa", "last4": "4242", "exp_month": 12,
-			"exp_year": 2030, "default": asDefault}}), http.StatusCreated)
+	return g.saveMethodOn(t, g.account, token, asDefault)
 }
 
 func invoiceFinalized(t *testing.T, account, invoice string, due int64) events.Event {
-	return event(t, "generate-invoice", events.TypeInvoiceFinalized, invoice, map[string]any{
-		"invoice_id": invoice, "number": "INV-2026-000042", "account_id": account, "currency": "USD", "total": due,
-		"amount_paid": 0, "amount_due": due, "status": "open", "collection_method": "charge_automatically"})
+	return event(t, "generate-invoice", events.TypeInvoiceFinalized, invoice, invoiceOpen(account, "USD", invoice, due))
+}
+
+// invoiceOpen is the data of a finalized charge_automatically invoice of
+// due in currency on account, nothing paid yet.
+func invoiceOpen(account, currency, invoice string, due int64) map[string]any {
+	return map[string]any{"invoice_id": invoice, "number": "INV-2026-000042", "account_id": account, "currency": currency, "total": due,
+		"amount_paid": 0, "amount_due": due, "status": "open", "collection_method": "charge_automatically"}
 }
 
 func TestInvoiceFinalizedIsCollectedWithTheDefaultMethodOnce(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -124,6 +125,69 @@ func (g *rig) accountIn(currency string) string {
 	id := g.newAccount(g.admin, c)
 	g.byCurrency[c] = id
 	return id
+}
+
+// saveMethodOn saves token as a card of account (admin's), its default
+// payment method when asDefault.
+func (g *rig) saveMethodOn(t *testing.T, account, token string, asDefault bool) payments.Method {
+	t.Helper()
+	return decode[payments.Method](t, g.do(req{method: "POST", path: "/accounts/" + account + "/payment-methods",
+		body: map[string]any{"user_id": g.admin, "token": token, "brand": "visa", "last4": "4242", "exp_month": 12,
+			"exp_year": 2030, "default": asDefault}}), http.StatusCreated)
+}
+
+// refusedPayment asks POST /payments to charge amount of currency to a
+// card on admin's account in that currency (extra adds to the body) and
+// checks that it is refused with a 422 problem of code before any
+// write: no payment exists under the request's key.
+func (g *rig) refusedPayment(t *testing.T, currency string, amount int64, code string, extra map[string]any) {
+	t.Helper()
+	key := "k-" + uuid.NewString()
+	body := map[string]any{"account_id": g.accountIn(currency), "amount": amount, "currency": currency, "payment_method": "pm_card_visa", "confirm": true}
+	maps.Copy(body, extra)
+	if got := problemCode(t, g.do(req{method: "POST", path: "/payments", key: key, body: body}), 422); got != code {
+		t.Fatalf("%s %d: %s, want %s", currency, amount, got, code)
+	}
+	if rec := g.do(req{method: "GET", path: "/payments/" + payments.DerivedID(payments.PaymentNS, name+":"+g.admin, key)}); rec.Code != http.StatusNotFound {
+		t.Fatalf("%s %d: the refused payment was written: %d %s", currency, amount, rec.Code, rec.Body)
+	}
+}
+
+// uncollected has capture-payment collect an invoice of due in currency
+// that it must not charge (admin's account in currency, a default card):
+// it checks that no gateway was asked, that the invoice's payment waits
+// for a payment method with last_payment_error code, that one
+// billfn.payment.failed tells generate-invoice why, and that a dunning
+// retry charges nothing either. It returns the payment.
+func (g *rig) uncollected(t *testing.T, currency string, due int64, code string) payments.Payment {
+	t.Helper()
+	account := g.accountIn(currency)
+	g.saveMethodOn(t, account, "pm_card_visa", true)
+	invoice := uuid.NewString()
+	data := invoiceOpen(account, currency, invoice, due)
+	if rec := g.deliver(event(t, "generate-invoice", events.TypeInvoiceFinalized, invoice, data)); rec.Code != 200 {
+		t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
+	}
+	p := g.get(payments.InvoicePaymentID(invoice))
+	if _, attempts := g.charges(t, invoice); attempts != 0 {
+		t.Fatalf("the gateway was asked to charge %s %d: %+v", currency, due, p)
+	}
+	if p.Status != payments.RequiresPaymentMethod || p.LastPaymentError == nil || p.LastPaymentError.Code != code {
+		t.Fatalf("payment: %+v", p)
+	}
+	if failed := g.drain(events.TopicPayment, func(r record) bool {
+		return r.Key == p.ID && r.Event.Type() == events.TypePaymentFailed
+	}); len(failed) != 1 {
+		t.Fatalf("%d billfn.payment.failed for the refused collection, want 1", len(failed))
+	}
+	data["attempt"] = 2
+	if rec := g.deliver(event(t, "generate-invoice", events.TypeInvoicePaymentRetryRequested, invoice, data)); rec.Code != 200 {
+		t.Fatalf("retry: %d %s", rec.Code, rec.Body)
+	}
+	if _, attempts := g.charges(t, invoice); attempts != 0 {
+		t.Fatalf("the dunning retry asked the gateway to charge %s %d: %+v", currency, due, g.get(p.ID))
+	}
+	return p
 }
 
 // req is one HTTP call to the function.

@@ -6,10 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/billfn/billfn/functions/capture-payment/payments"
-	"github.com/billfn/billfn/shared/events"
 )
 
 // Stripe takes amounts in the three-decimal currencies (BHD, JOD, KWD,
@@ -36,29 +33,13 @@ func TestStripeIsNotAskedForAThreeDecimalAmountItCannotTake(t *testing.T) {
 			t.Fatalf("1.010 KWD went to %s, want stripe", *q.Gateway)
 		}
 		// Asked for Stripe by name: refused, nothing written.
-		key := "k-" + uuid.NewString()
-		rec := g.do(req{method: "POST", path: "/payments", key: key, body: map[string]any{"account_id": g.accountIn("KWD"), "amount": 1005,
-			"currency": "KWD", "payment_method": "pm_card_visa", "confirm": true, "gateway": "stripe"}})
-		if got := problemCode(t, rec, 422); got != code {
-			t.Fatalf("asked for Stripe: %s, want %s", got, code)
-		}
-		if rec := g.do(req{method: "GET", path: "/payments/" + payments.DerivedID(payments.PaymentNS, name+":"+g.admin, key)}); rec.Code != http.StatusNotFound {
-			t.Fatalf("the refused payment was written: %d %s", rec.Code, rec.Body)
-		}
+		g.refusedPayment(t, "KWD", 1005, code, map[string]any{"gateway": "stripe"})
 	})
 
 	t.Run("refused when only Stripe takes the currency", func(t *testing.T) {
 		g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "*=stripe" })
 		for _, cur := range []string{"BHD", "JOD", "KWD", "OMR", "TND"} {
-			key := "k-" + uuid.NewString()
-			rec := g.do(req{method: "POST", path: "/payments", key: key, body: map[string]any{"account_id": g.accountIn(cur), "amount": 12345,
-				"currency": cur, "payment_method": "pm_card_visa", "confirm": true}})
-			if got := problemCode(t, rec, 422); got != code {
-				t.Fatalf("%s 12.345: %s, want %s", cur, got, code)
-			}
-			if rec := g.do(req{method: "GET", path: "/payments/" + payments.DerivedID(payments.PaymentNS, name+":"+g.admin, key)}); rec.Code != http.StatusNotFound {
-				t.Fatalf("%s: the refused payment was written: %d %s", cur, rec.Code, rec.Body)
-			}
+			g.refusedPayment(t, cur, 12345, code, nil)
 		}
 		// A two-decimal currency is not concerned.
 		if p := g.pay(12345, "USD", "pm_card_visa", "automatic", true); *p.Gateway != payments.GatewayStripe {
@@ -116,33 +97,5 @@ func stripeEvent(d map[string]any) { d["gateway"] = payments.GatewayStripe }
 func TestAThreeDecimalInvoiceStripeCannotTakeIsNotCharged(t *testing.T) {
 	base := stripeMockURL(t)
 	g := newRig(t, func(c *Config) { c.StripeKey, c.StripeBase, c.Routes = "sk_test_billfn", base, "*=stripe" })
-	account := g.accountIn("KWD")
-	decode[payments.Method](t, g.do(req{method: "POST", path: "/accounts/" + account + "/payment-methods",
-		body: map[string]any{"user_id": g.admin, "token": "pm_card_visa", "brand": "visa", "last4": "4242", "exp_month": 12,
-			"exp_year": 2030, "default": true}}), http.StatusCreated)
-	invoice := uuid.NewString()
-	data := map[string]any{"invoice_id": invoice, "number": "INV-2026-000043", "account_id": account, "currency": "KWD", "total": 1005,
-		"amount_paid": 0, "amount_due": 1005, "status": "open", "collection_method": "charge_automatically"}
-	if rec := g.deliver(event(t, "generate-invoice", events.TypeInvoiceFinalized, invoice, data)); rec.Code != 200 {
-		t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
-	}
-	if _, attempts := g.charges(t, invoice); attempts != 0 {
-		t.Fatalf("Stripe was asked to charge 1.005 KWD: %+v", g.get(payments.InvoicePaymentID(invoice)))
-	}
-	p := g.get(payments.InvoicePaymentID(invoice))
-	if p.Status != payments.RequiresPaymentMethod || p.LastPaymentError == nil || p.LastPaymentError.Code != string(payments.CodeAmountPrecision) {
-		t.Fatalf("payment: %+v", p)
-	}
-	if failed := g.drain(events.TopicPayment, func(r record) bool {
-		return r.Key == p.ID && r.Event.Type() == events.TypePaymentFailed
-	}); len(failed) != 1 {
-		t.Fatalf("%d billfn.payment.failed for the refused collection, want 1", len(failed))
-	}
-	data["attempt"] = 2
-	if rec := g.deliver(event(t, "generate-invoice", events.TypeInvoicePaymentRetryRequested, invoice, data)); rec.Code != 200 {
-		t.Fatalf("retry: %d %s", rec.Code, rec.Body)
-	}
-	if _, attempts := g.charges(t, invoice); attempts != 0 {
-		t.Fatalf("the dunning retry asked Stripe to charge 1.005 KWD: %+v", g.get(p.ID))
-	}
+	g.uncollected(t, "KWD", 1005, string(payments.CodeAmountPrecision))
 }
