@@ -105,6 +105,7 @@ const (
 	KindRefund            = "refund"             // → SYS-CLEARING, a refund's hold or posting
 	KindInvoiceRefund     = "invoice_refund"     // SYS-REVENUE → the account, before a gateway-made refund
 	KindInvoiceUnapplied  = "invoice_unapplied"  // SYS-REVENUE → the account, what an invoice did not need
+	KindRefundReversal    = "refund_reversal"    // SYS-CLEARING → what a refund drew on, when it failed after it succeeded
 )
 
 // TransferKinds lists the kinds above.

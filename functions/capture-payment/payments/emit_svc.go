@@ -133,7 +133,7 @@ const (
 	KindInvRefund  = events.KindInvoiceRefund
 	// KindRefundReversal returns a refund that failed after it succeeded:
 	// SYS-CLEARING → what the refund drew on (the account, or revenue).
-	KindRefundReversal = "refund_reversal"
+	KindRefundReversal = events.KindRefundReversal
 )
 
 // LedgerNS namespaces the deterministic ids of ledger events.
