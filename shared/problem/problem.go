@@ -13,6 +13,15 @@
 //
 // Anything that is not an *apperr.Error is an internal error: it is logged
 // with the request id and the client sees a 500 with no internals.
+//
+// Extension members (apperr.Error.With, Document.Extra) must not be named
+// like the document's own members (type, title, status, detail, instance,
+// and billfn's code, request_id, errors), in any case: RFC 9457 (section
+// 3.2) forbids it, and a client would read two values for one member (a
+// Go client matches names in any case). Such a name is a programming
+// error: Document.MarshalJSON refuses the document, and Write logs why
+// and serves a 500 internal problem instead, as for an extension that
+// cannot be encoded. No document ever has two members of one name.
 package problem
 
 import (
@@ -22,8 +31,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/billfn/billfn/shared/apperr"
@@ -206,8 +218,38 @@ type Document struct {
 	Extra     map[string]any `json:"-"`
 }
 
-// MarshalJSON inlines the extension members.
+// members are the names of Document's own members, from its JSON tags.
+var members = func() []string {
+	var names []string
+	t := reflect.TypeFor[Document]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
+}()
+
+// member is the document's own member that an extension member named
+// name would duplicate ("" for none).
+func member(name string) string {
+	for _, m := range members {
+		if strings.EqualFold(name, m) {
+			return m
+		}
+	}
+	return ""
+}
+
+// MarshalJSON inlines the extension members. It refuses one named like a
+// member of the document (see the package comment).
 func (d Document) MarshalJSON() ([]byte, error) {
+	for k := range d.Extra {
+		if m := member(k); m != "" {
+			return nil, fmt.Errorf("problem: extension member %q would duplicate the document's member %q (RFC 9457, section 3.2)", k, m)
+		}
+	}
 	type plain Document
 	b, err := json.Marshal(plain(d))
 	if err != nil || len(d.Extra) == 0 {
@@ -298,22 +340,24 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 func serve(s Statuses, w http.ResponseWriter, r *http.Request, err error) {
 	reqID := w.Header().Get("X-Request-Id")
 	d, pe := s.Doc(r, reqID, err)
+	ctx := context.Background()
+	attrs := []any{"code", pe.Code, "request_id", reqID}
+	if r != nil {
+		ctx = r.Context()
+		attrs = append(attrs, "method", r.Method, "path", r.URL.Path)
+	}
 	if d.Status >= 500 {
-		attrs := []any{"code", pe.Code, "request_id", reqID}
-		if r != nil {
-			attrs = append(attrs, "method", r.Method, "path", r.URL.Path)
-		}
+		failed := attrs
 		if pe.Err != nil {
-			attrs = append(attrs, "err", pe.Err.Error())
+			failed = append(slices.Clip(attrs), "err", pe.Err.Error())
 		}
-		ctx := context.Background()
-		if r != nil {
-			ctx = r.Context()
-		}
-		slog.Default().ErrorContext(ctx, "request failed: "+pe.Detail, attrs...)
+		slog.Default().ErrorContext(ctx, "request failed: "+pe.Detail, failed...)
 	}
 	body, merr := json.Marshal(d)
 	if merr != nil {
+		// A programming error (an extension named like a member, or one
+		// that cannot be encoded): the log says which.
+		slog.Default().ErrorContext(ctx, "problem document not encodable: "+merr.Error(), attrs...)
 		body = []byte(`{"type":"` + TypeOf(Internal) + `","title":"Internal error","status":500,"code":"internal"}`)
 		d.Status = http.StatusInternalServerError
 	}

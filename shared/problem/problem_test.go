@@ -321,6 +321,33 @@ func TestWriteFallsBackToA500WhenAnExtensionCannotBeEncoded(t *testing.T) {
 	}
 }
 
+// RFC 9457 (section 3.2): extension members must not be named like the
+// document's own members. A duplicate "status" key once went out: a
+// client saw two statuses and kept whichever its parser kept last. Such
+// an extension is a programming error: the document is refused (a 500
+// internal, as for an extension that cannot be encoded) and logged with
+// the member's name, so no document has two members of one name. A Go
+// client matches names in any case, so "Status" is refused too.
+func TestAnExtensionNamedLikeADocumentMemberIsRefused(t *testing.T) {
+	for _, name := range []string{"type", "title", "status", "detail", "instance", "code", "request_id", "errors", "Status"} {
+		d := Document{Type: "t", Title: "T", Status: 409, Code: "c", Extra: map[string]any{name: "x"}}
+		if b, err := json.Marshal(d); err == nil || !strings.Contains(err.Error(), `"`+name+`"`) {
+			t.Errorf("extension %q: Marshal = %s, %v; want an error naming it", name, b, err)
+		}
+		res := write(t, "/p", "", New(Conflict, "x").With(name, "x"))
+		if res.rec.Code != 500 || res.body["code"] != "internal" || strings.Count(strings.ToLower(res.raw), `"`+strings.ToLower(name)+`"`) > 1 {
+			t.Errorf("extension %q served as %d %s, want a 500 internal with one such member", name, res.rec.Code, res.raw)
+		}
+		if !strings.Contains(res.log, name) || !strings.Contains(res.log, `"code":"conflict"`) {
+			t.Errorf("extension %q: the refusal was not logged with the member and the code: %s", name, res.log)
+		}
+	}
+	// A name that only contains a member's is an extension like any other.
+	if res := write(t, "/p", "", New(Conflict, "x").With("account_status", "frozen")); res.rec.Code != 409 || res.body["account_status"] != "frozen" {
+		t.Errorf("account_status: %d %s", res.rec.Code, res.raw)
+	}
+}
+
 func TestWriteHidesAPlainErrorBehindA500(t *testing.T) {
 	cause := errors.New("pq: password authentication failed for user billfn_rw")
 	res := write(t, "/v1/invoices", "req-9", fmt.Errorf("load invoice: %w", cause))
