@@ -187,6 +187,27 @@ func TestACustomerCannotClaimABillfnTransferKind(t *testing.T) {
 	}
 }
 
+// refund_reversal (capture-payment's posting of a refund that failed
+// after it succeeded) is a kind of billfn's own like the other refund
+// kinds, but was missing from events.TransferKinds: a customer's transfer
+// claiming it was posted, stating a reversal of a payment's refund that
+// capture-payment never made. It is refused, and nothing moves.
+func TestACustomerCannotClaimARefundReversal(t *testing.T) {
+	e := newEnv(t)
+	owner := uuid.NewString()
+	a, b := e.account(owner, "USD"), e.account(owner, "USD")
+	e.fund(a, 1_000)
+	md := map[string]string{"kind": events.KindRefundReversal, "payment_id": uuid.NewString(), "gateway": "stripe"}
+	r := e.do("POST", "/transfers", owner, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 1, "currency": "USD", "metadata": md}, "Idempotency-Key", key())
+	if r.Code != 422 || !strings.Contains(r.Body.String(), `"pointer":"#/metadata/kind"`) {
+		t.Errorf("a customer's transfer of kind refund_reversal: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 1_000 {
+		t.Fatalf("the refused transfer moved money: %+v", got)
+	}
+}
+
 // The refusal above reads metadata the way its consumers do. A consumer
 // (aggregate-report's reconciliation) reads the member named exactly
 // "kind", last one wins; encoding/json's struct decoding matched any case

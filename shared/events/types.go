@@ -108,8 +108,9 @@ const (
 	KindRefundReversal    = "refund_reversal"    // SYS-CLEARING → what a refund drew on, when it failed after it succeeded
 )
 
-// TransferKinds lists the kinds above.
-var TransferKinds = []string{KindPaymentCapture, KindInvoiceSettlement, KindRefund, KindInvoiceRefund, KindInvoiceUnapplied}
+// TransferKinds lists the kinds above, every one of them
+// (TestTransferKindsListEveryKind).
+var TransferKinds = []string{KindPaymentCapture, KindInvoiceSettlement, KindRefund, KindInvoiceRefund, KindInvoiceUnapplied, KindRefundReversal}
 
 // MetadataOf encodes string metadata for a TransferRequest.
 func MetadataOf(m map[string]string) json.RawMessage {
