@@ -261,6 +261,42 @@ func TestPaymentEventsAreSignedAsTheyAreWritten(t *testing.T) {
 	}
 }
 
+// chargeRefunded is Stripe's charge.refunded as handle-webhook normalizes
+// it: the charge's running total refunded as of at (its created), no
+// refund id.
+func chargeRefunded(t *testing.T, p payments.Payment, total int64, at time.Time) events.Event {
+	t.Helper()
+	return gatewayUpdated(t, p, "refunded", at, func(d map[string]any) {
+		d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "charge", "charge.refunded", "ch_"+p.ID[:8]
+		d["amount_refunded"], d["amount_received"], d["amount"] = total, p.Amount, p.Amount
+	})
+}
+
+// refundReport is a refund event (refund.created, refund.updated,
+// refund.failed, charge.refund.updated) about gateway refund id, with its
+// status ("succeeded", or "failed" with the reason of a card that was
+// closed), as handle-webhook normalizes it. A refund made in the
+// gateway's dashboard names no billfn refund.
+func refundReport(t *testing.T, p payments.Payment, eventType, id, status string, amount int64, at time.Time,
+	mutate ...func(map[string]any)) events.Event {
+	t.Helper()
+	update := "refunded"
+	if status == "failed" {
+		update = "failed"
+	}
+	return gatewayUpdated(t, p, update, at, func(d map[string]any) {
+		d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "refund", eventType, id
+		d["refund_id"], d["refund_status"], d["refund_amount"], d["amount"], d["amount_received"] = id, status, amount, amount, 0
+		d["failure_code"], d["decline_code"], d["failure_message"] = nil, nil, nil
+		if status == "failed" {
+			d["failure_code"] = "expired_or_canceled_card"
+		}
+		for _, m := range mutate {
+			m(d)
+		}
+	})
+}
+
 // A refund made in the gateway's dashboard is reported twice: as a charge
 // event (charge.refunded: the charge's running total, no refund id) and as
 // a refund event (refund.created: the refund's id and amount), in either
@@ -271,17 +307,9 @@ func TestPaymentEventsAreSignedAsTheyAreWritten(t *testing.T) {
 // two refund postings).
 func TestADashboardRefundReportedAsChargeAndAsRefundIsRecordedOnce(t *testing.T) {
 	g := newRig(t)
-	charge := func(p payments.Payment, total int64) events.Event {
-		return gatewayUpdated(t, p, "refunded", time.Now(), func(d map[string]any) {
-			d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "charge", "charge.refunded", "ch_"+p.ID[:8]
-			d["amount_refunded"], d["amount_received"], d["amount"] = total, p.Amount, p.Amount
-		})
-	}
+	charge := func(p payments.Payment, total int64) events.Event { return chargeRefunded(t, p, total, time.Now()) }
 	refund := func(p payments.Payment, id string, amount int64) events.Event {
-		return gatewayUpdated(t, p, "refunded", time.Now(), func(d map[string]any) {
-			d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "refund", "refund.created", id
-			d["refund_id"], d["refund_status"], d["refund_amount"], d["amount"], d["amount_received"] = id, "succeeded", amount, amount, 0
-		})
+		return refundReport(t, p, "refund.created", id, "succeeded", amount, time.Now())
 	}
 	for _, c := range []struct {
 		name  string

@@ -16,11 +16,8 @@ import (
 // went back to the merchant's balance), as handle-webhook normalizes it.
 func refundFailedLate(t *testing.T, p payments.Payment, r payments.Refund, eventType string) events.Event {
 	t.Helper()
-	return gatewayUpdated(t, p, "failed", time.Now(), func(d map[string]any) {
-		d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "refund", eventType, *r.GatewayRefundID
-		d["refund_id"], d["billfn_refund_id"], d["refund_status"], d["refund_amount"] = *r.GatewayRefundID, r.ID, "failed", r.Amount
-		d["amount"], d["amount_received"], d["failure_code"], d["decline_code"], d["failure_message"] = r.Amount, 0, "expired_or_canceled_card", nil, nil
-	})
+	return refundReport(t, p, eventType, *r.GatewayRefundID, "failed", r.Amount, time.Now(),
+		func(d map[string]any) { d["billfn_refund_id"] = r.ID })
 }
 
 // A refund can fail after it succeeded (Stripe: "refunds can fail after

@@ -138,7 +138,7 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 		if r.Status == "succeeded" && status == "failed" {
 			// A refund can fail after it succeeded (the card was closed):
 			// the gateway gave the money back to the merchant.
-			reverseRefund(p, r, Str(u.FailureCode), now, e)
+			reverseRefund(p, r, Str(u.FailureCode), gatewayTime(u, now), now, e)
 			return tx.UpdateRefund(ctx, r)
 		}
 		if r.Status != "pending" && r.Status != "requires_action" {
@@ -151,6 +151,10 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 			if err := tx.AddUnapplied(ctx, p.ID, credited); err != nil {
 				return err
 			}
+		}
+		if r.FailedAt != nil {
+			at := gatewayTime(u, now)
+			r.FailedAt = &at
 		}
 		return tx.UpdateRefund(ctx, r)
 	}
@@ -166,6 +170,7 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	if u.Status != "refunded" && Str(u.RefundStatus) != "succeeded" {
 		return nil
 	}
+	known := p.AmountRefunded + p.AmountRefundPending
 	total := u.AmountRefunded
 	if total == 0 {
 		withIDs, err := tx.RefundedWithGatewayIDs(ctx, p.ID)
@@ -173,8 +178,18 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 			return err
 		}
 		total = withIDs + u.RefundAmount
+	} else {
+		// A charge event's total is a snapshot as of its created time, and
+		// the gateway does not order its events: one created at or before
+		// a refund failed (or was canceled) still counts that refund,
+		// which billfn no longer does. Counted back, it is no excess.
+		failed, err := tx.FailedSince(ctx, p.ID, u.OccurredAt)
+		if err != nil {
+			return err
+		}
+		known += failed
 	}
-	excess := min(total-p.AmountRefunded-p.AmountRefundPending, p.Refundable())
+	excess := min(total-known, p.Refundable())
 	if excess <= 0 {
 		return nil
 	}
@@ -213,6 +228,15 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	e.refundPostings(p, r, fromRevenue)
 	e.refund(events.TypeRefundSucceeded, r)
 	return nil
+}
+
+// gatewayTime is when the gateway says update u happened (its event's
+// created), or now when it does not say.
+func gatewayTime(u events.GatewayUpdate, now time.Time) time.Time {
+	if u.OccurredAt.IsZero() {
+		return now
+	}
+	return u.OccurredAt
 }
 
 // InvoicePaymentID is the id of the auto-collection payment of an invoice:

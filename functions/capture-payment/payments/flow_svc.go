@@ -1034,6 +1034,7 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 	case "failed", "canceled":
 		p.AmountRefundPending -= r.Amount
 		r.Status = status
+		r.FailedAt = &now
 		r.FailureReason = Nullable(failure)
 		if r.FailureReason == nil {
 			r.FailureReason = Nullable(status)
@@ -1055,10 +1056,11 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 // posting returns what the refund moved: SYS-CLEARING → what it drew on
 // (refundSource), kind refund_reversal, n = the refund's n, so a
 // redelivered or replayed report posts nothing more (and finds the refund
-// failed already).
-func reverseRefund(p *Payment, r *Refund, failure string, now time.Time, e *emitter) {
+// failed already). at is when the gateway says it failed.
+func reverseRefund(p *Payment, r *Refund, failure string, at, now time.Time, e *emitter) {
 	p.AmountRefunded -= r.Amount
 	r.Status = "failed"
+	r.FailedAt = &at
 	r.FailureReason = Nullable(failure)
 	if r.FailureReason == nil {
 		r.FailureReason = Nullable("failed")

@@ -49,6 +49,10 @@ type Tx interface {
 	// RefundedWithGatewayIDs sums the payment's refunds the gateway has
 	// ids for (succeeded, or pending with an id), whoever made them.
 	RefundedWithGatewayIDs(ctx context.Context, paymentID string) (int64, error)
+	// FailedSince sums the payment's refunds that existed at the gateway
+	// (they have its id) and failed or were canceled at or after at: a
+	// gateway's total refunded as of at still counts them.
+	FailedSince(ctx context.Context, paymentID string, at time.Time) (int64, error)
 	Refunds(ctx context.Context, paymentID string) ([]*Refund, error)
 	// LockRefund locks a refund and its payment (payment first).
 	LockRefund(ctx context.Context, id string) (*Payment, *Refund, error)

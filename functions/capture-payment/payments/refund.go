@@ -36,6 +36,11 @@ type Refund struct {
 	// out of the account's credit while this refund, pending, was to take
 	// it from revenue (Tx.Withhold): credited after all if it fails.
 	Withheld int64 `json:"-"`
+	// FailedAt is when the refund stopped counting at its gateway (failed
+	// or canceled): the gateway's time of that news when it said, else
+	// when billfn learned it. A gateway's total refunded as of a time at
+	// or before it still counts the refund (Tx.FailedSince).
+	FailedAt *time.Time `json:"-"`
 }
 
 // HoldSource decides what a new refund of amount on payment p draws on

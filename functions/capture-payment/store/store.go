@@ -414,12 +414,14 @@ func (t Tx) Attempts(ctx context.Context, paymentID string) ([]payments.Attempt,
 }
 
 const refundCols = `r.id, r.payment_id, r.N, r.account_id, r.user_id, r.invoice_id, r.amount, r.currency, r.gateway,
-	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.ledger_hold_id, r.hold_source, r.created_at, r.updated_at, r.withheld`
+	r.gateway_refund_id, p.gateway_payment_id, r.status, r.reason, r.failure_reason, r.ledger_hold_id, r.hold_source, r.created_at, r.updated_at, r.withheld,
+	r.failed_at`
 
 func scanRefund(row pgx.Row) (*payments.Refund, error) {
 	r := &payments.Refund{}
 	err := row.Scan(&r.ID, &r.PaymentID, &r.N, &r.AccountID, &r.UserID, &r.InvoiceID, &r.Amount, &r.Currency, &r.Gateway,
-		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.LedgerHoldID, &r.HoldSource, &r.CreatedAt, &r.UpdatedAt, &r.Withheld)
+		&r.GatewayRefundID, &r.GatewayPaymentID, &r.Status, &r.Reason, &r.FailureReason, &r.LedgerHoldID, &r.HoldSource, &r.CreatedAt, &r.UpdatedAt, &r.Withheld,
+		&r.FailedAt)
 	return r, err
 }
 
@@ -453,6 +455,13 @@ func (t Tx) RefundedWithGatewayIDs(ctx context.Context, paymentID string) (int64
 	return n, err
 }
 
+func (t Tx) FailedSince(ctx context.Context, paymentID string, at time.Time) (int64, error) {
+	var n int64
+	err := t.q.QueryRow(ctx, `SELECT coalesce(sum(amount), 0)::bigint FROM refunds
+		WHERE payment_id = $1 AND gateway_refund_id IS NOT NULL AND status IN ('failed', 'canceled') AND failed_at >= $2`, paymentID, at).Scan(&n)
+	return n, err
+}
+
 func (t Tx) Refunds(ctx context.Context, paymentID string) ([]*payments.Refund, error) {
 	q := t.q
 	rows, err := q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
@@ -476,18 +485,18 @@ func (t Tx) Refunds(ctx context.Context, paymentID string) ([]*payments.Refund, 
 func (t Tx) InsertRefund(ctx context.Context, r *payments.Refund) (bool, error) {
 	q := t.q
 	tag, err := q.Exec(ctx, `INSERT INTO refunds (id, payment_id, n, account_id, user_id, invoice_id, amount, currency,
-		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at, hold_source)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) ON CONFLICT (id) DO NOTHING`,
+		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at, hold_source, failed_at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT (id) DO NOTHING`,
 		r.ID, r.PaymentID, r.N, r.AccountID, r.UserID, r.InvoiceID, r.Amount, r.Currency, r.Status, r.Reason, r.Gateway,
-		r.GatewayRefundID, r.FailureReason, r.CreatedAt, r.UpdatedAt, r.HoldSource)
+		r.GatewayRefundID, r.FailureReason, r.CreatedAt, r.UpdatedAt, r.HoldSource, r.FailedAt)
 	return err == nil && tag.RowsAffected() == 1, err
 }
 
 func (t Tx) UpdateRefund(ctx context.Context, r *payments.Refund) error {
 	q := t.q
 	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5,
-		ledger_hold_id = $6, withheld = $7 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt, r.LedgerHoldID,
-		r.Withheld)
+		ledger_hold_id = $6, withheld = $7, failed_at = $8 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt,
+		r.LedgerHoldID, r.Withheld, r.FailedAt)
 	return err
 }
 

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/billfn/billfn/functions/capture-payment/payments"
+	"github.com/billfn/billfn/shared/events"
+)
+
+// ledgerOf is what the ledger holds for payment id: the postings published
+// for it, and the holds of the refunds that succeeded through billfn
+// (captured by process-transaction on capture-payment's word).
+func (g *rig) ledgerOf(t *testing.T, id string, captured ...payments.Refund) map[string]int64 {
+	t.Helper()
+	balance := g.postedBalances(t, id)
+	holds, _ := g.ledger.state()
+	for _, r := range captured {
+		n := 0
+		for _, h := range holds {
+			if h.Metadata["refund_id"] == r.ID {
+				n++
+				balance[h.FromAccountNumber+h.FromAccountID] -= h.Amount
+				balance[h.ToAccountNumber+h.ToAccountID] += h.Amount
+			}
+		}
+		if n != 1 {
+			t.Fatalf("refund %s has %d holds, want 1", r.ID, n)
+		}
+	}
+	return balance
+}
+
+// refundsOf lists payment id's refunds through the API.
+func (g *rig) refundsOf(t *testing.T, id string) []payments.Refund {
+	t.Helper()
+	return decode[struct{ Data []payments.Refund }](t, g.do(req{method: "GET", path: "/payments/" + id + "/refunds"}), 200).Data
+}
+
+// refundReckoning is what a payment's events and postings say of its
+// refunds: each billfn.refund.* by type, and the postings by kind.
+type refundReckoning struct {
+	events   map[string]int
+	postings map[string]int64
+	reversed []payments.TransferRequest // the refund_reversal postings
+}
+
+func (g *rig) reckon(t *testing.T, id string) refundReckoning {
+	t.Helper()
+	out := refundReckoning{events: map[string]int{}, postings: map[string]int64{}}
+	for _, rec := range g.drain(events.TopicPayment, forPayment(id)) {
+		out.events[rec.Event.Type()]++
+	}
+	for _, ps := range postings(t, g.drain(events.TopicTransaction, forPayment(id))) {
+		out.postings[ps.Data.Metadata["kind"]] += ps.Data.Amount
+		if ps.Data.Metadata["kind"] == payments.KindRefundReversal {
+			out.reversed = append(out.reversed, ps.Data)
+		}
+	}
+	return out
+}
+
+// Stripe does not order its events. A refund succeeded and then failed
+// (the card was closed: the money went back to the merchant), and billfn
+// reversed it; a charge.refunded created before the failure, delivered
+// after it, still carries the total refunded that counted the failed
+// refund. billfn read that total as a refund made in the dashboard and
+// recorded it: a phantom refund of 2000, posted from the account to
+// clearing, money out of the ledger that never left the bank. A charge
+// event's total is a snapshot as of its created time: refunds that failed
+// at or after that time still count in it. A genuine dashboard refund
+// after (or before) the failure is still recorded, once.
+func TestAStaleChargeTotalAfterARefundFailedRecordsNoPhantomRefund(t *testing.T) {
+	g := newRig(t)
+	for _, c := range []struct {
+		name string
+		// evs are the events after the failure; before and after are
+		// times before and after it.
+		evs  func(p payments.Payment, before, after time.Time) []events.Event
+		want int64 // refunded in the dashboard
+	}{
+		{"the stale total", func(p payments.Payment, before, _ time.Time) []events.Event {
+			return []events.Event{chargeRefunded(t, p, 2000, before)}
+		}, 0},
+		{"the stale total twice", func(p payments.Payment, before, _ time.Time) []events.Event {
+			return []events.Event{chargeRefunded(t, p, 2000, before), chargeRefunded(t, p, 2000, before)}
+		}, 0},
+		{"a new dashboard refund: its total, its refund event, then the stale total", func(p payments.Payment, before, after time.Time) []events.Event {
+			return []events.Event{chargeRefunded(t, p, 1500, after), refundReport(t, p, "refund.created", "re_new"+p.ID[:6], "succeeded", 1500, after),
+				chargeRefunded(t, p, 2000, before)}
+		}, 1500},
+		{"a new dashboard refund: its refund event, the stale total, its total", func(p payments.Payment, before, after time.Time) []events.Event {
+			return []events.Event{refundReport(t, p, "refund.created", "re_new"+p.ID[:6], "succeeded", 1500, after),
+				chargeRefunded(t, p, 2000, before), chargeRefunded(t, p, 1500, after)}
+		}, 1500},
+		{"a dashboard refund made before the failure, known only by a total from before it", func(p payments.Payment, before, _ time.Time) []events.Event {
+			return []events.Event{chargeRefunded(t, p, 3500, before), chargeRefunded(t, p, 3500, before)}
+		}, 1500},
+	} {
+		p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+		r := decode[payments.Refund](t, g.do(req{method: "POST", path: "/payments/" + p.ID + "/refunds", body: map[string]any{"amount": 2000}}), 201)
+		if r.Status != "succeeded" {
+			t.Fatalf("%s: refund %+v", c.name, r)
+		}
+		failed := refundFailedLate(t, p, r, "refund.failed")
+		failedAt := time.Now()
+		if rec := g.deliver(failed); rec.Code != 200 {
+			t.Fatalf("%s: the failure: %d %s", c.name, rec.Code, rec.Body)
+		}
+		if pay := g.get(p.ID); pay.AmountRefunded != 0 {
+			t.Fatalf("%s: refunded %d after the refund failed, want 0", c.name, pay.AmountRefunded)
+		}
+		for _, ev := range append(c.evs(p, failedAt.Add(-time.Minute), failedAt.Add(time.Minute)), failed) {
+			if rec := g.deliver(ev); rec.Code != 200 {
+				t.Fatalf("%s: delivery: %d %s", c.name, rec.Code, rec.Body)
+			}
+		}
+		if pay := g.get(p.ID); pay.AmountRefunded != c.want || pay.AmountRefundPending != 0 {
+			t.Errorf("%s: refunded %d (pending %d), want %d", c.name, pay.AmountRefunded, pay.AmountRefundPending, c.want)
+		}
+		var dashboard []payments.Refund
+		for _, rr := range g.refundsOf(t, p.ID) {
+			switch {
+			case rr.ID == r.ID && rr.Status != "failed":
+				t.Errorf("%s: the refund that failed is %s", c.name, rr.Status)
+			case rr.ID != r.ID:
+				dashboard = append(dashboard, rr)
+			}
+		}
+		if c.want == 0 && len(dashboard) != 0 || c.want != 0 && (len(dashboard) != 1 || dashboard[0].Amount != c.want ||
+			dashboard[0].Status != "succeeded" || dashboard[0].Reason != "gateway") {
+			t.Errorf("%s: refunds besides the failed one %+v, want %d refunded in the dashboard", c.name, dashboard, c.want)
+		}
+		k := g.reckon(t, p.ID)
+		wantSucceeded := 1 // the refund that failed later
+		if c.want != 0 {
+			wantSucceeded++
+		}
+		if k.events[events.TypeRefundSucceeded] != wantSucceeded || k.events[events.TypeRefundFailed] != 1 {
+			t.Errorf("%s: refund events %v, want %d succeeded and 1 failed", c.name, k.events, wantSucceeded)
+		}
+		if k.postings[payments.KindRefund] != c.want || k.postings[payments.KindRefundReversal] != r.Amount {
+			t.Errorf("%s: postings by kind %v: want refunds of %d, one reversal of %d", c.name, k.postings, c.want, r.Amount)
+		}
+		balance := g.ledgerOf(t, p.ID, r)
+		var sum int64
+		for _, v := range balance {
+			sum += v
+		}
+		if sum != 0 || balance["SYS-CLEARING-USD"] != -5000+c.want || balance[p.AccountID] != 5000-c.want {
+			t.Errorf("%s: balances %v (sum %d): want zero-sum, clearing %d, the account %d", c.name, balance, sum, -5000+c.want, 5000-c.want)
+		}
+	}
+}
