@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -150,5 +152,116 @@ func TestAStaleChargeTotalAfterARefundFailedRecordsNoPhantomRefund(t *testing.T)
 		if sum != 0 || balance["SYS-CLEARING-USD"] != -5000+c.want || balance[p.AccountID] != 5000-c.want {
 			t.Errorf("%s: balances %v (sum %d): want zero-sum, clearing %d, the account %d", c.name, balance, sum, -5000+c.want, 5000-c.want)
 		}
+	}
+}
+
+// A refund made in Stripe's dashboard that billfn knew only from a
+// charge.refunded (its total: no refund id) and that then failed (the
+// card was closed; Stripe gave the money back) was never reversed: its
+// refund.failed named a refund id billfn had not recorded, and was
+// ignored, so billfn kept the money as refunded and out in clearing. The
+// failure now finds the refund by its payment and amount (or by the id it
+// took when its refund event came first), fails it and posts it back
+// once; redeliveries and stale totals change nothing.
+func TestADashboardRefundKnownByItsTotalThatFailsIsReversedOnce(t *testing.T) {
+	g := newRig(t)
+	for _, c := range []struct {
+		name        string
+		invoice     bool
+		refundEvent bool // its refund.created arrives before the failure
+		to          func(p payments.Payment) string
+	}{
+		{"a payment, the failure straight after the total", false, false, func(p payments.Payment) string { return p.AccountID }},
+		{"a payment, its refund event first", false, true, func(p payments.Payment) string { return p.AccountID }},
+		{"an invoice payment (refunded from revenue)", true, false, func(payments.Payment) string { return "SYS-REVENUE-USD" }},
+		{"an invoice payment, its refund event first", true, true, func(payments.Payment) string { return "SYS-REVENUE-USD" }},
+	} {
+		var p payments.Payment
+		if c.invoice {
+			inv := g.openInvoice(t, g.account, "USD", 5000)
+			p = decode[payments.Payment](t, g.payInvoice(g.account, inv, 5000, "USD"), http.StatusCreated)
+		} else {
+			p = g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+		}
+		id := "re_dash" + p.ID[:6]
+		t0 := time.Now().Add(-time.Minute)
+		total := chargeRefunded(t, p, 1500, t0)
+		created := refundReport(t, p, "refund.created", id, "succeeded", 1500, t0)
+		evs := []events.Event{total}
+		if c.refundEvent {
+			evs = append(evs, created)
+		}
+		failed := refundReport(t, p, "refund.failed", id, "failed", 1500, time.Now())
+		// The failure by both its events, redelivered; then stale news of
+		// the refund's success, and a stale total, as new events.
+		evs = append(evs, failed, refundReport(t, p, "charge.refund.updated", id, "failed", 1500, time.Now()), failed,
+			refundReport(t, p, "refund.updated", id, "succeeded", 1500, t0), chargeRefunded(t, p, 1500, t0))
+		for i, ev := range evs {
+			if rec := g.deliver(ev); rec.Code != 200 {
+				t.Fatalf("%s: delivery %d: %d %s", c.name, i, rec.Code, rec.Body)
+			}
+		}
+		rs := g.refundsOf(t, p.ID)
+		if len(rs) != 1 || rs[0].Reason != "gateway" || rs[0].Amount != 1500 || rs[0].Status != "failed" ||
+			rs[0].GatewayRefundID == nil || *rs[0].GatewayRefundID != id || rs[0].FailureReason == nil || *rs[0].FailureReason != "expired_or_canceled_card" {
+			t.Errorf("%s: refunds %+v: want the dashboard refund failed (expired_or_canceled_card) under %s", c.name, rs, id)
+		}
+		if pay := g.get(p.ID); pay.AmountRefunded != 0 || pay.AmountRefundPending != 0 {
+			t.Errorf("%s: refunded %d (pending %d), want 0: the refund failed", c.name, pay.AmountRefunded, pay.AmountRefundPending)
+		}
+		k := g.reckon(t, p.ID)
+		if k.events[events.TypeRefundSucceeded] != 1 || k.events[events.TypeRefundFailed] != 1 {
+			t.Errorf("%s: refund events %v, want 1 succeeded and 1 failed", c.name, k.events)
+		}
+		if len(k.reversed) != 1 || k.reversed[0].Amount != 1500 || k.reversed[0].FromAccountNumber != "SYS-CLEARING-USD" ||
+			k.reversed[0].ToAccountNumber+k.reversed[0].ToAccountID != c.to(p) {
+			t.Errorf("%s: reversals %+v: want one of 1500 from clearing to %s", c.name, k.reversed, c.to(p))
+		}
+		balance := g.ledgerOf(t, p.ID)
+		var sum int64
+		for _, v := range balance {
+			sum += v
+		}
+		wantAccount, wantRevenue := int64(5000), int64(0)
+		if c.invoice {
+			wantAccount, wantRevenue = 0, 5000
+		}
+		if sum != 0 || balance["SYS-CLEARING-USD"] != -5000 || balance[p.AccountID] != wantAccount || balance["SYS-REVENUE-USD"] != wantRevenue {
+			t.Errorf("%s: balances %v (sum %d): want zero-sum, clearing -5000 (nothing refunded), the account %d, revenue %d",
+				c.name, balance, sum, wantAccount, wantRevenue)
+		}
+	}
+}
+
+// Two refunds made in the dashboard that billfn learned of only by one
+// total (their charge.refunded came out of order, the later total first)
+// are one refund in billfn, which cannot take it apart when one of them
+// fails. The failure is parked in dead_letters for an operator, rather
+// than ignored while billfn keeps the money as refunded; nothing moves.
+func TestAFailedDashboardRefundBillfnHoldsInsideALargerTotalIsParked(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+	t0 := time.Now().Add(-time.Minute)
+	failed := refundReport(t, p, "refund.failed", "re_a"+p.ID[:6], "failed", 1000, time.Now())
+	for _, ev := range []events.Event{chargeRefunded(t, p, 3000, t0), chargeRefunded(t, p, 1000, t0.Add(-time.Second)),
+		refundReport(t, p, "refund.created", "re_a"+p.ID[:6], "succeeded", 1000, t0),
+		refundReport(t, p, "refund.created", "re_b"+p.ID[:6], "succeeded", 2000, t0), failed} {
+		if rec := g.deliver(ev); rec.Code != 200 {
+			t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
+		}
+	}
+	var parked int
+	if err := g.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE consumer = $1 AND event_id = $2`,
+		name, failed.ID()).Scan(&parked); err != nil {
+		t.Fatal(err)
+	}
+	if parked != 1 {
+		t.Errorf("the failure is parked %d times, want once", parked)
+	}
+	if pay := g.get(p.ID); pay.AmountRefunded != 3000 {
+		t.Errorf("refunded %d, want 3000: nothing moves before an operator decides", pay.AmountRefunded)
+	}
+	if k := g.reckon(t, p.ID); len(k.reversed) != 0 || k.postings[payments.KindRefund] != 3000 {
+		t.Errorf("postings by kind %v: want the one refund of 3000, no reversal", k.postings)
 	}
 }

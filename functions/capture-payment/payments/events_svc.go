@@ -167,6 +167,9 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	// recorded from a charge event, which may hold this very refund
 	// without its id: each estimate stays at or below the gateway's real
 	// total, so one dashboard refund reported both ways is recorded once.
+	if named, err := nameGatewayRefund(ctx, tx, p, u, eventID, now, e); named || err != nil {
+		return err
+	}
 	if u.Status != "refunded" && Str(u.RefundStatus) != "succeeded" {
 		return nil
 	}
@@ -228,6 +231,42 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	e.refundPostings(p, r, fromRevenue)
 	e.refund(events.TypeRefundSucceeded, r)
 	return nil
+}
+
+// nameGatewayRefund gives a refund made at the gateway that billfn
+// recorded from a charge event's total (so without the gateway's id) the
+// id of the refund event u, the first one of that payment and amount to
+// name it (refunds of one payment and amount are alike), and reverses it
+// when u says it failed: a dashboard refund can fail after it succeeded
+// too, and its failure names it only by its id. named reports that u was
+// about such a refund. A failure of none of those amounts while billfn
+// holds some is parked: billfn may hold it inside one total of several
+// refunds, which it cannot take apart.
+func nameGatewayRefund(ctx context.Context, tx Tx, p *Payment, u events.GatewayUpdate, eventID string, now time.Time, e *emitter) (named bool, err error) {
+	status := Str(u.RefundStatus)
+	if Str(u.RefundID) == "" || status != "succeeded" && status != "failed" {
+		return false, nil
+	}
+	unnamed, err := tx.UnnamedGatewayRefunds(ctx, p.ID)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range unnamed {
+		if r.Amount != u.RefundAmount {
+			continue
+		}
+		r.GatewayRefundID = u.RefundID
+		r.UpdatedAt = now
+		if status == "failed" {
+			reverseRefund(p, r, Str(u.FailureCode), gatewayTime(u, now), now, e)
+		}
+		return true, tx.UpdateRefund(ctx, r)
+	}
+	if status == "failed" && len(unnamed) > 0 {
+		return false, events.Permanent(fmt.Errorf("gateway_updated %s: refund %s of %d failed; payment %s holds refunds made at the gateway known only by their total, none of %d",
+			eventID, *u.RefundID, u.RefundAmount, p.ID, u.RefundAmount))
+	}
+	return false, nil
 }
 
 // gatewayTime is when the gateway says update u happened (its event's

@@ -53,6 +53,10 @@ type Tx interface {
 	// (they have its id) and failed or were canceled at or after at: a
 	// gateway's total refunded as of at still counts them.
 	FailedSince(ctx context.Context, paymentID string, at time.Time) (int64, error)
+	// UnnamedGatewayRefunds locks the payment's succeeded refunds made at
+	// the gateway that billfn knows only from a total (no gateway id), in
+	// their order.
+	UnnamedGatewayRefunds(ctx context.Context, paymentID string) ([]*Refund, error)
 	Refunds(ctx context.Context, paymentID string) ([]*Refund, error)
 	// LockRefund locks a refund and its payment (payment first).
 	LockRefund(ctx context.Context, id string) (*Payment, *Refund, error)

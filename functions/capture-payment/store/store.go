@@ -462,6 +462,25 @@ func (t Tx) FailedSince(ctx context.Context, paymentID string, at time.Time) (in
 	return n, err
 }
 
+func (t Tx) UnnamedGatewayRefunds(ctx context.Context, paymentID string) ([]*payments.Refund, error) {
+	rows, err := t.q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
+		WHERE r.payment_id = $1 AND r.reason = 'gateway' AND r.gateway_refund_id IS NULL AND r.ledger_hold_id IS NULL
+		AND r.status = 'succeeded' ORDER BY r.n FOR UPDATE OF r`, paymentID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*payments.Refund
+	for rows.Next() {
+		r, err := scanRefund(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 func (t Tx) Refunds(ctx context.Context, paymentID string) ([]*payments.Refund, error) {
 	q := t.q
 	rows, err := q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
