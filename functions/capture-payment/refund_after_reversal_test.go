@@ -265,3 +265,58 @@ func TestAFailedDashboardRefundBillfnHoldsInsideALargerTotalIsParked(t *testing.
 		t.Errorf("postings by kind %v: want the one refund of 3000, no reversal", k.postings)
 	}
 }
+
+// A refund made in the dashboard failed, and its failure was delivered
+// before the news of its success (Stripe does not order its events, and
+// retries a failed delivery for days). billfn, which had not heard of the
+// refund, ignored the failure, then recorded the stale success
+// (refund.created, succeeded) as a refund made in the dashboard: money
+// posted out of the ledger that the gateway had given back. billfn now
+// keeps the failure (the refund, failed, under its gateway id), so the
+// stale news of its success finds it failed, and a stale total counts it
+// as refunded then. A later dashboard refund is still recorded, once.
+func TestADashboardRefundWhoseFailureComesFirstIsNeverRecordedAsRefunded(t *testing.T) {
+	g := newRig(t)
+	p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
+	gone, later := "re_gone"+p.ID[:6], "re_later"+p.ID[:6]
+	t0, t2 := time.Now().Add(-time.Minute), time.Now().Add(time.Minute)
+	failed := refundReport(t, p, "refund.failed", gone, "failed", 1500, time.Now())
+	for i, ev := range []events.Event{failed, refundReport(t, p, "charge.refund.updated", gone, "failed", 1500, time.Now()),
+		refundReport(t, p, "refund.created", gone, "succeeded", 1500, t0), chargeRefunded(t, p, 1500, t0),
+		refundReport(t, p, "refund.updated", gone, "succeeded", 1500, t0), failed,
+		refundReport(t, p, "refund.created", later, "succeeded", 700, t2), chargeRefunded(t, p, 700, t2), chargeRefunded(t, p, 1500, t0)} {
+		if rec := g.deliver(ev); rec.Code != 200 {
+			t.Fatalf("delivery %d: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	if pay := g.get(p.ID); pay.AmountRefunded != 700 || pay.AmountRefundPending != 0 {
+		t.Errorf("refunded %d (pending %d), want 700: the later refund only", pay.AmountRefunded, pay.AmountRefundPending)
+	}
+	byID := map[string]payments.Refund{}
+	for _, r := range g.refundsOf(t, p.ID) {
+		if r.GatewayRefundID == nil {
+			t.Errorf("refund %+v has no gateway id", r)
+			continue
+		}
+		byID[*r.GatewayRefundID] = r
+	}
+	if r := byID[gone]; len(byID) != 2 || r.Status != "failed" || r.Amount != 1500 || r.Reason != "gateway" ||
+		r.FailureReason == nil || *r.FailureReason != "expired_or_canceled_card" || byID[later].Status != "succeeded" || byID[later].Amount != 700 {
+		t.Errorf("refunds %+v: want %s failed (expired_or_canceled_card) and %s of 700 succeeded", byID, gone, later)
+	}
+	k := g.reckon(t, p.ID)
+	if k.events[events.TypeRefundSucceeded] != 1 || k.events[events.TypeRefundFailed] != 0 {
+		t.Errorf("refund events %v: want the later refund's success only (billfn never announced the failed one)", k.events)
+	}
+	if k.postings[payments.KindRefund] != 700 || len(k.reversed) != 0 {
+		t.Errorf("postings by kind %v: want the later refund's 700, no reversal", k.postings)
+	}
+	balance := g.ledgerOf(t, p.ID)
+	var sum int64
+	for _, v := range balance {
+		sum += v
+	}
+	if sum != 0 || balance["SYS-CLEARING-USD"] != -4300 || balance[p.AccountID] != 4300 {
+		t.Errorf("balances %v (sum %d): want zero-sum, clearing -4300, the account 4300", balance, sum)
+	}
+}

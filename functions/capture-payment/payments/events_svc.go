@@ -170,6 +170,9 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	if named, err := nameGatewayRefund(ctx, tx, p, u, eventID, now, e); named || err != nil {
 		return err
 	}
+	if st := Str(u.RefundStatus); st == "failed" || st == "canceled" {
+		return keepGatewayRefundFailure(ctx, tx, p, u, eventID, now)
+	}
 	if u.Status != "refunded" && Str(u.RefundStatus) != "succeeded" {
 		return nil
 	}
@@ -267,6 +270,31 @@ func nameGatewayRefund(ctx context.Context, tx Tx, p *Payment, u events.GatewayU
 			eventID, *u.RefundID, u.RefundAmount, p.ID, u.RefundAmount))
 	}
 	return false, nil
+}
+
+// keepGatewayRefundFailure records a refund made at the gateway that
+// billfn never counted, whose news is that it failed (or was canceled):
+// failed, under its gateway id, with when it failed, and moving nothing.
+// Stripe does not order its events, so the news of its success may come
+// after: it then finds the refund failed, and a total from before the
+// failure counts it (Tx.FailedSince), where either would have recorded
+// it as refunded. No event: billfn never announced the refund.
+func keepGatewayRefundFailure(ctx context.Context, tx Tx, p *Payment, u events.GatewayUpdate, eventID string, now time.Time) error {
+	if Str(u.RefundID) == "" || u.RefundAmount <= 0 {
+		return nil
+	}
+	status, at := Str(u.RefundStatus), gatewayTime(u, now)
+	p.RefundCount++
+	p.Touch(now)
+	r := &Refund{ID: uuid.NewSHA1(RefundNS, []byte(u.Gateway+":"+eventID)).String(), PaymentID: p.ID, N: p.RefundCount,
+		AccountID: p.AccountID, UserID: p.UserID, InvoiceID: p.InvoiceID, Amount: u.RefundAmount, Currency: string(p.Currency),
+		Gateway: p.GatewayName(), GatewayRefundID: u.RefundID, GatewayPaymentID: p.GatewayPaymentID, Status: status,
+		Reason: "gateway", FailureReason: Nullable(Str(u.FailureCode)), CreatedAt: now, UpdatedAt: now, FailedAt: &at}
+	if r.FailureReason == nil {
+		r.FailureReason = Nullable(status)
+	}
+	_, err := tx.InsertRefund(ctx, r)
+	return err
 }
 
 // gatewayTime is when the gateway says update u happened (its event's
