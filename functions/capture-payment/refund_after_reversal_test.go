@@ -320,3 +320,88 @@ func TestADashboardRefundWhoseFailureComesFirstIsNeverRecordedAsRefunded(t *test
 		t.Errorf("balances %v (sum %d): want zero-sum, clearing -4300, the account 4300", balance, sum)
 	}
 }
+
+// A refund of an invoice payment that took money its invoice did not need
+// (credited to the account by generate-invoice's report) and then failed
+// after it succeeded was posted back to revenue whole: the account lost
+// its credit to revenue. Made in the dashboard, the refund took the
+// account's credit first and the rest from revenue; made through billfn
+// while pending when the report came, it kept that much out of the credit.
+// Reversed, it now gives the account back what it took of the credit (and
+// amount_unapplied), as a failure before success does.
+func TestARefundThatTookAnInvoicePaymentsCreditGivesItBackWhenReversed(t *testing.T) {
+	g := newRig(t)
+	unapplied := func(inv string, p payments.Payment, amount int64) events.Event {
+		return event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+			"account_id": g.account, "amount": amount, "currency": "USD", "reason": "invoice_paid"})
+	}
+	for _, c := range []struct {
+		name    string
+		refund  func(inv string, p payments.Payment) (failed events.Event, captured []payments.Refund)
+		account int64 // what the account holds of the payment without the refund
+	}{
+		{"a dashboard refund", func(inv string, p payments.Payment) (events.Event, []payments.Refund) {
+			if rec := g.deliver(unapplied(inv, p, 1000)); rec.Code != 200 {
+				t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
+			}
+			id := "re_cr" + p.ID[:6]
+			for _, ev := range []events.Event{chargeRefunded(t, p, 2900, time.Now().Add(-time.Minute)),
+				refundReport(t, p, "refund.created", id, "succeeded", 2900, time.Now().Add(-time.Minute))} {
+				if rec := g.deliver(ev); rec.Code != 200 {
+					t.Fatalf("dashboard refund: %d %s", rec.Code, rec.Body)
+				}
+			}
+			return refundReport(t, p, "refund.failed", id, "failed", 2900, time.Now()), nil
+		}, 1000}, // the report's credit
+		{"a refund pending when the report came", func(inv string, p payments.Payment) (events.Event, []payments.Refund) {
+			refund := req{method: "POST", path: "/payments/" + p.ID + "/refunds", key: "k-" + p.ID, body: map[string]any{"amount": 1000}}
+			g.ledger.mu.Lock()
+			g.ledger.down = true
+			g.ledger.mu.Unlock()
+			if rec := g.do(refund); rec.Code != http.StatusServiceUnavailable {
+				t.Fatalf("refund while the ledger is down: %d", rec.Code)
+			}
+			if rec := g.deliver(unapplied(inv, p, 2900)); rec.Code != 200 {
+				t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
+			}
+			g.ledger.mu.Lock()
+			g.ledger.down = false
+			g.ledger.mu.Unlock()
+			r := decode[payments.Refund](t, g.do(refund), 201)
+			if r.Status != "succeeded" {
+				t.Fatalf("refund %+v, want succeeded", r)
+			}
+			return refundFailedLate(t, p, r, "refund.failed"), []payments.Refund{r}
+		}, 2900}, // the invoice needed none of it
+	} {
+		inv, p := g.captureOnAPaidInvoice(t) // 2900 captured on an invoice paid another way
+		failed, captured := c.refund(inv, p)
+		for _, ev := range []events.Event{failed, failed} {
+			if rec := g.deliver(ev); rec.Code != 200 {
+				t.Fatalf("%s: the failure: %d %s", c.name, rec.Code, rec.Body)
+			}
+		}
+		if pay := g.get(p.ID); pay.AmountRefunded != 0 {
+			t.Fatalf("%s: refunded %d after the failure, want 0", c.name, pay.AmountRefunded)
+		}
+		balance := g.ledgerOf(t, p.ID, captured...)
+		var sum int64
+		for _, v := range balance {
+			sum += v
+		}
+		// As without the refund: the account holds the money its invoice
+		// did not need, revenue the rest.
+		wantAccount := c.account
+		if sum != 0 || balance["SYS-CLEARING-USD"] != -2900 || balance[p.AccountID] != wantAccount || balance["SYS-REVENUE-USD"] != 2900-wantAccount {
+			t.Errorf("%s: balances %v (sum %d): want zero-sum, clearing -2900, the account %d, revenue %d", c.name, balance, sum,
+				wantAccount, 2900-wantAccount)
+		}
+		var credited int64
+		if err := g.d.Pool.QueryRow(context.Background(), `SELECT amount_unapplied FROM payments WHERE id = $1`, p.ID).Scan(&credited); err != nil {
+			t.Fatal(err)
+		}
+		if credited != wantAccount {
+			t.Errorf("%s: amount_unapplied %d, want %d", c.name, credited, wantAccount)
+		}
+	}
+}

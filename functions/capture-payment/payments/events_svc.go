@@ -138,7 +138,11 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 		if r.Status == "succeeded" && status == "failed" {
 			// A refund can fail after it succeeded (the card was closed):
 			// the gateway gave the money back to the merchant.
-			reverseRefund(p, r, Str(u.FailureCode), gatewayTime(u, now), now, e)
+			if credited := reverseRefund(p, r, Str(u.FailureCode), gatewayTime(u, now), now, e); credited > 0 {
+				if err := tx.AddUnapplied(ctx, p.ID, credited); err != nil {
+					return err
+				}
+			}
 			return tx.UpdateRefund(ctx, r)
 		}
 		if r.Status != "pending" && r.Status != "requires_action" {
@@ -228,6 +232,9 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 		AccountID: p.AccountID, UserID: p.UserID, InvoiceID: p.InvoiceID, Amount: excess, Currency: string(p.Currency),
 		Gateway: p.GatewayName(), GatewayRefundID: u.RefundID, GatewayPaymentID: p.GatewayPaymentID, Status: "succeeded",
 		Reason: "gateway", CreatedAt: now, UpdatedAt: now, HoldSource: &src}
+	if src == "revenue" {
+		r.Withheld = excess - fromRevenue // the account's credit it took: back to it if the refund fails
+	}
 	if _, err := tx.InsertRefund(ctx, r); err != nil {
 		return err
 	}
@@ -261,7 +268,11 @@ func nameGatewayRefund(ctx context.Context, tx Tx, p *Payment, u events.GatewayU
 		r.GatewayRefundID = u.RefundID
 		r.UpdatedAt = now
 		if status == "failed" {
-			reverseRefund(p, r, Str(u.FailureCode), gatewayTime(u, now), now, e)
+			if credited := reverseRefund(p, r, Str(u.FailureCode), gatewayTime(u, now), now, e); credited > 0 {
+				if err := tx.AddUnapplied(ctx, p.ID, credited); err != nil {
+					return true, err
+				}
+			}
 		}
 		return true, tx.UpdateRefund(ctx, r)
 	}

@@ -1056,8 +1056,13 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 // posting returns what the refund moved: SYS-CLEARING → what it drew on
 // (refundSource), kind refund_reversal, n = the refund's n, so a
 // redelivered or replayed report posts nothing more (and finds the refund
-// failed already). at is when the gateway says it failed.
-func reverseRefund(p *Payment, r *Refund, failure string, at, now time.Time, e *emitter) {
+// failed already). at is when the gateway says it failed. Of an invoice
+// payment's refund on revenue, what it kept out of the account's credit
+// (Withheld: the report of money the invoice did not need withheld it,
+// or a refund made at the gateway took it) goes back to the account, as
+// when a refund fails before it succeeds; the amount is returned for the
+// payment's amount_unapplied.
+func reverseRefund(p *Payment, r *Refund, failure string, at, now time.Time, e *emitter) (credited int64) {
 	p.AmountRefunded -= r.Amount
 	r.Status = "failed"
 	r.FailedAt = &at
@@ -1067,8 +1072,10 @@ func reverseRefund(p *Payment, r *Refund, failure string, at, now time.Time, e *
 	}
 	e.posting(p, KindRefundReversal, r.N, "clearing", refundSource(p, r), r.Amount, r.ID)
 	e.refund(events.TypeRefundFailed, r)
+	credited = giveBackWithheld(p, r, e)
 	p.Touch(now)
 	r.UpdatedAt = now
+	return credited
 }
 
 // refundSource is what a succeeded refund drew on in the ledger, "account"

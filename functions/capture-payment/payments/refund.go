@@ -34,7 +34,9 @@ type Refund struct {
 	N          int       `json:"-"` // the payment's n-th refund (ledger reference)
 	// Withheld is what the report of money its invoice did not need left
 	// out of the account's credit while this refund, pending, was to take
-	// it from revenue (Tx.Withhold): credited after all if it fails.
+	// it from revenue (Tx.Withhold), or what a refund made at the gateway,
+	// recorded on revenue, took of that credit: credited after all if it
+	// fails, before or after it succeeded.
 	Withheld int64 `json:"-"`
 	// FailedAt is when the refund stopped counting at its gateway (failed
 	// or canceled): the gateway's time of that news when it said, else

@@ -504,10 +504,10 @@ func (t Tx) Refunds(ctx context.Context, paymentID string) ([]*payments.Refund, 
 func (t Tx) InsertRefund(ctx context.Context, r *payments.Refund) (bool, error) {
 	q := t.q
 	tag, err := q.Exec(ctx, `INSERT INTO refunds (id, payment_id, n, account_id, user_id, invoice_id, amount, currency,
-		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at, hold_source, failed_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ON CONFLICT (id) DO NOTHING`,
+		status, reason, gateway, gateway_refund_id, failure_reason, created_at, updated_at, hold_source, failed_at, withheld)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) ON CONFLICT (id) DO NOTHING`,
 		r.ID, r.PaymentID, r.N, r.AccountID, r.UserID, r.InvoiceID, r.Amount, r.Currency, r.Status, r.Reason, r.Gateway,
-		r.GatewayRefundID, r.FailureReason, r.CreatedAt, r.UpdatedAt, r.HoldSource, r.FailedAt)
+		r.GatewayRefundID, r.FailureReason, r.CreatedAt, r.UpdatedAt, r.HoldSource, r.FailedAt, r.Withheld)
 	return err == nil && tag.RowsAffected() == 1, err
 }
 
