@@ -162,8 +162,17 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 		}
 		return tx.UpdateRefund(ctx, r)
 	}
-	// Not ours: a refund made at the gateway. What it refunded beyond what
-	// billfn knows of is recorded once (later deliveries find no excess).
+	// Not found by its id: a refund made at the gateway. One billfn knows
+	// only from a total takes the id of its refund event (and fails with
+	// it); one billfn never counted that failed is kept as failed.
+	if named, err := nameGatewayRefund(ctx, tx, p, u, eventID, now, e); named || err != nil {
+		return err
+	}
+	if st := Str(u.RefundStatus); st == "failed" || st == "canceled" {
+		return keepGatewayRefundFailure(ctx, tx, p, u, eventID, now)
+	}
+	// Otherwise, what the gateway refunded beyond what billfn knows of is
+	// recorded once (later deliveries find no excess).
 	// The gateway's total refunded is read from the event: a charge event
 	// carries it (its running total, no refund id); a refund event only
 	// bounds it from below, by this refund and the others billfn holds
@@ -171,12 +180,6 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 	// recorded from a charge event, which may hold this very refund
 	// without its id: each estimate stays at or below the gateway's real
 	// total, so one dashboard refund reported both ways is recorded once.
-	if named, err := nameGatewayRefund(ctx, tx, p, u, eventID, now, e); named || err != nil {
-		return err
-	}
-	if st := Str(u.RefundStatus); st == "failed" || st == "canceled" {
-		return keepGatewayRefundFailure(ctx, tx, p, u, eventID, now)
-	}
 	if u.Status != "refunded" && Str(u.RefundStatus) != "succeeded" {
 		return nil
 	}
