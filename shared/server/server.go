@@ -7,7 +7,8 @@
 //   - GET /_/ready answers 200 when every dependency check (Postgres, Redis)
 //     passes, 503 otherwise or while draining;
 //   - GET /metrics serves Prometheus metrics: per-route request count and
-//     latency histogram by status, requests in flight, Go runtime and process;
+//     latency histogram by status, requests in flight, Go runtime and process
+//     — to a scraper on the function's port only, never through a gateway;
 //   - read_timeout, write_timeout, exec_timeout, max_inflight as the watchdog
 //     names them; MAX_BODY_BYTES caps request bodies;
 //   - X-Request-Id (or the gateway's X-Call-Id) is passed through or made,
@@ -165,7 +166,7 @@ func New(cfg Config, app App) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_/health", s.health)
 	mux.HandleFunc("GET /_/ready", s.ready)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", scraperOnly(promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})))
 	mux.Handle("/", s.instrument(routes(app.Handler)))
 	s.handler = s.recover(s.requestID(cleanPaths(mux)))
 	return s
@@ -252,6 +253,32 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = w.Write([]byte("OK"))
+}
+
+// proxyHeaders are the headers a proxy in front of a function adds to every
+// request it forwards: the local gateway and OpenFaaS's set X-Forwarded-For,
+// X-Forwarded-Host and X-Call-Id (after copying the client's headers, so a
+// client's Connection header cannot take them off), Kourier's Envoy
+// X-Forwarded-For and X-Forwarded-Proto; Forwarded is RFC 7239's.
+var proxyHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Call-Id"}
+
+// scraperOnly serves /metrics only to a request that came straight to the
+// function's port (Prometheus, which sends none of proxyHeaders). The
+// gateways forward every path of /function/<name>/ (and Knative every path
+// of the function's host), so without it anyone could read the function's
+// counters through them: the merchant's volumes of transfers, payments,
+// declines and emails. A proxied request is answered as a path that does
+// not exist.
+func scraperOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range proxyHeaders {
+			if _, ok := r.Header[h]; ok {
+				problem.Write(w, r, problem.New(problem.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // routes turns the mux's plain-text 404/405 into problem documents.

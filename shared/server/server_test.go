@@ -352,3 +352,34 @@ func TestAURLWhoseTextIsNotUTF8IsABadRequest(t *testing.T) {
 		}
 	}
 }
+
+// A function's /metrics is for the scraper that reaches the process
+// directly, not for whoever calls the function through the gateway: the
+// gateway (and OpenFaaS's, and Kourier's Envoy) forward every path of
+// /function/<name>/..., and the counters are the merchant's business
+// (transfers, payments, declines, e-mails sent per second). A request that
+// carries a proxy's forwarding headers is answered as for a path that
+// does not exist; the scraper's request, which carries none, is served.
+func TestMetricsAreNotServedToARequestThatCameThroughAProxy(t *testing.T) {
+	h := server.New(cfg(), app(t)).Handler()
+	if rec := get(t, h, "GET", "/metrics", map[string]string{"User-Agent": "Prometheus/3.0.0", "Accept": "text/plain"}, ""); rec.Code != 200 ||
+		!strings.Contains(rec.Body.String(), "billfn_http_requests_in_flight") {
+		t.Fatalf("the scraper's request: %d %.200s", rec.Code, rec.Body)
+	}
+	for _, hdr := range []map[string]string{
+		{"X-Forwarded-For": "203.0.113.9"},
+		{"X-Forwarded-Host": "billing.example"},
+		{"X-Forwarded-Proto": "https"},
+		{"Forwarded": "for=203.0.113.9"},
+		{"X-Call-Id": "0b9f6c1e-1a57-4c3e-9d8e-8f6b1f0f4d21"}, // OpenFaaS's gateway marks every call with one
+	} {
+		rec := get(t, h, "GET", "/metrics", hdr, "")
+		if rec.Code != http.StatusNotFound || strings.Contains(rec.Body.String(), "billfn_") {
+			t.Errorf("GET /metrics with %v: %d %.200s, want a 404 problem", hdr, rec.Code, rec.Body)
+			continue
+		}
+		if c := code(t, rec); c != string(problem.NotFound) {
+			t.Errorf("GET /metrics with %v: code %s", hdr, c)
+		}
+	}
+}

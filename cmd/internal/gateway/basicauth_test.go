@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The /system API (the OpenFaaS provider API faas-cli talks to) needs the
@@ -121,5 +123,74 @@ func TestEveryProviderRouteAndMethodNeedsBasicAuth(t *testing.T) {
 	}
 	if hits.Load() != 0 {
 		t.Errorf("the function was called %d times by refused requests", hits.Load())
+	}
+}
+
+// A function's Prometheus metrics are the scraper's, which reaches the
+// function's port directly, not every caller's: /function/<name>/metrics,
+// however it is spelled and whatever hop-by-hop header asks the gateway
+// to drop its forwarding headers, and /async-function/<name>/metrics with
+// a callback, answer no metrics (shared/server refuses a proxied
+// /metrics).
+func TestAFunctionsMetricsAreNotServedThroughTheGateway(t *testing.T) {
+	addr, _ := function(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "app") }))
+	got := make(chan string, 1)
+	cb, _ := counter(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	})
+	gw := gatewayFor(t, Config{Functions: []Function{fn("f", addr)}, CallbackAllowedHosts: []string{hostOf(cb)}})
+	get := func(url string, hdr ...string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if st, body := get("http://" + addr + "/metrics"); st != http.StatusOK || !strings.Contains(body, "billfn_http_requests_in_flight") {
+		t.Fatalf("the scraper, directly: %d %.200s", st, body)
+	}
+	for _, c := range []struct {
+		path string
+		hdr  []string
+	}{
+		{"/function/f/metrics", nil},
+		{"/function/f.openfaas-fn/metrics", nil},
+		{"/function/f/metrics?format=text", nil},
+		{"/function/f/%6detrics", nil},
+		{"/function/f/metrics", []string{"Connection", "X-Forwarded-For, X-Forwarded-Host, X-Call-Id, X-Start-Time"}},
+	} {
+		st, body := get(gw.URL+c.path, c.hdr...)
+		if st != http.StatusNotFound || strings.Contains(body, "billfn_") || strings.Contains(body, "go_goroutines") {
+			t.Errorf("GET %s %v through the gateway: %d %.200s, want 404 without metrics", c.path, c.hdr, st, body)
+		}
+	}
+	res, err := http.DefaultClient.Do(func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/async-function/f/metrics", nil)
+		req.Header.Set("X-Callback-Url", cb.URL+"/stolen")
+		req.Header.Set("Accept-Encoding", "identity") // else the metrics come gzipped, as readable to a thief
+		return req
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("async: %d", res.StatusCode)
+	}
+	select {
+	case b := <-got:
+		if strings.Contains(b, "billfn_") || strings.Contains(b, "go_goroutines") {
+			t.Errorf("an async call posted the function's metrics to its callback: %.200s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no callback")
 	}
 }
