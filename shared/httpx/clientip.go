@@ -48,10 +48,11 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 // believed: a client cannot choose its address by sending X-Forwarded-For.
 //
 // Every proxy in front must append the address of its peer. The local
-// gateway (cmd/internal/gateway) does, as the OpenFaaS gateway does: it
-// appends its peer's address to any X-Forwarded-For it received (its test
-// checks "203.0.113.9, 127.0.0.1"); it is no httputil.ReverseProxy but
-// behaves as one.
+// gateway (cmd/internal/gateway) does: it appends its peer's address to any
+// X-Forwarded-For it received (its test checks "203.0.113.9, 127.0.0.1");
+// it is no httputil.ReverseProxy but behaves as one. OpenFaaS's gateway
+// does not (it sets the header only when it is absent), so behind it alone
+// the client chooses the address (docs/security.md, Rate limits).
 //
 // When every entry is a trusted proxy the leftmost is taken (the request
 // started inside the trusted network); a malformed entry ends the walk
