@@ -3,6 +3,7 @@ package egress
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -94,5 +95,43 @@ func TestClientRefusesLoopbackAndRedirects(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusFound || hits.Load() != 1 {
 		t.Fatalf("status %d, hits %d: the redirect must be the answer", res.StatusCode, hits.Load())
+	}
+}
+
+// Loopback and the metadata address in the notations an attacker tries
+// (held on 2026-12-07, kept as a regression): IPv6 literals that carry
+// them, a zone, and the numeric forms C's inet_aton reads (decimal, octal,
+// hex, short), which a libc resolver answers with the address itself: the
+// fake Lookup below answers as glibc's getaddrinfo does. Every one is
+// refused when the URL is checked and again at dial time.
+func TestLoopbackInEveryNotationIsRefused(t *testing.T) {
+	g := NewGuard(nil, "X_ALLOWED")
+	inetAton := map[string]string{
+		"2130706433": "127.0.0.1", "0177.0.0.1": "127.0.0.1", "0x7f000001": "127.0.0.1", "127.1": "127.0.0.1",
+		"0x7f.1": "127.0.0.1", "2852039166": "169.254.169.254", "0251.0376.0251.0376": "169.254.169.254", "0": "0.0.0.0",
+	}
+	g.Lookup = func(_ context.Context, host string) ([]netip.Addr, error) {
+		if a, ok := inetAton[host]; ok {
+			return []netip.Addr{netip.MustParseAddr(a)}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	raws := []string{"http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/", "http://[::1]/", "http://[0:0:0:0:0:0:0:1]/",
+		"http://[fe80::1%25lo]/", "http://[::ffff:169.254.169.254]/", "http://[::]/", "http://127.0.0.1./"}
+	for h := range inetAton {
+		raws = append(raws, "http://"+h+"/")
+	}
+	for _, raw := range raws {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		if err := g.Check(context.Background(), u); err == nil {
+			t.Errorf("Check(%s) accepted it", raw)
+		}
+		if c, err := g.DialContext(context.Background(), "tcp", net.JoinHostPort(u.Hostname(), "80")); err == nil {
+			c.Close()
+			t.Errorf("DialContext(%s) connected", raw)
+		}
 	}
 }
