@@ -6,6 +6,7 @@ package main
 // unsigned event applied, a 5xx, a dead function, a card number in a log.
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -13,11 +14,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -983,4 +986,45 @@ func (v victim) leaks(raw string, b customer) bool {
 		}
 	}
 	return false
+}
+
+// TestFunctionsListenOnlyWhereTheGatewayCallsThem: the gateway listens on
+// loopback and calls every replica at 127.0.0.1:<its PORT>, so that is
+// all a replica listens on — not every interface, where the network a
+// laptop is on would reach each function's API and its /metrics beside
+// the gateway. Proof per replica: 127.0.0.2:<PORT> is free (Linux refuses
+// it while a socket listens on every address at that port).
+func TestFunctionsListenOnlyWhereTheGatewayCallsThem(t *testing.T) {
+	e := startStack(t, stackOptions{})
+	bin := filepath.Join(e.runDir, "bin") + string(filepath.Separator)
+	checked := map[string]bool{}
+	for _, pid := range leftovers(e.marker) {
+		exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+		if !strings.HasPrefix(exe, bin) || filepath.Base(exe) == "kafka-trigger" {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "environ"))
+		if err != nil {
+			t.Fatalf("%s: %v", exe, err)
+		}
+		var port string
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if v, ok := bytes.CutPrefix(kv, []byte("PORT=")); ok {
+				port = string(v)
+			}
+		}
+		if port == "" {
+			t.Fatalf("%s (pid %d) has no PORT", exe, pid)
+		}
+		checked[filepath.Base(exe)] = true
+		ln, err := net.Listen("tcp", "127.0.0.2:"+port)
+		if err != nil {
+			t.Errorf("%s (pid %d) listens on port %s of every interface, not only where the gateway calls it: %v", filepath.Base(exe), pid, port, err)
+			continue
+		}
+		ln.Close()
+	}
+	if len(checked) < 5 {
+		t.Fatalf("checked only %v", checked)
+	}
 }

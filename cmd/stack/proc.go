@@ -123,8 +123,12 @@ func (p *proc) launch() error {
 		if addr, err = p.addrFn(p); err != nil {
 			return err
 		}
-		_, port, _ := net.SplitHostPort(addr)
-		cmd.Env = append(slices.Clip(p.env), "PORT="+port)
+		// The replica listens where the gateway calls it (127.0.0.1), not
+		// on every interface: a laptop does not offer the functions to its
+		// network beside a gateway that listens on loopback. Appended
+		// last, so it wins over a deployment's own (exec keeps the last).
+		host, port, _ := net.SplitHostPort(addr)
+		cmd.Env = append(slices.Clip(p.env), "PORT="+port, "BILLFN_LISTEN_HOST="+host)
 		health = "http://" + addr + p.healthPath
 	}
 	cmd.Dir = p.dir

@@ -2,7 +2,8 @@
 // OpenFaaS of-watchdog HTTP contract itself, so no watchdog process sits in
 // front of the function:
 //
-//   - listens on $PORT (default 8080);
+//   - listens on $PORT (default 8080), on every interface unless
+//     BILLFN_LISTEN_HOST names one (the local stack: 127.0.0.1);
 //   - GET /_/health answers 200 while the process is alive and not draining;
 //   - GET /_/ready answers 200 when every dependency check (Postgres, Redis)
 //     passes, 503 otherwise or while draining;
@@ -53,7 +54,12 @@ import (
 
 // Config is the runtime's environment, named as the OpenFaaS watchdog names it.
 type Config struct {
-	Port         int             `envconfig:"PORT" default:"8080"`
+	Port int `envconfig:"PORT" default:"8080"`
+	// Host is the address the function listens on: every interface when
+	// empty (a container's pod address); the local stack sets 127.0.0.1,
+	// where its gateway calls the functions, so a developer's machine does
+	// not offer them to its network.
+	Host         string          `envconfig:"BILLFN_LISTEN_HOST"`
 	ReadTimeout  config.Duration `envconfig:"read_timeout" default:"10s"`
 	WriteTimeout config.Duration `envconfig:"write_timeout" default:"15s"`
 	ExecTimeout  config.Duration `envconfig:"exec_timeout" default:"10s"` // deadline of one request's context
@@ -180,9 +186,9 @@ func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 
 // ListenAndServe serves on $PORT until ctx is done, then drains.
 func (s *Server) ListenAndServe(ctx context.Context) error {
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(s.cfg.Port))
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.Port)))
 	if err != nil {
-		return fmt.Errorf("listen on port %d: %w (is another process using it? set PORT)", s.cfg.Port, err)
+		return fmt.Errorf("listen on port %d: %w (is another process using it? set PORT; BILLFN_LISTEN_HOST %q)", s.cfg.Port, err, s.cfg.Host)
 	}
 	return s.Serve(ctx, ln)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -382,4 +383,56 @@ func TestMetricsAreNotServedToARequestThatCameThroughAProxy(t *testing.T) {
 			t.Errorf("GET /metrics with %v: code %s", hdr, c)
 		}
 	}
+}
+
+// A function listens where its platform calls it: on every interface by
+// default (a container's pod address), only on BILLFN_LISTEN_HOST when it
+// is set — the local stack sets 127.0.0.1, where its gateway calls the
+// functions, so a laptop does not offer every function (its API, its
+// /metrics) to the network it is on, beside the gateway that listens on
+// loopback. Proof that it took only 127.0.0.1:P: 127.0.0.2:P is still free
+// (Linux refuses it while something listens on every address at P).
+func TestAFunctionListensOnlyOnBILLFN_LISTEN_HOST(t *testing.T) {
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.Addr().(*net.TCPAddr).Port
+	free.Close()
+	t.Setenv("BILLFN_LISTEN_HOST", "127.0.0.1")
+	t.Setenv("PORT", strconv.Itoa(port))
+	var c server.Config
+	if err := config.Load(&c); err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(c, server.App{Name: "x", Handler: http.NewServeMux()})
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.ListenAndServe(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	}()
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	for tries, up := 0, false; !up; tries++ {
+		if tries == 1000 {
+			t.Fatal("the server did not answer /_/health in 1000 tries")
+		}
+		select {
+		case err := <-served:
+			t.Fatalf("the server stopped: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if res, err := http.Get(base + "/_/health"); err == nil {
+			res.Body.Close()
+			up = res.StatusCode == http.StatusOK
+		}
+	}
+	other, err := net.Listen("tcp", "127.0.0.2:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatalf("the function took port %d on every interface, not only on 127.0.0.1: %v", port, err)
+	}
+	other.Close()
 }
