@@ -276,3 +276,38 @@ func TestAnAccountReadByItsIdInUpperCaseIsNotStale(t *testing.T) {
 		t.Errorf("read by its id in upper case after a transfer: balance %d, want 1000", got.Balance)
 	}
 }
+
+// A batch's rejected item shows the caller what a refused transfer shows:
+// its own side. Paying someone reveals nothing about their balance, yet
+// the batch answered a rejected item with the transfer as decided, both
+// balances in it: customer A sent B's account a batch item larger than
+// its own balance and read B's balance and available in to_balance and
+// to_available, and again in the key's replay. An atomic batch's 422
+// shows no transfer; it is checked alike.
+func TestABatchsRejectedItemShowsNoOneElsesBalance(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(bob, "USD")
+	e.fund(a, 100)
+	e.fund(b, 987_654)
+	for _, atomic := range []bool{false, true} {
+		k := key()
+		body := map[string]any{"atomic": atomic, "transfers": []any{
+			map[string]any{"from_account_id": a.ID, "to_account_number": b.AccountNumber, "amount": 5_000, "currency": "USD"}}}
+		for _, try := range []string{"first", "replay"} {
+			r := e.do("POST", "/transfers/batch", alice, auth.RoleCustomer, body, "Idempotency-Key", k)
+			if (atomic && r.Code != 422) || (!atomic && r.Code != 200) || !strings.Contains(r.Body.String(), "insufficient_funds") {
+				t.Fatalf("atomic %v, %s: %d %s", atomic, try, r.Code, r.Body)
+			}
+			for _, leak := range []string{"to_balance", "to_available", "987654"} {
+				if strings.Contains(r.Body.String(), leak) {
+					t.Errorf("atomic %v, %s: the answer shows the payee's %s: %s", atomic, try, leak, r.Body)
+				}
+			}
+		}
+	}
+	if got := e.get(b.ID); got.Balance != 987_654 {
+		t.Fatalf("the payee's balance %d changed", got.Balance)
+	}
+	checkLedger(t, e.d)
+}

@@ -208,6 +208,14 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 	items := make([]batchItem, len(u.Ops))
 	failed := false
 	for i, o := range u.Ops {
+		// Each item shows the caller its own side only, a rejected one
+		// too: its transfer carries the balances of both accounts as
+		// decided, the payee's included.
+		var t *ledger.Transfer
+		if o.Res.Transfer != nil {
+			ft := o.Res.Transfer.ForCaller(p.CanAccess)
+			t = &ft
+		}
 		if o.Res.Err != nil {
 			failed = true
 			d, _ := Statuses.Doc(nil, "", o.Res.Err)
@@ -215,11 +223,10 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 				problem.Write(w, r, o.Res.Err) // the whole group failed: retry the batch
 				return
 			}
-			items[i] = batchItem{Status: d.Status, Error: &d, Transfer: o.Res.Transfer}
+			items[i] = batchItem{Status: d.Status, Error: &d, Transfer: t}
 			continue
 		}
-		t := o.Res.Transfer.ForCaller(p.CanAccess)
-		items[i] = batchItem{Status: http.StatusCreated, Transfer: &t}
+		items[i] = batchItem{Status: http.StatusCreated, Transfer: t}
 	}
 	if in.Atomic && failed {
 		problem.Write(w, r, problem.New(ledger.BatchRejected, "a transfer of the atomic batch was rejected; nothing was applied").With("results", items))
