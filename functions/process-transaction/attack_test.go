@@ -311,3 +311,48 @@ func TestABatchsRejectedItemShowsNoOneElsesBalance(t *testing.T) {
 	}
 	checkLedger(t, e.d)
 }
+
+// The same rule over Kafka: an outside integrator may request transfers
+// (its principal may write transaction-events, its key sign commands),
+// but a billfn kind in their metadata states a fact about a payment,
+// which only capture-payment states. The ledger posted an integrator's
+// request of kind payment_capture, and aggregate-report reconciled it as
+// a capture of the payment it named. Such a request is parked, nothing
+// moves; capture-payment's own is posted.
+func TestAnIntegratorCannotClaimABillfnTransferKind(t *testing.T) {
+	e := newEnv(t)
+	a := e.account(uuid.NewString(), "USD")
+	request := func(source, kind string) events.Event {
+		md := events.MetadataOf(map[string]string{"kind": kind, "payment_id": uuid.NewString(), "gateway": "stripe"})
+		ev := events.Must(events.New(context.Background(), "capture-payment", events.TypeTransactionRequested, a.ID,
+			TransferRequest{FromAccountNumber: "SYS-CLEARING-USD", ToAccountID: a.ID, Amount: 700, Currency: "USD", Metadata: md}))
+		ev.SetSource(source)
+		return ev
+	}
+	for _, kind := range events.TransferKinds {
+		if r := e.deliver(request(testenv.IntegratorSource, kind)); r.Code != 200 || !strings.Contains(r.Body.String(), `"parked":1`) {
+			t.Errorf("an integrator's transfer of kind %s: %d %s", kind, r.Code, r.Body)
+		}
+	}
+	if got := e.get(a.ID); got.Balance != 0 {
+		t.Fatalf("an integrator's claimed kinds moved money: balance %d", got.Balance)
+	}
+	var parked int
+	if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE type = $1 AND error LIKE '%metadata/kind%'`,
+		events.TypeTransactionRequested).Scan(&parked); err != nil {
+		t.Fatal(err)
+	}
+	if parked != len(events.TransferKinds) {
+		t.Errorf("%d requests parked naming metadata/kind, want %d", parked, len(events.TransferKinds))
+	}
+	// An integrator's plain transfer and capture-payment's capture post.
+	plain := request(testenv.IntegratorSource, "top-up")
+	if r := e.deliver(plain, request(events.Source("capture-payment"), events.KindPaymentCapture)); r.Code != 200 ||
+		strings.Contains(r.Body.String(), `"parked":1`) {
+		t.Fatalf("allowed requests: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(a.ID); got.Balance != 1_400 {
+		t.Fatalf("balance %d, want 1400", got.Balance)
+	}
+	checkLedger(t, e.d)
+}

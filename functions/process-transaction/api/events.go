@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
@@ -21,6 +22,13 @@ import (
 // the gateway, and resolves the hold by the gateway's answer through
 // its outbox.
 const HoldResolver = "capture-payment"
+
+// KindStater is the one source whose transfer requests by event may name
+// a billfn kind in their metadata (events.TransferKinds): a payment's
+// capture, a refund, an invoice's settlement are capture-payment's facts,
+// and consumers (aggregate-report's reconciliation) take them as such.
+// An integrator may request transfers, not state those.
+const KindStater = "capture-payment"
 
 // eventCaller is who an event-requested transfer acts as: a trusted
 // deliverer (Kafka ACLs guard who may produce), so any account may be named.
@@ -53,6 +61,10 @@ func (s *Service) opFor(ev events.Event) (*ledger.Op, error) {
 	req := ledger.TransferRequest(data.TransferRequest)
 	if err := req.Validate("", s.now(), eventCaller); err != nil {
 		return nil, events.Permanent(err)
+	}
+	if req.ClaimsBillfnKind() && !events.From(ev, KindStater) {
+		return nil, events.Permanent(fmt.Errorf("metadata/kind: a transfer of a kind billfn's own functions make (%s) is requested by event only by %s, not by %q",
+			strings.Join(events.TransferKinds, ", "), KindStater, events.SourceOf(ev)))
 	}
 	o := &ledger.Op{Req: req, Caller: eventCaller, Scope: "event:" + events.SourceOf(ev), Key: ev.ID(),
 		Hash: requestHash([]byte(ev.Type()), ev.Data()), ID: ids.New()}

@@ -145,6 +145,13 @@ func NewAccountNumber() string {
 	return string(out)
 }
 
+// ClaimsBillfnKind reports whether the request's metadata names one of
+// events.TransferKinds as its kind, in any spelling of the member's name
+// (billfnKind): a fact about a payment, which only its owner states.
+func (r *TransferRequest) ClaimsBillfnKind() bool {
+	return len(r.Metadata) > 0 && billfnKind(r.Metadata)
+}
+
 // billfnKind reports whether metadata (a JSON object) names one of
 // events.TransferKinds as its "kind". Every top-level member whose name is
 // "kind" in any case (encoding/json matches field names that way, Unicode
