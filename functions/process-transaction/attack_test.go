@@ -356,3 +356,64 @@ func TestAnIntegratorCannotClaimABillfnTransferKind(t *testing.T) {
 	}
 	checkLedger(t, e.d)
 }
+
+// A transaction.requested naming a transfer_id decides a transfer the
+// ledger accepted with 202; only the ledger's own event may (it names
+// the transfer it stored). Any source's was taken at its word: an
+// integrator's event naming a customer's pending transfer and two other
+// accounts made the group commit look the transfer's accounts up among
+// those it had locked, find none, and panic, so the delivery failed
+// (5xx, retried without end) and so did every transfer decided in the
+// same group. Such an event is parked and the transfer stays pending
+// until its own event; a malformed one under the ledger's own name is
+// parked too.
+func TestOnlyTheLedgerDecidesATransferItAccepted(t *testing.T) {
+	e := newEnv(t)
+	alice, bob := uuid.NewString(), uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	c, d := e.account(bob, "USD"), e.account(bob, "USD")
+	e.fund(a, 500)
+	e.fund(c, 500)
+	r := e.transfer(alice, a, b, 200, "Prefer", "respond-async")
+	if r.Code != 202 {
+		t.Fatalf("async: %d %s", r.Code, r.Body)
+	}
+	var tr Transfer
+	r.json(t, &tr)
+	decide := func(source string, from, to Account) events.Event {
+		ev := events.Must(events.New(context.Background(), "process-transaction", events.TypeTransactionRequested, from.ID,
+			events.TransactionRequested{TransferRequest: events.TransferRequest{FromAccountID: from.ID, ToAccountID: to.ID,
+				Amount: 1, Currency: "USD"}, TransferID: tr.ID}))
+		ev.SetSource(source)
+		return ev
+	}
+	for _, tc := range []struct {
+		name string
+		ev   events.Event
+	}{
+		{"an integrator's, naming other accounts", decide(testenv.IntegratorSource, c, d)},
+		{"an integrator's, naming its accounts", decide(testenv.IntegratorSource, a, b)},
+		{"capture-payment's", decide(events.Source("capture-payment"), a, b)},
+		{"the ledger's own, naming other accounts", decide(events.Source("process-transaction"), c, d)},
+	} {
+		if r := e.deliver(tc.ev); r.Code != 200 || !strings.Contains(r.Body.String(), `"parked":1`) {
+			t.Errorf("%s: %d %s", tc.name, r.Code, r.Body)
+		}
+		if got := e.do("GET", "/transfers/"+tr.ID, alice, auth.RoleCustomer, nil); !strings.Contains(got.Body.String(), `"status":"pending"`) {
+			t.Fatalf("after %s: %s", tc.name, got.Body)
+		}
+	}
+	for _, acct := range []Account{a, b, c, d} {
+		if got, want := e.get(acct.ID).Balance, map[string]int64{a.ID: 500, c.ID: 500}[acct.ID]; got != want {
+			t.Errorf("account %s: balance %d, want %d", acct.ID, got, want)
+		}
+	}
+	// The ledger's own event decides it.
+	if r := e.deliver(e.kafkaEvents(events.TypeTransactionRequested, a.ID, 1)[0]); r.Code != 200 || strings.Contains(r.Body.String(), `"parked":1`) {
+		t.Fatalf("the ledger's event: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(b.ID); got.Balance != 200 {
+		t.Fatalf("b balance %d, want 200", got.Balance)
+	}
+	checkLedger(t, e.d)
+}

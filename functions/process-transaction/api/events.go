@@ -23,6 +23,9 @@ import (
 // its outbox.
 const HoldResolver = "capture-payment"
 
+// Name is the function's name; its own events' source is events.Source(Name).
+const Name = "process-transaction"
+
 // KindStater is the one source whose transfer requests by event may name
 // a billfn kind in their metadata (events.TransferKinds): a payment's
 // capture, a refund, an invoice's settlement are capture-payment's facts,
@@ -42,6 +45,13 @@ func (s *Service) opFor(ev events.Event) (*ledger.Op, error) {
 		return nil, err
 	}
 	if data.TransferID != "" {
+		// Only the ledger's own event decides a transfer it accepted
+		// (202): it names the transfer it stored and that transfer's
+		// accounts. Anyone else's names what it likes.
+		if !events.From(ev, Name) {
+			return nil, events.Permanent(fmt.Errorf("transfer_id %q: only %s's own event decides a transfer it accepted, not %q's",
+				data.TransferID, Name, events.SourceOf(ev)))
+		}
 		// Transfers and accounts are looked up by canonical, lower-case id.
 		id, ok := ids.Canonical(data.TransferID)
 		if !ok {
@@ -129,7 +139,7 @@ func classify(err error) error {
 	switch {
 	case ledger.IsRejection(err):
 		return nil
-	case errors.Is(err, ledger.ErrNoSuchTransfer):
+	case errors.Is(err, ledger.ErrNoSuchTransfer), errors.Is(err, ledger.ErrOtherAccounts):
 		return events.Permanent(err)
 	}
 	return err

@@ -85,38 +85,47 @@ func FuzzTransferRequest(f *testing.F) {
 
 // FuzzOpFor: the data of a billfn.transaction.requested event is either a
 // permanent error (the event is parked), a transfer accepted earlier to
-// decide, named with both its accounts by canonical id, or a new request
-// checkValid accepts, keyed by the event's source and id.
+// decide (only in the ledger's own event), named with both its accounts
+// by canonical id, or a new request checkValid accepts, keyed by the
+// event's source and id; a billfn kind only in capture-payment's.
 func FuzzOpFor(f *testing.F) {
 	f.Add([]byte(`{"from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6f1c7e0a-0000-4000-8000-000000000002","amount":1050,"currency":"EUR"}`))
 	f.Add([]byte(`{"transfer_id":"0190a6f0-0000-7000-8000-000000000001","from_account_id":"6f1c7e0a-0000-4000-8000-000000000001","to_account_id":"6f1c7e0a-0000-4000-8000-000000000002","amount":0}`))
 	f.Add([]byte(`null`))
 	s := &Service{now: func() time.Time { return fuzzNow }}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ev := event.New()
-		ev.SetID("0190a6f0-0000-7000-8000-00000000000e")
-		ev.SetSource("/functions/capture-payment")
-		ev.SetType("billfn.transaction.requested")
-		ev.SetDataContentType(event.ApplicationJSON)
-		ev.DataEncoded = data
-		o, err := s.opFor(ev)
-		if err != nil {
-			if !events.IsPermanent(err) {
-				t.Fatalf("data %q: %v is not permanent: the event would be retried forever", data, err)
-			}
-			return
-		}
-		if o.Complete != "" {
-			for _, id := range []string{o.Complete, o.Req.FromAccountID, o.Req.ToAccountID} {
-				if !ids.Valid(id) || id != strings.ToLower(id) {
-					t.Fatalf("data %q: accepted transfer %q names %q, not a canonical UUID", data, o.Complete, id)
+		for _, source := range []string{KindStater, Name} {
+			ev := event.New()
+			ev.SetID("0190a6f0-0000-7000-8000-00000000000e")
+			ev.SetSource(events.Source(source))
+			ev.SetType("billfn.transaction.requested")
+			ev.SetDataContentType(event.ApplicationJSON)
+			ev.DataEncoded = data
+			o, err := s.opFor(ev)
+			if err != nil {
+				if !events.IsPermanent(err) {
+					t.Fatalf("data %q: %v is not permanent: the event would be retried forever", data, err)
 				}
+				continue
 			}
-			return
-		}
-		checkValid(t, o.Req)
-		if o.Scope != "event:"+ev.Source() || o.Key != ev.ID() || !ids.Valid(o.ID) || len(o.Hash) == 0 {
-			t.Fatalf("data %q: op keyed %q %q, id %q", data, o.Scope, o.Key, o.ID)
+			if o.Complete != "" {
+				if source != Name {
+					t.Fatalf("data %q: %s's event decides accepted transfer %q", data, source, o.Complete)
+				}
+				for _, id := range []string{o.Complete, o.Req.FromAccountID, o.Req.ToAccountID} {
+					if !ids.Valid(id) || id != strings.ToLower(id) {
+						t.Fatalf("data %q: accepted transfer %q names %q, not a canonical UUID", data, o.Complete, id)
+					}
+				}
+				continue
+			}
+			checkValid(t, o.Req)
+			if o.Scope != "event:"+ev.Source() || o.Key != ev.ID() || !ids.Valid(o.ID) || len(o.Hash) == 0 {
+				t.Fatalf("data %q: op keyed %q %q, id %q", data, o.Scope, o.Key, o.ID)
+			}
+			if source != KindStater && o.Req.ClaimsBillfnKind() {
+				t.Fatalf("data %q: %s's request claims a billfn kind: %s", data, source, o.Req.Metadata)
+			}
 		}
 	})
 }

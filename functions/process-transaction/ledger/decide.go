@@ -185,6 +185,12 @@ func (g *Group) decideAccepted(o *Op) {
 		o.Res = Outcome{Err: fmt.Errorf("transfer %s does not exist: %w", o.Complete, ErrNoSuchTransfer), Done: true}
 		return
 	}
+	if t.FromAccountID != o.Req.FromAccountID || t.ToAccountID != o.Req.ToAccountID {
+		// The group locked the accounts the event names, not these.
+		o.Res = Outcome{Err: fmt.Errorf("transfer %s is %s → %s, the event names %s → %s: %w", t.ID, t.FromAccountID,
+			t.ToAccountID, o.Req.FromAccountID, o.Req.ToAccountID, ErrOtherAccounts), Done: true}
+		return
+	}
 	FillOwners(t, g.Books)
 	if t.Status != TransferPending {
 		o.Res = Outcome{Transfer: t, Replayed: true, Done: true} // decided already

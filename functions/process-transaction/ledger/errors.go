@@ -36,6 +36,11 @@ var ErrAlreadyResolved = errors.New("hold already resolved")
 // ErrNoSuchTransfer: an accepted transfer named by an event does not exist.
 var ErrNoSuchTransfer = errors.New("no such transfer")
 
+// ErrOtherAccounts: an event deciding an accepted transfer names other
+// accounts than the transfer's (the group locked those, not the
+// transfer's).
+var ErrOtherAccounts = errors.New("the event names other accounts than the transfer's")
+
 func reason(c apperr.Code) *string { s := string(c); return &s }
 
 // Rejected is the error of a transfer a rule rejected: unlike a request
