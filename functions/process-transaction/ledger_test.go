@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/billfn/billfn/functions/process-transaction/api"
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
@@ -770,4 +771,79 @@ func TestACustomerOpensALimitedNumberOfAccounts(t *testing.T) {
 	if err := e.d.Pool.QueryRow(t.Context(), `SELECT count(*) FROM accounts WHERE user_id = $1`, user).Scan(&n); err != nil || n != 4 {
 		t.Fatalf("%d accounts (%v), want 4", n, err)
 	}
+}
+
+// An Idempotency-Key names one request of its caller, whichever of the
+// transfer routes it went to (README: the same key with a different
+// request is a 422). POST /transfers keeps its keys on the transfer rows
+// and the batch kept its own in the idempotency table, each blind to the
+// other: the same key sent to both moved the money twice, either way
+// round. A batch's first item is now stored under the key itself.
+func TestAnIdempotencyKeyNamesOneRequestAcrossTransfersAndBatches(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000)
+	item := map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 10, "currency": "USD"}
+	batch := map[string]any{"transfers": []any{item, item}}
+	post := func(path string, body any, k string, hdr ...string) resp {
+		return e.do("POST", path, alice, auth.RoleCustomer, body, append([]string{"Idempotency-Key", k}, hdr...)...)
+	}
+	// A transfer first, then a batch under its key.
+	k := key()
+	if r := post("/transfers", item, k); r.Code != 201 {
+		t.Fatalf("transfer: %d %s", r.Code, r.Body)
+	}
+	for _, atomic := range []bool{false, true} {
+		if r := post("/transfers/batch", map[string]any{"atomic": atomic, "transfers": []any{item, item}}, k); r.Code != 422 || r.code() != "idempotency_key_reused" {
+			t.Errorf("a batch (atomic %v) under a transfer's key: %d %s", atomic, r.Code, r.Body)
+		}
+	}
+	if got := e.get(b.ID); got.Balance != 10 {
+		t.Fatalf("after a transfer and batches under its key: balance %d, want 10", got.Balance)
+	}
+	// A batch first, then a transfer under its key, synchronous or not.
+	k = key()
+	if r := post("/transfers/batch", batch, k); r.Code != 200 || strings.Contains(r.Body.String(), `"status":4`) {
+		t.Fatalf("batch: %d %s", r.Code, r.Body)
+	}
+	for _, async := range [][]string{nil, {"Prefer", "respond-async"}} {
+		if r := post("/transfers", item, k, async...); r.Code != 422 || r.code() != "idempotency_key_reused" {
+			t.Errorf("a transfer (%v) under a batch's key: %d %s", async, r.Code, r.Body)
+		}
+	}
+	// The batch itself still replays, and moved its money once.
+	if r := post("/transfers/batch", batch, k); r.Code != 200 || r.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the batch again: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(b.ID); got.Balance != 30 {
+		t.Fatalf("after a batch of 20 and transfers under its key: balance %d, want 30", got.Balance)
+	}
+	// Another batch under a key that looks like an item's: its own request.
+	if r := post("/transfers/batch", batch, k+"#1"); r.Code != 200 || strings.Contains(r.Body.String(), `"status":4`) ||
+		r.Header().Get("Idempotent-Replayed") != "" {
+		t.Fatalf("a batch under %s#1: %d %s", k, r.Code, r.Body)
+	}
+	// A batch committed before items were keyed this way (its caller went
+	// away before the answer, so its key was not kept) is retried: its
+	// items replay under their keys of then.
+	k = key()
+	caller := auth.Principal{Subject: alice, Role: auth.RoleCustomer}
+	u := &ledger.Unit{}
+	for i := range 2 {
+		req := TransferRequest{FromAccountID: a.ID, ToAccountID: b.ID, Amount: 10, Currency: "USD"}
+		u.Ops = append(u.Ops, &ledger.Op{Req: req, Caller: caller, Key: api.LegacyBatchItemKey(k, i), Hash: api.BatchItemHash(&req),
+			Scope: e.d.Idempotency.Scope(auth.WithPrincipal(context.Background(), caller)), ID: ids.New()})
+	}
+	if err := e.s.Committer().Submit(context.Background(), u); err != nil || u.Ops[0].Res.Err != nil || u.Ops[1].Res.Err != nil {
+		t.Fatalf("the batch of before: %v %+v %+v", err, u.Ops[0].Res, u.Ops[1].Res)
+	}
+	if r := post("/transfers/batch", batch, k); r.Code != 200 || !strings.Contains(r.Body.String(), u.Ops[0].ID) ||
+		!strings.Contains(r.Body.String(), u.Ops[1].ID) {
+		t.Fatalf("the batch of before, retried: %d %s", r.Code, r.Body)
+	}
+	if got := e.get(b.ID); got.Balance != 70 {
+		t.Fatalf("balance %d, want 70", got.Balance)
+	}
+	checkLedger(t, e.d)
 }

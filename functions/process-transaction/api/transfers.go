@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
@@ -163,6 +165,31 @@ type batchItem struct {
 
 const maxBatch = 1000
 
+// batchItemKey is the idempotency key of a batch's item i under the
+// batch's key: the first item's is the key itself, so a transfer sent to
+// POST /transfers under the same key finds it used (and the batch finds
+// a transfer's); the others' are "<key> <i>", with a space no client's
+// key holds (idempotency.ValidKey), so no key of the caller's other
+// requests can name them.
+func batchItemKey(key string, i int) string {
+	if i == 0 {
+		return key
+	}
+	return key + " " + strconv.Itoa(i)
+}
+
+// LegacyBatchItemKey is the key of a batch's item i before 2026-12-07
+// ("<key>#<i>", the first item's too). A batch whose first item is stored
+// under it is that batch retried (its caller went away before the
+// answer): it keeps these keys, so its items replay.
+func LegacyBatchItemKey(key string, i int) string { return key + "#" + strconv.Itoa(i) }
+
+// BatchItemHash fingerprints a batch's item, validated, for idempotency.
+func BatchItemHash(req *ledger.TransferRequest) []byte {
+	item, _ := json.Marshal(req)
+	return requestHash([]byte("batch-item"), item)
+}
+
 // batch applies up to 1000 transfers in one group commit. Each item gets its
 // own result; with "atomic": true any rejection rejects them all and nothing
 // is written. The batch is idempotent as a whole (Idempotency-Key).
@@ -180,7 +207,7 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	var v problem.Validator
 	u := &ledger.Unit{Atomic: in.Atomic}
-	key := r.Header.Get(idempotency.Header)
+	key, scope := r.Header.Get(idempotency.Header), s.scope(p)
 	tp, ts := events.TraceParent(r.Context()), events.TraceState(r.Context())
 	for i := range in.Transfers {
 		req := in.Transfers[i]
@@ -193,12 +220,27 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 			}
 			continue
 		}
-		item, _ := json.Marshal(req)
-		u.Ops = append(u.Ops, &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: fmt.Sprintf("%s#%d", key, i),
-			Hash: requestHash([]byte("batch-item"), item), ID: ids.New(), TraceParent: tp, TraceState: ts})
+		u.Ops = append(u.Ops, &ledger.Op{Req: req, Caller: p, Scope: scope, Key: batchItemKey(key, i),
+			Hash: BatchItemHash(&req), ID: ids.New(), TraceParent: tp, TraceState: ts})
 	}
 	if err := v.Err(); err != nil {
 		problem.Write(w, r, err)
+		return
+	}
+	// The key names one request across POST /transfers and the batch: a
+	// transfer stored under it that is not this batch's first item
+	// (replayed when the batch is retried) was another request.
+	used, err := s.store.KeyHashes(r.Context(), scope, key, LegacyBatchItemKey(key, 0))
+	if err != nil {
+		problem.Write(w, r, err)
+		return
+	}
+	if _, legacy := used[LegacyBatchItemKey(key, 0)]; legacy {
+		for i, o := range u.Ops {
+			o.Key = LegacyBatchItemKey(key, i)
+		}
+	} else if prior, ok := used[key]; ok && !bytes.Equal(prior, u.Ops[0].Hash) {
+		problem.Write(w, r, apperr.KeyReused("transfer (POST /transfers)"))
 		return
 	}
 	if err := s.commit.Submit(r.Context(), u); err != nil {

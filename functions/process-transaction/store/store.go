@@ -254,6 +254,27 @@ func (s *Store) Transfer(ctx context.Context, id string) (*ledger.Transfer, erro
 	return transfer(ctx, s.pool, id, false)
 }
 
+// KeyHashes are the request fingerprints of the transfers stored under
+// the idempotency keys of a scope, by key (a key no transfer has is absent).
+func (s *Store) KeyHashes(ctx context.Context, scope string, keys ...string) (map[string][]byte, error) {
+	rows, err := s.pool.Query(ctx, `SELECT idem_key, request_hash FROM transfers WHERE idem_scope = $1 AND idem_key = ANY($2)`, scope, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for rows.Next() {
+		var k string
+		var h []byte
+		if err := rows.Scan(&k, &h); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[k] = h
+	}
+	rows.Close()
+	return out, rows.Err()
+}
+
 // HistoryQuery lists an account's transfers (both sides), newest first.
 type HistoryQuery struct {
 	Account   string
