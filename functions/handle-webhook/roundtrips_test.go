@@ -14,12 +14,14 @@ import (
 	"github.com/billfn/billfn/shared/testenv"
 )
 
-// succeededIntent is a replica (its outbox emptied when the test ends) and
-// the sandbox's payment_intent.succeeded for a new payment pid, whose
-// metadata teaches it: gateway object "pi_<tag>_<n>".
+// succeededIntent is a replica whose outbox keeps what its deliveries
+// write (keepOutbox; emptied when the test ends) and the sandbox's
+// payment_intent.succeeded for a new payment pid, whose metadata teaches
+// it: gateway object "pi_<tag>_<n>".
 func succeededIntent(t *testing.T, tag string) (g *rig, trips *testenv.RoundTrips, pid, n string, body []byte) {
 	t.Helper()
 	g, trips = newReplica(t)
+	g.keepOutbox()
 	heard(g)
 	t.Cleanup(func() { _, _ = g.d.Pool.Exec(context.Background(), `DELETE FROM outbox`) })
 	pid, n = uuid.NewString(), uuid.NewString()[:8]

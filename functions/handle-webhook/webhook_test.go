@@ -734,10 +734,10 @@ func TestARotatedWebhookSecretFileTakesEffectWithoutARestart(t *testing.T) {
 // key as they are written — a processed webhook's by the group commit, a
 // released parked one's by the delivery that names its payment — and their
 // outbox rows name the key, so the publisher relays them without decoding
-// them. (The publisher is stopped first, so the rows stay to be read.)
+// them. (The rows are kept in the outbox to be read: keepOutbox.)
 func TestGatewayUpdatesAreSignedAsTheyAreWritten(t *testing.T) {
 	g := newRig(t)
-	g.d.Publisher.Close(context.Background())
+	g.keepOutbox()
 	pid, parked := uuid.NewString(), uuid.NewString()
 	uniq := uuid.NewString()[:8] // gateway objects of this run only: the database outlives it
 	piSignedParked := "pi_signed_parked_" + uniq
