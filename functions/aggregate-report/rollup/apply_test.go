@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -36,11 +38,11 @@ func rendered(e *Effects) []string {
 	var out []string
 	for k, c := range e.Global {
 		if k.Grain == Day {
-			out = append(out, fmt.Sprintf("%s %s %s = %d/%d", k.Metric, k.Dim, k.Currency, c.Count, c.Amount))
+			out = append(out, fmt.Sprintf("%s %s %s = %s", k.Metric, k.Dim, k.Currency, c))
 		}
 	}
 	for k, c := range e.Accounts {
-		out = append(out, fmt.Sprintf("acct:%s %s %s %s = %d/%d", k.Account[:2], k.Metric, k.Dim, k.Currency, c.Count, c.Amount))
+		out = append(out, fmt.Sprintf("acct:%s %s %s %s = %s", k.Account[:2], k.Metric, k.Dim, k.Currency, c))
 	}
 	slices.Sort(out)
 	return out
@@ -168,12 +170,12 @@ func TestEveryEventTypeLandsInItsRollups(t *testing.T) {
 				t.Errorf("rollups:\n got  %q\n want %q", got, c.want)
 			}
 			// Every global fact is in the hour rollups too, with the same totals.
-			hours, days := Cell{}, Cell{}
+			hours, days := Sum{}, Sum{}
 			for k, v := range a.Effects.Global {
 				if k.Grain == Hour {
-					hours, _ = hours.add(v.Count, v.Amount)
+					hours = Sum{hours.Count + v.Count, hours.Amount.Add(v.Amount)}
 				} else {
-					days, _ = days.add(v.Count, v.Amount)
+					days = Sum{days.Count + v.Count, days.Amount.Add(v.Amount)}
 				}
 			}
 			if hours != days {
@@ -215,15 +217,55 @@ func TestBadEventsArePermanentFailures(t *testing.T) {
 	}
 }
 
-func TestOverflowingRollupIsPermanent(t *testing.T) {
+// A rollup row adds valid int64 amounts without a bound of its own: anyone
+// may have a transfer of math.MaxInt64 rejected and counted, and the next
+// fact of its row must still count (it was refused as an overflow, parked,
+// and lost to the day's reports).
+func TestRollupSumsBeyondInt64AreCounted(t *testing.T) {
 	a := Aggregator{State: NewState(), Effects: NewEffects()}
-	big := map[string]any{"amount": int64(1) << 62, "currency": "USD", "from_account_id": acct, "to_account_id": bcct}
-	if err := a.Apply(ev(TransferPosted, t0, big)); err != nil {
-		t.Fatal(err)
+	for _, amount := range []int64{1 << 62, 1 << 62, math.MaxInt64, math.MaxInt64} {
+		data := map[string]any{"amount": amount, "currency": "USD", "from_account_id": acct, "to_account_id": bcct}
+		if err := a.Apply(ev(TransferPosted, t0, data)); err != nil {
+			t.Fatalf("transfer of %d: %v", amount, err)
+		}
 	}
-	err := a.Apply(ev(TransferPosted, t0, big))
-	if err == nil || !events.IsPermanent(err) {
-		t.Fatalf("second 2^62 transfer = %v, want a permanent overflow", err)
+	want := []string{"acct:0a transfer.posted  USD = 4/27670116110564327422", "acct:0b transfer.received  USD = 4/27670116110564327422",
+		"transfer.posted  USD = 4/27670116110564327422"}
+	if got := rendered(a.Effects); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestWideAddsAndFormatsBeyondInt64(t *testing.T) {
+	two64 := new(big.Int).Lsh(big.NewInt(1), 64)
+	for _, s := range []string{"0", "-1", "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+		"-9223372036854775809", "18446744073709551616", "-18446744073709551616", "-18446744073709551615",
+		"170141183460469231731687303715884105727", "-170141183460469231731687303715884105728"} {
+		w, err := ParseWide(s)
+		if err != nil || w.String() != s || w.Big().String() != s {
+			t.Errorf("ParseWide(%s) = %v (%v), formats as %s", s, w, err, w)
+		}
+		b, _ := new(big.Int).SetString(s, 10)
+		for _, v := range []int64{0, 1, -1, math.MaxInt64, math.MinInt64} {
+			want := new(big.Int).Add(b, big.NewInt(v))
+			if !want.IsInt64() && new(big.Int).Abs(want).Cmp(new(big.Int).Lsh(two64, 62)) > 0 {
+				continue // beyond 128 bits: no sum of int64s gets there
+			}
+			if got := w.AddInt64(v).Big(); got.Cmp(want) != 0 {
+				t.Errorf("%s + %d = %s, want %s", s, v, got, want)
+			}
+		}
+	}
+	for _, s := range []string{"170141183460469231731687303715884105728", "1.5", "", "x"} {
+		if _, err := ParseWide(s); err == nil {
+			t.Errorf("ParseWide(%q) succeeded", s)
+		}
+	}
+	if v, ok := WideOf(math.MinInt64).Int64(); !ok || v != math.MinInt64 {
+		t.Error("MinInt64 does not fit in int64")
+	}
+	if _, ok := WideOf(math.MaxInt64).AddInt64(1).Int64(); ok {
+		t.Error("MaxInt64 + 1 fits in int64")
 	}
 }
 

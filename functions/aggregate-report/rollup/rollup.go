@@ -23,6 +23,7 @@ package rollup
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/billfn/billfn/shared/events"
@@ -213,22 +214,28 @@ type AccountKey struct {
 	Dim      string
 }
 
-// Cell is a rollup value.
+// Cell is a figure of a report: a count and an amount in int64 minor units.
 type Cell struct {
 	Count  int64 `json:"count"`
 	Amount int64 `json:"amount"`
 }
 
-func (c Cell) add(count, amount int64) (Cell, error) {
-	n, err := money.Add(c.Count, count)
+// Sum is a rollup row's value: a count, and the sum of its facts' amounts,
+// which may exceed int64 (see Wide).
+type Sum struct {
+	Count  int64
+	Amount Wide
+}
+
+// String formats s as count/amount (a check's differences).
+func (s Sum) String() string { return strconv.FormatInt(s.Count, 10) + "/" + s.Amount.String() }
+
+func (s Sum) add(count, amount int64) (Sum, error) {
+	n, err := money.Add(s.Count, count) // 2^63 events: never, but not wrapped
 	if err != nil {
-		return c, err
+		return s, err
 	}
-	a, err := money.Add(c.Amount, amount)
-	if err != nil {
-		return c, err
-	}
-	return Cell{n, a}, nil
+	return Sum{n, s.Amount.AddInt64(amount)}, nil
 }
 
 // ReconRow is one reconciliation entry.
@@ -271,8 +278,8 @@ type UnappliedRow struct {
 
 // Effects are the additive results of applying events.
 type Effects struct {
-	Global          map[RollKey]Cell
-	Accounts        map[AccountKey]Cell
+	Global          map[RollKey]Sum
+	Accounts        map[AccountKey]Sum
 	Recon           []ReconRow
 	InvoicePayments []InvoicePayment
 	Unapplied       []UnappliedRow
@@ -284,7 +291,7 @@ type Effects struct {
 
 // NewEffects returns empty effects.
 func NewEffects() *Effects {
-	return &Effects{Global: map[RollKey]Cell{}, Accounts: map[AccountKey]Cell{}, Days: map[int64]bool{}}
+	return &Effects{Global: map[RollKey]Sum{}, Accounts: map[AccountKey]Sum{}, Days: map[int64]bool{}}
 }
 
 // DayStart is the start of t's day (UTC).
@@ -305,7 +312,7 @@ const (
 	accountOnly              // only the account's rollups
 )
 
-var errOverflow = errors.New("rollup overflows int64")
+var errOverflow = errors.New("rollup count overflows int64")
 
 // add records one fact at t.
 func (e *Effects) add(t time.Time, cur, metric, dim, account string, count, amount int64, sc scope) error {

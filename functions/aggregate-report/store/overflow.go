@@ -10,10 +10,13 @@ import (
 )
 
 // CodeAmountOverflow is the problem of a report whose figure does not fit
-// in int64 minor units: each rollup row fits (an event that would overflow
-// one is parked), but a report adds rows up — over days, over reasons, over
-// gateways — and a total of them may not. The report then says so (422)
-// instead of wrapping to a wrong figure or failing with a 500.
+// in int64 minor units. Every event's amount fits, but the rollups keep
+// their sums in numeric columns (migration 00055: a row that refused the
+// next fact let one rejected transfer of math.MaxInt64 have every later
+// event of its row parked), and a report adds rows up — over days, over
+// reasons, over gateways — so a row or a total of them may not fit. The
+// report then says so (422) instead of wrapping to a wrong figure or
+// failing with a 500.
 const CodeAmountOverflow = apperr.AmountOverflow
 
 // ErrAmountOverflow is the report's overflow problem.

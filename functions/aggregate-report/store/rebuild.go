@@ -87,14 +87,20 @@ func replayNext(ctx context.Context, tx pgx.Tx, rp *rollup.Replayed, r rollup.Ra
 func LoadRange(ctx context.Context, tx pgx.Tx, r rollup.Range) (*rollup.Effects, error) {
 	eff := rollup.NewEffects()
 	b := &pgx.Batch{}
-	b.Queue(`SELECT grain, bucket, currency, metric, dim, count, amount FROM report_rollups
+	// Amounts are numeric (sums beyond int64 are kept, see rollup.Wide),
+	// read as their decimal text.
+	b.Queue(`SELECT grain, bucket, currency, metric, dim, count, amount::text FROM report_rollups
 		WHERE bucket >= $1 AND bucket < $2`, r.From, r.To).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var k rollup.RollKey
-			var grain string
+			var grain, amount string
 			var bucket time.Time
-			var c rollup.Cell
-			if err := rows.Scan(&grain, &bucket, &k.Currency, &k.Metric, &k.Dim, &c.Count, &c.Amount); err != nil {
+			var c rollup.Sum
+			if err := rows.Scan(&grain, &bucket, &k.Currency, &k.Metric, &k.Dim, &c.Count, &amount); err != nil {
+				return err
+			}
+			var err error
+			if c.Amount, err = rollup.ParseWide(amount); err != nil {
 				return err
 			}
 			k.Grain, k.Bucket = grain[0], bucket.Unix()
@@ -102,13 +108,18 @@ func LoadRange(ctx context.Context, tx pgx.Tx, r rollup.Range) (*rollup.Effects,
 		}
 		return rows.Err()
 	})
-	b.Queue(`SELECT account_id::text, day, currency, metric, dim, count, amount FROM report_account_rollups
+	b.Queue(`SELECT account_id::text, day, currency, metric, dim, count, amount::text FROM report_account_rollups
 		WHERE day >= $1::date AND day < $2::date`, r.From, r.To).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var k rollup.AccountKey
 			var day time.Time
-			var c rollup.Cell
-			if err := rows.Scan(&k.Account, &day, &k.Currency, &k.Metric, &k.Dim, &c.Count, &c.Amount); err != nil {
+			var amount string
+			var c rollup.Sum
+			if err := rows.Scan(&k.Account, &day, &k.Currency, &k.Metric, &k.Dim, &c.Count, &amount); err != nil {
+				return err
+			}
+			var err error
+			if c.Amount, err = rollup.ParseWide(amount); err != nil {
 				return err
 			}
 			k.Day = time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC).Unix()

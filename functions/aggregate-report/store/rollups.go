@@ -352,18 +352,39 @@ func queueGlobalRollups(b *pgx.Batch, eff *rollup.Effects) {
 		ks := slices.SortedFunc(maps.Keys(eff.Global), compareRoll)
 		grain, cur, metric, dim := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		bucket := make([]time.Time, n)
-		count, amount := make([]int64, n), make([]int64, n)
+		count := make([]int64, n)
 		for i, k := range ks {
 			c := eff.Global[k]
-			grain[i], bucket[i], cur[i], metric[i], dim[i], count[i], amount[i] =
-				string(k.Grain), time.Unix(k.Bucket, 0).UTC(), k.Currency, k.Metric, k.Dim, c.Count, c.Amount
+			grain[i], bucket[i], cur[i], metric[i], dim[i], count[i] =
+				string(k.Grain), time.Unix(k.Bucket, 0).UTC(), k.Currency, k.Metric, k.Dim, c.Count
 		}
+		amount, typ := amounts(n, func(i int) rollup.Wide { return eff.Global[ks[i]].Amount })
 		b.Queue(`INSERT INTO report_rollups AS r (grain, bucket, currency, metric, dim, count, amount)
-			SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
+			SELECT g, b, c, m, d, n, a::numeric
+			FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::`+typ+`[]) AS x(g, b, c, m, d, n, a)
 			ON CONFLICT (grain, bucket, currency, metric, dim)
 			DO UPDATE SET count = r.count + excluded.count, amount = r.amount + excluded.amount`,
 			grain, bucket, cur, metric, dim, count, amount)
 	}
+}
+
+// amounts is the parameter of n rollup amounts for the numeric columns:
+// int64s when every one fits (a batch's usual case: a binary bigint array,
+// no decimal text to write and parse), else their decimal text.
+func amounts(n int, at func(i int) rollup.Wide) (any, string) {
+	small := make([]int64, n)
+	for i := range small {
+		v, ok := at(i).Int64()
+		if !ok {
+			text := make([]string, n)
+			for j := range text {
+				text[j] = at(j).String()
+			}
+			return text, "text"
+		}
+		small[i] = v
+	}
+	return small, "bigint"
 }
 
 func queueAccountRollups(b *pgx.Batch, eff *rollup.Effects) {
@@ -371,14 +392,16 @@ func queueAccountRollups(b *pgx.Batch, eff *rollup.Effects) {
 		ks := slices.SortedFunc(maps.Keys(eff.Accounts), compareAccount)
 		acct, cur, metric, dim := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		day := make([]time.Time, n)
-		count, amount := make([]int64, n), make([]int64, n)
+		count := make([]int64, n)
 		for i, k := range ks {
 			c := eff.Accounts[k]
-			acct[i], day[i], cur[i], metric[i], dim[i], count[i], amount[i] =
-				k.Account, time.Unix(k.Day, 0).UTC(), k.Currency, k.Metric, k.Dim, c.Count, c.Amount
+			acct[i], day[i], cur[i], metric[i], dim[i], count[i] =
+				k.Account, time.Unix(k.Day, 0).UTC(), k.Currency, k.Metric, k.Dim, c.Count
 		}
+		amount, typ := amounts(n, func(i int) rollup.Wide { return eff.Accounts[ks[i]].Amount })
 		b.Queue(`INSERT INTO report_account_rollups AS r (account_id, day, currency, metric, dim, count, amount)
-			SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])
+			SELECT ac, dy, c, m, d, n, a::numeric
+			FROM unnest($1::uuid[], $2::date[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::`+typ+`[]) AS x(ac, dy, c, m, d, n, a)
 			ON CONFLICT (account_id, day, currency, metric, dim)
 			DO UPDATE SET count = r.count + excluded.count, amount = r.amount + excluded.amount`,
 			acct, day, cur, metric, dim, count, amount)

@@ -57,12 +57,12 @@ func (s *Store) CompactWeeks(ctx context.Context) (int, error) {
 // version it records and the rows it sums come from one snapshot. Writers
 // never touch the week tables, so this cannot conflict with them.
 //
-// A week whose folded row of some account does not fit in int64 (each day
-// row fits; a week of them may not) is not folded: its compaction is
-// recorded at the negated version, which RankingSources never uses (the
-// day rows answer, and a ranking that adds them up beyond int64 is the
-// amount_overflow problem) and CompactWeeks does not retry until the
-// week's figures change. Before, the tick failed on it every time.
+// A week whose folded row of some account does not fit in int64 (the day
+// rows are numeric sums: a week of them, or one of them, may not) is not
+// folded: its compaction is recorded at the negated version, which
+// RankingSources never uses (the day rows answer, and a ranking that adds
+// them up beyond int64 is the amount_overflow problem) and CompactWeeks
+// does not retry until the week's figures change. Before, the tick failed on it every time.
 func (s *Store) compactWeek(ctx context.Context, week time.Time) error {
 	var version int64
 	err := s.foldWeek(ctx, week, &version)
