@@ -263,7 +263,8 @@ func (s *API) panels(ctx context.Context, sc store.Scope, from, to time.Time, cu
 		{"kpi-volume", "Transfer volume", FormatMoney(cs.Transfers.Posted.Amount, c), cur, plural(cs.Transfers.Posted.Count, "transfer")},
 		{"kpi-revenue", "Revenue", FormatMoney(cs.Invoices.Paid.Amount, c), cur, plural(cs.Invoices.Paid.Count, "invoice") + " paid"},
 		{"kpi-success", "Payment success", fmtRate(rate), "", fmt.Sprintf("%d of %d attempts", succ, att)},
-		{"kpi-refunds", "Refunds", FormatMoney(cs.Refunds.Succeeded.Amount, c), cur, plural(cs.Refunds.Succeeded.Count, "refund") + ", " + plural(cs.Disputes.Count, "dispute")},
+		// Refunds net of those that came back (failed after succeeding).
+		{"kpi-refunds", "Refunds", FormatMoney(cs.Refunds.Net, c), cur, plural(cs.Refunds.Succeeded.Count, "refund") + reversedNote(cs.Refunds.Reversed.Count) + ", " + plural(cs.Disputes.Count, "dispute")},
 		{"kpi-mrr", "MRR " + mrr.Month, FormatMoney(m.Closing, c), cur, "ARR " + FormatMoney(m.ARR, c) + " · " + plural(m.ActiveSubscriptions, "subscription")},
 		{"kpi-ar", "Receivables", FormatMoney(agingTotal.Amount, c), cur, plural(agingTotal.Count, "open invoice") + " on " + v.ToInclusive},
 	}
@@ -543,6 +544,14 @@ func fmtRate(r store.Rate) string {
 	}
 	bp := *r.BasisPoints
 	return fmt.Sprintf("%d.%02d%%", bp/100, bp%100)
+}
+
+// reversedNote names the refunds that came back, when there are any.
+func reversedNote(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d reversed)", n)
 }
 
 func plural(n int64, word string) string {

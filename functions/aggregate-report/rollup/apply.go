@@ -152,7 +152,8 @@ func metadata(raw json.RawMessage) map[string]string {
 
 // reconKinds maps the ledger's metadata.kind to the cash it moves at a
 // gateway; invoice_settlement and invoice_refund move money inside billfn.
-var reconKinds = map[string]string{events.KindPaymentCapture: "capture", events.KindRefund: "refund"}
+var reconKinds = map[string]string{events.KindPaymentCapture: "capture", events.KindRefund: "refund",
+	events.KindRefundReversal: "refund_reversal"}
 
 func (a *Aggregator) transfer(ev Event) error {
 	var d transferData
@@ -214,7 +215,9 @@ func (a *Aggregator) ledgerRecon(ev Event, d transferData, cur string, amount in
 	if a.Effects.Keep != nil && !a.Effects.Keep(ev.Time) {
 		return
 	}
-	account := canonicalID(d.ToAccountID) // a capture credits the payer's account
+	// A capture credits the payer's account, a refund's reversal gives back
+	// to what the refund drew on; a refund debits it.
+	account := canonicalID(d.ToAccountID)
 	if kind == "refund" {
 		account = canonicalID(d.FromAccountID)
 	}
@@ -648,22 +651,77 @@ func (a *Aggregator) refund(ev Event) error {
 			gw = p.Gateway
 		}
 	}
-	metric := MRefundSucceeded
-	if ev.Type == RefundFailed {
-		metric = MRefundFailed
-	}
-	if err := a.Effects.add(ev.Time, cur, metric, gw, account, 1, d.Amount, everywhere); err != nil {
-		return permanent(ev, "%v", err)
-	}
-	if ev.Type == RefundSucceeded && (a.Effects.Keep == nil || a.Effects.Keep(ev.Time)) {
-		ref := d.RefundID
-		if ref == "" {
-			ref = ev.ID
+	rid := d.RefundID
+	add := func(metric string, at time.Time, count, amount int64) error {
+		if err := a.Effects.add(at, cur, metric, gw, account, count, amount, everywhere); err != nil {
+			return permanent(ev, "%v", err)
 		}
-		a.Effects.Recon = append(a.Effects.Recon, ReconRow{
-			Source: ev.Source, EventID: ev.ID, Side: "gateway", Kind: "refund", PaymentID: payment,
-			AccountID: account, Gateway: gw, Currency: cur, Amount: d.Amount, Status: "succeeded", Ref: ref, At: ev.Time,
-		})
+		return nil
+	}
+	// reversed counts the money of a refund that failed after it
+	// succeeded as come back, at the failure (at, by the event src/id),
+	// with its gateway-side reconciliation entry: the ledger's
+	// refund_reversal posting answers it.
+	reversed := func(at time.Time, src, id string) error {
+		if err := add(MRefundReversed, at, 1, d.Amount); err != nil {
+			return err
+		}
+		if a.Effects.Keep == nil || a.Effects.Keep(at) {
+			a.Effects.Recon = append(a.Effects.Recon, ReconRow{
+				Source: src, EventID: id, Side: "gateway", Kind: "refund_reversal", PaymentID: payment,
+				AccountID: account, Gateway: gw, Currency: cur, Amount: d.Amount, Status: "reversed", Ref: rid, At: at,
+			})
+		}
+		return nil
+	}
+	var st *Refund
+	if rid != "" {
+		if st = a.State.Refunds[rid]; st == nil {
+			st = &Refund{PaymentID: payment}
+			a.State.Refunds[rid] = st
+		}
+	}
+	switch {
+	case ev.Type == RefundSucceeded:
+		if err := add(MRefundSucceeded, ev.Time, 1, d.Amount); err != nil {
+			return err
+		}
+		if a.Effects.Keep == nil || a.Effects.Keep(ev.Time) {
+			ref := rid
+			if ref == "" {
+				ref = ev.ID
+			}
+			a.Effects.Recon = append(a.Effects.Recon, ReconRow{
+				Source: ev.Source, EventID: ev.ID, Side: "gateway", Kind: "refund", PaymentID: payment,
+				AccountID: account, Gateway: gw, Currency: cur, Amount: d.Amount, Status: "succeeded", Ref: ref, At: ev.Time,
+			})
+		}
+		if st == nil || !st.SucceededAt.IsZero() {
+			return nil
+		}
+		st.SucceededAt = ev.Time
+		a.State.dirtyRefunds[rid] = true
+		if !st.FailedAt.IsZero() {
+			// Its failure arrived first and was counted as a refund that
+			// failed outright; it reversed this success.
+			if err := add(MRefundFailed, st.FailedAt, -1, -d.Amount); err != nil {
+				return err
+			}
+			return reversed(st.FailedAt, st.FailedSource, st.FailedID)
+		}
+	case st != nil && !st.SucceededAt.IsZero() && st.FailedAt.IsZero():
+		// capture-payment's reverseRefund: the refund had succeeded.
+		st.FailedAt, st.FailedSource, st.FailedID = ev.Time, ev.Source, ev.ID
+		a.State.dirtyRefunds[rid] = true
+		return reversed(ev.Time, ev.Source, ev.ID)
+	default:
+		if err := add(MRefundFailed, ev.Time, 1, d.Amount); err != nil {
+			return err
+		}
+		if st != nil && st.FailedAt.IsZero() {
+			st.FailedAt, st.FailedSource, st.FailedID = ev.Time, ev.Source, ev.ID
+			a.State.dirtyRefunds[rid] = true
+		}
 	}
 	return nil
 }

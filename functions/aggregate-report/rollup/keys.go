@@ -29,6 +29,7 @@ func Commutative(evs []Event) bool {
 type Keys struct {
 	Accounts, Subscriptions, Payments, Invoices []string
 	DisputeGateways, DisputeObjects             []string
+	Refunds                                     []string // refund ids as given
 }
 
 // Needs lists the state rows the events read, using the same fields as Apply.
@@ -42,11 +43,12 @@ func Needs(evs []Event) Keys {
 		}
 	}
 	for _, ev := range evs {
-		if !kinds[ev.Type] && ev.Type != RefundSucceeded && ev.Type != RefundFailed {
+		if !kinds[ev.Type] {
 			continue
 		}
 		var d struct {
 			ID             string  `json:"id"`
+			RefundID       string  `json:"refund_id"`
 			InvoiceID      *string `json:"invoice_id"`
 			SubscriptionID string  `json:"subscription_id"`
 			PaymentID      *string `json:"payment_id"`
@@ -79,6 +81,10 @@ func Needs(evs []Event) Keys {
 			addTo(&k.Payments, "p", id)
 		case RefundSucceeded, RefundFailed:
 			addTo(&k.Payments, "p", str(d.PaymentID))
+			if d.RefundID != "" && !seen["r"+d.RefundID] {
+				seen["r"+d.RefundID] = true
+				k.Refunds = append(k.Refunds, d.RefundID)
+			}
 		case GatewayUpdated:
 			var g gatewayUpdateData
 			if dataJSON.Unmarshal(ev.Data, &g) != nil || (g.ObjectType != "dispute" && g.Status != "disputed") {
@@ -107,8 +113,8 @@ func Needs(evs []Event) Keys {
 
 // StateRows are the keys of the state rows to write, each kind sorted.
 type StateRows struct {
-	Accounts, Subscriptions, Payments, Invoices []string
-	Disputes                                    []DisputeKey
+	Accounts, Subscriptions, Payments, Invoices, Refunds []string
+	Disputes                                             []DisputeKey
 }
 
 // Changed lists the state rows to write: with all every row (a rebuild
@@ -121,6 +127,7 @@ func (s *State) Changed(all bool) StateRows {
 		Subscriptions: sorted(pick(all, s.dirtySubscriptions, slices.Collect(maps.Keys(s.Subscriptions)))),
 		Payments:      sorted(pick(all, s.dirtyPayments, slices.Collect(maps.Keys(s.Payments)))),
 		Invoices:      sorted(pick(all, s.dirtyInvoices, slices.Collect(maps.Keys(s.Invoices)))),
+		Refunds:       sorted(pick(all, s.dirtyRefunds, slices.Collect(maps.Keys(s.Refunds)))),
 		Disputes:      pick(all, s.dirtyDisputes, slices.Collect(maps.Keys(s.Disputes))),
 	}
 	slices.SortFunc(r.Disputes, func(a, b DisputeKey) int {

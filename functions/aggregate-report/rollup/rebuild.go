@@ -166,6 +166,7 @@ func Compare(streamed, recomputed *Effects, dbState, replayState *State) (rows, 
 		compareMaps(c, "report_subscriptions", deref(dbState.Subscriptions), deref(replayState.Subscriptions), id)
 		compareMaps(c, "report_payments", deref(dbState.Payments), deref(replayState.Payments), id)
 		compareMaps(c, "report_invoices", deref(dbState.Invoices), deref(replayState.Invoices), id)
+		compareMaps(c, "report_refunds", deref(dbState.Refunds), deref(replayState.Refunds), id)
 		compareMaps(c, "report_disputes", deref(dbState.Disputes), deref(replayState.Disputes),
 			func(k DisputeKey) string { return k.Gateway + " " + k.ObjectID })
 	}

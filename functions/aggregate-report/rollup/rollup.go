@@ -105,7 +105,9 @@ const UnappliedSource = "/functions/generate-invoice"
 var kinds = map[string]bool{
 	TransferPosted: false, TransferRejected: false,
 	HoldCreated: false, HoldCaptured: false, HoldVoided: false, HoldExpired: false,
-	RefundSucceeded: false, RefundFailed: false,
+	// A refund's failure may reverse its success (capture-payment's
+	// refund_reversal), in either order of arrival: state.
+	RefundSucceeded: true, RefundFailed: true,
 	AccountCreated: true, AccountUpdated: true,
 	InvoiceCreated: true, InvoiceFinalized: true, InvoicePaid: true, InvoiceVoided: true,
 	InvoiceOverdue: true, InvoiceUncollectible: true,
@@ -158,7 +160,8 @@ const (
 	MPaymentDecline    = "payment.decline"    // dim: gateway|decline code
 
 	MRefundSucceeded = "refund.succeeded" // dim: gateway
-	MRefundFailed    = "refund.failed"    // dim: gateway
+	MRefundFailed    = "refund.failed"    // dim: gateway; refunds that failed without ever succeeding
+	MRefundReversed  = "refund.reversed"  // dim: gateway; refunds that failed after succeeding: the money came back
 	MDisputeOpened   = "dispute.opened"   // dim: gateway; each disputed payment once
 
 	MPaymentUnapplied = "payment.unapplied" // dim: reason; money credited to the account instead of its invoice
@@ -180,7 +183,7 @@ var Metrics = []string{
 	MHoldCreated, MHoldCaptured, MHoldVoided, MHoldExpired,
 	MInvoiceCreated, MInvoiceFinalized, MInvoicePaid, MInvoiceVoided, MInvoiceOverdue, MInvoiceUncollectible,
 	MPaymentCreated, MPaymentAuthorized, MPaymentCaptured, MPaymentSucceeded, MPaymentFailed, MPaymentCanceled, MPaymentDecline,
-	MRefundSucceeded, MRefundFailed, MDisputeOpened, MPaymentUnapplied,
+	MRefundSucceeded, MRefundFailed, MRefundReversed, MDisputeOpened, MPaymentUnapplied,
 	MMRRNew, MMRRReactivation, MMRRExpansion, MMRRContraction, MMRRChurned,
 	MSubscriptionCreated, MSubscriptionCanceled, MAccountCreated,
 }
@@ -242,13 +245,13 @@ func (s Sum) add(count, amount int64) (Sum, error) {
 type ReconRow struct {
 	Source, EventID string
 	Side            string // gateway | ledger
-	Kind            string // capture | refund
+	Kind            string // capture | refund | refund_reversal (a refund that failed after succeeding)
 	PaymentID       string
 	AccountID       string // "" when unknown
 	Gateway         string
 	Currency        string
 	Amount          int64
-	Status          string // succeeded (gateway), posted | rejected (ledger)
+	Status          string // succeeded | reversed (gateway), posted | rejected (ledger)
 	Ref             string // transfer id, refund id or event id
 	At              time.Time
 }
@@ -400,6 +403,20 @@ type Invoice struct {
 	UpdatedAt   time.Time
 }
 
+// Refund is what is known of a refund: when it succeeded and when it
+// failed (zero: not known), and the event that said it failed. A refund
+// that fails after it succeeded (Stripe: the card was closed, the money is
+// back) is reversed; capture-payment says so with billfn.refund.failed,
+// and a failure that arrives before the success it reverses is counted
+// again as a reversal when the success comes.
+type Refund struct {
+	PaymentID    string
+	SucceededAt  time.Time
+	FailedAt     time.Time
+	FailedSource string
+	FailedID     string
+}
+
 // State is the aggregator's state: the rows loaded for a batch (streaming)
 // or everything (replay). Dirty rows are written back.
 type State struct {
@@ -408,20 +425,22 @@ type State struct {
 	Payments      map[string]*Payment
 	Disputes      map[DisputeKey]*Dispute
 	Invoices      map[string]*Invoice
+	Refunds       map[string]*Refund // by refund_id
 
 	dirtyAccounts      map[string]bool
 	dirtySubscriptions map[string]bool
 	dirtyPayments      map[string]bool
 	dirtyDisputes      map[DisputeKey]bool
 	dirtyInvoices      map[string]bool
+	dirtyRefunds       map[string]bool
 }
 
 // NewState returns empty state.
 func NewState() *State {
 	return &State{
 		Accounts: map[string]*Account{}, Subscriptions: map[string]*Subscription{}, Payments: map[string]*Payment{},
-		Disputes: map[DisputeKey]*Dispute{}, Invoices: map[string]*Invoice{},
+		Disputes: map[DisputeKey]*Dispute{}, Invoices: map[string]*Invoice{}, Refunds: map[string]*Refund{},
 		dirtyAccounts: map[string]bool{}, dirtySubscriptions: map[string]bool{}, dirtyPayments: map[string]bool{},
-		dirtyDisputes: map[DisputeKey]bool{}, dirtyInvoices: map[string]bool{},
+		dirtyDisputes: map[DisputeKey]bool{}, dirtyInvoices: map[string]bool{}, dirtyRefunds: map[string]bool{},
 	}
 }

@@ -279,7 +279,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, r rollup.Range, batch int,
 		b.Queue(`DELETE FROM report_recon WHERE at >= $1 AND at < $2`, r.From, r.To)
 		b.Queue(`DELETE FROM report_invoice_payments WHERE at >= $1 AND at < $2`, r.From, r.To)
 		b.Queue(`DELETE FROM report_unapplied WHERE at >= $1 AND at < $2`, r.From, r.To)
-		for _, t := range []string{"report_accounts", "report_subscriptions", "report_payments", "report_invoices", "report_disputes"} {
+		for _, t := range []string{"report_accounts", "report_subscriptions", "report_payments", "report_invoices", "report_disputes", "report_refunds"} {
 			b.Queue(`DELETE FROM ` + t)
 		}
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -297,7 +297,7 @@ func Rebuild(ctx context.Context, pool *pgxpool.Pool, r rollup.Range, batch int,
 		// rankings' index-only scans read the heap, and the planner's
 		// statistics are old. Best effort: autovacuum gets there anyway.
 		_, _ = pool.Exec(ctx, `VACUUM (ANALYZE) report_rollups, report_account_rollups, report_recon,
-			report_invoice_payments, report_unapplied, report_accounts, report_subscriptions, report_payments, report_invoices, report_disputes`)
+			report_invoice_payments, report_unapplied, report_accounts, report_subscriptions, report_payments, report_invoices, report_disputes, report_refunds`)
 	}
 	rep.Elapsed = time.Since(start).Round(time.Millisecond).String()
 	return rep, err

@@ -130,18 +130,20 @@ type InvoiceSummary struct {
 
 // GatewaySummary is one gateway's payments.
 type GatewaySummary struct {
-	Gateway        string   `json:"gateway"`
-	Created        Figure   `json:"created"`
-	Authorized     Figure   `json:"authorized"`
-	Captured       Figure   `json:"captured"`
-	Succeeded      Figure   `json:"succeeded"`
-	Failed         Figure   `json:"failed"`
-	Canceled       Figure   `json:"canceled"`
-	Refunded       Figure   `json:"refunded"`
-	RefundsFailed  Figure   `json:"refunds_failed"`
-	Disputed       Figure   `json:"disputed"`
-	SuccessRate    Rate     `json:"success_rate"`
-	DeclineReasons []Reason `json:"decline_reasons"`
+	Gateway       string `json:"gateway"`
+	Created       Figure `json:"created"`
+	Authorized    Figure `json:"authorized"`
+	Captured      Figure `json:"captured"`
+	Succeeded     Figure `json:"succeeded"`
+	Failed        Figure `json:"failed"`
+	Canceled      Figure `json:"canceled"`
+	Refunded      Figure `json:"refunded"`
+	RefundsFailed Figure `json:"refunds_failed"`
+	// RefundsReversed are refunds that failed after succeeding.
+	RefundsReversed Figure   `json:"refunds_reversed"`
+	Disputed        Figure   `json:"disputed"`
+	SuccessRate     Rate     `json:"success_rate"`
+	DeclineReasons  []Reason `json:"decline_reasons"`
 }
 
 // Rate is a success rate as the two integers it comes from, plus basis
@@ -162,10 +164,15 @@ func NewRate(successes, attempts int64) Rate {
 	return r
 }
 
-// RefundSummary counts refunds.
+// RefundSummary counts refunds: those that succeeded (when they did),
+// those that failed after succeeding (reversed, when they failed: the money
+// came back), those that failed without moving money, and the money
+// refunded net of reversals (negative when more came back than went out).
 type RefundSummary struct {
 	Succeeded Figure `json:"succeeded"`
+	Reversed  Figure `json:"reversed"`
 	Failed    Figure `json:"failed"`
+	Net       int64  `json:"net"`
 }
 
 // UnappliedSummary is money payments brought that their invoices did not
@@ -277,6 +284,10 @@ func BuildSummary(rows []SumRow, accountScope bool) ([]CurrencySummary, error) {
 			cs.Refunds.Failed.Count += r.Count
 			t.add(&cs.Refunds.Failed.Amount, r.Amount)
 			gw(r.Currency, r.Dim).RefundsFailed = f
+		case rollup.MRefundReversed:
+			cs.Refunds.Reversed.Count += r.Count
+			t.add(&cs.Refunds.Reversed.Amount, r.Amount)
+			gw(r.Currency, r.Dim).RefundsReversed = f
 		case rollup.MDisputeOpened:
 			cs.Disputes.Count += r.Count
 			t.add(&cs.Disputes.Amount, r.Amount)
@@ -318,6 +329,8 @@ func BuildSummary(rows []SumRow, accountScope bool) ([]CurrencySummary, error) {
 		t.add(&m.Net, m.Expansion.Amount)
 		t.sub(&m.Net, m.Contraction.Amount)
 		t.sub(&m.Net, m.Churned.Amount)
+		cs.Refunds.Net = cs.Refunds.Succeeded.Amount
+		t.sub(&cs.Refunds.Net, cs.Refunds.Reversed.Amount)
 		for _, g := range gws[c] {
 			g.SuccessRate = NewRate(g.Succeeded.Count, g.Succeeded.Count+g.Failed.Count)
 			slices.SortFunc(g.DeclineReasons, func(a, b Reason) int { return cmp.Compare(a.Code, b.Code) })
@@ -374,6 +387,7 @@ func SummaryRows(cs []CurrencySummary) []SumRow {
 			}
 			add(c, rollup.MRefundSucceeded, g.Gateway, g.Refunded)
 			add(c, rollup.MRefundFailed, g.Gateway, g.RefundsFailed)
+			add(c, rollup.MRefundReversed, g.Gateway, g.RefundsReversed)
 			add(c, rollup.MDisputeOpened, g.Gateway, g.Disputed)
 		}
 		for _, r := range s.Unapplied.Reasons {
@@ -899,7 +913,7 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		return totals[k]
 	}
 	b.Queue(`SELECT gateway, currency, side, kind, sum(amount)::bigint FROM report_recon
-		WHERE at >= $1 AND at < $2 AND status IN ('succeeded', 'posted') AND ($3 OR account_id = ANY($4::uuid[]))
+		WHERE at >= $1 AND at < $2 AND status IN ('succeeded', 'reversed', 'posted') AND ($3 OR account_id = ANY($4::uuid[]))
 		GROUP BY 1, 2, 3, 4`, day, end, sc.All, acct).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var gw, cur, side, kind string
@@ -913,6 +927,10 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 				sum.add(&t.GatewayCaptured, amount)
 			case "gateway/refund":
 				sum.add(&t.GatewayRefunded, amount)
+			case "gateway/refund_reversal": // refunded money that came back
+				sum.sub(&t.GatewayRefunded, amount)
+			case "ledger/refund_reversal":
+				sum.sub(&t.LedgerRefunded, amount)
 			case "ledger/capture":
 				sum.add(&t.LedgerCaptured, amount)
 			case "ledger/refund":
@@ -921,6 +939,10 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		}
 		return rows.Err()
 	})
+	// A refund that failed after succeeding came back: its reversal (the
+	// gateway's failure, the ledger's refund_reversal posting) counts
+	// against the refunds on its side.
+	const refunded = `CASE r.kind WHEN 'refund_reversal' THEN -r.amount ELSE r.amount END`
 	// Every payment with activity that day is compared over its whole
 	// history up to the day's end plus the grace period: a difference left
 	// from an earlier day stays visible until it is fixed. A customer's
@@ -935,11 +957,11 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 		SELECT r.payment_id, r.currency,
 		       coalesce(min(r.gateway) FILTER (WHERE r.side = 'gateway'), min(r.gateway)),
 		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'capture' AND r.at < $2), 0)::bigint,
-		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'refund' AND r.at < $2), 0)::bigint,
+		       coalesce(sum(`+refunded+`) FILTER (WHERE r.side = 'gateway' AND r.kind <> 'capture' AND r.at < $2), 0)::bigint,
 		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'capture' AND r.at >= $2), 0)::bigint,
-		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'gateway' AND r.kind = 'refund' AND r.at >= $2), 0)::bigint,
+		       coalesce(sum(`+refunded+`) FILTER (WHERE r.side = 'gateway' AND r.kind <> 'capture' AND r.at >= $2), 0)::bigint,
 		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'ledger' AND r.kind = 'capture' AND r.status = 'posted'), 0)::bigint,
-		       coalesce(sum(r.amount) FILTER (WHERE r.side = 'ledger' AND r.kind = 'refund' AND r.status = 'posted'), 0)::bigint,
+		       coalesce(sum(`+refunded+`) FILTER (WHERE r.side = 'ledger' AND r.kind <> 'capture' AND r.status = 'posted'), 0)::bigint,
 		       coalesce(array_agg(r.event_id ORDER BY r.at, r.event_id) FILTER (WHERE r.side = 'gateway' AND r.at < $2), '{}'),
 		       coalesce(array_agg(r.ref ORDER BY r.at, r.ref) FILTER (WHERE r.side = 'ledger' AND r.status = 'posted'), '{}'),
 		       coalesce(array_agg(r.ref ORDER BY r.at, r.ref) FILTER (WHERE r.side = 'ledger' AND r.status = 'rejected'), '{}')
@@ -1055,6 +1077,13 @@ func (s *Store) Reconciliation(ctx context.Context, sc Scope, day time.Time) (Re
 // events after the day's end (after, within the grace as well) instead,
 // so as much of posted as after can explain is left out, and no more.
 func postedFor(t *total, gateway, after, posted int64) int64 {
+	if gateway > posted && after < 0 {
+		// A reversal after the day's end, posted within the grace, took
+		// the posted figure below the day's own: it answers that reversal.
+		most := posted
+		t.sub(&most, after)
+		return min(gateway, most)
+	}
 	if gateway >= posted {
 		return posted
 	}

@@ -206,6 +206,10 @@ func queueLoadState(b *pgx.Batch, s *rollup.State, k rollup.Keys) {
 			return scanInvoices(rows, s)
 		})
 	}
+	if len(k.Refunds) > 0 {
+		b.Queue(`SELECT `+refundCols+` FROM report_refunds WHERE refund_id = ANY($1::text[])`, k.Refunds).
+			Query(func(rows pgx.Rows) error { return scanRefunds(rows, s) })
+	}
 	if len(k.DisputeObjects) > 0 {
 		b.Queue(`SELECT d.gateway, d.object_id, d.payment_id, d.currency, d.amount, d.opened_at
 			FROM report_disputes d JOIN unnest($1::text[], $2::text[]) AS k(g, o) ON d.gateway = k.g AND d.object_id = k.o`,
@@ -229,7 +233,29 @@ func LoadState(ctx context.Context, tx pgx.Tx) (*rollup.State, error) {
 		FROM report_invoices`).Query(func(rows pgx.Rows) error { return scanInvoices(rows, s) })
 	b.Queue(`SELECT gateway, object_id, payment_id, currency, amount, opened_at FROM report_disputes`).
 		Query(func(rows pgx.Rows) error { return scanDisputes(rows, s) })
+	b.Queue(`SELECT ` + refundCols + ` FROM report_refunds`).Query(func(rows pgx.Rows) error { return scanRefunds(rows, s) })
 	return s, tx.SendBatch(ctx, b).Close()
+}
+
+const refundCols = `refund_id, payment_id, succeeded_at, failed_at, failed_source, failed_event`
+
+func scanRefunds(rows pgx.Rows, s *rollup.State) error {
+	for rows.Next() {
+		var id string
+		var r rollup.Refund
+		var ok, failed *time.Time
+		if err := rows.Scan(&id, &r.PaymentID, &ok, &failed, &r.FailedSource, &r.FailedID); err != nil {
+			return err
+		}
+		if ok != nil {
+			r.SucceededAt = rollup.Micro(*ok)
+		}
+		if failed != nil {
+			r.FailedAt = rollup.Micro(*failed)
+		}
+		s.Refunds[id] = &r
+	}
+	return rows.Err()
 }
 
 func scanAccounts(rows pgx.Rows, s *rollup.State) error {
@@ -526,6 +552,20 @@ func queueState(b *pgx.Batch, st *rollup.State, all bool) {
 				finalized_at = excluded.finalized_at, closed_at = excluded.closed_at, status = excluded.status,
 				updated_at = excluded.updated_at`,
 			ids, acct, cur, total, due, dueDate, fin, closed, status, at)
+	}
+	if ids := rows.Refunds; len(ids) > 0 {
+		n := len(ids)
+		pay, src, evid := make([]string, n), make([]string, n), make([]string, n)
+		ok, failed := make([]*time.Time, n), make([]*time.Time, n)
+		for i, id := range ids {
+			r := st.Refunds[id]
+			pay[i], src[i], evid[i], ok[i], failed[i] = r.PaymentID, r.FailedSource, r.FailedID, nullTime(r.SucceededAt), nullTime(r.FailedAt)
+		}
+		b.Queue(`INSERT INTO report_refunds (`+refundCols+`)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[])
+			ON CONFLICT (refund_id) DO UPDATE SET payment_id = excluded.payment_id, succeeded_at = excluded.succeeded_at,
+				failed_at = excluded.failed_at, failed_source = excluded.failed_source, failed_event = excluded.failed_event`,
+			ids, pay, ok, failed, src, evid)
 	}
 	if ks := rows.Disputes; len(ks) > 0 {
 		n := len(ks)
