@@ -823,3 +823,38 @@ func TestDisabledEndpointIsAnnouncedOnceThroughTheOutbox(t *testing.T) {
 		t.Fatalf("%d notices of the second disabling, want 1: %+v", len(second), second)
 	}
 }
+
+// TestDisabledEndpointNoticeLeavesOnTheFastPath: the notice of an endpoint
+// the sender disabled is relayed as soon as it is committed, as every
+// other event is (the commit kicks the outbox publisher), not at the next
+// sweep, which a cluster runs once a minute and this rig never.
+func TestDisabledEndpointNoticeLeavesOnTheFastPath(t *testing.T) {
+	r := newRig(t)
+	failing := newReceiver(t, func(int) int { return 503 })
+	e := r.endpoint(failing.srv.URL, "billfn.invoice.paid")
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	r.send()
+	for _, wait := range outgoing.Schedule {
+		r.clock.Advance(wait)
+		r.send()
+	}
+	var ep outgoing.Endpoint
+	r.getJSON("/endpoints/"+e.ID, &ep)
+	if !ep.Disabled {
+		t.Fatalf("the endpoint was not disabled: %+v", ep)
+	}
+	// The publisher relays and deletes the notice's row; nothing else
+	// will (no sweep runs here). Waiting for a condition, with a deadline
+	// that only a notice left behind reaches.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		evs, _ := r.disabledNotices(e.ID)
+		if len(evs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the notice is still in the outbox: nothing relayed it")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

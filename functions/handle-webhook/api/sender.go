@@ -125,7 +125,13 @@ func (a *API) send(ctx context.Context, c store.Claim) (int, error) {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return len(done), a.store.Finish(rctx, c.Endpoint.ID, done, disabled)
+	if err := a.store.Finish(rctx, c.Endpoint.ID, done, disabled); err != nil {
+		return len(done), err
+	}
+	if disabled != nil {
+		a.d.Publisher.Kick() // the notice leaves now, as every event does, not at the next sweep
+	}
+	return len(done), nil
 }
 
 // post sends d to e: the CloudEvent JSON with webhook-id (the delivery's
