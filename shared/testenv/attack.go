@@ -92,6 +92,13 @@ type Attack struct {
 	// Snapshot returns the victim's state (balances, transfers, holds …);
 	// it must be equal before and after every attack.
 	Snapshot func(tb testing.TB) any
+	// Private returns the victim's figures that no answer to the attacker
+	// may hold, whatever its status: its balances, say. It is read after
+	// each attack (one that pays the victim moves them), and each figure
+	// is looked for as a whole number in the body, so each must be
+	// distinctive: no request sends it and none of the attacker's own
+	// figures equals it. Optional.
+	Private func(tb testing.TB) []string
 }
 
 var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
@@ -113,8 +120,9 @@ var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
 //     attacker's own: the answer is 404 (or the route's Expect), the
 //     victim's Snapshot is unchanged, and the body (a refusal's problem
 //     document too) holds none of the victim's resources but those the
-//     request itself sent. A kind the
-//     victim has no resource of fails the test: write the fixture;
+//     request itself sent, nor any of the victim's Private figures (its
+//     balances). A kind the victim has no resource of fails the test:
+//     write the fixture;
 //   - on a Customer GET route, the attacker's own request with a forged
 //     "cursor" (the keyset shapes the lists use, their id not an id) is
 //     answered below 500: a cursor is client input (a list that takes none
@@ -268,7 +276,33 @@ func (a *Attack) attack(t *testing.T, rt platform.Route, ref string) {
 		reported[v] = true
 		t.Errorf("a %d body holds the victim's %s %s: %s", code, k, v, body)
 	}
+	if a.Private != nil {
+		for _, v := range a.Private(t) {
+			if holdsNumber(body, v) {
+				t.Errorf("a %d body holds the victim's private figure %s: %s", code, v, body)
+			}
+		}
+	}
 }
+
+// holdsNumber reports whether body holds the digits n as a whole number
+// (no digit just before or after it).
+func holdsNumber(body []byte, n string) bool {
+	for i := 0; ; {
+		j := bytes.Index(body[i:], []byte(n))
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(n)
+		if (j == 0 || !isDigit(body[j-1])) && (end == len(body) || !isDigit(body[end])) {
+			return true
+		}
+		i = j + 1
+	}
+}
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
 // forgedCursors are cursors no list returned: the shapes billfn's lists
 // encode (httpx.DecodeCursor: base64url JSON) with a position that is not
