@@ -19,37 +19,44 @@ import (
 
 // customers is two customers of the rig, each with one resource of every
 // kind capture-payment's routes name: an account, a saved payment method
-// (the account's default), a payment, a refund and an invoice.
+// (the account's default), a payment, a refund and an invoice. Bob's
+// figures (his paid payment's amount, his invoice's total) differ from
+// Alice's and from any request's: bobPrivate, which no answer to Alice
+// may hold (testenv.Attack.Private).
 type customers struct {
 	alice, bob       string
 	aliceOwn, bobOwn map[string]string
+	bobPrivate       []string
 }
 
 func (g *rig) twoCustomers(t *testing.T) customers {
 	t.Helper()
 	c := customers{alice: uuid.NewString(), bob: uuid.NewString()}
-	own := func(user string, paymentStatus func(acct, method string) payments.Payment) map[string]string {
+	own := func(user string, paid, invoiced int64, paymentStatus func(acct, method string) payments.Payment) map[string]string {
 		acct := g.newAccount(user, "USD")
 		m := decode[payments.Method](t, g.do(req{method: "POST", path: "/accounts/" + acct + "/payment-methods", sub: user, role: auth.RoleCustomer,
 			body: map[string]any{"token": "pm_card_visa", "brand": "visa", "last4": "4242", "default": true}}), http.StatusCreated)
 		p := paymentStatus(acct, m.ID)
-		paid := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: user, role: auth.RoleCustomer,
-			body: map[string]any{"account_id": acct, "amount": 700, "currency": "USD", "payment_method": m.ID, "confirm": true}}), http.StatusCreated)
-		return map[string]string{"account": acct, "payment-method": m.ID, "payment": p.ID, "refund": g.refundRow(t, paid),
-			"invoice": g.openInvoice(t, acct, "USD", 10_000)}
+		done := decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: user, role: auth.RoleCustomer,
+			body: map[string]any{"account_id": acct, "amount": paid, "currency": "USD", "payment_method": m.ID, "confirm": true}}), http.StatusCreated)
+		return map[string]string{"account": acct, "payment-method": m.ID, "payment": p.ID, "refund": g.refundRow(t, done),
+			"invoice": g.openInvoice(t, acct, "USD", invoiced)}
 	}
 	// Alice's payment waits for its confirmation (so a confirm naming
 	// Bob's method reaches the method check); Bob's is authorized, so a
 	// capture or cancel that got through would change it.
-	c.aliceOwn = own(c.alice, func(acct, _ string) payments.Payment {
+	c.aliceOwn = own(c.alice, 700, 10_000, func(acct, _ string) payments.Payment {
 		return decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.alice, role: auth.RoleCustomer,
 			body: map[string]any{"account_id": acct, "amount": 500, "currency": "USD", "payment_method": "pm_card_visa"}}), http.StatusCreated)
 	})
-	c.bobOwn = own(c.bob, func(acct, method string) payments.Payment {
+	const bobAuthorized, bobPaid, bobInvoiced = 4_817, 6_309, 13_571
+	c.bobOwn = own(c.bob, bobPaid, bobInvoiced, func(acct, method string) payments.Payment {
 		return decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.bob, role: auth.RoleCustomer,
-			body: map[string]any{"account_id": acct, "amount": 500, "currency": "USD", "payment_method": method,
+			body: map[string]any{"account_id": acct, "amount": bobAuthorized, "currency": "USD", "payment_method": method,
 				"capture_method": "manual", "confirm": true}}), http.StatusCreated)
 	})
+	// What is left of the paid payment after its refund row of 100.
+	c.bobPrivate = []string{"4817", "6309", "13571", "6209"}
 	return c
 }
 
@@ -118,6 +125,7 @@ func TestEveryRouteRefusesAnotherCustomersResources(t *testing.T) {
 			"POST /payments/{id}/confirm payment_method": {Status: []int{http.StatusUnprocessableEntity}},
 		},
 		Snapshot: func(tb testing.TB) any { return g.ownedRows(tb, c.bob, c.bobOwn["account"]) },
+		Private:  func(testing.TB) []string { return c.bobPrivate },
 	})
 }
 
