@@ -33,6 +33,14 @@ func (g *rig) ledgerOf(t *testing.T, id string, captured ...payments.Refund) map
 	return balance
 }
 
+// unappliedReport is generate-invoice's report that amount of payment p
+// was not needed by its invoice inv (paid another way), in USD.
+func (g *rig) unappliedReport(t *testing.T, inv string, p payments.Payment, amount int64) events.Event {
+	t.Helper()
+	return event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
+		"account_id": g.account, "amount": amount, "currency": "USD", "reason": "invoice_paid"})
+}
+
 // refundsOf lists payment id's refunds through the API.
 func (g *rig) refundsOf(t *testing.T, id string) []payments.Refund {
 	t.Helper()
@@ -235,17 +243,19 @@ func TestADashboardRefundKnownByItsTotalThatFailsIsReversedOnce(t *testing.T) {
 
 // Two refunds made in the dashboard that billfn learned of only by one
 // total (their charge.refunded came out of order, the later total first)
-// are one refund in billfn, which cannot take it apart when one of them
-// fails. The failure is parked in dead_letters for an operator, rather
-// than ignored while billfn keeps the money as refunded; nothing moves.
+// are one refund in billfn. When the failure of one of them is the first
+// news of it (no refund event named it), billfn cannot tell whether the
+// total holds it (a total from after it failed would not), so it cannot
+// take it apart: the failure is parked in dead_letters for an operator,
+// rather than ignored while billfn keeps the money as refunded; nothing
+// moves. (Named first, it is taken apart:
+// TestADashboardRefundInsideALargerTotalIsTakenOutOfItAndReversedOnce.)
 func TestAFailedDashboardRefundBillfnHoldsInsideALargerTotalIsParked(t *testing.T) {
 	g := newRig(t)
 	p := g.pay(5000, "USD", "pm_card_visa", "automatic", true)
 	t0 := time.Now().Add(-time.Minute)
 	failed := refundReport(t, p, "refund.failed", "re_a"+p.ID[:6], "failed", 1000, time.Now())
-	for _, ev := range []events.Event{chargeRefunded(t, p, 3000, t0), chargeRefunded(t, p, 1000, t0.Add(-time.Second)),
-		refundReport(t, p, "refund.created", "re_a"+p.ID[:6], "succeeded", 1000, t0),
-		refundReport(t, p, "refund.created", "re_b"+p.ID[:6], "succeeded", 2000, t0), failed} {
+	for _, ev := range []events.Event{chargeRefunded(t, p, 3000, t0), chargeRefunded(t, p, 1000, t0.Add(-time.Second)), failed} {
 		if rec := g.deliver(ev); rec.Code != 200 {
 			t.Fatalf("delivery: %d %s", rec.Code, rec.Body)
 		}
@@ -331,17 +341,13 @@ func TestADashboardRefundWhoseFailureComesFirstIsNeverRecordedAsRefunded(t *test
 // amount_unapplied), as a failure before success does.
 func TestARefundThatTookAnInvoicePaymentsCreditGivesItBackWhenReversed(t *testing.T) {
 	g := newRig(t)
-	unapplied := func(inv string, p payments.Payment, amount int64) events.Event {
-		return event(t, "generate-invoice", events.TypeInvoicePaymentUnapplied, p.ID, map[string]any{"payment_id": p.ID, "invoice_id": inv,
-			"account_id": g.account, "amount": amount, "currency": "USD", "reason": "invoice_paid"})
-	}
 	for _, c := range []struct {
 		name    string
 		refund  func(inv string, p payments.Payment) (failed events.Event, captured []payments.Refund)
 		account int64 // what the account holds of the payment without the refund
 	}{
 		{"a dashboard refund", func(inv string, p payments.Payment) (events.Event, []payments.Refund) {
-			if rec := g.deliver(unapplied(inv, p, 1000)); rec.Code != 200 {
+			if rec := g.deliver(g.unappliedReport(t, inv, p, 1000)); rec.Code != 200 {
 				t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
 			}
 			id := "re_cr" + p.ID[:6]
@@ -361,7 +367,7 @@ func TestARefundThatTookAnInvoicePaymentsCreditGivesItBackWhenReversed(t *testin
 			if rec := g.do(refund); rec.Code != http.StatusServiceUnavailable {
 				t.Fatalf("refund while the ledger is down: %d", rec.Code)
 			}
-			if rec := g.deliver(unapplied(inv, p, 2900)); rec.Code != 200 {
+			if rec := g.deliver(g.unappliedReport(t, inv, p, 2900)); rec.Code != 200 {
 				t.Fatalf("unapplied: %d %s", rec.Code, rec.Body)
 			}
 			g.ledger.mu.Lock()

@@ -252,9 +252,12 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 // name it (refunds of one payment and amount are alike), and reverses it
 // when u says it failed: a dashboard refund can fail after it succeeded
 // too, and its failure names it only by its id. named reports that u was
-// about such a refund. A failure of none of those amounts while billfn
-// holds some is parked: billfn may hold it inside one total of several
-// refunds, which it cannot take apart.
+// about such a refund. The success of a refund of a smaller amount than
+// one of them takes its part out of the largest (splitGatewayRefund). A
+// failure of none of those amounts while billfn holds some is parked:
+// billfn may hold it inside one total of several refunds, or not at all
+// (a total from after it failed does not count it), and cannot tell
+// which.
 func nameGatewayRefund(ctx context.Context, tx Tx, p *Payment, u events.GatewayUpdate, eventID string, now time.Time, e *emitter) (named bool, err error) {
 	status := Str(u.RefundStatus)
 	if Str(u.RefundID) == "" || status != "succeeded" && status != "failed" {
@@ -279,11 +282,55 @@ func nameGatewayRefund(ctx context.Context, tx Tx, p *Payment, u events.GatewayU
 		}
 		return true, tx.UpdateRefund(ctx, r)
 	}
+	if status == "succeeded" && u.RefundAmount > 0 {
+		// The largest: the one most likely to hold it (one that does not
+		// leaves the rest of the others a part they cannot be named in).
+		var largest *Refund
+		for _, r := range unnamed {
+			if r.Amount > u.RefundAmount && (largest == nil || r.Amount > largest.Amount) {
+				largest = r
+			}
+		}
+		if largest != nil {
+			return true, splitGatewayRefund(ctx, tx, p, largest, u, eventID, now)
+		}
+	}
 	if status == "failed" && len(unnamed) > 0 {
 		return false, events.Permanent(fmt.Errorf("gateway_updated %s: refund %s of %d failed; payment %s holds refunds made at the gateway known only by their total, none of %d",
 			eventID, *u.RefundID, u.RefundAmount, p.ID, u.RefundAmount))
 	}
 	return false, nil
+}
+
+// splitGatewayRefund takes the part u names (its refund, succeeded) out
+// of r, a larger refund made at the gateway that billfn knows only from a
+// charge event's total (it holds u's refund with others: their events
+// came out of order). The part becomes a refund of its own under u's
+// gateway id, succeeded, with the next n, so its failure, whenever it
+// comes, reverses exactly it once; r keeps the rest, without an id, for
+// the others' events to name. What r took of an invoice payment's credit
+// (Withheld) stays with r first, as the refunds that stay would have
+// taken the credit first on their own (HoldSource): the part's failure
+// gives the account back only what it took beyond them. Nothing moves in the ledger (the
+// postings of r's total stand) and no event is emitted: billfn announced
+// the whole as r.
+func splitGatewayRefund(ctx context.Context, tx Tx, p *Payment, r *Refund, u events.GatewayUpdate, eventID string, now time.Time) error {
+	p.RefundCount++
+	p.Touch(now)
+	part := *r
+	part.ID = uuid.NewSHA1(RefundNS, []byte(u.Gateway+":"+eventID)).String()
+	part.N = p.RefundCount
+	part.Amount = u.RefundAmount
+	part.GatewayRefundID = u.RefundID
+	part.Withheld = max(r.Withheld-(r.Amount-part.Amount), 0)
+	part.CreatedAt, part.UpdatedAt = now, now
+	r.Amount -= part.Amount
+	r.Withheld -= part.Withheld
+	r.UpdatedAt = now
+	if _, err := tx.InsertRefund(ctx, &part); err != nil {
+		return err
+	}
+	return tx.UpdateRefund(ctx, r)
 }
 
 // keepGatewayRefundFailure records a refund made at the gateway that

@@ -514,8 +514,8 @@ func (t Tx) InsertRefund(ctx context.Context, r *payments.Refund) (bool, error) 
 func (t Tx) UpdateRefund(ctx context.Context, r *payments.Refund) error {
 	q := t.q
 	_, err := q.Exec(ctx, `UPDATE refunds SET status = $2, gateway_refund_id = $3, failure_reason = $4, updated_at = $5,
-		ledger_hold_id = $6, withheld = $7, failed_at = $8 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt,
-		r.LedgerHoldID, r.Withheld, r.FailedAt)
+		ledger_hold_id = $6, withheld = $7, failed_at = $8, amount = $9 WHERE id = $1`, r.ID, r.Status, r.GatewayRefundID, r.FailureReason, r.UpdatedAt,
+		r.LedgerHoldID, r.Withheld, r.FailedAt, r.Amount)
 	return err
 }
 
