@@ -254,8 +254,9 @@ func (s *Service) OnPaymentUnapplied(ctx context.Context, run Runner, ev events.
 	if err != nil {
 		return err
 	}
-	// What a refund still pending on revenue is to take is withheld from
-	// the credit, and credited after all if that refund fails (settleRefund).
+	// What a refund on revenue took (succeeded) or is to take (pending) is
+	// withheld from the credit, and credited after all if that refund
+	// fails, before it succeeded (settleRefund) or after (reverseRefund).
 	if err := tx.Withhold(ctx, p.ID, min(u.Amount, p.AmountCaptured)); err != nil {
 		return err
 	}

@@ -73,10 +73,11 @@ type Tx interface {
 	// TakeCredit takes amount off what an invoice payment credited to its
 	// account: a refund recorded on revenue drew on that much of the credit.
 	TakeCredit(ctx context.Context, paymentID string, amount int64) error
-	// Withhold records, on the refunds of an invoice payment pending on
-	// revenue (in their order), what of reported — the part of the payment
-	// its invoice did not need — each kept out of the account's credit:
-	// together what revenue holds of reported beyond the refunds it paid.
+	// Withhold records, on the refunds of an invoice payment on revenue,
+	// succeeded or pending (the succeeded first, each in their order),
+	// what of reported — the part of the payment its invoice did not
+	// need — each kept out of the account's credit: together the least of
+	// reported and what they refund.
 	Withhold(ctx context.Context, paymentID string, reported int64) error
 	// AddUnapplied credits amount more of an invoice payment to its account.
 	AddUnapplied(ctx context.Context, paymentID string, amount int64) error

@@ -519,17 +519,17 @@ func (t Tx) UpdateRefund(ctx context.Context, r *payments.Refund) error {
 	return err
 }
 
-// Withhold records on the refunds of invoice payment paymentID pending on
-// revenue (as RefundedFromRevenue counts them), in their order, what of
-// reported each kept out of the account's credit: reported less what the
-// succeeded ones took, shared out up to each one's amount.
+// Withhold records on the refunds of invoice payment paymentID on revenue
+// (as RefundedFromRevenue counts them), what of reported each kept out of
+// the account's credit: reported shared out up to each one's amount, the
+// succeeded ones first, then the pending ones, each in their order. A
+// succeeded one gives it back if it fails after all (reverseRefund), a
+// pending one if it fails (settleRefund).
 func (t Tx) Withhold(ctx context.Context, paymentID string, reported int64) error {
-	_, err := t.q.Exec(ctx, `WITH rev AS (SELECT id, n, amount, status FROM refunds
-			WHERE payment_id = $1 AND coalesce(hold_source, 'revenue') = 'revenue' AND status IN ('pending', 'succeeded')),
-		room AS (SELECT greatest($2 - coalesce(sum(amount) FILTER (WHERE status = 'succeeded'), 0), 0) AS v FROM rev),
-		pend AS (SELECT id, amount, coalesce(sum(amount) OVER (ORDER BY n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before
-			FROM rev WHERE status = 'pending')
-		UPDATE refunds r SET withheld = least(pend.amount, greatest(room.v - pend.before, 0)) FROM pend, room WHERE r.id = pend.id`,
+	_, err := t.q.Exec(ctx, `WITH rev AS (SELECT id, amount, coalesce(sum(amount) OVER (ORDER BY status = 'pending', n
+				ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS before FROM refunds
+			WHERE payment_id = $1 AND coalesce(hold_source, 'revenue') = 'revenue' AND status IN ('pending', 'succeeded'))
+		UPDATE refunds r SET withheld = least(rev.amount, greatest($2 - rev.before, 0)) FROM rev WHERE r.id = rev.id`,
 		paymentID, reported)
 	return err
 }
