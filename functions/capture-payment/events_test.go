@@ -274,22 +274,30 @@ func chargeRefunded(t *testing.T, p payments.Payment, total int64, at time.Time)
 
 // refundReport is a refund event (refund.created, refund.updated,
 // refund.failed, charge.refund.updated) about gateway refund id, with its
-// status ("succeeded", or "failed" with the reason of a card that was
-// closed), as handle-webhook normalizes it. A refund made in the
-// gateway's dashboard names no billfn refund.
+// status ("succeeded", "pending", "requires_action", "failed" with the
+// reason of a card that was closed, or "canceled" at the merchant's
+// request), as handle-webhook
+// normalizes it. A refund made in the gateway's dashboard names no billfn
+// refund.
 func refundReport(t *testing.T, p payments.Payment, eventType, id, status string, amount int64, at time.Time,
 	mutate ...func(map[string]any)) events.Event {
 	t.Helper()
 	update := "refunded"
-	if status == "failed" {
+	switch status {
+	case "failed", "canceled":
 		update = "failed"
+	case "pending", "requires_action":
+		update = "processing"
 	}
 	return gatewayUpdated(t, p, update, at, func(d map[string]any) {
 		d["object_type"], d["gateway_event_type"], d["gateway_object_id"] = "refund", eventType, id
 		d["refund_id"], d["refund_status"], d["refund_amount"], d["amount"], d["amount_received"] = id, status, amount, amount, 0
 		d["failure_code"], d["decline_code"], d["failure_message"] = nil, nil, nil
-		if status == "failed" {
+		switch status {
+		case "failed":
 			d["failure_code"] = "expired_or_canceled_card"
+		case "canceled":
+			d["failure_code"] = "merchant_request"
 		}
 		for _, m := range mutate {
 			m(d)

@@ -135,10 +135,12 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 		if status == "" && u.Status == "refunded" {
 			status = "succeeded"
 		}
-		if r.Status == "succeeded" && status == "failed" {
+		if r.Status == "succeeded" && (status == "failed" || status == "canceled") {
 			// A refund can fail after it succeeded (the card was closed):
-			// the gateway gave the money back to the merchant.
-			if credited := reverseRefund(p, r, Str(u.FailureCode), gatewayTime(u, now), now, e); credited > 0 {
+			// the gateway gave the money back to the merchant. (Stripe
+			// cancels only a refund requires_action, which billfn counts
+			// as refunded only from a charge's total.)
+			if credited := reverseRefund(p, r, status, Str(u.FailureCode), gatewayTime(u, now), now, e); credited > 0 {
 				if err := tx.AddUnapplied(ctx, p.ID, credited); err != nil {
 					return err
 				}
@@ -250,19 +252,21 @@ func (s *Service) applyRefundUpdate(ctx context.Context, tx Tx, p *Payment, u ev
 // recorded from a charge event's total (so without the gateway's id) the
 // id of the refund event u, the first one of that payment and amount to
 // name it (refunds of one payment and amount are alike), and reverses it
-// when u says it failed: a dashboard refund can fail after it succeeded
-// too, and its failure names it only by its id. named reports that u was
-// about such a refund. The success of a refund of a smaller amount than
-// one of them takes its part out of the largest (splitGatewayRefund). A
-// failure of none of those amounts while billfn holds some is parked:
-// billfn may hold it inside one total of several refunds, or not at all
-// (a total from after it failed does not count it), and cannot tell
-// which.
+// when u says it failed or was canceled: a dashboard refund can fail after
+// it succeeded too, a total counts one requires_action (which is all
+// Stripe cancels), and their news names them only by their id. named
+// reports that u was about such a refund. The success of a refund of a
+// smaller amount than one of them takes its part out of the largest
+// (splitGatewayRefund). A failure (or cancellation) of none of those
+// amounts while billfn holds some is parked: billfn may hold it inside one
+// total of several refunds, or not at all (a total from after it failed
+// does not count it), and cannot tell which.
 func nameGatewayRefund(ctx context.Context, tx Tx, p *Payment, u events.GatewayUpdate, eventID string, now time.Time, e *emitter) (named bool, err error) {
 	status := Str(u.RefundStatus)
-	if Str(u.RefundID) == "" || status != "succeeded" && status != "failed" {
+	if Str(u.RefundID) == "" || status != "succeeded" && status != "failed" && status != "canceled" {
 		return false, nil
 	}
+	failed := status == "failed" || status == "canceled"
 	unnamed, err := tx.UnnamedGatewayRefunds(ctx, p.ID)
 	if err != nil {
 		return false, err
@@ -273,8 +277,8 @@ func nameGatewayRefund(ctx context.Context, tx Tx, p *Payment, u events.GatewayU
 		}
 		r.GatewayRefundID = u.RefundID
 		r.UpdatedAt = now
-		if status == "failed" {
-			if credited := reverseRefund(p, r, Str(u.FailureCode), gatewayTime(u, now), now, e); credited > 0 {
+		if failed {
+			if credited := reverseRefund(p, r, status, Str(u.FailureCode), gatewayTime(u, now), now, e); credited > 0 {
 				if err := tx.AddUnapplied(ctx, p.ID, credited); err != nil {
 					return true, err
 				}
@@ -295,9 +299,9 @@ func nameGatewayRefund(ctx context.Context, tx Tx, p *Payment, u events.GatewayU
 			return true, splitGatewayRefund(ctx, tx, p, largest, u, eventID, now)
 		}
 	}
-	if status == "failed" && len(unnamed) > 0 {
-		return false, events.Permanent(fmt.Errorf("gateway_updated %s: refund %s of %d failed; payment %s holds refunds made at the gateway known only by their total, none of %d",
-			eventID, *u.RefundID, u.RefundAmount, p.ID, u.RefundAmount))
+	if failed && len(unnamed) > 0 {
+		return false, events.Permanent(fmt.Errorf("gateway_updated %s: refund %s of %d %s; payment %s holds refunds made at the gateway known only by their total, none of %d",
+			eventID, *u.RefundID, u.RefundAmount, status, p.ID, u.RefundAmount))
 	}
 	return false, nil
 }

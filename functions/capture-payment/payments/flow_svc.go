@@ -1051,7 +1051,8 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 
 // reverseRefund fails refund r, which had succeeded, on the gateway's
 // word that it failed after all (Stripe: "refunds can fail after
-// succeeding"; the amount returns to the merchant's balance). The payment
+// succeeding"; the amount returns to the merchant's balance), or was
+// canceled: status is "failed" or "canceled". The payment
 // refunded that much less, billfn.refund.failed is emitted, and one
 // posting returns what the refund moved: SYS-CLEARING → what it drew on
 // (refundSource), kind refund_reversal, n = the refund's n, so a
@@ -1062,13 +1063,13 @@ func settleRefund(p *Payment, r *Refund, status, failure string, now time.Time, 
 // or a refund made at the gateway took it) goes back to the account, as
 // when a refund fails before it succeeds; the amount is returned for the
 // payment's amount_unapplied.
-func reverseRefund(p *Payment, r *Refund, failure string, at, now time.Time, e *emitter) (credited int64) {
+func reverseRefund(p *Payment, r *Refund, status, failure string, at, now time.Time, e *emitter) (credited int64) {
 	p.AmountRefunded -= r.Amount
-	r.Status = "failed"
+	r.Status = status
 	r.FailedAt = &at
 	r.FailureReason = Nullable(failure)
 	if r.FailureReason == nil {
-		r.FailureReason = Nullable("failed")
+		r.FailureReason = Nullable(status)
 	}
 	e.posting(p, KindRefundReversal, r.N, "clearing", refundSource(p, r), r.Amount, r.ID)
 	e.refund(events.TypeRefundFailed, r)
