@@ -133,3 +133,55 @@ func anyStrings(v any) []string {
 	}
 	return out
 }
+
+// capture-payment may record a gateway's refunds first as one total (a
+// Stripe charge.refunded carries the running total, no refund id), then
+// take a refund its own news names out of that total: the part gets its
+// own refund id, and no event, for its success was reported inside the
+// total's. When that part then fails, its billfn.refund.failed says it had
+// succeeded ("reversed": true, from the refund's owner): the money came
+// back, though this function never saw that refund id succeed. It is a
+// reversal, not a refund that failed outright.
+func TestARefundReversedAfterBeingTakenOutOfATotalIsMoneyBack(t *testing.T) {
+	d1 := day("2026-03-10")
+	h := func(hh int) time.Time { return d1.Add(time.Duration(hh) * time.Hour) }
+	clearing := "c1ea0000-0000-4000-8000-000000000001"
+	pay, total, part := id(), id(), id()
+	split := refund(t, h(11), "failed", part, pay, acctA, 2000, "USD", "stripe")
+	var data map[string]any
+	if err := json.Unmarshal(split.Data(), &data); err != nil {
+		t.Fatal(err)
+	}
+	data["reversed"] = true
+	split = newEvent(t, "capture-payment", events.TypeRefundFailed, pay, h(11), data)
+	evs := []events.Event{
+		account(t, h(0), acctA, userA, "ACC-A", "USD"),
+		payment(t, h(9), "captured", paymentFields{id: pay, account: acctA, cur: "USD", gateway: "stripe", amount: 10000, captured: 10000}),
+		transfer(t, h(9), clearing, acctA, 10000, "USD", "posted", withMeta("payment_capture", pay, "stripe")),
+		refund(t, h(10), "succeeded", total, pay, acctA, 3000, "USD", "stripe"),
+		transfer(t, h(10), acctA, clearing, 3000, "USD", "posted", withMeta("refund", pay, "stripe")),
+		split,
+		transfer(t, h(11), clearing, acctA, 2000, "USD", "posted", withMeta("refund_reversal", pay, "stripe")),
+	}
+	g := newRig(t)
+	g.setNow(d1.AddDate(0, 0, 3))
+	for _, ev := range evs {
+		if r := g.deliver(ev); r.Processed != 1 {
+			t.Fatalf("delivery of %s: %+v", ev.Type(), r)
+		}
+	}
+	var s map[string]any
+	g.getJSON("/reports/summary?from=2026-03-10&to=2026-03-11&currency=USD", asAdmin, &s)
+	got, _ := json.Marshal(s["currencies"].([]any)[0].(map[string]any)["refunds"])
+	if want := `{"failed":{"amount":0,"count":0},"net":1000,"reversed":{"amount":2000,"count":1},"succeeded":{"amount":3000,"count":1}}`; string(got) != want {
+		t.Errorf("refunds:\n got  %s\n want %s", got, want)
+	}
+	var r map[string]any
+	g.getJSON("/reports/reconciliation?date=2026-03-10", asAdmin, &r)
+	if r["status"] != "matched" {
+		t.Errorf("reconciliation of 2026-03-10: %v", r)
+	}
+	if c := g.check("2026-03-10", "2026-03-11"); !c.Equal {
+		t.Fatalf("check: %+v", c)
+	}
+}

@@ -415,22 +415,28 @@ type PaymentFailed struct {
 // Refund is a refund as capture-payment keeps it: the data of
 // billfn.refund.succeeded and billfn.refund.failed.
 type Refund struct {
-	RefundID         string    `json:"refund_id"`
-	PaymentID        string    `json:"payment_id"`
-	AccountID        string    `json:"account_id"`
-	UserID           string    `json:"user_id"`
-	InvoiceID        *string   `json:"invoice_id"`
-	Amount           int64     `json:"amount"`
-	Currency         string    `json:"currency"`
-	Gateway          string    `json:"gateway"`
-	GatewayRefundID  *string   `json:"gateway_refund_id"`
-	GatewayPaymentID *string   `json:"gateway_payment_id"`
-	Status           string    `json:"status"` // pending, succeeded, failed, canceled
-	Reason           string    `json:"reason"`
-	FailureReason    *string   `json:"failure_reason"`
-	LedgerHoldID     *string   `json:"ledger_hold_id"`
-	CreatedAt        time.Time `json:"created_at"`
-	UpdatedAt        time.Time `json:"updated_at"`
+	RefundID         string  `json:"refund_id"`
+	PaymentID        string  `json:"payment_id"`
+	AccountID        string  `json:"account_id"`
+	UserID           string  `json:"user_id"`
+	InvoiceID        *string `json:"invoice_id"`
+	Amount           int64   `json:"amount"`
+	Currency         string  `json:"currency"`
+	Gateway          string  `json:"gateway"`
+	GatewayRefundID  *string `json:"gateway_refund_id"`
+	GatewayPaymentID *string `json:"gateway_payment_id"`
+	Status           string  `json:"status"` // pending, succeeded, failed, canceled
+	Reason           string  `json:"reason"`
+	FailureReason    *string `json:"failure_reason"`
+	LedgerHoldID     *string `json:"ledger_hold_id"`
+	// Reversed is set on the billfn.refund.failed of a refund that had
+	// succeeded: the money came back (a refund_reversal posting goes with
+	// it). Its success may never have been announced under this id: a
+	// refund the gateway first reported inside a charge's running total
+	// was announced as part of that total's refund.
+	Reversed  bool      `json:"reversed,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Spec is one row of the contract: an event type, the topic it travels

@@ -626,6 +626,7 @@ type refundData struct {
 	Amount    int64  `json:"amount"`
 	Currency  string `json:"currency"`
 	Gateway   string `json:"gateway"`
+	Reversed  bool   `json:"reversed"`
 }
 
 func (a *Aggregator) refund(ev Event) error {
@@ -712,6 +713,16 @@ func (a *Aggregator) refund(ev Event) error {
 	case st != nil && !st.SucceededAt.IsZero() && st.FailedAt.IsZero():
 		// capture-payment's reverseRefund: the refund had succeeded.
 		st.FailedAt, st.FailedSource, st.FailedID = ev.Time, ev.Source, ev.ID
+		a.State.dirtyRefunds[rid] = true
+		return reversed(ev.Time, ev.Source, ev.ID)
+	case st != nil && d.Reversed && st.FailedAt.IsZero():
+		// The refund's owner says it had succeeded, though its success
+		// came under another id (a refund capture-payment took out of a
+		// gateway's running total, announced as part of that total's
+		// refund) or comes later: its money came back. A success of this
+		// id delivered later is counted, and it nets against this.
+		st.FailedAt, st.FailedSource, st.FailedID = ev.Time, ev.Source, ev.ID
+		st.SucceededAt = ev.Time
 		a.State.dirtyRefunds[rid] = true
 		return reversed(ev.Time, ev.Source, ev.ID)
 	default:

@@ -191,3 +191,12 @@ func (e *emitter) refundPostings(p *Payment, r *Refund, fromRevenue int64) {
 func (e *emitter) refund(typ string, r *Refund) {
 	e.add(typ, r.ID, events.TopicPayment, r.PaymentID, eventRefund(r), "")
 }
+
+// refundReversed adds the billfn.refund.failed of r, which had succeeded:
+// marked reversed, for consumers that never saw r's own success (one
+// taken out of a gateway's total).
+func (e *emitter) refundReversed(r *Refund) {
+	data := eventRefund(r)
+	data.Reversed = true
+	e.add(events.TypeRefundFailed, r.ID, events.TopicPayment, r.PaymentID, data, "")
+}

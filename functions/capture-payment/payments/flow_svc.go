@@ -1072,7 +1072,7 @@ func reverseRefund(p *Payment, r *Refund, status, failure string, at, now time.T
 		r.FailureReason = Nullable(status)
 	}
 	e.posting(p, KindRefundReversal, r.N, "clearing", refundSource(p, r), r.Amount, r.ID)
-	e.refund(events.TypeRefundFailed, r)
+	e.refundReversed(r)
 	credited = giveBackWithheld(p, r, e)
 	p.Touch(now)
 	r.UpdatedAt = now
