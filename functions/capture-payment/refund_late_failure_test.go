@@ -88,6 +88,10 @@ func TestARefundThatFailsAfterSucceedingIsReversedOnce(t *testing.T) {
 		for _, rec := range g.drain(events.TopicPayment, forPayment(p.ID)) {
 			if rec.Event.Type() == events.TypeRefundFailed {
 				failed++
+				var d events.Refund
+				if err := events.Decode(rec.Event, &d); err != nil || !d.Reversed {
+					t.Fatalf("%s: the failure of a refund that had succeeded: %+v (%v), want reversed", c.name, d, err)
+				}
 			}
 		}
 		if failed != 1 {
