@@ -49,14 +49,16 @@ func (g *rig) twoCustomers(t *testing.T) customers {
 		return decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.alice, role: auth.RoleCustomer,
 			body: map[string]any{"account_id": acct, "amount": 500, "currency": "USD", "payment_method": "pm_card_visa"}}), http.StatusCreated)
 	})
-	const bobAuthorized, bobPaid, bobInvoiced = 4_817, 6_309, 13_571
+	// Seven digits or more: a shorter figure turns up by chance in the
+	// hex of an id (a UUID's "a4817b" holds 4817 as a whole number).
+	const bobAuthorized, bobPaid, bobInvoiced = 4_817_293, 6_309_451, 13_571_887
 	c.bobOwn = own(c.bob, bobPaid, bobInvoiced, func(acct, method string) payments.Payment {
 		return decode[payments.Payment](t, g.do(req{method: "POST", path: "/payments", sub: c.bob, role: auth.RoleCustomer,
 			body: map[string]any{"account_id": acct, "amount": bobAuthorized, "currency": "USD", "payment_method": method,
 				"capture_method": "manual", "confirm": true}}), http.StatusCreated)
 	})
 	// What is left of the paid payment after its refund row of 100.
-	c.bobPrivate = []string{"4817", "6309", "13571", "6209"}
+	c.bobPrivate = []string{"4817293", "6309451", "13571887", "6309351"}
 	return c
 }
 
