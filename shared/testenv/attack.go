@@ -99,6 +99,14 @@ type Attack struct {
 	// distinctive: no request sends it and none of the attacker's own
 	// figures equals it. Optional.
 	Private func(tb testing.TB) []string
+	// Shared holds the resources owned by nobody, by kind: the merchant's
+	// catalog (a tax rate, a coupon) that every customer may name. There
+	// is no victim's one to send, so a reference of a shared kind carries
+	// this value in every request (unless Attacker.Own has one of its
+	// own), and its attack is the attacker's own request: answered below
+	// 500 (or as the route's Expect says), the victim's Snapshot unchanged
+	// and nothing of the victim's in the body. Optional.
+	Shared map[string]string
 }
 
 var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
@@ -122,7 +130,8 @@ var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
 //     document too) holds none of the victim's resources but those the
 //     request itself sent, nor any of the victim's Private figures (its
 //     balances). A kind the victim has no resource of fails the test:
-//     write the fixture;
+//     write the fixture; a Shared kind (owned by nobody) is sent as is, and
+//     its answer must be below 500 instead of 404;
 //   - on a Customer GET route, the attacker's own request with a forged
 //     "cursor" (the keyset shapes the lists use, their id not an id) is
 //     answered below 500: a cursor is client input (a list that takes none
@@ -244,18 +253,28 @@ func TableProblems(rt platform.Route) []string {
 // attack sends rt with the victim's resource in ref and checks the answer.
 func (a *Attack) attack(t *testing.T, rt platform.Route, ref string) {
 	kind := rt.Refs[ref]
+	shared, isShared := a.Shared[kind]
 	victimID, ok := a.Victim.value(ref, kind)
+	if isShared {
+		victimID, ok = shared, true
+	}
 	if !ok || victimID == "" {
 		t.Fatalf("no victim fixture of kind %q for %s: give the victim one (Victim.Own[%q])", kind, ref, kind)
 	}
 	want := Outcome{Status: []int{http.StatusNotFound}}
-	if o, ok := a.Expect[rt.Pattern+" "+ref]; ok {
+	o, expected := a.Expect[rt.Pattern+" "+ref]
+	if expected {
 		want = o
 	}
 	before := a.Snapshot(t)
 	req, sent := a.request(t, rt, ref, victimID, a.Attacker.Token)
 	code, body := a.send(req)
-	if !slices.Contains(want.Status, code) {
+	switch {
+	case isShared && !expected:
+		if code >= 500 {
+			t.Errorf("the shared %s %s in %s: %d, want below 500: %s", kind, victimID, ref, code, body)
+		}
+	case !slices.Contains(want.Status, code):
 		t.Errorf("the victim's %s in %s: %d, want %v: %s", kind, ref, code, want.Status, body)
 	}
 	if !want.VictimChanges {
@@ -354,6 +373,9 @@ func (a *Attack) request(t *testing.T, rt platform.Route, ref, victimID, token s
 			return victimID
 		}
 		v, ok := a.Attacker.value(r, rt.Refs[r])
+		if s, shared := a.Shared[rt.Refs[r]]; shared && !ok {
+			v, ok = s, true
+		}
 		if (!ok || v == "") && ref == "" {
 			return uuid.NewString() // a probe of the access check: any well-formed id
 		}

@@ -49,3 +49,38 @@ func TestSetMemberFillsNestedReferences(t *testing.T) {
 		t.Errorf("body %v", body)
 	}
 }
+
+// A Shared kind (the merchant's catalog) has no victim's resource: every
+// request carries the shared value, and its attack is the attacker's own
+// request, which may succeed.
+func TestSharedKindsAreSentAsIsAndNeedNoVictim(t *testing.T) {
+	var rates []string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		rates = append(rates, r.URL.Query().Get("rate"))
+		if strings.TrimPrefix(r.URL.Path, "/things/") != "mine" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write([]byte(`{"id":"mine","rate":"` + r.URL.Query().Get("rate") + `"}`))
+	})
+	AttackRoutes(t, []platform.Route{{Pattern: "GET /things/{id}", Access: platform.Customer,
+		Refs: map[string]string{"{id}": "thing", "?rate": "rate"}, Handler: h}}, Attack{
+		Handler:  h,
+		Attacker: Party{Token: "a", Own: map[string]string{"thing": "mine"}},
+		Victim:   Party{Token: "b", Own: map[string]string{"thing": "theirs"}},
+		Shared:   map[string]string{"rate": "R1"},
+		Snapshot: func(testing.TB) any { return nil },
+	})
+	if len(rates) == 0 {
+		t.Fatal("no request was sent")
+	}
+	for _, r := range rates {
+		if r != "R1" {
+			t.Errorf("a request carried rate %q, want the shared R1", r)
+		}
+	}
+}
