@@ -279,3 +279,46 @@ func TestAProblemCarriesTheHTTPStatusOnce(t *testing.T) {
 		t.Fatalf("problem %+v: %s", p, r.Body)
 	}
 }
+
+// "A fact is accepted only from its owner": capture-payment resolves by
+// event the holds it placed, a refund's reservation, and no other. A hold a
+// customer placed through HTTP on its own account (say, paying a friend
+// later) is not capture-payment's: its capture or void by event is parked
+// and the hold stays as its placer left it.
+func TestCapturePaymentResolvesOnlyItsOwnHoldsByEvent(t *testing.T) {
+	e := newEnv(t)
+	payer, friend := uuid.NewString(), uuid.NewString()
+	a, b := e.account(payer, "USD"), e.account(friend, "USD")
+	e.fund(a, 10_000)
+	for _, typ := range []string{events.TypeHoldCaptureRequested, events.TypeHoldVoidRequested} {
+		h := e.hold(payer, a, b, 4_000)
+		ev := events.Must(events.New(context.Background(), api.HoldResolver, typ, h.ID, events.HoldResolution{TransferID: h.ID}))
+		if r := e.deliver(ev); r.Code >= 300 {
+			t.Fatalf("%s delivery: %d %s", typ, r.Code, r.Body)
+		}
+		var status string
+		if err := e.d.Pool.QueryRow(context.Background(), `SELECT status FROM transfers WHERE id = $1`, h.ID).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		if status != ledger.TransferHeld {
+			t.Errorf("capture-payment's %s resolved the customer's hold: %s", typ, status)
+		}
+		var parked int
+		if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dead_letters WHERE event_id = $1`, ev.ID()).Scan(&parked); err != nil {
+			t.Fatal(err)
+		}
+		if parked != 1 {
+			t.Errorf("capture-payment's %s of the customer's hold was not parked", typ)
+		}
+		if v := e.do("POST", "/transfers/"+h.ID+"/void", payer, auth.RoleCustomer, nil, "Idempotency-Key", key()); v.Code != 200 {
+			t.Fatalf("the placer's own void: %d %s", v.Code, v.Body)
+		}
+	}
+	if got := e.get(a.ID); got.Balance != 10_000 || got.Held != 0 {
+		t.Errorf("payer %+v, want balance 10000, nothing held", got)
+	}
+	if got := e.get(b.ID); got.Balance != 0 {
+		t.Errorf("payee %+v, want nothing", got)
+	}
+	checkLedger(t, e.d)
+}

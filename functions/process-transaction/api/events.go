@@ -183,6 +183,9 @@ func (s *Service) onHoldResolve(ctx context.Context, ev events.Event) error {
 	}
 	t, err := s.store.UpdateHold(ctx, id, s.now().UTC().Truncate(time.Microsecond),
 		func(t *ledger.Transfer) (store.Resolution, error) {
+			if err := t.MayResolveByEvent(); err != nil {
+				return store.Resolution{}, err
+			}
 			if t.Status == want {
 				return store.Resolution{}, ledger.ErrAlreadyResolved
 			}

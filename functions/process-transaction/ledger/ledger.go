@@ -95,6 +95,20 @@ func (t *Transfer) MayResolve(c Caller, scope string) error {
 	return nil
 }
 
+// MayResolveByEvent decides whether capture-payment's hold event (its
+// capture or void requested through its outbox) may resolve t: only a
+// refund's hold, which capture-payment places to reserve a refund and
+// marks with the kind no customer or integrator may write
+// (TransferRequest.ClaimsBillfnKind). A hold its holder placed through
+// HTTP is not capture-payment's fact to settle: the event is refused
+// (and parked by its handler).
+func (t *Transfer) MayResolveByEvent() error {
+	if !t.Pending || !metadataKind(t.Metadata, events.KindRefund) {
+		return errHoldNotYours()
+	}
+	return nil
+}
+
 // ForCaller hides the balances of an account the caller does not own: a
 // customer paying someone else learns nothing about their balance.
 func (t Transfer) ForCaller(canSee func(userID string) bool) Transfer {

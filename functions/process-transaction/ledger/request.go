@@ -70,7 +70,7 @@ func (r *TransferRequest) Validate(path string, now time.Time, caller Caller) er
 		r.Metadata = nil
 	}
 	if !caller.Privileged() && len(r.Metadata) > 0 {
-		v.Check(!billfnKind(r.Metadata), path+"metadata/kind",
+		v.Check(!metadataKind(r.Metadata, events.TransferKinds...), path+"metadata/kind",
 			"is a kind of transfer only billfn's own functions make ("+strings.Join(events.TransferKinds, ", ")+")")
 	}
 	if r.ExpiresAt != nil {
@@ -147,20 +147,21 @@ func NewAccountNumber() string {
 
 // ClaimsBillfnKind reports whether the request's metadata names one of
 // events.TransferKinds as its kind, in any spelling of the member's name
-// (billfnKind): a fact about a payment, which only its owner states.
+// (metadataKind): a fact about a payment, which only its owner states.
 func (r *TransferRequest) ClaimsBillfnKind() bool {
-	return len(r.Metadata) > 0 && billfnKind(r.Metadata)
+	return len(r.Metadata) > 0 && metadataKind(r.Metadata, events.TransferKinds...)
 }
 
-// billfnKind reports whether metadata (a JSON object) names one of
-// events.TransferKinds as its "kind". Every top-level member whose name is
-// "kind" in any case (encoding/json matches field names that way, Unicode
-// folding included: "KIND", "\u212aind") is looked at, duplicates too:
+// metadataKind reports whether metadata (a JSON object) names one of
+// kinds (events.TransferKinds: a billfn kind) as its "kind". Every
+// top-level member whose name is "kind" in any case (encoding/json
+// matches field names that way, Unicode folding included: "KIND",
+// "\u212aind") is looked at, duplicates too:
 // a consumer reads the member named exactly "kind" (aggregate-report's
 // reconciliation), and a struct decoded here saw only the last of them,
 // so {"kind":"payment_capture","KIND":"note"} passed as "note" and was
 // posted as a capture.
-func billfnKind(metadata []byte) bool {
+func metadataKind(metadata []byte, kinds ...string) bool {
 	dec := json.NewDecoder(bytes.NewReader(metadata))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return false // not an object: Validate says so
@@ -176,7 +177,7 @@ func billfnKind(metadata []byte) bool {
 		}
 		var k string
 		if name, _ := t.(string); strings.EqualFold(name, "kind") && json.Unmarshal(v, &k) == nil &&
-			slices.Contains(events.TransferKinds, k) {
+			slices.Contains(kinds, k) {
 			return true
 		}
 	}
