@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -257,6 +258,43 @@ func TestOneKeyWithDifferentTransfersAtOnceMovesOnce(t *testing.T) {
 		}
 		if n != 1 {
 			t.Fatalf("round %d: %d transfers under one key", round, n)
+		}
+	}
+	checkLedger(t, e.d)
+}
+
+// A transfer and a batch sent at once under one Idempotency-Key: the key
+// names one request, so exactly one of them takes it. Either the transfer
+// is posted and the batch moves nothing, or the whole batch is posted and
+// the transfer moves nothing; never the transfer beside the rest of a
+// batch whose first item found the key taken.
+func TestATransferAndABatchUnderOneKeyAtOnceTakeItOnce(t *testing.T) {
+	e := newEnv(t, 2)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000_000)
+	item := map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 1, "currency": "USD"}
+	for round := 0; round < 20; round++ {
+		k := key()
+		var tr, ba resp
+		testenv.Together(
+			func() { tr = e.do("POST", "/transfers", alice, auth.RoleCustomer, item, "Idempotency-Key", k) },
+			func() {
+				ba = e.do("POST", "/transfers/batch", alice, auth.RoleCustomer, map[string]any{"transfers": []any{
+					map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 10, "currency": "USD"}, item, item}},
+					"Idempotency-Key", k)
+			},
+		)
+		var posted int
+		if err := e.d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM transfers
+			WHERE from_account_id = $1 AND (idem_key = $2 OR idem_key LIKE $2 || ' %')`, a.ID, k).Scan(&posted); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case tr.Code == 201 && posted == 1 && ba.Code >= 400 && ba.Code != 500:
+		case ba.Code == 200 && posted == 3 && !strings.Contains(ba.Body.String(), `"status":4`) && tr.Code == 422:
+		default:
+			t.Fatalf("round %d: %d transfers under the key; the transfer %d %s; the batch %d %s", round, posted, tr.Code, tr.Body, ba.Code, ba.Body)
 		}
 	}
 	checkLedger(t, e.d)

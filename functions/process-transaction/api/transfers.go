@@ -206,7 +206,7 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	var v problem.Validator
-	u := &ledger.Unit{Atomic: in.Atomic}
+	u := &ledger.Unit{Atomic: in.Atomic, OneRequest: true}
 	key, scope := r.Header.Get(idempotency.Header), s.scope(p)
 	tp, ts := events.TraceParent(r.Context()), events.TraceState(r.Context())
 	for i := range in.Transfers {
@@ -245,6 +245,12 @@ func (s *Service) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.commit.Submit(r.Context(), u); err != nil {
 		problem.Write(w, r, err)
+		return
+	}
+	if u.Refused != nil {
+		// Another request took the key while this one was on its way
+		// (KeyHashes saw it free): nothing of the batch was written.
+		problem.Write(w, r, u.Refused)
 		return
 	}
 	items := make([]batchItem, len(u.Ops))

@@ -38,6 +38,14 @@ type Outcome struct {
 type Unit struct {
 	Ops    []*Op
 	Atomic bool
+	// OneRequest marks a unit that is one request under one key, its first
+	// op's (a batch: POST /transfers/batch): when that key names another
+	// request, the whole unit is that key reused, and no op of it is
+	// written, the others no more than the first.
+	OneRequest bool
+	// Refused is the unit's answer when none of its ops was decided (a
+	// OneRequest unit whose key another request holds).
+	Refused error
 }
 
 // IdemKey is an idempotency key in its scope.
@@ -117,6 +125,17 @@ type Group struct {
 
 // DecideUnit decides the ops of one unit, all-or-nothing when atomic.
 func (g *Group) DecideUnit(u *Unit) {
+	u.Refused = nil
+	if u.OneRequest && len(u.Ops) > 0 {
+		first := u.Ops[0]
+		if p, ok := g.Priors[IdemKey{first.Scope, first.Key}]; ok && string(p.Hash) != string(first.Hash) {
+			u.Refused = ReusedKey(first.Scope, first.Key)
+			for _, o := range u.Ops {
+				o.Res = Outcome{Err: u.Refused, Done: true}
+			}
+			return
+		}
+	}
 	var snapshot map[string]Book
 	undo := g.Sink.Mark()
 	if u.Atomic {
