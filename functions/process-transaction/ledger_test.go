@@ -847,3 +847,61 @@ func TestAnIdempotencyKeyNamesOneRequestAcrossTransfersAndBatches(t *testing.T) 
 	}
 	checkLedger(t, e.d)
 }
+
+// An Idempotency-Key names one request across the transfer and the hold
+// routes too: a capture or a void under a transfer's (or a hold's) key,
+// and a transfer or a hold under a capture's or a void's key, are 422
+// idempotency_key_reused, and neither moves money nor replays the
+// other's answer.
+func TestAnIdempotencyKeyNamesOneRequestAcrossTransfersAndHolds(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 10_000)
+	post := func(path string, body any, k string, hdr ...string) resp {
+		return e.do("POST", path, alice, auth.RoleCustomer, body, append([]string{"Idempotency-Key", k}, hdr...)...)
+	}
+	item := func(pending bool) map[string]any {
+		return map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 100, "currency": "USD", "pending": pending}
+	}
+	for _, op := range []string{"capture", "void"} {
+		// A transfer, then a capture or a void of an open hold under its key.
+		h := e.hold(alice, a, b, 1_000)
+		k := key()
+		if r := post("/transfers", item(false), k); r.Code != 201 {
+			t.Fatalf("transfer: %d %s", r.Code, r.Body)
+		}
+		if r := post("/transfers/"+h.ID+"/"+op, nil, k); r.Code != 422 || r.code() != "idempotency_key_reused" {
+			t.Errorf("a %s under a transfer's key: %d %s", op, r.Code, r.Body)
+		}
+		// The hold's own key, used again to resolve it.
+		var hk string
+		if err := e.d.Pool.QueryRow(context.Background(), `SELECT idem_key FROM transfers WHERE id = $1`, h.ID).Scan(&hk); err != nil {
+			t.Fatal(err)
+		}
+		if r := post("/transfers/"+h.ID+"/"+op, nil, hk); r.Code != 422 || r.code() != "idempotency_key_reused" {
+			t.Errorf("a %s under its hold's key: %d %s", op, r.Code, r.Body)
+		}
+		// A capture or a void, then a transfer, a hold or an async transfer under its key.
+		k = key()
+		if r := post("/transfers/"+h.ID+"/"+op, nil, k); r.Code != 200 {
+			t.Fatalf("%s: %d %s", op, r.Code, r.Body)
+		}
+		for _, tr := range []struct {
+			pending bool
+			hdr     []string
+		}{{false, nil}, {true, nil}, {false, []string{"Prefer", "respond-async"}}} {
+			if r := post("/transfers", item(tr.pending), k, tr.hdr...); r.Code != 422 || r.code() != "idempotency_key_reused" {
+				t.Errorf("a transfer (pending %v %v) under a %s's key: %d %s", tr.pending, tr.hdr, op, r.Code, r.Body)
+			}
+		}
+	}
+	// Two transfers of 100 and one capture of 1000 moved money; nothing more.
+	if got := e.get(b.ID); got.Balance != 1_200 {
+		t.Errorf("payee balance %d, want 1200", got.Balance)
+	}
+	if got := e.get(a.ID); got.Held != 0 {
+		t.Errorf("payer holds %d, want nothing", got.Held)
+	}
+	checkLedger(t, e.d)
+}

@@ -71,6 +71,7 @@ func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o := &ledger.Op{Req: req, Caller: p, Scope: s.scope(p), Key: key, Hash: idempotency.Hash(r.Method, "/transfers", body), ID: ids.New(),
+		OwnKey:      true,
 		TraceParent: events.TraceParent(r.Context()), TraceState: events.TraceState(r.Context())}
 	if httpx.RespondAsync(r) {
 		s.accept(w, r, p, o)
@@ -332,6 +333,16 @@ func (s *Service) resolve(w http.ResponseWriter, r *http.Request, how func(*ledg
 	}
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
+	// The key names one request across the routes: a transfer (or a
+	// hold) stored under it was another request. The middleware holds the
+	// key here, so a transfer arriving after this finds it claimed.
+	if used, err := s.store.KeyHashes(ctx, s.scope(p), r.Header.Get(idempotency.Header)); err != nil {
+		problem.Write(w, r, err)
+		return
+	} else if len(used) > 0 {
+		problem.Write(w, r, apperr.KeyReused("transfer (POST /transfers)"))
+		return
+	}
 	t, err := s.store.UpdateHold(ctx, id, s.now().UTC().Truncate(time.Microsecond), func(t *ledger.Transfer) (store.Resolution, error) {
 		if err := t.MayResolve(p, s.scope(p)); err != nil {
 			return store.Resolution{}, err

@@ -4,16 +4,22 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
 )
 
 // Op is one transfer to decide.
 type Op struct {
-	Req      TransferRequest
-	Caller   Caller
-	Scope    string // idempotency scope: the caller, or "event:<source>"
-	Key      string // Idempotency-Key (derived per item for batches), or the event id
-	Hash     []byte // fingerprint of the request
+	Req    TransferRequest
+	Caller Caller
+	Scope  string // idempotency scope: the caller, or "event:<source>"
+	Key    string // Idempotency-Key (derived per item for batches), or the event id
+	Hash   []byte // fingerprint of the request
+	// OwnKey marks the key as its caller's Idempotency-Key for this one
+	// transfer (POST /transfers), which the idempotency table of the
+	// other routes (a capture, a void, a batch) must not hold: one there
+	// is another request's (Group.Claimed).
+	OwnKey   bool
 	Complete string // id of an accepted-asynchronously transfer to decide
 	ID       string // id of the new transfer
 	// TraceParent and TraceState are the W3C trace context of the request
@@ -118,6 +124,9 @@ type Group struct {
 	Books    map[string]*Book // the touched accounts by id, locked by the store
 	ByNumber map[string]*Book // the same by account number
 	Priors   map[IdemKey]Prior
+	// Claimed are the OwnKey ops' keys the idempotency table holds, with
+	// the request that holds each ("POST /transfers/{id}/capture").
+	Claimed  map[IdemKey]string
 	Accepted map[string]*Transfer // accepted transfers to decide, by id
 	Now      time.Time
 	Sink     Sink
@@ -180,6 +189,10 @@ func (g *Group) decide(o *Op) {
 		if o.Res.Transfer != nil {
 			FillOwners(o.Res.Transfer, g.Books)
 		}
+		return
+	}
+	if route, ok := g.Claimed[k]; ok && o.OwnKey {
+		o.Res = Outcome{Err: apperr.KeyReused("request (" + route + ")"), Done: true}
 		return
 	}
 	from, to, err := Parties(&o.Req, o.Caller, g.Books, g.ByNumber)

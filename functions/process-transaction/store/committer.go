@@ -15,6 +15,7 @@ import (
 	"github.com/billfn/billfn/functions/process-transaction/ledger"
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/pgbatch"
@@ -289,7 +290,7 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 
 	// Round trip 1: begin, lock the accounts, read used keys and the
 	// asynchronously accepted transfers to decide.
-	var ids, numbers, scopes, keys, completes []string
+	var ids, numbers, scopes, keys, completes, ownScopes, ownKeys []string
 	for _, u := range units {
 		for _, o := range u.Ops {
 			if o.Complete != "" {
@@ -310,6 +311,9 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 			}
 			if readKeys {
 				scopes, keys = append(scopes, o.Scope), append(keys, o.Key)
+			}
+			if o.OwnKey {
+				ownScopes, ownKeys = append(ownScopes, o.Scope), append(ownKeys, o.Key)
 			}
 		}
 	}
@@ -332,6 +336,16 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 	b.Queue(`SELECT `+bookCols+` FROM accounts
 		WHERE id = ANY($1::text[]::uuid[]) OR account_number = ANY($2::text[])
 		ORDER BY id FOR UPDATE`, ids, numbers)
+	if len(ownKeys) > 0 {
+		// A transfer's own key held by another route's request (a
+		// capture, a void, a batch) in the idempotency table: in the same
+		// round trip, one index lookup per key.
+		// A key past its TTL is free again, as the middleware's claim
+		// takes it.
+		b.Queue(`SELECT i.scope, i.key, i.method || ' ' || i.path FROM idempotency_keys i
+			JOIN unnest($1::text[], $2::text[]) AS k(s, k) ON i.scope = k.s AND i.key = k.k
+			WHERE i.created_at >= now() - $3::interval`, ownScopes, ownKeys, idempotency.TTL)
+	}
 	if readKeys {
 		b.Queue(`SELECT `+transferCols+`, t.idem_scope, t.idem_key, t.request_hash FROM transfers t
 			JOIN unnest($1::text[], $2::text[]) AS k(s, k) ON t.idem_scope = k.s AND t.idem_key = k.k`, scopes, keys)
@@ -369,6 +383,26 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 		}
 		if g.Books, g.ByNumber, err = scanBooks(rows); err != nil {
 			return err
+		}
+		if len(ownKeys) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			g.Claimed = map[ledger.IdemKey]string{}
+			for rows.Next() {
+				var k ledger.IdemKey
+				var route string
+				if err := rows.Scan(&k.Scope, &k.Key, &route); err != nil {
+					rows.Close()
+					return err
+				}
+				g.Claimed[k] = route
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		if !readKeys {
 			return nil

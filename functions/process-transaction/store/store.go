@@ -467,6 +467,19 @@ func (s *Store) AcceptPending(ctx context.Context, o *ledger.Op, now time.Time) 
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		if len(prior) == 0 && o.OwnKey {
+			// The key held by another route's request (a capture, a void,
+			// a batch) in the idempotency table.
+			var route string
+			err := tx.QueryRow(ctx, `SELECT method || ' ' || path FROM idempotency_keys
+				WHERE scope = $1 AND key = $2 AND created_at >= now() - $3::interval`, o.Scope, o.Key, idempotency.TTL).Scan(&route)
+			if err == nil {
+				return apperr.KeyReused("request (" + route + ")")
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
 		if len(prior) > 0 {
 			res := ledger.Replay(prior[0], o)
 			if res.Transfer == nil {
