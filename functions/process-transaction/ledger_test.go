@@ -905,3 +905,54 @@ func TestAnIdempotencyKeyNamesOneRequestAcrossTransfersAndHolds(t *testing.T) {
 	}
 	checkLedger(t, e.d)
 }
+
+// A batch that was processed keeps its key though its first item was
+// refused before it was stored (an unknown account): the batch's answer
+// is stored under the key, so a transfer under it is 422
+// idempotency_key_reused and the batch retried replays its first answer,
+// its money moved once. A batch refused by validation (nothing processed)
+// stores nothing, as with Stripe: its key is free for the corrected
+// request.
+func TestABatchWhoseFirstItemWasRefusedKeepsItsKey(t *testing.T) {
+	e := newEnv(t)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000)
+	post := func(path string, body any, k string) resp {
+		return e.do("POST", path, alice, auth.RoleCustomer, body, "Idempotency-Key", k)
+	}
+	item := map[string]any{"from_account_id": a.ID, "to_account_id": b.ID, "amount": 10, "currency": "USD"}
+	unknown := map[string]any{"from_account_id": a.ID, "to_account_id": uuid.NewString(), "amount": 10, "currency": "USD"}
+	want := int64(0)
+	for _, atomic := range []bool{false, true} {
+		k := key()
+		batch := map[string]any{"atomic": atomic, "transfers": []any{unknown, item}}
+		first := post("/transfers/batch", batch, k)
+		if first.Code >= 500 || first.Code == 400 {
+			t.Fatalf("batch (atomic %v): %d %s", atomic, first.Code, first.Body)
+		}
+		if !atomic {
+			want += 10
+		}
+		if r := post("/transfers", item, k); r.Code != 422 || r.code() != "idempotency_key_reused" {
+			t.Errorf("a transfer under the key of a batch (atomic %v) whose first item was refused: %d %s", atomic, r.Code, r.Body)
+		}
+		again := post("/transfers/batch", batch, k)
+		if again.Code != first.Code || again.Body.String() != first.Body.String() || again.Header().Get("Idempotent-Replayed") != "true" {
+			t.Errorf("the batch (atomic %v) retried: %d %s, want the replay of %d %s", atomic, again.Code, again.Body, first.Code, first.Body)
+		}
+		if got := e.get(b.ID); got.Balance != want {
+			t.Fatalf("after the batch (atomic %v): balance %d, want %d", atomic, got.Balance, want)
+		}
+	}
+	// Refused on its face: nothing stored, the key is free.
+	k := key()
+	if r := post("/transfers/batch", map[string]any{"transfers": []any{map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+		"amount": 0, "currency": "USD"}, item}}, k); r.Code != 422 {
+		t.Fatalf("an invalid batch: %d %s", r.Code, r.Body)
+	}
+	if r := post("/transfers", item, k); r.Code != 201 {
+		t.Errorf("a transfer under the key of a batch refused by validation: %d %s", r.Code, r.Body)
+	}
+	checkLedger(t, e.d)
+}
