@@ -299,3 +299,30 @@ func TestATransferAndABatchUnderOneKeyAtOnceTakeItOnce(t *testing.T) {
 	}
 	checkLedger(t, e.d)
 }
+
+// A transfer and a capture sent at once under one Idempotency-Key: one of
+// them takes the key, the other is refused and moves nothing.
+func TestATransferAndACaptureUnderOneKeyAtOnceTakeItOnce(t *testing.T) {
+	e := newEnv(t, 2)
+	alice := uuid.NewString()
+	a, b := e.account(alice, "USD"), e.account(alice, "USD")
+	e.fund(a, 1_000_000)
+	for round := 0; round < 30; round++ {
+		h := e.hold(alice, a, b, 100)
+		k := key()
+		var tr, cp resp
+		testenv.Together(
+			func() {
+				tr = e.do("POST", "/transfers", alice, auth.RoleCustomer, map[string]any{"from_account_id": a.ID, "to_account_id": b.ID,
+					"amount": 1, "currency": "USD"}, "Idempotency-Key", k)
+			},
+			func() {
+				cp = e.do("POST", "/transfers/"+h.ID+"/capture", alice, auth.RoleCustomer, nil, "Idempotency-Key", k)
+			},
+		)
+		if tr.Code < 300 && cp.Code < 300 {
+			t.Fatalf("round %d: the transfer %d and the capture %d both moved money under one key", round, tr.Code, cp.Code)
+		}
+	}
+	checkLedger(t, e.d)
+}

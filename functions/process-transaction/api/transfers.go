@@ -333,22 +333,16 @@ func (s *Service) resolve(w http.ResponseWriter, r *http.Request, how func(*ledg
 	}
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
-	// The key names one request across the routes: a transfer (or a
-	// hold) stored under it was another request. The middleware holds the
-	// key here, so a transfer arriving after this finds it claimed.
-	if used, err := s.store.KeyHashes(ctx, s.scope(p), r.Header.Get(idempotency.Header)); err != nil {
-		problem.Write(w, r, err)
-		return
-	} else if len(used) > 0 {
-		problem.Write(w, r, apperr.KeyReused("transfer (POST /transfers)"))
-		return
-	}
 	t, err := s.store.UpdateHold(ctx, id, s.now().UTC().Truncate(time.Microsecond), func(t *ledger.Transfer) (store.Resolution, error) {
 		if err := t.MayResolve(p, s.scope(p)); err != nil {
 			return store.Resolution{}, err
 		}
 		res := how(t)
 		res.ByHolder = !p.Privileged()
+		// The key names one request across the routes: a transfer (or a
+		// hold) stored under it was another request. The middleware holds
+		// it in the idempotency table, where a transfer's group finds it.
+		res.Key = ledger.IdemKey{Scope: s.scope(p), Key: r.Header.Get(idempotency.Header)}
 		return res, nil
 	}, func(t *ledger.Transfer) idempotency.Response {
 		return idempotency.Response{Status: http.StatusOK, Body: t.ForCaller(p.CanAccess)}

@@ -339,7 +339,10 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 	if len(ownKeys) > 0 {
 		// A transfer's own key held by another route's request (a
 		// capture, a void, a batch) in the idempotency table: in the same
-		// round trip, one index lookup per key.
+		// round trip, one index lookup per key, once the keys' locks are
+		// taken (a capture under one of them commits first, and its claim
+		// is read; keyLockSQL).
+		b.Queue(keyLockSQL, ownScopes, ownKeys)
 		// A key past its TTL is free again, as the middleware's claim
 		// takes it.
 		b.Queue(`SELECT i.scope, i.key, i.method || ' ' || i.path FROM idempotency_keys i
@@ -385,6 +388,9 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 			return err
 		}
 		if len(ownKeys) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 			rows, err := br.Query()
 			if err != nil {
 				return err

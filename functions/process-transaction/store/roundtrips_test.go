@@ -64,9 +64,10 @@ func TestAGroupIsTwoRoundTripsAndFiveStatements(t *testing.T) {
 	if n-n0 != 2 || statements != 5 {
 		t.Errorf("a group of 5 transfers: %d round trips and %d statements, want 2 and 5:\n%s", n-n0, statements, strings.Join(sql[n0:], "\n"))
 	}
-	// POST /transfers's own keys are looked up in the idempotency table
-	// too (a capture's or a void's key is not a transfer's): one statement
-	// more in the first round trip, not a round trip more.
+	// POST /transfers's own keys are locked and looked up in the
+	// idempotency table too (a capture's or a void's key is not a
+	// transfer's): two statements more in the first round trip, not a
+	// round trip more.
 	own := group(5)
 	for _, o := range own.Ops {
 		o.OwnKey = true
@@ -80,8 +81,8 @@ func TestAGroupIsTwoRoundTripsAndFiveStatements(t *testing.T) {
 	for _, s := range sql[n0:] {
 		statements += len(strings.Split(strings.TrimPrefix(s, "batch: "), "; "))
 	}
-	if n-n0 != 2 || statements != 6 {
-		t.Errorf("a group of 5 transfers with their own keys: %d round trips and %d statements, want 2 and 6:\n%s", n-n0, statements, strings.Join(sql[n0:], "\n"))
+	if n-n0 != 2 || statements != 7 {
+		t.Errorf("a group of 5 transfers with their own keys: %d round trips and %d statements, want 2 and 7:\n%s", n-n0, statements, strings.Join(sql[n0:], "\n"))
 	}
 
 	// A group holding a used key: the first attempt is refused by the

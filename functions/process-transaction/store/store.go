@@ -328,7 +328,19 @@ type Resolution struct {
 	// privileged caller, not an event), so a frozen source refuses a
 	// capture (ledger.HolderMayCapture).
 	ByHolder bool
+	// Key is the request's Idempotency-Key in its scope ("" for an event):
+	// a transfer stored under it was another request, and the capture or
+	// void is refused (KeyReused).
+	Key ledger.IdemKey
 }
+
+// keyLockSQL takes the transaction-scoped advisory locks of idempotency
+// keys ($1 scopes, $2 keys), in one order: a transfer's group and a
+// capture or a void under the same key take it in turn, so the later one
+// sees the earlier's key in a statement after it (a transfer's row, a
+// capture's claim) and is refused.
+const keyLockSQL = `SELECT count(pg_advisory_xact_lock(h)) FROM (
+	SELECT DISTINCT hashtextextended(s || ' ' || k, 0) AS h FROM unnest($1::text[], $2::text[]) AS x(s, k) ORDER BY h) l`
 
 // UpdateHold resolves hold id: it locks the transfer, lets decide choose the
 // resolution (or refuse: not the caller's, already resolved), locks both
@@ -368,6 +380,21 @@ func (s *Store) resolveHold(ctx context.Context, tx pgx.Tx, t *ledger.Transfer, 
 	books, err := lockBooks(ctx, tx, t.FromAccountID, t.ToAccountID)
 	if err != nil {
 		return err
+	}
+	if how.Key.Key != "" {
+		// After the accounts, as a group takes them, so neither waits for
+		// the other holding what it needs.
+		if _, err := tx.Exec(ctx, keyLockSQL, []string{how.Key.Scope}, []string{how.Key.Key}); err != nil {
+			return err
+		}
+		var used bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM transfers WHERE idem_scope = $1 AND idem_key = $2)`,
+			how.Key.Scope, how.Key.Key).Scan(&used); err != nil {
+			return err
+		}
+		if used {
+			return apperr.KeyReused("transfer (POST /transfers)")
+		}
 	}
 	from, to := books[t.FromAccountID], books[t.ToAccountID]
 	if how.ByHolder && how.Status == ledger.TransferCaptured {
@@ -469,7 +496,11 @@ func (s *Store) AcceptPending(ctx context.Context, o *ledger.Op, now time.Time) 
 		}
 		if len(prior) == 0 && o.OwnKey {
 			// The key held by another route's request (a capture, a void,
-			// a batch) in the idempotency table.
+			// a batch) in the idempotency table, read once a capture or a
+			// void under it has committed (keyLockSQL).
+			if _, err := tx.Exec(ctx, keyLockSQL, []string{o.Scope}, []string{o.Key}); err != nil {
+				return err
+			}
 			var route string
 			err := tx.QueryRow(ctx, `SELECT method || ' ' || path FROM idempotency_keys
 				WHERE scope = $1 AND key = $2 AND created_at >= now() - $3::interval`, o.Scope, o.Key, idempotency.TTL).Scan(&route)
