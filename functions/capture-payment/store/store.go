@@ -466,38 +466,22 @@ func (t Tx) UnnamedGatewayRefunds(ctx context.Context, paymentID string) ([]*pay
 	rows, err := t.q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
 		WHERE r.payment_id = $1 AND r.reason = 'gateway' AND r.gateway_refund_id IS NULL AND r.ledger_hold_id IS NULL
 		AND r.status = 'succeeded' ORDER BY r.n FOR UPDATE OF r`, paymentID)
+	return collectRefunds(rows, err)
+}
+
+// collectRefunds reads the refunds a query of refundCols returned.
+func collectRefunds(rows pgx.Rows, err error) ([]*payments.Refund, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*payments.Refund
-	for rows.Next() {
-		r, err := scanRefund(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*payments.Refund, error) { return scanRefund(row) })
 }
 
 func (t Tx) Refunds(ctx context.Context, paymentID string) ([]*payments.Refund, error) {
 	q := t.q
 	rows, err := q.Query(ctx, `SELECT `+refundCols+` FROM refunds r JOIN payments p ON p.id = r.payment_id
 		WHERE r.payment_id = $1 ORDER BY r.N`, paymentID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*payments.Refund
-	for rows.Next() {
-		r, err := scanRefund(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collectRefunds(rows, err)
 }
 
 // InsertRefund inserts r; false when it exists (a re-run).
