@@ -28,9 +28,17 @@ func TestAttackEveryRoute(t *testing.T) {
 		account(t, d, acctA, userA, "ACC-ATTACKER", "USD"),
 		account(t, d, acctB, userB, "ACC-VICTIM", "USD"),
 		transfer(t, d.Add(time.Hour), ext, acctA, 5_000, "USD", "posted"),
-		transfer(t, d.Add(time.Hour), ext, acctB, 7_000, "USD", "posted"),
-		transfer(t, d.Add(2*time.Hour), acctB, ext, 1_000, "USD", "posted"),
+		// B's figures have seven digits, none A's or any request's:
+		// no answer to A may hold them (Private).
+		transfer(t, d.Add(time.Hour), ext, acctB, 7_340_911, "USD", "posted"),
+		transfer(t, d.Add(2*time.Hour), acctB, ext, 1_129_377, "USD", "posted"),
 	)
+	private := []string{"7340911", "1129377", "6211534"}
+	// They are there to leak: an administrator's summary holds them.
+	if rec := g.request("GET", "/reports/summary?from=2026-03-01&to=2026-03-31&account_id="+acctB, asAdmin, nil); rec.Code != 200 ||
+		!strings.Contains(rec.Body.String(), private[0]) {
+		t.Fatalf("the administrator's summary: %d %s", rec.Code, rec.Body)
+	}
 	party := func(user, acct string) testenv.Party {
 		return testenv.Party{Token: g.kit.Token(t, user, auth.RoleCustomer), Own: map[string]string{"user": user, "account": acct}}
 	}
@@ -62,6 +70,7 @@ func TestAttackEveryRoute(t *testing.T) {
 			}
 			return figures
 		},
+		Private: func(testing.TB) []string { return private },
 	})
 	// A's own reports do answer (the attack above is not a 404 for every
 	// request), and never with B's account.
@@ -73,6 +82,11 @@ func TestAttackEveryRoute(t *testing.T) {
 		rec := g.request("GET", path+"?"+q.Encode(), asCustomer(userA), nil)
 		if rec.Code != 200 || strings.Contains(rec.Body.String(), acctB) {
 			t.Errorf("A's own %s: %d %s", name, rec.Code, rec.Body)
+		}
+		for _, f := range private {
+			if strings.Contains(rec.Body.String(), f) {
+				t.Errorf("A's own %s holds B's figure %s: %s", name, f, rec.Body)
+			}
 		}
 	}
 }
