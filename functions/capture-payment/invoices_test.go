@@ -387,6 +387,16 @@ func (g *rig) captureOnAPaidInvoice(t *testing.T) (invoice string, p payments.Pa
 	return inv, p
 }
 
+// sumOf is the sum of balances: zero for any set of postings
+// (double-entry).
+func sumOf(balances map[string]int64) int64 {
+	var sum int64
+	for _, v := range balances {
+		sum += v
+	}
+	return sum
+}
+
 // postedBalances sums, by account (its number or id), the postings
 // published for payment id so far.
 func (g *rig) postedBalances(t *testing.T, id string) map[string]int64 {

@@ -153,10 +153,7 @@ func TestAStaleChargeTotalAfterARefundFailedRecordsNoPhantomRefund(t *testing.T)
 			t.Errorf("%s: postings by kind %v: want refunds of %d, one reversal of %d", c.name, k.postings, c.want, r.Amount)
 		}
 		balance := g.ledgerOf(t, p.ID, r)
-		var sum int64
-		for _, v := range balance {
-			sum += v
-		}
+		sum := sumOf(balance)
 		if sum != 0 || balance["SYS-CLEARING-USD"] != -5000+c.want || balance[p.AccountID] != 5000-c.want {
 			t.Errorf("%s: balances %v (sum %d): want zero-sum, clearing %d, the account %d", c.name, balance, sum, -5000+c.want, 5000-c.want)
 		}
@@ -226,10 +223,7 @@ func TestADashboardRefundKnownByItsTotalThatFailsIsReversedOnce(t *testing.T) {
 			t.Errorf("%s: reversals %+v: want one of 1500 from clearing to %s", c.name, k.reversed, c.to(p))
 		}
 		balance := g.ledgerOf(t, p.ID)
-		var sum int64
-		for _, v := range balance {
-			sum += v
-		}
+		sum := sumOf(balance)
 		wantAccount, wantRevenue := int64(5000), int64(0)
 		if c.invoice {
 			wantAccount, wantRevenue = 0, 5000
@@ -322,10 +316,7 @@ func TestADashboardRefundWhoseFailureComesFirstIsNeverRecordedAsRefunded(t *test
 		t.Errorf("postings by kind %v: want the later refund's 700, no reversal", k.postings)
 	}
 	balance := g.ledgerOf(t, p.ID)
-	var sum int64
-	for _, v := range balance {
-		sum += v
-	}
+	sum := sumOf(balance)
 	if sum != 0 || balance["SYS-CLEARING-USD"] != -4300 || balance[p.AccountID] != 4300 {
 		t.Errorf("balances %v (sum %d): want zero-sum, clearing -4300, the account 4300", balance, sum)
 	}
@@ -391,10 +382,7 @@ func TestARefundThatTookAnInvoicePaymentsCreditGivesItBackWhenReversed(t *testin
 			t.Fatalf("%s: refunded %d after the failure, want 0", c.name, pay.AmountRefunded)
 		}
 		balance := g.ledgerOf(t, p.ID, captured...)
-		var sum int64
-		for _, v := range balance {
-			sum += v
-		}
+		sum := sumOf(balance)
 		// As without the refund: the account holds the money its invoice
 		// did not need, revenue the rest.
 		wantAccount := c.account

@@ -53,10 +53,7 @@ func TestARefundOnRevenueBeforeTheUnappliedReportGivesTheCreditBackWhenReversed(
 			t.Fatalf("%s: refunded %d after the failure, want 0", c.name, pay.AmountRefunded)
 		}
 		balance := g.ledgerOf(t, p.ID, captured...)
-		var sum int64
-		for _, v := range balance {
-			sum += v
-		}
+		sum := sumOf(balance)
 		// As without the refund: the invoice needed none of the payment.
 		if sum != 0 || balance["SYS-CLEARING-USD"] != -2900 || balance[p.AccountID] != 2900 || balance["SYS-REVENUE-USD"] != 0 {
 			t.Errorf("%s: balances %v (sum %d): want zero-sum, clearing -2900, the account 2900, revenue 0", c.name, balance, sum)

@@ -44,10 +44,7 @@ func TestADashboardRefundKnownByItsTotalThatIsCanceledIsReversedOnce(t *testing.
 		t.Errorf("reversals %+v: want one of 1500 to the account", k.reversed)
 	}
 	balance := g.ledgerOf(t, p.ID)
-	var sum int64
-	for _, v := range balance {
-		sum += v
-	}
+	sum := sumOf(balance)
 	if sum != 0 || balance["SYS-CLEARING-USD"] != -5000 || balance[p.AccountID] != 5000 {
 		t.Errorf("balances %v (sum %d): want zero-sum, clearing -5000, the account 5000", balance, sum)
 	}

@@ -114,10 +114,7 @@ func TestARefundThatFailsAfterSucceedingIsReversedOnce(t *testing.T) {
 		balance := g.postedBalances(t, p.ID)
 		balance[hold.FromAccountNumber+hold.FromAccountID] -= hold.Amount
 		balance[hold.ToAccountNumber+hold.ToAccountID] += hold.Amount
-		var sum int64
-		for _, v := range balance {
-			sum += v
-		}
+		sum := sumOf(balance)
 		wantAccount, wantRevenue := int64(5000), int64(0)
 		if c.invoice {
 			wantAccount, wantRevenue = 0, 5000

@@ -80,10 +80,7 @@ func TestADashboardRefundInsideALargerTotalIsTakenOutOfItAndReversedOnce(t *test
 			t.Errorf("%s: postings by kind %v, reversals %+v: want the refund of %d and one reversal of 2000", c.name, k.postings, k.reversed, c.small+2000)
 		}
 		balance := g.ledgerOf(t, p.ID)
-		var sum int64
-		for _, v := range balance {
-			sum += v
-		}
+		sum := sumOf(balance)
 		if sum != 0 || balance["SYS-CLEARING-USD"] != -p.AmountCaptured+c.small || balance[p.AccountID] != c.account || balance["SYS-REVENUE-USD"] != c.revenue {
 			t.Errorf("%s: balances %v (sum %d): want zero-sum, clearing %d, the account %d, revenue %d", c.name, balance, sum,
 				-p.AmountCaptured+c.small, c.account, c.revenue)
