@@ -793,37 +793,63 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 		fmt.Fprintf(&b, "\nThe gateway hop at 16 clients: %.2f ms at p50 through the gateway vs %.2f ms direct = **%.2f ms added** (target < 1 ms %s).\n",
 			g50, d50, g50-d50, mark(g50-d50 < 1))
 	}
-	if len(procs) > 0 { // -only without "processes" skips them
-		b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches; what the process had cost by then, from its `/proc/<pid>/stat` (CPU in the kernel's 10 ms ticks, and its page faults with what they cost at the machine's price of one, a primitive above); and the resident memory after two idle seconds (VmRSS, the target's figure) in its two parts: the anonymous pages (heap, goroutine stacks, runtime: what each replica holds of its own) and the file-backed ones, its binary's pages in the page cache. A Go binary's code and tables are read where they lie in the executable, and on each page fault on it the kernel maps the pages already cached around the one asked for (fault-around, 64 KiB), so a process that touched a page here and there while it started maps most of its binary: those pages are shared by every process that maps them (the replicas of a function on a node) and the kernel drops them when memory is short, to read them again when touched.\n\n")
-		b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | CPU until ready | page faults until ready | idle RSS | of which anonymous | of which its binary (of its size) | targets |\n|---|---:|---|---:|---:|---:|---:|---:|---|\n")
-		for _, p := range procs {
-			if p.Err != "" {
-				fmt.Fprintf(&b, "| %s | | | | | | | | %s |\n", p.Name, p.Err)
-				continue
-			}
-			var all []string
-			var cpu, faults []float64
-			for i, m := range p.ReadyMs {
-				all = append(all, fmt.Sprintf("%.1f", m))
-				cpu = append(cpu, float64(ticksDur(p.AtReady[i].Ticks).Microseconds())/1e3)
-				faults = append(faults, float64(p.AtReady[i].MinorFaults))
-			}
-			mb := func(kb int) float64 { return float64(kb) / 1024 }
-			rss := mb(p.Idle.RSSKB)
-			// Issue 20's targets, for every function.
-			target := fmt.Sprintf("< 15 ms %s, < 20 MB %s", mark(median(p.ReadyMs) < 15), mark(rss < 20))
-			faultCost := ""
-			if prims.PageFaultUs > 0 {
-				faultCost = fmt.Sprintf(" (%.1f ms)", median(faults)*prims.PageFaultUs/1e3)
-			}
-			fmt.Fprintf(&b, "| %s | %.1f ms | %s | %.0f ms | %.0f%s | %.1f MB | %.1f MB | %.1f MB (%.1f MB) | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "),
-				median(cpu), median(faults), faultCost, rss, mb(p.Idle.AnonKB), mb(p.Idle.FileKB), mb(p.Idle.BinaryKB), target)
-		}
-	}
+	renderProcesses(&b, procs, prims)
 	renderPlatform(&b)
 	renderBudget(&b, runs, pg)
 	renderTracing(&b, tracing)
 	renderCost(ctx, &b, runs, pg, idle)
 	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `RATE_LIMIT=off make run` (with the rate limits on, its few principals are turned away with 429).\n")
 	return b.String()
+}
+
+// renderProcesses writes the functions' start-to-ready and idle RSS (none
+// when -only left out "processes"), and the least a start can take here.
+func renderProcesses(b *strings.Builder, procs []procFigures, prims primitives) {
+	if len(procs) == 0 {
+		return
+	}
+	b.WriteString("\n## Functions as processes\n\nEach function's binary launched again with the environment the stack gives it: the time from exec until `GET /_/ready` answers 200 (Postgres and Redis reachable), median of five launches; what the process had cost by then, from its `/proc/<pid>/stat` (CPU in the kernel's 10 ms ticks, and its page faults with what they cost at the machine's price of one, a primitive above); and the resident memory after two idle seconds (VmRSS, the target's figure) in its two parts: the anonymous pages (heap, goroutine stacks, runtime: what each replica holds of its own) and the file-backed ones, its binary's pages in the page cache. A Go binary's code and tables are read where they lie in the executable, and on each page fault on it the kernel maps the pages already cached around the one asked for (fault-around, 64 KiB), so a process that touched a page here and there while it started maps most of its binary: those pages are shared by every process that maps them (the replicas of a function on a node) and the kernel drops them when memory is short, to read them again when touched.\n\n")
+	b.WriteString("| function | start-to-ready (median of 5) | all launches (ms) | CPU until ready | page faults until ready | idle RSS | of which anonymous | of which its binary (of its size) | targets |\n|---|---:|---|---:|---:|---:|---:|---:|---|\n")
+	for _, p := range procs {
+		if p.Err != "" {
+			fmt.Fprintf(b, "| %s | | | | | | | | %s |\n", p.Name, p.Err)
+			continue
+		}
+		var all []string
+		var cpu, faults []float64
+		for i, m := range p.ReadyMs {
+			all = append(all, fmt.Sprintf("%.1f", m))
+			cpu = append(cpu, float64(ticksDur(p.AtReady[i].Ticks).Microseconds())/1e3)
+			faults = append(faults, float64(p.AtReady[i].MinorFaults))
+		}
+		mb := func(kb int) float64 { return float64(kb) / 1024 }
+		rss := mb(p.Idle.RSSKB)
+		// Issue 20's targets, for every function.
+		ready := median(p.ReadyMs)
+		target := fmt.Sprintf("< 15 ms %s, < 20 MB %s", mark(ready < 15), mark(rss < 20))
+		if ready >= 15 && startFloorMs(prims) >= 15 {
+			target = strings.Replace(target, "✗", "✗ ‼", 1)
+		}
+		faultCost := ""
+		if prims.PageFaultUs > 0 {
+			faultCost = fmt.Sprintf(" (%.1f ms)", median(faults)*prims.PageFaultUs/1e3)
+		}
+		fmt.Fprintf(b, "| %s | %.1f ms | %s | %.0f ms | %.0f%s | %.1f MB | %.1f MB | %.1f MB (%.1f MB) | %s |\n", p.Name, median(p.ReadyMs), strings.Join(all, ", "),
+			median(cpu), median(faults), faultCost, rss, mb(p.Idle.AnonKB), mb(p.Idle.FileKB), mb(p.Idle.BinaryKB), target)
+	}
+	if startFloorMs(prims) >= 15 {
+		fmt.Fprintf(b, "\nNo start on this machine can be ready within 15 ms (‼): readiness means that PostgreSQL answers, so a start costs at least an exec (%.1f ms) and a new PostgreSQL connection (%.1f ms), the machine's primitives above: **%.1f ms** before the function runs any code of its own. A connection kept open outside the process (a pooler such as PgBouncer in front of the server) would remove the second; nothing in the function can (docs/platform.md).\n",
+			prims.ExecMs, prims.PGConnectMs, startFloorMs(prims))
+	}
+}
+
+// startFloorMs is the least a function's start-to-ready can take on this
+// machine: an exec, then a new PostgreSQL connection until its first
+// answer (readiness means that Postgres answers). 0 when the primitives
+// were not measured.
+func startFloorMs(p primitives) float64 {
+	if p.ExecMs <= 0 || p.PGConnectMs <= 0 {
+		return 0
+	}
+	return p.ExecMs + p.PGConnectMs
 }
