@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -88,17 +89,32 @@ func setupBatch(ctx context.Context, c *Client, o Options) (Step, error) {
 		return nil, err
 	}
 	admin := c.Token(uuid.NewString(), auth.RoleAdmin)
+	// The client shares the machine's cores with the system it measures,
+	// as pgbench does: it builds each body by appending and checks the
+	// answer by counting, so that it spends a few µs per transfer instead of
+	// a reflective encoding and decoding of every item (about half its CPU).
+	ok := []byte(`"status":201`)
 	return func(ctx context.Context, c *Client, worker, i int) error {
 		rng := rand.New(rand.NewPCG(uint64(i), uint64(worker)))
-		items := make([]map[string]any, o.Batch)
-		for k := range items {
+		body := make([]byte, 0, 160*o.Batch+16)
+		body = append(body, `{"transfers":[`...)
+		for k := 0; k < o.Batch; k++ {
 			from, to := accts[rng.IntN(len(accts))], accts[rng.IntN(len(accts))]
 			for to.ID == from.ID {
 				to = accts[rng.IntN(len(accts))]
 			}
-			items[k] = map[string]any{"from_account_id": from.ID, "to_account_id": to.ID, "amount": rng.IntN(1000) + 1, "currency": "USD"}
+			if k > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, `{"from_account_id":"`...)
+			body = append(body, from.ID...)
+			body = append(body, `","to_account_id":"`...)
+			body = append(body, to.ID...)
+			body = append(body, `","amount":`...)
+			body = strconv.AppendInt(body, int64(rng.IntN(1000)+1), 10)
+			body = append(body, `,"currency":"USD"}`...)
 		}
-		body, _ := json.Marshal(map[string]any{"transfers": items})
+		body = append(body, "]}"...)
 		st, b, err := c.Call(ctx, "POST /transfers/batch", "POST", "/transfers/batch", admin, body, "Idempotency-Key", uuid.NewString())
 		if err != nil {
 			return err
@@ -106,6 +122,10 @@ func setupBatch(ctx context.Context, c *Client, o Options) (Step, error) {
 		if st != 200 {
 			return fmt.Errorf("POST /transfers/batch: %d %.300s", st, b)
 		}
+		if bytes.Count(b, ok) == o.Batch {
+			return nil
+		}
+		// Not every item was created: say which status came back.
 		var out struct {
 			Results []struct {
 				Status int `json:"status"`
@@ -119,6 +139,6 @@ func setupBatch(ctx context.Context, c *Client, o Options) (Step, error) {
 				return fmt.Errorf("batch item %d", r.Status)
 			}
 		}
-		return nil
+		return fmt.Errorf("batch answer: %d of %d items say %s", bytes.Count(b, ok), o.Batch, ok)
 	}, nil
 }
