@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/notify"
+	"github.com/billfn/billfn/functions/generate-invoice/store"
 	"github.com/billfn/billfn/shared/auth"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
@@ -540,4 +542,62 @@ func TestACustomerCannotMailAStrangerFromTheMerchant(t *testing.T) {
 	if status != "suppressed" || reason != "customer_made_invoice" {
 		t.Errorf("the customer-made invoice's notification is %s (%s), want suppressed (customer_made_invoice)", status, reason)
 	}
+}
+
+// What a customer asks for with Prefer: respond-async is its own invoice,
+// exactly as the synchronous POST it defers: not e-mailed to the address
+// it named (TestACustomerCannotMailAStrangerFromTheMerchant), holding no
+// redemption of its coupon while a draft
+// (TestOneCustomersDraftsDoNotExhaustACoupon), and its own to change.
+// Until 2026-12-07 the request came back as the function's own event and
+// made a merchant's invoice: the merchant mailed whatever the customer
+// wrote to any address, and a customer's async drafts used up a
+// promotion for everyone.
+func TestACustomersAsyncInvoiceIsTheCustomersOwn(t *testing.T) {
+	g, mp := mailRig(t)
+	mallory, bob := uuid.NewString(), uuid.NewString()
+	acct := g.account(mallory, "USD")
+	promo := "ASYNC-" + mallory[:8]
+	must(t, g.asAdmin("POST", "/coupons", map[string]any{"id": promo, "percent_off": "10", "max_redemptions": 2}), 201)
+	async := func(body map[string]any) invoicing.Invoice {
+		t.Helper()
+		rec := g.call(call{method: "POST", path: "/invoices", body: body, sub: mallory, role: auth.RoleCustomer,
+			header: http.Header{"Prefer": {"respond-async"}}})
+		must(t, rec, 202)
+		req := decode[store.InvoiceRequest](t, rec)
+		if res := g.deliver(g.events(req.ID)...); res.Processed != 1 {
+			t.Fatalf("delivery of the request: %+v", res)
+		}
+		got := decode[store.InvoiceRequest](t, g.asCustomer(mallory, "GET", "/invoice-requests/"+req.ID, nil))
+		if got.Status != "succeeded" || got.InvoiceID == nil {
+			t.Fatalf("request %s is %s: %s", req.ID, got.Status, got.Problem)
+		}
+		return g.invoice(*got.InvoiceID)
+	}
+
+	stranger := "stranger-" + uuid.NewString()[:8] + "@elsewhere.example"
+	body := invoiceBody(mallory, acct,
+		map[string]any{"description": "Your account is suspended: sign in at https://evil.example/acme to restore it", "quantity": "1", "unit_amount": 0})
+	body["auto_finalize"] = true
+	body["customer"] = map[string]any{"name": "Acme security team", "email": stranger}
+	phish := async(body)
+	g.deliver(g.notificationEvents(phish.ID, events.NotifyInvoiceFinalized)...)
+	g.tick()
+	if got := inbox(t, mp, stranger); len(got) != 0 {
+		t.Errorf("a customer's async invoice had the merchant mail %s %d message(s), the first %q", stranger, len(got), got[0].Subject)
+	}
+
+	var drafts []invoicing.Invoice
+	for range 3 {
+		b := invoiceBody(mallory, acct)
+		b["coupon"] = promo
+		drafts = append(drafts, async(b))
+	}
+	b := invoiceBody(bob, g.account(bob, "USD"))
+	b["coupon"] = promo
+	b["auto_finalize"] = true
+	if rec := g.asCustomer(bob, "POST", "/invoices", b); rec.Code != 201 {
+		t.Errorf("after one customer's three async drafts, another customer is refused the coupon: %d %s", rec.Code, rec.Body)
+	}
+	must(t, g.asCustomer(mallory, "POST", "/invoices/"+drafts[0].ID+"/finalize", nil), 200)
 }

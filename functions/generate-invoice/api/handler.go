@@ -129,7 +129,7 @@ func (s *Service) createAsync(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 		return reqs[0], "/invoice-requests/" + reqs[0].ID
 	}
-	reqs, err := s.b.RequestInvoices(ctx, ins, now, func(v any) any {
+	reqs, err := s.b.RequestInvoices(ctx, ins, !platform.Principal(r).Privileged(), now, func(v any) any {
 		b, loc := body(v.([]billing.InvoiceRequest))
 		return idempotency.Response{Status: http.StatusAccepted, Body: b, Location: loc}
 	})

@@ -60,8 +60,12 @@ type Tx interface {
 	// is due at now.
 	LockOverdue(ctx context.Context, today time.Time, limit int) ([]*invoicing.Invoice, error)
 	LockDunningDue(ctx context.Context, now time.Time, limit int) ([]*invoicing.Invoice, error)
-	// InsertPendingRequests records invoice requests of source as pending.
-	InsertPendingRequests(ctx context.Context, source string, ids, owners, accounts []string, now time.Time) error
+	// InsertPendingRequests records invoice requests of source as
+	// pending, made by a customer when byCustomer is set.
+	InsertPendingRequests(ctx context.Context, source string, ids, owners, accounts []string, byCustomer bool, now time.Time) error
+	// CustomerRequests is the set of those of the requests ids of source
+	// a customer made.
+	CustomerRequests(ctx context.Context, source string, ids []string) (map[string]bool, error)
 	// Send writes ready-made events into the outbox of the transaction.
 	Send(ctx context.Context, msgs ...outbox.Message) error
 	// CompleteRequests records how invoice requests ended.

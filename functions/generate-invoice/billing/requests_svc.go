@@ -47,12 +47,19 @@ type RequestOutcome struct {
 // refused: parked with its reason, nothing written. A request of our own
 // POST /invoices (Prefer: respond-async), already checked when it was
 // accepted and awaited by its client, is recorded as failed instead (its
-// account was frozen in between).
+// account was frozen in between). One a customer made is the customer's
+// own invoice, as its synchronous POST /invoices would be
+// (DraftedByCustomer): the event is ours, but what it asks for is the
+// customer's word.
 func (s *Service) ApplyRequests(ctx context.Context, tx Tx, reqs []RequestedInvoice) error {
 	if len(reqs) == 0 {
 		return nil
 	}
 	now := s.Clock()
+	byCustomer, err := s.customerRequests(ctx, tx, reqs)
+	if err != nil {
+		return err
+	}
 	res := s.NewResolver(tx, now)
 	memo := AccountMemo{}
 	service := auth.Principal{Role: auth.RoleService}
@@ -73,6 +80,7 @@ func (s *Service) ApplyRequests(ctx context.Context, tx Tx, reqs []RequestedInvo
 		}
 		if d != nil {
 			o.Owner = d.Inv.UserID // from the account: who may read the request
+			d.Inv.DraftedByCustomer = rq.Own && byCustomer[ev.ID()]
 		}
 		if err == nil {
 			err = res.Draft(ctx, d)
@@ -119,6 +127,22 @@ func (s *Service) ApplyRequests(ctx context.Context, tx Tx, reqs []RequestedInvo
 	return nil
 }
 
+// customerRequests is the set of the ids of those of our own requests in
+// reqs a customer made (RequestInvoices' byCustomer); another producer's
+// command is never a customer's.
+func (s *Service) customerRequests(ctx context.Context, tx Tx, reqs []RequestedInvoice) (map[string]bool, error) {
+	var own []string
+	for _, rq := range reqs {
+		if rq.Own {
+			own = append(own, rq.Event.ID())
+		}
+	}
+	if len(own) == 0 {
+		return nil, nil
+	}
+	return tx.CustomerRequests(ctx, events.Source(s.cfg.Source), own)
+}
+
 // describe is the problem document of a refusal, as recorded with a
 // failed request.
 func (s *Service) describe(err error) []byte {
@@ -147,8 +171,9 @@ type InvoiceRequest struct {
 // owner): each invoice becomes a pending request and a
 // billfn.invoice.requested event (to billing-events), which comes back
 // through the trigger and does the work exactly as the synchronous path
-// would (ApplyRequests). done makes the answer of the pending requests.
-func (s *Service) RequestInvoices(ctx context.Context, ins []invoicing.CreateInvoiceIn, now time.Time, done Answer) ([]InvoiceRequest, error) {
+// would (ApplyRequests): byCustomer when a customer asked, whose invoice
+// is then its own. done makes the answer of the pending requests.
+func (s *Service) RequestInvoices(ctx context.Context, ins []invoicing.CreateInvoiceIn, byCustomer bool, now time.Time, done Answer) ([]InvoiceRequest, error) {
 	n := len(ins)
 	ids, owners, accounts := make([]string, n), make([]string, n), make([]string, n)
 	reqs := make([]InvoiceRequest, n)
@@ -162,7 +187,7 @@ func (s *Service) RequestInvoices(ctx context.Context, ins []invoicing.CreateInv
 			UserID: ptr(owners[i]), CreatedAt: now}
 	}
 	err := s.store.InTx(ctx, func(tx Tx) error {
-		if err := tx.InsertPendingRequests(ctx, events.Source(s.cfg.Source), ids, owners, accounts, now); err != nil {
+		if err := tx.InsertPendingRequests(ctx, events.Source(s.cfg.Source), ids, owners, accounts, byCustomer, now); err != nil {
 			return err
 		}
 		if err := tx.Send(ctx, msgs...); err != nil {

@@ -101,8 +101,13 @@ func (tx *Tx) Record(ctx context.Context, answer any) error {
 }
 
 // InsertPendingRequests records invoice requests of source as pending.
-func (tx *Tx) InsertPendingRequests(ctx context.Context, source string, ids, owners, accounts []string, now time.Time) error {
-	return InsertPendingRequests(ctx, tx, source, ids, owners, accounts, now)
+func (tx *Tx) InsertPendingRequests(ctx context.Context, source string, ids, owners, accounts []string, byCustomer bool, now time.Time) error {
+	return InsertPendingRequests(ctx, tx, source, ids, owners, accounts, byCustomer, now)
+}
+
+// CustomerRequests is the set of those of requests ids of source a customer made.
+func (tx *Tx) CustomerRequests(ctx context.Context, source string, ids []string) (map[string]bool, error) {
+	return CustomerRequests(ctx, tx, source, ids)
 }
 
 // InsertTaxRate adds a tax rate.

@@ -769,11 +769,29 @@ func CompleteRequests(ctx context.Context, tx pgx.Tx, outs []RequestOutcome, now
 	return err
 }
 
-func InsertPendingRequests(ctx context.Context, tx pgx.Tx, source string, ids []string, owner, account []string, now time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO invoice_requests (source, id, owner_user_id, account_id, status, created_at)
-		SELECT $1, i, o, a, 'pending', $5 FROM unnest($2::text[], $3::uuid[], $4::uuid[]) AS x(i, o, a)`,
-		source, ids, owner, account, now)
+func InsertPendingRequests(ctx context.Context, tx pgx.Tx, source string, ids []string, owner, account []string, byCustomer bool, now time.Time) error {
+	_, err := tx.Exec(ctx, `INSERT INTO invoice_requests (source, id, owner_user_id, account_id, status, created_at, by_customer)
+		SELECT $1, i, o, a, 'pending', $5, $6 FROM unnest($2::text[], $3::uuid[], $4::uuid[]) AS x(i, o, a)`,
+		source, ids, owner, account, now, byCustomer)
 	return err
+}
+
+// CustomerRequests is the set of those of the requests ids of source a
+// customer made (InsertPendingRequests' byCustomer).
+func CustomerRequests(ctx context.Context, q Querier, source string, ids []string) (map[string]bool, error) {
+	rows, err := q.Query(ctx, `SELECT id FROM invoice_requests WHERE source = $1 AND id = ANY($2::text[]) AND by_customer`, source, ids)
+	if err != nil {
+		return nil, err
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(got))
+	for _, id := range got {
+		out[id] = true
+	}
+	return out, nil
 }
 
 // pipeline is a transaction whose Exec calls are queued and sent together
