@@ -175,7 +175,7 @@ var wantTypes = map[string][]string{
 	"process-transaction": {"billfn.transaction.requested", "billfn.hold.capture_requested", "billfn.hold.void_requested"},
 	"generate-invoice": {"billfn.account.created", "billfn.account.updated",
 		"billfn.invoice.requested", "billfn.notification.requested", "billfn.payment.captured", "billfn.payment.failed", "billfn.refund.succeeded",
-		"billfn.webhook_endpoint.disabled"},
+		"billfn.refund.failed", "billfn.webhook_endpoint.disabled"},
 	"capture-payment": {"billfn.account.created", "billfn.account.updated", "billfn.invoice.created", "billfn.invoice.finalized",
 		"billfn.invoice.overdue", "billfn.invoice.paid", "billfn.invoice.voided", "billfn.invoice.uncollectible",
 		"billfn.invoice.payment_retry_requested", "billfn.invoice.payment_unapplied", "billfn.payment.gateway_updated"},

@@ -53,6 +53,8 @@ func (s *Service) onBatch(ctx context.Context, tx *store.Tx, evs []events.Event)
 			err = s.onPaymentFailed(ctx, tx, ev)
 		case events.TypeRefundSucceeded:
 			err = s.onRefundSucceeded(ctx, tx, ev)
+		case events.TypeRefundFailed:
+			err = s.onRefundFailed(ctx, tx, ev)
 		case events.TypeNotificationRequested:
 			// queued together, after the loop (billing.QueueNotifications)
 			var req events.NotificationRequested
@@ -193,6 +195,14 @@ func (s *Service) onRefundSucceeded(ctx context.Context, tx *store.Tx, ev events
 		return err
 	}
 	return s.b.RefundSucceeded(ctx, tx, ev, &r)
+}
+
+func (s *Service) onRefundFailed(ctx context.Context, tx *store.Tx, ev events.Event) error {
+	var r events.Refund
+	if err := decodeLoose(ev, &r); err != nil {
+		return err
+	}
+	return s.b.RefundReversed(ctx, tx, ev, &r)
 }
 
 // ---- the schedule tick ----

@@ -73,3 +73,40 @@ func TestMoneyAnInvoiceDoesNotNeedIsAnnouncedNeverPaidTwice(t *testing.T) {
 		t.Fatalf("the first payment was needed: %q", u)
 	}
 }
+
+// A refund that succeeded and then failed at the gateway (billfn.refund.failed
+// with "reversed": the money came back to the merchant) is money paid
+// against the invoice again: amount_refunded takes it back, so the invoice
+// is not voided while the merchant keeps the payment
+// (invoice_partially_paid). Until 2026-12-07 generate-invoice did not
+// consume the reversal: the refund stayed counted and an administrator
+// could void an invoice whose 1000 the merchant still held. A failure of a
+// refund that never succeeded changes nothing, and a reversal counts once.
+func TestAReversedRefundIsPaidAgainstTheInvoice(t *testing.T) {
+	g := newRig(t)
+	body := invoiceBody(uuid.NewString(), uuid.NewString())
+	body["auto_finalize"] = true
+	inv := g.createInvoice("", body) // total 2100
+	pid := "pay_" + uuid.NewString()[:8]
+	g.deliver(event(t, "capture-payment", events.TypePaymentCaptured, pid, payment{PaymentID: pid, AccountID: inv.AccountID,
+		InvoiceID: &inv.ID, Currency: "USD", Amount: 1000, AmountCaptured: 1000, Status: "succeeded"}))
+	refund := func(id string, amount int64, typ string, reversed bool) events.Event {
+		return event(t, "capture-payment", typ, pid, map[string]any{"refund_id": id, "payment_id": pid, "invoice_id": inv.ID,
+			"amount": amount, "currency": "USD", "account_id": inv.AccountID, "reversed": reversed})
+	}
+	r1, r2 := "re_1"+pid, "re_2"+pid
+	g.deliver(refund(r1, 600, events.TypeRefundSucceeded, false))
+	g.deliver(refund(r2, 400, events.TypeRefundFailed, false)) // failed before it succeeded: no money moved
+	if got := g.invoice(inv.ID); got.AmountRefunded != 600 {
+		t.Fatalf("refunded %d after a refund and a failed one, want 600", got.AmountRefunded)
+	}
+	reversal := refund(r1, 600, events.TypeRefundFailed, true)
+	g.deliver(reversal)
+	g.deliver(refund(r1, 600, events.TypeRefundFailed, true)) // the same reversal under another event id
+	g.deliver(refund(r1, 600, events.TypeRefundSucceeded, false))
+	got := g.invoice(inv.ID)
+	if got.Status != invoicing.StatusOpen || got.AmountPaid != 1000 || got.AmountRefunded != 0 {
+		t.Fatalf("after the reversal: %s paid %d refunded %d, want open 1000 0", got.Status, got.AmountPaid, got.AmountRefunded)
+	}
+	problemOf(t, g.asAdmin("POST", "/invoices/"+inv.ID+"/void", nil), 422, "invoice_partially_paid")
+}

@@ -166,12 +166,21 @@ func New(d *platform.Deps, cfg Config, now func() time.Time) *Service {
 	d.Events.On(events.TypePaymentCaptured, s.st.Handler(s.onPaymentCaptured))
 	d.Events.On(events.TypePaymentFailed, s.st.Handler(s.onPaymentFailed))
 	d.Events.On(events.TypeRefundSucceeded, s.st.Handler(s.onRefundSucceeded))
+	d.Events.On(events.TypeRefundFailed, s.st.Handler(s.onRefundFailed))
 	d.Events.On(events.TypeWebhookEndpointDisabled, s.st.Handler(s.onEndpointDisabled))
 	// Most payments pay no invoice: their events change nothing here and
 	// are acknowledged without a transaction (namesAnInvoice).
 	d.Events.OnlyIf(events.TypePaymentCaptured, namesAnInvoice(func(p *events.PaymentCaptured) *string { return p.InvoiceID }))
 	d.Events.OnlyIf(events.TypePaymentFailed, namesAnInvoice(func(p *events.PaymentFailed) *string { return p.InvoiceID }))
 	d.Events.OnlyIf(events.TypeRefundSucceeded, namesAnInvoice(func(r *events.Refund) *string { return r.InvoiceID }))
+	// A refund that failed changes an invoice only when it had succeeded
+	// (reversed): the money came back.
+	d.Events.OnlyIf(events.TypeRefundFailed, namesAnInvoice(func(r *events.Refund) *string {
+		if !r.Reversed {
+			return nil
+		}
+		return r.InvoiceID
+	}))
 	d.Events.Batch = s.st.BatchHandler(s.onBatch)
 	d.Events.Tick = s.tick
 	return s

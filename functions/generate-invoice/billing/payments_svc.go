@@ -220,3 +220,38 @@ func (s *Service) RefundSucceeded(ctx context.Context, tx Tx, ev events.Event, r
 	s.touched(ctx, []string{inv.ID})
 	return nil
 }
+
+// RefundReversed takes back from amount_refunded a refund that had
+// succeeded and then failed (billfn.refund.failed, reversed): the money
+// is the merchant's again, paid against the invoice, so an invoice it
+// pays is not voided (invoicing.Void). Once per refund id; a refund whose
+// success was never seen under its own id (capture-payment announced it
+// inside another refund's amount) is taken back all the same, and its
+// success, should it arrive later, is not counted. A failure of a refund
+// that never succeeded moved no money: nothing changes.
+func (s *Service) RefundReversed(ctx context.Context, tx Tx, ev events.Event, r *events.Refund) error {
+	if !r.Reversed {
+		return nil
+	}
+	inv, ok, err := s.paymentInvoice(ctx, tx, ev, r.InvoiceID)
+	if err != nil || !ok {
+		return err
+	}
+	if cur := money.Currency(r.Currency); cur != "" && cur != inv.Currency {
+		return mismatch(ctx, ev, inv, r.PaymentID, cur)
+	}
+	if r.RefundID == "" || r.Amount <= 0 {
+		return events.Permanent(fmt.Errorf("%s %s has no refund_id or amount", ev.Type(), ev.ID()))
+	}
+	counted, fresh, err := tx.ReverseRefund(ctx, r.RefundID, inv.ID, r.PaymentID, r.Amount, string(inv.Currency))
+	if err != nil || !fresh {
+		return err
+	}
+	inv.AmountRefunded = max(inv.AmountRefunded-counted, 0)
+	inv.UpdatedAt = s.Clock()
+	if err := tx.SaveInvoice(ctx, inv); err != nil {
+		return err
+	}
+	s.touched(ctx, []string{inv.ID})
+	return nil
+}

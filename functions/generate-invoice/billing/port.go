@@ -55,6 +55,10 @@ type Tx interface {
 	// RecordRefund records a refund once per refund id; false for one
 	// seen before.
 	RecordRefund(ctx context.Context, refundID, invoiceID, paymentID string, amount int64, cur string) (bool, error)
+	// ReverseRefund records that a refund which had succeeded failed
+	// after all: counted is what amount_refunded counted of it; fresh
+	// false for one reversed before.
+	ReverseRefund(ctx context.Context, refundID, invoiceID, paymentID string, amount int64, cur string) (counted int64, fresh bool, err error)
 	// LockOverdue locks up to limit open invoices due before today, not
 	// yet flagged overdue; LockDunningDue those whose next dunning step
 	// is due at now.

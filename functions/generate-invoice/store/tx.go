@@ -209,6 +209,23 @@ func (tx *Tx) RecordRefund(ctx context.Context, refundID, invoiceID, paymentID s
 	return err == nil && tag.RowsAffected() > 0, err
 }
 
+// ReverseRefund records that refund refundID of an invoice's payment,
+// which had succeeded, failed after all: counted is what amount_refunded
+// had counted of it (its recorded amount; amount for a refund whose
+// success was never recorded under its own id), fresh false for one
+// reversed before. A refund first seen reversed gets its row, so its
+// success arriving later is not counted (RecordRefund).
+func (tx *Tx) ReverseRefund(ctx context.Context, refundID, invoiceID, paymentID string, amount int64, cur string) (counted int64, fresh bool, err error) {
+	err = tx.QueryRow(ctx, `INSERT INTO invoice_refunds AS r (refund_id, invoice_id, payment_id, amount, currency, reversed)
+		VALUES ($1, $2, $3, $4, $5, true)
+		ON CONFLICT (refund_id) DO UPDATE SET reversed = true WHERE NOT r.reversed
+		RETURNING r.amount`, refundID, invoiceID, paymentID, amount, cur).Scan(&counted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	return counted, err == nil, err
+}
+
 // RecordOutOfBandPayment records a payment made outside billfn.
 func (tx *Tx) RecordOutOfBandPayment(ctx context.Context, invoiceID, paymentID string, amount int64, cur, reference string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO invoice_payments (invoice_id, payment_id, kind, amount_captured, currency, reference)
