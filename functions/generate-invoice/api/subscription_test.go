@@ -784,3 +784,29 @@ func TestAnIntervalChangeAtTheRenewalInstantBillsTheNewPlan(t *testing.T) {
 		t.Fatalf("invoices %q, want %q; pending %+v", strings.Join(got, ", "), want, s.PendingLines)
 	}
 }
+
+// TestAPlanChangeCreditsNothingOfAVoidedPeriod: a period whose invoice the
+// merchant voided (a month given away, a bill withdrawn) charged nothing,
+// so a plan change in it credits nothing, as for a free month
+// (TestPlanChangeCreditsWhatThePeriodCharged). Until 2026-12-07 the change
+// credited half of the voided April, 15.00 never paid, off May's invoice.
+func TestAPlanChangeCreditsNothingOfAVoidedPeriod(t *testing.T) {
+	g := newRig(t)
+	g.clock.Set(day("2026-04-01T00:00:00Z"))
+	sub := g.subscribe(subBody(uuid.NewString(), monthly(3000)))
+	must(t, g.asAdmin("POST", "/invoices/"+*sub.LatestInvoiceID+"/void", nil), 200)
+	g.clock.Set(day("2026-04-16T00:00:00Z"))
+	rec := g.asAdmin("PATCH", "/subscriptions/"+sub.ID, map[string]any{"plan": map[string]any{"name": "Max", "amount": 6000, "currency": "USD", "interval": "month"}})
+	must(t, rec, 200)
+	for _, l := range decode[invoicing.Subscription](t, rec).PendingLines {
+		if l.UnitAmount < 0 {
+			t.Errorf("a voided April upgraded mid-month: credit %d (%s) for time never charged, want none", l.UnitAmount, l.Description)
+		}
+	}
+	g.clock.Set(day("2026-05-01T00:00:00Z"))
+	g.tick()
+	invs := g.subInvoices(sub.ID)
+	if may := invs[len(invs)-1]; may.Total != 6000+3000 {
+		t.Errorf("May's invoice = %d, want 9000: May, and the rest of April on Max", may.Total)
+	}
+}

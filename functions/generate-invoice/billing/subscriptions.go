@@ -602,7 +602,8 @@ func (s *Service) changePlan(ctx context.Context, tx Tx, sub *invoicing.Subscrip
 //   - Otherwise the debit is the latest invoice's line for this period
 //     (the period's own plan line, or the debit an always_invoice change
 //     invoiced): the credit is rem of its period's share of what the line
-//     charged after its discounts, taxed at the rates it was taxed at.
+//     charged after its discounts, taxed at the rates it was taxed at;
+//     nothing when that invoice was voided.
 //   - A subscription without such an invoice (none is expected) is
 //     credited the plan's price for rem of full, at its rates now.
 func (s *Service) unusedCredit(ctx context.Context, tx Tx, sub *invoicing.Subscription, old invoicing.Plan, rem, full time.Duration, now time.Time,
@@ -634,6 +635,11 @@ func (s *Service) unusedCredit(ctx context.Context, tx Tx, sub *invoicing.Subscr
 			if l.Proration != (inv.BillingReason == invoicing.ReasonSubscriptionUpdate) || l.Amount <= 0 ||
 				l.PeriodStart == nil || l.PeriodEnd == nil || !sameInstant(*l.PeriodEnd, end) || l.PeriodStart.After(now) {
 				continue
+			}
+			if inv.Status == invoicing.StatusVoid {
+				// Voided (never with money kept: invoicing.Void), the
+				// debit charged nothing for the time.
+				return 0, nil, nil
 			}
 			credit, err := invoicing.Prorate(l.TaxableAmount, rem, l.PeriodEnd.Sub(*l.PeriodStart))
 			if err != nil {
