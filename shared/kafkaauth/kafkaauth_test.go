@@ -1,6 +1,7 @@
 package kafkaauth
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -100,5 +101,39 @@ func TestTheBrokerGetsThePasswordAsItIs(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The client proves the password and checks the broker's proof in turn: a
+// server-final message with another signature, or an error, ends the
+// exchange in an error, never done.
+func TestTheClientChecksTheBrokersSignature(t *testing.T) {
+	for _, final := range []string{"v=" + base64.StdEncoding.EncodeToString(make([]byte, 64)), "e=invalid-proof", "x=1"} {
+		c := &scramClient{sha512: true}
+		if err := c.Begin("billfn", "pass", ""); err != nil {
+			t.Fatal(err)
+		}
+		first, err := c.Step("")
+		if err != nil || !strings.HasPrefix(first, "n,,n=billfn,r=") {
+			t.Fatalf("client-first %q (%v)", first, err)
+		}
+		nonce := strings.TrimPrefix(first, "n,,n=billfn,r=")
+		proof, err := c.Step("r=" + nonce + "server,s=" + base64.StdEncoding.EncodeToString([]byte("salt")) + ",i=4096")
+		if err != nil || !strings.HasPrefix(proof, "c=biws,r="+nonce+"server,p=") || c.Done() {
+			t.Fatalf("client-final %q (%v), done %v", proof, err, c.Done())
+		}
+		if _, err := c.Step(final); err == nil || c.Done() {
+			t.Errorf("server-final %q: accepted (done %v)", final, c.Done())
+		}
+	}
+	// A server nonce that does not extend the client's is refused.
+	c := &scramClient{}
+	c.Begin("billfn", "pass", "")
+	c.Step("")
+	if _, err := c.Step("r=other,s=c2FsdA==,i=4096"); err == nil {
+		t.Error("a server nonce not beginning with the client's was accepted")
+	}
+	if err := (&scramClient{}).Begin("billfn", "pass", "someone-else"); err == nil {
+		t.Error("an authorization identity was accepted (the final message would not bind it)")
 	}
 }
