@@ -30,8 +30,6 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/functions/aggregate-report/store"
 	"github.com/billfn/billfn/shared/config"
@@ -110,19 +108,15 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	var bar *progressbar.ProgressBar
+	var bar *progressLine
 	progress := func(done, total int64) {
 		if *quiet {
 			return
 		}
 		if bar == nil {
-			bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(stderr),
-				progressbar.OptionSetDescription("replaying "+r.String()), progressbar.OptionShowCount(),
-				progressbar.OptionShowIts(), progressbar.OptionSetItsString("events"), progressbar.OptionSetWidth(30),
-				progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionShowElapsedTimeOnFinish())
+			bar = &progressLine{w: stderr, label: "replaying " + r.String(), every: 100 * time.Millisecond, now: time.Now}
 		}
-		bar.ChangeMax64(max(total, 1))
-		_ = bar.Set64(done)
+		bar.set(done, total)
 	}
 	var rep rollup.Report
 	if cmd == "rebuild" {
@@ -131,8 +125,7 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		rep, err = store.Check(ctx, pool, r, *batch, progress)
 	}
 	if bar != nil {
-		_ = bar.Finish()
-		fmt.Fprintln(stderr)
+		bar.finish()
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -177,4 +170,41 @@ func printReport(w io.Writer, cmd string, rep rollup.Report) {
 	if rep.Rebuilt {
 		fmt.Fprintln(w, "rollups rebuilt")
 	}
+}
+
+// progressLine is the replay's progress on stderr, one line redrawn in
+// place ("replaying R  42% 850/2040 events"), at most once per every and
+// when the count reaches the total, and with the time taken at the end.
+// It replaced schollz/progressbar, whose package and dependencies (its
+// colour codes, rivo/uniseg's tables) the serving function linked for
+// this command's sake: 0.2 MB of executable and about 0.5 MB of idle RSS
+// (issue 20).
+type progressLine struct {
+	w           io.Writer
+	label       string
+	every       time.Duration
+	now         func() time.Time
+	start, last time.Time
+	done, total int64
+}
+
+func (p *progressLine) set(done, total int64) {
+	p.done, p.total = done, max(total, 1)
+	t := p.now()
+	if p.start.IsZero() {
+		p.start = t
+	} else if t.Sub(p.last) < p.every && done < total {
+		return
+	}
+	p.last = t
+	p.draw("")
+}
+
+func (p *progressLine) draw(tail string) {
+	fmt.Fprintf(p.w, "\r%s %3d%% %d/%d events%s", p.label, p.done*100/p.total, p.done, p.total, tail)
+}
+
+// finish draws the last count with the time taken and ends the line.
+func (p *progressLine) finish() {
+	p.draw(" in " + p.now().Sub(p.start).Round(time.Millisecond).String() + "\n")
 }

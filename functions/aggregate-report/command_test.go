@@ -116,3 +116,26 @@ func TestUsageErrorsExit2(t *testing.T) {
 		}
 	}
 }
+
+// The progress line is redrawn at most once per interval, always when the
+// count reaches the total, and ends with the time taken.
+func TestProgressLineThrottlesAndEndsWithTheTime(t *testing.T) {
+	var b strings.Builder
+	t0 := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	now := t0
+	p := &progressLine{w: &b, label: "replaying X", every: 100 * time.Millisecond, now: func() time.Time { return now }}
+	for _, step := range []struct {
+		at          time.Duration
+		done, total int64
+	}{{0, 0, 2040}, {10 * time.Millisecond, 500, 2040}, {150 * time.Millisecond, 850, 2040}, {160 * time.Millisecond, 2040, 2040}} {
+		now = t0.Add(step.at)
+		p.set(step.done, step.total)
+	}
+	now = t0.Add(200 * time.Millisecond)
+	p.finish()
+	want := "\rreplaying X   0% 0/2040 events\rreplaying X  41% 850/2040 events\rreplaying X 100% 2040/2040 events" +
+		"\rreplaying X 100% 2040/2040 events in 200ms\n"
+	if b.String() != want {
+		t.Errorf("progress:\n%q\nwant\n%q", b.String(), want)
+	}
+}
