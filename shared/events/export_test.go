@@ -51,3 +51,7 @@ func DispositionOf(ctx context.Context, rc *Receiver, ev Event) string {
 	d, _ := rc.dispose(ctx, ev)
 	return d.String()
 }
+
+// ScanBatch is scanBatch: whether body, which starts with '[', is valid
+// JSON, and how many elements its top-level array has.
+func ScanBatch(body []byte, spans [][2]int) ([][2]int, bool) { return scanBatch(body, spans) }
