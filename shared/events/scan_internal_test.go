@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -51,5 +52,114 @@ func FuzzScanBatch(f *testing.F) {
 				t.Fatalf("%.200q: element %d is %q, json.Unmarshal's %q", b, k, b[sp[0]:sp[1]], raws[k])
 			}
 		}
+	})
+}
+
+// scanStringBytewise is scanString as it was before it skipped eight
+// bytes at a time: every byte of the string through the switch. It is
+// the reference the new one must agree with, on every input.
+func scanStringBytewise(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return -1
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) {
+					return -1
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return -1
+					}
+				}
+				i += 4
+			default:
+				return -1
+			}
+		case c < 0x20:
+			return -1
+		}
+	}
+	return -1
+}
+
+// sameAsBytewise fails t when scanString and scanStringBytewise disagree
+// on the string starting at b[i]. (No t.Helper: it is called millions of
+// times, and the message says all.)
+func sameAsBytewise(t *testing.T, b []byte, i int) {
+	if got, want := scanString(b, i), scanStringBytewise(b, i); got != want {
+		t.Fatalf("scanString(%q, %d) = %d, byte by byte %d", b, i, got, want)
+	}
+}
+
+// TestScanStringIsBytewise puts every byte, every pair of bytes and every
+// escape (valid, invalid, cut short) at every offset of a string that
+// starts at each place of an eight-byte word, with every end of the input
+// after it: scanString answers as the byte-by-byte loop does. A pair's
+// second byte is where a borrow of stringStops could flag a byte falsely.
+func TestScanStringIsBytewise(t *testing.T) {
+	const n = 20 // more than two words of the string's bytes
+	fillers := []byte{'a', ' ', '#', '!', '~', 0x7f, 0x80, 0xff, '[', ']'}
+	str := func(lead int, fill byte) []byte {
+		b := append(bytes.Repeat([]byte{'x'}, lead), '"')
+		return append(append(b, bytes.Repeat([]byte{fill}, n)...), '"', ',', '1', '2', '3', '4', '5', '6', '7', '8')
+	}
+	for lead := range 8 {
+		for _, fill := range fillers {
+			b := str(lead, fill)
+			for end := lead + 1; end <= len(b); end++ {
+				sameAsBytewise(t, b[:end:end], lead)
+			}
+			for k := lead + 1; k < lead+1+n; k++ {
+				for v := range 256 {
+					c := bytes.Clone(b)
+					c[k] = byte(v)
+					for end := k + 1; end <= len(c); end++ {
+						sameAsBytewise(t, c[:end:end], lead)
+					}
+					if fill == 'a' && k+1 < lead+1+n {
+						for w := range 256 {
+							c[k+1] = byte(w)
+							sameAsBytewise(t, c, lead)
+						}
+					}
+				}
+			}
+		}
+	}
+	escapes := []string{`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`, `\u00e9`, `\uABCD`, `\uffFF`, `\u0000`,
+		`\u12G4`, `\u12`, `\u`, `\x`, `\U0041`, `\'`, `\0`, `\` + "\x00", `\` + "\xff", `\\\"`, `\"\"`, `\u005C`}
+	for lead := range 8 {
+		for _, e := range escapes {
+			for k := 0; k <= n; k++ {
+				b := append(bytes.Repeat([]byte{'x'}, lead), '"')
+				b = append(append(append(b, bytes.Repeat([]byte{'a'}, k)...), e...), bytes.Repeat([]byte{'b'}, n-k)...)
+				b = append(b, `"]`...)
+				for end := lead + 1; end <= len(b); end++ {
+					sameAsBytewise(t, b[:end:end], lead)
+				}
+			}
+		}
+	}
+}
+
+// FuzzScanStringIsBytewise is TestScanStringIsBytewise for any bytes
+// after the opening quote, the quote at any place of a word.
+func FuzzScanStringIsBytewise(f *testing.F) {
+	for _, s := range scanCorpus() {
+		f.Add(uint8(0), []byte(s))
+	}
+	f.Add(uint8(3), []byte(`pL8jWuj84sXyUVlWyOVhfcSqu_okNK6IwQrw53L94tcBKyYX6-wEzgW--tjrFu1V8yBSyWyJ0_T7R8XmZ8BBAw"`))
+	f.Add(uint8(5), []byte("0123456\"\\u00e9\\n\x1f\x80\xff\"#"))
+	f.Fuzz(func(t *testing.T, lead uint8, rest []byte) {
+		b := append(append(bytes.Repeat([]byte{'x'}, int(lead%8)), '"'), rest...)
+		sameAsBytewise(t, b, int(lead%8))
 	})
 }
