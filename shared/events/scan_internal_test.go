@@ -163,3 +163,115 @@ func FuzzScanStringIsBytewise(f *testing.F) {
 		sameAsBytewise(t, b, int(lead%8))
 	})
 }
+
+// plainASCIIBytewise is plainASCII as it was before it read eight bytes
+// at a time, the reference for TestPlainASCIIIsBytewise.
+func plainASCIIBytewise(b []byte) bool {
+	for _, c := range b {
+		if c == '\\' || c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPlainASCIIIsBytewise puts every byte, and every pair of bytes, at
+// every offset of runs of printable ASCII of every length up to three
+// words: plainASCII answers as the byte-by-byte loop does.
+func TestPlainASCIIIsBytewise(t *testing.T) {
+	for _, fill := range []byte{' ', '!', '[', ']', '}', '~', 'a'} {
+		for n := range 25 {
+			b := bytes.Repeat([]byte{fill}, n)
+			if got, want := plainASCII(b), plainASCIIBytewise(b); got != want {
+				t.Fatalf("plainASCII(%q) = %v, byte by byte %v", b, got, want)
+			}
+			for k := range n {
+				for v := range 256 {
+					c := bytes.Clone(b)
+					c[k] = byte(v)
+					for w := range 256 {
+						if k+1 < n {
+							c[k+1] = byte(w)
+						} else if w > 0 {
+							break
+						}
+						if got, want := plainASCII(c), plainASCIIBytewise(c); got != want {
+							t.Fatalf("plainASCII(%q) = %v, byte by byte %v", c, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// FuzzPlainASCIIIsBytewise is TestPlainASCIIIsBytewise for any bytes.
+func FuzzPlainASCIIIsBytewise(f *testing.F) {
+	f.Add([]byte("pL8jWuj84sXyUVlWyOVhfcSqu_okNK6IwQrw53L94tcBKyYX6-wEzgW--tjrFu1V8yBSyWyJ0_T7R8XmZ8BBAw"))
+	f.Add([]byte("0123456\x7f89abcdef\\"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := plainASCII(b), plainASCIIBytewise(b); got != want {
+			t.Fatalf("plainASCII(%q) = %v, byte by byte %v", b, got, want)
+		}
+	})
+}
+
+// signedValues are the string values of a transfer signed in a tree
+// (BenchmarkParsePostedBatch's events), as decodeCommon reads them.
+var signedValues = []string{
+	"1.0", "01a24f17-6e26-7cae-9fc3-7e561a4bf84f", "/functions/process-transaction", "billfn.transaction.posted",
+	"a7ede4e6-fb4c-46b0-ac28-6888689cc49a", "2026-12-07T06:01:05.318958595Z", "application/json",
+	"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "e7b6831dbc9a9530",
+	"Jsh4phbhHmiNlLCwRC31WJ6P28n49I0rc7vM2BGdrvjC-Jd45g6uf-48BiK46CADit-KXFkeB_1xuQOUcySPAQ",
+	"0.3.LI061N93OaGp6mADYHOBZwYeH2X-6l19eZJRUJLivDt_eWH1TQlKWB8Gx5EjJ5f8haLdvbI2nZwOoIQgYbuOFw",
+}
+
+// BenchmarkScanString is scanString against the byte-by-byte loop on
+// signedValues, quoted as JSON strings:
+//
+//	go test -run '^$' -bench BenchmarkScanString -count 5 ./shared/events/
+func BenchmarkScanString(b *testing.B) {
+	var quoted [][]byte
+	for _, v := range signedValues {
+		quoted = append(quoted, []byte(`"`+v+`",`))
+	}
+	for _, f := range []struct {
+		name string
+		scan func([]byte, int) int
+	}{{"swar", scanString}, {"bytewise", scanStringBytewise}} {
+		b.Run(f.name, func(b *testing.B) {
+			for b.Loop() {
+				for _, q := range quoted {
+					if f.scan(q, 0) != len(q)-1 {
+						b.Fatal(string(q))
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPlainASCII is plainASCII against the byte-by-byte loop on
+// signedValues:
+//
+//	go test -run '^$' -bench BenchmarkPlainASCII -count 5 ./shared/events/
+func BenchmarkPlainASCII(b *testing.B) {
+	var values [][]byte
+	for _, v := range signedValues {
+		values = append(values, []byte(v))
+	}
+	for _, f := range []struct {
+		name  string
+		plain func([]byte) bool
+	}{{"swar", plainASCII}, {"bytewise", plainASCIIBytewise}} {
+		b.Run(f.name, func(b *testing.B) {
+			for b.Loop() {
+				for _, v := range values {
+					if !f.plain(v) {
+						b.Fatal(string(v))
+					}
+				}
+			}
+		})
+	}
+}
