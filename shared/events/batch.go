@@ -65,8 +65,10 @@ func trimJSONSpace(b []byte) []byte {
 }
 
 // skipJSONSpace returns the index of the first non-space byte of b from i.
+// Most calls find none (the bodies billfn writes have no space): a byte
+// above ' ' ends it after one comparison instead of four.
 func skipJSONSpace(b []byte, i int) int {
-	for i < len(b) && isJSONSpace(b[i]) {
+	for i < len(b) && b[i] <= ' ' && isJSONSpace(b[i]) {
 		i++
 	}
 	return i
