@@ -858,3 +858,33 @@ func TestDisabledEndpointNoticeLeavesOnTheFastPath(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// An endpoint whose secret no key opens (WEBHOOK_SECRETS_KEY rotated
+// without its old key) gets nothing, unsigned or not, and holds no other
+// endpoint: before, its row failed the whole claim, so every endpoint
+// leased with it in the round waited, round after round.
+func TestAnEndpointWhoseSecretDoesNotOpenHoldsNoOtherEndpoint(t *testing.T) {
+	r := newRig(t)
+	broken, healthy := newReceiver(t, nil), newReceiver(t, nil)
+	b := r.endpoint(broken.srv.URL, events.TypeInvoicePaid)
+	h := r.endpoint(healthy.srv.URL, events.TypeInvoicePaid)
+	if _, err := r.d.Pool.Exec(context.Background(), `UPDATE webhook_endpoints SET secret = 'sealed:v1:00000000:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'
+		WHERE id = $1`, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	sent := r.clock.Now()
+	for range 2 {
+		_, _ = r.s.SendDue(context.Background())
+		r.clock.Advance(time.Hour) // past any lease
+	}
+	if got := healthy.requests(); len(got) != 1 || verifySignature(h.Secret, got[0], sent) != nil {
+		t.Fatalf("the healthy endpoint got %d requests, want 1 signed", len(got))
+	}
+	if got := broken.requests(); len(got) != 0 {
+		t.Fatalf("the endpoint whose secret does not open got %d requests", len(got))
+	}
+	if n := r.count(`SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending'`, b.ID); n != 1 {
+		t.Fatalf("its delivery: %d pending, want 1 (it waits for the key)", n)
+	}
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -280,8 +281,9 @@ func (s *Store) Claim(ctx context.Context, now, until time.Time, limit, perEndpo
 		return nil, err
 	}
 	type row struct {
-		d *outgoing.Delivery
-		e *outgoing.Endpoint
+		d    *outgoing.Delivery
+		e    *outgoing.Endpoint
+		open error // its secrets do not open
 	}
 	flat, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 		d := &outgoing.Delivery{}
@@ -292,14 +294,26 @@ func (s *Store) Claim(ctx context.Context, now, until time.Time, limit, perEndpo
 		if err := r.Scan(dest...); err != nil {
 			return row{}, err
 		}
-		return row{d, e}, s.openSecrets(e, cur, prev)
+		return row{d, e, s.openSecrets(e, cur, prev)}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	var out []Claim
 	stopped := false // the current endpoint's next delivery is not due
+	refused := map[string]bool{}
 	for _, x := range flat {
+		if x.open != nil {
+			// Nothing is sent unsigned, and the other endpoints of the
+			// round are not held: this one keeps its lease, so it is tried
+			// again when the lease ends (the key may be back by then).
+			if !refused[x.e.ID] {
+				refused[x.e.ID] = true
+				slog.ErrorContext(ctx, "webhook endpoint skipped: its signing secret does not open", "endpoint_id", x.e.ID,
+					"err", x.open.Error(), "retry_after", until.Sub(now).String())
+			}
+			continue
+		}
 		if len(out) == 0 || out[len(out)-1].Endpoint.ID != x.e.ID {
 			out = append(out, Claim{Endpoint: x.e})
 			stopped = false
