@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
+	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -42,8 +46,9 @@ func (g *rig) deliveries(tb testing.TB) any {
 // signature, and fails the day a route is added without its access and refs.
 func TestAttackEveryRoute(t *testing.T) {
 	r := newRig(t)
-	// A stored delivery the customer must not reach or replay.
-	if rec := r.stripe(stripeEvent("payment_intent.succeeded", paymentIntent("pi_"+uuid.NewString()[:12], "", "succeeded", 1_000))); rec.Code/100 != 2 {
+	// A stored delivery the customer must not reach or replay, of an
+	// amount no request sends (private, below).
+	if rec := r.stripe(stripeEvent("payment_intent.succeeded", paymentIntent("pi_"+uuid.NewString()[:12], "", "succeeded", 4_817_293))); rec.Code/100 != 2 {
 		t.Fatalf("store a delivery: %d %s", rec.Code, rec.Body)
 	}
 	var stored string
@@ -52,14 +57,46 @@ func TestAttackEveryRoute(t *testing.T) {
 	}
 	// An endpoint of the merchant's and a delivery to it.
 	rc := newReceiver(t, nil)
-	e := r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	e := r.endpoint(rc.srv.URL+"/hooks/6309451", events.TypeInvoicePaid)
 	r.deliverOK(fact(t, events.TypeInvoicePaid))
 	var out string
 	if err := r.d.Pool.QueryRow(context.Background(), `SELECT id::text FROM webhook_deliveries LIMIT 1`).Scan(&out); err != nil {
 		t.Fatal(err)
 	}
+	// What the merchant holds that no answer to a customer or to no one
+	// may hold: the stored webhook's amount, the endpoint's URL and its
+	// secret. testenv.Attack.Private is read on customer routes only, and
+	// every route here is the admin's or a signed one: so every answer
+	// the attack gets is looked at here, the 401s and 403s too.
+	private := []string{"4817293", "6309451"}
+	secrets := []string{e.Secret, strings.TrimPrefix(e.Secret, "whsec_"), e.URL}
+	checked := 0
+	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		rec := httptest.NewRecorder()
+		r.h.ServeHTTP(rec, req)
+		body := rec.Body.Bytes()
+		for _, v := range private {
+			if regexp.MustCompile(`(^|\D)` + v + `(\D|$)`).Match(body) {
+				t.Errorf("%s %s: a %d answer holds the merchant's figure %s: %s", req.Method, req.URL.Path, rec.Code, v, body)
+			}
+		}
+		for _, v := range secrets {
+			if bytes.Contains(body, []byte(v)) {
+				t.Errorf("%s %s: a %d answer holds the merchant's endpoint URL or secret: %s", req.Method, req.URL.Path, rec.Code, body)
+			}
+		}
+		checked++
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
+	})
+	t.Cleanup(func() {
+		if checked == 0 {
+			t.Error("the attack sent nothing through the check")
+		}
+	})
 	testenv.AttackRoutes(t, r.s.RouteTable(), testenv.Attack{
-		Handler: r.h,
+		Handler: h,
 		Attacker: testenv.Party{Token: r.kit.Token(t, uuid.NewString(), auth.RoleCustomer), Own: map[string]string{
 			"webhook-delivery": stored, "webhook-endpoint": e.ID, "webhook-endpoint-delivery": out}},
 		Victim:   testenv.Party{Token: r.kit.Token(t, uuid.NewString(), auth.RoleCustomer), Own: map[string]string{}},
