@@ -888,3 +888,48 @@ func TestAnEndpointWhoseSecretDoesNotOpenHoldsNoOtherEndpoint(t *testing.T) {
 		t.Fatalf("its delivery: %d pending, want 1 (it waits for the key)", n)
 	}
 }
+
+// A slow endpoint holds no other: while one endpoint takes its time to
+// answer, a delivery queued for another is sent. Before, the sender
+// waited for every endpoint of a round before it claimed again, so one
+// endpoint answering in 14 s held every other for up to 50 × 14 s.
+func TestASlowEndpointHoldsNoOther(t *testing.T) {
+	r := newRig(t)
+	bGot := make(chan struct{})
+	var once sync.Once
+	fast := newReceiver(t, func(int) int {
+		once.Do(func() { close(bGot) })
+		return 200
+	})
+	// The slow endpoint answers once the other got its delivery: in time
+	// only if that one did not wait for this answer.
+	aStarted := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		close(aStarted)
+		select {
+		case <-bGot:
+			w.WriteHeader(http.StatusNoContent)
+		case <-req.Context().Done(): // the sender gave up (WEBHOOK_SEND_TIMEOUT)
+		}
+	}))
+	t.Cleanup(slow.Close)
+	r.endpoint(slow.URL, events.TypeInvoicePaid)
+	b := r.endpoint(fast.srv.URL, events.TypeInvoiceFinalized)
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.s.SendDue(context.Background())
+		done <- err
+	}()
+	<-aStarted
+	r.deliverOK(fact(t, events.TypeInvoiceFinalized))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := r.count(`SELECT count(*) FROM webhook_deliveries WHERE status = 'succeeded'`); n != 2 {
+		t.Fatalf("%d deliveries succeeded, want 2: the other endpoint's waited for the slow one's answer", n)
+	}
+	if got := fast.requests(); len(got) != 1 || verifySignature(b.Secret, got[0], r.clock.Now()) != nil {
+		t.Fatalf("the other endpoint got %d requests", len(got))
+	}
+}

@@ -60,35 +60,67 @@ func (a *API) kick() {
 	}
 }
 
-// SendDue sends every delivery due at the clock's now, round after round
-// (an endpoint's next delivery is due as soon as the one before it
-// succeeded), until none is due; it answers how many attempts it made.
+// SendDue sends every delivery due at the clock's now until none is due
+// and none is in flight; it answers how many attempts it made. Up to
+// claimBatch endpoints are sent to at once, each by its own goroutine;
+// as soon as one is done (its next deliveries may be due) or deliveries
+// are queued (kick), it claims again: a slow endpoint holds no other
+// (before, a round waited for its slowest endpoint, up to perEndpoint
+// answers of WEBHOOK_SEND_TIMEOUT, before anything else was claimed).
 func (a *API) SendDue(ctx context.Context) (int, error) {
-	total := 0
-	for ctx.Err() == nil {
-		now := a.now()
-		lease := time.Duration(a.cfg.SendTimeout)*perEndpoint + time.Minute
-		claims, err := a.store.Claim(ctx, now, now.Add(lease), claimBatch, perEndpoint)
-		if err != nil || len(claims) == 0 {
-			return total, err
+	lease := time.Duration(a.cfg.SendTimeout)*perEndpoint + time.Minute
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex // total and errs, written by the sends
+		total    int
+		errs     []error
+		inFlight int
+	)
+	finished := make(chan struct{}, claimBatch)
+	failed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(errs) > 0
+	}
+	for ctx.Err() == nil && !failed() {
+		if free := claimBatch - inFlight; free > 0 {
+			now := a.now()
+			claims, err := a.store.Claim(ctx, now, now.Add(lease), free, perEndpoint)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				break
+			}
+			for _, c := range claims {
+				inFlight++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					n, err := a.send(ctx, c)
+					mu.Lock()
+					total += n
+					if err != nil {
+						errs = append(errs, err)
+					}
+					mu.Unlock()
+					finished <- struct{}{}
+				}()
+			}
+			if inFlight == 0 {
+				break // nothing due, nothing in flight
+			}
 		}
-		var wg sync.WaitGroup
-		errs := make([]error, len(claims))
-		sent := make([]int, len(claims))
-		for i, c := range claims {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sent[i], errs[i] = a.send(ctx, c)
-			}()
+		select {
+		case <-finished:
+			inFlight--
+		case <-a.wake:
+		case <-ctx.Done():
 		}
-		wg.Wait()
-		for _, n := range sent {
-			total += n
-		}
-		if err := errors.Join(errs...); err != nil {
-			return total, err
-		}
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return total, err
 	}
 	return total, ctx.Err()
 }
