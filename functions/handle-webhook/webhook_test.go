@@ -763,3 +763,63 @@ func TestGatewayUpdatesAreSignedAsTheyAreWritten(t *testing.T) {
 		t.Fatalf("rows %v, want the processed webhook's update and the released one's", seen)
 	}
 }
+
+// A webhook answered 503 because its write outlived the request's bound
+// (postgres.DetachedTimeout) is still in the group commit's queue: it is
+// stored later, and stored as it came. Before, its body buffer went back
+// to the pool with the 503, the next webhook was read into it, and the
+// queued write stored that webhook's bytes under the first one's id (a
+// data race the race detector reports).
+func TestAWebhookStoredAfterItsRequestGaveUpKeepsItsOwnBody(t *testing.T) {
+	g := newRig(t)
+	ctx := context.Background()
+	uniq := uuid.NewString()[:8]
+	// A transaction holding the dedupe key of the first webhook stops the
+	// group commit (one worker) at its INSERT; what comes next queues.
+	first := stripeEvent("payment_intent.succeeded", paymentIntent("pi_q1_"+uniq, uuid.NewString(), "succeeded", 700))
+	lock, err := g.d.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, `INSERT INTO webhook_events (id, gateway, gateway_event_id, type, status, body, occurred_at, received_at)
+		VALUES ($1, 'stripe', $2, 'x', 'ignored', '\x00', now(), now())`, uuid.New(), eventID(first)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); g.stripe(first) }()
+	for g.count(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%webhook_events%'`) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	queued := stripeEvent("payment_intent.succeeded", paymentIntent("pi_q2_"+uniq, uuid.NewString(), "succeeded", 700))
+	if rec := g.stripe(queued); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("a write that outlives the request: %d %s, want 503", rec.Code, rec.Body)
+	}
+	// Webhooks of the same size read meanwhile, into recycled buffers.
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.stripe(stripeEvent("payment_intent.succeeded", paymentIntent(fmt.Sprintf("pi_q%d_%s", 3+i, uniq), uuid.NewString(), "succeeded", 700)))
+		}()
+	}
+	for g.count(`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%webhook_events%'`) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	var stored []byte
+	for {
+		err := g.d.Pool.QueryRow(ctx, `SELECT body FROM webhook_events WHERE gateway = 'stripe' AND gateway_event_id = $1`, eventID(queued)).Scan(&stored)
+		if err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !bytes.Equal(stored, queued) {
+		t.Fatalf("stored under %s:\n%s\nwant its own body:\n%s", eventID(queued), stored, queued)
+	}
+}

@@ -63,8 +63,9 @@ func (a *API) receive(w http.ResponseWriter, r *http.Request, gateway string) {
 	}
 	buf := bodies.Get().(*bytes.Buffer)
 	buf.Reset()
+	recycle := true
 	defer func() {
-		if buf.Cap() <= 1<<20 {
+		if recycle && buf.Cap() <= 1<<20 {
 			bodies.Put(buf)
 		}
 	}()
@@ -97,7 +98,11 @@ func (a *API) receive(w http.ResponseWriter, r *http.Request, gateway string) {
 	defer cancel()
 	outcome, err := a.store.Record(ctx, &u, handled, body, now)
 	if err != nil {
-		// Not stored: the gateway retries (never lost).
+		// Not stored yet: the gateway retries (never lost). A write that
+		// outlived ctx may still be queued in the group commit, which
+		// reads body when it runs: the buffer is left to the collector,
+		// never handed to the next webhook.
+		recycle = false
 		problem.Write(w, r, &apperr.Error{Code: apperr.Unavailable, Detail: "the webhook could not be stored; retry", RetryAfter: time.Second, Err: err})
 		return
 	}

@@ -66,7 +66,10 @@ func updateMessage(ctx context.Context, u *events.GatewayUpdate, id string) (out
 // transaction and its commit (pgbatch.Group: two pipelined round trips per
 // group), each answered once the commit holding it is done.
 // It answers the delivery's status (webhooks.StatusOf), or
-// webhooks.Duplicate for a redelivery, which changes nothing.
+// webhooks.Duplicate for a redelivery, which changes nothing. An error
+// may come while the write still waits in the group (ctx ended): it may
+// yet commit, and reads body then, so the caller must not reuse body
+// after an error.
 func (s *Store) Record(ctx context.Context, u *events.GatewayUpdate, handled bool, body []byte, now time.Time) (string, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
