@@ -7,10 +7,11 @@
 //
 //	00001-00009  platform tables shared by every function (idempotency, outbox, events)
 //	00010-00019  process-transaction (accounts, transfers, postings)
-//	00020-00029  generate-invoice
+//	00020-00029  generate-invoice (full: its next ones take 00060-00069)
 //	00030-00039  capture-payment
 //	00040-00049  handle-webhook
 //	00050-00059  aggregate-report
+//	00060-00069  generate-invoice, continued
 //	00090-00099  the local stack's gateway (async queue)
 package migrations
 
