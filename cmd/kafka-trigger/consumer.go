@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -23,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/billfn/billfn/cmd/internal/stackfile"
 	"github.com/billfn/billfn/shared/events"
@@ -879,6 +881,27 @@ func (hv *headerValues) set(h http.Header, k, v string) {
 	h[k] = hv.vals[i : i+1 : i+1]
 }
 
+// unsendable reports why a binary-mode record's headers cannot travel as
+// HTTP headers (nil when they can). delivery copies its ce_ headers and its
+// content-type as the producer wrote them, and net/http refuses to send a
+// name that is not a token or a value with a control character: retried,
+// such a record would fail the same way for ever and hold back every
+// record behind it in its partition, so it is refused before any attempt
+// and dead-lettered, as a function's refusal of a malformed event is.
+func unsendable(h http.Header) error {
+	for k, vv := range h {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("the record header %q cannot be sent as an HTTP header", k)
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("the record header %s has a value no HTTP header can carry (a control character)", k)
+			}
+		}
+	}
+	return nil
+}
+
 // idleSigners holds the signers (events.Signer: the key's HMAC state,
 // kept between deliveries) of the claims not signing right now, one per
 // slot; a key rotation (KeyRing) just passes the new key. Not a
@@ -923,6 +946,14 @@ func carryTrace(ctx context.Context, h http.Header, passOn string) {
 // traceparent it carries (span), else that of ctx.
 func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage, passOn string) outcome {
 	body, pooled, h := delivery(msgs)
+	if binaryMode(msgs[0]) {
+		if err := unsendable(h); err != nil {
+			if pooled != nil {
+				releaseBatchBody(pooled)
+			}
+			return outcome{err: err} // not retryable: no attempt can send it
+		}
+	}
 	h[events.SignatureHeader] = []string{sign(c.t.key(), time.Now(), body)}
 
 	rctx, cancel := context.WithTimeout(ctx, c.t.cfg.DeliveryTimeout.D())

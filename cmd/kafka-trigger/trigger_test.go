@@ -901,3 +901,46 @@ func TestABatchTheFunctionRefusesIsDeliveredOneByOne(t *testing.T) {
 	}
 	t.Logf("%d refusals, %d batches", refusals, batches)
 }
+
+// A binary-mode record whose ce_ header cannot be an HTTP header (a name
+// that is not a token, a value with a line break) can never be delivered:
+// it is dead-lettered at once, not retried forever in front of the records
+// behind it. Until 2026-12-07 any producer allowed on a topic (an outside
+// integrator's principal too) could stall every function reading it with
+// one such record: the transport refused to send it, and a refused send
+// counted as a retryable failure.
+func TestARecordWhoseHeadersCannotBeSentIsDeadLetteredNotRetriedForever(t *testing.T) {
+	for name, h := range map[string]sarama.RecordHeader{
+		"a name that is not a token": {Key: []byte("ce_bad name"), Value: []byte("x")},
+		"a value with a line break":  {Key: []byte("ce_note"), Value: []byte("x\r\nX-Injected: 1")},
+		"a content type with a NUL":  {Key: []byte("content-type"), Value: []byte("application/json\x00")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			brokers := kafka(t)
+			var good atomic.Bool
+			startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
+				handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+					if r.Header.Get("X-Injected") != "" {
+						t.Error("a record header's value added a request header")
+					}
+					if ev, err := events.Unmarshal(mustRead(r)); err == nil && ev.Subject() == "good" {
+						good.Store(true)
+					}
+				})}}, func(c *Config) { c.MaxAttempts = 0; c.BackoffMax = config.Duration(20 * time.Millisecond) })
+			poison := &sarama.ProducerMessage{Topic: events.TopicPayment, Partition: 0, Key: sarama.StringEncoder("p1"),
+				Value: sarama.StringEncoder(`{"amount":5}`),
+				Headers: []sarama.RecordHeader{
+					{Key: []byte("ce_specversion"), Value: []byte("1.0")}, {Key: []byte("ce_id"), Value: []byte("bin-1")},
+					{Key: []byte("ce_source"), Value: []byte("/kcat")}, {Key: []byte("ce_type"), Value: []byte("billfn.test.binary")},
+					h,
+				}}
+			next, _ := structured(t, events.TopicPayment, "good", nil)
+			produce(t, brokers, poison, next)
+			m := dlqRecords(t, brokers, 1)[0]
+			if dlqHeader(m, dlqFunction) != "f" || dlqHeader(m, dlqAttempts) != "1" {
+				t.Errorf("dead letter headers %v", m.Headers)
+			}
+			waitFor(t, "the record behind it", 10*time.Second, good.Load)
+		})
+	}
+}
