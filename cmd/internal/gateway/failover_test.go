@@ -88,18 +88,24 @@ func replicaProcess(t *testing.T, name string, slow bool) (*exec.Cmd, string, <-
 // A replica process killed (SIGKILL) with a call in flight: an idempotent
 // call (GET, or a POST with an Idempotency-Key) is answered by the other
 // replica; a POST without a key may have taken effect, so the client gets
-// a 502 problem and the other replica never sees it.
+// a 502 problem and the other replica never sees it. A key the functions
+// do not honour is no key: an empty Idempotency-Key (the middleware runs
+// the request without one) or net/http's X-Idempotency-Key (no function
+// reads it); until 2026-12-07 either made the gateway send a POST that
+// may have moved money to a second replica, which applied it again.
 func TestReplicaDiesWithACallInFlight(t *testing.T) {
 	_, other, _ := replicaProcess(t, "other", false)
 	for _, c := range []struct {
-		method, key string
-		failover    bool
+		method, header, key string
+		failover            bool
 	}{
-		{http.MethodGet, "", true},
-		{http.MethodPost, "k-1", true},
-		{http.MethodPost, "", false},
+		{http.MethodGet, "", "", true},
+		{http.MethodPost, "Idempotency-Key", "k-1", true},
+		{http.MethodPost, "", "", false},
+		{http.MethodPost, "Idempotency-Key", "", false},
+		{http.MethodPost, "X-Idempotency-Key", "k-1", false},
 	} {
-		t.Run(c.method+"/key="+c.key, func(t *testing.T) {
+		t.Run(c.method+"/"+c.header+"="+c.key, func(t *testing.T) {
 			victim, addr, lines := replicaProcess(t, "victim", true)
 			var otherReady atomic.Bool // the victim takes the call first
 			rs := NewReplicaSet(Endpoint{Addr: addr}, Endpoint{Addr: other, Ready: otherReady.Load})
@@ -113,8 +119,8 @@ func TestReplicaDiesWithACallInFlight(t *testing.T) {
 			done := make(chan answer, 1)
 			go func() {
 				req, _ := http.NewRequest(c.method, gw.URL+"/function/fn/slow", strings.NewReader(`{"amount":1}`))
-				if c.key != "" {
-					req.Header.Set("Idempotency-Key", c.key)
+				if c.header != "" {
+					req.Header[c.header] = []string{c.key}
 				}
 				res, err := http.DefaultClient.Do(req)
 				if err != nil {

@@ -22,8 +22,8 @@
 //     ready replica with the fewest calls in flight, waits up to
 //     Config.HoldFor when none is ready, and wakes a function scaled to
 //     zero (Waker); a call whose replica died before answering goes to
-//     another replica only when it is idempotent (GET, HEAD, or with an
-//     Idempotency-Key), else it is a 502;
+//     another replica only when it is idempotent (GET, HEAD, or with a
+//     non-empty Idempotency-Key), else it is a 502;
 //   - /healthz, and /metrics with gateway_function_invocation_total and
 //     gateway_functions_seconds like the OpenFaaS gateway's, and per
 //     replica gateway_replica_invocations_total and gateway_replica_inflight.

@@ -98,16 +98,19 @@ func (u *upstream) closeIdle() {
 	u.mu.Unlock()
 }
 
-// replayable mirrors net/http: a request that may be sent again after a
-// reused connection failed before answering.
+// replayable reports a request that may be sent again after its
+// connection failed before answering (a stale pooled connection, a replica
+// that died with it in flight): a safe method, or a write whose
+// Idempotency-Key the functions answer with the stored result. Unlike
+// net/http it does not count an empty Idempotency-Key (the middleware
+// takes a request with one as keyless) nor X-Idempotency-Key (no function
+// reads it): sent again, such a write would take effect twice.
 func replayable(req *http.Request) bool {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true
 	}
-	_, k1 := req.Header["Idempotency-Key"]
-	_, k2 := req.Header["X-Idempotency-Key"]
-	return k1 || k2
+	return req.Header.Get("Idempotency-Key") != ""
 }
 
 // staleConn reports an error that a connection the peer had already
