@@ -97,15 +97,18 @@ func TestReplicaDiesWithACallInFlight(t *testing.T) {
 	_, other, _ := replicaProcess(t, "other", false)
 	for _, c := range []struct {
 		method, header, key string
+		connection          string // the client's Connection header
 		failover            bool
 	}{
-		{http.MethodGet, "", "", true},
-		{http.MethodPost, "Idempotency-Key", "k-1", true},
-		{http.MethodPost, "", "", false},
-		{http.MethodPost, "Idempotency-Key", "", false},
-		{http.MethodPost, "X-Idempotency-Key", "k-1", false},
+		{http.MethodGet, "", "", "", true},
+		{http.MethodPost, "Idempotency-Key", "k-1", "", true},
+		{http.MethodPost, "", "", "", false},
+		{http.MethodPost, "Idempotency-Key", "", "", false},
+		{http.MethodPost, "X-Idempotency-Key", "k-1", "", false},
+		// The key named hop-by-hop never reaches the function.
+		{http.MethodPost, "Idempotency-Key", "k-1", "Idempotency-Key", false},
 	} {
-		t.Run(c.method+"/"+c.header+"="+c.key, func(t *testing.T) {
+		t.Run(c.method+"/"+c.header+"="+c.key+"/connection="+c.connection, func(t *testing.T) {
 			victim, addr, lines := replicaProcess(t, "victim", true)
 			var otherReady atomic.Bool // the victim takes the call first
 			rs := NewReplicaSet(Endpoint{Addr: addr}, Endpoint{Addr: other, Ready: otherReady.Load})
@@ -121,6 +124,9 @@ func TestReplicaDiesWithACallInFlight(t *testing.T) {
 				req, _ := http.NewRequest(c.method, gw.URL+"/function/fn/slow", strings.NewReader(`{"amount":1}`))
 				if c.header != "" {
 					req.Header[c.header] = []string{c.key}
+				}
+				if c.connection != "" {
+					req.Header.Set("Connection", c.connection)
 				}
 				res, err := http.DefaultClient.Do(req)
 				if err != nil {

@@ -522,12 +522,14 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, prefix string) 
 				// A replica that refused the connection never saw the
 				// call: another ready one takes it, whatever the method.
 				next = b.rs.pick(rep)
-			case !isTimeout(err) && replayable(r):
+			case !isTimeout(err) && replayable(out):
 				// The replica died with the call in flight, so it may have
 				// acted on it: only an idempotent call (GET, HEAD, or one
 				// with an Idempotency-Key, which the functions answer with
 				// the stored result) goes again, to another ready replica
 				// or to this one once restarted. Anything else is a 502.
+				// The request sent is judged, not the client's: a key the
+				// client named in Connection was never forwarded.
 				hctx, cancel := context.WithTimeout(r.Context(), g.cfg.HoldFor)
 				next = b.rs.failover(hctx, rep, gen)
 				cancel()
