@@ -206,7 +206,8 @@ func (g *Gateway) durableWorker() {
 // runJob invokes the function for a queued request and posts the result to
 // the callback URL. Like the OpenFaaS queue-worker it does not retry a
 // function's own error; unlike the CE one it retries while the function is
-// unavailable, since a function being restarted is routine locally.
+// unavailable, since a function being restarted is routine locally — a
+// call that failed in flight only when it may be repeated (callOnce).
 // It reports false when the gateway stopped before the call was done.
 func (g *Gateway) runJob(job *asyncJob) bool {
 	var (
@@ -227,8 +228,9 @@ func (g *Gateway) runJob(job *asyncJob) bool {
 			status, header, body = http.StatusNotFound, nil, nil
 			break
 		}
-		status, header, body = g.callOnce(b, job)
-		if status != http.StatusTooManyRequests && status != http.StatusBadGateway &&
+		var again bool
+		status, header, body, again = g.callOnce(b, job)
+		if !again || status != http.StatusTooManyRequests && status != http.StatusBadGateway &&
 			status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout {
 			break
 		}
@@ -265,21 +267,26 @@ func (g *Gateway) runJob(job *asyncJob) bool {
 }
 
 // callOnce performs one invocation and reads the whole response. A
-// function that cannot be reached counts as 503.
-func (g *Gateway) callOnce(b *backend, job *asyncJob) (int, http.Header, []byte) {
+// function that cannot be reached counts as 503. again reports whether
+// the call may be made once more: always when the function answered (its
+// 5xx or 429 is an answer whose work was rolled back) or was never
+// reached; when it failed with the call in flight (it died, or ran out of
+// time and may still commit) only when the call is replayable, as a
+// synchronous call goes to another replica only then.
+func (g *Gateway) callOnce(b *backend, job *asyncJob) (status int, header http.Header, body []byte, again bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.UpstreamTimeout)
 	defer cancel()
 	r := g.replicaFor(ctx, b)
 	if r == nil {
 		g.metrics.observe(job.name, http.StatusServiceUnavailable, 0)
-		return http.StatusServiceUnavailable, nil, nil
+		return http.StatusServiceUnavailable, nil, nil, true
 	}
 	b.rs.begin(r)
 	defer r.inflight.Add(-1)
 	u := &url.URL{Scheme: "http", Host: r.up.addr, Path: job.path, RawPath: job.rawPath, RawQuery: job.query}
 	req, err := http.NewRequestWithContext(ctx, job.method, u.String(), bytes.NewReader(job.body))
 	if err != nil {
-		return http.StatusBadRequest, nil, nil
+		return http.StatusBadRequest, nil, nil, false
 	}
 	for k, v := range job.header {
 		req.Header[k] = v
@@ -289,18 +296,21 @@ func (g *Gateway) callOnce(b *backend, job *asyncJob) (int, http.Header, []byte)
 	start := time.Now()
 	res, err := g.transport.RoundTrip(req)
 	if err != nil {
-		status := http.StatusServiceUnavailable
-		if ctx.Err() != nil {
-			status = http.StatusGatewayTimeout
+		status, again := http.StatusServiceUnavailable, true
+		switch {
+		case ctx.Err() != nil:
+			status, again = http.StatusGatewayTimeout, replayable(req)
+		case !isDialError(err):
+			status, again = http.StatusBadGateway, replayable(req)
 		}
 		g.metrics.observe(job.name, status, time.Since(start))
-		return status, nil, nil
+		return status, nil, nil, again
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, 10<<20))
+	body, err = io.ReadAll(io.LimitReader(res.Body, 10<<20))
 	g.metrics.observe(job.name, res.StatusCode, time.Since(start))
 	if err != nil {
-		return http.StatusBadGateway, res.Header, body
+		return http.StatusBadGateway, res.Header, body, false // answered: its effect is done
 	}
-	return res.StatusCode, res.Header, body
+	return res.StatusCode, res.Header, body, true
 }

@@ -560,3 +560,67 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	b.Run("direct", func(b *testing.B) { run(b, fsrv.URL+"/_/health") })
 	b.Run("gateway", func(b *testing.B) { run(b, gsrv.URL+"/function/f/_/health") })
 }
+
+// A queued call whose function died with it in flight may have taken
+// effect: it is invoked again only when that is harmless (a GET, or a
+// write with an Idempotency-Key), as a synchronous call goes to another
+// replica only then. Until 2026-12-07 the queue counted such a failure as
+// "unavailable" and invoked any write again, up to five times: a keyless
+// POST /accounts sent with /async-function/ could create five accounts.
+func TestGatewayAsyncInvokesAgainOnlyACallThatMayBeRepeated(t *testing.T) {
+	for _, c := range []struct {
+		method, key string
+		calls       int32
+		status      string
+	}{
+		{http.MethodPost, "", 1, "502"},
+		{http.MethodPost, "k-1", 2, "201"},
+		{http.MethodGet, "", 2, "201"},
+	} {
+		t.Run(c.method+"/key="+c.key, func(t *testing.T) {
+			var calls atomic.Int32
+			// A bare server: the function runtime's writer cannot be hijacked.
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.ReadAll(r.Body)
+				if calls.Add(1) == 1 {
+					// The process dies having read the call: no answer.
+					conn, _, err := w.(http.Hijacker).Hijack()
+					if err == nil {
+						conn.Close()
+					}
+					return
+				}
+				w.WriteHeader(http.StatusCreated)
+			}))
+			defer up.Close()
+			addr := up.Listener.Addr().String()
+			got := make(chan string, 1)
+			cb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				got <- r.Header.Get("X-Function-Status")
+			}))
+			defer cb.Close()
+			gw := gatewayFor(t, Config{Functions: []Function{fn("f", addr)}, CallbackAllowedHosts: []string{cb.Listener.Addr().String()}})
+			req, _ := http.NewRequest(c.method, gw.URL+"/async-function/f/accounts", strings.NewReader(`{"currency":"EUR"}`))
+			req.Header.Set("X-Callback-Url", cb.URL+"/done")
+			if c.key != "" {
+				req.Header.Set("Idempotency-Key", c.key)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusAccepted {
+				t.Fatalf("got %d", res.StatusCode)
+			}
+			select {
+			case status := <-got:
+				if status != c.status || calls.Load() != c.calls {
+					t.Errorf("the callback reports %s after %d calls; want %s after %d", status, calls.Load(), c.status, c.calls)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("no callback")
+			}
+		})
+	}
+}
