@@ -17,7 +17,7 @@
 // provider's JWK Set (Keycloak, Dex, Auth0, ...) instead: a token must name
 // its key (kid), the key's type decides the algorithm (RSA: RS/PS, EC: ES,
 // OKP: EdDSA; never a symmetric key, so an HS256 token can never be checked
-// against a public key), a kid the verifier does not know makes it fetch
+// against a public key; never a key whose "use" is not "sig"), a kid the verifier does not know makes it fetch
 // the set again (at most once per JWT_JWKS_MIN_REFRESH, without waiting),
 // and the set is fetched every JWT_JWKS_REFRESH, so a key the provider
 // removed stops verifying. A key read from a secret file (jwt-public-key,
@@ -49,6 +49,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
@@ -307,12 +308,24 @@ func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
 	if v.jwks == nil {
 		return v.key.Load().key, nil
 	}
-	if kid, _ := t.Header["kid"].(string); kid == "" {
+	kid, _ := t.Header["kid"].(string)
+	if kid == "" {
 		return nil, errors.New("the token names no key (kid)")
 	}
 	k, err := v.jwks.Keyfunc(t)
 	if err != nil {
 		return nil, err
+	}
+	// keyfunc's default takes a key whatever its "use"; an encryption key
+	// (Keycloak publishes one beside its signing keys) must not verify:
+	// its private half decrypts, and a key used for both lends its
+	// decryption to forging signatures. A key without "use" signs.
+	jwk, err := v.jwks.Storage().KeyRead(context.Background(), kid)
+	if err != nil {
+		return nil, err
+	}
+	if use := jwk.Marshal().USE; use != "" && use != jwkset.UseSig {
+		return nil, fmt.Errorf("the JWK Set's key %q is for %q, not for signatures", kid, use)
 	}
 	alg := t.Method.Alg()
 	switch key := k.(type) {

@@ -197,8 +197,17 @@ func TestJWKSRefusesAlgorithmConfusionAndWeakOrSymmetricKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A provider's encryption key (Keycloak publishes one beside its
+	// signing keys): its private half decrypts, and a key used for both
+	// lends its decryption to forging signatures (RFC 7517 4.2: "use"
+	// separates them). Until 2026-12-07 it verified tokens like any key.
+	encPub, encPriv := edKey(t)
+	encJWK, err := jwkset.NewJWKFromKey(encPub, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "enc-1", USE: jwkset.UseEnc}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.mu.Lock()
-	p.keys = append(p.keys, symJWK.Marshal())
+	p.keys = append(p.keys, symJWK.Marshal(), encJWK.Marshal())
 	p.mu.Unlock()
 	v := jwksVerifier(t, p.srv.URL)
 
@@ -215,6 +224,7 @@ func TestJWKSRefusesAlgorithmConfusionAndWeakOrSymmetricKeys(t *testing.T) {
 		"EdDSA naming the RSA key":                  idpToken(t, jwt.SigningMethodEdDSA, priv, "rsa-1", idpClaims()),
 		"a 1024-bit RSA key":                        idpToken(t, jwt.SigningMethodRS256, weak, "weak", idpClaims()),
 		"no kid":                                    idpToken(t, jwt.SigningMethodEdDSA, priv, "", idpClaims()),
+		"an encryption key (use enc)":               idpToken(t, jwt.SigningMethodEdDSA, encPriv, "enc-1", idpClaims()),
 	} {
 		if _, err := v.Verify(tok); err == nil {
 			t.Errorf("%s: verified", name)
