@@ -209,6 +209,47 @@ func TestEndpointCreatedWithASecretShownOnce(t *testing.T) {
 }
 
 // fieldOf is the pointer of the first field error of a 422.
+// A client that timed out and sends its creation again with the same
+// Idempotency-Key gets the first answer (the same endpoint and secret),
+// and no second endpoint; the same key with another body is refused. The
+// stored answer holds the secret sealed, as webhook_endpoints does: the
+// idempotency table is no way around WEBHOOK_SECRETS_KEY.
+func TestEndpointCreationHonoursTheIdempotencyKey(t *testing.T) {
+	r := newRig(t, func(c *api.Config) { c.SecretsKey = "bench-and-test-key-0123456789abcdef" })
+	rc := newReceiver(t, nil)
+	body := map[string]any{"url": rc.srv.URL + "/hooks", "events": []string{events.TypeInvoicePaid}, "description": "retried"}
+	key := uuid.NewString()
+	first := r.admin_("POST", "/endpoints", body, auth.RoleAdmin, key)
+	again := r.admin_("POST", "/endpoints", body, auth.RoleAdmin, key)
+	if first.Code != http.StatusCreated || again.Code != http.StatusCreated {
+		t.Fatalf("create: %d %s, again: %d %s", first.Code, first.Body, again.Code, again.Body)
+	}
+	if n := r.count(`SELECT count(*) FROM webhook_endpoints`); n != 1 {
+		t.Fatalf("%d endpoints after two creations with one key, want 1", n)
+	}
+	var a, b outgoing.Endpoint
+	if json.Unmarshal(first.Body.Bytes(), &a) != nil || json.Unmarshal(again.Body.Bytes(), &b) != nil {
+		t.Fatalf("answers %s / %s", first.Body, again.Body)
+	}
+	if a.ID != b.ID || a.Secret == "" || a.Secret != b.Secret || again.Header().Get("Location") != "/endpoints/"+a.ID ||
+		again.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the replay is not the first answer:\n%s\n%s %v", first.Body, again.Body, again.Header())
+	}
+	if n := r.count(`SELECT count(*) FROM idempotency_keys WHERE position($1 in convert_from(response_body, 'UTF8')) > 0`,
+		strings.TrimPrefix(a.Secret, "whsec_")); n != 0 {
+		t.Fatal("the stored answer holds the signing secret in clear")
+	}
+	other := map[string]any{"url": rc.srv.URL + "/other", "events": []string{events.TypeInvoicePaid}}
+	if code := problemCode(t, r.admin_("POST", "/endpoints", other, auth.RoleAdmin, key), 422); code != "idempotency_key_reused" {
+		t.Fatalf("the key with another body: %s", code)
+	}
+	// Without a key (optional, as Stripe's create calls), each POST creates.
+	r.endpoint(rc.srv.URL+"/third", events.TypeInvoicePaid)
+	if n := r.count(`SELECT count(*) FROM webhook_endpoints`); n != 2 {
+		t.Fatalf("%d endpoints, want 2", n)
+	}
+}
+
 func fieldOf(t *testing.T, rec *httptest.ResponseRecorder) string {
 	t.Helper()
 	if rec.Code != http.StatusUnprocessableEntity {

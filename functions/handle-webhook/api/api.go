@@ -228,7 +228,7 @@ func (a *API) RouteTable() []platform.Route {
 		{Pattern: "GET /events", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(a.listEvents)},
 		{Pattern: "GET /events/{id}", Access: platform.Admin, Refs: delivery, Handler: http.HandlerFunc(a.getEvent)},
 		{Pattern: "POST /events/{id}/replay", Access: platform.Admin, Refs: delivery, Handler: a.d.Idempotency.Middleware(true)(noMembers(a.replay))},
-		{Pattern: "POST /endpoints", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(a.createEndpoint)},
+		{Pattern: "POST /endpoints", Access: platform.Admin, Refs: map[string]string{}, Handler: a.openReplayedSecret(a.d.Idempotency.Middleware(false)(http.HandlerFunc(a.createEndpoint)))},
 		{Pattern: "GET /endpoints", Access: platform.Admin, Refs: map[string]string{}, Handler: http.HandlerFunc(a.listEndpoints)},
 		{Pattern: "GET /endpoints/{id}", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.getEndpoint)},
 		{Pattern: "PATCH /endpoints/{id}", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.updateEndpoint)},

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/platform"
 	"github.com/billfn/billfn/shared/testenv"
 )
@@ -65,7 +67,9 @@ func TestOnlyADeliveryThatQueuedSomethingWakesTheSender(t *testing.T) {
 	e := &outgoing.Endpoint{ID: uuid.NewString(), URL: "http://127.0.0.1:9/hook", Events: []string{events.TypePaymentCaptured},
 		CreatedAt: time.Now(), UpdatedAt: time.Now()}
 	e.SetSecrets(outgoing.NewSecret(), "")
-	if err := a.store.CreateEndpoint(ctx, e); err != nil {
+	if err := a.store.CreateEndpoint(ctx, e, func(e *outgoing.Endpoint) idempotency.Response {
+		return idempotency.Response{Status: http.StatusCreated, Body: e}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if !deliver(pay(events.TypePaymentCaptured)) {

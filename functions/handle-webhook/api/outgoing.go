@@ -1,7 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/events"
 	"github.com/billfn/billfn/shared/httpx"
+	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/ids"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
@@ -57,15 +61,80 @@ func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	req.Apply(e, now)
 	e.SetSecrets(outgoing.NewSecret(), "")
 	e.Secret = e.CurrentSecret() // shown once, here
+	// Once started the creation commits, whoever goes away: the same
+	// Idempotency-Key then finds its answer.
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
-	if err := a.store.CreateEndpoint(ctx, e); err != nil {
+	location := "/endpoints/" + e.ID
+	err = a.store.CreateEndpoint(ctx, e, func(sealed *outgoing.Endpoint) idempotency.Response {
+		return idempotency.Response{Status: http.StatusCreated, Body: sealed, Location: location}
+	})
+	if err != nil {
 		problem.Write(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/endpoints/"+e.ID)
+	w.Header().Set("Location", location)
 	httpx.WriteJSON(w, http.StatusCreated, e)
 }
+
+// openReplayedSecret serves POST /endpoints behind its Idempotency-Key
+// (inside the middleware's replay): the stored answer holds the endpoint's
+// secret sealed, as webhook_endpoints does (store.CreateEndpoint), and a
+// replay gives the client the secret the first answer showed, opened.
+func (a *API) openReplayedSecret(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rw := &replayWriter{ResponseWriter: w}
+		next.ServeHTTP(rw, r)
+		if !rw.held {
+			return
+		}
+		var e outgoing.Endpoint
+		err := json.Unmarshal(rw.body.Bytes(), &e)
+		if err == nil {
+			e.Secret, err = a.store.Secrets.Open(e.ID, e.Secret)
+		}
+		if err != nil {
+			w.Header().Del(idempotency.ReplayedHeader)
+			problem.Write(w, r, fmt.Errorf("the stored answer to the endpoint's creation: %w", err))
+			return
+		}
+		httpx.WriteJSON(w, rw.status, e)
+	})
+}
+
+// replayWriter holds back a replayed creation's answer (201 with
+// Idempotent-Replayed) for openReplayedSecret; every other answer goes
+// through as it is.
+type replayWriter struct {
+	http.ResponseWriter
+	status      int
+	held, wrote bool
+	body        bytes.Buffer
+}
+
+func (w *replayWriter) WriteHeader(code int) {
+	if w.wrote || w.held {
+		return
+	}
+	if code == http.StatusCreated && w.Header().Get(idempotency.ReplayedHeader) == "true" {
+		w.status, w.held = code, true
+		return
+	}
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *replayWriter) Write(b []byte) (int, error) {
+	if !w.held && !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.held {
+		return w.body.Write(b)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *replayWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (a *API) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	limit, after, err := httpx.PagingByID(r, 20, 100)

@@ -13,6 +13,7 @@ import (
 	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
 	"github.com/billfn/billfn/functions/handle-webhook/webhooks"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/idempotency"
 	"github.com/billfn/billfn/shared/outbox"
 	"github.com/billfn/billfn/shared/postgres"
 )
@@ -48,15 +49,26 @@ func (s *Store) openSecrets(e *outgoing.Endpoint, cur, prev string) error {
 	return nil
 }
 
-// CreateEndpoint stores a new endpoint e (its id, secret and times set).
-func (s *Store) CreateEndpoint(ctx context.Context, e *outgoing.Endpoint) error {
+// CreateEndpoint stores a new endpoint e (its id, secret and times set)
+// and, in the same transaction, the request's Idempotency-Key answer
+// (idempotency.Complete; nothing without a key): answer is given a copy
+// of e whose Secret is sealed as the row holds it, so the idempotency
+// table keeps no signing secret in clear (the replay opens it).
+func (s *Store) CreateEndpoint(ctx context.Context, e *outgoing.Endpoint, answer func(sealed *outgoing.Endpoint) idempotency.Response) error {
 	secret, err := s.Secrets.Seal(e.ID, e.CurrentSecret())
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, events, description, secret, disabled, disabled_reason,
-		created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		e.ID, e.URL, e.Events, e.Description, secret, e.Disabled, e.DisabledReason, e.CreatedAt, e.UpdatedAt)
+	err = postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO webhook_endpoints (id, url, events, description, secret, disabled, disabled_reason,
+			created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			e.ID, e.URL, e.Events, e.Description, secret, e.Disabled, e.DisabledReason, e.CreatedAt, e.UpdatedAt); err != nil {
+			return err
+		}
+		sealed := *e
+		sealed.Secret = secret
+		return idempotency.Complete(ctx, tx, answer(&sealed))
+	})
 	s.Interests.drop()
 	return err
 }
