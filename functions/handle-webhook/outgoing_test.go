@@ -435,6 +435,60 @@ func TestEndpointDisabledAfterTheRetryWindow(t *testing.T) {
 	}
 }
 
+// A retry by hand asked while an attempt of the same delivery is in
+// flight stands: that attempt's answer, recorded after it, neither erases
+// the fresh schedule nor, being the last of the old one, disables the
+// endpoint. Before, the attempt's record overwrote the retry (attempts 12,
+// failed) and disabled the endpoint the admin had just retried.
+func TestARetryAskedDuringAnAttemptIsNotErasedByIt(t *testing.T) {
+	r := newRig(t)
+	r.keepOutbox()
+	started, release := make(chan struct{}), make(chan struct{})
+	rc := newReceiver(t, func(n int) int {
+		if n == 1 {
+			close(started)
+			<-release
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	e := r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	// Its schedule all but spent: the attempt about to be made is its last.
+	if _, err := r.d.Pool.Exec(context.Background(), `UPDATE webhook_deliveries SET attempts = $1 WHERE endpoint_id = $2`,
+		len(outgoing.Schedule), e.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.s.SendDue(context.Background())
+		done <- err
+	}()
+	<-started
+	id := rc.requests()[0].id
+	if rec := r.admin_("POST", "/deliveries/"+id+"/retry", nil, auth.RoleAdmin, ""); rec.Code != http.StatusAccepted {
+		t.Fatalf("retry: %d %s", rec.Code, rec.Body)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The retry is due now: the same pass sends it again, and it succeeds.
+	if got := rc.requests(); len(got) != 2 || got[1].id != id {
+		t.Fatalf("%d requests, want the delivery sent again after the retry", len(got))
+	}
+	var d outgoing.Delivery
+	r.getJSON("/deliveries/"+id, &d)
+	if d.Status != outgoing.Succeeded || d.Attempts != 1 {
+		t.Fatalf("delivery %s after %d attempts, want succeeded after 1 of its fresh schedule", d.Status, d.Attempts)
+	}
+	var ep outgoing.Endpoint
+	r.getJSON("/endpoints/"+e.ID, &ep)
+	if evs, _ := r.disabledNotices(e.ID); ep.Disabled || len(evs) != 0 {
+		t.Fatalf("endpoint disabled %v (%v), %d notices: the attempt the retry replaced disabled it", ep.Disabled, ep.DisabledReason, len(evs))
+	}
+}
+
 // During the 24 hours after a rotation every delivery carries a signature
 // with the new secret and one with the old; then only the new.
 func TestEndpointSecretRotationSignsWithBothFor24Hours(t *testing.T) {

@@ -146,8 +146,6 @@ func (a *API) send(ctx context.Context, c store.Claim) (int, error) {
 		if disable != nil {
 			disabled = outgoing.Notice(c.Endpoint, d, *disable, a.now())
 			outgoingTotal.WithLabelValues("failed").Inc()
-			endpointsDisabled.Inc()
-			slog.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", d.EndpointID, "url", c.Endpoint.URL, "reason", *disable)
 		} else {
 			outgoingTotal.WithLabelValues("retrying").Inc()
 			slog.InfoContext(ctx, "webhook delivery failed; will retry", "endpoint_id", d.EndpointID, "delivery_id", d.ID,
@@ -157,10 +155,15 @@ func (a *API) send(ctx context.Context, c store.Claim) (int, error) {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := a.store.Finish(rctx, c.Endpoint.ID, done, disabled); err != nil {
+	// Finish says whether it disabled the endpoint: not when a retry by
+	// hand was asked during the last attempt, nor when an admin did first.
+	newly, err := a.store.Finish(rctx, c.Endpoint.ID, done, disabled)
+	if err != nil {
 		return len(done), err
 	}
-	if disabled != nil {
+	if newly {
+		endpointsDisabled.Inc()
+		slog.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", c.Endpoint.ID, "url", c.Endpoint.URL, "reason", disabled.Reason)
 		a.d.Publisher.Kick() // the notice leaves now, as every event does, not at the next sweep
 	}
 	return len(done), nil

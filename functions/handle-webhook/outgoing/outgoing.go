@@ -285,6 +285,9 @@ type Delivery struct {
 	Error          *string    `json:"error"`
 	CreatedAt      time.Time  `json:"created_at"`
 	Payload        []byte     `json:"-"` // the CloudEvent JSON, as sent
+	// Retries counts the retries by hand: an attempt is recorded only
+	// over the count its claim read, so one asked meanwhile stands.
+	Retries int `json:"-"`
 }
 
 // Outcome is what one attempt got: the endpoint's status code (0 when no

@@ -344,31 +344,43 @@ func (s *Store) Claim(ctx context.Context, now, until time.Time, limit, perEndpo
 // updated it: outgoing.Record) and releases the endpoint's lease; disabled,
 // when set, disables the endpoint (a schedule is spent) and writes its
 // billfn.webhook_endpoint.disabled to the outbox, in the same transaction:
-// the notice exists exactly when the endpoint was disabled. An endpoint
-// an admin disabled meanwhile keeps its reason, and no notice is written.
-func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.Delivery, disabled *events.WebhookEndpointDisabled) error {
+// the notice exists exactly when the endpoint was disabled, which Finish
+// answers. A delivery retried by hand since its claim keeps the retry (its
+// attempt is not recorded, and does not disable the endpoint). An
+// endpoint an admin disabled meanwhile keeps its reason, and no notice is
+// written.
+func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.Delivery, disabled *events.WebhookEndpointDisabled) (bool, error) {
 	var newly bool // this transaction disabled the endpoint (it was enabled)
 	err := postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
 		newly = false
 		b := &pgx.Batch{}
 		for _, d := range ds {
+			// Only over the state it was claimed in: a retry by hand asked
+			// while the attempt was in flight (retries moved on) stands.
 			b.Queue(`UPDATE webhook_deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
 				last_attempt_at = $5, response_status = $6, response_body = $7, latency_ms = $8, error = $9
-				WHERE id = $1 AND status = 'pending'`, d.ID, d.Status, d.Attempts, d.NextAttemptAt, d.LastAttemptAt,
-				d.ResponseStatus, d.ResponseBody, d.LatencyMS, d.Error)
+				WHERE id = $1 AND status = 'pending' AND retries = $10`, d.ID, d.Status, d.Attempts, d.NextAttemptAt, d.LastAttemptAt,
+				d.ResponseStatus, d.ResponseBody, d.LatencyMS, d.Error, d.Retries)
 		}
-		var reason *string
+		var (
+			reason  *string
+			failing *string // the delivery whose spent schedule disables the endpoint
+		)
 		if disabled != nil {
-			reason = &disabled.Reason
+			reason, failing = &disabled.Reason, &disabled.DeliveryID
 		}
-		// newly: this transaction disabled the endpoint (it was enabled).
-		b.Queue(`WITH old AS (SELECT id, disabled FROM webhook_endpoints WHERE id = $1 FOR UPDATE)
+		// spent: the failing delivery's record above applied (it is failed
+		// now), so its schedule is spent; a retry asked meanwhile kept it
+		// pending, and the endpoint is not disabled. newly: this
+		// transaction disabled the endpoint (it was enabled).
+		b.Queue(`WITH old AS (SELECT id, disabled FROM webhook_endpoints WHERE id = $1 FOR UPDATE),
+			spent AS (SELECT $2::boolean AND EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $5::uuid AND status = 'failed') AS yes)
 			UPDATE webhook_endpoints e SET lease_until = NULL,
-				disabled = old.disabled OR $2,
-				disabled_reason = CASE WHEN $2 AND NOT old.disabled THEN $3 ELSE e.disabled_reason END,
-				updated_at = CASE WHEN $2 AND NOT old.disabled THEN $4 ELSE e.updated_at END
-			FROM old WHERE e.id = old.id RETURNING $2 AND NOT old.disabled`,
-			endpointID, disabled != nil, reason, s.now())
+				disabled = old.disabled OR spent.yes,
+				disabled_reason = CASE WHEN spent.yes AND NOT old.disabled THEN $3 ELSE e.disabled_reason END,
+				updated_at = CASE WHEN spent.yes AND NOT old.disabled THEN $4 ELSE e.updated_at END
+			FROM old, spent WHERE e.id = old.id RETURNING spent.yes AND NOT old.disabled`,
+			endpointID, disabled != nil, reason, s.now(), failing)
 		br := tx.SendBatch(ctx, b)
 		for range ds {
 			if _, err := br.Exec(); err != nil {
@@ -392,7 +404,7 @@ func (s *Store) Finish(ctx context.Context, endpointID string, ds []*outgoing.De
 	if err == nil && newly {
 		s.Interests.drop()
 	}
-	return err
+	return newly && err == nil, err
 }
 
 // headOf is the oldest pending delivery of endpoint e: the one it is
@@ -414,7 +426,7 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 }
 
 const deliveryOutCols = `id, endpoint_id, event_id, event_type, status, attempts, next_attempt_at, last_attempt_at,
-	response_status, response_body, latency_ms, error, created_at`
+	response_status, response_body, latency_ms, error, created_at, retries`
 
 const endpointColNames = `id, url, events, description, disabled, disabled_reason, secret, previous_secret,
 	previous_secret_expires_at, created_at, updated_at`
@@ -439,7 +451,7 @@ func prefixed(p, cols string) string {
 
 func deliveryDest(d *outgoing.Delivery) []any {
 	return []any{&d.ID, &d.EndpointID, &d.EventID, &d.EventType, &d.Status, &d.Attempts, &d.NextAttemptAt, &d.LastAttemptAt,
-		&d.ResponseStatus, &d.ResponseBody, &d.LatencyMS, &d.Error, &d.CreatedAt}
+		&d.ResponseStatus, &d.ResponseBody, &d.LatencyMS, &d.Error, &d.CreatedAt, &d.Retries}
 }
 
 // Delivery is outgoing delivery id (outgoing.ErrNoDelivery when none).
@@ -473,10 +485,11 @@ func (s *Store) Deliveries(ctx context.Context, f outgoing.Filter) ([]*outgoing.
 
 // Retry makes delivery id pending again, due now, with a fresh schedule
 // (its attempts counted from zero again): it is sent in its turn, once its
-// endpoint is enabled.
+// endpoint is enabled. It counts the retry, so an attempt in flight, whose
+// claim read the count before, is not recorded over it (Finish).
 func (s *Store) Retry(ctx context.Context, id string) (*outgoing.Delivery, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, attempts = 0
-		WHERE id = $1`, id, s.now())
+	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, attempts = 0,
+		retries = retries + 1 WHERE id = $1`, id, s.now())
 	if err != nil {
 		return nil, err
 	}
