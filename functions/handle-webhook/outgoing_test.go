@@ -489,6 +489,44 @@ func TestARetryAskedDuringAnAttemptIsNotErasedByIt(t *testing.T) {
 	}
 }
 
+// A delivery that succeeded may be sent again by hand, as Stripe resends
+// any event to an endpoint: same webhook-id, and it takes its own place in
+// its endpoint's order (its id), so the newer deliveries still pending wait
+// behind it and reach the endpoint after it, in order.
+func TestASucceededDeliveryIsResentInItsPlace(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, func(n int) int {
+		if n == 2 { // the second event's first attempt
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	r.endpoint(rc.srv.URL, "billfn.invoice.*")
+	e1, e2, e3 := fact(t, events.TypeInvoicePaid), fact(t, events.TypeInvoiceVoided), fact(t, events.TypeInvoiceFinalized)
+	r.deliverOK(e1)
+	r.send()
+	r.deliverOK(e2)
+	r.deliverOK(e3)
+	r.send() // e2 fails and holds e3
+	first := rc.requests()[0].id
+	rec := r.admin_("POST", "/deliveries/"+first+"/retry", nil, auth.RoleAdmin, "")
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"status":"pending"`) {
+		t.Fatalf("resend a succeeded delivery: %d %s", rec.Code, rec.Body)
+	}
+	r.send()
+	r.clock.Advance(5 * time.Second) // e2's retry
+	r.send()
+	got := rc.requests()
+	var order []string
+	for _, g := range got {
+		order = append(order, g.event.ID)
+	}
+	want := []string{e1.ID(), e2.ID(), e1.ID(), e2.ID(), e3.ID()}
+	if strings.Join(order, ",") != strings.Join(want, ",") || got[2].id != first {
+		t.Fatalf("events received %v, want %v (the resend with webhook-id %s)", order, want, first)
+	}
+}
+
 // During the 24 hours after a rotation every delivery carries a signature
 // with the new secret and one with the old; then only the new.
 func TestEndpointSecretRotationSignsWithBothFor24Hours(t *testing.T) {
