@@ -6,7 +6,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -64,10 +63,10 @@ func TestAttackEveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the merchant holds that no answer to a customer or to no one
-	// may hold: the stored webhook's amount, the endpoint's URL and its
-	// secret. testenv.Attack.Private is read on customer routes only, and
-	// every route here is the admin's or a signed one: so every answer
-	// the attack gets is looked at here, the 401s and 403s too.
+	// may hold: the stored webhook's amount (testenv.Attack.Private, looked
+	// for in every answer, the 401s and 403s too), and the endpoint's URL
+	// and secret, which are no whole numbers: those the wrapper below
+	// looks for in every answer.
 	private := []string{"4817293", "6309451"}
 	secrets := []string{e.Secret, strings.TrimPrefix(e.Secret, "whsec_"), e.URL}
 	checked := 0
@@ -75,11 +74,6 @@ func TestAttackEveryRoute(t *testing.T) {
 		rec := httptest.NewRecorder()
 		r.h.ServeHTTP(rec, req)
 		body := rec.Body.Bytes()
-		for _, v := range private {
-			if regexp.MustCompile(`(^|\D)` + v + `(\D|$)`).Match(body) {
-				t.Errorf("%s %s: a %d answer holds the merchant's figure %s: %s", req.Method, req.URL.Path, rec.Code, v, body)
-			}
-		}
 		for _, v := range secrets {
 			if bytes.Contains(body, []byte(v)) {
 				t.Errorf("%s %s: a %d answer holds the merchant's endpoint URL or secret: %s", req.Method, req.URL.Path, rec.Code, body)
@@ -101,6 +95,7 @@ func TestAttackEveryRoute(t *testing.T) {
 			"webhook-delivery": stored, "webhook-endpoint": e.ID, "webhook-endpoint-delivery": out}},
 		Victim:   testenv.Party{Token: r.kit.Token(t, uuid.NewString(), auth.RoleCustomer), Own: map[string]string{}},
 		Snapshot: r.deliveries,
+		Private:  func(testing.TB) []string { return private },
 	})
 }
 

@@ -93,7 +93,8 @@ type Attack struct {
 	// it must be equal before and after every attack.
 	Snapshot func(tb testing.TB) any
 	// Private returns the victim's figures that no answer to the attacker
-	// may hold, whatever its status: its balances, say. It is read after
+	// (or to no one) may hold, whatever its status or route, the 401s and
+	// 403s of the access checks too: its balances, say. It is read after
 	// each attack (one that pays the victim moves them), and each figure
 	// is looked for as a whole number in the body, so each must be
 	// distinctive: no request sends it and none of the attacker's own
@@ -118,6 +119,10 @@ var wildcardRe = regexp.MustCompile(`\{([^}]*)\}`)
 //     entry, every Refs entry names a wildcard the pattern has, and every
 //     Customer route has non-nil Refs (an explicit empty map for a route
 //     that names nothing), so nobody can leave a reference undeclared;
+//   - every answer the attack gets, whatever its status (a 401 or 403
+//     problem document, a 404, a 4xx to a forged cursor), holds none of the
+//     victim's resources but those its request sent (or the route's
+//     Expect reveals), nor any of the victim's Private figures;
 //   - without a token every route but Public ones answers 401 (a Delivery
 //     route, without a token or a delivery signature) and writes nothing
 //     (the Snapshot is unchanged);
@@ -167,11 +172,13 @@ func AttackRoutes(t *testing.T, routes []platform.Route, a Attack) {
 			}
 			t.Run("anonymous", func(t *testing.T) {
 				before := a.Snapshot(t)
-				req, _ := a.request(t, rt, "", "", "")
-				if code, body := a.send(req); code != http.StatusUnauthorized {
+				req, sent := a.request(t, rt, "", "", "")
+				code, body := a.send(req)
+				if code != http.StatusUnauthorized {
 					t.Errorf("without a token or a signature: %d, want 401: %s", code, body)
 				}
 				a.unchanged(t, before)
+				a.revealsNothing(t, code, body, sent, nil)
 			})
 			if rt.Access == platform.Delivery {
 				return
@@ -179,11 +186,13 @@ func AttackRoutes(t *testing.T, routes []platform.Route, a Attack) {
 			if rt.Access != platform.Customer {
 				t.Run("customer", func(t *testing.T) {
 					before := a.Snapshot(t)
-					req, _ := a.request(t, rt, "", "", a.Attacker.Token)
-					if code, body := a.send(req); code != http.StatusForbidden {
+					req, sent := a.request(t, rt, "", "", a.Attacker.Token)
+					code, body := a.send(req)
+					if code != http.StatusForbidden {
 						t.Errorf("a customer on a %s route: %d, want 403: %s", rt.Access, code, body)
 					}
 					a.unchanged(t, before)
+					a.revealsNothing(t, code, body, sent, nil)
 				})
 				return
 			}
@@ -280,12 +289,21 @@ func (a *Attack) attack(t *testing.T, rt platform.Route, ref string) {
 	if !want.VictimChanges {
 		a.unchanged(t, before)
 	}
-	// Any answer, a refusal's problem document too: "must be the
-	// invoice's account, <the victim's>" leaks as much as a 200 would.
 	allowed := map[string]bool{}
 	for _, k := range want.Reveals {
 		allowed[a.Victim.Own[k]] = true
 	}
+	a.revealsNothing(t, code, body, sent, allowed)
+}
+
+// revealsNothing fails t when body, an answer to the attacker (or to no
+// one), holds one of the victim's resources — but those the request sent
+// (an echo) and those allowed — or one of its Private figures, whatever
+// its status. Every answer of the attack is looked at, a refusal's problem
+// document too: "must be the invoice's account, <the victim's>" in a 422,
+// or a balance in a 401, leaks as much as a 200 would.
+func (a *Attack) revealsNothing(t *testing.T, code int, body []byte, sent string, allowed map[string]bool) {
+	t.Helper()
 	reported := map[string]bool{}
 	for _, k := range slices.Sorted(mapKeys(a.Victim.Own)) {
 		v := a.Victim.Own[k]
@@ -342,9 +360,11 @@ func (a *Attack) forgedCursors(t *testing.T, rt platform.Route) {
 		q.Set("cursor", base64.RawURLEncoding.EncodeToString([]byte(c)))
 		req.URL.RawQuery = q.Encode()
 		req.RequestURI = req.URL.RequestURI()
-		if code, body := a.send(req); code >= 500 {
+		code, body := a.send(req)
+		if code >= 500 {
 			t.Errorf("cursor %s: %d, want a 4xx (or a page): %s", c, code, body)
 		}
+		a.revealsNothing(t, code, body, req.URL.RequestURI(), nil)
 	}
 }
 
