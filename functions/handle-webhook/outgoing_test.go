@@ -691,6 +691,46 @@ func TestEndpointTestEvent(t *testing.T) {
 	}
 }
 
+// A client that timed out and asks for the test event again with the same
+// Idempotency-Key gets the first answer (the same delivery) and the
+// endpoint one test event, not two; the key with another body is refused.
+func TestEndpointTestEventHonoursTheIdempotencyKey(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, nil)
+	e := r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	path, key := "/endpoints/"+e.ID+"/test", uuid.NewString()
+	first := r.admin_("POST", path, nil, auth.RoleAdmin, key)
+	again := r.admin_("POST", path, nil, auth.RoleAdmin, key)
+	if first.Code != http.StatusAccepted || again.Code != http.StatusAccepted {
+		t.Fatalf("test: %d %s, again: %d %s", first.Code, first.Body, again.Code, again.Body)
+	}
+	if n := r.count(`SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1`, e.ID); n != 1 {
+		t.Fatalf("%d test deliveries after two requests with one key, want 1", n)
+	}
+	var a, b outgoing.Delivery
+	if json.Unmarshal(first.Body.Bytes(), &a) != nil || json.Unmarshal(again.Body.Bytes(), &b) != nil {
+		t.Fatalf("answers %s / %s", first.Body, again.Body)
+	}
+	if a.ID == "" || a.ID != b.ID || again.Header().Get("Location") != "/deliveries/"+a.ID ||
+		again.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the replay is not the first answer:\n%s\n%s %v", first.Body, again.Body, again.Header())
+	}
+	r.send()
+	if got := rc.requests(); len(got) != 1 || got[0].id != a.ID {
+		t.Fatalf("the endpoint received %d requests, want the one test event", len(got))
+	}
+	if code := problemCode(t, r.admin_("POST", path, map[string]any{}, auth.RoleAdmin, key), 422); code != "idempotency_key_reused" {
+		t.Fatalf("the key with another body: %s", code)
+	}
+	// Without a key (optional), each request sends one.
+	if rec := r.admin_("POST", path, nil, auth.RoleAdmin, ""); rec.Code != http.StatusAccepted {
+		t.Fatalf("test without a key: %d %s", rec.Code, rec.Body)
+	}
+	if n := r.count(`SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1`, e.ID); n != 2 {
+		t.Fatalf("%d test deliveries, want 2", n)
+	}
+}
+
 // The tick prunes the delivery log: a finished delivery (succeeded, or
 // failed after its schedule) goes WEBHOOK_DELIVERY_RETENTION after its
 // last attempt; a pending one stays, however old.

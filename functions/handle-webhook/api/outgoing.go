@@ -233,7 +233,9 @@ func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) {
 }
 
 // testEndpoint queues a billfn.webhook.test event for the endpoint, sent
-// in its turn like any delivery: 202 with the delivery to follow.
+// in its turn like any delivery: 202 with the delivery to follow. Behind
+// an optional Idempotency-Key, whose answer commits with the delivery
+// (store.EnqueueTest): a retried request sends no second test event.
 func (a *API) testEndpoint(w http.ResponseWriter, r *http.Request) {
 	id, err := endpointID(r)
 	if err != nil {
@@ -254,7 +256,9 @@ func (a *API) testEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev.SetTime(a.now())
-	d, err := a.store.EnqueueTest(ctx, id, ev)
+	d, err := a.store.EnqueueTest(ctx, id, ev, func(d *outgoing.Delivery) idempotency.Response {
+		return idempotency.Response{Status: http.StatusAccepted, Body: d, Location: "/deliveries/" + d.ID}
+	})
 	if err != nil {
 		problem.Write(w, r, err)
 		return

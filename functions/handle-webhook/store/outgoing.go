@@ -236,8 +236,12 @@ func Payload(ev events.Event) ([]byte, error) {
 }
 
 // EnqueueTest writes a delivery of the test event ev to endpoint id, sent
-// in its turn whatever the endpoint subscribed to.
-func (s *Store) EnqueueTest(ctx context.Context, endpointID string, ev events.Event) (*outgoing.Delivery, error) {
+// in its turn whatever the endpoint subscribed to, and, in the same
+// transaction, the request's Idempotency-Key answer about it
+// (idempotency.Complete; nothing without a key): a retried request finds
+// that answer and queues no second test event.
+func (s *Store) EnqueueTest(ctx context.Context, endpointID string, ev events.Event,
+	answer func(*outgoing.Delivery) idempotency.Response) (*outgoing.Delivery, error) {
 	payload, err := Payload(ev)
 	if err != nil {
 		return nil, err
@@ -247,17 +251,24 @@ func (s *Store) EnqueueTest(ctx context.Context, endpointID string, ev events.Ev
 		return nil, err
 	}
 	now := s.now()
-	_, err = s.pool.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_source, event_id, event_type, payload,
-		status, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)`,
-		id, endpointID, ev.Source(), ev.ID(), ev.Type(), payload, now)
+	var d *outgoing.Delivery
+	err = postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, endpoint_id, event_source, event_id, event_type, payload,
+			status, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)`,
+			id, endpointID, ev.Source(), ev.ID(), ev.Type(), payload, now); err != nil {
+			return err
+		}
+		var err error
+		if d, err = delivery(ctx, tx, id.String()); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, answer(d))
+	})
 	var pg interface{ SQLState() string }
 	if errors.As(err, &pg) && pg.SQLState() == "23503" { // the endpoint went away
 		return nil, outgoing.ErrNoEndpoint
 	}
-	if err != nil {
-		return nil, err
-	}
-	return s.Delivery(ctx, id.String())
+	return d, err
 }
 
 // Claim is an endpoint leased for sending, with its next deliveries in
@@ -456,8 +467,14 @@ func deliveryDest(d *outgoing.Delivery) []any {
 
 // Delivery is outgoing delivery id (outgoing.ErrNoDelivery when none).
 func (s *Store) Delivery(ctx context.Context, id string) (*outgoing.Delivery, error) {
+	return delivery(ctx, s.pool, id)
+}
+
+func delivery(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, id string) (*outgoing.Delivery, error) {
 	d := &outgoing.Delivery{}
-	err := s.pool.QueryRow(ctx, `SELECT `+deliveryOutCols+` FROM webhook_deliveries WHERE id = $1`, id).Scan(deliveryDest(d)...)
+	err := q.QueryRow(ctx, `SELECT `+deliveryOutCols+` FROM webhook_deliveries WHERE id = $1`, id).Scan(deliveryDest(d)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, outgoing.ErrNoDelivery
 	}
