@@ -527,6 +527,45 @@ func TestASucceededDeliveryIsResentInItsPlace(t *testing.T) {
 	}
 }
 
+// A retry by hand asked twice with one Idempotency-Key (a client that
+// timed out) is one retry: the delivery is sent once more, not twice, and
+// the second answer is the first; the key with another body is refused.
+func TestADeliveryRetryHonoursTheIdempotencyKey(t *testing.T) {
+	r := newRig(t)
+	rc := newReceiver(t, nil)
+	r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	r.send()
+	id := rc.requests()[0].id
+	path, key := "/deliveries/"+id+"/retry", uuid.NewString()
+	first := r.admin_("POST", path, nil, auth.RoleAdmin, key)
+	again := r.admin_("POST", path, nil, auth.RoleAdmin, key)
+	if first.Code != http.StatusAccepted || again.Code != http.StatusAccepted {
+		t.Fatalf("retry: %d %s, again: %d %s", first.Code, first.Body, again.Code, again.Body)
+	}
+	if n := r.count(`SELECT retries FROM webhook_deliveries WHERE id = $1`, id); n != 1 {
+		t.Fatalf("%d retries after two requests with one key, want 1", n)
+	}
+	if first.Body.String() != again.Body.String() || again.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the replay is not the first answer:\n%s\n%s %v", first.Body, again.Body, again.Header())
+	}
+	r.send()
+	r.send()
+	if got := rc.requests(); len(got) != 2 {
+		t.Fatalf("the endpoint received %d requests, want the delivery and one resend", len(got))
+	}
+	if code := problemCode(t, r.admin_("POST", path, map[string]any{}, auth.RoleAdmin, key), 422); code != "idempotency_key_reused" {
+		t.Fatalf("the key with another body: %s", code)
+	}
+	// Without a key (optional), each request retries.
+	if rec := r.admin_("POST", path, nil, auth.RoleAdmin, ""); rec.Code != http.StatusAccepted {
+		t.Fatalf("retry without a key: %d %s", rec.Code, rec.Body)
+	}
+	if n := r.count(`SELECT retries FROM webhook_deliveries WHERE id = $1`, id); n != 2 {
+		t.Fatalf("%d retries, want 2", n)
+	}
+}
+
 // During the 24 hours after a rotation every delivery carries a signature
 // with the new secret and one with the old; then only the new.
 func TestEndpointSecretRotationSignsWithBothFor24Hours(t *testing.T) {

@@ -237,7 +237,7 @@ func (a *API) RouteTable() []platform.Route {
 		{Pattern: "POST /endpoints/{id}/test", Access: platform.Admin, Refs: endpoint, Handler: a.d.Idempotency.Middleware(false)(noMembers(a.testEndpoint))},
 		{Pattern: "GET /endpoints/{id}/deliveries", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.listDeliveries)},
 		{Pattern: "GET /deliveries/{id}", Access: platform.Admin, Refs: outDelivery, Handler: http.HandlerFunc(a.getDelivery)},
-		{Pattern: "POST /deliveries/{id}/retry", Access: platform.Admin, Refs: outDelivery, Handler: noMembers(a.retryDelivery)},
+		{Pattern: "POST /deliveries/{id}/retry", Access: platform.Admin, Refs: outDelivery, Handler: a.d.Idempotency.Middleware(false)(noMembers(a.retryDelivery))},
 		{Pattern: "POST /{$}", Access: platform.Delivery, Refs: map[string]string{}, Handler: http.HandlerFunc(a.events)},
 	}
 }

@@ -314,7 +314,9 @@ func (a *API) getDelivery(w http.ResponseWriter, r *http.Request) {
 }
 
 // retryDelivery makes a delivery pending again, due now (202: it is sent
-// in its turn).
+// in its turn). Behind an optional Idempotency-Key, whose answer commits
+// with the retry (store.Retry): a retried request sends it once more, not
+// twice.
 func (a *API) retryDelivery(w http.ResponseWriter, r *http.Request) {
 	id, ok := ids.Canonical(r.PathValue("id"))
 	if !ok {
@@ -323,7 +325,9 @@ func (a *API) retryDelivery(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := postgres.Detached(r.Context())
 	defer cancel()
-	d, err := a.store.Retry(ctx, id)
+	d, err := a.store.Retry(ctx, id, func(d *outgoing.Delivery) idempotency.Response {
+		return idempotency.Response{Status: http.StatusAccepted, Body: d}
+	})
 	if err != nil {
 		problem.Write(w, r, err)
 		return

@@ -503,17 +503,27 @@ func (s *Store) Deliveries(ctx context.Context, f outgoing.Filter) ([]*outgoing.
 // Retry makes delivery id pending again, due now, with a fresh schedule
 // (its attempts counted from zero again): it is sent in its turn, once its
 // endpoint is enabled. It counts the retry, so an attempt in flight, whose
-// claim read the count before, is not recorded over it (Finish).
-func (s *Store) Retry(ctx context.Context, id string) (*outgoing.Delivery, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, attempts = 0,
-		retries = retries + 1 WHERE id = $1`, id, s.now())
-	if err != nil {
-		return nil, err
-	}
-	if tag.RowsAffected() == 0 {
-		return nil, outgoing.ErrNoDelivery
-	}
-	return s.Delivery(ctx, id)
+// claim read the count before, is not recorded over it (Finish). The
+// request's Idempotency-Key answer about it is stored in the same
+// transaction (idempotency.Complete; nothing without a key): a retried
+// request finds that answer and retries nothing twice.
+func (s *Store) Retry(ctx context.Context, id string, answer func(*outgoing.Delivery) idempotency.Response) (*outgoing.Delivery, error) {
+	var d *outgoing.Delivery
+	err := postgres.Tx(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, attempts = 0,
+			retries = retries + 1 WHERE id = $1`, id, s.now())
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return outgoing.ErrNoDelivery
+		}
+		if d, err = delivery(ctx, tx, id); err != nil {
+			return err
+		}
+		return idempotency.Complete(ctx, tx, answer(d))
+	})
+	return d, err
 }
 
 // PruneDeliveries deletes up to limit finished deliveries (succeeded or
