@@ -566,6 +566,58 @@ func TestADeliveryRetryHonoursTheIdempotencyKey(t *testing.T) {
 	}
 }
 
+// A rotation asked twice with one Idempotency-Key (a client that lost the
+// first answer) rotates once: the second answer is the first, with the
+// same new secret, and the secret the client had stays the previous one
+// (a second rotation would have made the new one previous and the old one
+// gone). The stored answer holds the secret sealed, as webhook_endpoints
+// does, not in clear; the key with another body is refused.
+func TestEndpointSecretRotationHonoursTheIdempotencyKey(t *testing.T) {
+	r := newRig(t, func(c *api.Config) { c.SecretsKey = "bench-and-test-key-0123456789abcdef" })
+	rc := newReceiver(t, nil)
+	e := r.endpoint(rc.srv.URL, events.TypeInvoicePaid)
+	path, key := "/endpoints/"+e.ID+"/rotate-secret", uuid.NewString()
+	first := r.admin_("POST", path, nil, auth.RoleAdmin, key)
+	again := r.admin_("POST", path, nil, auth.RoleAdmin, key)
+	if first.Code != http.StatusOK || again.Code != http.StatusOK {
+		t.Fatalf("rotate: %d %s, again: %d %s", first.Code, first.Body, again.Code, again.Body)
+	}
+	var a, b outgoing.Endpoint
+	if json.Unmarshal(first.Body.Bytes(), &a) != nil || json.Unmarshal(again.Body.Bytes(), &b) != nil {
+		t.Fatalf("answers %s / %s", first.Body, again.Body)
+	}
+	if a.Secret == "" || a.Secret == e.Secret || a.Secret != b.Secret || a.ID != b.ID ||
+		again.Header().Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("the replay is not the first answer:\n%s\n%s %v", first.Body, again.Body, again.Header())
+	}
+	// One rotation: the deliveries are signed with the answered secret and
+	// the one before it, nothing else.
+	r.deliverOK(fact(t, events.TypeInvoicePaid))
+	r.send()
+	got := rc.requests()
+	if len(got) != 1 || strings.Count(got[0].signature, "v1,") != 2 {
+		t.Fatalf("requests %+v, want one signed with two secrets", got)
+	}
+	for _, s := range []string{e.Secret, a.Secret} {
+		if err := verifySignature(s, got[0], r.clock.Now()); err != nil {
+			t.Errorf("after one rotation: %v", err)
+		}
+	}
+	if n := r.count(`SELECT count(*) FROM idempotency_keys WHERE position($1 in convert_from(response_body, 'UTF8')) > 0`,
+		strings.TrimPrefix(a.Secret, "whsec_")); n != 0 {
+		t.Fatal("the stored answer holds the signing secret in clear")
+	}
+	if code := problemCode(t, r.admin_("POST", path, map[string]any{}, auth.RoleAdmin, key), 422); code != "idempotency_key_reused" {
+		t.Fatalf("the key with another body: %s", code)
+	}
+	// Without a key (optional), each request rotates.
+	rec := r.admin_("POST", path, nil, auth.RoleAdmin, "")
+	var c outgoing.Endpoint
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &c) != nil || c.Secret == "" || c.Secret == a.Secret {
+		t.Fatalf("rotate without a key: %d %s", rec.Code, rec.Body)
+	}
+}
+
 // During the 24 hours after a rotation every delivery carries a signature
 // with the new secret and one with the old; then only the new.
 func TestEndpointSecretRotationSignsWithBothFor24Hours(t *testing.T) {

@@ -233,7 +233,7 @@ func (a *API) RouteTable() []platform.Route {
 		{Pattern: "GET /endpoints/{id}", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.getEndpoint)},
 		{Pattern: "PATCH /endpoints/{id}", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.updateEndpoint)},
 		{Pattern: "DELETE /endpoints/{id}", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.deleteEndpoint)},
-		{Pattern: "POST /endpoints/{id}/rotate-secret", Access: platform.Admin, Refs: endpoint, Handler: noMembers(a.rotateSecret)},
+		{Pattern: "POST /endpoints/{id}/rotate-secret", Access: platform.Admin, Refs: endpoint, Handler: a.openReplayedSecret(a.d.Idempotency.Middleware(false)(noMembers(a.rotateSecret)))},
 		{Pattern: "POST /endpoints/{id}/test", Access: platform.Admin, Refs: endpoint, Handler: a.d.Idempotency.Middleware(false)(noMembers(a.testEndpoint))},
 		{Pattern: "GET /endpoints/{id}/deliveries", Access: platform.Admin, Refs: endpoint, Handler: http.HandlerFunc(a.listDeliveries)},
 		{Pattern: "GET /deliveries/{id}", Access: platform.Admin, Refs: outDelivery, Handler: http.HandlerFunc(a.getDelivery)},

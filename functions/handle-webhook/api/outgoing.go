@@ -77,10 +77,11 @@ func (a *API) createEndpoint(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, e)
 }
 
-// openReplayedSecret serves POST /endpoints behind its Idempotency-Key
-// (inside the middleware's replay): the stored answer holds the endpoint's
-// secret sealed, as webhook_endpoints does (store.CreateEndpoint), and a
-// replay gives the client the secret the first answer showed, opened.
+// openReplayedSecret serves a route whose answer shows an endpoint's
+// secret (POST /endpoints, POST /endpoints/{id}/rotate-secret) behind its
+// Idempotency-Key (inside the middleware's replay): the stored answer
+// holds the secret sealed, as webhook_endpoints does (store.completeSealed),
+// and a replay gives the client the secret the first answer showed, opened.
 func (a *API) openReplayedSecret(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rw := &replayWriter{ResponseWriter: w}
@@ -95,16 +96,17 @@ func (a *API) openReplayedSecret(next http.Handler) http.Handler {
 		}
 		if err != nil {
 			w.Header().Del(idempotency.ReplayedHeader)
-			problem.Write(w, r, fmt.Errorf("the stored answer to the endpoint's creation: %w", err))
+			problem.Write(w, r, fmt.Errorf("the stored answer showing the endpoint's secret: %w", err))
 			return
 		}
 		httpx.WriteJSON(w, rw.status, e)
 	})
 }
 
-// replayWriter holds back a replayed creation's answer (201 with
-// Idempotent-Replayed) for openReplayedSecret; every other answer goes
-// through as it is.
+// replayWriter holds back a replayed success (2xx with
+// Idempotent-Replayed: the creation's 201, the rotation's 200) for
+// openReplayedSecret; every other answer (a replayed 404 shows no secret)
+// goes through as it is.
 type replayWriter struct {
 	http.ResponseWriter
 	status      int
@@ -116,7 +118,7 @@ func (w *replayWriter) WriteHeader(code int) {
 	if w.wrote || w.held {
 		return
 	}
-	if code == http.StatusCreated && w.Header().Get(idempotency.ReplayedHeader) == "true" {
+	if code/100 == 2 && w.Header().Get(idempotency.ReplayedHeader) == "true" {
 		w.status, w.held = code, true
 		return
 	}
@@ -187,7 +189,7 @@ func (a *API) updateEndpoint(w http.ResponseWriter, r *http.Request) {
 	e, err := a.store.UpdateEndpoint(ctx, id, func(e *outgoing.Endpoint) error {
 		req.Apply(e, a.now())
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
@@ -212,7 +214,10 @@ func (a *API) deleteEndpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 // rotateSecret gives the endpoint a new secret, shown once; the old one
-// still signs for outgoing.RotationOverlap.
+// still signs for outgoing.RotationOverlap. Behind an optional
+// Idempotency-Key, whose answer commits with the rotation, its secret
+// sealed (store.UpdateEndpoint): a retried request gets the same new
+// secret, not a second one that would make the first the previous.
 func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) {
 	id, err := endpointID(r)
 	if err != nil {
@@ -224,6 +229,8 @@ func (a *API) rotateSecret(w http.ResponseWriter, r *http.Request) {
 	e, err := a.store.UpdateEndpoint(ctx, id, func(e *outgoing.Endpoint) error {
 		e.Rotate(a.now())
 		return nil
+	}, func(sealed *outgoing.Endpoint) idempotency.Response {
+		return idempotency.Response{Status: http.StatusOK, Body: sealed}
 	})
 	if err != nil {
 		problem.Write(w, r, err)

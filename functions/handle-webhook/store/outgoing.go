@@ -51,9 +51,7 @@ func (s *Store) openSecrets(e *outgoing.Endpoint, cur, prev string) error {
 
 // CreateEndpoint stores a new endpoint e (its id, secret and times set)
 // and, in the same transaction, the request's Idempotency-Key answer
-// (idempotency.Complete; nothing without a key): answer is given a copy
-// of e whose Secret is sealed as the row holds it, so the idempotency
-// table keeps no signing secret in clear (the replay opens it).
+// (completeSealed: the secret in it sealed).
 func (s *Store) CreateEndpoint(ctx context.Context, e *outgoing.Endpoint, answer func(sealed *outgoing.Endpoint) idempotency.Response) error {
 	secret, err := s.Secrets.Seal(e.ID, e.CurrentSecret())
 	if err != nil {
@@ -65,12 +63,28 @@ func (s *Store) CreateEndpoint(ctx context.Context, e *outgoing.Endpoint, answer
 			e.ID, e.URL, e.Events, e.Description, secret, e.Disabled, e.DisabledReason, e.CreatedAt, e.UpdatedAt); err != nil {
 			return err
 		}
-		sealed := *e
-		sealed.Secret = secret
-		return idempotency.Complete(ctx, tx, answer(&sealed))
+		return completeSealed(ctx, tx, e, secret, answer)
 	})
 	s.Interests.drop()
 	return err
+}
+
+// completeSealed stores in tx the request's Idempotency-Key answer about
+// endpoint e (idempotency.Complete; nothing without a key, or without
+// answer): answer is given a copy of e whose shown Secret (the current
+// one, at its creation or rotation) is sealed, as the row holds it, so
+// the idempotency table keeps no signing secret in clear; the replay
+// opens it (api.openReplayedSecret).
+func completeSealed(ctx context.Context, tx pgx.Tx, e *outgoing.Endpoint, sealedCurrent string,
+	answer func(sealed *outgoing.Endpoint) idempotency.Response) error {
+	if answer == nil {
+		return nil
+	}
+	sealed := *e
+	if sealed.Secret != "" {
+		sealed.Secret = sealedCurrent
+	}
+	return idempotency.Complete(ctx, tx, answer(&sealed))
 }
 
 // Endpoint is endpoint id (outgoing.ErrNoEndpoint when none).
@@ -96,8 +110,11 @@ func (s *Store) Endpoints(ctx context.Context, limit int, after string) ([]*outg
 }
 
 // UpdateEndpoint locks endpoint id, lets change alter it and saves it, in
-// one transaction.
-func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outgoing.Endpoint) error) (*outgoing.Endpoint, error) {
+// one transaction with, when answer is not nil, the request's
+// Idempotency-Key answer (completeSealed: a rotation's new secret in it
+// sealed).
+func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outgoing.Endpoint) error,
+	answer func(sealed *outgoing.Endpoint) idempotency.Response) (*outgoing.Endpoint, error) {
 	var (
 		e        *outgoing.Endpoint
 		interest bool // what it subscribes to or whether it is enabled changed
@@ -131,11 +148,13 @@ func (s *Store) UpdateEndpoint(ctx context.Context, id string, change func(*outg
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, disabled = $5,
+		if _, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET url = $2, events = $3, description = $4, disabled = $5,
 			disabled_reason = $6, secret = $7, previous_secret = $8, previous_secret_expires_at = $9, updated_at = $10
 			WHERE id = $1`, e.ID, e.URL, e.Events, e.Description, e.Disabled, e.DisabledReason, current,
-			previous, *prev, e.UpdatedAt)
-		return err
+			previous, *prev, e.UpdatedAt); err != nil {
+			return err
+		}
+		return completeSealed(ctx, tx, e, current, answer)
 	})
 	if err == nil && interest {
 		s.Interests.drop()
