@@ -208,7 +208,6 @@ func TestEndpointCreatedWithASecretShownOnce(t *testing.T) {
 	}
 }
 
-// fieldOf is the pointer of the first field error of a 422.
 // A client that timed out and sends its creation again with the same
 // Idempotency-Key gets the first answer (the same endpoint and secret),
 // and no second endpoint; the same key with another body is refused. The
@@ -250,6 +249,7 @@ func TestEndpointCreationHonoursTheIdempotencyKey(t *testing.T) {
 	}
 }
 
+// fieldOf is the pointer of the first field error of a 422.
 func fieldOf(t *testing.T, rec *httptest.ResponseRecorder) string {
 	t.Helper()
 	if rec.Code != http.StatusUnprocessableEntity {
