@@ -202,7 +202,12 @@ func PDF(w io.Writer, inv *invoicing.Invoice) error {
 	pdf.CellFormat(90, 5, "BILL TO", "", 2, "L", false, 0, "")
 	pdf.SetFont("Helvetica", "", 10)
 	for _, l := range customerLines(inv.Customer) {
-		pdf.CellFormat(90, 5, tr(l), "", 2, "L", false, 0, "")
+		// Wrapped in the column: a cell as long as the customer's text ran
+		// over the details beside it, where padding put a false "Amount due"
+		// under the real one.
+		for _, part := range splitCP1252(pdf, tr(l), 90) {
+			pdf.CellFormat(90, 5, part, "", 2, "L", false, 0, "")
+		}
 	}
 	pdf.CellFormat(90, 5, tr("Account "+inv.AccountID), "", 2, "L", false, 0, "")
 	left := pdf.GetY()
