@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/functions/generate-invoice/render"
@@ -149,7 +150,7 @@ func Compose(n *Notification, inv *invoicing.Invoice, from Sender) (*Email, erro
 		Total:      render.FormatMoneyIn(inv.Total, inv.Currency, loc, false),
 		AmountDue:  render.FormatMoneyIn(req.AmountDue, inv.Currency, loc, false),
 		AmountPaid: render.FormatMoneyIn(max(req.AmountPaid, inv.AmountPaid), inv.Currency, loc, false),
-		DueDate:    dueDate(req), Reason: req.Reason, Attempt: req.Attempt, Memo: inv.Memo, Attached: attaches(n.Kind),
+		DueDate:    dueDate(req), Reason: oneLine(req.Reason), Attempt: req.Attempt, Memo: inv.Memo, Attached: attaches(n.Kind),
 		NothingDue: req.AmountDue == 0, Renewal: inv.BillingReason == invoicing.ReasonSubscriptionCycle}
 	if inv.FinalizedAt != nil {
 		v.IssueDate = inv.FinalizedAt.UTC().Format(time.DateOnly)
@@ -158,7 +159,7 @@ func Compose(n *Notification, inv *invoicing.Invoice, from Sender) (*Email, erro
 		v.Period = inv.PeriodStart.UTC().Format(time.DateOnly) + " – " + inv.PeriodEnd.UTC().Format(time.DateOnly)
 	}
 	for _, l := range inv.Lines {
-		v.Lines = append(v.Lines, viewLine{Description: l.Description, Quantity: l.Quantity.String(),
+		v.Lines = append(v.Lines, viewLine{Description: oneLine(l.Description), Quantity: l.Quantity.String(),
 			Amount: render.FormatMoneyIn(l.Total, inv.Currency, loc, false)})
 	}
 	e, err := build(n, v, Subject(n.Kind, inv, req, company), from)
@@ -178,7 +179,7 @@ func Compose(n *Notification, inv *invoicing.Invoice, from Sender) (*Email, erro
 func greeting(inv *invoicing.Invoice) string { return greet(inv.Customer) }
 
 func greet(c invoicing.Customer) string {
-	if n := strings.TrimSpace(c.Name); n != "" {
+	if n := strings.TrimSpace(oneLine(c.Name)); n != "" {
 		return "Hello " + n + ","
 	}
 	return "Hello,"
@@ -198,10 +199,31 @@ func PlanPrice(p *events.Plan, locale string) string {
 }
 
 func planName(p *events.Plan) string {
-	if p == nil || strings.TrimSpace(p.Name) == "" {
+	if p == nil || strings.TrimSpace(oneLine(p.Name)) == "" {
 		return "your plan"
 	}
-	return p.Name
+	return oneLine(p.Name)
+}
+
+// oneLine is text a merchant may have taken from its customer (a name, a
+// line's description, a plan's name) as an email shows it, on the line of
+// an amount: its line breaks and other control characters become spaces
+// (a description's "\n  Total: $0.01" wrote a line of its own among the
+// invoice's lines), and the bidi embeddings, overrides and isolates go,
+// which reorder the text after them to the end of its line: the amount
+// of an invoice line in the plain text part, the price in a subject
+// ("$12.50" read "05.21$"). Right-to-left letters stay; they reorder
+// only themselves.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= '\u202a' && r <= '\u202e', r >= '\u2066' && r <= '\u2069':
+			return -1
+		case unicode.IsControl(r), r == '\u2028', r == '\u2029':
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // endedOn is the date a canceled subscription ended.
