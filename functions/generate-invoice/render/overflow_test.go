@@ -2,6 +2,8 @@ package render_test
 
 import (
 	"bytes"
+	"compress/zlib"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -52,6 +54,53 @@ func TestPDFKeepsTheCustomersTextInItsColumn(t *testing.T) {
 	for _, want := range []string{"Amount due          $0.01", inv.Customer.Email} {
 		if !strings.Contains(strings.ReplaceAll(drawn.String(), " ", ""), strings.ReplaceAll(want, " ", "")) {
 			t.Errorf("the PDF does not show %q in full; drew %q", want, drawn.String())
+		}
+	}
+}
+
+// A line's quantity and amounts are drawn beside the first row of its
+// description, on the same page, however long the description. Before, a
+// description of more rows than a page holds (line breaks count) ran on
+// to the next pages and its amounts were drawn on the last of them, at the
+// height where it began: beside whatever rows of text the description put
+// there, far from the line they belong to.
+func TestPDFDrawsALinesAmountsBesideItsDescription(t *testing.T) {
+	inv := invoice(t, 3)
+	inv.Lines[1].Description = "Storage" + strings.Repeat("\nsee below", 60) + "\nFree credit"
+	var buf bytes.Buffer
+	if err := render.PDF(&buf, inv); err != nil {
+		t.Fatal(err)
+	}
+	type place struct {
+		page    int
+		y, size string // the font's size in points
+	}
+	where := map[string][]place{}
+	streams := regexp.MustCompile(`(?s)<<(?:/Filter /FlateDecode )?/Length \d+>>\nstream\n(.*?)\nendstream`).FindAllSubmatch(buf.Bytes(), -1)
+	for page, m := range streams {
+		data := m[1]
+		if zr, err := zlib.NewReader(bytes.NewReader(data)); err == nil {
+			if data, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		size := ""
+		for _, op := range regexp.MustCompile(`/F\w+ ([\d.]+) Tf|BT [\d.]+ ([\d.]+) Td \((.*?)\)\s?Tj ET`).FindAllSubmatch(data, -1) {
+			if len(op[1]) > 0 {
+				size = string(op[1])
+				continue
+			}
+			where[string(op[3])] = append(where[string(op[3])], place{page, string(op[2]), size})
+		}
+	}
+	desc, amount := where["Storage"], where["$4.50"] // Storage's unit price and amount, both $4.50
+	if len(desc) != 1 || len(amount) != 2 {
+		t.Fatalf("Storage drawn at %v, $4.50 at %v", desc, amount)
+	}
+	for _, a := range amount {
+		if a != desc[0] {
+			t.Errorf("Storage's $4.50 is drawn on page %d at y %s in %s pt; its description begins on page %d at y %s in %s pt",
+				a.page+1, a.y, a.size, desc[0].page+1, desc[0].y, desc[0].size)
 		}
 	}
 }

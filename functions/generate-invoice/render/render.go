@@ -254,8 +254,17 @@ func PDF(w io.Writer, inv *invoicing.Invoice) error {
 		if pdf.GetY()+h > 270 {
 			pdf.AddPage()
 		}
-		y := pdf.GetY()
+		y, page := pdf.GetY(), pdf.PageNo()
 		pdf.MultiCell(cols[0].w, 5, strings.Join(desc, "\n"), "", "L", false)
+		end, endY := pdf.PageNo(), y+h
+		if end != page {
+			// A description longer than a page ran on to the next ones: its
+			// amounts go beside its first row, not at that height on its
+			// last page, beside whatever text it wrote there.
+			endY = pdf.GetY()
+			pdf.SetPage(page)
+			pdf.SetFontSize(9) // that page's footer set 7 pt last
+		}
 		pdf.SetXY(15+cols[0].w, y)
 		vals := []string{l.Quantity.String(), m(l.UnitAmount), m(-l.DiscountAmount), m(l.TaxAmount), m(l.Amount)}
 		if l.DiscountAmount == 0 {
@@ -264,7 +273,8 @@ func PDF(w io.Writer, inv *invoicing.Invoice) error {
 		for i, v := range vals {
 			pdf.CellFormat(cols[i+1].w, 5, v, "", 0, cols[i+1].align, false, 0, "")
 		}
-		pdf.SetY(y + h)
+		pdf.SetPage(end)
+		pdf.SetY(endY)
 		pdf.SetDrawColor(225, 225, 225)
 		pdf.Line(15, pdf.GetY()+0.5, 195, pdf.GetY()+0.5)
 		pdf.Ln(1.5)
