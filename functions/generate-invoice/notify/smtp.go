@@ -3,12 +3,14 @@ package notify
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	gomail "github.com/wneessen/go-mail"
 )
@@ -114,7 +116,11 @@ func Message(e *Email, now time.Time) (*gomail.Msg, error) {
 	if err := m.To(e.To); err != nil {
 		return nil, fmt.Errorf("to: %w", err)
 	}
-	m.Subject(e.Subject)
+	if strings.Contains(e.Subject, "=?") {
+		m.SetGenHeaderPreformatted(gomail.HeaderSubject, encodedWords(e.Subject))
+	} else {
+		m.Subject(e.Subject)
+	}
 	m.SetMessageIDWithValue(e.MessageID)
 	m.SetDateWithValue(now)
 	m.SetGenHeader(gomail.HeaderListUnsubscribe, e.ListUnsubscribe)
@@ -127,6 +133,26 @@ func Message(e *Email, now time.Time) (*gomail.Msg, error) {
 		}
 	}
 	return m, nil
+}
+
+// encodedWords writes a subject as RFC 2047 encoded words, base64 of at
+// most 45 bytes each (a 75-character word), one per folded line. go-mail
+// encodes a subject only when it holds more than printable ASCII, and
+// writes "=?utf-8?q?=E2=80=AE?=" in a plan's name as it is: the reader's
+// client decodes it, and the subject shows what the name could not hold
+// (a right-to-left override, a line break, any text). Encoded, the
+// subject reads as it was written.
+func encodedWords(s string) string {
+	var words []string
+	for len(s) > 0 {
+		n := min(len(s), 45)
+		for n > 1 && n < len(s) && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		words = append(words, "=?UTF-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, "\r\n ")
 }
 
 // ErrBadMessage marks an email that cannot be built (an address the
