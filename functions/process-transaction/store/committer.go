@@ -344,10 +344,15 @@ func (c *Committer) tryCommit(ctx context.Context, units []*ledger.Unit, readKey
 		// is read; keyLockSQL).
 		b.Queue(keyLockSQL, ownScopes, ownKeys)
 		// A key past its TTL is free again, as the middleware's claim
-		// takes it.
-		b.Queue(`SELECT i.scope, i.key, i.method || ' ' || i.path FROM idempotency_keys i
-			JOIN unnest($1::text[], $2::text[]) AS k(s, k) ON i.scope = k.s AND i.key = k.k
-			WHERE i.created_at >= now() - $3::interval`, ownScopes, ownKeys, idempotency.TTL)
+		// takes it. Each key is looked up through the primary key whatever
+		// the statistics: the LIMIT keeps the lookup a subquery run per
+		// key (a join may be planned as a scan of the table), and the TTL
+		// is tested on the row found, so no plan reads the created_at
+		// index. The generic plan is made once per connection, often on a
+		// near-empty table; a join planned then scanned every key of the
+		// last 24 hours for each group once the table had grown
+		// (TestAGroupsOwnKeysAreLookedUpByIndexAsTheTableGrows).
+		b.Queue(ownKeysSQL, ownScopes, ownKeys, idempotency.TTL)
 	}
 	if readKeys {
 		b.Queue(`SELECT `+transferCols+`, t.idem_scope, t.idem_key, t.request_hash FROM transfers t

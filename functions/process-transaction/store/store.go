@@ -342,6 +342,14 @@ type Resolution struct {
 const keyLockSQL = `SELECT count(pg_advisory_xact_lock(h)) FROM (
 	SELECT DISTINCT hashtextextended(s || ' ' || k, 0) AS h FROM unnest($1::text[], $2::text[]) AS x(s, k) ORDER BY h) l`
 
+// ownKeysSQL reads the idempotency table's claims on a group's own keys
+// (scopes $1, keys $2) younger than the TTL $3: scope, key and the route
+// that holds each (Committer.tryCommit).
+const ownKeysSQL = `SELECT k.s, k.k, x.route FROM unnest($1::text[], $2::text[]) AS k(s, k)
+	CROSS JOIN LATERAL (SELECT i.method || ' ' || i.path AS route, i.created_at FROM idempotency_keys i
+		WHERE i.scope = k.s AND i.key = k.k LIMIT 1) x
+	WHERE x.created_at >= now() - $3::interval`
+
 // UpdateHold resolves hold id: it locks the transfer, lets decide choose the
 // resolution (or refuse: not the caller's, already resolved), locks both
 // accounts and resolves the hold by ledger.ResolveHold, then writes the
