@@ -81,9 +81,16 @@ func open(ctx context.Context, url string, maxConns int32, seqScan bool) (*pgxpo
 // transaction whose statements have plans that do not depend on their
 // values: index lookups by key and bulk writes, never an optional filter
 // (a parameter tested for "none" ORed with a column compared to it), whose
-// generic plan cannot use the index a value would choose. Not for a
-// connection's whole session: the functions' list queries are such
-// filters.
+// generic plan cannot use the index a value would choose. Nor a join
+// whose best plan depends on a table's size: the generic plan is made
+// once per connection with the statistics of that moment, often those of
+// a near-empty table (a fresh deployment; without autovacuum no ANALYZE
+// ever makes it again), and a join against unnest($1) planned then as a
+// scan and a hash join scans the whole table as it grows. Look rows up
+// per element (a LATERAL subquery with LIMIT 1 on a unique key, as
+// process-transaction's ownKeysSQL) and check the plan made on an empty
+// table with enable_seqscan off, as Pool sets it. Not for a connection's
+// whole session: the functions' list queries are such filters.
 const GenericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // MaxAttempts bounds how often Tx runs fn when Postgres reports a
