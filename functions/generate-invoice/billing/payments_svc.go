@@ -196,15 +196,9 @@ func mismatch(ctx context.Context, ev events.Event, inv *invoicing.Invoice, paym
 // refund id. The invoice keeps its status (as in Stripe, a refund does not
 // reopen an invoice); amount_refunded shows it.
 func (s *Service) RefundSucceeded(ctx context.Context, tx Tx, ev events.Event, r *events.Refund) error {
-	inv, ok, err := s.paymentInvoice(ctx, tx, ev, r.InvoiceID)
-	if err != nil || !ok {
+	inv, err := s.refundInvoice(ctx, tx, ev, r)
+	if err != nil || inv == nil {
 		return err
-	}
-	if cur := money.Currency(r.Currency); cur != "" && cur != inv.Currency {
-		return mismatch(ctx, ev, inv, r.PaymentID, cur)
-	}
-	if r.RefundID == "" || r.Amount <= 0 {
-		return events.Permanent(fmt.Errorf("%s %s has no refund_id or amount", ev.Type(), ev.ID()))
 	}
 	fresh, err := tx.RecordRefund(ctx, r.RefundID, inv.ID, r.PaymentID, r.Amount, string(inv.Currency))
 	if err != nil || !fresh {
@@ -233,15 +227,9 @@ func (s *Service) RefundReversed(ctx context.Context, tx Tx, ev events.Event, r 
 	if !r.Reversed {
 		return nil
 	}
-	inv, ok, err := s.paymentInvoice(ctx, tx, ev, r.InvoiceID)
-	if err != nil || !ok {
+	inv, err := s.refundInvoice(ctx, tx, ev, r)
+	if err != nil || inv == nil {
 		return err
-	}
-	if cur := money.Currency(r.Currency); cur != "" && cur != inv.Currency {
-		return mismatch(ctx, ev, inv, r.PaymentID, cur)
-	}
-	if r.RefundID == "" || r.Amount <= 0 {
-		return events.Permanent(fmt.Errorf("%s %s has no refund_id or amount", ev.Type(), ev.ID()))
 	}
 	counted, fresh, err := tx.ReverseRefund(ctx, r.RefundID, inv.ID, r.PaymentID, r.Amount, string(inv.Currency))
 	if err != nil || !fresh {
@@ -254,4 +242,21 @@ func (s *Service) RefundReversed(ctx context.Context, tx Tx, ev events.Event, r 
 	}
 	s.touched(ctx, []string{inv.ID})
 	return nil
+}
+
+// refundInvoice is the invoice a refund event applies to, nil when it
+// applies to none (not an invoice payment, another currency): the checks
+// RefundSucceeded and RefundReversed share.
+func (s *Service) refundInvoice(ctx context.Context, tx Tx, ev events.Event, r *events.Refund) (*invoicing.Invoice, error) {
+	inv, ok, err := s.paymentInvoice(ctx, tx, ev, r.InvoiceID)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if cur := money.Currency(r.Currency); cur != "" && cur != inv.Currency {
+		return nil, mismatch(ctx, ev, inv, r.PaymentID, cur)
+	}
+	if r.RefundID == "" || r.Amount <= 0 {
+		return nil, events.Permanent(fmt.Errorf("%s %s has no refund_id or amount", ev.Type(), ev.ID()))
+	}
+	return inv, nil
 }

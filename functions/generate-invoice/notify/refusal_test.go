@@ -3,19 +3,13 @@ package notify
 import (
 	"testing"
 	"time"
-
-	"github.com/billfn/billfn/shared/testenv"
 )
 
 // A server's refusal is recorded as go-mail's Client.Send reports it (GET
 // /notifications shows it as smtp_response): its code, temporary for a
 // 4xx, and go-mail's words.
 func TestRefusalsAreRecordedAsBefore(t *testing.T) {
-	mp := testenv.StartMailpit(t)
-	cfg, err := ParseSMTPURL(mp.SMTPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
+	mp, m := mailpitMailer(t)
 	inv := wireInvoice(t, 2)
 	e, err := Compose(wireNotification(inv), inv, Sender{From: "Acme Billing <billing@acme.example>"})
 	if err != nil {
@@ -25,7 +19,7 @@ func TestRefusalsAreRecordedAsBefore(t *testing.T) {
 		if err := mp.Chaos(t.Context(), code, 100); err != nil {
 			t.Fatal(err)
 		}
-		s := NewMailer(cfg).Session()
+		s := m.Session()
 		o, sent := s.Send(t.Context(), e, time.Now())
 		s.Close()
 		want := Outcome{Code: code, Temporary: code < 500, Response: "sending SMTP RCPT TO command: " + map[int]string{550: "550", 451: "451"}[code] +

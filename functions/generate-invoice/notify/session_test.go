@@ -16,12 +16,8 @@ import (
 // whole, and the session survives the server closing it (the next email
 // dials again).
 func TestSessionSendsEveryEmailOverOneConnection(t *testing.T) {
-	mp := testenv.StartMailpit(t)
-	cfg, err := ParseSMTPURL(mp.SMTPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewMailer(cfg).Session()
+	mp, m := mailpitMailer(t)
+	s := m.Session()
 	defer s.Close()
 	tag := "s-" + uuid.NewString()[:8]
 	const n = 5
@@ -53,4 +49,15 @@ func TestSessionSendsEveryEmailOverOneConnection(t *testing.T) {
 			t.Fatalf("email %s: text %q, html %q, %d attachments", i, msg.Text, msg.HTML, len(msg.Attachments))
 		}
 	}
+}
+
+// mailpitMailer is a Mailer sending to the tests' real Mailpit.
+func mailpitMailer(t *testing.T) (*testenv.Mailpit, *Mailer) {
+	t.Helper()
+	mp := testenv.StartMailpit(t)
+	cfg, err := ParseSMTPURL(mp.SMTPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mp, NewMailer(cfg)
 }

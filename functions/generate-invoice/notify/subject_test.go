@@ -8,7 +8,6 @@ import (
 
 	"github.com/billfn/billfn/functions/generate-invoice/invoicing"
 	"github.com/billfn/billfn/shared/events"
-	"github.com/billfn/billfn/shared/testenv"
 )
 
 // A subject is read as it was written, whatever a plan's name holds. An
@@ -19,12 +18,8 @@ import (
 // the subject. Line breaks and a Bcc in it stay text: the message goes to
 // its one recipient only (a real Mailpit decodes it as clients do).
 func TestASubjectShowsAPlansNameAsWritten(t *testing.T) {
-	mp := testenv.StartMailpit(t)
-	cfg, err := ParseSMTPURL(mp.SMTPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewMailer(cfg).Session()
+	mp, m := mailpitMailer(t)
+	s := m.Session()
 	defer s.Close()
 	at := time.Date(2026, 5, 20, 12, 0, 0, 0, time.UTC)
 	tag := "subj-" + uuid.NewString()[:8]

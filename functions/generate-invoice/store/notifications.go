@@ -94,7 +94,7 @@ func (tx *Tx) InsertNotifications(ctx context.Context, ns []*notify.Notification
 		invoices[i], reasons[i], resendOf[i], subs[i], endpoints[i] = n.InvoiceID, n.Reason, n.ResendOf, n.SubscriptionID, n.EndpointID
 		next[i], created[i] = n.NextAttemptAt, n.CreatedAt
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO invoice_notifications (id, event_source, event_id, kind, invoice_id, account_id,
+	logged, err := stringSet(tx.Query(ctx, `INSERT INTO invoice_notifications (id, event_source, event_id, kind, invoice_id, account_id,
 		owner_user_id, recipient, status, reason, data, message_id, subject, attempts, next_attempt_at, resend_of, created_at, updated_at,
 		subscription_id, webhook_endpoint_id)
 		SELECT id, source, event_id, kind, invoice_id, nullif(account, '')::uuid, nullif(owner, '')::uuid, recipient, status, reason,
@@ -106,17 +106,9 @@ func (tx *Tx) InsertNotifications(ctx context.Context, ns []*notify.Notification
 		ON CONFLICT (event_source, event_id) DO NOTHING
 		RETURNING id`,
 		ids, sources, eventIDs, kinds, invoices, accounts, owners, recipients, statuses, reasons,
-		data, messageIDs, subjects, next, resendOf, created, subs, endpoints)
+		data, messageIDs, subjects, next, resendOf, created, subs, endpoints))
 	if err != nil {
 		return nil, err
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	logged := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		logged[id] = true
 	}
 	for i, n := range ns {
 		fresh[i] = logged[n.ID]

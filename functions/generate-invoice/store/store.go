@@ -779,7 +779,11 @@ func InsertPendingRequests(ctx context.Context, tx pgx.Tx, source string, ids []
 // CustomerRequests is the set of those of the requests ids of source a
 // customer made (InsertPendingRequests' byCustomer).
 func CustomerRequests(ctx context.Context, q Querier, source string, ids []string) (map[string]bool, error) {
-	rows, err := q.Query(ctx, `SELECT id FROM invoice_requests WHERE source = $1 AND id = ANY($2::text[]) AND by_customer`, source, ids)
+	return stringSet(q.Query(ctx, `SELECT id FROM invoice_requests WHERE source = $1 AND id = ANY($2::text[]) AND by_customer`, source, ids))
+}
+
+// stringSet is the set of the strings a query's rows hold in one column.
+func stringSet(rows pgx.Rows, err error) (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -787,11 +791,11 @@ func CustomerRequests(ctx context.Context, q Querier, source string, ids []strin
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]bool, len(got))
-	for _, id := range got {
-		out[id] = true
+	set := make(map[string]bool, len(got))
+	for _, s := range got {
+		set[s] = true
 	}
-	return out, nil
+	return set, nil
 }
 
 // pipeline is a transaction whose Exec calls are queued and sent together
