@@ -64,6 +64,10 @@ func open(ctx context.Context, url string, maxConns int32, seqScan bool) (*pgxpo
 		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
 	}
 	cfg.ConnConfig.Tracer = queryTracer{} // spans of sampled requests only (tracer.go)
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		presizeOn(c.TypeMap()) // Presized (presized.go)
+		return nil
+	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
