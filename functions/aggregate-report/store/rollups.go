@@ -13,6 +13,7 @@ import (
 
 	"github.com/billfn/billfn/functions/aggregate-report/rollup"
 	"github.com/billfn/billfn/shared/events"
+	"github.com/billfn/billfn/shared/postgres"
 )
 
 // LockKey is the advisory lock every writer of the rollups holds for its
@@ -140,7 +141,7 @@ func queueAppend(b *pgx.Batch, evs []rollup.Event, fresh *[]rollup.Event) {
 		     WITH ORDINALITY AS x(s, i, t, tm, sb, d, ord)
 		ORDER BY ord
 		ON CONFLICT (source, id) DO NOTHING
-		RETURNING seq, source, id`, src, ids, typ, times, sub, data).Query(func(rows pgx.Rows) error {
+		RETURNING seq, source, id`, postgres.Presized(src, ids, typ, times, sub, data)...).Query(func(rows pgx.Rows) error {
 		type key struct{ s, i string }
 		seqs := map[key]int64{}
 		for rows.Next() {
