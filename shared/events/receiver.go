@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -312,7 +311,7 @@ func (rc *Receiver) now() time.Time {
 // ServeHTTP receives one delivery.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc.metricsOnce.Do(rc.initMetrics)
-	body, err := io.ReadAll(r.Body)
+	body, err := httpx.ReadBody(r)
 	if err != nil {
 		problem.Write(w, r, err)
 		return

@@ -38,6 +38,7 @@ import (
 
 	"github.com/billfn/billfn/shared/apperr"
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/pgbatch"
 	"github.com/billfn/billfn/shared/postgres"
 	"github.com/billfn/billfn/shared/problem"
@@ -178,7 +179,7 @@ func (s *Store) middleware(required, deferred bool) func(http.Handler) http.Hand
 				problem.Write(w, r, err)
 				return
 			}
-			body, err := io.ReadAll(r.Body)
+			body, err := httpx.ReadBody(r)
 			if err != nil {
 				problem.Write(w, r, err)
 				return

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/billfn/billfn/shared/httpx"
 	"github.com/billfn/billfn/shared/problem"
 )
 
@@ -24,7 +25,7 @@ func Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := io.ReadAll(r.Body)
+		body, err := httpx.ReadBody(r)
 		if err != nil {
 			problem.Write(w, r, err) // a MaxBytesError is a 413
 			return

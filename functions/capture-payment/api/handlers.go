@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"unicode/utf8"
 
@@ -278,7 +277,7 @@ func (s *API) listPayments(w http.ResponseWriter, r *http.Request) {
 // decodeOptional decodes a body that may be empty (Stripe's confirm,
 // capture and cancel take none).
 func decodeOptional(r *http.Request, dst any) error {
-	body, err := io.ReadAll(r.Body)
+	body, err := httpx.ReadBody(r)
 	if err != nil {
 		return err
 	}

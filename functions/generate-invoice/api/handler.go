@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -30,7 +29,7 @@ import (
 // decodeOptional decodes a JSON body when there is one (actions such as
 // /pay take an optional body).
 func decodeOptional(r *http.Request, dst any) error {
-	b, err := io.ReadAll(r.Body)
+	b, err := httpx.ReadBody(r)
 	if err != nil {
 		return problem.From(err)
 	}

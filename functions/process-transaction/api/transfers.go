@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -56,7 +55,7 @@ func (s *Service) createTransfer(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, err)
 		return
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := httpx.ReadBody(r)
 	if err != nil {
 		problem.Write(w, r, err)
 		return
