@@ -15,7 +15,8 @@ import (
 
 // A presized statement writes what the plain one writes, on a pool of
 // Open (the wrapper installed) and on one without it (the argument then
-// encodes as a driver.Valuer).
+// encodes as a driver.Valuer), after a reservation in the connection's
+// write buffer (ReserveFor), which sends nothing.
 func TestPresizedArgumentsWriteTheSameRows(t *testing.T) {
 	url := testenv.FreshDatabase(t, false)
 	ctx := context.Background()
@@ -37,7 +38,15 @@ func TestPresizedArgumentsWriteTheSameRows(t *testing.T) {
 	for name, pool := range map[string]*pgxpool.Pool{"open": withWrapper, "plain": plain} {
 		// twice on the same connection: the second run uses the memoized plan
 		for range 2 {
-			if _, err := pool.Exec(ctx, insert, postgres.Presized(name, names, ns, bodies)...); err != nil {
+			args := postgres.Presized(name, names, ns, bodies)
+			conn, err := pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			postgres.ReserveFor(conn.Conn(), args) // room in the write buffer, nothing sent
+			_, err = conn.Exec(ctx, insert, args...)
+			conn.Release()
+			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
 		}

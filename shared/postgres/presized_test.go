@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -37,13 +38,18 @@ func TestPresizedReservesTheStatementsSizeInTheBuffer(t *testing.T) {
 	}
 	if n := EncodedSize(ids, payloads); n != 20+2*(4+36)+20+4+5000+4+7000 {
 		t.Errorf("EncodedSize = %d", n)
+	}	// ReserveFor's message writes no byte: it only grows the buffer.
+	if buf, err := reservation(12000).Encode(make([]byte, 3, 1024)); err != nil || len(buf) != 3 || cap(buf) < 12003 {
+		t.Errorf("reservation encoded into len %d cap %d, %v; want len 3, cap ≥ 12003", len(buf), cap(buf), err)
 	}
 }
 
 // BenchmarkEncodeGroupWrite encodes the parameters of a group write of a
 // thousand transfers and their events (about the shape and size of
-// process-transaction's writeSQL) as pgx does before sending them, plain
-// and presized: go test -bench EncodeGroupWrite -benchmem ./shared/postgres.
+// process-transaction's writeSQL) as pgx does before sending them, and
+// their Bind message into a connection's write buffer as it is after
+// every large message (1 kB), plain and presized (Presized, ReserveFor):
+// go test -run - -bench EncodeGroupWrite -benchmem ./shared/postgres.
 func BenchmarkEncodeGroupWrite(b *testing.B) {
 	const n = 1000
 	ids, texts := make([]string, n), make([]string, n)
@@ -69,6 +75,15 @@ func BenchmarkEncodeGroupWrite(b *testing.B) {
 			var eqb pgx.ExtendedQueryBuilder
 			for b.Loop() {
 				if err := eqb.Build(m, sd, c.args); err != nil {
+					b.Fatal(err)
+				}
+				wbuf := make([]byte, 0, 1024)
+				if p, ok := c.args[0].(unwrapper); ok {
+					_, n := p.unwrap()
+					wbuf, _ = reservation(n + 64 + 6*len(c.args)).Encode(wbuf)
+				}
+				bind := pgproto3.Bind{ParameterFormatCodes: eqb.ParamFormats, Parameters: eqb.ParamValues, ResultFormatCodes: eqb.ResultFormats}
+				if _, err := bind.Encode(wbuf); err != nil {
 					b.Fatal(err)
 				}
 			}

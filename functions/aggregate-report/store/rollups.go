@@ -70,7 +70,7 @@ func Ingest(ctx context.Context, tx pgx.Tx, evs []rollup.Event) (Result, error) 
 	}
 	b.Queue(lock, LockKey)
 	var fresh []rollup.Event
-	queueAppend(b, todo, &fresh)
+	queueAppend(tx.Conn(), b, todo, &fresh)
 	st := rollup.NewState()
 	queueLoadState(b, st, rollup.Needs(todo))
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
@@ -122,8 +122,9 @@ func (res *Result) markDuplicates(evs, fresh []rollup.Event) {
 }
 
 // queueAppend queues the insert of evs into the log, in order; when it
-// has run, fresh holds those that were new.
-func queueAppend(b *pgx.Batch, evs []rollup.Event, fresh *[]rollup.Event) {
+// has run, fresh holds those that were new. c is the connection that
+// sends b, whose write buffer gets room for the events (ReserveFor).
+func queueAppend(c *pgx.Conn, b *pgx.Batch, evs []rollup.Event, fresh *[]rollup.Event) {
 	n := len(evs)
 	src, ids, typ, sub := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	times := make([]time.Time, n)
@@ -135,13 +136,15 @@ func queueAppend(b *pgx.Batch, evs []rollup.Event, fresh *[]rollup.Event) {
 		src[i], ids[i], typ[i], sub[i], times[i] = ev.Source, ev.ID, ev.Type, ev.Subject, ev.Time
 		data[i] = string(ev.Data)
 	}
+	args := postgres.Presized(src, ids, typ, times, sub, data)
+	postgres.ReserveFor(c, args)
 	b.Queue(`INSERT INTO report_events (source, id, type, time, subject, data)
 		SELECT s, i, t, tm, sb, d::jsonb
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
 		     WITH ORDINALITY AS x(s, i, t, tm, sb, d, ord)
 		ORDER BY ord
 		ON CONFLICT (source, id) DO NOTHING
-		RETURNING seq, source, id`, postgres.Presized(src, ids, typ, times, sub, data)...).Query(func(rows pgx.Rows) error {
+		RETURNING seq, source, id`, args...).Query(func(rows pgx.Rows) error {
 		type key struct{ s, i string }
 		seqs := map[key]int64{}
 		for rows.Next() {

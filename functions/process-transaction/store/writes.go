@@ -152,13 +152,16 @@ func (w *writes) flush(ctx context.Context, conn *pgxpool.Conn) error {
 	}
 	b := &pgx.Batch{}
 	if len(w.tID)+len(w.uID)+len(w.acctIDs)+len(w.oID) > 0 {
-		// Presized: one allocation for the parameters of a group of
-		// thousands of rows, not one per growth (postgres.Presized).
-		b.Queue(writeSQL, postgres.Presized(w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid, w.now,
+		// Presized and ReserveFor: one allocation each for the parameters
+		// of a group of thousands of rows and for the message that carries
+		// them, not one per growth (BenchmarkEncodeGroupWrite).
+		args := postgres.Presized(w.source, w.oID, w.oTopic, w.oKey, w.oPayload, w.oKid, w.now,
 			w.tID, w.tFrom, w.tTo, w.tAmount, w.tCur, w.tStatus, w.tReason, w.tPending, w.tExpires, w.tDesc, w.tRef,
 			w.tMeta, w.tFB, w.tFA, w.tTB, w.tTA, w.tScope, w.tKey, w.tHash, w.tPosted,
 			w.uID, w.uStatus, w.uReason, w.uPosted, w.uFB, w.uFA, w.uTB, w.uTA,
-			w.acctIDs, w.acctBal, w.acctHeld, w.acctN)...)
+			w.acctIDs, w.acctBal, w.acctHeld, w.acctN)
+		postgres.ReserveFor(conn.Conn(), args)
+		b.Queue(writeSQL, args...)
 	}
 	b.Queue("COMMIT")
 	return conn.SendBatch(ctx, b).Close()
