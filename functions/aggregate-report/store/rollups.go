@@ -128,13 +128,16 @@ func queueAppend(c *pgx.Conn, b *pgx.Batch, evs []rollup.Event, fresh *[]rollup.
 	n := len(evs)
 	src, ids, typ, sub := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	times := make([]time.Time, n)
-	data := make([]string, n)
+	data := make([][]byte, n) // text[] from the events' bytes, not a copy of each as a string
 	for i, ev := range evs {
 		// Postgres checks the data as it stores it as jsonb; data that is
 		// not JSON fails the batch permanently and the receiver then parks
 		// that event alone.
 		src[i], ids[i], typ[i], sub[i], times[i] = ev.Source, ev.ID, ev.Type, ev.Subject, ev.Time
-		data[i] = string(ev.Data)
+		data[i] = ev.Data
+		if data[i] == nil {
+			data[i] = []byte{} // '' (not JSON, refused as before), never NULL
+		}
 	}
 	args := postgres.Presized(src, ids, typ, times, sub, data)
 	postgres.ReserveFor(c, args)
