@@ -33,7 +33,7 @@ func TestCustomerCannotInvoiceAnotherCustomersAccount(t *testing.T) {
 	must(t, g.asCustomer(bob, "POST", "/invoices", body), 201)
 }
 
-// TestEveryRouteRefusesAnotherCustomersResources is the generated attack
+// TestAttackEveryRoute is the generated attack
 // (testenv.AttackRoutes) over generate-invoice's route table: every route
 // is called anonymously (401), by a customer when it is privileged (403),
 // and, for customer routes, by customer A with customer B's resource in
@@ -43,7 +43,7 @@ func TestCustomerCannotInvoiceAnotherCustomersAccount(t *testing.T) {
 // figures. Tax rates and coupons are the merchant's catalog, owned by
 // nobody (testenv.Attack.Shared). A customer write without a base body
 // here fails the test.
-func TestEveryRouteRefusesAnotherCustomersResources(t *testing.T) {
+func TestAttackEveryRoute(t *testing.T) {
 	g := newRig(t)
 	alice, bob := uuid.NewString(), uuid.NewString()
 	rate := g.taxRate("VAT", "20", false, false)

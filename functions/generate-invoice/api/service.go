@@ -196,7 +196,7 @@ func (s *Service) Routes() *http.ServeMux { return s.d.Mux(s.routeTable(), Statu
 
 // routeTable is generate-invoice's HTTP surface: who may call each route
 // (Mux enforces it), its rate-limit class, and the kind of resource every
-// reference it takes names. TestEveryRouteRefusesAnotherCustomersResources
+// reference it takes names. TestAttackEveryRoute
 // attacks each entry from this table, so a new route cannot be forgotten.
 func (s *Service) routeTable() []platform.Route {
 	idem := s.d.Idempotency.Middleware(true)
