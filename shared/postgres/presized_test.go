@@ -38,7 +38,8 @@ func TestPresizedReservesTheStatementsSizeInTheBuffer(t *testing.T) {
 	}
 	if n := EncodedSize(ids, payloads); n != 20+2*(4+36)+20+4+5000+4+7000 {
 		t.Errorf("EncodedSize = %d", n)
-	}	// ReserveFor's message writes no byte: it only grows the buffer.
+	}
+	// ReserveFor's message writes no byte: it only grows the buffer.
 	if buf, err := reservation(12000).Encode(make([]byte, 3, 1024)); err != nil || len(buf) != 3 || cap(buf) < 12003 {
 		t.Errorf("reservation encoded into len %d cap %d, %v; want len 3, cap ≥ 12003", len(buf), cap(buf), err)
 	}
