@@ -10,7 +10,10 @@
 //     dialer's Control function refuses a non-public address actually
 //     connected to, so a name that resolves elsewhere by then (DNS
 //     rebinding) gets nowhere (Guard.DialContext);
-//   - redirects are never followed and no proxy is used (Guard.Client).
+//   - redirects are never followed and no proxy is used (Guard.Client);
+//   - what billfn logs or keeps of such a URL and its errors leaves out
+//     the query, where its owner may keep a credential (DisplayURL,
+//     ErrorText).
 package egress
 
 import (
@@ -21,6 +24,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -286,4 +290,31 @@ func (g *Guard) Client(timeout time.Duration) *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       timeout,
 	}
+}
+
+// DisplayURL is a URL someone else chose as billfn says it in what it
+// keeps or passes on (logs, an attempt's recorded error, an event): without
+// its query, where the URL's owner may keep a credential
+// (https://hooks.example.com/billfn?token=…), nor user info or fragment.
+// What names the destination exactly (an endpoint's id, a call id) goes
+// beside it.
+func DisplayURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		s, _, _ := strings.Cut(raw, "?")
+		return s
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
+}
+
+// ErrorText is a request's error as DisplayURL says its URL: Go's HTTP
+// client returns a *url.Error that quotes the request's URL whole, its
+// query too.
+func ErrorText(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Op + " " + strconv.Quote(DisplayURL(ue.URL)) + ": " + ue.Err.Error()
+	}
+	return err.Error()
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -133,5 +134,37 @@ func TestLoopbackInEveryNotationIsRefused(t *testing.T) {
 			c.Close()
 			t.Errorf("DialContext(%s) connected", raw)
 		}
+	}
+}
+
+// A URL's query, user info and fragment stay out of what billfn says of
+// it; its scheme, host, port and path stay, so the reader knows which.
+func TestDisplayURLAndErrorTextLeaveTheQueryOut(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://hooks.example.com/billfn?token=s3cret":        "https://hooks.example.com/billfn",
+		"https://u:s3cret@hooks.example.com:8443/a/b?x=1#frag": "https://hooks.example.com:8443/a/b",
+		"https://hooks.example.com/billfn":                     "https://hooks.example.com/billfn",
+		"http://[::1]:80/%zz?token=s3cret":                     "http://[::1]:80/%zz", // unparsable: cut at the query
+		"https://hooks.example.com/?":                          "https://hooks.example.com/",
+	} {
+		if got := DisplayURL(raw); got != want {
+			t.Errorf("DisplayURL(%q) = %q; want %q", raw, got, want)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: the request is refused
+	_, err = http.Post("http://"+addr+"/hook?token=s3cret", "application/json", nil)
+	if err == nil {
+		t.Fatal("a request to a closed port succeeded")
+	}
+	if got := ErrorText(err); strings.Contains(got, "s3cret") || !strings.Contains(got, `"http://`+addr+`/hook"`) || !strings.Contains(got, "refused") {
+		t.Errorf("ErrorText = %q; want the URL without its query, and the cause", got)
+	}
+	if got := ErrorText(errors.New("plain")); got != "plain" {
+		t.Errorf("ErrorText of an error without a URL = %q", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/billfn/billfn/shared/egress"
 	"github.com/billfn/billfn/shared/problem"
 	"github.com/billfn/billfn/shared/requestid"
 )
@@ -258,7 +259,7 @@ func (g *Gateway) runJob(job *asyncJob) bool {
 	req.Header.Set("X-Call-Id", job.callID)
 	res, err := g.callbackClient.Do(req)
 	if err != nil {
-		g.log.Warn("async callback failed", "function", job.name, "call_id", job.callID, "callback", job.callback.Redacted(), "err", err.Error())
+		g.log.Warn("async callback failed", "function", job.name, "call_id", job.callID, "callback", egress.DisplayURL(job.callback.String()), "err", egress.ErrorText(err))
 		return true
 	}
 	_, _ = io.Copy(io.Discard, res.Body)

@@ -1,14 +1,17 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -268,4 +271,55 @@ func TestCallbackDialerRefusesPrivateAddresses(t *testing.T) {
 	if err := callbackControl("tcp4", "203.0.113.7:443", nil); err != nil {
 		t.Errorf("callbackControl(a public address) = %v", err)
 	}
+}
+
+// A callback URL's query may hold its owner's credential: when the
+// callback fails, the log line names the URL without it, and so does the
+// error beside it (Go's HTTP client quotes the whole URL in its errors).
+func TestAFailedCallbacksLogLineDoesNotSayItsQuery(t *testing.T) {
+	fnSrv, _ := counter(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "result") })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now: the callback is refused
+	logs := &syncBuffer{}
+	gw := gatewayFor(t, Config{Functions: []Function{fn("f", hostOf(fnSrv))}, CallbackAllowedHosts: []string{closed},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	res := asyncCall(t, gw, "http://"+closed+"/done?token=s3cret-query")
+	res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("got %d, want 202", res.StatusCode)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "async callback failed") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	line := logs.String()
+	if !strings.Contains(line, "async callback failed") || !strings.Contains(line, "http://"+closed+"/done") {
+		t.Fatalf("no log line of the failed callback naming it: %s", line)
+	}
+	if strings.Contains(line, "s3cret") {
+		t.Errorf("the log says the callback's query: %s", line)
+	}
+}
+
+// syncBuffer is a bytes.Buffer the gateway's goroutines write while the
+// test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/billfn/billfn/functions/handle-webhook/outgoing"
 	"github.com/billfn/billfn/functions/handle-webhook/store"
+	"github.com/billfn/billfn/shared/egress"
 	"github.com/billfn/billfn/shared/events"
 )
 
@@ -163,7 +164,7 @@ func (a *API) send(ctx context.Context, c store.Claim) (int, error) {
 	}
 	if newly {
 		endpointsDisabled.Inc()
-		slog.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", c.Endpoint.ID, "url", outgoing.DisplayURL(c.Endpoint.URL), "reason", disabled.Reason)
+		slog.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", c.Endpoint.ID, "url", egress.DisplayURL(c.Endpoint.URL), "reason", disabled.Reason)
 		a.d.Publisher.Kick() // the notice leaves now, as every event does, not at the next sweep
 	}
 	return len(done), nil
@@ -176,7 +177,7 @@ func (a *API) post(ctx context.Context, e *outgoing.Endpoint, d *outgoing.Delive
 	ts := a.now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(d.Payload))
 	if err != nil {
-		return outgoing.Outcome{Err: "request: " + outgoing.ErrorText(err)}
+		return outgoing.Outcome{Err: "request: " + egress.ErrorText(err)}
 	}
 	req.Header.Set("Content-Type", "application/cloudevents+json")
 	req.Header.Set("User-Agent", "billfn-webhooks/1")
@@ -186,7 +187,7 @@ func (a *API) post(ctx context.Context, e *outgoing.Endpoint, d *outgoing.Delive
 	start := time.Now()
 	res, err := a.client.Do(req)
 	if err != nil {
-		return outgoing.Outcome{Latency: time.Since(start), Err: outgoing.ErrorText(err)}
+		return outgoing.Outcome{Latency: time.Since(start), Err: egress.ErrorText(err)}
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(res.Body, maxResponse))

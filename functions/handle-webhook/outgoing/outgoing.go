@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"net/url"
 	"slices"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/apperr"
+	"github.com/billfn/billfn/shared/egress"
 	"github.com/billfn/billfn/shared/events"
 )
 
@@ -351,40 +351,12 @@ func Record(d *Delivery, o Outcome, now time.Time) (disable *string) {
 
 // Notice is what billfn.webhook_endpoint.disabled says when endpoint e is
 // disabled at now with reason because d spent its schedule (Record). It
-// names the endpoint's URL as DisplayURL does: the notice travels on
-// Kafka and is e-mailed.
+// names the endpoint's URL without its query (egress.DisplayURL): the
+// notice travels on Kafka and is e-mailed.
 func Notice(e *Endpoint, d *Delivery, reason string, now time.Time) *events.WebhookEndpointDisabled {
-	return &events.WebhookEndpointDisabled{EndpointID: e.ID, URL: DisplayURL(e.URL), Reason: reason, DisabledAt: now.UTC(),
+	return &events.WebhookEndpointDisabled{EndpointID: e.ID, URL: egress.DisplayURL(e.URL), Reason: reason, DisabledAt: now.UTC(),
 		DeliveryID: d.ID, EventType: d.EventType, Attempts: d.Attempts, FailingSince: d.CreatedAt.UTC(),
 		LastStatus: d.ResponseStatus, LastError: d.Error}
-}
-
-// DisplayURL is an endpoint's URL as billfn says it outside the
-// endpoint's own API answers (the notice of its disabling, an attempt's
-// error, log lines): without its query, where a merchant may keep a
-// credential (https://hooks.example.com/billfn?token=…). An endpoint has
-// neither user info nor fragment (Validate refuses them); they are dropped
-// too. Its id names it exactly.
-func DisplayURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		s, _, _ := strings.Cut(raw, "?")
-		return s
-	}
-	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
-	return u.String()
-}
-
-// ErrorText is what an attempt's transport error keeps (the delivery's
-// error, the notice's reason and last_error): Go's *url.Error quotes the
-// request's whole URL, its query too; ErrorText quotes it as DisplayURL
-// does.
-func ErrorText(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Op + " " + strconv.Quote(DisplayURL(ue.URL)) + ": " + ue.Err.Error()
-	}
-	return err.Error()
 }
 
 func ptr[T any](v T) *T { return &v }
