@@ -489,9 +489,7 @@ func (s *Store) Delivery(ctx context.Context, id string) (*outgoing.Delivery, er
 	return delivery(ctx, s.pool, id)
 }
 
-func delivery(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, id string) (*outgoing.Delivery, error) {
+func delivery(ctx context.Context, q rowQuerier, id string) (*outgoing.Delivery, error) {
 	d := &outgoing.Delivery{}
 	err := q.QueryRow(ctx, `SELECT `+deliveryOutCols+` FROM webhook_deliveries WHERE id = $1`, id).Scan(deliveryDest(d)...)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -206,10 +206,13 @@ const obCTE = `,
 // recordKnownEmitSQL is recordEmitSQL for a payment the map holds.
 const recordKnownEmitSQL = insCTE + obCTE + recordKnownResult
 
-// lookupRef fills u's payment id from the learned map.
-func lookupRef(ctx context.Context, q interface {
+// rowQuerier is what reads one row: the pool, or a transaction.
+type rowQuerier interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
-}, u *events.GatewayUpdate) error {
+}
+
+// lookupRef fills u's payment id from the learned map.
+func lookupRef(ctx context.Context, q rowQuerier, u *events.GatewayUpdate) error {
 	var pid string
 	err := q.QueryRow(ctx, `SELECT payment_id FROM webhook_payment_refs WHERE gateway = $1 AND gateway_payment_id = $2`,
 		u.Gateway, u.GatewayPaymentID).Scan(&pid)
@@ -534,9 +537,7 @@ func (s *Store) Get(ctx context.Context, id string) (*webhooks.Delivery, error) 
 	return get(ctx, s.pool, id, false)
 }
 
-func get(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, id string, lock bool) (*webhooks.Delivery, error) {
+func get(ctx context.Context, q rowQuerier, id string, lock bool) (*webhooks.Delivery, error) {
 	sql := `SELECT ` + deliveryCols + `, body FROM webhook_events WHERE id = $1`
 	if lock {
 		sql += ` FOR UPDATE`
