@@ -40,26 +40,27 @@ func TestADeliverysHeadersAllocateLittle(t *testing.T) {
 	}
 }
 
-// sign, an idle events.Signer's signature, is events.Sign, byte for
-// byte, also across a key rotation, with one allocation (its result)
-// where events.Sign makes 12 (hmac.New each time).
+// sign, an idle events.Signer's signature, is events.SignDelivery, byte
+// for byte, also across a key rotation, with one allocation (its result)
+// where events.SignDelivery makes 12 (hmac.New each time).
 func TestSignIsEventsSignAndAllocatesOnce(t *testing.T) {
 	keys := [][]byte{[]byte(strings.Repeat("k", 32)), []byte(strings.Repeat("r", 48))}
 	body := []byte(`{"specversion":"1.0","id":"x","type":"billfn.payment.authorized","data":{}}`)
 	now := time.Unix(1796418000, 0)
+	const fn = "capture-payment"
 	for i := range 6 {
 		k, b, at := keys[i%2], body[:len(body)-i], now.Add(time.Duration(i)*time.Second)
-		if got, want := sign(k, at, b), events.Sign(k, at, b); got != want {
-			t.Fatalf("sign %q, events.Sign %q", got, want)
+		if got, want := sign(k, at, fn, b), events.SignDelivery(k, at, fn, b); got != want {
+			t.Fatalf("sign %q, events.SignDelivery %q", got, want)
 		}
-		if err := events.VerifySignature(keys[i%2:i%2+1], sign(k, at, b), b, at, time.Minute); err != nil {
+		if err := events.VerifyDelivery(keys[i%2:i%2+1], sign(k, at, fn, b), fn, b, at, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got, want := sign(keys[0], now, nil), events.Sign(keys[0], now, nil); got != want {
-		t.Fatalf("no body: sign %q, events.Sign %q", got, want)
+	if got, want := sign(keys[0], now, fn, nil), events.SignDelivery(keys[0], now, fn, nil); got != want {
+		t.Fatalf("no body: sign %q, events.SignDelivery %q", got, want)
 	}
-	if n := testing.AllocsPerRun(200, func() { sign(keys[0], now, body) }); n > 1 {
+	if n := testing.AllocsPerRun(200, func() { sign(keys[0], now, fn, body) }); n > 1 {
 		t.Errorf("sign: %v allocations, want 1", n)
 	}
 }

@@ -911,9 +911,9 @@ func unsendable(h http.Header) error {
 // use a new signer and drop it.
 var idleSigners [8]atomic.Pointer[events.Signer]
 
-// sign is events.Sign(key, t, body) from an idle signer: one allocation,
-// the header (TestSignIsEventsSignAndAllocatesOnce).
-func sign(key []byte, t time.Time, body []byte) string {
+// sign is events.SignDelivery(key, t, function, body) from an idle
+// signer: one allocation, the header (TestSignIsEventsSignAndAllocatesOnce).
+func sign(key []byte, t time.Time, function string, body []byte) string {
 	var s *events.Signer
 	for i := range idleSigners {
 		if s = idleSigners[i].Swap(nil); s != nil {
@@ -923,7 +923,7 @@ func sign(key []byte, t time.Time, body []byte) string {
 	if s == nil {
 		s = new(events.Signer)
 	}
-	out := s.Sign(key, t, body)
+	out := s.SignDelivery(key, t, function, body)
 	for i := range idleSigners {
 		if idleSigners[i].CompareAndSwap(nil, s) {
 			break
@@ -954,7 +954,7 @@ func (c *consumer) post(ctx context.Context, msgs []*sarama.ConsumerMessage, pas
 			return outcome{err: err} // not retryable: no attempt can send it
 		}
 	}
-	h[events.SignatureHeader] = []string{sign(c.t.key(), time.Now(), body)}
+	h[events.SignatureHeader] = []string{sign(c.t.key(), time.Now(), c.name, body)}
 
 	rctx, cancel := context.WithTimeout(ctx, c.t.cfg.DeliveryTimeout.D())
 	defer cancel()

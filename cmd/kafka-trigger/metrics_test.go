@@ -38,7 +38,7 @@ func TestTriggerCountsRecordsByTypeAndDeadLettersByReason(t *testing.T) {
 	brokers := kafka(t)
 	var flaky int
 	s := startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "f", func(w http.ResponseWriter, r *http.Request) {
 			ev, _ := events.Unmarshal(mustRead(r))
 			switch ev.Subject() {
 			case "bad":

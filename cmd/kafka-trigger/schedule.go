@@ -96,9 +96,10 @@ func (s *scheduler) tick(name string) {
 	req.Header.Set("X-Connector", "cron-connector")
 	req.Header.Set("X-Topic", stackfile.CronTopic)
 	req.Header.Set("User-Agent", "billfn-kafka-trigger")
-	// A tick is a delivery like any other: signed (over its empty body)
-	// with the delivery key, or the function refuses it with 401.
-	req.Header.Set(events.SignatureHeader, events.Sign(s.t.key(), time.Now(), nil))
+	// A tick is a delivery like any other: signed (over its empty body,
+	// for this function) with the delivery key, or the function refuses
+	// it with 401.
+	req.Header.Set(events.SignatureHeader, events.SignDelivery(s.t.key(), time.Now(), name, nil))
 	start := time.Now()
 	res, err := s.t.client.Do(req)
 	result := "ok"

@@ -188,11 +188,12 @@ func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
 	}
 }
 
-// verified wraps a handler so it only sees correctly signed deliveries.
-func verified(t *testing.T, next http.HandlerFunc) http.Handler {
+// verified wraps function's handler so it only sees deliveries signed
+// for it.
+func verified(t *testing.T, function string, next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if err := events.VerifySignature([][]byte{[]byte(testenv.EventKey)}, r.Header.Get(events.SignatureHeader), body, time.Now(), time.Minute); err != nil {
+		if err := events.VerifyDelivery([][]byte{[]byte(testenv.EventKey)}, r.Header.Get(events.SignatureHeader), function, body, time.Now(), time.Minute); err != nil {
 			t.Errorf("delivery not signed: %v", err)
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -203,7 +204,7 @@ func verified(t *testing.T, next http.HandlerFunc) http.Handler {
 }
 
 func TestTriggerDeliversAnUnsignedRecordSignedToTheFunctionsReceiver(t *testing.T) {
-	d, kit := testenv.Platform(t, "trigger-test")
+	d, kit := testenv.Platform(t, "billing") // the receiver's name is the function's
 	// The receiver trusts the test producer's origin key, as an operator
 	// adds an integrator's.
 	kit.Origins.Add(events.Source("tester"), testenv.OriginSigner(events.Source("tester")).Public())
@@ -268,7 +269,7 @@ func TestTriggerDeliversBinaryModeRecordsAsBinaryModeRequests(t *testing.T) {
 	brokers := kafka(t)
 	var got atomic.Value
 	startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "f", func(w http.ResponseWriter, r *http.Request) {
 			evs, err := events.Parse(r, mustRead(r))
 			if err != nil {
 				problem.Write(w, r, err)
@@ -303,7 +304,7 @@ func TestTriggerKeepsTheOrderOfAPartition(t *testing.T) {
 		seq []int
 	)
 	startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicTransaction},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "f", func(w http.ResponseWriter, r *http.Request) {
 			ev, err := events.Unmarshal(mustRead(r))
 			if err != nil {
 				t.Error(err)
@@ -365,7 +366,7 @@ func TestTriggerCommitsOnlyAfterTheFunctionAccepts(t *testing.T) {
 	var attempts atomic.Int32
 	release := make(chan struct{})
 	s := startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicUser},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "f", func(w http.ResponseWriter, r *http.Request) {
 			attempts.Add(1)
 			select {
 			case <-release:
@@ -422,7 +423,7 @@ func TestTriggerDeadLettersARecordTheFunctionRejectsAtOnce(t *testing.T) {
 	var attempts atomic.Int32
 	var good atomic.Bool
 	s := startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicBilling},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "f", func(w http.ResponseWriter, r *http.Request) {
 			ev, _ := events.Unmarshal(mustRead(r))
 			if ev.Subject() == "bad" {
 				attempts.Add(1)
@@ -467,7 +468,7 @@ func TestTriggerRetriesARetryableFailureUntilTheFunctionTakesIt(t *testing.T) {
 		attempts int
 	)
 	startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "f", func(w http.ResponseWriter, r *http.Request) {
 			ev, _ := events.Unmarshal(mustRead(r))
 			var d struct{ Step string }
 			_ = json.Unmarshal(ev.Data(), &d)
@@ -496,7 +497,7 @@ func TestTriggerDeadLettersAfterMaxAttempts(t *testing.T) {
 	brokers := kafka(t)
 	var attempts atomic.Int32
 	startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "f", func(w http.ResponseWriter, r *http.Request) {
 			attempts.Add(1)
 			http.Error(w, "boom", http.StatusInternalServerError)
 		})}}, func(c *Config) { c.MaxAttempts = 3 })
@@ -529,7 +530,7 @@ func TestTriggerBatchesRecordsForAFunctionThatAsksForIt(t *testing.T) {
 		largest  int
 	)
 	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "report", func(w http.ResponseWriter, r *http.Request) {
 			evs, err := events.Parse(r, mustRead(r))
 			if err != nil {
 				problem.Write(w, r, err)
@@ -569,7 +570,7 @@ func TestTriggerWaitsToFillABatchWhenAskedTo(t *testing.T) {
 	)
 	st := startStack(t, brokers, []fn{{name: "report",
 		annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "50", stackfile.AnnotationBatchWait: "3s"},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "report", func(w http.ResponseWriter, r *http.Request) {
 			evs, err := events.Parse(r, mustRead(r))
 			if err != nil {
 				problem.Write(w, r, err)
@@ -632,7 +633,7 @@ func TestTriggerTicksScheduledFunctionsLikeTheCronConnector(t *testing.T) {
 		}
 		// Issue 15, item 6: ticks are signed like deliveries (over the
 		// empty body), or the functions refuse them with 401.
-		if err := events.VerifySignature([][]byte{[]byte(testenv.EventKey)}, h.Get(events.SignatureHeader), nil, time.Now(), time.Minute); err != nil {
+		if err := events.VerifyDelivery([][]byte{[]byte(testenv.EventKey)}, h.Get(events.SignatureHeader), "sweeper", nil, time.Now(), time.Minute); err != nil {
 			t.Errorf("the tick is not signed with the delivery key: %v (headers %v)", err, h)
 		}
 	case <-time.After(5 * time.Second):
@@ -747,7 +748,7 @@ func TestTriggerDeliversOnlyTheTypesAFunctionAsksFor(t *testing.T) {
 	brokers := kafka(t)
 	var mu sync.Mutex
 	var got []string
-	h := verified(t, func(w http.ResponseWriter, r *http.Request) {
+	h := verified(t, "picky", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		ev, err := events.Unmarshal(b)
 		if err != nil {
@@ -866,7 +867,7 @@ func TestABatchTheFunctionRefusesIsDeliveredOneByOne(t *testing.T) {
 		refusals int
 	)
 	startStack(t, brokers, []fn{{name: "report", annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "10"},
-		handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+		handler: verified(t, "report", func(w http.ResponseWriter, r *http.Request) {
 			evs, err := events.Parse(r, mustRead(r))
 			mu.Lock()
 			defer mu.Unlock()
@@ -919,7 +920,7 @@ func TestARecordWhoseHeadersCannotBeSentIsDeadLetteredNotRetriedForever(t *testi
 			brokers := kafka(t)
 			var good atomic.Bool
 			startStack(t, brokers, []fn{{name: "f", annotations: map[string]string{"topic": events.TopicPayment},
-				handler: verified(t, func(w http.ResponseWriter, r *http.Request) {
+				handler: verified(t, "f", func(w http.ResponseWriter, r *http.Request) {
 					if r.Header.Get("X-Injected") != "" {
 						t.Error("a record header's value added a request header")
 					}

@@ -389,7 +389,13 @@ func attacksForgedEvents(t *testing.T, s *attackScene) {
 			body, _ := events.Marshal(ev)
 			batch, _ := json.Marshal([]json.RawMessage{body})
 			data, _ := json.Marshal(ev.Data())
-			stale := events.Sign(signingKey, time.Now().Add(-10*time.Minute), body)
+			stale := events.SignDelivery(signingKey, time.Now().Add(-10*time.Minute), f, body)
+			// The same delivery, signed with the real key for another
+			// function: what an eavesdropper on one function's traffic has.
+			other := "process-transaction"
+			if f == other {
+				other = "aggregate-report"
+			}
 			tries := []struct {
 				name  string
 				body  []byte
@@ -400,9 +406,10 @@ func attacksForgedEvents(t *testing.T, s *attackScene) {
 				{"kafka-connector form, unsigned", body, []string{"Content-Type", events.ContentTypeStructured, "X-Topic", "transaction-events", "X-Connector", "kafka-trigger"}, []int{401}},
 				{"batch, unsigned", batch, []string{"Content-Type", "application/cloudevents-batch+json"}, []int{401}},
 				{"binary, unsigned", data, []string{"Content-Type", "application/json", "ce-specversion", "1.0", "ce-id", ev.ID(), "ce-source", ev.Source(), "ce-type", ev.Type()}, []int{401}},
-				{"signed with another key", body, []string{"Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.Sign([]byte("not-the-key-not-the-key-not-the-key"), time.Now(), body)}, []int{401}},
+				{"signed with another key", body, []string{"Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.SignDelivery([]byte("not-the-key-not-the-key-not-the-key"), time.Now(), f, body)}, []int{401}},
 				{"signed ten minutes ago", body, []string{"Content-Type", events.ContentTypeStructured, events.SignatureHeader, stale}, []int{401}},
-				{"signature of another body", body, []string{"Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.Sign(signingKey, time.Now(), batch)}, []int{401}},
+				{"signature of another body", body, []string{"Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.SignDelivery(signingKey, time.Now(), f, batch)}, []int{401}},
+				{"signed for another function", body, []string{"Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.SignDelivery(signingKey, time.Now(), other, body)}, []int{401}},
 				{"disguised as a tick", body, []string{"Content-Type", events.ContentTypeStructured, "X-Connector", "cron-connector"}, []int{401}},
 				{"a customer's bearer token", body, []string{"Content-Type", events.ContentTypeStructured, "Authorization", "Bearer " + a.token}, []int{401, 403}},
 			}
@@ -436,7 +443,7 @@ func attacksForgedEvents(t *testing.T, s *attackScene) {
 			"from_account_number": "SYS-EXTERNAL-USD", "to_account_id": a.account, "amount": 1, "currency": "USD"}))
 		body, _ := events.Marshal(ctl)
 		r := e.req(http.MethodPost, "/function/process-transaction/", body, "Authorization", "",
-			"Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.Sign(signingKey, time.Now(), body))
+			"Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.SignDelivery(signingKey, time.Now(), "process-transaction", body))
 		if r.status != http.StatusOK || e.balance(a.account) != 10_001 {
 			t.Errorf("control: a signed delivery got %s", r)
 		}
@@ -563,7 +570,7 @@ func attacksHostileInput(t *testing.T, s *attackScene) {
 					hdrs := []string{"Idempotency-Key", uuid.NewString()}
 					switch p {
 					case "/": // signed, so the body is parsed
-						hdrs = append(hdrs, "Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.Sign(signingKey, time.Now(), body))
+						hdrs = append(hdrs, "Content-Type", events.ContentTypeStructured, events.SignatureHeader, events.SignDelivery(signingKey, time.Now(), f, body))
 					case "/sandbox":
 						hdrs = append(hdrs, sandbox.SignatureHeader, sandbox.Sign(whSecret, time.Now(), body))
 					}

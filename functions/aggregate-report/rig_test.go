@@ -65,7 +65,7 @@ func rigOn(t testing.TB, url string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	return finish(t, d, &testenv.Kit{Signer: testenv.NewSigner(), Brokers: brokers, Origins: d.Events.Origins})
+	return finish(t, d, &testenv.Kit{Function: d.Name, Signer: testenv.NewSigner(), Brokers: brokers, Origins: d.Events.Origins})
 }
 
 func finish(t testing.TB, d *platform.Deps, kit *testenv.Kit) *rig {

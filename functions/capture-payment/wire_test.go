@@ -175,6 +175,6 @@ func wiredRig(t testing.TB) (*rig, *pgWire) {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.Close)
-	kit := &testenv.Kit{Signer: testenv.NewSigner(), Kafka: cluster, Brokers: brokers, Origins: d.Events.Origins}
+	kit := &testenv.Kit{Function: d.Name, Signer: testenv.NewSigner(), Kafka: cluster, Brokers: brokers, Origins: d.Events.Origins}
 	return newRigOn(t, d, kit), w
 }

@@ -86,23 +86,23 @@ func TestUnexpectedEventsAreCountedAndLogged(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := structured(t, ev)
-		if code, res := g.send(signed(s, ct(events.TopicPayment)), s); code != 200 || res.Ignored != 1 {
+		if code, res := g.send(g.signed(s, ct(events.TopicPayment)), s); code != 200 || res.Ignored != 1 {
 			t.Fatalf("unknown type: %d %+v", code, res)
 		}
 	}
 	known, _ := events.New(context.Background(), "process-transaction", "billfn.hold.created", "s", payment{6})
 	s := structured(t, known)
-	if code, res := g.send(signed(s, ct(events.TopicTransaction)), s); code != 200 || res.Ignored != 1 {
+	if code, res := g.send(g.signed(s, ct(events.TopicTransaction)), s); code != 200 || res.Ignored != 1 {
 		t.Fatalf("unhandled type: %d %+v", code, res)
 	}
 	wrong := newEvent(t, 7) // billfn.payment.captured, handled, but read from transaction-events
 	s = structured(t, wrong)
-	if code, res := g.send(signed(s, ct(events.TopicTransaction)), s); code != 200 || res.Ignored != 1 || res.Processed != 0 {
+	if code, res := g.send(g.signed(s, ct(events.TopicTransaction)), s); code != 200 || res.Ignored != 1 || res.Processed != 0 {
 		t.Fatalf("wrong topic: %d %+v", code, res)
 	}
 	right := newEvent(t, 8)
 	s = structured(t, right)
-	if code, res := g.send(signed(s, ct(events.TopicPayment)), s); code != 200 || res.Processed != 1 {
+	if code, res := g.send(g.signed(s, ct(events.TopicPayment)), s); code != 200 || res.Processed != 1 {
 		t.Fatalf("right topic: %d %+v", code, res)
 	}
 	if n, total := g.sum(); n != 1 || total != 8 {
@@ -204,7 +204,7 @@ func TestReceiverAcceptsFactsOnlyFromTheirOwner(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := structured(t, ev)
-		code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+		code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 		if code != 200 {
 			t.Fatalf("%s from %s: %d", typ, src, code)
 		}
@@ -271,7 +271,7 @@ func TestForeignFactInABatchIsParkedAlone(t *testing.T) {
 		}
 		evs := []events.Event{newEvent(t, 1), forged(100), newEvent(t, 2), forged(200), newEvent(t, 4)}
 		b, _ := json.Marshal(evs)
-		code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+		code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 		if code != 200 || res.Processed != 3 || res.Parked != 2 {
 			t.Fatalf("batch=%v: %d %+v, want 3 applied and 2 parked", batch, code, res)
 		}
@@ -284,7 +284,7 @@ func TestForeignFactInABatchIsParkedAlone(t *testing.T) {
 		if dead != 2 {
 			t.Fatalf("batch=%v: %d dead letters, want the 2 forged events", batch, dead)
 		}
-		code, res = g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+		code, res = g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 		if code != 200 || res.Processed != 0 || res.Duplicates != 3 {
 			t.Fatalf("batch=%v redelivered: %d %+v", batch, code, res)
 		}

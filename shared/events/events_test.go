@@ -122,8 +122,10 @@ func (g *rig) send(hdr http.Header, body []byte) (int, events.Result) {
 	return resp.StatusCode, res
 }
 
-func signed(body []byte, h http.Header) http.Header {
-	h.Set(events.SignatureHeader, events.Sign(key, time.Now(), body))
+// signed signs a delivery of body to g's receiver, as the kafka-trigger
+// does.
+func (g *rig) signed(body []byte, h http.Header) http.Header {
+	h.Set(events.SignatureHeader, events.SignDelivery(key, time.Now(), g.consumer, body))
 	return h
 }
 
@@ -143,7 +145,7 @@ func TestOneEventInEveryDeliveryFormTakesEffectOnce(t *testing.T) {
 	s := structured(t, ev)
 
 	// 1. structured mode
-	code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 	if code != 200 || res.Processed != 1 {
 		t.Fatalf("structured: %d %+v", code, res)
 	}
@@ -151,18 +153,18 @@ func TestOneEventInEveryDeliveryFormTakesEffectOnce(t *testing.T) {
 	bin := ev.Data()
 	h := http.Header{"Content-Type": {"application/json"}, "Ce-Specversion": {"1.0"}, "Ce-Id": {ev.ID()},
 		"Ce-Source": {ev.Source()}, "Ce-Type": {ev.Type()}}
-	code, res = g.send(signed(bin, h), bin)
+	code, res = g.send(g.signed(bin, h), bin)
 	if code != 200 || res.Duplicates != 1 {
 		t.Fatalf("binary: %d %+v", code, res)
 	}
 	// 3. batch mode
 	batch, _ := json.Marshal([]events.Event{ev})
-	code, res = g.send(signed(batch, http.Header{"Content-Type": {events.ContentTypeBatch}}), batch)
+	code, res = g.send(g.signed(batch, http.Header{"Content-Type": {events.ContentTypeBatch}}), batch)
 	if code != 200 || res.Duplicates != 1 {
 		t.Fatalf("batch: %d %+v", code, res)
 	}
 	// 4. kafka-connector form: the structured event as a plain body with X-Topic
-	code, res = g.send(signed(s, http.Header{"Content-Type": {"text/plain"}, "X-Topic": {"payment-events"}}), s)
+	code, res = g.send(g.signed(s, http.Header{"Content-Type": {"text/plain"}, "X-Topic": {"payment-events"}}), s)
 	if code != 200 || res.Duplicates != 1 {
 		t.Fatalf("connector form: %d %+v", code, res)
 	}
@@ -188,17 +190,27 @@ func TestDeliveriesMustBeAuthenticated(t *testing.T) {
 		{"unsigned", ct(), 401},
 		{"wrong key", func() http.Header {
 			h := ct()
-			h.Set(events.SignatureHeader, events.Sign([]byte("attacker"), time.Now(), s))
+			h.Set(events.SignatureHeader, events.SignDelivery([]byte("attacker"), time.Now(), g.consumer, s))
 			return h
 		}(), 401},
 		{"stale timestamp", func() http.Header {
 			h := ct()
-			h.Set(events.SignatureHeader, events.Sign(key, time.Now().Add(-10*time.Minute), s))
+			h.Set(events.SignatureHeader, events.SignDelivery(key, time.Now().Add(-10*time.Minute), g.consumer, s))
 			return h
 		}(), 401},
 		{"signature of another body", func() http.Header {
 			h := ct()
-			h.Set(events.SignatureHeader, events.Sign(key, time.Now(), []byte(`{}`)))
+			h.Set(events.SignatureHeader, events.SignDelivery(key, time.Now(), g.consumer, []byte(`{}`)))
+			return h
+		}(), 401},
+		{"signed for another function", func() http.Header {
+			h := ct()
+			h.Set(events.SignatureHeader, events.SignDelivery(key, time.Now(), g.consumer+"-other", s))
+			return h
+		}(), 401},
+		{"signed without a recipient (before 2026-12-07)", func() http.Header {
+			h := ct()
+			h.Set(events.SignatureHeader, events.Sign(key, time.Now(), s))
 			return h
 		}(), 401},
 		{"malformed header", func() http.Header { h := ct(); h.Set(events.SignatureHeader, "t=abc,v1=zz"); return h }(), 401},
@@ -219,8 +231,8 @@ func TestSignatureWithARotatedKeyIsAccepted(t *testing.T) {
 	g := newRig(t, false)
 	s := structured(t, newEvent(t, 3))
 	// Both keys are active: the header carries signatures by each.
-	sig := events.Sign([]byte("retired-key"), time.Now(), s) + "," +
-		strings.Split(events.Sign([]byte("old-key"), time.Now(), s), ",")[1]
+	sig := events.SignDelivery([]byte("retired-key"), time.Now(), g.consumer, s) + "," +
+		strings.Split(events.SignDelivery([]byte("old-key"), time.Now(), g.consumer, s), ",")[1]
 	code, _ := g.send(http.Header{"Content-Type": {events.ContentTypeStructured}, events.SignatureHeader: {sig}}, s)
 	if code != 200 {
 		t.Fatalf("status %d, want 200", code)
@@ -232,7 +244,7 @@ func TestPoisonEventIsParkedAndAcknowledged(t *testing.T) {
 	ev := newEvent(t, -1)
 	s := structured(t, ev)
 	for i := 0; i < 2; i++ {
-		code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+		code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 		if code != 200 {
 			t.Fatalf("delivery %d: %d", i, code)
 		}
@@ -275,7 +287,7 @@ func TestUndecodableDataIsParked(t *testing.T) {
 	ev := newEvent(t, 1)
 	_ = ev.SetData("application/json", map[string]string{"amount": "not a number"})
 	s := structured(t, ev)
-	code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 	if code != 200 || res.Parked != 1 {
 		t.Fatalf("got %d %+v", code, res)
 	}
@@ -285,7 +297,7 @@ func TestRetryableFailureAnswers503AndLeavesNoTrace(t *testing.T) {
 	g := newRig(t, false)
 	ev := newEvent(t, -2)
 	s := structured(t, ev)
-	code, _ := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	code, _ := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 	if code != 503 {
 		t.Fatalf("status %d, want 503 so the trigger retries", code)
 	}
@@ -304,7 +316,7 @@ func TestMalformedDeliveriesAre400(t *testing.T) {
 			ct = events.ContentTypeBatch
 		}
 		b := []byte(body)
-		if code, _ := g.send(signed(b, http.Header{"Content-Type": {ct}}), b); code != 400 {
+		if code, _ := g.send(g.signed(b, http.Header{"Content-Type": {ct}}), b); code != 400 {
 			t.Errorf("%s: status %d, want 400", body, code)
 		}
 	}
@@ -315,7 +327,7 @@ func TestUnhandledTypesAreIgnored(t *testing.T) {
 	ev := newEvent(t, 1)
 	ev.SetType("billfn.something.else")
 	s := structured(t, ev)
-	code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 	if code != 200 || res.Ignored != 1 {
 		t.Fatalf("got %d %+v", code, res)
 	}
@@ -334,12 +346,12 @@ func TestEventsThatChangeNothingLeaveNoTrace(t *testing.T) {
 	zero1, zero2, paying := newEvent(t, 0), newEvent(t, 0), newEvent(t, 7)
 	for round := 0; round < 2; round++ {
 		b, _ := json.Marshal([]events.Event{zero1, paying, zero2})
-		code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+		code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 		if code != 200 || res.Ignored != 2 || res.Processed+res.Duplicates != 1 || (round == 0) != (res.Processed == 1) {
 			t.Fatalf("round %d, batch: %d %+v", round, code, res)
 		}
 		s := structured(t, zero1)
-		if code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Ignored != 1 {
+		if code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Ignored != 1 {
 			t.Fatalf("round %d, alone: %d %+v", round, code, res)
 		}
 	}
@@ -360,13 +372,13 @@ func TestBatchIsAppliedInOneGoAndAPoisonEventIsIsolated(t *testing.T) {
 	g := newRig(t, true)
 	good := []events.Event{newEvent(t, 10), newEvent(t, 20), newEvent(t, 30)}
 	b, _ := json.Marshal(append(good, good[0])) // a duplicate inside the batch too
-	code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+	code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 	if code != 200 || res.Processed != 3 || res.Duplicates != 1 {
 		t.Fatalf("batch: %d %+v", code, res)
 	}
 	mixed := []events.Event{newEvent(t, 1), newEvent(t, -1), newEvent(t, 2), good[1]}
 	b, _ = json.Marshal(mixed)
-	code, res = g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+	code, res = g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 	if code != 200 || res.Processed != 2 || res.Parked != 1 || res.Duplicates != 1 {
 		t.Fatalf("mixed batch: %d %+v", code, res)
 	}
@@ -382,7 +394,7 @@ func TestBatchMetricsCountDuplicatesAsDuplicates(t *testing.T) {
 	a, b, c := newEvent(t, 1), newEvent(t, 2), newEvent(t, 3)
 	for _, batch := range [][]events.Event{{a, b, a}, {a, c}} {
 		body, _ := json.Marshal(batch)
-		if code, _ := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 {
+		if code, _ := g.send(g.signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 {
 			t.Fatalf("batch: %d", code)
 		}
 	}
@@ -435,7 +447,7 @@ func TestUnsignedTicksAreRefused(t *testing.T) {
 		{"structured PingSource", http.Header{"Content-Type": {events.ContentTypeStructured}}, structured(t, ping)},
 		{"structured local tick", http.Header{"Content-Type": {events.ContentTypeStructured}}, structured(t, tick)},
 		{"wrong key", http.Header{"X-Connector": {"cron-connector"},
-			events.SignatureHeader: {events.Sign([]byte("attacker-key-attacker-key-attacker-key"), time.Now(), nil)}}, nil},
+			events.SignatureHeader: {events.SignDelivery([]byte("attacker-key-attacker-key-attacker-key"), time.Now(), g.consumer, nil)}}, nil},
 		{"customer token", http.Header{"X-Connector": {"cron-connector"}, "Authorization": {"Bearer " + customer}}, nil},
 	}
 	for _, tc := range cases {
@@ -457,12 +469,12 @@ func TestSignedTicksRunAtMostOncePerInterval(t *testing.T) {
 	cron := func() http.Header {
 		return http.Header{"X-Connector": {"cron-connector"}, "X-Topic": {"cron-function"}}
 	}
-	code, res := g.send(signed(nil, cron()), nil)
+	code, res := g.send(g.signed(nil, cron()), nil)
 	if code != 200 || !res.Tick || res.Skipped || g.ticks != 1 {
 		t.Fatalf("signed cron tick: %d %+v ticks=%d", code, res, g.ticks)
 	}
 	for i := 0; i < 20; i++ {
-		code, res = g.send(signed(nil, cron()), nil)
+		code, res = g.send(g.signed(nil, cron()), nil)
 		if code != 200 || !res.Tick || !res.Skipped || g.ticks != 1 {
 			t.Fatalf("signed tick %d within the interval: %d %+v ticks=%d, want 200, skipped, no run", i, code, res, g.ticks)
 		}
@@ -470,7 +482,7 @@ func TestSignedTicksRunAtMostOncePerInterval(t *testing.T) {
 	g.rc.TickEvery = time.Nanosecond
 	ping, _ := events.New(context.Background(), "ping", "dev.knative.sources.ping", "", map[string]string{})
 	s := structured(t, ping)
-	code, res = g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+	code, res = g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 	if code != 200 || !res.Tick || g.ticks != 2 {
 		t.Fatalf("signed structured PingSource tick: %d %+v ticks=%d", code, res, g.ticks)
 	}
@@ -485,7 +497,7 @@ func TestSignedTicksRunAtMostOncePerInterval(t *testing.T) {
 	ev := newEvent(t, 5)
 	ev.SetExtension("note", "tick")
 	b := structured(t, ev)
-	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeStructured}}), b); code != 200 || res.Tick || g.ticks != 3 {
+	if code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeStructured}}), b); code != 200 || res.Tick || g.ticks != 3 {
 		t.Fatalf("signed business event mentioning tick: %d %+v ticks=%d", code, res, g.ticks)
 	}
 }
@@ -505,7 +517,7 @@ func TestTrustUnsignedTakesUnsignedTicks(t *testing.T) {
 	}
 	// A signature that is present is still checked.
 	bad := http.Header{"X-Connector": {"cron-connector"},
-		events.SignatureHeader: {events.Sign([]byte("attacker-key-attacker-key-attacker-key"), time.Now(), nil)}}
+		events.SignatureHeader: {events.SignDelivery([]byte("attacker-key-attacker-key-attacker-key"), time.Now(), g.consumer, nil)}}
 	if code, _ := g.send(bad, nil); code != 401 {
 		t.Fatalf("tick with a bad signature on a trusted endpoint: %d, want 401", code)
 	}
@@ -570,16 +582,16 @@ func TestSelfHandledEventsRunOutsideTheReceiverTransaction(t *testing.T) {
 	one := mk(7)
 	s := structured(t, one)
 	for i := 0; i < 2; i++ {
-		if code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Processed != 1 {
+		if code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Processed != 1 {
 			t.Fatalf("delivery %d: %d %+v", i, code, res)
 		}
 	}
 	b, _ := json.Marshal([]events.Event{mk(1), mk(2)})
-	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Processed != 2 || batches != 1 {
+	if code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Processed != 2 || batches != 1 {
 		t.Fatalf("batch: %d %+v batches=%d", code, res, batches)
 	}
 	b, _ = json.Marshal([]events.Event{mk(3), mk(-1)})
-	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Processed != 1 || res.Parked != 1 {
+	if code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Processed != 1 || res.Parked != 1 {
 		t.Fatalf("poison batch: %d %+v", code, res)
 	}
 	if n, total := g.sum(); n != 4 || total != 13 {

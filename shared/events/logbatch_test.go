@@ -69,7 +69,7 @@ func TestALogBatchIsItsOwnDedupe(t *testing.T) {
 		} else {
 			b, _ = json.Marshal(evs)
 		}
-		code, res := g.send(signed(b, http.Header{"Content-Type": {ct}}), b)
+		code, res := g.send(g.signed(b, http.Header{"Content-Type": {ct}}), b)
 		if code != 200 {
 			t.Fatalf("delivery answered %d", code)
 		}
@@ -113,7 +113,7 @@ func TestALogBatchMustAnswerForEveryEvent(t *testing.T) {
 	g := newLogRig(t)
 	g.rc.LogBatch = func(context.Context, pgx.Tx, []events.Event) ([]bool, error) { return []bool{false}, nil }
 	b, _ := json.Marshal([]events.Event{newEvent(t, 1), newEvent(t, 2)})
-	if code, _ := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code < 500 {
+	if code, _ := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code < 500 {
 		t.Fatalf("a short answer got %d, want a failed (retried) delivery", code)
 	}
 }

@@ -31,18 +31,18 @@ func TestDeliveriesAreTimedByTypeAndDeadLettersCountedByReason(t *testing.T) {
 	g := newRig(t, true)
 	ct := http.Header{"Content-Type": {events.ContentTypeStructured}}
 	s := structured(t, newEvent(t, 5))
-	if code, _ := g.send(signed(s, ct.Clone()), s); code != 200 {
+	if code, _ := g.send(g.signed(s, ct.Clone()), s); code != 200 {
 		t.Fatalf("delivery: %d", code)
 	}
 	if got := series(t, "billfn_event_dead_letters_total", g.consumer, "reason"); len(got) != 4 || got["rejected"] != 0 {
 		t.Fatalf("dead letters before any = %v, want the four reasons at 0", got)
 	}
 	s = structured(t, newEvent(t, -2)) // retryable failure
-	if code, _ := g.send(signed(s, ct.Clone()), s); code != 503 {
+	if code, _ := g.send(g.signed(s, ct.Clone()), s); code != 503 {
 		t.Fatalf("flaky delivery: %d, want 503", code)
 	}
 	s = structured(t, newEvent(t, -1)) // poison: parked
-	if code, res := g.send(signed(s, ct.Clone()), s); code != 200 || res.Parked != 1 {
+	if code, res := g.send(g.signed(s, ct.Clone()), s); code != 200 || res.Parked != 1 {
 		t.Fatalf("poison delivery: %d %+v", code, res)
 	}
 	foreign, err := events.New(context.Background(), "handle-webhook", "billfn.payment.captured", "s", payment{9})
@@ -50,12 +50,12 @@ func TestDeliveriesAreTimedByTypeAndDeadLettersCountedByReason(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = structured(t, foreign) // a fact from a source that may not emit it: parked
-	if code, res := g.send(signed(s, ct.Clone()), s); code != 200 || res.Parked != 1 {
+	if code, res := g.send(g.signed(s, ct.Clone()), s); code != 200 || res.Parked != 1 {
 		t.Fatalf("foreign delivery: %d %+v", code, res)
 	}
 	other, _ := events.New(context.Background(), "kcat", "com.example.thing", "s", payment{1})
 	body, _ := json.Marshal([]events.Event{newEvent(t, 2), other})
-	if code, _ := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 {
+	if code, _ := g.send(g.signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 {
 		t.Fatalf("mixed batch: %d", code)
 	}
 

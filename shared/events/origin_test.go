@@ -46,7 +46,7 @@ func originRig(t *testing.T, batch bool) *rig {
 func (g *rig) deliver(ev events.Event) (int, events.Result) {
 	g.t.Helper()
 	b := structured(g.t, ev)
-	return g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeStructured}}), b)
+	return g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeStructured}}), b)
 }
 
 // deadLetter is the reason ev was parked for ("" when it was not).
@@ -220,7 +220,7 @@ func TestOriginProofSurvivesEveryDeliveryForm(t *testing.T) {
 	}
 	spaced = signedAs(capturePayment, spaced)
 	b := structured(t, spaced)
-	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeStructured}}), b); code != 200 || res.Processed != 1 {
+	if code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeStructured}}), b); code != 200 || res.Processed != 1 {
 		t.Fatalf("structured: %d %+v", code, res)
 	}
 	// Binary mode.
@@ -229,14 +229,14 @@ func TestOriginProofSurvivesEveryDeliveryForm(t *testing.T) {
 		"Ce-Type": {bin.Type()}, "Ce-Subject": {bin.Subject()}, "Ce-Time": {bin.Time().Format(time.RFC3339Nano)},
 		"Ce-Originsig": {bin.Extensions()[events.OriginSigExt].(string)}, "Ce-Originkid": {bin.Extensions()[events.OriginKidExt].(string)}}
 	bin.SetDataContentType("application/json")
-	if code, res := g.send(signed(bin.Data(), h), bin.Data()); code != 200 || res.Processed != 1 {
+	if code, res := g.send(g.signed(bin.Data(), h), bin.Data()); code != 200 || res.Processed != 1 {
 		t.Fatalf("binary: %d %+v", code, res)
 	}
 	// A batch with one forged event: the rest applies.
 	forged := paymentFact(t, capturePayment, 1000)
 	evs := []events.Event{one, forged, signedAs(capturePayment, paymentFact(t, capturePayment, 8))}
 	bb, _ := json.Marshal(evs)
-	if code, res := g.send(signed(bb, http.Header{"Content-Type": {events.ContentTypeBatch}}), bb); code != 200 || res.Processed != 2 || res.Parked != 1 {
+	if code, res := g.send(g.signed(bb, http.Header{"Content-Type": {events.ContentTypeBatch}}), bb); code != 200 || res.Processed != 2 || res.Parked != 1 {
 		t.Fatalf("batch: %d %+v, want 2 applied and the unsigned one parked", code, res)
 	}
 	if n, total := g.sum(); n != 4 || total != 15 {

@@ -80,7 +80,7 @@ func BenchmarkReceive(b *testing.B) {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			rc := receiveRig()
 			body := receiveBody(b, n)
-			sig := events.Sign(receiveKey, time.Now(), body)
+			sig := events.SignDelivery(receiveKey, time.Now(), "bench-receive", body)
 			w := httptest.NewRecorder()
 			b.ReportAllocs()
 			var before, after runtime.MemStats

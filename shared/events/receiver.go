@@ -477,7 +477,9 @@ func (rc *Receiver) authenticate(r *http.Request, body []byte) error {
 		if rc.KeyRing != nil {
 			keys = rc.KeyRing.Keys()
 		}
-		return VerifySignature(keys, h, body, rc.now(), tol)
+		// The signature names the function it was made for: a delivery
+		// captured on its way to another function is refused here.
+		return VerifyDelivery(keys, h, rc.Consumer, body, rc.now(), tol)
 	}
 	if rc.Verifier != nil && r.Header.Get("Authorization") != "" {
 		p, err := rc.Verifier.FromRequest(r)

@@ -31,7 +31,7 @@ func newRetentionRig(t *testing.T) (*rig, *testenv.Clock) {
 func (g *rig) tick(clock *testenv.Clock) int {
 	g.t.Helper()
 	h := http.Header{"X-Connector": {"cron-connector"}, "X-Topic": {"cron-function"},
-		events.SignatureHeader: {events.Sign(key, clock.Now(), nil)}}
+		events.SignatureHeader: {events.SignDelivery(key, clock.Now(), g.consumer, nil)}}
 	code, res := g.send(h, nil)
 	if !res.Tick && code == 200 {
 		g.t.Fatalf("tick answered %d %+v", code, res)

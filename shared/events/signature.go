@@ -13,12 +13,17 @@ import (
 	"time"
 )
 
-// SignatureHeader carries the deliverer's signature:
+// SignatureHeader carries the deliverer's signature, which names the
+// function the delivery is for:
 //
-//	X-Billfn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>.<body>")>
+//	X-Billfn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(key, "<t>.<function>.<body>")>
 //
-// the same shape as Stripe's webhook signatures. Several v1 values may be
-// present while the signing key rotates; one valid value is enough.
+// the shape of Stripe's webhook signatures (SignDelivery, VerifyDelivery).
+// Several v1 values may be present while the signing key rotates; one
+// valid value is enough. Every function holds the same delivery key, so a
+// signature over the timestamp and body alone would let whoever captured
+// one function's delivery have any other function take it; naming the
+// function closes that.
 const SignatureHeader = "X-Billfn-Signature"
 
 // DefaultTolerance is how far a signature's timestamp may be from now.
@@ -30,17 +35,30 @@ var (
 	ErrBadSignature     = errors.New("signature does not match")
 	ErrStaleSignature   = errors.New("signature timestamp outside tolerance")
 	ErrMalformedSigHead = errors.New("malformed signature header")
+	ErrBadRecipient     = errors.New("a delivery's recipient must be a function name: not empty, no '.'")
 )
 
-// Sign returns the header value signing body at t with key.
+// Sign returns the header value signing body at t with key, Stripe's
+// scheme: v1 = HMAC-SHA256(key, "<t>.<body>"). For signatures that name no
+// recipient (the sandbox gateway's webhooks); a delivery is SignDelivery's.
 func Sign(key []byte, t time.Time, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(key, ts, body))
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(key, ts, "", body))
 }
 
-// Signer signs as Sign does, keeping the HMAC state of the key it last
+// SignDelivery returns the SignatureHeader value signing a delivery of body
+// to function at t with key: v1 = HMAC-SHA256(key, "<t>.<function>.<body>").
+// function is the recipient's name as its receiver knows it
+// (Receiver.Consumer: the function's name); it holds no '.', so the signed
+// bytes split one way only (the time is digits).
+func SignDelivery(key []byte, t time.Time, function string, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(key, ts, function+".", body))
+}
+
+// Signer signs as SignDelivery does, keeping the HMAC state of the key it last
 // signed with: a signature then costs one allocation (the header) where
-// Sign's hmac.New costs a dozen and hashes the key's padded blocks again.
+// SignDelivery's hmac.New costs a dozen and hashes the key's padded blocks again.
 // For a deliverer that signs every record (the kafka-trigger); a key
 // rotation is a new key passed in. Not safe for concurrent use.
 type Signer struct {
@@ -50,8 +68,8 @@ type Signer struct {
 	buf []byte
 }
 
-// Sign is Sign(key, t, body) from s's kept state.
-func (s *Signer) Sign(key []byte, t time.Time, body []byte) string {
+// SignDelivery is SignDelivery(key, t, function, body) from s's kept state.
+func (s *Signer) SignDelivery(key []byte, t time.Time, function string, body []byte) string {
 	if s.mac == nil || !bytes.Equal(s.key, key) {
 		s.key, s.mac = bytes.Clone(key), hmac.New(sha256.New, key)
 	} else {
@@ -60,7 +78,10 @@ func (s *Signer) Sign(key []byte, t time.Time, body []byte) string {
 	b := append(s.buf[:0], "t="...)
 	b = strconv.AppendInt(b, t.Unix(), 10)
 	b = append(b, '.')
-	s.mac.Write(b[2:]) // "<t>."
+	n := len(b)
+	b = append(append(b, function...), '.')
+	s.mac.Write(b[2:]) // "<t>.<function>."
+	b = b[:n]
 	s.mac.Write(body)
 	b = append(b[:len(b)-1], ",v1="...)
 	b = hex.AppendEncode(b, s.mac.Sum(s.sum[:0]))
@@ -68,16 +89,34 @@ func (s *Signer) Sign(key []byte, t time.Time, body []byte) string {
 	return string(b)
 }
 
-func mac(key []byte, ts string, body []byte) []byte {
+// mac is HMAC-SHA256(key, "<ts>." + scope + body): scope is "" or a
+// delivery's "<function>.".
+func mac(key []byte, ts, scope string, body []byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(ts))
 	m.Write([]byte{'.'})
+	m.Write([]byte(scope))
 	m.Write(body)
 	return m.Sum(nil)
 }
 
-// VerifySignature checks header against body with any of keys.
+// VerifySignature checks header against body with any of keys, Sign's
+// scheme (no recipient).
 func VerifySignature(keys [][]byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	return verify(keys, header, "", body, now, tolerance)
+}
+
+// VerifyDelivery checks header against a delivery of body to function
+// with any of keys, SignDelivery's scheme: a delivery signed for another
+// function fails as a wrong key does (ErrBadSignature).
+func VerifyDelivery(keys [][]byte, header, function string, body []byte, now time.Time, tolerance time.Duration) error {
+	if function == "" || strings.Contains(function, ".") {
+		return ErrBadRecipient
+	}
+	return verify(keys, header, function+".", body, now, tolerance)
+}
+
+func verify(keys [][]byte, header, scope string, body []byte, now time.Time, tolerance time.Duration) error {
 	if header == "" {
 		return ErrNoSignature
 	}
@@ -107,7 +146,7 @@ func VerifySignature(keys [][]byte, header string, body []byte, now time.Time, t
 		return ErrStaleSignature
 	}
 	for _, k := range keys {
-		want := mac(k, ts, body)
+		want := mac(k, ts, scope, body)
 		for _, s := range sigs {
 			if hmac.Equal(want, s) {
 				return nil

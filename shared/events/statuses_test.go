@@ -51,7 +51,7 @@ func TestHandlerErrorsAreClassifiedByTheFunctionsTable(t *testing.T) {
 		}
 		body := structured(t, ev)
 		req, _ := http.NewRequest(http.MethodPost, url+"/", bytes.NewReader(body))
-		req.Header = signed(body, http.Header{"Content-Type": {events.ContentTypeStructured}})
+		req.Header = g.signed(body, http.Header{"Content-Type": {events.ContentTypeStructured}})
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -93,7 +93,7 @@ func TestTraceContextFlowsFromProducerThroughOutboxAndEventToConsumer(t *testing
 		seen = trace.SpanContextFromContext(ctx)
 		return nil
 	})
-	if code, _ := g.send(signed(structured(t, relayed), http.Header{"Content-Type": {events.ContentTypeStructured}}), structured(t, relayed)); code != 200 {
+	if code, _ := g.send(g.signed(structured(t, relayed), http.Header{"Content-Type": {events.ContentTypeStructured}}), structured(t, relayed)); code != 200 {
 		t.Fatalf("delivery: %d", code)
 	}
 	if seen.TraceID() != psc.TraceID() {
@@ -129,7 +129,7 @@ func TestBatchDeliveryIsOneSpanLinkingEveryEventsTrace(t *testing.T) {
 	}
 	g := newRig(t, true)
 	body := batchBody(t, evs)
-	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 3 {
+	if code, res := g.send(g.signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 3 {
 		t.Fatalf("batch: %d %+v", code, res)
 	}
 	batch := batchSpan(t, rec)
@@ -183,7 +183,7 @@ func deliverTenOneSampled(t *testing.T, sampledTrace, producer string) {
 	}
 	g := newRig(t, true)
 	body := batchBody(t, evs)
-	if code, res := g.send(signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 10 {
+	if code, res := g.send(g.signed(body, http.Header{"Content-Type": {events.ContentTypeBatch}}), body); code != 200 || res.Processed != 10 {
 		t.Fatalf("batch: %d %+v", code, res)
 	}
 }

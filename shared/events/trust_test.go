@@ -25,7 +25,7 @@ func TestTrustUnsignedAcceptsUnsignedDeliveriesOnlyWhenSet(t *testing.T) {
 	}
 	forged := structured(t, newEvent(t, 9))
 	h := ct()
-	h.Set(events.SignatureHeader, events.Sign([]byte("attacker"), time.Now(), forged))
+	h.Set(events.SignatureHeader, events.SignDelivery([]byte("attacker"), time.Now(), g.consumer, forged))
 	if code, _ := g.send(h, forged); code != http.StatusUnauthorized {
 		t.Errorf("a wrong signature with TrustUnsigned: %d, want 401", code)
 	}

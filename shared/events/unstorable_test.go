@@ -35,7 +35,7 @@ func TestAnEventWhoseDataJSONBCannotHoldIsStillParked(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := structured(t, ev)
-		code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
+		code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s)
 		if code != 200 || res.Parked != 1 {
 			t.Errorf("data %s: %d %+v, want 200 and parked", data, code, res)
 			continue
@@ -52,7 +52,7 @@ func TestAnEventWhoseDataJSONBCannotHoldIsStillParked(t *testing.T) {
 	// Data jsonb holds is kept as JSON, as before.
 	ev := newEvent(t, -1)
 	s := structured(t, ev)
-	if code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Parked != 1 {
+	if code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Parked != 1 {
 		t.Fatalf("poison: %d %+v", code, res)
 	}
 	var amount int64
@@ -109,7 +109,7 @@ func TestAnEventAttributeNoTextColumnCanHoldIsMalformed(t *testing.T) {
 		}},
 	} {
 		body, hdr := c.body()
-		if code, res := g.send(signed(body, hdr), body); code != 400 {
+		if code, res := g.send(g.signed(body, hdr), body); code != 400 {
 			t.Errorf("%s: %d %+v, want 400", c.name, code, res)
 		}
 	}
@@ -125,7 +125,7 @@ func TestAnEventAttributeNoTextColumnCanHoldIsMalformed(t *testing.T) {
 	ev := newEvent(t, 3)
 	ev.SetID("événement-" + strings.Repeat("ü", 3))
 	s := structured(t, ev)
-	if code, res := g.send(signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Processed != 1 {
+	if code, res := g.send(g.signed(s, http.Header{"Content-Type": {events.ContentTypeStructured}}), s); code != 200 || res.Processed != 1 {
 		t.Errorf("an id outside ASCII: %d %+v", code, res)
 	}
 }

@@ -46,7 +46,7 @@ func TestUnwantedEventsLeaveNoRowUntilTheyAreWanted(t *testing.T) {
 	zero1, zero2, paying := newEvent(t, 0), newEvent(t, 0), newEvent(t, 7)
 	batch, _ := json.Marshal([]events.Event{zero1, paying, zero2})
 	for round := 0; round < 2; round++ {
-		code, res := g.send(signed(batch, http.Header{"Content-Type": {events.ContentTypeBatch}}), batch)
+		code, res := g.send(g.signed(batch, http.Header{"Content-Type": {events.ContentTypeBatch}}), batch)
 		if code != 200 || res.Ignored != 2 || res.Processed+res.Duplicates != 1 || (round == 0) != (res.Processed == 1) {
 			t.Fatalf("round %d, batch: %d %+v", round, code, res)
 		}
@@ -61,7 +61,7 @@ func TestUnwantedEventsLeaveNoRowUntilTheyAreWanted(t *testing.T) {
 		t.Fatalf("%d processed_events rows, want 1 (the paying event's)", n)
 	}
 	zeroWanted = true
-	code, res := g.send(signed(batch, http.Header{"Content-Type": {events.ContentTypeBatch}}), batch)
+	code, res := g.send(g.signed(batch, http.Header{"Content-Type": {events.ContentTypeBatch}}), batch)
 	if code != 200 || res.Processed != 2 || res.Duplicates != 1 || res.Ignored != 0 {
 		t.Fatalf("once wanted: %d %+v, want the two zeros processed and the paying one a duplicate", code, res)
 	}
@@ -147,7 +147,7 @@ func TestUnwantedEventsAreIgnoredWithoutVerifyingTheirProof(t *testing.T) {
 	unsigned := unwanted[0]
 	paying := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
 	b, _ := json.Marshal(append(slices.Clone(unwanted), paying))
-	code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+	code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 	if code != 200 || res.Ignored != len(unwanted) || res.Parked != 0 || res.Processed != 1 {
 		t.Fatalf("batch: %d %+v, want the %d unwanted events ignored and the paying one processed", code, res, len(unwanted))
 	}
@@ -190,7 +190,7 @@ func TestIrrelevantEventsAreIgnoredWithoutVerifyingTheirProof(t *testing.T) {
 			forged := paymentFact(t, capturePayment, 7000) // relevant, no origin proof
 			paying := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
 			b, _ := json.Marshal(append(slices.Clone(irrelevant), forged, paying))
-			code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+			code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 			if code != 200 || res.Ignored != len(irrelevant) || res.Parked != 1 || res.Processed != 1 {
 				t.Fatalf("batch: %d %+v, want the %d irrelevant events ignored, the forgery parked and the paying one processed", code, res, len(irrelevant))
 			}
@@ -227,7 +227,7 @@ func TestWantedForgeriesAreStillParked(t *testing.T) {
 			genuine := signedAs(capturePayment, paymentFact(t, capturePayment, 500))
 			zero := signedAs(capturePayment, paymentFact(t, capturePayment, 0))
 			b, _ := json.Marshal([]events.Event{forged, genuine, zero})
-			code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+			code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 			if code != 200 || res.Parked != 1 || res.Processed != 1 || res.Ignored != 1 {
 				t.Fatalf("%d %+v, want the forgery parked, the genuine event processed, the zero ignored", code, res)
 			}
@@ -281,7 +281,7 @@ func TestAForgeryFirstDoesNotMakeTheGenuineEventUnwanted(t *testing.T) {
 		}
 		evs = append(evs, genuine...)
 		b, _ := json.Marshal(evs)
-		code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
+		code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b)
 		if code != 200 || res.Parked != n || res.Processed != n || res.Ignored != 0 {
 			t.Fatalf("%d pairs: %d %+v, want the %d forgeries parked and the %d genuine events processed", n, code, res, n, n)
 		}
@@ -321,7 +321,7 @@ func TestABatchHandlerTakesOnlyTheTypesRegistered(t *testing.T) {
 	}
 	paying := newEvent(t, 7)
 	b, _ := json.Marshal([]events.Event{other, paying})
-	if code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Ignored != 1 || res.Processed != 1 {
+	if code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}}), b); code != 200 || res.Ignored != 1 || res.Processed != 1 {
 		t.Fatalf("in a batch: %d %+v, want it ignored and the captured payment processed", code, res)
 	}
 	if n := g.processedRows(other); n != 0 {
@@ -411,7 +411,7 @@ func TestWantedIsAskedOnlyAboutWhatATransactionWouldApply(t *testing.T) {
 	send := func(evs ...events.Event) events.Result {
 		t.Helper()
 		b, _ := json.Marshal(evs)
-		code, res := g.send(signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}, "X-Topic": {events.TopicPayment}}), b)
+		code, res := g.send(g.signed(b, http.Header{"Content-Type": {events.ContentTypeBatch}, "X-Topic": {events.TopicPayment}}), b)
 		if code != 200 {
 			t.Fatalf("%d %+v", code, res)
 		}

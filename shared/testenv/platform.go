@@ -61,9 +61,12 @@ func NewSigner() *auth.Signer {
 
 // Kit is what a function test needs besides the function's dependencies.
 type Kit struct {
-	Signer  *auth.Signer
-	Kafka   *kfake.Cluster
-	Brokers []string
+	// Function is the name the function under test receives deliveries
+	// as (its receiver's Consumer), which a delivery's signature names.
+	Function string
+	Signer   *auth.Signer
+	Kafka    *kfake.Cluster
+	Brokers  []string
 	// Origins are the origin keys the function under test trusts (its
 	// receiver's), which Delivery extends with a test's own sources.
 	Origins *events.OriginKeys
@@ -84,9 +87,10 @@ func (k *Kit) Authorize(tb testing.TB, req *http.Request, sub string, role auth.
 	req.Header.Set("Authorization", "Bearer "+k.Token(tb, sub, role))
 }
 
-// SignEvent signs an event delivery body with the test event key.
+// SignEvent signs an event delivery body to the function under test with
+// the test event key, as the kafka-trigger does.
 func (k *Kit) SignEvent(body []byte) string {
-	return events.Sign([]byte(EventKey), time.Now(), body)
+	return events.SignDelivery([]byte(EventKey), time.Now(), k.Function, body)
 }
 
 // Tick is the schedule tick the kafka-trigger sends a function's receiver:
@@ -175,7 +179,7 @@ func PlatformWith(tb testing.TB, name string, mutate func(*platform.Config)) (*p
 		tb.Fatal(err)
 	}
 	tb.Cleanup(d.Close)
-	return d, &Kit{Signer: NewSigner(), Kafka: cluster, Brokers: brokers, Origins: d.Events.Origins}
+	return d, &Kit{Function: name, Signer: NewSigner(), Kafka: cluster, Brokers: brokers, Origins: d.Events.Origins}
 }
 
 // NewUser returns a random user id.
