@@ -54,7 +54,7 @@ func (s *stack) banner(notReady []string) {
 	fmt.Fprintf(&b, "\nThe dev admin token (24 h, sub %s — make token prints the same admin; ROLE=, SUB= for others):\n\n", adminSubject)
 	fmt.Fprintf(&b, "  export TOKEN=%s\n  export GW=%s/function\n", token, gw)
 	if s.deployed("aggregate-report") {
-		fmt.Fprintf(&b, "\nDashboard (signs in with the token in the link's #token= fragment, which never reaches a server log):\n\n  %s/function/aggregate-report/dashboard#token=%s\n", gw, token)
+		fmt.Fprintf(&b, "\nDashboard (the link's #token= fragment, which never reaches a server log, fills in the login form; press Sign in):\n\n  %s/function/aggregate-report/dashboard#token=%s\n", gw, token)
 	}
 	if s.mailpit != nil {
 		fmt.Fprintf(&b, "\nEmails: every email the functions send (invoices, receipts, reminders) lands in Mailpit, never in a real mailbox:\n\n  http://%s   (web UI; API: /api/v1/messages; a message: /view/<ID>.html)\n", s.cfg.MailpitUIAddr)

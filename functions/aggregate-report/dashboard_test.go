@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,14 +162,20 @@ func TestDashboardRendersTheSeededFigures(t *testing.T) {
 	if err != nil || panels != "" {
 		t.Fatalf("figures without a token: %q (%v)", panels, err)
 	}
-	// A bad token is refused and the page says so.
+	// A bad token is refused and the page says so. A link's token only
+	// fills in the form; signing in takes the press a person makes.
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/dashboard?currency=USD#token=not-a-jwt"),
-		chromedp.WaitVisible(`body[data-state="login"]`)); err != nil {
+		chromedp.WaitVisible(`#tokenunread`), chromedp.Click(`#signin`)); err != nil {
 		t.Fatal(err)
+	}
+	refused, err := chromedp.Run(ctx, chromedp.Poll[string](`document.getElementById("loginerror").textContent`))
+	if err != nil || !strings.Contains(refused, "refused") {
+		t.Fatalf("a bad token: %q (%v)", refused, err)
 	}
 
 	url := srv.URL + "/dashboard?from=2026-02-14&to=2026-03-14&currency=USD#token=" + token
-	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(`body[data-state="ready"]`)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(url), chromedp.WaitVisible(`#tokensub`), chromedp.Click(`#signin`),
+		chromedp.WaitVisible(`body[data-state="ready"]`)); err != nil {
 		t.Fatal(err)
 	}
 	got, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`(() => {
@@ -283,5 +291,191 @@ func TestDashboardShellIsPublicButItsFiguresAreNot(t *testing.T) {
 	rec = g.request(http.MethodGet, "/dashboard/panels?currency=USD", asCustomer(userA), nil)
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "Figures for 0 account(s)") || !strings.Contains(rec.Header().Get("Content-Type"), "text/html") {
 		t.Fatalf("customer panels: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// panelsWatch serves h and keeps the bearer token of every request for the
+// panels, so a test can tell whose figures the page asked for, and when.
+type panelsWatch struct {
+	h      http.Handler
+	mu     sync.Mutex
+	tokens []string
+}
+
+func (p *panelsWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/dashboard/panels" {
+		p.mu.Lock()
+		p.tokens = append(p.tokens, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		p.mu.Unlock()
+	}
+	p.h.ServeHTTP(w, r)
+}
+
+func (p *panelsWatch) seen() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.tokens...)
+}
+
+// settled waits until the page has either shown the login form or loaded
+// (or failed to load) the figures, and gives a request it might still make
+// a moment to arrive.
+func settled(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`["login", "ready", "error"].includes(document.body.dataset.state || "")`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Sleep(300*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loginView is what the page shows and holds while it asks for a token.
+type loginView struct {
+	Hash, State, Field, Stored, Panels string
+	Login                              bool // the login form is shown
+	Sub, Role, Unread                  string
+	Replaces, Keep                     bool // the note that a session is replaced, and the button to keep it
+}
+
+func readLogin(t *testing.T, ctx context.Context) loginView {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[loginView](`(() => {
+		const q = id => document.getElementById(id);
+		const shown = id => !!q(id) && !q(id).hidden && !q(id).closest("[hidden]");
+		const text = id => shown(id) ? q(id).textContent : "";
+		return {
+			Hash: location.hash, State: document.body.dataset.state || "",
+			Field: q("token").value, Stored: sessionStorage.getItem("billfn.token") || "",
+			Panels: q("panels").innerHTML, Login: shown("login"),
+			Sub: text("tokensub"), Role: text("tokenrole"), Unread: text("tokenunread"),
+			Replaces: shown("tokenreplace"), Keep: shown("keep"),
+		};
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// A link alone signs no one in (login CSRF: a link carrying an attacker's
+// token would show the visitor the attacker's figures as their own). The
+// token of a #token= link only fills in the login form, which names whom
+// it signs in as; the figures load when the person presses Sign in. Nor
+// does a link replace the session a tab already has.
+func TestALinkWithATokenDoesNotSignInByItself(t *testing.T) {
+	g := newRig(t)
+	watch := &panelsWatch{h: g.h}
+	srv := httptest.NewServer(watch)
+	defer srv.Close()
+	ctx := browser(t)
+	admin := g.kit.Token(t, asAdmin.sub, auth.RoleAdmin)
+	other := g.kit.Token(t, userA, auth.RoleCustomer)
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/dashboard?currency=USD#token="+admin)); err != nil {
+		t.Fatal(err)
+	}
+	settled(t, ctx)
+	v := readLogin(t, ctx)
+	if !v.Login || v.State != "login" || v.Panels != "" || len(watch.seen()) != 0 {
+		t.Fatalf("a link signed in by itself: login form shown %v, state %q, panels asked with %d token(s), panels %.80q",
+			v.Login, v.State, len(watch.seen()), v.Panels)
+	}
+	if v.Hash != "" || v.Field != admin || v.Stored != "" || v.Sub != asAdmin.sub || v.Role != "admin" || v.Replaces || v.Keep {
+		t.Fatalf("the link's token should pre-fill the form, name its subject and role, leave the address bar and stay out of storage: %+v", v)
+	}
+	// The person presses Sign in: now the figures load, with that token.
+	if err := chromedp.Do(ctx, chromedp.Click(`#signin`), chromedp.WaitVisible(`body[data-state="ready"]`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := watch.seen(); len(got) != 1 || got[0] != admin {
+		t.Fatalf("after the press the panels were asked %d time(s), want once with the link's token", len(got))
+	}
+	if v := readLogin(t, ctx); v.Stored != admin || v.Login || v.Field != "" {
+		t.Fatalf("after the press: %+v", v)
+	}
+
+	// The tab holds a session; a link with another token does not replace
+	// it, and loads neither token's figures before a press.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/dashboard?currency=EUR#token="+other)); err != nil {
+		t.Fatal(err)
+	}
+	settled(t, ctx)
+	v = readLogin(t, ctx)
+	if got := watch.seen(); len(got) != 1 || !v.Login || v.State != "login" || v.Panels != "" {
+		t.Fatalf("a link over a session loaded figures by itself: panels asked %d time(s) (want still 1), login form shown %v, state %q",
+			len(got), v.Login, v.State)
+	}
+	if v.Hash != "" || v.Field != other || v.Stored != admin || v.Sub != userA || v.Role != "customer" || !v.Replaces || !v.Keep {
+		t.Fatalf("the link's token should pre-fill the form, say it replaces the session, and leave the stored one alone: %+v", v)
+	}
+	// Keeping the session loads its own figures, and the link's token is gone.
+	if err := chromedp.Do(ctx, chromedp.Click(`#keep`), chromedp.WaitVisible(`body[data-state="ready"]`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := watch.seen(); len(got) != 2 || got[1] != admin {
+		t.Fatalf("keeping the session: panels asked %d time(s), the last with the link's token: %v", len(got), got[len(got)-1] == other)
+	}
+	if v := readLogin(t, ctx); v.Stored != admin || v.Field != "" || v.Login {
+		t.Fatalf("after keeping the session: %+v", v)
+	}
+
+	// A link followed inside the open page changes only the fragment: the
+	// page reads it there too, and still waits for the press.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[int](`location.hash = "token=`+other+`"; 0`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.body.dataset.state === "login"`)); err != nil {
+		t.Fatalf("a fragment-only link was not read: %v (%+v)", err, readLogin(t, ctx))
+	}
+	settled(t, ctx)
+	v = readLogin(t, ctx)
+	if got := watch.seen(); len(got) != 2 || v.Hash != "" || v.Field != other || v.Stored != admin || v.Sub != userA || v.Panels != "" {
+		t.Fatalf("a fragment-only link: panels asked %d time(s) (want still 2): %+v", len(got), v)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(`#signin`), chromedp.WaitVisible(`body[data-state="ready"]`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := watch.seen(); len(got) != 3 || got[2] != other {
+		t.Fatalf("signing in with the link's token: panels asked %d time(s), want a third with it", len(got))
+	}
+	if v := readLogin(t, ctx); v.Stored != other {
+		t.Fatal("the press did not replace the stored token")
+	}
+}
+
+// What the login form says about a link's token is text, never markup, and
+// a token it cannot read still fills in the form, with a neutral note.
+func TestALinksTokenIsDescribedAsText(t *testing.T) {
+	g := newRig(t)
+	watch := &panelsWatch{h: g.h}
+	srv := httptest.NewServer(watch)
+	defer srv.Close()
+	ctx := browser(t)
+
+	b64 := base64.RawURLEncoding.EncodeToString
+	sub, role := `<img src=x id=injected onerror="document.title='owned'">`, `<b id=bold>admin</b>`
+	forged := b64([]byte(`{"alg":"EdDSA","typ":"JWT"}`)) + "." + b64([]byte(`{"sub":"`+strings.ReplaceAll(sub, `"`, `\"`)+`","role":"`+role+`","exp":1}`)) + ".c2ln"
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/dashboard#token="+forged)); err != nil {
+		t.Fatal(err)
+	}
+	settled(t, ctx)
+	v := readLogin(t, ctx)
+	marked, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.getElementById("injected") || !!document.getElementById("bold") || document.title === "owned"`))
+	if err != nil || marked {
+		t.Fatalf("the token's claims became markup (%v)", err)
+	}
+	if !v.Login || v.Field != forged || v.Sub != sub || v.Role != role || v.Unread != "" || len(watch.seen()) != 0 {
+		t.Fatalf("a token with markup in its claims: %+v", v)
+	}
+
+	// Not a JWT at all: the form is filled in and says it cannot tell.
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/dashboard?currency=USD#token=not-a-jwt")); err != nil {
+		t.Fatal(err)
+	}
+	settled(t, ctx)
+	v = readLogin(t, ctx)
+	if !v.Login || v.Field != "not-a-jwt" || v.Sub != "" || v.Role != "" || v.Unread == "" || len(watch.seen()) != 0 {
+		t.Fatalf("an unreadable token: %+v", v)
 	}
 }
