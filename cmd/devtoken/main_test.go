@@ -37,7 +37,7 @@ func keyDir(t *testing.T, dir string) string {
 // unsetJWT removes the JWT_* variables for the test (an empty one would be
 // read as set: JWT_ALG="" is no algorithm).
 func unsetJWT(t *testing.T) {
-	for _, k := range []string{"JWT_ALG", "JWT_SECRET", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE"} {
+	for _, k := range []string{"JWT_ALG", "JWT_SECRET", "JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_MAX_LIFETIME", "JWT_MAX_SERVICE_LIFETIME"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
@@ -45,7 +45,7 @@ func unsetJWT(t *testing.T) {
 
 func verify(t *testing.T, publicKey, tok string) auth.Principal {
 	t.Helper()
-	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: publicKey, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second})
+	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: publicKey, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second, MaxLifetime: auth.DefaultMaxLifetimes()})
 	if err != nil {
 		t.Fatal(err)
 	}

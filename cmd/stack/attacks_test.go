@@ -128,6 +128,7 @@ func attacksTokens(t *testing.T, s *attackScene) {
 			"HS256 with another secret":            sign(jwt.SigningMethodHS256, []byte(strings.Repeat("x", 40)), claims(nil)),
 			"expired":                              sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["exp"] = now.Add(-2 * time.Minute).Unix() })),
 			"without exp":                          sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { delete(*c, "exp") })),
+			"living ten years (JWT_MAX_LIFETIME)":  sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["exp"] = now.Add(10 * 365 * 24 * time.Hour).Unix() })),
 			"issued in the future":                 sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["iat"] = now.Add(time.Hour).Unix() })),
 			"wrong audience":                       sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["aud"] = "someone-else" })),
 			"wrong issuer":                         sign(jwt.SigningMethodEdDSA, priv, claims(func(c *jwt.MapClaims) { (*c)["iss"] = "evil" })),

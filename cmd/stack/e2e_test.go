@@ -213,7 +213,7 @@ func TestStackWritesEverySecretStackYMLNames(t *testing.T) {
 	}
 	// The key pair: the service token verifies with the public key the
 	// functions get.
-	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: first[jwtPublicKey], Issuer: "billfn", Audience: "billfn"})
+	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: first[jwtPublicKey], Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,9 @@
 // key is used. A function holds only the public key (secret
 // jwt-public-key): the private key (jwt-private-key, SignerConfig) lives
 // only where tokens are issued, so a compromised function cannot mint
-// tokens for the others. exp is required; iss and
+// tokens for the others. exp is required, and not far off: a token lives
+// at most JWT_MAX_LIFETIME (customer, admin) or JWT_MAX_SERVICE_LIFETIME
+// (service), since nothing revokes a token before its exp; iss and
 // aud must match and must be configured (an empty JWT_ISSUER or
 // JWT_AUDIENCE is refused, not read as "any"); keys below MinHS256SecretLen
 // bytes or MinRSABits bits are refused. The subject is the user id (a
@@ -104,6 +106,43 @@ type Config struct {
 	// ReloadEvery is how often the key files (jwt-public-key, jwt-secret)
 	// are looked at for a rotation.
 	ReloadEvery time.Duration `envconfig:"SECRETS_RELOAD_EVERY" default:"2s"`
+	// MaxLifetime bounds how long a token may live, by role.
+	MaxLifetime MaxLifetimes
+}
+
+// MaxLifetimes are the longest a token may live (exp − iat, or exp − now
+// when it has no iat), by role. Nothing revokes a token before its exp, so
+// a leaked token is good for as long as it lives: a bound keeps a token
+// minted for ten years from staying valid until the key is rotated. The
+// service role's is longer because deployments mint one service token for
+// all their functions (cmd/devtoken -cluster-secrets: 90 days; make run:
+// 30 days).
+type MaxLifetimes struct {
+	User    time.Duration `envconfig:"JWT_MAX_LIFETIME" default:"24h"`           // customer and admin
+	Service time.Duration `envconfig:"JWT_MAX_SERVICE_LIFETIME" default:"2160h"` // 90 days
+}
+
+// DefaultMaxLifetimes are MaxLifetimes' defaults, for a Config built in code.
+func DefaultMaxLifetimes() MaxLifetimes {
+	return MaxLifetimes{User: 24 * time.Hour, Service: 90 * 24 * time.Hour}
+}
+
+// Of is the longest a token of role may live and the variable that sets it.
+func (m MaxLifetimes) Of(r Role) (time.Duration, string) {
+	if r == RoleService {
+		return m.Service, "JWT_MAX_SERVICE_LIFETIME"
+	}
+	return m.User, "JWT_MAX_LIFETIME"
+}
+
+// Check refuses a maximum of 0 or less: it is a mistake, not "no bound".
+func (m MaxLifetimes) Check() error {
+	for _, r := range []Role{RoleCustomer, RoleService} {
+		if d, name := m.Of(r); d <= 0 {
+			return fmt.Errorf("auth: %s must be more than 0 (the longest a token may live), not %v", name, d)
+		}
+	}
+	return nil
 }
 
 // Claims are the JWT claims billfn reads.
@@ -134,6 +173,8 @@ type Verifier struct {
 	jwks   keyfunc.Keyfunc           // JWT_JWKS_URL's keys, when set
 	stop   context.CancelFunc
 	now    func() time.Time
+	bound  MaxLifetimes  // the longest a token may live, by role
+	leeway time.Duration // JWT_LEEWAY, allowed beyond bound as on exp
 
 	mu    sync.Mutex
 	cache map[string]cached // verified tokens, so a hot client costs one map lookup
@@ -189,7 +230,8 @@ func parseKey(alg, value string) (any, error) {
 // provider that does not answer yet is asked again on the first token).
 // Close stops its background work.
 func NewVerifier(cfg Config) (*Verifier, error) {
-	v := &Verifier{now: time.Now, cache: make(map[string]cached), alg: cfg.Alg, stop: func() {}}
+	v := &Verifier{now: time.Now, cache: make(map[string]cached), alg: cfg.Alg, stop: func() {},
+		bound: cfg.MaxLifetime, leeway: cfg.Leeway}
 	methods := []string{cfg.Alg}
 	if cfg.JWKSURL != "" {
 		if cfg.Alg == "HS256" {
@@ -228,6 +270,11 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	}
 	if strings.TrimSpace(cfg.Audience) == "" {
 		return nil, errors.New("auth: JWT_AUDIENCE must not be empty (tokens' aud is always checked)")
+	}
+	// A bound of 0 is a mistake; read as "none" it would let a ten-year
+	// token in again.
+	if err := cfg.MaxLifetime.Check(); err != nil {
+		return nil, err
 	}
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(methods),
@@ -407,6 +454,10 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if !claims.Role.Valid() {
 		return Principal{}, fmt.Errorf("%w: role %q is not admin, service or customer", ErrInvalid, claims.Role)
 	}
+	// Checked before the token is cached: a cached token is not checked again.
+	if err := v.lifetimeAllowed(claims, now); err != nil {
+		return Principal{}, err
+	}
 	// uuid.Parse also reads upper case, braces, urn:uuid: and no hyphens;
 	// the canonical form is what owner ids are compared with (CanAccess).
 	p := Principal{Subject: id.String(), Role: claims.Role}
@@ -418,6 +469,23 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	v.cache[token] = cached{p: p, exp: claims.ExpiresAt.Time, gen: gen, kid: kid, key: used}
 	v.mu.Unlock()
 	return p, nil
+}
+
+// lifetimeAllowed refuses a token that lives longer than its role's
+// maximum plus the leeway. Its lifetime is exp − iat; without iat it is
+// measured from now, so leaving iat out does not lengthen it.
+func (v *Verifier) lifetimeAllowed(c Claims, now time.Time) error {
+	start := now
+	if c.IssuedAt != nil {
+		start = c.IssuedAt.Time
+	}
+	life := c.ExpiresAt.Sub(start) // saturates: an exp at the end of time is no overflow
+	most, name := v.bound.Of(c.Role)
+	// life-most, not most+leeway: a maximum near the largest Duration must not wrap.
+	if life > most && life-most > v.leeway {
+		return fmt.Errorf("%w: a %s token lives %v, longer than %s (%v)", ErrInvalid, c.Role, life, name, most)
+	}
+	return nil
 }
 
 // FromRequest verifies the request's bearer token.

@@ -41,7 +41,7 @@ var (
 	edKey    = sync.OnceValue(func() ed25519.PrivateKey { _, k, _ := ed25519.GenerateKey(rand.Reader); return k })
 	rsaPEM   = sync.OnceValue(func() string { return publicPEM(rsaKey().Public()) })
 	edPEM    = sync.OnceValue(func() string { return publicPEM(edKey().Public()) })
-	baseConf = Config{Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second}
+	baseConf = Config{Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second, MaxLifetime: DefaultMaxLifetimes()}
 )
 
 func mustRSA() *rsa.PrivateKey {
@@ -327,6 +327,68 @@ func TestVerifyRejectsACachedTokenOnceItExpires(t *testing.T) {
 	assertRejected(t, v, tok)
 }
 
+// There is no revocation: a token is good until its exp, so a token minted
+// (or leaked) with exp ten years ahead stayed valid until the key rotated.
+// A customer's or admin's token lives at most JWT_MAX_LIFETIME (24h), a
+// service token at most JWT_MAX_SERVICE_LIFETIME (90 days), plus the
+// leeway; its lifetime is exp − iat, or exp − now when it has no iat, so
+// leaving iat out does not help. A refused token is not cached.
+func TestATokenLivingLongerThanItsRolesMaximumIsRefused(t *testing.T) {
+	const day = 24 * time.Hour
+	lives := func(role Role, iat *time.Time, exp time.Duration) string {
+		return hs(t, with(func(c *Claims) {
+			c.Role = role
+			c.IssuedAt = nil
+			if iat != nil {
+				c.IssuedAt = jwt.NewNumericDate(*iat)
+			}
+			c.ExpiresAt = jwt.NewNumericDate(now.Add(exp))
+		}))
+	}
+	issued := func(ago time.Duration) *time.Time { t := now.Add(-ago); return &t }
+	v := fixedVerifier(t, hsConfig())
+	for name, tok := range map[string]string{
+		"customer, 23h":                          lives(RoleCustomer, &now, 23*time.Hour),
+		"admin, 24h":                             lives(RoleAdmin, &now, day),
+		"customer, 24h and the leeway":           lives(RoleCustomer, &now, day+30*time.Second),
+		"service, 89 days":                       lives(RoleService, &now, 89*day),
+		"service, 90 days":                       lives(RoleService, &now, 90*day),
+		"customer without iat, exp 23h ahead":    lives(RoleCustomer, nil, 23*time.Hour),
+		"customer issued 2h ago, exp 21h ahead":  lives(RoleCustomer, issued(2*time.Hour), 21*time.Hour),
+		"service without iat, exp 89 days ahead": lives(RoleService, nil, 89*day),
+	} {
+		if _, err := v.Verify(tok); err != nil {
+			t.Errorf("%s: refused: %v", name, err)
+		}
+	}
+	for name, tok := range map[string]string{
+		"customer, 25h":                            lives(RoleCustomer, &now, 25*time.Hour),
+		"admin, 25h":                               lives(RoleAdmin, &now, 25*time.Hour),
+		"customer, 24h and 31s":                    lives(RoleCustomer, &now, day+31*time.Second),
+		"customer, ten years":                      lives(RoleCustomer, &now, 10*365*day),
+		"service, 91 days":                         lives(RoleService, &now, 91*day),
+		"service, ten years":                       lives(RoleService, &now, 10*365*day),
+		"customer without iat, exp 25h ahead":      lives(RoleCustomer, nil, 25*time.Hour),
+		"admin without iat, exp ten years ahead":   lives(RoleAdmin, nil, 10*365*day),
+		"service without iat, exp 91 days ahead":   lives(RoleService, nil, 91*day),
+		"customer issued 2h ago, exp 23h ahead":    lives(RoleCustomer, issued(2*time.Hour), 23*time.Hour),
+		"service issued 2 days ago, 89 days ahead": lives(RoleService, issued(2*day), 89*day),
+	} {
+		// Twice: the first refusal must not have cached it.
+		for i := range 2 {
+			if p, err := v.Verify(tok); !errors.Is(err, ErrInvalid) || p != (Principal{}) {
+				t.Errorf("%s: Verify #%d = %+v, %v; want ErrInvalid", name, i+1, p, err)
+			}
+		}
+		v.mu.Lock()
+		_, cached := v.cache[tok]
+		v.mu.Unlock()
+		if cached {
+			t.Errorf("%s: the refused token is in the cache", name)
+		}
+	}
+}
+
 func TestVerifierCacheIsBounded(t *testing.T) {
 	v := fixedVerifier(t, hsConfig())
 	for i := 0; i < cacheMax+10; i++ {
@@ -568,6 +630,7 @@ func TestMiddlewareRejectsABadTokenWithInvalidToken(t *testing.T) {
 		"Token " + hs(t, claims()),
 		"Bearer not-a-jwt",
 		"Bearer " + expired,
+		"Bearer " + hs(t, with(func(c *Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(10 * 365 * 24 * time.Hour)) })),
 		"Bearer " + hs(t, claims()) + "x",
 	} {
 		rec, seen := serve(t, v, authz)
@@ -582,7 +645,7 @@ func TestMiddlewareRejectsABadTokenWithInvalidToken(t *testing.T) {
 		if body["code"] != "unauthorized" {
 			t.Fatalf("%q: body = %v", authz, body)
 		}
-		for _, internal := range []string{"token is expired", "token is malformed", "signature is invalid", "invalid claims", "Authorization must be"} {
+		for _, internal := range []string{"token is expired", "token is malformed", "signature is invalid", "invalid claims", "Authorization must be", "JWT_MAX_LIFETIME"} {
 			if raw := rec.Body.String(); strings.Contains(raw, internal) {
 				t.Fatalf("%q: body leaks the verifier's error %q: %s", authz, internal, raw)
 			}
@@ -703,7 +766,8 @@ func rsaPEMOfSize(t *testing.T, bits int) string {
 }
 
 // Issue 15, item 4: weak keys and an empty iss or aud are refused at
-// start-up, each with an error naming the variable to fix.
+// start-up, each with an error naming the variable to fix; so is a maximum
+// token lifetime of 0 or less (it does not mean "no bound").
 func TestNewVerifierRefusesWeakKeysAndEmptyClaimsChecks(t *testing.T) {
 	with := func(c Config, f func(*Config)) Config { f(&c); return c }
 	tests := []struct {
@@ -717,6 +781,11 @@ func TestNewVerifierRefusesWeakKeysAndEmptyClaimsChecks(t *testing.T) {
 		{"HS256 with an empty audience", "JWT_AUDIENCE", with(hsConfig(), func(c *Config) { c.Audience = "" })},
 		{"RS256 with an empty issuer", "JWT_ISSUER", with(rsConfig(), func(c *Config) { c.Issuer = "  " })},
 		{"EdDSA with an empty audience", "JWT_AUDIENCE", with(edConfig(), func(c *Config) { c.Audience = "" })},
+		{"JWT_MAX_LIFETIME of 0", "JWT_MAX_LIFETIME", with(hsConfig(), func(c *Config) { c.MaxLifetime.User = 0 })},
+		{"JWT_MAX_LIFETIME negative", "JWT_MAX_LIFETIME", with(edConfig(), func(c *Config) { c.MaxLifetime.User = -time.Hour })},
+		{"JWT_MAX_SERVICE_LIFETIME of 0", "JWT_MAX_SERVICE_LIFETIME", with(rsConfig(), func(c *Config) { c.MaxLifetime.Service = 0 })},
+		{"JWT_MAX_SERVICE_LIFETIME negative", "JWT_MAX_SERVICE_LIFETIME", with(hsConfig(), func(c *Config) { c.MaxLifetime.Service = -1 })},
+		{"no maximum lifetimes at all", "JWT_MAX_LIFETIME", with(edConfig(), func(c *Config) { c.MaxLifetime = MaxLifetimes{} })},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

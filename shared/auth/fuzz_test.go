@@ -30,7 +30,8 @@ const (
 // principal only for a token whose signature is the HS256 MAC of its
 // first two segments with the key, whose header says HS256, and whose
 // claims are in force (exp, iss, aud), with a UUID subject (returned in
-// canonical form) and one of the three roles. It accepts every such token
+// canonical form), one of the three roles and a lifetime within the role's
+// maximum. It accepts every such token
 // it is given whole, and answers the same on a second call (the cache).
 func FuzzVerify(f *testing.F) {
 	hdr := []byte(`{"alg":"HS256","typ":"JWT"}`)
@@ -40,7 +41,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(uint8(tokRaw), "eyJhbGciOiJub25lIn0.e30.", []byte{}, []byte{}, "", "", int64(0))
 	f.Add(uint8(tokMutated), "", hdr, claims, "A", "", int64(40))
 	key := []byte(testSecret)
-	v, err := NewVerifier(Config{Alg: "HS256", Secret: testSecret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second})
+	v, err := NewVerifier(Config{Alg: "HS256", Secret: testSecret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second, MaxLifetime: DefaultMaxLifetimes()})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -80,7 +81,9 @@ func FuzzVerify(f *testing.F) {
 			}
 			token = s
 			id, uerr := uuid.Parse(sub)
-			wellFormed = uerr == nil && id != uuid.Nil && id != uuid.Max && Role(role).Valid() && ttl > -30
+			most, _ := DefaultMaxLifetimes().Of(Role(role))
+			wellFormed = uerr == nil && id != uuid.Nil && id != uuid.Max && Role(role).Valid() && ttl > -30 &&
+				ttl <= int64((most+30*time.Second)/time.Second)
 		}
 		p, err := v.Verify(token)
 		p2, err2 := v.Verify(token)

@@ -66,7 +66,7 @@ const jwksTestSecret = "billfn-test-secret-0123456789abcdef"
 func jwksVerifier(t *testing.T, url string) *auth.Verifier {
 	t.Helper()
 	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", JWKSURL: url, Issuer: "https://idp.example/realms/billfn", Audience: "billfn",
-		Leeway: 30 * time.Second, JWKSRefresh: time.Hour, JWKSMinRefresh: 300 * time.Millisecond})
+		Leeway: 30 * time.Second, JWKSRefresh: time.Hour, JWKSMinRefresh: 300 * time.Millisecond, MaxLifetime: auth.DefaultMaxLifetimes()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestJWKSUnknownKidsRefetchAtMostOncePerIntervalWithoutWaiting(t *testing.T)
 	pub, priv := edKey(t)
 	p.publish(t, map[string]any{"ed-1": pub})
 	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", JWKSURL: p.srv.URL, Issuer: "https://idp.example/realms/billfn", Audience: "billfn",
-		JWKSRefresh: time.Hour, JWKSMinRefresh: time.Hour})
+		JWKSRefresh: time.Hour, JWKSMinRefresh: time.Hour, MaxLifetime: auth.DefaultMaxLifetimes()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestJWKSChecksAudienceAndIssuer(t *testing.T) {
 }
 
 func TestJWKSConfigurationIsChecked(t *testing.T) {
-	base := auth.Config{Alg: "EdDSA", Issuer: "billfn", Audience: "billfn"}
+	base := auth.Config{Alg: "EdDSA", Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()}
 	for name, c := range map[string]auth.Config{
 		"plain http to a public host": func() auth.Config { c := base; c.JWKSURL = "http://idp.example/certs"; return c }(),
 		"not a URL":                   func() auth.Config { c := base; c.JWKSURL = "idp.example/certs"; return c }(),

@@ -122,7 +122,7 @@ func TestVerifierFollowsARotatedHS256SecretFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(s1+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: s1, Issuer: "billfn", Audience: "billfn", ReloadEvery: time.Millisecond})
+	v, err := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: s1, Issuer: "billfn", Audience: "billfn", ReloadEvery: time.Millisecond, MaxLifetime: auth.DefaultMaxLifetimes()})
 	if err != nil {
 		t.Fatal(err)
 	}

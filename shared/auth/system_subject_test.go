@@ -19,7 +19,7 @@ func TestATokenCannotBeTheSystemPrincipal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: pubPEM, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second})
+	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: pubPEM, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second, MaxLifetime: auth.DefaultMaxLifetimes()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func newRig(t *testing.T, batch bool) *rig {
 	if _, err := pool.Exec(context.Background(), `CREATE TABLE `+g.table+` (event_id text, amount bigint)`); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: secret, Issuer: "billfn", Audience: "billfn"})
+	v, _ := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: secret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()})
 	apply := func(ctx context.Context, tx pgx.Tx, ev events.Event) error {
 		var p payment
 		if err := events.Decode(ev, &p); err != nil {

@@ -28,7 +28,7 @@ func newLogRig(t *testing.T) *rig {
 	if _, err := pool.Exec(context.Background(), `CREATE TABLE `+g.table+` (event_id text PRIMARY KEY, amount bigint)`); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: secret, Issuer: "billfn", Audience: "billfn"})
+	v, _ := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: secret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()})
 	g.rc = &events.Receiver{Consumer: g.consumer, Pool: pool, Keys: [][]byte{key}, Verifier: v,
 		Tick: func(context.Context) error { g.ticks++; return nil }, TickEvery: time.Hour, SkipOriginCheck: true}
 	g.rc.LogBatch = func(ctx context.Context, tx pgx.Tx, evs []events.Event) ([]bool, error) {

@@ -57,7 +57,7 @@ func newFixtureOf(t *testing.T, deferred bool) *fixture {
 	if _, err := pool.Exec(context.Background(), `CREATE TABLE `+f.table+` (id uuid PRIMARY KEY, text text NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: secret, Issuer: "billfn", Audience: "billfn"})
+	v, err := auth.NewVerifier(auth.Config{Alg: "HS256", Secret: secret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()})
 	if err != nil {
 		t.Fatal(err)
 	}

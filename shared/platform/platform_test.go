@@ -73,7 +73,7 @@ func TestOpenNamesEveryMissingVariable(t *testing.T) {
 func TestOpenRefusesWeakKeys(t *testing.T) {
 	good := func() platform.Config {
 		return platform.Config{
-			Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+			Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()},
 			EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 		}
 	}
@@ -110,7 +110,7 @@ func TestOpenRefusesWeakKeys(t *testing.T) {
 // TICK_MIN_INTERVAL sets how often a function instance's tick may run.
 func TestOpenSetsTheTickMinimumInterval(t *testing.T) {
 	cfg := platform.Config{
-		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()},
 		EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 		TickMinInterval: config.Duration(3 * time.Second),
 	}
@@ -135,7 +135,7 @@ func TestOpenSetsTheTickMinimumInterval(t *testing.T) {
 func TestOpenNeedsItsOwnOriginKey(t *testing.T) {
 	good := func() platform.Config {
 		c := platform.Config{
-			Auth:             auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+			Auth:             auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()},
 			EventKeys:        testenv.EventKey,
 			OriginPublicKeys: testenv.OriginPublicKeys("demo"),
 			OriginPrivateKey: testenv.OriginKeyPEM("demo"),
@@ -192,7 +192,7 @@ func TestOpenNeedsItsOwnOriginKey(t *testing.T) {
 // startConfig is a working configuration on the test database and Redis.
 func startConfig(t *testing.T) platform.Config {
 	cfg := platform.Config{
-		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()},
 		EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 	}
 	cfg.Postgres.URL = testenv.DatabaseURL(t)

@@ -30,7 +30,7 @@ func limited(t *testing.T, mode, redisURL string) (*platform.Deps, http.Handler,
 	cfg := platform.Config{
 		Postgres:  postgres.Config{URL: testenv.DatabaseURL(t), MaxConns: 4},
 		Redis:     redis.Config{URL: redisURL, Prefix: prefix},
-		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second},
+		Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second, MaxLifetime: auth.DefaultMaxLifetimes()},
 		Kafka:     outbox.Config{Brokers: brokers},
 		EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 		RateLimit: platform.RateLimitConfig{Mode: mode, Read: "1/m:3", Write: "1/m:3", Money: "1/m:2", Address: "1/m:6", ServiceFactor: 2},
@@ -237,7 +237,7 @@ func TestRateLimitConfigIsChecked(t *testing.T) {
 		cfg := platform.Config{
 			Postgres:  postgres.Config{URL: testenv.DatabaseURL(t), MaxConns: 2},
 			Redis:     redis.Config{URL: "redis://" + rdb.Options().Addr + "/0", Prefix: prefix},
-			Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"},
+			Auth:      auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()},
 			EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"),
 			RateLimit: rl,
 		}
@@ -247,7 +247,7 @@ func TestRateLimitConfigIsChecked(t *testing.T) {
 		}
 	}
 	cfg := platform.Config{EventKeys: testenv.EventKey, OriginPublicKeys: testenv.OriginPublicKeys("demo"), OriginPrivateKey: testenv.OriginKeyPEM("demo"), TrustedProxies: "10.0.0.0/99",
-		Auth: auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn"}}
+		Auth: auth.Config{Alg: "HS256", Secret: testenv.JWTSecret, Issuer: "billfn", Audience: "billfn", MaxLifetime: auth.DefaultMaxLifetimes()}}
 	if d, err := platform.OpenWith(context.Background(), "demo", cfg); err == nil {
 		d.Close()
 		t.Fatal("a bad TRUSTED_PROXIES opened")

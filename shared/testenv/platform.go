@@ -47,7 +47,7 @@ var (
 
 // AuthConfig is the verifier configuration of test deployments.
 func AuthConfig() auth.Config {
-	return auth.Config{Alg: "EdDSA", PublicKey: JWTPublicKey, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second}
+	return auth.Config{Alg: "EdDSA", PublicKey: JWTPublicKey, Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second, MaxLifetime: auth.DefaultMaxLifetimes()}
 }
 
 // NewSigner signs tokens AuthConfig's verifiers accept.
