@@ -14,7 +14,10 @@
 // make token, the local stack's bin/run/secrets, where make run generates
 // the pair on its first start. HS256 (JWT_ALG=HS256 with JWT_SECRET or a jwt-secret file)
 // is for a single-tenant development setup only. Without a key it fails
-// and says where one comes from.
+// and says where one comes from. A -ttl longer than the functions accept
+// for the role (JWT_MAX_LIFETIME, 24h; for a service token
+// JWT_MAX_SERVICE_LIFETIME, 90 days) is refused: such a token would only
+// be answered 401.
 //
 // With -cluster-secrets DIR it generates a cluster's secrets instead (make
 // deploy-openfaas and deploy-knative run it): one file per name of the
@@ -43,7 +46,7 @@ import (
 func main() {
 	sub := flag.String("sub", "", "subject: the user id (UUID); default: the role's fixed dev subject (admin: the banner's)")
 	role := flag.String("role", "admin", "role: admin, service or customer")
-	ttl := flag.Duration("ttl", 24*time.Hour, "validity")
+	ttl := flag.Duration("ttl", 24*time.Hour, "validity: at most JWT_MAX_LIFETIME (24h), for -role service JWT_MAX_SERVICE_LIFETIME (2160h)")
 	cluster := flag.String("cluster-secrets", "", "generate a cluster's secrets into this directory instead of printing a token")
 	template := flag.String("template", "knative/infra/secrets.env", "with -cluster-secrets: the secrets template")
 	privKey := flag.String("private-key", "", "with -cluster-secrets: where the JWT private key is kept (default: jwt-private-key beside the directory)")
@@ -96,6 +99,18 @@ func mint(sub string, role auth.Role, ttl time.Duration) (string, error) {
 	}
 	if _, err := uuid.Parse(sub); err != nil {
 		return "", fmt.Errorf("-sub must be a UUID: %v", err)
+	}
+	// The functions refuse a token that lives longer than its role's
+	// maximum; minting one would only hand out a token that gets 401.
+	var bound auth.MaxLifetimes
+	if err := config.Load(&bound); err != nil {
+		return "", err
+	}
+	if err := bound.Check(); err != nil {
+		return "", err
+	}
+	if most, name := bound.Of(role); ttl > most {
+		return "", fmt.Errorf("-ttl %v is longer than a %s token may live (%s is %v): the functions would refuse it", ttl, role, name, most)
 	}
 	var cfg auth.SignerConfig
 	if err := config.Load(&cfg); err != nil {

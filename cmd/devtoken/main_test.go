@@ -90,6 +90,47 @@ func TestTokenTwiceIsTheSameAdmin(t *testing.T) {
 	}
 }
 
+// A -ttl the functions would refuse (longer than JWT_MAX_LIFETIME, or for
+// a service token JWT_MAX_SERVICE_LIFETIME) is refused with the variable
+// named; the longest allowed is minted and verifies.
+func TestDevtokenRefusesATTLTheFunctionsWouldRefuse(t *testing.T) {
+	dir := t.TempDir()
+	pub := keyDir(t, dir)
+	t.Setenv("SECRETS_DIR", dir)
+	unsetJWT(t)
+	for _, tc := range []struct {
+		role auth.Role
+		ttl  time.Duration
+		name string
+	}{
+		{auth.RoleCustomer, 25 * time.Hour, "JWT_MAX_LIFETIME"},
+		{auth.RoleAdmin, 365 * 24 * time.Hour, "JWT_MAX_LIFETIME"},
+		{auth.RoleService, 91 * 24 * time.Hour, "JWT_MAX_SERVICE_LIFETIME"},
+	} {
+		if tok, err := mint("", tc.role, tc.ttl); err == nil || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("-role %s -ttl %v: %q, %v; want an error naming %s", tc.role, tc.ttl, tok, err, tc.name)
+		}
+	}
+	for role, ttl := range map[auth.Role]time.Duration{auth.RoleCustomer: 24 * time.Hour, auth.RoleAdmin: 24 * time.Hour, auth.RoleService: 90 * 24 * time.Hour} {
+		tok, err := mint("", role, ttl)
+		if err != nil {
+			t.Fatalf("-role %s -ttl %v: %v", role, ttl, err)
+		}
+		if p := verify(t, pub, tok); p.Role != role {
+			t.Errorf("role %s", p.Role)
+		}
+	}
+	// The maximum is the one configured, as for the functions.
+	t.Setenv("JWT_MAX_LIFETIME", "1h")
+	if _, err := mint("", auth.RoleAdmin, 2*time.Hour); err == nil {
+		t.Error("JWT_MAX_LIFETIME=1h: a 2h token was minted")
+	}
+	t.Setenv("JWT_MAX_LIFETIME", "0")
+	if _, err := mint("", auth.RoleAdmin, time.Minute); err == nil || !strings.Contains(err.Error(), "JWT_MAX_LIFETIME") {
+		t.Errorf("JWT_MAX_LIFETIME=0: %v; want an error naming it", err)
+	}
+}
+
 // Without a private key there is no token: no public fallback secret.
 func TestNoKeyNoToken(t *testing.T) {
 	t.Setenv("SECRETS_DIR", t.TempDir())
