@@ -53,12 +53,16 @@ func calledFunction(r *run) string {
 type budgetRow struct {
 	title, called                       string
 	rate, budget, spent                 float64 // units/s, µs/unit, µs/unit
-	pg, fn, stack, others, rest, client float64 // µs/unit
-	ceiling                             float64 // units/s at this cost on every core
-	pgOverBudget, met                   bool
-	// standIn is the costliest process of the rest that stands in for a
-	// service a deployment runs elsewhere (standIns), and standInCost its
-	// µs/unit.
+	pg, fn, stack, others, rest, client float64 // µs/unit; stack is the gateway's alone when kfakeKnown
+	// kfake is the stack process's CPU that its profile puts in kfake
+	// (Kafka's stand-in), µs/unit, when kfakeKnown; else it is in stack.
+	kfake             float64
+	kfakeKnown        bool
+	ceiling           float64 // units/s at this cost on every core
+	pgOverBudget, met bool
+	// standIn is the costliest process of the rest, or kfake, that stands
+	// in for a service a deployment runs elsewhere (standIns), and
+	// standInCost its µs/unit.
 	standIn     string
 	standInCost float64
 }
@@ -72,13 +76,19 @@ var standIns = map[string]string{
 	"mailpit":     "Mailpit, the SMTP relay's stand-in",
 	"stripe-mock": "stripe-mock, Stripe's stand-in",
 	groupJaeger:   "Jaeger, the trace collector",
+	standInKfake:  "kfake, Kafka's stand-in (in the stack process, its share of that process's CPU profile)",
 }
+
+// standInKfake names kfake among the stand-ins.
+const standInKfake = "kfake"
 
 // standInOverBudget reports whether a stand-in alone costs a unit more
 // than its budget.
 func (b budgetRow) standInOverBudget() bool { return b.standIn != "" && b.standInCost > b.budget }
 
-func budgetOf(title, called string, rate float64, c *cost, units int64, cores int) budgetRow {
+// budgetOf splits c's CPU over units; kfakeShare, when known, is the share
+// of the stack process's CPU its profile puts in kfake (profileShare).
+func budgetOf(title, called string, rate float64, c *cost, units int64, cores int, kfakeShare float64, kfakeKnown bool) budgetRow {
 	b := budgetRow{title: title, called: called, rate: rate, budget: float64(cores) * 1e6 / rate}
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(units, 1)) }
 	for name, d := range c.CPU {
@@ -101,7 +111,14 @@ func budgetOf(title, called string, rate float64, c *cost, units int64, cores in
 			}
 		}
 	}
-	b.spent = b.pg + b.fn + b.stack + b.others + b.rest + b.client
+	if kfakeKnown {
+		b.kfake, b.kfakeKnown = b.stack*kfakeShare, true
+		b.stack -= b.kfake
+		if b.kfake > b.standInCost {
+			b.standIn, b.standInCost = standInKfake, b.kfake
+		}
+	}
+	b.spent = b.pg + b.fn + b.stack + b.kfake + b.others + b.rest + b.client
 	if b.spent > 0 {
 		b.ceiling = float64(cores) * 1e6 / b.spent
 	}
@@ -117,7 +134,7 @@ func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
 	cores := runtime.NumCPU()
 	var rows []budgetRow
 	if pg != nil && pg.Cost != nil && pg.Txns > 0 && pg.TPS > 0 {
-		r := budgetOf("pgbench TPC-B (its own rate, for scale)", "", pg.TPS, pg.Cost, pg.Txns, cores)
+		r := budgetOf("pgbench TPC-B (its own rate, for scale)", "", pg.TPS, pg.Cost, pg.Txns, cores, 0, false)
 		rows = append(rows, r)
 	}
 	for _, r := range runs {
@@ -126,19 +143,20 @@ func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
 			continue
 		}
 		units := int64(r.Result.Operations) * int64(max(r.Result.Units, 1))
-		rows = append(rows, budgetOf(r.Title, calledFunction(r), rate(pg), r.Cost, units, cores))
+		rows = append(rows, budgetOf(r.Title, calledFunction(r), rate(pg), r.Cost, units, cores, r.KfakeShare, r.KfakeMeasured))
 	}
 	if len(rows) == 0 {
 		return
 	}
 	fmt.Fprintf(b, "\n## The targets as CPU budgets\n\n"+
 		"On this machine's %d cores, a rate of R units per second leaves at most %d × 10⁶ / R µs of CPU per unit (a transfer, an invoice, an email) for everything that runs: the stack, PostgreSQL, Redis and the client that drives them. "+
-		"The unit cost below is this run's, from the windows of \"Where each operation's CPU goes\" (system and client), split into PostgreSQL (backends and server processes), the function the requests go to, the gateway process (which also hosts kfake), the kafka-trigger with the other functions (the consumers of the events the unit causes), and the rest (Redis, Mailpit, stripe-mock, Jaeger). "+
+		"The unit cost below is this run's, from the windows of \"Where each operation's CPU goes\" (system and client), split into PostgreSQL (backends and server processes), the function the requests go to, the gateway, kfake, the kafka-trigger with the other functions (the consumers of the events the unit causes), and the rest (Redis, Mailpit, stripe-mock, Jaeger). "+
+		"The gateway and kfake share one process (the local stack's); kfake's column is that process's CPU times the share of its CPU profile's samples with a frame in kfake's code (`go tool pprof -focus 'franz-go/pkg/kfake'` on bin/bench/<scenario>/stack.pprof), and the gateway's the remainder, which also holds the runtime's work for both (scheduler, network poller, garbage collector): kfake's column is a lower bound. Where the profile is missing, kfake's column says — and the gateway's holds both. "+
 		"The ceiling is the rate this unit cost allows with every core busy and nothing else running. "+
-		"A unit that costs more than its budget cannot reach its target on this machine whatever the scheduling; where PostgreSQL's share alone exceeds the budget (marked ‼), it cannot reach it even if every billfn process cost nothing, and the same holds where one process of the rest that stands in for a service a deployment runs elsewhere (Mailpit for the SMTP relay, stripe-mock for Stripe, Jaeger for the trace collector) alone exceeds it (‼ in the rest column). "+
+		"A unit that costs more than its budget cannot reach its target on this machine whatever the scheduling; where PostgreSQL's share alone exceeds the budget (marked ‼), it cannot reach it even if every billfn process cost nothing, and the same holds where one process of the rest that stands in for a service a deployment runs elsewhere (Mailpit for the SMTP relay, stripe-mock for Stripe, Jaeger for the trace collector), or kfake for Kafka, alone exceeds it (‼ in its column). "+
 		"pgbench's row applies the same arithmetic to its own rate: how close its ceiling is to what it measured says how fully a run keeps the cores busy.\n\n", cores, cores)
-	b.WriteString("| scenario | target | budget µs/unit | spent µs/unit | × budget | PostgreSQL | the function called | gateway + kfake | trigger + other functions | rest | client | ceiling/s |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| scenario | target | budget µs/unit | spent µs/unit | × budget | PostgreSQL | the function called | gateway | kfake | trigger + other functions | rest | client | ceiling/s |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		pgCell := fmt.Sprintf("%.0f", r.pg)
 		if r.pgOverBudget {
@@ -148,12 +166,19 @@ func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
 		if r.called != "" {
 			fn = fmt.Sprintf("%.0f (%s)", r.fn, r.called)
 		}
-		restCell := fmt.Sprintf("%.0f", r.rest)
-		if r.standInOverBudget() {
-			restCell += " ‼"
+		restCell, kfakeCell := fmt.Sprintf("%.0f", r.rest), "—"
+		if r.kfakeKnown {
+			kfakeCell = fmt.Sprintf("%.0f", r.kfake)
 		}
-		fmt.Fprintf(b, "| %s | %.0f/s | %.0f | %.0f | %.2f %s | %s | %s | %.0f | %.0f | %s | %.0f | %.0f |\n",
-			r.title, r.rate, r.budget, r.spent, r.spent/r.budget, mark(r.met), pgCell, fn, r.stack, r.others, restCell, r.client, r.ceiling)
+		if r.standInOverBudget() {
+			if r.standIn == standInKfake {
+				kfakeCell += " ‼"
+			} else {
+				restCell += " ‼"
+			}
+		}
+		fmt.Fprintf(b, "| %s | %.0f/s | %.0f | %.0f | %.2f %s | %s | %s | %.0f | %s | %.0f | %s | %.0f | %.0f |\n",
+			r.title, r.rate, r.budget, r.spent, r.spent/r.budget, mark(r.met), pgCell, fn, r.stack, kfakeCell, r.others, restCell, r.client, r.ceiling)
 	}
 	var over []string
 	for _, r := range rows {
@@ -164,7 +189,7 @@ func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
 		}
 	}
 	if len(over) > 0 {
-		b.WriteString("\nWhere a stand-in alone exceeds the budget (‼ in the rest column):\n\n" + strings.Join(over, "\n") + "\n")
+		b.WriteString("\nWhere a stand-in alone exceeds the budget (‼ in its column):\n\n" + strings.Join(over, "\n") + "\n")
 	}
 	renderCommits(b, runs, pg, cores)
 }

@@ -1,7 +1,13 @@
 package main
 
 import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -18,7 +24,7 @@ func TestBudgetSplitsAUnitsCostByWhereItGoes(t *testing.T) {
 		groupClient:                   80 * time.Millisecond,
 	}}
 	// 1000 units on 2 cores at a target of 4000/s: 500 µs each.
-	r := budgetOf("t", "process-transaction", 4000, c, 1000, 2)
+	r := budgetOf("t", "process-transaction", 4000, c, 1000, 2, 0, false)
 	want := budgetRow{title: "t", called: "process-transaction", rate: 4000, budget: 500, spent: 800,
 		pg: 310, fn: 200, stack: 100, others: 90, rest: 20, client: 80, ceiling: 2500}
 	if r != want {
@@ -32,7 +38,7 @@ func TestBudgetSplitsAUnitsCostByWhereItGoes(t *testing.T) {
 
 func TestBudgetMarksATargetPostgreSQLAloneCannotMeet(t *testing.T) {
 	c := &cost{CPU: map[string]time.Duration{groupBackends("x"): 600 * time.Millisecond}}
-	if r := budgetOf("t", "", 4000, c, 1000, 2); !r.pgOverBudget || r.met {
+	if r := budgetOf("t", "", 4000, c, 1000, 2, 0, false); !r.pgOverBudget || r.met {
 		t.Fatalf("%+v", r)
 	}
 }
@@ -49,16 +55,16 @@ func TestBudgetMarksATargetAStandInAloneCannotMeet(t *testing.T) {
 		groupRedis:    10 * time.Millisecond,
 		groupClient:   50 * time.Millisecond,
 	}}
-	r := budgetOf("t", "", 4000, c, 1000, 2) // 500 µs a unit
+	r := budgetOf("t", "", 4000, c, 1000, 2, 0, false) // 500 µs a unit
 	if r.standIn != "mailpit" || r.standInCost != 1200 || !r.standInOverBudget() || r.rest != 1310 || r.pgOverBudget {
 		t.Fatalf("%+v", r)
 	}
 	c.CPU["mailpit"] = 400 * time.Millisecond
-	if r := budgetOf("t", "", 4000, c, 1000, 2); r.standInOverBudget() {
+	if r := budgetOf("t", "", 4000, c, 1000, 2, 0, false); r.standInOverBudget() {
 		t.Fatalf("a stand-in within the budget marked: %+v", r)
 	}
 	redis := &cost{CPU: map[string]time.Duration{groupRedis: 900 * time.Millisecond}}
-	if r := budgetOf("t", "", 4000, redis, 1000, 2); r.standIn != "" || r.standInOverBudget() {
+	if r := budgetOf("t", "", 4000, redis, 1000, 2, 0, false); r.standIn != "" || r.standInOverBudget() {
 		t.Fatalf("Redis taken for a stand-in: %+v", r)
 	}
 
@@ -73,12 +79,109 @@ func TestBudgetMarksATargetAStandInAloneCannotMeet(t *testing.T) {
 	out := b.String()
 	wantAll(t, "renderBudget", out,
 		"| 100000 ‼ |",
-		"Where a stand-in alone exceeds the budget (‼ in the rest column):",
+		"Where a stand-in alone exceeds the budget (‼ in its column):",
 		"- **invoice batches**: Mailpit, the SMTP relay's stand-in, spends 100000 µs per unit,",
 		"The unit's other processes spend 3000 µs")
 	if strings.Contains(out, "**webhooks**") || strings.Count(out, " ‼ |") != 1 {
 		t.Errorf("a target within the stand-ins' reach marked:\n%s", out)
 	}
+}
+
+// The gateway and kfake run in one process; the budget shows kfake
+// (Kafka's stand-in) apart, by its share of that process's CPU profile,
+// and marks a target kfake alone keeps out of reach as it marks Mailpit.
+// Without a profile, kfake's column says — and the gateway's holds both.
+func TestBudgetShowsKfakeApartFromTheGateway(t *testing.T) {
+	c := &cost{CPU: map[string]time.Duration{
+		groupBackends("x"): 200 * time.Millisecond,
+		"capture-payment":  100 * time.Millisecond,
+		groupStack:         800 * time.Millisecond,
+		groupRedis:         10 * time.Millisecond,
+		"kafka-trigger":    40 * time.Millisecond,
+		groupClient:        50 * time.Millisecond,
+	}}
+	r := budgetOf("t", "capture-payment", 4000, c, 1000, 2, 0.75, true) // 500 µs a unit
+	if r.kfake != 600 || r.stack != 200 || r.spent != 1200 || !r.kfakeKnown || r.standIn != standInKfake || !r.standInOverBudget() {
+		t.Fatalf("%+v", r)
+	}
+	if r := budgetOf("t", "capture-payment", 4000, c, 1000, 2, 0, false); r.kfake != 0 || r.stack != 800 || r.spent != 1200 || r.standIn != "" {
+		t.Fatalf("without a profile: %+v", r)
+	}
+	runs := []*run{
+		{Name: "payments", Title: "payments", Args: []string{"-url", "http://g/function/capture-payment"}, Result: &loadResult{Operations: 1000}, Cost: c,
+			KfakeShare: 0.75, KfakeMeasured: true},
+		{Name: "webhooks", Title: "webhooks", Args: []string{"-url", "http://g/function/handle-webhook"}, Result: &loadResult{Operations: 1000}, Cost: c},
+	}
+	var b strings.Builder
+	renderBudget(&b, runs, &pgResult{TPS: 1000, Txns: 1000, Cost: c})
+	wantAll(t, "renderBudget", b.String(),
+		"| gateway | kfake |",
+		// 1000/s on 2 cores: 2000 µs; kfake 600 within it.
+		"| payments | 1000/s | 2000 | 1200 | 0.60 ✓ | 200 | 100 (capture-payment) | 200 | 600 | 40 | 10 | 50 | 1667 |",
+		// capture-payment is one of the other functions here.
+		"| webhooks | 2000/s | 1000 | 1200 | 1.20 ✗ | 200 | 0 (handle-webhook) | 800 | — | 140 | 10 | 50 | 1667 |")
+}
+
+// parseShare reads what `go tool pprof -top -focus` says, and
+// profileShare runs it on a real profile: the samples in a function
+// burning CPU are most of this test's, those of a name no frame has none.
+func TestProfileShareIsTheFocusedSamplesOfAll(t *testing.T) {
+	for out, want := range map[string]float64{
+		"Type: cpu\nActive filters:\n   focus=kfake\nShowing nodes accounting for 1.20s, 27.15% of 4.42s total\n": 0.2715,
+		"Showing nodes accounting for 0, 0% of 80ms total\n":                                                      0,
+		"Focus expression matched no samples\nType: cpu\n":                                                        0,
+	} {
+		if got, ok := parseShare(out); !ok || math.Abs(got-want) > 1e-9 {
+			t.Errorf("parseShare(%q) = %v %v, want %v", out, got, ok, want)
+		}
+	}
+	if _, ok := parseShare("go tool pprof: no such file"); ok {
+		t.Error("parseShare read a share from an error")
+	}
+
+	file := filepath.Join(t.TempDir(), "cpu.pprof")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	burnCPU(300 * time.Millisecond)
+	pprof.StopCPUProfile()
+	f.Close()
+	ctx := context.Background()
+	if got, ok := profileShare(ctx, file, `burnCPU`); !ok || got < 0.5 || got > 1 {
+		t.Errorf("burnCPU's share = %v %v, want most of the samples", got, ok)
+	}
+	if got, ok := profileShare(ctx, file, kfakeFocus); !ok || got != 0 {
+		t.Errorf("kfake's share of a profile without kfake = %v %v, want 0", got, ok)
+	}
+	if _, ok := profileShare(ctx, filepath.Join(t.TempDir(), "missing.pprof"), `burnCPU`); ok {
+		t.Error("a share read from a missing profile")
+	}
+}
+
+// burnCPU spins until the process has used d more CPU time (not wall
+// time: the profile then holds about d × 100 samples however loaded the
+// machine is).
+func burnCPU(d time.Duration) {
+	start := cpuTime()
+	x := 1.0
+	for cpuTime()-start < d {
+		for range 100_000 {
+			x = x*1.0000001 + 1e-9
+		}
+	}
+	sink = x
+}
+
+var sink float64
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestCalledFunctionIsReadFromTheScenarioURL(t *testing.T) {
@@ -177,5 +280,21 @@ func wantAll(t *testing.T, what, out string, wants ...string) {
 		if !strings.Contains(out, want) {
 			t.Errorf("%s lacks %q:\n%s", what, want, out)
 		}
+	}
+}
+
+// The cost table of a scenario says, under the stack process, what of it
+// kfake spent.
+func TestTheCostTableSaysKfakesPartOfTheStackProcess(t *testing.T) {
+	c := &cost{CPU: map[string]time.Duration{groupStack: 800 * time.Millisecond, "capture-payment": 200 * time.Millisecond}, Window: time.Second}
+	runs := []*run{{Name: "payments", Title: "payments", Result: &loadResult{Operations: 1000}, Cost: c, KfakeShare: 0.75, KfakeMeasured: true}}
+	var b strings.Builder
+	renderCost(context.Background(), &b, runs, nil, nil)
+	wantAll(t, "renderCost", b.String(), "| "+groupStack+" | 800 | 800 | 80% |\n| ↳ of which kfake (75% of the process's profile) | 600 | 600 | 60% |")
+	runs[0].KfakeMeasured = false
+	b.Reset()
+	renderCost(context.Background(), &b, runs, nil, nil)
+	if strings.Contains(b.String(), "of which kfake") {
+		t.Errorf("kfake's part said without a profile:\n%s", b.String())
 	}
 }

@@ -40,11 +40,13 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		units       int
 		c           *cost
 		profiles    map[string]string
+		kfake       float64 // the stack process's share in kfake, when kfakeKnown
+		kfakeKnown  bool
 	}
 	var rows []row
 	for _, r := range runs {
 		if r.Result != nil && r.Cost != nil && r.Result.Operations > 0 {
-			rows = append(rows, row{r.Title, r.Name, int64(r.Result.Operations), max(r.Result.Units, 1), r.Cost, r.Profiles})
+			rows = append(rows, row{r.Title, r.Name, int64(r.Result.Operations), max(r.Result.Units, 1), r.Cost, r.Profiles, r.KfakeShare, r.KfakeMeasured})
 		}
 	}
 	if pg != nil && pg.Cost != nil && pg.Txns > 0 {
@@ -86,6 +88,10 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		b.WriteString("\n\n| process | CPU ms | µs/op | share |\n|---|---:|---:|---:|\n")
 		for _, p := range procs {
 			fmt.Fprintf(b, "| %s | %.0f | %.0f | %.0f%% |\n", p.name, ms64(p.cpu), us(p.cpu, r.ops), 100*float64(p.cpu)/float64(max(total, 1)))
+			if p.name == groupStack && r.kfakeKnown {
+				k := time.Duration(float64(p.cpu) * r.kfake)
+				fmt.Fprintf(b, "| ↳ of which kfake (%.0f%% of the process's profile) | %.0f | %.0f | %.0f%% |\n", 100*r.kfake, ms64(k), us(k, r.ops), 100*float64(k)/float64(max(total, 1)))
+			}
 		}
 		fmt.Fprintf(b, "| **the system** | **%.0f** | **%.0f** | 100%% |\n", ms64(total), us(total, r.ops))
 		fmt.Fprintf(b, "| %s | %.0f | %.0f | |\n", groupClient, ms64(r.c.CPU[groupClient]), us(r.c.CPU[groupClient], r.ops))

@@ -72,8 +72,12 @@ type run struct {
 	Result   *loadResult
 	Cost     *cost
 	Profiles map[string]string // process → its CPU profile of the scenario
-	Skipped  string
-	Setup    func(context.Context) error // before the scenario (platform.go scales a function)
+	// KfakeShare is the share of the stack process's CPU that kfake spent
+	// (from that process's profile, profileShare), when KfakeMeasured.
+	KfakeShare    float64
+	KfakeMeasured bool
+	Skipped       string
+	Setup         func(context.Context) error // before the scenario (platform.go scales a function)
 	// Extra are processes outside the stack whose CPU the scenario's cost
 	// table counts, by pid: their group (tracing.go's Jaeger).
 	Extra map[int]string
@@ -279,6 +283,9 @@ func measure(ctx context.Context, root, tmp string, stack *stackProc, idle *cost
 		end: func() {
 			m.endCPU(ctx, settleLimit)
 			r.Profiles = prof.stop(filepath.Join(root, "bin", "bench", r.Name))
+			if f, ok := r.Profiles["stack"]; ok {
+				r.KfakeShare, r.KfakeMeasured = profileShare(ctx, f, kfakeFocus)
+			}
 			r.Cost = m.endPG(ctx, statsDelay, idle)
 		},
 	})
