@@ -3,6 +3,8 @@ package events
 import (
 	"encoding/binary"
 	"net/url"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -106,11 +108,11 @@ func decodeCommon(obj []byte, ev *Event) bool {
 		case "source":
 			bit = seenSource
 			if plain {
-				u, err := url.Parse(val)
-				if err != nil {
+				u, ok := parseSource(val)
+				if !ok {
 					return false
 				}
-				ec.Source = types.URIRef{URL: *u}
+				ec.Source = types.URIRef{URL: u}
 			}
 		case "subject":
 			bit = seenSubject
@@ -278,4 +280,30 @@ func extensionName(name []byte) bool {
 		return false
 	}
 	return true
+}
+
+// lastSource is the source decodeCommon parsed last: a delivery's events,
+// and a producer's, mostly share one, and url.Parse costs an allocation
+// and about 6 % of parsing a batch (BenchmarkParsePostedBatch).
+var lastSource atomic.Pointer[parsedSource]
+
+type parsedSource struct {
+	s string
+	u url.URL
+}
+
+// parseSource is url.Parse(s) as a value, from lastSource when s is its.
+// A miss parses a copy of s: s is cut from a whole delivery's body, which
+// lastSource would otherwise keep alive.
+func parseSource(s string) (url.URL, bool) {
+	if p := lastSource.Load(); p != nil && p.s == s {
+		return p.u, true
+	}
+	s = strings.Clone(s)
+	u, err := url.Parse(s)
+	if err != nil {
+		return url.URL{}, false
+	}
+	lastSource.Store(&parsedSource{s, *u})
+	return *u, true
 }
