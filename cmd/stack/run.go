@@ -605,9 +605,18 @@ func (s *stack) build(ctx context.Context) error {
 	s.log.printf("build", "go build %s", strings.Join(pkgs, " "))
 	start := time.Now()
 	if err := s.goBuild(ctx, goBin, pkgs...); err != nil {
+		// A build stopped (Ctrl-C, a deadline) says so: every package
+		// tried again with the dead context would fail, and the last, the
+		// kafka-trigger, would be blamed for it.
+		if ctx.Err() != nil {
+			return fmt.Errorf("the build was stopped before it finished: %w", ctx.Err())
+		}
 		// Find which ones fail; run the others.
 		for _, p := range pkgs {
 			if err := s.goBuild(ctx, goBin, p); err != nil {
+				if ctx.Err() != nil {
+					return fmt.Errorf("the build was stopped before it finished: %w", ctx.Err())
+				}
 				if p == "./cmd/kafka-trigger" {
 					return userErrorf("the kafka-trigger does not build (see above)")
 				}
@@ -617,9 +626,6 @@ func (s *stack) build(ctx context.Context) error {
 					}
 				}
 			}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
 		}
 	}
 	s.log.printf("build", "done in %s", time.Since(start).Round(100*time.Millisecond))
