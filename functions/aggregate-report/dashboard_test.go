@@ -336,6 +336,7 @@ type loginView struct {
 	Login                              bool // the login form is shown
 	Sub, Role, Unread                  string
 	Replaces, Keep                     bool // the note that a session is replaced, and the button to keep it
+	SignOut                            bool // the Sign out button: shown only while a session is held
 }
 
 func readLogin(t *testing.T, ctx context.Context) loginView {
@@ -349,7 +350,7 @@ func readLogin(t *testing.T, ctx context.Context) loginView {
 			Field: q("token").value, Stored: sessionStorage.getItem("billfn.token") || "",
 			Panels: q("panels").innerHTML, Login: shown("login"),
 			Sub: text("tokensub"), Role: text("tokenrole"), Unread: text("tokenunread"),
-			Replaces: shown("tokenreplace"), Keep: shown("keep"),
+			Replaces: shown("tokenreplace"), Keep: shown("keep"), SignOut: shown("signout"),
 		};
 	})()`))
 	if err != nil {
@@ -381,7 +382,7 @@ func TestALinkWithATokenDoesNotSignInByItself(t *testing.T) {
 		t.Fatalf("a link signed in by itself: login form shown %v, state %q, panels asked with %d token(s), panels %.80q",
 			v.Login, v.State, len(watch.seen()), v.Panels)
 	}
-	if v.Hash != "" || v.Field != admin || v.Stored != "" || v.Sub != asAdmin.sub || v.Role != "admin" || v.Replaces || v.Keep {
+	if v.Hash != "" || v.Field != admin || v.Stored != "" || v.Sub != asAdmin.sub || v.Role != "admin" || v.Replaces || v.Keep || v.SignOut {
 		t.Fatalf("the link's token should pre-fill the form, name its subject and role, leave the address bar and stay out of storage: %+v", v)
 	}
 	// The person presses Sign in: now the figures load, with that token.
@@ -391,7 +392,7 @@ func TestALinkWithATokenDoesNotSignInByItself(t *testing.T) {
 	if got := watch.seen(); len(got) != 1 || got[0] != admin {
 		t.Fatalf("after the press the panels were asked %d time(s), want once with the link's token", len(got))
 	}
-	if v := readLogin(t, ctx); v.Stored != admin || v.Login || v.Field != "" {
+	if v := readLogin(t, ctx); v.Stored != admin || v.Login || v.Field != "" || !v.SignOut {
 		t.Fatalf("after the press: %+v", v)
 	}
 
@@ -406,7 +407,7 @@ func TestALinkWithATokenDoesNotSignInByItself(t *testing.T) {
 		t.Fatalf("a link over a session loaded figures by itself: panels asked %d time(s) (want still 1), login form shown %v, state %q",
 			len(got), v.Login, v.State)
 	}
-	if v.Hash != "" || v.Field != other || v.Stored != admin || v.Sub != userA || v.Role != "customer" || !v.Replaces || !v.Keep {
+	if v.Hash != "" || v.Field != other || v.Stored != admin || v.Sub != userA || v.Role != "customer" || !v.Replaces || !v.Keep || !v.SignOut {
 		t.Fatalf("the link's token should pre-fill the form, say it replaces the session, and leave the stored one alone: %+v", v)
 	}
 	// Keeping the session loads its own figures, and the link's token is gone.
@@ -441,6 +442,13 @@ func TestALinkWithATokenDoesNotSignInByItself(t *testing.T) {
 	}
 	if v := readLogin(t, ctx); v.Stored != other {
 		t.Fatal("the press did not replace the stored token")
+	}
+	// Signing out forgets the session and hides Sign out: nobody is signed in.
+	if err := chromedp.Do(ctx, chromedp.Click(`#signout`), chromedp.WaitVisible(`body[data-state="login"]`)); err != nil {
+		t.Fatal(err)
+	}
+	if v := readLogin(t, ctx); v.Stored != "" || !v.Login || v.SignOut {
+		t.Fatalf("after Sign out: %+v", v)
 	}
 }
 

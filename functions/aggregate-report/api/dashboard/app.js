@@ -74,8 +74,12 @@
   // link's token, a sign-out) overtook must not draw its figures under it.
   var shown = 0;
 
+  // Sign out is offered only while the tab holds a session.
+  function signedIn() { $("signout").hidden = !sessionStorage.getItem(KEY); }
+
   function showLogin(message) {
     shown++;
+    signedIn();
     $("login").hidden = false;
     $("panels").innerHTML = "";
     $("loginerror").textContent = message || "";
@@ -95,6 +99,7 @@
     var token = sessionStorage.getItem(KEY);
     if (!token) { showLogin(""); return; }
     $("login").hidden = true;
+    signedIn();
     $("token").value = "";
     describe("", false);
     var mine = ++shown;
