@@ -311,6 +311,16 @@ func (p *panelsWatch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.h.ServeHTTP(w, r)
 }
 
+// watchedDashboard serves a rig's function behind a panelsWatch and opens
+// a browser: the login tests' common start.
+func watchedDashboard(t *testing.T) (*rig, *panelsWatch, *httptest.Server, context.Context) {
+	g := newRig(t)
+	watch := &panelsWatch{h: g.h}
+	srv := httptest.NewServer(watch)
+	t.Cleanup(srv.Close)
+	return g, watch, srv, browser(t)
+}
+
 func (p *panelsWatch) seen() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -365,11 +375,7 @@ func readLogin(t *testing.T, ctx context.Context) loginView {
 // it signs in as; the figures load when the person presses Sign in. Nor
 // does a link replace the session a tab already has.
 func TestALinkWithATokenDoesNotSignInByItself(t *testing.T) {
-	g := newRig(t)
-	watch := &panelsWatch{h: g.h}
-	srv := httptest.NewServer(watch)
-	defer srv.Close()
-	ctx := browser(t)
+	g, watch, srv, ctx := watchedDashboard(t)
 	admin := g.kit.Token(t, asAdmin.sub, auth.RoleAdmin)
 	other := g.kit.Token(t, userA, auth.RoleCustomer)
 
@@ -455,11 +461,7 @@ func TestALinkWithATokenDoesNotSignInByItself(t *testing.T) {
 // What the login form says about a link's token is text, never markup, and
 // a token it cannot read still fills in the form, with a neutral note.
 func TestALinksTokenIsDescribedAsText(t *testing.T) {
-	g := newRig(t)
-	watch := &panelsWatch{h: g.h}
-	srv := httptest.NewServer(watch)
-	defer srv.Close()
-	ctx := browser(t)
+	_, watch, srv, ctx := watchedDashboard(t)
 
 	b64 := base64.RawURLEncoding.EncodeToString
 	sub, role := `<img src=x id=injected onerror="document.title='owned'">`, `<b id=bold>admin</b>`
