@@ -283,15 +283,17 @@ func measure(ctx context.Context, root, tmp string, stack *stackProc, idle *cost
 		end: func() {
 			m.endCPU(ctx, settleLimit)
 			r.Profiles = prof.stop(filepath.Join(root, "bin", "bench", r.Name))
-			if f, ok := r.Profiles["stack"]; ok {
-				r.KfakeShare, r.KfakeMeasured = profileShare(ctx, f, kfakeFocus)
-			}
 			r.Cost = m.endPG(ctx, statsDelay, idle)
 		},
 	})
 	if err != nil {
 		r.Skipped = err.Error()
 		fmt.Fprintln(os.Stderr, "  ", err)
+	}
+	// Read after the scenario, not in its end phase: go tool pprof is a
+	// process of its own, and nothing of the window should wait for it.
+	if f, ok := r.Profiles["stack"]; ok {
+		r.KfakeShare, r.KfakeMeasured = profileShare(ctx, f, kfakeFocus)
 	}
 	return ctx.Err()
 }
