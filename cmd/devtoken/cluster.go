@@ -15,15 +15,31 @@ import (
 	"time"
 
 	"github.com/billfn/billfn/shared/auth"
+	"github.com/billfn/billfn/shared/config"
 	"github.com/billfn/billfn/shared/events"
 )
 
 // ClusterServiceSubject is the subject of the cluster's service token.
 const ClusterServiceSubject = "5e7a1ce0-0000-4000-8000-00000000c1a5"
 
-// clusterServiceTTL is how long the cluster's service token is valid;
-// make deploy-* mints a fresh one on every run.
+// clusterServiceTTL is how long the cluster's service token is valid,
+// unless JWT_MAX_SERVICE_LIFETIME (read where make deploy-secrets runs)
+// allows less; make deploy-* mints a fresh one on every run.
 const clusterServiceTTL = 90 * 24 * time.Hour
+
+// clusterServiceLifetime is the cluster's service token's lifetime: 90
+// days, or JWT_MAX_SERVICE_LIFETIME when it is lower, for the functions
+// refuse a token that lives longer than their bound.
+func clusterServiceLifetime() (time.Duration, error) {
+	var bound auth.MaxLifetimes
+	if err := config.Load(&bound); err != nil {
+		return 0, err
+	}
+	if err := bound.Check(); err != nil {
+		return 0, err
+	}
+	return min(clusterServiceTTL, bound.Service), nil
+}
 
 // placeholder is a template value to be generated: <what it is>.
 var placeholder = regexp.MustCompile(`<[^<>]*>`)
@@ -68,6 +84,10 @@ func clusterSecrets(dir, privPath, template string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	ttl, err := clusterServiceLifetime() // refused before anything is written
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -107,7 +127,7 @@ func clusterSecrets(dir, privPath, template string) ([]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			if v, err = s.Sign(ClusterServiceSubject, auth.RoleService, clusterServiceTTL); err != nil {
+			if v, err = s.Sign(ClusterServiceSubject, auth.RoleService, ttl); err != nil {
 				return nil, err
 			}
 		case e.name == "stripe-api-key":

@@ -284,3 +284,35 @@ func TestClusterSecretsFromTheTemplate(t *testing.T) {
 		t.Error("a template handing the cluster the private key was accepted")
 	}
 }
+
+// The cluster's service token lives no longer than the deployment lets a
+// service token live: with JWT_MAX_SERVICE_LIFETIME lowered (set where
+// make deploy-secrets runs, as in the deployment), a 90-day token would
+// get 401 from every function.
+func TestClusterServiceTokenLivesNoLongerThanTheConfiguredMaximum(t *testing.T) {
+	root, _ := filepath.Abs("../..")
+	unsetJWT(t)
+	t.Setenv("JWT_MAX_SERVICE_LIFETIME", "720h")
+	base := t.TempDir()
+	dir := filepath.Join(base, "secrets")
+	if _, err := clusterSecrets(dir, filepath.Join(base, "jwt-private-key"), filepath.Join(root, "knative/infra/secrets.env")); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := os.ReadFile(filepath.Join(dir, "jwt-public-key"))
+	tok, _ := os.ReadFile(filepath.Join(dir, "service-token"))
+	v, err := auth.NewVerifier(auth.Config{Alg: "EdDSA", PublicKey: string(pub), Issuer: "billfn", Audience: "billfn", Leeway: 30 * time.Second,
+		MaxLifetime: auth.MaxLifetimes{User: 24 * time.Hour, Service: 720 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(string(tok)); err != nil {
+		t.Errorf("JWT_MAX_SERVICE_LIFETIME=720h: the cluster's service token is refused by a function configured alike: %v", err)
+	}
+	t.Setenv("JWT_MAX_SERVICE_LIFETIME", "0")
+	if _, err := clusterSecrets(filepath.Join(base, "zero"), filepath.Join(base, "jwt-private-key"), filepath.Join(root, "knative/infra/secrets.env")); err == nil || !strings.Contains(err.Error(), "JWT_MAX_SERVICE_LIFETIME") {
+		t.Errorf("JWT_MAX_SERVICE_LIFETIME=0: %v; want an error naming it", err)
+	}
+	if _, err := os.Stat(filepath.Join(base, "zero")); !os.IsNotExist(err) {
+		t.Errorf("JWT_MAX_SERVICE_LIFETIME=0: the secrets directory was made (%v)", err)
+	}
+}
