@@ -192,7 +192,7 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 			Target: "≥ 7,500 req/s", Check: func(r *loadResult) bool { return r.OpsPerSec >= 7500 }},
 		{Name: "transfers-direct", Title: "transfers (sync POST /transfers), direct", Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", functionURL("process-transaction")}},
 		{Name: "transfers-gateway", Title: "transfers (sync POST /transfers), through the gateway", Args: []string{"transfers", "-c", "16", "-n", scale(30000, quick), "-url", gw + "process-transaction"},
-			Target: "≥ 1.5 × pgbench tps, p99 < 25 ms"},
+			Target: "≥ 1.5 × pgbench tps"},
 		{Name: "batch-transfers", Title: "batch transfers (POST /transfers/batch, 1000 each)", Args: []string{"batch", "-c", "4", "-n", scale(120, quick), "-batch", "1000", "-url", gw + "process-transaction"},
 			Target: "≥ 15,000 transfers/s", Check: func(r *loadResult) bool { return r.OpsPerSec*float64(r.Units) >= 15000 }},
 	}
@@ -216,6 +216,15 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	if err != nil {
 		return err
 	}
+	// The latency targets, offered open loop at their rates (openloop.go):
+	// after pgbench, whose rate sets the transfers'.
+	open := slices.DeleteFunc(openLoopRuns(gw, filepath.Join(tmp, "run", "secrets"), quick, pg), func(r *run) bool { return selected != nil && !selected.MatchString(r.Name) })
+	for _, r := range open {
+		if err := measure(ctx, root, tmp, stack, idle, r); err != nil {
+			return err
+		}
+	}
+	runs = append(runs, open...)
 
 	var procs []procFigures
 	if selected == nil || selected.MatchString("processes") {
@@ -757,36 +766,49 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 		b.WriteString("PostgreSQL does not load `pg_stat_statements`, so the scenarios' sections leave out its time by statement (to have them: " + statementsHow + "). ")
 	}
 	b.WriteString("Everything shares the same cores: the load generator, the gateway, every function, PostgreSQL, Redis and Kafka (kfake). ")
-	b.WriteString("Each scenario first sets up its data untimed, then runs its operations from the listed number of concurrent clients; latencies are per HTTP request, measured by the client.\n\n")
+	b.WriteString("Each scenario first sets up its data untimed, then runs its operations from the listed number of concurrent clients; latencies are per HTTP request, measured by the client, but in the rows offered open loop, whose latencies are per operation from when it was due (below the table).\n\n")
 	if quick {
 		b.WriteString("**This was a `-quick` run: small samples, not figures of record.**\n\n")
 	}
 	fmt.Fprintf(&b, "pgbench TPC-B (scale 10, %d clients, 2 threads, %d s) on the same PostgreSQL in the same run: **%.0f tps**, %.2f ms average latency.\n\n",
 		pg.Clients, pg.Seconds, pg.TPS, pg.LatencyMs)
 	renderPrimitives(&b, prims)
+	renderScenarios(&b, runs, pg)
+	renderProcesses(&b, procs, prims)
+	renderPlatform(&b)
+	renderBudget(&b, runs, pg)
+	renderTracing(&b, tracing)
+	renderCost(ctx, &b, runs, pg, idle)
+	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `RATE_LIMIT=off make run` (with the rate limits on, its few principals are turned away with 429).\n")
+	return b.String()
+}
+
+// renderScenarios writes the table of the scenarios' rates and latencies,
+// each judged against its target, and the gateway hop.
+func renderScenarios(b *strings.Builder, runs []*run, pg *pgResult) {
 	b.WriteString("| scenario | clients | operations | ops/s | units/s | p50 ms | p95 ms | p99 ms | failed | vs pgbench | target |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	var gwHealth, directHealth *loadResult
 	for _, r := range runs {
 		if r.Result == nil {
-			fmt.Fprintf(&b, "| %s | | | | | | | | | | not run: %s |\n", r.Title, strings.ReplaceAll(r.Skipped, "|", "/"))
+			fmt.Fprintf(b, "| %s | | | | | | | | | | not run: %s |\n", r.Title, strings.ReplaceAll(r.Skipped, "|", "/"))
 			continue
 		}
 		res := r.Result
-		p50, p95, p99 := res.Main()
+		p50, p95, p99 := res.Latencies()
 		units := res.OpsPerSec * float64(max(res.Units, 1))
 		target := r.Target
 		switch {
-		case strings.HasPrefix(r.Title, "transfers") && strings.Contains(r.Title, "gateway"):
-			target += " " + mark(res.Failed == 0 && units >= 1.5*pg.TPS && p99 < 25)
 		case r.Check != nil:
 			target += " " + mark(res.Failed == 0 && r.Check(res))
+		case strings.HasPrefix(r.Title, "transfers") && strings.Contains(r.Title, "gateway"):
+			target += " " + mark(res.Failed == 0 && units >= 1.5*pg.TPS)
 		}
 		ratio := ""
 		if strings.HasPrefix(r.Title, "transfers") || strings.HasPrefix(r.Title, "batch") {
 			ratio = fmt.Sprintf("%.2f×", units/pg.TPS)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %.0f | %.0f | %.2f | %.2f | %.2f | %d | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %d | %d | %.0f | %.0f | %.2f | %.2f | %.2f | %d | %s | %s |\n",
 			r.Title, res.Concurrency, res.Operations, res.OpsPerSec, units, p50, p95, p99, res.Failed, ratio, target)
 		if strings.HasPrefix(r.Title, "health") {
 			if strings.Contains(r.Title, "gateway") {
@@ -796,19 +818,15 @@ func render(ctx context.Context, runs []*run, tracing *tracingResult, pg *pgResu
 			}
 		}
 	}
+	if slices.ContainsFunc(runs, func(r *run) bool { return r.Result != nil && r.Result.Scheduled != nil }) {
+		fmt.Fprintf(b, "\nA target that names a rate and a latency is judged on two rows. The rate on the closed-loop row: each of its clients sends the next operation as soon as the last one is answered, which finds the most the system does; its latencies are not the target's, for at saturation a closed loop's mean latency is its clients over its rate (Little's law) whatever the system does. The latency on the row offered open loop at the target's rate (`loadgen -rate`, at most %d in flight, %d s of operations): one operation due every 1/rate seconds, timed from when it was due, not from when a client got to send it, so that a slow answer delays the count of those queued behind it as it delays them (no coordinated omission). A system that cannot keep up falls further behind with each operation, and its p99 grows with the run. These rows run after pgbench, whose rate sets the transfers'.\n", openLoopClients, openLoopSeconds)
+	}
 	if gwHealth != nil && directHealth != nil {
 		g50, _, _ := gwHealth.Main()
 		d50, _, _ := directHealth.Main()
-		fmt.Fprintf(&b, "\nThe gateway hop at 16 clients: %.2f ms at p50 through the gateway vs %.2f ms direct = **%.2f ms added** (target < 1 ms %s).\n",
+		fmt.Fprintf(b, "\nThe gateway hop at 16 clients: %.2f ms at p50 through the gateway vs %.2f ms direct = **%.2f ms added** (target < 1 ms %s).\n",
 			g50, d50, g50-d50, mark(g50-d50 < 1))
 	}
-	renderProcesses(&b, procs, prims)
-	renderPlatform(&b)
-	renderBudget(&b, runs, pg)
-	renderTracing(&b, tracing)
-	renderCost(ctx, &b, runs, pg, idle)
-	b.WriteString("\nReproduce with `make bench` (the stack runs on ports 28080–28111, so it does not disturb `make run`). Single scenarios: `go run ./cmd/loadgen <scenario> -c 16 -n 20000` against a running `RATE_LIMIT=off make run` (with the rate limits on, its few principals are turned away with 429).\n")
-	return b.String()
 }
 
 // renderProcesses writes the functions' start-to-ready and idle RSS (none

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -59,6 +60,10 @@ type Options struct {
 	Accounts    int
 	SecretsDir  string
 	Gateway     string
+	// Rate, when above zero, offers the operations open loop: operation i
+	// is due at start + i/Rate, whenever the earlier ones finish, and its
+	// latency counts from then (-rate).
+	Rate float64
 	// Sync, when set, is called with "start" before the timed phase and
 	// "end" after it, and returns when the caller may go on (-sync).
 	Sync func(phase string)
@@ -179,6 +184,7 @@ func main() {
 		quiet    = flag.Bool("q", false, "no progress bar")
 		secrets  = flag.String("secrets", envOr("SECRETS_DIR", "bin/run/secrets"), "the local stack's secrets (webhook signing)")
 		syncIO   = flag.Bool("sync", false, "hand-shake the timed phase on stdin/stdout (make bench samples CPU and profiles exactly over it)")
+		rate     = flag.Float64("rate", 0, "offer this many operations per second, open loop: each is due on a fixed schedule and its latency counts from then, however late a worker takes it (0: closed loop, each worker starts the next when its last one ends); -c is the most in flight")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: loadgen [flags] <scenario>\n\nscenarios:\n")
@@ -216,7 +222,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	o := Options{Concurrency: *conc, N: *n, Batch: *batch, Accounts: *accounts, SecretsDir: *secrets, Gateway: strings.TrimRight(*gateway, "/")}
+	if *rate < 0 {
+		fmt.Fprintln(os.Stderr, "loadgen: -rate must not be negative")
+		os.Exit(2)
+	}
+	o := Options{Concurrency: *conc, N: *n, Batch: *batch, Accounts: *accounts, SecretsDir: *secrets, Gateway: strings.TrimRight(*gateway, "/"), Rate: *rate}
 	out := io.Writer(os.Stdout)
 	if *syncIO {
 		o.Sync = handshake(os.Stdin, os.Stdout)
@@ -294,6 +304,11 @@ func run(ctx context.Context, sc Scenario, base string, signer *auth.Signer, o O
 	stats.mu.Unlock()
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
+	// Open loop (-rate): each operation's latency from when it was due,
+	// so that a worker held up by a slow one does not hide the wait of
+	// those behind it (coordinated omission).
+	late := make([]time.Duration, 0, o.N)
+	var lateMu sync.Mutex
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < o.Concurrency; w++ {
@@ -305,10 +320,21 @@ func run(ctx context.Context, sc Scenario, base string, signer *auth.Signer, o O
 				if i >= o.N {
 					return
 				}
+				var due time.Time
+				if o.Rate > 0 {
+					due = start.Add(time.Duration(float64(i) / o.Rate * float64(time.Second)))
+					time.Sleep(time.Until(due))
+				}
 				if err := step(ctx, c, w, i); err != nil {
 					if failed.Add(1) == 1 {
 						firstErr.Store(err)
 					}
+				}
+				if o.Rate > 0 {
+					d := time.Since(due)
+					lateMu.Lock()
+					late = append(late, d)
+					lateMu.Unlock()
 				}
 				if bar != nil {
 					_ = bar.Add(1)
@@ -330,6 +356,12 @@ func run(ctx context.Context, sc Scenario, base string, signer *auth.Signer, o O
 	done := min(int(next.Load()), o.N)
 	res := &Result{Scenario: sc.Name, Concurrency: o.Concurrency, Operations: done, Seconds: elapsed.Seconds(),
 		OpsPerSec: float64(done) / elapsed.Seconds(), Failed: failed.Load(), Units: 1}
+	if o.Rate > 0 && len(late) > 0 {
+		slices.Sort(late)
+		res.Offered = o.Rate
+		res.Scheduled = &EndpointResult{Endpoint: "operations, from when each was due", Requests: len(late), PerSecond: float64(len(late)) / elapsed.Seconds(),
+			P50ms: ms(pct(late, .50)), P95ms: ms(pct(late, .95)), P99ms: ms(pct(late, .99)), MaxMs: ms(late[len(late)-1])}
+	}
 	if sc.Name == "batch" || sc.Name == "invoices-batch" {
 		res.Units = o.Batch
 	}
@@ -360,6 +392,10 @@ func report(w io.Writer, r *Result) {
 		fmt.Fprintf(w, " (%.0f units/s: %d per operation)", r.OpsPerSec*float64(r.Units), r.Units)
 	}
 	fmt.Fprintf(w, ", %d failed\n", r.Failed)
+	if s := r.Scheduled; s != nil {
+		fmt.Fprintf(w, "offered open loop at %.0f/s: from when each operation was due, p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+			r.Offered, s.P50ms, s.P95ms, s.P99ms, s.MaxMs)
+	}
 	fmt.Fprintf(w, "%-28s %9s %9s %8s %8s %8s %8s %7s  %s\n", "endpoint", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "statuses")
 	for _, e := range r.Endpoints {
 		codes := make([]int, 0, len(e.Statuses))

@@ -27,6 +27,21 @@ type Result struct {
 	Units       int        `json:"units_per_operation"` // e.g. transfers per batch
 	Endpoints   []Endpoint `json:"endpoints"`
 	Failed      int64      `json:"failed_operations"`
+	// Offered is the rate the operations were offered at, open loop
+	// (loadgen -rate), and Scheduled their latencies from when each was
+	// due: what a caller arriving on that schedule waits, queueing
+	// included. Both are absent from a closed-loop run.
+	Offered   float64   `json:"offered_per_second,omitempty"`
+	Scheduled *Endpoint `json:"scheduled,omitempty"`
+}
+
+// Latencies is what a run's latency is judged on: from when each
+// operation was due in an open-loop run, else the main endpoint's.
+func (r *Result) Latencies() (p50, p95, p99 float64) {
+	if s := r.Scheduled; s != nil {
+		return s.P50ms, s.P95ms, s.P99ms
+	}
+	return r.Main()
 }
 
 // Main is the latencies of the main endpoint: the one with the most

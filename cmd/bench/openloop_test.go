@@ -1,0 +1,69 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/billfn/billfn/cmd/internal/loadresult"
+)
+
+// A rate-and-latency target is judged on two rows: the closed loop's rate,
+// whatever its saturated latency, and the open loop's p99 from when each
+// operation was due, never its requests' own.
+func TestALatencyTargetIsJudgedOpenLoopAtItsRate(t *testing.T) {
+	pg := &pgResult{TPS: 1000}
+	runs := append(moreRuns("http://g/function/", "/s", false)[2:4:4], openLoopRuns("http://g/function/", "/s", false, pg)...)
+	req := func(p99 float64) []loadresult.Endpoint {
+		return []loadresult.Endpoint{{Endpoint: "POST /x", Requests: 100, P50ms: 1, P95ms: 2, P99ms: p99}}
+	}
+	byName := map[string]*run{}
+	for _, r := range runs {
+		byName[r.Name] = r
+	}
+	// payments: the rate met at saturation with a p99 of 90 ms (16
+	// clients over 1,100/s); at 1,000/s offered, 40 ms from when due.
+	byName["payments"].Result = &loadResult{Concurrency: 16, Operations: 100, OpsPerSec: 1100, Units: 1, Endpoints: req(90)}
+	byName["payments-open"].Result = &loadResult{Concurrency: 64, Operations: 100, OpsPerSec: 1000, Units: 1, Endpoints: req(5),
+		Offered: 1000, Scheduled: &loadresult.Endpoint{Requests: 100, P50ms: 3, P95ms: 20, P99ms: 40}}
+	// webhooks: its requests answer in 5 ms, but the open loop fell behind:
+	// 400 ms from when due.
+	byName["webhooks"].Result = &loadResult{Concurrency: 16, Operations: 100, OpsPerSec: 1500, Units: 1, Endpoints: req(30)}
+	byName["webhooks-open"].Result = &loadResult{Concurrency: 64, Operations: 100, OpsPerSec: 1500, Units: 1, Endpoints: req(5),
+		Offered: 2000, Scheduled: &loadresult.Endpoint{Requests: 100, P50ms: 200, P95ms: 380, P99ms: 400}}
+	// transfers at 1.5 × 1,000 tps: an open-loop p99 of 20 ms.
+	byName["transfers-gateway-open"].Result = &loadResult{Concurrency: 64, Operations: 100, OpsPerSec: 1500, Units: 1, Endpoints: req(90),
+		Offered: 1500, Scheduled: &loadresult.Endpoint{Requests: 100, P99ms: 20}}
+	var b strings.Builder
+	renderScenarios(&b, runs, pg)
+	row := func(prefix string) string {
+		for _, l := range strings.Split(b.String(), "\n") {
+			if strings.HasPrefix(l, "| "+prefix+" |") {
+				return l
+			}
+		}
+		t.Fatalf("no row %q in\n%s", prefix, b.String())
+		return ""
+	}
+	for _, c := range []struct{ row, want string }{
+		{"payments (create+confirm+capture, sandbox)", "| ≥ 1,000/s ✓ |"},
+		{"payments (create+confirm+capture, sandbox), offered open loop at 1,000/s (latency from when each was due)", "| 3.00 | 20.00 | 40.00 | 0 |  | p99 < 50 ms at 1,000/s ✓ |"},
+		{"webhooks (signed sandbox deliveries)", "| ≥ 2,000/s ✗ |"},
+		{"webhooks (signed sandbox deliveries), offered open loop at 2,000/s (latency from when each was due)", "| 400.00 | 0 |  | p99 < 10 ms at 2,000/s ✗ |"},
+		{"transfers (sync POST /transfers), through the gateway, offered open loop at 1,500/s (latency from when each was due)", "| 20.00 | 0 | 1.50× | p99 < 25 ms at 1,500/s ✓ |"},
+	} {
+		if r := row(c.row); !strings.HasSuffix(r, c.want) {
+			t.Errorf("row %q\n  is %s\nwant …%s", c.row, r, c.want)
+		}
+	}
+	if !strings.Contains(b.String(), "coordinated omission") {
+		t.Error("the table does not say how the open-loop rows are judged")
+	}
+}
+
+func TestThousandsGroupsDigitsByThree(t *testing.T) {
+	for v, want := range map[float64]string{7: "7", 999: "999", 1000: "1,000", 1784.4: "1,784", 15000: "15,000", 1234567: "1,234,567"} {
+		if got := thousands(v); got != want {
+			t.Errorf("thousands(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
