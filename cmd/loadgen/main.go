@@ -307,7 +307,10 @@ func run(ctx context.Context, sc Scenario, base string, signer *auth.Signer, o O
 	// Open loop (-rate): each operation's latency from when it was due,
 	// so that a worker held up by a slow one does not hide the wait of
 	// those behind it (coordinated omission).
-	late := make([]time.Duration, 0, o.N)
+	var late []time.Duration
+	if o.Rate > 0 {
+		late = make([]time.Duration, 0, o.N)
+	}
 	var lateMu sync.Mutex
 	start := time.Now()
 	var wg sync.WaitGroup
