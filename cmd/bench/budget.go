@@ -36,6 +36,26 @@ var rateTargets = map[string]func(pg *pgResult) float64{
 	"webhooks-open":          func(*pgResult) float64 { return 2000 },
 }
 
+// succeeded is the units of r's operations that succeeded, over which the
+// budget spreads the CPU of all of them, and the title its rows carry:
+// with how many failed when some did (an open loop past a function's
+// max_inflight is answered 429, cheaply, and a refusal is not a unit).
+// done is false when nothing was measured or nothing succeeded.
+func succeeded(r *run) (units int64, title string, done bool) {
+	if r.Result == nil || r.Cost == nil {
+		return 0, r.Title, false
+	}
+	ok := int64(r.Result.Operations) - r.Result.Failed
+	if ok <= 0 {
+		return 0, r.Title, false
+	}
+	title = r.Title
+	if r.Result.Failed > 0 {
+		title = fmt.Sprintf("%s (%d of %d failed: the CPU of all over the %d that succeeded)", r.Title, r.Result.Failed, r.Result.Operations, ok)
+	}
+	return ok * int64(max(r.Result.Units, 1)), title, true
+}
+
 // calledFunction is the function a scenario's requests go to, from its
 // loadgen -url (…/function/<name>); the bench's own scenarios name theirs.
 func calledFunction(r *run) string {
@@ -145,11 +165,11 @@ func renderBudget(b *strings.Builder, runs []*run, pg *pgResult) {
 	}
 	for _, r := range runs {
 		rate, ok := rateTargets[r.Name]
-		if !ok || r.Result == nil || r.Cost == nil || r.Result.Operations == 0 || pg == nil {
+		units, title, done := succeeded(r)
+		if !ok || !done || pg == nil {
 			continue
 		}
-		units := int64(r.Result.Operations) * int64(max(r.Result.Units, 1))
-		rows = append(rows, budgetOf(r.Title, calledFunction(r), rate(pg), r.Cost, units, cores, r.KfakeShare, r.KfakeMeasured))
+		rows = append(rows, budgetOf(title, calledFunction(r), rate(pg), r.Cost, units, cores, r.KfakeShare, r.KfakeMeasured))
 	}
 	if len(rows) == 0 {
 		return
@@ -290,11 +310,11 @@ func renderCommits(b *strings.Builder, runs []*run, pg *pgResult, cores int) {
 	}
 	for _, r := range runs {
 		rate, ok := rateTargets[r.Name]
-		if !ok || r.Result == nil || r.Cost == nil || r.Result.Operations == 0 || r.Cost.Commits == 0 {
+		units, title, done := succeeded(r)
+		if !ok || !done || r.Cost.Commits == 0 {
 			continue
 		}
-		units := int64(r.Result.Operations) * int64(max(r.Result.Units, 1))
-		rows = append(rows, commitsOf(r.Title, float64(cores)*1e6/rate(pg), r.Cost, units, minCommit))
+		rows = append(rows, commitsOf(title, float64(cores)*1e6/rate(pg), r.Cost, units, minCommit))
 	}
 	if len(rows) == 1 {
 		return

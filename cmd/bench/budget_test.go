@@ -298,3 +298,24 @@ func TestTheCostTableSaysKfakesPartOfTheStackProcess(t *testing.T) {
 		t.Errorf("kfake's part said without a profile:\n%s", b.String())
 	}
 }
+
+// A unit is an operation that succeeded: a run where some were refused
+// (an open loop past a function's max_inflight gets 429s, cheap answers)
+// spreads its CPU over those that succeeded, and says so, rather than
+// passing the refusals off as cheap units.
+func TestTheBudgetCountsOnlyTheOperationsThatSucceeded(t *testing.T) {
+	c := &cost{CPU: map[string]time.Duration{groupBackends("x"): 1500 * time.Millisecond, groupClient: 500 * time.Millisecond}, Commits: 1000}
+	runs := []*run{{Name: "payments-open", Title: "payments open", Args: []string{"-url", "http://g/function/capture-payment"},
+		Result: &loadResult{Operations: 1000, Failed: 200}, Cost: c}}
+	var b strings.Builder
+	renderBudget(&b, runs, &pgResult{TPS: 1000, Txns: 1000, Cost: c})
+	// 2 s of CPU over the 800 that succeeded: 2500 µs each, not 2000.
+	if out := b.String(); !strings.Contains(out, "| payments open (200 of 1000 failed: the CPU of all over the 800 that succeeded) | 1000/s | 2000 | 2500 | 1.25 ✗ |") {
+		t.Errorf("renderBudget:\n%s", out)
+	}
+	b.Reset()
+	renderCommits(&b, runs, &pgResult{TPS: 1000, Txns: 1000, Cost: c}, 2)
+	if out := b.String(); !strings.Contains(out, "| payments open (200 of 1000 failed: the CPU of all over the 800 that succeeded) | 2000 | 1875 | 1.25 |") {
+		t.Errorf("renderCommits:\n%s", out)
+	}
+}
