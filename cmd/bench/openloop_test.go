@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,6 +70,30 @@ func TestAnOpenLoopThatFellBehindMissesItsTarget(t *testing.T) {
 	closed := &loadResult{OpsPerSec: 2000, Endpoints: []loadresult.Endpoint{{Requests: 1, P99ms: 1}}}
 	if r.Check(behind) || !r.Check(kept) || r.Check(closed) {
 		t.Errorf("%s: behind %v, kept up %v, a closed loop %v; want false, true, false", r.Name, r.Check(behind), r.Check(kept), r.Check(closed))
+	}
+}
+
+// An open loop keeps in flight twice what its target allows (rate × p99
+// bound), at least 32: never fewer than a system meeting the target needs,
+// never so many that it drives a function past its max_inflight.
+func TestAnOpenLoopKeepsTwiceWhatItsTargetAllowsInFlight(t *testing.T) {
+	for _, c := range []struct {
+		rate, p99 float64
+		want      int
+	}{{2000, 10, 40}, {1000, 50, 100}, {4426, 25, 222}, {100, 10, 32}} {
+		if got := openLoopClients(c.rate, c.p99); got != c.want {
+			t.Errorf("%v/s, p99 < %v ms: %d in flight, want %d", c.rate, c.p99, got, c.want)
+		}
+	}
+	for _, r := range openLoopRuns("http://g/function/", "/s", false, &pgResult{TPS: 1000}) {
+		if i := slices.Index(r.Args, "-c"); i < 0 || r.Args[i+1] == "" || r.Args[i+1] == "16" {
+			t.Errorf("%s: %v does not set its own -c", r.Name, r.Args)
+		}
+	}
+	// capture-payment answers 429 past max_inflight 128 (stack.yml): the
+	// payments run never keeps more in flight.
+	if n := openLoopClients(1000, 50); n > 128 {
+		t.Errorf("payments keep %d in flight, past capture-payment's max_inflight of 128", n)
 	}
 }
 
