@@ -61,7 +61,7 @@ func notifyRuns(gw, secretsDir string, quick bool) []*run {
 	}
 	return []*run{
 		{Name: "emails", Title: fmt.Sprintf("emails (%d invoices finalized by batches of 100, each an email with its PDF, to Mailpit)", emails),
-			Target: "≥ 200 emails/s", Check: func(r *loadResult) bool { return r.OpsPerSec >= 200 },
+			Target: "≥ 200 emails/s",
 			Do: func(ctx context.Context, at phases) (*loadResult, error) {
 				d, err := newDriver(gw, secretsDir)
 				if err != nil {

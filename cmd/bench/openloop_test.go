@@ -1,11 +1,14 @@
 package main
 
 import (
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/billfn/billfn/cmd/internal/loadresult"
+	"github.com/billfn/billfn/cmd/internal/stackfile"
 )
 
 // A rate-and-latency target is judged on two rows: the closed loop's rate,
@@ -90,10 +93,30 @@ func TestAnOpenLoopKeepsTwiceWhatItsTargetAllowsInFlight(t *testing.T) {
 			t.Errorf("%s: %v does not set its own -c", r.Name, r.Args)
 		}
 	}
-	// capture-payment answers 429 past max_inflight 128 (stack.yml): the
-	// payments run never keeps more in flight.
-	if n := openLoopClients(1000, 50); n > 128 {
-		t.Errorf("payments keep %d in flight, past capture-payment's max_inflight of 128", n)
+}
+
+// No open-loop run keeps more in flight than the function it calls takes
+// (its max_inflight in stack.yml, past which it answers 429): its refusals
+// would be measured instead of its work. pgbench at 2,500 tps puts the
+// transfers at 3,750/s.
+func TestNoOpenLoopOutrunsItsFunctionsMaxInflight(t *testing.T) {
+	st, err := stackfile.Load(filepath.Join("..", "..", "stack.yml"), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range openLoopRuns("http://g/function/", "/s", false, &pgResult{TPS: 2500}) {
+		f := st.Functions[calledFunction(r)]
+		if f == nil {
+			t.Fatalf("%s calls %q, not a function of stack.yml", r.Name, calledFunction(r))
+		}
+		most, err := strconv.Atoi(f.Environment["max_inflight"])
+		if err != nil {
+			t.Fatalf("%s: max_inflight %q: %v", f.Name, f.Environment["max_inflight"], err)
+		}
+		c, _ := strconv.Atoi(r.Args[slices.Index(r.Args, "-c")+1])
+		if c > most {
+			t.Errorf("%s keeps %d in flight, past %s's max_inflight of %d", r.Name, c, f.Name, most)
+		}
 	}
 }
 
@@ -101,6 +124,38 @@ func TestThousandsGroupsDigitsByThree(t *testing.T) {
 	for v, want := range map[float64]string{7: "7", 999: "999", 1000: "1,000", 1784.4: "1,784", 15000: "15,000", 1234567: "1,234,567"} {
 		if got := thousands(v); got != want {
 			t.Errorf("thousands(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// A closed-loop row with a rate target and no Check of its own is judged
+// on rateTargets' rate, the one the budget table uses: transfers at 1.5 ×
+// pgbench's tps in the same run, whatever its saturated p99.
+func TestAClosedLoopRowIsJudgedOnTheBudgetsRate(t *testing.T) {
+	pg := &pgResult{TPS: 1000}
+	res := func(ops float64) *loadResult {
+		return &loadResult{Concurrency: 16, Operations: 100, OpsPerSec: ops, Units: 1,
+			Endpoints: []loadresult.Endpoint{{Endpoint: "POST /transfers", Requests: 100, P99ms: 90}}}
+	}
+	runs := []*run{
+		{Name: "transfers-gateway", Title: "met", Target: "≥ 1.5 × pgbench tps", Result: res(1600)},
+		{Name: "transfers-replicas-2", Title: "missed", Target: "≥ 1.5 × pgbench tps", Result: res(1400)},
+		{Name: "mixed", Title: "no target", Result: res(1)},
+	}
+	var b strings.Builder
+	renderScenarios(&b, runs, pg)
+	for title, want := range map[string]string{"met": "≥ 1.5 × pgbench tps ✓ |", "missed": "≥ 1.5 × pgbench tps ✗ |", "no target": "|  |  |"} {
+		found := false
+		for _, l := range strings.Split(b.String(), "\n") {
+			if strings.HasPrefix(l, "| "+title+" |") {
+				found = true
+				if !strings.HasSuffix(l, want) {
+					t.Errorf("row %q: %s, want …%s", title, l, want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no row %q in\n%s", title, b.String())
 		}
 	}
 }
