@@ -608,14 +608,15 @@ func (s *stack) build(ctx context.Context) error {
 		// A build stopped (Ctrl-C, a deadline) says so: every package
 		// tried again with the dead context would fail, and the last, the
 		// kafka-trigger, would be blamed for it.
+		stopped := func() error { return fmt.Errorf("the build was stopped before it finished: %w", ctx.Err()) }
 		if ctx.Err() != nil {
-			return fmt.Errorf("the build was stopped before it finished: %w", ctx.Err())
+			return stopped()
 		}
 		// Find which ones fail; run the others.
 		for _, p := range pkgs {
 			if err := s.goBuild(ctx, goBin, p); err != nil {
 				if ctx.Err() != nil {
-					return fmt.Errorf("the build was stopped before it finished: %w", ctx.Err())
+					return stopped()
 				}
 				if p == "./cmd/kafka-trigger" {
 					return userErrorf("the kafka-trigger does not build (see above)")
