@@ -220,7 +220,11 @@ func bench(ctx context.Context, out string, quick bool, pgSeconds int) error {
 	}
 	// The latency targets, offered open loop at their rates (openloop.go):
 	// after pgbench, whose rate sets the transfers'.
-	open := slices.DeleteFunc(openLoopRuns(gw, filepath.Join(tmp, "run", "secrets"), quick, pg), func(r *run) bool { return selected != nil && !selected.MatchString(r.Name) })
+	inflight, err := maxInflight(filepath.Join(root, "stack.yml"))
+	if err != nil {
+		return err
+	}
+	open := slices.DeleteFunc(openLoopRuns(gw, filepath.Join(tmp, "run", "secrets"), quick, pg, inflight), func(r *run) bool { return selected != nil && !selected.MatchString(r.Name) })
 	for _, r := range open {
 		if err := measure(ctx, root, tmp, stack, idle, r); err != nil {
 			return err
@@ -820,7 +824,7 @@ func renderScenarios(b *strings.Builder, runs []*run, pg *pgResult) {
 		}
 	}
 	if slices.ContainsFunc(runs, func(r *run) bool { return r.Result != nil && r.Result.Scheduled != nil }) {
-		fmt.Fprintf(b, "\nA target that names a rate and a latency is judged on two rows. The rate on the closed-loop row: each of its clients sends the next operation as soon as the last one is answered, which finds the most the system does; its latencies are not the target's, for at saturation a closed loop's mean latency is its clients over its rate (Little's law) whatever the system does. The latency on the row offered open loop at the target's rate (`loadgen -rate`, %d s of operations, at most twice what the target allows in flight: its rate times its p99 bound, at least 32): one operation due every 1/rate seconds, timed from when it was due, not from when a client got to send it, so that a slow answer delays the count of those queued behind it as it delays them (no coordinated omission). A system that cannot keep up falls further behind with each operation, and its p99 grows with the run; one that keeps up (answers at 99 %% of the rate offered or more) with its p99 under the bound meets the whole target on that row. These rows run after pgbench, whose rate sets the transfers'.\n", openLoopSeconds)
+		fmt.Fprintf(b, "\nA target that names a rate and a latency is judged on two rows. The rate on the closed-loop row: each of its clients sends the next operation as soon as the last one is answered, which finds the most the system does; its latencies are not the target's, for at saturation a closed loop's mean latency is its clients over its rate (Little's law) whatever the system does. The latency on the row offered open loop at the target's rate (`loadgen -rate`, %d s of operations, at most twice what the target allows in flight: its rate times its p99 bound, at least 32, and no more than the function's `max_inflight` in stack.yml): one operation due every 1/rate seconds, timed from when it was due, not from when a client got to send it, so that a slow answer delays the count of those queued behind it as it delays them (no coordinated omission). A system that cannot keep up falls further behind with each operation, and its p99 grows with the run; one that keeps up (answers at 99 %% of the rate offered or more) with its p99 under the bound meets the whole target on that row. These rows run after pgbench, whose rate sets the transfers'.\n", openLoopSeconds)
 	}
 	if gwHealth != nil && directHealth != nil {
 		g50, _, _ := gwHealth.Main()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/billfn/billfn/cmd/internal/stackfile"
 )
 
 // A target that names a latency and a rate ("≥ 1,000/s, p99 < 50 ms") is
@@ -39,12 +41,19 @@ func openLoopClients(rate, p99ms float64) int {
 const openLoopSeconds = 10
 
 // openLoopRuns are the latency targets, each offered at its rate; they run
-// after pgbench, whose rate sets the transfers' (1.5 × its tps).
-func openLoopRuns(gw, secretsDir string, quick bool, pg *pgResult) []*run {
+// after pgbench, whose rate sets the transfers' (1.5 × its tps). Each keeps
+// at most its function's max_inflight (inflight, from stack.yml) in
+// flight: on a machine whose pgbench is fast enough, twice what the
+// transfers' target allows would be more than process-transaction takes.
+func openLoopRuns(gw, secretsDir string, quick bool, pg *pgResult, inflight map[string]int) []*run {
 	gwAddr := "http://" + gatewayAddr
 	mk := func(name, title, scenario, fn string, rate, p99 float64, extra ...string) *run {
 		n := scale(int(rate*openLoopSeconds), quick)
-		args := append([]string{scenario, "-c", strconv.Itoa(openLoopClients(rate, p99)), "-n", n, "-rate", strconv.FormatFloat(rate, 'f', 0, 64), "-url", gw + fn}, extra...)
+		c := openLoopClients(rate, p99)
+		if most, ok := inflight[fn]; ok {
+			c = min(c, most)
+		}
+		args := append([]string{scenario, "-c", strconv.Itoa(c), "-n", n, "-rate", strconv.FormatFloat(rate, 'f', 0, 64), "-url", gw + fn}, extra...)
 		return &run{Name: name, Title: fmt.Sprintf("%s, offered open loop at %s/s (latency from when each was due)", title, thousands(rate)), Args: args,
 			Target: fmt.Sprintf("%s/s kept up, p99 < %.0f ms", thousands(rate), p99),
 			Check:  func(r *loadResult) bool { return keptUp(r) && r.Scheduled.P99ms < p99 }}
@@ -72,4 +81,28 @@ func thousands(v float64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// maxInflight is each function's max_inflight in the stack file at path
+// (absent or 0: unlimited, not listed).
+func maxInflight(path string) (map[string]int, error) {
+	st, err := stackfile.Load(path, func(string) (string, bool) { return "", false })
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int{}
+	for name, f := range st.Functions {
+		v, ok := f.Environment["max_inflight"]
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: max_inflight %q: %v", path, name, v, err)
+		}
+		if n > 0 {
+			m[name] = n
+		}
+	}
+	return m, nil
 }
