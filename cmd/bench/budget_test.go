@@ -319,3 +319,21 @@ func TestTheBudgetCountsOnlyTheOperationsThatSucceeded(t *testing.T) {
 		t.Errorf("renderCommits:\n%s", out)
 	}
 }
+
+// The table of CPU per operation divides by every operation sent, those
+// that failed too (each cost what it cost): it says how many failed, so
+// that its figures are not read as the cost of operations that succeeded.
+func TestTheCostPerOperationSaysHowManyFailed(t *testing.T) {
+	c := &cost{CPU: map[string]time.Duration{groupBackends("x"): 1500 * time.Millisecond, groupClient: 500 * time.Millisecond}, Commits: 1000}
+	runs := []*run{{Name: "payments-open", Title: "payments open", Result: &loadResult{Operations: 1000, Failed: 200}, Cost: c},
+		{Name: "payments", Title: "payments closed", Result: &loadResult{Operations: 1000}, Cost: c}}
+	var b strings.Builder
+	renderCost(context.Background(), &b, runs, nil, nil)
+	out := b.String()
+	for _, want := range []string{"| payments open | 1000 (200 failed) | 1500 |", "| payments closed | 1000 | 1500 |",
+		"### payments open\n\n1000 operations, of which 200 failed;", "### payments closed\n\n1000 operations;"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("renderCost lacks %q:\n%s", want, out)
+		}
+	}
+}

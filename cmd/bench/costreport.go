@@ -14,7 +14,7 @@ import (
 // profiles of its two hottest Go processes.
 func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResult, idle *cost) {
 	b.WriteString("\n## Where each operation's CPU goes\n\n")
-	b.WriteString("CPU time of each process over a scenario's timed phase (loadgen `-sync`), from `/proc/<pid>/stat` (utime + stime, 10 ms resolution), divided by the operations; " +
+	b.WriteString("CPU time of each process over a scenario's timed phase (loadgen `-sync`), from `/proc/<pid>/stat` (utime + stime, 10 ms resolution), divided by the operations (those that failed too, whose number follows theirs; the budget table above divides by those that succeeded); " +
 		"the window goes on after the last operation until the stack has finished what the operations left behind (outbox relays, consumers, emails: until the stack uses < 5 % of a core over 400 ms, at most four minutes — a scenario whose stack was still busy then says so). Before its timed phase begins, each scenario waits, untimed, until the stack is quiet the same way, so that it never pays for its setup's or an earlier scenario's work. " +
 		"The stack's processes are found by the stack id in their environment, PostgreSQL's backends by their title (`postgres: … <database> …`); a process that starts counts from its start, one that exits up to its last sample (every 200 ms). " +
 		"Commits are `pg_stat_database.xact_commit` of the database (read-only transactions count too), WAL bytes `pg_stat_wal.wal_bytes` (the whole server), read 11 s after the CPU window (an idle backend reports its counters after 10 s), less what the idle stack commits and writes in those seconds at the rate measured below. " +
@@ -37,6 +37,7 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 	type row struct {
 		title, name string
 		ops         int64
+		failed      int64
 		units       int
 		c           *cost
 		profiles    map[string]string
@@ -46,7 +47,7 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 	var rows []row
 	for _, r := range runs {
 		if r.Result != nil && r.Cost != nil && r.Result.Operations > 0 {
-			rows = append(rows, row{r.Title, r.Name, int64(r.Result.Operations), max(r.Result.Units, 1), r.Cost, r.Profiles, r.KfakeShare, r.KfakeMeasured})
+			rows = append(rows, row{r.Title, r.Name, int64(r.Result.Operations), r.Result.Failed, max(r.Result.Units, 1), r.Cost, r.Profiles, r.KfakeShare, r.KfakeMeasured})
 		}
 	}
 	if pg != nil && pg.Cost != nil && pg.Txns > 0 {
@@ -62,7 +63,11 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		if r.units > 1 {
 			perUnit = fmt.Sprintf("%.1f", us(total, r.ops*int64(r.units)))
 		}
-		fmt.Fprintf(b, "| %s | %d | %.0f | %s | %.0f | %.2f | %.0f | %s |\n", r.title, r.ops, us(total, r.ops), perUnit,
+		ops := strconv.FormatInt(r.ops, 10)
+		if r.failed > 0 {
+			ops += fmt.Sprintf(" (%d failed)", r.failed)
+		}
+		fmt.Fprintf(b, "| %s | %s | %.0f | %s | %.0f | %.2f | %.0f | %s |\n", r.title, ops, us(total, r.ops), perUnit,
 			us(r.c.CPU[groupClient], r.ops), float64(r.c.Commits)/float64(r.ops), float64(r.c.WALBytes)/float64(r.ops), strings.Join(hot, ", "))
 	}
 	for _, r := range rows {
@@ -71,6 +76,9 @@ func renderCost(ctx context.Context, b *strings.Builder, runs []*run, pg *pgResu
 		fmt.Fprintf(b, "%d operations", r.ops)
 		if r.units > 1 {
 			fmt.Fprintf(b, " of %d units each", r.units)
+		}
+		if r.failed > 0 {
+			fmt.Fprintf(b, ", of which %d failed", r.failed)
 		}
 		fmt.Fprintf(b, "; window %.1f s", r.c.Window.Seconds())
 		if r.c.Settle > 0 {
