@@ -281,7 +281,10 @@ func measure(ctx context.Context, root, tmp string, stack *stackProc, idle *cost
 	prof := newProfiler(stack.pprofDir)
 	var m *meter
 	var err error
-	load := func(at phases) (*loadResult, error) { return loadgen(ctx, tmp, r.Args, at) }
+	// The client's own profile, written by loadgen over the same phase.
+	clientProfile := filepath.Join(root, "bin", "bench", r.Name, "loadgen.pprof")
+	_ = os.Remove(clientProfile) // an earlier run's
+	load := func(at phases) (*loadResult, error) { return loadgen(ctx, tmp, r.Args, at, clientProfile) }
 	if r.Do != nil {
 		load = func(at phases) (*loadResult, error) { return r.Do(ctx, at) }
 	}
@@ -304,6 +307,9 @@ func measure(ctx context.Context, root, tmp string, stack *stackProc, idle *cost
 	if err != nil {
 		r.Skipped = err.Error()
 		fmt.Fprintln(os.Stderr, "  ", err)
+	}
+	if _, err := os.Stat(clientProfile); err == nil && r.Profiles != nil {
+		r.Profiles["loadgen"] = clientProfile
 	}
 	// Read after the scenario, not in its end phase: go tool pprof is a
 	// process of its own, and nothing of the window should wait for it.
@@ -442,10 +448,10 @@ type phases struct {
 	end   func()
 }
 
-func loadgen(ctx context.Context, tmp string, args []string, at phases) (*loadResult, error) {
+func loadgen(ctx context.Context, tmp string, args []string, at phases, profile string) (*loadResult, error) {
 	jsonFile := filepath.Join(tmp, "result.json")
 	_ = os.Remove(jsonFile)
-	full := append([]string{args[0], "-q", "-sync", "-json", jsonFile}, args[1:]...)
+	full := append([]string{args[0], "-q", "-sync", "-json", jsonFile, "-cpuprofile", profile}, args[1:]...)
 	cmd := exec.CommandContext(ctx, filepath.Join(tmp, "loadgen"), full...)
 	// The stack's secrets: loadgen signs its tokens with the stack's
 	// jwt-private-key (a -secrets flag in args still wins).

@@ -184,6 +184,7 @@ func main() {
 		quiet    = flag.Bool("q", false, "no progress bar")
 		secrets  = flag.String("secrets", envOr("SECRETS_DIR", "bin/run/secrets"), "the local stack's secrets (webhook signing)")
 		syncIO   = flag.Bool("sync", false, "hand-shake the timed phase on stdin/stdout (make bench samples CPU and profiles exactly over it)")
+		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of loadgen itself over the timed phase to this file (make bench: bin/bench/<scenario>/loadgen.pprof)")
 		rate     = flag.Float64("rate", 0, "offer this many operations per second, open loop: each is due on a fixed schedule and its latency counts from then, however late a worker takes it (0: closed loop, each worker starts the next when its last one ends); -c is the most in flight")
 	)
 	flag.Usage = func() {
@@ -231,6 +232,12 @@ func main() {
 	if *syncIO {
 		o.Sync = handshake(os.Stdin, os.Stdout)
 		out = os.Stderr // stdout carries only the hand-shake
+	}
+	if *cpuProf != "" {
+		if o.Sync == nil {
+			o.Sync = func(string) {}
+		}
+		o.Sync = profiled(o.Sync, *cpuProf)
 	}
 	res, err := run(ctx, sc, url, signer, o, !*quiet)
 	if err != nil {
