@@ -15,3 +15,8 @@ const VacuumEvery = vacuumEvery
 
 // Vacuumed waits for p's vacuums under way, if any; no pass may run meanwhile.
 func Vacuumed(p *Publisher) { p.vacuums.Wait() }
+
+// NewPassProducer is the publisher's producer, for the tests.
+func NewPassProducer(brokers []string) (*passProducer, error) {
+	return newPassProducer(brokers, ProducerConfig())
+}

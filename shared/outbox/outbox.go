@@ -17,8 +17,10 @@
 //
 // Records are CloudEvents in structured mode: the value is the JSON
 // envelope, header content-type: application/cloudevents+json, key = the
-// aggregate id that needs ordering. The producer is sarama's idempotent
-// producer (acks=all), so its own retries do not duplicate records.
+// aggregate id that needs ordering. A pass goes to Kafka as one Produce
+// request per leader broker (acks=all; passProducer), partitioned as
+// sarama's producer partitions by key; a pass that fails is sent again by
+// the next, and consumers apply each event id once.
 package outbox
 
 import (
@@ -320,7 +322,7 @@ type Publisher struct {
 	Auth kafkaauth.Config
 
 	pass     sync.Mutex // one pass at a time in this process
-	producer sarama.SyncProducer
+	producer *passProducer
 
 	kick chan struct{}
 	// kicks counts Kick's calls. A pass that starts after a Kick sees
@@ -709,7 +711,7 @@ func (p *Publisher) recordFailure(ctx context.Context, conn *pgxpool.Conn, ids [
 	return cause
 }
 
-func (p *Publisher) getProducer() (sarama.SyncProducer, error) {
+func (p *Publisher) getProducer() (*passProducer, error) {
 	if p.producer != nil {
 		return p.producer, nil
 	}
@@ -717,7 +719,7 @@ func (p *Publisher) getProducer() (sarama.SyncProducer, error) {
 	if err := p.Auth.Apply(cfg); err != nil {
 		return nil, err
 	}
-	prod, err := sarama.NewSyncProducer(p.brokers, cfg)
+	prod, err := newPassProducer(p.brokers, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Kafka %v: %w", p.brokers, err)
 	}

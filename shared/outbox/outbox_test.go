@@ -27,6 +27,12 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func write(t *testing.T, pool *pgxpool.Pool, source string, n int) []string {
 	t.Helper()
+	return writeTo(t, pool, source, events.TopicTransaction, n)
+}
+
+// writeTo commits n events of source bound for topic to the outbox.
+func writeTo(t *testing.T, pool *pgxpool.Pool, source, topic string, n int) []string {
+	t.Helper()
 	var ids []string
 	err := postgres.Tx(context.Background(), pool, func(tx pgx.Tx) error {
 		var msgs []outbox.Message
@@ -36,7 +42,7 @@ func write(t *testing.T, pool *pgxpool.Pool, source string, n int) []string {
 			if err != nil {
 				return err
 			}
-			msgs = append(msgs, outbox.Message{Topic: events.TopicTransaction, Key: acct, Event: ev})
+			msgs = append(msgs, outbox.Message{Topic: topic, Key: acct, Event: ev})
 			ids = append(ids, ev.ID())
 		}
 		return outbox.Add(context.Background(), tx, source, msgs...)
@@ -48,10 +54,10 @@ func write(t *testing.T, pool *pgxpool.Pool, source string, n int) []string {
 }
 
 // consume reads records from topic until want ids arrived or the deadline.
-func consume(t *testing.T, brokers []string, topic string, want int) []*kgo.Record {
+func consume(t *testing.T, brokers []string, topic string, want int, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
