@@ -734,8 +734,10 @@ func (p *Publisher) resetProducer() {
 	}
 }
 
-// ProducerConfig is the sarama configuration of every billfn producer:
-// idempotent (acks=all, one in-flight request per broker), short timeouts so
+// ProducerConfig is the sarama configuration of billfn's producers (the
+// outbox's passProducer, the kafka-trigger's dead-letter producer):
+// acks=all, idempotent where sarama's producer sends (one in-flight request
+// per broker; passProducer retries nothing itself), short timeouts so
 // an outage fails a pass quickly instead of stalling it, and no compression:
 // an event is a kilobyte or two of JSON, and snappy cost the producing
 // function an encoding and every consumer group a decoding of each batch
