@@ -24,7 +24,9 @@
 // delivery from a forged one, whoever produced the record.
 //
 // Records of one partition are delivered one after another; partitions in
-// parallel. A 2xx commits the offset. 5xx, 404, 408, 409, 425, 429, timeouts
+// parallel, but a function that takes batches gets those of every
+// partition of a topic in one batch, one batch at a time. A 2xx commits
+// the offset. 5xx, 404, 408, 409, 425, 429, timeouts
 // and connection errors are retried with exponential backoff (honouring
 // Retry-After) until the function takes the record, the records behind it
 // waiting, so a key's events are applied in the order written (or, with

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -943,5 +944,98 @@ func TestARecordWhoseHeadersCannotBeSentIsDeadLetteredNotRetriedForever(t *testi
 			}
 			waitFor(t, "the record behind it", 10*time.Second, good.Load)
 		})
+	}
+}
+
+// A function that takes batches gets one request for the records of every
+// partition of a topic this trigger owns that arrived within its
+// batch-wait, not one per partition (each request costs the function a
+// transaction and the gateway and trigger a hop), with each partition's
+// records in their order, and X-Kafka-Offsets saying where they came from.
+func TestABatchGathersTheRecordsOfEveryPartitionOfItsTopic(t *testing.T) {
+	// Records that arrive within the batch-wait, and a backlog older than
+	// it: the batch takes then what is already there, which must be every
+	// partition's, not a record of each.
+	// (The backlog's first batches may leave out the partitions whose
+	// claims the session has not started yet: a few requests, not one
+	// for each partition or less.)
+	t.Run("within the wait", func(t *testing.T) { testABatchGathersEveryPartition(t, "1s", 0, 2) })
+	t.Run("a backlog", func(t *testing.T) { testABatchGathersEveryPartition(t, "100ms", 300*time.Millisecond, 4) })
+}
+
+func testABatchGathersEveryPartition(t *testing.T, wait string, age time.Duration, most int) {
+	brokers := kafka(t)
+	const keys, each = 24, 3
+	var msgs []*sarama.ProducerMessage
+	for i := range each {
+		for k := range keys {
+			m, _ := structured(t, events.TopicBilling, fmt.Sprintf("acct_%d", k), map[string]int{"k": k, "n": i})
+			msgs = append(msgs, m)
+		}
+	}
+	produce(t, brokers, msgs...) // all there before the trigger starts
+	time.Sleep(age)
+	partitions := map[int32]bool{}
+	for _, m := range msgs {
+		partitions[m.Partition] = true
+	}
+	if len(partitions) < 4 {
+		t.Fatalf("the records went to %d partitions: the test shows nothing", len(partitions))
+	}
+	var (
+		mu      sync.Mutex
+		next    = map[int]int{} // key → the n due next
+		got     int
+		offsets []string
+	)
+	startStack(t, brokers, []fn{{name: "report",
+		annotations: map[string]string{"topic": events.TopicBilling, stackfile.AnnotationBatch: "100", stackfile.AnnotationBatchWait: wait},
+		handler: verified(t, "report", func(w http.ResponseWriter, r *http.Request) {
+			evs, err := events.Parse(r, mustRead(r))
+			if err != nil {
+				problem.Write(w, r, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if topic := r.Header.Get("X-Topic"); topic != events.TopicBilling {
+				t.Errorf("X-Topic %q", topic)
+			}
+			o := r.Header.Get("X-Kafka-Offsets")
+			if !strings.Contains(o, ":") { // one partition's: first-last, or one record's
+				o = r.Header.Get("X-Kafka-Partition") + ":" + cmp.Or(o, r.Header.Get("X-Kafka-Offset")+"-"+r.Header.Get("X-Kafka-Offset"))
+			}
+			offsets = append(offsets, o)
+			for _, ev := range evs {
+				var d struct{ K, N int }
+				_ = json.Unmarshal(ev.Data(), &d)
+				if next[d.K] != d.N {
+					t.Errorf("key %d: record %d arrived where %d was due", d.K, d.N, next[d.K])
+				}
+				next[d.K] = d.N + 1
+				got++
+			}
+		})}}, nil)
+	waitFor(t, "every record", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return got == keys*each })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(offsets) > most {
+		t.Fatalf("%d records of %d partitions came in %d requests (X-Kafka-Offsets %q): want at most %d",
+			keys*each, len(partitions), len(offsets), offsets, most)
+	}
+	// Every partition's range, partition:first-last, once in all.
+	seen := map[int32]bool{}
+	for _, o := range offsets {
+		for _, r := range strings.Split(o, ",") {
+			var p int32
+			var first, last int64
+			if _, err := fmt.Sscanf(r, "%d:%d-%d", &p, &first, &last); err != nil || first > last || seen[p] {
+				t.Fatalf("X-Kafka-Offsets %q: range %q", o, r)
+			}
+			seen[p] = true
+		}
+	}
+	if len(seen) != len(partitions) {
+		t.Errorf("X-Kafka-Offsets %q name %d partitions, the records are in %d", offsets, len(seen), len(partitions))
 	}
 }
