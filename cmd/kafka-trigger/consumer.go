@@ -197,7 +197,8 @@ func (h *handler) Cleanup(sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// ConsumeClaim delivers one partition's records in order. An offset is
+// ConsumeClaim delivers one partition's records in order (or forwards
+// them, in order, to its topic's merger, which does). An offset is
 // marked (and so committed) only once its record was delivered or
 // dead-lettered; when the session ends first, the record stays uncommitted
 // and is delivered again by whoever owns the partition next.

@@ -47,27 +47,10 @@ func newPassProducer(brokers []string, conf *sarama.Config) (*passProducer, erro
 
 func (p *passProducer) Close() error { return p.client.Close() }
 
-// produceVersion is the Produce request version of conf's Kafka version,
-// as sarama's producer picks it (produceSet.buildRequest): record batches
-// (v2 format) from 3 on.
-func produceVersion(v sarama.KafkaVersion) int16 {
-	switch {
-	case v.IsAtLeast(sarama.V3_7_0_0):
-		return 10
-	case v.IsAtLeast(sarama.V2_8_0_0):
-		return 9
-	case v.IsAtLeast(sarama.V2_4_0_0):
-		return 8
-	case v.IsAtLeast(sarama.V2_1_0_0):
-		return 7
-	case v.IsAtLeast(sarama.V2_0_0_0):
-		return 6
-	case v.IsAtLeast(sarama.V1_0_0_0):
-		return 5
-	default:
-		return 3
-	}
-}
+// produceVersion is the Produce request version sent: 9, the one
+// sarama's producer sends for ProducerConfig's Kafka version (3.6; 9 is
+// understood from Kafka 2.8 on), record batches in the v2 format.
+const produceVersion = 9
 
 type partitionKey struct {
 	topic     string
@@ -207,7 +190,7 @@ func (p *passProducer) place(m *sarama.ProducerMessage, byLeader map[int32]*lead
 	if lr == nil {
 		lr = &leaderRequest{broker: leader, batches: map[partitionKey]*sarama.RecordBatch{},
 			msgs: map[partitionKey][]*sarama.ProducerMessage{},
-			req: &sarama.ProduceRequest{Version: produceVersion(p.conf.Version), RequiredAcks: p.conf.Producer.RequiredAcks,
+			req: &sarama.ProduceRequest{Version: produceVersion, RequiredAcks: p.conf.Producer.RequiredAcks,
 				Timeout: int32(p.conf.Producer.Timeout / time.Millisecond)}}
 		byLeader[leader.ID()] = lr
 	}
