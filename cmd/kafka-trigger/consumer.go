@@ -104,7 +104,11 @@ const maxFetchWait = 500 * time.Millisecond
 // most w in all. Not less than w: a fetch that finds nothing costs the
 // trigger and the broker about as much as one that brings records, so
 // an idle trigger polls each such function 1/w times a second (w/2 doubled
-// the idle stack's CPU in make bench, 2026-12-03).
+// the idle stack's CPU in make bench, 2026-12-03). So a long wait also
+// brings a function its records in clumps of up to maxFetchWait's worth,
+// a burst that delays the requests of every process sharing its cores:
+// aggregate-report's 1 s did until 2026-12-08 (docs/platform.md,
+// Batching), and every function now asks for 100 ms.
 func fetchWait(w time.Duration) (minBytes int32, maxWait time.Duration) {
 	if w <= 0 {
 		return 1, 500 * time.Millisecond
